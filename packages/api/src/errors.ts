@@ -1,0 +1,145 @@
+// etcd's errors, byte-exact: clients (etcdctl, clientv3, python etcd3) match on these
+// strings and codes. Source: etcd api/v3rpc/rpctypes/error.go. Every error this project
+// returns to a client comes from this table; handlers never build messages of their own.
+import { status as GrpcStatus } from "@grpc/grpc-js";
+
+const { INVALID_ARGUMENT, OUT_OF_RANGE, RESOURCE_EXHAUSTED, NOT_FOUND, FAILED_PRECONDITION } = GrpcStatus;
+const { PERMISSION_DENIED, UNAUTHENTICATED, UNAVAILABLE, DATA_LOSS, CANCELLED, DEADLINE_EXCEEDED } =
+  GrpcStatus;
+
+export const ETCD_ERRORS = {
+  EmptyKey: [INVALID_ARGUMENT, "etcdserver: key is not provided"],
+  KeyNotFound: [INVALID_ARGUMENT, "etcdserver: key not found"],
+  ValueProvided: [INVALID_ARGUMENT, "etcdserver: value is provided"],
+  LeaseProvided: [INVALID_ARGUMENT, "etcdserver: lease is provided"],
+  TooManyOps: [INVALID_ARGUMENT, "etcdserver: too many operations in txn request"],
+  DuplicateKey: [INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request"],
+  InvalidSortOption: [INVALID_ARGUMENT, "etcdserver: invalid sort option"],
+  RequestTooLarge: [INVALID_ARGUMENT, "etcdserver: request is too large"],
+  AuthFailed: [INVALID_ARGUMENT, "etcdserver: authentication failed, invalid user ID or password"],
+  UserEmpty: [INVALID_ARGUMENT, "etcdserver: user name is empty"],
+  RoleEmpty: [INVALID_ARGUMENT, "etcdserver: role name is empty"],
+  PermissionNotGiven: [INVALID_ARGUMENT, "etcdserver: permission not given"],
+  AuthOldRevision: [INVALID_ARGUMENT, "etcdserver: revision of auth store is old"],
+  MemberBadURLs: [INVALID_ARGUMENT, "etcdserver: given member URLs are invalid"],
+  NoSpace: [RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded"],
+  TooManyRequests: [RESOURCE_EXHAUSTED, "etcdserver: too many requests"],
+  Compacted: [OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted"],
+  FutureRev: [OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision"],
+  LeaseTTLTooLarge: [OUT_OF_RANGE, "etcdserver: too large lease TTL"],
+  LeaseNotFound: [NOT_FOUND, "etcdserver: requested lease not found"],
+  MemberNotFound: [NOT_FOUND, "etcdserver: member not found"],
+  LeaseExist: [FAILED_PRECONDITION, "etcdserver: lease already exists"],
+  MemberExist: [FAILED_PRECONDITION, "etcdserver: member ID already exist"],
+  PeerURLExist: [FAILED_PRECONDITION, "etcdserver: Peer URLs already exists"],
+  MemberNotEnoughStarted: [
+    FAILED_PRECONDITION,
+    "etcdserver: re-configuration failed due to not enough started members",
+  ],
+  MemberNotLearner: [FAILED_PRECONDITION, "etcdserver: can only promote a learner member"],
+  LearnerNotReady: [
+    FAILED_PRECONDITION,
+    "etcdserver: can only promote a learner member which is in sync with leader",
+  ],
+  TooManyLearners: [FAILED_PRECONDITION, "etcdserver: too many learner members in cluster"],
+  ClusterIdMismatch: [FAILED_PRECONDITION, "etcdserver: cluster ID mismatch"],
+  RootUserNotExist: [FAILED_PRECONDITION, "etcdserver: root user does not exist"],
+  RootRoleNotExist: [FAILED_PRECONDITION, "etcdserver: root user does not have root role"],
+  UserAlreadyExist: [FAILED_PRECONDITION, "etcdserver: user name already exists"],
+  UserNotFound: [FAILED_PRECONDITION, "etcdserver: user name not found"],
+  RoleAlreadyExist: [FAILED_PRECONDITION, "etcdserver: role name already exists"],
+  RoleNotFound: [FAILED_PRECONDITION, "etcdserver: role name not found"],
+  RoleNotGranted: [FAILED_PRECONDITION, "etcdserver: role is not granted to the user"],
+  PermissionNotGranted: [FAILED_PRECONDITION, "etcdserver: permission is not granted to the role"],
+  AuthNotEnabled: [FAILED_PRECONDITION, "etcdserver: authentication is not enabled"],
+  NotLeader: [FAILED_PRECONDITION, "etcdserver: not leader"],
+  NotCapable: [FAILED_PRECONDITION, "etcdserver: not capable"],
+  LearnerNotSupported: [FAILED_PRECONDITION, "etcdserver: rpc not supported for learner"],
+  BadLeaderTransferee: [FAILED_PRECONDITION, "etcdserver: bad leader transferee"],
+  PermissionDenied: [PERMISSION_DENIED, "etcdserver: permission denied"],
+  InvalidAuthToken: [UNAUTHENTICATED, "etcdserver: invalid auth token"],
+  NoLeader: [UNAVAILABLE, "etcdserver: no leader"],
+  LeaderChanged: [UNAVAILABLE, "etcdserver: leader changed"],
+  Stopped: [UNAVAILABLE, "etcdserver: server stopped"],
+  Timeout: [UNAVAILABLE, "etcdserver: request timed out"],
+  TimeoutDueToLeaderFail: [
+    UNAVAILABLE,
+    "etcdserver: request timed out, possibly due to previous leader failure",
+  ],
+  TimeoutDueToConnectionLost: [UNAVAILABLE, "etcdserver: request timed out, possibly due to connection lost"],
+  TimeoutWaitAppliedIndex: [
+    UNAVAILABLE,
+    "etcdserver: request timed out, waiting for the applied index took too long",
+  ],
+  Unhealthy: [UNAVAILABLE, "etcdserver: unhealthy cluster"],
+  Corrupt: [DATA_LOSS, "etcdserver: corrupt cluster"],
+  WatchCanceled: [CANCELLED, "etcdserver: watch canceled"],
+  RequestCanceled: [CANCELLED, "etcdserver: request canceled"],
+  DeadlineExceeded: [DEADLINE_EXCEEDED, "etcdserver: context deadline exceeded"],
+} as const satisfies Record<string, readonly [GrpcStatus, string]>;
+
+export type EtcdErrorKind = keyof typeof ETCD_ERRORS;
+
+/**
+ * An error a client sees as etcd would send it. Shaped like grpc-js's StatusObject
+ * (`code`, `details`) so a handler can pass it straight to its callback.
+ */
+export class EtcdError extends Error {
+  readonly code: GrpcStatus;
+  readonly details: string;
+
+  constructor(readonly kind: EtcdErrorKind) {
+    const [code, message] = ETCD_ERRORS[kind];
+    super(message);
+    this.name = "EtcdError";
+    this.code = code;
+    this.details = message;
+  }
+}
+
+export function isEtcdError(err: unknown, kind?: EtcdErrorKind): err is EtcdError {
+  return err instanceof EtcdError && (kind === undefined || err.kind === kind);
+}
+
+const BY_MESSAGE = new Map<string, EtcdErrorKind>(
+  (Object.keys(ETCD_ERRORS) as EtcdErrorKind[]).map((kind) => [ETCD_ERRORS[kind][1], kind]),
+);
+
+/** Recognises an etcd error that crossed a gRPC hop (a member's answer relayed by the gateway). */
+export function etcdErrorFromMessage(message: string): EtcdError | undefined {
+  const kind = BY_MESSAGE.get(message);
+  return kind === undefined ? undefined : new EtcdError(kind);
+}
+
+/** The HTTP status grpc-gateway gives a gRPC code (etcd's JSON gateway answers with these). */
+export function httpStatusForGrpcCode(code: GrpcStatus): number {
+  switch (code) {
+    case GrpcStatus.OK:
+      return 200;
+    case GrpcStatus.CANCELLED:
+      return 499;
+    case GrpcStatus.INVALID_ARGUMENT:
+    case GrpcStatus.FAILED_PRECONDITION:
+    case GrpcStatus.OUT_OF_RANGE:
+      return 400;
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return 504;
+    case GrpcStatus.NOT_FOUND:
+      return 404;
+    case GrpcStatus.ALREADY_EXISTS:
+    case GrpcStatus.ABORTED:
+      return 409;
+    case GrpcStatus.PERMISSION_DENIED:
+      return 403;
+    case GrpcStatus.UNAUTHENTICATED:
+      return 401;
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return 429;
+    case GrpcStatus.UNIMPLEMENTED:
+      return 501;
+    case GrpcStatus.UNAVAILABLE:
+      return 503;
+    default:
+      return 500;
+  }
+}
