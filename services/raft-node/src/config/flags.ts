@@ -1,0 +1,254 @@
+// A member is configured like an etcd member: the same flag names, the same ETCD_* environment
+// variables, the same defaults (etcd 3.4, embed/config.go), so scripts written for etcd start it
+// unchanged. Parsing follows Go's `flag` package, which etcd uses: `-f v`, `--f v`, `--f=v`, and
+// booleans only as `--f` or `--f=false`.
+
+export type FlagKind = "string" | "int" | "bool" | "urls";
+
+interface FlagSpec {
+  kind: FlagKind;
+  default: string;
+  /** Accepted for compatibility; using it with a non-default value is refused until it is implemented. */
+  unsupported?: boolean;
+}
+
+const MIB = 1024 * 1024;
+
+export const FLAGS = {
+  name: { kind: "string", default: "default" },
+  "data-dir": { kind: "string", default: "" },
+  "wal-dir": { kind: "string", default: "" },
+  "listen-client-urls": { kind: "urls", default: "http://localhost:2379" },
+  "advertise-client-urls": { kind: "urls", default: "http://localhost:2379" },
+  "listen-peer-urls": { kind: "urls", default: "http://localhost:2380" },
+  "initial-advertise-peer-urls": { kind: "urls", default: "http://localhost:2380" },
+  "listen-metrics-urls": { kind: "urls", default: "" },
+  "initial-cluster": { kind: "string", default: "" },
+  "initial-cluster-state": { kind: "string", default: "new" },
+  "initial-cluster-token": { kind: "string", default: "etcd-cluster" },
+  "heartbeat-interval": { kind: "int", default: "100" },
+  "election-timeout": { kind: "int", default: "1000" },
+  "quota-backend-bytes": { kind: "int", default: "0" },
+  "snapshot-count": { kind: "int", default: "100000" },
+  "max-txn-ops": { kind: "int", default: "128" },
+  "max-request-bytes": { kind: "int", default: String(1.5 * MIB) },
+  "max-concurrent-streams": { kind: "int", default: "4294967295" },
+  "max-learners": { kind: "int", default: "1" },
+  "strict-reconfig-check": { kind: "bool", default: "true" },
+  "force-new-cluster": { kind: "bool", default: "false", unsupported: true },
+  "enable-v2": { kind: "bool", default: "false" },
+  "auto-compaction-retention": { kind: "string", default: "0" },
+  "auto-compaction-mode": { kind: "string", default: "periodic" },
+  "auth-token": { kind: "string", default: "simple" },
+  "experimental-enable-lease-checkpoint": { kind: "bool", default: "false" },
+  "experimental-initial-corrupt-check": { kind: "bool", default: "false" },
+  "log-level": { kind: "string", default: "info" },
+  logger: { kind: "string", default: "capnslog" },
+  "log-outputs": { kind: "string", default: "default" },
+  "config-file": { kind: "string", default: "", unsupported: true },
+  "auto-tls": { kind: "bool", default: "false", unsupported: true },
+  "peer-auto-tls": { kind: "bool", default: "false", unsupported: true },
+  "cert-file": { kind: "string", default: "", unsupported: true },
+  "key-file": { kind: "string", default: "", unsupported: true },
+  "trusted-ca-file": { kind: "string", default: "", unsupported: true },
+  "client-cert-auth": { kind: "bool", default: "false", unsupported: true },
+  "peer-cert-file": { kind: "string", default: "", unsupported: true },
+  "peer-key-file": { kind: "string", default: "", unsupported: true },
+  "peer-trusted-ca-file": { kind: "string", default: "", unsupported: true },
+  "peer-client-cert-auth": { kind: "bool", default: "false", unsupported: true },
+} as const satisfies Record<string, FlagSpec>;
+
+export type FlagName = keyof typeof FLAGS;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Raw values as strings, after flags, then environment, then defaults. */
+export type FlagValues = Record<FlagName, string>;
+
+function isFlagName(name: string): name is FlagName {
+  return Object.hasOwn(FLAGS, name);
+}
+
+function envName(flag: FlagName): string {
+  return `ETCD_${flag.toUpperCase().replaceAll("-", "_")}`;
+}
+
+/**
+ * Reads flags first, then ETCD_* variables for flags not given, then defaults. As in etcd, a
+ * variable for a flag also given on the command line is ignored, and an unknown flag is an error.
+ */
+export function parseFlags(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): FlagValues {
+  const given = new Map<FlagName, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith("-") || arg === "-" || arg === "--") {
+      throw new ConfigError(`'${arg}' is not a valid flag`);
+    }
+    const body = arg.replace(/^--?/, "");
+    const eq = body.indexOf("=");
+    const name = eq === -1 ? body : body.slice(0, eq);
+    if (!isFlagName(name)) throw new ConfigError(`flag provided but not defined: -${name}`);
+    const spec: FlagSpec = FLAGS[name];
+    let value: string;
+    if (eq !== -1) value = body.slice(eq + 1);
+    else if (spec.kind === "bool") value = "true";
+    else {
+      if (i + 1 >= argv.length) throw new ConfigError(`flag needs an argument: -${name}`);
+      value = argv[++i];
+    }
+    given.set(name, value);
+  }
+  const values = {} as FlagValues;
+  for (const name of Object.keys(FLAGS) as FlagName[]) {
+    values[name] = given.get(name) ?? env[envName(name)] ?? FLAGS[name].default;
+  }
+  return values;
+}
+
+export interface MemberConfig {
+  name: string;
+  dataDir: string;
+  walDir: string;
+  listenClientUrls: URL[];
+  advertiseClientUrls: URL[];
+  listenPeerUrls: URL[];
+  initialAdvertisePeerUrls: URL[];
+  listenMetricsUrls: URL[];
+  /** Member name -> its peer URLs, in the order given. */
+  initialCluster: Map<string, URL[]>;
+  initialClusterState: "new" | "existing";
+  initialClusterToken: string;
+  heartbeatMs: number;
+  electionMs: number;
+  /** Bytes; etcd's 0 means the 2 GiB default. */
+  quotaBackendBytes: number;
+  snapshotCount: number;
+  maxTxnOps: number;
+  maxRequestBytes: number;
+  maxConcurrentStreams: number;
+  maxLearners: number;
+  strictReconfigCheck: boolean;
+  leaseCheckpoint: boolean;
+  authToken: string;
+  logLevel: string;
+}
+
+export const DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024 * MIB;
+/** etcd refuses quotas above this (embed: "quota-backend-bytes exceeds maximum"). */
+export const MAX_QUOTA_BACKEND_BYTES = 8 * 1024 * MIB;
+
+function parseUrls(flag: FlagName, value: string): URL[] {
+  if (value === "") return [];
+  return value.split(",").map((raw) => {
+    let url: URL;
+    try {
+      url = new URL(raw.trim());
+    } catch {
+      throw new ConfigError(`--${flag}: invalid URL "${raw}"`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:" && url.protocol !== "unix:") {
+      throw new ConfigError(`--${flag}: URL scheme must be http, https or unix: "${raw}"`);
+    }
+    return url;
+  });
+}
+
+function parseInt64(flag: FlagName, value: string): number {
+  if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(`--${flag}: invalid integer "${value}"`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new ConfigError(`--${flag}: integer out of range "${value}"`);
+  return n;
+}
+
+function parseBool(flag: FlagName, value: string): boolean {
+  // Go's strconv.ParseBool.
+  if (["1", "t", "T", "true", "TRUE", "True"].includes(value)) return true;
+  if (["0", "f", "F", "false", "FALSE", "False"].includes(value)) return false;
+  throw new ConfigError(`--${flag}: invalid boolean "${value}"`);
+}
+
+/** `a=http://h:1,a=http://h:2,b=http://h:3` -> {a: [h:1, h:2], b: [h:3]} */
+export function parseInitialCluster(value: string): Map<string, URL[]> {
+  const cluster = new Map<string, URL[]>();
+  if (value.trim() === "") return cluster;
+  for (const part of value.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--initial-cluster: expected name=url, got "${part}"`);
+    const name = part.slice(0, eq).trim();
+    const urls = cluster.get(name) ?? [];
+    urls.push(...parseUrls("initial-cluster", part.slice(eq + 1)));
+    cluster.set(name, urls);
+  }
+  return cluster;
+}
+
+export function memberConfig(values: FlagValues): MemberConfig {
+  for (const name of Object.keys(FLAGS) as FlagName[]) {
+    const spec: FlagSpec = FLAGS[name];
+    if (spec.kind === "bool") parseBool(name, values[name]);
+    if (spec.unsupported && values[name] !== spec.default) {
+      throw new ConfigError(`--${name} is not supported yet`);
+    }
+  }
+  const name = values.name;
+  const initialAdvertisePeerUrls = parseUrls(
+    "initial-advertise-peer-urls",
+    values["initial-advertise-peer-urls"],
+  );
+  // etcd: with no --initial-cluster, the cluster is this member alone.
+  const initialCluster =
+    values["initial-cluster"] === ""
+      ? new Map([[name, initialAdvertisePeerUrls]])
+      : parseInitialCluster(values["initial-cluster"]);
+  const state = values["initial-cluster-state"];
+  if (state !== "new" && state !== "existing") {
+    throw new ConfigError(`--initial-cluster-state: must be "new" or "existing", got "${state}"`);
+  }
+  const heartbeatMs = parseInt64("heartbeat-interval", values["heartbeat-interval"]);
+  const electionMs = parseInt64("election-timeout", values["election-timeout"]);
+  if (heartbeatMs <= 0) throw new ConfigError("--heartbeat-interval must be positive");
+  // etcd's check (embed.Config.Validate): election timeout must be at least 5x the heartbeat.
+  if (5 * heartbeatMs > electionMs) {
+    throw new ConfigError(
+      `--election-timeout[${electionMs}ms] should be at least as 5 times as --heartbeat-interval[${heartbeatMs}ms]`,
+    );
+  }
+  const quotaBackendBytes = parseInt64("quota-backend-bytes", values["quota-backend-bytes"]);
+  if (quotaBackendBytes < 0 || quotaBackendBytes > MAX_QUOTA_BACKEND_BYTES) {
+    throw new ConfigError(`--quota-backend-bytes must be between 0 and ${MAX_QUOTA_BACKEND_BYTES}`);
+  }
+  const dataDir = values["data-dir"] === "" ? `${name}.etcd` : values["data-dir"];
+  return {
+    name,
+    dataDir,
+    walDir: values["wal-dir"],
+    listenClientUrls: parseUrls("listen-client-urls", values["listen-client-urls"]),
+    advertiseClientUrls: parseUrls("advertise-client-urls", values["advertise-client-urls"]),
+    listenPeerUrls: parseUrls("listen-peer-urls", values["listen-peer-urls"]),
+    initialAdvertisePeerUrls,
+    listenMetricsUrls: parseUrls("listen-metrics-urls", values["listen-metrics-urls"]),
+    initialCluster,
+    initialClusterState: state,
+    initialClusterToken: values["initial-cluster-token"],
+    heartbeatMs,
+    electionMs,
+    quotaBackendBytes: quotaBackendBytes === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quotaBackendBytes,
+    snapshotCount: parseInt64("snapshot-count", values["snapshot-count"]),
+    maxTxnOps: parseInt64("max-txn-ops", values["max-txn-ops"]),
+    maxRequestBytes: parseInt64("max-request-bytes", values["max-request-bytes"]),
+    maxConcurrentStreams: parseInt64("max-concurrent-streams", values["max-concurrent-streams"]),
+    maxLearners: parseInt64("max-learners", values["max-learners"]),
+    strictReconfigCheck: parseBool("strict-reconfig-check", values["strict-reconfig-check"]),
+    leaseCheckpoint: parseBool(
+      "experimental-enable-lease-checkpoint",
+      values["experimental-enable-lease-checkpoint"],
+    ),
+    authToken: values["auth-token"],
+    logLevel: values["log-level"],
+  };
+}
