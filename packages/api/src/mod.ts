@@ -1,1 +1,24 @@
+// The etcd v3 API as code: one namespace per proto package, named as etcd names them, so
+// server code reads like etcd's (`etcdserverpb.RangeRequest`, `mvccpb.KeyValue`,
+// `server.addService(etcdserverpb.KVService, ...)`). Each namespace holds the message
+// types and codecs, the enums, and for services the grpc-js definition (`KVService`),
+// the server interface (`KVServer`) and the client class (`KVClient`).
+
 export * from "./errors.js";
+export * as authpb from "./gen/authpb/auth.js";
+export * as etcdserverpb from "./gen/etcdserverpb/rpc.js";
+export { HTTP_ROUTES, type HttpRoute } from "./gen/http-routes.js";
+/** The member-to-member transport (proto/internal/peer.proto); never exposed to clients. */
+export * as peer from "./gen/internal/peer.js";
+export * as mvccpb from "./gen/mvccpb/kv.js";
+export * as v3electionpb from "./gen/v3electionpb/v3election.js";
+export * as v3lockpb from "./gen/v3lockpb/v3lock.js";
+export {
+  fromEtcdJson,
+  type JsonEnumTable,
+  type JsonField,
+  JsonFormatError,
+  type JsonMessageTable,
+  type JsonScalarKind,
+  toEtcdJson,
+} from "./json-codec.js";
