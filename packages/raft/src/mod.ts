@@ -1,1 +1,8 @@
-export const x = 1;
+// The public surface of @etcd-ts/raft.
+export * from "./codec.js";
+export * from "./errors.js";
+export type { ProgressStatus, RaftConfig, Status } from "./raw-node.js";
+export { RawNode } from "./raw-node.js";
+export type { Storage } from "./storage.js";
+export { BOOTSTRAP_TERM, bootstrapEntries, bootstrapStorage, MemoryStorage } from "./storage.js";
+export * from "./types.js";

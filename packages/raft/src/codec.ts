@@ -1,0 +1,305 @@
+// Compact, versionless binary encodings of the Raft data for the WAL and the peer transport.
+// Integers are unsigned LEB128 varints (IDs, terms and indexes stay below 2^53); byte
+// strings are a varint length then the bytes. Fields come in a fixed order. Decoders
+// check every bound and tag and reject trailing bytes, so a torn or corrupt record is
+// an error, never a plausible-looking value. Decoded byte fields are views into the input
+// (no copy): callers must not reuse the input buffer afterwards.
+
+import { RaftError } from "./errors.js";
+import {
+  type ConfChange,
+  ConfChangeType,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type Message,
+  MessageType,
+  type Snapshot,
+  type SnapshotMetadata,
+} from "./types.js";
+
+const EMPTY = new Uint8Array(0);
+
+class Writer {
+  buf: Uint8Array;
+  pos = 0;
+
+  constructor(capacity: number) {
+    this.buf = new Uint8Array(capacity);
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.pos + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  // % and Math.floor rather than bit operators, which truncate to 32 bits.
+  uint(n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new RaftError(`cannot encode ${n}: not a safe unsigned integer`);
+    this.ensure(8);
+    const buf = this.buf;
+    let pos = this.pos;
+    while (n >= 0x80) {
+      buf[pos++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    buf[pos++] = n;
+    this.pos = pos;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.uint(b.length);
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  finish(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+class Reader {
+  private pos = 0;
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly what: string,
+  ) {}
+
+  uint(): number {
+    const buf = this.buf;
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      if (this.pos >= buf.length) throw new RaftError(`malformed ${this.what}: truncated varint`);
+      const b = buf[this.pos++];
+      result += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) {
+        if (!Number.isSafeInteger(result)) throw new RaftError(`malformed ${this.what}: integer too large`);
+        if (b === 0 && i > 0) throw new RaftError(`malformed ${this.what}: non-minimal varint`);
+        return result;
+      }
+      scale *= 0x80;
+    }
+    throw new RaftError(`malformed ${this.what}: varint too long`);
+  }
+
+  enumValue<T extends number>(max: number, name: string): T {
+    const v = this.uint();
+    if (v > max) throw new RaftError(`malformed ${this.what}: bad ${name} ${v}`);
+    return v as T;
+  }
+
+  bytes(): Uint8Array {
+    const n = this.uint();
+    if (n > this.buf.length - this.pos) throw new RaftError(`malformed ${this.what}: truncated bytes`);
+    if (n === 0) return EMPTY;
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  /** A count of items each at least one byte long: bounds allocation by the input size. */
+  count(): number {
+    const n = this.uint();
+    if (n > this.buf.length - this.pos)
+      throw new RaftError(`malformed ${this.what}: count ${n} exceeds input`);
+    return n;
+  }
+
+  end(): void {
+    if (this.pos !== this.buf.length) throw new RaftError(`malformed ${this.what}: trailing bytes`);
+  }
+}
+
+const MAX_ENTRY_TYPE = EntryType.ConfChange;
+const MAX_CONF_CHANGE_TYPE = ConfChangeType.AddLearnerNode;
+const MAX_MESSAGE_TYPE = MessageType.MsgPreVoteResp;
+
+function writeEntry(w: Writer, e: Entry): void {
+  w.uint(e.term);
+  w.uint(e.index);
+  w.uint(e.type);
+  w.bytes(e.data);
+}
+
+function readEntry(r: Reader): Entry {
+  const term = r.uint();
+  const index = r.uint();
+  const type = r.enumValue<EntryType>(MAX_ENTRY_TYPE, "entry type");
+  return { term, index, type, data: r.bytes() };
+}
+
+export function encodeEntry(e: Entry): Uint8Array {
+  const w = new Writer(e.data.length + 24);
+  writeEntry(w, e);
+  return w.finish();
+}
+
+export function decodeEntry(b: Uint8Array): Entry {
+  const r = new Reader(b, "entry");
+  const e = readEntry(r);
+  r.end();
+  return e;
+}
+
+export function encodeHardState(h: HardState): Uint8Array {
+  const w = new Writer(24);
+  w.uint(h.term);
+  w.uint(h.vote);
+  w.uint(h.commit);
+  return w.finish();
+}
+
+export function decodeHardState(b: Uint8Array): HardState {
+  const r = new Reader(b, "hard state");
+  const h = { term: r.uint(), vote: r.uint(), commit: r.uint() };
+  r.end();
+  return h;
+}
+
+export function encodeConfChange(c: ConfChange): Uint8Array {
+  const w = new Writer(c.context.length + 16);
+  w.uint(c.type);
+  w.uint(c.nodeId);
+  w.bytes(c.context);
+  return w.finish();
+}
+
+export function decodeConfChange(b: Uint8Array): ConfChange {
+  const r = new Reader(b, "conf change");
+  const type = r.enumValue<ConfChangeType>(MAX_CONF_CHANGE_TYPE, "conf change type");
+  const c = { type, nodeId: r.uint(), context: r.bytes() };
+  r.end();
+  return c;
+}
+
+function writeIds(w: Writer, ids: readonly number[]): void {
+  w.uint(ids.length);
+  for (let i = 0; i < ids.length; i++) w.uint(ids[i]);
+}
+
+function readIds(r: Reader): number[] {
+  const n = r.count();
+  const ids = new Array<number>(n);
+  for (let i = 0; i < n; i++) ids[i] = r.uint();
+  return ids;
+}
+
+function writeConfState(w: Writer, c: ConfState): void {
+  writeIds(w, c.voters);
+  writeIds(w, c.learners);
+}
+
+function readConfState(r: Reader): ConfState {
+  return { voters: readIds(r), learners: readIds(r) };
+}
+
+export function encodeConfState(c: ConfState): Uint8Array {
+  const w = new Writer(16 + 8 * (c.voters.length + c.learners.length));
+  writeConfState(w, c);
+  return w.finish();
+}
+
+export function decodeConfState(b: Uint8Array): ConfState {
+  const r = new Reader(b, "conf state");
+  const c = readConfState(r);
+  r.end();
+  return c;
+}
+
+function writeSnapshotMetadata(w: Writer, m: SnapshotMetadata): void {
+  w.uint(m.index);
+  w.uint(m.term);
+  writeConfState(w, m.confState);
+}
+
+function readSnapshotMetadata(r: Reader): SnapshotMetadata {
+  return { index: r.uint(), term: r.uint(), confState: readConfState(r) };
+}
+
+export function encodeSnapshotMetadata(m: SnapshotMetadata): Uint8Array {
+  const w = new Writer(32 + 8 * (m.confState.voters.length + m.confState.learners.length));
+  writeSnapshotMetadata(w, m);
+  return w.finish();
+}
+
+export function decodeSnapshotMetadata(b: Uint8Array): SnapshotMetadata {
+  const r = new Reader(b, "snapshot metadata");
+  const m = readSnapshotMetadata(r);
+  r.end();
+  return m;
+}
+
+const FLAG_REJECT = 1;
+const FLAG_SNAPSHOT = 2;
+const FLAG_CONTEXT = 4;
+const KNOWN_FLAGS = FLAG_REJECT | FLAG_SNAPSHOT | FLAG_CONTEXT;
+
+export function encodeMessage(m: Message): Uint8Array {
+  let capacity = 64;
+  for (let i = 0; i < m.entries.length; i++) capacity += m.entries[i].data.length + 24;
+  if (m.snapshot) capacity += m.snapshot.data.length + 64;
+  if (m.context) capacity += m.context.length + 8;
+  const w = new Writer(capacity);
+  w.uint(m.type);
+  w.uint(m.to);
+  w.uint(m.from);
+  w.uint(m.term);
+  w.uint(m.logTerm);
+  w.uint(m.index);
+  w.uint(m.commit);
+  w.uint(m.rejectHint);
+  w.uint((m.reject ? FLAG_REJECT : 0) | (m.snapshot ? FLAG_SNAPSHOT : 0) | (m.context ? FLAG_CONTEXT : 0));
+  w.uint(m.entries.length);
+  for (let i = 0; i < m.entries.length; i++) writeEntry(w, m.entries[i]);
+  if (m.snapshot) {
+    writeSnapshotMetadata(w, m.snapshot.metadata);
+    w.bytes(m.snapshot.data);
+  }
+  if (m.context) w.bytes(m.context);
+  return w.finish();
+}
+
+export function decodeMessage(b: Uint8Array): Message {
+  const r = new Reader(b, "message");
+  const type = r.enumValue<MessageType>(MAX_MESSAGE_TYPE, "message type");
+  const to = r.uint();
+  const from = r.uint();
+  const term = r.uint();
+  const logTerm = r.uint();
+  const index = r.uint();
+  const commit = r.uint();
+  const rejectHint = r.uint();
+  const flags = r.uint();
+  if ((flags & ~KNOWN_FLAGS) !== 0) throw new RaftError(`malformed message: unknown flags ${flags}`);
+  const n = r.count();
+  const entries = new Array<Entry>(n);
+  for (let i = 0; i < n; i++) entries[i] = readEntry(r);
+  const m: Message = {
+    type,
+    to,
+    from,
+    term,
+    logTerm,
+    index,
+    entries,
+    commit,
+    reject: (flags & FLAG_REJECT) !== 0,
+    rejectHint,
+  };
+  if (flags & FLAG_SNAPSHOT) {
+    const metadata = readSnapshotMetadata(r);
+    const snapshot: Snapshot = { metadata, data: r.bytes() };
+    m.snapshot = snapshot;
+  }
+  if (flags & FLAG_CONTEXT) m.context = r.bytes();
+  r.end();
+  return m;
+}

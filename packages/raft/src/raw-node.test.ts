@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { decodeConfChange } from "./codec.js";
+import { ProposalDroppedError } from "./errors.js";
+import { RawNode } from "./raw-node.js";
+import { bootstrapStorage, MemoryStorage } from "./storage.js";
+import { Network, seededRandom, text, utf8 } from "./testing/network.js";
+import { ConfChangeType, EntryType, MessageType, StateRole } from "./types.js";
+
+describe("RawNode", () => {
+  test("a single node elects itself and commits a proposal after its own append is persisted", () => {
+    const storage = bootstrapStorage([1]);
+    const rn = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, random: seededRandom(1) });
+    // The bootstrap entries come out first, as committed entries to apply.
+    let rd = rn.ready();
+    assert.deepEqual(
+      rd.committedEntries.map((e) => decodeConfChange(e.data).nodeId),
+      [1],
+    );
+    rn.applyConfChange(decodeConfChange(rd.committedEntries[0].data));
+    rn.advance(rd);
+    rn.campaign();
+    rd = rn.ready();
+    assert.equal(rd.softState?.role, StateRole.Leader);
+    assert.equal(rd.hardState?.term, 2);
+    assert.equal(rd.hardState?.vote, 1);
+    assert.equal(rd.mustSync, true);
+    assert.deepEqual(
+      rd.entries.map((e) => [e.index, e.term]),
+      [[2, 2]],
+    );
+    // Not committed until the leader's own append is persisted.
+    assert.equal(rd.committedEntries.length, 0);
+    storage.append(rd.entries);
+    storage.setHardState(rd.hardState!);
+    rn.advance(rd);
+    rd = rn.ready();
+    assert.deepEqual(
+      rd.committedEntries.map((e) => e.index),
+      [2],
+    );
+    rn.advance(rd);
+    rn.propose(utf8("x"));
+    rd = rn.ready();
+    assert.equal(rd.entries.length, 1);
+    assert.equal(rd.committedEntries.length, 0);
+    storage.append(rd.entries);
+    rn.advance(rd);
+    rd = rn.ready();
+    assert.equal(text(rd.committedEntries[0].data), "x");
+    rn.advance(rd);
+    assert.equal(rn.hasReady(), false);
+    assert.equal(rn.status().applied, 3);
+  });
+
+  test("three nodes elect one leader and replicate to all", () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    assert.deepEqual(net.leaders(), [1]);
+    net.propose(1, "a");
+    net.propose(1, "b");
+    for (const id of [1, 2, 3]) assert.deepEqual(net.appliedText(id), ["a", "b"]);
+    const st = net.node(1).rn.status();
+    assert.equal(st.progress.get(2)?.state, "replicate");
+    assert.equal(st.progress.get(2)?.match, 3);
+  });
+
+  test("a follower forwards proposals to the leader", () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(3, "from-3");
+    for (const id of [1, 2, 3]) assert.deepEqual(net.appliedText(id), ["from-3"]);
+  });
+
+  test("proposals without a leader are refused with a reason, never silently lost", () => {
+    const net = new Network([1, 2, 3]);
+    assert.throws(
+      () => net.node(1).rn.propose(utf8("x")),
+      (e: unknown) => e instanceof ProposalDroppedError && e.reason === "no leader",
+    );
+    assert.throws(() => net.node(1).rn.readIndex(utf8("r")), ProposalDroppedError);
+  });
+
+  test("local-only message types from the network are ignored", () => {
+    const net = new Network([1, 2, 3]);
+    net.node(1).rn.step({
+      type: MessageType.MsgHup,
+      to: 1,
+      from: 2,
+      term: 0,
+      logTerm: 0,
+      index: 0,
+      entries: [],
+      commit: 0,
+      reject: false,
+      rejectHint: 0,
+    });
+    assert.equal(net.raft(1).state, StateRole.Follower);
+    assert.equal(net.node(1).rn.hasReady(), false);
+  });
+
+  test("a restarted node recovers term, vote, log and commit from storage", () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(1, "a");
+    const before = net.raft(2);
+    const restarted = net.restart(2);
+    assert.equal(restarted.raft.term, before.term);
+    assert.equal(restarted.raft.vote, before.vote);
+    assert.equal(restarted.raft.log.lastIndex(), before.log.lastIndex());
+    assert.equal(restarted.raft.log.committed, before.log.committed);
+    assert.equal(restarted.raft.log.applied, before.log.applied);
+    // Nothing applied is handed out again.
+    assert.equal(restarted.rn.ready().committedEntries.length, 0);
+  });
+
+  test("a restart without `applied` re-delivers committed entries from the snapshot on", () => {
+    const storage = bootstrapStorage([1]);
+    const rn = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, random: seededRandom(1) });
+    const rd = rn.ready();
+    rn.advance(rd);
+    const again = new RawNode({
+      id: 1,
+      storage,
+      electionTick: 10,
+      heartbeatTick: 1,
+      random: seededRandom(1),
+    });
+    const rd2 = again.ready();
+    assert.deepEqual(
+      rd2.committedEntries.map((e) => e.type),
+      [EntryType.ConfChange],
+    );
+  });
+
+  test("a joining node with an empty storage learns the configuration from the log", () => {
+    const storages = [1, 2, 3].map(() => bootstrapStorage([1, 2, 3]));
+    const net = new Network([]);
+    for (const [i, s] of storages.entries()) net.addNode(i + 1, s);
+    net.stabilize();
+    net.campaign(1);
+    net.node(1).rn.proposeConfChange({ type: ConfChangeType.AddNode, nodeId: 4, context: new Uint8Array(0) });
+    net.stabilize();
+    net.addNode(4, new MemoryStorage());
+    net.propose(1, "after-join");
+    // Heartbeats make the leader probe the new node.
+    net.tickAll(3);
+    assert.deepEqual(net.appliedText(4), ["after-join"]);
+    assert.deepEqual(net.node(4).rn.status().confState.voters, [1, 2, 3, 4]);
+  });
+});

@@ -1,0 +1,207 @@
+import { encodeConfChange } from "./codec.js";
+import { limitSize } from "./entry-size.js";
+import { CompactedError, RaftError, SnapshotOutOfDateError, UnavailableError } from "./errors.js";
+import {
+  ConfChangeType,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type NodeId,
+  type Snapshot,
+} from "./types.js";
+
+/**
+ * The core's read-only view of the persisted log. The application writes to it (after
+ * persisting a Ready) and the core reads from it. Entries at or below the last snapshot are
+ * gone, except that the term of the snapshot's index stays known (`term(firstIndex() - 1)`).
+ */
+export interface Storage {
+  /** The persisted hard state, and the configuration as of the storage's snapshot. */
+  initialState(): { hardState: HardState; confState: ConfState };
+  /** Entries in [lo, hi), payload bounded by maxSize but at least one if any. */
+  entries(lo: number, hi: number, maxSize: number): Entry[];
+  term(index: number): number;
+  firstIndex(): number;
+  lastIndex(): number;
+  snapshot(): Snapshot;
+}
+
+export function emptyConfState(): ConfState {
+  return { voters: [], learners: [] };
+}
+
+/**
+ * An in-memory Storage, as etcd-io/raft's MemoryStorage: `ents[0]` is a dummy entry
+ * carrying the snapshot's index and term, so term lookups at the compaction point work.
+ */
+export class MemoryStorage implements Storage {
+  private hardState: HardState = { term: 0, vote: 0, commit: 0 };
+  private snap: Snapshot = {
+    metadata: { index: 0, term: 0, confState: emptyConfState() },
+    data: new Uint8Array(0),
+  };
+  private ents: Entry[] = [{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }];
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: { ...this.hardState }, confState: cloneConfState(this.snap.metadata.confState) };
+  }
+
+  setHardState(hs: HardState): void {
+    this.hardState = { term: hs.term, vote: hs.vote, commit: hs.commit };
+  }
+
+  private offset(): number {
+    return this.ents[0].index;
+  }
+
+  firstIndex(): number {
+    return this.ents[0].index + 1;
+  }
+
+  lastIndex(): number {
+    return this.ents[0].index + this.ents.length - 1;
+  }
+
+  entries(lo: number, hi: number, maxSize: number): Entry[] {
+    const offset = this.offset();
+    if (lo <= offset) throw new CompactedError();
+    if (hi > this.lastIndex() + 1) {
+      throw new UnavailableError(`entries' hi(${hi}) is out of bound lastindex(${this.lastIndex()})`);
+    }
+    if (lo >= hi) return [];
+    return limitSize(this.ents.slice(lo - offset, hi - offset), maxSize);
+  }
+
+  term(index: number): number {
+    const offset = this.offset();
+    if (index < offset) throw new CompactedError();
+    if (index - offset >= this.ents.length) throw new UnavailableError();
+    return this.ents[index - offset].term;
+  }
+
+  snapshot(): Snapshot {
+    return this.snap;
+  }
+
+  /** Replaces the whole log with the snapshot's point. */
+  applySnapshot(snap: Snapshot): void {
+    if (this.snap.metadata.index >= snap.metadata.index) throw new SnapshotOutOfDateError();
+    this.snap = snap;
+    this.ents = [
+      {
+        term: snap.metadata.term,
+        index: snap.metadata.index,
+        type: EntryType.Normal,
+        data: new Uint8Array(0),
+      },
+    ];
+  }
+
+  /**
+   * Records a snapshot of the application's state as of `index` (which must be applied),
+   * so that the leader can send it and the log can be compacted up to it.
+   */
+  createSnapshot(index: number, confState: ConfState | undefined, data: Uint8Array): Snapshot {
+    if (index <= this.snap.metadata.index) throw new SnapshotOutOfDateError();
+    const offset = this.offset();
+    if (index > this.lastIndex()) {
+      throw new RaftError(`snapshot ${index} is out of bound lastindex(${this.lastIndex()})`);
+    }
+    this.snap = {
+      metadata: {
+        index,
+        term: this.ents[index - offset].term,
+        confState: confState ? cloneConfState(confState) : this.snap.metadata.confState,
+      },
+      data,
+    };
+    return this.snap;
+  }
+
+  /** Discards entries up to and including `compactIndex`; the caller has a snapshot covering them. */
+  compact(compactIndex: number): void {
+    const offset = this.offset();
+    if (compactIndex <= offset) throw new CompactedError();
+    if (compactIndex > this.lastIndex()) {
+      throw new RaftError(`compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`);
+    }
+    const i = compactIndex - offset;
+    const dummy: Entry = {
+      term: this.ents[i].term,
+      index: this.ents[i].index,
+      type: EntryType.Normal,
+      data: new Uint8Array(0),
+    };
+    const rest = this.ents.slice(i + 1);
+    rest.unshift(dummy);
+    this.ents = rest;
+  }
+
+  /** See bootstrapStorage(). */
+  static bootstrap(voters: readonly NodeId[]): MemoryStorage {
+    const storage = new MemoryStorage();
+    const entries = bootstrapEntries(voters);
+    storage.append(entries);
+    storage.setHardState({ term: BOOTSTRAP_TERM, vote: 0, commit: entries.length });
+    // The index-0 snapshot is never sent to anyone (index 0's term is always known), so
+    // its conf state only serves initialState().
+    storage.snap.metadata.confState = { voters: [...voters], learners: [] };
+    return storage;
+  }
+
+  /**
+   * Persists entries handed out by a Ready. Entries the log already holds are replaced from
+   * the first new index on (a new leader may overwrite an uncommitted suffix).
+   */
+  append(entries: Entry[]): void {
+    if (entries.length === 0) return;
+    const first = this.firstIndex();
+    const last = entries[0].index + entries.length - 1;
+    if (last < first) return; // all already compacted
+    if (first > entries[0].index) entries = entries.slice(first - entries[0].index);
+    const offset = entries[0].index - this.offset();
+    if (offset > this.ents.length) {
+      throw new RaftError(`missing log entry [last: ${this.lastIndex()}, append at: ${entries[0].index}]`);
+    }
+    if (offset < this.ents.length) this.ents.length = offset;
+    for (let i = 0; i < entries.length; i++) this.ents.push(entries[i]);
+  }
+}
+
+/** The term the bootstrap entries are written at; the first election is for term 2. */
+export const BOOTSTRAP_TERM = 1;
+
+/**
+ * The log every founding member of a new cluster starts with: one committed AddNode entry
+ * per initial voter (indexes 1..n, term 1). Writing membership into the log, as etcd does,
+ * means a member added later can learn the whole configuration by replaying the log from
+ * index 1, exactly like any other entry.
+ */
+export function bootstrapEntries(voters: readonly NodeId[]): Entry[] {
+  return voters.map((nodeId, i) => ({
+    term: BOOTSTRAP_TERM,
+    index: i + 1,
+    type: EntryType.ConfChange,
+    data: encodeConfChange({ type: ConfChangeType.AddNode, nodeId, context: new Uint8Array(0) }),
+  }));
+}
+
+/**
+ * A MemoryStorage for a founding member: the bootstrap entries, committed, and a hard state
+ * at term 1. The conf state already lists the voters, so the node knows its peers before
+ * the application has applied the bootstrap entries (which it must still do, through
+ * applyConfChange, like any committed ConfChange: re-adding a voter is a no-op).
+ * A member joining an existing cluster starts instead from an empty `new MemoryStorage()`.
+ */
+export function bootstrapStorage(voters: readonly NodeId[]): MemoryStorage {
+  if (voters.length === 0) throw new RaftError("bootstrap needs at least one voter");
+  if (new Set(voters).size !== voters.length || voters.some((v) => !Number.isSafeInteger(v) || v <= 0)) {
+    throw new RaftError("bootstrap voters must be distinct positive integers");
+  }
+  return MemoryStorage.bootstrap(voters);
+}
+
+export function cloneConfState(cs: ConfState): ConfState {
+  return { voters: [...cs.voters], learners: [...cs.learners] };
+}
