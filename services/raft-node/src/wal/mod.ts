@@ -1,0 +1,15 @@
+// The write-ahead log and snapshot files of a raft-node member.
+
+export type { SnapshotRef } from "./log-replay.js";
+export type { ConfState, Entry, HardState, SnapshotMetadata } from "./raft-shapes.js";
+export type { TornTail } from "./segment-scan.js";
+export {
+  Wal,
+  type WalCreateOptions,
+  type WalLogger,
+  type WalOpenOptions,
+  type WalOptions,
+  type WalRecovery,
+  type WalStats,
+} from "./wal.js";
+export { WalCorruptionError, WalFailedError, WalNotFoundError } from "./wal-errors.js";

@@ -1,0 +1,312 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import type { Entry } from "./raft-shapes.js";
+import { entries, entry } from "./segment-image.fixture.js";
+import { Wal, type WalLogger } from "./wal.js";
+import { WalCorruptionError, WalNotFoundError } from "./wal-errors.js";
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function freshDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), "wal-test-"));
+  dirs.push(d);
+  return join(d, "wal");
+}
+
+function recordingLogger() {
+  const lines: { level: string; details: Record<string, unknown>; message: string }[] = [];
+  const logger: WalLogger = {
+    info: (details, message) => lines.push({ level: "info", details, message }),
+    warn: (details, message) => lines.push({ level: "warn", details, message }),
+    error: (details, message) => lines.push({ level: "error", details, message }),
+  };
+  return { logger, lines };
+}
+
+const view = (es: Entry[]) => es.map((e) => `${e.index}@${e.term}:${Buffer.from(e.data).toString()}`);
+
+test("saved entries and hard state come back after reopening", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save({ term: 1, vote: 1, commit: 0 }, entries(1, 3));
+  await wal.save({ term: 2, vote: 2, commit: 2 }, [entry(3, 2, "replaced"), entry(4, 2)]);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(view(recovered.entries), ["1@1:entry-1", "2@1:entry-2", "3@2:replaced", "4@2:entry-4"]);
+  assert.deepEqual(recovered.hardState, { term: 2, vote: 2, commit: 2 });
+  assert.equal(recovered.tornTail, undefined);
+  await reopened.save(undefined, [entry(5, 2)]);
+  await reopened.close();
+  const again = await Wal.open(dir);
+  assert.equal(again.recovered.entries.at(-1)?.index, 5);
+  await again.wal.close();
+});
+
+test("concurrent saves share one write and one fdatasync, and land in call order", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  const durable: number[] = [];
+  const saves = [];
+  for (let i = 1; i <= 64; i++)
+    saves.push(wal.save({ term: 1, vote: 0, commit: i - 1 }, [entry(i)]).then(() => durable.push(i)));
+  await Promise.all(saves);
+  const stats = wal.stats();
+  assert.equal(stats.writes, 1);
+  assert.equal(stats.fsyncs, 1);
+  assert.equal(stats.saves, 64);
+  assert.ok(stats.fsyncSecondsTotal > 0);
+  assert.deepEqual(
+    durable,
+    [...Array(64).keys()].map((k) => k + 1),
+  );
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.equal(recovered.entries.length, 64);
+  assert.equal(recovered.hardState?.commit, 63);
+  await reopened.close();
+});
+
+test("saves arriving during an fsync form the next group; the fsync hook sees each one", async () => {
+  const dir = await freshDir();
+  const observed: number[] = [];
+  const wal = await Wal.create(dir, { onFsync: (s) => observed.push(s) });
+  const first = wal.save(undefined, [entry(1)]);
+  await new Promise((r) => setImmediate(r));
+  // The first group is now in flight; these three must wait and then go together.
+  const rest = [
+    wal.save(undefined, [entry(2)]),
+    wal.save(undefined, [entry(3)]),
+    wal.save(undefined, [entry(4)]),
+  ];
+  await Promise.all([first, ...rest]);
+  assert.equal(wal.stats().fsyncs, 2);
+  assert.equal(observed.length, 2);
+  await wal.close();
+});
+
+test("a save that would leave a gap is refused and writes nothing", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save(undefined, entries(1, 2));
+  await assert.rejects(wal.save(undefined, [entry(4)]), /entry 4 does not continue the log/);
+  await assert.rejects(wal.save(undefined, [entry(3), entry(5)]), /consecutive/);
+  await wal.save(undefined, [entry(3)]);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [1, 2, 3],
+  );
+  await reopened.close();
+});
+
+test("segments roll at the size limit with etcd-style names and replay across them", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { segmentBytes: 1024 });
+  for (let i = 1; i <= 60; i++) await wal.save({ term: 1, vote: 1, commit: i }, [entry(i)]);
+  const stats = wal.stats();
+  assert.ok(stats.segmentsCreated >= 3, `only ${stats.segmentsCreated} segments`);
+  assert.ok(stats.dirFsyncs >= stats.segmentsCreated - 1);
+  await wal.close();
+  const names = (await readdir(dir)).sort();
+  assert.equal(names.length, stats.segmentsCreated);
+  assert.match(names[0], /^0000000000000000-0000000000000001\.wal$/);
+  for (const name of names) assert.ok((await stat(join(dir, name))).size < 1024 + 512, `${name} overshoots`);
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [...Array(60).keys()].map((k) => k + 1),
+  );
+  assert.equal(recovered.hardState?.commit, 60);
+  await reopened.close();
+});
+
+test("releaseTo drops whole segments up to the newest snapshot marker and the log still replays", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { segmentBytes: 1024 });
+  for (let i = 1; i <= 40; i++) await wal.save({ term: 1, vote: 1, commit: i }, [entry(i)]);
+  const before = wal.segmentPaths().length;
+  assert.equal(await wal.releaseTo(30), 0, "nothing may go before a snapshot marker exists");
+  const marker = { index: 30, term: 1, confState: { voters: [1], learners: [] } };
+  await wal.saveSnapshotMarker(marker);
+  for (let i = 41; i <= 60; i++) await wal.save({ term: 1, vote: 1, commit: i }, [entry(i)]);
+  const removed = await wal.releaseTo(1000);
+  assert.ok(removed > 0);
+  assert.equal(wal.stats().segmentsRemoved, removed);
+  assert.ok(wal.segmentPaths().length < before + 10);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(recovered.snapshot, marker);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [...Array(30).keys()].map((k) => k + 31),
+  );
+  assert.equal(recovered.hardState?.commit, 60);
+  const firstIndexes = (await readdir(dir)).map((n) => Number.parseInt(n.slice(17, 33), 16));
+  assert.ok(Math.min(...firstIndexes) <= 31, "a segment holding entry 31 was released");
+  await reopened.close();
+});
+
+test("a torn last record is truncated, reported and logged, and appending continues", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save({ term: 1, vote: 1, commit: 1 }, entries(1, 5));
+  await wal.save(undefined, entries(6, 7));
+  await wal.close();
+  const [name] = await readdir(dir);
+  const path = join(dir, name);
+  const size = (await stat(path)).size;
+  await truncate(path, size - 5);
+  const { logger, lines } = recordingLogger();
+  const { wal: reopened, recovered } = await Wal.open(dir, { logger });
+  assert.ok(recovered.tornTail);
+  assert.equal(recovered.tornTail.file, path);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [1, 2, 3, 4, 5, 6],
+  );
+  assert.ok(
+    lines.some(
+      (l) =>
+        l.level === "warn" && l.message.includes("torn") && l.details.offset === recovered.tornTail?.offset,
+    ),
+  );
+  assert.equal((await stat(path)).size, recovered.tornTail.offset);
+  await reopened.save(undefined, [entry(7, 2)]);
+  await reopened.close();
+  const again = await Wal.open(dir);
+  assert.equal(again.recovered.tornTail, undefined);
+  assert.deepEqual(view(again.recovered.entries).at(-1), "7@2:entry-7");
+  await again.wal.close();
+});
+
+test("a zero-filled tail is cut off", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save(undefined, entries(1, 3));
+  await wal.close();
+  const [name] = await readdir(dir);
+  const path = join(dir, name);
+  const good = await readFile(path);
+  await writeFile(path, Buffer.concat([good, Buffer.alloc(8192)]));
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.equal(recovered.tornTail?.zeroFilled, true);
+  assert.equal(recovered.tornTail?.offset, good.length);
+  assert.equal(recovered.entries.length, 3);
+  await reopened.close();
+  assert.equal((await stat(path)).size, good.length);
+});
+
+test("a flipped bit in a synced record stops start-up, names the file and offset, and changes nothing", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save(undefined, entries(1, 3));
+  await wal.save(undefined, entries(4, 6));
+  await wal.close();
+  const [name] = await readdir(dir);
+  const path = join(dir, name);
+  const bytes = await readFile(path);
+  const flipAt = Math.floor(bytes.length / 3);
+  bytes[flipAt] ^= 0x04;
+  await writeFile(path, bytes);
+  await assert.rejects(Wal.open(dir), (err: unknown) => {
+    assert.ok(err instanceof WalCorruptionError);
+    assert.equal(err.file, path);
+    assert.ok(
+      err.offset <= flipAt && flipAt - err.offset < 64,
+      `offset ${err.offset} far from flip at ${flipAt}`,
+    );
+    assert.match(err.message, new RegExp(`at byte offset ${err.offset}`));
+    return true;
+  });
+  assert.deepEqual(await readFile(path), bytes, "the corrupt file was modified");
+});
+
+test("damage in a segment other than the last stops start-up", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { segmentBytes: 512 });
+  for (let i = 1; i <= 20; i++) await wal.save(undefined, [entry(i)]);
+  await wal.close();
+  const names = (await readdir(dir)).sort();
+  assert.ok(names.length >= 3);
+  const second = join(dir, names[1]);
+  const size = (await stat(second)).size;
+  await truncate(second, size - 8);
+  await assert.rejects(
+    Wal.open(dir),
+    (err: unknown) => err instanceof WalCorruptionError && err.file === second,
+  );
+});
+
+test("a missing middle segment stops start-up", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { segmentBytes: 512 });
+  for (let i = 1; i <= 20; i++) await wal.save(undefined, [entry(i)]);
+  await wal.close();
+  const names = (await readdir(dir)).sort();
+  await unlink(join(dir, names[1]));
+  await assert.rejects(Wal.open(dir), /segment 1 is missing/);
+});
+
+test("an interrupted segment creation leaves a temp file that open removes", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save(undefined, entries(1, 2));
+  await wal.close();
+  await writeFile(join(dir, "0000000000000001-0000000000000003.wal.tmp"), Buffer.alloc(100, 9));
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(recovered.removedTempFiles, ["0000000000000001-0000000000000003.wal.tmp"]);
+  assert.equal((await readdir(dir)).length, 1);
+  await reopened.close();
+});
+
+test("create refuses an existing WAL; open refuses an empty directory", async () => {
+  const dir = await freshDir();
+  await assert.rejects(Wal.open(dir), WalNotFoundError);
+  const wal = await Wal.create(dir);
+  await wal.close();
+  await assert.rejects(Wal.create(dir), /already exists/);
+});
+
+test("a WAL created from a snapshot starts after it", async () => {
+  const dir = await freshDir();
+  const snapshot = { index: 100, term: 7, confState: { voters: [1, 2, 3], learners: [] } };
+  const wal = await Wal.create(dir, { snapshot });
+  await assert.rejects(wal.save(undefined, [entry(102, 7)]), /does not continue/);
+  await wal.save({ term: 7, vote: 0, commit: 101 }, [entry(101, 7)]);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(recovered.snapshot, snapshot);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [101],
+  );
+  await reopened.close();
+});
+
+test("with sync disabled nothing is fsynced and no sync points are written", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { sync: false });
+  await wal.save(undefined, entries(1, 3));
+  assert.equal(wal.stats().fsyncs, 0);
+  assert.equal(wal.stats().dirFsyncs, 0);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir, { sync: false });
+  assert.equal(recovered.entries.length, 3);
+  await reopened.close();
+});
+
+test("saves after close are refused", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  const pending = wal.save(undefined, [entry(1)]);
+  await wal.close();
+  await pending;
+  await assert.rejects(wal.save(undefined, [entry(2)]), /closed/);
+});

@@ -1,0 +1,573 @@
+// The write-ahead log: segment files on disk, group commit, recovery.
+//
+// Every save() is encoded (framed and checksummed) at call time, in call order, and
+// queued. One flush at a time takes everything queued (up to maxWriteBytes), writes it
+// with a single positioned writev, then one fdatasync, then resolves every caller in the
+// group. Saves that arrive during a flush form the next group. Writes never overlap an
+// fsync in flight: segment-scan.ts relies on "one unsynced write at a time" to tell a
+// torn tail from corruption.
+
+import { randomInt } from "node:crypto";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fsyncDir } from "./durable-fs.js";
+import { LogReplay, type SnapshotRef } from "./log-replay.js";
+import type { Entry, HardState, SnapshotMetadata } from "./raft-shapes.js";
+import { encodeFrame, RecordType } from "./record-frame.js";
+import { encodeSaveRecords, encodeSegmentHeaderPayload, encodeSyncPoint } from "./record-payloads.js";
+import { formatSegmentName, parseSegmentName } from "./segment-name.js";
+import { scanSegment, type TornTail } from "./segment-scan.js";
+import { WalCorruptionError, WalFailedError, WalNotFoundError } from "./wal-errors.js";
+
+/** The subset of pino's interface the WAL uses; a pino logger fits as is. */
+export interface WalLogger {
+  info(details: Record<string, unknown>, message: string): void;
+  warn(details: Record<string, unknown>, message: string): void;
+  error(details: Record<string, unknown>, message: string): void;
+}
+
+const silentLogger: WalLogger = { info() {}, warn() {}, error() {} };
+
+export interface WalOptions {
+  /** Roll to a new segment once the current one reaches this size. Default 64 MiB. */
+  segmentBytes?: number;
+  /** Upper bound on one group write; a single larger save still goes alone. Default 16 MiB. */
+  maxWriteBytes?: number;
+  /**
+   * false skips every fsync: saves resolve once written to the page cache, which a power
+   * loss can undo. Only for tests and benchmarks.
+   */
+  sync?: boolean;
+  logger?: WalLogger;
+  /** Called with each fdatasync's duration in seconds (etcd_disk_wal_fsync_duration_seconds). */
+  onFsync?: (seconds: number) => void;
+}
+
+export interface WalCreateOptions extends WalOptions {
+  /** Start the log after this snapshot (a restored backup, say) instead of at index 1. */
+  snapshot?: SnapshotMetadata;
+}
+
+export interface WalOpenOptions extends WalOptions {
+  /** Replay entries after this snapshot; default the newest snapshot marker in the log. */
+  startAt?: SnapshotRef;
+}
+
+export interface WalRecovery {
+  /** The snapshot marker the entries follow; undefined when they start at the log's start. */
+  snapshot?: SnapshotMetadata;
+  hardState?: HardState;
+  entries: Entry[];
+  /** Every snapshot marker still in the log, oldest first. */
+  markers: SnapshotMetadata[];
+  /** Set when the last segment ended in a torn write, which was cut off. */
+  tornTail?: TornTail;
+  /** Leftover temp files of segments whose creation a crash interrupted; deleted. */
+  removedTempFiles: string[];
+}
+
+export interface WalStats {
+  /** Group writes (one writev each). */
+  writes: number;
+  bytesWritten: number;
+  /** Saves (including snapshot markers) made durable. */
+  saves: number;
+  fsyncs: number;
+  fsyncSecondsTotal: number;
+  dirFsyncs: number;
+  segmentsCreated: number;
+  segmentsRemoved: number;
+}
+
+interface Segment {
+  seq: number;
+  firstIndex: number;
+  path: string;
+  /** Highest entry index written to it; 0 if none. Decides what releaseTo may drop. */
+  maxEntryIndex: number;
+}
+
+interface ActiveSegment extends Segment {
+  handle: FileHandle;
+  size: number;
+}
+
+interface PendingSave {
+  records: Buffer;
+  hardState?: HardState;
+  marker?: SnapshotMetadata;
+  lastIndexAfter: number;
+  maxEntryIndex: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_WRITE_BYTES = 16 * 1024 * 1024;
+const TEMP_SUFFIX = ".tmp";
+
+export class Wal {
+  private readonly segmentBytes: number;
+  private readonly maxWriteBytes: number;
+  private readonly sync: boolean;
+  private readonly logger: WalLogger;
+  private readonly onFsync?: (seconds: number) => void;
+
+  private pending: PendingSave[] = [];
+  private flushScheduled = false;
+  private flushing = false;
+  private idleWaiters: (() => void)[] = [];
+  private failure?: Error;
+  private closed = false;
+  /** Last index as of everything queued: what the next save's entries must follow. */
+  private queuedLastIndex: number;
+  /** The same, and the newest hard state and marker, as of everything written and synced. */
+  private writtenLastIndex: number;
+  private writtenHardState?: HardState;
+  private writtenMarker?: SnapshotMetadata;
+
+  private readonly counters: WalStats = {
+    writes: 0,
+    bytesWritten: 0,
+    saves: 0,
+    fsyncs: 0,
+    fsyncSecondsTotal: 0,
+    dirFsyncs: 0,
+    segmentsCreated: 0,
+    segmentsRemoved: 0,
+  };
+
+  private constructor(
+    readonly dir: string,
+    private readonly salt: number,
+    private readonly segments: Segment[],
+    private active: ActiveSegment,
+    state: { lastIndex: number; hardState?: HardState; marker?: SnapshotMetadata },
+    options: WalOptions,
+  ) {
+    this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.maxWriteBytes = options.maxWriteBytes ?? DEFAULT_MAX_WRITE_BYTES;
+    this.sync = options.sync ?? true;
+    this.logger = options.logger ?? silentLogger;
+    this.onFsync = options.onFsync;
+    if (!Number.isSafeInteger(this.segmentBytes) || this.segmentBytes <= 0) {
+      throw new RangeError(`segmentBytes must be a positive integer, got ${this.segmentBytes}`);
+    }
+    this.queuedLastIndex = state.lastIndex;
+    this.writtenLastIndex = state.lastIndex;
+    this.writtenHardState = state.hardState;
+    this.writtenMarker = state.marker;
+  }
+
+  /** True if `dir` holds at least one WAL segment. */
+  static async exists(dir: string): Promise<boolean> {
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return [] as string[];
+      throw err;
+    });
+    return names.some((n) => parseSegmentName(n) !== undefined);
+  }
+
+  static async create(dir: string, options: WalCreateOptions = {}): Promise<Wal> {
+    if (await Wal.exists(dir)) throw new Error(`a WAL already exists in ${dir}`);
+    await mkdir(dir, { recursive: true });
+    const sync = options.sync ?? true;
+    const salt = randomInt(0, 2 ** 32);
+    const snapshot = options.snapshot;
+    const firstIndex = (snapshot?.index ?? 0) + 1;
+    const active = await createSegmentFile(dir, 0, firstIndex, salt, snapshot, undefined, sync);
+    if (sync) await fsyncDir(dirname(dir));
+    const wal = new Wal(
+      dir,
+      salt,
+      [active],
+      active,
+      { lastIndex: firstIndex - 1, marker: snapshot },
+      options,
+    );
+    wal.counters.segmentsCreated = 1;
+    return wal;
+  }
+
+  static async open(
+    dir: string,
+    options: WalOpenOptions = {},
+  ): Promise<{ wal: Wal; recovered: WalRecovery }> {
+    const logger = options.logger ?? silentLogger;
+    const sync = options.sync ?? true;
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") throw new WalNotFoundError(dir);
+      throw err;
+    });
+
+    // A segment is created as a temp file and renamed only once complete; a leftover
+    // temp file is a creation the crash interrupted and holds nothing acknowledged.
+    const removedTempFiles: string[] = [];
+    for (const name of names) {
+      if (name.endsWith(`.wal${TEMP_SUFFIX}`)) {
+        await unlink(join(dir, name));
+        removedTempFiles.push(name);
+        logger.warn({ file: join(dir, name) }, "wal: removed an unfinished segment file");
+      }
+    }
+
+    const found = names
+      .map((name) => ({ name, parsed: parseSegmentName(name) }))
+      .filter((s) => s.parsed !== undefined)
+      .map((s) => ({ name: s.name, seq: s.parsed!.seq, firstIndex: s.parsed!.firstIndex }))
+      .sort((a, b) => a.seq - b.seq);
+    if (found.length === 0) throw new WalNotFoundError(dir);
+    for (let k = 1; k < found.length; k++) {
+      if (found[k].seq !== found[k - 1].seq + 1) {
+        throw new WalCorruptionError(
+          join(dir, found[k].name),
+          0,
+          `segment ${found[k - 1].seq + 1} is missing: the one before this is ${found[k - 1].name}`,
+        );
+      }
+    }
+
+    const replay = new LogReplay();
+    let salt = 0;
+    let tornTail: TornTail | undefined;
+    let lastEnd = 0;
+    for (let k = 0; k < found.length; k++) {
+      const path = join(dir, found[k].name);
+      const isLast = k === found.length - 1;
+      const scanned = scanSegment(await readFile(path), path, isLast);
+      const { header } = scanned;
+      if (header.seq !== found[k].seq || header.firstIndex !== found[k].firstIndex) {
+        throw new WalCorruptionError(
+          path,
+          0,
+          `header says sequence ${header.seq}, first index ${header.firstIndex}, which does not match the file name`,
+        );
+      }
+      if (k === 0) salt = header.salt;
+      else if (header.salt !== salt)
+        throw new WalCorruptionError(path, 0, "segment belongs to a different WAL");
+      replay.beginSegment(path, header);
+      for (const frame of scanned.records) replay.apply(frame);
+      if (isLast) {
+        tornTail = scanned.torn;
+        lastEnd = scanned.end;
+      }
+    }
+    const log = replay.finish(options.startAt);
+
+    const last = found[found.length - 1];
+    const lastPath = join(dir, last.name);
+    const handle = await open(lastPath, "r+");
+    try {
+      if (tornTail) {
+        await handle.truncate(tornTail.offset);
+        if (sync) await handle.sync();
+        logger.warn(
+          {
+            file: tornTail.file,
+            offset: tornTail.offset,
+            droppedBytes: tornTail.droppedBytes,
+            intactRecordsDropped: tornTail.intactRecordsDropped,
+            zeroFilled: tornTail.zeroFilled,
+            reason: tornTail.reason,
+          },
+          "wal: truncated a torn write at the end of the log",
+        );
+      }
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+
+    const segments: Segment[] = found.map((f, k) => ({
+      seq: f.seq,
+      firstIndex: f.firstIndex,
+      path: join(dir, f.name),
+      maxEntryIndex: log.segmentMaxIndex[k],
+    }));
+    const active: ActiveSegment = { ...segments[segments.length - 1], handle, size: lastEnd };
+    segments[segments.length - 1] = active;
+    const wal = new Wal(
+      dir,
+      salt,
+      segments,
+      active,
+      { lastIndex: log.lastIndex, hardState: log.hardState, marker: log.markers.at(-1) },
+      options,
+    );
+    logger.info(
+      {
+        dir,
+        segments: segments.length,
+        snapshotIndex: log.snapshot?.index ?? 0,
+        entries: log.entries.length,
+        lastIndex: log.lastIndex,
+      },
+      "wal: opened",
+    );
+    return {
+      wal,
+      recovered: {
+        snapshot: log.snapshot,
+        hardState: log.hardState,
+        entries: log.entries,
+        markers: log.markers,
+        tornTail,
+        removedTempFiles,
+      },
+    };
+  }
+
+  /**
+   * Appends entries (which must continue the log, possibly overwriting a suffix) and the
+   * hard state, after every earlier save. Resolves once durable; rejects if they cannot be.
+   */
+  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
+    return this.enqueue(hardState, entries, undefined);
+  }
+
+  /**
+   * Records that a snapshot at meta.index exists (save the snapshot file first), so the log
+   * can be replayed from it and releaseTo may drop what precedes it.
+   */
+  saveSnapshotMarker(meta: SnapshotMetadata): Promise<void> {
+    return this.enqueue(undefined, [], meta);
+  }
+
+  /**
+   * Deletes the oldest segments whose entries are all <= index, never past the newest
+   * durable snapshot marker and never the segment being written. Returns how many went.
+   */
+  async releaseTo(index: number): Promise<number> {
+    const limit = Math.min(index, this.writtenMarker?.index ?? 0);
+    const doomed: Segment[] = [];
+    while (
+      this.segments.length > 1 &&
+      this.segments[0] !== this.active &&
+      this.segments[0].maxEntryIndex <= limit
+    ) {
+      doomed.push(this.segments.shift()!);
+    }
+    for (const seg of doomed) {
+      await unlink(seg.path);
+      this.counters.segmentsRemoved++;
+      this.logger.info({ file: seg.path, releasedTo: limit }, "wal: released segment");
+    }
+    if (doomed.length > 0 && this.sync) {
+      await fsyncDir(this.dir);
+      this.counters.dirFsyncs++;
+    }
+    return doomed.length;
+  }
+
+  /** Waits for queued saves, then closes the file. Later saves reject. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.drain();
+    await this.active.handle.close();
+  }
+
+  stats(): WalStats {
+    return { ...this.counters };
+  }
+
+  /** Segment file paths, oldest first. */
+  segmentPaths(): string[] {
+    return this.segments.map((s) => s.path);
+  }
+
+  private enqueue(
+    hardState: HardState | undefined,
+    entries: readonly Entry[],
+    marker: SnapshotMetadata | undefined,
+  ): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error("WAL is closed"));
+    let lastIndexAfter = this.queuedLastIndex;
+    let maxEntryIndex = 0;
+    if (entries.length > 0) {
+      const first = entries[0].index;
+      // A gap would leave a log that replay must reject as corrupt, so refuse it here.
+      if (first < 1 || first > lastIndexAfter + 1) {
+        return Promise.reject(
+          new RangeError(`WAL: entry ${first} does not continue the log (last index ${lastIndexAfter})`),
+        );
+      }
+      for (let k = 1; k < entries.length; k++) {
+        if (entries[k].index !== first + k) {
+          return Promise.reject(
+            new RangeError(
+              `WAL: entries in one save must be consecutive, got ${entries[k].index} after ${entries[k - 1].index}`,
+            ),
+          );
+        }
+      }
+      lastIndexAfter = maxEntryIndex = entries[entries.length - 1].index;
+    }
+    if (marker) lastIndexAfter = Math.max(lastIndexAfter, marker.index);
+    let records: Buffer;
+    try {
+      records = encodeSaveRecords(hardState, entries, marker, this.salt);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.queuedLastIndex = lastIndexAfter;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ records, hardState, marker, lastIndexAfter, maxEntryIndex, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    // Deferred to the next turn of the event loop so that every save issued in this one
+    // (a Ready's worth, or many concurrent requests) joins the same write and fsync.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flushQueued();
+    });
+  }
+
+  private async flushQueued(): Promise<void> {
+    this.flushing = true;
+    try {
+      // Saves made by callers woken below, or during a write, are picked up by this loop.
+      while (this.pending.length > 0 && !this.failure) {
+        const group = this.takeGroup();
+        try {
+          await this.writeGroup(group);
+        } catch (err) {
+          this.fail(err, group);
+          return;
+        }
+        this.counters.saves += group.length;
+        for (const item of group) item.resolve();
+      }
+    } finally {
+      this.flushing = false;
+      for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  private takeGroup(): PendingSave[] {
+    let bytes = this.pending[0].records.length;
+    let count = 1;
+    while (count < this.pending.length && bytes + this.pending[count].records.length <= this.maxWriteBytes) {
+      bytes += this.pending[count].records.length;
+      count++;
+    }
+    return this.pending.splice(0, count);
+  }
+
+  private async writeGroup(group: PendingSave[]): Promise<void> {
+    if (this.active.size >= this.segmentBytes) await this.roll();
+    const active = this.active;
+    const position = active.size;
+    const buffers: Buffer[] = [];
+    if (this.sync) buffers.push(encodeSyncPoint(position, this.salt));
+    for (const item of group) if (item.records.length > 0) buffers.push(item.records);
+    let total = 0;
+    for (const b of buffers) total += b.length;
+    if (total > 0) {
+      const { bytesWritten } = await active.handle.writev(buffers, position);
+      if (bytesWritten !== total) {
+        throw new Error(`short write to ${active.path} at ${position}: ${bytesWritten} of ${total} bytes`);
+      }
+      active.size += total;
+      this.counters.writes++;
+      this.counters.bytesWritten += total;
+      if (this.sync) {
+        const started = process.hrtime.bigint();
+        await active.handle.datasync();
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        this.counters.fsyncs++;
+        this.counters.fsyncSecondsTotal += seconds;
+        this.onFsync?.(seconds);
+      }
+    }
+    for (const item of group) {
+      this.writtenLastIndex = item.lastIndexAfter;
+      if (item.hardState) this.writtenHardState = item.hardState;
+      if (item.marker) this.writtenMarker = item.marker;
+      if (item.maxEntryIndex > active.maxEntryIndex) active.maxEntryIndex = item.maxEntryIndex;
+    }
+  }
+
+  private async roll(): Promise<void> {
+    const previous = this.active;
+    const next = await createSegmentFile(
+      this.dir,
+      previous.seq + 1,
+      this.writtenLastIndex + 1,
+      this.salt,
+      this.writtenMarker,
+      this.writtenHardState,
+      this.sync,
+    );
+    this.segments.push(next);
+    this.active = next;
+    this.counters.segmentsCreated++;
+    if (this.sync) this.counters.dirFsyncs++;
+    // Its last write was synced before this roll began.
+    await previous.handle.close();
+    this.logger.info({ file: next.path, firstIndex: next.firstIndex }, "wal: started a new segment");
+  }
+
+  private fail(err: unknown, group: PendingSave[]): void {
+    const cause = err instanceof Error ? err : new Error(String(err));
+    // After a failed fsync the kernel may have dropped the dirty pages, so retrying could
+    // report durability that does not exist: the WAL stays failed until reopened.
+    this.failure = new WalFailedError(`WAL write failed, no further writes accepted: ${cause.message}`, {
+      cause,
+    });
+    this.logger.error({ err: cause.message, dir: this.dir }, "wal: write failed");
+    for (const item of group) item.reject(this.failure);
+    for (const item of this.pending.splice(0)) item.reject(this.failure);
+  }
+
+  private async drain(): Promise<void> {
+    while (this.flushScheduled || this.flushing || (this.pending.length > 0 && !this.failure)) {
+      if (!this.flushScheduled && !this.flushing) this.scheduleFlush();
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+  }
+}
+
+/**
+ * Creates a segment complete or not at all: header and the carried-over snapshot marker
+ * and hard state (so the log stays replayable once older segments are released) go to a
+ * temp file, which is synced and renamed into place before the directory is synced.
+ */
+async function createSegmentFile(
+  dir: string,
+  seq: number,
+  firstIndex: number,
+  salt: number,
+  marker: SnapshotMetadata | undefined,
+  hardState: HardState | undefined,
+  sync: boolean,
+): Promise<ActiveSegment> {
+  const path = join(dir, formatSegmentName(seq, firstIndex));
+  const tmp = `${path}${TEMP_SUFFIX}`;
+  const header = encodeFrame(
+    RecordType.SegmentHeader,
+    encodeSegmentHeaderPayload({ salt, seq, firstIndex }),
+    0,
+  );
+  const carried = encodeSaveRecords(hardState, [], marker, salt);
+  const handle = await open(tmp, "wx");
+  try {
+    const total = header.length + carried.length;
+    const { bytesWritten } = await handle.writev([header, carried], 0);
+    if (bytesWritten !== total) throw new Error(`short write to ${tmp}: ${bytesWritten} of ${total} bytes`);
+    if (sync) await handle.sync();
+    await rename(tmp, path);
+    if (sync) await fsyncDir(dir);
+    return { seq, firstIndex, path, maxEntryIndex: 0, handle, size: total };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
