@@ -5,7 +5,7 @@
 // log must stay contiguous: an entry more than one past the current last index means
 // records (or a segment) went missing, which is corruption, never something to skip.
 
-import type { Entry, HardState, SnapshotMetadata } from "./raft-shapes.js";
+import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
 import type { Frame } from "./record-frame.js";
 import { RecordType } from "./record-frame.js";
 import {

@@ -1,7 +1,6 @@
 // The write-ahead log and snapshot files of a raft-node member.
 
 export type { SnapshotRef } from "./log-replay.js";
-export type { ConfState, Entry, HardState, SnapshotMetadata } from "./raft-shapes.js";
 export type { TornTail } from "./segment-scan.js";
 export {
   Wal,

@@ -81,7 +81,7 @@ test("entries, hard state and snapshot markers round-trip through one save's rec
 test("integers beyond 2^53 are refused on write", () => {
   assert.throws(
     () => encodeSaveRecords({ term: 2 ** 53, vote: 0, commit: 0 }, [], undefined, SALT),
-    RangeError,
+    /not a safe unsigned integer/,
   );
 });
 

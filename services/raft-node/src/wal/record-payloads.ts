@@ -1,10 +1,23 @@
 // Payload encodings of the WAL's record types. Pure: no I/O.
 //
-// The Raft core does not export its entry/hard-state/snapshot-metadata codecs yet, so the
-// WAL uses this small fixed-layout binary encoding of its own; it is the only module that
-// knows how those payloads look. Integers are u64 little-endian (numbers stay below 2^53).
+// Payload encodings of the WAL's record types. Pure: no I/O.
+//
+// Entries, hard states and snapshot metadata use @etcd-ts/raft's codecs, the same bytes
+// the peer transport carries; segment headers and sync points are the WAL's own.
+// Integers of the WAL's own payloads are u64 little-endian (numbers stay below 2^53).
 
-import type { ConfState, Entry, HardState, SnapshotMetadata } from "./raft-shapes.js";
+import {
+  decodeEntry,
+  decodeHardState,
+  decodeSnapshotMetadata,
+  type Entry,
+  encodeEntry,
+  encodeHardState,
+  encodeSnapshotMetadata,
+  type HardState,
+  RaftError,
+  type SnapshotMetadata,
+} from "@etcd-ts/raft";
 import { FRAME_HEADER_BYTES, paddedFrameBytes, RecordType, sealFrame } from "./record-frame.js";
 
 const TWO_32 = 2 ** 32;
@@ -32,83 +45,28 @@ function requireLength(payload: Buffer, atLeast: number, what: string): void {
   }
 }
 
-// --- Entry -------------------------------------------------------------------------
-
-const ENTRY_FIXED_BYTES = 17;
-
-export function entryPayloadBytes(entry: Entry): number {
-  return ENTRY_FIXED_BYTES + entry.data.length;
-}
-
-function writeEntryPayload(buf: Buffer, offset: number, entry: Entry): void {
-  writeU64(buf, offset, entry.term);
-  writeU64(buf, offset + 8, entry.index);
-  buf[offset + 16] = entry.type;
-  buf.set(entry.data, offset + ENTRY_FIXED_BYTES);
-}
-
-/** The entry's data is copied out, so it stays valid after the read buffer is dropped. */
-export function decodeEntryPayload(payload: Buffer): Entry {
-  requireLength(payload, ENTRY_FIXED_BYTES, "entry");
-  return {
-    term: readU64(payload, 0),
-    index: readU64(payload, 8),
-    type: payload[16],
-    data: Uint8Array.prototype.slice.call(payload, ENTRY_FIXED_BYTES),
-  };
-}
-
-// --- HardState ---------------------------------------------------------------------
-
-const HARD_STATE_BYTES = 24;
-
-function writeHardStatePayload(buf: Buffer, offset: number, hs: HardState): void {
-  writeU64(buf, offset, hs.term);
-  writeU64(buf, offset + 8, hs.vote);
-  writeU64(buf, offset + 16, hs.commit);
-}
-
-export function decodeHardStatePayload(payload: Buffer): HardState {
-  requireLength(payload, HARD_STATE_BYTES, "hard state");
-  return { term: readU64(payload, 0), vote: readU64(payload, 8), commit: readU64(payload, 16) };
-}
-
-// --- SnapshotMarker ----------------------------------------------------------------
-
-function snapshotMarkerBytes(meta: SnapshotMetadata): number {
-  return 16 + 4 + 8 * meta.confState.voters.length + 4 + 8 * meta.confState.learners.length;
-}
-
-function writeSnapshotMarkerPayload(buf: Buffer, offset: number, meta: SnapshotMetadata): void {
-  writeU64(buf, offset, meta.index);
-  writeU64(buf, offset + 8, meta.term);
-  let at = offset + 16;
-  for (const ids of [meta.confState.voters, meta.confState.learners]) {
-    buf.writeUInt32LE(ids.length, at);
-    at += 4;
-    for (const id of ids) {
-      writeU64(buf, at, id);
-      at += 8;
-    }
+/** Runs a Raft decoder, turning its malformed-input error into the WAL's. */
+function decodeWith<T>(decode: (b: Uint8Array) => T, payload: Buffer): T {
+  try {
+    return decode(payload);
+  } catch (err) {
+    if (err instanceof RaftError) throw new PayloadFormatError(err.message);
+    throw err;
   }
 }
 
+/** The entry's data is copied out, so it does not pin the segment buffer it was read from. */
+export function decodeEntryPayload(payload: Buffer): Entry {
+  const e = decodeWith(decodeEntry, payload);
+  return { term: e.term, index: e.index, type: e.type, data: new Uint8Array(e.data) };
+}
+
+export function decodeHardStatePayload(payload: Buffer): HardState {
+  return decodeWith(decodeHardState, payload);
+}
+
 export function decodeSnapshotMarkerPayload(payload: Buffer): SnapshotMetadata {
-  requireLength(payload, 24, "snapshot marker");
-  const index = readU64(payload, 0);
-  const term = readU64(payload, 8);
-  let at = 16;
-  const readIds = (): number[] => {
-    requireLength(payload, at + 4, "snapshot marker");
-    const count = payload.readUInt32LE(at);
-    at += 4;
-    requireLength(payload, at + 8 * count, "snapshot marker");
-    const ids: number[] = [];
-    for (let i = 0; i < count; i++, at += 8) ids.push(readU64(payload, at));
-    return ids;
-  };
-  const confState: ConfState = { voters: readIds(), learners: readIds() };
-  return { index, term, confState };
+  return decodeWith(decodeSnapshotMetadata, payload);
 }
 
 // --- SegmentHeader -----------------------------------------------------------------
@@ -164,26 +122,29 @@ export function encodeSaveRecords(
   marker: SnapshotMetadata | undefined,
   salt: number,
 ): Buffer {
-  let total = 0;
-  for (const e of entries) total += paddedFrameBytes(entryPayloadBytes(e));
-  if (marker) total += paddedFrameBytes(snapshotMarkerBytes(marker));
-  if (hardState) total += paddedFrameBytes(HARD_STATE_BYTES);
-  const buf = Buffer.allocUnsafe(total);
-  let at = 0;
   // Entries precede the hard state: should the write tear, a surviving hard state must
   // never point its commit index past entries that did not make it to disk.
+  const payloads: Uint8Array[] = [];
+  const types: RecordType[] = [];
   for (const e of entries) {
-    const bytes = entryPayloadBytes(e);
-    writeEntryPayload(buf, at + FRAME_HEADER_BYTES, e);
-    at = sealFrame(buf, at, RecordType.Entry, bytes, salt);
+    payloads.push(encodeEntry(e));
+    types.push(RecordType.Entry);
   }
   if (marker) {
-    writeSnapshotMarkerPayload(buf, at + FRAME_HEADER_BYTES, marker);
-    at = sealFrame(buf, at, RecordType.SnapshotMarker, snapshotMarkerBytes(marker), salt);
+    payloads.push(encodeSnapshotMetadata(marker));
+    types.push(RecordType.SnapshotMarker);
   }
   if (hardState) {
-    writeHardStatePayload(buf, at + FRAME_HEADER_BYTES, hardState);
-    at = sealFrame(buf, at, RecordType.HardState, HARD_STATE_BYTES, salt);
+    payloads.push(encodeHardState(hardState));
+    types.push(RecordType.HardState);
+  }
+  let total = 0;
+  for (const p of payloads) total += paddedFrameBytes(p.length);
+  const buf = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let k = 0; k < payloads.length; k++) {
+    buf.set(payloads[k], at + FRAME_HEADER_BYTES);
+    at = sealFrame(buf, at, types[k], payloads[k].length, salt);
   }
   return buf;
 }

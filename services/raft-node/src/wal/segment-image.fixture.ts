@@ -2,7 +2,7 @@
 // carried records, then groups, each led by a SyncPoint when synced), remembering where
 // every record starts so tests can damage precise spots.
 
-import type { Entry, HardState, SnapshotMetadata } from "./raft-shapes.js";
+import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
 import { encodeFrame, RecordType, readFrame } from "./record-frame.js";
 import { encodeSaveRecords, encodeSegmentHeaderPayload, encodeSyncPoint } from "./record-payloads.js";
 

@@ -10,9 +10,9 @@
 import { randomInt } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
 import { fsyncDir } from "./durable-fs.js";
 import { LogReplay, type SnapshotRef } from "./log-replay.js";
-import type { Entry, HardState, SnapshotMetadata } from "./raft-shapes.js";
 import { encodeFrame, RecordType } from "./record-frame.js";
 import { encodeSaveRecords, encodeSegmentHeaderPayload, encodeSyncPoint } from "./record-payloads.js";
 import { formatSegmentName, parseSegmentName } from "./segment-name.js";
