@@ -3,7 +3,7 @@
 // send, apply, advance), and links can be cut. Deterministic: the PRNG is seeded.
 
 import { decodeConfChange } from "../codec.js";
-import type { Raft, RaftConfig } from "../raft.js";
+import { type Raft, type RaftConfig, Raft as RaftImpl } from "../raft.js";
 import { RawNode } from "../raw-node.js";
 import { MemoryStorage } from "../storage.js";
 import {
@@ -233,4 +233,72 @@ export class Network {
   appliedText(id: NodeId): string[] {
     return this.node(id).applied.map(text);
   }
+}
+
+export interface TestRaftOptions extends Partial<Omit<RaftConfig, "id" | "storage">> {
+  learners?: NodeId[];
+  storage?: MemoryStorage;
+}
+
+/** A bare Raft (no RawNode) for message-level tests, in a configuration with no log yet. */
+export function newTestRaft(id: NodeId, voters: NodeId[], options: TestRaftOptions = {}): Raft {
+  const storage = options.storage ?? new ConfiguredStorage({ voters, learners: options.learners ?? [] });
+  return new RaftImpl({
+    electionTick: 10,
+    heartbeatTick: 1,
+    random: seededRandom(id),
+    checkQuorum: false,
+    preVote: false,
+    ...options,
+    id,
+    storage,
+  });
+}
+
+/** Takes the messages a Raft has queued. */
+export function takeMessages(r: Raft): Message[] {
+  const msgs = r.msgs;
+  r.msgs = [];
+  return msgs;
+}
+
+/** Writes a Raft's unstable entries to its MemoryStorage and acknowledges them, as advance() would. */
+export function persist(r: Raft): void {
+  const storage = r.log.storage as MemoryStorage;
+  const snap = r.log.unstable.snapshot;
+  if (snap) {
+    storage.applySnapshot(snap);
+    r.log.stableSnapTo(snap.metadata.index);
+  }
+  const ents = r.log.unstable.entries;
+  if (ents.length === 0) return;
+  storage.append(ents);
+  const last = ents[ents.length - 1];
+  r.onPersisted(last.index, last.term);
+}
+
+export function message(fields: Partial<Message> & Pick<Message, "type">): Message {
+  return {
+    to: 0,
+    from: 0,
+    term: 0,
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
+    ...fields,
+  };
+}
+
+export function entry(index: number, term: number, data = ""): Entry {
+  return { index, term, type: EntryType.Normal, data: utf8(data) };
+}
+
+/** A MemoryStorage holding the given (index 1..n) terms, in a configuration of `voters`. */
+export function storageWithTerms(voters: NodeId[], terms: number[]): ConfiguredStorage {
+  const s = new ConfiguredStorage({ voters, learners: [] });
+  s.append(terms.map((t, i) => entry(i + 1, t)));
+  return s;
 }
