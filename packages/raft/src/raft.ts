@@ -119,6 +119,8 @@ export class Raft {
   pendingConfIndex = 0;
   /** Payload bytes of entries appended by this leader and not yet applied. */
   uncommittedSize = 0;
+  /** Proposals were appended and not yet sent (see flushProposals). */
+  appendsPending = false;
   readonly readOnly = new ReadOnlyQueue();
   readStates: ReadState[] = [];
   /** ReadIndex requests held until this leader has committed an entry of its term. */
@@ -551,18 +553,15 @@ export class Raft {
         this.leaderPropose(m);
         return;
       case MessageType.MsgReadIndex:
-        if (this.trk.voters.size === 1 && this.trk.voters.has(this.id)) {
-          // Nobody else can be leader: the commit index is current.
-          this.answerRead(m.from, m.context ?? new Uint8Array(0), this.log.committed);
-          return;
-        }
-        // Until an entry of this term is committed, our commit index may lag the previous
-        // leader's: a read at it could miss acknowledged writes.
+        // Until an entry of this term is committed, our commit index may lag what is
+        // committed: the previous leader's, or, for a single voter restarted from disk, its
+        // own (entries it persisted before crashing are committed, the commit index it had
+        // not persisted yet is not). A read at it could miss committed writes.
         if (!this.committedEntryInCurrentTerm()) {
           this.pendingReadIndexMessages.push(m);
           return;
         }
-        this.startReadIndexRound(m);
+        this.serveReadIndex(m);
         return;
     }
 
@@ -622,7 +621,19 @@ export class Raft {
     for (let i = 0; i < m.entries.length; i++) {
       if (m.entries[i].type === EntryType.ConfChange) this.pendingConfIndex = m.entries[i].index;
     }
-    this.bcastAppend();
+    // Sending waits for the next Ready, so that every proposal made until then leaves in
+    // the same MsgApp (batching without any timer).
+    this.appendsPending = true;
+  }
+
+  /** Sends the entries proposed since the last Ready to every follower whose flow allows. */
+  flushProposals(): void {
+    if (!this.appendsPending) return;
+    this.appendsPending = false;
+    if (this.state !== StateRole.Leader) return;
+    for (const id of this.trk.progress.keys()) {
+      if (id !== this.id) while (this.maybeSendAppend(id, false)) {}
+    }
   }
 
   /** Refuses a change that would leave no voter: nobody could ever commit again. */
@@ -683,6 +694,15 @@ export class Raft {
     for (const rs of this.readOnly.advance(m.context)) this.answerRead(rs.from, rs.context, rs.index);
   }
 
+  private serveReadIndex(m: Message): void {
+    if (this.trk.voters.size === 1 && this.trk.voters.has(this.id)) {
+      // Nobody else can be leader and our commit index is current: no round needed.
+      this.answerRead(m.from, m.context ?? new Uint8Array(0), this.log.committed);
+      return;
+    }
+    this.startReadIndexRound(m);
+  }
+
   private startReadIndexRound(m: Message): void {
     const context = m.context ?? new Uint8Array(0);
     this.readOnly.addRequest(this.log.committed, m.from, context);
@@ -709,7 +729,7 @@ export class Raft {
     if (this.pendingReadIndexMessages.length === 0 || !this.committedEntryInCurrentTerm()) return;
     const pending = this.pendingReadIndexMessages;
     this.pendingReadIndexMessages = [];
-    for (const m of pending) this.startReadIndexRound(m);
+    for (const m of pending) this.serveReadIndex(m);
   }
 
   private stepCandidate(m: Message): void {

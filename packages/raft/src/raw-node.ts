@@ -151,6 +151,7 @@ export class RawNode {
    */
   ready(): Ready {
     const r = this.raft;
+    r.flushProposals();
     const entries = r.log.unstable.nextEntries();
     const committedEntries = r.log.nextCommittedEntries();
     const rd: Ready = {
