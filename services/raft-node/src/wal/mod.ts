@@ -3,6 +3,13 @@
 export type { SnapshotRef } from "./log-replay.js";
 export type { TornTail } from "./segment-scan.js";
 export {
+  type BrokenSnapshot,
+  type LoadedSnapshot,
+  type SnapshotFileRef,
+  Snapshotter,
+  type SnapshotterOptions,
+} from "./snapshotter.js";
+export {
   Wal,
   type WalCreateOptions,
   type WalLogger,

@@ -1,0 +1,159 @@
+// Kills a process that is appending to the WAL at random moments, many times, and checks
+// after each kill that everything it was told is durable is there and intact, that a torn
+// tail is cut off, and that appending resumes. SIGKILL keeps the page cache, so what it
+// tests is the process side (partial writes, group commit acknowledgement, recovery), not
+// power loss; segment-scan.test.ts covers the torn shapes a power loss can leave.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { isWorkloadEntry, seededRandom, workloadEntry } from "./crash-workload.fixture.js";
+import { Wal } from "./wal.js";
+
+const KILLS = 20;
+const SEGMENT_BYTES = 32 * 1024;
+
+// Same extension as this file: .ts under tsx, .js when run from dist.
+const childScript = fileURLToPath(
+  new URL(import.meta.url.endsWith(".ts") ? "./wal-crash-child.ts" : "./wal-crash-child.js", import.meta.url),
+);
+// The runner's own flags (--test and friends) must not reach the child; the loader flags must.
+const childExecArgv = process.execArgv.filter((arg) => !arg.startsWith("--test"));
+
+interface RunLog {
+  ready?: number;
+  acks: { first: number; last: number; term: number; commit: number }[];
+  markers: number[];
+}
+
+function runUntilKilled(dir: string, seed: number, term: number, lifetimeMs: number): Promise<RunLog> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [...childExecArgv, childScript, dir, String(seed), String(term), String(SEGMENT_BYTES)],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    const log: RunLog = { acks: [], markers: [] };
+    let pending = "";
+    let stderr = "";
+    let killTimer: NodeJS.Timeout | undefined;
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => {
+      pending += chunk;
+      let nl = pending.indexOf("\n");
+      while (nl >= 0) {
+        const [kind, ...nums] = pending.slice(0, nl).split(" ");
+        const n = nums.map(Number);
+        pending = pending.slice(nl + 1);
+        nl = pending.indexOf("\n");
+        if (kind === "ready") {
+          log.ready = n[0];
+          killTimer = setTimeout(() => child.kill("SIGKILL"), lifetimeMs);
+        } else if (kind === "ack") {
+          log.acks.push({ first: n[0], last: n[1], term: n[2], commit: n[3] });
+        } else if (kind === "marker") {
+          log.markers.push(n[0]);
+        }
+      }
+    });
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    // A child that never gets ready (crashes on open) must not hang the test.
+    const guard = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(guard);
+      clearTimeout(killTimer);
+      if (signal !== "SIGKILL" || log.ready === undefined) {
+        reject(new Error(`child exited with code ${code} signal ${signal} before being killed:\n${stderr}`));
+      } else {
+        resolve(log);
+      }
+    });
+  });
+}
+
+test("acknowledged entries survive SIGKILL at random moments, over and over", {
+  timeout: 120_000,
+}, async (t) => {
+  const root = await mkdtemp(join(tmpdir(), "wal-crash-"));
+  const dir = join(root, "wal");
+  const random = seededRandom(20261125);
+  /** term of every acknowledged entry, by index. */
+  const acked = new Map<number, number>();
+  let ackedCommit = 0;
+  let ackedMarker = 0;
+  let tornTails = 0;
+  let totalAcks = 0;
+  try {
+    for (let run = 1; run <= KILLS; run++) {
+      const lifetime = 20 + Math.floor(random() * 180);
+      const log = await runUntilKilled(dir, Math.floor(random() * 2 ** 31), run, lifetime);
+      totalAcks += log.acks.length;
+      for (const ack of log.acks) {
+        for (let i = ack.first; i <= ack.last; i++) acked.set(i, ack.term);
+        ackedCommit = Math.max(ackedCommit, ack.commit);
+      }
+      for (const m of log.markers) ackedMarker = Math.max(ackedMarker, m);
+
+      const { wal, recovered } = await Wal.open(dir);
+      const base = recovered.snapshot?.index ?? 0;
+      assert.ok(
+        base >= ackedMarker,
+        `run ${run}: snapshot marker ${base} is older than acknowledged ${ackedMarker}`,
+      );
+      const byIndex = new Map(recovered.entries.map((e) => [e.index, e]));
+      recovered.entries.forEach((e, k) => {
+        assert.equal(e.index, base + 1 + k, `run ${run}: log not contiguous at ${e.index}`);
+        assert.ok(isWorkloadEntry(e), `run ${run}: entry ${e.index} damaged`);
+      });
+      for (const [index, term] of acked) {
+        if (index <= base) continue;
+        const e = byIndex.get(index);
+        assert.ok(
+          e,
+          `run ${run}: acknowledged entry ${index} lost (recovered up to ${recovered.entries.at(-1)?.index})`,
+        );
+        assert.equal(
+          e.term,
+          term,
+          `run ${run}: entry ${index} has term ${e.term}, acknowledged with ${term}`,
+        );
+      }
+      assert.ok((recovered.hardState?.commit ?? 0) >= ackedCommit, `run ${run}: hard state went back`);
+      if (recovered.tornTail) {
+        tornTails++;
+        assert.equal((await stat(recovered.tornTail.file)).size, recovered.tornTail.offset);
+      }
+      await wal.close();
+      // Entries recovered but never acknowledged are now part of the log the next run extends.
+      for (const e of recovered.entries) if (!acked.has(e.index)) acked.set(e.index, e.term);
+    }
+
+    const { wal, recovered } = await Wal.open(dir);
+    assert.equal(recovered.tornTail, undefined, "a reopened, already repaired log reported a torn tail");
+    const next = (recovered.entries.at(-1)?.index ?? recovered.snapshot?.index ?? 0) + 1;
+    await wal.save({ term: KILLS + 1, vote: 1, commit: next - 1 }, [workloadEntry(next, KILLS + 1)]);
+    await wal.close();
+    const final = await Wal.open(dir);
+    assert.equal(final.recovered.entries.at(-1)?.index, next);
+    await final.wal.close();
+    assert.ok(
+      totalAcks > KILLS,
+      `only ${totalAcks} acknowledgements over ${KILLS} runs: the child barely ran`,
+    );
+    t.diagnostic(
+      `${KILLS} kills, ${totalAcks} acknowledged saves, ${acked.size} entries, ${tornTails} torn tails cut`,
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
