@@ -1,0 +1,160 @@
+// mvccpb.KeyValue in protobuf wire format, written the way etcd's gogoproto Marshal writes it
+// (fields in number order, zero values omitted), so stored values and therefore HashKV match
+// etcd's bytes. Hand-written: this runs for every stored and every read revision, and a
+// generic protobuf runtime would allocate far more.
+import type { KeyValue } from "./types.js";
+
+const EMPTY = Buffer.alloc(0);
+const TWO_POW_32 = 4294967296;
+
+const TAG_KEY = 0x0a; // field 1, length-delimited
+const TAG_CREATE_REVISION = 0x10; // field 2, varint
+const TAG_MOD_REVISION = 0x18; // field 3, varint
+const TAG_VERSION = 0x20; // field 4, varint
+const TAG_VALUE = 0x2a; // field 5, length-delimited
+const TAG_LEASE = 0x30; // field 6, varint
+
+export function encodeKeyValue(kv: KeyValue): Buffer {
+  let size = 0;
+  if (kv.key.length > 0) size += 1 + varintSize(kv.key.length) + kv.key.length;
+  if (kv.createRevision !== 0) size += 1 + int64Size(kv.createRevision);
+  if (kv.modRevision !== 0) size += 1 + int64Size(kv.modRevision);
+  if (kv.version !== 0) size += 1 + int64Size(kv.version);
+  if (kv.value.length > 0) size += 1 + varintSize(kv.value.length) + kv.value.length;
+  if (kv.lease !== 0) size += 1 + int64Size(kv.lease);
+
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  if (kv.key.length > 0) {
+    out[pos++] = TAG_KEY;
+    pos = writeVarint(out, pos, kv.key.length);
+    pos += kv.key.copy(out, pos);
+  }
+  if (kv.createRevision !== 0) {
+    out[pos++] = TAG_CREATE_REVISION;
+    pos = writeInt64(out, pos, kv.createRevision);
+  }
+  if (kv.modRevision !== 0) {
+    out[pos++] = TAG_MOD_REVISION;
+    pos = writeInt64(out, pos, kv.modRevision);
+  }
+  if (kv.version !== 0) {
+    out[pos++] = TAG_VERSION;
+    pos = writeInt64(out, pos, kv.version);
+  }
+  if (kv.value.length > 0) {
+    out[pos++] = TAG_VALUE;
+    pos = writeVarint(out, pos, kv.value.length);
+    pos += kv.value.copy(out, pos);
+  }
+  if (kv.lease !== 0) {
+    out[pos++] = TAG_LEASE;
+    pos = writeInt64(out, pos, kv.lease);
+  }
+  return out;
+}
+
+/** Decodes a stored KeyValue; key and value are views into `bytes`, not copies. */
+export function decodeKeyValue(bytes: Buffer): KeyValue {
+  const kv: KeyValue = { key: EMPTY, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0 };
+  let pos = 0;
+  const end = bytes.length;
+  while (pos < end) {
+    const tag = bytes[pos++]!;
+    const wireType = tag & 7;
+    if (wireType === 2) {
+      const length = readVarint(bytes, pos);
+      const next = nextPos;
+      pos = next + length;
+      if (pos > end) throw new Error("mvcc: truncated KeyValue");
+      if (tag === TAG_KEY) kv.key = bytes.subarray(next, pos);
+      else if (tag === TAG_VALUE) kv.value = bytes.subarray(next, pos);
+    } else if (wireType === 0) {
+      const value = readInt64(bytes, pos);
+      pos = nextPos;
+      if (tag === TAG_CREATE_REVISION) kv.createRevision = value;
+      else if (tag === TAG_MOD_REVISION) kv.modRevision = value;
+      else if (tag === TAG_VERSION) kv.version = value;
+      else if (tag === TAG_LEASE) kv.lease = value;
+    } else {
+      throw new Error(`mvcc: unexpected wire type ${wireType} in KeyValue`);
+    }
+  }
+  return kv;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function int64Size(n: number): number {
+  // Negative int64s are sign-extended to ten bytes on the wire.
+  return n < 0 ? 10 : varintSize(n);
+}
+
+function writeVarint(out: Buffer, pos: number, n: number): number {
+  while (n >= 128) {
+    out[pos++] = (n % 128) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[pos++] = n;
+  return pos;
+}
+
+function writeInt64(out: Buffer, pos: number, n: number): number {
+  if (n >= 0) return writeVarint(out, pos, n);
+  let big = BigInt.asUintN(64, BigInt(n));
+  for (let i = 0; i < 9; i++) {
+    out[pos++] = Number(big & 0x7fn) | 0x80;
+    big >>= 7n;
+  }
+  out[pos++] = Number(big);
+  return pos;
+}
+
+// Position after the last varint read; a module-level cursor instead of a returned tuple keeps
+// decoding allocation-free apart from the KeyValue itself.
+let nextPos = 0;
+
+function readVarint(bytes: Buffer, pos: number): number {
+  let result = 0;
+  let multiplier = 1;
+  for (;;) {
+    if (pos >= bytes.length) throw new Error("mvcc: truncated varint");
+    const byte = bytes[pos++]!;
+    result += (byte & 0x7f) * multiplier;
+    if (byte < 0x80) {
+      nextPos = pos;
+      return result;
+    }
+    multiplier *= 128;
+    if (multiplier > 2 ** 63) throw new Error("mvcc: varint too long");
+  }
+}
+
+function readInt64(bytes: Buffer, pos: number): number {
+  // The tenth byte only appears for negative values; decode those through BigInt.
+  let length = 0;
+  while (bytes[pos + length]! & 0x80) length++;
+  if (length < 9) return readVarint(bytes, pos);
+  let big = 0n;
+  for (let i = length; i >= 0; i--) big = (big << 7n) | BigInt(bytes[pos + i]! & 0x7f);
+  nextPos = pos + length + 1;
+  return Number(BigInt.asIntN(64, big));
+}
+
+export function uint64Bytes(n: number): Buffer {
+  const out = Buffer.allocUnsafe(8);
+  out.writeUInt32BE(Math.floor(n / TWO_POW_32), 0);
+  out.writeUInt32BE(n >>> 0, 4);
+  return out;
+}
+
+export function readUint64Bytes(bytes: Buffer): number {
+  return bytes.readUInt32BE(0) * TWO_POW_32 + bytes.readUInt32BE(4);
+}

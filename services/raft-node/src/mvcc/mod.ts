@@ -1,0 +1,34 @@
+// etcd's MVCC key-value store on RocksDB: the state machine the Raft log is applied to.
+export { compareHolds } from "./compare.js";
+export { decodeKeyValue, encodeKeyValue } from "./kv-codec.js";
+export {
+  compareRequest,
+  deleteRangeRequest,
+  putRequest,
+  rangeRequest,
+  txnRequest,
+} from "./request-builders.js";
+export {
+  checkDeleteRequest,
+  checkPutRequest,
+  checkRangeRequest,
+  checkTxnRequest,
+  DEFAULT_MAX_TXN_OPS,
+  isTxnReadOnly,
+} from "./request-validation.js";
+export {
+  type AppliedTxn,
+  type ApplyEntry,
+  type ApplyListener,
+  type ApplyResult,
+  DEFAULT_QUOTA_BYTES,
+  type DeleteKeysResponse,
+  type ExternalApply,
+  type HistoryQuery,
+  type HistoryResult,
+  type MvccRequest,
+  type MvccResponse,
+  MvccStore,
+  type MvccStoreOptions,
+} from "./store.js";
+export * from "./types.js";

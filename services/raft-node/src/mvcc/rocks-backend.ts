@@ -1,0 +1,190 @@
+// A thin typed layer over @nxtedition/rocksdb. It calls the binding's batch/iterator/getMany
+// primitives directly rather than abstract-level's public methods, which copy options and
+// remember every batched operation in JS (a cost paid on every apply). The package ships no
+// typings, so the part used here is typed locally instead of declaring the module globally.
+import { createRequire } from "node:module";
+
+/** An opaque column family handle. */
+export type ColumnHandle = { readonly __column: unique symbol };
+
+interface NativeBatch {
+  _put(key: Buffer, value: Buffer, options: { column?: ColumnHandle }): void;
+  _del(key: Buffer, options: { column?: ColumnHandle }): void;
+  _writeSync(options: { sync?: boolean }): void;
+  _closeSync(): void;
+  readonly length: number;
+}
+
+interface NativeIterator {
+  _nextvSync(count: number, options?: object): { rows: (Buffer | undefined)[]; finished: boolean };
+  _nextvAsync(count: number, options?: object): Promise<{ rows: (Buffer | undefined)[]; finished: boolean }>;
+  _closeSync(): void;
+}
+
+interface IteratorOptions {
+  column?: ColumnHandle | undefined;
+  gte?: Buffer;
+  lt?: Buffer;
+  reverse?: boolean;
+  keys?: boolean;
+  values?: boolean;
+  keyEncoding: "buffer";
+  valueEncoding: "buffer";
+  fillCache?: boolean;
+}
+
+interface NativeDb {
+  open(options: object): Promise<void>;
+  close(): Promise<void>;
+  batch(): NativeBatch;
+  _getManySync(keys: Buffer[], options: { column?: ColumnHandle | undefined }): (Buffer | undefined | null)[];
+  _getManyAsync(
+    keys: Buffer[],
+    options: { column?: ColumnHandle | undefined },
+  ): Promise<(Buffer | undefined | null)[]>;
+  _iterator(options: IteratorOptions): NativeIterator;
+  getProperty(name: string): string;
+  readonly columns: Record<string, ColumnHandle>;
+}
+
+const require = createRequire(import.meta.url);
+const { RocksLevel } = require("@nxtedition/rocksdb") as {
+  RocksLevel: new (location: string, options: object) => NativeDb;
+};
+
+export interface RowChunk {
+  keys: Buffer[];
+  values: Buffer[];
+  finished: boolean;
+}
+
+export class RowIterator {
+  constructor(private readonly native: NativeIterator) {}
+
+  /** Up to `count` rows, read on the calling thread (cheap for cached data, blocks on disk). */
+  nextSync(count: number): RowChunk {
+    return toChunk(this.native._nextvSync(count));
+  }
+
+  /** Up to `count` rows, read on the libuv pool. */
+  async next(count: number): Promise<RowChunk> {
+    return toChunk(await this.native._nextvAsync(count));
+  }
+
+  close(): void {
+    this.native._closeSync();
+  }
+}
+
+function toChunk(result: { rows: (Buffer | undefined)[]; finished: boolean }): RowChunk {
+  const keys: Buffer[] = [];
+  const values: Buffer[] = [];
+  const rows = result.rows;
+  for (let i = 0; i < rows.length; i += 2) {
+    keys.push(rows[i]!);
+    values.push(rows[i + 1]!);
+  }
+  return { keys, values, finished: result.finished };
+}
+
+export class WriteBatch {
+  constructor(private readonly native: NativeBatch) {}
+
+  put(key: Buffer, value: Buffer, column?: ColumnHandle): void {
+    this.native._put(key, value, column === undefined ? {} : { column });
+  }
+
+  del(key: Buffer, column?: ColumnHandle): void {
+    this.native._del(key, column === undefined ? {} : { column });
+  }
+
+  get length(): number {
+    return this.native.length;
+  }
+
+  /**
+   * Atomically commits the batch. Synchronous: the binding writes on the calling thread, which
+   * is what lets the store update its in-memory index in the same tick as the write.
+   */
+  write(sync: boolean): void {
+    try {
+      this.native._writeSync({ sync });
+    } finally {
+      this.native._closeSync();
+    }
+  }
+
+  discard(): void {
+    this.native._closeSync();
+  }
+}
+
+export class RocksBackend {
+  private constructor(
+    private readonly db: NativeDb,
+    readonly location: string,
+    readonly columns: Record<string, ColumnHandle>,
+  ) {}
+
+  /**
+   * Opens (creating if missing) a database whose default column family holds the revision
+   * key space (so RocksDB's size properties describe it), plus the named extra families.
+   */
+  static async open(location: string, columnNames: readonly string[]): Promise<RocksBackend> {
+    const db = new RocksLevel(location, { keyEncoding: "buffer", valueEncoding: "buffer" });
+    const columns: Record<string, object> = { default: {} };
+    for (const name of columnNames) columns[name] = {};
+    await db.open({ createIfMissing: true, columns });
+    return new RocksBackend(db, location, db.columns);
+  }
+
+  batch(): WriteBatch {
+    return new WriteBatch(this.db.batch());
+  }
+
+  getManySync(keys: Buffer[], column?: ColumnHandle): (Buffer | undefined)[] {
+    return normalize(this.db._getManySync(keys, { column }));
+  }
+
+  async getMany(keys: Buffer[], column?: ColumnHandle): Promise<(Buffer | undefined)[]> {
+    return normalize(await this.db._getManyAsync(keys, { column }));
+  }
+
+  iterator(options: {
+    column?: ColumnHandle;
+    gte?: Buffer;
+    lt?: Buffer;
+    reverse?: boolean;
+    keysOnly?: boolean;
+  }): RowIterator {
+    const native = this.db._iterator({
+      column: options.column,
+      ...(options.gte ? { gte: options.gte } : {}),
+      ...(options.lt ? { lt: options.lt } : {}),
+      reverse: options.reverse ?? false,
+      keys: true,
+      values: !options.keysOnly,
+      keyEncoding: "buffer",
+      valueEncoding: "buffer",
+    });
+    return new RowIterator(native);
+  }
+
+  /** A RocksDB property of the default column family (the revision key space). */
+  numericProperty(name: string): number {
+    const value = Number(this.db.getProperty(name));
+    return Number.isFinite(value) ? value : 0;
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+function normalize(values: (Buffer | undefined | null)[]): (Buffer | undefined)[] {
+  for (let i = 0; i < values.length; i++) {
+    // null means the read was aborted or timed out; no deadline is set, so treat it as a fault.
+    if (values[i] === null) throw new Error("mvcc: RocksDB read aborted");
+  }
+  return values as (Buffer | undefined)[];
+}

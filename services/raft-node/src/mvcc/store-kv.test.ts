@@ -1,0 +1,316 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { isEtcdError } from "@etcd-ts/api";
+import { keys, pairs, withStore } from "./store-fixture.js";
+import { SortOrder, SortTarget } from "./types.js";
+
+const rejectsWith = (promise: Promise<unknown>, kind: Parameters<typeof isEtcdError>[1]) =>
+  assert.rejects(promise, (err) => isEtcdError(err, kind));
+
+describe("revisions", () => {
+  it("starts at revision 1 and raises it once per write txn", () =>
+    withStore(async (store, kv) => {
+      assert.equal(store.revision, 1);
+      const r = await kv.put("a", "1");
+      assert.equal(r.header?.revision, 2);
+      assert.equal(store.revision, 2);
+      await kv.txn({
+        success: [
+          {
+            requestPut: {
+              key: Buffer.from("b"),
+              value: Buffer.from("1"),
+              lease: 0,
+              prevKv: false,
+              ignoreValue: false,
+              ignoreLease: false,
+            },
+          },
+          {
+            requestPut: {
+              key: Buffer.from("c"),
+              value: Buffer.from("1"),
+              lease: 0,
+              prevKv: false,
+              ignoreValue: false,
+              ignoreLease: false,
+            },
+          },
+        ],
+      });
+      assert.equal(store.revision, 3);
+      const got = await kv.get("b", { rangeEnd: "d" });
+      assert.deepEqual(
+        got.kvs.map((x) => [x.key.toString(), x.modRevision, x.createRevision, x.version]),
+        [
+          ["b", 3, 3, 1],
+          ["c", 3, 3, 1],
+        ],
+      );
+    }));
+
+  it("tracks create_revision, mod_revision and version; a delete resets them", () =>
+    withStore(async (_store, kv) => {
+      await kv.put("k", "v1"); // 2
+      await kv.put("k", "v2"); // 3
+      let got = (await kv.get("k")).kvs[0]!;
+      assert.deepEqual([got.createRevision, got.modRevision, got.version], [2, 3, 2]);
+      const del = await kv.del("k"); // 4
+      assert.equal(del.deleted, 1);
+      assert.equal(del.header?.revision, 4);
+      assert.equal((await kv.get("k")).kvs.length, 0);
+      await kv.put("k", "v3"); // 5
+      got = (await kv.get("k")).kvs[0]!;
+      assert.deepEqual([got.createRevision, got.modRevision, got.version], [5, 5, 1]);
+      // History stays readable at every revision not compacted.
+      assert.deepEqual(pairs(await kv.get("k", { revision: 3 })), ["k=v2"]);
+      assert.equal((await kv.get("k", { revision: 4 })).kvs.length, 0);
+      assert.equal((await kv.get("k", { revision: 1 })).kvs.length, 0);
+    }));
+
+  it("does not raise the revision for writes that change nothing or for read-only txns", () =>
+    withStore(async (store, kv) => {
+      await kv.put("a", "1");
+      const del = await kv.del("missing");
+      assert.equal(del.deleted, 0);
+      assert.equal(del.header?.revision, 2);
+      const ro = await kv.txn({ success: [{ requestRange: rangeOf("a") }] });
+      assert.equal(ro.header?.revision, 2);
+      assert.equal(store.revision, 2);
+      // A txn whose only write deletes nothing is not a write either.
+      await kv.txn({
+        success: [
+          { requestDeleteRange: { key: Buffer.from("zz"), rangeEnd: Buffer.alloc(0), prevKv: false } },
+        ],
+      });
+      assert.equal(store.revision, 2);
+    }));
+
+  it("stores the lease per key and lets the lessor list leased keys", () =>
+    withStore(async (store, kv) => {
+      await kv.put("a", "1", { lease: 7 });
+      await kv.put("b", "1", { lease: 8 });
+      await kv.put("b", "2");
+      assert.equal((await kv.get("a")).kvs[0]!.lease, 7);
+      assert.equal((await kv.get("b", { revision: 3 })).kvs[0]!.lease, 8);
+      assert.deepEqual(
+        [...store.leasedKeys()].map((x) => [x.key.toString(), x.lease]),
+        [["a", 7]],
+      );
+    }));
+});
+
+function rangeOf(key: string, rangeEnd = "") {
+  return {
+    key: Buffer.from(key),
+    rangeEnd: Buffer.from(rangeEnd),
+    limit: 0,
+    revision: 0,
+    sortOrder: 0,
+    sortTarget: 0,
+    serializable: false,
+    keysOnly: false,
+    countOnly: false,
+    minModRevision: 0,
+    maxModRevision: 0,
+    minCreateRevision: 0,
+    maxCreateRevision: 0,
+  };
+}
+
+describe("range", () => {
+  const seed = async (kv: import("./store-fixture.js").Applier) => {
+    await kv.put("a", "5"); // 2
+    await kv.put("b", "4"); // 3
+    await kv.put("b/1", "3"); // 4
+    await kv.put("b/2", "2"); // 5
+    await kv.put("c", "1"); // 6
+    await kv.put("a", "0"); // 7: a has version 2
+  };
+
+  it("reads a single key, [key, end), a prefix, from-key and all keys", () =>
+    withStore(async (_store, kv) => {
+      await seed(kv);
+      assert.deepEqual(keys(await kv.get("b")), ["b"]);
+      assert.deepEqual(keys(await kv.get("a", { rangeEnd: "b/2" })), ["a", "b", "b/1"]);
+      assert.deepEqual(keys(await kv.get("b/", { rangeEnd: "b0" })), ["b/1", "b/2"]);
+      assert.deepEqual(keys(await kv.get("b/1", { rangeEnd: "\0" })), ["b/1", "b/2", "c"]);
+      assert.deepEqual(keys(await kv.get("\0", { rangeEnd: "\0" })), ["a", "b", "b/1", "b/2", "c"]);
+      assert.deepEqual(keys(await kv.get("c", { rangeEnd: "a" })), []);
+    }));
+
+  it("limits with more, counts independently of the limit, count_only and keys_only", () =>
+    withStore(async (_store, kv) => {
+      await seed(kv);
+      const limited = await kv.get("\0", { rangeEnd: "\0", limit: 2 });
+      assert.deepEqual(keys(limited), ["a", "b"]);
+      assert.equal(limited.more, true);
+      assert.equal(limited.count, 5);
+      const exact = await kv.get("\0", { rangeEnd: "\0", limit: 5 });
+      assert.equal(exact.more, false);
+      const counted = await kv.get("b", { rangeEnd: "c", countOnly: true });
+      assert.deepEqual([counted.kvs.length, counted.count], [0, 3]);
+      const keysOnly = await kv.get("a", { keysOnly: true });
+      assert.equal(keysOnly.kvs[0]!.value.length, 0);
+      assert.deepEqual(
+        [keysOnly.kvs[0]!.createRevision, keysOnly.kvs[0]!.modRevision, keysOnly.kvs[0]!.version],
+        [2, 7, 2],
+      );
+      // keys_only at a past revision reads stored fields, not the current ones.
+      const pastKeysOnly = await kv.get("a", { keysOnly: true, revision: 6 });
+      assert.deepEqual([pastKeysOnly.kvs[0]!.modRevision, pastKeysOnly.kvs[0]!.version], [2, 1]);
+    }));
+
+  it("sorts by every target in both orders, NONE with a non-key target ascending", () =>
+    withStore(async (_store, kv) => {
+      await seed(kv);
+      const all = { rangeEnd: "\0" };
+      const sorted = async (sortTarget: number, sortOrder: number) =>
+        keys(await kv.get("\0", { ...all, sortTarget, sortOrder }));
+      assert.deepEqual(await sorted(SortTarget.KEY, SortOrder.DESCEND), ["c", "b/2", "b/1", "b", "a"]);
+      assert.deepEqual(await sorted(SortTarget.KEY, SortOrder.ASCEND), ["a", "b", "b/1", "b/2", "c"]);
+      assert.deepEqual(await sorted(SortTarget.VALUE, SortOrder.ASCEND), ["a", "c", "b/2", "b/1", "b"]);
+      assert.deepEqual(await sorted(SortTarget.VALUE, SortOrder.NONE), ["a", "c", "b/2", "b/1", "b"]);
+      assert.deepEqual(await sorted(SortTarget.MOD, SortOrder.DESCEND), ["a", "c", "b/2", "b/1", "b"]);
+      assert.deepEqual(await sorted(SortTarget.CREATE, SortOrder.ASCEND), ["a", "b", "b/1", "b/2", "c"]);
+      assert.deepEqual((await sorted(SortTarget.VERSION, SortOrder.DESCEND))[0], "a");
+      const limitedSorted = await kv.get("\0", {
+        ...all,
+        sortTarget: SortTarget.MOD,
+        sortOrder: SortOrder.DESCEND,
+        limit: 2,
+      });
+      assert.deepEqual(keys(limitedSorted), ["a", "c"]);
+      assert.equal(limitedSorted.more, true);
+      await rejectsWith(kv.get("a", { sortOrder: 9 }), "InvalidSortOption");
+      await rejectsWith(kv.get("a", { sortTarget: 9 }), "InvalidSortOption");
+    }));
+
+  it("filters on mod and create revisions; count stays the unfiltered total", () =>
+    withStore(async (_store, kv) => {
+      await seed(kv);
+      const all = { rangeEnd: "\0" };
+      const modWindow = await kv.get("\0", { ...all, minModRevision: 4, maxModRevision: 6 });
+      assert.deepEqual(keys(modWindow), ["b/1", "b/2", "c"]);
+      assert.equal(modWindow.count, 5);
+      assert.deepEqual(keys(await kv.get("\0", { ...all, minCreateRevision: 5 })), ["b/2", "c"]);
+      assert.deepEqual(keys(await kv.get("\0", { ...all, maxCreateRevision: 3 })), ["a", "b"]);
+      const limited = await kv.get("\0", { ...all, minModRevision: 3, limit: 1 });
+      assert.deepEqual([keys(limited), limited.more], [["a"], true]);
+    }));
+
+  it("refuses compacted and future revisions with etcd's errors", () =>
+    withStore(async (store, kv) => {
+      await seed(kv);
+      await rejectsWith(kv.get("a", { revision: 8 }), "FutureRev");
+      await kv.compact(4);
+      await store.compactionDone();
+      await rejectsWith(kv.get("a", { revision: 3 }), "Compacted");
+      assert.deepEqual(pairs(await kv.get("a", { revision: 4 })), ["a=5"]);
+      await rejectsWith(kv.get(""), "EmptyKey");
+    }));
+
+  it("reads large ranges on the thread pool with the same result", () =>
+    withStore(
+      async (_store, kv) => {
+        for (let i = 0; i < 40; i++) await kv.put(`k${String(i).padStart(2, "0")}`, `v${i}`);
+        const r = await kv.get("k", { rangeEnd: "l" });
+        assert.equal(r.kvs.length, 40);
+        assert.equal(r.kvs[39]!.value.toString(), "v39");
+      },
+      { syncReadMaxKeys: 4 },
+    ));
+});
+
+describe("put", () => {
+  it("returns prev_kv, keeps value or lease when asked, and refuses ignore_* on a missing key", () =>
+    withStore(async (_store, kv) => {
+      const first = await kv.put("k", "v1", { lease: 5, prevKv: true });
+      assert.equal(first.prevKv, undefined);
+      const second = await kv.put("k", "v2", { prevKv: true });
+      assert.equal(second.prevKv?.value.toString(), "v1");
+      assert.equal(second.prevKv?.lease, 5);
+      await kv.put("k", "", { ignoreValue: true, lease: 9 });
+      let got = (await kv.get("k")).kvs[0]!;
+      assert.deepEqual([got.value.toString(), got.lease, got.version], ["v2", 9, 3]);
+      await kv.put("k", "v4", { ignoreLease: true });
+      got = (await kv.get("k")).kvs[0]!;
+      assert.deepEqual([got.value.toString(), got.lease], ["v4", 9]);
+      await rejectsWith(kv.put("missing", "", { ignoreValue: true }), "KeyNotFound");
+      await rejectsWith(kv.put("missing", "x", { ignoreLease: true }), "KeyNotFound");
+      await rejectsWith(kv.put("k", "x", { ignoreValue: true }), "ValueProvided");
+      await rejectsWith(kv.put("k", "x", { ignoreLease: true, lease: 3 }), "LeaseProvided");
+      await rejectsWith(kv.put("", "x"), "EmptyKey");
+      assert.equal((await kv.get("k")).header?.revision, 5);
+    }));
+
+  it("checks leases with the lessor when one is wired in", () =>
+    withStore(
+      async (_store, kv) => {
+        await kv.put("k", "v", { lease: 1 });
+        await rejectsWith(kv.put("k", "v", { lease: 2 }), "LeaseNotFound");
+      },
+      { leaseExists: (lease) => lease === 1 },
+    ));
+});
+
+describe("delete range", () => {
+  it("deletes a range, counts, returns prev_kvs, and leaves history readable", () =>
+    withStore(async (_store, kv) => {
+      await kv.put("a", "1");
+      await kv.put("b", "2");
+      await kv.put("c", "3");
+      const r = await kv.del("a", "c", { prevKv: true });
+      assert.equal(r.deleted, 2);
+      assert.deepEqual(
+        r.prevKvs.map((x) => x.key.toString()),
+        ["a", "b"],
+      );
+      assert.deepEqual(keys(await kv.get("\0", { rangeEnd: "\0" })), ["c"]);
+      assert.deepEqual(keys(await kv.get("\0", { rangeEnd: "\0", revision: 4 })), ["a", "b", "c"]);
+      const all = await kv.del("\0", "\0");
+      assert.equal(all.deleted, 1);
+    }));
+});
+
+describe("replay and persistence", () => {
+  it("skips entries at or below the applied index and restores state at reopen", async () => {
+    const { tempDir } = await import("./store-fixture.js");
+    const { MvccStore } = await import("./store.js");
+    const { putRequest } = await import("./request-builders.js");
+    const dir = await tempDir();
+    try {
+      let store = await MvccStore.open(`${dir.path}/db`);
+      await store.applyBatch([
+        { index: 1, term: 1, request: { put: putRequest({ key: "a", value: "1" }) } },
+        { index: 2, term: 1, request: undefined },
+        { index: 3, term: 2, request: { put: putRequest({ key: "b", value: "2", lease: 4 }) } },
+      ]);
+      const replay = await store.applyBatch([
+        { index: 2, term: 1, request: { put: putRequest({ key: "a", value: "again" }) } },
+        { index: 3, term: 2, request: { put: putRequest({ key: "b", value: "again" }) } },
+        { index: 4, term: 2, request: { put: putRequest({ key: "a", value: "3" }) } },
+      ]);
+      assert.deepEqual(
+        replay.map((r) => r.status),
+        ["skipped", "skipped", "applied"],
+      );
+      await store.close();
+      store = await MvccStore.open(`${dir.path}/db`);
+      assert.deepEqual([store.appliedIndex, store.appliedIndexTerm, store.revision], [4, 2, 4]);
+      const { rangeRequest } = await import("./request-builders.js");
+      const got = await store.range(rangeRequest({ key: "\0", rangeEnd: "\0" }));
+      assert.deepEqual(pairs(got), ["a=3", "b=2"]);
+      assert.deepEqual(
+        got.kvs.map((x) => [x.createRevision, x.modRevision, x.version, x.lease]),
+        [
+          [2, 4, 2, 0],
+          [3, 3, 1, 4],
+        ],
+      );
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+});

@@ -1,0 +1,1046 @@
+// The replicated state machine: etcd's MVCC store on RocksDB.
+//
+// Layout (etcd's): the default column family maps revision keys (see revision.ts) to
+// protobuf mvccpb.KeyValue values; a "meta" family holds the applied Raft index and term, the
+// scheduled and finished compaction revisions and the alarms. An in-memory B+ tree (tree-index)
+// maps each key to its revisions and is rebuilt by scanning RocksDB at open.
+//
+// Atomicity: applyBatch runs every entry of a batch against the index and stages the writes in
+// one RocksDB WriteBatch (together with the new applied index), then writes it, all in one
+// synchronous stretch (the binding writes on the calling thread). Readers run between ticks, so
+// they see the state before the batch or after it, never part of it; a replayed entry at or below
+// the persisted applied index is skipped, so WAL replay after a crash is idempotent.
+//
+// Durability: by default a batch is written to RocksDB's WAL without fsync: it survives a
+// process crash (the bytes are in the OS), and after a machine crash the Raft WAL, which is
+// fsynced, replays whatever the state machine lost, as etcd does with its bolt backend. Raft log
+// compaction must therefore call syncToDisk() first. `syncWrites: true` fsyncs every batch.
+import { open as openFile, rename, rm, stat } from "node:fs/promises";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import { EtcdError, isEtcdError } from "@etcd-ts/api";
+import { crc32c } from "@node-rs/crc32";
+import { KeyIndex } from "./key-index.js";
+import { decodeKeyValue, readUint64Bytes, uint64Bytes } from "./kv-codec.js";
+import { indexLimit, shapeRange } from "./range-shaping.js";
+import { checkRangeRequest, DEFAULT_MAX_TXN_OPS } from "./request-validation.js";
+import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
+import { type ColumnHandle, RocksBackend, type WriteBatch } from "./rocks-backend.js";
+import { type KeyBounds, type RangeHit, TreeIndex } from "./tree-index.js";
+import type {
+  AlarmMember,
+  AlarmRequest,
+  AlarmResponse,
+  CompactionRequest,
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  Event,
+  HashKVResponse,
+  KeyValue,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+} from "./types.js";
+import { AlarmAction, AlarmType, EventType, SortTarget } from "./types.js";
+import {
+  type ApplyTarget,
+  applyDeleteRange,
+  applyPut,
+  applyTxn,
+  type Change,
+  header,
+  isLatest,
+  keyBounds,
+  keyValueFromIndex,
+  putCost,
+  resolveRangeRevision,
+  txnCost,
+  WriteTxn,
+} from "./write-txn.js";
+
+export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
+
+export interface MvccStoreOptions {
+  /** Backend size past which writes are refused (etcd's --quota-backend-bytes). */
+  quotaBytes?: number;
+  /** fsync every applied batch (default false: see the durability note above). */
+  syncWrites?: boolean;
+  maxTxnOps?: number;
+  /** The lessor's view: puts naming an unknown lease fail with "requested lease not found". */
+  leaseExists?: (lease: number) => boolean;
+  /** Key histories compacted per slice; applies and reads run between slices. */
+  compactionSliceKeys?: number;
+  /** Ranges reading at most this many values read them on the event-loop thread. */
+  syncReadMaxKeys?: number;
+  /** Extra column families other state machines (leases, auth) write in the same batches. */
+  extraColumns?: readonly string[];
+}
+
+/** A Raft entry's effect on the store (etcd's InternalRaftRequest members it handles). */
+export type MvccRequest =
+  | { put: PutRequest }
+  | { deleteRange: DeleteRangeRequest }
+  | { txn: TxnRequest }
+  | { compaction: CompactionRequest }
+  | { alarm: AlarmRequest }
+  /** Lease revocation: deletes the keys in one write txn (etcd's lessor RangeDeleter). */
+  | { deleteKeys: { keys: Buffer[] } }
+  /** Another state machine's apply, written atomically with this batch. */
+  | { external: (context: ExternalApply) => unknown };
+
+export interface DeleteKeysResponse {
+  deleted: number;
+  revision: number;
+}
+
+export type MvccResponse =
+  | PutResponse
+  | DeleteRangeResponse
+  | TxnResponse
+  | CompactionResponse
+  | AlarmResponse
+  | DeleteKeysResponse
+  | unknown;
+
+export interface ApplyEntry {
+  index: number;
+  term: number;
+  /** Absent for entries that only advance the applied index (empty entries, conf changes...). */
+  request?: MvccRequest | undefined;
+}
+
+export type ApplyResult =
+  | { status: "skipped" }
+  | { status: "applied"; response: MvccResponse }
+  | { status: "failed"; error: EtcdError };
+
+/** Access for an `external` request to the batch being applied. */
+export interface ExternalApply {
+  put(column: string, key: Buffer, value: Buffer): void;
+  del(column: string, key: Buffer): void;
+  /** Reads committed state of an extra column (not this batch's own writes). */
+  get(column: string, key: Buffer): Buffer | undefined;
+  /** Deletes keys in one write txn, as lease revocation does. */
+  deleteKeys(keys: Buffer[]): DeleteKeysResponse;
+  readonly revision: number;
+}
+
+/** A write transaction's effect as watchers see it, delivered once durable. */
+export interface AppliedTxn {
+  revision: number;
+  events: Event[];
+}
+
+export type ApplyListener = (txn: AppliedTxn) => void;
+
+export interface HistoryQuery {
+  /** First revision to return (inclusive); must not be below the compacted revision. */
+  fromRevision: number;
+  /** Last revision to return (inclusive); defaults to the current revision. */
+  toRevision?: number;
+  key: Buffer;
+  rangeEnd?: Buffer;
+  /** Stop after about this many events, at a revision boundary. */
+  limit?: number;
+  prevKv?: boolean;
+}
+
+export interface HistoryResult {
+  events: Event[];
+  /** Where to continue; past `toRevision` when everything was read. */
+  nextRevision: number;
+  /** The store revision the history was read at. */
+  revision: number;
+}
+
+const META_COLUMN = "meta";
+const META_CONSISTENT_INDEX = Buffer.from("consistent_index");
+const META_TERM = Buffer.from("term");
+const META_SCHEDULED_COMPACT = Buffer.from("scheduledCompactRev");
+const META_FINISHED_COMPACT = Buffer.from("finishedCompactRev");
+const META_ALARM_PREFIX = Buffer.from("alarm/");
+const HASH_KEY_BUCKET = Buffer.from("key");
+const HASH_META_BUCKET = Buffer.from("meta");
+const EMPTY = Buffer.alloc(0);
+const RESTORE_CHUNK = 10_000;
+const ASYNC_READ_CHUNK = 1024;
+const HISTORY_CHUNK = 1000;
+
+export class MvccStore implements ApplyTarget {
+  readonly index = new TreeIndex();
+  currentRev = 1;
+  compactMainRev = -1;
+  readonly maxTxnOps: number;
+  readonly leaseExists: ((lease: number) => boolean) | undefined;
+
+  private db: RocksBackend;
+  private meta: ColumnHandle;
+  private appliedIdx = 0;
+  private appliedTerm = 0;
+  private finishedCompactRev = -1;
+  private readonly alarmSet = new Map<string, AlarmMember>();
+  private readonly listeners = new Map<ApplyListener, { prevKv: boolean }>();
+  private readonly quotaBytes: number;
+  private readonly syncWrites: boolean;
+  private readonly compactionSliceKeys: number;
+  private readonly syncReadMaxKeys: number;
+  private readonly extraColumns: readonly string[];
+
+  /** Writes of the batch being applied, by main revision then sub, readable before commit. */
+  private pending: Map<number, Buffer[]> | undefined;
+  private batch: WriteBatch | undefined;
+  private compactionChain: Promise<void> = Promise.resolve();
+  private compactionsQueued = 0;
+  /** Set while defragmentation swaps the database: applies and reads wait for it. */
+  private exclusive: Promise<void> | undefined;
+  private applyQueue: Promise<unknown> = Promise.resolve();
+  private appliesWaiting = 0;
+  private failure: Error | undefined;
+  private closing = false;
+  /** Reads holding RocksDB iterators or pool reads across awaits; defragmentation waits for them. */
+  private readers = 0;
+
+  private constructor(
+    readonly location: string,
+    db: RocksBackend,
+    options: MvccStoreOptions,
+  ) {
+    this.db = db;
+    this.meta = db.columns[META_COLUMN]!;
+    this.quotaBytes = options.quotaBytes ?? DEFAULT_QUOTA_BYTES;
+    this.syncWrites = options.syncWrites ?? false;
+    this.maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
+    this.leaseExists = options.leaseExists;
+    this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
+    this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
+    this.extraColumns = options.extraColumns ?? [];
+  }
+
+  static async open(location: string, options: MvccStoreOptions = {}): Promise<MvccStore> {
+    await recoverInterruptedDefrag(location);
+    const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
+    const db = await RocksBackend.open(location, columns);
+    const store = new MvccStore(location, db, options);
+    store.restore();
+    return store;
+  }
+
+  // --- state ---------------------------------------------------------------------------------
+
+  get revision(): number {
+    return this.currentRev;
+  }
+
+  /** The compacted revision, -1 before the first compaction (etcd reports it the same way). */
+  get compactRevision(): number {
+    return this.compactMainRev;
+  }
+
+  get appliedIndex(): number {
+    return this.appliedIdx;
+  }
+
+  get appliedIndexTerm(): number {
+    return this.appliedTerm;
+  }
+
+  /** Keys live at the current revision (walks the whole index). */
+  countLiveKeys(): number {
+    let live = 0;
+    for (const [, ki] of this.index.entries()) if (ki.isLive) live++;
+    return live;
+  }
+
+  alarms(type: number = AlarmType.NONE): AlarmMember[] {
+    const all = [...this.alarmSet.values()];
+    return type === AlarmType.NONE ? all : all.filter((a) => a.alarm === type);
+  }
+
+  /** The lease of every live key that has one, for a lessor rebuilding its key sets. */
+  *leasedKeys(): IterableIterator<{ key: Buffer; lease: number }> {
+    for (const [key, ki] of this.index.entries()) {
+      if (ki.isLive && ki.lease !== 0) yield { key: Buffer.from(key, "latin1"), lease: ki.lease };
+    }
+  }
+
+  /** Registers a listener for every durable write txn; returns the unsubscribe function. */
+  subscribe(listener: ApplyListener, options: { prevKv?: boolean } = {}): () => void {
+    this.listeners.set(listener, { prevKv: options.prevKv ?? false });
+    return () => this.listeners.delete(listener);
+  }
+
+  // --- restore -------------------------------------------------------------------------------
+
+  private restore(): void {
+    const metaValues = this.db.getManySync(
+      [META_CONSISTENT_INDEX, META_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT],
+      this.meta,
+    );
+    const [index, term, scheduled, finished] = metaValues;
+    if (index) this.appliedIdx = readUint64Bytes(index);
+    if (term) this.appliedTerm = readUint64Bytes(term);
+    if (finished) this.finishedCompactRev = mainOfKey(finished);
+    const scheduledRev = scheduled ? mainOfKey(scheduled) : -1;
+    this.compactMainRev = this.finishedCompactRev;
+    this.restoreAlarms();
+    this.restoreIndex();
+    if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
+    if (scheduledRev > this.finishedCompactRev) {
+      // A compaction was cut short: its revision already counts as compacted; finish it.
+      this.compactMainRev = scheduledRev;
+      if (this.currentRev < scheduledRev) this.currentRev = scheduledRev;
+      this.scheduleCompaction(scheduledRev);
+    }
+  }
+
+  private restoreAlarms(): void {
+    const it = this.db.iterator({
+      column: this.meta,
+      gte: META_ALARM_PREFIX,
+      lt: prefixEnd(META_ALARM_PREFIX),
+    });
+    try {
+      for (;;) {
+        const chunk = it.nextSync(1000);
+        for (const key of chunk.keys) {
+          const member = decodeAlarmKey(key);
+          this.alarmSet.set(alarmId(member), member);
+        }
+        if (chunk.finished) break;
+      }
+    } finally {
+      it.close();
+    }
+  }
+
+  /** etcd's restore: replays every stored revision, oldest first, into the key index. */
+  private restoreIndex(): void {
+    const it = this.db.iterator({});
+    try {
+      for (;;) {
+        const chunk = it.nextSync(RESTORE_CHUNK);
+        for (let i = 0; i < chunk.keys.length; i++) {
+          const revKey = chunk.keys[i]!;
+          const kv = decodeKeyValue(chunk.values[i]!);
+          const main = mainOfKey(revKey);
+          const sub = subOfKey(revKey);
+          const key = kv.key.toString("latin1");
+          const tombstone = isTombstoneKey(revKey);
+          let ki = this.index.lookup(key);
+          if (ki !== undefined) {
+            if (tombstone) ki.tombstone(main, sub);
+            else {
+              ki.put(main, sub);
+              ki.lease = kv.lease;
+            }
+          } else {
+            ki = new KeyIndex(key);
+            if (tombstone) ki.restoreTombstone(main, sub);
+            else {
+              ki.restore(kv.createRevision, main, sub, kv.version);
+              ki.lease = kv.lease;
+            }
+            this.index.insert(ki);
+          }
+          this.currentRev = main;
+        }
+        if (chunk.finished) break;
+      }
+    } finally {
+      it.close();
+    }
+  }
+
+  // --- apply ---------------------------------------------------------------------------------
+
+  /** Applies one committed entry; see applyBatch. */
+  async apply(entry: ApplyEntry): Promise<ApplyResult> {
+    const [result] = await this.applyBatch([entry]);
+    return result!;
+  }
+
+  /**
+   * Applies committed entries in order, in one RocksDB batch with the new applied index.
+   * Entries at or below the applied index are skipped (WAL replay). A request error (bad
+   * request, compacted revision, no space...) is that entry's result and changes nothing;
+   * an I/O failure rejects and leaves the store unusable until reopened.
+   */
+  applyBatch(entries: readonly ApplyEntry[]): Promise<ApplyResult[]> {
+    if (this.exclusive === undefined && this.appliesWaiting === 0) {
+      try {
+        return Promise.resolve(this.applyNow(entries));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    // Keep applies in submission order while a defragmentation holds the store.
+    this.appliesWaiting++;
+    const run = this.applyQueue.then(async () => {
+      while (this.exclusive !== undefined) await this.exclusive;
+      this.appliesWaiting--;
+      return this.applyNow(entries);
+    });
+    this.applyQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private applyNow(entries: readonly ApplyEntry[]): ApplyResult[] {
+    this.assertUsable();
+    const results: ApplyResult[] = [];
+    const applied: Change[][] = [];
+    const revisions: number[] = [];
+    const compactions: number[] = [];
+    let lastIndex = this.appliedIdx;
+    let lastTerm = this.appliedTerm;
+    this.batch = this.db.batch();
+    this.pending = new Map();
+    try {
+      for (const entry of entries) {
+        if (entry.index <= lastIndex) {
+          results.push({ status: "skipped" });
+          continue;
+        }
+        lastIndex = entry.index;
+        lastTerm = entry.term;
+        if (entry.request === undefined) {
+          results.push({ status: "applied", response: undefined });
+          continue;
+        }
+        const txn = new WriteTxn(this, this.currentRev);
+        try {
+          const response = this.execute(entry.request, txn, compactions);
+          results.push({ status: "applied", response });
+        } catch (err) {
+          if (!isEtcdError(err)) throw err;
+          // Request checks all run before the first write, so a failed request changed nothing.
+          if (txn.changes.length > 0) throw new Error(`mvcc: request failed after writing: ${err.message}`);
+          results.push({ status: "failed", error: err });
+        }
+        if (txn.changes.length > 0) {
+          this.currentRev = txn.beginRev + 1;
+          applied.push(txn.changes);
+          revisions.push(this.currentRev);
+        }
+      }
+      if (lastIndex !== this.appliedIdx) {
+        this.batch.put(META_CONSISTENT_INDEX, uint64Bytes(lastIndex), this.meta);
+        this.batch.put(META_TERM, uint64Bytes(lastTerm), this.meta);
+      }
+      const events = this.listeners.size > 0 ? this.buildEvents(applied) : [];
+      this.batch.write(this.syncWrites);
+      this.batch = undefined;
+      this.appliedIdx = lastIndex;
+      this.appliedTerm = lastTerm;
+      for (const rev of compactions) this.scheduleCompaction(rev);
+      for (let i = 0; i < events.length; i++) this.notify({ revision: revisions[i]!, events: events[i]! });
+      return results;
+    } catch (err) {
+      // The index may hold changes that never reached disk: only a reopen rebuilds it truthfully.
+      this.batch?.discard();
+      this.batch = undefined;
+      this.failure = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    } finally {
+      this.pending = undefined;
+    }
+  }
+
+  private execute(request: MvccRequest, txn: WriteTxn, compactions: number[]): MvccResponse {
+    if ("put" in request) {
+      this.refuseWhenAlarmed(true);
+      return applyPut(this, txn, request.put);
+    }
+    if ("deleteRange" in request) {
+      this.refuseWhenAlarmed(false);
+      return applyDeleteRange(this, txn, request.deleteRange);
+    }
+    if ("txn" in request) {
+      this.refuseWhenAlarmed(txnCost(request.txn) > 0);
+      return applyTxn(this, txn, request.txn);
+    }
+    if ("compaction" in request) {
+      this.refuseWhenAlarmed(false);
+      return this.applyCompaction(request.compaction, compactions);
+    }
+    if ("alarm" in request) return this.applyAlarm(request.alarm);
+    if ("deleteKeys" in request) return deleteKeys(txn, this.index, request.deleteKeys.keys);
+    return request.external(this.externalContext(txn));
+  }
+
+  /** etcd's capped and corrupt appliers: what an active alarm refuses. */
+  private refuseWhenAlarmed(writesSpace: boolean): void {
+    if (this.alarmSet.size === 0) return;
+    for (const alarm of this.alarmSet.values()) {
+      if (alarm.alarm === AlarmType.CORRUPT) throw new EtcdError("Corrupt");
+    }
+    if (writesSpace && this.alarms(AlarmType.NOSPACE).length > 0) throw new EtcdError("NoSpace");
+  }
+
+  private externalContext(txn: WriteTxn): ExternalApply {
+    const column = (name: string): ColumnHandle => {
+      if (!this.extraColumns.includes(name)) throw new Error(`mvcc: column ${name} was not opened`);
+      return this.db.columns[name]!;
+    };
+    return {
+      put: (name, key, value) => this.batch!.put(key, value, column(name)),
+      del: (name, key) => this.batch!.del(key, column(name)),
+      get: (name, key) => this.db.getManySync([key], column(name))[0],
+      deleteKeys: (keys) => deleteKeys(txn, this.index, keys),
+      revision: txn.beginRev,
+    };
+  }
+
+  stage(main: number, sub: number, key: Buffer, value: Buffer): void {
+    this.batch!.put(key, value);
+    let subs = this.pending!.get(main);
+    if (subs === undefined) {
+      subs = [];
+      this.pending!.set(main, subs);
+    }
+    subs[sub] = value;
+  }
+
+  readKeyValues(hits: RangeHit[]): KeyValue[] {
+    const values: (Buffer | undefined)[] = new Array(hits.length);
+    const missing: Buffer[] = [];
+    const missingAt: number[] = [];
+    for (let i = 0; i < hits.length; i++) {
+      const hit = hits[i]!;
+      const staged = this.pending?.get(hit.main)?.[hit.sub];
+      if (staged !== undefined) values[i] = staged;
+      else {
+        missing.push(revisionKey(hit.main, hit.sub));
+        missingAt.push(i);
+      }
+    }
+    if (missing.length > 0) {
+      const read = this.db.getManySync(missing);
+      for (let j = 0; j < read.length; j++) values[missingAt[j]!] = read[j];
+    }
+    return values.map((v, i) => decodeOrFail(v, hits[i]!));
+  }
+
+  private applyCompaction(c: CompactionRequest, compactions: number[]): CompactionResponse {
+    const rev = c.revision;
+    if (rev <= this.compactMainRev) throw new EtcdError("Compacted");
+    if (rev > this.currentRev) throw new EtcdError("FutureRev");
+    this.compactMainRev = rev;
+    this.batch!.put(META_SCHEDULED_COMPACT, revisionKey(rev, 0), this.meta);
+    compactions.push(rev);
+    return { header: header(this.currentRev) };
+  }
+
+  private applyAlarm(a: AlarmRequest): AlarmResponse {
+    const response: AlarmResponse = { header: header(this.currentRev), alarms: [] };
+    if (a.action === AlarmAction.GET) {
+      response.alarms = this.alarms(a.alarm);
+    } else if (a.action === AlarmAction.ACTIVATE) {
+      const member = { memberID: a.memberID, alarm: a.alarm };
+      const id = alarmId(member);
+      const existing = this.alarmSet.get(id);
+      if (existing !== undefined) response.alarms.push(existing);
+      else {
+        this.alarmSet.set(id, member);
+        this.batch!.put(encodeAlarmKey(member), EMPTY, this.meta);
+        response.alarms.push(member);
+      }
+    } else if (a.action === AlarmAction.DEACTIVATE) {
+      const id = alarmId({ memberID: a.memberID, alarm: a.alarm });
+      const existing = this.alarmSet.get(id);
+      if (existing !== undefined) {
+        this.alarmSet.delete(id);
+        this.batch!.del(encodeAlarmKey(existing), this.meta);
+        response.alarms.push(existing);
+      }
+    }
+    return response;
+  }
+
+  private buildEvents(applied: Change[][]): Event[][] {
+    let wantPrev = false;
+    for (const { prevKv } of this.listeners.values()) wantPrev ||= prevKv;
+    const prevHits: RangeHit[] = [];
+    const prevOf: (Event | undefined)[] = [];
+    const result = applied.map((changes) =>
+      changes.map((change) => {
+        const event: Event = { type: change.type, kv: change.kv, prevKv: undefined };
+        if (wantPrev && change.prevMain >= 0) {
+          prevHits.push({ main: change.prevMain, sub: change.prevSub } as RangeHit);
+          prevOf.push(event);
+        }
+        return event;
+      }),
+    );
+    if (prevHits.length > 0) {
+      const prevKvs = this.readKeyValues(prevHits);
+      for (let i = 0; i < prevKvs.length; i++) prevOf[i]!.prevKv = prevKvs[i];
+    }
+    return result;
+  }
+
+  private notify(txn: AppliedTxn): void {
+    for (const [listener, options] of this.listeners) {
+      const delivered = options.prevKv
+        ? txn
+        : { revision: txn.revision, events: txn.events.map((e) => ({ ...e, prevKv: undefined })) };
+      try {
+        listener(delivered);
+      } catch (err) {
+        // A listener bug must not look like a failed apply (the batch is already durable).
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  /** fsyncs RocksDB's WAL: everything applied so far survives a machine crash. */
+  syncToDisk(): number {
+    this.assertUsable();
+    const batch = this.db.batch();
+    batch.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), this.meta);
+    batch.put(META_TERM, uint64Bytes(this.appliedTerm), this.meta);
+    batch.write(true);
+    return this.appliedIdx;
+  }
+
+  // --- reads ---------------------------------------------------------------------------------
+
+  /** A Range served from local state (serializable; linearizable once the caller waited for ReadIndex). */
+  async range(r: RangeRequest): Promise<RangeResponse> {
+    checkRangeRequest(r);
+    await this.passExclusive();
+    this.assertUsable();
+    const curRev = this.currentRev;
+    const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
+    const bounds = keyBounds(r.key, r.rangeEnd);
+    if (r.countOnly) {
+      return { header: header(curRev), kvs: [], more: false, count: this.index.count(bounds, rev) };
+    }
+    const { hits, total } = this.index.revisions(bounds, rev, indexLimit(r));
+    const needValues = !r.keysOnly || r.sortTarget === SortTarget.VALUE;
+    let kvs: KeyValue[];
+    if (!needValues && hits.every(isLatest)) kvs = hits.map(keyValueFromIndex);
+    else if (hits.length <= this.syncReadMaxKeys) kvs = this.readKeyValues(hits);
+    else kvs = await this.reading(() => this.readKeyValuesAsync(hits, rev));
+    const shaped = shapeRange(r, kvs);
+    return { header: header(curRev), kvs: shaped.kvs, more: shaped.more, count: total };
+  }
+
+  /**
+   * Large reads go to the libuv pool in chunks. Revisions are immutable, but a compaction that
+   * starts meanwhile may delete superseded ones: then the read revision is compacted after all.
+   */
+  private async readKeyValuesAsync(hits: RangeHit[], rev: number): Promise<KeyValue[]> {
+    const kvs: KeyValue[] = [];
+    for (let i = 0; i < hits.length; i += ASYNC_READ_CHUNK) {
+      const slice = hits.slice(i, i + ASYNC_READ_CHUNK);
+      const values = await this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
+      for (let j = 0; j < values.length; j++) {
+        if (values[j] === undefined && rev < this.compactMainRev) throw new EtcdError("Compacted");
+        kvs.push(decodeOrFail(values[j], slice[j]!));
+      }
+    }
+    return kvs;
+  }
+
+  /**
+   * Events from history for watchers catching up: every change in [fromRevision, toRevision]
+   * to keys in range, in revision order, read from one consistent RocksDB view.
+   */
+  async history(q: HistoryQuery): Promise<HistoryResult> {
+    await this.passExclusive();
+    this.assertUsable();
+    if (q.fromRevision < this.compactMainRev) throw new EtcdError("Compacted");
+    const revision = this.currentRev;
+    const to = Math.min(q.toRevision ?? revision, revision);
+    const from = Math.max(q.fromRevision, 1);
+    if (from > to) return { events: [], nextRevision: from, revision };
+    const bounds = keyBounds(q.key, q.rangeEnd ?? EMPTY);
+    const limit = q.limit ?? Number.POSITIVE_INFINITY;
+    const it = this.db.iterator({ gte: revisionKey(from, 0), lt: revisionKey(to + 1, 0) });
+    const events: Event[] = [];
+    let nextRevision = to + 1;
+    this.readers++;
+    try {
+      scan: for (;;) {
+        const chunk = await it.next(HISTORY_CHUNK);
+        for (let i = 0; i < chunk.keys.length; i++) {
+          const revKey = chunk.keys[i]!;
+          const main = mainOfKey(revKey);
+          if (events.length >= limit && main !== events[events.length - 1]!.kv!.modRevision) {
+            nextRevision = main;
+            break scan;
+          }
+          const kv = decodeKeyValue(chunk.values[i]!);
+          if (!inBounds(kv.key, bounds)) continue;
+          if (isTombstoneKey(revKey)) {
+            kv.modRevision = main;
+            events.push({ type: EventType.DELETE, kv, prevKv: undefined });
+          } else {
+            events.push({ type: EventType.PUT, kv, prevKv: undefined });
+          }
+        }
+        if (chunk.finished) break;
+      }
+    } finally {
+      it.close();
+      this.readers--;
+    }
+    if (q.prevKv) this.attachPrevKvs(events);
+    return { events, nextRevision, revision };
+  }
+
+  private attachPrevKvs(events: Event[]): void {
+    const hits: RangeHit[] = [];
+    const targets: Event[] = [];
+    for (const event of events) {
+      const before = event.kv!.modRevision - 1;
+      // What the key was just before is only known while that revision is not compacted.
+      if (before < this.compactMainRev) continue;
+      const ki = this.index.lookup(event.kv!.key.toString("latin1"));
+      const rev = ki?.get(before);
+      if (ki === undefined || rev === undefined) continue;
+      hits.push({ index: ki, ...rev });
+      targets.push(event);
+    }
+    if (hits.length === 0) return;
+    const kvs = this.readKeyValues(hits);
+    for (let i = 0; i < kvs.length; i++) targets[i]!.prevKv = kvs[i];
+  }
+
+  // --- compaction ----------------------------------------------------------------------------
+
+  private scheduleCompaction(rev: number): void {
+    this.compactionsQueued++;
+    this.compactionChain = this.compactionChain
+      .then(() => this.compact(rev))
+      .catch((err: unknown) => {
+        this.failure ??= err instanceof Error ? err : new Error(String(err));
+      })
+      .finally(() => {
+        this.compactionsQueued--;
+      });
+  }
+
+  /** Resolves when every scheduled physical compaction has finished (etcd's `physical`). */
+  async compactionDone(): Promise<void> {
+    while (this.compactionsQueued > 0) await this.compactionChain;
+  }
+
+  /**
+   * Physical compaction, in slices: compact the index for a slice of keys, delete the revisions
+   * it dropped in one RocksDB batch, yield. Reads at or above the compacted revision never need
+   * a dropped revision, so they are unaffected; a crash part-way leaves scheduled > finished and
+   * open() runs it again (dropped revisions not yet deleted come back into the index from disk).
+   */
+  private async compact(rev: number): Promise<void> {
+    let from: string | undefined = "";
+    while (from !== undefined) {
+      await this.passExclusive();
+      if (this.closing) return;
+      const removed: number[] = [];
+      from = this.index.compactSlice(rev, from, this.compactionSliceKeys, removed);
+      const batch = this.db.batch();
+      for (let i = 0; i < removed.length; i += 3) {
+        batch.del(revisionKey(removed[i]!, removed[i + 1]!, removed[i + 2] === 1));
+      }
+      if (from === undefined) batch.put(META_FINISHED_COMPACT, revisionKey(rev, 0), this.meta);
+      if (batch.length > 0) batch.write(false);
+      else batch.discard();
+      if (from !== undefined) await yieldToEventLoop();
+    }
+    this.finishedCompactRev = rev;
+  }
+
+  // --- hashes --------------------------------------------------------------------------------
+
+  /**
+   * etcd's HashKV: crc32c (Castagnoli) over "key" then every stored revision key and value up to
+   * `revision`, skipping revisions at or below the compacted revision that a finished compaction
+   * would drop, so members agree whatever their compaction progress.
+   */
+  async hashKV(revision: number): Promise<HashKVResponse> {
+    await this.passExclusive();
+    this.assertUsable();
+    const compactRev = this.compactMainRev;
+    const currentRev = this.currentRev;
+    if (revision > 0 && revision < compactRev) throw new EtcdError("Compacted");
+    if (revision > currentRev) throw new EtcdError("FutureRev");
+    const rev = revision <= 0 ? currentRev : revision;
+    // Both the kept set and the iterator's implicit snapshot are taken in this same tick.
+    const keep = this.index.keep(rev);
+    const it = this.db.iterator({ lt: revisionKey(rev + 1, 0) });
+    let hash = crc32c(HASH_KEY_BUCKET);
+    this.readers++;
+    try {
+      for (;;) {
+        const chunk = await it.next(HISTORY_CHUNK);
+        for (let i = 0; i < chunk.keys.length; i++) {
+          const key = chunk.keys[i]!;
+          if (mainOfKey(key) <= compactRev && keep.size > 0 && !keep.has(mainOfKey(key), subOfKey(key)))
+            continue;
+          hash = crc32c(key, hash);
+          hash = crc32c(chunk.values[i]!, hash);
+        }
+        if (chunk.finished) break;
+      }
+    } finally {
+      it.close();
+      this.readers--;
+    }
+    return { header: header(currentRev), hash, compactRevision: compactRev, hashRevision: rev };
+  }
+
+  /**
+   * etcd's Hash: the whole backend as stored (so it depends on compaction progress): the key
+   * space, then the meta entries except the applied index and term, which differ by member.
+   */
+  async hash(): Promise<{ hash: number; revision: number }> {
+    await this.passExclusive();
+    this.assertUsable();
+    const revision = this.currentRev;
+    const keys = this.db.iterator({});
+    const metas = this.db.iterator({ column: this.meta });
+    let hash = crc32c(HASH_KEY_BUCKET);
+    this.readers++;
+    try {
+      hash = await hashRows(keys, hash, () => true);
+      hash = crc32c(HASH_META_BUCKET, hash);
+      hash = await hashRows(metas, hash, (k) => !k.equals(META_CONSISTENT_INDEX) && !k.equals(META_TERM));
+    } finally {
+      keys.close();
+      metas.close();
+      this.readers--;
+    }
+    return { hash, revision };
+  }
+
+  // --- quota and defragmentation -------------------------------------------------------------
+
+  /** Bytes the revision key space occupies: live SST files plus memtables. */
+  get backendSize(): number {
+    return (
+      this.db.numericProperty("rocksdb.live-sst-files-size") +
+      this.db.numericProperty("rocksdb.cur-size-all-mem-tables")
+    );
+  }
+
+  /** Estimated bytes of live data (etcd's dbSizeInUse). */
+  get backendSizeInUse(): number {
+    return (
+      this.db.numericProperty("rocksdb.estimate-live-data-size") +
+      this.db.numericProperty("rocksdb.cur-size-all-mem-tables")
+    );
+  }
+
+  get quota(): number {
+    return this.quotaBytes;
+  }
+
+  /**
+   * etcd's quota check, made before proposing: backend sizes differ between members, so it must
+   * never run at apply time. When it fails the caller proposes an ACTIVATE NOSPACE alarm; once
+   * applied, every member refuses writes deterministically.
+   */
+  quotaAvailable(request: MvccRequest | { leaseGrant: unknown }): boolean {
+    let cost = 0;
+    if ("put" in request) cost = putCost(request.put);
+    else if ("txn" in request) cost = txnCost(request.txn);
+    else if ("leaseGrant" in request) cost = 64;
+    if (cost === 0) return true;
+    return this.backendSize + cost < this.quotaBytes;
+  }
+
+  /**
+   * Rewrites the database into a fresh directory holding only live entries (etcd's defrag copies
+   * its bolt file the same way), then swaps it in. Applies and reads wait meanwhile.
+   */
+  async defragment(): Promise<void> {
+    let release!: () => void;
+    // Compactions are scheduled only by applies, which wait while the store is held: once none is
+    // queued at the moment of taking it, none can start until the swap is done.
+    for (;;) {
+      while (this.exclusive !== undefined) await this.exclusive;
+      await this.compactionDone();
+      if (this.compactionsQueued === 0 && this.exclusive === undefined) break;
+    }
+    this.assertUsable();
+    this.exclusive = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      while (this.readers > 0) await yieldToEventLoop();
+      const copyDir = `${this.location}.defrag`;
+      await rm(copyDir, { recursive: true, force: true });
+      await rm(`${copyDir}.complete`, { force: true });
+      const columnNames = [META_COLUMN, ...this.extraColumns];
+      const copy = await RocksBackend.open(copyDir, columnNames);
+      try {
+        await copyColumn(this.db, copy, undefined, undefined);
+        for (const name of columnNames)
+          await copyColumn(this.db, copy, this.db.columns[name], copy.columns[name]);
+        const fence = copy.batch();
+        fence.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), copy.columns[META_COLUMN]);
+        fence.write(true);
+      } finally {
+        await copy.close();
+      }
+      await this.db.close();
+      await writeMarker(`${copyDir}.complete`);
+      await rename(this.location, `${this.location}.old`);
+      await rename(copyDir, this.location);
+      await rm(`${copyDir}.complete`, { force: true });
+      await rm(`${this.location}.old`, { recursive: true, force: true });
+      this.db = await RocksBackend.open(this.location, columnNames);
+      this.meta = this.db.columns[META_COLUMN]!;
+    } catch (err) {
+      this.failure = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    } finally {
+      this.exclusive = undefined;
+      release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.compactionChain;
+    while (this.exclusive !== undefined) await this.exclusive;
+    await this.applyQueue;
+    await this.db.close();
+    this.failure ??= new Error("mvcc: store closed");
+  }
+
+  private async reading<T>(read: () => Promise<T>): Promise<T> {
+    this.readers++;
+    try {
+      return await read();
+    } finally {
+      this.readers--;
+    }
+  }
+
+  private async passExclusive(): Promise<void> {
+    while (this.exclusive !== undefined) await this.exclusive;
+  }
+
+  private assertUsable(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
+/** Deletes each live key among `keys`, sorted, in the txn (etcd sorts a lease's keys first). */
+function deleteKeys(txn: WriteTxn, index: TreeIndex, keys: Buffer[]): DeleteKeysResponse {
+  const sorted = keys.map((k) => k.toString("latin1")).sort();
+  let deleted = 0;
+  for (const key of sorted) {
+    const ki = index.lookup(key);
+    if (ki?.isLive) {
+      txn.delete(ki);
+      deleted++;
+    }
+  }
+  return { deleted, revision: txn.endRev };
+}
+
+function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {
+  if (value === undefined) {
+    throw new Error(`mvcc: revision ${hit.main}.${hit.sub} is in the index but not in RocksDB`);
+  }
+  return decodeKeyValue(value);
+}
+
+function inBounds(key: Buffer, bounds: KeyBounds): boolean {
+  const k = key.toString("latin1");
+  if (bounds.end === undefined) return k === bounds.start;
+  return k >= bounds.start && (bounds.end === "" || k < bounds.end);
+}
+
+async function hashRows(
+  it: ReturnType<RocksBackend["iterator"]>,
+  hash: number,
+  include: (key: Buffer) => boolean,
+): Promise<number> {
+  for (;;) {
+    const chunk = await it.next(HISTORY_CHUNK);
+    for (let i = 0; i < chunk.keys.length; i++) {
+      if (!include(chunk.keys[i]!)) continue;
+      hash = crc32c(chunk.keys[i]!, hash);
+      hash = crc32c(chunk.values[i]!, hash);
+    }
+    if (chunk.finished) return hash;
+  }
+}
+
+async function copyColumn(
+  from: RocksBackend,
+  to: RocksBackend,
+  fromColumn: ColumnHandle | undefined,
+  toColumn: ColumnHandle | undefined,
+): Promise<void> {
+  const it = from.iterator(fromColumn === undefined ? {} : { column: fromColumn });
+  try {
+    for (;;) {
+      const chunk = await it.next(HISTORY_CHUNK);
+      const batch = to.batch();
+      for (let i = 0; i < chunk.keys.length; i++) batch.put(chunk.keys[i]!, chunk.values[i]!, toColumn);
+      if (batch.length > 0) batch.write(false);
+      else batch.discard();
+      if (chunk.finished) return;
+    }
+  } finally {
+    it.close();
+  }
+}
+
+/**
+ * Finishes or discards a defragmentation interrupted by a crash: the copy is only trusted once
+ * its completion marker exists; the original directory is only removed after the swap.
+ */
+async function recoverInterruptedDefrag(location: string): Promise<void> {
+  const copyDir = `${location}.defrag`;
+  const marker = `${copyDir}.complete`;
+  const exists = async (path: string) =>
+    stat(path).then(
+      () => true,
+      () => false,
+    );
+  if (!(await exists(location)) && (await exists(marker)) && (await exists(copyDir))) {
+    await rename(copyDir, location);
+  }
+  await rm(copyDir, { recursive: true, force: true });
+  await rm(marker, { force: true });
+  if (await exists(location)) await rm(`${location}.old`, { recursive: true, force: true });
+  else if (await exists(`${location}.old`)) await rename(`${location}.old`, location);
+}
+
+async function writeMarker(path: string): Promise<void> {
+  const file = await openFile(path, "w");
+  await file.sync();
+  await file.close();
+}
+
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  end[end.length - 1]!++;
+  return end;
+}
+
+function alarmId(member: AlarmMember): string {
+  return `${member.memberID}/${member.alarm}`;
+}
+
+function encodeAlarmKey(member: AlarmMember): Buffer {
+  const type = Buffer.allocUnsafe(4);
+  type.writeUInt32BE(member.alarm, 0);
+  return Buffer.concat([META_ALARM_PREFIX, uint64Bytes(member.memberID), type]);
+}
+
+function decodeAlarmKey(key: Buffer): AlarmMember {
+  const body = key.subarray(META_ALARM_PREFIX.length);
+  return { memberID: readUint64Bytes(body), alarm: body.readUInt32BE(8) };
+}
