@@ -58,6 +58,8 @@ export const ETCD_ERRORS = {
   BadLeaderTransferee: [FAILED_PRECONDITION, "etcdserver: bad leader transferee"],
   PermissionDenied: [PERMISSION_DENIED, "etcdserver: permission denied"],
   InvalidAuthToken: [UNAUTHENTICATED, "etcdserver: invalid auth token"],
+  // Deleting the root user or revoking its root role.
+  InvalidAuthMgmt: [INVALID_ARGUMENT, "etcdserver: invalid auth management"],
   NoLeader: [UNAVAILABLE, "etcdserver: no leader"],
   LeaderChanged: [UNAVAILABLE, "etcdserver: leader changed"],
   Stopped: [UNAVAILABLE, "etcdserver: server stopped"],
@@ -73,6 +75,12 @@ export const ETCD_ERRORS = {
   ],
   Unhealthy: [UNAVAILABLE, "etcdserver: unhealthy cluster"],
   Corrupt: [DATA_LOSS, "etcdserver: corrupt cluster"],
+  // Maintenance.Downgrade (etcd 3.5+).
+  ClusterVersionUnavailable: [UNAVAILABLE, "etcdserver: cluster version not found during downgrade"],
+  WrongDowngradeVersionFormat: [INVALID_ARGUMENT, "etcdserver: wrong downgrade target version format"],
+  InvalidDowngradeTargetVersion: [INVALID_ARGUMENT, "etcdserver: invalid downgrade target version"],
+  DowngradeInProcess: [FAILED_PRECONDITION, "etcdserver: cluster has a downgrade job in progress"],
+  NoInflightDowngrade: [FAILED_PRECONDITION, "etcdserver: no inflight downgrade job"],
   WatchCanceled: [CANCELLED, "etcdserver: watch canceled"],
   RequestCanceled: [CANCELLED, "etcdserver: request canceled"],
   DeadlineExceeded: [DEADLINE_EXCEEDED, "etcdserver: context deadline exceeded"],

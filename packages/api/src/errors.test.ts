@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { status } from "@grpc/grpc-js";
+import { ETCD_ERRORS, EtcdError, type EtcdErrorKind, etcdErrorFromMessage, isEtcdError } from "./mod.js";
+
+describe("etcd error table", () => {
+  const kinds = Object.keys(ETCD_ERRORS) as EtcdErrorKind[];
+
+  it("has one kind per message, so a relayed message maps back to exactly one kind", () => {
+    const messages = kinds.map((k) => ETCD_ERRORS[k][1]);
+    assert.equal(new Set(messages).size, messages.length);
+    for (const kind of kinds) {
+      const [code, message] = ETCD_ERRORS[kind];
+      assert.match(message, /^etcdserver: /, kind);
+      const relayed = etcdErrorFromMessage(message);
+      assert.ok(isEtcdError(relayed, kind), kind);
+      assert.equal(relayed.code, code);
+      assert.equal(relayed.details, message);
+    }
+    assert.equal(etcdErrorFromMessage("etcdserver: something else"), undefined);
+  });
+
+  it("carries etcd's codes and messages for auth management and downgrade (rpctypes/error.go)", () => {
+    const mgmt = new EtcdError("InvalidAuthMgmt");
+    assert.deepEqual(
+      [mgmt.code, mgmt.details],
+      [status.INVALID_ARGUMENT, "etcdserver: invalid auth management"],
+    );
+    assert.deepEqual(ETCD_ERRORS.DowngradeInProcess, [
+      status.FAILED_PRECONDITION,
+      "etcdserver: cluster has a downgrade job in progress",
+    ]);
+    assert.deepEqual(ETCD_ERRORS.ClusterVersionUnavailable, [
+      status.UNAVAILABLE,
+      "etcdserver: cluster version not found during downgrade",
+    ]);
+  });
+});
