@@ -444,8 +444,12 @@ export class Raft {
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
       if (this.checkQuorum) this.step(newMessage(MessageType.MsgCheckQuorum, NONE, this.id, 0));
-      // A transfer that did not finish within an election timeout is abandoned.
+      // A transfer that did not finish within an election timeout is abandoned; a leader
+      // that left the configuration starts another, perhaps to a better-placed voter.
       if (this.state === StateRole.Leader && this.leadTransferee !== NONE) this.abortLeaderTransfer();
+      if (this.state === StateRole.Leader && (!this.trk.progress.has(this.id) || this.isLearner)) {
+        this.stepDownAfterRemoval();
+      }
     }
     if (this.state !== StateRole.Leader) return;
     if (this.heartbeatElapsed >= this.heartbeatTimeout) {
@@ -963,9 +967,13 @@ export class Raft {
   }
 
   /**
-   * A leader that applied its own removal (or demotion) stops leading. It hands over to
-   * the remaining voter with the longest log so the cluster need not wait an election
-   * timeout, then steps down.
+   * A leader that applied its own removal (or demotion) hands leadership over by a transfer
+   * to the remaining voter with the longest log: it keeps leading (refusing proposals) until
+   * that voter holds its whole log, then tells it to campaign, and steps down when the
+   * transferee's higher term reaches it. Stepping down at once can strand the cluster: the
+   * remaining voters may not know yet that the removal committed, so they may still need
+   * this node's vote, which it refuses to a candidate whose log is shorter than its own
+   * (entries it appended after the removal), and as a non-voter it never campaigns.
    */
   private stepDownAfterRemoval(): void {
     let best: NodeId = NONE;
@@ -977,8 +985,14 @@ export class Raft {
         bestMatch = pr.match;
       }
     }
-    if (best !== NONE) this.sendTimeoutNow(best);
-    this.becomeFollower(this.term, NONE);
+    if (best === NONE) {
+      this.becomeFollower(this.term, NONE);
+      return;
+    }
+    this.electionElapsed = 0;
+    this.leadTransferee = best;
+    if (bestMatch === this.log.lastIndex()) this.sendTimeoutNow(best);
+    else this.sendAppend(best);
   }
 
   private sendTimeoutNow(to: NodeId): void {

@@ -7,6 +7,7 @@ import { type Entry, EntryType, StateRole } from "../types.js";
 import {
   checkLeaderElected,
   checkQuietProposalsCommitted,
+  checkQuietReadsAnswered,
   InvariantViolation,
   type LogView,
   SafetyChecker,
@@ -303,6 +304,22 @@ describe("liveness", () => {
         ),
       "liveness",
       /1 proposal\(s\) accepted in the quiet phase were not committed 50 ticks later: q2/,
+    );
+  });
+
+  it("reports a quiet-phase read that was never answered", () => {
+    checkQuietReadsAnswered([{ label: "r1", answered: true }], 20);
+    violates(
+      () =>
+        checkQuietReadsAnswered(
+          [
+            { label: "r1", answered: true },
+            { label: "r2", answered: false },
+          ],
+          20,
+        ),
+      "liveness",
+      /read\(s\) issued in the quiet phase unanswered 20 ticks later: r2/,
     );
   });
 });

@@ -395,3 +395,17 @@ export function checkQuietProposalsCommitted(accepted: readonly QuietProposal[],
     );
   }
 }
+
+/** Every ReadIndex request issued once the network was quiet must be answered within the bound. */
+export function checkQuietReadsAnswered(
+  reads: readonly { label: string; answered: boolean }[],
+  ticksWaited: number,
+): void {
+  const unanswered = reads.filter((r) => !r.answered).map((r) => r.label);
+  if (unanswered.length > 0) {
+    throw new InvariantViolation(
+      "liveness",
+      `read(s) issued in the quiet phase unanswered ${ticksWaited} ticks later: ${unanswered.join(", ")}`,
+    );
+  }
+}

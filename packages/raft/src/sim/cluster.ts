@@ -1,0 +1,629 @@
+// The simulated cluster: RawNodes driven exactly as a real member drives one (persist, then
+// send, then apply, then advance), over the fault-injecting network, with crash and restart
+// from nothing but what was persisted. Every observable fact goes through the SafetyChecker.
+//
+// What is "on disk" for a node is its MemoryStorage: the harness writes to it only what a
+// Ready told it to persist, so a crash (dropping the RawNode and the state machine) loses
+// exactly what a real crash loses: unstable entries, the in-memory commit index, progress,
+// pending reads, the applied state. A restart builds a new RawNode on that storage and
+// rebuilds the state machine from the stored snapshot plus the committed entries Raft hands
+// back after it.
+
+import {
+  bootstrapEntries,
+  bootstrapStorage,
+  type ConfChange,
+  ConfChangeType,
+  type ConfState,
+  decodeConfChange,
+  EntryType,
+  encodeConfChange,
+  MemoryStorage,
+  type Message,
+  MessageType,
+  NONE,
+  type NodeId,
+  ProposalDroppedError,
+  RawNode,
+  type Ready,
+  StateRole,
+  type Status,
+} from "../mod.js";
+import { dataKey, InvariantViolation, type LogView, SafetyChecker } from "./checker.js";
+import { KvStateMachine, proposalData } from "./kv-state-machine.js";
+import { type Delivery, type FaultRates, SimNetwork } from "./network.js";
+import { Prng } from "./prng.js";
+import { describeMessage, describeReady, roleName } from "./trace-format.js";
+
+export const ELECTION_TICK = 10;
+export const HEARTBEAT_TICK = 1;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class SimNode {
+  raw: RawNode | undefined;
+  app: KvStateMachine | undefined;
+  /** The configuration as of app.appliedIndex: what a snapshot taken now must record. */
+  appConfState: ConfState = { voters: [], learners: [] };
+  /** Permanently stopped: it left the cluster. */
+  decommissioned = false;
+  incarnation = 0;
+
+  constructor(
+    readonly id: NodeId,
+    /** The node's disk. */
+    readonly storage: MemoryStorage,
+  ) {}
+
+  get up(): boolean {
+    return this.raw !== undefined;
+  }
+}
+
+export interface ClusterStats {
+  steps: number;
+  ticks: number;
+  delivered: number;
+  lostInNetwork: number;
+  proposalsAccepted: number;
+  proposalsDropped: number;
+  entriesApplied: number;
+  readsAnswered: number;
+  snapshotsInstalled: number;
+  compactions: number;
+  crashes: number;
+  confChangesApplied: number;
+  leadersElected: number;
+  maxTerm: number;
+}
+
+export type ProposalOutcome = { accepted: true; data: Uint8Array } | { accepted: false; reason: string };
+
+export class SimCluster {
+  readonly nodes = new Map<NodeId, SimNode>();
+  readonly checker = new SafetyChecker();
+  readonly network: SimNetwork<Message>;
+  /** Removed nodes, with the index of the entry that removed them (the same on every node). */
+  readonly removed = new Map<NodeId, number>();
+  now = 0;
+  readonly stats: ClusterStats = {
+    steps: 0,
+    ticks: 0,
+    delivered: 0,
+    lostInNetwork: 0,
+    proposalsAccepted: 0,
+    proposalsDropped: 0,
+    entriesApplied: 0,
+    readsAnswered: 0,
+    snapshotsInstalled: 0,
+    compactions: 0,
+    crashes: 0,
+    confChangesApplied: 0,
+    leadersElected: 0,
+    maxTerm: 0,
+  };
+  /** The highest commit index any node has reported, live or durable. */
+  maxCommitKnown = 0;
+  /** Reads issued: ctx -> answered yet. */
+  readonly reads = new Map<string, boolean>();
+
+  private readonly rng: Prng;
+  private readonly nodeSeeds: Prng;
+  private nextNodeId: NodeId;
+  private nextProposalId = 1;
+  private nextReadId = 1;
+  private readonly touched = new Set<NodeId>();
+  private readonly leadersSeen = new Set<string>();
+
+  constructor(
+    seed: number,
+    initialVoters: number,
+    rates: FaultRates,
+    private readonly trace?: (line: string) => void,
+  ) {
+    const root = new Prng(seed);
+    this.rng = root.fork();
+    this.nodeSeeds = root.fork();
+    // A forwarded proposal delivered twice is appended twice: Raft does not deduplicate client
+    // requests (etcd's apply layer does, by request ID), so the network never duplicates them.
+    this.network = new SimNetwork<Message>(root.fork(), rates, (m) => m.type !== MessageType.MsgProp);
+    const voters = Array.from({ length: initialVoters }, (_, i) => i + 1);
+    this.nextNodeId = initialVoters + 1;
+    for (const e of bootstrapEntries(voters)) this.checker.observeProposal(e.data);
+    for (const id of voters) {
+      const node = new SimNode(id, bootstrapStorage(voters));
+      this.nodes.set(id, node);
+      this.start(node);
+    }
+  }
+
+  log(line: string): void {
+    this.trace?.(`[${this.now}] ${line}`);
+  }
+
+  // --- lifecycle -------------------------------------------------------------------------
+
+  private start(node: SimNode): void {
+    const snap = node.storage.snapshot();
+    node.raw = new RawNode({
+      id: node.id,
+      storage: node.storage,
+      electionTick: ELECTION_TICK,
+      heartbeatTick: HEARTBEAT_TICK,
+      random: seededRandom(this.nodeSeeds.fork()),
+      applied: snap.metadata.index,
+      checkQuorum: true,
+      preVote: true,
+      maxSizePerMsg: 4096,
+      maxInflightMsgs: 8,
+    });
+    node.app = KvStateMachine.restore(snap.metadata.index, snap.data);
+    node.appConfState = cloneConf(snap.metadata.confState);
+    this.checker.observeRestore(node.id, snap.metadata.index, node.app.digest);
+    this.touched.add(node.id);
+  }
+
+  crash(id: NodeId): void {
+    const node = this.mustGet(id);
+    if (!node.up) return;
+    node.raw = undefined;
+    node.app = undefined;
+    node.incarnation++;
+    this.checker.observeCrash(id);
+    this.stats.crashes++;
+    this.log(`crash ${id}`);
+  }
+
+  restart(id: NodeId): void {
+    const node = this.mustGet(id);
+    if (node.up || node.decommissioned) return;
+    this.start(node);
+    const hs = node.storage.initialState().hardState;
+    this.log(
+      `restart ${id} from snapshot ${node.storage.snapshot().metadata.index}, log ` +
+        `${node.storage.firstIndex()}..${node.storage.lastIndex()}, ` +
+        `hs t${hs.term}/v${hs.vote}/c${hs.commit}`,
+    );
+  }
+
+  /** Stops a node for good: it left the cluster. */
+  private decommission(node: SimNode, why: string): void {
+    if (node.decommissioned) return;
+    if (node.up) this.crash(node.id);
+    node.decommissioned = true;
+    this.network.discardFor(node.id);
+    this.log(`decommission ${node.id}: ${why}`);
+  }
+
+  /** Nodes that can be (re)started: everything not decommissioned, removed or not. */
+  stopped(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => !n.up && !n.decommissioned);
+  }
+
+  /** Nodes that are part of the cluster as the simulator sees it (created and not removed). */
+  members(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => !n.decommissioned && !this.removed.has(n.id));
+  }
+
+  upNodes(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.up);
+  }
+
+  mustGet(id: NodeId): SimNode {
+    const node = this.nodes.get(id);
+    if (!node) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  // --- the Ready loop --------------------------------------------------------------------
+
+  hasReady(id: NodeId): boolean {
+    return this.nodes.get(id)?.raw?.hasReady() ?? false;
+  }
+
+  /** Handles one Ready of `id` following the contract: persist, send, apply, advance. */
+  processReady(id: NodeId): void {
+    const node = this.mustGet(id);
+    const raw = node.raw;
+    if (!raw || !node.app || !raw.hasReady()) return;
+    const rd = raw.ready();
+    this.touched.add(id);
+    if (this.trace) this.log(`ready ${id}: ${describeReady(rd)}`);
+
+    this.persist(node, rd);
+
+    const snapshotReports: [NodeId, boolean][] = [];
+    for (const m of rd.messages) {
+      const outcome = this.network.send(m, this.now);
+      if (outcome === "dropped") {
+        this.stats.lostInNetwork++;
+        if (this.trace) this.log(`  drop ${describeMessage(m)}`);
+        // The transport knows a snapshot stream failed and says so, as etcd's rafthttp does.
+        if (m.type === MessageType.MsgSnap) snapshotReports.push([m.to, false]);
+      } else if (outcome === "duplicated" && this.trace) {
+        this.log(`  duplicate ${describeMessage(m)}`);
+      }
+    }
+
+    if (rd.snapshot) {
+      const snap = rd.snapshot;
+      node.app = KvStateMachine.restore(snap.metadata.index, snap.data);
+      node.appConfState = cloneConf(snap.metadata.confState);
+      this.checker.observeRestore(id, snap.metadata.index, node.app.digest);
+      this.stats.snapshotsInstalled++;
+      this.noteConfMembers(snap.metadata.confState);
+    }
+    const live = node.app!;
+    for (const e of rd.committedEntries) {
+      live.apply(e);
+      if (e.type === EntryType.ConfChange) {
+        const cc = decodeConfChange(e.data);
+        node.appConfState = cloneConf(raw.applyConfChange(cc));
+        this.stats.confChangesApplied++;
+        this.onConfChangeApplied(node, cc, e.index);
+      }
+      this.checker.observeApply(id, e, live.digest);
+      this.stats.entriesApplied++;
+    }
+    for (const rs of rd.readStates) {
+      const ctx = decoder.decode(rs.requestCtx);
+      this.checker.observeReadAnswered(id, ctx, rs.index);
+      if (this.reads.has(ctx)) this.reads.set(ctx, true);
+      this.stats.readsAnswered++;
+    }
+    raw.advance(rd);
+
+    for (const [to, ok] of snapshotReports) raw.reportSnapshot(to, ok);
+
+    const status = raw.status();
+    this.observeStatus(node, status);
+    if (status.role === StateRole.Leader)
+      this.checker.checkLeaderCompleteness(id, status.term, logView(node));
+  }
+
+  private persist(node: SimNode, rd: Ready): void {
+    const storage = node.storage;
+    if (rd.snapshot) storage.applySnapshot(rd.snapshot);
+    if (rd.entries.length > 0) {
+      storage.append(rd.entries);
+      const first = storage.firstIndex();
+      let prevTerm: number | undefined;
+      for (const e of rd.entries) {
+        if (e.index < first) continue; // already folded into the snapshot; storage skips it too
+        if (prevTerm === undefined) prevTerm = storage.term(e.index - 1);
+        this.checker.observePersistedEntry(node.id, e, prevTerm);
+        prevTerm = e.term;
+      }
+    }
+    if (rd.hardState) {
+      storage.setHardState(rd.hardState);
+      this.checker.observeDurableCommit(node.id, rd.hardState.commit);
+      this.maxCommitKnown = Math.max(this.maxCommitKnown, rd.hardState.commit);
+    }
+  }
+
+  /**
+   * A node applying its own removal keeps running: etcd stops such a member only after a delay,
+   * so that it can still help the others learn that its removal committed (in a 2-voter
+   * cluster they need its vote to elect a leader under the old configuration). It stops for
+   * good when a peer that has applied its removal refuses its messages, as etcd's transport
+   * answers a removed member.
+   */
+  private onConfChangeApplied(node: SimNode, cc: ConfChange, index: number): void {
+    if (this.trace) this.log(`  ${node.id} applies ${ConfChangeType[cc.type]} ${cc.nodeId}`);
+    if (cc.type === ConfChangeType.RemoveNode) {
+      if (!this.removed.has(cc.nodeId)) this.removed.set(cc.nodeId, index);
+      return;
+    }
+    this.ensureNodeExists(cc.nodeId);
+  }
+
+  /** Has `receiver` applied the removal of `peer`? */
+  private knowsRemoved(receiver: SimNode, peer: NodeId): boolean {
+    const at = this.removed.get(peer);
+    return at !== undefined && (receiver.app?.appliedIndex ?? 0) >= at;
+  }
+
+  /** A snapshot may be the first a node hears of members added while it was away. */
+  private noteConfMembers(cs: ConfState): void {
+    for (const id of [...cs.voters, ...cs.learners]) this.ensureNodeExists(id);
+  }
+
+  /**
+   * Starts the process for a newly added member, as an operator would once the configuration
+   * change committed: an empty storage, learning everything from the leader.
+   */
+  private ensureNodeExists(id: NodeId): void {
+    if (this.nodes.has(id)) return;
+    if (this.removed.has(id)) throw new Error(`node ${id} was re-added after its removal was applied`);
+    const node = new SimNode(id, new MemoryStorage());
+    this.nodes.set(id, node);
+    this.nextNodeId = Math.max(this.nextNodeId, id + 1);
+    this.start(node);
+    this.log(`join ${id}: started with an empty log`);
+  }
+
+  // --- the network -----------------------------------------------------------------------
+
+  deliverDue(): number {
+    const batch = this.network.takeDue(this.now);
+    for (const d of batch) this.deliver(d);
+    return batch.length;
+  }
+
+  deliverOneDue(): boolean {
+    const d = this.network.takeOneDue(this.now);
+    if (d) this.deliver(d);
+    return d !== undefined;
+  }
+
+  deliverAll(): number {
+    const batch = this.network.takeAll();
+    for (const d of batch) this.deliver(d);
+    return batch.length;
+  }
+
+  private deliver(d: Delivery<Message>): void {
+    const m = d.message;
+    const sender = this.nodes.get(m.from);
+    const receiver = this.nodes.get(m.to);
+    const why = d.lost
+      ? "link cut"
+      : !receiver || receiver.decommissioned
+        ? "no such member"
+        : !receiver.raw
+          ? "receiver down"
+          : this.knowsRemoved(receiver, m.from)
+            ? "sender was removed"
+            : undefined;
+    if (why !== undefined) {
+      this.stats.lostInNetwork++;
+      if (this.trace) this.log(`lose ${describeMessage(m)} (${why})`);
+      if (sender && why === "sender was removed") {
+        this.decommission(sender, `node ${m.to} refused its message: it is no longer a member`);
+        return;
+      }
+      if (sender?.raw) {
+        if (m.type === MessageType.MsgSnap) sender.raw.reportSnapshot(m.to, false);
+        else if (d.lost && this.rng.chance(0.3)) sender.raw.reportUnreachable(m.to);
+        this.touched.add(m.from);
+      }
+      return;
+    }
+    const raw = receiver!.raw!;
+    this.stats.delivered++;
+    if (this.trace) this.log(`deliver ${describeMessage(m)}`);
+    try {
+      // A shallow copy: the network may deliver the same message again and the receiver owns
+      // what it is given, as with a decoded message off the wire.
+      raw.step({ ...m });
+    } catch (err) {
+      // A forwarded proposal the receiver cannot take is lost, like any dropped message.
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      if (this.trace) this.log(`  ${m.to} drops forwarded proposal: ${err.reason}`);
+    }
+    this.touched.add(m.to);
+    if (m.type === MessageType.MsgSnap && sender?.raw) {
+      sender.raw.reportSnapshot(m.to, true);
+      this.touched.add(m.from);
+    }
+  }
+
+  // --- time ------------------------------------------------------------------------------
+
+  tick(id: NodeId): void {
+    const raw = this.nodes.get(id)?.raw;
+    if (!raw) return;
+    raw.tick();
+    this.touched.add(id);
+  }
+
+  tickAll(): void {
+    for (const n of this.upNodes()) this.tick(n.id);
+    this.stats.ticks++;
+    this.log("tick");
+  }
+
+  // --- client operations -----------------------------------------------------------------
+
+  propose(id: NodeId): ProposalOutcome {
+    const raw = this.mustGet(id).raw;
+    if (!raw) return { accepted: false, reason: "node down" };
+    const pid = this.nextProposalId++;
+    const data = proposalData(pid, `k${this.rng.int(6)}`, `v${pid}`);
+    this.checker.observeProposal(data);
+    this.touched.add(id);
+    try {
+      raw.propose(data);
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      this.stats.proposalsDropped++;
+      this.log(`propose p${pid} at ${id}: dropped (${err.reason})`);
+      return { accepted: false, reason: err.reason };
+    }
+    this.stats.proposalsAccepted++;
+    this.log(`propose p${pid} at ${id}: accepted`);
+    return { accepted: true, data };
+  }
+
+  /** Issues a ReadIndex request at `id`; returns its context, or undefined if refused. */
+  readIndex(id: NodeId): string | undefined {
+    const raw = this.mustGet(id).raw;
+    if (!raw) return undefined;
+    const ctx = `r${this.nextReadId++}`;
+    // Everything any node knows to be committed right now must be visible to this read.
+    const bound = Math.max(this.maxCommitKnown, this.checker.highestApplied);
+    this.checker.observeReadStarted(ctx, bound);
+    this.touched.add(id);
+    try {
+      raw.readIndex(encoder.encode(ctx));
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      this.log(`read ${ctx} at ${id}: refused (${err.reason})`);
+      return undefined;
+    }
+    this.reads.set(ctx, false);
+    this.log(`read ${ctx} at ${id}: must see index >= ${bound}`);
+    return ctx;
+  }
+
+  transferLeader(id: NodeId, to: NodeId): void {
+    const raw = this.mustGet(id).raw;
+    if (!raw) return;
+    this.log(`transfer leadership at ${id} to ${to}`);
+    raw.transferLeader(to);
+    this.touched.add(id);
+  }
+
+  campaign(id: NodeId): void {
+    const raw = this.mustGet(id).raw;
+    if (!raw) return;
+    this.log(`campaign ${id}`);
+    raw.campaign();
+    this.touched.add(id);
+  }
+
+  /**
+   * Snapshots `id`'s state machine at its applied index and compacts its log, keeping the
+   * last `keep` entries for followers that are only a little behind.
+   */
+  compact(id: NodeId, keep: number): boolean {
+    const node = this.mustGet(id);
+    const app = node.app;
+    if (!app) return false;
+    const applied = app.appliedIndex;
+    const storage = node.storage;
+    if (applied <= storage.snapshot().metadata.index) return false;
+    storage.createSnapshot(applied, node.appConfState, app.snapshotData());
+    const compactTo = applied - keep;
+    if (compactTo >= storage.firstIndex()) storage.compact(compactTo);
+    this.stats.compactions++;
+    this.log(`compact ${id}: snapshot at ${applied}, log now starts at ${storage.firstIndex()}`);
+    return true;
+  }
+
+  /** A membership change proposed straight to a leader (never forwarded: see schedule.ts). */
+  proposeConfChange(id: NodeId, type: ConfChangeType, target: NodeId): ProposalOutcome {
+    const raw = this.mustGet(id).raw;
+    if (!raw) return { accepted: false, reason: "node down" };
+    // The context makes every request unique, so "no entry committed twice" covers them too.
+    const cc: ConfChange = { type, nodeId: target, context: encoder.encode(`c${this.nextProposalId++}`) };
+    const data = encodeConfChange(cc);
+    this.checker.observeProposal(data);
+    this.touched.add(id);
+    try {
+      raw.proposeConfChange(cc);
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      this.log(`propose ${ConfChangeType[type]} ${target} at ${id}: dropped (${err.reason})`);
+      return { accepted: false, reason: err.reason };
+    }
+    this.log(`propose ${ConfChangeType[type]} ${target} at ${id}: accepted`);
+    return { accepted: true, data };
+  }
+
+  allocateNodeId(): NodeId {
+    return this.nextNodeId++;
+  }
+
+  // --- observation -----------------------------------------------------------------------
+
+  status(id: NodeId): Status | undefined {
+    return this.nodes.get(id)?.raw?.status();
+  }
+
+  /** Runs the per-step checks on every node the step touched. */
+  endStep(): void {
+    this.stats.steps++;
+    this.now++;
+    for (const id of this.touched) {
+      const node = this.nodes.get(id);
+      if (node?.raw) this.observeStatus(node, node.raw.status());
+    }
+    this.touched.clear();
+  }
+
+  private observeStatus(node: SimNode, s: Status): void {
+    this.checker.observeRole(node.id, s.term, s.role);
+    this.checker.observeLiveCommit(node.id, s.commit);
+    if (s.commit > this.maxCommitKnown) this.maxCommitKnown = s.commit;
+    if (s.term > this.stats.maxTerm) this.stats.maxTerm = s.term;
+    if (s.role === StateRole.Leader) {
+      const key = `${s.term}/${node.id}`;
+      if (!this.leadersSeen.has(key)) {
+        this.leadersSeen.add(key);
+        this.stats.leadersElected++;
+        this.log(`${node.id} is leader of term ${s.term}`);
+      }
+    }
+  }
+
+  /** A leader every running member follows, or undefined. */
+  agreedLeader(): NodeId | undefined {
+    let leader: Status | undefined;
+    const statuses: Status[] = [];
+    for (const n of this.members()) {
+      const s = n.raw?.status();
+      if (!s) continue;
+      statuses.push(s);
+      if (s.role === StateRole.Leader && (!leader || s.term > leader.term)) leader = s;
+    }
+    if (!leader) return undefined;
+    const cs = leader.confState;
+    const inConfig = new Set([...cs.voters, ...cs.learners]);
+    for (const s of statuses) {
+      if (!inConfig.has(s.id)) continue;
+      if (s.lead !== leader.id || s.term !== leader.term) return undefined;
+    }
+    return leader.id;
+  }
+
+  describeNodes(): string[] {
+    const lines: string[] = [];
+    for (const n of this.nodes.values()) {
+      const st = n.storage;
+      const hs = st.initialState().hardState;
+      const disk = `disk: snap ${st.firstIndex() - 1} log ..${st.lastIndex()} hs t${hs.term}/v${hs.vote}/c${hs.commit}`;
+      if (n.decommissioned) {
+        lines.push(`node ${n.id}: decommissioned; ${disk}`);
+        continue;
+      }
+      const s = n.raw?.status();
+      if (!s) {
+        lines.push(`node ${n.id}: down; ${disk}`);
+        continue;
+      }
+      lines.push(
+        `node ${n.id}: ${roleName(s.role)} t${s.term} lead=${s.lead} commit=${s.commit} applied=${n.app?.appliedIndex} ` +
+          `voters=[${s.confState.voters}] learners=[${s.confState.learners}]` +
+          `${s.leadTransferee !== NONE ? ` transferring to ${s.leadTransferee}` : ""}; ${disk}`,
+      );
+    }
+    return lines;
+  }
+
+  /** For the quiet phase: has a proposal with this data been applied anywhere? */
+  committedIndexOf(data: Uint8Array): number {
+    return this.checker.committedIndexOf(data);
+  }
+
+  describeData(data: Uint8Array): string {
+    return dataKey(data).split(" ")[0];
+  }
+}
+
+function logView(node: SimNode): LogView {
+  const st = node.storage;
+  return { snapshotIndex: st.firstIndex() - 1, lastIndex: st.lastIndex(), termAt: (i) => st.term(i) };
+}
+
+function cloneConf(cs: ConfState): ConfState {
+  return { voters: [...cs.voters], learners: [...cs.learners] };
+}
+
+function seededRandom(prng: Prng): () => number {
+  return () => prng.next();
+}
+
+export { InvariantViolation };
