@@ -21,7 +21,9 @@ import {
 import { etcdserverpb, type mvccpb } from "./mod.js";
 
 const CLUSTER_ID = 0x1234_5678_9abc;
-const MEMBER_ID = 0x42;
+// Above 2^32, as etcd's member IDs are, and below 2^53 (the int64 policy).
+const MEMBER_ID = 0x8e9e_05c5_2164;
+const LEARNER_ID = 0x1_0000_0001;
 
 /**
  * A single-process, in-memory stand-in for the KV and Watch services: just enough of etcd's
@@ -93,6 +95,45 @@ class MemoryKv {
     },
   };
 
+  readonly members: etcdserverpb.Member[] = [
+    {
+      ID: MEMBER_ID,
+      name: "m1",
+      peerURLs: ["http://127.0.0.1:2380"],
+      clientURLs: ["http://127.0.0.1:2379"],
+      isLearner: false,
+    },
+    { ID: LEARNER_ID, name: "m2", peerURLs: ["http://127.0.0.2:2380"], clientURLs: [], isLearner: true },
+  ];
+
+  readonly cluster: Pick<etcdserverpb.ClusterServer, "memberList"> = {
+    memberList: (call, callback) => {
+      this.received.push({ method: "MemberList", request: call.request });
+      callback(null, { header: this.header(), members: this.members });
+    },
+  };
+
+  readonly maintenance: Pick<etcdserverpb.MaintenanceServer, "status"> = {
+    status: (call, callback) => {
+      this.received.push({ method: "Status", request: call.request });
+      callback(
+        null,
+        etcdserverpb.StatusResponse.create({
+          header: this.header(),
+          version: "3.4.99",
+          dbSize: 3 * 1024 * 1024,
+          leader: MEMBER_ID,
+          raftIndex: 1234,
+          raftTerm: 7,
+          raftAppliedIndex: 1233,
+          errors: ["memberID:1 alarm:NOSPACE "],
+          dbSizeInUse: 1024 * 1024,
+          isLearner: false,
+        }),
+      );
+    },
+  };
+
   readonly watch: etcdserverpb.WatchServer = {
     watch: (stream) => {
       let nextId = 100;
@@ -158,6 +199,8 @@ describe("generated grpc-js services", () => {
   before(async () => {
     server.addService(etcdserverpb.KVService, state.kv);
     server.addService(etcdserverpb.WatchService, state.watch);
+    server.addService(etcdserverpb.ClusterService, state.cluster);
+    server.addService(etcdserverpb.MaintenanceService, state.maintenance);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) =>
         err ? reject(err) : resolve(p),
@@ -321,6 +364,27 @@ describe("generated grpc-js services", () => {
     const json = await run("get", "foo", "-w", "json");
     assert.match(json.stdout, new RegExp(`"cluster_id":${CLUSTER_ID}\\b`));
     assert.match(json.stdout, new RegExp(`"member_id":${MEMBER_ID}\\b`));
+  });
+
+  it("etcdctl member list and endpoint status decode Member and StatusResponse", {
+    skip: haveEtcdctl ? false : "etcdctl not installed (apt-get install -y etcd-client)",
+  }, async () => {
+    const run = (...args: string[]) =>
+      promisify(execFile)("etcdctl", [`--endpoints=${address}`, ...args], {
+        env: { ...process.env, ETCDCTL_API: "3" },
+        timeout: 20_000,
+      });
+    const list = await run("member", "list");
+    assert.equal(
+      list.stdout,
+      "8e9e05c52164, started, m1, http://127.0.0.1:2380, http://127.0.0.1:2379, false\n" +
+        "100000001, started, m2, http://127.0.0.2:2380, , true\n",
+    );
+    const status = await run("endpoint", "status");
+    assert.equal(
+      status.stdout,
+      `${address}, 8e9e05c52164, 3.4.99, 3.1 MB, true, false, 7, 1234, 1233, memberID:1 alarm:NOSPACE \n`,
+    );
   });
 
   it("etcdctl watch receives an event over the bidi Watch stream", {
