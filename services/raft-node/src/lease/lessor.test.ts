@@ -1,0 +1,289 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { isEtcdError } from "@etcd-ts/api";
+import { Lessor, type LessorOptions, MAX_LEASE_TTL, minLeaseTtlSeconds } from "./lessor.js";
+
+function fakeClock(start = 1_000_000) {
+  let now = start;
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
+
+function lessor(options: Partial<LessorOptions> = {}) {
+  const clock = fakeClock();
+  const lessor = new Lessor({ clock: clock.now, minTtlSeconds: 2, ...options });
+  return { clock, lessor };
+}
+
+const key = (name: string) => Buffer.from(name);
+const names = (keys: Buffer[]) => keys.map((k) => k.toString());
+
+describe("minLeaseTtlSeconds", () => {
+  it("follows etcd: ceil(floor(3 * electionTicks / 2) * heartbeat)", () => {
+    assert.equal(minLeaseTtlSeconds(100, 1000), 2);
+    assert.equal(minLeaseTtlSeconds(50, 500), 1);
+    assert.equal(minLeaseTtlSeconds(500, 5000), 8);
+  });
+});
+
+describe("Lessor: grant", () => {
+  it("raises short TTLs to the minimum and refuses too large, duplicate and zero IDs", () => {
+    const { lessor: l } = lessor({ minTtlSeconds: 5 });
+    assert.equal(l.grant(1, 1).ttl, 5);
+    assert.equal(l.grant(2, 60).ttl, 60);
+    assert.equal(l.grant(3, MAX_LEASE_TTL).ttl, MAX_LEASE_TTL);
+    assert.throws(
+      () => l.grant(4, MAX_LEASE_TTL + 1),
+      (e) => isEtcdError(e, "LeaseTTLTooLarge"),
+    );
+    assert.throws(
+      () => l.grant(2, 10),
+      (e) => isEtcdError(e, "LeaseExist"),
+    );
+    assert.throws(
+      () => l.grant(0, 10),
+      (e) => isEtcdError(e, "LeaseNotFound"),
+    );
+    assert.equal(l.size, 3);
+  });
+});
+
+describe("Lessor: expiry", () => {
+  it("only the primary reports expired leases", () => {
+    const { clock, lessor: l } = lessor();
+    l.grant(7, 10);
+    clock.advance(60_000);
+    assert.deepEqual(l.expiredLeases(), []);
+    assert.throws(
+      () => l.renew(7),
+      (e) => isEtcdError(e, "NotLeader"),
+    );
+    l.promote(0);
+    assert.deepEqual(l.expiredLeases(), []);
+    clock.advance(10_000);
+    assert.deepEqual(l.expiredLeases(), [7]);
+  });
+
+  it("reports a lease at its expiry, retries after the retry interval, and forgets it once revoked", () => {
+    const { clock, lessor: l } = lessor({ expiredRetryIntervalMs: 3000 });
+    l.promote(0);
+    l.grant(1, 10);
+    clock.advance(9_999);
+    assert.deepEqual(l.expiredLeases(), []);
+    clock.advance(1);
+    assert.deepEqual(l.expiredLeases(), [1]);
+    assert.deepEqual(l.expiredLeases(), [], "not proposed twice while its revoke is in flight");
+    clock.advance(3000);
+    assert.deepEqual(l.expiredLeases(), [1], "re-proposed when the revoke did not commit");
+    l.revoke(1);
+    clock.advance(10_000);
+    assert.deepEqual(l.expiredLeases(), []);
+  });
+
+  it("returns at most half the revoke rate per poll", () => {
+    const { clock, lessor: l } = lessor({ revokeRatePerSecond: 100 });
+    l.promote(0);
+    for (let id = 1; id <= 130; id++) l.grant(id, 5);
+    clock.advance(5000);
+    const first = l.expiredLeases();
+    const second = l.expiredLeases();
+    const third = l.expiredLeases();
+    assert.deepEqual([first.length, second.length, third.length], [50, 50, 30]);
+    assert.equal(new Set([...first, ...second, ...third]).size, 130);
+  });
+
+  it("keep-alive restarts the full TTL and answers it", () => {
+    const { clock, lessor: l } = lessor();
+    l.promote(0);
+    l.grant(1, 10);
+    clock.advance(8000);
+    assert.equal(l.renew(1), 10);
+    clock.advance(9000);
+    assert.deepEqual(l.expiredLeases(), []);
+    assert.equal(l.timeToLive(1, false).ttl, 1);
+    clock.advance(1000);
+    assert.deepEqual(l.expiredLeases(), [1]);
+    assert.throws(
+      () => l.renew(1),
+      (e) => isEtcdError(e, "LeaseNotFound"),
+      "expired: its revoke is coming",
+    );
+    assert.throws(
+      () => l.renew(99),
+      (e) => isEtcdError(e, "LeaseNotFound"),
+    );
+  });
+
+  it("demotion stops expiry tracking", () => {
+    const { clock, lessor: l } = lessor();
+    l.promote(0);
+    l.grant(1, 10);
+    l.demote();
+    clock.advance(60_000);
+    assert.deepEqual(l.expiredLeases(), []);
+    assert.deepEqual(l.dueCheckpoints(), []);
+  });
+});
+
+describe("Lessor: key attachment", () => {
+  it("follows puts, lease moves, ignore_lease puts and deletes; revoke returns its keys sorted", () => {
+    const { lessor: l } = lessor();
+    l.grant(1, 60);
+    l.grant(2, 60);
+    l.keyWritten(key("b"), 1);
+    l.keyWritten(key("a"), 1);
+    l.keyWritten(key("c"), 1);
+    l.keyWritten(key("c"), 2); // moved to another lease
+    l.keyWritten(key("a"), 1); // ignore_lease: the key keeps its lease
+    l.keyWritten(key("d"), 1);
+    l.keyWritten(key("d"), 0); // a put without lease detaches
+    l.keyWritten(key("e"), 1);
+    l.keyDeleted(key("e"));
+    assert.equal(l.leaseOf(key("c")), 2);
+    assert.equal(l.leaseOf(key("d")), 0);
+    assert.deepEqual(names(l.revoke(1)), ["a", "b"]);
+    assert.equal(l.leaseOf(key("a")), 0);
+    assert.deepEqual(names(l.revoke(2)), ["c"]);
+    assert.throws(
+      () => l.revoke(2),
+      (e) => isEtcdError(e, "LeaseNotFound"),
+    );
+  });
+
+  it("refuses to attach a key to a lease it does not know", () => {
+    const { lessor: l } = lessor();
+    assert.throws(
+      () => l.keyWritten(key("a"), 5),
+      (e) => isEtcdError(e, "LeaseNotFound"),
+    );
+  });
+
+  it("time-to-live lists the attached keys and truncates the remaining seconds", () => {
+    const { clock, lessor: l } = lessor();
+    l.promote(0);
+    l.grant(1, 30);
+    l.keyWritten(key("z"), 1);
+    l.keyWritten(key("y"), 1);
+    clock.advance(10_500);
+    assert.deepEqual(l.timeToLive(1, true), { id: 1, ttl: 19, grantedTtl: 30, keys: [key("y"), key("z")] });
+    assert.deepEqual(l.timeToLive(1, false).keys, []);
+    assert.throws(
+      () => l.timeToLive(9, false),
+      (e) => isEtcdError(e, "LeaseNotFound"),
+    );
+  });
+});
+
+describe("Lessor: leadership and checkpoints", () => {
+  it("promotion restarts leases from their checkpointed remaining TTL plus the extension", () => {
+    const { clock, lessor: l } = lessor();
+    l.grant(1, 100);
+    l.grant(2, 100);
+    l.checkpoint(1, 30);
+    l.promote(1000);
+    clock.advance(30_999);
+    assert.deepEqual(l.expiredLeases(), []);
+    clock.advance(1);
+    assert.deepEqual(l.expiredLeases(), [1]);
+    l.revoke(1);
+    clock.advance(69_999);
+    assert.deepEqual(l.expiredLeases(), []);
+    clock.advance(1);
+    assert.deepEqual(l.expiredLeases(), [2]);
+  });
+
+  it("the leader proposes checkpoints of remaining TTL each interval; a new leader resumes from them", () => {
+    const leaderClock = fakeClock();
+    const followerClock = fakeClock(5_000_000); // members' monotonic clocks share no origin
+    const options = { minTtlSeconds: 2, checkpointIntervalMs: 60_000 };
+    const leader = new Lessor({ clock: leaderClock.now, ...options });
+    const follower = new Lessor({ clock: followerClock.now, ...options });
+    leader.promote(0);
+    // Both apply the same entries.
+    for (const member of [leader, follower]) member.grant(1, 600);
+    for (const member of [leader, follower]) member.grant(2, 30); // too short to checkpoint
+    leaderClock.advance(59_000);
+    assert.deepEqual(leader.dueCheckpoints(), []);
+    leaderClock.advance(1000);
+    const checkpoints = leader.dueCheckpoints();
+    assert.deepEqual(checkpoints, [{ id: 1, remainingTtl: 540 }]);
+    for (const member of [leader, follower])
+      for (const c of checkpoints) member.checkpoint(c.id, c.remainingTtl);
+    assert.equal(follower.lookup(1)?.remainingTtl, 540);
+
+    // Leadership moves: the follower restarts lease 1 from 540 s (not 600), plus extension.
+    leader.demote();
+    follower.promote(1000);
+    assert.equal(follower.timeToLive(1, false).ttl, 541);
+    followerClock.advance(540_999);
+    assert.deepEqual(follower.expiredLeases(), [2]);
+    followerClock.advance(1);
+    assert.deepEqual(follower.expiredLeases(), [1]);
+  });
+
+  it("renewing a checkpointed lease proposes a clearing checkpoint once", () => {
+    const { clock, lessor: l } = lessor({ checkpointIntervalMs: 60_000 });
+    l.promote(0);
+    l.grant(1, 600);
+    clock.advance(60_000);
+    const [checkpoint] = l.dueCheckpoints();
+    l.checkpoint(checkpoint.id, checkpoint.remainingTtl);
+    assert.equal(l.renew(1), 600);
+    assert.deepEqual(l.dueCheckpoints(), [{ id: 1, remainingTtl: 0 }]);
+    l.checkpoint(1, 0);
+    assert.equal(l.renew(1), 600);
+    assert.deepEqual(l.dueCheckpoints(), [], "no entry per keep-alive once cleared");
+    // The countdown itself restarted from the full TTL, not the stale remainder.
+    assert.equal(l.timeToLive(1, false).ttl, 600);
+  });
+
+  it("a lease renewed since its checkpoint was scheduled is looked at again an interval later", () => {
+    const { clock, lessor: l } = lessor({ checkpointIntervalMs: 60_000 });
+    l.promote(0);
+    l.grant(1, 600);
+    clock.advance(60_000);
+    l.renew(1);
+    assert.deepEqual(l.dueCheckpoints(), []);
+    clock.advance(60_000);
+    assert.deepEqual(l.dueCheckpoints(), [{ id: 1, remainingTtl: 540 }]);
+  });
+
+  it("spreads expiries on promotion when more leases than the revoke rate would expire together", () => {
+    const { clock, lessor: l } = lessor({ revokeRatePerSecond: 100 });
+    for (let id = 1; id <= 400; id++) l.grant(id, 10);
+    l.promote(0);
+    const start = clock.now();
+    const perSecond = new Map<number, number>();
+    for (const id of l.leases()) {
+      const second = Math.floor((l.lookup(id)!.expiry - start) / 1000);
+      perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
+    }
+    assert.ok(Math.max(...perSecond.values()) <= 75 + 1, JSON.stringify([...perSecond]));
+    assert.ok(Math.min(...perSecond.keys()) >= 10, "no lease expires earlier than its TTL");
+  });
+
+  it("restore rebuilds leases with their checkpoints and attachments from stored keys", () => {
+    const { lessor: l, clock } = lessor({ minTtlSeconds: 5 });
+    l.restore(
+      [
+        { id: 1, ttl: 60, remainingTtl: 12 },
+        { id: 2, ttl: 1, remainingTtl: 0 },
+      ],
+      [
+        { key: key("a"), lease: 1 },
+        { key: key("b"), lease: 0 },
+        { key: key("orphan"), lease: 77 },
+      ],
+    );
+    assert.equal(l.lookup(2)?.ttl, 5, "the minimum TTL applies to restored leases too");
+    assert.equal(l.leaseOf(key("a")), 1);
+    assert.equal(l.leaseOf(key("orphan")), 0);
+    l.promote(0);
+    clock.advance(12_000);
+    assert.deepEqual(l.expiredLeases(), [2, 1]);
+  });
+});
