@@ -121,6 +121,8 @@ export class Raft {
   uncommittedSize = 0;
   /** Proposals were appended and not yet sent (see flushProposals). */
   appendsPending = false;
+  /** ReadIndex requests were queued and their heartbeat round is not yet sent. */
+  readRoundPending = false;
   readonly readOnly = new ReadOnlyQueue();
   readStates: ReadState[] = [];
   /** ReadIndex requests held until this leader has committed an entry of its term. */
@@ -305,6 +307,8 @@ export class Raft {
     this.uncommittedSize = 0;
     this.readOnly.clear();
     this.pendingReadIndexMessages = [];
+    this.appendsPending = false;
+    this.readRoundPending = false;
   }
 
   /** The last index known to be in stable storage: a leader counts only that as its own ack. */
@@ -630,14 +634,31 @@ export class Raft {
     this.appendsPending = true;
   }
 
-  /** Sends the entries proposed since the last Ready to every follower whose flow allows. */
-  flushProposals(): void {
-    if (!this.appendsPending) return;
-    this.appendsPending = false;
-    if (this.state !== StateRole.Leader) return;
-    for (const id of this.trk.progress.keys()) {
-      if (id !== this.id) while (this.maybeSendAppend(id, false)) {}
+  /**
+   * Sends what was deferred to the next Ready: the entries proposed since the last one, to
+   * every follower whose flow allows, and one heartbeat round for the reads queued.
+   */
+  flushPendingSends(): void {
+    if (this.state !== StateRole.Leader) {
+      this.appendsPending = false;
+      this.readRoundPending = false;
+      return;
     }
+    if (this.appendsPending) {
+      this.appendsPending = false;
+      for (const id of this.trk.progress.keys()) {
+        if (id !== this.id) while (this.maybeSendAppend(id, false)) {}
+      }
+    }
+    if (this.readRoundPending) {
+      this.readRoundPending = false;
+      this.bcastHeartbeat(this.readOnly.lastPendingContext());
+    }
+  }
+
+  /** Whether flushPendingSends() would send anything. */
+  hasPendingSends(): boolean {
+    return this.state === StateRole.Leader && (this.appendsPending || this.readRoundPending);
   }
 
   /** Refuses a change that would leave no voter: nobody could ever commit again. */
@@ -711,7 +732,9 @@ export class Raft {
     const context = m.context ?? new Uint8Array(0);
     this.readOnly.addRequest(this.log.committed, m.from, context);
     this.readOnly.recvAck(this.id, context);
-    this.bcastHeartbeat(context);
+    // The heartbeat round waits for the next Ready: it carries the newest request's
+    // context, and a quorum acking it confirms every request queued before it.
+    this.readRoundPending = true;
   }
 
   private answerRead(from: NodeId, context: Uint8Array, index: number): void {

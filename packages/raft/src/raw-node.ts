@@ -140,7 +140,7 @@ export class RawNode {
     const hs = this.prevHardState;
     if (r.term !== hs.term || r.vote !== hs.vote || r.log.committed !== hs.commit) return true;
     if (r.log.unstable.nextSnapshot()) return true;
-    if (r.msgs.length > 0 || r.readStates.length > 0) return true;
+    if (r.msgs.length > 0 || r.readStates.length > 0 || r.hasPendingSends()) return true;
     return r.log.unstable.hasNextEntries() || r.log.hasNextCommittedEntries();
   }
 
@@ -151,7 +151,7 @@ export class RawNode {
    */
   ready(): Ready {
     const r = this.raft;
-    r.flushProposals();
+    r.flushPendingSends();
     const entries = r.log.unstable.nextEntries();
     const committedEntries = r.log.nextCommittedEntries();
     const rd: Ready = {

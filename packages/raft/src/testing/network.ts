@@ -257,7 +257,7 @@ export function newTestRaft(id: NodeId, voters: NodeId[], options: TestRaftOptio
 
 /** Takes the messages a Raft has queued. */
 export function takeMessages(r: Raft): Message[] {
-  r.flushProposals();
+  r.flushPendingSends();
   const msgs = r.msgs;
   r.msgs = [];
   return msgs;
