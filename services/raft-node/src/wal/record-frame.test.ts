@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { type Entry, EntryType, encodeEntry } from "@etcd-ts/raft";
 import { encodeFrame, FRAME_ALIGNMENT, RecordType, readFrame } from "./record-frame.js";
 import {
   decodeEntryPayload,
@@ -91,4 +92,23 @@ test("segment headers round-trip and a wrong magic is rejected", () => {
   assert.deepEqual(decodeSegmentHeaderPayload(payload), header);
   payload[0] ^= 1;
   assert.throws(() => decodeSegmentHeaderPayload(payload), PayloadFormatError);
+});
+
+test("entries framed in place are byte-identical to @etcd-ts/raft's encodeEntry", () => {
+  const values = [0, 1, 127, 128, 16383, 16384, 2 ** 31, 2 ** 32 + 5, 2 ** 49, Number.MAX_SAFE_INTEGER];
+  const sample: Entry[] = [];
+  for (const term of values) {
+    for (const index of values)
+      sample.push({ term, index, type: EntryType.Normal, data: Buffer.alloc(index % 300, 7) });
+  }
+  sample.push({ term: 3, index: 4, type: EntryType.ConfChange, data: Buffer.alloc(200, 1) });
+  const buf = encodeSaveRecords(undefined, sample, undefined, SALT);
+  let at = 0;
+  for (const e of sample) {
+    const read = readFrame(buf, at, SALT);
+    assert.ok(read.ok);
+    assert.deepEqual([...read.frame.payload], [...encodeEntry(e)]);
+    at = read.frame.end;
+  }
+  assert.equal(at, buf.length);
 });

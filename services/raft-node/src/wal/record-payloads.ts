@@ -11,7 +11,6 @@ import {
   decodeHardState,
   decodeSnapshotMetadata,
   type Entry,
-  encodeEntry,
   encodeHardState,
   encodeSnapshotMetadata,
   type HardState,
@@ -122,31 +121,73 @@ export function encodeSaveRecords(
   marker: SnapshotMetadata | undefined,
   salt: number,
 ): Buffer {
-  // Entries precede the hard state: should the write tear, a surviving hard state must
-  // never point its commit index past entries that did not make it to disk.
-  const payloads: Uint8Array[] = [];
-  const types: RecordType[] = [];
-  for (const e of entries) {
-    payloads.push(encodeEntry(e));
-    types.push(RecordType.Entry);
-  }
-  if (marker) {
-    payloads.push(encodeSnapshotMetadata(marker));
-    types.push(RecordType.SnapshotMarker);
-  }
-  if (hardState) {
-    payloads.push(encodeHardState(hardState));
-    types.push(RecordType.HardState);
-  }
+  const markerPayload = marker ? encodeSnapshotMetadata(marker) : undefined;
+  const hardStatePayload = hardState ? encodeHardState(hardState) : undefined;
   let total = 0;
-  for (const p of payloads) total += paddedFrameBytes(p.length);
+  for (let k = 0; k < entries.length; k++) total += paddedFrameBytes(entryPayloadBytes(entries[k]));
+  if (markerPayload) total += paddedFrameBytes(markerPayload.length);
+  if (hardStatePayload) total += paddedFrameBytes(hardStatePayload.length);
   const buf = Buffer.allocUnsafe(total);
   let at = 0;
-  for (let k = 0; k < payloads.length; k++) {
-    buf.set(payloads[k], at + FRAME_HEADER_BYTES);
-    at = sealFrame(buf, at, types[k], payloads[k].length, salt);
+  // Entries precede the hard state: should the write tear, a surviving hard state must
+  // never point its commit index past entries that did not make it to disk.
+  for (let k = 0; k < entries.length; k++) {
+    const end = writeEntryPayload(buf, at + FRAME_HEADER_BYTES, entries[k]);
+    at = sealFrame(buf, at, RecordType.Entry, end - at - FRAME_HEADER_BYTES, salt);
+  }
+  for (const [type, payload] of [
+    [RecordType.SnapshotMarker, markerPayload],
+    [RecordType.HardState, hardStatePayload],
+  ] as const) {
+    if (!payload) continue;
+    buf.set(payload, at + FRAME_HEADER_BYTES);
+    at = sealFrame(buf, at, type, payload.length, salt);
   }
   return buf;
+}
+
+// Entries are the WAL's hot path, so they are written straight into the frame buffer
+// rather than through encodeEntry's own allocation and a copy. The bytes are exactly
+// @etcd-ts/raft's entry encoding (varint term, index, type, then varint-length data),
+// which record-frame.test.ts checks against encodeEntry; decoding uses decodeEntry.
+
+function varintBytes(n: number): number {
+  let bytes = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    bytes++;
+  }
+  return bytes;
+}
+
+function writeVarint(buf: Buffer, at: number, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new RangeError(`cannot encode ${n}: not a safe unsigned integer`);
+  while (n >= 0x80) {
+    buf[at++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  buf[at++] = n;
+  return at;
+}
+
+export function entryPayloadBytes(e: Entry): number {
+  return (
+    varintBytes(e.term) +
+    varintBytes(e.index) +
+    varintBytes(e.type) +
+    varintBytes(e.data.length) +
+    e.data.length
+  );
+}
+
+function writeEntryPayload(buf: Buffer, at: number, e: Entry): number {
+  at = writeVarint(buf, at, e.term);
+  at = writeVarint(buf, at, e.index);
+  at = writeVarint(buf, at, e.type);
+  at = writeVarint(buf, at, e.data.length);
+  buf.set(e.data, at);
+  return at + e.data.length;
 }
 
 export const SYNC_POINT_FRAME_BYTES = paddedFrameBytes(8);
