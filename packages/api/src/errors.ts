@@ -53,8 +53,9 @@ export const ETCD_ERRORS = {
   PermissionNotGranted: [FAILED_PRECONDITION, "etcdserver: permission is not granted to the role"],
   AuthNotEnabled: [FAILED_PRECONDITION, "etcdserver: authentication is not enabled"],
   NotLeader: [FAILED_PRECONDITION, "etcdserver: not leader"],
-  NotCapable: [FAILED_PRECONDITION, "etcdserver: not capable"],
-  LearnerNotSupported: [FAILED_PRECONDITION, "etcdserver: rpc not supported for learner"],
+  NotCapable: [UNAVAILABLE, "etcdserver: not capable"],
+  // etcd 3.4/3.5 answer Unavailable so that clients retry on another endpoint.
+  LearnerNotSupported: [UNAVAILABLE, "etcdserver: rpc not supported for learner"],
   BadLeaderTransferee: [FAILED_PRECONDITION, "etcdserver: bad leader transferee"],
   PermissionDenied: [PERMISSION_DENIED, "etcdserver: permission denied"],
   InvalidAuthToken: [UNAUTHENTICATED, "etcdserver: invalid auth token"],
