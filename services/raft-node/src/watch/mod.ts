@@ -2,6 +2,7 @@ export { type Event, EventType, isCreateEvent, type KeyValue } from "./events.js
 export { fragmentResponse } from "./fragment.js";
 export { IntervalIndex, type RangeEnd } from "./interval-index.js";
 export { type LogOperation, MemoryEventLog } from "./memory-event-log.js";
+export { type ConnectedWatchableStore, connectWatchableStore, MvccEventHistory } from "./mvcc-history.js";
 export { eventSize, keyValueSize } from "./response-size.js";
 export {
   INVALID_WATCH_ID,

@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { LeasePoller } from "./lease-poller.js";
+import type { LeaseCheckpoint } from "./lessor.js";
+import { Lessor } from "./lessor.js";
+
+describe("LeasePoller", () => {
+  it("proposes revokes and checkpoints on the leader only, on its timer", () => {
+    let now = 0;
+    const lessor = new Lessor({ clock: () => now, minTtlSeconds: 1, checkpointIntervalMs: 10_000 });
+    const revokes: number[] = [];
+    const checkpoints: LeaseCheckpoint[][] = [];
+    const ticks: (() => void)[] = [];
+    const poller = new LeasePoller(
+      lessor,
+      { proposeRevoke: (id) => revokes.push(id), proposeCheckpoints: (c) => checkpoints.push(c) },
+      500,
+      { setInterval: (fn) => ticks.push(fn), clearInterval: () => {} },
+    );
+    poller.start();
+    lessor.grant(1, 5);
+    lessor.grant(2, 100);
+    now = 200_000;
+    ticks[0]();
+    assert.deepEqual([revokes, checkpoints], [[], []], "a follower proposes nothing");
+
+    lessor.promote(0);
+    now += 5000;
+    ticks[0]();
+    assert.deepEqual(revokes, [1]);
+    now += 5000;
+    ticks[0]();
+    assert.deepEqual(checkpoints, [[{ id: 2, remainingTtl: 90 }]]);
+  });
+});
