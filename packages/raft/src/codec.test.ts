@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  decodeConfChange,
+  decodeConfState,
+  decodeEntry,
+  decodeHardState,
+  decodeMessage,
+  decodeSnapshotMetadata,
+  encodeConfChange,
+  encodeConfState,
+  encodeEntry,
+  encodeHardState,
+  encodeMessage,
+  encodeSnapshotMetadata,
+} from "./codec.js";
+import { RaftError } from "./errors.js";
+import { ConfChangeType, type Entry, EntryType, type Message, MessageType } from "./types.js";
+
+const bytes = (...b: number[]) => new Uint8Array(b);
+const BIG = Number.MAX_SAFE_INTEGER;
+
+const sampleEntry: Entry = {
+  term: 7,
+  index: 2 ** 40 + 3,
+  type: EntryType.ConfChange,
+  data: bytes(1, 2, 3, 0, 255),
+};
+
+const sampleMessage: Message = {
+  type: MessageType.MsgSnap,
+  to: 3,
+  from: BIG,
+  term: 12,
+  logTerm: 11,
+  index: 1000,
+  entries: [sampleEntry, { term: 1, index: 1, type: EntryType.Normal, data: new Uint8Array(0) }],
+  commit: 999,
+  snapshot: {
+    metadata: { index: 900, term: 10, confState: { voters: [1, 2, 3], learners: [4] } },
+    data: new Uint8Array(1000).fill(9),
+  },
+  reject: true,
+  rejectHint: 77,
+  context: bytes(0xca, 0xfe),
+};
+
+describe("codec round trips", () => {
+  test("entry", () => {
+    assert.deepEqual(decodeEntry(encodeEntry(sampleEntry)), sampleEntry);
+    const empty: Entry = { term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) };
+    assert.deepEqual(decodeEntry(encodeEntry(empty)), empty);
+  });
+
+  test("hard state, including the largest safe integers", () => {
+    for (const h of [
+      { term: 0, vote: 0, commit: 0 },
+      { term: BIG, vote: 2 ** 32, commit: 2 ** 31 - 1 },
+      { term: 127, vote: 128, commit: 16384 },
+    ]) {
+      assert.deepEqual(decodeHardState(encodeHardState(h)), h);
+    }
+  });
+
+  test("conf change and conf state", () => {
+    const c = { type: ConfChangeType.AddLearnerNode, nodeId: 0xdeadbeef12, context: bytes(104, 105) };
+    assert.deepEqual(decodeConfChange(encodeConfChange(c)), c);
+    const cs = { voters: [1, 5, BIG], learners: [] };
+    assert.deepEqual(decodeConfState(encodeConfState(cs)), cs);
+  });
+
+  test("snapshot metadata", () => {
+    const m = { index: 5, term: 2, confState: { voters: [1], learners: [2, 3] } };
+    assert.deepEqual(decodeSnapshotMetadata(encodeSnapshotMetadata(m)), m);
+  });
+
+  test("message with every field set", () => {
+    assert.deepEqual(decodeMessage(encodeMessage(sampleMessage)), sampleMessage);
+  });
+
+  test("message with optional fields absent decodes without them", () => {
+    const m: Message = {
+      type: MessageType.MsgHeartbeat,
+      to: 1,
+      from: 2,
+      term: 3,
+      logTerm: 0,
+      index: 0,
+      entries: [],
+      commit: 4,
+      reject: false,
+      rejectHint: 0,
+    };
+    const d = decodeMessage(encodeMessage(m));
+    assert.deepEqual(d, m);
+    assert.equal("snapshot" in d, false);
+    assert.equal("context" in d, false);
+  });
+
+  test("an empty context is kept distinct from no context", () => {
+    const m: Message = { ...sampleMessage, snapshot: undefined, context: new Uint8Array(0) };
+    delete m.snapshot;
+    assert.deepEqual(decodeMessage(encodeMessage(m)).context, new Uint8Array(0));
+  });
+
+  test("varints are compact", () => {
+    assert.equal(encodeHardState({ term: 1, vote: 2, commit: 3 }).length, 3);
+    assert.equal(encodeHardState({ term: 128, vote: 0, commit: 0 }).length, 4);
+  });
+});
+
+describe("codec rejects malformed input", () => {
+  const isMalformed = (e: unknown) => e instanceof RaftError && /malformed/.test(e.message);
+
+  test("every truncation of a message is an error", () => {
+    const full = encodeMessage(sampleMessage);
+    for (let n = 0; n < full.length; n++) {
+      assert.throws(() => decodeMessage(full.subarray(0, n)), isMalformed, `truncated to ${n} bytes`);
+    }
+  });
+
+  test("every truncation of an entry and a hard state is an error", () => {
+    for (const [enc, dec] of [
+      [encodeEntry(sampleEntry), decodeEntry],
+      [encodeHardState({ term: 300, vote: 2, commit: 70000 }), decodeHardState],
+    ] as const) {
+      for (let n = 0; n < enc.length; n++) assert.throws(() => dec(enc.subarray(0, n)), isMalformed);
+    }
+  });
+
+  test("trailing bytes are an error", () => {
+    const enc = encodeHardState({ term: 1, vote: 2, commit: 3 });
+    assert.throws(() => decodeHardState(bytes(...enc, 0)), isMalformed);
+  });
+
+  test("unknown tags are errors", () => {
+    assert.throws(() => decodeEntry(bytes(1, 1, 2, 0)), /bad entry type/);
+    assert.throws(() => decodeConfChange(bytes(3, 1, 0)), /bad conf change type/);
+    assert.throws(() => decodeMessage(bytes(19, 0, 0, 0, 0, 0, 0, 0, 0, 0)), /bad message type/);
+    assert.throws(() => decodeMessage(bytes(1, 0, 0, 0, 0, 0, 0, 0, 8, 0)), /unknown flags/);
+  });
+
+  test("integers beyond 2^53 and overlong varints are errors", () => {
+    // 2^56 as a varint: eight continuation groups.
+    assert.throws(
+      () => decodeHardState(bytes(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 0)),
+      isMalformed,
+    );
+    // 2^53 exactly.
+    assert.throws(
+      () => decodeHardState(bytes(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0)),
+      /too large/,
+    );
+    // A non-minimal encoding of 0 would let two encodings mean one value.
+    assert.throws(() => decodeHardState(bytes(0x80, 0x00, 0, 0)), /non-minimal/);
+  });
+
+  test("a length or count larger than the input is an error, without allocating it", () => {
+    assert.throws(() => decodeEntry(bytes(1, 1, 0, 0xff, 0xff, 0xff, 0x7f)), /truncated bytes/);
+    assert.throws(() => decodeConfState(bytes(0xff, 0xff, 0xff, 0x7f)), /count/);
+  });
+
+  test("encoding a value that is not a safe unsigned integer is refused", () => {
+    assert.throws(() => encodeHardState({ term: -1, vote: 0, commit: 0 }), RaftError);
+    assert.throws(() => encodeHardState({ term: 1.5, vote: 0, commit: 0 }), RaftError);
+    assert.throws(() => encodeHardState({ term: 2 ** 53, vote: 0, commit: 0 }), RaftError);
+  });
+});

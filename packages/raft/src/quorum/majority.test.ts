@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { majorityCommittedIndex, majorityVoteResult, VoteResult } from "./majority.js";
+
+describe("majority quorum", () => {
+  test("committed index is the highest index held by a majority", () => {
+    const cases: Array<[number[], number]> = [
+      [[5], 5],
+      [[5, 3], 3],
+      [[5, 3, 1], 3],
+      [[1, 5, 3, 4], 3],
+      [[9, 9, 1, 1, 2], 2],
+      [[9, 8, 7, 1, 1], 7],
+    ];
+    for (const [acked, want] of cases) {
+      const voters = new Set(acked.map((_, i) => i + 1));
+      assert.equal(
+        majorityCommittedIndex(voters, (id) => acked[id - 1]),
+        want,
+        JSON.stringify(acked),
+      );
+    }
+  });
+
+  test("a voter without progress counts as 0", () => {
+    assert.equal(
+      majorityCommittedIndex(new Set([1, 2, 3]), (id) => (id === 1 ? 7 : undefined)),
+      0,
+    );
+  });
+
+  test("vote results: won, lost, pending", () => {
+    const voters = new Set([1, 2, 3, 4, 5]);
+    const votes = (granted: number[], rejected: number[]) =>
+      new Map<number, boolean>([
+        ...granted.map((id) => [id, true] as const),
+        ...rejected.map((id) => [id, false] as const),
+      ]);
+    assert.equal(majorityVoteResult(voters, votes([1, 2, 3], [])), VoteResult.Won);
+    assert.equal(majorityVoteResult(voters, votes([1, 2], [3])), VoteResult.Pending);
+    assert.equal(majorityVoteResult(voters, votes([1, 2], [3, 4, 5])), VoteResult.Lost);
+    // Votes from non-voters are not counted.
+    assert.equal(majorityVoteResult(voters, votes([1, 2, 9], [])), VoteResult.Pending);
+    assert.equal(majorityVoteResult(new Set([1, 2, 3, 4]), votes([1, 2], [3])), VoteResult.Pending);
+    assert.equal(majorityVoteResult(new Set([1, 2, 3, 4]), votes([1, 2], [3, 4])), VoteResult.Lost);
+  });
+});
