@@ -6,7 +6,7 @@ import { after, test } from "node:test";
 import type { Entry } from "@etcd-ts/raft";
 import { entries, entry } from "./segment-image.fixture.js";
 import { Wal, type WalLogger } from "./wal.js";
-import { WalCorruptionError, WalNotFoundError } from "./wal-errors.js";
+import { WalCorruptionError, WalFailedError, WalNotFoundError } from "./wal-errors.js";
 
 const dirs: string[] = [];
 after(async () => {
@@ -310,4 +310,33 @@ test("saves after close are refused", async () => {
   await wal.close();
   await pending;
   await assert.rejects(wal.save(undefined, [entry(2)]), /closed/);
+});
+
+test("after a failed write every queued and later save is rejected, never reported durable", async () => {
+  const dir = await freshDir();
+  const { logger, lines } = recordingLogger();
+  const wal = await Wal.create(dir, { logger });
+  await wal.save(undefined, [entry(1)]);
+  // Pull the file out from under the WAL so its next write fails (EBADF).
+  await (wal as unknown as { active: { handle: { close(): Promise<void> } } }).active.handle.close();
+  const queued = [wal.save(undefined, [entry(2)]), wal.save(undefined, [entry(3)])];
+  for (const p of queued) await assert.rejects(p, WalFailedError);
+  await assert.rejects(wal.save(undefined, [entry(4)]), WalFailedError);
+  assert.ok(lines.some((l) => l.level === "error"));
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [1],
+  );
+  await reopened.close();
+});
+
+test("empty saves cost no write", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save(undefined, [entry(1)]);
+  await Promise.all([wal.save(undefined, []), wal.save(undefined, [])]);
+  assert.equal(wal.stats().writes, 1);
+  await wal.close();
 });

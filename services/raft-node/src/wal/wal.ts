@@ -259,9 +259,15 @@ export class Wal {
     const lastPath = join(dir, last.name);
     const handle = await open(lastPath, "r+");
     try {
+      if (tornTail) await handle.truncate(tornTail.offset);
+      // What was just read may still be only in the page cache (the previous process was
+      // killed before its fsync, or a segment's rename was not yet synced): make it durable
+      // before anyone acts on it, and before the next SyncPoint vouches for it.
+      if (sync) {
+        await handle.sync();
+        await fsyncDir(dir);
+      }
       if (tornTail) {
-        await handle.truncate(tornTail.offset);
-        if (sync) await handle.sync();
         logger.warn(
           {
             file: tornTail.file,
@@ -467,10 +473,16 @@ export class Wal {
     const position = active.size;
     const buffers: Buffer[] = [];
     if (this.sync) buffers.push(encodeSyncPoint(position, this.salt));
-    for (const item of group) if (item.records.length > 0) buffers.push(item.records);
-    let total = 0;
-    for (const b of buffers) total += b.length;
-    if (total > 0) {
+    let recordBytes = 0;
+    for (const item of group) {
+      if (item.records.length === 0) continue;
+      buffers.push(item.records);
+      recordBytes += item.records.length;
+    }
+    // A group of empty saves only waits for the groups before it, which are already durable.
+    if (recordBytes > 0) {
+      let total = 0;
+      for (const b of buffers) total += b.length;
       const { bytesWritten } = await active.handle.writev(buffers, position);
       if (bytesWritten !== total) {
         throw new Error(`short write to ${active.path} at ${position}: ${bytesWritten} of ${total} bytes`);
