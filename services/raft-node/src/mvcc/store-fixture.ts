@@ -41,17 +41,14 @@ export async function withStore<T>(
 type Bytes = Buffer | string;
 
 export class Applier {
-  private nextIndex: number;
-
   constructor(
     readonly store: MvccStore,
     private readonly term = 1,
-  ) {
-    this.nextIndex = store.appliedIndex + 1;
-  }
+  ) {}
 
+  /** Applies the request as the next Raft entry (callers await one request at a time). */
   async request(request: MvccRequest): Promise<unknown> {
-    const result = await this.store.apply({ index: this.nextIndex++, term: this.term, request });
+    const result = await this.store.apply({ index: this.store.appliedIndex + 1, term: this.term, request });
     if (result.status === "failed") throw result.error;
     if (result.status === "skipped") throw new Error("entry unexpectedly skipped");
     return result.response;

@@ -15,7 +15,9 @@
 // process crash (the bytes are in the OS), and after a machine crash the Raft WAL, which is
 // fsynced, replays whatever the state machine lost, as etcd does with its bolt backend. Raft log
 // compaction must therefore call syncToDisk() first. `syncWrites: true` fsyncs every batch.
+import { readdirSync, statSync } from "node:fs";
 import { open as openFile, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
@@ -77,6 +79,8 @@ export interface MvccStoreOptions {
   syncReadMaxKeys?: number;
   /** Extra column families other state machines (leases, auth) write in the same batches. */
   extraColumns?: readonly string[];
+  /** How stale the measured backend size may be (it is a directory listing). */
+  sizeRefreshMs?: number;
 }
 
 /** A Raft entry's effect on the store (etcd's InternalRaftRequest members it handles). */
@@ -200,6 +204,9 @@ export class MvccStore implements ApplyTarget {
   private appliesWaiting = 0;
   private failure: Error | undefined;
   private closing = false;
+  private measuredSize = 0;
+  private sizeMeasuredAt = Number.NEGATIVE_INFINITY;
+  private readonly sizeRefreshMs: number;
   /** Reads holding RocksDB iterators or pool reads across awaits; defragmentation waits for them. */
   private readers = 0;
 
@@ -217,6 +224,7 @@ export class MvccStore implements ApplyTarget {
     this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
     this.extraColumns = options.extraColumns ?? [];
+    this.sizeRefreshMs = options.sizeRefreshMs ?? 250;
   }
 
   static async open(location: string, options: MvccStoreOptions = {}): Promise<MvccStore> {
@@ -821,12 +829,18 @@ export class MvccStore implements ApplyTarget {
 
   // --- quota and defragmentation -------------------------------------------------------------
 
-  /** Bytes the revision key space occupies: live SST files plus memtables. */
+  /**
+   * Bytes the database occupies on disk (SST files, WAL, manifest), like etcd's bolt file
+   * size: what was written and not yet reclaimed. Measured at most every `sizeRefreshMs`;
+   * RocksDB's memtable property is no substitute, it grows in whole arena blocks of a megabyte.
+   */
   get backendSize(): number {
-    return (
-      this.db.numericProperty("rocksdb.live-sst-files-size") +
-      this.db.numericProperty("rocksdb.cur-size-all-mem-tables")
-    );
+    const now = performance.now();
+    if (now - this.sizeMeasuredAt >= this.sizeRefreshMs) {
+      this.sizeMeasuredAt = now;
+      this.measuredSize = directorySize(this.location);
+    }
+    return this.measuredSize;
   }
 
   /** Estimated bytes of live data (etcd's dbSizeInUse). */
@@ -897,6 +911,7 @@ export class MvccStore implements ApplyTarget {
       await rm(`${this.location}.old`, { recursive: true, force: true });
       this.db = await RocksBackend.open(this.location, columnNames);
       this.meta = this.db.columns[META_COLUMN]!;
+      this.sizeMeasuredAt = Number.NEGATIVE_INFINITY;
     } catch (err) {
       this.failure = err instanceof Error ? err : new Error(String(err));
       throw err;
@@ -1022,6 +1037,19 @@ async function writeMarker(path: string): Promise<void> {
   const file = await openFile(path, "w");
   await file.sync();
   await file.close();
+}
+
+function directorySize(path: string): number {
+  let total = 0;
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    try {
+      total += statSync(join(path, entry.name)).size;
+    } catch {
+      // RocksDB deletes obsolete files concurrently; a vanished file no longer counts.
+    }
+  }
+  return total;
 }
 
 function prefixEnd(prefix: Buffer): Buffer {

@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { isEtcdError } from "@etcd-ts/api";
+import { putRequest } from "./request-builders.js";
+import type { AppliedTxn, DeleteKeysResponse } from "./store.js";
+import { MvccStore } from "./store.js";
+import { tempDir, withStore } from "./store-fixture.js";
+import type { Event } from "./types.js";
+import { EventType } from "./types.js";
+
+const describeEvent = (e: Event) =>
+  `${e.type === EventType.PUT ? "PUT" : "DELETE"} ${e.kv!.key.toString()}@${e.kv!.modRevision}` +
+  (e.type === EventType.PUT ? `=${e.kv!.value.toString()} v${e.kv!.version}` : "") +
+  (e.prevKv ? ` prev=${e.prevKv.value.toString()}` : "");
+
+describe("apply listeners", () => {
+  it("receive each write txn's events once written, with prev kvs when asked", () =>
+    withStore(async (store, kv) => {
+      const plain: AppliedTxn[] = [];
+      const withPrev: AppliedTxn[] = [];
+      store.subscribe((t) => plain.push(t));
+      const unsubscribe = store.subscribe((t) => withPrev.push(t), { prevKv: true });
+      await kv.put("a", "1");
+      await kv.put("a", "2");
+      await kv.txn({
+        success: [
+          { requestPut: putRequest({ key: "b", value: "1" }) },
+          { requestDeleteRange: { key: Buffer.from("a"), rangeEnd: Buffer.alloc(0), prevKv: false } },
+        ],
+      });
+      await kv.del("nothing");
+      await assert.rejects(kv.put("", "x"));
+      await store.applyBatch([
+        { index: store.appliedIndex + 1, term: 1, request: { put: putRequest({ key: "c", value: "1" }) } },
+        { index: store.appliedIndex + 2, term: 1, request: { put: putRequest({ key: "c", value: "2" }) } },
+      ]);
+      assert.deepEqual(
+        withPrev.map((t) => [t.revision, t.events.map(describeEvent)]),
+        [
+          [2, ["PUT a@2=1 v1"]],
+          [3, ["PUT a@3=2 v2 prev=1"]],
+          [4, ["PUT b@4=1 v1", "DELETE a@4 prev=2"]],
+          [5, ["PUT c@5=1 v1"]],
+          // The previous value comes from the same, not yet written, batch.
+          [6, ["PUT c@6=2 v2 prev=1"]],
+        ],
+      );
+      assert.deepEqual(
+        plain.map((t) => t.events.every((e) => e.prevKv === undefined)),
+        [true, true, true, true, true],
+      );
+      unsubscribe();
+      await kv.put("d", "1");
+      assert.equal(withPrev.length, 5);
+      assert.equal(plain.length, 6);
+    }));
+});
+
+describe("history", () => {
+  it("returns events from a revision for a key range, with limits at revision boundaries", () =>
+    withStore(async (store, kv) => {
+      await kv.put("w/a", "1"); // 2
+      await kv.put("x", "1"); // 3
+      await kv.txn({
+        success: [
+          { requestPut: putRequest({ key: "w/b", value: "1" }) },
+          { requestPut: putRequest({ key: "w/c", value: "1" }) },
+        ],
+      }); // 4
+      await kv.put("w/a", "2"); // 5
+      await kv.del("w/b"); // 6
+      const all = await store.history({
+        fromRevision: 1,
+        key: Buffer.from("w/"),
+        rangeEnd: Buffer.from("w0"),
+      });
+      assert.deepEqual(all.events.map(describeEvent), [
+        "PUT w/a@2=1 v1",
+        "PUT w/b@4=1 v1",
+        "PUT w/c@4=1 v1",
+        "PUT w/a@5=2 v2",
+        "DELETE w/b@6",
+      ]);
+      assert.equal(all.nextRevision, 7);
+      // A limit of 2 still returns the whole of revision 4.
+      const first = await store.history({
+        fromRevision: 2,
+        key: Buffer.from("\0"),
+        rangeEnd: Buffer.from("\0"),
+        limit: 2,
+      });
+      assert.deepEqual(first.events.map(describeEvent), ["PUT w/a@2=1 v1", "PUT x@3=1 v1"]);
+      assert.equal(first.nextRevision, 4);
+      const rest = await store.history({
+        fromRevision: first.nextRevision,
+        toRevision: 5,
+        key: Buffer.from("w/a"),
+        prevKv: true,
+      });
+      assert.deepEqual(rest.events.map(describeEvent), ["PUT w/a@5=2 v2 prev=1"]);
+      assert.equal(rest.nextRevision, 6);
+      await kv.compact(5);
+      await store.compactionDone();
+      await assert.rejects(store.history({ fromRevision: 4, key: Buffer.from("w/a") }), (e) =>
+        isEtcdError(e, "Compacted"),
+      );
+      const afterCompaction = await store.history({
+        fromRevision: 5,
+        key: Buffer.from("w/"),
+        rangeEnd: Buffer.from("w0"),
+      });
+      assert.deepEqual(afterCompaction.events.map(describeEvent), ["PUT w/a@5=2 v2", "DELETE w/b@6"]);
+    }));
+});
+
+describe("lease revocation and external state", () => {
+  it("deletes a lease's keys in one revision, sorted, skipping keys already gone", () =>
+    withStore(async (store, kv) => {
+      await kv.put("k2", "v", { lease: 9 });
+      await kv.put("k1", "v", { lease: 9 });
+      const seen: AppliedTxn[] = [];
+      store.subscribe((t) => seen.push(t));
+      const r = (await kv.request({
+        deleteKeys: { keys: [Buffer.from("k2"), Buffer.from("k1"), Buffer.from("gone")] },
+      })) as DeleteKeysResponse;
+      assert.deepEqual(r, { deleted: 2, revision: 4 });
+      assert.deepEqual(seen[0]!.events.map(describeEvent), ["DELETE k1@4", "DELETE k2@4"]);
+      assert.deepEqual([...store.leasedKeys()], []);
+    }));
+
+  it("writes other state machines' columns in the same batch as the applied index", async () => {
+    const dir = await tempDir();
+    const location = join(dir.path, "db");
+    try {
+      let store = await MvccStore.open(location, { extraColumns: ["lease"] });
+      await store.applyBatch([
+        {
+          index: 1,
+          term: 1,
+          request: {
+            external: (ctx) => {
+              ctx.put("lease", Buffer.from("lease/1"), Buffer.from("ttl=10"));
+              return "granted";
+            },
+          },
+        },
+        {
+          index: 2,
+          term: 1,
+          request: {
+            external: (ctx) => {
+              // Reads see committed state only: this batch's own write is not visible yet.
+              assert.equal(ctx.get("lease", Buffer.from("lease/1")), undefined);
+              return ctx.deleteKeys([Buffer.from("nothing")]);
+            },
+          },
+        },
+      ]);
+      await store.close();
+      store = await MvccStore.open(location, { extraColumns: ["lease"] });
+      const result = await store.apply({
+        index: 3,
+        term: 1,
+        request: { external: (ctx) => ctx.get("lease", Buffer.from("lease/1"))?.toString() },
+      });
+      assert.deepEqual(result, { status: "applied", response: "ttl=10" });
+      assert.equal(store.appliedIndex, 3);
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+});

@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { isEtcdError } from "@etcd-ts/api";
+import { putRequest, rangeRequest } from "./request-builders.js";
+import { MvccStore } from "./store.js";
+import { Applier, tempDir } from "./store-fixture.js";
+import { AlarmAction, AlarmType } from "./types.js";
+
+const QUOTA = 512 * 1024;
+// Incompressible, so RocksDB's compression cannot hide how much is stored.
+const value = randomBytes(1024);
+
+describe("quota and NOSPACE alarm", () => {
+  it("refuses writes past the quota until compaction, defragmentation and disarm", async () => {
+    const dir = await tempDir();
+    const location = join(dir.path, "db");
+    try {
+      let store = await MvccStore.open(location, { quotaBytes: QUOTA, sizeRefreshMs: 0 });
+      let kv = new Applier(store);
+      // The server's pre-proposal check: write until the quota says no (bounded).
+      let written = 0;
+      while (store.quotaAvailable({ put: putRequest({ key: "k0", value }) })) {
+        assert.ok(written < 2000, "quota never reached");
+        await kv.put(`k${written % 50}`, randomBytes(value.length));
+        written++;
+      }
+      assert.ok(store.backendSize + 256 + value.length + 2 >= QUOTA);
+      // Deletes and reads cost nothing and stay available.
+      assert.equal(
+        store.quotaAvailable({
+          deleteRange: { key: Buffer.from("k"), rangeEnd: Buffer.alloc(0), prevKv: false },
+        }),
+        true,
+      );
+
+      // The server then proposes the alarm; once applied, every member refuses writes.
+      const raised = await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7);
+      assert.deepEqual(raised.alarms, [{ memberID: 7, alarm: AlarmType.NOSPACE }]);
+      await assert.rejects(kv.put("x", "y"), (e) => isEtcdError(e, "NoSpace"));
+      await assert.rejects(kv.txn({ success: [{ requestPut: putRequest({ key: "x", value: "y" }) }] }), (e) =>
+        isEtcdError(e, "NoSpace"),
+      );
+      // Read-only txns, deletes and compaction still go through.
+      await kv.txn({ success: [{ requestRange: rangeRequest({ key: "k1" }) }] });
+      const deleted = await kv.del("k1", "k2");
+      assert.ok(deleted.deleted > 0);
+
+      // The alarm is replicated state: it survives a restart.
+      await store.close();
+      store = await MvccStore.open(location, { quotaBytes: QUOTA, sizeRefreshMs: 0 });
+      kv = new Applier(store);
+      assert.deepEqual(store.alarms(), [{ memberID: 7, alarm: AlarmType.NOSPACE }]);
+      await assert.rejects(kv.put("x", "y"), (e) => isEtcdError(e, "NoSpace"));
+
+      const before = store.backendSize;
+      await kv.compact(store.revision);
+      await store.compactionDone();
+      await store.defragment();
+      assert.ok(store.backendSize < before / 2, `defragment shrank ${before} to ${store.backendSize}`);
+      assert.ok(store.quotaAvailable({ put: putRequest({ key: "x", value }) }));
+      // Live data survived the copy.
+      const live = await store.range(rangeRequest({ key: "k", rangeEnd: "l", countOnly: true }));
+      assert.ok(live.count > 0);
+      assert.equal((await store.range(rangeRequest({ key: "k3" }))).kvs[0]!.value.length, value.length);
+
+      const disarmed = await kv.alarm(AlarmAction.DEACTIVATE, AlarmType.NOSPACE, 7);
+      assert.equal(disarmed.alarms.length, 1);
+      assert.deepEqual(store.alarms(), []);
+      await kv.put("x", "y");
+      await store.close();
+      store = await MvccStore.open(location, { quotaBytes: QUOTA, sizeRefreshMs: 0 });
+      assert.deepEqual(store.alarms(), []);
+      assert.equal((await store.range(rangeRequest({ key: "x" }))).kvs[0]!.value.toString(), "y");
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("keeps applies in order and reads consistent across a defragmentation", async () => {
+    const dir = await tempDir();
+    const location = join(dir.path, "db");
+    try {
+      const store = await MvccStore.open(location);
+      const kv = new Applier(store);
+      for (let i = 0; i < 200; i++) await kv.put(`k${i}`, value);
+      const defrag = store.defragment();
+      // Submitted while the store is held: they wait, then apply in order.
+      const first = store.apply({
+        index: store.appliedIndex + 1,
+        term: 1,
+        request: { put: putRequest({ key: "k0", value: "a" }) },
+      });
+      const second = store.apply({
+        index: store.appliedIndex + 2,
+        term: 1,
+        request: { put: putRequest({ key: "k0", value: "b" }) },
+      });
+      const read = store.range(rangeRequest({ key: "k0" }));
+      await defrag;
+      assert.equal((await first).status, "applied");
+      assert.equal((await second).status, "applied");
+      const got = await read;
+      assert.ok(
+        ["a", "b", value.toString("hex")].includes(
+          got.kvs[0]!.value.toString(got.kvs[0]!.value.length > 1 ? "hex" : "utf8"),
+        ),
+      );
+      assert.equal((await store.range(rangeRequest({ key: "k0" }))).kvs[0]!.value.toString(), "b");
+      assert.equal(store.revision, 203);
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+});
+
+describe("corrupt alarm", () => {
+  it("refuses writes while a CORRUPT alarm is active", async () => {
+    const dir = await tempDir();
+    try {
+      const store = await MvccStore.open(join(dir.path, "db"));
+      const kv = new Applier(store);
+      await kv.alarm(AlarmAction.ACTIVATE, AlarmType.CORRUPT, 1);
+      await assert.rejects(kv.put("a", "b"), (e) => isEtcdError(e, "Corrupt"));
+      await assert.rejects(kv.del("a"), (e) => isEtcdError(e, "Corrupt"));
+      const listed = await kv.alarm(AlarmAction.GET, AlarmType.NONE);
+      assert.deepEqual(listed.alarms, [{ memberID: 1, alarm: AlarmType.CORRUPT }]);
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+});
