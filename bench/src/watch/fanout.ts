@@ -8,7 +8,6 @@ import { MemoryEventLog, WatchableStore, WatchStream } from "../../../services/r
 const watcherCount = Number(process.argv[2] ?? 10_000);
 const streamCount = Number(process.argv[3] ?? 100);
 const rounds = 50;
-// Each stream may hold one round of responses for all its watchers; the consumer drains between rounds.
 
 function setUp(shape: "same-prefix" | "distinct-keys") {
   const log = new MemoryEventLog();
@@ -16,11 +15,7 @@ function setUp(shape: "same-prefix" | "distinct-keys") {
   log.onApply = (revision, events) => store.notify(revision, events);
   const streams = Array.from(
     { length: streamCount },
-    () =>
-      new WatchStream(store, {
-        progressIntervalMs: 0,
-        maxPendingEventResponses: 2 * Math.ceil(watcherCount / streamCount),
-      }),
+    () => new WatchStream(store, { progressIntervalMs: 0 }),
   );
   for (let i = 0; i < watcherCount; i++) {
     const key = shape === "same-prefix" ? "/registry/pods/" : `/registry/pods/${i}`;

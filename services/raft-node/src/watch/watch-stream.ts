@@ -28,7 +28,12 @@ export interface ProgressTimer {
 }
 
 export interface WatchStreamOptions {
-  /** Event responses queued before watchers fall back to catch-up (etcd's chanBufLen). */
+  /**
+   * Event responses queued before watchers fall back to catch-up: etcd's chanBufLen (128), to
+   * which the stream adds one per watcher it holds. etcd drains its channel from another
+   * goroutine while notifying; here notify runs to completion first, so one revision reaching
+   * every watcher of a crowded stream would otherwise overflow it by itself.
+   */
   maxPendingEventResponses?: number;
   /** Limit used to fragment responses of watches created with fragment=true. */
   maxResponseBytes?: number;
@@ -55,7 +60,7 @@ export class WatchStream implements WatcherSink {
   /** For progress_notify watchers: true when nothing was sent to it since the last tick. */
   private readonly idleSinceTick = new Map<number, boolean>();
   private readonly fragmenting = new Set<number>();
-  private readonly maxPending: number;
+  private readonly basePending: number;
   private readonly maxResponseBytes: number;
   private readonly timer: ProgressTimer;
   private readonly progressHandle: unknown = null;
@@ -70,7 +75,7 @@ export class WatchStream implements WatcherSink {
     private readonly store: WatchableStore,
     options: WatchStreamOptions = {},
   ) {
-    this.maxPending = options.maxPendingEventResponses ?? 128;
+    this.basePending = options.maxPendingEventResponses ?? 128;
     this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.timer = options.timer ?? defaultTimer;
     const interval = options.progressIntervalMs ?? 10 * 60 * 1000;
@@ -230,6 +235,10 @@ export class WatchStream implements WatcherSink {
 
   hasRoom(): boolean {
     return !this.closed && this.boundedPending < this.maxPending;
+  }
+
+  private get maxPending(): number {
+    return this.basePending + this.watchers.size;
   }
 
   deliverEvents(watcher: Watcher, events: Event[], revision: number): boolean {
