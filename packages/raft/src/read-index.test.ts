@@ -100,6 +100,19 @@ describe("ReadIndex", () => {
     );
   });
 
+  test("a single voter that just became leader answers once its first entry commits", () => {
+    const net = new Network([1]);
+    net.node(1).rn.campaign();
+    assert.equal(net.raft(1).state, StateRole.Leader);
+    net.node(1).rn.readIndex(utf8("first"));
+    assert.equal(net.raft(1).readStates.length, 0, "the no-op is not yet persisted, so not committed");
+    net.stabilize();
+    assert.deepEqual(
+      net.node(1).readStates.map((rs) => [text(rs.requestCtx), rs.index]),
+      [["first", 1]],
+    );
+  });
+
   test("a single-voter cluster answers at once", () => {
     const net = new Network([1]);
     net.campaign(1);
