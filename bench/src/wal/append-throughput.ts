@@ -5,7 +5,7 @@
 //
 //   node --conditions=source --import tsx bench/src/wal/append-throughput.ts [secondsPerCase]
 
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Entry } from "@etcd-ts/raft";
@@ -87,8 +87,39 @@ async function runCase(root: string, batch: number, callers: number): Promise<Ca
   };
 }
 
+/**
+ * The disk's floor for comparison: one 320-byte positioned write plus fdatasync at a
+ * time, no WAL code. The single-caller, batch-1 case cannot beat this.
+ */
+async function rawSyncBaseline(root: string): Promise<{ perSec: number; p50ms: number; p99ms: number }> {
+  const path = join(root, "raw-baseline");
+  const handle = await open(path, "w");
+  const buf = Buffer.alloc(320, 1);
+  const latencies: number[] = [];
+  let position = 0;
+  const started = performance.now();
+  const deadline = started + secondsPerCase * 1000;
+  while (performance.now() < deadline) {
+    const t = performance.now();
+    await handle.write(buf, 0, buf.length, position);
+    position += buf.length;
+    await handle.datasync();
+    latencies.push(performance.now() - t);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await handle.close();
+  await rm(path);
+  latencies.sort((a, b) => a - b);
+  return {
+    perSec: latencies.length / seconds,
+    p50ms: percentile(latencies, 50),
+    p99ms: percentile(latencies, 99),
+  };
+}
+
 const root = await mkdtemp(join(process.env.WAL_BENCH_DIR ?? tmpdir(), "wal-bench-"));
 try {
+  const baseline = await rawSyncBaseline(root);
   const results: CaseResult[] = [];
   for (const batch of BATCHES) {
     for (const callers of CALLERS) results.push(await runCase(root, batch, callers));
@@ -96,6 +127,9 @@ try {
   const f = (n: number, digits = 0) => n.toFixed(digits);
   console.log(
     `WAL append, ${ENTRY_BYTES}-byte entries, fdatasync on, ${secondsPerCase}s per case, dir ${root}`,
+  );
+  console.log(
+    `baseline without the WAL, one 320-byte write + fdatasync at a time: ${f(baseline.perSec)}/s, p50 ${f(baseline.p50ms, 2)} ms, p99 ${f(baseline.p99ms, 2)} ms`,
   );
   console.log(
     "| batch | callers | entries/s | payload MB/s | disk MB/s | saves/s | fsyncs/s | saves/fsync | time in fsync | fsync mean ms | fsync p50 ms | fsync p99 ms | save p50 ms | save p99 ms |",
