@@ -16,7 +16,7 @@ import {
 // yet (see the report); production wiring needs that API.
 import { RocksBackend } from "../mvcc/rocks-backend.js";
 import { LEASE_COLUMN } from "./lease-record.js";
-import { LeaseStateMachine } from "./lease-state-machine.js";
+import { LeaseStateMachine, leasedKeyView } from "./lease-state-machine.js";
 import { Lessor } from "./lessor.js";
 
 interface Member {
@@ -44,8 +44,8 @@ async function openMember(dir: string, clock: () => number, nextIndex: { value: 
     extraColumns: [LEASE_COLUMN],
     leaseExists: (id) => lessor.lookup(id) !== undefined,
   });
-  const machine = new LeaseStateMachine(lessor);
-  machine.recover(rows, store.leasedKeys());
+  const machine = new LeaseStateMachine(lessor, leasedKeyView(store));
+  machine.recover(rows);
   const applied: AppliedTxn[] = [];
   store.subscribe((txn) => {
     machine.observe(txn);
@@ -182,6 +182,41 @@ describe("LeaseStateMachine on a real mvcc store", () => {
         assert.deepEqual(await liveKeys(second.store), []);
       } finally {
         await second.store.close();
+      }
+    }));
+
+  it("a revoke sharing an apply batch with writes not yet observed deletes exactly the lease's keys", () =>
+    withDir(async (dir) => {
+      const m = await openMember(dir, () => 0, { value: 0 });
+      try {
+        response(await m.apply(m.machine.grantRequest(1, 60)));
+        response(await m.apply(m.machine.grantRequest(2, 60)));
+        response(await m.apply({ put: putRequest({ key: "moved", value: "v", lease: 1 }) }));
+        response(await m.apply({ put: putRequest({ key: "unleased", value: "v", lease: 1 }) }));
+        response(await m.apply({ put: putRequest({ key: "kept", value: "v", lease: 1 }) }));
+        const put = (key: string, lease: number) => ({ put: putRequest({ key, value: "v2", lease }) });
+        let index = 100;
+        const results = await m.store.applyBatch(
+          [put("moved", 2), put("unleased", 0), put("fresh", 1), m.machine.revokeRequest(1)].map(
+            (request) => ({
+              index: ++index,
+              term: 1,
+              request,
+            }),
+          ),
+        );
+        assert.deepEqual(
+          results.map((r) => r.status),
+          ["applied", "applied", "applied", "applied"],
+        );
+        assert.deepEqual(await liveKeys(m.store), [
+          ["moved", 2],
+          ["unleased", 0],
+        ]);
+        assert.deepEqual([...(m.lessor.lookup(2)?.keys ?? [])], ["moved"]);
+        assert.equal(m.lessor.leaseOf(Buffer.from("fresh")), 0);
+      } finally {
+        await m.store.close();
       }
     }));
 

@@ -8,9 +8,11 @@ export {
   leaseKey,
 } from "./lease-record.js";
 export {
+  type LeasedKeyView,
   type LeaseGrantApplied,
   type LeaseRevokeApplied,
   LeaseStateMachine,
+  leasedKeyView,
 } from "./lease-state-machine.js";
 export { LeaseTimeQueue } from "./lease-time-queue.js";
 export {

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { LEASE_COLUMN, LeaseStateMachine, Lessor } from "../lease/mod.js";
+import { LEASE_COLUMN, LeaseStateMachine, Lessor, leasedKeyView } from "../lease/mod.js";
 import { type ApplyResult, type MvccRequest, MvccStore, putRequest } from "../mvcc/mod.js";
 import { EventType } from "./events.js";
 import { type ConnectedWatchableStore, connectWatchableStore } from "./mvcc-history.js";
@@ -25,7 +25,7 @@ async function withHarness(run: (h: Harness) => Promise<void>, maxRevisionsPerSy
     extraColumns: [LEASE_COLUMN],
     leaseExists: (id) => lessor.lookup(id) !== undefined,
   });
-  const leases = new LeaseStateMachine(lessor);
+  const leases = new LeaseStateMachine(lessor, leasedKeyView(store));
   store.subscribe((txn) => leases.observe(txn));
   // Tests drive catch-up rounds themselves; the loop's timer is never fired.
   const connected = connectWatchableStore(store, {
