@@ -53,6 +53,52 @@ describe("RawNode", () => {
     assert.equal(rn.status().applied, 3);
   });
 
+  test("Ready: a follower's acknowledgement travels with the entries it promises are persisted", () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.node(1).rn.propose(utf8("p"));
+    const app = net.flush(1).find((m) => m.type === MessageType.MsgApp && m.to === 2)!;
+    net.deliver(app);
+    const rn2 = net.node(2).rn;
+    const rd = rn2.ready();
+    assert.equal(rd.entries.length, 1);
+    assert.equal(rd.mustSync, true);
+    assert.deepEqual(
+      rd.messages.map((m) => [m.type, m.index]),
+      [[MessageType.MsgAppResp, rd.entries[0].index]],
+    );
+    // Handed out once: a second ready() before advance() does not repeat them.
+    assert.equal(rn2.ready().entries.length, 0);
+    rn2.advance(rd);
+  });
+
+  test("Ready: a commit-only hard state change does not need a sync; a new term or vote does", () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.node(1).rn.propose(utf8("p"));
+    for (const m of net.flush(1)) net.deliver(m);
+    net.flush(2);
+    for (const m of net.flush(3)) net.deliver(m);
+    // The leader's commit advanced: the next heartbeat/append tells 2.
+    for (const m of net.flush(1)) if (m.to === 2) net.deliver(m);
+    const rd = net.node(2).rn.ready();
+    assert.ok(rd.hardState);
+    assert.equal(rd.entries.length, 0);
+    assert.equal(rd.mustSync, false);
+    assert.equal(rd.committedEntries.length, 1);
+    net.node(2).rn.advance(rd);
+
+    const fresh = new Network([1, 2, 3]);
+    fresh.node(1).rn.campaign();
+    const vote = fresh.node(1).rn.ready();
+    assert.equal(vote.softState?.role, StateRole.PreCandidate);
+    fresh.node(2).rn.step(vote.messages[0]);
+    fresh.node(3).rn.step(vote.messages[1]);
+    fresh.node(1).rn.advance(vote);
+    // Granting a pre-vote changes nothing durable.
+    assert.equal(fresh.node(2).rn.ready().mustSync, false);
+  });
+
   test("three nodes elect one leader and replicate to all", () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { SnapshotTemporarilyUnavailableError } from "./errors.js";
+import { MemoryStorage } from "./storage.js";
 import { message, Network, newTestRaft, persist, takeMessages, utf8 } from "./testing/network.js";
-import { type Message, MessageType, type Snapshot } from "./types.js";
+import { ConfChangeType, type Message, MessageType, type Snapshot } from "./types.js";
 
 /** Snapshots node `id` at its applied index and compacts its log up to there. */
 function compact(net: Network, id: number): Snapshot {
@@ -198,6 +199,26 @@ describe("log compaction and snapshot install", () => {
     // A snapshot at or below the commit index is ignored.
     r.step(message({ type: MessageType.MsgSnap, from: 1, to: 2, term: 1, snapshot: snap }));
     assert.equal(takeMessages(r).at(-1)?.index, 2);
+  });
+
+  test("a member added after compaction starts from the snapshot, then learns of itself from the log", () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    for (const d of ["a", "b"]) net.propose(1, d);
+    const snap = compact(net, 1);
+    // The snapshot predates the change that adds 4: its conf state does not list 4.
+    net
+      .node(1)
+      .rn.proposeConfChange({ type: ConfChangeType.AddLearnerNode, nodeId: 4, context: new Uint8Array(0) });
+    net.stabilize();
+    net.addNode(4, new MemoryStorage());
+    net.propose(1, "c");
+    net.tickAll(3);
+    const n4 = net.node(4);
+    assert.equal(n4.appliedSnapshots[0]?.metadata.index, snap.metadata.index);
+    assert.deepEqual(net.appliedText(4), ["c"]);
+    assert.deepEqual(n4.rn.status().confState, { voters: [1, 2, 3], learners: [4] });
+    assert.equal(n4.raft.isLearner, true);
   });
 
   test("a restarted node recovers from its snapshot and the log after it", () => {

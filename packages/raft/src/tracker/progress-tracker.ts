@@ -13,6 +13,8 @@ export class ProgressTracker {
   readonly votes = new Map<NodeId, boolean>();
   readonly maxInflight: number;
   private readonly scratch: number[] = [];
+  // Allocated once: committed() runs on every append acknowledgement.
+  private readonly matchOf = (id: NodeId): number | undefined => this.progress.get(id)?.match;
 
   constructor(maxInflight: number) {
     this.maxInflight = maxInflight;
@@ -28,7 +30,7 @@ export class ProgressTracker {
 
   /** The highest index a majority of voters hold. */
   committed(): number {
-    return majorityCommittedIndex(this.voters, (id) => this.progress.get(id)?.match, this.scratch);
+    return majorityCommittedIndex(this.voters, this.matchOf, this.scratch);
   }
 
   /** Whether a quorum of voters (counting the leader itself) was heard from recently. */
