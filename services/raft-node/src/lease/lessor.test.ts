@@ -129,6 +129,18 @@ describe("Lessor: expiry", () => {
   });
 });
 
+describe("Lessor: lease list", () => {
+  it("lists every lease, soonest expiry first on the primary, by ID elsewhere", () => {
+    const { lessor: l } = lessor();
+    l.grant(3, 50);
+    l.grant(1, 90);
+    l.grant(2, 10);
+    assert.deepEqual(l.leases(), [1, 2, 3]);
+    l.promote(0);
+    assert.deepEqual(l.leases(), [2, 3, 1]);
+  });
+});
+
 describe("Lessor: key attachment", () => {
   it("follows puts, lease moves, ignore_lease puts and deletes; revoke returns its keys sorted", () => {
     const { lessor: l } = lessor();

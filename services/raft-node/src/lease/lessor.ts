@@ -369,9 +369,10 @@ export class Lessor {
 
   /** Every lease ID, soonest expiry first (etcd's Leases order). */
   leases(): number[] {
-    return [...this.leaseById.values()]
-      .sort((a, b) => a.expiry - b.expiry || a.id - b.id)
-      .map((lease) => lease.id);
+    // Off the primary every expiry is Infinity, where subtraction would give NaN.
+    const byExpiry = (a: Lease, b: Lease) =>
+      a.expiry === b.expiry ? a.id - b.id : a.expiry < b.expiry ? -1 : 1;
+    return [...this.leaseById.values()].sort(byExpiry).map((lease) => lease.id);
   }
 
   // ---- internals ----

@@ -133,6 +133,28 @@ describe("WatchStream: live events", () => {
     assert.deepEqual(byWatch.get(3)?.length, 6);
   });
 
+  it("a future start revision waits for that revision", () => {
+    const { stream, log } = setup();
+    log.put("k", "1");
+    stream.create(request({ key: "k", startRevision: 4 }));
+    stream.create(request({ key: "k", rangeEnd: "l", startRevision: 4 }));
+    drain(stream);
+    for (let i = 2; i <= 5; i++)
+      log.txn([
+        { op: "put", key: "k", value: String(i) },
+        ...(i % 2 ? [] : [{ op: "put" as const, key: "k2", value: "x" }]),
+      ]);
+    assert.deepEqual(
+      drain(stream).map((r) => [r.watchId, r.revision]),
+      [
+        [0, 4],
+        [1, 4],
+        [0, 5],
+        [1, 5],
+      ],
+    );
+  });
+
   it("delivers a transaction's events for one watcher in one response with the revision", () => {
     const { stream, log } = setup();
     stream.create(request({ key: "k/", rangeEnd: "k0" }));

@@ -154,13 +154,17 @@ export class WatchableStore {
       // watcher shares one events array. Watchers are collected first because delivery may move
       // them out of the group being iterated.
       const matched: Watcher[] = [];
-      this.synced.forEachWatching(events[0].kv.key.toString("latin1"), (watcher) => matched.push(watcher));
+      this.synced.forEachWatching(events[0].kv.key.toString("latin1"), (watcher) => {
+        if (watcher.minRevision <= revision) matched.push(watcher);
+      });
       const shared = [events[0]];
       for (const watcher of matched) deliver(watcher, shared);
     } else {
       const batches = new Map<Watcher, Event[]>();
       for (const event of events) {
         this.synced.forEachWatching(event.kv.key.toString("latin1"), (watcher) => {
+          // A watch created with a future start revision waits for it.
+          if (watcher.minRevision > revision) return;
           const batch = batches.get(watcher);
           if (batch === undefined) batches.set(watcher, [event]);
           else batch.push(event);
