@@ -1,0 +1,246 @@
+// Knows the members, which one leads, which answer and how fast. Seeds come from
+// --endpoints; the rest is learnt from Cluster.MemberList. Each refresh probes every member
+// with Maintenance.Status (its own ID, the leader it follows, a round-trip sample); failures
+// seen by the proxy trigger a refresh at once instead of waiting for the next tick.
+
+import grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { ClusterSnapshot, MemberState } from "../routing/member-selection.js";
+import { decodeMemberListResponse, decodeStatusResponse } from "../wire/etcd-messages.js";
+import { addressFromClientUrl, createUpstreamClient, unaryCall } from "./upstream-client.js";
+
+const STATUS_PATH = "/etcdserverpb.Maintenance/Status";
+const MEMBER_LIST_PATH = "/etcdserverpb.Cluster/MemberList";
+const EMPTY = Buffer.alloc(0);
+
+export interface ClusterTrackerOptions {
+  seeds: string[];
+  refreshIntervalMs: number;
+  probeTimeoutMs: number;
+  logger: Logger;
+}
+
+interface Endpoint {
+  address: string;
+  client: grpc.Client;
+  /** Learnt from its own Status answer. */
+  memberId: string | undefined;
+  isLearner: boolean;
+  healthy: boolean;
+  latencyMs: number;
+  /** Listed by MemberList (or a seed): dropped from the pool when neither. */
+  listed: boolean;
+  seed: boolean;
+}
+
+export function memberIdHex(id: bigint): string {
+  return id.toString(16);
+}
+
+export class ClusterTracker {
+  private readonly endpoints = new Map<string, Endpoint>();
+  private current: ClusterSnapshot = { members: [], leaderId: undefined };
+  private timer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  private refreshAgain = false;
+  private closed = false;
+  private readonly listeners = new Set<(snapshot: ClusterSnapshot) => void>();
+  clusterId: bigint = 0n;
+
+  constructor(private readonly options: ClusterTrackerOptions) {
+    for (const seed of options.seeds) this.addEndpoint(seed, true);
+  }
+
+  async start(): Promise<void> {
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh(), this.options.refreshIntervalMs);
+    this.timer.unref();
+  }
+
+  snapshot(): ClusterSnapshot {
+    return this.current;
+  }
+
+  /** Called with each new snapshot (leader or membership changes re-route coalesced streams). */
+  onChange(listener: (snapshot: ClusterSnapshot) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  clientFor(memberId: string): grpc.Client | undefined {
+    for (const ep of this.endpoints.values()) if (ep.memberId === memberId) return ep.client;
+    return undefined;
+  }
+
+  /** Stop choosing a member the proxy just failed to reach, until a probe says it is back. */
+  markDown(memberId: string): void {
+    let changed = false;
+    for (const ep of this.endpoints.values()) {
+      if (ep.memberId === memberId && ep.healthy) {
+        ep.healthy = false;
+        changed = true;
+      }
+    }
+    if (changed) this.publish();
+  }
+
+  /** Refresh now; concurrent requests share one refresh (plus one more if asked meanwhile). */
+  refresh(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.refreshing !== undefined) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      try {
+        do {
+          this.refreshAgain = false;
+          await this.refreshOnce();
+        } while (this.refreshAgain && !this.closed);
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    for (const ep of this.endpoints.values()) ep.client.close();
+    this.endpoints.clear();
+  }
+
+  private addEndpoint(address: string, seed: boolean): Endpoint {
+    let ep = this.endpoints.get(address);
+    if (ep === undefined) {
+      ep = {
+        address,
+        client: createUpstreamClient(address),
+        memberId: undefined,
+        isLearner: false,
+        healthy: false,
+        latencyMs: Number.POSITIVE_INFINITY,
+        listed: true,
+        seed,
+      };
+      this.endpoints.set(address, ep);
+    }
+    return ep;
+  }
+
+  private async refreshOnce(): Promise<void> {
+    const leaders = new Map<string, number>();
+    await this.probe([...this.endpoints.values()], leaders);
+    const before = new Set(this.endpoints.keys());
+    await this.refreshMembership();
+    // Members just learnt from MemberList are probed now, not a refresh period later.
+    const discovered = [...this.endpoints.values()].filter((ep) => !before.has(ep.address));
+    if (discovered.length > 0) await this.probe(discovered, leaders);
+    // Members can briefly disagree during an election: trust the highest term.
+    let leaderId: string | undefined;
+    let bestTerm = -1;
+    for (const [id, term] of leaders) {
+      if (term > bestTerm) {
+        leaderId = id;
+        bestTerm = term;
+      }
+    }
+    if (leaderId !== this.current.leaderId) this.options.logger.info({ leader: leaderId }, "leader changed");
+    this.publish(leaderId);
+  }
+
+  private async probe(endpoints: Endpoint[], leaders: Map<string, number>): Promise<void> {
+    await Promise.all(
+      endpoints.map(async (ep) => {
+        const started = performance.now();
+        try {
+          const raw = await this.call(ep.client, STATUS_PATH);
+          const status = decodeStatusResponse(raw);
+          const rtt = performance.now() - started;
+          ep.memberId = memberIdHex(status.header.memberId);
+          ep.isLearner = status.isLearner;
+          ep.latencyMs = Number.isFinite(ep.latencyMs) ? ep.latencyMs * 0.7 + rtt * 0.3 : rtt;
+          // A member without a leader cannot serve linearizable reads or writes.
+          ep.healthy = status.leader !== 0n;
+          if (status.header.clusterId !== 0n) this.clusterId = status.header.clusterId;
+          if (status.leader !== 0n) {
+            const id = memberIdHex(status.leader);
+            leaders.set(id, Math.max(leaders.get(id) ?? 0, status.raftTerm));
+          }
+        } catch (err) {
+          if (ep.healthy) {
+            this.options.logger.warn(
+              { member: ep.memberId, address: ep.address, err: String(err) },
+              "member probe failed",
+            );
+          }
+          ep.healthy = false;
+        }
+      }),
+    );
+  }
+
+  private async refreshMembership(): Promise<void> {
+    const healthy = [...this.endpoints.values()].filter((ep) => ep.healthy);
+    for (const ep of healthy) {
+      try {
+        const { members } = decodeMemberListResponse(await this.call(ep.client, MEMBER_LIST_PATH));
+        const listedAddresses = new Set<string>();
+        for (const m of members) {
+          // A member added but not yet started has no client URLs: nothing to dial.
+          const address = m.clientURLs.map(addressFromClientUrl).find((a) => a !== undefined);
+          if (address === undefined) continue;
+          listedAddresses.add(address);
+          const known = this.endpoints.get(address);
+          if (known === undefined) {
+            this.options.logger.info({ member: memberIdHex(m.id), address }, "member discovered");
+            this.addEndpoint(address, false).memberId = memberIdHex(m.id);
+          }
+        }
+        for (const ep of this.endpoints.values()) {
+          ep.listed = listedAddresses.has(ep.address);
+          if (!ep.listed && !ep.seed) {
+            this.options.logger.info({ member: ep.memberId, address: ep.address }, "member removed");
+            ep.client.close();
+            this.endpoints.delete(ep.address);
+          }
+        }
+        return;
+      } catch {
+        // Try the next healthy member.
+      }
+    }
+  }
+
+  private publish(leaderId: string | undefined = this.current.leaderId): void {
+    const members: MemberState[] = [];
+    const seen = new Set<string>();
+    for (const ep of this.endpoints.values()) {
+      if (ep.memberId === undefined || seen.has(ep.memberId) || !ep.listed) continue;
+      seen.add(ep.memberId);
+      members.push({
+        id: ep.memberId,
+        address: ep.address,
+        isLearner: ep.isLearner,
+        healthy: ep.healthy,
+        latencyMs: ep.latencyMs,
+      });
+    }
+    this.current = { members, leaderId };
+    for (const listener of this.listeners) listener(this.current);
+  }
+
+  private call(client: grpc.Client, path: string): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      unaryCall(
+        client,
+        path,
+        EMPTY,
+        new grpc.Metadata(),
+        { deadline: Date.now() + this.options.probeTimeoutMs },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
+  }
+}

@@ -1,0 +1,43 @@
+// One grpc-js client (one HTTP/2 channel) per member, carrying raw bytes both ways: the
+// gateway forwards etcd messages without decoding them.
+
+import grpc from "@grpc/grpc-js";
+
+export const passThrough = (bytes: Buffer): Buffer => bytes;
+
+export const UPSTREAM_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  // etcd accepts requests up to 1.5 MiB plus gRPC overhead and sends responses as large
+  // as a range needs: the proxy must not impose limits of its own.
+  "grpc.max_receive_message_length": -1,
+  "grpc.max_send_message_length": -1,
+  // A member that vanishes without closing its sockets (SIGKILL of a VM, partition) is
+  // noticed by keepalive pings rather than by the next call timing out.
+  "grpc.keepalive_time_ms": 5_000,
+  "grpc.keepalive_timeout_ms": 2_000,
+  "grpc.keepalive_permit_without_calls": 1,
+  // Reconnect quickly after a member restarts; the tracker decides when to stop trying.
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1_000,
+};
+
+export function createUpstreamClient(address: string): grpc.Client {
+  return new grpc.Client(address, grpc.credentials.createInsecure(), UPSTREAM_CHANNEL_OPTIONS);
+}
+
+export function unaryCall(
+  client: grpc.Client,
+  path: string,
+  request: Buffer,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (err: grpc.ServiceError | null, response?: Buffer) => void,
+): grpc.ClientUnaryCall {
+  return client.makeUnaryRequest(path, passThrough, passThrough, request, metadata, options, callback);
+}
+
+/** "http://127.0.0.1:2379" -> "127.0.0.1:2379"; undefined for schemes the gateway cannot dial. */
+export function addressFromClientUrl(url: string): string | undefined {
+  const match = /^(?:http:\/\/)?([^/]+?)\/?$/.exec(url.trim());
+  if (match === null || url.startsWith("https://") || url.startsWith("unix")) return undefined;
+  return match[1];
+}

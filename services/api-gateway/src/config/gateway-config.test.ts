@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError, parseConfig, splitHostPort } from "./gateway-config.js";
+
+describe("parseConfig", () => {
+  it("applies defaults and normalises endpoints", () => {
+    const c = parseConfig(["--endpoints=http://127.0.0.1:2379,127.0.0.1:22379/"], {});
+    assert.deepEqual(c.endpoints, ["127.0.0.1:2379", "127.0.0.1:22379"]);
+    assert.equal(c.listenAddr, "127.0.0.1:2379");
+    assert.equal(c.jsonListenAddr, "127.0.0.1:2378");
+    assert.equal(c.refreshIntervalMs, 2000);
+  });
+
+  it("takes environment variables, flags overriding them, in both flag styles", () => {
+    const c = parseConfig(["--listen-addr", "0.0.0.0:3000"], {
+      ETCD_GATEWAY_ENDPOINTS: "a:1",
+      ETCD_GATEWAY_LISTEN_ADDR: "127.0.0.1:9",
+      ETCD_GATEWAY_JSON_LISTEN_ADDR: "127.0.0.1:10",
+    });
+    assert.deepEqual(c.endpoints, ["a:1"]);
+    assert.equal(c.listenAddr, "0.0.0.0:3000");
+    assert.equal(c.jsonListenAddr, "127.0.0.1:10");
+  });
+
+  it("rejects what it cannot serve", () => {
+    assert.throws(() => parseConfig([], {}), ConfigError);
+    assert.throws(() => parseConfig(["--endpoints=https://a:1"], {}), /TLS/);
+    assert.throws(() => parseConfig(["--endpoints=a"], {}), ConfigError);
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--bogus=1"], {}), /unknown flag/);
+    assert.throws(() => parseConfig(["--endpoints"], {}), /needs a value/);
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--refresh-interval-ms=0"], {}), ConfigError);
+  });
+
+  it("splits listen addresses, IPv6 included", () => {
+    assert.deepEqual(splitHostPort("127.0.0.1:2379"), { host: "127.0.0.1", port: 2379 });
+    assert.deepEqual(splitHostPort("[::1]:2379"), { host: "::1", port: 2379 });
+  });
+});

@@ -1,0 +1,113 @@
+// Gateway configuration from flags and ETCD_GATEWAY_* environment variables (flags win),
+// in etcd's flag style: --endpoints=a,b or --endpoints a,b.
+
+export interface GatewayConfig {
+  /** Member addresses (host:port) to start from; the rest is learnt from MemberList. */
+  endpoints: string[];
+  /** gRPC listen address. */
+  listenAddr: string;
+  /** JSON gateway and /metrics listen address. */
+  jsonListenAddr: string;
+  refreshIntervalMs: number;
+  /** How long a keep-alive answer is reused for other requests on the same lease. */
+  keepAliveReuseMs: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+const FLAGS: Record<string, { env: string; key: keyof GatewayConfig }> = {
+  endpoints: { env: "ETCD_GATEWAY_ENDPOINTS", key: "endpoints" },
+  "listen-addr": { env: "ETCD_GATEWAY_LISTEN_ADDR", key: "listenAddr" },
+  "json-listen-addr": { env: "ETCD_GATEWAY_JSON_LISTEN_ADDR", key: "jsonListenAddr" },
+  "refresh-interval-ms": { env: "ETCD_GATEWAY_REFRESH_INTERVAL_MS", key: "refreshIntervalMs" },
+  "keepalive-reuse-ms": { env: "ETCD_GATEWAY_KEEPALIVE_REUSE_MS", key: "keepAliveReuseMs" },
+  "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
+};
+
+export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [options]
+
+  --endpoints            comma-separated member client URLs or host:port   (ETCD_GATEWAY_ENDPOINTS)
+  --listen-addr          gRPC address, default 127.0.0.1:2379             (ETCD_GATEWAY_LISTEN_ADDR)
+  --json-listen-addr     JSON gateway + /metrics, default 127.0.0.1:2378  (ETCD_GATEWAY_JSON_LISTEN_ADDR)
+  --refresh-interval-ms  member/leader probe period, default 2000         (ETCD_GATEWAY_REFRESH_INTERVAL_MS)
+  --keepalive-reuse-ms   keep-alive answer reuse window, default 500      (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
+  --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
+`;
+
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayConfig {
+  const raw = new Map<keyof GatewayConfig, string>();
+  for (const [, spec] of Object.entries(FLAGS)) {
+    const v = env[spec.env];
+    if (v !== undefined && v !== "") raw.set(spec.key, v);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    const eq = arg.indexOf("=");
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const spec = FLAGS[name];
+    if (spec === undefined) throw new ConfigError(`unknown flag --${name}`);
+    let value: string | undefined;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else value = argv[++i];
+    if (value === undefined) throw new ConfigError(`--${name} needs a value`);
+    raw.set(spec.key, value);
+  }
+
+  const endpoints = (raw.get("endpoints") ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
+    .map(parseEndpoint);
+  if (endpoints.length === 0) throw new ConfigError("--endpoints is required");
+  return {
+    endpoints,
+    listenAddr: parseListenAddr(raw.get("listenAddr") ?? "127.0.0.1:2379", "listen-addr"),
+    jsonListenAddr: parseListenAddr(raw.get("jsonListenAddr") ?? "127.0.0.1:2378", "json-listen-addr"),
+    refreshIntervalMs: parsePositiveInt(raw.get("refreshIntervalMs") ?? "2000", "refresh-interval-ms"),
+    keepAliveReuseMs: parseNonNegativeInt(raw.get("keepAliveReuseMs") ?? "500", "keepalive-reuse-ms"),
+    logLevel: raw.get("logLevel") ?? "info",
+  };
+}
+
+function parseEndpoint(value: string): string {
+  if (value.startsWith("https://")) throw new ConfigError(`TLS endpoints are not supported yet: ${value}`);
+  const stripped = value.replace(/^http:\/\//, "").replace(/\/$/, "");
+  if (!/^[^:/\s]+:\d{1,5}$/.test(stripped) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(stripped)) {
+    throw new ConfigError(`endpoint must be host:port or http://host:port, got ${JSON.stringify(value)}`);
+  }
+  return stripped;
+}
+
+function parseListenAddr(value: string, flag: string): string {
+  const stripped = value.replace(/^http:\/\//, "");
+  const port = Number(stripped.slice(stripped.lastIndexOf(":") + 1));
+  if (!stripped.includes(":") || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`--${flag} must be host:port, got ${JSON.stringify(value)}`);
+  }
+  return stripped;
+}
+
+function parsePositiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`--${flag} must be a positive integer`);
+  return n;
+}
+
+function parseNonNegativeInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--${flag} must be a non-negative integer`);
+  return n;
+}
+
+/** "127.0.0.1:2379" -> { host, port } for listeners. */
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(":");
+  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(addr.slice(i + 1)) };
+}

@@ -1,0 +1,98 @@
+// Assembles the gateway's parts: cluster tracking, the gRPC proxy with its coalescers, and
+// (when given an address) the JSON gateway. main.ts and tests start it the same way.
+
+import grpc from "@grpc/grpc-js";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { ClusterTracker } from "./cluster/cluster-tracker.js";
+import { splitHostPort } from "./config/gateway-config.js";
+import { createJsonGateway } from "./json/json-gateway.js";
+import type { KeepAliveHub } from "./lease/keepalive-hub.js";
+import { createKeepAliveHub } from "./lease/keepalive-proxy.js";
+import { GatewayMetrics } from "./observability/gateway-metrics.js";
+import { createGrpcServer } from "./proxy/grpc-server.js";
+import { StreamForwarder } from "./proxy/stream-forwarder.js";
+import { UnaryForwarder } from "./proxy/unary-forwarder.js";
+import type { WatchHub } from "./watch/watch-hub.js";
+import { createWatchHub } from "./watch/watch-proxy.js";
+
+export interface GatewayOptions {
+  endpoints: string[];
+  listenAddr: string;
+  /** Omit to run without the JSON gateway. */
+  jsonListenAddr?: string | undefined;
+  refreshIntervalMs: number;
+  keepAliveReuseMs: number;
+  logger: Logger;
+  processMetrics?: boolean;
+}
+
+export class Gateway {
+  private constructor(
+    readonly tracker: ClusterTracker,
+    readonly metrics: GatewayMetrics,
+    readonly watches: WatchHub,
+    readonly keepAlives: KeepAliveHub,
+    private readonly server: grpc.Server,
+    private readonly json: FastifyInstance | undefined,
+    readonly grpcPort: number,
+    readonly jsonPort: number | undefined,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(options: GatewayOptions): Promise<Gateway> {
+    const { logger } = options;
+    const metrics = new GatewayMetrics({ processMetrics: options.processMetrics ?? false });
+    const tracker = new ClusterTracker({
+      seeds: options.endpoints,
+      refreshIntervalMs: options.refreshIntervalMs,
+      probeTimeoutMs: 1_000,
+      logger,
+    });
+    tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
+    await tracker.start();
+    const unary = new UnaryForwarder(tracker, metrics, logger, { maxAttempts: 12, retryBudgetMs: 10_000 });
+    const streams = new StreamForwarder(tracker, metrics, logger, 6);
+    const watches = createWatchHub(tracker, metrics, logger);
+    const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
+    const server = createGrpcServer({ unary, streams, watches, keepAlives, metrics, logger });
+    const grpcPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(options.listenAddr, grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      );
+    });
+    let json: FastifyInstance | undefined;
+    let jsonPort: number | undefined;
+    if (options.jsonListenAddr !== undefined) {
+      json = createJsonGateway({ unary, watches, keepAlives, metrics, logger });
+      const { host, port } = splitHostPort(options.jsonListenAddr);
+      await json.listen({ host, port });
+      const address = json.server.address();
+      jsonPort = typeof address === "object" && address !== null ? address.port : port;
+    }
+    logger.info({ grpcPort, jsonPort, members: tracker.snapshot().members.length }, "gateway listening");
+    return new Gateway(tracker, metrics, watches, keepAlives, server, json, grpcPort, jsonPort, logger);
+  }
+
+  /** Stops accepting calls, lets running unary calls finish (bounded), then closes upstreams. */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.logger.info("gateway stopping");
+    // Streams (watches, keep-alives) never finish on their own: end them, then drain.
+    this.watches.close();
+    this.keepAlives.close();
+    await Promise.all([
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.server.forceShutdown();
+          resolve();
+        }, graceMs);
+        this.server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+      this.json?.close(),
+    ]);
+    this.tracker.close();
+  }
+}

@@ -1,0 +1,134 @@
+// Binds the KeepAliveHub to grpc-js: client LeaseKeepAlive streams in, one upstream stream
+// to the leader out.
+
+import grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { passThrough } from "../cluster/upstream-client.js";
+import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import type { MemberDirectory } from "../proxy/member-directory.js";
+import { selectMember } from "../routing/member-selection.js";
+import type { ClientSink } from "../watch/watch-hub.js";
+import { decodeKeepAliveRequest } from "../wire/etcd-messages.js";
+import { KeepAliveHub } from "./keepalive-hub.js";
+
+const KEEPALIVE_PATH = "/etcdserverpb.Lease/LeaseKeepAlive";
+
+export function createKeepAliveHub(
+  members: MemberDirectory,
+  metrics: GatewayMetrics,
+  logger: Logger,
+  reuseWindowMs: number,
+): KeepAliveHub {
+  const hub: KeepAliveHub = new KeepAliveHub(
+    {
+      open(onMessage, onClose) {
+        const leader = selectMember({ kind: "leader" }, members.snapshot(), { next: 0 });
+        const client = leader === undefined ? undefined : members.clientFor(leader.id);
+        if (leader === undefined || client === undefined) return undefined;
+        const md = new grpc.Metadata();
+        md.set("hasleader", "true");
+        const call = client.makeBidiStreamRequest(KEEPALIVE_PATH, passThrough, passThrough, md, {});
+        let ended = false;
+        call.on("data", onMessage);
+        call.on("error", () => {});
+        call.on("status", (status: grpc.StatusObject) => {
+          if (ended) return;
+          ended = true;
+          logger.warn(
+            { member: leader.id, code: status.code, details: status.details },
+            "upstream keep-alive stream ended",
+          );
+          if (status.code === grpc.status.UNAVAILABLE) members.markDown(leader.id);
+          void members.refresh();
+          onClose(status.details);
+        });
+        return {
+          send: (request) => {
+            if (!ended) {
+              metrics.keepAlivesSent.inc();
+              call.write(request);
+            }
+          },
+          close: () => {
+            ended = true;
+            call.cancel();
+          },
+        };
+      },
+      schedule(delayMs, fn) {
+        const timer = setTimeout(fn, delayMs);
+        timer.unref();
+        return () => clearTimeout(timer);
+      },
+      now: () => performance.now(),
+    },
+    reuseWindowMs,
+  );
+  let leaderId = members.snapshot().leaderId;
+  members.onChange((snapshot) => {
+    // Renewals belong on the leader: a follower would forward each one to it.
+    if (snapshot.leaderId !== undefined && snapshot.leaderId !== leaderId) {
+      const hadLeader = leaderId !== undefined;
+      leaderId = snapshot.leaderId;
+      if (hadLeader) hub.rehome();
+    }
+  });
+  return hub;
+}
+
+export interface KeepAliveSession {
+  request(raw: Buffer): void;
+  close(): void;
+}
+
+export function openKeepAliveSession(
+  hub: KeepAliveHub,
+  sink: ClientSink,
+  metrics: GatewayMetrics,
+): KeepAliveSession {
+  const client = hub.openClient(sink);
+  return {
+    request: (raw) => {
+      metrics.keepAlivesReceived.inc();
+      hub.onClientRequest(client, decodeKeepAliveRequest(raw));
+    },
+    close: () => hub.closeClient(client),
+  };
+}
+
+export function handleKeepAliveCall(
+  hub: KeepAliveHub,
+  call: grpc.ServerDuplexStream<Buffer, Buffer>,
+  metrics: GatewayMetrics,
+): void {
+  let done = false;
+  const session = openKeepAliveSession(
+    hub,
+    {
+      send(response) {
+        if (!done) call.write(response);
+      },
+    },
+    metrics,
+  );
+  const finish = (error?: { code: number; details: string }) => {
+    if (done) return;
+    done = true;
+    session.close();
+    if (error !== undefined) call.emit("error", { ...error, metadata: new grpc.Metadata() });
+    else call.end();
+  };
+  call.on("data", (raw: Buffer) => {
+    try {
+      session.request(raw);
+    } catch {
+      finish({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: "etcd-ts gateway: malformed LeaseKeepAliveRequest",
+      });
+    }
+  });
+  call.on("end", () => finish());
+  call.on("cancelled", () => finish());
+  call.on("error", () => finish());
+}

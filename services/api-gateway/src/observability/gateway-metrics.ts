@@ -1,0 +1,71 @@
+// Prometheus metrics for the gateway, in a registry of its own (served on the JSON port's
+// /metrics). Method labels are gRPC method names ("Range"), member labels hex member IDs.
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: "etcd_gateway_requests_total",
+    help: "Calls answered, by method, the member that answered last, and gRPC status code name.",
+    labelNames: ["method", "member", "code"] as const,
+    registers: [this.registry],
+  });
+
+  readonly latency = new Histogram({
+    name: "etcd_gateway_request_duration_seconds",
+    help: "Time from a unary call's arrival to its answer, retries included.",
+    labelNames: ["method"] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  readonly retries = new Counter({
+    name: "etcd_gateway_retries_total",
+    help: "Calls sent again to a member after a failure the client never saw.",
+    labelNames: ["method"] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: "etcd_gateway_upstream_errors_total",
+    help: "Failed upstream calls, by member and gRPC status code name, whether retried or not.",
+    labelNames: ["member", "code"] as const,
+    registers: [this.registry],
+  });
+
+  readonly clientWatches = new Gauge({
+    name: "etcd_gateway_client_watches",
+    help: "Watches clients hold open through this gateway.",
+    registers: [this.registry],
+  });
+
+  readonly upstreamWatches = new Gauge({
+    name: "etcd_gateway_upstream_watches",
+    help: "Watches this gateway holds on members (shared by identical client watches).",
+    registers: [this.registry],
+  });
+
+  readonly keepAlivesReceived = new Counter({
+    name: "etcd_gateway_lease_keepalives_received_total",
+    help: "Lease keep-alive requests received from clients.",
+    registers: [this.registry],
+  });
+
+  readonly keepAlivesSent = new Counter({
+    name: "etcd_gateway_lease_keepalives_sent_total",
+    help: "Lease keep-alive requests sent to members (one answers many client requests).",
+    registers: [this.registry],
+  });
+
+  readonly hasLeader = new Gauge({
+    name: "etcd_gateway_has_leader",
+    help: "1 when the gateway knows the cluster's leader.",
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,11 @@
+import type grpc from "@grpc/grpc-js";
+import type { ClusterSnapshot } from "../routing/member-selection.js";
+
+/** What the proxies need from cluster tracking; an interface so tests can stand in for it. */
+export interface MemberDirectory {
+  snapshot(): ClusterSnapshot;
+  clientFor(memberId: string): grpc.Client | undefined;
+  markDown(memberId: string): void;
+  refresh(): Promise<void>;
+  onChange(listener: (snapshot: ClusterSnapshot) => void): () => void;
+}

@@ -1,0 +1,129 @@
+// Server-streaming calls (Snapshot, Election.Observe, RangeStream) relayed message by
+// message with backpressure. Retried on another member only before the first message:
+// after that the client has seen part of one member's answer.
+
+import grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { passThrough } from "../cluster/upstream-client.js";
+import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
+import { type RoundRobin, selectMember } from "../routing/member-selection.js";
+import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
+import type { MemberDirectory } from "./member-directory.js";
+import { forwardableMetadata, targetFor } from "./unary-forwarder.js";
+
+export class StreamForwarder {
+  private readonly rr: RoundRobin = { next: 0 };
+
+  constructor(
+    private readonly members: MemberDirectory,
+    private readonly metrics: GatewayMetrics,
+    private readonly logger: Logger,
+    private readonly maxAttempts: number,
+  ) {}
+
+  async relay(route: MethodRoute, call: grpc.ServerWritableStream<Buffer, Buffer>): Promise<void> {
+    const method = splitMethodPath(route.path)[1];
+    const request = call.request;
+    const { target, idempotent } = targetFor(route, request, call.metadata);
+    const metadata = forwardableMetadata(call.metadata);
+    const deadline = call.getDeadline();
+    const failed = new Set<string>();
+    let clientGone = false;
+    call.on("cancelled", () => {
+      clientGone = true;
+    });
+
+    for (let attempt = 1; attempt <= this.maxAttempts && !clientGone; attempt++) {
+      const member = selectMember(target, this.members.snapshot(), this.rr, failed);
+      const client = member === undefined ? undefined : this.members.clientFor(member.id);
+      if (member === undefined || client === undefined) {
+        failed.clear();
+        await this.members.refresh();
+        await sleep(retryDelayMs(attempt));
+        continue;
+      }
+      const status = await this.pipeOnce(client, route.path, request, metadata, deadline, call);
+      if (status.code === grpc.status.OK || status.sentData) {
+        this.finish(call, status, method, member.id);
+        return;
+      }
+      const verdict = judgeFailure(status.code, status.details);
+      if (verdict.memberDown) this.members.markDown(member.id);
+      if (verdict.refresh) void this.members.refresh();
+      if (!mayRetry(verdict, idempotent) || attempt === this.maxAttempts) {
+        this.finish(call, status, method, member.id);
+        return;
+      }
+      failed.add(member.id);
+      this.metrics.retries.inc({ method });
+      this.logger.debug({ method, member: member.id, details: status.details }, "stream retry");
+      await sleep(retryDelayMs(attempt));
+    }
+    if (!clientGone) {
+      this.finish(
+        call,
+        {
+          code: grpc.status.UNAVAILABLE,
+          details: "etcd-ts gateway: no member available",
+          metadata: new grpc.Metadata(),
+          sentData: false,
+        },
+        method,
+        "none",
+      );
+    }
+  }
+
+  private finish(
+    call: grpc.ServerWritableStream<Buffer, Buffer>,
+    status: grpc.StatusObject & { sentData: boolean },
+    method: string,
+    member: string,
+  ): void {
+    this.metrics.requests.inc({ method, member, code: grpc.status[status.code] ?? String(status.code) });
+    if (status.code === grpc.status.OK) call.end(status.metadata);
+    else call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
+  }
+
+  private pipeOnce(
+    client: grpc.Client,
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    deadline: grpc.Deadline,
+    call: grpc.ServerWritableStream<Buffer, Buffer>,
+  ): Promise<grpc.StatusObject & { sentData: boolean }> {
+    return new Promise((resolve) => {
+      const options: grpc.CallOptions = deadline === Number.POSITIVE_INFINITY ? {} : { deadline };
+      const upstream = client.makeServerStreamRequest(
+        path,
+        passThrough,
+        passThrough,
+        request,
+        metadata,
+        options,
+      );
+      let sentData = false;
+      const onCancel = () => upstream.cancel();
+      call.once("cancelled", onCancel);
+      upstream.on("data", (chunk: Buffer) => {
+        sentData = true;
+        if (!call.write(chunk)) {
+          upstream.pause();
+          call.once("drain", () => upstream.resume());
+        }
+      });
+      // 'error' carries the same status as 'status'; listening keeps it from throwing.
+      upstream.on("error", () => {});
+      upstream.on("status", (status: grpc.StatusObject) => {
+        call.off("cancelled", onCancel);
+        resolve({ ...status, sentData });
+      });
+    });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,157 @@
+// Binds the WatchHub to grpc-js: client Watch streams in, upstream Watch streams out.
+
+import grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { passThrough } from "../cluster/upstream-client.js";
+import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import type { MemberDirectory } from "../proxy/member-directory.js";
+import { decodeWatchRequest } from "../wire/etcd-messages.js";
+import { type AuthMetadata, type ClientSink, type UpstreamTransport, WatchHub } from "./watch-hub.js";
+
+const WATCH_PATH = "/etcdserverpb.Watch/Watch";
+
+/** Responses a client may leave unread before the gateway gives up on it. */
+const MAX_BUFFERED_RESPONSES = 10_000;
+
+// The member does not serve the caller: moving the watch elsewhere would fail the same way.
+const FINAL_CODES = new Set([
+  grpc.status.UNAUTHENTICATED,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.INVALID_ARGUMENT,
+]);
+
+export function authOf(metadata: grpc.Metadata): AuthMetadata {
+  const auth: AuthMetadata = {};
+  const token = metadata.get("token")[0];
+  const authorization = metadata.get("authorization")[0];
+  if (typeof token === "string") auth.token = token;
+  if (typeof authorization === "string") auth.authorization = authorization;
+  return auth;
+}
+
+export function createWatchHub(members: MemberDirectory, metrics: GatewayMetrics, logger: Logger): WatchHub {
+  const transport: UpstreamTransport = {
+    pickMember(exclude, load) {
+      const { members: all } = members.snapshot();
+      const usable = all.filter((m) => !m.isLearner && !exclude.has(m.id));
+      const healthy = usable.filter((m) => m.healthy);
+      const pool = healthy.length > 0 ? healthy : usable;
+      let best: (typeof pool)[number] | undefined;
+      for (const m of pool) {
+        if (
+          best === undefined ||
+          (load.get(m.id) ?? 0) < (load.get(best.id) ?? 0) ||
+          ((load.get(m.id) ?? 0) === (load.get(best.id) ?? 0) && m.latencyMs < best.latencyMs)
+        ) {
+          best = m;
+        }
+      }
+      return best?.id;
+    },
+    open(memberId, auth, onMessage, onClose) {
+      const client = members.clientFor(memberId);
+      if (client === undefined) {
+        queueMicrotask(() =>
+          onClose({ code: grpc.status.UNAVAILABLE, details: "member gone", final: false }),
+        );
+        return { send() {}, close() {} };
+      }
+      const md = new grpc.Metadata();
+      // The member ends the stream if it loses its leader, so the hub moves the watches to
+      // a member that still has one instead of holding them on a partitioned member.
+      md.set("hasleader", "true");
+      if (auth.token !== undefined) md.set("token", auth.token);
+      if (auth.authorization !== undefined) md.set("authorization", auth.authorization);
+      const call = client.makeBidiStreamRequest(WATCH_PATH, passThrough, passThrough, md, {});
+      let ended = false;
+      call.on("data", onMessage);
+      call.on("error", () => {});
+      call.on("status", (status: grpc.StatusObject) => {
+        if (ended) return;
+        ended = true;
+        logger.warn(
+          { member: memberId, code: status.code, details: status.details },
+          "upstream watch stream ended",
+        );
+        if (status.code === grpc.status.UNAVAILABLE) members.markDown(memberId);
+        void members.refresh();
+        onClose({ code: status.code, details: status.details, final: FINAL_CODES.has(status.code) });
+      });
+      return {
+        send: (request) => {
+          if (!ended) call.write(request);
+        },
+        close: () => {
+          ended = true;
+          call.cancel();
+        },
+      };
+    },
+    schedule(delayMs, fn) {
+      const timer = setTimeout(fn, delayMs);
+      timer.unref();
+      return () => clearTimeout(timer);
+    },
+  };
+  return new WatchHub(transport, (stats) => {
+    metrics.clientWatches.set(stats.clientWatches);
+    metrics.upstreamWatches.set(stats.upstreamWatches);
+  });
+}
+
+/** A client watch stream as the hub sees it, whatever carries it (gRPC or JSON). */
+export interface WatchSession {
+  request(raw: Buffer): void;
+  close(): void;
+}
+
+export function openWatchSession(hub: WatchHub, sink: ClientSink, auth: AuthMetadata): WatchSession {
+  const client = hub.openClient(sink, auth);
+  return {
+    request: (raw) => hub.onClientRequest(client, decodeWatchRequest(raw)),
+    close: () => hub.closeClient(client),
+  };
+}
+
+export function handleWatchCall(
+  hub: WatchHub,
+  call: grpc.ServerDuplexStream<Buffer, Buffer>,
+  logger: Logger,
+): void {
+  let done = false;
+  const session = openWatchSession(
+    hub,
+    {
+      send(response) {
+        if (done) return;
+        if (call.writableLength > MAX_BUFFERED_RESPONSES) {
+          finish({
+            code: grpc.status.RESOURCE_EXHAUSTED,
+            details: "etcd-ts gateway: watch client is not reading its responses",
+          });
+          return;
+        }
+        call.write(response);
+      },
+    },
+    authOf(call.metadata),
+  );
+  const finish = (error?: { code: number; details: string }) => {
+    if (done) return;
+    done = true;
+    session.close();
+    if (error !== undefined) call.emit("error", { ...error, metadata: new grpc.Metadata() });
+    else call.end();
+  };
+  call.on("data", (raw: Buffer) => {
+    try {
+      session.request(raw);
+    } catch (err) {
+      logger.debug({ err: String(err) }, "malformed watch request");
+      finish({ code: grpc.status.INVALID_ARGUMENT, details: "etcd-ts gateway: malformed WatchRequest" });
+    }
+  });
+  call.on("end", () => finish());
+  call.on("cancelled", () => finish());
+  call.on("error", () => finish());
+}
