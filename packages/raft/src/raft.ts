@@ -836,7 +836,9 @@ export class Raft {
         return;
       case MessageType.MsgReadIndex: {
         if (this.lead === NONE) throw new ProposalDroppedError("no leader");
-        const fwd = newMessage(MessageType.MsgReadIndex, this.lead, this.id, 0);
+        // Keep the requester: if the leader moved and this is forwarded again, the answer
+        // still goes straight to the node that asked.
+        const fwd = newMessage(MessageType.MsgReadIndex, this.lead, m.from, 0);
         fwd.context = m.context;
         this.send(fwd);
         return;

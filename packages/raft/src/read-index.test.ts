@@ -74,6 +74,17 @@ describe("ReadIndex", () => {
     assert.equal(net.node(1).readStates.length, 0);
   });
 
+  test("a read forwarded again (the leader moved) keeps its requester, so the answer goes to it", () => {
+    const r = newTestRaft(2, [1, 2, 3]);
+    r.becomeFollower(1, 1);
+    r.step(message({ type: MessageType.MsgReadIndex, from: 3, to: 2, context: utf8("via-2") }));
+    const [fwd] = takeMessages(r);
+    assert.equal(fwd.type, MessageType.MsgReadIndex);
+    assert.equal(fwd.to, 1);
+    assert.equal(fwd.from, 3);
+    assert.equal(fwd.term, 0);
+  });
+
   test("a new leader defers reads until it has committed an entry of its term", () => {
     // Until its no-op commits, a new leader's commit index may lag the previous leader's.
     const r = newTestRaft(1, [1, 2, 3]);
