@@ -99,7 +99,10 @@ export interface Message {
   reject: boolean;
   /** On a rejected MsgAppResp: the follower's hint for where to probe next. */
   rejectHint: number;
-  /** ReadIndex request context, carried through heartbeats and responses. */
+  /**
+   * ReadIndex request context, carried through heartbeats and responses; on a MsgVote, the
+   * marker of a campaign started by leadership transfer (which overrides leader leases).
+   */
   context?: Uint8Array;
 }
 
