@@ -1,0 +1,342 @@
+// End to end through the gateway against a real 3-member etcd 3.4: etcdctl, the npm etcd3
+// client, raw gRPC streams and the JSON gateway.
+
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { etcdserverpb } from "@etcd-ts/api";
+import { Etcd3 } from "etcd3";
+import pino from "pino";
+import { Gateway } from "./gateway.js";
+import { ETCDCTL_BINARY, EtcdCluster, etcdMissingReason, runEtcdctl, sleep } from "./testing/etcd-cluster.js";
+import { memberMetric, RawEtcdClient } from "./testing/raw-client.js";
+import { decodeKeepAliveResponse, encodeKeepAliveRequest } from "./wire/etcd-messages.js";
+
+const skip = etcdMissingReason();
+
+async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+describe("gateway against etcd 3.4", { skip }, () => {
+  let cluster: EtcdCluster;
+  let gateway: Gateway;
+  let grpcAddr: string;
+  let jsonUrl: string;
+
+  before(async () => {
+    cluster = await EtcdCluster.start();
+    gateway = await Gateway.start({
+      endpoints: [cluster.endpoints[0]!],
+      listenAddr: "127.0.0.1:0",
+      jsonListenAddr: "127.0.0.1:0",
+      refreshIntervalMs: 1_000,
+      keepAliveReuseMs: 500,
+      logger: pino({ level: "silent" }),
+    });
+    grpcAddr = `127.0.0.1:${gateway.grpcPort}`;
+    jsonUrl = `http://127.0.0.1:${gateway.jsonPort}`;
+  });
+
+  after(async () => {
+    await gateway?.stop(1_000);
+    await cluster?.stop();
+  });
+
+  const ctl = (...args: string[]) => runEtcdctl([grpcAddr], args);
+
+  describe("etcdctl", () => {
+    it("learns every member from one seed and knows the leader", async () => {
+      const snapshot = gateway.tracker.snapshot();
+      assert.equal(snapshot.members.length, 3);
+      assert.ok(snapshot.members.every((m) => m.healthy));
+      const leader = await cluster.leader();
+      assert.ok(leader);
+      assert.equal(snapshot.members.find((m) => m.id === snapshot.leaderId)?.address, leader.clientAddress);
+    });
+
+    it("puts, gets (linearizable and serializable), deletes", async () => {
+      assert.equal((await ctl("put", "ctl/a", "1")).stdout, "OK\n");
+      assert.equal((await ctl("put", "ctl/b", "2")).stdout, "OK\n");
+      assert.equal((await ctl("get", "ctl/", "--prefix")).stdout, "ctl/a\n1\nctl/b\n2\n");
+      assert.equal((await ctl("get", "ctl/a", "--consistency=s", "--print-value-only")).stdout, "1\n");
+      assert.equal((await ctl("del", "ctl/", "--prefix")).stdout, "2\n");
+      assert.equal((await ctl("get", "ctl/", "--prefix")).stdout, "");
+    });
+
+    it("runs txns both ways and relays etcd's errors unchanged", async () => {
+      await ctl("put", "ctl/t", "x");
+      const txn = await runEtcdctl(
+        [grpcAddr],
+        ["txn"],
+        5_000,
+        'value("ctl/t") = "x"\n\nput ctl/t y\n\nput ctl/t z\n\n',
+      );
+      assert.equal(txn.stdout, "SUCCESS\n\nOK\n");
+      assert.equal((await ctl("get", "ctl/t", "--print-value-only")).stdout, "y\n");
+      const future = await ctl("get", "ctl/t", "--rev=100000");
+      assert.notEqual(future.code, 0);
+      assert.match(future.stderr, /etcdserver: mvcc: required revision is a future revision/);
+    });
+
+    it("grants, keeps alive, inspects and revokes leases", async () => {
+      const grant = await ctl("lease", "grant", "30");
+      const id = /lease ([0-9a-f]+) granted/.exec(grant.stdout)?.[1];
+      assert.ok(id, grant.stdout + grant.stderr);
+      assert.equal((await ctl("put", "ctl/leased", "v", `--lease=${id}`)).stdout, "OK\n");
+      const once = await ctl("lease", "keep-alive", "--once", id);
+      assert.match(once.stdout, new RegExp(`lease ${id} keepalived with TTL\\(30\\)`));
+      assert.match(
+        (await ctl("lease", "timetolive", id, "--keys")).stdout,
+        /attached keys\(\[ctl\/leased\]\)/,
+      );
+      assert.match((await ctl("lease", "revoke", id)).stdout, /revoked/);
+      assert.equal((await ctl("get", "ctl/leased")).stdout, "");
+    });
+
+    it("answers endpoint status as the leader, or as a member named in metadata", async () => {
+      const status = await ctl("endpoint", "status", "-w", "json");
+      const parsed = JSON.parse(status.stdout) as {
+        Status: { leader: number; header: { member_id: number } };
+      }[];
+      assert.equal(parsed[0]!.Status.leader, parsed[0]!.Status.header.member_id);
+      const list = await ctl("member", "list");
+      assert.equal(list.stdout.trim().split("\n").length, 3);
+    });
+  });
+
+  describe("watch coalescing", () => {
+    it("serves identical etcdctl watches from one upstream watch and delivers to both", async () => {
+      const membersBefore = await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total");
+      const watchers: { proc: ChildProcess; out: string }[] = [];
+      for (let i = 0; i < 2; i++) {
+        const proc = spawn(ETCDCTL_BINARY, [`--endpoints=${grpcAddr}`, "watch", "coalesce/key"], {
+          env: { ...process.env, ETCDCTL_API: "3" },
+        });
+        const w = { proc, out: "" };
+        proc.stdout!.on("data", (d: Buffer) => {
+          w.out += d.toString();
+        });
+        watchers.push(w);
+      }
+      try {
+        await waitFor("two client watches", () => gateway.watches.stats().clientWatches === 2);
+        assert.equal(gateway.watches.stats().upstreamWatches, 1);
+        await waitFor("one more watcher on the members", async () => {
+          return (
+            (await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total")) === membersBefore + 1
+          );
+        });
+        await ctl("put", "coalesce/key", "one");
+        await ctl("put", "coalesce/key", "two");
+        const expected = "PUT\ncoalesce/key\none\nPUT\ncoalesce/key\ntwo\n";
+        await waitFor("both watchers to see both puts", () => watchers.every((w) => w.out === expected));
+      } finally {
+        for (const w of watchers) w.proc.kill("SIGKILL");
+      }
+      await waitFor(
+        "the upstream watch to go with its last client",
+        () => gateway.watches.stats().upstreamWatches === 0,
+      );
+      await waitFor("the members to drop the watcher", async () => {
+        return (await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total")) === membersBefore;
+      });
+    });
+
+    it("works for the npm etcd3 client, prev_kv and a start revision included", async () => {
+      const client = new Etcd3({ hosts: grpcAddr });
+      try {
+        const put = await client.put("etcd3/w").value("v1").exec();
+        const startRev = Number(put.header.revision);
+        const seen: string[] = [];
+        const watcher = await client
+          .watch()
+          .key("etcd3/w")
+          .withPreviousKV()
+          .startRevision(String(startRev))
+          .create();
+        watcher.on("put", (kv, prev) => seen.push(`${kv.value.toString()}<-${prev?.value.toString() ?? ""}`));
+        await client.put("etcd3/w").value("v2");
+        await waitFor("history then the live event", () => seen.length === 2);
+        assert.deepEqual(seen, ["v1<-", "v2<-v1"]);
+        await watcher.cancel();
+        assert.equal(await client.get("etcd3/w").string(), "v2");
+      } finally {
+        client.close();
+      }
+    });
+  });
+
+  describe("lease keep-alive coalescing", () => {
+    it("answers keep-alives from many streams for one lease with one upstream keep-alive", async () => {
+      const client = new Etcd3({ hosts: grpcAddr });
+      const lease = client.lease(20, { autoKeepAlive: false });
+      const leaseId = BigInt(await lease.grant());
+      const raw = new RawEtcdClient(grpcAddr);
+      const streams = Array.from({ length: 5 }, () => raw.bidi("/etcdserverpb.Lease/LeaseKeepAlive"));
+      try {
+        const sentBefore = gateway.keepAlives.stats.sentUpstream;
+        const answers = streams.map(
+          (s) =>
+            new Promise<{ id: bigint; ttl: number }>((resolve) => {
+              s.once("data", (d: Buffer) => resolve(decodeKeepAliveResponse(d)));
+            }),
+        );
+        for (const s of streams) s.write(encodeKeepAliveRequest(leaseId));
+        const got = await Promise.all(answers);
+        for (const a of got) {
+          assert.equal(a.id, leaseId);
+          assert.ok(a.ttl >= 19 && a.ttl <= 20, `ttl ${a.ttl}`);
+        }
+        assert.equal(gateway.keepAlives.stats.sentUpstream - sentBefore, 1);
+        // The etcd3 client's own keep-alive goes through the same hub.
+        const res = await lease.keepaliveOnce();
+        assert.equal(BigInt(res.ID), leaseId);
+      } finally {
+        for (const s of streams) s.end();
+        raw.close();
+        await lease.revoke();
+        client.close();
+      }
+    });
+  });
+
+  describe("JSON gateway", () => {
+    const post = (path: string, body: unknown) =>
+      fetch(`${jsonUrl}${path}`, {
+        method: "POST",
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      });
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+
+    it("puts and ranges with etcd's JSON conventions", async () => {
+      const put = await post("/v3/kv/put", { key: b64("json/a"), value: b64("1") });
+      assert.equal(put.status, 200);
+      const putBody = (await put.json()) as { header: { cluster_id: string; revision: string } };
+      assert.match(putBody.header.cluster_id, /^\d+$/);
+      assert.equal(
+        BigInt(putBody.header.cluster_id),
+        gateway.tracker.clusterId,
+        "64-bit IDs survive exactly",
+      );
+      const range = await post("/v3beta/kv/range", {
+        key: b64("json/"),
+        rangeEnd: b64("json0"),
+        serializable: true,
+      });
+      const body = (await range.json()) as {
+        kvs: { key: string; value: string; version: string }[];
+        count: string;
+      };
+      assert.equal(body.count, "1");
+      assert.deepEqual(
+        body.kvs.map((kv) => [
+          Buffer.from(kv.key, "base64").toString(),
+          Buffer.from(kv.value, "base64").toString(),
+          kv.version,
+        ]),
+        [["json/a", "1", "1"]],
+      );
+    });
+
+    it("runs a txn", async () => {
+      const res = await post("/v3/kv/txn", {
+        compare: [{ key: b64("json/a"), result: "EQUAL", target: "VALUE", value: b64("1") }],
+        success: [{ request_put: { key: b64("json/a"), value: b64("2") } }],
+      });
+      const body = (await res.json()) as { succeeded: boolean; responses: { response_put: unknown }[] };
+      assert.equal(body.succeeded, true);
+      assert.ok(body.responses[0]!.response_put);
+    });
+
+    it("answers a malformed body with 400 and grpc-gateway's error body", async () => {
+      const res = await post("/v3/kv/range", '{"key":"Zm9v",');
+      assert.equal(res.status, 400);
+      assert.deepEqual(await res.json(), { error: "unexpected EOF", message: "unexpected EOF", code: 3 });
+      const bad = await post("/v3/kv/range", { key: "Zm9v", limit: 1.5 });
+      assert.equal(bad.status, 400);
+    });
+
+    it("maps member errors to HTTP statuses", async () => {
+      const res = await post("/v3/kv/range", {});
+      assert.equal(res.status, 400);
+      assert.equal(
+        await res.text(),
+        '{"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3}',
+      );
+      const missing = await post("/v3/lease/revoke", { ID: "1" });
+      assert.equal(missing.status, 404);
+    });
+
+    it("streams watch events as newline-delimited results", async () => {
+      const abort = new AbortController();
+      const res = await fetch(`${jsonUrl}/v3/watch`, {
+        method: "POST",
+        body: JSON.stringify({ create_request: { key: b64("json/w") } }),
+        signal: abort.signal,
+      });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      let text = "";
+      const lines = async (n: number) => {
+        while (text.split("\n").length - 1 < n) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += Buffer.from(value).toString();
+        }
+        return text
+          .split("\n")
+          .slice(0, n)
+          .map((l) => JSON.parse(l) as { result: Record<string, unknown> });
+      };
+      const [created] = await lines(1);
+      assert.equal(created!.result.created, true);
+      await post("/v3/kv/put", { key: b64("json/w"), value: b64("x") });
+      const [, event] = await lines(2);
+      const events = event!.result.events as { kv: { key: string; value: string } }[];
+      assert.equal(Buffer.from(events[0]!.kv.value, "base64").toString(), "x");
+      abort.abort();
+      await waitFor("the JSON watch to be dropped", () => gateway.watches.stats().clientWatches === 0);
+    });
+
+    it("keeps a lease alive over JSON and serves /metrics", async () => {
+      const grant = (await (await post("/v3/lease/grant", { TTL: 15 })).json()) as { ID: string };
+      const ka = await post("/v3/lease/keepalive", { ID: grant.ID });
+      const lines = (await ka.text()).trim().split("\n");
+      assert.equal(lines.length, 1);
+      const result = (JSON.parse(lines[0]!) as { result: { ID: string; TTL: string } }).result;
+      assert.equal(result.ID, grant.ID);
+      assert.equal(result.TTL, "15");
+      const metrics = await (await fetch(`${jsonUrl}/metrics`)).text();
+      assert.match(metrics, /etcd_gateway_requests_total\{method="Put",member="[0-9a-f]+",code="OK"\} \d+/);
+      assert.match(metrics, /etcd_gateway_lease_keepalives_received_total \d+/);
+    });
+  });
+
+  describe("raw gRPC", () => {
+    it("relays a serializable range to the nearest member and a linearizable one anywhere", async () => {
+      const raw = new RawEtcdClient(grpcAddr);
+      try {
+        await raw.put("raw/k", "v");
+        for (const serializable of [false, true]) {
+          const res = await raw.range("raw/k", serializable);
+          const kv = etcdserverpb.RangeResponse.decode(
+            // Drop the header (64-bit IDs) and decode the rest with the generated codec.
+            res.subarray(2 + res[1]!),
+          ).kvs[0];
+          assert.equal(kv?.value.toString(), "v");
+        }
+      } finally {
+        raw.close();
+      }
+    });
+  });
+});
