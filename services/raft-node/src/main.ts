@@ -1,0 +1,92 @@
+// A raft-node member process, started with etcd's flags: parse, wire, serve.
+import { Server } from "@grpc/grpc-js";
+import { pino } from "pino";
+import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
+import { formatId } from "./membership/member-id.js";
+import { CLUSTER_VERSION, Member, urlString } from "./server/member.js";
+import { ClientServer } from "./v3rpc/client-server.js";
+
+/** etcd 3.4's default log line shape (capnslog), which etcd's e2e suite and operators grep for. */
+function capnslog(pkg: string, message: string): void {
+  const now = new Date();
+  const pad = (n: number, w = 2) => String(n).padStart(w, "0");
+  const stamp =
+    `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())} ` +
+    `${pad(now.getHours())}:${pad(now.getMinutes())}:${pad(now.getSeconds())}.${pad(now.getMilliseconds(), 3)}000`;
+  process.stderr.write(`${stamp} I | ${pkg}: ${message}\n`);
+}
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof memberConfig>;
+  try {
+    config = memberConfig(parseFlags(process.argv.slice(2), process.env));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`etcd: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const level = ["debug", "info", "warn", "error", "panic", "fatal"].includes(config.logLevel)
+    ? config.logLevel.replace("panic", "fatal")
+    : "info";
+  const logger = pino({ level, base: { name: config.name } }, pino.destination({ dest: 2, sync: true }));
+
+  let stopping: Promise<void> | undefined;
+  let clientServer: ClientServer | undefined;
+  const member = await Member.open(config, logger, {
+    onRemoved: () => {
+      logger.warn({}, "the member has been permanently removed from the cluster; exiting");
+      void stop().then(() => process.exit(0));
+    },
+    onFatal: (err) => {
+      logger.fatal({ error: String(err) }, "member failed; exiting");
+      process.exit(1);
+    },
+  });
+
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await member.handOverLeadership().catch(() => {});
+      await clientServer?.close();
+      await member.stop();
+    })();
+    return stopping;
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, "received signal; shutting down");
+      // etcd re-raises the signal once stopped, so the parent sees the conventional exit status.
+      void stop().finally(() => process.kill(process.pid, signal));
+      setTimeout(() => process.kill(process.pid, signal), 10_000).unref();
+    });
+  }
+
+  const peerServer = new Server({
+    "grpc.max_receive_message_length": -1,
+    "grpc.max_send_message_length": -1,
+  });
+  await member.start(peerServer);
+  await member.published;
+  clientServer = new ClientServer(member);
+  await clientServer.listen(config.listenClientUrls);
+  const clientUrls = config.advertiseClientUrls.map(urlString);
+  capnslog(
+    "etcdserver/api",
+    `enabled capabilities for version ${CLUSTER_VERSION.split(".").slice(0, 2).join(".")}`,
+  );
+  capnslog(
+    "etcdserver",
+    `published {Name:${config.name} ClientURLs:[${clientUrls.join(" ")}]} to cluster ${formatId(member.clusterId)}`,
+  );
+  capnslog("embed", "ready to serve client requests");
+  capnslog(
+    "embed",
+    `serving insecure client requests on ${config.listenClientUrls.map(urlString).join(",")}, this is strongly discouraged!`,
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`etcd: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

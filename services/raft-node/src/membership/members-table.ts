@@ -1,0 +1,183 @@
+// The cluster's membership as the state machine knows it (etcd's membership.RaftCluster):
+// who is a member, with which peer URLs, whether a learner, and the name and client URLs each
+// member published after it started. Changed only by applied entries, so every member holds
+// the same table; persisted in the "members" column in the same RocksDB batch as the apply.
+//
+// Pure: the member wiring turns changes into column writes (rowsFor*) and validates requests
+// (check*) before proposing them, and again at apply time where the answer is deterministic.
+import { EtcdError } from "@etcd-ts/api";
+
+export const MEMBERS_COLUMN = "members";
+
+export interface MemberInfo {
+  id: number;
+  /** Empty until the member published itself (etcd lists such a member as "unstarted"). */
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+export interface MemberRow {
+  key: Buffer;
+  /** undefined deletes the row. */
+  value: Buffer | undefined;
+}
+
+const MEMBER_PREFIX = "m:";
+const REMOVED_PREFIX = "r:";
+
+export function memberRowKey(id: number): Buffer {
+  return Buffer.from(`${MEMBER_PREFIX}${id.toString(16)}`);
+}
+
+export function removedRowKey(id: number): Buffer {
+  return Buffer.from(`${REMOVED_PREFIX}${id.toString(16)}`);
+}
+
+export type MemberCodec = {
+  encode(member: MemberInfo): Buffer;
+  decode(bytes: Uint8Array): MemberInfo;
+};
+
+export class MembersTable {
+  private readonly byId = new Map<number, MemberInfo>();
+  private readonly removedIds = new Set<number>();
+
+  constructor(private readonly codec: MemberCodec) {}
+
+  /** Members sorted by ID, as etcd lists them. */
+  list(): MemberInfo[] {
+    return [...this.byId.values()].sort((a, b) => a.id - b.id);
+  }
+
+  get(id: number): MemberInfo | undefined {
+    return this.byId.get(id);
+  }
+
+  has(id: number): boolean {
+    return this.byId.has(id);
+  }
+
+  isRemoved(id: number): boolean {
+    return this.removedIds.has(id);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  voters(): MemberInfo[] {
+    return this.list().filter((m) => !m.isLearner);
+  }
+
+  learners(): MemberInfo[] {
+    return this.list().filter((m) => m.isLearner);
+  }
+
+  // ---- checks made before proposing and again when applying ----
+
+  checkAdd(member: MemberInfo, maxLearners: number): void {
+    if (this.byId.has(member.id) || this.removedIds.has(member.id)) throw new EtcdError("MemberExist");
+    const taken = new Set(this.list().flatMap((m) => m.peerUrls));
+    if (member.peerUrls.some((u) => taken.has(u))) throw new EtcdError("PeerURLExist");
+    if (member.isLearner && this.learners().length >= maxLearners) throw new EtcdError("TooManyLearners");
+  }
+
+  checkRemove(id: number): void {
+    if (this.removedIds.has(id)) throw new EtcdError("MemberNotFound");
+    if (!this.byId.has(id)) throw new EtcdError("MemberNotFound");
+  }
+
+  checkPromote(id: number): void {
+    const member = this.byId.get(id);
+    if (member === undefined) throw new EtcdError("MemberNotFound");
+    if (!member.isLearner) throw new EtcdError("MemberNotLearner");
+  }
+
+  checkUpdate(id: number, peerUrls: string[]): void {
+    if (!this.byId.has(id)) throw new EtcdError("MemberNotFound");
+    const taken = new Set(
+      this.list()
+        .filter((m) => m.id !== id)
+        .flatMap((m) => m.peerUrls),
+    );
+    if (peerUrls.some((u) => taken.has(u))) throw new EtcdError("PeerURLExist");
+  }
+
+  // ---- changes (apply path); each returns the rows to write in the apply's batch ----
+
+  /** Adds a member, or (re-adding an existing one, as bootstrap replay does) keeps what is known. */
+  add(member: MemberInfo): MemberRow[] {
+    const existing = this.byId.get(member.id);
+    if (existing !== undefined) {
+      // A learner being added again as a voter is a promotion (Raft's AddNode on a learner).
+      if (existing.isLearner && !member.isLearner) return this.promote(member.id);
+      return [];
+    }
+    if (this.removedIds.has(member.id)) return [];
+    const copy = cloneMember(member);
+    this.byId.set(copy.id, copy);
+    return [this.row(copy)];
+  }
+
+  remove(id: number): MemberRow[] {
+    const rows: MemberRow[] = [{ key: removedRowKey(id), value: Buffer.alloc(0) }];
+    this.removedIds.add(id);
+    if (this.byId.delete(id)) rows.push({ key: memberRowKey(id), value: undefined });
+    return rows;
+  }
+
+  promote(id: number): MemberRow[] {
+    const member = this.byId.get(id);
+    if (member === undefined || !member.isLearner) return [];
+    member.isLearner = false;
+    return [this.row(member)];
+  }
+
+  updatePeerUrls(id: number, peerUrls: string[]): MemberRow[] {
+    const member = this.byId.get(id);
+    if (member === undefined) return [];
+    member.peerUrls = [...peerUrls];
+    return [this.row(member)];
+  }
+
+  setAttributes(id: number, name: string, clientUrls: string[]): MemberRow[] {
+    const member = this.byId.get(id);
+    if (member === undefined) return [];
+    member.name = name;
+    member.clientUrls = [...clientUrls];
+    return [this.row(member)];
+  }
+
+  /** Rebuilds the table from its persisted rows. */
+  restore(rows: Iterable<{ key: Buffer; value: Buffer }>): void {
+    this.byId.clear();
+    this.removedIds.clear();
+    for (const { key, value } of rows) {
+      const text = key.toString();
+      if (text.startsWith(MEMBER_PREFIX)) {
+        const member = this.codec.decode(value);
+        this.byId.set(member.id, member);
+      } else if (text.startsWith(REMOVED_PREFIX)) {
+        this.removedIds.add(Number.parseInt(text.slice(REMOVED_PREFIX.length), 16));
+      }
+    }
+  }
+
+  private row(member: MemberInfo): MemberRow {
+    return { key: memberRowKey(member.id), value: this.codec.encode(member) };
+  }
+}
+
+export function cloneMember(m: MemberInfo): MemberInfo {
+  return { ...m, peerUrls: [...m.peerUrls], clientUrls: [...m.clientUrls] };
+}
+
+/**
+ * etcd's isLearnerReady: a learner may be promoted once its log has reached 90% of the
+ * leader's (server.go readyPercentThreshold).
+ */
+export function learnerInSync(learnerMatch: number, leaderMatch: number): boolean {
+  return learnerMatch >= 0.9 * leaderMatch;
+}

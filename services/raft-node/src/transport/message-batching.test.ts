@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { type Message, MessageType } from "@etcd-ts/raft";
+import { batchByRecipient, grpcTarget, nextBackoffMs } from "./message-batching.js";
+
+const msg = (type: MessageType, to: number, index: number): Message => ({
+  type,
+  to,
+  from: 1,
+  term: 1,
+  logTerm: 0,
+  index,
+  entries: [],
+  commit: 0,
+  reject: false,
+  rejectHint: 0,
+});
+
+describe("message batching", () => {
+  it("groups by recipient in emission order and sets snapshots apart", () => {
+    const out = batchByRecipient([
+      msg(MessageType.MsgApp, 2, 1),
+      msg(MessageType.MsgApp, 3, 1),
+      msg(MessageType.MsgSnap, 3, 5),
+      msg(MessageType.MsgHeartbeat, 2, 2),
+    ]);
+    assert.deepEqual(
+      out.byPeer.get(2)?.map((m) => m.index),
+      [1, 2],
+    );
+    assert.deepEqual(
+      out.byPeer.get(3)?.map((m) => m.type),
+      [MessageType.MsgApp],
+    );
+    assert.equal(out.snapshots.length, 1);
+  });
+
+  it("turns peer URLs into grpc-js targets", () => {
+    assert.equal(grpcTarget("http://127.0.0.1:2380"), "127.0.0.1:2380");
+    assert.equal(grpcTarget("http://localhost:2380/"), "localhost:2380");
+    assert.equal(grpcTarget("https://example.com"), "example.com:443");
+    assert.equal(grpcTarget("http://[::1]:2380"), "[::1]:2380");
+  });
+
+  it("backs off exponentially up to a cap", () => {
+    let ms = 0;
+    const seen: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      ms = nextBackoffMs(ms);
+      seen.push(ms);
+    }
+    assert.deepEqual(seen, [50, 100, 200, 400, 800, 1000, 1000]);
+  });
+});

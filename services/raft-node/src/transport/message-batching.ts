@@ -1,0 +1,41 @@
+// One Ready's messages grouped per recipient, in the order Raft emitted them, so the transport
+// writes one stream message per peer per Ready. Snapshots are set apart: their state-machine
+// image travels on its own call.
+import { type Message, MessageType } from "@etcd-ts/raft";
+
+export interface OutboundBatches {
+  byPeer: Map<number, Message[]>;
+  snapshots: Message[];
+}
+
+export function batchByRecipient(messages: readonly Message[]): OutboundBatches {
+  const byPeer = new Map<number, Message[]>();
+  const snapshots: Message[] = [];
+  for (const m of messages) {
+    if (m.type === MessageType.MsgSnap) {
+      snapshots.push(m);
+      continue;
+    }
+    let list = byPeer.get(m.to);
+    if (list === undefined) {
+      list = [];
+      byPeer.set(m.to, list);
+    }
+    list.push(m);
+  }
+  return { byPeer, snapshots };
+}
+
+/** "http://127.0.0.1:2380" -> "127.0.0.1:2380", the target grpc-js dials. */
+export function grpcTarget(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.protocol === "unix:") return `unix:${parsed.pathname || parsed.host}`;
+  const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+  return `${parsed.hostname}:${port}`;
+}
+
+/** Exponential reconnect backoff, capped. */
+export function nextBackoffMs(previousMs: number, minMs = 50, maxMs = 1000): number {
+  if (previousMs <= 0) return minMs;
+  return Math.min(maxMs, previousMs * 2);
+}

@@ -1,0 +1,393 @@
+// The member-to-member transport: gRPC on the peer URLs (proto/internal/peer.proto).
+//
+// Outbound: one client-streaming call per peer, opened on first use and kept open; every
+// Ready's messages for that peer go out as one RaftBatch. When a call fails the peer is reported
+// unreachable to Raft (which then probes instead of pipelining), messages are dropped while a
+// reconnect backoff runs (Raft retransmits), and the next batch reopens the call.
+// Snapshots travel on their own call: header, image chunks, CRC trailer.
+// Inbound: the same service, served on --listen-peer-urls.
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { peer } from "@etcd-ts/api";
+import { decodeMessage, encodeMessage, type Message } from "@etcd-ts/raft";
+import {
+  type ClientWritableStream,
+  credentials,
+  Metadata,
+  type Server,
+  ServerCredentials,
+  type ServerReadableStream,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
+import { crc32c } from "@node-rs/crc32";
+import { batchByRecipient, grpcTarget, nextBackoffMs } from "./message-batching.js";
+
+export interface TransportLogger {
+  info(details: Record<string, unknown>, message: string): void;
+  warn(details: Record<string, unknown>, message: string): void;
+}
+
+export interface PeerTransportHandler {
+  readonly clusterId: number;
+  readonly memberId: number;
+  /** Raft messages from a peer, in order. */
+  receive(messages: Message[]): void;
+  /** Members removed from the cluster may not talk to it any more. */
+  isRemoved(memberId: number): boolean;
+  clusterInfo(): peer.ClusterInfoResponse;
+  /** Raft's outbound failures. */
+  reportUnreachable(memberId: number): void;
+  reportSnapshot(memberId: number, ok: boolean): void;
+  /** Writes a consistent image of the state machine to `path`; returns its size in bytes. */
+  writeSnapshotImage(path: string): Promise<number>;
+  /** A MsgSnap whose image was received whole into `imagePath`: hand it to Raft. */
+  snapshotReceived(message: Message, imagePath: string): Promise<void>;
+  /** Where to stage snapshot images. */
+  readonly snapshotDir: string;
+}
+
+const CHUNK_BYTES = 256 * 1024;
+/** Bytes queued on one peer's stream beyond which messages are dropped (Raft resends). */
+const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
+const CHANNEL_OPTIONS = {
+  "grpc.max_receive_message_length": -1,
+  "grpc.max_send_message_length": -1,
+  "grpc.keepalive_time_ms": 5000,
+  "grpc.keepalive_timeout_ms": 5000,
+  "grpc.keepalive_permit_without_calls": 1,
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1000,
+};
+
+class PeerLink {
+  private client: InstanceType<typeof peer.RaftPeerClient> | undefined;
+  private stream: ClientWritableStream<peer.RaftBatch> | undefined;
+  private retryAt = 0;
+  private backoffMs = 0;
+  private closed = false;
+
+  constructor(
+    readonly id: number,
+    public urls: string[],
+    private readonly owner: PeerTransport,
+  ) {}
+
+  get rpc(): InstanceType<typeof peer.RaftPeerClient> {
+    if (this.client === undefined) {
+      this.client = new peer.RaftPeerClient(
+        grpcTarget(this.urls[0]),
+        credentials.createInsecure(),
+        CHANNEL_OPTIONS,
+      );
+    }
+    return this.client;
+  }
+
+  send(messages: Message[]): void {
+    if (this.closed) return;
+    const stream = this.open();
+    if (stream === undefined) {
+      this.owner.handler.reportUnreachable(this.id);
+      return;
+    }
+    if (stream.writableLength > MAX_QUEUED_BYTES) {
+      this.owner.handler.reportUnreachable(this.id);
+      return;
+    }
+    stream.write({
+      clusterId: this.owner.handler.clusterId,
+      from: this.owner.handler.memberId,
+      to: this.id,
+      messages: messages.map((m) => Buffer.from(encodeMessage(m))),
+    });
+  }
+
+  private open(): ClientWritableStream<peer.RaftBatch> | undefined {
+    if (this.stream !== undefined) return this.stream;
+    if (Date.now() < this.retryAt) return undefined;
+    const stream = this.rpc.stream((err: ServiceError | null) => {
+      if (this.stream === stream) this.stream = undefined;
+      if (err && !this.closed) this.failed(err);
+    });
+    // A stream that ends without an error (the peer restarted cleanly) is simply reopened.
+    stream.on("error", () => {});
+    this.stream = stream;
+    this.backoffMs = 0;
+    return stream;
+  }
+
+  private failed(err: ServiceError): void {
+    this.backoffMs = nextBackoffMs(this.backoffMs);
+    this.retryAt = Date.now() + this.backoffMs;
+    this.owner.handler.reportUnreachable(this.id);
+    if (err.code === status.FAILED_PRECONDITION || err.code === status.PERMISSION_DENIED) {
+      this.owner.logger.warn({ peer: this.id.toString(16), error: err.details }, "peer refused our messages");
+    }
+  }
+
+  updateUrls(urls: string[]): void {
+    if (urls.join(",") === this.urls.join(",")) return;
+    this.urls = urls;
+    this.reset();
+  }
+
+  reset(): void {
+    this.stream?.end();
+    this.stream = undefined;
+    this.client?.close();
+    this.client = undefined;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.reset();
+  }
+}
+
+export class PeerTransport {
+  private readonly links = new Map<number, PeerLink>();
+  private readonly servers: Server[] = [];
+  private snapshotSeq = 0;
+
+  constructor(
+    readonly handler: PeerTransportHandler,
+    readonly logger: TransportLogger,
+  ) {}
+
+  /** Serves the peer service on each URL. */
+  async listen(server: Server, urls: readonly URL[]): Promise<void> {
+    server.addService(peer.RaftPeerService, this.serviceImplementation());
+    for (const url of urls) {
+      await new Promise<void>((resolve, reject) =>
+        server.bindAsync(grpcTarget(url.toString()), ServerCredentials.createInsecure(), (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+    }
+    this.servers.push(server);
+  }
+
+  /** Keeps the set of peers in step with the membership (self excluded). */
+  setPeers(peers: ReadonlyMap<number, string[]>): void {
+    for (const [id, urls] of peers) {
+      if (id === this.handler.memberId || urls.length === 0) continue;
+      const link = this.links.get(id);
+      if (link === undefined) this.links.set(id, new PeerLink(id, urls, this));
+      else link.updateUrls(urls);
+    }
+    for (const [id, link] of this.links) {
+      if (!peers.has(id)) {
+        link.close();
+        this.links.delete(id);
+      }
+    }
+  }
+
+  send(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    const { byPeer, snapshots } = batchByRecipient(messages);
+    for (const [to, batch] of byPeer) {
+      const link = this.links.get(to);
+      if (link === undefined) this.handler.reportUnreachable(to);
+      else link.send(batch);
+    }
+    for (const m of snapshots) void this.sendSnapshot(m);
+  }
+
+  private async sendSnapshot(message: Message): Promise<void> {
+    const link = this.links.get(message.to);
+    if (link === undefined) {
+      this.handler.reportSnapshot(message.to, false);
+      return;
+    }
+    const path = join(this.handler.snapshotDir, `outgoing-${process.pid}-${++this.snapshotSeq}.image`);
+    try {
+      const size = await this.handler.writeSnapshotImage(path);
+      const headerMessage: Message = {
+        ...message,
+        snapshot: message.snapshot && { metadata: message.snapshot.metadata, data: new Uint8Array(0) },
+      };
+      await new Promise<void>((resolve, reject) => {
+        const call = link.rpc.snapshot((err) => (err ? reject(err) : resolve()));
+        call.write({
+          header: {
+            clusterId: this.handler.clusterId,
+            from: this.handler.memberId,
+            to: message.to,
+            message: Buffer.from(encodeMessage(headerMessage)),
+            dataSize: size,
+          },
+        });
+        let crc = 0;
+        const file = createReadStream(path, { highWaterMark: CHUNK_BYTES });
+        file.on("data", (chunk) => {
+          const data = chunk as Buffer;
+          crc = crc32c(data, crc);
+          if (!call.write({ data })) {
+            file.pause();
+            call.once("drain", () => file.resume());
+          }
+        });
+        file.on("error", (err) => {
+          call.cancel();
+          reject(err);
+        });
+        file.on("end", () => {
+          call.write({ trailer: { crc32c: crc } });
+          call.end();
+        });
+      });
+      this.logger.info({ to: message.to.toString(16), bytes: size }, "sent snapshot");
+      this.handler.reportSnapshot(message.to, true);
+    } catch (err) {
+      this.logger.warn({ to: message.to.toString(16), error: String(err) }, "failed to send snapshot");
+      this.handler.reportSnapshot(message.to, false);
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
+
+  private serviceImplementation(): peer.RaftPeerServer {
+    return {
+      stream: (call, callback) => {
+        let refused = false;
+        call.on("data", (batch: peer.RaftBatch) => {
+          if (refused) return;
+          const refusal = this.refusal(batch.clusterId, batch.from, batch.to);
+          if (refusal !== undefined) {
+            refused = true;
+            callback(refusal);
+            return;
+          }
+          const messages: Message[] = new Array(batch.messages.length);
+          for (let i = 0; i < batch.messages.length; i++) messages[i] = decodeMessage(batch.messages[i]);
+          this.handler.receive(messages);
+        });
+        call.on("end", () => {
+          if (!refused) callback(null, {});
+        });
+        call.on("error", () => {});
+      },
+      snapshot: (call, callback) => {
+        void this.receiveSnapshot(call).then(
+          () => callback(null, {}),
+          (err: unknown) =>
+            callback(
+              isStatus(err) ? err : { code: status.INTERNAL, details: String(err), name: "", message: "" },
+            ),
+        );
+      },
+      clusterInfo: (_call, callback) => {
+        callback(null, this.handler.clusterInfo());
+      },
+    };
+  }
+
+  private refusal(clusterId: number, from: number, to: number): Partial<ServiceError> | undefined {
+    if (clusterId !== this.handler.clusterId) {
+      return { code: status.FAILED_PRECONDITION, details: "etcdserver: cluster ID mismatch" };
+    }
+    if (this.handler.isRemoved(from)) {
+      return { code: status.PERMISSION_DENIED, details: "the sender was removed from the cluster" };
+    }
+    if (to !== this.handler.memberId) {
+      return { code: status.FAILED_PRECONDITION, details: "message addressed to another member ID" };
+    }
+    return undefined;
+  }
+
+  private async receiveSnapshot(call: ServerReadableStream<peer.SnapshotChunk, peer.SnapshotAccepted>) {
+    const path = join(this.handler.snapshotDir, `incoming-${process.pid}-${++this.snapshotSeq}.image`);
+    const out = createWriteStream(path);
+    let header: peer.SnapshotHeader | undefined;
+    let trailer: peer.SnapshotTrailer | undefined;
+    let crc = 0;
+    let received = 0;
+    try {
+      await pipeline(
+        call,
+        async function* (chunks: AsyncIterable<peer.SnapshotChunk>) {
+          for await (const chunk of chunks) {
+            if (chunk.header) header = chunk.header;
+            else if (chunk.data) {
+              if (header === undefined)
+                throw statusError(status.INVALID_ARGUMENT, "snapshot data before its header");
+              crc = crc32c(chunk.data, crc);
+              received += chunk.data.length;
+              yield chunk.data;
+            } else if (chunk.trailer) trailer = chunk.trailer;
+          }
+        },
+        out,
+      );
+      if (header === undefined || trailer === undefined) {
+        throw statusError(status.INVALID_ARGUMENT, "snapshot without header or trailer");
+      }
+      const refusal = this.refusal(header.clusterId, header.from, header.to);
+      if (refusal !== undefined) throw refusal;
+      if (received !== header.dataSize || trailer.crc32c !== crc) {
+        throw statusError(status.DATA_LOSS, "snapshot image failed its size or CRC check");
+      }
+      await this.handler.snapshotReceived(decodeMessage(header.message), path);
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.tryShutdown(() => resolve());
+            setTimeout(() => {
+              s.forceShutdown();
+              resolve();
+            }, 500).unref();
+          }),
+      ),
+    );
+  }
+}
+
+function statusError(code: status, details: string): Partial<ServiceError> {
+  return { code, details };
+}
+
+function isStatus(err: unknown): err is ServiceError {
+  return (
+    typeof err === "object" &&
+    err !== null &&
+    "code" in err &&
+    typeof (err as { code: unknown }).code === "number"
+  );
+}
+
+/** Asks the peers at `urls`, one after another, for the cluster's membership. */
+export async function fetchClusterInfo(
+  urls: readonly string[],
+  timeoutMs = 3000,
+): Promise<peer.ClusterInfoResponse> {
+  let lastError: unknown = new Error("no peer URL to ask");
+  for (const url of urls) {
+    const client = new peer.RaftPeerClient(grpcTarget(url), credentials.createInsecure());
+    try {
+      return await new Promise<peer.ClusterInfoResponse>((resolve, reject) =>
+        client.clusterInfo({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+          err ? reject(err) : resolve(res),
+        ),
+      );
+    } catch (err) {
+      lastError = err;
+    } finally {
+      client.close();
+    }
+  }
+  throw lastError;
+}

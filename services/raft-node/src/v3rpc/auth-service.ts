@@ -1,0 +1,12 @@
+// etcdserverpb.Auth: authentication is not implemented yet, so AuthStatus says it is disabled
+// and every other call is answered UNIMPLEMENTED by grpc-js (no handler given), which clients
+// report clearly instead of half-working RBAC.
+import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Member } from "../server/member.js";
+import { unary } from "./rpc-errors.js";
+
+export function authService(member: Member): UntypedServiceImplementation {
+  return {
+    authStatus: unary(async () => ({ header: member.header(), enabled: false, authRevision: 0 })),
+  };
+}

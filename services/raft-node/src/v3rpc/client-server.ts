@@ -1,0 +1,68 @@
+// The client-facing gRPC server: every etcd v3 service on each --listen-client-urls address.
+
+import { etcdserverpb } from "@etcd-ts/api";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { Member } from "../server/member.js";
+import { grpcTarget } from "../transport/message-batching.js";
+import { authService } from "./auth-service.js";
+import { clusterService } from "./cluster-service.js";
+import { kvService } from "./kv-service.js";
+import { LeaderClients } from "./leader-clients.js";
+import { leaseService } from "./lease-service.js";
+import { maintenanceService } from "./maintenance-service.js";
+import { keepingRequestBytes } from "./raw-requests.js";
+import { watchService } from "./watch-service.js";
+
+/** etcd's allowance for gRPC framing on top of --max-request-bytes (embed/serve.go). */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+export class ClientServer {
+  readonly server: Server;
+  private readonly leader: LeaderClients;
+
+  constructor(member: Member) {
+    this.server = new Server({
+      "grpc.max_receive_message_length": member.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+      "grpc.max_send_message_length": 2 ** 31 - 1,
+      "grpc.max_concurrent_streams": Math.min(member.config.maxConcurrentStreams, 2 ** 31 - 1),
+    });
+    this.leader = new LeaderClients(() => member.leaderClientUrls());
+    this.server.addService(
+      keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
+      kvService(member),
+    );
+    this.server.addService(etcdserverpb.WatchService, watchService(member));
+    this.server.addService(
+      keepingRequestBytes(etcdserverpb.LeaseService, ["leaseGrant", "leaseRevoke"]),
+      leaseService(member, this.leader),
+    );
+    this.server.addService(etcdserverpb.ClusterService, clusterService(member, this.leader));
+    this.server.addService(etcdserverpb.MaintenanceService, maintenanceService(member));
+    this.server.addService(etcdserverpb.AuthService, authService(member));
+  }
+
+  async listen(urls: readonly URL[]): Promise<void> {
+    for (const url of urls) {
+      await new Promise<number>((resolve, reject) =>
+        this.server.bindAsync(grpcTarget(url.toString()), ServerCredentials.createInsecure(), (err, port) =>
+          err ? reject(err) : resolve(port),
+        ),
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    this.leader.close();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 1000);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

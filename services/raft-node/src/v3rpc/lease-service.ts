@@ -1,0 +1,143 @@
+// etcdserverpb.Lease. Grant and revoke go through Raft; keep-alive and time-to-live are the
+// leader's (only its lessor runs the clocks), so a follower forwards them to the leader's
+// client URL as etcd does.
+
+import { EtcdError, etcdserverpb, isEtcdError } from "@etcd-ts/api";
+import { type ClientDuplexStream, Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
+import type { LeaseGrantApplied } from "../lease/mod.js";
+import { EntryKind } from "../server/entry-envelope.js";
+import type { Member } from "../server/member.js";
+import { refuseLearner } from "./kv-service.js";
+import type { LeaderClients } from "./leader-clients.js";
+import { requestBytes } from "./raw-requests.js";
+import { toStatus, unary } from "./rpc-errors.js";
+
+export function leaseService(member: Member, leader: LeaderClients): etcdserverpb.LeaseServer {
+  const timeToLiveOnLeader = (
+    req: etcdserverpb.LeaseTimeToLiveRequest,
+  ): etcdserverpb.LeaseTimeToLiveResponse => {
+    try {
+      const ttl = member.lessor.timeToLive(req.ID, req.keys);
+      return {
+        header: member.header(),
+        ID: ttl.id,
+        TTL: ttl.ttl,
+        grantedTTL: ttl.grantedTtl,
+        keys: ttl.keys,
+      };
+    } catch (err) {
+      // etcd answers a missing lease with TTL -1, not an error.
+      if (isEtcdError(err, "LeaseNotFound"))
+        return { header: member.header(), ID: req.ID, TTL: -1, grantedTTL: 0, keys: [] };
+      throw err;
+    }
+  };
+
+  return {
+    leaseGrant: unary(async (req: etcdserverpb.LeaseGrantRequest) => {
+      refuseLearner(member);
+      const grant = { ID: req.ID === 0 ? member.nextLeaseId() : req.ID, TTL: req.TTL };
+      if (!member.store.quotaAvailable({ leaseGrant: grant })) {
+        member.raiseNoSpace();
+        throw new EtcdError("NoSpace");
+      }
+      const payload =
+        req.ID === 0
+          ? etcdserverpb.LeaseGrantRequest.encode(grant).finish()
+          : (requestBytes(req) ?? etcdserverpb.LeaseGrantRequest.encode(grant).finish());
+      const applied = (await member.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
+      return { header: member.header(), ID: applied.id, TTL: applied.ttl, error: "" };
+    }),
+    leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest) => {
+      refuseLearner(member);
+      if (member.lessor.lookup(req.ID) === undefined) throw new EtcdError("LeaseNotFound");
+      const payload = requestBytes(req) ?? etcdserverpb.LeaseRevokeRequest.encode(req).finish();
+      const applied = (await member.propose(EntryKind.LeaseRevoke, payload, undefined)) as {
+        revision: number;
+      };
+      return { header: member.header(applied.revision) };
+    }),
+    leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {
+      refuseLearner(member);
+      if (member.isLeader) return timeToLiveOnLeader(req);
+      const client = leader.leaseClient();
+      return new Promise<etcdserverpb.LeaseTimeToLiveResponse>((resolve, reject) =>
+        client.leaseTimeToLive(req, new Metadata(), { deadline: Date.now() + 5000 }, (err, res) =>
+          err ? reject(err) : resolve(res),
+        ),
+      );
+    }),
+    leaseLeases: unary(async () => {
+      refuseLearner(member);
+      return { header: member.header(), leases: member.lessor.leases().map((ID) => ({ ID })) };
+    }),
+    leaseKeepAlive: (
+      call: ServerDuplexStream<etcdserverpb.LeaseKeepAliveRequest, etcdserverpb.LeaseKeepAliveResponse>,
+    ) => {
+      if (member.isLearner()) {
+        call.emit("error", toStatus(new EtcdError("LearnerNotSupported")));
+        return;
+      }
+      let forward:
+        | ClientDuplexStream<etcdserverpb.LeaseKeepAliveRequest, etcdserverpb.LeaseKeepAliveResponse>
+        | undefined;
+      let forwardLeader = 0;
+      let open = true;
+      const closeForward = () => {
+        forward?.end();
+        forward = undefined;
+      };
+      call.on("data", (req: etcdserverpb.LeaseKeepAliveRequest) => {
+        if (!open) return;
+        if (member.isLeader) {
+          closeForward();
+          let ttl = 0;
+          try {
+            ttl = member.lessor.renew(req.ID);
+          } catch (err) {
+            // A missing (or just expired) lease is answered with TTL 0, as etcd does.
+            if (!isEtcdError(err, "LeaseNotFound")) {
+              open = false;
+              call.emit("error", toStatus(err));
+              return;
+            }
+          }
+          call.write({ header: member.header(), ID: req.ID, TTL: ttl });
+          return;
+        }
+        try {
+          if (forward === undefined || forwardLeader !== member.leaderId) {
+            closeForward();
+            forwardLeader = member.leaderId;
+            if (forwardLeader === 0) throw new EtcdError("NoLeader");
+            const stream = leader.leaseClient().leaseKeepAlive();
+            stream.on("data", (res: etcdserverpb.LeaseKeepAliveResponse) => {
+              if (open) call.write(res);
+            });
+            stream.on("error", () => {
+              if (forward === stream) forward = undefined;
+            });
+            stream.on("end", () => {
+              if (forward === stream) forward = undefined;
+            });
+            forward = stream;
+          }
+          forward.write(req);
+        } catch (err) {
+          open = false;
+          call.emit("error", toStatus(err));
+        }
+      });
+      const finish = () => {
+        open = false;
+        closeForward();
+      };
+      call.on("end", () => {
+        finish();
+        call.end();
+      });
+      call.on("cancelled", finish);
+      call.on("error", finish);
+    },
+  };
+}
