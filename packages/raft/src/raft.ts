@@ -121,6 +121,8 @@ export class Raft {
   uncommittedSize = 0;
   /** Proposals were appended and not yet sent (see flushProposals). */
   appendsPending = false;
+  /** The commit index advanced and followers have not been told yet. */
+  commitPending = false;
   /** ReadIndex requests were queued and their heartbeat round is not yet sent. */
   readRoundPending = false;
   readonly readOnly = new ReadOnlyQueue();
@@ -242,6 +244,7 @@ export class Raft {
     m.commit = this.log.committed;
     this.send(m);
     pr.sentEntries(ents.length, ents.length > 0 ? ents[ents.length - 1].index : 0);
+    pr.sentCommit = m.commit;
     return true;
   }
 
@@ -272,6 +275,7 @@ export class Raft {
     m.commit = commit;
     if (context) m.context = context;
     this.send(m);
+    if (pr) pr.sentCommit = commit;
   }
 
   bcastAppend(): void {
@@ -302,12 +306,14 @@ export class Raft {
       pr.next = next;
       pr.recentActive = false;
       pr.msgAppFlowPaused = false;
+      pr.sentCommit = 0;
     }
     this.pendingConfIndex = 0;
     this.uncommittedSize = 0;
     this.readOnly.clear();
     this.pendingReadIndexMessages = [];
     this.appendsPending = false;
+    this.commitPending = false;
     this.readRoundPending = false;
   }
 
@@ -641,13 +647,19 @@ export class Raft {
   flushPendingSends(): void {
     if (this.state !== StateRole.Leader) {
       this.appendsPending = false;
+      this.commitPending = false;
       this.readRoundPending = false;
       return;
     }
-    if (this.appendsPending) {
+    if (this.appendsPending || this.commitPending) {
+      const commitPending = this.commitPending;
       this.appendsPending = false;
-      for (const id of this.trk.progress.keys()) {
-        if (id !== this.id) while (this.maybeSendAppend(id, false)) {}
+      this.commitPending = false;
+      const committed = this.log.committed;
+      for (const [id, pr] of this.trk.progress) {
+        if (id === this.id) continue;
+        while (this.maybeSendAppend(id, false)) {}
+        if (commitPending && pr.canBumpCommit(committed)) this.maybeSendAppend(id, true);
       }
     }
     if (this.readRoundPending) {
@@ -658,7 +670,9 @@ export class Raft {
 
   /** Whether flushPendingSends() would send anything. */
   hasPendingSends(): boolean {
-    return this.state === StateRole.Leader && (this.appendsPending || this.readRoundPending);
+    return (
+      this.state === StateRole.Leader && (this.appendsPending || this.commitPending || this.readRoundPending)
+    );
   }
 
   /** Refuses a change that would leave no voter: nobody could ever commit again. */
@@ -695,8 +709,9 @@ export class Raft {
       pr.inflights.freeLE(m.index);
     }
     if (this.maybeCommit()) {
-      this.releasePendingReadIndexMessages();
-      this.bcastAppend();
+      this.onCommitAdvanced();
+    } else if (m.from !== this.id && pr.canBumpCommit(this.log.committed)) {
+      this.commitPending = true;
     }
     if (m.from !== this.id) {
       // Acks may have opened the window for several messages.
@@ -981,12 +996,8 @@ export class Raft {
       return cs;
     }
     // The quorum may have shrunk (commit may advance) or a new peer needs the log.
-    if (this.maybeCommit()) {
-      this.releasePendingReadIndexMessages();
-      this.bcastAppend();
-    } else {
-      for (const id of progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
-    }
+    if (this.maybeCommit()) this.onCommitAdvanced();
+    for (const id of progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
     if (this.leadTransferee !== NONE && !voters.has(this.leadTransferee)) this.abortLeaderTransfer();
     return cs;
   }
@@ -1067,9 +1078,15 @@ export class Raft {
     this.log.stableTo(index, term);
     if (this.state !== StateRole.Leader || !this.log.matchTerm(index, term)) return;
     const self = this.trk.progress.get(this.id);
-    if (self?.maybeUpdate(index) && this.maybeCommit()) {
-      this.releasePendingReadIndexMessages();
-      this.bcastAppend();
-    }
+    if (self?.maybeUpdate(index) && this.maybeCommit()) this.onCommitAdvanced();
+  }
+
+  /**
+   * Followers learn the new commit index at the next Ready, in the same MsgApp as the
+   * entries proposed meanwhile when there are any: one message instead of two.
+   */
+  private onCommitAdvanced(): void {
+    this.releasePendingReadIndexMessages();
+    this.commitPending = true;
   }
 }

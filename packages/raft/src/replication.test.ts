@@ -271,6 +271,57 @@ describe("proposal batching", () => {
   });
 });
 
+describe("commit propagation", () => {
+  function replicatingLeader(): Raft {
+    const r = newTestRaft(1, [1, 2, 3]);
+    elect(r, [1, 2, 3]);
+    for (const from of [2, 3])
+      r.step(message({ type: MessageType.MsgAppResp, from, to: 1, term: r.term, index: 1 }));
+    takeMessages(r);
+    return r;
+  }
+
+  test("a new commit index rides on the next round's entries instead of its own message", () => {
+    const r = replicatingLeader();
+    propose(r, "a");
+    persist(r);
+    takeMessages(r);
+    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: r.term, index: 2 }));
+    assert.equal(r.log.committed, 2);
+    assert.deepEqual(r.msgs, [], "nothing sent before the next Ready");
+    propose(r, "b");
+    persist(r);
+    const sent = takeMessages(r);
+    assert.deepEqual(
+      sent.map((m) => [m.to, m.entries.map((e) => e.index), m.commit]),
+      [
+        [2, [3], 2],
+        [3, [3], 2],
+      ],
+    );
+  });
+
+  test("without new entries, the commit goes out alone, once, to followers it can move", () => {
+    const r = replicatingLeader();
+    propose(r, "a");
+    persist(r);
+    takeMessages(r);
+    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: r.term, index: 2 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 3, to: 1, term: r.term, index: 2 }));
+    const sent = takeMessages(r);
+    assert.deepEqual(
+      sent.map((m) => [m.to, m.entries.length, m.commit]),
+      [
+        [2, 0, 2],
+        [3, 0, 2],
+      ],
+    );
+    // Told already: a late duplicate ack sends nothing more.
+    r.step(message({ type: MessageType.MsgAppResp, from: 3, to: 1, term: r.term, index: 2 }));
+    assert.deepEqual(takeMessages(r), []);
+  });
+});
+
 describe("uncommitted size limit", () => {
   test("proposals beyond maxUncommittedEntriesSize are refused until entries are applied", () => {
     const net = new Network([1, 2, 3], { maxUncommittedEntriesSize: 100 });

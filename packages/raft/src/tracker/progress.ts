@@ -24,6 +24,8 @@ export class Progress {
    * In replicate state: the inflights window is full.
    */
   msgAppFlowPaused = false;
+  /** The highest commit index sent to the peer (in a MsgApp or heartbeat) since the last probe. */
+  sentCommit = 0;
   isLearner: boolean;
   readonly inflights: Inflights;
 
@@ -50,6 +52,8 @@ export class Progress {
       this.resetState("probe");
       this.next = this.match + 1;
     }
+    // Whatever was sent beyond next-1 may not have arrived.
+    this.sentCommit = Math.min(this.sentCommit, this.next - 1);
   }
 
   becomeReplicate(): void {
@@ -102,6 +106,15 @@ export class Progress {
     this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
     this.msgAppFlowPaused = false;
     return true;
+  }
+
+  /**
+   * Whether sending commit index `commit` could advance the peer's commit: it is newer than
+   * what was sent, and what was sent did not already cover everything the peer holds
+   * (a follower commits at most up to the last entry it got from us, next-1).
+   */
+  canBumpCommit(commit: number): boolean {
+    return commit > this.sentCommit && this.sentCommit < this.next - 1;
   }
 
   isPaused(): boolean {
