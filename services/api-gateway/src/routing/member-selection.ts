@@ -50,10 +50,14 @@ export function selectMember(
     case "member":
       return candidates.find((m) => m.id === target.id);
     case "leader": {
-      const leader = healthyVoters.find((m) => m.id === snapshot.leaderId);
-      // Without a known leader, any voter forwards the call to the leader itself (etcd
-      // followers proxy proposals), so the nearest healthy voter is the best guess.
-      return leader ?? nearest(healthyVoters) ?? nearest(voters);
+      if (snapshot.leaderId !== undefined) {
+        // While the known leader is down, followers still forward proposals to it until
+        // they elect another, and such a proposal is lost with an unknown outcome after
+        // etcd's request timeout. Better to wait (the caller retries after a refresh).
+        return healthyVoters.find((m) => m.id === snapshot.leaderId);
+      }
+      // No member knows a leader: any voter would answer, so the nearest is the best guess.
+      return nearest(healthyVoters) ?? nearest(voters);
     }
     case "linearizable": {
       const pool = healthyVoters.length > 0 ? healthyVoters : voters;

@@ -24,8 +24,17 @@ describe("selectMember", () => {
   it("sends leader-bound calls to the leader, else the nearest healthy voter", () => {
     const rr: RoundRobin = { next: 0 };
     assert.equal(selectMember({ kind: "leader" }, snap, rr)?.id, "c");
-    assert.equal(selectMember({ kind: "leader" }, snap, rr, new Set(["c"]))?.id, "b");
     assert.equal(selectMember({ kind: "leader" }, { ...snap, leaderId: undefined }, rr)?.id, "b");
+  });
+
+  it("waits rather than sending leader-bound calls to followers while the known leader is down", () => {
+    const rr: RoundRobin = { next: 0 };
+    assert.equal(selectMember({ kind: "leader" }, snap, rr, new Set(["c"])), undefined);
+    const leaderDown: ClusterSnapshot = {
+      members: snap.members.map((m) => (m.id === "c" ? { ...m, healthy: false } : m)),
+      leaderId: "c",
+    };
+    assert.equal(selectMember({ kind: "leader" }, leaderDown, rr), undefined);
   });
 
   it("spreads linearizable reads round-robin over healthy voters only", () => {
@@ -53,7 +62,7 @@ describe("selectMember", () => {
     const rr: RoundRobin = { next: 0 };
     const down: ClusterSnapshot = { members: [member("a", { healthy: false })], leaderId: undefined };
     assert.equal(selectMember({ kind: "linearizable" }, down, rr)?.id, "a");
-    assert.equal(selectMember({ kind: "leader" }, down, rr)?.id, "a");
+    assert.equal(selectMember({ kind: "leader" }, { ...down, leaderId: undefined }, rr)?.id, "a");
     assert.equal(selectMember({ kind: "linearizable" }, down, rr, new Set(["a"])), undefined);
   });
 

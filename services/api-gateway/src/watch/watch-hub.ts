@@ -184,6 +184,11 @@ export class WatchHub {
     return { clientWatches: this.clientWatchCount, upstreamWatches, upstreamStreams: this.streams.size };
   }
 
+  /** Members currently hosting upstream watch streams (operations, tests). */
+  upstreamMembers(): string[] {
+    return [...new Set([...this.streams.values()].map((s) => s.memberId))];
+  }
+
   /** Closes every upstream stream (gateway shutdown). */
   close(): void {
     this.cancelRetry?.();
