@@ -145,6 +145,25 @@ describe("RawNode", () => {
     assert.equal(net.node(1).rn.hasReady(), false);
   });
 
+  test("a peer message without a term (other than a forwarded proposal or read) is ignored", () => {
+    const net = new Network([1, 2, 3]);
+    const app = {
+      type: MessageType.MsgApp,
+      to: 1,
+      from: 2,
+      term: 0,
+      logTerm: 0,
+      index: 0,
+      entries: [{ term: 0, index: 1, type: EntryType.Normal, data: utf8("junk") }],
+      commit: 1,
+      reject: false,
+      rejectHint: 0,
+    };
+    net.node(1).rn.step(app);
+    assert.equal(net.raft(1).log.lastIndex(), 0);
+    assert.equal(net.raft(1).lead, 0);
+  });
+
   test("a restarted node recovers term, vote, log and commit from storage", () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);

@@ -88,11 +88,14 @@ export class RawNode {
 
   /**
    * A message from a peer. Local-only types are ignored, as are responses from peers not in
-   * the configuration. A forwarded proposal or read the leader cannot take is dropped (the
+   * the configuration and termless messages other than forwarded proposals and reads. A forwarded proposal or read the leader cannot take is dropped (the
    * remote proposer learns nothing; it must time out and retry, as with a lost message).
    */
   step(m: Message): void {
     if (isLocalMessage(m.type)) return;
+    // Only forwarded proposals and reads travel without a term; anything else at term 0
+    // would be taken for a local message.
+    if (m.term === 0 && m.type !== MessageType.MsgProp && m.type !== MessageType.MsgReadIndex) return;
     if (isResponseMessage(m.type) && !this.raft.trk.progress.has(m.from)) return;
     try {
       this.raft.step(m);
