@@ -46,8 +46,6 @@ export class SimNode {
   app: KvStateMachine | undefined;
   /** The configuration as of app.appliedIndex: what a snapshot taken now must record. */
   appConfState: ConfState = { voters: [], learners: [] };
-  /** Permanently stopped: it left the cluster. */
-  decommissioned = false;
   incarnation = 0;
 
   constructor(
@@ -70,12 +68,28 @@ export interface ClusterStats {
   proposalsDropped: number;
   entriesApplied: number;
   readsAnswered: number;
+  /** Answered on a node that was not leading: the read went through MsgReadIndex. */
+  followerReadsAnswered: number;
   snapshotsInstalled: number;
   compactions: number;
   crashes: number;
   confChangesApplied: number;
+  /** A leader applied its own removal. */
+  leaderRemovals: number;
   leadersElected: number;
   maxTerm: number;
+}
+
+export interface ClusterConfig {
+  seed: number;
+  initialVoters: number;
+  rates: FaultRates;
+  preVote: boolean;
+  checkQuorum: boolean;
+  /** Flow control, as RaftConfig's fields of the same names. */
+  maxSizePerMsg: number;
+  maxInflightMsgs: number;
+  maxUncommittedEntriesSize: number;
 }
 
 export type ProposalOutcome = { accepted: true; data: Uint8Array } | { accepted: false; reason: string };
@@ -96,10 +110,12 @@ export class SimCluster {
     proposalsDropped: 0,
     entriesApplied: 0,
     readsAnswered: 0,
+    followerReadsAnswered: 0,
     snapshotsInstalled: 0,
     compactions: 0,
     crashes: 0,
     confChangesApplied: 0,
+    leaderRemovals: 0,
     leadersElected: 0,
     maxTerm: 0,
   };
@@ -115,13 +131,14 @@ export class SimCluster {
   private nextReadId = 1;
   private readonly touched = new Set<NodeId>();
   private readonly leadersSeen = new Set<string>();
+  private readonly config: ClusterConfig;
 
   constructor(
-    seed: number,
-    initialVoters: number,
-    rates: FaultRates,
+    config: ClusterConfig,
     private readonly trace?: (line: string) => void,
   ) {
+    const { seed, initialVoters, rates } = config;
+    this.config = config;
     const root = new Prng(seed);
     this.rng = root.fork();
     this.nodeSeeds = root.fork();
@@ -153,10 +170,11 @@ export class SimCluster {
       heartbeatTick: HEARTBEAT_TICK,
       random: seededRandom(this.nodeSeeds.fork()),
       applied: snap.metadata.index,
-      checkQuorum: true,
-      preVote: true,
-      maxSizePerMsg: 4096,
-      maxInflightMsgs: 8,
+      checkQuorum: this.config.checkQuorum,
+      preVote: this.config.preVote,
+      maxSizePerMsg: this.config.maxSizePerMsg,
+      maxInflightMsgs: this.config.maxInflightMsgs,
+      maxUncommittedEntriesSize: this.config.maxUncommittedEntriesSize,
     });
     node.app = KvStateMachine.restore(snap.metadata.index, snap.data);
     node.appConfState = cloneConf(snap.metadata.confState);
@@ -177,7 +195,7 @@ export class SimCluster {
 
   restart(id: NodeId): void {
     const node = this.mustGet(id);
-    if (node.up || node.decommissioned) return;
+    if (node.up) return;
     this.start(node);
     const hs = node.storage.initialState().hardState;
     this.log(
@@ -187,23 +205,14 @@ export class SimCluster {
     );
   }
 
-  /** Stops a node for good: it left the cluster. */
-  private decommission(node: SimNode, why: string): void {
-    if (node.decommissioned) return;
-    if (node.up) this.crash(node.id);
-    node.decommissioned = true;
-    this.network.discardFor(node.id);
-    this.log(`decommission ${node.id}: ${why}`);
-  }
-
-  /** Nodes that can be (re)started: everything not decommissioned, removed or not. */
+  /** Nodes that are down, removed from the cluster or not. */
   stopped(): SimNode[] {
-    return [...this.nodes.values()].filter((n) => !n.up && !n.decommissioned);
+    return [...this.nodes.values()].filter((n) => !n.up);
   }
 
   /** Nodes that are part of the cluster as the simulator sees it (created and not removed). */
   members(): SimNode[] {
-    return [...this.nodes.values()].filter((n) => !n.decommissioned && !this.removed.has(n.id));
+    return [...this.nodes.values()].filter((n) => !this.removed.has(n.id));
   }
 
   upNodes(): SimNode[] {
@@ -271,6 +280,7 @@ export class SimCluster {
       this.checker.observeReadAnswered(id, ctx, rs.index);
       if (this.reads.has(ctx)) this.reads.set(ctx, true);
       this.stats.readsAnswered++;
+      if (raw.status().role !== StateRole.Leader) this.stats.followerReadsAnswered++;
     }
     raw.advance(rd);
 
@@ -304,16 +314,19 @@ export class SimCluster {
   }
 
   /**
-   * A node applying its own removal keeps running: etcd stops such a member only after a delay,
-   * so that it can still help the others learn that its removal committed (in a 2-voter
-   * cluster they need its vote to elect a leader under the old configuration). It stops for
-   * good when a peer that has applied its removal refuses its messages, as etcd's transport
-   * answers a removed member.
+   * A removed node keeps running, and its messages still reach the nodes that have not
+   * applied its removal: until they do, they may need its vote (in a 2-voter cluster, the
+   * survivor needs the removed node's vote to elect itself under the old configuration).
+   * etcd stops a removed member shortly after it applies its removal, or when a peer that
+   * applied it answers "removed"; either can leave the survivors without a quorum forever,
+   * a hazard of that membership layer, not of Raft, so the simulator does not reproduce it.
+   * Nodes that applied the removal ignore the removed node, as etcd's transport does.
    */
   private onConfChangeApplied(node: SimNode, cc: ConfChange, index: number): void {
     if (this.trace) this.log(`  ${node.id} applies ${ConfChangeType[cc.type]} ${cc.nodeId}`);
     if (cc.type === ConfChangeType.RemoveNode) {
       if (!this.removed.has(cc.nodeId)) this.removed.set(cc.nodeId, index);
+      if (cc.nodeId === node.id && node.raw?.status().role === StateRole.Leader) this.stats.leaderRemovals++;
       return;
     }
     this.ensureNodeExists(cc.nodeId);
@@ -370,8 +383,8 @@ export class SimCluster {
     const receiver = this.nodes.get(m.to);
     const why = d.lost
       ? "link cut"
-      : !receiver || receiver.decommissioned
-        ? "no such member"
+      : !receiver
+        ? "no such node"
         : !receiver.raw
           ? "receiver down"
           : this.knowsRemoved(receiver, m.from)
@@ -380,10 +393,6 @@ export class SimCluster {
     if (why !== undefined) {
       this.stats.lostInNetwork++;
       if (this.trace) this.log(`lose ${describeMessage(m)} (${why})`);
-      if (sender && why === "sender was removed") {
-        this.decommission(sender, `node ${m.to} refused its message: it is no longer a member`);
-        return;
-      }
       if (sender?.raw) {
         if (m.type === MessageType.MsgSnap) sender.raw.reportSnapshot(m.to, false);
         else if (d.lost && this.rng.chance(0.3)) sender.raw.reportUnreachable(m.to);
@@ -585,10 +594,6 @@ export class SimCluster {
       const st = n.storage;
       const hs = st.initialState().hardState;
       const disk = `disk: snap ${st.firstIndex() - 1} log ..${st.lastIndex()} hs t${hs.term}/v${hs.vote}/c${hs.commit}`;
-      if (n.decommissioned) {
-        lines.push(`node ${n.id}: decommissioned; ${disk}`);
-        continue;
-      }
       const s = n.raw?.status();
       if (!s) {
         lines.push(`node ${n.id}: down; ${disk}`);

@@ -114,17 +114,6 @@ export class SimNetwork<M extends Addressed> {
     return all.map((f) => this.deliver(f.message));
   }
 
-  /** Drops every message in flight to or from `node` (it crashed, or left the cluster). */
-  discardFor(node: number): M[] {
-    const gone: M[] = [];
-    this.inFlight = this.inFlight.filter((f) => {
-      const hit = f.message.to === node || f.message.from === node;
-      if (hit) gone.push(f.message);
-      return !hit;
-    });
-    return gone;
-  }
-
   private deliver(message: M): Delivery<M> {
     return { message, lost: this.cut.has(linkKey(message.from, message.to)) };
   }

@@ -72,4 +72,9 @@ function toInt(text: string, flag: string): number {
   return n;
 }
 
+// `replay ... | head` closes the pipe early: stop quietly instead of crashing on EPIPE.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(process.exitCode ?? 0);
+});
 process.exitCode = main();
