@@ -1,6 +1,8 @@
 // Child process of wal-crash.test.ts: opens (or creates) the WAL in argv[2], then appends
 // random batches from several concurrent callers, printing one line per durable save,
-// until its parent kills it. Lines:
+// until its parent kills it. It loads first and waits for a line on stdin before touching
+// the WAL, so the parent can start the next child while the current one runs. Lines:
+//   loaded                             modules loaded, waiting for the go-ahead
 //   ready <lastIndex>                  after open, before the first append
 //   ack <first> <last> <term> <commit> a save of entries first..last resolved
 //   marker <index>                     a snapshot marker resolved (and releaseTo ran)
@@ -14,6 +16,14 @@ const [dir, seedArg, termArg, segmentBytesArg] = process.argv.slice(2);
 const random = seededRandom(Number(seedArg));
 const term = Number(termArg);
 const segmentBytes = Number(segmentBytesArg);
+
+process.stdout.write("loaded\n");
+await new Promise<void>((resolve) => {
+  process.stdin.once("data", () => resolve());
+  // The parent went away without starting this one.
+  process.stdin.once("end", () => process.exit(0));
+});
+process.stdin.pause();
 
 let wal: Wal;
 let lastIndex = 0;

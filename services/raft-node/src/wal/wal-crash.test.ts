@@ -30,55 +30,79 @@ interface RunLog {
   markers: number[];
 }
 
-function runUntilKilled(dir: string, seed: number, term: number, lifetimeMs: number): Promise<RunLog> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [...childExecArgv, childScript, dir, String(seed), String(term), String(SEGMENT_BYTES)],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    const log: RunLog = { acks: [], markers: [] };
-    let pending = "";
-    let stderr = "";
-    let killTimer: NodeJS.Timeout | undefined;
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (chunk: string) => {
-      pending += chunk;
-      let nl = pending.indexOf("\n");
-      while (nl >= 0) {
-        const [kind, ...nums] = pending.slice(0, nl).split(" ");
-        const n = nums.map(Number);
-        pending = pending.slice(nl + 1);
-        nl = pending.indexOf("\n");
-        if (kind === "ready") {
-          log.ready = n[0];
-          killTimer = setTimeout(() => child.kill("SIGKILL"), lifetimeMs);
-        } else if (kind === "ack") {
-          log.acks.push({ first: n[0], last: n[1], term: n[2], commit: n[3] });
-        } else if (kind === "marker") {
-          log.markers.push(n[0]);
-        }
-      }
-    });
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    // A child that never gets ready (crashes on open) must not hang the test.
-    const guard = setTimeout(() => child.kill("SIGKILL"), 15_000);
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(guard);
-      clearTimeout(killTimer);
-      if (signal !== "SIGKILL" || log.ready === undefined) {
-        reject(new Error(`child exited with code ${code} signal ${signal} before being killed:\n${stderr}`));
-      } else {
-        resolve(log);
-      }
-    });
+interface CrashRun {
+  /** Lets the loaded child open the WAL and append; SIGKILLs it lifetimeMs after it is ready. */
+  start(lifetimeMs: number): Promise<RunLog>;
+  abandon(): void;
+}
+
+/** Spawns a child that loads its modules (slow under tsx) and then waits to be started. */
+function spawnCrashRun(dir: string, seed: number, term: number): CrashRun {
+  const child = spawn(
+    process.execPath,
+    [...childExecArgv, childScript, dir, String(seed), String(term), String(SEGMENT_BYTES)],
+    { stdio: ["pipe", "pipe", "pipe"] },
+  );
+  const log: RunLog = { acks: [], markers: [] };
+  let lifetimeMs = 0;
+  let killTimer: NodeJS.Timeout | undefined;
+  let pending = "";
+  let stderr = "";
+  let onLoaded: () => void = () => {};
+  const loaded = new Promise<void>((resolve) => {
+    onLoaded = resolve;
   });
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (chunk: string) => {
+    pending += chunk;
+    let nl = pending.indexOf("\n");
+    while (nl >= 0) {
+      const [kind, ...nums] = pending.slice(0, nl).split(" ");
+      const n = nums.map(Number);
+      pending = pending.slice(nl + 1);
+      nl = pending.indexOf("\n");
+      if (kind === "loaded") {
+        onLoaded();
+      } else if (kind === "ready") {
+        log.ready = n[0];
+        killTimer = setTimeout(() => child.kill("SIGKILL"), lifetimeMs);
+      } else if (kind === "ack") {
+        log.acks.push({ first: n[0], last: n[1], term: n[2], commit: n[3] });
+      } else if (kind === "marker") {
+        log.markers.push(n[0]);
+      }
+    }
+  });
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolve({ code, signal }));
+  });
+  return {
+    async start(ms: number): Promise<RunLog> {
+      lifetimeMs = ms;
+      // A child that never gets ready (fails on open) must not hang the test.
+      const guard = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      try {
+        await Promise.race([loaded, exited]);
+        child.stdin.write("go\n");
+        const { code, signal } = await exited;
+        if (signal !== "SIGKILL" || log.ready === undefined) {
+          throw new Error(`child exited with code ${code} signal ${signal} before being killed:\n${stderr}`);
+        }
+        return log;
+      } finally {
+        clearTimeout(guard);
+        clearTimeout(killTimer);
+      }
+    },
+    abandon(): void {
+      child.kill("SIGKILL");
+    },
+  };
 }
 
 test("acknowledged entries survive SIGKILL at random moments, over and over", {
@@ -93,10 +117,14 @@ test("acknowledged entries survive SIGKILL at random moments, over and over", {
   let ackedMarker = 0;
   let tornTails = 0;
   let totalAcks = 0;
+  let next: CrashRun | undefined;
   try {
+    next = spawnCrashRun(dir, Math.floor(random() * 2 ** 31), 1);
     for (let run = 1; run <= KILLS; run++) {
-      const lifetime = 20 + Math.floor(random() * 180);
-      const log = await runUntilKilled(dir, Math.floor(random() * 2 ** 31), run, lifetime);
+      const current: CrashRun = next!;
+      // The next child loads while this one runs; it touches the WAL only once started.
+      next = run < KILLS ? spawnCrashRun(dir, Math.floor(random() * 2 ** 31), run + 1) : undefined;
+      const log = await current.start(20 + Math.floor(random() * 180));
       totalAcks += log.acks.length;
       for (const ack of log.acks) {
         for (let i = ack.first; i <= ack.last; i++) acked.set(i, ack.term);
@@ -140,11 +168,11 @@ test("acknowledged entries survive SIGKILL at random moments, over and over", {
 
     const { wal, recovered } = await Wal.open(dir);
     assert.equal(recovered.tornTail, undefined, "a reopened, already repaired log reported a torn tail");
-    const next = (recovered.entries.at(-1)?.index ?? recovered.snapshot?.index ?? 0) + 1;
-    await wal.save({ term: KILLS + 1, vote: 1, commit: next - 1 }, [workloadEntry(next, KILLS + 1)]);
+    const appendAt = (recovered.entries.at(-1)?.index ?? recovered.snapshot?.index ?? 0) + 1;
+    await wal.save({ term: KILLS + 1, vote: 1, commit: appendAt - 1 }, [workloadEntry(appendAt, KILLS + 1)]);
     await wal.close();
     const final = await Wal.open(dir);
-    assert.equal(final.recovered.entries.at(-1)?.index, next);
+    assert.equal(final.recovered.entries.at(-1)?.index, appendAt);
     await final.wal.close();
     assert.ok(
       totalAcks > KILLS,
@@ -154,6 +182,7 @@ test("acknowledged entries survive SIGKILL at random moments, over and over", {
       `${KILLS} kills, ${totalAcks} acknowledged saves, ${acked.size} entries, ${tornTails} torn tails cut`,
     );
   } finally {
+    next?.abandon();
     await rm(root, { recursive: true, force: true });
   }
 });

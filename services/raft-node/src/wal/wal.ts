@@ -186,6 +186,7 @@ export class Wal {
       options,
     );
     wal.counters.segmentsCreated = 1;
+    if (sync) wal.counters.dirFsyncs = 2;
     return wal;
   }
 
@@ -301,6 +302,7 @@ export class Wal {
       { lastIndex: log.lastIndex, hardState: log.hardState, marker: log.markers.at(-1) },
       options,
     );
+    if (sync) wal.counters.dirFsyncs = 1;
     logger.info(
       {
         dir,
