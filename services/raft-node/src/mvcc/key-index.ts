@@ -72,8 +72,14 @@ export class KeyIndex {
 
   put(main: number, sub: number): void {
     const g = this.current;
-    if (g.revs.length === 0) g.created = main;
-    g.revs.push(main, sub);
+    if (g.revs.length === 0) {
+      g.created = main;
+      // A literal is allocated at its exact size; push() on an empty array reserves ~17 slots,
+      // which for a million single-revision keys is over 100 MB of slack.
+      g.revs = [main, sub];
+    } else {
+      g.revs.push(main, sub);
+    }
     g.version++;
   }
 

@@ -83,6 +83,44 @@ export function decodeKeyValue(bytes: Buffer): KeyValue {
   return kv;
 }
 
+/** The fields the key index needs from a stored KeyValue, read without allocating views. */
+export interface IndexFields {
+  key: string;
+  createRevision: number;
+  version: number;
+  lease: number;
+}
+
+/** Decodes only what restoring the key index needs; `out` is reused across calls. */
+export function decodeIndexFields(bytes: Buffer, out: IndexFields): IndexFields {
+  out.key = "";
+  out.createRevision = 0;
+  out.version = 0;
+  out.lease = 0;
+  let pos = 0;
+  const end = bytes.length;
+  while (pos < end) {
+    const tag = bytes[pos++]!;
+    const wireType = tag & 7;
+    if (wireType === 2) {
+      const length = readVarint(bytes, pos);
+      const next = nextPos;
+      pos = next + length;
+      if (pos > end) throw new Error("mvcc: truncated KeyValue");
+      if (tag === TAG_KEY) out.key = bytes.toString("latin1", next, pos);
+    } else if (wireType === 0) {
+      const value = readInt64(bytes, pos);
+      pos = nextPos;
+      if (tag === TAG_CREATE_REVISION) out.createRevision = value;
+      else if (tag === TAG_VERSION) out.version = value;
+      else if (tag === TAG_LEASE) out.lease = value;
+    } else {
+      throw new Error(`mvcc: unexpected wire type ${wireType} in KeyValue`);
+    }
+  }
+  return out;
+}
+
 function varintSize(n: number): number {
   let size = 1;
   while (n >= 128) {

@@ -119,6 +119,15 @@ export class WriteBatch {
   }
 }
 
+export interface RocksTuning {
+  /** ZSTD for the revision key space: smaller on disk, slower point reads. */
+  compression: boolean;
+  /** Block cache for the revision key space (the binding's default is 8 MiB). */
+  blockCacheBytes: number;
+}
+
+export const DEFAULT_TUNING: RocksTuning = { compression: true, blockCacheBytes: 8 * 1024 * 1024 };
+
 export class RocksBackend {
   private constructor(
     private readonly db: NativeDb,
@@ -130,11 +139,16 @@ export class RocksBackend {
    * Opens (creating if missing) a database whose default column family holds the revision
    * key space (so RocksDB's size properties describe it), plus the named extra families.
    */
-  static async open(location: string, columnNames: readonly string[]): Promise<RocksBackend> {
+  static async open(
+    location: string,
+    columnNames: readonly string[],
+    tuning: RocksTuning = DEFAULT_TUNING,
+  ): Promise<RocksBackend> {
     const db = new RocksLevel(location, { keyEncoding: "buffer", valueEncoding: "buffer" });
-    const columns: Record<string, object> = { default: {} };
+    const keySpace = { compression: tuning.compression, cacheSize: tuning.blockCacheBytes };
+    const columns: Record<string, object> = { default: keySpace };
     for (const name of columnNames) columns[name] = {};
-    await db.open({ createIfMissing: true, columns });
+    await db.open({ createIfMissing: true, ...keySpace, columns });
     return new RocksBackend(db, location, db.columns);
   }
 

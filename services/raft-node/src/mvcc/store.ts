@@ -22,11 +22,23 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
 import { KeyIndex } from "./key-index.js";
-import { decodeKeyValue, readUint64Bytes, uint64Bytes } from "./kv-codec.js";
+import {
+  decodeIndexFields,
+  decodeKeyValue,
+  type IndexFields,
+  readUint64Bytes,
+  uint64Bytes,
+} from "./kv-codec.js";
 import { indexLimit, shapeRange } from "./range-shaping.js";
 import { checkRangeRequest, DEFAULT_MAX_TXN_OPS } from "./request-validation.js";
 import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
-import { type ColumnHandle, RocksBackend, type WriteBatch } from "./rocks-backend.js";
+import {
+  type ColumnHandle,
+  DEFAULT_TUNING,
+  RocksBackend,
+  type RocksTuning,
+  type WriteBatch,
+} from "./rocks-backend.js";
 import { type KeyBounds, type RangeHit, TreeIndex } from "./tree-index.js";
 import type {
   AlarmMember,
@@ -81,6 +93,17 @@ export interface MvccStoreOptions {
   extraColumns?: readonly string[];
   /** How stale the measured backend size may be (it is a directory listing). */
   sizeRefreshMs?: number;
+  /** Compress stored revisions (default true). */
+  compression?: boolean;
+  /** RocksDB block cache for stored revisions (default 64 MiB). */
+  blockCacheBytes?: number;
+}
+
+function tuningOf(options: MvccStoreOptions): RocksTuning {
+  return {
+    compression: options.compression ?? DEFAULT_TUNING.compression,
+    blockCacheBytes: options.blockCacheBytes ?? 64 * 1024 * 1024,
+  };
 }
 
 /** A Raft entry's effect on the store (etcd's InternalRaftRequest members it handles). */
@@ -207,6 +230,7 @@ export class MvccStore implements ApplyTarget {
   private measuredSize = 0;
   private sizeMeasuredAt = Number.NEGATIVE_INFINITY;
   private readonly sizeRefreshMs: number;
+  private readonly tuning: RocksTuning;
   /** Reads holding RocksDB iterators or pool reads across awaits; defragmentation waits for them. */
   private readers = 0;
 
@@ -225,12 +249,13 @@ export class MvccStore implements ApplyTarget {
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
     this.extraColumns = options.extraColumns ?? [];
     this.sizeRefreshMs = options.sizeRefreshMs ?? 250;
+    this.tuning = tuningOf(options);
   }
 
   static async open(location: string, options: MvccStoreOptions = {}): Promise<MvccStore> {
     await recoverInterruptedDefrag(location);
     const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
-    const db = await RocksBackend.open(location, columns);
+    const db = await RocksBackend.open(location, columns, tuningOf(options));
     const store = new MvccStore(location, db, options);
     store.restore();
     return store;
@@ -326,16 +351,17 @@ export class MvccStore implements ApplyTarget {
 
   /** etcd's restore: replays every stored revision, oldest first, into the key index. */
   private restoreIndex(): void {
+    const fields: IndexFields = { key: "", createRevision: 0, version: 0, lease: 0 };
     const it = this.db.iterator({});
     try {
       for (;;) {
         const chunk = it.nextSync(RESTORE_CHUNK);
         for (let i = 0; i < chunk.keys.length; i++) {
           const revKey = chunk.keys[i]!;
-          const kv = decodeKeyValue(chunk.values[i]!);
+          const kv = decodeIndexFields(chunk.values[i]!, fields);
           const main = mainOfKey(revKey);
           const sub = subOfKey(revKey);
-          const key = kv.key.toString("latin1");
+          const key = kv.key;
           const tombstone = isTombstoneKey(revKey);
           let ki = this.index.lookup(key);
           if (ki !== undefined) {
@@ -827,6 +853,34 @@ export class MvccStore implements ApplyTarget {
     return { hash, revision };
   }
 
+  /**
+   * Every row of every column family (the revision key space as "default", then "meta" and the
+   * extra columns), read from one consistent view: the iterators are all created in one tick,
+   * and applies only run between ticks. For Raft snapshots and Maintenance.Snapshot.
+   */
+  async *exportRows(chunkRows = 1000): AsyncGenerator<{ column: string; keys: Buffer[]; values: Buffer[] }> {
+    await this.passExclusive();
+    this.assertUsable();
+    const names = [META_COLUMN, ...this.extraColumns];
+    const iterators = [
+      { column: "default", it: this.db.iterator({}) },
+      ...names.map((name) => ({ column: name, it: this.db.iterator({ column: this.db.columns[name]! }) })),
+    ];
+    this.readers++;
+    try {
+      for (const { column, it } of iterators) {
+        for (;;) {
+          const chunk = await it.next(chunkRows);
+          if (chunk.keys.length > 0) yield { column, keys: chunk.keys, values: chunk.values };
+          if (chunk.finished) break;
+        }
+      }
+    } finally {
+      for (const { it } of iterators) it.close();
+      this.readers--;
+    }
+  }
+
   // --- quota and defragmentation -------------------------------------------------------------
 
   /**
@@ -892,7 +946,7 @@ export class MvccStore implements ApplyTarget {
       await rm(copyDir, { recursive: true, force: true });
       await rm(`${copyDir}.complete`, { force: true });
       const columnNames = [META_COLUMN, ...this.extraColumns];
-      const copy = await RocksBackend.open(copyDir, columnNames);
+      const copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
       try {
         await copyColumn(this.db, copy, undefined, undefined);
         for (const name of columnNames)
@@ -909,7 +963,7 @@ export class MvccStore implements ApplyTarget {
       await rename(copyDir, this.location);
       await rm(`${copyDir}.complete`, { force: true });
       await rm(`${this.location}.old`, { recursive: true, force: true });
-      this.db = await RocksBackend.open(this.location, columnNames);
+      this.db = await RocksBackend.open(this.location, columnNames, this.tuning);
       this.meta = this.db.columns[META_COLUMN]!;
       this.sizeMeasuredAt = Number.NEGATIVE_INFINITY;
     } catch (err) {
