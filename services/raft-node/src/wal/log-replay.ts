@@ -112,6 +112,11 @@ export class LogReplay {
     }
   }
 
+  /** The snapshot markers seen so far, oldest first. */
+  get snapshotMarkers(): readonly SnapshotMetadata[] {
+    return this.markers;
+  }
+
   /**
    * `startAt` picks the snapshot the caller has (e.g. the newest snapshot file that
    * loaded); by default the newest marker. `{index: 0, term: 0}` means "from the start".

@@ -72,6 +72,24 @@ test("concurrent saves share one write and one fdatasync, and land in call order
   await reopened.close();
 });
 
+test("a save resolves only after the fdatasync covering it has returned", async () => {
+  const dir = await freshDir();
+  let fsyncsDone = 0;
+  const wal = await Wal.create(dir, { onFsync: () => fsyncsDone++ });
+  const seenAtResolve: number[] = [];
+  const saves = [];
+  for (let i = 1; i <= 5; i++) {
+    saves.push(wal.save(undefined, [entry(i)]).then(() => seenAtResolve.push(fsyncsDone)));
+    if (i === 3) await new Promise((r) => setImmediate(r));
+  }
+  await Promise.all(saves);
+  assert.equal(seenAtResolve.length, 5);
+  for (const seen of seenAtResolve) assert.ok(seen >= 1);
+  // Saves 4 and 5 were queued while the first group's fsync was in flight: they need a second one.
+  assert.ok(seenAtResolve[3] >= 2 && seenAtResolve[4] >= 2, `resolved after ${seenAtResolve} fsyncs`);
+  await wal.close();
+});
+
 test("saves arriving during an fsync form the next group; the fsync hook sees each one", async () => {
   const dir = await freshDir();
   const observed: number[] = [];
@@ -339,4 +357,33 @@ test("empty saves cost no write", async () => {
   await Promise.all([wal.save(undefined, []), wal.save(undefined, [])]);
   assert.equal(wal.stats().writes, 1);
   await wal.close();
+});
+
+test("open can replay from an older marker the caller picks from those found", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save(undefined, entries(1, 30));
+  const confState = { voters: [1], learners: [] };
+  await wal.saveSnapshotMarker({ index: 10, term: 1, confState });
+  await wal.saveSnapshotMarker({ index: 20, term: 1, confState });
+  await wal.close();
+  let offered: number[] = [];
+  const { wal: reopened, recovered } = await Wal.open(dir, {
+    startAt: async (markers) => {
+      offered = markers.map((m) => m.index);
+      // As if the snapshot file at 20 failed its checksum and only the one at 10 loaded.
+      return { index: 10, term: 1 };
+    },
+  });
+  assert.deepEqual(offered, [10, 20]);
+  assert.equal(recovered.snapshot?.index, 10);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [...Array(20).keys()].map((k) => k + 11),
+  );
+  await reopened.close();
+  const latest = await Wal.open(dir);
+  assert.equal(latest.recovered.snapshot?.index, 20);
+  assert.equal(latest.recovered.entries[0].index, 21);
+  await latest.wal.close();
 });

@@ -49,8 +49,13 @@ export interface WalCreateOptions extends WalOptions {
 }
 
 export interface WalOpenOptions extends WalOptions {
-  /** Replay entries after this snapshot; default the newest snapshot marker in the log. */
-  startAt?: SnapshotRef;
+  /**
+   * The snapshot to replay entries after; default the newest snapshot marker in the log.
+   * `{index: 0, term: 0}` replays from the start. As a function, it is given the markers
+   * found, so the caller can pick the newest one whose snapshot file loads, e.g.
+   * `(markers) => snapshotter.loadNewest((m) => markers.some(...))`, without reading twice.
+   */
+  startAt?: SnapshotRef | ((markers: readonly SnapshotMetadata[]) => Promise<SnapshotRef> | SnapshotRef);
 }
 
 export interface WalRecovery {
@@ -254,7 +259,9 @@ export class Wal {
         lastEnd = scanned.end;
       }
     }
-    const log = replay.finish(options.startAt);
+    const startAt =
+      typeof options.startAt === "function" ? await options.startAt(replay.snapshotMarkers) : options.startAt;
+    const log = replay.finish(startAt);
 
     const last = found[found.length - 1];
     const lastPath = join(dir, last.name);
