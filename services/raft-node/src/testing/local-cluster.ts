@@ -1,0 +1,184 @@
+// Starts real member processes on loopback with free ports, for tests and benchmarks. Spawns
+// main.ts (or main.js in a build) with this process's own Node flags, so it works both under
+// `node --import tsx` and from the compiled dist.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface MemberProcess {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+  child: ChildProcess | undefined;
+  /** Everything the process wrote, stdout and stderr interleaved. */
+  output: string;
+}
+
+export interface LocalClusterOptions {
+  size: number;
+  /** Extra flags for every member. */
+  flags?: string[];
+  token?: string;
+}
+
+/** Members of every cluster started by this process, killed if the process exits first. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+const mainPath = fileURLToPath(
+  new URL(import.meta.url.endsWith(".ts") ? "../main.ts" : "../main.js", import.meta.url),
+);
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+export class LocalCluster {
+  private constructor(
+    readonly root: string,
+    readonly members: MemberProcess[],
+    private readonly options: LocalClusterOptions,
+  ) {}
+
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    const root = await mkdtemp(join(tmpdir(), "raft-node-cluster-"));
+    const members: MemberProcess[] = [];
+    for (let i = 0; i < options.size; i++) {
+      members.push(await LocalCluster.describe(root, `m${i + 1}`));
+    }
+    const cluster = new LocalCluster(root, members, options);
+    const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
+    for (const m of members) cluster.spawn(m, initial, "new");
+    await Promise.all(members.map((m) => cluster.waitReady(m)));
+    return cluster;
+  }
+
+  private static async describe(root: string, name: string): Promise<MemberProcess> {
+    return {
+      name,
+      clientUrl: `http://127.0.0.1:${await freePort()}`,
+      peerUrl: `http://127.0.0.1:${await freePort()}`,
+      dataDir: join(root, name),
+      child: undefined,
+      output: "",
+    };
+  }
+
+  get endpoints(): string {
+    return this.members
+      .filter((m) => m.child !== undefined)
+      .map((m) => m.clientUrl)
+      .join(",");
+  }
+
+  /** The flags a member is started with. */
+  flagsFor(m: MemberProcess, initialCluster: string, state: "new" | "existing"): string[] {
+    return [
+      "--name",
+      m.name,
+      "--data-dir",
+      m.dataDir,
+      "--listen-client-urls",
+      m.clientUrl,
+      "--advertise-client-urls",
+      m.clientUrl,
+      "--listen-peer-urls",
+      m.peerUrl,
+      "--initial-advertise-peer-urls",
+      m.peerUrl,
+      "--initial-cluster",
+      initialCluster,
+      "--initial-cluster-state",
+      state,
+      "--initial-cluster-token",
+      this.options.token ?? "test-cluster",
+      ...(this.options.flags ?? []),
+    ];
+  }
+
+  spawn(m: MemberProcess, initialCluster: string, state: "new" | "existing"): void {
+    const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
+    const child = spawn(
+      process.execPath,
+      [...execArgv, mainPath, ...this.flagsFor(m, initialCluster, state)],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    m.child = child;
+    running.add(child);
+    m.output = "";
+    const collect = (chunk: Buffer) => {
+      m.output += chunk.toString();
+    };
+    child.stdout?.on("data", collect);
+    child.stderr?.on("data", collect);
+    child.once("exit", () => {
+      running.delete(child);
+      if (m.child === child) m.child = undefined;
+    });
+  }
+
+  /** Resolves once the member printed etcd's ready line; rejects if it exits first or after `timeoutMs`. */
+  async waitReady(m: MemberProcess, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!m.output.includes("ready to serve client requests")) {
+      if (m.child === undefined) throw new Error(`${m.name} exited before it was ready:\n${m.output}`);
+      if (Date.now() > deadline) throw new Error(`${m.name} not ready after ${timeoutMs} ms:\n${m.output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Stops a member with `signal` and waits for it to exit; returns its exit code or signal. */
+  async stop(m: MemberProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<string> {
+    const child = m.child;
+    if (child === undefined) return "not running";
+    const exited = new Promise<string>((resolve) =>
+      child.once("exit", (code, sig) => resolve(sig ?? String(code))),
+    );
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    try {
+      return await exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Restarts a stopped member from its data dir. */
+  async restart(m: MemberProcess): Promise<void> {
+    const initial = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(",");
+    this.spawn(m, initial, "new");
+    await this.waitReady(m);
+  }
+
+  /** Describes a new member (not started): add it with `member add`, then `join` it. */
+  async newMember(name: string): Promise<MemberProcess> {
+    const m = await LocalCluster.describe(this.root, name);
+    this.members.push(m);
+    return m;
+  }
+
+  async join(m: MemberProcess, initialCluster: string): Promise<void> {
+    this.spawn(m, initialCluster, "existing");
+    await this.waitReady(m);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.members.map((m) => this.stop(m, "SIGKILL")));
+    await rm(this.root, { recursive: true, force: true });
+  }
+}
