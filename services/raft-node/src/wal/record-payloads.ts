@@ -11,6 +11,7 @@ import {
   decodeHardState,
   decodeSnapshotMetadata,
   type Entry,
+  EntryType,
   encodeHardState,
   encodeSnapshotMetadata,
   type HardState,
@@ -182,6 +183,10 @@ export function entryPayloadBytes(e: Entry): number {
 }
 
 function writeEntryPayload(buf: Buffer, at: number, e: Entry): number {
+  // decodeEntry rejects unknown types, so writing one would make the log unreadable.
+  if (e.type !== EntryType.Normal && e.type !== EntryType.ConfChange) {
+    throw new RangeError(`WAL: entry ${e.index} has unknown type ${e.type}`);
+  }
   at = writeVarint(buf, at, e.term);
   at = writeVarint(buf, at, e.index);
   at = writeVarint(buf, at, e.type);

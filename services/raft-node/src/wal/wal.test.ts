@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, stat, truncate, unlink, writeFile } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import type { Entry } from "@etcd-ts/raft";
+import type { Entry, EntryType } from "@etcd-ts/raft";
 import { entries, entry } from "./segment-image.fixture.js";
 import { Wal, type WalLogger } from "./wal.js";
 import { WalCorruptionError, WalFailedError, WalNotFoundError } from "./wal-errors.js";
@@ -114,6 +114,7 @@ test("a save that would leave a gap is refused and writes nothing", async () => 
   await wal.save(undefined, entries(1, 2));
   await assert.rejects(wal.save(undefined, [entry(4)]), /entry 4 does not continue the log/);
   await assert.rejects(wal.save(undefined, [entry(3), entry(5)]), /consecutive/);
+  await assert.rejects(wal.save(undefined, [{ ...entry(3), type: 7 as EntryType }]), /unknown type 7/);
   await wal.save(undefined, [entry(3)]);
   await wal.close();
   const { wal: reopened, recovered } = await Wal.open(dir);
