@@ -7,6 +7,7 @@ import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { ClusterSnapshot, MemberState } from "../routing/member-selection.js";
 import { decodeMemberListResponse, decodeStatusResponse } from "../wire/etcd-messages.js";
+import { Http2UnaryChannel } from "./http2-unary-channel.js";
 import { addressFromClientUrl, createUpstreamClient, unaryCall } from "./upstream-client.js";
 
 const STATUS_PATH = "/etcdserverpb.Maintenance/Status";
@@ -22,7 +23,10 @@ export interface ClusterTrackerOptions {
 
 interface Endpoint {
   address: string;
+  /** grpc-js channel: streams and probes. */
   client: grpc.Client;
+  /** Plain HTTP/2 session: forwarded unary calls, the hot path. */
+  unary: Http2UnaryChannel;
   /** Learnt from its own Status answer. */
   memberId: string | undefined;
   isLearner: boolean;
@@ -72,6 +76,11 @@ export class ClusterTracker {
     return undefined;
   }
 
+  unaryChannelFor(memberId: string): Http2UnaryChannel | undefined {
+    for (const ep of this.endpoints.values()) if (ep.memberId === memberId) return ep.unary;
+    return undefined;
+  }
+
   /** Stop choosing a member the proxy just failed to reach, until a probe says it is back. */
   markDown(memberId: string): void {
     let changed = false;
@@ -107,7 +116,10 @@ export class ClusterTracker {
   close(): void {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
-    for (const ep of this.endpoints.values()) ep.client.close();
+    for (const ep of this.endpoints.values()) {
+      ep.client.close();
+      ep.unary.close();
+    }
     this.endpoints.clear();
   }
 
@@ -117,6 +129,7 @@ export class ClusterTracker {
       ep = {
         address,
         client: createUpstreamClient(address),
+        unary: new Http2UnaryChannel(address),
         memberId: undefined,
         isLearner: false,
         healthy: false,
@@ -203,6 +216,7 @@ export class ClusterTracker {
           if (!ep.listed && !ep.seed) {
             this.options.logger.info({ member: ep.memberId, address: ep.address }, "member removed");
             ep.client.close();
+            ep.unary.close();
             this.endpoints.delete(ep.address);
           }
         }

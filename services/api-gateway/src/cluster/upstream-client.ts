@@ -18,6 +18,7 @@ export const UPSTREAM_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // Reconnect quickly after a member restarts; the tracker decides when to stop trying.
   "grpc.initial_reconnect_backoff_ms": 100,
   "grpc.max_reconnect_backoff_ms": 1_000,
+  "grpc.enable_channelz": 0,
 };
 
 export function createUpstreamClient(address: string): grpc.Client {

@@ -10,7 +10,7 @@ import type protobuf from "protobufjs";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
 import { openKeepAliveSession } from "../lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
-import type { UnaryForwarder } from "../proxy/unary-forwarder.js";
+import { CallCancellation, type UnaryForwarder } from "../proxy/unary-forwarder.js";
 import { METHOD_BY_PATH, type MethodRoute } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { authOf, openWatchSession } from "../watch/watch-proxy.js";
@@ -99,12 +99,12 @@ async function serveUnary(
   } catch (err) {
     return sendError(reply, 400, grpc.status.INVALID_ARGUMENT, (err as Error).message);
   }
-  const abort = new AbortController();
+  const cancellation = new CallCancellation();
   // The response's close before it finished means the client went away.
   reply.raw.once("close", () => {
-    if (!reply.raw.writableFinished) abort.abort();
+    if (!reply.raw.writableFinished) cancellation.cancel();
   });
-  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, abort.signal);
+  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, cancellation);
   if (outcome.error !== undefined) {
     const { code, details } = outcome.error;
     return sendError(reply, httpStatusForGrpcCode(code), code, details);

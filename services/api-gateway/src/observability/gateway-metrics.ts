@@ -1,7 +1,11 @@
 // Prometheus metrics for the gateway, in a registry of its own (served on the JSON port's
 // /metrics). Method labels are gRPC method names ("Range"), member labels hex member IDs.
 
+import { status as GrpcStatus } from "@grpc/grpc-js";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+type CounterChild = ReturnType<Counter<string>["labels"]>;
+type HistogramChild = ReturnType<Histogram<string>["labels"]>;
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -65,7 +69,54 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  // Label children cached by key: resolving labels hashes them, on every call otherwise.
+  private readonly requestChildren = new Map<string, CounterChild>();
+  private readonly latencyChildren = new Map<string, HistogramChild>();
+  private readonly retryChildren = new Map<string, CounterChild>();
+  private readonly errorChildren = new Map<string, CounterChild>();
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
+
+  /** One call answered (status `code`), `seconds` after it arrived when measured. */
+  answered(method: string, member: string, code: number, seconds: number | undefined): void {
+    const key = `${method}\u0000${member}\u0000${code}`;
+    let child = this.requestChildren.get(key);
+    if (child === undefined) {
+      child = this.requests.labels(method, member, codeName(code));
+      this.requestChildren.set(key, child);
+    }
+    child.inc();
+    if (seconds === undefined) return;
+    let hist = this.latencyChildren.get(method);
+    if (hist === undefined) {
+      hist = this.latency.labels(method);
+      this.latencyChildren.set(method, hist);
+    }
+    hist.observe(seconds);
+  }
+
+  retried(method: string): void {
+    let child = this.retryChildren.get(method);
+    if (child === undefined) {
+      child = this.retries.labels(method);
+      this.retryChildren.set(method, child);
+    }
+    child.inc();
+  }
+
+  upstreamError(member: string, code: number): void {
+    const key = `${member}\u0000${code}`;
+    let child = this.errorChildren.get(key);
+    if (child === undefined) {
+      child = this.upstreamErrors.labels(member, codeName(code));
+      this.errorChildren.set(key, child);
+    }
+    child.inc();
+  }
+}
+
+function codeName(code: number): string {
+  return GrpcStatus[code] ?? String(code);
 }

@@ -11,7 +11,7 @@ import { METHOD_ROUTES, type MethodRoute } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { handleWatchCall } from "../watch/watch-proxy.js";
 import type { StreamForwarder } from "./stream-forwarder.js";
-import type { UnaryForwarder } from "./unary-forwarder.js";
+import { CallCancellation, type UnaryForwarder } from "./unary-forwarder.js";
 
 export interface GrpcParts {
   unary: UnaryForwarder;
@@ -29,6 +29,8 @@ export function createGrpcServer(parts: GrpcParts): grpc.Server {
     // etcd clients ping every 10-30 s without calls (clientv3 keepalive); allow it.
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+    // Channelz bookkeeping runs on every call; nothing here reads it.
+    "grpc.enable_channelz": 0,
   });
   for (const route of METHOD_ROUTES) register(server, route, parts);
   return server;
@@ -70,9 +72,9 @@ function register(server: grpc.Server, route: MethodRoute, parts: GrpcParts): vo
   server.register(
     name,
     (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      const abort = new AbortController();
-      call.once("cancelled", () => abort.abort());
-      parts.unary.forward(route, call.request, call.metadata, call.getDeadline(), abort.signal).then(
+      const cancellation = new CallCancellation();
+      call.once("cancelled", () => cancellation.cancel());
+      parts.unary.forward(route, call.request, call.metadata, call.getDeadline(), cancellation).then(
         (outcome) => {
           if (outcome.error !== undefined) callback(outcome.error);
           else callback(null, outcome.response, outcome.trailers);

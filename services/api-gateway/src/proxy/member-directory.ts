@@ -1,10 +1,12 @@
 import type grpc from "@grpc/grpc-js";
+import type { Http2UnaryChannel } from "../cluster/http2-unary-channel.js";
 import type { ClusterSnapshot } from "../routing/member-selection.js";
 
 /** What the proxies need from cluster tracking; an interface so tests can stand in for it. */
 export interface MemberDirectory {
   snapshot(): ClusterSnapshot;
   clientFor(memberId: string): grpc.Client | undefined;
+  unaryChannelFor(memberId: string): Http2UnaryChannel | undefined;
   markDown(memberId: string): void;
   refresh(): Promise<void>;
   onChange(listener: (snapshot: ClusterSnapshot) => void): () => void;

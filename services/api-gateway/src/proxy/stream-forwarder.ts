@@ -56,7 +56,7 @@ export class StreamForwarder {
         return;
       }
       failed.add(member.id);
-      this.metrics.retries.inc({ method });
+      this.metrics.retried(method);
       this.logger.debug({ method, member: member.id, details: status.details }, "stream retry");
       await sleep(retryDelayMs(attempt));
     }
@@ -81,7 +81,7 @@ export class StreamForwarder {
     method: string,
     member: string,
   ): void {
-    this.metrics.requests.inc({ method, member, code: grpc.status[status.code] ?? String(status.code) });
+    this.metrics.answered(method, member, status.code, undefined);
     if (status.code === grpc.status.OK) call.end(status.metadata);
     else call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
   }

@@ -4,7 +4,7 @@
 
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { unaryCall } from "../cluster/upstream-client.js";
+import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
@@ -15,8 +15,28 @@ import type { MemberDirectory } from "./member-directory.js";
 /** Metadata a caller sets to address a per-member RPC to one member (hex ID). */
 export const TARGET_MEMBER_METADATA = "gateway-member-id";
 
-// Headers grpc-js sets itself on the upstream call; copying the client's would duplicate them.
+// Headers grpc-js sets itself on the upstream call, and the gateway's own routing header.
 const NOT_FORWARDED = new Set(["user-agent", "host", ":authority", TARGET_MEMBER_METADATA]);
+
+/**
+ * Lets the caller abandon a forwarded call (its client went away). Cheaper than an
+ * AbortController, which allocates a DOMException on every abort: grpc-js reports
+ * 'cancelled' for every finished unary call.
+ */
+export class CallCancellation {
+  cancelled = false;
+  private cancelUpstream: (() => void) | undefined;
+
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.cancelUpstream?.();
+  }
+
+  track(cancelUpstream: (() => void) | undefined): void {
+    this.cancelUpstream = cancelUpstream;
+  }
+}
 
 export interface ForwarderOptions {
   /** Upper bound on attempts per call, the first included. */
@@ -25,15 +45,25 @@ export interface ForwarderOptions {
   retryBudgetMs: number;
 }
 
-export interface UnaryOutcome {
-  error: grpc.StatusObject | undefined;
-  response: Buffer | undefined;
-  trailers: grpc.Metadata | undefined;
-}
+export type UnaryOutcome = UnaryResult;
 
+/**
+ * The client's metadata as the member should see it. grpc-js overwrites user-agent on the
+ * upstream call itself, so the common case (nothing else to strip) forwards the incoming
+ * object as it is, without a copy on the hot path.
+ */
 export function forwardableMetadata(incoming: grpc.Metadata): grpc.Metadata {
+  const map = incoming.getMap();
+  let clean = true;
+  for (const key in map) {
+    if (key !== "user-agent" && (NOT_FORWARDED.has(key) || key.startsWith("grpc-"))) {
+      clean = false;
+      break;
+    }
+  }
+  if (clean) return incoming;
   const out = new grpc.Metadata();
-  for (const [key, value] of Object.entries(incoming.getMap())) {
+  for (const [key, value] of Object.entries(map)) {
     if (NOT_FORWARDED.has(key) || key.startsWith("grpc-")) continue;
     out.set(key, value);
   }
@@ -87,14 +117,14 @@ export class UnaryForwarder {
 
   /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
-   * `signal` aborts when the client goes away.
+   * `cancellation` is cancelled when the client goes away.
    */
   async forward(
     route: MethodRoute,
     request: Buffer,
     incoming: grpc.Metadata,
     deadline: grpc.Deadline | undefined,
-    signal: AbortSignal | undefined,
+    cancellation: CallCancellation | undefined,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
@@ -112,9 +142,9 @@ export class UnaryForwarder {
     let memberLabel = "none";
 
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
-      if (signal?.aborted) break;
+      if (cancellation?.cancelled) break;
       const member = selectMember(peeked.target, this.members.snapshot(), this.rr, failed);
-      const client = member === undefined ? undefined : this.members.clientFor(member.id);
+      const client = member === undefined ? undefined : this.members.unaryChannelFor(member.id);
       if (member === undefined || client === undefined) {
         if (peeked.target.kind === "member") {
           last = unavailable(`etcd-ts gateway: member ${peeked.target.id} is not known`);
@@ -126,14 +156,14 @@ export class UnaryForwarder {
         await this.members.refresh();
       } else {
         memberLabel = member.id;
-        const outcome = await this.callOnce(client, route.path, request, metadata, deadline, signal);
+        const outcome = await this.callOnce(client, route.path, request, metadata, deadline, cancellation);
         if (outcome.error === undefined) {
           last = outcome;
           break;
         }
         last = outcome;
         const { code, details } = outcome.error;
-        this.metrics.upstreamErrors.inc({ member: member.id, code: grpc.status[code] ?? String(code) });
+        this.metrics.upstreamError(member.id, code);
         const verdict = judgeFailure(code, details);
         if (verdict.memberDown) this.members.markDown(member.id);
         if (verdict.refresh) void this.members.refresh();
@@ -146,50 +176,35 @@ export class UnaryForwarder {
       }
       const delay = retryDelayMs(attempt);
       if (Date.now() + delay >= deadlineMs) break;
-      this.metrics.retries.inc({ method });
+      this.metrics.retried(method);
       await sleep(delay);
     }
 
     const result = last ?? unavailable("etcd-ts gateway: call cancelled");
-    const code = result.error?.code ?? grpc.status.OK;
-    this.metrics.requests.inc({ method, member: memberLabel, code: grpc.status[code] ?? String(code) });
-    this.metrics.latency.observe({ method }, (performance.now() - started) / 1000);
+    this.metrics.answered(
+      method,
+      memberLabel,
+      result.error?.code ?? grpc.status.OK,
+      (performance.now() - started) / 1000,
+    );
     return result;
   }
 
-  private callOnce(
-    client: grpc.Client,
+  private async callOnce(
+    channel: Http2UnaryChannel,
     path: string,
     request: Buffer,
     metadata: grpc.Metadata,
     deadline: grpc.Deadline | undefined,
-    signal: AbortSignal | undefined,
+    cancellation: CallCancellation | undefined,
   ): Promise<UnaryOutcome> {
-    return new Promise((resolve) => {
-      let result: UnaryOutcome | undefined;
-      const options: grpc.CallOptions =
-        deadline === undefined || deadline === Number.POSITIVE_INFINITY ? {} : { deadline };
-      const call = unaryCall(client, path, request, metadata, options, (err, response) => {
-        result = err
-          ? {
-              error: { code: err.code, details: err.details, metadata: err.metadata ?? new grpc.Metadata() },
-              response: undefined,
-              trailers: err.metadata,
-            }
-          : { error: undefined, response, trailers: undefined };
-      });
-      // grpc-js calls back first and emits the status (with trailers) right after.
-      call.on("status", (status: grpc.StatusObject) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(
-          result === undefined
-            ? { error: status, response: undefined, trailers: status.metadata }
-            : { ...result, trailers: status.metadata },
-        );
-      });
-      const onAbort = () => call.cancel();
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    const { result, cancel } = channel.call(path, request, metadata, deadlineToMs(deadline));
+    cancellation?.track(cancel);
+    try {
+      return await result;
+    } finally {
+      cancellation?.track(undefined);
+    }
   }
 }
 

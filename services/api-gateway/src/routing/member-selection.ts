@@ -43,9 +43,8 @@ export function selectMember(
   rr: RoundRobin,
   exclude: ReadonlySet<string> = new Set(),
 ): MemberState | undefined {
-  const candidates = snapshot.members.filter((m) => !exclude.has(m.id));
-  const voters = candidates.filter((m) => !m.isLearner);
-  const healthyVoters = voters.filter((m) => m.healthy);
+  const { candidates, voters, healthyVoters } =
+    exclude.size === 0 ? poolsOf(snapshot) : pools(snapshot, exclude);
   switch (target.kind) {
     case "member":
       return candidates.find((m) => m.id === target.id);
@@ -68,13 +67,40 @@ export function selectMember(
     }
     case "serializable": {
       const pool = target.learners ? candidates : voters;
-      return nearest(pool.filter((m) => m.healthy)) ?? nearest(pool);
+      return nearest(pool, true) ?? nearest(pool, false);
     }
   }
 }
 
-function nearest(members: readonly MemberState[]): MemberState | undefined {
+interface Pools {
+  candidates: readonly MemberState[];
+  voters: readonly MemberState[];
+  healthyVoters: readonly MemberState[];
+}
+
+function pools(snapshot: ClusterSnapshot, exclude: ReadonlySet<string>): Pools {
+  const candidates = snapshot.members.filter((m) => !exclude.has(m.id));
+  const voters = candidates.filter((m) => !m.isLearner);
+  return { candidates, voters, healthyVoters: voters.filter((m) => m.healthy) };
+}
+
+// Snapshots are immutable and replaced on change: their pools are computed once, not per call.
+const poolCache = new WeakMap<ClusterSnapshot, Pools>();
+
+function poolsOf(snapshot: ClusterSnapshot): Pools {
+  let cached = poolCache.get(snapshot);
+  if (cached === undefined) {
+    cached = pools(snapshot, new Set());
+    poolCache.set(snapshot, cached);
+  }
+  return cached;
+}
+
+function nearest(members: readonly MemberState[], healthyOnly = false): MemberState | undefined {
   let best: MemberState | undefined;
-  for (const m of members) if (best === undefined || m.latencyMs < best.latencyMs) best = m;
+  for (const m of members) {
+    if (healthyOnly && !m.healthy) continue;
+    if (best === undefined || m.latencyMs < best.latencyMs) best = m;
+  }
   return best;
 }

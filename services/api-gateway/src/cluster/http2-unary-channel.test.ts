@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import grpc from "@grpc/grpc-js";
+import { judgeFailure } from "../routing/failure-policy.js";
+import { freePort } from "../testing/etcd-cluster.js";
+import { decodeGrpcMessage, Http2UnaryChannel, unframe } from "./http2-unary-channel.js";
+import { passThrough } from "./upstream-client.js";
+
+describe("Http2UnaryChannel against a grpc-js server", () => {
+  let server: grpc.Server;
+  let address: string;
+  let channel: Http2UnaryChannel;
+
+  before(async () => {
+    server = new grpc.Server();
+    const unary = (
+      name: string,
+      handler: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => void,
+    ) => server.register(name, handler, passThrough, passThrough, "unary");
+    unary("/t.S/Echo", (call, cb) => {
+      const trailer = new grpc.Metadata();
+      trailer.set("x-seen-token", String(call.metadata.get("token")[0] ?? ""));
+      cb(null, Buffer.concat([Buffer.from("echo:"), call.request]), trailer);
+    });
+    unary("/t.S/Fail", (_call, cb) => {
+      const md = new grpc.Metadata();
+      md.set("x-why", "because");
+      cb({ code: grpc.status.FAILED_PRECONDITION, details: "etcdserver: not leader 100%", metadata: md });
+    });
+    unary("/t.S/Slow", (_call, cb) => {
+      setTimeout(() => cb(null, Buffer.from("late")), 500);
+    });
+    unary("/t.S/Big", (_call, cb) => cb(null, Buffer.alloc(3 * 1024 * 1024, 7)));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    address = `127.0.0.1:${port}`;
+    channel = new Http2UnaryChannel(address);
+  });
+
+  after(() => {
+    channel.close();
+    server.forceShutdown();
+  });
+
+  it("sends the bytes and metadata, and returns the answer and its trailers", async () => {
+    const md = new grpc.Metadata();
+    md.set("token", "abc");
+    const res = await channel.call("/t.S/Echo", Buffer.from("hi"), md, undefined).result;
+    assert.equal(res.error, undefined);
+    assert.equal(res.response?.toString(), "echo:hi");
+    assert.equal(res.trailers?.get("x-seen-token")[0], "abc");
+  });
+
+  it("relays status, percent-decoded details and trailers of an error", async () => {
+    const res = await channel.call("/t.S/Fail", Buffer.alloc(0), new grpc.Metadata(), undefined).result;
+    assert.equal(res.error?.code, grpc.status.FAILED_PRECONDITION);
+    assert.equal(res.error?.details, "etcdserver: not leader 100%");
+    assert.equal(res.error?.metadata.get("x-why")[0], "because");
+  });
+
+  it("reports unknown methods as the server does", async () => {
+    const res = await channel.call("/t.S/Nope", Buffer.alloc(0), new grpc.Metadata(), undefined).result;
+    assert.equal(res.error?.code, grpc.status.UNIMPLEMENTED);
+  });
+
+  it("enforces deadlines and cancellation", async () => {
+    const late = await channel.call("/t.S/Slow", Buffer.alloc(0), new grpc.Metadata(), Date.now() + 50)
+      .result;
+    assert.equal(late.error?.code, grpc.status.DEADLINE_EXCEEDED);
+    const call = channel.call("/t.S/Slow", Buffer.alloc(0), new grpc.Metadata(), undefined);
+    call.cancel();
+    assert.equal((await call.result).error?.code, grpc.status.CANCELLED);
+  });
+
+  it("carries responses larger than the default flow-control windows", async () => {
+    const res = await channel.call("/t.S/Big", Buffer.alloc(0), new grpc.Metadata(), undefined).result;
+    assert.equal(res.response?.length, 3 * 1024 * 1024);
+  });
+
+  it("says a call was never sent when nothing listens, so even writes may be retried", async () => {
+    const dead = new Http2UnaryChannel(`127.0.0.1:${await freePort()}`);
+    try {
+      const res = await dead.call("/t.S/Echo", Buffer.from("x"), new grpc.Metadata(), Date.now() + 2000)
+        .result;
+      assert.equal(res.error?.code, grpc.status.UNAVAILABLE);
+      assert.match(res.error!.details, /^No connection established/);
+      assert.equal(judgeFailure(res.error!.code, res.error!.details).retry, "any");
+    } finally {
+      dead.close();
+    }
+  });
+});
+
+describe("gRPC framing helpers", () => {
+  it("unframes exactly one uncompressed message", () => {
+    const msg = Buffer.from("abc");
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 3]), msg]);
+    assert.deepEqual(unframe([frame.subarray(0, 2), frame.subarray(2)]), msg);
+    assert.equal(unframe([Buffer.from([1, 0, 0, 0, 0])]), undefined, "compressed is refused");
+    assert.equal(unframe([frame.subarray(0, 6)]), undefined, "truncated is refused");
+  });
+
+  it("percent-decodes grpc-message", () => {
+    assert.equal(decodeGrpcMessage("a%20b"), "a b");
+    assert.equal(decodeGrpcMessage("100%"), "100%");
+  });
+});

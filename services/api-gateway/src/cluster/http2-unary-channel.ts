@@ -1,0 +1,290 @@
+// Unary gRPC calls to one member over a plain node:http2 session. The gateway's hottest
+// path only needs "send these bytes, give me the answer's bytes, status and trailers":
+// grpc-js's client stack (interceptors, resolver, load-balancer, per-call filters) costs a
+// large share of the proxy's CPU per call for features a fixed member address never uses.
+// Streams (watch, keep-alive, snapshot) still use grpc-js.
+//
+// Failure reporting follows grpc-js's wording where the retry policy depends on it: a
+// call that could not be written because no connection could be made fails with
+// "No connection established. ..." (safe to retry anything); a connection lost after the
+// request was written fails with "Connection dropped" (outcome unknown).
+
+import http2 from "node:http2";
+import grpc from "@grpc/grpc-js";
+
+export interface UnaryResult {
+  error: grpc.StatusObject | undefined;
+  response: Buffer | undefined;
+  trailers: grpc.Metadata | undefined;
+}
+
+const {
+  HTTP2_HEADER_METHOD,
+  HTTP2_HEADER_PATH,
+  HTTP2_HEADER_CONTENT_TYPE,
+  HTTP2_HEADER_TE,
+  HTTP2_HEADER_STATUS,
+  NGHTTP2_CANCEL,
+} = http2.constants;
+
+const KEEPALIVE_INTERVAL_MS = 5_000;
+const KEEPALIVE_TIMEOUT_MS = 2_000;
+// Large ranges should not crawl through 64 KiB windows.
+const WINDOW_BYTES = 8 * 1024 * 1024;
+
+/** One member's HTTP/2 session, reconnected lazily after it closes. */
+export class Http2UnaryChannel {
+  private session: http2.ClientHttp2Session | undefined;
+  private connected = false;
+  private lastError = "";
+  private keepalive: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(readonly address: string) {}
+
+  call(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    deadlineMs: number | undefined,
+  ): {
+    result: Promise<UnaryResult>;
+    cancel: () => void;
+  } {
+    let cancel: () => void = () => {};
+    const result = new Promise<UnaryResult>((resolve) => {
+      if (this.closed) {
+        resolve(failure(grpc.status.UNAVAILABLE, "Channel closed"));
+        return;
+      }
+      const session = this.ensureSession();
+      const wasConnected = this.connected;
+      const headers: http2.OutgoingHttpHeaders = metadata.toHttp2Headers();
+      headers[HTTP2_HEADER_METHOD] = "POST";
+      headers[HTTP2_HEADER_PATH] = path;
+      headers[HTTP2_HEADER_CONTENT_TYPE] = "application/grpc";
+      headers[HTTP2_HEADER_TE] = "trailers";
+      let timer: NodeJS.Timeout | undefined;
+      if (deadlineMs !== undefined) {
+        const remaining = Math.max(0, Math.ceil(deadlineMs - Date.now()));
+        headers["grpc-timeout"] = `${remaining}m`;
+      }
+
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session.request(headers);
+      } catch (err) {
+        resolve(failure(grpc.status.UNAVAILABLE, `No connection established. Last error: ${String(err)}`));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let status: number | undefined;
+      let details = "";
+      let trailers: grpc.Metadata | undefined;
+      let httpStatus = 0;
+      let settled = false;
+      let localError: grpc.StatusObject | undefined;
+
+      const readStatus = (h: http2.IncomingHttpHeaders) => {
+        const code = h["grpc-status"];
+        if (code === undefined) return;
+        status = Number(code);
+        const message = h["grpc-message"];
+        details = typeof message === "string" ? decodeGrpcMessage(message) : "";
+        trailers = metadataFrom(h);
+      };
+
+      stream.on("response", (h) => {
+        httpStatus = Number(h[HTTP2_HEADER_STATUS]);
+        readStatus(h); // a trailers-only answer carries the status in the headers
+      });
+      stream.on("trailers", readStatus);
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("error", (err: Error) => {
+        if (localError === undefined) {
+          const neverSent = !wasConnected && !this.connected;
+          localError = {
+            code: grpc.status.UNAVAILABLE,
+            details: neverSent
+              ? `No connection established. Last error: ${this.lastError || err.message}`
+              : "Connection dropped",
+            metadata: new grpc.Metadata(),
+          };
+        }
+      });
+      stream.on("close", () => {
+        if (timer !== undefined) clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        if (localError !== undefined && status === undefined) {
+          resolve({ error: localError, response: undefined, trailers: undefined });
+          return;
+        }
+        if (status === undefined) {
+          const dropped = httpStatus === 200 || httpStatus === 0;
+          resolve(
+            failure(
+              grpc.status.UNAVAILABLE,
+              dropped ? "Connection dropped" : `Received HTTP status code ${httpStatus}`,
+            ),
+          );
+          return;
+        }
+        if (status !== grpc.status.OK) {
+          resolve({
+            error: { code: status, details, metadata: trailers ?? new grpc.Metadata() },
+            response: undefined,
+            trailers,
+          });
+          return;
+        }
+        const message = unframe(chunks);
+        if (message === undefined) {
+          resolve(failure(grpc.status.INTERNAL, "etcd-ts gateway: malformed gRPC response framing"));
+          return;
+        }
+        resolve({ error: undefined, response: message, trailers });
+      });
+
+      const frame = Buffer.allocUnsafe(5);
+      frame[0] = 0;
+      frame.writeUInt32BE(request.length, 1);
+      stream.write(frame);
+      stream.end(request);
+
+      cancel = () => {
+        if (settled) return;
+        localError = {
+          code: grpc.status.CANCELLED,
+          details: "Cancelled on client",
+          metadata: new grpc.Metadata(),
+        };
+        stream.close(NGHTTP2_CANCEL);
+      };
+      if (deadlineMs !== undefined) {
+        timer = setTimeout(
+          () => {
+            if (settled) return;
+            localError = {
+              code: grpc.status.DEADLINE_EXCEEDED,
+              details: "Deadline exceeded",
+              metadata: new grpc.Metadata(),
+            };
+            stream.close(NGHTTP2_CANCEL);
+          },
+          Math.max(0, deadlineMs - Date.now()),
+        );
+      }
+    });
+    return { result, cancel: () => cancel() };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.keepalive !== undefined) clearInterval(this.keepalive);
+    this.session?.close();
+    this.session = undefined;
+  }
+
+  private ensureSession(): http2.ClientHttp2Session {
+    const current = this.session;
+    if (current !== undefined && !current.closed && !current.destroyed) return current;
+    this.connected = false;
+    const session = http2.connect(`http://${this.address}`, {
+      settings: { enablePush: false, initialWindowSize: WINDOW_BYTES },
+    });
+    this.session = session;
+    session.once("connect", () => {
+      this.connected = true;
+      this.lastError = "";
+      session.setLocalWindowSize(WINDOW_BYTES);
+    });
+    session.on("error", (err: Error) => {
+      this.lastError = err.message;
+    });
+    session.once("close", () => {
+      if (this.session === session) {
+        this.session = undefined;
+        this.connected = false;
+      }
+    });
+    session.once("goaway", () => {
+      // New calls go to a fresh session; calls in flight finish on this one.
+      if (this.session === session) this.session = undefined;
+    });
+    if (this.keepalive === undefined) {
+      // A member that vanishes without closing its socket is found by ping, not by the next
+      // call's deadline.
+      this.keepalive = setInterval(() => this.ping(), KEEPALIVE_INTERVAL_MS);
+      this.keepalive.unref();
+    }
+    session.unref();
+    return session;
+  }
+
+  private ping(): void {
+    const session = this.session;
+    if (session === undefined || !this.connected || session.destroyed) return;
+    const timer = setTimeout(
+      () => session.destroy(new Error("keepalive ping timed out")),
+      KEEPALIVE_TIMEOUT_MS,
+    );
+    timer.unref();
+    try {
+      session.ping(() => clearTimeout(timer));
+    } catch {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function failure(code: number, details: string): UnaryResult {
+  return {
+    error: { code, details, metadata: new grpc.Metadata() },
+    response: undefined,
+    trailers: undefined,
+  };
+}
+
+/** The single message of a unary response: 1 byte flags (0 = uncompressed), 4 bytes length. */
+export function unframe(chunks: Buffer[]): Buffer | undefined {
+  const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  if (data.length < 5 || data[0] !== 0) return undefined;
+  const length = data.readUInt32BE(1);
+  if (data.length !== 5 + length) return undefined;
+  return data.subarray(5);
+}
+
+/** grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
+export function decodeGrpcMessage(value: string): string {
+  if (!value.includes("%")) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+const RESERVED = new Set([
+  "grpc-status",
+  "grpc-message",
+  "grpc-status-details-bin",
+  "content-type",
+  "date",
+  "server",
+]);
+
+function metadataFrom(headers: http2.IncomingHttpHeaders): grpc.Metadata | undefined {
+  let md: grpc.Metadata | undefined;
+  for (const key in headers) {
+    if (key.startsWith(":") || RESERVED.has(key)) continue;
+    const value = headers[key];
+    if (value === undefined) continue;
+    md ??= new grpc.Metadata();
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (key.endsWith("-bin")) md.add(key, Buffer.from(v, "base64"));
+      else md.add(key, v);
+    }
+  }
+  return md;
+}
