@@ -29,7 +29,7 @@ import {
   StateRole,
   type Status,
 } from "../mod.js";
-import { dataKey, InvariantViolation, type LogView, SafetyChecker } from "./checker.js";
+import { dataKey, type LogView, SafetyChecker } from "./checker.js";
 import { KvStateMachine, proposalData } from "./kv-state-machine.js";
 import { type Delivery, type FaultRates, SimNetwork } from "./network.js";
 import { Prng } from "./prng.js";
@@ -46,7 +46,6 @@ export class SimNode {
   app: KvStateMachine | undefined;
   /** The configuration as of app.appliedIndex: what a snapshot taken now must record. */
   appConfState: ConfState = { voters: [], learners: [] };
-  incarnation = 0;
 
   constructor(
     readonly id: NodeId,
@@ -76,6 +75,8 @@ export interface ClusterStats {
   confChangesApplied: number;
   /** A leader applied its own removal. */
   leaderRemovals: number;
+  /** MsgTimeoutNow delivered: a leadership transfer reached its last step. */
+  timeoutNowDelivered: number;
   leadersElected: number;
   maxTerm: number;
 }
@@ -116,6 +117,7 @@ export class SimCluster {
     crashes: 0,
     confChangesApplied: 0,
     leaderRemovals: 0,
+    timeoutNowDelivered: 0,
     leadersElected: 0,
     maxTerm: 0,
   };
@@ -187,7 +189,6 @@ export class SimCluster {
     if (!node.up) return;
     node.raw = undefined;
     node.app = undefined;
-    node.incarnation++;
     this.checker.observeCrash(id);
     this.stats.crashes++;
     this.log(`crash ${id}`);
@@ -402,6 +403,7 @@ export class SimCluster {
     }
     const raw = receiver!.raw!;
     this.stats.delivered++;
+    if (m.type === MessageType.MsgTimeoutNow) this.stats.timeoutNowDelivered++;
     if (this.trace) this.log(`deliver ${describeMessage(m)}`);
     try {
       // A shallow copy: the network may deliver the same message again and the receiver owns
@@ -613,7 +615,8 @@ export class SimCluster {
     return this.checker.committedIndexOf(data);
   }
 
-  describeData(data: Uint8Array): string {
+  /** "p17" for a proposal's data: the label traces use for it. */
+  proposalLabel(data: Uint8Array): string {
     return dataKey(data).split(" ")[0];
   }
 }
@@ -630,5 +633,3 @@ function cloneConf(cs: ConfState): ConfState {
 function seededRandom(prng: Prng): () => number {
   return () => prng.next();
 }
-
-export { InvariantViolation };

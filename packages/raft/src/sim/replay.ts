@@ -8,6 +8,7 @@
 // Compiled: node packages/raft/dist/sim/replay.js --seed 12345
 
 import { parseArgs } from "node:util";
+import { InvariantViolation } from "./checker.js";
 import { DEFAULT_CHAOS_STEPS, runSchedule, ScheduleFailure, type ScheduleReport } from "./schedule.js";
 
 function main(): number {
@@ -45,7 +46,8 @@ function main(): number {
       if (!(err instanceof ScheduleFailure)) throw err;
       failures.push(err);
       process.stdout.write(`FAIL ${err.message}\n  replay: ${err.replayCommand}\n`);
-      if (count === 1 && err.cause instanceof Error && !(err.cause.name === "InvariantViolation")) {
+      // A thrown error that is not a checked invariant (the core threw, say): show where.
+      if (count === 1 && err.cause instanceof Error && !(err.cause instanceof InvariantViolation)) {
         process.stdout.write(`${err.cause.stack ?? ""}\n`);
       }
     }

@@ -420,7 +420,7 @@ function quietPhase(c: SimCluster): QuietPhaseReport {
   let refused = 0;
   for (let i = 0; i < QUIET_PROPOSALS; i++) {
     const outcome = c.propose(leader);
-    if (outcome.accepted) accepted.push({ data: outcome.data, label: c.describeData(outcome.data) });
+    if (outcome.accepted) accepted.push({ data: outcome.data, label: c.proposalLabel(outcome.data) });
     else refused++;
   }
   const reads: string[] = [];

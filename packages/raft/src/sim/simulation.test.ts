@@ -35,7 +35,7 @@ describe(`${SCHEDULES} random schedules`, () => {
   }
 
   // A simulator that quietly stopped exercising something would still pass the batches above.
-  it("exercised what they are meant to exercise", () => {
+  it("exercised what they are meant to exercise", (t) => {
     assert.equal(reports.length, SCHEDULES, "every schedule ran to the end");
     const total = (k: keyof ClusterStats) => reports.reduce((sum, r) => sum + r.stats[k], 0);
     const shapes = new Set(reports.map((r) => r.shape.cluster));
@@ -49,9 +49,19 @@ describe(`${SCHEDULES} random schedules`, () => {
       ["followerReadsAnswered", SCHEDULES / 2],
       ["confChangesApplied", SCHEDULES],
       ["leaderRemovals", SCHEDULES / 50],
+      ["timeoutNowDelivered", SCHEDULES / 5],
     ];
     for (const [k, min] of floor)
       assert.ok(total(k) >= min, `${k}: ${total(k)} over all schedules, want >= ${min}`);
+    for (const k of Object.keys(reports[0].stats) as (keyof ClusterStats)[]) {
+      t.diagnostic(`${k}: ${total(k)} in total, ${(total(k) / SCHEDULES).toFixed(1)} per schedule`);
+    }
+    const worst = (k: "ticksToLeader" | "ticksToSettle" | "ticksToCommit") =>
+      Math.max(...reports.map((r) => r.quiet[k]));
+    t.diagnostic(
+      `quiet phase, worst case: leader after ${worst("ticksToLeader")} ticks, settled after ` +
+        `${worst("ticksToSettle")} more, proposals committed after ${worst("ticksToCommit")} more`,
+    );
     const quietProposals = reports.reduce((sum, r) => sum + r.quiet.proposalsAccepted, 0);
     assert.ok(quietProposals >= 2 * SCHEDULES, `only ${quietProposals} quiet-phase proposals were accepted`);
   });
