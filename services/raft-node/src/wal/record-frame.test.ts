@@ -87,7 +87,7 @@ test("integers beyond 2^53 are refused on write", () => {
 });
 
 test("segment headers round-trip and a wrong magic is rejected", () => {
-  const header = { salt: 0xffffffff, seq: 12, firstIndex: 4097 };
+  const header = { salt: 0xffffffff, seq: 12, firstIndex: 4097, createdBytes: 200 };
   const payload = encodeSegmentHeaderPayload(header);
   assert.deepEqual(decodeSegmentHeaderPayload(payload), header);
   payload[0] ^= 1;

@@ -73,7 +73,7 @@ export function decodeSnapshotMarkerPayload(payload: Buffer): SnapshotMetadata {
 
 const SEGMENT_MAGIC = Buffer.from("etcdtsWL", "latin1");
 export const SEGMENT_FORMAT_VERSION = 1;
-const SEGMENT_HEADER_BYTES = 32;
+const SEGMENT_HEADER_BYTES = 40;
 
 export interface SegmentHeader {
   /** Random per WAL directory; seeds every later record's CRC (see record-frame.ts). */
@@ -82,6 +82,11 @@ export interface SegmentHeader {
   seq: number;
   /** The index the next entry appended to this segment was expected to have. */
   firstIndex: number;
+  /**
+   * Bytes (header included) written and synced before the segment got its name: damage
+   * below this offset is corruption even at the very end of the log, never a torn write.
+   */
+  createdBytes: number;
 }
 
 export function encodeSegmentHeaderPayload(header: SegmentHeader): Buffer {
@@ -91,6 +96,7 @@ export function encodeSegmentHeaderPayload(header: SegmentHeader): Buffer {
   buf.writeUInt32LE(header.salt >>> 0, 12);
   writeU64(buf, 16, header.seq);
   writeU64(buf, 24, header.firstIndex);
+  writeU64(buf, 32, header.createdBytes);
   return buf;
 }
 
@@ -103,7 +109,26 @@ export function decodeSegmentHeaderPayload(payload: Buffer): SegmentHeader {
       `segment format version ${version}, this build reads ${SEGMENT_FORMAT_VERSION}`,
     );
   }
-  return { salt: payload.readUInt32LE(12), seq: readU64(payload, 16), firstIndex: readU64(payload, 24) };
+  return {
+    salt: payload.readUInt32LE(12),
+    seq: readU64(payload, 16),
+    firstIndex: readU64(payload, 24),
+    createdBytes: readU64(payload, 32),
+  };
+}
+
+/**
+ * The bytes a new segment is created with: its header, then `carried` (records copied
+ * forward so the log stays replayable once older segments are released).
+ */
+export function encodeSegmentStart(salt: number, seq: number, firstIndex: number, carried: Buffer): Buffer {
+  const headerFrameBytes = paddedFrameBytes(SEGMENT_HEADER_BYTES);
+  const createdBytes = headerFrameBytes + carried.length;
+  const buf = Buffer.allocUnsafe(createdBytes);
+  encodeSegmentHeaderPayload({ salt, seq, firstIndex, createdBytes }).copy(buf, FRAME_HEADER_BYTES);
+  sealFrame(buf, 0, RecordType.SegmentHeader, SEGMENT_HEADER_BYTES, 0);
+  carried.copy(buf, headerFrameBytes);
+  return buf;
 }
 
 // --- SyncPoint ---------------------------------------------------------------------

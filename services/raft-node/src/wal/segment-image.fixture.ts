@@ -3,8 +3,8 @@
 // every record starts so tests can damage precise spots.
 
 import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
-import { encodeFrame, RecordType, readFrame } from "./record-frame.js";
-import { encodeSaveRecords, encodeSegmentHeaderPayload, encodeSyncPoint } from "./record-payloads.js";
+import { readFrame } from "./record-frame.js";
+import { encodeSaveRecords, encodeSegmentStart, encodeSyncPoint } from "./record-payloads.js";
 
 export interface GroupSpec {
   entries?: Entry[];
@@ -24,10 +24,9 @@ export function buildSegmentImage(
   firstIndex: number,
   groups: GroupSpec[],
   synced = true,
+  carried?: Buffer,
 ): SegmentImage {
-  const parts: Buffer[] = [
-    encodeFrame(RecordType.SegmentHeader, encodeSegmentHeaderPayload({ salt, seq, firstIndex }), 0),
-  ];
+  const parts: Buffer[] = [encodeSegmentStart(salt, seq, firstIndex, carried ?? Buffer.alloc(0))];
   let size = parts[0].length;
   const groupRecordOffsets: number[][] = [];
   for (const g of groups) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { RecordType, readFrame } from "./record-frame.js";
-import { decodeEntryPayload } from "./record-payloads.js";
+import { decodeEntryPayload, encodeSaveRecords } from "./record-payloads.js";
 import { buildSegmentImage, entries } from "./segment-image.fixture.js";
 import { scanSegment } from "./segment-scan.js";
 import { WalCorruptionError } from "./wal-errors.js";
@@ -136,4 +136,23 @@ test("a sync point copied to the wrong place is reported, not trusted", () => {
   assert.ok(read.ok);
   bytes.set(bytes.subarray(first, read.frame.end), second);
   assert.throws(() => scanSegment(bytes, FILE, true), /misplaced/);
+});
+
+test("damage in the records a segment was created with is corruption even at the log's end", () => {
+  const carried = encodeSaveRecords(
+    { term: 4, vote: 2, commit: 9 },
+    [],
+    { index: 9, term: 4, confState: { voters: [1], learners: [] } },
+    SALT,
+  );
+  const image = buildSegmentImage(SALT, 3, 10, [], true, carried);
+  assert.equal(scanSegment(image.bytes, FILE, true).records.length, 2);
+  const bytes = Buffer.from(image.bytes);
+  bytes[bytes.length - 10] ^= 0x20;
+  assert.throws(() => scanSegment(bytes, FILE, true), /synced when the segment was created/);
+  // Cut short, too: the created region was synced before the file got its name.
+  assert.throws(
+    () => scanSegment(image.bytes.subarray(0, image.bytes.length - 4), FILE, true),
+    WalCorruptionError,
+  );
 });

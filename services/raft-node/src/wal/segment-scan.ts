@@ -65,7 +65,7 @@ export function scanSegment(buf: Buffer, file: string, isLast: boolean): Scanned
   while (at < buf.length) {
     const result = readFrame(buf, at, header.salt);
     if (!result.ok) {
-      const torn = judgeDamage(buf, file, at, result.defect.detail, header.salt, isLast);
+      const torn = judgeDamage(buf, file, at, result.defect.detail, header.salt, header.createdBytes, isLast);
       return { header, records, end: at, torn };
     }
     const frame = result.frame;
@@ -91,10 +91,14 @@ function judgeDamage(
   badAt: number,
   defect: string,
   salt: number,
+  createdBytes: number,
   isLast: boolean,
 ): TornTail {
   if (!isLast) {
     throw new WalCorruptionError(file, badAt, `${defect}, in a segment that is not the last one`);
+  }
+  if (badAt < createdBytes) {
+    throw new WalCorruptionError(file, badAt, `${defect}, in records synced when the segment was created`);
   }
   let intactAfter = 0;
   let probe = badAt + FRAME_ALIGNMENT;

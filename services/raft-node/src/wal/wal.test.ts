@@ -388,3 +388,16 @@ test("open can replay from an older marker the caller picks from those found", a
   assert.equal(latest.recovered.entries[0].index, 21);
   await latest.wal.close();
 });
+
+test("a damaged snapshot marker in a fresh segment stops start-up instead of being cut off", async () => {
+  const dir = await freshDir();
+  const snapshot = { index: 100, term: 7, confState: { voters: [1, 2, 3], learners: [] } };
+  const wal = await Wal.create(dir, { snapshot });
+  await wal.close();
+  const [name] = await readdir(dir);
+  const path = join(dir, name);
+  const bytes = await readFile(path);
+  bytes[bytes.length - 3] ^= 0x01;
+  await writeFile(path, bytes);
+  await assert.rejects(Wal.open(dir), /synced when the segment was created/);
+});

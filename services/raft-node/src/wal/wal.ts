@@ -13,8 +13,7 @@ import { dirname, join } from "node:path";
 import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
 import { fsyncDir } from "./durable-fs.js";
 import { LogReplay, type SnapshotRef } from "./log-replay.js";
-import { encodeFrame, RecordType } from "./record-frame.js";
-import { encodeSaveRecords, encodeSegmentHeaderPayload, encodeSyncPoint } from "./record-payloads.js";
+import { encodeSaveRecords, encodeSegmentStart, encodeSyncPoint } from "./record-payloads.js";
 import { formatSegmentName, parseSegmentName } from "./segment-name.js";
 import { scanSegment, type TornTail } from "./segment-scan.js";
 import { WalCorruptionError, WalFailedError, WalNotFoundError } from "./wal-errors.js";
@@ -572,21 +571,17 @@ async function createSegmentFile(
 ): Promise<ActiveSegment> {
   const path = join(dir, formatSegmentName(seq, firstIndex));
   const tmp = `${path}${TEMP_SUFFIX}`;
-  const header = encodeFrame(
-    RecordType.SegmentHeader,
-    encodeSegmentHeaderPayload({ salt, seq, firstIndex }),
-    0,
-  );
-  const carried = encodeSaveRecords(hardState, [], marker, salt);
+  const start = encodeSegmentStart(salt, seq, firstIndex, encodeSaveRecords(hardState, [], marker, salt));
   const handle = await open(tmp, "wx");
   try {
-    const total = header.length + carried.length;
-    const { bytesWritten } = await handle.writev([header, carried], 0);
-    if (bytesWritten !== total) throw new Error(`short write to ${tmp}: ${bytesWritten} of ${total} bytes`);
+    const { bytesWritten } = await handle.write(start, 0, start.length, 0);
+    if (bytesWritten !== start.length) {
+      throw new Error(`short write to ${tmp}: ${bytesWritten} of ${start.length} bytes`);
+    }
     if (sync) await handle.sync();
     await rename(tmp, path);
     if (sync) await fsyncDir(dir);
-    return { seq, firstIndex, path, maxEntryIndex: 0, handle, size: total };
+    return { seq, firstIndex, path, maxEntryIndex: 0, handle, size: start.length };
   } catch (err) {
     await handle.close();
     throw err;
