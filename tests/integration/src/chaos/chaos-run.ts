@@ -1,0 +1,292 @@
+// One chaos run, end to end: start a cluster, run the workload and watchers while the nemesis
+// injects faults, heal, let everything settle, then check the history.
+
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { EtcdEndpoint } from "../cluster/etcd-client.js";
+import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluster/local-cluster.js";
+import { type FaultRecord, HistoryRecorder, type Operation, type WatcherRecord } from "./history.js";
+import { checkLinearizability, type LinearizabilityReport } from "./linearizability.js";
+import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
+import { SeededRandom } from "./seeded-random.js";
+import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
+import { classifyError, Watcher, Workload } from "./workload.js";
+
+export interface ChaosOptions {
+  target: TargetKind;
+  seed: number;
+  /** How long the workload runs under faults, in seconds. */
+  durationSec: number;
+  clients?: number;
+  keys?: number;
+  watchers?: number;
+  faults?: readonly FaultKind[];
+  opTimeoutMs?: number;
+  thinkMs?: number;
+  holdMs?: [number, number];
+  quietMs?: [number, number];
+  snapshotCount?: number;
+  /** Keep data dirs and logs, and write history.json etc. there. */
+  keepFiles?: boolean;
+  baseDir?: string;
+  /** Progress lines go here. */
+  log?: (line: string) => void;
+  /** Per-key search budget for the checker. */
+  checkMillisPerKey?: number;
+}
+
+export interface ChaosResult {
+  options: ChaosOptions;
+  verdict: "ok" | "violation" | "unknown";
+  history: Operation[];
+  faults: FaultRecord[];
+  watchers: WatcherRecord[];
+  exits: MemberExit[];
+  linearizability: LinearizabilityReport;
+  watches: WatchReport;
+  revisions: WatchProblem[];
+  /** Why the run could not finish its settle phase, if it could not. */
+  settleProblems: string[];
+  timings: { startupMs: number; workloadMs: number; settleMs: number; checkMs: number };
+  /** performance.now() when the workload started: times in the summary are relative to it. */
+  epoch: number;
+  baseDir: string;
+  summary: string;
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const log = options.log ?? (() => {});
+  const rng = new SeededRandom(options.seed);
+  const prefix = "/chaos/";
+  const keys = Array.from({ length: options.keys ?? 4 }, (_, i) => `${prefix}k${i}`);
+  const t0 = performance.now();
+  const cluster = await LocalCluster.create({
+    target: options.target,
+    snapshotCount: options.snapshotCount,
+    baseDir: options.baseDir,
+    token: `chaos-${options.seed}`,
+  });
+  log(`cluster: ${options.target}, files in ${cluster.options.baseDir}`);
+  const endpoints = cluster.clientEndpoints().map((a) => new EtcdEndpoint(a));
+  const recorder = new HistoryRecorder();
+  const settleProblems: string[] = [];
+  let watchers: Watcher[] = [];
+  let nemesis: Nemesis | undefined;
+  let startupMs = 0;
+  let workloadMs = 0;
+  let settleMs = 0;
+  let epoch = 0;
+  try {
+    await cluster.startAll();
+    const leader = await cluster.waitForLeader(60_000);
+    startupMs = performance.now() - t0;
+    log(`leader m${leader} after ${(startupMs / 1000).toFixed(1)}s`);
+
+    watchers = Array.from(
+      { length: options.watchers ?? 3 },
+      (_, id) => new Watcher({ id, endpoints, prefix, startRevision: 1 }),
+    );
+    for (const w of watchers) w.start();
+    const workload = new Workload({
+      endpoints,
+      recorder,
+      seed: options.seed,
+      clients: options.clients ?? 8,
+      keys,
+      opTimeoutMs: options.opTimeoutMs ?? 2_000,
+      thinkMs: options.thinkMs ?? 20,
+      maxOpsPerClient: 1_000_000,
+    });
+    nemesis = new Nemesis(cluster, rng, {
+      faults: options.faults ?? FAULT_KINDS,
+      holdMs: options.holdMs ?? [1_000, 5_000],
+      quietMs: options.quietMs ?? [1_000, 3_000],
+    });
+    const tw = performance.now();
+    epoch = tw;
+    workload.start();
+    nemesis.start();
+    const progress = setInterval(() => {
+      const done = recorder.ops.filter((o) => o.completedAt !== undefined || o.outcome === "unknown").length;
+      const last = nemesis?.log.at(-1);
+      log(
+        `  ${Math.round((performance.now() - tw) / 1000)}s: ${done} ops; last fault: ${last ? `${last.kind} ${last.detail}` : "none"}`,
+      );
+    }, 10_000);
+    await sleep(options.durationSec * 1000);
+    clearInterval(progress);
+    await nemesis.stop();
+    await workload.stop();
+    workloadMs = performance.now() - tw;
+    log(
+      `workload stopped after ${(workloadMs / 1000).toFixed(1)}s, ${recorder.ops.length} ops, ${nemesis.log.length} faults`,
+    );
+
+    // Settle: every member back, one leader, then a final read of every key (recorded, so a
+    // lost write shows up in the history) and time for the watchers to catch up.
+    const ts = performance.now();
+    try {
+      await cluster.waitForLeader(60_000);
+    } catch (err) {
+      settleProblems.push(`after healing: ${(err as Error).message}`);
+    }
+    for (const key of keys) {
+      let done = false;
+      for (let attempt = 0; attempt < 20 && !done; attempt++) {
+        const op = recorder.invoke({ process: 1000 + attempt, kind: "read", key });
+        try {
+          const r = await endpoints[attempt % endpoints.length].get(key, 3_000);
+          recorder.complete(op, "ok", { output: r.value, revision: r.revision, modRevision: r.modRevision });
+          done = true;
+        } catch (err) {
+          recorder.complete(op, classifyError(err).outcome, { error: classifyError(err).error });
+          await sleep(500);
+        }
+      }
+      if (!done) settleProblems.push(`final read of ${key} never succeeded after healing`);
+    }
+    const target = Math.max(
+      0,
+      ...recorder.ops.map((o) => (o.outcome === "ok" && o.kind !== "read" ? (o.revision ?? 0) : 0)),
+    );
+    const catchUpUntil = performance.now() + 20_000;
+    while (performance.now() < catchUpUntil && watchers.some((w) => w.lastRevision() < target))
+      await sleep(200);
+    for (const w of watchers) {
+      if (w.lastRevision() < target) {
+        settleProblems.push(
+          `watcher ${w.record.id} reached revision ${w.lastRevision()} of ${target} 20 s after healing`,
+        );
+      }
+    }
+    settleMs = performance.now() - ts;
+  } finally {
+    await Promise.all(watchers.map((w) => w.stop()));
+    await nemesis?.stop().catch(() => {});
+    for (const e of endpoints) e.close();
+    await cluster.close({ keepFiles: options.keepFiles });
+  }
+
+  log("checking...");
+  const tc = performance.now();
+  const history = recorder.ops;
+  const linearizability = checkLinearizability(history, {
+    maxMillisPerKey: options.checkMillisPerKey ?? 60_000,
+  });
+  const watcherRecords = watchers.map((w) => w.record);
+  const watches = checkWatches(history, watcherRecords);
+  const revisions = checkRevisions(history);
+  const checkMs = performance.now() - tc;
+  const crashes = cluster.exits.filter((e) => e.unexpected);
+  const broken =
+    linearizability.verdict === "violation" ||
+    !watches.ok ||
+    revisions.length > 0 ||
+    crashes.length > 0 ||
+    settleProblems.length > 0;
+  const verdict = broken ? "violation" : linearizability.verdict === "unknown" ? "unknown" : "ok";
+  const result: ChaosResult = {
+    options,
+    verdict,
+    history,
+    faults: nemesis?.log ?? [],
+    watchers: watcherRecords,
+    exits: cluster.exits,
+    linearizability,
+    watches,
+    revisions,
+    settleProblems,
+    timings: { startupMs, workloadMs, settleMs, checkMs },
+    epoch,
+    baseDir: cluster.options.baseDir,
+    summary: "",
+  };
+  result.summary = summarize(result);
+  if (options.keepFiles) await saveRun(result);
+  return result;
+}
+
+export async function saveRun(result: ChaosResult): Promise<string> {
+  const dir = join(result.baseDir, "run");
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "history.json"), JSON.stringify(result.history));
+  await writeFile(join(dir, "watchers.json"), JSON.stringify(result.watchers));
+  await writeFile(join(dir, "faults.json"), JSON.stringify(result.faults, null, 1));
+  await writeFile(join(dir, "summary.txt"), `${result.summary}\n`);
+  return dir;
+}
+
+export function summarize(r: ChaosResult): string {
+  const lines: string[] = [];
+  const o = r.options;
+  const at = (t: number) => `${((t - r.epoch) / 1000).toFixed(1)}s`;
+  lines.push(
+    `chaos run: target=${o.target} seed=${o.seed} duration=${o.durationSec}s verdict=${r.verdict.toUpperCase()}`,
+  );
+  const count = (f: (op: Operation) => boolean) => r.history.filter(f).length;
+  for (const kind of ["read", "write", "cas"] as const) {
+    const ofKind = (op: Operation) => op.kind === kind;
+    const casDetail =
+      kind === "cas"
+        ? ` (applied ${count((op) => ofKind(op) && op.outcome === "ok" && op.succeeded === true)}, refused ${count((op) => ofKind(op) && op.outcome === "ok" && op.succeeded === false)})`
+        : "";
+    lines.push(
+      `  ${kind.padEnd(5)}: ${count(ofKind)} ops: ok ${count((op) => ofKind(op) && op.outcome === "ok")}${casDetail}, fail ${count((op) => ofKind(op) && op.outcome === "fail")}, unknown ${count((op) => ofKind(op) && op.outcome === "unknown")}`,
+    );
+  }
+  const errors = new Map<string, number>();
+  for (const op of r.history)
+    if (op.error) errors.set(op.error.slice(0, 90), (errors.get(op.error.slice(0, 90)) ?? 0) + 1);
+  const topErrors = [...errors].sort((a, b) => b[1] - a[1]).slice(0, 6);
+  if (topErrors.length > 0) {
+    lines.push("  most frequent errors:");
+    for (const [e, n] of topErrors) lines.push(`    ${n} x ${e}`);
+  }
+  const byKind = new Map<string, number>();
+  for (const f of r.faults) byKind.set(f.kind, (byKind.get(f.kind) ?? 0) + 1);
+  lines.push(
+    `  faults: ${r.faults.length} (${[...byKind].map(([k, n]) => `${k} ${n}`).join(", ") || "none"})`,
+  );
+  for (const f of r.faults) {
+    lines.push(
+      `    ${at(f.startedAt)}-${f.endedAt === undefined ? "?" : at(f.endedAt)} ${f.kind}: ${f.detail}`,
+    );
+  }
+  const crashes = r.exits.filter((e) => e.unexpected);
+  lines.push(`  member exits not caused by the nemesis: ${crashes.length}`);
+  for (const e of crashes)
+    lines.push(`    m${e.member} exited code=${e.code} signal=${e.signal} at ${at(e.at)}`);
+  lines.push(
+    `  watchers: ${r.watchers.map((w) => `#${w.id} ${w.events.length} events, ${w.restarts} re-watches`).join("; ")}`,
+  );
+  lines.push(
+    `  timings: startup ${(r.timings.startupMs / 1000).toFixed(1)}s, workload ${(r.timings.workloadMs / 1000).toFixed(1)}s, settle ${(r.timings.settleMs / 1000).toFixed(1)}s, checking ${(r.timings.checkMs / 1000).toFixed(1)}s`,
+  );
+  lines.push(
+    `  linearizability: ${r.linearizability.verdict} (${(r.linearizability.millis / 1000).toFixed(2)}s)`,
+  );
+  for (const k of r.linearizability.keys) {
+    lines.push(
+      `    ${k.key}: ${k.verdict}${k.reason ? ` (${k.reason})` : ""}; ${k.ops} ops checked, ${k.unknownOps} unknown, ${k.steps} steps, ${(k.millis / 1000).toFixed(2)}s`,
+    );
+  }
+  for (const k of r.linearizability.keys)
+    if (k.counterexample) lines.push(indent(k.counterexample.text, "    "));
+  lines.push(
+    `  watches: ${r.watches.ok ? "ok" : `${r.watches.problems.length} problems`} (${r.watches.eventsChecked} events against ${r.watches.acknowledgedWrites} acknowledged writes)`,
+  );
+  for (const p of r.watches.problems.slice(0, 20)) lines.push(`    ${p.kind}: ${p.detail}`);
+  if (r.watches.problems.length > 20) lines.push(`    ... ${r.watches.problems.length - 20} more`);
+  lines.push(`  revisions: ${r.revisions.length === 0 ? "ok" : `${r.revisions.length} problems`}`);
+  for (const p of r.revisions.slice(0, 20)) lines.push(`    ${p.kind}: ${p.detail}`);
+  for (const p of r.settleProblems) lines.push(`  settle: ${p}`);
+  lines.push(`  member logs: ${r.options.keepFiles ? r.baseDir : "(removed; run with --keep to keep)"}`);
+  return lines.join("\n");
+}
+
+function indent(text: string, by: string): string {
+  return text
+    .split("\n")
+    .map((l) => by + l)
+    .join("\n");
+}

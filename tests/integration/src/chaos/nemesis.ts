@@ -1,0 +1,161 @@
+// Injects one fault at a time into a LocalCluster, on a seeded schedule: a fault, held for a
+// while, healed, then a quiet spell so the cluster can recover and clients make progress.
+
+import { type LocalCluster, sleep } from "../cluster/local-cluster.js";
+import type { LinkState } from "../cluster/peer-network.js";
+import { type FaultRecord, now } from "./history.js";
+import type { SeededRandom } from "./seeded-random.js";
+
+export type FaultKind =
+  /** SIGKILL a random member, restart it after the hold. */
+  | "kill"
+  /** SIGKILL the current leader (as Maintenance.Status reports it), restart after the hold. */
+  | "kill-leader"
+  /** SIGTERM a random member and restart it: a graceful restart. */
+  | "restart"
+  /** SIGSTOP a random member, SIGCONT after the hold: a process that freezes, then wakes believing nothing happened. */
+  | "pause"
+  /** Cut every link into and out of one member (the leader half the time). */
+  | "isolate"
+  /** Cut one direction of one link: a sends nothing to b, b still reaches a. */
+  | "one-way"
+  /** Split a member from one other member only (both directions); the third still sees both. */
+  | "bridge";
+
+export const FAULT_KINDS: readonly FaultKind[] = [
+  "kill",
+  "kill-leader",
+  "restart",
+  "pause",
+  "isolate",
+  "one-way",
+  "bridge",
+];
+
+export interface NemesisOptions {
+  faults: readonly FaultKind[];
+  holdMs: [number, number];
+  quietMs: [number, number];
+}
+
+export class Nemesis {
+  readonly log: FaultRecord[] = [];
+  private readonly stopping = new AbortController();
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly cluster: LocalCluster,
+    private readonly rng: SeededRandom,
+    private readonly options: NemesisOptions,
+  ) {
+    const needsProxy = options.faults.some((f) => f === "isolate" || f === "one-way" || f === "bridge");
+    if (needsProxy && !cluster.network) throw new Error("link faults need a cluster created with proxyPeers");
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  /** Stops scheduling, heals the fault in progress, and brings every member back. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop;
+    await this.healEverything();
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopping.signal;
+    const { holdMs, quietMs } = this.options;
+    await sleep(this.rng.int(quietMs[0], quietMs[1]), signal);
+    while (!signal.aborted) {
+      const kind = this.rng.pick(this.options.faults);
+      const hold = this.rng.int(holdMs[0], holdMs[1]);
+      const record: FaultRecord = { kind, detail: "", startedAt: now() };
+      this.log.push(record);
+      const heal = await this.inject(kind, record);
+      await sleep(hold, signal);
+      await heal();
+      record.endedAt = now();
+      await sleep(this.rng.int(quietMs[0], quietMs[1]), signal);
+    }
+  }
+
+  /** Applies a fault and returns how to undo it. */
+  private async inject(kind: FaultKind, record: FaultRecord): Promise<() => Promise<void>> {
+    const c = this.cluster;
+    const n = c.members.length;
+    const randomMember = () => this.rng.int(0, n - 1);
+    const linkState = (): LinkState => (this.rng.chance(0.5) ? "stall" : "drop");
+    switch (kind) {
+      case "kill":
+      case "kill-leader": {
+        let m = randomMember();
+        if (kind === "kill-leader") {
+          let leader = await c.leader();
+          for (let i = 0; i < 6 && leader === undefined; i++) {
+            await sleep(500);
+            leader = await c.leader();
+          }
+          if (leader === undefined) record.detail = "no leader found; killing a random member instead; ";
+          else m = leader;
+        }
+        record.detail += `SIGKILL m${m}`;
+        await c.kill(m);
+        return async () => {
+          c.start(m);
+        };
+      }
+      case "restart": {
+        const m = randomMember();
+        record.detail = `SIGTERM m${m}, restart`;
+        await c.stop(m);
+        return async () => {
+          c.start(m);
+        };
+      }
+      case "pause": {
+        const m = randomMember();
+        record.detail = `SIGSTOP m${m}`;
+        c.pause(m);
+        return async () => c.resume(m);
+      }
+      case "isolate": {
+        const leader = this.rng.chance(0.5) ? await c.leader() : undefined;
+        const m = leader ?? randomMember();
+        const state = linkState();
+        record.detail = `isolate m${m}${leader !== undefined ? " (leader)" : ""}: ${state}`;
+        c.network!.isolate(m, state);
+        return async () => c.network!.isolate(m, "open");
+      }
+      case "one-way": {
+        const a = randomMember();
+        const b = (a + this.rng.int(1, n - 1)) % n;
+        const state = linkState();
+        record.detail = `m${a} -> m${b}: ${state}`;
+        c.network!.setLink(a, b, state);
+        return async () => c.network!.setLink(a, b, "open");
+      }
+      case "bridge": {
+        const a = randomMember();
+        const b = (a + this.rng.int(1, n - 1)) % n;
+        const state = linkState();
+        record.detail = `m${a} <-> m${b}: ${state}`;
+        c.network!.setLink(a, b, state);
+        c.network!.setLink(b, a, state);
+        return async () => {
+          c.network!.setLink(a, b, "open");
+          c.network!.setLink(b, a, "open");
+        };
+      }
+    }
+  }
+
+  private async healEverything(): Promise<void> {
+    const c = this.cluster;
+    c.network?.healAll();
+    for (let i = 0; i < c.members.length; i++) {
+      if (c.isPaused(i)) c.resume(i);
+      if (!c.isRunning(i)) c.start(i);
+    }
+  }
+}

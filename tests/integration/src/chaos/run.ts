@@ -1,0 +1,52 @@
+// The longer chaos run, from the command line:
+//
+//   node --conditions=source --import tsx tests/integration/src/chaos/run.ts \
+//     --target etcd|etcd-ts|etcd-ts-dist --duration 600 --seed 42 [--clients 8] [--keys 4]
+//     [--faults kill,kill-leader,restart,pause,isolate,one-way,bridge] [--snapshot-count N] [--keep]
+//
+// Prints a summary (ops by outcome, faults injected, checker verdicts, time spent checking)
+// and exits 1 unless the verdict is ok. With --keep, the member logs and the history stay in
+// the run's directory (printed at the end).
+
+import { parseArgs } from "node:util";
+import { TARGET_KINDS, type TargetKind } from "../cluster/local-cluster.js";
+import { runChaos } from "./chaos-run.js";
+import { FAULT_KINDS, type FaultKind } from "./nemesis.js";
+
+const { values } = parseArgs({
+  options: {
+    target: { type: "string", default: "etcd" },
+    duration: { type: "string", default: "60" },
+    seed: { type: "string" },
+    clients: { type: "string", default: "8" },
+    keys: { type: "string", default: "4" },
+    watchers: { type: "string", default: "3" },
+    faults: { type: "string", default: FAULT_KINDS.join(",") },
+    "op-timeout": { type: "string", default: "2000" },
+    "snapshot-count": { type: "string" },
+    keep: { type: "boolean", default: false },
+  },
+});
+
+const target = values.target as TargetKind;
+if (!TARGET_KINDS.includes(target)) throw new Error(`--target must be one of ${TARGET_KINDS.join(", ")}`);
+const faults = values.faults.split(",").filter((f) => f.length > 0) as FaultKind[];
+for (const f of faults)
+  if (!FAULT_KINDS.includes(f)) throw new Error(`unknown fault ${f}; known: ${FAULT_KINDS.join(", ")}`);
+const seed = values.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(values.seed);
+
+const result = await runChaos({
+  target,
+  seed,
+  durationSec: Number(values.duration),
+  clients: Number(values.clients),
+  keys: Number(values.keys),
+  watchers: Number(values.watchers),
+  faults,
+  opTimeoutMs: Number(values["op-timeout"]),
+  snapshotCount: values["snapshot-count"] === undefined ? undefined : Number(values["snapshot-count"]),
+  keepFiles: values.keep,
+  log: (line) => console.log(line),
+});
+console.log(result.summary);
+process.exit(result.verdict === "ok" ? 0 : 1);

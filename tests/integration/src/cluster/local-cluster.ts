@@ -1,0 +1,335 @@
+// A cluster of member processes on loopback, started with etcd's flags, which a test can
+// kill, pause, restart and partition. The same launcher runs real etcd or our raft-node, so a
+// test written against one runs against the other by changing `target`.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { EtcdEndpoint, type StatusResult } from "./etcd-client.js";
+import { PeerNetwork } from "./peer-network.js";
+
+/**
+ * etcd: /usr/bin/etcd (or $ETCD_BIN).
+ * etcd-ts: our member, from TypeScript sources through tsx.
+ * etcd-ts-dist: our member, compiled (services/raft-node/dist/main.js; run `tsc -b` first).
+ */
+export type TargetKind = "etcd" | "etcd-ts" | "etcd-ts-dist";
+
+export const TARGET_KINDS: readonly TargetKind[] = ["etcd", "etcd-ts", "etcd-ts-dist"];
+
+export interface ClusterOptions {
+  target: TargetKind;
+  size?: number;
+  host?: string;
+  heartbeatMs?: number;
+  electionMs?: number;
+  /** Passed as --snapshot-count when set, to exercise snapshots during a short run. */
+  snapshotCount?: number;
+  /** Where data dirs and logs go; a fresh temp dir when unset. */
+  baseDir?: string;
+  /** Route peer traffic through PeerNetwork proxies (needed for link faults). */
+  proxyPeers?: boolean;
+  /** Token for --initial-cluster-token; distinct per run so stray members cannot join. */
+  token?: string;
+}
+
+export interface MemberInfo {
+  index: number;
+  name: string;
+  clientPort: number;
+  /** Where the member listens for peers. */
+  peerPort: number;
+  /** What it advertises: the proxy when peers are proxied, else peerPort. */
+  advertisedPeerPort: number;
+  dataDir: string;
+  logFile: string;
+}
+
+export interface MemberExit {
+  member: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when this harness did not ask for it: a crash. */
+  unexpected: boolean;
+  at: number;
+}
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
+
+/** Free loopback ports: bind port 0, note it, release. Good enough on a test machine. */
+async function freePorts(host: string, count: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const server = net.createServer();
+    await new Promise<void>((ok, fail) => {
+      server.once("error", fail);
+      server.listen(0, host, () => ok());
+    });
+    servers.push(server);
+    ports.push((server.address() as net.AddressInfo).port);
+  }
+  await Promise.all(servers.map((s) => new Promise<void>((ok) => s.close(() => ok()))));
+  return ports;
+}
+
+interface Running {
+  child: ChildProcess;
+  exited: Promise<void>;
+  log: WriteStream;
+  expectedExit: boolean;
+  paused: boolean;
+}
+
+export class LocalCluster {
+  readonly members: MemberInfo[];
+  readonly exits: MemberExit[] = [];
+  readonly network: PeerNetwork | undefined;
+  private readonly running = new Map<number, Running>();
+  private readonly endpoints: EtcdEndpoint[];
+  private ownsBaseDir = false;
+
+  private constructor(
+    readonly options: Required<Omit<ClusterOptions, "snapshotCount">> & { snapshotCount?: number },
+    members: MemberInfo[],
+  ) {
+    this.members = members;
+    if (options.proxyPeers) {
+      this.network = new PeerNetwork(
+        options.host,
+        members.map((m) => m.advertisedPeerPort),
+        members.map((m) => m.peerPort),
+        () => this.pids(),
+      );
+    }
+    this.endpoints = members.map((m) => new EtcdEndpoint(`${options.host}:${m.clientPort}`));
+  }
+
+  static async create(options: ClusterOptions): Promise<LocalCluster> {
+    const host = options.host ?? "127.0.0.1";
+    const size = options.size ?? 3;
+    const proxyPeers = options.proxyPeers ?? true;
+    const baseDir = options.baseDir ?? (await mkdtemp(join(tmpdir(), "etcd-ts-cluster-")));
+    const ports = await freePorts(host, size * 3);
+    const members: MemberInfo[] = [];
+    for (let i = 0; i < size; i++) {
+      const peerPort = ports[size + i];
+      members.push({
+        index: i,
+        name: `m${i}`,
+        clientPort: ports[i],
+        peerPort,
+        advertisedPeerPort: proxyPeers ? ports[2 * size + i] : peerPort,
+        dataDir: join(baseDir, `m${i}.data`),
+        logFile: join(baseDir, `m${i}.log`),
+      });
+    }
+    await mkdir(baseDir, { recursive: true });
+    const cluster = new LocalCluster(
+      {
+        target: options.target,
+        size,
+        host,
+        heartbeatMs: options.heartbeatMs ?? 100,
+        electionMs: options.electionMs ?? 1000,
+        snapshotCount: options.snapshotCount,
+        baseDir,
+        proxyPeers,
+        token: options.token ?? `chaos-${process.pid}-${Date.now()}`,
+      },
+      members,
+    );
+    cluster.ownsBaseDir = options.baseDir === undefined;
+    await cluster.network?.start();
+    return cluster;
+  }
+
+  clientEndpoints(): string[] {
+    return this.members.map((m) => `${this.options.host}:${m.clientPort}`);
+  }
+
+  peerEndpoints(): string[] {
+    return this.members.map((m) => `${this.options.host}:${m.advertisedPeerPort}`);
+  }
+
+  isRunning(i: number): boolean {
+    return this.running.has(i);
+  }
+
+  isPaused(i: number): boolean {
+    return this.running.get(i)?.paused ?? false;
+  }
+
+  pid(i: number): number | undefined {
+    return this.running.get(i)?.child.pid;
+  }
+
+  pids(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const [i, r] of this.running) if (r.child.pid !== undefined) out.set(i, r.child.pid);
+    return out;
+  }
+
+  async startAll(): Promise<void> {
+    for (let i = 0; i < this.members.length; i++) this.start(i);
+  }
+
+  /** Starts member i (first boot or restart: with a data dir, the initial-cluster flags are ignored). */
+  start(i: number): void {
+    if (this.running.has(i)) throw new Error(`member ${i} is already running`);
+    const m = this.members[i];
+    const { command, args } = this.commandLine(m);
+    const log = createWriteStream(m.logFile, { flags: "a" });
+    log.write(`\n==== ${new Date().toISOString()} starting: ${command} ${args.join(" ")}\n`);
+    const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    const entry: Running = { child, log, expectedExit: false, paused: false, exited: Promise.resolve() };
+    entry.exited = new Promise<void>((resolveExit) => {
+      child.once("exit", (code, signal) => {
+        this.exits.push({ member: i, code, signal, unexpected: !entry.expectedExit, at: performance.now() });
+        log.write(`\n==== exited code=${code} signal=${signal}\n`);
+        if (this.running.get(i) === entry) this.running.delete(i);
+        resolveExit();
+      });
+    });
+    this.running.set(i, entry);
+  }
+
+  /** SIGTERM, and wait for the process to exit (SIGKILL after `graceMs`). */
+  async stop(i: number, graceMs = 10_000): Promise<void> {
+    const r = this.running.get(i);
+    if (!r) return;
+    r.expectedExit = true;
+    if (r.paused) r.child.kill("SIGCONT");
+    r.child.kill("SIGTERM");
+    const timer = setTimeout(() => r.child.kill("SIGKILL"), graceMs);
+    await r.exited;
+    clearTimeout(timer);
+  }
+
+  async kill(i: number): Promise<void> {
+    const r = this.running.get(i);
+    if (!r) return;
+    r.expectedExit = true;
+    r.child.kill("SIGKILL");
+    await r.exited;
+  }
+
+  pause(i: number): void {
+    const r = this.running.get(i);
+    if (!r || r.paused) return;
+    r.child.kill("SIGSTOP");
+    r.paused = true;
+  }
+
+  resume(i: number): void {
+    const r = this.running.get(i);
+    if (!r?.paused) return;
+    r.child.kill("SIGCONT");
+    r.paused = false;
+  }
+
+  async restart(i: number): Promise<void> {
+    await this.stop(i);
+    this.start(i);
+  }
+
+  /** The member's answer to Maintenance.Status, or undefined if it did not answer in time. */
+  status(i: number, timeoutMs = 1000): Promise<StatusResult | undefined> {
+    return this.endpoints[i].status(timeoutMs).catch(() => undefined);
+  }
+
+  /** The index of the member that running members agree is leader, if any answers. */
+  async leader(timeoutMs = 1000): Promise<number | undefined> {
+    const statuses = await Promise.all(
+      this.members.map((m) =>
+        this.isRunning(m.index) && !this.isPaused(m.index) ? this.status(m.index, timeoutMs) : undefined,
+      ),
+    );
+    const idToIndex = new Map<string, number>();
+    statuses.forEach((s, i) => {
+      if (s) idToIndex.set(s.memberId, i);
+    });
+    const votes = new Map<string, number>();
+    for (const s of statuses) if (s && s.leader !== "0") votes.set(s.leader, (votes.get(s.leader) ?? 0) + 1);
+    const [leaderId] = [...votes].sort((a, b) => b[1] - a[1])[0] ?? [];
+    return leaderId === undefined ? undefined : idToIndex.get(leaderId);
+  }
+
+  /** Waits until every running member reports the same leader. */
+  async waitForLeader(timeoutMs = 30_000): Promise<number> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      const statuses = await Promise.all(
+        [...this.running.keys()].map((i) => (this.isPaused(i) ? undefined : this.status(i, 1000))),
+      );
+      const leaders = new Set(statuses.map((s) => s?.leader ?? "0"));
+      if (statuses.length > 0 && leaders.size === 1 && !leaders.has("0")) {
+        const leader = await this.leader();
+        if (leader !== undefined) return leader;
+      }
+      await sleep(200);
+    }
+    throw new Error(`no agreed leader within ${timeoutMs} ms; see logs in ${this.options.baseDir}`);
+  }
+
+  async close(options: { keepFiles?: boolean } = {}): Promise<void> {
+    for (const i of [...this.running.keys()]) await this.kill(i);
+    for (const e of this.endpoints) e.close();
+    await this.network?.close();
+    for (const r of this.running.values()) r.log.end();
+    if (this.ownsBaseDir && !options.keepFiles)
+      await rm(this.options.baseDir, { recursive: true, force: true });
+  }
+
+  private commandLine(m: MemberInfo): { command: string; args: string[] } {
+    const h = this.options.host;
+    const flags = [
+      `--name=${m.name}`,
+      `--data-dir=${m.dataDir}`,
+      `--listen-client-urls=http://${h}:${m.clientPort}`,
+      `--advertise-client-urls=http://${h}:${m.clientPort}`,
+      `--listen-peer-urls=http://${h}:${m.peerPort}`,
+      `--initial-advertise-peer-urls=http://${h}:${m.advertisedPeerPort}`,
+      `--initial-cluster=${this.members.map((x) => `${x.name}=http://${h}:${x.advertisedPeerPort}`).join(",")}`,
+      "--initial-cluster-state=new",
+      `--initial-cluster-token=${this.options.token}`,
+      `--heartbeat-interval=${this.options.heartbeatMs}`,
+      `--election-timeout=${this.options.electionMs}`,
+    ];
+    if (this.options.snapshotCount !== undefined)
+      flags.push(`--snapshot-count=${this.options.snapshotCount}`);
+    switch (this.options.target) {
+      case "etcd":
+        return {
+          command: process.env.ETCD_BIN ?? "/usr/bin/etcd",
+          args: [...flags, "--logger=zap", "--log-outputs=stderr"],
+        };
+      case "etcd-ts":
+        return {
+          command: process.execPath,
+          args: ["--conditions=source", "--import", "tsx", "services/raft-node/src/main.ts", ...flags],
+        };
+      case "etcd-ts-dist":
+        return { command: process.execPath, args: ["services/raft-node/dist/main.js", ...flags] };
+    }
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolveSleep) => {
+    if (signal?.aborted) return resolveSleep();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolveSleep();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
