@@ -3,6 +3,9 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
 import { Etcd3 } from "etcd3";
@@ -110,6 +113,34 @@ describe("gateway against etcd 3.4", { skip }, () => {
       assert.equal(parsed[0]!.Status.leader, parsed[0]!.Status.header.member_id);
       const list = await ctl("member", "list");
       assert.equal(list.stdout.trim().split("\n").length, 3);
+    });
+  });
+
+  describe("streams and long calls", () => {
+    it("streams a snapshot from a member through the gateway", async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), "gw-snap-"));
+      try {
+        const file = path.join(dir, "snap.db");
+        const save = await ctl("snapshot", "save", file);
+        assert.equal(save.code, 0, save.stderr);
+        const status = await runEtcdctl([grpcAddr], ["snapshot", "status", file, "-w", "json"]);
+        assert.ok((JSON.parse(status.stdout) as { totalKey: number }).totalKey > 0);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("holds a lock through the gateway", async () => {
+      const lock = await ctl("lock", "gw-lock", "echo", "locked");
+      assert.equal(lock.stdout, "locked\n");
+    });
+
+    it("tells a watch that starts below the compaction revision that it was compacted", async () => {
+      const put = await ctl("put", "compact/k", "v", "-w", "json");
+      const rev = (JSON.parse(put.stdout) as { header: { revision: number } }).header.revision;
+      assert.equal((await ctl("compact", String(rev))).code, 0);
+      const watch = await ctl("watch", "compact/k", "--rev=1");
+      assert.match(watch.stdout + watch.stderr, /required revision has been compacted/);
     });
   });
 
@@ -318,6 +349,42 @@ describe("gateway against etcd 3.4", { skip }, () => {
       const metrics = await (await fetch(`${jsonUrl}/metrics`)).text();
       assert.match(metrics, /etcd_gateway_requests_total\{method="Put",member="[0-9a-f]+",code="OK"\} \d+/);
       assert.match(metrics, /etcd_gateway_lease_keepalives_received_total \d+/);
+    });
+  });
+
+  describe("auth (runs last: it enables auth cluster-wide)", () => {
+    it("forwards tokens, and never shares a watch between users", async () => {
+      assert.equal((await ctl("user", "add", "root:rootpw")).code, 0);
+      assert.equal((await ctl("user", "add", "alice:alicepw")).code, 0);
+      assert.equal((await ctl("role", "add", "reader")).code, 0);
+      assert.equal((await ctl("role", "grant-permission", "reader", "read", "auth/k")).code, 0);
+      assert.equal((await ctl("user", "grant-role", "alice", "reader")).code, 0);
+      assert.equal((await ctl("auth", "enable")).code, 0);
+      try {
+        const denied = await ctl("put", "auth/k", "v");
+        assert.notEqual(denied.code, 0);
+        assert.equal((await ctl("--user=root:rootpw", "put", "auth/k", "v")).stdout, "OK\n");
+        assert.equal(
+          (await ctl("--user=alice:alicepw", "get", "auth/k", "--print-value-only")).stdout,
+          "v\n",
+        );
+        const aliceWrite = await ctl("--user=alice:alicepw", "put", "auth/k", "w");
+        assert.match(aliceWrite.stderr, /etcdserver: permission denied/);
+
+        const before = gateway.watches.stats().upstreamWatches;
+        const watchers = ["root:rootpw", "alice:alicepw"].map((user) =>
+          spawn(ETCDCTL_BINARY, [`--endpoints=${grpcAddr}`, `--user=${user}`, "watch", "auth/k"], {
+            env: { ...process.env, ETCDCTL_API: "3" },
+          }),
+        );
+        try {
+          await waitFor("both users' watches", () => gateway.watches.stats().upstreamWatches === before + 2);
+        } finally {
+          for (const w of watchers) w.kill("SIGKILL");
+        }
+      } finally {
+        assert.equal((await ctl("--user=root:rootpw", "auth", "disable")).code, 0);
+      }
     });
   });
 

@@ -118,6 +118,16 @@ describe("KeepAliveHub", () => {
     assert.deepEqual(up.sent, [LEASE]);
   });
 
+  it("answers every request, also two from one client for the same lease", () => {
+    const a = new Sink();
+    const ca = hub.openClient(a);
+    hub.onClientRequest(ca, LEASE);
+    hub.onClientRequest(ca, LEASE);
+    assert.equal(up.sent.length, 1);
+    up.answer(LEASE, 10);
+    assert.equal(a.got.length, 2);
+  });
+
   it("drops a closed client from the waiters", () => {
     const a = new Sink();
     const b = new Sink();

@@ -28,7 +28,8 @@ export interface KeepAliveClient {
 }
 
 interface LeaseState {
-  readonly waiters: Set<KeepAliveClient>;
+  /** Clients waiting for the answer, with how many requests each sent (each is answered). */
+  readonly waiters: Map<KeepAliveClient, number>;
   inFlight: boolean;
   answer: KeepAliveResponseView | undefined;
   answeredAt: number;
@@ -63,7 +64,7 @@ export class KeepAliveHub {
     if (++this.sinceSweep >= 1024) this.sweep();
     let lease = this.leases.get(leaseId);
     if (lease === undefined) {
-      lease = { waiters: new Set(), inFlight: false, answer: undefined, answeredAt: 0 };
+      lease = { waiters: new Map(), inFlight: false, answer: undefined, answeredAt: 0 };
       this.leases.set(leaseId, lease);
     }
     const recent = this.recentAnswer(lease);
@@ -72,7 +73,7 @@ export class KeepAliveHub {
       client.sink.send(recent);
       return;
     }
-    lease.waiters.add(client);
+    lease.waiters.set(client, (lease.waiters.get(client) ?? 0) + 1);
     client.waitingFor.add(leaseId);
     if (!lease.inFlight) this.sendUpstream(leaseId, lease);
   }
@@ -152,9 +153,9 @@ export class KeepAliveHub {
     lease.inFlight = false;
     lease.answer = view;
     lease.answeredAt = this.transport.now();
-    for (const client of lease.waiters) {
+    for (const [client, requests] of lease.waiters) {
       client.waitingFor.delete(view.id);
-      client.sink.send(raw);
+      for (let i = 0; i < requests; i++) client.sink.send(raw);
     }
     lease.waiters.clear();
   }

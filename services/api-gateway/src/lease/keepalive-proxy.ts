@@ -96,17 +96,25 @@ export function openKeepAliveSession(
   };
 }
 
+/** How long a half-closed keep-alive stream waits for answers still due before it ends. */
+const HALF_CLOSE_GRACE_MS = 5_000;
+
 export function handleKeepAliveCall(
   hub: KeepAliveHub,
   call: grpc.ServerDuplexStream<Buffer, Buffer>,
   metrics: GatewayMetrics,
 ): void {
   let done = false;
+  let outstanding = 0;
+  const halfClosed = false;
   const session = openKeepAliveSession(
     hub,
     {
       send(response) {
-        if (!done) call.write(response);
+        if (done) return;
+        call.write(response);
+        outstanding = Math.max(0, outstanding - 1);
+        if (halfClosed && outstanding === 0) finish();
       },
     },
     metrics,

@@ -151,7 +151,8 @@ export function handleWatchCall(
       finish({ code: grpc.status.INVALID_ARGUMENT, details: "etcd-ts gateway: malformed WatchRequest" });
     }
   });
-  call.on("end", () => finish());
+  // Like etcd, a client that half-closes keeps its watches: only cancellation ends them.
+  call.on("end", () => {});
   call.on("cancelled", () => finish());
   call.on("error", () => finish());
 }
