@@ -16,8 +16,10 @@ import {
   ConfChangeType,
   type ConfState,
   decodeConfChange,
+  decodeMessage,
   EntryType,
   encodeConfChange,
+  encodeMessage,
   MemoryStorage,
   type Message,
   MessageType,
@@ -406,9 +408,10 @@ export class SimCluster {
     if (m.type === MessageType.MsgTimeoutNow) this.stats.timeoutNowDelivered++;
     if (this.trace) this.log(`deliver ${describeMessage(m)}`);
     try {
-      // A shallow copy: the network may deliver the same message again and the receiver owns
-      // what it is given, as with a decoded message off the wire.
-      raw.step({ ...m });
+      // Through the wire codec, as a real transport does: the receiver gets its own copy (no
+      // entry or snapshot object is ever shared between two nodes) and the codec is exercised
+      // on every message the protocol produces.
+      raw.step(decodeMessage(encodeMessage(m)));
     } catch (err) {
       // A forwarded proposal the receiver cannot take is lost, like any dropped message.
       if (!(err instanceof ProposalDroppedError)) throw err;
@@ -428,6 +431,12 @@ export class SimCluster {
     if (!raw) return;
     raw.tick();
     this.touched.add(id);
+  }
+
+  /** Ticks one node only: its clock runs ahead of the others'. */
+  tickOne(id: NodeId): void {
+    this.tick(id);
+    this.log(`tick ${id} alone`);
   }
 
   tickAll(): void {

@@ -232,7 +232,7 @@ class Chaos {
         c.tickAll();
         return;
       case "tickOne":
-        this.withUpNode((id) => c.tick(id));
+        this.withUpNode((id) => c.tickOne(id));
         return;
       case "propose": {
         // Sometimes a burst, so that several proposals share one Ready and one MsgApp.
