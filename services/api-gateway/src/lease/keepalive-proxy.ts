@@ -106,7 +106,7 @@ export function handleKeepAliveCall(
 ): void {
   let done = false;
   let outstanding = 0;
-  const halfClosed = false;
+  let halfClosed = false;
   const session = openKeepAliveSession(
     hub,
     {
@@ -128,6 +128,7 @@ export function handleKeepAliveCall(
   };
   call.on("data", (raw: Buffer) => {
     try {
+      outstanding++;
       session.request(raw);
     } catch {
       finish({
@@ -136,7 +137,13 @@ export function handleKeepAliveCall(
       });
     }
   });
-  call.on("end", () => finish());
+  // etcd ends a keep-alive stream when the client half-closes it, after answering what
+  // it already received.
+  call.on("end", () => {
+    halfClosed = true;
+    if (outstanding === 0) finish();
+    else setTimeout(() => finish(), HALF_CLOSE_GRACE_MS).unref();
+  });
   call.on("cancelled", () => finish());
   call.on("error", () => finish());
 }
