@@ -2,7 +2,7 @@
 // left off, in batches of random size, and prints each batch's last index once applyBatch has
 // returned (the RocksDB write is done; stdout to a pipe is synchronous on Linux, so the line is
 // never printed before the write).
-// Usage: crash-child <dir> <seed> <maxIndex> <sync|async>
+// Usage: crash-child <dir> <seed> <maxIndex> <sync|async>, then a line on stdin to start.
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { workloadRequest } from "./crash-workload.js";
 import { type ApplyEntry, MvccStore } from "./store.js";
@@ -10,6 +10,11 @@ import { type ApplyEntry, MvccStore } from "./store.js";
 const [dir, seedArg, maxIndexArg, mode] = process.argv.slice(2);
 const seed = Number(seedArg);
 const maxIndex = Number(maxIndexArg);
+
+// The test starts the next writer while the previous one runs, so that module loading overlaps
+// it; the database is only opened on the go-ahead line, once the previous writer is dead.
+await new Promise<void>((resolve) => process.stdin.once("data", () => resolve()));
+process.stdin.destroy();
 
 const store = await MvccStore.open(dir!, { syncWrites: mode === "sync", compactionSliceKeys: 4 });
 let next = store.appliedIndex + 1;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { extname, join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ReferenceKv, workloadRequest } from "./crash-workload.js";
@@ -20,36 +21,59 @@ interface ChildRun {
   exitedByItself: boolean;
 }
 
-/** Starts the writer, lets it acknowledge for a random while, then SIGKILLs it. */
-function runAndKill(dir: string, seed: number, sync: boolean, killAfterMs: number): Promise<ChildRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
+/** A writer process, spawned ahead of its turn so its start-up overlaps the previous round. */
+class Writer {
+  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private acked = 0;
+  private onReady: (() => void) | undefined;
+  private readonly exited: Promise<ChildRun>;
+
+  constructor(dir: string, seed: number, sync: boolean) {
+    this.child = spawn(
       process.execPath,
       [...childExecArgv, childScript, dir, String(seed), String(MAX_INDEX), sync ? "sync" : "async"],
-      { stdio: ["ignore", "pipe", "inherit"] },
+      { stdio: ["pipe", "pipe", "inherit"] },
     );
-    let acked = 0;
     let pending = "";
-    let timer: NodeJS.Timeout | undefined;
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (chunk: string) => {
+    this.child.stdout.setEncoding("utf8");
+    this.child.stdout.on("data", (chunk: string) => {
       pending += chunk;
       const lines = pending.split("\n");
       pending = lines.pop()!;
       for (const line of lines) {
         const [what, index] = line.split(" ");
-        if (what === "acked") acked = Number(index);
-        if (what === "ready" && timer === undefined)
-          timer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+        if (what === "acked") this.acked = Number(index);
+        if (what === "ready") this.onReady?.();
       }
     });
-    child.on("error", reject);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      if (signal !== "SIGKILL" && code !== 0) reject(new Error(`writer exited with ${code ?? signal}`));
-      else resolve({ acked, exitedByItself: signal !== "SIGKILL" });
+    this.exited = new Promise((resolve, reject) => {
+      this.child.on("error", reject);
+      this.child.on("exit", (code, signal) => {
+        if (signal !== "SIGKILL" && code !== 0) reject(new Error(`writer exited with ${code ?? signal}`));
+        else resolve({ acked: this.acked, exitedByItself: signal !== "SIGKILL" });
+      });
     });
-  });
+  }
+
+  /** Lets the writer open the store, then SIGKILLs it `killAfterMs` after it is ready. */
+  async run(killAfterMs: number): Promise<ChildRun> {
+    let timer: NodeJS.Timeout | undefined;
+    this.onReady = () => {
+      timer = setTimeout(() => this.child.kill("SIGKILL"), killAfterMs);
+    };
+    this.child.stdin.write("go\n");
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** For a writer that never got its turn. */
+  async discard(): Promise<void> {
+    this.child.kill("SIGKILL");
+    await this.exited.catch(() => undefined);
+  }
 }
 
 async function liveState(store: MvccStore): Promise<string[]> {
@@ -71,9 +95,13 @@ describe("crash safety", () => {
     let acked = 0;
     let killedMidWrite = 0;
     try {
+      let writer = new Writer(location, seed, false);
       for (let round = 0; round < KILLS; round++) {
         const ackedBefore = acked;
-        const run = await runAndKill(location, seed, round % 2 === 1, 20 + Math.floor(Math.random() * 200));
+        const current = writer;
+        const running = current.run(20 + Math.floor(Math.random() * 200));
+        writer = new Writer(location, seed, round % 2 === 0);
+        const run = await running;
         acked = Math.max(acked, run.acked);
         if (acked > ackedBefore && !run.exitedByItself) killedMidWrite++;
         const store = await MvccStore.open(location);
@@ -106,6 +134,7 @@ describe("crash safety", () => {
         }
         if (run.exitedByItself) break;
       }
+      await writer.discard();
       assert.ok(killedMidWrite >= KILLS / 2, `${context}: only ${killedMidWrite} kills hit a writing child`);
       t.diagnostic(`${context}: ${killedMidWrite} kills while writing, ${acked} entries acknowledged`);
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { isEtcdError } from "@etcd-ts/api";
-import { putRequest } from "./request-builders.js";
+import { EtcdError, isEtcdError } from "@etcd-ts/api";
+import { putRequest, rangeRequest } from "./request-builders.js";
 import type { AppliedTxn, DeleteKeysResponse } from "./store.js";
 import { MvccStore } from "./store.js";
 import { tempDir, withStore } from "./store-fixture.js";
@@ -166,6 +166,38 @@ describe("lease revocation and external state", () => {
       });
       assert.deepEqual(result, { status: "applied", response: "ttl=10" });
       assert.equal(store.appliedIndex, 3);
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("treats an external apply that fails after writing as fatal: nothing half-applied is kept", async () => {
+    const dir = await tempDir();
+    const location = join(dir.path, "db");
+    try {
+      let store = await MvccStore.open(location, { extraColumns: ["lease"] });
+      await assert.rejects(
+        store.applyBatch([
+          { index: 1, term: 1, request: { put: putRequest({ key: "a", value: "1" }) } },
+          {
+            index: 2,
+            term: 1,
+            request: {
+              external: (ctx) => {
+                ctx.put("lease", Buffer.from("lease/1"), Buffer.from("x"));
+                throw new EtcdError("LeaseNotFound");
+              },
+            },
+          },
+        ]),
+        /failed after writing/,
+      );
+      await assert.rejects(store.range(rangeRequest({ key: "a" })), /failed after writing/);
+      await store.close();
+      store = await MvccStore.open(location, { extraColumns: ["lease"] });
+      assert.equal(store.appliedIndex, 0);
+      assert.equal((await store.range(rangeRequest({ key: "a" }))).kvs.length, 0);
       await store.close();
     } finally {
       await dir.remove();

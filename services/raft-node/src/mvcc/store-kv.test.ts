@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isEtcdError } from "@etcd-ts/api";
+import { putRequest } from "./request-builders.js";
 import { keys, pairs, withStore } from "./store-fixture.js";
 import { SortOrder, SortTarget } from "./types.js";
 
@@ -219,6 +220,37 @@ describe("range", () => {
         assert.equal(r.kvs[39]!.value.toString(), "v39");
       },
       { syncReadMaxKeys: 4 },
+    ));
+});
+
+describe("atomic visibility", () => {
+  it("shows a concurrent read all or none of a txn, even when the read goes to the thread pool", () =>
+    withStore(
+      async (store, kv) => {
+        const names = Array.from({ length: 100 }, (_, i) => `k${String(i).padStart(3, "0")}`);
+        for (const name of names) await kv.put(name, "old");
+        for (let round = 0; round < 5; round++) {
+          const read = kv.get("k", { rangeEnd: "l" });
+          const write = store.apply({
+            index: store.appliedIndex + 1,
+            term: 1,
+            request: {
+              txn: {
+                compare: [],
+                success: names.map((name) => ({
+                  requestPut: putRequest({ key: name, value: `new${round}` }),
+                })),
+                failure: [],
+              },
+            },
+          });
+          const [got] = await Promise.all([read, write]);
+          assert.equal(got.kvs.length, 100);
+          assert.equal(new Set(got.kvs.map((x) => x.modRevision)).size, 1);
+          assert.equal(new Set(got.kvs.map((x) => x.value.toString())).size, 1);
+        }
+      },
+      { syncReadMaxKeys: 8 },
     ));
 });
 

@@ -15,7 +15,7 @@
 // process crash (the bytes are in the OS), and after a machine crash the Raft WAL, which is
 // fsynced, replays whatever the state machine lost, as etcd does with its bolt backend. Raft log
 // compaction must therefore call syncToDisk() first. `syncWrites: true` fsyncs every batch.
-import { readdirSync, statSync } from "node:fs";
+import { type Dirent, readdirSync, statSync } from "node:fs";
 import { open as openFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
@@ -195,6 +195,7 @@ const EMPTY = Buffer.alloc(0);
 const RESTORE_CHUNK = 10_000;
 const ASYNC_READ_CHUNK = 1024;
 const HISTORY_CHUNK = 1000;
+const HASH_CHUNK = 4096;
 
 export class MvccStore implements ApplyTarget {
   readonly index = new TreeIndex();
@@ -444,13 +445,17 @@ export class MvccStore implements ApplyTarget {
           continue;
         }
         const txn = new WriteTxn(this, this.currentRev);
+        const stagedBefore = this.batch.length;
         try {
           const response = this.execute(entry.request, txn, compactions);
           results.push({ status: "applied", response });
         } catch (err) {
           if (!isEtcdError(err)) throw err;
-          // Request checks all run before the first write, so a failed request changed nothing.
-          if (txn.changes.length > 0) throw new Error(`mvcc: request failed after writing: ${err.message}`);
+          // Request checks all run before the first write, so a refused request changed nothing;
+          // one that fails after writing (an `external` apply, say) cannot be undone in the index.
+          if (txn.changes.length > 0 || this.batch.length !== stagedBefore) {
+            throw new Error(`mvcc: request failed after writing: ${err.message}`);
+          }
           results.push({ status: "failed", error: err });
         }
         if (txn.changes.length > 0) {
@@ -812,14 +817,16 @@ export class MvccStore implements ApplyTarget {
     this.readers++;
     try {
       for (;;) {
-        const chunk = await it.next(HISTORY_CHUNK);
+        const chunk = await it.next(HASH_CHUNK);
+        const hashed: Buffer[] = [];
         for (let i = 0; i < chunk.keys.length; i++) {
           const key = chunk.keys[i]!;
-          if (mainOfKey(key) <= compactRev && keep.size > 0 && !keep.has(mainOfKey(key), subOfKey(key)))
-            continue;
-          hash = crc32c(key, hash);
-          hash = crc32c(chunk.values[i]!, hash);
+          const main = mainOfKey(key);
+          if (main <= compactRev && keep.size > 0 && !keep.has(main, subOfKey(key))) continue;
+          hashed.push(key, chunk.values[i]!);
         }
+        // One native call per chunk: crc32c over the concatenation equals the chained crc.
+        if (hashed.length > 0) hash = crc32c(Buffer.concat(hashed), hash);
         if (chunk.finished) break;
       }
     } finally {
@@ -891,8 +898,11 @@ export class MvccStore implements ApplyTarget {
   get backendSize(): number {
     const now = performance.now();
     if (now - this.sizeMeasuredAt >= this.sizeRefreshMs) {
-      this.sizeMeasuredAt = now;
-      this.measuredSize = directorySize(this.location);
+      const size = directorySize(this.location);
+      if (!Number.isNaN(size)) {
+        this.sizeMeasuredAt = now;
+        this.measuredSize = size;
+      }
     }
     return this.measuredSize;
   }
@@ -1035,12 +1045,12 @@ async function hashRows(
   include: (key: Buffer) => boolean,
 ): Promise<number> {
   for (;;) {
-    const chunk = await it.next(HISTORY_CHUNK);
+    const chunk = await it.next(HASH_CHUNK);
+    const hashed: Buffer[] = [];
     for (let i = 0; i < chunk.keys.length; i++) {
-      if (!include(chunk.keys[i]!)) continue;
-      hash = crc32c(chunk.keys[i]!, hash);
-      hash = crc32c(chunk.values[i]!, hash);
+      if (include(chunk.keys[i]!)) hashed.push(chunk.keys[i]!, chunk.values[i]!);
     }
+    if (hashed.length > 0) hash = crc32c(Buffer.concat(hashed), hash);
     if (chunk.finished) return hash;
   }
 }
@@ -1095,7 +1105,14 @@ async function writeMarker(path: string): Promise<void> {
 
 function directorySize(path: string): number {
   let total = 0;
-  for (const entry of readdirSync(path, { withFileTypes: true })) {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(path, { withFileTypes: true });
+  } catch {
+    // Mid-swap during defragmentation the directory is briefly absent.
+    return Number.NaN;
+  }
+  for (const entry of entries) {
     if (!entry.isFile()) continue;
     try {
       total += statSync(join(path, entry.name)).size;
