@@ -63,6 +63,7 @@ async function main(): Promise<void> {
   }
 
   const peerServer = new Server({
+    "grpc.enable_channelz": 0,
     "grpc.max_receive_message_length": -1,
     "grpc.max_send_message_length": -1,
   });

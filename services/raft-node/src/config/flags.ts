@@ -30,6 +30,7 @@ export const FLAGS = {
   "election-timeout": { kind: "int", default: "1000" },
   "quota-backend-bytes": { kind: "int", default: "0" },
   "snapshot-count": { kind: "int", default: "100000" },
+  "experimental-snapshot-catchup-entries": { kind: "int", default: "5000" },
   "max-txn-ops": { kind: "int", default: "128" },
   "max-request-bytes": { kind: "int", default: String(1.5 * MIB) },
   "max-concurrent-streams": { kind: "int", default: "4294967295" },
@@ -128,6 +129,8 @@ export interface MemberConfig {
   /** Bytes; etcd's 0 means the 2 GiB default. */
   quotaBackendBytes: number;
   snapshotCount: number;
+  /** Entries kept in the log after a snapshot, for slow followers (etcd 3.5's flag). */
+  snapshotCatchUpEntries: number;
   maxTxnOps: number;
   maxRequestBytes: number;
   maxConcurrentStreams: number;
@@ -239,6 +242,10 @@ export function memberConfig(values: FlagValues): MemberConfig {
     electionMs,
     quotaBackendBytes: quotaBackendBytes === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quotaBackendBytes,
     snapshotCount: parseInt64("snapshot-count", values["snapshot-count"]),
+    snapshotCatchUpEntries: parseInt64(
+      "experimental-snapshot-catchup-entries",
+      values["experimental-snapshot-catchup-entries"],
+    ),
     maxTxnOps: parseInt64("max-txn-ops", values["max-txn-ops"]),
     maxRequestBytes: parseInt64("max-request-bytes", values["max-request-bytes"]),
     maxConcurrentStreams: parseInt64("max-concurrent-streams", values["max-concurrent-streams"]),

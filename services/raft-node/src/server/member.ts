@@ -580,7 +580,10 @@ export class Member {
     const sendFirst = this.role === StateRole.Leader;
     if (sendFirst) this.transport.send(rd.messages);
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
-    if (rd.hardState !== undefined || rd.entries.length > 0) {
+    // A hard state whose only change is the commit index need not be durable (Raft learns
+    // the commit index again from the leader), so it costs no fsync, as in etcd (MustSync).
+    // A snapshot's hard state is saved, so that the log's commit never trails its snapshot.
+    if (rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined))) {
       await this.wal.save(rd.hardState, rd.entries);
     }
     if (rd.hardState) this.storage.setHardState(rd.hardState);
@@ -894,9 +897,12 @@ export class Member {
     // The Raft log up to `index` may be released only once the state it produced is durable.
     this.store.syncToDisk();
     const snap = this.storage.createSnapshot(index, this.confState, new Uint8Array(0));
+    // Commit-only hard states are not saved (see handleReady); replay after this snapshot needs
+    // a commit index at least as high as the snapshot's.
+    await this.wal.save(this.storage.initialState().hardState, []);
     await this.snapshotter.save(snap);
     await this.wal.saveSnapshotMarker(snap.metadata);
-    const to = compactionIndex(index, this.storage.firstIndex());
+    const to = compactionIndex(index, this.storage.firstIndex(), this.config.snapshotCatchUpEntries);
     if (to !== undefined) this.storage.compact(to);
     this.snapshotIndex = index;
     await this.wal.releaseTo(index);

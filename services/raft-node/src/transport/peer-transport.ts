@@ -53,6 +53,7 @@ const CHUNK_BYTES = 256 * 1024;
 /** Bytes queued on one peer's stream beyond which messages are dropped (Raft resends). */
 const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 const CHANNEL_OPTIONS = {
+  "grpc.enable_channelz": 0,
   "grpc.max_receive_message_length": -1,
   "grpc.max_send_message_length": -1,
   "grpc.keepalive_time_ms": 5000,

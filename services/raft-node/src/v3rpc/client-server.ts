@@ -23,6 +23,8 @@ export class ClientServer {
   constructor(member: Member) {
     this.server = new Server({
       "grpc.max_receive_message_length": member.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+      // channelz keeps per-call statistics nobody reads here; it costs CPU on every call.
+      "grpc.enable_channelz": 0,
       "grpc.max_send_message_length": 2 ** 31 - 1,
       "grpc.max_concurrent_streams": Math.min(member.config.maxConcurrentStreams, 2 ** 31 - 1),
     });
