@@ -1,4 +1,28 @@
 // The write-ahead log and snapshot files of a raft-node member.
+//
+// How a member is expected to drive them (the order is what makes a crash at any point
+// recoverable):
+//
+// Start-up
+//   if (!(await Wal.exists(walDir))) wal = await Wal.create(walDir)
+//   else {wal, recovered} = await Wal.open(walDir, {
+//     startAt: async (markers) => {   // newest snapshot file that loads and the WAL knows
+//       const {loaded} = await snapshotter.loadNewest((m) =>
+//         markers.some((k) => k.index === m.index && k.term === m.term));
+//       return loaded?.snapshot.metadata ?? {index: 0, term: 0};
+//     }})
+//   then restore the state machine from that snapshot and hand recovered.hardState and
+//   recovered.entries to the Raft storage.
+//
+// Each Ready
+//   await wal.save(ready.hardState, ready.entries) before sending ready.messages;
+//   for ready.snapshot (one installed from the leader): snapshotter.save(snapshot), then
+//   wal.saveSnapshotMarker(snapshot.metadata).
+//
+// Local compaction at applied index i
+//   snapshotter.save(...) -> wal.saveSnapshotMarker(meta) -> wal.releaseTo(<index of the
+//   oldest snapshot file kept>) -> snapshotter.purge(keep). releaseTo never passes the
+//   newest marker, so entries after the newest snapshot always stay in the WAL.
 
 export type { SnapshotRef } from "./log-replay.js";
 export type { TornTail } from "./segment-scan.js";
