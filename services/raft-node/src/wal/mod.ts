@@ -14,10 +14,12 @@
 //   then restore the state machine from that snapshot and hand recovered.hardState and
 //   recovered.entries to the Raft storage.
 //
-// Each Ready
-//   await wal.save(ready.hardState, ready.entries) before sending ready.messages;
-//   for ready.snapshot (one installed from the leader): snapshotter.save(snapshot), then
-//   wal.saveSnapshotMarker(snapshot.metadata).
+// Each Ready, before sending ready.messages
+//   if ready.snapshot (installed from the leader): await snapshotter.save(snapshot), then
+//   wal.saveSnapshotMarker(snapshot.metadata), as etcd does: a marker must never point at
+//   a snapshot file that does not exist, and the entries after it must follow it;
+//   then await wal.save(ready.hardState, ready.entries). Saves are written in call order,
+//   so the marker and the save can be issued back to back and only the last awaited.
 //
 // Local compaction at applied index i
 //   snapshotter.save(...) -> wal.saveSnapshotMarker(meta) -> wal.releaseTo(<index of the
