@@ -200,6 +200,18 @@ describe("applied once and no forged entries", () => {
     violates(() => c.observeApply(1, entry(2, 1, "b"), "d2"), "applied once", /node 1 applied index 2 again/);
   });
 
+  it("reports a snapshot that rolls a running state machine back", () => {
+    const c = new SafetyChecker();
+    applyAll(c, 1, [entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 1, "c")]);
+    violates(
+      () => c.observeRestore(1, 2, "d2"),
+      "applied once",
+      /snapshot at index 2 over a state machine already at 3/,
+    );
+    c.observeCrash(1);
+    c.observeRestore(1, 2, "d2"); // after a crash the state machine is rebuilt from older state
+  });
+
   it("reports a gap in what a node applies", () => {
     const c = new SafetyChecker();
     applyAll(c, 1, [entry(1, 1, "a")]);
@@ -258,6 +270,24 @@ describe("monotonic commit", () => {
       () => c.observeDurableCommit(1, 5),
       "monotonic commit",
       /persisted commit index 5 after having persisted 6/,
+    );
+  });
+});
+
+describe("durability", () => {
+  it("reports a Ready that must be synced but does not say so", () => {
+    const c = new SafetyChecker();
+    c.observeReadySync(1, { entries: 0, snapshot: false, termOrVoteChanged: false, mustSync: false });
+    c.observeReadySync(1, { entries: 2, snapshot: false, termOrVoteChanged: false, mustSync: true });
+    violates(
+      () => c.observeReadySync(2, { entries: 0, snapshot: false, termOrVoteChanged: true, mustSync: false }),
+      "durability",
+      /node 2's Ready carries a new term or vote to persist but does not ask for a sync/,
+    );
+    violates(
+      () => c.observeReadySync(3, { entries: 1, snapshot: false, termOrVoteChanged: false, mustSync: false }),
+      "durability",
+      /carries 1 entry to persist/,
     );
   });
 });

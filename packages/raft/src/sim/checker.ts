@@ -18,6 +18,7 @@ export type Invariant =
   | "no forged entry"
   | "monotonic commit"
   | "linearizable read"
+  | "durability"
   | "liveness";
 
 export class InvariantViolation extends Error {
@@ -170,6 +171,14 @@ export class SafetyChecker {
    * snapshot install). Its next applied entry must be index + 1.
    */
   observeRestore(node: NodeId, index: number, digest: string): void {
+    const before = this.applied.get(node);
+    if (before !== undefined && index < before) {
+      throw new InvariantViolation(
+        "applied once",
+        `node ${node} installed a snapshot at index ${index} over a state machine already at ${before}: ` +
+          `entries ${index + 1}..${before} would be applied twice`,
+      );
+    }
     this.applied.set(node, index);
     if (index === 0) return;
     const known = this.committed[index];
@@ -321,10 +330,37 @@ export class SafetyChecker {
     this.durableCommit.set(node, commit);
   }
 
-  /** The node lost its memory: its in-memory commit index may restart lower. */
+  /** The node lost its memory: its commit index and state machine may restart lower. */
   observeCrash(node: NodeId): void {
     this.liveCommit.delete(node);
+    this.applied.delete(node);
     this.completenessChecked.delete(node);
+  }
+
+  // --- durability ------------------------------------------------------------------------
+
+  /**
+   * A Ready that carries entries, a snapshot, or a new term or vote must say mustSync: the
+   * member fsyncs only then, and a vote or an acknowledged entry lost in a power failure lets
+   * a node vote twice in a term or forget an entry a quorum counted on.
+   */
+  observeReadySync(
+    node: NodeId,
+    ready: { entries: number; snapshot: boolean; termOrVoteChanged: boolean; mustSync: boolean },
+  ): void {
+    const why = ready.snapshot
+      ? "a snapshot"
+      : ready.entries > 0
+        ? `${ready.entries} ${ready.entries === 1 ? "entry" : "entries"}`
+        : ready.termOrVoteChanged
+          ? "a new term or vote"
+          : undefined;
+    if (why !== undefined && !ready.mustSync) {
+      throw new InvariantViolation(
+        "durability",
+        `node ${node}'s Ready carries ${why} to persist but does not ask for a sync`,
+      );
+    }
   }
 
   // --- linearizable reads ----------------------------------------------------------------

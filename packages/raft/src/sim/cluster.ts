@@ -297,6 +297,15 @@ export class SimCluster {
 
   private persist(node: SimNode, rd: Ready): void {
     const storage = node.storage;
+    const before = storage.initialState().hardState;
+    this.checker.observeReadySync(node.id, {
+      entries: rd.entries.length,
+      snapshot: rd.snapshot !== undefined,
+      termOrVoteChanged:
+        rd.hardState !== undefined &&
+        (rd.hardState.term !== before.term || rd.hardState.vote !== before.vote),
+      mustSync: rd.mustSync,
+    });
     if (rd.snapshot) storage.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) {
       storage.append(rd.entries);
