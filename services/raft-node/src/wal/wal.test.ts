@@ -401,3 +401,19 @@ test("a damaged snapshot marker in a fresh segment stops start-up instead of bei
   await writeFile(path, bytes);
   await assert.rejects(Wal.open(dir), /synced when the segment was created/);
 });
+
+test("a snapshot installed from the leader beyond the log: marker, then entries after it", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save({ term: 1, vote: 1, commit: 3 }, entries(1, 5));
+  const marker = { index: 50, term: 3, confState: { voters: [1, 2, 3], learners: [] } };
+  const markerSaved = wal.saveSnapshotMarker(marker);
+  await wal.save({ term: 3, vote: 0, commit: 51 }, [entry(51, 3), entry(52, 3)]);
+  await markerSaved;
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(recovered.snapshot, marker);
+  assert.deepEqual(view(recovered.entries), ["51@3:entry-51", "52@3:entry-52"]);
+  assert.equal(recovered.hardState?.commit, 51);
+  await reopened.close();
+});
