@@ -362,14 +362,16 @@ export class Wal {
     ) {
       doomed.push(this.segments.shift()!);
     }
+    // Oldest first, each deletion synced before the next: should a crash interrupt this,
+    // what remains is still a gap-free run of segments.
     for (const seg of doomed) {
       await unlink(seg.path);
+      if (this.sync) {
+        await fsyncDir(this.dir);
+        this.counters.dirFsyncs++;
+      }
       this.counters.segmentsRemoved++;
       this.logger.info({ file: seg.path, releasedTo: limit }, "wal: released segment");
-    }
-    if (doomed.length > 0 && this.sync) {
-      await fsyncDir(this.dir);
-      this.counters.dirFsyncs++;
     }
     return doomed.length;
   }
