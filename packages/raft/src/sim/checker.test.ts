@@ -108,39 +108,60 @@ describe("log matching", () => {
 });
 
 describe("leader completeness", () => {
+  /** `entries` become committed in `term` (a leader of `term` advanced its commit index). */
+  function commitIn(c: SafetyChecker, term: number, entries: Entry[]): void {
+    c.observeLiveCommit(1, entries[entries.length - 1].index, term);
+    applyAll(c, 1, entries);
+  }
+
   it("reports a leader whose log lacks an entry committed in an earlier term", () => {
     const c = new SafetyChecker();
-    applyAll(c, 1, [entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2, "c")]);
+    commitIn(c, 2, [entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2, "c")]);
     // node 3 leads term 3 with a log that stops at index 2
     violates(
       () => c.checkLeaderCompleteness(3, 3, logOf([1, 1])),
       "leader completeness",
-      /node 3 leads term 3 but its log ends at index 2, missing committed entry 3@t2 normal "c"/,
+      /node 3 leads term 3 but its log ends at index 2, missing entry 3@t2 normal "c" committed in term 2/,
     );
   });
 
   it("reports a leader holding a different term at a committed index", () => {
     const c = new SafetyChecker();
-    applyAll(c, 1, [entry(1, 1, "a"), entry(2, 1, "b")]);
+    commitIn(c, 1, [entry(1, 1, "a"), entry(2, 1, "b")]);
     violates(
       () => c.checkLeaderCompleteness(2, 4, logOf([1, 3, 4])),
       "leader completeness",
-      /has term 3 at index 2, missing committed entry 2@t1/,
+      /has term 3 at index 2, missing entry 2@t1/,
     );
   });
 
   it("checks entries committed after the leader was first checked", () => {
     const c = new SafetyChecker();
-    applyAll(c, 1, [entry(1, 1, "a")]);
+    commitIn(c, 2, [entry(1, 1, "a")]);
     c.checkLeaderCompleteness(2, 3, logOf([1]));
-    applyAll(c, 1, [entry(2, 2, "b")]);
+    commitIn(c, 2, [entry(2, 2, "b")]);
     violates(() => c.checkLeaderCompleteness(2, 3, logOf([1])), "leader completeness", /2@t2/);
   });
 
-  it("accepts entries folded into the leader's snapshot and entries of its own term", () => {
+  it("accepts entries folded into the leader's snapshot and entries committed in its own term", () => {
     const c = new SafetyChecker();
-    applyAll(c, 1, [entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 3, "c")]);
+    commitIn(c, 1, [entry(1, 1, "a"), entry(2, 1, "b")]);
+    commitIn(c, 3, [entry(3, 3, "c")]);
     c.checkLeaderCompleteness(2, 3, logOf([1], 1));
+  });
+
+  it("goes by the term an entry was committed in, not the entry's own term", () => {
+    // Entry 2 of term 1 is committed only in term 3, by the leader of term 3. The leader of
+    // term 2, elected before with a different entry 2, broke nothing; a leader of term 4 would.
+    const c = new SafetyChecker();
+    commitIn(c, 1, [entry(1, 1, "a")]);
+    commitIn(c, 3, [entry(2, 1, "b"), entry(3, 3)]);
+    c.checkLeaderCompleteness(5, 2, logOf([1, 2]));
+    violates(
+      () => c.checkLeaderCompleteness(5, 4, logOf([1, 2])),
+      "leader completeness",
+      /committed in term 3/,
+    );
   });
 });
 
@@ -252,9 +273,9 @@ describe("applied once and no forged entries", () => {
 describe("monotonic commit", () => {
   it("reports a running node's commit index going back", () => {
     const c = new SafetyChecker();
-    c.observeLiveCommit(1, 5);
+    c.observeLiveCommit(1, 5, 2);
     violates(
-      () => c.observeLiveCommit(1, 4),
+      () => c.observeLiveCommit(1, 4, 2),
       "monotonic commit",
       /node 1's commit index went back from 5 to 4/,
     );
@@ -262,10 +283,10 @@ describe("monotonic commit", () => {
 
   it("lets the in-memory commit restart lower after a crash, but never the durable one", () => {
     const c = new SafetyChecker();
-    c.observeLiveCommit(1, 9);
+    c.observeLiveCommit(1, 9, 2);
     c.observeDurableCommit(1, 6);
     c.observeCrash(1);
-    c.observeLiveCommit(1, 6);
+    c.observeLiveCommit(1, 6, 3);
     violates(
       () => c.observeDurableCommit(1, 5),
       "monotonic commit",

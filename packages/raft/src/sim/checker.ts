@@ -87,6 +87,11 @@ export class SafetyChecker {
   private readonly restoredDigests = new Map<number, { digest: string; node: NodeId }>();
   private readonly applied = new Map<NodeId, number>();
   private readonly liveCommit = new Map<NodeId, number>();
+  /**
+   * index -> the term in which it became committed (an upper bound: the term of the first node
+   * seen with a commit index covering it, which is the deciding leader's, or a later one).
+   */
+  private readonly commitTerms: number[] = [0];
   private readonly durableCommit = new Map<NodeId, number>();
   /** A leader's log was checked against committed[1..upTo] for this term. */
   private readonly completenessChecked = new Map<NodeId, { term: number; upTo: number }>();
@@ -276,10 +281,12 @@ export class SafetyChecker {
   // --- leader completeness ---------------------------------------------------------------
 
   /**
-   * A node that is leader in `term` must hold every entry committed in earlier terms. Call it
-   * with the leader's durable log, once that log holds everything the node has (after a Ready
-   * is persisted). A leader's log below its commit point never changes, so each committed entry
-   * is checked once per leadership term.
+   * A node that is leader in `term` must hold every entry committed in an earlier term. That is
+   * the term in which the entry became committed, not the entry's own term: an entry of term 10
+   * that a term-12 leader commits need not be in the log of a term-11 leader elected before.
+   * Call it with the leader's durable log, once that log holds everything the node has (after a
+   * Ready is persisted). A leader's log below its commit point never changes, so each committed
+   * entry is checked once per leadership term.
    */
   checkLeaderCompleteness(node: NodeId, term: number, log: LogView): void {
     let checked = this.completenessChecked.get(node);
@@ -287,17 +294,18 @@ export class SafetyChecker {
       checked = { term, upTo: 0 };
       this.completenessChecked.set(node, checked);
     }
-    const upTo = this.committed.length - 1;
+    const upTo = Math.min(this.committed.length, this.commitTerms.length) - 1;
     for (let i = checked.upTo + 1; i <= upTo; i++) {
       const c = this.committed[i];
-      if (c === undefined || c.term >= term || i <= log.snapshotIndex) continue;
+      const committedInTerm = this.commitTerms[i];
+      if (c === undefined || committedInTerm >= term || i <= log.snapshotIndex) continue;
       const have = i <= log.lastIndex ? log.termAt(i) : undefined;
       if (have !== c.term) {
         throw new InvariantViolation(
           "leader completeness",
           `node ${node} leads term ${term} but its log ${
             have === undefined ? `ends at index ${log.lastIndex}` : `has term ${have} at index ${i}`
-          }, missing committed entry ${c.description}`,
+          }, missing entry ${c.description} committed in term ${committedInTerm}`,
         );
       }
     }
@@ -306,8 +314,8 @@ export class SafetyChecker {
 
   // --- monotonic commit ------------------------------------------------------------------
 
-  /** The commit index a running node reports; it may only grow until the node crashes. */
-  observeLiveCommit(node: NodeId, commit: number): void {
+  /** The commit index a running node in `term` reports; it may only grow until the node crashes. */
+  observeLiveCommit(node: NodeId, commit: number, term: number): void {
     const before = this.liveCommit.get(node) ?? 0;
     if (commit < before) {
       throw new InvariantViolation(
@@ -316,6 +324,7 @@ export class SafetyChecker {
       );
     }
     this.liveCommit.set(node, commit);
+    for (let i = this.commitTerms.length; i <= commit; i++) this.commitTerms.push(term);
   }
 
   /** The commit index in a hard state a node persisted; it may never go back, crashes or not. */

@@ -575,7 +575,7 @@ export class SimCluster {
 
   private observeStatus(node: SimNode, s: Status): void {
     this.checker.observeRole(node.id, s.term, s.role);
-    this.checker.observeLiveCommit(node.id, s.commit);
+    this.checker.observeLiveCommit(node.id, s.commit, s.term);
     if (s.commit > this.maxCommitKnown) this.maxCommitKnown = s.commit;
     if (s.term > this.stats.maxTerm) this.stats.maxTerm = s.term;
     if (s.role === StateRole.Leader) {
