@@ -1,7 +1,7 @@
 // One chaos run, end to end: start a cluster, run the workload and watchers while the nemesis
 // injects faults, heal, let everything settle, then check the history.
 
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluster/local-cluster.js";
@@ -133,7 +133,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     for (const key of keys) {
       let done = false;
       for (let attempt = 0; attempt < 20 && !done; attempt++) {
-        const op = recorder.invoke({ process: 1000 + attempt, kind: "read", key });
+        const op = recorder.invoke({ process: 1_000_000 + attempt, kind: "read", key });
         try {
           const r = await endpoints[attempt % endpoints.length].get(key, 3_000);
           recorder.complete(op, "ok", { output: r.value, revision: r.revision, modRevision: r.modRevision });
@@ -214,6 +214,30 @@ export async function saveRun(result: ChaosResult): Promise<string> {
   await writeFile(join(dir, "faults.json"), JSON.stringify(result.faults, null, 1));
   await writeFile(join(dir, "summary.txt"), `${result.summary}\n`);
   return dir;
+}
+
+/** Re-checks a run saved with keepFiles (its run/ directory): the checkers only, no cluster. */
+export async function recheckSavedRun(
+  dir: string,
+  checkMillisPerKey = 120_000,
+): Promise<{ ok: boolean; text: string }> {
+  const history = JSON.parse(await readFile(join(dir, "history.json"), "utf8")) as Operation[];
+  const watchers = JSON.parse(await readFile(join(dir, "watchers.json"), "utf8")) as WatcherRecord[];
+  const linearizability = checkLinearizability(history, { maxMillisPerKey: checkMillisPerKey });
+  const watches = checkWatches(history, watchers);
+  const revisions = checkRevisions(history);
+  const lines = [`${history.length} ops, ${watchers.length} watchers from ${dir}`];
+  lines.push(`linearizability: ${linearizability.verdict} (${(linearizability.millis / 1000).toFixed(2)}s)`);
+  for (const k of linearizability.keys) {
+    lines.push(`  ${k.key}: ${k.verdict}${k.reason ? ` (${k.reason})` : ""}; ${k.ops} ops, ${k.steps} steps`);
+    if (k.counterexample) lines.push(indent(k.counterexample.text, "  "));
+  }
+  lines.push(`watches: ${watches.ok ? "ok" : `${watches.problems.length} problems`}`);
+  for (const p of watches.problems.slice(0, 50)) lines.push(`  ${p.kind}: ${p.detail}`);
+  lines.push(`revisions: ${revisions.length === 0 ? "ok" : `${revisions.length} problems`}`);
+  for (const p of revisions.slice(0, 50)) lines.push(`  ${p.kind}: ${p.detail}`);
+  const ok = linearizability.verdict === "ok" && watches.ok && revisions.length === 0;
+  return { ok, text: lines.join("\n") };
 }
 
 export function summarize(r: ChaosResult): string {

@@ -101,17 +101,13 @@ export class Nemesis {
         }
         record.detail += `SIGKILL m${m}`;
         await c.kill(m);
-        return async () => {
-          c.start(m);
-        };
+        return () => this.restartAndWait(m, record);
       }
       case "restart": {
         const m = randomMember();
         record.detail = `SIGTERM m${m}, restart`;
         await c.stop(m);
-        return async () => {
-          c.start(m);
-        };
+        return () => this.restartAndWait(m, record);
       }
       case "pause": {
         const m = randomMember();
@@ -148,6 +144,23 @@ export class Nemesis {
         };
       }
     }
+  }
+
+  /**
+   * Restarts a member and waits (bounded) until it answers Status, so that the next fault
+   * does not take down a second member while this one is still starting: one fault at a time.
+   */
+  private async restartAndWait(m: number, record: FaultRecord): Promise<void> {
+    this.cluster.start(m);
+    const started = now();
+    while (now() - started < 60_000) {
+      if (await this.cluster.status(m, 1000)) {
+        record.detail += `; serving again after ${((now() - started) / 1000).toFixed(1)}s`;
+        return;
+      }
+      await sleep(250);
+    }
+    record.detail += "; not serving 60 s after restart";
   }
 
   private async healEverything(): Promise<void> {

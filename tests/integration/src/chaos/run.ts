@@ -6,11 +6,11 @@
 //
 // Prints a summary (ops by outcome, faults injected, checker verdicts, time spent checking)
 // and exits 1 unless the verdict is ok. With --keep, the member logs and the history stay in
-// the run's directory (printed at the end).
+// the run's directory (printed at the end); `--check <that dir>/run` re-runs the checkers on it.
 
 import { parseArgs } from "node:util";
 import { TARGET_KINDS, type TargetKind } from "../cluster/local-cluster.js";
-import { runChaos } from "./chaos-run.js";
+import { recheckSavedRun, runChaos } from "./chaos-run.js";
 import { FAULT_KINDS, type FaultKind } from "./nemesis.js";
 
 const { values } = parseArgs({
@@ -25,8 +25,15 @@ const { values } = parseArgs({
     "op-timeout": { type: "string", default: "2000" },
     "snapshot-count": { type: "string" },
     keep: { type: "boolean", default: false },
+    check: { type: "string" },
   },
 });
+
+if (values.check !== undefined) {
+  const { ok, text } = await recheckSavedRun(values.check);
+  console.log(text);
+  process.exit(ok ? 0 : 1);
+}
 
 const target = values.target as TargetKind;
 if (!TARGET_KINDS.includes(target)) throw new Error(`--target must be one of ${TARGET_KINDS.join(", ")}`);

@@ -110,6 +110,8 @@ export class Workload {
         // and the client carries on as a new one.
         if (outcome === "unknown") process = this.nextProcess++;
         endpoint = (endpoint + 1) % o.endpoints.length;
+        // A member that is down refuses at once; without a pause the client would spin.
+        await sleep(rng.int(50, 250), this.stopping.signal);
       }
       if (o.thinkMs > 0) await sleep(rng.int(0, o.thinkMs), this.stopping.signal);
     }
