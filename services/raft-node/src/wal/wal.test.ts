@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -415,5 +416,39 @@ test("a snapshot installed from the leader beyond the log: marker, then entries 
   assert.deepEqual(recovered.snapshot, marker);
   assert.deepEqual(view(recovered.entries), ["51@3:entry-51", "52@3:entry-52"]);
   assert.equal(recovered.hardState?.commit, 51);
+  await reopened.close();
+});
+
+test("concurrent releaseTo calls delete strictly oldest first", async () => {
+  const dir = await freshDir();
+  const gapsSeen: string[][] = [];
+  const logger: WalLogger = {
+    info: (_details, message) => {
+      if (message !== "wal: released segment") return;
+      // After every deletion the files left must still be a gap-free run of sequences.
+      const seqs = readdirSync(dir)
+        .filter((n) => n.endsWith(".wal"))
+        .map((n) => Number.parseInt(n.slice(0, 16), 16))
+        .sort((a, b) => a - b);
+      if (seqs.some((seq, k) => k > 0 && seq !== seqs[k - 1] + 1)) gapsSeen.push(readdirSync(dir).sort());
+    },
+    warn() {},
+    error() {},
+  };
+  const wal = await Wal.create(dir, { segmentBytes: 512, logger });
+  for (let i = 1; i <= 80; i++) await wal.save(undefined, [entry(i)]);
+  await wal.saveSnapshotMarker({ index: 80, term: 1, confState: { voters: [1], learners: [] } });
+  await wal.save(undefined, [entry(81)]);
+  assert.ok(wal.segmentPaths().length >= 6);
+  // Two releases racing, as two callers finishing snapshots at once would.
+  const [first, second] = await Promise.all([wal.releaseTo(20), wal.releaseTo(80)]);
+  assert.ok(first > 0 && second > 0);
+  assert.deepEqual(gapsSeen, []);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [81],
+  );
   await reopened.close();
 });

@@ -122,6 +122,7 @@ export class Wal {
   private flushing = false;
   private idleWaiters: (() => void)[] = [];
   private failure?: Error;
+  private releasing: Promise<unknown> = Promise.resolve();
   private closed = false;
   /** Last index as of everything queued: what the next save's entries must follow. */
   private queuedLastIndex: number;
@@ -352,7 +353,15 @@ export class Wal {
    * Deletes the oldest segments whose entries are all <= index, never past the newest
    * durable snapshot marker and never the segment being written. Returns how many went.
    */
-  async releaseTo(index: number): Promise<number> {
+  releaseTo(index: number): Promise<number> {
+    // One release at a time: two running side by side would each delete their own
+    // oldest-first run, together not oldest first, and a crash between them leaves a gap.
+    const run = this.releasing.then(() => this.releaseSegmentsTo(index));
+    this.releasing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async releaseSegmentsTo(index: number): Promise<number> {
     const limit = Math.min(index, this.writtenMarker?.index ?? 0);
     const doomed: Segment[] = [];
     while (
