@@ -27,6 +27,12 @@ describe("Prng", () => {
     );
   });
 
+  it("uses every bit of a 53-bit seed", () => {
+    const a = new Prng(5);
+    const b = new Prng(5 + 2 ** 32);
+    assert.notEqual(a.nextUint32(), b.nextUint32());
+  });
+
   it("stays in range", () => {
     const r = new Prng(7);
     for (let i = 0; i < 10_000; i++) {

@@ -141,7 +141,7 @@ export function runSchedule(seed: number, options: RunOptions = {}): ScheduleRep
         `preVote ${shape.preVote}, checkQuorum ${shape.checkQuorum}, maxSizePerMsg ${shape.maxSizePerMsg}, ` +
         `maxInflightMsgs ${shape.maxInflightMsgs}, maxUncommittedEntriesSize ${shape.maxUncommittedEntriesSize}`,
     );
-    const chaos = new Chaos(cluster, shape, new Prng(seed ^ 0x2545f491).fork());
+    const chaos = new Chaos(cluster, shape, new Prng(chaosSeed(seed)).fork());
     for (let i = 0; i < shape.chaosSteps; i++) {
       chaos.step();
       cluster.endStep();
@@ -155,6 +155,12 @@ export function runSchedule(seed: number, options: RunOptions = {}): ScheduleRep
     }
     throw new ScheduleFailure(seed, cluster?.now ?? 0, shape.chaosSteps, err);
   }
+}
+
+/** A seed for the chaos stream, distinct from the cluster's, keeping all 53 bits of `seed`. */
+function chaosSeed(seed: number): number {
+  const low = ((seed % 2 ** 32) ^ 0x2545f491) >>> 0;
+  return Math.floor(seed / 2 ** 32) * 2 ** 32 + low;
 }
 
 type ChaosAction =
