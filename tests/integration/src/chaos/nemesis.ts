@@ -11,6 +11,8 @@ export type FaultKind =
   | "kill"
   /** SIGKILL the current leader (as Maintenance.Status reports it), restart after the hold. */
   | "kill-leader"
+  /** SIGKILL every member at once, restart them all: acknowledged writes must survive. */
+  | "kill-all"
   /** SIGTERM a random member and restart it: a graceful restart. */
   | "restart"
   /** SIGSTOP a random member, SIGCONT after the hold: a process that freezes, then wakes believing nothing happened. */
@@ -25,6 +27,7 @@ export type FaultKind =
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill",
   "kill-leader",
+  "kill-all",
   "restart",
   "pause",
   "isolate",
@@ -103,6 +106,14 @@ export class Nemesis {
         await c.kill(m);
         return () => this.restartAndWait(m, record);
       }
+      case "kill-all": {
+        record.detail = "SIGKILL every member";
+        const members = c.members.map((m) => m.index);
+        await Promise.all(members.map((m) => c.kill(m)));
+        return async () => {
+          await Promise.all(members.map((m) => this.restartAndWait(m, record)));
+        };
+      }
       case "restart": {
         const m = randomMember();
         record.detail = `SIGTERM m${m}, restart`;
@@ -155,12 +166,12 @@ export class Nemesis {
     const started = now();
     while (now() - started < 60_000) {
       if (await this.cluster.status(m, 1000)) {
-        record.detail += `; serving again after ${((now() - started) / 1000).toFixed(1)}s`;
+        record.detail += `; m${m} serving again after ${((now() - started) / 1000).toFixed(1)}s`;
         return;
       }
       await sleep(250);
     }
-    record.detail += "; not serving 60 s after restart";
+    record.detail += `; m${m} not serving 60 s after restart`;
   }
 
   private async healEverything(): Promise<void> {

@@ -2,7 +2,7 @@
 //
 //   node --conditions=source --import tsx tests/integration/src/chaos/run.ts \
 //     --target etcd|etcd-ts|etcd-ts-dist --duration 600 --seed 42 [--clients 8] [--keys 4]
-//     [--faults kill,kill-leader,restart,pause,isolate,one-way,bridge] [--snapshot-count N] [--keep]
+//     [--faults kill,kill-leader,kill-all,restart,pause,isolate,one-way,bridge] [--snapshot-count N] [--keep]
 //
 // Prints a summary (ops by outcome, faults injected, checker verdicts, time spent checking)
 // and exits 1 unless the verdict is ok. With --keep, the member logs and the history stay in

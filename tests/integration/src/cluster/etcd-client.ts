@@ -155,9 +155,10 @@ export class EtcdEndpoint {
     this.watchClient = new s.Watch(address, creds, CHANNEL_OPTIONS);
   }
 
-  /** A linearizable read of one key. */
-  async get(key: string, timeoutMs: number): Promise<ReadResult> {
-    const res = await call(this.kv.range.bind(this.kv), { key: Buffer.from(key) }, timeoutMs);
+  /** A read of one key: linearizable unless `serializable` (then the member answers from its own state). */
+  async get(key: string, timeoutMs: number, options: { serializable?: boolean } = {}): Promise<ReadResult> {
+    const request = { key: Buffer.from(key), serializable: options.serializable ?? false };
+    const res = await call(this.kv.range.bind(this.kv), request, timeoutMs);
     const kv = res.kvs[0];
     return {
       revision: Number(res.header.revision),
