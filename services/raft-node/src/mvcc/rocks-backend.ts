@@ -128,6 +128,9 @@ export interface RocksTuning {
 
 export const DEFAULT_TUNING: RocksTuning = { compression: true, blockCacheBytes: 8 * 1024 * 1024 };
 
+/** Level compaction with a 2 MiB memtable budget: 512 KiB write buffers. */
+const SIDE_COLUMN_OPTIONS = { compaction: "level", memtableMemoryBudget: 2 * 1024 * 1024 };
+
 export class RocksBackend {
   private constructor(
     private readonly db: NativeDb,
@@ -147,7 +150,11 @@ export class RocksBackend {
     const db = new RocksLevel(location, { keyEncoding: "buffer", valueEncoding: "buffer" });
     const keySpace = { compression: tuning.compression, cacheSize: tuning.blockCacheBytes };
     const columns: Record<string, object> = { default: keySpace };
-    for (const name of columnNames) columns[name] = {};
+    // Small side families get small memtables: a RocksDB WAL file is only deleted once every
+    // family with data in it has flushed, and a family written on every batch (the applied
+    // index in "meta") with the default 64 MiB memtable would pin gigabytes of WAL. The binding
+    // cannot set max_total_wal_size, which would bound the rest.
+    for (const name of columnNames) columns[name] = SIDE_COLUMN_OPTIONS;
     await db.open({ createIfMissing: true, ...keySpace, columns });
     return new RocksBackend(db, location, db.columns);
   }
