@@ -651,7 +651,7 @@ export class MvccStore implements ApplyTarget {
   /** A Range served from local state (serializable; linearizable once the caller waited for ReadIndex). */
   async range(r: RangeRequest): Promise<RangeResponse> {
     checkRangeRequest(r);
-    await this.passExclusive();
+    if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     const curRev = this.currentRev;
     const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
@@ -691,7 +691,7 @@ export class MvccStore implements ApplyTarget {
    * to keys in range, in revision order, read from one consistent RocksDB view.
    */
   async history(q: HistoryQuery): Promise<HistoryResult> {
-    await this.passExclusive();
+    if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     if (q.fromRevision < this.compactMainRev) throw new EtcdError("Compacted");
     const revision = this.currentRev;
@@ -803,7 +803,7 @@ export class MvccStore implements ApplyTarget {
    * would drop, so members agree whatever their compaction progress.
    */
   async hashKV(revision: number): Promise<HashKVResponse> {
-    await this.passExclusive();
+    if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     const compactRev = this.compactMainRev;
     const currentRev = this.currentRev;
@@ -841,20 +841,28 @@ export class MvccStore implements ApplyTarget {
    * space, then the meta entries except the applied index and term, which differ by member.
    */
   async hash(): Promise<{ hash: number; revision: number }> {
-    await this.passExclusive();
+    if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     const revision = this.currentRev;
-    const keys = this.db.iterator({});
-    const metas = this.db.iterator({ column: this.meta });
-    let hash = crc32c(HASH_KEY_BUCKET);
+    // etcd hashes every bucket by name; here: the key space, meta, then the extra families.
+    const sections = [
+      { name: HASH_KEY_BUCKET, it: this.db.iterator({}) },
+      { name: HASH_META_BUCKET, it: this.db.iterator({ column: this.meta }) },
+      ...this.extraColumns.map((name) => ({
+        name: Buffer.from(name),
+        it: this.db.iterator({ column: this.db.columns[name]! }),
+      })),
+    ];
+    const memberLocal = (k: Buffer) => k.equals(META_CONSISTENT_INDEX) || k.equals(META_TERM);
+    let hash = 0;
     this.readers++;
     try {
-      hash = await hashRows(keys, hash, () => true);
-      hash = crc32c(HASH_META_BUCKET, hash);
-      hash = await hashRows(metas, hash, (k) => !k.equals(META_CONSISTENT_INDEX) && !k.equals(META_TERM));
+      for (const { name, it } of sections) {
+        hash = crc32c(name, hash);
+        hash = await hashRows(it, hash, (k) => name !== HASH_META_BUCKET || !memberLocal(k));
+      }
     } finally {
-      keys.close();
-      metas.close();
+      for (const { it } of sections) it.close();
       this.readers--;
     }
     return { hash, revision };
@@ -866,7 +874,7 @@ export class MvccStore implements ApplyTarget {
    * and applies only run between ticks. For Raft snapshots and Maintenance.Snapshot.
    */
   async *exportRows(chunkRows = 1000): AsyncGenerator<{ column: string; keys: Buffer[]; values: Buffer[] }> {
-    await this.passExclusive();
+    if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     const names = [META_COLUMN, ...this.extraColumns];
     const iterators = [
