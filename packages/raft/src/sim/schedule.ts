@@ -32,7 +32,12 @@ const QUIET_PROPOSALS = 3;
 export const DEFAULT_CHAOS_STEPS = 1500;
 export const MAX_MEMBERS = 5;
 
-export type ClusterShape = "3 voters" | "5 voters" | "membership";
+/**
+ * "leader churn": 5 voters whose leaders are crashed, isolated and challenged far more often,
+ * with one entry per message, the setting in which an old-term entry can be acknowledged on
+ * its own before the new leader's entry (Raft's Figure 8).
+ */
+export type ClusterShape = "3 voters" | "5 voters" | "leader churn" | "membership";
 
 export interface ScheduleShape {
   cluster: ClusterShape;
@@ -52,8 +57,9 @@ export interface ScheduleShape {
 export function shapeForSeed(seed: number, chaosSteps = DEFAULT_CHAOS_STEPS): ScheduleShape {
   const r = new Prng(seed).fork();
   const roll = r.int(10);
-  const cluster: ClusterShape = roll < 4 ? "3 voters" : roll < 7 ? "5 voters" : "membership";
-  const initialVoters = cluster === "3 voters" ? 3 : cluster === "5 voters" ? 5 : r.between(1, 3);
+  const cluster: ClusterShape =
+    roll < 3 ? "3 voters" : roll < 5 ? "5 voters" : roll < 7 ? "leader churn" : "membership";
+  const initialVoters = cluster === "3 voters" ? 3 : cluster === "membership" ? r.between(1, 3) : 5;
   const rates: FaultRates = {
     drop: r.pick([0, 0.02, 0.08]),
     duplicate: r.pick([0, 0.03]),
@@ -73,7 +79,7 @@ export function shapeForSeed(seed: number, chaosSteps = DEFAULT_CHAOS_STEPS): Sc
     checkQuorum: r.chance(0.75),
     // One entry per message and a window of one bring out orderings that big batches hide:
     // e.g. a follower acknowledging an old-term entry before the new leader's own entry.
-    maxSizePerMsg: r.pick([1, 64, 4096]),
+    maxSizePerMsg: cluster === "leader churn" ? 1 : r.pick([1, 64, 4096]),
     maxInflightMsgs: r.pick([1, 4, 256]),
     maxUncommittedEntriesSize: r.pick([0, 0, 256]),
   };
@@ -193,6 +199,7 @@ class Chaos {
     private readonly rng: Prng,
   ) {
     const f = shape.faultWeight;
+    const churn = shape.cluster === "leader churn";
     this.weights = {
       deliverDue: 22,
       deliverOne: 8,
@@ -203,11 +210,11 @@ class Chaos {
       propose: 10,
       read: 3,
       transfer: 0.6,
-      campaign: 0.3,
+      campaign: churn ? 2 : 0.3,
       crash: 0.8 * f,
-      crashLeader: 0.4 * f,
+      crashLeader: (churn ? 2 : 0.4) * f,
       isolateLeader: 0.4 * f,
-      restart: 2,
+      restart: churn ? 5 : 2,
       partition: 0.6 * f,
       cutOneWay: 0.4 * f,
       heal: 1,

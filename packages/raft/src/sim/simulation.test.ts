@@ -39,7 +39,7 @@ describe(`${SCHEDULES} random schedules`, () => {
     assert.equal(reports.length, SCHEDULES, "every schedule ran to the end");
     const total = (k: keyof ClusterStats) => reports.reduce((sum, r) => sum + r.stats[k], 0);
     const shapes = new Set(reports.map((r) => r.shape.cluster));
-    assert.deepEqual([...shapes].sort(), ["3 voters", "5 voters", "membership"]);
+    assert.deepEqual([...shapes].sort(), ["3 voters", "5 voters", "leader churn", "membership"]);
     const floor: [keyof ClusterStats, number][] = [
       ["entriesApplied", 100 * SCHEDULES],
       ["leadersElected", 2 * SCHEDULES],
