@@ -15,12 +15,11 @@
 // process crash (the bytes are in the OS), and after a machine crash the Raft WAL, which is
 // fsynced, replays whatever the state machine lost, as etcd does with its bolt backend. Raft log
 // compaction must therefore call syncToDisk() first. `syncWrites: true` fsyncs every batch.
-import { type Dirent, readdirSync, statSync } from "node:fs";
-import { open as openFile, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { rename, rm } from "node:fs/promises";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
+import { copyColumn, directorySize, recoverInterruptedDefrag, writeMarker } from "./database-files.js";
 import { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
@@ -1061,74 +1060,6 @@ async function hashRows(
     if (hashed.length > 0) hash = crc32c(Buffer.concat(hashed), hash);
     if (chunk.finished) return hash;
   }
-}
-
-async function copyColumn(
-  from: RocksBackend,
-  to: RocksBackend,
-  fromColumn: ColumnHandle | undefined,
-  toColumn: ColumnHandle | undefined,
-): Promise<void> {
-  const it = from.iterator(fromColumn === undefined ? {} : { column: fromColumn });
-  try {
-    for (;;) {
-      const chunk = await it.next(HISTORY_CHUNK);
-      const batch = to.batch();
-      for (let i = 0; i < chunk.keys.length; i++) batch.put(chunk.keys[i]!, chunk.values[i]!, toColumn);
-      if (batch.length > 0) batch.write(false);
-      else batch.discard();
-      if (chunk.finished) return;
-    }
-  } finally {
-    it.close();
-  }
-}
-
-/**
- * Finishes or discards a defragmentation interrupted by a crash: the copy is only trusted once
- * its completion marker exists; the original directory is only removed after the swap.
- */
-async function recoverInterruptedDefrag(location: string): Promise<void> {
-  const copyDir = `${location}.defrag`;
-  const marker = `${copyDir}.complete`;
-  const exists = async (path: string) =>
-    stat(path).then(
-      () => true,
-      () => false,
-    );
-  if (!(await exists(location)) && (await exists(marker)) && (await exists(copyDir))) {
-    await rename(copyDir, location);
-  }
-  await rm(copyDir, { recursive: true, force: true });
-  await rm(marker, { force: true });
-  if (await exists(location)) await rm(`${location}.old`, { recursive: true, force: true });
-  else if (await exists(`${location}.old`)) await rename(`${location}.old`, location);
-}
-
-async function writeMarker(path: string): Promise<void> {
-  const file = await openFile(path, "w");
-  await file.sync();
-  await file.close();
-}
-
-function directorySize(path: string): number {
-  let total = 0;
-  let entries: Dirent[];
-  try {
-    entries = readdirSync(path, { withFileTypes: true });
-  } catch {
-    // Mid-swap during defragmentation the directory is briefly absent.
-    return Number.NaN;
-  }
-  for (const entry of entries) {
-    if (!entry.isFile()) continue;
-    try {
-      total += statSync(join(path, entry.name)).size;
-    } catch {
-      // RocksDB deletes obsolete files concurrently; a vanished file no longer counts.
-    }
-  }
-  return total;
 }
 
 function prefixEnd(prefix: Buffer): Buffer {
