@@ -36,6 +36,7 @@ export {
   type SnapshotterOptions,
 } from "./snapshotter.js";
 export {
+  type SaveOptions,
   Wal,
   type WalCreateOptions,
   type WalLogger,

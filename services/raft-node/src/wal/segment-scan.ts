@@ -4,12 +4,14 @@
 // - In any segment but the last, it is corruption: the WAL only moves to a new segment
 //   after the old one was fully written and synced.
 // - In the last segment, it is a torn tail (a crash during a write that was never
-//   acknowledged), unless a SyncPoint record follows it. The WAL writes and fsyncs one
-//   group at a time and begins every write that follows an fsync with a SyncPoint, so an
-//   intact SyncPoint after X proves X was durable before the crash; then the damage is
-//   corruption and start-up stops. Intact non-SyncPoint records after X are not such
-//   proof: within a single unsynced write the disk may persist later pages and lose
-//   earlier ones, so they belong to the same unacknowledged write and go with it.
+//   acknowledged), unless a SyncPoint record follows it. The WAL never writes while an
+//   fsync is in flight and begins every write that follows a completed fsync with a
+//   SyncPoint, so an intact SyncPoint after X proves X was durable before the crash:
+//   then the damage is corruption and start-up stops. Intact records of other types
+//   after X are no such proof: the bytes written since the last fsync may reach the disk
+//   in any order (later pages kept, earlier ones lost), so they go with the torn write.
+// - Damage inside the records a segment was created with is always corruption: they were
+//   synced before the file got its name.
 // Consequence, stated plainly: bytes damaged inside the last acknowledged write (after its
 // fsync returned) look exactly like a torn write and are truncated, with a log line and
 // a report, because nothing on disk can tell the two apart without a second fsync.

@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Entry, EntryType } from "@etcd-ts/raft";
+import { RecordType, readFrame } from "./record-frame.js";
 import { entries, entry } from "./segment-image.fixture.js";
+import { scanSegment } from "./segment-scan.js";
 import { Wal, type WalLogger } from "./wal.js";
 import { WalCorruptionError, WalFailedError, WalNotFoundError } from "./wal-errors.js";
 
@@ -450,5 +452,60 @@ test("concurrent releaseTo calls delete strictly oldest first", async () => {
     recovered.entries.map((e) => e.index),
     [81],
   );
+  await reopened.close();
+});
+
+test("saves with sync false skip their own fdatasync; the next synced save covers them", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save({ term: 1, vote: 1, commit: 0 }, entries(1, 2));
+  assert.equal(wal.stats().fsyncs, 1);
+  await wal.save({ term: 1, vote: 1, commit: 2 }, [], { sync: false });
+  await wal.save({ term: 1, vote: 1, commit: 2 }, [], { sync: false });
+  assert.equal(wal.stats().fsyncs, 1);
+  assert.equal(wal.stats().writes, 3);
+  await wal.save(undefined, [entry(3)]);
+  assert.equal(wal.stats().fsyncs, 2);
+  // Nothing written since the last fsync: an empty synced save costs nothing.
+  await wal.save(undefined, []);
+  assert.equal(wal.stats().fsyncs, 2);
+  await wal.save(undefined, [entry(4)], { sync: false });
+  await wal.save(undefined, []);
+  assert.equal(wal.stats().fsyncs, 3, "an empty synced save after an unsynced write must sync it");
+  await wal.close();
+
+  // SyncPoints lead only the writes that follow an fsync: the 1st, 2nd and 5th of five.
+  const [name] = await readdir(dir);
+  const bytes = await readFile(join(dir, name));
+  const scanned = scanSegment(bytes, name, true);
+  let syncPoints = 0;
+  for (let at = 0; at < scanned.end; ) {
+    const frame = readFrame(bytes, at, scanned.header.salt);
+    const read = frame.ok ? frame : readFrame(bytes, at, 0);
+    assert.ok(read.ok);
+    if (read.frame.type === RecordType.SyncPoint) syncPoints++;
+    at = read.frame.end;
+  }
+  assert.equal(syncPoints, 3);
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [1, 2, 3, 4],
+  );
+  assert.equal(recovered.hardState?.commit, 2);
+  await reopened.close();
+});
+
+test("a roll first syncs the unsynced tail of the segment it leaves", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { segmentBytes: 512 });
+  for (let i = 1; i <= 40; i++) await wal.save(undefined, [entry(i)], { sync: false });
+  const stats = wal.stats();
+  assert.ok(stats.segmentsCreated >= 3);
+  assert.equal(stats.fsyncs, stats.segmentsCreated - 1);
+  await wal.close();
+  assert.equal(wal.stats().fsyncs, stats.fsyncs + 1, "close syncs what is left");
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.equal(recovered.entries.length, 40);
   await reopened.close();
 });

@@ -2,8 +2,8 @@
 //
 // Every save() is encoded (framed and checksummed) at call time, in call order, and
 // queued. One flush at a time takes everything queued (up to maxWriteBytes), writes it
-// with a single positioned writev, then one fdatasync, then resolves every caller in the
-// group. Saves that arrive during a flush form the next group. Writes never overlap an
+// with a single positioned writev, then one fdatasync (skipped only if every save in the
+// group passed {sync: false}), then resolves every caller in the group. Saves that arrive during a flush form the next group. Writes never overlap an
 // fsync in flight: segment-scan.ts relies on "one unsynced write at a time" to tell a
 // torn tail from corruption.
 
@@ -96,8 +96,18 @@ interface ActiveSegment extends Segment {
   size: number;
 }
 
+export interface SaveOptions {
+  /**
+   * false: resolve once written, without an fdatasync of its own; the next synced save
+   * (or close) makes it durable. For Raft's Ready with mustSync false (only the commit
+   * index moved), where etcd skips the fsync too. Default true.
+   */
+  sync?: boolean;
+}
+
 interface PendingSave {
   records: Buffer;
+  sync: boolean;
   hardState?: HardState;
   marker?: SnapshotMetadata;
   lastIndexAfter: number;
@@ -123,10 +133,15 @@ export class Wal {
   private idleWaiters: (() => void)[] = [];
   private failure?: Error;
   private releasing: Promise<unknown> = Promise.resolve();
+  /** Whether everything written to the active segment has been fdatasync'ed. */
+  private tailSynced = true;
   private closed = false;
   /** Last index as of everything queued: what the next save's entries must follow. */
   private queuedLastIndex: number;
-  /** The same, and the newest hard state and marker, as of everything written and synced. */
+  /**
+   * The same, and the newest hard state and marker, as of everything written. A roll syncs
+   * before copying them forward; markers are always synced before releaseTo trusts them.
+   */
   private writtenLastIndex: number;
   private writtenHardState?: HardState;
   private writtenMarker?: SnapshotMetadata;
@@ -335,10 +350,15 @@ export class Wal {
 
   /**
    * Appends entries (which must continue the log, possibly overwriting a suffix) and the
-   * hard state, after every earlier save. Resolves once durable; rejects if they cannot be.
+   * hard state, after every earlier save. Resolves once durable (once written, with
+   * `{sync: false}`); rejects if that cannot be.
    */
-  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
-    return this.enqueue(hardState, entries, undefined);
+  save(
+    hardState: HardState | undefined,
+    entries: readonly Entry[],
+    options: SaveOptions = {},
+  ): Promise<void> {
+    return this.enqueue(hardState, entries, undefined, options.sync ?? true);
   }
 
   /**
@@ -346,7 +366,7 @@ export class Wal {
    * can be replayed from it and releaseTo may drop what precedes it.
    */
   saveSnapshotMarker(meta: SnapshotMetadata): Promise<void> {
-    return this.enqueue(undefined, [], meta);
+    return this.enqueue(undefined, [], meta, true);
   }
 
   /**
@@ -390,6 +410,7 @@ export class Wal {
     if (this.closed) return;
     this.closed = true;
     await this.drain();
+    if (this.sync && !this.tailSynced && !this.failure) await this.fdatasync(this.active);
     await this.active.handle.close();
   }
 
@@ -406,6 +427,7 @@ export class Wal {
     hardState: HardState | undefined,
     entries: readonly Entry[],
     marker: SnapshotMetadata | undefined,
+    sync: boolean,
   ): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new Error("WAL is closed"));
@@ -439,7 +461,16 @@ export class Wal {
     }
     this.queuedLastIndex = lastIndexAfter;
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ records, hardState, marker, lastIndexAfter, maxEntryIndex, resolve, reject });
+      this.pending.push({
+        records,
+        sync,
+        hardState,
+        marker,
+        lastIndexAfter,
+        maxEntryIndex,
+        resolve,
+        reject,
+      });
       this.scheduleFlush();
     });
   }
@@ -489,35 +520,34 @@ export class Wal {
   private async writeGroup(group: PendingSave[]): Promise<void> {
     if (this.active.size >= this.segmentBytes) await this.roll();
     const active = this.active;
-    const position = active.size;
     const buffers: Buffer[] = [];
-    if (this.sync) buffers.push(encodeSyncPoint(position, this.salt));
-    let recordBytes = 0;
+    let total = 0;
     for (const item of group) {
       if (item.records.length === 0) continue;
       buffers.push(item.records);
-      recordBytes += item.records.length;
+      total += item.records.length;
     }
-    // A group of empty saves only waits for the groups before it, which are already durable.
-    if (recordBytes > 0) {
-      let total = 0;
-      for (const b of buffers) total += b.length;
+    if (total > 0) {
+      // A SyncPoint vouches that every byte before it is durable: true only right after
+      // an fsync (see segment-scan.ts), so it leads only writes that follow one.
+      if (this.sync && this.tailSynced) {
+        const syncPoint = encodeSyncPoint(active.size, this.salt);
+        buffers.unshift(syncPoint);
+        total += syncPoint.length;
+      }
+      const position = active.size;
       const { bytesWritten } = await active.handle.writev(buffers, position);
       if (bytesWritten !== total) {
         throw new Error(`short write to ${active.path} at ${position}: ${bytesWritten} of ${total} bytes`);
       }
       active.size += total;
+      this.tailSynced = false;
       this.counters.writes++;
       this.counters.bytesWritten += total;
-      if (this.sync) {
-        const started = process.hrtime.bigint();
-        await active.handle.datasync();
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        this.counters.fsyncs++;
-        this.counters.fsyncSecondsTotal += seconds;
-        this.onFsync?.(seconds);
-      }
     }
+    // An empty group syncs too if an unsynced write precedes it: its callers asked for
+    // everything before them to be durable.
+    if (this.sync && !this.tailSynced && group.some((item) => item.sync)) await this.fdatasync(active);
     for (const item of group) {
       this.writtenLastIndex = item.lastIndexAfter;
       if (item.hardState) this.writtenHardState = item.hardState;
@@ -526,8 +556,20 @@ export class Wal {
     }
   }
 
+  private async fdatasync(segment: ActiveSegment): Promise<void> {
+    const started = process.hrtime.bigint();
+    await segment.handle.datasync();
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.tailSynced = true;
+    this.counters.fsyncs++;
+    this.counters.fsyncSecondsTotal += seconds;
+    this.onFsync?.(seconds);
+  }
+
   private async roll(): Promise<void> {
     const previous = this.active;
+    // Only the last segment may end in a torn write: finish the old one's unsynced tail.
+    if (this.sync && !this.tailSynced) await this.fdatasync(previous);
     const next = await createSegmentFile(
       this.dir,
       previous.seq + 1,
@@ -541,7 +583,7 @@ export class Wal {
     this.active = next;
     this.counters.segmentsCreated++;
     if (this.sync) this.counters.dirFsyncs++;
-    // Its last write was synced before this roll began.
+    this.tailSynced = true;
     await previous.handle.close();
     this.logger.info({ file: next.path, firstIndex: next.firstIndex }, "wal: started a new segment");
   }
