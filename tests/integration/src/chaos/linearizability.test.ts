@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Operation, Outcome } from "./history.js";
 import { checkKey, checkLinearizability } from "./linearizability.js";
+import { SeededRandom } from "./seeded-random.js";
 import { linearizableHistory } from "./synthetic-history.js";
 
 /** Hand-written histories: times are plain numbers, an unknown op has no end. */
@@ -295,5 +296,77 @@ describe("linearizability: scale and budgets", () => {
     const report = checkKey("k", ops, { maxStepsPerKey: 50 });
     assert.equal(report.verdict, "unknown");
     assert.match(report.reason ?? "", /search budget exhausted: 50 steps/);
+  });
+});
+
+/**
+ * An independent oracle for small histories: try every subset of the unknown ops and every
+ * order of the chosen ops that respects real time, on a sequential register.
+ */
+function bruteForceLinearizable(ops: readonly Operation[]): boolean {
+  const definite = ops.filter((o) => o.outcome === "ok");
+  const optional = ops.filter((o) => o.outcome === "unknown" && o.kind !== "read");
+  const end = (o: Operation) => o.completedAt ?? Number.POSITIVE_INFINITY;
+  const tryOrder = (chosen: Operation[]): boolean => {
+    const used = new Array<boolean>(chosen.length).fill(false);
+    const step = (state: string | null, placed: number): boolean => {
+      if (placed === chosen.length) return true;
+      for (let i = 0; i < chosen.length; i++) {
+        if (used[i]) continue;
+        const o = chosen[i];
+        // Every unplaced op that finished before o began must come first.
+        if (chosen.some((p, j) => !used[j] && j !== i && end(p) < o.invokedAt)) continue;
+        let next: string | null | undefined;
+        if (o.kind === "read") next = state === o.output ? state : undefined;
+        else if (o.kind === "write") next = o.value!;
+        else if (o.outcome === "unknown") next = state === o.expected ? o.value! : state;
+        else if (o.succeeded) next = state === o.expected ? o.value! : undefined;
+        else next = state === o.output && state !== o.expected ? state : undefined;
+        if (next === undefined) continue;
+        used[i] = true;
+        if (step(next, placed + 1)) return true;
+        used[i] = false;
+      }
+      return false;
+    };
+    return step(null, 0);
+  };
+  for (let mask = 0; mask < 1 << optional.length; mask++) {
+    const chosen = [...definite, ...optional.filter((_, i) => mask & (1 << i))];
+    if (tryOrder(chosen)) return true;
+  }
+  return false;
+}
+
+describe("linearizability: agrees with brute force on small random histories", () => {
+  test("valid histories and single mutations of them", () => {
+    let violations = 0;
+    let checked = 0;
+    for (let seed = 1; seed <= 400; seed++) {
+      const rng = new SeededRandom(seed);
+      const ops = linearizableHistory({ seed, ops: rng.int(3, 7), processes: 3, unknownRate: 0.25 });
+      if (seed % 4 !== 0) {
+        // Mutate one op: a different output, flipped CAS result, or shifted interval.
+        const o = rng.pick(ops);
+        const values = [null, ...ops.filter((x) => x.value !== undefined).map((x) => x.value!)];
+        const r = rng.next();
+        if (o.outcome === "ok" && o.kind === "read") o.output = rng.pick(values);
+        else if (o.outcome === "ok" && o.kind === "cas" && r < 0.5) {
+          o.succeeded = !o.succeeded;
+          o.output = o.succeeded ? undefined : rng.pick(values);
+        } else if (o.outcome === "ok") {
+          const shift = rng.int(-15, 15);
+          o.invokedAt += shift;
+          o.completedAt! += shift;
+        }
+      }
+      const expected = bruteForceLinearizable(ops);
+      const got = checkKey("k", ops).verdict;
+      assert.equal(got, expected ? "ok" : "violation", `seed ${seed}: ${JSON.stringify(ops)}`);
+      checked++;
+      if (!expected) violations++;
+    }
+    // The comparison only means something if both verdicts occur often.
+    assert.ok(violations > 50 && checked - violations > 50, `${violations} violations of ${checked}`);
   });
 });

@@ -192,7 +192,8 @@ export class LocalCluster {
     entry.exited = new Promise<void>((resolveExit) => {
       child.once("exit", (code, signal) => {
         this.exits.push({ member: i, code, signal, unexpected: !entry.expectedExit, at: performance.now() });
-        log.write(`\n==== exited code=${code} signal=${signal}\n`);
+        // stdout/stderr may still hold output: the log is closed on "close", not here.
+        child.once("close", () => log.end(`\n==== exited code=${code} signal=${signal}\n`));
         if (this.running.get(i) === entry) this.running.delete(i);
         resolveExit();
       });
@@ -282,7 +283,6 @@ export class LocalCluster {
     for (const i of [...this.running.keys()]) await this.kill(i);
     for (const e of this.endpoints) e.close();
     await this.network?.close();
-    for (const r of this.running.values()) r.log.end();
     if (this.ownsBaseDir && !options.keepFiles)
       await rm(this.options.baseDir, { recursive: true, force: true });
   }
