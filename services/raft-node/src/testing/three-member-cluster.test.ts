@@ -203,6 +203,53 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
     );
   });
 
+  it("serves etcdctl lock and elect (v3lock and v3election)", async () => {
+    const holder = spawn("etcdctl", [`--endpoints=${eps}`, "lock", "the-lock"]);
+    let held = "";
+    holder.stdout.on("data", (c) => {
+      held += c;
+    });
+    await eventually("first lock holder", async () =>
+      /^the-lock\/[0-9a-f]+\n\n$/.test(held) ? true : undefined,
+    );
+    const waiter = spawn("etcdctl", [`--endpoints=${eps}`, "lock", "the-lock", "echo", "got-it"]);
+    let waited = "";
+    waiter.stdout.on("data", (c) => {
+      waited += c;
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(waited, "", "the second contender waits while the lock is held");
+    holder.kill("SIGINT");
+    await eventually("second contender gets the lock", async () =>
+      waited === "got-it\n" ? true : undefined,
+    );
+
+    const candidate = spawn("etcdctl", [`--endpoints=${eps}`, "elect", "the-election", "p1"]);
+    let campaigned = "";
+    candidate.stdout.on("data", (c) => {
+      campaigned += c;
+    });
+    try {
+      await eventually("candidate elected", async () =>
+        /^the-election\/[0-9a-f]+\np1\n$/.test(campaigned) ? true : undefined,
+      );
+      const observer = spawn("etcdctl", [`--endpoints=${eps}`, "elect", "-l", "the-election"]);
+      let observed = "";
+      observer.stdout.on("data", (c) => {
+        observed += c;
+      });
+      try {
+        await eventually("observer sees the leader", async () =>
+          observed === campaigned ? true : undefined,
+        );
+      } finally {
+        observer.kill();
+      }
+    } finally {
+      candidate.kill("SIGINT");
+    }
+  });
+
   it("adds a learner, promotes it, and removes a member", async () => {
     const newcomer = await cluster.newMember("m4");
     const added = await ctl(eps, ["member", "add", "m4", `--peer-urls=${newcomer.peerUrl}`, "--learner"]);

@@ -1,14 +1,16 @@
 // The client-facing gRPC server: every etcd v3 service on each --listen-client-urls address.
 
-import { etcdserverpb } from "@etcd-ts/api";
+import { etcdserverpb, v3electionpb, v3lockpb } from "@etcd-ts/api";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Member } from "../server/member.js";
 import { grpcTarget } from "../transport/message-batching.js";
 import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
+import { electionService } from "./election-service.js";
 import { kvService } from "./kv-service.js";
 import { LeaderClients } from "./leader-clients.js";
 import { leaseService } from "./lease-service.js";
+import { lockService } from "./lock-service.js";
 import { maintenanceService } from "./maintenance-service.js";
 import { keepingRequestBytes } from "./raw-requests.js";
 import { watchService } from "./watch-service.js";
@@ -41,6 +43,8 @@ export class ClientServer {
     this.server.addService(etcdserverpb.ClusterService, clusterService(member, this.leader));
     this.server.addService(etcdserverpb.MaintenanceService, maintenanceService(member));
     this.server.addService(etcdserverpb.AuthService, authService(member));
+    this.server.addService(v3lockpb.LockService, lockService(member));
+    this.server.addService(v3electionpb.ElectionService, electionService(member));
   }
 
   async listen(urls: readonly URL[]): Promise<void> {

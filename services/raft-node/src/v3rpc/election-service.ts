@@ -1,0 +1,118 @@
+// v3electionpb.Election (what `etcdctl elect` calls): leader election under `<name>/`, as etcd's
+// concurrency.Election: the leader is the oldest key; proclaiming rewrites the leader's value
+// only while it still leads.
+
+import { etcdserverpb, type v3electionpb } from "@etcd-ts/api";
+import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status } from "@grpc/grpc-js";
+import type { Member } from "../server/member.js";
+import { enqueue, owner, prefixEnd, proposeTxn, queueKey, waitEvent, waitForTurn } from "./key-queue.js";
+import { refuseLearner } from "./kv-service.js";
+import { deleteKey } from "./lock-service.js";
+import { toStatus, unary } from "./rpc-errors.js";
+
+// The concurrency package's errors, which etcd's election service returns as they are (they
+// are not etcdserver errors, so the client sees them with code UNKNOWN).
+const NOT_LEADER = { code: status.UNKNOWN, details: "election: not leader" };
+const NO_LEADER = { code: status.UNKNOWN, details: "election: no leader" };
+
+const CREATE = 2;
+
+function prefixOf(name: Buffer): Buffer {
+  return Buffer.concat([name, Buffer.from("/")]);
+}
+
+export function electionService(member: Member): v3electionpb.ElectionServer {
+  const proclaim = async (leader: v3electionpb.LeaderKey, value: Buffer) => {
+    const res = await proposeTxn(
+      member,
+      etcdserverpb.TxnRequest.fromPartial({
+        compare: [{ key: leader.key, target: CREATE, result: 0, createRevision: leader.rev }],
+        success: [{ requestPut: { key: leader.key, value, lease: leader.lease } }],
+      }),
+    );
+    if (!res.succeeded) throw NOT_LEADER;
+    return res;
+  };
+
+  return {
+    campaign: (
+      call: ServerUnaryCall<v3electionpb.CampaignRequest, v3electionpb.CampaignResponse>,
+      callback: sendUnaryData<v3electionpb.CampaignResponse>,
+    ) => {
+      const abort = new AbortController();
+      call.on("cancelled", () => abort.abort());
+      void (async () => {
+        refuseLearner(member);
+        const { name, lease, value } = call.request;
+        const prefix = prefixOf(name);
+        const mine = await enqueue(member, queueKey(prefix, lease), lease, value);
+        const leader = { name, key: mine.key, rev: mine.rev, lease };
+        if (mine.existingValue !== undefined && !mine.existingValue.equals(value))
+          await proclaim(leader, value);
+        try {
+          await waitForTurn(member, prefix, mine.rev, abort.signal);
+        } catch (err) {
+          await deleteKey(member, mine.key).catch(() => {});
+          throw err;
+        }
+        return { header: member.header(), leader };
+      })().then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toStatus(err)),
+      );
+    },
+    proclaim: unary(async (req: v3electionpb.ProclaimRequest) => {
+      refuseLearner(member);
+      if (req.leader === undefined) throw NOT_LEADER;
+      const res = await proclaim(req.leader, req.value);
+      return { header: member.header(res.header?.revision) };
+    }),
+    leader: unary(async (req: v3electionpb.LeaderRequest) => {
+      refuseLearner(member);
+      const res = await owner(member, prefixOf(req.name));
+      if (res.kvs.length === 0) throw NO_LEADER;
+      return { header: member.header(res.header?.revision), kv: res.kvs[0] };
+    }),
+    resign: unary(async (req: v3electionpb.ResignRequest) => {
+      refuseLearner(member);
+      const leader = req.leader;
+      if (leader === undefined) throw NOT_LEADER;
+      const res = await proposeTxn(
+        member,
+        etcdserverpb.TxnRequest.fromPartial({
+          compare: [{ key: leader.key, target: CREATE, result: 0, createRevision: leader.rev }],
+          success: [{ requestDeleteRange: { key: leader.key } }],
+        }),
+      );
+      return { header: member.header(res.header?.revision) };
+    }),
+    observe: (call: ServerWritableStream<v3electionpb.LeaderRequest, v3electionpb.LeaderResponse>) => {
+      const abort = new AbortController();
+      call.on("cancelled", () => abort.abort());
+      call.on("close", () => abort.abort());
+      const prefix = prefixOf(call.request.name);
+      void (async () => {
+        refuseLearner(member);
+        let sent: { key: string; mod: number } | undefined;
+        while (!abort.signal.aborted) {
+          const res = await owner(member, prefix);
+          const kv = res.kvs[0];
+          if (kv !== undefined && (sent?.key !== kv.key.toString("latin1") || sent.mod !== kv.modRevision)) {
+            call.write({ header: member.header(res.header?.revision), kv });
+            sent = { key: kv.key.toString("latin1"), mod: kv.modRevision };
+          }
+          await waitEvent(
+            member,
+            prefix,
+            prefixEnd(prefix),
+            res.header!.revision + 1,
+            abort.signal,
+            () => true,
+          );
+        }
+      })().catch((err: unknown) => {
+        if (!abort.signal.aborted) call.emit("error", toStatus(err));
+      });
+    },
+  };
+}

@@ -1,0 +1,147 @@
+// etcd's concurrency recipes (client/v3/concurrency: Mutex, Election) run inside the member, as
+// etcd's v3lock and v3election services run them: contenders queue under a prefix by creating
+// `<prefix><lease in hex>` with their lease; the owner is the key with the lowest create
+// revision; each contender waits for the deletion of the key just ahead of it.
+import { EtcdError, etcdserverpb } from "@etcd-ts/api";
+import { EntryKind } from "../server/entry-envelope.js";
+import type { Member } from "../server/member.js";
+import { WatchStream } from "../watch/mod.js";
+
+const CREATE = 2; // Compare target / sort target CREATE
+const DESCEND = 2;
+const ASCEND = 1;
+
+export interface QueuedKey {
+  key: Buffer;
+  /** The key's create revision: its place in the queue. */
+  rev: number;
+  /** The value it held already when the key existed before (a re-campaign). */
+  existingValue?: Buffer | undefined;
+  revision: number;
+}
+
+export function queueKey(prefix: Buffer, lease: number): Buffer {
+  return Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
+}
+
+export async function proposeTxn(
+  member: Member,
+  txn: etcdserverpb.TxnRequest,
+): Promise<etcdserverpb.TxnResponse> {
+  if (!member.store.quotaAvailable({ txn })) {
+    member.raiseNoSpace();
+    throw new EtcdError("NoSpace");
+  }
+  const bytes = etcdserverpb.TxnRequest.encode(txn).finish();
+  return (await member.propose(EntryKind.Txn, bytes, { txn })) as etcdserverpb.TxnResponse;
+}
+
+/** Creates the contender's key unless it exists (then reads it): Mutex.tryAcquire's txn. */
+export async function enqueue(member: Member, key: Buffer, lease: number, value: Buffer): Promise<QueuedKey> {
+  const txn = etcdserverpb.TxnRequest.fromPartial({
+    compare: [{ key, target: CREATE, result: 0, createRevision: 0 }],
+    success: [{ requestPut: { key, value, lease } }],
+    failure: [{ requestRange: { key } }],
+  });
+  const res = await proposeTxn(member, txn);
+  const revision = res.header!.revision;
+  if (res.succeeded) return { key, rev: revision, revision };
+  const kv = res.responses[0]?.responseRange?.kvs[0];
+  if (kv === undefined) throw new Error("concurrency: the queued key vanished");
+  return { key, rev: kv.createRevision, existingValue: kv.value, revision };
+}
+
+/** The current owner under `prefix`: the key with the lowest create revision. */
+export async function owner(member: Member, prefix: Buffer): Promise<etcdserverpb.RangeResponse> {
+  await member.linearizableRead();
+  return (await member.store.range(
+    etcdserverpb.RangeRequest.fromPartial({
+      key: prefix,
+      rangeEnd: prefixEnd(prefix),
+      sortTarget: CREATE,
+      sortOrder: ASCEND,
+      limit: 1,
+    }),
+  )) as etcdserverpb.RangeResponse;
+}
+
+/** Resolves once every key under `prefix` created before `rev` is gone (waitDeletes). */
+export async function waitForTurn(
+  member: Member,
+  prefix: Buffer,
+  rev: number,
+  signal: AbortSignal,
+): Promise<void> {
+  for (;;) {
+    if (signal.aborted) throw new Error("context canceled");
+    await member.linearizableRead();
+    const ahead = (await member.store.range(
+      etcdserverpb.RangeRequest.fromPartial({
+        key: prefix,
+        rangeEnd: prefixEnd(prefix),
+        sortTarget: CREATE,
+        sortOrder: DESCEND,
+        maxCreateRevision: rev - 1,
+        limit: 1,
+      }),
+    )) as etcdserverpb.RangeResponse;
+    const last = ahead.kvs[0];
+    if (last === undefined) return;
+    await waitDeleted(member, last.key, ahead.header!.revision + 1, signal);
+  }
+}
+
+/** Resolves at the first DELETE of `key` at or after `fromRevision`. */
+export async function waitDeleted(
+  member: Member,
+  key: Buffer,
+  fromRevision: number,
+  signal: AbortSignal,
+): Promise<void> {
+  await waitEvent(member, key, Buffer.alloc(0), fromRevision, signal, (type) => type === 1);
+}
+
+/** Resolves at the first event in [key, rangeEnd) at or after `fromRevision` that `accept` takes. */
+export async function waitEvent(
+  member: Member,
+  key: Buffer,
+  rangeEnd: Buffer,
+  fromRevision: number,
+  signal: AbortSignal,
+  accept: (eventType: number) => boolean,
+): Promise<void> {
+  const stream = new WatchStream(member.watchable, { progressIntervalMs: 0 });
+  const onAbort = () => stream.close();
+  signal.addEventListener("abort", onAbort);
+  try {
+    stream.create({
+      key,
+      rangeEnd,
+      startRevision: fromRevision,
+      progressNotify: false,
+      filters: [],
+      prevKv: false,
+      watchId: 0,
+      fragment: false,
+    });
+    for await (const response of stream) {
+      if (response.canceled) throw new Error(response.cancelReason || "watch canceled");
+      if (response.events.some((e) => accept(e.type))) return;
+    }
+    throw new Error("context canceled");
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    stream.close();
+  }
+}
+
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}

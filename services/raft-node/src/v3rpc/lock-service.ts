@@ -1,0 +1,56 @@
+// v3lockpb.Lock (what `etcdctl lock` calls): a mutex under `<name>/`, owned by the contender
+// whose key was created first; the key carries the caller's lease, so the lock goes with it.
+
+import { etcdserverpb, type v3lockpb } from "@etcd-ts/api";
+import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
+import { EntryKind } from "../server/entry-envelope.js";
+import type { Member } from "../server/member.js";
+import { enqueue, queueKey, waitForTurn } from "./key-queue.js";
+import { refuseLearner } from "./kv-service.js";
+import { toStatus, unary } from "./rpc-errors.js";
+
+export function lockService(member: Member): v3lockpb.LockServer {
+  return {
+    lock: (
+      call: ServerUnaryCall<v3lockpb.LockRequest, v3lockpb.LockResponse>,
+      callback: sendUnaryData<v3lockpb.LockResponse>,
+    ) => {
+      const abort = new AbortController();
+      call.on("cancelled", () => abort.abort());
+      void (async () => {
+        refuseLearner(member);
+        const prefix = Buffer.concat([call.request.name, Buffer.from("/")]);
+        const mine = await enqueue(
+          member,
+          queueKey(prefix, call.request.lease),
+          call.request.lease,
+          Buffer.alloc(0),
+        );
+        try {
+          await waitForTurn(member, prefix, mine.rev, abort.signal);
+        } catch (err) {
+          // A contender that gives up leaves the queue, as etcd's Mutex.Lock does.
+          await deleteKey(member, mine.key).catch(() => {});
+          throw err;
+        }
+        return { header: member.header(), key: mine.key };
+      })().then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toStatus(err)),
+      );
+    },
+    unlock: unary(async (req: v3lockpb.UnlockRequest) => {
+      refuseLearner(member);
+      const res = await deleteKey(member, req.key);
+      return { header: member.header(res.header?.revision) };
+    }),
+  };
+}
+
+export async function deleteKey(member: Member, key: Buffer): Promise<etcdserverpb.DeleteRangeResponse> {
+  const req = etcdserverpb.DeleteRangeRequest.fromPartial({ key });
+  const bytes = etcdserverpb.DeleteRangeRequest.encode(req).finish();
+  return (await member.propose(EntryKind.DeleteRange, bytes, {
+    deleteRange: req,
+  })) as etcdserverpb.DeleteRangeResponse;
+}
