@@ -36,7 +36,11 @@ describe(`${SCHEDULES} random schedules`, () => {
 
   // A simulator that quietly stopped exercising something would still pass the batches above.
   it("exercised what they are meant to exercise", (t) => {
-    assert.equal(reports.length, SCHEDULES, "every schedule ran to the end");
+    if (reports.length < SCHEDULES) {
+      // The batches were filtered out (--test-name-pattern) or failed, which they report.
+      t.skip(`only ${reports.length} of ${SCHEDULES} schedules ran`);
+      return;
+    }
     const total = (k: keyof ClusterStats) => reports.reduce((sum, r) => sum + r.stats[k], 0);
     const shapes = new Set(reports.map((r) => r.shape.cluster));
     assert.deepEqual([...shapes].sort(), ["3 voters", "5 voters", "leader churn", "membership"]);
