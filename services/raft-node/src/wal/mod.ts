@@ -18,8 +18,9 @@
 //   if ready.snapshot (installed from the leader): await snapshotter.save(snapshot), then
 //   wal.saveSnapshotMarker(snapshot.metadata), as etcd does: a marker must never point at
 //   a snapshot file that does not exist, and the entries after it must follow it;
-//   then await wal.save(ready.hardState, ready.entries). Saves are written in call order,
-//   so the marker and the save can be issued back to back and only the last awaited.
+//   then await wal.save(ready.hardState, ready.entries, {sync: ready.mustSync}). Saves
+//   are written in call order, so the marker and the save can be issued back to back and
+//   only the last awaited.
 //
 // Local compaction at applied index i
 //   snapshotter.save(...) -> wal.saveSnapshotMarker(meta) -> wal.releaseTo(<index of the

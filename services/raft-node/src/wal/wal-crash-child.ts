@@ -49,6 +49,9 @@ async function appendForever(): Promise<never> {
     const entries = [];
     for (let i = first; i < first + count; i++) entries.push(workloadEntry(i, term));
     const commit = first - 1;
+    // Now and then a commit-only hard state that asks for no fsync, as Raft's Readies with
+    // mustSync false do; the synced save right after it covers it.
+    if (random() < 0.2) void wal.save({ term, vote: 1, commit }, [], { sync: false });
     await wal.save({ term, vote: 1, commit }, entries);
     process.stdout.write(`ack ${first} ${first + count - 1} ${term} ${commit}\n`);
     ackedIndex = Math.max(ackedIndex, first + count - 1);
