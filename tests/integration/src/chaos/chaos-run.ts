@@ -26,6 +26,8 @@ export interface ChaosOptions {
   holdMs?: [number, number];
   quietMs?: [number, number];
   snapshotCount?: number;
+  heartbeatMs?: number;
+  electionMs?: number;
   /** Keep data dirs and logs, and write history.json etc. there. */
   keepFiles?: boolean;
   baseDir?: string;
@@ -63,6 +65,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const cluster = await LocalCluster.create({
     target: options.target,
     snapshotCount: options.snapshotCount,
+    heartbeatMs: options.heartbeatMs,
+    electionMs: options.electionMs,
     baseDir: options.baseDir,
     token: `chaos-${options.seed}`,
   });

@@ -17,6 +17,8 @@ export type FaultKind =
   | "restart"
   /** SIGSTOP a random member, SIGCONT after the hold: a process that freezes, then wakes believing nothing happened. */
   | "pause"
+  /** SIGSTOP the leader: when it wakes, a new leader may have been elected behind its back. */
+  | "pause-leader"
   /** Cut every link into and out of one member (the leader half the time). */
   | "isolate"
   /** Cut one direction of one link: a sends nothing to b, b still reaches a. */
@@ -30,6 +32,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "kill-all",
   "restart",
   "pause",
+  "pause-leader",
   "isolate",
   "one-way",
   "bridge",
@@ -94,11 +97,7 @@ export class Nemesis {
       case "kill-leader": {
         let m = randomMember();
         if (kind === "kill-leader") {
-          let leader = await c.leader();
-          for (let i = 0; i < 6 && leader === undefined; i++) {
-            await sleep(500);
-            leader = await c.leader();
-          }
+          const leader = await this.findLeader();
           if (leader === undefined) record.detail = "no leader found; killing a random member instead; ";
           else m = leader;
         }
@@ -120,9 +119,13 @@ export class Nemesis {
         await c.stop(m);
         return () => this.restartAndWait(m, record);
       }
-      case "pause": {
-        const m = randomMember();
-        record.detail = `SIGSTOP m${m}`;
+      case "pause":
+      case "pause-leader": {
+        const leader = kind === "pause-leader" ? await this.findLeader() : undefined;
+        const m = leader ?? randomMember();
+        if (kind === "pause-leader" && leader === undefined)
+          record.detail = "no leader found; pausing a random member; ";
+        record.detail += `SIGSTOP m${m}`;
         c.pause(m);
         return async () => c.resume(m);
       }
@@ -155,6 +158,16 @@ export class Nemesis {
         };
       }
     }
+  }
+
+  /** The leader, waiting up to ~3 s for one (right after a fault there may be none). */
+  private async findLeader(): Promise<number | undefined> {
+    let leader = await this.cluster.leader();
+    for (let i = 0; i < 6 && leader === undefined; i++) {
+      await sleep(500);
+      leader = await this.cluster.leader();
+    }
+    return leader;
   }
 
   /**

@@ -2,7 +2,8 @@
 //
 //   node --conditions=source --import tsx tests/integration/src/chaos/run.ts \
 //     --target etcd|etcd-ts|etcd-ts-dist --duration 600 --seed 42 [--clients 8] [--keys 4]
-//     [--faults kill,kill-leader,kill-all,restart,pause,isolate,one-way,bridge] [--snapshot-count N] [--keep]
+//     [--faults kill,kill-leader,kill-all,restart,pause,pause-leader,isolate,one-way,bridge] [--snapshot-count N]
+//     [--heartbeat-ms 100] [--election-ms 1000] [--keep]
 //
 // Prints a summary (ops by outcome, faults injected, checker verdicts, time spent checking)
 // and exits 1 unless the verdict is ok. With --keep, the member logs and the history stay in
@@ -24,6 +25,8 @@ const { values } = parseArgs({
     faults: { type: "string", default: FAULT_KINDS.join(",") },
     "op-timeout": { type: "string", default: "2000" },
     "snapshot-count": { type: "string" },
+    "heartbeat-ms": { type: "string", default: "100" },
+    "election-ms": { type: "string", default: "1000" },
     keep: { type: "boolean", default: false },
     check: { type: "string" },
   },
@@ -52,6 +55,8 @@ const result = await runChaos({
   faults,
   opTimeoutMs: Number(values["op-timeout"]),
   snapshotCount: values["snapshot-count"] === undefined ? undefined : Number(values["snapshot-count"]),
+  heartbeatMs: Number(values["heartbeat-ms"]),
+  electionMs: Number(values["election-ms"]),
   keepFiles: values.keep,
   log: (line) => console.log(line),
 });
