@@ -18,6 +18,7 @@ const CALLERS = [1, 64];
 
 interface CaseResult {
   batch: number;
+  sync: boolean;
   callers: number;
   entriesPerSec: number;
   payloadMBPerSec: number;
@@ -38,10 +39,10 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function runCase(root: string, batch: number, callers: number): Promise<CaseResult> {
-  const dir = join(root, `b${batch}-c${callers}`);
+async function runCase(root: string, batch: number, callers: number, sync = true): Promise<CaseResult> {
+  const dir = join(root, `b${batch}-c${callers}-${sync}`);
   const fsyncSeconds: number[] = [];
-  const wal = await Wal.create(dir, { onFsync: (s) => fsyncSeconds.push(s) });
+  const wal = await Wal.create(dir, { sync, onFsync: (s) => fsyncSeconds.push(s) });
   const data = Buffer.alloc(ENTRY_BYTES, 0x61);
   const saveMs: number[] = [];
   let nextIndex = 1;
@@ -71,13 +72,14 @@ async function runCase(root: string, batch: number, callers: number): Promise<Ca
   saveMs.sort((a, b) => a - b);
   return {
     batch,
+    sync,
     callers,
     entriesPerSec: entriesDone / seconds,
     payloadMBPerSec: (entriesDone * ENTRY_BYTES) / seconds / 1e6,
     diskMBPerSec: stats.bytesWritten / seconds / 1e6,
     savesPerSec: stats.saves / seconds,
     fsyncsPerSec: stats.fsyncs / seconds,
-    savesPerFsync: stats.saves / Math.max(1, stats.fsyncs),
+    savesPerFsync: stats.fsyncs > 0 ? stats.saves / stats.fsyncs : Number.NaN,
     fsyncMeanMs: (stats.fsyncSecondsTotal / Math.max(1, stats.fsyncs)) * 1000,
     fsyncBusyPercent: (stats.fsyncSecondsTotal / seconds) * 100,
     fsyncP50ms: percentile(fsyncSeconds, 50) * 1000,
@@ -124,6 +126,8 @@ try {
   for (const batch of BATCHES) {
     for (const callers of CALLERS) results.push(await runCase(root, batch, callers));
   }
+  // The same load with fsync off: what encoding and writing cost without the disk's wait.
+  results.push(await runCase(root, 256, 64, false));
   const f = (n: number, digits = 0) => n.toFixed(digits);
   console.log(
     `WAL append, ${ENTRY_BYTES}-byte entries, fdatasync on, ${secondsPerCase}s per case, dir ${root}`,
@@ -137,7 +141,7 @@ try {
   console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const r of results) {
     console.log(
-      `| ${r.batch} | ${r.callers} | ${f(r.entriesPerSec)} | ${f(r.payloadMBPerSec, 2)} | ${f(r.diskMBPerSec, 2)} | ${f(r.savesPerSec)} | ${f(r.fsyncsPerSec)} | ${f(r.savesPerFsync, 1)} | ${f(r.fsyncBusyPercent)}% | ${f(r.fsyncMeanMs, 2)} | ${f(r.fsyncP50ms, 2)} | ${f(r.fsyncP99ms, 2)} | ${f(r.saveP50ms, 2)} | ${f(r.saveP99ms, 2)} |`,
+      `| ${r.batch} | ${r.callers}${r.sync ? "" : " (fsync off)"} | ${f(r.entriesPerSec)} | ${f(r.payloadMBPerSec, 2)} | ${f(r.diskMBPerSec, 2)} | ${f(r.savesPerSec)} | ${f(r.fsyncsPerSec)} | ${f(r.savesPerFsync, 1)} | ${f(r.fsyncBusyPercent)}% | ${f(r.fsyncMeanMs, 2)} | ${f(r.fsyncP50ms, 2)} | ${f(r.fsyncP99ms, 2)} | ${f(r.saveP50ms, 2)} | ${f(r.saveP99ms, 2)} |`,
     );
   }
 } finally {
