@@ -29,7 +29,7 @@ export const COMMIT_BOUND_TICKS = 2 * ELECTION_TICK;
 const MAX_ROUNDS_PER_TICK = 20_000;
 const QUIET_PROPOSALS = 3;
 
-export const DEFAULT_CHAOS_STEPS = 1500;
+export const DEFAULT_CHAOS_STEPS = 1000;
 export const MAX_MEMBERS = 5;
 
 /**

@@ -49,7 +49,7 @@ describe(`${SCHEDULES} random schedules`, () => {
       ["leadersElected", 2 * SCHEDULES],
       ["crashes", 5 * SCHEDULES],
       ["snapshotsInstalled", SCHEDULES / 2],
-      ["readsAnswered", 5 * SCHEDULES],
+      ["readsAnswered", 3 * SCHEDULES],
       ["followerReadsAnswered", SCHEDULES / 2],
       ["confChangesApplied", SCHEDULES],
       ["leaderRemovals", SCHEDULES / 50],
