@@ -155,7 +155,7 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
       () => written.every((r) => revisions.includes(r)),
       15_000,
     );
-    stream.end();
+    stream.cancel();
     assert.equal(canceled, false);
     assert.equal(createdCount, 1, "the move is invisible to the client");
     for (let i = 1; i < revisions.length; i++) {

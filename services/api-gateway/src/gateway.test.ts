@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -384,6 +385,44 @@ describe("gateway against etcd 3.4", { skip }, () => {
         }
       } finally {
         assert.equal((await ctl("--user=root:rootpw", "auth", "disable")).code, 0);
+      }
+    });
+  });
+
+  describe("shutdown", () => {
+    it("ends open watch and keep-alive streams with UNAVAILABLE and closes its port", async () => {
+      const second = await Gateway.start({
+        endpoints: cluster.endpoints,
+        listenAddr: "127.0.0.1:0",
+        refreshIntervalMs: 1_000,
+        keepAliveReuseMs: 0,
+        logger: pino({ level: "silent" }),
+      });
+      const raw = new RawEtcdClient(`127.0.0.1:${second.grpcPort}`);
+      try {
+        const ended = ["/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"].map((path) => {
+          const stream = raw.bidi(path);
+          stream.on("data", () => {});
+          stream.on("error", () => {});
+          return new Promise<number>((resolve) =>
+            stream.on("status", (st: { code: number }) => resolve(st.code)),
+          );
+        });
+        // Streams open lazily on the first message; give the handlers a moment to register.
+        await sleep(300);
+        await second.stop(1_000);
+        assert.deepEqual(await Promise.all(ended), [14, 14]);
+        const refused = await new Promise<boolean>((resolve) => {
+          const socket = net.connect(second.grpcPort, "127.0.0.1");
+          socket.once("connect", () => {
+            socket.destroy();
+            resolve(false);
+          });
+          socket.once("error", () => resolve(true));
+        });
+        assert.ok(refused, "nothing listens any more");
+      } finally {
+        raw.close();
       }
     });
   });

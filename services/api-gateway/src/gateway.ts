@@ -11,6 +11,7 @@ import type { KeepAliveHub } from "./lease/keepalive-hub.js";
 import { createKeepAliveHub } from "./lease/keepalive-proxy.js";
 import { GatewayMetrics } from "./observability/gateway-metrics.js";
 import { createGrpcServer } from "./proxy/grpc-server.js";
+import { OpenStreams } from "./proxy/open-streams.js";
 import { StreamForwarder } from "./proxy/stream-forwarder.js";
 import { UnaryForwarder } from "./proxy/unary-forwarder.js";
 import type { WatchHub } from "./watch/watch-hub.js";
@@ -33,6 +34,7 @@ export class Gateway {
     readonly metrics: GatewayMetrics,
     readonly watches: WatchHub,
     readonly keepAlives: KeepAliveHub,
+    private readonly openStreams: OpenStreams,
     private readonly server: grpc.Server,
     private readonly json: FastifyInstance | undefined,
     readonly grpcPort: number,
@@ -46,7 +48,7 @@ export class Gateway {
     const tracker = new ClusterTracker({
       seeds: options.endpoints,
       refreshIntervalMs: options.refreshIntervalMs,
-      probeTimeoutMs: 1_000,
+      probeTimeoutMs: 2_000,
       logger,
     });
     tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
@@ -55,7 +57,8 @@ export class Gateway {
     const streams = new StreamForwarder(tracker, metrics, logger, 6);
     const watches = createWatchHub(tracker, metrics, logger);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
-    const server = createGrpcServer({ unary, streams, watches, keepAlives, metrics, logger });
+    const openStreams = new OpenStreams();
+    const server = createGrpcServer({ unary, streams, watches, keepAlives, metrics, logger, openStreams });
     const grpcPort = await new Promise<number>((resolve, reject) => {
       server.bindAsync(options.listenAddr, grpc.ServerCredentials.createInsecure(), (err, port) =>
         err ? reject(err) : resolve(port),
@@ -71,13 +74,25 @@ export class Gateway {
       jsonPort = typeof address === "object" && address !== null ? address.port : port;
     }
     logger.info({ grpcPort, jsonPort, members: tracker.snapshot().members.length }, "gateway listening");
-    return new Gateway(tracker, metrics, watches, keepAlives, server, json, grpcPort, jsonPort, logger);
+    return new Gateway(
+      tracker,
+      metrics,
+      watches,
+      keepAlives,
+      openStreams,
+      server,
+      json,
+      grpcPort,
+      jsonPort,
+      logger,
+    );
   }
 
   /** Stops accepting calls, lets running unary calls finish (bounded), then closes upstreams. */
   async stop(graceMs = 5_000): Promise<void> {
     this.logger.info("gateway stopping");
     // Streams (watches, keep-alives) never finish on their own: end them, then drain.
+    this.openStreams.endAll();
     this.watches.close();
     this.keepAlives.close();
     await Promise.all([

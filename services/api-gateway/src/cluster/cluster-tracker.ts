@@ -35,7 +35,12 @@ interface Endpoint {
   /** Listed by MemberList (or a seed): dropped from the pool when neither. */
   listed: boolean;
   seed: boolean;
+  /** Probes in a row that timed out (a busy member is slow, not gone). */
+  slowProbes: number;
 }
+
+/** Timed-out probes in a row after which a member that still accepts connections counts as down. */
+const SLOW_PROBES_BEFORE_DOWN = 3;
 
 export function memberIdHex(id: bigint): string {
   return id.toString(16);
@@ -136,6 +141,7 @@ export class ClusterTracker {
         latencyMs: Number.POSITIVE_INFINITY,
         listed: true,
         seed,
+        slowProbes: 0,
       };
       this.endpoints.set(address, ep);
     }
@@ -159,6 +165,9 @@ export class ClusterTracker {
         bestTerm = term;
       }
     }
+    // Nobody answered in time, but nobody is known to be down either: keep what we knew.
+    if (leaders.size === 0 && [...this.endpoints.values()].some((ep) => ep.healthy))
+      leaderId = this.current.leaderId;
     if (leaderId !== this.current.leaderId) this.options.logger.info({ leader: leaderId }, "leader changed");
     this.publish(leaderId);
   }
@@ -171,6 +180,7 @@ export class ClusterTracker {
           const raw = await this.call(ep.client, STATUS_PATH);
           const status = decodeStatusResponse(raw);
           const rtt = performance.now() - started;
+          ep.slowProbes = 0;
           ep.memberId = memberIdHex(status.header.memberId);
           ep.isLearner = status.isLearner;
           ep.latencyMs = Number.isFinite(ep.latencyMs) ? ep.latencyMs * 0.7 + rtt * 0.3 : rtt;
@@ -182,13 +192,19 @@ export class ClusterTracker {
             leaders.set(id, Math.max(leaders.get(id) ?? 0, status.raftTerm));
           }
         } catch (err) {
-          if (ep.healthy) {
-            this.options.logger.warn(
-              { member: ep.memberId, address: ep.address, err: String(err) },
-              "member probe failed",
-            );
+          // Unreachable is down at once; slow (deadline exceeded on a loaded machine) only
+          // after several probes in a row, or one busy moment would stop all writes.
+          const unreachable = (err as grpc.ServiceError).code === grpc.status.UNAVAILABLE;
+          ep.slowProbes = unreachable ? SLOW_PROBES_BEFORE_DOWN : ep.slowProbes + 1;
+          if (ep.slowProbes >= SLOW_PROBES_BEFORE_DOWN) {
+            if (ep.healthy) {
+              this.options.logger.warn(
+                { member: ep.memberId, address: ep.address, err: String(err) },
+                "member probe failed",
+              );
+            }
+            ep.healthy = false;
           }
-          ep.healthy = false;
         }
       }),
     );

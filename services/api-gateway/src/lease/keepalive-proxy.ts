@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { passThrough } from "../cluster/upstream-client.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import type { MemberDirectory } from "../proxy/member-directory.js";
+import type { OpenStreams } from "../proxy/open-streams.js";
 import { selectMember } from "../routing/member-selection.js";
 import type { ClientSink } from "../watch/watch-hub.js";
 import { decodeKeepAliveRequest } from "../wire/etcd-messages.js";
@@ -103,6 +104,7 @@ export function handleKeepAliveCall(
   hub: KeepAliveHub,
   call: grpc.ServerDuplexStream<Buffer, Buffer>,
   metrics: GatewayMetrics,
+  streams: OpenStreams,
 ): void {
   let done = false;
   let outstanding = 0;
@@ -122,10 +124,12 @@ export function handleKeepAliveCall(
   const finish = (error?: { code: number; details: string }) => {
     if (done) return;
     done = true;
+    forget();
     session.close();
     if (error !== undefined) call.emit("error", { ...error, metadata: new grpc.Metadata() });
     else call.end();
   };
+  const forget = streams.add(finish);
   call.on("data", (raw: Buffer) => {
     try {
       outstanding++;

@@ -10,6 +10,7 @@ import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import { METHOD_ROUTES, type MethodRoute } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { handleWatchCall } from "../watch/watch-proxy.js";
+import type { OpenStreams } from "./open-streams.js";
 import type { StreamForwarder } from "./stream-forwarder.js";
 import { CallCancellation, type UnaryForwarder } from "./unary-forwarder.js";
 
@@ -20,6 +21,7 @@ export interface GrpcParts {
   keepAlives: KeepAliveHub;
   metrics: GatewayMetrics;
   logger: Logger;
+  openStreams: OpenStreams;
 }
 
 export function createGrpcServer(parts: GrpcParts): grpc.Server {
@@ -42,7 +44,8 @@ function register(server: grpc.Server, route: MethodRoute, parts: GrpcParts): vo
     case "watch":
       server.register(
         name,
-        (call: grpc.ServerDuplexStream<Buffer, Buffer>) => handleWatchCall(parts.watches, call, parts.logger),
+        (call: grpc.ServerDuplexStream<Buffer, Buffer>) =>
+          handleWatchCall(parts.watches, call, parts.logger, parts.openStreams),
         passThrough,
         passThrough,
         "bidi",
@@ -52,7 +55,7 @@ function register(server: grpc.Server, route: MethodRoute, parts: GrpcParts): vo
       server.register(
         name,
         (call: grpc.ServerDuplexStream<Buffer, Buffer>) =>
-          handleKeepAliveCall(parts.keepAlives, call, parts.metrics),
+          handleKeepAliveCall(parts.keepAlives, call, parts.metrics, parts.openStreams),
         passThrough,
         passThrough,
         "bidi",

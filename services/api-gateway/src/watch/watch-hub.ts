@@ -423,18 +423,26 @@ export class WatchHub {
       }
     }
     const bodyView = body === raw ? view : decodeWatchResponse(body);
+    // Clients on different streams often hold the same watch ID (each stream counts from
+    // 0): encode each ID once per response, not once per client.
+    const byId = new Map<number, Buffer>();
     for (const watch of group.clients) {
       if (watch.awaitingCreated) continue;
-      let own = bodyView.withoutWatchId;
       if (watch.minRevision > 0 && events.length > 0 && events[0]!.modRevision < watch.minRevision) {
         const kept = keepEventsFrom(body, bodyView, watch.minRevision);
         if (kept !== undefined) {
           const keptView = decodeWatchResponse(kept);
-          if (keptView.events.length === 0) continue;
-          own = keptView.withoutWatchId;
+          if (keptView.events.length > 0)
+            watch.client.sink.send(withWatchId(keptView.withoutWatchId, watch.id));
+          continue;
         }
       }
-      watch.client.sink.send(withWatchId(own, watch.id));
+      let addressed = byId.get(watch.id);
+      if (addressed === undefined) {
+        addressed = withWatchId(bodyView.withoutWatchId, watch.id);
+        byId.set(watch.id, addressed);
+      }
+      watch.client.sink.send(addressed);
     }
     group.midFragment = view.fragment;
     if (!view.fragment) {

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { passThrough } from "../cluster/upstream-client.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import type { MemberDirectory } from "../proxy/member-directory.js";
+import type { OpenStreams } from "../proxy/open-streams.js";
 import { decodeWatchRequest } from "../wire/etcd-messages.js";
 import { type AuthMetadata, type ClientSink, type UpstreamTransport, WatchHub } from "./watch-hub.js";
 
@@ -117,6 +118,7 @@ export function handleWatchCall(
   hub: WatchHub,
   call: grpc.ServerDuplexStream<Buffer, Buffer>,
   logger: Logger,
+  streams: OpenStreams,
 ): void {
   let done = false;
   const session = openWatchSession(
@@ -139,10 +141,12 @@ export function handleWatchCall(
   const finish = (error?: { code: number; details: string }) => {
     if (done) return;
     done = true;
+    forget();
     session.close();
     if (error !== undefined) call.emit("error", { ...error, metadata: new grpc.Metadata() });
     else call.end();
   };
+  const forget = streams.add(finish);
   call.on("data", (raw: Buffer) => {
     try {
       session.request(raw);
