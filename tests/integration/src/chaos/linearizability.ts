@@ -491,22 +491,26 @@ function fails(ops: readonly Operation[], opts: Required<CheckOptions>): boolean
 }
 
 function minimize(ops: readonly Operation[], opts: Required<CheckOptions>): Operation[] {
-  // Budgets are per search; a shrink step whose search gives up counts as "does not fail", so
-  // the result is always a proven violation, just possibly a larger one.
-  const budget = { ...opts, maxMillisPerKey: Math.min(opts.maxMillisPerKey, 5_000) };
+  // A failing search must exhaust its alternatives, so each costs far more than a passing one;
+  // the whole shrink gets a time budget. A shrink step whose search gives up counts as "does
+  // not fail", so the result is always a proven violation, just possibly a larger one.
+  const giveUpAt = performance.now() + Math.min(opts.maxMillisPerKey, 20_000);
+  const timeLeft = () => giveUpAt - performance.now();
+  const budget = () => ({ ...opts, maxMillisPerKey: Math.max(1, Math.min(5_000, timeLeft())) });
   const completions = ops
     .filter((o) => o.outcome === "ok")
     .map((o) => o.completedAt!)
     .sort((a, b) => a - b);
+  // Cutting at the last completion drops only unknown ops invoked after it, which nothing
+  // observed: that cut fails exactly when the whole history does.
   let lo = 0;
   let hi = completions.length - 1;
-  while (lo < hi) {
+  while (lo < hi && timeLeft() > 0) {
     const mid = (lo + hi) >>> 1;
-    if (fails(cutAt(ops, completions[mid]), budget)) hi = mid;
+    if (fails(cutAt(ops, completions[mid]), budget())) hi = mid;
     else lo = mid + 1;
   }
   let current = cutAt(ops, completions[hi]);
-  if (!fails(current, budget)) current = [...ops];
 
   // Then drop what the failure does not need: observations, and writes nobody observed (their
   // value can only matter to a reader). Both removals keep a linearizable history linearizable.
@@ -519,16 +523,16 @@ function minimize(ops: readonly Operation[], opts: Required<CheckOptions>): Oper
   };
   let checks = 0;
   let chunk = Math.max(1, current.length >>> 1);
-  while (chunk >= 1 && checks < 30) {
+  while (chunk >= 1 && checks < 30 && timeLeft() > 0) {
     let changed = false;
     const candidates = current.filter((o) => removable(o, current));
-    for (let start = 0; start < candidates.length && checks < 30; start += chunk) {
+    for (let start = 0; start < candidates.length && checks < 30 && timeLeft() > 0; start += chunk) {
       const drop = new Set(candidates.slice(start, start + chunk));
       const smaller = current.filter((o) => !drop.has(o));
       // Removability was judged against the larger history; re-check against the smaller one.
       if (![...drop].every((o) => removable(o, smaller) || isObservation(o))) continue;
       checks++;
-      if (fails(smaller, budget)) {
+      if (fails(smaller, budget())) {
         current = smaller;
         changed = true;
       }

@@ -265,10 +265,13 @@ export class LocalCluster {
   /** Waits until every running member reports the same leader. */
   async waitForLeader(timeoutMs = 30_000): Promise<number> {
     const deadline = performance.now() + timeoutMs;
+    let seen = "nothing yet";
     while (performance.now() < deadline) {
-      const statuses = await Promise.all(
-        [...this.running.keys()].map((i) => (this.isPaused(i) ? undefined : this.status(i, 1000))),
-      );
+      const members = [...this.running.keys()].filter((i) => !this.isPaused(i));
+      const statuses = await Promise.all(members.map((i) => this.status(i, 2000)));
+      seen = members
+        .map((m, k) => `m${m}: ${statuses[k] ? `leader ${statuses[k]!.leader}` : "no answer"}`)
+        .join(", ");
       const leaders = new Set(statuses.map((s) => s?.leader ?? "0"));
       if (statuses.length > 0 && leaders.size === 1 && !leaders.has("0")) {
         const leader = await this.leader();
@@ -276,7 +279,9 @@ export class LocalCluster {
       }
       await sleep(200);
     }
-    throw new Error(`no agreed leader within ${timeoutMs} ms; see logs in ${this.options.baseDir}`);
+    throw new Error(
+      `no agreed leader within ${timeoutMs} ms (last seen: ${seen}); see logs in ${this.options.baseDir}`,
+    );
   }
 
   async close(options: { keepFiles?: boolean } = {}): Promise<void> {
