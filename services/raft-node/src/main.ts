@@ -1,9 +1,12 @@
 // A raft-node member process, started with etcd's flags: parse, wire, serve.
+
+import { join } from "node:path";
 import { Server } from "@grpc/grpc-js";
 import { pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
 import { formatId } from "./membership/member-id.js";
 import { CLUSTER_VERSION, Member, urlString } from "./server/member.js";
+import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { ClientServer } from "./v3rpc/client-server.js";
 
 /** etcd 3.4's default log line shape (capnslog), which etcd's e2e suite and operators grep for. */
@@ -67,10 +70,17 @@ async function main(): Promise<void> {
     "grpc.max_receive_message_length": -1,
     "grpc.max_send_message_length": -1,
   });
-  await member.start(peerServer);
+  const hostsOf = (urls: URL[]) => urls.map((u) => u.hostname);
+  const peerTls = config.peerAutoTls
+    ? await selfSignedKeyPair(join(config.dataDir, "fixtures", "peer"), hostsOf(config.listenPeerUrls))
+    : undefined;
+  const clientTls = config.autoTls
+    ? await selfSignedKeyPair(join(config.dataDir, "fixtures", "client"), hostsOf(config.listenClientUrls))
+    : undefined;
+  await member.start(peerServer, peerTls);
   await member.published;
   clientServer = new ClientServer(member);
-  await clientServer.listen(config.listenClientUrls);
+  await clientServer.listen(config.listenClientUrls, clientTls);
   const clientUrls = config.advertiseClientUrls.map(urlString);
   capnslog(
     "etcdserver/api",
@@ -83,7 +93,9 @@ async function main(): Promise<void> {
   capnslog("embed", "ready to serve client requests");
   capnslog(
     "embed",
-    `serving insecure client requests on ${config.listenClientUrls.map(urlString).join(",")}, this is strongly discouraged!`,
+    clientTls
+      ? `serving client requests on ${config.listenClientUrls.map(urlString).join(",")}`
+      : `serving insecure client requests on ${config.listenClientUrls.map(urlString).join(",")}, this is strongly discouraged!`,
   );
 }
 

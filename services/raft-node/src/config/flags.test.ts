@@ -73,5 +73,15 @@ test("bad input is refused with a message naming the flag", () => {
 });
 
 test("flags accepted for compatibility but not implemented are refused when used", () => {
-  assert.throws(() => memberConfig(parseFlags(["--auto-tls"], {})), /--auto-tls is not supported yet/);
+  assert.throws(
+    () => memberConfig(parseFlags(["--client-cert-auth"], {})),
+    /--client-cert-auth is not supported yet/,
+  );
+});
+
+test("auto-TLS flags are read", () => {
+  const config = memberConfig(parseFlags(["--auto-tls", "--peer-auto-tls=true"], {}));
+  assert.equal(config.autoTls, true);
+  assert.equal(config.peerAutoTls, true);
+  assert.equal(memberConfig(parseFlags([], {})).peerAutoTls, false);
 });

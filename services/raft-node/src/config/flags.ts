@@ -47,8 +47,8 @@ export const FLAGS = {
   logger: { kind: "string", default: "capnslog" },
   "log-outputs": { kind: "string", default: "default" },
   "config-file": { kind: "string", default: "", unsupported: true },
-  "auto-tls": { kind: "bool", default: "false", unsupported: true },
-  "peer-auto-tls": { kind: "bool", default: "false", unsupported: true },
+  "auto-tls": { kind: "bool", default: "false" },
+  "peer-auto-tls": { kind: "bool", default: "false" },
   "cert-file": { kind: "string", default: "", unsupported: true },
   "key-file": { kind: "string", default: "", unsupported: true },
   "trusted-ca-file": { kind: "string", default: "", unsupported: true },
@@ -139,6 +139,10 @@ export interface MemberConfig {
   leaseCheckpoint: boolean;
   authToken: string;
   logLevel: string;
+  /** Serve https client URLs with a self-signed certificate. */
+  autoTls: boolean;
+  /** Serve and dial https peer URLs with a self-signed certificate, unverified. */
+  peerAutoTls: boolean;
 }
 
 export const DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024 * MIB;
@@ -257,5 +261,7 @@ export function memberConfig(values: FlagValues): MemberConfig {
     ),
     authToken: values["auth-token"],
     logLevel: values["log-level"],
+    autoTls: parseBool("auto-tls", values["auto-tls"]),
+    peerAutoTls: parseBool("peer-auto-tls", values["peer-auto-tls"]),
   };
 }

@@ -52,6 +52,7 @@ import {
   MvccStore,
 } from "../mvcc/mod.js";
 import { RocksBackend } from "../mvcc/rocks-backend.js";
+import type { KeyPair } from "../transport/auto-tls.js";
 import { fetchClusterInfo, PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { Snapshotter, Wal } from "../wal/mod.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
@@ -502,8 +503,8 @@ export class Member {
   }
 
   /** Serves the peer service, starts Raft and publishes this member's attributes. */
-  async start(peerServer: Server): Promise<void> {
-    await this.transport.listen(peerServer, this.config.listenPeerUrls);
+  async start(peerServer: Server, peerTls?: KeyPair): Promise<void> {
+    await this.transport.listen(peerServer, this.config.listenPeerUrls, peerTls);
     this.tickTimer = setInterval(() => this.tick(), this.config.heartbeatMs);
     this.leasePoller.start();
     // A member alone in its configuration needs no election timeout to lead.

@@ -23,6 +23,8 @@ export interface LocalClusterOptions {
   /** Extra flags for every member. */
   flags?: string[];
   token?: string;
+  /** "https" serves peer URLs with --peer-auto-tls. */
+  peerScheme?: "http" | "https";
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -57,7 +59,7 @@ export class LocalCluster {
     const root = await mkdtemp(join(tmpdir(), "raft-node-cluster-"));
     const members: MemberProcess[] = [];
     for (let i = 0; i < options.size; i++) {
-      members.push(await LocalCluster.describe(root, `m${i + 1}`));
+      members.push(await LocalCluster.describe(root, `m${i + 1}`, options.peerScheme ?? "http"));
     }
     const cluster = new LocalCluster(root, members, options);
     const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
@@ -66,11 +68,11 @@ export class LocalCluster {
     return cluster;
   }
 
-  private static async describe(root: string, name: string): Promise<MemberProcess> {
+  private static async describe(root: string, name: string, peerScheme: string): Promise<MemberProcess> {
     return {
       name,
       clientUrl: `http://127.0.0.1:${await freePort()}`,
-      peerUrl: `http://127.0.0.1:${await freePort()}`,
+      peerUrl: `${peerScheme}://127.0.0.1:${await freePort()}`,
       dataDir: join(root, name),
       child: undefined,
       output: "",
@@ -105,6 +107,7 @@ export class LocalCluster {
       state,
       "--initial-cluster-token",
       this.options.token ?? "test-cluster",
+      ...(this.options.peerScheme === "https" ? ["--peer-auto-tls"] : []),
       ...(this.options.flags ?? []),
     ];
   }
@@ -167,7 +170,7 @@ export class LocalCluster {
 
   /** Describes a new member (not started): add it with `member add`, then `join` it. */
   async newMember(name: string): Promise<MemberProcess> {
-    const m = await LocalCluster.describe(this.root, name);
+    const m = await LocalCluster.describe(this.root, name, this.options.peerScheme ?? "http");
     this.members.push(m);
     return m;
   }

@@ -14,15 +14,14 @@ import { peer } from "@etcd-ts/api";
 import { decodeMessage, encodeMessage, type Message } from "@etcd-ts/raft";
 import {
   type ClientWritableStream,
-  credentials,
   Metadata,
   type Server,
-  ServerCredentials,
   type ServerReadableStream,
   type ServiceError,
   status,
 } from "@grpc/grpc-js";
 import { crc32c } from "@node-rs/crc32";
+import { channelCredentialsFor, type KeyPair, serverCredentialsFor } from "./auto-tls.js";
 import { batchByRecipient, grpcTarget, nextBackoffMs } from "./message-batching.js";
 
 export interface TransportLogger {
@@ -78,11 +77,8 @@ class PeerLink {
 
   get rpc(): InstanceType<typeof peer.RaftPeerClient> {
     if (this.client === undefined) {
-      this.client = new peer.RaftPeerClient(
-        grpcTarget(this.urls[0]),
-        credentials.createInsecure(),
-        CHANNEL_OPTIONS,
-      );
+      const url = this.urls[0]!;
+      this.client = new peer.RaftPeerClient(grpcTarget(url), channelCredentialsFor(url), CHANNEL_OPTIONS);
     }
     return this.client;
   }
@@ -158,14 +154,18 @@ export class PeerTransport {
     readonly logger: TransportLogger,
   ) {}
 
-  /** Serves the peer service on each URL. */
-  async listen(server: Server, urls: readonly URL[]): Promise<void> {
+  /** Serves the peer service on each URL; https URLs with `tls` (auto-TLS). */
+  async listen(server: Server, urls: readonly URL[], tls?: KeyPair): Promise<void> {
     server.addService(peer.RaftPeerService, this.serviceImplementation());
     for (const url of urls) {
+      if (url.protocol === "https:" && tls === undefined) {
+        throw new Error(
+          `${url.href}: https peer URLs need --peer-auto-tls (peer certificate files are not supported yet)`,
+        );
+      }
+      const creds = serverCredentialsFor(url.protocol === "https:" ? tls : undefined);
       await new Promise<void>((resolve, reject) =>
-        server.bindAsync(grpcTarget(url.toString()), ServerCredentials.createInsecure(), (err) =>
-          err ? reject(err) : resolve(),
-        ),
+        server.bindAsync(grpcTarget(url.toString()), creds, (err) => (err ? reject(err) : resolve())),
       );
     }
     this.servers.push(server);
@@ -377,7 +377,7 @@ export async function fetchClusterInfo(
 ): Promise<peer.ClusterInfoResponse> {
   let lastError: unknown = new Error("no peer URL to ask");
   for (const url of urls) {
-    const client = new peer.RaftPeerClient(grpcTarget(url), credentials.createInsecure());
+    const client = new peer.RaftPeerClient(grpcTarget(url), channelCredentialsFor(url));
     try {
       return await new Promise<peer.ClusterInfoResponse>((resolve, reject) =>
         client.clusterInfo({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>

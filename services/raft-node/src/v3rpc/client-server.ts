@@ -1,8 +1,9 @@
 // The client-facing gRPC server: every etcd v3 service on each --listen-client-urls address.
 
 import { etcdserverpb, v3electionpb, v3lockpb } from "@etcd-ts/api";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import type { Member } from "../server/member.js";
+import { type KeyPair, serverCredentialsFor } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
 import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
@@ -47,10 +48,17 @@ export class ClientServer {
     this.server.addService(v3electionpb.ElectionService, electionService(member));
   }
 
-  async listen(urls: readonly URL[]): Promise<void> {
+  /** Binds each URL; https URLs are served with `tls` (auto-TLS). */
+  async listen(urls: readonly URL[], tls?: KeyPair): Promise<void> {
     for (const url of urls) {
+      if (url.protocol === "https:" && tls === undefined) {
+        throw new Error(
+          `${url.href}: https client URLs need --auto-tls (certificate files are not supported yet)`,
+        );
+      }
+      const creds = serverCredentialsFor(url.protocol === "https:" ? tls : undefined);
       await new Promise<number>((resolve, reject) =>
-        this.server.bindAsync(grpcTarget(url.toString()), ServerCredentials.createInsecure(), (err, port) =>
+        this.server.bindAsync(grpcTarget(url.toString()), creds, (err, port) =>
           err ? reject(err) : resolve(port),
         ),
       );

@@ -2,7 +2,7 @@
 // keep-alive and time-to-live, learner promotion): a follower forwards them, as etcd does.
 
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
-import { credentials } from "@grpc/grpc-js";
+import { channelCredentialsFor } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
 
 export class LeaderClients {
@@ -24,13 +24,13 @@ export class LeaderClients {
 
   leaseClient(): etcdserverpb.LeaseClient {
     const target = this.target();
-    this.lease ??= new etcdserverpb.LeaseClient(target, credentials.createInsecure());
+    this.lease ??= new etcdserverpb.LeaseClient(target, channelCredentialsFor(this.url));
     return this.lease;
   }
 
   clusterClient(): etcdserverpb.ClusterClient {
     const target = this.target();
-    this.cluster ??= new etcdserverpb.ClusterClient(target, credentials.createInsecure());
+    this.cluster ??= new etcdserverpb.ClusterClient(target, channelCredentialsFor(this.url));
     return this.cluster;
   }
 
