@@ -9,7 +9,12 @@ import pino from "pino";
 import { Gateway } from "./gateway.js";
 import { EtcdCluster, etcdMissingReason, sleep } from "./testing/etcd-cluster.js";
 import { RawEtcdClient } from "./testing/raw-client.js";
-import { decodeWatchResponse } from "./wire/etcd-messages.js";
+import {
+  decodeKeepAliveResponse,
+  decodeWatchResponse,
+  encodeKeepAliveRequest,
+} from "./wire/etcd-messages.js";
+import { WireWriter } from "./wire/protobuf-wire.js";
 
 const skip = etcdMissingReason();
 
@@ -163,5 +168,44 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
     }
     assert.ok(written.length >= 55, `writes acknowledged: ${written.length}`);
     assert.notEqual(gateway.watches.upstreamMembers()[0], hostId, "the watch now lives on another member");
+    await cluster.restart(host);
+  });
+
+  it("keeps a lease alive across a leader SIGKILL, every keep-alive answered", async () => {
+    await waitFor(
+      "all members healthy again",
+      () => gateway.tracker.snapshot().members.filter((m) => m.healthy).length === 3,
+    );
+    const grant = etcdserverpb.LeaseGrantRequest.encode({ TTL: 4, ID: 0 }).finish();
+    // LeaseGrantResponse and LeaseTimeToLiveResponse keep ID and TTL in fields 2 and 3, as
+    // LeaseKeepAliveResponse does: one decoder reads all three.
+    const leaseId = decodeKeepAliveResponse(await raw.unary("/etcdserverpb.Lease/LeaseGrant", grant)).id;
+    const stream = raw.bidi("/etcdserverpb.Lease/LeaseKeepAlive");
+    const ttls: number[] = [];
+    stream.on("data", (d: Buffer) => ttls.push(decodeKeepAliveResponse(d).ttl));
+    stream.on("error", () => {});
+    const leader = await cluster.leader();
+    assert.ok(leader);
+    let sent = 0;
+    // One keep-alive every 500 ms for 7 s: the 4 s lease survives only if renewals keep
+    // reaching a leader through the election.
+    for (let i = 0; i < 14; i++) {
+      if (i === 3) await cluster.kill(leader);
+      stream.write(encodeKeepAliveRequest(leaseId));
+      sent++;
+      await sleep(500);
+    }
+    await waitFor("every keep-alive to be answered", () => ttls.length === sent);
+    stream.cancel();
+    assert.ok(
+      ttls.every((ttl) => ttl > 0),
+      `TTLs: ${ttls.join(",")}`,
+    );
+    const alive = await raw.unary(
+      "/etcdserverpb.Lease/LeaseTimeToLive",
+      new WireWriter().varintField(1, leaseId).finish(),
+    );
+    assert.ok(decodeKeepAliveResponse(alive).ttl > 0, "the lease outlived the election");
+    await cluster.restart(leader);
   });
 });
