@@ -66,8 +66,7 @@ export class Http2UnaryChannel {
       headers[HTTP2_HEADER_TE] = "trailers";
       let timer: NodeJS.Timeout | undefined;
       if (deadlineMs !== undefined) {
-        const remaining = Math.max(0, Math.ceil(deadlineMs - Date.now()));
-        headers["grpc-timeout"] = `${remaining}m`;
+        headers["grpc-timeout"] = grpcTimeout(deadlineMs - Date.now());
       }
 
       let stream: http2.ClientHttp2Stream;
@@ -236,6 +235,12 @@ export class Http2UnaryChannel {
       clearTimeout(timer);
     }
   }
+}
+
+/** gRPC's timeout header allows at most 8 digits: milliseconds, or seconds when longer. */
+export function grpcTimeout(remainingMs: number): string {
+  const ms = Math.max(0, Math.ceil(remainingMs));
+  return ms <= 99_999_999 ? `${ms}m` : `${Math.min(99_999_999, Math.ceil(ms / 1000))}S`;
 }
 
 function failure(code: number, details: string): UnaryResult {

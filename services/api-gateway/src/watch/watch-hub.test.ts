@@ -183,6 +183,25 @@ describe("WatchHub", () => {
     assert.equal(a.responses.length, before);
   });
 
+  it("closes an upstream stream left without watches once it has been idle a while", () => {
+    const a = new RecordingSink();
+    const ca = hub.openClient(a, { token: "short-lived" });
+    hub.onClientRequest(ca, create());
+    const up = transport.streams[0]!;
+    up.push({ header: header(5), watchId: 0, created: true });
+    hub.onClientRequest(ca, { kind: "cancel", watchId: 0 });
+    assert.equal(hub.stats().upstreamStreams, 1);
+    // A watch that arrives before the idle check keeps the stream.
+    hub.onClientRequest(ca, create({ key: Buffer.from("again") }));
+    transport.scheduled.shift()!();
+    assert.equal(up.closed, false);
+    up.push({ header: header(5), watchId: 1, created: true });
+    hub.closeClient(ca);
+    transport.scheduled.shift()!();
+    assert.equal(up.closed, true);
+    assert.equal(hub.stats().upstreamStreams, 0);
+  });
+
   it("keeps auth identities apart", () => {
     hub.onClientRequest(hub.openClient(new RecordingSink(), { token: "alice" }), create());
     hub.onClientRequest(hub.openClient(new RecordingSink(), { token: "bob" }), create());

@@ -122,7 +122,14 @@ interface UpstreamStream {
   readonly progressAsks: ProgressAsk[];
   lastHeader: Uint8Array | undefined;
   closed: boolean;
+  idleCheckPending: boolean;
 }
+
+/**
+ * An upstream stream left without watches is closed after this long: streams are per auth
+ * token, and tokens come and go (each etcdctl run authenticates anew).
+ */
+export const IDLE_UPSTREAM_STREAM_MS = 30_000;
 
 export interface WatchHubStats {
   clientWatches: number;
@@ -301,7 +308,23 @@ export class WatchHub {
     } else {
       stream.watches.delete(group.upstreamId);
       if (!stream.closed) stream.handle.send(encodeWatchCancelRequest(group.upstreamId));
+      this.closeWhenIdle(stream);
     }
+  }
+
+  private closeWhenIdle(stream: UpstreamStream): void {
+    if (stream.idleCheckPending || stream.closed) return;
+    stream.idleCheckPending = true;
+    this.transport.schedule(IDLE_UPSTREAM_STREAM_MS, () => {
+      stream.idleCheckPending = false;
+      const idle =
+        stream.watches.size === 0 && stream.pendingCreates.length === 0 && stream.progressAsks.length === 0;
+      if (!idle || stream.closed) return;
+      stream.closed = true;
+      stream.handle.close();
+      for (const [key, s] of this.streams) if (s === stream) this.streams.delete(key);
+      this.publishStats();
+    });
   }
 
   // -------------------------------------------------------------------------------------
@@ -345,6 +368,7 @@ export class WatchHub {
         progressAsks: [],
         lastHeader: undefined,
         closed: false,
+        idleCheckPending: false,
         handle: this.transport.open(
           memberId,
           auth,
@@ -378,6 +402,7 @@ export class WatchHub {
       // The member ended the watch (compaction, or a reason of its own): tell every client.
       stream.watches.delete(view.watchId);
       this.endGroup(group, view);
+      this.closeWhenIdle(stream);
       return;
     }
     this.deliver(group, raw, view);
@@ -391,6 +416,7 @@ export class WatchHub {
     }
     if (group.abandoned || group.clients.size === 0) {
       stream.handle.send(encodeWatchCancelRequest(view.watchId));
+      this.closeWhenIdle(stream);
       return;
     }
     group.upstreamId = view.watchId;
