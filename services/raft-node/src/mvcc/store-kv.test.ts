@@ -228,7 +228,9 @@ describe("atomic visibility", () => {
     withStore(
       async (store, kv) => {
         const names = Array.from({ length: 100 }, (_, i) => `k${String(i).padStart(3, "0")}`);
-        await kv.txn({ success: names.map((name) => ({ requestPut: putRequest({ key: name, value: "old" }) })) });
+        await kv.txn({
+          success: names.map((name) => ({ requestPut: putRequest({ key: name, value: "old" }) })),
+        });
         for (let round = 0; round < 5; round++) {
           const read = kv.get("k", { rangeEnd: "l" });
           const write = store.apply({
