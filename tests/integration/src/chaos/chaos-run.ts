@@ -82,7 +82,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let epoch = 0;
   try {
     await cluster.startAll();
-    const leader = await cluster.waitForLeader(60_000);
+    // Our member starts through tsx, which on a busy 2-core machine can take most of a minute.
+    const leader = await cluster.waitForLeader(180_000);
     startupMs = performance.now() - t0;
     log(`leader m${leader} after ${(startupMs / 1000).toFixed(1)}s`);
 
