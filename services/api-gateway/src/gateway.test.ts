@@ -339,7 +339,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
       await waitFor("the JSON watch to be dropped", () => gateway.watches.stats().clientWatches === 0);
     });
 
-    it("keeps a lease alive over JSON and serves /metrics", async () => {
+    it("keeps a lease alive over JSON and serves /health and /metrics", async () => {
       const grant = (await (await post("/v3/lease/grant", { TTL: 15 })).json()) as { ID: string };
       const ka = await post("/v3/lease/keepalive", { ID: grant.ID });
       const lines = (await ka.text()).trim().split("\n");
@@ -347,6 +347,9 @@ describe("gateway against etcd 3.4", { skip }, () => {
       const result = (JSON.parse(lines[0]!) as { result: { ID: string; TTL: string } }).result;
       assert.equal(result.ID, grant.ID);
       assert.equal(result.TTL, "15");
+      const health = await fetch(`${jsonUrl}/health`);
+      assert.equal(health.status, 200);
+      assert.deepEqual(await health.json(), { health: "true" });
       const metrics = await (await fetch(`${jsonUrl}/metrics`)).text();
       assert.match(metrics, /etcd_gateway_requests_total\{method="Put",member="[0-9a-f]+",code="OK"\} \d+/);
       assert.match(metrics, /etcd_gateway_lease_keepalives_received_total \d+/);

@@ -67,7 +67,11 @@ export class Gateway {
     let json: FastifyInstance | undefined;
     let jsonPort: number | undefined;
     if (options.jsonListenAddr !== undefined) {
-      json = createJsonGateway({ unary, watches, keepAlives, metrics, logger });
+      const healthy = () => {
+        const { leaderId, members } = tracker.snapshot();
+        return members.some((m) => m.id === leaderId && m.healthy);
+      };
+      json = createJsonGateway({ healthy, unary, watches, keepAlives, metrics, logger });
       const { host, port } = splitHostPort(options.jsonListenAddr);
       await json.listen({ host, port });
       const address = json.server.address();

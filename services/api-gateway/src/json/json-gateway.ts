@@ -18,6 +18,8 @@ import { type JsonBodyError, jsonToWire, parseJsonValues, wireToJson } from "./e
 import { loadEtcdSchema } from "./proto-schema.js";
 
 export interface JsonGatewayParts {
+  /** Whether the gateway can route writes now (it knows a healthy leader). */
+  healthy: () => boolean;
   unary: UnaryForwarder;
   watches: WatchHub;
   keepAlives: KeepAliveHub;
@@ -65,6 +67,13 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
     // Snapshot and Observe are server streams of large or endless data; etcd serves them
     // over JSON too, but nothing uses them there, so they are gRPC-only here (README).
   }
+
+  // etcd's /health body; the gateway is healthy when it can reach the cluster's leader.
+  app.get("/health", async (_req, reply) => {
+    const healthy = parts.healthy();
+    reply.code(healthy ? 200 : 503).header("content-type", "application/json");
+    return JSON.stringify({ health: String(healthy) });
+  });
 
   app.get("/metrics", async (_req, reply) => {
     reply.header("content-type", parts.metrics.registry.contentType);
