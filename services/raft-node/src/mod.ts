@@ -1,1 +1,18 @@
-export {};
+// The public surface of @etcd-ts/raft-node: the member itself (for embedding and in-process
+// tests), its configuration from etcd's flags, and the launcher of real member processes.
+export {
+  ConfigError,
+  FLAGS,
+  type MemberConfig,
+  memberConfig,
+  parseFlags,
+} from "./config/flags.js";
+export { clusterIdFor, formatId, memberIdFor } from "./membership/member-id.js";
+export { CLUSTER_VERSION, Member, type MemberEvents, SERVER_VERSION } from "./server/member.js";
+export {
+  freePort,
+  LocalCluster,
+  type LocalClusterOptions,
+  type MemberProcess,
+} from "./testing/local-cluster.js";
+export { ClientServer } from "./v3rpc/client-server.js";

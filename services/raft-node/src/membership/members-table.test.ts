@@ -124,6 +124,38 @@ describe("MembersTable", () => {
     assert.equal(again.isRemoved(1), true);
   });
 
+  it("applies etcd's strict reconfiguration check to started (published) voters", () => {
+    const table = new MembersTable(memberCodec);
+    table.add(m(1, "http://a:2380"));
+    table.setAttributes(1, "n1", []);
+    assert.equal(
+      kind(() => table.checkEnoughStartedToAdd()),
+      undefined,
+      "a second member for a one-member cluster",
+    );
+    table.add(m(2, "http://b:2380"));
+    assert.equal(
+      kind(() => table.checkEnoughStartedToAdd()),
+      "MemberNotEnoughStarted",
+      "1 of 3 started",
+    );
+    table.setAttributes(2, "n2", []);
+    assert.equal(
+      kind(() => table.checkEnoughStartedToAdd()),
+      undefined,
+    );
+    table.add(m(3, "http://c:2380"));
+    assert.equal(
+      kind(() => table.checkEnoughStartedToRemove(1)),
+      "MemberNotEnoughStarted",
+      "n2 alone of {n2, unstarted 3}",
+    );
+    assert.equal(
+      kind(() => table.checkEnoughStartedToRemove(3)),
+      undefined,
+    );
+  });
+
   it("judges a learner in sync at 90% of the leader's log", () => {
     assert.equal(learnerInSync(90, 100), true);
     assert.equal(learnerInSync(89, 100), false);

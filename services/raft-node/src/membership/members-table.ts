@@ -84,6 +84,26 @@ export class MembersTable {
     if (member.isLearner && this.learners().length >= maxLearners) throw new EtcdError("TooManyLearners");
   }
 
+  /**
+   * etcd's --strict-reconfig-check for adding a voter (IsReadyToAddVotingMember): the members
+   * that have started (published a name) must still be a quorum of the larger cluster. Adding a
+   * second member to a one-member cluster is allowed (restoring a cluster from a backup).
+   */
+  checkEnoughStartedToAdd(): void {
+    const voters = this.voters();
+    const members = voters.length + 1;
+    const started = voters.filter((m) => m.name !== "").length;
+    if (started === 1 && members === 2) return;
+    if (started < Math.floor(members / 2) + 1) throw new EtcdError("MemberNotEnoughStarted");
+  }
+
+  /** The same for removing a voter (IsReadyToRemoveVotingMember): quorum of those who remain. */
+  checkEnoughStartedToRemove(id: number): void {
+    const remaining = this.voters().filter((m) => m.id !== id);
+    const started = remaining.filter((m) => m.name !== "").length;
+    if (started < Math.floor(remaining.length / 2) + 1) throw new EtcdError("MemberNotEnoughStarted");
+  }
+
   checkRemove(id: number): void {
     if (this.removedIds.has(id)) throw new EtcdError("MemberNotFound");
     if (!this.byId.has(id)) throw new EtcdError("MemberNotFound");

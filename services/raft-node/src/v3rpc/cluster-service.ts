@@ -48,6 +48,7 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
         isLearner: req.isLearner,
       };
       member.members.checkAdd(info, member.config.maxLearners);
+      if (!req.isLearner && member.config.strictReconfigCheck) member.members.checkEnoughStartedToAdd();
       const members = await member.proposeConfChange(
         req.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode,
         info,
@@ -57,6 +58,9 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
     memberRemove: unary(async (req: etcdserverpb.MemberRemoveRequest) => {
       refuseLearner(member);
       member.members.checkRemove(req.ID);
+      if (member.config.strictReconfigCheck && !member.members.get(req.ID)!.isLearner) {
+        member.members.checkEnoughStartedToRemove(req.ID);
+      }
       const target = member.members.get(req.ID)!;
       const members = await member.proposeConfChange(ConfChangeType.RemoveNode, target);
       return { header: member.header(), members: members.map(toPbMember) };
