@@ -36,6 +36,7 @@ import {
   DEFAULT_TUNING,
   RocksBackend,
   type RocksTuning,
+  type RowChunk,
   type WriteBatch,
 } from "./rocks-backend.js";
 import { type KeyBounds, type RangeHit, TreeIndex } from "./tree-index.js";
@@ -257,7 +258,7 @@ export class MvccStore implements ApplyTarget {
     const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
     const db = await RocksBackend.open(location, columns, tuningOf(options));
     const store = new MvccStore(location, db, options);
-    store.restore();
+    await store.restore();
     return store;
   }
 
@@ -307,7 +308,7 @@ export class MvccStore implements ApplyTarget {
 
   // --- restore -------------------------------------------------------------------------------
 
-  private restore(): void {
+  private async restore(): Promise<void> {
     const metaValues = this.db.getManySync(
       [META_CONSISTENT_INDEX, META_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT],
       this.meta,
@@ -319,7 +320,7 @@ export class MvccStore implements ApplyTarget {
     const scheduledRev = scheduled ? mainOfKey(scheduled) : -1;
     this.compactMainRev = this.finishedCompactRev;
     this.restoreAlarms();
-    this.restoreIndex();
+    await this.restoreIndex();
     if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
     if (scheduledRev > this.finishedCompactRev) {
       // A compaction was cut short: its revision already counts as compacted; finish it.
@@ -349,13 +350,18 @@ export class MvccStore implements ApplyTarget {
     }
   }
 
-  /** etcd's restore: replays every stored revision, oldest first, into the key index. */
-  private restoreIndex(): void {
+  /**
+   * etcd's restore: replays every stored revision, oldest first, into the key index. The next
+   * chunk is read on the libuv pool while this one is indexed, so scan and indexing overlap.
+   */
+  private async restoreIndex(): Promise<void> {
     const fields: IndexFields = { key: "", createRevision: 0, version: 0, lease: 0 };
     const it = this.db.iterator({});
+    let next: Promise<RowChunk> | undefined = it.next(RESTORE_CHUNK);
     try {
       for (;;) {
-        const chunk = it.nextSync(RESTORE_CHUNK);
+        const chunk: RowChunk = await next!;
+        next = chunk.finished ? undefined : it.next(RESTORE_CHUNK);
         for (let i = 0; i < chunk.keys.length; i++) {
           const revKey = chunk.keys[i]!;
           const kv = decodeIndexFields(chunk.values[i]!, fields);
@@ -384,6 +390,8 @@ export class MvccStore implements ApplyTarget {
         if (chunk.finished) break;
       }
     } finally {
+      // The iterator must not be closed under a read still running on the pool.
+      await next?.catch(() => undefined);
       it.close();
     }
   }
