@@ -36,7 +36,6 @@ import {
   DEFAULT_TUNING,
   RocksBackend,
   type RocksTuning,
-  type RowChunk,
   type WriteBatch,
 } from "./rocks-backend.js";
 import { type KeyBounds, type RangeHit, TreeIndex } from "./tree-index.js";
@@ -258,7 +257,7 @@ export class MvccStore implements ApplyTarget {
     const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
     const db = await RocksBackend.open(location, columns, tuningOf(options));
     const store = new MvccStore(location, db, options);
-    await store.restore();
+    store.restore();
     return store;
   }
 
@@ -308,7 +307,7 @@ export class MvccStore implements ApplyTarget {
 
   // --- restore -------------------------------------------------------------------------------
 
-  private async restore(): Promise<void> {
+  private restore(): void {
     const metaValues = this.db.getManySync(
       [META_CONSISTENT_INDEX, META_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT],
       this.meta,
@@ -320,7 +319,7 @@ export class MvccStore implements ApplyTarget {
     const scheduledRev = scheduled ? mainOfKey(scheduled) : -1;
     this.compactMainRev = this.finishedCompactRev;
     this.restoreAlarms();
-    await this.restoreIndex();
+    this.restoreIndex();
     if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
     if (scheduledRev > this.finishedCompactRev) {
       // A compaction was cut short: its revision already counts as compacted; finish it.
@@ -350,18 +349,13 @@ export class MvccStore implements ApplyTarget {
     }
   }
 
-  /**
-   * etcd's restore: replays every stored revision, oldest first, into the key index. The next
-   * chunk is read on the libuv pool while this one is indexed, so scan and indexing overlap.
-   */
-  private async restoreIndex(): Promise<void> {
+  /** etcd's restore: replays every stored revision, oldest first, into the key index. */
+  private restoreIndex(): void {
     const fields: IndexFields = { key: "", createRevision: 0, version: 0, lease: 0 };
     const it = this.db.iterator({});
-    let next: Promise<RowChunk> | undefined = it.next(RESTORE_CHUNK);
     try {
       for (;;) {
-        const chunk: RowChunk = await next!;
-        next = chunk.finished ? undefined : it.next(RESTORE_CHUNK);
+        const chunk = it.nextSync(RESTORE_CHUNK);
         for (let i = 0; i < chunk.keys.length; i++) {
           const revKey = chunk.keys[i]!;
           const kv = decodeIndexFields(chunk.values[i]!, fields);
@@ -390,8 +384,6 @@ export class MvccStore implements ApplyTarget {
         if (chunk.finished) break;
       }
     } finally {
-      // The iterator must not be closed under a read still running on the pool.
-      await next?.catch(() => undefined);
       it.close();
     }
   }
