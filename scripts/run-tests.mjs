@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs every compiled test file (dist/**/*.test.js) of the workspaces with Node's test runner.
-// `--unit` leaves out tests/integration; any other argument filters test paths by substring.
+// `--unit` leaves out tests/integration and *.integration.test.js (real clusters); any other
+// argument filters test paths by substring.
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -26,10 +27,21 @@ for (const root of roots) {
     files.push(...testFiles(root));
   } catch {}
 }
-const selected = files.filter((f) => filters.length === 0 || filters.some((s) => f.includes(s))).sort();
+const selected = files
+  .filter((f) => !(unitOnly && f.endsWith(".integration.test.js")))
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort();
 if (selected.length === 0) {
   console.error("no test files found: run `npx tsc -b` first");
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ["--test", ...selected], { stdio: "inherit" });
+// A test file that leaves a handle open (a socket, a child process) must not hang CI: once its
+// tests are done it is ended. No single test may run longer than 5 minutes.
+const result = spawnSync(
+  process.execPath,
+  ["--test", "--test-force-exit", "--test-timeout=300000", ...selected],
+  {
+    stdio: "inherit",
+  },
+);
 process.exit(result.status ?? 1);
