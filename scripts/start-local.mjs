@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+// `npm start`: three raft-node members and one api-gateway on loopback, data under ./data.
+// Runs the compiled services (npm start builds first), prefixes each process's output with its
+// name, and on Ctrl-C stops the gateway, then the members, each with SIGTERM.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+const root = resolve(import.meta.dirname, "..");
+const dataRoot = resolve(process.env.ETCD_TS_DATA_DIR ?? join(root, "data"));
+const host = "127.0.0.1";
+const members = [1, 2, 3].map((n) => ({
+  name: `n${n}`,
+  client: `http://${host}:${n}2379`,
+  peer: `http://${host}:${n}2380`,
+}));
+const gateway = { grpc: `${host}:2379`, json: `${host}:2378` };
+const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(",");
+
+const memberMain = join(root, "services/raft-node/dist/main.js");
+const gatewayMain = join(root, "services/api-gateway/dist/main.js");
+for (const main of [memberMain, gatewayMain]) {
+  if (!existsSync(main)) {
+    console.error(`missing ${main}: build first (npm run build)`);
+    process.exit(1);
+  }
+}
+
+const children = [];
+let stopping = false;
+
+function run(name, args) {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const prefix = `${name.padEnd(7)}| `;
+  for (const stream of [child.stdout, child.stderr]) {
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk) => {
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) process.stdout.write(`${prefix}${line}\n`);
+    });
+  }
+  child.on("exit", (code, signal) => {
+    process.stdout.write(`${prefix}exited (${signal ?? code})\n`);
+    if (!stopping) stopAll(1);
+  });
+  children.push({ name, child });
+  return child;
+}
+
+for (const m of members) {
+  const dataDir = join(dataRoot, m.name);
+  mkdirSync(dataDir, { recursive: true });
+  run(m.name, [
+    memberMain,
+    "--name",
+    m.name,
+    "--data-dir",
+    dataDir,
+    "--listen-client-urls",
+    m.client,
+    "--advertise-client-urls",
+    m.client,
+    "--listen-peer-urls",
+    m.peer,
+    "--initial-advertise-peer-urls",
+    m.peer,
+    "--initial-cluster",
+    initialCluster,
+    "--initial-cluster-token",
+    "etcd-ts-local",
+  ]);
+}
+run("gateway", [
+  gatewayMain,
+  "--endpoints",
+  members.map((m) => m.client).join(","),
+  "--listen-addr",
+  gateway.grpc,
+  "--json-listen-addr",
+  gateway.json,
+]);
+
+console.log(`
+etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway.
+  gRPC (etcdctl, clients): ${gateway.grpc}      JSON gateway: http://${gateway.json}
+  members: ${members.map((m) => m.client).join("  ")}
+Try:
+  ETCDCTL_API=3 etcdctl put hello world && ETCDCTL_API=3 etcdctl get hello
+  curl -s http://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
+Ctrl-C stops everything.
+`);
+
+function stopAll(code) {
+  if (stopping) return;
+  stopping = true;
+  const gatewayChild = children.find((c) => c.name === "gateway")?.child;
+  const memberChildren = children.filter((c) => c.name !== "gateway").map((c) => c.child);
+  const exited = (child) =>
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise((r) => child.once("exit", r));
+  const stop = async () => {
+    if (gatewayChild) {
+      gatewayChild.kill("SIGTERM");
+      await exited(gatewayChild);
+    }
+    for (const child of memberChildren) child.kill("SIGTERM");
+    await Promise.all(memberChildren.map(exited));
+    process.exit(code);
+  };
+  // A member that does not stop within 10 s is killed: Ctrl-C must always end the run.
+  setTimeout(() => {
+    for (const { child } of children) child.kill("SIGKILL");
+    process.exit(code || 1);
+  }, 10_000).unref();
+  void stop();
+}
+
+process.on("SIGINT", () => stopAll(0));
+process.on("SIGTERM", () => stopAll(0));
