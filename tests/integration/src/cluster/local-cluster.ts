@@ -4,7 +4,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -265,8 +265,20 @@ export class LocalCluster {
   /** Waits until every running member reports the same leader. */
   async waitForLeader(timeoutMs = 30_000): Promise<number> {
     const deadline = performance.now() + timeoutMs;
+    const exitsBefore = this.exits.length;
     let seen = "nothing yet";
     while (performance.now() < deadline) {
+      const crashed = this.exits.slice(exitsBefore).find((e) => e.unexpected);
+      if (crashed) {
+        const tail = (await readFile(this.members[crashed.member].logFile, "utf8").catch(() => ""))
+          .trimEnd()
+          .split("\n")
+          .slice(-12)
+          .join("\n");
+        throw new Error(
+          `m${crashed.member} exited (code=${crashed.code} signal=${crashed.signal}) while waiting for a leader; its log ends:\n${tail}`,
+        );
+      }
       const members = [...this.running.keys()].filter((i) => !this.isPaused(i));
       const statuses = await Promise.all(members.map((i) => this.status(i, 2000)));
       seen = members
