@@ -1,0 +1,619 @@
+// `npm run bench`: this project against a real etcd 3.4, side by side, in one run.
+// Starts a 3-member real etcd cluster and our 3 members + one gateway on free loopback ports
+// (temp data dirs), drives each with the same lean Go client (bench/goload) scenario by
+// scenario, alternating targets, then loads N keys into both and reads member RSS.
+// Flags: --quick, --scenarios a,b, --keys N. Results: bench/results/<timestamp>.json.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer } from "node:net";
+import { cpus, hostname, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+// Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const goloadDir = join(root, "bench/goload");
+const goloadBin = join(goloadDir, "bin/goload");
+const etcdBin = "/usr/bin/etcd";
+const memberMain = join(root, "services/raft-node/dist/main.js");
+const gatewayMain = join(root, "services/api-gateway/dist/main.js");
+const host = "127.0.0.1";
+
+interface Scenario {
+  name: string;
+  op: string;
+  conns: number;
+  clients: number;
+  total: number;
+  quickTotal: number;
+  watchers?: number;
+  streams?: number;
+}
+
+// Totals aim at ~5-15 s per cell at real etcd's speed on this machine (shared/FACTS.md);
+// every cell is also bounded in time by goload's -timeout-s.
+const scenarios: Scenario[] = [
+  { name: "put-1x1", op: "put", conns: 1, clients: 1, total: 5_000, quickTotal: 1_000 },
+  { name: "put-10x100", op: "put", conns: 10, clients: 100, total: 40_000, quickTotal: 8_000 },
+  { name: "put-50x500", op: "put", conns: 50, clients: 500, total: 60_000, quickTotal: 10_000 },
+  { name: "range-lin-1x1", op: "range-lin", conns: 1, clients: 1, total: 8_000, quickTotal: 2_000 },
+  { name: "range-lin-10x100", op: "range-lin", conns: 10, clients: 100, total: 50_000, quickTotal: 10_000 },
+  { name: "range-ser-1x1", op: "range-ser", conns: 1, clients: 1, total: 10_000, quickTotal: 2_000 },
+  { name: "range-ser-10x100", op: "range-ser", conns: 10, clients: 100, total: 80_000, quickTotal: 15_000 },
+  {
+    name: "watch-1000",
+    op: "watch-latency",
+    conns: 1,
+    clients: 1,
+    total: 300,
+    quickTotal: 50,
+    watchers: 1_000,
+    streams: 10,
+  },
+  {
+    name: "watch-10000",
+    op: "watch-latency",
+    conns: 1,
+    clients: 1,
+    total: 100,
+    quickTotal: 20,
+    watchers: 10_000,
+    streams: 100,
+  },
+  {
+    name: "lease-keepalive-10x100",
+    op: "lease-keepalive",
+    conns: 10,
+    clients: 100,
+    total: 80_000,
+    quickTotal: 10_000,
+  },
+];
+const quickScenarios = ["put-1x1", "put-10x100", "range-ser-10x100", "watch-1000", "lease-keepalive-10x100"];
+
+interface Options {
+  quick: boolean;
+  scenarios: Scenario[];
+  keys: number;
+  cellTimeoutS: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  let quick = false;
+  let names: string[] | undefined;
+  let keys: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    if (flag === "--quick") quick = true;
+    else if (flag === "--scenarios") names = value().split(",").filter(Boolean);
+    else if (flag === "--keys") keys = Number(value());
+    else if (flag === "--help" || flag === "-h") {
+      console.log(
+        `usage: run [--quick] [--scenarios a,b] [--keys N]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, rss`,
+      );
+      process.exit(0);
+    } else throw new Error(`unknown flag ${a}`);
+  }
+  const wanted = names ?? (quick ? [...quickScenarios, "rss"] : [...scenarios.map((s) => s.name), "rss"]);
+  for (const n of wanted) {
+    if (n !== "rss" && !scenarios.some((s) => s.name === n)) throw new Error(`unknown scenario ${n}`);
+  }
+  const k = keys ?? (quick ? 10_000 : 100_000);
+  if (!Number.isInteger(k) || k < 0) throw new Error("--keys must be a non-negative integer");
+  return {
+    quick,
+    scenarios: scenarios.filter((s) => wanted.includes(s.name)),
+    keys: wanted.includes("rss") ? k : 0,
+    cellTimeoutS: quick ? 8 : 15,
+  };
+}
+
+// ---------------------------------------------------------------- processes
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<void>;
+}
+
+const procs: Proc[] = [];
+const tempDirs: string[] = [];
+let currentLoad: ChildProcess | undefined;
+let stopping = false;
+
+function startProc(name: string, cmd: string, args: string[], logFile: string): Proc {
+  const log = createWriteStream(logFile);
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.once("exit", (code, signal) => {
+    if (stopping) return;
+    // The temp dir (and the log) is removed at the end: show the log's tail now.
+    let tail = "";
+    try {
+      tail = readFileSync(logFile, "utf8").trim().split("\n").slice(-5).join("\n    ");
+    } catch {}
+    console.error(`!! ${name} exited unexpectedly (${signal ?? code}):\n    ${tail}`);
+  });
+  const p = { name, child, exited };
+  procs.push(p);
+  return p;
+}
+
+async function stopProc(p: Proc): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill("SIGTERM");
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), 10_000);
+  await p.exited;
+  clearTimeout(timer);
+}
+
+let stopped: Promise<void> | undefined;
+function stopAll(): Promise<void> {
+  stopped ??= doStopAll();
+  return stopped;
+}
+
+async function doStopAll(): Promise<void> {
+  stopping = true;
+  currentLoad?.kill("SIGKILL");
+  // Gateway first (it is a client of our members), then all members together.
+  const gateways = procs.filter((p) => p.name.startsWith("gateway"));
+  await Promise.all(gateways.map(stopProc));
+  await Promise.all(procs.filter((p) => !gateways.includes(p)).map(stopProc));
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  // Hold all listeners open until every port is known, so the n ports are distinct.
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((res, rej) => {
+          const s = createServer();
+          s.once("error", rej);
+          s.listen(0, host, () => res(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => {
+    const a = s.address();
+    if (a === null || typeof a === "string") throw new Error("no port");
+    return a.port;
+  });
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+interface Cluster {
+  label: string;
+  members: Proc[];
+  clientEndpoints: string[];
+  gateway?: string;
+}
+
+function memberArgs(name: string, dataDir: string, client: number, peer: number, initialCluster: string) {
+  return [
+    "--name",
+    name,
+    "--data-dir",
+    dataDir,
+    "--listen-client-urls",
+    `http://${host}:${client}`,
+    "--advertise-client-urls",
+    `http://${host}:${client}`,
+    "--listen-peer-urls",
+    `http://${host}:${peer}`,
+    "--initial-advertise-peer-urls",
+    `http://${host}:${peer}`,
+    "--initial-cluster",
+    initialCluster,
+    "--initial-cluster-token",
+    `bench-${name.split("-")[0]}`,
+    "--initial-cluster-state",
+    "new",
+  ];
+}
+
+async function startCluster(kind: "etcd" | "ours", dir: string): Promise<Cluster> {
+  const ports = await freePorts(8);
+  const names = [1, 2, 3].map((n) => `${kind}-n${n}`);
+  const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[3 + i]}`).join(",");
+  const members = names.map((n, i) => {
+    const dataDir = join(dir, n);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const args = memberArgs(n, dataDir, ports[i], ports[3 + i], initialCluster);
+    return kind === "etcd"
+      ? startProc(n, etcdBin, args, join(dir, `${n}.log`))
+      : startProc(n, process.execPath, [memberMain, ...args], join(dir, `${n}.log`));
+  });
+  const clientEndpoints = ports.slice(0, 3).map((p) => `${host}:${p}`);
+  const cluster: Cluster = { label: kind, members, clientEndpoints };
+  if (kind === "ours") {
+    const gw = `${host}:${ports[6]}`;
+    startProc(
+      "gateway",
+      process.execPath,
+      [
+        gatewayMain,
+        "--endpoints",
+        clientEndpoints.join(","),
+        "--listen-addr",
+        gw,
+        "--json-listen-addr",
+        `${host}:${ports[7]}`,
+        "--log-level",
+        "warn",
+      ],
+      join(dir, "gateway.log"),
+    );
+    cluster.gateway = gw;
+  }
+  return cluster;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function etcdctlPut(endpoint: string): boolean {
+  const r = spawnSync(
+    "etcdctl",
+    ["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "3s", "put", "bench-ready", "1"],
+    { env: { ...process.env, ETCDCTL_API: "3" }, encoding: "utf8", timeout: 8_000 },
+  );
+  return r.status === 0;
+}
+
+async function waitHealthy(endpoints: string[], what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (const ep of endpoints) {
+    for (;;) {
+      if (stopping) throw new Error("stopped");
+      if (etcdctlPut(ep)) break;
+      if (Date.now() > deadline) throw new Error(`${what}: ${ep} not healthy after 60 s`);
+      await sleep(500);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- load
+
+interface GoloadResult {
+  ok: number;
+  errors: number;
+  error_codes?: Record<string, number>;
+  error_samples?: string[];
+  elapsed_s: number;
+  ops_per_s: number;
+  latency_ms: { p50: number | null; p99: number | null };
+  client_cpu: { us_per_op: number; pct_of_machine: number };
+  timed_out?: boolean;
+  [k: string]: unknown;
+}
+
+type Cell = { result: GoloadResult } | { error: string };
+
+function goload(args: string[], hardTimeoutMs: number): Promise<Cell> {
+  return new Promise((res) => {
+    const child = spawn(goloadBin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    currentLoad = child;
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => {
+      out += c;
+    });
+    child.stderr.setEncoding("utf8").on("data", (c: string) => {
+      err = (err + c).slice(-2000);
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), hardTimeoutMs);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      currentLoad = undefined;
+      const line = out.trim().split("\n").pop() ?? "";
+      if (code === 0 && line.startsWith("{")) {
+        try {
+          res({ result: JSON.parse(line) as GoloadResult });
+          return;
+        } catch {
+          // fall through to the error below
+        }
+      }
+      res({ error: `goload exit ${signal ?? code}: ${err.trim().split("\n").slice(-3).join(" | ")}` });
+    });
+  });
+}
+
+function scenarioArgs(s: Scenario, endpoints: string[], total: number, timeoutS: number, label: string) {
+  const args = [
+    "-endpoints",
+    endpoints.join(","),
+    "-op",
+    s.op,
+    "-conns",
+    String(s.conns),
+    "-clients",
+    String(s.clients),
+    "-total",
+    String(total),
+    "-timeout-s",
+    String(timeoutS),
+    "-call-timeout-ms",
+    "10000",
+    "-label",
+    label,
+  ];
+  if (s.watchers !== undefined) args.push("-watchers", String(s.watchers), "-watch-timeout-ms", "5000");
+  if (s.streams !== undefined) args.push("-streams", String(s.streams));
+  return args;
+}
+
+type Target = "etcd" | "members" | "gateway";
+const targetNames: Target[] = ["etcd", "members", "gateway"];
+
+function rssKiB(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function rssOf(c: Cluster) {
+  const each = c.members.map((m) => rssKiB(m.child.pid));
+  const known = each.filter((x): x is number => x !== null);
+  return {
+    each_mib: each.map((x) => (x === null ? null : +(x / 1024).toFixed(1))),
+    max_mib: known.length ? +(Math.max(...known) / 1024).toFixed(1) : null,
+    sum_mib: known.length ? +(known.reduce((a, b) => a + b, 0) / 1024).toFixed(1) : null,
+  };
+}
+
+// ---------------------------------------------------------------- output
+
+const fmtOps = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(1));
+const fmtMs = (x: number | null) => (x === null ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(0));
+
+function cellText(c: Cell | undefined, watch: boolean): string {
+  if (c === undefined) return "-";
+  if ("error" in c) return "ERROR";
+  const r = c.result;
+  const errs = r.errors > 0 ? ` ${r.errors}err` : "";
+  const cut = r.timed_out ? " (cut)" : "";
+  const lat = `${fmtMs(r.latency_ms.p50)}/${fmtMs(r.latency_ms.p99)}`;
+  return watch
+    ? `${lat} ms (${fmtOps(r.ops_per_s)} put/s)${errs}${cut}`
+    : `${fmtOps(r.ops_per_s)} (${lat})${errs}${cut}`;
+}
+
+function ratio(a: Cell | undefined, b: Cell | undefined, watch: boolean): string {
+  if (!a || !b || "error" in a || "error" in b) return "-";
+  if (watch) {
+    // Latency scenario: how many times etcd's p50 delivery latency ours takes (lower is better).
+    const x = a.result.latency_ms.p50;
+    const y = b.result.latency_ms.p50;
+    return x !== null && y !== null && y > 0 ? `${(x / y).toFixed(2)}x lat` : "-";
+  }
+  return b.result.ops_per_s > 0 ? (a.result.ops_per_s / b.result.ops_per_s).toFixed(2) : "-";
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  return [
+    line(rows[0]),
+    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
+    ...rows.slice(1).map(line),
+  ].join("\n");
+}
+
+// ---------------------------------------------------------------- main
+
+function ensureTools(): void {
+  if (!existsSync(etcdBin)) {
+    console.log("installing Debian's etcd-server and etcd-client (apt-get)...");
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    spawnSync("apt-get", ["update"], { stdio: "inherit", env });
+    const r = spawnSync("apt-get", ["install", "-y", "etcd-server", "etcd-client"], {
+      stdio: "inherit",
+      env,
+    });
+    if (r.status !== 0 || !existsSync(etcdBin)) throw new Error("could not install etcd-server");
+  }
+  if (spawnSync("etcdctl", ["version"], { encoding: "utf8" }).status !== 0) {
+    throw new Error("etcdctl missing: apt-get install etcd-client");
+  }
+  if (!existsSync(goloadBin)) {
+    console.log("building goload (bench/goload/build.sh)...");
+    const r = spawnSync("bash", [join(goloadDir, "build.sh")], {
+      stdio: "inherit",
+      env: { ...process.env, OUT: dirname(goloadBin) },
+    });
+    if (r.status !== 0 || !existsSync(goloadBin)) throw new Error("goload build failed");
+  }
+  for (const main of [memberMain, gatewayMain]) {
+    if (!existsSync(main)) throw new Error(`missing ${main}: build first (npx tsc -b)`);
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  ensureTools();
+  const work = mkdtempSync(join(tmpdir(), "etcd-ts-bench-"));
+  tempDirs.push(work);
+  const startedAt = new Date();
+  console.log(`bench: ${opts.quick ? "quick" : "full"} run, temp dir ${work}`);
+
+  const etcd = await startCluster("etcd", join(work, "etcd"));
+  const ours = await startCluster("ours", join(work, "ours"));
+  await waitHealthy(etcd.clientEndpoints, "etcd");
+  await waitHealthy(ours.clientEndpoints, "our members");
+  await waitHealthy([ours.gateway!], "our gateway");
+  console.log(
+    `etcd ${etcd.clientEndpoints.join(",")}; ours ${ours.clientEndpoints.join(",")}; gateway ${ours.gateway}`,
+  );
+
+  const endpointsOf: Record<Target, string[]> = {
+    etcd: etcd.clientEndpoints,
+    members: ours.clientEndpoints,
+    gateway: [ours.gateway!],
+  };
+  const results: Record<string, Partial<Record<Target, Cell>>> = {};
+  for (const [i, s] of opts.scenarios.entries()) {
+    results[s.name] = {};
+    // Rotate the order per scenario so no target always runs first on a warm/cold machine.
+    const order = targetNames.map((_, k) => targetNames[(k + i) % targetNames.length]);
+    for (const t of order) {
+      if (stopping) return;
+      const total = opts.quick ? s.quickTotal : s.total;
+      // Watch scenarios pay for creating thousands of watchers before the first put.
+      const timeoutS = opts.cellTimeoutS + (s.watchers ? Math.ceil(s.watchers / 500) : 0);
+      const cell = await goload(
+        scenarioArgs(s, endpointsOf[t], total, timeoutS, `${s.name}/${t}`),
+        (timeoutS + 60) * 1000,
+      );
+      results[s.name][t] = cell;
+      console.log(
+        `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : cellText(cell, !!s.watchers)}`,
+      );
+    }
+  }
+
+  let rss: Record<string, unknown> | undefined;
+  if (opts.keys > 0) {
+    rss = { keys: opts.keys, val_size: 256, before: { etcd: rssOf(etcd), ours: rssOf(ours) } };
+    const loads: Record<string, Cell> = {};
+    for (const c of [etcd, ours]) {
+      if (stopping) return;
+      const args = [
+        "-endpoints",
+        c.clientEndpoints.join(","),
+        "-op",
+        "put",
+        "-conns",
+        "50",
+        "-clients",
+        "500",
+        "-total",
+        String(opts.keys),
+        "-key-space",
+        String(opts.keys),
+        "-sequential-keys",
+        "-timeout-s",
+        String(Math.max(120, Math.ceil(opts.keys / 500))),
+        "-label",
+        `load/${c.label}`,
+      ];
+      loads[c.label] = await goload(args, (Math.max(120, Math.ceil(opts.keys / 500)) + 60) * 1000);
+      console.log(`  load ${opts.keys} keys into ${c.label}: ${cellText(loads[c.label], false)}`);
+    }
+    await sleep(2_000);
+    rss.after = { etcd: rssOf(etcd), ours: rssOf(ours) };
+    rss.load = loads;
+  }
+
+  const header = [
+    "scenario",
+    "etcd ops/s (p50/p99 ms)",
+    "ours via members",
+    "ours via gateway",
+    "members/etcd",
+    "gateway/etcd",
+    "goload CPU us/op e/m/g",
+  ];
+  const rows = [header];
+  for (const s of opts.scenarios) {
+    const r = results[s.name];
+    const w = !!s.watchers;
+    const cpu = targetNames
+      .map((t) => {
+        const c = r[t];
+        return c && "result" in c ? String(c.result.client_cpu.us_per_op) : "-";
+      })
+      .join("/");
+    rows.push([
+      s.op === "watch-latency" ? `${s.name} (put->all watchers)` : s.name,
+      cellText(r.etcd, w),
+      cellText(r.members, w),
+      cellText(r.gateway, w),
+      ratio(r.members, r.etcd, w),
+      ratio(r.gateway, r.etcd, w),
+      cpu,
+    ]);
+  }
+  console.log(`\n${table(rows)}`);
+  if (rss) {
+    const a = rss.after as Record<string, ReturnType<typeof rssOf>>;
+    const b = rss.before as Record<string, ReturnType<typeof rssOf>>;
+    console.log(
+      `\nmember RSS after ${opts.keys.toLocaleString("en-US")} keys (256-byte values), MiB max / sum of 3 (before load):` +
+        `\n  etcd: ${a.etcd.max_mib} / ${a.etcd.sum_mib} (${b.etcd.max_mib} / ${b.etcd.sum_mib})` +
+        `\n  ours: ${a.ours.max_mib} / ${a.ours.sum_mib} (${b.ours.max_mib} / ${b.ours.sum_mib})`,
+    );
+  }
+  const errored = Object.entries(results).flatMap(([name, r]) =>
+    Object.entries(r).flatMap(([t, c]) => (c && "error" in c ? [`${name}/${t}: ${c.error}`] : [])),
+  );
+  if (errored.length) console.log(`\nerrors:\n  ${errored.join("\n  ")}`);
+
+  const resultsDir = join(root, "bench/results");
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, "-")}.json`);
+  const etcdVersion = spawnSync(etcdBin, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        started_at: startedAt.toISOString(),
+        finished_at: new Date().toISOString(),
+        machine: {
+          hostname: hostname(),
+          cpus: cpus().length,
+          cpu_model: cpus()[0]?.model,
+          node: process.version,
+        },
+        etcd: etcdVersion,
+        options: { quick: opts.quick, scenarios: opts.scenarios.map((s) => s.name), keys: opts.keys },
+        scenarios: opts.scenarios.map((s) => ({ ...s, results: results[s.name] })),
+        rss,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.log(`\nsaved ${file}`);
+}
+
+let exitCode = 0;
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    console.error(`\n${sig}: stopping clusters...`);
+    exitCode = 130;
+    void stopAll().then(() => process.exit(exitCode));
+  });
+}
+try {
+  await main();
+} catch (e) {
+  console.error(`bench failed: ${e instanceof Error ? e.message : String(e)}`);
+  exitCode = 1;
+} finally {
+  await stopAll();
+}
+process.exit(exitCode);
