@@ -202,6 +202,16 @@ describe("JSON gateway over HTTP", { timeout: 120_000 }, () => {
     assert.equal(empty.status, 400);
     assert.equal(empty.json.error, "etcdserver: key is not provided");
     assert.equal(empty.json.code, 3);
+    const ops = Array.from({ length: 129 }, (_, i) => ({
+      request_put: { key: b64(`big/${i}`), value: b64("v") },
+    }));
+    const tooMany = await post("/v3/kv/txn", { success: ops });
+    assert.equal(tooMany.status, 400);
+    assert.equal(tooMany.json.error, "etcdserver: too many operations in txn request");
+    assert.equal(tooMany.json.code, 3);
+    const max = await post("/v3/kv/txn", { success: ops.slice(0, 128) });
+    assert.equal(max.status, 200);
+    assert.equal(max.json.succeeded, true);
     const future = await post("/v3/kv/range", { key: b64("x"), revision: "100000000" });
     assert.equal(future.status, 400);
     assert.equal(future.json.error, "etcdserver: mvcc: required revision is a future revision");
