@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type CommandResult, EtcdctlProcess, etcdctl, Stack, sleep } from "./stack.js";
+import { type CommandResult, ETCDCTL, EtcdctlProcess, etcdctl, Stack, sleep } from "./stack.js";
 
 interface JsonHeader {
   cluster_id: number;
@@ -39,7 +39,10 @@ function pairs(stdout: string): [string, string][] {
   return out;
 }
 
-describe("etcdctl 3.4 through the gateway", { timeout: 120_000 }, () => {
+describe("etcdctl 3.4 through the gateway", {
+  timeout: 120_000,
+  skip: existsSync(ETCDCTL) ? false : `etcdctl not installed at ${ETCDCTL}`,
+}, () => {
   let stack: Stack;
   let gw: string;
   /** Members as host:port (see the http:// test below for why not URLs). */

@@ -60,6 +60,7 @@ export class Stack {
 
   static async start(memberFlags: string[] = []): Promise<Stack> {
     const cluster = await LocalCluster.start({ size: 3, flags: memberFlags });
+    let stack: Stack | undefined;
     try {
       const grpcPort = await freePort();
       const jsonPort = await freePort();
@@ -83,14 +84,17 @@ export class Stack {
       };
       child.stdout?.on("data", collect);
       child.stderr?.on("data", collect);
-      const stack = new Stack(cluster, gatewayAddr, `http://127.0.0.1:${jsonPort}`, child, output);
+      stack = new Stack(cluster, gatewayAddr, `http://127.0.0.1:${jsonPort}`, child, output);
+      const started = stack;
       child.once("exit", () => {
-        stack.gateway = undefined;
+        started.gateway = undefined;
       });
       await stack.waitGatewayReady();
       return stack;
     } catch (err) {
-      await cluster.close();
+      // close() stops the gateway (if it was spawned) and the members.
+      if (stack) await stack.close();
+      else await cluster.close();
       throw err;
     }
   }
@@ -103,13 +107,23 @@ export class Stack {
       if (Date.now() > deadline) throw new Error(`gateway not ready:\n${this.gatewayOutput.text}`);
       await sleep(50);
     }
-    for (let attempt = 0; ; attempt++) {
-      const r = await etcdctl(this.gatewayAddr, ["put", "__e2e_ready", "1"]);
-      if (r.code === 0) return;
-      if (attempt >= 30)
-        throw new Error(`no write through the gateway: ${r.stderr}\n${this.gatewayOutput.text}`);
+    // A write through the JSON port proves a leader is known; no etcdctl needed for that.
+    let last = "";
+    for (let attempt = 0; attempt < 60; attempt++) {
+      try {
+        const res = await fetch(`${this.jsonUrl}/v3/kv/put`, {
+          method: "POST",
+          body: JSON.stringify({ key: Buffer.from("__e2e_ready").toString("base64") }),
+          signal: AbortSignal.timeout(5_000),
+        });
+        last = `${res.status} ${await res.text()}`;
+        if (res.status === 200) return;
+      } catch (err) {
+        last = (err as Error).message;
+      }
       await sleep(300);
     }
+    throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
   }
 
   /** Member client URLs joined by commas (only the running ones). */
