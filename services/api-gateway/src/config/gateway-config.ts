@@ -36,7 +36,7 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --listen-addr          gRPC address, default 127.0.0.1:2379             (ETCD_GATEWAY_LISTEN_ADDR)
   --json-listen-addr     JSON gateway + /metrics, default 127.0.0.1:2378  (ETCD_GATEWAY_JSON_LISTEN_ADDR)
   --refresh-interval-ms  member/leader probe period, default 2000         (ETCD_GATEWAY_REFRESH_INTERVAL_MS)
-  --keepalive-reuse-ms   keep-alive answer reuse window, default 500      (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
+  --keepalive-reuse-ms   keep-alive answer reuse window, default 0 (off)  (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
 `;
 
@@ -71,7 +71,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
     listenAddr: parseListenAddr(raw.get("listenAddr") ?? "127.0.0.1:2379", "listen-addr"),
     jsonListenAddr: parseListenAddr(raw.get("jsonListenAddr") ?? "127.0.0.1:2378", "json-listen-addr"),
     refreshIntervalMs: parsePositiveInt(raw.get("refreshIntervalMs") ?? "2000", "refresh-interval-ms"),
-    keepAliveReuseMs: parseNonNegativeInt(raw.get("keepAliveReuseMs") ?? "500", "keepalive-reuse-ms"),
+    keepAliveReuseMs: parseNonNegativeInt(raw.get("keepAliveReuseMs") ?? "0", "keepalive-reuse-ms"),
     logLevel: raw.get("logLevel") ?? "info",
   };
 }
