@@ -528,6 +528,8 @@ async function main(): Promise<void> {
     rss.load = loads;
   }
 
+  // Interrupted: no table or results file for a partial run.
+  if (stopping) return;
   const header = [
     "scenario",
     "etcd ops/s (p50/p99 ms)",
