@@ -387,5 +387,13 @@ describe("etcdctl 3.4 through the gateway", {
     assert.notEqual(future.code, 0);
     assert.match(future.stderr, /Error: etcdserver: mvcc: required revision is a future revision/);
     assert.match(future.stderr, /code = OutOfRange/);
+
+    // Over --max-request-bytes (1.5 MiB) but under gRPC's receive limit: the member refuses it
+    // and nothing is written.
+    const tooLarge = await ctl(["put", "too-large"], "v".repeat(1.6 * 1024 * 1024));
+    assert.notEqual(tooLarge.code, 0);
+    assert.match(tooLarge.stderr, /Error: etcdserver: request is too large/);
+    assert.match(tooLarge.stderr, /code = InvalidArgument/);
+    assert.equal(ok(await ctl(["get", "too-large", "--keys-only"])), "");
   });
 });
