@@ -22,3 +22,13 @@ export {
   type JsonScalarKind,
   toEtcdJson,
 } from "./json-codec.js";
+export {
+  WIRE_FIXED32,
+  WIRE_FIXED64,
+  WIRE_LENGTH_DELIMITED,
+  WIRE_VARINT,
+  WireFormatError,
+  WireReader,
+  WireWriter,
+} from "./wire/protobuf-wire.js";
+export { encodeWatchResponse, type WatchResponseParts } from "./wire/watch-response.js";

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { etcdserverpb } from "@etcd-ts/api";
+import { etcdserverpb, WireWriter } from "@etcd-ts/api";
 import type grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { Gateway } from "./gateway.js";
@@ -14,7 +14,6 @@ import {
   decodeWatchResponse,
   encodeKeepAliveRequest,
 } from "./wire/etcd-messages.js";
-import { WireWriter } from "./wire/protobuf-wire.js";
 
 const skip = etcdMissingReason();
 

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { etcdserverpb } from "@etcd-ts/api";
-import { WireWriter } from "../wire/protobuf-wire.js";
+import { etcdserverpb, WireWriter } from "@etcd-ts/api";
 import { JsonBodyError, jsonToWire, lowerCamelName, parseJsonValues, wireToJson } from "./etcd-json.js";
 import { loadEtcdSchema } from "./proto-schema.js";
 

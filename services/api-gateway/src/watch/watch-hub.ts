@@ -14,12 +14,12 @@
 // - Auth tokens partition sharing: a client never receives events through a watch that
 //   another identity's permissions created.
 
+import { encodeWatchResponse } from "@etcd-ts/api";
 import {
   decodeWatchResponse,
   encodeWatchCancelRequest,
   encodeWatchCreateRequest,
   encodeWatchProgressRequest,
-  encodeWatchResponse,
   keepEventsFrom,
   type WatchCreate,
   type WatchRequest,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { etcdserverpb, mvccpb } from "@etcd-ts/api";
+import { encodeWatchResponse, etcdserverpb, mvccpb, WireWriter } from "@etcd-ts/api";
 import {
   classifyTxn,
   decodeKeepAliveRequest,
@@ -13,13 +13,11 @@ import {
   encodeKeepAliveResponse,
   encodeWatchCancelRequest,
   encodeWatchCreateRequest,
-  encodeWatchResponse,
   keepEventsFrom,
   peekResponseHeader,
   rangeIsSerializable,
   withWatchId,
 } from "./etcd-messages.js";
-import { WireWriter } from "./protobuf-wire.js";
 
 const {
   RangeRequest,

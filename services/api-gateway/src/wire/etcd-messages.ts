@@ -2,13 +2,7 @@
 // Field numbers are etcd's (api/etcdserverpb/rpc.proto, api/mvccpb/kv.proto); everything
 // else in a message is carried through as opaque bytes.
 
-import {
-  WIRE_LENGTH_DELIMITED,
-  WIRE_VARINT,
-  WireFormatError,
-  WireReader,
-  WireWriter,
-} from "./protobuf-wire.js";
+import { WIRE_LENGTH_DELIMITED, WIRE_VARINT, WireFormatError, WireReader, WireWriter } from "@etcd-ts/api";
 
 export interface ResponseHeader {
   clusterId: bigint;
@@ -493,27 +487,6 @@ export function keepEventsFrom(
     from = ev.end;
   }
   w.raw(response.subarray(from));
-  return w.finish();
-}
-
-export interface SynthesizedWatchResponse {
-  headerBytes: Uint8Array | undefined;
-  watchId: number;
-  created?: boolean;
-  canceled?: boolean;
-  compactRevision?: number;
-  cancelReason?: string;
-}
-
-/** A WatchResponse the gateway answers itself (created, canceled, progress). */
-export function encodeWatchResponse(msg: SynthesizedWatchResponse): Buffer {
-  const w = new WireWriter();
-  if (msg.headerBytes !== undefined) w.bytesField(1, msg.headerBytes);
-  if (msg.watchId !== 0) w.varintField(2, msg.watchId);
-  if (msg.created) w.varintField(3, true);
-  if (msg.canceled) w.varintField(4, true);
-  if (msg.compactRevision) w.varintField(5, msg.compactRevision);
-  if (msg.cancelReason) w.bytesField(6, msg.cancelReason);
   return w.finish();
 }
 

@@ -14,7 +14,7 @@ import { leaseService } from "./lease-service.js";
 import { lockService } from "./lock-service.js";
 import { maintenanceService } from "./maintenance-service.js";
 import { keepingRequestBytes } from "./raw-requests.js";
-import { watchService } from "./watch-service.js";
+import { WatchServiceWithEncodedResponses, watchService } from "./watch-service.js";
 
 /** etcd's allowance for gRPC framing on top of --max-request-bytes (embed/serve.go). */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
@@ -36,7 +36,7 @@ export class ClientServer {
       keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
       kvService(member),
     );
-    this.server.addService(etcdserverpb.WatchService, watchService(member));
+    this.server.addService(WatchServiceWithEncodedResponses, watchService(member));
     this.server.addService(
       keepingRequestBytes(etcdserverpb.LeaseService, ["leaseGrant", "leaseRevoke"]),
       leaseService(member, this.leader),

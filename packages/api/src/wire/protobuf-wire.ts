@@ -1,6 +1,7 @@
-// A minimal protobuf wire-format reader and writer. The gateway forwards etcd messages as
-// raw bytes and only looks at the few fields it routes or coalesces on, so decoding whole
-// messages (and re-encoding them) would be wasted work on the hot path. 64-bit values are
+// A minimal protobuf wire-format reader and writer, for hot paths where the generated codecs
+// do too much: the gateway forwards etcd messages as raw bytes and only looks at the few
+// fields it routes or coalesces on, and a member fanning one event out to thousands of
+// watchers encodes the event once and splices its bytes into each watcher's response. 64-bit values are
 // read as bigint where they can exceed 2^53 (etcd's member and cluster IDs are random
 // uint64s), and as numbers where etcd keeps them small (revisions, TTLs, flags).
 
