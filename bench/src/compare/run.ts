@@ -2,7 +2,9 @@
 // Starts a 3-member real etcd cluster and our 3 members + one gateway on free loopback ports
 // (temp data dirs), drives each with the same lean Go client (bench/goload) scenario by
 // scenario, alternating targets, then loads N keys into both and reads member RSS.
-// Flags: --quick, --scenarios a,b, --keys N. Results: bench/results/<timestamp>.json.
+// Flags: --quick, --scenarios a,b, --targets etcd,members,gateway, --keys N, --profile DIR
+// (our members and gateway write V8 CPU profiles there; summarise with bench/dist/profile/top.js).
+// Results: bench/results/<timestamp>.json.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   createWriteStream,
@@ -44,6 +46,7 @@ const scenarios: Scenario[] = [
   { name: "put-1x1", op: "put", conns: 1, clients: 1, total: 5_000, quickTotal: 1_000 },
   { name: "put-10x100", op: "put", conns: 10, clients: 100, total: 40_000, quickTotal: 8_000 },
   { name: "put-50x500", op: "put", conns: 50, clients: 500, total: 60_000, quickTotal: 10_000 },
+  { name: "txn-put-10x100", op: "txn-put", conns: 10, clients: 100, total: 40_000, quickTotal: 8_000 },
   { name: "range-lin-1x1", op: "range-lin", conns: 1, clients: 1, total: 8_000, quickTotal: 2_000 },
   { name: "range-lin-10x100", op: "range-lin", conns: 10, clients: 100, total: 50_000, quickTotal: 10_000 },
   { name: "range-ser-1x1", op: "range-ser", conns: 1, clients: 1, total: 10_000, quickTotal: 2_000 },
@@ -79,17 +82,26 @@ const scenarios: Scenario[] = [
 ];
 const quickScenarios = ["put-1x1", "put-10x100", "range-ser-10x100", "watch-1000", "lease-keepalive-10x100"];
 
+// etcd-proxy: real etcd behind its own `etcd grpc-proxy` (a Go proxy with watch and keep-alive
+// coalescing and a serializable-range cache): what one proxy hop costs etcd, for the gateway row.
+type Target = "etcd" | "etcd-proxy" | "members" | "gateway";
+const targetNames: Target[] = ["etcd", "etcd-proxy", "members", "gateway"];
+
 interface Options {
   quick: boolean;
   scenarios: Scenario[];
+  targets: Target[];
   keys: number;
   cellTimeoutS: number;
+  profileDir: string | undefined;
 }
 
 function parseArgs(argv: string[]): Options {
   let quick = false;
   let names: string[] | undefined;
   let keys: number | undefined;
+  let targets: Target[] = [...targetNames];
+  let profileDir: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
@@ -101,9 +113,11 @@ function parseArgs(argv: string[]): Options {
     if (flag === "--quick") quick = true;
     else if (flag === "--scenarios") names = value().split(",").filter(Boolean);
     else if (flag === "--keys") keys = Number(value());
+    else if (flag === "--targets") targets = value().split(",").filter(Boolean) as Target[];
+    else if (flag === "--profile") profileDir = resolve(value());
     else if (flag === "--help" || flag === "-h") {
       console.log(
-        `usage: run [--quick] [--scenarios a,b] [--keys N]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, rss`,
+        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--profile DIR]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, rss`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
@@ -112,13 +126,18 @@ function parseArgs(argv: string[]): Options {
   for (const n of wanted) {
     if (n !== "rss" && !scenarios.some((s) => s.name === n)) throw new Error(`unknown scenario ${n}`);
   }
-  const k = keys ?? (quick ? 10_000 : 100_000);
+  for (const t of targets) {
+    if (!targetNames.includes(t)) throw new Error(`unknown target ${t}`);
+  }
+  const k = keys ?? (quick ? 10_000 : 1_000_000);
   if (!Number.isInteger(k) || k < 0) throw new Error("--keys must be a non-negative integer");
   return {
     quick,
     scenarios: scenarios.filter((s) => wanted.includes(s.name)),
+    targets,
     keys: wanted.includes("rss") ? k : 0,
     cellTimeoutS: quick ? 8 : 15,
+    profileDir,
   };
 }
 
@@ -172,8 +191,8 @@ function stopAll(): Promise<void> {
 async function doStopAll(): Promise<void> {
   stopping = true;
   currentLoad?.kill("SIGKILL");
-  // Gateway first (it is a client of our members), then all members together.
-  const gateways = procs.filter((p) => p.name.startsWith("gateway"));
+  // Proxies first (they are clients of the members), then all members together.
+  const gateways = procs.filter((p) => p.name.startsWith("gateway") || p.name === "etcd-grpc-proxy");
   await Promise.all(gateways.map(stopProc));
   await Promise.all(procs.filter((p) => !gateways.includes(p)).map(stopProc));
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
@@ -231,7 +250,14 @@ function memberArgs(name: string, dataDir: string, client: number, peer: number,
   ];
 }
 
-async function startCluster(kind: "etcd" | "ours", dir: string): Promise<Cluster> {
+/** Node flags for our processes: a CPU profile per process, written when it exits. */
+function nodeFlags(name: string, profileDir: string | undefined): string[] {
+  if (profileDir === undefined) return [];
+  mkdirSync(profileDir, { recursive: true });
+  return ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `${name}.cpuprofile`];
+}
+
+async function startCluster(kind: "etcd" | "ours", dir: string, profileDir?: string): Promise<Cluster> {
   const ports = await freePorts(8);
   const names = [1, 2, 3].map((n) => `${kind}-n${n}`);
   const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[3 + i]}`).join(",");
@@ -241,16 +267,43 @@ async function startCluster(kind: "etcd" | "ours", dir: string): Promise<Cluster
     const args = memberArgs(n, dataDir, ports[i], ports[3 + i], initialCluster);
     return kind === "etcd"
       ? startProc(n, etcdBin, args, join(dir, `${n}.log`))
-      : startProc(n, process.execPath, [memberMain, ...args], join(dir, `${n}.log`));
+      : startProc(
+          n,
+          process.execPath,
+          [...nodeFlags(n, profileDir), memberMain, ...args],
+          join(dir, `${n}.log`),
+        );
   });
   const clientEndpoints = ports.slice(0, 3).map((p) => `${host}:${p}`);
   const cluster: Cluster = { label: kind, members, clientEndpoints };
+  if (kind === "etcd") {
+    const proxy = `${host}:${ports[6]}`;
+    startProc(
+      "etcd-grpc-proxy",
+      etcdBin,
+      [
+        "grpc-proxy",
+        "start",
+        "--endpoints",
+        clientEndpoints.join(","),
+        "--listen-addr",
+        proxy,
+        "--advertise-client-url",
+        proxy,
+        "--data-dir",
+        join(dir, "proxy"),
+      ],
+      join(dir, "grpc-proxy.log"),
+    );
+    cluster.gateway = proxy;
+  }
   if (kind === "ours") {
     const gw = `${host}:${ports[6]}`;
     startProc(
       "gateway",
       process.execPath,
       [
+        ...nodeFlags("gateway", profileDir),
         gatewayMain,
         "--endpoints",
         clientEndpoints.join(","),
@@ -362,9 +415,6 @@ function scenarioArgs(s: Scenario, endpoints: string[], total: number, timeoutS:
   return args;
 }
 
-type Target = "etcd" | "members" | "gateway";
-const targetNames: Target[] = ["etcd", "members", "gateway"];
-
 function rssKiB(pid: number | undefined): number | null {
   if (pid === undefined) return null;
   try {
@@ -461,16 +511,18 @@ async function main(): Promise<void> {
   console.log(`bench: ${opts.quick ? "quick" : "full"} run, temp dir ${work}`);
 
   const etcd = await startCluster("etcd", join(work, "etcd"));
-  const ours = await startCluster("ours", join(work, "ours"));
+  const ours = await startCluster("ours", join(work, "ours"), opts.profileDir);
   await waitHealthy(etcd.clientEndpoints, "etcd");
   await waitHealthy(ours.clientEndpoints, "our members");
   await waitHealthy([ours.gateway!], "our gateway");
+  await waitHealthy([etcd.gateway!], "etcd's grpc-proxy");
   console.log(
-    `etcd ${etcd.clientEndpoints.join(",")}; ours ${ours.clientEndpoints.join(",")}; gateway ${ours.gateway}`,
+    `etcd ${etcd.clientEndpoints.join(",")} (grpc-proxy ${etcd.gateway}); ours ${ours.clientEndpoints.join(",")}; gateway ${ours.gateway}`,
   );
 
   const endpointsOf: Record<Target, string[]> = {
     etcd: etcd.clientEndpoints,
+    "etcd-proxy": [etcd.gateway!],
     members: ours.clientEndpoints,
     gateway: [ours.gateway!],
   };
@@ -478,7 +530,9 @@ async function main(): Promise<void> {
   for (const [i, s] of opts.scenarios.entries()) {
     results[s.name] = {};
     // Rotate the order per scenario so no target always runs first on a warm/cold machine.
-    const order = targetNames.map((_, k) => targetNames[(k + i) % targetNames.length]);
+    const order = targetNames
+      .map((_, k) => targetNames[(k + i) % targetNames.length])
+      .filter((t) => opts.targets.includes(t));
     for (const t of order) {
       if (stopping) return;
       const total = opts.quick ? s.quickTotal : s.total;
@@ -533,11 +587,13 @@ async function main(): Promise<void> {
   const header = [
     "scenario",
     "etcd ops/s (p50/p99 ms)",
+    "etcd via grpc-proxy",
     "ours via members",
     "ours via gateway",
     "members/etcd",
     "gateway/etcd",
-    "goload CPU us/op e/m/g",
+    "gateway/etcd-proxy",
+    "goload CPU us/op e/p/m/g",
   ];
   const rows = [header];
   for (const s of opts.scenarios) {
@@ -552,10 +608,12 @@ async function main(): Promise<void> {
     rows.push([
       s.op === "watch-latency" ? `${s.name} (put->all watchers)` : s.name,
       cellText(r.etcd, w),
+      cellText(r["etcd-proxy"], w),
       cellText(r.members, w),
       cellText(r.gateway, w),
       ratio(r.members, r.etcd, w),
       ratio(r.gateway, r.etcd, w),
+      ratio(r.gateway, r["etcd-proxy"], w),
       cpu,
     ]);
   }
@@ -600,6 +658,11 @@ async function main(): Promise<void> {
     )}\n`,
   );
   console.log(`\nsaved ${file}`);
+  if (opts.profileDir !== undefined) {
+    console.log(
+      `CPU profiles (written as our processes exit): node bench/dist/profile/top.js ${opts.profileDir}/*.cpuprofile`,
+    );
+  }
 }
 
 let exitCode = 0;
