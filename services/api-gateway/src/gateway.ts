@@ -1,6 +1,7 @@
 // Assembles the gateway's parts: cluster tracking, the gRPC proxy with its coalescers, and
 // (when given an address) the JSON gateway. main.ts and tests start it the same way.
 
+import { type GrpcListener, listenGrpc } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
@@ -36,6 +37,7 @@ export class Gateway {
     readonly keepAlives: KeepAliveHub,
     private readonly openStreams: OpenStreams,
     private readonly server: grpc.Server,
+    private readonly listener: GrpcListener,
     private readonly json: FastifyInstance | undefined,
     readonly grpcPort: number,
     readonly jsonPort: number | undefined,
@@ -59,11 +61,8 @@ export class Gateway {
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
     const server = createGrpcServer({ unary, streams, watches, keepAlives, metrics, logger, openStreams });
-    const grpcPort = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(options.listenAddr, grpc.ServerCredentials.createInsecure(), (err, port) =>
-        err ? reject(err) : resolve(port),
-      );
-    });
+    const listener = await listenGrpc(server, options.listenAddr, grpc.ServerCredentials.createInsecure());
+    const grpcPort = listener.port;
     let json: FastifyInstance | undefined;
     let jsonPort: number | undefined;
     if (options.jsonListenAddr !== undefined) {
@@ -85,6 +84,7 @@ export class Gateway {
       keepAlives,
       openStreams,
       server,
+      listener,
       json,
       grpcPort,
       jsonPort,
@@ -99,6 +99,7 @@ export class Gateway {
     this.openStreams.endAll();
     this.watches.close();
     this.keepAlives.close();
+    this.listener.close();
     await Promise.all([
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

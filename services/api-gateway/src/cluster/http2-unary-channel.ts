@@ -10,6 +10,7 @@
 // request was written fails with "Connection dropped" (outcome unknown).
 
 import http2 from "node:http2";
+import net from "node:net";
 import grpc from "@grpc/grpc-js";
 
 export interface UnaryResult {
@@ -191,6 +192,13 @@ export class Http2UnaryChannel {
     this.connected = false;
     const session = http2.connect(`http://${this.address}`, {
       settings: { enablePush: false, initialWindowSize: WINDOW_BYTES },
+      // Nagle would hold a request's DATA frame back until the peer acknowledges its HEADERS.
+      createConnection: (authority: URL) =>
+        net.connect({
+          host: authority.hostname.replace(/^\[(.*)\]$/, "$1"),
+          port: Number(authority.port),
+          noDelay: true,
+        }),
     });
     this.session = session;
     session.once("connect", () => {

@@ -10,7 +10,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { peer } from "@etcd-ts/api";
+import { type GrpcListener, listenGrpc, peer } from "@etcd-ts/api";
 import { decodeMessage, encodeMessage, type Message } from "@etcd-ts/raft";
 import {
   type ClientWritableStream,
@@ -147,6 +147,7 @@ class PeerLink {
 export class PeerTransport {
   private readonly links = new Map<number, PeerLink>();
   private readonly servers: Server[] = [];
+  private readonly listeners: GrpcListener[] = [];
   private snapshotSeq = 0;
 
   constructor(
@@ -164,9 +165,7 @@ export class PeerTransport {
         );
       }
       const creds = serverCredentialsFor(url.protocol === "https:" ? tls : undefined);
-      await new Promise<void>((resolve, reject) =>
-        server.bindAsync(grpcTarget(url.toString()), creds, (err) => (err ? reject(err) : resolve())),
-      );
+      this.listeners.push(await listenGrpc(server, grpcTarget(url.toString()), creds));
     }
     this.servers.push(server);
   }
@@ -342,6 +341,7 @@ export class PeerTransport {
   async close(): Promise<void> {
     for (const link of this.links.values()) link.close();
     this.links.clear();
+    for (const l of this.listeners.splice(0)) l.close();
     await Promise.all(
       this.servers.map(
         (s) =>

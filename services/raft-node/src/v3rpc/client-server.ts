@@ -1,6 +1,6 @@
 // The client-facing gRPC server: every etcd v3 service on each --listen-client-urls address.
 
-import { etcdserverpb, v3electionpb, v3lockpb } from "@etcd-ts/api";
+import { etcdserverpb, type GrpcListener, listenGrpc, v3electionpb, v3lockpb } from "@etcd-ts/api";
 import { Server } from "@grpc/grpc-js";
 import type { Member } from "../server/member.js";
 import { type KeyPair, serverCredentialsFor } from "../transport/auto-tls.js";
@@ -22,6 +22,7 @@ const GRPC_OVERHEAD_BYTES = 512 * 1024;
 export class ClientServer {
   readonly server: Server;
   private readonly leader: LeaderClients;
+  private readonly listeners: GrpcListener[] = [];
 
   constructor(member: Member) {
     this.server = new Server({
@@ -57,16 +58,13 @@ export class ClientServer {
         );
       }
       const creds = serverCredentialsFor(url.protocol === "https:" ? tls : undefined);
-      await new Promise<number>((resolve, reject) =>
-        this.server.bindAsync(grpcTarget(url.toString()), creds, (err, port) =>
-          err ? reject(err) : resolve(port),
-        ),
-      );
+      this.listeners.push(await listenGrpc(this.server, grpcTarget(url.toString()), creds));
     }
   }
 
   async close(): Promise<void> {
     this.leader.close();
+    for (const l of this.listeners.splice(0)) l.close();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
