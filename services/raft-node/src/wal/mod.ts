@@ -18,7 +18,7 @@
 //   if ready.snapshot (installed from the leader): await snapshotter.save(snapshot), then
 //   wal.saveSnapshotMarker(snapshot.metadata), as etcd does: a marker must never point at
 //   a snapshot file that does not exist, and the entries after it must follow it;
-//   then await wal.save(ready.hardState, ready.entries, {sync: ready.mustSync}). Saves
+//   then, if ready.mustSync, await wal.save(ready.hardState, ready.entries). Saves
 //   are written in call order, so the marker and the save can be issued back to back and
 //   only the last awaited.
 //
@@ -37,7 +37,6 @@ export {
   type SnapshotterOptions,
 } from "./snapshotter.js";
 export {
-  type SaveOptions,
   Wal,
   type WalCreateOptions,
   type WalLogger,

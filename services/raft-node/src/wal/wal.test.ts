@@ -455,26 +455,21 @@ test("concurrent releaseTo calls delete strictly oldest first", async () => {
   await reopened.close();
 });
 
-test("saves with sync false skip their own fdatasync; the next synced save covers them", async () => {
+test("each write is its own fdatasync (O_DSYNC): one per group, none for an empty save", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir);
   await wal.save({ term: 1, vote: 1, commit: 0 }, entries(1, 2));
-  assert.equal(wal.stats().fsyncs, 1);
-  await wal.save({ term: 1, vote: 1, commit: 2 }, [], { sync: false });
-  await wal.save({ term: 1, vote: 1, commit: 2 }, [], { sync: false });
-  assert.equal(wal.stats().fsyncs, 1);
-  assert.equal(wal.stats().writes, 3);
-  await wal.save(undefined, [entry(3)]);
-  assert.equal(wal.stats().fsyncs, 2);
-  // Nothing written since the last fsync: an empty synced save costs nothing.
+  assert.deepEqual([wal.stats().writes, wal.stats().fsyncs], [1, 1]);
+  // Saves issued in one turn share one write.
+  await Promise.all([wal.save({ term: 1, vote: 1, commit: 2 }, []), wal.save(undefined, [entry(3)])]);
+  assert.deepEqual([wal.stats().writes, wal.stats().fsyncs], [2, 2]);
+  // Nothing to write: nothing to sync.
   await wal.save(undefined, []);
-  assert.equal(wal.stats().fsyncs, 2);
-  await wal.save(undefined, [entry(4)], { sync: false });
-  await wal.save(undefined, []);
-  assert.equal(wal.stats().fsyncs, 3, "an empty synced save after an unsynced write must sync it");
+  assert.deepEqual([wal.stats().writes, wal.stats().fsyncs], [2, 2]);
+  await wal.save(undefined, [entry(4)]);
   await wal.close();
 
-  // SyncPoints lead only the writes that follow an fsync: the 1st, 2nd and 5th of five.
+  // Every write follows a durable one, so every write is led by a SyncPoint.
   const [name] = await readdir(dir);
   const bytes = await readFile(join(dir, name));
   const scanned = scanSegment(bytes, name, true);
@@ -496,15 +491,15 @@ test("saves with sync false skip their own fdatasync; the next synced save cover
   await reopened.close();
 });
 
-test("a roll first syncs the unsynced tail of the segment it leaves", async () => {
+test("rolling needs no extra fsync: every write to the old segment was durable", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir, { segmentBytes: 512 });
-  for (let i = 1; i <= 40; i++) await wal.save(undefined, [entry(i)], { sync: false });
+  for (let i = 1; i <= 40; i++) await wal.save(undefined, [entry(i)]);
   const stats = wal.stats();
   assert.ok(stats.segmentsCreated >= 3);
-  assert.equal(stats.fsyncs, stats.segmentsCreated - 1);
+  assert.equal(stats.fsyncs, stats.writes);
   await wal.close();
-  assert.equal(wal.stats().fsyncs, stats.fsyncs + 1, "close syncs what is left");
+  assert.equal(wal.stats().fsyncs, stats.fsyncs, "close has nothing left to sync");
   const { wal: reopened, recovered } = await Wal.open(dir);
   assert.equal(recovered.entries.length, 40);
   await reopened.close();
