@@ -159,9 +159,11 @@ describe("gateway against etcd 3.4", { skip }, () => {
         });
         watchers.push(w);
       }
+      // The serializable Range cache holds a watch of its own once a serializable get came by.
+      const cacheWatches = gateway.rangeCache?.watching ? 1 : 0;
       try {
         await waitFor("two client watches", () => gateway.watches.stats().clientWatches === 2);
-        assert.equal(gateway.watches.stats().upstreamWatches, 1);
+        assert.equal(gateway.watches.stats().upstreamWatches, 1 + cacheWatches);
         await waitFor("one more watcher on the members", async () => {
           return (
             (await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total")) === membersBefore + 1
@@ -176,7 +178,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
       }
       await waitFor(
         "the upstream watch to go with its last client",
-        () => gateway.watches.stats().upstreamWatches === 0,
+        () => gateway.watches.stats().upstreamWatches === cacheWatches,
       );
       await waitFor("the members to drop the watcher", async () => {
         return (await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total")) === membersBefore;

@@ -5,6 +5,8 @@ import { type GrpcListener, listenGrpc } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { DEFAULT_RANGE_CACHE_OPTIONS, RangeCache } from "./cache/range-cache.js";
+import { RangeCacheFeed } from "./cache/range-cache-feed.js";
 import { ClusterTracker } from "./cluster/cluster-tracker.js";
 import { splitHostPort } from "./config/gateway-config.js";
 import { createJsonGateway } from "./json/json-gateway.js";
@@ -25,6 +27,8 @@ export interface GatewayOptions {
   jsonListenAddr?: string | undefined;
   refreshIntervalMs: number;
   keepAliveReuseMs: number;
+  /** Serializable Range answers to cache (watch-fed); 0 turns the cache off. Default 10,000. */
+  serializableCacheEntries?: number;
   logger: Logger;
   processMetrics?: boolean;
 }
@@ -35,6 +39,8 @@ export class Gateway {
     readonly metrics: GatewayMetrics,
     readonly watches: WatchHub,
     readonly keepAlives: KeepAliveHub,
+    /** Undefined when the serializable Range cache is off. */
+    readonly rangeCache: RangeCacheFeed | undefined,
     private readonly openStreams: OpenStreams,
     private readonly server: grpc.Server,
     private readonly listener: GrpcListener,
@@ -55,9 +61,22 @@ export class Gateway {
     });
     tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
     await tracker.start();
-    const unary = new UnaryForwarder(tracker, metrics, logger, { maxAttempts: 12, retryBudgetMs: 10_000 });
-    const streams = new StreamForwarder(tracker, metrics, logger, 6);
     const watches = createWatchHub(tracker, metrics, logger);
+    const cacheEntries = options.serializableCacheEntries ?? DEFAULT_RANGE_CACHE_OPTIONS.maxEntries;
+    let rangeCache: RangeCacheFeed | undefined;
+    if (cacheEntries > 0) {
+      const cache = new RangeCache({ ...DEFAULT_RANGE_CACHE_OPTIONS, maxEntries: cacheEntries });
+      metrics.observeRangeCache(cache);
+      rangeCache = new RangeCacheFeed(cache, watches);
+    }
+    const unary = new UnaryForwarder(
+      tracker,
+      metrics,
+      logger,
+      { maxAttempts: 12, retryBudgetMs: 10_000 },
+      rangeCache,
+    );
+    const streams = new StreamForwarder(tracker, metrics, logger, 6);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
     const server = createGrpcServer({ unary, streams, watches, keepAlives, metrics, logger, openStreams });
@@ -82,6 +101,7 @@ export class Gateway {
       metrics,
       watches,
       keepAlives,
+      rangeCache,
       openStreams,
       server,
       listener,
@@ -97,6 +117,7 @@ export class Gateway {
     this.logger.info("gateway stopping");
     // Streams (watches, keep-alives) never finish on their own: end them, then drain.
     this.openStreams.endAll();
+    this.rangeCache?.close();
     this.watches.close();
     this.keepAlives.close();
     this.listener.close();

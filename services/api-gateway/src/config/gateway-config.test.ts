@@ -9,6 +9,17 @@ describe("parseConfig", () => {
     assert.equal(c.listenAddr, "127.0.0.1:2379");
     assert.equal(c.jsonListenAddr, "127.0.0.1:2378");
     assert.equal(c.refreshIntervalMs, 2000);
+    assert.equal(c.serializableCacheEntries, 10_000);
+  });
+
+  it("sizes or turns off the serializable Range cache, flag over environment", () => {
+    const env = { ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES: "500" };
+    assert.equal(parseConfig(["--endpoints=a:1"], env).serializableCacheEntries, 500);
+    assert.equal(
+      parseConfig(["--endpoints=a:1", "--serializable-cache-entries=0"], env).serializableCacheEntries,
+      0,
+    );
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--serializable-cache-entries=-1"], {}), ConfigError);
   });
 
   it("takes environment variables, flags overriding them, in both flag styles", () => {

@@ -1,6 +1,8 @@
 // Gateway configuration from flags and ETCD_GATEWAY_* environment variables (flags win),
 // in etcd's flag style: --endpoints=a,b or --endpoints a,b.
 
+import { DEFAULT_RANGE_CACHE_OPTIONS } from "../cache/range-cache.js";
+
 export interface GatewayConfig {
   /** Member addresses (host:port) to start from; the rest is learnt from MemberList. */
   endpoints: string[];
@@ -11,6 +13,8 @@ export interface GatewayConfig {
   refreshIntervalMs: number;
   /** How long a keep-alive answer is reused for other requests on the same lease. */
   keepAliveReuseMs: number;
+  /** Serializable Range answers the watch-fed cache holds; 0 turns the cache off. */
+  serializableCacheEntries: number;
   logLevel: string;
 }
 
@@ -27,6 +31,10 @@ const FLAGS: Record<string, { env: string; key: keyof GatewayConfig }> = {
   "json-listen-addr": { env: "ETCD_GATEWAY_JSON_LISTEN_ADDR", key: "jsonListenAddr" },
   "refresh-interval-ms": { env: "ETCD_GATEWAY_REFRESH_INTERVAL_MS", key: "refreshIntervalMs" },
   "keepalive-reuse-ms": { env: "ETCD_GATEWAY_KEEPALIVE_REUSE_MS", key: "keepAliveReuseMs" },
+  "serializable-cache-entries": {
+    env: "ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES",
+    key: "serializableCacheEntries",
+  },
   "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
 };
 
@@ -37,6 +45,8 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --json-listen-addr     JSON gateway + /metrics, default 127.0.0.1:2378  (ETCD_GATEWAY_JSON_LISTEN_ADDR)
   --refresh-interval-ms  member/leader probe period, default 2000         (ETCD_GATEWAY_REFRESH_INTERVAL_MS)
   --keepalive-reuse-ms   keep-alive answer reuse window, default 0 (off)  (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
+  --serializable-cache-entries  watch-fed cache of serializable Range answers,
+                         entries, default 10000, 0 = off  (ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
 `;
 
@@ -72,6 +82,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
     jsonListenAddr: parseListenAddr(raw.get("jsonListenAddr") ?? "127.0.0.1:2378", "json-listen-addr"),
     refreshIntervalMs: parsePositiveInt(raw.get("refreshIntervalMs") ?? "2000", "refresh-interval-ms"),
     keepAliveReuseMs: parseNonNegativeInt(raw.get("keepAliveReuseMs") ?? "0", "keepalive-reuse-ms"),
+    serializableCacheEntries: parseNonNegativeInt(
+      raw.get("serializableCacheEntries") ?? String(DEFAULT_RANGE_CACHE_OPTIONS.maxEntries),
+      "serializable-cache-entries",
+    ),
     logLevel: raw.get("logLevel") ?? "info",
   };
 }

@@ -4,6 +4,13 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
+export interface RangeCacheCounts {
+  readonly hits: number;
+  readonly misses: number;
+  readonly invalidations: number;
+  readonly size: number;
+}
+
 type CounterChild = ReturnType<Counter<string>["labels"]>;
 type HistogramChild = ReturnType<Histogram<string>["labels"]>;
 
@@ -69,6 +76,39 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly rangeCacheHits = new Counter({
+    name: "etcd_gateway_range_cache_hits_total",
+    help: "Serializable Range calls answered from the gateway's watch-fed cache.",
+    registers: [this.registry],
+    collect: () => this.syncRangeCache(),
+  });
+
+  readonly rangeCacheMisses = new Counter({
+    name: "etcd_gateway_range_cache_misses_total",
+    help: "Cacheable serializable Range calls the cache could not answer (sent to a member).",
+    registers: [this.registry],
+    collect: () => this.syncRangeCache(),
+  });
+
+  readonly rangeCacheInvalidations = new Counter({
+    name: "etcd_gateway_range_cache_invalidations_total",
+    help: "Cached Range answers dropped because a watch event touched their key range.",
+    registers: [this.registry],
+    collect: () => this.syncRangeCache(),
+  });
+
+  readonly rangeCacheEntries = new Gauge({
+    name: "etcd_gateway_range_cache_entries",
+    help: "Range answers held in the gateway's cache.",
+    registers: [this.registry],
+    collect: () => this.syncRangeCache(),
+  });
+
+  // The cache counts in plain fields (cheaper than a prom-client call per read); the
+  // counters catch up with them whenever metrics are collected.
+  private rangeCacheSource: RangeCacheCounts | undefined;
+  private readonly rangeCacheSeen = { hits: 0, misses: 0, invalidations: 0 };
+
   // Label children cached by key: resolving labels hashes them, on every call otherwise.
   private readonly requestChildren = new Map<string, CounterChild>();
   private readonly latencyChildren = new Map<string, HistogramChild>();
@@ -95,6 +135,25 @@ export class GatewayMetrics {
       this.latencyChildren.set(method, hist);
     }
     hist.observe(seconds);
+  }
+
+  /** Reports `source`'s counts from now on. */
+  observeRangeCache(source: RangeCacheCounts): void {
+    this.rangeCacheSource = source;
+  }
+
+  private syncRangeCache(): void {
+    const source = this.rangeCacheSource;
+    if (source === undefined) return;
+    const seen = this.rangeCacheSeen;
+    if (source.hits > seen.hits) this.rangeCacheHits.inc(source.hits - seen.hits);
+    if (source.misses > seen.misses) this.rangeCacheMisses.inc(source.misses - seen.misses);
+    if (source.invalidations > seen.invalidations)
+      this.rangeCacheInvalidations.inc(source.invalidations - seen.invalidations);
+    seen.hits = source.hits;
+    seen.misses = source.misses;
+    seen.invalidations = source.invalidations;
+    this.rangeCacheEntries.set(source.size);
   }
 
   retried(method: string): void {

@@ -4,12 +4,14 @@
 
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import type { RangeCacheTicket } from "../cache/range-cache.js";
+import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
-import { classifyTxn, rangeIsSerializable } from "../wire/etcd-messages.js";
+import { classifyTxn, peekResponseHeader, rangeIsSerializable } from "../wire/etcd-messages.js";
 import type { MemberDirectory } from "./member-directory.js";
 
 /** Metadata a caller sets to address a per-member RPC to one member (hex ID). */
@@ -48,6 +50,30 @@ export interface ForwarderOptions {
 export type UnaryOutcome = UnaryResult;
 
 /**
+ * Calls whose success a client may take as "my write is in": reads through this gateway
+ * must then not be answered from before it. Compact changes no key.
+ */
+const KEY_WRITES = new Set([
+  "/etcdserverpb.KV/Put",
+  "/etcdserverpb.KV/DeleteRange",
+  "/etcdserverpb.Lease/LeaseRevoke",
+  "/v3electionpb.Election/Campaign",
+  "/v3electionpb.Election/Proclaim",
+  "/v3electionpb.Election/Resign",
+  "/v3lockpb.Lock/Lock",
+  "/v3lockpb.Lock/Unlock",
+]);
+
+const SERIALIZABLE_RANGE = {
+  target: { kind: "serializable", learners: true },
+  idempotent: true,
+} as const satisfies { target: Target; idempotent: boolean };
+
+function carriesAuth(metadata: grpc.Metadata): boolean {
+  return metadata.get("token").length > 0 || metadata.get("authorization").length > 0;
+}
+
+/**
  * The client's metadata as the member should see it. grpc-js overwrites user-agent on the
  * upstream call itself, so the common case (nothing else to strip) forwards the incoming
  * object as it is, without a copy on the hot path.
@@ -79,7 +105,7 @@ export function targetFor(
   switch (route.route) {
     case "range":
       return rangeIsSerializable(request)
-        ? { target: { kind: "serializable", learners: true }, idempotent: true }
+        ? SERIALIZABLE_RANGE
         : { target: { kind: "linearizable" }, idempotent: true };
     case "txn": {
       const kind = classifyTxn(request);
@@ -113,6 +139,7 @@ export class UnaryForwarder {
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
     private readonly options: ForwarderOptions,
+    private readonly rangeCache: RangeCacheFeed | undefined = undefined,
   ) {}
 
   /**
@@ -128,9 +155,23 @@ export class UnaryForwarder {
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
+    let ticket: RangeCacheTicket | undefined;
+    if (this.rangeCache !== undefined && route.route === "range") {
+      try {
+        ticket = this.rangeCache.ticketFor(request, carriesAuth(incoming));
+      } catch {
+        // Malformed: the member answers it with etcd's own error, uncached.
+      }
+      const cached = ticket === undefined ? undefined : this.rangeCache.cache.lookup(ticket);
+      if (cached !== undefined) {
+        this.metrics.answered(method, "cache", grpc.status.OK, (performance.now() - started) / 1000);
+        return { error: undefined, response: cached, trailers: undefined };
+      }
+    }
     let peeked: { target: Target; idempotent: boolean };
     try {
-      peeked = targetFor(route, request, incoming);
+      // A ticket is only issued for a serializable Range: no second peek at the body.
+      peeked = ticket !== undefined ? SERIALIZABLE_RANGE : targetFor(route, request, incoming);
     } catch {
       // A body the peek cannot parse is the member's to reject, with etcd's own error.
       peeked = { target: { kind: "leader" }, idempotent: false };
@@ -180,7 +221,26 @@ export class UnaryForwarder {
       await sleep(delay);
     }
 
-    const result = last ?? unavailable("etcd-ts gateway: call cancelled");
+    let result = last ?? unavailable("etcd-ts gateway: call cancelled");
+    if (ticket !== undefined && result.response !== undefined && result.error === undefined) {
+      let revision = peekResponseHeader(result.response)?.revision;
+      if (revision !== undefined && revision < this.rangeCache!.cache.floor) {
+        // The nearest member has not applied a write this gateway acknowledged: ask the
+        // leader, which applied it before answering, so the caller reads its own write.
+        const fresher = await this.askLeader(route.path, request, metadata, deadline, cancellation);
+        if (fresher !== undefined) {
+          result = fresher.outcome;
+          memberLabel = fresher.member;
+          revision = peekResponseHeader(fresher.outcome.response!)?.revision;
+        }
+      }
+      if (revision !== undefined) this.rangeCache!.cache.offer(ticket, result.response!, revision);
+    } else if (this.rangeCache !== undefined && result.response !== undefined && result.error === undefined) {
+      if (KEY_WRITES.has(route.path) || (route.route === "txn" && peeked.target.kind === "leader")) {
+        const revision = peekResponseHeader(result.response)?.revision;
+        if (revision !== undefined) this.rangeCache.cache.acknowledgeWrite(revision);
+      }
+    }
     this.metrics.answered(
       method,
       memberLabel,
@@ -188,6 +248,26 @@ export class UnaryForwarder {
       (performance.now() - started) / 1000,
     );
     return result;
+  }
+
+  /** One attempt on the leader; undefined when there is none or it fails. */
+  private async askLeader(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    deadline: grpc.Deadline | undefined,
+    cancellation: CallCancellation | undefined,
+  ): Promise<{ outcome: UnaryOutcome; member: string } | undefined> {
+    if (cancellation?.cancelled) return undefined;
+    const leader = selectMember({ kind: "leader" }, this.members.snapshot(), this.rr);
+    const channel = leader === undefined ? undefined : this.members.unaryChannelFor(leader.id);
+    if (leader === undefined || channel === undefined) return undefined;
+    const outcome = await this.callOnce(channel, path, request, metadata, deadline, cancellation);
+    if (outcome.error !== undefined || outcome.response === undefined) {
+      this.metrics.upstreamError(leader.id, outcome.error?.code ?? grpc.status.UNKNOWN);
+      return undefined;
+    }
+    return { outcome, member: leader.id };
   }
 
   private async callOnce(

@@ -332,6 +332,20 @@ describe("WatchHub", () => {
     assert.equal(last.header?.revision, 9);
   });
 
+  it("leaves the gateway's own watches out of the client count, sharing them all the same", () => {
+    const internal = hub.openClient(new RecordingSink(), {}, { internal: true });
+    const client = hub.openClient(new RecordingSink(), {});
+    hub.onClientRequest(internal, create());
+    hub.onClientRequest(client, create());
+    assert.deepEqual(hub.stats(), { clientWatches: 1, upstreamWatches: 1, upstreamStreams: 1 });
+    transport.streams[0]!.push({ header: header(5), watchId: 3, created: true });
+    transport.streams[0]!.push({ header: header(6), watchId: 3, canceled: true, compactRevision: 4 });
+    assert.equal(hub.stats().clientWatches, 0);
+    hub.onClientRequest(internal, create());
+    hub.closeClient(internal);
+    assert.equal(hub.stats().clientWatches, 0);
+  });
+
   it("decodes what clients send through the shared request decoder", () => {
     const raw = Buffer.from(etcdserverpb.WatchRequest.encode({ cancelRequest: { watchId: 3 } }).finish());
     assert.deepEqual(decodeWatchRequest(raw), { kind: "cancel", watchId: 3 });

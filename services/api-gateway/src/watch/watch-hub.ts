@@ -72,6 +72,8 @@ function authKey(auth: AuthMetadata): string {
 
 interface ClientStream {
   readonly sink: ClientSink;
+  /** The gateway's own stream (the Range cache's feed): not counted as a client's. */
+  readonly internal: boolean;
   readonly auth: AuthMetadata;
   readonly watches: Map<number, ClientWatch>;
   nextWatchId: number;
@@ -149,8 +151,15 @@ export class WatchHub {
     private readonly onStats: (stats: WatchHubStats) => void = () => {},
   ) {}
 
-  openClient(sink: ClientSink, auth: AuthMetadata): ClientStream {
-    return { sink, auth, watches: new Map(), nextWatchId: 0, closed: false };
+  openClient(sink: ClientSink, auth: AuthMetadata, options: { internal?: boolean } = {}): ClientStream {
+    return {
+      sink,
+      auth,
+      internal: options.internal ?? false,
+      watches: new Map(),
+      nextWatchId: 0,
+      closed: false,
+    };
   }
 
   onClientRequest(client: ClientStream, request: WatchRequest): void {
@@ -262,7 +271,7 @@ export class WatchHub {
     const watch: ClientWatch = { client, id, group, minRevision, awaitingCreated: !group.established };
     group.clients.add(watch);
     client.watches.set(id, watch);
-    this.clientWatchCount++;
+    if (!client.internal) this.clientWatchCount++;
     if (group.established) {
       client.sink.send(encodeWatchResponse({ headerBytes: group.headerBytes, watchId: id, created: true }));
     }
@@ -296,7 +305,7 @@ export class WatchHub {
   private detach(watch: ClientWatch): void {
     const group = watch.group;
     if (!group.clients.delete(watch)) return;
-    this.clientWatchCount--;
+    if (!watch.client.internal) this.clientWatchCount--;
     if (group.clients.size > 0) return;
     if (group.shareKey !== undefined && this.shared.get(group.shareKey) === group)
       this.shared.delete(group.shareKey);
@@ -485,7 +494,7 @@ export class WatchHub {
       this.shared.delete(group.shareKey);
     for (const watch of group.clients) {
       watch.client.watches.delete(watch.id);
-      this.clientWatchCount--;
+      if (!watch.client.internal) this.clientWatchCount--;
       // A refused first create reaches etcd clients as etcd sent it (watch ID -1).
       const id = view.created && !group.established ? -1 : watch.id;
       watch.client.sink.send(

@@ -14,8 +14,10 @@ import {
   encodeWatchCancelRequest,
   encodeWatchCreateRequest,
   keepEventsFrom,
+  peekCacheableRange,
   peekResponseHeader,
   rangeIsSerializable,
+  watchEventKey,
   withWatchId,
 } from "./etcd-messages.js";
 
@@ -42,6 +44,23 @@ describe("routing peeks", () => {
       ),
       true,
     );
+  });
+
+  it("peeks the key range of serializable ranges at the current revision only", () => {
+    const range = (fields: Parameters<typeof RangeRequest.fromPartial>[0]) =>
+      peekCacheableRange(enc(RangeRequest, RangeRequest.fromPartial(fields)));
+    assert.deepEqual(range({ key: Buffer.from("a"), serializable: true }), { key: "a", rangeEnd: "" });
+    assert.deepEqual(
+      range({
+        key: Buffer.from([0xff, 0x00]),
+        rangeEnd: Buffer.from([0xff, 0x01]),
+        serializable: true,
+        limit: 3,
+      }),
+      { key: "\u00ff\u0000", rangeEnd: "\u00ff\u0001" },
+    );
+    assert.equal(range({ key: Buffer.from("a") }), undefined);
+    assert.equal(range({ key: Buffer.from("a"), serializable: true, revision: 7 }), undefined);
   });
 
   it("classifies txns as etcd does, nested txns included", () => {
@@ -187,6 +206,30 @@ describe("watch messages", () => {
       assert.deepEqual(rewritten.events, WatchResponse.decode(raw).events);
       assert.deepEqual(rewritten.header, WatchResponse.decode(raw).header);
     }
+  });
+
+  it("reads each event's key, binary keys and deletes included", () => {
+    const raw = Buffer.from(
+      WatchResponse.encode(
+        WatchResponse.fromPartial({
+          header: { revision: 12 },
+          watchId: 3,
+          events: [
+            {
+              type: mvccpb.Event_EventType.PUT,
+              kv: { key: Buffer.from("alpha"), value: Buffer.from("v"), modRevision: 11 },
+            },
+            { type: mvccpb.Event_EventType.DELETE, kv: { key: Buffer.from([0x00, 0xfe]), modRevision: 12 } },
+            { type: mvccpb.Event_EventType.PUT },
+          ],
+        }),
+      ).finish(),
+    );
+    const view = decodeWatchResponse(raw);
+    assert.deepEqual(
+      view.events.map((span) => watchEventKey(raw, span)),
+      ["alpha", "\u0000\u00fe", ""],
+    );
   });
 
   it("drops events below a client's start revision", () => {

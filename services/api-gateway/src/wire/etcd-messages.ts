@@ -71,6 +71,42 @@ function rangeSerializableIn(buf: Uint8Array, start: number, end: number): boole
   return serializable;
 }
 
+/** The key range of a RangeRequest the gateway may answer from its cache. */
+export interface CacheableRange {
+  /** latin1, so string order is etcd's byte order. */
+  key: string;
+  /** "" for the single key `key`. */
+  rangeEnd: string;
+}
+
+/**
+ * The key range of a serializable RangeRequest at the current revision (field 7 true,
+ * field 4 zero); undefined for every other request, which must reach a member.
+ */
+export function peekCacheableRange(request: Buffer): CacheableRange | undefined {
+  const r = new WireReader(request);
+  let serializable = false;
+  let revision = 0;
+  let keyStart = 0;
+  let keyEnd = 0;
+  let endStart = 0;
+  let endEnd = 0;
+  while (r.next()) {
+    if (r.fieldNumber === 1 && r.wireType === WIRE_LENGTH_DELIMITED)
+      [keyStart, keyEnd] = r.lengthDelimitedRange();
+    else if (r.fieldNumber === 2 && r.wireType === WIRE_LENGTH_DELIMITED)
+      [endStart, endEnd] = r.lengthDelimitedRange();
+    else if (r.fieldNumber === 4 && r.wireType === WIRE_VARINT) revision = r.varintI64();
+    else if (r.fieldNumber === 7 && r.wireType === WIRE_VARINT) serializable = r.bool();
+    else r.skip();
+  }
+  if (!serializable || revision !== 0) return undefined;
+  return {
+    key: request.toString("latin1", keyStart, keyEnd),
+    rangeEnd: endEnd > endStart ? request.toString("latin1", endStart, endEnd) : "",
+  };
+}
+
 /**
  * How etcd serves a TxnRequest: a write if any branch (nested txns included) puts or
  * deletes; otherwise a read, serializable only when every range in it is (etcd's
@@ -460,6 +496,33 @@ function eventModRevision(buf: Uint8Array, start: number, end: number): number {
     ev.skip();
   }
   return 0;
+}
+
+/**
+ * The key of one event (Event.kv = 2, KeyValue.key = 1) in a WatchResponse, latin1 so
+ * string order is etcd's byte order; "" if the event carries no kv.
+ */
+export function watchEventKey(response: Buffer, span: WatchEventSpan): string {
+  const field = new WireReader(response, span.start, span.end);
+  if (!field.next() || field.wireType !== WIRE_LENGTH_DELIMITED) return "";
+  const [evStart, evEnd] = field.lengthDelimitedRange();
+  const ev = new WireReader(response, evStart, evEnd);
+  while (ev.next()) {
+    if (ev.fieldNumber === 2 && ev.wireType === WIRE_LENGTH_DELIMITED) {
+      const [s, e] = ev.lengthDelimitedRange();
+      const kv = new WireReader(response, s, e);
+      while (kv.next()) {
+        if (kv.fieldNumber === 1 && kv.wireType === WIRE_LENGTH_DELIMITED) {
+          const [ks, ke] = kv.lengthDelimitedRange();
+          return response.toString("latin1", ks, ke);
+        }
+        kv.skip();
+      }
+      return "";
+    }
+    ev.skip();
+  }
+  return "";
 }
 
 /** A response (without its watch_id) addressed to one client's watch ID. */

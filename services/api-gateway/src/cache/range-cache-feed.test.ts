@@ -1,0 +1,215 @@
+import assert from "node:assert/strict";
+import { beforeEach, describe, it } from "node:test";
+import { etcdserverpb, mvccpb } from "@etcd-ts/api";
+import type { AuthMetadata, UpstreamFailure, UpstreamTransport } from "../watch/watch-hub.js";
+import { WatchHub } from "../watch/watch-hub.js";
+import { RangeCache } from "./range-cache.js";
+import { RangeCacheFeed, REWATCH_DELAY_MS } from "./range-cache-feed.js";
+
+const { WatchResponse, WatchRequest, RangeRequest, RangeResponse } = etcdserverpb;
+
+interface FakeStream {
+  memberId: string;
+  sent: etcdserverpb.WatchRequest[];
+  push(response: Parameters<typeof WatchResponse.fromPartial>[0]): void;
+  fail(failure: UpstreamFailure): void;
+  closed: boolean;
+}
+
+class FakeTransport implements UpstreamTransport {
+  streams: FakeStream[] = [];
+  down = new Set<string>();
+  scheduled: (() => void)[] = [];
+
+  pickMember(exclude: ReadonlySet<string>): string | undefined {
+    return ["m1", "m2", "m3"].find((m) => !exclude.has(m) && !this.down.has(m));
+  }
+
+  open(
+    memberId: string,
+    _auth: AuthMetadata,
+    onMessage: (r: Buffer) => void,
+    onClose: (f: UpstreamFailure) => void,
+  ) {
+    const stream: FakeStream = {
+      memberId,
+      sent: [],
+      closed: false,
+      push: (response) =>
+        onMessage(Buffer.from(WatchResponse.encode(WatchResponse.fromPartial(response)).finish())),
+      fail: (failure) => {
+        stream.closed = true;
+        onClose(failure);
+      },
+    };
+    this.streams.push(stream);
+    return {
+      send: (request: Buffer) => stream.sent.push(WatchRequest.decode(request)),
+      close: () => {
+        stream.closed = true;
+      },
+    };
+  }
+
+  schedule(_delayMs: number, fn: () => void) {
+    this.scheduled.push(fn);
+    return () => {};
+  }
+
+  get last(): FakeStream {
+    const stream = this.streams[this.streams.length - 1];
+    assert.ok(stream, "an upstream stream");
+    return stream;
+  }
+}
+
+const rangeOf = (key: string, rangeEnd = "") =>
+  Buffer.from(
+    RangeRequest.encode(
+      RangeRequest.fromPartial({
+        key: Buffer.from(key),
+        rangeEnd: Buffer.from(rangeEnd),
+        serializable: true,
+      }),
+    ).finish(),
+  );
+const answerAt = (revision: number) =>
+  Buffer.from(RangeResponse.encode(RangeResponse.fromPartial({ header: { revision } })).finish());
+const put = (key: string, modRevision: number) => ({
+  type: mvccpb.Event_EventType.PUT,
+  kv: { key: Buffer.from(key), value: Buffer.from("v"), modRevision },
+});
+
+describe("RangeCacheFeed", () => {
+  let transport: FakeTransport;
+  let hub: WatchHub;
+  let cache: RangeCache;
+  let clock: number;
+  let feed: RangeCacheFeed;
+
+  beforeEach(() => {
+    transport = new FakeTransport();
+    hub = new WatchHub(transport);
+    cache = new RangeCache();
+    clock = 1_000;
+    feed = new RangeCacheFeed(cache, hub, () => clock);
+  });
+
+  /** Caches an answer to a serializable get of `key` at `revision`. */
+  function cached(key: string, revision: number, rangeEnd = "") {
+    const ticket = feed.ticketFor(rangeOf(key, rangeEnd), false);
+    assert.ok(ticket);
+    assert.equal(cache.offer(ticket, answerAt(revision), revision), true);
+    return ticket;
+  }
+
+  /** Starts the feed's watch and has the member create it at `revision`. */
+  function established(revision: number): FakeStream {
+    assert.equal(feed.ticketFor(rangeOf("start"), false) !== undefined, true);
+    const stream = transport.last;
+    stream.push({ header: { revision }, watchId: 7, created: true });
+    return stream;
+  }
+
+  it("opens no watch until the first cacheable request, then one over every key", () => {
+    const linearizable = Buffer.from(
+      RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from("a") })).finish(),
+    );
+    assert.equal(feed.ticketFor(linearizable, false), undefined);
+    assert.equal(feed.ticketFor(rangeOf("a"), true), undefined, "auth calls do not start it");
+    assert.equal(transport.streams.length, 0);
+    feed.ticketFor(rangeOf("a"), false);
+    feed.ticketFor(rangeOf("b"), false);
+    assert.equal(transport.streams.length, 1);
+    const [create] = transport.last.sent;
+    assert.deepEqual(Buffer.from(create!.createRequest!.key), Buffer.from([0]));
+    assert.deepEqual(Buffer.from(create!.createRequest!.rangeEnd), Buffer.from([0]));
+    assert.equal(create!.createRequest!.startRevision, 0);
+    assert.equal(create!.createRequest!.progressNotify, true);
+    assert.equal(cache.live, false, "not live before the member answers");
+  });
+
+  it("goes live at the created revision, invalidates on events, advances on events and progress", () => {
+    const stream = established(20);
+    assert.deepEqual([cache.live, cache.watchedRevision], [true, 20]);
+    const a = cached("a", 20);
+    const b = cached("b", 20);
+    const dir = cached("dir/", 20, "dir0");
+    stream.push({ header: { revision: 22 }, watchId: 7, events: [put("a", 21), put("dir/x", 22)] });
+    assert.equal(cache.watchedRevision, 22);
+    assert.equal(cache.lookup(a), undefined);
+    assert.equal(cache.lookup(dir), undefined);
+    assert.ok(cache.lookup(b));
+    stream.push({ header: { revision: 30 }, watchId: 7 });
+    assert.equal(cache.watchedRevision, 30, "a progress notification is fully delivered");
+  });
+
+  it("advances through a fragmented response only once its last fragment is in", () => {
+    const stream = established(20);
+    const b = cached("b", 20);
+    stream.push({ header: { revision: 23 }, watchId: 7, fragment: true, events: [put("a", 21)] });
+    assert.equal(cache.watchedRevision, 20);
+    stream.push({ header: { revision: 23 }, watchId: 7, fragment: true, events: [put("b", 22)] });
+    assert.equal(cache.lookup(b), undefined, "each fragment invalidates as it arrives");
+    assert.equal(cache.watchedRevision, 20);
+    stream.push({ header: { revision: 23 }, watchId: 7, events: [put("c", 23)] });
+    assert.equal(cache.watchedRevision, 23);
+  });
+
+  it("trusts event revisions over a header that runs ahead of them (a catch-up batch)", () => {
+    const stream = established(20);
+    stream.push({ header: { revision: 5_000 }, watchId: 7, events: [put("a", 21), put("b", 25)] });
+    assert.equal(cache.watchedRevision, 25);
+  });
+
+  it("stays live, entries kept, when the hub moves the watch to another member", () => {
+    const first = established(20);
+    const a = cached("a", 20);
+    const b = cached("b", 20);
+    first.push({ header: { revision: 21 }, watchId: 7, events: [put("x", 21)] });
+    first.fail({ code: 14, details: "member down", final: false });
+    const second = transport.last;
+    assert.notEqual(second.memberId, first.memberId);
+    assert.equal(second.sent[0]?.createRequest?.startRevision, 22, "resumed after what was delivered");
+    second.push({ header: { revision: 23 }, watchId: 1, created: true });
+    assert.equal(cache.live, true);
+    assert.ok(cache.lookup(a));
+    second.push({ header: { revision: 23 }, watchId: 1, events: [put("b", 22), put("y", 23)] });
+    assert.equal(cache.lookup(b), undefined);
+    assert.equal(cache.watchedRevision, 23);
+  });
+
+  it("clears and goes not-live when the watch is canceled, and watches again after a pause", () => {
+    const stream = established(20);
+    const a = cached("a", 20);
+    stream.push({ header: { revision: 40 }, watchId: 7, canceled: true, compactRevision: 30 });
+    assert.deepEqual([cache.live, cache.size], [false, 0]);
+    assert.equal(cache.lookup(a), undefined);
+    const streamsBefore = transport.streams.flatMap((s) => s.sent).length;
+    feed.ticketFor(rangeOf("a"), false);
+    assert.equal(transport.streams.flatMap((s) => s.sent).length, streamsBefore, "no new watch at once");
+    clock += REWATCH_DELAY_MS;
+    feed.ticketFor(rangeOf("a"), false);
+    const creates = transport.streams.flatMap((s) => s.sent).filter((r) => r.createRequest !== undefined);
+    assert.equal(creates.length, 2);
+    transport.last.push({ header: { revision: 41 }, watchId: 8, created: true });
+    assert.deepEqual([cache.live, cache.watchedRevision], [true, 41]);
+  });
+
+  it("treats a refused create like a cancellation", () => {
+    feed.ticketFor(rangeOf("a"), false);
+    transport.last.push({ header: { revision: 3 }, watchId: -1, created: true, canceled: true });
+    assert.equal(cache.live, false);
+  });
+
+  it("ends its watch and stays not-live once closed", () => {
+    const stream = established(20);
+    cached("a", 20);
+    feed.close();
+    assert.deepEqual([cache.live, cache.size], [false, 0]);
+    assert.equal(stream.sent.at(-1)?.cancelRequest?.watchId, 7);
+    clock += REWATCH_DELAY_MS;
+    feed.ticketFor(rangeOf("a"), false);
+    assert.equal(transport.streams.flatMap((s) => s.sent).filter((r) => r.createRequest).length, 1);
+  });
+});

@@ -1,0 +1,161 @@
+import assert from "node:assert/strict";
+import { beforeEach, describe, it } from "node:test";
+import { etcdserverpb } from "@etcd-ts/api";
+import grpc from "@grpc/grpc-js";
+import pino from "pino";
+import { RangeCache } from "../cache/range-cache.js";
+import { RangeCacheFeed } from "../cache/range-cache-feed.js";
+import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
+import { GatewayMetrics } from "../observability/gateway-metrics.js";
+import type { ClusterSnapshot } from "../routing/member-selection.js";
+import { METHOD_BY_PATH, type MethodRoute } from "../routing/method-table.js";
+import { WatchHub } from "../watch/watch-hub.js";
+import type { MemberDirectory } from "./member-directory.js";
+import { UnaryForwarder } from "./unary-forwarder.js";
+
+const { RangeRequest, PutRequest, TxnRequest, CompactionRequest } = etcdserverpb;
+
+/** Any etcd response: all the gateway reads is the header (field 1) revision (3). */
+function answerAt(revision: number, memberTag: number): Buffer {
+  return Buffer.from(
+    etcdserverpb.RangeResponse.encode(
+      etcdserverpb.RangeResponse.fromPartial({ header: { revision, raftTerm: memberTag } }),
+    ).finish(),
+  );
+}
+
+const route = (path: string): MethodRoute => METHOD_BY_PATH.get(path)!;
+const RANGE = route("/etcdserverpb.KV/Range");
+const serializableGet = Buffer.from(
+  RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from("a"), serializable: true })).finish(),
+);
+
+class FakeMembers implements MemberDirectory {
+  /** The header revision each member answers at. */
+  revisions = new Map([
+    ["leader", 10],
+    ["near", 10],
+  ]);
+  calls: { member: string; path: string }[] = [];
+
+  snapshot(): ClusterSnapshot {
+    return {
+      leaderId: "leader",
+      members: [
+        { id: "leader", address: "l:1", isLearner: false, healthy: true, latencyMs: 5 },
+        { id: "near", address: "n:1", isLearner: false, healthy: true, latencyMs: 1 },
+      ],
+    };
+  }
+
+  unaryChannelFor(memberId: string): Http2UnaryChannel {
+    const channel = {
+      call: (path: string) => {
+        this.calls.push({ member: memberId, path });
+        const result: UnaryResult = {
+          error: undefined,
+          response: answerAt(this.revisions.get(memberId)!, memberId === "leader" ? 1 : 2),
+          trailers: undefined,
+        };
+        return { result: Promise.resolve(result), cancel: () => {} };
+      },
+    };
+    return channel as unknown as Http2UnaryChannel;
+  }
+
+  clientFor(): undefined {
+    return undefined;
+  }
+  markDown(): void {}
+  async refresh(): Promise<void> {}
+  onChange(): () => void {
+    return () => {};
+  }
+}
+
+describe("UnaryForwarder with the serializable Range cache", () => {
+  let members: FakeMembers;
+  let cache: RangeCache;
+  let forwarder: UnaryForwarder;
+
+  beforeEach(() => {
+    members = new FakeMembers();
+    cache = new RangeCache();
+    const hub = new WatchHub({
+      pickMember: () => undefined,
+      open: () => ({ send() {}, close() {} }),
+      schedule: () => () => {},
+    });
+    forwarder = new UnaryForwarder(
+      members,
+      new GatewayMetrics(),
+      pino({ level: "silent" }),
+      { maxAttempts: 2, retryBudgetMs: 1_000 },
+      new RangeCacheFeed(cache, hub),
+    );
+  });
+
+  const call = (r: MethodRoute, body: Buffer, metadata = new grpc.Metadata()) =>
+    forwarder.forward(r, body, metadata, undefined, undefined);
+
+  it("answers a repeated serializable get from the cache once the watch is live", async () => {
+    await call(RANGE, serializableGet);
+    assert.equal(members.calls.length, 1, "nothing cached before the watch is live");
+    cache.goLive(10);
+    await call(RANGE, serializableGet);
+    const hit = await call(RANGE, serializableGet);
+    assert.deepEqual(hit.response, answerAt(10, 2));
+    assert.equal(members.calls.length, 2);
+    assert.deepEqual([cache.hits, cache.misses], [1, 2]);
+  });
+
+  it("never caches linearizable gets or calls carrying a token", async () => {
+    cache.goLive(10);
+    const linearizable = Buffer.from(
+      RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from("a") })).finish(),
+    );
+    const withToken = new grpc.Metadata();
+    withToken.set("token", "t");
+    for (let i = 0; i < 2; i++) {
+      await call(RANGE, linearizable);
+      await call(RANGE, serializableGet, withToken);
+    }
+    assert.equal(members.calls.length, 4);
+    assert.equal(cache.size, 0);
+  });
+
+  it("raises the floor on acknowledged writes, not on compaction or read-only txns", async () => {
+    members.revisions.set("leader", 20);
+    await call(
+      route("/etcdserverpb.KV/Compact"),
+      Buffer.from(CompactionRequest.encode({ revision: 5, physical: false }).finish()),
+    );
+    const readOnly = TxnRequest.fromPartial({ success: [{ requestRange: { key: Buffer.from("a") } }] });
+    await call(route("/etcdserverpb.KV/Txn"), Buffer.from(TxnRequest.encode(readOnly).finish()));
+    assert.equal(cache.floor, 0);
+    await call(
+      route("/etcdserverpb.KV/Put"),
+      Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: Buffer.from("a") })).finish()),
+    );
+    assert.equal(cache.floor, 20);
+    members.revisions.set("leader", 21);
+    const write = TxnRequest.fromPartial({ failure: [{ requestPut: { key: Buffer.from("a") } }] });
+    await call(route("/etcdserverpb.KV/Txn"), Buffer.from(TxnRequest.encode(write).finish()));
+    assert.equal(cache.floor, 21);
+  });
+
+  it("asks the leader when the nearest member answers from before an acknowledged write", async () => {
+    cache.goLive(10);
+    cache.acknowledgeWrite(12);
+    members.revisions.set("leader", 12);
+    const answer = await call(RANGE, serializableGet);
+    assert.deepEqual(
+      members.calls.map((c) => c.member),
+      ["near", "leader"],
+    );
+    assert.deepEqual(answer.response, answerAt(12, 1));
+    members.revisions.set("near", 12);
+    await call(RANGE, serializableGet);
+    assert.equal(members.calls.length, 2, "the leader's answer was cached");
+  });
+});
