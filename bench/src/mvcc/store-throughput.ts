@@ -4,6 +4,8 @@
 // HashKV. Values are random bytes, so ZSTD cannot flatter the disk numbers.
 //
 //   node --conditions=source --import tsx bench/src/mvcc/store-throughput.ts [keys]
+//   MVCC_BENCH_SMAPS=1 also prints /proc/self/smaps_rollup and the largest mappings once
+//   the keys are loaded (where RSS beyond V8's heap and RocksDB's own accounting lives).
 
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -85,6 +87,19 @@ async function main(): Promise<void> {
       `${mb(loaded.heapUsed - baseline.heapUsed)} (${Math.round((loaded.heapUsed - baseline.heapUsed) / KEYS)} B/key)`;
     results["V8 heap committed / external"] = `${mb(loaded.heapTotal)} / ${mb(loaded.external)}`;
     results["disk before reopen (SST + WAL)"] = mb(store.backendSize);
+    if (process.env.MVCC_BENCH_SMAPS) {
+      const { readFileSync } = await import("node:fs");
+      console.log(readFileSync("/proc/self/smaps_rollup", "utf8"));
+      const smaps = readFileSync("/proc/self/smaps", "utf8").split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
+      const big = smaps
+        .map((m) => ({ head: m.split("\n")[0], rss: Number(/\nRss:\s+(\d+)/.exec(m)?.[1] ?? 0) }))
+        .sort((a, b) => b.rss - a.rss)
+        .slice(0, 12);
+      for (const m of big) console.log(m.rss, "kB", m.head);
+    }
+    const rocks = (name: string) => store.rocksProperty(name);
+    results["RocksDB memtables / block cache / table readers"] =
+      `${mb(rocks("rocksdb.cur-size-all-mem-tables"))} / ${mb(rocks("rocksdb.block-cache-usage"))} / ${mb(rocks("rocksdb.estimate-table-readers-mem"))}`;
 
     const randomKey = (n: number) => Math.floor(Math.random() * n);
     start = performance.now();

@@ -914,6 +914,11 @@ export class MvccStore implements ApplyTarget {
     return this.measuredSize;
   }
 
+  /** A numeric RocksDB property of the revision key space (memory accounting, benchmarks). */
+  rocksProperty(name: string): number {
+    return this.db.numericProperty(name);
+  }
+
   /** Estimated bytes of live data (etcd's dbSizeInUse). */
   get backendSizeInUse(): number {
     return (
