@@ -221,20 +221,13 @@ export class UnaryForwarder {
       await sleep(delay);
     }
 
-    let result = last ?? unavailable("etcd-ts gateway: call cancelled");
+    const result = last ?? unavailable("etcd-ts gateway: call cancelled");
     if (ticket !== undefined && result.response !== undefined && result.error === undefined) {
-      let revision = peekResponseHeader(result.response)?.revision;
-      if (revision !== undefined && revision < this.rangeCache!.cache.floor) {
-        // The nearest member has not applied a write this gateway acknowledged: ask the
-        // leader, which applied it before answering, so the caller reads its own write.
-        const fresher = await this.askLeader(route.path, request, metadata, deadline, cancellation);
-        if (fresher !== undefined) {
-          result = fresher.outcome;
-          memberLabel = fresher.member;
-          revision = peekResponseHeader(fresher.outcome.response!)?.revision;
-        }
-      }
-      if (revision !== undefined) this.rangeCache!.cache.offer(ticket, result.response!, revision);
+      // A member behind a write this gateway acknowledged answers from before it, as a
+      // lagging etcd member would for a serializable read; the cache takes the answer but
+      // serves it only once its watch has passed that write (RangeCache.lookup).
+      const revision = peekResponseHeader(result.response)?.revision;
+      if (revision !== undefined) this.rangeCache!.cache.offer(ticket, result.response, revision);
     } else if (this.rangeCache !== undefined && result.response !== undefined && result.error === undefined) {
       if (KEY_WRITES.has(route.path) || (route.route === "txn" && peeked.target.kind === "leader")) {
         const revision = peekResponseHeader(result.response)?.revision;
@@ -248,26 +241,6 @@ export class UnaryForwarder {
       (performance.now() - started) / 1000,
     );
     return result;
-  }
-
-  /** One attempt on the leader; undefined when there is none or it fails. */
-  private async askLeader(
-    path: string,
-    request: Buffer,
-    metadata: grpc.Metadata,
-    deadline: grpc.Deadline | undefined,
-    cancellation: CallCancellation | undefined,
-  ): Promise<{ outcome: UnaryOutcome; member: string } | undefined> {
-    if (cancellation?.cancelled) return undefined;
-    const leader = selectMember({ kind: "leader" }, this.members.snapshot(), this.rr);
-    const channel = leader === undefined ? undefined : this.members.unaryChannelFor(leader.id);
-    if (leader === undefined || channel === undefined) return undefined;
-    const outcome = await this.callOnce(channel, path, request, metadata, deadline, cancellation);
-    if (outcome.error !== undefined || outcome.response === undefined) {
-      this.metrics.upstreamError(leader.id, outcome.error?.code ?? grpc.status.UNKNOWN);
-      return undefined;
-    }
-    return { outcome, member: leader.id };
   }
 
   private async callOnce(
