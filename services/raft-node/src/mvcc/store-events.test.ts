@@ -55,6 +55,28 @@ describe("apply listeners", () => {
       assert.equal(withPrev.length, 5);
       assert.equal(plain.length, 6);
     }));
+
+  it("read prev kvs only while a listener's prevKv function says so", () =>
+    withStore(async (store, kv) => {
+      let wanted = false;
+      const seen: AppliedTxn[] = [];
+      store.subscribe((t) => seen.push(t), { prevKv: () => wanted });
+      await kv.put("a", "1");
+      await kv.put("a", "2");
+      wanted = true;
+      await kv.put("a", "3");
+      wanted = false;
+      await kv.del("a");
+      assert.deepEqual(
+        seen.map((t) => [t.prevKvs, t.events.map(describeEvent)]),
+        [
+          [false, ["PUT a@2=1 v1"]],
+          [false, ["PUT a@3=2 v2"]],
+          [true, ["PUT a@4=3 v3 prev=2"]],
+          [false, ["DELETE a@5"]],
+        ],
+      );
+    }));
 });
 
 describe("history", () => {

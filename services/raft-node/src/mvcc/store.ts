@@ -158,7 +158,18 @@ export interface ExternalApply {
 export interface AppliedTxn {
   revision: number;
   events: Event[];
+  /** Whether the events carry prev_kv (where a previous version exists). */
+  prevKvs: boolean;
 }
+
+/**
+ * Whether a listener wants prev_kv on events. A function is asked at every apply: reading
+ * each overwritten value costs a RocksDB read per put, worth paying only while someone
+ * (a watcher created with prev_kv) will look at it, as etcd reads them only then.
+ */
+export type PrevKvWanted = boolean | (() => boolean);
+
+const wanted = (prevKv: PrevKvWanted): boolean => (typeof prevKv === "function" ? prevKv() : prevKv);
 
 export type ApplyListener = (txn: AppliedTxn) => void;
 
@@ -209,7 +220,7 @@ export class MvccStore implements ApplyTarget {
   private appliedTerm = 0;
   private finishedCompactRev = -1;
   private readonly alarmSet = new Map<string, AlarmMember>();
-  private readonly listeners = new Map<ApplyListener, { prevKv: boolean }>();
+  private readonly listeners = new Map<ApplyListener, { prevKv: PrevKvWanted }>();
   private readonly quotaBytes: number;
   private readonly syncWrites: boolean;
   private readonly compactionSliceKeys: number;
@@ -300,7 +311,7 @@ export class MvccStore implements ApplyTarget {
   }
 
   /** Registers a listener for every durable write txn; returns the unsubscribe function. */
-  subscribe(listener: ApplyListener, options: { prevKv?: boolean } = {}): () => void {
+  subscribe(listener: ApplyListener, options: { prevKv?: PrevKvWanted } = {}): () => void {
     this.listeners.set(listener, { prevKv: options.prevKv ?? false });
     return () => this.listeners.delete(listener);
   }
@@ -467,13 +478,16 @@ export class MvccStore implements ApplyTarget {
         this.batch.put(META_CONSISTENT_INDEX, uint64Bytes(lastIndex), this.meta);
         this.batch.put(META_TERM, uint64Bytes(lastTerm), this.meta);
       }
-      const events = this.listeners.size > 0 ? this.buildEvents(applied) : [];
+      const wantPrev = this.listeners.size > 0 && [...this.listeners.values()].some((o) => wanted(o.prevKv));
+      const events = this.listeners.size > 0 ? this.buildEvents(applied, wantPrev) : [];
       this.batch.write(this.syncWrites);
       this.batch = undefined;
       this.appliedIdx = lastIndex;
       this.appliedTerm = lastTerm;
       for (const rev of compactions) this.scheduleCompaction(rev);
-      for (let i = 0; i < events.length; i++) this.notify({ revision: revisions[i]!, events: events[i]! });
+      for (let i = 0; i < events.length; i++) {
+        this.notify({ revision: revisions[i]!, events: events[i]!, prevKvs: wantPrev });
+      }
       return results;
     } catch (err) {
       // The index may hold changes that never reached disk: only a reopen rebuilds it truthfully.
@@ -597,9 +611,7 @@ export class MvccStore implements ApplyTarget {
     return response;
   }
 
-  private buildEvents(applied: Change[][]): Event[][] {
-    let wantPrev = false;
-    for (const { prevKv } of this.listeners.values()) wantPrev ||= prevKv;
+  private buildEvents(applied: Change[][], wantPrev: boolean): Event[][] {
     const prevHits: RangeHit[] = [];
     const prevOf: (Event | undefined)[] = [];
     const result = applied.map((changes) =>
@@ -621,9 +633,14 @@ export class MvccStore implements ApplyTarget {
 
   private notify(txn: AppliedTxn): void {
     for (const [listener, options] of this.listeners) {
-      const delivered = options.prevKv
-        ? txn
-        : { revision: txn.revision, events: txn.events.map((e) => ({ ...e, prevKv: undefined })) };
+      const delivered =
+        options.prevKv !== false || !txn.prevKvs
+          ? txn
+          : {
+              revision: txn.revision,
+              events: txn.events.map((e) => ({ ...e, prevKv: undefined })),
+              prevKvs: false,
+            };
       try {
         listener(delivered);
       } catch (err) {

@@ -956,9 +956,13 @@ export class Member {
       (txn) => {
         this.leaseMachine.observe(txn);
         // mvcc's events always carry a kv; its generated-style type just cannot say so.
-        this.watchable.notify(txn.revision, txn.events as Parameters<WatchableStore["notify"]>[1]);
+        this.watchable.notify(
+          txn.revision,
+          txn.events as Parameters<WatchableStore["notify"]>[1],
+          txn.prevKvs,
+        );
       },
-      { prevKv: true },
+      { prevKv: () => this.watchable.wantsPrevKv() },
     );
   }
 

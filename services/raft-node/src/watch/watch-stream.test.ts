@@ -185,6 +185,51 @@ describe("WatchStream: live events", () => {
     assert.deepEqual(without, [undefined, undefined, undefined]);
   });
 
+  it("asks the store for prev_kv only while a watcher wants it", () => {
+    const { stream, store } = setup();
+    assert.equal(store.wantsPrevKv(), false);
+    stream.create(request({ key: "a" }));
+    assert.equal(store.wantsPrevKv(), false);
+    stream.create(request({ key: "b", prevKv: true }));
+    assert.equal(store.wantsPrevKv(), true);
+    stream.cancel(1);
+    assert.equal(store.wantsPrevKv(), false);
+    stream.cancel(1);
+    assert.equal(store.wantsPrevKv(), false, "a second cancel counts nothing");
+  });
+
+  it("reads prev_kv from history for a watcher whose events were applied without it", async () => {
+    const log = new MemoryEventLog();
+    const store = new WatchableStore({ history: log, currentRevision: 0 });
+    // The store skipped prev_kv (as mvcc does when no watcher wanted it at apply time).
+    log.onApply = (revision, events) =>
+      store.notify(
+        revision,
+        events.map((e) => ({ type: e.type, kv: e.kv })),
+        false,
+      );
+    const stream = new WatchStream(store, { progressIntervalMs: 0 });
+    stream.create(request({ key: "a", prevKv: true }));
+    stream.create(request({ key: "a" }));
+    log.put("a", "1");
+    log.put("a", "2");
+    await syncAll(store);
+    const responses = drain(stream).filter((r) => r.events.length > 0);
+    const withPrev = responses.filter((r) => r.watchId === 0).flatMap((r) => r.events);
+    assert.deepEqual(
+      withPrev.map((e) => [e.kv.value.toString(), e.prevKv?.value.toString()]),
+      [
+        ["1", undefined],
+        ["2", "1"],
+      ],
+    );
+    const without = responses.filter((r) => r.watchId === 1).flatMap((r) => r.events);
+    assert.deepEqual(
+      without.map((e) => e.kv.value.toString()),
+      ["1", "2"],
+    );
+  });
+
   it("applies NOPUT and NODELETE, sending nothing for a revision that filters empty", () => {
     const { stream, log } = setup();
     stream.create(request({ key: "a", filters: [WatchFilter.NOPUT] }));

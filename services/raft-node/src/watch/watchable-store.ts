@@ -64,6 +64,7 @@ export class WatchableStore {
   private running = false;
   private timerHandle: unknown = null;
   private wakeRequested = false;
+  private prevKvWatchers = 0;
 
   constructor(options: WatchableStoreOptions) {
     this.history = options.history;
@@ -74,6 +75,11 @@ export class WatchableStore {
     this.timer = options.timer ?? defaultTimer;
     this.onSyncError =
       options.onSyncError ?? ((error) => process.emitWarning(`watch catch-up failed: ${String(error)}`));
+  }
+
+  /** Whether any watcher asks for prev_kv (the store reads overwritten values only then). */
+  wantsPrevKv(): boolean {
+    return this.prevKvWatchers > 0;
   }
 
   /** The latest revision every synced watcher has been given. */
@@ -104,6 +110,7 @@ export class WatchableStore {
     sink: WatcherSink,
   ): Watcher {
     const current = this.notifiedRevision;
+    if (options.prevKv) this.prevKvWatchers++;
     if (startRevision === 0 || startRevision > current) {
       const watcher = new Watcher(id, key, end, Math.max(current + 1, startRevision), options, sink);
       watcher.state = "synced";
@@ -117,6 +124,8 @@ export class WatchableStore {
   }
 
   cancel(watcher: Watcher): void {
+    if (watcher.state === "canceled") return;
+    if (watcher.options.prevKv) this.prevKvWatchers--;
     if (watcher.state === "synced") this.synced.delete(watcher);
     else if (watcher.state === "unsynced") this.unsynced.delete(watcher);
     watcher.state = "canceled";
@@ -127,7 +136,7 @@ export class WatchableStore {
    * durable, in revision order). Runs on the apply path: it matches events through the synced
    * group's indexes and queues responses, and never waits.
    */
-  notify(revision: number, events: readonly Event[]): void {
+  notify(revision: number, events: readonly Event[], prevKvsAttached = true): void {
     if (revision <= this.notifiedRevision) {
       throw new Error(`watch notify out of order: revision ${revision} after ${this.notifiedRevision}`);
     }
@@ -138,7 +147,10 @@ export class WatchableStore {
     let fellBehind = false;
     const deliver = (watcher: Watcher, matched: Event[]) => {
       const events = watcher.filter(watcher.options.prevKv ? matched : withoutPrevKv.strip(matched));
-      if (events.length > 0 && !watcher.sink.deliverEvents(watcher, events, revision)) {
+      // Events read without prev_kv (no prev_kv watcher when they were applied) cannot serve
+      // one: catch-up reads them again from history, prev_kv included.
+      const needsHistory = watcher.options.prevKv && !prevKvsAttached && events.length > 0;
+      if (needsHistory || (events.length > 0 && !watcher.sink.deliverEvents(watcher, events, revision))) {
         this.synced.delete(watcher);
         watcher.state = "unsynced";
         watcher.minRevision = revision;
@@ -265,6 +277,7 @@ export class WatchableStore {
       if (watcher.minRevision < compacted) {
         this.unsynced.delete(watcher);
         watcher.state = "canceled";
+        if (watcher.options.prevKv) this.prevKvWatchers--;
         watcher.sink.deliverCompacted(watcher, compacted);
         continue;
       }
