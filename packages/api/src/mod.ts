@@ -13,6 +13,16 @@ export * as peer from "./gen/internal/peer.js";
 export * as mvccpb from "./gen/mvccpb/kv.js";
 export * as v3electionpb from "./gen/v3electionpb/v3election.js";
 export * as v3lockpb from "./gen/v3lockpb/v3lock.js";
+export {
+  type CallKind,
+  type CallStatus,
+  deadlineFrom,
+  encodeGrpcMessage,
+  GrpcHttp2Server,
+  type GrpcHttp2ServerOptions,
+  type MethodHandler,
+  ServerCall,
+} from "./grpc/http2-server.js";
 export { type GrpcListener, listenGrpc, parseGrpcTarget } from "./grpc/listen.js";
 export {
   fromEtcdJson,

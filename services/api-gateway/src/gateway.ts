@@ -1,8 +1,7 @@
 // Assembles the gateway's parts: cluster tracking, the gRPC proxy with its coalescers, and
 // (when given an address) the JSON gateway. main.ts and tests start it the same way.
 
-import { type GrpcListener, listenGrpc } from "@etcd-ts/api";
-import grpc from "@grpc/grpc-js";
+import type { GrpcHttp2Server } from "@etcd-ts/api";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { DEFAULT_RANGE_CACHE_OPTIONS, RangeCache } from "./cache/range-cache.js";
@@ -42,8 +41,7 @@ export class Gateway {
     /** Undefined when the serializable Range cache is off. */
     readonly rangeCache: RangeCacheFeed | undefined,
     private readonly openStreams: OpenStreams,
-    private readonly server: grpc.Server,
-    private readonly listener: GrpcListener,
+    private readonly server: GrpcHttp2Server,
     private readonly json: FastifyInstance | undefined,
     readonly grpcPort: number,
     readonly jsonPort: number | undefined,
@@ -80,8 +78,7 @@ export class Gateway {
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
     const server = createGrpcServer({ unary, streams, watches, keepAlives, metrics, logger, openStreams });
-    const listener = await listenGrpc(server, options.listenAddr, grpc.ServerCredentials.createInsecure());
-    const grpcPort = listener.port;
+    const grpcPort = await server.listen(options.listenAddr);
     let json: FastifyInstance | undefined;
     let jsonPort: number | undefined;
     if (options.jsonListenAddr !== undefined) {
@@ -104,7 +101,6 @@ export class Gateway {
       rangeCache,
       openStreams,
       server,
-      listener,
       json,
       grpcPort,
       jsonPort,
@@ -120,20 +116,7 @@ export class Gateway {
     this.rangeCache?.close();
     this.watches.close();
     this.keepAlives.close();
-    this.listener.close();
-    await Promise.all([
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.server.forceShutdown();
-          resolve();
-        }, graceMs);
-        this.server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
-      this.json?.close(),
-    ]);
+    await Promise.all([this.server.close(graceMs), this.json?.close()]);
     this.tracker.close();
   }
 }

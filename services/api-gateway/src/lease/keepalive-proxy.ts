@@ -1,6 +1,7 @@
 // Binds the KeepAliveHub to grpc-js: client LeaseKeepAlive streams in, one upstream stream
 // to the leader out.
 
+import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { passThrough } from "../cluster/upstream-client.js";
@@ -102,7 +103,7 @@ const HALF_CLOSE_GRACE_MS = 5_000;
 
 export function handleKeepAliveCall(
   hub: KeepAliveHub,
-  call: grpc.ServerDuplexStream<Buffer, Buffer>,
+  call: ServerCall,
   metrics: GatewayMetrics,
   streams: OpenStreams,
 ): void {
@@ -114,7 +115,7 @@ export function handleKeepAliveCall(
     {
       send(response) {
         if (done) return;
-        call.write(response);
+        call.sendMessage(response);
         outstanding = Math.max(0, outstanding - 1);
         if (halfClosed && outstanding === 0) finish();
       },
@@ -126,11 +127,10 @@ export function handleKeepAliveCall(
     done = true;
     forget();
     session.close();
-    if (error !== undefined) call.emit("error", { ...error, metadata: new grpc.Metadata() });
-    else call.end();
+    call.finish(error ?? { code: grpc.status.OK });
   };
   const forget = streams.add(finish);
-  call.on("data", (raw: Buffer) => {
+  call.on("message", (raw: Buffer) => {
     try {
       outstanding++;
       session.request(raw);
@@ -143,11 +143,10 @@ export function handleKeepAliveCall(
   });
   // etcd ends a keep-alive stream when the client half-closes it, after answering what
   // it already received.
-  call.on("end", () => {
+  call.on("halfClose", () => {
     halfClosed = true;
     if (outstanding === 0) finish();
     else setTimeout(() => finish(), HALF_CLOSE_GRACE_MS).unref();
   });
   call.on("cancelled", () => finish());
-  call.on("error", () => finish());
 }

@@ -1,9 +1,10 @@
-// The gRPC front door: every etcd method registered with pass-through codecs, so request
-// and response bodies stay bytes from the client's socket to the member's and back.
+// The gRPC front door: every etcd method on a node:http2 server that hands handlers the
+// request bytes, so request and response bodies stay bytes from the client's socket to the
+// member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
+import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { passThrough } from "../cluster/upstream-client.js";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
 import { handleKeepAliveCall } from "../lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
@@ -24,72 +25,51 @@ export interface GrpcParts {
   openStreams: OpenStreams;
 }
 
-export function createGrpcServer(parts: GrpcParts): grpc.Server {
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": -1,
-    "grpc.max_send_message_length": -1,
-    // etcd clients ping every 10-30 s without calls (clientv3 keepalive); allow it.
-    "grpc.keepalive_permit_without_calls": 1,
-    "grpc.http2.min_ping_interval_without_data_ms": 5_000,
-    // Channelz bookkeeping runs on every call; nothing here reads it.
-    "grpc.enable_channelz": 0,
-  });
+export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
+  const server = new GrpcHttp2Server();
   for (const route of METHOD_ROUTES) register(server, route, parts);
   return server;
 }
 
-function register(server: grpc.Server, route: MethodRoute, parts: GrpcParts): void {
-  const name = route.path;
+function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts): void {
   switch (route.route) {
     case "watch":
-      server.register(
-        name,
-        (call: grpc.ServerDuplexStream<Buffer, Buffer>) =>
-          handleWatchCall(parts.watches, call, parts.logger, parts.openStreams),
-        passThrough,
-        passThrough,
-        "bidi",
-      );
+      server.register(route.path, {
+        kind: "bidi",
+        handle: (call) => handleWatchCall(parts.watches, call, parts.logger, parts.openStreams),
+      });
       return;
     case "keepalive":
-      server.register(
-        name,
-        (call: grpc.ServerDuplexStream<Buffer, Buffer>) =>
-          handleKeepAliveCall(parts.keepAlives, call, parts.metrics, parts.openStreams),
-        passThrough,
-        passThrough,
-        "bidi",
-      );
+      server.register(route.path, {
+        kind: "bidi",
+        handle: (call) => handleKeepAliveCall(parts.keepAlives, call, parts.metrics, parts.openStreams),
+      });
       return;
   }
   if (route.shape === "server-stream") {
-    server.register(
-      name,
-      (call: grpc.ServerWritableStream<Buffer, Buffer>) => void parts.streams.relay(route, call),
-      passThrough,
-      passThrough,
-      "serverStream",
-    );
+    server.register(route.path, {
+      kind: "server-stream",
+      handle: (call) => void parts.streams.relay(route, call),
+    });
     return;
   }
-  server.register(
-    name,
-    (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      const cancellation = new CallCancellation();
-      call.once("cancelled", () => cancellation.cancel());
-      parts.unary.forward(route, call.request, call.metadata, call.getDeadline(), cancellation).then(
-        (outcome) => {
-          if (outcome.error !== undefined) callback(outcome.error);
-          else callback(null, outcome.response, outcome.trailers);
-        },
-        (err: unknown) => {
-          parts.logger.error({ err, method: name }, "forwarding failed");
-          callback({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
-        },
-      );
+  server.register(route.path, { kind: "unary", handle: (call) => forwardUnary(route, call, parts) });
+}
+
+function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
+  const cancellation = new CallCancellation();
+  call.once("cancelled", () => cancellation.cancel());
+  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation).then(
+    (outcome) => {
+      if (outcome.error !== undefined) call.finish(outcome.error);
+      else {
+        call.sendMessage(outcome.response!);
+        call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
+      }
     },
-    passThrough,
-    passThrough,
-    "unary",
+    (err: unknown) => {
+      parts.logger.error({ err, method: route.path }, "forwarding failed");
+      call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
+    },
   );
 }

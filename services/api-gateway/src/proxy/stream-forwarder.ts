@@ -2,6 +2,7 @@
 // message with backpressure. Retried on another member only before the first message:
 // after that the client has seen part of one member's answer.
 
+import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { passThrough } from "../cluster/upstream-client.js";
@@ -22,7 +23,7 @@ export class StreamForwarder {
     private readonly maxAttempts: number,
   ) {}
 
-  async relay(route: MethodRoute, call: grpc.ServerWritableStream<Buffer, Buffer>): Promise<void> {
+  async relay(route: MethodRoute, call: ServerCall): Promise<void> {
     const method = splitMethodPath(route.path)[1];
     const request = call.request;
     const { target, idempotent } = targetFor(route, request, call.metadata);
@@ -76,14 +77,13 @@ export class StreamForwarder {
   }
 
   private finish(
-    call: grpc.ServerWritableStream<Buffer, Buffer>,
+    call: ServerCall,
     status: grpc.StatusObject & { sentData: boolean },
     method: string,
     member: string,
   ): void {
     this.metrics.answered(method, member, status.code, undefined);
-    if (status.code === grpc.status.OK) call.end(status.metadata);
-    else call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
+    call.finish({ code: status.code, details: status.details, metadata: status.metadata });
   }
 
   private pipeOnce(
@@ -92,7 +92,7 @@ export class StreamForwarder {
     request: Buffer,
     metadata: grpc.Metadata,
     deadline: grpc.Deadline,
-    call: grpc.ServerWritableStream<Buffer, Buffer>,
+    call: ServerCall,
   ): Promise<grpc.StatusObject & { sentData: boolean }> {
     return new Promise((resolve) => {
       const options: grpc.CallOptions = deadline === Number.POSITIVE_INFINITY ? {} : { deadline };
@@ -109,7 +109,7 @@ export class StreamForwarder {
       call.once("cancelled", onCancel);
       upstream.on("data", (chunk: Buffer) => {
         sentData = true;
-        if (!call.write(chunk)) {
+        if (!call.sendMessage(chunk)) {
           upstream.pause();
           call.once("drain", () => upstream.resume());
         }

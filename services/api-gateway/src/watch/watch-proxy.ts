@@ -1,5 +1,6 @@
 // Binds the WatchHub to grpc-js: client Watch streams in, upstream Watch streams out.
 
+import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { passThrough } from "../cluster/upstream-client.js";
@@ -11,8 +12,8 @@ import { type AuthMetadata, type ClientSink, type UpstreamTransport, WatchHub } 
 
 const WATCH_PATH = "/etcdserverpb.Watch/Watch";
 
-/** Responses a client may leave unread before the gateway gives up on it. */
-const MAX_BUFFERED_RESPONSES = 10_000;
+/** Response bytes a client may leave unread before the gateway gives up on it. */
+const MAX_BUFFERED_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 // The member does not serve the caller: moving the watch elsewhere would fail the same way.
 const FINAL_CODES = new Set([
@@ -114,26 +115,21 @@ export function openWatchSession(hub: WatchHub, sink: ClientSink, auth: AuthMeta
   };
 }
 
-export function handleWatchCall(
-  hub: WatchHub,
-  call: grpc.ServerDuplexStream<Buffer, Buffer>,
-  logger: Logger,
-  streams: OpenStreams,
-): void {
+export function handleWatchCall(hub: WatchHub, call: ServerCall, logger: Logger, streams: OpenStreams): void {
   let done = false;
   const session = openWatchSession(
     hub,
     {
       send(response) {
         if (done) return;
-        if (call.writableLength > MAX_BUFFERED_RESPONSES) {
+        if (call.writableLength > MAX_BUFFERED_RESPONSE_BYTES) {
           finish({
             code: grpc.status.RESOURCE_EXHAUSTED,
             details: "etcd-ts gateway: watch client is not reading its responses",
           });
           return;
         }
-        call.write(response);
+        call.sendMessage(response);
       },
     },
     authOf(call.metadata),
@@ -143,11 +139,10 @@ export function handleWatchCall(
     done = true;
     forget();
     session.close();
-    if (error !== undefined) call.emit("error", { ...error, metadata: new grpc.Metadata() });
-    else call.end();
+    call.finish(error ?? { code: grpc.status.OK });
   };
   const forget = streams.add(finish);
-  call.on("data", (raw: Buffer) => {
+  call.on("message", (raw: Buffer) => {
     try {
       session.request(raw);
     } catch (err) {
@@ -156,7 +151,5 @@ export function handleWatchCall(
     }
   });
   // Like etcd, a client that half-closes keeps its watches: only cancellation ends them.
-  call.on("end", () => {});
   call.on("cancelled", () => finish());
-  call.on("error", () => finish());
 }

@@ -1,0 +1,389 @@
+// A gRPC server on node:http2 for handlers that deal in message bytes (the gateway).
+//
+// grpc-js's server runs every call through interceptors, a stream decoder, a compression
+// filter and per-call metadata objects: about a quarter of a trivial call's CPU here
+// (a bare Range responder: ~10,000 calls/s on grpc-js, ~13,300 on this, one core each), and
+// it hands every response message to HTTP/2 as a write of its own. A watch answering 100
+// watchers on one stream made 100 HTTP/2 writes per event; ServerCall coalesces the
+// messages a call sends in one turn of the event loop into one write, which the profile of
+// a 10,000-watcher fan-out showed to be most of the gateway's time.
+//
+// The protocol subset is what etcd's clients use (gRPC over HTTP/2, spec
+// PROTOCOL-HTTP2.md): identity encoding only, grpc-timeout, metadata, trailers-only errors.
+
+import { EventEmitter } from "node:events";
+import http2 from "node:http2";
+import grpc from "@grpc/grpc-js";
+import { parseGrpcTarget } from "./listen.js";
+
+const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH } = http2.constants;
+
+export type CallKind = "unary" | "server-stream" | "bidi";
+
+/**
+ * unary / server-stream: `handle` runs once the single request message and the client's
+ * half-close have arrived (`call.request`). bidi: `handle` runs at once; messages arrive as
+ * 'message' events, the half-close as 'halfClose'.
+ */
+export interface MethodHandler {
+  kind: CallKind;
+  handle(call: ServerCall): void;
+}
+
+export interface CallStatus {
+  code: number;
+  details?: string;
+  metadata?: grpc.Metadata;
+}
+
+const RESERVED_HEADERS = new Set([
+  "content-type",
+  "te",
+  "grpc-timeout",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "user-agent",
+]);
+
+/**
+ * One call. Events: 'message' (Buffer), 'halfClose', 'cancelled' (the client went away or
+ * the deadline passed before finish), 'drain' (sendMessage returned false earlier).
+ */
+export class ServerCall extends EventEmitter {
+  /** The request message of a unary or server-streaming call. */
+  request: Buffer = EMPTY;
+  /** Milliseconds since the epoch; undefined when the client set no deadline. */
+  readonly deadline: number | undefined;
+  private metadataCache: grpc.Metadata | undefined;
+  private pending: Buffer[] = [];
+  private flushScheduled = false;
+  private headersSent = false;
+  private finished = false;
+  private isCancelled = false;
+  private needDrain = false;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private trailers: http2.OutgoingHttpHeaders | undefined;
+
+  constructor(
+    readonly path: string,
+    private readonly stream: http2.ServerHttp2Stream,
+    private readonly headers: http2.IncomingHttpHeaders,
+  ) {
+    super();
+    this.deadline = deadlineFrom(headers["grpc-timeout"]);
+    stream.on("close", () => this.onClose());
+    stream.on("error", () => {});
+    stream.on("drain", () => {
+      if (!this.needDrain) return;
+      this.needDrain = false;
+      this.emit("drain");
+    });
+    stream.on("wantTrailers", () => stream.sendTrailers(this.trailers ?? { "grpc-status": "0" }));
+    if (this.deadline !== undefined) {
+      this.deadlineTimer = setTimeout(
+        () => {
+          if (this.finished) return;
+          this.finish({ code: grpc.status.DEADLINE_EXCEEDED, details: "Deadline exceeded" });
+          this.markCancelled();
+        },
+        Math.max(0, this.deadline - Date.now()),
+      );
+    }
+  }
+
+  /** The client's metadata (custom headers), built on first use. */
+  get metadata(): grpc.Metadata {
+    if (this.metadataCache === undefined) {
+      const md = new grpc.Metadata();
+      for (const key in this.headers) {
+        if (key.startsWith(":") || RESERVED_HEADERS.has(key)) continue;
+        const value = this.headers[key];
+        if (value === undefined) continue;
+        for (const v of Array.isArray(value) ? value : [value]) {
+          if (key.endsWith("-bin")) md.add(key, Buffer.from(v, "base64"));
+          else md.add(key, v);
+        }
+      }
+      this.metadataCache = md;
+    }
+    return this.metadataCache;
+  }
+
+  /** grpc-js's getDeadline(): Infinity when none. */
+  getDeadline(): number {
+    return this.deadline ?? Number.POSITIVE_INFINITY;
+  }
+
+  get cancelled(): boolean {
+    return this.isCancelled;
+  }
+
+  /** Bytes written to the HTTP/2 stream and not yet sent, plus messages not yet written. */
+  get writableLength(): number {
+    let queued = this.stream.writableLength;
+    for (const p of this.pending) queued += p.length;
+    return queued;
+  }
+
+  /**
+   * Queues a message; the messages of one turn go out as one HTTP/2 write. false: the
+   * stream's buffer is full, wait for 'drain'.
+   */
+  sendMessage(message: Uint8Array): boolean {
+    if (this.finished) return false;
+    this.pending.push(frame(message));
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+    return !this.needDrain;
+  }
+
+  /** Ends the call with a status (OK with optional trailing metadata, or an error). */
+  finish(status: CallStatus): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    if (this.stream.destroyed || this.stream.closed) return;
+    const trailers = trailersFor(status);
+    this.flush();
+    if (!this.headersSent) {
+      // Trailers-only: no message was sent, status goes in the one HEADERS frame.
+      this.headersSent = true;
+      this.stream.respond(
+        { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc", ...trailers },
+        { endStream: true },
+      );
+      return;
+    }
+    this.trailers = trailers;
+    this.stream.end();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0 || this.stream.destroyed || this.stream.closed) {
+      this.pending = [];
+      return;
+    }
+    this.sendHeaders();
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    this.pending = [];
+    if (!this.stream.write(data)) this.needDrain = true;
+  }
+
+  private sendHeaders(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.stream.respond(
+      { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc" },
+      { waitForTrailers: true },
+    );
+  }
+
+  private onClose(): void {
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    if (!this.finished) {
+      this.finished = true;
+      this.markCancelled();
+    }
+  }
+
+  private markCancelled(): void {
+    if (this.isCancelled) return;
+    this.isCancelled = true;
+    this.emit("cancelled");
+  }
+
+  /** @internal Incoming bytes, split into messages (the 5-byte gRPC prefix). */
+  receive(chunk: Buffer): void {
+    this.inbox = this.inbox.length === 0 ? chunk : Buffer.concat([this.inbox, chunk]);
+    while (this.inbox.length >= 5) {
+      const length = this.inbox.readUInt32BE(1);
+      if (this.inbox.length < 5 + length) return;
+      if (this.inbox[0] !== 0) {
+        this.finish({
+          code: grpc.status.UNIMPLEMENTED,
+          details: "etcd-ts: compressed gRPC messages are not supported",
+        });
+        this.inbox = EMPTY;
+        return;
+      }
+      const message = this.inbox.subarray(5, 5 + length);
+      this.inbox = this.inbox.subarray(5 + length);
+      this.emit("message", message);
+    }
+  }
+
+  private inbox: Buffer = EMPTY;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function frame(message: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
+}
+
+function trailersFor(status: CallStatus): http2.OutgoingHttpHeaders {
+  const trailers: http2.OutgoingHttpHeaders = status.metadata?.toHttp2Headers() ?? {};
+  trailers["grpc-status"] = String(status.code);
+  if (status.details) trailers["grpc-message"] = encodeGrpcMessage(status.details);
+  return trailers;
+}
+
+/** grpc-message is percent-encoded outside printable ASCII (and '%' itself). */
+export function encodeGrpcMessage(details: string): string {
+  let plain = true;
+  for (let i = 0; i < details.length; i++) {
+    const c = details.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return details;
+  let out = "";
+  for (const byte of Buffer.from(details, "utf8")) {
+    out +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+        : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** The absolute deadline a grpc-timeout header ("100m", "5S") sets, from now. */
+export function deadlineFrom(header: string | string[] | undefined): number | undefined {
+  if (typeof header !== "string") return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(header);
+  if (match === null) return undefined;
+  return Date.now() + Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!;
+}
+
+export interface GrpcHttp2ServerOptions {
+  /** Flow-control window per stream and per session, for large answers. */
+  windowBytes?: number;
+}
+
+export class GrpcHttp2Server {
+  private readonly handlers = new Map<string, MethodHandler>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly server: http2.Http2Server;
+  private readonly windowBytes: number;
+
+  constructor(options: GrpcHttp2ServerOptions = {}) {
+    this.windowBytes = options.windowBytes ?? 8 * 1024 * 1024;
+    this.server = http2.createServer({
+      // Go (so etcd) turns Nagle off; see listen.ts.
+      noDelay: true,
+      // Node's default (10 MiB) answers a busy session with ENHANCE_YOUR_CALM; grpc-js lifts it too.
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
+      settings: { initialWindowSize: this.windowBytes, maxConcurrentStreams: 2 ** 32 - 1 },
+    } as http2.ServerOptions);
+    this.server.on("session", (session) => {
+      this.sessions.add(session);
+      session.on("error", () => {});
+      session.once("close", () => this.sessions.delete(session));
+      session.once("connect", () => session.setLocalWindowSize(this.windowBytes));
+    });
+    this.server.on("stream", (stream, headers) => this.dispatch(stream, headers));
+  }
+
+  register(path: string, handler: MethodHandler): void {
+    this.handlers.set(path, handler);
+  }
+
+  /** Listens on host:port; returns the bound port. */
+  listen(target: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(parseGrpcTarget(target), () => {
+        this.server.off("error", reject);
+        const address = this.server.address();
+        resolve(typeof address === "object" && address !== null ? address.port : 0);
+      });
+    });
+  }
+
+  /**
+   * Stops accepting connections and asks every session to finish (GOAWAY): calls in flight
+   * complete. Sessions still open after `graceMs` are destroyed.
+   */
+  close(graceMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close();
+      if (this.sessions.size === 0) {
+        resolve();
+        return;
+      }
+      const timer = setTimeout(() => {
+        for (const s of this.sessions) s.destroy();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      let open = this.sessions.size;
+      for (const s of this.sessions) {
+        s.close(() => {
+          if (--open === 0) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      }
+    });
+  }
+
+  private dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const contentType = headers[HTTP2_HEADER_CONTENT_TYPE];
+    if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) {
+      stream.respond({ [HTTP2_HEADER_STATUS]: 415 }, { endStream: true });
+      return;
+    }
+    const path = String(headers[HTTP2_HEADER_PATH] ?? "");
+    const call = new ServerCall(path, stream, headers);
+    stream.on("data", (chunk: Buffer) => call.receive(chunk));
+    const handler = this.handlers.get(path);
+    if (handler === undefined) {
+      call.finish({
+        code: grpc.status.UNIMPLEMENTED,
+        details: `The server does not implement the method ${path}`,
+      });
+      return;
+    }
+    const encoding = headers["grpc-encoding"];
+    if (encoding !== undefined && encoding !== "identity") {
+      call.finish({
+        code: grpc.status.UNIMPLEMENTED,
+        details: `etcd-ts: grpc-encoding ${String(encoding)} is not supported`,
+      });
+      return;
+    }
+    if (handler.kind === "bidi") {
+      stream.on("end", () => call.emit("halfClose"));
+      handler.handle(call);
+      return;
+    }
+    let messages = 0;
+    call.on("message", (message: Buffer) => {
+      messages++;
+      call.request = message;
+    });
+    stream.on("end", () => {
+      if (call.cancelled) return;
+      if (messages !== 1) {
+        call.finish({
+          code: grpc.status.INTERNAL,
+          details: `etcd-ts: expected one request message, got ${messages}`,
+        });
+        return;
+      }
+      handler.handle(call);
+    });
+  }
+}
