@@ -1,0 +1,150 @@
+// GrpcHttp2Server against grpc-js's client: what an etcd client sees must be plain gRPC.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import grpc from "@grpc/grpc-js";
+import { deadlineFrom, encodeGrpcMessage, GrpcHttp2Server } from "./http2-server.js";
+
+const pass = (b: Buffer) => b;
+
+describe("GrpcHttp2Server", () => {
+  let server: GrpcHttp2Server;
+  let client: grpc.Client;
+
+  before(async () => {
+    server = new GrpcHttp2Server();
+    server.register("/t.T/Echo", {
+      kind: "unary",
+      handle: (call) => {
+        call.sendMessage(Buffer.concat([Buffer.from("echo:"), call.request]));
+        const md = new grpc.Metadata();
+        md.set("seen-token", String(call.metadata.get("token")[0] ?? ""));
+        call.finish({ code: grpc.status.OK, metadata: md });
+      },
+    });
+    server.register("/t.T/Fail", {
+      kind: "unary",
+      handle: (call) =>
+        call.finish({ code: grpc.status.FAILED_PRECONDITION, details: "etcdserver: 100% bad ünïcode" }),
+    });
+    server.register("/t.T/Many", {
+      kind: "server-stream",
+      handle: (call) => {
+        // All sent in one turn: they leave as one HTTP/2 write and must still arrive as
+        // separate messages, in order.
+        const n = call.request.readUInt32BE(0);
+        for (let i = 0; i < n; i++) call.sendMessage(Buffer.from(`m${i}`));
+        call.finish({ code: grpc.status.OK });
+      },
+    });
+    server.register("/t.T/Chat", {
+      kind: "bidi",
+      handle: (call) => {
+        call.on("message", (m: Buffer) => call.sendMessage(Buffer.concat([m, m])));
+        call.on("halfClose", () => call.finish({ code: grpc.status.OK }));
+      },
+    });
+    server.register("/t.T/Never", { kind: "unary", handle: () => {} });
+    const port = await server.listen("127.0.0.1:0");
+    client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+
+  after(async () => {
+    client.close();
+    await server.close(1_000);
+  });
+
+  const unary = (path: string, request: Buffer, md = new grpc.Metadata(), options: grpc.CallOptions = {}) =>
+    new Promise<{ err: grpc.ServiceError | null; res?: Buffer; trailers?: grpc.Metadata }>((resolve) => {
+      let trailers: grpc.Metadata | undefined;
+      const call = client.makeUnaryRequest(path, pass, pass, request, md, options, (err, res) =>
+        setImmediate(() => resolve({ err, res, trailers })),
+      );
+      call.on("status", (s: grpc.StatusObject) => {
+        trailers = s.metadata;
+      });
+    });
+
+  it("answers a unary call with the handler's bytes and trailing metadata, seeing the caller's", async () => {
+    const md = new grpc.Metadata();
+    md.set("token", "abc");
+    const { err, res, trailers } = await unary("/t.T/Echo", Buffer.from("hi"), md);
+    assert.equal(err, null);
+    assert.equal(res?.toString(), "echo:hi");
+    assert.deepEqual(trailers?.get("seen-token"), ["abc"]);
+  });
+
+  it("carries a large request split over many DATA frames", async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024, 7);
+    const { err, res } = await unary("/t.T/Echo", big);
+    assert.equal(err, null);
+    assert.equal(res?.length, big.length + 5);
+  });
+
+  it("reports an error status with its details intact (percent-encoded on the wire)", async () => {
+    const { err } = await unary("/t.T/Fail", Buffer.alloc(0));
+    assert.equal(err?.code, grpc.status.FAILED_PRECONDITION);
+    assert.equal(err?.details, "etcdserver: 100% bad ünïcode");
+  });
+
+  it("answers an unknown method UNIMPLEMENTED", async () => {
+    const { err } = await unary("/t.T/Nope", Buffer.alloc(0));
+    assert.equal(err?.code, grpc.status.UNIMPLEMENTED);
+  });
+
+  it("ends a call whose deadline passes with DEADLINE_EXCEEDED", async () => {
+    const { err } = await unary("/t.T/Never", Buffer.alloc(0), new grpc.Metadata(), {
+      deadline: Date.now() + 200,
+    });
+    assert.equal(err?.code, grpc.status.DEADLINE_EXCEEDED);
+  });
+
+  it("delivers messages sent in one turn separately and in order", async () => {
+    const n = Buffer.alloc(4);
+    n.writeUInt32BE(2_000);
+    const got = await new Promise<string[]>((resolve, reject) => {
+      const out: string[] = [];
+      const call = client.makeServerStreamRequest("/t.T/Many", pass, pass, n);
+      call.on("data", (m: Buffer) => out.push(m.toString()));
+      call.on("error", reject);
+      call.on("status", (s: grpc.StatusObject) => (s.code === 0 ? resolve(out) : reject(s)));
+    });
+    assert.equal(got.length, 2_000);
+    assert.deepEqual(got.slice(0, 3), ["m0", "m1", "m2"]);
+    assert.equal(got[1_999], "m1999");
+  });
+
+  it("streams both ways and ends when the client half-closes", async () => {
+    const got = await new Promise<string[]>((resolve, reject) => {
+      const out: string[] = [];
+      const call = client.makeBidiStreamRequest("/t.T/Chat", pass, pass);
+      call.on("data", (m: Buffer) => out.push(m.toString()));
+      call.on("error", reject);
+      call.on("status", (s: grpc.StatusObject) => (s.code === 0 ? resolve(out) : reject(s)));
+      call.write(Buffer.from("a"));
+      call.write(Buffer.from("b"));
+      call.end();
+    });
+    assert.deepEqual(got, ["aa", "bb"]);
+  });
+});
+
+describe("gRPC header values", () => {
+  it("grpc-timeout: every unit, and junk ignored", () => {
+    const now = Date.now();
+    const near = (value: number | undefined, expected: number) =>
+      assert.ok(value !== undefined && Math.abs(value - expected) < 50, `${value} vs ${expected}`);
+    near(deadlineFrom("2S"), now + 2_000);
+    near(deadlineFrom("150m"), now + 150);
+    near(deadlineFrom("1M"), now + 60_000);
+    near(deadlineFrom("1H"), now + 3_600_000);
+    near(deadlineFrom("5000000u"), now + 5_000);
+    assert.equal(deadlineFrom("10x"), undefined);
+    assert.equal(deadlineFrom("123456789S"), undefined);
+    assert.equal(deadlineFrom(undefined), undefined);
+  });
+
+  it("grpc-message: printable ASCII as is, the rest (and %) percent-encoded as UTF-8", () => {
+    assert.equal(encodeGrpcMessage("etcdserver: key is not provided"), "etcdserver: key is not provided");
+    assert.equal(encodeGrpcMessage("50% é\n"), "50%25 %C3%A9%0A");
+  });
+});
