@@ -128,6 +128,34 @@ describe("GrpcHttp2Server", () => {
   });
 });
 
+describe("GrpcHttp2Server limits", () => {
+  it("refuses a request message over maxReceiveBytes with RESOURCE_EXHAUSTED", async () => {
+    const server = new GrpcHttp2Server({ maxReceiveBytes: 1024 });
+    server.register("/t.T/Echo", {
+      kind: "unary",
+      handle: (call) => {
+        call.sendMessage(call.request);
+        call.finish({ code: grpc.status.OK });
+      },
+    });
+    const port = await server.listen("127.0.0.1:0");
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const call = (size: number) =>
+      new Promise<grpc.ServiceError | null>((resolve) =>
+        client.makeUnaryRequest("/t.T/Echo", pass, pass, Buffer.alloc(size), (err) => resolve(err)),
+      );
+    try {
+      assert.equal(await call(1024), null);
+      const err = await call(1025);
+      assert.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(err?.details ?? "", /larger than max \(1025 vs\. 1024\)/);
+    } finally {
+      client.close();
+      await server.close(1_000);
+    }
+  });
+});
+
 describe("gRPC header values", () => {
   it("grpc-timeout: every unit, and junk ignored", () => {
     const now = Date.now();

@@ -47,7 +47,8 @@ const RESERVED_HEADERS = new Set([
 
 /**
  * One call. Events: 'message' (Buffer), 'halfClose', 'cancelled' (the client went away or
- * the deadline passed before finish), 'drain' (sendMessage returned false earlier).
+ * the deadline passed before finish), 'drain' (sendMessage returned false earlier), 'close'
+ * (the HTTP/2 stream is gone, finished or not).
  */
 export class ServerCall extends EventEmitter {
   /** The request message of a unary or server-streaming call. */
@@ -68,6 +69,7 @@ export class ServerCall extends EventEmitter {
     readonly path: string,
     private readonly stream: http2.ServerHttp2Stream,
     private readonly headers: http2.IncomingHttpHeaders,
+    private readonly maxReceiveBytes = Number.POSITIVE_INFINITY,
   ) {
     super();
     this.deadline = deadlineFrom(headers["grpc-timeout"]);
@@ -187,6 +189,7 @@ export class ServerCall extends EventEmitter {
       this.finished = true;
       this.markCancelled();
     }
+    this.emit("close");
   }
 
   private markCancelled(): void {
@@ -197,9 +200,18 @@ export class ServerCall extends EventEmitter {
 
   /** @internal Incoming bytes, split into messages (the 5-byte gRPC prefix). */
   receive(chunk: Buffer): void {
+    if (this.finished) return;
     this.inbox = this.inbox.length === 0 ? chunk : Buffer.concat([this.inbox, chunk]);
     while (this.inbox.length >= 5) {
       const length = this.inbox.readUInt32BE(1);
+      if (length > this.maxReceiveBytes) {
+        this.finish({
+          code: grpc.status.RESOURCE_EXHAUSTED,
+          details: `Received message larger than max (${length} vs. ${this.maxReceiveBytes})`,
+        });
+        this.inbox = EMPTY;
+        return;
+      }
       if (this.inbox.length < 5 + length) return;
       if (this.inbox[0] !== 0) {
         this.finish({
@@ -269,30 +281,52 @@ export function deadlineFrom(header: string | string[] | undefined): number | un
 export interface GrpcHttp2ServerOptions {
   /** Flow-control window per stream and per session, for large answers. */
   windowBytes?: number;
+  /** Larger request messages are refused with RESOURCE_EXHAUSTED. Default: no limit. */
+  maxReceiveBytes?: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS. Default: no limit. */
+  maxConcurrentStreams?: number;
+  /** Serve TLS (ALPN h2) with this certificate and key. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export class GrpcHttp2Server {
   private readonly handlers = new Map<string, MethodHandler>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly server: http2.Http2Server;
+  private readonly server: http2.Http2Server | http2.Http2SecureServer;
   private readonly windowBytes: number;
+  private readonly maxReceiveBytes: number;
 
   constructor(options: GrpcHttp2ServerOptions = {}) {
     this.windowBytes = options.windowBytes ?? 8 * 1024 * 1024;
-    this.server = http2.createServer({
+    this.maxReceiveBytes = options.maxReceiveBytes ?? Number.POSITIVE_INFINITY;
+    const common = {
       // Go (so etcd) turns Nagle off; see listen.ts.
       noDelay: true,
       // Node's default (10 MiB) answers a busy session with ENHANCE_YOUR_CALM; grpc-js lifts it too.
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      settings: { initialWindowSize: this.windowBytes, maxConcurrentStreams: 2 ** 32 - 1 },
-    } as http2.ServerOptions);
-    this.server.on("session", (session) => {
+      settings: {
+        initialWindowSize: this.windowBytes,
+        maxConcurrentStreams: options.maxConcurrentStreams ?? 2 ** 32 - 1,
+      },
+    };
+    this.server =
+      options.tls === undefined
+        ? http2.createServer(common as http2.ServerOptions)
+        : http2.createSecureServer({
+            ...common,
+            cert: options.tls.cert,
+            key: options.tls.key,
+            allowHTTP1: false,
+          });
+    this.server.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       session.on("error", () => {});
       session.once("close", () => this.sessions.delete(session));
       session.once("connect", () => session.setLocalWindowSize(this.windowBytes));
     });
-    this.server.on("stream", (stream, headers) => this.dispatch(stream, headers));
+    this.server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) =>
+      this.dispatch(stream, headers),
+    );
   }
 
   register(path: string, handler: MethodHandler): void {
@@ -346,7 +380,7 @@ export class GrpcHttp2Server {
       return;
     }
     const path = String(headers[HTTP2_HEADER_PATH] ?? "");
-    const call = new ServerCall(path, stream, headers);
+    const call = new ServerCall(path, stream, headers, this.maxReceiveBytes);
     stream.on("data", (chunk: Buffer) => call.receive(chunk));
     const handler = this.handlers.get(path);
     if (handler === undefined) {

@@ -1,13 +1,15 @@
-// The client-facing gRPC server: every etcd v3 service on each --listen-client-urls address.
+// The client-facing gRPC server: every etcd v3 service on each --listen-client-urls address,
+// on @etcd-ts/api's GrpcHttp2Server (node:http2; see grpc-adapter.ts for why not grpc-js's).
 
-import { etcdserverpb, type GrpcListener, listenGrpc, v3electionpb, v3lockpb } from "@etcd-ts/api";
-import { Server } from "@grpc/grpc-js";
+import { etcdserverpb, GrpcHttp2Server, v3electionpb, v3lockpb } from "@etcd-ts/api";
+import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Member } from "../server/member.js";
-import { type KeyPair, serverCredentialsFor } from "../transport/auto-tls.js";
+import type { KeyPair } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
 import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
 import { electionService } from "./election-service.js";
+import { serveService } from "./grpc-adapter.js";
 import { kvService } from "./kv-service.js";
 import { LeaderClients } from "./leader-clients.js";
 import { leaseService } from "./lease-service.js";
@@ -20,33 +22,29 @@ import { WatchServiceWithEncodedResponses, watchService } from "./watch-service.
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
 export class ClientServer {
-  readonly server: Server;
   private readonly leader: LeaderClients;
-  private readonly listeners: GrpcListener[] = [];
+  private readonly services: [ServiceDefinition, UntypedServiceImplementation][];
+  private readonly servers: GrpcHttp2Server[] = [];
 
-  constructor(member: Member) {
-    this.server = new Server({
-      "grpc.max_receive_message_length": member.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-      // channelz keeps per-call statistics nobody reads here; it costs CPU on every call.
-      "grpc.enable_channelz": 0,
-      "grpc.max_send_message_length": 2 ** 31 - 1,
-      "grpc.max_concurrent_streams": Math.min(member.config.maxConcurrentStreams, 2 ** 31 - 1),
-    });
+  constructor(private readonly member: Member) {
     this.leader = new LeaderClients(() => member.leaderClientUrls());
-    this.server.addService(
-      keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
-      kvService(member),
-    );
-    this.server.addService(WatchServiceWithEncodedResponses, watchService(member));
-    this.server.addService(
-      keepingRequestBytes(etcdserverpb.LeaseService, ["leaseGrant", "leaseRevoke"]),
-      leaseService(member, this.leader),
-    );
-    this.server.addService(etcdserverpb.ClusterService, clusterService(member, this.leader));
-    this.server.addService(etcdserverpb.MaintenanceService, maintenanceService(member));
-    this.server.addService(etcdserverpb.AuthService, authService(member));
-    this.server.addService(v3lockpb.LockService, lockService(member));
-    this.server.addService(v3electionpb.ElectionService, electionService(member));
+    const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
+    this.services = [
+      [
+        keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
+        asUntyped(kvService(member)),
+      ],
+      [WatchServiceWithEncodedResponses, watchService(member)],
+      [
+        keepingRequestBytes(etcdserverpb.LeaseService, ["leaseGrant", "leaseRevoke"]),
+        asUntyped(leaseService(member, this.leader)),
+      ],
+      [etcdserverpb.ClusterService, asUntyped(clusterService(member, this.leader))],
+      [etcdserverpb.MaintenanceService, asUntyped(maintenanceService(member))],
+      [etcdserverpb.AuthService, asUntyped(authService(member))],
+      [v3lockpb.LockService, asUntyped(lockService(member))],
+      [v3electionpb.ElectionService, asUntyped(electionService(member))],
+    ];
   }
 
   /** Binds each URL; https URLs are served with `tls` (auto-TLS). */
@@ -57,24 +55,20 @@ export class ClientServer {
           `${url.href}: https client URLs need --auto-tls (certificate files are not supported yet)`,
         );
       }
-      const creds = serverCredentialsFor(url.protocol === "https:" ? tls : undefined);
-      this.listeners.push(await listenGrpc(this.server, grpcTarget(url.toString()), creds));
+      const server = new GrpcHttp2Server({
+        maxReceiveBytes: this.member.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+        maxConcurrentStreams: Math.min(this.member.config.maxConcurrentStreams, 2 ** 32 - 1),
+        tls: url.protocol === "https:" ? tls : undefined,
+      });
+      for (const [definition, implementation] of this.services)
+        serveService(server, definition, implementation);
+      await server.listen(grpcTarget(url.toString()));
+      this.servers.push(server);
     }
   }
 
   async close(): Promise<void> {
     this.leader.close();
-    for (const l of this.listeners.splice(0)) l.close();
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, 1000);
-      timer.unref();
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await Promise.all(this.servers.splice(0).map((s) => s.close(1_000)));
   }
 }
