@@ -29,8 +29,17 @@ const { values } = parseArgs({
     "election-ms": { type: "string", default: "1000" },
     keep: { type: "boolean", default: false },
     check: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
   },
 });
+
+if (values.help) {
+  // The usage is this file's header comment.
+  const { readFileSync } = await import("node:fs");
+  const header = readFileSync(new URL(import.meta.url), "utf8").split("\n\n")[0] ?? "";
+  console.log(header.replace(/^\/\/ ?/gm, ""));
+  process.exit(0);
+}
 
 if (values.check !== undefined) {
   const { ok, text } = await recheckSavedRun(values.check);
