@@ -1,67 +1,12 @@
 import assert from "node:assert/strict";
 import { beforeEach, describe, it } from "node:test";
 import { etcdserverpb, mvccpb } from "@etcd-ts/api";
-import type { AuthMetadata, UpstreamFailure, UpstreamTransport } from "../watch/watch-hub.js";
+import { type FakeStream, FakeTransport } from "../watch/fake-upstream.fixture.js";
 import { WatchHub } from "../watch/watch-hub.js";
 import { RangeCache } from "./range-cache.js";
 import { RangeCacheFeed, REWATCH_DELAY_MS } from "./range-cache-feed.js";
 
-const { WatchResponse, WatchRequest, RangeRequest, RangeResponse } = etcdserverpb;
-
-interface FakeStream {
-  memberId: string;
-  sent: etcdserverpb.WatchRequest[];
-  push(response: Parameters<typeof WatchResponse.fromPartial>[0]): void;
-  fail(failure: UpstreamFailure): void;
-  closed: boolean;
-}
-
-class FakeTransport implements UpstreamTransport {
-  streams: FakeStream[] = [];
-  down = new Set<string>();
-  scheduled: (() => void)[] = [];
-
-  pickMember(exclude: ReadonlySet<string>): string | undefined {
-    return ["m1", "m2", "m3"].find((m) => !exclude.has(m) && !this.down.has(m));
-  }
-
-  open(
-    memberId: string,
-    _auth: AuthMetadata,
-    onMessage: (r: Buffer) => void,
-    onClose: (f: UpstreamFailure) => void,
-  ) {
-    const stream: FakeStream = {
-      memberId,
-      sent: [],
-      closed: false,
-      push: (response) =>
-        onMessage(Buffer.from(WatchResponse.encode(WatchResponse.fromPartial(response)).finish())),
-      fail: (failure) => {
-        stream.closed = true;
-        onClose(failure);
-      },
-    };
-    this.streams.push(stream);
-    return {
-      send: (request: Buffer) => stream.sent.push(WatchRequest.decode(request)),
-      close: () => {
-        stream.closed = true;
-      },
-    };
-  }
-
-  schedule(_delayMs: number, fn: () => void) {
-    this.scheduled.push(fn);
-    return () => {};
-  }
-
-  get last(): FakeStream {
-    const stream = this.streams[this.streams.length - 1];
-    assert.ok(stream, "an upstream stream");
-    return stream;
-  }
-}
+const { RangeRequest, RangeResponse } = etcdserverpb;
 
 const rangeOf = (key: string, rangeEnd = "") =>
   Buffer.from(
