@@ -95,6 +95,10 @@ export function serveService(
   for (const [name, method] of Object.entries(definition)) {
     const handler = implementation[name] as unknown as Handler | undefined;
     if (handler === undefined) continue;
+    if (method.requestStream && !method.responseStream) {
+      // etcd's client API has none; the peer transport's (stream, snapshot) stay on grpc-js.
+      throw new Error(`${method.path}: client-streaming methods are not supported here`);
+    }
     const kind: CallKind = method.requestStream ? "bidi" : method.responseStream ? "server-stream" : "unary";
     const serialize = method.responseSerialize as (value: unknown) => Buffer;
     const deserialize = method.requestDeserialize as (bytes: Buffer) => unknown;
