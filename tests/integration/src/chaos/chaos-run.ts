@@ -150,10 +150,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
       if (!done) settleProblems.push(`final read of ${key} never succeeded after healing`);
     }
-    const target = Math.max(
-      0,
-      ...recorder.ops.map((o) => (o.outcome === "ok" && o.kind !== "read" ? (o.revision ?? 0) : 0)),
-    );
+    // A loop, not Math.max(...ops): a long run's history (170,000 ops) overflows the stack.
+    let target = 0;
+    for (const o of recorder.ops) {
+      if (o.outcome === "ok" && o.kind !== "read" && (o.revision ?? 0) > target) target = o.revision ?? 0;
+    }
     const catchUpUntil = performance.now() + 20_000;
     while (performance.now() < catchUpUntil && watchers.some((w) => w.lastRevision() < target))
       await sleep(200);

@@ -592,8 +592,12 @@ function windowAround(stuck: Operation, ops: readonly Operation[]): Operation[] 
       related.push(o);
     }
   }
-  const from = Math.min(...related.map((o) => o.invokedAt));
-  const to = Math.max(...related.map((o) => o.completedAt ?? o.invokedAt));
+  let from = Number.POSITIVE_INFINITY;
+  let to = Number.NEGATIVE_INFINITY;
+  for (const o of related) {
+    from = Math.min(from, o.invokedAt);
+    to = Math.max(to, o.completedAt ?? o.invokedAt);
+  }
   // Unknown ops overlap everything after their invocation; only the related ones explain anything.
   return ops.filter(
     (o) => related.includes(o) || (o.outcome === "ok" && o.invokedAt <= to && o.completedAt! >= from),
