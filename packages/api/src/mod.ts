@@ -14,10 +14,15 @@ export * as mvccpb from "./gen/mvccpb/kv.js";
 export * as v3electionpb from "./gen/v3electionpb/v3election.js";
 export * as v3lockpb from "./gen/v3lockpb/v3lock.js";
 export {
+  deadlineFrom,
+  decodeGrpcMessage,
+  encodeGrpcMessage,
+  grpcTimeout,
+  metadataFromHeaders,
+} from "./grpc/headers.js";
+export {
   type CallKind,
   type CallStatus,
-  deadlineFrom,
-  encodeGrpcMessage,
   GrpcHttp2Server,
   type GrpcHttp2ServerOptions,
   type MethodHandler,

@@ -14,6 +14,7 @@
 import { EventEmitter } from "node:events";
 import http2 from "node:http2";
 import grpc from "@grpc/grpc-js";
+import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.js";
 import { parseGrpcTarget } from "./listen.js";
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH } = http2.constants;
@@ -95,19 +96,7 @@ export class ServerCall extends EventEmitter {
 
   /** The client's metadata (custom headers), built on first use. */
   get metadata(): grpc.Metadata {
-    if (this.metadataCache === undefined) {
-      const md = new grpc.Metadata();
-      for (const key in this.headers) {
-        if (key.startsWith(":") || RESERVED_HEADERS.has(key)) continue;
-        const value = this.headers[key];
-        if (value === undefined) continue;
-        for (const v of Array.isArray(value) ? value : [value]) {
-          if (key.endsWith("-bin")) md.add(key, Buffer.from(v, "base64"));
-          else md.add(key, v);
-        }
-      }
-      this.metadataCache = md;
-    }
+    this.metadataCache ??= metadataFromHeaders(this.headers, RESERVED_HEADERS) ?? new grpc.Metadata();
     return this.metadataCache;
   }
 
@@ -198,36 +187,53 @@ export class ServerCall extends EventEmitter {
     this.emit("cancelled");
   }
 
-  /** @internal Incoming bytes, split into messages (the 5-byte gRPC prefix). */
+  /**
+   * @internal Incoming bytes, split into messages (the 5-byte gRPC prefix). Chunks are kept
+   * as a list and joined once a whole message is there: a large request arrives in many
+   * DATA frames, and joining at every chunk would copy it over and over.
+   */
   receive(chunk: Buffer): void {
     if (this.finished) return;
-    this.inbox = this.inbox.length === 0 ? chunk : Buffer.concat([this.inbox, chunk]);
-    while (this.inbox.length >= 5) {
-      const length = this.inbox.readUInt32BE(1);
+    this.inbox.push(chunk);
+    this.inboxBytes += chunk.length;
+    while (this.inboxBytes >= 5) {
+      const head = this.inbox[0]!.length >= 5 ? this.inbox[0]! : this.joinInbox();
+      const length = head.readUInt32BE(1);
       if (length > this.maxReceiveBytes) {
         this.finish({
           code: grpc.status.RESOURCE_EXHAUSTED,
           details: `Received message larger than max (${length} vs. ${this.maxReceiveBytes})`,
         });
-        this.inbox = EMPTY;
+        this.inbox = [];
+        this.inboxBytes = 0;
         return;
       }
-      if (this.inbox.length < 5 + length) return;
-      if (this.inbox[0] !== 0) {
+      if (this.inboxBytes < 5 + length) return;
+      if (head[0] !== 0) {
         this.finish({
           code: grpc.status.UNIMPLEMENTED,
           details: "etcd-ts: compressed gRPC messages are not supported",
         });
-        this.inbox = EMPTY;
+        this.inbox = [];
+        this.inboxBytes = 0;
         return;
       }
-      const message = this.inbox.subarray(5, 5 + length);
-      this.inbox = this.inbox.subarray(5 + length);
+      const all = this.joinInbox();
+      const message = all.subarray(5, 5 + length);
+      const rest = all.subarray(5 + length);
+      this.inbox = rest.length > 0 ? [rest] : [];
+      this.inboxBytes = rest.length;
       this.emit("message", message);
     }
   }
 
-  private inbox: Buffer = EMPTY;
+  private joinInbox(): Buffer {
+    if (this.inbox.length > 1) this.inbox = [Buffer.concat(this.inbox, this.inboxBytes)];
+    return this.inbox[0]!;
+  }
+
+  private inbox: Buffer[] = [];
+  private inboxBytes = 0;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -245,37 +251,6 @@ function trailersFor(status: CallStatus): http2.OutgoingHttpHeaders {
   trailers["grpc-status"] = String(status.code);
   if (status.details) trailers["grpc-message"] = encodeGrpcMessage(status.details);
   return trailers;
-}
-
-/** grpc-message is percent-encoded outside printable ASCII (and '%' itself). */
-export function encodeGrpcMessage(details: string): string {
-  let plain = true;
-  for (let i = 0; i < details.length; i++) {
-    const c = details.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x25) {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) return details;
-  let out = "";
-  for (const byte of Buffer.from(details, "utf8")) {
-    out +=
-      byte < 0x20 || byte > 0x7e || byte === 0x25
-        ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
-        : String.fromCharCode(byte);
-  }
-  return out;
-}
-
-const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
-
-/** The absolute deadline a grpc-timeout header ("100m", "5S") sets, from now. */
-export function deadlineFrom(header: string | string[] | undefined): number | undefined {
-  if (typeof header !== "string") return undefined;
-  const match = /^(\d{1,8})([HMSmun])$/.exec(header);
-  if (match === null) return undefined;
-  return Date.now() + Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!;
 }
 
 export interface GrpcHttp2ServerOptions {

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
 import { freePort } from "../testing/etcd-cluster.js";
-import { decodeGrpcMessage, grpcTimeout, Http2UnaryChannel, unframe } from "./http2-unary-channel.js";
+import { Http2UnaryChannel, unframe } from "./http2-unary-channel.js";
 import { passThrough } from "./upstream-client.js";
 
 describe("Http2UnaryChannel against a grpc-js server", () => {
@@ -101,16 +101,5 @@ describe("gRPC framing helpers", () => {
     assert.deepEqual(unframe([frame.subarray(0, 2), frame.subarray(2)]), msg);
     assert.equal(unframe([Buffer.from([1, 0, 0, 0, 0])]), undefined, "compressed is refused");
     assert.equal(unframe([frame.subarray(0, 6)]), undefined, "truncated is refused");
-  });
-
-  it("writes grpc-timeout within its 8 digits", () => {
-    assert.equal(grpcTimeout(1500.2), "1501m");
-    assert.equal(grpcTimeout(-5), "0m");
-    assert.equal(grpcTimeout(200_000_000), "200000S");
-  });
-
-  it("percent-decodes grpc-message", () => {
-    assert.equal(decodeGrpcMessage("a%20b"), "a b");
-    assert.equal(decodeGrpcMessage("100%"), "100%");
   });
 });

@@ -11,6 +11,7 @@
 
 import http2 from "node:http2";
 import net from "node:net";
+import { decodeGrpcMessage, grpcTimeout, metadataFromHeaders } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 
 export interface UnaryResult {
@@ -91,7 +92,7 @@ export class Http2UnaryChannel {
         status = Number(code);
         const message = h["grpc-message"];
         details = typeof message === "string" ? decodeGrpcMessage(message) : "";
-        trailers = metadataFrom(h);
+        trailers = metadataFromHeaders(h, RESERVED);
       };
 
       stream.on("response", (h) => {
@@ -245,12 +246,6 @@ export class Http2UnaryChannel {
   }
 }
 
-/** gRPC's timeout header allows at most 8 digits: milliseconds, or seconds when longer. */
-export function grpcTimeout(remainingMs: number): string {
-  const ms = Math.max(0, Math.ceil(remainingMs));
-  return ms <= 99_999_999 ? `${ms}m` : `${Math.min(99_999_999, Math.ceil(ms / 1000))}S`;
-}
-
 function failure(code: number, details: string): UnaryResult {
   return {
     error: { code, details, metadata: new grpc.Metadata() },
@@ -268,16 +263,6 @@ export function unframe(chunks: Buffer[]): Buffer | undefined {
   return data.subarray(5);
 }
 
-/** grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
-export function decodeGrpcMessage(value: string): string {
-  if (!value.includes("%")) return value;
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
-}
-
 const RESERVED = new Set([
   "grpc-status",
   "grpc-message",
@@ -286,18 +271,3 @@ const RESERVED = new Set([
   "date",
   "server",
 ]);
-
-function metadataFrom(headers: http2.IncomingHttpHeaders): grpc.Metadata | undefined {
-  let md: grpc.Metadata | undefined;
-  for (const key in headers) {
-    if (key.startsWith(":") || RESERVED.has(key)) continue;
-    const value = headers[key];
-    if (value === undefined) continue;
-    md ??= new grpc.Metadata();
-    for (const v of Array.isArray(value) ? value : [value]) {
-      if (key.endsWith("-bin")) md.add(key, Buffer.from(v, "base64"));
-      else md.add(key, v);
-    }
-  }
-  return md;
-}

@@ -21,9 +21,8 @@ export const TARGET_MEMBER_METADATA = "gateway-member-id";
 const NOT_FORWARDED = new Set(["user-agent", "host", ":authority", TARGET_MEMBER_METADATA]);
 
 /**
- * Lets the caller abandon a forwarded call (its client went away). Cheaper than an
- * AbortController, which allocates a DOMException on every abort: grpc-js reports
- * 'cancelled' for every finished unary call.
+ * Lets the caller abandon a forwarded call (its client went away). A plain flag and one
+ * callback: an AbortController would allocate a DOMException on every abort.
  */
 export class CallCancellation {
   cancelled = false;

@@ -478,7 +478,8 @@ export class MvccStore implements ApplyTarget {
         this.batch.put(META_CONSISTENT_INDEX, uint64Bytes(lastIndex), this.meta);
         this.batch.put(META_TERM, uint64Bytes(lastTerm), this.meta);
       }
-      const wantPrev = this.listeners.size > 0 && [...this.listeners.values()].some((o) => wanted(o.prevKv));
+      let wantPrev = false;
+      for (const o of this.listeners.values()) wantPrev ||= wanted(o.prevKv);
       const events = this.listeners.size > 0 ? this.buildEvents(applied, wantPrev) : [];
       this.batch.write(this.syncWrites);
       this.batch = undefined;

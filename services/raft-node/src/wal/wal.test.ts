@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { constants as fsConstants, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -453,6 +453,37 @@ test("concurrent releaseTo calls delete strictly oldest first", async () => {
     [81],
   );
   await reopened.close();
+});
+
+/** The open(2) flags of this process's descriptors for `path` (Linux /proc). */
+function openFlagsOf(path: string): number[] {
+  const flags: number[] = [];
+  for (const fd of readdirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== path) continue;
+    const m = /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+    if (m) flags.push(Number.parseInt(m[1]!, 8));
+  }
+  return flags;
+}
+
+test("the segment being written is open O_DSYNC when the WAL syncs, and not when it does not", {
+  skip: process.platform === "linux" ? false : "reads /proc",
+}, async () => {
+  for (const sync of [true, false]) {
+    const dir = await freshDir();
+    const wal = await Wal.create(dir, { sync });
+    const [name] = await readdir(dir);
+    const flags = openFlagsOf(join(dir, name!));
+    assert.equal(flags.length, 1, "one descriptor on the active segment");
+    assert.equal((flags[0]! & fsConstants.O_DSYNC) !== 0, sync);
+    await wal.close();
+  }
 });
 
 test("each write is its own fdatasync (O_DSYNC): one per group, none for an empty save", async () => {
