@@ -149,8 +149,8 @@ export class SimCluster {
     // A forwarded proposal delivered twice is appended twice: Raft does not deduplicate client
     // requests (etcd's apply layer does, by request ID), so the network never duplicates them.
     this.network = new SimNetwork<Message>(root.fork(), rates, (m) => m.type !== MessageType.MsgProp);
-    const voters = Array.from({ length: initialVoters }, (_, i) => i + 1);
-    this.nextNodeId = initialVoters + 1;
+    const voters = Array.from({ length: initialVoters }, (_, i) => BigInt(i + 1));
+    this.nextNodeId = BigInt(initialVoters + 1);
     for (const e of bootstrapEntries(voters)) this.checker.observeProposal(e.data);
     for (const id of voters) {
       const node = new SimNode(id, bootstrapStorage(voters));
@@ -364,7 +364,7 @@ export class SimCluster {
     if (this.removed.has(id)) throw new Error(`node ${id} was re-added after its removal was applied`);
     const node = new SimNode(id, new MemoryStorage());
     this.nodes.set(id, node);
-    this.nextNodeId = Math.max(this.nextNodeId, id + 1);
+    if (id + 1n > this.nextNodeId) this.nextNodeId = id + 1n;
     this.start(node);
     this.log(`join ${id}: started with an empty log`);
   }
