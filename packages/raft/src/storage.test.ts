@@ -68,7 +68,7 @@ describe("MemoryStorage", () => {
     assert.deepEqual(snap.metadata, { index: 5, term: 5, confState: { voters: [1n, 2n], learners: [] } });
     assert.equal(s.snapshot(), snap);
     assert.throws(() => s.createSnapshot(4, undefined, new Uint8Array(0)), SnapshotOutOfDateError);
-    assert.deepEqual(s.initialState().confState, { voters: [1, 2], learners: [] });
+    assert.deepEqual(s.initialState().confState, { voters: [1n, 2n], learners: [] });
   });
 
   test("append: extends, overwrites a conflicting suffix, ignores the compacted prefix", () => {
@@ -123,9 +123,9 @@ describe("bootstrap", () => {
     assert.deepEqual(
       ents.map((e) => decodeConfChange(e.data)).map((c) => [c.type, c.nodeId]),
       [
-        [ConfChangeType.AddNode, 3],
-        [ConfChangeType.AddNode, 1],
-        [ConfChangeType.AddNode, 2],
+        [ConfChangeType.AddNode, 3n],
+        [ConfChangeType.AddNode, 1n],
+        [ConfChangeType.AddNode, 2n],
       ],
     );
   });
