@@ -19,6 +19,19 @@ function int64FieldSize(value: number): number {
   return value === 0 ? 0 : 1 + varintSize(value);
 }
 
+function leaseFieldSize(lease: bigint): number {
+  if (lease === 0n) return 0;
+  // Below 2^53 the number path gives the same size without a BigInt loop.
+  if (lease > 0n && lease <= 9007199254740991n) return 1 + varintSize(Number(lease));
+  let n = BigInt.asUintN(64, lease);
+  let size = 2;
+  while (n >= 0x80n) {
+    n >>= 7n;
+    size++;
+  }
+  return size;
+}
+
 function bytesFieldSize(length: number): number {
   return length === 0 ? 0 : 1 + varintSize(length) + length;
 }
@@ -35,7 +48,7 @@ export function keyValueSize(kv: KeyValue): number {
     int64FieldSize(kv.modRevision) +
     int64FieldSize(kv.version) +
     bytesFieldSize(kv.value.length) +
-    int64FieldSize(kv.lease)
+    leaseFieldSize(kv.lease)
   );
 }
 
