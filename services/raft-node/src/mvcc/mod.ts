@@ -32,3 +32,22 @@ export {
   type MvccStoreOptions,
 } from "./store.js";
 export * from "./types.js";
+export {
+  alarmRequestFromApi,
+  apiHeader,
+  apiKeyValue,
+  compactionRequestFromApi,
+  deleteRangeRequestFromApi,
+  putRequestFromApi,
+  rangeRequestFromApi,
+  txnRequestFromApi,
+} from "./api-shapes.js";
+export {
+  encodeCompactionResponse,
+  encodeDeleteRangeResponse,
+  encodeEvent,
+  encodePutResponse,
+  encodeRangeResponse,
+  encodeResponseHeader,
+  encodeTxnResponse,
+} from "./response-codec.js";

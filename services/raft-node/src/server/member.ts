@@ -47,9 +47,15 @@ import {
 import {
   type ApplyEntry,
   type ApplyResult,
+  alarmRequestFromApi,
+  compactionRequestFromApi,
+  deleteRangeRequestFromApi,
   type ExternalApply,
   type MvccRequest,
   MvccStore,
+  putRequestFromApi,
+  type ResponseHeader,
+  txnRequestFromApi,
 } from "../mvcc/mod.js";
 import { RocksBackend } from "../mvcc/rocks-backend.js";
 import type { KeyPair } from "../transport/auto-tls.js";
@@ -118,8 +124,8 @@ export function proposalDroppedError(err: ProposalDroppedError): EtcdError {
 }
 
 interface Identity {
-  memberId: number;
-  clusterId: number;
+  memberId: bigint;
+  clusterId: bigint;
 }
 
 interface Layout {
@@ -142,11 +148,28 @@ function layoutOf(config: MemberConfig): Layout {
   };
 }
 
+// The identity file: a format byte, then the member and cluster IDs (8 bytes each, big-endian).
+// Format 2 holds etcd's 64-bit IDs. The 16-byte file without a format byte was written by
+// etcd-ts before IDs were etcd's (53-bit IDs, etcd's shifted right by 11 bits); those IDs are
+// in every member's WAL, membership rows, entry envelopes and lease IDs, and no member can
+// rewrite the others', so such a data dir is refused rather than migrated.
+const IDENTITY_FORMAT = 2;
+
 async function readIdentity(path: string): Promise<Identity | undefined> {
   try {
     const bytes = await readFile(path);
-    if (bytes.length !== 16) throw new Error(`${path} is ${bytes.length} bytes, expected 16`);
-    return { memberId: Number(bytes.readBigUInt64BE(0)), clusterId: Number(bytes.readBigUInt64BE(8)) };
+    if (bytes.length === 16) {
+      throw new Error(
+        `${path} was written by an older etcd-ts whose member and cluster IDs were 53-bit ` +
+          `(member ${bytes.readBigUInt64BE(0).toString(16)}); IDs are now etcd's 64-bit values and ` +
+          "such a data dir cannot be migrated in place: start the cluster on new data dirs and copy " +
+          "the keys over (e.g. etcdctl make-mirror from the old cluster run by the old version)",
+      );
+    }
+    if (bytes.length !== 17 || bytes[0] !== IDENTITY_FORMAT) {
+      throw new Error(`${path} is not an identity file (${bytes.length} bytes, format ${bytes[0]})`);
+    }
+    return { memberId: bytes.readBigUInt64BE(1), clusterId: bytes.readBigUInt64BE(9) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
@@ -154,9 +177,10 @@ async function readIdentity(path: string): Promise<Identity | undefined> {
 }
 
 async function writeIdentity(path: string, identity: Identity): Promise<void> {
-  const bytes = Buffer.alloc(16);
-  bytes.writeBigUInt64BE(BigInt(identity.memberId), 0);
-  bytes.writeBigUInt64BE(BigInt(identity.clusterId), 8);
+  const bytes = Buffer.alloc(17);
+  bytes[0] = IDENTITY_FORMAT;
+  bytes.writeBigUInt64BE(identity.memberId, 1);
+  bytes.writeBigUInt64BE(identity.clusterId, 9);
   const tmp = `${path}.tmp`;
   const handle = await open(tmp, "w");
   try {
@@ -208,8 +232,8 @@ export interface MemberEvents {
 }
 
 export class Member {
-  readonly id: number;
-  readonly clusterId: number;
+  readonly id: bigint;
+  readonly clusterId: bigint;
   readonly name: string;
   readonly config: MemberConfig;
   readonly members: MembersTable;
@@ -220,7 +244,7 @@ export class Member {
 
   store: MvccStore;
   term = 0;
-  leaderId = 0;
+  leaderId = 0n;
   role: StateRole = StateRole.Follower;
   /** When leadership last changed, on the monotonic clock; for etcd's timeout wording. */
   leaderChangedAt = 0;
@@ -236,7 +260,7 @@ export class Member {
   private readonly proposals: WaitRegistry<ProposalContext>;
   private readonly reads: ReadIndexBatcher;
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
-  private readonly seedMembers: Map<number, MemberInfo>;
+  private readonly seedMembers: Map<bigint, MemberInfo>;
   private unsubscribeStore: () => void = () => {};
   private confState: ConfState;
   private snapshotIndex: number;
@@ -264,7 +288,7 @@ export class Member {
       storage: MemoryStorage;
       store: MvccStore;
       members: MembersTable;
-      seed: Map<number, MemberInfo>;
+      seed: Map<bigint, MemberInfo>;
       leaseRows: { key: Buffer; value: Buffer }[];
       applied: number;
     },
@@ -315,7 +339,7 @@ export class Member {
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
         const payload = etcdserverpb.LeaseCheckpointRequest.encode({
-          checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: c.remainingTtl })),
+          checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtl) })),
         }).finish();
         this.proposeInternal(EntryKind.LeaseCheckpoint, payload);
       },
@@ -373,7 +397,7 @@ export class Member {
     const snapshotter = new Snapshotter(layout.snapDir, { logger });
     const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
     const members = new MembersTable(memberCodec);
-    const seed = new Map<number, MemberInfo>();
+    const seed = new Map<bigint, MemberInfo>();
     let identity: Identity;
     let storage: MemoryStorage;
     let wal: Wal;
@@ -409,8 +433,8 @@ export class Member {
         "restarting member",
       );
     } else if (config.initialClusterState === "new") {
-      const ids: number[] = [];
-      let own: number | undefined;
+      const ids: bigint[] = [];
+      let own: bigint | undefined;
       for (const [name, urls] of config.initialCluster) {
         const peerUrls = urls.map(urlString);
         const id = memberIdFor(peerUrls, config.initialClusterToken);
@@ -596,11 +620,11 @@ export class Member {
       await this.snapshot();
   }
 
-  private onSoftState(lead: number, role: StateRole): void {
+  private onSoftState(lead: bigint, role: StateRole): void {
     const wasLeader = this.role === StateRole.Leader;
     if (lead !== this.leaderId) {
       this.leaderChangedAt = performance.now();
-      if (lead !== 0) this.logger.info({ leader: formatId(lead), term: this.term }, "raft leader changed");
+      if (lead !== 0n) this.logger.info({ leader: formatId(lead), term: this.term }, "raft leader changed");
       else this.logger.info({ term: this.term }, "raft lost its leader");
     }
     this.leaderId = lead;
@@ -647,25 +671,25 @@ export class Member {
     const p = envelope.payload;
     switch (envelope.kind) {
       case EntryKind.Put:
-        return { put: etcdserverpb.PutRequest.decode(p) };
+        return { put: putRequestFromApi(etcdserverpb.PutRequest.decode(p)) };
       case EntryKind.DeleteRange:
-        return { deleteRange: etcdserverpb.DeleteRangeRequest.decode(p) };
+        return { deleteRange: deleteRangeRequestFromApi(etcdserverpb.DeleteRangeRequest.decode(p)) };
       case EntryKind.Txn:
-        return { txn: etcdserverpb.TxnRequest.decode(p) };
+        return { txn: txnRequestFromApi(etcdserverpb.TxnRequest.decode(p)) };
       case EntryKind.Compaction:
-        return { compaction: etcdserverpb.CompactionRequest.decode(p) };
+        return { compaction: compactionRequestFromApi(etcdserverpb.CompactionRequest.decode(p)) };
       case EntryKind.Alarm:
-        return { alarm: etcdserverpb.AlarmRequest.decode(p) };
+        return { alarm: alarmRequestFromApi(etcdserverpb.AlarmRequest.decode(p)) };
       case EntryKind.LeaseGrant: {
         const r = etcdserverpb.LeaseGrantRequest.decode(p);
-        return this.leaseMachine.grantRequest(r.ID, r.TTL);
+        return this.leaseMachine.grantRequest(r.ID, Number(r.TTL));
       }
       case EntryKind.LeaseRevoke:
         return this.leaseMachine.revokeRequest(etcdserverpb.LeaseRevokeRequest.decode(p).ID);
       case EntryKind.LeaseCheckpoint: {
         const r = etcdserverpb.LeaseCheckpointRequest.decode(p);
         return this.leaseMachine.checkpointRequest(
-          r.checkpoints.map((c) => ({ id: c.ID, remainingTtl: c.remainingTTL })),
+          r.checkpoints.map((c) => ({ id: c.ID, remainingTtl: Number(c.remainingTTL) })),
         );
       }
       case EntryKind.MemberAttributes: {
@@ -808,7 +832,7 @@ export class Member {
     this.proposeInternal(EntryKind.Alarm, etcdserverpb.AlarmRequest.encode(request).finish());
   }
 
-  nextLeaseId(): number {
+  nextLeaseId(): bigint {
     return this.leaseIds.next();
   }
 
@@ -829,7 +853,7 @@ export class Member {
 
   // ---- queries ----------------------------------------------------------------------------------
 
-  header(revision = this.store.revision): etcdserverpb.ResponseHeader {
+  header(revision = this.store.revision): ResponseHeader {
     return { clusterId: this.clusterId, memberId: this.id, revision, raftTerm: this.term };
   }
 
@@ -866,7 +890,7 @@ export class Member {
   }
 
   /** Hands leadership to `target` and waits (up to `timeoutMs`) until it leads. */
-  async transferLeadership(target: number, timeoutMs: number): Promise<boolean> {
+  async transferLeadership(target: bigint, timeoutMs: number): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
     this.raw.transferLeader(target);
     this.kick();
@@ -877,9 +901,9 @@ export class Member {
   }
 
   /** The voter whose log matches the leader's most (for a leader stepping down). */
-  mostUpToDateVoter(): number | undefined {
+  mostUpToDateVoter(): bigint | undefined {
     const status = this.raw.status();
-    let best: number | undefined;
+    let best: bigint | undefined;
     let bestMatch = -1;
     for (const [id, pr] of status.progress) {
       if (id === this.id || pr.isLearner) continue;
@@ -967,7 +991,7 @@ export class Member {
   }
 
   private refreshPeers(): void {
-    const peers = new Map<number, string[]>();
+    const peers = new Map<bigint, string[]>();
     for (const m of this.seedMembers.values()) peers.set(m.id, m.peerUrls);
     for (const m of this.members.list()) peers.set(m.id, m.peerUrls);
     for (const id of [...peers.keys()]) if (this.members.isRemoved(id)) peers.delete(id);
@@ -991,7 +1015,7 @@ export class Member {
         for (const m of messages) member.raw.step(m);
         member.kick();
       },
-      isRemoved: (id: number) => member.members.isRemoved(id),
+      isRemoved: (id: bigint) => member.members.isRemoved(id),
       clusterInfo: (): peer.ClusterInfoResponse => ({
         clusterId: member.clusterId,
         memberId: member.id,
@@ -1003,10 +1027,10 @@ export class Member {
           isLearner: m.isLearner,
         })),
       }),
-      reportUnreachable(id: number) {
+      reportUnreachable(id: bigint) {
         member.raw.reportUnreachable(id);
       },
-      reportSnapshot(id: number, ok: boolean) {
+      reportSnapshot(id: bigint, ok: boolean) {
         member.raw.reportSnapshot(id, ok);
         member.kick();
       },

@@ -10,7 +10,7 @@ import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
 import { electionService } from "./election-service.js";
 import { serveService } from "./grpc-adapter.js";
-import { kvService } from "./kv-service.js";
+import { kvService, kvServiceDefinition } from "./kv-service.js";
 import { LeaderClients } from "./leader-clients.js";
 import { leaseService } from "./lease-service.js";
 import { lockService } from "./lock-service.js";
@@ -30,10 +30,7 @@ export class ClientServer {
     this.leader = new LeaderClients(() => member.leaderClientUrls());
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
-      [
-        keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
-        asUntyped(kvService(member)),
-      ],
+      [kvServiceDefinition, asUntyped(kvService(member))],
       [WatchServiceWithEncodedResponses, watchService(member)],
       [
         keepingRequestBytes(etcdserverpb.LeaseService, ["leaseGrant", "leaseRevoke"]),

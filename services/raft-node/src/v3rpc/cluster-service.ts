@@ -7,6 +7,7 @@ import { ConfChangeType } from "@etcd-ts/raft";
 import { Metadata } from "@grpc/grpc-js";
 import { memberIdFor } from "../membership/member-id.js";
 import { learnerInSync, type MemberInfo } from "../membership/members-table.js";
+import { apiHeader } from "../mvcc/mod.js";
 import { EntryKind } from "../server/entry-envelope.js";
 import { type Member, memberCodec } from "../server/member.js";
 import { refuseLearner } from "./kv-service.js";
@@ -41,7 +42,8 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       const info: MemberInfo = {
-        id: memberIdFor(req.peerURLs, member.config.initialClusterToken, Date.now()),
+        // etcd's MemberAdd: NewMember("", urls, "", &now), no token, the unix seconds.
+        id: memberIdFor(req.peerURLs, "", Math.floor(Date.now() / 1000)),
         name: "",
         peerUrls: req.peerURLs,
         clientUrls: [],
@@ -53,7 +55,11 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
         req.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode,
         info,
       );
-      return { header: member.header(), member: toPbMember(info), members: members.map(toPbMember) };
+      return {
+        header: apiHeader(member.header()),
+        member: toPbMember(info),
+        members: members.map(toPbMember),
+      };
     }),
     memberRemove: unary(async (req: etcdserverpb.MemberRemoveRequest) => {
       refuseLearner(member);
@@ -63,7 +69,7 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
       }
       const target = member.members.get(req.ID)!;
       const members = await member.proposeConfChange(ConfChangeType.RemoveNode, target);
-      return { header: member.header(), members: members.map(toPbMember) };
+      return { header: apiHeader(member.header()), members: members.map(toPbMember) };
     }),
     memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest) => {
       refuseLearner(member);
@@ -72,11 +78,11 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
       const current = member.members.get(req.ID)!;
       const payload = memberCodec.encode({ ...current, peerUrls: req.peerURLs });
       await member.propose(EntryKind.MemberUpdate, payload, undefined);
-      return { header: member.header(), members: list() };
+      return { header: apiHeader(member.header()), members: list() };
     }),
     memberList: unary(async () => {
       refuseLearner(member);
-      return { header: member.header(), members: list() };
+      return { header: apiHeader(member.header()), members: list() };
     }),
     memberPromote: unary(async (req: etcdserverpb.MemberPromoteRequest) => {
       refuseLearner(member);
@@ -97,7 +103,7 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
       }
       const target = member.members.get(req.ID)!;
       const members = await member.proposeConfChange(ConfChangeType.AddNode, { ...target, isLearner: false });
-      return { header: member.header(), members: members.map(toPbMember) };
+      return { header: apiHeader(member.header()), members: members.map(toPbMember) };
     }),
   };
 }

@@ -3,6 +3,7 @@
 // `<prefix><lease in hex>` with their lease; the owner is the key with the lowest create
 // revision; each contender waits for the deletion of the key just ahead of it.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
+import { type RangeResponse, rangeRequestFromApi, type TxnResponse, txnRequestFromApi } from "../mvcc/mod.js";
 import { EntryKind } from "../server/entry-envelope.js";
 import type { Member } from "../server/member.js";
 import { WatchStream } from "../watch/mod.js";
@@ -20,26 +21,24 @@ export interface QueuedKey {
   revision: number;
 }
 
-export function queueKey(prefix: Buffer, lease: number): Buffer {
+export function queueKey(prefix: Buffer, lease: bigint): Buffer {
   return Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
 }
 
-export async function proposeTxn(
-  member: Member,
-  txn: etcdserverpb.TxnRequest,
-): Promise<etcdserverpb.TxnResponse> {
+export async function proposeTxn(member: Member, request: etcdserverpb.TxnRequest): Promise<TxnResponse> {
+  const txn = txnRequestFromApi(request);
   if (!member.store.quotaAvailable({ txn })) {
     member.raiseNoSpace();
     throw new EtcdError("NoSpace");
   }
-  const bytes = etcdserverpb.TxnRequest.encode(txn).finish();
-  return (await member.propose(EntryKind.Txn, bytes, { txn })) as etcdserverpb.TxnResponse;
+  const bytes = etcdserverpb.TxnRequest.encode(request).finish();
+  return (await member.propose(EntryKind.Txn, bytes, { txn })) as TxnResponse;
 }
 
 /** Creates the contender's key unless it exists (then reads it): Mutex.tryAcquire's txn. */
-export async function enqueue(member: Member, key: Buffer, lease: number, value: Buffer): Promise<QueuedKey> {
+export async function enqueue(member: Member, key: Buffer, lease: bigint, value: Buffer): Promise<QueuedKey> {
   const txn = etcdserverpb.TxnRequest.fromPartial({
-    compare: [{ key, target: CREATE, result: 0, createRevision: 0 }],
+    compare: [{ key, target: CREATE, result: 0, createRevision: 0n }],
     success: [{ requestPut: { key, value, lease } }],
     failure: [{ requestRange: { key } }],
   });
@@ -52,17 +51,19 @@ export async function enqueue(member: Member, key: Buffer, lease: number, value:
 }
 
 /** The current owner under `prefix`: the key with the lowest create revision. */
-export async function owner(member: Member, prefix: Buffer): Promise<etcdserverpb.RangeResponse> {
+export async function owner(member: Member, prefix: Buffer): Promise<RangeResponse> {
   await member.linearizableRead();
   return (await member.store.range(
-    etcdserverpb.RangeRequest.fromPartial({
-      key: prefix,
-      rangeEnd: prefixEnd(prefix),
-      sortTarget: CREATE,
-      sortOrder: ASCEND,
-      limit: 1,
-    }),
-  )) as etcdserverpb.RangeResponse;
+    rangeRequestFromApi(
+      etcdserverpb.RangeRequest.fromPartial({
+        key: prefix,
+        rangeEnd: prefixEnd(prefix),
+        sortTarget: CREATE,
+        sortOrder: ASCEND,
+        limit: 1n,
+      }),
+    ),
+  )) as RangeResponse;
 }
 
 /** Resolves once every key under `prefix` created before `rev` is gone (waitDeletes). */
@@ -76,15 +77,17 @@ export async function waitForTurn(
     if (signal.aborted) throw new Error("context canceled");
     await member.linearizableRead();
     const ahead = (await member.store.range(
-      etcdserverpb.RangeRequest.fromPartial({
-        key: prefix,
-        rangeEnd: prefixEnd(prefix),
-        sortTarget: CREATE,
-        sortOrder: DESCEND,
-        maxCreateRevision: rev - 1,
-        limit: 1,
-      }),
-    )) as etcdserverpb.RangeResponse;
+      rangeRequestFromApi(
+        etcdserverpb.RangeRequest.fromPartial({
+          key: prefix,
+          rangeEnd: prefixEnd(prefix),
+          sortTarget: CREATE,
+          sortOrder: DESCEND,
+          maxCreateRevision: BigInt(rev - 1),
+          limit: 1n,
+        }),
+      ),
+    )) as RangeResponse;
     const last = ahead.kvs[0];
     if (last === undefined) return;
     await waitDeleted(member, last.key, ahead.header!.revision + 1, signal);

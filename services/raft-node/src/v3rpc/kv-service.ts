@@ -1,10 +1,31 @@
 // etcdserverpb.KV: reads are served locally (after a ReadIndex round unless serializable);
 // writes are validated, checked against the quota, and proposed as the client's own bytes.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
-import { checkDeleteRequest, checkPutRequest, checkTxnRequest, type MvccRequest } from "../mvcc/mod.js";
+import {
+  type CompactionResponse,
+  checkDeleteRequest,
+  checkPutRequest,
+  checkTxnRequest,
+  compactionRequestFromApi,
+  type DeleteRangeResponse,
+  deleteRangeRequestFromApi,
+  encodeCompactionResponse,
+  encodeDeleteRangeResponse,
+  encodePutResponse,
+  encodeRangeResponse,
+  encodeTxnResponse,
+  type MvccRequest,
+  type PutResponse,
+  putRequestFromApi,
+  type RangeResponse,
+  type ResponseHeader,
+  rangeRequestFromApi,
+  type TxnResponse,
+  txnRequestFromApi,
+} from "../mvcc/mod.js";
 import { EntryKind } from "../server/entry-envelope.js";
 import type { Member } from "../server/member.js";
-import { requestBytes } from "./raw-requests.js";
+import { encodingResponsesWith, keepingRequestBytes, requestBytes } from "./raw-requests.js";
 import { unary } from "./rpc-errors.js";
 
 export function refuseLearner(member: Member): void {
@@ -29,8 +50,12 @@ export async function proposeWrite(
   return member.propose(kind, payload, request);
 }
 
-export function kvService(member: Member): etcdserverpb.KVServer {
-  const withHeader = <T extends { header?: etcdserverpb.ResponseHeader | undefined }>(res: T): T => {
+/**
+ * etcdserverpb.KV's handlers. They answer with the store's shapes (revisions as numbers), which
+ * `kvServiceDefinition` writes with mvcc's response codec instead of ts-proto's bigint encoder.
+ */
+export function kvService(member: Member) {
+  const withHeader = <T extends { header?: ResponseHeader | undefined }>(res: T): T => {
     res.header = member.header(res.header?.revision ?? member.store.revision);
     return res;
   };
@@ -40,42 +65,55 @@ export function kvService(member: Member): etcdserverpb.KVServer {
         refuseLearner(member);
         await member.linearizableRead();
       }
-      return withHeader((await member.store.range(req)) as etcdserverpb.RangeResponse);
+      return withHeader((await member.store.range(rangeRequestFromApi(req))) as RangeResponse);
     }),
-    rangeStream: (call) => {
+    rangeStream: (call: { emit(event: "error", status: { code: number; details: string }): void }) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });
     },
     put: unary(async (req: etcdserverpb.PutRequest) => {
       refuseLearner(member);
-      checkPutRequest(req);
+      const put = putRequestFromApi(req);
+      checkPutRequest(put);
       const payload = bytesOf(req, () => etcdserverpb.PutRequest.encode(req).finish());
-      return withHeader(
-        (await proposeWrite(member, EntryKind.Put, payload, { put: req })) as etcdserverpb.PutResponse,
-      );
+      return withHeader((await proposeWrite(member, EntryKind.Put, payload, { put })) as PutResponse);
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest) => {
       refuseLearner(member);
-      checkDeleteRequest(req);
+      const deleteRange = deleteRangeRequestFromApi(req);
+      checkDeleteRequest(deleteRange);
       const payload = bytesOf(req, () => etcdserverpb.DeleteRangeRequest.encode(req).finish());
-      const res = await member.propose(EntryKind.DeleteRange, payload, { deleteRange: req });
-      return withHeader(res as etcdserverpb.DeleteRangeResponse);
+      const res = await member.propose(EntryKind.DeleteRange, payload, { deleteRange });
+      return withHeader(res as DeleteRangeResponse);
     }),
     txn: unary(async (req: etcdserverpb.TxnRequest) => {
       refuseLearner(member);
-      checkTxnRequest(req, member.config.maxTxnOps);
+      const txn = txnRequestFromApi(req);
+      checkTxnRequest(txn, member.config.maxTxnOps);
       const payload = bytesOf(req, () => etcdserverpb.TxnRequest.encode(req).finish());
-      const res = await proposeWrite(member, EntryKind.Txn, payload, { txn: req });
-      return withHeader(res as etcdserverpb.TxnResponse);
+      const res = await proposeWrite(member, EntryKind.Txn, payload, { txn });
+      return withHeader(res as TxnResponse);
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest) => {
       refuseLearner(member);
       const payload = bytesOf(req, () => etcdserverpb.CompactionRequest.encode(req).finish());
       const res = (await member.propose(EntryKind.Compaction, payload, {
-        compaction: req,
-      })) as etcdserverpb.CompactionResponse;
+        compaction: compactionRequestFromApi(req),
+      })) as CompactionResponse;
       // etcd's physical compaction answers once the old revisions are gone from the backend.
       if (req.physical) await member.store.compactionDone();
       return withHeader(res);
     }),
   };
 }
+
+/** etcdserverpb.KV as served here: writes keep their wire bytes, answers use mvcc's codec. */
+export const kvServiceDefinition = encodingResponsesWith(
+  keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
+  {
+    range: encodeRangeResponse,
+    put: encodePutResponse,
+    deleteRange: encodeDeleteRangeResponse,
+    txn: encodeTxnResponse,
+    compact: encodeCompactionResponse,
+  },
+);

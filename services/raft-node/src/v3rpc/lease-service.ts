@@ -5,6 +5,7 @@
 import { EtcdError, etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { type ClientDuplexStream, Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import type { LeaseGrantApplied } from "../lease/mod.js";
+import { apiHeader } from "../mvcc/mod.js";
 import { EntryKind } from "../server/entry-envelope.js";
 import type { Member } from "../server/member.js";
 import { refuseLearner } from "./kv-service.js";
@@ -19,16 +20,16 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
     try {
       const ttl = member.lessor.timeToLive(req.ID, req.keys);
       return {
-        header: member.header(),
+        header: apiHeader(member.header()),
         ID: ttl.id,
-        TTL: ttl.ttl,
-        grantedTTL: ttl.grantedTtl,
+        TTL: BigInt(ttl.ttl),
+        grantedTTL: BigInt(ttl.grantedTtl),
         keys: ttl.keys,
       };
     } catch (err) {
       // etcd answers a missing lease with TTL -1, not an error.
       if (isEtcdError(err, "LeaseNotFound"))
-        return { header: member.header(), ID: req.ID, TTL: -1, grantedTTL: 0, keys: [] };
+        return { header: apiHeader(member.header()), ID: req.ID, TTL: -1n, grantedTTL: 0n, keys: [] };
       throw err;
     }
   };
@@ -36,17 +37,17 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
   return {
     leaseGrant: unary(async (req: etcdserverpb.LeaseGrantRequest) => {
       refuseLearner(member);
-      const grant = { ID: req.ID === 0 ? member.nextLeaseId() : req.ID, TTL: req.TTL };
+      const grant = { ID: req.ID === 0n ? member.nextLeaseId() : req.ID, TTL: req.TTL };
       if (!member.store.quotaAvailable({ leaseGrant: grant })) {
         member.raiseNoSpace();
         throw new EtcdError("NoSpace");
       }
       const payload =
-        req.ID === 0
+        req.ID === 0n
           ? etcdserverpb.LeaseGrantRequest.encode(grant).finish()
           : (requestBytes(req) ?? etcdserverpb.LeaseGrantRequest.encode(grant).finish());
       const applied = (await member.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
-      return { header: member.header(), ID: applied.id, TTL: applied.ttl, error: "" };
+      return { header: apiHeader(member.header()), ID: applied.id, TTL: BigInt(applied.ttl), error: "" };
     }),
     leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest) => {
       refuseLearner(member);
@@ -55,7 +56,7 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
       const applied = (await member.propose(EntryKind.LeaseRevoke, payload, undefined)) as {
         revision: number;
       };
-      return { header: member.header(applied.revision) };
+      return { header: apiHeader(member.header(applied.revision)) };
     }),
     leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {
       refuseLearner(member);
@@ -69,7 +70,7 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
     }),
     leaseLeases: unary(async () => {
       refuseLearner(member);
-      return { header: member.header(), leases: member.lessor.leases().map((ID) => ({ ID })) };
+      return { header: apiHeader(member.header()), leases: member.lessor.leases().map((ID) => ({ ID })) };
     }),
     leaseKeepAlive: (
       call: ServerDuplexStream<etcdserverpb.LeaseKeepAliveRequest, etcdserverpb.LeaseKeepAliveResponse>,
@@ -81,7 +82,7 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
       let forward:
         | ClientDuplexStream<etcdserverpb.LeaseKeepAliveRequest, etcdserverpb.LeaseKeepAliveResponse>
         | undefined;
-      let forwardLeader = 0;
+      let forwardLeader = 0n;
       let open = true;
       const closeForward = () => {
         forward?.end();
@@ -102,14 +103,14 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
               return;
             }
           }
-          call.write({ header: member.header(), ID: req.ID, TTL: ttl });
+          call.write({ header: apiHeader(member.header()), ID: req.ID, TTL: BigInt(ttl) });
           return;
         }
         try {
           if (forward === undefined || forwardLeader !== member.leaderId) {
             closeForward();
             forwardLeader = member.leaderId;
-            if (forwardLeader === 0) throw new EtcdError("NoLeader");
+            if (forwardLeader === 0n) throw new EtcdError("NoLeader");
             const stream = leader.leaseClient().leaseKeepAlive();
             stream.on("data", (res: etcdserverpb.LeaseKeepAliveResponse) => {
               if (open) call.write(res);

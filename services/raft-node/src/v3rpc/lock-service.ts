@@ -3,6 +3,7 @@
 
 import { etcdserverpb, type v3lockpb } from "@etcd-ts/api";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
+import { apiHeader, type DeleteRangeResponse } from "../mvcc/mod.js";
 import { EntryKind } from "../server/entry-envelope.js";
 import type { Member } from "../server/member.js";
 import { enqueue, queueKey, waitForTurn } from "./key-queue.js";
@@ -33,7 +34,7 @@ export function lockService(member: Member): v3lockpb.LockServer {
           await deleteKey(member, mine.key).catch(() => {});
           throw err;
         }
-        return { header: member.header(), key: mine.key };
+        return { header: apiHeader(member.header()), key: mine.key };
       })().then(
         (res) => callback(null, res),
         (err: unknown) => callback(toStatus(err)),
@@ -42,15 +43,15 @@ export function lockService(member: Member): v3lockpb.LockServer {
     unlock: unary(async (req: v3lockpb.UnlockRequest) => {
       refuseLearner(member);
       const res = await deleteKey(member, req.key);
-      return { header: member.header(res.header?.revision) };
+      return { header: apiHeader(member.header(res.header?.revision)) };
     }),
   };
 }
 
-export async function deleteKey(member: Member, key: Buffer): Promise<etcdserverpb.DeleteRangeResponse> {
+export async function deleteKey(member: Member, key: Buffer): Promise<DeleteRangeResponse> {
   const req = etcdserverpb.DeleteRangeRequest.fromPartial({ key });
   const bytes = etcdserverpb.DeleteRangeRequest.encode(req).finish();
   return (await member.propose(EntryKind.DeleteRange, bytes, {
     deleteRange: req,
-  })) as etcdserverpb.DeleteRangeResponse;
+  })) as DeleteRangeResponse;
 }

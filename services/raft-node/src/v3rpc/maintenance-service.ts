@@ -6,7 +6,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { AlarmAction, AlarmType } from "../mvcc/mod.js";
+import { AlarmAction, type AlarmResponse, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
 import { type Member, SERVER_VERSION } from "../server/member.js";
 import { writeStateImage } from "../server/state-image.js";
 import { refuseLearner } from "./kv-service.js";
@@ -16,7 +16,7 @@ const SNAPSHOT_CHUNK = 32 * 1024;
 /** etcdctl 3.5 accepts a snapshot whose size is a multiple of 512 plus the 32-byte sha256. */
 const SNAPSHOT_ALIGN = 512;
 
-export function alarmText(memberId: number, alarm: number): string {
+export function alarmText(memberId: bigint, alarm: number): string {
   const name = alarm === AlarmType.NOSPACE ? "NOSPACE" : alarm === AlarmType.CORRUPT ? "CORRUPT" : "NONE";
   return `memberID:${memberId} alarm:${name} `;
 }
@@ -27,46 +27,46 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
     alarm: unary(async (req: etcdserverpb.AlarmRequest) => {
       refuseLearner(member);
       if (req.action === AlarmAction.GET) {
-        return { header: member.header(), alarms: member.store.alarms(req.alarm) };
+        return { header: apiHeader(member.header()), alarms: member.store.alarms(req.alarm) };
       }
-      const res = (await member.proposeAlarm(req)) as etcdserverpb.AlarmResponse;
-      return { header: member.header(), alarms: res.alarms };
+      const res = (await member.proposeAlarm(alarmRequestFromApi(req))) as AlarmResponse;
+      return { header: apiHeader(member.header()), alarms: res.alarms };
     }),
     status: unary(async () => {
       const raft = member.raftStatus();
       return {
-        header: member.header(),
+        header: apiHeader(member.header()),
         version: SERVER_VERSION,
-        dbSize: member.store.backendSize,
+        dbSize: BigInt(member.store.backendSize),
         leader: member.leaderId,
-        raftIndex: raft.commit,
-        raftTerm: raft.term,
-        raftAppliedIndex: member.applied,
+        raftIndex: BigInt(raft.commit),
+        raftTerm: BigInt(raft.term),
+        raftAppliedIndex: BigInt(member.applied),
         errors: member.store.alarms().map((a) => alarmText(a.memberID, a.alarm)),
-        dbSizeInUse: member.store.backendSizeInUse,
+        dbSizeInUse: BigInt(member.store.backendSizeInUse),
         isLearner: member.isLearner(),
         storageVersion: "",
-        dbSizeQuota: member.store.quota,
+        dbSizeQuota: BigInt(member.store.quota),
       };
     }),
     defragment: unary(async () => {
       refuseLearner(member);
       await member.store.defragment();
-      return { header: member.header() };
+      return { header: apiHeader(member.header()) };
     }),
     hash: unary(async () => {
       refuseLearner(member);
       const { hash, revision } = await member.store.hash();
-      return { header: member.header(revision), hash };
+      return { header: apiHeader(member.header(revision)), hash };
     }),
     hashKv: unary(async (req: etcdserverpb.HashKVRequest) => {
       refuseLearner(member);
-      const res = await member.store.hashKV(req.revision);
+      const res = await member.store.hashKV(Number(req.revision));
       return {
-        header: member.header(res.header?.revision),
+        header: apiHeader(member.header(res.header?.revision)),
         hash: res.hash,
-        compactRevision: res.compactRevision,
-        hashRevision: res.hashRevision,
+        compactRevision: BigInt(res.compactRevision),
+        hashRevision: BigInt(res.hashRevision),
       };
     }),
     moveLeader: unary(async (req: etcdserverpb.MoveLeaderRequest) => {
@@ -78,7 +78,7 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
         const moved = await member.transferLeadership(req.targetID, 5000);
         if (!moved) throw new EtcdError("Timeout");
       }
-      return { header: member.header() };
+      return { header: apiHeader(member.header()) };
     }),
     downgrade: unary(async () => {
       throw { code: 12, details: "Downgrade is not implemented by this server" };
@@ -99,7 +99,12 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
           let remaining = size + padding + 32;
           const send = async (blob: Buffer) => {
             remaining -= blob.length;
-            const ok = call.write({ header: member.header(), remainingBytes: remaining, blob, version: "" });
+            const ok = call.write({
+              header: apiHeader(member.header()),
+              remainingBytes: BigInt(remaining),
+              blob,
+              version: "",
+            });
             if (!ok) await new Promise((resolve) => call.once("drain", resolve));
           };
           for await (const chunk of createReadStream(path, { highWaterMark: SNAPSHOT_CHUNK })) {
