@@ -65,7 +65,7 @@ describe("txn validation (etcd's checkTxnRequest and checkIntervals)", () => {
       "ValueProvided",
     );
     assert.throws(
-      () => checkPutRequest(putRequest({ key: "k", lease: 1, ignoreLease: true })),
+      () => checkPutRequest(putRequest({ key: "k", lease: 1n, ignoreLease: true })),
       (e) => isEtcdError(e, "LeaseProvided"),
     );
     assert.throws(
@@ -90,7 +90,7 @@ describe("compare", () => {
     modRevision: 3,
     version,
     value: Buffer.from(value),
-    lease: 0,
+    lease: 0n,
   });
   it("needs every kv to satisfy it and compares bytes for values", () => {
     const gt = compareRequest({

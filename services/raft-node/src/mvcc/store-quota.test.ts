@@ -36,7 +36,7 @@ describe("quota and NOSPACE alarm", () => {
       );
 
       // The server then proposes the alarm; once applied, every member refuses writes.
-      const raised = await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7);
+      const raised = await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7n);
       assert.deepEqual(raised.alarms, [{ memberID: 7, alarm: AlarmType.NOSPACE }]);
       await assert.rejects(kv.put("x", "y"), (e) => isEtcdError(e, "NoSpace"));
       await assert.rejects(kv.txn({ success: [{ requestPut: putRequest({ key: "x", value: "y" }) }] }), (e) =>
@@ -65,7 +65,7 @@ describe("quota and NOSPACE alarm", () => {
       assert.ok(live.count > 0);
       assert.equal((await store.range(rangeRequest({ key: "k3" }))).kvs[0]!.value.length, value.length);
 
-      const disarmed = await kv.alarm(AlarmAction.DEACTIVATE, AlarmType.NOSPACE, 7);
+      const disarmed = await kv.alarm(AlarmAction.DEACTIVATE, AlarmType.NOSPACE, 7n);
       assert.equal(disarmed.alarms.length, 1);
       assert.deepEqual(store.alarms(), []);
       await kv.put("x", "y");
@@ -123,7 +123,7 @@ describe("corrupt alarm", () => {
     try {
       const store = await MvccStore.open(join(dir.path, "db"));
       const kv = new Applier(store);
-      await kv.alarm(AlarmAction.ACTIVATE, AlarmType.CORRUPT, 1);
+      await kv.alarm(AlarmAction.ACTIVATE, AlarmType.CORRUPT, 1n);
       await assert.rejects(kv.put("a", "b"), (e) => isEtcdError(e, "Corrupt"));
       await assert.rejects(kv.del("a"), (e) => isEtcdError(e, "Corrupt"));
       const listed = await kv.alarm(AlarmAction.GET, AlarmType.NONE);

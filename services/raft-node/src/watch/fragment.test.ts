@@ -63,7 +63,7 @@ function encodedSizeWithoutHeader(response: WatchResponse): number {
   return WatchResponseType.encode(message).finish().length;
 }
 
-function kv(key: string, valueBytes: number, revision: number, lease = 0): KeyValue {
+function kv(key: string, valueBytes: number, revision: number, lease = 0n): KeyValue {
   return {
     key: Buffer.from(key),
     createRevision: revision,
@@ -95,7 +95,7 @@ describe("response sizes", () => {
           { type: EventType.PUT, kv: kv("k", 0, 1) },
           {
             type: EventType.PUT,
-            kv: kv("key-2", 300, bigRevision, 7_587_000_123),
+            kv: kv("key-2", 300, bigRevision, 7_587_000_123n),
             prevKv: kv("key-2", 20, 5),
           },
           {
@@ -106,7 +106,7 @@ describe("response sizes", () => {
               modRevision: 17,
               version: 0,
               value: Buffer.alloc(0),
-              lease: 0,
+              lease: 0n,
             },
             prevKv: kv("gone", 70_000, 16),
           },
