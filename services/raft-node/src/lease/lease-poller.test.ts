@@ -30,6 +30,6 @@ describe("LeasePoller", () => {
     assert.deepEqual(revokes, [1n]);
     now += 5000;
     ticks[0]();
-    assert.deepEqual(checkpoints, [[{ id: 2, remainingTtl: 90 }]]);
+    assert.deepEqual(checkpoints, [[{ id: 2n, remainingTtl: 90 }]]);
   });
 });

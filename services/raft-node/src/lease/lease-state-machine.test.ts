@@ -65,7 +65,7 @@ async function withDir(run: (dir: string) => Promise<void>): Promise<void> {
 }
 
 function response<T>(result: ApplyResult): T {
-  assert.equal(result.status, "applied", JSON.stringify(result));
+  assert.equal(result.status, "applied", JSON.stringify(result, (_, v) => (typeof v === "bigint" ? `${v}n` : v)));
   return (result as { response: T }).response;
 }
 
@@ -81,7 +81,7 @@ describe("LeaseStateMachine on a real mvcc store", () => {
       const now = 0;
       const m = await openMember(dir, () => now, { value: 0 });
       try {
-        assert.deepEqual(response(await m.apply(m.machine.grantRequest(10n, 60))), { id: 10, ttl: 60 });
+        assert.deepEqual(response(await m.apply(m.machine.grantRequest(10n, 60))), { id: 10n, ttl: 60 });
         response(await m.apply(m.machine.grantRequest(20n, 60)));
         response(await m.apply({ put: putRequest({ key: "b", value: "1", lease: 10n }) }));
         response(await m.apply({ put: putRequest({ key: "a", value: "1", lease: 10n }) }));
@@ -107,8 +107,8 @@ describe("LeaseStateMachine on a real mvcc store", () => {
           ],
         );
         assert.deepEqual(await liveKeys(m.store), [
-          ["c", 20],
-          ["plain", 0],
+          ["c", 20n],
+          ["plain", 0n],
         ]);
         assert.equal(m.lessor.lookup(10n), undefined);
 
@@ -158,7 +158,7 @@ describe("LeaseStateMachine on a real mvcc store", () => {
       now += 100_000;
       first.lessor.renew(6n); // kept alive: its checkpoint would equal its TTL and is skipped
       const checkpoints = first.lessor.dueCheckpoints();
-      assert.deepEqual(checkpoints, [{ id: 5, remainingTtl: 500 }]);
+      assert.deepEqual(checkpoints, [{ id: 5n, remainingTtl: 500 }]);
       response(await first.apply(first.machine.checkpointRequest(checkpoints)));
       await first.store.close();
 
@@ -210,8 +210,8 @@ describe("LeaseStateMachine on a real mvcc store", () => {
           ["applied", "applied", "applied", "applied"],
         );
         assert.deepEqual(await liveKeys(m.store), [
-          ["moved", 2],
-          ["unleased", 0],
+          ["moved", 2n],
+          ["unleased", 0n],
         ]);
         assert.deepEqual([...(m.lessor.lookup(2n)?.keys ?? [])], ["moved"]);
         assert.equal(m.lessor.leaseOf(Buffer.from("fresh")), 0n);

@@ -181,7 +181,7 @@ describe("Lessor: key attachment", () => {
     l.keyWritten(key("z"), 1n);
     l.keyWritten(key("y"), 1n);
     clock.advance(10_500);
-    assert.deepEqual(l.timeToLive(1n, true), { id: 1, ttl: 19, grantedTtl: 30, keys: [key("y"), key("z")] });
+    assert.deepEqual(l.timeToLive(1n, true), { id: 1n, ttl: 19, grantedTtl: 30, keys: [key("y"), key("z")] });
     assert.deepEqual(l.timeToLive(1n, false).keys, []);
     assert.throws(
       () => l.timeToLive(9n, false),
@@ -222,7 +222,7 @@ describe("Lessor: leadership and checkpoints", () => {
     assert.deepEqual(leader.dueCheckpoints(), []);
     leaderClock.advance(1000);
     const checkpoints = leader.dueCheckpoints();
-    assert.deepEqual(checkpoints, [{ id: 1, remainingTtl: 540 }]);
+    assert.deepEqual(checkpoints, [{ id: 1n, remainingTtl: 540 }]);
     for (const member of [leader, follower])
       for (const c of checkpoints) member.checkpoint(c.id, c.remainingTtl);
     assert.equal(follower.lookup(1n)?.remainingTtl, 540);
@@ -245,7 +245,7 @@ describe("Lessor: leadership and checkpoints", () => {
     const [checkpoint] = l.dueCheckpoints();
     l.checkpoint(checkpoint.id, checkpoint.remainingTtl);
     assert.equal(l.renew(1n), 600);
-    assert.deepEqual(l.dueCheckpoints(), [{ id: 1, remainingTtl: 0 }]);
+    assert.deepEqual(l.dueCheckpoints(), [{ id: 1n, remainingTtl: 0 }]);
     l.checkpoint(1n, 0);
     assert.equal(l.renew(1n), 600);
     assert.deepEqual(l.dueCheckpoints(), [], "no entry per keep-alive once cleared");
@@ -261,7 +261,7 @@ describe("Lessor: leadership and checkpoints", () => {
     l.renew(1n);
     assert.deepEqual(l.dueCheckpoints(), []);
     clock.advance(60_000);
-    assert.deepEqual(l.dueCheckpoints(), [{ id: 1, remainingTtl: 540 }]);
+    assert.deepEqual(l.dueCheckpoints(), [{ id: 1n, remainingTtl: 540 }]);
   });
 
   it("spreads expiries on promotion when more leases than the revoke rate would expire together", () => {

@@ -37,7 +37,7 @@ describe("KeyValue protobuf codec", () => {
     };
     const bytes = encodeKeyValue(kv);
     assert.equal(bytes.subarray(bytes.length - 11).toString("hex"), "30feffffffffffffffff01");
-    assert.equal(decodeKeyValue(bytes).lease, -2);
+    assert.equal(decodeKeyValue(bytes).lease, -2n);
   });
 
   it("reads only the index fields for restore", () => {
@@ -50,7 +50,7 @@ describe("KeyValue protobuf codec", () => {
       lease: 4n,
     });
     const fields = decodeIndexFields(bytes, { key: "", createRevision: 0, version: 0, lease: 0n });
-    assert.deepEqual(fields, { key: "\xff\x00a", createRevision: 7, version: 3, lease: 4 });
+    assert.deepEqual(fields, { key: "\xff\x00a", createRevision: 7, version: 3, lease: 4n });
     assert.throws(() => decodeKeyValue(bytes.subarray(0, 3)));
   });
 });

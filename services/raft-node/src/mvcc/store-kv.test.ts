@@ -96,7 +96,7 @@ describe("revisions", () => {
       assert.equal((await kv.get("b", { revision: 3 })).kvs[0]!.lease, 8n);
       assert.deepEqual(
         [...store.leasedKeys()].map((x) => [x.key.toString(), x.lease]),
-        [["a", 7]],
+        [["a", 7n]],
       );
     }));
 });
@@ -266,10 +266,10 @@ describe("put", () => {
       assert.equal(second.prevKv?.lease, 5n);
       await kv.put("k", "", { ignoreValue: true, lease: 9n });
       let got = (await kv.get("k")).kvs[0]!;
-      assert.deepEqual([got.value.toString(), got.lease, got.version], ["v2", 9, 3]);
+      assert.deepEqual([got.value.toString(), got.lease, got.version], ["v2", 9n, 3]);
       await kv.put("k", "v4", { ignoreLease: true });
       got = (await kv.get("k")).kvs[0]!;
-      assert.deepEqual([got.value.toString(), got.lease], ["v4", 9]);
+      assert.deepEqual([got.value.toString(), got.lease], ["v4", 9n]);
       await rejectsWith(kv.put("missing", "", { ignoreValue: true }), "KeyNotFound");
       await rejectsWith(kv.put("missing", "x", { ignoreLease: true }), "KeyNotFound");
       await rejectsWith(kv.put("k", "x", { ignoreValue: true }), "ValueProvided");
@@ -338,8 +338,8 @@ describe("replay and persistence", () => {
       assert.deepEqual(
         got.kvs.map((x) => [x.createRevision, x.modRevision, x.version, x.lease]),
         [
-          [2, 4, 2, 0],
-          [3, 3, 1, 4],
+          [2, 4, 2, 0n],
+          [3, 3, 1, 4n],
         ],
       );
       await store.close();

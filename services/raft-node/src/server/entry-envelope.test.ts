@@ -44,7 +44,8 @@ describe("entry envelope", () => {
   });
 
   it("refuses IDs it cannot represent exactly", () => {
-    assert.throws(() => encodeEnvelope(EntryKind.Put, 2n ** 53n, 1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, 2n ** 64n, 1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, -1n, 1, new Uint8Array(0)), RangeError);
     assert.throws(() => encodeEnvelope(EntryKind.Put, 1n, -1, new Uint8Array(0)), RangeError);
   });
 });

@@ -47,10 +47,12 @@ function withoutDefaults(value: unknown): unknown {
   if (Buffer.isBuffer(value) || Array.isArray(value)) {
     return Array.isArray(value) ? value.map(withoutDefaults) : value;
   }
+  // protobufjs takes 64-bit values as decimal strings.
+  if (typeof value === "bigint") return value.toString();
   if (typeof value !== "object" || value === null) return value;
   const out: Record<string, unknown> = {};
   for (const [field, v] of Object.entries(value)) {
-    if (v === 0 || v === false || v === "" || (Buffer.isBuffer(v) && v.length === 0)) continue;
+    if (v === 0 || v === 0n || v === false || v === "" || (Buffer.isBuffer(v) && v.length === 0)) continue;
     if (Array.isArray(v) && v.length === 0) continue;
     out[field] = withoutDefaults(v);
   }

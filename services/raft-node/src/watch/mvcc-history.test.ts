@@ -138,8 +138,8 @@ describe("watch on the mvcc store", () => {
       assert.deepEqual(
         response.events.map((e) => [e.type, e.kv.key.toString(), e.kv.modRevision, e.prevKv?.lease]),
         [
-          [EventType.DELETE, "svc/a", response.revision, 9],
-          [EventType.DELETE, "svc/b", response.revision, 9],
+          [EventType.DELETE, "svc/a", response.revision, 9n],
+          [EventType.DELETE, "svc/b", response.revision, 9n],
         ],
       );
     }));
