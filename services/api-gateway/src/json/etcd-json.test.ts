@@ -79,7 +79,7 @@ describe("jsonToWire", () => {
     const b = decodeRange({ key: "Zm9v", rangeEnd: "Zm9w", limit: 5, sortOrder: 2, keysOnly: true });
     assert.deepEqual(a, b);
     assert.equal(a.key.toString(), "foo");
-    assert.equal(a.limit, 5);
+    assert.equal(a.limit, 5n);
     assert.equal(a.sortOrder, etcdserverpb.RangeRequest_SortOrder.DESCEND);
   });
 
