@@ -221,7 +221,12 @@ describe("generated grpc-js services", () => {
         lease: 2 ** 40,
       });
       const put = await unary<etcdserverpb.PutResponse>((cb) => client.put(putReq, cb));
-      assert.deepEqual(put.header, { clusterId: CLUSTER_ID, memberId: MEMBER_ID, revision: 2n, raftTerm: 2n });
+      assert.deepEqual(put.header, {
+        clusterId: CLUSTER_ID,
+        memberId: MEMBER_ID,
+        revision: 2n,
+        raftTerm: 2n,
+      });
       const put2 = etcdserverpb.PutRequest.create({ key: Buffer.from("a/2"), value: Buffer.from("two") });
       await unary<etcdserverpb.PutResponse>((cb) => client.put(put2, cb));
       const rangeReq = etcdserverpb.RangeRequest.create({

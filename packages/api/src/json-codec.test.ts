@@ -140,7 +140,10 @@ describe("etcd JSON codec", () => {
       assert.equal(req.ID, want);
       assert.deepEqual(toEtcdJson("etcdserverpb.LeaseGrantRequest", req), { TTL: "5", ID: want.toString() });
     }
-    assert.equal(fromEtcdJson("etcdserverpb.ResponseHeader", { member_id: "18446744073709551615" }).memberId, 2n ** 64n - 1n);
+    assert.equal(
+      fromEtcdJson("etcdserverpb.ResponseHeader", { member_id: "18446744073709551615" }).memberId,
+      2n ** 64n - 1n,
+    );
     for (const [type, json] of [
       ["etcdserverpb.LeaseGrantRequest", { ID: "9223372036854775808" }],
       ["etcdserverpb.ResponseHeader", { member_id: "18446744073709551616" }],

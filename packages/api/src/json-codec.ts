@@ -276,7 +276,8 @@ function integerFromJson(kind: JsonField["kind"], value: unknown, path: string):
     else throw new JsonFormatError(`${path}: expected an integer (a number or a decimal string)`);
     const [min, max] = UNSIGNED_KINDS.has(kind) ? UINT64_RANGE : INT64_RANGE;
     if (UNSIGNED_KINDS.has(kind) && n < 0n) throw new JsonFormatError(`${path}: ${kind} cannot be negative`);
-    if (n < min || n > max) throw new JsonFormatError(`${path}: ${String(value)} is out of range for ${kind}`);
+    if (n < min || n > max)
+      throw new JsonFormatError(`${path}: ${String(value)} is out of range for ${kind}`);
     return n;
   }
   let n: number;

@@ -149,7 +149,12 @@ describe("etcd wire format", () => {
   });
 
   it("ResponseHeader with uint64 cluster and member IDs using all 64 bits", () => {
-    const header = { clusterId: 0x1234_5678_9abc_def0n, memberId: 0xfedc_ba98_7654_3210n, revision: 12n, raftTerm: 3n };
+    const header = {
+      clusterId: 0x1234_5678_9abc_def0n,
+      memberId: 0xfedc_ba98_7654_3210n,
+      revision: 12n,
+      raftTerm: 3n,
+    };
     const expected = Buffer.from([
       ...u(1, header.clusterId),
       ...u(2, header.memberId),
@@ -164,7 +169,17 @@ describe("etcd wire format", () => {
     // etcd's own cluster IDs are full 64-bit hashes, e.g. 14841639068965178418.
     const wire = Buffer.from(u(1, 14841639068965178418n));
     assert.equal(etcdserverpb.ResponseHeader.decode(wire).clusterId, 14841639068965178418n);
-    assert.equal(hex(etcdserverpb.ResponseHeader.encode({ clusterId: 14841639068965178418n, memberId: 0n, revision: 0n, raftTerm: 0n }).finish()), hex(wire));
+    assert.equal(
+      hex(
+        etcdserverpb.ResponseHeader.encode({
+          clusterId: 14841639068965178418n,
+          memberId: 0n,
+          revision: 0n,
+          raftTerm: 0n,
+        }).finish(),
+      ),
+      hex(wire),
+    );
     // A lease ID a client picked itself can be any int64.
     for (const id of [-(2n ** 62n), 2n ** 63n - 1n, -(2n ** 63n), 2n ** 53n + 1n]) {
       const grant = Buffer.from([...u(1, 60), ...u(2, BigInt.asUintN(64, id))]);

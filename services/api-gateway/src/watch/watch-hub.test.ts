@@ -67,14 +67,14 @@ describe("WatchHub", () => {
     up.push({ header: header(5), watchId: 0, created: true });
     transport.streams[1]!.push({ header: header(5), watchId: 0, created: true });
     assert.deepEqual(
-      a.responses.map((r) => [r.watchId, r.created]),
+      a.responses.map((r) => [Number(r.watchId), r.created]),
       [
         [0, true],
         [1, true],
       ],
     );
     assert.deepEqual(
-      b.responses.map((r) => [r.watchId, r.created]),
+      b.responses.map((r) => [Number(r.watchId), r.created]),
       [[0, true]],
     );
 
@@ -179,7 +179,7 @@ describe("WatchHub", () => {
     hub.onClientRequest(ca, create({ watchId: 7 }));
     hub.onClientRequest(ca, create({ watchId: 7, key: Buffer.from("x") }));
     const dup = a.responses.at(-1)!;
-    assert.equal(dup.watchId, -1);
+    assert.equal(dup.watchId, -1n);
     assert.equal(dup.canceled, true);
     assert.equal(dup.cancelReason, DUPLICATE_WATCH_ID);
     transport.streams[0]!.push({ header: header(1), watchId: 0, created: true });
@@ -206,7 +206,7 @@ describe("WatchHub", () => {
     hub.onClientRequest(hub.openClient(c, {}), create({ key: Buffer.from("z"), rangeEnd: Buffer.from("a") }));
     up.push({ header: header(9), watchId: -1, created: true, canceled: true, cancelReason: "bad range" });
     assert.deepEqual(
-      [c.responses[0]!.watchId, c.responses[0]!.created, c.responses[0]!.canceled],
+      [Number(c.responses[0]!.watchId), c.responses[0]!.created, c.responses[0]!.canceled],
       [-1, true, true],
     );
   });
@@ -264,7 +264,7 @@ describe("WatchHub", () => {
     assert.ok(up.sent.at(-1)!.progressRequest);
     up.push({ header: header(9), watchId: -1 });
     const last = a.responses.at(-1)!;
-    assert.equal(last.watchId, -1);
+    assert.equal(last.watchId, -1n);
     assert.equal(last.header?.revision, 9n);
   });
 

@@ -202,7 +202,7 @@ describe("watch messages", () => {
     );
     for (const id of [0, 1, 300, -1]) {
       const rewritten = WatchResponse.decode(withWatchId(view.withoutWatchId, id));
-      assert.equal(rewritten.watchId, id);
+      assert.equal(rewritten.watchId, BigInt(id));
       assert.deepEqual(rewritten.events, WatchResponse.decode(raw).events);
       assert.deepEqual(rewritten.header, WatchResponse.decode(raw).header);
     }
@@ -238,7 +238,7 @@ describe("watch messages", () => {
     assert.equal(keepEventsFrom(raw, view, 10), undefined);
     const trimmed = WatchResponse.decode(keepEventsFrom(raw, view, 12)!);
     assert.deepEqual(
-      trimmed.events.map((e) => e.kv?.modRevision),
+      trimmed.events.map((e) => Number(e.kv?.modRevision)),
       [12],
     );
     assert.equal(trimmed.watchId, 1n);
@@ -261,7 +261,7 @@ describe("watch messages", () => {
         cancelReason: "x",
       }),
     );
-    assert.equal(canceled.watchId, -1);
+    assert.equal(canceled.watchId, -1n);
     assert.equal(canceled.compactRevision, 5n);
     assert.equal(canceled.cancelReason, "x");
     const view = decodeWatchResponse(

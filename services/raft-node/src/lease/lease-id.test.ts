@@ -8,7 +8,8 @@ describe("LeaseIdGenerator (etcd's idutil layout)", () => {
     // prefix 0x694d << 48 and suffix ((ms & (2^40-1)) << 8) + 1, then clears the top bit.
     const ms = Date.UTC(2026, 0, 1);
     const generator = new LeaseIdGenerator(0x8e9e05c52164694dn, ms);
-    const expected = ((0x694dn << 48n) | (((BigInt(ms) & ((1n << 40n) - 1n)) << 8n) + 1n)) & ((1n << 63n) - 1n);
+    const expected =
+      ((0x694dn << 48n) | (((BigInt(ms) & ((1n << 40n) - 1n)) << 8n) + 1n)) & ((1n << 63n) - 1n);
     assert.equal(generator.next(), expected);
     assert.equal(generator.next(), expected + 1n);
   });

@@ -65,7 +65,11 @@ async function withDir(run: (dir: string) => Promise<void>): Promise<void> {
 }
 
 function response<T>(result: ApplyResult): T {
-  assert.equal(result.status, "applied", JSON.stringify(result, (_, v) => (typeof v === "bigint" ? `${v}n` : v)));
+  assert.equal(
+    result.status,
+    "applied",
+    JSON.stringify(result, (_, v) => (typeof v === "bigint" ? `${v}n` : v)),
+  );
   return (result as { response: T }).response;
 }
 

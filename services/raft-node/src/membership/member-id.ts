@@ -11,7 +11,11 @@ export type MemberId = bigint;
  * then the cluster token, then, for a member added at runtime, the decimal unix seconds).
  * etcd's MemberAdd passes an empty token and the time of the request.
  */
-export function memberIdFor(peerUrls: readonly string[], clusterToken: string, addedAtSeconds?: number): MemberId {
+export function memberIdFor(
+  peerUrls: readonly string[],
+  clusterToken: string,
+  addedAtSeconds?: number,
+): MemberId {
   let material = [...peerUrls].sort().join("") + clusterToken;
   // Re-adding the same URLs later gives a new ID, as in etcd.
   if (addedAtSeconds !== undefined) material += String(addedAtSeconds);

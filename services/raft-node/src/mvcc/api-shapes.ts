@@ -10,8 +10,8 @@
 import type { etcdserverpb, mvccpb } from "@etcd-ts/api";
 import type {
   AlarmRequest,
-  Compare,
   CompactionRequest,
+  Compare,
   DeleteRangeRequest,
   KeyValue,
   PutRequest,
@@ -88,7 +88,12 @@ export function alarmRequestFromApi(r: etcdserverpb.AlarmRequest): AlarmRequest 
 
 /** For responses built outside the KV service (election, lock): one conversion per message. */
 export function apiHeader(h: ResponseHeader): etcdserverpb.ResponseHeader {
-  return { clusterId: h.clusterId, memberId: h.memberId, revision: BigInt(h.revision), raftTerm: BigInt(h.raftTerm) };
+  return {
+    clusterId: h.clusterId,
+    memberId: h.memberId,
+    revision: BigInt(h.revision),
+    raftTerm: BigInt(h.raftTerm),
+  };
 }
 
 export function apiKeyValue(kv: KeyValue): mvccpb.KeyValue {

@@ -29,7 +29,11 @@ export function workloadRequest(seed: number, index: number): MvccRequest | unde
   const key = () => keyName(Math.floor(rnd() * KEYS));
   if (pick < 0.45) {
     return {
-      put: putRequest({ key: key(), value: `v${index}`, lease: rnd() < 0.2 ? BigInt(1 + Math.floor(rnd() * 3)) : 0n }),
+      put: putRequest({
+        key: key(),
+        value: `v${index}`,
+        lease: rnd() < 0.2 ? BigInt(1 + Math.floor(rnd() * 3)) : 0n,
+      }),
     };
   }
   if (pick < 0.6) return { deleteRange: deleteRangeRequest({ key: key() }) };

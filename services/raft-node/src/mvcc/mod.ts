@@ -1,4 +1,15 @@
 // etcd's MVCC key-value store on RocksDB: the state machine the Raft log is applied to.
+
+export {
+  alarmRequestFromApi,
+  apiHeader,
+  apiKeyValue,
+  compactionRequestFromApi,
+  deleteRangeRequestFromApi,
+  putRequestFromApi,
+  rangeRequestFromApi,
+  txnRequestFromApi,
+} from "./api-shapes.js";
 export { compareHolds } from "./compare.js";
 export { decodeKeyValue, encodeKeyValue } from "./kv-codec.js";
 export {
@@ -17,6 +28,15 @@ export {
   isTxnReadOnly,
 } from "./request-validation.js";
 export {
+  encodeCompactionResponse,
+  encodeDeleteRangeResponse,
+  encodeEvent,
+  encodePutResponse,
+  encodeRangeResponse,
+  encodeResponseHeader,
+  encodeTxnResponse,
+} from "./response-codec.js";
+export {
   type AppliedTxn,
   type ApplyEntry,
   type ApplyListener,
@@ -32,22 +52,3 @@ export {
   type MvccStoreOptions,
 } from "./store.js";
 export * from "./types.js";
-export {
-  alarmRequestFromApi,
-  apiHeader,
-  apiKeyValue,
-  compactionRequestFromApi,
-  deleteRangeRequestFromApi,
-  putRequestFromApi,
-  rangeRequestFromApi,
-  txnRequestFromApi,
-} from "./api-shapes.js";
-export {
-  encodeCompactionResponse,
-  encodeDeleteRangeResponse,
-  encodeEvent,
-  encodePutResponse,
-  encodeRangeResponse,
-  encodeResponseHeader,
-  encodeTxnResponse,
-} from "./response-codec.js";

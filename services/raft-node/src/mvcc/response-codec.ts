@@ -69,7 +69,8 @@ function encodeResponseOp(op: ResponseOp): Buffer {
   const w = new WireWriter();
   if (op.responseRange !== undefined) w.bytesField(1, encodeRangeResponse(op.responseRange));
   if (op.responsePut !== undefined) w.bytesField(2, encodePutResponse(op.responsePut));
-  if (op.responseDeleteRange !== undefined) w.bytesField(3, encodeDeleteRangeResponse(op.responseDeleteRange));
+  if (op.responseDeleteRange !== undefined)
+    w.bytesField(3, encodeDeleteRangeResponse(op.responseDeleteRange));
   if (op.responseTxn !== undefined) w.bytesField(4, encodeTxnResponse(op.responseTxn));
   return w.finish();
 }
