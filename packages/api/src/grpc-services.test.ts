@@ -316,7 +316,8 @@ describe("generated grpc-js services", () => {
       );
       assert.equal(err, null);
       assert.equal(state.received.length, before + 1);
-      assert.equal((state.received.at(-1)?.request as etcdserverpb.PutRequest).lease, 2n ** 60n);
+      const received = state.received.at(-1)!.request as etcdserverpb.PutRequest;
+      assert.equal(received.lease, 2n ** 60n);
     } finally {
       client.close();
     }
