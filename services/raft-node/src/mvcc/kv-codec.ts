@@ -21,7 +21,7 @@ export function encodeKeyValue(kv: KeyValue): Buffer {
   if (kv.modRevision !== 0) size += 1 + int64Size(kv.modRevision);
   if (kv.version !== 0) size += 1 + int64Size(kv.version);
   if (kv.value.length > 0) size += 1 + varintSize(kv.value.length) + kv.value.length;
-  if (kv.lease !== 0n) size += 1 + leaseSize(kv.lease);
+  if (kv.lease !== 0n) size += 1 + leaseVarintSize(kv.lease);
 
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
@@ -165,7 +165,10 @@ function writeInt64(out: Buffer, pos: number, n: number): number {
 
 // Lease IDs are int64s that use all 64 bits (etcd's generator puts the member's bits at the
 // top), so they go through BigInt; only keys attached to a lease pay for it.
-function leaseSize(lease: bigint): number {
+/** Varint bytes of an int64 lease ID (ten for a negative one), as proto3 writes it. */
+export function leaseVarintSize(lease: bigint): number {
+  // Below 2^53 the number loop gives the size without BigInt arithmetic.
+  if (lease >= 0n && lease <= 9007199254740991n) return varintSize(Number(lease));
   let n = BigInt.asUintN(64, lease);
   let size = 1;
   while (n >= 0x80n) {

@@ -11,7 +11,7 @@ export {
   txnRequestFromApi,
 } from "./api-shapes.js";
 export { compareHolds } from "./compare.js";
-export { decodeKeyValue, encodeKeyValue } from "./kv-codec.js";
+export { decodeKeyValue, encodeKeyValue, leaseVarintSize } from "./kv-codec.js";
 export {
   compareRequest,
   deleteRangeRequest,

@@ -2,6 +2,7 @@
 // decides where to split a revision's events by these sizes, as etcd does with pb.Size(), so the
 // arithmetic has to follow proto3's rules exactly: default values (0, empty bytes, false) are
 // not written, negative int64 varints take ten bytes.
+import { leaseVarintSize } from "../mvcc/mod.js";
 import type { Event, KeyValue } from "./events.js";
 
 export function varintSize(value: number): number {
@@ -17,19 +18,6 @@ export function varintSize(value: number): number {
 
 function int64FieldSize(value: number): number {
   return value === 0 ? 0 : 1 + varintSize(value);
-}
-
-function leaseFieldSize(lease: bigint): number {
-  if (lease === 0n) return 0;
-  // Below 2^53 the number path gives the same size without a BigInt loop.
-  if (lease > 0n && lease <= 9007199254740991n) return 1 + varintSize(Number(lease));
-  let n = BigInt.asUintN(64, lease);
-  let size = 2;
-  while (n >= 0x80n) {
-    n >>= 7n;
-    size++;
-  }
-  return size;
 }
 
 function bytesFieldSize(length: number): number {
@@ -48,7 +36,7 @@ export function keyValueSize(kv: KeyValue): number {
     int64FieldSize(kv.modRevision) +
     int64FieldSize(kv.version) +
     bytesFieldSize(kv.value.length) +
-    leaseFieldSize(kv.lease)
+    (kv.lease === 0n ? 0 : 1 + leaseVarintSize(kv.lease))
   );
 }
 
