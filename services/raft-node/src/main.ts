@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { Server } from "@grpc/grpc-js";
 import { pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
+import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
-import { CLUSTER_VERSION, Member, urlString } from "./server/member.js";
+import { CLUSTER_VERSION, Member } from "./server/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { ClientServer } from "./v3rpc/client-server.js";
 

@@ -3,7 +3,7 @@
 
 import { etcdserverpb, GrpcHttp2Server, v3electionpb, v3lockpb } from "@etcd-ts/api";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { Member } from "../server/member.js";
+import type { EtcdServer } from "../server/mod.js";
 import type { KeyPair } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
 import { authService } from "./auth-service.js";
@@ -26,7 +26,7 @@ export class ClientServer {
   private readonly services: [ServiceDefinition, UntypedServiceImplementation][];
   private readonly servers: GrpcHttp2Server[] = [];
 
-  constructor(private readonly member: Member) {
+  constructor(private readonly member: EtcdServer) {
     this.leader = new LeaderClients(() => member.leaderClientUrls());
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
@@ -56,8 +56,8 @@ export class ClientServer {
         );
       }
       const server = new GrpcHttp2Server({
-        maxReceiveBytes: this.member.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-        maxConcurrentStreams: Math.min(this.member.config.maxConcurrentStreams, 2 ** 32 - 1),
+        maxReceiveBytes: this.member.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+        maxConcurrentStreams: Math.min(this.member.limits.maxConcurrentStreams, 2 ** 32 - 1),
         tls: url.protocol === "https:" ? tls : undefined,
       });
       for (const [definition, implementation] of this.services)

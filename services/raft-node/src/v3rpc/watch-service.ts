@@ -9,7 +9,7 @@
 
 import { EtcdError, encodeWatchResponse, etcdserverpb, mvccpb } from "@etcd-ts/api";
 import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { Member } from "../server/member.js";
+import type { EtcdServer } from "../server/mod.js";
 import type { Event } from "../watch/events.js";
 import { WatchStream } from "../watch/mod.js";
 import { toStatus } from "./rpc-errors.js";
@@ -38,7 +38,7 @@ class HeaderCache {
   private term = -1;
   private bytes: Uint8Array = new Uint8Array();
 
-  constructor(private readonly member: Member) {}
+  constructor(private readonly member: EtcdServer) {}
 
   get(revision: number): Uint8Array {
     const header = this.member.header(revision);
@@ -51,7 +51,7 @@ class HeaderCache {
   }
 }
 
-export function watchService(member: Member): UntypedServiceImplementation {
+export function watchService(member: EtcdServer): UntypedServiceImplementation {
   return {
     watch: (call: ServerDuplexStream<etcdserverpb.WatchRequest, Buffer>) => {
       if (member.isLearner()) {
@@ -59,7 +59,7 @@ export function watchService(member: Member): UntypedServiceImplementation {
         return;
       }
       const stream = new WatchStream(member.watchable, {
-        maxResponseBytes: member.config.maxRequestBytes + 512 * 1024,
+        maxResponseBytes: member.limits.maxRequestBytes + 512 * 1024,
       });
       let open = true;
       const finish = () => {
