@@ -3,11 +3,27 @@
 // and its committed entries are handed to the applier; then advance(). Every --snapshot-count
 // applied entries it saves a snapshot and releases the WAL and the in-memory log before it.
 // What the entries mean is not its business: it sees bytes, and a host that applies them.
+//
+// Apply is pipelined as etcd's is (its apply goroutine runs while raft.go persists the next
+// batch): a Ready's committed entries are applied on a later turn of the event loop, while the
+// next Ready's WAL write is in flight, instead of before advance(). At most one batch is in
+// flight. What makes this safe (see scheduleApply and its callers):
+//  - order: batch N+1 starts only after batch N finished (one promise chain, awaited before the
+//    next batch is scheduled), and a batch is scheduled only after its Ready was persisted;
+//  - conf changes: a Ready committing a ConfChange waits for its apply before advance(), so
+//    Raft's configuration (and its one-change-at-a-time rule, which reads its applied index)
+//    never runs ahead of the entries actually applied (etcd's waitApply);
+//  - snapshots: creating one and installing one both wait for the batch in flight, so a
+//    snapshot's index is an applied state and an install never races an apply;
+//  - reads and replies: ReadIndex waits for the applier's own index (applied >= read index)
+//    and a client is answered by the apply of its entry, so neither sees the lag;
+//  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
   type ConfState,
   type Entry,
+  EntryType,
   type MemoryStorage,
   type Message,
   RawNode,
@@ -74,6 +90,9 @@ export class RaftLoop {
   private tickTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private leaderWatchers: (() => void)[] = [];
+  /** The batch of committed entries being applied (resolved when none is). */
+  private applying: Promise<void> = Promise.resolve();
+  private failed = false;
 
   constructor(
     private readonly config: MemberConfig,
@@ -149,13 +168,34 @@ export class RaftLoop {
         this.raw.advance(rd);
       }
     } catch (err) {
-      this.logger.error({ error: err instanceof Error ? err.stack : String(err) }, "raft loop failed");
-      this.stopped = true;
-      this.host.fatal(err);
+      this.fail(err);
     } finally {
       this.inReady = false;
       for (const wake of this.readyIdle.splice(0)) wake();
     }
+  }
+
+  private fail(err: unknown): void {
+    this.stopped = true;
+    if (this.failed) return;
+    this.failed = true;
+    this.logger.error({ error: err instanceof Error ? err.stack : String(err) }, "raft loop failed");
+    this.host.fatal(err);
+  }
+
+  /**
+   * Applies `entries` on a later turn, after the batch in flight (callers await that one first,
+   * so there is at most one). Deferred with setImmediate so that the apply, mostly synchronous
+   * work, runs while the next Ready's WAL write is in the thread pool.
+   */
+  private scheduleApply(entries: Entry[]): void {
+    const previous = this.applying;
+    this.applying = previous
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => this.host.applyCommitted(entries))
+      // What the apply did (answers, reads released) may have made new work for Raft.
+      .then(() => this.kick());
+    this.applying.catch((err: unknown) => this.fail(err));
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -165,7 +205,10 @@ export class RaftLoop {
     // quorum only after advance(). Everyone else must persist first.
     const sendFirst = this.role === StateRole.Leader;
     if (sendFirst) this.host.send(rd.messages);
-    if (rd.snapshot) await this.installSnapshot(rd.snapshot);
+    if (rd.snapshot) {
+      await this.applying;
+      await this.installSnapshot(rd.snapshot);
+    }
     // A hard state whose only change is the commit index need not be durable (Raft learns
     // the commit index again from the leader), so it costs no fsync, as in etcd (MustSync).
     // A snapshot's hard state is saved, so that the log's commit never trails its snapshot.
@@ -176,9 +219,17 @@ export class RaftLoop {
     if (rd.entries.length > 0) this.storage.append(rd.entries);
     if (!sendFirst) this.host.send(rd.messages);
     for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
-    if (rd.committedEntries.length > 0) await this.host.applyCommitted(rd.committedEntries);
-    if (shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount))
+    if (rd.committedEntries.length > 0) {
+      // The previous batch ran during this Ready's WAL write; this one runs during the next's.
+      await this.applying;
+      this.scheduleApply(rd.committedEntries);
+      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) await this.applying;
+    }
+    // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
+    if (shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount)) {
+      await this.applying;
       await this.snapshot();
+    }
   }
 
   private onSoftState(lead: number, role: StateRole): void {
@@ -314,11 +365,7 @@ export class RaftLoop {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     if (this.inReady) await new Promise<void>((resolve) => this.readyIdle.push(resolve));
-  }
-
-  /** Stops without waiting (the member failed or was removed). */
-  halt(): void {
-    this.stopped = true;
+    await this.applying.catch(() => {});
   }
 
   async closeWal(): Promise<void> {
