@@ -10,8 +10,7 @@
 import { EtcdError, encodeWatchResponse, etcdserverpb, mvccpb } from "@etcd-ts/api";
 import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { EtcdServer } from "../server/mod.js";
-import type { Event } from "../watch/events.js";
-import { WatchStream } from "../watch/mod.js";
+import { type Event, WatchStream } from "../watch/mod.js";
 import { toStatus } from "./rpc-errors.js";
 
 /** etcd's Watch service with responses written as already-encoded bytes. */
