@@ -70,7 +70,7 @@ export async function bootstrap(
   const raft = (await Wal.exists(layout.walDir))
     ? await restart(layout, snapshotter, logger)
     : config.initialClusterState === "new"
-      ? await startNewCluster(config, layout, seed, logger)
+      ? { ...(await bootstrapNewCluster(config, layout, logger, seed)), applied: 0 }
       : await joinCluster(config, layout, seed, logger);
 
   const columns = (await exists(layout.dbDir)) ? await readColumns(layout.dbDir) : new Map();
@@ -125,12 +125,16 @@ async function restart(layout: Layout, snapshotter: Snapshotter, logger: WalLogg
   return { identity, wal, storage, applied };
 }
 
-async function startNewCluster(
+/**
+ * A new cluster's first state on disk: this member's identity and a WAL holding the bootstrap
+ * ConfChanges for every --initial-cluster member (added to `seed`).
+ */
+export async function bootstrapNewCluster(
   config: MemberConfig,
   layout: Layout,
-  seed: Map<number, MemberInfo>,
   logger: WalLogger,
-): Promise<RaftStart> {
+  seed = new Map<number, MemberInfo>(),
+): Promise<{ identity: Identity; storage: MemoryStorage; wal: Wal }> {
   const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
   const ids: number[] = [];
   let own: number | undefined;
@@ -160,7 +164,7 @@ async function startNewCluster(
     { member: formatId(identity.memberId), cluster: formatId(identity.clusterId), voters: ids.map(formatId) },
     "starting a new cluster",
   );
-  return { identity, wal, storage, applied: 0 };
+  return { identity, storage, wal };
 }
 
 async function joinCluster(
