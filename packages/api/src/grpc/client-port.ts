@@ -152,6 +152,9 @@ export function scanConnectionStart(
   let offset = HTTP2_PREFACE.length;
   let ackAt: number | undefined;
   let block: Buffer[] | undefined;
+  let firstBlock: Buffer | undefined;
+  // Every complete frame is looked at: grpc-go may send its first HEADERS before the ACK of our
+  // SETTINGS (it is told of the server's preface before it queues the ACK).
   for (
     let frame = completeFrameAt(bytes, offset);
     frame !== undefined;
@@ -159,18 +162,23 @@ export function scanConnectionStart(
   ) {
     const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + frame.length);
     if (lookForAck && ackAt === undefined && isSettingsAck(frame)) ackAt = offset;
-    if (block === undefined && frame.type === FrameType.HEADERS) {
-      block = [headersFragment(payload, frame.flags).fragment];
-      if (frame.flags & FrameFlag.END_HEADERS) return { firstBlock: Buffer.concat(block), ackAt };
-    } else if (block !== undefined) {
-      if (frame.type !== FrameType.CONTINUATION)
-        throw new Http2FramingError("HEADERS without its CONTINUATION");
-      block.push(payload);
-      if (frame.flags & FrameFlag.END_HEADERS) return { firstBlock: Buffer.concat(block), ackAt };
+    if (firstBlock === undefined) {
+      if (block === undefined && frame.type === FrameType.HEADERS) {
+        block = [headersFragment(payload, frame.flags).fragment];
+        if (frame.flags & FrameFlag.END_HEADERS) firstBlock = Buffer.concat(block);
+      } else if (block !== undefined) {
+        if (frame.type !== FrameType.CONTINUATION)
+          throw new Http2FramingError("HEADERS without its CONTINUATION");
+        block.push(payload);
+        if (frame.flags & FrameFlag.END_HEADERS) firstBlock = Buffer.concat(block);
+      }
     }
     offset += FRAME_HEADER_BYTES + frame.length;
   }
-  return ackAt === undefined ? {} : { ackAt };
+  const found: { firstBlock?: Buffer; ackAt?: number } = {};
+  if (firstBlock !== undefined) found.firstBlock = firstBlock;
+  if (ackAt !== undefined) found.ackAt = ackAt;
+  return found;
 }
 
 /**

@@ -97,6 +97,10 @@ describe("HTTP/2 frames and HPACK", () => {
     const found = scanConnectionStart(withAck, true);
     assert.equal(found.ackAt, start.length);
     assert.deepEqual(found.firstBlock, block);
+    // grpc-go may queue its first HEADERS before the ACK: both are found.
+    const ackLast = scanConnectionStart(Buffer.concat([start, headers, ack]), true);
+    assert.equal(ackLast.ackAt, start.length + headers.length);
+    assert.deepEqual(ackLast.firstBlock, block);
     // A partial HEADERS frame is not a block yet.
     assert.equal(scanConnectionStart(withAck.subarray(0, withAck.length - 1), true).firstBlock, undefined);
     assert.equal(EMPTY_SETTINGS_FRAME.length, FRAME_HEADER_BYTES);
