@@ -53,7 +53,7 @@ import type { KeyPair } from "../transport/auto-tls.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
-import type { EtcdServer, MemberStatus, RequestLimits } from "./server-api.js";
+import type { EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
 import { WaitRegistry } from "./wait-registry.js";
 
 export interface MemberLogger extends TransportLogger {
@@ -95,7 +95,7 @@ export class Member implements EtcdServer {
   readonly clusterId: number;
   readonly name: string;
   readonly config: MemberConfig;
-  readonly limits: RequestLimits;
+  readonly flags: RpcFlags;
   readonly watchable: WatchableStore;
   readonly transport: PeerTransport;
   readonly startedAt = Date.now();
@@ -130,7 +130,7 @@ export class Member implements EtcdServer {
   ) {
     const member = this;
     this.config = config;
-    this.limits = config;
+    this.flags = config;
     this.name = config.name;
     this.id = parts.identity.memberId;
     this.clusterId = parts.identity.clusterId;

@@ -11,6 +11,6 @@ export type {
   MemberStatus,
   QuotaAlarmer,
   RaftKV,
-  RequestLimits,
+  RpcFlags,
   ServerIdentity,
 } from "./server-api.js";

@@ -24,11 +24,13 @@ export interface ServerIdentity {
   leaderClientUrls(): string[];
 }
 
-/** The request limits the RPC layer enforces (etcd's flags of the same names). */
-export interface RequestLimits {
+/** The flags the RPC layer applies (etcd's of the same names): request limits, watch progress. */
+export interface RpcFlags {
   readonly maxRequestBytes: number;
   readonly maxTxnOps: number;
   readonly maxConcurrentStreams: number;
+  /** --experimental-watch-progress-notify-interval; 0: none. */
+  readonly watchProgressNotifyIntervalMs: number;
 }
 
 /** etcd's RaftKV: reads from local state, writes through Raft. */
@@ -113,7 +115,7 @@ export interface EtcdServer
     LeaseApi,
     ClusterApi,
     MaintenanceApi {
-  readonly limits: RequestLimits;
+  readonly flags: RpcFlags;
   /** Watches (the watch package's hub over this member's store). */
   readonly watchable: WatchableStore;
   raftStatus(): Status;

@@ -58,7 +58,7 @@ export function kvService(member: EtcdServer): etcdserverpb.KVServer {
     }),
     txn: unary(async (req: etcdserverpb.TxnRequest) => {
       refuseLearner(member);
-      checkTxnRequest(req, member.limits.maxTxnOps);
+      checkTxnRequest(req, member.flags.maxTxnOps);
       checkQuota(member, { txn: req });
       return withHeader(await member.txn(req, requestBytes(req)));
     }),

@@ -58,7 +58,8 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
         return;
       }
       const stream = new WatchStream(member.watchable, {
-        maxResponseBytes: member.limits.maxRequestBytes + 512 * 1024,
+        maxResponseBytes: member.flags.maxRequestBytes + 512 * 1024,
+        progressIntervalMs: member.flags.watchProgressNotifyIntervalMs,
       });
       let open = true;
       const finish = () => {
