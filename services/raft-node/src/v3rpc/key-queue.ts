@@ -4,8 +4,7 @@
 // revision; each contender waits for the deletion of the key just ahead of it.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
 import { type RangeResponse, rangeRequestFromApi, type TxnResponse, txnRequestFromApi } from "../mvcc/mod.js";
-import { EntryKind } from "../server/entry-envelope.js";
-import type { Member } from "../server/member.js";
+import type { EtcdServer } from "../server/mod.js";
 import { WatchStream } from "../watch/mod.js";
 
 const CREATE = 2; // Compare target / sort target CREATE
@@ -25,18 +24,22 @@ export function queueKey(prefix: Buffer, lease: bigint): Buffer {
   return Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
 }
 
-export async function proposeTxn(member: Member, request: etcdserverpb.TxnRequest): Promise<TxnResponse> {
+export async function proposeTxn(member: EtcdServer, request: etcdserverpb.TxnRequest): Promise<TxnResponse> {
   const txn = txnRequestFromApi(request);
-  if (!member.store.quotaAvailable({ txn })) {
+  if (!member.quotaAvailable({ txn })) {
     member.raiseNoSpace();
     throw new EtcdError("NoSpace");
   }
-  const bytes = etcdserverpb.TxnRequest.encode(request).finish();
-  return (await member.propose(EntryKind.Txn, bytes, { txn })) as TxnResponse;
+  return member.txn(txn, etcdserverpb.TxnRequest.encode(request).finish());
 }
 
 /** Creates the contender's key unless it exists (then reads it): Mutex.tryAcquire's txn. */
-export async function enqueue(member: Member, key: Buffer, lease: bigint, value: Buffer): Promise<QueuedKey> {
+export async function enqueue(
+  member: EtcdServer,
+  key: Buffer,
+  lease: bigint,
+  value: Buffer,
+): Promise<QueuedKey> {
   const txn = etcdserverpb.TxnRequest.fromPartial({
     compare: [{ key, target: CREATE, result: 0, createRevision: 0n }],
     success: [{ requestPut: { key, value, lease } }],
@@ -51,9 +54,9 @@ export async function enqueue(member: Member, key: Buffer, lease: bigint, value:
 }
 
 /** The current owner under `prefix`: the key with the lowest create revision. */
-export async function owner(member: Member, prefix: Buffer): Promise<RangeResponse> {
+export async function owner(member: EtcdServer, prefix: Buffer): Promise<RangeResponse> {
   await member.linearizableRead();
-  return (await member.store.range(
+  return member.range(
     rangeRequestFromApi(
       etcdserverpb.RangeRequest.fromPartial({
         key: prefix,
@@ -63,12 +66,12 @@ export async function owner(member: Member, prefix: Buffer): Promise<RangeRespon
         limit: 1n,
       }),
     ),
-  )) as RangeResponse;
+  );
 }
 
 /** Resolves once every key under `prefix` created before `rev` is gone (waitDeletes). */
 export async function waitForTurn(
-  member: Member,
+  member: EtcdServer,
   prefix: Buffer,
   rev: number,
   signal: AbortSignal,
@@ -76,7 +79,7 @@ export async function waitForTurn(
   for (;;) {
     if (signal.aborted) throw new Error("context canceled");
     await member.linearizableRead();
-    const ahead = (await member.store.range(
+    const ahead = await member.range(
       rangeRequestFromApi(
         etcdserverpb.RangeRequest.fromPartial({
           key: prefix,
@@ -87,7 +90,7 @@ export async function waitForTurn(
           limit: 1n,
         }),
       ),
-    )) as RangeResponse;
+    );
     const last = ahead.kvs[0];
     if (last === undefined) return;
     await waitDeleted(member, last.key, ahead.header!.revision + 1, signal);
@@ -96,7 +99,7 @@ export async function waitForTurn(
 
 /** Resolves at the first DELETE of `key` at or after `fromRevision`. */
 export async function waitDeleted(
-  member: Member,
+  member: EtcdServer,
   key: Buffer,
   fromRevision: number,
   signal: AbortSignal,
@@ -106,7 +109,7 @@ export async function waitDeleted(
 
 /** Resolves at the first event in [key, rangeEnd) at or after `fromRevision` that `accept` takes. */
 export async function waitEvent(
-  member: Member,
+  member: EtcdServer,
   key: Buffer,
   rangeEnd: Buffer,
   fromRevision: number,

@@ -1,71 +1,65 @@
 // etcdserverpb.KV: reads are served locally (after a ReadIndex round unless serializable);
-// writes are validated, checked against the quota, and proposed as the client's own bytes.
+// writes are validated here, as etcd's v3rpc does (request-validation.ts: shape, --max-txn-ops),
+// checked against the quota, and proposed as the client's own bytes. Nothing is validated again
+// at apply: a committed entry must give the same result on members with different flags.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
 import {
-  type CompactionResponse,
-  checkDeleteRequest,
-  checkPutRequest,
-  checkTxnRequest,
   compactionRequestFromApi,
-  type DeleteRangeResponse,
   deleteRangeRequestFromApi,
   encodeCompactionResponse,
   encodeDeleteRangeResponse,
   encodePutResponse,
   encodeRangeResponse,
   encodeTxnResponse,
-  type MvccRequest,
-  type PutResponse,
   putRequestFromApi,
-  type RangeResponse,
   type ResponseHeader,
   rangeRequestFromApi,
-  type TxnResponse,
   txnRequestFromApi,
 } from "../mvcc/mod.js";
-import { EntryKind } from "../server/entry-envelope.js";
-import type { Member } from "../server/member.js";
+import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
 import { encodingResponsesWith, keepingRequestBytes, requestBytes } from "./raw-requests.js";
+import {
+  checkDeleteRequest,
+  checkPutRequest,
+  checkRangeRequest,
+  checkTxnRequest,
+} from "./request-validation.js";
 import { unary } from "./rpc-errors.js";
 
-export function refuseLearner(member: Member): void {
+export function refuseLearner(member: EtcdServer): void {
   if (member.isLearner()) throw new EtcdError("LearnerNotSupported");
 }
 
-function bytesOf(request: object, encode: () => Uint8Array): Uint8Array {
-  return requestBytes(request) ?? encode();
-}
-
-/** Proposes a write after etcd's quota check (which raises the NOSPACE alarm when it fails). */
-export async function proposeWrite(
-  member: Member,
-  kind: EntryKind,
-  payload: Uint8Array,
-  request: MvccRequest,
-): Promise<unknown> {
-  if (!member.store.quotaAvailable(request)) {
+/** etcd's quotaKVServer check before proposing a write; a failure raises the NOSPACE alarm. */
+export function checkQuota(
+  member: QuotaAlarmer,
+  request: Parameters<QuotaAlarmer["quotaAvailable"]>[0],
+): void {
+  if (!member.quotaAvailable(request)) {
     member.raiseNoSpace();
     throw new EtcdError("NoSpace");
   }
-  return member.propose(kind, payload, request);
 }
 
 /**
- * etcdserverpb.KV's handlers. They answer with the store's shapes (revisions as numbers), which
- * `kvServiceDefinition` writes with mvcc's response codec instead of ts-proto's bigint encoder.
+ * etcdserverpb.KV's handlers. Requests are converted to the store's shapes (mvcc/api-shapes.ts);
+ * answers are the store's shapes, which `kvServiceDefinition` writes with mvcc's response codec
+ * instead of ts-proto's bigint encoder (no bigint per key on a Range).
  */
-export function kvService(member: Member) {
+export function kvService(member: EtcdServer) {
   const withHeader = <T extends { header?: ResponseHeader | undefined }>(res: T): T => {
-    res.header = member.header(res.header?.revision ?? member.store.revision);
+    res.header = member.header(res.header?.revision);
     return res;
   };
   return {
     range: unary(async (req: etcdserverpb.RangeRequest) => {
-      if (!req.serializable) {
+      const range = rangeRequestFromApi(req);
+      checkRangeRequest(range);
+      if (!range.serializable) {
         refuseLearner(member);
         await member.linearizableRead();
       }
-      return withHeader((await member.store.range(rangeRequestFromApi(req))) as RangeResponse);
+      return withHeader(await member.range(range));
     }),
     rangeStream: (call: { emit(event: "error", status: { code: number; details: string }): void }) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });
@@ -74,34 +68,26 @@ export function kvService(member: Member) {
       refuseLearner(member);
       const put = putRequestFromApi(req);
       checkPutRequest(put);
-      const payload = bytesOf(req, () => etcdserverpb.PutRequest.encode(req).finish());
-      return withHeader((await proposeWrite(member, EntryKind.Put, payload, { put })) as PutResponse);
+      checkQuota(member, { put });
+      return withHeader(await member.put(put, requestBytes(req)));
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest) => {
       refuseLearner(member);
       const deleteRange = deleteRangeRequestFromApi(req);
       checkDeleteRequest(deleteRange);
-      const payload = bytesOf(req, () => etcdserverpb.DeleteRangeRequest.encode(req).finish());
-      const res = await member.propose(EntryKind.DeleteRange, payload, { deleteRange });
-      return withHeader(res as DeleteRangeResponse);
+      return withHeader(await member.deleteRange(deleteRange, requestBytes(req)));
     }),
     txn: unary(async (req: etcdserverpb.TxnRequest) => {
       refuseLearner(member);
       const txn = txnRequestFromApi(req);
-      checkTxnRequest(txn, member.config.maxTxnOps);
-      const payload = bytesOf(req, () => etcdserverpb.TxnRequest.encode(req).finish());
-      const res = await proposeWrite(member, EntryKind.Txn, payload, { txn });
-      return withHeader(res as TxnResponse);
+      checkTxnRequest(txn, member.flags.maxTxnOps);
+      checkQuota(member, { txn });
+      const raw = requestBytes(req) ?? etcdserverpb.TxnRequest.encode(req).finish();
+      return withHeader(await member.txn(txn, raw));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest) => {
       refuseLearner(member);
-      const payload = bytesOf(req, () => etcdserverpb.CompactionRequest.encode(req).finish());
-      const res = (await member.propose(EntryKind.Compaction, payload, {
-        compaction: compactionRequestFromApi(req),
-      })) as CompactionResponse;
-      // etcd's physical compaction answers once the old revisions are gone from the backend.
-      if (req.physical) await member.store.compactionDone();
-      return withHeader(res);
+      return withHeader(await member.compact(compactionRequestFromApi(req), requestBytes(req)));
     }),
   };
 }

@@ -3,12 +3,10 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { AlarmAction, type AlarmResponse, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
-import { type Member, SERVER_VERSION } from "../server/member.js";
-import { writeStateImage } from "../server/state-image.js";
+import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
+import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
@@ -21,47 +19,47 @@ export function alarmText(memberId: bigint, alarm: number): string {
   return `memberID:${memberId} alarm:${name} `;
 }
 
-export function maintenanceService(member: Member): etcdserverpb.MaintenanceServer {
+export function maintenanceService(member: EtcdServer): etcdserverpb.MaintenanceServer {
   let snapshotSeq = 0;
   return {
     alarm: unary(async (req: etcdserverpb.AlarmRequest) => {
       refuseLearner(member);
       if (req.action === AlarmAction.GET) {
-        return { header: apiHeader(member.header()), alarms: member.store.alarms(req.alarm) };
+        return { header: apiHeader(member.header()), alarms: member.alarms(req.alarm) };
       }
-      const res = (await member.proposeAlarm(alarmRequestFromApi(req))) as AlarmResponse;
+      const res = await member.alarm(alarmRequestFromApi(req));
       return { header: apiHeader(member.header()), alarms: res.alarms };
     }),
     status: unary(async () => {
-      const raft = member.raftStatus();
+      const status = member.status();
       return {
         header: apiHeader(member.header()),
         version: SERVER_VERSION,
-        dbSize: BigInt(member.store.backendSize),
+        dbSize: BigInt(status.dbSize),
         leader: member.leaderId,
-        raftIndex: BigInt(raft.commit),
-        raftTerm: BigInt(raft.term),
-        raftAppliedIndex: BigInt(member.applied),
-        errors: member.store.alarms().map((a) => alarmText(a.memberID, a.alarm)),
-        dbSizeInUse: BigInt(member.store.backendSizeInUse),
+        raftIndex: BigInt(status.raftIndex),
+        raftTerm: BigInt(status.raftTerm),
+        raftAppliedIndex: BigInt(status.raftAppliedIndex),
+        errors: member.alarms().map((a) => alarmText(a.memberID, a.alarm)),
+        dbSizeInUse: BigInt(status.dbSizeInUse),
         isLearner: member.isLearner(),
         storageVersion: "",
-        dbSizeQuota: BigInt(member.store.quota),
+        dbSizeQuota: BigInt(status.dbSizeQuota),
       };
     }),
     defragment: unary(async () => {
       refuseLearner(member);
-      await member.store.defragment();
+      await member.defragment();
       return { header: apiHeader(member.header()) };
     }),
     hash: unary(async () => {
       refuseLearner(member);
-      const { hash, revision } = await member.store.hash();
+      const { hash, revision } = await member.hash();
       return { header: apiHeader(member.header(revision)), hash };
     }),
     hashKv: unary(async (req: etcdserverpb.HashKVRequest) => {
       refuseLearner(member);
-      const res = await member.store.hashKV(Number(req.revision));
+      const res = await member.hashKV(Number(req.revision));
       return {
         header: apiHeader(member.header(res.header?.revision)),
         hash: res.hash,
@@ -71,13 +69,8 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
     }),
     moveLeader: unary(async (req: etcdserverpb.MoveLeaderRequest) => {
       refuseLearner(member);
-      if (!member.isLeader) throw new EtcdError("NotLeader");
-      const target = member.members.get(req.targetID);
-      if (target === undefined || target.isLearner) throw new EtcdError("BadLeaderTransferee");
-      if (req.targetID !== member.id) {
-        const moved = await member.transferLeadership(req.targetID, 5000);
-        if (!moved) throw new EtcdError("Timeout");
-      }
+      const moved = await member.moveLeader(req.targetID, 5000);
+      if (!moved) throw new EtcdError("Timeout");
       return { header: apiHeader(member.header()) };
     }),
     downgrade: unary(async () => {
@@ -86,14 +79,10 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
     snapshot: (call: ServerWritableStream<etcdserverpb.SnapshotRequest, etcdserverpb.SnapshotResponse>) => {
       void (async () => {
         refuseLearner(member);
-        const path = join(
-          member.config.dataDir,
-          "member",
-          "snap",
+        const { path, size } = await member.writeSnapshotImage(
           `client-${process.pid}-${++snapshotSeq}.image`,
         );
         try {
-          const size = await writeStateImage(member.store.exportRows(), path);
           const padding = (SNAPSHOT_ALIGN - (size % SNAPSHOT_ALIGN)) % SNAPSHOT_ALIGN;
           const sha = createHash("sha256");
           let remaining = size + padding + 32;

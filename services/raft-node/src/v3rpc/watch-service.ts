@@ -10,9 +10,8 @@
 import { EtcdError, encodeWatchResponse, etcdserverpb } from "@etcd-ts/api";
 import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { encodeEvent, encodeResponseHeader } from "../mvcc/mod.js";
-import type { Member } from "../server/member.js";
-import type { Event } from "../watch/events.js";
-import { WatchStream } from "../watch/mod.js";
+import type { EtcdServer } from "../server/mod.js";
+import { type Event, WatchStream } from "../watch/mod.js";
 import { toStatus } from "./rpc-errors.js";
 
 /** etcd's Watch service with responses written as already-encoded bytes. */
@@ -39,7 +38,7 @@ class HeaderCache {
   private term = -1;
   private bytes: Uint8Array = new Uint8Array();
 
-  constructor(private readonly member: Member) {}
+  constructor(private readonly member: EtcdServer) {}
 
   get(revision: number): Uint8Array {
     const header = this.member.header(revision);
@@ -52,7 +51,7 @@ class HeaderCache {
   }
 }
 
-export function watchService(member: Member): UntypedServiceImplementation {
+export function watchService(member: EtcdServer): UntypedServiceImplementation {
   return {
     watch: (call: ServerDuplexStream<etcdserverpb.WatchRequest, Buffer>) => {
       if (member.isLearner()) {
@@ -60,7 +59,8 @@ export function watchService(member: Member): UntypedServiceImplementation {
         return;
       }
       const stream = new WatchStream(member.watchable, {
-        maxResponseBytes: member.config.maxRequestBytes + 512 * 1024,
+        maxResponseBytes: member.flags.maxRequestBytes + 512 * 1024,
+        progressIntervalMs: member.flags.watchProgressNotifyIntervalMs,
       });
       let open = true;
       const finish = () => {
