@@ -3,6 +3,7 @@
 // member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
 import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
+import { GrpcServerMetrics } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
@@ -26,7 +27,7 @@ export interface GrpcParts {
 }
 
 export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
-  const server = new GrpcHttp2Server();
+  const server = new GrpcHttp2Server({ observer: new GrpcServerMetrics(parts.metrics.registry) });
   for (const route of METHOD_ROUTES) register(server, route, parts);
   return server;
 }

@@ -40,6 +40,7 @@ export {
   type HistoryResult,
   type MvccRequest,
   type MvccResponse,
+  type MvccOpCounts,
   MvccStore,
   type MvccStoreOptions,
 } from "./store.js";
