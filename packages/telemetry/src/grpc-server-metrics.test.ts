@@ -38,7 +38,8 @@ describe("GrpcServerMetrics", () => {
     });
     server.register("/etcdserverpb.KV/Put", {
       kind: "unary",
-      handle: (call) => call.finish({ code: grpc.status.INVALID_ARGUMENT, details: "etcdserver: key is not provided" }),
+      handle: (call) =>
+        call.finish({ code: grpc.status.INVALID_ARGUMENT, details: "etcdserver: key is not provided" }),
     });
     server.register("/etcdserverpb.Watch/Watch", {
       kind: "bidi",
@@ -71,8 +72,12 @@ describe("GrpcServerMetrics", () => {
     const labels = 'grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"';
     assert.equal(sample(text, `grpc_server_started_total{${labels}}`), 0);
     assert.equal(sample(text, `grpc_server_handled_total{${labels},grpc_code="Unauthenticated"}`), 0);
+    assert.equal(sample(text, `grpc_server_handling_seconds_count{${labels}}`), 0);
     assert.equal(
-      sample(text, 'grpc_server_msg_received_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}'),
+      sample(
+        text,
+        'grpc_server_msg_received_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}',
+      ),
       0,
     );
   });
@@ -86,7 +91,9 @@ describe("GrpcServerMetrics", () => {
       stream.on("data", () => {
         if (++got === 2) stream.end();
       });
-      stream.on("status", (s: grpc.StatusObject) => (s.code === 0 ? resolve() : reject(new Error(s.details))));
+      stream.on("status", (s: grpc.StatusObject) =>
+        s.code === 0 ? resolve() : reject(new Error(s.details)),
+      );
       stream.on("error", () => {});
       stream.write(Buffer.from("a"));
       stream.write(Buffer.from("bc"));

@@ -120,6 +120,7 @@ export class GrpcServerMetrics implements GrpcCallObserver {
     started.inc(0);
     received.inc(0);
     sent.inc(0);
+    this.handling.zero({ grpc_type: labels[0], grpc_service: labels[1], grpc_method: labels[2] });
     return new MethodCounters(
       started,
       received,

@@ -27,7 +27,10 @@ export function writeMetrics(registry: Registry, res: http.ServerResponse): void
     },
     (err: unknown) => {
       const body = `metrics collection failed: ${err instanceof Error ? err.message : String(err)}\n`;
-      res.writeHead(500, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
+      res.writeHead(500, {
+        "content-type": "text/plain; charset=utf-8",
+        "content-length": Buffer.byteLength(body),
+      });
       res.end(body);
     },
   );

@@ -53,16 +53,21 @@ async function main(): Promise<void> {
   const metrics = processRegistry();
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;
-  const member = await Member.open(config, logger, {
-    onRemoved: () => {
-      logger.warn({}, "the member has been permanently removed from the cluster; exiting");
-      void stop().then(() => process.exit(0));
+  const member = await Member.open(
+    config,
+    logger,
+    {
+      onRemoved: () => {
+        logger.warn({}, "the member has been permanently removed from the cluster; exiting");
+        void stop().then(() => process.exit(0));
+      },
+      onFatal: (err) => {
+        logger.fatal({ error: String(err) }, "member failed; exiting");
+        process.exit(1);
+      },
     },
-    onFatal: (err) => {
-      logger.fatal({ error: String(err) }, "member failed; exiting");
-      process.exit(1);
-    },
-  }, metrics);
+    metrics,
+  );
 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {

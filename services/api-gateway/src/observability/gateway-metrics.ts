@@ -2,8 +2,8 @@
 // /metrics, with @etcd-ts/telemetry's process and grpc_server_* metrics). Method labels are gRPC
 // method names ("Range"), member labels hex member IDs (the per-member routing).
 
-import { status as GrpcStatus } from "@grpc/grpc-js";
 import { collectProcessMetrics } from "@etcd-ts/telemetry";
+import { status as GrpcStatus } from "@grpc/grpc-js";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export interface RangeCacheCounts {

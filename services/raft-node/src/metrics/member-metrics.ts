@@ -45,7 +45,9 @@ export class MemberMetrics {
   readonly backendSnapshot: Histogram;
   private readonly peerSent: Counter<string>;
   private readonly peerReceived: Counter<string>;
+  private readonly peerSendFailures: Counter<string>;
   private readonly peerRoundTrip: Histogram<string>;
+  private readonly peerFailureChildren = new Map<bigint, CounterChild>();
   private readonly peerSentChildren = new Map<bigint, CounterChild>();
   private readonly peerReceivedChildren = new Map<bigint, CounterChild>();
   private readonly peerRoundTripChildren = new Map<bigint, HistogramChild>();
@@ -234,6 +236,12 @@ export class MemberMetrics {
       labelNames: ["From"],
       registers,
     });
+    this.peerSendFailures = new Counter({
+      name: "etcd_network_peer_sent_failures_total",
+      help: "The total number of send failures from peers.",
+      labelNames: ["To"],
+      registers,
+    });
     this.peerRoundTrip = new Histogram({
       name: "etcd_network_peer_round_trip_time_seconds",
       help: "Round-Trip-Time histogram between peers",
@@ -259,8 +267,15 @@ export class MemberMetrics {
     childFor(this.peerReceivedChildren, from, () => this.peerReceived.labels(from.toString(16))).inc(bytes);
   }
 
+  /** Messages to `to` that never left (etcdMembersDown reads the rate). */
+  peerSendFailed(to: bigint, messages: number): void {
+    childFor(this.peerFailureChildren, to, () => this.peerSendFailures.labels(to.toString(16))).inc(messages);
+  }
+
   peerRoundTripSeconds(to: bigint, seconds: number): void {
-    childFor(this.peerRoundTripChildren, to, () => this.peerRoundTrip.labels(to.toString(16))).observe(seconds);
+    childFor(this.peerRoundTripChildren, to, () => this.peerRoundTrip.labels(to.toString(16))).observe(
+      seconds,
+    );
   }
 
   /** Adds what the store counted since the last scrape; a new store (snapshot install) starts at 0. */

@@ -38,9 +38,9 @@ export {
   type ExternalApply,
   type HistoryQuery,
   type HistoryResult,
+  type MvccOpCounts,
   type MvccRequest,
   type MvccResponse,
-  type MvccOpCounts,
   MvccStore,
   type MvccStoreOptions,
 } from "./store.js";

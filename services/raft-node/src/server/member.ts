@@ -47,6 +47,7 @@ import {
   type MemberInfo,
   type MembersTable,
 } from "../membership/members-table.js";
+import { MemberMetrics } from "../metrics/member-metrics.js";
 import type {
   AlarmMember,
   AlarmRequest,
@@ -65,7 +66,6 @@ import type {
   TxnRequest,
   TxnResponse,
 } from "../mvcc/mod.js";
-import { MemberMetrics } from "../metrics/member-metrics.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
 import type { KeyPair } from "../transport/auto-tls.js";
@@ -719,6 +719,7 @@ export class Member implements EtcdServer {
       bytesSent: (to: bigint, bytes: number) => member.metrics.peerBytesSent(to, bytes),
       bytesReceived: (from: bigint, bytes: number) => member.metrics.peerBytesReceived(from, bytes),
       dropped(messages: readonly Message[]) {
+        if (messages.length > 0) member.metrics.peerSendFailed(messages[0]!.to, messages.length);
         for (const m of messages) {
           if (m.type !== MessageType.MsgHeartbeat) continue;
           member.metrics.heartbeatSendFailures.inc();

@@ -16,7 +16,8 @@ export class HeartbeatClock {
 
   sending(messages: readonly Message[]): void {
     for (const m of messages) {
-      if (m.type === MessageType.MsgHeartbeat && !this.outstanding.has(m.to)) this.outstanding.set(m.to, this.now());
+      if (m.type === MessageType.MsgHeartbeat && !this.outstanding.has(m.to))
+        this.outstanding.set(m.to, this.now());
     }
   }
 

@@ -49,7 +49,7 @@ export interface PeerTransportHandler {
   /** Message bytes sent to and received from each peer (etcd_network_peer_*_bytes_total). */
   bytesSent?(to: bigint, bytes: number): void;
   bytesReceived?(from: bigint, bytes: number): void;
-  /** Messages dropped before reaching a peer's stream (unreachable or backed up). */
+  /** Messages to one peer dropped before reaching its stream (unreachable or backed up). */
   dropped?(messages: readonly Message[]): void;
 }
 

@@ -96,7 +96,9 @@ export class ClientServer {
   async listenMetrics(urls: readonly URL[], tls?: KeyPair): Promise<void> {
     for (const url of urls) {
       if (url.protocol === "https:" && tls === undefined) {
-        throw new Error(`${url.href}: https metrics URLs need --auto-tls (certificate files are not supported yet)`);
+        throw new Error(
+          `${url.href}: https metrics URLs need --auto-tls (certificate files are not supported yet)`,
+        );
       }
       const server =
         url.protocol === "https:" && tls !== undefined
