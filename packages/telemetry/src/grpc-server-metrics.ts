@@ -59,24 +59,28 @@ export class GrpcServerMetrics implements GrpcCallObserver {
     const registers = [registry];
     this.started = new Counter({
       name: "grpc_server_started_total",
+      collect: () => this.sync(),
       help: "Total number of RPCs started on the server.",
       labelNames: LABELS,
       registers,
     });
     this.handled = new Counter({
       name: "grpc_server_handled_total",
+      collect: () => this.sync(),
       help: "Total number of RPCs completed on the server, regardless of success or failure.",
       labelNames: [...LABELS, "grpc_code"],
       registers,
     });
     this.received = new Counter({
       name: "grpc_server_msg_received_total",
+      collect: () => this.sync(),
       help: "Total number of RPC stream messages received on the server.",
       labelNames: LABELS,
       registers,
     });
     this.sent = new Counter({
       name: "grpc_server_msg_sent_total",
+      collect: () => this.sync(),
       help: "Total number of gRPC stream messages sent by the server.",
       labelNames: LABELS,
       registers,
@@ -93,21 +97,27 @@ export class GrpcServerMetrics implements GrpcCallObserver {
     if (options.etcdClientBytes) {
       this.clientSentBytes = new Counter({
         name: "etcd_network_client_grpc_sent_bytes_total",
+        collect: () => this.sync(),
         help: "The total number of bytes sent to grpc clients.",
         registers,
       });
       this.clientReceivedBytes = new Counter({
         name: "etcd_network_client_grpc_received_bytes_total",
+        collect: () => this.sync(),
         help: "The total number of bytes received from grpc clients.",
         registers,
       });
     }
   }
 
+  /** Every method's plain counts, added to the counters when scraped. */
+  private readonly methods: MethodCounts[] = [];
+
   /**
-   * Resolves a method's label children once, at registration (so a call costs counter
-   * increments only), and creates its series at zero as go-grpc-prometheus's
-   * InitializeMetrics does, so rate() sees the first call.
+   * Resolves a method's label children once, at registration, and creates its series at zero
+   * as go-grpc-prometheus's InitializeMetrics does, so rate() sees the first call. A call adds
+   * to plain numbers (a prom-client child's inc() hashes its labels on every call); they reach
+   * the counters when scraped. Only the handling-time histogram is observed per call.
    */
   method(path: string, kind: CallKind): GrpcMethodObserver {
     const slash = path.lastIndexOf("/");
@@ -121,46 +131,80 @@ export class GrpcServerMetrics implements GrpcCallObserver {
     received.inc(0);
     sent.inc(0);
     this.handling.zero({ grpc_type: labels[0], grpc_service: labels[1], grpc_method: labels[2] });
-    return new MethodCounters(
-      started,
-      received,
-      sent,
-      handledByCode,
+    const counts = new MethodCounts(
+      { started, received, sent, handledByCode },
       this.handling.labels(...labels),
-      this.clientReceivedBytes,
-      this.clientSentBytes,
     );
+    this.methods.push(counts);
+    return counts;
+  }
+
+  /** Adds what every method counted since the last scrape (the first counter collected does it all). */
+  private sync(): void {
+    let receivedBytes = 0;
+    let sentBytes = 0;
+    for (const m of this.methods) {
+      const [inBytes, outBytes] = m.flush();
+      receivedBytes += inBytes;
+      sentBytes += outBytes;
+    }
+    if (receivedBytes > 0) this.clientReceivedBytes?.inc(receivedBytes);
+    if (sentBytes > 0) this.clientSentBytes?.inc(sentBytes);
   }
 }
 
-class MethodCounters implements GrpcMethodObserver {
+interface MethodChildren {
+  started: CounterChild;
+  received: CounterChild;
+  sent: CounterChild;
+  handledByCode: readonly CounterChild[];
+}
+
+class MethodCounts implements GrpcMethodObserver {
+  private startedCount = 0;
+  private receivedCount = 0;
+  private sentCount = 0;
+  private receivedBytes = 0;
+  private sentBytes = 0;
+  private readonly handledCounts: number[] = new Array(GRPC_CODE_NAMES.length).fill(0);
+
   constructor(
-    private readonly startedChild: CounterChild,
-    private readonly receivedChild: CounterChild,
-    private readonly sentChild: CounterChild,
-    private readonly handledByCode: readonly CounterChild[],
+    private readonly children: MethodChildren,
     private readonly handlingChild: HistogramChild,
-    private readonly receivedBytes: Counter | undefined,
-    private readonly sentBytes: Counter | undefined,
   ) {}
 
   started(): void {
-    this.startedChild.inc();
+    this.startedCount++;
   }
 
   received(bytes: number): void {
-    this.receivedChild.inc();
-    this.receivedBytes?.inc(bytes);
+    this.receivedCount++;
+    this.receivedBytes += bytes;
   }
 
   sent(bytes: number): void {
-    this.sentChild.inc();
-    this.sentBytes?.inc(bytes);
+    this.sentCount++;
+    this.sentBytes += bytes;
   }
 
   handled(code: number, seconds: number): void {
     // A code outside grpc-go's table is reported as Unknown, as grpc-go would.
-    (this.handledByCode[code] ?? this.handledByCode[2]!).inc();
+    this.handledCounts[code < this.handledCounts.length ? code : 2]!++;
     this.handlingChild.observe(seconds);
+  }
+
+  /** Moves the counts into the counters; returns the bytes received and sent since the last flush. */
+  flush(): [number, number] {
+    const c = this.children;
+    if (this.startedCount > 0) c.started.inc(this.startedCount);
+    if (this.receivedCount > 0) c.received.inc(this.receivedCount);
+    if (this.sentCount > 0) c.sent.inc(this.sentCount);
+    for (let code = 0; code < this.handledCounts.length; code++) {
+      if (this.handledCounts[code]! > 0) c.handledByCode[code]!.inc(this.handledCounts[code]);
+      this.handledCounts[code] = 0;
+    }
+    const bytes: [number, number] = [this.receivedBytes, this.sentBytes];
+    this.startedCount = this.receivedCount = this.sentCount = this.receivedBytes = this.sentBytes = 0;
+    return bytes;
   }
 }
