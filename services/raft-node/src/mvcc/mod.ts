@@ -38,6 +38,7 @@ export {
   type ExternalApply,
   type HistoryQuery,
   type HistoryResult,
+  type MvccOpCounts,
   type MvccRequest,
   type MvccResponse,
   MvccStore,
