@@ -59,6 +59,11 @@ export class MembersTable {
     return this.byId.has(id);
   }
 
+  /** IDs of removed members, ascending. */
+  removed(): number[] {
+    return [...this.removedIds].sort((a, b) => a - b);
+  }
+
   isRemoved(id: number): boolean {
     return this.removedIds.has(id);
   }

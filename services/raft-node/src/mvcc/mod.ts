@@ -21,14 +21,18 @@ export {
   type ApplyEntry,
   type ApplyListener,
   type ApplyResult,
+  alarmOfMetaKey,
   DEFAULT_QUOTA_BYTES,
   type DeleteKeysResponse,
   type ExternalApply,
   type HistoryQuery,
   type HistoryResult,
+  META_COLUMN,
+  META_KEYS,
   type MvccRequest,
   type MvccResponse,
   MvccStore,
   type MvccStoreOptions,
+  type StoreView,
 } from "./store.js";
 export * from "./types.js";

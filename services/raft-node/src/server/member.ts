@@ -117,12 +117,12 @@ export function proposalDroppedError(err: ProposalDroppedError): EtcdError {
   }
 }
 
-interface Identity {
+export interface Identity {
   memberId: number;
   clusterId: number;
 }
 
-interface Layout {
+export interface Layout {
   memberDir: string;
   walDir: string;
   snapDir: string;
@@ -130,7 +130,7 @@ interface Layout {
   identityFile: string;
 }
 
-function layoutOf(config: MemberConfig): Layout {
+export function layoutOf(config: MemberConfig): Layout {
   const memberDir = join(config.dataDir, "member");
   const snapDir = join(memberDir, "snap");
   return {
@@ -166,6 +166,53 @@ async function writeIdentity(path: string, identity: Identity): Promise<void> {
     await handle.close();
   }
   await rename(tmp, path);
+}
+
+/**
+ * A new cluster's first state on disk: this member's identity and a WAL holding the bootstrap
+ * ConfChanges for every --initial-cluster member (added to `seed`). Used at a member's first
+ * start and by `snapshot restore`, which also leaves a database whose applied index covers them.
+ */
+export async function bootstrapNewCluster(
+  config: MemberConfig,
+  layout: Layout,
+  logger: MemberLogger,
+  seed = new Map<number, MemberInfo>(),
+): Promise<{ identity: Identity; storage: MemoryStorage; wal: Wal }> {
+  const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
+  const ids: number[] = [];
+  let own: number | undefined;
+  for (const [name, urls] of config.initialCluster) {
+    const peerUrls = urls.map(urlString);
+    const id = memberIdFor(peerUrls, config.initialClusterToken);
+    ids.push(id);
+    seed.set(id, { id, name: "", peerUrls, clientUrls: [], isLearner: false });
+    if (name === config.name) {
+      if ([...peerUrls].sort().join(",") !== [...ownPeerUrls].sort().join(",")) {
+        throw new Error(
+          `--initial-cluster has ${name}=${peerUrls.join(",")} but --initial-advertise-peer-urls is ${ownPeerUrls.join(",")}`,
+        );
+      }
+      own = id;
+    }
+  }
+  if (own === undefined)
+    throw new Error(`couldn't find local name "${config.name}" in the initial cluster configuration`);
+  const identity = { memberId: own, clusterId: clusterIdFor(ids) };
+  const storage = bootstrapStorage(ids);
+  const wal = await Wal.create(layout.walDir, { logger });
+  const initial = storage.initialState();
+  await wal.save(initial.hardState, storage.entries(storage.firstIndex(), storage.lastIndex() + 1, Infinity));
+  await writeIdentity(layout.identityFile, identity);
+  logger.info(
+    {
+      member: formatId(identity.memberId),
+      cluster: formatId(identity.clusterId),
+      voters: ids.map(formatId),
+    },
+    "starting a new cluster",
+  );
+  return { identity, storage, wal };
 }
 
 async function readColumns(location: string): Promise<Map<string, { key: Buffer; value: Buffer }[]>> {
@@ -409,41 +456,7 @@ export class Member {
         "restarting member",
       );
     } else if (config.initialClusterState === "new") {
-      const ids: number[] = [];
-      let own: number | undefined;
-      for (const [name, urls] of config.initialCluster) {
-        const peerUrls = urls.map(urlString);
-        const id = memberIdFor(peerUrls, config.initialClusterToken);
-        ids.push(id);
-        seed.set(id, { id, name: "", peerUrls, clientUrls: [], isLearner: false });
-        if (name === config.name) {
-          if ([...peerUrls].sort().join(",") !== [...ownPeerUrls].sort().join(",")) {
-            throw new Error(
-              `--initial-cluster has ${name}=${peerUrls.join(",")} but --initial-advertise-peer-urls is ${ownPeerUrls.join(",")}`,
-            );
-          }
-          own = id;
-        }
-      }
-      if (own === undefined)
-        throw new Error(`couldn't find local name "${config.name}" in the initial cluster configuration`);
-      identity = { memberId: own, clusterId: clusterIdFor(ids) };
-      storage = bootstrapStorage(ids);
-      wal = await Wal.create(layout.walDir, { logger });
-      const initial = storage.initialState();
-      await wal.save(
-        initial.hardState,
-        storage.entries(storage.firstIndex(), storage.lastIndex() + 1, Infinity),
-      );
-      await writeIdentity(layout.identityFile, identity);
-      logger.info(
-        {
-          member: formatId(identity.memberId),
-          cluster: formatId(identity.clusterId),
-          voters: ids.map(formatId),
-        },
-        "starting a new cluster",
-      );
+      ({ identity, storage, wal } = await bootstrapNewCluster(config, layout, logger, seed));
     } else {
       const peerUrls = [...config.initialCluster.entries()]
         .filter(([name]) => name !== config.name)

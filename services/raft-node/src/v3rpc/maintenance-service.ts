@@ -1,5 +1,5 @@
 // etcdserverpb.Maintenance: alarms, status, hashes, defragmentation, leader transfer, and the
-// state-machine snapshot stream `etcdctl snapshot save` reads.
+// snapshot stream `etcdctl snapshot save` reads: etcd 3.4's backend as a bbolt file + sha256.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
@@ -7,14 +7,12 @@ import { join } from "node:path";
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { AlarmAction, AlarmType } from "../mvcc/mod.js";
-import { type Member, SERVER_VERSION } from "../server/member.js";
-import { writeStateImage } from "../server/state-image.js";
+import { CLUSTER_VERSION, type Member, memberCodec, SERVER_VERSION } from "../server/member.js";
+import { SHA256_SIZE, writeBackendFile } from "../snapshot/mod.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
 const SNAPSHOT_CHUNK = 32 * 1024;
-/** etcdctl 3.5 accepts a snapshot whose size is a multiple of 512 plus the 32-byte sha256. */
-const SNAPSHOT_ALIGN = 512;
 
 export function alarmText(memberId: number, alarm: number): string {
   const name = alarm === AlarmType.NOSPACE ? "NOSPACE" : alarm === AlarmType.CORRUPT ? "CORRUPT" : "NONE";
@@ -90,13 +88,18 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
           member.config.dataDir,
           "member",
           "snap",
-          `client-${process.pid}-${++snapshotSeq}.image`,
+          `client-${process.pid}-${++snapshotSeq}.db`,
         );
+        const view = await member.store.openView();
         try {
-          const size = await writeStateImage(member.store.exportRows(), path);
-          const padding = (SNAPSHOT_ALIGN - (size % SNAPSHOT_ALIGN)) % SNAPSHOT_ALIGN;
+          let size: number;
+          try {
+            size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
+          } finally {
+            view.close();
+          }
           const sha = createHash("sha256");
-          let remaining = size + padding + 32;
+          let remaining = size + SHA256_SIZE;
           const send = async (blob: Buffer) => {
             remaining -= blob.length;
             const ok = call.write({ header: member.header(), remainingBytes: remaining, blob, version: "" });
@@ -105,11 +108,6 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
           for await (const chunk of createReadStream(path, { highWaterMark: SNAPSHOT_CHUNK })) {
             sha.update(chunk as Buffer);
             await send(chunk as Buffer);
-          }
-          if (padding > 0) {
-            const zeros = Buffer.alloc(padding);
-            sha.update(zeros);
-            await send(zeros);
           }
           // etcd appends the sha256 of everything before it, for `snapshot restore` to verify.
           await send(sha.digest());
