@@ -1,4 +1,5 @@
-// A raft-node member process, started with etcd's flags: parse, wire, serve.
+// A raft-node member process, started with etcd's flags: parse, wire, serve. `raft-node snapshot
+// status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
 import { Server } from "@grpc/grpc-js";
@@ -6,6 +7,7 @@ import { pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
 import { formatId } from "./membership/member-id.js";
 import { CLUSTER_VERSION, Member, urlString } from "./server/member.js";
+import { runSnapshotCommand } from "./snapshot/snapshot-command.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { ClientServer } from "./v3rpc/client-server.js";
 
@@ -20,6 +22,11 @@ function capnslog(pkg: string, message: string): void {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === "snapshot") {
+    const io = { out: (t: string) => process.stdout.write(t), err: (t: string) => process.stderr.write(t) };
+    process.exitCode = await runSnapshotCommand(process.argv.slice(3), io);
+    return;
+  }
   let config: ReturnType<typeof memberConfig>;
   try {
     config = memberConfig(parseFlags(process.argv.slice(2), process.env));

@@ -8,6 +8,7 @@ import { createReadStream, readSync } from "node:fs";
 import { type FileHandle, open, stat } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import type { StoreView } from "../mvcc/mod.js";
+import { MAGIC, PAGE_HEADER_SIZE } from "./bbolt-format.js";
 import { BboltFormatError, BboltReader, bucketRootOf as bucketRoot } from "./bbolt-reader.js";
 import type { WrittenPage } from "./bbolt-writer.js";
 import { type BackendContext, BUCKETS, writeEtcdBackend } from "./etcd-backend.js";
@@ -104,6 +105,7 @@ export async function openSnapshotFile(
   } catch (err) {
     throw new SnapshotFileError(`cannot read snapshot ${path}: ${(err as Error).message}`);
   }
+  await checkMagic(path, size);
   let dbSize: number;
   let hashChecked = false;
   if (size % BLOCK === SHA256_SIZE) {
@@ -168,6 +170,20 @@ function readSyncAt(
 ): number {
   // Synchronous positional reads: the reader walks pages one at a time, in a CLI process.
   return readSync(file.fd, into, offset, length, position);
+}
+
+/** A file that does not even start like a bbolt database is named as such, not as corrupt. */
+async function checkMagic(path: string, size: number): Promise<void> {
+  const head = Buffer.alloc(PAGE_HEADER_SIZE + 4);
+  const file = await open(path, "r");
+  try {
+    await file.read(head, 0, head.length, 0);
+  } finally {
+    await file.close();
+  }
+  if (size < head.length || head.readUInt32LE(PAGE_HEADER_SIZE) !== MAGIC) {
+    throw new SnapshotFileError(`${path} is not a snapshot: it does not start with a bbolt meta page`);
+  }
 }
 
 async function checkTrailer(path: string, dbSize: number): Promise<void> {
