@@ -37,6 +37,9 @@ export const BUCKETS = {
   cluster: "cluster",
 } as const;
 
+/** Rows per read of the streamed columns: values may be up to 1.5 MiB each. */
+const STREAM_CHUNK_ROWS = 256;
+
 export const AUTH_REVISION_KEY = Buffer.from("authRevision");
 export const AUTH_ENABLED_KEY = Buffer.from("authEnabled");
 export const CLUSTER_VERSION_KEY = Buffer.from("clusterVersion");
@@ -78,7 +81,7 @@ export async function writeEtcdBackend(
     writer.beginBucket(Buffer.from(name));
     const column = streamed[name];
     if (column !== undefined) {
-      for await (const chunk of view.rows(column)) {
+      for await (const chunk of view.rows(column, STREAM_CHUNK_ROWS)) {
         const pages: WrittenPage[] = [];
         for (let i = 0; i < chunk.keys.length; i++)
           pages.push(...writer.put(chunk.keys[i]!, chunk.values[i]!));

@@ -1,0 +1,165 @@
+// `etcdctl snapshot save` from our member beside a real etcd 3.4 holding the same keys: MB/s and
+// the member's RSS growth while it streams. One member each on loopback, temp data dirs; keys
+// loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
+// compare the two columns of one run, not runs with each other.
+//   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours]
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const goloadBin = join(root, "bench/goload/bin/goload");
+const memberMain = join(root, "services/raft-node/dist/main.js");
+
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  return at === -1 ? fallback : Number(process.argv[at + 1]);
+}
+const keys = option("keys", 200_000);
+const valSize = option("val-size", 256);
+
+function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => ok(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+async function startMember(
+  kind: "etcd" | "ours",
+  dir: string,
+): Promise<{ child: ChildProcess; endpoint: string }> {
+  const client = await freePort();
+  const peer = await freePort();
+  const flags = [
+    `--name=${kind}`,
+    `--data-dir=${join(dir, kind)}`,
+    `--listen-client-urls=http://127.0.0.1:${client}`,
+    `--advertise-client-urls=http://127.0.0.1:${client}`,
+    `--listen-peer-urls=http://127.0.0.1:${peer}`,
+    `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
+    `--initial-cluster=${kind}=http://127.0.0.1:${peer}`,
+  ];
+  const child =
+    kind === "etcd"
+      ? spawn("/usr/bin/etcd", flags, { stdio: "ignore" })
+      : spawn(process.execPath, [memberMain, ...flags], { stdio: "ignore" });
+  const endpoint = `127.0.0.1:${client}`;
+  for (let i = 0; i < 600; i++) {
+    if (
+      spawnSync("etcdctl", [`--endpoints=${endpoint}`, "endpoint", "health"], {
+        env: { ...process.env, ETCDCTL_API: "3" },
+      }).status === 0
+    )
+      return { child, endpoint };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`${kind} did not become healthy`);
+}
+
+interface Measured {
+  target: string;
+  bytes: number;
+  seconds: number;
+  rssBeforeMiB: number;
+  rssPeakMiB: number;
+}
+
+async function measure(kind: "etcd" | "ours", dir: string): Promise<Measured> {
+  const { child, endpoint } = await startMember(kind, dir);
+  try {
+    const load = spawnSync(
+      goloadBin,
+      [
+        "-endpoints",
+        endpoint,
+        "-conns",
+        "10",
+        "-clients",
+        "100",
+        "-op",
+        "put",
+        "-sequential-keys",
+        "-key-space",
+        String(keys),
+        "-total",
+        String(keys),
+        "-key-size",
+        "16",
+        "-val-size",
+        String(valSize),
+      ],
+      { encoding: "utf8", timeout: 600_000 },
+    );
+    if (load.status !== 0) throw new Error(`goload failed: ${load.stderr}`);
+    // Let the load's garbage settle before taking the baseline.
+    await new Promise((r) => setTimeout(r, 3000));
+    const pid = child.pid!;
+    const before = rssKiB(pid);
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssKiB(pid));
+    }, 20);
+    const file = join(dir, `${kind}.snapshot.db`);
+    const started = performance.now();
+    const save = await new Promise<number>((ok) => {
+      const ctl = spawn("etcdctl", [`--endpoints=${endpoint}`, "snapshot", "save", file], {
+        stdio: "ignore",
+        env: { ...process.env, ETCDCTL_API: "3" },
+      });
+      ctl.once("exit", (code) => ok(code ?? 1));
+    });
+    const seconds = (performance.now() - started) / 1000;
+    clearInterval(sampler);
+    if (save !== 0) throw new Error(`etcdctl snapshot save failed against ${kind}`);
+    return {
+      target: kind,
+      bytes: statSync(file).size,
+      seconds,
+      rssBeforeMiB: before / 1024,
+      rssPeakMiB: peak / 1024,
+    };
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(goloadBin)) throw new Error("build bench/goload first: bench/goload/build.sh");
+  if (!existsSync(memberMain)) throw new Error("build first: npx tsc -b");
+  const dir = mkdtempSync(join(tmpdir(), "snapshot-bench-"));
+  try {
+    const only = process.argv.indexOf("--only");
+    const targets = (only === -1 ? ["etcd", "ours"] : [process.argv[only + 1]]) as ("etcd" | "ours")[];
+    const results: Measured[] = [];
+    for (const target of targets) results.push(await measure(target, dir));
+    console.log(
+      `snapshot save of ${keys} keys (${valSize}-byte values), one member each; noisy shared machine`,
+    );
+    console.log("target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB");
+    for (const r of results) {
+      const mb = r.bytes / 1e6;
+      console.log(
+        `${r.target} | ${mb.toFixed(1)} | ${r.seconds.toFixed(2)} | ${(mb / r.seconds).toFixed(1)} | ` +
+          `${r.rssBeforeMiB.toFixed(0)} | ${r.rssPeakMiB.toFixed(0)} | ${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)}`,
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
