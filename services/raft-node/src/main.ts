@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
 import { formatId } from "./membership/member-id.js";
 import { CLUSTER_VERSION, Member, urlString } from "./server/member.js";
-import { runSnapshotCommand } from "./snapshot/snapshot-command.js";
+import { runSnapshotCommand } from "./snapshot/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { ClientServer } from "./v3rpc/client-server.js";
 
