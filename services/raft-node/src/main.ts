@@ -3,7 +3,7 @@
 
 import { join } from "node:path";
 import { Server } from "@grpc/grpc-js";
-import { pino } from "pino";
+import { type DestinationStream, pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
 import { formatId } from "./membership/member-id.js";
 import { CLUSTER_VERSION, Member, urlString } from "./server/member.js";
@@ -19,6 +19,18 @@ function capnslog(pkg: string, message: string): void {
     `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())} ` +
     `${pad(now.getHours())}:${pad(now.getMinutes())}:${pad(now.getSeconds())}.${pad(now.getMilliseconds(), 3)}000`;
   process.stderr.write(`${stamp} I | ${pkg}: ${message}\n`);
+}
+
+/** etcd's --log-outputs: stderr, stdout, or files (appended to), all at once. */
+function logDestination(outputs: readonly string[]): DestinationStream {
+  const streams = outputs.map((o) =>
+    o === "stderr"
+      ? pino.destination({ dest: 2, sync: true })
+      : o === "stdout"
+        ? pino.destination({ dest: 1, sync: true })
+        : pino.destination({ dest: o, sync: true, mkdir: true }),
+  );
+  return streams.length === 1 ? streams[0]! : pino.multistream(streams);
 }
 
 async function main(): Promise<void> {
@@ -40,7 +52,8 @@ async function main(): Promise<void> {
   const level = ["debug", "info", "warn", "error", "panic", "fatal"].includes(config.logLevel)
     ? config.logLevel.replace("panic", "fatal")
     : "info";
-  const logger = pino({ level, base: { name: config.name } }, pino.destination({ dest: 2, sync: true }));
+  const logger = pino({ level, base: { name: config.name } }, logDestination(config.logOutputs));
+  for (const warning of config.warnings) logger.warn({}, warning);
 
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;

@@ -12,8 +12,12 @@
 // PROTOCOL-HTTP2.md): identity encoding only, grpc-timeout, metadata, trailers-only errors.
 
 import { EventEmitter } from "node:events";
+import http from "node:http";
 import http2 from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
 import grpc from "@grpc/grpc-js";
+import { routeClientConnection } from "./client-port.js";
 import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.js";
 import { parseGrpcTarget } from "./listen.js";
 
@@ -260,23 +264,30 @@ export interface GrpcHttp2ServerOptions {
   maxReceiveBytes?: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS. Default: no limit. */
   maxConcurrentStreams?: number;
-  /** Serve TLS (ALPN h2) with this certificate and key. */
+  /** Serve TLS (ALPN h2, and http/1.1 when `http1` is given) with this certificate and key. */
   tls?: { cert: Buffer; key: Buffer };
+  /**
+   * HTTP/1.x requests on the same port (etcd's /health, /version, JSON gateway): connections
+   * that do not start with HTTP/2's preface go to this handler (see client-port.ts).
+   */
+  http1?: http.RequestListener;
 }
 
 export class GrpcHttp2Server {
   private readonly handlers = new Map<string, MethodHandler>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly server: http2.Http2Server | http2.Http2SecureServer;
+  /** Never listens: client-port.ts hands it the connections our listener accepts. */
+  private readonly server: http2.Http2Server;
+  private readonly http1: http.Server | undefined;
+  private readonly tls: { cert: Buffer; key: Buffer } | undefined;
+  private listener: net.Server | undefined;
   private readonly windowBytes: number;
   private readonly maxReceiveBytes: number;
 
   constructor(options: GrpcHttp2ServerOptions = {}) {
     this.windowBytes = options.windowBytes ?? 8 * 1024 * 1024;
     this.maxReceiveBytes = options.maxReceiveBytes ?? Number.POSITIVE_INFINITY;
-    const common = {
-      // Go (so etcd) turns Nagle off; see listen.ts.
-      noDelay: true,
+    const options2: http2.ServerOptions = {
       // Node's default (10 MiB) answers a busy session with ENHANCE_YOUR_CALM; grpc-js lifts it too.
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
       settings: {
@@ -284,15 +295,10 @@ export class GrpcHttp2Server {
         maxConcurrentStreams: options.maxConcurrentStreams ?? 2 ** 32 - 1,
       },
     };
-    this.server =
-      options.tls === undefined
-        ? http2.createServer(common as http2.ServerOptions)
-        : http2.createSecureServer({
-            ...common,
-            cert: options.tls.cert,
-            key: options.tls.key,
-            allowHTTP1: false,
-          });
+    // TLS is ours (below), so that the same first-bytes routing runs on decrypted connections.
+    this.server = http2.createServer(options2);
+    this.http1 = options.http1 === undefined ? undefined : http.createServer(options.http1);
+    this.tls = options.tls;
     this.server.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       session.on("error", () => {});
@@ -310,11 +316,32 @@ export class GrpcHttp2Server {
 
   /** Listens on host:port; returns the bound port. */
   listen(target: string): Promise<number> {
+    const http1 = this.http1;
+    const route = (socket: net.Socket) =>
+      routeClientConnection(socket, {
+        http2: (connection) => this.server.emit("connection", connection),
+        http1: http1 === undefined ? undefined : (s) => http1.emit("connection", s),
+      });
+    const listener =
+      this.tls === undefined
+        ? net.createServer({ noDelay: true }, route)
+        : tls.createServer(
+            {
+              cert: this.tls.cert,
+              key: this.tls.key,
+              ALPNProtocols: http1 === undefined ? ["h2"] : ["h2", "http/1.1"],
+            },
+            route,
+          );
+    // Go (so etcd) turns Nagle off; see listen.ts. tls.Server takes no noDelay option.
+    if (this.tls !== undefined) listener.on("connection", (socket: net.Socket) => socket.setNoDelay(true));
+    listener.on("tlsClientError", (_err: Error, socket: tls.TLSSocket) => socket.destroy());
+    this.listener = listener;
     return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(parseGrpcTarget(target), () => {
-        this.server.off("error", reject);
-        const address = this.server.address();
+      listener.once("error", reject);
+      listener.listen(parseGrpcTarget(target), () => {
+        listener.off("error", reject);
+        const address = listener.address();
         resolve(typeof address === "object" && address !== null ? address.port : 0);
       });
     });
@@ -326,7 +353,8 @@ export class GrpcHttp2Server {
    */
   close(graceMs: number): Promise<void> {
     return new Promise((resolve) => {
-      this.server.close();
+      this.listener?.close();
+      this.http1?.closeAllConnections();
       if (this.sessions.size === 0) {
         resolve();
         return;

@@ -85,3 +85,91 @@ test("auto-TLS flags are read", () => {
   assert.equal(config.peerAutoTls, true);
   assert.equal(memberConfig(parseFlags([], {})).peerAutoTls, false);
 });
+
+test("Go durations: 10m0s, 1.5h, 300ms, 0; garbage is refused", async () => {
+  const { parseGoDuration } = await import("./flags.js");
+  assert.equal(parseGoDuration("x", "10m0s"), 600_000);
+  assert.equal(parseGoDuration("x", "1.5h"), 5_400_000);
+  assert.equal(parseGoDuration("x", "300ms"), 300);
+  assert.equal(parseGoDuration("x", "1m30s"), 90_000);
+  assert.equal(parseGoDuration("x", "0"), 0);
+  assert.throws(() => parseGoDuration("x", "10"), ConfigError);
+  assert.throws(() => parseGoDuration("x", "5 s"), ConfigError);
+  const c = memberConfig(parseFlags(["--experimental-watch-progress-notify-interval=2s"], {}));
+  assert.equal(c.watchProgressNotifyIntervalMs, 2000);
+  assert.equal(memberConfig(parseFlags([], {})).watchProgressNotifyIntervalMs, 600_000);
+});
+
+test("--config-file: etcd's YAML (its own sample) replaces flags and environment", async () => {
+  const { readFileSync, existsSync } = await import("node:fs");
+  const sample = "../shared/tools/etcd-e2e/files/etcd.conf.yml.sample";
+  const fallback = `
+name: 'default'
+snapshot-count: 10000
+listen-client-urls: http://localhost:2379
+client-transport-security:
+  auto-tls: false
+peer-transport-security:
+  auto-tls: false
+enable-pprof: true
+logger: zap
+log-outputs: [stderr]
+`;
+  const files: Record<string, string> = {
+    "/etc/etcd.yml": existsSync(sample) ? readFileSync(sample, "utf8") : fallback,
+    "/etc/mine.yml": `name: from-file
+data-dir: /var/lib/x
+initial-cluster: from-file=http://127.0.0.1:2380
+listen-client-urls: http://127.0.0.1:2379,http://127.0.0.1:22379
+heartbeat-interval: 50
+election-timeout: 500
+client-transport-security:
+  auto-tls: true
+log-outputs: [stdout, /tmp/etcd.log]
+experimental-watch-progress-notify-interval: 5s
+`,
+  };
+  const read = (p: string) => {
+    const text = files[p];
+    if (text === undefined) throw new Error(`open ${p}: no such file or directory`);
+    return text;
+  };
+  const sampled = memberConfig(parseFlags(["--config-file", "/etc/etcd.yml"], {}, read));
+  assert.equal(sampled.name, "default");
+  assert.equal(sampled.snapshotCount, 10000);
+  assert.equal(sampled.logger, "zap");
+  assert.deepEqual(sampled.logOutputs, ["stderr"]);
+  assert.match(sampled.warnings.join(), /enable-pprof/);
+
+  // Flags and ETCD_* next to --config-file are ignored, as in etcd.
+  const c = memberConfig(
+    parseFlags(["--config-file=/etc/mine.yml", "--name", "flag"], { ETCD_NAME: "env" }, read),
+  );
+  assert.equal(c.name, "from-file");
+  assert.equal(c.dataDir, "/var/lib/x");
+  assert.deepEqual(
+    c.listenClientUrls.map((u) => u.host),
+    ["127.0.0.1:2379", "127.0.0.1:22379"],
+  );
+  assert.equal(c.heartbeatMs, 50);
+  assert.equal(c.autoTls, true);
+  assert.deepEqual(c.logOutputs, ["stdout", "/tmp/etcd.log"]);
+  assert.equal(c.watchProgressNotifyIntervalMs, 5000);
+  assert.deepEqual([...c.initialCluster.keys()], ["from-file"]);
+
+  assert.throws(() => parseFlags(["--config-file", "/nope.yml"], {}, read), /--config-file: open \/nope.yml/);
+  assert.throws(() => parseFlags(["--config-file", "/bad.yml"], {}, () => "a: [1,"), ConfigError);
+});
+
+test("logger and log outputs as etcd checks them", () => {
+  assert.throws(() => memberConfig(parseFlags(["--logger", "syslog"], {})), /unknown logger option "syslog"/);
+  assert.throws(
+    () => memberConfig(parseFlags(["--log-outputs", "default,stdout"], {})),
+    /multi logoutput for "default" is not supported/,
+  );
+  assert.deepEqual(memberConfig(parseFlags(["--logger=zap", "--log-outputs=stdout"], {})).logOutputs, [
+    "stdout",
+  ]);
+  assert.equal(memberConfig(parseFlags(["--debug"], {})).logLevel, "debug");
+  assert.equal(memberConfig(parseFlags(["--pre-vote=false"], {})).preVote, false);
+});

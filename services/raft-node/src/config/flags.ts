@@ -1,9 +1,13 @@
 // A member is configured like an etcd member: the same flag names, the same ETCD_* environment
 // variables, the same defaults (etcd 3.4, embed/config.go), so scripts written for etcd start it
 // unchanged. Parsing follows Go's `flag` package, which etcd uses: `-f v`, `--f v`, `--f=v`, and
-// booleans only as `--f` or `--f=false`.
+// booleans only as `--f` or `--f=false`. `--config-file` reads etcd's YAML instead, and then,
+// as in etcd, every other flag and ETCD_* variable is ignored.
 
-export type FlagKind = "string" | "int" | "bool" | "urls";
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+
+export type FlagKind = "string" | "int" | "bool" | "urls" | "duration";
 
 interface FlagSpec {
   kind: FlagKind;
@@ -43,10 +47,29 @@ export const FLAGS = {
   "auth-token": { kind: "string", default: "simple" },
   "experimental-enable-lease-checkpoint": { kind: "bool", default: "false" },
   "experimental-initial-corrupt-check": { kind: "bool", default: "false" },
+  "experimental-watch-progress-notify-interval": { kind: "duration", default: "10m0s" },
+  // etcd 3.4 defaults to false, 3.5 to true; Raft here always had pre-vote, so 3.5's default.
+  "pre-vote": { kind: "bool", default: "true" },
+  "max-snapshots": { kind: "int", default: "5", unsupported: true },
+  "max-wals": { kind: "int", default: "5", unsupported: true },
+  // Go's profiler does not exist here; accepted (etcd's sample config turns it on) with a warning.
+  "enable-pprof": { kind: "bool", default: "false" },
+  cors: { kind: "string", default: "", unsupported: true },
+  discovery: { kind: "string", default: "", unsupported: true },
+  "discovery-fallback": { kind: "string", default: "proxy" },
+  "discovery-proxy": { kind: "string", default: "", unsupported: true },
+  "discovery-srv": { kind: "string", default: "", unsupported: true },
+  proxy: { kind: "string", default: "off", unsupported: true },
+  "proxy-failure-wait": { kind: "int", default: "5000" },
+  "proxy-refresh-interval": { kind: "int", default: "30000" },
+  "proxy-dial-timeout": { kind: "int", default: "1000" },
+  "proxy-write-timeout": { kind: "int", default: "5000" },
+  "proxy-read-timeout": { kind: "int", default: "0" },
+  debug: { kind: "bool", default: "false" },
   "log-level": { kind: "string", default: "info" },
   logger: { kind: "string", default: "capnslog" },
   "log-outputs": { kind: "string", default: "default" },
-  "config-file": { kind: "string", default: "", unsupported: true },
+  "config-file": { kind: "string", default: "" },
   "auto-tls": { kind: "bool", default: "false" },
   "peer-auto-tls": { kind: "bool", default: "false" },
   "cert-file": { kind: "string", default: "", unsupported: true },
@@ -83,6 +106,7 @@ function envName(flag: FlagName): string {
 export function parseFlags(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
+  readConfigFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
 ): FlagValues {
   const given = new Map<FlagName, string>();
   for (let i = 0; i < argv.length; i++) {
@@ -105,10 +129,106 @@ export function parseFlags(
     given.set(name, value);
   }
   const values = {} as FlagValues;
+  const configFile = given.get("config-file") ?? env[envName("config-file")] ?? "";
+  if (configFile !== "") {
+    let text: string;
+    try {
+      text = readConfigFile(configFile);
+    } catch (err) {
+      throw new ConfigError(`--config-file: ${(err as Error).message}`);
+    }
+    const fromFile = configFileValues(text);
+    for (const name of Object.keys(FLAGS) as FlagName[])
+      values[name] = fromFile.get(name) ?? FLAGS[name].default;
+    values["config-file"] = configFile;
+    return values;
+  }
   for (const name of Object.keys(FLAGS) as FlagName[]) {
     values[name] = given.get(name) ?? env[envName(name)] ?? FLAGS[name].default;
   }
   return values;
+}
+
+/** etcd's YAML nests the TLS flags; each section's keys map to these flags. */
+const TLS_SECTIONS: Record<string, Record<string, string>> = {
+  "client-transport-security": {
+    "cert-file": "cert-file",
+    "key-file": "key-file",
+    "client-cert-auth": "client-cert-auth",
+    "trusted-ca-file": "trusted-ca-file",
+    "auto-tls": "auto-tls",
+  },
+  "peer-transport-security": {
+    "cert-file": "peer-cert-file",
+    "key-file": "peer-key-file",
+    "client-cert-auth": "peer-client-cert-auth",
+    "trusted-ca-file": "peer-trusted-ca-file",
+    "auto-tls": "peer-auto-tls",
+  },
+};
+
+/**
+ * etcd's config file (embed.ConfigFromFile): YAML whose keys are the flag names. As in etcd, keys
+ * it does not know are ignored, and an empty value means the default.
+ */
+export function configFileValues(text: string): Map<FlagName, string> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`--config-file: ${(err as Error).message}`);
+  }
+  const out = new Map<FlagName, string>();
+  if (doc === null || doc === undefined) return out;
+  if (typeof doc !== "object" || Array.isArray(doc))
+    throw new ConfigError("--config-file: expected a YAML mapping");
+  const put = (key: string, value: unknown) => {
+    if (!isFlagName(key) || value === null || value === undefined || value === "") return;
+    // Lists (log-outputs: [stderr]) are the comma-joined flag value.
+    out.set(key, Array.isArray(value) ? value.map(String).join(",") : String(value));
+  };
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const section = TLS_SECTIONS[key];
+    if (section === undefined) {
+      put(key, value);
+      continue;
+    }
+    if (value === null || typeof value !== "object") continue;
+    for (const [inner, v] of Object.entries(value as Record<string, unknown>)) {
+      const flag = section[inner];
+      if (flag !== undefined) put(flag, v);
+    }
+  }
+  return out;
+}
+
+const DURATION_UNITS_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** Go's time.ParseDuration ("10m0s", "1.5h", "300ms"), in milliseconds. */
+export function parseGoDuration(flag: string, value: string): number {
+  const text = value.trim();
+  if (text === "0") return 0;
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+  const sign = text.startsWith("-") ? -1 : 1;
+  let i = text.startsWith("-") || text.startsWith("+") ? 1 : 0;
+  let total = 0;
+  if (i >= text.length) throw new ConfigError(`invalid duration "${value}" for --${flag}`);
+  while (i < text.length) {
+    re.lastIndex = i;
+    const m = re.exec(text);
+    if (m === null) throw new ConfigError(`invalid duration "${value}" for --${flag}`);
+    total += Number(m[1]) * DURATION_UNITS_MS[m[2]!]!;
+    i = re.lastIndex;
+  }
+  return sign * total;
 }
 
 export interface MemberConfig {
@@ -139,6 +259,15 @@ export interface MemberConfig {
   leaseCheckpoint: boolean;
   authToken: string;
   logLevel: string;
+  /** zap or capnslog (etcd 3.4's two loggers): the shape of the log lines. */
+  logger: "zap" | "capnslog";
+  /** stderr, stdout, or file paths ("default" is stderr). */
+  logOutputs: string[];
+  preVote: boolean;
+  /** How often progress_notify watchers hear the revision when idle; 0 never. */
+  watchProgressNotifyIntervalMs: number;
+  /** Warnings about accepted flags that change nothing here, for the log. */
+  warnings: string[];
   /** Serve https client URLs with a self-signed certificate. */
   autoTls: boolean;
   /** Serve and dial https peer URLs with a self-signed certificate, unverified. */
@@ -198,6 +327,7 @@ export function memberConfig(values: FlagValues): MemberConfig {
   for (const name of Object.keys(FLAGS) as FlagName[]) {
     const spec: FlagSpec = FLAGS[name];
     if (spec.kind === "bool") parseBool(name, values[name]);
+    if (spec.kind === "duration") parseGoDuration(name, values[name]);
     if (spec.unsupported && values[name] !== spec.default) {
       throw new ConfigError(`--${name} is not supported yet`);
     }
@@ -230,6 +360,19 @@ export function memberConfig(values: FlagValues): MemberConfig {
     throw new ConfigError(`--quota-backend-bytes must be between 0 and ${MAX_QUOTA_BACKEND_BYTES}`);
   }
   const dataDir = values["data-dir"] === "" ? `${name}.etcd` : values["data-dir"];
+  const logger = values.logger;
+  if (logger !== "zap" && logger !== "capnslog") {
+    throw new ConfigError(`unknown logger option "${logger}"`);
+  }
+  const logOutputs = values["log-outputs"].split(",").map((o) => o.trim());
+  if (logOutputs.length > 1 && logOutputs.includes("default")) {
+    throw new ConfigError(`multi logoutput for "default" is not supported: [${logOutputs.join(" ")}]`);
+  }
+  const warnings: string[] = [];
+  if (parseBool("enable-pprof", values["enable-pprof"])) {
+    warnings.push("--enable-pprof: this server has no Go profiler; profile it with node --cpu-prof");
+  }
+  const debug = parseBool("debug", values.debug);
   return {
     name,
     dataDir,
@@ -260,7 +403,15 @@ export function memberConfig(values: FlagValues): MemberConfig {
       values["experimental-enable-lease-checkpoint"],
     ),
     authToken: values["auth-token"],
-    logLevel: values["log-level"],
+    logLevel: debug ? "debug" : values["log-level"],
+    logger,
+    logOutputs: logOutputs.map((o) => (o === "default" ? "stderr" : o)),
+    preVote: parseBool("pre-vote", values["pre-vote"]),
+    watchProgressNotifyIntervalMs: parseGoDuration(
+      "experimental-watch-progress-notify-interval",
+      values["experimental-watch-progress-notify-interval"],
+    ),
+    warnings,
     autoTls: parseBool("auto-tls", values["auto-tls"]),
     peerAutoTls: parseBool("peer-auto-tls", values["peer-auto-tls"]),
   };

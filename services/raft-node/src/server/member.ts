@@ -403,7 +403,7 @@ export class Member {
       random: Math.random,
       applied: parts.applied,
       checkQuorum: true,
-      preVote: true,
+      preVote: config.preVote,
       maxSizePerMsg: 1024 * 1024,
       maxInflightMsgs: 512,
     });

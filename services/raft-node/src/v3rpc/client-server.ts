@@ -3,7 +3,8 @@
 
 import { etcdserverpb, GrpcHttp2Server, v3electionpb, v3lockpb } from "@etcd-ts/api";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { Member } from "../server/member.js";
+import { clientHttpHandler } from "../etcdhttp/client-http.js";
+import { CLUSTER_VERSION, type Member, SERVER_VERSION } from "../server/member.js";
 import type { KeyPair } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
 import { authService } from "./auth-service.js";
@@ -25,9 +26,19 @@ export class ClientServer {
   private readonly leader: LeaderClients;
   private readonly services: [ServiceDefinition, UntypedServiceImplementation][];
   private readonly servers: GrpcHttp2Server[] = [];
+  private readonly http1;
 
   constructor(private readonly member: Member) {
     this.leader = new LeaderClients(() => member.leaderClientUrls());
+    this.http1 = clientHttpHandler({
+      probe: {
+        alarmRaised: () => member.store.alarms().length > 0,
+        hasLeader: () => member.leaderId !== 0,
+        linearizableRead: () => member.linearizableRead(),
+      },
+      serverVersion: SERVER_VERSION,
+      clusterVersion: CLUSTER_VERSION,
+    });
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
       [
@@ -59,6 +70,7 @@ export class ClientServer {
         maxReceiveBytes: this.member.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
         maxConcurrentStreams: Math.min(this.member.config.maxConcurrentStreams, 2 ** 32 - 1),
         tls: url.protocol === "https:" ? tls : undefined,
+        http1: this.http1,
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);

@@ -60,6 +60,7 @@ export function watchService(member: Member): UntypedServiceImplementation {
       }
       const stream = new WatchStream(member.watchable, {
         maxResponseBytes: member.config.maxRequestBytes + 512 * 1024,
+        progressIntervalMs: member.config.watchProgressNotifyIntervalMs,
       });
       let open = true;
       const finish = () => {

@@ -1,0 +1,192 @@
+// Just enough of HTTP/2's framing (RFC 9113 section 4) and HPACK (RFC 7541) to look at a client's
+// header blocks before Node's HTTP/2 (nghttp2) does: see client-port.ts for why. Pure: bytes in,
+// bytes out.
+
+import hpack from "hpack.js";
+
+export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+export const FRAME_HEADER_BYTES = 9;
+
+export const FrameType = {
+  DATA: 0x0,
+  HEADERS: 0x1,
+  SETTINGS: 0x4,
+  CONTINUATION: 0x9,
+} as const;
+
+export const FrameFlag = {
+  ACK: 0x1,
+  END_STREAM: 0x1,
+  END_HEADERS: 0x4,
+  PADDED: 0x8,
+  PRIORITY: 0x20,
+} as const;
+
+/** An empty SETTINGS frame: a server's connection preface with every setting at its default. */
+export const EMPTY_SETTINGS_FRAME = Buffer.from([0, 0, 0, FrameType.SETTINGS, 0, 0, 0, 0, 0]);
+
+export interface FrameHeader {
+  length: number;
+  type: number;
+  flags: number;
+  streamId: number;
+}
+
+/** The header of the frame starting at `offset`, or undefined when the whole frame is not there yet. */
+export function completeFrameAt(buf: Buffer, offset: number): FrameHeader | undefined {
+  if (buf.length - offset < FRAME_HEADER_BYTES) return undefined;
+  const length = buf.readUIntBE(offset, 3);
+  if (buf.length - offset < FRAME_HEADER_BYTES + length) return undefined;
+  return {
+    length,
+    type: buf[offset + 3]!,
+    flags: buf[offset + 4]!,
+    streamId: buf.readUInt32BE(offset + 5) & 0x7fffffff,
+  };
+}
+
+export function isSettingsAck(frame: FrameHeader): boolean {
+  return frame.type === FrameType.SETTINGS && (frame.flags & FrameFlag.ACK) !== 0 && frame.length === 0;
+}
+
+/** The header block fragment of a HEADERS frame's payload: padding and priority fields removed. */
+export function headersFragment(
+  payload: Buffer,
+  flags: number,
+): { fragment: Buffer; priority: Buffer | undefined } {
+  let start = 0;
+  let end = payload.length;
+  if (flags & FrameFlag.PADDED) {
+    const padding = payload[0] ?? 0;
+    start = 1;
+    end -= padding;
+  }
+  let priority: Buffer | undefined;
+  if (flags & FrameFlag.PRIORITY) {
+    priority = payload.subarray(start, start + 5);
+    start += 5;
+  }
+  if (end < start) throw new Http2FramingError("HEADERS padding longer than the frame");
+  return { fragment: payload.subarray(start, end), priority };
+}
+
+export class Http2FramingError extends Error {}
+
+export interface HeaderField {
+  name: string;
+  value: string;
+  neverIndex: boolean;
+}
+
+/**
+ * Decodes a connection's header blocks in order. HPACK is stateful (a dynamic table per
+ * connection), so one decoder must see every block of the connection.
+ */
+export class HeaderBlockDecoder {
+  private readonly decompressor = hpack.decompressor.create({ table: { size: 4096 } });
+
+  decode(block: Buffer): HeaderField[] {
+    this.decompressor.write(block);
+    this.decompressor.execute();
+    const fields: HeaderField[] = [];
+    for (let h = this.decompressor.read(); h !== null; h = this.decompressor.read()) {
+      fields.push({ name: h.name, value: h.value, neverIndex: h.neverIndex === true });
+    }
+    return fields;
+  }
+}
+
+/**
+ * Encodes fields as literals that never touch the receiver's dynamic table (RFC 7541 6.2.2 and
+ * 6.2.3), so the block means the same to a decoder whatever it decoded before.
+ */
+export function encodeLiteralHeaderBlock(fields: readonly HeaderField[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of fields) {
+    parts.push(Buffer.from([f.neverIndex ? 0x10 : 0x00]));
+    parts.push(encodeString(f.name), encodeString(f.value));
+  }
+  return Buffer.concat(parts);
+}
+
+function encodeString(text: string): Buffer {
+  const bytes = Buffer.from(text, "latin1");
+  return Buffer.concat([encodeInteger(bytes.length, 7, 0x00), bytes]);
+}
+
+/** RFC 7541 5.1: an integer with an N-bit prefix; `high` holds the bits above the prefix. */
+export function encodeInteger(value: number, prefixBits: number, high: number): Buffer {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return Buffer.from([high | value]);
+  const out = [high | max];
+  let rest = value - max;
+  while (rest >= 128) {
+    out.push((rest % 128) + 128);
+    rest = Math.floor(rest / 128);
+  }
+  out.push(rest);
+  return Buffer.from(out);
+}
+
+/**
+ * A HEADERS frame (and CONTINUATION frames past `maxFrameBytes`) carrying `block` on `streamId`.
+ * `endStream` and `priority` are carried over from the client's frame.
+ */
+export function headersFrames(
+  streamId: number,
+  block: Buffer,
+  endStream: boolean,
+  priority: Buffer | undefined,
+  maxFrameBytes = 16_384,
+): Buffer {
+  const frames: Buffer[] = [];
+  const firstRoom = maxFrameBytes - (priority?.length ?? 0);
+  let offset = 0;
+  let first = true;
+  do {
+    const room = first ? firstRoom : maxFrameBytes;
+    const chunk = block.subarray(offset, offset + room);
+    offset += chunk.length;
+    const last = offset >= block.length;
+    let flags = last ? FrameFlag.END_HEADERS : 0;
+    if (first && endStream) flags |= FrameFlag.END_STREAM;
+    if (first && priority !== undefined) flags |= FrameFlag.PRIORITY;
+    const payload = first && priority !== undefined ? Buffer.concat([priority, chunk]) : chunk;
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    header.writeUIntBE(payload.length, 0, 3);
+    header[3] = first ? FrameType.HEADERS : FrameType.CONTINUATION;
+    header[4] = flags;
+    header.writeUInt32BE(streamId, 5);
+    frames.push(header, payload);
+    first = false;
+  } while (offset < block.length);
+  return Buffer.concat(frames);
+}
+
+/**
+ * True when nghttp2 would refuse this `:authority`/`host` value (RFC 3986 authority characters
+ * only). grpc-go sends a dial target such as `http://127.0.0.1:2379` there verbatim.
+ */
+export function isInvalidAuthority(value: string): boolean {
+  return !/^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);
+}
+
+/** `http://host:port/...` -> `host:port`: what etcd (Go's HTTP/2) takes the authority to mean. */
+export function authorityOf(value: string): string {
+  const withoutScheme = value.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//, "");
+  const slash = withoutScheme.indexOf("/");
+  const host = slash < 0 ? withoutScheme : withoutScheme.slice(0, slash);
+  return isInvalidAuthority(host) ? "" : host;
+}
+
+/** Replaces the value of `:authority` and `host` fields nghttp2 would refuse. */
+export function repairAuthority(fields: HeaderField[]): boolean {
+  let changed = false;
+  for (const f of fields) {
+    if ((f.name === ":authority" || f.name === "host") && isInvalidAuthority(f.value)) {
+      f.value = authorityOf(f.value);
+      changed = true;
+    }
+  }
+  return changed;
+}

@@ -1,0 +1,74 @@
+// rocks-backend.ts calls @nxtedition/rocksdb's private batch, iterator and getMany primitives
+// (a measured saving on every apply, see its header). They are not API: the version is pinned
+// exactly in package.json, and this test names the primitive that moved when an upgrade breaks it.
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { describe, it } from "node:test";
+import { RocksBackend } from "./rocks-backend.js";
+
+const require = createRequire(import.meta.url);
+
+describe("the @nxtedition/rocksdb binding rocks-backend.ts relies on", () => {
+  it("is the exact version package.json pins", async () => {
+    const ours = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+      dependencies: Record<string, string>;
+    };
+    const pinned = ours.dependencies["@nxtedition/rocksdb"];
+    assert.match(pinned ?? "", /^\d+\.\d+\.\d+$/, "pin @nxtedition/rocksdb to an exact version");
+    const main = require.resolve("@nxtedition/rocksdb");
+    let dir = dirname(main);
+    let installed: string | undefined;
+    for (let i = 0; i < 4 && installed === undefined; i++, dir = dirname(dir)) {
+      try {
+        const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8")) as {
+          name?: string;
+          version: string;
+        };
+        if (pkg.name === "@nxtedition/rocksdb") installed = pkg.version;
+      } catch {}
+    }
+    assert.equal(installed, pinned);
+  });
+
+  it("writes a batch, reads it back by key and by iterator, through the private primitives", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "rocks-binding-"));
+    const db = await RocksBackend.open(join(dir, "db"), ["side"]);
+    try {
+      const batch = db.batch();
+      batch.put(Buffer.from("a"), Buffer.from("1"));
+      batch.put(Buffer.from("b"), Buffer.from("2"));
+      batch.put(Buffer.from("s"), Buffer.from("3"), db.columns.side);
+      batch.del(Buffer.from("b"));
+      batch.write(true);
+      assert.deepEqual(
+        db.getManySync([Buffer.from("a"), Buffer.from("b")]).map((v) => v?.toString()),
+        ["1", undefined],
+      );
+      assert.deepEqual(
+        (await db.getMany([Buffer.from("s")], db.columns.side)).map((v) => v?.toString()),
+        ["3"],
+      );
+      const it = db.iterator({});
+      try {
+        const chunk = it.nextSync(10);
+        assert.deepEqual(
+          chunk.keys.map((k) => k.toString()),
+          ["a"],
+        );
+        assert.deepEqual(
+          chunk.values.map((v) => v.toString()),
+          ["1"],
+        );
+        assert.equal(chunk.finished, true);
+      } finally {
+        it.close();
+      }
+    } finally {
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
