@@ -2,7 +2,7 @@
 // snapshot stream `etcdctl snapshot save` reads: etcd 3.4's backend as a bbolt file + sha256.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
@@ -20,8 +20,19 @@ export function alarmText(memberId: number, alarm: number): string {
   return `memberID:${memberId} alarm:${name} `;
 }
 
+/** Snapshot files of an earlier process (killed mid-stream) are garbage; ours carry our pid. */
+async function removeStaleSnapshotFiles(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = /^client-(\d+)-\d+\.(db|image)$/.exec(name)?.[1];
+    if (pid !== undefined && Number(pid) !== process.pid) await rm(join(dir, name), { force: true });
+  }
+}
+
 export function maintenanceService(member: Member): etcdserverpb.MaintenanceServer {
   let snapshotSeq = 0;
+  const snapshotDir = join(member.config.dataDir, "member", "snap");
+  void removeStaleSnapshotFiles(snapshotDir);
   return {
     alarm: unary(async (req: etcdserverpb.AlarmRequest) => {
       refuseLearner(member);
@@ -85,12 +96,7 @@ export function maintenanceService(member: Member): etcdserverpb.MaintenanceServ
     snapshot: (call: ServerWritableStream<etcdserverpb.SnapshotRequest, etcdserverpb.SnapshotResponse>) => {
       void (async () => {
         refuseLearner(member);
-        const path = join(
-          member.config.dataDir,
-          "member",
-          "snap",
-          `client-${process.pid}-${++snapshotSeq}.db`,
-        );
+        const path = join(snapshotDir, `client-${process.pid}-${++snapshotSeq}.db`);
         const view = await member.store.openView();
         try {
           let size: number;

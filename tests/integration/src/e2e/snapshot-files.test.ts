@@ -15,6 +15,7 @@ import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { BUCKETS, openSnapshotFile } from "@etcd-ts/raft-node";
+import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { LocalCluster, type TargetKind } from "../cluster/local-cluster.js";
 import { type CommandResult, ETCDCTL, etcdctl } from "./stack.js";
 
@@ -207,6 +208,48 @@ describe("snapshot files in etcd's format", {
     const compacted = await etcdctl(restored.clientEndpoints()[0]!, ["get", "k/05", "--rev=24"]);
     assert.match(compacted.stderr, /required revision has been compacted/);
     await restored.close();
+  });
+
+  test("a snapshot taken while writes go on is one revision of the store, restorable as such", async () => {
+    const endpoint = ours.clientEndpoints()[0]!;
+    const client = new EtcdEndpoint(endpoint);
+    let writing = true;
+    let written = 0;
+    // Four writers, bounded, until the snapshot has been saved.
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      for (let i = 0; i < 5000 && writing; i++) {
+        await client.put(`busy/${w}/${i % 100}`, `v${i}`.repeat(20), 10_000);
+        written++;
+      }
+    });
+    try {
+      while (written < 200) await new Promise((r) => setTimeout(r, 20));
+      const file = join(scratch, "busy.db");
+      ok(await etcdctl(endpoint, ["snapshot", "save", file]));
+      writing = false;
+      await Promise.all(writers);
+      const { revision } = await etcdctlStatus(file);
+      const restored = await startCluster("etcd-ts", 1, async (m, cluster) => {
+        ok(await raftNodeSnapshot(["restore", file, ...restoreFlags(m, cluster)]));
+      });
+      clusters.push(restored);
+      const copy = restored.clientEndpoints()[0]!;
+      assert.equal((await keysAndRevisions(copy)).revision, revision);
+      assert.equal(await hashKv(copy, revision), await hashKv(endpoint, revision));
+      const atRevision = ok(
+        await etcdctl(endpoint, ["get", "busy/", "--prefix", `--rev=${revision}`, "-w", "json"]),
+      );
+      const restoredNow = ok(await etcdctl(copy, ["get", "busy/", "--prefix", "-w", "json"]));
+      assert.equal(
+        restoredNow.slice(restoredNow.indexOf('"kvs"')),
+        atRevision.slice(atRevision.indexOf('"kvs"')),
+      );
+      await restored.close();
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+      client.close();
+    }
   });
 
   for (const size of [1, 3]) {
