@@ -16,6 +16,7 @@ export {
   openSnapshotFile,
   type RestoreResult,
   restoreSnapshot,
+  runSnapshotCommand,
   SnapshotFileError,
   snapshotStatus,
 } from "./snapshot/mod.js";
