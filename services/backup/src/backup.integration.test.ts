@@ -16,7 +16,14 @@ const run = promisify(execFile);
 async function backup(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const code = await runBackupCommand(args, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  const code = await runBackupCommand(args, {
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+  });
   return { code, out, err };
 }
 
