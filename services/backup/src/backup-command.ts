@@ -3,9 +3,11 @@
 //   backup list --dir DIR
 //   backup verify ID --dir DIR
 //   backup restore ID --dir DIR --name ... --data-dir ... --initial-cluster ... (etcd's restore flags)
-import { openSnapshotFile, runSnapshotCommand, snapshotStatus } from "@etcd-ts/raft-node";
-import { BackupError, beyondRetention, DirectoryStore } from "./directory-store.js";
-import { memberStatus, pickSource, snapshotStream } from "./snapshot-source.js";
+//   backup serve --endpoints ... --dir DIR [--cron EXPR] [--keep-last N] [--listen HOST:PORT]
+import { runSnapshotCommand } from "@etcd-ts/raft-node";
+import { takeBackup, verifyBackup } from "./backup-job.js";
+import { startBackupServer } from "./backup-server.js";
+import { BackupError, DirectoryStore } from "./directory-store.js";
 
 export interface CommandOutput {
   out(text: string): void;
@@ -18,6 +20,7 @@ const USAGE = `usage:
   backup list --dir DIR
   backup verify ID --dir DIR
   backup restore ID --dir DIR --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
+  backup serve --endpoints HOST:PORT[,...] --dir DIR [--cron "0 * * * *"] [--keep-last N] [--listen 127.0.0.1:2390]
 `;
 
 interface Parsed {
@@ -27,7 +30,7 @@ interface Parsed {
   rest: string[];
 }
 
-const OWN_FLAGS = new Set(["dir", "endpoints", "keep-last"]);
+const OWN_FLAGS = new Set(["dir", "endpoints", "keep-last", "cron", "listen"]);
 
 function parse(args: readonly string[]): Parsed {
   const parsed: Parsed = { positional: [], options: new Map(), rest: [] };
@@ -61,10 +64,6 @@ export function progressLine(bytes: number, remaining: number | undefined, elaps
   return line;
 }
 
-export function backupId(now: Date): string {
-  return now.toISOString().replaceAll(":", "-").replace(".", "-");
-}
-
 export async function runBackupCommand(argv: readonly string[], io: CommandOutput): Promise<number> {
   const [command, ...args] = argv;
   try {
@@ -79,6 +78,8 @@ export async function runBackupCommand(argv: readonly string[], io: CommandOutpu
       }
       case "verify":
         return await verify(parsed, io);
+      case "serve":
+        return await serve(parsed, io);
       case "restore": {
         const [id] = parsed.positional;
         if (id === undefined) throw new BackupError(`backup ID expected\n${USAGE}`);
@@ -99,66 +100,62 @@ export async function runBackupCommand(argv: readonly string[], io: CommandOutpu
   }
 }
 
+function keepLastOf(parsed: Parsed): number | undefined {
+  return parsed.options.has("keep-last") ? Number(parsed.options.get("keep-last")) : undefined;
+}
+
 async function now(parsed: Parsed, io: CommandOutput): Promise<number> {
-  const store = new DirectoryStore(required(parsed, "dir"));
-  const endpoints = required(parsed, "endpoints").split(",");
-  const keepLast = parsed.options.has("keep-last") ? Number(parsed.options.get("keep-last")) : undefined;
-  if (keepLast !== undefined) beyondRetention([], keepLast);
-  const source = pickSource(await Promise.all(endpoints.map((e) => memberStatus(e))));
-  if (source === undefined)
-    throw new BackupError(`no member answered with a leader: ${endpoints.join(", ")}`);
-  const id = backupId(new Date());
-  const started = performance.now();
   let lastPrint = 0;
-  let entry: Awaited<ReturnType<DirectoryStore["write"]>>;
-  try {
-    entry = await store.write(id, snapshotStream(source.endpoint), ({ bytes, remaining }) => {
-      const t = performance.now();
-      if (t - lastPrint >= 1000) {
-        lastPrint = t;
-        io.err(`${progressLine(bytes, remaining, t - started)}\n`);
-      }
-    });
-  } catch (err) {
-    if (err instanceof BackupError) throw err;
-    throw new BackupError(`snapshot from ${source.endpoint} failed: ${(err as Error).message}`);
-  }
+  const result = await takeBackup({
+    store: new DirectoryStore(required(parsed, "dir")),
+    endpoints: required(parsed, "endpoints").split(","),
+    keepLast: keepLastOf(parsed),
+    onProgress: ({ bytes, remaining }, elapsedMs) => {
+      if (elapsedMs - lastPrint < 1000) return;
+      lastPrint = elapsedMs;
+      io.err(`${progressLine(bytes, remaining, elapsedMs)}\n`);
+    },
+  });
+  const { entry, source } = result;
   const role = source.memberId === source.leaderId ? "leader" : "follower";
   io.out(
-    `backup ${id} from ${source.endpoint} (${role} ${BigInt(source.memberId!).toString(16)}): ` +
-      `${entry.size} bytes, sha256 ${entry.sha256}; ${progressLine(entry.size, 0, performance.now() - started)}\n`,
+    `backup ${entry.id} from ${source.endpoint} (${role} ${BigInt(source.memberId!).toString(16)}): ` +
+      `${entry.size} bytes, sha256 ${entry.sha256}; ${progressLine(entry.size, 0, result.seconds * 1000)}\n`,
   );
-  if (keepLast !== undefined) {
-    for (const old of beyondRetention(
-      (await store.list()).map((b) => b.id),
-      keepLast,
-    )) {
-      await store.remove(old);
-      io.out(`removed backup ${old} (keeping the last ${keepLast})\n`);
-    }
-  }
+  for (const old of result.removed)
+    io.out(`removed backup ${old} (keeping the last ${keepLastOf(parsed)})\n`);
   return 0;
 }
 
 async function verify(parsed: Parsed, io: CommandOutput): Promise<number> {
   const [id] = parsed.positional;
   if (id === undefined) throw new BackupError(`backup ID expected\n${USAGE}`);
-  const store = new DirectoryStore(required(parsed, "dir"));
-  await store.checkHash(id);
-  let snapshot: Awaited<ReturnType<typeof openSnapshotFile>>;
-  try {
-    snapshot = await openSnapshotFile(store.path(id));
-  } catch (err) {
-    throw new BackupError(`backup ${id}: ${(err as Error).message}`);
-  }
-  try {
-    const status = snapshotStatus(snapshot.reader);
-    io.out(
-      `backup ${id} is sound: sha256 and bbolt structure checked; revision ${status.revision}, ` +
-        `${status.totalKey} keys, hash ${status.hash.toString(16)}\n`,
-    );
-    return 0;
-  } finally {
-    await snapshot.close();
-  }
+  const v = await verifyBackup(new DirectoryStore(required(parsed, "dir")), id);
+  io.out(
+    `backup ${id} is sound: sha256 and bbolt structure checked; revision ${v.revision}, ` +
+      `${v.totalKey} keys, hash ${v.hash}\n`,
+  );
+  return 0;
+}
+
+/** Runs until SIGINT/SIGTERM. */
+async function serve(parsed: Parsed, io: CommandOutput): Promise<number> {
+  const listen = parsed.options.get("listen") ?? "127.0.0.1:2390";
+  const colon = listen.lastIndexOf(":");
+  const server = await startBackupServer({
+    store: new DirectoryStore(required(parsed, "dir")),
+    endpoints: required(parsed, "endpoints").split(","),
+    keepLast: keepLastOf(parsed),
+    cron: parsed.options.get("cron"),
+    host: listen.slice(0, colon),
+    port: Number(listen.slice(colon + 1)),
+    log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
+  });
+  io.out(`backup service on ${server.url}\n`);
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await server.close();
+  return 0;
 }

@@ -9,6 +9,8 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { runBackupCommand } from "./backup-command.js";
+import { startBackupServer } from "./backup-server.js";
+import { DirectoryStore } from "./directory-store.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
 const run = promisify(execFile);
@@ -98,6 +100,47 @@ describe("backup CLI against a 3-member cluster", {
     const refused = await backup(["restore", ids[1]!, "--dir", store, "--name=x", `--data-dir=${badDir}`]);
     assert.equal(refused.code, 1);
     assert.ok(!existsSync(badDir));
+  });
+
+  it("serve: backups on a cron schedule, and the HTTP API lists, takes and verifies them", async () => {
+    const store = new DirectoryStore(join(dir, "served"));
+    const logs: string[] = [];
+    const server = await startBackupServer({
+      store,
+      endpoints: endpoints.split(","),
+      keepLast: 3,
+      cron: "* * * * * *", // every second
+      host: "127.0.0.1",
+      port: 0,
+      log: (line) => logs.push(line),
+    });
+    try {
+      // Scheduled runs: at least two within a bounded wait.
+      for (let i = 0; i < 100 && (await store.list()).length < 2; i++)
+        await new Promise((r) => setTimeout(r, 200));
+      assert.ok((await store.list()).length >= 2, logs.join("\n"));
+      assert.ok(logs.some((l) => l.startsWith("scheduled backup: {")));
+      const listed = (await (await fetch(`${server.url}/backups`)).json()) as { id: string }[];
+      assert.ok(listed.length >= 2 && listed.length <= 3);
+      // An on-demand backup may meet a scheduled one: 409 then, and a retry goes through.
+      let taken: Response | undefined;
+      for (let i = 0; i < 20; i++) {
+        taken = await fetch(`${server.url}/backups`, { method: "POST" });
+        if (taken.status !== 409) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(taken?.status, 201);
+      const { id, source } = (await taken!.json()) as { id: string; source: string };
+      assert.ok(endpoints.split(",").includes(source));
+      const verified = await fetch(`${server.url}/backups/${id}/verify`);
+      assert.equal(verified.status, 200);
+      assert.ok(((await verified.json()) as { revision: number }).revision > 0);
+      assert.equal((await fetch(`${server.url}/backups/nope/verify`)).status, 404);
+      // Retention holds on scheduled runs too.
+      assert.ok((await store.list()).length <= 3);
+    } finally {
+      await server.close();
+    }
   });
 
   it("fails clearly when no member answers, leaving no partial backup", async () => {

@@ -4,7 +4,8 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { backupId, progressLine } from "./backup-command.js";
+import { progressLine } from "./backup-command.js";
+import { backupId } from "./backup-job.js";
 import { BackupError, beyondRetention, DirectoryStore } from "./directory-store.js";
 import { pickSource } from "./snapshot-source.js";
 

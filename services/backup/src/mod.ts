@@ -1,6 +1,8 @@
 // Backups: snapshots (etcd's file format) pulled from a follower into a directory, verified,
 // listed, kept to a retention, and restored into a new cluster's data dirs.
-export { backupId, type CommandOutput, progressLine, runBackupCommand } from "./backup-command.js";
+export { type CommandOutput, progressLine, runBackupCommand } from "./backup-command.js";
+export { type BackupResult, backupId, takeBackup, type Verified, verifyBackup } from "./backup-job.js";
+export { type BackupServer, type BackupServerOptions, startBackupServer } from "./backup-server.js";
 export {
   type BackupEntry,
   BackupError,
