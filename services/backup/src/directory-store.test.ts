@@ -87,6 +87,10 @@ describe("directory store", () => {
     const down = { endpoint: "c" };
     assert.equal(pickSource([leader, down, follower])?.endpoint, "b");
     assert.equal(pickSource([leader, down])?.endpoint, "a");
+    assert.equal(
+      pickSource([{ endpoint: "l", memberId: "3", leaderId: "1", isLearner: true }, leader])?.endpoint,
+      "a",
+    );
     assert.equal(pickSource([down, { endpoint: "d", memberId: "4", leaderId: "0" }]), undefined);
   });
 });
