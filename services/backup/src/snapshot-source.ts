@@ -11,10 +11,10 @@ export interface MemberStatus {
   isLearner?: boolean;
 }
 
-/** A healthy follower if there is one (learners included: they hold the data), else the leader. */
+/** A healthy voting follower if there is one, else the leader (learners refuse Maintenance.Snapshot). */
 export function pickSource(statuses: readonly MemberStatus[]): MemberStatus | undefined {
   const healthy = statuses.filter(
-    (s) => s.memberId !== undefined && s.leaderId !== undefined && s.leaderId !== "0",
+    (s) => s.memberId !== undefined && s.leaderId !== undefined && s.leaderId !== "0" && !s.isLearner,
   );
   return healthy.find((s) => s.memberId !== s.leaderId) ?? healthy.find((s) => s.memberId === s.leaderId);
 }
