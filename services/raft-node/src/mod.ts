@@ -9,7 +9,7 @@ export {
   parseFlags,
 } from "./config/flags.js";
 export { clusterIdFor, formatId, memberIdFor } from "./membership/member-id.js";
-export { CLUSTER_VERSION, Member, type MemberEvents, SERVER_VERSION } from "./server/member.js";
+export { CLUSTER_VERSION, type EtcdServer, Member, type MemberEvents, SERVER_VERSION } from "./server/mod.js";
 export {
   BUCKETS,
   type OpenedSnapshot,

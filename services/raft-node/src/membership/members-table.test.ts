@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isEtcdError } from "@etcd-ts/api";
-import { memberCodec } from "../server/member.js";
+import { memberCodec } from "./member-codec.js";
 import {
   learnerInSync,
   type MemberInfo,

@@ -9,14 +9,6 @@ export {
   txnRequest,
 } from "./request-builders.js";
 export {
-  checkDeleteRequest,
-  checkPutRequest,
-  checkRangeRequest,
-  checkTxnRequest,
-  DEFAULT_MAX_TXN_OPS,
-  isTxnReadOnly,
-} from "./request-validation.js";
-export {
   type AppliedTxn,
   type ApplyEntry,
   type ApplyListener,

@@ -30,7 +30,7 @@ describe("apply listeners", () => {
         ],
       });
       await kv.del("nothing");
-      await assert.rejects(kv.put("", "x"));
+      await assert.rejects(kv.put("missing", "", { ignoreValue: true }));
       await store.applyBatch([
         { index: store.appliedIndex + 1, term: 1, request: { put: putRequest({ key: "c", value: "1" }) } },
         { index: store.appliedIndex + 2, term: 1, request: { put: putRequest({ key: "c", value: "2" }) } },

@@ -29,7 +29,6 @@ import {
   uint64Bytes,
 } from "./kv-codec.js";
 import { indexLimit, shapeRange } from "./range-shaping.js";
-import { checkRangeRequest, DEFAULT_MAX_TXN_OPS } from "./request-validation.js";
 import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
 import {
   type ColumnHandle,
@@ -60,10 +59,10 @@ import type {
 import { AlarmAction, AlarmType, EventType, SortTarget } from "./types.js";
 import {
   type ApplyTarget,
-  applyDeleteRange,
   applyPut,
   applyTxn,
   type Change,
+  executeDeleteRange,
   header,
   isLatest,
   keyBounds,
@@ -88,7 +87,6 @@ export interface MvccStoreOptions {
   quotaBytes?: number;
   /** fsync every applied batch (default false: see the durability note above). */
   syncWrites?: boolean;
-  maxTxnOps?: number;
   /** The lessor's view: puts naming an unknown lease fail with "requested lease not found". */
   leaseExists?: (lease: number) => boolean;
   /** Key histories compacted per slice; applies and reads run between slices. */
@@ -230,7 +228,6 @@ export class MvccStore implements ApplyTarget {
   readonly index = new TreeIndex();
   currentRev = 1;
   compactMainRev = -1;
-  readonly maxTxnOps: number;
   readonly leaseExists: ((lease: number) => boolean) | undefined;
 
   private db: RocksBackend;
@@ -273,7 +270,6 @@ export class MvccStore implements ApplyTarget {
     this.meta = db.columns[META_COLUMN]!;
     this.quotaBytes = options.quotaBytes ?? DEFAULT_QUOTA_BYTES;
     this.syncWrites = options.syncWrites ?? false;
-    this.maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
     this.leaseExists = options.leaseExists;
     this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
@@ -527,7 +523,7 @@ export class MvccStore implements ApplyTarget {
     }
     if ("deleteRange" in request) {
       this.refuseWhenAlarmed(false);
-      return applyDeleteRange(this, txn, request.deleteRange);
+      return executeDeleteRange(this, txn, request.deleteRange);
     }
     if ("txn" in request) {
       this.refuseWhenAlarmed(txnCost(request.txn) > 0);
@@ -686,7 +682,6 @@ export class MvccStore implements ApplyTarget {
 
   /** A Range served from local state (serializable; linearizable once the caller waited for ReadIndex). */
   async range(r: RangeRequest): Promise<RangeResponse> {
-    checkRangeRequest(r);
     if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     const curRev = this.currentRev;

@@ -7,7 +7,6 @@ import { compareHolds } from "./compare.js";
 import type { KeyIndex } from "./key-index.js";
 import { encodeKeyValue } from "./kv-codec.js";
 import { indexLimit, shapeRange } from "./range-shaping.js";
-import { checkDeleteRequest, checkPutRequest, checkTxnRequest } from "./request-validation.js";
 import { revisionKey } from "./revision.js";
 import type { KeyBounds, RangeHit, TreeIndex } from "./tree-index.js";
 import type {
@@ -34,7 +33,6 @@ export interface ApplyTarget {
   readonly index: TreeIndex;
   currentRev: number;
   readonly compactMainRev: number;
-  readonly maxTxnOps: number;
   readonly leaseExists: ((lease: number) => boolean) | undefined;
   /** Adds a revision to the pending RocksDB batch and makes its value readable until written. */
   stage(main: number, sub: number, key: Buffer, value: Buffer): void;
@@ -203,9 +201,12 @@ export function executePut(target: ApplyTarget, txn: WriteTxn, p: PutRequest): P
   return { header: header(txn.beginRev + 1), prevKv: p.prevKv ? prev : undefined };
 }
 
-/** A top-level Put, as etcd's applier runs it: validation, lease lookup, then the write. */
+/**
+ * A top-level Put, as etcd's applier runs it: lease lookup, then the write. The request's own
+ * shape was checked by the RPC layer before proposing (v3rpc/request-validation.ts); apply
+ * checks only what depends on the replicated state, so every member decides alike.
+ */
 export function applyPut(target: ApplyTarget, txn: WriteTxn, p: PutRequest): PutResponse {
-  checkPutRequest(p);
   checkLease(target, p.lease);
   return executePut(target, txn, p);
 }
@@ -226,15 +227,6 @@ export function executeDeleteRange(
   const deleted = txn.deleteRange(bounds);
   const revision = deleted !== 0 || txn.changes.length > 0 ? txn.beginRev + 1 : txn.beginRev;
   return { header: header(revision), deleted, prevKvs };
-}
-
-export function applyDeleteRange(
-  target: ApplyTarget,
-  txn: WriteTxn,
-  d: DeleteRangeRequest,
-): DeleteRangeResponse {
-  checkDeleteRequest(d);
-  return executeDeleteRange(target, txn, d);
 }
 
 // --- Txn -----------------------------------------------------------------------------------
@@ -301,8 +293,11 @@ function executeOp(target: ApplyTarget, txn: WriteTxn, op: RequestOp, cursor: Pa
   return {};
 }
 
+/**
+ * etcd's applier Txn. No --max-txn-ops or shape check here: those are the proposer's RPC layer's
+ * (a committed txn must give the same result on members started with different limits).
+ */
 export function applyTxn(target: ApplyTarget, txn: WriteTxn, t: TxnRequest): TxnResponse {
-  checkTxnRequest(t, target.maxTxnOps);
   const path: boolean[] = [];
   compareToPath(target, t, txn.beginRev, path);
   checkTxnPath(target, t, { path, at: 0 });

@@ -1,65 +1,60 @@
-// One etcd member: Raft core + WAL + MVCC state machine + leases + watches + membership, wired
-// in etcd's order (server.go / raft.go): a tick timer drives Raft; each Ready is persisted to the
-// WAL (fsynced, group-committed), appended to the in-memory log, sent to peers, and its committed
-// entries are applied to RocksDB in one batch together with the applied index; then advance().
+// One etcd member (etcd's EtcdServer, server.go): the parts wired together and the server
+// interface the RPC layer uses (server-api.ts). The parts, each in its folder:
+//   bootstrap/   start-up and recovery: identity, WAL + snapshot replay, new cluster or join
+//   raft-loop/   tick, Ready: persist to the WAL, send, hand committed entries on; snapshots
+//   apply/       committed entries -> the applier chain (quota -> backend) -> waiting calls
+//   lease/, watch/, membership/, mvcc/   the state machines the entries change
 // Client calls wait in a registry for their entry to be applied here; linearizable reads wait
 // for a batched ReadIndex round.
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { EtcdError, etcdserverpb, type peer } from "@etcd-ts/api";
 import {
-  bootstrapStorage,
-  type ConfChange,
   ConfChangeType,
-  type ConfState,
-  decodeConfChange,
-  type Entry,
-  EntryType,
-  MemoryStorage,
   type Message,
   MessageType,
   ProposalDroppedError,
-  RawNode,
-  type Ready,
   type Snapshot,
   StateRole,
+  type Status,
 } from "@etcd-ts/raft";
 import type { Server } from "@grpc/grpc-js";
+import { applierChain } from "../apply/applier-chain.js";
+import { EntryApplier, type ProposalContext } from "../apply/entry-applier.js";
+import { EntryKind, encodeEnvelope } from "../apply/entry-envelope.js";
+import { bootstrap, openStore } from "../bootstrap/bootstrap.js";
+import { EXTRA_COLUMNS, type Layout, readColumns } from "../bootstrap/data-dir.js";
 import type { MemberConfig } from "../config/flags.js";
 import {
   LEASE_COLUMN,
   type LeaseCheckpoint,
+  type LeaseGrantApplied,
   LeaseIdGenerator,
   LeasePoller,
   LeaseStateMachine,
+  type LeaseTimeToLive,
   Lessor,
   minLeaseTtlSeconds,
   NO_LEASE,
 } from "../lease/mod.js";
-import { clusterIdFor, formatId, memberIdFor } from "../membership/member-id.js";
+import { memberCodec, urlString } from "../membership/member-codec.js";
+import { formatId, memberIdFor } from "../membership/member-id.js";
 import {
+  learnerInSync,
   MEMBERS_COLUMN,
   type MemberInfo,
-  type MemberRow,
-  MembersTable,
+  type MembersTable,
 } from "../membership/members-table.js";
-import {
-  type ApplyEntry,
-  type ApplyResult,
-  type ExternalApply,
-  type MvccRequest,
-  MvccStore,
-} from "../mvcc/mod.js";
-import { RocksBackend } from "../mvcc/rocks-backend.js";
+import type { AlarmMember, MvccStore } from "../mvcc/mod.js";
+import { RaftLoop } from "../raft-loop/raft-loop.js";
+import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
+import { writeBackendFile } from "../snapshot/mod.js";
 import type { KeyPair } from "../transport/auto-tls.js";
-import { fetchClusterInfo, PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
-import { Snapshotter, Wal } from "../wal/mod.js";
+import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
-import { decodeEnvelope, type EntryEnvelope, EntryKind, encodeEnvelope } from "./entry-envelope.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
-import { compactionIndex, shouldSnapshot } from "./snapshot-policy.js";
-import { importStateImage, writeStateImage } from "./state-image.js";
+import type { EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
 import { WaitRegistry } from "./wait-registry.js";
 
 export interface MemberLogger extends TransportLogger {
@@ -67,38 +62,10 @@ export interface MemberLogger extends TransportLogger {
   debug?(details: Record<string, unknown>, message: string): void;
 }
 
-/** What a proposer already holds for its request: the decoded form, reused at apply. */
-type ProposalContext = MvccRequest | undefined;
-
 export const SERVER_VERSION = "3.4.23";
 export const CLUSTER_VERSION = "3.4.0";
-const EXTRA_COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN] as const;
 const READ_INDEX_RETRY_MS = 500;
 const PUBLISH_RETRY_MS = 500;
-
-export const memberCodec = {
-  encode(m: MemberInfo): Buffer {
-    return Buffer.from(
-      etcdserverpb.Member.encode({
-        ID: m.id,
-        name: m.name,
-        peerURLs: m.peerUrls,
-        clientURLs: m.clientUrls,
-        isLearner: m.isLearner,
-      }).finish(),
-    );
-  },
-  decode(bytes: Uint8Array): MemberInfo {
-    const m = etcdserverpb.Member.decode(bytes);
-    return { id: m.ID, name: m.name, peerUrls: m.peerURLs, clientUrls: m.clientURLs, isLearner: m.isLearner };
-  },
-};
-
-/** "http://127.0.0.1:2380/" -> "http://127.0.0.1:2380", the form etcd keeps and prints. */
-export function urlString(url: URL): string {
-  if (url.protocol === "unix:") return url.href;
-  return `${url.protocol}//${url.host}`;
-}
 
 export function proposalDroppedError(err: ProposalDroppedError): EtcdError {
   switch (err.reason) {
@@ -117,136 +84,6 @@ export function proposalDroppedError(err: ProposalDroppedError): EtcdError {
   }
 }
 
-export interface Identity {
-  memberId: number;
-  clusterId: number;
-}
-
-export interface Layout {
-  memberDir: string;
-  walDir: string;
-  snapDir: string;
-  dbDir: string;
-  identityFile: string;
-}
-
-export function layoutOf(config: MemberConfig): Layout {
-  const memberDir = join(config.dataDir, "member");
-  const snapDir = join(memberDir, "snap");
-  return {
-    memberDir,
-    walDir: config.walDir !== "" ? config.walDir : join(memberDir, "wal"),
-    snapDir,
-    dbDir: join(snapDir, "db"),
-    identityFile: join(memberDir, "identity"),
-  };
-}
-
-async function readIdentity(path: string): Promise<Identity | undefined> {
-  try {
-    const bytes = await readFile(path);
-    if (bytes.length !== 16) throw new Error(`${path} is ${bytes.length} bytes, expected 16`);
-    return { memberId: Number(bytes.readBigUInt64BE(0)), clusterId: Number(bytes.readBigUInt64BE(8)) };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
-}
-
-async function writeIdentity(path: string, identity: Identity): Promise<void> {
-  const bytes = Buffer.alloc(16);
-  bytes.writeBigUInt64BE(BigInt(identity.memberId), 0);
-  bytes.writeBigUInt64BE(BigInt(identity.clusterId), 8);
-  const tmp = `${path}.tmp`;
-  const handle = await open(tmp, "w");
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, path);
-}
-
-/**
- * A new cluster's first state on disk: this member's identity and a WAL holding the bootstrap
- * ConfChanges for every --initial-cluster member (added to `seed`). Used at a member's first
- * start and by `snapshot restore`, which also leaves a database whose applied index covers them.
- */
-export async function bootstrapNewCluster(
-  config: MemberConfig,
-  layout: Layout,
-  logger: MemberLogger,
-  seed = new Map<number, MemberInfo>(),
-): Promise<{ identity: Identity; storage: MemoryStorage; wal: Wal }> {
-  const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
-  const ids: number[] = [];
-  let own: number | undefined;
-  for (const [name, urls] of config.initialCluster) {
-    const peerUrls = urls.map(urlString);
-    const id = memberIdFor(peerUrls, config.initialClusterToken);
-    ids.push(id);
-    seed.set(id, { id, name: "", peerUrls, clientUrls: [], isLearner: false });
-    if (name === config.name) {
-      if ([...peerUrls].sort().join(",") !== [...ownPeerUrls].sort().join(",")) {
-        throw new Error(
-          `--initial-cluster has ${name}=${peerUrls.join(",")} but --initial-advertise-peer-urls is ${ownPeerUrls.join(",")}`,
-        );
-      }
-      own = id;
-    }
-  }
-  if (own === undefined)
-    throw new Error(`couldn't find local name "${config.name}" in the initial cluster configuration`);
-  const identity = { memberId: own, clusterId: clusterIdFor(ids) };
-  const storage = bootstrapStorage(ids);
-  const wal = await Wal.create(layout.walDir, { logger });
-  const initial = storage.initialState();
-  await wal.save(initial.hardState, storage.entries(storage.firstIndex(), storage.lastIndex() + 1, Infinity));
-  await writeIdentity(layout.identityFile, identity);
-  logger.info(
-    {
-      member: formatId(identity.memberId),
-      cluster: formatId(identity.clusterId),
-      voters: ids.map(formatId),
-    },
-    "starting a new cluster",
-  );
-  return { identity, storage, wal };
-}
-
-async function readColumns(location: string): Promise<Map<string, { key: Buffer; value: Buffer }[]>> {
-  const db = await RocksBackend.open(location, ["meta", ...EXTRA_COLUMNS]);
-  const out = new Map<string, { key: Buffer; value: Buffer }[]>();
-  try {
-    for (const column of EXTRA_COLUMNS) {
-      const rows: { key: Buffer; value: Buffer }[] = [];
-      const it = db.iterator({ column: db.columns[column]! });
-      try {
-        for (;;) {
-          const chunk = it.nextSync(1000);
-          for (let i = 0; i < chunk.keys.length; i++)
-            rows.push({ key: chunk.keys[i]!, value: chunk.values[i]! });
-          if (chunk.finished) break;
-        }
-      } finally {
-        it.close();
-      }
-      out.set(column, rows);
-    }
-  } finally {
-    await db.close();
-  }
-  return out;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 export interface MemberEvents {
   /** This member was removed from the cluster and has stopped taking part. */
   onRemoved?(): void;
@@ -254,28 +91,23 @@ export interface MemberEvents {
   onFatal?(error: unknown): void;
 }
 
-export class Member {
+export class Member implements EtcdServer {
   readonly id: number;
   readonly clusterId: number;
   readonly name: string;
   readonly config: MemberConfig;
-  readonly members: MembersTable;
-  readonly lessor: Lessor;
+  readonly flags: RpcFlags;
   readonly watchable: WatchableStore;
   readonly transport: PeerTransport;
   readonly startedAt = Date.now();
+  readonly published: Promise<void>;
 
-  store: MvccStore;
-  term = 0;
-  leaderId = 0;
-  role: StateRole = StateRole.Follower;
-  /** When leadership last changed, on the monotonic clock; for etcd's timeout wording. */
-  leaderChangedAt = 0;
-
-  private readonly raw: RawNode;
-  private readonly storage: MemoryStorage;
-  private readonly wal: Wal;
-  private readonly snapshotter: Snapshotter;
+  /** Replaced by a snapshot install. */
+  private store: MvccStore;
+  private readonly membership: MembersTable;
+  private readonly lessor: Lessor;
+  private readonly raft: RaftLoop;
+  private readonly applier: EntryApplier;
   private readonly layout: Layout;
   private readonly leaseMachine: LeaseStateMachine;
   private readonly leaseIds: LeaseIdGenerator;
@@ -285,63 +117,33 @@ export class Member {
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
   private readonly seedMembers: Map<number, MemberInfo>;
   private unsubscribeStore: () => void = () => {};
-  private confState: ConfState;
-  private snapshotIndex: number;
-  private appliedIndex = 0;
-  private readyScheduled = false;
-  private inReady = false;
-  private readyIdle: (() => void)[] = [];
-  private tickTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private closed = false;
   private publishedResolve!: () => void;
-  readonly published: Promise<void>;
   /** Snapshot images received from the leader, by snapshot index, waiting for Raft's Ready. */
   private readonly incomingImages = new Map<number, string>();
-  private leaderWatchers: (() => void)[] = [];
 
   private constructor(
     config: MemberConfig,
     private readonly logger: MemberLogger,
     private readonly events: MemberEvents,
-    parts: {
-      identity: Identity;
-      layout: Layout;
-      wal: Wal;
-      snapshotter: Snapshotter;
-      storage: MemoryStorage;
-      store: MvccStore;
-      members: MembersTable;
-      seed: Map<number, MemberInfo>;
-      leaseRows: { key: Buffer; value: Buffer }[];
-      applied: number;
-    },
+    parts: Awaited<ReturnType<typeof bootstrap>>,
+    lessor: Lessor,
   ) {
     const member = this;
     this.config = config;
+    this.flags = config;
     this.name = config.name;
     this.id = parts.identity.memberId;
     this.clusterId = parts.identity.clusterId;
     this.layout = parts.layout;
-    this.wal = parts.wal;
-    this.snapshotter = parts.snapshotter;
-    this.storage = parts.storage;
     this.store = parts.store;
-    this.members = parts.members;
+    this.membership = parts.members;
     this.seedMembers = parts.seed;
+    this.lessor = lessor;
     this.published = new Promise((resolve) => {
       this.publishedResolve = resolve;
     });
 
-    const initial = this.storage.initialState();
-    this.confState = initial.confState;
-    this.snapshotIndex = this.storage.snapshot().metadata.index;
-    this.term = initial.hardState.term;
-
-    this.lessor = new Lessor({
-      clock: () => performance.now(),
-      minTtlSeconds: minLeaseTtlSeconds(config.heartbeatMs, config.electionMs),
-      checkpointing: config.leaseCheckpoint,
-    });
     // The view follows this.store, which a snapshot install replaces.
     this.leaseMachine = new LeaseStateMachine(this.lessor, {
       leaseOfLiveKey: (key) => {
@@ -383,134 +185,73 @@ export class Member {
     const requestTimeoutMs = 5000 + 2 * config.electionMs;
     this.proposals = new WaitRegistry(requestTimeoutMs);
     this.reads = new ReadIndexBatcher({
-      requestIndex: (ctx) => {
-        this.raw.readIndex(ctx);
-        this.kick();
-      },
-      appliedIndex: () => this.appliedIndex,
+      requestIndex: (ctx) => this.raft.readIndex(ctx),
+      appliedIndex: () => this.applier.appliedIndex,
       now: () => performance.now(),
       timeoutMs: requestTimeoutMs,
       retryMs: READ_INDEX_RETRY_MS,
       timeoutError: () => this.timeoutError(),
     });
 
-    this.appliedIndex = parts.applied;
-    this.raw = new RawNode({
-      id: this.id,
-      storage: this.storage,
-      electionTick: Math.max(2, Math.round(config.electionMs / config.heartbeatMs)),
-      heartbeatTick: 1,
-      random: Math.random,
-      applied: parts.applied,
-      checkQuorum: true,
-      preVote: config.preVote,
-      maxSizePerMsg: 1024 * 1024,
-      maxInflightMsgs: 512,
-    });
+    this.raft = new RaftLoop(
+      config,
+      {
+        id: this.id,
+        storage: parts.storage,
+        wal: parts.wal,
+        snapshotter: parts.snapshotter,
+        applied: parts.applied,
+      },
+      {
+        send: (messages) => this.transport.send(messages),
+        appliedIndex: () => this.applier.appliedIndex,
+        applyCommitted: (entries) => this.applier.apply(entries),
+        restoreStateMachine: (snapshot) => this.restoreStateMachine(snapshot),
+        syncStateMachine: () => this.store.syncToDisk(),
+        leadershipChanged: (_lead, isLeader, wasLeader) => {
+          if (isLeader && !wasLeader) this.lessor.promote(config.electionMs);
+          if (!isLeader && wasLeader) this.lessor.demote();
+        },
+        readState: (ctx, index) => this.reads.onReadState(ctx, index),
+        ticked: (now) => {
+          this.reads.tick();
+          this.proposals.expire(now, () => this.timeoutError());
+        },
+        fatal: (err) => this.events.onFatal?.(err),
+      },
+      logger,
+    );
+    this.applier = new EntryApplier(
+      {
+        memberId: this.id,
+        chain: applierChain(() => this.store),
+        proposals: this.proposals,
+        leaseMachine: this.leaseMachine,
+        members: this.membership,
+        seedMembers: this.seedMembers,
+        applyConfChange: (cc) => this.raft.applyConfChange(cc),
+        membershipChanged: () => this.refreshPeers(),
+        removed: () => {
+          this.logger.warn({ member: formatId(this.id) }, "this member was removed from the cluster");
+          setImmediate(() => this.events.onRemoved?.());
+        },
+        applied: (index) => this.reads.onApplied(index),
+      },
+      parts.applied,
+    );
     this.transport = new PeerTransport(this.transportHandler(), logger);
   }
 
   // ---- start-up -------------------------------------------------------------------------------
 
   static async open(config: MemberConfig, logger: MemberLogger, events: MemberEvents = {}): Promise<Member> {
-    const layout = layoutOf(config);
-    await mkdir(layout.snapDir, { recursive: true });
-    await recoverInterruptedInstall(layout.dbDir);
-    const walExists = await Wal.exists(layout.walDir);
-    const snapshotter = new Snapshotter(layout.snapDir, { logger });
-    const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
-    const members = new MembersTable(memberCodec);
-    const seed = new Map<number, MemberInfo>();
-    let identity: Identity;
-    let storage: MemoryStorage;
-    let wal: Wal;
-    let applied = 0;
-
-    if (walExists) {
-      const known = await readIdentity(layout.identityFile);
-      if (known === undefined)
-        throw new Error(`${layout.identityFile} is missing: the data dir is incomplete`);
-      identity = known;
-      const opened = await Wal.open(layout.walDir, { logger });
-      wal = opened.wal;
-      const recovered = opened.recovered;
-      storage = new MemoryStorage();
-      if (recovered.snapshot !== undefined) {
-        const wanted = recovered.snapshot;
-        const { loaded } = await snapshotter.loadNewest(
-          (m) => m.index === wanted.index && m.term === wanted.term,
-        );
-        if (loaded === undefined) throw new Error(`snapshot file for index ${wanted.index} is missing`);
-        storage.applySnapshot(loaded.snapshot);
-        applied = loaded.snapshot.metadata.index;
-      }
-      if (recovered.hardState) storage.setHardState(recovered.hardState);
-      storage.append(recovered.entries);
-      logger.info(
-        {
-          member: formatId(identity.memberId),
-          cluster: formatId(identity.clusterId),
-          snapshotIndex: applied,
-          entries: recovered.entries.length,
-        },
-        "restarting member",
-      );
-    } else if (config.initialClusterState === "new") {
-      ({ identity, storage, wal } = await bootstrapNewCluster(config, layout, logger, seed));
-    } else {
-      const peerUrls = [...config.initialCluster.entries()]
-        .filter(([name]) => name !== config.name)
-        .flatMap(([, urls]) => urls.map(urlString));
-      const info = await fetchClusterInfo(peerUrls);
-      const mine = info.members.find(
-        (m) => [...m.peerURLs].sort().join(",") === [...ownPeerUrls].sort().join(","),
-      );
-      if (mine === undefined) {
-        throw new Error(
-          `no member of cluster ${formatId(info.clusterId)} has peer URLs ${ownPeerUrls.join(",")}`,
-        );
-      }
-      identity = { memberId: mine.ID, clusterId: info.clusterId };
-      for (const m of info.members) {
-        seed.set(m.ID, {
-          id: m.ID,
-          name: m.name,
-          peerUrls: m.peerURLs,
-          clientUrls: m.clientURLs,
-          isLearner: m.isLearner,
-        });
-      }
-      storage = new MemoryStorage();
-      wal = await Wal.create(layout.walDir, { logger });
-      await writeIdentity(layout.identityFile, identity);
-      logger.info(
-        { member: formatId(identity.memberId), cluster: formatId(identity.clusterId) },
-        "joining an existing cluster",
-      );
-    }
-
-    const columns = (await exists(layout.dbDir)) ? await readColumns(layout.dbDir) : new Map();
-    members.restore(columns.get(MEMBERS_COLUMN) ?? []);
-    let lessorRef: Lessor | undefined;
-    const store = await MvccStore.open(layout.dbDir, {
-      quotaBytes: config.quotaBackendBytes,
-      maxTxnOps: config.maxTxnOps,
-      extraColumns: EXTRA_COLUMNS,
-      leaseExists: (id) => lessorRef?.lookup(id) !== undefined,
+    const lessor = new Lessor({
+      clock: () => performance.now(),
+      minTtlSeconds: minLeaseTtlSeconds(config.heartbeatMs, config.electionMs),
+      checkpointing: config.leaseCheckpoint,
     });
-    const member = new Member(config, logger, events, {
-      identity,
-      layout,
-      wal,
-      snapshotter,
-      storage,
-      store,
-      members,
-      seed,
-      leaseRows: columns.get(LEASE_COLUMN) ?? [],
-      applied,
-    });
-    lessorRef = member.lessor;
+    const parts = await bootstrap(config, logger, (id) => lessor.lookup(id) !== undefined);
+    const member = new Member(config, logger, events, parts, lessor);
     member.refreshPeers();
     return member;
   }
@@ -518,11 +259,8 @@ export class Member {
   /** Serves the peer service, starts Raft and publishes this member's attributes. */
   async start(peerServer: Server, peerTls?: KeyPair): Promise<void> {
     await this.transport.listen(peerServer, this.config.listenPeerUrls, peerTls);
-    this.tickTimer = setInterval(() => this.tick(), this.config.heartbeatMs);
+    this.raft.start();
     this.leasePoller.start();
-    // A member alone in its configuration needs no election timeout to lead.
-    if (this.confState.voters.length === 1 && this.confState.voters[0] === this.id) this.raw.campaign();
-    this.kick();
     void this.publishLoop();
   }
 
@@ -534,7 +272,7 @@ export class Member {
       clientUrls: this.config.advertiseClientUrls.map(urlString),
       isLearner: false,
     });
-    while (!this.stopped) {
+    while (!this.raft.isStopped) {
       try {
         await this.propose(EntryKind.MemberAttributes, attributes, undefined);
         this.publishedResolve();
@@ -546,272 +284,112 @@ export class Member {
     }
   }
 
-  // ---- the Raft loop ----------------------------------------------------------------------------
-
-  private tick(): void {
-    if (this.stopped) return;
-    this.raw.tick();
-    const now = performance.now();
-    this.reads.tick();
-    this.proposals.expire(now, () => this.timeoutError());
-    this.kick();
-  }
-
-  /** Schedules Ready processing after the current turn, so work from this turn is batched. */
-  kick(): void {
-    if (this.readyScheduled || this.inReady || this.stopped) return;
-    this.readyScheduled = true;
-    setImmediate(() => {
-      this.readyScheduled = false;
-      void this.runReady();
-    });
-  }
-
-  private async runReady(): Promise<void> {
-    if (this.inReady || this.stopped) return;
-    this.inReady = true;
-    try {
-      while (!this.stopped && this.raw.hasReady()) {
-        const rd = this.raw.ready();
-        await this.handleReady(rd);
-        this.raw.advance(rd);
-      }
-    } catch (err) {
-      this.logger.error({ error: err instanceof Error ? err.stack : String(err) }, "raft loop failed");
-      this.stopped = true;
-      this.events.onFatal?.(err);
-    } finally {
-      this.inReady = false;
-      for (const wake of this.readyIdle.splice(0)) wake();
-    }
-  }
-
-  private async handleReady(rd: Ready): Promise<void> {
-    if (rd.softState) this.onSoftState(rd.softState.lead, rd.softState.role);
-    if (rd.hardState) this.term = rd.hardState.term;
-    // The leader may send before its own fsync (Raft thesis 10.2.1): it counts itself in the
-    // quorum only after advance(). Everyone else must persist first.
-    const sendFirst = this.role === StateRole.Leader;
-    if (sendFirst) this.transport.send(rd.messages);
-    if (rd.snapshot) await this.installSnapshot(rd.snapshot);
-    // A hard state whose only change is the commit index need not be durable (Raft learns
-    // the commit index again from the leader), so it costs no fsync, as in etcd (MustSync).
-    // A snapshot's hard state is saved, so that the log's commit never trails its snapshot.
-    if (rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined))) {
-      await this.wal.save(rd.hardState, rd.entries);
-    }
-    if (rd.hardState) this.storage.setHardState(rd.hardState);
-    if (rd.entries.length > 0) this.storage.append(rd.entries);
-    if (!sendFirst) this.transport.send(rd.messages);
-    for (const rs of rd.readStates) this.reads.onReadState(rs.requestCtx, rs.index);
-    if (rd.committedEntries.length > 0) await this.applyCommitted(rd.committedEntries);
-    if (shouldSnapshot(this.appliedIndex, this.snapshotIndex, this.config.snapshotCount))
-      await this.snapshot();
-  }
-
-  private onSoftState(lead: number, role: StateRole): void {
-    const wasLeader = this.role === StateRole.Leader;
-    if (lead !== this.leaderId) {
-      this.leaderChangedAt = performance.now();
-      if (lead !== 0) this.logger.info({ leader: formatId(lead), term: this.term }, "raft leader changed");
-      else this.logger.info({ term: this.term }, "raft lost its leader");
-    }
-    this.leaderId = lead;
-    this.role = role;
-    const isLeader = role === StateRole.Leader;
-    if (isLeader && !wasLeader) this.lessor.promote(this.config.electionMs);
-    if (!isLeader && wasLeader) this.lessor.demote();
-    for (const wake of this.leaderWatchers.splice(0)) wake();
-  }
-
-  // ---- apply -------------------------------------------------------------------------------------
-
-  private async applyCommitted(entries: Entry[]): Promise<void> {
-    let batch: ApplyEntry[] = [];
-    let decoded: DecodedEntry[] = [];
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const results = await this.store.applyBatch(batch);
-      this.afterApply(decoded, results);
-      batch = [];
-      decoded = [];
-    };
-    for (const entry of entries) {
-      const item = this.decodeEntry(entry);
-      batch.push({ index: entry.index, term: entry.term, request: item.request });
-      decoded.push(item);
-    }
-    await flush();
-  }
-
-  private decodeEntry(entry: Entry): DecodedEntry {
-    if (entry.type === EntryType.ConfChange) {
-      const cc = decodeConfChange(entry.data);
-      const envelope = cc.context.length > 0 ? decodeEnvelope(cc.context) : undefined;
-      return { entry, envelope, confChange: cc, request: this.confChangeRequest(cc, envelope) };
-    }
-    if (entry.data.length === 0) return { entry, request: undefined };
-    const envelope = decodeEnvelope(entry.data);
-    const own = envelope.proposer === this.id ? this.proposals.get(envelope.seq)?.context : undefined;
-    return { entry, envelope, request: own ?? this.requestOf(envelope) };
-  }
-
-  private requestOf(envelope: EntryEnvelope): MvccRequest {
-    const p = envelope.payload;
-    switch (envelope.kind) {
-      case EntryKind.Put:
-        return { put: etcdserverpb.PutRequest.decode(p) };
-      case EntryKind.DeleteRange:
-        return { deleteRange: etcdserverpb.DeleteRangeRequest.decode(p) };
-      case EntryKind.Txn:
-        return { txn: etcdserverpb.TxnRequest.decode(p) };
-      case EntryKind.Compaction:
-        return { compaction: etcdserverpb.CompactionRequest.decode(p) };
-      case EntryKind.Alarm:
-        return { alarm: etcdserverpb.AlarmRequest.decode(p) };
-      case EntryKind.LeaseGrant: {
-        const r = etcdserverpb.LeaseGrantRequest.decode(p);
-        return this.leaseMachine.grantRequest(r.ID, r.TTL);
-      }
-      case EntryKind.LeaseRevoke:
-        return this.leaseMachine.revokeRequest(etcdserverpb.LeaseRevokeRequest.decode(p).ID);
-      case EntryKind.LeaseCheckpoint: {
-        const r = etcdserverpb.LeaseCheckpointRequest.decode(p);
-        return this.leaseMachine.checkpointRequest(
-          r.checkpoints.map((c) => ({ id: c.ID, remainingTtl: c.remainingTTL })),
-        );
-      }
-      case EntryKind.MemberAttributes: {
-        const m = memberCodec.decode(p);
-        return this.membersRequest(() => this.members.setAttributes(m.id, m.name, m.clientUrls));
-      }
-      case EntryKind.MemberUpdate: {
-        const m = memberCodec.decode(p);
-        return this.membersRequest(() => {
-          this.members.checkUpdate(m.id, m.peerUrls);
-          return this.members.updatePeerUrls(m.id, m.peerUrls);
-        });
-      }
-      case EntryKind.MemberConfChange:
-        throw new Error("a member conf change envelope in a normal entry");
-    }
-  }
-
-  private confChangeRequest(cc: ConfChange, envelope: EntryEnvelope | undefined): MvccRequest {
-    const member =
-      envelope !== undefined ? memberCodec.decode(envelope.payload) : this.seedMembers.get(cc.nodeId);
-    return this.membersRequest(() => {
-      switch (cc.type) {
-        case ConfChangeType.AddNode:
-        case ConfChangeType.AddLearnerNode:
-          return this.members.add({
-            id: cc.nodeId,
-            name: member?.name ?? "",
-            peerUrls: member?.peerUrls ?? [],
-            clientUrls: member?.clientUrls ?? [],
-            isLearner: cc.type === ConfChangeType.AddLearnerNode,
-          });
-        case ConfChangeType.RemoveNode:
-          return this.members.remove(cc.nodeId);
-      }
-    });
-  }
-
-  /** A membership change as part of the apply batch: the table rows go in the same RocksDB write. */
-  private membersRequest(change: () => MemberRow[]): MvccRequest {
-    return {
-      external: (context: ExternalApply) => {
-        for (const row of change()) {
-          if (row.value === undefined) context.del(MEMBERS_COLUMN, row.key);
-          else context.put(MEMBERS_COLUMN, row.key, row.value);
-        }
-        return this.members.list();
-      },
-    };
-  }
-
-  private afterApply(decoded: DecodedEntry[], results: ApplyResult[]): void {
-    let membershipChanged = false;
-    for (let i = 0; i < decoded.length; i++) {
-      const { entry, envelope, confChange } = decoded[i]!;
-      const result = results[i]!;
-      this.appliedIndex = entry.index;
-      if (confChange !== undefined) {
-        // Raft's configuration is rebuilt from the log on every start, so every committed
-        // ConfChange goes to Raft, also those the store had applied before (skipped).
-        this.confState = this.raw.applyConfChange(confChange);
-        membershipChanged = true;
-        if (confChange.type === ConfChangeType.RemoveNode && confChange.nodeId === this.id) {
-          this.logger.warn({ member: formatId(this.id) }, "this member was removed from the cluster");
-          setImmediate(() => this.events.onRemoved?.());
-        }
-      } else if (envelope !== undefined && envelope.kind >= EntryKind.MemberAttributes) {
-        membershipChanged = true;
-      }
-      if (envelope === undefined || envelope.proposer !== this.id) continue;
-      if (result.status === "failed") this.proposals.reject(envelope.seq, result.error);
-      else if (result.status === "applied") this.proposals.resolve(envelope.seq, result.response);
-    }
-    if (membershipChanged) this.refreshPeers();
-    this.reads.onApplied(this.appliedIndex);
-  }
-
   // ---- proposals --------------------------------------------------------------------------------
 
   /**
    * Proposes a request and resolves with its apply result on this member. `payload` is the
    * request's protobuf bytes as received; `context`, its decoded form, skips decoding at apply.
    */
-  propose(kind: EntryKind, payload: Uint8Array, context: ProposalContext): Promise<unknown> {
-    if (this.stopped) return Promise.reject(new EtcdError("Stopped"));
+  private propose(kind: EntryKind, payload: Uint8Array, context: ProposalContext): Promise<unknown> {
+    if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     if (payload.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
     const { seq, done } = this.proposals.register<unknown>(context, performance.now());
     try {
-      this.raw.propose(encodeEnvelope(kind, this.id, seq, payload));
+      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload));
     } catch (err) {
       this.proposals.reject(
         seq,
         err instanceof ProposalDroppedError ? proposalDroppedError(err) : (err as Error),
       );
-      return done;
     }
-    this.kick();
     return done;
   }
 
   /** Proposals nobody waits for (lease expiry, checkpoints, alarms); failures are retried by their owners. */
   private proposeInternal(kind: EntryKind, payload: Uint8Array): void {
-    if (this.stopped) return;
+    if (this.raft.isStopped) return;
     try {
-      this.raw.propose(encodeEnvelope(kind, this.id, 0, payload));
-      this.kick();
+      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
     }
   }
 
   /** Proposes a membership change and resolves with the membership once applied here. */
-  proposeConfChange(type: ConfChangeType, member: MemberInfo): Promise<MemberInfo[]> {
-    if (this.stopped) return Promise.reject(new EtcdError("Stopped"));
+  private proposeConfChange(type: ConfChangeType, member: MemberInfo): Promise<MemberInfo[]> {
+    if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     const { seq, done } = this.proposals.register<MemberInfo[]>(undefined, performance.now());
     const context = encodeEnvelope(EntryKind.MemberConfChange, this.id, seq, memberCodec.encode(member));
     try {
-      this.raw.proposeConfChange({ type, nodeId: member.id, context });
+      this.raft.proposeConfChange({ type, nodeId: member.id, context });
     } catch (err) {
       this.proposals.reject(
         seq,
         err instanceof ProposalDroppedError ? proposalDroppedError(err) : (err as Error),
       );
-      return done;
     }
-    this.kick();
     return done;
   }
 
-  proposeAlarm(request: etcdserverpb.AlarmRequest): Promise<unknown> {
-    return this.propose(EntryKind.Alarm, etcdserverpb.AlarmRequest.encode(request).finish(), {
-      alarm: request,
-    });
+  private timeoutError(): EtcdError {
+    // etcd words a timeout shortly after a leader change differently (parseProposeCtxErr).
+    const changedAt = this.raft.leaderChangedAt;
+    if (changedAt > 0 && performance.now() - changedAt < 3 * this.config.electionMs) {
+      return new EtcdError("TimeoutDueToLeaderFail");
+    }
+    return new EtcdError("Timeout");
+  }
+
+  // ---- RaftKV -----------------------------------------------------------------------------------
+
+  range(request: etcdserverpb.RangeRequest): Promise<etcdserverpb.RangeResponse> {
+    return this.store.range(request) as Promise<etcdserverpb.RangeResponse>;
+  }
+
+  linearizableRead(): Promise<void> {
+    if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
+    return this.reads.wait();
+  }
+
+  async put(request: etcdserverpb.PutRequest, raw?: Uint8Array): Promise<etcdserverpb.PutResponse> {
+    const payload = raw ?? etcdserverpb.PutRequest.encode(request).finish();
+    return (await this.propose(EntryKind.Put, payload, { put: request })) as etcdserverpb.PutResponse;
+  }
+
+  async deleteRange(
+    request: etcdserverpb.DeleteRangeRequest,
+    raw?: Uint8Array,
+  ): Promise<etcdserverpb.DeleteRangeResponse> {
+    const payload = raw ?? etcdserverpb.DeleteRangeRequest.encode(request).finish();
+    return (await this.propose(EntryKind.DeleteRange, payload, {
+      deleteRange: request,
+    })) as etcdserverpb.DeleteRangeResponse;
+  }
+
+  async txn(request: etcdserverpb.TxnRequest, raw?: Uint8Array): Promise<etcdserverpb.TxnResponse> {
+    const payload = raw ?? etcdserverpb.TxnRequest.encode(request).finish();
+    return (await this.propose(EntryKind.Txn, payload, { txn: request })) as etcdserverpb.TxnResponse;
+  }
+
+  async compact(
+    request: etcdserverpb.CompactionRequest,
+    raw?: Uint8Array,
+  ): Promise<etcdserverpb.CompactionResponse> {
+    const payload = raw ?? etcdserverpb.CompactionRequest.encode(request).finish();
+    const res = (await this.propose(EntryKind.Compaction, payload, {
+      compaction: request,
+    })) as etcdserverpb.CompactionResponse;
+    // etcd's physical compaction answers once the old revisions are gone from the backend.
+    if (request.physical) await this.store.compactionDone();
+    return res;
+  }
+
+  // ---- quota and alarms ---------------------------------------------------------------------------
+
+  quotaAvailable(
+    request: { put: etcdserverpb.PutRequest } | { txn: etcdserverpb.TxnRequest } | { leaseGrant: unknown },
+  ): boolean {
+    return this.store.quotaAvailable(request);
   }
 
   /** Raises the NOSPACE alarm (etcd's quota check before proposing a write). */
@@ -821,111 +399,185 @@ export class Member {
     this.proposeInternal(EntryKind.Alarm, etcdserverpb.AlarmRequest.encode(request).finish());
   }
 
+  alarms(type?: number): AlarmMember[] {
+    return this.store.alarms(type);
+  }
+
+  async alarm(request: etcdserverpb.AlarmRequest): Promise<etcdserverpb.AlarmResponse> {
+    return (await this.propose(EntryKind.Alarm, etcdserverpb.AlarmRequest.encode(request).finish(), {
+      alarm: request,
+    })) as etcdserverpb.AlarmResponse;
+  }
+
+  // ---- leases -------------------------------------------------------------------------------------
+
   nextLeaseId(): number {
     return this.leaseIds.next();
   }
 
-  /** Waits until a read at this member is linearizable (ReadIndex, batched). */
-  linearizableRead(): Promise<void> {
-    if (this.stopped) return Promise.reject(new EtcdError("Stopped"));
-    return this.reads.wait();
+  async leaseGrant(grant: { ID: number; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied> {
+    const payload = raw ?? etcdserverpb.LeaseGrantRequest.encode(grant).finish();
+    return (await this.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
   }
 
-  private timeoutError(): EtcdError {
-    // etcd words a timeout shortly after a leader change differently (parseProposeCtxErr).
-    const sinceChange = performance.now() - this.leaderChangedAt;
-    if (this.leaderChangedAt > 0 && sinceChange < 3 * this.config.electionMs) {
-      return new EtcdError("TimeoutDueToLeaderFail");
+  async leaseRevoke(id: number, raw?: Uint8Array): Promise<{ revision: number }> {
+    const payload = raw ?? etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
+    return (await this.propose(EntryKind.LeaseRevoke, payload, undefined)) as { revision: number };
+  }
+
+  leaseExists(id: number): boolean {
+    return this.lessor.lookup(id) !== undefined;
+  }
+
+  leaseTimeToLive(id: number, keys: boolean): LeaseTimeToLive {
+    return this.lessor.timeToLive(id, keys);
+  }
+
+  leases(): number[] {
+    return this.lessor.leases();
+  }
+
+  leaseRenew(id: number): number {
+    return this.lessor.renew(id);
+  }
+
+  // ---- cluster ------------------------------------------------------------------------------------
+
+  members(): MemberInfo[] {
+    return this.membership.list();
+  }
+
+  async addMember(
+    peerUrls: string[],
+    isLearner: boolean,
+  ): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
+    const info: MemberInfo = {
+      id: memberIdFor(peerUrls, this.config.initialClusterToken, Date.now()),
+      name: "",
+      peerUrls,
+      clientUrls: [],
+      isLearner,
+    };
+    this.membership.checkAdd(info, this.config.maxLearners);
+    if (!isLearner && this.config.strictReconfigCheck) this.membership.checkEnoughStartedToAdd();
+    const members = await this.proposeConfChange(
+      isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode,
+      info,
+    );
+    return { member: info, members };
+  }
+
+  async removeMember(id: number): Promise<MemberInfo[]> {
+    this.membership.checkRemove(id);
+    const target = this.membership.get(id)!;
+    if (this.config.strictReconfigCheck && !target.isLearner) this.membership.checkEnoughStartedToRemove(id);
+    return this.proposeConfChange(ConfChangeType.RemoveNode, target);
+  }
+
+  async updateMember(id: number, peerUrls: string[]): Promise<MemberInfo[]> {
+    this.membership.checkUpdate(id, peerUrls);
+    const current = this.membership.get(id)!;
+    await this.propose(EntryKind.MemberUpdate, memberCodec.encode({ ...current, peerUrls }), undefined);
+    return this.membership.list();
+  }
+
+  async promoteMember(id: number): Promise<MemberInfo[]> {
+    this.membership.checkPromote(id);
+    const status = this.raft.status();
+    const learner = status.progress.get(id);
+    const own = status.progress.get(this.id);
+    if (learner === undefined || own === undefined || !learnerInSync(learner.match, own.match)) {
+      throw new EtcdError("LearnerNotReady");
     }
-    return new EtcdError("Timeout");
+    const target = this.membership.get(id)!;
+    return this.proposeConfChange(ConfChangeType.AddNode, { ...target, isLearner: false });
   }
 
   // ---- queries ----------------------------------------------------------------------------------
 
   header(revision = this.store.revision): etcdserverpb.ResponseHeader {
-    return { clusterId: this.clusterId, memberId: this.id, revision, raftTerm: this.term };
+    return { clusterId: this.clusterId, memberId: this.id, revision, raftTerm: this.raft.term };
   }
 
   isLearner(): boolean {
-    return this.members.get(this.id)?.isLearner ?? this.confState.learners.includes(this.id);
+    return this.membership.get(this.id)?.isLearner ?? this.raft.learners.includes(this.id);
   }
 
   get isLeader(): boolean {
-    return this.role === StateRole.Leader;
+    return this.raft.role === StateRole.Leader;
+  }
+
+  get leaderId(): number {
+    return this.raft.leaderId;
   }
 
   get applied(): number {
-    return this.appliedIndex;
+    return this.applier.appliedIndex;
   }
 
-  raftStatus() {
-    return this.raw.status();
+  raftStatus(): Status {
+    return this.raft.status();
   }
 
-  /** The leader's client URLs, to forward leader-only calls (lease keep-alive...). */
   leaderClientUrls(): string[] {
-    return this.members.get(this.leaderId)?.clientUrls ?? [];
+    return this.membership.get(this.raft.leaderId)?.clientUrls ?? [];
   }
 
-  /** Resolves at the next leadership change, or after `timeoutMs`. */
-  waitLeaderChange(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      this.leaderWatchers.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  // ---- maintenance --------------------------------------------------------------------------------
+
+  status(): MemberStatus {
+    const raft = this.raft.status();
+    return {
+      dbSize: this.store.backendSize,
+      dbSizeInUse: this.store.backendSizeInUse,
+      dbSizeQuota: this.store.quota,
+      raftIndex: raft.commit,
+      raftTerm: raft.term,
+      raftAppliedIndex: this.applier.appliedIndex,
+    };
   }
 
-  /** Hands leadership to `target` and waits (up to `timeoutMs`) until it leads. */
-  async transferLeadership(target: number, timeoutMs: number): Promise<boolean> {
-    const deadline = performance.now() + timeoutMs;
-    this.raw.transferLeader(target);
-    this.kick();
-    while (this.leaderId !== target && performance.now() < deadline) {
-      await this.waitLeaderChange(Math.max(1, deadline - performance.now()));
+  defragment(): Promise<void> {
+    return this.store.defragment();
+  }
+
+  hash(): Promise<{ hash: number; revision: number }> {
+    return this.store.hash();
+  }
+
+  hashKV(revision: number): Promise<etcdserverpb.HashKVResponse> {
+    return this.store.hashKV(revision) as Promise<etcdserverpb.HashKVResponse>;
+  }
+
+  async moveLeader(target: number, timeoutMs: number): Promise<boolean> {
+    if (!this.isLeader) throw new EtcdError("NotLeader");
+    const member = this.membership.get(target);
+    if (member === undefined || member.isLearner) throw new EtcdError("BadLeaderTransferee");
+    if (target === this.id) return true;
+    return this.raft.transferLeadership(target, timeoutMs);
+  }
+
+  async writeSnapshotFile(name: string): Promise<{ path: string; size: number }> {
+    await removeStaleSnapshotFiles(this.layout.snapDir);
+    const path = join(this.layout.snapDir, name);
+    const view = await this.store.openView();
+    try {
+      return {
+        path,
+        size: await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path),
+      };
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    } finally {
+      view.close();
     }
-    return this.leaderId === target;
   }
 
-  /** The voter whose log matches the leader's most (for a leader stepping down). */
-  mostUpToDateVoter(): number | undefined {
-    const status = this.raw.status();
-    let best: number | undefined;
-    let bestMatch = -1;
-    for (const [id, pr] of status.progress) {
-      if (id === this.id || pr.isLearner) continue;
-      if (pr.match > bestMatch) {
-        best = id;
-        bestMatch = pr.match;
-      }
-    }
-    return best;
-  }
+  // ---- snapshots from the leader ----------------------------------------------------------------
 
-  // ---- snapshots ----------------------------------------------------------------------------------
-
-  private async snapshot(): Promise<void> {
-    const index = this.appliedIndex;
-    // The Raft log up to `index` may be released only once the state it produced is durable.
-    this.store.syncToDisk();
-    const snap = this.storage.createSnapshot(index, this.confState, new Uint8Array(0));
-    // Commit-only hard states are not saved (see handleReady); replay after this snapshot needs
-    // a commit index at least as high as the snapshot's.
-    await this.wal.save(this.storage.initialState().hardState, []);
-    await this.snapshotter.save(snap);
-    await this.wal.saveSnapshotMarker(snap.metadata);
-    const to = compactionIndex(index, this.storage.firstIndex(), this.config.snapshotCatchUpEntries);
-    if (to !== undefined) this.storage.compact(to);
-    this.snapshotIndex = index;
-    await this.wal.releaseTo(index);
-    await this.snapshotter.purge(5);
-    this.logger.info({ index, compactedTo: to ?? 0 }, "saved snapshot");
-  }
-
-  /** Installs a snapshot the leader sent: the received image replaces the state machine. */
-  private async installSnapshot(snapshot: Snapshot): Promise<void> {
+  /** Replaces the state machine with the image the leader streamed for `snapshot`. */
+  private async restoreStateMachine(snapshot: Snapshot): Promise<void> {
     const index = snapshot.metadata.index;
     const image = this.incomingImages.get(index);
     if (image === undefined) throw new Error(`no received image for snapshot at index ${index}`);
@@ -936,29 +588,19 @@ export class Member {
     await importStateImage(image, incoming, ["meta", ...EXTRA_COLUMNS]);
     this.unsubscribeStore();
     await this.store.close();
-    // The .old copy is only deleted once the new database is in place; open() puts it back if
-    // a crash comes between the two renames.
+    // The .old copy is only deleted once the new database is in place; bootstrap puts it back
+    // if a crash comes between the two renames.
     await rename(location, `${location}.old`);
     await rename(incoming, location);
     await rm(`${location}.old`, { recursive: true, force: true });
     await rm(image, { force: true });
     const columns = await readColumns(location);
-    this.members.restore(columns.get(MEMBERS_COLUMN) ?? []);
-    this.store = await MvccStore.open(location, {
-      quotaBytes: this.config.quotaBackendBytes,
-      maxTxnOps: this.config.maxTxnOps,
-      extraColumns: EXTRA_COLUMNS,
-      leaseExists: (id) => this.lessor.lookup(id) !== undefined,
-    });
+    this.membership.restore(columns.get(MEMBERS_COLUMN) ?? []);
+    this.store = await openStore(location, this.config, (id) => this.lessor.lookup(id) !== undefined);
     this.leaseMachine.recover(columns.get(LEASE_COLUMN) ?? []);
     this.subscribeStore();
     this.watchable.restored(this.store.revision);
-    await this.snapshotter.save({ metadata: snapshot.metadata, data: new Uint8Array(0) });
-    await this.wal.saveSnapshotMarker(snapshot.metadata);
-    this.storage.applySnapshot({ metadata: snapshot.metadata, data: new Uint8Array(0) });
-    this.confState = snapshot.metadata.confState;
-    this.snapshotIndex = index;
-    this.appliedIndex = Math.max(index, this.store.appliedIndex);
+    this.applier.restored(Math.max(index, this.store.appliedIndex));
     this.refreshPeers();
     this.logger.info({ index, revision: this.store.revision }, "installed snapshot from the leader");
   }
@@ -982,8 +624,8 @@ export class Member {
   private refreshPeers(): void {
     const peers = new Map<number, string[]>();
     for (const m of this.seedMembers.values()) peers.set(m.id, m.peerUrls);
-    for (const m of this.members.list()) peers.set(m.id, m.peerUrls);
-    for (const id of [...peers.keys()]) if (this.members.isRemoved(id)) peers.delete(id);
+    for (const m of this.membership.list()) peers.set(m.id, m.peerUrls);
+    for (const id of [...peers.keys()]) if (this.membership.isRemoved(id)) peers.delete(id);
     this.transport.setPeers(peers);
   }
 
@@ -1000,15 +642,13 @@ export class Member {
         return member.layout.snapDir;
       },
       receive(messages: Message[]) {
-        if (member.stopped) return;
-        for (const m of messages) member.raw.step(m);
-        member.kick();
+        member.raft.step(messages);
       },
-      isRemoved: (id: number) => member.members.isRemoved(id),
+      isRemoved: (id: number) => member.membership.isRemoved(id),
       clusterInfo: (): peer.ClusterInfoResponse => ({
         clusterId: member.clusterId,
         memberId: member.id,
-        members: member.members.list().map((m) => ({
+        members: member.membership.list().map((m) => ({
           ID: m.id,
           name: m.name,
           peerURLs: m.peerUrls,
@@ -1017,11 +657,10 @@ export class Member {
         })),
       }),
       reportUnreachable(id: number) {
-        member.raw.reportUnreachable(id);
+        member.raft.reportUnreachable(id);
       },
       reportSnapshot(id: number, ok: boolean) {
-        member.raw.reportSnapshot(id, ok);
-        member.kick();
+        member.raft.reportSnapshot(id, ok);
       },
       writeSnapshotImage: (path: string) => writeStateImage(member.store.exportRows(), path),
       async snapshotReceived(message: Message, imagePath: string) {
@@ -1032,8 +671,7 @@ export class Member {
         const previous = member.incomingImages.get(index);
         if (previous !== undefined) await rm(previous, { force: true });
         member.incomingImages.set(index, imagePath);
-        member.raw.step(message);
-        member.kick();
+        member.raft.step([message]);
       },
     };
   }
@@ -1042,40 +680,33 @@ export class Member {
 
   /** etcd's graceful stop: a leader first hands over to the most up-to-date voter. */
   async handOverLeadership(): Promise<void> {
-    if (!this.isLeader || this.stopped) return;
-    const target = this.mostUpToDateVoter();
+    if (!this.isLeader || this.raft.isStopped) return;
+    const target = this.raft.mostUpToDateVoter();
     if (target === undefined) return;
     this.logger.info({ transferee: formatId(target) }, "leader is stopping: transferring leadership");
-    await this.transferLeadership(target, this.config.electionMs * 2);
+    await this.raft.transferLeadership(target, this.config.electionMs * 2);
   }
 
   async stop(): Promise<void> {
-    if (this.stopped && this.tickTimer === undefined) return;
-    this.stopped = true;
-    if (this.tickTimer) clearInterval(this.tickTimer);
-    this.tickTimer = undefined;
+    if (this.closed) return;
+    this.closed = true;
     this.leasePoller.stop();
     this.watchable.stop();
-    if (this.inReady) await new Promise<void>((resolve) => this.readyIdle.push(resolve));
+    await this.raft.stop();
     this.proposals.rejectAll(() => new EtcdError("Stopped"));
     this.reads.rejectAll(() => new EtcdError("Stopped"));
     await this.transport.close();
-    await this.wal.close().catch(() => {});
+    await this.raft.closeWal();
     this.unsubscribeStore();
     await this.store.close().catch(() => {});
   }
 }
 
-interface DecodedEntry {
-  entry: Entry;
-  envelope?: EntryEnvelope | undefined;
-  confChange?: ConfChange;
-  request: MvccRequest | undefined;
-}
-
-/** A crash between the two renames of a snapshot install leaves the previous database as .old. */
-async function recoverInterruptedInstall(location: string): Promise<void> {
-  if (!(await exists(location)) && (await exists(`${location}.old`)))
-    await rename(`${location}.old`, location);
-  await rm(`${location}.incoming`, { recursive: true, force: true });
+/** Snapshot files left by an earlier process (killed mid-stream) are garbage; ours carry our pid. */
+async function removeStaleSnapshotFiles(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = /^client-(\d+)-\d+\.(db|image)$/.exec(name)?.[1];
+    if (pid !== undefined && Number(pid) !== process.pid) await rm(join(dir, name), { force: true });
+  }
 }

@@ -3,10 +3,10 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
 import { LEASE_COLUMN } from "../lease/mod.js";
+import { memberCodec } from "../membership/member-codec.js";
 import { MEMBERS_COLUMN, memberRowKey, removedRowKey } from "../membership/members-table.js";
 import { AlarmAction, AlarmType } from "../mvcc/mod.js";
 import { tempDir, withStore } from "../mvcc/store-fixture.js";
-import { memberCodec } from "../server/member.js";
 import { BUCKETS, memberJson, memberRows } from "./etcd-backend.js";
 import {
   formatStatus,

@@ -5,12 +5,15 @@
 // the applied index already past it. The file is checked completely first and the data dir is
 // built beside its final place and renamed in, so a refused file writes nothing.
 import { rename, rm, stat } from "node:fs/promises";
+import { bootstrapNewCluster } from "../bootstrap/bootstrap.js";
+import { layoutOf } from "../bootstrap/data-dir.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
+import { memberCodec } from "../membership/member-codec.js";
 import { MEMBERS_COLUMN, type MemberInfo, memberRowKey } from "../membership/members-table.js";
 import { META_COLUMN, META_KEYS } from "../mvcc/mod.js";
 import { type ColumnHandle, RocksBackend, type WriteBatch } from "../mvcc/rocks-backend.js";
-import { bootstrapNewCluster, layoutOf, type MemberLogger, memberCodec } from "../server/member.js";
+import type { WalLogger } from "../wal/mod.js";
 import type { BboltReader, BucketRoot } from "./bbolt-reader.js";
 import { AUTH_ENABLED_KEY, BUCKETS, uint64Be } from "./etcd-backend.js";
 import { openSnapshotFile, SnapshotFileError } from "./snapshot-file.js";
@@ -27,7 +30,7 @@ export interface RestoreResult {
   dropped: string[];
 }
 
-const silentLogger: MemberLogger = { info() {}, warn() {}, error() {} };
+const silentLogger: WalLogger = { info() {}, warn() {}, error() {} };
 
 export async function restoreSnapshot(
   file: string,

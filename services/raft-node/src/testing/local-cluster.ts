@@ -22,6 +22,8 @@ export interface LocalClusterOptions {
   size: number;
   /** Extra flags for every member. */
   flags?: string[];
+  /** Extra flags for one member, by name (m1, m2, ...), after `flags`. */
+  memberFlags?: Record<string, string[]>;
   token?: string;
   /** "https" serves peer URLs with --peer-auto-tls. */
   peerScheme?: "http" | "https";
@@ -109,6 +111,7 @@ export class LocalCluster {
       this.options.token ?? "test-cluster",
       ...(this.options.peerScheme === "https" ? ["--peer-auto-tls"] : []),
       ...(this.options.flags ?? []),
+      ...(this.options.memberFlags?.[m.name] ?? []),
     ];
   }
 

@@ -2,21 +2,15 @@
 // member can only catch up through a snapshot streamed by the leader; restarts replay the WAL
 // from the newest snapshot.
 import assert from "node:assert/strict";
-import { execFile, spawnSync } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
+import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 
-const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
-const run = promisify(execFile);
 const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 
-async function ctl(endpoints: string, args: string[]): Promise<string> {
-  const { stdout } = await run("etcdctl", [`--endpoints=${endpoints}`, "--command-timeout=20s", ...args]);
-  return stdout;
-}
+const ctl = etcdctl;
 
 async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 40_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

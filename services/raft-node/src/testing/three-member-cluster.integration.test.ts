@@ -1,38 +1,15 @@
 // A real 3-member cluster of member processes on loopback, driven by Debian's etcdctl 3.4.
 import assert from "node:assert/strict";
-import { execFile, spawn, spawnSync } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 
-const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
 const run = promisify(execFile);
-
-/** etcdctl against the given endpoints (host:port, no scheme: see the README on :authority). */
-async function ctl(endpoints: string, args: string[], input?: string): Promise<string> {
-  const argv = [`--endpoints=${endpoints}`, "--command-timeout=20s", "--dial-timeout=5s", ...args];
-  if (input === undefined) {
-    const { stdout } = await run("etcdctl", argv, { env: { ...process.env, ETCDCTL_API: "3" } });
-    return stdout;
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn("etcdctl", argv, { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (c) => {
-      out += c;
-    });
-    child.stderr.on("data", (c) => {
-      err += c;
-    });
-    child.on("exit", (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`etcdctl ${args.join(" ")}: ${err}`)),
-    );
-    child.stdin.end(input);
-  });
-}
+const ctl = etcdctl;
 
 const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 

@@ -4,7 +4,7 @@
 import { etcdserverpb, GrpcHttp2Server, v3electionpb, v3lockpb } from "@etcd-ts/api";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { clientHttpHandler } from "../etcdhttp/client-http.js";
-import { CLUSTER_VERSION, type Member, SERVER_VERSION } from "../server/member.js";
+import { CLUSTER_VERSION, type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import type { KeyPair } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
 import { authService } from "./auth-service.js";
@@ -28,11 +28,11 @@ export class ClientServer {
   private readonly servers: GrpcHttp2Server[] = [];
   private readonly http1;
 
-  constructor(private readonly member: Member) {
+  constructor(private readonly member: EtcdServer) {
     this.leader = new LeaderClients(() => member.leaderClientUrls());
     this.http1 = clientHttpHandler({
       probe: {
-        alarmRaised: () => member.store.alarms().length > 0,
+        alarmRaised: () => member.alarms().length > 0,
         hasLeader: () => member.leaderId !== 0,
         linearizableRead: () => member.linearizableRead(),
       },
@@ -67,8 +67,8 @@ export class ClientServer {
         );
       }
       const server = new GrpcHttp2Server({
-        maxReceiveBytes: this.member.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-        maxConcurrentStreams: Math.min(this.member.config.maxConcurrentStreams, 2 ** 32 - 1),
+        maxReceiveBytes: this.member.flags.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+        maxConcurrentStreams: Math.min(this.member.flags.maxConcurrentStreams, 2 ** 32 - 1),
         tls: url.protocol === "https:" ? tls : undefined,
         http1: this.http1,
       });

@@ -3,12 +3,8 @@
 // here. Promotion is decided by the leader, which alone knows how far the learner's log is.
 
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
-import { ConfChangeType } from "@etcd-ts/raft";
 import { Metadata } from "@grpc/grpc-js";
-import { memberIdFor } from "../membership/member-id.js";
-import { learnerInSync, type MemberInfo } from "../membership/members-table.js";
-import { EntryKind } from "../server/entry-envelope.js";
-import { type Member, memberCodec } from "../server/member.js";
+import type { EtcdServer, MemberInfo } from "../server/mod.js";
 import { refuseLearner } from "./kv-service.js";
 import type { LeaderClients } from "./leader-clients.js";
 import { unary } from "./rpc-errors.js";
@@ -34,44 +30,28 @@ export function validPeerUrls(urls: readonly string[]): boolean {
   return true;
 }
 
-export function clusterService(member: Member, leader: LeaderClients): etcdserverpb.ClusterServer {
-  const list = () => member.members.list().map(toPbMember);
+export function clusterService(member: EtcdServer, leader: LeaderClients): etcdserverpb.ClusterServer {
+  const list = () => member.members().map(toPbMember);
   return {
     memberAdd: unary(async (req: etcdserverpb.MemberAddRequest) => {
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
-      const info: MemberInfo = {
-        id: memberIdFor(req.peerURLs, member.config.initialClusterToken, Date.now()),
-        name: "",
-        peerUrls: req.peerURLs,
-        clientUrls: [],
-        isLearner: req.isLearner,
+      const added = await member.addMember(req.peerURLs, req.isLearner);
+      return {
+        header: member.header(),
+        member: toPbMember(added.member),
+        members: added.members.map(toPbMember),
       };
-      member.members.checkAdd(info, member.config.maxLearners);
-      if (!req.isLearner && member.config.strictReconfigCheck) member.members.checkEnoughStartedToAdd();
-      const members = await member.proposeConfChange(
-        req.isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode,
-        info,
-      );
-      return { header: member.header(), member: toPbMember(info), members: members.map(toPbMember) };
     }),
     memberRemove: unary(async (req: etcdserverpb.MemberRemoveRequest) => {
       refuseLearner(member);
-      member.members.checkRemove(req.ID);
-      if (member.config.strictReconfigCheck && !member.members.get(req.ID)!.isLearner) {
-        member.members.checkEnoughStartedToRemove(req.ID);
-      }
-      const target = member.members.get(req.ID)!;
-      const members = await member.proposeConfChange(ConfChangeType.RemoveNode, target);
+      const members = await member.removeMember(req.ID);
       return { header: member.header(), members: members.map(toPbMember) };
     }),
     memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest) => {
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
-      member.members.checkUpdate(req.ID, req.peerURLs);
-      const current = member.members.get(req.ID)!;
-      const payload = memberCodec.encode({ ...current, peerUrls: req.peerURLs });
-      await member.propose(EntryKind.MemberUpdate, payload, undefined);
+      await member.updateMember(req.ID, req.peerURLs);
       return { header: member.header(), members: list() };
     }),
     memberList: unary(async () => {
@@ -88,15 +68,7 @@ export function clusterService(member: Member, leader: LeaderClients): etcdserve
           ),
         );
       }
-      member.members.checkPromote(req.ID);
-      const status = member.raftStatus();
-      const learner = status.progress.get(req.ID);
-      const own = status.progress.get(member.id);
-      if (learner === undefined || own === undefined || !learnerInSync(learner.match, own.match)) {
-        throw new EtcdError("LearnerNotReady");
-      }
-      const target = member.members.get(req.ID)!;
-      const members = await member.proposeConfChange(ConfChangeType.AddNode, { ...target, isLearner: false });
+      const members = await member.promoteMember(req.ID);
       return { header: member.header(), members: members.map(toPbMember) };
     }),
   };

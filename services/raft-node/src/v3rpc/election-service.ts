@@ -4,7 +4,7 @@
 
 import { etcdserverpb, type v3electionpb } from "@etcd-ts/api";
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status } from "@grpc/grpc-js";
-import type { Member } from "../server/member.js";
+import type { EtcdServer } from "../server/mod.js";
 import { enqueue, owner, prefixEnd, proposeTxn, queueKey, waitEvent, waitForTurn } from "./key-queue.js";
 import { refuseLearner } from "./kv-service.js";
 import { deleteKey } from "./lock-service.js";
@@ -21,7 +21,7 @@ function prefixOf(name: Buffer): Buffer {
   return Buffer.concat([name, Buffer.from("/")]);
 }
 
-export function electionService(member: Member): v3electionpb.ElectionServer {
+export function electionService(member: EtcdServer): v3electionpb.ElectionServer {
   const proclaim = async (leader: v3electionpb.LeaderKey, value: Buffer) => {
     const res = await proposeTxn(
       member,

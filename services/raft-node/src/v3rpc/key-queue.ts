@@ -3,8 +3,7 @@
 // `<prefix><lease in hex>` with their lease; the owner is the key with the lowest create
 // revision; each contender waits for the deletion of the key just ahead of it.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
-import { EntryKind } from "../server/entry-envelope.js";
-import type { Member } from "../server/member.js";
+import type { EtcdServer } from "../server/mod.js";
 import { WatchStream } from "../watch/mod.js";
 
 const CREATE = 2; // Compare target / sort target CREATE
@@ -25,19 +24,23 @@ export function queueKey(prefix: Buffer, lease: number): Buffer {
 }
 
 export async function proposeTxn(
-  member: Member,
+  member: EtcdServer,
   txn: etcdserverpb.TxnRequest,
 ): Promise<etcdserverpb.TxnResponse> {
-  if (!member.store.quotaAvailable({ txn })) {
+  if (!member.quotaAvailable({ txn })) {
     member.raiseNoSpace();
     throw new EtcdError("NoSpace");
   }
-  const bytes = etcdserverpb.TxnRequest.encode(txn).finish();
-  return (await member.propose(EntryKind.Txn, bytes, { txn })) as etcdserverpb.TxnResponse;
+  return member.txn(txn);
 }
 
 /** Creates the contender's key unless it exists (then reads it): Mutex.tryAcquire's txn. */
-export async function enqueue(member: Member, key: Buffer, lease: number, value: Buffer): Promise<QueuedKey> {
+export async function enqueue(
+  member: EtcdServer,
+  key: Buffer,
+  lease: number,
+  value: Buffer,
+): Promise<QueuedKey> {
   const txn = etcdserverpb.TxnRequest.fromPartial({
     compare: [{ key, target: CREATE, result: 0, createRevision: 0 }],
     success: [{ requestPut: { key, value, lease } }],
@@ -52,9 +55,9 @@ export async function enqueue(member: Member, key: Buffer, lease: number, value:
 }
 
 /** The current owner under `prefix`: the key with the lowest create revision. */
-export async function owner(member: Member, prefix: Buffer): Promise<etcdserverpb.RangeResponse> {
+export async function owner(member: EtcdServer, prefix: Buffer): Promise<etcdserverpb.RangeResponse> {
   await member.linearizableRead();
-  return (await member.store.range(
+  return (await member.range(
     etcdserverpb.RangeRequest.fromPartial({
       key: prefix,
       rangeEnd: prefixEnd(prefix),
@@ -67,7 +70,7 @@ export async function owner(member: Member, prefix: Buffer): Promise<etcdserverp
 
 /** Resolves once every key under `prefix` created before `rev` is gone (waitDeletes). */
 export async function waitForTurn(
-  member: Member,
+  member: EtcdServer,
   prefix: Buffer,
   rev: number,
   signal: AbortSignal,
@@ -75,7 +78,7 @@ export async function waitForTurn(
   for (;;) {
     if (signal.aborted) throw new Error("context canceled");
     await member.linearizableRead();
-    const ahead = (await member.store.range(
+    const ahead = (await member.range(
       etcdserverpb.RangeRequest.fromPartial({
         key: prefix,
         rangeEnd: prefixEnd(prefix),
@@ -93,7 +96,7 @@ export async function waitForTurn(
 
 /** Resolves at the first DELETE of `key` at or after `fromRevision`. */
 export async function waitDeleted(
-  member: Member,
+  member: EtcdServer,
   key: Buffer,
   fromRevision: number,
   signal: AbortSignal,
@@ -103,7 +106,7 @@ export async function waitDeleted(
 
 /** Resolves at the first event in [key, rangeEnd) at or after `fromRevision` that `accept` takes. */
 export async function waitEvent(
-  member: Member,
+  member: EtcdServer,
   key: Buffer,
   rangeEnd: Buffer,
   fromRevision: number,

@@ -2,22 +2,20 @@
 // leader's (only its lessor runs the clocks), so a follower forwards them to the leader's
 // client URL as etcd does.
 
-import { EtcdError, etcdserverpb, isEtcdError } from "@etcd-ts/api";
+import { EtcdError, type etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { type ClientDuplexStream, Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
-import type { LeaseGrantApplied } from "../lease/mod.js";
-import { EntryKind } from "../server/entry-envelope.js";
-import type { Member } from "../server/member.js";
-import { refuseLearner } from "./kv-service.js";
+import type { EtcdServer } from "../server/mod.js";
+import { checkQuota, refuseLearner } from "./kv-service.js";
 import type { LeaderClients } from "./leader-clients.js";
 import { requestBytes } from "./raw-requests.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
-export function leaseService(member: Member, leader: LeaderClients): etcdserverpb.LeaseServer {
+export function leaseService(member: EtcdServer, leader: LeaderClients): etcdserverpb.LeaseServer {
   const timeToLiveOnLeader = (
     req: etcdserverpb.LeaseTimeToLiveRequest,
   ): etcdserverpb.LeaseTimeToLiveResponse => {
     try {
-      const ttl = member.lessor.timeToLive(req.ID, req.keys);
+      const ttl = member.leaseTimeToLive(req.ID, req.keys);
       return {
         header: member.header(),
         ID: ttl.id,
@@ -37,24 +35,15 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
     leaseGrant: unary(async (req: etcdserverpb.LeaseGrantRequest) => {
       refuseLearner(member);
       const grant = { ID: req.ID === 0 ? member.nextLeaseId() : req.ID, TTL: req.TTL };
-      if (!member.store.quotaAvailable({ leaseGrant: grant })) {
-        member.raiseNoSpace();
-        throw new EtcdError("NoSpace");
-      }
-      const payload =
-        req.ID === 0
-          ? etcdserverpb.LeaseGrantRequest.encode(grant).finish()
-          : (requestBytes(req) ?? etcdserverpb.LeaseGrantRequest.encode(grant).finish());
-      const applied = (await member.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
+      checkQuota(member, { leaseGrant: grant });
+      // A grant without an ID gets one here, so the client's bytes are not what is proposed.
+      const applied = await member.leaseGrant(grant, req.ID === 0 ? undefined : requestBytes(req));
       return { header: member.header(), ID: applied.id, TTL: applied.ttl, error: "" };
     }),
     leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest) => {
       refuseLearner(member);
-      if (member.lessor.lookup(req.ID) === undefined) throw new EtcdError("LeaseNotFound");
-      const payload = requestBytes(req) ?? etcdserverpb.LeaseRevokeRequest.encode(req).finish();
-      const applied = (await member.propose(EntryKind.LeaseRevoke, payload, undefined)) as {
-        revision: number;
-      };
+      if (!member.leaseExists(req.ID)) throw new EtcdError("LeaseNotFound");
+      const applied = await member.leaseRevoke(req.ID, requestBytes(req));
       return { header: member.header(applied.revision) };
     }),
     leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {
@@ -69,7 +58,7 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
     }),
     leaseLeases: unary(async () => {
       refuseLearner(member);
-      return { header: member.header(), leases: member.lessor.leases().map((ID) => ({ ID })) };
+      return { header: member.header(), leases: member.leases().map((ID) => ({ ID })) };
     }),
     leaseKeepAlive: (
       call: ServerDuplexStream<etcdserverpb.LeaseKeepAliveRequest, etcdserverpb.LeaseKeepAliveResponse>,
@@ -93,7 +82,7 @@ export function leaseService(member: Member, leader: LeaderClients): etcdserverp
           closeForward();
           let ttl = 0;
           try {
-            ttl = member.lessor.renew(req.ID);
+            ttl = member.leaseRenew(req.ID);
           } catch (err) {
             // A missing (or just expired) lease is answered with TTL 0, as etcd does.
             if (!isEtcdError(err, "LeaseNotFound")) {

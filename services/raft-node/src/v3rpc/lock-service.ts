@@ -3,13 +3,12 @@
 
 import { etcdserverpb, type v3lockpb } from "@etcd-ts/api";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
-import { EntryKind } from "../server/entry-envelope.js";
-import type { Member } from "../server/member.js";
+import type { EtcdServer } from "../server/mod.js";
 import { enqueue, queueKey, waitForTurn } from "./key-queue.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
-export function lockService(member: Member): v3lockpb.LockServer {
+export function lockService(member: EtcdServer): v3lockpb.LockServer {
   return {
     lock: (
       call: ServerUnaryCall<v3lockpb.LockRequest, v3lockpb.LockResponse>,
@@ -47,10 +46,7 @@ export function lockService(member: Member): v3lockpb.LockServer {
   };
 }
 
-export async function deleteKey(member: Member, key: Buffer): Promise<etcdserverpb.DeleteRangeResponse> {
+export async function deleteKey(member: EtcdServer, key: Buffer): Promise<etcdserverpb.DeleteRangeResponse> {
   const req = etcdserverpb.DeleteRangeRequest.fromPartial({ key });
-  const bytes = etcdserverpb.DeleteRangeRequest.encode(req).finish();
-  return (await member.propose(EntryKind.DeleteRange, bytes, {
-    deleteRange: req,
-  })) as etcdserverpb.DeleteRangeResponse;
+  return member.deleteRange(req);
 }

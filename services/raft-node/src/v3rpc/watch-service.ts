@@ -9,9 +9,8 @@
 
 import { EtcdError, encodeWatchResponse, etcdserverpb, mvccpb } from "@etcd-ts/api";
 import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { Member } from "../server/member.js";
-import type { Event } from "../watch/events.js";
-import { WatchStream } from "../watch/mod.js";
+import type { EtcdServer } from "../server/mod.js";
+import { type Event, WatchStream } from "../watch/mod.js";
 import { toStatus } from "./rpc-errors.js";
 
 /** etcd's Watch service with responses written as already-encoded bytes. */
@@ -38,7 +37,7 @@ class HeaderCache {
   private term = -1;
   private bytes: Uint8Array = new Uint8Array();
 
-  constructor(private readonly member: Member) {}
+  constructor(private readonly member: EtcdServer) {}
 
   get(revision: number): Uint8Array {
     const header = this.member.header(revision);
@@ -51,7 +50,7 @@ class HeaderCache {
   }
 }
 
-export function watchService(member: Member): UntypedServiceImplementation {
+export function watchService(member: EtcdServer): UntypedServiceImplementation {
   return {
     watch: (call: ServerDuplexStream<etcdserverpb.WatchRequest, Buffer>) => {
       if (member.isLearner()) {
@@ -59,8 +58,8 @@ export function watchService(member: Member): UntypedServiceImplementation {
         return;
       }
       const stream = new WatchStream(member.watchable, {
-        maxResponseBytes: member.config.maxRequestBytes + 512 * 1024,
-        progressIntervalMs: member.config.watchProgressNotifyIntervalMs,
+        maxResponseBytes: member.flags.maxRequestBytes + 512 * 1024,
+        progressIntervalMs: member.flags.watchProgressNotifyIntervalMs,
       });
       let open = true;
       const finish = () => {

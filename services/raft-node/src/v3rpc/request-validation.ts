@@ -3,8 +3,8 @@
 // they are deterministic, so a bad request is refused identically on every member and changes
 // nothing.
 import { EtcdError } from "@etcd-ts/api";
-import type { DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from "./types.js";
-import { SortOrder, SortTarget } from "./types.js";
+import type { DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from "../mvcc/mod.js";
+import { SortOrder, SortTarget } from "../mvcc/mod.js";
 
 /** etcd's default --max-txn-ops. */
 export const DEFAULT_MAX_TXN_OPS = 128;

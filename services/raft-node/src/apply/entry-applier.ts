@@ -1,0 +1,206 @@
+// Committed Raft entries -> state machine requests -> the applier chain -> answers. What etcd's
+// applyAll/applyEntries (server.go) and applyEntryNormal/applyConfChange do: decode each entry,
+// apply the batch in order, give Raft every ConfChange, and settle the calls this member is
+// waiting on (only the proposer answers a client; the others apply silently).
+import { etcdserverpb } from "@etcd-ts/api";
+import { type ConfChange, ConfChangeType, decodeConfChange, type Entry, EntryType } from "@etcd-ts/raft";
+import type { LeaseStateMachine } from "../lease/mod.js";
+import { memberCodec } from "../membership/member-codec.js";
+import {
+  MEMBERS_COLUMN,
+  type MemberInfo,
+  type MemberRow,
+  type MembersTable,
+} from "../membership/members-table.js";
+import type { ExternalApply, MvccRequest } from "../mvcc/mod.js";
+import type { Applier, ChainEntry } from "./applier-chain.js";
+import { decodeEnvelope, type EntryEnvelope, EntryKind } from "./entry-envelope.js";
+
+/** What a proposer already holds for its request: the decoded form, reused at apply. */
+export type ProposalContext = MvccRequest | undefined;
+
+/** The proposals this member waits on, by the sequence number their envelope carries. */
+export interface ProposalWaiters {
+  get(seq: number): { context: ProposalContext } | undefined;
+  resolve(seq: number, value: unknown): boolean;
+  reject(seq: number, error: Error): boolean;
+}
+
+export interface EntryApplierParts {
+  memberId: number;
+  chain: Applier;
+  proposals: ProposalWaiters;
+  leaseMachine: LeaseStateMachine;
+  members: MembersTable;
+  /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
+  seedMembers: ReadonlyMap<number, MemberInfo>;
+  /** Raft's side of a committed ConfChange (its configuration is rebuilt from the log). */
+  applyConfChange(cc: ConfChange): void;
+  /** After a batch that changed membership: peers to dial may have changed. */
+  membershipChanged(): void;
+  /** This member's own removal was applied. */
+  removed(): void;
+  /** The applied index moved (linearizable reads wait for it). */
+  applied(index: number): void;
+}
+
+interface DecodedEntry {
+  entry: Entry;
+  envelope?: EntryEnvelope | undefined;
+  confChange?: ConfChange;
+  request: MvccRequest | undefined;
+  quota?: ChainEntry["quota"];
+}
+
+export class EntryApplier {
+  private appliedIdx: number;
+
+  constructor(
+    private readonly parts: EntryApplierParts,
+    applied: number,
+  ) {
+    this.appliedIdx = applied;
+  }
+
+  get appliedIndex(): number {
+    return this.appliedIdx;
+  }
+
+  /** After a snapshot install replaced the state machine. */
+  restored(index: number): void {
+    this.appliedIdx = Math.max(this.appliedIdx, index);
+    this.parts.applied(this.appliedIdx);
+  }
+
+  /** Applies committed entries, in order, as one batch through the chain. */
+  async apply(entries: readonly Entry[]): Promise<void> {
+    const decoded = entries.map((e) => this.decode(e));
+    const batch: ChainEntry[] = decoded.map((d) => ({
+      index: d.entry.index,
+      term: d.entry.term,
+      request: d.request,
+      quota: d.quota,
+    }));
+    const results = await this.parts.chain.applyBatch(batch);
+    let membershipChanged = false;
+    for (let i = 0; i < decoded.length; i++) {
+      const { entry, envelope, confChange } = decoded[i]!;
+      const result = results[i]!;
+      this.appliedIdx = entry.index;
+      if (confChange !== undefined) {
+        // Raft's configuration is rebuilt from the log on every start, so every committed
+        // ConfChange goes to Raft, also those the store had applied before (skipped).
+        this.parts.applyConfChange(confChange);
+        membershipChanged = true;
+        if (confChange.type === ConfChangeType.RemoveNode && confChange.nodeId === this.parts.memberId) {
+          this.parts.removed();
+        }
+      } else if (envelope !== undefined && envelope.kind >= EntryKind.MemberAttributes) {
+        membershipChanged = true;
+      }
+      if (envelope === undefined || envelope.proposer !== this.parts.memberId) continue;
+      if (result.status === "failed") this.parts.proposals.reject(envelope.seq, result.error);
+      else if (result.status === "applied") this.parts.proposals.resolve(envelope.seq, result.response);
+    }
+    if (membershipChanged) this.parts.membershipChanged();
+    this.parts.applied(this.appliedIdx);
+  }
+
+  private decode(entry: Entry): DecodedEntry {
+    if (entry.type === EntryType.ConfChange) {
+      const cc = decodeConfChange(entry.data);
+      const envelope = cc.context.length > 0 ? decodeEnvelope(cc.context) : undefined;
+      return { entry, envelope, confChange: cc, request: this.confChangeRequest(cc, envelope) };
+    }
+    if (entry.data.length === 0) return { entry, request: undefined };
+    const envelope = decodeEnvelope(entry.data);
+    const own =
+      envelope.proposer === this.parts.memberId ? this.parts.proposals.get(envelope.seq)?.context : undefined;
+    const request = own ?? this.requestOf(envelope);
+    return { entry, envelope, request, quota: quotaOf(envelope.kind, request) };
+  }
+
+  private requestOf(envelope: EntryEnvelope): MvccRequest {
+    const p = envelope.payload;
+    const lease = this.parts.leaseMachine;
+    const members = this.parts.members;
+    switch (envelope.kind) {
+      case EntryKind.Put:
+        return { put: etcdserverpb.PutRequest.decode(p) };
+      case EntryKind.DeleteRange:
+        return { deleteRange: etcdserverpb.DeleteRangeRequest.decode(p) };
+      case EntryKind.Txn:
+        return { txn: etcdserverpb.TxnRequest.decode(p) };
+      case EntryKind.Compaction:
+        return { compaction: etcdserverpb.CompactionRequest.decode(p) };
+      case EntryKind.Alarm:
+        return { alarm: etcdserverpb.AlarmRequest.decode(p) };
+      case EntryKind.LeaseGrant: {
+        const r = etcdserverpb.LeaseGrantRequest.decode(p);
+        return lease.grantRequest(r.ID, r.TTL);
+      }
+      case EntryKind.LeaseRevoke:
+        return lease.revokeRequest(etcdserverpb.LeaseRevokeRequest.decode(p).ID);
+      case EntryKind.LeaseCheckpoint: {
+        const r = etcdserverpb.LeaseCheckpointRequest.decode(p);
+        return lease.checkpointRequest(
+          r.checkpoints.map((c) => ({ id: c.ID, remainingTtl: c.remainingTTL })),
+        );
+      }
+      case EntryKind.MemberAttributes: {
+        const m = memberCodec.decode(p);
+        return membersRequest(members, () => members.setAttributes(m.id, m.name, m.clientUrls));
+      }
+      case EntryKind.MemberUpdate: {
+        const m = memberCodec.decode(p);
+        return membersRequest(members, () => {
+          members.checkUpdate(m.id, m.peerUrls);
+          return members.updatePeerUrls(m.id, m.peerUrls);
+        });
+      }
+      case EntryKind.MemberConfChange:
+        throw new Error("a member conf change envelope in a normal entry");
+    }
+  }
+
+  private confChangeRequest(cc: ConfChange, envelope: EntryEnvelope | undefined): MvccRequest {
+    const members = this.parts.members;
+    const member =
+      envelope !== undefined ? memberCodec.decode(envelope.payload) : this.parts.seedMembers.get(cc.nodeId);
+    return membersRequest(members, () => {
+      switch (cc.type) {
+        case ConfChangeType.AddNode:
+        case ConfChangeType.AddLearnerNode:
+          return members.add({
+            id: cc.nodeId,
+            name: member?.name ?? "",
+            peerUrls: member?.peerUrls ?? [],
+            clientUrls: member?.clientUrls ?? [],
+            isLearner: cc.type === ConfChangeType.AddLearnerNode,
+          });
+        case ConfChangeType.RemoveNode:
+          return members.remove(cc.nodeId);
+      }
+    });
+  }
+}
+
+/** A membership change as part of the apply batch: the table rows go in the same RocksDB write. */
+function membersRequest(members: MembersTable, change: () => MemberRow[]): MvccRequest {
+  return {
+    external: (context: ExternalApply) => {
+      for (const row of change()) {
+        if (row.value === undefined) context.del(MEMBERS_COLUMN, row.key);
+        else context.put(MEMBERS_COLUMN, row.key, row.value);
+      }
+      return members.list();
+    },
+  };
+}
+
+/** What etcd's quota counts: puts, txns (their bigger branch) and lease grants. */
+function quotaOf(kind: EntryKind, request: MvccRequest): ChainEntry["quota"] {
+  if (kind === EntryKind.LeaseGrant) return { leaseGrant: true };
+  if (kind === EntryKind.Put || kind === EntryKind.Txn) return request;
+  return undefined;
+}

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { bootstrapStorage, decodeConfChange, type Entry, EntryType } from "@etcd-ts/raft";
+import { memberConfig, parseFlags } from "../config/flags.js";
+import { Snapshotter, Wal } from "../wal/mod.js";
+import { RaftLoop } from "./raft-loop.js";
+
+const quiet = { info() {}, warn() {}, error() {} };
+
+/** Polls `done` every 5 ms, at most `timeoutMs`. */
+async function until(what: string, done: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("raft loop", () => {
+  it("persists and commits the next entries while a batch is still being applied, applying in order", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const config = memberConfig(parseFlags(["--heartbeat-interval", "10", "--election-timeout", "100"], {}));
+    const storage = bootstrapStorage([1]);
+    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
+    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
+
+    let applied = 0;
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const order: number[] = [];
+    const started: Entry[] = [];
+    let failure: unknown;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      {
+        send: () => {},
+        appliedIndex: () => applied,
+        async applyCommitted(entries) {
+          inFlight++;
+          maxInFlight = Math.max(maxInFlight, inFlight);
+          for (const e of entries) {
+            if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data));
+            else if (e.data.length > 0) {
+              started.push(e);
+              // The first proposal's apply is held until the test lets it go.
+              if (started.length === 1) await gate;
+            }
+            order.push(e.index);
+            applied = e.index;
+          }
+          inFlight--;
+        },
+        restoreStateMachine: async () => {
+          throw new Error("no snapshot expected");
+        },
+        syncStateMachine: () => {},
+        leadershipChanged: () => {},
+        readState: () => {},
+        ticked: () => {},
+        fatal: (err) => {
+          failure = err;
+        },
+      },
+      quiet,
+    );
+    try {
+      loop.start();
+      await until("leadership", () => loop.leaderId === 1);
+      loop.propose(Buffer.from("a"));
+      await until("the first entry's apply", () => started.length === 1);
+      const a = started[0]!.index;
+      loop.propose(Buffer.from("b"));
+      // Before apply was pipelined, the loop waited for a's apply and never persisted b.
+      await until("b committed while a is being applied", () => loop.status().commit >= a + 1);
+      assert.equal(applied, a - 1, "a's apply is still held, so nothing after it was applied");
+      release();
+      await until("b applied", () => applied >= a + 1);
+      assert.deepEqual(
+        order,
+        Array.from({ length: order.length }, (_, i) => i + 1),
+        "every index once, in order",
+      );
+      assert.equal(maxInFlight, 1, "one batch in flight at a time");
+      assert.equal(failure, undefined);
+    } finally {
+      release();
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,374 @@
+// The Raft loop in etcd's order (etcdserver/raft.go): a tick timer drives Raft; each Ready is
+// persisted to the WAL (fsynced, group-committed), appended to the in-memory log, sent to peers,
+// and its committed entries are handed to the applier; then advance(). Every --snapshot-count
+// applied entries it saves a snapshot and releases the WAL and the in-memory log before it.
+// What the entries mean is not its business: it sees bytes, and a host that applies them.
+//
+// Apply is pipelined as etcd's is (its apply goroutine runs while raft.go persists the next
+// batch): a Ready's committed entries are applied on a later turn of the event loop, while the
+// next Ready's WAL write is in flight, instead of before advance(). At most one batch is in
+// flight. What makes this safe (see scheduleApply and its callers):
+//  - order: batch N+1 starts only after batch N finished (one promise chain, awaited before the
+//    next batch is scheduled), and a batch is scheduled only after its Ready was persisted;
+//  - conf changes: a Ready committing a ConfChange waits for its apply before advance(), so
+//    Raft's configuration (and its one-change-at-a-time rule, which reads its applied index)
+//    never runs ahead of the entries actually applied (etcd's waitApply);
+//  - snapshots: creating one and installing one both wait for the batch in flight, so a
+//    snapshot's index is an applied state and an install never races an apply;
+//  - reads and replies: ReadIndex waits for the applier's own index (applied >= read index)
+//    and a client is answered by the apply of its entry, so neither sees the lag;
+//  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
+import { performance } from "node:perf_hooks";
+import {
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type MemoryStorage,
+  type Message,
+  RawNode,
+  type Ready,
+  type Snapshot,
+  StateRole,
+} from "@etcd-ts/raft";
+import type { MemberConfig } from "../config/flags.js";
+import { formatId } from "../membership/member-id.js";
+import type { Snapshotter, Wal } from "../wal/mod.js";
+import { compactionIndex, shouldSnapshot } from "./snapshot-policy.js";
+
+export interface RaftLoopLogger {
+  info(details: Record<string, unknown>, message: string): void;
+  error(details: Record<string, unknown>, message: string): void;
+}
+
+/** What the loop hands on and asks of the member around it. */
+export interface RaftLoopHost {
+  send(messages: Message[]): void;
+  appliedIndex(): number;
+  /** Applies committed entries in order; resolves once they are applied (and durable in the batch). */
+  applyCommitted(entries: Entry[]): Promise<void>;
+  /** Replaces the state machine with the image received for `snapshot` (a follower far behind). */
+  restoreStateMachine(snapshot: Snapshot): Promise<void>;
+  /** Makes the applied state durable: the log before it is about to be released. */
+  syncStateMachine(): void;
+  /** Leadership moved (`lead` 0: no leader known). */
+  leadershipChanged(lead: number, isLeader: boolean, wasLeader: boolean): void;
+  /** A ReadIndex round was answered. */
+  readState(requestCtx: Uint8Array, index: number): void;
+  /** Every tick, after Raft's: deadlines of waiting calls. */
+  ticked(now: number): void;
+  /** The loop failed (disk): nothing more is persisted. */
+  fatal(error: unknown): void;
+}
+
+export interface RaftLoopParts {
+  id: number;
+  storage: MemoryStorage;
+  wal: Wal;
+  snapshotter: Snapshotter;
+  /** Index of the state the store starts from (its last snapshot's). */
+  applied: number;
+}
+
+export class RaftLoop {
+  readonly raw: RawNode;
+  term = 0;
+  leaderId = 0;
+  role: StateRole = StateRole.Follower;
+  /** When leadership last changed, on the monotonic clock; for etcd's timeout wording. */
+  leaderChangedAt = 0;
+
+  private readonly id: number;
+  private readonly storage: MemoryStorage;
+  private readonly wal: Wal;
+  private readonly snapshotter: Snapshotter;
+  private confState: ConfState;
+  private snapshotIndex: number;
+  private readyScheduled = false;
+  private inReady = false;
+  private readyIdle: (() => void)[] = [];
+  private tickTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private leaderWatchers: (() => void)[] = [];
+  /** The batch of committed entries being applied (resolved when none is). */
+  private applying: Promise<void> = Promise.resolve();
+  private failed = false;
+
+  constructor(
+    private readonly config: MemberConfig,
+    parts: RaftLoopParts,
+    private readonly host: RaftLoopHost,
+    private readonly logger: RaftLoopLogger,
+  ) {
+    this.id = parts.id;
+    this.storage = parts.storage;
+    this.wal = parts.wal;
+    this.snapshotter = parts.snapshotter;
+    const initial = this.storage.initialState();
+    this.confState = initial.confState;
+    this.snapshotIndex = this.storage.snapshot().metadata.index;
+    this.term = initial.hardState.term;
+    this.raw = new RawNode({
+      id: this.id,
+      storage: this.storage,
+      electionTick: Math.max(2, Math.round(config.electionMs / config.heartbeatMs)),
+      heartbeatTick: 1,
+      random: Math.random,
+      applied: parts.applied,
+      checkQuorum: true,
+      preVote: config.preVote,
+      maxSizePerMsg: 1024 * 1024,
+      maxInflightMsgs: 512,
+    });
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  get voters(): readonly number[] {
+    return this.confState.voters;
+  }
+
+  get learners(): readonly number[] {
+    return this.confState.learners;
+  }
+
+  start(): void {
+    this.tickTimer = setInterval(() => this.tick(), this.config.heartbeatMs);
+    // A member alone in its configuration needs no election timeout to lead.
+    if (this.confState.voters.length === 1 && this.confState.voters[0] === this.id) this.raw.campaign();
+    this.kick();
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.raw.tick();
+    this.host.ticked(performance.now());
+    this.kick();
+  }
+
+  /** Schedules Ready processing after the current turn, so work from this turn is batched. */
+  kick(): void {
+    if (this.readyScheduled || this.inReady || this.stopped) return;
+    this.readyScheduled = true;
+    setImmediate(() => {
+      this.readyScheduled = false;
+      void this.runReady();
+    });
+  }
+
+  private async runReady(): Promise<void> {
+    if (this.inReady || this.stopped) return;
+    this.inReady = true;
+    try {
+      while (!this.stopped && this.raw.hasReady()) {
+        const rd = this.raw.ready();
+        await this.handleReady(rd);
+        this.raw.advance(rd);
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.inReady = false;
+      for (const wake of this.readyIdle.splice(0)) wake();
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.stopped = true;
+    if (this.failed) return;
+    this.failed = true;
+    this.logger.error({ error: err instanceof Error ? err.stack : String(err) }, "raft loop failed");
+    this.host.fatal(err);
+  }
+
+  /**
+   * Applies `entries` on a later turn, after the batch in flight (callers await that one first,
+   * so there is at most one). Deferred with setImmediate so that the apply, mostly synchronous
+   * work, runs while the next Ready's WAL write is in the thread pool.
+   */
+  private scheduleApply(entries: Entry[]): void {
+    const previous = this.applying;
+    this.applying = previous
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => this.host.applyCommitted(entries))
+      // What the apply did (answers, reads released) may have made new work for Raft.
+      .then(() => this.kick());
+    this.applying.catch((err: unknown) => this.fail(err));
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState) this.onSoftState(rd.softState.lead, rd.softState.role);
+    if (rd.hardState) this.term = rd.hardState.term;
+    // The leader may send before its own fsync (Raft thesis 10.2.1): it counts itself in the
+    // quorum only after advance(). Everyone else must persist first.
+    const sendFirst = this.role === StateRole.Leader;
+    if (sendFirst) this.host.send(rd.messages);
+    if (rd.snapshot) {
+      await this.applying;
+      await this.installSnapshot(rd.snapshot);
+    }
+    // A hard state whose only change is the commit index need not be durable (Raft learns
+    // the commit index again from the leader), so it costs no fsync, as in etcd (MustSync).
+    // A snapshot's hard state is saved, so that the log's commit never trails its snapshot.
+    if (rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined))) {
+      await this.wal.save(rd.hardState, rd.entries);
+    }
+    if (rd.hardState) this.storage.setHardState(rd.hardState);
+    if (rd.entries.length > 0) this.storage.append(rd.entries);
+    if (!sendFirst) this.host.send(rd.messages);
+    for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
+    if (rd.committedEntries.length > 0) {
+      // The previous batch ran during this Ready's WAL write; this one runs during the next's.
+      await this.applying;
+      this.scheduleApply(rd.committedEntries);
+      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) await this.applying;
+    }
+    // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
+    if (shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount)) {
+      await this.applying;
+      await this.snapshot();
+    }
+  }
+
+  private onSoftState(lead: number, role: StateRole): void {
+    const wasLeader = this.role === StateRole.Leader;
+    if (lead !== this.leaderId) {
+      this.leaderChangedAt = performance.now();
+      if (lead !== 0) this.logger.info({ leader: formatId(lead), term: this.term }, "raft leader changed");
+      else this.logger.info({ term: this.term }, "raft lost its leader");
+    }
+    this.leaderId = lead;
+    this.role = role;
+    this.host.leadershipChanged(lead, role === StateRole.Leader, wasLeader);
+    for (const wake of this.leaderWatchers.splice(0)) wake();
+  }
+
+  /** A committed ConfChange, as the applier reaches it. */
+  applyConfChange(cc: ConfChange): void {
+    this.confState = this.raw.applyConfChange(cc);
+  }
+
+  // ---- snapshots ----------------------------------------------------------------------------------
+
+  private async snapshot(): Promise<void> {
+    const index = this.host.appliedIndex();
+    // The Raft log up to `index` may be released only once the state it produced is durable.
+    this.host.syncStateMachine();
+    const snap = this.storage.createSnapshot(index, this.confState, new Uint8Array(0));
+    // Commit-only hard states are not saved (see handleReady); replay after this snapshot needs
+    // a commit index at least as high as the snapshot's.
+    await this.wal.save(this.storage.initialState().hardState, []);
+    await this.snapshotter.save(snap);
+    await this.wal.saveSnapshotMarker(snap.metadata);
+    const to = compactionIndex(index, this.storage.firstIndex(), this.config.snapshotCatchUpEntries);
+    if (to !== undefined) this.storage.compact(to);
+    this.snapshotIndex = index;
+    await this.wal.releaseTo(index);
+    await this.snapshotter.purge(5);
+    this.logger.info({ index, compactedTo: to ?? 0 }, "saved snapshot");
+  }
+
+  /** Installs a snapshot the leader sent: the state machine first, then the Raft log's marker. */
+  private async installSnapshot(snapshot: Snapshot): Promise<void> {
+    await this.host.restoreStateMachine(snapshot);
+    const empty = { metadata: snapshot.metadata, data: new Uint8Array(0) };
+    await this.snapshotter.save(empty);
+    await this.wal.saveSnapshotMarker(snapshot.metadata);
+    this.storage.applySnapshot(empty);
+    this.confState = snapshot.metadata.confState;
+    this.snapshotIndex = snapshot.metadata.index;
+  }
+
+  // ---- inputs -------------------------------------------------------------------------------------
+
+  /** Proposes entry data; throws Raft's ProposalDroppedError when it cannot be proposed now. */
+  propose(data: Uint8Array): void {
+    this.raw.propose(data);
+    this.kick();
+  }
+
+  proposeConfChange(cc: ConfChange): void {
+    this.raw.proposeConfChange(cc);
+    this.kick();
+  }
+
+  readIndex(ctx: Uint8Array): void {
+    this.raw.readIndex(ctx);
+    this.kick();
+  }
+
+  step(messages: Message[]): void {
+    if (this.stopped) return;
+    for (const m of messages) this.raw.step(m);
+    this.kick();
+  }
+
+  reportUnreachable(id: number): void {
+    this.raw.reportUnreachable(id);
+  }
+
+  reportSnapshot(id: number, ok: boolean): void {
+    this.raw.reportSnapshot(id, ok);
+    this.kick();
+  }
+
+  status() {
+    return this.raw.status();
+  }
+
+  // ---- leadership ---------------------------------------------------------------------------------
+
+  /** Resolves at the next leadership change, or after `timeoutMs`. */
+  waitLeaderChange(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.leaderWatchers.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Hands leadership to `target` and waits (up to `timeoutMs`) until it leads. */
+  async transferLeadership(target: number, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    this.raw.transferLeader(target);
+    this.kick();
+    while (this.leaderId !== target && performance.now() < deadline) {
+      await this.waitLeaderChange(Math.max(1, deadline - performance.now()));
+    }
+    return this.leaderId === target;
+  }
+
+  /** The voter whose log matches the leader's most (for a leader stepping down). */
+  mostUpToDateVoter(): number | undefined {
+    const status = this.raw.status();
+    let best: number | undefined;
+    let bestMatch = -1;
+    for (const [id, pr] of status.progress) {
+      if (id === this.id || pr.isLearner) continue;
+      if (pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    return best;
+  }
+
+  // ---- shutdown -----------------------------------------------------------------------------------
+
+  /** Stops ticking and processing Readys; resolves once the Ready in progress (if any) is done. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+    if (this.inReady) await new Promise<void>((resolve) => this.readyIdle.push(resolve));
+    await this.applying.catch(() => {});
+  }
+
+  async closeWal(): Promise<void> {
+    await this.wal.close().catch(() => {});
+  }
+}

@@ -1,0 +1,126 @@
+// What the RPC layer (v3rpc) may ask of the server: etcd's RaftKV, Lessor, Cluster, Alarmer and
+// maintenance interfaces as its api/v3rpc sees them. v3rpc validates requests (shape, limits)
+// and checks the quota before calling these; the server proposes, waits for the apply on this
+// member, and answers with the applied result. Writes take the request's protobuf bytes as
+// received (`raw`), proposed as they are; without them the request is encoded.
+import type { etcdserverpb } from "@etcd-ts/api";
+import type { Status } from "@etcd-ts/raft";
+import type { LeaseGrantApplied, LeaseTimeToLive } from "../lease/mod.js";
+import type { MemberInfo } from "../membership/members-table.js";
+import type { AlarmMember } from "../mvcc/mod.js";
+import type { WatchableStore } from "../watch/mod.js";
+
+/** Who answers, for response headers and for calls only a leader or a voter may serve. */
+export interface ServerIdentity {
+  readonly id: number;
+  readonly clusterId: number;
+  /** etcd's response header at `revision` (default: the current one). */
+  header(revision?: number): etcdserverpb.ResponseHeader;
+  readonly isLeader: boolean;
+  /** 0 while no leader is known. */
+  readonly leaderId: number;
+  isLearner(): boolean;
+  /** The leader's client URLs, to forward leader-only calls (lease keep-alive...). */
+  leaderClientUrls(): string[];
+}
+
+/** The flags the RPC layer applies (etcd's of the same names): request limits, watch progress. */
+export interface RpcFlags {
+  readonly maxRequestBytes: number;
+  readonly maxTxnOps: number;
+  readonly maxConcurrentStreams: number;
+  /** --experimental-watch-progress-notify-interval; 0: none. */
+  readonly watchProgressNotifyIntervalMs: number;
+}
+
+/** etcd's RaftKV: reads from local state, writes through Raft. */
+export interface RaftKV {
+  /** Local state; linearizable only after `linearizableRead()`. */
+  range(request: etcdserverpb.RangeRequest): Promise<etcdserverpb.RangeResponse>;
+  /** Waits until a read at this member is linearizable (ReadIndex, batched). */
+  linearizableRead(): Promise<void>;
+  put(request: etcdserverpb.PutRequest, raw?: Uint8Array): Promise<etcdserverpb.PutResponse>;
+  deleteRange(
+    request: etcdserverpb.DeleteRangeRequest,
+    raw?: Uint8Array,
+  ): Promise<etcdserverpb.DeleteRangeResponse>;
+  txn(request: etcdserverpb.TxnRequest, raw?: Uint8Array): Promise<etcdserverpb.TxnResponse>;
+  /** Answers once applied; a physical compaction, once the old revisions are gone. */
+  compact(
+    request: etcdserverpb.CompactionRequest,
+    raw?: Uint8Array,
+  ): Promise<etcdserverpb.CompactionResponse>;
+}
+
+/** etcd's quota check before proposing a write, and the alarm it raises when it fails. */
+export interface QuotaAlarmer {
+  quotaAvailable(
+    request: { put: etcdserverpb.PutRequest } | { txn: etcdserverpb.TxnRequest } | { leaseGrant: unknown },
+  ): boolean;
+  /** Proposes the NOSPACE alarm for this member (once). */
+  raiseNoSpace(): void;
+}
+
+/** etcd's Lessor as v3rpc uses it. Keep-alive and time-to-live are the leader's. */
+export interface LeaseApi {
+  /** A fresh lease ID for a grant without one. */
+  nextLeaseId(): number;
+  leaseGrant(grant: { ID: number; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied>;
+  leaseRevoke(id: number, raw?: Uint8Array): Promise<{ revision: number }>;
+  leaseExists(id: number): boolean;
+  leaseTimeToLive(id: number, keys: boolean): LeaseTimeToLive;
+  leases(): number[];
+  /** Renews on the leader; the remaining TTL. */
+  leaseRenew(id: number): number;
+}
+
+/** etcd's Cluster: membership as applied here, and changes to it through Raft. */
+export interface ClusterApi {
+  members(): MemberInfo[];
+  addMember(peerUrls: string[], isLearner: boolean): Promise<{ member: MemberInfo; members: MemberInfo[] }>;
+  removeMember(id: number): Promise<MemberInfo[]>;
+  updateMember(id: number, peerUrls: string[]): Promise<MemberInfo[]>;
+  /** On the leader only (it alone knows how far the learner's log is). */
+  promoteMember(id: number): Promise<MemberInfo[]>;
+}
+
+/** Member status for Maintenance.Status. */
+export interface MemberStatus {
+  dbSize: number;
+  dbSizeInUse: number;
+  dbSizeQuota: number;
+  raftIndex: number;
+  raftTerm: number;
+  raftAppliedIndex: number;
+}
+
+export interface MaintenanceApi {
+  alarms(type?: number): AlarmMember[];
+  alarm(request: etcdserverpb.AlarmRequest): Promise<etcdserverpb.AlarmResponse>;
+  status(): MemberStatus;
+  defragment(): Promise<void>;
+  hash(): Promise<{ hash: number; revision: number }>;
+  hashKV(revision: number): Promise<etcdserverpb.HashKVResponse>;
+  /** On the leader: hands leadership to `target`; false if it did not lead in time. */
+  moveLeader(target: number, timeoutMs: number): Promise<boolean>;
+  /**
+   * Writes etcd 3.4's snapshot file (a bbolt database laid out as etcd's backend, without the
+   * sha256 trailer) from one consistent view of the store, as file `name` in the member's snapshot
+   * directory: what `etcdctl snapshot save` receives. Its path and size.
+   */
+  writeSnapshotFile(name: string): Promise<{ path: string; size: number }>;
+}
+
+/** Everything v3rpc uses: the server as its RPC handlers see it. */
+export interface EtcdServer
+  extends ServerIdentity,
+    RaftKV,
+    QuotaAlarmer,
+    LeaseApi,
+    ClusterApi,
+    MaintenanceApi {
+  readonly flags: RpcFlags;
+  /** Watches (the watch package's hub over this member's store). */
+  readonly watchable: WatchableStore;
+  raftStatus(): Status;
+}
