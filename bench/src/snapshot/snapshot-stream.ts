@@ -5,10 +5,10 @@
 //   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "@etcd-ts/raft-node";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const goloadBin = join(root, "bench/goload/bin/goload");
@@ -20,17 +20,6 @@ function option(name: string, fallback: number): number {
 }
 const keys = option("keys", 200_000);
 const valSize = option("val-size", 256);
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => ok(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 function rssKiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
