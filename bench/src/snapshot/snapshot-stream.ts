@@ -1,5 +1,5 @@
-// `etcdctl snapshot save` from our member beside a real etcd 3.4 holding the same keys: MB/s and
-// the member's RSS growth while it streams. One member each on loopback, temp data dirs; keys
+// `etcdctl snapshot save` from our member beside a real etcd 3.4 holding the same keys: MB/s,
+// the member's RSS growth while it streams, and put throughput with a snapshot streaming. One member each on loopback, temp data dirs; keys
 // loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
 // compare the two columns of one run, not runs with each other.
 //   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours]
@@ -65,35 +65,50 @@ interface Measured {
   seconds: number;
   rssBeforeMiB: number;
   rssPeakMiB: number;
+  /** Put throughput alone, then with a snapshot streaming at the same time. */
+  putsAlone: number;
+  putsDuringSnapshot: number;
+}
+
+/** `total` sequential puts from `offset` with goload (10 connections, 100 clients); ops/s. */
+function putLoad(endpoint: string, total: number, offset: number): Promise<number> {
+  const args = ["-endpoints", endpoint, "-conns", "10", "-clients", "100", "-op", "put", "-sequential-keys"];
+  args.push("-key-space", String(offset + total), "-total", String(total), "-key-size", "16");
+  args.push("-val-size", String(valSize), "-label", String(offset));
+  return new Promise((ok, fail) => {
+    const child = spawn(goloadBin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => {
+      out += c;
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      err += c;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 600_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      if (code !== 0) return fail(new Error(`goload failed: ${err}`));
+      const result = JSON.parse(out.trim().split("\n").pop() ?? "{}") as { ops_per_s?: number };
+      ok(result.ops_per_s ?? Number.NaN);
+    });
+  });
+}
+
+function snapshotSave(endpoint: string, file: string): Promise<number> {
+  return new Promise<number>((ok) => {
+    const ctl = spawn("etcdctl", [`--endpoints=${endpoint}`, "snapshot", "save", file], {
+      stdio: "ignore",
+      env: { ...process.env, ETCDCTL_API: "3" },
+    });
+    ctl.once("exit", (code) => ok(code ?? 1));
+  });
 }
 
 async function measure(kind: "etcd" | "ours", dir: string): Promise<Measured> {
   const { child, endpoint } = await startMember(kind, dir);
   try {
-    const load = spawnSync(
-      goloadBin,
-      [
-        "-endpoints",
-        endpoint,
-        "-conns",
-        "10",
-        "-clients",
-        "100",
-        "-op",
-        "put",
-        "-sequential-keys",
-        "-key-space",
-        String(keys),
-        "-total",
-        String(keys),
-        "-key-size",
-        "16",
-        "-val-size",
-        String(valSize),
-      ],
-      { encoding: "utf8", timeout: 600_000 },
-    );
-    if (load.status !== 0) throw new Error(`goload failed: ${load.stderr}`);
+    await putLoad(endpoint, keys, 0);
     // Let the load's garbage settle before taking the baseline.
     await new Promise((r) => setTimeout(r, 3000));
     const pid = child.pid!;
@@ -104,22 +119,26 @@ async function measure(kind: "etcd" | "ours", dir: string): Promise<Measured> {
     }, 20);
     const file = join(dir, `${kind}.snapshot.db`);
     const started = performance.now();
-    const save = await new Promise<number>((ok) => {
-      const ctl = spawn("etcdctl", [`--endpoints=${endpoint}`, "snapshot", "save", file], {
-        stdio: "ignore",
-        env: { ...process.env, ETCDCTL_API: "3" },
-      });
-      ctl.once("exit", (code) => ok(code ?? 1));
-    });
+    const save = await snapshotSave(endpoint, file);
     const seconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
     if (save !== 0) throw new Error(`etcdctl snapshot save failed against ${kind}`);
+    const bytes = statSync(file).size;
+    // Puts alone, then the same number of puts with a snapshot streaming (new keys each time).
+    const loadPuts = 20_000;
+    const putsAlone = await putLoad(endpoint, loadPuts, keys);
+    const [putsDuringSnapshot] = await Promise.all([
+      putLoad(endpoint, loadPuts, keys + loadPuts),
+      snapshotSave(endpoint, join(dir, `${kind}.during-load.db`)),
+    ]);
     return {
       target: kind,
-      bytes: statSync(file).size,
+      bytes,
       seconds,
       rssBeforeMiB: before / 1024,
       rssPeakMiB: peak / 1024,
+      putsAlone,
+      putsDuringSnapshot,
     };
   } finally {
     child.kill("SIGKILL");
@@ -138,12 +157,15 @@ async function main(): Promise<void> {
     console.log(
       `snapshot save of ${keys} keys (${valSize}-byte values), one member each; noisy shared machine`,
     );
-    console.log("target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB");
+    console.log(
+      "target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB | puts/s alone | puts/s during a snapshot | ratio",
+    );
     for (const r of results) {
       const mb = r.bytes / 1e6;
       console.log(
         `${r.target} | ${mb.toFixed(1)} | ${r.seconds.toFixed(2)} | ${(mb / r.seconds).toFixed(1)} | ` +
-          `${r.rssBeforeMiB.toFixed(0)} | ${r.rssPeakMiB.toFixed(0)} | ${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)}`,
+          `${r.rssBeforeMiB.toFixed(0)} | ${r.rssPeakMiB.toFixed(0)} | ${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)} | ` +
+          `${r.putsAlone.toFixed(0)} | ${r.putsDuringSnapshot.toFixed(0)} | ${(r.putsDuringSnapshot / r.putsAlone).toFixed(2)}`,
       );
     }
   } finally {
