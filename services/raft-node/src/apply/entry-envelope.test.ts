@@ -11,7 +11,7 @@ import {
 describe("entry envelope", () => {
   it("round-trips kind, proposer, sequence and payload, with 53-bit IDs", () => {
     const payload = Buffer.from([10, 3, 102, 111, 111]);
-    const proposer = 2 ** 53 - 1;
+    const proposer = 2n ** 64n - 1n;
     const seq = 2 ** 40 + 7;
     const bytes = encodeEnvelope(EntryKind.Txn, proposer, seq, payload);
     assert.equal(bytes.length, ENVELOPE_HEADER_BYTES + payload.length);
@@ -23,28 +23,29 @@ describe("entry envelope", () => {
   });
 
   it("has a fixed big-endian layout", () => {
-    const bytes = encodeEnvelope(EntryKind.Put, 0x0102030405, 9, new Uint8Array([0xaa]));
+    const bytes = encodeEnvelope(EntryKind.Put, 0x0102030405n, 9, new Uint8Array([0xaa]));
     assert.deepEqual([...bytes], [1, 1, 0, 0, 0, 0x01, 0x02, 0x03, 0x04, 0x05, 0, 0, 0, 0, 0, 0, 0, 9, 0xaa]);
   });
 
   it("decodes a view of the entry, not a copy", () => {
-    const bytes = encodeEnvelope(EntryKind.Put, 1, 1, new Uint8Array([1, 2, 3]));
+    const bytes = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array([1, 2, 3]));
     const env = decodeEnvelope(bytes);
     assert.equal(env.payload.buffer, bytes.buffer);
   });
 
   it("refuses truncated, unknown-version and unknown-kind entries", () => {
     assert.throws(() => decodeEnvelope(new Uint8Array(5)), EnvelopeFormatError);
-    const bad = encodeEnvelope(EntryKind.Put, 1, 1, new Uint8Array(0));
+    const bad = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array(0));
     bad[0] = 2;
     assert.throws(() => decodeEnvelope(bad), /version/);
-    const badKind = encodeEnvelope(EntryKind.Put, 1, 1, new Uint8Array(0));
+    const badKind = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array(0));
     badKind[1] = 200;
     assert.throws(() => decodeEnvelope(badKind), /kind/);
   });
 
   it("refuses IDs it cannot represent exactly", () => {
-    assert.throws(() => encodeEnvelope(EntryKind.Put, 2 ** 53, 1, new Uint8Array(0)), RangeError);
-    assert.throws(() => encodeEnvelope(EntryKind.Put, 1, -1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, 2n ** 64n, 1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, -1n, 1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, 1n, -1, new Uint8Array(0)), RangeError);
   });
 });

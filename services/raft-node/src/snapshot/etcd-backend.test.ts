@@ -29,7 +29,7 @@ describe("etcd backend mapping", () => {
             deleteRange: { key: Buffer.from("key/1"), rangeEnd: Buffer.alloc(0), prevKv: false },
           });
           await kv.compact(100);
-          await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7);
+          await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7n);
           const file = join(dir.path, "snap.db");
           const view = await store.openView();
           let size: number;
@@ -81,7 +81,7 @@ describe("etcd backend mapping", () => {
             assert.deepEqual(rows(BUCKETS.alarm), [
               [
                 Buffer.from(
-                  etcdserverpb.AlarmMember.encode({ memberID: 7, alarm: AlarmType.NOSPACE }).finish(),
+                  etcdserverpb.AlarmMember.encode({ memberID: 7n, alarm: AlarmType.NOSPACE }).finish(),
                 ),
                 Buffer.alloc(0),
               ],
@@ -106,18 +106,18 @@ describe("etcd backend mapping", () => {
 
   it('members as etcd\'s JSON, keyed by hex ID in byte order; removed members as "removed"', () => {
     const a = {
-      id: 0xabc,
+      id: 0xabcn,
       name: "n1",
       peerUrls: ["http://a:2380"],
       clientUrls: ["http://a:2379"],
       isLearner: false,
     };
-    const b = { id: 0x1f, name: "", peerUrls: ["http://b:2380"], clientUrls: [], isLearner: true };
+    const b = { id: 0x1fn, name: "", peerUrls: ["http://b:2380"], clientUrls: [], isLearner: true };
     const buckets = memberRows(
       [
         { key: memberRowKey(a.id), value: memberCodec.encode(a) },
         { key: memberRowKey(b.id), value: memberCodec.encode(b) },
-        { key: removedRowKey(0x5), value: Buffer.alloc(0) },
+        { key: removedRowKey(0x5n), value: Buffer.alloc(0) },
       ],
       memberCodec,
     );

@@ -19,7 +19,12 @@
 //   cluster          clusterVersion -> "3.4.0".
 import { etcdserverpb } from "@etcd-ts/api";
 import { LEASE_COLUMN } from "../lease/mod.js";
-import { MEMBERS_COLUMN, type MemberCodec, MembersTable } from "../membership/members-table.js";
+import {
+  MEMBERS_COLUMN,
+  type MemberCodec,
+  type MemberInfo,
+  MembersTable,
+} from "../membership/members-table.js";
 import { alarmOfMetaKey, META_COLUMN, META_KEYS, type StoreView } from "../mvcc/mod.js";
 import type { WrittenPage } from "./bbolt-writer.js";
 import { BboltWriter } from "./bbolt-writer.js";
@@ -153,13 +158,7 @@ export function memberRows(membersColumn: Row[], codec: MemberCodec): Record<str
 }
 
 /** Go's json.Marshal of etcd's membership.Member (field order and omitempty as etcd's). */
-export function memberJson(m: {
-  id: number;
-  name: string;
-  peerUrls: string[];
-  clientUrls: string[];
-  isLearner: boolean;
-}): string {
+export function memberJson(m: MemberInfo): string {
   let out = `{"id":${m.id},"peerURLs":${JSON.stringify(m.peerUrls)}`;
   if (m.isLearner) out += `,"isLearner":true`;
   if (m.name !== "") out += `,"name":${JSON.stringify(m.name)}`;

@@ -7,8 +7,9 @@
 // which was the largest cost of a fan-out in the profile), and one header is encoded per
 // revision per stream.
 
-import { EtcdError, encodeWatchResponse, etcdserverpb, mvccpb } from "@etcd-ts/api";
+import { EtcdError, encodeWatchResponse, etcdserverpb } from "@etcd-ts/api";
 import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { encodeEvent, encodeResponseHeader } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { type Event, WatchStream } from "../watch/mod.js";
 import { toStatus } from "./rpc-errors.js";
@@ -25,7 +26,7 @@ const encodedEvents = new WeakMap<Event, Uint8Array>();
 function eventBytes(event: Event): Uint8Array {
   let bytes = encodedEvents.get(event);
   if (bytes === undefined) {
-    bytes = mvccpb.Event.encode(event).finish();
+    bytes = encodeEvent(event);
     encodedEvents.set(event, bytes);
   }
   return bytes;
@@ -42,7 +43,7 @@ class HeaderCache {
   get(revision: number): Uint8Array {
     const header = this.member.header(revision);
     if (revision !== this.revision || header.raftTerm !== this.term) {
-      this.bytes = etcdserverpb.ResponseHeader.encode(header).finish();
+      this.bytes = encodeResponseHeader(header);
       this.revision = revision;
       this.term = header.raftTerm;
     }
@@ -68,8 +69,10 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
         stream.close();
       };
       call.on("data", (req: etcdserverpb.WatchRequest) => {
-        if (req.createRequest) stream.create(req.createRequest);
-        else if (req.cancelRequest) stream.cancel(req.cancelRequest.watchId);
+        if (req.createRequest) {
+          const c = req.createRequest;
+          stream.create({ ...c, startRevision: Number(c.startRevision), watchId: Number(c.watchId) });
+        } else if (req.cancelRequest) stream.cancel(Number(req.cancelRequest.watchId));
         else if (req.progressRequest) stream.requestProgress();
       });
       call.on("end", () => {
