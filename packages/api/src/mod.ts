@@ -29,8 +29,10 @@ export {
 export {
   type CallKind,
   type CallStatus,
+  type GrpcCallObserver,
   GrpcHttp2Server,
   type GrpcHttp2ServerOptions,
+  type GrpcMethodObserver,
   type MethodHandler,
   ServerCall,
 } from "./grpc/http2-server.js";

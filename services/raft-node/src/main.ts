@@ -2,6 +2,7 @@
 // status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
+import { processRegistry } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
@@ -56,18 +57,24 @@ async function main(): Promise<void> {
   const logger = pino({ level, base: { name: config.name } }, logDestination(config.logOutputs));
   for (const warning of config.warnings) logger.warn({}, warning);
 
+  const metrics = processRegistry();
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;
-  const member = await Member.open(config, logger, {
-    onRemoved: () => {
-      logger.warn({}, "the member has been permanently removed from the cluster; exiting");
-      void stop().then(() => process.exit(0));
+  const member = await Member.open(
+    config,
+    logger,
+    {
+      onRemoved: () => {
+        logger.warn({}, "the member has been permanently removed from the cluster; exiting");
+        void stop().then(() => process.exit(0));
+      },
+      onFatal: (err) => {
+        logger.fatal({ error: String(err) }, "member failed; exiting");
+        process.exit(1);
+      },
     },
-    onFatal: (err) => {
-      logger.fatal({ error: String(err) }, "member failed; exiting");
-      process.exit(1);
-    },
-  });
+    metrics,
+  );
 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
@@ -100,8 +107,9 @@ async function main(): Promise<void> {
     : undefined;
   await member.start(peerServer, peerTls);
   await member.published;
-  clientServer = new ClientServer(member);
+  clientServer = new ClientServer(member, metrics);
   await clientServer.listen(config.listenClientUrls, clientTls);
+  await clientServer.listenMetrics(config.listenMetricsUrls, clientTls);
   const clientUrls = config.advertiseClientUrls.map(urlString);
   capnslog(
     "etcdserver/api",

@@ -35,6 +35,25 @@ export interface MethodHandler {
   handle(call: ServerCall): void;
 }
 
+/**
+ * Watches the calls of a server (metrics): asked once per registered method, at registration,
+ * for that method's observer, so that a call costs a field read and the observer's own work,
+ * and nothing when the server has no observer.
+ */
+export interface GrpcCallObserver {
+  method(path: string, kind: CallKind): GrpcMethodObserver;
+}
+
+export interface GrpcMethodObserver {
+  started(): void;
+  /** One request message of `bytes` bytes (without the 5-byte prefix). */
+  received(bytes: number): void;
+  /** One response message queued. */
+  sent(bytes: number): void;
+  /** The call ended with `code` (CANCELLED when the client left first), `seconds` after it started. */
+  handled(code: number, seconds: number): void;
+}
+
 export interface CallStatus {
   code: number;
   details?: string;
@@ -69,6 +88,10 @@ export class ServerCall extends EventEmitter {
   private needDrain = false;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private trailers: http2.OutgoingHttpHeaders | undefined;
+  /** @internal Set by the server when it has an observer. */
+  observer: GrpcMethodObserver | undefined;
+  /** @internal performance.now() at dispatch, when observed. */
+  startedAt = 0;
 
   constructor(
     readonly path: string,
@@ -126,6 +149,7 @@ export class ServerCall extends EventEmitter {
    */
   sendMessage(message: Uint8Array): boolean {
     if (this.finished) return false;
+    this.observer?.sent(message.length);
     this.pending.push(frame(message));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -138,6 +162,7 @@ export class ServerCall extends EventEmitter {
   finish(status: CallStatus): void {
     if (this.finished) return;
     this.finished = true;
+    this.observer?.handled(status.code, (performance.now() - this.startedAt) / 1000);
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     if (this.stream.destroyed || this.stream.closed) return;
     const trailers = trailersFor(status);
@@ -180,6 +205,7 @@ export class ServerCall extends EventEmitter {
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     if (!this.finished) {
       this.finished = true;
+      this.observer?.handled(grpc.status.CANCELLED, (performance.now() - this.startedAt) / 1000);
       this.markCancelled();
     }
     this.emit("close");
@@ -227,6 +253,7 @@ export class ServerCall extends EventEmitter {
       const rest = all.subarray(5 + length);
       this.inbox = rest.length > 0 ? [rest] : [];
       this.inboxBytes = rest.length;
+      this.observer?.received(length);
       this.emit("message", message);
     }
   }
@@ -271,10 +298,14 @@ export interface GrpcHttp2ServerOptions {
    * that do not start with HTTP/2's preface go to this handler (see client-port.ts).
    */
   http1?: http.RequestListener;
+  /** Sees every call of every registered method (grpc_server_* metrics). */
+  observer?: GrpcCallObserver;
 }
 
 export class GrpcHttp2Server {
   private readonly handlers = new Map<string, MethodHandler>();
+  private readonly observer: GrpcCallObserver | undefined;
+  private readonly methodObservers = new Map<string, GrpcMethodObserver>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   /** Never listens: client-port.ts hands it the connections our listener accepts. */
   private readonly server: http2.Http2Server;
@@ -299,6 +330,7 @@ export class GrpcHttp2Server {
     this.server = http2.createServer(options2);
     this.http1 = options.http1 === undefined ? undefined : http.createServer(options.http1);
     this.tls = options.tls;
+    this.observer = options.observer;
     this.server.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       session.on("error", () => {});
@@ -312,6 +344,7 @@ export class GrpcHttp2Server {
 
   register(path: string, handler: MethodHandler): void {
     this.handlers.set(path, handler);
+    if (this.observer !== undefined) this.methodObservers.set(path, this.observer.method(path, handler.kind));
   }
 
   /** Listens on host:port; returns the bound port. */
@@ -392,6 +425,14 @@ export class GrpcHttp2Server {
         details: `The server does not implement the method ${path}`,
       });
       return;
+    }
+    if (this.observer !== undefined) {
+      const observer = this.methodObservers.get(path);
+      if (observer !== undefined) {
+        call.observer = observer;
+        call.startedAt = performance.now();
+        observer.started();
+      }
     }
     const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") {

@@ -1,8 +1,10 @@
 // Prometheus metrics for the gateway, in a registry of its own (served on the JSON port's
-// /metrics). Method labels are gRPC method names ("Range"), member labels hex member IDs.
+// /metrics, with @etcd-ts/telemetry's process and grpc_server_* metrics). Method labels are gRPC
+// method names ("Range"), member labels hex member IDs (the per-member routing).
 
+import { collectProcessMetrics } from "@etcd-ts/telemetry";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export interface RangeCacheCounts {
   readonly hits: number;
@@ -116,7 +118,7 @@ export class GatewayMetrics {
   private readonly errorChildren = new Map<string, CounterChild>();
 
   constructor(options: { processMetrics?: boolean } = {}) {
-    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics) collectProcessMetrics(this.registry);
   }
 
   /** One call answered (status `code`), `seconds` after it arrived when measured. */

@@ -11,7 +11,7 @@ import { clusterIdFor, formatId, memberIdFor } from "../membership/member-id.js"
 import { MEMBERS_COLUMN, type MemberInfo, MembersTable } from "../membership/members-table.js";
 import { MvccStore } from "../mvcc/mod.js";
 import { fetchClusterInfo } from "../transport/peer-transport.js";
-import { Snapshotter, Wal, type WalLogger } from "../wal/mod.js";
+import { Snapshotter, Wal, type WalLogger, type WalOptions } from "../wal/mod.js";
 import {
   EXTRA_COLUMNS,
   exists,
@@ -46,12 +46,20 @@ export function openStore(
   location: string,
   config: MemberConfig,
   leaseExists: (id: bigint) => boolean,
+  disk: DiskTimings = {},
 ): Promise<MvccStore> {
   return MvccStore.open(location, {
     quotaBytes: config.quotaBackendBytes,
     extraColumns: EXTRA_COLUMNS,
     leaseExists,
+    onCommit: disk.backendCommit,
   });
+}
+
+/** Where the member's disk writes report their durations (its metrics). */
+export interface DiskTimings {
+  walFsync?: (seconds: number) => void;
+  backendCommit?: (seconds: number) => void;
 }
 
 const samePeerUrls = (a: readonly string[], b: readonly string[]) =>
@@ -61,22 +69,24 @@ export async function bootstrap(
   config: MemberConfig,
   logger: WalLogger,
   leaseExists: (id: bigint) => boolean,
+  disk: DiskTimings = {},
 ): Promise<Bootstrapped> {
+  const walOptions: WalOptions & { logger: WalLogger } = { logger, onFsync: disk.walFsync };
   const layout = layoutOf(config);
   await mkdir(layout.snapDir, { recursive: true });
   await recoverInterruptedInstall(layout.dbDir);
   const snapshotter = new Snapshotter(layout.snapDir, { logger });
   const seed = new Map<bigint, MemberInfo>();
   const raft = (await Wal.exists(layout.walDir))
-    ? await restart(layout, snapshotter, logger)
+    ? await restart(layout, snapshotter, walOptions)
     : config.initialClusterState === "new"
-      ? { ...(await bootstrapNewCluster(config, layout, logger, seed)), applied: 0 }
-      : await joinCluster(config, layout, seed, logger);
+      ? { ...(await bootstrapNewCluster(config, layout, walOptions, seed)), applied: 0 }
+      : await joinCluster(config, layout, seed, walOptions);
 
   const columns = (await exists(layout.dbDir)) ? await readColumns(layout.dbDir) : new Map();
   const members = new MembersTable(memberCodec);
   members.restore(columns.get(MEMBERS_COLUMN) ?? []);
-  const store = await openStore(layout.dbDir, config, leaseExists);
+  const store = await openStore(layout.dbDir, config, leaseExists, disk);
   return {
     ...raft,
     layout,
@@ -95,11 +105,16 @@ interface RaftStart {
   applied: number;
 }
 
-async function restart(layout: Layout, snapshotter: Snapshotter, logger: WalLogger): Promise<RaftStart> {
+async function restart(
+  layout: Layout,
+  snapshotter: Snapshotter,
+  walOptions: WalOptions & { logger: WalLogger },
+): Promise<RaftStart> {
+  const logger = walOptions.logger;
   const identity = await readIdentity(layout.identityFile);
   if (identity === undefined)
     throw new Error(`${layout.identityFile} is missing: the data dir is incomplete`);
-  const { wal, recovered } = await Wal.open(layout.walDir, { logger });
+  const { wal, recovered } = await Wal.open(layout.walDir, walOptions);
   const storage = new MemoryStorage();
   let applied = 0;
   if (recovered.snapshot !== undefined) {
@@ -132,9 +147,10 @@ async function restart(layout: Layout, snapshotter: Snapshotter, logger: WalLogg
 export async function bootstrapNewCluster(
   config: MemberConfig,
   layout: Layout,
-  logger: WalLogger,
+  walOptions: WalOptions & { logger: WalLogger },
   seed = new Map<bigint, MemberInfo>(),
 ): Promise<{ identity: Identity; storage: MemoryStorage; wal: Wal }> {
+  const logger = walOptions.logger;
   const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
   const ids: bigint[] = [];
   let own: bigint | undefined;
@@ -156,7 +172,7 @@ export async function bootstrapNewCluster(
     throw new Error(`couldn't find local name "${config.name}" in the initial cluster configuration`);
   const identity = { memberId: own, clusterId: clusterIdFor(ids) };
   const storage = bootstrapStorage(ids);
-  const wal = await Wal.create(layout.walDir, { logger });
+  const wal = await Wal.create(layout.walDir, walOptions);
   const initial = storage.initialState();
   await wal.save(initial.hardState, storage.entries(storage.firstIndex(), storage.lastIndex() + 1, Infinity));
   await writeIdentity(layout.identityFile, identity);
@@ -171,8 +187,9 @@ async function joinCluster(
   config: MemberConfig,
   layout: Layout,
   seed: Map<bigint, MemberInfo>,
-  logger: WalLogger,
+  walOptions: WalOptions & { logger: WalLogger },
 ): Promise<RaftStart> {
+  const logger = walOptions.logger;
   const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
   const peerUrls = [...config.initialCluster.entries()]
     .filter(([name]) => name !== config.name)
@@ -194,7 +211,7 @@ async function joinCluster(
       isLearner: m.isLearner,
     });
   }
-  const wal = await Wal.create(layout.walDir, { logger });
+  const wal = await Wal.create(layout.walDir, walOptions);
   await writeIdentity(layout.identityFile, identity);
   logger.info(
     { member: formatId(identity.memberId), cluster: formatId(identity.clusterId) },

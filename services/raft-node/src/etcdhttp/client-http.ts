@@ -1,9 +1,12 @@
 // What etcd serves over HTTP/1.1 on its client port besides the JSON gateway (etcd 3.4's
 // etcdserver/api/etcdhttp): /health and /version, with etcd's bodies, status codes and headers,
-// plus 3.5's /livez and /readyz, which orchestrators probe. The client port's first-bytes
-// routing (@etcd-ts/api's client-port.ts) sends HTTP/1.x connections here.
+// plus 3.5's /livez and /readyz, which orchestrators probe, and Prometheus's /metrics. The client
+// port's first-bytes routing (@etcd-ts/api's client-port.ts) sends HTTP/1.x connections here;
+// --listen-metrics-urls get the same handler limited to /metrics and /health.
 
 import type http from "node:http";
+import { writeMetrics } from "@etcd-ts/telemetry";
+import type { Registry } from "prom-client";
 
 export interface HealthProbe {
   /** An alarm (NOSPACE, CORRUPT) is raised somewhere in the cluster. */
@@ -19,6 +22,13 @@ export interface ClientHttpOptions {
   clusterVersion: string;
   /** etcd gives the quorum read of /health one second. */
   healthTimeoutMs?: number;
+  /** Served at /metrics. */
+  metrics: Registry;
+  /**
+   * "metrics": only /metrics and /health, as etcd serves them on --listen-metrics-urls;
+   * "client" (default): everything the client port answers over HTTP/1.1.
+   */
+  routes?: "client" | "metrics";
 }
 
 /** etcd's grpc-gateway answers every request with these (it sets them on its whole mux). */
@@ -61,14 +71,22 @@ export function clientHttpHandler(options: ClientHttpOptions): http.RequestListe
     });
     res.end(body);
   };
+  const metricsOnly = options.routes === "metrics";
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
+    if (metricsOnly && path !== "/metrics" && path !== "/health") {
+      text(res, 404, "404 page not found\n", { "x-content-type-options": "nosniff" });
+      return;
+    }
     const probeRoute = path === "/health" || path === "/livez" || path === "/readyz";
     if (probeRoute && req.method !== "GET") {
       text(res, 405, "Method Not Allowed\n", { allow: "GET" });
       return;
     }
     switch (path) {
+      case "/metrics":
+        writeMetrics(options.metrics, res);
+        return;
       case "/version":
         res.writeHead(200, {
           ...CORS_HEADERS,

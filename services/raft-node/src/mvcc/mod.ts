@@ -41,6 +41,7 @@ export {
   type HistoryResult,
   META_COLUMN,
   META_KEYS,
+  type MvccOpCounts,
   type MvccRequest,
   type MvccResponse,
   MvccStore,

@@ -101,6 +101,19 @@ export interface MvccStoreOptions {
   compression?: boolean;
   /** RocksDB block cache for stored revisions (default 64 MiB). */
   blockCacheBytes?: number;
+  /** Called with each applied batch's write time in seconds (etcd_disk_backend_commit_duration_seconds). */
+  onCommit?: (seconds: number) => void;
+}
+
+/**
+ * Requests served since the store opened (etcd_mvcc_{put,delete,txn,range}_total): plain
+ * fields, so counting costs an increment; metrics read them when scraped.
+ */
+export interface MvccOpCounts {
+  put: number;
+  delete: number;
+  txn: number;
+  range: number;
 }
 
 function tuningOf(options: MvccStoreOptions): RocksTuning {
@@ -276,7 +289,11 @@ export class MvccStore implements ApplyTarget {
     this.extraColumns = options.extraColumns ?? [];
     this.sizeRefreshMs = options.sizeRefreshMs ?? 250;
     this.tuning = tuningOf(options);
+    this.onCommit = options.onCommit;
   }
+
+  readonly opCounts: MvccOpCounts = { put: 0, delete: 0, txn: 0, range: 0 };
+  private readonly onCommit: ((seconds: number) => void) | undefined;
 
   static async open(location: string, options: MvccStoreOptions = {}): Promise<MvccStore> {
     await recoverInterruptedDefrag(location);
@@ -496,7 +513,9 @@ export class MvccStore implements ApplyTarget {
       let wantPrev = false;
       for (const o of this.listeners.values()) wantPrev ||= wanted(o.prevKv);
       const events = this.listeners.size > 0 ? this.buildEvents(applied, wantPrev) : [];
+      const writeStart = performance.now();
       this.batch.write(this.syncWrites);
+      this.onCommit?.((performance.now() - writeStart) / 1000);
       this.batch = undefined;
       this.appliedIdx = lastIndex;
       this.appliedTerm = lastTerm;
@@ -519,14 +538,17 @@ export class MvccStore implements ApplyTarget {
   private execute(request: MvccRequest, txn: WriteTxn, compactions: number[]): MvccResponse {
     if ("put" in request) {
       this.refuseWhenAlarmed(true);
+      this.opCounts.put++;
       return applyPut(this, txn, request.put);
     }
     if ("deleteRange" in request) {
       this.refuseWhenAlarmed(false);
+      this.opCounts.delete++;
       return executeDeleteRange(this, txn, request.deleteRange);
     }
     if ("txn" in request) {
       this.refuseWhenAlarmed(txnCost(request.txn) > 0);
+      this.opCounts.txn++;
       return applyTxn(this, txn, request.txn);
     }
     if ("compaction" in request) {
@@ -684,6 +706,7 @@ export class MvccStore implements ApplyTarget {
   async range(r: RangeRequest): Promise<RangeResponse> {
     if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
+    this.opCounts.range++;
     const curRev = this.currentRev;
     const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
     const bounds = keyBounds(r.key, r.rangeEnd);

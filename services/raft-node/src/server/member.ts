@@ -20,6 +20,7 @@ import {
   type Status,
 } from "@etcd-ts/raft";
 import type { Server } from "@grpc/grpc-js";
+import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
 import { EntryApplier, type ProposalContext } from "../apply/entry-applier.js";
 import { EntryKind, encodeEnvelope } from "../apply/entry-envelope.js";
@@ -46,6 +47,7 @@ import {
   type MemberInfo,
   type MembersTable,
 } from "../membership/members-table.js";
+import { MemberMetrics } from "../metrics/member-metrics.js";
 import type {
   AlarmMember,
   AlarmRequest,
@@ -68,6 +70,7 @@ import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
 import { writeBackendFile } from "../snapshot/mod.js";
 import type { KeyPair } from "../transport/auto-tls.js";
+import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
@@ -81,6 +84,8 @@ export interface MemberLogger extends TransportLogger {
 
 export const SERVER_VERSION = ETCD_SERVER_VERSION;
 export const CLUSTER_VERSION = ETCD_CLUSTER_VERSION;
+/** etcd's warnApplyDuration: applies slower than this count in etcd_server_slow_apply_total. */
+const SLOW_APPLY_MS = 100;
 const READ_INDEX_RETRY_MS = 500;
 const PUBLISH_RETRY_MS = 500;
 
@@ -118,6 +123,8 @@ export class Member implements EtcdServer {
   readonly transport: PeerTransport;
   readonly startedAt = Date.now();
   readonly published: Promise<void>;
+  /** etcd's member metrics, in the registry given to open(). */
+  readonly metrics: MemberMetrics;
 
   /** Replaced by a snapshot install. */
   private store: MvccStore;
@@ -145,8 +152,10 @@ export class Member implements EtcdServer {
     private readonly events: MemberEvents,
     parts: Awaited<ReturnType<typeof bootstrap>>,
     lessor: Lessor,
+    metrics: MemberMetrics,
   ) {
     const member = this;
+    this.metrics = metrics;
     this.config = config;
     this.flags = config;
     this.name = config.name;
@@ -220,19 +229,32 @@ export class Member implements EtcdServer {
         applied: parts.applied,
       },
       {
-        send: (messages) => this.transport.send(messages),
+        send: (messages) => {
+          this.heartbeatClock.sending(messages);
+          this.transport.send(messages);
+        },
         appliedIndex: () => this.applier.appliedIndex,
-        applyCommitted: (entries) => this.applier.apply(entries),
+        applyCommitted: (entries) => {
+          const started = performance.now();
+          return this.applier.apply(entries).then((result) => {
+            // etcd counts each request whose apply took over 100 ms; a batch applies as one write.
+            if (performance.now() - started > SLOW_APPLY_MS) this.metrics.slowApplies.inc();
+            return result;
+          });
+        },
         restoreStateMachine: (snapshot) => this.restoreStateMachine(snapshot),
         syncStateMachine: () => this.store.syncToDisk(),
-        leadershipChanged: (_lead, isLeader, wasLeader) => {
+        leadershipChanged: (lead, isLeader, wasLeader) => {
+          if (lead !== 0n && lead !== this.lastLeader) this.metrics.leaderChanges.inc();
+          if (lead !== 0n) this.lastLeader = lead;
           if (isLeader && !wasLeader) this.lessor.promote(config.electionMs);
           if (!isLeader && wasLeader) this.lessor.demote();
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
         ticked: (now) => {
           this.reads.tick();
-          this.proposals.expire(now, () => this.timeoutError());
+          const expired = this.proposals.expire(now, () => this.timeoutError());
+          if (expired > 0) this.metrics.proposalsFailed.inc(expired);
         },
         fatal: (err) => this.events.onFatal?.(err),
       },
@@ -257,18 +279,53 @@ export class Member implements EtcdServer {
       parts.applied,
     );
     this.transport = new PeerTransport(this.transportHandler(), logger);
+    metrics.observe(
+      {
+        hasLeader: () => this.raft.leaderId !== 0n,
+        isLeader: () => this.isLeader,
+        committedIndex: () => this.raft.status().commit,
+        appliedIndex: () => this.applier.appliedIndex,
+        pendingProposals: () => this.proposals.size,
+        dbSizeBytes: () => this.store.backendSize,
+        dbSizeInUseBytes: () => this.store.backendSizeInUse,
+        quotaBytes: () => this.store.quota,
+        liveKeys: () => this.store.countLiveKeys(),
+        watchers: () => this.watchable.syncedCount + this.watchable.unsyncedCount,
+        opCounts: () => this.store.opCounts,
+      },
+      formatId(this.id),
+    );
   }
+
+  /** The leader last seen (etcd counts a change to a different known leader). */
+  private lastLeader = 0n;
+  private readonly heartbeatClock = new HeartbeatClock((to, seconds) =>
+    this.metrics.peerRoundTripSeconds(to, seconds),
+  );
 
   // ---- start-up -------------------------------------------------------------------------------
 
-  static async open(config: MemberConfig, logger: MemberLogger, events: MemberEvents = {}): Promise<Member> {
+  /** Opens the member; its metrics go to `registry` (main.ts's, with the process metrics). */
+  static async open(
+    config: MemberConfig,
+    logger: MemberLogger,
+    events: MemberEvents = {},
+    registry: Registry = new Registry(),
+  ): Promise<Member> {
+    const metrics = new MemberMetrics(registry, {
+      serverVersion: SERVER_VERSION,
+      clusterVersion: CLUSTER_VERSION,
+    });
     const lessor = new Lessor({
       clock: () => performance.now(),
       minTtlSeconds: minLeaseTtlSeconds(config.heartbeatMs, config.electionMs),
       checkpointing: config.leaseCheckpoint,
     });
-    const parts = await bootstrap(config, logger, (id) => lessor.lookup(id) !== undefined);
-    const member = new Member(config, logger, events, parts, lessor);
+    const parts = await bootstrap(config, logger, (id) => lessor.lookup(id) !== undefined, {
+      walFsync: (seconds) => metrics.walFsync.observe(seconds),
+      backendCommit: (seconds) => metrics.backendCommit.observe(seconds),
+    });
+    const member = new Member(config, logger, events, parts, lessor, metrics);
     member.refreshPeers();
     return member;
   }
@@ -314,6 +371,7 @@ export class Member implements EtcdServer {
     try {
       this.raft.propose(encodeEnvelope(kind, this.id, seq, payload));
     } catch (err) {
+      this.metrics.proposalsFailed.inc();
       this.proposals.reject(
         seq,
         err instanceof ProposalDroppedError ? proposalDroppedError(err) : (err as Error),
@@ -578,10 +636,10 @@ export class Member implements EtcdServer {
     const path = join(this.layout.snapDir, name);
     const view = await this.store.openView();
     try {
-      return {
-        path,
-        size: await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path),
-      };
+      const started = performance.now();
+      const size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
+      this.metrics.backendSnapshot.observe((performance.now() - started) / 1000);
+      return { path, size };
     } catch (err) {
       await rm(path, { force: true });
       throw err;
@@ -612,7 +670,9 @@ export class Member implements EtcdServer {
     await rm(image, { force: true });
     const columns = await readColumns(location);
     this.membership.restore(columns.get(MEMBERS_COLUMN) ?? []);
-    this.store = await openStore(location, this.config, (id) => this.lessor.lookup(id) !== undefined);
+    this.store = await openStore(location, this.config, (id) => this.lessor.lookup(id) !== undefined, {
+      backendCommit: (seconds) => this.metrics.backendCommit.observe(seconds),
+    });
     this.leaseMachine.recover(columns.get(LEASE_COLUMN) ?? []);
     this.subscribeStore();
     this.watchable.restored(this.store.revision);
@@ -658,7 +718,18 @@ export class Member implements EtcdServer {
         return member.layout.snapDir;
       },
       receive(messages: Message[]) {
+        member.heartbeatClock.receiving(messages);
         member.raft.step(messages);
+      },
+      bytesSent: (to: bigint, bytes: number) => member.metrics.peerBytesSent(to, bytes),
+      bytesReceived: (from: bigint, bytes: number) => member.metrics.peerBytesReceived(from, bytes),
+      dropped(messages: readonly Message[]) {
+        if (messages.length > 0) member.metrics.peerSendFailed(messages[0]!.to, messages.length);
+        for (const m of messages) {
+          if (m.type !== MessageType.MsgHeartbeat) continue;
+          member.metrics.heartbeatSendFailures.inc();
+          member.heartbeatClock.forget(m.to);
+        }
       },
       isRemoved: (id: bigint) => member.membership.isRemoved(id),
       clusterInfo: (): peer.ClusterInfoResponse => ({

@@ -48,7 +48,7 @@ export async function restoreSnapshot(
     const { storage, wal } = await bootstrapNewCluster(
       { ...config, dataDir: building },
       layout,
-      silentLogger,
+      { logger: silentLogger },
       seed,
     );
     await wal.close();

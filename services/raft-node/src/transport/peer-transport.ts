@@ -46,6 +46,11 @@ export interface PeerTransportHandler {
   snapshotReceived(message: Message, imagePath: string): Promise<void>;
   /** Where to stage snapshot images. */
   readonly snapshotDir: string;
+  /** Message bytes sent to and received from each peer (etcd_network_peer_*_bytes_total). */
+  bytesSent?(to: bigint, bytes: number): void;
+  bytesReceived?(from: bigint, bytes: number): void;
+  /** Messages to one peer dropped before reaching its stream (unreachable or backed up). */
+  dropped?(messages: readonly Message[]): void;
 }
 
 const CHUNK_BYTES = 256 * 1024;
@@ -85,21 +90,21 @@ class PeerLink {
 
   send(messages: Message[]): void {
     if (this.closed) return;
+    const handler = this.owner.handler;
     const stream = this.open();
-    if (stream === undefined) {
-      this.owner.handler.reportUnreachable(this.id);
+    if (stream === undefined || stream.writableLength > MAX_QUEUED_BYTES) {
+      handler.reportUnreachable(this.id);
+      handler.dropped?.(messages);
       return;
     }
-    if (stream.writableLength > MAX_QUEUED_BYTES) {
-      this.owner.handler.reportUnreachable(this.id);
-      return;
+    const encoded: Buffer[] = new Array(messages.length);
+    let bytes = 0;
+    for (let i = 0; i < messages.length; i++) {
+      encoded[i] = Buffer.from(encodeMessage(messages[i]!));
+      bytes += encoded[i]!.length;
     }
-    stream.write({
-      clusterId: this.owner.handler.clusterId,
-      from: this.owner.handler.memberId,
-      to: this.id,
-      messages: messages.map((m) => Buffer.from(encodeMessage(m))),
-    });
+    stream.write({ clusterId: handler.clusterId, from: handler.memberId, to: this.id, messages: encoded });
+    handler.bytesSent?.(this.id, bytes);
   }
 
   private open(): ClientWritableStream<peer.RaftBatch> | undefined {
@@ -191,8 +196,10 @@ export class PeerTransport {
     const { byPeer, snapshots } = batchByRecipient(messages);
     for (const [to, batch] of byPeer) {
       const link = this.links.get(to);
-      if (link === undefined) this.handler.reportUnreachable(to);
-      else link.send(batch);
+      if (link === undefined) {
+        this.handler.reportUnreachable(to);
+        this.handler.dropped?.(batch);
+      } else link.send(batch);
     }
     for (const m of snapshots) void this.sendSnapshot(m);
   }
@@ -263,7 +270,12 @@ export class PeerTransport {
             return;
           }
           const messages: Message[] = new Array(batch.messages.length);
-          for (let i = 0; i < batch.messages.length; i++) messages[i] = decodeMessage(batch.messages[i]);
+          let bytes = 0;
+          for (let i = 0; i < batch.messages.length; i++) {
+            bytes += batch.messages[i]!.length;
+            messages[i] = decodeMessage(batch.messages[i]);
+          }
+          this.handler.bytesReceived?.(batch.from, bytes);
           this.handler.receive(messages);
         });
         call.on("end", () => {

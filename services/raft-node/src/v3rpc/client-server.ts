@@ -1,8 +1,12 @@
 // The client-facing gRPC server: every etcd v3 service on each --listen-client-urls address,
 // on @etcd-ts/api's GrpcHttp2Server (node:http2; see grpc-adapter.ts for why not grpc-js's).
 
+import http from "node:http";
+import https from "node:https";
 import { etcdserverpb, GrpcHttp2Server, v3electionpb, v3lockpb } from "@etcd-ts/api";
+import { GrpcServerMetrics } from "@etcd-ts/telemetry";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Registry } from "prom-client";
 import { clientHttpHandler } from "../etcdhttp/client-http.js";
 import { CLUSTER_VERSION, type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import type { KeyPair } from "../transport/auto-tls.js";
@@ -26,11 +30,18 @@ export class ClientServer {
   private readonly leader: LeaderClients;
   private readonly services: [ServiceDefinition, UntypedServiceImplementation][];
   private readonly servers: GrpcHttp2Server[] = [];
+  private readonly metricsServers: http.Server[] = [];
   private readonly http1;
+  private readonly metricsHttp;
+  private readonly grpcMetrics: GrpcServerMetrics;
 
-  constructor(private readonly member: EtcdServer) {
+  /** `metrics`: the process's registry, served at /metrics and given the grpc_server_* metrics. */
+  constructor(
+    private readonly member: EtcdServer,
+    metrics: Registry,
+  ) {
     this.leader = new LeaderClients(() => member.leaderClientUrls());
-    this.http1 = clientHttpHandler({
+    const http1 = {
       probe: {
         alarmRaised: () => member.alarms().length > 0,
         hasLeader: () => member.leaderId !== 0n,
@@ -38,7 +49,11 @@ export class ClientServer {
       },
       serverVersion: SERVER_VERSION,
       clusterVersion: CLUSTER_VERSION,
-    });
+      metrics,
+    };
+    this.http1 = clientHttpHandler(http1);
+    this.metricsHttp = clientHttpHandler({ ...http1, routes: "metrics" });
+    this.grpcMetrics = new GrpcServerMetrics(metrics, { etcdClientBytes: true });
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
       [kvServiceDefinition, asUntyped(kvService(member))],
@@ -68,6 +83,7 @@ export class ClientServer {
         maxConcurrentStreams: Math.min(this.member.flags.maxConcurrentStreams, 2 ** 32 - 1),
         tls: url.protocol === "https:" ? tls : undefined,
         http1: this.http1,
+        observer: this.grpcMetrics,
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);
@@ -76,8 +92,35 @@ export class ClientServer {
     }
   }
 
+  /** Serves /metrics and /health on each --listen-metrics-urls address (https with `tls`, auto-TLS). */
+  async listenMetrics(urls: readonly URL[], tls?: KeyPair): Promise<void> {
+    for (const url of urls) {
+      if (url.protocol === "https:" && tls === undefined) {
+        throw new Error(
+          `${url.href}: https metrics URLs need --auto-tls (certificate files are not supported yet)`,
+        );
+      }
+      const server =
+        url.protocol === "https:" && tls !== undefined
+          ? https.createServer({ cert: tls.cert, key: tls.key }, this.metricsHttp)
+          : http.createServer(this.metricsHttp);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(Number(url.port), url.hostname.replace(/^\[|\]$/g, ""), () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+      this.metricsServers.push(server);
+    }
+  }
+
   async close(): Promise<void> {
     this.leader.close();
+    for (const server of this.metricsServers.splice(0)) {
+      server.close();
+      server.closeAllConnections();
+    }
     await Promise.all(this.servers.splice(0).map((s) => s.close(1_000)));
   }
 }

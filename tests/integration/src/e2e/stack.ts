@@ -58,8 +58,9 @@ export class Stack {
     readonly gatewayOutput: { text: string },
   ) {}
 
-  static async start(memberFlags: string[] = []): Promise<Stack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags });
+  /** `perMember`: extra flags for one member, by name (m1, m2, m3). */
+  static async start(memberFlags: string[] = [], perMember: Record<string, string[]> = {}): Promise<Stack> {
+    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember });
     let stack: Stack | undefined;
     try {
       const grpcPort = await freePort();
