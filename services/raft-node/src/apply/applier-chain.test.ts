@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { isEtcdError } from "@etcd-ts/api";
+import { AuthStore } from "../auth/mod.js";
 import { type ApplyResult, MvccStore, putRequest, rangeRequest } from "../mvcc/mod.js";
 import { applierChain } from "./applier-chain.js";
 
@@ -24,7 +25,11 @@ const status = (r: ApplyResult) => (r.status === "failed" ? r.error.message : r.
 describe("applier chain (etcd's quotaApplierV3 -> backend)", () => {
   it("applies a write past the quota but answers its proposer 'database space exceeded'", () =>
     withStore(1, async (store) => {
-      const chain = applierChain(() => store);
+      const chain = applierChain(
+        () => store,
+        () => new AuthStore(),
+        () => [],
+      );
       const [over, notCounted] = await chain.applyBatch([
         { index: 1, term: 1, request: put("a"), quota: put("a") },
         { index: 2, term: 1, request: put("b") },
@@ -42,9 +47,11 @@ describe("applier chain (etcd's quotaApplierV3 -> backend)", () => {
 
   it("answers with the backend's result while the quota has room", () =>
     withStore(1 << 30, async (store) => {
-      const [result] = await applierChain(() => store).applyBatch([
-        { index: 1, term: 1, request: put("a"), quota: put("a") },
-      ]);
+      const [result] = await applierChain(
+        () => store,
+        () => new AuthStore(),
+        () => [],
+      ).applyBatch([{ index: 1, term: 1, request: put("a"), quota: put("a") }]);
       assert.equal(status(result!), "applied");
     }));
 });

@@ -14,6 +14,7 @@ import {
 } from "../membership/members-table.js";
 import type { ExternalApply, MvccRequest } from "../mvcc/mod.js";
 import type { Applier, ChainEntry } from "./applier-chain.js";
+import { type AuthApplyParts, authRequest, authSubject, isAuthKind } from "./auth-requests.js";
 import { decodeEnvelope, type EntryEnvelope, EntryKind } from "./entry-envelope.js";
 
 /** What a proposer already holds for its request: the decoded form, reused at apply. */
@@ -32,6 +33,7 @@ export interface EntryApplierParts {
   proposals: ProposalWaiters;
   leaseMachine: LeaseStateMachine;
   members: MembersTable;
+  auth: AuthApplyParts;
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
   seedMembers: ReadonlyMap<number, MemberInfo>;
   /** Raft's side of a committed ConfChange (its configuration is rebuilt from the log). */
@@ -50,6 +52,7 @@ interface DecodedEntry {
   confChange?: ConfChange;
   request: MvccRequest | undefined;
   quota?: ChainEntry["quota"];
+  subject?: ChainEntry["subject"];
 }
 
 export class EntryApplier {
@@ -80,6 +83,9 @@ export class EntryApplier {
       term: d.entry.term,
       request: d.request,
       quota: d.quota,
+      kind: d.envelope?.kind,
+      caller: d.envelope?.caller,
+      subject: d.subject,
     }));
     const results = await this.parts.chain.applyBatch(batch);
     let membershipChanged = false;
@@ -95,7 +101,11 @@ export class EntryApplier {
         if (confChange.type === ConfChangeType.RemoveNode && confChange.nodeId === this.parts.memberId) {
           this.parts.removed();
         }
-      } else if (envelope !== undefined && envelope.kind >= EntryKind.MemberAttributes) {
+      } else if (
+        envelope !== undefined &&
+        envelope.kind >= EntryKind.MemberAttributes &&
+        envelope.kind <= EntryKind.MemberConfChange
+      ) {
         membershipChanged = true;
       }
       if (envelope === undefined || envelope.proposer !== this.parts.memberId) continue;
@@ -116,8 +126,20 @@ export class EntryApplier {
     const envelope = decodeEnvelope(entry.data);
     const own =
       envelope.proposer === this.parts.memberId ? this.parts.proposals.get(envelope.seq)?.context : undefined;
+    if (isAuthKind(envelope.kind)) {
+      return {
+        entry,
+        envelope,
+        request: authRequest(envelope.kind, envelope.payload, entry.index, this.parts.auth),
+        subject: authSubject(envelope.kind, envelope.payload),
+      };
+    }
     const request = own ?? this.requestOf(envelope);
-    return { entry, envelope, request, quota: quotaOf(envelope.kind, request) };
+    const subject =
+      envelope.kind === EntryKind.LeaseRevoke
+        ? etcdserverpb.LeaseRevokeRequest.decode(envelope.payload).ID
+        : undefined;
+    return { entry, envelope, request, quota: quotaOf(envelope.kind, request), subject };
   }
 
   private requestOf(envelope: EntryEnvelope): MvccRequest {
@@ -160,6 +182,8 @@ export class EntryApplier {
       }
       case EntryKind.MemberConfChange:
         throw new Error("a member conf change envelope in a normal entry");
+      default:
+        throw new Error(`entry kind ${envelope.kind} is not a state machine request here`);
     }
   }
 

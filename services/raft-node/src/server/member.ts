@@ -21,8 +21,18 @@ import {
 } from "@etcd-ts/raft";
 import type { Server } from "@grpc/grpc-js";
 import { applierChain } from "../apply/applier-chain.js";
+import type { AuthenticateApplied } from "../apply/auth-requests.js";
 import { EntryApplier, type ProposalContext } from "../apply/entry-applier.js";
 import { EntryKind, encodeEnvelope } from "../apply/entry-envelope.js";
+import {
+  AUTH_COLUMN,
+  type AuthInfo,
+  AuthStore,
+  hashPassword,
+  passwordMatches,
+  SimpleTokens,
+  simpleTokenPrefix,
+} from "../auth/mod.js";
 import { bootstrap, openStore } from "../bootstrap/bootstrap.js";
 import { EXTRA_COLUMNS, type Layout, readColumns } from "../bootstrap/data-dir.js";
 import type { MemberConfig } from "../config/flags.js";
@@ -53,7 +63,7 @@ import type { KeyPair } from "../transport/auto-tls.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
-import type { EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
+import type { AuthMethod, EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
 import { WaitRegistry } from "./wait-registry.js";
 
 export interface MemberLogger extends TransportLogger {
@@ -109,6 +119,8 @@ export class Member implements EtcdServer {
   private readonly applier: EntryApplier;
   private readonly layout: Layout;
   private readonly leaseMachine: LeaseStateMachine;
+  private readonly authStore = new AuthStore();
+  private readonly tokens: SimpleTokens;
   private readonly leaseIds: LeaseIdGenerator;
   private readonly leasePoller: LeasePoller;
   private readonly proposals: WaitRegistry<ProposalContext>;
@@ -155,6 +167,8 @@ export class Member implements EtcdServer {
       },
     });
     this.leaseMachine.recover(parts.leaseRows);
+    this.authStore.restore(parts.authRows);
+    this.tokens = new SimpleTokens(config.authTokenTtl * 1000, () => performance.now());
     this.leaseIds = new LeaseIdGenerator(this.id, Date.now());
     this.leasePoller = new LeasePoller(this.lessor, {
       proposeRevoke: (id) => {
@@ -214,6 +228,7 @@ export class Member implements EtcdServer {
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
         ticked: (now) => {
           this.reads.tick();
+          this.tokens.expire();
           this.proposals.expire(now, () => this.timeoutError());
         },
         fatal: (err) => this.events.onFatal?.(err),
@@ -223,10 +238,15 @@ export class Member implements EtcdServer {
     this.applier = new EntryApplier(
       {
         memberId: this.id,
-        chain: applierChain(() => this.store),
+        chain: applierChain(
+          () => this.store,
+          () => this.authStore,
+          (id) => this.lessor.lookup(id)?.keys ?? [],
+        ),
         proposals: this.proposals,
         leaseMachine: this.leaseMachine,
         members: this.membership,
+        auth: { store: this.authStore, tokens: this.tokens },
         seedMembers: this.seedMembers,
         applyConfChange: (cc) => this.raft.applyConfChange(cc),
         membershipChanged: () => this.refreshPeers(),
@@ -289,12 +309,17 @@ export class Member implements EtcdServer {
    * Proposes a request and resolves with its apply result on this member. `payload` is the
    * request's protobuf bytes as received; `context`, its decoded form, skips decoding at apply.
    */
-  private propose(kind: EntryKind, payload: Uint8Array, context: ProposalContext): Promise<unknown> {
+  private propose(
+    kind: EntryKind,
+    payload: Uint8Array,
+    context: ProposalContext,
+    caller?: AuthInfo,
+  ): Promise<unknown> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     if (payload.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
     const { seq, done } = this.proposals.register<unknown>(context, performance.now());
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload));
+      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller));
     } catch (err) {
       this.proposals.reject(
         seq,
@@ -350,24 +375,36 @@ export class Member implements EtcdServer {
     return this.reads.wait();
   }
 
-  async put(request: etcdserverpb.PutRequest, raw?: Uint8Array): Promise<etcdserverpb.PutResponse> {
+  async put(
+    request: etcdserverpb.PutRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+  ): Promise<etcdserverpb.PutResponse> {
     const payload = raw ?? etcdserverpb.PutRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Put, payload, { put: request })) as etcdserverpb.PutResponse;
+    return (await this.propose(EntryKind.Put, payload, { put: request }, caller)) as etcdserverpb.PutResponse;
   }
 
   async deleteRange(
     request: etcdserverpb.DeleteRangeRequest,
     raw?: Uint8Array,
+    caller?: AuthInfo,
   ): Promise<etcdserverpb.DeleteRangeResponse> {
     const payload = raw ?? etcdserverpb.DeleteRangeRequest.encode(request).finish();
-    return (await this.propose(EntryKind.DeleteRange, payload, {
-      deleteRange: request,
-    })) as etcdserverpb.DeleteRangeResponse;
+    return (await this.propose(
+      EntryKind.DeleteRange,
+      payload,
+      { deleteRange: request },
+      caller,
+    )) as etcdserverpb.DeleteRangeResponse;
   }
 
-  async txn(request: etcdserverpb.TxnRequest, raw?: Uint8Array): Promise<etcdserverpb.TxnResponse> {
+  async txn(
+    request: etcdserverpb.TxnRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+  ): Promise<etcdserverpb.TxnResponse> {
     const payload = raw ?? etcdserverpb.TxnRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Txn, payload, { txn: request })) as etcdserverpb.TxnResponse;
+    return (await this.propose(EntryKind.Txn, payload, { txn: request }, caller)) as etcdserverpb.TxnResponse;
   }
 
   async compact(
@@ -419,9 +456,9 @@ export class Member implements EtcdServer {
     return (await this.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
   }
 
-  async leaseRevoke(id: number, raw?: Uint8Array): Promise<{ revision: number }> {
+  async leaseRevoke(id: number, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }> {
     const payload = raw ?? etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
-    return (await this.propose(EntryKind.LeaseRevoke, payload, undefined)) as { revision: number };
+    return (await this.propose(EntryKind.LeaseRevoke, payload, undefined, caller)) as { revision: number };
   }
 
   leaseExists(id: number): boolean {
@@ -438,6 +475,71 @@ export class Member implements EtcdServer {
 
   leaseRenew(id: number): number {
     return this.lessor.renew(id);
+  }
+
+  // ---- auth ---------------------------------------------------------------------------------------
+
+  get authEnabled(): boolean {
+    return this.authStore.enabled;
+  }
+
+  get authRevision(): number {
+    return this.authStore.revision;
+  }
+
+  /** etcd's AuthInfoFromCtx: who a token names, at the current auth revision (simple tokens). */
+  authInfoFromToken(token: string | undefined): AuthInfo | undefined {
+    if (token === undefined) return undefined;
+    const username = this.tokens.userOf(token);
+    if (username === undefined) throw new EtcdError("InvalidAuthToken");
+    return { username, revision: this.authStore.revision };
+  }
+
+  isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void {
+    this.authStore.isRangePermitted(caller, key, rangeEnd);
+  }
+
+  isAdminPermitted(caller: AuthInfo | undefined): void {
+    this.authStore.isAdminPermitted(caller);
+  }
+
+  /**
+   * etcd's Authenticate (v3_server.go): the password is compared here, off the apply path (on
+   * libuv's pool), then an entry assigns the token on every member; if the auth store changed
+   * between the check and the apply, the check is made again.
+   */
+  async authenticate(name: string, password: string): Promise<string> {
+    await this.linearizableRead();
+    for (let attempt = 0; ; attempt++) {
+      const hash = this.authStore.passwordHashOf(name);
+      const checkedRevision = this.authStore.revision;
+      if (!(await passwordMatches(password, hash))) throw new EtcdError("AuthFailed");
+      const payload = etcdserverpb.AuthenticateRequest.encode({
+        name,
+        password: simpleTokenPrefix(),
+      }).finish();
+      const applied = (await this.propose(EntryKind.Authenticate, payload, undefined)) as AuthenticateApplied;
+      if (applied.revision === checkedRevision || attempt >= 2) return applied.token;
+    }
+  }
+
+  /** An auth change or read through Raft; passwords are hashed here, before proposing. */
+  async authCall(method: AuthMethod, request: Record<string, unknown>, caller?: AuthInfo): Promise<unknown> {
+    const [kind, encode] = AUTH_METHODS[method];
+    let message = request;
+    if (method === "userAdd") {
+      const r = request as unknown as etcdserverpb.AuthUserAddRequest;
+      const noPassword = r.options?.noPassword ?? false;
+      const hashed = noPassword
+        ? ""
+        : (await hashPassword(r.password, this.config.bcryptCost)).toString("latin1");
+      message = { ...r, password: "", hashedPassword: hashed };
+    } else if (method === "userChangePassword") {
+      const r = request as unknown as etcdserverpb.AuthUserChangePasswordRequest;
+      const hashed = (await hashPassword(r.password, this.config.bcryptCost)).toString("latin1");
+      message = { ...r, password: "", hashedPassword: hashed };
+    }
+    return this.propose(kind, encode(message), undefined, caller);
   }
 
   // ---- cluster ------------------------------------------------------------------------------------
@@ -588,6 +690,7 @@ export class Member implements EtcdServer {
     await rm(image, { force: true });
     const columns = await readColumns(location);
     this.membership.restore(columns.get(MEMBERS_COLUMN) ?? []);
+    this.authStore.restore(columns.get(AUTH_COLUMN) ?? []);
     this.store = await openStore(location, this.config, (id) => this.lessor.lookup(id) !== undefined);
     this.leaseMachine.recover(columns.get(LEASE_COLUMN) ?? []);
     this.subscribeStore();
@@ -693,3 +796,34 @@ export class Member implements EtcdServer {
     await this.store.close().catch(() => {});
   }
 }
+
+type Encoder = (message: Record<string, unknown>) => Uint8Array;
+const encoder =
+  <T>(codec: { encode(m: T): { finish(): Uint8Array } }): Encoder =>
+  (m) =>
+    codec.encode(m as T).finish();
+
+/** Each auth call's entry kind and request codec. */
+const AUTH_METHODS: Record<AuthMethod, [EntryKind, Encoder]> = {
+  authEnable: [EntryKind.AuthEnable, encoder(etcdserverpb.AuthEnableRequest)],
+  authDisable: [EntryKind.AuthDisable, encoder(etcdserverpb.AuthDisableRequest)],
+  userAdd: [EntryKind.AuthUserAdd, encoder(etcdserverpb.AuthUserAddRequest)],
+  userDelete: [EntryKind.AuthUserDelete, encoder(etcdserverpb.AuthUserDeleteRequest)],
+  userChangePassword: [EntryKind.AuthUserChangePassword, encoder(etcdserverpb.AuthUserChangePasswordRequest)],
+  userGrantRole: [EntryKind.AuthUserGrantRole, encoder(etcdserverpb.AuthUserGrantRoleRequest)],
+  userRevokeRole: [EntryKind.AuthUserRevokeRole, encoder(etcdserverpb.AuthUserRevokeRoleRequest)],
+  userGet: [EntryKind.AuthUserGet, encoder(etcdserverpb.AuthUserGetRequest)],
+  userList: [EntryKind.AuthUserList, encoder(etcdserverpb.AuthUserListRequest)],
+  roleAdd: [EntryKind.AuthRoleAdd, encoder(etcdserverpb.AuthRoleAddRequest)],
+  roleDelete: [EntryKind.AuthRoleDelete, encoder(etcdserverpb.AuthRoleDeleteRequest)],
+  roleGrantPermission: [
+    EntryKind.AuthRoleGrantPermission,
+    encoder(etcdserverpb.AuthRoleGrantPermissionRequest),
+  ],
+  roleRevokePermission: [
+    EntryKind.AuthRoleRevokePermission,
+    encoder(etcdserverpb.AuthRoleRevokePermissionRequest),
+  ],
+  roleGet: [EntryKind.AuthRoleGet, encoder(etcdserverpb.AuthRoleGetRequest)],
+  roleList: [EntryKind.AuthRoleList, encoder(etcdserverpb.AuthRoleListRequest)],
+};

@@ -5,6 +5,7 @@
 // received (`raw`), proposed as they are; without them the request is encoded.
 import type { etcdserverpb } from "@etcd-ts/api";
 import type { Status } from "@etcd-ts/raft";
+import type { AuthInfo } from "../auth/mod.js";
 import type { LeaseGrantApplied, LeaseTimeToLive } from "../lease/mod.js";
 import type { MemberInfo } from "../membership/members-table.js";
 import type { AlarmMember } from "../mvcc/mod.js";
@@ -39,12 +40,22 @@ export interface RaftKV {
   range(request: etcdserverpb.RangeRequest): Promise<etcdserverpb.RangeResponse>;
   /** Waits until a read at this member is linearizable (ReadIndex, batched). */
   linearizableRead(): Promise<void>;
-  put(request: etcdserverpb.PutRequest, raw?: Uint8Array): Promise<etcdserverpb.PutResponse>;
+  /** Writes carry their caller in the entry (etcd's RequestHeader), checked at apply. */
+  put(
+    request: etcdserverpb.PutRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+  ): Promise<etcdserverpb.PutResponse>;
   deleteRange(
     request: etcdserverpb.DeleteRangeRequest,
     raw?: Uint8Array,
+    caller?: AuthInfo,
   ): Promise<etcdserverpb.DeleteRangeResponse>;
-  txn(request: etcdserverpb.TxnRequest, raw?: Uint8Array): Promise<etcdserverpb.TxnResponse>;
+  txn(
+    request: etcdserverpb.TxnRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+  ): Promise<etcdserverpb.TxnResponse>;
   /** Answers once applied; a physical compaction, once the old revisions are gone. */
   compact(
     request: etcdserverpb.CompactionRequest,
@@ -66,7 +77,7 @@ export interface LeaseApi {
   /** A fresh lease ID for a grant without one. */
   nextLeaseId(): number;
   leaseGrant(grant: { ID: number; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied>;
-  leaseRevoke(id: number, raw?: Uint8Array): Promise<{ revision: number }>;
+  leaseRevoke(id: number, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }>;
   leaseExists(id: number): boolean;
   leaseTimeToLive(id: number, keys: boolean): LeaseTimeToLive;
   leases(): number[];
@@ -107,6 +118,39 @@ export interface MaintenanceApi {
   writeSnapshotImage(name: string): Promise<{ path: string; size: number }>;
 }
 
+/** The auth calls that go through Raft (etcd's Authenticator minus Authenticate). */
+export type AuthMethod =
+  | "authEnable"
+  | "authDisable"
+  | "userAdd"
+  | "userDelete"
+  | "userChangePassword"
+  | "userGrantRole"
+  | "userRevokeRole"
+  | "userGet"
+  | "userList"
+  | "roleAdd"
+  | "roleDelete"
+  | "roleGrantPermission"
+  | "roleRevokePermission"
+  | "roleGet"
+  | "roleList";
+
+/** etcd's AuthStore as the RPC layer uses it, and its Authenticator. */
+export interface AuthApi {
+  readonly authEnabled: boolean;
+  readonly authRevision: number;
+  /** Who a request's token names (undefined: no token); an unknown token: InvalidAuthToken. */
+  authInfoFromToken(token: string | undefined): AuthInfo | undefined;
+  /** Throw etcd's error when the caller may not read the range / is not root (auth on). */
+  isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void;
+  isAdminPermitted(caller: AuthInfo | undefined): void;
+  /** Checks the password (off the apply path) and returns a new token. */
+  authenticate(name: string, password: string): Promise<string>;
+  /** Proposes an auth call; resolves with what its apply answered (roles, users, perm...). */
+  authCall(method: AuthMethod, request: Record<string, unknown>, caller?: AuthInfo): Promise<unknown>;
+}
+
 /** Everything v3rpc uses: the server as its RPC handlers see it. */
 export interface EtcdServer
   extends ServerIdentity,
@@ -114,7 +158,8 @@ export interface EtcdServer
     QuotaAlarmer,
     LeaseApi,
     ClusterApi,
-    MaintenanceApi {
+    MaintenanceApi,
+    AuthApi {
   readonly flags: RpcFlags;
   /** Watches (the watch package's hub over this member's store). */
   readonly watchable: WatchableStore;

@@ -4,6 +4,7 @@
 // at apply: a committed entry must give the same result on members with different flags.
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
+import { callerOf, permittedRead } from "./caller.js";
 import { requestBytes } from "./raw-requests.js";
 import {
   checkDeleteRequest,
@@ -34,33 +35,41 @@ export function kvService(member: EtcdServer): etcdserverpb.KVServer {
     return res;
   };
   return {
-    range: unary(async (req: etcdserverpb.RangeRequest) => {
+    range: unary(async (req: etcdserverpb.RangeRequest, call) => {
       checkRangeRequest(req);
       if (!req.serializable) {
         refuseLearner(member);
         await member.linearizableRead();
       }
-      return withHeader(await member.range(req));
+      const caller = callerOf(member, call.metadata);
+      return withHeader(
+        await permittedRead(
+          member,
+          caller,
+          () => member.isRangePermitted(caller, req.key, req.rangeEnd),
+          () => member.range(req),
+        ),
+      );
     }),
     rangeStream: (call) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });
     },
-    put: unary(async (req: etcdserverpb.PutRequest) => {
+    put: unary(async (req: etcdserverpb.PutRequest, call) => {
       refuseLearner(member);
       checkPutRequest(req);
       checkQuota(member, { put: req });
-      return withHeader(await member.put(req, requestBytes(req)));
+      return withHeader(await member.put(req, requestBytes(req), callerOf(member, call.metadata)));
     }),
-    deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest) => {
+    deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
       refuseLearner(member);
       checkDeleteRequest(req);
-      return withHeader(await member.deleteRange(req, requestBytes(req)));
+      return withHeader(await member.deleteRange(req, requestBytes(req), callerOf(member, call.metadata)));
     }),
-    txn: unary(async (req: etcdserverpb.TxnRequest) => {
+    txn: unary(async (req: etcdserverpb.TxnRequest, call) => {
       refuseLearner(member);
       checkTxnRequest(req, member.flags.maxTxnOps);
       checkQuota(member, { txn: req });
-      return withHeader(await member.txn(req, requestBytes(req)));
+      return withHeader(await member.txn(req, requestBytes(req), callerOf(member, call.metadata)));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest) => {
       refuseLearner(member);

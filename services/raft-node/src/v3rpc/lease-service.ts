@@ -5,6 +5,7 @@
 import { EtcdError, type etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { type ClientDuplexStream, Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import type { EtcdServer } from "../server/mod.js";
+import { callerOf } from "./caller.js";
 import { checkQuota, refuseLearner } from "./kv-service.js";
 import type { LeaderClients } from "./leader-clients.js";
 import { requestBytes } from "./raw-requests.js";
@@ -40,10 +41,10 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
       const applied = await member.leaseGrant(grant, req.ID === 0 ? undefined : requestBytes(req));
       return { header: member.header(), ID: applied.id, TTL: applied.ttl, error: "" };
     }),
-    leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest) => {
+    leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest, call) => {
       refuseLearner(member);
       if (!member.leaseExists(req.ID)) throw new EtcdError("LeaseNotFound");
-      const applied = await member.leaseRevoke(req.ID, requestBytes(req));
+      const applied = await member.leaseRevoke(req.ID, requestBytes(req), callerOf(member, call.metadata));
       return { header: member.header(applied.revision) };
     }),
     leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {

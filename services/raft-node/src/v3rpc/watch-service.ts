@@ -11,6 +11,7 @@ import { EtcdError, encodeWatchResponse, etcdserverpb, mvccpb } from "@etcd-ts/a
 import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { EtcdServer } from "../server/mod.js";
 import { type Event, WatchStream } from "../watch/mod.js";
+import { callerOf } from "./caller.js";
 import { toStatus } from "./rpc-errors.js";
 
 /** etcd's Watch service with responses written as already-encoded bytes. */
@@ -68,8 +69,18 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
         stream.close();
       };
       call.on("data", (req: etcdserverpb.WatchRequest) => {
-        if (req.createRequest) stream.create(req.createRequest);
-        else if (req.cancelRequest) stream.cancel(req.cancelRequest.watchId);
+        if (req.createRequest) {
+          // etcd's isWatchPermitted: a bad token or a range the caller may not read refuses the
+          // create (watch ID -1, created and canceled), the stream stays open.
+          try {
+            const caller = callerOf(member, call.metadata);
+            member.isRangePermitted(caller, req.createRequest.key, req.createRequest.rangeEnd);
+          } catch {
+            stream.refuseCreate(new EtcdError("PermissionDenied").details);
+            return;
+          }
+          stream.create(req.createRequest);
+        } else if (req.cancelRequest) stream.cancel(req.cancelRequest.watchId);
         else if (req.progressRequest) stream.requestProgress();
       });
       call.on("end", () => {
