@@ -10,6 +10,8 @@ import { EntryKind } from "./entry-envelope.js";
 export interface AuthApplyParts {
   store: AuthStore;
   tokens: SimpleTokens;
+  /** False with JWT tokens: the proposer signs one, nothing is kept. */
+  assignSimpleTokens: boolean;
 }
 
 /** What an applied Authenticate answers: the proposer turns it into a token (simple or JWT). */
@@ -36,7 +38,7 @@ export function authRequest(
   index: number,
   parts: AuthApplyParts,
 ): MvccRequest {
-  const { store, tokens } = parts;
+  const { store, tokens, assignSimpleTokens } = parts;
   const write = (context: ExternalApply, rows: AuthRow[]) => {
     for (const row of rows) {
       if (row.value === undefined) context.del(AUTH_COLUMN, row.key);
@@ -67,7 +69,7 @@ export function authRequest(
           // must still exist and have a password.
           store.passwordHashOf(r.name);
           const token = simpleToken(r.password, index);
-          tokens.assign(token, r.name);
+          if (assignSimpleTokens) tokens.assign(token, r.name);
           return { token, username: r.name, revision: store.revision };
         },
       };

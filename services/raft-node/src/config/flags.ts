@@ -259,7 +259,7 @@ export interface MemberConfig {
   maxLearners: number;
   strictReconfigCheck: boolean;
   leaseCheckpoint: boolean;
-  /** etcd's --auth-token: only "simple" here (JWT is listed under "Not yet"). */
+  /** etcd's --auth-token: "simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...". */
   authToken: string;
   /** Seconds a simple token lives after its last use. */
   authTokenTtl: number;

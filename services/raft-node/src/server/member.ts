@@ -29,13 +29,15 @@ import {
   type AuthInfo,
   AuthStore,
   hashPassword,
+  JwtTokens,
+  parseJwtOptions,
   passwordMatches,
   SimpleTokens,
   simpleTokenPrefix,
 } from "../auth/mod.js";
 import { bootstrap, openStore } from "../bootstrap/bootstrap.js";
 import { EXTRA_COLUMNS, type Layout, readColumns } from "../bootstrap/data-dir.js";
-import type { MemberConfig } from "../config/flags.js";
+import { type MemberConfig, parseGoDuration } from "../config/flags.js";
 import {
   LEASE_COLUMN,
   type LeaseCheckpoint,
@@ -121,6 +123,8 @@ export class Member implements EtcdServer {
   private readonly leaseMachine: LeaseStateMachine;
   private readonly authStore = new AuthStore();
   private readonly tokens: SimpleTokens;
+  /** --auth-token jwt: tokens are signed and verified instead of kept in `tokens`. */
+  private readonly jwt: JwtTokens | undefined;
   private readonly leaseIds: LeaseIdGenerator;
   private readonly leasePoller: LeasePoller;
   private readonly proposals: WaitRegistry<ProposalContext>;
@@ -169,6 +173,11 @@ export class Member implements EtcdServer {
     this.leaseMachine.recover(parts.leaseRows);
     this.authStore.restore(parts.authRows);
     this.tokens = new SimpleTokens(config.authTokenTtl * 1000, () => performance.now());
+    this.jwt = config.authToken.startsWith("jwt")
+      ? new JwtTokens(
+          parseJwtOptions(config.authToken.slice("jwt".length), (d) => parseGoDuration("auth-token", d)),
+        )
+      : undefined;
     this.leaseIds = new LeaseIdGenerator(this.id, Date.now());
     this.leasePoller = new LeasePoller(this.lessor, {
       proposeRevoke: (id) => {
@@ -246,7 +255,7 @@ export class Member implements EtcdServer {
         proposals: this.proposals,
         leaseMachine: this.leaseMachine,
         members: this.membership,
-        auth: { store: this.authStore, tokens: this.tokens },
+        auth: { store: this.authStore, tokens: this.tokens, assignSimpleTokens: this.jwt === undefined },
         seedMembers: this.seedMembers,
         applyConfChange: (cc) => this.raft.applyConfChange(cc),
         membershipChanged: () => this.refreshPeers(),
@@ -490,6 +499,11 @@ export class Member implements EtcdServer {
   /** etcd's AuthInfoFromCtx: who a token names, at the current auth revision (simple tokens). */
   authInfoFromToken(token: string | undefined): AuthInfo | undefined {
     if (token === undefined) return undefined;
+    if (this.jwt !== undefined) {
+      const info = this.jwt.info(token);
+      if (info === undefined) throw new EtcdError("InvalidAuthToken");
+      return info;
+    }
     const username = this.tokens.userOf(token);
     if (username === undefined) throw new EtcdError("InvalidAuthToken");
     return { username, revision: this.authStore.revision };
@@ -519,7 +533,9 @@ export class Member implements EtcdServer {
         password: simpleTokenPrefix(),
       }).finish();
       const applied = (await this.propose(EntryKind.Authenticate, payload, undefined)) as AuthenticateApplied;
-      if (applied.revision === checkedRevision || attempt >= 2) return applied.token;
+      if (applied.revision === checkedRevision || attempt >= 2) {
+        return this.jwt !== undefined ? this.jwt.assign(applied.username, applied.revision) : applied.token;
+      }
     }
   }
 
