@@ -426,11 +426,10 @@ export function memberConfig(values: FlagValues): MemberConfig {
   };
 }
 
-/** etcd's --auth-token: "simple", or "jwt,..." options (not served yet: refused at start). */
+/** etcd's --auth-token: "simple", or "jwt,..." (its options are read when the member opens). */
 function parseAuthToken(value: string): string {
   const type = value.split(",")[0];
-  if (type === "simple") return value;
-  if (type === "jwt") throw new Error('--auth-token jwt is not supported yet (see the README\'s "Not yet")');
+  if (type === "simple" || type === "jwt") return value;
   throw new Error(`invalid --auth-token ${JSON.stringify(value)}: token type must be simple or jwt`);
 }
 
