@@ -69,7 +69,9 @@ describe("JWT tokens (etcd's --auth-token jwt)", () => {
     const tokens = tokensFor("rsa", "RS256", () => now, ",ttl=1m");
     const token = tokens.assign("alice", 3);
     const [h, , s] = token.split(".");
-    const forged = Buffer.from(JSON.stringify({ exp: 9e9, revision: 3, username: "root" })).toString("base64url");
+    const forged = Buffer.from(JSON.stringify({ exp: 9e9, revision: 3, username: "root" })).toString(
+      "base64url",
+    );
     assert.equal(tokens.info(`${h}.${forged}.${s}`), undefined);
     assert.equal(tokensFor("rsa", "PS256", () => now).info(token), undefined);
     assert.equal(tokens.info("not-a-token"), undefined);

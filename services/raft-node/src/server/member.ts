@@ -32,6 +32,7 @@ import {
   JwtTokens,
   parseJwtOptions,
   passwordMatches,
+  ROOT_USER,
   SimpleTokens,
   simpleTokenPrefix,
 } from "../auth/mod.js";
@@ -182,7 +183,11 @@ export class Member implements EtcdServer {
     this.leasePoller = new LeasePoller(this.lessor, {
       proposeRevoke: (id) => {
         const payload = etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
-        this.proposeInternal(EntryKind.LeaseRevoke, payload);
+        // etcd revokes expired leases as root (authStore.WithRoot): the auth link lets it.
+        const root = this.authStore.enabled
+          ? { username: ROOT_USER, revision: this.authStore.revision }
+          : undefined;
+        this.proposeInternal(EntryKind.LeaseRevoke, payload, root);
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
         const payload = etcdserverpb.LeaseCheckpointRequest.encode({
@@ -339,10 +344,10 @@ export class Member implements EtcdServer {
   }
 
   /** Proposals nobody waits for (lease expiry, checkpoints, alarms); failures are retried by their owners. */
-  private proposeInternal(kind: EntryKind, payload: Uint8Array): void {
+  private proposeInternal(kind: EntryKind, payload: Uint8Array, caller?: AuthInfo): void {
     if (this.raft.isStopped) return;
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload));
+      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload, caller));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
     }
