@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `npm start`: three raft-node members and one api-gateway on loopback, data under ./data.
 // Runs the compiled services (npm start builds first), prefixes each process's output with its
-// name, and on Ctrl-C stops the gateway, then the members, each with SIGTERM.
+// name, and supervises them: a process that dies (kill -9 a member to watch the cluster carry
+// on) is reported and started again on its data after a back-off, while the others keep serving.
+// Ctrl-C stops the gateway, then the members, each with SIGTERM.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -26,27 +28,50 @@ for (const main of [memberMain, gatewayMain]) {
   }
 }
 
+/** Supervised processes by name: the current child and the restart back-off. */
 const children = [];
 let stopping = false;
+const FIRST_BACKOFF_MS = 1000;
+const MAX_BACKOFF_MS = 30_000;
+/** A process that stayed up this long starts its next back-off from the beginning. */
+const HEALTHY_RUN_MS = 60_000;
+
+function prefixed(name, stream) {
+  const prefix = `${name.padEnd(7)}| `;
+  let partial = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk) => {
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) process.stdout.write(`${prefix}${line}\n`);
+  });
+}
 
 function run(name, args) {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-  const prefix = `${name.padEnd(7)}| `;
-  for (const stream of [child.stdout, child.stderr]) {
-    let partial = "";
-    stream.setEncoding("utf8");
-    stream.on("data", (chunk) => {
-      const lines = (partial + chunk).split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) process.stdout.write(`${prefix}${line}\n`);
+  const entry = { name, child: undefined, backoffMs: FIRST_BACKOFF_MS, timer: undefined };
+  const start = () => {
+    entry.timer = undefined;
+    const startedAt = Date.now();
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    entry.child = child;
+    prefixed(name, child.stdout);
+    prefixed(name, child.stderr);
+    child.on("exit", (code, signal) => {
+      if (stopping) {
+        process.stdout.write(`${name.padEnd(7)}| exited (${signal ?? code})\n`);
+        return;
+      }
+      if (Date.now() - startedAt > HEALTHY_RUN_MS) entry.backoffMs = FIRST_BACKOFF_MS;
+      const wait = entry.backoffMs;
+      entry.backoffMs = Math.min(entry.backoffMs * 2, MAX_BACKOFF_MS);
+      process.stdout.write(
+        `${name.padEnd(7)}| exited (${signal ?? code}); the others keep serving; restarting it in ${wait / 1000} s\n`,
+      );
+      entry.timer = setTimeout(start, wait);
     });
-  }
-  child.on("exit", (code, signal) => {
-    process.stdout.write(`${prefix}exited (${signal ?? code})\n`);
-    if (!stopping) stopAll(1);
-  });
-  children.push({ name, child });
-  return child;
+  };
+  children.push(entry);
+  start();
 }
 
 for (const m of members) {
@@ -89,30 +114,33 @@ etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway.
 Try:
   ETCDCTL_API=3 etcdctl put hello world && ETCDCTL_API=3 etcdctl get hello
   curl -s http://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
+A member that dies is restarted on its data (try: kill -9 a member's pid, then etcdctl put).
 Ctrl-C stops everything.
 `);
 
 function stopAll(code) {
   if (stopping) return;
   stopping = true;
-  const gatewayChild = children.find((c) => c.name === "gateway")?.child;
-  const memberChildren = children.filter((c) => c.name !== "gateway").map((c) => c.child);
-  const exited = (child) =>
-    child.exitCode !== null || child.signalCode !== null
-      ? Promise.resolve()
-      : new Promise((r) => child.once("exit", r));
+  for (const entry of children) clearTimeout(entry.timer);
+  const running = (name) =>
+    children
+      .filter((c) => (name === "gateway") === (c.name === "gateway"))
+      .map((c) => c.child)
+      .filter((child) => child !== undefined && child.exitCode === null && child.signalCode === null);
+  const exited = (child) => new Promise((r) => child.once("exit", r));
   const stop = async () => {
-    if (gatewayChild) {
-      gatewayChild.kill("SIGTERM");
-      await exited(gatewayChild);
+    for (const child of running("gateway")) {
+      child.kill("SIGTERM");
+      await exited(child);
     }
+    const memberChildren = running("member");
     for (const child of memberChildren) child.kill("SIGTERM");
     await Promise.all(memberChildren.map(exited));
     process.exit(code);
   };
   // A member that does not stop within 10 s is killed: Ctrl-C must always end the run.
   setTimeout(() => {
-    for (const { child } of children) child.kill("SIGKILL");
+    for (const { child } of children) child?.kill("SIGKILL");
     process.exit(code || 1);
   }, 10_000).unref();
   void stop();

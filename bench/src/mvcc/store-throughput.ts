@@ -18,7 +18,7 @@ import {
   MvccStore,
   putRequest,
   rangeRequest,
-} from "../../../services/raft-node/src/mvcc/mod.js";
+} from "@etcd-ts/raft-node/mvcc";
 
 const KEYS = Math.max(Number(process.argv[2] ?? 1_000_000), 20_000);
 const SINGLE_PUTS = Math.min(30_000, KEYS / 4);

@@ -9,7 +9,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Entry } from "@etcd-ts/raft";
-import { Wal } from "../../../services/raft-node/src/wal/mod.js";
+import { Wal } from "@etcd-ts/raft-node/wal";
 
 const secondsPerCase = Number(process.argv[2] ?? 3);
 const ENTRY_BYTES = 256;

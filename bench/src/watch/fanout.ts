@@ -3,7 +3,7 @@
 // Measures notify() on the apply path plus queueing into each stream, with nothing else running.
 //
 //   node --conditions=source --import tsx bench/src/watch/fanout.ts [watchers] [streams]
-import { MemoryEventLog, WatchableStore, WatchStream } from "../../../services/raft-node/src/watch/mod.js";
+import { MemoryEventLog, WatchableStore, WatchStream } from "@etcd-ts/raft-node/watch";
 
 const watcherCount = Number(process.argv[2] ?? 10_000);
 const streamCount = Number(process.argv[3] ?? 100);
