@@ -6,23 +6,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
+import { eventually } from "./eventually.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 
 const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
-
-async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 40_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (${String(last)})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** etcdctl's failure message (its last "Error: ..." line). */
 async function refused(endpoints: string, args: string[]): Promise<string> {
