@@ -51,6 +51,9 @@ class HeaderCache {
   }
 }
 
+/** The auth errors etcd names as a refused watch's cancel reason; any other is "permission denied". */
+const WATCH_REFUSALS: ReadonlySet<string> = new Set(["InvalidAuthToken", "AuthOldRevision", "UserEmpty"]);
+
 export function watchService(member: EtcdServer): UntypedServiceImplementation {
   return {
     watch: (call: ServerDuplexStream<etcdserverpb.WatchRequest, Buffer>) => {
@@ -71,12 +74,15 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
       call.on("data", (req: etcdserverpb.WatchRequest) => {
         if (req.createRequest) {
           // etcd's isWatchPermitted: a bad token or a range the caller may not read refuses the
-          // create (watch ID -1, created and canceled), the stream stays open.
+          // create (watch ID -1, created and canceled, etcd's error as the reason); the stream
+          // stays open. (etcd 3.4 checks a from-key watch as its first key only; here the whole
+          // range must be readable, as for a Range.)
           try {
             const caller = callerOf(member, call.metadata);
             member.isRangePermitted(caller, req.createRequest.key, req.createRequest.rangeEnd);
-          } catch {
-            stream.refuseCreate(new EtcdError("PermissionDenied").details);
+          } catch (err) {
+            const known = err instanceof EtcdError && WATCH_REFUSALS.has(err.kind);
+            stream.refuseCreate((known ? err : new EtcdError("PermissionDenied")).details);
             return;
           }
           stream.create(req.createRequest);
