@@ -501,15 +501,27 @@ export class Member implements EtcdServer {
     return this.authStore.revision;
   }
 
-  /** etcd's AuthInfoFromCtx: who a token names, at the current auth revision (simple tokens). */
-  authInfoFromToken(token: string | undefined): AuthInfo | undefined {
+  /**
+   * etcd's AuthInfoFromCtx: who a token names (a simple token at the current auth revision, a
+   * JWT at the revision it was issued at). A simple token names the entry that created it; a
+   * member that has not applied that entry yet waits for it (etcd's indexWaiter), so a token
+   * from the leader works at once on a follower.
+   */
+  async authInfoFromToken(token: string | undefined): Promise<AuthInfo | undefined> {
     if (token === undefined) return undefined;
     if (this.jwt !== undefined) {
       const info = this.jwt.info(token);
       if (info === undefined) throw new EtcdError("InvalidAuthToken");
       return info;
     }
-    const username = this.tokens.userOf(token);
+    let username = this.tokens.userOf(token);
+    if (username === undefined) {
+      const index = Number(token.slice(token.lastIndexOf(".") + 1));
+      if (Number.isSafeInteger(index) && index > this.applier.appliedIndex) {
+        await this.reads.waitApplied(index).catch(() => {});
+        username = this.tokens.userOf(token);
+      }
+    }
     if (username === undefined) throw new EtcdError("InvalidAuthToken");
     return { username, revision: this.authStore.revision };
   }

@@ -141,7 +141,7 @@ export interface AuthApi {
   readonly authEnabled: boolean;
   readonly authRevision: number;
   /** Who a request's token names (undefined: no token); an unknown token: InvalidAuthToken. */
-  authInfoFromToken(token: string | undefined): AuthInfo | undefined;
+  authInfoFromToken(token: string | undefined): Promise<AuthInfo | undefined>;
   /** Throw etcd's error when the caller may not read the range / is not root (auth on). */
   isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void;
   isAdminPermitted(caller: AuthInfo | undefined): void;

@@ -12,7 +12,7 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
   /** A call through Raft; its answer gets etcd's header. */
   const through = (method: AuthMethod) =>
     unary(async (req: Record<string, unknown>, call: UnaryCall<Record<string, unknown>>) => {
-      const caller = callerOf(member, call.metadata);
+      const caller = await callerOf(member, call.metadata);
       const res = (await member.authCall(method, req, caller)) as Record<string, unknown>;
       return { ...res, header: member.header() };
     });
@@ -39,7 +39,7 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
     roleDelete: through("roleDelete"),
     roleGrantPermission: unary(async (req: etcdserverpb.AuthRoleGrantPermissionRequest, call) => {
       if (req.perm === undefined) throw new EtcdError("PermissionNotGiven");
-      const caller = callerOf(member, call.metadata);
+      const caller = await callerOf(member, call.metadata);
       await member.authCall("roleGrantPermission", req as unknown as Record<string, unknown>, caller);
       return { header: member.header() };
     }),

@@ -13,7 +13,7 @@ export function tokenOf(metadata: Metadata | undefined): string | undefined {
 }
 
 /** The caller, or undefined without a token; an unknown or expired token: InvalidAuthToken. */
-export function callerOf(server: AuthApi, metadata: Metadata | undefined): AuthInfo | undefined {
+export function callerOf(server: AuthApi, metadata: Metadata | undefined): Promise<AuthInfo | undefined> {
   return server.authInfoFromToken(tokenOf(metadata));
 }
 

@@ -36,7 +36,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
   return {
     memberAdd: unary(async (req: etcdserverpb.MemberAddRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       const added = await member.addMember(req.peerURLs, req.isLearner);
@@ -48,14 +48,14 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
     }),
     memberRemove: unary(async (req: etcdserverpb.MemberRemoveRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       const members = await member.removeMember(req.ID);
       return { header: member.header(), members: members.map(toPbMember) };
     }),
     memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       await member.updateMember(req.ID, req.peerURLs);
@@ -67,7 +67,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
     }),
     memberPromote: unary(async (req: etcdserverpb.MemberPromoteRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       if (!member.isLeader) {
         const client = leader.clusterClient();

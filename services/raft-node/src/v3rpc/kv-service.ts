@@ -41,7 +41,7 @@ export function kvService(member: EtcdServer): etcdserverpb.KVServer {
         refuseLearner(member);
         await member.linearizableRead();
       }
-      const caller = callerOf(member, call.metadata);
+      const caller = await callerOf(member, call.metadata);
       return withHeader(
         await permittedRead(
           member,
@@ -58,18 +58,20 @@ export function kvService(member: EtcdServer): etcdserverpb.KVServer {
       refuseLearner(member);
       checkPutRequest(req);
       checkQuota(member, { put: req });
-      return withHeader(await member.put(req, requestBytes(req), callerOf(member, call.metadata)));
+      return withHeader(await member.put(req, requestBytes(req), await callerOf(member, call.metadata)));
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
       refuseLearner(member);
       checkDeleteRequest(req);
-      return withHeader(await member.deleteRange(req, requestBytes(req), callerOf(member, call.metadata)));
+      return withHeader(
+        await member.deleteRange(req, requestBytes(req), await callerOf(member, call.metadata)),
+      );
     }),
     txn: unary(async (req: etcdserverpb.TxnRequest, call) => {
       refuseLearner(member);
       checkTxnRequest(req, member.flags.maxTxnOps);
       checkQuota(member, { txn: req });
-      return withHeader(await member.txn(req, requestBytes(req), callerOf(member, call.metadata)));
+      return withHeader(await member.txn(req, requestBytes(req), await callerOf(member, call.metadata)));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest) => {
       refuseLearner(member);

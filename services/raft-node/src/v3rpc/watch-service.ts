@@ -71,14 +71,16 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
         open = false;
         stream.close();
       };
-      call.on("data", (req: etcdserverpb.WatchRequest) => {
+      // Requests are handled in arrival order; a create may wait for its token's entry to be
+      // applied here (a simple token from another member), so each waits for the one before.
+      const handle = async (req: etcdserverpb.WatchRequest): Promise<void> => {
         if (req.createRequest) {
           // etcd's isWatchPermitted: a bad token or a range the caller may not read refuses the
           // create (watch ID -1, created and canceled, etcd's error as the reason); the stream
           // stays open. (etcd 3.4 checks a from-key watch as its first key only; here the whole
           // range must be readable, as for a Range.)
           try {
-            const caller = callerOf(member, call.metadata);
+            const caller = await callerOf(member, call.metadata);
             member.isRangePermitted(caller, req.createRequest.key, req.createRequest.rangeEnd);
           } catch (err) {
             const known = err instanceof EtcdError && WATCH_REFUSALS.has(err.kind);
@@ -88,6 +90,14 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
           stream.create(req.createRequest);
         } else if (req.cancelRequest) stream.cancel(req.cancelRequest.watchId);
         else if (req.progressRequest) stream.requestProgress();
+      };
+      let inOrder: Promise<void> = Promise.resolve();
+      call.on("data", (req: etcdserverpb.WatchRequest) => {
+        inOrder = inOrder
+          .then(() => handle(req))
+          .catch((err: unknown) => {
+            call.emit("error", toStatus(err));
+          });
       });
       call.on("end", () => {
         finish();
