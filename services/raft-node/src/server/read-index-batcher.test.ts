@@ -113,4 +113,3 @@ describe("ReadIndexBatcher", () => {
     await assert.rejects(never, /request timed out/);
   });
 });
-

@@ -139,6 +139,13 @@ describe("auth on the members", { skip: haveEtcdctl ? false : "etcdctl not insta
     assert.match(await etcdctl(eps, [...root, "role", "get", "a-rw"]), /\[\/a\/, \/a0\) \(prefix \/a\/\)/);
   });
 
+  it("lock and election run as the caller: inside its prefix they work, outside they are refused", async () => {
+    const alice2 = ["--user", "alice:alicepw2"];
+    assert.match(await etcdctl(eps, [...alice2, "lock", "/a/lock", "echo", "held"]), /held/);
+    assert.match(await refused(eps, [...alice2, "lock", "/b/lock", "echo", "held"]), /permission denied/);
+    assert.equal(await refused(eps, [...alice2, "elect", "/b/elect", "p1"]), "etcdserver: permission denied");
+  });
+
   it("a member that catches up from a snapshot has the auth store", async () => {
     for (let i = 0; i < 40; i++) await etcdctl(eps, [...root, "put", `/fill/${i}`, "x"]);
     const newcomer = await cluster.newMember("m4");

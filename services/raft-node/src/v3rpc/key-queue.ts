@@ -3,8 +3,34 @@
 // `<prefix><lease in hex>` with their lease; the owner is the key with the lowest create
 // revision; each contender waits for the deletion of the key just ahead of it.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
+import type { AuthInfo } from "../auth/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { WatchStream } from "../watch/mod.js";
+
+/** The server as one caller's recipe sees it: its writes carry the caller, its reads are checked. */
+export type KeyQueueServer = Pick<
+  EtcdServer,
+  "txn" | "deleteRange" | "range" | "linearizableRead" | "quotaAvailable" | "raiseNoSpace" | "watchable"
+>;
+
+/**
+ * etcd runs these recipes with the caller's context (clientv3 in v3lock/v3election), so every
+ * write is checked at apply as the caller's and every read against the caller's permission.
+ */
+export function onBehalfOf(member: EtcdServer, caller: AuthInfo | undefined): KeyQueueServer {
+  return {
+    txn: (request) => member.txn(request, undefined, caller),
+    deleteRange: (request) => member.deleteRange(request, undefined, caller),
+    range: async (request) => {
+      member.isRangePermitted(caller, request.key, request.rangeEnd);
+      return member.range(request);
+    },
+    linearizableRead: () => member.linearizableRead(),
+    quotaAvailable: (request) => member.quotaAvailable(request),
+    raiseNoSpace: () => member.raiseNoSpace(),
+    watchable: member.watchable,
+  };
+}
 
 const CREATE = 2; // Compare target / sort target CREATE
 const DESCEND = 2;
@@ -24,7 +50,7 @@ export function queueKey(prefix: Buffer, lease: number): Buffer {
 }
 
 export async function proposeTxn(
-  member: EtcdServer,
+  member: KeyQueueServer,
   txn: etcdserverpb.TxnRequest,
 ): Promise<etcdserverpb.TxnResponse> {
   if (!member.quotaAvailable({ txn })) {
@@ -36,7 +62,7 @@ export async function proposeTxn(
 
 /** Creates the contender's key unless it exists (then reads it): Mutex.tryAcquire's txn. */
 export async function enqueue(
-  member: EtcdServer,
+  member: KeyQueueServer,
   key: Buffer,
   lease: number,
   value: Buffer,
@@ -55,7 +81,7 @@ export async function enqueue(
 }
 
 /** The current owner under `prefix`: the key with the lowest create revision. */
-export async function owner(member: EtcdServer, prefix: Buffer): Promise<etcdserverpb.RangeResponse> {
+export async function owner(member: KeyQueueServer, prefix: Buffer): Promise<etcdserverpb.RangeResponse> {
   await member.linearizableRead();
   return (await member.range(
     etcdserverpb.RangeRequest.fromPartial({
@@ -70,7 +96,7 @@ export async function owner(member: EtcdServer, prefix: Buffer): Promise<etcdser
 
 /** Resolves once every key under `prefix` created before `rev` is gone (waitDeletes). */
 export async function waitForTurn(
-  member: EtcdServer,
+  member: KeyQueueServer,
   prefix: Buffer,
   rev: number,
   signal: AbortSignal,
@@ -96,7 +122,7 @@ export async function waitForTurn(
 
 /** Resolves at the first DELETE of `key` at or after `fromRevision`. */
 export async function waitDeleted(
-  member: EtcdServer,
+  member: KeyQueueServer,
   key: Buffer,
   fromRevision: number,
   signal: AbortSignal,
@@ -106,7 +132,7 @@ export async function waitDeleted(
 
 /** Resolves at the first event in [key, rangeEnd) at or after `fromRevision` that `accept` takes. */
 export async function waitEvent(
-  member: EtcdServer,
+  member: KeyQueueServer,
   key: Buffer,
   rangeEnd: Buffer,
   fromRevision: number,
