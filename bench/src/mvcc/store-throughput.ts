@@ -13,12 +13,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import {
-  type ApplyEntry,
-  MvccStore,
-  putRequest,
-  rangeRequest,
-} from "@etcd-ts/raft-node/mvcc";
+import { type ApplyEntry, MvccStore, putRequest, rangeRequest } from "@etcd-ts/raft-node/mvcc";
 
 const KEYS = Math.max(Number(process.argv[2] ?? 1_000_000), 20_000);
 const SINGLE_PUTS = Math.min(30_000, KEYS / 4);
