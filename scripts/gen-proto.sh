@@ -7,8 +7,9 @@
 #                            @grpc/grpc-js, the gRPC library every service uses.
 #   env=node                 bytes fields are Buffers (keys compare with Buffer.compare,
 #                            print as text, and grpc-js hands us Buffers anyway).
-#   forceLong=number         int64/uint64 are JS numbers; decoding a value above 2^53 throws
-#                            instead of losing precision. See the int64 policy in the README.
+#   forceLong=bigint         int64/uint64 are bigints, exact over their whole range (etcd's
+#                            member, cluster and lease IDs use all 64 bits). See the int64
+#                            policy in packages/api/README.md.
 #   useOptionals=messages    message-typed fields may be omitted when building a message;
 #                            scalars are always present after decode (proto3 defaults).
 #   oneof=properties         each oneof member is its own optional property, as in etcd's
@@ -61,7 +62,7 @@ PROTOS=(
   internal/peer.proto
 )
 
-TS_PROTO_OPTS="outputServices=grpc-js,env=node,forceLong=number,useOptionals=messages"
+TS_PROTO_OPTS="outputServices=grpc-js,env=node,forceLong=bigint,useOptionals=messages"
 TS_PROTO_OPTS+=",oneof=properties,outputJsonMethods=false,esModuleInterop=true,importSuffix=.js"
 TS_PROTO_OPTS+=",useExactTypes=false,annotateFilesWithVersion=false,emitImportedFiles=false"
 

@@ -19,7 +19,7 @@ import {
 } from "@etcd-ts/raft";
 
 const PAYLOAD_BYTES = 128;
-const VOTERS: NodeId[] = [1, 2, 3];
+const VOTERS: NodeId[] = [1n, 2n, 3n];
 /** Keep this many applied entries before compacting, so memory stays bounded. */
 const COMPACT_EVERY = 10_000;
 const REPEATS = 3;
@@ -118,7 +118,7 @@ interface Result {
 function measure(batch: number, total: number): Result {
   const cluster = new Cluster();
   cluster.settle(); // apply the bootstrap entries: a node with unapplied conf changes won't campaign
-  cluster.members.get(1)!.node.campaign();
+  cluster.members.get(1n)!.node.campaign();
   cluster.settle();
   const leader = cluster.leader();
   const payload = new Uint8Array(PAYLOAD_BYTES).fill(7);

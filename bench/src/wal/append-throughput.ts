@@ -56,7 +56,7 @@ async function runCase(root: string, batch: number, callers: number, sync = true
       const entries: Entry[] = new Array(batch);
       for (let k = 0; k < batch; k++) entries[k] = { term: 1, index: first + k, type: 0, data };
       const started = performance.now();
-      await wal.save({ term: 1, vote: 1, commit: first - 1 }, entries);
+      await wal.save({ term: 1, vote: 1n, commit: first - 1 }, entries);
       saveMs.push(performance.now() - started);
       entriesDone += batch;
     }

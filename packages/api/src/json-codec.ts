@@ -57,7 +57,6 @@ export class JsonFormatError extends Error {
 
 const INT64_KINDS = new Set<JsonField["kind"]>(["int64", "uint64", "fixed64", "sfixed64", "sint64"]);
 const UNSIGNED_KINDS = new Set<JsonField["kind"]>(["uint64", "fixed64", "uint32", "fixed32"]);
-const INT32_KINDS = new Set<JsonField["kind"]>(["int32", "sint32", "sfixed32", "uint32", "fixed32"]);
 
 function fieldsOf(typeName: string): readonly JsonField[] {
   const fields = JSON_MESSAGES[typeName];
@@ -112,7 +111,7 @@ function isDefault(field: JsonField, value: unknown): boolean {
     case "bytes":
       return (value as Uint8Array).length === 0;
     default:
-      return value === 0;
+      return value === 0 || value === 0n;
   }
 }
 
@@ -162,8 +161,8 @@ function lookupOf(typeName: string): Map<string, JsonField> {
 /**
  * Parses etcd JSON into the object ts-proto's encode takes for `typeName`: every scalar and
  * repeated field present (defaults filled in), message and oneof fields only when given.
- * Throws JsonFormatError on input protojson would refuse, and on 64-bit integers outside
- * ±(2^53-1), which this project does not represent (packages/api/README.md, int64 policy).
+ * Throws JsonFormatError on input protojson would refuse. 64-bit integers become bigints,
+ * exact over their whole range (decimal strings are never read through a double).
  */
 export function fromEtcdJson(typeName: string, json: unknown): Record<string, unknown> {
   return messageFromJson(typeName, json, typeName);
@@ -214,7 +213,7 @@ function defaultOf(field: JsonField): unknown {
     case "bytes":
       return Buffer.alloc(0);
     default:
-      return 0;
+      return INT64_KINDS.has(field.kind) ? 0n : 0;
   }
 }
 
@@ -265,7 +264,22 @@ function bytesFromJson(value: unknown, path: string): Buffer {
 
 const INTEGER_STRING = /^-?\d+$/;
 
-function integerFromJson(kind: JsonField["kind"], value: unknown, path: string): number {
+const INT64_RANGE: [bigint, bigint] = [-(2n ** 63n), 2n ** 63n - 1n];
+const UINT64_RANGE: [bigint, bigint] = [0n, 2n ** 64n - 1n];
+
+/** 32-bit kinds give a number; 64-bit kinds a bigint (exact: decimal strings are read as such). */
+function integerFromJson(kind: JsonField["kind"], value: unknown, path: string): number | bigint {
+  if (INT64_KINDS.has(kind)) {
+    let n: bigint;
+    if (typeof value === "number" && Number.isInteger(value)) n = BigInt(value);
+    else if (typeof value === "string" && INTEGER_STRING.test(value)) n = BigInt(value);
+    else throw new JsonFormatError(`${path}: expected an integer (a number or a decimal string)`);
+    const [min, max] = UNSIGNED_KINDS.has(kind) ? UINT64_RANGE : INT64_RANGE;
+    if (UNSIGNED_KINDS.has(kind) && n < 0n) throw new JsonFormatError(`${path}: ${kind} cannot be negative`);
+    if (n < min || n > max)
+      throw new JsonFormatError(`${path}: ${String(value)} is out of range for ${kind}`);
+    return n;
+  }
   let n: number;
   if (typeof value === "number") {
     n = value;
@@ -276,17 +290,8 @@ function integerFromJson(kind: JsonField["kind"], value: unknown, path: string):
   }
   if (!Number.isInteger(n)) throw new JsonFormatError(`${path}: expected an integer, got ${String(value)}`);
   if (UNSIGNED_KINDS.has(kind) && n < 0) throw new JsonFormatError(`${path}: ${kind} cannot be negative`);
-  if (INT32_KINDS.has(kind)) {
-    const [min, max] = UNSIGNED_KINDS.has(kind) ? [0, 2 ** 32 - 1] : [-(2 ** 31), 2 ** 31 - 1];
-    if (n < min || n > max)
-      throw new JsonFormatError(`${path}: ${String(value)} is out of range for ${kind}`);
-    return n;
-  }
-  if (!Number.isSafeInteger(n)) {
-    throw new JsonFormatError(
-      `${path}: ${String(value)} is beyond ±(2^53-1), the largest ${kind} this server represents exactly`,
-    );
-  }
+  const [min, max] = UNSIGNED_KINDS.has(kind) ? [0, 2 ** 32 - 1] : [-(2 ** 31), 2 ** 31 - 1];
+  if (n < min || n > max) throw new JsonFormatError(`${path}: ${String(value)} is out of range for ${kind}`);
   return n;
 }
 

@@ -38,6 +38,7 @@ export {
   type JsonScalarKind,
   toEtcdJson,
 } from "./json-codec.js";
+export { jsonToWire, wireToJson } from "./json-wire.js";
 export {
   WIRE_FIXED32,
   WIRE_FIXED64,

@@ -19,6 +19,8 @@ import { ConfChangeType, type Entry, EntryType, type Message, MessageType } from
 
 const bytes = (...b: number[]) => new Uint8Array(b);
 const BIG = Number.MAX_SAFE_INTEGER;
+/** The largest node ID: etcd member IDs use all 64 bits. */
+const MAX_ID = 2n ** 64n - 1n;
 
 const sampleEntry: Entry = {
   term: 7,
@@ -29,15 +31,15 @@ const sampleEntry: Entry = {
 
 const sampleMessage: Message = {
   type: MessageType.MsgSnap,
-  to: 3,
-  from: BIG,
+  to: 3n,
+  from: MAX_ID,
   term: 12,
   logTerm: 11,
   index: 1000,
   entries: [sampleEntry, { term: 1, index: 1, type: EntryType.Normal, data: new Uint8Array(0) }],
   commit: 999,
   snapshot: {
-    metadata: { index: 900, term: 10, confState: { voters: [1, 2, 3], learners: [4] } },
+    metadata: { index: 900, term: 10, confState: { voters: [1n, 2n, 3n], learners: [4n] } },
     data: new Uint8Array(1000).fill(9),
   },
   reject: true,
@@ -54,23 +56,25 @@ describe("codec round trips", () => {
 
   test("hard state, including the largest safe integers", () => {
     for (const h of [
-      { term: 0, vote: 0, commit: 0 },
-      { term: BIG, vote: 2 ** 32, commit: 2 ** 31 - 1 },
-      { term: 127, vote: 128, commit: 16384 },
+      { term: 0, vote: 0n, commit: 0 },
+      { term: BIG, vote: 2n ** 32n, commit: 2 ** 31 - 1 },
+      { term: 127, vote: 128n, commit: 16384 },
+      { term: 1, vote: MAX_ID, commit: 1 },
+      { term: 1, vote: BigInt(BIG) + 1n, commit: 1 },
     ]) {
       assert.deepEqual(decodeHardState(encodeHardState(h)), h);
     }
   });
 
   test("conf change and conf state", () => {
-    const c = { type: ConfChangeType.AddLearnerNode, nodeId: 0xdeadbeef12, context: bytes(104, 105) };
+    const c = { type: ConfChangeType.AddLearnerNode, nodeId: 0xdeadbeef12345678n, context: bytes(104, 105) };
     assert.deepEqual(decodeConfChange(encodeConfChange(c)), c);
-    const cs = { voters: [1, 5, BIG], learners: [] };
+    const cs = { voters: [1n, 5n, BigInt(BIG), MAX_ID], learners: [] };
     assert.deepEqual(decodeConfState(encodeConfState(cs)), cs);
   });
 
   test("snapshot metadata", () => {
-    const m = { index: 5, term: 2, confState: { voters: [1], learners: [2, 3] } };
+    const m = { index: 5, term: 2, confState: { voters: [1n], learners: [2n, 3n] } };
     assert.deepEqual(decodeSnapshotMetadata(encodeSnapshotMetadata(m)), m);
   });
 
@@ -81,8 +85,8 @@ describe("codec round trips", () => {
   test("message with optional fields absent decodes without them", () => {
     const m: Message = {
       type: MessageType.MsgHeartbeat,
-      to: 1,
-      from: 2,
+      to: 1n,
+      from: 2n,
       term: 3,
       logTerm: 0,
       index: 0,
@@ -104,8 +108,8 @@ describe("codec round trips", () => {
   });
 
   test("varints are compact", () => {
-    assert.equal(encodeHardState({ term: 1, vote: 2, commit: 3 }).length, 3);
-    assert.equal(encodeHardState({ term: 128, vote: 0, commit: 0 }).length, 4);
+    assert.equal(encodeHardState({ term: 1, vote: 2n, commit: 3 }).length, 3);
+    assert.equal(encodeHardState({ term: 128, vote: 0n, commit: 0 }).length, 4);
   });
 });
 
@@ -122,14 +126,14 @@ describe("codec rejects malformed input", () => {
   test("every truncation of an entry and a hard state is an error", () => {
     for (const [enc, dec] of [
       [encodeEntry(sampleEntry), decodeEntry],
-      [encodeHardState({ term: 300, vote: 2, commit: 70000 }), decodeHardState],
+      [encodeHardState({ term: 300, vote: 2n, commit: 70000 }), decodeHardState],
     ] as const) {
       for (let n = 0; n < enc.length; n++) assert.throws(() => dec(enc.subarray(0, n)), isMalformed);
     }
   });
 
   test("trailing bytes are an error", () => {
-    const enc = encodeHardState({ term: 1, vote: 2, commit: 3 });
+    const enc = encodeHardState({ term: 1, vote: 2n, commit: 3 });
     assert.throws(() => decodeHardState(bytes(...enc, 0)), isMalformed);
   });
 
@@ -161,8 +165,8 @@ describe("codec rejects malformed input", () => {
   });
 
   test("encoding a value that is not a safe unsigned integer is refused", () => {
-    assert.throws(() => encodeHardState({ term: -1, vote: 0, commit: 0 }), RaftError);
-    assert.throws(() => encodeHardState({ term: 1.5, vote: 0, commit: 0 }), RaftError);
-    assert.throws(() => encodeHardState({ term: 2 ** 53, vote: 0, commit: 0 }), RaftError);
+    assert.throws(() => encodeHardState({ term: -1, vote: 0n, commit: 0 }), RaftError);
+    assert.throws(() => encodeHardState({ term: 1.5, vote: 0n, commit: 0 }), RaftError);
+    assert.throws(() => encodeHardState({ term: 2 ** 53, vote: 0n, commit: 0 }), RaftError);
   });
 });

@@ -1,5 +1,6 @@
 // Compact, versionless binary encodings of the Raft data for the WAL and the peer transport.
-// Integers are unsigned LEB128 varints (IDs, terms and indexes stay below 2^53); byte
+// Integers are unsigned LEB128 varints (terms and indexes stay below 2^53; node IDs are
+// full 64-bit values, as etcd's member IDs, read and written as bigint); byte
 // strings are a varint length then the bytes. Fields come in a fixed order. Decoders
 // check every bound and tag and reject trailing bytes, so a torn or corrupt record is
 // an error, never a plausible-looking value. Decoded byte fields are views into the input
@@ -15,11 +16,14 @@ import {
   type HardState,
   type Message,
   MessageType,
+  type NodeId,
   type Snapshot,
   type SnapshotMetadata,
 } from "./types.js";
 
 const EMPTY = new Uint8Array(0);
+const MAX_UINT64 = (1n << 64n) - 1n;
+const SAFE_LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
 
 class Writer {
   buf: Uint8Array;
@@ -50,6 +54,24 @@ class Writer {
       n = Math.floor(n / 0x80);
     }
     buf[pos++] = n;
+    this.pos = pos;
+  }
+
+  /** A node ID: the same LEB128 bytes as uint() for values below 2^53, up to 2^64-1. */
+  id(n: bigint): void {
+    if (n < 0n || n > MAX_UINT64) throw new RaftError(`cannot encode node ID ${n}: not a uint64`);
+    if (n < SAFE_LIMIT) {
+      this.uint(Number(n));
+      return;
+    }
+    this.ensure(10);
+    const buf = this.buf;
+    let pos = this.pos;
+    while (n >= 0x80n) {
+      buf[pos++] = Number(n & 0x7fn) | 0x80;
+      n >>= 7n;
+    }
+    buf[pos++] = Number(n);
     this.pos = pos;
   }
 
@@ -86,6 +108,22 @@ class Reader {
         return result;
       }
       scale *= 0x80;
+    }
+    throw new RaftError(`malformed ${this.what}: varint too long`);
+  }
+
+  id(): bigint {
+    const buf = this.buf;
+    let result = 0n;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= buf.length) throw new RaftError(`malformed ${this.what}: truncated varint`);
+      const b = buf[this.pos++];
+      result |= BigInt(b & 0x7f) << BigInt(7 * i);
+      if ((b & 0x80) === 0) {
+        if (b === 0 && i > 0) throw new RaftError(`malformed ${this.what}: non-minimal varint`);
+        if (result > MAX_UINT64) throw new RaftError(`malformed ${this.what}: node ID beyond 64 bits`);
+        return result;
+      }
     }
     throw new RaftError(`malformed ${this.what}: varint too long`);
   }
@@ -152,14 +190,14 @@ export function decodeEntry(b: Uint8Array): Entry {
 export function encodeHardState(h: HardState): Uint8Array {
   const w = new Writer(24);
   w.uint(h.term);
-  w.uint(h.vote);
+  w.id(h.vote);
   w.uint(h.commit);
   return w.finish();
 }
 
 export function decodeHardState(b: Uint8Array): HardState {
   const r = new Reader(b, "hard state");
-  const h = { term: r.uint(), vote: r.uint(), commit: r.uint() };
+  const h = { term: r.uint(), vote: r.id(), commit: r.uint() };
   r.end();
   return h;
 }
@@ -167,7 +205,7 @@ export function decodeHardState(b: Uint8Array): HardState {
 export function encodeConfChange(c: ConfChange): Uint8Array {
   const w = new Writer(c.context.length + 16);
   w.uint(c.type);
-  w.uint(c.nodeId);
+  w.id(c.nodeId);
   w.bytes(c.context);
   return w.finish();
 }
@@ -175,20 +213,20 @@ export function encodeConfChange(c: ConfChange): Uint8Array {
 export function decodeConfChange(b: Uint8Array): ConfChange {
   const r = new Reader(b, "conf change");
   const type = r.enumValue<ConfChangeType>(MAX_CONF_CHANGE_TYPE, "conf change type");
-  const c = { type, nodeId: r.uint(), context: r.bytes() };
+  const c = { type, nodeId: r.id(), context: r.bytes() };
   r.end();
   return c;
 }
 
-function writeIds(w: Writer, ids: readonly number[]): void {
+function writeIds(w: Writer, ids: readonly NodeId[]): void {
   w.uint(ids.length);
-  for (let i = 0; i < ids.length; i++) w.uint(ids[i]);
+  for (let i = 0; i < ids.length; i++) w.id(ids[i]);
 }
 
-function readIds(r: Reader): number[] {
+function readIds(r: Reader): NodeId[] {
   const n = r.count();
-  const ids = new Array<number>(n);
-  for (let i = 0; i < n; i++) ids[i] = r.uint();
+  const ids = new Array<NodeId>(n);
+  for (let i = 0; i < n; i++) ids[i] = r.id();
   return ids;
 }
 
@@ -249,8 +287,8 @@ export function encodeMessage(m: Message): Uint8Array {
   if (m.context) capacity += m.context.length + 8;
   const w = new Writer(capacity);
   w.uint(m.type);
-  w.uint(m.to);
-  w.uint(m.from);
+  w.id(m.to);
+  w.id(m.from);
   w.uint(m.term);
   w.uint(m.logTerm);
   w.uint(m.index);
@@ -270,8 +308,8 @@ export function encodeMessage(m: Message): Uint8Array {
 export function decodeMessage(b: Uint8Array): Message {
   const r = new Reader(b, "message");
   const type = r.enumValue<MessageType>(MAX_MESSAGE_TYPE, "message type");
-  const to = r.uint();
-  const from = r.uint();
+  const to = r.id();
+  const from = r.id();
   const term = r.uint();
   const logTerm = r.uint();
   const index = r.uint();

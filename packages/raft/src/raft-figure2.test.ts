@@ -16,7 +16,7 @@ import {
 } from "./testing/network.js";
 import { MessageType, NONE, StateRole } from "./types.js";
 
-function electLeader(r: ReturnType<typeof newTestRaft>, voters: number[]): void {
+function electLeader(r: ReturnType<typeof newTestRaft>, voters: bigint[]): void {
   r.step(message({ type: MessageType.MsgHup, from: r.id }));
   takeMessages(r);
   for (const v of voters) {
@@ -27,13 +27,13 @@ function electLeader(r: ReturnType<typeof newTestRaft>, voters: number[]): void 
 
 describe("Figure 2, AppendEntries receiver", () => {
   test("1. reply false if term < currentTerm", () => {
-    const r = newTestRaft(1, [1, 2, 3], { storage: storageWithTerms([1, 2, 3], [1, 2]) });
+    const r = newTestRaft(1n, [1n, 2n, 3n], { storage: storageWithTerms([1n, 2n, 3n], [1, 2]) });
     r.becomeFollower(3, NONE);
     r.step(
       message({
         type: MessageType.MsgApp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 2,
         logTerm: 2,
@@ -44,16 +44,16 @@ describe("Figure 2, AppendEntries receiver", () => {
     assert.deepEqual(takeMessages(r), []);
     assert.equal(r.log.lastIndex(), 2);
 
-    const withCq = newTestRaft(1, [1, 2, 3], {
+    const withCq = newTestRaft(1n, [1n, 2n, 3n], {
       checkQuorum: true,
-      storage: storageWithTerms([1, 2, 3], [1, 2]),
+      storage: storageWithTerms([1n, 2n, 3n], [1, 2]),
     });
     withCq.becomeFollower(3, NONE);
     withCq.step(
       message({
         type: MessageType.MsgApp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 2,
         logTerm: 2,
@@ -68,34 +68,40 @@ describe("Figure 2, AppendEntries receiver", () => {
   });
 
   test("2. reply false if the log has no entry at prevLogIndex with prevLogTerm", () => {
-    const r = newTestRaft(1, [1, 2], { storage: storageWithTerms([1, 2], [1, 2]) });
+    const r = newTestRaft(1n, [1n, 2n], { storage: storageWithTerms([1n, 2n], [1, 2]) });
     r.becomeFollower(2, NONE);
     // Mismatched term at index 2.
-    r.step(message({ type: MessageType.MsgApp, from: 2, to: 1, term: 2, index: 2, logTerm: 1, entries: [] }));
+    r.step(
+      message({ type: MessageType.MsgApp, from: 2n, to: 1n, term: 2, index: 2, logTerm: 1, entries: [] }),
+    );
     let [resp] = takeMessages(r);
     assert.equal(resp.reject, true);
     assert.equal(resp.index, 2);
     // Missing index 3 altogether: the hint points at our last index.
-    r.step(message({ type: MessageType.MsgApp, from: 2, to: 1, term: 2, index: 3, logTerm: 2, entries: [] }));
+    r.step(
+      message({ type: MessageType.MsgApp, from: 2n, to: 1n, term: 2, index: 3, logTerm: 2, entries: [] }),
+    );
     [resp] = takeMessages(r);
     assert.equal(resp.reject, true);
     assert.equal(resp.rejectHint, 2);
     assert.equal(resp.logTerm, 2);
     // Matching: accepted.
-    r.step(message({ type: MessageType.MsgApp, from: 2, to: 1, term: 2, index: 2, logTerm: 2, entries: [] }));
+    r.step(
+      message({ type: MessageType.MsgApp, from: 2n, to: 1n, term: 2, index: 2, logTerm: 2, entries: [] }),
+    );
     [resp] = takeMessages(r);
     assert.equal(resp.reject, false);
     assert.equal(resp.index, 2);
   });
 
   test("3. an existing entry that conflicts is deleted with all that follow it", () => {
-    const r = newTestRaft(1, [1, 2], { storage: storageWithTerms([1, 2], [1, 1, 1, 1]) });
+    const r = newTestRaft(1n, [1n, 2n], { storage: storageWithTerms([1n, 2n], [1, 1, 1, 1]) });
     r.becomeFollower(2, NONE);
     r.step(
       message({
         type: MessageType.MsgApp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 1,
         logTerm: 1,
@@ -111,13 +117,13 @@ describe("Figure 2, AppendEntries receiver", () => {
   });
 
   test("4. new entries are appended; entries already present are kept (a stale MsgApp truncates nothing)", () => {
-    const r = newTestRaft(1, [1, 2], { storage: storageWithTerms([1, 2], [1, 1]) });
+    const r = newTestRaft(1n, [1n, 2n], { storage: storageWithTerms([1n, 2n], [1, 1]) });
     r.becomeFollower(2, NONE);
     r.step(
       message({
         type: MessageType.MsgApp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 2,
         logTerm: 1,
@@ -130,8 +136,8 @@ describe("Figure 2, AppendEntries receiver", () => {
     r.step(
       message({
         type: MessageType.MsgApp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 2,
         logTerm: 1,
@@ -145,14 +151,14 @@ describe("Figure 2, AppendEntries receiver", () => {
   });
 
   test("5. commitIndex = min(leaderCommit, index of last new entry)", () => {
-    const r = newTestRaft(1, [1, 2], { storage: storageWithTerms([1, 2], [1, 1, 1]) });
+    const r = newTestRaft(1n, [1n, 2n], { storage: storageWithTerms([1n, 2n], [1, 1, 1]) });
     r.becomeFollower(2, NONE);
     // The leader has committed 10, but this message only proves the log up to 2.
     r.step(
       message({
         type: MessageType.MsgApp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 1,
         logTerm: 1,
@@ -164,8 +170,8 @@ describe("Figure 2, AppendEntries receiver", () => {
     r.step(
       message({
         type: MessageType.MsgApp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 2,
         logTerm: 1,
@@ -175,49 +181,49 @@ describe("Figure 2, AppendEntries receiver", () => {
     );
     assert.equal(r.log.committed, 3);
     // A heartbeat's commit is already capped by the leader at the follower's match.
-    r.step(message({ type: MessageType.MsgHeartbeat, from: 2, to: 1, term: 2, commit: 3 }));
+    r.step(message({ type: MessageType.MsgHeartbeat, from: 2n, to: 1n, term: 2, commit: 3 }));
     assert.equal(r.log.committed, 3);
   });
 });
 
 describe("Figure 2, all servers", () => {
   test("apply log[lastApplied+1..commitIndex] once committed, in order, exactly once", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    for (const d of ["a", "b", "c"]) net.node(1).rn.propose(utf8(d));
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    for (const d of ["a", "b", "c"]) net.node(1n).rn.propose(utf8(d));
     net.stabilize();
-    for (const id of [1, 2, 3]) {
+    for (const id of [1n, 2n, 3n]) {
       assert.deepEqual(net.appliedText(id), ["a", "b", "c"]);
       const st = net.node(id).rn.status();
       assert.equal(st.applied, st.commit);
     }
     // Nothing is handed out twice.
     net.tickAll(5);
-    assert.deepEqual(net.appliedText(2), ["a", "b", "c"]);
+    assert.deepEqual(net.appliedText(2n), ["a", "b", "c"]);
   });
 
   test("entries are not applied before they are committed", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.isolate(1);
-    net.propose(1, "uncommitted");
-    assert.deepEqual(net.appliedText(1), []);
-    assert.equal(net.raft(1).log.lastIndex(), 2);
-    assert.equal(net.raft(1).log.committed, 1);
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.isolate(1n);
+    net.propose(1n, "uncommitted");
+    assert.deepEqual(net.appliedText(1n), []);
+    assert.equal(net.raft(1n).log.lastIndex(), 2);
+    assert.equal(net.raft(1n).log.committed, 1);
   });
 
   test("an RPC with a higher term makes any role adopt it and become follower", () => {
     for (const role of [StateRole.Follower, StateRole.Candidate, StateRole.Leader]) {
-      const r = newTestRaft(1, [1, 2, 3]);
-      if (role === StateRole.Candidate) r.step(message({ type: MessageType.MsgHup, from: 1 }));
-      if (role === StateRole.Leader) electLeader(r, [1, 2, 3]);
+      const r = newTestRaft(1n, [1n, 2n, 3n]);
+      if (role === StateRole.Candidate) r.step(message({ type: MessageType.MsgHup, from: 1n }));
+      if (role === StateRole.Leader) electLeader(r, [1n, 2n, 3n]);
       assert.equal(r.state, role);
-      r.step(message({ type: MessageType.MsgApp, from: 2, to: 1, term: 9, index: 0, logTerm: 0 }));
+      r.step(message({ type: MessageType.MsgApp, from: 2n, to: 1n, term: 9, index: 0, logTerm: 0 }));
       assert.equal(r.term, 9);
       assert.equal(r.state, StateRole.Follower);
-      assert.equal(r.lead, 2);
+      assert.equal(r.lead, 2n);
       // A vote request at a higher term also moves the term, but names no leader.
-      r.step(message({ type: MessageType.MsgVote, from: 3, to: 1, term: 10, index: 5, logTerm: 9 }));
+      r.step(message({ type: MessageType.MsgVote, from: 3n, to: 1n, term: 10, index: 5, logTerm: 9 }));
       assert.equal(r.term, 10);
       assert.equal(r.lead, NONE);
     }
@@ -226,9 +232,9 @@ describe("Figure 2, all servers", () => {
 
 describe("Figure 2, RequestVote receiver", () => {
   test("reply false if term < currentTerm", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
     r.becomeFollower(5, NONE);
-    r.step(message({ type: MessageType.MsgVote, from: 2, to: 1, term: 4, index: 10, logTerm: 4 }));
+    r.step(message({ type: MessageType.MsgVote, from: 2n, to: 1n, term: 4, index: 10, logTerm: 4 }));
     // Without pre-vote a stale vote request is ignored; the candidate times out.
     assert.deepEqual(takeMessages(r), []);
     assert.equal(r.vote, NONE);
@@ -244,47 +250,47 @@ describe("Figure 2, RequestVote receiver", () => {
       [9, 1, false], // lower last term loses even if longer
     ];
     for (const [index, logTerm, granted] of cases) {
-      const r = newTestRaft(1, [1, 2, 3], { storage: storageWithTerms([1, 2, 3], [1, 2, 2]) });
+      const r = newTestRaft(1n, [1n, 2n, 3n], { storage: storageWithTerms([1n, 2n, 3n], [1, 2, 2]) });
       r.becomeFollower(2, NONE);
-      r.step(message({ type: MessageType.MsgVote, from: 2, to: 1, term: 3, index, logTerm }));
+      r.step(message({ type: MessageType.MsgVote, from: 2n, to: 1n, term: 3, index, logTerm }));
       const [resp] = takeMessages(r);
       assert.equal(resp.type, MessageType.MsgVoteResp);
       assert.equal(resp.reject, !granted, `candidate last (${index}, ${logTerm})`);
-      assert.equal(r.vote, granted ? 2 : NONE);
+      assert.equal(r.vote, granted ? 2n : NONE);
     }
   });
 
   test("at most one vote per term, repeatable for the same candidate; the vote is persisted", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
-    r.step(message({ type: MessageType.MsgVote, from: 2, to: 1, term: 1 }));
-    r.step(message({ type: MessageType.MsgVote, from: 3, to: 1, term: 1 }));
-    r.step(message({ type: MessageType.MsgVote, from: 2, to: 1, term: 1 }));
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    r.step(message({ type: MessageType.MsgVote, from: 2n, to: 1n, term: 1 }));
+    r.step(message({ type: MessageType.MsgVote, from: 3n, to: 1n, term: 1 }));
+    r.step(message({ type: MessageType.MsgVote, from: 2n, to: 1n, term: 1 }));
     assert.deepEqual(
-      takeMessages(r).map((m) => [m.to, m.reject]),
+      takeMessages(r).map((m) => [Number(m.to), m.reject]),
       [
         [2, false],
         [3, true],
         [2, false],
       ],
     );
-    assert.equal(r.vote, 2);
-    assert.equal(r.hardState().vote, 2);
+    assert.equal(r.vote, 2n);
+    assert.equal(r.hardState().vote, 2n);
   });
 });
 
 describe("Figure 2, candidates", () => {
   test("on conversion: increment term, vote for self, reset the election timer, request votes from all", () => {
-    const r = newTestRaft(1, [1, 2, 3], { storage: storageWithTerms([1, 2, 3], [1, 1]) });
+    const r = newTestRaft(1n, [1n, 2n, 3n], { storage: storageWithTerms([1n, 2n, 3n], [1, 1]) });
     r.becomeFollower(1, NONE);
     for (let i = 0; i < 3; i++) r.tick();
-    r.step(message({ type: MessageType.MsgHup, from: 1 }));
+    r.step(message({ type: MessageType.MsgHup, from: 1n }));
     assert.equal(r.state, StateRole.Candidate);
     assert.equal(r.term, 2);
-    assert.equal(r.vote, 1);
+    assert.equal(r.vote, 1n);
     assert.equal(r.electionElapsed, 0);
     const msgs = takeMessages(r);
     assert.deepEqual(
-      msgs.map((m) => [m.type, m.to, m.term, m.index, m.logTerm]),
+      msgs.map((m) => [m.type, Number(m.to), m.term, m.index, m.logTerm]),
       [
         [MessageType.MsgVote, 2, 2, 2, 1],
         [MessageType.MsgVote, 3, 2, 2, 1],
@@ -293,35 +299,37 @@ describe("Figure 2, candidates", () => {
   });
 
   test("votes from a majority make it leader; a majority of rejections make it follower", () => {
-    const won = newTestRaft(1, [1, 2, 3, 4, 5]);
-    won.step(message({ type: MessageType.MsgHup, from: 1 }));
-    won.step(message({ type: MessageType.MsgVoteResp, from: 2, to: 1, term: 1 }));
+    const won = newTestRaft(1n, [1n, 2n, 3n, 4n, 5n]);
+    won.step(message({ type: MessageType.MsgHup, from: 1n }));
+    won.step(message({ type: MessageType.MsgVoteResp, from: 2n, to: 1n, term: 1 }));
     assert.equal(won.state, StateRole.Candidate);
-    won.step(message({ type: MessageType.MsgVoteResp, from: 3, to: 1, term: 1 }));
+    won.step(message({ type: MessageType.MsgVoteResp, from: 3n, to: 1n, term: 1 }));
     assert.equal(won.state, StateRole.Leader);
 
-    const lost = newTestRaft(1, [1, 2, 3, 4, 5]);
-    lost.step(message({ type: MessageType.MsgHup, from: 1 }));
+    const lost = newTestRaft(1n, [1n, 2n, 3n, 4n, 5n]);
+    lost.step(message({ type: MessageType.MsgHup, from: 1n }));
     for (const from of [2, 3])
-      lost.step(message({ type: MessageType.MsgVoteResp, from, to: 1, term: 1, reject: true }));
+      lost.step(
+        message({ type: MessageType.MsgVoteResp, from: BigInt(from), to: 1n, term: 1, reject: true }),
+      );
     assert.equal(lost.state, StateRole.Candidate);
-    lost.step(message({ type: MessageType.MsgVoteResp, from: 4, to: 1, term: 1, reject: true }));
+    lost.step(message({ type: MessageType.MsgVoteResp, from: 4n, to: 1n, term: 1, reject: true }));
     assert.equal(lost.state, StateRole.Follower);
     assert.equal(lost.term, 1);
   });
 
   test("an AppendEntries from a leader of the same term makes it follower", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
-    r.step(message({ type: MessageType.MsgHup, from: 1 }));
-    r.step(message({ type: MessageType.MsgApp, from: 2, to: 1, term: 1, index: 0, logTerm: 0 }));
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    r.step(message({ type: MessageType.MsgHup, from: 1n }));
+    r.step(message({ type: MessageType.MsgApp, from: 2n, to: 1n, term: 1, index: 0, logTerm: 0 }));
     assert.equal(r.state, StateRole.Follower);
-    assert.equal(r.lead, 2);
+    assert.equal(r.lead, 2n);
     assert.equal(r.term, 1);
   });
 
   test("if the election times out, start a new one at a higher term", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
-    r.step(message({ type: MessageType.MsgHup, from: 1 }));
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    r.step(message({ type: MessageType.MsgHup, from: 1n }));
     assert.equal(r.term, 1);
     for (let i = 0; i < 2 * r.electionTimeout; i++) r.tick();
     assert.equal(r.state, StateRole.Candidate);
@@ -331,7 +339,7 @@ describe("Figure 2, candidates", () => {
   test("followers time out at a random point in [electionTick, 2*electionTick)", () => {
     const seen = new Set<number>();
     for (let seed = 1; seed <= 60; seed++) {
-      const r = newTestRaft(1, [1, 2, 3], { random: () => (seed * 0.6180339887) % 1 });
+      const r = newTestRaft(1n, [1n, 2n, 3n], { random: () => (seed * 0.6180339887) % 1 });
       let ticks = 0;
       while (r.state === StateRole.Follower && ticks < 100) {
         r.tick();
@@ -346,11 +354,11 @@ describe("Figure 2, candidates", () => {
 
 describe("Figure 2, leaders", () => {
   test("upon election, send an initial append to each follower, and heartbeats while idle", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
-    electLeader(r, [1, 2, 3]);
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    electLeader(r, [1n, 2n, 3n]);
     const first = takeMessages(r);
     assert.deepEqual(
-      first.map((m) => [m.type, m.to, m.entries.length]),
+      first.map((m) => [m.type, Number(m.to), m.entries.length]),
       [
         [MessageType.MsgApp, 2, 1],
         [MessageType.MsgApp, 3, 1],
@@ -358,7 +366,7 @@ describe("Figure 2, leaders", () => {
     );
     r.tick(); // heartbeatTick = 1
     assert.deepEqual(
-      takeMessages(r).map((m) => [m.type, m.to]),
+      takeMessages(r).map((m) => [m.type, Number(m.to)]),
       [
         [MessageType.MsgHeartbeat, 2],
         [MessageType.MsgHeartbeat, 3],
@@ -367,10 +375,10 @@ describe("Figure 2, leaders", () => {
   });
 
   test("a client command is appended to the leader's log and replicated", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
-    electLeader(r, [1, 2, 3]);
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    electLeader(r, [1n, 2n, 3n]);
     takeMessages(r);
-    r.step(message({ type: MessageType.MsgProp, from: 1, entries: [entry(0, 0, "cmd")] }));
+    r.step(message({ type: MessageType.MsgProp, from: 1n, entries: [entry(0, 0, "cmd")] }));
     assert.equal(r.log.lastIndex(), 2);
     assert.equal(text(r.log.allEntriesFrom(2)[0].data), "cmd");
     // Followers in probe state get one message each (the no-op probe is still in flight).
@@ -378,11 +386,11 @@ describe("Figure 2, leaders", () => {
   });
 
   test("nextIndex/matchIndex: success advances both; an inconsistency moves nextIndex back and retries", () => {
-    const r = newTestRaft(1, [1, 2], { storage: storageWithTerms([1, 2], [1, 1, 1]) });
+    const r = newTestRaft(1n, [1n, 2n], { storage: storageWithTerms([1n, 2n], [1, 1, 1]) });
     r.becomeFollower(1, NONE);
-    electLeader(r, [1, 2]);
+    electLeader(r, [1n, 2n]);
     persist(r);
-    const pr = r.trk.progress.get(2)!;
+    const pr = r.trk.progress.get(2n)!;
     // nextIndex starts just past the leader's log as it was when elected (before the no-op).
     assert.equal(pr.next, 4);
     assert.equal(pr.match, 0);
@@ -392,8 +400,8 @@ describe("Figure 2, leaders", () => {
     r.step(
       message({
         type: MessageType.MsgAppResp,
-        from: 2,
-        to: 1,
+        from: 2n,
+        to: 1n,
         term: 2,
         index: 3,
         reject: true,
@@ -404,47 +412,47 @@ describe("Figure 2, leaders", () => {
     const [retry] = takeMessages(r);
     assert.equal(retry.index, 0);
     assert.equal(retry.entries.length, 4);
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 2, index: 4 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 2, index: 4 }));
     assert.equal(pr.match, 4);
     assert.equal(pr.next, 5);
     assert.equal(pr.state, "replicate");
   });
 
   test("commit rule: N > commitIndex, a majority has matchIndex >= N, and log[N].term == currentTerm", () => {
-    const r = newTestRaft(1, [1, 2, 3, 4, 5]);
-    electLeader(r, [1, 2, 3, 4, 5]);
+    const r = newTestRaft(1n, [1n, 2n, 3n, 4n, 5n]);
+    electLeader(r, [1n, 2n, 3n, 4n, 5n]);
     persist(r);
     takeMessages(r);
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 1, index: 1 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 1, index: 1 }));
     assert.equal(r.log.committed, 0, "2 of 5");
-    r.step(message({ type: MessageType.MsgAppResp, from: 3, to: 1, term: 1, index: 1 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 3n, to: 1n, term: 1, index: 1 }));
     assert.equal(r.log.committed, 1, "3 of 5");
   });
 
   test("Figure 8: an entry of an earlier term is not committed by counting replicas", () => {
     // Leader 1 of term 3 holds an entry of term 2 at index 2 that it did not write.
-    const storage = storageWithTerms([1, 2, 3], [1, 2]);
-    storage.setHardState({ term: 2, vote: 0, commit: 1 });
-    const r = newTestRaft(1, [1, 2, 3], { storage });
-    r.step(message({ type: MessageType.MsgHup, from: 1 }));
-    r.step(message({ type: MessageType.MsgVoteResp, from: 2, to: 1, term: 3 }));
+    const storage = storageWithTerms([1n, 2n, 3n], [1, 2]);
+    storage.setHardState({ term: 2, vote: 0n, commit: 1 });
+    const r = newTestRaft(1n, [1n, 2n, 3n], { storage });
+    r.step(message({ type: MessageType.MsgHup, from: 1n }));
+    r.step(message({ type: MessageType.MsgVoteResp, from: 2n, to: 1n, term: 3 }));
     assert.equal(r.state, StateRole.Leader);
     assert.equal(r.term, 3);
     takeMessages(r);
     // Follower 2 holds index 2 (term 2): a majority has it, yet it must stay uncommitted.
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 3, index: 2 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 3, index: 2 }));
     assert.equal(r.log.committed, 1);
     // Once the leader's own term-3 entry (index 3) is on a majority, 2 and 3 commit together.
     persist(r);
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 3, index: 3 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 3, index: 3 }));
     assert.equal(r.log.committed, 3);
   });
 
   test("a leader counts its own entry only once it is persisted", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
-    electLeader(r, [1, 2, 3]);
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    electLeader(r, [1n, 2n, 3n]);
     takeMessages(r);
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 1, index: 1 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 1, index: 1 }));
     // One follower plus an unpersisted leader entry is not a majority of 3.
     assert.equal(r.log.committed, 0);
     persist(r);

@@ -113,7 +113,7 @@ describe("RaftLog", () => {
   test("restore makes the snapshot the whole log and holds back committed entries until it is applied", () => {
     const log = mixedLog();
     log.restore({
-      metadata: { index: 10, term: 5, confState: { voters: [1], learners: [] } },
+      metadata: { index: 10, term: 5, confState: { voters: [1n], learners: [] } },
       data: new Uint8Array(0),
     });
     assert.equal(log.firstIndex(), 11);

@@ -142,7 +142,7 @@ export class Raft {
   private readonly random: () => number;
 
   constructor(c: RaftConfig) {
-    if (!Number.isSafeInteger(c.id) || c.id <= 0) throw new RaftError("raft id must be a positive integer");
+    if (c.id <= 0n || c.id >= 1n << 64n) throw new RaftError("raft id must be a positive uint64");
     if (!(c.heartbeatTick > 0)) throw new RaftError("heartbeatTick must be greater than 0");
     if (!(c.electionTick > c.heartbeatTick))
       throw new RaftError("electionTick must be greater than heartbeatTick");

@@ -9,13 +9,13 @@ import { ConfChangeType, EntryType, MessageType, StateRole } from "./types.js";
 
 describe("RawNode", () => {
   test("a single node elects itself and commits a proposal after its own append is persisted", () => {
-    const storage = bootstrapStorage([1]);
-    const rn = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, random: seededRandom(1) });
+    const storage = bootstrapStorage([1n]);
+    const rn = new RawNode({ id: 1n, storage, electionTick: 10, heartbeatTick: 1, random: seededRandom(1) });
     // The bootstrap entries come out first, as committed entries to apply.
     let rd = rn.ready();
     assert.deepEqual(
       rd.committedEntries.map((e) => decodeConfChange(e.data).nodeId),
-      [1],
+      [1n],
     );
     rn.applyConfChange(decodeConfChange(rd.committedEntries[0].data));
     rn.advance(rd);
@@ -23,7 +23,7 @@ describe("RawNode", () => {
     rd = rn.ready();
     assert.equal(rd.softState?.role, StateRole.Leader);
     assert.equal(rd.hardState?.term, 2);
-    assert.equal(rd.hardState?.vote, 1);
+    assert.equal(rd.hardState?.vote, 1n);
     assert.equal(rd.mustSync, true);
     assert.deepEqual(
       rd.entries.map((e) => [e.index, e.term]),
@@ -54,12 +54,12 @@ describe("RawNode", () => {
   });
 
   test("Ready: a follower's acknowledgement travels with the entries it promises are persisted", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.node(1).rn.propose(utf8("p"));
-    const app = net.flush(1).find((m) => m.type === MessageType.MsgApp && m.to === 2)!;
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.node(1n).rn.propose(utf8("p"));
+    const app = net.flush(1n).find((m) => m.type === MessageType.MsgApp && m.to === 2n)!;
     net.deliver(app);
-    const rn2 = net.node(2).rn;
+    const rn2 = net.node(2n).rn;
     const rd = rn2.ready();
     assert.equal(rd.entries.length, 1);
     assert.equal(rd.mustSync, true);
@@ -73,66 +73,66 @@ describe("RawNode", () => {
   });
 
   test("Ready: a commit-only hard state change does not need a sync; a new term or vote does", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.node(1).rn.propose(utf8("p"));
-    for (const m of net.flush(1)) net.deliver(m);
-    net.flush(2);
-    for (const m of net.flush(3)) net.deliver(m);
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.node(1n).rn.propose(utf8("p"));
+    for (const m of net.flush(1n)) net.deliver(m);
+    net.flush(2n);
+    for (const m of net.flush(3n)) net.deliver(m);
     // The leader's commit advanced: the next heartbeat/append tells 2.
-    for (const m of net.flush(1)) if (m.to === 2) net.deliver(m);
-    const rd = net.node(2).rn.ready();
+    for (const m of net.flush(1n)) if (m.to === 2n) net.deliver(m);
+    const rd = net.node(2n).rn.ready();
     assert.ok(rd.hardState);
     assert.equal(rd.entries.length, 0);
     assert.equal(rd.mustSync, false);
     assert.equal(rd.committedEntries.length, 1);
-    net.node(2).rn.advance(rd);
+    net.node(2n).rn.advance(rd);
 
-    const fresh = new Network([1, 2, 3]);
-    fresh.node(1).rn.campaign();
-    const vote = fresh.node(1).rn.ready();
+    const fresh = new Network([1n, 2n, 3n]);
+    fresh.node(1n).rn.campaign();
+    const vote = fresh.node(1n).rn.ready();
     assert.equal(vote.softState?.role, StateRole.PreCandidate);
-    fresh.node(2).rn.step(vote.messages[0]);
-    fresh.node(3).rn.step(vote.messages[1]);
-    fresh.node(1).rn.advance(vote);
+    fresh.node(2n).rn.step(vote.messages[0]);
+    fresh.node(3n).rn.step(vote.messages[1]);
+    fresh.node(1n).rn.advance(vote);
     // Granting a pre-vote changes nothing durable.
-    assert.equal(fresh.node(2).rn.ready().mustSync, false);
+    assert.equal(fresh.node(2n).rn.ready().mustSync, false);
   });
 
   test("three nodes elect one leader and replicate to all", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    assert.deepEqual(net.leaders(), [1]);
-    net.propose(1, "a");
-    net.propose(1, "b");
-    for (const id of [1, 2, 3]) assert.deepEqual(net.appliedText(id), ["a", "b"]);
-    const st = net.node(1).rn.status();
-    assert.equal(st.progress.get(2)?.state, "replicate");
-    assert.equal(st.progress.get(2)?.match, 3);
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    assert.deepEqual(net.leaders(), [1n]);
+    net.propose(1n, "a");
+    net.propose(1n, "b");
+    for (const id of [1n, 2n, 3n]) assert.deepEqual(net.appliedText(id), ["a", "b"]);
+    const st = net.node(1n).rn.status();
+    assert.equal(st.progress.get(2n)?.state, "replicate");
+    assert.equal(st.progress.get(2n)?.match, 3);
   });
 
   test("a follower forwards proposals to the leader", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.propose(3, "from-3");
-    for (const id of [1, 2, 3]) assert.deepEqual(net.appliedText(id), ["from-3"]);
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.propose(3n, "from-3");
+    for (const id of [1n, 2n, 3n]) assert.deepEqual(net.appliedText(id), ["from-3"]);
   });
 
   test("proposals without a leader are refused with a reason, never silently lost", () => {
-    const net = new Network([1, 2, 3]);
+    const net = new Network([1n, 2n, 3n]);
     assert.throws(
-      () => net.node(1).rn.propose(utf8("x")),
+      () => net.node(1n).rn.propose(utf8("x")),
       (e: unknown) => e instanceof ProposalDroppedError && e.reason === "no leader",
     );
-    assert.throws(() => net.node(1).rn.readIndex(utf8("r")), ProposalDroppedError);
+    assert.throws(() => net.node(1n).rn.readIndex(utf8("r")), ProposalDroppedError);
   });
 
   test("local-only message types from the network are ignored", () => {
-    const net = new Network([1, 2, 3]);
-    net.node(1).rn.step({
+    const net = new Network([1n, 2n, 3n]);
+    net.node(1n).rn.step({
       type: MessageType.MsgHup,
-      to: 1,
-      from: 2,
+      to: 1n,
+      from: 2n,
       term: 0,
       logTerm: 0,
       index: 0,
@@ -141,16 +141,16 @@ describe("RawNode", () => {
       reject: false,
       rejectHint: 0,
     });
-    assert.equal(net.raft(1).state, StateRole.Follower);
-    assert.equal(net.node(1).rn.hasReady(), false);
+    assert.equal(net.raft(1n).state, StateRole.Follower);
+    assert.equal(net.node(1n).rn.hasReady(), false);
   });
 
   test("a peer message without a term (other than a forwarded proposal or read) is ignored", () => {
-    const net = new Network([1, 2, 3]);
+    const net = new Network([1n, 2n, 3n]);
     const app = {
       type: MessageType.MsgApp,
-      to: 1,
-      from: 2,
+      to: 1n,
+      from: 2n,
       term: 0,
       logTerm: 0,
       index: 0,
@@ -159,17 +159,17 @@ describe("RawNode", () => {
       reject: false,
       rejectHint: 0,
     };
-    net.node(1).rn.step(app);
-    assert.equal(net.raft(1).log.lastIndex(), 0);
-    assert.equal(net.raft(1).lead, 0);
+    net.node(1n).rn.step(app);
+    assert.equal(net.raft(1n).log.lastIndex(), 0);
+    assert.equal(net.raft(1n).lead, 0n);
   });
 
   test("a restarted node recovers term, vote, log and commit from storage", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.propose(1, "a");
-    const before = net.raft(2);
-    const restarted = net.restart(2);
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.propose(1n, "a");
+    const before = net.raft(2n);
+    const restarted = net.restart(2n);
     assert.equal(restarted.raft.term, before.term);
     assert.equal(restarted.raft.vote, before.vote);
     assert.equal(restarted.raft.log.lastIndex(), before.log.lastIndex());
@@ -180,12 +180,12 @@ describe("RawNode", () => {
   });
 
   test("a restart without `applied` re-delivers committed entries from the snapshot on", () => {
-    const storage = bootstrapStorage([1]);
-    const rn = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, random: seededRandom(1) });
+    const storage = bootstrapStorage([1n]);
+    const rn = new RawNode({ id: 1n, storage, electionTick: 10, heartbeatTick: 1, random: seededRandom(1) });
     const rd = rn.ready();
     rn.advance(rd);
     const again = new RawNode({
-      id: 1,
+      id: 1n,
       storage,
       electionTick: 10,
       heartbeatTick: 1,
@@ -199,18 +199,20 @@ describe("RawNode", () => {
   });
 
   test("a joining node with an empty storage learns the configuration from the log", () => {
-    const storages = [1, 2, 3].map(() => bootstrapStorage([1, 2, 3]));
+    const storages = [1, 2, 3].map(() => bootstrapStorage([1n, 2n, 3n]));
     const net = new Network([]);
-    for (const [i, s] of storages.entries()) net.addNode(i + 1, s);
+    for (const [i, s] of storages.entries()) net.addNode(BigInt(i + 1), s);
     net.stabilize();
-    net.campaign(1);
-    net.node(1).rn.proposeConfChange({ type: ConfChangeType.AddNode, nodeId: 4, context: new Uint8Array(0) });
+    net.campaign(1n);
+    net
+      .node(1n)
+      .rn.proposeConfChange({ type: ConfChangeType.AddNode, nodeId: 4n, context: new Uint8Array(0) });
     net.stabilize();
-    net.addNode(4, new MemoryStorage());
-    net.propose(1, "after-join");
+    net.addNode(4n, new MemoryStorage());
+    net.propose(1n, "after-join");
     // Heartbeats make the leader probe the new node.
     net.tickAll(3);
-    assert.deepEqual(net.appliedText(4), ["after-join"]);
-    assert.deepEqual(net.node(4).rn.status().confState.voters, [1, 2, 3, 4]);
+    assert.deepEqual(net.appliedText(4n), ["after-join"]);
+    assert.deepEqual(net.node(4n).rn.status().confState.voters, [1n, 2n, 3n, 4n]);
   });
 });

@@ -6,34 +6,34 @@ import { MessageType, StateRole } from "./types.js";
 
 describe("ReadIndex", () => {
   test("a leader answers once a heartbeat round confirms it still leads", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.propose(1, "w");
-    const commit = net.raft(1).log.committed;
-    net.node(1).rn.readIndex(utf8("r1"));
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.propose(1n, "w");
+    const commit = net.raft(1n).log.committed;
+    net.node(1n).rn.readIndex(utf8("r1"));
     // Nothing is answered before the round trip.
-    assert.equal(net.raft(1).readStates.length, 0);
+    assert.equal(net.raft(1n).readStates.length, 0);
     net.stabilize();
-    const [rs] = net.node(1).readStates;
+    const [rs] = net.node(1n).readStates;
     assert.equal(text(rs.requestCtx), "r1");
     assert.equal(rs.index, commit);
   });
 
   test("one heartbeat round confirms every read waiting", () => {
-    const r = newTestRaft(1, [1, 2, 3]);
-    r.step(message({ type: MessageType.MsgHup, from: 1 }));
-    r.step(message({ type: MessageType.MsgVoteResp, from: 2, to: 1, term: 1 }));
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    r.step(message({ type: MessageType.MsgHup, from: 1n }));
+    r.step(message({ type: MessageType.MsgVoteResp, from: 2n, to: 1n, term: 1 }));
     persist(r);
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 1, index: 1 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 1, index: 1 }));
     takeMessages(r);
     for (const ctx of ["a", "b", "c"])
-      r.step(message({ type: MessageType.MsgReadIndex, from: 1, context: utf8(ctx) }));
+      r.step(message({ type: MessageType.MsgReadIndex, from: 1n, context: utf8(ctx) }));
     const heartbeats = takeMessages(r).filter((m) => m.type === MessageType.MsgHeartbeat);
     assert.equal(heartbeats.length, 2, "one heartbeat per follower for all three reads");
     assert.equal(text(heartbeats[0].context!), "c");
     // Only the answer to the latest heartbeat (context "c") arrives, from one follower:
     // with the leader, a quorum; it confirms "a" and "b" too.
-    r.step(message({ type: MessageType.MsgHeartbeatResp, from: 3, to: 1, term: 1, context: utf8("c") }));
+    r.step(message({ type: MessageType.MsgHeartbeatResp, from: 3n, to: 1n, term: 1, context: utf8("c") }));
     assert.deepEqual(
       r.readStates.map((rs) => [text(rs.requestCtx), rs.index]),
       [
@@ -45,53 +45,53 @@ describe("ReadIndex", () => {
   });
 
   test("the periodic heartbeat carries the newest pending read's context", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.isolate(1);
-    net.node(1).rn.readIndex(utf8("late"));
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.isolate(1n);
+    net.node(1n).rn.readIndex(utf8("late"));
     net.stabilize();
-    assert.equal(net.node(1).readStates.length, 0, "no quorum: no answer");
+    assert.equal(net.node(1n).readStates.length, 0, "no quorum: no answer");
     net.recover();
-    net.tick(1);
+    net.tick(1n);
     net.stabilize();
     assert.deepEqual(
-      net.node(1).readStates.map((rs) => text(rs.requestCtx)),
+      net.node(1n).readStates.map((rs) => text(rs.requestCtx)),
       ["late"],
     );
   });
 
   test("a follower's read goes to the leader and comes back as MsgReadIndexResp", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.propose(1, "w");
-    net.node(3).rn.readIndex(utf8("f"));
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.propose(1n, "w");
+    net.node(3n).rn.readIndex(utf8("f"));
     net.stabilize();
-    const [rs] = net.node(3).readStates;
+    const [rs] = net.node(3n).readStates;
     assert.equal(text(rs.requestCtx), "f");
-    assert.equal(rs.index, net.raft(1).log.committed);
+    assert.equal(rs.index, net.raft(1n).log.committed);
     const resp = net.delivered.find((m) => m.type === MessageType.MsgReadIndexResp);
-    assert.equal(resp?.to, 3);
-    assert.equal(net.node(1).readStates.length, 0);
+    assert.equal(resp?.to, 3n);
+    assert.equal(net.node(1n).readStates.length, 0);
   });
 
   test("a read forwarded again (the leader moved) keeps its requester, so the answer goes to it", () => {
-    const r = newTestRaft(2, [1, 2, 3]);
-    r.becomeFollower(1, 1);
-    r.step(message({ type: MessageType.MsgReadIndex, from: 3, to: 2, context: utf8("via-2") }));
+    const r = newTestRaft(2n, [1n, 2n, 3n]);
+    r.becomeFollower(1, 1n);
+    r.step(message({ type: MessageType.MsgReadIndex, from: 3n, to: 2n, context: utf8("via-2") }));
     const [fwd] = takeMessages(r);
     assert.equal(fwd.type, MessageType.MsgReadIndex);
-    assert.equal(fwd.to, 1);
-    assert.equal(fwd.from, 3);
+    assert.equal(fwd.to, 1n);
+    assert.equal(fwd.from, 3n);
     assert.equal(fwd.term, 0);
   });
 
   test("a new leader defers reads until it has committed an entry of its term", () => {
     // Until its no-op commits, a new leader's commit index may lag the previous leader's.
-    const r = newTestRaft(1, [1, 2, 3]);
-    r.step(message({ type: MessageType.MsgHup, from: 1 }));
-    r.step(message({ type: MessageType.MsgVoteResp, from: 2, to: 1, term: 1 }));
+    const r = newTestRaft(1n, [1n, 2n, 3n]);
+    r.step(message({ type: MessageType.MsgHup, from: 1n }));
+    r.step(message({ type: MessageType.MsgVoteResp, from: 2n, to: 1n, term: 1 }));
     takeMessages(r);
-    r.step(message({ type: MessageType.MsgReadIndex, from: 1, context: utf8("early") }));
+    r.step(message({ type: MessageType.MsgReadIndex, from: 1n, context: utf8("early") }));
     assert.deepEqual(
       takeMessages(r).filter((m) => m.type === MessageType.MsgHeartbeat),
       [],
@@ -99,12 +99,14 @@ describe("ReadIndex", () => {
     );
     assert.equal(r.pendingReadIndexMessages.length, 1);
     persist(r);
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 1, index: 1 }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 1, index: 1 }));
     assert.equal(r.log.committed, 1);
     const heartbeats = takeMessages(r).filter((m) => m.type === MessageType.MsgHeartbeat);
     assert.equal(heartbeats.length, 2);
     assert.equal(text(heartbeats[0].context!), "early");
-    r.step(message({ type: MessageType.MsgHeartbeatResp, from: 2, to: 1, term: 1, context: utf8("early") }));
+    r.step(
+      message({ type: MessageType.MsgHeartbeatResp, from: 2n, to: 1n, term: 1, context: utf8("early") }),
+    );
     assert.deepEqual(
       r.readStates.map((rs) => rs.index),
       [1],
@@ -112,62 +114,62 @@ describe("ReadIndex", () => {
   });
 
   test("a single voter that just became leader answers once its first entry commits", () => {
-    const net = new Network([1]);
-    net.node(1).rn.campaign();
-    assert.equal(net.raft(1).state, StateRole.Leader);
-    net.node(1).rn.readIndex(utf8("first"));
-    assert.equal(net.raft(1).readStates.length, 0, "the no-op is not yet persisted, so not committed");
+    const net = new Network([1n]);
+    net.node(1n).rn.campaign();
+    assert.equal(net.raft(1n).state, StateRole.Leader);
+    net.node(1n).rn.readIndex(utf8("first"));
+    assert.equal(net.raft(1n).readStates.length, 0, "the no-op is not yet persisted, so not committed");
     net.stabilize();
     assert.deepEqual(
-      net.node(1).readStates.map((rs) => [text(rs.requestCtx), rs.index]),
+      net.node(1n).readStates.map((rs) => [text(rs.requestCtx), rs.index]),
       [["first", 1]],
     );
   });
 
   test("a single-voter cluster answers at once", () => {
-    const net = new Network([1]);
-    net.campaign(1);
-    net.propose(1, "w");
-    net.node(1).rn.readIndex(utf8("now"));
-    assert.equal(net.raft(1).readStates.length, 1);
+    const net = new Network([1n]);
+    net.campaign(1n);
+    net.propose(1n, "w");
+    net.node(1n).rn.readIndex(utf8("now"));
+    assert.equal(net.raft(1n).readStates.length, 1);
     net.stabilize();
-    assert.equal(net.node(1).readStates[0].index, net.raft(1).log.committed);
+    assert.equal(net.node(1n).readStates[0].index, net.raft(1n).log.committed);
   });
 
   test("acks from learners do not make a quorum", () => {
-    const r = newTestRaft(1, [1, 2, 3], { learners: [4] });
-    r.step(message({ type: MessageType.MsgHup, from: 1 }));
-    r.step(message({ type: MessageType.MsgVoteResp, from: 2, to: 1, term: 1 }));
+    const r = newTestRaft(1n, [1n, 2n, 3n], { learners: [4n] });
+    r.step(message({ type: MessageType.MsgHup, from: 1n }));
+    r.step(message({ type: MessageType.MsgVoteResp, from: 2n, to: 1n, term: 1 }));
     persist(r);
-    r.step(message({ type: MessageType.MsgAppResp, from: 2, to: 1, term: 1, index: 1 }));
-    r.step(message({ type: MessageType.MsgReadIndex, from: 1, context: utf8("q") }));
-    r.step(message({ type: MessageType.MsgHeartbeatResp, from: 4, to: 1, term: 1, context: utf8("q") }));
+    r.step(message({ type: MessageType.MsgAppResp, from: 2n, to: 1n, term: 1, index: 1 }));
+    r.step(message({ type: MessageType.MsgReadIndex, from: 1n, context: utf8("q") }));
+    r.step(message({ type: MessageType.MsgHeartbeatResp, from: 4n, to: 1n, term: 1, context: utf8("q") }));
     assert.equal(r.readStates.length, 0);
-    r.step(message({ type: MessageType.MsgHeartbeatResp, from: 3, to: 1, term: 1, context: utf8("q") }));
+    r.step(message({ type: MessageType.MsgHeartbeatResp, from: 3n, to: 1n, term: 1, context: utf8("q") }));
     assert.equal(r.readStates.length, 1);
   });
 
   test("without a leader a read is refused, and a candidate refuses it too", () => {
-    const net = new Network([1, 2, 3], { preVote: false });
+    const net = new Network([1n, 2n, 3n], { preVote: false });
     assert.throws(
-      () => net.node(1).rn.readIndex(utf8("x")),
+      () => net.node(1n).rn.readIndex(utf8("x")),
       (e: unknown) => e instanceof ProposalDroppedError && e.reason === "no leader",
     );
-    net.node(1).rn.campaign();
-    assert.equal(net.raft(1).state, StateRole.Candidate);
-    assert.throws(() => net.node(1).rn.readIndex(utf8("x")), ProposalDroppedError);
+    net.node(1n).rn.campaign();
+    assert.equal(net.raft(1n).state, StateRole.Candidate);
+    assert.throws(() => net.node(1n).rn.readIndex(utf8("x")), ProposalDroppedError);
   });
 
   test("a read served by a deposed leader is never answered", () => {
-    const net = new Network([1, 2, 3]);
-    net.campaign(1);
-    net.isolate(1);
-    net.node(1).rn.readIndex(utf8("stale"));
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.isolate(1n);
+    net.node(1n).rn.readIndex(utf8("stale"));
     net.stabilize();
     net.tickAll(40);
-    assert.notEqual(net.raft(1).state, StateRole.Leader);
+    assert.notEqual(net.raft(1n).state, StateRole.Leader);
     net.recover();
     net.tickAll(5);
-    assert.equal(net.node(1).readStates.length, 0);
+    assert.equal(net.node(1n).readStates.length, 0);
   });
 });

@@ -16,7 +16,7 @@ const ent = (index: number, term: number, size = 0): Entry => ({
 function compactedAt3(): MemoryStorage {
   const s = new MemoryStorage();
   s.append([ent(1, 1), ent(2, 2), ent(3, 3), ent(4, 4, 10), ent(5, 5, 10)]);
-  s.createSnapshot(3, { voters: [1], learners: [] }, new Uint8Array(0));
+  s.createSnapshot(3, { voters: [1n], learners: [] }, new Uint8Array(0));
   s.compact(3);
   return s;
 }
@@ -64,11 +64,11 @@ describe("MemoryStorage", () => {
 
   test("createSnapshot: records index, term and conf state; refuses older snapshots", () => {
     const s = compactedAt3();
-    const snap = s.createSnapshot(5, { voters: [1, 2], learners: [] }, new Uint8Array([7]));
-    assert.deepEqual(snap.metadata, { index: 5, term: 5, confState: { voters: [1, 2], learners: [] } });
+    const snap = s.createSnapshot(5, { voters: [1n, 2n], learners: [] }, new Uint8Array([7]));
+    assert.deepEqual(snap.metadata, { index: 5, term: 5, confState: { voters: [1n, 2n], learners: [] } });
     assert.equal(s.snapshot(), snap);
     assert.throws(() => s.createSnapshot(4, undefined, new Uint8Array(0)), SnapshotOutOfDateError);
-    assert.deepEqual(s.initialState().confState, { voters: [1, 2], learners: [] });
+    assert.deepEqual(s.initialState().confState, { voters: [1n, 2n], learners: [] });
   });
 
   test("append: extends, overwrites a conflicting suffix, ignores the compacted prefix", () => {
@@ -91,7 +91,7 @@ describe("MemoryStorage", () => {
   test("applySnapshot: replaces the log; an older snapshot is refused", () => {
     const s = compactedAt3();
     const snap = {
-      metadata: { index: 10, term: 9, confState: { voters: [1, 2, 3], learners: [] } },
+      metadata: { index: 10, term: 9, confState: { voters: [1n, 2n, 3n], learners: [] } },
       data: new Uint8Array(0),
     };
     s.applySnapshot(snap);
@@ -107,10 +107,10 @@ describe("MemoryStorage", () => {
 
 describe("bootstrap", () => {
   test("a founding member's log: one committed AddNode per voter at term 1", () => {
-    const s = bootstrapStorage([3, 1, 2]);
+    const s = bootstrapStorage([3n, 1n, 2n]);
     const { hardState, confState } = s.initialState();
-    assert.deepEqual(hardState, { term: BOOTSTRAP_TERM, vote: 0, commit: 3 });
-    assert.deepEqual(confState, { voters: [3, 1, 2], learners: [] });
+    assert.deepEqual(hardState, { term: BOOTSTRAP_TERM, vote: 0n, commit: 3 });
+    assert.deepEqual(confState, { voters: [3n, 1n, 2n], learners: [] });
     const ents = s.entries(1, 4, Infinity);
     assert.deepEqual(
       ents.map((e) => [e.index, e.term, e.type]),
@@ -123,16 +123,16 @@ describe("bootstrap", () => {
     assert.deepEqual(
       ents.map((e) => decodeConfChange(e.data)).map((c) => [c.type, c.nodeId]),
       [
-        [ConfChangeType.AddNode, 3],
-        [ConfChangeType.AddNode, 1],
-        [ConfChangeType.AddNode, 2],
+        [ConfChangeType.AddNode, 3n],
+        [ConfChangeType.AddNode, 1n],
+        [ConfChangeType.AddNode, 2n],
       ],
     );
   });
 
   test("refuses an empty, duplicated or invalid voter list", () => {
     assert.throws(() => bootstrapStorage([]), RaftError);
-    assert.throws(() => bootstrapStorage([1, 1]), RaftError);
-    assert.throws(() => bootstrapStorage([0]), RaftError);
+    assert.throws(() => bootstrapStorage([1n, 1n]), RaftError);
+    assert.throws(() => bootstrapStorage([0n]), RaftError);
   });
 });

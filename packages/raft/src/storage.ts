@@ -7,6 +7,7 @@ import {
   type Entry,
   EntryType,
   type HardState,
+  NONE,
   type NodeId,
   type Snapshot,
 } from "./types.js";
@@ -36,7 +37,7 @@ export function emptyConfState(): ConfState {
  * carrying the snapshot's index and term, so term lookups at the compaction point work.
  */
 export class MemoryStorage implements Storage {
-  private hardState: HardState = { term: 0, vote: 0, commit: 0 };
+  private hardState: HardState = { term: 0, vote: NONE, commit: 0 };
   private snap: Snapshot = {
     metadata: { index: 0, term: 0, confState: emptyConfState() },
     data: new Uint8Array(0),
@@ -143,7 +144,7 @@ export class MemoryStorage implements Storage {
     const storage = new MemoryStorage();
     const entries = bootstrapEntries(voters);
     storage.append(entries);
-    storage.setHardState({ term: BOOTSTRAP_TERM, vote: 0, commit: entries.length });
+    storage.setHardState({ term: BOOTSTRAP_TERM, vote: NONE, commit: entries.length });
     // The index-0 snapshot is never sent to anyone (index 0's term is always known), so
     // its conf state only serves initialState().
     storage.snap.metadata.confState = { voters: [...voters], learners: [] };
@@ -196,7 +197,7 @@ export function bootstrapEntries(voters: readonly NodeId[]): Entry[] {
  */
 export function bootstrapStorage(voters: readonly NodeId[]): MemoryStorage {
   if (voters.length === 0) throw new RaftError("bootstrap needs at least one voter");
-  if (new Set(voters).size !== voters.length || voters.some((v) => !Number.isSafeInteger(v) || v <= 0)) {
+  if (new Set(voters).size !== voters.length || voters.some((v) => v <= 0n || v >= 1n << 64n)) {
     throw new RaftError("bootstrap voters must be distinct positive integers");
   }
   return MemoryStorage.bootstrap(voters);

@@ -1,12 +1,12 @@
 // The Raft protocol's data: what the core reads, persists and sends.
 // Shapes follow etcd-io/raft's raftpb so that readers of that code find their way here.
-// Node IDs, terms and indexes are plain numbers: IDs are kept below 2^53 by the member
-// that generates them, and no log reaches 2^53 entries.
+// Node IDs are bigint: they are etcd's 64-bit member IDs. Terms and indexes are plain
+// numbers: no log reaches 2^53 entries.
 
-export type NodeId = number;
+export type NodeId = bigint;
 
 /** 0 is never a valid node ID: it means "nobody" (no vote, no leader). */
-export const NONE: NodeId = 0;
+export const NONE: NodeId = 0n;
 
 export enum EntryType {
   Normal = 0,

@@ -175,7 +175,7 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
       "all members healthy again",
       () => gateway.tracker.snapshot().members.filter((m) => m.healthy).length === 3,
     );
-    const grant = etcdserverpb.LeaseGrantRequest.encode({ TTL: 4, ID: 0 }).finish();
+    const grant = etcdserverpb.LeaseGrantRequest.encode({ TTL: 4n, ID: 0n }).finish();
     // LeaseGrantResponse and LeaseTimeToLiveResponse keep ID and TTL in fields 2 and 3, as
     // LeaseKeepAliveResponse does: one decoder reads all three.
     const leaseId = decodeKeepAliveResponse(await raw.unary("/etcdserverpb.Lease/LeaseGrant", grant)).id;

@@ -13,9 +13,9 @@ describe("majority quorum", () => {
       [[9, 8, 7, 1, 1], 7],
     ];
     for (const [acked, want] of cases) {
-      const voters = new Set(acked.map((_, i) => i + 1));
+      const voters = new Set(acked.map((_, i) => BigInt(i + 1)));
       assert.equal(
-        majorityCommittedIndex(voters, (id) => acked[id - 1]),
+        majorityCommittedIndex(voters, (id) => acked[Number(id) - 1]),
         want,
         JSON.stringify(acked),
       );
@@ -24,24 +24,24 @@ describe("majority quorum", () => {
 
   test("a voter without progress counts as 0", () => {
     assert.equal(
-      majorityCommittedIndex(new Set([1, 2, 3]), (id) => (id === 1 ? 7 : undefined)),
+      majorityCommittedIndex(new Set([1n, 2n, 3n]), (id) => (id === 1n ? 7 : undefined)),
       0,
     );
   });
 
   test("vote results: won, lost, pending", () => {
-    const voters = new Set([1, 2, 3, 4, 5]);
-    const votes = (granted: number[], rejected: number[]) =>
-      new Map<number, boolean>([
+    const voters = new Set([1n, 2n, 3n, 4n, 5n]);
+    const votes = (granted: bigint[], rejected: bigint[]) =>
+      new Map<bigint, boolean>([
         ...granted.map((id) => [id, true] as const),
         ...rejected.map((id) => [id, false] as const),
       ]);
-    assert.equal(majorityVoteResult(voters, votes([1, 2, 3], [])), VoteResult.Won);
-    assert.equal(majorityVoteResult(voters, votes([1, 2], [3])), VoteResult.Pending);
-    assert.equal(majorityVoteResult(voters, votes([1, 2], [3, 4, 5])), VoteResult.Lost);
+    assert.equal(majorityVoteResult(voters, votes([1n, 2n, 3n], [])), VoteResult.Won);
+    assert.equal(majorityVoteResult(voters, votes([1n, 2n], [3n])), VoteResult.Pending);
+    assert.equal(majorityVoteResult(voters, votes([1n, 2n], [3n, 4n, 5n])), VoteResult.Lost);
     // Votes from non-voters are not counted.
-    assert.equal(majorityVoteResult(voters, votes([1, 2, 9], [])), VoteResult.Pending);
-    assert.equal(majorityVoteResult(new Set([1, 2, 3, 4]), votes([1, 2], [3])), VoteResult.Pending);
-    assert.equal(majorityVoteResult(new Set([1, 2, 3, 4]), votes([1, 2], [3, 4])), VoteResult.Lost);
+    assert.equal(majorityVoteResult(voters, votes([1n, 2n, 9n], [])), VoteResult.Pending);
+    assert.equal(majorityVoteResult(new Set([1n, 2n, 3n, 4n]), votes([1n, 2n], [3n])), VoteResult.Pending);
+    assert.equal(majorityVoteResult(new Set([1n, 2n, 3n, 4n]), votes([1n, 2n], [3n, 4n])), VoteResult.Lost);
   });
 });

@@ -97,6 +97,15 @@ export interface ClusterConfig {
 
 export type ProposalOutcome = { accepted: true; data: Uint8Array } | { accepted: false; reason: string };
 
+/**
+ * The ID of the k-th node (k >= 1): k times an odd 64-bit constant, modulo 2^64. Odd
+ * multiplication is a bijection modulo 2^64, so IDs are distinct and never 0, and they spread
+ * over all 64 bits, in no particular order, as etcd's member IDs (sha1 prefixes) do.
+ */
+export function simNodeId(k: number): NodeId {
+  return (BigInt(k) * 0x9e3779b97f4a7c15n) & 0xffff_ffff_ffff_ffffn;
+}
+
 export class SimCluster {
   readonly nodes = new Map<NodeId, SimNode>();
   readonly checker = new SafetyChecker();
@@ -130,7 +139,8 @@ export class SimCluster {
 
   private readonly rng: Prng;
   private readonly nodeSeeds: Prng;
-  private nextNodeId: NodeId;
+  /** Ordinal of the next node to create; its ID is simNodeId(ordinal). */
+  private nextNodeOrdinal: number;
   private nextProposalId = 1;
   private nextReadId = 1;
   private readonly touched = new Set<NodeId>();
@@ -149,8 +159,8 @@ export class SimCluster {
     // A forwarded proposal delivered twice is appended twice: Raft does not deduplicate client
     // requests (etcd's apply layer does, by request ID), so the network never duplicates them.
     this.network = new SimNetwork<Message>(root.fork(), rates, (m) => m.type !== MessageType.MsgProp);
-    const voters = Array.from({ length: initialVoters }, (_, i) => i + 1);
-    this.nextNodeId = initialVoters + 1;
+    const voters = Array.from({ length: initialVoters }, (_, i) => simNodeId(i + 1));
+    this.nextNodeOrdinal = initialVoters + 1;
     for (const e of bootstrapEntries(voters)) this.checker.observeProposal(e.data);
     for (const id of voters) {
       const node = new SimNode(id, bootstrapStorage(voters));
@@ -364,7 +374,6 @@ export class SimCluster {
     if (this.removed.has(id)) throw new Error(`node ${id} was re-added after its removal was applied`);
     const node = new SimNode(id, new MemoryStorage());
     this.nodes.set(id, node);
-    this.nextNodeId = Math.max(this.nextNodeId, id + 1);
     this.start(node);
     this.log(`join ${id}: started with an empty log`);
   }
@@ -553,7 +562,7 @@ export class SimCluster {
   }
 
   allocateNodeId(): NodeId {
-    return this.nextNodeId++;
+    return simNodeId(this.nextNodeOrdinal++);
   }
 
   // --- observation -----------------------------------------------------------------------

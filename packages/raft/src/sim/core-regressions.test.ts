@@ -36,7 +36,7 @@ class Bench {
 
   start(id: NodeId): RawNode {
     const storage = this.storages.get(id)!;
-    const prng = new Prng(id);
+    const prng = new Prng(Number(id));
     const rn = new RawNode({
       id,
       storage,
@@ -102,25 +102,25 @@ describe("core regressions found by the simulator", () => {
   // answered a ReadIndex at 2 at once, before committing an entry of its term, so the read
   // could miss the write at index 3, which was committed before the read began.
   it("a restarted single voter waits for an entry of its term before answering reads", () => {
-    const b = new Bench([1]);
+    const b = new Bench([1n]);
     b.settle(); // apply the bootstrap entry: a node with unapplied conf changes won't campaign
-    b.node(1).campaign();
+    b.node(1n).campaign();
     b.settle();
-    assert.equal(b.node(1).status().commit, 2);
+    assert.equal(b.node(1n).status().commit, 2);
 
-    b.node(1).propose(enc.encode("p1"));
-    const rd = b.node(1).ready();
-    b.storages.get(1)!.append(rd.entries);
-    b.node(1).advance(rd);
-    assert.equal(b.node(1).status().commit, 3, "the only voter persisted entry 3: it is committed");
+    b.node(1n).propose(enc.encode("p1"));
+    const rd = b.node(1n).ready();
+    b.storages.get(1n)!.append(rd.entries);
+    b.node(1n).advance(rd);
+    assert.equal(b.node(1n).status().commit, 3, "the only voter persisted entry 3: it is committed");
     // Crash: the Ready that would persist commit=3 is never handled.
-    b.start(1);
-    assert.equal(b.node(1).status().commit, 2);
+    b.start(1n);
+    assert.equal(b.node(1n).status().commit, 2);
     b.settle();
 
-    b.node(1).campaign();
-    assert.equal(b.node(1).status().role, StateRole.Leader);
-    b.node(1).readIndex(enc.encode("r1"));
+    b.node(1n).campaign();
+    assert.equal(b.node(1n).status().role, StateRole.Leader);
+    b.node(1n).readIndex(enc.encode("r1"));
     b.settle();
     assert.equal(b.readStates.length, 1, "the read is answered once the leader's entry commits");
     assert.ok(b.readStates[0].index >= 3, `read index ${b.readStates[0].index} misses committed index 3`);
@@ -132,37 +132,37 @@ describe("core regressions found by the simulator", () => {
   // vote; 1 refused it (its log was longer) and, no longer a voter, never campaigned itself:
   // no leader, ever.
   it("a leader that removes itself hands over only to a voter holding its whole log", () => {
-    const b = new Bench([1, 2]);
+    const b = new Bench([1n, 2n]);
     b.settle();
-    b.node(1).campaign();
+    b.node(1n).campaign();
     b.settle();
-    assert.equal(b.leader(), 1);
+    assert.equal(b.leader(), 1n);
 
-    b.node(1).proposeConfChange({ type: ConfChangeType.RemoveNode, nodeId: 1, context: new Uint8Array(0) });
-    b.handle(1);
-    const removalIndex = b.storages.get(1)!.lastIndex();
+    b.node(1n).proposeConfChange({ type: ConfChangeType.RemoveNode, nodeId: 1n, context: new Uint8Array(0) });
+    b.handle(1n);
+    const removalIndex = b.storages.get(1n)!.lastIndex();
     // One more entry, appended before the removal commits, reaches only the leader.
-    b.node(1).propose(enc.encode("extra"));
-    b.handle(1);
+    b.node(1n).propose(enc.encode("extra"));
+    b.handle(1n);
     const extraIndex = removalIndex + 1;
     b.settle((m) => !(m.type === MessageType.MsgApp && m.entries.some((e) => e.index >= extraIndex)));
-    assert.deepEqual(b.node(1).status().confState.voters, [2], "leader 1 applied its own removal");
-    assert.equal(b.storages.get(1)!.lastIndex(), extraIndex);
-    assert.equal(b.storages.get(2)!.lastIndex(), removalIndex);
+    assert.deepEqual(b.node(1n).status().confState.voters, [2n], "leader 1 applied its own removal");
+    assert.equal(b.storages.get(1n)!.lastIndex(), extraIndex);
+    assert.equal(b.storages.get(2n)!.lastIndex(), removalIndex);
 
     // Let the cluster run with a perfect network: a leader must emerge and voter 2 must learn
     // that the removal committed.
-    for (let t = 0; t < 200 && b.node(2).status().confState.voters.includes(1); t++) {
+    for (let t = 0; t < 200 && b.node(2n).status().confState.voters.includes(1n); t++) {
       b.tickAll();
       b.settle();
     }
-    const s2 = b.node(2).status();
-    assert.deepEqual(s2.confState.voters, [2], "voter 2 never applied the removal of 1");
+    const s2 = b.node(2n).status();
+    assert.deepEqual(s2.confState.voters, [2n], "voter 2 never applied the removal of 1");
     assert.ok(s2.commit >= removalIndex);
-    for (let t = 0; t < 50 && b.leader() !== 2; t++) {
+    for (let t = 0; t < 50 && b.leader() !== 2n; t++) {
       b.tickAll();
       b.settle();
     }
-    assert.equal(b.leader(), 2);
+    assert.equal(b.leader(), 2n);
   });
 });

@@ -4,12 +4,12 @@ import { type FaultRates, PERFECT_NETWORK, SimNetwork } from "./network.js";
 import { Prng } from "./prng.js";
 
 interface Msg {
-  from: number;
-  to: number;
+  from: bigint;
+  to: bigint;
   n: number;
 }
 
-const msg = (from: number, to: number, n: number): Msg => ({ from, to, n });
+const msg = (from: number, to: number, n: number): Msg => ({ from: BigInt(from), to: BigInt(to), n });
 
 describe("Prng", () => {
   it("replays the same stream from the same seed and differs across nearby seeds", () => {
@@ -84,8 +84,8 @@ describe("SimNetwork", () => {
 
   it("cuts both directions of a symmetric partition and one direction of an asymmetric one", () => {
     const net = new SimNetwork<Msg>(new Prng(4), PERFECT_NETWORK);
-    net.partition([[1], [2, 3]]);
-    net.cutOneWay(2, 3);
+    net.partition([[1n], [2n, 3n]]);
+    net.cutOneWay(2n, 3n);
     const lost = (from: number, to: number) => {
       net.send(msg(from, to, 0), 0);
       return net.takeDue(0)[0].lost;
@@ -101,7 +101,7 @@ describe("SimNetwork", () => {
   it("loses messages already in flight when a partition starts", () => {
     const net = new SimNetwork<Msg>(new Prng(5), PERFECT_NETWORK);
     net.send(msg(1, 2, 0), 0);
-    net.partition([[1], [2]]);
+    net.partition([[1n], [2n]]);
     assert.equal(net.takeDue(0)[0].lost, true);
   });
 });

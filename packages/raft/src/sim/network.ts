@@ -3,11 +3,12 @@
 // is sent; links are cut (partitions) at the moment of delivery, so a partition also eats
 // messages that were already in flight when it started.
 
+import type { NodeId } from "../types.js";
 import type { Prng } from "./prng.js";
 
 export interface Addressed {
-  from: number;
-  to: number;
+  from: NodeId;
+  to: NodeId;
 }
 
 export interface FaultRates {
@@ -118,17 +119,17 @@ export class SimNetwork<M extends Addressed> {
     return { message, lost: this.cut.has(linkKey(message.from, message.to)) };
   }
 
-  isCut(from: number, to: number): boolean {
+  isCut(from: NodeId, to: NodeId): boolean {
     return this.cut.has(linkKey(from, to));
   }
 
   /** Cuts one direction only: `from` can no longer reach `to`, but `to` still reaches `from`. */
-  cutOneWay(from: number, to: number): void {
+  cutOneWay(from: NodeId, to: NodeId): void {
     this.cut.add(linkKey(from, to));
   }
 
   /** Splits the nodes into sides that cannot talk to each other in either direction. */
-  partition(sides: readonly (readonly number[])[]): void {
+  partition(sides: readonly (readonly NodeId[])[]): void {
     for (let i = 0; i < sides.length; i++) {
       for (let j = 0; j < sides.length; j++) {
         if (i === j) continue;
@@ -146,6 +147,6 @@ export class SimNetwork<M extends Addressed> {
   }
 }
 
-function linkKey(from: number, to: number): string {
+function linkKey(from: NodeId, to: NodeId): string {
   return `${from}>${to}`;
 }

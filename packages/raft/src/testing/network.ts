@@ -13,6 +13,7 @@ import {
   type HardState,
   type Message,
   type MessageType,
+  NONE,
   type NodeId,
   type ReadState,
   type Snapshot,
@@ -246,7 +247,7 @@ export function newTestRaft(id: NodeId, voters: NodeId[], options: TestRaftOptio
   return new RaftImpl({
     electionTick: 10,
     heartbeatTick: 1,
-    random: seededRandom(id),
+    random: seededRandom(Number(id)),
     checkQuorum: false,
     preVote: false,
     ...options,
@@ -280,8 +281,8 @@ export function persist(r: Raft): void {
 
 export function message(fields: Partial<Message> & Pick<Message, "type">): Message {
   return {
-    to: 0,
-    from: 0,
+    to: NONE,
+    from: NONE,
     term: 0,
     logTerm: 0,
     index: 0,

@@ -60,6 +60,6 @@ export class ProgressTracker {
   }
 }
 
-function ascending(a: number, b: number): number {
-  return a - b;
+function ascending(a: NodeId, b: NodeId): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

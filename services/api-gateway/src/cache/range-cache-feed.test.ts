@@ -69,7 +69,7 @@ describe("RangeCacheFeed", () => {
     const [create] = transport.last.sent;
     assert.deepEqual(Buffer.from(create!.createRequest!.key), Buffer.from([0]));
     assert.deepEqual(Buffer.from(create!.createRequest!.rangeEnd), Buffer.from([0]));
-    assert.equal(create!.createRequest!.startRevision, 0);
+    assert.equal(create!.createRequest!.startRevision, 0n);
     assert.equal(create!.createRequest!.progressNotify, true);
     assert.equal(cache.live, false, "not live before the member answers");
   });
@@ -115,7 +115,7 @@ describe("RangeCacheFeed", () => {
     first.fail({ code: 14, details: "member down", final: false });
     const second = transport.last;
     assert.notEqual(second.memberId, first.memberId);
-    assert.equal(second.sent[0]?.createRequest?.startRevision, 22, "resumed after what was delivered");
+    assert.equal(second.sent[0]?.createRequest?.startRevision, 22n, "resumed after what was delivered");
     second.push({ header: { revision: 23 }, watchId: 1, created: true });
     assert.equal(cache.live, true);
     assert.ok(cache.lookup(a));
@@ -152,7 +152,7 @@ describe("RangeCacheFeed", () => {
     cached("a", 20);
     feed.close();
     assert.deepEqual([cache.live, cache.size], [false, 0]);
-    assert.equal(stream.sent.at(-1)?.cancelRequest?.watchId, 7);
+    assert.equal(stream.sent.at(-1)?.cancelRequest?.watchId, 7n);
     clock += REWATCH_DELAY_MS;
     feed.ticketFor(rangeOf("a"), false);
     assert.equal(transport.streams.flatMap((s) => s.sent).filter((r) => r.createRequest).length, 1);

@@ -1,12 +1,12 @@
 // etcd's JSON gateway (POST /v3/..., and the /v3beta/ aliases etcd 3.4 still serves) on a
 // port of its own: JSON in, wire bytes through the same routing as gRPC calls, JSON out.
+// JSON <-> wire is @etcd-ts/api's codec (jsonToWire/wireToJson), the one the project has.
 // Streaming RPCs answer with newline-delimited {"result": ...} objects, as grpc-gateway.
 
-import { HTTP_ROUTES, httpStatusForGrpcCode } from "@etcd-ts/api";
+import { HTTP_ROUTES, httpStatusForGrpcCode, jsonToWire, wireToJson } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import type protobuf from "protobufjs";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
 import { openKeepAliveSession } from "../lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
@@ -14,8 +14,7 @@ import { CallCancellation, type UnaryForwarder } from "../proxy/unary-forwarder.
 import { METHOD_BY_PATH, type MethodRoute } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { authOf, openWatchSession } from "../watch/watch-proxy.js";
-import { type JsonBodyError, jsonToWire, parseJsonValues, wireToJson } from "./etcd-json.js";
-import { loadEtcdSchema } from "./proto-schema.js";
+import { parseJsonValues } from "./json-body.js";
 
 export interface JsonGatewayParts {
   /** Whether the gateway can route writes now (it knows a healthy leader). */
@@ -39,7 +38,6 @@ const CORS_HEADERS = {
 };
 
 export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
-  const schema = loadEtcdSchema();
   // Fastify's own request logging stays off: the gateway's metrics count requests.
   const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 });
   // Bodies are parsed here, not by fastify: a malformed body must get etcd's 400 answer,
@@ -53,8 +51,7 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
   for (const httpRoute of HTTP_ROUTES) {
     const route = METHOD_BY_PATH.get(httpRoute.method.path);
     if (route === undefined) continue;
-    const requestType = schema.lookupType(httpRoute.requestType);
-    const responseType = schema.lookupType(httpRoute.responseType);
+    const { requestType, responseType } = httpRoute;
     if (route.route === "watch") {
       app.post(httpRoute.path, (req, reply) => serveWatch(parts, requestType, responseType, req, reply));
     } else if (route.route === "keepalive") {
@@ -96,8 +93,8 @@ function bodyText(req: FastifyRequest): string {
 async function serveUnary(
   parts: JsonGatewayParts,
   route: MethodRoute,
-  requestType: protobuf.Type,
-  responseType: protobuf.Type,
+  requestType: string,
+  responseType: string,
   req: FastifyRequest,
   reply: FastifyReply,
 ): Promise<void> {
@@ -136,22 +133,22 @@ function openStream(reply: FastifyReply): (line: string) => void {
 }
 
 function parseStreamRequests(
-  requestType: protobuf.Type,
+  requestType: string,
   req: FastifyRequest,
   reply: FastifyReply,
 ): Buffer[] | undefined {
   try {
     return parseJsonValues(bodyText(req)).map((json) => jsonToWire(requestType, json));
   } catch (err) {
-    sendError(reply, 400, grpc.status.INVALID_ARGUMENT, (err as JsonBodyError).message);
+    sendError(reply, 400, grpc.status.INVALID_ARGUMENT, (err as Error).message);
     return undefined;
   }
 }
 
 function serveWatch(
   parts: JsonGatewayParts,
-  requestType: protobuf.Type,
-  responseType: protobuf.Type,
+  requestType: string,
+  responseType: string,
   req: FastifyRequest,
   reply: FastifyReply,
 ): void {
@@ -170,8 +167,8 @@ function serveWatch(
 
 function serveKeepAlive(
   parts: JsonGatewayParts,
-  requestType: protobuf.Type,
-  responseType: protobuf.Type,
+  requestType: string,
+  responseType: string,
   req: FastifyRequest,
   reply: FastifyReply,
 ): void {

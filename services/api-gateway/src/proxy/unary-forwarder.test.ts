@@ -128,7 +128,7 @@ describe("UnaryForwarder with the serializable Range cache", () => {
     members.revisions.set("leader", 20);
     await call(
       route("/etcdserverpb.KV/Compact"),
-      Buffer.from(CompactionRequest.encode({ revision: 5, physical: false }).finish()),
+      Buffer.from(CompactionRequest.encode({ revision: 5n, physical: false }).finish()),
     );
     const readOnly = TxnRequest.fromPartial({ success: [{ requestRange: { key: Buffer.from("a") } }] });
     await call(route("/etcdserverpb.KV/Txn"), Buffer.from(TxnRequest.encode(readOnly).finish()));

@@ -13,7 +13,7 @@ class RecordingSink implements ClientSink {
     this.responses.push(WatchResponse.decode(response));
   }
   get events(): number[] {
-    return this.responses.flatMap((r) => r.events.map((e) => e.kv?.modRevision ?? -1));
+    return this.responses.flatMap((r) => r.events.map((e) => Number(e.kv?.modRevision ?? -1)));
   }
 }
 
@@ -67,21 +67,21 @@ describe("WatchHub", () => {
     up.push({ header: header(5), watchId: 0, created: true });
     transport.streams[1]!.push({ header: header(5), watchId: 0, created: true });
     assert.deepEqual(
-      a.responses.map((r) => [r.watchId, r.created]),
+      a.responses.map((r) => [Number(r.watchId), r.created]),
       [
         [0, true],
         [1, true],
       ],
     );
     assert.deepEqual(
-      b.responses.map((r) => [r.watchId, r.created]),
+      b.responses.map((r) => [Number(r.watchId), r.created]),
       [[0, true]],
     );
 
     up.push(events(0, 6, 7));
     assert.deepEqual(a.events, [6, 7]);
     assert.deepEqual(b.events, [6, 7]);
-    assert.equal(a.responses.at(-1)!.watchId, 0);
+    assert.equal(a.responses.at(-1)!.watchId, 0n);
 
     // A third client joining now is told it is created at once, without a new upstream watch.
     const c = new RecordingSink();
@@ -110,7 +110,7 @@ describe("WatchHub", () => {
     hub.closeClient(cb);
     assert.deepEqual(
       up.sent.filter((r) => r.cancelRequest).map((r) => r.cancelRequest!.watchId),
-      [0],
+      [0n],
     );
     assert.equal(hub.stats().upstreamWatches, 0);
     // Cancelling an unknown watch is answered with silence, as etcd does.
@@ -158,7 +158,7 @@ describe("WatchHub", () => {
     const old = new RecordingSink();
     hub.onClientRequest(hub.openClient(old, {}), create({ startRevision: 3 }));
     assert.equal(transport.allSent.length, 2, "history replay needs its own upstream watch");
-    assert.equal(transport.allSent[1]!.createRequest!.startRevision, 3);
+    assert.equal(transport.allSent[1]!.createRequest!.startRevision, 3n);
 
     const future = new RecordingSink();
     hub.onClientRequest(hub.openClient(future, {}), create({ startRevision: 13 }));
@@ -179,11 +179,11 @@ describe("WatchHub", () => {
     hub.onClientRequest(ca, create({ watchId: 7 }));
     hub.onClientRequest(ca, create({ watchId: 7, key: Buffer.from("x") }));
     const dup = a.responses.at(-1)!;
-    assert.equal(dup.watchId, -1);
+    assert.equal(dup.watchId, -1n);
     assert.equal(dup.canceled, true);
     assert.equal(dup.cancelReason, DUPLICATE_WATCH_ID);
     transport.streams[0]!.push({ header: header(1), watchId: 0, created: true });
-    assert.equal(a.responses.at(-1)!.watchId, 7);
+    assert.equal(a.responses.at(-1)!.watchId, 7n);
   });
 
   it("passes a refused create and a compaction cancel on to every client", () => {
@@ -197,8 +197,8 @@ describe("WatchHub", () => {
     for (const sink of [a, b]) {
       const last = sink.responses.at(-1)!;
       assert.equal(last.canceled, true);
-      assert.equal(last.compactRevision, 8);
-      assert.equal(last.watchId, 0);
+      assert.equal(last.compactRevision, 8n);
+      assert.equal(last.watchId, 0n);
     }
     assert.equal(hub.stats().clientWatches, 0);
 
@@ -206,7 +206,7 @@ describe("WatchHub", () => {
     hub.onClientRequest(hub.openClient(c, {}), create({ key: Buffer.from("z"), rangeEnd: Buffer.from("a") }));
     up.push({ header: header(9), watchId: -1, created: true, canceled: true, cancelReason: "bad range" });
     assert.deepEqual(
-      [c.responses[0]!.watchId, c.responses[0]!.created, c.responses[0]!.canceled],
+      [Number(c.responses[0]!.watchId), c.responses[0]!.created, c.responses[0]!.canceled],
       [-1, true, true],
     );
   });
@@ -225,7 +225,7 @@ describe("WatchHub", () => {
     assert.equal(transport.streams.length, 2);
     const second = transport.streams[1]!;
     assert.notEqual(second.memberId, first.memberId);
-    assert.equal(second.sent[0]!.createRequest!.startRevision, 13);
+    assert.equal(second.sent[0]!.createRequest!.startRevision, 13n);
     second.push({ header: header(12), watchId: 0, created: true });
     // A member that replays a delivered revision does not produce a duplicate.
     second.push(events(0, 12, 13));
@@ -264,8 +264,8 @@ describe("WatchHub", () => {
     assert.ok(up.sent.at(-1)!.progressRequest);
     up.push({ header: header(9), watchId: -1 });
     const last = a.responses.at(-1)!;
-    assert.equal(last.watchId, -1);
-    assert.equal(last.header?.revision, 9);
+    assert.equal(last.watchId, -1n);
+    assert.equal(last.header?.revision, 9n);
   });
 
   it("leaves the gateway's own watches out of the client count, sharing them all the same", () => {
@@ -283,7 +283,7 @@ describe("WatchHub", () => {
   });
 
   it("decodes what clients send through the shared request decoder", () => {
-    const raw = Buffer.from(etcdserverpb.WatchRequest.encode({ cancelRequest: { watchId: 3 } }).finish());
+    const raw = Buffer.from(etcdserverpb.WatchRequest.encode({ cancelRequest: { watchId: 3n } }).finish());
     assert.deepEqual(decodeWatchRequest(raw), { kind: "cancel", watchId: 3 });
   });
 });

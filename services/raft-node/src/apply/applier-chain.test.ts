@@ -144,7 +144,7 @@ describe("applier chain: the auth link (etcd's authApplierV3)", () => {
         caller: { username, revision: rev },
         request: { external: () => ({ users: auth.userList() }) },
       });
-      const revoke = (index: number, lease: number): ChainEntry => ({
+      const revoke = (index: number, lease: bigint): ChainEntry => ({
         index,
         term: 1,
         kind: EntryKind.LeaseRevoke,
@@ -152,12 +152,12 @@ describe("applier chain: the auth link (etcd's authApplierV3)", () => {
         caller: { username: "alice", revision: rev },
         request: { external: () => ({}) },
       });
-      const keys = (id: number) => (id === 7 ? ["/a/x", "/b/x"] : ["/a/y"]);
+      const keys = (id: bigint) => (id === 7n ? ["/a/x", "/b/x"] : ["/a/y"]);
       const results = await applierChain(
         () => store,
         () => auth,
         keys,
-      ).applyBatch([admin(1, "alice"), admin(2, "root"), revoke(3, 7), revoke(4, 8)]);
+      ).applyBatch([admin(1, "alice"), admin(2, "root"), revoke(3, 7n), revoke(4, 8n)]);
       assert.deepEqual(results.map(status), [
         "etcdserver: permission denied",
         "applied",

@@ -9,9 +9,18 @@
 // on with `request: undefined`, so its index is still applied in order, and puts its own failure
 // in that entry's result. Links must be deterministic in what they apply: only an entry's
 // answer may depend on local state (as etcd's quotaApplierV3's does), never the state it leaves.
-import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
+import { EtcdError } from "@etcd-ts/api";
 import type { AuthInfo, AuthStore } from "../auth/mod.js";
-import type { ApplyEntry, ApplyResult, MvccRequest, MvccStore } from "../mvcc/mod.js";
+import type {
+  ApplyEntry,
+  ApplyResult,
+  DeleteRangeRequest,
+  MvccRequest,
+  MvccStore,
+  PutRequest,
+  RequestOp,
+  TxnRequest,
+} from "../mvcc/mod.js";
 import { EntryKind } from "./entry-envelope.js";
 
 /** A committed entry as the chain sees it. */
@@ -23,7 +32,7 @@ export interface ChainEntry extends ApplyEntry {
   /** The caller the proposer authenticated (etcd's RequestHeader username/auth_revision). */
   caller?: AuthInfo | undefined;
   /** For LeaseRevoke: the lease revoked; for AuthUserGet/AuthRoleGet: the name asked about. */
-  subject?: number | string | undefined;
+  subject?: bigint | string | undefined;
 }
 
 export interface Applier {
@@ -94,7 +103,7 @@ export class AuthApplier implements Applier {
   constructor(
     private readonly auth: () => AuthStore,
     /** The keys attached to a lease (as latin1 strings), for LeaseRevoke's check. */
-    private readonly leaseKeys: (id: number) => Iterable<string>,
+    private readonly leaseKeys: (id: bigint) => Iterable<string>,
     private readonly next: Applier,
   ) {}
 
@@ -113,23 +122,23 @@ export class AuthApplier implements Applier {
     if (request === undefined) return;
     switch (e.kind) {
       case EntryKind.Put: {
-        const put = (request as { put: etcdserverpb.PutRequest }).put;
+        const put = (request as { put: PutRequest }).put;
         auth.isPutPermitted(caller, put.key);
-        if (put.lease !== 0) this.checkLeasePuts(put.lease, caller);
+        if (put.lease !== 0n) this.checkLeasePuts(put.lease, caller);
         if (put.prevKv) auth.isRangePermitted(caller, put.key, Buffer.alloc(0));
         return;
       }
       case EntryKind.DeleteRange: {
-        const del = (request as { deleteRange: etcdserverpb.DeleteRangeRequest }).deleteRange;
+        const del = (request as { deleteRange: DeleteRangeRequest }).deleteRange;
         auth.isDeleteRangePermitted(caller, del.key, del.rangeEnd);
         if (del.prevKv) auth.isRangePermitted(caller, del.key, del.rangeEnd);
         return;
       }
       case EntryKind.Txn:
-        checkTxn(auth, caller, (request as { txn: etcdserverpb.TxnRequest }).txn);
+        checkTxn(auth, caller, (request as { txn: TxnRequest }).txn);
         return;
       case EntryKind.LeaseRevoke:
-        this.checkLeasePuts(e.subject as number, caller);
+        this.checkLeasePuts(e.subject as bigint, caller);
         return;
       case EntryKind.AuthUserGet:
         try {
@@ -151,19 +160,19 @@ export class AuthApplier implements Applier {
   }
 
   /** A lease holding a key the caller may not write cannot be revoked (or given more keys) by it. */
-  private checkLeasePuts(lease: number, caller: AuthInfo | undefined): void {
+  private checkLeasePuts(lease: bigint, caller: AuthInfo | undefined): void {
     const auth = this.auth();
     for (const key of this.leaseKeys(lease)) auth.isPutPermitted(caller, Buffer.from(key, "latin1"));
   }
 }
 
-function checkTxn(auth: AuthStore, caller: AuthInfo | undefined, txn: etcdserverpb.TxnRequest): void {
+function checkTxn(auth: AuthStore, caller: AuthInfo | undefined, txn: TxnRequest): void {
   for (const c of txn.compare) auth.isRangePermitted(caller, c.key, c.rangeEnd);
   checkTxnOps(auth, caller, txn.success);
   checkTxnOps(auth, caller, txn.failure);
 }
 
-function checkTxnOps(auth: AuthStore, caller: AuthInfo | undefined, ops: etcdserverpb.RequestOp[]): void {
+function checkTxnOps(auth: AuthStore, caller: AuthInfo | undefined, ops: RequestOp[]): void {
   for (const op of ops) {
     if (op.requestRange !== undefined) {
       auth.isRangePermitted(caller, op.requestRange.key, op.requestRange.rangeEnd);
@@ -184,7 +193,7 @@ function checkTxnOps(auth: AuthStore, caller: AuthInfo | undefined, ops: etcdser
 export function applierChain(
   store: () => MvccStore,
   auth: () => AuthStore,
-  leaseKeys: (id: number) => Iterable<string>,
+  leaseKeys: (id: bigint) => Iterable<string>,
 ): Applier {
   return new AuthApplier(auth, leaseKeys, new QuotaApplier(store, new BackendApplier(store)));
 }

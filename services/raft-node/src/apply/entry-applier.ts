@@ -12,7 +12,15 @@ import {
   type MemberRow,
   type MembersTable,
 } from "../membership/members-table.js";
-import type { ExternalApply, MvccRequest } from "../mvcc/mod.js";
+import {
+  alarmRequestFromApi,
+  compactionRequestFromApi,
+  deleteRangeRequestFromApi,
+  type ExternalApply,
+  type MvccRequest,
+  putRequestFromApi,
+  txnRequestFromApi,
+} from "../mvcc/mod.js";
 import type { Applier, ChainEntry } from "./applier-chain.js";
 import { type AuthApplyParts, authRequest, authSubject, isAuthKind } from "./auth-requests.js";
 import { decodeEnvelope, type EntryEnvelope, EntryKind } from "./entry-envelope.js";
@@ -28,14 +36,14 @@ export interface ProposalWaiters {
 }
 
 export interface EntryApplierParts {
-  memberId: number;
+  memberId: bigint;
   chain: Applier;
   proposals: ProposalWaiters;
   leaseMachine: LeaseStateMachine;
   members: MembersTable;
   auth: AuthApplyParts;
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
-  seedMembers: ReadonlyMap<number, MemberInfo>;
+  seedMembers: ReadonlyMap<bigint, MemberInfo>;
   /** Raft's side of a committed ConfChange (its configuration is rebuilt from the log). */
   applyConfChange(cc: ConfChange): void;
   /** After a batch that changed membership: peers to dial may have changed. */
@@ -148,25 +156,25 @@ export class EntryApplier {
     const members = this.parts.members;
     switch (envelope.kind) {
       case EntryKind.Put:
-        return { put: etcdserverpb.PutRequest.decode(p) };
+        return { put: putRequestFromApi(etcdserverpb.PutRequest.decode(p)) };
       case EntryKind.DeleteRange:
-        return { deleteRange: etcdserverpb.DeleteRangeRequest.decode(p) };
+        return { deleteRange: deleteRangeRequestFromApi(etcdserverpb.DeleteRangeRequest.decode(p)) };
       case EntryKind.Txn:
-        return { txn: etcdserverpb.TxnRequest.decode(p) };
+        return { txn: txnRequestFromApi(etcdserverpb.TxnRequest.decode(p)) };
       case EntryKind.Compaction:
-        return { compaction: etcdserverpb.CompactionRequest.decode(p) };
+        return { compaction: compactionRequestFromApi(etcdserverpb.CompactionRequest.decode(p)) };
       case EntryKind.Alarm:
-        return { alarm: etcdserverpb.AlarmRequest.decode(p) };
+        return { alarm: alarmRequestFromApi(etcdserverpb.AlarmRequest.decode(p)) };
       case EntryKind.LeaseGrant: {
         const r = etcdserverpb.LeaseGrantRequest.decode(p);
-        return lease.grantRequest(r.ID, r.TTL);
+        return lease.grantRequest(r.ID, Number(r.TTL));
       }
       case EntryKind.LeaseRevoke:
         return lease.revokeRequest(etcdserverpb.LeaseRevokeRequest.decode(p).ID);
       case EntryKind.LeaseCheckpoint: {
         const r = etcdserverpb.LeaseCheckpointRequest.decode(p);
         return lease.checkpointRequest(
-          r.checkpoints.map((c) => ({ id: c.ID, remainingTtl: c.remainingTTL })),
+          r.checkpoints.map((c) => ({ id: c.ID, remainingTtl: Number(c.remainingTTL) })),
         );
       }
       case EntryKind.MemberAttributes: {

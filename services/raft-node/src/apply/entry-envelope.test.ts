@@ -11,7 +11,7 @@ import {
 describe("entry envelope", () => {
   it("round-trips kind, proposer, sequence and payload, with 53-bit IDs", () => {
     const payload = Buffer.from([10, 3, 102, 111, 111]);
-    const proposer = 2 ** 53 - 1;
+    const proposer = 2n ** 64n - 1n;
     const seq = 2 ** 40 + 7;
     const bytes = encodeEnvelope(EntryKind.Txn, proposer, seq, payload);
     assert.equal(bytes.length, ENVELOPE_HEADER_BYTES + payload.length);
@@ -23,22 +23,22 @@ describe("entry envelope", () => {
   });
 
   it("has a fixed big-endian layout", () => {
-    const bytes = encodeEnvelope(EntryKind.Put, 0x0102030405, 9, new Uint8Array([0xaa]));
+    const bytes = encodeEnvelope(EntryKind.Put, 0x0102030405n, 9, new Uint8Array([0xaa]));
     assert.deepEqual([...bytes], [1, 1, 0, 0, 0, 0x01, 0x02, 0x03, 0x04, 0x05, 0, 0, 0, 0, 0, 0, 0, 9, 0xaa]);
   });
 
   it("decodes a view of the entry, not a copy", () => {
-    const bytes = encodeEnvelope(EntryKind.Put, 1, 1, new Uint8Array([1, 2, 3]));
+    const bytes = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array([1, 2, 3]));
     const env = decodeEnvelope(bytes);
     assert.equal(env.payload.buffer, bytes.buffer);
   });
 
   it("refuses truncated, unknown-version and unknown-kind entries", () => {
     assert.throws(() => decodeEnvelope(new Uint8Array(5)), EnvelopeFormatError);
-    const bad = encodeEnvelope(EntryKind.Put, 1, 1, new Uint8Array(0));
+    const bad = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array(0));
     bad[0] = 3;
     assert.throws(() => decodeEnvelope(bad), /version/);
-    const badKind = encodeEnvelope(EntryKind.Put, 1, 1, new Uint8Array(0));
+    const badKind = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array(0));
     badKind[1] = 200;
     assert.throws(() => decodeEnvelope(badKind), /kind/);
   });
@@ -46,18 +46,20 @@ describe("entry envelope", () => {
   it("carries the caller's name and auth revision when there is one (version 2)", () => {
     const payload = new Uint8Array([7, 8]);
     const env = decodeEnvelope(
-      encodeEnvelope(EntryKind.Put, 5, 6, payload, { username: "älice", revision: 2 ** 40 + 3 }),
+      encodeEnvelope(EntryKind.Put, 5n, 6, payload, { username: "älice", revision: 2 ** 40 + 3 }),
     );
     assert.deepEqual(env.caller, { username: "älice", revision: 2 ** 40 + 3 });
     assert.deepEqual([...env.payload], [7, 8]);
     assert.equal(env.seq, 6);
-    assert.equal(decodeEnvelope(encodeEnvelope(EntryKind.Put, 5, 6, payload)).caller, undefined);
-    const cut = encodeEnvelope(EntryKind.Put, 5, 6, new Uint8Array(0), { username: "bob", revision: 1 });
+    assert.equal(env.proposer, 5n);
+    assert.equal(decodeEnvelope(encodeEnvelope(EntryKind.Put, 5n, 6, payload)).caller, undefined);
+    const cut = encodeEnvelope(EntryKind.Put, 5n, 6, new Uint8Array(0), { username: "bob", revision: 1 });
     assert.throws(() => decodeEnvelope(cut.subarray(0, cut.length - 1)), EnvelopeFormatError);
   });
 
   it("refuses IDs it cannot represent exactly", () => {
-    assert.throws(() => encodeEnvelope(EntryKind.Put, 2 ** 53, 1, new Uint8Array(0)), RangeError);
-    assert.throws(() => encodeEnvelope(EntryKind.Put, 1, -1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, 2n ** 64n, 1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, -1n, 1, new Uint8Array(0)), RangeError);
+    assert.throws(() => encodeEnvelope(EntryKind.Put, 1n, -1, new Uint8Array(0)), RangeError);
   });
 });

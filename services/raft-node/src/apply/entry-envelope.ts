@@ -6,8 +6,8 @@
 // Layout (big-endian):
 //   0  u8  format version (1)
 //   1  u8  kind
-//   2  u32 proposer member ID, high 32 bits   } the pair identifies the waiting client call
-//   6  u32 proposer member ID, low 32 bits    } cluster-wide: sequence numbers are per member
+//   2  u64 proposer member ID (all 64 bits)   } the pair identifies the waiting client call
+//                                             } cluster-wide: sequence numbers are per member
 //   10 u32 sequence, high bits
 //   14 u32 sequence, low 32 bits
 //   18 ... payload
@@ -65,7 +65,7 @@ const KINDS = new Set<number>(Object.values(EntryKind).filter((v): v is number =
 
 export interface EntryEnvelope {
   kind: EntryKind;
-  proposer: number;
+  proposer: bigint;
   seq: number;
   /** A view into the entry's bytes; copy it to keep it past the entry's lifetime. */
   payload: Uint8Array;
@@ -79,12 +79,12 @@ export class EnvelopeFormatError extends Error {
 
 export function encodeEnvelope(
   kind: EntryKind,
-  proposer: number,
+  proposer: bigint,
   seq: number,
   payload: Uint8Array,
   caller?: { username: string; revision: number },
 ): Buffer {
-  if (!Number.isSafeInteger(proposer) || proposer < 0) throw new RangeError(`bad proposer ${proposer}`);
+  if (proposer < 0n || proposer >= 1n << 64n) throw new RangeError(`bad proposer ${proposer}`);
   if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad sequence ${seq}`);
   const name = caller === undefined ? undefined : Buffer.from(caller.username);
   if (name !== undefined && name.length > 0xffff) throw new RangeError("username too long");
@@ -92,8 +92,7 @@ export function encodeEnvelope(
   const out = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + callerBytes + payload.length);
   out[0] = name === undefined ? ENVELOPE_VERSION : ENVELOPE_VERSION_WITH_CALLER;
   out[1] = kind;
-  out.writeUInt32BE(Math.floor(proposer / TWO_32), 2);
-  out.writeUInt32BE(proposer % TWO_32, 6);
+  out.writeBigUInt64BE(proposer, 2);
   out.writeUInt32BE(Math.floor(seq / TWO_32), 10);
   out.writeUInt32BE(seq % TWO_32, 14);
   if (name !== undefined && caller !== undefined) {
@@ -117,7 +116,7 @@ export function decodeEnvelope(bytes: Uint8Array): EntryEnvelope {
   const kind = bytes[1];
   if (!KINDS.has(kind)) throw new EnvelopeFormatError(`unknown entry kind ${kind}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const proposer = view.getUint32(2) * TWO_32 + view.getUint32(6);
+  const proposer = view.getBigUint64(2);
   const seq = view.getUint32(10) * TWO_32 + view.getUint32(14);
   if (version === ENVELOPE_VERSION) {
     return { kind: kind as EntryKind, proposer, seq, payload: bytes.subarray(ENVELOPE_HEADER_BYTES) };

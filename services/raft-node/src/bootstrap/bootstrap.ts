@@ -36,7 +36,7 @@ export interface Bootstrapped {
   store: MvccStore;
   members: MembersTable;
   /** Members named by --initial-cluster or a peer, for ConfChanges committed without context. */
-  seed: Map<number, MemberInfo>;
+  seed: Map<bigint, MemberInfo>;
   leaseRows: { key: Buffer; value: Buffer }[];
   authRows: { key: Buffer; value: Buffer }[];
   /** The snapshot's index: Raft re-delivers committed entries after it. */
@@ -47,7 +47,7 @@ export interface Bootstrapped {
 export function openStore(
   location: string,
   config: MemberConfig,
-  leaseExists: (id: number) => boolean,
+  leaseExists: (id: bigint) => boolean,
 ): Promise<MvccStore> {
   return MvccStore.open(location, {
     quotaBytes: config.quotaBackendBytes,
@@ -62,13 +62,13 @@ const samePeerUrls = (a: readonly string[], b: readonly string[]) =>
 export async function bootstrap(
   config: MemberConfig,
   logger: WalLogger,
-  leaseExists: (id: number) => boolean,
+  leaseExists: (id: bigint) => boolean,
 ): Promise<Bootstrapped> {
   const layout = layoutOf(config);
   await mkdir(layout.snapDir, { recursive: true });
   await recoverInterruptedInstall(layout.dbDir);
   const snapshotter = new Snapshotter(layout.snapDir, { logger });
-  const seed = new Map<number, MemberInfo>();
+  const seed = new Map<bigint, MemberInfo>();
   const raft = (await Wal.exists(layout.walDir))
     ? await restart(layout, snapshotter, logger)
     : config.initialClusterState === "new"
@@ -136,11 +136,11 @@ export async function bootstrapNewCluster(
   config: MemberConfig,
   layout: Layout,
   logger: WalLogger,
-  seed = new Map<number, MemberInfo>(),
+  seed = new Map<bigint, MemberInfo>(),
 ): Promise<{ identity: Identity; storage: MemoryStorage; wal: Wal }> {
   const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
-  const ids: number[] = [];
-  let own: number | undefined;
+  const ids: bigint[] = [];
+  let own: bigint | undefined;
   for (const [name, urls] of config.initialCluster) {
     const peerUrls = urls.map(urlString);
     const id = memberIdFor(peerUrls, config.initialClusterToken);
@@ -173,7 +173,7 @@ export async function bootstrapNewCluster(
 async function joinCluster(
   config: MemberConfig,
   layout: Layout,
-  seed: Map<number, MemberInfo>,
+  seed: Map<bigint, MemberInfo>,
   logger: WalLogger,
 ): Promise<RaftStart> {
   const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);

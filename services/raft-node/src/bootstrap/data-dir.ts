@@ -12,8 +12,8 @@ import { RocksBackend } from "../mvcc/rocks-backend.js";
 export const EXTRA_COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN] as const;
 
 export interface Identity {
-  memberId: number;
-  clusterId: number;
+  memberId: bigint;
+  clusterId: bigint;
 }
 
 export interface Layout {
@@ -38,11 +38,28 @@ export function layoutOf(config: MemberConfig): Layout {
   };
 }
 
+// The identity file: a format byte, then the member and cluster IDs (8 bytes each, big-endian).
+// Format 2 holds etcd's 64-bit IDs. The 16-byte file without a format byte was written by
+// etcd-ts before IDs were etcd's (53-bit IDs, etcd's shifted right by 11 bits); those IDs are
+// in every member's WAL, membership rows, entry envelopes and lease IDs, and no member can
+// rewrite the others', so such a data dir is refused rather than migrated.
+const IDENTITY_FORMAT = 2;
+
 export async function readIdentity(path: string): Promise<Identity | undefined> {
   try {
     const bytes = await readFile(path);
-    if (bytes.length !== 16) throw new Error(`${path} is ${bytes.length} bytes, expected 16`);
-    return { memberId: Number(bytes.readBigUInt64BE(0)), clusterId: Number(bytes.readBigUInt64BE(8)) };
+    if (bytes.length === 16) {
+      throw new Error(
+        `${path} was written by an older etcd-ts whose member and cluster IDs were 53-bit ` +
+          `(member ${bytes.readBigUInt64BE(0).toString(16)}); IDs are now etcd's 64-bit values and ` +
+          "such a data dir cannot be migrated in place: start the cluster on new data dirs and copy " +
+          "the keys over (e.g. etcdctl make-mirror from the old cluster run by the old version)",
+      );
+    }
+    if (bytes.length !== 17 || bytes[0] !== IDENTITY_FORMAT) {
+      throw new Error(`${path} is not an identity file (${bytes.length} bytes, format ${bytes[0]})`);
+    }
+    return { memberId: bytes.readBigUInt64BE(1), clusterId: bytes.readBigUInt64BE(9) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
@@ -50,9 +67,10 @@ export async function readIdentity(path: string): Promise<Identity | undefined> 
 }
 
 export async function writeIdentity(path: string, identity: Identity): Promise<void> {
-  const bytes = Buffer.alloc(16);
-  bytes.writeBigUInt64BE(BigInt(identity.memberId), 0);
-  bytes.writeBigUInt64BE(BigInt(identity.clusterId), 8);
+  const bytes = Buffer.alloc(17);
+  bytes[0] = IDENTITY_FORMAT;
+  bytes.writeBigUInt64BE(identity.memberId, 1);
+  bytes.writeBigUInt64BE(identity.clusterId, 9);
   const tmp = `${path}.tmp`;
   const handle = await open(tmp, "w");
   try {

@@ -8,7 +8,7 @@ describe("LeasePoller", () => {
   it("proposes revokes and checkpoints on the leader only, on its timer", () => {
     let now = 0;
     const lessor = new Lessor({ clock: () => now, minTtlSeconds: 1, checkpointIntervalMs: 10_000 });
-    const revokes: number[] = [];
+    const revokes: bigint[] = [];
     const checkpoints: LeaseCheckpoint[][] = [];
     const ticks: (() => void)[] = [];
     const poller = new LeasePoller(
@@ -18,8 +18,8 @@ describe("LeasePoller", () => {
       { setInterval: (fn) => ticks.push(fn), clearInterval: () => {} },
     );
     poller.start();
-    lessor.grant(1, 5);
-    lessor.grant(2, 100);
+    lessor.grant(1n, 5);
+    lessor.grant(2n, 100);
     now = 200_000;
     ticks[0]();
     assert.deepEqual([revokes, checkpoints], [[], []], "a follower proposes nothing");
@@ -27,9 +27,9 @@ describe("LeasePoller", () => {
     lessor.promote(0);
     now += 5000;
     ticks[0]();
-    assert.deepEqual(revokes, [1]);
+    assert.deepEqual(revokes, [1n]);
     now += 5000;
     ticks[0]();
-    assert.deepEqual(checkpoints, [[{ id: 2, remainingTtl: 90 }]]);
+    assert.deepEqual(checkpoints, [[{ id: 2n, remainingTtl: 90 }]]);
   });
 });

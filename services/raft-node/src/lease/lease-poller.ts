@@ -5,7 +5,7 @@ import type { LeaseCheckpoint, Lessor } from "./lessor.js";
 
 export interface LeaseProposer {
   /** Propose LeaseRevoke{id} through Raft. Failures are retried by the lessor's retry interval. */
-  proposeRevoke(id: number): void;
+  proposeRevoke(id: bigint): void;
   /** Propose one LeaseCheckpointRequest entry. */
   proposeCheckpoints(checkpoints: LeaseCheckpoint[]): void;
 }

@@ -18,16 +18,19 @@ const LeasePb = protobuf.Root.fromJSON({
 
 describe("lease records", () => {
   const records = [
-    { id: 1, ttl: 60, remainingTtl: 0 },
-    { id: 7_587_000_123_456, ttl: 9_000_000_000, remainingTtl: 12 },
-    { id: -5, ttl: 2, remainingTtl: 1 },
+    { id: 1n, ttl: 60, remainingTtl: 0 },
+    { id: 7_587_000_123_456n, ttl: 9_000_000_000, remainingTtl: 12 },
+    // etcd's generator puts member bits on top: IDs use all 63 bits, beyond JS numbers.
+    { id: 0x694d_0193_4f5a_7001n, ttl: 5, remainingTtl: 0 },
+    { id: 2n ** 63n - 1n, ttl: 5, remainingTtl: 0 },
+    { id: -5n, ttl: 2, remainingTtl: 1 },
   ];
 
   it("encode as leasepb.Lease and decode back", () => {
     for (const record of records) {
       const bytes = encodeLeaseRecord(record);
-      const fields: Record<string, number> = {};
-      if (record.id !== 0) fields.ID = record.id;
+      const fields: Record<string, number | string> = {};
+      if (record.id !== 0n) fields.ID = record.id.toString();
       if (record.ttl !== 0) fields.TTL = record.ttl;
       if (record.remainingTtl !== 0) fields.RemainingTTL = record.remainingTtl;
       assert.deepEqual(bytes, Buffer.from(LeasePb.encode(LeasePb.fromObject(fields)).finish()));
@@ -37,7 +40,7 @@ describe("lease records", () => {
 
   it("key leases by their ID in big-endian order, negative IDs included", () => {
     for (const { id } of records) assert.equal(leaseIdOfKey(leaseKey(id)), id);
-    assert.ok(Buffer.compare(leaseKey(1), leaseKey(256)) < 0);
+    assert.ok(Buffer.compare(leaseKey(1n), leaseKey(256n)) < 0);
   });
 
   it("rejects truncated records", () => {

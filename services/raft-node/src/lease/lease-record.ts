@@ -1,25 +1,25 @@
 // How a lease is stored: etcd's layout (bucket "lease", key = the ID as 8 big-endian bytes,
 // value = leasepb.Lease{ID=1, TTL=2, RemainingTTL=3} in protobuf), here in the "lease" column
 // family that mvcc opens next to its own and writes in the same batch as the raft apply.
-import type { LeaseRecord } from "./lessor.js";
+import type { LeaseId, LeaseRecord } from "./lessor.js";
 
 export const LEASE_COLUMN = "lease";
 
-export function leaseKey(id: number): Buffer {
+export function leaseKey(id: LeaseId): Buffer {
   const key = Buffer.allocUnsafe(8);
   // Two's complement, as etcd's int64 key: a client may pick a negative ID.
-  key.writeBigInt64BE(BigInt(id));
+  key.writeBigInt64BE(id);
   return key;
 }
 
-export function leaseIdOfKey(key: Buffer): number {
+export function leaseIdOfKey(key: Buffer): LeaseId {
   if (key.length !== 8) throw new Error(`lease: malformed key of ${key.length} bytes`);
-  return Number(key.readBigInt64BE());
+  return key.readBigInt64BE();
 }
 
-function writeVarint(out: number[], value: number): void {
+function writeVarint(out: number[], value: bigint): void {
   // int64 varints: negative values take ten bytes of their two's complement.
-  let big = BigInt.asUintN(64, BigInt(value));
+  let big = BigInt.asUintN(64, value);
   while (big >= 0x80n) {
     out.push(Number(big & 0x7fn) | 0x80);
     big >>= 7n;
@@ -29,19 +29,19 @@ function writeVarint(out: number[], value: number): void {
 
 export function encodeLeaseRecord(record: LeaseRecord): Buffer {
   const out: number[] = [];
-  const field = (tag: number, value: number) => {
-    if (value === 0) return;
+  const field = (tag: number, value: bigint) => {
+    if (value === 0n) return;
     out.push(tag);
     writeVarint(out, value);
   };
   field(0x08, record.id);
-  field(0x10, record.ttl);
-  field(0x18, record.remainingTtl);
+  field(0x10, BigInt(record.ttl));
+  field(0x18, BigInt(record.remainingTtl));
   return Buffer.from(out);
 }
 
 export function decodeLeaseRecord(bytes: Buffer): LeaseRecord {
-  const record: LeaseRecord = { id: 0, ttl: 0, remainingTtl: 0 };
+  const record: LeaseRecord = { id: 0n, ttl: 0, remainingTtl: 0 };
   let offset = 0;
   while (offset < bytes.length) {
     const tag = bytes[offset++];
@@ -54,10 +54,10 @@ export function decodeLeaseRecord(bytes: Buffer): LeaseRecord {
       if (byte < 0x80) break;
       shift += 7n;
     }
-    const number = Number(BigInt.asIntN(64, value));
-    if (tag === 0x08) record.id = number;
-    else if (tag === 0x10) record.ttl = number;
-    else if (tag === 0x18) record.remainingTtl = number;
+    const int64 = BigInt.asIntN(64, value);
+    if (tag === 0x08) record.id = int64;
+    else if (tag === 0x10) record.ttl = Number(int64);
+    else if (tag === 0x18) record.remainingTtl = Number(int64);
     // Unknown varint fields (a newer version's) are skipped; other wire types cannot be.
     else if ((tag & 7) !== 0) throw new Error(`lease: unsupported field tag ${tag}`);
   }

@@ -65,7 +65,11 @@ async function withDir(run: (dir: string) => Promise<void>): Promise<void> {
 }
 
 function response<T>(result: ApplyResult): T {
-  assert.equal(result.status, "applied", JSON.stringify(result));
+  assert.equal(
+    result.status,
+    "applied",
+    JSON.stringify(result, (_, v) => (typeof v === "bigint" ? `${v}n` : v)),
+  );
   return (result as { response: T }).response;
 }
 
@@ -81,20 +85,20 @@ describe("LeaseStateMachine on a real mvcc store", () => {
       const now = 0;
       const m = await openMember(dir, () => now, { value: 0 });
       try {
-        assert.deepEqual(response(await m.apply(m.machine.grantRequest(10, 60))), { id: 10, ttl: 60 });
-        response(await m.apply(m.machine.grantRequest(20, 60)));
-        response(await m.apply({ put: putRequest({ key: "b", value: "1", lease: 10 }) }));
-        response(await m.apply({ put: putRequest({ key: "a", value: "1", lease: 10 }) }));
-        response(await m.apply({ put: putRequest({ key: "c", value: "1", lease: 10 }) }));
-        response(await m.apply({ put: putRequest({ key: "c", value: "2", lease: 20 }) })); // moved
+        assert.deepEqual(response(await m.apply(m.machine.grantRequest(10n, 60))), { id: 10n, ttl: 60 });
+        response(await m.apply(m.machine.grantRequest(20n, 60)));
+        response(await m.apply({ put: putRequest({ key: "b", value: "1", lease: 10n }) }));
+        response(await m.apply({ put: putRequest({ key: "a", value: "1", lease: 10n }) }));
+        response(await m.apply({ put: putRequest({ key: "c", value: "1", lease: 10n }) }));
+        response(await m.apply({ put: putRequest({ key: "c", value: "2", lease: 20n }) })); // moved
         response(await m.apply({ put: putRequest({ key: "a", value: "2", ignoreLease: true }) }));
         response(await m.apply({ put: putRequest({ key: "plain", value: "1" }) }));
-        response(await m.apply({ put: putRequest({ key: "d", value: "1", lease: 10 }) }));
+        response(await m.apply({ put: putRequest({ key: "d", value: "1", lease: 10n }) }));
         response(await m.apply({ deleteRange: deleteRangeRequest({ key: "d" }) }));
         const before = m.store.revision;
 
         const revoked = response<{ deleted: number; revision: number }>(
-          await m.apply(m.machine.revokeRequest(10)),
+          await m.apply(m.machine.revokeRequest(10n)),
         );
         assert.deepEqual(revoked, { deleted: 2, revision: before + 1 });
         const last = m.applied[m.applied.length - 1];
@@ -107,15 +111,15 @@ describe("LeaseStateMachine on a real mvcc store", () => {
           ],
         );
         assert.deepEqual(await liveKeys(m.store), [
-          ["c", 20],
-          ["plain", 0],
+          ["c", 20n],
+          ["plain", 0n],
         ]);
-        assert.equal(m.lessor.lookup(10), undefined);
+        assert.equal(m.lessor.lookup(10n), undefined);
 
         // A revoke of a lease without keys changes no revision.
-        response(await m.apply(m.machine.grantRequest(30, 60)));
+        response(await m.apply(m.machine.grantRequest(30n, 60)));
         const empty = response<{ deleted: number; revision: number }>(
-          await m.apply(m.machine.revokeRequest(30)),
+          await m.apply(m.machine.revokeRequest(30n)),
         );
         assert.deepEqual(empty, { deleted: 0, revision: before + 1 });
       } finally {
@@ -127,18 +131,18 @@ describe("LeaseStateMachine on a real mvcc store", () => {
     withDir(async (dir) => {
       const m = await openMember(dir, () => 0, { value: 0 });
       try {
-        response(await m.apply(m.machine.grantRequest(1, 60)));
+        response(await m.apply(m.machine.grantRequest(1n, 60)));
         const failures = [
-          await m.apply(m.machine.grantRequest(1, 90)),
-          await m.apply(m.machine.revokeRequest(2)),
-          await m.apply({ put: putRequest({ key: "k", value: "v", lease: 2 }) }),
-          await m.apply(m.machine.grantRequest(3, 9_000_000_001)),
+          await m.apply(m.machine.grantRequest(1n, 90)),
+          await m.apply(m.machine.revokeRequest(2n)),
+          await m.apply({ put: putRequest({ key: "k", value: "v", lease: 2n }) }),
+          await m.apply(m.machine.grantRequest(3n, 9_000_000_001)),
         ];
         assert.deepEqual(
           failures.map((r) => (r.status === "failed" ? r.error.kind : r.status)),
           ["LeaseExist", "LeaseNotFound", "LeaseNotFound", "LeaseTTLTooLarge"],
         );
-        assert.equal(m.lessor.lookup(1)?.ttl, 60);
+        assert.equal(m.lessor.lookup(1n)?.ttl, 60);
         assert.deepEqual(await liveKeys(m.store), []);
       } finally {
         await m.store.close();
@@ -151,33 +155,33 @@ describe("LeaseStateMachine on a real mvcc store", () => {
       const index = { value: 0 };
       const first = await openMember(dir, () => now, index);
       first.lessor.promote(0);
-      response(await first.apply(first.machine.grantRequest(5, 600)));
-      response(await first.apply(first.machine.grantRequest(6, 600)));
-      response(await first.apply({ put: putRequest({ key: "x", value: "1", lease: 5 }) }));
-      response(await first.apply({ put: putRequest({ key: "y", value: "1", lease: 5 }) }));
+      response(await first.apply(first.machine.grantRequest(5n, 600)));
+      response(await first.apply(first.machine.grantRequest(6n, 600)));
+      response(await first.apply({ put: putRequest({ key: "x", value: "1", lease: 5n }) }));
+      response(await first.apply({ put: putRequest({ key: "y", value: "1", lease: 5n }) }));
       now += 100_000;
-      first.lessor.renew(6); // kept alive: its checkpoint would equal its TTL and is skipped
+      first.lessor.renew(6n); // kept alive: its checkpoint would equal its TTL and is skipped
       const checkpoints = first.lessor.dueCheckpoints();
-      assert.deepEqual(checkpoints, [{ id: 5, remainingTtl: 500 }]);
+      assert.deepEqual(checkpoints, [{ id: 5n, remainingTtl: 500 }]);
       response(await first.apply(first.machine.checkpointRequest(checkpoints)));
       await first.store.close();
 
       now = 50; // another process: its monotonic clock has nothing to do with the old one
       const second = await openMember(dir, () => now, index);
       try {
-        assert.equal(second.lessor.lookup(5)?.remainingTtl, 500);
-        assert.equal(second.lessor.lookup(6)?.remainingTtl, 0);
+        assert.equal(second.lessor.lookup(5n)?.remainingTtl, 500);
+        assert.equal(second.lessor.lookup(6n)?.remainingTtl, 0);
         second.lessor.promote(2000);
-        assert.equal(second.lessor.timeToLive(5, false).ttl, 502);
-        assert.equal(second.lessor.timeToLive(6, false).ttl, 602);
+        assert.equal(second.lessor.timeToLive(5n, false).ttl, 502);
+        assert.equal(second.lessor.timeToLive(6n, false).ttl, 602);
         assert.deepEqual(
-          second.lessor.timeToLive(5, true).keys.map((k) => k.toString()),
+          second.lessor.timeToLive(5n, true).keys.map((k) => k.toString()),
           ["x", "y"],
         );
 
         now += 502_000;
-        assert.deepEqual(second.lessor.expiredLeases(), [5]);
-        const revoked = response<{ deleted: number }>(await second.apply(second.machine.revokeRequest(5)));
+        assert.deepEqual(second.lessor.expiredLeases(), [5n]);
+        const revoked = response<{ deleted: number }>(await second.apply(second.machine.revokeRequest(5n)));
         assert.equal(revoked.deleted, 2);
         assert.deepEqual(await liveKeys(second.store), []);
       } finally {
@@ -189,15 +193,15 @@ describe("LeaseStateMachine on a real mvcc store", () => {
     withDir(async (dir) => {
       const m = await openMember(dir, () => 0, { value: 0 });
       try {
-        response(await m.apply(m.machine.grantRequest(1, 60)));
-        response(await m.apply(m.machine.grantRequest(2, 60)));
-        response(await m.apply({ put: putRequest({ key: "moved", value: "v", lease: 1 }) }));
-        response(await m.apply({ put: putRequest({ key: "unleased", value: "v", lease: 1 }) }));
-        response(await m.apply({ put: putRequest({ key: "kept", value: "v", lease: 1 }) }));
-        const put = (key: string, lease: number) => ({ put: putRequest({ key, value: "v2", lease }) });
+        response(await m.apply(m.machine.grantRequest(1n, 60)));
+        response(await m.apply(m.machine.grantRequest(2n, 60)));
+        response(await m.apply({ put: putRequest({ key: "moved", value: "v", lease: 1n }) }));
+        response(await m.apply({ put: putRequest({ key: "unleased", value: "v", lease: 1n }) }));
+        response(await m.apply({ put: putRequest({ key: "kept", value: "v", lease: 1n }) }));
+        const put = (key: string, lease: bigint) => ({ put: putRequest({ key, value: "v2", lease }) });
         let index = 100;
         const results = await m.store.applyBatch(
-          [put("moved", 2), put("unleased", 0), put("fresh", 1), m.machine.revokeRequest(1)].map(
+          [put("moved", 2n), put("unleased", 0n), put("fresh", 1n), m.machine.revokeRequest(1n)].map(
             (request) => ({
               index: ++index,
               term: 1,
@@ -210,11 +214,11 @@ describe("LeaseStateMachine on a real mvcc store", () => {
           ["applied", "applied", "applied", "applied"],
         );
         assert.deepEqual(await liveKeys(m.store), [
-          ["moved", 2],
-          ["unleased", 0],
+          ["moved", 2n],
+          ["unleased", 0n],
         ]);
-        assert.deepEqual([...(m.lessor.lookup(2)?.keys ?? [])], ["moved"]);
-        assert.equal(m.lessor.leaseOf(Buffer.from("fresh")), 0);
+        assert.deepEqual([...(m.lessor.lookup(2n)?.keys ?? [])], ["moved"]);
+        assert.equal(m.lessor.leaseOf(Buffer.from("fresh")), 0n);
       } finally {
         await m.store.close();
       }
@@ -225,14 +229,14 @@ describe("LeaseStateMachine on a real mvcc store", () => {
       const m = await openMember(dir, () => 0, { value: 0 });
       try {
         const results = await m.store.applyBatch([
-          { index: 1, term: 1, request: m.machine.grantRequest(8, 60) },
-          { index: 2, term: 1, request: { put: putRequest({ key: "k", value: "v", lease: 8 }) } },
+          { index: 1, term: 1, request: m.machine.grantRequest(8n, 60) },
+          { index: 2, term: 1, request: { put: putRequest({ key: "k", value: "v", lease: 8n }) } },
         ]);
         assert.deepEqual(
           results.map((r) => r.status),
           ["applied", "applied"],
         );
-        assert.deepEqual([...(m.lessor.lookup(8)?.keys ?? [])], ["k"]);
+        assert.deepEqual([...(m.lessor.lookup(8n)?.keys ?? [])], ["k"]);
       } finally {
         await m.store.close();
       }

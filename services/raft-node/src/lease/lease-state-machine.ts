@@ -11,10 +11,10 @@ import {
   leaseIdOfKey,
   leaseKey,
 } from "./lease-record.js";
-import { type LeaseCheckpoint, type LeaseRecord, type Lessor, NO_LEASE } from "./lessor.js";
+import { type LeaseCheckpoint, type LeaseId, type LeaseRecord, type Lessor, NO_LEASE } from "./lessor.js";
 
 export interface LeaseGrantApplied {
-  id: number;
+  id: LeaseId;
   /** The TTL granted, after the minimum TTL was applied. */
   ttl: number;
 }
@@ -29,9 +29,9 @@ export interface LeaseRevokeApplied {
 /** mvcc's key index as far as leases are concerned: the truth the lessor's key sets follow. */
 export interface LeasedKeyView {
   /** The lease of `key` if it is live, NO_LEASE otherwise. */
-  leaseOfLiveKey(key: Buffer): number;
+  leaseOfLiveKey(key: Buffer): LeaseId;
   /** Every live key with a lease (a full index scan). */
-  leasedKeys(): Iterable<{ key: Buffer; lease: number }>;
+  leasedKeys(): Iterable<{ key: Buffer; lease: LeaseId }>;
   /** The store's current revision. */
   readonly revision: number;
 }
@@ -65,7 +65,7 @@ export class LeaseStateMachine {
   }
 
   /** Applies LeaseGrant{ID, TTL}; fails the entry with LeaseExist/LeaseTTLTooLarge/LeaseNotFound. */
-  grantRequest(id: number, ttlSeconds: number): MvccRequest {
+  grantRequest(id: LeaseId, ttlSeconds: number): MvccRequest {
     return {
       external: (context: ExternalApply): LeaseGrantApplied => {
         const lease = this.lessor.grant(id, ttlSeconds);
@@ -79,7 +79,7 @@ export class LeaseStateMachine {
    * Applies LeaseRevoke{ID}: the lease record and every attached key go in one write txn (one
    * revision, etcd's lessor RangeDeleter), in the batch of the apply.
    */
-  revokeRequest(id: number): MvccRequest {
+  revokeRequest(id: LeaseId): MvccRequest {
     return {
       external: (context: ExternalApply): LeaseRevokeApplied => {
         const attached = this.lessor.revoke(id);
@@ -97,7 +97,7 @@ export class LeaseStateMachine {
    * observed (a key attached to the lease, or moved off it), only a scan of the index is
    * exact; that costs O(keys) and is avoided by starting a new apply batch at each revoke.
    */
-  private keysToRevoke(id: number, attached: Buffer[], revision: number): Buffer[] {
+  private keysToRevoke(id: LeaseId, attached: Buffer[], revision: number): Buffer[] {
     if (revision === this.observedRevision) {
       return attached.filter((key) => this.keyView.leaseOfLiveKey(key) === id);
     }

@@ -10,9 +10,9 @@ describe("LeaseTimeQueue", () => {
       return seed / 2 ** 32;
     };
     const queue = new LeaseTimeQueue();
-    const model = new Map<number, number>();
+    const model = new Map<bigint, number>();
     for (let step = 0; step < 5000; step++) {
-      const id = Math.floor(random() * 200);
+      const id = BigInt(Math.floor(random() * 200));
       const action = random();
       if (action < 0.6) {
         const time = Math.floor(random() * 1000);

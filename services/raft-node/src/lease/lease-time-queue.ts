@@ -3,13 +3,13 @@
 // in O(log n) instead of leaving stale duplicates behind, as etcd's LeaseExpiredNotifier does.
 
 interface Entry {
-  id: number;
+  id: bigint;
   time: number;
 }
 
 export class LeaseTimeQueue {
   private readonly heap: Entry[] = [];
-  private readonly positions = new Map<number, number>();
+  private readonly positions = new Map<bigint, number>();
 
   get size(): number {
     return this.heap.length;
@@ -20,13 +20,13 @@ export class LeaseTimeQueue {
     return this.heap[0];
   }
 
-  timeOf(id: number): number | undefined {
+  timeOf(id: bigint): number | undefined {
     const position = this.positions.get(id);
     return position === undefined ? undefined : this.heap[position].time;
   }
 
   /** Inserts the lease, or moves its existing entry to `time`. */
-  upsert(id: number, time: number): void {
+  upsert(id: bigint, time: number): void {
     const position = this.positions.get(id);
     if (position === undefined) {
       this.heap.push({ id, time });
@@ -48,7 +48,7 @@ export class LeaseTimeQueue {
     return top;
   }
 
-  remove(id: number): boolean {
+  remove(id: bigint): boolean {
     const position = this.positions.get(id);
     if (position === undefined) return false;
     this.removeAt(position);

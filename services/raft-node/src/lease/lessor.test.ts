@@ -33,19 +33,19 @@ describe("minLeaseTtlSeconds", () => {
 describe("Lessor: grant", () => {
   it("raises short TTLs to the minimum and refuses too large, duplicate and zero IDs", () => {
     const { lessor: l } = lessor({ minTtlSeconds: 5 });
-    assert.equal(l.grant(1, 1).ttl, 5);
-    assert.equal(l.grant(2, 60).ttl, 60);
-    assert.equal(l.grant(3, MAX_LEASE_TTL).ttl, MAX_LEASE_TTL);
+    assert.equal(l.grant(1n, 1).ttl, 5);
+    assert.equal(l.grant(2n, 60).ttl, 60);
+    assert.equal(l.grant(3n, MAX_LEASE_TTL).ttl, MAX_LEASE_TTL);
     assert.throws(
-      () => l.grant(4, MAX_LEASE_TTL + 1),
+      () => l.grant(4n, MAX_LEASE_TTL + 1),
       (e) => isEtcdError(e, "LeaseTTLTooLarge"),
     );
     assert.throws(
-      () => l.grant(2, 10),
+      () => l.grant(2n, 10),
       (e) => isEtcdError(e, "LeaseExist"),
     );
     assert.throws(
-      () => l.grant(0, 10),
+      () => l.grant(0n, 10),
       (e) => isEtcdError(e, "LeaseNotFound"),
     );
     assert.equal(l.size, 3);
@@ -55,31 +55,31 @@ describe("Lessor: grant", () => {
 describe("Lessor: expiry", () => {
   it("only the primary reports expired leases", () => {
     const { clock, lessor: l } = lessor();
-    l.grant(7, 10);
+    l.grant(7n, 10);
     clock.advance(60_000);
     assert.deepEqual(l.expiredLeases(), []);
     assert.throws(
-      () => l.renew(7),
+      () => l.renew(7n),
       (e) => isEtcdError(e, "NotLeader"),
     );
     l.promote(0);
     assert.deepEqual(l.expiredLeases(), []);
     clock.advance(10_000);
-    assert.deepEqual(l.expiredLeases(), [7]);
+    assert.deepEqual(l.expiredLeases(), [7n]);
   });
 
   it("reports a lease at its expiry, retries after the retry interval, and forgets it once revoked", () => {
     const { clock, lessor: l } = lessor({ expiredRetryIntervalMs: 3000 });
     l.promote(0);
-    l.grant(1, 10);
+    l.grant(1n, 10);
     clock.advance(9_999);
     assert.deepEqual(l.expiredLeases(), []);
     clock.advance(1);
-    assert.deepEqual(l.expiredLeases(), [1]);
+    assert.deepEqual(l.expiredLeases(), [1n]);
     assert.deepEqual(l.expiredLeases(), [], "not proposed twice while its revoke is in flight");
     clock.advance(3000);
-    assert.deepEqual(l.expiredLeases(), [1], "re-proposed when the revoke did not commit");
-    l.revoke(1);
+    assert.deepEqual(l.expiredLeases(), [1n], "re-proposed when the revoke did not commit");
+    l.revoke(1n);
     clock.advance(10_000);
     assert.deepEqual(l.expiredLeases(), []);
   });
@@ -87,7 +87,7 @@ describe("Lessor: expiry", () => {
   it("returns at most half the revoke rate per poll", () => {
     const { clock, lessor: l } = lessor({ revokeRatePerSecond: 100 });
     l.promote(0);
-    for (let id = 1; id <= 130; id++) l.grant(id, 5);
+    for (let id = 1n; id <= 130n; id++) l.grant(id, 5);
     clock.advance(5000);
     const first = l.expiredLeases();
     const second = l.expiredLeases();
@@ -99,21 +99,21 @@ describe("Lessor: expiry", () => {
   it("keep-alive restarts the full TTL and answers it", () => {
     const { clock, lessor: l } = lessor();
     l.promote(0);
-    l.grant(1, 10);
+    l.grant(1n, 10);
     clock.advance(8000);
-    assert.equal(l.renew(1), 10);
+    assert.equal(l.renew(1n), 10);
     clock.advance(9000);
     assert.deepEqual(l.expiredLeases(), []);
-    assert.equal(l.timeToLive(1, false).ttl, 1);
+    assert.equal(l.timeToLive(1n, false).ttl, 1);
     clock.advance(1000);
-    assert.deepEqual(l.expiredLeases(), [1]);
+    assert.deepEqual(l.expiredLeases(), [1n]);
     assert.throws(
-      () => l.renew(1),
+      () => l.renew(1n),
       (e) => isEtcdError(e, "LeaseNotFound"),
       "expired: its revoke is coming",
     );
     assert.throws(
-      () => l.renew(99),
+      () => l.renew(99n),
       (e) => isEtcdError(e, "LeaseNotFound"),
     );
   });
@@ -121,7 +121,7 @@ describe("Lessor: expiry", () => {
   it("demotion stops expiry tracking", () => {
     const { clock, lessor: l } = lessor();
     l.promote(0);
-    l.grant(1, 10);
+    l.grant(1n, 10);
     l.demote();
     clock.advance(60_000);
     assert.deepEqual(l.expiredLeases(), []);
@@ -132,36 +132,36 @@ describe("Lessor: expiry", () => {
 describe("Lessor: lease list", () => {
   it("lists every lease, soonest expiry first on the primary, by ID elsewhere", () => {
     const { lessor: l } = lessor();
-    l.grant(3, 50);
-    l.grant(1, 90);
-    l.grant(2, 10);
-    assert.deepEqual(l.leases(), [1, 2, 3]);
+    l.grant(3n, 50);
+    l.grant(1n, 90);
+    l.grant(2n, 10);
+    assert.deepEqual(l.leases(), [1n, 2n, 3n]);
     l.promote(0);
-    assert.deepEqual(l.leases(), [2, 3, 1]);
+    assert.deepEqual(l.leases(), [2n, 3n, 1n]);
   });
 });
 
 describe("Lessor: key attachment", () => {
   it("follows puts, lease moves, ignore_lease puts and deletes; revoke returns its keys sorted", () => {
     const { lessor: l } = lessor();
-    l.grant(1, 60);
-    l.grant(2, 60);
-    l.keyWritten(key("b"), 1);
-    l.keyWritten(key("a"), 1);
-    l.keyWritten(key("c"), 1);
-    l.keyWritten(key("c"), 2); // moved to another lease
-    l.keyWritten(key("a"), 1); // ignore_lease: the key keeps its lease
-    l.keyWritten(key("d"), 1);
-    l.keyWritten(key("d"), 0); // a put without lease detaches
-    l.keyWritten(key("e"), 1);
+    l.grant(1n, 60);
+    l.grant(2n, 60);
+    l.keyWritten(key("b"), 1n);
+    l.keyWritten(key("a"), 1n);
+    l.keyWritten(key("c"), 1n);
+    l.keyWritten(key("c"), 2n); // moved to another lease
+    l.keyWritten(key("a"), 1n); // ignore_lease: the key keeps its lease
+    l.keyWritten(key("d"), 1n);
+    l.keyWritten(key("d"), 0n); // a put without lease detaches
+    l.keyWritten(key("e"), 1n);
     l.keyDeleted(key("e"));
-    assert.equal(l.leaseOf(key("c")), 2);
-    assert.equal(l.leaseOf(key("d")), 0);
-    assert.deepEqual(names(l.revoke(1)), ["a", "b"]);
-    assert.equal(l.leaseOf(key("a")), 0);
-    assert.deepEqual(names(l.revoke(2)), ["c"]);
+    assert.equal(l.leaseOf(key("c")), 2n);
+    assert.equal(l.leaseOf(key("d")), 0n);
+    assert.deepEqual(names(l.revoke(1n)), ["a", "b"]);
+    assert.equal(l.leaseOf(key("a")), 0n);
+    assert.deepEqual(names(l.revoke(2n)), ["c"]);
     assert.throws(
-      () => l.revoke(2),
+      () => l.revoke(2n),
       (e) => isEtcdError(e, "LeaseNotFound"),
     );
   });
@@ -169,7 +169,7 @@ describe("Lessor: key attachment", () => {
   it("refuses to attach a key to a lease it does not know", () => {
     const { lessor: l } = lessor();
     assert.throws(
-      () => l.keyWritten(key("a"), 5),
+      () => l.keyWritten(key("a"), 5n),
       (e) => isEtcdError(e, "LeaseNotFound"),
     );
   });
@@ -177,14 +177,14 @@ describe("Lessor: key attachment", () => {
   it("time-to-live lists the attached keys and truncates the remaining seconds", () => {
     const { clock, lessor: l } = lessor();
     l.promote(0);
-    l.grant(1, 30);
-    l.keyWritten(key("z"), 1);
-    l.keyWritten(key("y"), 1);
+    l.grant(1n, 30);
+    l.keyWritten(key("z"), 1n);
+    l.keyWritten(key("y"), 1n);
     clock.advance(10_500);
-    assert.deepEqual(l.timeToLive(1, true), { id: 1, ttl: 19, grantedTtl: 30, keys: [key("y"), key("z")] });
-    assert.deepEqual(l.timeToLive(1, false).keys, []);
+    assert.deepEqual(l.timeToLive(1n, true), { id: 1n, ttl: 19, grantedTtl: 30, keys: [key("y"), key("z")] });
+    assert.deepEqual(l.timeToLive(1n, false).keys, []);
     assert.throws(
-      () => l.timeToLive(9, false),
+      () => l.timeToLive(9n, false),
       (e) => isEtcdError(e, "LeaseNotFound"),
     );
   });
@@ -193,19 +193,19 @@ describe("Lessor: key attachment", () => {
 describe("Lessor: leadership and checkpoints", () => {
   it("promotion restarts leases from their checkpointed remaining TTL plus the extension", () => {
     const { clock, lessor: l } = lessor();
-    l.grant(1, 100);
-    l.grant(2, 100);
-    l.checkpoint(1, 30);
+    l.grant(1n, 100);
+    l.grant(2n, 100);
+    l.checkpoint(1n, 30);
     l.promote(1000);
     clock.advance(30_999);
     assert.deepEqual(l.expiredLeases(), []);
     clock.advance(1);
-    assert.deepEqual(l.expiredLeases(), [1]);
-    l.revoke(1);
+    assert.deepEqual(l.expiredLeases(), [1n]);
+    l.revoke(1n);
     clock.advance(69_999);
     assert.deepEqual(l.expiredLeases(), []);
     clock.advance(1);
-    assert.deepEqual(l.expiredLeases(), [2]);
+    assert.deepEqual(l.expiredLeases(), [2n]);
   });
 
   it("the leader proposes checkpoints of remaining TTL each interval; a new leader resumes from them", () => {
@@ -216,57 +216,57 @@ describe("Lessor: leadership and checkpoints", () => {
     const follower = new Lessor({ clock: followerClock.now, ...options });
     leader.promote(0);
     // Both apply the same entries.
-    for (const member of [leader, follower]) member.grant(1, 600);
-    for (const member of [leader, follower]) member.grant(2, 30); // too short to checkpoint
+    for (const member of [leader, follower]) member.grant(1n, 600);
+    for (const member of [leader, follower]) member.grant(2n, 30); // too short to checkpoint
     leaderClock.advance(59_000);
     assert.deepEqual(leader.dueCheckpoints(), []);
     leaderClock.advance(1000);
     const checkpoints = leader.dueCheckpoints();
-    assert.deepEqual(checkpoints, [{ id: 1, remainingTtl: 540 }]);
+    assert.deepEqual(checkpoints, [{ id: 1n, remainingTtl: 540 }]);
     for (const member of [leader, follower])
       for (const c of checkpoints) member.checkpoint(c.id, c.remainingTtl);
-    assert.equal(follower.lookup(1)?.remainingTtl, 540);
+    assert.equal(follower.lookup(1n)?.remainingTtl, 540);
 
     // Leadership moves: the follower restarts lease 1 from 540 s (not 600), plus extension.
     leader.demote();
     follower.promote(1000);
-    assert.equal(follower.timeToLive(1, false).ttl, 541);
+    assert.equal(follower.timeToLive(1n, false).ttl, 541);
     followerClock.advance(540_999);
-    assert.deepEqual(follower.expiredLeases(), [2]);
+    assert.deepEqual(follower.expiredLeases(), [2n]);
     followerClock.advance(1);
-    assert.deepEqual(follower.expiredLeases(), [1]);
+    assert.deepEqual(follower.expiredLeases(), [1n]);
   });
 
   it("renewing a checkpointed lease proposes a clearing checkpoint once", () => {
     const { clock, lessor: l } = lessor({ checkpointIntervalMs: 60_000 });
     l.promote(0);
-    l.grant(1, 600);
+    l.grant(1n, 600);
     clock.advance(60_000);
     const [checkpoint] = l.dueCheckpoints();
     l.checkpoint(checkpoint.id, checkpoint.remainingTtl);
-    assert.equal(l.renew(1), 600);
-    assert.deepEqual(l.dueCheckpoints(), [{ id: 1, remainingTtl: 0 }]);
-    l.checkpoint(1, 0);
-    assert.equal(l.renew(1), 600);
+    assert.equal(l.renew(1n), 600);
+    assert.deepEqual(l.dueCheckpoints(), [{ id: 1n, remainingTtl: 0 }]);
+    l.checkpoint(1n, 0);
+    assert.equal(l.renew(1n), 600);
     assert.deepEqual(l.dueCheckpoints(), [], "no entry per keep-alive once cleared");
     // The countdown itself restarted from the full TTL, not the stale remainder.
-    assert.equal(l.timeToLive(1, false).ttl, 600);
+    assert.equal(l.timeToLive(1n, false).ttl, 600);
   });
 
   it("a lease renewed since its checkpoint was scheduled is looked at again an interval later", () => {
     const { clock, lessor: l } = lessor({ checkpointIntervalMs: 60_000 });
     l.promote(0);
-    l.grant(1, 600);
+    l.grant(1n, 600);
     clock.advance(60_000);
-    l.renew(1);
+    l.renew(1n);
     assert.deepEqual(l.dueCheckpoints(), []);
     clock.advance(60_000);
-    assert.deepEqual(l.dueCheckpoints(), [{ id: 1, remainingTtl: 540 }]);
+    assert.deepEqual(l.dueCheckpoints(), [{ id: 1n, remainingTtl: 540 }]);
   });
 
   it("spreads expiries on promotion when more leases than the revoke rate would expire together", () => {
     const { clock, lessor: l } = lessor({ revokeRatePerSecond: 100 });
-    for (let id = 1; id <= 400; id++) l.grant(id, 10);
+    for (let id = 1n; id <= 400n; id++) l.grant(id, 10);
     l.promote(0);
     const start = clock.now();
     const perSecond = new Map<number, number>();
@@ -282,20 +282,20 @@ describe("Lessor: leadership and checkpoints", () => {
     const { lessor: l, clock } = lessor({ minTtlSeconds: 5 });
     l.restore(
       [
-        { id: 1, ttl: 60, remainingTtl: 12 },
-        { id: 2, ttl: 1, remainingTtl: 0 },
+        { id: 1n, ttl: 60, remainingTtl: 12 },
+        { id: 2n, ttl: 1, remainingTtl: 0 },
       ],
       [
-        { key: key("a"), lease: 1 },
-        { key: key("b"), lease: 0 },
-        { key: key("orphan"), lease: 77 },
+        { key: key("a"), lease: 1n },
+        { key: key("b"), lease: 0n },
+        { key: key("orphan"), lease: 77n },
       ],
     );
-    assert.equal(l.lookup(2)?.ttl, 5, "the minimum TTL applies to restored leases too");
-    assert.equal(l.leaseOf(key("a")), 1);
-    assert.equal(l.leaseOf(key("orphan")), 0);
+    assert.equal(l.lookup(2n)?.ttl, 5, "the minimum TTL applies to restored leases too");
+    assert.equal(l.leaseOf(key("a")), 1n);
+    assert.equal(l.leaseOf(key("orphan")), 0n);
     l.promote(0);
     clock.advance(12_000);
-    assert.deepEqual(l.expiredLeases(), [2, 1]);
+    assert.deepEqual(l.expiredLeases(), [2n, 1n]);
   });
 });

@@ -14,8 +14,11 @@ import { LeaseTimeQueue } from "./lease-time-queue.js";
 /** etcd's MaxLeaseTTL, seconds. */
 export const MAX_LEASE_TTL = 9_000_000_000;
 
+/** A lease ID: an int64 that uses all 64 bits (etcd's generator puts member bits at the top). */
+export type LeaseId = bigint;
+
 /** etcd's lease.NoLease. */
-export const NO_LEASE = 0;
+export const NO_LEASE: LeaseId = 0n;
 
 /**
  * etcd's minimum lease TTL: a lease must outlive a leader election, or a leader change would
@@ -28,14 +31,14 @@ export function minLeaseTtlSeconds(heartbeatMs: number, electionMs: number): num
 }
 
 export interface LeaseCheckpoint {
-  id: number;
+  id: LeaseId;
   /** Seconds; 0 clears a previous checkpoint (the lease was renewed to its full TTL). */
   remainingTtl: number;
 }
 
 /** What is persisted per lease (etcd's leasepb.Lease). */
 export interface LeaseRecord {
-  id: number;
+  id: LeaseId;
   ttl: number;
   remainingTtl: number;
 }
@@ -63,7 +66,7 @@ export class Lease {
   expiry = Number.POSITIVE_INFINITY;
 
   constructor(
-    readonly id: number,
+    readonly id: LeaseId,
     /** Granted TTL in seconds, after the minimum is applied. */
     readonly ttl: number,
     /** Seconds left at the last applied checkpoint; 0 when none is in force. */
@@ -81,7 +84,7 @@ export class Lease {
 }
 
 export interface LeaseTimeToLive {
-  id: number;
+  id: LeaseId;
   /** Whole seconds left (etcd truncates). */
   ttl: number;
   grantedTtl: number;
@@ -89,8 +92,8 @@ export interface LeaseTimeToLive {
 }
 
 export class Lessor {
-  private readonly leaseById = new Map<number, Lease>();
-  private readonly leaseByKey = new Map<string, number>();
+  private readonly leaseById = new Map<LeaseId, Lease>();
+  private readonly leaseByKey = new Map<string, LeaseId>();
   private readonly expiryQueue = new LeaseTimeQueue();
   private readonly checkpointQueue = new LeaseTimeQueue();
   /** Checkpoints owed outside the schedule (a renew clearing an older checkpoint). */
@@ -122,19 +125,19 @@ export class Lessor {
     return this.leaseById.size;
   }
 
-  lookup(id: number): Lease | undefined {
+  lookup(id: LeaseId): Lease | undefined {
     return this.leaseById.get(id);
   }
 
   /** The lease a key is attached to, NO_LEASE if none. */
-  leaseOf(key: Buffer): number {
+  leaseOf(key: Buffer): LeaseId {
     return this.leaseByKey.get(key.toString("latin1")) ?? NO_LEASE;
   }
 
   // ---- apply path (every member, in log order) ----
 
   /** Applies a LeaseGrant. The ID was chosen by the proposer (client or generator), never here. */
-  grant(id: number, ttlSeconds: number): Lease {
+  grant(id: LeaseId, ttlSeconds: number): Lease {
     if (id === NO_LEASE) throw new EtcdError("LeaseNotFound");
     if (ttlSeconds > MAX_LEASE_TTL) throw new EtcdError("LeaseTTLTooLarge");
     if (this.leaseById.has(id)) throw new EtcdError("LeaseExist");
@@ -152,7 +155,7 @@ export class Lessor {
    * keys, sorted, for the caller to delete in the same transaction and write batch as the
    * lease record (sorted so every member produces the same deletes and the same hash).
    */
-  revoke(id: number): Buffer[] {
+  revoke(id: LeaseId): Buffer[] {
     const lease = this.leaseById.get(id);
     if (lease === undefined) throw new EtcdError("LeaseNotFound");
     this.leaseById.delete(id);
@@ -168,7 +171,7 @@ export class Lessor {
    * the primary's business, and a new primary restarts from it (see promote). Returns the lease
    * to persist, or undefined for a lease already gone.
    */
-  checkpoint(id: number, remainingTtl: number): Lease | undefined {
+  checkpoint(id: LeaseId, remainingTtl: number): Lease | undefined {
     const lease = this.leaseById.get(id);
     if (lease === undefined) return undefined;
     lease.remainingTtl = remainingTtl;
@@ -181,7 +184,7 @@ export class Lessor {
    * it had, as etcd's mvcc put does. Must run as the put is applied, before the next entry, so
    * a revoke applied right after sees it.
    */
-  keyWritten(key: Buffer, lease: number): void {
+  keyWritten(key: Buffer, lease: LeaseId): void {
     const name = key.toString("latin1");
     const previous = this.leaseByKey.get(name) ?? NO_LEASE;
     if (previous === lease) return;
@@ -207,7 +210,7 @@ export class Lessor {
    * Rebuilds the state from persisted lease records and the leases recorded on stored keys
    * (etcd's Recover plus mvcc's restore). Leases start without expiry; a primary re-arms them.
    */
-  restore(records: Iterable<LeaseRecord>, attachedKeys: Iterable<{ key: Buffer; lease: number }>): void {
+  restore(records: Iterable<LeaseRecord>, attachedKeys: Iterable<{ key: Buffer; lease: LeaseId }>): void {
     this.leaseById.clear();
     this.leaseByKey.clear();
     this.expiryQueue.clear();
@@ -291,7 +294,7 @@ export class Lessor {
    * An already expired lease is reported missing: its revoke is on its way through the log
    * (etcd makes the caller wait for it; the answer is the same, TTL 0 / not found).
    */
-  renew(id: number): number {
+  renew(id: LeaseId): number {
     if (!this.primary) throw new EtcdError("NotLeader");
     const lease = this.leaseById.get(id);
     const now = this.clock();
@@ -309,11 +312,11 @@ export class Lessor {
    * revoke rate per call (etcd polls every 500 ms). A returned lease is not returned again
    * before the retry interval, so a revoke stuck in the log is re-proposed, not spammed.
    */
-  expiredLeases(): number[] {
+  expiredLeases(): LeaseId[] {
     if (!this.primary) return [];
     const now = this.clock();
     const limit = Math.max(1, Math.floor(this.revokeRate / 2));
-    const expired: number[] = [];
+    const expired: LeaseId[] = [];
     while (expired.length < limit) {
       const next = this.expiryQueue.peek();
       if (next === undefined || next.time > now) break;
@@ -354,7 +357,7 @@ export class Lessor {
   // ---- queries ----
 
   /** LeaseTimeToLive, answered by the primary (other members forward to it, as etcd does). */
-  timeToLive(id: number, withKeys: boolean): LeaseTimeToLive {
+  timeToLive(id: LeaseId, withKeys: boolean): LeaseTimeToLive {
     if (!this.primary) throw new EtcdError("NotLeader");
     const lease = this.leaseById.get(id);
     if (lease === undefined) throw new EtcdError("LeaseNotFound");
@@ -368,10 +371,10 @@ export class Lessor {
   }
 
   /** Every lease ID, soonest expiry first (etcd's Leases order). */
-  leases(): number[] {
+  leases(): LeaseId[] {
     // Off the primary every expiry is Infinity, where subtraction would give NaN.
     const byExpiry = (a: Lease, b: Lease) =>
-      a.expiry === b.expiry ? a.id - b.id : a.expiry < b.expiry ? -1 : 1;
+      a.expiry !== b.expiry ? (a.expiry < b.expiry ? -1 : 1) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
     return [...this.leaseById.values()].sort(byExpiry).map((lease) => lease.id);
   }
 

@@ -10,7 +10,7 @@ import {
   removedRowKey,
 } from "./members-table.js";
 
-const m = (id: number, url: string, isLearner = false): MemberInfo => ({
+const m = (id: bigint, url: string, isLearner = false): MemberInfo => ({
   id,
   name: "",
   peerUrls: [url],
@@ -31,76 +31,76 @@ const kind = (fn: () => void) => {
 describe("MembersTable", () => {
   it("adds, publishes attributes, promotes and removes, returning the rows to persist", () => {
     const table = new MembersTable(memberCodec);
-    assert.equal(table.add(m(2, "http://b:2380")).length, 1);
-    table.add(m(1, "http://a:2380"));
+    assert.equal(table.add(m(2n, "http://b:2380")).length, 1);
+    table.add(m(1n, "http://a:2380"));
     assert.deepEqual(
       table.list().map((x) => x.id),
-      [1, 2],
+      [1n, 2n],
       "listed by ID",
     );
-    const rows = table.setAttributes(1, "n1", ["http://a:2379"]);
-    assert.deepEqual(rows[0]!.key, memberRowKey(1));
+    const rows = table.setAttributes(1n, "n1", ["http://a:2379"]);
+    assert.deepEqual(rows[0]!.key, memberRowKey(1n));
     assert.equal(memberCodec.decode(rows[0]!.value!).name, "n1");
-    table.add(m(3, "http://c:2380", true));
+    table.add(m(3n, "http://c:2380", true));
     assert.equal(table.learners().length, 1);
-    table.add({ ...m(3, "http://c:2380"), isLearner: false });
-    assert.equal(table.get(3)?.isLearner, false, "AddNode on a learner promotes it");
-    const removed = table.remove(2);
+    table.add({ ...m(3n, "http://c:2380"), isLearner: false });
+    assert.equal(table.get(3n)?.isLearner, false, "AddNode on a learner promotes it");
+    const removed = table.remove(2n);
     assert.deepEqual(
       removed.map((r) => r.key.toString()),
-      [removedRowKey(2).toString(), memberRowKey(2).toString()],
+      [removedRowKey(2n).toString(), memberRowKey(2n).toString()],
     );
     assert.equal(removed[1]!.value, undefined);
-    assert.equal(table.isRemoved(2), true);
-    assert.deepEqual(table.add(m(2, "http://b:2380")), [], "a removed ID never comes back");
+    assert.equal(table.isRemoved(2n), true);
+    assert.deepEqual(table.add(m(2n, "http://b:2380")), [], "a removed ID never comes back");
   });
 
   it("re-adding a known member (bootstrap replay) changes nothing", () => {
     const table = new MembersTable(memberCodec);
-    table.add(m(1, "http://a:2380"));
-    table.setAttributes(1, "n1", ["http://a:2379"]);
-    assert.deepEqual(table.add(m(1, "")), []);
-    assert.equal(table.get(1)?.name, "n1");
+    table.add(m(1n, "http://a:2380"));
+    table.setAttributes(1n, "n1", ["http://a:2379"]);
+    assert.deepEqual(table.add(m(1n, "")), []);
+    assert.equal(table.get(1n)?.name, "n1");
   });
 
   it("checks requests with etcd's errors", () => {
     const table = new MembersTable(memberCodec);
-    table.add(m(1, "http://a:2380"));
-    table.add(m(5, "http://l:2380", true));
+    table.add(m(1n, "http://a:2380"));
+    table.add(m(5n, "http://l:2380", true));
     assert.equal(
-      kind(() => table.checkAdd(m(1, "http://z:2380"), 1)),
+      kind(() => table.checkAdd(m(1n, "http://z:2380"), 1)),
       "MemberExist",
     );
     assert.equal(
-      kind(() => table.checkAdd(m(2, "http://a:2380"), 1)),
+      kind(() => table.checkAdd(m(2n, "http://a:2380"), 1)),
       "PeerURLExist",
     );
     assert.equal(
-      kind(() => table.checkAdd(m(2, "http://b:2380", true), 1)),
+      kind(() => table.checkAdd(m(2n, "http://b:2380", true), 1)),
       "TooManyLearners",
     );
     assert.equal(
-      kind(() => table.checkAdd(m(2, "http://b:2380"), 1)),
+      kind(() => table.checkAdd(m(2n, "http://b:2380"), 1)),
       undefined,
     );
     assert.equal(
-      kind(() => table.checkRemove(9)),
+      kind(() => table.checkRemove(9n)),
       "MemberNotFound",
     );
     assert.equal(
-      kind(() => table.checkPromote(1)),
+      kind(() => table.checkPromote(1n)),
       "MemberNotLearner",
     );
     assert.equal(
-      kind(() => table.checkPromote(9)),
+      kind(() => table.checkPromote(9n)),
       "MemberNotFound",
     );
     assert.equal(
-      kind(() => table.checkUpdate(1, ["http://l:2380"])),
+      kind(() => table.checkUpdate(1n, ["http://l:2380"])),
       "PeerURLExist",
     );
     assert.equal(
-      kind(() => table.checkUpdate(1, ["http://a:2380"])),
+      kind(() => table.checkUpdate(1n, ["http://a:2380"])),
       undefined,
     );
   });
@@ -114,44 +114,44 @@ describe("MembersTable", () => {
         else rows.set(r.key.toString(), { key: r.key, value: r.value });
       }
     };
-    keep(table.add(m(1, "http://a:2380")));
-    keep(table.add(m(2, "http://b:2380")));
-    keep(table.setAttributes(2, "n2", ["http://b:2379"]));
-    keep(table.remove(1));
+    keep(table.add(m(1n, "http://a:2380")));
+    keep(table.add(m(2n, "http://b:2380")));
+    keep(table.setAttributes(2n, "n2", ["http://b:2379"]));
+    keep(table.remove(1n));
     const again = new MembersTable(memberCodec);
     again.restore(rows.values());
     assert.deepEqual(again.list(), table.list());
-    assert.equal(again.isRemoved(1), true);
+    assert.equal(again.isRemoved(1n), true);
   });
 
   it("applies etcd's strict reconfiguration check to started (published) voters", () => {
     const table = new MembersTable(memberCodec);
-    table.add(m(1, "http://a:2380"));
-    table.setAttributes(1, "n1", []);
+    table.add(m(1n, "http://a:2380"));
+    table.setAttributes(1n, "n1", []);
     assert.equal(
       kind(() => table.checkEnoughStartedToAdd()),
       undefined,
       "a second member for a one-member cluster",
     );
-    table.add(m(2, "http://b:2380"));
+    table.add(m(2n, "http://b:2380"));
     assert.equal(
       kind(() => table.checkEnoughStartedToAdd()),
       "MemberNotEnoughStarted",
       "1 of 3 started",
     );
-    table.setAttributes(2, "n2", []);
+    table.setAttributes(2n, "n2", []);
     assert.equal(
       kind(() => table.checkEnoughStartedToAdd()),
       undefined,
     );
-    table.add(m(3, "http://c:2380"));
+    table.add(m(3n, "http://c:2380"));
     assert.equal(
-      kind(() => table.checkEnoughStartedToRemove(1)),
+      kind(() => table.checkEnoughStartedToRemove(1n)),
       "MemberNotEnoughStarted",
       "n2 alone of {n2, unstarted 3}",
     );
     assert.equal(
-      kind(() => table.checkEnoughStartedToRemove(3)),
+      kind(() => table.checkEnoughStartedToRemove(3n)),
       undefined,
     );
   });

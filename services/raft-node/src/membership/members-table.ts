@@ -6,11 +6,12 @@
 // Pure: the member wiring turns changes into column writes (rowsFor*) and validates requests
 // (check*) before proposing them, and again at apply time where the answer is deterministic.
 import { EtcdError } from "@etcd-ts/api";
+import type { MemberId } from "./member-id.js";
 
 export const MEMBERS_COLUMN = "members";
 
 export interface MemberInfo {
-  id: number;
+  id: MemberId;
   /** Empty until the member published itself (etcd lists such a member as "unstarted"). */
   name: string;
   peerUrls: string[];
@@ -27,11 +28,11 @@ export interface MemberRow {
 const MEMBER_PREFIX = "m:";
 const REMOVED_PREFIX = "r:";
 
-export function memberRowKey(id: number): Buffer {
+export function memberRowKey(id: MemberId): Buffer {
   return Buffer.from(`${MEMBER_PREFIX}${id.toString(16)}`);
 }
 
-export function removedRowKey(id: number): Buffer {
+export function removedRowKey(id: MemberId): Buffer {
   return Buffer.from(`${REMOVED_PREFIX}${id.toString(16)}`);
 }
 
@@ -41,25 +42,25 @@ export type MemberCodec = {
 };
 
 export class MembersTable {
-  private readonly byId = new Map<number, MemberInfo>();
-  private readonly removedIds = new Set<number>();
+  private readonly byId = new Map<MemberId, MemberInfo>();
+  private readonly removedIds = new Set<MemberId>();
 
   constructor(private readonly codec: MemberCodec) {}
 
   /** Members sorted by ID, as etcd lists them. */
   list(): MemberInfo[] {
-    return [...this.byId.values()].sort((a, b) => a.id - b.id);
+    return [...this.byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  get(id: number): MemberInfo | undefined {
+  get(id: MemberId): MemberInfo | undefined {
     return this.byId.get(id);
   }
 
-  has(id: number): boolean {
+  has(id: MemberId): boolean {
     return this.byId.has(id);
   }
 
-  isRemoved(id: number): boolean {
+  isRemoved(id: MemberId): boolean {
     return this.removedIds.has(id);
   }
 
@@ -98,24 +99,24 @@ export class MembersTable {
   }
 
   /** The same for removing a voter (IsReadyToRemoveVotingMember): quorum of those who remain. */
-  checkEnoughStartedToRemove(id: number): void {
+  checkEnoughStartedToRemove(id: MemberId): void {
     const remaining = this.voters().filter((m) => m.id !== id);
     const started = remaining.filter((m) => m.name !== "").length;
     if (started < Math.floor(remaining.length / 2) + 1) throw new EtcdError("MemberNotEnoughStarted");
   }
 
-  checkRemove(id: number): void {
+  checkRemove(id: MemberId): void {
     if (this.removedIds.has(id)) throw new EtcdError("MemberNotFound");
     if (!this.byId.has(id)) throw new EtcdError("MemberNotFound");
   }
 
-  checkPromote(id: number): void {
+  checkPromote(id: MemberId): void {
     const member = this.byId.get(id);
     if (member === undefined) throw new EtcdError("MemberNotFound");
     if (!member.isLearner) throw new EtcdError("MemberNotLearner");
   }
 
-  checkUpdate(id: number, peerUrls: string[]): void {
+  checkUpdate(id: MemberId, peerUrls: string[]): void {
     if (!this.byId.has(id)) throw new EtcdError("MemberNotFound");
     const taken = new Set(
       this.list()
@@ -141,28 +142,28 @@ export class MembersTable {
     return [this.row(copy)];
   }
 
-  remove(id: number): MemberRow[] {
+  remove(id: MemberId): MemberRow[] {
     const rows: MemberRow[] = [{ key: removedRowKey(id), value: Buffer.alloc(0) }];
     this.removedIds.add(id);
     if (this.byId.delete(id)) rows.push({ key: memberRowKey(id), value: undefined });
     return rows;
   }
 
-  promote(id: number): MemberRow[] {
+  promote(id: MemberId): MemberRow[] {
     const member = this.byId.get(id);
     if (member === undefined || !member.isLearner) return [];
     member.isLearner = false;
     return [this.row(member)];
   }
 
-  updatePeerUrls(id: number, peerUrls: string[]): MemberRow[] {
+  updatePeerUrls(id: MemberId, peerUrls: string[]): MemberRow[] {
     const member = this.byId.get(id);
     if (member === undefined) return [];
     member.peerUrls = [...peerUrls];
     return [this.row(member)];
   }
 
-  setAttributes(id: number, name: string, clientUrls: string[]): MemberRow[] {
+  setAttributes(id: MemberId, name: string, clientUrls: string[]): MemberRow[] {
     const member = this.byId.get(id);
     if (member === undefined) return [];
     member.name = name;
@@ -180,7 +181,7 @@ export class MembersTable {
         const member = this.codec.decode(value);
         this.byId.set(member.id, member);
       } else if (text.startsWith(REMOVED_PREFIX)) {
-        this.removedIds.add(Number.parseInt(text.slice(REMOVED_PREFIX.length), 16));
+        this.removedIds.add(BigInt(`0x${text.slice(REMOVED_PREFIX.length)}`));
       }
     }
   }

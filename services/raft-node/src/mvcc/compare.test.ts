@@ -12,7 +12,7 @@ describe("compare", () => {
     modRevision: 3,
     version,
     value: Buffer.from(value),
-    lease: 0,
+    lease: 0n,
   });
   it("needs every kv to satisfy it and compares bytes for values", () => {
     const gt = compareRequest({

@@ -11,7 +11,7 @@ const ZERO_KV: KeyValue = {
   modRevision: 0,
   version: 0,
   value: EMPTY,
-  lease: 0,
+  lease: 0n,
 };
 
 export function compareHolds(c: Compare, kvs: readonly KeyValue[]): boolean {
@@ -39,7 +39,10 @@ export function compareKeyValue(c: Compare, kv: KeyValue): boolean {
       result = Math.sign(kv.version - (c.version ?? 0));
       break;
     case CompareTarget.LEASE:
-      result = Math.sign(kv.lease - (c.lease ?? 0));
+      {
+        const want = c.lease ?? 0n;
+        result = kv.lease < want ? -1 : kv.lease > want ? 1 : 0;
+      }
       break;
     default:
       result = 0;

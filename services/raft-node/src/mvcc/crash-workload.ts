@@ -29,7 +29,11 @@ export function workloadRequest(seed: number, index: number): MvccRequest | unde
   const key = () => keyName(Math.floor(rnd() * KEYS));
   if (pick < 0.45) {
     return {
-      put: putRequest({ key: key(), value: `v${index}`, lease: rnd() < 0.2 ? 1 + Math.floor(rnd() * 3) : 0 }),
+      put: putRequest({
+        key: key(),
+        value: `v${index}`,
+        lease: rnd() < 0.2 ? BigInt(1 + Math.floor(rnd() * 3)) : 0n,
+      }),
     };
   }
   if (pick < 0.6) return { deleteRange: deleteRangeRequest({ key: key() }) };
@@ -72,7 +76,7 @@ export interface ModelKeyValue {
   createRevision: number;
   modRevision: number;
   version: number;
-  lease: number;
+  lease: bigint;
 }
 
 /** etcd's revision semantics over a Map: what the store must show after a prefix of the log. */
@@ -99,7 +103,7 @@ export class ReferenceKv {
         for (const op of succeeded ? t.success : t.failure) {
           if (op.requestPut)
             changed =
-              this.put(op.requestPut.key.toString(), op.requestPut.value.toString(), 0, rev) || changed;
+              this.put(op.requestPut.key.toString(), op.requestPut.value.toString(), 0n, rev) || changed;
           if (op.requestDeleteRange)
             changed = this.deleteRange(op.requestDeleteRange.key.toString(), "", rev) || changed;
         }
@@ -116,7 +120,7 @@ export class ReferenceKv {
     if (body(this.revision + 1)) this.revision++;
   }
 
-  private put(key: string, value: string, lease: number, rev: number): boolean {
+  private put(key: string, value: string, lease: bigint, rev: number): boolean {
     const prev = this.kvs.get(key);
     this.kvs.set(key, {
       value,

@@ -48,7 +48,7 @@ export interface KeyRevision {
 
 export class KeyIndex {
   /** Lease attached to the live revision (0 when none or when the key is deleted). */
-  lease = 0;
+  lease = 0n;
   /** Generations that ended with a tombstone, oldest first. */
   past: Generation[] | null = null;
   current: Generation = new Generation(0, 0, []);
@@ -90,7 +90,7 @@ export class KeyIndex {
     if (this.past === null) this.past = [this.current];
     else this.past.push(this.current);
     this.current = new Generation(0, 0, []);
-    this.lease = 0;
+    this.lease = 0n;
     return true;
   }
 

@@ -12,7 +12,7 @@ describe("KeyValue protobuf codec", () => {
       modRevision: 2 ** 40 + 5,
       version: 1,
       value: Buffer.alloc(200, 1),
-      lease: 2 ** 53 - 1,
+      lease: 2n ** 53n - 1n,
     };
     assert.deepEqual(decodeKeyValue(encodeKeyValue(kv)), kv);
     const tombstone = encodeKeyValue({
@@ -21,7 +21,7 @@ describe("KeyValue protobuf codec", () => {
       modRevision: 0,
       version: 0,
       value: Buffer.alloc(0),
-      lease: 0,
+      lease: 0n,
     });
     assert.equal(tombstone.toString("hex"), "0a04676f6e65");
   });
@@ -33,11 +33,11 @@ describe("KeyValue protobuf codec", () => {
       modRevision: 1,
       version: 1,
       value: Buffer.alloc(0),
-      lease: -2,
+      lease: -2n,
     };
     const bytes = encodeKeyValue(kv);
     assert.equal(bytes.subarray(bytes.length - 11).toString("hex"), "30feffffffffffffffff01");
-    assert.equal(decodeKeyValue(bytes).lease, -2);
+    assert.equal(decodeKeyValue(bytes).lease, -2n);
   });
 
   it("reads only the index fields for restore", () => {
@@ -47,10 +47,10 @@ describe("KeyValue protobuf codec", () => {
       modRevision: 9,
       version: 3,
       value: Buffer.from("v"),
-      lease: 4,
+      lease: 4n,
     });
-    const fields = decodeIndexFields(bytes, { key: "", createRevision: 0, version: 0, lease: 0 });
-    assert.deepEqual(fields, { key: "\xff\x00a", createRevision: 7, version: 3, lease: 4 });
+    const fields = decodeIndexFields(bytes, { key: "", createRevision: 0, version: 0, lease: 0n });
+    assert.deepEqual(fields, { key: "\xff\x00a", createRevision: 7, version: 3, lease: 4n });
     assert.throws(() => decodeKeyValue(bytes.subarray(0, 3)));
   });
 });

@@ -21,7 +21,7 @@ export function encodeKeyValue(kv: KeyValue): Buffer {
   if (kv.modRevision !== 0) size += 1 + int64Size(kv.modRevision);
   if (kv.version !== 0) size += 1 + int64Size(kv.version);
   if (kv.value.length > 0) size += 1 + varintSize(kv.value.length) + kv.value.length;
-  if (kv.lease !== 0) size += 1 + int64Size(kv.lease);
+  if (kv.lease !== 0n) size += 1 + leaseVarintSize(kv.lease);
 
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
@@ -47,16 +47,16 @@ export function encodeKeyValue(kv: KeyValue): Buffer {
     pos = writeVarint(out, pos, kv.value.length);
     pos += kv.value.copy(out, pos);
   }
-  if (kv.lease !== 0) {
+  if (kv.lease !== 0n) {
     out[pos++] = TAG_LEASE;
-    pos = writeInt64(out, pos, kv.lease);
+    pos = writeLease(out, pos, kv.lease);
   }
   return out;
 }
 
 /** Decodes a stored KeyValue; key and value are views into `bytes`, not copies. */
 export function decodeKeyValue(bytes: Buffer): KeyValue {
-  const kv: KeyValue = { key: EMPTY, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0 };
+  const kv: KeyValue = { key: EMPTY, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n };
   let pos = 0;
   const end = bytes.length;
   while (pos < end) {
@@ -70,12 +70,16 @@ export function decodeKeyValue(bytes: Buffer): KeyValue {
       if (tag === TAG_KEY) kv.key = bytes.subarray(next, pos);
       else if (tag === TAG_VALUE) kv.value = bytes.subarray(next, pos);
     } else if (wireType === 0) {
+      if (tag === TAG_LEASE) {
+        kv.lease = readLease(bytes, pos);
+        pos = nextPos;
+        continue;
+      }
       const value = readInt64(bytes, pos);
       pos = nextPos;
       if (tag === TAG_CREATE_REVISION) kv.createRevision = value;
       else if (tag === TAG_MOD_REVISION) kv.modRevision = value;
       else if (tag === TAG_VERSION) kv.version = value;
-      else if (tag === TAG_LEASE) kv.lease = value;
     } else {
       throw new Error(`mvcc: unexpected wire type ${wireType} in KeyValue`);
     }
@@ -88,7 +92,7 @@ export interface IndexFields {
   key: string;
   createRevision: number;
   version: number;
-  lease: number;
+  lease: bigint;
 }
 
 /** Decodes only what restoring the key index needs; `out` is reused across calls. */
@@ -96,7 +100,7 @@ export function decodeIndexFields(bytes: Buffer, out: IndexFields): IndexFields 
   out.key = "";
   out.createRevision = 0;
   out.version = 0;
-  out.lease = 0;
+  out.lease = 0n;
   let pos = 0;
   const end = bytes.length;
   while (pos < end) {
@@ -109,11 +113,15 @@ export function decodeIndexFields(bytes: Buffer, out: IndexFields): IndexFields 
       if (pos > end) throw new Error("mvcc: truncated KeyValue");
       if (tag === TAG_KEY) out.key = bytes.toString("latin1", next, pos);
     } else if (wireType === 0) {
+      if (tag === TAG_LEASE) {
+        out.lease = readLease(bytes, pos);
+        pos = nextPos;
+        continue;
+      }
       const value = readInt64(bytes, pos);
       pos = nextPos;
       if (tag === TAG_CREATE_REVISION) out.createRevision = value;
       else if (tag === TAG_VERSION) out.version = value;
-      else if (tag === TAG_LEASE) out.lease = value;
     } else {
       throw new Error(`mvcc: unexpected wire type ${wireType} in KeyValue`);
     }
@@ -153,6 +161,45 @@ function writeInt64(out: Buffer, pos: number, n: number): number {
   }
   out[pos++] = Number(big);
   return pos;
+}
+
+// Lease IDs are int64s that use all 64 bits (etcd's generator puts the member's bits at the
+// top), so they go through BigInt; only keys attached to a lease pay for it.
+/** Varint bytes of an int64 lease ID (ten for a negative one), as proto3 writes it. */
+export function leaseVarintSize(lease: bigint): number {
+  // Below 2^53 the number loop gives the size without BigInt arithmetic.
+  if (lease >= 0n && lease <= 9007199254740991n) return varintSize(Number(lease));
+  let n = BigInt.asUintN(64, lease);
+  let size = 1;
+  while (n >= 0x80n) {
+    n >>= 7n;
+    size++;
+  }
+  return size;
+}
+
+function writeLease(out: Buffer, pos: number, lease: bigint): number {
+  let n = BigInt.asUintN(64, lease);
+  while (n >= 0x80n) {
+    out[pos++] = Number(n & 0x7fn) | 0x80;
+    n >>= 7n;
+  }
+  out[pos++] = Number(n);
+  return pos;
+}
+
+function readLease(bytes: Buffer, pos: number): bigint {
+  let n = 0n;
+  for (let shift = 0n; shift < 70n; shift += 7n) {
+    if (pos >= bytes.length) throw new Error("mvcc: truncated varint");
+    const byte = bytes[pos++]!;
+    n |= BigInt(byte & 0x7f) << shift;
+    if (byte < 0x80) {
+      nextPos = pos;
+      return BigInt.asIntN(64, n);
+    }
+  }
+  throw new Error("mvcc: varint too long");
 }
 
 // Position after the last varint read; a module-level cursor instead of a returned tuple keeps

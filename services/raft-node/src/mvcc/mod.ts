@@ -1,6 +1,17 @@
 // etcd's MVCC key-value store on RocksDB: the state machine the Raft log is applied to.
+
+export {
+  alarmRequestFromApi,
+  apiHeader,
+  apiKeyValue,
+  compactionRequestFromApi,
+  deleteRangeRequestFromApi,
+  putRequestFromApi,
+  rangeRequestFromApi,
+  txnRequestFromApi,
+} from "./api-shapes.js";
 export { compareHolds } from "./compare.js";
-export { decodeKeyValue, encodeKeyValue } from "./kv-codec.js";
+export { decodeKeyValue, encodeKeyValue, leaseVarintSize } from "./kv-codec.js";
 export {
   compareRequest,
   deleteRangeRequest,
@@ -8,6 +19,15 @@ export {
   rangeRequest,
   txnRequest,
 } from "./request-builders.js";
+export {
+  encodeCompactionResponse,
+  encodeDeleteRangeResponse,
+  encodeEvent,
+  encodePutResponse,
+  encodeRangeResponse,
+  encodeResponseHeader,
+  encodeTxnResponse,
+} from "./response-codec.js";
 export {
   type AppliedTxn,
   type ApplyEntry,

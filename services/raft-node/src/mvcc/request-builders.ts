@@ -33,7 +33,7 @@ export function putRequest(
   p: Omit<Partial<PutRequest>, "key" | "value"> & { key: Bytes; value?: Bytes },
 ): PutRequest {
   return {
-    lease: 0,
+    lease: 0n,
     prevKv: false,
     ignoreValue: false,
     ignoreLease: false,

@@ -114,7 +114,7 @@ describe("compaction", () => {
 /** The same deterministic history applied to a store (optionally diverging at the end). */
 async function applyScript(store: MvccStore, diverge = false): Promise<void> {
   const kv = new Applier(store);
-  for (let i = 0; i < 30; i++) await kv.put(`key/${i % 7}`, `value-${i}`, { lease: i % 3 });
+  for (let i = 0; i < 30; i++) await kv.put(`key/${i % 7}`, `value-${i}`, { lease: BigInt(i % 3) });
   await kv.del("key/3");
   await kv.txn({
     success: [
@@ -185,14 +185,14 @@ describe("hash", () => {
 
   it('hashes etcd\'s bytes: crc32c of "key", the revision key and the protobuf KeyValue', () =>
     withStore(async (store, kv) => {
-      await kv.put("foo", "bar", { lease: 5 });
+      await kv.put("foo", "bar", { lease: 5n });
       const stored = encodeKeyValue({
         key: Buffer.from("foo"),
         createRevision: 2,
         modRevision: 2,
         version: 1,
         value: Buffer.from("bar"),
-        lease: 5,
+        lease: 5n,
       });
       // The protobuf bytes etcd's gogoproto Marshal produces for this KeyValue.
       assert.equal(stored.toString("hex"), "0a03666f6f1002180220012a036261723005");

@@ -139,8 +139,8 @@ describe("history", () => {
 describe("lease revocation and external state", () => {
   it("deletes a lease's keys in one revision, sorted, skipping keys already gone", () =>
     withStore(async (store, kv) => {
-      await kv.put("k2", "v", { lease: 9 });
-      await kv.put("k1", "v", { lease: 9 });
+      await kv.put("k2", "v", { lease: 9n });
+      await kv.put("k1", "v", { lease: 9n });
       const seen: AppliedTxn[] = [];
       store.subscribe((t) => seen.push(t));
       const r = (await kv.request({

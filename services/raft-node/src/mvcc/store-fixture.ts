@@ -72,7 +72,7 @@ export class Applier {
     return this.request({ compaction: { revision, physical: false } }) as Promise<CompactionResponse>;
   }
 
-  alarm(action: number, alarm: number, memberID = 1): Promise<AlarmResponse> {
+  alarm(action: number, alarm: number, memberID = 1n): Promise<AlarmResponse> {
     return this.request({ alarm: { action, alarm, memberID } }) as Promise<AlarmResponse>;
   }
 

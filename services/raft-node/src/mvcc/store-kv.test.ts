@@ -21,7 +21,7 @@ describe("revisions", () => {
             requestPut: {
               key: Buffer.from("b"),
               value: Buffer.from("1"),
-              lease: 0,
+              lease: 0n,
               prevKv: false,
               ignoreValue: false,
               ignoreLease: false,
@@ -31,7 +31,7 @@ describe("revisions", () => {
             requestPut: {
               key: Buffer.from("c"),
               value: Buffer.from("1"),
-              lease: 0,
+              lease: 0n,
               prevKv: false,
               ignoreValue: false,
               ignoreLease: false,
@@ -89,14 +89,14 @@ describe("revisions", () => {
 
   it("stores the lease per key and lets the lessor list leased keys", () =>
     withStore(async (store, kv) => {
-      await kv.put("a", "1", { lease: 7 });
-      await kv.put("b", "1", { lease: 8 });
+      await kv.put("a", "1", { lease: 7n });
+      await kv.put("b", "1", { lease: 8n });
       await kv.put("b", "2");
-      assert.equal((await kv.get("a")).kvs[0]!.lease, 7);
-      assert.equal((await kv.get("b", { revision: 3 })).kvs[0]!.lease, 8);
+      assert.equal((await kv.get("a")).kvs[0]!.lease, 7n);
+      assert.equal((await kv.get("b", { revision: 3 })).kvs[0]!.lease, 8n);
       assert.deepEqual(
         [...store.leasedKeys()].map((x) => [x.key.toString(), x.lease]),
-        [["a", 7]],
+        [["a", 7n]],
       );
     }));
 });
@@ -256,17 +256,17 @@ describe("atomic visibility", () => {
 describe("put", () => {
   it("returns prev_kv, keeps value or lease when asked, and refuses ignore_* on a missing key", () =>
     withStore(async (_store, kv) => {
-      const first = await kv.put("k", "v1", { lease: 5, prevKv: true });
+      const first = await kv.put("k", "v1", { lease: 5n, prevKv: true });
       assert.equal(first.prevKv, undefined);
       const second = await kv.put("k", "v2", { prevKv: true });
       assert.equal(second.prevKv?.value.toString(), "v1");
-      assert.equal(second.prevKv?.lease, 5);
-      await kv.put("k", "", { ignoreValue: true, lease: 9 });
+      assert.equal(second.prevKv?.lease, 5n);
+      await kv.put("k", "", { ignoreValue: true, lease: 9n });
       let got = (await kv.get("k")).kvs[0]!;
-      assert.deepEqual([got.value.toString(), got.lease, got.version], ["v2", 9, 3]);
+      assert.deepEqual([got.value.toString(), got.lease, got.version], ["v2", 9n, 3]);
       await kv.put("k", "v4", { ignoreLease: true });
       got = (await kv.get("k")).kvs[0]!;
-      assert.deepEqual([got.value.toString(), got.lease], ["v4", 9]);
+      assert.deepEqual([got.value.toString(), got.lease], ["v4", 9n]);
       await rejectsWith(kv.put("missing", "", { ignoreValue: true }), "KeyNotFound");
       await rejectsWith(kv.put("missing", "x", { ignoreLease: true }), "KeyNotFound");
       assert.equal((await kv.get("k")).header?.revision, 5);
@@ -275,10 +275,10 @@ describe("put", () => {
   it("checks leases with the lessor when one is wired in", () =>
     withStore(
       async (_store, kv) => {
-        await kv.put("k", "v", { lease: 1 });
-        await rejectsWith(kv.put("k", "v", { lease: 2 }), "LeaseNotFound");
+        await kv.put("k", "v", { lease: 1n });
+        await rejectsWith(kv.put("k", "v", { lease: 2n }), "LeaseNotFound");
       },
-      { leaseExists: (lease) => lease === 1 },
+      { leaseExists: (lease) => lease === 1n },
     ));
 });
 
@@ -312,7 +312,7 @@ describe("replay and persistence", () => {
       await store.applyBatch([
         { index: 1, term: 1, request: { put: putRequest({ key: "a", value: "1" }) } },
         { index: 2, term: 1, request: undefined },
-        { index: 3, term: 2, request: { put: putRequest({ key: "b", value: "2", lease: 4 }) } },
+        { index: 3, term: 2, request: { put: putRequest({ key: "b", value: "2", lease: 4n }) } },
       ]);
       const replay = await store.applyBatch([
         { index: 2, term: 1, request: { put: putRequest({ key: "a", value: "again" }) } },
@@ -332,8 +332,8 @@ describe("replay and persistence", () => {
       assert.deepEqual(
         got.kvs.map((x) => [x.createRevision, x.modRevision, x.version, x.lease]),
         [
-          [2, 4, 2, 0],
-          [3, 3, 1, 4],
+          [2, 4, 2, 0n],
+          [3, 3, 1, 4n],
         ],
       );
       await store.close();

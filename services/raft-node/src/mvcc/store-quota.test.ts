@@ -36,8 +36,8 @@ describe("quota and NOSPACE alarm", () => {
       );
 
       // The server then proposes the alarm; once applied, every member refuses writes.
-      const raised = await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7);
-      assert.deepEqual(raised.alarms, [{ memberID: 7, alarm: AlarmType.NOSPACE }]);
+      const raised = await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7n);
+      assert.deepEqual(raised.alarms, [{ memberID: 7n, alarm: AlarmType.NOSPACE }]);
       await assert.rejects(kv.put("x", "y"), (e) => isEtcdError(e, "NoSpace"));
       await assert.rejects(kv.txn({ success: [{ requestPut: putRequest({ key: "x", value: "y" }) }] }), (e) =>
         isEtcdError(e, "NoSpace"),
@@ -51,7 +51,7 @@ describe("quota and NOSPACE alarm", () => {
       await store.close();
       store = await MvccStore.open(location, { quotaBytes: QUOTA, sizeRefreshMs: 0 });
       kv = new Applier(store);
-      assert.deepEqual(store.alarms(), [{ memberID: 7, alarm: AlarmType.NOSPACE }]);
+      assert.deepEqual(store.alarms(), [{ memberID: 7n, alarm: AlarmType.NOSPACE }]);
       await assert.rejects(kv.put("x", "y"), (e) => isEtcdError(e, "NoSpace"));
 
       const before = store.backendSize;
@@ -65,7 +65,7 @@ describe("quota and NOSPACE alarm", () => {
       assert.ok(live.count > 0);
       assert.equal((await store.range(rangeRequest({ key: "k3" }))).kvs[0]!.value.length, value.length);
 
-      const disarmed = await kv.alarm(AlarmAction.DEACTIVATE, AlarmType.NOSPACE, 7);
+      const disarmed = await kv.alarm(AlarmAction.DEACTIVATE, AlarmType.NOSPACE, 7n);
       assert.equal(disarmed.alarms.length, 1);
       assert.deepEqual(store.alarms(), []);
       await kv.put("x", "y");
@@ -123,11 +123,11 @@ describe("corrupt alarm", () => {
     try {
       const store = await MvccStore.open(join(dir.path, "db"));
       const kv = new Applier(store);
-      await kv.alarm(AlarmAction.ACTIVATE, AlarmType.CORRUPT, 1);
+      await kv.alarm(AlarmAction.ACTIVATE, AlarmType.CORRUPT, 1n);
       await assert.rejects(kv.put("a", "b"), (e) => isEtcdError(e, "Corrupt"));
       await assert.rejects(kv.del("a"), (e) => isEtcdError(e, "Corrupt"));
       const listed = await kv.alarm(AlarmAction.GET, AlarmType.NONE);
-      assert.deepEqual(listed.alarms, [{ memberID: 1, alarm: AlarmType.CORRUPT }]);
+      assert.deepEqual(listed.alarms, [{ memberID: 1n, alarm: AlarmType.CORRUPT }]);
       await store.close();
     } finally {
       await dir.remove();

@@ -20,9 +20,9 @@ const { EQUAL, GREATER, LESS, NOT_EQUAL } = CompareResult;
 describe("txn compares", () => {
   it("compares value, version, create, mod and lease with every operator", () =>
     withStore(async (_store, kv) => {
-      await kv.put("k", "b", { lease: 3 }); // rev 2
+      await kv.put("k", "b", { lease: 3n }); // rev 2
       await kv.put("k", "b"); // rev 3, version 2, lease 0
-      await kv.put("k", "b", { lease: 3 }); // rev 4, version 3
+      await kv.put("k", "b", { lease: 3n }); // rev 4, version 3
       const holds = async (target: number, result: number, field: Record<string, unknown>) =>
         (await kv.txn({ compare: [compareRequest({ key: "k", target, result, ...field })] })).succeeded;
       const v = (s: string) => ({ value: Buffer.from(s) });

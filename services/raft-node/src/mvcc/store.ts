@@ -81,7 +81,7 @@ export interface MvccStoreOptions {
   /** fsync every applied batch (default false: see the durability note above). */
   syncWrites?: boolean;
   /** The lessor's view: puts naming an unknown lease fail with "requested lease not found". */
-  leaseExists?: (lease: number) => boolean;
+  leaseExists?: (lease: bigint) => boolean;
   /** Key histories compacted per slice; applies and reads run between slices. */
   compactionSliceKeys?: number;
   /** Ranges reading at most this many values read them on the event-loop thread. */
@@ -215,7 +215,7 @@ export class MvccStore implements ApplyTarget {
   readonly index = new TreeIndex();
   currentRev = 1;
   compactMainRev = -1;
-  readonly leaseExists: ((lease: number) => boolean) | undefined;
+  readonly leaseExists: ((lease: bigint) => boolean) | undefined;
 
   private db: RocksBackend;
   private meta: ColumnHandle;
@@ -306,9 +306,9 @@ export class MvccStore implements ApplyTarget {
   }
 
   /** The lease of every live key that has one, for a lessor rebuilding its key sets. */
-  *leasedKeys(): IterableIterator<{ key: Buffer; lease: number }> {
+  *leasedKeys(): IterableIterator<{ key: Buffer; lease: bigint }> {
     for (const [key, ki] of this.index.entries()) {
-      if (ki.isLive && ki.lease !== 0) yield { key: Buffer.from(key, "latin1"), lease: ki.lease };
+      if (ki.isLive && ki.lease !== 0n) yield { key: Buffer.from(key, "latin1"), lease: ki.lease };
     }
   }
 
@@ -364,7 +364,7 @@ export class MvccStore implements ApplyTarget {
 
   /** etcd's restore: replays every stored revision, oldest first, into the key index. */
   private restoreIndex(): void {
-    const fields: IndexFields = { key: "", createRevision: 0, version: 0, lease: 0 };
+    const fields: IndexFields = { key: "", createRevision: 0, version: 0, lease: 0n };
     const it = this.db.iterator({});
     try {
       for (;;) {
@@ -1097,13 +1097,19 @@ function alarmId(member: AlarmMember): string {
   return `${member.memberID}/${member.alarm}`;
 }
 
+function idBytes(id: bigint): Buffer {
+  const out = Buffer.allocUnsafe(8);
+  out.writeBigUInt64BE(id);
+  return out;
+}
+
 function encodeAlarmKey(member: AlarmMember): Buffer {
   const type = Buffer.allocUnsafe(4);
   type.writeUInt32BE(member.alarm, 0);
-  return Buffer.concat([META_ALARM_PREFIX, uint64Bytes(member.memberID), type]);
+  return Buffer.concat([META_ALARM_PREFIX, idBytes(member.memberID), type]);
 }
 
 function decodeAlarmKey(key: Buffer): AlarmMember {
   const body = key.subarray(META_ALARM_PREFIX.length);
-  return { memberID: readUint64Bytes(body), alarm: body.readUInt32BE(8) };
+  return { memberID: body.readBigUInt64BE(0), alarm: body.readUInt32BE(8) };
 }

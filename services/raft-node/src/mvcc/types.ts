@@ -1,7 +1,10 @@
-// Request and response shapes of etcd's KV API, structurally identical to the ts-proto output
-// (forceLong=number, bytes as Buffer, camelCase fields, oneofs as optional properties), so a
-// decoded gRPC request can be handed to the store as it is. Enum-typed fields are plain numbers:
-// ts-proto's numeric enums are assignable to them.
+// Request and response shapes of etcd's KV API as the store works with them: ts-proto's field
+// names (bytes as Buffer, camelCase, oneofs as optional properties), but revisions, versions
+// and counts are JS numbers (no store reaches 2^53 revisions; the RPC layer refuses or maps
+// larger client values as etcd answers them, see api-requests.ts), while lease and member IDs
+// are bigint because etcd's are full 64-bit values. Enum-typed fields are plain numbers.
+// Responses are written to the wire by response-codec.ts, never through ts-proto's bigint
+// encoder, so a Range allocates no bigint per key.
 
 export const SortOrder = { NONE: 0, ASCEND: 1, DESCEND: 2 } as const;
 export const SortTarget = { KEY: 0, VERSION: 1, CREATE: 2, MOD: 3, VALUE: 4 } as const;
@@ -12,8 +15,8 @@ export const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
 export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
 
 export interface ResponseHeader {
-  clusterId: number;
-  memberId: number;
+  clusterId: bigint;
+  memberId: bigint;
   revision: number;
   raftTerm: number;
 }
@@ -24,7 +27,8 @@ export interface KeyValue {
   modRevision: number;
   version: number;
   value: Buffer;
-  lease: number;
+  /** 0n: no lease. A shared constant, so keys without a lease allocate nothing. */
+  lease: bigint;
 }
 
 export interface Event {
@@ -59,7 +63,7 @@ export interface RangeResponse {
 export interface PutRequest {
   key: Buffer;
   value: Buffer;
-  lease: number;
+  lease: bigint;
   prevKv: boolean;
   ignoreValue: boolean;
   ignoreLease: boolean;
@@ -104,7 +108,7 @@ export interface Compare {
   createRevision?: number | undefined;
   modRevision?: number | undefined;
   value?: Buffer | undefined;
-  lease?: number | undefined;
+  lease?: bigint | undefined;
   rangeEnd: Buffer;
 }
 
@@ -131,12 +135,12 @@ export interface CompactionResponse {
 
 export interface AlarmRequest {
   action: number;
-  memberID: number;
+  memberID: bigint;
   alarm: number;
 }
 
 export interface AlarmMember {
-  memberID: number;
+  memberID: bigint;
   alarm: number;
 }
 

@@ -33,7 +33,7 @@ export interface ApplyTarget {
   readonly index: TreeIndex;
   currentRev: number;
   readonly compactMainRev: number;
-  readonly leaseExists: ((lease: number) => boolean) | undefined;
+  readonly leaseExists: ((lease: bigint) => boolean) | undefined;
   /** Adds a revision to the pending RocksDB batch and makes its value readable until written. */
   stage(main: number, sub: number, key: Buffer, value: Buffer): void;
   /** Values of the given revisions, from the pending batch or RocksDB, decoded. */
@@ -49,7 +49,7 @@ export interface Change {
 }
 
 export function header(revision: number): ResponseHeader {
-  return { clusterId: 0, memberId: 0, revision, raftTerm: 0 };
+  return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0 };
 }
 
 export function keyBounds(key: Buffer, rangeEnd: Buffer): KeyBounds {
@@ -123,7 +123,7 @@ export class WriteTxn {
     return this.readRev;
   }
 
-  put(key: Buffer, value: Buffer, lease: number): void {
+  put(key: Buffer, value: Buffer, lease: bigint): void {
     const rev = this.beginRev + 1;
     const sub = this.changes.length;
     const ki = this.target.index.getOrCreate(key.toString("latin1"));
@@ -152,11 +152,11 @@ export class WriteTxn {
     const prevMain = g.revs[g.revs.length - 2]!;
     const prevSub = g.revs[g.revs.length - 1]!;
     const key = Buffer.from(ki.key, "latin1");
-    const stored: KeyValue = { key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0 };
+    const stored: KeyValue = { key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n };
     this.target.stage(rev, sub, revisionKey(rev, sub, true), encodeKeyValue(stored));
     ki.tombstone(rev, sub);
     // Watchers see a deletion's revision as its mod_revision (etcd's watchable txn End).
-    const kv: KeyValue = { key, createRevision: 0, modRevision: rev, version: 0, value: EMPTY, lease: 0 };
+    const kv: KeyValue = { key, createRevision: 0, modRevision: rev, version: 0, value: EMPTY, lease: 0n };
     this.changes.push({ type: EventType.DELETE, kv, prevMain, prevSub });
   }
 
@@ -169,8 +169,8 @@ export class WriteTxn {
 
 // --- Put -----------------------------------------------------------------------------------
 
-export function checkLease(target: ApplyTarget, lease: number): void {
-  if (lease !== 0 && target.leaseExists !== undefined && !target.leaseExists(lease)) {
+export function checkLease(target: ApplyTarget, lease: bigint): void {
+  if (lease !== 0n && target.leaseExists !== undefined && !target.leaseExists(lease)) {
     throw new EtcdError("LeaseNotFound");
   }
 }

@@ -23,7 +23,7 @@ describe("raft loop", () => {
   it("persists and commits the next entries while a batch is still being applied, applying in order", async () => {
     const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
     const config = memberConfig(parseFlags(["--heartbeat-interval", "10", "--election-timeout", "100"], {}));
-    const storage = bootstrapStorage([1]);
+    const storage = bootstrapStorage([1n]);
     const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
     await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
 
@@ -39,7 +39,7 @@ describe("raft loop", () => {
     });
     const loop: RaftLoop = new RaftLoop(
       config,
-      { id: 1, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
       {
         send: () => {},
         appliedIndex: () => applied,
@@ -73,7 +73,7 @@ describe("raft loop", () => {
     );
     try {
       loop.start();
-      await until("leadership", () => loop.leaderId === 1);
+      await until("leadership", () => loop.leaderId === 1n);
       loop.propose(Buffer.from("a"));
       await until("the first entry's apply", () => started.length === 1);
       const a = started[0]!.index;

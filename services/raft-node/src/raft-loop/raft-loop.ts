@@ -51,8 +51,8 @@ export interface RaftLoopHost {
   restoreStateMachine(snapshot: Snapshot): Promise<void>;
   /** Makes the applied state durable: the log before it is about to be released. */
   syncStateMachine(): void;
-  /** Leadership moved (`lead` 0: no leader known). */
-  leadershipChanged(lead: number, isLeader: boolean, wasLeader: boolean): void;
+  /** Leadership moved (`lead` 0n: no leader known). */
+  leadershipChanged(lead: bigint, isLeader: boolean, wasLeader: boolean): void;
   /** A ReadIndex round was answered. */
   readState(requestCtx: Uint8Array, index: number): void;
   /** Every tick, after Raft's: deadlines of waiting calls. */
@@ -62,7 +62,7 @@ export interface RaftLoopHost {
 }
 
 export interface RaftLoopParts {
-  id: number;
+  id: bigint;
   storage: MemoryStorage;
   wal: Wal;
   snapshotter: Snapshotter;
@@ -73,12 +73,12 @@ export interface RaftLoopParts {
 export class RaftLoop {
   readonly raw: RawNode;
   term = 0;
-  leaderId = 0;
+  leaderId = 0n;
   role: StateRole = StateRole.Follower;
   /** When leadership last changed, on the monotonic clock; for etcd's timeout wording. */
   leaderChangedAt = 0;
 
-  private readonly id: number;
+  private readonly id: bigint;
   private readonly storage: MemoryStorage;
   private readonly wal: Wal;
   private readonly snapshotter: Snapshotter;
@@ -126,11 +126,11 @@ export class RaftLoop {
     return this.stopped;
   }
 
-  get voters(): readonly number[] {
+  get voters(): readonly bigint[] {
     return this.confState.voters;
   }
 
-  get learners(): readonly number[] {
+  get learners(): readonly bigint[] {
     return this.confState.learners;
   }
 
@@ -232,11 +232,11 @@ export class RaftLoop {
     }
   }
 
-  private onSoftState(lead: number, role: StateRole): void {
+  private onSoftState(lead: bigint, role: StateRole): void {
     const wasLeader = this.role === StateRole.Leader;
     if (lead !== this.leaderId) {
       this.leaderChangedAt = performance.now();
-      if (lead !== 0) this.logger.info({ leader: formatId(lead), term: this.term }, "raft leader changed");
+      if (lead !== 0n) this.logger.info({ leader: formatId(lead), term: this.term }, "raft leader changed");
       else this.logger.info({ term: this.term }, "raft lost its leader");
     }
     this.leaderId = lead;
@@ -305,11 +305,11 @@ export class RaftLoop {
     this.kick();
   }
 
-  reportUnreachable(id: number): void {
+  reportUnreachable(id: bigint): void {
     this.raw.reportUnreachable(id);
   }
 
-  reportSnapshot(id: number, ok: boolean): void {
+  reportSnapshot(id: bigint, ok: boolean): void {
     this.raw.reportSnapshot(id, ok);
     this.kick();
   }
@@ -332,7 +332,7 @@ export class RaftLoop {
   }
 
   /** Hands leadership to `target` and waits (up to `timeoutMs`) until it leads. */
-  async transferLeadership(target: number, timeoutMs: number): Promise<boolean> {
+  async transferLeadership(target: bigint, timeoutMs: number): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
     this.raw.transferLeader(target);
     this.kick();
@@ -343,9 +343,9 @@ export class RaftLoop {
   }
 
   /** The voter whose log matches the leader's most (for a leader stepping down). */
-  mostUpToDateVoter(): number | undefined {
+  mostUpToDateVoter(): bigint | undefined {
     const status = this.raw.status();
-    let best: number | undefined;
+    let best: bigint | undefined;
     let bestMatch = -1;
     for (const [id, pr] of status.progress) {
       if (id === this.id || pr.isLearner) continue;

@@ -59,7 +59,24 @@ import {
   type MemberInfo,
   type MembersTable,
 } from "../membership/members-table.js";
-import type { AlarmMember, MvccStore } from "../mvcc/mod.js";
+import type {
+  AlarmMember,
+  AlarmRequest,
+  AlarmResponse,
+  CompactionRequest,
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  HashKVResponse,
+  MvccStore,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  ResponseHeader,
+  TxnRequest,
+  TxnResponse,
+} from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
 import type { KeyPair } from "../transport/auto-tls.js";
@@ -104,8 +121,8 @@ export interface MemberEvents {
 }
 
 export class Member implements EtcdServer {
-  readonly id: number;
-  readonly clusterId: number;
+  readonly id: bigint;
+  readonly clusterId: bigint;
   readonly name: string;
   readonly config: MemberConfig;
   readonly flags: RpcFlags;
@@ -131,7 +148,7 @@ export class Member implements EtcdServer {
   private readonly proposals: WaitRegistry<ProposalContext>;
   private readonly reads: ReadIndexBatcher;
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
-  private readonly seedMembers: Map<number, MemberInfo>;
+  private readonly seedMembers: Map<bigint, MemberInfo>;
   private unsubscribeStore: () => void = () => {};
   private closed = false;
   private publishedResolve!: () => void;
@@ -191,7 +208,7 @@ export class Member implements EtcdServer {
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
         const payload = etcdserverpb.LeaseCheckpointRequest.encode({
-          checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: c.remainingTtl })),
+          checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtl) })),
         }).finish();
         this.proposeInternal(EntryKind.LeaseCheckpoint, payload);
       },
@@ -380,8 +397,8 @@ export class Member implements EtcdServer {
 
   // ---- RaftKV -----------------------------------------------------------------------------------
 
-  range(request: etcdserverpb.RangeRequest): Promise<etcdserverpb.RangeResponse> {
-    return this.store.range(request) as Promise<etcdserverpb.RangeResponse>;
+  range(request: RangeRequest): Promise<RangeResponse> {
+    return this.store.range(request) as Promise<RangeResponse>;
   }
 
   linearizableRead(): Promise<void> {
@@ -389,46 +406,40 @@ export class Member implements EtcdServer {
     return this.reads.wait();
   }
 
-  async put(
-    request: etcdserverpb.PutRequest,
-    raw?: Uint8Array,
-    caller?: AuthInfo,
-  ): Promise<etcdserverpb.PutResponse> {
+  async put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse> {
+    // The store's PutRequest has the API's fields and types (the lease ID is a bigint in both).
     const payload = raw ?? etcdserverpb.PutRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Put, payload, { put: request }, caller)) as etcdserverpb.PutResponse;
+    return (await this.propose(EntryKind.Put, payload, { put: request }, caller)) as PutResponse;
   }
 
   async deleteRange(
-    request: etcdserverpb.DeleteRangeRequest,
+    request: DeleteRangeRequest,
     raw?: Uint8Array,
     caller?: AuthInfo,
-  ): Promise<etcdserverpb.DeleteRangeResponse> {
+  ): Promise<DeleteRangeResponse> {
     const payload = raw ?? etcdserverpb.DeleteRangeRequest.encode(request).finish();
     return (await this.propose(
       EntryKind.DeleteRange,
       payload,
       { deleteRange: request },
       caller,
-    )) as etcdserverpb.DeleteRangeResponse;
+    )) as DeleteRangeResponse;
   }
 
-  async txn(
-    request: etcdserverpb.TxnRequest,
-    raw?: Uint8Array,
-    caller?: AuthInfo,
-  ): Promise<etcdserverpb.TxnResponse> {
-    const payload = raw ?? etcdserverpb.TxnRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Txn, payload, { txn: request }, caller)) as etcdserverpb.TxnResponse;
+  async txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse> {
+    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller)) as TxnResponse;
   }
 
-  async compact(
-    request: etcdserverpb.CompactionRequest,
-    raw?: Uint8Array,
-  ): Promise<etcdserverpb.CompactionResponse> {
-    const payload = raw ?? etcdserverpb.CompactionRequest.encode(request).finish();
+  async compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse> {
+    const payload =
+      raw ??
+      etcdserverpb.CompactionRequest.encode({
+        revision: BigInt(request.revision),
+        physical: request.physical,
+      }).finish();
     const res = (await this.propose(EntryKind.Compaction, payload, {
       compaction: request,
-    })) as etcdserverpb.CompactionResponse;
+    })) as CompactionResponse;
     // etcd's physical compaction answers once the old revisions are gone from the backend.
     if (request.physical) await this.store.compactionDone();
     return res;
@@ -436,9 +447,7 @@ export class Member implements EtcdServer {
 
   // ---- quota and alarms ---------------------------------------------------------------------------
 
-  quotaAvailable(
-    request: { put: etcdserverpb.PutRequest } | { txn: etcdserverpb.TxnRequest } | { leaseGrant: unknown },
-  ): boolean {
+  quotaAvailable(request: { put: PutRequest } | { txn: TxnRequest } | { leaseGrant: unknown }): boolean {
     return this.store.quotaAvailable(request);
   }
 
@@ -453,41 +462,42 @@ export class Member implements EtcdServer {
     return this.store.alarms(type);
   }
 
-  async alarm(request: etcdserverpb.AlarmRequest): Promise<etcdserverpb.AlarmResponse> {
+  async alarm(request: AlarmRequest): Promise<AlarmResponse> {
     return (await this.propose(EntryKind.Alarm, etcdserverpb.AlarmRequest.encode(request).finish(), {
       alarm: request,
-    })) as etcdserverpb.AlarmResponse;
+    })) as AlarmResponse;
   }
 
   // ---- leases -------------------------------------------------------------------------------------
 
-  nextLeaseId(): number {
+  nextLeaseId(): bigint {
     return this.leaseIds.next();
   }
 
-  async leaseGrant(grant: { ID: number; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied> {
-    const payload = raw ?? etcdserverpb.LeaseGrantRequest.encode(grant).finish();
+  async leaseGrant(grant: { ID: bigint; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied> {
+    const payload =
+      raw ?? etcdserverpb.LeaseGrantRequest.encode({ ID: grant.ID, TTL: BigInt(grant.TTL) }).finish();
     return (await this.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
   }
 
-  async leaseRevoke(id: number, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }> {
+  async leaseRevoke(id: bigint, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }> {
     const payload = raw ?? etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
     return (await this.propose(EntryKind.LeaseRevoke, payload, undefined, caller)) as { revision: number };
   }
 
-  leaseExists(id: number): boolean {
+  leaseExists(id: bigint): boolean {
     return this.lessor.lookup(id) !== undefined;
   }
 
-  leaseTimeToLive(id: number, keys: boolean): LeaseTimeToLive {
+  leaseTimeToLive(id: bigint, keys: boolean): LeaseTimeToLive {
     return this.lessor.timeToLive(id, keys);
   }
 
-  leases(): number[] {
+  leases(): bigint[] {
     return this.lessor.leases();
   }
 
-  leaseRenew(id: number): number {
+  leaseRenew(id: bigint): number {
     return this.lessor.renew(id);
   }
 
@@ -586,7 +596,8 @@ export class Member implements EtcdServer {
     isLearner: boolean,
   ): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
     const info: MemberInfo = {
-      id: memberIdFor(peerUrls, this.config.initialClusterToken, Date.now()),
+      // etcd's MemberAdd: NewMember("", urls, "", &now), no token, the unix seconds.
+      id: memberIdFor(peerUrls, "", Math.floor(Date.now() / 1000)),
       name: "",
       peerUrls,
       clientUrls: [],
@@ -601,21 +612,21 @@ export class Member implements EtcdServer {
     return { member: info, members };
   }
 
-  async removeMember(id: number): Promise<MemberInfo[]> {
+  async removeMember(id: bigint): Promise<MemberInfo[]> {
     this.membership.checkRemove(id);
     const target = this.membership.get(id)!;
     if (this.config.strictReconfigCheck && !target.isLearner) this.membership.checkEnoughStartedToRemove(id);
     return this.proposeConfChange(ConfChangeType.RemoveNode, target);
   }
 
-  async updateMember(id: number, peerUrls: string[]): Promise<MemberInfo[]> {
+  async updateMember(id: bigint, peerUrls: string[]): Promise<MemberInfo[]> {
     this.membership.checkUpdate(id, peerUrls);
     const current = this.membership.get(id)!;
     await this.propose(EntryKind.MemberUpdate, memberCodec.encode({ ...current, peerUrls }), undefined);
     return this.membership.list();
   }
 
-  async promoteMember(id: number): Promise<MemberInfo[]> {
+  async promoteMember(id: bigint): Promise<MemberInfo[]> {
     this.membership.checkPromote(id);
     const status = this.raft.status();
     const learner = status.progress.get(id);
@@ -629,7 +640,7 @@ export class Member implements EtcdServer {
 
   // ---- queries ----------------------------------------------------------------------------------
 
-  header(revision = this.store.revision): etcdserverpb.ResponseHeader {
+  header(revision = this.store.revision): ResponseHeader {
     return { clusterId: this.clusterId, memberId: this.id, revision, raftTerm: this.raft.term };
   }
 
@@ -641,7 +652,7 @@ export class Member implements EtcdServer {
     return this.raft.role === StateRole.Leader;
   }
 
-  get leaderId(): number {
+  get leaderId(): bigint {
     return this.raft.leaderId;
   }
 
@@ -679,11 +690,11 @@ export class Member implements EtcdServer {
     return this.store.hash();
   }
 
-  hashKV(revision: number): Promise<etcdserverpb.HashKVResponse> {
-    return this.store.hashKV(revision) as Promise<etcdserverpb.HashKVResponse>;
+  hashKV(revision: number): Promise<HashKVResponse> {
+    return this.store.hashKV(revision) as Promise<HashKVResponse>;
   }
 
-  async moveLeader(target: number, timeoutMs: number): Promise<boolean> {
+  async moveLeader(target: bigint, timeoutMs: number): Promise<boolean> {
     if (!this.isLeader) throw new EtcdError("NotLeader");
     const member = this.membership.get(target);
     if (member === undefined || member.isLearner) throw new EtcdError("BadLeaderTransferee");
@@ -750,7 +761,7 @@ export class Member implements EtcdServer {
   }
 
   private refreshPeers(): void {
-    const peers = new Map<number, string[]>();
+    const peers = new Map<bigint, string[]>();
     for (const m of this.seedMembers.values()) peers.set(m.id, m.peerUrls);
     for (const m of this.membership.list()) peers.set(m.id, m.peerUrls);
     for (const id of [...peers.keys()]) if (this.membership.isRemoved(id)) peers.delete(id);
@@ -772,7 +783,7 @@ export class Member implements EtcdServer {
       receive(messages: Message[]) {
         member.raft.step(messages);
       },
-      isRemoved: (id: number) => member.membership.isRemoved(id),
+      isRemoved: (id: bigint) => member.membership.isRemoved(id),
       clusterInfo: (): peer.ClusterInfoResponse => ({
         clusterId: member.clusterId,
         memberId: member.id,
@@ -784,10 +795,10 @@ export class Member implements EtcdServer {
           isLearner: m.isLearner,
         })),
       }),
-      reportUnreachable(id: number) {
+      reportUnreachable(id: bigint) {
         member.raft.reportUnreachable(id);
       },
-      reportSnapshot(id: number, ok: boolean) {
+      reportSnapshot(id: bigint, ok: boolean) {
         member.raft.reportSnapshot(id, ok);
       },
       writeSnapshotImage: (path: string) => writeStateImage(member.store.exportRows(), path),

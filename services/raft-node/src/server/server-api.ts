@@ -3,23 +3,41 @@
 // and checks the quota before calling these; the server proposes, waits for the apply on this
 // member, and answers with the applied result. Writes take the request's protobuf bytes as
 // received (`raw`), proposed as they are; without them the request is encoded.
-import type { etcdserverpb } from "@etcd-ts/api";
+// Requests and answers are the store's shapes (mvcc/types.ts: revisions as numbers, IDs as
+// bigint): v3rpc converts the API's messages (mvcc/api-shapes.ts) and writes KV answers with
+// mvcc's response codec.
 import type { Status } from "@etcd-ts/raft";
 import type { AuthInfo } from "../auth/mod.js";
 import type { LeaseGrantApplied, LeaseTimeToLive } from "../lease/mod.js";
 import type { MemberInfo } from "../membership/members-table.js";
-import type { AlarmMember } from "../mvcc/mod.js";
+import type {
+  AlarmMember,
+  AlarmRequest,
+  AlarmResponse,
+  CompactionRequest,
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  HashKVResponse,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  ResponseHeader,
+  TxnRequest,
+  TxnResponse,
+} from "../mvcc/mod.js";
 import type { WatchableStore } from "../watch/mod.js";
 
 /** Who answers, for response headers and for calls only a leader or a voter may serve. */
 export interface ServerIdentity {
-  readonly id: number;
-  readonly clusterId: number;
+  readonly id: bigint;
+  readonly clusterId: bigint;
   /** etcd's response header at `revision` (default: the current one). */
-  header(revision?: number): etcdserverpb.ResponseHeader;
+  header(revision?: number): ResponseHeader;
   readonly isLeader: boolean;
-  /** 0 while no leader is known. */
-  readonly leaderId: number;
+  /** 0n while no leader is known. */
+  readonly leaderId: bigint;
   isLearner(): boolean;
   /** The leader's client URLs, to forward leader-only calls (lease keep-alive...). */
   leaderClientUrls(): string[];
@@ -37,37 +55,21 @@ export interface RpcFlags {
 /** etcd's RaftKV: reads from local state, writes through Raft. */
 export interface RaftKV {
   /** Local state; linearizable only after `linearizableRead()`. */
-  range(request: etcdserverpb.RangeRequest): Promise<etcdserverpb.RangeResponse>;
+  range(request: RangeRequest): Promise<RangeResponse>;
   /** Waits until a read at this member is linearizable (ReadIndex, batched). */
   linearizableRead(): Promise<void>;
   /** Writes carry their caller in the entry (etcd's RequestHeader), checked at apply. */
-  put(
-    request: etcdserverpb.PutRequest,
-    raw?: Uint8Array,
-    caller?: AuthInfo,
-  ): Promise<etcdserverpb.PutResponse>;
-  deleteRange(
-    request: etcdserverpb.DeleteRangeRequest,
-    raw?: Uint8Array,
-    caller?: AuthInfo,
-  ): Promise<etcdserverpb.DeleteRangeResponse>;
-  txn(
-    request: etcdserverpb.TxnRequest,
-    raw?: Uint8Array,
-    caller?: AuthInfo,
-  ): Promise<etcdserverpb.TxnResponse>;
+  put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse>;
+  deleteRange(request: DeleteRangeRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<DeleteRangeResponse>;
+  /** `raw`: the TxnRequest's bytes (the store's shape has numbers where the API has int64s). */
+  txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse>;
   /** Answers once applied; a physical compaction, once the old revisions are gone. */
-  compact(
-    request: etcdserverpb.CompactionRequest,
-    raw?: Uint8Array,
-  ): Promise<etcdserverpb.CompactionResponse>;
+  compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse>;
 }
 
 /** etcd's quota check before proposing a write, and the alarm it raises when it fails. */
 export interface QuotaAlarmer {
-  quotaAvailable(
-    request: { put: etcdserverpb.PutRequest } | { txn: etcdserverpb.TxnRequest } | { leaseGrant: unknown },
-  ): boolean;
+  quotaAvailable(request: { put: PutRequest } | { txn: TxnRequest } | { leaseGrant: unknown }): boolean;
   /** Proposes the NOSPACE alarm for this member (once). */
   raiseNoSpace(): void;
 }
@@ -75,24 +77,25 @@ export interface QuotaAlarmer {
 /** etcd's Lessor as v3rpc uses it. Keep-alive and time-to-live are the leader's. */
 export interface LeaseApi {
   /** A fresh lease ID for a grant without one. */
-  nextLeaseId(): number;
-  leaseGrant(grant: { ID: number; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied>;
-  leaseRevoke(id: number, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }>;
-  leaseExists(id: number): boolean;
-  leaseTimeToLive(id: number, keys: boolean): LeaseTimeToLive;
-  leases(): number[];
+  nextLeaseId(): bigint;
+  /** `TTL` in seconds; a client's int64 beyond etcd's MaxLeaseTTL keeps its order as a number. */
+  leaseGrant(grant: { ID: bigint; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied>;
+  leaseRevoke(id: bigint, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }>;
+  leaseExists(id: bigint): boolean;
+  leaseTimeToLive(id: bigint, keys: boolean): LeaseTimeToLive;
+  leases(): bigint[];
   /** Renews on the leader; the remaining TTL. */
-  leaseRenew(id: number): number;
+  leaseRenew(id: bigint): number;
 }
 
 /** etcd's Cluster: membership as applied here, and changes to it through Raft. */
 export interface ClusterApi {
   members(): MemberInfo[];
   addMember(peerUrls: string[], isLearner: boolean): Promise<{ member: MemberInfo; members: MemberInfo[] }>;
-  removeMember(id: number): Promise<MemberInfo[]>;
-  updateMember(id: number, peerUrls: string[]): Promise<MemberInfo[]>;
+  removeMember(id: bigint): Promise<MemberInfo[]>;
+  updateMember(id: bigint, peerUrls: string[]): Promise<MemberInfo[]>;
   /** On the leader only (it alone knows how far the learner's log is). */
-  promoteMember(id: number): Promise<MemberInfo[]>;
+  promoteMember(id: bigint): Promise<MemberInfo[]>;
 }
 
 /** Member status for Maintenance.Status. */
@@ -107,13 +110,13 @@ export interface MemberStatus {
 
 export interface MaintenanceApi {
   alarms(type?: number): AlarmMember[];
-  alarm(request: etcdserverpb.AlarmRequest): Promise<etcdserverpb.AlarmResponse>;
+  alarm(request: AlarmRequest): Promise<AlarmResponse>;
   status(): MemberStatus;
   defragment(): Promise<void>;
   hash(): Promise<{ hash: number; revision: number }>;
-  hashKV(revision: number): Promise<etcdserverpb.HashKVResponse>;
+  hashKV(revision: number): Promise<HashKVResponse>;
   /** On the leader: hands leadership to `target`; false if it did not lead in time. */
-  moveLeader(target: number, timeoutMs: number): Promise<boolean>;
+  moveLeader(target: bigint, timeoutMs: number): Promise<boolean>;
   /** Writes the state machine's image (what `etcdctl snapshot save` receives) as file `name` in the member's snapshot directory; its path and size. */
   writeSnapshotImage(name: string): Promise<{ path: string; size: number }>;
 }

@@ -3,10 +3,10 @@ import { describe, it } from "node:test";
 import { type Message, MessageType } from "@etcd-ts/raft";
 import { batchByRecipient, grpcTarget, nextBackoffMs } from "./message-batching.js";
 
-const msg = (type: MessageType, to: number, index: number): Message => ({
+const msg = (type: MessageType, to: bigint, index: number): Message => ({
   type,
   to,
-  from: 1,
+  from: 1n,
   term: 1,
   logTerm: 0,
   index,
@@ -19,17 +19,17 @@ const msg = (type: MessageType, to: number, index: number): Message => ({
 describe("message batching", () => {
   it("groups by recipient in emission order and sets snapshots apart", () => {
     const out = batchByRecipient([
-      msg(MessageType.MsgApp, 2, 1),
-      msg(MessageType.MsgApp, 3, 1),
-      msg(MessageType.MsgSnap, 3, 5),
-      msg(MessageType.MsgHeartbeat, 2, 2),
+      msg(MessageType.MsgApp, 2n, 1),
+      msg(MessageType.MsgApp, 3n, 1),
+      msg(MessageType.MsgSnap, 3n, 5),
+      msg(MessageType.MsgHeartbeat, 2n, 2),
     ]);
     assert.deepEqual(
-      out.byPeer.get(2)?.map((m) => m.index),
+      out.byPeer.get(2n)?.map((m) => m.index),
       [1, 2],
     );
     assert.deepEqual(
-      out.byPeer.get(3)?.map((m) => m.type),
+      out.byPeer.get(3n)?.map((m) => m.type),
       [MessageType.MsgApp],
     );
     assert.equal(out.snapshots.length, 1);

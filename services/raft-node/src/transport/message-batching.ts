@@ -4,12 +4,12 @@
 import { type Message, MessageType } from "@etcd-ts/raft";
 
 export interface OutboundBatches {
-  byPeer: Map<number, Message[]>;
+  byPeer: Map<bigint, Message[]>;
   snapshots: Message[];
 }
 
 export function batchByRecipient(messages: readonly Message[]): OutboundBatches {
-  const byPeer = new Map<number, Message[]>();
+  const byPeer = new Map<bigint, Message[]>();
   const snapshots: Message[] = [];
   for (const m of messages) {
     if (m.type === MessageType.MsgSnap) {

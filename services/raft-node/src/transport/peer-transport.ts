@@ -30,16 +30,16 @@ export interface TransportLogger {
 }
 
 export interface PeerTransportHandler {
-  readonly clusterId: number;
-  readonly memberId: number;
+  readonly clusterId: bigint;
+  readonly memberId: bigint;
   /** Raft messages from a peer, in order. */
   receive(messages: Message[]): void;
   /** Members removed from the cluster may not talk to it any more. */
-  isRemoved(memberId: number): boolean;
+  isRemoved(memberId: bigint): boolean;
   clusterInfo(): peer.ClusterInfoResponse;
   /** Raft's outbound failures. */
-  reportUnreachable(memberId: number): void;
-  reportSnapshot(memberId: number, ok: boolean): void;
+  reportUnreachable(memberId: bigint): void;
+  reportSnapshot(memberId: bigint, ok: boolean): void;
   /** Writes a consistent image of the state machine to `path`; returns its size in bytes. */
   writeSnapshotImage(path: string): Promise<number>;
   /** A MsgSnap whose image was received whole into `imagePath`: hand it to Raft. */
@@ -70,7 +70,7 @@ class PeerLink {
   private closed = false;
 
   constructor(
-    readonly id: number,
+    readonly id: bigint,
     public urls: string[],
     private readonly owner: PeerTransport,
   ) {}
@@ -145,7 +145,7 @@ class PeerLink {
 }
 
 export class PeerTransport {
-  private readonly links = new Map<number, PeerLink>();
+  private readonly links = new Map<bigint, PeerLink>();
   private readonly servers: Server[] = [];
   private readonly listeners: GrpcListener[] = [];
   private snapshotSeq = 0;
@@ -171,7 +171,7 @@ export class PeerTransport {
   }
 
   /** Keeps the set of peers in step with the membership (self excluded). */
-  setPeers(peers: ReadonlyMap<number, string[]>): void {
+  setPeers(peers: ReadonlyMap<bigint, string[]>): void {
     for (const [id, urls] of peers) {
       if (id === this.handler.memberId || urls.length === 0) continue;
       const link = this.links.get(id);
@@ -218,7 +218,7 @@ export class PeerTransport {
             from: this.handler.memberId,
             to: message.to,
             message: Buffer.from(encodeMessage(headerMessage)),
-            dataSize: size,
+            dataSize: BigInt(size),
           },
         });
         let crc = 0;
@@ -286,7 +286,7 @@ export class PeerTransport {
     };
   }
 
-  private refusal(clusterId: number, from: number, to: number): Partial<ServiceError> | undefined {
+  private refusal(clusterId: bigint, from: bigint, to: bigint): Partial<ServiceError> | undefined {
     if (clusterId !== this.handler.clusterId) {
       return { code: status.FAILED_PRECONDITION, details: "etcdserver: cluster ID mismatch" };
     }
@@ -328,7 +328,7 @@ export class PeerTransport {
       }
       const refusal = this.refusal(header.clusterId, header.from, header.to);
       if (refusal !== undefined) throw refusal;
-      if (received !== header.dataSize || trailer.crc32c !== crc) {
+      if (BigInt(received) !== header.dataSize || trailer.crc32c !== crc) {
         throw statusError(status.DATA_LOSS, "snapshot image failed its size or CRC check");
       }
       await this.handler.snapshotReceived(decodeMessage(header.message), path);

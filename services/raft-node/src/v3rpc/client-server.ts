@@ -11,7 +11,7 @@ import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
 import { electionService } from "./election-service.js";
 import { serveService } from "./grpc-adapter.js";
-import { kvService } from "./kv-service.js";
+import { kvService, kvServiceDefinition } from "./kv-service.js";
 import { LeaderClients } from "./leader-clients.js";
 import { leaseService } from "./lease-service.js";
 import { lockService } from "./lock-service.js";
@@ -33,7 +33,7 @@ export class ClientServer {
     this.http1 = clientHttpHandler({
       probe: {
         alarmRaised: () => member.alarms().length > 0,
-        hasLeader: () => member.leaderId !== 0,
+        hasLeader: () => member.leaderId !== 0n,
         linearizableRead: () => member.linearizableRead(),
       },
       serverVersion: SERVER_VERSION,
@@ -41,10 +41,7 @@ export class ClientServer {
     });
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
-      [
-        keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
-        asUntyped(kvService(member)),
-      ],
+      [kvServiceDefinition, asUntyped(kvService(member))],
       [WatchServiceWithEncodedResponses, watchService(member)],
       [
         keepingRequestBytes(etcdserverpb.LeaseService, ["leaseGrant", "leaseRevoke"]),

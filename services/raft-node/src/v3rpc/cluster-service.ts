@@ -4,6 +4,7 @@
 
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import { Metadata } from "@grpc/grpc-js";
+import { apiHeader } from "../mvcc/mod.js";
 import type { EtcdServer, MemberInfo } from "../server/mod.js";
 import { callerOf, tokenOf } from "./caller.js";
 import { refuseLearner } from "./kv-service.js";
@@ -41,7 +42,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       const added = await member.addMember(req.peerURLs, req.isLearner);
       return {
-        header: member.header(),
+        header: apiHeader(member.header()),
         member: toPbMember(added.member),
         members: added.members.map(toPbMember),
       };
@@ -51,7 +52,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       const members = await member.removeMember(req.ID);
-      return { header: member.header(), members: members.map(toPbMember) };
+      return { header: apiHeader(member.header()), members: members.map(toPbMember) };
     }),
     memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
@@ -59,11 +60,11 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       await member.updateMember(req.ID, req.peerURLs);
-      return { header: member.header(), members: list() };
+      return { header: apiHeader(member.header()), members: list() };
     }),
     memberList: unary(async () => {
       refuseLearner(member);
-      return { header: member.header(), members: list() };
+      return { header: apiHeader(member.header()), members: list() };
     }),
     memberPromote: unary(async (req: etcdserverpb.MemberPromoteRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
@@ -82,7 +83,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
         );
       }
       const members = await member.promoteMember(req.ID);
-      return { header: member.header(), members: members.map(toPbMember) };
+      return { header: apiHeader(member.header()), members: members.map(toPbMember) };
     }),
   };
 }

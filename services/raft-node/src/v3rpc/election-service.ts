@@ -4,6 +4,7 @@
 
 import { etcdserverpb, type v3electionpb } from "@etcd-ts/api";
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status } from "@grpc/grpc-js";
+import { apiHeader, apiKeyValue } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { callerOf } from "./caller.js";
 import {
@@ -58,7 +59,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
         const { name, lease, value } = call.request;
         const prefix = prefixOf(name);
         const mine = await enqueue(as, queueKey(prefix, lease), lease, value);
-        const leader = { name, key: mine.key, rev: mine.rev, lease };
+        const leader = { name, key: mine.key, rev: BigInt(mine.rev), lease };
         if (mine.existingValue !== undefined && !mine.existingValue.equals(value))
           await proclaim(as, leader, value);
         try {
@@ -67,7 +68,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
           await deleteKey(as, mine.key).catch(() => {});
           throw err;
         }
-        return { header: member.header(), leader };
+        return { header: apiHeader(member.header()), leader };
       })().then(
         (res) => callback(null, res),
         (err: unknown) => callback(toStatus(err)),
@@ -81,13 +82,13 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
         req.leader,
         req.value,
       );
-      return { header: member.header(res.header?.revision) };
+      return { header: apiHeader(member.header(res.header?.revision)) };
     }),
     leader: unary(async (req: v3electionpb.LeaderRequest, call) => {
       refuseLearner(member);
       const res = await owner(onBehalfOf(member, await callerOf(member, call.metadata)), prefixOf(req.name));
       if (res.kvs.length === 0) throw NO_LEADER;
-      return { header: member.header(res.header?.revision), kv: res.kvs[0] };
+      return { header: apiHeader(member.header(res.header?.revision)), kv: apiKeyValue(res.kvs[0]!) };
     }),
     resign: unary(async (req: v3electionpb.ResignRequest, call) => {
       refuseLearner(member);
@@ -100,7 +101,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
           success: [{ requestDeleteRange: { key: leader.key } }],
         }),
       );
-      return { header: member.header(res.header?.revision) };
+      return { header: apiHeader(member.header(res.header?.revision)) };
     }),
     observe: (call: ServerWritableStream<v3electionpb.LeaderRequest, v3electionpb.LeaderResponse>) => {
       const abort = new AbortController();
@@ -115,7 +116,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
           const res = await owner(as, prefix);
           const kv = res.kvs[0];
           if (kv !== undefined && (sent?.key !== kv.key.toString("latin1") || sent.mod !== kv.modRevision)) {
-            call.write({ header: member.header(res.header?.revision), kv });
+            call.write({ header: apiHeader(member.header(res.header?.revision)), kv: apiKeyValue(kv) });
             sent = { key: kv.key.toString("latin1"), mod: kv.modRevision };
           }
           await waitEvent(as, prefix, prefixEnd(prefix), res.header!.revision + 1, abort.signal, () => true);

@@ -4,6 +4,7 @@
 // revision; each contender waits for the deletion of the key just ahead of it.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
 import type { AuthInfo } from "../auth/mod.js";
+import { type RangeResponse, rangeRequestFromApi, type TxnResponse, txnRequestFromApi } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { WatchStream } from "../watch/mod.js";
 
@@ -19,7 +20,7 @@ export type KeyQueueServer = Pick<
  */
 export function onBehalfOf(member: EtcdServer, caller: AuthInfo | undefined): KeyQueueServer {
   return {
-    txn: (request) => member.txn(request, undefined, caller),
+    txn: (request, raw) => member.txn(request, raw, caller),
     deleteRange: (request) => member.deleteRange(request, undefined, caller),
     range: async (request) => {
       member.isRangePermitted(caller, request.key, request.rangeEnd);
@@ -45,30 +46,31 @@ export interface QueuedKey {
   revision: number;
 }
 
-export function queueKey(prefix: Buffer, lease: number): Buffer {
+export function queueKey(prefix: Buffer, lease: bigint): Buffer {
   return Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
 }
 
 export async function proposeTxn(
   member: KeyQueueServer,
-  txn: etcdserverpb.TxnRequest,
-): Promise<etcdserverpb.TxnResponse> {
+  request: etcdserverpb.TxnRequest,
+): Promise<TxnResponse> {
+  const txn = txnRequestFromApi(request);
   if (!member.quotaAvailable({ txn })) {
     member.raiseNoSpace();
     throw new EtcdError("NoSpace");
   }
-  return member.txn(txn);
+  return member.txn(txn, etcdserverpb.TxnRequest.encode(request).finish());
 }
 
 /** Creates the contender's key unless it exists (then reads it): Mutex.tryAcquire's txn. */
 export async function enqueue(
   member: KeyQueueServer,
   key: Buffer,
-  lease: number,
+  lease: bigint,
   value: Buffer,
 ): Promise<QueuedKey> {
   const txn = etcdserverpb.TxnRequest.fromPartial({
-    compare: [{ key, target: CREATE, result: 0, createRevision: 0 }],
+    compare: [{ key, target: CREATE, result: 0, createRevision: 0n }],
     success: [{ requestPut: { key, value, lease } }],
     failure: [{ requestRange: { key } }],
   });
@@ -81,17 +83,19 @@ export async function enqueue(
 }
 
 /** The current owner under `prefix`: the key with the lowest create revision. */
-export async function owner(member: KeyQueueServer, prefix: Buffer): Promise<etcdserverpb.RangeResponse> {
+export async function owner(member: KeyQueueServer, prefix: Buffer): Promise<RangeResponse> {
   await member.linearizableRead();
-  return (await member.range(
-    etcdserverpb.RangeRequest.fromPartial({
-      key: prefix,
-      rangeEnd: prefixEnd(prefix),
-      sortTarget: CREATE,
-      sortOrder: ASCEND,
-      limit: 1,
-    }),
-  )) as etcdserverpb.RangeResponse;
+  return member.range(
+    rangeRequestFromApi(
+      etcdserverpb.RangeRequest.fromPartial({
+        key: prefix,
+        rangeEnd: prefixEnd(prefix),
+        sortTarget: CREATE,
+        sortOrder: ASCEND,
+        limit: 1n,
+      }),
+    ),
+  );
 }
 
 /** Resolves once every key under `prefix` created before `rev` is gone (waitDeletes). */
@@ -104,16 +108,18 @@ export async function waitForTurn(
   for (;;) {
     if (signal.aborted) throw new Error("context canceled");
     await member.linearizableRead();
-    const ahead = (await member.range(
-      etcdserverpb.RangeRequest.fromPartial({
-        key: prefix,
-        rangeEnd: prefixEnd(prefix),
-        sortTarget: CREATE,
-        sortOrder: DESCEND,
-        maxCreateRevision: rev - 1,
-        limit: 1,
-      }),
-    )) as etcdserverpb.RangeResponse;
+    const ahead = await member.range(
+      rangeRequestFromApi(
+        etcdserverpb.RangeRequest.fromPartial({
+          key: prefix,
+          rangeEnd: prefixEnd(prefix),
+          sortTarget: CREATE,
+          sortOrder: DESCEND,
+          maxCreateRevision: BigInt(rev - 1),
+          limit: 1n,
+        }),
+      ),
+    );
     const last = ahead.kvs[0];
     if (last === undefined) return;
     await waitDeleted(member, last.key, ahead.header!.revision + 1, signal);

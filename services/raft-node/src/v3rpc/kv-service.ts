@@ -2,10 +2,23 @@
 // writes are validated here, as etcd's v3rpc does (request-validation.ts: shape, --max-txn-ops),
 // checked against the quota, and proposed as the client's own bytes. Nothing is validated again
 // at apply: a committed entry must give the same result on members with different flags.
-import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
+import { EtcdError, etcdserverpb } from "@etcd-ts/api";
+import {
+  compactionRequestFromApi,
+  deleteRangeRequestFromApi,
+  encodeCompactionResponse,
+  encodeDeleteRangeResponse,
+  encodePutResponse,
+  encodeRangeResponse,
+  encodeTxnResponse,
+  putRequestFromApi,
+  type ResponseHeader,
+  rangeRequestFromApi,
+  txnRequestFromApi,
+} from "../mvcc/mod.js";
 import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
 import { callerOf, permittedRead } from "./caller.js";
-import { requestBytes } from "./raw-requests.js";
+import { encodingResponsesWith, keepingRequestBytes, requestBytes } from "./raw-requests.js";
 import {
   checkDeleteRequest,
   checkPutRequest,
@@ -29,15 +42,21 @@ export function checkQuota(
   }
 }
 
-export function kvService(member: EtcdServer): etcdserverpb.KVServer {
-  const withHeader = <T extends { header?: etcdserverpb.ResponseHeader | undefined }>(res: T): T => {
+/**
+ * etcdserverpb.KV's handlers. Requests are converted to the store's shapes (mvcc/api-shapes.ts);
+ * answers are the store's shapes, which `kvServiceDefinition` writes with mvcc's response codec
+ * instead of ts-proto's bigint encoder (no bigint per key on a Range).
+ */
+export function kvService(member: EtcdServer) {
+  const withHeader = <T extends { header?: ResponseHeader | undefined }>(res: T): T => {
     res.header = member.header(res.header?.revision);
     return res;
   };
   return {
     range: unary(async (req: etcdserverpb.RangeRequest, call) => {
-      checkRangeRequest(req);
-      if (!req.serializable) {
+      const range = rangeRequestFromApi(req);
+      checkRangeRequest(range);
+      if (!range.serializable) {
         refuseLearner(member);
         await member.linearizableRead();
       }
@@ -46,36 +65,52 @@ export function kvService(member: EtcdServer): etcdserverpb.KVServer {
         await permittedRead(
           member,
           caller,
-          () => member.isRangePermitted(caller, req.key, req.rangeEnd),
-          () => member.range(req),
+          () => member.isRangePermitted(caller, range.key, range.rangeEnd),
+          () => member.range(range),
         ),
       );
     }),
-    rangeStream: (call) => {
+    rangeStream: (call: { emit(event: "error", status: { code: number; details: string }): void }) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });
     },
     put: unary(async (req: etcdserverpb.PutRequest, call) => {
       refuseLearner(member);
-      checkPutRequest(req);
-      checkQuota(member, { put: req });
-      return withHeader(await member.put(req, requestBytes(req), await callerOf(member, call.metadata)));
+      const put = putRequestFromApi(req);
+      checkPutRequest(put);
+      checkQuota(member, { put });
+      return withHeader(await member.put(put, requestBytes(req), await callerOf(member, call.metadata)));
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
       refuseLearner(member);
-      checkDeleteRequest(req);
+      const deleteRange = deleteRangeRequestFromApi(req);
+      checkDeleteRequest(deleteRange);
       return withHeader(
-        await member.deleteRange(req, requestBytes(req), await callerOf(member, call.metadata)),
+        await member.deleteRange(deleteRange, requestBytes(req), await callerOf(member, call.metadata)),
       );
     }),
     txn: unary(async (req: etcdserverpb.TxnRequest, call) => {
       refuseLearner(member);
-      checkTxnRequest(req, member.flags.maxTxnOps);
-      checkQuota(member, { txn: req });
-      return withHeader(await member.txn(req, requestBytes(req), await callerOf(member, call.metadata)));
+      const txn = txnRequestFromApi(req);
+      checkTxnRequest(txn, member.flags.maxTxnOps);
+      checkQuota(member, { txn });
+      const raw = requestBytes(req) ?? etcdserverpb.TxnRequest.encode(req).finish();
+      return withHeader(await member.txn(txn, raw, await callerOf(member, call.metadata)));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest) => {
       refuseLearner(member);
-      return withHeader(await member.compact(req, requestBytes(req)));
+      return withHeader(await member.compact(compactionRequestFromApi(req), requestBytes(req)));
     }),
   };
 }
+
+/** etcdserverpb.KV as served here: writes keep their wire bytes, answers use mvcc's codec. */
+export const kvServiceDefinition = encodingResponsesWith(
+  keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
+  {
+    range: encodeRangeResponse,
+    put: encodePutResponse,
+    deleteRange: encodeDeleteRangeResponse,
+    txn: encodeTxnResponse,
+    compact: encodeCompactionResponse,
+  },
+);

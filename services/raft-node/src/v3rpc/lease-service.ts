@@ -4,6 +4,7 @@
 
 import { EtcdError, type etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { type ClientDuplexStream, Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
+import { apiHeader } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { callerOf } from "./caller.js";
 import { checkQuota, refuseLearner } from "./kv-service.js";
@@ -18,16 +19,16 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
     try {
       const ttl = member.leaseTimeToLive(req.ID, req.keys);
       return {
-        header: member.header(),
+        header: apiHeader(member.header()),
         ID: ttl.id,
-        TTL: ttl.ttl,
-        grantedTTL: ttl.grantedTtl,
+        TTL: BigInt(ttl.ttl),
+        grantedTTL: BigInt(ttl.grantedTtl),
         keys: ttl.keys,
       };
     } catch (err) {
       // etcd answers a missing lease with TTL -1, not an error.
       if (isEtcdError(err, "LeaseNotFound"))
-        return { header: member.header(), ID: req.ID, TTL: -1, grantedTTL: 0, keys: [] };
+        return { header: apiHeader(member.header()), ID: req.ID, TTL: -1n, grantedTTL: 0n, keys: [] };
       throw err;
     }
   };
@@ -35,11 +36,12 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
   return {
     leaseGrant: unary(async (req: etcdserverpb.LeaseGrantRequest) => {
       refuseLearner(member);
-      const grant = { ID: req.ID === 0 ? member.nextLeaseId() : req.ID, TTL: req.TTL };
+      // Number() keeps a TTL beyond etcd's MaxLeaseTTL too large, as etcd answers it.
+      const grant = { ID: req.ID === 0n ? member.nextLeaseId() : req.ID, TTL: Number(req.TTL) };
       checkQuota(member, { leaseGrant: grant });
       // A grant without an ID gets one here, so the client's bytes are not what is proposed.
-      const applied = await member.leaseGrant(grant, req.ID === 0 ? undefined : requestBytes(req));
-      return { header: member.header(), ID: applied.id, TTL: applied.ttl, error: "" };
+      const applied = await member.leaseGrant(grant, req.ID === 0n ? undefined : requestBytes(req));
+      return { header: apiHeader(member.header()), ID: applied.id, TTL: BigInt(applied.ttl), error: "" };
     }),
     leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest, call) => {
       refuseLearner(member);
@@ -49,7 +51,7 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
         requestBytes(req),
         await callerOf(member, call.metadata),
       );
-      return { header: member.header(applied.revision) };
+      return { header: apiHeader(member.header(applied.revision)) };
     }),
     leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {
       refuseLearner(member);
@@ -63,7 +65,7 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
     }),
     leaseLeases: unary(async () => {
       refuseLearner(member);
-      return { header: member.header(), leases: member.leases().map((ID) => ({ ID })) };
+      return { header: apiHeader(member.header()), leases: member.leases().map((ID) => ({ ID })) };
     }),
     leaseKeepAlive: (
       call: ServerDuplexStream<etcdserverpb.LeaseKeepAliveRequest, etcdserverpb.LeaseKeepAliveResponse>,
@@ -75,7 +77,7 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
       let forward:
         | ClientDuplexStream<etcdserverpb.LeaseKeepAliveRequest, etcdserverpb.LeaseKeepAliveResponse>
         | undefined;
-      let forwardLeader = 0;
+      let forwardLeader = 0n;
       let open = true;
       const closeForward = () => {
         forward?.end();
@@ -96,14 +98,14 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
               return;
             }
           }
-          call.write({ header: member.header(), ID: req.ID, TTL: ttl });
+          call.write({ header: apiHeader(member.header()), ID: req.ID, TTL: BigInt(ttl) });
           return;
         }
         try {
           if (forward === undefined || forwardLeader !== member.leaderId) {
             closeForward();
             forwardLeader = member.leaderId;
-            if (forwardLeader === 0) throw new EtcdError("NoLeader");
+            if (forwardLeader === 0n) throw new EtcdError("NoLeader");
             const stream = leader.leaseClient().leaseKeepAlive();
             stream.on("data", (res: etcdserverpb.LeaseKeepAliveResponse) => {
               if (open) call.write(res);

@@ -3,6 +3,7 @@
 
 import { etcdserverpb, type v3lockpb } from "@etcd-ts/api";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
+import { apiHeader, type DeleteRangeResponse, deleteRangeRequestFromApi } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { callerOf } from "./caller.js";
 import { enqueue, type KeyQueueServer, onBehalfOf, queueKey, waitForTurn } from "./key-queue.js";
@@ -34,7 +35,7 @@ export function lockService(member: EtcdServer): v3lockpb.LockServer {
           await deleteKey(as, mine.key).catch(() => {});
           throw err;
         }
-        return { header: member.header(), key: mine.key };
+        return { header: apiHeader(member.header()), key: mine.key };
       })().then(
         (res) => callback(null, res),
         (err: unknown) => callback(toStatus(err)),
@@ -43,15 +44,11 @@ export function lockService(member: EtcdServer): v3lockpb.LockServer {
     unlock: unary(async (req: v3lockpb.UnlockRequest, call) => {
       refuseLearner(member);
       const res = await deleteKey(onBehalfOf(member, await callerOf(member, call.metadata)), req.key);
-      return { header: member.header(res.header?.revision) };
+      return { header: apiHeader(member.header(res.header?.revision)) };
     }),
   };
 }
 
-export async function deleteKey(
-  member: KeyQueueServer,
-  key: Buffer,
-): Promise<etcdserverpb.DeleteRangeResponse> {
-  const req = etcdserverpb.DeleteRangeRequest.fromPartial({ key });
-  return member.deleteRange(req);
+export async function deleteKey(member: KeyQueueServer, key: Buffer): Promise<DeleteRangeResponse> {
+  return member.deleteRange(deleteRangeRequestFromApi(etcdserverpb.DeleteRangeRequest.fromPartial({ key })));
 }

@@ -5,7 +5,7 @@ import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { AlarmAction, AlarmType } from "../mvcc/mod.js";
+import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
 import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import { callerOf } from "./caller.js";
 import { refuseLearner } from "./kv-service.js";
@@ -15,7 +15,7 @@ const SNAPSHOT_CHUNK = 32 * 1024;
 /** etcdctl 3.5 accepts a snapshot whose size is a multiple of 512 plus the 32-byte sha256. */
 const SNAPSHOT_ALIGN = 512;
 
-export function alarmText(memberId: number, alarm: number): string {
+export function alarmText(memberId: bigint, alarm: number): string {
   const name = alarm === AlarmType.NOSPACE ? "NOSPACE" : alarm === AlarmType.CORRUPT ? "CORRUPT" : "NONE";
   return `memberID:${memberId} alarm:${name} `;
 }
@@ -26,26 +26,26 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
     alarm: unary(async (req: etcdserverpb.AlarmRequest) => {
       refuseLearner(member);
       if (req.action === AlarmAction.GET) {
-        return { header: member.header(), alarms: member.alarms(req.alarm) };
+        return { header: apiHeader(member.header()), alarms: member.alarms(req.alarm) };
       }
-      const res = await member.alarm(req);
-      return { header: member.header(), alarms: res.alarms };
+      const res = await member.alarm(alarmRequestFromApi(req));
+      return { header: apiHeader(member.header()), alarms: res.alarms };
     }),
     status: unary(async () => {
       const status = member.status();
       return {
-        header: member.header(),
+        header: apiHeader(member.header()),
         version: SERVER_VERSION,
-        dbSize: status.dbSize,
+        dbSize: BigInt(status.dbSize),
         leader: member.leaderId,
-        raftIndex: status.raftIndex,
-        raftTerm: status.raftTerm,
-        raftAppliedIndex: status.raftAppliedIndex,
+        raftIndex: BigInt(status.raftIndex),
+        raftTerm: BigInt(status.raftTerm),
+        raftAppliedIndex: BigInt(status.raftAppliedIndex),
         errors: member.alarms().map((a) => alarmText(a.memberID, a.alarm)),
-        dbSizeInUse: status.dbSizeInUse,
+        dbSizeInUse: BigInt(status.dbSizeInUse),
         isLearner: member.isLearner(),
         storageVersion: "",
-        dbSizeQuota: status.dbSizeQuota,
+        dbSizeQuota: BigInt(status.dbSizeQuota),
       };
     }),
     // etcd's authMaintenanceServer: defragment, hash, hashKV and snapshot are root's once auth
@@ -54,30 +54,30 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
       member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       await member.defragment();
-      return { header: member.header() };
+      return { header: apiHeader(member.header()) };
     }),
     hash: unary(async (_req: unknown, call) => {
       member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       const { hash, revision } = await member.hash();
-      return { header: member.header(revision), hash };
+      return { header: apiHeader(member.header(revision)), hash };
     }),
     hashKv: unary(async (req: etcdserverpb.HashKVRequest, call) => {
       member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
-      const res = await member.hashKV(req.revision);
+      const res = await member.hashKV(Number(req.revision));
       return {
-        header: member.header(res.header?.revision),
+        header: apiHeader(member.header(res.header?.revision)),
         hash: res.hash,
-        compactRevision: res.compactRevision,
-        hashRevision: res.hashRevision,
+        compactRevision: BigInt(res.compactRevision),
+        hashRevision: BigInt(res.hashRevision),
       };
     }),
     moveLeader: unary(async (req: etcdserverpb.MoveLeaderRequest) => {
       refuseLearner(member);
       const moved = await member.moveLeader(req.targetID, 5000);
       if (!moved) throw new EtcdError("Timeout");
-      return { header: member.header() };
+      return { header: apiHeader(member.header()) };
     }),
     downgrade: unary(async () => {
       throw { code: 12, details: "Downgrade is not implemented by this server" };
@@ -95,7 +95,12 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
           let remaining = size + padding + 32;
           const send = async (blob: Buffer) => {
             remaining -= blob.length;
-            const ok = call.write({ header: member.header(), remainingBytes: remaining, blob, version: "" });
+            const ok = call.write({
+              header: apiHeader(member.header()),
+              remainingBytes: BigInt(remaining),
+              blob,
+              version: "",
+            });
             if (!ok) await new Promise((resolve) => call.once("drain", resolve));
           };
           for await (const chunk of createReadStream(path, { highWaterMark: SNAPSHOT_CHUNK })) {

@@ -64,7 +64,7 @@ describe("txn validation (etcd's checkTxnRequest and checkIntervals)", () => {
       "ValueProvided",
     );
     assert.throws(
-      () => checkPutRequest(putRequest({ key: "k", lease: 1, ignoreLease: true })),
+      () => checkPutRequest(putRequest({ key: "k", lease: 1n, ignoreLease: true })),
       (e) => isEtcdError(e, "LeaseProvided"),
     );
     assert.throws(

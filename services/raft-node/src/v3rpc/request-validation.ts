@@ -22,7 +22,7 @@ export function checkRangeRequest(r: RangeRequest): void {
 export function checkPutRequest(r: PutRequest): void {
   if (r.key.length === 0) throw new EtcdError("EmptyKey");
   if (r.ignoreValue && r.value.length !== 0) throw new EtcdError("ValueProvided");
-  if (r.ignoreLease && r.lease !== 0) throw new EtcdError("LeaseProvided");
+  if (r.ignoreLease && r.lease !== 0n) throw new EtcdError("LeaseProvided");
 }
 
 export function checkDeleteRequest(r: DeleteRangeRequest): void {

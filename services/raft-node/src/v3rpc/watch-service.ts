@@ -7,8 +7,9 @@
 // which was the largest cost of a fan-out in the profile), and one header is encoded per
 // revision per stream.
 
-import { EtcdError, encodeWatchResponse, etcdserverpb, mvccpb } from "@etcd-ts/api";
+import { EtcdError, encodeWatchResponse, etcdserverpb } from "@etcd-ts/api";
 import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { encodeEvent, encodeResponseHeader } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { type Event, WatchStream } from "../watch/mod.js";
 import { callerOf } from "./caller.js";
@@ -26,7 +27,7 @@ const encodedEvents = new WeakMap<Event, Uint8Array>();
 function eventBytes(event: Event): Uint8Array {
   let bytes = encodedEvents.get(event);
   if (bytes === undefined) {
-    bytes = mvccpb.Event.encode(event).finish();
+    bytes = encodeEvent(event);
     encodedEvents.set(event, bytes);
   }
   return bytes;
@@ -43,7 +44,7 @@ class HeaderCache {
   get(revision: number): Uint8Array {
     const header = this.member.header(revision);
     if (revision !== this.revision || header.raftTerm !== this.term) {
-      this.bytes = etcdserverpb.ResponseHeader.encode(header).finish();
+      this.bytes = encodeResponseHeader(header);
       this.revision = revision;
       this.term = header.raftTerm;
     }
@@ -75,20 +76,21 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
       // applied here (a simple token from another member), so each waits for the one before.
       const handle = async (req: etcdserverpb.WatchRequest): Promise<void> => {
         if (req.createRequest) {
+          const c = req.createRequest;
           // etcd's isWatchPermitted: a bad token or a range the caller may not read refuses the
           // create (watch ID -1, created and canceled, etcd's error as the reason); the stream
           // stays open. (etcd 3.4 checks a from-key watch as its first key only; here the whole
           // range must be readable, as for a Range.)
           try {
             const caller = await callerOf(member, call.metadata);
-            member.isRangePermitted(caller, req.createRequest.key, req.createRequest.rangeEnd);
+            member.isRangePermitted(caller, c.key, c.rangeEnd);
           } catch (err) {
             const known = err instanceof EtcdError && WATCH_REFUSALS.has(err.kind);
             stream.refuseCreate((known ? err : new EtcdError("PermissionDenied")).details);
             return;
           }
-          stream.create(req.createRequest);
-        } else if (req.cancelRequest) stream.cancel(req.cancelRequest.watchId);
+          stream.create({ ...c, startRevision: Number(c.startRevision), watchId: Number(c.watchId) });
+        } else if (req.cancelRequest) stream.cancel(Number(req.cancelRequest.watchId));
         else if (req.progressRequest) stream.requestProgress();
       };
       let inOrder: Promise<void> = Promise.resolve();

@@ -40,12 +40,12 @@ test("the newest hard state wins", () => {
     {
       firstIndex: 1,
       groups: [
-        { entries: entries(1, 2), hardState: { term: 1, vote: 1, commit: 1 } },
-        { hardState: { term: 2, vote: 3, commit: 2 } },
+        { entries: entries(1, 2), hardState: { term: 1, vote: 1n, commit: 1 } },
+        { hardState: { term: 2, vote: 3n, commit: 2 } },
       ],
     },
   ]);
-  assert.deepEqual(log.hardState, { term: 2, vote: 3, commit: 2 });
+  assert.deepEqual(log.hardState, { term: 2, vote: 3n, commit: 2 });
 });
 
 test("an entry that skips indexes is corruption naming where it was found", () => {
@@ -70,7 +70,7 @@ test("a segment that does not start where the previous one ended is corruption",
 });
 
 test("entries come after the newest snapshot marker, including ones written before it", () => {
-  const marker = { index: 4, term: 1, confState: { voters: [1, 2, 3], learners: [] } };
+  const marker = { index: 4, term: 1, confState: { voters: [1n, 2n, 3n], learners: [] } };
   const log = replay([
     { firstIndex: 1, groups: [{ entries: entries(1, 6) }, { marker }, { entries: entries(7, 8) }] },
   ]);
@@ -79,7 +79,7 @@ test("entries come after the newest snapshot marker, including ones written befo
 });
 
 test("a snapshot from the leader beyond the log restarts it after the snapshot", () => {
-  const marker = { index: 50, term: 4, confState: { voters: [1], learners: [] } };
+  const marker = { index: 50, term: 4, confState: { voters: [1n], learners: [] } };
   const log = replay([
     { firstIndex: 1, groups: [{ entries: entries(1, 3) }, { marker }, { entries: entries(51, 52, 4) }] },
   ]);
@@ -88,8 +88,8 @@ test("a snapshot from the leader beyond the log restarts it after the snapshot",
 });
 
 test("replay can start from an older marker, and fails clearly when its entries are gone", () => {
-  const m3 = { index: 3, term: 1, confState: { voters: [1], learners: [] } };
-  const m6 = { index: 6, term: 1, confState: { voters: [1], learners: [] } };
+  const m3 = { index: 3, term: 1, confState: { voters: [1n], learners: [] } };
+  const m6 = { index: 6, term: 1, confState: { voters: [1n], learners: [] } };
   const segments = [{ firstIndex: 1, groups: [{ entries: entries(1, 8) }, { marker: m3 }, { marker: m6 }] }];
   assert.deepEqual(view(replay(segments, { index: 3, term: 1 }).entries), [
     "4@1",
@@ -110,7 +110,7 @@ test("replay can start from an older marker, and fails clearly when its entries 
 test("each segment reports the highest entry index it holds", () => {
   const log = replay([
     { firstIndex: 1, groups: [{ entries: entries(1, 9) }, { entries: entries(4, 5) }] },
-    { firstIndex: 6, groups: [{ hardState: { term: 1, vote: 0, commit: 5 } }] },
+    { firstIndex: 6, groups: [{ hardState: { term: 1, vote: 0n, commit: 5 } }] },
     { firstIndex: 6, groups: [{ entries: entries(6, 7) }] },
   ]);
   assert.deepEqual(log.segmentMaxIndex, [9, 0, 7]);

@@ -56,8 +56,8 @@ test("entries, hard state and snapshot markers round-trip through one save's rec
     { term: 3, index: 7, type: 0, data: Buffer.from("seven") },
     { term: 2 ** 40, index: 2 ** 52, type: 1, data: new Uint8Array(0) },
   ];
-  const hardState = { term: 9, vote: 2 ** 45 + 3, commit: 6 };
-  const marker = { index: 5, term: 2, confState: { voters: [1, 2, 2 ** 50], learners: [4] } };
+  const hardState = { term: 9, vote: 2n ** 64n - 3n, commit: 6 };
+  const marker = { index: 5, term: 2, confState: { voters: [1n, 2n, 2n ** 63n + 5n], learners: [4n] } };
   const buf = encodeSaveRecords(hardState, entries, marker, SALT);
   const frames = [];
   for (let at = 0; at < buf.length; ) {
@@ -81,7 +81,7 @@ test("entries, hard state and snapshot markers round-trip through one save's rec
 
 test("integers beyond 2^53 are refused on write", () => {
   assert.throws(
-    () => encodeSaveRecords({ term: 2 ** 53, vote: 0, commit: 0 }, [], undefined, SALT),
+    () => encodeSaveRecords({ term: 2 ** 53, vote: 0n, commit: 0 }, [], undefined, SALT),
     /not a safe unsigned integer/,
   );
 });

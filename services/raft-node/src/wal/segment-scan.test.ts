@@ -11,9 +11,9 @@ const FILE = "0000000000000000-0000000000000001.wal";
 
 function threeGroups() {
   return buildSegmentImage(SALT, 0, 1, [
-    { entries: entries(1, 3), hardState: { term: 1, vote: 1, commit: 1 } },
-    { entries: entries(4, 6), hardState: { term: 1, vote: 1, commit: 4 } },
-    { entries: entries(7, 9), hardState: { term: 1, vote: 1, commit: 7 } },
+    { entries: entries(1, 3), hardState: { term: 1, vote: 1n, commit: 1 } },
+    { entries: entries(4, 6), hardState: { term: 1, vote: 1n, commit: 4 } },
+    { entries: entries(7, 9), hardState: { term: 1, vote: 1n, commit: 7 } },
   ]);
 }
 
@@ -140,9 +140,9 @@ test("a sync point copied to the wrong place is reported, not trusted", () => {
 
 test("damage in the records a segment was created with is corruption even at the log's end", () => {
   const carried = encodeSaveRecords(
-    { term: 4, vote: 2, commit: 9 },
+    { term: 4, vote: 2n, commit: 9 },
     [],
-    { index: 9, term: 4, confState: { voters: [1], learners: [] } },
+    { index: 9, term: 4, confState: { voters: [1n], learners: [] } },
     SALT,
   );
   const image = buildSegmentImage(SALT, 3, 10, [], true, carried);

@@ -19,7 +19,7 @@ async function freshDir(): Promise<string> {
 
 function snapshot(index: number, term = 1, data = `state at ${index}`) {
   return {
-    metadata: { index, term, confState: { voters: [1, 2, 3], learners: [4] } },
+    metadata: { index, term, confState: { voters: [1n, 2n, 3n], learners: [4n] } },
     data: Buffer.from(data),
   };
 }

@@ -51,15 +51,15 @@ async function appendForever(): Promise<never> {
     const commit = first - 1;
     // Now and then a hard state saved on its own and not awaited: it joins the next save's
     // group (one O_DSYNC write for both).
-    if (random() < 0.2) void wal.save({ term, vote: 1, commit }, []);
-    await wal.save({ term, vote: 1, commit }, entries);
+    if (random() < 0.2) void wal.save({ term, vote: 1n, commit }, []);
+    await wal.save({ term, vote: 1n, commit }, entries);
     process.stdout.write(`ack ${first} ${first + count - 1} ${term} ${commit}\n`);
     ackedIndex = Math.max(ackedIndex, first + count - 1);
     sinceMarker += count;
     if (sinceMarker > 300) {
       sinceMarker = 0;
       const index = ackedIndex;
-      await wal.saveSnapshotMarker({ index, term, confState: { voters: [1], learners: [] } });
+      await wal.saveSnapshotMarker({ index, term, confState: { voters: [1n], learners: [] } });
       await wal.releaseTo(index);
       process.stdout.write(`marker ${index}\n`);
     }

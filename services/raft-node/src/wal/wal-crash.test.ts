@@ -171,7 +171,7 @@ test("acknowledged entries survive SIGKILL at random moments, over and over", {
     const { wal, recovered } = await Wal.open(dir);
     assert.equal(recovered.tornTail, undefined, "a reopened, already repaired log reported a torn tail");
     const appendAt = (recovered.entries.at(-1)?.index ?? recovered.snapshot?.index ?? 0) + 1;
-    await wal.save({ term: KILLS + 1, vote: 1, commit: appendAt - 1 }, [workloadEntry(appendAt, KILLS + 1)]);
+    await wal.save({ term: KILLS + 1, vote: 1n, commit: appendAt - 1 }, [workloadEntry(appendAt, KILLS + 1)]);
     await wal.close();
     const final = await Wal.open(dir);
     assert.equal(final.recovered.entries.at(-1)?.index, appendAt);

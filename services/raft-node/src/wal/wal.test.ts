@@ -37,12 +37,12 @@ const view = (es: Entry[]) => es.map((e) => `${e.index}@${e.term}:${Buffer.from(
 test("saved entries and hard state come back after reopening", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir);
-  await wal.save({ term: 1, vote: 1, commit: 0 }, entries(1, 3));
-  await wal.save({ term: 2, vote: 2, commit: 2 }, [entry(3, 2, "replaced"), entry(4, 2)]);
+  await wal.save({ term: 1, vote: 1n, commit: 0 }, entries(1, 3));
+  await wal.save({ term: 2, vote: 2n, commit: 2 }, [entry(3, 2, "replaced"), entry(4, 2)]);
   await wal.close();
   const { wal: reopened, recovered } = await Wal.open(dir);
   assert.deepEqual(view(recovered.entries), ["1@1:entry-1", "2@1:entry-2", "3@2:replaced", "4@2:entry-4"]);
-  assert.deepEqual(recovered.hardState, { term: 2, vote: 2, commit: 2 });
+  assert.deepEqual(recovered.hardState, { term: 2, vote: 2n, commit: 2 });
   assert.equal(recovered.tornTail, undefined);
   await reopened.save(undefined, [entry(5, 2)]);
   await reopened.close();
@@ -57,7 +57,7 @@ test("concurrent saves share one write and one fdatasync, and land in call order
   const durable: number[] = [];
   const saves = [];
   for (let i = 1; i <= 64; i++)
-    saves.push(wal.save({ term: 1, vote: 0, commit: i - 1 }, [entry(i)]).then(() => durable.push(i)));
+    saves.push(wal.save({ term: 1, vote: 0n, commit: i - 1 }, [entry(i)]).then(() => durable.push(i)));
   await Promise.all(saves);
   const stats = wal.stats();
   assert.equal(stats.writes, 1);
@@ -131,7 +131,7 @@ test("a save that would leave a gap is refused and writes nothing", async () => 
 test("segments roll at the size limit with etcd-style names and replay across them", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir, { segmentBytes: 1024 });
-  for (let i = 1; i <= 60; i++) await wal.save({ term: 1, vote: 1, commit: i }, [entry(i)]);
+  for (let i = 1; i <= 60; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
   const stats = wal.stats();
   assert.ok(stats.segmentsCreated >= 3, `only ${stats.segmentsCreated} segments`);
   assert.ok(stats.dirFsyncs >= stats.segmentsCreated - 1);
@@ -152,12 +152,12 @@ test("segments roll at the size limit with etcd-style names and replay across th
 test("releaseTo drops whole segments up to the newest snapshot marker and the log still replays", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir, { segmentBytes: 1024 });
-  for (let i = 1; i <= 40; i++) await wal.save({ term: 1, vote: 1, commit: i }, [entry(i)]);
+  for (let i = 1; i <= 40; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
   const before = wal.segmentPaths().length;
   assert.equal(await wal.releaseTo(30), 0, "nothing may go before a snapshot marker exists");
-  const marker = { index: 30, term: 1, confState: { voters: [1], learners: [] } };
+  const marker = { index: 30, term: 1, confState: { voters: [1n], learners: [] } };
   await wal.saveSnapshotMarker(marker);
-  for (let i = 41; i <= 60; i++) await wal.save({ term: 1, vote: 1, commit: i }, [entry(i)]);
+  for (let i = 41; i <= 60; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
   const removed = await wal.releaseTo(1000);
   assert.ok(removed > 0);
   assert.equal(wal.stats().segmentsRemoved, removed);
@@ -178,7 +178,7 @@ test("releaseTo drops whole segments up to the newest snapshot marker and the lo
 test("a torn last record is truncated, reported and logged, and appending continues", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir);
-  await wal.save({ term: 1, vote: 1, commit: 1 }, entries(1, 5));
+  await wal.save({ term: 1, vote: 1n, commit: 1 }, entries(1, 5));
   await wal.save(undefined, entries(6, 7));
   await wal.close();
   const [name] = await readdir(dir);
@@ -299,10 +299,10 @@ test("create refuses an existing WAL; open refuses an empty directory", async ()
 
 test("a WAL created from a snapshot starts after it", async () => {
   const dir = await freshDir();
-  const snapshot = { index: 100, term: 7, confState: { voters: [1, 2, 3], learners: [] } };
+  const snapshot = { index: 100, term: 7, confState: { voters: [1n, 2n, 3n], learners: [] } };
   const wal = await Wal.create(dir, { snapshot });
   await assert.rejects(wal.save(undefined, [entry(102, 7)]), /does not continue/);
-  await wal.save({ term: 7, vote: 0, commit: 101 }, [entry(101, 7)]);
+  await wal.save({ term: 7, vote: 0n, commit: 101 }, [entry(101, 7)]);
   await wal.close();
   const { wal: reopened, recovered } = await Wal.open(dir);
   assert.deepEqual(recovered.snapshot, snapshot);
@@ -367,7 +367,7 @@ test("open can replay from an older marker the caller picks from those found", a
   const dir = await freshDir();
   const wal = await Wal.create(dir);
   await wal.save(undefined, entries(1, 30));
-  const confState = { voters: [1], learners: [] };
+  const confState = { voters: [1n], learners: [] };
   await wal.saveSnapshotMarker({ index: 10, term: 1, confState });
   await wal.saveSnapshotMarker({ index: 20, term: 1, confState });
   await wal.close();
@@ -394,7 +394,7 @@ test("open can replay from an older marker the caller picks from those found", a
 
 test("a damaged snapshot marker in a fresh segment stops start-up instead of being cut off", async () => {
   const dir = await freshDir();
-  const snapshot = { index: 100, term: 7, confState: { voters: [1, 2, 3], learners: [] } };
+  const snapshot = { index: 100, term: 7, confState: { voters: [1n, 2n, 3n], learners: [] } };
   const wal = await Wal.create(dir, { snapshot });
   await wal.close();
   const [name] = await readdir(dir);
@@ -408,10 +408,10 @@ test("a damaged snapshot marker in a fresh segment stops start-up instead of bei
 test("a snapshot installed from the leader beyond the log: marker, then entries after it", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir);
-  await wal.save({ term: 1, vote: 1, commit: 3 }, entries(1, 5));
-  const marker = { index: 50, term: 3, confState: { voters: [1, 2, 3], learners: [] } };
+  await wal.save({ term: 1, vote: 1n, commit: 3 }, entries(1, 5));
+  const marker = { index: 50, term: 3, confState: { voters: [1n, 2n, 3n], learners: [] } };
   const markerSaved = wal.saveSnapshotMarker(marker);
-  await wal.save({ term: 3, vote: 0, commit: 51 }, [entry(51, 3), entry(52, 3)]);
+  await wal.save({ term: 3, vote: 0n, commit: 51 }, [entry(51, 3), entry(52, 3)]);
   await markerSaved;
   await wal.close();
   const { wal: reopened, recovered } = await Wal.open(dir);
@@ -439,7 +439,7 @@ test("concurrent releaseTo calls delete strictly oldest first", async () => {
   };
   const wal = await Wal.create(dir, { segmentBytes: 512, logger });
   for (let i = 1; i <= 80; i++) await wal.save(undefined, [entry(i)]);
-  await wal.saveSnapshotMarker({ index: 80, term: 1, confState: { voters: [1], learners: [] } });
+  await wal.saveSnapshotMarker({ index: 80, term: 1, confState: { voters: [1n], learners: [] } });
   await wal.save(undefined, [entry(81)]);
   assert.ok(wal.segmentPaths().length >= 6);
   // Two releases racing, as two callers finishing snapshots at once would.
@@ -489,10 +489,10 @@ test("the segment being written is open O_DSYNC when the WAL syncs, and not when
 test("each write is its own fdatasync (O_DSYNC): one per group, none for an empty save", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir);
-  await wal.save({ term: 1, vote: 1, commit: 0 }, entries(1, 2));
+  await wal.save({ term: 1, vote: 1n, commit: 0 }, entries(1, 2));
   assert.deepEqual([wal.stats().writes, wal.stats().fsyncs], [1, 1]);
   // Saves issued in one turn share one write.
-  await Promise.all([wal.save({ term: 1, vote: 1, commit: 2 }, []), wal.save(undefined, [entry(3)])]);
+  await Promise.all([wal.save({ term: 1, vote: 1n, commit: 2 }, []), wal.save(undefined, [entry(3)])]);
   assert.deepEqual([wal.stats().writes, wal.stats().fsyncs], [2, 2]);
   // Nothing to write: nothing to sync.
   await wal.save(undefined, []);

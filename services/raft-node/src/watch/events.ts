@@ -1,5 +1,5 @@
 // The mvccpb shapes watchers deliver. They mirror etcd's api/mvccpb/kv.proto field for field
-// (camelCase, int64 as number) so the gRPC layer encodes them without reshaping.
+// (camelCase; revisions as numbers, the lease ID as a 64-bit bigint).
 
 export const EventType = { PUT: 0, DELETE: 1 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
@@ -10,7 +10,7 @@ export interface KeyValue {
   modRevision: number;
   version: number;
   value: Buffer;
-  lease: number;
+  lease: bigint;
 }
 
 export interface Event {

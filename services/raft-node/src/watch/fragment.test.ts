@@ -47,10 +47,12 @@ function withoutDefaults(value: unknown): unknown {
   if (Buffer.isBuffer(value) || Array.isArray(value)) {
     return Array.isArray(value) ? value.map(withoutDefaults) : value;
   }
+  // protobufjs takes 64-bit values as decimal strings.
+  if (typeof value === "bigint") return value.toString();
   if (typeof value !== "object" || value === null) return value;
   const out: Record<string, unknown> = {};
   for (const [field, v] of Object.entries(value)) {
-    if (v === 0 || v === false || v === "" || (Buffer.isBuffer(v) && v.length === 0)) continue;
+    if (v === 0 || v === 0n || v === false || v === "" || (Buffer.isBuffer(v) && v.length === 0)) continue;
     if (Array.isArray(v) && v.length === 0) continue;
     out[field] = withoutDefaults(v);
   }
@@ -63,7 +65,7 @@ function encodedSizeWithoutHeader(response: WatchResponse): number {
   return WatchResponseType.encode(message).finish().length;
 }
 
-function kv(key: string, valueBytes: number, revision: number, lease = 0): KeyValue {
+function kv(key: string, valueBytes: number, revision: number, lease = 0n): KeyValue {
   return {
     key: Buffer.from(key),
     createRevision: revision,
@@ -95,7 +97,7 @@ describe("response sizes", () => {
           { type: EventType.PUT, kv: kv("k", 0, 1) },
           {
             type: EventType.PUT,
-            kv: kv("key-2", 300, bigRevision, 7_587_000_123),
+            kv: kv("key-2", 300, bigRevision, 7_587_000_123n),
             prevKv: kv("key-2", 20, 5),
           },
           {
@@ -106,7 +108,7 @@ describe("response sizes", () => {
               modRevision: 17,
               version: 0,
               value: Buffer.alloc(0),
-              lease: 0,
+              lease: 0n,
             },
             prevKv: kv("gone", 70_000, 16),
           },

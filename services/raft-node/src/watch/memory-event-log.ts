@@ -6,7 +6,7 @@ import { type Event, EventType, type KeyValue } from "./events.js";
 import type { EventHistory } from "./watchable-store.js";
 
 export type LogOperation =
-  | { op: "put"; key: string | Buffer; value: string | Buffer; lease?: number }
+  | { op: "put"; key: string | Buffer; value: string | Buffer; lease?: bigint }
   | { op: "delete"; key: string | Buffer };
 
 export class MemoryEventLog implements EventHistory {
@@ -27,7 +27,7 @@ export class MemoryEventLog implements EventHistory {
     return this.compacted;
   }
 
-  put(key: string | Buffer, value: string | Buffer, lease = 0): Event[] {
+  put(key: string | Buffer, value: string | Buffer, lease = 0n): Event[] {
     return this.txn([{ op: "put", key, value, lease }]);
   }
 
@@ -50,7 +50,7 @@ export class MemoryEventLog implements EventHistory {
           modRevision: revision,
           version: (previous?.version ?? 0) + 1,
           value: Buffer.from(operation.value),
-          lease: operation.lease ?? 0,
+          lease: operation.lease ?? 0n,
         };
         this.live.set(id, kv);
         events.push(
@@ -66,7 +66,7 @@ export class MemoryEventLog implements EventHistory {
           modRevision: revision,
           version: 0,
           value: Buffer.alloc(0),
-          lease: 0,
+          lease: 0n,
         };
         events.push({ type: EventType.DELETE, kv, prevKv: previous });
       }

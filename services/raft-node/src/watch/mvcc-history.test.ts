@@ -15,7 +15,7 @@ interface Harness {
   connected: ConnectedWatchableStore;
   leases: LeaseStateMachine;
   apply(request: MvccRequest): Promise<ApplyResult>;
-  put(key: string, value: string, lease?: number): Promise<void>;
+  put(key: string, value: string, lease?: bigint): Promise<void>;
 }
 
 async function withHarness(run: (h: Harness) => Promise<void>, maxRevisionsPerSync = 1000): Promise<void> {
@@ -34,7 +34,7 @@ async function withHarness(run: (h: Harness) => Promise<void>, maxRevisionsPerSy
   });
   let index = 0;
   const apply = (request: MvccRequest) => store.apply({ index: ++index, term: 1, request });
-  const put = async (key: string, value: string, lease = 0) => {
+  const put = async (key: string, value: string, lease = 0n) => {
     const result = await apply({ put: putRequest({ key, value, lease }) });
     assert.equal(result.status, "applied");
   };
@@ -126,20 +126,20 @@ describe("watch on the mvcc store", () => {
 
   it("a lease revoke reaches watchers as one revision of DELETE events with prev_kv", () =>
     withHarness(async ({ connected, put, apply, leases }) => {
-      assert.equal((await apply(leases.grantRequest(9, 60))).status, "applied");
-      await put("svc/a", "1", 9);
-      await put("svc/b", "1", 9);
+      assert.equal((await apply(leases.grantRequest(9n, 60))).status, "applied");
+      await put("svc/a", "1", 9n);
+      await put("svc/b", "1", 9n);
       const stream = new WatchStream(connected.watchable, { progressIntervalMs: 0 });
       stream.create(create({ key: Buffer.from("svc/"), rangeEnd: Buffer.from("svc0"), prevKv: true }));
       drain(stream);
-      assert.equal((await apply(leases.revokeRequest(9))).status, "applied");
+      assert.equal((await apply(leases.revokeRequest(9n))).status, "applied");
       const [response, ...rest] = drain(stream);
       assert.deepEqual(rest, []);
       assert.deepEqual(
         response.events.map((e) => [e.type, e.kv.key.toString(), e.kv.modRevision, e.prevKv?.lease]),
         [
-          [EventType.DELETE, "svc/a", response.revision, 9],
-          [EventType.DELETE, "svc/b", response.revision, 9],
+          [EventType.DELETE, "svc/a", response.revision, 9n],
+          [EventType.DELETE, "svc/b", response.revision, 9n],
         ],
       );
     }));

@@ -2,6 +2,7 @@
 // decides where to split a revision's events by these sizes, as etcd does with pb.Size(), so the
 // arithmetic has to follow proto3's rules exactly: default values (0, empty bytes, false) are
 // not written, negative int64 varints take ten bytes.
+import { leaseVarintSize } from "../mvcc/mod.js";
 import type { Event, KeyValue } from "./events.js";
 
 export function varintSize(value: number): number {
@@ -35,7 +36,7 @@ export function keyValueSize(kv: KeyValue): number {
     int64FieldSize(kv.modRevision) +
     int64FieldSize(kv.version) +
     bytesFieldSize(kv.value.length) +
-    int64FieldSize(kv.lease)
+    (kv.lease === 0n ? 0 : 1 + leaseVarintSize(kv.lease))
   );
 }
 

@@ -2,7 +2,7 @@
 // strings, proto field names, streaming watch as newline-delimited JSON.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Stack } from "./stack.js";
+import { etcdctl, Stack } from "./stack.js";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 const unb64 = (s: string | undefined) => Buffer.from(s ?? "", "base64").toString();
@@ -131,6 +131,29 @@ describe("JSON gateway over HTTP", { timeout: 120_000 }, () => {
     assert.equal(gone.json.kvs, undefined);
     const expired = await post("/v3/lease/timetolive", { ID: id });
     assert.equal(expired.json.TTL, "-1");
+  });
+
+  test("64-bit IDs print as decimal strings, exact: member IDs as etcdctl shows them, a 2^63-1 lease", async () => {
+    const list = await post("/v3/cluster/member/list", {});
+    assert.equal(list.status, 200);
+    const ids = (list.json.members as { ID: string }[]).map((m) => m.ID);
+    const header = list.json.header as Header;
+    for (const id of [...ids, header.cluster_id, header.member_id]) assert.match(id, /^\d+$/);
+    // etcdctl prints the same IDs in hex (%x of the uint64), read from the gateway's gRPC port.
+    const fields = await etcdctl(stack.gatewayAddr, ["member", "list", "-w", "fields"]);
+    const hexIds = [...fields.stdout.matchAll(/^"ID" : (\d+)$/gm)].map((m) => m[1]);
+    assert.deepEqual([...ids].sort(), [...hexIds].sort());
+    assert.ok(
+      ids.some((id) => BigInt(id) > BigInt(Number.MAX_SAFE_INTEGER)),
+      "etcd-style IDs use all 64 bits",
+    );
+    const big = "9223372036854775807";
+    const grant = await post("/v3/lease/grant", { ID: big, TTL: "60" });
+    assert.equal(grant.status, 200, JSON.stringify(grant.json));
+    assert.equal(grant.json.ID, big);
+    const ttl = await post("/v3/lease/timetolive", { ID: big });
+    assert.equal(ttl.json.ID, big);
+    assert.equal((await post("/v3/lease/revoke", { ID: big })).status, 200);
   });
 
   test("/v3/watch streams newline-delimited results", async () => {

@@ -38,9 +38,9 @@ export enum AlarmType {
 
 export interface ResponseHeader {
   /** cluster_id is the ID of the cluster which sent the response. */
-  clusterId: number;
+  clusterId: bigint;
   /** member_id is the ID of the member which sent the response. */
-  memberId: number;
+  memberId: bigint;
   /**
    * revision is the key-value store revision when the request was applied, and it's
    * unset (so 0) in case of calls not interacting with key-value store.
@@ -48,9 +48,9 @@ export interface ResponseHeader {
    * received in this stream are guaranteed to have a higher revision number than the
    * header.revision number.
    */
-  revision: number;
+  revision: bigint;
   /** raft_term is the raft term when the request was applied. */
-  raftTerm: number;
+  raftTerm: bigint;
 }
 
 export interface RangeRequest {
@@ -68,13 +68,13 @@ export interface RangeRequest {
    * limit is a limit on the number of keys returned for the request. When limit is set to 0,
    * it is treated as no limit.
    */
-  limit: number;
+  limit: bigint;
   /**
    * revision is the point-in-time of the key-value store to use for the range.
    * If revision is less or equal to zero, the range is over the newest key-value store.
    * If the revision has been compacted, ErrCompacted is returned as a response.
    */
-  revision: number;
+  revision: bigint;
   /** sort_order is the order for returned sorted results. */
   sortOrder: RangeRequest_SortOrder;
   /** sort_target is the key-value field to use for sorting. */
@@ -96,22 +96,22 @@ export interface RangeRequest {
    * min_mod_revision is the lower bound for returned key mod revisions; all keys with
    * lesser mod revisions will be filtered away. Since 3.1.
    */
-  minModRevision: number;
+  minModRevision: bigint;
   /**
    * max_mod_revision is the upper bound for returned key mod revisions; all keys with
    * greater mod revisions will be filtered away. Since 3.1.
    */
-  maxModRevision: number;
+  maxModRevision: bigint;
   /**
    * min_create_revision is the lower bound for returned key create revisions; all keys with
    * lesser create revisions will be filtered away. Since 3.1.
    */
-  minCreateRevision: number;
+  minCreateRevision: bigint;
   /**
    * max_create_revision is the upper bound for returned key create revisions; all keys with
    * greater create revisions will be filtered away. Since 3.1.
    */
-  maxCreateRevision: number;
+  maxCreateRevision: bigint;
 }
 
 export enum RangeRequest_SortOrder {
@@ -149,7 +149,7 @@ export interface RangeResponse {
    * Unlike Kvs, it is unaffected by limits and filters (e.g., Min/Max, Create/Modify, Revisions)
    * and reflects the full count within the specified range.
    */
-  count: number;
+  count: bigint;
 }
 
 /**
@@ -169,7 +169,7 @@ export interface PutRequest {
    * lease is the lease ID to associate with the key in the key-value store. A lease
    * value of 0 indicates no lease.
    */
-  lease: number;
+  lease: bigint;
   /**
    * If prev_kv is set, etcd gets the previous key-value pair before changing it.
    * The previous key-value pair will be returned in the put response. Since 3.1.
@@ -221,7 +221,7 @@ export interface DeleteRangeResponse {
     | ResponseHeader
     | undefined;
   /** deleted is the number of keys deleted by the delete range request. */
-  deleted: number;
+  deleted: bigint;
   /**
    * if prev_kv is set in the request, the previous key-value pairs will be returned.
    * Since 3.1.
@@ -258,15 +258,15 @@ export interface Compare {
   key: Buffer;
   /** version is the version of the given key */
   version?:
-    | number
+    | bigint
     | undefined;
   /** create_revision is the creation revision of the given key */
   createRevision?:
-    | number
+    | bigint
     | undefined;
   /** mod_revision is the last modified revision of the given key. */
   modRevision?:
-    | number
+    | bigint
     | undefined;
   /** value is the value of the given key, in bytes. */
   value?:
@@ -274,7 +274,7 @@ export interface Compare {
     | undefined;
   /** lease is the lease id of the given key. Since 3.3. */
   lease?:
-    | number
+    | bigint
     | undefined;
   /**
    * range_end compares the given target to all keys in the range [key, range_end).
@@ -353,7 +353,7 @@ export interface TxnResponse {
  */
 export interface CompactionRequest {
   /** revision is the key-value store revision for the compaction operation. */
-  revision: number;
+  revision: bigint;
   /**
    * physical is set so the RPC will wait until the compaction is physically
    * applied to the local database such that compacted entries are totally
@@ -372,7 +372,7 @@ export interface HashRequest {
 /** Since 3.3. */
 export interface HashKVRequest {
   /** revision is the key-value store revision for the hash operation. */
-  revision: number;
+  revision: bigint;
 }
 
 /** Since 3.3. */
@@ -383,9 +383,9 @@ export interface HashKVResponse {
   /** hash is the hash value computed from the responding member's MVCC keys up to a given revision. */
   hash: number;
   /** compact_revision is the compacted revision of key-value store when hash begins. */
-  compactRevision: number;
+  compactRevision: bigint;
   /** hash_revision is the revision up to which the hash is calculated. Since 3.6. */
-  hashRevision: number;
+  hashRevision: bigint;
 }
 
 export interface HashResponse {
@@ -410,7 +410,7 @@ export interface SnapshotResponse {
     | ResponseHeader
     | undefined;
   /** remaining_bytes is the number of blob bytes to be sent after this message */
-  remainingBytes: number;
+  remainingBytes: bigint;
   /** blob contains the next chunk of the snapshot in the snapshot stream. */
   blob: Buffer;
   /**
@@ -442,7 +442,7 @@ export interface WatchCreateRequest {
    */
   rangeEnd: Buffer;
   /** start_revision is an optional revision to watch from (inclusive). No start_revision is "now". */
-  startRevision: number;
+  startRevision: bigint;
   /**
    * progress_notify is set so that the etcd server will periodically send a WatchResponse with
    * no events to the new watcher if there are no recent events. It is useful when clients
@@ -467,7 +467,7 @@ export interface WatchCreateRequest {
    * watchers on the same stream. Creating a watcher with an ID already in
    * use on the stream will cause an error to be returned. Since 3.4.
    */
-  watchId: number;
+  watchId: bigint;
   /** fragment enables splitting large revisions into multiple watch responses. Since 3.4. */
   fragment: boolean;
 }
@@ -484,7 +484,7 @@ export enum WatchCreateRequest_FilterType {
 /** Since 3.1. */
 export interface WatchCancelRequest {
   /** watch_id is the watcher id to cancel so that no more events are transmitted. */
-  watchId: number;
+  watchId: bigint;
 }
 
 /**
@@ -499,7 +499,7 @@ export interface WatchResponse {
     | ResponseHeader
     | undefined;
   /** watch_id is the ID of the watcher that corresponds to the response. */
-  watchId: number;
+  watchId: bigint;
   /**
    * created is set to true if the response is for a create watch request.
    * The client should record the watch_id and expect to receive events for
@@ -523,7 +523,7 @@ export interface WatchResponse {
    * The client should treat the watcher as canceled and should not try to create any
    * watcher with the same start_revision again.
    */
-  compactRevision: number;
+  compactRevision: bigint;
   /** cancel_reason indicates the reason for canceling the watcher. Since 3.4. */
   cancelReason: string;
   /**
@@ -536,9 +536,9 @@ export interface WatchResponse {
 
 export interface LeaseGrantRequest {
   /** TTL is the advisory time-to-live in seconds. Expired lease will return -1. */
-  TTL: number;
+  TTL: bigint;
   /** ID is the requested ID for the lease. If ID is set to 0, the lessor chooses an ID. */
-  ID: number;
+  ID: bigint;
 }
 
 export interface LeaseGrantResponse {
@@ -546,15 +546,15 @@ export interface LeaseGrantResponse {
     | ResponseHeader
     | undefined;
   /** ID is the lease ID for the granted lease. */
-  ID: number;
+  ID: bigint;
   /** TTL is the server chosen lease time-to-live in seconds. */
-  TTL: number;
+  TTL: bigint;
   error: string;
 }
 
 export interface LeaseRevokeRequest {
   /** ID is the lease ID to revoke. When the ID is revoked, all associated keys will be deleted. */
-  ID: number;
+  ID: bigint;
 }
 
 export interface LeaseRevokeResponse {
@@ -564,9 +564,9 @@ export interface LeaseRevokeResponse {
 /** Since 3.4. */
 export interface LeaseCheckpoint {
   /** ID is the lease ID to checkpoint. */
-  ID: number;
+  ID: bigint;
   /** Remaining_TTL is the remaining time until expiry of the lease. */
-  remainingTTL: number;
+  remainingTTL: bigint;
 }
 
 /** Since 3.4. */
@@ -581,7 +581,7 @@ export interface LeaseCheckpointResponse {
 
 export interface LeaseKeepAliveRequest {
   /** ID is the lease ID for the lease to keep alive. */
-  ID: number;
+  ID: bigint;
 }
 
 export interface LeaseKeepAliveResponse {
@@ -589,15 +589,15 @@ export interface LeaseKeepAliveResponse {
     | ResponseHeader
     | undefined;
   /** ID is the lease ID from the keep alive request. */
-  ID: number;
+  ID: bigint;
   /** TTL is the new time-to-live for the lease. */
-  TTL: number;
+  TTL: bigint;
 }
 
 /** Since 3.1. */
 export interface LeaseTimeToLiveRequest {
   /** ID is the lease ID for the lease. */
-  ID: number;
+  ID: bigint;
   /** keys is true to query all the keys attached to this lease. */
   keys: boolean;
 }
@@ -608,11 +608,11 @@ export interface LeaseTimeToLiveResponse {
     | ResponseHeader
     | undefined;
   /** ID is the lease ID from the keep alive request. */
-  ID: number;
+  ID: bigint;
   /** TTL is the remaining TTL in seconds for the lease; the lease will expire in under TTL+1 seconds. */
-  TTL: number;
+  TTL: bigint;
   /** GrantedTTL is the initial granted time in seconds upon lease creation/renewal. */
-  grantedTTL: number;
+  grantedTTL: bigint;
   /** Keys is the list of keys attached to this lease. */
   keys: Buffer[];
 }
@@ -624,7 +624,7 @@ export interface LeaseLeasesRequest {
 /** Since 3.3. */
 export interface LeaseStatus {
   /** TODO: int64 TTL = 2; */
-  ID: number;
+  ID: bigint;
 }
 
 /** Since 3.3. */
@@ -635,7 +635,7 @@ export interface LeaseLeasesResponse {
 
 export interface Member {
   /** ID is the member ID for this member. */
-  ID: number;
+  ID: bigint;
   /** name is the human-readable name of the member. If the member is not started, the name will be an empty string. */
   name: string;
   /** peerURLs is the list of URLs the member exposes to the cluster for communication. */
@@ -667,7 +667,7 @@ export interface MemberAddResponse {
 
 export interface MemberRemoveRequest {
   /** ID is the member ID of the member to remove. */
-  ID: number;
+  ID: bigint;
 }
 
 export interface MemberRemoveResponse {
@@ -680,7 +680,7 @@ export interface MemberRemoveResponse {
 
 export interface MemberUpdateRequest {
   /** ID is the member ID of the member to update. */
-  ID: number;
+  ID: bigint;
   /** peerURLs is the new list of URLs the member will use to communicate with the cluster. */
   peerURLs: string[];
 }
@@ -709,7 +709,7 @@ export interface MemberListResponse {
 /** Since 3.4. */
 export interface MemberPromoteRequest {
   /** ID is the member ID of the member to promote. */
-  ID: number;
+  ID: bigint;
 }
 
 /** Since 3.4. */
@@ -731,7 +731,7 @@ export interface DefragmentResponse {
 /** Since 3.3. */
 export interface MoveLeaderRequest {
   /** targetID is the node ID for the new leader. */
-  targetID: number;
+  targetID: bigint;
 }
 
 /** Since 3.3. */
@@ -750,7 +750,7 @@ export interface AlarmRequest {
    * memberID is the ID of the member associated with the alarm. If memberID is 0, the
    * alarm request covers all members.
    */
-  memberID: number;
+  memberID: bigint;
   /** alarm is the type of alarm to consider for this request. */
   alarm: AlarmType;
 }
@@ -764,7 +764,7 @@ export enum AlarmRequest_AlarmAction {
 
 export interface AlarmMember {
   /** memberID is the ID of the member associated with the raised alarm. */
-  memberID: number;
+  memberID: bigint;
   /** alarm is the type of alarm which has been raised. */
   alarm: AlarmType;
 }
@@ -825,22 +825,22 @@ export interface StatusResponse {
   /** version is the cluster protocol version used by the responding member. */
   version: string;
   /** dbSize is the size of the backend database physically allocated, in bytes, of the responding member. */
-  dbSize: number;
+  dbSize: bigint;
   /** leader is the member ID which the responding member believes is the current leader. */
-  leader: number;
+  leader: bigint;
   /** raftIndex is the current raft committed index of the responding member. */
-  raftIndex: number;
+  raftIndex: bigint;
   /** raftTerm is the current raft term of the responding member. */
-  raftTerm: number;
+  raftTerm: bigint;
   /** raftAppliedIndex is the current raft applied index of the responding member. Since 3.4. */
-  raftAppliedIndex: number;
+  raftAppliedIndex: bigint;
   /** errors contains alarm/health information and status. Since 3.4. */
   errors: string[];
   /**
    * dbSizeInUse is the size of the backend database logically in use, in bytes, of the
    * responding member. Since 3.4.
    */
-  dbSizeInUse: number;
+  dbSizeInUse: bigint;
   /** isLearner indicates if the member is raft learner. Since 3.4. */
   isLearner: boolean;
   /**
@@ -852,7 +852,7 @@ export interface StatusResponse {
    * dbSizeQuota is the configured etcd storage quota in bytes (the value passed to etcd
    * instance by flag --quota-backend-bytes). Since 3.6.
    */
-  dbSizeQuota: number;
+  dbSizeQuota: bigint;
   /** downgradeInfo indicates if there is downgrade process. Since 3.6. */
   downgradeInfo?: DowngradeInfo | undefined;
 }
@@ -968,7 +968,7 @@ export interface AuthStatusResponse {
   header?: ResponseHeader | undefined;
   enabled: boolean;
   /** authRevision is the current revision of auth store */
-  authRevision: number;
+  authRevision: bigint;
 }
 
 export interface AuthenticateResponse {
@@ -1036,21 +1036,33 @@ export interface AuthRoleRevokePermissionResponse {
 }
 
 function createBaseResponseHeader(): ResponseHeader {
-  return { clusterId: 0, memberId: 0, revision: 0, raftTerm: 0 };
+  return { clusterId: 0n, memberId: 0n, revision: 0n, raftTerm: 0n };
 }
 
 export const ResponseHeader: MessageFns<ResponseHeader> = {
   encode(message: ResponseHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.clusterId !== 0) {
+    if (message.clusterId !== 0n) {
+      if (BigInt.asUintN(64, message.clusterId) !== message.clusterId) {
+        throw new globalThis.Error("value provided for field message.clusterId of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.clusterId);
     }
-    if (message.memberId !== 0) {
+    if (message.memberId !== 0n) {
+      if (BigInt.asUintN(64, message.memberId) !== message.memberId) {
+        throw new globalThis.Error("value provided for field message.memberId of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.memberId);
     }
-    if (message.revision !== 0) {
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
       writer.uint32(24).int64(message.revision);
     }
-    if (message.raftTerm !== 0) {
+    if (message.raftTerm !== 0n) {
+      if (BigInt.asUintN(64, message.raftTerm) !== message.raftTerm) {
+        throw new globalThis.Error("value provided for field message.raftTerm of type uint64 too large");
+      }
       writer.uint32(32).uint64(message.raftTerm);
     }
     return writer;
@@ -1074,7 +1086,7 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
               break;
             }
 
-            message.clusterId = longToNumber(reader.uint64());
+            message.clusterId = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -1082,7 +1094,7 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
               break;
             }
 
-            message.memberId = longToNumber(reader.uint64());
+            message.memberId = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -1090,7 +1102,7 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
               break;
             }
 
-            message.revision = longToNumber(reader.int64());
+            message.revision = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -1098,7 +1110,7 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
               break;
             }
 
-            message.raftTerm = longToNumber(reader.uint64());
+            message.raftTerm = reader.uint64() as bigint;
             continue;
           }
         }
@@ -1118,10 +1130,10 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
   },
   fromPartial(object: DeepPartial<ResponseHeader>): ResponseHeader {
     const message = createBaseResponseHeader();
-    message.clusterId = object.clusterId ?? 0;
-    message.memberId = object.memberId ?? 0;
-    message.revision = object.revision ?? 0;
-    message.raftTerm = object.raftTerm ?? 0;
+    message.clusterId = (object.clusterId !== undefined && object.clusterId !== null) ? BigInt(object.clusterId) : 0n;
+    message.memberId = (object.memberId !== undefined && object.memberId !== null) ? BigInt(object.memberId) : 0n;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.raftTerm = (object.raftTerm !== undefined && object.raftTerm !== null) ? BigInt(object.raftTerm) : 0n;
     return message;
   },
 };
@@ -1130,17 +1142,17 @@ function createBaseRangeRequest(): RangeRequest {
   return {
     key: Buffer.alloc(0),
     rangeEnd: Buffer.alloc(0),
-    limit: 0,
-    revision: 0,
+    limit: 0n,
+    revision: 0n,
     sortOrder: 0,
     sortTarget: 0,
     serializable: false,
     keysOnly: false,
     countOnly: false,
-    minModRevision: 0,
-    maxModRevision: 0,
-    minCreateRevision: 0,
-    maxCreateRevision: 0,
+    minModRevision: 0n,
+    maxModRevision: 0n,
+    minCreateRevision: 0n,
+    maxCreateRevision: 0n,
   };
 }
 
@@ -1152,10 +1164,16 @@ export const RangeRequest: MessageFns<RangeRequest> = {
     if (message.rangeEnd.length !== 0) {
       writer.uint32(18).bytes(message.rangeEnd);
     }
-    if (message.limit !== 0) {
+    if (message.limit !== 0n) {
+      if (BigInt.asIntN(64, message.limit) !== message.limit) {
+        throw new globalThis.Error("value provided for field message.limit of type int64 too large");
+      }
       writer.uint32(24).int64(message.limit);
     }
-    if (message.revision !== 0) {
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
       writer.uint32(32).int64(message.revision);
     }
     if (message.sortOrder !== 0) {
@@ -1173,16 +1191,28 @@ export const RangeRequest: MessageFns<RangeRequest> = {
     if (message.countOnly !== false) {
       writer.uint32(72).bool(message.countOnly);
     }
-    if (message.minModRevision !== 0) {
+    if (message.minModRevision !== 0n) {
+      if (BigInt.asIntN(64, message.minModRevision) !== message.minModRevision) {
+        throw new globalThis.Error("value provided for field message.minModRevision of type int64 too large");
+      }
       writer.uint32(80).int64(message.minModRevision);
     }
-    if (message.maxModRevision !== 0) {
+    if (message.maxModRevision !== 0n) {
+      if (BigInt.asIntN(64, message.maxModRevision) !== message.maxModRevision) {
+        throw new globalThis.Error("value provided for field message.maxModRevision of type int64 too large");
+      }
       writer.uint32(88).int64(message.maxModRevision);
     }
-    if (message.minCreateRevision !== 0) {
+    if (message.minCreateRevision !== 0n) {
+      if (BigInt.asIntN(64, message.minCreateRevision) !== message.minCreateRevision) {
+        throw new globalThis.Error("value provided for field message.minCreateRevision of type int64 too large");
+      }
       writer.uint32(96).int64(message.minCreateRevision);
     }
-    if (message.maxCreateRevision !== 0) {
+    if (message.maxCreateRevision !== 0n) {
+      if (BigInt.asIntN(64, message.maxCreateRevision) !== message.maxCreateRevision) {
+        throw new globalThis.Error("value provided for field message.maxCreateRevision of type int64 too large");
+      }
       writer.uint32(104).int64(message.maxCreateRevision);
     }
     return writer;
@@ -1222,7 +1252,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
               break;
             }
 
-            message.limit = longToNumber(reader.int64());
+            message.limit = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -1230,7 +1260,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
               break;
             }
 
-            message.revision = longToNumber(reader.int64());
+            message.revision = reader.int64() as bigint;
             continue;
           }
           case 5: {
@@ -1278,7 +1308,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
               break;
             }
 
-            message.minModRevision = longToNumber(reader.int64());
+            message.minModRevision = reader.int64() as bigint;
             continue;
           }
           case 11: {
@@ -1286,7 +1316,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
               break;
             }
 
-            message.maxModRevision = longToNumber(reader.int64());
+            message.maxModRevision = reader.int64() as bigint;
             continue;
           }
           case 12: {
@@ -1294,7 +1324,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
               break;
             }
 
-            message.minCreateRevision = longToNumber(reader.int64());
+            message.minCreateRevision = reader.int64() as bigint;
             continue;
           }
           case 13: {
@@ -1302,7 +1332,7 @@ export const RangeRequest: MessageFns<RangeRequest> = {
               break;
             }
 
-            message.maxCreateRevision = longToNumber(reader.int64());
+            message.maxCreateRevision = reader.int64() as bigint;
             continue;
           }
         }
@@ -1324,23 +1354,31 @@ export const RangeRequest: MessageFns<RangeRequest> = {
     const message = createBaseRangeRequest();
     message.key = object.key ?? Buffer.alloc(0);
     message.rangeEnd = object.rangeEnd ?? Buffer.alloc(0);
-    message.limit = object.limit ?? 0;
-    message.revision = object.revision ?? 0;
+    message.limit = (object.limit !== undefined && object.limit !== null) ? BigInt(object.limit) : 0n;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
     message.sortOrder = object.sortOrder ?? 0;
     message.sortTarget = object.sortTarget ?? 0;
     message.serializable = object.serializable ?? false;
     message.keysOnly = object.keysOnly ?? false;
     message.countOnly = object.countOnly ?? false;
-    message.minModRevision = object.minModRevision ?? 0;
-    message.maxModRevision = object.maxModRevision ?? 0;
-    message.minCreateRevision = object.minCreateRevision ?? 0;
-    message.maxCreateRevision = object.maxCreateRevision ?? 0;
+    message.minModRevision = (object.minModRevision !== undefined && object.minModRevision !== null)
+      ? BigInt(object.minModRevision)
+      : 0n;
+    message.maxModRevision = (object.maxModRevision !== undefined && object.maxModRevision !== null)
+      ? BigInt(object.maxModRevision)
+      : 0n;
+    message.minCreateRevision = (object.minCreateRevision !== undefined && object.minCreateRevision !== null)
+      ? BigInt(object.minCreateRevision)
+      : 0n;
+    message.maxCreateRevision = (object.maxCreateRevision !== undefined && object.maxCreateRevision !== null)
+      ? BigInt(object.maxCreateRevision)
+      : 0n;
     return message;
   },
 };
 
 function createBaseRangeResponse(): RangeResponse {
-  return { header: undefined, kvs: [], more: false, count: 0 };
+  return { header: undefined, kvs: [], more: false, count: 0n };
 }
 
 export const RangeResponse: MessageFns<RangeResponse> = {
@@ -1354,7 +1392,10 @@ export const RangeResponse: MessageFns<RangeResponse> = {
     if (message.more !== false) {
       writer.uint32(24).bool(message.more);
     }
-    if (message.count !== 0) {
+    if (message.count !== 0n) {
+      if (BigInt.asIntN(64, message.count) !== message.count) {
+        throw new globalThis.Error("value provided for field message.count of type int64 too large");
+      }
       writer.uint32(32).int64(message.count);
     }
     return writer;
@@ -1402,7 +1443,7 @@ export const RangeResponse: MessageFns<RangeResponse> = {
               break;
             }
 
-            message.count = longToNumber(reader.int64());
+            message.count = reader.int64() as bigint;
             continue;
           }
         }
@@ -1427,7 +1468,7 @@ export const RangeResponse: MessageFns<RangeResponse> = {
       : undefined;
     message.kvs = object.kvs?.map((e) => KeyValue.fromPartial(e)) || [];
     message.more = object.more ?? false;
-    message.count = object.count ?? 0;
+    message.count = (object.count !== undefined && object.count !== null) ? BigInt(object.count) : 0n;
     return message;
   },
 };
@@ -1493,7 +1534,7 @@ function createBasePutRequest(): PutRequest {
   return {
     key: Buffer.alloc(0),
     value: Buffer.alloc(0),
-    lease: 0,
+    lease: 0n,
     prevKv: false,
     ignoreValue: false,
     ignoreLease: false,
@@ -1508,7 +1549,10 @@ export const PutRequest: MessageFns<PutRequest> = {
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
     }
-    if (message.lease !== 0) {
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
       writer.uint32(24).int64(message.lease);
     }
     if (message.prevKv !== false) {
@@ -1557,7 +1601,7 @@ export const PutRequest: MessageFns<PutRequest> = {
               break;
             }
 
-            message.lease = longToNumber(reader.int64());
+            message.lease = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -1603,7 +1647,7 @@ export const PutRequest: MessageFns<PutRequest> = {
     const message = createBasePutRequest();
     message.key = object.key ?? Buffer.alloc(0);
     message.value = object.value ?? Buffer.alloc(0);
-    message.lease = object.lease ?? 0;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     message.prevKv = object.prevKv ?? false;
     message.ignoreValue = object.ignoreValue ?? false;
     message.ignoreLease = object.ignoreLease ?? false;
@@ -1762,7 +1806,7 @@ export const DeleteRangeRequest: MessageFns<DeleteRangeRequest> = {
 };
 
 function createBaseDeleteRangeResponse(): DeleteRangeResponse {
-  return { header: undefined, deleted: 0, prevKvs: [] };
+  return { header: undefined, deleted: 0n, prevKvs: [] };
 }
 
 export const DeleteRangeResponse: MessageFns<DeleteRangeResponse> = {
@@ -1770,7 +1814,10 @@ export const DeleteRangeResponse: MessageFns<DeleteRangeResponse> = {
     if (message.header !== undefined) {
       ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
     }
-    if (message.deleted !== 0) {
+    if (message.deleted !== 0n) {
+      if (BigInt.asIntN(64, message.deleted) !== message.deleted) {
+        throw new globalThis.Error("value provided for field message.deleted of type int64 too large");
+      }
       writer.uint32(16).int64(message.deleted);
     }
     for (const v of message.prevKvs) {
@@ -1805,7 +1852,7 @@ export const DeleteRangeResponse: MessageFns<DeleteRangeResponse> = {
               break;
             }
 
-            message.deleted = longToNumber(reader.int64());
+            message.deleted = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -1836,7 +1883,7 @@ export const DeleteRangeResponse: MessageFns<DeleteRangeResponse> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
-    message.deleted = object.deleted ?? 0;
+    message.deleted = (object.deleted !== undefined && object.deleted !== null) ? BigInt(object.deleted) : 0n;
     message.prevKvs = object.prevKvs?.map((e) => KeyValue.fromPartial(e)) || [];
     return message;
   },
@@ -2066,18 +2113,30 @@ export const Compare: MessageFns<Compare> = {
       writer.uint32(26).bytes(message.key);
     }
     if (message.version !== undefined) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(32).int64(message.version);
     }
     if (message.createRevision !== undefined) {
+      if (BigInt.asIntN(64, message.createRevision) !== message.createRevision) {
+        throw new globalThis.Error("value provided for field message.createRevision of type int64 too large");
+      }
       writer.uint32(40).int64(message.createRevision);
     }
     if (message.modRevision !== undefined) {
+      if (BigInt.asIntN(64, message.modRevision) !== message.modRevision) {
+        throw new globalThis.Error("value provided for field message.modRevision of type int64 too large");
+      }
       writer.uint32(48).int64(message.modRevision);
     }
     if (message.value !== undefined) {
       writer.uint32(58).bytes(message.value);
     }
     if (message.lease !== undefined) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
       writer.uint32(64).int64(message.lease);
     }
     if (message.rangeEnd.length !== 0) {
@@ -2128,7 +2187,7 @@ export const Compare: MessageFns<Compare> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
           case 5: {
@@ -2136,7 +2195,7 @@ export const Compare: MessageFns<Compare> = {
               break;
             }
 
-            message.createRevision = longToNumber(reader.int64());
+            message.createRevision = reader.int64() as bigint;
             continue;
           }
           case 6: {
@@ -2144,7 +2203,7 @@ export const Compare: MessageFns<Compare> = {
               break;
             }
 
-            message.modRevision = longToNumber(reader.int64());
+            message.modRevision = reader.int64() as bigint;
             continue;
           }
           case 7: {
@@ -2160,7 +2219,7 @@ export const Compare: MessageFns<Compare> = {
               break;
             }
 
-            message.lease = longToNumber(reader.int64());
+            message.lease = reader.int64() as bigint;
             continue;
           }
           case 64: {
@@ -2191,11 +2250,15 @@ export const Compare: MessageFns<Compare> = {
     message.result = object.result ?? 0;
     message.target = object.target ?? 0;
     message.key = object.key ?? Buffer.alloc(0);
-    message.version = object.version ?? undefined;
-    message.createRevision = object.createRevision ?? undefined;
-    message.modRevision = object.modRevision ?? undefined;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : undefined;
+    message.createRevision = (object.createRevision !== undefined && object.createRevision !== null)
+      ? BigInt(object.createRevision)
+      : undefined;
+    message.modRevision = (object.modRevision !== undefined && object.modRevision !== null)
+      ? BigInt(object.modRevision)
+      : undefined;
     message.value = object.value ?? undefined;
-    message.lease = object.lease ?? undefined;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : undefined;
     message.rangeEnd = object.rangeEnd ?? Buffer.alloc(0);
     return message;
   },
@@ -2362,12 +2425,15 @@ export const TxnResponse: MessageFns<TxnResponse> = {
 };
 
 function createBaseCompactionRequest(): CompactionRequest {
-  return { revision: 0, physical: false };
+  return { revision: 0n, physical: false };
 }
 
 export const CompactionRequest: MessageFns<CompactionRequest> = {
   encode(message: CompactionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.revision !== 0) {
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
       writer.uint32(8).int64(message.revision);
     }
     if (message.physical !== false) {
@@ -2394,7 +2460,7 @@ export const CompactionRequest: MessageFns<CompactionRequest> = {
               break;
             }
 
-            message.revision = longToNumber(reader.int64());
+            message.revision = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -2422,7 +2488,7 @@ export const CompactionRequest: MessageFns<CompactionRequest> = {
   },
   fromPartial(object: DeepPartial<CompactionRequest>): CompactionRequest {
     const message = createBaseCompactionRequest();
-    message.revision = object.revision ?? 0;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
     message.physical = object.physical ?? false;
     return message;
   },
@@ -2529,12 +2595,15 @@ export const HashRequest: MessageFns<HashRequest> = {
 };
 
 function createBaseHashKVRequest(): HashKVRequest {
-  return { revision: 0 };
+  return { revision: 0n };
 }
 
 export const HashKVRequest: MessageFns<HashKVRequest> = {
   encode(message: HashKVRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.revision !== 0) {
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
       writer.uint32(8).int64(message.revision);
     }
     return writer;
@@ -2558,7 +2627,7 @@ export const HashKVRequest: MessageFns<HashKVRequest> = {
               break;
             }
 
-            message.revision = longToNumber(reader.int64());
+            message.revision = reader.int64() as bigint;
             continue;
           }
         }
@@ -2578,13 +2647,13 @@ export const HashKVRequest: MessageFns<HashKVRequest> = {
   },
   fromPartial(object: DeepPartial<HashKVRequest>): HashKVRequest {
     const message = createBaseHashKVRequest();
-    message.revision = object.revision ?? 0;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
     return message;
   },
 };
 
 function createBaseHashKVResponse(): HashKVResponse {
-  return { header: undefined, hash: 0, compactRevision: 0, hashRevision: 0 };
+  return { header: undefined, hash: 0, compactRevision: 0n, hashRevision: 0n };
 }
 
 export const HashKVResponse: MessageFns<HashKVResponse> = {
@@ -2595,10 +2664,16 @@ export const HashKVResponse: MessageFns<HashKVResponse> = {
     if (message.hash !== 0) {
       writer.uint32(16).uint32(message.hash);
     }
-    if (message.compactRevision !== 0) {
+    if (message.compactRevision !== 0n) {
+      if (BigInt.asIntN(64, message.compactRevision) !== message.compactRevision) {
+        throw new globalThis.Error("value provided for field message.compactRevision of type int64 too large");
+      }
       writer.uint32(24).int64(message.compactRevision);
     }
-    if (message.hashRevision !== 0) {
+    if (message.hashRevision !== 0n) {
+      if (BigInt.asIntN(64, message.hashRevision) !== message.hashRevision) {
+        throw new globalThis.Error("value provided for field message.hashRevision of type int64 too large");
+      }
       writer.uint32(32).int64(message.hashRevision);
     }
     return writer;
@@ -2638,7 +2713,7 @@ export const HashKVResponse: MessageFns<HashKVResponse> = {
               break;
             }
 
-            message.compactRevision = longToNumber(reader.int64());
+            message.compactRevision = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -2646,7 +2721,7 @@ export const HashKVResponse: MessageFns<HashKVResponse> = {
               break;
             }
 
-            message.hashRevision = longToNumber(reader.int64());
+            message.hashRevision = reader.int64() as bigint;
             continue;
           }
         }
@@ -2670,8 +2745,12 @@ export const HashKVResponse: MessageFns<HashKVResponse> = {
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
     message.hash = object.hash ?? 0;
-    message.compactRevision = object.compactRevision ?? 0;
-    message.hashRevision = object.hashRevision ?? 0;
+    message.compactRevision = (object.compactRevision !== undefined && object.compactRevision !== null)
+      ? BigInt(object.compactRevision)
+      : 0n;
+    message.hashRevision = (object.hashRevision !== undefined && object.hashRevision !== null)
+      ? BigInt(object.hashRevision)
+      : 0n;
     return message;
   },
 };
@@ -2789,7 +2868,7 @@ export const SnapshotRequest: MessageFns<SnapshotRequest> = {
 };
 
 function createBaseSnapshotResponse(): SnapshotResponse {
-  return { header: undefined, remainingBytes: 0, blob: Buffer.alloc(0), version: "" };
+  return { header: undefined, remainingBytes: 0n, blob: Buffer.alloc(0), version: "" };
 }
 
 export const SnapshotResponse: MessageFns<SnapshotResponse> = {
@@ -2797,7 +2876,10 @@ export const SnapshotResponse: MessageFns<SnapshotResponse> = {
     if (message.header !== undefined) {
       ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
     }
-    if (message.remainingBytes !== 0) {
+    if (message.remainingBytes !== 0n) {
+      if (BigInt.asUintN(64, message.remainingBytes) !== message.remainingBytes) {
+        throw new globalThis.Error("value provided for field message.remainingBytes of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.remainingBytes);
     }
     if (message.blob.length !== 0) {
@@ -2835,7 +2917,7 @@ export const SnapshotResponse: MessageFns<SnapshotResponse> = {
               break;
             }
 
-            message.remainingBytes = longToNumber(reader.uint64());
+            message.remainingBytes = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -2874,7 +2956,9 @@ export const SnapshotResponse: MessageFns<SnapshotResponse> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
-    message.remainingBytes = object.remainingBytes ?? 0;
+    message.remainingBytes = (object.remainingBytes !== undefined && object.remainingBytes !== null)
+      ? BigInt(object.remainingBytes)
+      : 0n;
     message.blob = object.blob ?? Buffer.alloc(0);
     message.version = object.version ?? "";
     return message;
@@ -2970,11 +3054,11 @@ function createBaseWatchCreateRequest(): WatchCreateRequest {
   return {
     key: Buffer.alloc(0),
     rangeEnd: Buffer.alloc(0),
-    startRevision: 0,
+    startRevision: 0n,
     progressNotify: false,
     filters: [],
     prevKv: false,
-    watchId: 0,
+    watchId: 0n,
     fragment: false,
   };
 }
@@ -2987,7 +3071,10 @@ export const WatchCreateRequest: MessageFns<WatchCreateRequest> = {
     if (message.rangeEnd.length !== 0) {
       writer.uint32(18).bytes(message.rangeEnd);
     }
-    if (message.startRevision !== 0) {
+    if (message.startRevision !== 0n) {
+      if (BigInt.asIntN(64, message.startRevision) !== message.startRevision) {
+        throw new globalThis.Error("value provided for field message.startRevision of type int64 too large");
+      }
       writer.uint32(24).int64(message.startRevision);
     }
     if (message.progressNotify !== false) {
@@ -3003,7 +3090,10 @@ export const WatchCreateRequest: MessageFns<WatchCreateRequest> = {
     if (message.prevKv !== false) {
       writer.uint32(48).bool(message.prevKv);
     }
-    if (message.watchId !== 0) {
+    if (message.watchId !== 0n) {
+      if (BigInt.asIntN(64, message.watchId) !== message.watchId) {
+        throw new globalThis.Error("value provided for field message.watchId of type int64 too large");
+      }
       writer.uint32(56).int64(message.watchId);
     }
     if (message.fragment !== false) {
@@ -3046,7 +3136,7 @@ export const WatchCreateRequest: MessageFns<WatchCreateRequest> = {
               break;
             }
 
-            message.startRevision = longToNumber(reader.int64());
+            message.startRevision = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -3088,7 +3178,7 @@ export const WatchCreateRequest: MessageFns<WatchCreateRequest> = {
               break;
             }
 
-            message.watchId = longToNumber(reader.int64());
+            message.watchId = reader.int64() as bigint;
             continue;
           }
           case 8: {
@@ -3118,23 +3208,28 @@ export const WatchCreateRequest: MessageFns<WatchCreateRequest> = {
     const message = createBaseWatchCreateRequest();
     message.key = object.key ?? Buffer.alloc(0);
     message.rangeEnd = object.rangeEnd ?? Buffer.alloc(0);
-    message.startRevision = object.startRevision ?? 0;
+    message.startRevision = (object.startRevision !== undefined && object.startRevision !== null)
+      ? BigInt(object.startRevision)
+      : 0n;
     message.progressNotify = object.progressNotify ?? false;
     message.filters = object.filters?.map((e) => e) || [];
     message.prevKv = object.prevKv ?? false;
-    message.watchId = object.watchId ?? 0;
+    message.watchId = (object.watchId !== undefined && object.watchId !== null) ? BigInt(object.watchId) : 0n;
     message.fragment = object.fragment ?? false;
     return message;
   },
 };
 
 function createBaseWatchCancelRequest(): WatchCancelRequest {
-  return { watchId: 0 };
+  return { watchId: 0n };
 }
 
 export const WatchCancelRequest: MessageFns<WatchCancelRequest> = {
   encode(message: WatchCancelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.watchId !== 0) {
+    if (message.watchId !== 0n) {
+      if (BigInt.asIntN(64, message.watchId) !== message.watchId) {
+        throw new globalThis.Error("value provided for field message.watchId of type int64 too large");
+      }
       writer.uint32(8).int64(message.watchId);
     }
     return writer;
@@ -3158,7 +3253,7 @@ export const WatchCancelRequest: MessageFns<WatchCancelRequest> = {
               break;
             }
 
-            message.watchId = longToNumber(reader.int64());
+            message.watchId = reader.int64() as bigint;
             continue;
           }
         }
@@ -3178,7 +3273,7 @@ export const WatchCancelRequest: MessageFns<WatchCancelRequest> = {
   },
   fromPartial(object: DeepPartial<WatchCancelRequest>): WatchCancelRequest {
     const message = createBaseWatchCancelRequest();
-    message.watchId = object.watchId ?? 0;
+    message.watchId = (object.watchId !== undefined && object.watchId !== null) ? BigInt(object.watchId) : 0n;
     return message;
   },
 };
@@ -3229,10 +3324,10 @@ export const WatchProgressRequest: MessageFns<WatchProgressRequest> = {
 function createBaseWatchResponse(): WatchResponse {
   return {
     header: undefined,
-    watchId: 0,
+    watchId: 0n,
     created: false,
     canceled: false,
-    compactRevision: 0,
+    compactRevision: 0n,
     cancelReason: "",
     fragment: false,
     events: [],
@@ -3244,7 +3339,10 @@ export const WatchResponse: MessageFns<WatchResponse> = {
     if (message.header !== undefined) {
       ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
     }
-    if (message.watchId !== 0) {
+    if (message.watchId !== 0n) {
+      if (BigInt.asIntN(64, message.watchId) !== message.watchId) {
+        throw new globalThis.Error("value provided for field message.watchId of type int64 too large");
+      }
       writer.uint32(16).int64(message.watchId);
     }
     if (message.created !== false) {
@@ -3253,7 +3351,10 @@ export const WatchResponse: MessageFns<WatchResponse> = {
     if (message.canceled !== false) {
       writer.uint32(32).bool(message.canceled);
     }
-    if (message.compactRevision !== 0) {
+    if (message.compactRevision !== 0n) {
+      if (BigInt.asIntN(64, message.compactRevision) !== message.compactRevision) {
+        throw new globalThis.Error("value provided for field message.compactRevision of type int64 too large");
+      }
       writer.uint32(40).int64(message.compactRevision);
     }
     if (message.cancelReason !== "") {
@@ -3294,7 +3395,7 @@ export const WatchResponse: MessageFns<WatchResponse> = {
               break;
             }
 
-            message.watchId = longToNumber(reader.int64());
+            message.watchId = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -3318,7 +3419,7 @@ export const WatchResponse: MessageFns<WatchResponse> = {
               break;
             }
 
-            message.compactRevision = longToNumber(reader.int64());
+            message.compactRevision = reader.int64() as bigint;
             continue;
           }
           case 6: {
@@ -3365,10 +3466,12 @@ export const WatchResponse: MessageFns<WatchResponse> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
-    message.watchId = object.watchId ?? 0;
+    message.watchId = (object.watchId !== undefined && object.watchId !== null) ? BigInt(object.watchId) : 0n;
     message.created = object.created ?? false;
     message.canceled = object.canceled ?? false;
-    message.compactRevision = object.compactRevision ?? 0;
+    message.compactRevision = (object.compactRevision !== undefined && object.compactRevision !== null)
+      ? BigInt(object.compactRevision)
+      : 0n;
     message.cancelReason = object.cancelReason ?? "";
     message.fragment = object.fragment ?? false;
     message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
@@ -3377,15 +3480,21 @@ export const WatchResponse: MessageFns<WatchResponse> = {
 };
 
 function createBaseLeaseGrantRequest(): LeaseGrantRequest {
-  return { TTL: 0, ID: 0 };
+  return { TTL: 0n, ID: 0n };
 }
 
 export const LeaseGrantRequest: MessageFns<LeaseGrantRequest> = {
   encode(message: LeaseGrantRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.TTL !== 0) {
+    if (message.TTL !== 0n) {
+      if (BigInt.asIntN(64, message.TTL) !== message.TTL) {
+        throw new globalThis.Error("value provided for field message.TTL of type int64 too large");
+      }
       writer.uint32(8).int64(message.TTL);
     }
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(16).int64(message.ID);
     }
     return writer;
@@ -3409,7 +3518,7 @@ export const LeaseGrantRequest: MessageFns<LeaseGrantRequest> = {
               break;
             }
 
-            message.TTL = longToNumber(reader.int64());
+            message.TTL = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -3417,7 +3526,7 @@ export const LeaseGrantRequest: MessageFns<LeaseGrantRequest> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
         }
@@ -3437,14 +3546,14 @@ export const LeaseGrantRequest: MessageFns<LeaseGrantRequest> = {
   },
   fromPartial(object: DeepPartial<LeaseGrantRequest>): LeaseGrantRequest {
     const message = createBaseLeaseGrantRequest();
-    message.TTL = object.TTL ?? 0;
-    message.ID = object.ID ?? 0;
+    message.TTL = (object.TTL !== undefined && object.TTL !== null) ? BigInt(object.TTL) : 0n;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     return message;
   },
 };
 
 function createBaseLeaseGrantResponse(): LeaseGrantResponse {
-  return { header: undefined, ID: 0, TTL: 0, error: "" };
+  return { header: undefined, ID: 0n, TTL: 0n, error: "" };
 }
 
 export const LeaseGrantResponse: MessageFns<LeaseGrantResponse> = {
@@ -3452,10 +3561,16 @@ export const LeaseGrantResponse: MessageFns<LeaseGrantResponse> = {
     if (message.header !== undefined) {
       ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
     }
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(16).int64(message.ID);
     }
-    if (message.TTL !== 0) {
+    if (message.TTL !== 0n) {
+      if (BigInt.asIntN(64, message.TTL) !== message.TTL) {
+        throw new globalThis.Error("value provided for field message.TTL of type int64 too large");
+      }
       writer.uint32(24).int64(message.TTL);
     }
     if (message.error !== "") {
@@ -3490,7 +3605,7 @@ export const LeaseGrantResponse: MessageFns<LeaseGrantResponse> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -3498,7 +3613,7 @@ export const LeaseGrantResponse: MessageFns<LeaseGrantResponse> = {
               break;
             }
 
-            message.TTL = longToNumber(reader.int64());
+            message.TTL = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -3529,20 +3644,23 @@ export const LeaseGrantResponse: MessageFns<LeaseGrantResponse> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
-    message.ID = object.ID ?? 0;
-    message.TTL = object.TTL ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
+    message.TTL = (object.TTL !== undefined && object.TTL !== null) ? BigInt(object.TTL) : 0n;
     message.error = object.error ?? "";
     return message;
   },
 };
 
 function createBaseLeaseRevokeRequest(): LeaseRevokeRequest {
-  return { ID: 0 };
+  return { ID: 0n };
 }
 
 export const LeaseRevokeRequest: MessageFns<LeaseRevokeRequest> = {
   encode(message: LeaseRevokeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(8).int64(message.ID);
     }
     return writer;
@@ -3566,7 +3684,7 @@ export const LeaseRevokeRequest: MessageFns<LeaseRevokeRequest> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
         }
@@ -3586,7 +3704,7 @@ export const LeaseRevokeRequest: MessageFns<LeaseRevokeRequest> = {
   },
   fromPartial(object: DeepPartial<LeaseRevokeRequest>): LeaseRevokeRequest {
     const message = createBaseLeaseRevokeRequest();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     return message;
   },
 };
@@ -3649,15 +3767,21 @@ export const LeaseRevokeResponse: MessageFns<LeaseRevokeResponse> = {
 };
 
 function createBaseLeaseCheckpoint(): LeaseCheckpoint {
-  return { ID: 0, remainingTTL: 0 };
+  return { ID: 0n, remainingTTL: 0n };
 }
 
 export const LeaseCheckpoint: MessageFns<LeaseCheckpoint> = {
   encode(message: LeaseCheckpoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(8).int64(message.ID);
     }
-    if (message.remainingTTL !== 0) {
+    if (message.remainingTTL !== 0n) {
+      if (BigInt.asIntN(64, message.remainingTTL) !== message.remainingTTL) {
+        throw new globalThis.Error("value provided for field message.remainingTTL of type int64 too large");
+      }
       writer.uint32(16).int64(message.remainingTTL);
     }
     return writer;
@@ -3681,7 +3805,7 @@ export const LeaseCheckpoint: MessageFns<LeaseCheckpoint> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -3689,7 +3813,7 @@ export const LeaseCheckpoint: MessageFns<LeaseCheckpoint> = {
               break;
             }
 
-            message.remainingTTL = longToNumber(reader.int64());
+            message.remainingTTL = reader.int64() as bigint;
             continue;
           }
         }
@@ -3709,8 +3833,10 @@ export const LeaseCheckpoint: MessageFns<LeaseCheckpoint> = {
   },
   fromPartial(object: DeepPartial<LeaseCheckpoint>): LeaseCheckpoint {
     const message = createBaseLeaseCheckpoint();
-    message.ID = object.ID ?? 0;
-    message.remainingTTL = object.remainingTTL ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
+    message.remainingTTL = (object.remainingTTL !== undefined && object.remainingTTL !== null)
+      ? BigInt(object.remainingTTL)
+      : 0n;
     return message;
   },
 };
@@ -3828,12 +3954,15 @@ export const LeaseCheckpointResponse: MessageFns<LeaseCheckpointResponse> = {
 };
 
 function createBaseLeaseKeepAliveRequest(): LeaseKeepAliveRequest {
-  return { ID: 0 };
+  return { ID: 0n };
 }
 
 export const LeaseKeepAliveRequest: MessageFns<LeaseKeepAliveRequest> = {
   encode(message: LeaseKeepAliveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(8).int64(message.ID);
     }
     return writer;
@@ -3857,7 +3986,7 @@ export const LeaseKeepAliveRequest: MessageFns<LeaseKeepAliveRequest> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
         }
@@ -3877,13 +4006,13 @@ export const LeaseKeepAliveRequest: MessageFns<LeaseKeepAliveRequest> = {
   },
   fromPartial(object: DeepPartial<LeaseKeepAliveRequest>): LeaseKeepAliveRequest {
     const message = createBaseLeaseKeepAliveRequest();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     return message;
   },
 };
 
 function createBaseLeaseKeepAliveResponse(): LeaseKeepAliveResponse {
-  return { header: undefined, ID: 0, TTL: 0 };
+  return { header: undefined, ID: 0n, TTL: 0n };
 }
 
 export const LeaseKeepAliveResponse: MessageFns<LeaseKeepAliveResponse> = {
@@ -3891,10 +4020,16 @@ export const LeaseKeepAliveResponse: MessageFns<LeaseKeepAliveResponse> = {
     if (message.header !== undefined) {
       ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
     }
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(16).int64(message.ID);
     }
-    if (message.TTL !== 0) {
+    if (message.TTL !== 0n) {
+      if (BigInt.asIntN(64, message.TTL) !== message.TTL) {
+        throw new globalThis.Error("value provided for field message.TTL of type int64 too large");
+      }
       writer.uint32(24).int64(message.TTL);
     }
     return writer;
@@ -3926,7 +4061,7 @@ export const LeaseKeepAliveResponse: MessageFns<LeaseKeepAliveResponse> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -3934,7 +4069,7 @@ export const LeaseKeepAliveResponse: MessageFns<LeaseKeepAliveResponse> = {
               break;
             }
 
-            message.TTL = longToNumber(reader.int64());
+            message.TTL = reader.int64() as bigint;
             continue;
           }
         }
@@ -3957,19 +4092,22 @@ export const LeaseKeepAliveResponse: MessageFns<LeaseKeepAliveResponse> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
-    message.ID = object.ID ?? 0;
-    message.TTL = object.TTL ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
+    message.TTL = (object.TTL !== undefined && object.TTL !== null) ? BigInt(object.TTL) : 0n;
     return message;
   },
 };
 
 function createBaseLeaseTimeToLiveRequest(): LeaseTimeToLiveRequest {
-  return { ID: 0, keys: false };
+  return { ID: 0n, keys: false };
 }
 
 export const LeaseTimeToLiveRequest: MessageFns<LeaseTimeToLiveRequest> = {
   encode(message: LeaseTimeToLiveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(8).int64(message.ID);
     }
     if (message.keys !== false) {
@@ -3996,7 +4134,7 @@ export const LeaseTimeToLiveRequest: MessageFns<LeaseTimeToLiveRequest> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -4024,14 +4162,14 @@ export const LeaseTimeToLiveRequest: MessageFns<LeaseTimeToLiveRequest> = {
   },
   fromPartial(object: DeepPartial<LeaseTimeToLiveRequest>): LeaseTimeToLiveRequest {
     const message = createBaseLeaseTimeToLiveRequest();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     message.keys = object.keys ?? false;
     return message;
   },
 };
 
 function createBaseLeaseTimeToLiveResponse(): LeaseTimeToLiveResponse {
-  return { header: undefined, ID: 0, TTL: 0, grantedTTL: 0, keys: [] };
+  return { header: undefined, ID: 0n, TTL: 0n, grantedTTL: 0n, keys: [] };
 }
 
 export const LeaseTimeToLiveResponse: MessageFns<LeaseTimeToLiveResponse> = {
@@ -4039,13 +4177,22 @@ export const LeaseTimeToLiveResponse: MessageFns<LeaseTimeToLiveResponse> = {
     if (message.header !== undefined) {
       ResponseHeader.encode(message.header, writer.uint32(10).fork()).join();
     }
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(16).int64(message.ID);
     }
-    if (message.TTL !== 0) {
+    if (message.TTL !== 0n) {
+      if (BigInt.asIntN(64, message.TTL) !== message.TTL) {
+        throw new globalThis.Error("value provided for field message.TTL of type int64 too large");
+      }
       writer.uint32(24).int64(message.TTL);
     }
-    if (message.grantedTTL !== 0) {
+    if (message.grantedTTL !== 0n) {
+      if (BigInt.asIntN(64, message.grantedTTL) !== message.grantedTTL) {
+        throw new globalThis.Error("value provided for field message.grantedTTL of type int64 too large");
+      }
       writer.uint32(32).int64(message.grantedTTL);
     }
     for (const v of message.keys) {
@@ -4080,7 +4227,7 @@ export const LeaseTimeToLiveResponse: MessageFns<LeaseTimeToLiveResponse> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -4088,7 +4235,7 @@ export const LeaseTimeToLiveResponse: MessageFns<LeaseTimeToLiveResponse> = {
               break;
             }
 
-            message.TTL = longToNumber(reader.int64());
+            message.TTL = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -4096,7 +4243,7 @@ export const LeaseTimeToLiveResponse: MessageFns<LeaseTimeToLiveResponse> = {
               break;
             }
 
-            message.grantedTTL = longToNumber(reader.int64());
+            message.grantedTTL = reader.int64() as bigint;
             continue;
           }
           case 5: {
@@ -4127,9 +4274,11 @@ export const LeaseTimeToLiveResponse: MessageFns<LeaseTimeToLiveResponse> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
-    message.ID = object.ID ?? 0;
-    message.TTL = object.TTL ?? 0;
-    message.grantedTTL = object.grantedTTL ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
+    message.TTL = (object.TTL !== undefined && object.TTL !== null) ? BigInt(object.TTL) : 0n;
+    message.grantedTTL = (object.grantedTTL !== undefined && object.grantedTTL !== null)
+      ? BigInt(object.grantedTTL)
+      : 0n;
     message.keys = object.keys?.map((e) => e) || [];
     return message;
   },
@@ -4179,12 +4328,15 @@ export const LeaseLeasesRequest: MessageFns<LeaseLeasesRequest> = {
 };
 
 function createBaseLeaseStatus(): LeaseStatus {
-  return { ID: 0 };
+  return { ID: 0n };
 }
 
 export const LeaseStatus: MessageFns<LeaseStatus> = {
   encode(message: LeaseStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asIntN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type int64 too large");
+      }
       writer.uint32(8).int64(message.ID);
     }
     return writer;
@@ -4208,7 +4360,7 @@ export const LeaseStatus: MessageFns<LeaseStatus> = {
               break;
             }
 
-            message.ID = longToNumber(reader.int64());
+            message.ID = reader.int64() as bigint;
             continue;
           }
         }
@@ -4228,7 +4380,7 @@ export const LeaseStatus: MessageFns<LeaseStatus> = {
   },
   fromPartial(object: DeepPartial<LeaseStatus>): LeaseStatus {
     const message = createBaseLeaseStatus();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     return message;
   },
 };
@@ -4303,12 +4455,15 @@ export const LeaseLeasesResponse: MessageFns<LeaseLeasesResponse> = {
 };
 
 function createBaseMember(): Member {
-  return { ID: 0, name: "", peerURLs: [], clientURLs: [], isLearner: false };
+  return { ID: 0n, name: "", peerURLs: [], clientURLs: [], isLearner: false };
 }
 
 export const Member: MessageFns<Member> = {
   encode(message: Member, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asUintN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.ID);
     }
     if (message.name !== "") {
@@ -4344,7 +4499,7 @@ export const Member: MessageFns<Member> = {
               break;
             }
 
-            message.ID = longToNumber(reader.uint64());
+            message.ID = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -4396,7 +4551,7 @@ export const Member: MessageFns<Member> = {
   },
   fromPartial(object: DeepPartial<Member>): Member {
     const message = createBaseMember();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     message.name = object.name ?? "";
     message.peerURLs = object.peerURLs?.map((e) => e) || [];
     message.clientURLs = object.clientURLs?.map((e) => e) || [];
@@ -4556,12 +4711,15 @@ export const MemberAddResponse: MessageFns<MemberAddResponse> = {
 };
 
 function createBaseMemberRemoveRequest(): MemberRemoveRequest {
-  return { ID: 0 };
+  return { ID: 0n };
 }
 
 export const MemberRemoveRequest: MessageFns<MemberRemoveRequest> = {
   encode(message: MemberRemoveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asUintN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.ID);
     }
     return writer;
@@ -4585,7 +4743,7 @@ export const MemberRemoveRequest: MessageFns<MemberRemoveRequest> = {
               break;
             }
 
-            message.ID = longToNumber(reader.uint64());
+            message.ID = reader.uint64() as bigint;
             continue;
           }
         }
@@ -4605,7 +4763,7 @@ export const MemberRemoveRequest: MessageFns<MemberRemoveRequest> = {
   },
   fromPartial(object: DeepPartial<MemberRemoveRequest>): MemberRemoveRequest {
     const message = createBaseMemberRemoveRequest();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     return message;
   },
 };
@@ -4680,12 +4838,15 @@ export const MemberRemoveResponse: MessageFns<MemberRemoveResponse> = {
 };
 
 function createBaseMemberUpdateRequest(): MemberUpdateRequest {
-  return { ID: 0, peerURLs: [] };
+  return { ID: 0n, peerURLs: [] };
 }
 
 export const MemberUpdateRequest: MessageFns<MemberUpdateRequest> = {
   encode(message: MemberUpdateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asUintN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.ID);
     }
     for (const v of message.peerURLs) {
@@ -4712,7 +4873,7 @@ export const MemberUpdateRequest: MessageFns<MemberUpdateRequest> = {
               break;
             }
 
-            message.ID = longToNumber(reader.uint64());
+            message.ID = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -4740,7 +4901,7 @@ export const MemberUpdateRequest: MessageFns<MemberUpdateRequest> = {
   },
   fromPartial(object: DeepPartial<MemberUpdateRequest>): MemberUpdateRequest {
     const message = createBaseMemberUpdateRequest();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     message.peerURLs = object.peerURLs?.map((e) => e) || [];
     return message;
   },
@@ -4940,12 +5101,15 @@ export const MemberListResponse: MessageFns<MemberListResponse> = {
 };
 
 function createBaseMemberPromoteRequest(): MemberPromoteRequest {
-  return { ID: 0 };
+  return { ID: 0n };
 }
 
 export const MemberPromoteRequest: MessageFns<MemberPromoteRequest> = {
   encode(message: MemberPromoteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ID !== 0) {
+    if (message.ID !== 0n) {
+      if (BigInt.asUintN(64, message.ID) !== message.ID) {
+        throw new globalThis.Error("value provided for field message.ID of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.ID);
     }
     return writer;
@@ -4969,7 +5133,7 @@ export const MemberPromoteRequest: MessageFns<MemberPromoteRequest> = {
               break;
             }
 
-            message.ID = longToNumber(reader.uint64());
+            message.ID = reader.uint64() as bigint;
             continue;
           }
         }
@@ -4989,7 +5153,7 @@ export const MemberPromoteRequest: MessageFns<MemberPromoteRequest> = {
   },
   fromPartial(object: DeepPartial<MemberPromoteRequest>): MemberPromoteRequest {
     const message = createBaseMemberPromoteRequest();
-    message.ID = object.ID ?? 0;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
     return message;
   },
 };
@@ -5164,12 +5328,15 @@ export const DefragmentResponse: MessageFns<DefragmentResponse> = {
 };
 
 function createBaseMoveLeaderRequest(): MoveLeaderRequest {
-  return { targetID: 0 };
+  return { targetID: 0n };
 }
 
 export const MoveLeaderRequest: MessageFns<MoveLeaderRequest> = {
   encode(message: MoveLeaderRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.targetID !== 0) {
+    if (message.targetID !== 0n) {
+      if (BigInt.asUintN(64, message.targetID) !== message.targetID) {
+        throw new globalThis.Error("value provided for field message.targetID of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.targetID);
     }
     return writer;
@@ -5193,7 +5360,7 @@ export const MoveLeaderRequest: MessageFns<MoveLeaderRequest> = {
               break;
             }
 
-            message.targetID = longToNumber(reader.uint64());
+            message.targetID = reader.uint64() as bigint;
             continue;
           }
         }
@@ -5213,7 +5380,7 @@ export const MoveLeaderRequest: MessageFns<MoveLeaderRequest> = {
   },
   fromPartial(object: DeepPartial<MoveLeaderRequest>): MoveLeaderRequest {
     const message = createBaseMoveLeaderRequest();
-    message.targetID = object.targetID ?? 0;
+    message.targetID = (object.targetID !== undefined && object.targetID !== null) ? BigInt(object.targetID) : 0n;
     return message;
   },
 };
@@ -5276,7 +5443,7 @@ export const MoveLeaderResponse: MessageFns<MoveLeaderResponse> = {
 };
 
 function createBaseAlarmRequest(): AlarmRequest {
-  return { action: 0, memberID: 0, alarm: 0 };
+  return { action: 0, memberID: 0n, alarm: 0 };
 }
 
 export const AlarmRequest: MessageFns<AlarmRequest> = {
@@ -5284,7 +5451,10 @@ export const AlarmRequest: MessageFns<AlarmRequest> = {
     if (message.action !== 0) {
       writer.uint32(8).int32(message.action);
     }
-    if (message.memberID !== 0) {
+    if (message.memberID !== 0n) {
+      if (BigInt.asUintN(64, message.memberID) !== message.memberID) {
+        throw new globalThis.Error("value provided for field message.memberID of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.memberID);
     }
     if (message.alarm !== 0) {
@@ -5319,7 +5489,7 @@ export const AlarmRequest: MessageFns<AlarmRequest> = {
               break;
             }
 
-            message.memberID = longToNumber(reader.uint64());
+            message.memberID = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -5348,19 +5518,22 @@ export const AlarmRequest: MessageFns<AlarmRequest> = {
   fromPartial(object: DeepPartial<AlarmRequest>): AlarmRequest {
     const message = createBaseAlarmRequest();
     message.action = object.action ?? 0;
-    message.memberID = object.memberID ?? 0;
+    message.memberID = (object.memberID !== undefined && object.memberID !== null) ? BigInt(object.memberID) : 0n;
     message.alarm = object.alarm ?? 0;
     return message;
   },
 };
 
 function createBaseAlarmMember(): AlarmMember {
-  return { memberID: 0, alarm: 0 };
+  return { memberID: 0n, alarm: 0 };
 }
 
 export const AlarmMember: MessageFns<AlarmMember> = {
   encode(message: AlarmMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.memberID !== 0) {
+    if (message.memberID !== 0n) {
+      if (BigInt.asUintN(64, message.memberID) !== message.memberID) {
+        throw new globalThis.Error("value provided for field message.memberID of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.memberID);
     }
     if (message.alarm !== 0) {
@@ -5387,7 +5560,7 @@ export const AlarmMember: MessageFns<AlarmMember> = {
               break;
             }
 
-            message.memberID = longToNumber(reader.uint64());
+            message.memberID = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -5415,7 +5588,7 @@ export const AlarmMember: MessageFns<AlarmMember> = {
   },
   fromPartial(object: DeepPartial<AlarmMember>): AlarmMember {
     const message = createBaseAlarmMember();
-    message.memberID = object.memberID ?? 0;
+    message.memberID = (object.memberID !== undefined && object.memberID !== null) ? BigInt(object.memberID) : 0n;
     message.alarm = object.alarm ?? 0;
     return message;
   },
@@ -5728,16 +5901,16 @@ function createBaseStatusResponse(): StatusResponse {
   return {
     header: undefined,
     version: "",
-    dbSize: 0,
-    leader: 0,
-    raftIndex: 0,
-    raftTerm: 0,
-    raftAppliedIndex: 0,
+    dbSize: 0n,
+    leader: 0n,
+    raftIndex: 0n,
+    raftTerm: 0n,
+    raftAppliedIndex: 0n,
     errors: [],
-    dbSizeInUse: 0,
+    dbSizeInUse: 0n,
     isLearner: false,
     storageVersion: "",
-    dbSizeQuota: 0,
+    dbSizeQuota: 0n,
     downgradeInfo: undefined,
   };
 }
@@ -5750,25 +5923,43 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.version !== "") {
       writer.uint32(18).string(message.version);
     }
-    if (message.dbSize !== 0) {
+    if (message.dbSize !== 0n) {
+      if (BigInt.asIntN(64, message.dbSize) !== message.dbSize) {
+        throw new globalThis.Error("value provided for field message.dbSize of type int64 too large");
+      }
       writer.uint32(24).int64(message.dbSize);
     }
-    if (message.leader !== 0) {
+    if (message.leader !== 0n) {
+      if (BigInt.asUintN(64, message.leader) !== message.leader) {
+        throw new globalThis.Error("value provided for field message.leader of type uint64 too large");
+      }
       writer.uint32(32).uint64(message.leader);
     }
-    if (message.raftIndex !== 0) {
+    if (message.raftIndex !== 0n) {
+      if (BigInt.asUintN(64, message.raftIndex) !== message.raftIndex) {
+        throw new globalThis.Error("value provided for field message.raftIndex of type uint64 too large");
+      }
       writer.uint32(40).uint64(message.raftIndex);
     }
-    if (message.raftTerm !== 0) {
+    if (message.raftTerm !== 0n) {
+      if (BigInt.asUintN(64, message.raftTerm) !== message.raftTerm) {
+        throw new globalThis.Error("value provided for field message.raftTerm of type uint64 too large");
+      }
       writer.uint32(48).uint64(message.raftTerm);
     }
-    if (message.raftAppliedIndex !== 0) {
+    if (message.raftAppliedIndex !== 0n) {
+      if (BigInt.asUintN(64, message.raftAppliedIndex) !== message.raftAppliedIndex) {
+        throw new globalThis.Error("value provided for field message.raftAppliedIndex of type uint64 too large");
+      }
       writer.uint32(56).uint64(message.raftAppliedIndex);
     }
     for (const v of message.errors) {
       writer.uint32(66).string(v!);
     }
-    if (message.dbSizeInUse !== 0) {
+    if (message.dbSizeInUse !== 0n) {
+      if (BigInt.asIntN(64, message.dbSizeInUse) !== message.dbSizeInUse) {
+        throw new globalThis.Error("value provided for field message.dbSizeInUse of type int64 too large");
+      }
       writer.uint32(72).int64(message.dbSizeInUse);
     }
     if (message.isLearner !== false) {
@@ -5777,7 +5968,10 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.storageVersion !== "") {
       writer.uint32(90).string(message.storageVersion);
     }
-    if (message.dbSizeQuota !== 0) {
+    if (message.dbSizeQuota !== 0n) {
+      if (BigInt.asIntN(64, message.dbSizeQuota) !== message.dbSizeQuota) {
+        throw new globalThis.Error("value provided for field message.dbSizeQuota of type int64 too large");
+      }
       writer.uint32(96).int64(message.dbSizeQuota);
     }
     if (message.downgradeInfo !== undefined) {
@@ -5820,7 +6014,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.dbSize = longToNumber(reader.int64());
+            message.dbSize = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -5828,7 +6022,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.leader = longToNumber(reader.uint64());
+            message.leader = reader.uint64() as bigint;
             continue;
           }
           case 5: {
@@ -5836,7 +6030,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.raftIndex = longToNumber(reader.uint64());
+            message.raftIndex = reader.uint64() as bigint;
             continue;
           }
           case 6: {
@@ -5844,7 +6038,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.raftTerm = longToNumber(reader.uint64());
+            message.raftTerm = reader.uint64() as bigint;
             continue;
           }
           case 7: {
@@ -5852,7 +6046,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.raftAppliedIndex = longToNumber(reader.uint64());
+            message.raftAppliedIndex = reader.uint64() as bigint;
             continue;
           }
           case 8: {
@@ -5868,7 +6062,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.dbSizeInUse = longToNumber(reader.int64());
+            message.dbSizeInUse = reader.int64() as bigint;
             continue;
           }
           case 10: {
@@ -5892,7 +6086,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.dbSizeQuota = longToNumber(reader.int64());
+            message.dbSizeQuota = reader.int64() as bigint;
             continue;
           }
           case 13: {
@@ -5924,16 +6118,22 @@ export const StatusResponse: MessageFns<StatusResponse> = {
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
     message.version = object.version ?? "";
-    message.dbSize = object.dbSize ?? 0;
-    message.leader = object.leader ?? 0;
-    message.raftIndex = object.raftIndex ?? 0;
-    message.raftTerm = object.raftTerm ?? 0;
-    message.raftAppliedIndex = object.raftAppliedIndex ?? 0;
+    message.dbSize = (object.dbSize !== undefined && object.dbSize !== null) ? BigInt(object.dbSize) : 0n;
+    message.leader = (object.leader !== undefined && object.leader !== null) ? BigInt(object.leader) : 0n;
+    message.raftIndex = (object.raftIndex !== undefined && object.raftIndex !== null) ? BigInt(object.raftIndex) : 0n;
+    message.raftTerm = (object.raftTerm !== undefined && object.raftTerm !== null) ? BigInt(object.raftTerm) : 0n;
+    message.raftAppliedIndex = (object.raftAppliedIndex !== undefined && object.raftAppliedIndex !== null)
+      ? BigInt(object.raftAppliedIndex)
+      : 0n;
     message.errors = object.errors?.map((e) => e) || [];
-    message.dbSizeInUse = object.dbSizeInUse ?? 0;
+    message.dbSizeInUse = (object.dbSizeInUse !== undefined && object.dbSizeInUse !== null)
+      ? BigInt(object.dbSizeInUse)
+      : 0n;
     message.isLearner = object.isLearner ?? false;
     message.storageVersion = object.storageVersion ?? "";
-    message.dbSizeQuota = object.dbSizeQuota ?? 0;
+    message.dbSizeQuota = (object.dbSizeQuota !== undefined && object.dbSizeQuota !== null)
+      ? BigInt(object.dbSizeQuota)
+      : 0n;
     message.downgradeInfo = (object.downgradeInfo !== undefined && object.downgradeInfo !== null)
       ? DowngradeInfo.fromPartial(object.downgradeInfo)
       : undefined;
@@ -7134,7 +7334,7 @@ export const AuthDisableResponse: MessageFns<AuthDisableResponse> = {
 };
 
 function createBaseAuthStatusResponse(): AuthStatusResponse {
-  return { header: undefined, enabled: false, authRevision: 0 };
+  return { header: undefined, enabled: false, authRevision: 0n };
 }
 
 export const AuthStatusResponse: MessageFns<AuthStatusResponse> = {
@@ -7145,7 +7345,10 @@ export const AuthStatusResponse: MessageFns<AuthStatusResponse> = {
     if (message.enabled !== false) {
       writer.uint32(16).bool(message.enabled);
     }
-    if (message.authRevision !== 0) {
+    if (message.authRevision !== 0n) {
+      if (BigInt.asUintN(64, message.authRevision) !== message.authRevision) {
+        throw new globalThis.Error("value provided for field message.authRevision of type uint64 too large");
+      }
       writer.uint32(24).uint64(message.authRevision);
     }
     return writer;
@@ -7185,7 +7388,7 @@ export const AuthStatusResponse: MessageFns<AuthStatusResponse> = {
               break;
             }
 
-            message.authRevision = longToNumber(reader.uint64());
+            message.authRevision = reader.uint64() as bigint;
             continue;
           }
         }
@@ -7209,7 +7412,9 @@ export const AuthStatusResponse: MessageFns<AuthStatusResponse> = {
       ? ResponseHeader.fromPartial(object.header)
       : undefined;
     message.enabled = object.enabled ?? false;
-    message.authRevision = object.authRevision ?? 0;
+    message.authRevision = (object.authRevision !== undefined && object.authRevision !== null)
+      ? BigInt(object.authRevision)
+      : 0n;
     return message;
   },
 };
@@ -9480,24 +9685,13 @@ export const AuthClient = makeGenericClientConstructor(AuthService, "etcdserverp
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -28,14 +28,14 @@ export interface RaftBatch {
    * cluster_id of the sender. The receiver refuses a batch from another cluster (a member
    * pointed at the wrong peers must not corrupt a cluster).
    */
-  clusterId: number;
+  clusterId: bigint;
   /** from is the sender's member ID. The receiver refuses members it knows were removed. */
-  from: number;
+  from: bigint;
   /**
    * to is the receiver's member ID as the sender believes it. A member restarted at the same
    * address with a new ID refuses messages meant for its predecessor.
    */
-  to: number;
+  to: bigint;
   /**
    * messages are Raft messages from `from` to `to`, in the order Raft emitted them, each
    * encoded by encodeMessage from packages/raft.
@@ -69,9 +69,9 @@ export interface SnapshotChunk {
 
 export interface SnapshotHeader {
   /** cluster_id, from and to mean what they mean in RaftBatch. */
-  clusterId: number;
-  from: number;
-  to: number;
+  clusterId: bigint;
+  from: bigint;
+  to: bigint;
   /**
    * message is the MsgSnap, encoded by encodeMessage, with its snapshot's data left empty:
    * it carries the term and the snapshot metadata (index, term, voters and learners). The
@@ -82,7 +82,7 @@ export interface SnapshotHeader {
    * data_size is the total length of all data chunks, so that the receiver can refuse a
    * snapshot it has no room for before receiving it, and detect a truncated one.
    */
-  dataSize: number;
+  dataSize: bigint;
 }
 
 export interface SnapshotTrailer {
@@ -103,9 +103,9 @@ export interface ClusterInfoRequest {
 
 export interface ClusterInfoResponse {
   /** cluster_id is the ID of the cluster the answering member belongs to. */
-  clusterId: number;
+  clusterId: bigint;
   /** member_id is the answering member's own ID. */
-  memberId: number;
+  memberId: bigint;
   /**
    * members is the membership as the answering member has applied it, learners included,
    * in the same form Cluster.MemberList returns to clients.
@@ -114,18 +114,27 @@ export interface ClusterInfoResponse {
 }
 
 function createBaseRaftBatch(): RaftBatch {
-  return { clusterId: 0, from: 0, to: 0, messages: [] };
+  return { clusterId: 0n, from: 0n, to: 0n, messages: [] };
 }
 
 export const RaftBatch: MessageFns<RaftBatch> = {
   encode(message: RaftBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.clusterId !== 0) {
+    if (message.clusterId !== 0n) {
+      if (BigInt.asUintN(64, message.clusterId) !== message.clusterId) {
+        throw new globalThis.Error("value provided for field message.clusterId of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.clusterId);
     }
-    if (message.from !== 0) {
+    if (message.from !== 0n) {
+      if (BigInt.asUintN(64, message.from) !== message.from) {
+        throw new globalThis.Error("value provided for field message.from of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.from);
     }
-    if (message.to !== 0) {
+    if (message.to !== 0n) {
+      if (BigInt.asUintN(64, message.to) !== message.to) {
+        throw new globalThis.Error("value provided for field message.to of type uint64 too large");
+      }
       writer.uint32(24).uint64(message.to);
     }
     for (const v of message.messages) {
@@ -152,7 +161,7 @@ export const RaftBatch: MessageFns<RaftBatch> = {
               break;
             }
 
-            message.clusterId = longToNumber(reader.uint64());
+            message.clusterId = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -160,7 +169,7 @@ export const RaftBatch: MessageFns<RaftBatch> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -168,7 +177,7 @@ export const RaftBatch: MessageFns<RaftBatch> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = reader.uint64() as bigint;
             continue;
           }
           case 4: {
@@ -196,9 +205,9 @@ export const RaftBatch: MessageFns<RaftBatch> = {
   },
   fromPartial(object: DeepPartial<RaftBatch>): RaftBatch {
     const message = createBaseRaftBatch();
-    message.clusterId = object.clusterId ?? 0;
-    message.from = object.from ?? 0;
-    message.to = object.to ?? 0;
+    message.clusterId = (object.clusterId !== undefined && object.clusterId !== null) ? BigInt(object.clusterId) : 0n;
+    message.from = (object.from !== undefined && object.from !== null) ? BigInt(object.from) : 0n;
+    message.to = (object.to !== undefined && object.to !== null) ? BigInt(object.to) : 0n;
     message.messages = object.messages?.map((e) => e) || [];
     return message;
   },
@@ -331,24 +340,36 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
 };
 
 function createBaseSnapshotHeader(): SnapshotHeader {
-  return { clusterId: 0, from: 0, to: 0, message: Buffer.alloc(0), dataSize: 0 };
+  return { clusterId: 0n, from: 0n, to: 0n, message: Buffer.alloc(0), dataSize: 0n };
 }
 
 export const SnapshotHeader: MessageFns<SnapshotHeader> = {
   encode(message: SnapshotHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.clusterId !== 0) {
+    if (message.clusterId !== 0n) {
+      if (BigInt.asUintN(64, message.clusterId) !== message.clusterId) {
+        throw new globalThis.Error("value provided for field message.clusterId of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.clusterId);
     }
-    if (message.from !== 0) {
+    if (message.from !== 0n) {
+      if (BigInt.asUintN(64, message.from) !== message.from) {
+        throw new globalThis.Error("value provided for field message.from of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.from);
     }
-    if (message.to !== 0) {
+    if (message.to !== 0n) {
+      if (BigInt.asUintN(64, message.to) !== message.to) {
+        throw new globalThis.Error("value provided for field message.to of type uint64 too large");
+      }
       writer.uint32(24).uint64(message.to);
     }
     if (message.message.length !== 0) {
       writer.uint32(34).bytes(message.message);
     }
-    if (message.dataSize !== 0) {
+    if (message.dataSize !== 0n) {
+      if (BigInt.asUintN(64, message.dataSize) !== message.dataSize) {
+        throw new globalThis.Error("value provided for field message.dataSize of type uint64 too large");
+      }
       writer.uint32(40).uint64(message.dataSize);
     }
     return writer;
@@ -372,7 +393,7 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
               break;
             }
 
-            message.clusterId = longToNumber(reader.uint64());
+            message.clusterId = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -380,7 +401,7 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -388,7 +409,7 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = reader.uint64() as bigint;
             continue;
           }
           case 4: {
@@ -404,7 +425,7 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
               break;
             }
 
-            message.dataSize = longToNumber(reader.uint64());
+            message.dataSize = reader.uint64() as bigint;
             continue;
           }
         }
@@ -424,11 +445,11 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
   },
   fromPartial(object: DeepPartial<SnapshotHeader>): SnapshotHeader {
     const message = createBaseSnapshotHeader();
-    message.clusterId = object.clusterId ?? 0;
-    message.from = object.from ?? 0;
-    message.to = object.to ?? 0;
+    message.clusterId = (object.clusterId !== undefined && object.clusterId !== null) ? BigInt(object.clusterId) : 0n;
+    message.from = (object.from !== undefined && object.from !== null) ? BigInt(object.from) : 0n;
+    message.to = (object.to !== undefined && object.to !== null) ? BigInt(object.to) : 0n;
     message.message = object.message ?? Buffer.alloc(0);
-    message.dataSize = object.dataSize ?? 0;
+    message.dataSize = (object.dataSize !== undefined && object.dataSize !== null) ? BigInt(object.dataSize) : 0n;
     return message;
   },
 };
@@ -575,15 +596,21 @@ export const ClusterInfoRequest: MessageFns<ClusterInfoRequest> = {
 };
 
 function createBaseClusterInfoResponse(): ClusterInfoResponse {
-  return { clusterId: 0, memberId: 0, members: [] };
+  return { clusterId: 0n, memberId: 0n, members: [] };
 }
 
 export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
   encode(message: ClusterInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.clusterId !== 0) {
+    if (message.clusterId !== 0n) {
+      if (BigInt.asUintN(64, message.clusterId) !== message.clusterId) {
+        throw new globalThis.Error("value provided for field message.clusterId of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.clusterId);
     }
-    if (message.memberId !== 0) {
+    if (message.memberId !== 0n) {
+      if (BigInt.asUintN(64, message.memberId) !== message.memberId) {
+        throw new globalThis.Error("value provided for field message.memberId of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.memberId);
     }
     for (const v of message.members) {
@@ -610,7 +637,7 @@ export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
               break;
             }
 
-            message.clusterId = longToNumber(reader.uint64());
+            message.clusterId = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -618,7 +645,7 @@ export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
               break;
             }
 
-            message.memberId = longToNumber(reader.uint64());
+            message.memberId = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -646,8 +673,8 @@ export const ClusterInfoResponse: MessageFns<ClusterInfoResponse> = {
   },
   fromPartial(object: DeepPartial<ClusterInfoResponse>): ClusterInfoResponse {
     const message = createBaseClusterInfoResponse();
-    message.clusterId = object.clusterId ?? 0;
-    message.memberId = object.memberId ?? 0;
+    message.clusterId = (object.clusterId !== undefined && object.clusterId !== null) ? BigInt(object.clusterId) : 0n;
+    message.memberId = (object.memberId !== undefined && object.memberId !== null) ? BigInt(object.memberId) : 0n;
     message.members = object.members?.map((e) => Member.fromPartial(e)) || [];
     return message;
   },
@@ -810,24 +837,13 @@ export const RaftPeerClient = makeGenericClientConstructor(RaftPeerService, "etc
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -12,15 +12,15 @@ export interface KeyValue {
   /** key is the key in bytes. An empty key is not allowed. */
   key: Buffer;
   /** create_revision is the revision of last creation on this key. */
-  createRevision: number;
+  createRevision: bigint;
   /** mod_revision is the revision of last modification on this key. */
-  modRevision: number;
+  modRevision: bigint;
   /**
    * version is the version of the key. A deletion resets
    * the version to zero and any modification of the key
    * increases its version.
    */
-  version: number;
+  version: bigint;
   /** value is the value held by the key, in bytes. */
   value: Buffer;
   /**
@@ -28,7 +28,7 @@ export interface KeyValue {
    * When the attached lease expires, the key will be deleted.
    * If lease is 0, then no lease is attached to the key.
    */
-  lease: number;
+  lease: bigint;
 }
 
 export interface Event {
@@ -59,7 +59,7 @@ export enum Event_EventType {
 }
 
 function createBaseKeyValue(): KeyValue {
-  return { key: Buffer.alloc(0), createRevision: 0, modRevision: 0, version: 0, value: Buffer.alloc(0), lease: 0 };
+  return { key: Buffer.alloc(0), createRevision: 0n, modRevision: 0n, version: 0n, value: Buffer.alloc(0), lease: 0n };
 }
 
 export const KeyValue: MessageFns<KeyValue> = {
@@ -67,19 +67,31 @@ export const KeyValue: MessageFns<KeyValue> = {
     if (message.key.length !== 0) {
       writer.uint32(10).bytes(message.key);
     }
-    if (message.createRevision !== 0) {
+    if (message.createRevision !== 0n) {
+      if (BigInt.asIntN(64, message.createRevision) !== message.createRevision) {
+        throw new globalThis.Error("value provided for field message.createRevision of type int64 too large");
+      }
       writer.uint32(16).int64(message.createRevision);
     }
-    if (message.modRevision !== 0) {
+    if (message.modRevision !== 0n) {
+      if (BigInt.asIntN(64, message.modRevision) !== message.modRevision) {
+        throw new globalThis.Error("value provided for field message.modRevision of type int64 too large");
+      }
       writer.uint32(24).int64(message.modRevision);
     }
-    if (message.version !== 0) {
+    if (message.version !== 0n) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(32).int64(message.version);
     }
     if (message.value.length !== 0) {
       writer.uint32(42).bytes(message.value);
     }
-    if (message.lease !== 0) {
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
       writer.uint32(48).int64(message.lease);
     }
     return writer;
@@ -111,7 +123,7 @@ export const KeyValue: MessageFns<KeyValue> = {
               break;
             }
 
-            message.createRevision = longToNumber(reader.int64());
+            message.createRevision = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -119,7 +131,7 @@ export const KeyValue: MessageFns<KeyValue> = {
               break;
             }
 
-            message.modRevision = longToNumber(reader.int64());
+            message.modRevision = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -127,7 +139,7 @@ export const KeyValue: MessageFns<KeyValue> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
           case 5: {
@@ -143,7 +155,7 @@ export const KeyValue: MessageFns<KeyValue> = {
               break;
             }
 
-            message.lease = longToNumber(reader.int64());
+            message.lease = reader.int64() as bigint;
             continue;
           }
         }
@@ -164,11 +176,15 @@ export const KeyValue: MessageFns<KeyValue> = {
   fromPartial(object: DeepPartial<KeyValue>): KeyValue {
     const message = createBaseKeyValue();
     message.key = object.key ?? Buffer.alloc(0);
-    message.createRevision = object.createRevision ?? 0;
-    message.modRevision = object.modRevision ?? 0;
-    message.version = object.version ?? 0;
+    message.createRevision = (object.createRevision !== undefined && object.createRevision !== null)
+      ? BigInt(object.createRevision)
+      : 0n;
+    message.modRevision = (object.modRevision !== undefined && object.modRevision !== null)
+      ? BigInt(object.modRevision)
+      : 0n;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.value = object.value ?? Buffer.alloc(0);
-    message.lease = object.lease ?? 0;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     return message;
   },
 };
@@ -254,24 +270,13 @@ export const Event: MessageFns<Event> = {
   },
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

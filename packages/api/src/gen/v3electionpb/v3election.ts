@@ -32,7 +32,7 @@ export interface CampaignRequest {
    * lease expires or is revoked before resigning leadership, then the
    * leadership is transferred to the next campaigner, if any.
    */
-  lease: number;
+  lease: bigint;
   /**
    * value is the initial proclaimed value set when the campaigner wins the
    * election.
@@ -61,9 +61,9 @@ export interface LeaderKey {
    * of an election during transactions by testing the key's creation revision
    * matches rev.
    */
-  rev: number;
+  rev: bigint;
   /** lease is the lease ID of the election leader. */
-  lease: number;
+  lease: bigint;
 }
 
 export interface LeaderRequest {
@@ -102,7 +102,7 @@ export interface ProclaimResponse {
 }
 
 function createBaseCampaignRequest(): CampaignRequest {
-  return { name: Buffer.alloc(0), lease: 0, value: Buffer.alloc(0) };
+  return { name: Buffer.alloc(0), lease: 0n, value: Buffer.alloc(0) };
 }
 
 export const CampaignRequest: MessageFns<CampaignRequest> = {
@@ -110,7 +110,10 @@ export const CampaignRequest: MessageFns<CampaignRequest> = {
     if (message.name.length !== 0) {
       writer.uint32(10).bytes(message.name);
     }
-    if (message.lease !== 0) {
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
       writer.uint32(16).int64(message.lease);
     }
     if (message.value.length !== 0) {
@@ -145,7 +148,7 @@ export const CampaignRequest: MessageFns<CampaignRequest> = {
               break;
             }
 
-            message.lease = longToNumber(reader.int64());
+            message.lease = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -174,7 +177,7 @@ export const CampaignRequest: MessageFns<CampaignRequest> = {
   fromPartial(object: DeepPartial<CampaignRequest>): CampaignRequest {
     const message = createBaseCampaignRequest();
     message.name = object.name ?? Buffer.alloc(0);
-    message.lease = object.lease ?? 0;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     message.value = object.value ?? Buffer.alloc(0);
     return message;
   },
@@ -252,7 +255,7 @@ export const CampaignResponse: MessageFns<CampaignResponse> = {
 };
 
 function createBaseLeaderKey(): LeaderKey {
-  return { name: Buffer.alloc(0), key: Buffer.alloc(0), rev: 0, lease: 0 };
+  return { name: Buffer.alloc(0), key: Buffer.alloc(0), rev: 0n, lease: 0n };
 }
 
 export const LeaderKey: MessageFns<LeaderKey> = {
@@ -263,10 +266,16 @@ export const LeaderKey: MessageFns<LeaderKey> = {
     if (message.key.length !== 0) {
       writer.uint32(18).bytes(message.key);
     }
-    if (message.rev !== 0) {
+    if (message.rev !== 0n) {
+      if (BigInt.asIntN(64, message.rev) !== message.rev) {
+        throw new globalThis.Error("value provided for field message.rev of type int64 too large");
+      }
       writer.uint32(24).int64(message.rev);
     }
-    if (message.lease !== 0) {
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
       writer.uint32(32).int64(message.lease);
     }
     return writer;
@@ -306,7 +315,7 @@ export const LeaderKey: MessageFns<LeaderKey> = {
               break;
             }
 
-            message.rev = longToNumber(reader.int64());
+            message.rev = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -314,7 +323,7 @@ export const LeaderKey: MessageFns<LeaderKey> = {
               break;
             }
 
-            message.lease = longToNumber(reader.int64());
+            message.lease = reader.int64() as bigint;
             continue;
           }
         }
@@ -336,8 +345,8 @@ export const LeaderKey: MessageFns<LeaderKey> = {
     const message = createBaseLeaderKey();
     message.name = object.name ?? Buffer.alloc(0);
     message.key = object.key ?? Buffer.alloc(0);
-    message.rev = object.rev ?? 0;
-    message.lease = object.lease ?? 0;
+    message.rev = (object.rev !== undefined && object.rev !== null) ? BigInt(object.rev) : 0n;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     return message;
   },
 };
@@ -887,24 +896,13 @@ export const ElectionClient = makeGenericClientConstructor(ElectionService, "v3e
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -31,7 +31,7 @@ export interface LockRequest {
    * be treated as a single acquisition; locking twice with the same lease is a
    * no-op.
    */
-  lease: number;
+  lease: bigint;
 }
 
 export interface LockResponse {
@@ -56,7 +56,7 @@ export interface UnlockResponse {
 }
 
 function createBaseLockRequest(): LockRequest {
-  return { name: Buffer.alloc(0), lease: 0 };
+  return { name: Buffer.alloc(0), lease: 0n };
 }
 
 export const LockRequest: MessageFns<LockRequest> = {
@@ -64,7 +64,10 @@ export const LockRequest: MessageFns<LockRequest> = {
     if (message.name.length !== 0) {
       writer.uint32(10).bytes(message.name);
     }
-    if (message.lease !== 0) {
+    if (message.lease !== 0n) {
+      if (BigInt.asIntN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type int64 too large");
+      }
       writer.uint32(16).int64(message.lease);
     }
     return writer;
@@ -96,7 +99,7 @@ export const LockRequest: MessageFns<LockRequest> = {
               break;
             }
 
-            message.lease = longToNumber(reader.int64());
+            message.lease = reader.int64() as bigint;
             continue;
           }
         }
@@ -117,7 +120,7 @@ export const LockRequest: MessageFns<LockRequest> = {
   fromPartial(object: DeepPartial<LockRequest>): LockRequest {
     const message = createBaseLockRequest();
     message.name = object.name ?? Buffer.alloc(0);
-    message.lease = object.lease ?? 0;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
     return message;
   },
 };
@@ -406,24 +409,13 @@ export const LockClient = makeGenericClientConstructor(LockService, "v3lockpb.Lo
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

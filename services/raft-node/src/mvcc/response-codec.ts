@@ -1,0 +1,90 @@
+// The KV service's responses in protobuf wire format, written from the store's shapes
+// (revisions as numbers) so that answering a Range allocates no bigint per key; the bytes are
+// those ts-proto's encoder writes for the same message (fields in number order, proto3
+// defaults omitted, embedded messages always written). Field numbers are etcd's rpc.proto.
+import { WireWriter } from "@etcd-ts/api";
+import { encodeKeyValue } from "./kv-codec.js";
+import type {
+  CompactionResponse,
+  DeleteRangeResponse,
+  KeyValue,
+  PutResponse,
+  RangeResponse,
+  ResponseHeader,
+  ResponseOp,
+  TxnResponse,
+} from "./types.js";
+
+/** An mvccpb.Event (type 1, kv 2, prev_kv 3), for watch responses. */
+export function encodeEvent(event: { type: number; kv: KeyValue; prevKv?: KeyValue | undefined }): Buffer {
+  const w = new WireWriter();
+  if (event.type !== 0) w.varintField(1, event.type);
+  w.bytesField(2, encodeKeyValue(event.kv));
+  if (event.prevKv !== undefined) w.bytesField(3, encodeKeyValue(event.prevKv));
+  return w.finish();
+}
+
+export function encodeResponseHeader(h: ResponseHeader): Buffer {
+  const w = new WireWriter();
+  if (h.clusterId !== 0n) w.varintField(1, h.clusterId);
+  if (h.memberId !== 0n) w.varintField(2, h.memberId);
+  if (h.revision !== 0) w.varintField(3, h.revision);
+  if (h.raftTerm !== 0) w.varintField(4, h.raftTerm);
+  return w.finish();
+}
+
+function writeHeader(w: WireWriter, h: ResponseHeader | undefined): void {
+  if (h !== undefined) w.bytesField(1, encodeResponseHeader(h));
+}
+
+function writeKeyValues(w: WireWriter, field: number, kvs: readonly KeyValue[]): void {
+  for (let i = 0; i < kvs.length; i++) w.bytesField(field, encodeKeyValue(kvs[i]!));
+}
+
+export function encodeRangeResponse(res: RangeResponse): Buffer {
+  const w = new WireWriter();
+  writeHeader(w, res.header);
+  writeKeyValues(w, 2, res.kvs);
+  if (res.more) w.varintField(3, true);
+  if (res.count !== 0) w.varintField(4, res.count);
+  return w.finish();
+}
+
+export function encodePutResponse(res: PutResponse): Buffer {
+  const w = new WireWriter();
+  writeHeader(w, res.header);
+  if (res.prevKv !== undefined) w.bytesField(2, encodeKeyValue(res.prevKv));
+  return w.finish();
+}
+
+export function encodeDeleteRangeResponse(res: DeleteRangeResponse): Buffer {
+  const w = new WireWriter();
+  writeHeader(w, res.header);
+  if (res.deleted !== 0) w.varintField(2, res.deleted);
+  writeKeyValues(w, 3, res.prevKvs);
+  return w.finish();
+}
+
+function encodeResponseOp(op: ResponseOp): Buffer {
+  const w = new WireWriter();
+  if (op.responseRange !== undefined) w.bytesField(1, encodeRangeResponse(op.responseRange));
+  if (op.responsePut !== undefined) w.bytesField(2, encodePutResponse(op.responsePut));
+  if (op.responseDeleteRange !== undefined)
+    w.bytesField(3, encodeDeleteRangeResponse(op.responseDeleteRange));
+  if (op.responseTxn !== undefined) w.bytesField(4, encodeTxnResponse(op.responseTxn));
+  return w.finish();
+}
+
+export function encodeTxnResponse(res: TxnResponse): Buffer {
+  const w = new WireWriter();
+  writeHeader(w, res.header);
+  if (res.succeeded) w.varintField(2, true);
+  for (const op of res.responses) w.bytesField(3, encodeResponseOp(op));
+  return w.finish();
+}
+
+export function encodeCompactionResponse(res: CompactionResponse): Buffer {
+  const w = new WireWriter();
+  writeHeader(w, res.header);
+  return w.finish();
+}

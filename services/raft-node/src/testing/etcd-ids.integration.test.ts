@@ -1,0 +1,262 @@
+// The same etcdctl session against a real etcd 3.4 and against our member, started one after
+// the other with the same flags (name, URLs, cluster token): member and cluster IDs, lease IDs
+// (etcd's generator layout), a client-chosen lease ID of 2^63-1, and `member remove <hex>` must
+// read the same. Then a data dir from the 53-bit era is refused with a clear message.
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { etcdserverpb } from "@etcd-ts/api";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { memberIdFor } from "../membership/member-id.js";
+import { freePort } from "./local-cluster.js";
+
+const ETCD = "/usr/bin/etcd";
+const ETCDCTL = "/usr/bin/etcdctl";
+const mainPath = fileURLToPath(
+  new URL(import.meta.url.endsWith(".ts") ? "../main.ts" : "../main.js", import.meta.url),
+);
+const BIG_LEASE = 2n ** 63n - 1n;
+
+interface Running {
+  child: ChildProcess;
+  output: { text: string };
+}
+
+function start(command: string, args: string[]): Running {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const output = { text: "" };
+  child.stdout?.on("data", (c: Buffer) => {
+    output.text += c.toString();
+  });
+  child.stderr?.on("data", (c: Buffer) => {
+    output.text += c.toString();
+  });
+  return { child, output };
+}
+
+async function waitReady(p: Running, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!p.output.text.includes("ready to serve client requests")) {
+    if (p.child.exitCode !== null) throw new Error(`exited before it was ready:\n${p.output.text}`);
+    if (Date.now() > deadline) throw new Error(`not ready after ${timeoutMs} ms:\n${p.output.text}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stop(p: Running): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise((r) => p.child.once("exit", r));
+  p.child.kill("SIGTERM");
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function etcdctl(endpoint: string, ...args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(
+      ETCDCTL,
+      [`--endpoints=${endpoint}`, "--dial-timeout=3s", "--command-timeout=8s", ...args],
+      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 20_000 },
+      (err, stdout, stderr) =>
+        err ? reject(new Error(`etcdctl ${args.join(" ")}: ${stderr}`)) : resolve(stdout),
+    ),
+  );
+}
+
+function grantLease(endpoint: string, id: bigint): Promise<bigint> {
+  const client = new etcdserverpb.LeaseClient(endpoint.replace("http://", ""), credentials.createInsecure());
+  return new Promise<bigint>((resolve, reject) =>
+    client.leaseGrant({ ID: id, TTL: 60n }, new Metadata(), (err, res) => {
+      client.close();
+      if (err) reject(err);
+      else resolve(res.ID);
+    }),
+  );
+}
+
+/** What one etcdctl session prints, with the parts that depend on the clock taken out. */
+interface Session {
+  memberFields: string[];
+  memberJsonIds: string[];
+  memberSimple: string;
+  leasePrefix: bigint;
+  leaseTimeToLive: string;
+  bigLeaseGranted: bigint;
+  bigLeaseTimeToLive: string;
+  keyLeaseJson: string;
+  addedId: bigint;
+  addedAt: [number, number];
+  removed: string;
+  clusterHex: string;
+}
+
+async function session(endpoint: string, learnerPeerUrl: string): Promise<Session> {
+  const fields = await etcdctl(endpoint, "member", "list", "-w", "fields");
+  const memberFields = fields
+    .split("\n")
+    .filter((l) => /^"(ClusterID|MemberID|ID|Name|PeerURL|IsLearner)"/.test(l));
+  // Raw text: JSON.parse would round the uint64s this test is about.
+  const json = await etcdctl(endpoint, "member", "list", "-w", "json");
+  const memberJsonIds = [...json.matchAll(/"(cluster_id|member_id|ID)":(\d+)/g)].map(
+    (m) => `${m[1]}=${m[2]}`,
+  );
+  const memberSimple = (await etcdctl(endpoint, "member", "list")).split(",")[0]!;
+  const clusterHex = BigInt(/"ClusterID" : (\d+)/.exec(fields)![1]!).toString(16);
+
+  const granted = await etcdctl(endpoint, "lease", "grant", "60");
+  const leaseHex = /lease ([0-9a-f]+) granted/.exec(granted)![1]!;
+  const ttl = await etcdctl(endpoint, "lease", "timetolive", leaseHex);
+  const normalize = (s: string) => s.replace(/remaining\(\d+s\)/, "remaining(Ns)");
+
+  const bigLeaseGranted = await grantLease(endpoint, BIG_LEASE);
+  const bigTtl = await etcdctl(endpoint, "lease", "timetolive", BIG_LEASE.toString(16));
+  await etcdctl(endpoint, "put", "leased", "v", `--lease=${BIG_LEASE.toString(16)}`);
+  const got = await etcdctl(endpoint, "get", "leased", "-w", "json");
+
+  const before = Math.floor(Date.now() / 1000);
+  const added = await etcdctl(
+    endpoint,
+    "member",
+    "add",
+    "learner",
+    "--learner",
+    `--peer-urls=${learnerPeerUrl}`,
+  );
+  const afterAdd = Math.floor(Date.now() / 1000);
+  const addedHex = /Member ([0-9a-f]+) added/.exec(added)![1]!;
+  const removed = await etcdctl(endpoint, "member", "remove", addedHex);
+
+  return {
+    memberFields,
+    memberJsonIds,
+    memberSimple,
+    leasePrefix: BigInt(`0x${leaseHex}`) >> 48n,
+    leaseTimeToLive: normalize(ttl).replace(leaseHex, "<id>"),
+    bigLeaseGranted,
+    bigLeaseTimeToLive: normalize(bigTtl),
+    keyLeaseJson: /"lease":\d+/.exec(got)![0],
+    addedId: BigInt(`0x${addedHex}`),
+    addedAt: [before, afterAdd],
+    removed: removed.replace(addedHex, "<added>"),
+    clusterHex,
+  };
+}
+
+describe("IDs as etcd 3.4 makes them, through etcdctl", {
+  timeout: 180_000,
+  skip: existsSync(ETCD) && existsSync(ETCDCTL) ? false : "etcd/etcdctl 3.4 not installed",
+}, () => {
+  let root: string;
+  let flags: (dataDir: string) => string[];
+  let clientUrl: string;
+  let peerUrl: string;
+  let learnerPeerUrl: string;
+  let etcd: Session;
+  let ours: Session;
+  let oursDataDir: string;
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "etcd-ids-"));
+    clientUrl = `http://127.0.0.1:${await freePort()}`;
+    peerUrl = `http://127.0.0.1:${await freePort()}`;
+    learnerPeerUrl = `http://127.0.0.1:${await freePort()}`;
+    flags = (dataDir) => [
+      "--name",
+      "ids-1",
+      "--data-dir",
+      dataDir,
+      "--listen-client-urls",
+      clientUrl,
+      "--advertise-client-urls",
+      clientUrl,
+      "--listen-peer-urls",
+      peerUrl,
+      "--initial-advertise-peer-urls",
+      peerUrl,
+      "--initial-cluster",
+      `ids-1=${peerUrl}`,
+      "--initial-cluster-token",
+      "ids-token",
+      "--initial-cluster-state",
+      "new",
+    ];
+    const real = start(ETCD, flags(join(root, "etcd")));
+    try {
+      await waitReady(real);
+      etcd = await session(clientUrl, learnerPeerUrl);
+    } finally {
+      await stop(real);
+    }
+    oursDataDir = join(root, "ours");
+    const member = start(process.execPath, [
+      ...process.execArgv.filter((a) => !a.startsWith("--test")),
+      mainPath,
+      ...flags(oursDataDir),
+    ]);
+    try {
+      await waitReady(member);
+      ours = await session(clientUrl, learnerPeerUrl);
+    } finally {
+      await stop(member);
+    }
+  });
+  after(async () => {
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  test("member list -w fields / -w json / simple: the same member and cluster IDs as etcd", () => {
+    assert.ok(etcd.memberFields.length >= 5, etcd.memberFields.join("\n"));
+    assert.deepEqual(ours.memberFields, etcd.memberFields);
+    assert.deepEqual(ours.memberJsonIds, etcd.memberJsonIds);
+    assert.equal(ours.memberSimple, etcd.memberSimple);
+    // And both are what etcd's newMember computes from the flags.
+    assert.equal(BigInt(`0x${ours.memberSimple}`), memberIdFor([peerUrl], "ids-token"));
+  });
+
+  test("lease grant then lease timetolive <hex>: etcd's ID layout (member bits on top) and output", () => {
+    assert.equal(ours.leasePrefix, etcd.leasePrefix);
+    assert.equal(ours.leasePrefix, BigInt(`0x${ours.memberSimple}`) & 0x7fffn);
+    assert.equal(ours.leaseTimeToLive, etcd.leaseTimeToLive);
+  });
+
+  test("a client-chosen lease ID of 2^63-1 is granted, listed and attached to a key as etcd does", () => {
+    assert.equal(ours.bigLeaseGranted, BIG_LEASE);
+    assert.equal(etcd.bigLeaseGranted, BIG_LEASE);
+    assert.equal(ours.bigLeaseTimeToLive, etcd.bigLeaseTimeToLive);
+    assert.equal(ours.keyLeaseJson, `"lease":${BIG_LEASE}`);
+    assert.equal(ours.keyLeaseJson, etcd.keyLeaseJson);
+  });
+
+  test("member add then member remove <hex>: the ID from the URLs and the unix seconds, as etcd", () => {
+    assert.equal(ours.removed, etcd.removed);
+    for (const s of [etcd, ours]) {
+      const candidates = [];
+      for (let t = s.addedAt[0]; t <= s.addedAt[1]; t++)
+        candidates.push(memberIdFor([learnerPeerUrl], "", t));
+      assert.ok(candidates.includes(s.addedId), `${s.addedId.toString(16)} not derived from the add time`);
+    }
+    assert.equal(ours.clusterHex, etcd.clusterHex);
+  });
+
+  test("a data dir written with the old 53-bit IDs is refused with a message that says so", async () => {
+    const identity = join(oursDataDir, "member", "identity");
+    const old = Buffer.alloc(16);
+    old.writeBigUInt64BE(BigInt(`0x${ours.memberSimple}`) >> 11n, 0);
+    old.writeBigUInt64BE(BigInt(`0x${ours.clusterHex}`) >> 11n, 8);
+    await writeFile(identity, old);
+    const member = start(process.execPath, [
+      ...process.execArgv.filter((a) => !a.startsWith("--test")),
+      mainPath,
+      ...flags(oursDataDir),
+    ]);
+    const code = await new Promise((r) => member.child.once("exit", r));
+    assert.notEqual(code, 0);
+    assert.match(member.output.text, /older etcd-ts whose member and cluster IDs were 53-bit/);
+  });
+});
