@@ -4,6 +4,7 @@
 // Passwords are hashed by the member before proposing; Authenticate compares off the apply path.
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import { apiHeader } from "../mvcc/mod.js";
 import type { AuthMethod, EtcdServer } from "../server/mod.js";
 import { callerOf } from "./caller.js";
 import { type UnaryCall, unary } from "./rpc-errors.js";
@@ -14,17 +15,17 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
     unary(async (req: Record<string, unknown>, call: UnaryCall<Record<string, unknown>>) => {
       const caller = await callerOf(member, call.metadata);
       const res = (await member.authCall(method, req, caller)) as Record<string, unknown>;
-      return { ...res, header: member.header() };
+      return { ...res, header: apiHeader(member.header()) };
     });
   return {
     authStatus: unary(async () => ({
-      header: member.header(),
+      header: apiHeader(member.header()),
       enabled: member.authEnabled,
-      authRevision: member.authRevision,
+      authRevision: BigInt(member.authRevision),
     })),
     authenticate: unary(async (req: etcdserverpb.AuthenticateRequest) => {
       const token = await member.authenticate(req.name, req.password);
-      return { header: member.header(), token };
+      return { header: apiHeader(member.header()), token };
     }),
     authEnable: through("authEnable"),
     authDisable: through("authDisable"),
@@ -41,7 +42,7 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
       if (req.perm === undefined) throw new EtcdError("PermissionNotGiven");
       const caller = await callerOf(member, call.metadata);
       await member.authCall("roleGrantPermission", req as unknown as Record<string, unknown>, caller);
-      return { header: member.header() };
+      return { header: apiHeader(member.header()) };
     }),
     roleRevokePermission: through("roleRevokePermission"),
     roleGet: through("roleGet"),
