@@ -5,6 +5,12 @@
 // the server interface (`KVServer`) and the client class (`KVClient`).
 
 export * from "./errors.js";
+/**
+ * The etcd release whose API this project speaks, as members report it (Status, /version): etcd
+ * clients and tools (Patroni, kube-apiserver) choose features by it.
+ */
+export const ETCD_SERVER_VERSION = "3.4.23";
+export const ETCD_CLUSTER_VERSION = "3.4.0";
 export * as authpb from "./gen/authpb/auth.js";
 export * as etcdserverpb from "./gen/etcdserverpb/rpc.js";
 export { HTTP_ROUTES, type HttpRoute } from "./gen/http-routes.js";

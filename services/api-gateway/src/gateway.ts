@@ -80,16 +80,26 @@ export class Gateway {
     const streams = new StreamForwarder(tracker, metrics, logger, 6);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
-    const server = createGrpcServer({ unary, streams, watches, keepAlives, metrics, logger, openStreams });
+    const healthy = () => {
+      const { leaderId, members } = tracker.snapshot();
+      return members.some((m) => m.id === leaderId && m.healthy);
+    };
+    // One JSON gateway: on its own port when asked, and on the gRPC port for HTTP/1.1 clients.
+    const json = createJsonGateway({ healthy, unary, watches, keepAlives, metrics, logger });
+    await json.ready();
+    const server = createGrpcServer({
+      unary,
+      streams,
+      watches,
+      keepAlives,
+      metrics,
+      logger,
+      openStreams,
+      http1: (req, res) => json.server.emit("request", req, res),
+    });
     const grpcPort = await server.listen(options.listenAddr);
-    let json: FastifyInstance | undefined;
     let jsonPort: number | undefined;
     if (options.jsonListenAddr !== undefined) {
-      const healthy = () => {
-        const { leaderId, members } = tracker.snapshot();
-        return members.some((m) => m.id === leaderId && m.healthy);
-      };
-      json = createJsonGateway({ healthy, unary, watches, keepAlives, metrics, logger });
       const { host, port } = splitHostPort(options.jsonListenAddr);
       await json.listen({ host, port });
       const address = json.server.address();

@@ -1,9 +1,17 @@
-// etcd's JSON gateway (POST /v3/..., and the /v3beta/ aliases etcd 3.4 still serves) on a
-// port of its own: JSON in, wire bytes through the same routing as gRPC calls, JSON out.
+// etcd's JSON gateway (POST /v3/..., and the /v3beta/ aliases etcd 3.4 still serves), on a
+// port of its own and, as on an etcd member, on the gRPC port too (HTTP/1.1 connections there
+// are handed to it): JSON in, wire bytes through the same routing as gRPC calls, JSON out.
 // JSON <-> wire is @etcd-ts/api's codec (jsonToWire/wireToJson), the one the project has.
 // Streaming RPCs answer with newline-delimited {"result": ...} objects, as grpc-gateway.
 
-import { HTTP_ROUTES, httpStatusForGrpcCode, jsonToWire, wireToJson } from "@etcd-ts/api";
+import {
+  ETCD_CLUSTER_VERSION,
+  ETCD_SERVER_VERSION,
+  HTTP_ROUTES,
+  httpStatusForGrpcCode,
+  jsonToWire,
+  wireToJson,
+} from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
@@ -70,6 +78,14 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
     const healthy = parts.healthy();
     reply.code(healthy ? 200 : 503).header("content-type", "application/json");
     return JSON.stringify({ health: String(healthy) });
+  });
+
+  // Patroni and other tools choose their API by the version a member reports; the gateway speaks
+  // for the members behind it.
+  const version = JSON.stringify({ etcdserver: ETCD_SERVER_VERSION, etcdcluster: ETCD_CLUSTER_VERSION });
+  app.get("/version", async (_req, reply) => {
+    reply.header("content-type", "application/json");
+    return version;
   });
 
   app.get("/metrics", async (_req, reply) => {

@@ -2,6 +2,7 @@
 // request bytes, so request and response bodies stay bytes from the client's socket to the
 // member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
+import type http from "node:http";
 import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -23,10 +24,12 @@ export interface GrpcParts {
   metrics: GatewayMetrics;
   logger: Logger;
   openStreams: OpenStreams;
+  /** HTTP/1.1 requests on the gRPC port (etcd's port serves both): the JSON gateway. */
+  http1?: http.RequestListener;
 }
 
 export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
-  const server = new GrpcHttp2Server();
+  const server = new GrpcHttp2Server(parts.http1 === undefined ? {} : { http1: parts.http1 });
   for (const route of METHOD_ROUTES) register(server, route, parts);
   return server;
 }

@@ -9,7 +9,7 @@
 import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { EtcdError, etcdserverpb, type peer } from "@etcd-ts/api";
+import { ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, EtcdError, etcdserverpb, type peer } from "@etcd-ts/api";
 import {
   ConfChangeType,
   type Message,
@@ -91,8 +91,8 @@ export interface MemberLogger extends TransportLogger {
   debug?(details: Record<string, unknown>, message: string): void;
 }
 
-export const SERVER_VERSION = "3.4.23";
-export const CLUSTER_VERSION = "3.4.0";
+export const SERVER_VERSION = ETCD_SERVER_VERSION;
+export const CLUSTER_VERSION = ETCD_CLUSTER_VERSION;
 const READ_INDEX_RETRY_MS = 500;
 const PUBLISH_RETRY_MS = 500;
 

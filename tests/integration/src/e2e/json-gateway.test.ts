@@ -41,6 +41,29 @@ describe("JSON gateway over HTTP", { timeout: 120_000 }, () => {
     await stack?.close();
   });
 
+  test("the gRPC port answers JSON and /version over HTTP/1.1 too, as an etcd member's port does", async () => {
+    const grpcPort = `http://${stack.gatewayAddr}`;
+    const version = await fetch(`${grpcPort}/version`);
+    assert.equal(version.status, 200);
+    assert.deepEqual(await version.json(), { etcdserver: "3.4.23", etcdcluster: "3.4.0" });
+    assert.deepEqual(await (await fetch(`${stack.jsonUrl}/version`)).json(), {
+      etcdserver: "3.4.23",
+      etcdcluster: "3.4.0",
+    });
+    const put = await fetch(`${grpcPort}/v3/kv/put`, {
+      method: "POST",
+      body: JSON.stringify({ key: b64("same-port"), value: b64("json") }),
+    });
+    assert.equal(put.status, 200);
+    const range = await post("/v3/kv/range", { key: b64("same-port") });
+    assert.equal(unb64((range.json.kvs as Kv[])[0]!.value), "json");
+    // gRPC on that port still works after HTTP/1.1 connections.
+    assert.equal(
+      (await etcdctl(stack.gatewayAddr, ["get", "same-port", "--print-value-only"])).stdout,
+      "json\n",
+    );
+  });
+
   test("/v3/kv/put and /v3/kv/range: base64 bytes, int64 as strings", async () => {
     const put = await post("/v3/kv/put", { key: b64("j/a"), value: b64("alpha") });
     assert.equal(put.status, 200);
