@@ -154,6 +154,12 @@ export interface ApplyEntry {
   term: number;
   /** Absent for entries that only advance the applied index (empty entries, conf changes...). */
   request?: MvccRequest | undefined;
+  /**
+   * Runs just before the request, in batch order (the auth link's permission check, which must
+   * see the auth changes of earlier entries of the same batch); an EtcdError it throws fails
+   * the entry, which then changes nothing.
+   */
+  check?: (() => void) | undefined;
 }
 
 export type ApplyResult =
@@ -489,6 +495,7 @@ export class MvccStore implements ApplyTarget {
         const txn = new WriteTxn(this, this.currentRev);
         const stagedBefore = this.batch.length;
         try {
+          entry.check?.();
           const response = this.execute(entry.request, txn, compactions);
           results.push({ status: "applied", response });
         } catch (err) {

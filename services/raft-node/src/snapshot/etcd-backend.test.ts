@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
+import { AUTH_COLUMN } from "../auth/mod.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import { memberCodec } from "../membership/member-codec.js";
 import { MEMBERS_COLUMN, memberRowKey, removedRowKey } from "../membership/members-table.js";
 import { AlarmAction, AlarmType } from "../mvcc/mod.js";
 import { tempDir, withStore } from "../mvcc/store-fixture.js";
-import { BUCKETS, memberJson, memberRows } from "./etcd-backend.js";
+import { AUTH_REVISION_KEY, authBuckets, BUCKETS, memberJson, memberRows } from "./etcd-backend.js";
 import {
   formatStatus,
   humanizeBytes,
@@ -97,7 +98,7 @@ describe("etcd backend mapping", () => {
             await snapshot.close();
           }
         },
-        { extraColumns: [LEASE_COLUMN, MEMBERS_COLUMN] },
+        { extraColumns: [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN] },
       );
     } finally {
       await dir.remove();
@@ -165,5 +166,37 @@ describe("etcd backend mapping", () => {
     // Go's %.0f rounds a half to even: 20.5 kB prints as 20 kB, 21.5 kB as 22 kB.
     assert.equal(humanizeBytes(20_500), "20 kB");
     assert.equal(humanizeBytes(21_500), "22 kB");
+  });
+});
+
+describe("auth buckets", () => {
+  it("split the auth column into etcd's auth, authUsers and authRoles buckets, keyed by name", () => {
+    const row = (key: string, value: string) => ({ key: Buffer.from(key), value: Buffer.from(value) });
+    const buckets = authBuckets([
+      row("authEnabled", "\x01"),
+      row("authRevision", "\x00\x00\x00\x00\x00\x00\x00\x07"),
+      row("r/root", "role-root"),
+      row("u/alice", "user-alice"),
+      row("u/root", "user-root"),
+    ]);
+    assert.deepEqual(
+      buckets.auth.map((r) => r.key.toString()),
+      ["authEnabled", "authRevision"],
+    );
+    assert.deepEqual(
+      buckets.authUsers.map((r) => [r.key.toString(), r.value.toString()]),
+      [
+        ["alice", "user-alice"],
+        ["root", "user-root"],
+      ],
+    );
+    assert.deepEqual(
+      buckets.authRoles.map((r) => r.key.toString()),
+      ["root"],
+    );
+    // A store that never touched auth: etcd's initial revision 1, nothing else.
+    const fresh = authBuckets([]);
+    assert.deepEqual(fresh.auth, [{ key: AUTH_REVISION_KEY, value: Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]) }]);
+    assert.deepEqual([fresh.authUsers, fresh.authRoles], [[], []]);
   });
 });

@@ -12,12 +12,13 @@
 //   alarm            etcdserverpb.AlarmMember bytes -> empty.
 //   auth             authRevision (u64 BE; 1 on a cluster that never changed auth), and
 //                    authEnabled ({1} or {0}) once auth was ever switched on or off.
-//   authUsers/Roles  user/role name -> authpb.User/Role (empty: auth is not implemented here).
+//   authUsers/Roles  user/role name -> authpb.User/Role (from the auth column's "u/" and "r/" rows).
 //   members          member ID in lowercase hex -> JSON {"id","peerURLs","isLearner"?,"name"?,
 //                    "clientURLs"?} (Go's encoding of membership.Member; the ID as a decimal).
 //   members_removed  member ID in hex -> "removed".
 //   cluster          clusterVersion -> "3.4.0".
 import { etcdserverpb } from "@etcd-ts/api";
+import { AUTH_COLUMN } from "../auth/mod.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import {
   MEMBERS_COLUMN,
@@ -72,11 +73,12 @@ export async function writeEtcdBackend(
   // counts); the revision key space and the leases stream.
   const meta = await collect(view.rows(META_COLUMN));
   const members = await collect(view.rows(MEMBERS_COLUMN));
+  const auth = authBuckets(await collect(view.rows(AUTH_COLUMN)));
   const small: Record<string, Row[]> = {
     [BUCKETS.alarm]: alarmRows(meta),
-    [BUCKETS.auth]: [{ key: AUTH_REVISION_KEY, value: uint64Be(1) }],
-    [BUCKETS.authRoles]: [],
-    [BUCKETS.authUsers]: [],
+    [BUCKETS.auth]: auth.auth,
+    [BUCKETS.authRoles]: auth.authRoles,
+    [BUCKETS.authUsers]: auth.authUsers,
     [BUCKETS.cluster]: [{ key: CLUSTER_VERSION_KEY, value: Buffer.from(context.clusterVersion) }],
     ...memberRows(members, context.memberCodec),
     [BUCKETS.meta]: etcdMetaRows(meta),
@@ -124,6 +126,27 @@ export function uint64Be(n: number): Buffer {
   const out = Buffer.alloc(8);
   out.writeBigUInt64BE(BigInt(n));
   return out;
+}
+
+/**
+ * etcd's three auth buckets from the auth column (auth/auth-store.ts keeps etcd's layout: the
+ * `auth` bucket's keys as they are, users under "u/<name>", roles under "r/<name>"). A store
+ * that never touched auth has etcd's initial authRevision, 1.
+ */
+export function authBuckets(authColumn: Row[]): { auth: Row[]; authUsers: Row[]; authRoles: Row[] } {
+  const auth: Row[] = [];
+  const authUsers: Row[] = [];
+  const authRoles: Row[] = [];
+  for (const row of authColumn) {
+    const prefix = row.key.subarray(0, 2).toString("latin1");
+    if (prefix === "u/") authUsers.push({ key: row.key.subarray(2), value: row.value });
+    else if (prefix === "r/") authRoles.push({ key: row.key.subarray(2), value: row.value });
+    else auth.push(row);
+  }
+  if (!auth.some((row) => row.key.equals(AUTH_REVISION_KEY))) {
+    auth.push({ key: AUTH_REVISION_KEY, value: uint64Be(1) });
+  }
+  return { auth: sortRows(auth), authUsers: sortRows(authUsers), authRoles: sortRows(authRoles) };
 }
 
 /** etcd's meta bucket: the applied index and the compaction marks, nothing member-specific. */

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { appendFile, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { AUTH_COLUMN } from "../auth/mod.js";
 import { memberConfig, parseFlags } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import { memberCodec } from "../membership/member-codec.js";
@@ -15,7 +16,7 @@ import { Wal } from "../wal/mod.js";
 import { restoreSnapshot } from "./restore.js";
 import { SnapshotFileError, writeBackendFile } from "./snapshot-file.js";
 
-const COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN];
+const COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN];
 
 /** A snapshot file as Maintenance.Snapshot sends it: our backend file + sha256 trailer. */
 async function snapshotOf(

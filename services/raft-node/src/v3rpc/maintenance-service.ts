@@ -8,6 +8,7 @@ import type { ServerWritableStream } from "@grpc/grpc-js";
 import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
 import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import { SHA256_SIZE } from "../snapshot/mod.js";
+import { callerOf } from "./caller.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
@@ -47,17 +48,22 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
         dbSizeQuota: BigInt(status.dbSizeQuota),
       };
     }),
-    defragment: unary(async () => {
+    // etcd's authMaintenanceServer: defragment, hash, hashKV and snapshot are root's once auth
+    // is on (status and move-leader are not checked in etcd 3.4).
+    defragment: unary(async (_req: unknown, call) => {
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       await member.defragment();
       return { header: apiHeader(member.header()) };
     }),
-    hash: unary(async () => {
+    hash: unary(async (_req: unknown, call) => {
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       const { hash, revision } = await member.hash();
       return { header: apiHeader(member.header(revision)), hash };
     }),
-    hashKv: unary(async (req: etcdserverpb.HashKVRequest) => {
+    hashKv: unary(async (req: etcdserverpb.HashKVRequest, call) => {
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       const res = await member.hashKV(Number(req.revision));
       return {
@@ -78,6 +84,7 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
     }),
     snapshot: (call: ServerWritableStream<etcdserverpb.SnapshotRequest, etcdserverpb.SnapshotResponse>) => {
       void (async () => {
+        member.isAdminPermitted(await callerOf(member, call.metadata));
         refuseLearner(member);
         const { path, size } = await member.writeSnapshotFile(`client-${process.pid}-${++snapshotSeq}.db`);
         try {
