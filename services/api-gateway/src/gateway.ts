@@ -66,6 +66,9 @@ export class Gateway {
       const cache = new RangeCache({ ...DEFAULT_RANGE_CACHE_OPTIONS, maxEntries: cacheEntries });
       metrics.observeRangeCache(cache);
       rangeCache = new RangeCacheFeed(cache, watches);
+      const feed = rangeCache;
+      feed.setAuthEnabled(tracker.snapshot().authEnabled ?? false);
+      tracker.onChange((snapshot) => feed.setAuthEnabled(snapshot.authEnabled ?? false));
     }
     const unary = new UnaryForwarder(
       tracker,

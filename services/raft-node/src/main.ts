@@ -1,4 +1,5 @@
-// A raft-node member process, started with etcd's flags: parse, wire, serve.
+// A raft-node member process, started with etcd's flags: parse, wire, serve. `raft-node snapshot
+// status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
 import { processRegistry } from "@etcd-ts/telemetry";
@@ -8,6 +9,7 @@ import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
 import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
 import { CLUSTER_VERSION, Member } from "./server/mod.js";
+import { runSnapshotCommand } from "./snapshot/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { ClientServer } from "./v3rpc/client-server.js";
 
@@ -34,6 +36,11 @@ function logDestination(outputs: readonly string[]): DestinationStream {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === "snapshot") {
+    const io = { out: (t: string) => process.stdout.write(t), err: (t: string) => process.stderr.write(t) };
+    process.exitCode = await runSnapshotCommand(process.argv.slice(3), io);
+    return;
+  }
   let config: ReturnType<typeof memberConfig>;
   try {
     config = memberConfig(parseFlags(process.argv.slice(2), process.env));

@@ -1,5 +1,6 @@
 // The public surface of @etcd-ts/raft-node: the member itself (for embedding and in-process
-// tests), its configuration from etcd's flags, and the launcher of real member processes.
+// tests), its configuration from etcd's flags, snapshot files in etcd's format, and the launcher
+// of real member processes.
 export {
   ConfigError,
   FLAGS,
@@ -9,6 +10,16 @@ export {
 } from "./config/flags.js";
 export { clusterIdFor, formatId, memberIdFor } from "./membership/member-id.js";
 export { CLUSTER_VERSION, type EtcdServer, Member, type MemberEvents, SERVER_VERSION } from "./server/mod.js";
+export {
+  BUCKETS,
+  type OpenedSnapshot,
+  openSnapshotFile,
+  type RestoreResult,
+  restoreSnapshot,
+  runSnapshotCommand,
+  SnapshotFileError,
+  snapshotStatus,
+} from "./snapshot/mod.js";
 export {
   freePort,
   LocalCluster,

@@ -157,4 +157,20 @@ describe("RangeCacheFeed", () => {
     feed.ticketFor(rangeOf("a"), false);
     assert.equal(transport.streams.flatMap((s) => s.sent).filter((r) => r.createRequest).length, 1);
   });
+
+  it("answers nothing and drops its watch once auth is enabled, until it is disabled", () => {
+    established(10);
+    const ticket = cached("a", 10);
+    assert.ok(cache.lookup(ticket), "served while auth is off");
+    feed.setAuthEnabled(true);
+    assert.equal(cache.lookup(ticket), undefined, "the cached answer is gone");
+    assert.equal(feed.ticketFor(rangeOf("a"), false), undefined, "no ticket for a call without a token");
+    assert.equal(feed.watching, false);
+    clock += REWATCH_DELAY_MS;
+    assert.equal(feed.ticketFor(rangeOf("a"), false), undefined);
+    assert.equal(feed.watching, false, "no new watch while auth is on");
+    feed.setAuthEnabled(false);
+    assert.ok(feed.ticketFor(rangeOf("a"), false));
+    assert.equal(feed.watching, true);
+  });
 });

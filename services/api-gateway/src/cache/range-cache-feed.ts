@@ -28,6 +28,7 @@ export class RangeCacheFeed {
   /** The highest event revision of a fragmented response still being received. */
   private fragmentThrough = 0;
   private closed = false;
+  private authEnabled = false;
 
   constructor(
     readonly cache: RangeCache,
@@ -40,6 +41,7 @@ export class RangeCacheFeed {
    * a gateway nobody sends serializable reads to holds no watch on the members.
    */
   ticketFor(request: Buffer, carriesAuth: boolean): RangeCacheTicket | undefined {
+    if (this.authEnabled) return undefined;
     const ticket = this.cache.ticketFor(request, carriesAuth);
     if (ticket !== undefined && this.client === undefined) this.watch();
     return ticket;
@@ -50,13 +52,23 @@ export class RangeCacheFeed {
     return this.client !== undefined;
   }
 
+  /**
+   * With auth on, an answer may only go to a caller allowed to read it, which only a member
+   * can tell: the cache empties, drops its watch and answers nothing until auth is off again.
+   */
+  setAuthEnabled(enabled: boolean): void {
+    if (enabled === this.authEnabled) return;
+    this.authEnabled = enabled;
+    if (enabled) this.unwatch();
+  }
+
   close(): void {
     this.closed = true;
     this.unwatch();
   }
 
   private watch(): void {
-    if (this.closed || this.now() < this.rewatchAt) return;
+    if (this.closed || this.authEnabled || this.now() < this.rewatchAt) return;
     const client: HubClient = this.hub.openClient(
       {
         // The hub may answer from inside onClientRequest (a shared watch already running).

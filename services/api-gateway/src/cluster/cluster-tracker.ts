@@ -6,11 +6,16 @@
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { ClusterSnapshot, MemberState } from "../routing/member-selection.js";
-import { decodeMemberListResponse, decodeStatusResponse } from "../wire/etcd-messages.js";
+import {
+  decodeAuthStatusEnabled,
+  decodeMemberListResponse,
+  decodeStatusResponse,
+} from "../wire/etcd-messages.js";
 import { Http2UnaryChannel } from "./http2-unary-channel.js";
 import { addressFromClientUrl, createUpstreamClient, unaryCall } from "./upstream-client.js";
 
 const STATUS_PATH = "/etcdserverpb.Maintenance/Status";
+const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
 const MEMBER_LIST_PATH = "/etcdserverpb.Cluster/MemberList";
 const EMPTY = Buffer.alloc(0);
 
@@ -49,6 +54,8 @@ export function memberIdHex(id: bigint): string {
 export class ClusterTracker {
   private readonly endpoints = new Map<string, Endpoint>();
   private current: ClusterSnapshot = { members: [], leaderId: undefined };
+  /** Whether auth was enabled at the last AuthStatus answer. */
+  private authEnabled = false;
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private refreshAgain = false;
@@ -168,6 +175,7 @@ export class ClusterTracker {
     // Nobody answered in time, but nobody is known to be down either: keep what we knew.
     if (leaders.size === 0 && [...this.endpoints.values()].some((ep) => ep.healthy))
       leaderId = this.current.leaderId;
+    await this.refreshAuthStatus();
     if (leaderId !== this.current.leaderId) this.options.logger.info({ leader: leaderId }, "leader changed");
     this.publish(leaderId);
   }
@@ -208,6 +216,18 @@ export class ClusterTracker {
         }
       }),
     );
+  }
+
+  /** Whether auth is on (the serializable cache must not answer then); unknown keeps the last. */
+  private async refreshAuthStatus(): Promise<void> {
+    for (const ep of [...this.endpoints.values()].filter((e) => e.healthy)) {
+      try {
+        this.authEnabled = decodeAuthStatusEnabled(await this.call(ep.client, AUTH_STATUS_PATH));
+        return;
+      } catch {
+        // Try the next healthy member.
+      }
+    }
   }
 
   private async refreshMembership(): Promise<void> {
@@ -257,7 +277,7 @@ export class ClusterTracker {
         latencyMs: ep.latencyMs,
       });
     }
-    this.current = { members, leaderId };
+    this.current = { members, leaderId, authEnabled: this.authEnabled };
     for (const listener of this.listeners) listener(this.current);
   }
 

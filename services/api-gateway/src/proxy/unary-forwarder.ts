@@ -68,6 +68,8 @@ const SERIALIZABLE_RANGE = {
   idempotent: true,
 } as const satisfies { target: Target; idempotent: boolean };
 
+const AUTH_ENABLE_PATH = "/etcdserverpb.Auth/AuthEnable";
+
 function carriesAuth(metadata: grpc.Metadata): boolean {
   return metadata.get("token").length > 0 || metadata.get("authorization").length > 0;
 }
@@ -228,6 +230,8 @@ export class UnaryForwarder {
       const revision = peekResponseHeader(result.response)?.revision;
       if (revision !== undefined) this.rangeCache!.cache.offer(ticket, result.response, revision);
     } else if (this.rangeCache !== undefined && result.response !== undefined && result.error === undefined) {
+      // Auth enabled through this gateway: no cached answer from now on, not a probe later.
+      if (route.path === AUTH_ENABLE_PATH) this.rangeCache.setAuthEnabled(true);
       if (KEY_WRITES.has(route.path) || (route.route === "txn" && peeked.target.kind === "leader")) {
         const revision = peekResponseHeader(result.response)?.revision;
         if (revision !== undefined) this.rangeCache.cache.acknowledgeWrite(revision);

@@ -17,6 +17,8 @@ export interface ClusterSnapshot {
   readonly members: readonly MemberState[];
   /** The leader's ID, when a healthy member reported one. */
   readonly leaderId: string | undefined;
+  /** A member reported auth enabled at the last refresh (AuthStatus). */
+  readonly authEnabled?: boolean;
 }
 
 export type Target =

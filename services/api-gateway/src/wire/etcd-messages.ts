@@ -217,6 +217,17 @@ export interface MemberInfo {
   isLearner: boolean;
 }
 
+/** AuthStatusResponse.enabled (field 2). */
+export function decodeAuthStatusEnabled(response: Uint8Array): boolean {
+  const r = new WireReader(response);
+  let enabled = false;
+  while (r.next()) {
+    if (r.fieldNumber === 2 && r.wireType === WIRE_VARINT) enabled = r.varint() !== 0;
+    else r.skip();
+  }
+  return enabled;
+}
+
 export function decodeMemberListResponse(response: Uint8Array): {
   header: ResponseHeader;
   members: MemberInfo[];

@@ -22,6 +22,7 @@ import {
   txnRequestFromApi,
 } from "../mvcc/mod.js";
 import type { Applier, ChainEntry } from "./applier-chain.js";
+import { type AuthApplyParts, authRequest, authSubject, isAuthKind } from "./auth-requests.js";
 import { decodeEnvelope, type EntryEnvelope, EntryKind } from "./entry-envelope.js";
 
 /** What a proposer already holds for its request: the decoded form, reused at apply. */
@@ -40,6 +41,7 @@ export interface EntryApplierParts {
   proposals: ProposalWaiters;
   leaseMachine: LeaseStateMachine;
   members: MembersTable;
+  auth: AuthApplyParts;
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
   seedMembers: ReadonlyMap<bigint, MemberInfo>;
   /** Raft's side of a committed ConfChange (its configuration is rebuilt from the log). */
@@ -58,6 +60,7 @@ interface DecodedEntry {
   confChange?: ConfChange;
   request: MvccRequest | undefined;
   quota?: ChainEntry["quota"];
+  subject?: ChainEntry["subject"];
 }
 
 export class EntryApplier {
@@ -88,6 +91,9 @@ export class EntryApplier {
       term: d.entry.term,
       request: d.request,
       quota: d.quota,
+      kind: d.envelope?.kind,
+      caller: d.envelope?.caller,
+      subject: d.subject,
     }));
     const results = await this.parts.chain.applyBatch(batch);
     let membershipChanged = false;
@@ -103,7 +109,11 @@ export class EntryApplier {
         if (confChange.type === ConfChangeType.RemoveNode && confChange.nodeId === this.parts.memberId) {
           this.parts.removed();
         }
-      } else if (envelope !== undefined && envelope.kind >= EntryKind.MemberAttributes) {
+      } else if (
+        envelope !== undefined &&
+        envelope.kind >= EntryKind.MemberAttributes &&
+        envelope.kind <= EntryKind.MemberConfChange
+      ) {
         membershipChanged = true;
       }
       if (envelope === undefined || envelope.proposer !== this.parts.memberId) continue;
@@ -124,8 +134,20 @@ export class EntryApplier {
     const envelope = decodeEnvelope(entry.data);
     const own =
       envelope.proposer === this.parts.memberId ? this.parts.proposals.get(envelope.seq)?.context : undefined;
+    if (isAuthKind(envelope.kind)) {
+      return {
+        entry,
+        envelope,
+        request: authRequest(envelope.kind, envelope.payload, entry.index, this.parts.auth),
+        subject: authSubject(envelope.kind, envelope.payload),
+      };
+    }
     const request = own ?? this.requestOf(envelope);
-    return { entry, envelope, request, quota: quotaOf(envelope.kind, request) };
+    const subject =
+      envelope.kind === EntryKind.LeaseRevoke
+        ? etcdserverpb.LeaseRevokeRequest.decode(envelope.payload).ID
+        : undefined;
+    return { entry, envelope, request, quota: quotaOf(envelope.kind, request), subject };
   }
 
   private requestOf(envelope: EntryEnvelope): MvccRequest {
@@ -168,6 +190,8 @@ export class EntryApplier {
       }
       case EntryKind.MemberConfChange:
         throw new Error("a member conf change envelope in a normal entry");
+      default:
+        throw new Error(`entry kind ${envelope.kind} is not a state machine request here`);
     }
   }
 

@@ -36,11 +36,25 @@ describe("entry envelope", () => {
   it("refuses truncated, unknown-version and unknown-kind entries", () => {
     assert.throws(() => decodeEnvelope(new Uint8Array(5)), EnvelopeFormatError);
     const bad = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array(0));
-    bad[0] = 2;
+    bad[0] = 3;
     assert.throws(() => decodeEnvelope(bad), /version/);
     const badKind = encodeEnvelope(EntryKind.Put, 1n, 1, new Uint8Array(0));
     badKind[1] = 200;
     assert.throws(() => decodeEnvelope(badKind), /kind/);
+  });
+
+  it("carries the caller's name and auth revision when there is one (version 2)", () => {
+    const payload = new Uint8Array([7, 8]);
+    const env = decodeEnvelope(
+      encodeEnvelope(EntryKind.Put, 5n, 6, payload, { username: "älice", revision: 2 ** 40 + 3 }),
+    );
+    assert.deepEqual(env.caller, { username: "älice", revision: 2 ** 40 + 3 });
+    assert.deepEqual([...env.payload], [7, 8]);
+    assert.equal(env.seq, 6);
+    assert.equal(env.proposer, 5n);
+    assert.equal(decodeEnvelope(encodeEnvelope(EntryKind.Put, 5n, 6, payload)).caller, undefined);
+    const cut = encodeEnvelope(EntryKind.Put, 5n, 6, new Uint8Array(0), { username: "bob", revision: 1 });
+    assert.throws(() => decodeEnvelope(cut.subarray(0, cut.length - 1)), EnvelopeFormatError);
   });
 
   it("refuses IDs it cannot represent exactly", () => {

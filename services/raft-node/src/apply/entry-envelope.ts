@@ -11,9 +11,17 @@
 //   10 u32 sequence, high bits
 //   14 u32 sequence, low 32 bits
 //   18 ... payload
+//
+// Version 2 (a request made by an authenticated caller, once auth is on) adds etcd's
+// RequestHeader username/auth_revision after the sequence, so every member checks the same
+// caller at the same auth revision when it applies the entry:
+//   18 u32 auth revision, high bits; 22 u32 low 32 bits; 26 u16 username length; 28 username
+//   28+n ... payload
 
 export const ENVELOPE_VERSION = 1;
+export const ENVELOPE_VERSION_WITH_CALLER = 2;
 export const ENVELOPE_HEADER_BYTES = 18;
+const CALLER_FIXED_BYTES = 10;
 const TWO_32 = 2 ** 32;
 
 export enum EntryKind {
@@ -31,6 +39,26 @@ export enum EntryKind {
   MemberUpdate = 10,
   /** The context of a ConfChange entry: payload is the etcdserverpb.Member added or removed. */
   MemberConfChange = 11,
+  // Auth (etcd's InternalRaftRequest auth members); payloads are the etcdserverpb requests,
+  // with passwords already hashed into hashedPassword (the plain password field is cleared).
+  AuthEnable = 12,
+  AuthDisable = 13,
+  /** Payload: AuthenticateRequest whose `password` field carries the proposer's simple-token
+   * prefix (etcd's InternalAuthenticateRequest.simple_token), never a password. */
+  Authenticate = 14,
+  AuthUserAdd = 15,
+  AuthUserDelete = 16,
+  AuthUserChangePassword = 17,
+  AuthUserGrantRole = 18,
+  AuthUserRevokeRole = 19,
+  AuthUserGet = 20,
+  AuthUserList = 21,
+  AuthRoleAdd = 22,
+  AuthRoleDelete = 23,
+  AuthRoleGrantPermission = 24,
+  AuthRoleRevokePermission = 25,
+  AuthRoleGet = 26,
+  AuthRoleList = 27,
 }
 
 const KINDS = new Set<number>(Object.values(EntryKind).filter((v): v is number => typeof v === "number"));
@@ -41,22 +69,39 @@ export interface EntryEnvelope {
   seq: number;
   /** A view into the entry's bytes; copy it to keep it past the entry's lifetime. */
   payload: Uint8Array;
+  /** The authenticated caller (etcd's RequestHeader username and auth_revision), if any. */
+  caller?: { username: string; revision: number } | undefined;
 }
 
 export class EnvelopeFormatError extends Error {
   override name = "EnvelopeFormatError";
 }
 
-export function encodeEnvelope(kind: EntryKind, proposer: bigint, seq: number, payload: Uint8Array): Buffer {
+export function encodeEnvelope(
+  kind: EntryKind,
+  proposer: bigint,
+  seq: number,
+  payload: Uint8Array,
+  caller?: { username: string; revision: number },
+): Buffer {
   if (proposer < 0n || proposer >= 1n << 64n) throw new RangeError(`bad proposer ${proposer}`);
   if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad sequence ${seq}`);
-  const out = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + payload.length);
-  out[0] = ENVELOPE_VERSION;
+  const name = caller === undefined ? undefined : Buffer.from(caller.username);
+  if (name !== undefined && name.length > 0xffff) throw new RangeError("username too long");
+  const callerBytes = name === undefined ? 0 : CALLER_FIXED_BYTES + name.length;
+  const out = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + callerBytes + payload.length);
+  out[0] = name === undefined ? ENVELOPE_VERSION : ENVELOPE_VERSION_WITH_CALLER;
   out[1] = kind;
   out.writeBigUInt64BE(proposer, 2);
   out.writeUInt32BE(Math.floor(seq / TWO_32), 10);
   out.writeUInt32BE(seq % TWO_32, 14);
-  out.set(payload, ENVELOPE_HEADER_BYTES);
+  if (name !== undefined && caller !== undefined) {
+    out.writeUInt32BE(Math.floor(caller.revision / TWO_32), 18);
+    out.writeUInt32BE(caller.revision % TWO_32, 22);
+    out.writeUInt16BE(name.length, 26);
+    name.copy(out, 28);
+  }
+  out.set(payload, ENVELOPE_HEADER_BYTES + callerBytes);
   return out;
 }
 
@@ -64,11 +109,30 @@ export function decodeEnvelope(bytes: Uint8Array): EntryEnvelope {
   if (bytes.length < ENVELOPE_HEADER_BYTES) {
     throw new EnvelopeFormatError(`entry of ${bytes.length} bytes is shorter than an envelope header`);
   }
-  if (bytes[0] !== ENVELOPE_VERSION) throw new EnvelopeFormatError(`unknown envelope version ${bytes[0]}`);
+  const version = bytes[0];
+  if (version !== ENVELOPE_VERSION && version !== ENVELOPE_VERSION_WITH_CALLER) {
+    throw new EnvelopeFormatError(`unknown envelope version ${version}`);
+  }
   const kind = bytes[1];
   if (!KINDS.has(kind)) throw new EnvelopeFormatError(`unknown entry kind ${kind}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const proposer = view.getBigUint64(2);
   const seq = view.getUint32(10) * TWO_32 + view.getUint32(14);
-  return { kind: kind as EntryKind, proposer, seq, payload: bytes.subarray(ENVELOPE_HEADER_BYTES) };
+  if (version === ENVELOPE_VERSION) {
+    return { kind: kind as EntryKind, proposer, seq, payload: bytes.subarray(ENVELOPE_HEADER_BYTES) };
+  }
+  if (bytes.length < ENVELOPE_HEADER_BYTES + CALLER_FIXED_BYTES) {
+    throw new EnvelopeFormatError("entry too short for its caller header");
+  }
+  const revision = view.getUint32(18) * TWO_32 + view.getUint32(22);
+  const nameEnd = 28 + view.getUint16(26);
+  if (bytes.length < nameEnd) throw new EnvelopeFormatError("entry too short for its caller name");
+  const username = Buffer.from(bytes.buffer, bytes.byteOffset + 28, nameEnd - 28).toString();
+  return {
+    kind: kind as EntryKind,
+    proposer,
+    seq,
+    payload: bytes.subarray(nameEnd),
+    caller: { username, revision },
+  };
 }

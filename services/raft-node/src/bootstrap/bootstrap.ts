@@ -4,6 +4,7 @@
 // then open the state machine's database as of its last applied batch.
 import { mkdir } from "node:fs/promises";
 import { bootstrapStorage, MemoryStorage } from "@etcd-ts/raft";
+import { AUTH_COLUMN } from "../auth/mod.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import { memberCodec, urlString } from "../membership/member-codec.js";
@@ -37,6 +38,7 @@ export interface Bootstrapped {
   /** Members named by --initial-cluster or a peer, for ConfChanges committed without context. */
   seed: Map<bigint, MemberInfo>;
   leaseRows: { key: Buffer; value: Buffer }[];
+  authRows: { key: Buffer; value: Buffer }[];
   /** The snapshot's index: Raft re-delivers committed entries after it. */
   applied: number;
 }
@@ -95,6 +97,7 @@ export async function bootstrap(
     members,
     seed,
     leaseRows: columns.get(LEASE_COLUMN) ?? [],
+    authRows: columns.get(AUTH_COLUMN) ?? [],
   };
 }
 

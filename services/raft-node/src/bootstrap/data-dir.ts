@@ -2,13 +2,14 @@
 // machine's extra column families read back at start-up and after a snapshot install.
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { AUTH_COLUMN } from "../auth/mod.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import { MEMBERS_COLUMN } from "../membership/members-table.js";
 import { RocksBackend } from "../mvcc/rocks-backend.js";
 
 /** Column families other state machines write in the store's batches. */
-export const EXTRA_COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN] as const;
+export const EXTRA_COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN] as const;
 
 export interface Identity {
   memberId: bigint;
@@ -81,7 +82,7 @@ export async function writeIdentity(path: string, identity: Identity): Promise<v
   await rename(tmp, path);
 }
 
-/** The lease and members rows of a closed database, to rebuild those state machines. */
+/** The lease, members and auth rows of a closed database, to rebuild those state machines. */
 export async function readColumns(location: string): Promise<ColumnRows> {
   const db = await RocksBackend.open(location, ["meta", ...EXTRA_COLUMNS]);
   const out: ColumnRows = new Map();

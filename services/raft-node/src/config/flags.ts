@@ -45,6 +45,8 @@ export const FLAGS = {
   "auto-compaction-retention": { kind: "string", default: "0" },
   "auto-compaction-mode": { kind: "string", default: "periodic" },
   "auth-token": { kind: "string", default: "simple" },
+  "auth-token-ttl": { kind: "int", default: "300" },
+  "bcrypt-cost": { kind: "int", default: "10" },
   "experimental-enable-lease-checkpoint": { kind: "bool", default: "false" },
   "experimental-initial-corrupt-check": { kind: "bool", default: "false" },
   "experimental-watch-progress-notify-interval": { kind: "duration", default: "10m0s" },
@@ -257,7 +259,12 @@ export interface MemberConfig {
   maxLearners: number;
   strictReconfigCheck: boolean;
   leaseCheckpoint: boolean;
+  /** etcd's --auth-token: "simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...". */
   authToken: string;
+  /** Seconds a simple token lives after its last use. */
+  authTokenTtl: number;
+  /** bcrypt cost of password hashes (etcd's --bcrypt-cost). */
+  bcryptCost: number;
   logLevel: string;
   /** zap or capnslog (etcd 3.4's two loggers): the shape of the log lines. */
   logger: "zap" | "capnslog";
@@ -402,7 +409,9 @@ export function memberConfig(values: FlagValues): MemberConfig {
       "experimental-enable-lease-checkpoint",
       values["experimental-enable-lease-checkpoint"],
     ),
-    authToken: values["auth-token"],
+    authToken: parseAuthToken(values["auth-token"]),
+    authTokenTtl: parseInt64("auth-token-ttl", values["auth-token-ttl"]),
+    bcryptCost: parseBcryptCost(values["bcrypt-cost"]),
     logLevel: debug ? "debug" : values["log-level"],
     logger,
     logOutputs: logOutputs.map((o) => (o === "default" ? "stderr" : o)),
@@ -415,4 +424,20 @@ export function memberConfig(values: FlagValues): MemberConfig {
     autoTls: parseBool("auto-tls", values["auto-tls"]),
     peerAutoTls: parseBool("peer-auto-tls", values["peer-auto-tls"]),
   };
+}
+
+/** etcd's --auth-token: "simple", or "jwt,..." (its options are read when the member opens). */
+function parseAuthToken(value: string): string {
+  const type = value.split(",")[0];
+  if (type === "simple" || type === "jwt") return value;
+  throw new Error(`invalid --auth-token ${JSON.stringify(value)}: token type must be simple or jwt`);
+}
+
+/** Go's bcrypt accepts costs 4..31 (etcd checks the same at start). */
+function parseBcryptCost(value: string): number {
+  const cost = Number(value);
+  if (!Number.isInteger(cost) || cost < 4 || cost > 31) {
+    throw new Error(`invalid --bcrypt-cost ${value}: must be between 4 and 31`);
+  }
+  return cost;
 }

@@ -60,6 +60,11 @@ export class MembersTable {
     return this.byId.has(id);
   }
 
+  /** IDs of removed members, ascending. */
+  removed(): MemberId[] {
+    return [...this.removedIds].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
   isRemoved(id: MemberId): boolean {
     return this.removedIds.has(id);
   }

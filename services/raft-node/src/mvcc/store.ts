@@ -75,6 +75,13 @@ import {
 
 export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
 
+/** A consistent read-only view of every column family; see MvccStore.openView. */
+export interface StoreView {
+  /** The column's rows in key order, in chunks; each column can be read once. */
+  rows(column: string, chunkRows?: number): AsyncGenerator<{ keys: Buffer[]; values: Buffer[] }>;
+  close(): void;
+}
+
 export interface MvccStoreOptions {
   /** Backend size past which writes are refused (etcd's --quota-backend-bytes). */
   quotaBytes?: number;
@@ -147,6 +154,12 @@ export interface ApplyEntry {
   term: number;
   /** Absent for entries that only advance the applied index (empty entries, conf changes...). */
   request?: MvccRequest | undefined;
+  /**
+   * Runs just before the request, in batch order (the auth link's permission check, which must
+   * see the auth changes of earlier entries of the same batch); an EtcdError it throws fails
+   * the entry, which then changes nothing.
+   */
+  check?: (() => void) | undefined;
 }
 
 export type ApplyResult =
@@ -204,12 +217,24 @@ export interface HistoryResult {
   revision: number;
 }
 
-const META_COLUMN = "meta";
+export const META_COLUMN = "meta";
 const META_CONSISTENT_INDEX = Buffer.from("consistent_index");
 const META_TERM = Buffer.from("term");
 const META_SCHEDULED_COMPACT = Buffer.from("scheduledCompactRev");
 const META_FINISHED_COMPACT = Buffer.from("finishedCompactRev");
 const META_ALARM_PREFIX = Buffer.from("alarm/");
+
+/**
+ * The "meta" column's keys. The applied index and the compaction marks are etcd's own bucket
+ * entries (same names, same encodings); the term and the alarms (etcd keeps those in its
+ * "alarm" bucket) are this store's.
+ */
+export const META_KEYS = {
+  consistentIndex: META_CONSISTENT_INDEX,
+  term: META_TERM,
+  scheduledCompactRev: META_SCHEDULED_COMPACT,
+  finishedCompactRev: META_FINISHED_COMPACT,
+} as const;
 const HASH_KEY_BUCKET = Buffer.from("key");
 const HASH_META_BUCKET = Buffer.from("meta");
 const EMPTY = Buffer.alloc(0);
@@ -470,6 +495,7 @@ export class MvccStore implements ApplyTarget {
         const txn = new WriteTxn(this, this.currentRev);
         const stagedBefore = this.batch.length;
         try {
+          entry.check?.();
           const response = this.execute(entry.request, txn, compactions);
           results.push({ status: "applied", response });
         } catch (err) {
@@ -931,6 +957,42 @@ export class MvccStore implements ApplyTarget {
     }
   }
 
+  /**
+   * One consistent view of every column family ("default" = the revision key space, "meta", and
+   * the extra columns): all iterators are created now, in one tick, so a caller may read the
+   * columns in any order (etcd's bucket order, for a bbolt snapshot). Close it when done.
+   */
+  async openView(): Promise<StoreView> {
+    if (this.exclusive !== undefined) await this.passExclusive();
+    this.assertUsable();
+    const names = ["default", META_COLUMN, ...this.extraColumns];
+    const iterators = new Map(
+      names.map((name) => [
+        name,
+        this.db.iterator(name === "default" ? {} : { column: this.db.columns[name]! }),
+      ]),
+    );
+    this.readers++;
+    let open = true;
+    return {
+      async *rows(column: string, chunkRows = 1000) {
+        const it = iterators.get(column);
+        if (it === undefined) throw new Error(`mvcc: no column ${column} in the view`);
+        for (;;) {
+          const chunk = await it.next(chunkRows);
+          if (chunk.keys.length > 0) yield { keys: chunk.keys, values: chunk.values };
+          if (chunk.finished) return;
+        }
+      },
+      close: () => {
+        if (!open) return;
+        open = false;
+        for (const it of iterators.values()) it.close();
+        this.readers--;
+      },
+    };
+  }
+
   // --- quota and defragmentation -------------------------------------------------------------
 
   /**
@@ -1123,6 +1185,13 @@ function encodeAlarmKey(member: AlarmMember): Buffer {
   const type = Buffer.allocUnsafe(4);
   type.writeUInt32BE(member.alarm, 0);
   return Buffer.concat([META_ALARM_PREFIX, idBytes(member.memberID), type]);
+}
+
+/** The alarm a meta row stands for, or undefined for any other meta row. */
+export function alarmOfMetaKey(key: Buffer): AlarmMember | undefined {
+  return key.subarray(0, META_ALARM_PREFIX.length).equals(META_ALARM_PREFIX)
+    ? decodeAlarmKey(key)
+    : undefined;
 }
 
 function decodeAlarmKey(key: Buffer): AlarmMember {

@@ -1,6 +1,6 @@
 // The state machine's image as one file: every RocksDB row of every column family. It is what a
-// leader streams to a follower with a Raft snapshot, and what Maintenance.Snapshot streams to
-// `etcdctl snapshot save`. Logical rows rather than RocksDB's SST files: the receiver rebuilds a
+// leader streams to a follower with a Raft snapshot (Maintenance.Snapshot streams etcd's bbolt
+// format instead: src/snapshot). Logical rows rather than RocksDB's SST files: the receiver rebuilds a
 // fresh database, so the image does not depend on the sender's compaction state.
 //
 // Layout: "etcdtsIM" magic, u32 version; then blocks of

@@ -6,7 +6,7 @@
 //   lease/, watch/, membership/, mvcc/   the state machines the entries change
 // Client calls wait in a registry for their entry to be applied here; linearizable reads wait
 // for a batched ReadIndex round.
-import { rename, rm } from "node:fs/promises";
+import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, EtcdError, etcdserverpb, type peer } from "@etcd-ts/api";
@@ -22,11 +22,24 @@ import {
 import type { Server } from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
+import type { AuthenticateApplied } from "../apply/auth-requests.js";
 import { EntryApplier, type ProposalContext } from "../apply/entry-applier.js";
 import { EntryKind, encodeEnvelope } from "../apply/entry-envelope.js";
+import {
+  AUTH_COLUMN,
+  type AuthInfo,
+  AuthStore,
+  hashPassword,
+  JwtTokens,
+  parseJwtOptions,
+  passwordMatches,
+  ROOT_USER,
+  SimpleTokens,
+  simpleTokenPrefix,
+} from "../auth/mod.js";
 import { bootstrap, openStore } from "../bootstrap/bootstrap.js";
 import { EXTRA_COLUMNS, type Layout, readColumns } from "../bootstrap/data-dir.js";
-import type { MemberConfig } from "../config/flags.js";
+import { type MemberConfig, parseGoDuration } from "../config/flags.js";
 import {
   LEASE_COLUMN,
   type LeaseCheckpoint,
@@ -68,12 +81,13 @@ import type {
 } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
+import { writeBackendFile } from "../snapshot/mod.js";
 import type { KeyPair } from "../transport/auto-tls.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
-import type { EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
+import type { AuthMethod, EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
 import { WaitRegistry } from "./wait-registry.js";
 
 export interface MemberLogger extends TransportLogger {
@@ -133,6 +147,10 @@ export class Member implements EtcdServer {
   private readonly applier: EntryApplier;
   private readonly layout: Layout;
   private readonly leaseMachine: LeaseStateMachine;
+  private readonly authStore = new AuthStore();
+  private readonly tokens: SimpleTokens;
+  /** --auth-token jwt: tokens are signed and verified instead of kept in `tokens`. */
+  private readonly jwt: JwtTokens | undefined;
   private readonly leaseIds: LeaseIdGenerator;
   private readonly leasePoller: LeasePoller;
   private readonly proposals: WaitRegistry<ProposalContext>;
@@ -181,11 +199,22 @@ export class Member implements EtcdServer {
       },
     });
     this.leaseMachine.recover(parts.leaseRows);
+    this.authStore.restore(parts.authRows);
+    this.tokens = new SimpleTokens(config.authTokenTtl * 1000, () => performance.now());
+    this.jwt = config.authToken.startsWith("jwt")
+      ? new JwtTokens(
+          parseJwtOptions(config.authToken.slice("jwt".length), (d) => parseGoDuration("auth-token", d)),
+        )
+      : undefined;
     this.leaseIds = new LeaseIdGenerator(this.id, Date.now());
     this.leasePoller = new LeasePoller(this.lessor, {
       proposeRevoke: (id) => {
         const payload = etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
-        this.proposeInternal(EntryKind.LeaseRevoke, payload);
+        // etcd revokes expired leases as root (authStore.WithRoot): the auth link lets it.
+        const root = this.authStore.enabled
+          ? { username: ROOT_USER, revision: this.authStore.revision }
+          : undefined;
+        this.proposeInternal(EntryKind.LeaseRevoke, payload, root);
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
         const payload = etcdserverpb.LeaseCheckpointRequest.encode({
@@ -252,6 +281,7 @@ export class Member implements EtcdServer {
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
         ticked: (now) => {
           this.reads.tick();
+          this.tokens.expire();
           const expired = this.proposals.expire(now, () => this.timeoutError());
           if (expired > 0) this.metrics.proposalsFailed.inc(expired);
         },
@@ -262,10 +292,15 @@ export class Member implements EtcdServer {
     this.applier = new EntryApplier(
       {
         memberId: this.id,
-        chain: applierChain(() => this.store),
+        chain: applierChain(
+          () => this.store,
+          () => this.authStore,
+          (id) => this.lessor.lookup(id)?.keys ?? [],
+        ),
         proposals: this.proposals,
         leaseMachine: this.leaseMachine,
         members: this.membership,
+        auth: { store: this.authStore, tokens: this.tokens, assignSimpleTokens: this.jwt === undefined },
         seedMembers: this.seedMembers,
         applyConfChange: (cc) => this.raft.applyConfChange(cc),
         membershipChanged: () => this.refreshPeers(),
@@ -363,12 +398,17 @@ export class Member implements EtcdServer {
    * Proposes a request and resolves with its apply result on this member. `payload` is the
    * request's protobuf bytes as received; `context`, its decoded form, skips decoding at apply.
    */
-  private propose(kind: EntryKind, payload: Uint8Array, context: ProposalContext): Promise<unknown> {
+  private propose(
+    kind: EntryKind,
+    payload: Uint8Array,
+    context: ProposalContext,
+    caller?: AuthInfo,
+  ): Promise<unknown> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     if (payload.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
     const { seq, done } = this.proposals.register<unknown>(context, performance.now());
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload));
+      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller));
     } catch (err) {
       this.metrics.proposalsFailed.inc();
       this.proposals.reject(
@@ -380,10 +420,10 @@ export class Member implements EtcdServer {
   }
 
   /** Proposals nobody waits for (lease expiry, checkpoints, alarms); failures are retried by their owners. */
-  private proposeInternal(kind: EntryKind, payload: Uint8Array): void {
+  private proposeInternal(kind: EntryKind, payload: Uint8Array, caller?: AuthInfo): void {
     if (this.raft.isStopped) return;
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload));
+      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload, caller));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
     }
@@ -425,21 +465,28 @@ export class Member implements EtcdServer {
     return this.reads.wait();
   }
 
-  async put(request: PutRequest, raw?: Uint8Array): Promise<PutResponse> {
+  async put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse> {
     // The store's PutRequest has the API's fields and types (the lease ID is a bigint in both).
     const payload = raw ?? etcdserverpb.PutRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Put, payload, { put: request })) as PutResponse;
+    return (await this.propose(EntryKind.Put, payload, { put: request }, caller)) as PutResponse;
   }
 
-  async deleteRange(request: DeleteRangeRequest, raw?: Uint8Array): Promise<DeleteRangeResponse> {
+  async deleteRange(
+    request: DeleteRangeRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+  ): Promise<DeleteRangeResponse> {
     const payload = raw ?? etcdserverpb.DeleteRangeRequest.encode(request).finish();
-    return (await this.propose(EntryKind.DeleteRange, payload, {
-      deleteRange: request,
-    })) as DeleteRangeResponse;
+    return (await this.propose(
+      EntryKind.DeleteRange,
+      payload,
+      { deleteRange: request },
+      caller,
+    )) as DeleteRangeResponse;
   }
 
-  async txn(request: TxnRequest, raw: Uint8Array): Promise<TxnResponse> {
-    return (await this.propose(EntryKind.Txn, raw, { txn: request })) as TxnResponse;
+  async txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse> {
+    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller)) as TxnResponse;
   }
 
   async compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse> {
@@ -492,9 +539,9 @@ export class Member implements EtcdServer {
     return (await this.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
   }
 
-  async leaseRevoke(id: bigint, raw?: Uint8Array): Promise<{ revision: number }> {
+  async leaseRevoke(id: bigint, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }> {
     const payload = raw ?? etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
-    return (await this.propose(EntryKind.LeaseRevoke, payload, undefined)) as { revision: number };
+    return (await this.propose(EntryKind.LeaseRevoke, payload, undefined, caller)) as { revision: number };
   }
 
   leaseExists(id: bigint): boolean {
@@ -511,6 +558,90 @@ export class Member implements EtcdServer {
 
   leaseRenew(id: bigint): number {
     return this.lessor.renew(id);
+  }
+
+  // ---- auth ---------------------------------------------------------------------------------------
+
+  get authEnabled(): boolean {
+    return this.authStore.enabled;
+  }
+
+  get authRevision(): number {
+    return this.authStore.revision;
+  }
+
+  /**
+   * etcd's AuthInfoFromCtx: who a token names (a simple token at the current auth revision, a
+   * JWT at the revision it was issued at). A simple token names the entry that created it; a
+   * member that has not applied that entry yet waits for it (etcd's indexWaiter), so a token
+   * from the leader works at once on a follower.
+   */
+  async authInfoFromToken(token: string | undefined): Promise<AuthInfo | undefined> {
+    if (token === undefined) return undefined;
+    if (this.jwt !== undefined) {
+      const info = this.jwt.info(token);
+      if (info === undefined) throw new EtcdError("InvalidAuthToken");
+      return info;
+    }
+    let username = this.tokens.userOf(token);
+    if (username === undefined) {
+      const index = Number(token.slice(token.lastIndexOf(".") + 1));
+      if (Number.isSafeInteger(index) && index > this.applier.appliedIndex) {
+        await this.reads.waitApplied(index).catch(() => {});
+        username = this.tokens.userOf(token);
+      }
+    }
+    if (username === undefined) throw new EtcdError("InvalidAuthToken");
+    return { username, revision: this.authStore.revision };
+  }
+
+  isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void {
+    this.authStore.isRangePermitted(caller, key, rangeEnd);
+  }
+
+  isAdminPermitted(caller: AuthInfo | undefined): void {
+    this.authStore.isAdminPermitted(caller);
+  }
+
+  /**
+   * etcd's Authenticate (v3_server.go): the password is compared here, off the apply path (on
+   * libuv's pool), then an entry assigns the token on every member; if the auth store changed
+   * between the check and the apply, the check is made again.
+   */
+  async authenticate(name: string, password: string): Promise<string> {
+    await this.linearizableRead();
+    for (let attempt = 0; ; attempt++) {
+      const hash = this.authStore.passwordHashOf(name);
+      const checkedRevision = this.authStore.revision;
+      if (!(await passwordMatches(password, hash))) throw new EtcdError("AuthFailed");
+      const payload = etcdserverpb.AuthenticateRequest.encode({
+        name,
+        password: simpleTokenPrefix(),
+      }).finish();
+      const applied = (await this.propose(EntryKind.Authenticate, payload, undefined)) as AuthenticateApplied;
+      if (applied.revision === checkedRevision || attempt >= 2) {
+        return this.jwt !== undefined ? this.jwt.assign(applied.username, applied.revision) : applied.token;
+      }
+    }
+  }
+
+  /** An auth change or read through Raft; passwords are hashed here, before proposing. */
+  async authCall(method: AuthMethod, request: Record<string, unknown>, caller?: AuthInfo): Promise<unknown> {
+    const [kind, encode] = AUTH_METHODS[method];
+    let message = request;
+    if (method === "userAdd") {
+      const r = request as unknown as etcdserverpb.AuthUserAddRequest;
+      const noPassword = r.options?.noPassword ?? false;
+      const hashed = noPassword
+        ? ""
+        : (await hashPassword(r.password, this.config.bcryptCost)).toString("latin1");
+      message = { ...r, password: "", hashedPassword: hashed };
+    } else if (method === "userChangePassword") {
+      const r = request as unknown as etcdserverpb.AuthUserChangePasswordRequest;
+      const hashed = (await hashPassword(r.password, this.config.bcryptCost)).toString("latin1");
+      message = { ...r, password: "", hashedPassword: hashed };
+    }
+    return this.propose(kind, encode(message), undefined, caller);
   }
 
   // ---- cluster ------------------------------------------------------------------------------------
@@ -630,16 +761,20 @@ export class Member implements EtcdServer {
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
-  async writeSnapshotImage(name: string): Promise<{ path: string; size: number }> {
+  async writeSnapshotFile(name: string): Promise<{ path: string; size: number }> {
+    await removeStaleSnapshotFiles(this.layout.snapDir);
     const path = join(this.layout.snapDir, name);
+    const view = await this.store.openView();
     try {
       const started = performance.now();
-      const size = await writeStateImage(this.store.exportRows(), path);
+      const size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
       this.metrics.backendSnapshot.observe((performance.now() - started) / 1000);
       return { path, size };
     } catch (err) {
       await rm(path, { force: true });
       throw err;
+    } finally {
+      view.close();
     }
   }
 
@@ -665,6 +800,7 @@ export class Member implements EtcdServer {
     await rm(image, { force: true });
     const columns = await readColumns(location);
     this.membership.restore(columns.get(MEMBERS_COLUMN) ?? []);
+    this.authStore.restore(columns.get(AUTH_COLUMN) ?? []);
     this.store = await openStore(location, this.config, (id) => this.lessor.lookup(id) !== undefined, {
       backendCommit: (seconds) => this.metrics.backendCommit.observe(seconds),
     });
@@ -783,3 +919,43 @@ export class Member implements EtcdServer {
     await this.store.close().catch(() => {});
   }
 }
+
+/** Snapshot files left by an earlier process (killed mid-stream) are garbage; ours carry our pid. */
+async function removeStaleSnapshotFiles(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = /^client-(\d+)-\d+\.(db|image)$/.exec(name)?.[1];
+    if (pid !== undefined && Number(pid) !== process.pid) await rm(join(dir, name), { force: true });
+  }
+}
+
+type Encoder = (message: Record<string, unknown>) => Uint8Array;
+const encoder =
+  <T>(codec: { encode(m: T): { finish(): Uint8Array } }): Encoder =>
+  (m) =>
+    codec.encode(m as T).finish();
+
+/** Each auth call's entry kind and request codec. */
+const AUTH_METHODS: Record<AuthMethod, [EntryKind, Encoder]> = {
+  authEnable: [EntryKind.AuthEnable, encoder(etcdserverpb.AuthEnableRequest)],
+  authDisable: [EntryKind.AuthDisable, encoder(etcdserverpb.AuthDisableRequest)],
+  userAdd: [EntryKind.AuthUserAdd, encoder(etcdserverpb.AuthUserAddRequest)],
+  userDelete: [EntryKind.AuthUserDelete, encoder(etcdserverpb.AuthUserDeleteRequest)],
+  userChangePassword: [EntryKind.AuthUserChangePassword, encoder(etcdserverpb.AuthUserChangePasswordRequest)],
+  userGrantRole: [EntryKind.AuthUserGrantRole, encoder(etcdserverpb.AuthUserGrantRoleRequest)],
+  userRevokeRole: [EntryKind.AuthUserRevokeRole, encoder(etcdserverpb.AuthUserRevokeRoleRequest)],
+  userGet: [EntryKind.AuthUserGet, encoder(etcdserverpb.AuthUserGetRequest)],
+  userList: [EntryKind.AuthUserList, encoder(etcdserverpb.AuthUserListRequest)],
+  roleAdd: [EntryKind.AuthRoleAdd, encoder(etcdserverpb.AuthRoleAddRequest)],
+  roleDelete: [EntryKind.AuthRoleDelete, encoder(etcdserverpb.AuthRoleDeleteRequest)],
+  roleGrantPermission: [
+    EntryKind.AuthRoleGrantPermission,
+    encoder(etcdserverpb.AuthRoleGrantPermissionRequest),
+  ],
+  roleRevokePermission: [
+    EntryKind.AuthRoleRevokePermission,
+    encoder(etcdserverpb.AuthRoleRevokePermissionRequest),
+  ],
+  roleGet: [EntryKind.AuthRoleGet, encoder(etcdserverpb.AuthRoleGetRequest)],
+  roleList: [EntryKind.AuthRoleList, encoder(etcdserverpb.AuthRoleListRequest)],
+};

@@ -4,6 +4,8 @@ export type { LeaseGrantApplied, LeaseTimeToLive } from "../lease/mod.js";
 export type { MemberInfo } from "../membership/members-table.js";
 export { CLUSTER_VERSION, Member, type MemberEvents, type MemberLogger, SERVER_VERSION } from "./member.js";
 export type {
+  AuthApi,
+  AuthMethod,
   ClusterApi,
   EtcdServer,
   LeaseApi,

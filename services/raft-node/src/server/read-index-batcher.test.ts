@@ -95,4 +95,21 @@ describe("ReadIndexBatcher", () => {
     batcher.rejectAll(() => new Error("stopped"));
     await assert.rejects(read, /stopped/);
   });
+
+  it("waitApplied (a simple token's entry) resolves once applied, without a ReadIndex round, or times out", async () => {
+    const { batcher, requests, state } = harness();
+    state.applied = 5;
+    await batcher.waitApplied(5);
+    const later = batcher.waitApplied(8);
+    const never = batcher.waitApplied(100);
+    assert.equal(requests.length, 0, "no round is needed to wait for a known index");
+    batcher.onApplied(7);
+    assert.equal(await settled(later), false);
+    state.applied = 8;
+    batcher.onApplied(8);
+    await later;
+    state.now = 2000;
+    batcher.tick();
+    await assert.rejects(never, /request timed out/);
+  });
 });

@@ -56,6 +56,20 @@ export class ReadIndexBatcher {
     });
   }
 
+  /**
+   * Resolves once this member has applied `index` (etcd's indexWaiter, which a simple token
+   * naming a later entry waits on); rejects with the timeout error like a read.
+   */
+  waitApplied(index: number): Promise<void> {
+    if (this.options.appliedIndex() >= index) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waitingApply.push({
+        index,
+        reads: [{ deadline: this.options.now() + this.options.timeoutMs, resolve, reject }],
+      });
+    });
+  }
+
   /** A ReadState from Raft's Ready. */
   onReadState(ctx: Uint8Array, index: number): void {
     const round = this.round;

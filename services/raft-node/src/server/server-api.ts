@@ -7,6 +7,7 @@
 // bigint): v3rpc converts the API's messages (mvcc/api-shapes.ts) and writes KV answers with
 // mvcc's response codec.
 import type { Status } from "@etcd-ts/raft";
+import type { AuthInfo } from "../auth/mod.js";
 import type { LeaseGrantApplied, LeaseTimeToLive } from "../lease/mod.js";
 import type { MemberInfo } from "../membership/members-table.js";
 import type {
@@ -57,10 +58,11 @@ export interface RaftKV {
   range(request: RangeRequest): Promise<RangeResponse>;
   /** Waits until a read at this member is linearizable (ReadIndex, batched). */
   linearizableRead(): Promise<void>;
-  put(request: PutRequest, raw?: Uint8Array): Promise<PutResponse>;
-  deleteRange(request: DeleteRangeRequest, raw?: Uint8Array): Promise<DeleteRangeResponse>;
+  /** Writes carry their caller in the entry (etcd's RequestHeader), checked at apply. */
+  put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse>;
+  deleteRange(request: DeleteRangeRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<DeleteRangeResponse>;
   /** `raw`: the TxnRequest's bytes (the store's shape has numbers where the API has int64s). */
-  txn(request: TxnRequest, raw: Uint8Array): Promise<TxnResponse>;
+  txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse>;
   /** Answers once applied; a physical compaction, once the old revisions are gone. */
   compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse>;
 }
@@ -78,7 +80,7 @@ export interface LeaseApi {
   nextLeaseId(): bigint;
   /** `TTL` in seconds; a client's int64 beyond etcd's MaxLeaseTTL keeps its order as a number. */
   leaseGrant(grant: { ID: bigint; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied>;
-  leaseRevoke(id: bigint, raw?: Uint8Array): Promise<{ revision: number }>;
+  leaseRevoke(id: bigint, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }>;
   leaseExists(id: bigint): boolean;
   leaseTimeToLive(id: bigint, keys: boolean): LeaseTimeToLive;
   leases(): bigint[];
@@ -115,8 +117,45 @@ export interface MaintenanceApi {
   hashKV(revision: number): Promise<HashKVResponse>;
   /** On the leader: hands leadership to `target`; false if it did not lead in time. */
   moveLeader(target: bigint, timeoutMs: number): Promise<boolean>;
-  /** Writes the state machine's image (what `etcdctl snapshot save` receives) as file `name` in the member's snapshot directory; its path and size. */
-  writeSnapshotImage(name: string): Promise<{ path: string; size: number }>;
+  /**
+   * Writes etcd 3.4's snapshot file (a bbolt database laid out as etcd's backend, without the
+   * sha256 trailer) from one consistent view of the store, as file `name` in the member's snapshot
+   * directory: what `etcdctl snapshot save` receives. Its path and size.
+   */
+  writeSnapshotFile(name: string): Promise<{ path: string; size: number }>;
+}
+
+/** The auth calls that go through Raft (etcd's Authenticator minus Authenticate). */
+export type AuthMethod =
+  | "authEnable"
+  | "authDisable"
+  | "userAdd"
+  | "userDelete"
+  | "userChangePassword"
+  | "userGrantRole"
+  | "userRevokeRole"
+  | "userGet"
+  | "userList"
+  | "roleAdd"
+  | "roleDelete"
+  | "roleGrantPermission"
+  | "roleRevokePermission"
+  | "roleGet"
+  | "roleList";
+
+/** etcd's AuthStore as the RPC layer uses it, and its Authenticator. */
+export interface AuthApi {
+  readonly authEnabled: boolean;
+  readonly authRevision: number;
+  /** Who a request's token names (undefined: no token); an unknown token: InvalidAuthToken. */
+  authInfoFromToken(token: string | undefined): Promise<AuthInfo | undefined>;
+  /** Throw etcd's error when the caller may not read the range / is not root (auth on). */
+  isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void;
+  isAdminPermitted(caller: AuthInfo | undefined): void;
+  /** Checks the password (off the apply path) and returns a new token. */
+  authenticate(name: string, password: string): Promise<string>;
+  /** Proposes an auth call; resolves with what its apply answered (roles, users, perm...). */
+  authCall(method: AuthMethod, request: Record<string, unknown>, caller?: AuthInfo): Promise<unknown>;
 }
 
 /** Everything v3rpc uses: the server as its RPC handlers see it. */
@@ -126,7 +165,8 @@ export interface EtcdServer
     QuotaAlarmer,
     LeaseApi,
     ClusterApi,
-    MaintenanceApi {
+    MaintenanceApi,
+    AuthApi {
   readonly flags: RpcFlags;
   /** Watches (the watch package's hub over this member's store). */
   readonly watchable: WatchableStore;

@@ -6,25 +6,12 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
+import { eventually } from "./eventually.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 
 const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 
 const ctl = etcdctl;
-
-async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 40_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (${String(last)})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not installed" }, () => {
   let cluster: LocalCluster;

@@ -6,6 +6,7 @@ import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
 import { Metadata } from "@grpc/grpc-js";
 import { apiHeader } from "../mvcc/mod.js";
 import type { EtcdServer, MemberInfo } from "../server/mod.js";
+import { callerOf, tokenOf } from "./caller.js";
 import { refuseLearner } from "./kv-service.js";
 import type { LeaderClients } from "./leader-clients.js";
 import { unary } from "./rpc-errors.js";
@@ -34,7 +35,9 @@ export function validPeerUrls(urls: readonly string[]): boolean {
 export function clusterService(member: EtcdServer, leader: LeaderClients): etcdserverpb.ClusterServer {
   const list = () => member.members().map(toPbMember);
   return {
-    memberAdd: unary(async (req: etcdserverpb.MemberAddRequest) => {
+    memberAdd: unary(async (req: etcdserverpb.MemberAddRequest, call) => {
+      // etcd's checkMembershipOperationPermission: root only once auth is on.
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       const added = await member.addMember(req.peerURLs, req.isLearner);
@@ -44,12 +47,16 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
         members: added.members.map(toPbMember),
       };
     }),
-    memberRemove: unary(async (req: etcdserverpb.MemberRemoveRequest) => {
+    memberRemove: unary(async (req: etcdserverpb.MemberRemoveRequest, call) => {
+      // etcd's checkMembershipOperationPermission: root only once auth is on.
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       const members = await member.removeMember(req.ID);
       return { header: apiHeader(member.header()), members: members.map(toPbMember) };
     }),
-    memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest) => {
+    memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest, call) => {
+      // etcd's checkMembershipOperationPermission: root only once auth is on.
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       await member.updateMember(req.ID, req.peerURLs);
@@ -59,13 +66,19 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       refuseLearner(member);
       return { header: apiHeader(member.header()), members: list() };
     }),
-    memberPromote: unary(async (req: etcdserverpb.MemberPromoteRequest) => {
+    memberPromote: unary(async (req: etcdserverpb.MemberPromoteRequest, call) => {
+      // etcd's checkMembershipOperationPermission: root only once auth is on.
+      member.isAdminPermitted(await callerOf(member, call.metadata));
       refuseLearner(member);
       if (!member.isLeader) {
         const client = leader.clusterClient();
         return new Promise<etcdserverpb.MemberPromoteResponse>((resolve, reject) =>
-          client.memberPromote(req, new Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
-            err ? reject(err) : resolve(res),
+          // The leader checks the same caller: its token goes along.
+          client.memberPromote(
+            req,
+            forwardedToken(call.metadata),
+            { deadline: Date.now() + 10_000 },
+            (err, res) => (err ? reject(err) : resolve(res)),
           ),
         );
       }
@@ -73,4 +86,11 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       return { header: apiHeader(member.header()), members: members.map(toPbMember) };
     }),
   };
+}
+
+function forwardedToken(incoming: Metadata | undefined): Metadata {
+  const md = new Metadata();
+  const token = tokenOf(incoming);
+  if (token !== undefined) md.set("token", token);
+  return md;
 }

@@ -6,7 +6,18 @@ import { etcdserverpb, type v3electionpb } from "@etcd-ts/api";
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status } from "@grpc/grpc-js";
 import { apiHeader, apiKeyValue } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
-import { enqueue, owner, prefixEnd, proposeTxn, queueKey, waitEvent, waitForTurn } from "./key-queue.js";
+import { callerOf } from "./caller.js";
+import {
+  enqueue,
+  type KeyQueueServer,
+  onBehalfOf,
+  owner,
+  prefixEnd,
+  proposeTxn,
+  queueKey,
+  waitEvent,
+  waitForTurn,
+} from "./key-queue.js";
 import { refuseLearner } from "./kv-service.js";
 import { deleteKey } from "./lock-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
@@ -23,9 +34,9 @@ function prefixOf(name: Buffer): Buffer {
 }
 
 export function electionService(member: EtcdServer): v3electionpb.ElectionServer {
-  const proclaim = async (leader: v3electionpb.LeaderKey, value: Buffer) => {
+  const proclaim = async (as: KeyQueueServer, leader: v3electionpb.LeaderKey, value: Buffer) => {
     const res = await proposeTxn(
-      member,
+      as,
       etcdserverpb.TxnRequest.fromPartial({
         compare: [{ key: leader.key, target: CREATE, result: 0, createRevision: leader.rev }],
         success: [{ requestPut: { key: leader.key, value, lease: leader.lease } }],
@@ -44,16 +55,17 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
       call.on("cancelled", () => abort.abort());
       void (async () => {
         refuseLearner(member);
+        const as = onBehalfOf(member, await callerOf(member, call.metadata));
         const { name, lease, value } = call.request;
         const prefix = prefixOf(name);
-        const mine = await enqueue(member, queueKey(prefix, lease), lease, value);
+        const mine = await enqueue(as, queueKey(prefix, lease), lease, value);
         const leader = { name, key: mine.key, rev: BigInt(mine.rev), lease };
         if (mine.existingValue !== undefined && !mine.existingValue.equals(value))
-          await proclaim(leader, value);
+          await proclaim(as, leader, value);
         try {
-          await waitForTurn(member, prefix, mine.rev, abort.signal);
+          await waitForTurn(as, prefix, mine.rev, abort.signal);
         } catch (err) {
-          await deleteKey(member, mine.key).catch(() => {});
+          await deleteKey(as, mine.key).catch(() => {});
           throw err;
         }
         return { header: apiHeader(member.header()), leader };
@@ -62,24 +74,28 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
         (err: unknown) => callback(toStatus(err)),
       );
     },
-    proclaim: unary(async (req: v3electionpb.ProclaimRequest) => {
+    proclaim: unary(async (req: v3electionpb.ProclaimRequest, call) => {
       refuseLearner(member);
       if (req.leader === undefined) throw NOT_LEADER;
-      const res = await proclaim(req.leader, req.value);
+      const res = await proclaim(
+        onBehalfOf(member, await callerOf(member, call.metadata)),
+        req.leader,
+        req.value,
+      );
       return { header: apiHeader(member.header(res.header?.revision)) };
     }),
-    leader: unary(async (req: v3electionpb.LeaderRequest) => {
+    leader: unary(async (req: v3electionpb.LeaderRequest, call) => {
       refuseLearner(member);
-      const res = await owner(member, prefixOf(req.name));
+      const res = await owner(onBehalfOf(member, await callerOf(member, call.metadata)), prefixOf(req.name));
       if (res.kvs.length === 0) throw NO_LEADER;
       return { header: apiHeader(member.header(res.header?.revision)), kv: apiKeyValue(res.kvs[0]!) };
     }),
-    resign: unary(async (req: v3electionpb.ResignRequest) => {
+    resign: unary(async (req: v3electionpb.ResignRequest, call) => {
       refuseLearner(member);
       const leader = req.leader;
       if (leader === undefined) throw NOT_LEADER;
       const res = await proposeTxn(
-        member,
+        onBehalfOf(member, await callerOf(member, call.metadata)),
         etcdserverpb.TxnRequest.fromPartial({
           compare: [{ key: leader.key, target: CREATE, result: 0, createRevision: leader.rev }],
           success: [{ requestDeleteRange: { key: leader.key } }],
@@ -94,22 +110,16 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
       const prefix = prefixOf(call.request.name);
       void (async () => {
         refuseLearner(member);
+        const as = onBehalfOf(member, await callerOf(member, call.metadata));
         let sent: { key: string; mod: number } | undefined;
         while (!abort.signal.aborted) {
-          const res = await owner(member, prefix);
+          const res = await owner(as, prefix);
           const kv = res.kvs[0];
           if (kv !== undefined && (sent?.key !== kv.key.toString("latin1") || sent.mod !== kv.modRevision)) {
             call.write({ header: apiHeader(member.header(res.header?.revision)), kv: apiKeyValue(kv) });
             sent = { key: kv.key.toString("latin1"), mod: kv.modRevision };
           }
-          await waitEvent(
-            member,
-            prefix,
-            prefixEnd(prefix),
-            res.header!.revision + 1,
-            abort.signal,
-            () => true,
-          );
+          await waitEvent(as, prefix, prefixEnd(prefix), res.header!.revision + 1, abort.signal, () => true);
         }
       })().catch((err: unknown) => {
         if (!abort.signal.aborted) call.emit("error", toStatus(err));

@@ -3,9 +3,35 @@
 // `<prefix><lease in hex>` with their lease; the owner is the key with the lowest create
 // revision; each contender waits for the deletion of the key just ahead of it.
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
+import type { AuthInfo } from "../auth/mod.js";
 import { type RangeResponse, rangeRequestFromApi, type TxnResponse, txnRequestFromApi } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { WatchStream } from "../watch/mod.js";
+
+/** The server as one caller's recipe sees it: its writes carry the caller, its reads are checked. */
+export type KeyQueueServer = Pick<
+  EtcdServer,
+  "txn" | "deleteRange" | "range" | "linearizableRead" | "quotaAvailable" | "raiseNoSpace" | "watchable"
+>;
+
+/**
+ * etcd runs these recipes with the caller's context (clientv3 in v3lock/v3election), so every
+ * write is checked at apply as the caller's and every read against the caller's permission.
+ */
+export function onBehalfOf(member: EtcdServer, caller: AuthInfo | undefined): KeyQueueServer {
+  return {
+    txn: (request, raw) => member.txn(request, raw, caller),
+    deleteRange: (request) => member.deleteRange(request, undefined, caller),
+    range: async (request) => {
+      member.isRangePermitted(caller, request.key, request.rangeEnd);
+      return member.range(request);
+    },
+    linearizableRead: () => member.linearizableRead(),
+    quotaAvailable: (request) => member.quotaAvailable(request),
+    raiseNoSpace: () => member.raiseNoSpace(),
+    watchable: member.watchable,
+  };
+}
 
 const CREATE = 2; // Compare target / sort target CREATE
 const DESCEND = 2;
@@ -24,7 +50,10 @@ export function queueKey(prefix: Buffer, lease: bigint): Buffer {
   return Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
 }
 
-export async function proposeTxn(member: EtcdServer, request: etcdserverpb.TxnRequest): Promise<TxnResponse> {
+export async function proposeTxn(
+  member: KeyQueueServer,
+  request: etcdserverpb.TxnRequest,
+): Promise<TxnResponse> {
   const txn = txnRequestFromApi(request);
   if (!member.quotaAvailable({ txn })) {
     member.raiseNoSpace();
@@ -35,7 +64,7 @@ export async function proposeTxn(member: EtcdServer, request: etcdserverpb.TxnRe
 
 /** Creates the contender's key unless it exists (then reads it): Mutex.tryAcquire's txn. */
 export async function enqueue(
-  member: EtcdServer,
+  member: KeyQueueServer,
   key: Buffer,
   lease: bigint,
   value: Buffer,
@@ -54,7 +83,7 @@ export async function enqueue(
 }
 
 /** The current owner under `prefix`: the key with the lowest create revision. */
-export async function owner(member: EtcdServer, prefix: Buffer): Promise<RangeResponse> {
+export async function owner(member: KeyQueueServer, prefix: Buffer): Promise<RangeResponse> {
   await member.linearizableRead();
   return member.range(
     rangeRequestFromApi(
@@ -71,7 +100,7 @@ export async function owner(member: EtcdServer, prefix: Buffer): Promise<RangeRe
 
 /** Resolves once every key under `prefix` created before `rev` is gone (waitDeletes). */
 export async function waitForTurn(
-  member: EtcdServer,
+  member: KeyQueueServer,
   prefix: Buffer,
   rev: number,
   signal: AbortSignal,
@@ -99,7 +128,7 @@ export async function waitForTurn(
 
 /** Resolves at the first DELETE of `key` at or after `fromRevision`. */
 export async function waitDeleted(
-  member: EtcdServer,
+  member: KeyQueueServer,
   key: Buffer,
   fromRevision: number,
   signal: AbortSignal,
@@ -109,7 +138,7 @@ export async function waitDeleted(
 
 /** Resolves at the first event in [key, rangeEnd) at or after `fromRevision` that `accept` takes. */
 export async function waitEvent(
-  member: EtcdServer,
+  member: KeyQueueServer,
   key: Buffer,
   rangeEnd: Buffer,
   fromRevision: number,

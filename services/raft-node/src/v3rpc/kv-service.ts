@@ -17,6 +17,7 @@ import {
   txnRequestFromApi,
 } from "../mvcc/mod.js";
 import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
+import { callerOf, permittedRead } from "./caller.js";
 import { encodingResponsesWith, keepingRequestBytes, requestBytes } from "./raw-requests.js";
 import {
   checkDeleteRequest,
@@ -52,38 +53,48 @@ export function kvService(member: EtcdServer) {
     return res;
   };
   return {
-    range: unary(async (req: etcdserverpb.RangeRequest) => {
+    range: unary(async (req: etcdserverpb.RangeRequest, call) => {
       const range = rangeRequestFromApi(req);
       checkRangeRequest(range);
       if (!range.serializable) {
         refuseLearner(member);
         await member.linearizableRead();
       }
-      return withHeader(await member.range(range));
+      const caller = await callerOf(member, call.metadata);
+      return withHeader(
+        await permittedRead(
+          member,
+          caller,
+          () => member.isRangePermitted(caller, range.key, range.rangeEnd),
+          () => member.range(range),
+        ),
+      );
     }),
     rangeStream: (call: { emit(event: "error", status: { code: number; details: string }): void }) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });
     },
-    put: unary(async (req: etcdserverpb.PutRequest) => {
+    put: unary(async (req: etcdserverpb.PutRequest, call) => {
       refuseLearner(member);
       const put = putRequestFromApi(req);
       checkPutRequest(put);
       checkQuota(member, { put });
-      return withHeader(await member.put(put, requestBytes(req)));
+      return withHeader(await member.put(put, requestBytes(req), await callerOf(member, call.metadata)));
     }),
-    deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest) => {
+    deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
       refuseLearner(member);
       const deleteRange = deleteRangeRequestFromApi(req);
       checkDeleteRequest(deleteRange);
-      return withHeader(await member.deleteRange(deleteRange, requestBytes(req)));
+      return withHeader(
+        await member.deleteRange(deleteRange, requestBytes(req), await callerOf(member, call.metadata)),
+      );
     }),
-    txn: unary(async (req: etcdserverpb.TxnRequest) => {
+    txn: unary(async (req: etcdserverpb.TxnRequest, call) => {
       refuseLearner(member);
       const txn = txnRequestFromApi(req);
       checkTxnRequest(txn, member.flags.maxTxnOps);
       checkQuota(member, { txn });
       const raw = requestBytes(req) ?? etcdserverpb.TxnRequest.encode(req).finish();
-      return withHeader(await member.txn(txn, raw));
+      return withHeader(await member.txn(txn, raw, await callerOf(member, call.metadata)));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest) => {
       refuseLearner(member);

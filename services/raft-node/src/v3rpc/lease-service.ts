@@ -6,6 +6,7 @@ import { EtcdError, type etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { type ClientDuplexStream, Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import { apiHeader } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
+import { callerOf } from "./caller.js";
 import { checkQuota, refuseLearner } from "./kv-service.js";
 import type { LeaderClients } from "./leader-clients.js";
 import { requestBytes } from "./raw-requests.js";
@@ -42,10 +43,14 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
       const applied = await member.leaseGrant(grant, req.ID === 0n ? undefined : requestBytes(req));
       return { header: apiHeader(member.header()), ID: applied.id, TTL: BigInt(applied.ttl), error: "" };
     }),
-    leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest) => {
+    leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest, call) => {
       refuseLearner(member);
       if (!member.leaseExists(req.ID)) throw new EtcdError("LeaseNotFound");
-      const applied = await member.leaseRevoke(req.ID, requestBytes(req));
+      const applied = await member.leaseRevoke(
+        req.ID,
+        requestBytes(req),
+        await callerOf(member, call.metadata),
+      );
       return { header: apiHeader(member.header(applied.revision)) };
     }),
     leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {

@@ -5,7 +5,8 @@ import { etcdserverpb, type v3lockpb } from "@etcd-ts/api";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import { apiHeader, type DeleteRangeResponse, deleteRangeRequestFromApi } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
-import { enqueue, queueKey, waitForTurn } from "./key-queue.js";
+import { callerOf } from "./caller.js";
+import { enqueue, type KeyQueueServer, onBehalfOf, queueKey, waitForTurn } from "./key-queue.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
@@ -19,18 +20,19 @@ export function lockService(member: EtcdServer): v3lockpb.LockServer {
       call.on("cancelled", () => abort.abort());
       void (async () => {
         refuseLearner(member);
+        const as = onBehalfOf(member, await callerOf(member, call.metadata));
         const prefix = Buffer.concat([call.request.name, Buffer.from("/")]);
         const mine = await enqueue(
-          member,
+          as,
           queueKey(prefix, call.request.lease),
           call.request.lease,
           Buffer.alloc(0),
         );
         try {
-          await waitForTurn(member, prefix, mine.rev, abort.signal);
+          await waitForTurn(as, prefix, mine.rev, abort.signal);
         } catch (err) {
           // A contender that gives up leaves the queue, as etcd's Mutex.Lock does.
-          await deleteKey(member, mine.key).catch(() => {});
+          await deleteKey(as, mine.key).catch(() => {});
           throw err;
         }
         return { header: apiHeader(member.header()), key: mine.key };
@@ -39,14 +41,14 @@ export function lockService(member: EtcdServer): v3lockpb.LockServer {
         (err: unknown) => callback(toStatus(err)),
       );
     },
-    unlock: unary(async (req: v3lockpb.UnlockRequest) => {
+    unlock: unary(async (req: v3lockpb.UnlockRequest, call) => {
       refuseLearner(member);
-      const res = await deleteKey(member, req.key);
+      const res = await deleteKey(onBehalfOf(member, await callerOf(member, call.metadata)), req.key);
       return { header: apiHeader(member.header(res.header?.revision)) };
     }),
   };
 }
 
-export async function deleteKey(member: EtcdServer, key: Buffer): Promise<DeleteRangeResponse> {
+export async function deleteKey(member: KeyQueueServer, key: Buffer): Promise<DeleteRangeResponse> {
   return member.deleteRange(deleteRangeRequestFromApi(etcdserverpb.DeleteRangeRequest.fromPartial({ key })));
 }

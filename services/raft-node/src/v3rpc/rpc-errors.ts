@@ -3,7 +3,7 @@
 // its message (as grpc-go does for a plain error), never dressed up as an etcd error.
 
 import { EtcdError } from "@etcd-ts/api";
-import { type ServiceError, status } from "@grpc/grpc-js";
+import { type Metadata, type ServiceError, status } from "@grpc/grpc-js";
 
 export type StatusLike = Partial<ServiceError> & { code: status; details: string };
 
@@ -19,12 +19,18 @@ export function toStatus(err: unknown): StatusLike {
   return { code: status.UNKNOWN, details: message, message };
 }
 
+/** The call as a handler body sees it: its metadata carries the caller's token. */
+export interface UnaryCall<Req> {
+  request: Req;
+  metadata?: Metadata;
+}
+
 /** Runs an async unary handler body and reports its outcome through the grpc-js callback. */
 export function unary<Req, Res>(
-  body: (request: Req) => Promise<Res>,
-): (call: { request: Req }, callback: (err: StatusLike | null, res?: Res) => void) => void {
+  body: (request: Req, call: UnaryCall<Req>) => Promise<Res>,
+): (call: UnaryCall<Req>, callback: (err: StatusLike | null, res?: Res) => void) => void {
   return (call, callback) => {
-    body(call.request).then(
+    body(call.request, call).then(
       (res) => callback(null, res),
       (err: unknown) => callback(toStatus(err)),
     );

@@ -12,6 +12,7 @@ import type { ServerDuplexStream, UntypedServiceImplementation } from "@grpc/grp
 import { encodeEvent, encodeResponseHeader } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { type Event, WatchStream } from "../watch/mod.js";
+import { callerOf } from "./caller.js";
 import { toStatus } from "./rpc-errors.js";
 
 /** etcd's Watch service with responses written as already-encoded bytes. */
@@ -51,6 +52,9 @@ class HeaderCache {
   }
 }
 
+/** The auth errors etcd names as a refused watch's cancel reason; any other is "permission denied". */
+const WATCH_REFUSALS: ReadonlySet<string> = new Set(["InvalidAuthToken", "AuthOldRevision", "UserEmpty"]);
+
 export function watchService(member: EtcdServer): UntypedServiceImplementation {
   return {
     watch: (call: ServerDuplexStream<etcdserverpb.WatchRequest, Buffer>) => {
@@ -68,12 +72,34 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
         open = false;
         stream.close();
       };
-      call.on("data", (req: etcdserverpb.WatchRequest) => {
+      // Requests are handled in arrival order; a create may wait for its token's entry to be
+      // applied here (a simple token from another member), so each waits for the one before.
+      const handle = async (req: etcdserverpb.WatchRequest): Promise<void> => {
         if (req.createRequest) {
           const c = req.createRequest;
+          // etcd's isWatchPermitted: a bad token or a range the caller may not read refuses the
+          // create (watch ID -1, created and canceled, etcd's error as the reason); the stream
+          // stays open. (etcd 3.4 checks a from-key watch as its first key only; here the whole
+          // range must be readable, as for a Range.)
+          try {
+            const caller = await callerOf(member, call.metadata);
+            member.isRangePermitted(caller, c.key, c.rangeEnd);
+          } catch (err) {
+            const known = err instanceof EtcdError && WATCH_REFUSALS.has(err.kind);
+            stream.refuseCreate((known ? err : new EtcdError("PermissionDenied")).details);
+            return;
+          }
           stream.create({ ...c, startRevision: Number(c.startRevision), watchId: Number(c.watchId) });
         } else if (req.cancelRequest) stream.cancel(Number(req.cancelRequest.watchId));
         else if (req.progressRequest) stream.requestProgress();
+      };
+      let inOrder: Promise<void> = Promise.resolve();
+      call.on("data", (req: etcdserverpb.WatchRequest) => {
+        inOrder = inOrder
+          .then(() => handle(req))
+          .catch((err: unknown) => {
+            call.emit("error", toStatus(err));
+          });
       });
       call.on("end", () => {
         finish();

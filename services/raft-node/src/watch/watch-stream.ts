@@ -101,15 +101,7 @@ export class WatchStream implements WatcherSink {
     const revision = this.store.revision;
     const target = this.resolveTarget(request);
     if (typeof target === "string") {
-      this.pushControl(
-        watchResponse({
-          revision,
-          watchId: INVALID_WATCH_ID,
-          created: true,
-          canceled: true,
-          cancelReason: target,
-        }),
-      );
+      this.refuseCreate(target);
       return;
     }
     const { id, key, end } = target;
@@ -124,6 +116,20 @@ export class WatchStream implements WatcherSink {
     if (request.fragment) this.fragmenting.add(id);
     const watcher = this.store.watch(id, key, end, request.startRevision, options, this);
     this.watchers.set(id, watcher);
+  }
+
+  /** Answers a create etcd's way when it is refused (bad range, permission denied...). */
+  refuseCreate(reason: string): void {
+    if (this.closed) return;
+    this.pushControl(
+      watchResponse({
+        revision: this.store.revision,
+        watchId: INVALID_WATCH_ID,
+        created: true,
+        canceled: true,
+        cancelReason: reason,
+      }),
+    );
   }
 
   /** The watch ID and key range a create asks for, or the reason etcd would refuse it. */

@@ -1,0 +1,176 @@
+// `etcdctl snapshot save` from our member beside a real etcd 3.4 holding the same keys: MB/s,
+// the member's RSS growth while it streams, and put throughput with a snapshot streaming. One member each on loopback, temp data dirs; keys
+// loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
+// compare the two columns of one run, not runs with each other.
+//   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours]
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort } from "@etcd-ts/raft-node";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const goloadBin = join(root, "bench/goload/bin/goload");
+const memberMain = join(root, "services/raft-node/dist/main.js");
+
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  return at === -1 ? fallback : Number(process.argv[at + 1]);
+}
+const keys = option("keys", 200_000);
+const valSize = option("val-size", 256);
+
+function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+async function startMember(
+  kind: "etcd" | "ours",
+  dir: string,
+): Promise<{ child: ChildProcess; endpoint: string }> {
+  const client = await freePort();
+  const peer = await freePort();
+  const flags = [
+    `--name=${kind}`,
+    `--data-dir=${join(dir, kind)}`,
+    `--listen-client-urls=http://127.0.0.1:${client}`,
+    `--advertise-client-urls=http://127.0.0.1:${client}`,
+    `--listen-peer-urls=http://127.0.0.1:${peer}`,
+    `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
+    `--initial-cluster=${kind}=http://127.0.0.1:${peer}`,
+  ];
+  const child =
+    kind === "etcd"
+      ? spawn("/usr/bin/etcd", flags, { stdio: "ignore" })
+      : spawn(process.execPath, [memberMain, ...flags], { stdio: "ignore" });
+  const endpoint = `127.0.0.1:${client}`;
+  for (let i = 0; i < 600; i++) {
+    if (
+      spawnSync("etcdctl", [`--endpoints=${endpoint}`, "endpoint", "health"], {
+        env: { ...process.env, ETCDCTL_API: "3" },
+      }).status === 0
+    )
+      return { child, endpoint };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`${kind} did not become healthy`);
+}
+
+interface Measured {
+  target: string;
+  bytes: number;
+  seconds: number;
+  rssBeforeMiB: number;
+  rssPeakMiB: number;
+  /** Put throughput alone, then with a snapshot streaming at the same time. */
+  putsAlone: number;
+  putsDuringSnapshot: number;
+}
+
+/** `total` sequential puts from `offset` with goload (10 connections, 100 clients); ops/s. */
+function putLoad(endpoint: string, total: number, offset: number): Promise<number> {
+  const args = ["-endpoints", endpoint, "-conns", "10", "-clients", "100", "-op", "put", "-sequential-keys"];
+  args.push("-key-space", String(offset + total), "-total", String(total), "-key-size", "16");
+  args.push("-val-size", String(valSize), "-label", String(offset));
+  return new Promise((ok, fail) => {
+    const child = spawn(goloadBin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => {
+      out += c;
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      err += c;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 600_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      if (code !== 0) return fail(new Error(`goload failed: ${err}`));
+      const result = JSON.parse(out.trim().split("\n").pop() ?? "{}") as { ops_per_s?: number };
+      ok(result.ops_per_s ?? Number.NaN);
+    });
+  });
+}
+
+function snapshotSave(endpoint: string, file: string): Promise<number> {
+  return new Promise<number>((ok) => {
+    const ctl = spawn("etcdctl", [`--endpoints=${endpoint}`, "snapshot", "save", file], {
+      stdio: "ignore",
+      env: { ...process.env, ETCDCTL_API: "3" },
+    });
+    ctl.once("exit", (code) => ok(code ?? 1));
+  });
+}
+
+async function measure(kind: "etcd" | "ours", dir: string): Promise<Measured> {
+  const { child, endpoint } = await startMember(kind, dir);
+  try {
+    await putLoad(endpoint, keys, 0);
+    // Let the load's garbage settle before taking the baseline.
+    await new Promise((r) => setTimeout(r, 3000));
+    const pid = child.pid!;
+    const before = rssKiB(pid);
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssKiB(pid));
+    }, 20);
+    const file = join(dir, `${kind}.snapshot.db`);
+    const started = performance.now();
+    const save = await snapshotSave(endpoint, file);
+    const seconds = (performance.now() - started) / 1000;
+    clearInterval(sampler);
+    if (save !== 0) throw new Error(`etcdctl snapshot save failed against ${kind}`);
+    const bytes = statSync(file).size;
+    // Puts alone, then the same number of puts with a snapshot streaming (new keys each time).
+    const loadPuts = 20_000;
+    const putsAlone = await putLoad(endpoint, loadPuts, keys);
+    const [putsDuringSnapshot] = await Promise.all([
+      putLoad(endpoint, loadPuts, keys + loadPuts),
+      snapshotSave(endpoint, join(dir, `${kind}.during-load.db`)),
+    ]);
+    return {
+      target: kind,
+      bytes,
+      seconds,
+      rssBeforeMiB: before / 1024,
+      rssPeakMiB: peak / 1024,
+      putsAlone,
+      putsDuringSnapshot,
+    };
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(goloadBin)) throw new Error("build bench/goload first: bench/goload/build.sh");
+  if (!existsSync(memberMain)) throw new Error("build first: npx tsc -b");
+  const dir = mkdtempSync(join(tmpdir(), "snapshot-bench-"));
+  try {
+    const only = process.argv.indexOf("--only");
+    const targets = (only === -1 ? ["etcd", "ours"] : [process.argv[only + 1]]) as ("etcd" | "ours")[];
+    const results: Measured[] = [];
+    for (const target of targets) results.push(await measure(target, dir));
+    console.log(
+      `snapshot save of ${keys} keys (${valSize}-byte values), one member each; noisy shared machine`,
+    );
+    console.log(
+      "target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB | puts/s alone | puts/s during a snapshot | ratio",
+    );
+    for (const r of results) {
+      const mb = r.bytes / 1e6;
+      console.log(
+        `${r.target} | ${mb.toFixed(1)} | ${r.seconds.toFixed(2)} | ${(mb / r.seconds).toFixed(1)} | ` +
+          `${r.rssBeforeMiB.toFixed(0)} | ${r.rssPeakMiB.toFixed(0)} | ${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)} | ` +
+          `${r.putsAlone.toFixed(0)} | ${r.putsDuringSnapshot.toFixed(0)} | ${(r.putsDuringSnapshot / r.putsAlone).toFixed(2)}`,
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,14 @@
+export {
+  AUTH_COLUMN,
+  type AuthInfo,
+  type AuthRow,
+  AuthStore,
+  type Permission,
+  PermissionType,
+  ROOT_ROLE,
+  ROOT_USER,
+} from "./auth-store.js";
+export { type JwtOptions, JwtTokens, parseJwtOptions } from "./jwt-tokens.js";
+export { DEFAULT_BCRYPT_COST, hashPassword, passwordMatches } from "./password-hash.js";
+export { intervalOf, RangeUnion } from "./range-permissions.js";
+export { SimpleTokens, simpleToken, simpleTokenPrefix } from "./simple-tokens.js";

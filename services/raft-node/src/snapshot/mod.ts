@@ -1,0 +1,16 @@
+// Snapshots in etcd 3.4's file format (a bbolt database + sha256 trailer): written from the
+// store for Maintenance.Snapshot, read back by `raft-node snapshot status|restore`.
+export { BboltFormatError, BboltReader, type BucketRoot } from "./bbolt-reader.js";
+export { BboltWriter } from "./bbolt-writer.js";
+export { BUCKETS, writeEtcdBackend } from "./etcd-backend.js";
+export { type RestoreResult, restoreSnapshot } from "./restore.js";
+export { runSnapshotCommand } from "./snapshot-command.js";
+export {
+  formatStatus,
+  type OpenedSnapshot,
+  openSnapshotFile,
+  SHA256_SIZE,
+  SnapshotFileError,
+  snapshotStatus,
+  writeBackendFile,
+} from "./snapshot-file.js";

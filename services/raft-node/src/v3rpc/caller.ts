@@ -1,0 +1,36 @@
+// Who makes a call: etcd's AuthInfoFromCtx reads the token from the gRPC metadata "token"
+// (etcdctl, clientv3) or "authorization" (the JSON gateway's header), and asks the auth store.
+import { EtcdError } from "@etcd-ts/api";
+import type { Metadata } from "@grpc/grpc-js";
+import type { AuthInfo } from "../auth/mod.js";
+import type { AuthApi } from "../server/mod.js";
+
+export function tokenOf(metadata: Metadata | undefined): string | undefined {
+  if (metadata === undefined) return undefined;
+  const value = metadata.get("token")[0] ?? metadata.get("authorization")[0];
+  if (value === undefined) return undefined;
+  return typeof value === "string" ? value : value.toString();
+}
+
+/** The caller, or undefined without a token; an unknown or expired token: InvalidAuthToken. */
+export function callerOf(server: AuthApi, metadata: Metadata | undefined): Promise<AuthInfo | undefined> {
+  return server.authInfoFromToken(tokenOf(metadata));
+}
+
+/**
+ * etcd's doSerialize: a local read checked against the caller's permission, then refused if
+ * the auth store changed while it was served (the answer may hold what the caller lost).
+ */
+export async function permittedRead<T>(
+  server: AuthApi,
+  caller: AuthInfo | undefined,
+  check: () => void,
+  read: () => Promise<T>,
+): Promise<T> {
+  check();
+  const result = await read();
+  if (server.authEnabled && caller !== undefined && caller.revision !== server.authRevision) {
+    throw new EtcdError("AuthOldRevision");
+  }
+  return result;
+}
