@@ -1,19 +1,15 @@
 // A member serving its client URL over TLS (--auto-tls), driven by etcdctl 3.4 over TLS.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile, spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { freePort } from "./local-cluster.js";
+import { freePort, startMemberProcess } from "./local-cluster.js";
 
 const run = promisify(execFile);
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
-const mainPath = fileURLToPath(
-  new URL(import.meta.url.endsWith(".ts") ? "../main.ts" : "../main.js", import.meta.url),
-);
 
 describe("client URL over auto-TLS", { skip: haveEtcdctl ? false : "etcdctl not installed" }, () => {
   let dir: string;
@@ -34,25 +30,11 @@ describe("client URL over auto-TLS", { skip: haveEtcdctl ? false : "etcdctl not 
     const [client, peer] = [await freePort(), await freePort()];
     endpoint = `https://127.0.0.1:${client}`;
     const peerUrl = `http://127.0.0.1:${peer}`;
-    const argv = [mainPath, "--name", "t1", "--data-dir", join(dir, "data"), "--auto-tls"];
+    const argv = ["--name", "t1", "--data-dir", join(dir, "data"), "--auto-tls"];
     argv.push("--listen-client-urls", endpoint, "--advertise-client-urls", endpoint);
     argv.push("--listen-peer-urls", peerUrl, "--initial-advertise-peer-urls", peerUrl);
     argv.push("--initial-cluster", `t1=${peerUrl}`);
-    const execArgv = import.meta.url.endsWith(".ts") ? ["--conditions=source", "--import", "tsx"] : [];
-    member = spawn(process.execPath, [...execArgv, ...argv], { stdio: ["ignore", "pipe", "pipe"] });
-    await new Promise<void>((resolve, reject) => {
-      let log = "";
-      const timer = setTimeout(() => reject(new Error(`member not ready:\n${log}`)), 30_000);
-      const onData = (chunk: Buffer) => {
-        log += chunk.toString();
-        if (log.includes("ready to serve client requests")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      member.stdout?.on("data", onData);
-      member.stderr?.on("data", onData);
-    });
+    member = await startMemberProcess(argv);
   });
 
   after(async () => {

@@ -2,19 +2,14 @@
 // it are ignored, as in etcd), with --experimental-watch-progress-notify-interval taken from the
 // file: a progress_notify watch hears the revision while nothing changes.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { etcdserverpb } from "@etcd-ts/api";
 import { credentials } from "@grpc/grpc-js";
-import { freePort } from "./local-cluster.js";
-
-const mainPath = fileURLToPath(
-  new URL(import.meta.url.endsWith(".ts") ? "../main.ts" : "../main.js", import.meta.url),
-);
+import { freePort, startMemberProcess } from "./local-cluster.js";
 
 describe("a member configured by --config-file", () => {
   let dir: string;
@@ -41,24 +36,9 @@ describe("a member configured by --config-file", () => {
         "",
       ].join("\n"),
     );
-    const execArgv = import.meta.url.endsWith(".ts") ? ["--conditions=source", "--import", "tsx"] : [];
-    member = spawn(process.execPath, [...execArgv, mainPath, "--config-file", config, "--name", "ignored"], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ETCD_LISTEN_CLIENT_URLS: "http://127.0.0.1:1" },
-    });
-    await new Promise<void>((resolve, reject) => {
-      let log = "";
-      const timer = setTimeout(() => reject(new Error(`member not ready:\n${log}`)), 30_000);
-      const onData = (chunk: Buffer) => {
-        log += chunk.toString();
-        if (log.includes("ready to serve client requests")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      member.stdout?.on("data", onData);
-      member.stderr?.on("data", onData);
-      member.once("exit", (code) => reject(new Error(`member exited with ${code}:\n${log}`)));
+    member = await startMemberProcess(["--config-file", config, "--name", "ignored"], {
+      ...process.env,
+      ETCD_LISTEN_CLIENT_URLS: "http://127.0.0.1:1",
     });
   });
 

@@ -39,6 +39,41 @@ const mainPath = fileURLToPath(
   new URL(import.meta.url.endsWith(".ts") ? "../main.ts" : "../main.js", import.meta.url),
 );
 
+/**
+ * One member process started with exactly `args` (a test that needs flags LocalCluster does not
+ * choose: a config file, auto-TLS), resolved once it serves clients; rejected with its output if
+ * it exits or is not ready within 30 s. Killed with this process.
+ */
+export function startMemberProcess(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ChildProcess> {
+  const execArgv = import.meta.url.endsWith(".ts") ? ["--conditions=source", "--import", "tsx"] : [];
+  const child = spawn(process.execPath, [...execArgv, mainPath, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env,
+  });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
+  return new Promise((resolve, reject) => {
+    let log = "";
+    const timer = setTimeout(() => reject(new Error(`member not ready:\n${log}`)), 30_000);
+    const onData = (chunk: Buffer) => {
+      log += chunk.toString();
+      if (log.includes("ready to serve client requests")) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`member exited with ${code}:\n${log}`));
+    });
+  });
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
