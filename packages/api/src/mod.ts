@@ -14,6 +14,8 @@ export const ETCD_CLUSTER_VERSION = "3.4.0";
 export * as authpb from "./gen/authpb/auth.js";
 export * as etcdserverpb from "./gen/etcdserverpb/rpc.js";
 export { HTTP_ROUTES, type HttpRoute } from "./gen/http-routes.js";
+/** What services/auth asks of the members, on their peer URLs (proto/internal/auth-backend.proto). */
+export * as authBackend from "./gen/internal/auth-backend.js";
 /** The member-to-member transport (proto/internal/peer.proto); never exposed to clients. */
 export * as peer from "./gen/internal/peer.js";
 export * as mvccpb from "./gen/mvccpb/kv.js";

@@ -12,6 +12,7 @@ import { createJsonGateway } from "./json/json-gateway.js";
 import type { KeepAliveHub } from "./lease/keepalive-hub.js";
 import { createKeepAliveHub } from "./lease/keepalive-proxy.js";
 import { GatewayMetrics } from "./observability/gateway-metrics.js";
+import { AuthServiceForwarder } from "./proxy/auth-service-forwarder.js";
 import { createGrpcServer } from "./proxy/grpc-server.js";
 import { OpenStreams } from "./proxy/open-streams.js";
 import { StreamForwarder } from "./proxy/stream-forwarder.js";
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   keepAliveReuseMs: number;
   /** Serializable Range answers to cache (watch-fed); 0 turns the cache off. Default 10,000. */
   serializableCacheEntries?: number;
+  /** services/auth replicas (host:port) for Authenticate; none: the members answer it. */
+  authEndpoints?: string[];
   logger: Logger;
   processMetrics?: boolean;
 }
@@ -46,6 +49,7 @@ export class Gateway {
     readonly grpcPort: number,
     readonly jsonPort: number | undefined,
     private readonly logger: Logger,
+    private readonly authService: AuthServiceForwarder | undefined,
   ) {}
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -70,12 +74,17 @@ export class Gateway {
       feed.setAuthEnabled(tracker.snapshot().authEnabled ?? false);
       tracker.onChange((snapshot) => feed.setAuthEnabled(snapshot.authEnabled ?? false));
     }
+    const authService =
+      options.authEndpoints !== undefined && options.authEndpoints.length > 0
+        ? new AuthServiceForwarder(options.authEndpoints)
+        : undefined;
     const unary = new UnaryForwarder(
       tracker,
       metrics,
       logger,
       { maxAttempts: 12, retryBudgetMs: 10_000 },
       rangeCache,
+      authService,
     );
     const streams = new StreamForwarder(tracker, metrics, logger, 6);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
@@ -105,7 +114,15 @@ export class Gateway {
       const address = json.server.address();
       jsonPort = typeof address === "object" && address !== null ? address.port : port;
     }
-    logger.info({ grpcPort, jsonPort, members: tracker.snapshot().members.length }, "gateway listening");
+    logger.info(
+      {
+        grpcPort,
+        jsonPort,
+        members: tracker.snapshot().members.length,
+        authService: options.authEndpoints ?? [],
+      },
+      "gateway listening",
+    );
     return new Gateway(
       tracker,
       metrics,
@@ -118,6 +135,7 @@ export class Gateway {
       grpcPort,
       jsonPort,
       logger,
+      authService,
     );
   }
 
@@ -131,5 +149,6 @@ export class Gateway {
     this.keepAlives.close();
     await Promise.all([this.server.close(graceMs), this.json?.close()]);
     this.tracker.close();
+    this.authService?.close();
   }
 }

@@ -127,6 +127,11 @@ export class ServerCall extends EventEmitter {
     return this.metadataCache;
   }
 
+  /** The client's IP address (the TCP peer of the HTTP/2 session), when the socket has one. */
+  get remoteAddress(): string | undefined {
+    return this.stream.session?.socket?.remoteAddress;
+  }
+
   /** grpc-js's getDeadline(): Infinity when none. */
   getDeadline(): number {
     return this.deadline ?? Number.POSITIVE_INFINITY;

@@ -15,6 +15,8 @@ export interface GatewayConfig {
   keepAliveReuseMs: number;
   /** Serializable Range answers the watch-fed cache holds; 0 turns the cache off. */
   serializableCacheEntries: number;
+  /** services/auth replicas (host:port) that answer Authenticate; empty: the members do. */
+  authEndpoints: string[];
   logLevel: string;
 }
 
@@ -35,6 +37,7 @@ const FLAGS: Record<string, { env: string; key: keyof GatewayConfig }> = {
     env: "ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES",
     key: "serializableCacheEntries",
   },
+  "auth-endpoints": { env: "ETCD_GATEWAY_AUTH_ENDPOINTS", key: "authEndpoints" },
   "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
 };
 
@@ -47,6 +50,8 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --keepalive-reuse-ms   keep-alive answer reuse window, default 0 (off)  (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
   --serializable-cache-entries  watch-fed cache of serializable Range answers,
                          entries, default 10000, 0 = off  (ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES)
+  --auth-endpoints       services/auth gRPC addresses, comma-separated; Authenticate goes there
+                         (default: none, the members answer it)          (ETCD_GATEWAY_AUTH_ENDPOINTS)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
 `;
 
@@ -86,6 +91,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
       raw.get("serializableCacheEntries") ?? String(DEFAULT_RANGE_CACHE_OPTIONS.maxEntries),
       "serializable-cache-entries",
     ),
+    authEndpoints: (raw.get("authEndpoints") ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "")
+      .map(parseEndpoint),
     logLevel: raw.get("logLevel") ?? "info",
   };
 }

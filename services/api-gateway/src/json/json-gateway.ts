@@ -126,7 +126,7 @@ async function serveUnary(
   reply.raw.once("close", () => {
     if (!reply.raw.writableFinished) cancellation.cancel();
   });
-  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, cancellation);
+  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, cancellation, req.ip);
   if (outcome.error !== undefined) {
     const { code, details } = outcome.error;
     return sendError(reply, httpStatusForGrpcCode(code), code, details);

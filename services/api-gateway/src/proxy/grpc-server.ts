@@ -66,17 +66,19 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
 function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
   const cancellation = new CallCancellation();
   call.once("cancelled", () => cancellation.cancel());
-  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation).then(
-    (outcome) => {
-      if (outcome.error !== undefined) call.finish(outcome.error);
-      else {
-        call.sendMessage(outcome.response!);
-        call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
-      }
-    },
-    (err: unknown) => {
-      parts.logger.error({ err, method: route.path }, "forwarding failed");
-      call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
-    },
-  );
+  parts.unary
+    .forward(route, call.request, call.metadata, call.deadline, cancellation, call.remoteAddress)
+    .then(
+      (outcome) => {
+        if (outcome.error !== undefined) call.finish(outcome.error);
+        else {
+          call.sendMessage(outcome.response!);
+          call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
+        }
+      },
+      (err: unknown) => {
+        parts.logger.error({ err, method: route.path }, "forwarding failed");
+        call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
+      },
+    );
 }

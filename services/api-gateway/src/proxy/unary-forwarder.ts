@@ -12,6 +12,7 @@ import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
 import { classifyTxn, peekResponseHeader, rangeIsSerializable } from "../wire/etcd-messages.js";
+import { AUTHENTICATE_PATH, type AuthServiceForwarder } from "./auth-service-forwarder.js";
 import type { MemberDirectory } from "./member-directory.js";
 
 /** Metadata a caller sets to address a per-member RPC to one member (hex ID). */
@@ -141,11 +142,14 @@ export class UnaryForwarder {
     private readonly logger: Logger,
     private readonly options: ForwarderOptions,
     private readonly rangeCache: RangeCacheFeed | undefined = undefined,
+    /** Authenticate goes to services/auth when set; to a member (etcd's own) otherwise. */
+    private readonly authService: AuthServiceForwarder | undefined = undefined,
   ) {}
 
   /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
-   * `cancellation` is cancelled when the client goes away.
+   * `cancellation` is cancelled when the client goes away. `clientAddress` (the caller's IP)
+   * reaches the auth service for its per-address failed-login budget.
    */
   async forward(
     route: MethodRoute,
@@ -153,9 +157,22 @@ export class UnaryForwarder {
     incoming: grpc.Metadata,
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
+    clientAddress?: string,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
+    if (this.authService !== undefined && route.path === AUTHENTICATE_PATH) {
+      const outcome = await this.authService.forward(
+        request,
+        incoming,
+        clientAddress,
+        deadlineToMs(deadline),
+        cancellation,
+      );
+      const code = outcome.error?.code ?? grpc.status.OK;
+      this.metrics.answered(method, "auth-service", code, (performance.now() - started) / 1000);
+      return outcome;
+    }
     let ticket: RangeCacheTicket | undefined;
     if (this.rangeCache !== undefined && route.route === "range") {
       try {
