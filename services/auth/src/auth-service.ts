@@ -42,6 +42,10 @@ export class AuthService {
     const { logger } = options;
     const metrics = new AuthMetrics({ processMetrics: options.processMetrics ?? false });
     const backend = new MemberBackend(options.endpoints);
+    // The published set is re-read a few times per rotation (at most every 5 s); a new key
+    // waits two re-reads before it signs, so every replica's JWKS (and a reader that caches it
+    // for max-age = one re-read) has it first.
+    const refreshIntervalMs = Math.max(100, Math.min(5_000, options.rotationIntervalMs / 4));
     const keys = new SigningKeys(
       backend,
       {
@@ -49,7 +53,8 @@ export class AuthService {
         tokenTtlMs: options.tokenTtlMs,
         rotationIntervalMs: options.rotationIntervalMs,
         clockSkewMs: Math.min(5_000, options.tokenTtlMs),
-        refreshIntervalMs: 5_000,
+        publishLeadMs: 2 * refreshIntervalMs,
+        refreshIntervalMs,
       },
       logger,
     );
@@ -78,7 +83,7 @@ export class AuthService {
     });
 
     // Maintenance runs a few times per rotation interval, at most once a second.
-    keys.start(Math.max(100, Math.min(1_000, options.rotationIntervalMs / 4)));
+    keys.start(Math.min(1_000, refreshIntervalMs));
     await keys.ready();
 
     const trustAny = options.trustedProxies.includes("*");
@@ -114,7 +119,7 @@ export class AuthService {
 
     const http = Fastify({ logger: false });
     http.get("/.well-known/jwks.json", async (_req, reply) => {
-      reply.header("cache-control", "max-age=5");
+      reply.header("cache-control", `max-age=${Math.floor(refreshIntervalMs / 1000)}`);
       return keys.jwks();
     });
     http.get("/health", async (_req, reply) => {

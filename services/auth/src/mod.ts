@@ -11,3 +11,4 @@ export { KeyRing, type KeyState, type KeyTimings, type RingKey } from "./keys/ke
 export { type PublishedJwk, SigningKeys } from "./keys/signing-keys.js";
 export { MemberBackend } from "./members/member-backend.js";
 export { FailedLoginLimiter, type FailedLoginLimits } from "./rate-limit/failed-login-limiter.js";
+export { type AuthServiceProcess, AuthStack, type AuthStackOptions } from "./testing/auth-stack.js";

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { KeyRing } from "./key-ring.js";
 
-const timings = { tokenTtlMs: 300_000, rotationIntervalMs: 3_600_000, clockSkewMs: 5_000 };
+const timings = {
+  tokenTtlMs: 300_000,
+  rotationIntervalMs: 3_600_000,
+  clockSkewMs: 5_000,
+  publishLeadMs: 10_000,
+};
 
 function key(kid: string, ring: KeyRing<string>, now: number) {
   return {
@@ -22,7 +27,7 @@ describe("KeyRing", () => {
     assert.equal(ring.signingKey(), undefined, "a pending key signs nothing");
     assert.equal(ring.needsRotation(0), false, "one publication at a time");
     ring.published("a", 10);
-    assert.equal(ring.signingKey()?.kid, "a");
+    assert.equal(ring.signingKey()?.kid, "a", "the first key signs at once: nothing to overlap with");
   });
 
   it("rotates after the interval: the new key signs only once published, the old one retires for one TTL", () => {
@@ -35,10 +40,19 @@ describe("KeyRing", () => {
     ring.addPending(key("b", ring, t));
     assert.equal(ring.signingKey()?.kid, "a", "a keeps signing while b is being published");
     ring.published("b", t + 100);
+    assert.equal(ring.signingKey()?.kid, "a", "b is announced for the lead time before it signs");
+    assert.deepEqual(
+      ring.publishedKeys().map((k) => k.kid),
+      ["a", "b"],
+    );
+    assert.equal(ring.promote(t + 100 + timings.publishLeadMs - 1), false);
+    assert.equal(ring.needsRotation(t + 100 + timings.publishLeadMs - 1), false);
+    const switchAt = t + 100 + timings.publishLeadMs;
+    assert.equal(ring.promote(switchAt), true);
     assert.equal(ring.signingKey()?.kid, "b");
     assert.equal(ring.get("a")?.state, "retiring");
-    // a's last token was signed at t + 100 and lives one TTL: a stays published until then.
-    const withdrawAt = t + 100 + timings.tokenTtlMs + timings.clockSkewMs;
+    // a's last token was signed just before the switch and lives one TTL: a stays until then.
+    const withdrawAt = switchAt + timings.tokenTtlMs + timings.clockSkewMs;
     assert.deepEqual(ring.withdrawable(withdrawAt - 1), []);
     assert.deepEqual(ring.withdrawable(withdrawAt), ["a"]);
     ring.withdrawn("a");

@@ -1,11 +1,13 @@
 // One auth service replica's signing keys and their rotation, as a pure state machine (the
 // caller generates keys, publishes them to the members and passes the clock).
 //
-// A key's life: generated -> `pending` (being published) -> `active` (signs every new token)
-// -> `retiring` (signs nothing; still published so the tokens it signed verify until they
-// expire) -> withdrawn. The rule that makes rotation invisible to clients: a key signs nothing
-// before the members have it (its publication was committed through Raft), and is withdrawn
-// only once every token it signed has expired. So old and new keys overlap for one token TTL.
+// A key's life: generated -> `pending` (being published, then announced) -> `active` (signs
+// every new token) -> `retiring` (signs nothing; still published so the tokens it signed verify
+// until they expire) -> withdrawn. The rules that make rotation invisible to clients: a key
+// signs nothing until its publication was committed through Raft (every member has it or waits
+// for it) and `publishLeadMs` has passed since (every replica's JWKS, and a JWKS reader's cache,
+// has it too); it is withdrawn only once every token it signed has expired. So old and new
+// keys overlap for one lead time before the switch and one token TTL after it.
 //
 // Each replica has keys of its own (private keys never leave the process that made them: none
 // is stored or shared), so replicas need no coordination; members and JWKS readers see the
@@ -18,6 +20,8 @@ export interface KeyTimings {
   rotationIntervalMs: number;
   /** Margin for clocks that differ between this service and the members. */
   clockSkewMs: number;
+  /** Time between a key's publication and its first signature (JWKS readers catch up). */
+  publishLeadMs: number;
 }
 
 export type KeyState = "pending" | "active" | "retiring";
@@ -32,6 +36,8 @@ export interface RingKey<P> {
   /** Members refuse its tokens after this, published or not. */
   notAfterMs: number;
   state: KeyState;
+  /** pending: when its publication was committed (undefined: not yet). */
+  publishedAtMs?: number;
   /** retiring: when its last token has expired and it may be withdrawn. */
   withdrawAtMs?: number;
 }
@@ -40,7 +46,12 @@ export class KeyRing<P> {
   private readonly keys = new Map<string, RingKey<P>>();
 
   constructor(readonly timings: KeyTimings) {
-    if (!(timings.tokenTtlMs > 0) || !(timings.rotationIntervalMs > 0) || !(timings.clockSkewMs >= 0))
+    if (
+      !(timings.tokenTtlMs > 0) ||
+      !(timings.rotationIntervalMs > 0) ||
+      !(timings.clockSkewMs >= 0) ||
+      !(timings.publishLeadMs >= 0)
+    )
       throw new RangeError("key timings must be positive");
   }
 
@@ -50,25 +61,43 @@ export class KeyRing<P> {
    */
   notAfterFor(createdAtMs: number): number {
     const t = this.timings;
-    return createdAtMs + 2 * t.rotationIntervalMs + t.tokenTtlMs + t.clockSkewMs;
+    return createdAtMs + t.publishLeadMs + 2 * t.rotationIntervalMs + t.tokenTtlMs + t.clockSkewMs;
   }
 
   /** Adds a freshly generated key, not yet published: it signs nothing yet. */
-  addPending(key: Omit<RingKey<P>, "state" | "withdrawAtMs">): void {
+  addPending(key: Omit<RingKey<P>, "state" | "withdrawAtMs" | "publishedAtMs">): void {
     if (this.keys.has(key.kid)) throw new Error(`duplicate kid ${key.kid}`);
     this.keys.set(key.kid, { ...key, state: "pending" });
   }
 
-  /** Its publication was committed: it becomes the signing key; the previous one retires. */
+  /** Its publication was committed: it signs once the lead time has passed (promote). */
   published(kid: string, nowMs: number): void {
     const key = this.keys.get(kid);
     if (key === undefined || key.state !== "pending") return;
+    key.publishedAtMs = nowMs;
+    this.promote(nowMs);
+  }
+
+  /**
+   * A published key whose lead time has passed becomes the signing key; the previous one
+   * retires. True when the signing key changed.
+   */
+  promote(nowMs: number): boolean {
+    let next: RingKey<P> | undefined;
+    for (const key of this.keys.values()) {
+      if (key.state !== "pending" || key.publishedAtMs === undefined) continue;
+      // The very first key has no one to overlap with: waiting would only delay the service.
+      const lead = this.signingKey() === undefined ? 0 : this.timings.publishLeadMs;
+      if (key.publishedAtMs + lead <= nowMs) next = key;
+    }
+    if (next === undefined) return false;
     for (const other of this.keys.values()) {
       if (other.state !== "active") continue;
       other.state = "retiring";
       other.withdrawAtMs = nowMs + this.timings.tokenTtlMs + this.timings.clockSkewMs;
     }
-    key.state = "active";
+    next.state = "active";
+    return true;
   }
 
   /** A publication that failed: the key is forgotten (a new one is made next time). */
@@ -111,9 +140,9 @@ export class KeyRing<P> {
     if (this.keys.get(kid)?.state === "retiring") this.keys.delete(kid);
   }
 
-  /** Keys this replica keeps published (active and retiring), for re-publication checks. */
+  /** Keys this replica keeps published (announced, active and retiring), for re-publication checks. */
   publishedKeys(): RingKey<P>[] {
-    return [...this.keys.values()].filter((k) => k.state !== "pending");
+    return [...this.keys.values()].filter((k) => k.state !== "pending" || k.publishedAtMs !== undefined);
   }
 
   get(kid: string): RingKey<P> | undefined {

@@ -68,6 +68,7 @@ export class SigningKeys {
   async maintain(): Promise<void> {
     const now = this.now();
     try {
+      this.promoteDue();
       if (this.ring.needsRotation(now)) await this.rotate();
       for (const kid of this.ring.withdrawable(this.now())) {
         this.published = (await this.backend.deleteSigningKey(kid)).keys;
@@ -98,10 +99,16 @@ export class SigningKeys {
       this.ring.abandon(kid);
       throw err;
     }
-    const previous = this.ring.signingKey()?.kid;
     this.ring.published(kid, this.now());
+    this.logger.info({ kid, notAfter: new Date(notAfterMs).toISOString() }, "signing key published");
+    this.promoteDue();
+  }
+
+  private promoteDue(): void {
+    const previous = this.ring.signingKey()?.kid;
+    if (!this.ring.promote(this.now())) return;
     this.rotations += 1;
-    this.logger.info({ kid, previous, notAfter: new Date(notAfterMs).toISOString() }, "signing key rotated");
+    this.logger.info({ kid: this.ring.signingKey()?.kid, previous }, "signing key rotated");
   }
 
   /** Re-reads the published set; re-publishes own keys the store lost; withdraws dead keys. */
@@ -124,6 +131,7 @@ export class SigningKeys {
 
   /** A token with etcd's claims, signed by the active key. */
   async sign(username: string, revision: number): Promise<string> {
+    this.promoteDue();
     const key = this.ring.signingKey();
     if (key === undefined) throw new NoSigningKeyError("no signing key published yet");
     const exp = Math.floor(this.ring.tokenExpiryMs(key, this.now()) / 1000);
