@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm start`: three raft-node members and one api-gateway on loopback, data under ./data.
+// `npm start`: three raft-node members, one api-gateway, the auth service and the backup service
+// on loopback, data under ./data.
 // Runs the compiled services (npm start builds first), prefixes each process's output with its
 // name, and supervises them: a process that dies (kill -9 a member to watch the cluster carry
 // on) is reported and started again on its data after a back-off, while the others keep serving.
@@ -20,11 +21,14 @@ const gateway = { grpc: `${host}:2379`, json: `${host}:2378` };
 const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(",");
 
 const backup = { listen: `${host}:2390`, dir: join(dataRoot, "backups"), cron: "0 * * * *" };
+// Answers Authenticate for the gateway (password checks, JWTs); its keys live in the members.
+const auth = { grpc: `${host}:2391`, http: `${host}:2392` };
 
 const memberMain = join(root, "services/raft-node/dist/main.js");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
 const backupMain = join(root, "services/backup/dist/main.js");
-for (const main of [memberMain, gatewayMain, backupMain]) {
+const authMain = join(root, "services/auth/dist/main.js");
+for (const main of [memberMain, gatewayMain, backupMain, authMain]) {
   if (!existsSync(main)) {
     console.error(`missing ${main}: build first (npm run build)`);
     process.exit(1);
@@ -100,8 +104,19 @@ for (const m of members) {
     "etcd-ts-local",
   ]);
 }
+run("auth", [
+  authMain,
+  "--endpoints",
+  members.map((m) => m.peer).join(","),
+  "--listen-addr",
+  auth.grpc,
+  "--http-listen-addr",
+  auth.http,
+]);
 run("gateway", [
   gatewayMain,
+  "--auth-endpoints",
+  auth.grpc,
   "--endpoints",
   members.map((m) => m.client).join(","),
   "--listen-addr",
@@ -126,10 +141,12 @@ run("backup", [
 ]);
 
 console.log(`
-etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway, and a backup service.
+etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway, an auth service and a
+backup service.
   gRPC (etcdctl, clients): ${gateway.grpc}      JSON gateway: http://${gateway.json}
   members: ${members.map((m) => m.client).join("  ")}
   backups: hourly into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
+  auth: Authenticate for the gateway on ${auth.grpc}; its public keys: curl http://${auth.http}/.well-known/jwks.json
 Try:
   ETCDCTL_API=3 etcdctl put hello world && ETCDCTL_API=3 etcdctl get hello
   curl -s http://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
