@@ -35,6 +35,7 @@ describe("PublishedKeys", () => {
     const other = es256("k2");
     keys.put(k.record);
     const good = token(k.privateKey, { alg: "ES256", kid: "k1" }, claims);
+    assert.ok("info" in keys.check(good, "k1", 1_000_000), "verified (and remembered)");
     assert.deepEqual(keys.check(good, "k1", 5_000_000), { invalid: true }, "exp passed");
     assert.deepEqual(keys.check(good, "k1", 10_000_000), { invalid: true }, "key past notAfter");
     const forged = token(other.privateKey, { alg: "ES256", kid: "k1" }, claims);
@@ -49,6 +50,7 @@ describe("PublishedKeys", () => {
     const t = token(k.privateKey, { alg: "ES256", kid: "k1" }, claims);
     assert.deepEqual(keys.check(t, "k1", 0), { unknownKey: "k1" });
     keys.put(k.record);
+    assert.ok("info" in keys.check(t, "k1", 0));
     assert.deepEqual(keys.delete("k1"), [{ key: Buffer.from("k/k1"), value: undefined }]);
     assert.deepEqual(keys.check(t, "k1", 0), { unknownKey: "k1" });
   });

@@ -26,6 +26,9 @@ export type KeyedTokenCheck = { info: AuthInfo } | { invalid: true } | { unknown
 
 /** The `kid` of a JWS whose header names one; undefined for simple tokens and kid-less JWTs. */
 export function jwsKeyId(token: string): string | undefined {
+  // Every JWS header is base64url of '{"...': it starts with "ey". Most simple tokens stop here,
+  // without a failed parse on each request.
+  if (!token.startsWith("ey")) return undefined;
   const dot = token.indexOf(".");
   // A simple token is "<16 letters>.<index>": its first part is not a JSON header.
   if (dot <= 0 || token.indexOf(".", dot + 1) < 0) return undefined;
@@ -37,8 +40,19 @@ export function jwsKeyId(token: string): string | undefined {
   }
 }
 
+/** Tokens verified recently, so a client sending the same token on every call costs one lookup. */
+const VERIFIED_CACHE_ENTRIES = 10_000;
+
+interface VerifiedToken {
+  kid: string;
+  info: AuthInfo;
+  /** The token's `exp` in ms (Infinity when it has none). */
+  expMs: number;
+}
+
 export class PublishedKeys {
   private readonly keys = new Map<string, PublishedKey>();
+  private readonly verified = new Map<string, VerifiedToken>();
 
   get size(): number {
     return this.keys.size;
@@ -65,18 +79,21 @@ export class PublishedKeys {
       return [];
     }
     this.keys.set(record.kid, parsed);
+    this.verified.clear();
     return [{ key: rowKey(record.kid), value: Buffer.from(authBackend.SigningKey.encode(record).finish()) }];
   }
 
   /** Apply: withdraws a key (nothing to do for an unknown one). */
   delete(kid: string): AuthRow[] {
     if (!this.keys.delete(kid)) return [];
+    this.verified.clear();
     return [{ key: rowKey(kid), value: undefined }];
   }
 
   /** Rebuilds the set from the auth column's rows (the others are the auth store's). */
   restore(rows: Iterable<{ key: Buffer; value: Buffer }>): void {
     this.keys.clear();
+    this.verified.clear();
     for (const { key, value } of rows) {
       if (!key.toString("latin1").startsWith(SIGNING_KEY_PREFIX)) continue;
       const record = authBackend.SigningKey.decode(value);
@@ -93,6 +110,18 @@ export class PublishedKeys {
     const published = this.keys.get(kid);
     if (published === undefined) return { unknownKey: kid };
     if (Number(published.record.notAfterMs) <= nowMs) return { invalid: true };
+    // The key (still published: withdrawal or replacement drops its entries) vouched for it.
+    const hit = this.verified.get(token);
+    if (hit !== undefined && hit.kid === kid && hit.expMs > nowMs) return { info: hit.info };
+    const checked = this.verify(token, published, nowMs);
+    if ("info" in checked) {
+      if (this.verified.size >= VERIFIED_CACHE_ENTRIES) this.verified.clear();
+      this.verified.set(token, { kid, info: checked.info, expMs: expiryMs(token) });
+    }
+    return checked;
+  }
+
+  private verify(token: string, published: PublishedKey, nowMs: number): KeyedTokenCheck {
     const parts = token.split(".");
     if (parts.length !== 3) return { invalid: true };
     const [header, claims, signature] = parts as [string, string, string];
@@ -108,6 +137,13 @@ export class PublishedKeys {
       return { invalid: true };
     }
   }
+}
+
+/** A verified token's `exp` in ms (its claims parsed already once: this cannot throw). */
+function expiryMs(token: string): number {
+  const claims = token.slice(token.indexOf(".") + 1, token.lastIndexOf("."));
+  const exp = (JSON.parse(Buffer.from(claims, "base64url").toString()) as { exp?: unknown }).exp;
+  return typeof exp === "number" ? exp * 1000 : Number.POSITIVE_INFINITY;
 }
 
 function parseKey(record: authBackend.SigningKey): PublishedKey {
