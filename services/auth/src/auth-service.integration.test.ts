@@ -89,6 +89,7 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
       ["user", "grant-role", "root", "root"],
       ["user", "add", "alice:alicepw"],
       ["user", "add", "bob:bobpw"],
+      ["user", "add", "carol:carolpw"],
       ["role", "add", "a-rw"],
       ["role", "grant-permission", "a-rw", "readwrite", "/a/", "--prefix"],
       ["user", "grant-role", "alice", "a-rw"],
@@ -169,6 +170,23 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
       ),
       /revision of auth store is old/,
     );
+  });
+
+  test("a remembered verification never outlives a password change", async () => {
+    // Twice, so both replicas (round-robin behind the gateway) verified and remembered it.
+    await login("carol", "carolpw");
+    await login("carol", "carolpw");
+    const { token: rootToken } = await login("root", "rootpw");
+    await unary(
+      auth,
+      auth.userChangePassword,
+      { name: "carol", password: "carolpw2", hashedPassword: "" },
+      withToken(rootToken),
+    );
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(login("carol", "carolpw"), /authentication failed, invalid user ID or password/);
+    }
+    await login("carol", "carolpw2");
   });
 
   test("a wrong password gets etcd's error and a log line, and changes nothing", async () => {

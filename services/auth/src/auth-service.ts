@@ -8,6 +8,7 @@ import bcrypt from "bcrypt";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { Authenticator } from "./authenticate/authenticator.js";
+import { VerifiedPasswords } from "./authenticate/verified-passwords.js";
 import type { AuthConfig } from "./config/auth-config.js";
 import { NoSigningKeyError, SigningKeys } from "./keys/signing-keys.js";
 import { isMemberError, MemberBackend } from "./members/member-backend.js";
@@ -79,6 +80,7 @@ export class AuthService {
       }),
       logger,
       decoyHash: await bcrypt.hash(crypto.randomUUID(), ETCD_BCRYPT_COST),
+      verified: new VerifiedPasswords({ ttlMs: options.verifiedPasswordTtlMs, maxEntries: MAX_TRACKED_KEYS }),
       observe: (result, seconds) => metrics.observe(result, seconds),
     });
 

@@ -6,6 +6,7 @@ export {
   FORWARDED_FOR_METADATA,
 } from "./auth-service.js";
 export { type AuthenticateResult, Authenticator } from "./authenticate/authenticator.js";
+export { type VerifiedPasswordOptions, VerifiedPasswords } from "./authenticate/verified-passwords.js";
 export { type AuthConfig, ConfigError, defaultConfig, parseConfig, USAGE } from "./config/auth-config.js";
 export { KeyRing, type KeyState, type KeyTimings, type RingKey } from "./keys/key-ring.js";
 export { type PublishedJwk, SigningKeys } from "./keys/signing-keys.js";

@@ -10,6 +10,7 @@ import type { SigningKeys } from "../keys/signing-keys.js";
 import type { MemberBackend } from "../members/member-backend.js";
 import { isMemberError } from "../members/member-backend.js";
 import type { FailedLoginLimiter } from "../rate-limit/failed-login-limiter.js";
+import type { VerifiedPasswords } from "./verified-passwords.js";
 
 export type AuthenticateResult = "ok" | "failed" | "limited" | "error";
 
@@ -21,6 +22,8 @@ export interface AuthenticatorParts {
   logger: Logger;
   /** A bcrypt hash of nothing anyone knows, compared for unknown users (same cost, same time). */
   decoyHash: string;
+  /** Recent successful verifications (skips bcrypt for the same user, hash and password). */
+  verified: VerifiedPasswords;
   observe?: (result: AuthenticateResult, seconds: number) => void;
   now?: () => number;
 }
@@ -66,7 +69,9 @@ export class Authenticator {
         hash = this.parts.decoyHash;
         known = false;
       }
-      const matches = await bcrypt.compare(password, hash);
+      const matches =
+        (known && this.parts.verified.matches(name, hash, password, this.now())) ||
+        (await bcrypt.compare(password, hash));
       if (!matches || !known) {
         result = "failed";
         byUser.failed(name, this.now());
@@ -78,6 +83,7 @@ export class Authenticator {
         throw new EtcdError("AuthFailed");
       }
       byUser.succeeded(name);
+      this.parts.verified.remember(name, hash, password, this.now());
       const token = await this.parts.keys.sign(name, revision);
       result = "ok";
       return { token, header };

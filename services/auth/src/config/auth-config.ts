@@ -14,6 +14,8 @@ export interface AuthConfig {
   maxFailuresPerUser: number;
   maxFailuresPerAddress: number;
   failureWindowMs: number;
+  /** How long a bcrypt verification is reused for the same user, hash and password; 0: never. */
+  verifiedPasswordTtlMs: number;
   /** Peers whose x-forwarded-for is believed; "*" believes any. */
   trustedProxies: string[];
   logLevel: string;
@@ -25,6 +27,11 @@ export class ConfigError extends Error {
 
 type Spec = { env: string; parse: (value: string, config: AuthConfig) => void };
 
+const secondsOrZero = (flag: string, value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`--${flag} must be a number of seconds (0: off)`);
+  return n * 1000;
+};
 const seconds = (flag: string, value: string) => {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`--${flag} must be a positive number of seconds`);
@@ -78,6 +85,9 @@ const FLAGS: Record<string, Spec> = {
     count("max-failures-per-address", v),
   ),
   "failure-window": field("ETCD_AUTH_FAILURE_WINDOW", "failureWindowMs", (v) => seconds("failure-window", v)),
+  "verified-password-ttl": field("ETCD_AUTH_VERIFIED_PASSWORD_TTL", "verifiedPasswordTtlMs", (v) =>
+    secondsOrZero("verified-password-ttl", v),
+  ),
   "trusted-proxies": field("ETCD_AUTH_TRUSTED_PROXIES", "trustedProxies", list),
   "log-level": field("ETCD_AUTH_LOG_LEVEL", "logLevel", (v) => v),
 };
@@ -93,6 +103,8 @@ export const USAGE = `Usage: etcd-ts-auth --endpoints=http://127.0.0.1:12380,...
   --max-failures-per-user     failed logins per window per user, default 5   (ETCD_AUTH_MAX_FAILURES_PER_USER)
   --max-failures-per-address  per client address, default 20                 (ETCD_AUTH_MAX_FAILURES_PER_ADDRESS)
   --failure-window            seconds, default 60                            (ETCD_AUTH_FAILURE_WINDOW)
+  --verified-password-ttl     seconds a bcrypt success is reused for the same user and password
+                              (hash re-read every login), default 300, 0 = off (ETCD_AUTH_VERIFIED_PASSWORD_TTL)
   --trusted-proxies           peers whose x-forwarded-for is believed (the gateways), comma-separated
                               IPs or *, default loopback                     (ETCD_AUTH_TRUSTED_PROXIES)
   --log-level                 pino level, default info                       (ETCD_AUTH_LOG_LEVEL)
@@ -109,6 +121,7 @@ export function defaultConfig(): AuthConfig {
     maxFailuresPerUser: 5,
     maxFailuresPerAddress: 20,
     failureWindowMs: 60_000,
+    verifiedPasswordTtlMs: 300_000,
     trustedProxies: ["127.0.0.1", "::1", "::ffff:127.0.0.1"],
     logLevel: "info",
   };
