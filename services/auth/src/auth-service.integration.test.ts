@@ -298,4 +298,20 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
     assert.ok(requests > 50, `${requests} requests`);
     assert.ok(kids.size >= 4, `tokens were signed with ${kids.size} keys: rotations happened under load`);
   });
+
+  test("a replica that dies is passed over: logins go on through the other", async () => {
+    const dead = stack.auth[1]!.child;
+    const exited = new Promise((r) => dead.once("exit", r));
+    dead.kill("SIGKILL");
+    await exited;
+    for (let i = 0; i < 4; i++) {
+      const { token } = await login("alice", "alicepw");
+      await unary(
+        kv,
+        kv.put,
+        etcdserverpb.PutRequest.fromPartial({ key: Buffer.from("/a/after"), value: Buffer.from(String(i)) }),
+        withToken(token),
+      );
+    }
+  });
 });
