@@ -13,6 +13,7 @@ import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import { METHOD_ROUTES, type MethodRoute } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { handleWatchCall } from "../watch/watch-proxy.js";
+import { AUTHENTICATE_PATH } from "./auth-service-forwarder.js";
 import type { OpenStreams } from "./open-streams.js";
 import type { StreamForwarder } from "./stream-forwarder.js";
 import { CallCancellation, type UnaryForwarder } from "./unary-forwarder.js";
@@ -66,19 +67,20 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
 function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
   const cancellation = new CallCancellation();
   call.once("cancelled", () => cancellation.cancel());
-  parts.unary
-    .forward(route, call.request, call.metadata, call.deadline, cancellation, call.remoteAddress)
-    .then(
-      (outcome) => {
-        if (outcome.error !== undefined) call.finish(outcome.error);
-        else {
-          call.sendMessage(outcome.response!);
-          call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
-        }
-      },
-      (err: unknown) => {
-        parts.logger.error({ err, method: route.path }, "forwarding failed");
-        call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
-      },
-    );
+  // Only Authenticate needs the client's address (the auth service's per-address budget): the
+  // socket lookup stays off every other call.
+  const client = route.path === AUTHENTICATE_PATH ? call.remoteAddress : undefined;
+  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, client).then(
+    (outcome) => {
+      if (outcome.error !== undefined) call.finish(outcome.error);
+      else {
+        call.sendMessage(outcome.response!);
+        call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
+      }
+    },
+    (err: unknown) => {
+      parts.logger.error({ err, method: route.path }, "forwarding failed");
+      call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
+    },
+  );
 }
