@@ -137,6 +137,19 @@ export class ControlPlane {
     return reply;
   }
 
+  /**
+   * Resolves once connected and the server has processed everything sent so far (subscriptions
+   * included): a test's "my subscriber is in place". Rejects after `timeoutMs`.
+   */
+  async ready(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.isConnected || this.nc === undefined) {
+      if (this.closed || Date.now() > deadline) throw new Error(`NATS not connected within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.nc.flush();
+  }
+
   /** Sends what is queued (bounded wait), then closes; no reconnection after this. */
   async close(): Promise<void> {
     if (this.closed) return;

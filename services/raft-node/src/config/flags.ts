@@ -82,6 +82,8 @@ export const FLAGS = {
   "peer-key-file": { kind: "string", default: "", unsupported: true },
   "peer-trusted-ca-file": { kind: "string", default: "", unsupported: true },
   "peer-client-cert-auth": { kind: "bool", default: "false", unsupported: true },
+  // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
+  "nats-url": { kind: "string", default: "" },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -273,6 +275,8 @@ export interface MemberConfig {
   preVote: boolean;
   /** How often progress_notify watchers hear the revision when idle; 0 never. */
   watchProgressNotifyIntervalMs: number;
+  /** nats://host:port for control-plane events; empty: none. */
+  natsUrl: string;
   /** Warnings about accepted flags that change nothing here, for the log. */
   warnings: string[];
   /** Serve https client URLs with a self-signed certificate. */
@@ -421,9 +425,20 @@ export function memberConfig(values: FlagValues): MemberConfig {
       values["experimental-watch-progress-notify-interval"],
     ),
     warnings,
+    natsUrl: parseNatsUrl(values["nats-url"]),
     autoTls: parseBool("auto-tls", values["auto-tls"]),
     peerAutoTls: parseBool("peer-auto-tls", values["peer-auto-tls"]),
   };
+}
+
+/** Comma-separated nats:// URLs (what the NATS client takes), or empty for no NATS. */
+function parseNatsUrl(value: string): string {
+  for (const url of value.split(",").filter((u) => u.trim() !== "")) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(url.trim())) {
+      throw new ConfigError(`--nats-url must be nats://host:port, got ${JSON.stringify(url)}`);
+    }
+  }
+  return value;
 }
 
 /** etcd's --auth-token: "simple", or "jwt,..." (its options are read when the member opens). */
