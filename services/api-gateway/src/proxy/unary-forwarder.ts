@@ -134,6 +134,9 @@ export function targetFor(
 
 export class UnaryForwarder {
   private readonly rr: RoundRobin = { next: 0 };
+  private knownLeader: string | undefined;
+  /** Calls backing off before a retry, woken when a (new) leader becomes known. */
+  private readonly backingOff = new Set<() => void>();
 
   constructor(
     private readonly members: MemberDirectory,
@@ -141,7 +144,29 @@ export class UnaryForwarder {
     private readonly logger: Logger,
     private readonly options: ForwarderOptions,
     private readonly rangeCache: RangeCacheFeed | undefined = undefined,
-  ) {}
+  ) {
+    this.knownLeader = members.snapshot().leaderId;
+    members.onChange((snapshot) => {
+      if (snapshot.leaderId === this.knownLeader) return;
+      this.knownLeader = snapshot.leaderId;
+      if (snapshot.leaderId === undefined) return;
+      for (const wake of this.backingOff) wake();
+      this.backingOff.clear();
+    });
+  }
+
+  /** The retry backoff, cut short when a new leader is learnt (a probe or a NATS announcement). */
+  private backOff(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.backingOff.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.backingOff.add(wake);
+    });
+  }
 
   /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
@@ -219,7 +244,7 @@ export class UnaryForwarder {
       const delay = retryDelayMs(attempt);
       if (Date.now() + delay >= deadlineMs) break;
       this.metrics.retried(method);
-      await sleep(delay);
+      await this.backOff(delay);
     }
 
     const result = last ?? unavailable("etcd-ts gateway: call cancelled");
@@ -276,8 +301,4 @@ function deadlineToMs(deadline: grpc.Deadline | undefined): number | undefined {
   if (deadline === undefined) return undefined;
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(ms) ? ms : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

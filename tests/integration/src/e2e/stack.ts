@@ -4,7 +4,8 @@
 // `node --conditions=source --import tsx --test` (main.ts) and from the compiled dist (main.js).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+import { freePort, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
+import { EtcdEndpoint } from "../cluster/etcd-client.js";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const gatewayMain = fileURLToPath(
@@ -58,8 +59,12 @@ export class Stack {
     readonly gatewayOutput: { text: string },
   ) {}
 
-  /** `perMember`: extra flags for one member, by name (m1, m2, m3). */
-  static async start(memberFlags: string[] = [], perMember: Record<string, string[]> = {}): Promise<Stack> {
+  /** `perMember`: extra flags for one member, by name (m1, m2, m3); `gatewayFlags` win over the defaults. */
+  static async start(
+    memberFlags: string[] = [],
+    perMember: Record<string, string[]> = {},
+    gatewayFlags: string[] = [],
+  ): Promise<Stack> {
     const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember });
     let stack: Stack | undefined;
     try {
@@ -76,6 +81,7 @@ export class Stack {
           `--listen-addr=${gatewayAddr}`,
           `--json-listen-addr=127.0.0.1:${jsonPort}`,
           "--refresh-interval-ms=500",
+          ...gatewayFlags,
         ],
         { stdio: ["ignore", "pipe", "pipe"] },
       );
@@ -125,6 +131,39 @@ export class Stack {
       await sleep(300);
     }
     throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
+  }
+
+  /**
+   * The running member every running member names as leader, once they agree (bounded wait),
+   * with its ID in hex (as etcdctl and the gateway's metric labels print it).
+   */
+  async findLeader(): Promise<{ member: MemberProcess; idHex: string }> {
+    const deadline = Date.now() + 15_000;
+    let last = "";
+    while (Date.now() < deadline) {
+      const running = this.cluster.members.filter((m) => m.child !== undefined);
+      const statuses = await Promise.all(
+        running.map(async (m) => {
+          const e = new EtcdEndpoint(m.clientUrl.replace(/^https?:\/\//, ""));
+          try {
+            return { m, s: await e.status(2_000) };
+          } catch {
+            return undefined;
+          } finally {
+            e.close();
+          }
+        }),
+      );
+      const answered = statuses.filter((x) => x !== undefined);
+      const leaders = new Set(answered.map((x) => x.s.leader));
+      const leader = answered.find((x) => x.s.memberId === [...leaders][0]);
+      last = JSON.stringify(answered.map((x) => ({ name: x.m.name, ...x.s })));
+      if (answered.length === running.length && leaders.size === 1 && leader) {
+        return { member: leader.m, idHex: BigInt(leader.s.memberId).toString(16) };
+      }
+      await sleep(200);
+    }
+    throw new Error(`members never agreed on a leader: ${last}`);
   }
 
   /** Member client URLs joined by commas (only the running ones). */
