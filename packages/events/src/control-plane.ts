@@ -7,6 +7,20 @@
 import { type Msg, type NatsConnection, connect as natsConnect, type Subscription } from "nats";
 import { decodeEvent, encodeEvent, type Topic } from "./topics.js";
 
+/**
+ * Why `value` is not a list of NATS URLs (comma-separated nats://host:port or tls://host:port,
+ * what the client takes), or undefined when it is one or empty (no NATS). Every service's flag
+ * parser reports it as its own configuration error.
+ */
+export function natsUrlProblem(flag: string, value: string): string | undefined {
+  for (const url of value.split(",").filter((u) => u.trim() !== "")) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(url.trim())) {
+      return `--${flag} must be nats://host:port, got ${JSON.stringify(url)}`;
+    }
+  }
+  return undefined;
+}
+
 export type ControlPlaneLog = (
   level: "info" | "warn",
   message: string,

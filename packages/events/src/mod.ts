@@ -5,6 +5,7 @@ export {
   type ControlPlaneCounters,
   type ControlPlaneLog,
   type ControlPlaneOptions,
+  natsUrlProblem,
 } from "./control-plane.js";
 export { NatsServerProcess, natsServerBinary } from "./nats-server.js";
 export {

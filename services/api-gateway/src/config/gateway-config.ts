@@ -1,6 +1,7 @@
 // Gateway configuration from flags and ETCD_GATEWAY_* environment variables (flags win),
 // in etcd's flag style: --endpoints=a,b or --endpoints a,b.
 
+import { natsUrlProblem } from "@etcd-ts/events";
 import { DEFAULT_RANGE_CACHE_OPTIONS } from "../cache/range-cache.js";
 
 export interface GatewayConfig {
@@ -106,11 +107,8 @@ function parseEndpoint(value: string): string {
 }
 
 function parseNatsUrl(value: string): string {
-  for (const url of value.split(",").filter((u) => u.trim() !== "")) {
-    if (!/^(nats|tls):\/\/[^\s/]+$/.test(url.trim())) {
-      throw new ConfigError(`--nats-url must be nats://host:port, got ${JSON.stringify(url)}`);
-    }
-  }
+  const problem = natsUrlProblem("nats-url", value);
+  if (problem !== undefined) throw new ConfigError(problem);
   return value;
 }
 

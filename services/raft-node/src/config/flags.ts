@@ -5,6 +5,7 @@
 // as in etcd, every other flag and ETCD_* variable is ignored.
 
 import { readFileSync } from "node:fs";
+import { natsUrlProblem } from "@etcd-ts/events";
 import { parse as parseYaml } from "yaml";
 
 export type FlagKind = "string" | "int" | "bool" | "urls" | "duration";
@@ -431,13 +432,9 @@ export function memberConfig(values: FlagValues): MemberConfig {
   };
 }
 
-/** Comma-separated nats:// URLs (what the NATS client takes), or empty for no NATS. */
 function parseNatsUrl(value: string): string {
-  for (const url of value.split(",").filter((u) => u.trim() !== "")) {
-    if (!/^(nats|tls):\/\/[^\s/]+$/.test(url.trim())) {
-      throw new ConfigError(`--nats-url must be nats://host:port, got ${JSON.stringify(url)}`);
-    }
-  }
+  const problem = natsUrlProblem("nats-url", value);
+  if (problem !== undefined) throw new ConfigError(problem);
   return value;
 }
 
