@@ -74,16 +74,7 @@ class Client {
     );
     return res.header!.memberId.toString(16);
   }
-  async status(ms: number): Promise<{ id: string; leader: string }> {
-    const res = await this.call(
-      "/etcdserverpb.Maintenance/Status",
-      (q: etcdserverpb.StatusRequest) => etcdserverpb.StatusRequest.encode(q).finish(),
-      (b) => etcdserverpb.StatusResponse.decode(b),
-      {},
-      ms,
-    );
-    return { id: res.header!.memberId.toString(16), leader: res.leader.toString(16) };
-  }
+
   close() {
     this.client.close();
   }
@@ -144,28 +135,8 @@ async function startGateway(endpoints: string, extra: string[]): Promise<Gateway
 }
 
 async function agreedLeader(cluster: LocalCluster): Promise<{ member: MemberProcess; id: string }> {
-  for (let i = 0; i < 150; i++) {
-    const running = cluster.members.filter((m) => m.child !== undefined);
-    const answers = await Promise.all(
-      running.map(async (m) => {
-        const c = new Client(m.clientUrl.replace("http://", ""));
-        try {
-          return { m, s: await c.status(1_000) };
-        } catch {
-          return undefined;
-        } finally {
-          c.close();
-        }
-      }),
-    );
-    const ok = answers.filter((a) => a !== undefined);
-    const leaders = new Set(ok.map((a) => a.s.leader));
-    const leader = ok.find((a) => a.s.id === [...leaders][0]);
-    if (ok.length === running.length && leaders.size === 1 && leader)
-      return { member: leader.m, id: leader.s.id };
-    await sleep(200);
-  }
-  throw new Error("members never agreed on a leader");
+  const { member, idHex } = await cluster.agreedLeader(30_000);
+  return { member, id: idHex };
 }
 
 /** The first time (pino's `time`), at or after `since`, a log line with one of `messages` names `id` as leader. */

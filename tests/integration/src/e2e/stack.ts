@@ -5,7 +5,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { freePort, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
-import { EtcdEndpoint } from "../cluster/etcd-client.js";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const gatewayMain = fileURLToPath(
@@ -133,37 +132,9 @@ export class Stack {
     throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
   }
 
-  /**
-   * The running member every running member names as leader, once they agree (bounded wait),
-   * with its ID in hex (as etcdctl and the gateway's metric labels print it).
-   */
-  async findLeader(): Promise<{ member: MemberProcess; idHex: string }> {
-    const deadline = Date.now() + 15_000;
-    let last = "";
-    while (Date.now() < deadline) {
-      const running = this.cluster.members.filter((m) => m.child !== undefined);
-      const statuses = await Promise.all(
-        running.map(async (m) => {
-          const e = new EtcdEndpoint(m.clientUrl.replace(/^https?:\/\//, ""));
-          try {
-            return { m, s: await e.status(2_000) };
-          } catch {
-            return undefined;
-          } finally {
-            e.close();
-          }
-        }),
-      );
-      const answered = statuses.filter((x) => x !== undefined);
-      const leaders = new Set(answered.map((x) => x.s.leader));
-      const leader = answered.find((x) => x.s.memberId === [...leaders][0]);
-      last = JSON.stringify(answered.map((x) => ({ name: x.m.name, ...x.s })));
-      if (answered.length === running.length && leaders.size === 1 && leader) {
-        return { member: leader.m, idHex: BigInt(leader.s.memberId).toString(16) };
-      }
-      await sleep(200);
-    }
-    throw new Error(`members never agreed on a leader: ${last}`);
+  /** The leader all running members agree on (LocalCluster.agreedLeader). */
+  findLeader(): Promise<{ member: MemberProcess; idHex: string }> {
+    return this.cluster.agreedLeader();
   }
 
   /** Member client URLs joined by commas (only the running ones). */
