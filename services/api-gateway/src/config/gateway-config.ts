@@ -1,6 +1,7 @@
 // Gateway configuration from flags and ETCD_GATEWAY_* environment variables (flags win),
 // in etcd's flag style: --endpoints=a,b or --endpoints a,b.
 
+import { natsUrlProblem } from "@etcd-ts/events";
 import { DEFAULT_RANGE_CACHE_OPTIONS } from "../cache/range-cache.js";
 
 export interface GatewayConfig {
@@ -17,6 +18,8 @@ export interface GatewayConfig {
   serializableCacheEntries: number;
   /** services/auth replicas (host:port) that answer Authenticate; empty: the members do. */
   authEndpoints: string[];
+  /** nats:// URLs for control-plane events (re-route at once on a leader change); empty: none. */
+  natsUrl: string;
   logLevel: string;
 }
 
@@ -38,6 +41,7 @@ const FLAGS: Record<string, { env: string; key: keyof GatewayConfig }> = {
     key: "serializableCacheEntries",
   },
   "auth-endpoints": { env: "ETCD_GATEWAY_AUTH_ENDPOINTS", key: "authEndpoints" },
+  "nats-url": { env: "ETCD_GATEWAY_NATS_URL", key: "natsUrl" },
   "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
 };
 
@@ -52,6 +56,8 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
                          entries, default 10000, 0 = off  (ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES)
   --auth-endpoints       services/auth gRPC addresses, comma-separated; Authenticate goes there
                          (default: none, the members answer it)          (ETCD_GATEWAY_AUTH_ENDPOINTS)
+  --nats-url             nats://host:port: follow leader announcements, default none
+                                                                   (ETCD_GATEWAY_NATS_URL)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
 `;
 
@@ -96,6 +102,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
       .map((s) => s.trim())
       .filter((s) => s !== "")
       .map(parseEndpoint),
+    natsUrl: parseNatsUrl(raw.get("natsUrl") ?? ""),
     logLevel: raw.get("logLevel") ?? "info",
   };
 }
@@ -107,6 +114,12 @@ function parseEndpoint(value: string): string {
     throw new ConfigError(`endpoint must be host:port or http://host:port, got ${JSON.stringify(value)}`);
   }
   return stripped;
+}
+
+function parseNatsUrl(value: string): string {
+  const problem = natsUrlProblem("nats-url", value);
+  if (problem !== undefined) throw new ConfigError(problem);
+  return value;
 }
 
 function parseListenAddr(value: string, flag: string): string {
