@@ -1,0 +1,104 @@
+// Server spans for GrpcHttp2Server, through the same observer seam as the grpc_server_* metrics:
+// a call's span starts at dispatch from the caller's `traceparent` header, the handler runs
+// inside its context (so the member's proposal and the gateway's upstream call are its
+// children), and it ends with the call's status. Only installed when tracing is on.
+
+import type { CallKind, GrpcCallObserver, GrpcMethodObserver, MethodHandler, ServerCall } from "@etcd-ts/api";
+import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { contextFromTraceparent, tracing } from "./tracing.js";
+
+interface TracedCall {
+  span: Span;
+  context: Context;
+}
+
+class TracedMethod implements GrpcMethodObserver {
+  private readonly service: string;
+  private readonly method: string;
+
+  constructor(private readonly path: string) {
+    const slash = path.lastIndexOf("/");
+    this.service = path.slice(1, slash);
+    this.method = path.slice(slash + 1);
+  }
+
+  started(call: ServerCall): void {
+    const parent = contextFromTraceparent(call.header("traceparent"));
+    const span = tracing.tracer.startSpan(
+      this.path.slice(1),
+      {
+        kind: SpanKind.SERVER,
+        attributes: { "rpc.system": "grpc", "rpc.service": this.service, "rpc.method": this.method },
+      },
+      parent,
+    );
+    call.observerState = { span, context: trace.setSpan(parent, span) } satisfies TracedCall;
+  }
+
+  received(): void {}
+  sent(): void {}
+
+  handled(code: number, _seconds: number, call: ServerCall): void {
+    const traced = call.observerState as TracedCall | undefined;
+    if (traced === undefined) return;
+    traced.span.setAttribute("rpc.grpc.status_code", code);
+    if (code !== 0) traced.span.setStatus({ code: SpanStatusCode.ERROR });
+    traced.span.end();
+  }
+
+  dispatch(call: ServerCall, handler: MethodHandler): void {
+    const traced = call.observerState as TracedCall | undefined;
+    if (traced === undefined) handler.handle(call);
+    else context.with(traced.context, () => handler.handle(call));
+  }
+}
+
+/**
+ * Server spans for unary and server-streaming calls. A bidi stream (Watch, LeaseKeepAlive)
+ * lives as long as its client: its deliveries and expiries get spans of their own instead.
+ */
+export class GrpcServerTracing implements GrpcCallObserver {
+  method(path: string, kind: CallKind): GrpcMethodObserver {
+    return kind === "bidi" ? UNTRACED : new TracedMethod(path);
+  }
+}
+
+const UNTRACED: GrpcMethodObserver = { started() {}, received() {}, sent() {}, handled() {} };
+
+/** Both observers see every call; `dispatch` is the tracer's, when it has one. */
+function bothMethods(a: GrpcMethodObserver, b: GrpcMethodObserver): GrpcMethodObserver {
+  const dispatch = a.dispatch ?? b.dispatch;
+  return {
+    started(call) {
+      a.started(call);
+      b.started(call);
+    },
+    received(bytes) {
+      a.received(bytes);
+      b.received(bytes);
+    },
+    sent(bytes) {
+      a.sent(bytes);
+      b.sent(bytes);
+    },
+    handled(code, seconds, call) {
+      a.handled(code, seconds, call);
+      b.handled(code, seconds, call);
+    },
+    ...(dispatch === undefined ? {} : { dispatch }),
+  };
+}
+
+/**
+ * What a GrpcHttp2Server should observe: `metrics` alone while tracing is off (the server's
+ * calls cost exactly what they did), metrics and server spans once startTracing ran.
+ */
+export function serverObserver(metrics: GrpcCallObserver): GrpcCallObserver {
+  if (!tracing.enabled) return metrics;
+  const spans = new GrpcServerTracing();
+  return {
+    method(path, kind) {
+      return bothMethods(spans.method(path, kind), metrics.method(path, kind));
+    },
+  };
+}
