@@ -2,7 +2,7 @@
 // status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
-import { processRegistry } from "@etcd-ts/telemetry";
+import { logTraceMixin, processRegistry, startTracing } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
@@ -54,7 +54,13 @@ async function main(): Promise<void> {
   const level = ["debug", "info", "warn", "error", "panic", "fatal"].includes(config.logLevel)
     ? config.logLevel.replace("panic", "fatal")
     : "info";
-  const logger = pino({ level, base: { name: config.name } }, logDestination(config.logOutputs));
+  // Before anything that makes spans or logs: the SDK is loaded only when OTEL_* asks for it.
+  const tracingHandle = await startTracing("raft-node");
+  const mixin = logTraceMixin();
+  const logger = pino(
+    { level, base: { name: config.name }, ...(mixin === undefined ? {} : { mixin }) },
+    logDestination(config.logOutputs),
+  );
   for (const warning of config.warnings) logger.warn({}, warning);
 
   const metrics = processRegistry();
@@ -81,6 +87,7 @@ async function main(): Promise<void> {
       await member.handOverLeadership().catch(() => {});
       await clientServer?.close();
       await member.stop();
+      await tracingHandle?.shutdown().catch(() => {});
     })();
     return stopping;
   };

@@ -4,7 +4,7 @@
 
 import type http from "node:http";
 import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
-import { GrpcServerMetrics } from "@etcd-ts/telemetry";
+import { GrpcServerMetrics, serverObserver } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
@@ -31,7 +31,7 @@ export interface GrpcParts {
 
 export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
   const server = new GrpcHttp2Server({
-    observer: new GrpcServerMetrics(parts.metrics.registry),
+    observer: serverObserver(new GrpcServerMetrics(parts.metrics.registry)),
     ...(parts.http1 === undefined ? {} : { http1: parts.http1 }),
   });
   for (const route of METHOD_ROUTES) register(server, route, parts);

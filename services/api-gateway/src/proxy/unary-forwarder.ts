@@ -2,12 +2,15 @@
 // another member when the failure allows it. The client sees the member's answer, or its
 // error, exactly as the member sent them.
 
+import { tracing } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
+import type { Context } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import { endUpstream, recordRoute, sampledContext, startUpstream } from "../observability/gateway-tracing.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
@@ -156,6 +159,8 @@ export class UnaryForwarder {
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
+    // The server span's context, when this call is traced and sampled (nothing else is read otherwise).
+    const traced: Context | undefined = tracing.enabled ? sampledContext() : undefined;
     let ticket: RangeCacheTicket | undefined;
     if (this.rangeCache !== undefined && route.route === "range") {
       try {
@@ -165,6 +170,14 @@ export class UnaryForwarder {
       }
       const cached = ticket === undefined ? undefined : this.rangeCache.cache.lookup(ticket);
       if (cached !== undefined) {
+        if (traced !== undefined) {
+          recordRoute(traced, started, {
+            target: "serializable",
+            member: undefined,
+            attempt: 0,
+            cached: true,
+          });
+        }
         this.metrics.answered(method, "cache", grpc.status.OK, (performance.now() - started) / 1000);
         return { error: undefined, response: cached, trailers: undefined };
       }
@@ -185,7 +198,15 @@ export class UnaryForwarder {
 
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
       if (cancellation?.cancelled) break;
+      const routeStarted = traced === undefined ? 0 : performance.now();
       const member = selectMember(peeked.target, this.members.snapshot(), this.rr, failed);
+      if (traced !== undefined) {
+        recordRoute(traced, attempt === 1 ? started : routeStarted, {
+          target: peeked.target.kind,
+          member: member?.id,
+          attempt,
+        });
+      }
       const client = member === undefined ? undefined : this.members.unaryChannelFor(member.id);
       if (member === undefined || client === undefined) {
         if (peeked.target.kind === "member") {
@@ -198,7 +219,10 @@ export class UnaryForwarder {
         await this.members.refresh();
       } else {
         memberLabel = member.id;
+        const upstream =
+          traced === undefined ? undefined : startUpstream(traced, route.path, member.id, metadata);
         const outcome = await this.callOnce(client, route.path, request, metadata, deadline, cancellation);
+        if (upstream !== undefined) endUpstream(upstream, outcome.error?.code ?? grpc.status.OK);
         if (outcome.error === undefined) {
           last = outcome;
           break;

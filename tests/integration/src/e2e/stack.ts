@@ -58,9 +58,13 @@ export class Stack {
     readonly gatewayOutput: { text: string },
   ) {}
 
-  /** `perMember`: extra flags for one member, by name (m1, m2, m3). */
-  static async start(memberFlags: string[] = [], perMember: Record<string, string[]> = {}): Promise<Stack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember });
+  /** `perMember`: extra flags for one member, by name (m1, m2, m3); `env`: every process's environment. */
+  static async start(
+    memberFlags: string[] = [],
+    perMember: Record<string, string[]> = {},
+    env: NodeJS.ProcessEnv = process.env,
+  ): Promise<Stack> {
+    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember, env });
     let stack: Stack | undefined;
     try {
       const grpcPort = await freePort();
@@ -77,7 +81,7 @@ export class Stack {
           `--json-listen-addr=127.0.0.1:${jsonPort}`,
           "--refresh-interval-ms=500",
         ],
-        { stdio: ["ignore", "pipe", "pipe"] },
+        { stdio: ["ignore", "pipe", "pipe"], env },
       );
       const output = { text: "" };
       const collect = (chunk: Buffer) => {

@@ -1,0 +1,181 @@
+// One request, one trace across processes: a real OTLP receiver process (packages/telemetry's
+// otlp-receiver) takes the OTLP/HTTP protobuf exports of three member processes and a gateway
+// process; a Put through the gateway must come back as one trace holding the gateway's spans,
+// the leader's propose and apply, and the followers' WAL appends and linked apply.
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { OTLP_RECEIVER_MAIN, type ReceivedSpan } from "@etcd-ts/telemetry";
+import grpc from "@grpc/grpc-js";
+import { Stack, sleep } from "./stack.js";
+
+/** etcdserverpb.PutRequest { key = 1; value = 2 }, short fields only. */
+function putRequest(key: string, value: string): Buffer {
+  const k = Buffer.from(key);
+  const v = Buffer.from(value);
+  return Buffer.concat([Buffer.from([0x0a, k.length]), k, Buffer.from([0x12, v.length]), v]);
+}
+
+function startReceiver(): Promise<{ child: ChildProcess; url: string }> {
+  const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
+  const child = spawn(process.execPath, [...execArgv, OTLP_RECEIVER_MAIN, "--listen", "127.0.0.1:0"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`otlp-receiver did not start: ${out}`)), 30_000);
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /listening on ([\d.]+:\d+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve({ child, url: `http://${m[1]}` });
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`otlp-receiver exited with ${code}: ${out}`));
+    });
+  });
+}
+
+describe("tracing across gateway and members", { timeout: 180_000 }, () => {
+  let receiver: { child: ChildProcess; url: string };
+  let stack: Stack;
+
+  before(async () => {
+    receiver = await startReceiver();
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_TRACES_SAMPLER: "parentbased_always_on",
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+    };
+    delete env.OTEL_SDK_DISABLED;
+    delete env.OTEL_EXPORTER_OTLP_PROTOCOL;
+    stack = await Stack.start([], {}, env);
+  });
+  after(async () => {
+    await stack?.close();
+    receiver?.child.kill("SIGTERM");
+  });
+
+  /** The trace's spans once `complete` holds for them (bounded wait: exports are batched). */
+  async function traceSpans(
+    traceId: string,
+    complete: (spans: ReceivedSpan[]) => boolean,
+  ): Promise<ReceivedSpan[]> {
+    let spans: ReceivedSpan[] = [];
+    for (let i = 0; i < 100; i++) {
+      const res = await fetch(`${receiver.url}/api/traces/${traceId}`);
+      spans = ((await res.json()) as { spans: ReceivedSpan[] }).spans;
+      if (complete(spans)) return spans;
+      await sleep(200);
+    }
+    return spans;
+  }
+
+  test("a gRPC Put through the gateway is one trace: gateway, leader, followers", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const clientSpanId = randomBytes(8).toString("hex");
+    const client = new grpc.Client(stack.gatewayAddr, grpc.credentials.createInsecure());
+    const metadata = new grpc.Metadata();
+    metadata.set("traceparent", `00-${traceId}-${clientSpanId}-01`);
+    try {
+      await new Promise<Buffer>((resolve, reject) =>
+        client.makeUnaryRequest(
+          "/etcdserverpb.KV/Put",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          putRequest("traced-key", "traced-value"),
+          metadata,
+          { deadline: Date.now() + 10_000 },
+          (err, res) => (err ? reject(err) : resolve(res!)),
+        ),
+      );
+    } finally {
+      client.close();
+    }
+
+    const memberIds = (spans: ReceivedSpan[], name: string) =>
+      new Set(spans.filter((s) => s.name === name).map((s) => s.attributes["etcd.member_id"]));
+    const spans = await traceSpans(
+      traceId,
+      (all) =>
+        memberIds(all, "raft.wal_append").size >= 3 &&
+        memberIds(all, "etcdserver.apply").size >= 3 &&
+        all.some((s) => s.service === "api-gateway" && s.kind === 2),
+    );
+    const summary = spans
+      .map((s) => `${s.service} ${s.name} ${s.attributes["etcd.member_id"] ?? ""}`)
+      .join("\n");
+    assert.ok(spans.length > 0, "no span of the trace reached the receiver");
+    for (const s of spans) assert.equal(s.traceId, traceId);
+
+    const gatewayServer = spans.find((s) => s.service === "api-gateway" && s.kind === 2);
+    assert.ok(gatewayServer, `no gateway server span:\n${summary}`);
+    assert.equal(gatewayServer.name, "etcdserverpb.KV/Put");
+    assert.equal(gatewayServer.parentSpanId, clientSpanId);
+    const route = spans.find((s) => s.name === "gateway.route");
+    assert.equal(route?.parentSpanId, gatewayServer.spanId);
+    assert.equal(route?.attributes["etcd.route_target"], "leader");
+    const upstream = spans.find((s) => s.service === "api-gateway" && s.kind === 3);
+    assert.ok(upstream, `no gateway upstream span:\n${summary}`);
+    assert.equal(upstream.parentSpanId, gatewayServer.spanId);
+
+    const memberServer = spans.find((s) => s.service === "raft-node" && s.kind === 2);
+    assert.ok(memberServer, `no member server span:\n${summary}`);
+    assert.equal(
+      memberServer.parentSpanId,
+      upstream.spanId,
+      "the member's span continues the gateway's call",
+    );
+    const propose = spans.find((s) => s.name === "etcdserver.propose");
+    assert.ok(propose, `no propose span:\n${summary}`);
+    assert.equal(propose.parentSpanId, memberServer.spanId);
+    const leader = propose.attributes["etcd.member_id"];
+    assert.equal(upstream.attributes["etcd.member_id"], leader, "the gateway sent the Put to the proposer");
+
+    const wal = spans.filter((s) => s.name === "raft.wal_append");
+    assert.ok(
+      memberIds(spans, "raft.wal_append").size >= 2,
+      `WAL appends from fewer than two members:\n${summary}`,
+    );
+    for (const w of wal) assert.equal(w.parentSpanId, propose.spanId);
+
+    const applies = spans.filter((s) => s.name === "etcdserver.apply");
+    const leaderApply = applies.find((s) => s.attributes["etcd.member_id"] === leader);
+    assert.ok(leaderApply, `no apply span on the leader:\n${summary}`);
+    assert.equal(leaderApply.parentSpanId, propose.spanId);
+    const followerApply = applies.find((s) => s.attributes["etcd.member_id"] !== leader);
+    assert.ok(followerApply, `no apply span on a follower:\n${summary}`);
+    assert.ok(
+      followerApply.links.some((l) => l.traceId === traceId && l.spanId === propose.spanId),
+      "a follower's apply links to the proposer's span",
+    );
+  });
+
+  test("the JSON gateway continues the caller's traceparent header; reads show ReadIndex", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const parent = randomBytes(8).toString("hex");
+    const res = await fetch(`${stack.jsonUrl}/v3/kv/range`, {
+      method: "POST",
+      headers: { "content-type": "application/json", traceparent: `00-${traceId}-${parent}-01` },
+      body: JSON.stringify({ key: Buffer.from("traced-key").toString("base64") }),
+    });
+    assert.equal(res.status, 200);
+    const spans = await traceSpans(traceId, (all) => all.some((s) => s.name === "etcdserver.wait_applied"));
+    const summary = spans.map((s) => `${s.service} ${s.name}`).join("\n");
+    const http = spans.find((s) => s.service === "api-gateway" && s.name === "POST /v3/kv/range");
+    assert.ok(http, `no JSON gateway span:\n${summary}`);
+    assert.equal(http.parentSpanId, parent);
+    const readIndex = spans.find((s) => s.name === "etcdserver.read_index");
+    const waitApplied = spans.find((s) => s.name === "etcdserver.wait_applied");
+    assert.ok(readIndex && waitApplied, `no ReadIndex spans:\n${summary}`);
+    assert.equal(readIndex.parentSpanId, waitApplied.parentSpanId);
+    assert.ok(BigInt(waitApplied.startTimeUnixNano) >= BigInt(readIndex.endTimeUnixNano) - 1_000_000n);
+  });
+});
