@@ -2,6 +2,7 @@
 // CPU for the cluster; the leader only when no follower answers.
 import { etcdserverpb } from "@etcd-ts/api";
 import { credentials, Metadata } from "@grpc/grpc-js";
+import { withTraceparent } from "./backup-tracing.js";
 
 export interface MemberStatus {
   endpoint: string;
@@ -49,7 +50,7 @@ export async function memberStatus(endpoint: string, timeoutMs = 3000): Promise<
 /** The snapshot stream of `endpoint`, message by message. */
 export async function* snapshotStream(endpoint: string): AsyncGenerator<{ blob: Buffer; remaining: number }> {
   const c = client(endpoint);
-  const call = c.snapshot({});
+  const call = c.snapshot({}, withTraceparent(new Metadata()));
   try {
     for await (const message of call as AsyncIterable<etcdserverpb.SnapshotResponse>) {
       yield { blob: Buffer.from(message.blob), remaining: Number(message.remainingBytes) };

@@ -4,7 +4,8 @@ import { context, SpanKind, trace } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
-import { startTracing, type TracingHandle, tracing } from "../tracing.js";
+import { pino } from "pino";
+import { logTraceMixin, startTracing, type TracingHandle, tracing } from "../tracing.js";
 import { OtlpReceiver } from "./otlp-receiver.js";
 
 let receiver: OtlpReceiver;
@@ -84,6 +85,17 @@ test("startTracing from OTEL_* variables (http/json), and the query API", async 
     assert.ok(handle);
     assert.equal(tracing.enabled, true);
     const span = tracing.tracer.startSpan("json-span", { attributes: { n: 7 } });
+    // A log line inside the span carries its IDs; one outside carries none.
+    const lines: string[] = [];
+    const mixin = logTraceMixin();
+    assert.ok(mixin);
+    const logger = pino({ base: null, mixin }, { write: (line: string) => lines.push(line) });
+    context.with(trace.setSpan(context.active(), span), () => logger.info("inside"));
+    logger.info("outside");
+    const [inside, outside] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(inside!.trace_id, span.spanContext().traceId);
+    assert.equal(inside!.span_id, span.spanContext().spanId);
+    assert.equal(outside!.trace_id, undefined);
     span.end();
     await handle.shutdown();
     handle = undefined;

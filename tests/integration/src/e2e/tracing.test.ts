@@ -5,10 +5,23 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { OTLP_RECEIVER_MAIN, type ReceivedSpan } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import { Stack, sleep } from "./stack.js";
+
+const backupMain = fileURLToPath(
+  new URL(
+    import.meta.url.endsWith(".ts")
+      ? "../../../../services/backup/src/main.ts"
+      : "../../../../services/backup/dist/main.js",
+    import.meta.url,
+  ),
+);
 
 /** etcdserverpb.PutRequest { key = 1; value = 2 }, short fields only. */
 function putRequest(key: string, value: string): Buffer {
@@ -45,10 +58,11 @@ function startReceiver(): Promise<{ child: ChildProcess; url: string }> {
 describe("tracing across gateway and members", { timeout: 180_000 }, () => {
   let receiver: { child: ChildProcess; url: string };
   let stack: Stack;
+  let env: NodeJS.ProcessEnv;
 
   before(async () => {
     receiver = await startReceiver();
-    const env: NodeJS.ProcessEnv = {
+    env = {
       ...process.env,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_TRACES_SAMPLER: "parentbased_always_on",
@@ -177,5 +191,48 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
     assert.ok(readIndex && waitApplied, `no ReadIndex spans:\n${summary}`);
     assert.equal(readIndex.parentSpanId, waitApplied.parentSpanId);
     assert.ok(BigInt(waitApplied.startTimeUnixNano) >= BigInt(readIndex.endTimeUnixNano) - 1_000_000n);
+  });
+
+  test("the backup service traces its snapshot work; the member's Snapshot call joins the trace", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "traced-backup-"));
+    try {
+      const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
+      const endpoints = stack.cluster.members.map((m) => m.clientUrl.replace("http://", "")).join(",");
+      const child = spawn(
+        process.execPath,
+        [...execArgv, backupMain, "now", "--endpoints", endpoints, "--dir", join(dir, "store")],
+        { stdio: ["ignore", "pipe", "pipe"], env: { ...env, OTEL_SERVICE_NAME: "backup-under-test" } },
+      );
+      let output = "";
+      child.stdout?.on("data", (c: Buffer) => {
+        output += c.toString();
+      });
+      child.stderr?.on("data", (c: Buffer) => {
+        output += c.toString();
+      });
+      const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+      assert.equal(code, 0, output);
+
+      // The backup process flushed its spans before exiting; the member exports within 100 ms.
+      const res = await fetch(`${receiver.url}/api/spans`);
+      const take = ((await res.json()) as { spans: ReceivedSpan[] }).spans.find(
+        (s) => s.name === "backup.take" && s.service === "backup-under-test",
+      );
+      assert.ok(take, "no backup.take span");
+      const spans = await traceSpans(take.traceId, (all) =>
+        all.some((s) => s.name === "etcdserverpb.Maintenance/Snapshot"),
+      );
+      const summary = spans.map((s) => `${s.service} ${s.name}`).join("\n");
+      const snapshot = spans.find((s) => s.name === "backup.snapshot");
+      assert.ok(snapshot && spans.some((s) => s.name === "backup.pick_source"), summary);
+      assert.equal(snapshot.parentSpanId, take.spanId);
+      assert.ok(Number(snapshot.attributes["backup.bytes"]) > 0);
+      const served = spans.find((s) => s.name === "etcdserverpb.Maintenance/Snapshot");
+      assert.ok(served, `the member's Snapshot span is not in the backup's trace:\n${summary}`);
+      assert.equal(served.service, "raft-node");
+      assert.equal(served.parentSpanId, snapshot.spanId);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
