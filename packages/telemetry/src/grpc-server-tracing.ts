@@ -1,15 +1,20 @@
 // Server spans for GrpcHttp2Server, through the same observer seam as the grpc_server_* metrics:
-// a call's span starts at dispatch from the caller's `traceparent` header, the handler runs
-// inside its context (so the member's proposal and the gateway's upstream call are its
-// children), and it ends with the call's status. Only installed when tracing is on.
+// a call's span starts at dispatch from the caller's `traceparent` header and ends with the
+// call's status; handlers read its context with traceContextOf(call) and pass it on (the
+// member's proposal, the gateway's upstream call). Only installed when tracing is on.
 
-import type { CallKind, GrpcCallObserver, GrpcMethodObserver, MethodHandler, ServerCall } from "@etcd-ts/api";
-import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { contextFromTraceparent, tracing } from "./tracing.js";
+import type { CallKind, GrpcCallObserver, GrpcMethodObserver, ServerCall } from "@etcd-ts/api";
+import { type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { contextFromTraceparent, type TraceContext, tracing } from "./tracing.js";
 
 interface TracedCall {
   span: Span;
-  context: Context;
+  context: TraceContext;
+}
+
+/** The trace context of a call a GrpcServerTracing observer saw; undefined when not traced. */
+export function traceContextOf(call: ServerCall): TraceContext | undefined {
+  return (call.observerState as TracedCall | undefined)?.context;
 }
 
 class TracedMethod implements GrpcMethodObserver {
@@ -45,12 +50,6 @@ class TracedMethod implements GrpcMethodObserver {
     if (code !== 0) traced.span.setStatus({ code: SpanStatusCode.ERROR });
     traced.span.end();
   }
-
-  dispatch(call: ServerCall, handler: MethodHandler): void {
-    const traced = call.observerState as TracedCall | undefined;
-    if (traced === undefined) handler.handle(call);
-    else context.with(traced.context, () => handler.handle(call));
-  }
 }
 
 /**
@@ -65,9 +64,8 @@ export class GrpcServerTracing implements GrpcCallObserver {
 
 const UNTRACED: GrpcMethodObserver = { started() {}, received() {}, sent() {}, handled() {} };
 
-/** Both observers see every call; `dispatch` is the tracer's, when it has one. */
+/** Both observers see every call. */
 function bothMethods(a: GrpcMethodObserver, b: GrpcMethodObserver): GrpcMethodObserver {
-  const dispatch = a.dispatch ?? b.dispatch;
   return {
     started(call) {
       a.started(call);
@@ -85,7 +83,6 @@ function bothMethods(a: GrpcMethodObserver, b: GrpcMethodObserver): GrpcMethodOb
       a.handled(code, seconds, call);
       b.handled(code, seconds, call);
     },
-    ...(dispatch === undefined ? {} : { dispatch }),
   };
 }
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 
 export { parseExposition, type Sample, sampleValue } from "./exposition.js";
 export { GRPC_CODE_NAMES, GrpcServerMetrics, type GrpcServerMetricsOptions } from "./grpc-server-metrics.js";
-export { GrpcServerTracing, serverObserver } from "./grpc-server-tracing.js";
+export { GrpcServerTracing, serverObserver, traceContextOf } from "./grpc-server-tracing.js";
 export { OtlpReceiver, type OtlpReceiverOptions } from "./otlp/otlp-receiver.js";
 export {
   type AttributeValue,
@@ -17,15 +17,18 @@ export {
 export { collectProcessMetrics, processRegistry, writeMetrics } from "./registry.js";
 export {
   contextFromTraceparent,
+  contextWithParent,
   decodeSpanContext,
   encodeSpanContext,
   isSampled,
-  logTraceMixin,
   parseTraceparent,
   SPAN_CONTEXT_BYTES,
+  sampledSpan,
   startTracing,
+  type TraceContext,
   type TracingHandle,
   type TracingState,
+  traceLogFields,
   traceparentOf,
   tracing,
   tracingEndpoint,

@@ -6,7 +6,6 @@ import { serverObserver } from "./grpc-server-tracing.js";
 import {
   decodeSpanContext,
   encodeSpanContext,
-  logTraceMixin,
   parseTraceparent,
   SPAN_CONTEXT_BYTES,
   startTracing,
@@ -37,11 +36,10 @@ describe("tracing off (no endpoint, or OTEL_SDK_DISABLED)", () => {
     assert.equal(tracing.enabled, false);
   });
 
-  it("adds nothing to a server's calls or to log lines", () => {
+  it("adds nothing to a server's calls", () => {
     const metrics = new GrpcServerMetrics(new Registry());
     // The very same observer: a call runs exactly the metrics' code, no span, no context.
     assert.equal(serverObserver(metrics), metrics);
-    assert.equal(logTraceMixin(), undefined);
   });
 });
 

@@ -2,16 +2,24 @@
 // (or OTEL_SDK_DISABLED=true) the SDK is never imported and `tracing.enabled` stays false: call
 // sites test that one field before touching the API, so a request allocates no span, context
 // or closure when tracing is off. The API package itself is loaded (it is small and inert).
+//
+// Contexts are passed explicitly (a call's TraceContext travels with the call), never through
+// an active-context manager: Node 20's AsyncLocalStorage, once used, makes every await in the
+// process about twice as slow (~190 -> ~400-500 ns, bench/src/telemetry/tracing-cost.ts's
+// notes), which would cost the members far more than 5% even at 1% sampling.
 
 import {
   type Context,
-  context,
+  ROOT_CONTEXT,
   type Span,
   type SpanContext,
   TraceFlags,
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+
+/** A request's trace context (its server span), passed along explicitly. */
+export type TraceContext = Context;
 
 export interface TracingState {
   /** True once startTracing installed the SDK; read on hot paths before any other tracing work. */
@@ -41,7 +49,7 @@ export function tracingEndpoint(env: Env = process.env): string | undefined {
  * Installs the SDK when the environment asks for it: a tracer provider with a batch span
  * processor and an OTLP/HTTP exporter (OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf, the default,
  * or http/json), the sampler named by OTEL_TRACES_SAMPLER/_ARG (default parentbased_always_on),
- * service.name from OTEL_SERVICE_NAME or `serviceName`, and AsyncLocalStorage context.
+ * and service.name from OTEL_SERVICE_NAME or `serviceName`.
  * Resolves undefined, having loaded nothing, when tracing is off.
  */
 export async function startTracing(
@@ -57,10 +65,9 @@ export async function startTracing(
   )
     .trim()
     .toLowerCase();
-  const [sdk, resources, hooks] = await Promise.all([
+  const [sdk, resources] = await Promise.all([
     import("@opentelemetry/sdk-trace"),
     import("@opentelemetry/resources"),
-    import("@opentelemetry/context-async-hooks"),
   ]);
   const exporter = await exporterFor(protocol, tracesUrl(env));
   const sampler = samplerFrom(sdk, env);
@@ -86,7 +93,6 @@ export async function startTracing(
       }),
     ],
   });
-  context.setGlobalContextManager(new hooks.AsyncLocalStorageContextManager().enable());
   trace.setGlobalTracerProvider(provider);
   tracing.tracer = provider.getTracer("etcd-ts");
   tracing.enabled = true;
@@ -185,9 +191,20 @@ export function parseTraceparent(value: string | undefined): SpanContext | undef
 }
 
 /** The context a server span starts from: the caller's `traceparent`, or the root context. */
-export function contextFromTraceparent(value: string | undefined): Context {
+export function contextFromTraceparent(value: string | undefined): TraceContext {
   const parent = parseTraceparent(value);
-  return parent === undefined ? context.active() : trace.setSpanContext(context.active(), parent);
+  return parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
+}
+
+/** A context whose parent is `sc` (a span context carried in a Raft entry, say). */
+export function contextWithParent(sc: SpanContext): TraceContext {
+  return trace.setSpanContext(ROOT_CONTEXT, sc);
+}
+
+/** The span of `ctx` when it is sampled (recorded and exported), else undefined. */
+export function sampledSpan(ctx: TraceContext | undefined): Span | undefined {
+  const span = ctx === undefined ? undefined : trace.getSpan(ctx);
+  return span !== undefined && isSampled(span) ? span : undefined;
 }
 
 /** The W3C `traceparent` value naming `span` as the parent. */
@@ -223,16 +240,12 @@ export function decodeSpanContext(bytes: Uint8Array): SpanContext {
 }
 
 /**
- * pino's `mixin` option: adds trace_id and span_id to a line logged inside a recording span.
- * undefined when tracing is off, so a logger built without it pays nothing per line.
+ * Fields for a log line written while serving a traced request: pino gets them as the line's
+ * trace_id and span_id. Empty when the request is not traced.
  */
-export function logTraceMixin(): (() => Record<string, string>) | undefined {
-  if (!tracing.enabled) return undefined;
-  const none = {};
-  return () => {
-    const span = trace.getSpan(context.active());
-    if (span === undefined) return none;
-    const sc = span.spanContext();
-    return { trace_id: sc.traceId, span_id: sc.spanId };
-  };
+export function traceLogFields(ctx: TraceContext | undefined): { trace_id?: string; span_id?: string } {
+  const span = ctx === undefined ? undefined : trace.getSpan(ctx);
+  if (span === undefined) return {};
+  const sc = span.spanContext();
+  return { trace_id: sc.traceId, span_id: sc.spanId };
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Entry point: parse configuration, start the gateway, stop it cleanly on SIGTERM/SIGINT.
 
-import { logTraceMixin, startTracing } from "@etcd-ts/telemetry";
+import { startTracing } from "@etcd-ts/telemetry";
 import pino from "pino";
 import { ConfigError, parseConfig, USAGE } from "./config/gateway-config.js";
 import { Gateway } from "./gateway.js";
@@ -19,12 +19,7 @@ async function main(): Promise<void> {
   }
   // Before the servers: the SDK is loaded only when OTEL_* asks for it.
   const tracingHandle = await startTracing("api-gateway");
-  const mixin = logTraceMixin();
-  const logger = pino({
-    name: "api-gateway",
-    level: config.logLevel,
-    ...(mixin === undefined ? {} : { mixin }),
-  });
+  const logger = pino({ name: "api-gateway", level: config.logLevel });
   const gateway = await Gateway.start({ ...config, logger, processMetrics: true });
   let stopping = false;
   const stop = (signal: string) => {

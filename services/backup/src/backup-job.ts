@@ -1,5 +1,6 @@
 // One backup and one verification, shared by the CLI, the schedule and the HTTP API.
 import { openSnapshotFile, snapshotStatus } from "@etcd-ts/raft-node";
+import type { TraceContext } from "@etcd-ts/telemetry";
 import type { Span } from "@opentelemetry/api";
 import { traced } from "./backup-tracing.js";
 import {
@@ -30,18 +31,22 @@ export async function takeBackup(options: {
   keepLast?: number | undefined;
   onProgress?: (p: Progress, elapsedMs: number) => void;
 }): Promise<BackupResult> {
-  return traced("backup.take", { "backup.endpoints": options.endpoints.join(",") }, (span) =>
-    takeBackupTraced(options, span),
+  return traced(
+    "backup.take",
+    { "backup.endpoints": options.endpoints.join(",") },
+    undefined,
+    (span, trace) => takeBackupTraced(options, span, trace),
   );
 }
 
 async function takeBackupTraced(
   options: Parameters<typeof takeBackup>[0],
   span: Span | undefined,
+  trace: TraceContext | undefined,
 ): Promise<BackupResult> {
   const { store, endpoints, keepLast } = options;
   if (keepLast !== undefined) beyondRetention([], keepLast);
-  const source = await traced("backup.pick_source", {}, async (pick) => {
+  const source = await traced("backup.pick_source", {}, trace, async (pick) => {
     const chosen = pickSource(await Promise.all(endpoints.map((e) => memberStatus(e))));
     pick?.setAttribute("backup.source", chosen?.endpoint ?? "none");
     return chosen;
@@ -51,13 +56,20 @@ async function takeBackupTraced(
   const started = performance.now();
   let entry: BackupEntry;
   try {
-    entry = await traced("backup.snapshot", { "backup.source": source.endpoint }, async (snap) => {
-      const written = await store.write(backupId(new Date()), snapshotStream(source.endpoint), (p) =>
-        options.onProgress?.(p, performance.now() - started),
-      );
-      snap?.setAttribute("backup.bytes", written.size);
-      return written;
-    });
+    entry = await traced(
+      "backup.snapshot",
+      { "backup.source": source.endpoint },
+      trace,
+      async (snap, snapTrace) => {
+        const written = await store.write(
+          backupId(new Date()),
+          snapshotStream(source.endpoint, snapTrace),
+          (p) => options.onProgress?.(p, performance.now() - started),
+        );
+        snap?.setAttribute("backup.bytes", written.size);
+        return written;
+      },
+    );
   } catch (err) {
     if (err instanceof BackupError) throw err;
     throw new BackupError(`snapshot from ${source.endpoint} failed: ${(err as Error).message}`);
@@ -66,7 +78,7 @@ async function takeBackupTraced(
   span?.setAttribute("backup.id", entry.id);
   const removed: string[] = [];
   if (keepLast !== undefined) {
-    await traced("backup.retention", { "backup.keep_last": keepLast }, async (retention) => {
+    await traced("backup.retention", { "backup.keep_last": keepLast }, trace, async (retention) => {
       for (const old of beyondRetention(
         (await store.list()).map((b) => b.id),
         keepLast,
@@ -89,7 +101,7 @@ export interface Verified extends BackupEntry {
 
 /** The stored sha256, then the snapshot's own trailer, bbolt structure and etcd buckets. */
 export function verifyBackup(store: DirectoryStore, id: string): Promise<Verified> {
-  return traced("backup.verify", { "backup.id": id }, () => verifyStored(store, id));
+  return traced("backup.verify", { "backup.id": id }, undefined, () => verifyStored(store, id));
 }
 
 async function verifyStored(store: DirectoryStore, id: string): Promise<Verified> {

@@ -2,7 +2,7 @@
 // status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
-import { logTraceMixin, processRegistry, startTracing } from "@etcd-ts/telemetry";
+import { processRegistry, startTracing } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
@@ -56,11 +56,7 @@ async function main(): Promise<void> {
     : "info";
   // Before anything that makes spans or logs: the SDK is loaded only when OTEL_* asks for it.
   const tracingHandle = await startTracing("raft-node");
-  const mixin = logTraceMixin();
-  const logger = pino(
-    { level, base: { name: config.name }, ...(mixin === undefined ? {} : { mixin }) },
-    logDestination(config.logOutputs),
-  );
+  const logger = pino({ level, base: { name: config.name } }, logDestination(config.logOutputs));
   for (const warning of config.warnings) logger.warn({}, warning);
 
   const metrics = processRegistry();

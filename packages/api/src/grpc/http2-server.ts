@@ -53,11 +53,6 @@ export interface GrpcMethodObserver {
   sent(bytes: number): void;
   /** The call ended with `code` (CANCELLED when the client left first), `seconds` after it started. */
   handled(code: number, seconds: number, call: ServerCall): void;
-  /**
-   * Runs the handler; when present the server calls it instead of `handler.handle(call)`, so
-   * that a tracer runs the handler inside the call's span context.
-   */
-  dispatch?(call: ServerCall, handler: MethodHandler): void;
 }
 
 export interface CallStatus {
@@ -458,7 +453,7 @@ export class GrpcHttp2Server {
     }
     if (handler.kind === "bidi") {
       stream.on("end", () => call.emit("halfClose"));
-      run(call, handler);
+      handler.handle(call);
       return;
     }
     let messages = 0;
@@ -475,12 +470,7 @@ export class GrpcHttp2Server {
         });
         return;
       }
-      run(call, handler);
+      handler.handle(call);
     });
   }
-}
-
-function run(call: ServerCall, handler: MethodHandler): void {
-  if (call.observer?.dispatch === undefined) handler.handle(call);
-  else call.observer.dispatch(call, handler);
 }

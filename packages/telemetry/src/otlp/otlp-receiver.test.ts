@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { context, SpanKind, trace } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { pino } from "pino";
-import { logTraceMixin, startTracing, type TracingHandle, tracing } from "../tracing.js";
+import { startTracing, type TracingHandle, traceLogFields, tracing } from "../tracing.js";
 import { OtlpReceiver } from "./otlp-receiver.js";
 
 let receiver: OtlpReceiver;
@@ -85,13 +85,11 @@ test("startTracing from OTEL_* variables (http/json), and the query API", async 
     assert.ok(handle);
     assert.equal(tracing.enabled, true);
     const span = tracing.tracer.startSpan("json-span", { attributes: { n: 7 } });
-    // A log line inside the span carries its IDs; one outside carries none.
+    // A log line written while serving the traced request carries its IDs; others carry none.
     const lines: string[] = [];
-    const mixin = logTraceMixin();
-    assert.ok(mixin);
-    const logger = pino({ base: null, mixin }, { write: (line: string) => lines.push(line) });
-    context.with(trace.setSpan(context.active(), span), () => logger.info("inside"));
-    logger.info("outside");
+    const logger = pino({ base: null }, { write: (line: string) => lines.push(line) });
+    logger.info(traceLogFields(trace.setSpan(ROOT_CONTEXT, span)), "inside");
+    logger.info(traceLogFields(undefined), "outside");
     const [inside, outside] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.equal(inside!.trace_id, span.spanContext().traceId);
     assert.equal(inside!.span_id, span.spanContext().spanId);

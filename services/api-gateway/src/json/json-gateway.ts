@@ -12,7 +12,7 @@ import {
   jsonToWire,
   wireToJson,
 } from "@etcd-ts/api";
-import { tracing } from "@etcd-ts/telemetry";
+import { type TraceContext, tracing } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
@@ -74,7 +74,7 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
               "POST",
               path,
               req.headers.traceparent,
-              () => serveUnary(parts, route, requestType, responseType, req, reply),
+              (trace) => serveUnary(parts, route, requestType, responseType, req, reply, trace),
               () => reply.statusCode,
             )
           : serveUnary(parts, route, requestType, responseType, req, reply),
@@ -124,6 +124,7 @@ async function serveUnary(
   responseType: string,
   req: FastifyRequest,
   reply: FastifyReply,
+  trace?: TraceContext,
 ): Promise<void> {
   let request: Buffer;
   try {
@@ -137,7 +138,7 @@ async function serveUnary(
   reply.raw.once("close", () => {
     if (!reply.raw.writableFinished) cancellation.cancel();
   });
-  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, cancellation);
+  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, cancellation, trace);
   if (outcome.error !== undefined) {
     const { code, details } = outcome.error;
     return sendError(reply, httpStatusForGrpcCode(code), code, details);

@@ -1,23 +1,33 @@
 // The gateway's spans, under the server span GrpcHttp2Server's observer (or the JSON gateway)
 // started: one `gateway.route` per attempt (which member the call's target chose) and one
-// `gateway.upstream` client span per call to a member, whose context goes upstream as the
-// `traceparent` metadata the member's server span starts from. Callers test tracing.enabled
-// first; an unsampled request makes no span here either.
+// client span per call to a member, whose context goes upstream as the `traceparent` metadata
+// the member's server span starts from. Callers test tracing.enabled first; an unsampled
+// request makes no span here, and only passes its "not sampled" decision upstream.
 
-import { contextFromTraceparent, isSampled, traceparentOf, tracing } from "@etcd-ts/telemetry";
+import {
+  contextFromTraceparent,
+  sampledSpan,
+  type TraceContext,
+  traceparentOf,
+  tracing,
+} from "@etcd-ts/telemetry";
 import type grpc from "@grpc/grpc-js";
-import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { trace as otelTrace, type Span, SpanKind, SpanStatusCode } from "@opentelemetry/api";
 
-/** The active context when it holds a sampled span: the parent of the gateway's spans. */
-export function sampledContext(): Context | undefined {
-  const active = context.active();
-  const span = trace.getSpan(active);
-  return span !== undefined && isSampled(span) ? active : undefined;
+/** `trace` when its span is sampled: the parent of the gateway's spans. */
+export function sampledParent(trace: TraceContext | undefined): TraceContext | undefined {
+  return trace !== undefined && sampledSpan(trace) !== undefined ? trace : undefined;
+}
+
+/** An unsampled call still tells the members so, or each would sample it on its own. */
+export function passUnsampled(trace: TraceContext, metadata: grpc.Metadata): void {
+  const span = otelTrace.getSpan(trace);
+  if (span !== undefined) metadata.set("traceparent", traceparentOf(span));
 }
 
 /** The routing decision of one attempt, from `startedAt` (performance.now()) to now. */
 export function recordRoute(
-  parent: Context,
+  parent: TraceContext,
   startedAt: number,
   attributes: { target: string; member: string | undefined; attempt: number; cached?: boolean },
 ): void {
@@ -39,7 +49,12 @@ export function recordRoute(
 }
 
 /** Starts the client span of one upstream call and puts its `traceparent` in `metadata`. */
-export function startUpstream(parent: Context, path: string, member: string, metadata: grpc.Metadata): Span {
+export function startUpstream(
+  parent: TraceContext,
+  path: string,
+  member: string,
+  metadata: grpc.Metadata,
+): Span {
   const slash = path.lastIndexOf("/");
   const span = tracing.tracer.startSpan(
     path.slice(1),
@@ -66,13 +81,13 @@ export function endUpstream(span: Span, code: number): void {
 
 /**
  * The JSON gateway's server span (HTTP/1.1), from the request's `traceparent` header; `serve`
- * runs inside it. Only called when tracing is on.
+ * is given its context. Only called when tracing is on.
  */
 export async function traceHttpRequest<T>(
   method: string,
   path: string,
   traceparent: string | string[] | undefined,
-  serve: () => Promise<T>,
+  serve: (trace: TraceContext) => Promise<T>,
   statusOf: () => number,
 ): Promise<T> {
   const parent = contextFromTraceparent(Array.isArray(traceparent) ? traceparent[0] : traceparent);
@@ -82,7 +97,7 @@ export async function traceHttpRequest<T>(
     parent,
   );
   try {
-    return await context.with(trace.setSpan(parent, span), serve);
+    return await serve(otelTrace.setSpan(parent, span));
   } finally {
     const status = statusOf();
     span.setAttribute("http.response.status_code", status);

@@ -2,15 +2,20 @@
 // another member when the failure allows it. The client sees the member's answer, or its
 // error, exactly as the member sent them.
 
-import { tracing } from "@etcd-ts/telemetry";
+import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
-import type { Context } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
-import { endUpstream, recordRoute, sampledContext, startUpstream } from "../observability/gateway-tracing.js";
+import {
+  endUpstream,
+  passUnsampled,
+  recordRoute,
+  sampledParent,
+  startUpstream,
+} from "../observability/gateway-tracing.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
@@ -148,7 +153,8 @@ export class UnaryForwarder {
 
   /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
-   * `cancellation` is cancelled when the client goes away.
+   * `cancellation` is cancelled when the client goes away. `trace`: the call's server span
+   * context when tracing is on.
    */
   async forward(
     route: MethodRoute,
@@ -156,11 +162,12 @@ export class UnaryForwarder {
     incoming: grpc.Metadata,
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
+    trace?: TraceContext,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
-    // The server span's context, when this call is traced and sampled (nothing else is read otherwise).
-    const traced: Context | undefined = tracing.enabled ? sampledContext() : undefined;
+    // The server span's context when the call is traced and sampled: the gateway's spans' parent.
+    const traced = sampledParent(trace);
     let ticket: RangeCacheTicket | undefined;
     if (this.rangeCache !== undefined && route.route === "range") {
       try {
@@ -191,6 +198,7 @@ export class UnaryForwarder {
       peeked = { target: { kind: "leader" }, idempotent: false };
     }
     const metadata = forwardableMetadata(incoming);
+    if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
     const deadlineMs = deadlineToMs(deadline) ?? Date.now() + this.options.retryBudgetMs;
     const failed = new Set<string>();
     let last: UnaryOutcome | undefined;
@@ -236,7 +244,7 @@ export class UnaryForwarder {
         if (!mayRetry(verdict, peeked.idempotent) || attempt === this.options.maxAttempts) break;
         if (verdict.memberDown || peeked.target.kind !== "leader") failed.add(member.id);
         this.logger.debug(
-          { method, member: member.id, code, details, attempt },
+          { method, member: member.id, code, details, attempt, ...traceLogFields(trace) },
           "retrying on another member",
         );
       }

@@ -16,8 +16,16 @@
 // Lease expiries (lease.expire) and watch deliveries (watch.deliver) start traces of their own.
 
 import type { Entry } from "@etcd-ts/raft";
-import { decodeSpanContext, encodeSpanContext, isSampled, tracing } from "@etcd-ts/telemetry";
-import { type Context, context, type Link, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
+import {
+  contextWithParent,
+  decodeSpanContext,
+  encodeSpanContext,
+  isSampled,
+  sampledSpan,
+  type TraceContext,
+  tracing,
+} from "@etcd-ts/telemetry";
+import { type Link, type Span, SpanStatusCode } from "@opentelemetry/api";
 import { EntryKind, envelopeTrace } from "../apply/entry-envelope.js";
 
 /** The proposer ID and sequence number of an envelope, read in place (entry-envelope.ts layout). */
@@ -36,13 +44,11 @@ export class MemberTracing {
   }
 
   /**
-   * A propose span under the active (server) span, or undefined when the request is not
-   * traced or not sampled: then nothing is added to the entry.
+   * A propose span under the call's server span, or undefined when its trace is not sampled:
+   * then nothing is added to the entry.
    */
-  proposing(kind: EntryKind): Span | undefined {
-    const parent = context.active();
-    const server = trace.getSpan(parent);
-    if (server === undefined || !isSampled(server)) return undefined;
+  proposing(kind: EntryKind, parent: TraceContext): Span | undefined {
+    if (sampledSpan(parent) === undefined) return undefined;
     return tracing.tracer.startSpan(
       "etcdserver.propose",
       { attributes: { "etcd.member_id": this.memberId, "etcd.entry_kind": EntryKind[kind] ?? kind } },
@@ -141,7 +147,7 @@ export class MemberTracing {
           links,
           attributes: { ...this.applyAttributes(entries, undefined), "etcd.traced_entries": links.length },
         },
-        trace.setSpanContext(context.active(), links[0]!.context),
+        contextWithParent(links[0]!.context),
       )
       .end();
   }
@@ -157,14 +163,15 @@ export class MemberTracing {
   }
 
   /**
-   * A linearizable read under the active span: resolves as `wait` does, with the ReadIndex
-   * round and the wait for apply as two spans. `wait` is given the callback to call with the
-   * read index once Raft answered.
+   * A linearizable read under the call's server span: resolves as `wait` does, with the
+   * ReadIndex round and the wait for apply as two spans. `wait` is given the callback to call
+   * with the read index once Raft answered.
    */
-  async linearizableRead(wait: (indexKnown?: (index: number) => void) => Promise<void>): Promise<void> {
-    const parent = context.active();
-    const server = trace.getSpan(parent);
-    if (server === undefined || !isSampled(server)) return wait();
+  async linearizableRead(
+    parent: TraceContext,
+    wait: (indexKnown?: (index: number) => void) => Promise<void>,
+  ): Promise<void> {
+    if (sampledSpan(parent) === undefined) return wait();
     const round = tracing.tracer.startSpan("etcdserver.read_index", {}, parent);
     let applyWait: Span | undefined;
     try {
@@ -219,6 +226,6 @@ export class MemberTracing {
   }
 }
 
-function remoteParent(carried: Uint8Array): Context {
-  return trace.setSpanContext(context.active(), decodeSpanContext(carried));
+function remoteParent(carried: Uint8Array): TraceContext {
+  return contextWithParent(decodeSpanContext(carried));
 }

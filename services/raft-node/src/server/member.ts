@@ -19,7 +19,7 @@ import {
   StateRole,
   type Status,
 } from "@etcd-ts/raft";
-import { tracing } from "@etcd-ts/telemetry";
+import { type TraceContext, tracing } from "@etcd-ts/telemetry";
 import type { Server } from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
@@ -417,14 +417,15 @@ export class Member implements EtcdServer {
     payload: Uint8Array,
     context: ProposalContext,
     caller?: AuthInfo,
+    trace?: TraceContext,
   ): Promise<unknown> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     if (payload.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
     const { seq, done } = this.proposals.register<unknown>(context, performance.now());
-    const span = this.tracer?.proposing(kind);
-    const trace = span === undefined ? undefined : this.tracer!.proposed(seq, span, done);
+    const span = trace === undefined ? undefined : this.tracer?.proposing(kind, trace);
+    const carried = span === undefined ? undefined : this.tracer!.proposed(seq, span, done);
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller, trace));
+      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller, carried));
     } catch (err) {
       this.metrics.proposalsFailed.inc();
       this.proposals.reject(
@@ -476,23 +477,30 @@ export class Member implements EtcdServer {
     return this.store.range(request) as Promise<RangeResponse>;
   }
 
-  linearizableRead(): Promise<void> {
+  linearizableRead(trace?: TraceContext): Promise<void> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
-    if (this.tracer !== undefined)
-      return this.tracer.linearizableRead((indexKnown) => this.reads.wait(indexKnown));
+    if (this.tracer !== undefined && trace !== undefined) {
+      return this.tracer.linearizableRead(trace, (indexKnown) => this.reads.wait(indexKnown));
+    }
     return this.reads.wait();
   }
 
-  async put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse> {
+  async put(
+    request: PutRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<PutResponse> {
     // The store's PutRequest has the API's fields and types (the lease ID is a bigint in both).
     const payload = raw ?? etcdserverpb.PutRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Put, payload, { put: request }, caller)) as PutResponse;
+    return (await this.propose(EntryKind.Put, payload, { put: request }, caller, trace)) as PutResponse;
   }
 
   async deleteRange(
     request: DeleteRangeRequest,
     raw?: Uint8Array,
     caller?: AuthInfo,
+    trace?: TraceContext,
   ): Promise<DeleteRangeResponse> {
     const payload = raw ?? etcdserverpb.DeleteRangeRequest.encode(request).finish();
     return (await this.propose(
@@ -500,23 +508,37 @@ export class Member implements EtcdServer {
       payload,
       { deleteRange: request },
       caller,
+      trace,
     )) as DeleteRangeResponse;
   }
 
-  async txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse> {
-    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller)) as TxnResponse;
+  async txn(
+    request: TxnRequest,
+    raw: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<TxnResponse> {
+    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller, trace)) as TxnResponse;
   }
 
-  async compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse> {
+  async compact(
+    request: CompactionRequest,
+    raw?: Uint8Array,
+    trace?: TraceContext,
+  ): Promise<CompactionResponse> {
     const payload =
       raw ??
       etcdserverpb.CompactionRequest.encode({
         revision: BigInt(request.revision),
         physical: request.physical,
       }).finish();
-    const res = (await this.propose(EntryKind.Compaction, payload, {
-      compaction: request,
-    })) as CompactionResponse;
+    const res = (await this.propose(
+      EntryKind.Compaction,
+      payload,
+      { compaction: request },
+      undefined,
+      trace,
+    )) as CompactionResponse;
     // etcd's physical compaction answers once the old revisions are gone from the backend.
     if (request.physical) await this.store.compactionDone();
     return res;

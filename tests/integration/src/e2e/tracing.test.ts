@@ -121,7 +121,11 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
       (all) =>
         memberIds(all, "raft.wal_append").size >= 3 &&
         memberIds(all, "etcdserver.apply").size >= 3 &&
-        all.some((s) => s.service === "api-gateway" && s.kind === 2),
+        all.some((s) => s.service === "api-gateway" && s.kind === 2) &&
+        all.some((s) => s.service === "api-gateway" && s.kind === 3) &&
+        all.some((s) => s.service === "raft-node" && s.kind === 2) &&
+        all.some((s) => s.name === "etcdserver.propose") &&
+        all.some((s) => s.name === "gateway.route"),
     );
     const summary = spans
       .map((s) => `${s.service} ${s.name} ${s.attributes["etcd.member_id"] ?? ""}`)
@@ -181,7 +185,12 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
       body: JSON.stringify({ key: Buffer.from("traced-key").toString("base64") }),
     });
     assert.equal(res.status, 200);
-    const spans = await traceSpans(traceId, (all) => all.some((s) => s.name === "etcdserver.wait_applied"));
+    const spans = await traceSpans(
+      traceId,
+      (all) =>
+        all.some((s) => s.name === "etcdserver.wait_applied") &&
+        all.some((s) => s.name === "POST /v3/kv/range"),
+    );
     const summary = spans.map((s) => `${s.service} ${s.name}`).join("\n");
     const http = spans.find((s) => s.service === "api-gateway" && s.name === "POST /v3/kv/range");
     assert.ok(http, `no JSON gateway span:\n${summary}`);
