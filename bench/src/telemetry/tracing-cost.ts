@@ -2,7 +2,9 @@
 // (3 members + 1 gateway each) with tracing off, at 1% sampling and at 100%, exporting to one
 // otlp-receiver process; bench/goload drives the same put scenario at each stack in turn,
 // rotating the order every round, and the medians are compared (the machine is shared: take
-// the ratios, not the absolute numbers).
+// the ratios, not the absolute numbers). Besides throughput it reports the CPU time the stack's
+// four processes spent per put (utime + stime from /proc), which a loaded machine disturbs far
+// less than ops/s; the receiver's own CPU is left out (in a deployment it is Jaeger's).
 //
 //   node bench/dist/telemetry/tracing-cost.js [--rounds 3] [--total 5000] [--conns 10] [--clients 100]
 //
@@ -10,7 +12,7 @@
 // members follow the sampled flag in `traceparent` (unsampled requests carry no trace bytes in
 // their Raft entries).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, LocalCluster } from "@etcd-ts/raft-node";
@@ -112,7 +114,24 @@ async function startStack(config: Config, receiverUrl: string): Promise<Stack> {
   return { config, cluster, gateway, gatewayAddr };
 }
 
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat (Linux, 100 ticks/s). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+function stackCpuSeconds(s: Stack): number {
+  return cpuSeconds(s.gateway.pid) + s.cluster.members.reduce((sum, m) => sum + cpuSeconds(m.child?.pid), 0);
+}
+
 interface GoloadResult {
+  ok: number;
   ops_per_s: number;
   errors: number;
   latency_ms: { p50: number | null; p99: number | null };
@@ -167,17 +186,22 @@ async function main(): Promise<void> {
     // Warm-up (JIT, connections, leader known) at every stack before measuring.
     for (const s of stacks) goload(s.gatewayAddr, { ...opts, total: Math.min(opts.total, 2_000) }, "warmup");
     const results = new Map<string, GoloadResult[]>(CONFIGS.map((c) => [c.name, []]));
+    const cpuPerPut = new Map<string, number[]>(CONFIGS.map((c) => [c.name, []]));
     for (let round = 0; round < opts.rounds; round++) {
       for (let k = 0; k < stacks.length; k++) {
         const s = stacks[(k + round) % stacks.length]!;
+        const cpuBefore = stackCpuSeconds(s);
         const r = goload(s.gatewayAddr, opts, `put/${s.config.name}`);
+        const us = ((stackCpuSeconds(s) - cpuBefore) * 1e6) / Math.max(1, r.ok);
         results.get(s.config.name)!.push(r);
+        cpuPerPut.get(s.config.name)!.push(us);
         console.log(
-          `round ${round + 1} ${s.config.name.padEnd(5)} ${r.ops_per_s.toFixed(0)} ops/s p50 ${r.latency_ms.p50} ms p99 ${r.latency_ms.p99} ms errors ${r.errors}`,
+          `round ${round + 1} ${s.config.name.padEnd(5)} ${r.ops_per_s.toFixed(0)} ops/s p50 ${r.latency_ms.p50} ms p99 ${r.latency_ms.p99} ms errors ${r.errors}, ${us.toFixed(0)} us CPU/put`,
         );
       }
     }
     const off = median(results.get("off")!.map((r) => r.ops_per_s));
+    const offCpu = median(cpuPerPut.get("off")!);
     console.log(
       `\nput through the gateway, ${opts.conns} conns x ${opts.clients} clients, ${opts.total} puts/cell:`,
     );
@@ -185,8 +209,10 @@ async function main(): Promise<void> {
       const rs = results.get(c.name)!;
       const ops = median(rs.map((r) => r.ops_per_s));
       const p99 = median(rs.map((r) => r.latency_ms.p99 ?? 0));
+      const cpu = median(cpuPerPut.get(c.name)!);
       console.log(
-        `  tracing ${c.name.padEnd(5)} median ${ops.toFixed(0)} ops/s (${((ops / off) * 100).toFixed(1)}% of off), p99 ${p99} ms`,
+        `  tracing ${c.name.padEnd(5)} median ${ops.toFixed(0)} ops/s (${((ops / off) * 100).toFixed(1)}% of off), p99 ${p99} ms, ` +
+          `${cpu.toFixed(0)} us CPU/put in gateway + members (${((cpu / offCpu) * 100).toFixed(1)}% of off)`,
       );
     }
     const spans = (await (await fetch(`${receiverUrl}/api/spans`)).json()) as { spans: unknown[] };
