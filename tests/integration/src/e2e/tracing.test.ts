@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { OTLP_RECEIVER_MAIN, type ReceivedSpan } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
-import { Stack, sleep } from "./stack.js";
+import { EtcdctlProcess, etcdctl, Stack, sleep } from "./stack.js";
 
 const backupMain = fileURLToPath(
   new URL(
@@ -242,6 +242,69 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
       assert.equal(served.parentSpanId, snapshot.spanId);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** Every span received so far once `complete` holds for them (bounded wait). */
+  async function allSpans(complete: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
+    let spans: ReceivedSpan[] = [];
+    for (let i = 0; i < 100; i++) {
+      spans = ((await (await fetch(`${receiver.url}/api/spans`)).json()) as { spans: ReceivedSpan[] }).spans;
+      if (complete(spans)) return spans;
+      await sleep(200);
+    }
+    return spans;
+  }
+
+  test("a lease expiry is a trace of its own; the revoke's apply spans link to it", async () => {
+    const granted = await etcdctl(stack.gatewayAddr, ["lease", "grant", "2"]);
+    assert.equal(granted.code, 0, granted.stderr);
+    const id = /lease ([0-9a-f]+) granted/.exec(granted.stdout)?.[1];
+    assert.ok(id, granted.stdout);
+    const expiry = (spans: ReceivedSpan[]) =>
+      spans.find((s) => s.name === "lease.expire" && s.attributes["etcd.lease_id"] === id);
+    const spans = await allSpans((all) => {
+      const e = expiry(all);
+      return (
+        e !== undefined &&
+        all.filter((s) => s.name === "etcdserver.apply" && s.traceId === e.traceId).length >= 3
+      );
+    });
+    const e = expiry(spans);
+    assert.ok(e, "no lease.expire span for the lease");
+    assert.equal(e.parentSpanId, "", "a lease expiry starts its own trace");
+    const applies = spans.filter((s) => s.name === "etcdserver.apply" && s.traceId === e.traceId);
+    assert.equal(new Set(applies.map((a) => a.attributes["etcd.member_id"])).size, 3);
+    const onLeader = applies.find((a) => a.attributes["etcd.member_id"] === e.attributes["etcd.member_id"]);
+    assert.equal(onLeader?.parentSpanId, e.spanId);
+    for (const a of applies.filter((x) => x !== onLeader)) {
+      assert.ok(
+        a.links.some((l) => l.spanId === e.spanId),
+        "a follower's revoke apply links to the expiry",
+      );
+    }
+  });
+
+  test("watch deliveries get spans of their own", async () => {
+    const key = `watched-${randomBytes(4).toString("hex")}`;
+    const watch = new EtcdctlProcess(stack.gatewayAddr, ["watch", key]);
+    try {
+      // The watch is in place once a put's event comes back through it.
+      let delivered = false;
+      for (let i = 0; i < 20 && !delivered; i++) {
+        assert.equal((await etcdctl(stack.gatewayAddr, ["put", key, `v${i}`])).code, 0);
+        delivered = await watch.waitFor((out) => out.includes(key), 500);
+      }
+      assert.ok(delivered, `no event through the watch: ${watch.stderr}`);
+      const spans = await allSpans((all) => all.some((s) => s.name === "watch.deliver"));
+      const deliver = spans.find((s) => s.name === "watch.deliver");
+      assert.ok(deliver, "no watch.deliver span");
+      assert.equal(deliver.service, "raft-node");
+      assert.equal(deliver.parentSpanId, "");
+      assert.ok(Number(deliver.attributes["etcd.synced_watchers"]) >= 1);
+      assert.ok(Number(deliver.attributes["etcd.events"]) >= 1);
+    } finally {
+      await watch.stop();
     }
   });
 });
