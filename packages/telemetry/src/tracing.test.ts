@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
+import grpc from "@grpc/grpc-js";
+import { type Tracer, trace } from "@opentelemetry/api";
 import { Registry } from "prom-client";
 import { GrpcServerMetrics } from "./grpc-server-metrics.js";
-import { serverObserver } from "./grpc-server-tracing.js";
+import { GrpcServerTracing, serverObserver, traceContextOf } from "./grpc-server-tracing.js";
 import {
   decodeSpanContext,
   encodeSpanContext,
@@ -40,6 +43,68 @@ describe("tracing off (no endpoint, or OTEL_SDK_DISABLED)", () => {
     const metrics = new GrpcServerMetrics(new Registry());
     // The very same observer: a call runs exactly the metrics' code, no span, no context.
     assert.equal(serverObserver(metrics), metrics);
+  });
+});
+
+/** Serves one unary call with `observer` and reports what the handler saw. */
+async function serveOnce(observer: ConstructorParameters<typeof GrpcHttp2Server>[0]): Promise<ServerCall> {
+  let seen: ServerCall | undefined;
+  const server = new GrpcHttp2Server(observer);
+  server.register("/etcdserverpb.KV/Range", {
+    kind: "unary",
+    handle: (call) => {
+      seen = call;
+      call.sendMessage(Buffer.from("answer"));
+      call.finish({ code: grpc.status.OK });
+    },
+  });
+  const port = await server.listen("127.0.0.1:0");
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const metadata = new grpc.Metadata();
+  metadata.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  try {
+    await new Promise<void>((resolve, reject) =>
+      client.makeUnaryRequest(
+        "/etcdserverpb.KV/Range",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+        metadata,
+        (err) => (err ? reject(err) : resolve()),
+      ),
+    );
+  } finally {
+    client.close();
+    await server.close(100);
+  }
+  assert.ok(seen);
+  return seen;
+}
+
+describe("a served call", () => {
+  it("starts no span and keeps no trace state while tracing is off; one span with the server tracer", async () => {
+    const real = tracing.tracer;
+    let started = 0;
+    const counting = trace.getTracer("count");
+    tracing.tracer = {
+      startSpan: (...args: Parameters<Tracer["startSpan"]>) => {
+        started++;
+        return counting.startSpan(...args);
+      },
+      startActiveSpan: counting.startActiveSpan.bind(counting),
+    } as Tracer;
+    try {
+      const off = await serveOnce({ observer: serverObserver(new GrpcServerMetrics(new Registry())) });
+      assert.equal(started, 0);
+      assert.equal(off.observerState, undefined);
+      assert.equal(traceContextOf(off), undefined);
+      // The same call seen by the tracer that startTracing would add: one server span.
+      const on = await serveOnce({ observer: new GrpcServerTracing() });
+      assert.equal(started, 1);
+      assert.ok(traceContextOf(on));
+    } finally {
+      tracing.tracer = real;
+    }
   });
 });
 
