@@ -31,8 +31,8 @@ export interface TracingState {
 export const tracing: TracingState = { enabled: false, tracer: trace.getTracer("etcd-ts") };
 
 export interface TracingHandle {
-  /** Exports the spans still buffered, then stops the SDK. */
-  shutdown(): Promise<void>;
+  /** Exports the spans still buffered (for at most `timeoutMs`, default 2 s), then stops the SDK. */
+  shutdown(timeoutMs?: number): Promise<void>;
 }
 
 type Env = Record<string, string | undefined>;
@@ -97,9 +97,16 @@ export async function startTracing(
   tracing.tracer = provider.getTracer("etcd-ts");
   tracing.enabled = true;
   return {
-    async shutdown() {
+    async shutdown(timeoutMs = 2_000) {
       tracing.enabled = false;
-      await provider.shutdown();
+      // An unreachable collector must not hold a stopping process for the exporter's 30 s.
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+      });
+      await Promise.race([provider.shutdown().catch(() => {}), waited]);
+      clearTimeout(timer);
     },
   };
 }

@@ -15,7 +15,7 @@
 // A linearizable read: etcdserver.read_index (the ReadIndex round) then etcdserver.wait_applied.
 // Lease expiries (lease.expire) and watch deliveries (watch.deliver) start traces of their own.
 
-import type { Entry } from "@etcd-ts/raft";
+import { type Entry, EntryType } from "@etcd-ts/raft";
 import {
   contextWithParent,
   decodeSpanContext,
@@ -27,6 +27,11 @@ import {
 } from "@etcd-ts/telemetry";
 import { type Link, type Span, SpanStatusCode } from "@opentelemetry/api";
 import { EntryKind, envelopeTrace } from "../apply/entry-envelope.js";
+
+/** The span context a normal entry's envelope carries (a ConfChange entry's data is no envelope). */
+function carriedBy(entry: Entry): Uint8Array | undefined {
+  return entry.type === EntryType.Normal ? envelopeTrace(entry.data) : undefined;
+}
 
 /** The proposer ID and sequence number of an envelope, read in place (entry-envelope.ts layout). */
 function proposerAndSeq(data: Uint8Array): [bigint, number] {
@@ -66,12 +71,6 @@ export class MemberTracing {
     return encodeSpanContext(span.spanContext());
   }
 
-  /** A proposal Raft refused at once. */
-  refused(span: Span, err: unknown): void {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
-    span.end();
-  }
-
   private endProposal(seq: number, err?: unknown): void {
     const span = this.proposals.get(seq);
     if (span === undefined) return;
@@ -83,7 +82,7 @@ export class MemberTracing {
   /** Raft loop host hook: a Ready's entries were written and fsynced. */
   persisted(entries: readonly Entry[], startedAt: number): void {
     for (const entry of entries) {
-      const carried = envelopeTrace(entry.data);
+      const carried = carriedBy(entry);
       if (carried === undefined) continue;
       tracing.tracer
         .startSpan(
@@ -107,7 +106,7 @@ export class MemberTracing {
   committed(entries: readonly Entry[]): void {
     if (this.proposals.size === 0) return;
     for (const entry of entries) {
-      if (envelopeTrace(entry.data) === undefined) continue;
+      if (carriedBy(entry) === undefined) continue;
       const [proposer, seq] = proposerAndSeq(entry.data);
       if (proposer !== this.id) continue;
       const span = this.proposals.get(seq);
@@ -122,7 +121,7 @@ export class MemberTracing {
   applied(entries: readonly Entry[], startedAt: number): void {
     let links: Link[] | undefined;
     for (const entry of entries) {
-      const carried = envelopeTrace(entry.data);
+      const carried = carriedBy(entry);
       if (carried === undefined) continue;
       const [proposer] = proposerAndSeq(entry.data);
       if (proposer === this.id) {
