@@ -4,11 +4,12 @@
 // member's proposal, the gateway's upstream call). Only installed when tracing is on.
 
 import type { CallKind, GrpcCallObserver, GrpcMethodObserver, ServerCall } from "@etcd-ts/api";
-import { type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { contextFromTraceparent, type TraceContext, tracing } from "./tracing.js";
+import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
+import { parseTraceparent, type TraceContext, tracing } from "./tracing.js";
 
 interface TracedCall {
-  span: Span;
+  /** undefined: the caller decided not to sample, and the sampler follows the caller. */
+  span: Span | undefined;
   context: TraceContext;
 }
 
@@ -28,7 +29,14 @@ class TracedMethod implements GrpcMethodObserver {
   }
 
   started(call: ServerCall): void {
-    const parent = contextFromTraceparent(call.header("traceparent"));
+    const remote = parseTraceparent(call.header("traceparent"));
+    const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
+    if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
+      // The SDK would make a non-recording span (~2 us): keep only the caller's decision, which
+      // is what the call passes on.
+      call.observerState = { span: undefined, context: parent } satisfies TracedCall;
+      return;
+    }
     const span = tracing.tracer.startSpan(
       this.path.slice(1),
       {
@@ -45,7 +53,7 @@ class TracedMethod implements GrpcMethodObserver {
 
   handled(code: number, _seconds: number, call: ServerCall): void {
     const traced = call.observerState as TracedCall | undefined;
-    if (traced === undefined) return;
+    if (traced?.span === undefined) return;
     traced.span.setAttribute("rpc.grpc.status_code", code);
     if (code !== 0) traced.span.setStatus({ code: SpanStatusCode.ERROR });
     traced.span.end();

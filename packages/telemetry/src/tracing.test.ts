@@ -11,6 +11,7 @@ import {
   encodeSpanContext,
   parseTraceparent,
   SPAN_CONTEXT_BYTES,
+  sampledSpan,
   startTracing,
   tracing,
   tracingEndpoint,
@@ -47,7 +48,10 @@ describe("tracing off (no endpoint, or OTEL_SDK_DISABLED)", () => {
 });
 
 /** Serves one unary call with `observer` and reports what the handler saw. */
-async function serveOnce(observer: ConstructorParameters<typeof GrpcHttp2Server>[0]): Promise<ServerCall> {
+async function serveOnce(
+  observer: ConstructorParameters<typeof GrpcHttp2Server>[0],
+  traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+): Promise<ServerCall> {
   let seen: ServerCall | undefined;
   const server = new GrpcHttp2Server(observer);
   server.register("/etcdserverpb.KV/Range", {
@@ -61,7 +65,7 @@ async function serveOnce(observer: ConstructorParameters<typeof GrpcHttp2Server>
   const port = await server.listen("127.0.0.1:0");
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const metadata = new grpc.Metadata();
-  metadata.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  metadata.set("traceparent", traceparent);
   try {
     await new Promise<void>((resolve, reject) =>
       client.makeUnaryRequest(
@@ -101,9 +105,21 @@ describe("a served call", () => {
       // The same call seen by the tracer that startTracing would add: one server span.
       const on = await serveOnce({ observer: new GrpcServerTracing() });
       assert.equal(started, 1);
-      assert.ok(traceContextOf(on));
+      assert.ok(sampledSpan(traceContextOf(on)));
+      // A caller that decided not to sample, with a parent-based sampler: no span, the decision kept.
+      tracing.parentDecides = true;
+      const unsampled = await serveOnce(
+        { observer: new GrpcServerTracing() },
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+      );
+      assert.equal(started, 1);
+      const kept = traceContextOf(unsampled);
+      assert.ok(kept);
+      assert.equal(sampledSpan(kept), undefined);
+      assert.equal(trace.getSpanContext(kept)?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
     } finally {
       tracing.tracer = real;
+      tracing.parentDecides = false;
     }
   });
 });

@@ -24,11 +24,17 @@ export type TraceContext = Context;
 export interface TracingState {
   /** True once startTracing installed the SDK; read on hot paths before any other tracing work. */
   enabled: boolean;
+  /** The sampler is parentbased_*: a caller's unsampled `traceparent` means no recording here. */
+  parentDecides: boolean;
   /** The process's tracer (the API's no-op tracer until startTracing succeeds). */
   tracer: Tracer;
 }
 
-export const tracing: TracingState = { enabled: false, tracer: trace.getTracer("etcd-ts") };
+export const tracing: TracingState = {
+  enabled: false,
+  parentDecides: false,
+  tracer: trace.getTracer("etcd-ts"),
+};
 
 export interface TracingHandle {
   /** Exports the spans still buffered (for at most `timeoutMs`, default 2 s), then stops the SDK. */
@@ -95,6 +101,10 @@ export async function startTracing(
   });
   trace.setGlobalTracerProvider(provider);
   tracing.tracer = provider.getTracer("etcd-ts");
+  tracing.parentDecides = (env.OTEL_TRACES_SAMPLER ?? "parentbased_always_on")
+    .trim()
+    .toLowerCase()
+    .startsWith("parentbased_");
   tracing.enabled = true;
   return {
     async shutdown(timeoutMs = 2_000) {
