@@ -27,6 +27,7 @@ import {
 } from "@etcd-ts/telemetry";
 import { type Link, type Span, SpanStatusCode } from "@opentelemetry/api";
 import { EntryKind, envelopeTrace } from "../apply/entry-envelope.js";
+import { formatId } from "../membership/member-id.js";
 
 /** The span context a normal entry's envelope carries (a ConfChange entry's data is no envelope). */
 function carriedBy(entry: Entry): Uint8Array | undefined {
@@ -45,7 +46,7 @@ export class MemberTracing {
   private readonly memberId: string;
 
   constructor(private readonly id: bigint) {
-    this.memberId = id.toString(16);
+    this.memberId = formatId(id);
   }
 
   /**
@@ -197,7 +198,7 @@ export class MemberTracing {
   leaseExpiring(id: bigint, propose: (trace: Uint8Array | undefined) => void): void {
     const span = tracing.tracer.startSpan("lease.expire", {
       root: true,
-      attributes: { "etcd.member_id": this.memberId, "etcd.lease_id": id.toString(16) },
+      attributes: { "etcd.member_id": this.memberId, "etcd.lease_id": id.toString(16).padStart(16, "0") }, // as etcdctl prints it
     });
     try {
       propose(isSampled(span) ? encodeSpanContext(span.spanContext()) : undefined);

@@ -262,7 +262,10 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
     const id = /lease ([0-9a-f]+) granted/.exec(granted.stdout)?.[1];
     assert.ok(id, granted.stdout);
     const expiry = (spans: ReceivedSpan[]) =>
-      spans.find((s) => s.name === "lease.expire" && s.attributes["etcd.lease_id"] === id);
+      spans.find(
+        (s) =>
+          s.name === "lease.expire" && BigInt(`0x${s.attributes["etcd.lease_id"]}`) === BigInt(`0x${id}`),
+      );
     const spans = await allSpans((all) => {
       const e = expiry(all);
       return (
