@@ -3,7 +3,7 @@
 
 import { join } from "node:path";
 import { ControlPlane } from "@etcd-ts/events";
-import { processRegistry } from "@etcd-ts/telemetry";
+import { processRegistry, startTracing } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
@@ -56,6 +56,8 @@ async function main(): Promise<void> {
   const level = ["debug", "info", "warn", "error", "panic", "fatal"].includes(config.logLevel)
     ? config.logLevel.replace("panic", "fatal")
     : "info";
+  // Before anything that makes spans or logs: the SDK is loaded only when OTEL_* asks for it.
+  const tracingHandle = await startTracing("raft-node");
   const logger = pino({ level, base: { name: config.name } }, logDestination(config.logOutputs));
   for (const warning of config.warnings) logger.warn({}, warning);
 
@@ -94,6 +96,7 @@ async function main(): Promise<void> {
       await clientServer?.close();
       await member.stop();
       await controlPlane?.close();
+      await tracingHandle?.shutdown().catch(() => {});
     })();
     return stopping;
   };

@@ -29,6 +29,8 @@ export interface LocalClusterOptions {
   token?: string;
   /** "https" serves peer URLs with --peer-auto-tls. */
   peerScheme?: "http" | "https";
+  /** The members' environment (OTEL_* for tracing tests); this process's by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -180,6 +182,7 @@ export class LocalCluster {
       [...execArgv, mainPath, ...this.flagsFor(m, initialCluster, state)],
       {
         stdio: ["ignore", "pipe", "pipe"],
+        env: this.options.env ?? process.env,
       },
     );
     m.child = child;

@@ -58,13 +58,17 @@ export class Stack {
     readonly gatewayOutput: { text: string },
   ) {}
 
-  /** `perMember`: extra flags for one member, by name (m1, m2, m3); `gatewayFlags` win over the defaults. */
+  /**
+   * `perMember`: extra flags for one member, by name (m1, m2, m3); `gatewayFlags` win over the
+   * defaults; `env`: every process's environment.
+   */
   static async start(
     memberFlags: string[] = [],
     perMember: Record<string, string[]> = {},
     gatewayFlags: string[] = [],
+    env: NodeJS.ProcessEnv = process.env,
   ): Promise<Stack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember });
+    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember, env });
     let stack: Stack | undefined;
     try {
       const grpcPort = await freePort();
@@ -82,7 +86,7 @@ export class Stack {
           "--refresh-interval-ms=500",
           ...gatewayFlags,
         ],
-        { stdio: ["ignore", "pipe", "pipe"] },
+        { stdio: ["ignore", "pipe", "pipe"], env },
       );
       const output = { text: "" };
       const collect = (chunk: Buffer) => {
