@@ -55,6 +55,11 @@ class GrpcJsShapedCall extends EventEmitter {
     return this.call.cancelled;
   }
 
+  /** The CN of the client's verified certificate (v3rpc/caller.ts). */
+  get peerCommonName(): string | undefined {
+    return this.call.peerCommonName;
+  }
+
   getDeadline(): number {
     return this.call.getDeadline();
   }

@@ -60,7 +60,7 @@ export function kvService(member: EtcdServer) {
         refuseLearner(member);
         await member.linearizableRead();
       }
-      const caller = await callerOf(member, call.metadata);
+      const caller = await callerOf(member, call);
       return withHeader(
         await permittedRead(
           member,
@@ -78,14 +78,14 @@ export function kvService(member: EtcdServer) {
       const put = putRequestFromApi(req);
       checkPutRequest(put);
       checkQuota(member, { put });
-      return withHeader(await member.put(put, requestBytes(req), await callerOf(member, call.metadata)));
+      return withHeader(await member.put(put, requestBytes(req), await callerOf(member, call)));
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
       refuseLearner(member);
       const deleteRange = deleteRangeRequestFromApi(req);
       checkDeleteRequest(deleteRange);
       return withHeader(
-        await member.deleteRange(deleteRange, requestBytes(req), await callerOf(member, call.metadata)),
+        await member.deleteRange(deleteRange, requestBytes(req), await callerOf(member, call)),
       );
     }),
     txn: unary(async (req: etcdserverpb.TxnRequest, call) => {
@@ -94,7 +94,7 @@ export function kvService(member: EtcdServer) {
       checkTxnRequest(txn, member.flags.maxTxnOps);
       checkQuota(member, { txn });
       const raw = requestBytes(req) ?? etcdserverpb.TxnRequest.encode(req).finish();
-      return withHeader(await member.txn(txn, raw, await callerOf(member, call.metadata)));
+      return withHeader(await member.txn(txn, raw, await callerOf(member, call)));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest) => {
       refuseLearner(member);
