@@ -49,6 +49,16 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+export interface StackOptions {
+  /** "https": members serve client URLs over TLS (give the certificate flags in memberFlags). */
+  clientScheme?: "http" | "https";
+  peerScheme?: "http" | "https";
+  /** Extra gateway flags (TLS: --cert-file ..., --cacert ...). */
+  gatewayFlags?: string[];
+  /** etcdctl flags to reach the gateway when it serves TLS (readiness is then checked with etcdctl). */
+  etcdctlTlsFlags?: string[];
+}
+
 export class Stack {
   private constructor(
     readonly cluster: LocalCluster,
@@ -56,11 +66,22 @@ export class Stack {
     readonly jsonUrl: string,
     private gateway: ChildProcess | undefined,
     readonly gatewayOutput: { text: string },
+    private readonly etcdctlTlsFlags: string[] | undefined = undefined,
   ) {}
 
   /** `perMember`: extra flags for one member, by name (m1, m2, m3). */
-  static async start(memberFlags: string[] = [], perMember: Record<string, string[]> = {}): Promise<Stack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember });
+  static async start(
+    memberFlags: string[] = [],
+    perMember: Record<string, string[]> = {},
+    options: StackOptions = {},
+  ): Promise<Stack> {
+    const cluster = await LocalCluster.start({
+      size: 3,
+      flags: memberFlags,
+      memberFlags: perMember,
+      ...(options.clientScheme === undefined ? {} : { clientScheme: options.clientScheme }),
+      ...(options.peerScheme === undefined ? {} : { peerScheme: options.peerScheme }),
+    });
     let stack: Stack | undefined;
     try {
       const grpcPort = await freePort();
@@ -76,6 +97,7 @@ export class Stack {
           `--listen-addr=${gatewayAddr}`,
           `--json-listen-addr=127.0.0.1:${jsonPort}`,
           "--refresh-interval-ms=500",
+          ...(options.gatewayFlags ?? []),
         ],
         { stdio: ["ignore", "pipe", "pipe"] },
       );
@@ -85,7 +107,15 @@ export class Stack {
       };
       child.stdout?.on("data", collect);
       child.stderr?.on("data", collect);
-      stack = new Stack(cluster, gatewayAddr, `http://127.0.0.1:${jsonPort}`, child, output);
+      const scheme = options.etcdctlTlsFlags === undefined ? "http" : "https";
+      stack = new Stack(
+        cluster,
+        gatewayAddr,
+        `${scheme}://127.0.0.1:${jsonPort}`,
+        child,
+        output,
+        options.etcdctlTlsFlags,
+      );
       const started = stack;
       child.once("exit", () => {
         started.gateway = undefined;
@@ -108,8 +138,17 @@ export class Stack {
       if (Date.now() > deadline) throw new Error(`gateway not ready:\n${this.gatewayOutput.text}`);
       await sleep(50);
     }
-    // A write through the JSON port proves a leader is known; no etcdctl needed for that.
     let last = "";
+    if (this.etcdctlTlsFlags !== undefined) {
+      for (let attempt = 0; attempt < 60; attempt++) {
+        const res = await etcdctl(this.gatewayAddr, [...this.etcdctlTlsFlags, "put", "__e2e_ready", ""]);
+        if (res.code === 0) return;
+        last = res.stderr;
+        await sleep(300);
+      }
+      throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
+    }
+    // A write through the JSON port proves a leader is known; no etcdctl needed for that.
     for (let attempt = 0; attempt < 60; attempt++) {
       try {
         const res = await fetch(`${this.jsonUrl}/v3/kv/put`, {
