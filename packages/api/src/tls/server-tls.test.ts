@@ -175,6 +175,44 @@ describe("createTlsServer", () => {
     });
   });
 
+  it("--cipher-suites: a TLS 1.2 client offering only other suites is refused", async () => {
+    const config = loadServerTls({
+      certFile: file("server.crt"),
+      keyFile: file("server.key"),
+      cipherSuites: ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"],
+    });
+    const rejections: TlsRejection[] = [];
+    const server = createTlsServer(config, ["h2"], {
+      secure: (socket) => socket.end("hello"),
+      rejected: (r) => rejections.push(r),
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    const dial = (ciphers: string) =>
+      new Promise<string>((done) => {
+        const socket = tls.connect({
+          host: "127.0.0.1",
+          port,
+          ca: readFileSync(file("ca.crt")),
+          maxVersion: "TLSv1.2",
+          ciphers,
+        });
+        socket.on("secureConnect", () => {
+          done(socket.getCipher().name);
+          socket.destroy();
+        });
+        socket.on("error", (err) => done(`error: ${err.message}`));
+      });
+    try {
+      assert.equal(await dial("ECDHE-ECDSA-AES128-GCM-SHA256"), "ECDHE-ECDSA-AES128-GCM-SHA256");
+      assert.match(await dial("ECDHE-ECDSA-AES256-GCM-SHA384"), /^error: .*handshake failure/);
+      assert.equal(rejections.length, 1);
+      assert.match(rejections[0]!.error, /no shared cipher/);
+    } finally {
+      server.close();
+    }
+  });
+
   it("without a trusted CA asks no certificate; plaintext on the same port goes to `plain`", async () => {
     await withServer({}, async (s) => {
       assert.equal(await s.connect(), "open");
