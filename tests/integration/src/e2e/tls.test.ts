@@ -106,7 +106,7 @@ describe("TLS from certificate files", { timeout: 240_000 }, () => {
     }
   });
 
-  test("HTTP/1.1 on the TLS client ports: /health, /version and the JSON gateway with curl", async () => {
+  test("HTTP/1.1 on the TLS client ports: /health, /version, /metrics and the JSON gateway with curl", async () => {
     const curl = (url: string, ...extra: string[]) =>
       new Promise<string>((done, fail) =>
         execFile(
@@ -129,6 +129,7 @@ describe("TLS from certificate files", { timeout: 240_000 }, () => {
       );
     assert.equal(await curl(`${member(0).clientUrl}/health`), '{"health":"true"}');
     assert.match(await curl(`${member(0).clientUrl}/version`), /"etcdserver":"3\.4\.23"/);
+    assert.match(await curl(`${member(0).clientUrl}/metrics`), /^etcd_server_has_leader 1$/m);
     const key = Buffer.from("/tls/a").toString("base64");
     for (const base of [`https://${stack.gatewayAddr}`, stack.jsonUrl]) {
       const answer = await curl(`${base}/v3/kv/range`, "-X", "POST", "-d", JSON.stringify({ key }));
