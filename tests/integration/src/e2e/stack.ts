@@ -45,6 +45,15 @@ export function etcdctl(
   });
 }
 
+/** etcdctl's error as etcd words it: the last line of its stderr without "Error: ". */
+export function lastLine(text: string): string {
+  return text
+    .trim()
+    .split("\n")
+    .pop()!
+    .replace(/^Error: /, "");
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

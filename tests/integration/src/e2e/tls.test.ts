@@ -12,16 +12,9 @@ import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import tls from "node:tls";
 import { Etcd3 } from "etcd3";
-import { etcdctl, Stack, sleep } from "./stack.js";
+import { etcdctl, lastLine, Stack, sleep } from "./stack.js";
 
 const script = resolve(import.meta.dirname, "../../../../scripts/gen-test-certs.sh");
-const lastLine = (text: string) =>
-  text
-    .trim()
-    .split("\n")
-    .pop()!
-    .replace(/^Error: /, "");
-
 describe("TLS from certificate files", { timeout: 240_000 }, () => {
   const certs = mkdtempSync(join(tmpdir(), "tls-certs-"));
   const file = (name: string) => join(certs, name);
