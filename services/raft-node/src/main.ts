@@ -10,10 +10,12 @@ import {
   type TlsFiles,
   type TlsRejection,
 } from "@etcd-ts/api";
+import { ControlPlane } from "@etcd-ts/events";
 import { processRegistry } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
 import { ConfigError, type MemberConfig, memberConfig, parseFlags } from "./config/flags.js";
+import { clusterEventPublisher } from "./events/cluster-event-publisher.js";
 import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
 import { CLUSTER_VERSION, Member } from "./server/mod.js";
@@ -67,6 +69,15 @@ async function main(): Promise<void> {
   for (const warning of config.warnings) logger.warn({}, warning);
 
   const metrics = processRegistry();
+  // Control-plane events are hints: the member starts and serves whether NATS is up or not.
+  const controlPlane =
+    config.natsUrl === ""
+      ? undefined
+      : ControlPlane.start({
+          url: config.natsUrl,
+          name: `etcd-ts member ${config.name}`,
+          log: (level, message, details) => logger[level](details ?? {}, message),
+        });
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;
   const member = await Member.open(
@@ -81,6 +92,7 @@ async function main(): Promise<void> {
         logger.fatal({ error: String(err) }, "member failed; exiting");
         process.exit(1);
       },
+      ...(controlPlane === undefined ? {} : { controlPlane: clusterEventPublisher(controlPlane) }),
     },
     metrics,
   );
@@ -90,6 +102,7 @@ async function main(): Promise<void> {
       await member.handOverLeadership().catch(() => {});
       await clientServer?.close();
       await member.stop();
+      await controlPlane?.close();
     })();
     return stopping;
   };

@@ -134,6 +134,9 @@ export function targetFor(
 
 export class UnaryForwarder {
   private readonly rr: RoundRobin = { next: 0 };
+  private knownLeader: string | undefined;
+  /** Calls waiting before a retry (backoff or refresh), woken when a new leader becomes known. */
+  private readonly backingOff = new Set<() => void>();
 
   constructor(
     private readonly members: MemberDirectory,
@@ -141,7 +144,38 @@ export class UnaryForwarder {
     private readonly logger: Logger,
     private readonly options: ForwarderOptions,
     private readonly rangeCache: RangeCacheFeed | undefined = undefined,
-  ) {}
+  ) {
+    this.knownLeader = members.snapshot().leaderId;
+    members.onChange((snapshot) => {
+      if (snapshot.leaderId === this.knownLeader) return;
+      this.knownLeader = snapshot.leaderId;
+      if (snapshot.leaderId === undefined) return;
+      for (const wake of [...this.backingOff]) wake();
+    });
+  }
+
+  /**
+   * Waits for `work` (a refresh) or `ms` (a backoff), whichever is given, but no longer than
+   * until a leader other than `sawLeader` is known: a leader announced over NATS, or found by
+   * another call's probe, is used at once. Returns at once if that already happened.
+   */
+  private waitUnlessNewLeader(
+    sawLeader: string | undefined,
+    wait: { ms: number } | { work: Promise<void> },
+  ): Promise<void> {
+    if (this.knownLeader !== undefined && this.knownLeader !== sawLeader) return Promise.resolve();
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const wake = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.backingOff.delete(wake);
+        resolve();
+      };
+      this.backingOff.add(wake);
+      if ("ms" in wait) timer = setTimeout(wake, wait.ms);
+      else wait.work.then(wake, wake);
+    });
+  }
 
   /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
@@ -185,7 +219,9 @@ export class UnaryForwarder {
 
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
       if (cancellation?.cancelled) break;
-      const member = selectMember(peeked.target, this.members.snapshot(), this.rr, failed);
+      const snapshot = this.members.snapshot();
+      const sawLeader = snapshot.leaderId;
+      const member = selectMember(peeked.target, snapshot, this.rr, failed);
       const client = member === undefined ? undefined : this.members.unaryChannelFor(member.id);
       if (member === undefined || client === undefined) {
         if (peeked.target.kind === "member") {
@@ -195,7 +231,7 @@ export class UnaryForwarder {
         last ??= unavailable("etcd-ts gateway: no member available");
         // Everyone failed once: start over after a refresh rather than give up at once.
         failed.clear();
-        await this.members.refresh();
+        await this.waitUnlessNewLeader(sawLeader, { work: this.members.refresh() });
       } else {
         memberLabel = member.id;
         const outcome = await this.callOnce(client, route.path, request, metadata, deadline, cancellation);
@@ -219,7 +255,7 @@ export class UnaryForwarder {
       const delay = retryDelayMs(attempt);
       if (Date.now() + delay >= deadlineMs) break;
       this.metrics.retried(method);
-      await sleep(delay);
+      await this.waitUnlessNewLeader(sawLeader, { ms: delay });
     }
 
     const result = last ?? unavailable("etcd-ts gateway: call cancelled");
@@ -276,8 +312,4 @@ function deadlineToMs(deadline: grpc.Deadline | undefined): number | undefined {
   if (deadline === undefined) return undefined;
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(ms) ? ms : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

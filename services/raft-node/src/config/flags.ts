@@ -6,6 +6,7 @@
 
 import { readFileSync } from "node:fs";
 import { CipherSuiteError, opensslCiphers, type TlsFiles } from "@etcd-ts/api";
+import { natsUrlProblem } from "@etcd-ts/events";
 import { parse as parseYaml } from "yaml";
 
 export type FlagKind = "string" | "int" | "bool" | "urls" | "duration";
@@ -89,6 +90,8 @@ export const FLAGS = {
   "peer-cert-allowed-cn": { kind: "string", default: "" },
   "peer-cert-allowed-hostname": { kind: "string", default: "" },
   "cipher-suites": { kind: "string", default: "" },
+  // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
+  "nats-url": { kind: "string", default: "" },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -280,6 +283,8 @@ export interface MemberConfig {
   preVote: boolean;
   /** How often progress_notify watchers hear the revision when idle; 0 never. */
   watchProgressNotifyIntervalMs: number;
+  /** nats://host:port for control-plane events; empty: none. */
+  natsUrl: string;
   /** Warnings about accepted flags that change nothing here, for the log. */
   warnings: string[];
   /** Serve https client URLs with a self-signed certificate (ignored when certificate files are given). */
@@ -436,6 +441,7 @@ export function memberConfig(values: FlagValues): MemberConfig {
       values["experimental-watch-progress-notify-interval"],
     ),
     warnings,
+    natsUrl: parseNatsUrl(values["nats-url"]),
     autoTls: parseBool("auto-tls", values["auto-tls"]),
     peerAutoTls: parseBool("peer-auto-tls", values["peer-auto-tls"]),
     ...tlsConfig(values),
@@ -483,6 +489,12 @@ function tlsConfig(
     );
   }
   return { clientTls: side("", clientCertAuth), peerTls, clientCertAuth, cipherSuites };
+}
+
+function parseNatsUrl(value: string): string {
+  const problem = natsUrlProblem("nats-url", value);
+  if (problem !== undefined) throw new ConfigError(problem);
+  return value;
 }
 
 /** etcd's --auth-token: "simple", or "jwt,..." (its options are read when the member opens). */

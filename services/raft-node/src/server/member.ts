@@ -131,6 +131,26 @@ export interface MemberEvents {
   onRemoved?(): void;
   /** An unrecoverable local failure (disk): the process should exit. */
   onFatal?(error: unknown): void;
+  /** Where control-plane events go (NATS in main.ts); called on the Raft loop, so it must only queue. */
+  controlPlane?: ClusterEvents;
+}
+
+/**
+ * What other services may react to at once. The new leader reports its election; the leader at
+ * apply time reports applied membership, alarm and compaction changes (one report per change
+ * instead of one per member). Reports are hints: they can be lost, and nothing depends on them.
+ */
+export interface ClusterEvents {
+  leaderElected(event: {
+    clusterId: bigint;
+    leaderId: bigint;
+    term: number;
+    name: string;
+    clientUrls: string[];
+  }): void;
+  membersChanged(event: { clusterId: bigint; reporter: bigint; members: MemberInfo[] }): void;
+  alarmsChanged(event: { clusterId: bigint; reporter: bigint; alarms: AlarmMember[] }): void;
+  compacted(event: { clusterId: bigint; reporter: bigint; revision: number }): void;
 }
 
 export class Member implements EtcdServer {
@@ -282,7 +302,17 @@ export class Member implements EtcdServer {
         leadershipChanged: (lead, isLeader, wasLeader) => {
           if (lead !== 0n && lead !== this.lastLeader) this.metrics.leaderChanges.inc();
           if (lead !== 0n) this.lastLeader = lead;
-          if (isLeader && !wasLeader) this.lessor.promote(config.electionMs);
+          if (isLeader && !wasLeader) {
+            this.lessor.promote(config.electionMs);
+            this.events.controlPlane?.leaderElected({
+              clusterId: this.clusterId,
+              leaderId: this.id,
+              term: this.raft.term,
+              name: this.name,
+              // Its own flags: the membership has no client URLs before this member published them.
+              clientUrls: config.advertiseClientUrls.map(urlString),
+            });
+          }
           if (!isLeader && wasLeader) this.lessor.demote();
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
@@ -310,7 +340,23 @@ export class Member implements EtcdServer {
         auth: { store: this.authStore, tokens: this.tokens, assignSimpleTokens: this.jwt === undefined },
         seedMembers: this.seedMembers,
         applyConfChange: (cc) => this.raft.applyConfChange(cc),
-        membershipChanged: () => this.refreshPeers(),
+        membershipChanged: () => {
+          this.refreshPeers();
+          if (this.isLeader) {
+            this.events.controlPlane?.membersChanged({
+              clusterId: this.clusterId,
+              reporter: this.id,
+              members: this.membership.list(),
+            });
+          }
+        },
+        controlApplied: (request) => {
+          const events = this.events.controlPlane;
+          if (events === undefined || !this.isLeader) return;
+          const origin = { clusterId: this.clusterId, reporter: this.id };
+          if ("compaction" in request) events.compacted({ ...origin, revision: request.compaction.revision });
+          else events.alarmsChanged({ ...origin, alarms: this.store.alarms() });
+        },
         removed: () => {
           this.logger.warn({ member: formatId(this.id) }, "this member was removed from the cluster");
           setImmediate(() => this.events.onRemoved?.());

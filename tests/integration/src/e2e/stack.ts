@@ -4,7 +4,7 @@
 // `node --conditions=source --import tsx --test` (main.ts) and from the compiled dist (main.js).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+import { freePort, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const gatewayMain = fileURLToPath(
@@ -62,8 +62,6 @@ export interface StackOptions {
   /** "https": members serve client URLs over TLS (give the certificate flags in memberFlags). */
   clientScheme?: "http" | "https";
   peerScheme?: "http" | "https";
-  /** Extra gateway flags (TLS: --cert-file ..., --cacert ...). */
-  gatewayFlags?: string[];
   /** etcdctl flags to reach the gateway when it serves TLS (readiness is then checked with etcdctl). */
   etcdctlTlsFlags?: string[];
 }
@@ -78,10 +76,14 @@ export class Stack {
     private readonly etcdctlTlsFlags: string[] | undefined = undefined,
   ) {}
 
-  /** `perMember`: extra flags for one member, by name (m1, m2, m3). */
+  /**
+   * `perMember`: extra flags for one member, by name (m1, m2, m3); `gatewayFlags` win over the
+   * defaults; `options`: TLS (https URLs, and how etcdctl reaches a TLS gateway).
+   */
   static async start(
     memberFlags: string[] = [],
     perMember: Record<string, string[]> = {},
+    gatewayFlags: string[] = [],
     options: StackOptions = {},
   ): Promise<Stack> {
     const cluster = await LocalCluster.start({
@@ -106,7 +108,7 @@ export class Stack {
           `--listen-addr=${gatewayAddr}`,
           `--json-listen-addr=127.0.0.1:${jsonPort}`,
           "--refresh-interval-ms=500",
-          ...(options.gatewayFlags ?? []),
+          ...gatewayFlags,
         ],
         { stdio: ["ignore", "pipe", "pipe"] },
       );
@@ -173,6 +175,11 @@ export class Stack {
       await sleep(300);
     }
     throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
+  }
+
+  /** The leader all running members agree on (LocalCluster.agreedLeader). */
+  findLeader(): Promise<{ member: MemberProcess; idHex: string }> {
+    return this.cluster.agreedLeader();
   }
 
   /** Member client URLs joined by commas (only the running ones). */

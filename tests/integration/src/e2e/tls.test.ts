@@ -43,16 +43,12 @@ describe("TLS from certificate files", { timeout: 240_000 }, () => {
         ],
       ],
       {},
-      {
-        clientScheme: "https",
-        peerScheme: "https",
-        gatewayFlags: [
-          ...["--cert-file", file("server.crt"), "--key-file", file("server.key")],
-          ...["--trusted-ca-file", file("ca.crt"), "--client-cert-auth", "--client-crl-file", file("ca.crl")],
-          ...["--cacert", file("ca.crt"), "--cert", file("server.crt"), "--key", file("server.key")],
-        ],
-        etcdctlTlsFlags: as("client"),
-      },
+      [
+        ...["--cert-file", file("server.crt"), "--key-file", file("server.key")],
+        ...["--trusted-ca-file", file("ca.crt"), "--client-cert-auth", "--client-crl-file", file("ca.crl")],
+        ...["--cacert", file("ca.crt"), "--cert", file("server.crt"), "--key", file("server.key")],
+      ],
+      { clientScheme: "https", peerScheme: "https", etcdctlTlsFlags: as("client") },
     );
   });
   after(async () => {
