@@ -3,7 +3,7 @@
 // member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
 import type http from "node:http";
-import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
+import { GrpcHttp2Server, type ServerCall, type ServerTls, type TlsRejection } from "@etcd-ts/api";
 import {
   GrpcServerMetrics,
   serverObserver,
@@ -33,12 +33,17 @@ export interface GrpcParts {
   openStreams: OpenStreams;
   /** HTTP/1.1 requests on the gRPC port (etcd's port serves both): the JSON gateway. */
   http1?: http.RequestListener;
+  /** TLS to clients (--cert-file ...); refused connections go to `onTlsRejected`. */
+  tls?: ServerTls | undefined;
+  onTlsRejected?: (rejection: TlsRejection) => void;
 }
 
 export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
   const server = new GrpcHttp2Server({
     observer: serverObserver(new GrpcServerMetrics(parts.metrics.registry)),
     ...(parts.http1 === undefined ? {} : { http1: parts.http1 }),
+    ...(parts.tls === undefined ? {} : { tls: parts.tls }),
+    ...(parts.onTlsRejected === undefined ? {} : { onTlsRejected: parts.onTlsRejected }),
   });
   for (const route of METHOD_ROUTES) register(server, route, parts);
   return server;

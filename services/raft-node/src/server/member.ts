@@ -9,7 +9,14 @@
 import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, EtcdError, etcdserverpb, type peer } from "@etcd-ts/api";
+import {
+  ETCD_CLUSTER_VERSION,
+  ETCD_SERVER_VERSION,
+  EtcdError,
+  etcdserverpb,
+  type peer,
+  type ServerTls,
+} from "@etcd-ts/api";
 import {
   ConfChangeType,
   type Message,
@@ -83,9 +90,9 @@ import type {
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
 import { writeBackendFile } from "../snapshot/mod.js";
-import type { KeyPair } from "../transport/auto-tls.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
+import { dialTlsFrom } from "../transport/tls-credentials.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
@@ -372,7 +379,7 @@ export class Member implements EtcdServer {
       },
       parts.applied,
     );
-    this.transport = new PeerTransport(this.transportHandler(), logger);
+    this.transport = new PeerTransport(this.transportHandler(), logger, dialTlsFrom(config.peerTls));
     metrics.observe(
       {
         hasLeader: () => this.raft.leaderId !== 0n,
@@ -425,7 +432,7 @@ export class Member implements EtcdServer {
   }
 
   /** Serves the peer service, starts Raft and publishes this member's attributes. */
-  async start(peerServer: Server, peerTls?: KeyPair): Promise<void> {
+  async start(peerServer: Server, peerTls?: ServerTls): Promise<void> {
     await this.transport.listen(peerServer, this.config.listenPeerUrls, peerTls);
     this.raft.start();
     this.leasePoller.start();
@@ -679,6 +686,11 @@ export class Member implements EtcdServer {
     }
     if (username === undefined) throw new EtcdError("InvalidAuthToken");
     return { username, revision: this.authStore.revision };
+  }
+
+  authInfoFromCertificate(commonName: string): AuthInfo | undefined {
+    if (!this.config.clientCertAuth) return undefined;
+    return { username: commonName, revision: this.authStore.revision };
   }
 
   isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void {
