@@ -21,6 +21,7 @@ export * as peer from "./gen/internal/peer.js";
 export * as mvccpb from "./gen/mvccpb/kv.js";
 export * as v3electionpb from "./gen/v3electionpb/v3election.js";
 export * as v3lockpb from "./gen/v3lockpb/v3lock.js";
+export { ReplayingSocket } from "./grpc/client-port.js";
 export {
   deadlineFrom,
   decodeGrpcMessage,
@@ -49,6 +50,20 @@ export {
   toEtcdJson,
 } from "./json-codec.js";
 export { jsonToWire, wireToJson } from "./json-wire.js";
+export { CipherSuiteError, opensslCiphers } from "./tls/cipher-suites.js";
+export { revokedSerials, serialHex } from "./tls/revocation-list.js";
+export {
+  createTlsServer,
+  loadServerTls,
+  rejectionMessage,
+  type ServerTls,
+  serverTlsFromKeyPair,
+  TlsConfigError,
+  type TlsConnectionHandlers,
+  type TlsFiles,
+  type TlsRejection,
+  verifiedCommonName,
+} from "./tls/server-tls.js";
 export {
   WIRE_FIXED32,
   WIRE_FIXED64,

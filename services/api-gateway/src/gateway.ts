@@ -1,7 +1,17 @@
 // Assembles the gateway's parts: cluster tracking, the gRPC proxy with its coalescers, and
 // (when given an address) the JSON gateway. main.ts and tests start it the same way.
 
-import type { GrpcHttp2Server } from "@etcd-ts/api";
+import { readFileSync } from "node:fs";
+import type net from "node:net";
+import {
+  createTlsServer,
+  type GrpcHttp2Server,
+  loadServerTls,
+  parseGrpcTarget,
+  rejectionMessage,
+  type TlsFiles,
+  type TlsRejection,
+} from "@etcd-ts/api";
 import { ControlPlane } from "@etcd-ts/events";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
@@ -37,6 +47,10 @@ export interface GatewayOptions {
   natsUrl?: string | undefined;
   logger: Logger;
   processMetrics?: boolean;
+  /** TLS to clients on both ports (see config/gateway-config.ts). */
+  serverTls?: TlsFiles | undefined;
+  /** TLS to members: file paths of the CA and the client certificate. */
+  upstreamTls?: { cacert: string; cert: string; key: string } | undefined;
 }
 
 export class Gateway {
@@ -50,6 +64,8 @@ export class Gateway {
     private readonly openStreams: OpenStreams,
     private readonly server: GrpcHttp2Server,
     private readonly json: FastifyInstance | undefined,
+    /** The JSON port's own listener when it serves TLS (fastify's server then never listens). */
+    private readonly jsonTlsListener: net.Server | undefined,
     readonly grpcPort: number,
     readonly jsonPort: number | undefined,
     private readonly logger: Logger,
@@ -60,11 +76,19 @@ export class Gateway {
   static async start(options: GatewayOptions): Promise<Gateway> {
     const { logger } = options;
     const metrics = new GatewayMetrics({ processMetrics: options.processMetrics ?? false });
+    const serverTls = options.serverTls === undefined ? undefined : loadServerTls(options.serverTls);
+    const onTlsRejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
+    const upstream = options.upstreamTls;
+    const read = (path: string) => (path === "" ? undefined : readFileSync(path));
     const tracker = new ClusterTracker({
       seeds: options.endpoints,
       refreshIntervalMs: options.refreshIntervalMs,
       probeTimeoutMs: 2_000,
       logger,
+      upstreamTls:
+        upstream === undefined
+          ? undefined
+          : { ca: read(upstream.cacert), cert: read(upstream.cert), key: read(upstream.key) },
     });
     tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
     await tracker.start();
@@ -120,10 +144,25 @@ export class Gateway {
       logger,
       openStreams,
       http1: (req, res) => json.server.emit("request", req, res),
+      tls: serverTls,
+      onTlsRejected,
     });
     const grpcPort = await server.listen(options.listenAddr);
     let jsonPort: number | undefined;
-    if (options.jsonListenAddr !== undefined) {
+    let jsonTlsListener: net.Server | undefined;
+    if (options.jsonListenAddr !== undefined && serverTls !== undefined) {
+      const listener = createTlsServer(serverTls, ["http/1.1"], {
+        secure: (socket) => json.server.emit("connection", socket),
+        rejected: onTlsRejected,
+      });
+      await new Promise<void>((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen(parseGrpcTarget(options.jsonListenAddr!), () => resolve());
+      });
+      const address = listener.address();
+      jsonPort = typeof address === "object" && address !== null ? address.port : undefined;
+      jsonTlsListener = listener;
+    } else if (options.jsonListenAddr !== undefined) {
       const { host, port } = splitHostPort(options.jsonListenAddr);
       await json.listen({ host, port });
       const address = json.server.address();
@@ -147,6 +186,7 @@ export class Gateway {
       openStreams,
       server,
       json,
+      jsonTlsListener,
       grpcPort,
       jsonPort,
       logger,
@@ -163,7 +203,15 @@ export class Gateway {
     this.rangeCache?.close();
     this.watches.close();
     this.keepAlives.close();
-    await Promise.all([this.server.close(graceMs), this.json?.close()]);
+    if (this.jsonTlsListener !== undefined) {
+      this.jsonTlsListener.close();
+      this.json?.server.closeAllConnections();
+    }
+    await Promise.all([
+      this.server.close(graceMs),
+      // fastify's own server never listened when the JSON port serves TLS.
+      this.jsonTlsListener === undefined ? this.json?.close() : undefined,
+    ]);
     this.tracker.close();
     await this.controlPlane?.close();
     this.authService?.close();

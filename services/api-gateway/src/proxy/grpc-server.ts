@@ -3,8 +3,14 @@
 // member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
 import type http from "node:http";
-import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
-import { GrpcServerMetrics } from "@etcd-ts/telemetry";
+import { GrpcHttp2Server, type ServerCall, type ServerTls, type TlsRejection } from "@etcd-ts/api";
+import {
+  GrpcServerMetrics,
+  serverObserver,
+  traceContextOf,
+  traceLogFields,
+  tracing,
+} from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
@@ -28,12 +34,17 @@ export interface GrpcParts {
   openStreams: OpenStreams;
   /** HTTP/1.1 requests on the gRPC port (etcd's port serves both): the JSON gateway. */
   http1?: http.RequestListener;
+  /** TLS to clients (--cert-file ...); refused connections go to `onTlsRejected`. */
+  tls?: ServerTls | undefined;
+  onTlsRejected?: (rejection: TlsRejection) => void;
 }
 
 export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
   const server = new GrpcHttp2Server({
-    observer: new GrpcServerMetrics(parts.metrics.registry),
+    observer: serverObserver(new GrpcServerMetrics(parts.metrics.registry)),
     ...(parts.http1 === undefined ? {} : { http1: parts.http1 }),
+    ...(parts.tls === undefined ? {} : { tls: parts.tls }),
+    ...(parts.onTlsRejected === undefined ? {} : { onTlsRejected: parts.onTlsRejected }),
   });
   for (const route of METHOD_ROUTES) register(server, route, parts);
   return server;
@@ -70,7 +81,8 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
   // Only Authenticate needs the client's address (the auth service's per-address budget): the
   // socket lookup stays off every other call.
   const client = route.path === AUTHENTICATE_PATH ? call.remoteAddress : undefined;
-  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, client).then(
+  const trace = tracing.enabled ? traceContextOf(call) : undefined;
+  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, trace, client).then(
     (outcome) => {
       if (outcome.error !== undefined) call.finish(outcome.error);
       else {
@@ -79,7 +91,7 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
       }
     },
     (err: unknown) => {
-      parts.logger.error({ err, method: route.path }, "forwarding failed");
+      parts.logger.error({ err, method: route.path, ...traceLogFields(trace) }, "forwarding failed");
       call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
     },
   );

@@ -2,12 +2,20 @@
 // another member when the failure allows it. The client sees the member's answer, or its
 // error, exactly as the member sent them.
 
+import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import {
+  endUpstream,
+  passUnsampled,
+  recordRoute,
+  sampledParent,
+  startUpstream,
+} from "../observability/gateway-tracing.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
@@ -182,8 +190,9 @@ export class UnaryForwarder {
 
   /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
-   * `cancellation` is cancelled when the client goes away. `clientAddress` (the caller's IP)
-   * reaches the auth service for its per-address failed-login budget.
+   * `cancellation` is cancelled when the client goes away. `trace`: the call's server span
+   * context when tracing is on.
+   * `clientAddress` (the caller's IP) reaches the auth service for its per-address budget.
    */
   async forward(
     route: MethodRoute,
@@ -191,10 +200,13 @@ export class UnaryForwarder {
     incoming: grpc.Metadata,
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
+    trace?: TraceContext,
     clientAddress?: string,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
+    // The server span's context when the call is traced and sampled: the gateway's spans' parent.
+    const traced = sampledParent(trace);
     if (this.authService !== undefined && route.path === AUTHENTICATE_PATH) {
       const outcome = await this.authService.forward(
         request,
@@ -216,6 +228,14 @@ export class UnaryForwarder {
       }
       const cached = ticket === undefined ? undefined : this.rangeCache.cache.lookup(ticket);
       if (cached !== undefined) {
+        if (traced !== undefined) {
+          recordRoute(traced, started, {
+            target: "serializable",
+            member: undefined,
+            attempt: 0,
+            cached: true,
+          });
+        }
         this.metrics.answered(method, "cache", grpc.status.OK, (performance.now() - started) / 1000);
         return { error: undefined, response: cached, trailers: undefined };
       }
@@ -229,6 +249,7 @@ export class UnaryForwarder {
       peeked = { target: { kind: "leader" }, idempotent: false };
     }
     const metadata = forwardableMetadata(incoming);
+    if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
     const deadlineMs = deadlineToMs(deadline) ?? Date.now() + this.options.retryBudgetMs;
     const failed = new Set<string>();
     let last: UnaryOutcome | undefined;
@@ -238,7 +259,15 @@ export class UnaryForwarder {
       if (cancellation?.cancelled) break;
       const snapshot = this.members.snapshot();
       const sawLeader = snapshot.leaderId;
+      const routeStarted = traced === undefined ? 0 : performance.now();
       const member = selectMember(peeked.target, snapshot, this.rr, failed);
+      if (traced !== undefined) {
+        recordRoute(traced, attempt === 1 ? started : routeStarted, {
+          target: peeked.target.kind,
+          member: member?.id,
+          attempt,
+        });
+      }
       const client = member === undefined ? undefined : this.members.unaryChannelFor(member.id);
       if (member === undefined || client === undefined) {
         if (peeked.target.kind === "member") {
@@ -251,7 +280,10 @@ export class UnaryForwarder {
         await this.waitUnlessNewLeader(sawLeader, { work: this.members.refresh() });
       } else {
         memberLabel = member.id;
+        const upstream =
+          traced === undefined ? undefined : startUpstream(traced, route.path, member.id, metadata);
         const outcome = await this.callOnce(client, route.path, request, metadata, deadline, cancellation);
+        if (upstream !== undefined) endUpstream(upstream, outcome.error?.code ?? grpc.status.OK);
         if (outcome.error === undefined) {
           last = outcome;
           break;
@@ -265,7 +297,7 @@ export class UnaryForwarder {
         if (!mayRetry(verdict, peeked.idempotent) || attempt === this.options.maxAttempts) break;
         if (verdict.memberDown || peeked.target.kind !== "leader") failed.add(member.id);
         this.logger.debug(
-          { method, member: member.id, code, details, attempt },
+          { method, member: member.id, code, details, attempt, ...traceLogFields(trace) },
           "retrying on another member",
         );
       }

@@ -16,6 +16,7 @@ import {
   EtcdError,
   etcdserverpb,
   type peer,
+  type ServerTls,
 } from "@etcd-ts/api";
 import {
   ConfChangeType,
@@ -26,6 +27,7 @@ import {
   StateRole,
   type Status,
 } from "@etcd-ts/raft";
+import { type TraceContext, tracing } from "@etcd-ts/telemetry";
 import type { Server } from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
@@ -93,10 +95,11 @@ import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
 import { writeBackendFile } from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
-import type { KeyPair } from "../transport/auto-tls.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
+import { dialTlsFrom } from "../transport/tls-credentials.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
+import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
 import type { AuthMethod, EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
 import { WaitRegistry } from "./wait-registry.js";
@@ -188,6 +191,8 @@ export class Member implements EtcdServer {
   private readonly leasePoller: LeasePoller;
   private readonly proposals: WaitRegistry<ProposalContext>;
   private readonly reads: ReadIndexBatcher;
+  /** Set only when tracing is on: every tracing call site tests it first. */
+  private readonly tracer: MemberTracing | undefined;
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
   private readonly seedMembers: Map<bigint, MemberInfo>;
   private unsubscribeStore: () => void = () => {};
@@ -216,6 +221,8 @@ export class Member implements EtcdServer {
     this.membership = parts.members;
     this.seedMembers = parts.seed;
     this.lessor = lessor;
+    const tracer = tracing.enabled ? new MemberTracing(this.id) : undefined;
+    this.tracer = tracer;
     this.published = new Promise((resolve) => {
       this.publishedResolve = resolve;
     });
@@ -248,7 +255,8 @@ export class Member implements EtcdServer {
         const root = this.authStore.enabled
           ? { username: ROOT_USER, revision: this.authStore.revision }
           : undefined;
-        this.proposeInternal(EntryKind.LeaseRevoke, payload, root);
+        if (tracer === undefined) this.proposeInternal(EntryKind.LeaseRevoke, payload, root);
+        else tracer.leaseExpiring(id, (t) => this.proposeInternal(EntryKind.LeaseRevoke, payload, root, t));
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
         const payload = etcdserverpb.LeaseCheckpointRequest.encode({
@@ -301,6 +309,7 @@ export class Member implements EtcdServer {
           return this.applier.apply(entries).then((result) => {
             // etcd counts each request whose apply took over 100 ms; a batch applies as one write.
             if (performance.now() - started > SLOW_APPLY_MS) this.metrics.slowApplies.inc();
+            tracer?.applied(entries, started);
             return result;
           });
         },
@@ -330,6 +339,12 @@ export class Member implements EtcdServer {
           if (expired > 0) this.metrics.proposalsFailed.inc(expired);
         },
         fatal: (err) => this.events.onFatal?.(err),
+        ...(tracer === undefined
+          ? {}
+          : {
+              persisted: (entries, startedAt) => tracer.persisted(entries, startedAt),
+              committed: (entries) => tracer.committed(entries),
+            }),
       },
       logger,
     );
@@ -377,7 +392,7 @@ export class Member implements EtcdServer {
       },
       parts.applied,
     );
-    this.transport = new PeerTransport(this.transportHandler(), logger);
+    this.transport = new PeerTransport(this.transportHandler(), logger, dialTlsFrom(config.peerTls));
     metrics.observe(
       {
         hasLeader: () => this.raft.leaderId !== 0n,
@@ -430,7 +445,7 @@ export class Member implements EtcdServer {
   }
 
   /** Serves the peer service, starts Raft and publishes this member's attributes. */
-  async start(peerServer: Server, peerTls?: KeyPair): Promise<void> {
+  async start(peerServer: Server, peerTls?: ServerTls): Promise<void> {
     // services/auth's calls share the peer port: the only boundary password hashes cross.
     peerServer.addService(authBackend.AuthBackendService, authBackendService(this, this.logger));
     await this.transport.listen(peerServer, this.config.listenPeerUrls, peerTls);
@@ -470,12 +485,15 @@ export class Member implements EtcdServer {
     payload: Uint8Array,
     context: ProposalContext,
     caller?: AuthInfo,
+    trace?: TraceContext,
   ): Promise<unknown> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     if (payload.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
     const { seq, done } = this.proposals.register<unknown>(context, performance.now());
+    const span = trace === undefined ? undefined : this.tracer?.proposing(kind, trace);
+    const carried = span === undefined ? undefined : this.tracer!.proposed(seq, span, done);
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller));
+      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller, carried));
     } catch (err) {
       this.metrics.proposalsFailed.inc();
       this.proposals.reject(
@@ -487,10 +505,10 @@ export class Member implements EtcdServer {
   }
 
   /** Proposals nobody waits for (lease expiry, checkpoints, alarms); failures are retried by their owners. */
-  private proposeInternal(kind: EntryKind, payload: Uint8Array, caller?: AuthInfo): void {
+  private proposeInternal(kind: EntryKind, payload: Uint8Array, caller?: AuthInfo, trace?: Uint8Array): void {
     if (this.raft.isStopped) return;
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload, caller));
+      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload, caller, trace));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
     }
@@ -527,21 +545,30 @@ export class Member implements EtcdServer {
     return this.store.range(request) as Promise<RangeResponse>;
   }
 
-  linearizableRead(): Promise<void> {
+  linearizableRead(trace?: TraceContext): Promise<void> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
+    if (this.tracer !== undefined && trace !== undefined) {
+      return this.tracer.linearizableRead(trace, (indexKnown) => this.reads.wait(indexKnown));
+    }
     return this.reads.wait();
   }
 
-  async put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse> {
+  async put(
+    request: PutRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<PutResponse> {
     // The store's PutRequest has the API's fields and types (the lease ID is a bigint in both).
     const payload = raw ?? etcdserverpb.PutRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Put, payload, { put: request }, caller)) as PutResponse;
+    return (await this.propose(EntryKind.Put, payload, { put: request }, caller, trace)) as PutResponse;
   }
 
   async deleteRange(
     request: DeleteRangeRequest,
     raw?: Uint8Array,
     caller?: AuthInfo,
+    trace?: TraceContext,
   ): Promise<DeleteRangeResponse> {
     const payload = raw ?? etcdserverpb.DeleteRangeRequest.encode(request).finish();
     return (await this.propose(
@@ -549,23 +576,37 @@ export class Member implements EtcdServer {
       payload,
       { deleteRange: request },
       caller,
+      trace,
     )) as DeleteRangeResponse;
   }
 
-  async txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse> {
-    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller)) as TxnResponse;
+  async txn(
+    request: TxnRequest,
+    raw: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<TxnResponse> {
+    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller, trace)) as TxnResponse;
   }
 
-  async compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse> {
+  async compact(
+    request: CompactionRequest,
+    raw?: Uint8Array,
+    trace?: TraceContext,
+  ): Promise<CompactionResponse> {
     const payload =
       raw ??
       etcdserverpb.CompactionRequest.encode({
         revision: BigInt(request.revision),
         physical: request.physical,
       }).finish();
-    const res = (await this.propose(EntryKind.Compaction, payload, {
-      compaction: request,
-    })) as CompactionResponse;
+    const res = (await this.propose(
+      EntryKind.Compaction,
+      payload,
+      { compaction: request },
+      undefined,
+      trace,
+    )) as CompactionResponse;
     // etcd's physical compaction answers once the old revisions are gone from the backend.
     if (request.physical) await this.store.compactionDone();
     return res;
@@ -672,6 +713,11 @@ export class Member implements EtcdServer {
     }
     if (username === undefined) throw new EtcdError("InvalidAuthToken");
     return { username, revision: this.authStore.revision };
+  }
+
+  authInfoFromCertificate(commonName: string): AuthInfo | undefined {
+    if (!this.config.clientCertAuth) return undefined;
+    return { username: commonName, revision: this.authStore.revision };
   }
 
   isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void {
@@ -934,11 +980,15 @@ export class Member implements EtcdServer {
       (txn) => {
         this.leaseMachine.observe(txn);
         // mvcc's events always carry a kv; its generated-style type just cannot say so.
-        this.watchable.notify(
-          txn.revision,
-          txn.events as Parameters<WatchableStore["notify"]>[1],
-          txn.prevKvs,
-        );
+        const events = txn.events as Parameters<WatchableStore["notify"]>[1];
+        const watchers = this.watchable.syncedCount;
+        if (this.tracer === undefined || watchers === 0 || events.length === 0) {
+          this.watchable.notify(txn.revision, events, txn.prevKvs);
+        } else {
+          this.tracer.watchDelivery(txn.revision, events.length, watchers, () =>
+            this.watchable.notify(txn.revision, events, txn.prevKvs),
+          );
+        }
       },
       { prevKv: () => this.watchable.wantsPrevKv() },
     );
