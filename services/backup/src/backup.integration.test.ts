@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
+import { BackupCatalog } from "./backup-catalog.js";
 import { runBackupCommand } from "./backup-command.js";
 import { startBackupServer } from "./backup-server.js";
 import { DirectoryStore } from "./directory-store.js";
@@ -55,7 +56,7 @@ describe("backup CLI against a 3-member cluster", {
       assert.equal(r.code, 0, r.err);
       assert.match(r.out, /^backup \S+ from \S+ \(follower [0-9a-f]+\): \d+ bytes, sha256 [0-9a-f]{64}/);
       ids.push(/^backup (\S+)/.exec(r.out)![1]!);
-      if (i === 2) assert.match(r.out, new RegExp(`removed backup ${ids[0]} \\(keeping the last 2\\)`));
+      if (i === 2) assert.match(r.out, new RegExp(`removed backup ${ids[0]} \\(retention\\)`));
       // Distinct ids (they carry the time to the millisecond).
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -103,12 +104,12 @@ describe("backup CLI against a 3-member cluster", {
   });
 
   it("serve: backups on a cron schedule, and the HTTP API lists, takes and verifies them", async () => {
-    const store = new DirectoryStore(join(dir, "served"));
+    const store = new BackupCatalog(new DirectoryStore(join(dir, "served")));
     const logs: string[] = [];
     const server = await startBackupServer({
-      store,
+      catalog: store,
       endpoints: endpoints.split(","),
-      keepLast: 3,
+      retention: { keepLast: 3 },
       cron: "* * * * * *", // every second
       host: "127.0.0.1",
       port: 0,
@@ -145,7 +146,7 @@ describe("backup CLI against a 3-member cluster", {
 
   it("fails clearly when no member answers, leaving no partial backup", async () => {
     const store = join(dir, "unreachable");
-    const r = await backup(["now", "--endpoints", "127.0.0.1:1", "--dir", store]);
+    const r = await backup(["now", "--endpoints", "127.0.0.1:1", "--dir", store, "--retries", "0"]);
     assert.equal(r.code, 1);
     assert.match(r.err, /^Error: no member answered with a leader: 127\.0\.0\.1:1/);
     assert.deepEqual(await readdir(store).catch(() => []), []);
