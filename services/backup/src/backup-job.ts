@@ -34,7 +34,7 @@ export interface DeltaResult {
   seconds: number;
 }
 
-export type RetrySettings = Pick<RetryOptions, "attempts" | "baseDelayMs" | "maxDelayMs">;
+export type RetrySettings = Pick<RetryOptions, "attempts" | "baseDelayMs" | "maxDelayMs" | "random">;
 
 export const DEFAULT_RETRIES: RetrySettings = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
 
@@ -62,11 +62,10 @@ async function withBackoff<T>(
   run: (attempt: number, failedSources: Set<string>) => Promise<T>,
 ): Promise<T> {
   const failedSources = new Set<string>();
-  const { attempts, baseDelayMs, maxDelayMs } = options.retry ?? DEFAULT_RETRIES;
+  const settings = options.retry ?? DEFAULT_RETRIES;
+  const { attempts } = settings;
   return withRetries((attempt) => run(attempt, failedSources), {
-    attempts,
-    baseDelayMs,
-    maxDelayMs,
+    ...settings,
     retryable: (err) => stageOf(err) !== undefined,
     onRetry(err, attempt, delayMs) {
       const stage = stageOf(err)!;

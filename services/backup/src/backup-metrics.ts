@@ -55,9 +55,11 @@ export class BackupMetrics {
     new Gauge({
       name: "backup_age_seconds",
       help: "Seconds since the newest stored full backup (absent until there is one).",
+      // A label so that the series is absent, not 0 (which would read as fresh), before any backup.
+      labelNames: ["kind"],
       registers,
       collect() {
-        if (self.lastSuccess !== undefined) this.set((Date.now() - self.lastSuccess) / 1000);
+        if (self.lastSuccess !== undefined) this.labels("full").set((Date.now() - self.lastSuccess) / 1000);
       },
     });
     for (const kind of ["full", "delta"]) this.failures.labels(kind).inc(0);

@@ -37,11 +37,15 @@ export interface S3StoreOptions {
 
 /** The SDK's client from the environment; path-style addressing when an endpoint is named (MinIO and most S3-compatible servers need it). */
 export function s3ClientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3ClientConfig {
-  const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+  const endpoint = configuredEndpoint(env);
   const config: S3ClientConfig = { forcePathStyle: endpoint !== undefined };
   // Region is meaningless to most S3-compatible servers, but the SDK refuses to sign without one.
   if (endpoint !== undefined && !env.AWS_REGION && !env.AWS_DEFAULT_REGION) config.region = "us-east-1";
   return config;
+}
+
+function configuredEndpoint(env: NodeJS.ProcessEnv): string | undefined {
+  return env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
 }
 
 export class S3Store implements ObjectStore {
@@ -49,6 +53,7 @@ export class S3Store implements ObjectStore {
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly endpoint: string;
 
   constructor(options: S3StoreOptions) {
     if (!options.bucket) throw new BackupError("--s3-bucket is empty");
@@ -56,6 +61,8 @@ export class S3Store implements ObjectStore {
     const prefix = options.prefix ?? "";
     this.prefix = prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
     this.client = new S3Client(options.client ?? s3ClientConfigFromEnv());
+    const configured = options.client === undefined ? configuredEndpoint(process.env) : options.client.endpoint;
+    this.endpoint = typeof configured === "string" ? configured : "AWS";
     this.location = `s3://${this.bucket}/${this.prefix}`;
   }
 
@@ -64,7 +71,7 @@ export class S3Store implements ObjectStore {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
       if (statusOf(err) === 404)
-        throw new BackupError(`S3 bucket "${this.bucket}" does not exist (${await this.endpoint()})`);
+        throw new BackupError(`S3 bucket "${this.bucket}" does not exist (${this.endpoint})`);
       throw this.failure(err, "check the bucket");
     }
   }
@@ -127,7 +134,7 @@ export class S3Store implements ObjectStore {
         );
       } catch (err) {
         if (statusOf(err) === 404)
-          throw new BackupError(`S3 bucket "${this.bucket}" does not exist (${await this.endpoint()})`);
+          throw new BackupError(`S3 bucket "${this.bucket}" does not exist (${this.endpoint})`);
         throw this.failure(err, "list objects");
       }
       for (const o of res.Contents ?? []) {
@@ -151,11 +158,6 @@ export class S3Store implements ObjectStore {
 
   close(): void {
     this.client.destroy();
-  }
-
-  private async endpoint(): Promise<string> {
-    const e = await this.client.config.endpoint?.();
-    return e ? `${e.protocol}//${e.hostname}${e.port ? `:${e.port}` : ""}` : "AWS";
   }
 
   private failure(err: unknown, doing: string): BackupError {

@@ -27,6 +27,11 @@ export interface LocalClusterOptions {
   token?: string;
   /** "https" serves peer URLs with --peer-auto-tls. */
   peerScheme?: "http" | "https";
+  /**
+   * Runs before any member starts, given the members and the --initial-cluster value: fills
+   * their data dirs (a restore from a snapshot) for a cluster that starts from them.
+   */
+  prepare?: (members: readonly MemberProcess[], initialCluster: string) => Promise<void>;
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -100,6 +105,7 @@ export class LocalCluster {
     }
     const cluster = new LocalCluster(root, members, options);
     const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
+    await options.prepare?.(members, initial);
     for (const m of members) cluster.spawn(m, initial, "new");
     await Promise.all(members.map((m) => cluster.waitReady(m)));
     return cluster;

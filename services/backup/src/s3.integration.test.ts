@@ -1,0 +1,252 @@
+// The backup service against a real S3-speaking server (s3rver, its own process on a free loopback
+// port) and a real 3-member cluster: the CLI configured through the AWS_* variables, a bucket that
+// does not exist, an upload that fails half-way, a store that is down then up again, a member
+// killed mid-stream, and the restore drill: a known history backed up full + deltas, every member
+// destroyed, restored into a new 3-member cluster at a chosen revision, compared with the original.
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import { readdir, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { mkdtemp } from "node:fs/promises";
+import { LocalCluster } from "@etcd-ts/raft-node";
+import { parseExposition, sampleValue } from "@etcd-ts/telemetry";
+import { BackupCatalog } from "./backup-catalog.js";
+import { snapshotLike } from "./backup-catalog.test.js";
+import { runBackupCommand } from "./backup-command.js";
+import { takeBackup } from "./backup-job.js";
+import { BackupMetrics } from "./backup-metrics.js";
+import { startBackupServer } from "./backup-server.js";
+import { S3Store } from "./s3-store.js";
+
+const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
+const run = promisify(execFile);
+const S3RVER = createRequire(import.meta.url).resolve("s3rver/bin/s3rver.js");
+const BUCKET = "backups";
+
+/** s3rver in its own process; `port` 0 picks a free one. Resolves once it listens. */
+interface S3rver {
+  child: ChildProcess;
+  port: number;
+  /** Its log: one line per request, with method, path and status. */
+  log: { text: string };
+}
+
+function startS3rver(dir: string, port = 0): Promise<S3rver> {
+  const child = spawn(
+    process.execPath,
+    [S3RVER, "-d", dir, "-a", "127.0.0.1", "-p", String(port), "--configure-bucket", BUCKET],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const log = { text: "" };
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`s3rver not listening:\n${out}`)), 20_000);
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      log.text += chunk.toString();
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]), log });
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`s3rver exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGKILL");
+  await exited;
+}
+
+async function backup(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const code = await runBackupCommand(args, {
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+  });
+  return { code, out, err };
+}
+
+/** Every file under `dir` (s3rver keeps objects and upload parts as files). */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
+}
+
+describe("backups in S3 (s3rver) from a 3-member cluster", {
+  skip: haveEtcdctl ? false : "etcdctl not installed",
+}, () => {
+  let cluster: LocalCluster;
+  let endpoints: string;
+  let scratch: string;
+  let s3dir: string;
+  let s3: S3rver;
+  const saved = { ...process.env };
+  const ctl = async (...args: string[]) =>
+    (await run("etcdctl", [`--endpoints=${endpoints}`, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+
+  before(async () => {
+    scratch = await mkdtemp(join(tmpdir(), "backup-s3-"));
+    s3dir = join(scratch, "s3");
+    s3 = await startS3rver(s3dir);
+    // The ecosystem's configuration: what any AWS tool would read.
+    process.env.AWS_ENDPOINT_URL_S3 = `http://127.0.0.1:${s3.port}`;
+    process.env.AWS_ACCESS_KEY_ID = "S3RVER";
+    process.env.AWS_SECRET_ACCESS_KEY = "S3RVER";
+    delete process.env.AWS_REGION;
+    delete process.env.AWS_PROFILE;
+    cluster = await LocalCluster.start({ size: 3 });
+    endpoints = cluster.members.map((m) => m.clientUrl.replace("http://", "")).join(",");
+  });
+  after(async () => {
+    process.env = saved;
+    await cluster?.close();
+    if (s3) await stopProcess(s3.child);
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  it("a bucket that does not exist: a clear error, and nothing is written", async () => {
+    const before = await filesUnder(s3dir);
+    const r = await backup(["now", "--endpoints", endpoints, "--s3-bucket", "no-such-bucket", "--retries", "0"]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /Error: S3 bucket "no-such-bucket" does not exist \(http:\/\/127\.0\.0\.1:\d+\)/);
+    assert.deepEqual(await filesUnder(s3dir), before);
+  });
+
+  it("an upload that fails half-way (a corrupt stream of several parts) is aborted: no object", async () => {
+    const store = new S3Store({ bucket: BUCKET, prefix: "aborted" });
+    try {
+      const catalog = new BackupCatalog(store);
+      const before = await filesUnder(s3dir);
+      await assert.rejects(
+        catalog.writeFull("big", snapshotLike(Buffer.alloc(20 * 1024 * 1024, 5), Buffer.alloc(32), 40)),
+        /snapshot stream is corrupt/,
+      );
+      assert.deepEqual(await store.list(), []);
+      const added = (await filesUnder(s3dir)).filter((f) => !before.includes(f));
+      assert.ok(
+        added.every((f) => f.startsWith(`${BUCKET}/._S3rver_uploads/`)),
+        `only unfinished upload parts may remain: ${added.join(", ")}`,
+      );
+      // The upload was aborted (s3rver answers AbortMultipartUpload with 405 and keeps the parts;
+      // S3 and MinIO drop them).
+      assert.match(s3.log.text, /aborted\/big\.db\?uploadId=\w+&x-id=AbortMultipartUpload/);
+      // The same size with a good trailer goes through in parts and reads back whole.
+      const entry = await catalog.writeFull("big", snapshotLike(Buffer.alloc(20 * 1024 * 1024, 5), undefined, 40));
+      assert.deepEqual(await catalog.checkHash("big"), entry);
+      await catalog.remove("big");
+      assert.deepEqual(await store.list(), []);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("now, list, verify and restore through S3 with a prefix, retention included", async () => {
+    for (let i = 0; i < 10; i++) await ctl("put", `s3/${i}`, `v${i}`);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await backup(["now", "--endpoints", endpoints, "--s3-bucket", BUCKET, "--s3-prefix", "cli", "--keep-last", "2"]);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /^backup \S+ from \S+ \(follower [0-9a-f]+\) to s3:\/\/backups\/cli\/: \d+ bytes/);
+      ids.push(/^backup (\S+)/.exec(r.out)![1]!);
+      await new Promise((res) => setTimeout(res, 5));
+    }
+    const listed = await backup(["list", "--s3-bucket", BUCKET, "--s3-prefix", "cli/"]);
+    assert.deepEqual(
+      listed.out.trim().split("\n").map((l) => l.split("\t")[0]),
+      ids.slice(1),
+    );
+    const objects = (await filesUnder(join(s3dir, BUCKET))).filter((f) => f.startsWith("cli/"));
+    assert.ok(objects.some((f) => f.startsWith(`cli/${ids[2]}.db`)), objects.join("\n"));
+    const verified = await backup(["verify", ids[2]!, "--s3-bucket", BUCKET, "--s3-prefix", "cli"]);
+    assert.equal(verified.code, 0, verified.err);
+    assert.match(verified.out, /is sound: .*revision \d+, \d+ keys/);
+    const dataDir = join(scratch, "restored-cli");
+    const restored = await backup([
+      "restore",
+      ids[2]!,
+      "--s3-bucket",
+      BUCKET,
+      "--s3-prefix",
+      "cli",
+      "--name=r1",
+      `--data-dir=${dataDir}`,
+      "--initial-cluster=r1=http://127.0.0.1:2380",
+      "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+    ]);
+    assert.equal(restored.code, 0, restored.err);
+    assert.ok((await readdir(dataDir)).includes("member"));
+  });
+
+  it("S3 down: retried with back-off, then a clean failure; up again mid-retries: the backup goes through", async () => {
+    const metrics = new BackupMetrics();
+    const store = new S3Store({ bucket: BUCKET, prefix: "outage" });
+    const catalog = new BackupCatalog(store);
+    const logs: string[] = [];
+    const port = s3.port;
+    try {
+      await stopProcess(s3.child);
+      await assert.rejects(
+        takeBackup({
+          catalog,
+          endpoints: endpoints.split(","),
+          retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 50 },
+          log: (l) => logs.push(l),
+          metrics,
+        }),
+        /s3:\/\/backups\/outage\/: could not check the bucket/,
+      );
+      assert.equal(logs.filter((l) => /attempt \d of 3 failed \(store\)/.test(l)).length, 2, logs.join("\n"));
+      let scraped = parseExposition(await metrics.registry.metrics());
+      assert.equal(sampleValue(scraped, "backup_failures_total", { kind: "full" }), 1);
+      assert.equal(sampleValue(scraped, "backup_retries_total", { stage: "store" }), 2);
+      assert.equal(sampleValue(scraped, "backup_age_seconds", { kind: "full" }), undefined);
+
+      let restarted: Promise<void> | undefined;
+      const result = await takeBackup({
+        catalog,
+        endpoints: endpoints.split(","),
+        // Back-offs of 0.4, 0.8, 1.6, 1.6, 1.6 s (no jitter): s3rver is up again well within them.
+        retry: { attempts: 6, baseDelayMs: 400, maxDelayMs: 1600, random: () => 0.999 },
+        log: (l) => {
+          logs.push(l);
+          restarted ??= startS3rver(s3dir, port).then((x) => {
+            s3 = x;
+          });
+        },
+        metrics,
+        onProgress: () => {},
+      }).catch(async (err) => {
+        await restarted;
+        throw err;
+      });
+      await restarted;
+      assert.ok(result.attempts >= 2, `attempts ${result.attempts}`);
+      assert.deepEqual((await catalog.list()).map((b) => b.id), [result.entry.id]);
+      scraped = parseExposition(await metrics.registry.metrics());
+      assert.equal(sampleValue(scraped, "backup_last_size_bytes", { kind: "full" }), result.entry.size);
+      assert.ok(sampleValue(scraped, "backup_age_seconds", { kind: "full" })! < 60);
+      assert.equal(sampleValue(scraped, "backup_failures_total", { kind: "full" }), 1);
+    } finally {
+      store.close();
+      if (s3.child.exitCode !== null || s3.child.signalCode !== null) s3 = await startS3rver(s3dir, port);
+    }
+  });
+});
