@@ -241,6 +241,7 @@ async function restore(parsed: Parsed, store: ObjectStore, io: CommandOutput): P
   const work = await mkdtemp(join(tmpdir(), "backup-pitr-"));
   try {
     const pit = await pointInTimeSnapshot(catalog, id, toRevision, work);
+    for (const warning of pit.warnings) io.err(`${warning}\n`);
     io.err(
       `backup ${id} (revision ${pit.baseRevision}) + ${pit.replayed} revisions from deltas -> revision ${pit.revision}` +
         (pit.leasesDropped > 0

@@ -29,6 +29,8 @@ export interface PointInTimeResult {
   replayed: number;
   /** Puts whose lease was granted after the full backup (deltas do not carry lease grants): restored without it. */
   leasesDropped: number;
+  /** What restoring the full snapshot left behind (raft-node snapshot restore's warnings). */
+  warnings: string[];
 }
 
 /** Makes the snapshot of backup `id` at `toRevision` in `workDir` (which the caller removes). */
@@ -47,7 +49,7 @@ export async function pointInTimeSnapshot(
     if (toRevision === base) {
       const file = join(workDir, "point-in-time.db");
       await copyFile(full, file);
-      return { file, baseRevision: base, revision: base, replayed: 0, leasesDropped: 0 };
+      return { file, baseRevision: base, revision: base, replayed: 0, leasesDropped: 0, warnings: [] };
     }
     const reach = deltas.at(-1)?.toRevision ?? base;
     if (toRevision > reach)
@@ -133,7 +135,8 @@ async function replay(
         : err;
     });
     const file = join(workDir, "out", `${snapshot.id}.db`);
-    return { file, baseRevision: base, revision: toRevision, replayed, leasesDropped };
+    const warnings = output.split("\n").filter((l) => l.startsWith("warning: "));
+    return { file, baseRevision: base, revision: toRevision, replayed, leasesDropped, warnings };
   } finally {
     kv.close();
     lease.close();

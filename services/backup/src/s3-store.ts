@@ -61,7 +61,8 @@ export class S3Store implements ObjectStore {
     const prefix = options.prefix ?? "";
     this.prefix = prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
     this.client = new S3Client(options.client ?? s3ClientConfigFromEnv());
-    const configured = options.client === undefined ? configuredEndpoint(process.env) : options.client.endpoint;
+    const configured =
+      options.client === undefined ? configuredEndpoint(process.env) : options.client.endpoint;
     this.endpoint = typeof configured === "string" ? configured : "AWS";
     this.location = `s3://${this.bucket}/${this.prefix}`;
   }
