@@ -88,12 +88,16 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     expression: string | undefined,
     run: () => Promise<unknown>,
     what: string,
+    skip: () => Promise<string | undefined> = async () => undefined,
   ) => {
     if (expression === undefined) return;
     try {
       schedules.push(
         new Cron(expression, { protect: true }, async () => {
           try {
+            // A run still going (the other kind, or one on demand) or nothing to do is not a failure.
+            const why = running !== undefined ? "a backup is already running" : await skip();
+            if (why !== undefined) return log(`scheduled ${what} skipped: ${why}`);
             log(`scheduled ${what}: ${JSON.stringify(await run())}`);
           } catch (err) {
             log(`scheduled ${what} failed: ${(err as Error).message}`);
@@ -105,7 +109,13 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     }
   };
   schedule("--cron", options.cron, async () => describeFull(await full()), "backup");
-  schedule("--delta-cron", options.deltaCron, async () => describeDelta(await delta()), "delta");
+  schedule(
+    "--delta-cron",
+    options.deltaCron,
+    async () => describeDelta(await delta()),
+    "delta",
+    async () => ((await catalog.list()).length === 0 ? "no full backup yet" : undefined),
+  );
 
   const send = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });

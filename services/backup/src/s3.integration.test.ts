@@ -20,6 +20,7 @@ import { takeBackup } from "./backup-job.js";
 import { BackupMetrics } from "./backup-metrics.js";
 import { startBackupServer } from "./backup-server.js";
 import { S3Store } from "./s3-store.js";
+import { memberStatus, pickSource } from "./snapshot-source.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
 const run = promisify(execFile);
@@ -276,6 +277,99 @@ describe("backups in S3 (s3rver) from a 3-member cluster", {
     } finally {
       store.close();
       if (s3.child.exitCode !== null || s3.child.signalCode !== null) s3 = await startS3rver(s3dir, port);
+    }
+  });
+
+  it("a member killed mid-stream: the backup is taken again from another member", async () => {
+    const big = "x".repeat(100_000);
+    for (let i = 0; i < 60; i++) await ctl("put", `big/${i}`, big);
+    // pickSource's choice, as takeBackup will make it: the first follower in endpoint order.
+    const chosen = pickSource(await Promise.all(endpoints.split(",").map((e) => memberStatus(e))))!;
+    const victim = cluster.members.find((m) => m.clientUrl.endsWith(chosen.endpoint))!;
+    const store = new S3Store({ bucket: BUCKET, prefix: "midstream" });
+    const logs: string[] = [];
+    const metrics = new BackupMetrics();
+    let killed = false;
+    try {
+      const result = await takeBackup({
+        catalog: new BackupCatalog(store),
+        endpoints: endpoints.split(","),
+        retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 10 },
+        log: (l) => logs.push(l),
+        metrics,
+        onProgress: () => {
+          if (killed) return;
+          killed = true;
+          victim.child?.kill("SIGKILL");
+        },
+      });
+      assert.equal(result.attempts, 2, logs.join("\n"));
+      assert.notEqual(result.source.endpoint, chosen.endpoint);
+      assert.match(
+        logs.join("\n"),
+        new RegExp(
+          `attempt 1 of 3 failed \\(source\\): snapshot from ${chosen.endpoint}: snapshot stream failed after \\d+ bytes`,
+        ),
+      );
+      assert.ok(result.entry.size > 6_000_000);
+      assert.deepEqual(
+        (await new BackupCatalog(store).list()).map((b) => b.id),
+        [result.entry.id],
+      );
+      const scraped = parseExposition(await metrics.registry.metrics());
+      assert.equal(sampleValue(scraped, "backup_retries_total", { stage: "source" }), 1);
+      assert.equal(sampleValue(scraped, "backup_failures_total", { kind: "full" }), 0);
+    } finally {
+      store.close();
+      if (victim.child === undefined) await cluster.restart(victim);
+    }
+  });
+
+  it("serve: full backups and deltas on their schedules into S3, the HTTP API and /metrics", async () => {
+    const store = new S3Store({ bucket: BUCKET, prefix: "served" });
+    const catalog = new BackupCatalog(store);
+    const logs: string[] = [];
+    const server = await startBackupServer({
+      catalog,
+      endpoints: endpoints.split(","),
+      retention: { keepLast: 2 },
+      cron: "*/3 * * * * *",
+      deltaCron: "* * * * * *",
+      host: "127.0.0.1",
+      port: 0,
+      log: (line) => logs.push(line),
+    });
+    try {
+      // Bounded: writes keep coming until a full backup has at least one delta.
+      let withDelta: string | undefined;
+      for (let i = 0; i < 100 && withDelta === undefined; i++) {
+        await ctl("put", "served/k", String(i));
+        await new Promise((r) => setTimeout(r, 200));
+        for (const b of await catalog.list()) if ((await catalog.deltas(b.id)).length > 0) withDelta = b.id;
+      }
+      assert.ok(withDelta, logs.join("\n"));
+      assert.ok(logs.some((l) => l.startsWith("scheduled backup: {")));
+      assert.ok(logs.some((l) => l.startsWith("scheduled delta: {")));
+      const scraped = parseExposition(await (await fetch(`${server.url}/metrics`)).text());
+      assert.ok(sampleValue(scraped, "backup_last_success_timestamp_seconds", { kind: "full" })! > 0);
+      assert.ok(sampleValue(scraped, "backup_last_success_timestamp_seconds", { kind: "delta" })! > 0);
+      assert.ok(sampleValue(scraped, "backup_last_size_bytes", { kind: "full" })! > 0);
+      assert.ok(sampleValue(scraped, "backup_age_seconds", { kind: "full" })! < 60);
+      assert.equal(sampleValue(scraped, "backup_failures_total", { kind: "delta" }), 0, logs.join("\n"));
+      assert.ok(sampleValue(scraped, "process_resident_memory_bytes")! > 0);
+      // On demand: a delta (201, or 200 when nothing changed), 409 while a scheduled run holds it.
+      await ctl("put", "served/k", "on-demand");
+      let taken: Response | undefined;
+      for (let i = 0; i < 50; i++) {
+        taken = await fetch(`${server.url}/deltas`, { method: "POST" });
+        if (taken.status !== 409) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(taken?.status === 201 || taken?.status === 200, String(taken?.status));
+      assert.ok((await catalog.list()).length <= 2);
+    } finally {
+      await server.close();
+      store.close();
     }
   });
 
