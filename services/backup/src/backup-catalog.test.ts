@@ -10,19 +10,8 @@ import { progressLine } from "./backup-command.js";
 import { decodeEvent, encodeEvent, replayTxn, revisionsBetween } from "./delta-events.js";
 import { DirectoryStore } from "./directory-store.js";
 import { BackupError } from "./object-store.js";
+import { snapshotLike } from "./snapshot-like.testing.js";
 import { pickSource } from "./snapshot-source.js";
-
-/** A snapshot-shaped stream: `body` then its sha256, cut into `pieces` messages of odd sizes. */
-export async function* snapshotLike(
-  body: Buffer,
-  trailer = createHash("sha256").update(body).digest(),
-  pieces = 7,
-) {
-  const all = Buffer.concat([body, trailer]);
-  const step = Math.ceil(all.length / pieces);
-  for (let at = 0; at < all.length; at += step)
-    yield { blob: all.subarray(at, at + step), remaining: all.length - at - step };
-}
 
 async function* lines(...text: string[]) {
   for (const t of text) yield Buffer.from(t);

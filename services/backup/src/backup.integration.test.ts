@@ -9,26 +9,12 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { BackupCatalog } from "./backup-catalog.js";
-import { runBackupCommand } from "./backup-command.js";
 import { startBackupServer } from "./backup-server.js";
 import { DirectoryStore } from "./directory-store.js";
+import { backupCli } from "./s3rver-process.testing.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
 const run = promisify(execFile);
-
-async function backup(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await runBackupCommand(args, {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
 
 describe("backup CLI against a 3-member cluster", {
   skip: haveEtcdctl ? false : "etcdctl not installed",
@@ -52,15 +38,18 @@ describe("backup CLI against a 3-member cluster", {
     const store = join(dir, "store");
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const r = await backup(["now", "--endpoints", endpoints, "--dir", store, "--keep-last", "2"]);
+      const r = await backupCli(["now", "--endpoints", endpoints, "--dir", store, "--keep-last", "2"]);
       assert.equal(r.code, 0, r.err);
-      assert.match(r.out, /^backup \S+ from \S+ \(follower [0-9a-f]+\): \d+ bytes, sha256 [0-9a-f]{64}/);
+      assert.match(
+        r.out,
+        /^backup \S+ from \S+ \(follower [0-9a-f]+\) to directory \S+: \d+ bytes, sha256 [0-9a-f]{64}/,
+      );
       ids.push(/^backup (\S+)/.exec(r.out)![1]!);
       if (i === 2) assert.match(r.out, new RegExp(`removed backup ${ids[0]} \\(retention\\)`));
       // Distinct ids (they carry the time to the millisecond).
       await new Promise((r) => setTimeout(r, 5));
     }
-    const list = await backup(["list", "--dir", store]);
+    const list = await backupCli(["list", "--dir", store]);
     assert.deepEqual(
       list.out
         .trim()
@@ -70,12 +59,12 @@ describe("backup CLI against a 3-member cluster", {
     );
     const { stdout } = await run("etcdctl", [`--endpoints=${endpoints}`, "get", "b/0", "-w", "json"]);
     const revision = Number(/"revision":(\d+)/.exec(stdout)![1]);
-    const verified = await backup(["verify", ids[2]!, "--dir", store]);
+    const verified = await backupCli(["verify", ids[2]!, "--dir", store]);
     assert.equal(verified.code, 0, verified.err);
     assert.match(verified.out, new RegExp(`is sound: .*revision ${revision}, `));
 
     const dataDir = join(dir, "restored");
-    const restored = await backup([
+    const restored = await backupCli([
       "restore",
       ids[2]!,
       "--dir",
@@ -94,11 +83,11 @@ describe("backup CLI against a 3-member cluster", {
     const bytes = await readFile(path);
     bytes[9000]! ^= 1;
     await writeFile(path, bytes);
-    const bad = await backup(["verify", ids[1]!, "--dir", store]);
+    const bad = await backupCli(["verify", ids[1]!, "--dir", store]);
     assert.equal(bad.code, 1);
     assert.match(bad.err, new RegExp(`Error: backup ${ids[1]} is corrupt: sha256`));
     const badDir = join(dir, "not-restored");
-    const refused = await backup(["restore", ids[1]!, "--dir", store, "--name=x", `--data-dir=${badDir}`]);
+    const refused = await backupCli(["restore", ids[1]!, "--dir", store, "--name=x", `--data-dir=${badDir}`]);
     assert.equal(refused.code, 1);
     assert.ok(!existsSync(badDir));
   });
@@ -146,7 +135,7 @@ describe("backup CLI against a 3-member cluster", {
 
   it("fails clearly when no member answers, leaving no partial backup", async () => {
     const store = join(dir, "unreachable");
-    const r = await backup(["now", "--endpoints", "127.0.0.1:1", "--dir", store, "--retries", "0"]);
+    const r = await backupCli(["now", "--endpoints", "127.0.0.1:1", "--dir", store, "--retries", "0"]);
     assert.equal(r.code, 1);
     assert.match(r.err, /^Error: no member answered with a leader: 127\.0\.0\.1:1/);
     assert.deepEqual(await readdir(store).catch(() => []), []);
