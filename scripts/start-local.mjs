@@ -19,7 +19,12 @@ const members = [1, 2, 3].map((n) => ({
 const gateway = { grpc: `${host}:2379`, json: `${host}:2378` };
 const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(",");
 
-const backup = { listen: `${host}:2390`, dir: join(dataRoot, "backups"), cron: "0 * * * *" };
+const backup = {
+  listen: `${host}:2390`,
+  dir: join(dataRoot, "backups"),
+  cron: "0 * * * *",
+  deltaCron: "*/5 * * * *",
+};
 
 const memberMain = join(root, "services/raft-node/dist/main.js");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
@@ -119,6 +124,8 @@ run("backup", [
   backup.dir,
   "--cron",
   backup.cron,
+  "--delta-cron",
+  backup.deltaCron,
   "--keep-last",
   "24",
   "--listen",
@@ -129,7 +136,7 @@ console.log(`
 etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway, and a backup service.
   gRPC (etcdctl, clients): ${gateway.grpc}      JSON gateway: http://${gateway.json}
   members: ${members.map((m) => m.client).join("  ")}
-  backups: hourly into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
+  backups: hourly, deltas every 5 minutes, into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
 Try:
   ETCDCTL_API=3 etcdctl put hello world && ETCDCTL_API=3 etcdctl get hello
   curl -s http://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
