@@ -51,9 +51,8 @@ interface JobOptions {
 function stageOf(err: unknown): RetryStage | undefined {
   if (err instanceof SnapshotSourceError) return "source";
   if (err instanceof StoreUnavailableError) return "store";
-  if (err instanceof BackupError) return undefined;
-  // gRPC failures outside a stream (a member gone between Status and the call).
-  return "source";
+  // Anything else (a missing bucket, a bad id, a bug) would fail the same way again.
+  return undefined;
 }
 
 async function withBackoff<T>(
