@@ -3,6 +3,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { natsUrlProblem } from "@etcd-ts/events";
 import { runSnapshotCommand } from "@etcd-ts/raft-node";
 import { BackupCatalog } from "./backup-catalog.js";
 import { DEFAULT_RETRIES, type RetrySettings, takeBackup, takeDelta, verifyBackup } from "./backup-job.js";
@@ -28,6 +29,7 @@ const USAGE = `usage:
   backup restore ID ${STORE} [--to-revision R] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
   backup serve --endpoints HOST:PORT[,...] ${STORE} [--cron "0 * * * *"] [--delta-cron "*/5 * * * *"]
          [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N] [--listen 127.0.0.1:2390]
+         [--nats-url nats://HOST:PORT (or ETCD_BACKUP_NATS_URL): backup events, backup.now requests]
 S3: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (path-style addressing then), AWS_REGION,
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws).
 `;
@@ -53,6 +55,7 @@ const OWN_FLAGS = new Set([
   "retries",
   "retry-delay-ms",
   "to-revision",
+  "nats-url",
 ]);
 
 function parse(args: readonly string[]): Parsed {
@@ -264,6 +267,9 @@ async function serve(
 ): Promise<number> {
   const listen = parsed.options.get("listen") ?? "127.0.0.1:2390";
   const colon = listen.lastIndexOf(":");
+  const natsUrl = parsed.options.get("nats-url") ?? process.env.ETCD_BACKUP_NATS_URL ?? "";
+  const problem = natsUrlProblem("nats-url", natsUrl);
+  if (problem !== undefined) throw new BackupError(problem);
   const server = await startBackupServer({
     catalog: new BackupCatalog(store),
     endpoints: required(parsed, "endpoints").split(","),
@@ -273,6 +279,7 @@ async function serve(
     deltaCron: parsed.options.get("delta-cron"),
     host: listen.slice(0, colon),
     port: Number(listen.slice(colon + 1)),
+    natsUrl,
     log,
   });
   io.out(`backup service on ${server.url}, storing in ${store.location}\n`);

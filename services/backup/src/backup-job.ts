@@ -3,9 +3,12 @@
 // next attempt (another member streams it), a store that is down is tried again; after the last
 // attempt the failure is reported, and nothing incomplete is ever listed (backup-catalog.ts).
 import { openSnapshotFile, snapshotStatus } from "@etcd-ts/raft-node";
+import type { TraceContext } from "@etcd-ts/telemetry";
+import type { Span } from "@opentelemetry/api";
 import type { BackupCatalog, BackupEntry, DeltaEntry, Progress } from "./backup-catalog.js";
 import { SnapshotSourceError } from "./backup-catalog.js";
 import type { BackupMetrics, RetryStage } from "./backup-metrics.js";
+import { traced } from "./backup-tracing.js";
 import { BackupError, StoreUnavailableError } from "./object-store.js";
 import { backupId, beyondRetention, checkPolicy, type RetentionPolicy } from "./retention.js";
 import { type RetryOptions, withRetries } from "./retry.js";
@@ -76,19 +79,41 @@ async function withBackoff<T>(
   });
 }
 
-async function chooseSource(endpoints: readonly string[], avoid: ReadonlySet<string>): Promise<MemberStatus> {
-  const source = pickSource(await Promise.all(endpoints.map((e) => memberStatus(e))), avoid);
+async function chooseSource(
+  endpoints: readonly string[],
+  avoid: ReadonlySet<string>,
+  trace: TraceContext | undefined,
+): Promise<MemberStatus> {
+  const source = await traced("backup.pick_source", {}, trace, async (pick) => {
+    const chosen = pickSource(await Promise.all(endpoints.map((e) => memberStatus(e))), avoid);
+    pick?.setAttribute("backup.source", chosen?.endpoint ?? "none");
+    return chosen;
+  });
   if (source === undefined)
     throw new SnapshotSourceError(`no member answered with a leader: ${endpoints.join(", ")}`);
   return source;
 }
 
+type TakeBackupOptions = JobOptions & {
+  retention?: RetentionPolicy | undefined;
+  onProgress?: (p: Progress, elapsedMs: number) => void;
+};
+
 /** Pulls a snapshot from a follower (the leader if none answers) into the store, then applies retention. */
-export async function takeBackup(
-  options: JobOptions & {
-    retention?: RetentionPolicy | undefined;
-    onProgress?: (p: Progress, elapsedMs: number) => void;
-  },
+export async function takeBackup(options: TakeBackupOptions): Promise<BackupResult> {
+  return traced(
+    "backup.take",
+    { "backup.endpoints": options.endpoints.join(","), "backup.location": options.catalog.location },
+    undefined,
+    (span, trace) => takeBackupTraced(options, span, trace),
+  );
+}
+
+/** takeBackup inside its backup.take span: each attempt's pick_source and snapshot, then retention. */
+async function takeBackupTraced(
+  options: TakeBackupOptions,
+  span: Span | undefined,
+  trace: TraceContext | undefined,
 ): Promise<BackupResult> {
   const { catalog, endpoints } = options;
   const retention = options.retention ?? {};
@@ -97,11 +122,22 @@ export async function takeBackup(
   try {
     const { entry, source, attempts } = await withBackoff(options, "full backup", async (attempt, failed) => {
       await catalog.store.check();
-      const source = await chooseSource(endpoints, failed);
+      const source = await chooseSource(endpoints, failed, trace);
       const streamStarted = performance.now();
       try {
-        const entry = await catalog.writeFull(backupId(new Date()), snapshotStream(source.endpoint), (p) =>
-          options.onProgress?.(p, performance.now() - streamStarted),
+        const entry = await traced(
+          "backup.snapshot",
+          { "backup.source": source.endpoint, "backup.attempt": attempt },
+          trace,
+          async (snap, snapTrace) => {
+            const written = await catalog.writeFull(
+              backupId(new Date()),
+              snapshotStream(source.endpoint, snapTrace),
+              (p) => options.onProgress?.(p, performance.now() - streamStarted),
+            );
+            snap?.setAttribute("backup.bytes", written.size);
+            return written;
+          },
         );
         return { entry, source, attempts: attempt };
       } catch (err) {
@@ -114,11 +150,26 @@ export async function takeBackup(
     });
     const seconds = (performance.now() - started) / 1000;
     options.metrics?.succeeded("full", entry.size, seconds);
-    const removed = beyondRetention(
-      (await catalog.list()).map((b) => b.id),
-      retention,
-    );
-    for (const old of removed) await catalog.remove(old);
+    span?.setAttributes({ "backup.id": entry.id, "backup.attempts": attempts });
+    const applyRetention = async (retentionSpan?: Span) => {
+      const removed = beyondRetention(
+        (await catalog.list()).map((b) => b.id),
+        retention,
+      );
+      for (const old of removed) await catalog.remove(old);
+      retentionSpan?.setAttribute("backup.removed", removed.length);
+      return removed;
+    };
+    const rules = Object.entries({
+      "backup.keep_last": retention.keepLast,
+      "backup.keep_daily": retention.keepDaily,
+      "backup.keep_weekly": retention.keepWeekly,
+    }).filter((rule): rule is [string, number] => rule[1] !== undefined);
+    // Spanned only when a rule can delete something (as before: --keep-last), however many rules.
+    const removed =
+      rules.length === 0
+        ? await applyRetention()
+        : await traced("backup.retention", Object.fromEntries(rules), trace, (r) => applyRetention(r));
     return { entry, source, removed, seconds, attempts };
   } catch (err) {
     options.metrics?.failed("full");
@@ -134,6 +185,19 @@ export async function takeBackup(
 export async function takeDelta(
   options: JobOptions & { fullRevisions?: Map<string, number> | undefined },
 ): Promise<DeltaResult> {
+  return traced(
+    "backup.delta",
+    { "backup.endpoints": options.endpoints.join(","), "backup.location": options.catalog.location },
+    undefined,
+    (span, trace) => takeDeltaTraced(options, span, trace),
+  );
+}
+
+async function takeDeltaTraced(
+  options: JobOptions & { fullRevisions?: Map<string, number> | undefined },
+  span: Span | undefined,
+  trace: TraceContext | undefined,
+): Promise<DeltaResult> {
   const { catalog, endpoints } = options;
   const started = performance.now();
   try {
@@ -143,8 +207,8 @@ export async function takeDelta(
       if (base === undefined)
         throw new BackupError(`no full backup in ${catalog.location} to take a delta after`);
       const after =
-        (await catalog.deltas(base.id)).at(-1)?.toRevision ?? (await fullRevision(options, base.id));
-      const source = await chooseSource(endpoints, failed);
+        (await catalog.deltas(base.id)).at(-1)?.toRevision ?? (await fullRevision(options, base.id, trace));
+      const source = await chooseSource(endpoints, failed, trace);
       const head = source.revision ?? 0;
       if (head <= after) return { entry: undefined, base: base.id, source };
       const lines = (async function* () {
@@ -160,6 +224,11 @@ export async function takeDelta(
     });
     const seconds = (performance.now() - started) / 1000;
     if (result.entry !== undefined) options.metrics?.succeeded("delta", result.entry.size, seconds);
+    span?.setAttributes({
+      "backup.base": result.base,
+      "backup.source": result.source.endpoint,
+      "backup.bytes": result.entry?.size ?? 0,
+    });
     return { ...result, seconds };
   } catch (err) {
     options.metrics?.failed("delta");
@@ -170,10 +239,11 @@ export async function takeDelta(
 async function fullRevision(
   options: { catalog: BackupCatalog; fullRevisions?: Map<string, number> | undefined },
   id: string,
+  trace: TraceContext | undefined,
 ): Promise<number> {
   const known = options.fullRevisions?.get(id);
   if (known !== undefined) return known;
-  const { revision } = await verifyBackup(options.catalog, id);
+  const { revision } = await verifyBackup(options.catalog, id, trace);
   options.fullRevisions?.set(id, revision);
   return revision;
 }
@@ -186,12 +256,14 @@ export interface Verified extends BackupEntry {
 }
 
 /** The stored sha256, then the snapshot's own trailer, bbolt structure and etcd buckets. */
-export async function verifyBackup(catalog: BackupCatalog, id: string): Promise<Verified> {
-  return catalog.withCheckedFile(`${id}.db`, async (path, checked) => ({
-    id,
-    ...checked,
-    ...(await readSnapshotStatus(path, id)),
-  }));
+export function verifyBackup(catalog: BackupCatalog, id: string, parent?: TraceContext): Promise<Verified> {
+  return traced("backup.verify", { "backup.id": id }, parent, () =>
+    catalog.withCheckedFile(`${id}.db`, async (path, checked) => ({
+      id,
+      ...checked,
+      ...(await readSnapshotStatus(path, id)),
+    })),
+  );
 }
 
 export async function readSnapshotStatus(

@@ -7,8 +7,12 @@
 //   GET  /metrics              -> Prometheus text format (backup-metrics.ts + process metrics)
 // A scheduled run that fails (after its retries) is logged and counted, and the schedule goes on;
 // runs never overlap, a full backup and a delta included.
+// With NATS (natsUrl): every full backup publishes backup.started then backup.completed or
+// backup.failed, and a request on backup.now takes one (the reply says how it went). Deltas
+// publish nothing.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { type BackupCompleted, type BackupTrigger, ControlPlane, topics } from "@etcd-ts/events";
 import { writeMetrics } from "@etcd-ts/telemetry";
 import { Cron } from "croner";
 import type { BackupCatalog } from "./backup-catalog.js";
@@ -34,6 +38,8 @@ export interface BackupServerOptions {
   deltaCron?: string | undefined;
   host: string;
   port: number;
+  /** nats:// URLs for backup events and backup.now requests; none when undefined or empty. */
+  natsUrl?: string | undefined;
   log(line: string): void;
   /** A registry of the caller's; a new one with the process metrics otherwise. */
   metrics?: BackupMetrics;
@@ -70,8 +76,6 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       running = undefined;
     });
   };
-  const full = () => exclusive(() => takeBackup({ ...job, retention: options.retention }));
-  const delta = () => exclusive(() => takeDelta({ ...job, fullRevisions }));
   const describeFull = (r: BackupResult) => ({
     ...r.entry,
     source: r.source.endpoint,
@@ -79,6 +83,26 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     seconds: r.seconds,
     attempts: r.attempts,
   });
+  const completed = (r: BackupResult, trigger: BackupTrigger): BackupCompleted => ({
+    trigger,
+    ...describeFull(r),
+    at: Date.now(),
+  });
+  // Started once the store and the schedules are known good (below), so a failed start leaks no connection.
+  let plane: ControlPlane | undefined;
+  const full = (trigger: BackupTrigger) =>
+    exclusive(async () => {
+      plane?.publish(topics.backupStarted, { trigger, at: Date.now() });
+      try {
+        const result = await takeBackup({ ...job, retention: options.retention });
+        plane?.publish(topics.backupCompleted, completed(result, trigger));
+        return result;
+      } catch (err) {
+        plane?.publish(topics.backupFailed, { trigger, error: (err as Error).message, at: Date.now() });
+        throw err;
+      }
+    });
+  const delta = () => exclusive(() => takeDelta({ ...job, fullRevisions }));
   const describeDelta = (r: DeltaResult) =>
     r.entry === undefined ? { base: r.base, delta: null } : { ...r.entry, source: r.source.endpoint };
 
@@ -108,7 +132,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       throw new BackupError(`invalid ${flag} "${expression}": ${(err as Error).message}`);
     }
   };
-  schedule("--cron", options.cron, async () => describeFull(await full()), "backup");
+  schedule("--cron", options.cron, async () => describeFull(await full("schedule")), "backup");
   schedule(
     "--delta-cron",
     options.deltaCron,
@@ -116,6 +140,26 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     "delta",
     async () => ((await catalog.list()).length === 0 ? "no full backup yet" : undefined),
   );
+
+  if (options.natsUrl !== undefined && options.natsUrl !== "") {
+    plane = ControlPlane.start({
+      url: options.natsUrl,
+      name: "etcd-ts backup",
+      log: (level, message, details) =>
+        log(`${level}: ${message}${details === undefined ? "" : ` ${JSON.stringify(details)}`}`),
+    });
+    plane.reply(
+      topics.backupNow,
+      async () => {
+        try {
+          return { ok: true as const, backup: completed(await full("nats"), "nats") };
+        } catch (err) {
+          return { ok: false as const, error: (err as Error).message };
+        }
+      },
+      () => ({ ok: false as const, error: "backup.now takes a JSON object (or an empty body)" }),
+    );
+  }
 
   const send = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -128,7 +172,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     if ((path === "/backups" || path === "/deltas") && req.method === "POST") {
       if (running !== undefined) return send(res, 409, { error: "a backup is already running" });
       try {
-        if (path === "/backups") return send(res, 201, describeFull(await full()));
+        if (path === "/backups") return send(res, 201, describeFull(await full("http")));
         const r = await delta();
         return send(res, r.entry === undefined ? 200 : 201, describeDelta(r));
       } catch (err) {
@@ -151,10 +195,16 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => send(res, 500, { error: String(err) }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, options.host, () => resolve());
+    });
+  } catch (err) {
+    for (const s of schedules) s.stop();
+    await plane?.close();
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   return {
     url: `http://${options.host}:${address.port}`,
@@ -163,6 +213,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       for (const s of schedules) s.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await running?.catch(() => {});
+      await plane?.close();
     },
   };
 }

@@ -12,12 +12,14 @@ import {
   jsonToWire,
   wireToJson,
 } from "@etcd-ts/api";
+import { type TraceContext, tracing } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
 import { openKeepAliveSession } from "../lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import { traceHttpRequest } from "../observability/gateway-tracing.js";
 import { CallCancellation, type UnaryForwarder } from "../proxy/unary-forwarder.js";
 import { METHOD_BY_PATH, type MethodRoute } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
@@ -65,8 +67,17 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
     } else if (route.route === "keepalive") {
       app.post(httpRoute.path, (req, reply) => serveKeepAlive(parts, requestType, responseType, req, reply));
     } else if (route.shape === "unary") {
-      app.post(httpRoute.path, (req, reply) =>
-        serveUnary(parts, route, requestType, responseType, req, reply),
+      const path = httpRoute.path;
+      app.post(path, (req, reply) =>
+        tracing.enabled
+          ? traceHttpRequest(
+              "POST",
+              path,
+              req.headers.traceparent,
+              (trace) => serveUnary(parts, route, requestType, responseType, req, reply, trace),
+              () => reply.statusCode,
+            )
+          : serveUnary(parts, route, requestType, responseType, req, reply),
       );
     }
     // Snapshot and Observe are server streams of large or endless data; etcd serves them
@@ -113,6 +124,7 @@ async function serveUnary(
   responseType: string,
   req: FastifyRequest,
   reply: FastifyReply,
+  trace?: TraceContext,
 ): Promise<void> {
   let request: Buffer;
   try {
@@ -126,7 +138,7 @@ async function serveUnary(
   reply.raw.once("close", () => {
     if (!reply.raw.writableFinished) cancellation.cancel();
   });
-  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, cancellation);
+  const outcome = await parts.unary.forward(route, request, metadataOf(req), undefined, cancellation, trace);
   if (outcome.error !== undefined) {
     const { code, details } = outcome.error;
     return sendError(reply, httpStatusForGrpcCode(code), code, details);

@@ -4,7 +4,7 @@
 import http from "node:http";
 import https from "node:https";
 import { etcdserverpb, GrpcHttp2Server, v3electionpb, v3lockpb } from "@etcd-ts/api";
-import { GrpcServerMetrics } from "@etcd-ts/telemetry";
+import { GrpcServerMetrics, serverObserver } from "@etcd-ts/telemetry";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import { clientHttpHandler } from "../etcdhttp/client-http.js";
@@ -83,7 +83,7 @@ export class ClientServer {
         maxConcurrentStreams: Math.min(this.member.flags.maxConcurrentStreams, 2 ** 32 - 1),
         tls: url.protocol === "https:" ? tls : undefined,
         http1: this.http1,
-        observer: this.grpcMetrics,
+        observer: serverObserver(this.grpcMetrics),
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);
