@@ -48,7 +48,12 @@ const gatewayTlsFlags = useTls
 const gateway = { grpc: `${host}:2379`, json: `${host}:2378` };
 const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(",");
 
-const backup = { listen: `${host}:2390`, dir: join(dataRoot, "backups"), cron: "0 * * * *" };
+const backup = {
+  listen: `${host}:2390`,
+  dir: join(dataRoot, "backups"),
+  cron: "0 * * * *",
+  deltaCron: "*/5 * * * *",
+};
 // Answers Authenticate for the gateway (password checks, JWTs); its keys live in the members.
 const auth = { grpc: `${host}:2391`, http: `${host}:2392` };
 
@@ -180,6 +185,8 @@ if (!useTls) {
     backup.dir,
     "--cron",
     backup.cron,
+    "--delta-cron",
+    backup.deltaCron,
     "--keep-last",
     "24",
     "--listen",
@@ -207,7 +214,7 @@ etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway, an auth
 backup service.
   gRPC (etcdctl, clients): ${gateway.grpc}      JSON gateway: http://${gateway.json}
   members: ${members.map((m) => m.client).join("  ")}
-  backups: hourly into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
+  backups: hourly, deltas every 5 minutes, into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
   auth: Authenticate for the gateway on ${auth.grpc}; its public keys: curl http://${auth.http}/.well-known/jwks.json
   NATS: ${nats === undefined ? "not running (polling only)" : `${nats.url}  (subjects: etcd.<cluster-id>.leader|members|alarm|compaction, backup.*)`}
 Try:

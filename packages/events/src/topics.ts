@@ -71,6 +71,8 @@ export interface BackupCompleted {
   seconds: number;
   /** Backups deleted by the retention policy. */
   removed: string[];
+  /** How many tries the backup took (a failed member or store is retried); absent from older senders. */
+  attempts?: number;
   at: number;
 }
 

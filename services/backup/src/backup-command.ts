@@ -1,14 +1,18 @@
-// The backup CLI:
-//   backup now --endpoints H:P[,H:P...] --dir DIR [--keep-last N]
-//   backup list --dir DIR
-//   backup verify ID --dir DIR
-//   backup restore ID --dir DIR --name ... --data-dir ... --initial-cluster ... (etcd's restore flags)
-//   backup serve --endpoints ... --dir DIR [--cron EXPR] [--keep-last N] [--listen HOST:PORT] [--nats-url URL]
+// The backup CLI (see USAGE). The store is a local directory (--dir) or an S3 bucket (--s3-bucket,
+// --s3-prefix; endpoint, region and credentials from the AWS_* variables, as every AWS tool).
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { natsUrlProblem } from "@etcd-ts/events";
 import { runSnapshotCommand } from "@etcd-ts/raft-node";
-import { takeBackup, verifyBackup } from "./backup-job.js";
+import { BackupCatalog } from "./backup-catalog.js";
+import { DEFAULT_RETRIES, type RetrySettings, takeBackup, takeDelta, verifyBackup } from "./backup-job.js";
 import { startBackupServer } from "./backup-server.js";
-import { BackupError, DirectoryStore } from "./directory-store.js";
+import { DirectoryStore } from "./directory-store.js";
+import { BackupError, type ObjectStore } from "./object-store.js";
+import { pointInTimeSnapshot } from "./point-in-time.js";
+import type { RetentionPolicy } from "./retention.js";
+import { S3Store } from "./s3-store.js";
 
 export interface CommandOutput {
   out(text: string): void;
@@ -16,13 +20,18 @@ export interface CommandOutput {
   err(text: string): void;
 }
 
+const STORE = "(--dir DIR | --s3-bucket BUCKET [--s3-prefix PREFIX])";
 const USAGE = `usage:
-  backup now --endpoints HOST:PORT[,HOST:PORT...] --dir DIR [--keep-last N]
-  backup list --dir DIR
-  backup verify ID --dir DIR
-  backup restore ID --dir DIR --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
-  backup serve --endpoints HOST:PORT[,...] --dir DIR [--cron "0 * * * *"] [--keep-last N] [--listen 127.0.0.1:2390]
-               [--nats-url nats://HOST:PORT (or ETCD_BACKUP_NATS_URL): backup events, backup.now requests]
+  backup now --endpoints HOST:PORT[,HOST:PORT...] ${STORE} [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N]
+  backup delta --endpoints HOST:PORT[,...] ${STORE} [--retries N]
+  backup list ${STORE}
+  backup verify ID ${STORE}
+  backup restore ID ${STORE} [--to-revision R] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
+  backup serve --endpoints HOST:PORT[,...] ${STORE} [--cron "0 * * * *"] [--delta-cron "*/5 * * * *"]
+         [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N] [--listen 127.0.0.1:2390]
+         [--nats-url nats://HOST:PORT (or ETCD_BACKUP_NATS_URL): backup events, backup.now requests]
+S3: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (path-style addressing then), AWS_REGION,
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws).
 `;
 
 interface Parsed {
@@ -32,7 +41,22 @@ interface Parsed {
   rest: string[];
 }
 
-const OWN_FLAGS = new Set(["dir", "endpoints", "keep-last", "cron", "listen", "nats-url"]);
+const OWN_FLAGS = new Set([
+  "dir",
+  "s3-bucket",
+  "s3-prefix",
+  "endpoints",
+  "keep-last",
+  "keep-daily",
+  "keep-weekly",
+  "cron",
+  "delta-cron",
+  "listen",
+  "retries",
+  "retry-delay-ms",
+  "to-revision",
+  "nats-url",
+]);
 
 function parse(args: readonly string[]): Parsed {
   const parsed: Parsed = { positional: [], options: new Map(), rest: [] };
@@ -58,6 +82,42 @@ function required(parsed: Parsed, name: string): string {
   return value;
 }
 
+function integer(parsed: Parsed, name: string): number | undefined {
+  const text = parsed.options.get(name);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n))
+    throw new BackupError(`--${name} must be a whole number, not "${text}"`);
+  return n;
+}
+
+function storeOf(parsed: Parsed): ObjectStore {
+  const bucket = parsed.options.get("s3-bucket");
+  if (bucket !== undefined) {
+    if (parsed.options.has("dir")) throw new BackupError("give --dir or --s3-bucket, not both");
+    return new S3Store({ bucket, prefix: parsed.options.get("s3-prefix") });
+  }
+  return new DirectoryStore(required(parsed, "dir"));
+}
+
+function retentionOf(parsed: Parsed): RetentionPolicy {
+  return {
+    keepLast: integer(parsed, "keep-last"),
+    keepDaily: integer(parsed, "keep-daily"),
+    keepWeekly: integer(parsed, "keep-weekly"),
+  };
+}
+
+function retryOf(parsed: Parsed): RetrySettings {
+  const attempts = integer(parsed, "retries");
+  const delay = integer(parsed, "retry-delay-ms");
+  return {
+    attempts: attempts === undefined ? DEFAULT_RETRIES.attempts : attempts + 1,
+    baseDelayMs: delay ?? DEFAULT_RETRIES.baseDelayMs,
+    maxDelayMs: Math.max(delay ?? 0, DEFAULT_RETRIES.maxDelayMs),
+  };
+}
+
 /** "12.3 MB, 40.1 MB/s, ETA 2 s" */
 export function progressLine(bytes: number, remaining: number | undefined, elapsedMs: number): string {
   const rate = elapsedMs > 0 ? bytes / (elapsedMs / 1000) : 0;
@@ -68,50 +128,49 @@ export function progressLine(bytes: number, remaining: number | undefined, elaps
 
 export async function runBackupCommand(argv: readonly string[], io: CommandOutput): Promise<number> {
   const [command, ...args] = argv;
+  const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
+  let store: ObjectStore | undefined;
   try {
     const parsed = parse(args);
-    switch (command) {
-      case "now":
-        return await now(parsed, io);
-      case "list": {
-        const store = new DirectoryStore(required(parsed, "dir"));
-        for (const b of await store.list()) io.out(`${b.id}\t${b.size}\t${b.sha256}\n`);
-        return 0;
-      }
-      case "verify":
-        return await verify(parsed, io);
-      case "serve":
-        return await serve(parsed, io);
-      case "restore": {
-        const [id] = parsed.positional;
-        if (id === undefined) throw new BackupError(`backup ID expected\n${USAGE}`);
-        const store = new DirectoryStore(required(parsed, "dir"));
-        await store.checkHash(id);
-        return await runSnapshotCommand(["restore", store.path(id), ...parsed.rest], io);
-      }
-      default:
-        io.err(USAGE);
-        return 2;
+    const commands: Record<string, (store: ObjectStore) => Promise<number>> = {
+      now: (store) => now(parsed, store, io, log),
+      delta: (store) => delta(parsed, store, io, log),
+      list: (store) => list(store, io),
+      verify: (store) => verify(parsed, store, io),
+      restore: (store) => restore(parsed, store, io),
+      serve: (store) => serve(parsed, store, io, log),
+    };
+    const run = command === undefined ? undefined : commands[command];
+    if (run === undefined) {
+      io.err(USAGE);
+      return 2;
     }
+    store = storeOf(parsed);
+    return await run(store);
   } catch (err) {
     if (err instanceof BackupError) {
       io.err(`Error: ${err.message}\n`);
       return 1;
     }
     throw err;
+  } finally {
+    if (store instanceof S3Store) store.close();
   }
 }
 
-function keepLastOf(parsed: Parsed): number | undefined {
-  return parsed.options.has("keep-last") ? Number(parsed.options.get("keep-last")) : undefined;
-}
-
-async function now(parsed: Parsed, io: CommandOutput): Promise<number> {
+async function now(
+  parsed: Parsed,
+  store: ObjectStore,
+  io: CommandOutput,
+  log: (l: string) => void,
+): Promise<number> {
   let lastPrint = 0;
   const result = await takeBackup({
-    store: new DirectoryStore(required(parsed, "dir")),
+    catalog: new BackupCatalog(store),
     endpoints: required(parsed, "endpoints").split(","),
-    keepLast: keepLastOf(parsed),
+    retention: retentionOf(parsed),
+    retry: retryOf(parsed),
+    log,
     onProgress: ({ bytes, remaining }, elapsedMs) => {
       if (elapsedMs - lastPrint < 1000) return;
       lastPrint = elapsedMs;
@@ -121,18 +180,51 @@ async function now(parsed: Parsed, io: CommandOutput): Promise<number> {
   const { entry, source } = result;
   const role = source.memberId === source.leaderId ? "leader" : "follower";
   io.out(
-    `backup ${entry.id} from ${source.endpoint} (${role} ${BigInt(source.memberId!).toString(16)}): ` +
+    `backup ${entry.id} from ${source.endpoint} (${role} ${BigInt(source.memberId!).toString(16)}) to ${store.location}: ` +
       `${entry.size} bytes, sha256 ${entry.sha256}; ${progressLine(entry.size, 0, result.seconds * 1000)}\n`,
   );
-  for (const old of result.removed)
-    io.out(`removed backup ${old} (keeping the last ${keepLastOf(parsed)})\n`);
+  for (const old of result.removed) io.out(`removed backup ${old} (retention)\n`);
   return 0;
 }
 
-async function verify(parsed: Parsed, io: CommandOutput): Promise<number> {
+async function delta(
+  parsed: Parsed,
+  store: ObjectStore,
+  io: CommandOutput,
+  log: (l: string) => void,
+): Promise<number> {
+  const result = await takeDelta({
+    catalog: new BackupCatalog(store),
+    endpoints: required(parsed, "endpoints").split(","),
+    retry: retryOf(parsed),
+    log,
+  });
+  if (result.entry === undefined) {
+    io.out(`no changes since the last backup of ${result.base}: no delta stored\n`);
+    return 0;
+  }
+  const { fromRevision, toRevision, size, key } = result.entry;
+  io.out(
+    `delta ${key} from ${result.source.endpoint}: revisions ${fromRevision}..${toRevision}, ${size} bytes\n`,
+  );
+  return 0;
+}
+
+async function list(store: ObjectStore, io: CommandOutput): Promise<number> {
+  const catalog = new BackupCatalog(store);
+  await store.check();
+  for (const b of await catalog.list()) {
+    io.out(`${b.id}\t${b.size}\t${b.sha256}\n`);
+    for (const d of await catalog.deltas(b.id))
+      io.out(`${b.id}\tdelta\t${d.fromRevision}..${d.toRevision}\t${d.size}\n`);
+  }
+  return 0;
+}
+
+async function verify(parsed: Parsed, store: ObjectStore, io: CommandOutput): Promise<number> {
   const [id] = parsed.positional;
   if (id === undefined) throw new BackupError(`backup ID expected\n${USAGE}`);
-  const v = await verifyBackup(new DirectoryStore(required(parsed, "dir")), id);
+  const v = await verifyBackup(new BackupCatalog(store), id);
   io.out(
     `backup ${id} is sound: sha256 and bbolt structure checked; revision ${v.revision}, ` +
       `${v.totalKey} keys, hash ${v.hash}\n`,
@@ -140,24 +232,57 @@ async function verify(parsed: Parsed, io: CommandOutput): Promise<number> {
   return 0;
 }
 
+async function restore(parsed: Parsed, store: ObjectStore, io: CommandOutput): Promise<number> {
+  const [id] = parsed.positional;
+  if (id === undefined) throw new BackupError(`backup ID expected\n${USAGE}`);
+  const catalog = new BackupCatalog(store);
+  const toRevision = integer(parsed, "to-revision");
+  if (toRevision === undefined)
+    return catalog.withCheckedFile(`${id}.db`, (file) =>
+      runSnapshotCommand(["restore", file, ...parsed.rest], io),
+    );
+  const work = await mkdtemp(join(tmpdir(), "backup-pitr-"));
+  try {
+    const pit = await pointInTimeSnapshot(catalog, id, toRevision, work);
+    for (const warning of pit.warnings) io.err(`${warning}\n`);
+    io.err(
+      `backup ${id} (revision ${pit.baseRevision}) + ${pit.replayed} revisions from deltas -> revision ${pit.revision}` +
+        (pit.leasesDropped > 0
+          ? `; ${pit.leasesDropped} puts restored without their lease (granted after the full backup)`
+          : "") +
+        "\n",
+    );
+    return await runSnapshotCommand(["restore", pit.file, ...parsed.rest], io);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 /** Runs until SIGINT/SIGTERM. */
-async function serve(parsed: Parsed, io: CommandOutput): Promise<number> {
+async function serve(
+  parsed: Parsed,
+  store: ObjectStore,
+  io: CommandOutput,
+  log: (l: string) => void,
+): Promise<number> {
   const listen = parsed.options.get("listen") ?? "127.0.0.1:2390";
   const colon = listen.lastIndexOf(":");
   const natsUrl = parsed.options.get("nats-url") ?? process.env.ETCD_BACKUP_NATS_URL ?? "";
   const problem = natsUrlProblem("nats-url", natsUrl);
   if (problem !== undefined) throw new BackupError(problem);
   const server = await startBackupServer({
-    store: new DirectoryStore(required(parsed, "dir")),
+    catalog: new BackupCatalog(store),
     endpoints: required(parsed, "endpoints").split(","),
-    keepLast: keepLastOf(parsed),
+    retention: retentionOf(parsed),
+    retry: retryOf(parsed),
     cron: parsed.options.get("cron"),
+    deltaCron: parsed.options.get("delta-cron"),
     host: listen.slice(0, colon),
     port: Number(listen.slice(colon + 1)),
     natsUrl,
-    log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
+    log,
   });
-  io.out(`backup service on ${server.url}\n`);
+  io.out(`backup service on ${server.url}, storing in ${store.location}\n`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);

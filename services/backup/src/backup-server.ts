@@ -1,103 +1,164 @@
-// `backup serve`: backups on a cron schedule (croner; seconds field allowed) and an HTTP API on
-// loopback by default:
+// `backup serve`: full backups on a cron schedule (croner; seconds field allowed), deltas between
+// them on another, and an HTTP API on loopback by default:
 //   GET  /backups              -> 200 [{id, size, sha256}]
-//   POST /backups              -> 201 {id, size, sha256, source, removed, seconds}; 409 while one runs
+//   POST /backups              -> 201 {id, size, sha256, source, removed, seconds, attempts}; 409 while one runs
+//   POST /deltas               -> 201 {key, base, fromRevision, toRevision, size, source} | 200 {base, delta: null}
 //   GET  /backups/ID/verify    -> 200 {id, size, sha256, revision, totalKey, hash}; 404; 422 {error}
-// A scheduled run that fails is logged and the schedule goes on; runs never overlap.
-// With NATS (natsUrl): every run publishes backup.started then backup.completed or
-// backup.failed, and a request on backup.now takes one (the reply says how it went).
+//   GET  /metrics              -> Prometheus text format (backup-metrics.ts + process metrics)
+// A scheduled run that fails (after its retries) is logged and counted, and the schedule goes on;
+// runs never overlap, a full backup and a delta included.
+// With NATS (natsUrl): every full backup publishes backup.started then backup.completed or
+// backup.failed, and a request on backup.now takes one (the reply says how it went). Deltas
+// publish nothing.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type BackupCompleted, type BackupTrigger, ControlPlane, topics } from "@etcd-ts/events";
+import { writeMetrics } from "@etcd-ts/telemetry";
 import { Cron } from "croner";
-import { type BackupResult, takeBackup, verifyBackup } from "./backup-job.js";
-import { BackupError, type DirectoryStore } from "./directory-store.js";
+import type { BackupCatalog } from "./backup-catalog.js";
+import {
+  type BackupResult,
+  type DeltaResult,
+  type RetrySettings,
+  takeBackup,
+  takeDelta,
+  verifyBackup,
+} from "./backup-job.js";
+import { BackupMetrics } from "./backup-metrics.js";
+import { BackupError } from "./object-store.js";
+import { backupTime, type RetentionPolicy } from "./retention.js";
 
 export interface BackupServerOptions {
-  store: DirectoryStore;
+  catalog: BackupCatalog;
   endpoints: string[];
-  keepLast?: number | undefined;
-  /** A cron expression; no schedule when undefined. */
+  retention?: RetentionPolicy | undefined;
+  retry?: RetrySettings | undefined;
+  /** Cron expressions; no schedule when undefined. */
   cron?: string | undefined;
+  deltaCron?: string | undefined;
   host: string;
   port: number;
   /** nats:// URLs for backup events and backup.now requests; none when undefined or empty. */
   natsUrl?: string | undefined;
   log(line: string): void;
+  /** A registry of the caller's; a new one with the process metrics otherwise. */
+  metrics?: BackupMetrics;
 }
 
 export interface BackupServer {
   url: string;
+  metrics: BackupMetrics;
   close(): Promise<void>;
 }
 
 export async function startBackupServer(options: BackupServerOptions): Promise<BackupServer> {
-  const plane =
-    options.natsUrl === undefined || options.natsUrl === ""
-      ? undefined
-      : ControlPlane.start({
-          url: options.natsUrl,
-          name: "etcd-ts backup",
-          log: (level, message, details) =>
-            options.log(`${level}: ${message}${details === undefined ? "" : ` ${JSON.stringify(details)}`}`),
-        });
-  const describe = (r: BackupResult) => ({
+  const { catalog, log } = options;
+  // A store that cannot be used (a bucket that does not exist) stops the service at once.
+  await catalog.store.check();
+  const metrics = options.metrics ?? new BackupMetrics();
+  const newest = (await catalog.list()).at(-1);
+  if (newest !== undefined) {
+    try {
+      metrics.knownFull(backupTime(newest.id));
+    } catch {
+      // An id that is not a time (copied in by hand) says nothing about age.
+    }
+  }
+  const fullRevisions = new Map<string, number>();
+  const job = { catalog, endpoints: options.endpoints, retry: options.retry, log, metrics };
+
+  let running: Promise<unknown> | undefined;
+  const exclusive = <T>(run: () => Promise<T>): Promise<T> => {
+    if (running !== undefined) throw new BackupError("a backup is already running");
+    const p = run();
+    running = p;
+    return p.finally(() => {
+      running = undefined;
+    });
+  };
+  const describeFull = (r: BackupResult) => ({
     ...r.entry,
     source: r.source.endpoint,
     removed: r.removed,
     seconds: r.seconds,
+    attempts: r.attempts,
   });
   const completed = (r: BackupResult, trigger: BackupTrigger): BackupCompleted => ({
     trigger,
-    ...describe(r),
+    ...describeFull(r),
     at: Date.now(),
   });
-
-  let running: Promise<BackupResult> | undefined;
-  const backupOnce = (trigger: BackupTrigger): Promise<BackupResult> => {
-    if (running !== undefined) return Promise.reject(new BackupError("a backup is already running"));
-    plane?.publish(topics.backupStarted, { trigger, at: Date.now() });
-    running = takeBackup({ store: options.store, endpoints: options.endpoints, keepLast: options.keepLast });
-    return running
-      .then(
-        (result) => {
-          plane?.publish(topics.backupCompleted, completed(result, trigger));
-          return result;
-        },
-        (err: unknown) => {
-          plane?.publish(topics.backupFailed, { trigger, error: (err as Error).message, at: Date.now() });
-          throw err;
-        },
-      )
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  plane?.reply(
-    topics.backupNow,
-    async () => {
+  // Started once the store and the schedules are known good (below), so a failed start leaks no connection.
+  let plane: ControlPlane | undefined;
+  const full = (trigger: BackupTrigger) =>
+    exclusive(async () => {
+      plane?.publish(topics.backupStarted, { trigger, at: Date.now() });
       try {
-        return { ok: true as const, backup: completed(await backupOnce("nats"), "nats") };
+        const result = await takeBackup({ ...job, retention: options.retention });
+        plane?.publish(topics.backupCompleted, completed(result, trigger));
+        return result;
       } catch (err) {
-        return { ok: false as const, error: (err as Error).message };
+        plane?.publish(topics.backupFailed, { trigger, error: (err as Error).message, at: Date.now() });
+        throw err;
       }
-    },
-    () => ({ ok: false as const, error: "backup.now takes a JSON object (or an empty body)" }),
+    });
+  const delta = () => exclusive(() => takeDelta({ ...job, fullRevisions }));
+  const describeDelta = (r: DeltaResult) =>
+    r.entry === undefined ? { base: r.base, delta: null } : { ...r.entry, source: r.source.endpoint };
+
+  const schedules: Cron[] = [];
+  const schedule = (
+    flag: string,
+    expression: string | undefined,
+    run: () => Promise<unknown>,
+    what: string,
+    skip: () => Promise<string | undefined> = async () => undefined,
+  ) => {
+    if (expression === undefined) return;
+    try {
+      schedules.push(
+        new Cron(expression, { protect: true }, async () => {
+          try {
+            // A run still going (the other kind, or one on demand) or nothing to do is not a failure.
+            const why = running !== undefined ? "a backup is already running" : await skip();
+            if (why !== undefined) return log(`scheduled ${what} skipped: ${why}`);
+            log(`scheduled ${what}: ${JSON.stringify(await run())}`);
+          } catch (err) {
+            log(`scheduled ${what} failed: ${(err as Error).message}`);
+          }
+        }),
+      );
+    } catch (err) {
+      throw new BackupError(`invalid ${flag} "${expression}": ${(err as Error).message}`);
+    }
+  };
+  schedule("--cron", options.cron, async () => describeFull(await full("schedule")), "backup");
+  schedule(
+    "--delta-cron",
+    options.deltaCron,
+    async () => describeDelta(await delta()),
+    "delta",
+    async () => ((await catalog.list()).length === 0 ? "no full backup yet" : undefined),
   );
 
-  let job: Cron | undefined;
-  if (options.cron !== undefined) {
-    try {
-      job = new Cron(options.cron, { protect: true }, async () => {
+  if (options.natsUrl !== undefined && options.natsUrl !== "") {
+    plane = ControlPlane.start({
+      url: options.natsUrl,
+      name: "etcd-ts backup",
+      log: (level, message, details) =>
+        log(`${level}: ${message}${details === undefined ? "" : ` ${JSON.stringify(details)}`}`),
+    });
+    plane.reply(
+      topics.backupNow,
+      async () => {
         try {
-          options.log(`scheduled backup: ${JSON.stringify(describe(await backupOnce("schedule")))}`);
+          return { ok: true as const, backup: completed(await full("nats"), "nats") };
         } catch (err) {
-          options.log(`scheduled backup failed: ${(err as Error).message}`);
+          return { ok: false as const, error: (err as Error).message };
         }
-      });
-    } catch (err) {
-      throw new BackupError(`invalid --cron "${options.cron}": ${(err as Error).message}`);
-    }
+      },
+      () => ({ ok: false as const, error: "backup.now takes a JSON object (or an empty body)" }),
+    );
   }
 
   const send = (res: ServerResponse, status: number, body: unknown) => {
@@ -106,22 +167,25 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
   };
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? "/", "http://backup").pathname;
-    if (path === "/backups" && req.method === "GET") return send(res, 200, await options.store.list());
-    if (path === "/backups" && req.method === "POST") {
+    if (path === "/metrics" && req.method === "GET") return writeMetrics(metrics.registry, res);
+    if (path === "/backups" && req.method === "GET") return send(res, 200, await catalog.list());
+    if ((path === "/backups" || path === "/deltas") && req.method === "POST") {
       if (running !== undefined) return send(res, 409, { error: "a backup is already running" });
       try {
-        return send(res, 201, describe(await backupOnce("http")));
+        if (path === "/backups") return send(res, 201, describeFull(await full("http")));
+        const r = await delta();
+        return send(res, r.entry === undefined ? 200 : 201, describeDelta(r));
       } catch (err) {
         return send(res, 502, { error: (err as Error).message });
       }
     }
-    const verify = /^\/backups\/([A-Za-z0-9._-]+)\/verify$/.exec(path);
+    const verify = /^\/backups\/([A-Za-z0-9_-]+)\/verify$/.exec(path);
     if (verify && req.method === "GET") {
       const id = verify[1]!;
-      if (!(await options.store.list()).some((b) => b.id === id))
+      if (!(await catalog.list()).some((b) => b.id === id))
         return send(res, 404, { error: `no backup ${id}` });
       try {
-        return send(res, 200, await verifyBackup(options.store, id));
+        return send(res, 200, await verifyBackup(catalog, id));
       } catch (err) {
         return send(res, 422, { error: (err as Error).message });
       }
@@ -131,15 +195,22 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => send(res, 500, { error: String(err) }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, options.host, () => resolve());
+    });
+  } catch (err) {
+    for (const s of schedules) s.stop();
+    await plane?.close();
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   return {
     url: `http://${options.host}:${address.port}`,
+    metrics,
     async close() {
-      job?.stop();
+      for (const s of schedules) s.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await running?.catch(() => {});
       await plane?.close();

@@ -17,9 +17,10 @@ import {
   topics,
 } from "@etcd-ts/events";
 import { LocalCluster } from "@etcd-ts/raft-node";
-import { runBackupCommand } from "./backup-command.js";
+import { BackupCatalog } from "./backup-catalog.js";
 import { startBackupServer } from "./backup-server.js";
 import { DirectoryStore } from "./directory-store.js";
+import { backupCli } from "./s3rver-process.testing.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
 const run = promisify(execFile);
@@ -28,20 +29,6 @@ const run = promisify(execFile);
 async function waitFor(predicate: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 200 && !predicate(); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(predicate(), `no ${what} within 10 s`);
-}
-
-async function backup(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await runBackupCommand(args, {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
 }
 
 describe("backup CLI against a 3-member cluster", {
@@ -66,15 +53,18 @@ describe("backup CLI against a 3-member cluster", {
     const store = join(dir, "store");
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const r = await backup(["now", "--endpoints", endpoints, "--dir", store, "--keep-last", "2"]);
+      const r = await backupCli(["now", "--endpoints", endpoints, "--dir", store, "--keep-last", "2"]);
       assert.equal(r.code, 0, r.err);
-      assert.match(r.out, /^backup \S+ from \S+ \(follower [0-9a-f]+\): \d+ bytes, sha256 [0-9a-f]{64}/);
+      assert.match(
+        r.out,
+        /^backup \S+ from \S+ \(follower [0-9a-f]+\) to directory \S+: \d+ bytes, sha256 [0-9a-f]{64}/,
+      );
       ids.push(/^backup (\S+)/.exec(r.out)![1]!);
-      if (i === 2) assert.match(r.out, new RegExp(`removed backup ${ids[0]} \\(keeping the last 2\\)`));
+      if (i === 2) assert.match(r.out, new RegExp(`removed backup ${ids[0]} \\(retention\\)`));
       // Distinct ids (they carry the time to the millisecond).
       await new Promise((r) => setTimeout(r, 5));
     }
-    const list = await backup(["list", "--dir", store]);
+    const list = await backupCli(["list", "--dir", store]);
     assert.deepEqual(
       list.out
         .trim()
@@ -84,12 +74,12 @@ describe("backup CLI against a 3-member cluster", {
     );
     const { stdout } = await run("etcdctl", [`--endpoints=${endpoints}`, "get", "b/0", "-w", "json"]);
     const revision = Number(/"revision":(\d+)/.exec(stdout)![1]);
-    const verified = await backup(["verify", ids[2]!, "--dir", store]);
+    const verified = await backupCli(["verify", ids[2]!, "--dir", store]);
     assert.equal(verified.code, 0, verified.err);
     assert.match(verified.out, new RegExp(`is sound: .*revision ${revision}, `));
 
     const dataDir = join(dir, "restored");
-    const restored = await backup([
+    const restored = await backupCli([
       "restore",
       ids[2]!,
       "--dir",
@@ -108,22 +98,22 @@ describe("backup CLI against a 3-member cluster", {
     const bytes = await readFile(path);
     bytes[9000]! ^= 1;
     await writeFile(path, bytes);
-    const bad = await backup(["verify", ids[1]!, "--dir", store]);
+    const bad = await backupCli(["verify", ids[1]!, "--dir", store]);
     assert.equal(bad.code, 1);
     assert.match(bad.err, new RegExp(`Error: backup ${ids[1]} is corrupt: sha256`));
     const badDir = join(dir, "not-restored");
-    const refused = await backup(["restore", ids[1]!, "--dir", store, "--name=x", `--data-dir=${badDir}`]);
+    const refused = await backupCli(["restore", ids[1]!, "--dir", store, "--name=x", `--data-dir=${badDir}`]);
     assert.equal(refused.code, 1);
     assert.ok(!existsSync(badDir));
   });
 
   it("serve: backups on a cron schedule, and the HTTP API lists, takes and verifies them", async () => {
-    const store = new DirectoryStore(join(dir, "served"));
+    const store = new BackupCatalog(new DirectoryStore(join(dir, "served")));
     const logs: string[] = [];
     const server = await startBackupServer({
-      store,
+      catalog: store,
       endpoints: endpoints.split(","),
-      keepLast: 3,
+      retention: { keepLast: 3 },
       cron: "* * * * * *", // every second
       host: "127.0.0.1",
       port: 0,
@@ -168,9 +158,9 @@ describe("backup CLI against a 3-member cluster", {
     listener.subscribe(topics.backupCompleted, (e) => completed.push(e));
     listener.subscribe(topics.backupFailed, (e) => failed.push(e));
     const logs: string[] = [];
-    const store = new DirectoryStore(join(dir, "nats"));
+    const store = new BackupCatalog(new DirectoryStore(join(dir, "nats")));
     const server = await startBackupServer({
-      store,
+      catalog: store,
       endpoints: endpoints.split(","),
       host: "127.0.0.1",
       port: 0,
@@ -197,6 +187,7 @@ describe("backup CLI against a 3-member cluster", {
       const { id } = (reply as Extract<BackupNowReply, { ok: true }>).backup;
       assert.ok((await store.list()).some((b) => b.id === id));
       await waitFor(() => completed.some((e) => e.id === id && e.trigger === "nats"), "backup.completed");
+      assert.equal(completed.find((e) => e.id === id)?.attempts, 1);
       assert.ok(started.some((e) => e.trigger === "nats"));
 
       // HTTP-triggered runs publish too.
@@ -221,8 +212,10 @@ describe("backup CLI against a 3-member cluster", {
     const failed: BackupFailed[] = [];
     listener.subscribe(topics.backupFailed, (e) => failed.push(e));
     const server = await startBackupServer({
-      store: new DirectoryStore(join(dir, "nats-unreachable")),
+      catalog: new BackupCatalog(new DirectoryStore(join(dir, "nats-unreachable"))),
       endpoints: ["127.0.0.1:1"],
+      // One try: retries would only delay the same answer (s3.integration.test.ts covers them).
+      retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 },
       host: "127.0.0.1",
       port: 0,
       natsUrl: nats.url,
@@ -250,7 +243,7 @@ describe("backup CLI against a 3-member cluster", {
 
   it("fails clearly when no member answers, leaving no partial backup", async () => {
     const store = join(dir, "unreachable");
-    const r = await backup(["now", "--endpoints", "127.0.0.1:1", "--dir", store]);
+    const r = await backupCli(["now", "--endpoints", "127.0.0.1:1", "--dir", store, "--retries", "0"]);
     assert.equal(r.code, 1);
     assert.match(r.err, /^Error: no member answered with a leader: 127\.0\.0\.1:1/);
     assert.deepEqual(await readdir(store).catch(() => []), []);

@@ -4,6 +4,8 @@ import { etcdserverpb } from "@etcd-ts/api";
 import type { TraceContext } from "@etcd-ts/telemetry";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { withTraceparent } from "./backup-tracing.js";
+import { encodeEvent } from "./delta-events.js";
+import { BackupError } from "./object-store.js";
 
 export interface MemberStatus {
   endpoint: string;
@@ -11,20 +13,30 @@ export interface MemberStatus {
   memberId?: string;
   leaderId?: string;
   isLearner?: boolean;
+  /** The member's current revision (its applied state). */
+  revision?: number;
 }
 
-/** A healthy voting follower if there is one, else the leader (learners refuse Maintenance.Snapshot). */
-export function pickSource(statuses: readonly MemberStatus[]): MemberStatus | undefined {
+/**
+ * A healthy voting follower if there is one, else the leader (learners refuse Maintenance.Snapshot).
+ * Members in `avoid` (they failed a moment ago) are chosen only when no other member is healthy.
+ */
+export function pickSource(
+  statuses: readonly MemberStatus[],
+  avoid: ReadonlySet<string> = new Set(),
+): MemberStatus | undefined {
   const healthy = statuses.filter(
     (s) => s.memberId !== undefined && s.leaderId !== undefined && s.leaderId !== "0" && !s.isLearner,
   );
-  return healthy.find((s) => s.memberId !== s.leaderId) ?? healthy.find((s) => s.memberId === s.leaderId);
+  const pick = (among: MemberStatus[]) =>
+    among.find((s) => s.memberId !== s.leaderId) ?? among.find((s) => s.memberId === s.leaderId);
+  return pick(healthy.filter((s) => !avoid.has(s.endpoint))) ?? pick(healthy);
 }
 
+const CHANNEL = { "grpc.max_receive_message_length": 64 * 1024 * 1024 };
+
 function client(endpoint: string): etcdserverpb.MaintenanceClient {
-  return new etcdserverpb.MaintenanceClient(endpoint, credentials.createInsecure(), {
-    "grpc.max_receive_message_length": 8 * 1024 * 1024,
-  });
+  return new etcdserverpb.MaintenanceClient(endpoint, credentials.createInsecure(), CHANNEL);
 }
 
 export async function memberStatus(endpoint: string, timeoutMs = 3000): Promise<MemberStatus> {
@@ -40,6 +52,7 @@ export async function memberStatus(endpoint: string, timeoutMs = 3000): Promise<
       memberId: String(res.header?.memberId ?? ""),
       leaderId: String(res.leader),
       isLearner: res.isLearner,
+      revision: Number(res.header?.revision ?? 0),
     };
   } catch {
     return { endpoint };
@@ -60,6 +73,68 @@ export async function* snapshotStream(
       yield { blob: Buffer.from(message.blob), remaining: Number(message.remainingBytes) };
     }
   } finally {
+    call.cancel();
+    c.close();
+  }
+}
+
+/**
+ * Every event of revisions from..to on `endpoint` (a watch of the whole keyspace with prev_kv), as
+ * delta lines. Fails when `from` is compacted away, or when no event arrives for `idleMs`.
+ */
+export async function* watchEvents(
+  endpoint: string,
+  from: number,
+  to: number,
+  idleMs = 30_000,
+): AsyncGenerator<Buffer> {
+  const c = new etcdserverpb.WatchClient(endpoint, credentials.createInsecure(), CHANNEL);
+  const call = c.watch();
+  let idle = false;
+  let timer = setTimeout(() => {}, 0);
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      idle = true;
+      call.cancel();
+    }, idleMs);
+  };
+  try {
+    arm();
+    call.write(
+      etcdserverpb.WatchRequest.fromPartial({
+        createRequest: {
+          key: Buffer.from([0]),
+          rangeEnd: Buffer.from([0]),
+          startRevision: BigInt(from),
+          prevKv: true,
+          fragment: true,
+        },
+      }),
+    );
+    for await (const res of call as AsyncIterable<etcdserverpb.WatchResponse>) {
+      arm();
+      if (res.compactRevision > 0n)
+        throw new BackupError(
+          `revision ${from} is compacted (compact revision ${res.compactRevision}): take a full backup`,
+        );
+      if (res.canceled) throw new BackupError(`watch from revision ${from} canceled: ${res.cancelReason}`);
+      let last = 0;
+      for (const e of res.events) {
+        last = Number(e.kv?.modRevision ?? 0);
+        if (last > to) return;
+        yield Buffer.from(encodeEvent(e));
+      }
+      // A revision's events come in one response (or its fragments), so the last one is whole.
+      if (last === to && !res.fragment) return;
+    }
+    throw new BackupError(`watch from revision ${from} ended before revision ${to}`);
+  } catch (err) {
+    if (idle)
+      throw new BackupError(`watch from revision ${from}: no event for ${idleMs} ms before revision ${to}`);
+    throw err;
+  } finally {
+    clearTimeout(timer);
     call.cancel();
     c.close();
   }

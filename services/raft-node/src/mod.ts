@@ -25,5 +25,6 @@ export {
   LocalCluster,
   type LocalClusterOptions,
   type MemberProcess,
+  startMemberProcess,
 } from "./testing/local-cluster.js";
 export { ClientServer } from "./v3rpc/client-server.js";

@@ -29,6 +29,11 @@ export interface LocalClusterOptions {
   token?: string;
   /** "https" serves peer URLs with --peer-auto-tls (unless `flags` give peer certificate files). */
   peerScheme?: "http" | "https";
+  /**
+   * Runs before any member starts, given the members and the --initial-cluster value: fills
+   * their data dirs (a restore from a snapshot) for a cluster that starts from them.
+   */
+  prepare?: (members: readonly MemberProcess[], initialCluster: string) => Promise<void>;
   /** The members' environment (OTEL_* for tracing tests); this process's by default. */
   env?: NodeJS.ProcessEnv;
   /** "https" client URLs: `flags` must give --cert-file/--key-file or --auto-tls. */
@@ -134,6 +139,7 @@ export class LocalCluster {
     }
     const cluster = new LocalCluster(root, members, options);
     const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
+    await options.prepare?.(members, initial);
     for (const m of members) cluster.spawn(m, initial, "new");
     await Promise.all(members.map((m) => cluster.waitReady(m)));
     return cluster;
