@@ -258,7 +258,8 @@ export function formatStatus(status: SnapshotStatus, format: string): string {
       const widths = header.map((h, i) => Math.max(h.length, cells[i]!.length) + 2);
       const line = `+${widths.map((w) => "-".repeat(w)).join("+")}+`;
       const centre = (text: string, w: number) => {
-        const left = Math.ceil((w - text.length) / 2);
+        // Go's tablewriter: one space of padding each side, the gap split with the odd space right.
+        const left = 1 + Math.floor((w - 2 - text.length) / 2);
         return " ".repeat(left) + text + " ".repeat(w - text.length - left);
       };
       const right = (text: string, w: number) => `${" ".repeat(w - text.length - 1)}${text} `;
