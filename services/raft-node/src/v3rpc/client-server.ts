@@ -3,13 +3,21 @@
 
 import http from "node:http";
 import https from "node:https";
-import { etcdserverpb, GrpcHttp2Server, v3electionpb, v3lockpb } from "@etcd-ts/api";
+import {
+  etcdserverpb,
+  GATEWAY_CHANNEL_OPTIONS,
+  GrpcHttp2Server,
+  grpcClientBackend,
+  jsonGatewayHandler,
+  v3electionpb,
+  v3lockpb,
+} from "@etcd-ts/api";
 import { GrpcServerMetrics } from "@etcd-ts/telemetry";
-import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import grpc, { type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import { clientHttpHandler } from "../etcdhttp/client-http.js";
 import { CLUSTER_VERSION, type EtcdServer, SERVER_VERSION } from "../server/mod.js";
-import type { KeyPair } from "../transport/auto-tls.js";
+import { channelCredentialsFor, type KeyPair } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
 import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
@@ -31,7 +39,9 @@ export class ClientServer {
   private readonly services: [ServiceDefinition, UntypedServiceImplementation][];
   private readonly servers: GrpcHttp2Server[] = [];
   private readonly metricsServers: http.Server[] = [];
-  private readonly http1;
+  private readonly http1: http.RequestListener;
+  /** The JSON gateway's channels to our own listeners, one per client URL. */
+  private readonly gatewayClients: grpc.Client[] = [];
   private readonly metricsHttp;
   private readonly grpcMetrics: GrpcServerMetrics;
 
@@ -78,18 +88,40 @@ export class ClientServer {
           `${url.href}: https client URLs need --auto-tls (certificate files are not supported yet)`,
         );
       }
+      let gateway: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined;
+      let port = 0;
       const server = new GrpcHttp2Server({
         maxReceiveBytes: this.member.flags.maxRequestBytes + GRPC_OVERHEAD_BYTES,
         maxConcurrentStreams: Math.min(this.member.flags.maxConcurrentStreams, 2 ** 32 - 1),
         tls: url.protocol === "https:" ? tls : undefined,
-        http1: this.http1,
+        http1: (req, res) => {
+          gateway ??= this.jsonGateway(url, port);
+          if (!gateway(req, res)) this.http1(req, res);
+        },
         observer: this.grpcMetrics,
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);
-      await server.listen(grpcTarget(url.toString()));
+      port = await server.listen(grpcTarget(url.toString()));
       this.servers.push(server);
     }
+  }
+
+  /**
+   * The JSON gateway of the listener on `url`: it calls this listener's gRPC server over one
+   * loopback channel, as etcd's grpc-gateway does. Simpler than calling the handlers in
+   * process (they are written against gRPC calls), and every JSON call then passes the same
+   * validation, auth, --max-concurrent-streams and metrics as a gRPC call; the gRPC path itself
+   * is untouched (HTTP/2 connections never reach this). Made on the first HTTP/1.1 request.
+   */
+  private jsonGateway(url: URL, port: number) {
+    // A wildcard listener is reached on loopback.
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const loopback = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "[::1]" : url.hostname;
+    const target = url.protocol === "unix:" ? grpcTarget(url.href) : `${loopback}:${port}`;
+    const client = new grpc.Client(target, channelCredentialsFor(url.href), GATEWAY_CHANNEL_OPTIONS);
+    this.gatewayClients.push(client);
+    return jsonGatewayHandler(grpcClientBackend(client));
   }
 
   /** Serves /metrics and /health on each --listen-metrics-urls address (https with `tls`, auto-TLS). */
@@ -117,6 +149,7 @@ export class ClientServer {
 
   async close(): Promise<void> {
     this.leader.close();
+    for (const client of this.gatewayClients.splice(0)) client.close();
     for (const server of this.metricsServers.splice(0)) {
       server.close();
       server.closeAllConnections();

@@ -26,6 +26,8 @@ import { toStatus, unary } from "./rpc-errors.js";
 // are not etcdserver errors, so the client sees them with code UNKNOWN).
 const NOT_LEADER = { code: status.UNKNOWN, details: "election: not leader" };
 const NO_LEADER = { code: status.UNKNOWN, details: "election: no leader" };
+// v3election's own check of Proclaim and Resign requests (ErrMissingLeaderKey).
+const MISSING_LEADER_KEY = { code: status.UNKNOWN, details: '"leader" field must be provided' };
 
 const CREATE = 2;
 
@@ -76,7 +78,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
     },
     proclaim: unary(async (req: v3electionpb.ProclaimRequest, call) => {
       refuseLearner(member);
-      if (req.leader === undefined) throw NOT_LEADER;
+      if (req.leader === undefined) throw MISSING_LEADER_KEY;
       const res = await proclaim(
         onBehalfOf(member, await callerOf(member, call.metadata)),
         req.leader,
@@ -93,7 +95,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
     resign: unary(async (req: v3electionpb.ResignRequest, call) => {
       refuseLearner(member);
       const leader = req.leader;
-      if (leader === undefined) throw NOT_LEADER;
+      if (leader === undefined) throw MISSING_LEADER_KEY;
       const res = await proposeTxn(
         onBehalfOf(member, await callerOf(member, call.metadata)),
         etcdserverpb.TxnRequest.fromPartial({
