@@ -9,6 +9,15 @@ describe("parseJsonValues", () => {
     assert.deepEqual(parseJsonValues('{"a":"\\"}"} 7'), [{ a: '"}' }, 7]);
   });
 
+  it("keeps integers beyond 2^53 exact (Go writes int64s as numbers)", () => {
+    assert.deepEqual(parseJsonValues('{"TTL":2,"ID":7225847387692964643,"s":"1234567890123456789"}'), [
+      { TTL: 2, ID: "7225847387692964643", s: "1234567890123456789" },
+    ]);
+    assert.deepEqual(parseJsonValues("[-9223372036854775808, 9007199254740991, 1.5e300]"), [
+      ["-9223372036854775808", 9007199254740991, 1.5e300],
+    ]);
+  });
+
   it("reports a truncated body like Go's decoder", () => {
     assert.throws(() => parseJsonValues('{"key":"Zm9v",'), /unexpected EOF/);
     assert.throws(() => parseJsonValues("{bad}"), JsonBodyError);

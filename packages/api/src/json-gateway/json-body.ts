@@ -89,10 +89,43 @@ function isSpace(code: number): boolean {
 
 function parseValue(text: string): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(/\d{16}/.test(text) ? quoteUnsafeIntegers(text) : text);
   } catch (err) {
     throw new JsonBodyError((err as Error).message);
   }
+}
+
+/**
+ * Integer literals beyond 2^53 as strings: Go clients write int64s as JSON numbers (json.Marshal
+ * of a lease ID, a revision), which JSON.parse would round. protojson takes an int64 given as a
+ * string as it takes a number, so the codec reads the exact value.
+ */
+export function quoteUnsafeIntegers(text: string): string {
+  let out = "";
+  let copied = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (c === '"') {
+      inString = true;
+      continue;
+    }
+    if (c !== "-" && (c < "0" || c > "9")) continue;
+    let end = i + 1;
+    while (end < text.length && /[0-9.eE+-]/.test(text[end]!)) end++;
+    const token = text.slice(i, end);
+    if (/^-?\d+$/.test(token) && !Number.isSafeInteger(Number(token))) {
+      out += `${text.slice(copied, i)}"${token}"`;
+      copied = end;
+    }
+    i = end - 1;
+  }
+  return copied === 0 ? text : out + text.slice(copied);
 }
 
 /**

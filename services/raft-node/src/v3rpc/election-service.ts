@@ -29,7 +29,8 @@ const NO_LEADER = { code: status.UNKNOWN, details: "election: no leader" };
 // v3election's own check of Proclaim and Resign requests (ErrMissingLeaderKey).
 const MISSING_LEADER_KEY = { code: status.UNKNOWN, details: '"leader" field must be provided' };
 
-const CREATE = 2;
+// Compare targets, not sort targets (where CREATE is 2).
+const CREATE = etcdserverpb.Compare_CompareTarget.CREATE;
 
 function prefixOf(name: Buffer): Buffer {
   return Buffer.concat([name, Buffer.from("/")]);

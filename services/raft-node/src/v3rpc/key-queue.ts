@@ -33,7 +33,8 @@ export function onBehalfOf(member: EtcdServer, caller: AuthInfo | undefined): Ke
   };
 }
 
-const CREATE = 2; // Compare target / sort target CREATE
+const COMPARE_CREATE = etcdserverpb.Compare_CompareTarget.CREATE;
+const SORT_BY_CREATE = etcdserverpb.RangeRequest_SortTarget.CREATE;
 const DESCEND = 2;
 const ASCEND = 1;
 
@@ -70,7 +71,7 @@ export async function enqueue(
   value: Buffer,
 ): Promise<QueuedKey> {
   const txn = etcdserverpb.TxnRequest.fromPartial({
-    compare: [{ key, target: CREATE, result: 0, createRevision: 0n }],
+    compare: [{ key, target: COMPARE_CREATE, result: 0, createRevision: 0n }],
     success: [{ requestPut: { key, value, lease } }],
     failure: [{ requestRange: { key } }],
   });
@@ -90,7 +91,7 @@ export async function owner(member: KeyQueueServer, prefix: Buffer): Promise<Ran
       etcdserverpb.RangeRequest.fromPartial({
         key: prefix,
         rangeEnd: prefixEnd(prefix),
-        sortTarget: CREATE,
+        sortTarget: SORT_BY_CREATE,
         sortOrder: ASCEND,
         limit: 1n,
       }),
@@ -113,7 +114,7 @@ export async function waitForTurn(
         etcdserverpb.RangeRequest.fromPartial({
           key: prefix,
           rangeEnd: prefixEnd(prefix),
-          sortTarget: CREATE,
+          sortTarget: SORT_BY_CREATE,
           sortOrder: DESCEND,
           maxCreateRevision: BigInt(rev - 1),
           limit: 1n,
