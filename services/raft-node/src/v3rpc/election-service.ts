@@ -15,6 +15,7 @@ import {
   prefixEnd,
   proposeTxn,
   queueKey,
+  sessionLease,
   waitEvent,
   waitForTurn,
 } from "./key-queue.js";
@@ -59,7 +60,8 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
       void (async () => {
         refuseLearner(member);
         const as = onBehalfOf(member, await callerOf(member, call.metadata));
-        const { name, lease, value } = call.request;
+        const { name, value } = call.request;
+        const lease = await sessionLease(member, call.request.lease);
         const prefix = prefixOf(name);
         const mine = await enqueue(as, queueKey(prefix, lease), lease, value);
         const leader = { name, key: mine.key, rev: BigInt(mine.rev), lease };

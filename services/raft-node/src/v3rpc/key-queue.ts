@@ -47,6 +47,25 @@ export interface QueuedKey {
   revision: number;
 }
 
+/** concurrency's defaultSessionTTL. */
+const SESSION_TTL_SECONDS = 60;
+
+/**
+ * The lease a Lock or Campaign call holds its key with. etcd's v3lock/v3election open a
+ * concurrency session with the request's lease; without one (0) the session grants a fresh
+ * 60 s lease, and the session is orphaned (never kept alive), so the key goes away in a
+ * minute unless the caller keeps that lease alive.
+ */
+export async function sessionLease(member: EtcdServer, lease: bigint): Promise<bigint> {
+  if (lease !== 0n) return lease;
+  const grant = { ID: member.nextLeaseId(), TTL: SESSION_TTL_SECONDS };
+  if (!member.quotaAvailable({ leaseGrant: grant })) {
+    member.raiseNoSpace();
+    throw new EtcdError("NoSpace");
+  }
+  return (await member.leaseGrant(grant)).id;
+}
+
 export function queueKey(prefix: Buffer, lease: bigint): Buffer {
   return Buffer.concat([prefix, Buffer.from(lease.toString(16))]);
 }
