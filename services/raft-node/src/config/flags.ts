@@ -40,7 +40,7 @@ export const FLAGS = {
   "max-concurrent-streams": { kind: "int", default: "4294967295" },
   "max-learners": { kind: "int", default: "1" },
   "strict-reconfig-check": { kind: "bool", default: "true" },
-  "force-new-cluster": { kind: "bool", default: "false", unsupported: true },
+  "force-new-cluster": { kind: "bool", default: "false" },
   "enable-v2": { kind: "bool", default: "false" },
   "auto-compaction-retention": { kind: "string", default: "0" },
   "auto-compaction-mode": { kind: "string", default: "periodic" },
@@ -259,6 +259,10 @@ export interface MemberConfig {
   maxLearners: number;
   strictReconfigCheck: boolean;
   leaseCheckpoint: boolean;
+  /** Restart as a one-member cluster keeping the data (etcd's --force-new-cluster). */
+  forceNewCluster: boolean;
+  /** Compare HashKV with the peers before starting; refuse to start on a mismatch. */
+  initialCorruptCheck: boolean;
   /** etcd's --auth-token: "simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...". */
   authToken: string;
   /** Seconds a simple token lives after its last use. */
@@ -408,6 +412,11 @@ export function memberConfig(values: FlagValues): MemberConfig {
     leaseCheckpoint: parseBool(
       "experimental-enable-lease-checkpoint",
       values["experimental-enable-lease-checkpoint"],
+    ),
+    forceNewCluster: parseBool("force-new-cluster", values["force-new-cluster"]),
+    initialCorruptCheck: parseBool(
+      "experimental-initial-corrupt-check",
+      values["experimental-initial-corrupt-check"],
     ),
     authToken: parseAuthToken(values["auth-token"]),
     authTokenTtl: parseInt64("auth-token-ttl", values["auth-token-ttl"]),
