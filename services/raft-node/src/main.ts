@@ -9,7 +9,7 @@ import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
 import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
 import { mismatchedPeers, peerHashes } from "./server/initial-corrupt-check.js";
-import { CLUSTER_VERSION, Member } from "./server/mod.js";
+import { CLUSTER_VERSION, Member, SERVER_VERSION } from "./server/mod.js";
 import { runSnapshotCommand } from "./snapshot/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { ClientServer } from "./v3rpc/client-server.js";
@@ -51,6 +51,13 @@ async function main(): Promise<void> {
       process.exit(2);
     }
     throw err;
+  }
+  if (config.printVersion) {
+    // etcd's --version lines (Go's fields name the runtime this member runs on).
+    process.stdout.write(
+      `etcd Version: ${SERVER_VERSION}\nGit SHA: Not provided (etcd-ts)\nGo Version: node${process.versions.node}\nGo OS/Arch: ${process.platform}/${process.arch === "x64" ? "amd64" : process.arch}\n`,
+    );
+    return;
   }
   const level = ["debug", "info", "warn", "error", "panic", "fatal"].includes(config.logLevel)
     ? config.logLevel.replace("panic", "fatal")

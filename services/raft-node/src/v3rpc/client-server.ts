@@ -95,8 +95,11 @@ export class ClientServer {
         maxConcurrentStreams: Math.min(this.member.flags.maxConcurrentStreams, 2 ** 32 - 1),
         tls: url.protocol === "https:" ? tls : undefined,
         http1: (req, res) => {
-          gateway ??= this.jsonGateway(url, port);
-          if (!gateway(req, res)) this.http1(req, res);
+          if (this.member.flags.grpcGateway) {
+            gateway ??= this.jsonGateway(url, port);
+            if (gateway(req, res)) return;
+          }
+          this.http1(req, res);
         },
         observer: this.grpcMetrics,
       });
