@@ -88,6 +88,9 @@ const STATUS_TEXT: Record<number, string> = {
   504: "Gateway Timeout",
 };
 
+/** Answers a streaming client may leave unread before its stream is cut. */
+const MAX_BUFFERED_STREAM_BYTES = 64 * 1024 * 1024;
+
 /** A bidirectional stream whose client half-close etcd ignores: the watch lives until the client goes. */
 const WATCH_RPC = "etcdserverpb.Watch.Watch";
 
@@ -299,6 +302,13 @@ function serveStream(
     message: (response) => {
       if (finished) return;
       if (!res.headersSent) openResponse(res, 200);
+      if (res.writableLength > MAX_BUFFERED_STREAM_BYTES) {
+        // A client that does not read its watch would otherwise hold every event in memory.
+        finished = true;
+        stream.cancel();
+        res.destroy();
+        return;
+      }
       res.write(`${JSON.stringify({ result: wireToJson(route.responseType, response) })}\n`);
       answered++;
       if (endsWithBody && bodyDone && answered >= sent) {
