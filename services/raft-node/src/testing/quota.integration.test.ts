@@ -47,7 +47,7 @@ async function session(endpoint: string): Promise<Session> {
     // etcd commits its backend every 100 ms and measures its size at each commit: puts further
     // apart than that are one commit each, the regime the model reproduces exactly (closer puts
     // share a commit on etcd, which then lets one or two more through before it notices).
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 300));
     const put = await etcdctl(endpoint, "put", "2nd_test", "b".repeat(4096));
     if (!put.ok) {
       noSpaceError = /Error: (.*)/.exec(put.out)?.[1] ?? put.out;
@@ -99,8 +99,11 @@ describe("--quota-backend-bytes trips NOSPACE where etcd 3.4 does", {
   });
 
   test("the same number of 4 KiB puts fit, then etcd's error", () => {
-    assert.equal(etcd.putsBeforeNoSpace, 3);
-    assert.equal(ours.putsBeforeNoSpace, etcd.putsBeforeNoSpace);
+    // Three, as etcd when each put is its own backend commit. A starved etcd commits late and
+    // judges a put against the size before the previous one, letting one more through; it never
+    // stops earlier.
+    assert.equal(ours.putsBeforeNoSpace, 3);
+    assert.ok(etcd.putsBeforeNoSpace >= ours.putsBeforeNoSpace, `etcd took ${etcd.putsBeforeNoSpace}`);
     assert.equal(ours.noSpaceError, "etcdserver: mvcc: database space exceeded");
     assert.equal(ours.noSpaceError, etcd.noSpaceError);
   });
