@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// `npm start`: three raft-node members and one api-gateway on loopback, data under ./data.
+// `npm start`: nats-server, three raft-node members, one api-gateway and the backup service on
+// loopback, data under ./data. NATS carries control-plane events (leader changes re-route the
+// gateway at once); without nats-server installed everything runs on polling alone.
 // Runs the compiled services (npm start builds first), prefixes each process's output with its
 // name, and supervises them: a process that dies (kill -9 a member to watch the cluster carry
 // on) is reported and started again on its data after a back-off, while the others keep serving.
@@ -20,6 +22,11 @@ const gateway = { grpc: `${host}:2379`, json: `${host}:2378` };
 const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(",");
 
 const backup = { listen: `${host}:2390`, dir: join(dataRoot, "backups"), cron: "0 * * * *" };
+
+// Debian's nats-server package (scripts/setup.sh installs it) puts it in /usr/sbin.
+const natsServer = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => existsSync(p));
+const nats = natsServer === undefined ? undefined : { port: 4222, url: `nats://${host}:4222` };
+const natsFlags = nats === undefined ? [] : ["--nats-url", nats.url];
 
 const memberMain = join(root, "services/raft-node/dist/main.js");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
@@ -50,12 +57,12 @@ function prefixed(name, stream) {
   });
 }
 
-function run(name, args) {
+function run(name, args, command = process.execPath) {
   const entry = { name, child: undefined, backoffMs: FIRST_BACKOFF_MS, timer: undefined };
   const start = () => {
     entry.timer = undefined;
     const startedAt = Date.now();
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
     entry.child = child;
     prefixed(name, child.stdout);
     prefixed(name, child.stderr);
@@ -75,6 +82,12 @@ function run(name, args) {
   };
   children.push(entry);
   start();
+}
+
+if (nats === undefined) {
+  console.warn("nats-server not found (bash scripts/setup.sh installs it): running without NATS events");
+} else {
+  run("nats", ["-a", host, "-p", String(nats.port)], natsServer);
 }
 
 for (const m of members) {
@@ -98,6 +111,7 @@ for (const m of members) {
     initialCluster,
     "--initial-cluster-token",
     "etcd-ts-local",
+    ...natsFlags,
   ]);
 }
 run("gateway", [
@@ -108,6 +122,7 @@ run("gateway", [
   gateway.grpc,
   "--json-listen-addr",
   gateway.json,
+  ...natsFlags,
 ]);
 
 run("backup", [
@@ -123,6 +138,7 @@ run("backup", [
   "24",
   "--listen",
   backup.listen,
+  ...natsFlags,
 ]);
 
 console.log(`
@@ -130,6 +146,7 @@ etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway, and a b
   gRPC (etcdctl, clients): ${gateway.grpc}      JSON gateway: http://${gateway.json}
   members: ${members.map((m) => m.client).join("  ")}
   backups: hourly into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
+  NATS: ${nats === undefined ? "not running (polling only)" : `${nats.url}  (subjects: etcd.<cluster-id>.leader|members|alarm|compaction, backup.*)`}
 Try:
   ETCDCTL_API=3 etcdctl put hello world && ETCDCTL_API=3 etcdctl get hello
   curl -s http://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'

@@ -1,6 +1,40 @@
 // What every etcd-ts process shares to be observed: one Prometheus registry with the process
-// metrics, its /metrics answer, and go-grpc-prometheus's server metrics for GrpcHttp2Server.
+// metrics, its /metrics answer, go-grpc-prometheus's server metrics for GrpcHttp2Server, and
+// OpenTelemetry tracing (set up from the OTEL_* variables, off unless an endpoint is given).
+
+import { fileURLToPath } from "node:url";
 
 export { parseExposition, type Sample, sampleValue } from "./exposition.js";
 export { GRPC_CODE_NAMES, GrpcServerMetrics, type GrpcServerMetricsOptions } from "./grpc-server-metrics.js";
+export { GrpcServerTracing, serverObserver, traceContextOf } from "./grpc-server-tracing.js";
+export { OtlpReceiver, type OtlpReceiverOptions } from "./otlp/otlp-receiver.js";
+export {
+  type AttributeValue,
+  decodeTraceRequestJson,
+  decodeTraceRequestProtobuf,
+  type ReceivedSpan,
+} from "./otlp/otlp-trace-decoding.js";
 export { collectProcessMetrics, processRegistry, writeMetrics } from "./registry.js";
+export {
+  contextFromTraceparent,
+  contextWithParent,
+  decodeSpanContext,
+  encodeSpanContext,
+  isSampled,
+  parseTraceparent,
+  SPAN_CONTEXT_BYTES,
+  sampledSpan,
+  startTracing,
+  type TraceContext,
+  type TracingHandle,
+  type TracingState,
+  traceLogFields,
+  traceparentOf,
+  tracing,
+  tracingEndpoint,
+} from "./tracing.js";
+
+/** The otlp-receiver process's entry file (run it with process.execPath and process.execArgv). */
+export const OTLP_RECEIVER_MAIN = fileURLToPath(
+  new URL(`./otlp-receiver-main.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url),
+);

@@ -2,10 +2,12 @@
 // (when given an address) the JSON gateway. main.ts and tests start it the same way.
 
 import type { GrpcHttp2Server } from "@etcd-ts/api";
+import { ControlPlane } from "@etcd-ts/events";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { DEFAULT_RANGE_CACHE_OPTIONS, RangeCache } from "./cache/range-cache.js";
 import { RangeCacheFeed } from "./cache/range-cache-feed.js";
+import { followClusterEvents } from "./cluster/cluster-events.js";
 import { ClusterTracker } from "./cluster/cluster-tracker.js";
 import { splitHostPort } from "./config/gateway-config.js";
 import { createJsonGateway } from "./json/json-gateway.js";
@@ -28,6 +30,8 @@ export interface GatewayOptions {
   keepAliveReuseMs: number;
   /** Serializable Range answers to cache (watch-fed); 0 turns the cache off. Default 10,000. */
   serializableCacheEntries?: number;
+  /** nats:// URLs: follow leader announcements (routing moves before the next probe). */
+  natsUrl?: string | undefined;
   logger: Logger;
   processMetrics?: boolean;
 }
@@ -46,6 +50,7 @@ export class Gateway {
     readonly grpcPort: number,
     readonly jsonPort: number | undefined,
     private readonly logger: Logger,
+    private readonly controlPlane: ControlPlane | undefined,
   ) {}
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -59,6 +64,16 @@ export class Gateway {
     });
     tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
     await tracker.start();
+    // After the first probe round: the cluster ID filters announcements from other clusters.
+    let controlPlane: ControlPlane | undefined;
+    if (options.natsUrl !== undefined && options.natsUrl !== "") {
+      controlPlane = ControlPlane.start({
+        url: options.natsUrl,
+        name: `etcd-ts gateway ${options.listenAddr}`,
+        log: (level, message, details) => logger[level](details ?? {}, message),
+      });
+      followClusterEvents(controlPlane, tracker, metrics);
+    }
     const watches = createWatchHub(tracker, metrics, logger);
     const cacheEntries = options.serializableCacheEntries ?? DEFAULT_RANGE_CACHE_OPTIONS.maxEntries;
     let rangeCache: RangeCacheFeed | undefined;
@@ -118,6 +133,7 @@ export class Gateway {
       grpcPort,
       jsonPort,
       logger,
+      controlPlane,
     );
   }
 
@@ -131,5 +147,6 @@ export class Gateway {
     this.keepAlives.close();
     await Promise.all([this.server.close(graceMs), this.json?.close()]);
     this.tracker.close();
+    await this.controlPlane?.close();
   }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Entry point: parse configuration, start the gateway, stop it cleanly on SIGTERM/SIGINT.
 
+import { startTracing } from "@etcd-ts/telemetry";
 import pino from "pino";
 import { ConfigError, parseConfig, USAGE } from "./config/gateway-config.js";
 import { Gateway } from "./gateway.js";
@@ -16,6 +17,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Before the servers: the SDK is loaded only when OTEL_* asks for it.
+  const tracingHandle = await startTracing("api-gateway");
   const logger = pino({ name: "api-gateway", level: config.logLevel });
   const gateway = await Gateway.start({ ...config, logger, processMetrics: true });
   let stopping = false;
@@ -23,13 +26,16 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    gateway.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    gateway
+      .stop()
+      .then(() => tracingHandle?.shutdown())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

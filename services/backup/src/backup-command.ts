@@ -3,7 +3,8 @@
 //   backup list --dir DIR
 //   backup verify ID --dir DIR
 //   backup restore ID --dir DIR --name ... --data-dir ... --initial-cluster ... (etcd's restore flags)
-//   backup serve --endpoints ... --dir DIR [--cron EXPR] [--keep-last N] [--listen HOST:PORT]
+//   backup serve --endpoints ... --dir DIR [--cron EXPR] [--keep-last N] [--listen HOST:PORT] [--nats-url URL]
+import { natsUrlProblem } from "@etcd-ts/events";
 import { runSnapshotCommand } from "@etcd-ts/raft-node";
 import { takeBackup, verifyBackup } from "./backup-job.js";
 import { startBackupServer } from "./backup-server.js";
@@ -21,6 +22,7 @@ const USAGE = `usage:
   backup verify ID --dir DIR
   backup restore ID --dir DIR --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
   backup serve --endpoints HOST:PORT[,...] --dir DIR [--cron "0 * * * *"] [--keep-last N] [--listen 127.0.0.1:2390]
+               [--nats-url nats://HOST:PORT (or ETCD_BACKUP_NATS_URL): backup events, backup.now requests]
 `;
 
 interface Parsed {
@@ -30,7 +32,7 @@ interface Parsed {
   rest: string[];
 }
 
-const OWN_FLAGS = new Set(["dir", "endpoints", "keep-last", "cron", "listen"]);
+const OWN_FLAGS = new Set(["dir", "endpoints", "keep-last", "cron", "listen", "nats-url"]);
 
 function parse(args: readonly string[]): Parsed {
   const parsed: Parsed = { positional: [], options: new Map(), rest: [] };
@@ -142,6 +144,9 @@ async function verify(parsed: Parsed, io: CommandOutput): Promise<number> {
 async function serve(parsed: Parsed, io: CommandOutput): Promise<number> {
   const listen = parsed.options.get("listen") ?? "127.0.0.1:2390";
   const colon = listen.lastIndexOf(":");
+  const natsUrl = parsed.options.get("nats-url") ?? process.env.ETCD_BACKUP_NATS_URL ?? "";
+  const problem = natsUrlProblem("nats-url", natsUrl);
+  if (problem !== undefined) throw new BackupError(problem);
   const server = await startBackupServer({
     store: new DirectoryStore(required(parsed, "dir")),
     endpoints: required(parsed, "endpoints").split(","),
@@ -149,6 +154,7 @@ async function serve(parsed: Parsed, io: CommandOutput): Promise<number> {
     cron: parsed.options.get("cron"),
     host: listen.slice(0, colon),
     port: Number(listen.slice(colon + 1)),
+    natsUrl,
     log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
   });
   io.out(`backup service on ${server.url}\n`);

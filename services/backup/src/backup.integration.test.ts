@@ -7,6 +7,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import {
+  type BackupCompleted,
+  type BackupFailed,
+  type BackupNowReply,
+  type BackupStarted,
+  ControlPlane,
+  NatsServerProcess,
+  topics,
+} from "@etcd-ts/events";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { runBackupCommand } from "./backup-command.js";
 import { startBackupServer } from "./backup-server.js";
@@ -14,6 +23,12 @@ import { DirectoryStore } from "./directory-store.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
 const run = promisify(execFile);
+
+/** Polls `predicate` every 50 ms for at most 10 s. */
+async function waitFor(predicate: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200 && !predicate(); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(predicate(), `no ${what} within 10 s`);
+}
 
 async function backup(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
@@ -140,6 +155,96 @@ describe("backup CLI against a 3-member cluster", {
       assert.ok((await store.list()).length <= 3);
     } finally {
       await server.close();
+    }
+  });
+
+  it("serve with NATS: backup.now takes one and replies; started/completed/failed are published; it resubscribes after NATS restarts", async () => {
+    const nats = await NatsServerProcess.start();
+    const listener = ControlPlane.start({ url: nats.url, name: "test listener" });
+    const started: BackupStarted[] = [];
+    const completed: BackupCompleted[] = [];
+    const failed: BackupFailed[] = [];
+    listener.subscribe(topics.backupStarted, (e) => started.push(e));
+    listener.subscribe(topics.backupCompleted, (e) => completed.push(e));
+    listener.subscribe(topics.backupFailed, (e) => failed.push(e));
+    const logs: string[] = [];
+    const store = new DirectoryStore(join(dir, "nats"));
+    const server = await startBackupServer({
+      store,
+      endpoints: endpoints.split(","),
+      host: "127.0.0.1",
+      port: 0,
+      natsUrl: nats.url,
+      log: (line) => logs.push(line),
+    });
+    /** backup.now, retried while the service's subscription is not in place yet (bounded). */
+    const backupNow = async (): Promise<BackupNowReply> => {
+      let last: unknown;
+      for (let i = 0; i < 40; i++) {
+        try {
+          return await listener.request(topics.backupNow, topics.backupNowReply, {}, 10_000);
+        } catch (err) {
+          last = err;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+      throw new Error(`backup.now never answered: ${String(last)}\n${logs.join("\n")}`);
+    };
+    try {
+      await listener.ready(10_000);
+      const reply = await backupNow();
+      assert.equal(reply.ok, true, JSON.stringify(reply));
+      const { id } = (reply as Extract<BackupNowReply, { ok: true }>).backup;
+      assert.ok((await store.list()).some((b) => b.id === id));
+      await waitFor(() => completed.some((e) => e.id === id && e.trigger === "nats"), "backup.completed");
+      assert.ok(started.some((e) => e.trigger === "nats"));
+
+      // HTTP-triggered runs publish too.
+      assert.equal((await fetch(`${server.url}/backups`, { method: "POST" })).status, 201);
+      await waitFor(() => completed.some((e) => e.trigger === "http"), "backup.completed for HTTP");
+      assert.deepEqual(failed, []);
+
+      await nats.kill();
+      await nats.restart();
+      const again = await backupNow();
+      assert.equal(again.ok, true, JSON.stringify(again));
+    } finally {
+      await server.close();
+      await listener.close();
+      await nats.stop();
+    }
+  });
+
+  it("serve with NATS: a backup that cannot be taken publishes backup.failed and replies why", async () => {
+    const nats = await NatsServerProcess.start();
+    const listener = ControlPlane.start({ url: nats.url, name: "test listener" });
+    const failed: BackupFailed[] = [];
+    listener.subscribe(topics.backupFailed, (e) => failed.push(e));
+    const server = await startBackupServer({
+      store: new DirectoryStore(join(dir, "nats-unreachable")),
+      endpoints: ["127.0.0.1:1"],
+      host: "127.0.0.1",
+      port: 0,
+      natsUrl: nats.url,
+      log: () => {},
+    });
+    try {
+      await listener.ready(10_000);
+      let reply: BackupNowReply | undefined;
+      for (let i = 0; i < 40 && reply === undefined; i++) {
+        reply = await listener
+          .request(topics.backupNow, topics.backupNowReply, {}, 10_000)
+          .catch(() => new Promise<undefined>((r) => setTimeout(() => r(undefined), 250)));
+      }
+      assert.deepEqual(reply, { ok: false, error: "no member answered with a leader: 127.0.0.1:1" });
+      await waitFor(
+        () => failed.some((e) => e.trigger === "nats" && /no member answered/.test(e.error)),
+        "backup.failed",
+      );
+    } finally {
+      await server.close();
+      await listener.close();
+      await nats.stop();
     }
   });
 

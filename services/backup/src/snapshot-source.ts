@@ -1,7 +1,9 @@
 // Where a backup comes from: Maintenance.Snapshot of a follower, so the leader keeps its disk and
 // CPU for the cluster; the leader only when no follower answers.
 import { etcdserverpb } from "@etcd-ts/api";
+import type { TraceContext } from "@etcd-ts/telemetry";
 import { credentials, Metadata } from "@grpc/grpc-js";
+import { withTraceparent } from "./backup-tracing.js";
 
 export interface MemberStatus {
   endpoint: string;
@@ -46,10 +48,13 @@ export async function memberStatus(endpoint: string, timeoutMs = 3000): Promise<
   }
 }
 
-/** The snapshot stream of `endpoint`, message by message. */
-export async function* snapshotStream(endpoint: string): AsyncGenerator<{ blob: Buffer; remaining: number }> {
+/** The snapshot stream of `endpoint`, message by message; `trace`: the backup's span context. */
+export async function* snapshotStream(
+  endpoint: string,
+  trace?: TraceContext,
+): AsyncGenerator<{ blob: Buffer; remaining: number }> {
   const c = client(endpoint);
-  const call = c.snapshot({});
+  const call = c.snapshot({}, withTraceparent(new Metadata(), trace));
   try {
     for await (const message of call as AsyncIterable<etcdserverpb.SnapshotResponse>) {
       yield { blob: Buffer.from(message.blob), remaining: Number(message.remainingBytes) };

@@ -2,10 +2,12 @@
 // status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
-import { processRegistry } from "@etcd-ts/telemetry";
+import { ControlPlane } from "@etcd-ts/events";
+import { processRegistry, startTracing } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
 import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
+import { clusterEventPublisher } from "./events/cluster-event-publisher.js";
 import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
 import { mismatchedPeers, peerHashes } from "./server/initial-corrupt-check.js";
@@ -62,10 +64,21 @@ async function main(): Promise<void> {
   const level = ["debug", "info", "warn", "error", "panic", "fatal"].includes(config.logLevel)
     ? config.logLevel.replace("panic", "fatal")
     : "info";
+  // Before anything that makes spans or logs: the SDK is loaded only when OTEL_* asks for it.
+  const tracingHandle = await startTracing("raft-node");
   const logger = pino({ level, base: { name: config.name } }, logDestination(config.logOutputs));
   for (const warning of config.warnings) logger.warn({}, warning);
 
   const metrics = processRegistry();
+  // Control-plane events are hints: the member starts and serves whether NATS is up or not.
+  const controlPlane =
+    config.natsUrl === ""
+      ? undefined
+      : ControlPlane.start({
+          url: config.natsUrl,
+          name: `etcd-ts member ${config.name}`,
+          log: (level, message, details) => logger[level](details ?? {}, message),
+        });
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;
   const member = await Member.open(
@@ -80,6 +93,7 @@ async function main(): Promise<void> {
         logger.fatal({ error: String(err) }, "member failed; exiting");
         process.exit(1);
       },
+      ...(controlPlane === undefined ? {} : { controlPlane: clusterEventPublisher(controlPlane) }),
     },
     metrics,
   );
@@ -89,6 +103,8 @@ async function main(): Promise<void> {
       await member.handOverLeadership().catch(() => {});
       await clientServer?.close();
       await member.stop();
+      await controlPlane?.close();
+      await tracingHandle?.shutdown().catch(() => {});
     })();
     return stopping;
   };

@@ -45,13 +45,14 @@ export interface GrpcCallObserver {
 }
 
 export interface GrpcMethodObserver {
-  started(): void;
+  /** The call was dispatched to its handler (a tracer reads its headers here). */
+  started(call: ServerCall): void;
   /** One request message of `bytes` bytes (without the 5-byte prefix). */
   received(bytes: number): void;
   /** One response message queued. */
   sent(bytes: number): void;
   /** The call ended with `code` (CANCELLED when the client left first), `seconds` after it started. */
-  handled(code: number, seconds: number): void;
+  handled(code: number, seconds: number, call: ServerCall): void;
 }
 
 export interface CallStatus {
@@ -92,6 +93,8 @@ export class ServerCall extends EventEmitter {
   observer: GrpcMethodObserver | undefined;
   /** @internal performance.now() at dispatch, when observed. */
   startedAt = 0;
+  /** What the observer keeps for this call (a tracer's span context); the server never reads it. */
+  observerState: unknown;
 
   constructor(
     readonly path: string,
@@ -125,6 +128,12 @@ export class ServerCall extends EventEmitter {
   get metadata(): grpc.Metadata {
     this.metadataCache ??= metadataFromHeaders(this.headers, RESERVED_HEADERS) ?? new grpc.Metadata();
     return this.metadataCache;
+  }
+
+  /** One request header (lower-case name), without building the metadata object. */
+  header(name: string): string | undefined {
+    const value = this.headers[name];
+    return Array.isArray(value) ? value[0] : value;
   }
 
   /** grpc-js's getDeadline(): Infinity when none. */
@@ -162,7 +171,7 @@ export class ServerCall extends EventEmitter {
   finish(status: CallStatus): void {
     if (this.finished) return;
     this.finished = true;
-    this.observer?.handled(status.code, (performance.now() - this.startedAt) / 1000);
+    this.observer?.handled(status.code, (performance.now() - this.startedAt) / 1000, this);
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     if (this.stream.destroyed || this.stream.closed) return;
     const trailers = trailersFor(status);
@@ -205,7 +214,7 @@ export class ServerCall extends EventEmitter {
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     if (!this.finished) {
       this.finished = true;
-      this.observer?.handled(grpc.status.CANCELLED, (performance.now() - this.startedAt) / 1000);
+      this.observer?.handled(grpc.status.CANCELLED, (performance.now() - this.startedAt) / 1000, this);
       this.markCancelled();
     }
     this.emit("close");
@@ -431,7 +440,7 @@ export class GrpcHttp2Server {
       if (observer !== undefined) {
         call.observer = observer;
         call.startedAt = performance.now();
-        observer.started();
+        observer.started(call);
       }
     }
     const encoding = headers["grpc-encoding"];

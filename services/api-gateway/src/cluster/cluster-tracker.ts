@@ -60,6 +60,10 @@ export class ClusterTracker {
   private refreshing: Promise<void> | undefined;
   private refreshAgain = false;
   private closed = false;
+  /** Raft term of the known leader: an announcement older than it is stale. */
+  private leaderTerm = -1;
+  /** When the last announcement was applied (performance.now()). */
+  private announcedAt = Number.NEGATIVE_INFINITY;
   private readonly listeners = new Set<(snapshot: ClusterSnapshot) => void>();
   clusterId: bigint = 0n;
 
@@ -103,6 +107,28 @@ export class ClusterTracker {
       }
     }
     if (changed) this.publish();
+  }
+
+  /**
+   * A member announced it was elected (a NATS event): route to it now instead of at the next
+   * probe, then probe to confirm. Ignored when older than the leader known, or for another cluster.
+   */
+  leaderAnnounced(memberId: string, term: number, clusterId: string): void {
+    if (this.closed || term <= this.leaderTerm) return;
+    if (this.clusterId !== 0n && memberIdHex(this.clusterId) !== clusterId) return;
+    const ep = [...this.endpoints.values()].find((e) => e.memberId === memberId && e.listed);
+    if (ep === undefined) {
+      // A member this gateway has not learnt yet: MemberList will name it.
+      void this.refresh();
+      return;
+    }
+    this.leaderTerm = term;
+    this.announcedAt = performance.now();
+    ep.healthy = true;
+    ep.slowProbes = 0;
+    this.options.logger.info({ leader: memberId, term }, "leader changed (announced)");
+    this.publish(memberId);
+    void this.refresh();
   }
 
   /** Refresh now; concurrent requests share one refresh (plus one more if asked meanwhile). */
@@ -156,13 +182,15 @@ export class ClusterTracker {
   }
 
   private async refreshOnce(): Promise<void> {
+    const startedAt = performance.now();
     const leaders = new Map<string, number>();
-    await this.probe([...this.endpoints.values()], leaders);
+    const answered = new Set<string>();
+    await this.probe([...this.endpoints.values()], leaders, answered);
     const before = new Set(this.endpoints.keys());
     await this.refreshMembership();
     // Members just learnt from MemberList are probed now, not a refresh period later.
     const discovered = [...this.endpoints.values()].filter((ep) => !before.has(ep.address));
-    if (discovered.length > 0) await this.probe(discovered, leaders);
+    if (discovered.length > 0) await this.probe(discovered, leaders, answered);
     // Members can briefly disagree during an election: trust the highest term.
     let leaderId: string | undefined;
     let bestTerm = -1;
@@ -172,15 +200,33 @@ export class ClusterTracker {
         bestTerm = term;
       }
     }
-    // Nobody answered in time, but nobody is known to be down either: keep what we knew.
-    if (leaders.size === 0 && [...this.endpoints.values()].some((ep) => ep.healthy))
+    const announced = this.current.leaderId;
+    if (
+      bestTerm < this.leaderTerm &&
+      announced !== undefined &&
+      (startedAt < this.announcedAt || !answered.has(announced)) &&
+      [...this.endpoints.values()].some((ep) => ep.memberId === announced && ep.healthy)
+    ) {
+      // A leader announced at a newer term than any probe saw: probes sent before the
+      // announcement, or answered only by followers that have not heard from it yet (it was
+      // slow, not down). Terms only grow, so keep it.
+      leaderId = announced;
+    } else if (leaders.size === 0 && [...this.endpoints.values()].some((ep) => ep.healthy)) {
+      // Nobody answered in time, but nobody is known to be down either: keep what we knew.
       leaderId = this.current.leaderId;
+    } else {
+      this.leaderTerm = bestTerm;
+    }
     await this.refreshAuthStatus();
     if (leaderId !== this.current.leaderId) this.options.logger.info({ leader: leaderId }, "leader changed");
     this.publish(leaderId);
   }
 
-  private async probe(endpoints: Endpoint[], leaders: Map<string, number>): Promise<void> {
+  private async probe(
+    endpoints: Endpoint[],
+    leaders: Map<string, number>,
+    answered: Set<string>,
+  ): Promise<void> {
     await Promise.all(
       endpoints.map(async (ep) => {
         const started = performance.now();
@@ -190,6 +236,7 @@ export class ClusterTracker {
           const rtt = performance.now() - started;
           ep.slowProbes = 0;
           ep.memberId = memberIdHex(status.header.memberId);
+          answered.add(ep.memberId);
           ep.isLearner = status.isLearner;
           ep.latencyMs = Number.isFinite(ep.latencyMs) ? ep.latencyMs * 0.7 + rtt * 0.3 : rtt;
           // A member without a leader cannot serve linearizable reads or writes.

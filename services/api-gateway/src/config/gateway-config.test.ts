@@ -22,6 +22,13 @@ describe("parseConfig", () => {
     assert.throws(() => parseConfig(["--endpoints=a:1", "--serializable-cache-entries=-1"], {}), ConfigError);
   });
 
+  it("follows NATS only when given a nats:// URL", () => {
+    assert.equal(parseConfig(["--endpoints=a:1"], {}).natsUrl, "");
+    const env = { ETCD_GATEWAY_NATS_URL: "nats://127.0.0.1:4222" };
+    assert.equal(parseConfig(["--endpoints=a:1"], env).natsUrl, "nats://127.0.0.1:4222");
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--nats-url=127.0.0.1:4222"], {}), /--nats-url/);
+  });
+
   it("takes environment variables, flags overriding them, in both flag styles", () => {
     const c = parseConfig(["--listen-addr", "0.0.0.0:3000"], {
       ETCD_GATEWAY_ENDPOINTS: "a:1",

@@ -1,6 +1,7 @@
 // Gateway configuration from flags and ETCD_GATEWAY_* environment variables (flags win),
 // in etcd's flag style: --endpoints=a,b or --endpoints a,b.
 
+import { natsUrlProblem } from "@etcd-ts/events";
 import { DEFAULT_RANGE_CACHE_OPTIONS } from "../cache/range-cache.js";
 
 export interface GatewayConfig {
@@ -15,6 +16,8 @@ export interface GatewayConfig {
   keepAliveReuseMs: number;
   /** Serializable Range answers the watch-fed cache holds; 0 turns the cache off. */
   serializableCacheEntries: number;
+  /** nats:// URLs for control-plane events (re-route at once on a leader change); empty: none. */
+  natsUrl: string;
   logLevel: string;
 }
 
@@ -35,6 +38,7 @@ const FLAGS: Record<string, { env: string; key: keyof GatewayConfig }> = {
     env: "ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES",
     key: "serializableCacheEntries",
   },
+  "nats-url": { env: "ETCD_GATEWAY_NATS_URL", key: "natsUrl" },
   "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
 };
 
@@ -47,6 +51,8 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --keepalive-reuse-ms   keep-alive answer reuse window, default 0 (off)  (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
   --serializable-cache-entries  watch-fed cache of serializable Range answers,
                          entries, default 10000, 0 = off  (ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES)
+  --nats-url             nats://host:port: follow leader announcements, default none
+                                                                   (ETCD_GATEWAY_NATS_URL)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
 `;
 
@@ -86,6 +92,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
       raw.get("serializableCacheEntries") ?? String(DEFAULT_RANGE_CACHE_OPTIONS.maxEntries),
       "serializable-cache-entries",
     ),
+    natsUrl: parseNatsUrl(raw.get("natsUrl") ?? ""),
     logLevel: raw.get("logLevel") ?? "info",
   };
 }
@@ -97,6 +104,12 @@ function parseEndpoint(value: string): string {
     throw new ConfigError(`endpoint must be host:port or http://host:port, got ${JSON.stringify(value)}`);
   }
   return stripped;
+}
+
+function parseNatsUrl(value: string): string {
+  const problem = natsUrlProblem("nats-url", value);
+  if (problem !== undefined) throw new ConfigError(problem);
+  return value;
 }
 
 function parseListenAddr(value: string, flag: string): string {

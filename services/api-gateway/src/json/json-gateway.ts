@@ -13,12 +13,14 @@ import {
   type JsonGatewayBackend,
   jsonGatewayHandler,
 } from "@etcd-ts/api";
+import { type TraceContext, tracing } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
 import { openKeepAliveSession } from "../lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import { traceHttpRequest } from "../observability/gateway-tracing.js";
 import { CallCancellation, type UnaryForwarder } from "../proxy/unary-forwarder.js";
 import { METHOD_BY_PATH } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
@@ -35,7 +37,7 @@ export interface JsonGatewayParts {
 }
 
 /** The gateway's calls as the JSON gateway makes them. */
-export function gatewayCallBackend(parts: JsonGatewayParts): JsonGatewayBackend {
+export function gatewayCallBackend(parts: JsonGatewayParts, trace?: TraceContext): JsonGatewayBackend {
   return {
     async unary(route: HttpRoute, request: Buffer, metadata: grpc.Metadata, signal: AbortSignal) {
       const methodRoute = METHOD_BY_PATH.get(route.method.path);
@@ -44,7 +46,14 @@ export function gatewayCallBackend(parts: JsonGatewayParts): JsonGatewayBackend 
       }
       const cancellation = new CallCancellation();
       signal.addEventListener("abort", () => cancellation.cancel(), { once: true });
-      const outcome = await parts.unary.forward(methodRoute, request, metadata, undefined, cancellation);
+      const outcome = await parts.unary.forward(
+        methodRoute,
+        request,
+        metadata,
+        undefined,
+        cancellation,
+        trace,
+      );
       if (outcome.error !== undefined) return { error: outcome.error };
       return { response: outcome.response ?? Buffer.alloc(0) };
     },
@@ -80,10 +89,25 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
   // The JSON gateway reads the raw request itself (bodies are streams of JSON values).
   app.addHook("onRequest", async (req, reply) => {
     const url = req.raw.url ?? "";
-    if (url.startsWith("/v3/") || url.startsWith("/v3beta/")) {
-      reply.hijack();
+    if (!url.startsWith("/v3/") && !url.startsWith("/v3beta/")) return;
+    reply.hijack();
+    if (!tracing.enabled) {
       gateway(req.raw, reply.raw);
+      return;
     }
+    // Traced: a span per request, ended when the answer is sent; the calls carry its context.
+    const res = reply.raw;
+    void traceHttpRequest(
+      req.raw.method ?? "POST",
+      url.split("?")[0]!,
+      req.headers.traceparent,
+      (trace) =>
+        new Promise<void>((resolve) => {
+          res.once("close", resolve);
+          jsonGatewayHandler(gatewayCallBackend(parts, trace))(req.raw, res);
+        }),
+      () => res.statusCode,
+    );
   });
 
   // etcd's /health body; the gateway is healthy when it can reach the cluster's leader.

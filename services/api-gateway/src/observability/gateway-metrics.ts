@@ -72,6 +72,18 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly natsConnected = new Gauge({
+    name: "etcd_gateway_nats_connected",
+    help: "1 while connected to NATS for control-plane events (absent without --nats-url).",
+    registers: [],
+  });
+
+  readonly leaderAnnouncements = new Counter({
+    name: "etcd_gateway_leader_announcements_total",
+    help: "Leader elections heard over NATS (routing moved before the next probe when newer).",
+    registers: [],
+  });
+
   readonly hasLeader = new Gauge({
     name: "etcd_gateway_has_leader",
     help: "1 when the gateway knows the cluster's leader.",
@@ -140,6 +152,12 @@ export class GatewayMetrics {
   }
 
   /** Reports `source`'s counts from now on. */
+  /** With --nats-url: the NATS metrics are served too. */
+  followControlPlane(): void {
+    this.registry.registerMetric(this.natsConnected);
+    this.registry.registerMetric(this.leaderAnnouncements);
+  }
+
   observeRangeCache(source: RangeCacheCounts): void {
     this.rangeCacheSource = source;
   }

@@ -4,7 +4,13 @@
 
 import type http from "node:http";
 import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
-import { GrpcServerMetrics } from "@etcd-ts/telemetry";
+import {
+  GrpcServerMetrics,
+  serverObserver,
+  traceContextOf,
+  traceLogFields,
+  tracing,
+} from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
@@ -31,7 +37,7 @@ export interface GrpcParts {
 
 export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
   const server = new GrpcHttp2Server({
-    observer: new GrpcServerMetrics(parts.metrics.registry),
+    observer: serverObserver(new GrpcServerMetrics(parts.metrics.registry)),
     ...(parts.http1 === undefined ? {} : { http1: parts.http1 }),
   });
   for (const route of METHOD_ROUTES) register(server, route, parts);
@@ -66,7 +72,8 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
 function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
   const cancellation = new CallCancellation();
   call.once("cancelled", () => cancellation.cancel());
-  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation).then(
+  const trace = tracing.enabled ? traceContextOf(call) : undefined;
+  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, trace).then(
     (outcome) => {
       if (outcome.error !== undefined) call.finish(outcome.error);
       else {
@@ -75,7 +82,7 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
       }
     },
     (err: unknown) => {
-      parts.logger.error({ err, method: route.path }, "forwarding failed");
+      parts.logger.error({ err, method: route.path, ...traceLogFields(trace) }, "forwarding failed");
       call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
     },
   );

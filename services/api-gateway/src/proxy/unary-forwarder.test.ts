@@ -68,7 +68,7 @@ class FakeMembers implements MemberDirectory {
   }
   markDown(): void {}
   async refresh(): Promise<void> {}
-  onChange(): () => void {
+  onChange(_listener: (snapshot: ClusterSnapshot) => void): () => void {
     return () => {};
   }
 }
@@ -155,5 +155,65 @@ describe("UnaryForwarder with the serializable Range cache", () => {
     cache.advance(12);
     await call(RANGE, serializableGet);
     assert.equal(members.calls.length, 2, "served once the watch has passed the write");
+  });
+});
+
+describe("UnaryForwarder waiting for a leader", () => {
+  /** The known leader is down; a refresh takes `refreshMs`; `announce` makes `next` the leader. */
+  class LeaderlessMembers extends FakeMembers {
+    private leader = "old";
+    private readonly listeners = new Set<(s: ClusterSnapshot) => void>();
+    refreshes = 0;
+    constructor(private readonly refreshMs: number) {
+      super();
+    }
+    override snapshot(): ClusterSnapshot {
+      return {
+        leaderId: this.leader,
+        members: [
+          { id: "old", address: "o:1", isLearner: false, healthy: false, latencyMs: 1 },
+          { id: "next", address: "n:1", isLearner: false, healthy: true, latencyMs: 1 },
+        ],
+      };
+    }
+    override async refresh(): Promise<void> {
+      this.refreshes++;
+      await new Promise((r) => setTimeout(r, this.refreshMs));
+    }
+    override onChange(listener: (s: ClusterSnapshot) => void): () => void {
+      this.listeners.add(listener);
+      return () => this.listeners.delete(listener);
+    }
+    announce(): void {
+      this.leader = "next";
+      for (const l of this.listeners) l(this.snapshot());
+    }
+  }
+
+  const put = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: Buffer.from("a") })).finish());
+
+  it("sends a write to a newly announced leader at once, not after the refresh or backoff it waits on", async () => {
+    const members = new LeaderlessMembers(3_000);
+    members.revisions.set("next", 7);
+    const forwarder = new UnaryForwarder(members, new GatewayMetrics(), pino({ level: "silent" }), {
+      maxAttempts: 12,
+      retryBudgetMs: 10_000,
+    });
+    const started = performance.now();
+    const answer = forwarder.forward(
+      route("/etcdserverpb.KV/Put"),
+      put,
+      new grpc.Metadata(),
+      undefined,
+      undefined,
+    );
+    setTimeout(() => members.announce(), 50);
+    const outcome = await answer;
+    const elapsed = performance.now() - started;
+    assert.equal(outcome.error, undefined);
+    assert.deepEqual(members.calls, [{ member: "next", path: "/etcdserverpb.KV/Put" }]);
+    // The refresh it was waiting on takes 3 s: it must not have waited for it.
+    assert.ok(elapsed < 1_500, `took ${elapsed.toFixed(0)} ms`);
+    assert.equal(members.refreshes, 1);
   });
 });

@@ -2,12 +2,20 @@
 // another member when the failure allows it. The client sees the member's answer, or its
 // error, exactly as the member sent them.
 
+import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
+import {
+  endUpstream,
+  passUnsampled,
+  recordRoute,
+  sampledParent,
+  startUpstream,
+} from "../observability/gateway-tracing.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
@@ -134,6 +142,9 @@ export function targetFor(
 
 export class UnaryForwarder {
   private readonly rr: RoundRobin = { next: 0 };
+  private knownLeader: string | undefined;
+  /** Calls waiting before a retry (backoff or refresh), woken when a new leader becomes known. */
+  private readonly backingOff = new Set<() => void>();
 
   constructor(
     private readonly members: MemberDirectory,
@@ -141,11 +152,43 @@ export class UnaryForwarder {
     private readonly logger: Logger,
     private readonly options: ForwarderOptions,
     private readonly rangeCache: RangeCacheFeed | undefined = undefined,
-  ) {}
+  ) {
+    this.knownLeader = members.snapshot().leaderId;
+    members.onChange((snapshot) => {
+      if (snapshot.leaderId === this.knownLeader) return;
+      this.knownLeader = snapshot.leaderId;
+      if (snapshot.leaderId === undefined) return;
+      for (const wake of [...this.backingOff]) wake();
+    });
+  }
+
+  /**
+   * Waits for `work` (a refresh) or `ms` (a backoff), whichever is given, but no longer than
+   * until a leader other than `sawLeader` is known: a leader announced over NATS, or found by
+   * another call's probe, is used at once. Returns at once if that already happened.
+   */
+  private waitUnlessNewLeader(
+    sawLeader: string | undefined,
+    wait: { ms: number } | { work: Promise<void> },
+  ): Promise<void> {
+    if (this.knownLeader !== undefined && this.knownLeader !== sawLeader) return Promise.resolve();
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const wake = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.backingOff.delete(wake);
+        resolve();
+      };
+      this.backingOff.add(wake);
+      if ("ms" in wait) timer = setTimeout(wake, wait.ms);
+      else wait.work.then(wake, wake);
+    });
+  }
 
   /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
-   * `cancellation` is cancelled when the client goes away.
+   * `cancellation` is cancelled when the client goes away. `trace`: the call's server span
+   * context when tracing is on.
    */
   async forward(
     route: MethodRoute,
@@ -153,9 +196,12 @@ export class UnaryForwarder {
     incoming: grpc.Metadata,
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
+    trace?: TraceContext,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
+    // The server span's context when the call is traced and sampled: the gateway's spans' parent.
+    const traced = sampledParent(trace);
     let ticket: RangeCacheTicket | undefined;
     if (this.rangeCache !== undefined && route.route === "range") {
       try {
@@ -165,6 +211,14 @@ export class UnaryForwarder {
       }
       const cached = ticket === undefined ? undefined : this.rangeCache.cache.lookup(ticket);
       if (cached !== undefined) {
+        if (traced !== undefined) {
+          recordRoute(traced, started, {
+            target: "serializable",
+            member: undefined,
+            attempt: 0,
+            cached: true,
+          });
+        }
         this.metrics.answered(method, "cache", grpc.status.OK, (performance.now() - started) / 1000);
         return { error: undefined, response: cached, trailers: undefined };
       }
@@ -178,6 +232,7 @@ export class UnaryForwarder {
       peeked = { target: { kind: "leader" }, idempotent: false };
     }
     const metadata = forwardableMetadata(incoming);
+    if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
     const deadlineMs = deadlineToMs(deadline) ?? Date.now() + this.options.retryBudgetMs;
     const failed = new Set<string>();
     let last: UnaryOutcome | undefined;
@@ -185,7 +240,17 @@ export class UnaryForwarder {
 
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
       if (cancellation?.cancelled) break;
-      const member = selectMember(peeked.target, this.members.snapshot(), this.rr, failed);
+      const snapshot = this.members.snapshot();
+      const sawLeader = snapshot.leaderId;
+      const routeStarted = traced === undefined ? 0 : performance.now();
+      const member = selectMember(peeked.target, snapshot, this.rr, failed);
+      if (traced !== undefined) {
+        recordRoute(traced, attempt === 1 ? started : routeStarted, {
+          target: peeked.target.kind,
+          member: member?.id,
+          attempt,
+        });
+      }
       const client = member === undefined ? undefined : this.members.unaryChannelFor(member.id);
       if (member === undefined || client === undefined) {
         if (peeked.target.kind === "member") {
@@ -195,10 +260,13 @@ export class UnaryForwarder {
         last ??= unavailable("etcd-ts gateway: no member available");
         // Everyone failed once: start over after a refresh rather than give up at once.
         failed.clear();
-        await this.members.refresh();
+        await this.waitUnlessNewLeader(sawLeader, { work: this.members.refresh() });
       } else {
         memberLabel = member.id;
+        const upstream =
+          traced === undefined ? undefined : startUpstream(traced, route.path, member.id, metadata);
         const outcome = await this.callOnce(client, route.path, request, metadata, deadline, cancellation);
+        if (upstream !== undefined) endUpstream(upstream, outcome.error?.code ?? grpc.status.OK);
         if (outcome.error === undefined) {
           last = outcome;
           break;
@@ -212,14 +280,14 @@ export class UnaryForwarder {
         if (!mayRetry(verdict, peeked.idempotent) || attempt === this.options.maxAttempts) break;
         if (verdict.memberDown || peeked.target.kind !== "leader") failed.add(member.id);
         this.logger.debug(
-          { method, member: member.id, code, details, attempt },
+          { method, member: member.id, code, details, attempt, ...traceLogFields(trace) },
           "retrying on another member",
         );
       }
       const delay = retryDelayMs(attempt);
       if (Date.now() + delay >= deadlineMs) break;
       this.metrics.retried(method);
-      await sleep(delay);
+      await this.waitUnlessNewLeader(sawLeader, { ms: delay });
     }
 
     const result = last ?? unavailable("etcd-ts gateway: call cancelled");
@@ -276,8 +344,4 @@ function deadlineToMs(deadline: grpc.Deadline | undefined): number | undefined {
   if (deadline === undefined) return undefined;
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(ms) ? ms : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

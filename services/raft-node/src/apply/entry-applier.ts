@@ -27,6 +27,8 @@ import { decodeEnvelope, type EntryEnvelope, EntryKind } from "./entry-envelope.
 
 /** What a proposer already holds for its request: the decoded form, reused at apply. */
 export type ProposalContext = MvccRequest | undefined;
+/** The applied requests other services hear of (control-plane events). */
+export type ControlRequest = Extract<MvccRequest, { alarm: unknown } | { compaction: unknown }>;
 
 /** The proposals this member waits on, by the sequence number their envelope carries. */
 export interface ProposalWaiters {
@@ -52,6 +54,8 @@ export interface EntryApplierParts {
   removed(): void;
   /** The applied index moved (linearizable reads wait for it). */
   applied(index: number): void;
+  /** An Alarm or Compaction request was applied (control-plane events). */
+  controlApplied?(request: ControlRequest): void;
 }
 
 interface DecodedEntry {
@@ -115,6 +119,13 @@ export class EntryApplier {
         envelope.kind <= EntryKind.MemberConfChange
       ) {
         membershipChanged = true;
+      }
+      if (
+        (envelope?.kind === EntryKind.Alarm || envelope?.kind === EntryKind.Compaction) &&
+        result.status === "applied" &&
+        this.parts.controlApplied !== undefined
+      ) {
+        this.parts.controlApplied(decoded[i]!.request as ControlRequest);
       }
       if (envelope === undefined || envelope.proposer !== this.parts.memberId) continue;
       if (result.status === "failed") this.parts.proposals.reject(envelope.seq, result.error);

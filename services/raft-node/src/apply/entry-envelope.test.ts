@@ -3,9 +3,11 @@ import { describe, it } from "node:test";
 import {
   decodeEnvelope,
   ENVELOPE_HEADER_BYTES,
+  ENVELOPE_TRACE_BYTES,
   EntryKind,
   EnvelopeFormatError,
   encodeEnvelope,
+  envelopeTrace,
 } from "./entry-envelope.js";
 
 describe("entry envelope", () => {
@@ -55,6 +57,33 @@ describe("entry envelope", () => {
     assert.equal(decodeEnvelope(encodeEnvelope(EntryKind.Put, 5n, 6, payload)).caller, undefined);
     const cut = encodeEnvelope(EntryKind.Put, 5n, 6, new Uint8Array(0), { username: "bob", revision: 1 });
     assert.throws(() => decodeEnvelope(cut.subarray(0, cut.length - 1)), EnvelopeFormatError);
+  });
+
+  it("carries a sampled request's span context only when given one, with or without a caller", () => {
+    const trace = new Uint8Array(ENVELOPE_TRACE_BYTES).map((_, i) => i + 1);
+    const payload = new Uint8Array([7, 8]);
+    const plain = encodeEnvelope(EntryKind.Put, 5n, 6, payload);
+    const traced = encodeEnvelope(EntryKind.Put, 5n, 6, payload, undefined, trace);
+    assert.equal(traced.length, plain.length + ENVELOPE_TRACE_BYTES);
+    assert.equal(traced[0], 0x81);
+    assert.equal(envelopeTrace(plain), undefined);
+    assert.equal(decodeEnvelope(plain).trace, undefined);
+    assert.deepEqual([...envelopeTrace(traced)!], [...trace]);
+    const env = decodeEnvelope(traced);
+    assert.deepEqual([...env.trace!], [...trace]);
+    assert.deepEqual([...env.payload], [7, 8]);
+    const withCaller = decodeEnvelope(
+      encodeEnvelope(EntryKind.Txn, 5n, 6, payload, { username: "bob", revision: 9 }, trace),
+    );
+    assert.deepEqual(withCaller.caller, { username: "bob", revision: 9 });
+    assert.deepEqual([...withCaller.trace!], [...trace]);
+    assert.deepEqual([...withCaller.payload], [7, 8]);
+    assert.equal(withCaller.seq, 6);
+    assert.throws(() => decodeEnvelope(traced.subarray(0, ENVELOPE_HEADER_BYTES + 3)), EnvelopeFormatError);
+    assert.throws(
+      () => encodeEnvelope(EntryKind.Put, 1n, 1, payload, undefined, new Uint8Array(3)),
+      RangeError,
+    );
   });
 
   it("refuses IDs it cannot represent exactly", () => {

@@ -17,10 +17,18 @@
 // caller at the same auth revision when it applies the entry:
 //   18 u32 auth revision, high bits; 22 u32 low 32 bits; 26 u16 username length; 28 username
 //   28+n ... payload
+//
+// A request whose trace was sampled (OpenTelemetry) sets the version's high bit (0x81, 0x82)
+// and carries the proposer's span context right after the 18 fixed bytes, before the caller
+// fields: 16-byte trace ID, 8-byte span ID, 1 byte of trace flags. Other members' apply spans
+// link to it. Unsampled requests carry no such bytes.
 
 export const ENVELOPE_VERSION = 1;
 export const ENVELOPE_VERSION_WITH_CALLER = 2;
 export const ENVELOPE_HEADER_BYTES = 18;
+const TRACED = 0x80;
+/** Trace ID, span ID, flags: telemetry's SPAN_CONTEXT_BYTES. */
+export const ENVELOPE_TRACE_BYTES = 25;
 const CALLER_FIXED_BYTES = 10;
 const TWO_32 = 2 ** 32;
 
@@ -71,6 +79,8 @@ export interface EntryEnvelope {
   payload: Uint8Array;
   /** The authenticated caller (etcd's RequestHeader username and auth_revision), if any. */
   caller?: { username: string; revision: number } | undefined;
+  /** The proposer's span context (telemetry's encodeSpanContext) when its trace was sampled. */
+  trace?: Uint8Array | undefined;
 }
 
 export class EnvelopeFormatError extends Error {
@@ -83,56 +93,77 @@ export function encodeEnvelope(
   seq: number,
   payload: Uint8Array,
   caller?: { username: string; revision: number },
+  trace?: Uint8Array,
 ): Buffer {
   if (proposer < 0n || proposer >= 1n << 64n) throw new RangeError(`bad proposer ${proposer}`);
   if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad sequence ${seq}`);
+  if (trace !== undefined && trace.length !== ENVELOPE_TRACE_BYTES) {
+    throw new RangeError(`a trace context is ${ENVELOPE_TRACE_BYTES} bytes, not ${trace.length}`);
+  }
   const name = caller === undefined ? undefined : Buffer.from(caller.username);
   if (name !== undefined && name.length > 0xffff) throw new RangeError("username too long");
   const callerBytes = name === undefined ? 0 : CALLER_FIXED_BYTES + name.length;
-  const out = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + callerBytes + payload.length);
-  out[0] = name === undefined ? ENVELOPE_VERSION : ENVELOPE_VERSION_WITH_CALLER;
+  const at = ENVELOPE_HEADER_BYTES + (trace === undefined ? 0 : ENVELOPE_TRACE_BYTES);
+  const out = Buffer.allocUnsafe(at + callerBytes + payload.length);
+  out[0] =
+    (name === undefined ? ENVELOPE_VERSION : ENVELOPE_VERSION_WITH_CALLER) |
+    (trace === undefined ? 0 : TRACED);
   out[1] = kind;
   out.writeBigUInt64BE(proposer, 2);
   out.writeUInt32BE(Math.floor(seq / TWO_32), 10);
   out.writeUInt32BE(seq % TWO_32, 14);
+  if (trace !== undefined) out.set(trace, ENVELOPE_HEADER_BYTES);
   if (name !== undefined && caller !== undefined) {
-    out.writeUInt32BE(Math.floor(caller.revision / TWO_32), 18);
-    out.writeUInt32BE(caller.revision % TWO_32, 22);
-    out.writeUInt16BE(name.length, 26);
-    name.copy(out, 28);
+    out.writeUInt32BE(Math.floor(caller.revision / TWO_32), at);
+    out.writeUInt32BE(caller.revision % TWO_32, at + 4);
+    out.writeUInt16BE(name.length, at + 8);
+    name.copy(out, at + CALLER_FIXED_BYTES);
   }
-  out.set(payload, ENVELOPE_HEADER_BYTES + callerBytes);
+  out.set(payload, at + callerBytes);
   return out;
+}
+
+/** The span context an entry carries, without decoding the rest (the Raft loop's WAL spans). */
+export function envelopeTrace(data: Uint8Array): Uint8Array | undefined {
+  if (data.length < ENVELOPE_HEADER_BYTES + ENVELOPE_TRACE_BYTES || (data[0]! & TRACED) === 0)
+    return undefined;
+  return data.subarray(ENVELOPE_HEADER_BYTES, ENVELOPE_HEADER_BYTES + ENVELOPE_TRACE_BYTES);
 }
 
 export function decodeEnvelope(bytes: Uint8Array): EntryEnvelope {
   if (bytes.length < ENVELOPE_HEADER_BYTES) {
     throw new EnvelopeFormatError(`entry of ${bytes.length} bytes is shorter than an envelope header`);
   }
-  const version = bytes[0];
+  const traced = (bytes[0]! & TRACED) !== 0;
+  const version = bytes[0]! & ~TRACED;
   if (version !== ENVELOPE_VERSION && version !== ENVELOPE_VERSION_WITH_CALLER) {
-    throw new EnvelopeFormatError(`unknown envelope version ${version}`);
+    throw new EnvelopeFormatError(`unknown envelope version ${bytes[0]}`);
   }
-  const kind = bytes[1];
+  const kind = bytes[1]!;
   if (!KINDS.has(kind)) throw new EnvelopeFormatError(`unknown entry kind ${kind}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const proposer = view.getBigUint64(2);
   const seq = view.getUint32(10) * TWO_32 + view.getUint32(14);
+  const at = ENVELOPE_HEADER_BYTES + (traced ? ENVELOPE_TRACE_BYTES : 0);
+  if (bytes.length < at) throw new EnvelopeFormatError("entry too short for its trace context");
+  const trace = traced ? bytes.subarray(ENVELOPE_HEADER_BYTES, at) : undefined;
   if (version === ENVELOPE_VERSION) {
-    return { kind: kind as EntryKind, proposer, seq, payload: bytes.subarray(ENVELOPE_HEADER_BYTES) };
+    return { kind: kind as EntryKind, proposer, seq, payload: bytes.subarray(at), trace };
   }
-  if (bytes.length < ENVELOPE_HEADER_BYTES + CALLER_FIXED_BYTES) {
+  if (bytes.length < at + CALLER_FIXED_BYTES) {
     throw new EnvelopeFormatError("entry too short for its caller header");
   }
-  const revision = view.getUint32(18) * TWO_32 + view.getUint32(22);
-  const nameEnd = 28 + view.getUint16(26);
+  const revision = view.getUint32(at) * TWO_32 + view.getUint32(at + 4);
+  const nameStart = at + CALLER_FIXED_BYTES;
+  const nameEnd = nameStart + view.getUint16(at + 8);
   if (bytes.length < nameEnd) throw new EnvelopeFormatError("entry too short for its caller name");
-  const username = Buffer.from(bytes.buffer, bytes.byteOffset + 28, nameEnd - 28).toString();
+  const username = Buffer.from(bytes.buffer, bytes.byteOffset + nameStart, nameEnd - nameStart).toString();
   return {
     kind: kind as EntryKind,
     proposer,
     seq,
     payload: bytes.subarray(nameEnd),
     caller: { username, revision },
+    trace,
   };
 }

@@ -70,6 +70,19 @@ test("bad input is refused with a message naming the flag", () => {
   assert.throws(() => memberConfig(parseFlags(["--listen-client-urls", "ftp://x:1"], {})), /scheme/);
   assert.throws(() => memberConfig(parseFlags(["--initial-cluster", "nourl"], {})), /name=url/);
   assert.throws(() => memberConfig(parseFlags(["--enable-v2=maybe"], {})), ConfigError);
+  assert.throws(() => memberConfig(parseFlags(["--nats-url", "http://127.0.0.1:4222"], {})), /--nats-url/);
+});
+
+test("--nats-url / ETCD_NATS_URL: absent is no NATS", () => {
+  assert.equal(memberConfig(parseFlags([], {})).natsUrl, "");
+  assert.equal(
+    memberConfig(parseFlags([], { ETCD_NATS_URL: "nats://127.0.0.1:4222" })).natsUrl,
+    "nats://127.0.0.1:4222",
+  );
+  assert.equal(
+    memberConfig(parseFlags(["--nats-url=nats://a:1,nats://b:2"], {})).natsUrl,
+    "nats://a:1,nats://b:2",
+  );
 });
 
 test("flags accepted for compatibility but not implemented are refused when used", () => {

@@ -5,6 +5,7 @@
 // as in etcd, every other flag and ETCD_* variable is ignored.
 
 import { readFileSync } from "node:fs";
+import { natsUrlProblem } from "@etcd-ts/events";
 import { parse as parseYaml } from "yaml";
 
 export type FlagKind = "string" | "int" | "bool" | "urls" | "duration";
@@ -107,6 +108,8 @@ export const FLAGS = {
   "log-output": { kind: "string", default: "default", unsupported: true },
   metrics: { kind: "string", default: "basic", unsupported: true },
   "unsafe-no-fsync": { kind: "bool", default: "false", unsupported: true },
+  // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
+  "nats-url": { kind: "string", default: "" },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -306,6 +309,8 @@ export interface MemberConfig {
   preVote: boolean;
   /** How often progress_notify watchers hear the revision when idle; 0 never. */
   watchProgressNotifyIntervalMs: number;
+  /** nats://host:port for control-plane events; empty: none. */
+  natsUrl: string;
   /** Warnings about accepted flags that change nothing here, for the log. */
   warnings: string[];
   /** Serve https client URLs with a self-signed certificate. */
@@ -468,9 +473,16 @@ export function memberConfig(values: FlagValues): MemberConfig {
       values["experimental-watch-progress-notify-interval"],
     ),
     warnings,
+    natsUrl: parseNatsUrl(values["nats-url"]),
     autoTls: parseBool("auto-tls", values["auto-tls"]),
     peerAutoTls: parseBool("peer-auto-tls", values["peer-auto-tls"]),
   };
+}
+
+function parseNatsUrl(value: string): string {
+  const problem = natsUrlProblem("nats-url", value);
+  if (problem !== undefined) throw new ConfigError(problem);
+  return value;
 }
 
 /** etcd's --auth-token: "simple", or "jwt,..." (its options are read when the member opens). */

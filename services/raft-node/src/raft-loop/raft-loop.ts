@@ -59,6 +59,13 @@ export interface RaftLoopHost {
   ticked(now: number): void;
   /** The loop failed (disk): nothing more is persisted. */
   fatal(error: unknown): void;
+  /**
+   * Tracing only (undefined otherwise, so an untraced loop reads no extra clock): a Ready's
+   * entries were appended to the WAL and fsynced, starting at `startedAt` (performance.now()).
+   */
+  persisted?(entries: readonly Entry[], startedAt: number): void;
+  /** Tracing only: entries Raft reports committed, about to be applied. */
+  committed?(entries: readonly Entry[]): void;
 }
 
 export interface RaftLoopParts {
@@ -213,13 +220,17 @@ export class RaftLoop {
     // the commit index again from the leader), so it costs no fsync, as in etcd (MustSync).
     // A snapshot's hard state is saved, so that the log's commit never trails its snapshot.
     if (rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined))) {
+      const persisted = this.host.persisted;
+      const startedAt = persisted === undefined ? 0 : performance.now();
       await this.wal.save(rd.hardState, rd.entries);
+      if (persisted !== undefined && rd.entries.length > 0) this.host.persisted?.(rd.entries, startedAt);
     }
     if (rd.hardState) this.storage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.storage.append(rd.entries);
     if (!sendFirst) this.host.send(rd.messages);
     for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
     if (rd.committedEntries.length > 0) {
+      this.host.committed?.(rd.committedEntries);
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
       this.scheduleApply(rd.committedEntries);

@@ -19,6 +19,7 @@ import {
   StateRole,
   type Status,
 } from "@etcd-ts/raft";
+import { type TraceContext, tracing } from "@etcd-ts/telemetry";
 import type { Server } from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
@@ -86,6 +87,7 @@ import type { KeyPair } from "../transport/auto-tls.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
+import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
 import type { AuthMethod, EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
 import { WaitRegistry } from "./wait-registry.js";
@@ -124,6 +126,26 @@ export interface MemberEvents {
   onRemoved?(): void;
   /** An unrecoverable local failure (disk): the process should exit. */
   onFatal?(error: unknown): void;
+  /** Where control-plane events go (NATS in main.ts); called on the Raft loop, so it must only queue. */
+  controlPlane?: ClusterEvents;
+}
+
+/**
+ * What other services may react to at once. The new leader reports its election; the leader at
+ * apply time reports applied membership, alarm and compaction changes (one report per change
+ * instead of one per member). Reports are hints: they can be lost, and nothing depends on them.
+ */
+export interface ClusterEvents {
+  leaderElected(event: {
+    clusterId: bigint;
+    leaderId: bigint;
+    term: number;
+    name: string;
+    clientUrls: string[];
+  }): void;
+  membersChanged(event: { clusterId: bigint; reporter: bigint; members: MemberInfo[] }): void;
+  alarmsChanged(event: { clusterId: bigint; reporter: bigint; alarms: AlarmMember[] }): void;
+  compacted(event: { clusterId: bigint; reporter: bigint; revision: number }): void;
 }
 
 export class Member implements EtcdServer {
@@ -155,6 +177,8 @@ export class Member implements EtcdServer {
   private readonly leasePoller: LeasePoller;
   private readonly proposals: WaitRegistry<ProposalContext>;
   private readonly reads: ReadIndexBatcher;
+  /** Set only when tracing is on: every tracing call site tests it first. */
+  private readonly tracer: MemberTracing | undefined;
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
   private readonly seedMembers: Map<bigint, MemberInfo>;
   private unsubscribeStore: () => void = () => {};
@@ -183,6 +207,8 @@ export class Member implements EtcdServer {
     this.membership = parts.members;
     this.seedMembers = parts.seed;
     this.lessor = lessor;
+    const tracer = tracing.enabled ? new MemberTracing(this.id) : undefined;
+    this.tracer = tracer;
     this.published = new Promise((resolve) => {
       this.publishedResolve = resolve;
     });
@@ -214,7 +240,8 @@ export class Member implements EtcdServer {
         const root = this.authStore.enabled
           ? { username: ROOT_USER, revision: this.authStore.revision }
           : undefined;
-        this.proposeInternal(EntryKind.LeaseRevoke, payload, root);
+        if (tracer === undefined) this.proposeInternal(EntryKind.LeaseRevoke, payload, root);
+        else tracer.leaseExpiring(id, (t) => this.proposeInternal(EntryKind.LeaseRevoke, payload, root, t));
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
         const payload = etcdserverpb.LeaseCheckpointRequest.encode({
@@ -267,6 +294,7 @@ export class Member implements EtcdServer {
           return this.applier.apply(entries).then((result) => {
             // etcd counts each request whose apply took over 100 ms; a batch applies as one write.
             if (performance.now() - started > SLOW_APPLY_MS) this.metrics.slowApplies.inc();
+            tracer?.applied(entries, started);
             return result;
           });
         },
@@ -275,7 +303,17 @@ export class Member implements EtcdServer {
         leadershipChanged: (lead, isLeader, wasLeader) => {
           if (lead !== 0n && lead !== this.lastLeader) this.metrics.leaderChanges.inc();
           if (lead !== 0n) this.lastLeader = lead;
-          if (isLeader && !wasLeader) this.lessor.promote(config.electionMs);
+          if (isLeader && !wasLeader) {
+            this.lessor.promote(config.electionMs);
+            this.events.controlPlane?.leaderElected({
+              clusterId: this.clusterId,
+              leaderId: this.id,
+              term: this.raft.term,
+              name: this.name,
+              // Its own flags: the membership has no client URLs before this member published them.
+              clientUrls: config.advertiseClientUrls.map(urlString),
+            });
+          }
           if (!isLeader && wasLeader) this.lessor.demote();
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
@@ -286,6 +324,12 @@ export class Member implements EtcdServer {
           if (expired > 0) this.metrics.proposalsFailed.inc(expired);
         },
         fatal: (err) => this.events.onFatal?.(err),
+        ...(tracer === undefined
+          ? {}
+          : {
+              persisted: (entries, startedAt) => tracer.persisted(entries, startedAt),
+              committed: (entries) => tracer.committed(entries),
+            }),
       },
       logger,
     );
@@ -303,7 +347,23 @@ export class Member implements EtcdServer {
         auth: { store: this.authStore, tokens: this.tokens, assignSimpleTokens: this.jwt === undefined },
         seedMembers: this.seedMembers,
         applyConfChange: (cc) => this.raft.applyConfChange(cc),
-        membershipChanged: () => this.refreshPeers(),
+        membershipChanged: () => {
+          this.refreshPeers();
+          if (this.isLeader) {
+            this.events.controlPlane?.membersChanged({
+              clusterId: this.clusterId,
+              reporter: this.id,
+              members: this.membership.list(),
+            });
+          }
+        },
+        controlApplied: (request) => {
+          const events = this.events.controlPlane;
+          if (events === undefined || !this.isLeader) return;
+          const origin = { clusterId: this.clusterId, reporter: this.id };
+          if ("compaction" in request) events.compacted({ ...origin, revision: request.compaction.revision });
+          else events.alarmsChanged({ ...origin, alarms: this.store.alarms() });
+        },
         removed: () => {
           this.logger.warn({ member: formatId(this.id) }, "this member was removed from the cluster");
           setImmediate(() => this.events.onRemoved?.());
@@ -403,12 +463,15 @@ export class Member implements EtcdServer {
     payload: Uint8Array,
     context: ProposalContext,
     caller?: AuthInfo,
+    trace?: TraceContext,
   ): Promise<unknown> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     if (payload.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
     const { seq, done } = this.proposals.register<unknown>(context, performance.now());
+    const span = trace === undefined ? undefined : this.tracer?.proposing(kind, trace);
+    const carried = span === undefined ? undefined : this.tracer!.proposed(seq, span, done);
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller));
+      this.raft.propose(encodeEnvelope(kind, this.id, seq, payload, caller, carried));
     } catch (err) {
       this.metrics.proposalsFailed.inc();
       this.proposals.reject(
@@ -420,10 +483,10 @@ export class Member implements EtcdServer {
   }
 
   /** Proposals nobody waits for (lease expiry, checkpoints, alarms); failures are retried by their owners. */
-  private proposeInternal(kind: EntryKind, payload: Uint8Array, caller?: AuthInfo): void {
+  private proposeInternal(kind: EntryKind, payload: Uint8Array, caller?: AuthInfo, trace?: Uint8Array): void {
     if (this.raft.isStopped) return;
     try {
-      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload, caller));
+      this.raft.propose(encodeEnvelope(kind, this.id, 0, payload, caller, trace));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
     }
@@ -460,21 +523,30 @@ export class Member implements EtcdServer {
     return this.store.range(request) as Promise<RangeResponse>;
   }
 
-  linearizableRead(): Promise<void> {
+  linearizableRead(trace?: TraceContext): Promise<void> {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
+    if (this.tracer !== undefined && trace !== undefined) {
+      return this.tracer.linearizableRead(trace, (indexKnown) => this.reads.wait(indexKnown));
+    }
     return this.reads.wait();
   }
 
-  async put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse> {
+  async put(
+    request: PutRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<PutResponse> {
     // The store's PutRequest has the API's fields and types (the lease ID is a bigint in both).
     const payload = raw ?? etcdserverpb.PutRequest.encode(request).finish();
-    return (await this.propose(EntryKind.Put, payload, { put: request }, caller)) as PutResponse;
+    return (await this.propose(EntryKind.Put, payload, { put: request }, caller, trace)) as PutResponse;
   }
 
   async deleteRange(
     request: DeleteRangeRequest,
     raw?: Uint8Array,
     caller?: AuthInfo,
+    trace?: TraceContext,
   ): Promise<DeleteRangeResponse> {
     const payload = raw ?? etcdserverpb.DeleteRangeRequest.encode(request).finish();
     return (await this.propose(
@@ -482,23 +554,37 @@ export class Member implements EtcdServer {
       payload,
       { deleteRange: request },
       caller,
+      trace,
     )) as DeleteRangeResponse;
   }
 
-  async txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse> {
-    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller)) as TxnResponse;
+  async txn(
+    request: TxnRequest,
+    raw: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<TxnResponse> {
+    return (await this.propose(EntryKind.Txn, raw, { txn: request }, caller, trace)) as TxnResponse;
   }
 
-  async compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse> {
+  async compact(
+    request: CompactionRequest,
+    raw?: Uint8Array,
+    trace?: TraceContext,
+  ): Promise<CompactionResponse> {
     const payload =
       raw ??
       etcdserverpb.CompactionRequest.encode({
         revision: BigInt(request.revision),
         physical: request.physical,
       }).finish();
-    const res = (await this.propose(EntryKind.Compaction, payload, {
-      compaction: request,
-    })) as CompactionResponse;
+    const res = (await this.propose(
+      EntryKind.Compaction,
+      payload,
+      { compaction: request },
+      undefined,
+      trace,
+    )) as CompactionResponse;
     // etcd's physical compaction answers once the old revisions are gone from the backend.
     if (request.physical) await this.store.compactionDone();
     return res;
@@ -818,11 +904,15 @@ export class Member implements EtcdServer {
       (txn) => {
         this.leaseMachine.observe(txn);
         // mvcc's events always carry a kv; its generated-style type just cannot say so.
-        this.watchable.notify(
-          txn.revision,
-          txn.events as Parameters<WatchableStore["notify"]>[1],
-          txn.prevKvs,
-        );
+        const events = txn.events as Parameters<WatchableStore["notify"]>[1];
+        const watchers = this.watchable.syncedCount;
+        if (this.tracer === undefined || watchers === 0 || events.length === 0) {
+          this.watchable.notify(txn.revision, events, txn.prevKvs);
+        } else {
+          this.tracer.watchDelivery(txn.revision, events.length, watchers, () =>
+            this.watchable.notify(txn.revision, events, txn.prevKvs),
+          );
+        }
       },
       { prevKv: () => this.watchable.wantsPrevKv() },
     );

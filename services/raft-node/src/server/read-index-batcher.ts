@@ -10,6 +10,8 @@
 
 interface PendingRead {
   deadline: number;
+  /** Told the read index when Raft answers (tracing splits the round from the wait for apply). */
+  indexKnown?: ((index: number) => void) | undefined;
   resolve(): void;
   reject(error: Error): void;
 }
@@ -49,9 +51,14 @@ export class ReadIndexBatcher {
   }
 
   /** Resolves once a linearizable read may run against local state. */
-  wait(): Promise<void> {
+  wait(indexKnown?: (index: number) => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queued.push({ deadline: this.options.now() + this.options.timeoutMs, resolve, reject });
+      this.queued.push({
+        deadline: this.options.now() + this.options.timeoutMs,
+        resolve,
+        reject,
+        indexKnown,
+      });
       if (this.round === undefined) this.startRound();
     });
   }
@@ -75,6 +82,7 @@ export class ReadIndexBatcher {
     const round = this.round;
     if (round === undefined || Buffer.from(ctx).toString("hex") !== round.key) return;
     this.round = undefined;
+    for (const read of round.reads) read.indexKnown?.(index);
     if (this.options.appliedIndex() >= index) for (const read of round.reads) read.resolve();
     else this.waitingApply.push({ index, reads: round.reads });
     if (this.queued.length > 0) this.startRound();

@@ -6,7 +6,9 @@
 // Requests and answers are the store's shapes (mvcc/types.ts: revisions as numbers, IDs as
 // bigint): v3rpc converts the API's messages (mvcc/api-shapes.ts) and writes KV answers with
 // mvcc's response codec.
+
 import type { Status } from "@etcd-ts/raft";
+import type { TraceContext } from "@etcd-ts/telemetry";
 import type { AuthInfo } from "../auth/mod.js";
 import type { LeaseGrantApplied, LeaseTimeToLive } from "../lease/mod.js";
 import type { MemberInfo } from "../membership/members-table.js";
@@ -59,14 +61,20 @@ export interface RaftKV {
   /** Local state; linearizable only after `linearizableRead()`. */
   range(request: RangeRequest): Promise<RangeResponse>;
   /** Waits until a read at this member is linearizable (ReadIndex, batched). */
-  linearizableRead(): Promise<void>;
+  linearizableRead(trace?: TraceContext): Promise<void>;
   /** Writes carry their caller in the entry (etcd's RequestHeader), checked at apply. */
-  put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<PutResponse>;
-  deleteRange(request: DeleteRangeRequest, raw?: Uint8Array, caller?: AuthInfo): Promise<DeleteRangeResponse>;
+  // `trace`: the client call's server span context (tracing on), parent of the proposal's spans.
+  put(request: PutRequest, raw?: Uint8Array, caller?: AuthInfo, trace?: TraceContext): Promise<PutResponse>;
+  deleteRange(
+    request: DeleteRangeRequest,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<DeleteRangeResponse>;
   /** `raw`: the TxnRequest's bytes (the store's shape has numbers where the API has int64s). */
-  txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo): Promise<TxnResponse>;
+  txn(request: TxnRequest, raw: Uint8Array, caller?: AuthInfo, trace?: TraceContext): Promise<TxnResponse>;
   /** Answers once applied; a physical compaction, once the old revisions are gone. */
-  compact(request: CompactionRequest, raw?: Uint8Array): Promise<CompactionResponse>;
+  compact(request: CompactionRequest, raw?: Uint8Array, trace?: TraceContext): Promise<CompactionResponse>;
 }
 
 /** etcd's quota check before proposing a write, and the alarm it raises when it fails. */

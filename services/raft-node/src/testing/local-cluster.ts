@@ -7,6 +7,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { etcdserverpb } from "@etcd-ts/api";
+import grpc from "@grpc/grpc-js";
 
 export interface MemberProcess {
   name: string;
@@ -27,6 +29,8 @@ export interface LocalClusterOptions {
   token?: string;
   /** "https" serves peer URLs with --peer-auto-tls. */
   peerScheme?: "http" | "https";
+  /** The members' environment (OTEL_* for tracing tests); this process's by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -83,6 +87,27 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
     });
   });
+}
+
+/** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
+async function memberStatus(address: string, timeoutMs: number): Promise<{ id: string; leader: string }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  try {
+    const res = await new Promise<etcdserverpb.StatusResponse>((resolve, reject) => {
+      client.makeUnaryRequest(
+        "/etcdserverpb.Maintenance/Status",
+        () => Buffer.alloc(0),
+        (b: Buffer) => etcdserverpb.StatusResponse.decode(b),
+        {},
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, value) => (err ? reject(err) : resolve(value!)),
+      );
+    });
+    return { id: res.header!.memberId.toString(16), leader: res.leader.toString(16) };
+  } finally {
+    client.close();
+  }
 }
 
 export class LocalCluster {
@@ -157,6 +182,7 @@ export class LocalCluster {
       [...execArgv, mainPath, ...this.flagsFor(m, initialCluster, state)],
       {
         stdio: ["ignore", "pipe", "pipe"],
+        env: this.options.env ?? process.env,
       },
     );
     m.child = child;
@@ -197,6 +223,32 @@ export class LocalCluster {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The running member every running member names as leader, once they all answer and agree
+   * (polled every 200 ms, at most `timeoutMs`), with its ID in hex as etcdctl prints it.
+   */
+  async agreedLeader(timeoutMs = 15_000): Promise<{ member: MemberProcess; idHex: string }> {
+    const deadline = Date.now() + timeoutMs;
+    let last = "";
+    while (Date.now() < deadline) {
+      const running = this.members.filter((m) => m.child !== undefined);
+      const answers = await Promise.all(
+        running.map((m) =>
+          memberStatus(m.clientUrl.replace(/^https?:\/\//, ""), 2_000).catch(() => undefined),
+        ),
+      );
+      const leaders = new Set(answers.map((a) => a?.leader));
+      const leaderId = [...leaders][0];
+      const leader = running.find((_, i) => answers[i]?.id === leaderId);
+      last = JSON.stringify(running.map((m, i) => ({ name: m.name, ...answers[i] })));
+      if (leaders.size === 1 && leaderId !== undefined && leaderId !== "0" && leader !== undefined) {
+        return { member: leader, idHex: leaderId };
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`members never agreed on a leader: ${last}`);
   }
 
   /** Restarts a stopped member from its data dir. */

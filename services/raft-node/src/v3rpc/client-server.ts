@@ -12,7 +12,7 @@ import {
   v3electionpb,
   v3lockpb,
 } from "@etcd-ts/api";
-import { GrpcServerMetrics } from "@etcd-ts/telemetry";
+import { GrpcServerMetrics, serverObserver } from "@etcd-ts/telemetry";
 import grpc, { type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import { clientHttpHandler } from "../etcdhttp/client-http.js";
@@ -101,7 +101,7 @@ export class ClientServer {
           }
           this.http1(req, res);
         },
-        observer: this.grpcMetrics,
+        observer: serverObserver(this.grpcMetrics),
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);

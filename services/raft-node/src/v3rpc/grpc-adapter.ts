@@ -6,6 +6,7 @@
 
 import { EventEmitter } from "node:events";
 import type { CallKind, CallStatus, GrpcHttp2Server, ServerCall } from "@etcd-ts/api";
+import { type TraceContext, traceContextOf } from "@etcd-ts/telemetry";
 import {
   type Metadata,
   type ServiceDefinition,
@@ -53,6 +54,11 @@ class GrpcJsShapedCall extends EventEmitter {
 
   get cancelled(): boolean {
     return this.call.cancelled;
+  }
+
+  /** The call's server span context when tracing is on (undefined otherwise). */
+  get traceContext(): TraceContext | undefined {
+    return traceContextOf(this.call);
   }
 
   getDeadline(): number {

@@ -58,7 +58,7 @@ export function kvService(member: EtcdServer) {
       checkRangeRequest(range);
       if (!range.serializable) {
         refuseLearner(member);
-        await member.linearizableRead();
+        await member.linearizableRead(call.traceContext);
       }
       const caller = await callerOf(member, call.metadata);
       return withHeader(
@@ -78,14 +78,21 @@ export function kvService(member: EtcdServer) {
       const put = putRequestFromApi(req);
       checkPutRequest(put);
       checkQuota(member, { put });
-      return withHeader(await member.put(put, requestBytes(req), await callerOf(member, call.metadata)));
+      return withHeader(
+        await member.put(put, requestBytes(req), await callerOf(member, call.metadata), call.traceContext),
+      );
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
       refuseLearner(member);
       const deleteRange = deleteRangeRequestFromApi(req);
       checkDeleteRequest(deleteRange);
       return withHeader(
-        await member.deleteRange(deleteRange, requestBytes(req), await callerOf(member, call.metadata)),
+        await member.deleteRange(
+          deleteRange,
+          requestBytes(req),
+          await callerOf(member, call.metadata),
+          call.traceContext,
+        ),
       );
     }),
     txn: unary(async (req: etcdserverpb.TxnRequest, call) => {
@@ -94,11 +101,13 @@ export function kvService(member: EtcdServer) {
       checkTxnRequest(txn, member.flags.maxTxnOps);
       checkQuota(member, { txn });
       const raw = requestBytes(req) ?? etcdserverpb.TxnRequest.encode(req).finish();
-      return withHeader(await member.txn(txn, raw, await callerOf(member, call.metadata)));
+      return withHeader(await member.txn(txn, raw, await callerOf(member, call.metadata), call.traceContext));
     }),
-    compact: unary(async (req: etcdserverpb.CompactionRequest) => {
+    compact: unary(async (req: etcdserverpb.CompactionRequest, call) => {
       refuseLearner(member);
-      return withHeader(await member.compact(compactionRequestFromApi(req), requestBytes(req)));
+      return withHeader(
+        await member.compact(compactionRequestFromApi(req), requestBytes(req), call.traceContext),
+      );
     }),
   };
 }

@@ -3,6 +3,7 @@
 // its message (as grpc-go does for a plain error), never dressed up as an etcd error.
 
 import { EtcdError } from "@etcd-ts/api";
+import type { TraceContext } from "@etcd-ts/telemetry";
 import { type Metadata, type ServiceError, status } from "@grpc/grpc-js";
 
 export type StatusLike = Partial<ServiceError> & { code: status; details: string };
@@ -23,6 +24,8 @@ export function toStatus(err: unknown): StatusLike {
 export interface UnaryCall<Req> {
   request: Req;
   metadata?: Metadata;
+  /** The call's server span context when tracing is on: handed to what it proposes or reads. */
+  traceContext?: TraceContext | undefined;
 }
 
 /** Runs an async unary handler body and reports its outcome through the grpc-js callback. */

@@ -34,33 +34,7 @@ describe("leader failover through the gateway", { timeout: 120_000 }, () => {
     await stack?.close();
   });
 
-  /** The running member every running member names as leader, once they agree (bounded wait). */
-  async function findLeader(): Promise<MemberProcess> {
-    const deadline = Date.now() + 15_000;
-    let last = "";
-    while (Date.now() < deadline) {
-      const running = stack.cluster.members.filter((m) => m.child !== undefined);
-      const statuses = await Promise.all(
-        running.map(async (m) => {
-          const e = endpoint(hostPort(m.clientUrl));
-          try {
-            return { m, s: await e.status(2_000) };
-          } catch {
-            return undefined;
-          } finally {
-            e.close();
-          }
-        }),
-      );
-      const answered = statuses.filter((x) => x !== undefined);
-      const leaders = new Set(answered.map((x) => x.s.leader));
-      const leader = answered.find((x) => x.s.memberId === [...leaders][0]);
-      last = JSON.stringify(answered.map((x) => ({ name: x.m.name, ...x.s })));
-      if (answered.length === running.length && leaders.size === 1 && leader) return leader.m;
-      await sleep(200);
-    }
-    throw new Error(`members never agreed on a leader: ${last}`);
-  }
+  const findLeader = async (): Promise<MemberProcess> => (await stack.findLeader()).member;
 
   test("SIGKILL of the leader under write load: writes resume, no acknowledged write is lost, the member catches up", async (t) => {
     const gateway = endpoint(stack.gatewayAddr);

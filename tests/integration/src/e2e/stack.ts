@@ -4,7 +4,7 @@
 // `node --conditions=source --import tsx --test` (main.ts) and from the compiled dist (main.js).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+import { freePort, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const gatewayMain = fileURLToPath(
@@ -58,9 +58,17 @@ export class Stack {
     readonly gatewayOutput: { text: string },
   ) {}
 
-  /** `perMember`: extra flags for one member, by name (m1, m2, m3). */
-  static async start(memberFlags: string[] = [], perMember: Record<string, string[]> = {}): Promise<Stack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember });
+  /**
+   * `perMember`: extra flags for one member, by name (m1, m2, m3); `gatewayFlags` win over the
+   * defaults; `env`: every process's environment.
+   */
+  static async start(
+    memberFlags: string[] = [],
+    perMember: Record<string, string[]> = {},
+    gatewayFlags: string[] = [],
+    env: NodeJS.ProcessEnv = process.env,
+  ): Promise<Stack> {
+    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember, env });
     let stack: Stack | undefined;
     try {
       const grpcPort = await freePort();
@@ -76,8 +84,9 @@ export class Stack {
           `--listen-addr=${gatewayAddr}`,
           `--json-listen-addr=127.0.0.1:${jsonPort}`,
           "--refresh-interval-ms=500",
+          ...gatewayFlags,
         ],
-        { stdio: ["ignore", "pipe", "pipe"] },
+        { stdio: ["ignore", "pipe", "pipe"], env },
       );
       const output = { text: "" };
       const collect = (chunk: Buffer) => {
@@ -125,6 +134,11 @@ export class Stack {
       await sleep(300);
     }
     throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
+  }
+
+  /** The leader all running members agree on (LocalCluster.agreedLeader). */
+  findLeader(): Promise<{ member: MemberProcess; idHex: string }> {
+    return this.cluster.agreedLeader();
   }
 
   /** Member client URLs joined by commas (only the running ones). */

@@ -1,0 +1,109 @@
+// Server spans for GrpcHttp2Server, through the same observer seam as the grpc_server_* metrics:
+// a call's span starts at dispatch from the caller's `traceparent` header and ends with the
+// call's status; handlers read its context with traceContextOf(call) and pass it on (the
+// member's proposal, the gateway's upstream call). Only installed when tracing is on.
+
+import type { CallKind, GrpcCallObserver, GrpcMethodObserver, ServerCall } from "@etcd-ts/api";
+import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
+import { parseTraceparent, type TraceContext, tracing } from "./tracing.js";
+
+interface TracedCall {
+  /** undefined: the caller decided not to sample, and the sampler follows the caller. */
+  span: Span | undefined;
+  context: TraceContext;
+}
+
+/** The trace context of a call a GrpcServerTracing observer saw; undefined when not traced. */
+export function traceContextOf(call: ServerCall): TraceContext | undefined {
+  return (call.observerState as TracedCall | undefined)?.context;
+}
+
+class TracedMethod implements GrpcMethodObserver {
+  private readonly service: string;
+  private readonly method: string;
+
+  constructor(private readonly path: string) {
+    const slash = path.lastIndexOf("/");
+    this.service = path.slice(1, slash);
+    this.method = path.slice(slash + 1);
+  }
+
+  started(call: ServerCall): void {
+    const remote = parseTraceparent(call.header("traceparent"));
+    const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
+    if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
+      // The SDK would make a non-recording span (~2 us): keep only the caller's decision, which
+      // is what the call passes on.
+      call.observerState = { span: undefined, context: parent } satisfies TracedCall;
+      return;
+    }
+    const span = tracing.tracer.startSpan(
+      this.path.slice(1),
+      {
+        kind: SpanKind.SERVER,
+        attributes: { "rpc.system": "grpc", "rpc.service": this.service, "rpc.method": this.method },
+      },
+      parent,
+    );
+    call.observerState = { span, context: trace.setSpan(parent, span) } satisfies TracedCall;
+  }
+
+  received(): void {}
+  sent(): void {}
+
+  handled(code: number, _seconds: number, call: ServerCall): void {
+    const traced = call.observerState as TracedCall | undefined;
+    if (traced?.span === undefined) return;
+    traced.span.setAttribute("rpc.grpc.status_code", code);
+    if (code !== 0) traced.span.setStatus({ code: SpanStatusCode.ERROR });
+    traced.span.end();
+  }
+}
+
+/**
+ * Server spans for unary and server-streaming calls. A bidi stream (Watch, LeaseKeepAlive)
+ * lives as long as its client: its deliveries and expiries get spans of their own instead.
+ */
+export class GrpcServerTracing implements GrpcCallObserver {
+  method(path: string, kind: CallKind): GrpcMethodObserver {
+    return kind === "bidi" ? UNTRACED : new TracedMethod(path);
+  }
+}
+
+const UNTRACED: GrpcMethodObserver = { started() {}, received() {}, sent() {}, handled() {} };
+
+/** Both observers see every call. */
+function bothMethods(a: GrpcMethodObserver, b: GrpcMethodObserver): GrpcMethodObserver {
+  return {
+    started(call) {
+      a.started(call);
+      b.started(call);
+    },
+    received(bytes) {
+      a.received(bytes);
+      b.received(bytes);
+    },
+    sent(bytes) {
+      a.sent(bytes);
+      b.sent(bytes);
+    },
+    handled(code, seconds, call) {
+      a.handled(code, seconds, call);
+      b.handled(code, seconds, call);
+    },
+  };
+}
+
+/**
+ * What a GrpcHttp2Server should observe: `metrics` alone while tracing is off (the server's
+ * calls cost exactly what they did), metrics and server spans once startTracing ran.
+ */
+export function serverObserver(metrics: GrpcCallObserver): GrpcCallObserver {
+  if (!tracing.enabled) return metrics;
+  const spans = new GrpcServerTracing();
+  return {
+    method(path, kind) {
+      return bothMethods(spans.method(path, kind), metrics.method(path, kind));
+    },
+  };
+}

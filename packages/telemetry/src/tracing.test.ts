@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
+import grpc from "@grpc/grpc-js";
+import { type Tracer, trace } from "@opentelemetry/api";
+import { Registry } from "prom-client";
+import { GrpcServerMetrics } from "./grpc-server-metrics.js";
+import { GrpcServerTracing, serverObserver, traceContextOf } from "./grpc-server-tracing.js";
+import {
+  decodeSpanContext,
+  encodeSpanContext,
+  parseTraceparent,
+  SPAN_CONTEXT_BYTES,
+  sampledSpan,
+  startTracing,
+  tracing,
+  tracingEndpoint,
+} from "./tracing.js";
+
+describe("tracing off (no endpoint, or OTEL_SDK_DISABLED)", () => {
+  it("is off unless an OTLP endpoint is configured and the SDK is not disabled", async () => {
+    assert.equal(tracingEndpoint({}), undefined);
+    assert.equal(tracingEndpoint({ OTEL_EXPORTER_OTLP_ENDPOINT: "  " }), undefined);
+    assert.equal(
+      tracingEndpoint({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_SDK_DISABLED: "TRUE" }),
+      undefined,
+    );
+    assert.equal(
+      tracingEndpoint({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_TRACES_EXPORTER: "none" }),
+      undefined,
+    );
+    assert.equal(
+      tracingEndpoint({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://h:4318/v1/traces" }),
+      "http://h:4318/v1/traces",
+    );
+    assert.equal(
+      await startTracing("t", { OTEL_SDK_DISABLED: "true", OTEL_EXPORTER_OTLP_ENDPOINT: "http://x" }),
+      undefined,
+    );
+    assert.equal(tracing.enabled, false);
+  });
+
+  it("adds nothing to a server's calls", () => {
+    const metrics = new GrpcServerMetrics(new Registry());
+    // The very same observer: a call runs exactly the metrics' code, no span, no context.
+    assert.equal(serverObserver(metrics), metrics);
+  });
+});
+
+/** Serves one unary call with `observer` and reports what the handler saw. */
+async function serveOnce(
+  observer: ConstructorParameters<typeof GrpcHttp2Server>[0],
+  traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+): Promise<ServerCall> {
+  let seen: ServerCall | undefined;
+  const server = new GrpcHttp2Server(observer);
+  server.register("/etcdserverpb.KV/Range", {
+    kind: "unary",
+    handle: (call) => {
+      seen = call;
+      call.sendMessage(Buffer.from("answer"));
+      call.finish({ code: grpc.status.OK });
+    },
+  });
+  const port = await server.listen("127.0.0.1:0");
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const metadata = new grpc.Metadata();
+  metadata.set("traceparent", traceparent);
+  try {
+    await new Promise<void>((resolve, reject) =>
+      client.makeUnaryRequest(
+        "/etcdserverpb.KV/Range",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+        metadata,
+        (err) => (err ? reject(err) : resolve()),
+      ),
+    );
+  } finally {
+    client.close();
+    await server.close(100);
+  }
+  assert.ok(seen);
+  return seen;
+}
+
+describe("a served call", () => {
+  it("starts no span and keeps no trace state while tracing is off; one span with the server tracer", async () => {
+    const real = tracing.tracer;
+    let started = 0;
+    const counting = trace.getTracer("count");
+    tracing.tracer = {
+      startSpan: (...args: Parameters<Tracer["startSpan"]>) => {
+        started++;
+        return counting.startSpan(...args);
+      },
+      startActiveSpan: counting.startActiveSpan.bind(counting),
+    } as Tracer;
+    try {
+      const off = await serveOnce({ observer: serverObserver(new GrpcServerMetrics(new Registry())) });
+      assert.equal(started, 0);
+      assert.equal(off.observerState, undefined);
+      assert.equal(traceContextOf(off), undefined);
+      // The same call seen by the tracer that startTracing would add: one server span.
+      const on = await serveOnce({ observer: new GrpcServerTracing() });
+      assert.equal(started, 1);
+      assert.ok(sampledSpan(traceContextOf(on)));
+      // A caller that decided not to sample, with a parent-based sampler: no span, the decision kept.
+      tracing.parentDecides = true;
+      const unsampled = await serveOnce(
+        { observer: new GrpcServerTracing() },
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+      );
+      assert.equal(started, 1);
+      const kept = traceContextOf(unsampled);
+      assert.ok(kept);
+      assert.equal(sampledSpan(kept), undefined);
+      assert.equal(trace.getSpanContext(kept)?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+    } finally {
+      tracing.tracer = real;
+      tracing.parentDecides = false;
+    }
+  });
+});
+
+describe("W3C traceparent", () => {
+  const id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const span = "00f067aa0ba902b7";
+  it("parses version 00 and keeps the sampled flag", () => {
+    assert.deepEqual(parseTraceparent(`00-${id}-${span}-01`), {
+      traceId: id,
+      spanId: span,
+      traceFlags: 1,
+      isRemote: true,
+    });
+    assert.equal(parseTraceparent(`00-${id}-${span}-00`)?.traceFlags, 0);
+    // A later version may append fields; version 00 may not.
+    assert.equal(parseTraceparent(`01-${id}-${span}-01-extra`)?.traceId, id);
+    assert.equal(parseTraceparent(`00-${id}-${span}-01-extra`), undefined);
+  });
+  it("refuses all-zero IDs, version ff, and malformed values", () => {
+    assert.equal(parseTraceparent(undefined), undefined);
+    assert.equal(parseTraceparent(`00-${"0".repeat(32)}-${span}-01`), undefined);
+    assert.equal(parseTraceparent(`00-${id}-${"0".repeat(16)}-01`), undefined);
+    assert.equal(parseTraceparent(`ff-${id}-${span}-01`), undefined);
+    assert.equal(parseTraceparent(`00-${id.toUpperCase()}-${span}-01`), undefined);
+    assert.equal(parseTraceparent(`00-${id}-${span}`), undefined);
+  });
+  it("a span context round-trips through the 25 bytes a Raft entry carries", () => {
+    const bytes = encodeSpanContext({ traceId: id, spanId: span, traceFlags: 1 });
+    assert.equal(bytes.length, SPAN_CONTEXT_BYTES);
+    assert.deepEqual(decodeSpanContext(bytes), { traceId: id, spanId: span, traceFlags: 1, isRemote: true });
+    assert.throws(() => decodeSpanContext(bytes.subarray(1)), RangeError);
+  });
+});

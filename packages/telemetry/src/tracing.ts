@@ -1,0 +1,268 @@
+// OpenTelemetry tracing, configured only by the standard OTEL_* variables. With no OTLP endpoint
+// (or OTEL_SDK_DISABLED=true) the SDK is never imported and `tracing.enabled` stays false: call
+// sites test that one field before touching the API, so a request allocates no span, context
+// or closure when tracing is off. The API package itself is loaded (it is small and inert).
+//
+// Contexts are passed explicitly (a call's TraceContext travels with the call), never through
+// an active-context manager: Node 20's AsyncLocalStorage, once used, makes every await in the
+// process about twice as slow (~190 -> ~400-500 ns, bench/src/telemetry/tracing-cost.ts's
+// notes), which would cost the members far more than 5% even at 1% sampling.
+
+import {
+  type Context,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  TraceFlags,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+
+/** A request's trace context (its server span), passed along explicitly. */
+export type TraceContext = Context;
+
+export interface TracingState {
+  /** True once startTracing installed the SDK; read on hot paths before any other tracing work. */
+  enabled: boolean;
+  /** The sampler is parentbased_*: a caller's unsampled `traceparent` means no recording here. */
+  parentDecides: boolean;
+  /** The process's tracer (the API's no-op tracer until startTracing succeeds). */
+  tracer: Tracer;
+}
+
+export const tracing: TracingState = {
+  enabled: false,
+  parentDecides: false,
+  tracer: trace.getTracer("etcd-ts"),
+};
+
+export interface TracingHandle {
+  /** Exports the spans still buffered (for at most `timeoutMs`, default 2 s), then stops the SDK. */
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** The OTLP endpoint tracing exports to, or undefined when tracing is off. */
+export function tracingEndpoint(env: Env = process.env): string | undefined {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true") return undefined;
+  if (env.OTEL_TRACES_EXPORTER?.trim().toLowerCase() === "none") return undefined;
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  return endpoint === "" ? undefined : endpoint;
+}
+
+/**
+ * Installs the SDK when the environment asks for it: a tracer provider with a batch span
+ * processor and an OTLP/HTTP exporter (OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf, the default,
+ * or http/json), the sampler named by OTEL_TRACES_SAMPLER/_ARG (default parentbased_always_on),
+ * and service.name from OTEL_SERVICE_NAME or `serviceName`.
+ * Resolves undefined, having loaded nothing, when tracing is off.
+ */
+export async function startTracing(
+  serviceName: string,
+  env: Env = process.env,
+): Promise<TracingHandle | undefined> {
+  if (tracing.enabled) throw new Error("tracing is already started in this process");
+  if (tracingEndpoint(env) === undefined) return undefined;
+  const protocol = (
+    env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ??
+    env.OTEL_EXPORTER_OTLP_PROTOCOL ??
+    "http/protobuf"
+  )
+    .trim()
+    .toLowerCase();
+  const [sdk, resources] = await Promise.all([
+    import("@opentelemetry/sdk-trace"),
+    import("@opentelemetry/resources"),
+  ]);
+  const exporter = await exporterFor(protocol, tracesUrl(env));
+  const sampler = samplerFrom(sdk, env);
+  const detected = resources.detectResources({ detectors: [resources.envDetector] });
+  const resource = resources
+    .resourceFromAttributes({ "service.name": serviceName })
+    .merge(detected)
+    .merge(
+      env.OTEL_SERVICE_NAME?.trim()
+        ? resources.resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME.trim() })
+        : null,
+    );
+  const delay = positiveNumber(env.OTEL_BSP_SCHEDULE_DELAY);
+  const queue = positiveNumber(env.OTEL_BSP_MAX_QUEUE_SIZE);
+  const provider = new sdk.TracerProvider({
+    resource,
+    sampler,
+    spanProcessors: [
+      new sdk.BatchSpanProcessor({
+        exporter,
+        ...(delay === undefined ? {} : { scheduledDelayMillis: delay }),
+        ...(queue === undefined ? {} : { maxQueueSize: queue }),
+      }),
+    ],
+  });
+  trace.setGlobalTracerProvider(provider);
+  tracing.tracer = provider.getTracer("etcd-ts");
+  tracing.parentDecides = (env.OTEL_TRACES_SAMPLER ?? "parentbased_always_on")
+    .trim()
+    .toLowerCase()
+    .startsWith("parentbased_");
+  tracing.enabled = true;
+  return {
+    async shutdown(timeoutMs = 2_000) {
+      tracing.enabled = false;
+      // An unreachable collector must not hold a stopping process for the exporter's 30 s.
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+      });
+      await Promise.race([provider.shutdown().catch(() => {}), waited]);
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The specification's rule: a signal-specific endpoint is used as is, the generic one gets /v1/traces. */
+function tracesUrl(env: Env): string {
+  const specific = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
+  if (specific) return specific;
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() ?? "";
+  return `${base.replace(/\/+$/, "")}/v1/traces`;
+}
+
+async function exporterFor(protocol: string, url: string) {
+  switch (protocol) {
+    case "http/protobuf": {
+      const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-proto");
+      return new OTLPTraceExporter({ url });
+    }
+    case "http/json": {
+      // The same OTLP/HTTP delegate the protobuf exporter uses, with the JSON serializer: the
+      // JSON exporter package of this release pins an older SDK.
+      const [base, http, transformer] = await Promise.all([
+        import("@opentelemetry/otlp-exporter-base"),
+        import("@opentelemetry/otlp-exporter-base/node-http"),
+        import("@opentelemetry/otlp-transformer"),
+      ]);
+      return new base.OTLPExporterBase(
+        http.createOtlpHttpExportDelegate(
+          http.convertLegacyHttpOptions({ url }, "TRACES", "v1/traces", {
+            "Content-Type": "application/json",
+          }),
+          transformer.JsonTraceSerializer,
+          "otlp_http_span_exporter",
+          transformer.TraceExporterMetricsHelper,
+          undefined,
+        ),
+      );
+    }
+    default:
+      throw new Error(
+        `OTEL_EXPORTER_OTLP_PROTOCOL=${protocol}: etcd-ts exports traces over OTLP/HTTP only (http/protobuf or http/json)`,
+      );
+  }
+}
+
+type Sdk = typeof import("@opentelemetry/sdk-trace");
+
+/** OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, as the specification names them. */
+function samplerFrom(sdk: Sdk, env: Env) {
+  const name = (env.OTEL_TRACES_SAMPLER ?? "parentbased_always_on").trim().toLowerCase();
+  const arg = env.OTEL_TRACES_SAMPLER_ARG === undefined ? Number.NaN : Number(env.OTEL_TRACES_SAMPLER_ARG);
+  const ratio = Number.isFinite(arg) && arg >= 0 && arg <= 1 ? arg : 1;
+  switch (name) {
+    case "always_on":
+      return new sdk.AlwaysOnSampler();
+    case "always_off":
+      return new sdk.AlwaysOffSampler();
+    case "traceidratio":
+      return new sdk.TraceIdRatioBasedSampler(ratio);
+    case "parentbased_always_on":
+      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOnSampler() });
+    case "parentbased_always_off":
+      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOffSampler() });
+    case "parentbased_traceidratio":
+      return new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(ratio) });
+    default:
+      throw new Error(`OTEL_TRACES_SAMPLER=${name} is not a sampler etcd-ts knows`);
+  }
+}
+
+function positiveNumber(value: string | undefined): number | undefined {
+  const n = value === undefined ? Number.NaN : Number(value);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+// ---- propagation ------------------------------------------------------------------------------
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$/;
+const ZERO_TRACE = "00000000000000000000000000000000";
+const ZERO_SPAN = "0000000000000000";
+
+/** A W3C `traceparent` value as a remote span context, or undefined if absent or malformed. */
+export function parseTraceparent(value: string | undefined): SpanContext | undefined {
+  if (value === undefined) return undefined;
+  const m = TRACEPARENT.exec(value.trim());
+  if (m === null || m[1] === "ff" || m[2] === ZERO_TRACE || m[3] === ZERO_SPAN) return undefined;
+  if (m[1] === "00" && value.trim().length !== 55) return undefined;
+  return { traceId: m[2]!, spanId: m[3]!, traceFlags: Number.parseInt(m[4]!, 16) & 0xff, isRemote: true };
+}
+
+/** The context a server span starts from: the caller's `traceparent`, or the root context. */
+export function contextFromTraceparent(value: string | undefined): TraceContext {
+  const parent = parseTraceparent(value);
+  return parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
+}
+
+/** A context whose parent is `sc` (a span context carried in a Raft entry, say). */
+export function contextWithParent(sc: SpanContext): TraceContext {
+  return trace.setSpanContext(ROOT_CONTEXT, sc);
+}
+
+/** The span of `ctx` when it is sampled (recorded and exported), else undefined. */
+export function sampledSpan(ctx: TraceContext | undefined): Span | undefined {
+  const span = ctx === undefined ? undefined : trace.getSpan(ctx);
+  return span !== undefined && isSampled(span) ? span : undefined;
+}
+
+/** The W3C `traceparent` value naming `span` as the parent. */
+export function traceparentOf(span: Span): string {
+  const sc = span.spanContext();
+  return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
+}
+
+export function isSampled(span: Span): boolean {
+  return (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
+}
+
+/** Bytes of a span context carried inside a Raft entry: trace ID, span ID, flags. */
+export const SPAN_CONTEXT_BYTES = 25;
+
+export function encodeSpanContext(sc: SpanContext): Uint8Array {
+  const out = Buffer.allocUnsafe(SPAN_CONTEXT_BYTES);
+  out.write(sc.traceId, 0, 16, "hex");
+  out.write(sc.spanId, 16, 8, "hex");
+  out[24] = sc.traceFlags & 0xff;
+  return out;
+}
+
+export function decodeSpanContext(bytes: Uint8Array): SpanContext {
+  if (bytes.length !== SPAN_CONTEXT_BYTES) throw new RangeError(`span context of ${bytes.length} bytes`);
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return {
+    traceId: b.toString("hex", 0, 16),
+    spanId: b.toString("hex", 16, 24),
+    traceFlags: b[24]!,
+    isRemote: true,
+  };
+}
+
+/**
+ * Fields for a log line written while serving a traced request: pino gets them as the line's
+ * trace_id and span_id. Empty when the request is not traced.
+ */
+export function traceLogFields(ctx: TraceContext | undefined): { trace_id?: string; span_id?: string } {
+  const span = ctx === undefined ? undefined : trace.getSpan(ctx);
+  if (span === undefined) return {};
+  const sc = span.spanContext();
+  return { trace_id: sc.traceId, span_id: sc.spanId };
+}
