@@ -219,6 +219,11 @@ export class BboltSizeModel {
   }
 
   private descend(key: Buffer): TreeNode {
+    if (!this.root.leaf && this.root.children.length === 0) {
+      // Every revision was deleted: the bucket is an empty leaf again.
+      this.freePages(this.root);
+      this.root = new TreeNode(true, undefined);
+    }
     let node = this.root;
     node.dirty = true;
     while (!node.leaf) {
