@@ -51,6 +51,8 @@ class TreeNode {
   /** Copied into the current write transaction (bbolt "materialized" it): rewritten at commit. */
   dirty = false;
   unbalanced = false;
+  /** Taken out of the tree by a rebalance (merged away, emptied, or a collapsed root). */
+  removed = false;
 
   constructor(
     readonly leaf: boolean,
@@ -119,6 +121,13 @@ export class BboltSizeModel {
   private freeAtLastCommit = 0;
   private changed = false;
   private staleFreelistPage = false;
+  /**
+   * Set if the tree model ever fails (a state it does not model): the member must not crash on
+   * its apply path for a size estimate, so from then until the next defragment() (a defrag or a
+   * restart rebuilds the tree) writes only grow the file by their element bytes, no page is
+   * reused and everything counts as in use: an upper bound, erring toward the quota.
+   */
+  private degradedBytes: number | undefined;
 
   /**
    * A fresh member's file: etcd's bootstrap commits (buckets, member, cluster version) leave 5
@@ -142,6 +151,20 @@ export class BboltSizeModel {
 
   /** A revision written (or overwritten) in the current transaction. */
   put(key: Buffer, valueLength: number): void {
+    if (this.degradedBytes !== undefined) {
+      this.degradedBytes += ELEMENT_HEADER + key.length + valueLength;
+      this.changed = true;
+      return;
+    }
+    try {
+      this.putInTree(key, valueLength);
+    } catch {
+      this.degrade();
+      this.put(key, valueLength);
+    }
+  }
+
+  private putInTree(key: Buffer, valueLength: number): void {
     const leaf = this.descend(key);
     const i = lowerBound(leaf.keys, key);
     if (i < leaf.keys.length && leaf.keys[i]!.equals(key)) leaf.valueLengths[i] = valueLength;
@@ -154,6 +177,15 @@ export class BboltSizeModel {
 
   /** A revision deleted in the current transaction (compaction). */
   delete(key: Buffer): void {
+    if (this.degradedBytes !== undefined) return;
+    try {
+      this.deleteInTree(key);
+    } catch {
+      this.degrade();
+    }
+  }
+
+  private deleteInTree(key: Buffer): void {
     const leaf = this.descend(key);
     const i = lowerBound(leaf.keys, key);
     if (i < leaf.keys.length && leaf.keys[i]!.equals(key)) {
@@ -173,6 +205,26 @@ export class BboltSizeModel {
   commit(): void {
     if (!this.changed) return;
     this.changed = false;
+    if (this.degradedBytes === undefined) {
+      try {
+        this.commitTree();
+        return;
+      } catch {
+        this.degrade();
+      }
+    }
+    // Degraded: the bytes written go on new pages at the end of the file.
+    this.highWater += Math.ceil(this.degradedBytes! / BBOLT_PAGE_SIZE);
+    this.degradedBytes = 0;
+    this.freeAtLastCommit = 0;
+  }
+
+  private degrade(): void {
+    this.degradedBytes = 0;
+    this.changed = true;
+  }
+
+  private commitTree(): void {
     // Pages freed by the previous transaction are reusable now (no read transaction holds them).
     this.freelist.release();
     this.rebalance(this.root);
@@ -199,6 +251,7 @@ export class BboltSizeModel {
    * no tree reaches (freed or pending) are free on reopen.
    */
   defragment(revisions: Iterable<{ key: Buffer; valueLength: number }>): void {
+    this.degradedBytes = undefined;
     this.root = new TreeNode(true, undefined);
     this.freelist = new Freelist();
     this.highWater = FRESH_FILE_PAGES;
@@ -220,13 +273,19 @@ export class BboltSizeModel {
 
   private descend(key: Buffer): TreeNode {
     if (!this.root.leaf && this.root.children.length === 0) {
-      // Every revision was deleted: the bucket is an empty leaf again.
+      // Every revision was deleted: the bucket is an empty leaf again (rebalance does this too).
       this.freePages(this.root);
       this.root = new TreeNode(true, undefined);
     }
     let node = this.root;
     node.dirty = true;
     while (!node.leaf) {
+      if (node.children.length === 0) {
+        // Not a state rebalance leaves, but a size model must never fail a write: give the
+        // childless branch an empty leaf to hold the key (an estimate, one page more at most).
+        const leaf = new TreeNode(true, node);
+        node.children.push(leaf);
+      }
       // bbolt's branch search: the last child whose first key is <= key (the first child if none).
       let lo = 0;
       let hi = node.children.length - 1;
@@ -258,27 +317,43 @@ export class BboltSizeModel {
 
   /** bbolt's node.rebalance, children first (a merge can unbalance the parent). */
   private rebalance(node: TreeNode): void {
-    if (!node.leaf) for (const child of [...node.children]) if (child.dirty) this.rebalance(child);
-    if (!node.unbalanced) return;
+    // A child's merge rebalances this node again from inside this loop and can take siblings
+    // still in the snapshot out of the tree: those are skipped, as bbolt skips nodes it freed.
+    if (!node.leaf) {
+      for (const child of [...node.children]) {
+        if (child.dirty && !child.removed && child.parent === node) this.rebalance(child);
+      }
+    }
+    if (node.removed || !node.unbalanced) return;
     node.unbalanced = false;
     const minKeys = node.leaf ? 1 : 2;
     if (node.size() > REBALANCE_THRESHOLD && node.count > minKeys) return;
     const parent = node.parent;
     if (parent === undefined) {
-      // A branch root with one child gives way to that child's contents.
+      if (node !== this.root) return;
       if (!node.leaf && node.children.length === 1) {
-        const child = node.children[0]!;
-        const collapsed = child;
+        // A branch root with one child gives way to that child's contents.
+        const collapsed = node.children[0]!;
         collapsed.parent = undefined;
         collapsed.dirty = true;
         this.freePages(node);
+        node.removed = true;
         this.root = collapsed;
+      } else if (!node.leaf && node.children.length === 0) {
+        // Every child emptied in one commit: bbolt collapses the root into its last child,
+        // whose elements were all deleted, so the bucket is an empty leaf again.
+        this.freePages(node);
+        node.removed = true;
+        this.root = new TreeNode(true, undefined);
+        this.root.dirty = true;
       }
       return;
     }
     const index = parent.children.indexOf(node);
+    if (index < 0) return; // no longer in the tree (defensive: removed nodes are skipped above)
     if (node.count === 0) {
       parent.children.splice(index, 1);
+      node.removed = true;
       this.freePages(node);
       parent.unbalanced = true;
       this.rebalance(parent);
@@ -296,6 +371,7 @@ export class BboltSizeModel {
       target.children.push(...source.children);
     }
     parent.children.splice(parent.children.indexOf(source), 1);
+    source.removed = true;
     this.freePages(source);
     parent.unbalanced = true;
     this.rebalance(parent);
