@@ -60,6 +60,7 @@ PROTOS=(
   v3electionpb/v3election.proto
   v3lockpb/v3lock.proto
   internal/peer.proto
+  internal/auth-backend.proto
 )
 
 TS_PROTO_OPTS="outputServices=grpc-js,env=node,forceLong=bigint,useOptionals=messages"

@@ -1,27 +1,56 @@
 #!/usr/bin/env node
-// `npm start`: nats-server, three raft-node members, one api-gateway and the backup service on
-// loopback, data under ./data. NATS carries control-plane events (leader changes re-route the
-// gateway at once); without nats-server installed everything runs on polling alone.
+// `npm start`: nats-server, three raft-node members, one api-gateway, the auth service and the
+// backup service on loopback, data under ./data. NATS carries control-plane events (leader changes
+// re-route the gateway at once); without nats-server installed everything runs on polling alone.
 // Runs the compiled services (npm start builds first), prefixes each process's output with its
 // name, and supervises them: a process that dies (kill -9 a member to watch the cluster carry
 // on) is reported and started again on its data after a back-off, while the others keep serving.
 // Ctrl-C stops the gateway, then the members, each with SIGTERM.
-import { spawn } from "node:child_process";
+//
+// `npm start -- --tls`: the same cluster over TLS end to end, with a test CA made by
+// scripts/gen-test-certs.sh under data/tls/certs (clients need a certificate from it; peers
+// verify each other; the gateway dials members with mTLS). Its data is kept apart (data/tls),
+// and the backup service, which has no TLS yet, is not started.
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const root = resolve(import.meta.dirname, "..");
-const dataRoot = resolve(process.env.ETCD_TS_DATA_DIR ?? join(root, "data"));
+const useTls = process.argv.slice(2).includes("--tls");
+const dataRoot = resolve(process.env.ETCD_TS_DATA_DIR ?? join(root, "data"), useTls ? "tls" : ".");
+const certs = join(dataRoot, "certs");
+const scheme = useTls ? "https" : "http";
 const host = "127.0.0.1";
 const members = [1, 2, 3].map((n) => ({
   name: `n${n}`,
-  client: `http://${host}:${n}2379`,
-  peer: `http://${host}:${n}2380`,
+  client: `${scheme}://${host}:${n}2379`,
+  peer: `${scheme}://${host}:${n}2380`,
 }));
+if (useTls && !existsSync(join(certs, "ca.crt"))) {
+  execFileSync("bash", [join(root, "scripts/gen-test-certs.sh"), certs], { stdio: "inherit" });
+}
+const cert = (name) => join(certs, name);
+const memberTlsFlags = useTls
+  ? [
+      ...["--cert-file", cert("server.crt"), "--key-file", cert("server.key")],
+      ...["--trusted-ca-file", cert("ca.crt"), "--client-cert-auth"],
+      ...["--peer-cert-file", cert("peer.crt"), "--peer-key-file", cert("peer.key")],
+      ...["--peer-trusted-ca-file", cert("ca.crt"), "--peer-client-cert-auth"],
+    ]
+  : [];
+const gatewayTlsFlags = useTls
+  ? [
+      ...["--cert-file", cert("server.crt"), "--key-file", cert("server.key")],
+      ...["--trusted-ca-file", cert("ca.crt"), "--client-cert-auth"],
+      ...["--cacert", cert("ca.crt"), "--cert", cert("server.crt"), "--key", cert("server.key")],
+    ]
+  : [];
 const gateway = { grpc: `${host}:2379`, json: `${host}:2378` };
 const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(",");
 
 const backup = { listen: `${host}:2390`, dir: join(dataRoot, "backups"), cron: "0 * * * *" };
+// Answers Authenticate for the gateway (password checks, JWTs); its keys live in the members.
+const auth = { grpc: `${host}:2391`, http: `${host}:2392` };
 
 // Debian's nats-server package (scripts/setup.sh installs it) puts it in /usr/sbin.
 const natsServer = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => existsSync(p));
@@ -31,7 +60,8 @@ const natsFlags = nats === undefined ? [] : ["--nats-url", nats.url];
 const memberMain = join(root, "services/raft-node/dist/main.js");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
 const backupMain = join(root, "services/backup/dist/main.js");
-for (const main of [memberMain, gatewayMain, backupMain]) {
+const authMain = join(root, "services/auth/dist/main.js");
+for (const main of [memberMain, gatewayMain, backupMain, authMain]) {
   if (!existsSync(main)) {
     console.error(`missing ${main}: build first (npm run build)`);
     process.exit(1);
@@ -111,41 +141,74 @@ for (const m of members) {
     initialCluster,
     "--initial-cluster-token",
     "etcd-ts-local",
+    ...memberTlsFlags,
     ...natsFlags,
+  ]);
+}
+// The auth service reaches members on plain peer URLs only so far: not started with --tls.
+if (!useTls) {
+  run("auth", [
+    authMain,
+    "--endpoints",
+    members.map((m) => m.peer).join(","),
+    "--listen-addr",
+    auth.grpc,
+    "--http-listen-addr",
+    auth.http,
   ]);
 }
 run("gateway", [
   gatewayMain,
+  ...(useTls ? [] : ["--auth-endpoints", auth.grpc]),
   "--endpoints",
   members.map((m) => m.client).join(","),
   "--listen-addr",
   gateway.grpc,
   "--json-listen-addr",
   gateway.json,
+  ...gatewayTlsFlags,
   ...natsFlags,
 ]);
 
-run("backup", [
-  backupMain,
-  "serve",
-  "--endpoints",
-  members.map((m) => m.client.replace("http://", "")).join(","),
-  "--dir",
-  backup.dir,
-  "--cron",
-  backup.cron,
-  "--keep-last",
-  "24",
-  "--listen",
-  backup.listen,
-  ...natsFlags,
-]);
+if (!useTls) {
+  run("backup", [
+    backupMain,
+    "serve",
+    "--endpoints",
+    members.map((m) => m.client.replace("http://", "")).join(","),
+    "--dir",
+    backup.dir,
+    "--cron",
+    backup.cron,
+    "--keep-last",
+    "24",
+    "--listen",
+    backup.listen,
+    ...natsFlags,
+  ]);
+}
 
-console.log(`
-etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway, and a backup service.
+const etcdctlTls = `--cacert ${cert("ca.crt")} --cert ${cert("client.crt")} --key ${cert("client.key")}`;
+const curlTls = `--cacert ${cert("ca.crt")} --cert ${cert("client.crt")} --key ${cert("client.key")}`;
+if (useTls) {
+  console.log(`
+etcd-ts is starting over TLS: 3 members (data in ${dataRoot}) behind one gateway; test CA in ${certs}.
+  gRPC (etcdctl, clients): ${gateway.grpc}      JSON gateway: https://${gateway.json}
+  members: ${members.map((m) => m.client).join("  ")}
+  every client needs a certificate from the test CA (client.crt; root.crt's CN is etcd's root user)
+Try:
+  ETCDCTL_API=3 etcdctl ${etcdctlTls} put hello world
+  curl -s ${curlTls} https://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
+The backup and auth services are not started (they have no TLS yet). Ctrl-C stops everything.
+`);
+} else
+  console.log(`
+etcd-ts is starting: 3 members (data in ${dataRoot}) behind one gateway, an auth service and a
+backup service.
   gRPC (etcdctl, clients): ${gateway.grpc}      JSON gateway: http://${gateway.json}
   members: ${members.map((m) => m.client).join("  ")}
   backups: hourly into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
+  auth: Authenticate for the gateway on ${auth.grpc}; its public keys: curl http://${auth.http}/.well-known/jwks.json
   NATS: ${nats === undefined ? "not running (polling only)" : `${nats.url}  (subjects: etcd.<cluster-id>.leader|members|alarm|compaction, backup.*)`}
 Try:
   ETCDCTL_API=3 etcdctl put hello world && ETCDCTL_API=3 etcdctl get hello

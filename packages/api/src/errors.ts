@@ -24,6 +24,12 @@ export const ETCD_ERRORS = {
   MemberBadURLs: [INVALID_ARGUMENT, "etcdserver: given member URLs are invalid"],
   NoSpace: [RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded"],
   TooManyRequests: [RESOURCE_EXHAUSTED, "etcdserver: too many requests"],
+  // Not etcd's (etcd has no login rate limit): services/auth's answer while a user or client
+  // address is over its failed-login budget, even to the right password.
+  TooManyFailedLogins: [
+    RESOURCE_EXHAUSTED,
+    "etcdserver: too many failed authentication attempts, try again later",
+  ],
   Compacted: [OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted"],
   FutureRev: [OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision"],
   LeaseTTLTooLarge: [OUT_OF_RANGE, "etcdserver: too large lease TTL"],

@@ -14,11 +14,14 @@ export const ETCD_CLUSTER_VERSION = "3.4.0";
 export * as authpb from "./gen/authpb/auth.js";
 export * as etcdserverpb from "./gen/etcdserverpb/rpc.js";
 export { HTTP_ROUTES, type HttpRoute } from "./gen/http-routes.js";
+/** What services/auth asks of the members, on their peer URLs (proto/internal/auth-backend.proto). */
+export * as authBackend from "./gen/internal/auth-backend.js";
 /** The member-to-member transport (proto/internal/peer.proto); never exposed to clients. */
 export * as peer from "./gen/internal/peer.js";
 export * as mvccpb from "./gen/mvccpb/kv.js";
 export * as v3electionpb from "./gen/v3electionpb/v3election.js";
 export * as v3lockpb from "./gen/v3lockpb/v3lock.js";
+export { ReplayingSocket } from "./grpc/client-port.js";
 export {
   deadlineFrom,
   decodeGrpcMessage,
@@ -63,6 +66,20 @@ export {
   jsonGatewayHandler,
 } from "./json-gateway/json-gateway.js";
 export { jsonToWire, wireToJson } from "./json-wire.js";
+export { CipherSuiteError, opensslCiphers } from "./tls/cipher-suites.js";
+export { revokedSerials, serialHex } from "./tls/revocation-list.js";
+export {
+  createTlsServer,
+  loadServerTls,
+  rejectionMessage,
+  type ServerTls,
+  serverTlsFromKeyPair,
+  TlsConfigError,
+  type TlsConnectionHandlers,
+  type TlsFiles,
+  type TlsRejection,
+  verifiedCommonName,
+} from "./tls/server-tls.js";
 export {
   WIRE_FIXED32,
   WIRE_FIXED64,

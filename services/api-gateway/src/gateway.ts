@@ -1,7 +1,17 @@
 // Assembles the gateway's parts: cluster tracking, the gRPC proxy with its coalescers, and
 // (when given an address) the JSON gateway. main.ts and tests start it the same way.
 
-import type { GrpcHttp2Server } from "@etcd-ts/api";
+import { readFileSync } from "node:fs";
+import type net from "node:net";
+import {
+  createTlsServer,
+  type GrpcHttp2Server,
+  loadServerTls,
+  parseGrpcTarget,
+  rejectionMessage,
+  type TlsFiles,
+  type TlsRejection,
+} from "@etcd-ts/api";
 import { ControlPlane } from "@etcd-ts/events";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
@@ -14,6 +24,7 @@ import { createJsonGateway } from "./json/json-gateway.js";
 import type { KeepAliveHub } from "./lease/keepalive-hub.js";
 import { createKeepAliveHub } from "./lease/keepalive-proxy.js";
 import { GatewayMetrics } from "./observability/gateway-metrics.js";
+import { AuthServiceForwarder } from "./proxy/auth-service-forwarder.js";
 import { createGrpcServer } from "./proxy/grpc-server.js";
 import { OpenStreams } from "./proxy/open-streams.js";
 import { StreamForwarder } from "./proxy/stream-forwarder.js";
@@ -30,10 +41,16 @@ export interface GatewayOptions {
   keepAliveReuseMs: number;
   /** Serializable Range answers to cache (watch-fed); 0 turns the cache off. Default 10,000. */
   serializableCacheEntries?: number;
+  /** services/auth replicas (host:port) for Authenticate; none: the members answer it. */
+  authEndpoints?: string[];
   /** nats:// URLs: follow leader announcements (routing moves before the next probe). */
   natsUrl?: string | undefined;
   logger: Logger;
   processMetrics?: boolean;
+  /** TLS to clients on both ports (see config/gateway-config.ts). */
+  serverTls?: TlsFiles | undefined;
+  /** TLS to members: file paths of the CA and the client certificate. */
+  upstreamTls?: { cacert: string; cert: string; key: string } | undefined;
 }
 
 export class Gateway {
@@ -47,20 +64,31 @@ export class Gateway {
     private readonly openStreams: OpenStreams,
     private readonly server: GrpcHttp2Server,
     private readonly json: FastifyInstance | undefined,
+    /** The JSON port's own listener when it serves TLS (fastify's server then never listens). */
+    private readonly jsonTlsListener: net.Server | undefined,
     readonly grpcPort: number,
     readonly jsonPort: number | undefined,
     private readonly logger: Logger,
     private readonly controlPlane: ControlPlane | undefined,
+    private readonly authService: AuthServiceForwarder | undefined,
   ) {}
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     const { logger } = options;
     const metrics = new GatewayMetrics({ processMetrics: options.processMetrics ?? false });
+    const serverTls = options.serverTls === undefined ? undefined : loadServerTls(options.serverTls);
+    const onTlsRejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
+    const upstream = options.upstreamTls;
+    const read = (path: string) => (path === "" ? undefined : readFileSync(path));
     const tracker = new ClusterTracker({
       seeds: options.endpoints,
       refreshIntervalMs: options.refreshIntervalMs,
       probeTimeoutMs: 2_000,
       logger,
+      upstreamTls:
+        upstream === undefined
+          ? undefined
+          : { ca: read(upstream.cacert), cert: read(upstream.cert), key: read(upstream.key) },
     });
     tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
     await tracker.start();
@@ -85,12 +113,17 @@ export class Gateway {
       feed.setAuthEnabled(tracker.snapshot().authEnabled ?? false);
       tracker.onChange((snapshot) => feed.setAuthEnabled(snapshot.authEnabled ?? false));
     }
+    const authService =
+      options.authEndpoints !== undefined && options.authEndpoints.length > 0
+        ? new AuthServiceForwarder(options.authEndpoints)
+        : undefined;
     const unary = new UnaryForwarder(
       tracker,
       metrics,
       logger,
       { maxAttempts: 12, retryBudgetMs: 10_000 },
       rangeCache,
+      authService,
     );
     const streams = new StreamForwarder(tracker, metrics, logger, 6);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
@@ -111,16 +144,39 @@ export class Gateway {
       logger,
       openStreams,
       http1: (req, res) => json.server.emit("request", req, res),
+      tls: serverTls,
+      onTlsRejected,
     });
     const grpcPort = await server.listen(options.listenAddr);
     let jsonPort: number | undefined;
-    if (options.jsonListenAddr !== undefined) {
+    let jsonTlsListener: net.Server | undefined;
+    if (options.jsonListenAddr !== undefined && serverTls !== undefined) {
+      const listener = createTlsServer(serverTls, ["http/1.1"], {
+        secure: (socket) => json.server.emit("connection", socket),
+        rejected: onTlsRejected,
+      });
+      await new Promise<void>((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen(parseGrpcTarget(options.jsonListenAddr!), () => resolve());
+      });
+      const address = listener.address();
+      jsonPort = typeof address === "object" && address !== null ? address.port : undefined;
+      jsonTlsListener = listener;
+    } else if (options.jsonListenAddr !== undefined) {
       const { host, port } = splitHostPort(options.jsonListenAddr);
       await json.listen({ host, port });
       const address = json.server.address();
       jsonPort = typeof address === "object" && address !== null ? address.port : port;
     }
-    logger.info({ grpcPort, jsonPort, members: tracker.snapshot().members.length }, "gateway listening");
+    logger.info(
+      {
+        grpcPort,
+        jsonPort,
+        members: tracker.snapshot().members.length,
+        authService: options.authEndpoints ?? [],
+      },
+      "gateway listening",
+    );
     return new Gateway(
       tracker,
       metrics,
@@ -130,10 +186,12 @@ export class Gateway {
       openStreams,
       server,
       json,
+      jsonTlsListener,
       grpcPort,
       jsonPort,
       logger,
       controlPlane,
+      authService,
     );
   }
 
@@ -145,8 +203,17 @@ export class Gateway {
     this.rangeCache?.close();
     this.watches.close();
     this.keepAlives.close();
-    await Promise.all([this.server.close(graceMs), this.json?.close()]);
+    if (this.jsonTlsListener !== undefined) {
+      this.jsonTlsListener.close();
+      this.json?.server.closeAllConnections();
+    }
+    await Promise.all([
+      this.server.close(graceMs),
+      // fastify's own server never listened when the JSON port serves TLS.
+      this.jsonTlsListener === undefined ? this.json?.close() : undefined,
+    ]);
     this.tracker.close();
     await this.controlPlane?.close();
+    this.authService?.close();
   }
 }

@@ -2,11 +2,19 @@
 // status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
+import {
+  loadServerTls,
+  rejectionMessage,
+  type ServerTls,
+  serverTlsFromKeyPair,
+  type TlsFiles,
+  type TlsRejection,
+} from "@etcd-ts/api";
 import { ControlPlane } from "@etcd-ts/events";
 import { processRegistry, startTracing } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
-import { ConfigError, memberConfig, parseFlags } from "./config/flags.js";
+import { ConfigError, type MemberConfig, memberConfig, parseFlags } from "./config/flags.js";
 import { clusterEventPublisher } from "./events/cluster-event-publisher.js";
 import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
@@ -14,6 +22,7 @@ import { mismatchedPeers, peerHashes } from "./server/initial-corrupt-check.js";
 import { CLUSTER_VERSION, Member, SERVER_VERSION } from "./server/mod.js";
 import { runSnapshotCommand } from "./snapshot/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
+import { dialTlsFrom } from "./transport/tls-credentials.js";
 import { ClientServer } from "./v3rpc/client-server.js";
 
 /** etcd 3.4's default log line shape (capnslog), which etcd's e2e suite and operators grep for. */
@@ -122,13 +131,8 @@ async function main(): Promise<void> {
     "grpc.max_receive_message_length": -1,
     "grpc.max_send_message_length": -1,
   });
-  const hostsOf = (urls: URL[]) => urls.map((u) => u.hostname);
-  const peerTls = config.peerAutoTls
-    ? await selfSignedKeyPair(join(config.dataDir, "fixtures", "peer"), hostsOf(config.listenPeerUrls))
-    : undefined;
-  const clientTls = config.autoTls
-    ? await selfSignedKeyPair(join(config.dataDir, "fixtures", "client"), hostsOf(config.listenClientUrls))
-    : undefined;
+  const { peerTls, clientTls } = await serverTlsOf(config, logger);
+  const rejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
   if (config.initialCorruptCheck) {
     // Before Raft starts, as etcd (a corrupt member must not serve or replicate anything).
     const local = await member.hashKV(0);
@@ -139,7 +143,7 @@ async function main(): Promise<void> {
     const revision = local.hashRevision;
     const mismatched = mismatchedPeers(
       { hash: local.hash, revision, compactRevision: local.compactRevision },
-      await peerHashes(peers, revision, timeoutMs),
+      await peerHashes(peers, revision, timeoutMs, dialTlsFrom(config.clientTls)),
       logger,
     );
     if (mismatched.length > 0) {
@@ -154,7 +158,7 @@ async function main(): Promise<void> {
   }
   await member.start(peerServer, peerTls);
   await member.published;
-  clientServer = new ClientServer(member, metrics);
+  clientServer = new ClientServer(member, metrics, dialTlsFrom(config.clientTls), rejected);
   await clientServer.listen(config.listenClientUrls, clientTls);
   await clientServer.listenMetrics(config.listenMetricsUrls, clientTls);
   const clientUrls = config.advertiseClientUrls.map(urlString);
@@ -173,6 +177,37 @@ async function main(): Promise<void> {
       ? `serving client requests on ${config.listenClientUrls.map(urlString).join(",")}`
       : `serving insecure client requests on ${config.listenClientUrls.map(urlString).join(",")}, this is strongly discouraged!`,
   );
+}
+
+/**
+ * Each side's TLS: certificate files, else auto-TLS (etcd: auto-TLS is ignored, with a warning,
+ * when files are given), else none.
+ */
+async function serverTlsOf(
+  config: MemberConfig,
+  logger: { warn(details: object, message: string): void },
+): Promise<{ peerTls: ServerTls | undefined; clientTls: ServerTls | undefined }> {
+  const hostsOf = (urls: URL[]) => urls.map((u) => u.hostname);
+  const side = async (
+    files: TlsFiles | undefined,
+    auto: boolean,
+    dir: string,
+    urls: URL[],
+    what: string,
+  ): Promise<ServerTls | undefined> => {
+    if (files !== undefined) {
+      if (auto) logger.warn({}, `ignoring ${what} auto TLS since certs given`);
+      return loadServerTls(files);
+    }
+    if (!auto) return undefined;
+    return serverTlsFromKeyPair(
+      await selfSignedKeyPair(join(config.dataDir, "fixtures", dir), hostsOf(urls)),
+    );
+  };
+  return {
+    peerTls: await side(config.peerTls, config.peerAutoTls, "peer", config.listenPeerUrls, "peer"),
+    clientTls: await side(config.clientTls, config.autoTls, "client", config.listenClientUrls, "client"),
+  };
 }
 
 main().catch((err: unknown) => {

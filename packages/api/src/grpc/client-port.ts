@@ -24,6 +24,7 @@
 
 import type net from "node:net";
 import { Duplex } from "node:stream";
+import type tls from "node:tls";
 import {
   completeFrameAt,
   EMPTY_SETTINGS_FRAME,
@@ -212,6 +213,15 @@ export class ReplayingSocket extends Duplex {
   }
   get encrypted(): boolean {
     return (this.socket as { encrypted?: boolean }).encrypted === true;
+  }
+
+  /** A TLS socket's verdict on the peer's certificate (read for the caller's CN). */
+  get authorized(): boolean {
+    return (this.socket as { authorized?: boolean }).authorized === true;
+  }
+
+  getPeerCertificate(): tls.PeerCertificate | undefined {
+    return (this.socket as Partial<tls.TLSSocket>).getPeerCertificate?.();
   }
 
   setNoDelay(noDelay?: boolean): this {

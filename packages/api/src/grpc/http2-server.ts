@@ -15,8 +15,9 @@ import { EventEmitter } from "node:events";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import tls from "node:tls";
+import type tls from "node:tls";
 import grpc from "@grpc/grpc-js";
+import { createTlsServer, type ServerTls, type TlsRejection, verifiedCommonName } from "../tls/server-tls.js";
 import { routeClientConnection } from "./client-port.js";
 import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.js";
 import { parseGrpcTarget } from "./listen.js";
@@ -89,6 +90,8 @@ export class ServerCall extends EventEmitter {
   private needDrain = false;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private trailers: http2.OutgoingHttpHeaders | undefined;
+  /** The CN of the client's verified TLS certificate, when the server asks for one. */
+  peerCommonName: string | undefined;
   /** @internal Set by the server when it has an observer. */
   observer: GrpcMethodObserver | undefined;
   /** @internal performance.now() at dispatch, when observed. */
@@ -128,6 +131,11 @@ export class ServerCall extends EventEmitter {
   get metadata(): grpc.Metadata {
     this.metadataCache ??= metadataFromHeaders(this.headers, RESERVED_HEADERS) ?? new grpc.Metadata();
     return this.metadataCache;
+  }
+
+  /** The client's IP address (the TCP peer of the HTTP/2 session), when the socket has one. */
+  get remoteAddress(): string | undefined {
+    return this.stream.session?.socket?.remoteAddress;
   }
 
   /** One request header (lower-case name), without building the metadata object. */
@@ -300,8 +308,12 @@ export interface GrpcHttp2ServerOptions {
   maxReceiveBytes?: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS. Default: no limit. */
   maxConcurrentStreams?: number;
-  /** Serve TLS (ALPN h2, and http/1.1 when `http1` is given) with this certificate and key. */
-  tls?: { cert: Buffer; key: Buffer };
+  /** Serve TLS (ALPN h2, and http/1.1 when `http1` is given); see tls/server-tls.ts. */
+  tls?: ServerTls;
+  /** With `tls`: plaintext connections on the same port too (etcd's http:// and https:// URLs on one port). */
+  plaintextToo?: boolean;
+  /** A connection TLS or etcd's certificate checks refused (for the log). */
+  onTlsRejected?: (rejection: TlsRejection) => void;
   /**
    * HTTP/1.x requests on the same port (etcd's /health, /version, JSON gateway): connections
    * that do not start with HTTP/2's preface go to this handler (see client-port.ts).
@@ -319,7 +331,11 @@ export class GrpcHttp2Server {
   /** Never listens: client-port.ts hands it the connections our listener accepts. */
   private readonly server: http2.Http2Server;
   private readonly http1: http.Server | undefined;
-  private readonly tls: { cert: Buffer; key: Buffer } | undefined;
+  private readonly tls: ServerTls | undefined;
+  private readonly plaintextToo: boolean;
+  private readonly onTlsRejected: (rejection: TlsRejection) => void;
+  /** The CN of each session's verified client certificate (etcd's AuthInfoFromTLS). */
+  private readonly sessionCommonNames = new WeakMap<http2.Http2Session, string>();
   private listener: net.Server | undefined;
   private readonly windowBytes: number;
   private readonly maxReceiveBytes: number;
@@ -339,9 +355,15 @@ export class GrpcHttp2Server {
     this.server = http2.createServer(options2);
     this.http1 = options.http1 === undefined ? undefined : http.createServer(options.http1);
     this.tls = options.tls;
+    this.plaintextToo = options.plaintextToo === true;
+    this.onTlsRejected = options.onTlsRejected ?? (() => {});
     this.observer = options.observer;
     this.server.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
+      if (this.tls?.verifiesPeers) {
+        const cn = verifiedCommonName(session.socket as unknown as tls.TLSSocket);
+        if (cn !== undefined) this.sessionCommonNames.set(session, cn);
+      }
       session.on("error", () => {});
       session.once("close", () => this.sessions.delete(session));
       session.once("connect", () => session.setLocalWindowSize(this.windowBytes));
@@ -364,20 +386,19 @@ export class GrpcHttp2Server {
         http2: (connection) => this.server.emit("connection", connection),
         http1: http1 === undefined ? undefined : (s) => http1.emit("connection", s),
       });
-    const listener =
-      this.tls === undefined
-        ? net.createServer({ noDelay: true }, route)
-        : tls.createServer(
-            {
-              cert: this.tls.cert,
-              key: this.tls.key,
-              ALPNProtocols: http1 === undefined ? ["h2"] : ["h2", "http/1.1"],
-            },
-            route,
-          );
-    // Go (so etcd) turns Nagle off; see listen.ts. tls.Server takes no noDelay option.
-    if (this.tls !== undefined) listener.on("connection", (socket: net.Socket) => socket.setNoDelay(true));
-    listener.on("tlsClientError", (_err: Error, socket: tls.TLSSocket) => socket.destroy());
+    const tlsConfig = this.tls;
+    let listener: net.Server;
+    if (tlsConfig === undefined) {
+      listener = net.createServer({ noDelay: true }, route);
+    } else {
+      // http/1.1 first: the server picks by its own order, so HTTP clients that offer both (curl)
+      // get the HTTP/1.1 handler (/health, /version, JSON), and gRPC clients, which offer only h2, h2.
+      listener = createTlsServer(tlsConfig, http1 === undefined ? ["h2"] : ["http/1.1", "h2"], {
+        secure: (socket) => route(socket),
+        plain: this.plaintextToo ? route : undefined,
+        rejected: this.onTlsRejected,
+      });
+    }
     this.listener = listener;
     return new Promise((resolve, reject) => {
       listener.once("error", reject);
@@ -426,6 +447,8 @@ export class GrpcHttp2Server {
     }
     const path = String(headers[HTTP2_HEADER_PATH] ?? "");
     const call = new ServerCall(path, stream, headers, this.maxReceiveBytes);
+    if (this.tls?.verifiesPeers && stream.session !== undefined)
+      call.peerCommonName = this.sessionCommonNames.get(stream.session);
     stream.on("data", (chunk: Buffer) => call.receive(chunk));
     const handler = this.handlers.get(path);
     if (handler === undefined) {

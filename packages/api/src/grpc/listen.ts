@@ -8,6 +8,7 @@
 
 import net from "node:net";
 import type { Server, ServerCredentials } from "@grpc/grpc-js";
+import { createTlsServer, type ServerTls, type TlsRejection } from "../tls/server-tls.js";
 
 export interface GrpcListener {
   /** The bound TCP port (0 for a unix socket). */
@@ -32,13 +33,25 @@ export function parseGrpcTarget(target: string): net.ListenOptions {
   return { host: host === "" ? undefined : host, port };
 }
 
+/**
+ * With `tls`, TLS is ours (tls/server-tls.ts: etcd's CRL and allowed-CN checks, its log line for
+ * refused connections) and grpc-js gets the decrypted connections; `credentials` must then be
+ * insecure ones.
+ */
 export async function listenGrpc(
   server: Server,
   target: string,
   credentials: ServerCredentials,
+  tls?: { config: ServerTls; rejected(rejection: TlsRejection): void },
 ): Promise<GrpcListener> {
   const injector = server.createConnectionInjector(credentials);
-  const listener = net.createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+  const listener =
+    tls === undefined
+      ? net.createServer({ noDelay: true }, (socket) => injector.injectConnection(socket))
+      : createTlsServer(tls.config, ["h2"], {
+          secure: (socket) => injector.injectConnection(socket),
+          rejected: tls.rejected,
+        });
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen(parseGrpcTarget(target), () => {

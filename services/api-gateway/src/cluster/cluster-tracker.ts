@@ -12,7 +12,12 @@ import {
   decodeStatusResponse,
 } from "../wire/etcd-messages.js";
 import { Http2UnaryChannel } from "./http2-unary-channel.js";
-import { addressFromClientUrl, createUpstreamClient, unaryCall } from "./upstream-client.js";
+import {
+  addressFromClientUrl,
+  createUpstreamClient,
+  type UpstreamTls,
+  unaryCall,
+} from "./upstream-client.js";
 
 const STATUS_PATH = "/etcdserverpb.Maintenance/Status";
 const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
@@ -24,6 +29,8 @@ export interface ClusterTrackerOptions {
   refreshIntervalMs: number;
   probeTimeoutMs: number;
   logger: Logger;
+  /** Dial members over TLS (https client URLs); absent: plaintext. */
+  upstreamTls?: UpstreamTls | undefined;
 }
 
 interface Endpoint {
@@ -166,8 +173,8 @@ export class ClusterTracker {
     if (ep === undefined) {
       ep = {
         address,
-        client: createUpstreamClient(address),
-        unary: new Http2UnaryChannel(address),
+        client: createUpstreamClient(address, this.options.upstreamTls),
+        unary: new Http2UnaryChannel(address, this.options.upstreamTls),
         memberId: undefined,
         isLearner: false,
         healthy: false,
@@ -285,7 +292,9 @@ export class ClusterTracker {
         const listedAddresses = new Set<string>();
         for (const m of members) {
           // A member added but not yet started has no client URLs: nothing to dial.
-          const address = m.clientURLs.map(addressFromClientUrl).find((a) => a !== undefined);
+          const address = m.clientURLs
+            .map((url) => addressFromClientUrl(url, this.options.upstreamTls !== undefined))
+            .find((a) => a !== undefined);
           if (address === undefined) continue;
           listedAddresses.add(address);
           const known = this.endpoints.get(address);

@@ -11,8 +11,10 @@
 
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 import { decodeGrpcMessage, grpcTimeout, metadataFromHeaders } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
+import type { UpstreamTls } from "./upstream-client.js";
 
 export interface UnaryResult {
   error: grpc.StatusObject | undefined;
@@ -42,7 +44,11 @@ export class Http2UnaryChannel {
   private keepalive: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(readonly address: string) {}
+  /** `tls`: dial the member over TLS (the gateway's --cacert/--cert/--key). */
+  constructor(
+    readonly address: string,
+    private readonly tls?: UpstreamTls,
+  ) {}
 
   call(
     path: string,
@@ -191,15 +197,26 @@ export class Http2UnaryChannel {
     const current = this.session;
     if (current !== undefined && !current.closed && !current.destroyed) return current;
     this.connected = false;
-    const session = http2.connect(`http://${this.address}`, {
+    const upstreamTls = this.tls;
+    const session = http2.connect(`${upstreamTls === undefined ? "http" : "https"}://${this.address}`, {
       settings: { enablePush: false, initialWindowSize: WINDOW_BYTES },
       // Nagle would hold a request's DATA frame back until the peer acknowledges its HEADERS.
-      createConnection: (authority: URL) =>
-        net.connect({
-          host: authority.hostname.replace(/^\[(.*)\]$/, "$1"),
-          port: Number(authority.port),
-          noDelay: true,
-        }),
+      createConnection: (authority: URL) => {
+        const host = authority.hostname.replace(/^\[(.*)\]$/, "$1");
+        const port = Number(authority.port);
+        if (upstreamTls === undefined) return net.connect({ host, port, noDelay: true });
+        const socket = tls.connect({
+          host,
+          port,
+          ALPNProtocols: ["h2"],
+          ...(net.isIP(host) === 0 ? { servername: host } : {}),
+          ...(upstreamTls.ca !== undefined ? { ca: upstreamTls.ca } : {}),
+          ...(upstreamTls.cert !== undefined ? { cert: upstreamTls.cert } : {}),
+          ...(upstreamTls.key !== undefined ? { key: upstreamTls.key } : {}),
+        });
+        socket.setNoDelay(true);
+        return socket;
+      },
     });
     this.session = session;
     session.once("connect", () => {

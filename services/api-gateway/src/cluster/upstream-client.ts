@@ -21,8 +21,22 @@ export const UPSTREAM_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.enable_channelz": 0,
 };
 
-export function createUpstreamClient(address: string): grpc.Client {
-  return new grpc.Client(address, grpc.credentials.createInsecure(), UPSTREAM_CHANNEL_OPTIONS);
+/**
+ * How the gateway dials members: plaintext, or TLS verified against `ca` (etcd grpc-proxy's
+ * --cacert) offering `cert`/`key` for members that require client certificates (--cert, --key).
+ */
+export interface UpstreamTls {
+  ca: Buffer | undefined;
+  cert: Buffer | undefined;
+  key: Buffer | undefined;
+}
+
+export function createUpstreamClient(address: string, tls?: UpstreamTls): grpc.Client {
+  const credentials =
+    tls === undefined
+      ? grpc.credentials.createInsecure()
+      : grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+  return new grpc.Client(address, credentials, UPSTREAM_CHANNEL_OPTIONS);
 }
 
 export function unaryCall(
@@ -36,9 +50,13 @@ export function unaryCall(
   return client.makeUnaryRequest(path, passThrough, passThrough, request, metadata, options, callback);
 }
 
-/** "http://127.0.0.1:2379" -> "127.0.0.1:2379"; undefined for schemes the gateway cannot dial. */
-export function addressFromClientUrl(url: string): string | undefined {
-  const match = /^(?:http:\/\/)?([^/]+?)\/?$/.exec(url.trim());
-  if (match === null || url.startsWith("https://") || url.startsWith("unix")) return undefined;
+/**
+ * "http://127.0.0.1:2379" -> "127.0.0.1:2379"; undefined for schemes the gateway cannot dial
+ * (https only when it dials members over TLS, `secure`).
+ */
+export function addressFromClientUrl(url: string, secure = false): string | undefined {
+  const match = /^(?:https?:\/\/)?([^/]+?)\/?$/.exec(url.trim());
+  if (match === null || url.startsWith("unix")) return undefined;
+  if (url.startsWith("https://") !== secure && url.includes("://")) return undefined;
   return match[1];
 }

@@ -49,6 +49,35 @@ describe("parseConfig", () => {
     assert.throws(() => parseConfig(["--endpoints=a:1", "--refresh-interval-ms=0"], {}), ConfigError);
   });
 
+  it("reads etcd grpc-proxy's TLS flags: to clients and to members", () => {
+    const c = parseConfig(
+      [
+        "--endpoints=https://127.0.0.1:2379",
+        "--cert-file=s.crt",
+        "--key-file",
+        "s.key",
+        "--client-cert-auth",
+        "--trusted-ca-file=ca.crt",
+        "--cacert=ca.crt",
+        "--cert=c.crt",
+        "--key=c.key",
+      ],
+      {},
+    );
+    assert.deepEqual(c.endpoints, ["127.0.0.1:2379"]);
+    assert.equal(c.serverTls?.certFile, "s.crt");
+    assert.equal(c.serverTls?.keyFile, "s.key");
+    assert.equal(c.serverTls?.clientCertAuth, true);
+    assert.equal(c.serverTls?.trustedCaFile, "ca.crt");
+    assert.deepEqual(c.upstreamTls, { cacert: "ca.crt", cert: "c.crt", key: "c.key" });
+    const plain = parseConfig(["--endpoints=a:1"], {});
+    assert.equal(plain.serverTls, undefined);
+    assert.equal(plain.upstreamTls, undefined);
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--cert-file=s.crt"], {}), /together/);
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--client-cert-auth"], {}), /need --cert-file/);
+    assert.throws(() => parseConfig(["--endpoints=http://a:1", "--cacert=ca.crt"], {}), /over TLS/);
+  });
+
   it("splits listen addresses, IPv6 included", () => {
     assert.deepEqual(splitHostPort("127.0.0.1:2379"), { host: "127.0.0.1", port: 2379 });
     assert.deepEqual(splitHostPort("[::1]:2379"), { host: "::1", port: 2379 });

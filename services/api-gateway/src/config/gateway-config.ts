@@ -1,6 +1,7 @@
 // Gateway configuration from flags and ETCD_GATEWAY_* environment variables (flags win),
 // in etcd's flag style: --endpoints=a,b or --endpoints a,b.
 
+import type { TlsFiles } from "@etcd-ts/api";
 import { natsUrlProblem } from "@etcd-ts/events";
 import { DEFAULT_RANGE_CACHE_OPTIONS } from "../cache/range-cache.js";
 
@@ -16,9 +17,15 @@ export interface GatewayConfig {
   keepAliveReuseMs: number;
   /** Serializable Range answers the watch-fed cache holds; 0 turns the cache off. */
   serializableCacheEntries: number;
+  /** services/auth replicas (host:port) that answer Authenticate; empty: the members do. */
+  authEndpoints: string[];
   /** nats:// URLs for control-plane events (re-route at once on a leader change); empty: none. */
   natsUrl: string;
   logLevel: string;
+  /** TLS to clients on both ports (etcd grpc-proxy's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth). */
+  serverTls: TlsFiles | undefined;
+  /** TLS to members (etcd grpc-proxy's --cacert, --cert, --key): file paths. */
+  upstreamTls: { cacert: string; cert: string; key: string } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -28,7 +35,19 @@ export class ConfigError extends Error {
   }
 }
 
-const FLAGS: Record<string, { env: string; key: keyof GatewayConfig }> = {
+/** Raw flag values by name; the TLS ones are assembled into GatewayConfig's two TLS fields. */
+type RawKey =
+  | Exclude<keyof GatewayConfig, "serverTls" | "upstreamTls">
+  | "certFile"
+  | "keyFile"
+  | "trustedCaFile"
+  | "clientCertAuth"
+  | "clientCrlFile"
+  | "cacert"
+  | "cert"
+  | "key";
+
+const FLAGS: Record<string, { env: string; key: RawKey; bool?: boolean }> = {
   endpoints: { env: "ETCD_GATEWAY_ENDPOINTS", key: "endpoints" },
   "listen-addr": { env: "ETCD_GATEWAY_LISTEN_ADDR", key: "listenAddr" },
   "json-listen-addr": { env: "ETCD_GATEWAY_JSON_LISTEN_ADDR", key: "jsonListenAddr" },
@@ -38,8 +57,17 @@ const FLAGS: Record<string, { env: string; key: keyof GatewayConfig }> = {
     env: "ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES",
     key: "serializableCacheEntries",
   },
+  "auth-endpoints": { env: "ETCD_GATEWAY_AUTH_ENDPOINTS", key: "authEndpoints" },
   "nats-url": { env: "ETCD_GATEWAY_NATS_URL", key: "natsUrl" },
   "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
+  "cert-file": { env: "ETCD_GATEWAY_CERT_FILE", key: "certFile" },
+  "key-file": { env: "ETCD_GATEWAY_KEY_FILE", key: "keyFile" },
+  "trusted-ca-file": { env: "ETCD_GATEWAY_TRUSTED_CA_FILE", key: "trustedCaFile" },
+  "client-cert-auth": { env: "ETCD_GATEWAY_CLIENT_CERT_AUTH", key: "clientCertAuth", bool: true },
+  "client-crl-file": { env: "ETCD_GATEWAY_CLIENT_CRL_FILE", key: "clientCrlFile" },
+  cacert: { env: "ETCD_GATEWAY_CACERT", key: "cacert" },
+  cert: { env: "ETCD_GATEWAY_CERT", key: "cert" },
+  key: { env: "ETCD_GATEWAY_KEY", key: "key" },
 };
 
 export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [options]
@@ -51,13 +79,24 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --keepalive-reuse-ms   keep-alive answer reuse window, default 0 (off)  (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
   --serializable-cache-entries  watch-fed cache of serializable Range answers,
                          entries, default 10000, 0 = off  (ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES)
+  --auth-endpoints       services/auth gRPC addresses, comma-separated; Authenticate goes there
+                         (default: none, the members answer it)          (ETCD_GATEWAY_AUTH_ENDPOINTS)
   --nats-url             nats://host:port: follow leader announcements, default none
                                                                    (ETCD_GATEWAY_NATS_URL)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
+
+  TLS to clients, on both ports (as etcd grpc-proxy):
+  --cert-file, --key-file  serve TLS with this certificate       (ETCD_GATEWAY_CERT_FILE, _KEY_FILE)
+  --trusted-ca-file      require client certificates from this CA (ETCD_GATEWAY_TRUSTED_CA_FILE)
+  --client-cert-auth     require client certificates             (ETCD_GATEWAY_CLIENT_CERT_AUTH)
+  --client-crl-file      refuse client certificates this CRL revokes (ETCD_GATEWAY_CLIENT_CRL_FILE)
+  TLS to members (as etcd grpc-proxy):
+  --cacert               verify members against this CA; dial https  (ETCD_GATEWAY_CACERT)
+  --cert, --key          client certificate for members              (ETCD_GATEWAY_CERT, _KEY)
 `;
 
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayConfig {
-  const raw = new Map<keyof GatewayConfig, string>();
+  const raw = new Map<RawKey, string>();
   for (const [, spec] of Object.entries(FLAGS)) {
     const v = env[spec.env];
     if (v !== undefined && v !== "") raw.set(spec.key, v);
@@ -71,16 +110,18 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
     if (spec === undefined) throw new ConfigError(`unknown flag --${name}`);
     let value: string | undefined;
     if (eq !== -1) value = arg.slice(eq + 1);
+    else if (spec.bool) value = "true";
     else value = argv[++i];
     if (value === undefined) throw new ConfigError(`--${name} needs a value`);
     raw.set(spec.key, value);
   }
 
+  const upstreamTls = upstreamTlsOf(raw);
   const endpoints = (raw.get("endpoints") ?? "")
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "")
-    .map(parseEndpoint);
+    .map((e) => parseEndpoint(e, upstreamTls !== undefined));
   if (endpoints.length === 0) throw new ConfigError("--endpoints is required");
   return {
     endpoints,
@@ -92,14 +133,59 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
       raw.get("serializableCacheEntries") ?? String(DEFAULT_RANGE_CACHE_OPTIONS.maxEntries),
       "serializable-cache-entries",
     ),
+    authEndpoints: (raw.get("authEndpoints") ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "")
+      // The auth service speaks plain gRPC so far (services/auth/README.md, "Not yet").
+      .map((s) => parseEndpoint(s, false)),
     natsUrl: parseNatsUrl(raw.get("natsUrl") ?? ""),
     logLevel: raw.get("logLevel") ?? "info",
+    serverTls: serverTlsOf(raw),
+    upstreamTls,
   };
 }
 
-function parseEndpoint(value: string): string {
-  if (value.startsWith("https://")) throw new ConfigError(`TLS endpoints are not supported yet: ${value}`);
-  const stripped = value.replace(/^http:\/\//, "").replace(/\/$/, "");
+function serverTlsOf(raw: Map<RawKey, string>): TlsFiles | undefined {
+  const certFile = raw.get("certFile") ?? "";
+  const keyFile = raw.get("keyFile") ?? "";
+  const clientCertAuth = parseBool(raw.get("clientCertAuth") ?? "false", "client-cert-auth");
+  const trustedCaFile = raw.get("trustedCaFile") ?? "";
+  if (certFile === "" && keyFile === "") {
+    if (clientCertAuth || trustedCaFile !== "") {
+      throw new ConfigError("--client-cert-auth and --trusted-ca-file need --cert-file and --key-file");
+    }
+    return undefined;
+  }
+  if (certFile === "" || keyFile === "")
+    throw new ConfigError("--cert-file and --key-file must be given together");
+  return { certFile, keyFile, trustedCaFile, clientCertAuth, crlFile: raw.get("clientCrlFile") ?? "" };
+}
+
+function upstreamTlsOf(raw: Map<RawKey, string>): GatewayConfig["upstreamTls"] {
+  const cacert = raw.get("cacert") ?? "";
+  const cert = raw.get("cert") ?? "";
+  const key = raw.get("key") ?? "";
+  if (cacert === "" && cert === "" && key === "") return undefined;
+  if ((cert === "") !== (key === "")) throw new ConfigError("--cert and --key must be given together");
+  return { cacert, cert, key };
+}
+
+function parseBool(value: string, flag: string): boolean {
+  if (value === "true" || value === "1") return true;
+  if (value === "false" || value === "0") return false;
+  throw new ConfigError(`--${flag} must be true or false`);
+}
+
+/** `secure`: members are dialled over TLS (--cacert/--cert), so https:// endpoints are taken. */
+function parseEndpoint(value: string, secure: boolean): string {
+  if (value.startsWith("https://") && !secure) {
+    throw new ConfigError(`https endpoint ${value} needs --cacert (TLS to members)`);
+  }
+  if (value.startsWith("http://") && secure) {
+    throw new ConfigError(`http endpoint ${value} with --cacert: members are dialled over TLS`);
+  }
+  const stripped = value.replace(/^https?:\/\//, "").replace(/\/$/, "");
   if (!/^[^:/\s]+:\d{1,5}$/.test(stripped) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(stripped)) {
     throw new ConfigError(`endpoint must be host:port or http://host:port, got ${JSON.stringify(value)}`);
   }

@@ -36,8 +36,15 @@ export interface JsonGatewayParts {
   logger: Logger;
 }
 
-/** The gateway's calls as the JSON gateway makes them. */
-export function gatewayCallBackend(parts: JsonGatewayParts, trace?: TraceContext): JsonGatewayBackend {
+/**
+ * The gateway's calls as the JSON gateway makes them; `clientAddress` is the HTTP client's,
+ * passed on with Authenticate (services/auth's failed-login limits).
+ */
+export function gatewayCallBackend(
+  parts: JsonGatewayParts,
+  trace?: TraceContext,
+  clientAddress?: string,
+): JsonGatewayBackend {
   return {
     async unary(route: HttpRoute, request: Buffer, metadata: grpc.Metadata, signal: AbortSignal) {
       const methodRoute = METHOD_BY_PATH.get(route.method.path);
@@ -53,6 +60,7 @@ export function gatewayCallBackend(parts: JsonGatewayParts, trace?: TraceContext
         undefined,
         cancellation,
         trace,
+        clientAddress,
       );
       if (outcome.error !== undefined) return { error: outcome.error };
       return { response: outcome.response ?? Buffer.alloc(0) };
@@ -85,14 +93,14 @@ export function gatewayCallBackend(parts: JsonGatewayParts, trace?: TraceContext
 export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
   // Fastify's own request logging stays off: the gateway's metrics count requests.
   const app = Fastify({ logger: false });
-  const gateway = jsonGatewayHandler(gatewayCallBackend(parts));
   // The JSON gateway reads the raw request itself (bodies are streams of JSON values).
   app.addHook("onRequest", async (req, reply) => {
     const url = req.raw.url ?? "";
     if (!url.startsWith("/v3/") && !url.startsWith("/v3beta/")) return;
     reply.hijack();
     if (!tracing.enabled) {
-      gateway(req.raw, reply.raw);
+      // One handler per request: it carries the client's address (a closure, cheap to make).
+      jsonGatewayHandler(gatewayCallBackend(parts, undefined, req.ip))(req.raw, reply.raw);
       return;
     }
     // Traced: a span per request, ended when the answer is sent; the calls carry its context.
@@ -104,7 +112,7 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
       (trace) =>
         new Promise<void>((resolve) => {
           res.once("close", resolve);
-          jsonGatewayHandler(gatewayCallBackend(parts, trace))(req.raw, res);
+          jsonGatewayHandler(gatewayCallBackend(parts, trace, req.ip))(req.raw, res);
         }),
       () => res.statusCode,
     );

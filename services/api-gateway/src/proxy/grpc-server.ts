@@ -3,7 +3,7 @@
 // member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
 import type http from "node:http";
-import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
+import { GrpcHttp2Server, type ServerCall, type ServerTls, type TlsRejection } from "@etcd-ts/api";
 import {
   GrpcServerMetrics,
   serverObserver,
@@ -19,6 +19,7 @@ import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import { METHOD_ROUTES, type MethodRoute } from "../routing/method-table.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { handleWatchCall } from "../watch/watch-proxy.js";
+import { AUTHENTICATE_PATH } from "./auth-service-forwarder.js";
 import type { OpenStreams } from "./open-streams.js";
 import type { StreamForwarder } from "./stream-forwarder.js";
 import { CallCancellation, type UnaryForwarder } from "./unary-forwarder.js";
@@ -33,12 +34,17 @@ export interface GrpcParts {
   openStreams: OpenStreams;
   /** HTTP/1.1 requests on the gRPC port (etcd's port serves both): the JSON gateway. */
   http1?: http.RequestListener;
+  /** TLS to clients (--cert-file ...); refused connections go to `onTlsRejected`. */
+  tls?: ServerTls | undefined;
+  onTlsRejected?: (rejection: TlsRejection) => void;
 }
 
 export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
   const server = new GrpcHttp2Server({
     observer: serverObserver(new GrpcServerMetrics(parts.metrics.registry)),
     ...(parts.http1 === undefined ? {} : { http1: parts.http1 }),
+    ...(parts.tls === undefined ? {} : { tls: parts.tls }),
+    ...(parts.onTlsRejected === undefined ? {} : { onTlsRejected: parts.onTlsRejected }),
   });
   for (const route of METHOD_ROUTES) register(server, route, parts);
   return server;
@@ -72,8 +78,11 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
 function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
   const cancellation = new CallCancellation();
   call.once("cancelled", () => cancellation.cancel());
+  // Only Authenticate needs the client's address (the auth service's per-address budget): the
+  // socket lookup stays off every other call.
+  const client = route.path === AUTHENTICATE_PATH ? call.remoteAddress : undefined;
   const trace = tracing.enabled ? traceContextOf(call) : undefined;
-  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, trace).then(
+  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, trace, client).then(
     (outcome) => {
       if (outcome.error !== undefined) call.finish(outcome.error);
       else {

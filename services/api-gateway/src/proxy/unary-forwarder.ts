@@ -20,6 +20,7 @@ import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
 import { classifyTxn, peekResponseHeader, rangeIsSerializable } from "../wire/etcd-messages.js";
+import { AUTHENTICATE_PATH, type AuthServiceForwarder } from "./auth-service-forwarder.js";
 import type { MemberDirectory } from "./member-directory.js";
 
 /** Metadata a caller sets to address a per-member RPC to one member (hex ID). */
@@ -152,6 +153,8 @@ export class UnaryForwarder {
     private readonly logger: Logger,
     private readonly options: ForwarderOptions,
     private readonly rangeCache: RangeCacheFeed | undefined = undefined,
+    /** Authenticate goes to services/auth when set; to a member (etcd's own) otherwise. */
+    private readonly authService: AuthServiceForwarder | undefined = undefined,
   ) {
     this.knownLeader = members.snapshot().leaderId;
     members.onChange((snapshot) => {
@@ -189,6 +192,7 @@ export class UnaryForwarder {
    * Sends `request` upstream until a member answers or retrying is no longer safe.
    * `cancellation` is cancelled when the client goes away. `trace`: the call's server span
    * context when tracing is on.
+   * `clientAddress` (the caller's IP) reaches the auth service for its per-address budget.
    */
   async forward(
     route: MethodRoute,
@@ -197,11 +201,24 @@ export class UnaryForwarder {
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
     trace?: TraceContext,
+    clientAddress?: string,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
     // The server span's context when the call is traced and sampled: the gateway's spans' parent.
     const traced = sampledParent(trace);
+    if (this.authService !== undefined && route.path === AUTHENTICATE_PATH) {
+      const outcome = await this.authService.forward(
+        request,
+        incoming,
+        clientAddress,
+        deadlineToMs(deadline),
+        cancellation,
+      );
+      const code = outcome.error?.code ?? grpc.status.OK;
+      this.metrics.answered(method, "auth-service", code, (performance.now() - started) / 1000);
+      return outcome;
+    }
     let ticket: RangeCacheTicket | undefined;
     if (this.rangeCache !== undefined && route.route === "range") {
       try {

@@ -2,8 +2,15 @@
 // rows in the apply's RocksDB batch (the "auth" column), as etcd's applierV3backend.Auth* do.
 // Reads (UserGet/List, RoleGet/List) go through Raft too, as in etcd, so they are linearizable
 // and checked by the auth link like every other entry.
-import { etcdserverpb } from "@etcd-ts/api";
-import { AUTH_COLUMN, type AuthRow, type AuthStore, type SimpleTokens, simpleToken } from "../auth/mod.js";
+import { authBackend, etcdserverpb } from "@etcd-ts/api";
+import {
+  AUTH_COLUMN,
+  type AuthRow,
+  type AuthStore,
+  type PublishedKeys,
+  type SimpleTokens,
+  simpleToken,
+} from "../auth/mod.js";
 import type { ExternalApply, MvccRequest } from "../mvcc/mod.js";
 import { EntryKind } from "./entry-envelope.js";
 
@@ -12,6 +19,8 @@ export interface AuthApplyParts {
   tokens: SimpleTokens;
   /** False with JWT tokens: the proposer signs one, nothing is kept. */
   assignSimpleTokens: boolean;
+  /** services/auth's published verification keys. */
+  signingKeys: PublishedKeys;
 }
 
 /** What an applied Authenticate answers: the proposer turns it into a token (simple or JWT). */
@@ -22,7 +31,7 @@ export interface AuthenticateApplied {
 }
 
 export function isAuthKind(kind: EntryKind): boolean {
-  return kind >= EntryKind.AuthEnable && kind <= EntryKind.AuthRoleList;
+  return kind >= EntryKind.AuthEnable && kind <= EntryKind.AuthSigningKeyDelete;
 }
 
 /** The name a read-style auth entry asks about (the auth link lets a user read itself). */
@@ -38,7 +47,7 @@ export function authRequest(
   index: number,
   parts: AuthApplyParts,
 ): MvccRequest {
-  const { store, tokens, assignSimpleTokens } = parts;
+  const { store, tokens, assignSimpleTokens, signingKeys } = parts;
   const write = (context: ExternalApply, rows: AuthRow[]) => {
     for (const row of rows) {
       if (row.value === undefined) context.del(AUTH_COLUMN, row.key);
@@ -53,6 +62,12 @@ export function authRequest(
     },
   });
   const read = (answer: () => unknown): MvccRequest => ({ external: () => answer() });
+  const keySetChange = (apply: () => AuthRow[]): MvccRequest => ({
+    external: (context): authBackend.SigningKeySet => {
+      write(context, apply());
+      return { keys: signingKeys.list() };
+    },
+  });
   switch (kind) {
     case EntryKind.AuthEnable:
       return change(() => store.authEnable());
@@ -137,6 +152,14 @@ export function authRequest(
     }
     case EntryKind.AuthRoleList:
       return read(() => ({ roles: store.roleList() }));
+    case EntryKind.AuthSigningKeyPut: {
+      const r = authBackend.SigningKey.decode(payload);
+      return keySetChange(() => signingKeys.put(r));
+    }
+    case EntryKind.AuthSigningKeyDelete: {
+      const r = authBackend.DeleteSigningKeyRequest.decode(payload);
+      return keySetChange(() => signingKeys.delete(r.kid));
+    }
     default:
       throw new Error(`not an auth entry kind: ${kind}`);
   }

@@ -67,6 +67,10 @@ export enum EntryKind {
   AuthRoleRevokePermission = 25,
   AuthRoleGet = 26,
   AuthRoleList = 27,
+  // services/auth's JWT verification keys (auth/published-keys.ts); payloads are
+  // etcdts.authbackend.SigningKey and DeleteSigningKeyRequest. Proposed only from the peer port.
+  AuthSigningKeyPut = 28,
+  AuthSigningKeyDelete = 29,
 }
 
 const KINDS = new Set<number>(Object.values(EntryKind).filter((v): v is number => typeof v === "number"));

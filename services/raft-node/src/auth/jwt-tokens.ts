@@ -89,7 +89,11 @@ export class JwtTokens {
     const exp = Math.floor((this.now() + this.options.ttlMs) / 1000);
     const claims = b64(JSON.stringify({ exp, revision, username }));
     const input = `${header}.${claims}`;
-    const signature = sign(this.algorithm.hash, Buffer.from(input), this.keyParams(this.options.privateKey));
+    const signature = sign(
+      this.algorithm.hash,
+      Buffer.from(input),
+      keyParams(this.algorithm, this.options.privateKey),
+    );
     return `${input}.${b64(signature)}`;
   }
 
@@ -101,29 +105,48 @@ export class JwtTokens {
     try {
       const head = JSON.parse(Buffer.from(header, "base64url").toString()) as { alg?: unknown };
       if (head.alg !== this.options.signMethod) return undefined;
-      const ok = verify(
-        this.algorithm.hash,
-        Buffer.from(`${header}.${claims}`),
-        this.keyParams(this.options.publicKey),
+      const ok = verifyJws(
+        this.options.signMethod,
+        this.options.publicKey,
+        `${header}.${claims}`,
         Buffer.from(signature, "base64url"),
       );
       if (!ok) return undefined;
-      const body = JSON.parse(Buffer.from(claims, "base64url").toString()) as Record<string, unknown>;
-      if (typeof body.exp === "number" && body.exp * 1000 <= this.now()) return undefined;
-      if (typeof body.username !== "string" || typeof body.revision !== "number") return undefined;
-      return { username: body.username, revision: body.revision };
+      return etcdClaims(claims, this.now());
     } catch {
       return undefined;
     }
   }
+}
 
-  private keyParams(key: KeyObject) {
-    const a = this.algorithm;
-    return {
-      key,
-      ...(a.padding !== undefined ? { padding: a.padding } : {}),
-      ...(a.saltLength !== undefined ? { saltLength: a.saltLength } : {}),
-      ...(a.dsaEncoding !== undefined ? { dsaEncoding: a.dsaEncoding } : {}),
-    };
-  }
+/**
+ * The caller etcd's claims name (`username`, `revision`), unless `exp` has passed. Throws on a
+ * part that is not base64url JSON.
+ */
+export function etcdClaims(claimsPart: string, nowMs: number): AuthInfo | undefined {
+  const body = JSON.parse(Buffer.from(claimsPart, "base64url").toString()) as Record<string, unknown>;
+  if (typeof body.exp === "number" && body.exp * 1000 <= nowMs) return undefined;
+  if (typeof body.username !== "string" || typeof body.revision !== "number") return undefined;
+  return { username: body.username, revision: body.revision };
+}
+
+function keyParams(a: Algorithm, key: KeyObject) {
+  return {
+    key,
+    ...(a.padding !== undefined ? { padding: a.padding } : {}),
+    ...(a.saltLength !== undefined ? { saltLength: a.saltLength } : {}),
+    ...(a.dsaEncoding !== undefined ? { dsaEncoding: a.dsaEncoding } : {}),
+  };
+}
+
+/** Whether `alg` is a JWS algorithm etcd signs tokens with (and this module verifies). */
+export function isJwsAlgorithm(alg: unknown): alg is string {
+  return typeof alg === "string" && Object.hasOwn(ALGORITHMS, alg);
+}
+
+/** Checks a JWS signature over `signingInput` ("header.claims") with `alg` and a public key. */
+export function verifyJws(alg: string, key: KeyObject, signingInput: string, signature: Buffer): boolean {
+  const a = ALGORITHMS[alg];
+  if (a === undefined) return false;
+  return verify(a.hash, Buffer.from(signingInput), keyParams(a, key), signature);
 }

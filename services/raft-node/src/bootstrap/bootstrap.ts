@@ -21,6 +21,7 @@ import { clusterIdFor, formatId, memberIdFor } from "../membership/member-id.js"
 import { MEMBERS_COLUMN, type MemberInfo, MembersTable } from "../membership/members-table.js";
 import { MvccStore } from "../mvcc/mod.js";
 import { fetchClusterInfo } from "../transport/peer-transport.js";
+import { dialTlsFrom } from "../transport/tls-credentials.js";
 import { Snapshotter, Wal, type WalLogger, type WalOptions } from "../wal/mod.js";
 import {
   EXTRA_COLUMNS,
@@ -269,7 +270,7 @@ async function joinCluster(
   const peerUrls = [...config.initialCluster.entries()]
     .filter(([name]) => name !== config.name)
     .flatMap(([, urls]) => urls.map(urlString));
-  const info = await fetchClusterInfo(peerUrls);
+  const info = await fetchClusterInfo(peerUrls, dialTlsFrom(config.peerTls));
   const mine = info.members.find((m) => samePeerUrls(m.peerURLs, ownPeerUrls));
   if (mine === undefined) {
     throw new Error(

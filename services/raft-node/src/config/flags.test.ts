@@ -87,8 +87,8 @@ test("--nats-url / ETCD_NATS_URL: absent is no NATS", () => {
 
 test("flags accepted for compatibility but not implemented are refused when used", () => {
   assert.throws(
-    () => memberConfig(parseFlags(["--client-cert-auth"], {})),
-    /--client-cert-auth is not supported yet/,
+    () => memberConfig(parseFlags(["--unsafe-no-fsync"], {})),
+    /--unsafe-no-fsync is not supported yet/,
   );
 });
 
@@ -136,6 +136,53 @@ test("--force-new-cluster, --experimental-initial-corrupt-check, --enable-grpc-g
   const defaults = memberConfig(parseFlags([], {}));
   assert.equal(defaults.forceNewCluster, false);
   assert.equal(defaults.initialCorruptCheck, false);
+});
+
+test("TLS flags: each side's files, --client-cert-auth, --cipher-suites checked with etcd's message", () => {
+  const config = memberConfig(
+    parseFlags(
+      [
+        "--cert-file=s.crt",
+        "--key-file=s.key",
+        "--trusted-ca-file=ca.crt",
+        "--client-cert-auth",
+        "--client-crl-file=c.crl",
+        "--peer-cert-file=p.crt",
+        "--peer-key-file=p.key",
+        "--peer-cert-allowed-cn=etcd-peer",
+        "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+      ],
+      {},
+    ),
+  );
+  assert.equal(config.clientCertAuth, true);
+  assert.equal(config.clientTls?.certFile, "s.crt");
+  assert.equal(config.clientTls?.trustedCaFile, "ca.crt");
+  assert.equal(config.clientTls?.crlFile, "c.crl");
+  assert.equal(config.peerTls?.allowedCn, "etcd-peer");
+  assert.equal(config.peerTls?.clientCertAuth, false);
+  assert.deepEqual(config.peerTls?.cipherSuites, config.cipherSuites);
+  assert.equal(config.cipherSuites.length, 2);
+  assert.equal(memberConfig(parseFlags([], {})).clientTls, undefined);
+  assert.throws(() => memberConfig(parseFlags(["--cipher-suites=RC5"], {})), {
+    message: 'unexpected TLS cipher suite "RC5"',
+  });
+  assert.throws(
+    () =>
+      memberConfig(
+        parseFlags(
+          [
+            "--peer-cert-file=p",
+            "--peer-key-file=k",
+            "--peer-cert-allowed-cn=a",
+            "--peer-cert-allowed-hostname=b",
+          ],
+          {},
+        ),
+      ),
+    /AllowedCN and AllowedHostname are mutually exclusive/,
+  );
+  assert.throws(() => memberConfig(parseFlags(["--cert-file=s.crt"], {})), /must be given together/);
 });
 
 test("auto-TLS flags are read", () => {

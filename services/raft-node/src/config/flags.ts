@@ -5,6 +5,7 @@
 // as in etcd, every other flag and ETCD_* variable is ignored.
 
 import { readFileSync } from "node:fs";
+import { CipherSuiteError, opensslCiphers, type TlsFiles } from "@etcd-ts/api";
 import { natsUrlProblem } from "@etcd-ts/events";
 import { parse as parseYaml } from "yaml";
 
@@ -75,14 +76,20 @@ export const FLAGS = {
   "config-file": { kind: "string", default: "" },
   "auto-tls": { kind: "bool", default: "false" },
   "peer-auto-tls": { kind: "bool", default: "false" },
-  "cert-file": { kind: "string", default: "", unsupported: true },
-  "key-file": { kind: "string", default: "", unsupported: true },
-  "trusted-ca-file": { kind: "string", default: "", unsupported: true },
-  "client-cert-auth": { kind: "bool", default: "false", unsupported: true },
-  "peer-cert-file": { kind: "string", default: "", unsupported: true },
-  "peer-key-file": { kind: "string", default: "", unsupported: true },
-  "peer-trusted-ca-file": { kind: "string", default: "", unsupported: true },
-  "peer-client-cert-auth": { kind: "bool", default: "false", unsupported: true },
+  "cert-file": { kind: "string", default: "" },
+  "key-file": { kind: "string", default: "" },
+  "trusted-ca-file": { kind: "string", default: "" },
+  "client-cert-auth": { kind: "bool", default: "false" },
+  "client-crl-file": { kind: "string", default: "" },
+  "client-cert-allowed-hostname": { kind: "string", default: "" },
+  "peer-cert-file": { kind: "string", default: "" },
+  "peer-key-file": { kind: "string", default: "" },
+  "peer-trusted-ca-file": { kind: "string", default: "" },
+  "peer-client-cert-auth": { kind: "bool", default: "false" },
+  "peer-crl-file": { kind: "string", default: "" },
+  "peer-cert-allowed-cn": { kind: "string", default: "" },
+  "peer-cert-allowed-hostname": { kind: "string", default: "" },
+  "cipher-suites": { kind: "string", default: "" },
   // Serve the JSON gateway on the client URLs (etcd's default).
   "enable-grpc-gateway": { kind: "bool", default: "true" },
   // Prints etcd's version lines and exits.
@@ -313,10 +320,18 @@ export interface MemberConfig {
   natsUrl: string;
   /** Warnings about accepted flags that change nothing here, for the log. */
   warnings: string[];
-  /** Serve https client URLs with a self-signed certificate. */
+  /** Serve https client URLs with a self-signed certificate (ignored when certificate files are given). */
   autoTls: boolean;
-  /** Serve and dial https peer URLs with a self-signed certificate, unverified. */
+  /** Serve and dial https peer URLs with a self-signed certificate, unverified (idem). */
   peerAutoTls: boolean;
+  /** --cert-file and the client side's other TLS flags; undefined without a certificate. */
+  clientTls: TlsFiles | undefined;
+  /** --peer-cert-file and the peer side's other TLS flags; undefined without a certificate. */
+  peerTls: TlsFiles | undefined;
+  /** --client-cert-auth: a client certificate's CN is the caller when the request has no token. */
+  clientCertAuth: boolean;
+  /** --cipher-suites, Go's names (checked), for both sides. */
+  cipherSuites: string[];
 }
 
 export const DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024 * MIB;
@@ -476,7 +491,51 @@ export function memberConfig(values: FlagValues): MemberConfig {
     natsUrl: parseNatsUrl(values["nats-url"]),
     autoTls: parseBool("auto-tls", values["auto-tls"]),
     peerAutoTls: parseBool("peer-auto-tls", values["peer-auto-tls"]),
+    ...tlsConfig(values),
   };
+}
+
+/** etcd's TLSInfo for each side: empty (no TLS from files) unless a cert or key file is given. */
+function tlsConfig(
+  values: FlagValues,
+): Pick<MemberConfig, "clientTls" | "peerTls" | "clientCertAuth" | "cipherSuites"> {
+  const cipherSuites = values["cipher-suites"]
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  try {
+    opensslCiphers(cipherSuites);
+  } catch (err) {
+    if (err instanceof CipherSuiteError) throw new ConfigError(err.message);
+    throw err;
+  }
+  const clientCertAuth = parseBool("client-cert-auth", values["client-cert-auth"]);
+  const side = (prefix: "" | "peer-", certAuth: boolean): TlsFiles | undefined => {
+    const certFile = values[`${prefix}cert-file`];
+    const keyFile = values[`${prefix}key-file`];
+    if (certFile === "" && keyFile === "") return undefined;
+    if (certFile === "" || keyFile === "") {
+      throw new ConfigError(`--${prefix}cert-file and --${prefix}key-file must be given together`);
+    }
+    return {
+      certFile,
+      keyFile,
+      trustedCaFile: values[`${prefix}trusted-ca-file`],
+      clientCertAuth: certAuth,
+      crlFile: prefix === "" ? values["client-crl-file"] : values["peer-crl-file"],
+      cipherSuites,
+      allowedCn: prefix === "" ? "" : values["peer-cert-allowed-cn"],
+      allowedHostname:
+        prefix === "" ? values["client-cert-allowed-hostname"] : values["peer-cert-allowed-hostname"],
+    };
+  };
+  const peerTls = side("peer-", parseBool("peer-client-cert-auth", values["peer-client-cert-auth"]));
+  if (peerTls?.allowedCn && peerTls.allowedHostname) {
+    throw new ConfigError(
+      `AllowedCN and AllowedHostname are mutually exclusive (cn="${peerTls.allowedCn}", hostname="${peerTls.allowedHostname}")`,
+    );
+  }
+  return { clientTls: side("", clientCertAuth), peerTls, clientCertAuth, cipherSuites };
 }
 
 function parseNatsUrl(value: string): string {

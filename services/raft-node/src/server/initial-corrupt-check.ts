@@ -12,8 +12,8 @@ import { Metadata } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { formatId } from "../membership/member-id.js";
 import type { MemberInfo } from "../membership/members-table.js";
-import { channelCredentialsFor } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
+import { channelCredentialsFor, type DialTls } from "../transport/tls-credentials.js";
 
 export interface LocalHash {
   hash: number;
@@ -63,17 +63,21 @@ export function mismatchedPeers(local: LocalHash, peers: readonly PeerHash[], lo
   return mismatched;
 }
 
-/** Each peer's HashKV at `revision`, asked on its first client URL within `timeoutMs`. */
+/**
+ * Each peer's HashKV at `revision`, asked on its first client URL within `timeoutMs` (https
+ * dialled as `dial` says: the client side's certificate files, or auto-TLS).
+ */
 export async function peerHashes(
   peers: readonly MemberInfo[],
   revision: number,
   timeoutMs: number,
+  dial: DialTls = undefined,
 ): Promise<PeerHash[]> {
   return Promise.all(
     peers.map(async (peer): Promise<PeerHash> => {
       const url = peer.clientUrls[0];
       if (url === undefined) return { id: peer.id, error: "the peer has published no client URL" };
-      const client = new etcdserverpb.MaintenanceClient(grpcTarget(url), channelCredentialsFor(url));
+      const client = new etcdserverpb.MaintenanceClient(grpcTarget(url), channelCredentialsFor(url, dial));
       try {
         const res = await new Promise<etcdserverpb.HashKVResponse>((resolve, reject) =>
           client.hashKv(

@@ -9,7 +9,15 @@
 import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, EtcdError, etcdserverpb, type peer } from "@etcd-ts/api";
+import {
+  authBackend,
+  ETCD_CLUSTER_VERSION,
+  ETCD_SERVER_VERSION,
+  EtcdError,
+  etcdserverpb,
+  type peer,
+  type ServerTls,
+} from "@etcd-ts/api";
 import {
   ConfChangeType,
   type Message,
@@ -32,6 +40,8 @@ import {
   AuthStore,
   hashPassword,
   JwtTokens,
+  jwsKeyId,
+  PublishedKeys,
   parseJwtOptions,
   passwordMatches,
   ROOT_USER,
@@ -80,12 +90,14 @@ import type {
   TxnRequest,
   TxnResponse,
 } from "../mvcc/mod.js";
+import { apiHeader } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
 import { writeBackendFile } from "../snapshot/mod.js";
-import type { KeyPair } from "../transport/auto-tls.js";
+import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
+import { dialTlsFrom } from "../transport/tls-credentials.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
@@ -170,6 +182,8 @@ export class Member implements EtcdServer {
   private readonly layout: Layout;
   private readonly leaseMachine: LeaseStateMachine;
   private readonly authStore = new AuthStore();
+  /** services/auth's published JWT verification keys (auth column, "k/" rows). */
+  private readonly signingKeys = new PublishedKeys();
   private readonly tokens: SimpleTokens;
   /** --auth-token jwt: tokens are signed and verified instead of kept in `tokens`. */
   private readonly jwt: JwtTokens | undefined;
@@ -226,6 +240,7 @@ export class Member implements EtcdServer {
     });
     this.leaseMachine.recover(parts.leaseRows);
     this.authStore.restore(parts.authRows);
+    this.signingKeys.restore(parts.authRows);
     this.tokens = new SimpleTokens(config.authTokenTtl * 1000, () => performance.now());
     this.jwt = config.authToken.startsWith("jwt")
       ? new JwtTokens(
@@ -344,7 +359,12 @@ export class Member implements EtcdServer {
         proposals: this.proposals,
         leaseMachine: this.leaseMachine,
         members: this.membership,
-        auth: { store: this.authStore, tokens: this.tokens, assignSimpleTokens: this.jwt === undefined },
+        auth: {
+          store: this.authStore,
+          tokens: this.tokens,
+          assignSimpleTokens: this.jwt === undefined,
+          signingKeys: this.signingKeys,
+        },
         seedMembers: this.seedMembers,
         applyConfChange: (cc) => this.raft.applyConfChange(cc),
         membershipChanged: () => {
@@ -372,7 +392,7 @@ export class Member implements EtcdServer {
       },
       parts.applied,
     );
-    this.transport = new PeerTransport(this.transportHandler(), logger);
+    this.transport = new PeerTransport(this.transportHandler(), logger, dialTlsFrom(config.peerTls));
     metrics.observe(
       {
         hasLeader: () => this.raft.leaderId !== 0n,
@@ -425,7 +445,9 @@ export class Member implements EtcdServer {
   }
 
   /** Serves the peer service, starts Raft and publishes this member's attributes. */
-  async start(peerServer: Server, peerTls?: KeyPair): Promise<void> {
+  async start(peerServer: Server, peerTls?: ServerTls): Promise<void> {
+    // services/auth's calls share the peer port: the only boundary password hashes cross.
+    peerServer.addService(authBackend.AuthBackendService, authBackendService(this, this.logger));
     await this.transport.listen(peerServer, this.config.listenPeerUrls, peerTls);
     this.raft.start();
     this.leasePoller.start();
@@ -664,6 +686,18 @@ export class Member implements EtcdServer {
    */
   async authInfoFromToken(token: string | undefined): Promise<AuthInfo | undefined> {
     if (token === undefined) return undefined;
+    const kid = jwsKeyId(token);
+    if (kid !== undefined) {
+      // services/auth's token. A key published moments ago may not be applied here yet: wait
+      // for what the leader has committed (once), as etcd waits for a simple token's entry.
+      let checked = this.signingKeys.check(token, kid, Date.now());
+      if ("unknownKey" in checked) {
+        await this.linearizableRead().catch(() => {});
+        checked = this.signingKeys.check(token, kid, Date.now());
+      }
+      if (!("info" in checked)) throw new EtcdError("InvalidAuthToken");
+      return checked.info;
+    }
     if (this.jwt !== undefined) {
       const info = this.jwt.info(token);
       if (info === undefined) throw new EtcdError("InvalidAuthToken");
@@ -679,6 +713,11 @@ export class Member implements EtcdServer {
     }
     if (username === undefined) throw new EtcdError("InvalidAuthToken");
     return { username, revision: this.authStore.revision };
+  }
+
+  authInfoFromCertificate(commonName: string): AuthInfo | undefined {
+    if (!this.config.clientCertAuth) return undefined;
+    return { username: commonName, revision: this.authStore.revision };
   }
 
   isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void {
@@ -709,6 +748,42 @@ export class Member implements EtcdServer {
         return this.jwt !== undefined ? this.jwt.assign(applied.username, applied.revision) : applied.token;
       }
     }
+  }
+
+  // ---- services/auth (peer port: transport/auth-backend-service.ts) ----------------------------
+
+  /**
+   * One user's bcrypt hash and the auth revision it was read at, after a linearizable read, or
+   * etcd's Authenticate error (not enabled; unknown or password-less user: "authentication failed").
+   */
+  async authCredential(name: string): Promise<authBackend.CredentialResponse> {
+    await this.linearizableRead();
+    const authRevision = BigInt(this.authStore.revision);
+    return {
+      passwordHash: this.authStore.passwordHashOf(name),
+      authRevision,
+      header: apiHeader(this.header()),
+    };
+  }
+
+  async putSigningKey(key: authBackend.SigningKey): Promise<authBackend.SigningKeySet> {
+    PublishedKeys.validate(key);
+    const payload = authBackend.SigningKey.encode(key).finish();
+    return (await this.propose(EntryKind.AuthSigningKeyPut, payload, undefined)) as authBackend.SigningKeySet;
+  }
+
+  async deleteSigningKey(kid: string): Promise<authBackend.SigningKeySet> {
+    const payload = authBackend.DeleteSigningKeyRequest.encode({ kid }).finish();
+    return (await this.propose(
+      EntryKind.AuthSigningKeyDelete,
+      payload,
+      undefined,
+    )) as authBackend.SigningKeySet;
+  }
+
+  async listSigningKeys(): Promise<authBackend.SigningKeySet> {
+    await this.linearizableRead();
+    return { keys: this.signingKeys.list() };
   }
 
   /** An auth change or read through Raft; passwords are hashed here, before proposing. */
@@ -887,6 +962,7 @@ export class Member implements EtcdServer {
     const columns = await readColumns(location);
     this.membership.restore(columns.get(MEMBERS_COLUMN) ?? []);
     this.authStore.restore(columns.get(AUTH_COLUMN) ?? []);
+    this.signingKeys.restore(columns.get(AUTH_COLUMN) ?? []);
     this.store = await openStore(location, this.config, (id) => this.lessor.lookup(id) !== undefined, {
       backendCommit: (seconds) => this.metrics.backendCommit.observe(seconds),
     });

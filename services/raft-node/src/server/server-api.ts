@@ -159,6 +159,8 @@ export interface AuthApi {
   readonly authRevision: number;
   /** Who a request's token names (undefined: no token); an unknown token: InvalidAuthToken. */
   authInfoFromToken(token: string | undefined): Promise<AuthInfo | undefined>;
+  /** etcd's AuthInfoFromTLS: the CN of a verified client certificate, with --client-cert-auth only. */
+  authInfoFromCertificate(commonName: string): AuthInfo | undefined;
   /** Throw etcd's error when the caller may not read the range / is not root (auth on). */
   isRangePermitted(caller: AuthInfo | undefined, key: Buffer, rangeEnd: Buffer): void;
   isAdminPermitted(caller: AuthInfo | undefined): void;

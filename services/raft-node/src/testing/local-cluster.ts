@@ -27,10 +27,12 @@ export interface LocalClusterOptions {
   /** Extra flags for one member, by name (m1, m2, ...), after `flags`. */
   memberFlags?: Record<string, string[]>;
   token?: string;
-  /** "https" serves peer URLs with --peer-auto-tls. */
+  /** "https" serves peer URLs with --peer-auto-tls (unless `flags` give peer certificate files). */
   peerScheme?: "http" | "https";
   /** The members' environment (OTEL_* for tracing tests); this process's by default. */
   env?: NodeJS.ProcessEnv;
+  /** "https" client URLs: `flags` must give --cert-file/--key-file or --auto-tls. */
+  clientScheme?: "http" | "https";
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -121,7 +123,14 @@ export class LocalCluster {
     const root = await mkdtemp(join(tmpdir(), "raft-node-cluster-"));
     const members: MemberProcess[] = [];
     for (let i = 0; i < options.size; i++) {
-      members.push(await LocalCluster.describe(root, `m${i + 1}`, options.peerScheme ?? "http"));
+      members.push(
+        await LocalCluster.describe(
+          root,
+          `m${i + 1}`,
+          options.peerScheme ?? "http",
+          options.clientScheme ?? "http",
+        ),
+      );
     }
     const cluster = new LocalCluster(root, members, options);
     const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
@@ -130,10 +139,15 @@ export class LocalCluster {
     return cluster;
   }
 
-  private static async describe(root: string, name: string, peerScheme: string): Promise<MemberProcess> {
+  private static async describe(
+    root: string,
+    name: string,
+    peerScheme: string,
+    clientScheme: string,
+  ): Promise<MemberProcess> {
     return {
       name,
-      clientUrl: `http://127.0.0.1:${await freePort()}`,
+      clientUrl: `${clientScheme}://127.0.0.1:${await freePort()}`,
       peerUrl: `${peerScheme}://127.0.0.1:${await freePort()}`,
       dataDir: join(root, name),
       child: undefined,
@@ -169,7 +183,9 @@ export class LocalCluster {
       state,
       "--initial-cluster-token",
       this.options.token ?? "test-cluster",
-      ...(this.options.peerScheme === "https" ? ["--peer-auto-tls"] : []),
+      ...(this.options.peerScheme === "https" && !(this.options.flags ?? []).includes("--peer-cert-file")
+        ? ["--peer-auto-tls"]
+        : []),
       ...(this.options.flags ?? []),
       ...(this.options.memberFlags?.[m.name] ?? []),
     ];
@@ -260,7 +276,12 @@ export class LocalCluster {
 
   /** Describes a new member (not started): add it with `member add`, then `join` it. */
   async newMember(name: string): Promise<MemberProcess> {
-    const m = await LocalCluster.describe(this.root, name, this.options.peerScheme ?? "http");
+    const m = await LocalCluster.describe(
+      this.root,
+      name,
+      this.options.peerScheme ?? "http",
+      this.options.clientScheme ?? "http",
+    );
     this.members.push(m);
     return m;
   }

@@ -6,7 +6,6 @@ import { mkdir, readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type ChannelCredentials, credentials, ServerCredentials } from "@grpc/grpc-js";
 
 const run = promisify(execFile);
 
@@ -56,15 +55,4 @@ export async function selfSignedKeyPair(dir: string, hosts: readonly string[]): 
     ]);
   }
   return { cert: await readFile(certPath), key: await readFile(keyPath) };
-}
-
-export function serverCredentialsFor(pair: KeyPair | undefined): ServerCredentials {
-  if (pair === undefined) return ServerCredentials.createInsecure();
-  return ServerCredentials.createSsl(null, [{ cert_chain: pair.cert, private_key: pair.key }], false);
-}
-
-/** Credentials to dial `url`: TLS without verification for https (auto-TLS), plaintext for http. */
-export function channelCredentialsFor(url: string): ChannelCredentials {
-  if (url.startsWith("https:")) return credentials.createSsl(null, null, null, { rejectUnauthorized: false });
-  return credentials.createInsecure();
 }

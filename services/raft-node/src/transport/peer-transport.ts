@@ -10,19 +10,27 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { type GrpcListener, listenGrpc, peer } from "@etcd-ts/api";
+import {
+  type GrpcListener,
+  listenGrpc,
+  peer,
+  rejectionMessage,
+  type ServerTls,
+  type TlsRejection,
+} from "@etcd-ts/api";
 import { decodeMessage, encodeMessage, type Message } from "@etcd-ts/raft";
 import {
   type ClientWritableStream,
   Metadata,
   type Server,
+  ServerCredentials,
   type ServerReadableStream,
   type ServiceError,
   status,
 } from "@grpc/grpc-js";
 import { crc32c } from "@node-rs/crc32";
-import { channelCredentialsFor, type KeyPair, serverCredentialsFor } from "./auto-tls.js";
 import { batchByRecipient, grpcTarget, nextBackoffMs } from "./message-batching.js";
+import { channelCredentialsFor, type DialTls } from "./tls-credentials.js";
 
 export interface TransportLogger {
   info(details: Record<string, unknown>, message: string): void;
@@ -83,7 +91,11 @@ class PeerLink {
   get rpc(): InstanceType<typeof peer.RaftPeerClient> {
     if (this.client === undefined) {
       const url = this.urls[0]!;
-      this.client = new peer.RaftPeerClient(grpcTarget(url), channelCredentialsFor(url), CHANNEL_OPTIONS);
+      this.client = new peer.RaftPeerClient(
+        grpcTarget(url),
+        channelCredentialsFor(url, this.owner.dial),
+        CHANNEL_OPTIONS,
+      );
     }
     return this.client;
   }
@@ -155,22 +167,34 @@ export class PeerTransport {
   private readonly listeners: GrpcListener[] = [];
   private snapshotSeq = 0;
 
+  /** `dial`: how https peer URLs are dialled (tls-credentials.ts). */
   constructor(
     readonly handler: PeerTransportHandler,
     readonly logger: TransportLogger,
+    readonly dial: DialTls = undefined,
   ) {}
 
-  /** Serves the peer service on each URL; https URLs with `tls` (auto-TLS). */
-  async listen(server: Server, urls: readonly URL[], tls?: KeyPair): Promise<void> {
+  /**
+   * Serves the peer service on each URL; https URLs with `tls` (certificate files or auto-TLS).
+   * A peer refused by TLS or etcd's certificate checks is logged as etcd logs it.
+   */
+  async listen(server: Server, urls: readonly URL[], tls?: ServerTls): Promise<void> {
     server.addService(peer.RaftPeerService, this.serviceImplementation());
     for (const url of urls) {
       if (url.protocol === "https:" && tls === undefined) {
         throw new Error(
-          `${url.href}: https peer URLs need --peer-auto-tls (peer certificate files are not supported yet)`,
+          `TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url ${url.href} with HTTPS scheme`,
         );
       }
-      const creds = serverCredentialsFor(url.protocol === "https:" ? tls : undefined);
-      this.listeners.push(await listenGrpc(server, grpcTarget(url.toString()), creds));
+      const rejected = (r: TlsRejection) => this.logger.warn({ ...r }, rejectionMessage(r));
+      this.listeners.push(
+        await listenGrpc(
+          server,
+          grpcTarget(url.toString()),
+          ServerCredentials.createInsecure(),
+          url.protocol === "https:" && tls !== undefined ? { config: tls, rejected } : undefined,
+        ),
+      );
     }
     this.servers.push(server);
   }
@@ -385,11 +409,12 @@ function isStatus(err: unknown): err is ServiceError {
 /** Asks the peers at `urls`, one after another, for the cluster's membership. */
 export async function fetchClusterInfo(
   urls: readonly string[],
+  dial: DialTls,
   timeoutMs = 3000,
 ): Promise<peer.ClusterInfoResponse> {
   let lastError: unknown = new Error("no peer URL to ask");
   for (const url of urls) {
-    const client = new peer.RaftPeerClient(grpcTarget(url), channelCredentialsFor(url));
+    const client = new peer.RaftPeerClient(grpcTarget(url), channelCredentialsFor(url, dial));
     try {
       return await new Promise<peer.ClusterInfoResponse>((resolve, reject) =>
         client.clusterInfo({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>

@@ -13,7 +13,7 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
   /** A call through Raft; its answer gets etcd's header. */
   const through = (method: AuthMethod) =>
     unary(async (req: Record<string, unknown>, call: UnaryCall<Record<string, unknown>>) => {
-      const caller = await callerOf(member, call.metadata);
+      const caller = await callerOf(member, call);
       const res = (await member.authCall(method, req, caller)) as Record<string, unknown>;
       return { ...res, header: apiHeader(member.header()) };
     });
@@ -40,7 +40,7 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
     roleDelete: through("roleDelete"),
     roleGrantPermission: unary(async (req: etcdserverpb.AuthRoleGrantPermissionRequest, call) => {
       if (req.perm === undefined) throw new EtcdError("PermissionNotGiven");
-      const caller = await callerOf(member, call.metadata);
+      const caller = await callerOf(member, call);
       await member.authCall("roleGrantPermission", req as unknown as Record<string, unknown>, caller);
       return { header: apiHeader(member.header()) };
     }),

@@ -1,5 +1,6 @@
 // Who makes a call: etcd's AuthInfoFromCtx reads the token from the gRPC metadata "token"
-// (etcdctl, clientv3) or "authorization" (the JSON gateway's header), and asks the auth store.
+// (etcdctl, clientv3) or "authorization" (the JSON gateway's header), and asks the auth store;
+// without a token, the CN of a verified client certificate names the caller (--client-cert-auth).
 import { EtcdError } from "@etcd-ts/api";
 import type { Metadata } from "@grpc/grpc-js";
 import type { AuthInfo } from "../auth/mod.js";
@@ -12,9 +13,23 @@ export function tokenOf(metadata: Metadata | undefined): string | undefined {
   return typeof value === "string" ? value : value.toString();
 }
 
-/** The caller, or undefined without a token; an unknown or expired token: InvalidAuthToken. */
-export function callerOf(server: AuthApi, metadata: Metadata | undefined): Promise<AuthInfo | undefined> {
-  return server.authInfoFromToken(tokenOf(metadata));
+/** What a call says about who makes it: its metadata, and the CN of its verified client certificate. */
+export interface CallIdentity {
+  readonly metadata?: Metadata | undefined;
+  readonly peerCommonName?: string | undefined;
+}
+
+/**
+ * The caller, or undefined without a token; an unknown or expired token: InvalidAuthToken. As in
+ * etcd (EtcdServer.AuthInfoFromCtx), a token wins; without one, the client certificate's CN
+ * (only with --client-cert-auth).
+ */
+export function callerOf(server: AuthApi, call: CallIdentity): Promise<AuthInfo | undefined> {
+  const token = tokenOf(call.metadata);
+  if (token === undefined && call.peerCommonName !== undefined) {
+    return Promise.resolve(server.authInfoFromCertificate(call.peerCommonName));
+  }
+  return server.authInfoFromToken(token);
 }
 
 /**

@@ -2,13 +2,18 @@
 // on @etcd-ts/api's GrpcHttp2Server (node:http2; see grpc-adapter.ts for why not grpc-js's).
 
 import http from "node:http";
-import https from "node:https";
+import net from "node:net";
 import {
+  createTlsServer,
   etcdserverpb,
   GATEWAY_CHANNEL_OPTIONS,
   GrpcHttp2Server,
   grpcClientBackend,
   jsonGatewayHandler,
+  parseGrpcTarget,
+  ReplayingSocket,
+  type ServerTls,
+  type TlsRejection,
   v3electionpb,
   v3lockpb,
 } from "@etcd-ts/api";
@@ -17,8 +22,8 @@ import grpc, { type ServiceDefinition, type UntypedServiceImplementation } from 
 import type { Registry } from "prom-client";
 import { clientHttpHandler } from "../etcdhttp/client-http.js";
 import { CLUSTER_VERSION, type EtcdServer, SERVER_VERSION } from "../server/mod.js";
-import { channelCredentialsFor, type KeyPair } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
+import type { DialTls } from "../transport/tls-credentials.js";
 import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
 import { electionService } from "./election-service.js";
@@ -38,19 +43,25 @@ export class ClientServer {
   private readonly leader: LeaderClients;
   private readonly services: [ServiceDefinition, UntypedServiceImplementation][];
   private readonly servers: GrpcHttp2Server[] = [];
-  private readonly metricsServers: http.Server[] = [];
+  private readonly metricsServers: { server: http.Server; listener: net.Server }[] = [];
   private readonly http1: http.RequestListener;
-  /** The JSON gateway's channels to our own listeners, one per client URL. */
+  /** The JSON gateway's channels to our own listeners, one per client listener. */
   private readonly gatewayClients: grpc.Client[] = [];
   private readonly metricsHttp;
   private readonly grpcMetrics: GrpcServerMetrics;
 
-  /** `metrics`: the process's registry, served at /metrics and given the grpc_server_* metrics. */
+  /**
+   * `metrics`: the process's registry, served at /metrics and given the grpc_server_* metrics.
+   * `dial`: how the leader's https client URL is dialled (forwarded lease calls).
+   * `onTlsRejected`: a client refused by TLS or the CRL, for the log.
+   */
   constructor(
     private readonly member: EtcdServer,
     metrics: Registry,
+    private readonly dial: DialTls = undefined,
+    private readonly onTlsRejected: (rejection: TlsRejection) => void = () => {},
   ) {
-    this.leader = new LeaderClients(() => member.leaderClientUrls());
+    this.leader = new LeaderClients(() => member.leaderClientUrls(), dial);
     const http1 = {
       probe: {
         alarmRaised: () => member.alarms().length > 0,
@@ -80,23 +91,24 @@ export class ClientServer {
     ];
   }
 
-  /** Binds each URL; https URLs are served with `tls` (auto-TLS). */
-  async listen(urls: readonly URL[], tls?: KeyPair): Promise<void> {
-    for (const url of urls) {
-      if (url.protocol === "https:" && tls === undefined) {
-        throw new Error(
-          `${url.href}: https client URLs need --auto-tls (certificate files are not supported yet)`,
-        );
-      }
+  /**
+   * Binds each URL; https URLs are served with `tls` (certificate files or auto-TLS). An http
+   * and an https URL on the same host:port share one listener (etcd sniffs each connection).
+   */
+  async listen(urls: readonly URL[], tls?: ServerTls): Promise<void> {
+    for (const [address, schemes] of byAddress(urls, tls)) {
+      const secure = schemes.has("https:");
       let gateway: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined;
       let port = 0;
       const server = new GrpcHttp2Server({
         maxReceiveBytes: this.member.flags.maxRequestBytes + GRPC_OVERHEAD_BYTES,
         maxConcurrentStreams: Math.min(this.member.flags.maxConcurrentStreams, 2 ** 32 - 1),
-        tls: url.protocol === "https:" ? tls : undefined,
+        tls: secure ? tls : undefined,
+        plaintextToo: secure && schemes.has("http:"),
+        onTlsRejected: this.onTlsRejected,
         http1: (req, res) => {
           if (this.member.flags.grpcGateway) {
-            gateway ??= this.jsonGateway(url, port);
+            gateway ??= this.jsonGateway(address, port, secure && !schemes.has("http:"));
             if (gateway(req, res)) return;
           }
           this.http1(req, res);
@@ -105,58 +117,87 @@ export class ClientServer {
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);
-      port = await server.listen(grpcTarget(url.toString()));
+      port = await server.listen(address);
       this.servers.push(server);
     }
   }
 
   /**
-   * The JSON gateway of the listener on `url`: it calls this listener's gRPC server over one
-   * loopback channel, as etcd's grpc-gateway does. Simpler than calling the handlers in
+   * The JSON gateway of the listener on `address`: it calls this listener's gRPC server over
+   * one loopback channel, as etcd's grpc-gateway does. Simpler than calling the handlers in
    * process (they are written against gRPC calls), and every JSON call then passes the same
    * validation, auth, --max-concurrent-streams and metrics as a gRPC call; the gRPC path itself
    * is untouched (HTTP/2 connections never reach this). Made on the first HTTP/1.1 request.
+   * An https-only listener is dialled as etcd's gateway dials itself: with the member's own
+   * certificate (for --client-cert-auth), not verifying the server (InsecureSkipVerify).
    */
-  private jsonGateway(url: URL, port: number) {
-    // A wildcard listener is reached on loopback.
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    const loopback = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "[::1]" : url.hostname;
-    const target = url.protocol === "unix:" ? grpcTarget(url.href) : `${loopback}:${port}`;
-    const client = new grpc.Client(target, channelCredentialsFor(url.href), GATEWAY_CHANNEL_OPTIONS);
+  private jsonGateway(address: string, port: number, https: boolean) {
+    let target = address;
+    if (!address.startsWith("unix:")) {
+      // A wildcard listener is reached on loopback.
+      const host = address.slice(0, address.lastIndexOf(":"));
+      const bare = host.replace(/^\[|\]$/g, "");
+      const loopback = bare === "0.0.0.0" || bare === "" ? "127.0.0.1" : bare === "::" ? "[::1]" : host;
+      target = `${loopback}:${port}`;
+    }
+    const credentials = !https
+      ? grpc.credentials.createInsecure()
+      : grpc.credentials.createSsl(null, this.dial?.key ?? null, this.dial?.cert ?? null, {
+          rejectUnauthorized: false,
+        });
+    const client = new grpc.Client(target, credentials, GATEWAY_CHANNEL_OPTIONS);
     this.gatewayClients.push(client);
     return jsonGatewayHandler(grpcClientBackend(client));
   }
 
-  /** Serves /metrics and /health on each --listen-metrics-urls address (https with `tls`, auto-TLS). */
-  async listenMetrics(urls: readonly URL[], tls?: KeyPair): Promise<void> {
-    for (const url of urls) {
-      if (url.protocol === "https:" && tls === undefined) {
-        throw new Error(
-          `${url.href}: https metrics URLs need --auto-tls (certificate files are not supported yet)`,
-        );
-      }
-      const server =
-        url.protocol === "https:" && tls !== undefined
-          ? https.createServer({ cert: tls.cert, key: tls.key }, this.metricsHttp)
-          : http.createServer(this.metricsHttp);
+  /** Serves /metrics and /health on each --listen-metrics-urls address (https with `tls`). */
+  async listenMetrics(urls: readonly URL[], tls?: ServerTls): Promise<void> {
+    for (const [address, schemes] of byAddress(urls, tls)) {
+      const server = http.createServer(this.metricsHttp);
+      const listener = schemes.has("https:")
+        ? createTlsServer(tls!, ["http/1.1"], {
+            secure: (socket) => server.emit("connection", socket),
+            plain: schemes.has("http:")
+              ? (socket) => server.emit("connection", new ReplayingSocket(socket, Buffer.alloc(0)))
+              : undefined,
+            rejected: this.onTlsRejected,
+          })
+        : net.createServer({ noDelay: true }, (socket) => server.emit("connection", socket));
       await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(Number(url.port), url.hostname.replace(/^\[|\]$/g, ""), () => {
-          server.off("error", reject);
+        listener.once("error", reject);
+        listener.listen(parseGrpcTarget(address), () => {
+          listener.off("error", reject);
           resolve();
         });
       });
-      this.metricsServers.push(server);
+      this.metricsServers.push({ server, listener });
     }
   }
 
   async close(): Promise<void> {
     this.leader.close();
     for (const client of this.gatewayClients.splice(0)) client.close();
-    for (const server of this.metricsServers.splice(0)) {
-      server.close();
+    for (const { server, listener } of this.metricsServers.splice(0)) {
+      listener.close();
       server.closeAllConnections();
     }
     await Promise.all(this.servers.splice(0).map((s) => s.close(1_000)));
   }
+}
+
+/** host:port -> the schemes asked for on it; an https URL without `tls` is refused as etcd does. */
+function byAddress(urls: readonly URL[], tls: ServerTls | undefined): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const url of urls) {
+    if (url.protocol === "https:" && tls === undefined) {
+      throw new Error(
+        `TLS key/cert (--cert-file, --key-file) must be provided for client url ${url.href} with HTTPS scheme`,
+      );
+    }
+    const address = grpcTarget(url.toString());
+    const schemes = out.get(address) ?? new Set<string>();
+    schemes.add(url.protocol === "unix:" ? "http:" : url.protocol);
+    out.set(address, schemes);
+  }
+  return out;
 }

@@ -42,7 +42,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
   return {
     memberAdd: unary(async (req: etcdserverpb.MemberAddRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(await callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       const added = await member.addMember(req.peerURLs, req.isLearner);
@@ -54,14 +54,14 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
     }),
     memberRemove: unary(async (req: etcdserverpb.MemberRemoveRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(await callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       const members = await member.removeMember(req.ID);
       return { header: clusterHeader(member), members: members.map(toPbMember) };
     }),
     memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(await callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       await member.updateMember(req.ID, req.peerURLs);
@@ -73,7 +73,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
     }),
     memberPromote: unary(async (req: etcdserverpb.MemberPromoteRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
-      member.isAdminPermitted(await callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       if (!member.isLeader) {
         const client = leader.clusterClient();

@@ -59,7 +59,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
       call.on("cancelled", () => abort.abort());
       void (async () => {
         refuseLearner(member);
-        const as = onBehalfOf(member, await callerOf(member, call.metadata));
+        const as = onBehalfOf(member, await callerOf(member, call));
         const { name, value } = call.request;
         const lease = await sessionLease(member, call.request.lease);
         const prefix = prefixOf(name);
@@ -82,16 +82,12 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
     proclaim: unary(async (req: v3electionpb.ProclaimRequest, call) => {
       refuseLearner(member);
       if (req.leader === undefined) throw MISSING_LEADER_KEY;
-      const res = await proclaim(
-        onBehalfOf(member, await callerOf(member, call.metadata)),
-        req.leader,
-        req.value,
-      );
+      const res = await proclaim(onBehalfOf(member, await callerOf(member, call)), req.leader, req.value);
       return { header: apiHeader(member.header(res.header?.revision)) };
     }),
     leader: unary(async (req: v3electionpb.LeaderRequest, call) => {
       refuseLearner(member);
-      const res = await owner(onBehalfOf(member, await callerOf(member, call.metadata)), prefixOf(req.name));
+      const res = await owner(onBehalfOf(member, await callerOf(member, call)), prefixOf(req.name));
       if (res.kvs.length === 0) throw NO_LEADER;
       return { header: apiHeader(member.header(res.header?.revision)), kv: apiKeyValue(res.kvs[0]!) };
     }),
@@ -100,7 +96,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
       const leader = req.leader;
       if (leader === undefined) throw MISSING_LEADER_KEY;
       const res = await proposeTxn(
-        onBehalfOf(member, await callerOf(member, call.metadata)),
+        onBehalfOf(member, await callerOf(member, call)),
         etcdserverpb.TxnRequest.fromPartial({
           compare: [{ key: leader.key, target: CREATE, result: 0, createRevision: leader.rev }],
           success: [{ requestDeleteRange: { key: leader.key } }],
@@ -115,7 +111,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
       const prefix = prefixOf(call.request.name);
       void (async () => {
         refuseLearner(member);
-        const as = onBehalfOf(member, await callerOf(member, call.metadata));
+        const as = onBehalfOf(member, await callerOf(member, call));
         let sent: { key: string; mod: number } | undefined;
         while (!abort.signal.aborted) {
           const res = await owner(as, prefix);

@@ -61,6 +61,11 @@ class GrpcJsShapedCall extends EventEmitter {
     return traceContextOf(this.call);
   }
 
+  /** The CN of the client's verified certificate (v3rpc/caller.ts). */
+  get peerCommonName(): string | undefined {
+    return this.call.peerCommonName;
+  }
+
   getDeadline(): number {
     return this.call.getDeadline();
   }

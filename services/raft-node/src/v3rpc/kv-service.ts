@@ -60,7 +60,7 @@ export function kvService(member: EtcdServer) {
         refuseLearner(member);
         await member.linearizableRead(call.traceContext);
       }
-      const caller = await callerOf(member, call.metadata);
+      const caller = await callerOf(member, call);
       return withHeader(
         await permittedRead(
           member,
@@ -79,7 +79,7 @@ export function kvService(member: EtcdServer) {
       checkPutRequest(put);
       checkQuota(member, { put });
       return withHeader(
-        await member.put(put, requestBytes(req), await callerOf(member, call.metadata), call.traceContext),
+        await member.put(put, requestBytes(req), await callerOf(member, call), call.traceContext),
       );
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
@@ -90,7 +90,7 @@ export function kvService(member: EtcdServer) {
         await member.deleteRange(
           deleteRange,
           requestBytes(req),
-          await callerOf(member, call.metadata),
+          await callerOf(member, call),
           call.traceContext,
         ),
       );
@@ -101,7 +101,7 @@ export function kvService(member: EtcdServer) {
       checkTxnRequest(txn, member.flags.maxTxnOps);
       checkQuota(member, { txn });
       const raw = requestBytes(req) ?? etcdserverpb.TxnRequest.encode(req).finish();
-      return withHeader(await member.txn(txn, raw, await callerOf(member, call.metadata), call.traceContext));
+      return withHeader(await member.txn(txn, raw, await callerOf(member, call), call.traceContext));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest, call) => {
       refuseLearner(member);

@@ -2,15 +2,18 @@
 // keep-alive and time-to-live, learner promotion): a follower forwards them, as etcd does.
 
 import { EtcdError, etcdserverpb } from "@etcd-ts/api";
-import { channelCredentialsFor } from "../transport/auto-tls.js";
 import { grpcTarget } from "../transport/message-batching.js";
+import { channelCredentialsFor, type DialTls } from "../transport/tls-credentials.js";
 
 export class LeaderClients {
   private url = "";
   private lease: etcdserverpb.LeaseClient | undefined;
   private cluster: etcdserverpb.ClusterClient | undefined;
 
-  constructor(private readonly leaderUrls: () => string[]) {}
+  constructor(
+    private readonly leaderUrls: () => string[],
+    private readonly dial: DialTls = undefined,
+  ) {}
 
   private target(): string {
     const urls = this.leaderUrls();
@@ -24,13 +27,13 @@ export class LeaderClients {
 
   leaseClient(): etcdserverpb.LeaseClient {
     const target = this.target();
-    this.lease ??= new etcdserverpb.LeaseClient(target, channelCredentialsFor(this.url));
+    this.lease ??= new etcdserverpb.LeaseClient(target, channelCredentialsFor(this.url, this.dial));
     return this.lease;
   }
 
   clusterClient(): etcdserverpb.ClusterClient {
     const target = this.target();
-    this.cluster ??= new etcdserverpb.ClusterClient(target, channelCredentialsFor(this.url));
+    this.cluster ??= new etcdserverpb.ClusterClient(target, channelCredentialsFor(this.url, this.dial));
     return this.cluster;
   }
 

@@ -46,11 +46,7 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
     leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest, call) => {
       refuseLearner(member);
       if (!member.leaseExists(req.ID)) throw new EtcdError("LeaseNotFound");
-      const applied = await member.leaseRevoke(
-        req.ID,
-        requestBytes(req),
-        await callerOf(member, call.metadata),
-      );
+      const applied = await member.leaseRevoke(req.ID, requestBytes(req), await callerOf(member, call));
       return { header: apiHeader(member.header(applied.revision)) };
     }),
     leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {

@@ -27,7 +27,7 @@ export function lockService(member: EtcdServer): v3lockpb.LockServer {
       call.on("cancelled", () => abort.abort());
       void (async () => {
         refuseLearner(member);
-        const as = onBehalfOf(member, await callerOf(member, call.metadata));
+        const as = onBehalfOf(member, await callerOf(member, call));
         const prefix = Buffer.concat([call.request.name, Buffer.from("/")]);
         const lease = await sessionLease(member, call.request.lease);
         const mine = await enqueue(as, queueKey(prefix, lease), lease, Buffer.alloc(0));
@@ -46,7 +46,7 @@ export function lockService(member: EtcdServer): v3lockpb.LockServer {
     },
     unlock: unary(async (req: v3lockpb.UnlockRequest, call) => {
       refuseLearner(member);
-      const res = await deleteKey(onBehalfOf(member, await callerOf(member, call.metadata)), req.key);
+      const res = await deleteKey(onBehalfOf(member, await callerOf(member, call)), req.key);
       return { header: apiHeader(member.header(res.header?.revision)) };
     }),
   };

@@ -51,19 +51,19 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
     // etcd's authMaintenanceServer: defragment, hash, hashKV and snapshot are root's once auth
     // is on (status and move-leader are not checked in etcd 3.4).
     defragment: unary(async (_req: unknown, call) => {
-      member.isAdminPermitted(await callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       await member.defragment();
       return { header: apiHeader(member.header()) };
     }),
     hash: unary(async (_req: unknown, call) => {
-      member.isAdminPermitted(await callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       const { hash, revision } = await member.hash();
       return { header: apiHeader(member.header(revision)), hash };
     }),
     hashKv: unary(async (req: etcdserverpb.HashKVRequest, call) => {
-      member.isAdminPermitted(await callerOf(member, call.metadata));
+      member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       const res = await member.hashKV(Number(req.revision));
       return {
@@ -84,7 +84,7 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
     }),
     snapshot: (call: ServerWritableStream<etcdserverpb.SnapshotRequest, etcdserverpb.SnapshotResponse>) => {
       void (async () => {
-        member.isAdminPermitted(await callerOf(member, call.metadata));
+        member.isAdminPermitted(await callerOf(member, call));
         refuseLearner(member);
         const { path, size } = await member.writeSnapshotFile(`client-${process.pid}-${++snapshotSeq}.db`);
         try {

@@ -82,7 +82,7 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
           // stays open. (etcd 3.4 checks a from-key watch as its first key only; here the whole
           // range must be readable, as for a Range.)
           try {
-            const caller = await callerOf(member, call.metadata);
+            const caller = await callerOf(member, call);
             member.isRangePermitted(caller, c.key, c.rangeEnd);
           } catch (err) {
             const known = err instanceof EtcdError && WATCH_REFUSALS.has(err.kind);

@@ -5,14 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Etcd3 } from "etcd3";
-import { etcdctl, Stack, sleep } from "./stack.js";
-
-const lastLine = (text: string) =>
-  text
-    .trim()
-    .split("\n")
-    .pop()!
-    .replace(/^Error: /, "");
+import { etcdctl, lastLine, Stack, sleep } from "./stack.js";
 
 describe("auth through the gateway", { timeout: 180_000 }, () => {
   let stack: Stack;

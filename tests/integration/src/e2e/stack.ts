@@ -45,8 +45,27 @@ export function etcdctl(
   });
 }
 
+/** etcdctl's error as etcd words it: the last line of its stderr without "Error: ". */
+export function lastLine(text: string): string {
+  return text
+    .trim()
+    .split("\n")
+    .pop()!
+    .replace(/^Error: /, "");
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+export interface StackOptions {
+  /** "https": members serve client URLs over TLS (give the certificate flags in memberFlags). */
+  clientScheme?: "http" | "https";
+  peerScheme?: "http" | "https";
+  /** etcdctl flags to reach the gateway when it serves TLS (readiness is then checked with etcdctl). */
+  etcdctlTlsFlags?: string[];
+  /** Every process's environment (OTEL_* for the tracing tests); this process's by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export class Stack {
@@ -56,19 +75,29 @@ export class Stack {
     readonly jsonUrl: string,
     private gateway: ChildProcess | undefined,
     readonly gatewayOutput: { text: string },
+    private readonly etcdctlTlsFlags: string[] | undefined = undefined,
   ) {}
 
   /**
    * `perMember`: extra flags for one member, by name (m1, m2, m3); `gatewayFlags` win over the
-   * defaults; `env`: every process's environment.
+   * defaults; `options`: TLS (https URLs, and how etcdctl reaches a TLS gateway) and `env`, every
+   * process's environment.
    */
   static async start(
     memberFlags: string[] = [],
     perMember: Record<string, string[]> = {},
     gatewayFlags: string[] = [],
-    env: NodeJS.ProcessEnv = process.env,
+    options: StackOptions = {},
   ): Promise<Stack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: memberFlags, memberFlags: perMember, env });
+    const env = options.env ?? process.env;
+    const cluster = await LocalCluster.start({
+      size: 3,
+      flags: memberFlags,
+      memberFlags: perMember,
+      ...(options.env === undefined ? {} : { env: options.env }),
+      ...(options.clientScheme === undefined ? {} : { clientScheme: options.clientScheme }),
+      ...(options.peerScheme === undefined ? {} : { peerScheme: options.peerScheme }),
+    });
     let stack: Stack | undefined;
     try {
       const grpcPort = await freePort();
@@ -94,7 +123,15 @@ export class Stack {
       };
       child.stdout?.on("data", collect);
       child.stderr?.on("data", collect);
-      stack = new Stack(cluster, gatewayAddr, `http://127.0.0.1:${jsonPort}`, child, output);
+      const scheme = options.etcdctlTlsFlags === undefined ? "http" : "https";
+      stack = new Stack(
+        cluster,
+        gatewayAddr,
+        `${scheme}://127.0.0.1:${jsonPort}`,
+        child,
+        output,
+        options.etcdctlTlsFlags,
+      );
       const started = stack;
       child.once("exit", () => {
         started.gateway = undefined;
@@ -117,8 +154,17 @@ export class Stack {
       if (Date.now() > deadline) throw new Error(`gateway not ready:\n${this.gatewayOutput.text}`);
       await sleep(50);
     }
-    // A write through the JSON port proves a leader is known; no etcdctl needed for that.
     let last = "";
+    if (this.etcdctlTlsFlags !== undefined) {
+      for (let attempt = 0; attempt < 60; attempt++) {
+        const res = await etcdctl(this.gatewayAddr, [...this.etcdctlTlsFlags, "put", "__e2e_ready", ""]);
+        if (res.code === 0) return;
+        last = res.stderr;
+        await sleep(300);
+      }
+      throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
+    }
+    // A write through the JSON port proves a leader is known; no etcdctl needed for that.
     for (let attempt = 0; attempt < 60; attempt++) {
       try {
         const res = await fetch(`${this.jsonUrl}/v3/kv/put`, {

@@ -70,7 +70,7 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
     };
     delete env.OTEL_SDK_DISABLED;
     delete env.OTEL_EXPORTER_OTLP_PROTOCOL;
-    stack = await Stack.start([], {}, [], env);
+    stack = await Stack.start([], {}, [], { env });
   });
   after(async () => {
     await stack?.close();

@@ -1,0 +1,67 @@
+// Sends Authenticate to services/auth when the gateway is given its addresses
+// (--auth-endpoints): password checks and token signing leave the members. The call's bytes go
+// as they came (the auth service serves etcd's own Authenticate method), with the client's
+// address in x-forwarded-for so the service's per-address failed-login budget counts the real
+// client, not this gateway. A client cannot choose that address: any value it sent is replaced.
+import grpc from "@grpc/grpc-js";
+import { Http2UnaryChannel } from "../cluster/http2-unary-channel.js";
+import { type CallCancellation, forwardableMetadata, type UnaryOutcome } from "./unary-forwarder.js";
+
+export const AUTHENTICATE_PATH = "/etcdserverpb.Auth/Authenticate";
+export const FORWARDED_FOR_METADATA = "x-forwarded-for";
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+export class AuthServiceForwarder {
+  private readonly channels: Http2UnaryChannel[];
+  private next = 0;
+
+  constructor(addresses: readonly string[]) {
+    if (addresses.length === 0) throw new Error("no auth service address");
+    this.channels = addresses.map((a) => new Http2UnaryChannel(a));
+  }
+
+  /**
+   * Round-robin over the replicas; an UNAVAILABLE answer or a connection failure moves the call
+   * to the next one (an unavailable replica checked no password, so nothing is counted twice).
+   */
+  async forward(
+    request: Buffer,
+    incoming: grpc.Metadata,
+    clientAddress: string | undefined,
+    deadlineMs: number | undefined,
+    cancellation: CallCancellation | undefined,
+  ): Promise<UnaryOutcome> {
+    const metadata = forwardableMetadata(incoming).clone();
+    metadata.remove(FORWARDED_FOR_METADATA);
+    if (clientAddress !== undefined) metadata.set(FORWARDED_FOR_METADATA, clientAddress);
+    const deadline = deadlineMs ?? Date.now() + DEFAULT_TIMEOUT_MS;
+    const first = this.next++ % this.channels.length;
+    let last: UnaryOutcome | undefined;
+    for (let i = 0; i < this.channels.length && !cancellation?.cancelled; i++) {
+      const channel = this.channels[(first + i) % this.channels.length]!;
+      const { result, cancel } = channel.call(AUTHENTICATE_PATH, request, metadata, deadline);
+      cancellation?.track(cancel);
+      try {
+        last = await result;
+      } finally {
+        cancellation?.track(undefined);
+      }
+      if (last.error?.code !== grpc.status.UNAVAILABLE) return last;
+    }
+    return (
+      last ?? {
+        error: {
+          code: grpc.status.CANCELLED,
+          details: "etcd-ts gateway: call cancelled",
+          metadata: new grpc.Metadata(),
+        },
+        response: undefined,
+        trailers: undefined,
+      }
+    );
+  }
+
+  close(): void {
+    for (const c of this.channels) c.close();
+  }
+}

@@ -1,0 +1,127 @@
+// Real processes for tests and benchmarks: a 3-member cluster (LocalCluster), N auth service
+// processes pointed at the members' peer URLs, and one gateway sending Authenticate to them,
+// all on free loopback ports. Spawned with this process's Node flags, so the same code runs
+// from the TypeScript sources (tsx) and from the build.
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+
+const fromSource = import.meta.url.endsWith(".ts");
+const mainOf = (service: string) =>
+  fileURLToPath(
+    new URL(`../../../${service}/${fromSource ? "src/main.ts" : "dist/main.js"}`, import.meta.url),
+  );
+
+export interface ServiceProcess {
+  child: ChildProcess;
+  /** stdout and stderr so far (pino's JSON lines). */
+  output: { text: string };
+}
+
+export interface AuthServiceProcess extends ServiceProcess {
+  grpcAddr: string;
+  httpUrl: string;
+}
+
+export interface AuthStackOptions {
+  authReplicas: number;
+  /** Extra flags for every auth service. */
+  authFlags?: string[];
+  /** Extra flags for every member. */
+  memberFlags?: string[];
+  /** false: the gateway is not told of the auth services (members answer Authenticate). */
+  gatewayUsesAuth?: boolean;
+}
+
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+function spawnService(main: string, args: string[]): ServiceProcess {
+  const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
+  const child = spawn(process.execPath, [...execArgv, main, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
+  const output = { text: "" };
+  const collect = (chunk: Buffer) => {
+    output.text += chunk.toString();
+  };
+  child.stdout?.on("data", collect);
+  child.stderr?.on("data", collect);
+  return { child, output };
+}
+
+async function waitForLine(p: ServiceProcess, line: string, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!p.output.text.includes(line)) {
+    if (p.child.exitCode !== null || p.child.signalCode !== null)
+      throw new Error(`${what} exited:\n${p.output.text}`);
+    if (Date.now() > deadline) throw new Error(`${what} not ready:\n${p.output.text}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopProcess(p: ServiceProcess): Promise<void> {
+  const { child } = p;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 8_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export class AuthStack {
+  private constructor(
+    readonly cluster: LocalCluster,
+    readonly auth: AuthServiceProcess[],
+    readonly gateway: ServiceProcess,
+    readonly gatewayAddr: string,
+  ) {}
+
+  static async start(options: AuthStackOptions): Promise<AuthStack> {
+    const cluster = await LocalCluster.start({ size: 3, flags: options.memberFlags ?? [] });
+    const started: ServiceProcess[] = [];
+    try {
+      const peerUrls = cluster.members.map((m) => m.peerUrl).join(",");
+      const auth: AuthServiceProcess[] = [];
+      for (let i = 0; i < options.authReplicas; i++) {
+        const grpcAddr = `127.0.0.1:${await freePort()}`;
+        const httpPort = await freePort();
+        const p = spawnService(mainOf("auth"), [
+          `--endpoints=${peerUrls}`,
+          `--listen-addr=${grpcAddr}`,
+          `--http-listen-addr=127.0.0.1:${httpPort}`,
+          ...(options.authFlags ?? []),
+        ]);
+        started.push(p);
+        auth.push({ ...p, grpcAddr, httpUrl: `http://127.0.0.1:${httpPort}` });
+      }
+      await Promise.all(auth.map((p, i) => waitForLine(p, "auth service listening", `auth service ${i}`)));
+      const gatewayAddr = `127.0.0.1:${await freePort()}`;
+      const gateway = spawnService(mainOf("api-gateway"), [
+        `--endpoints=${cluster.endpoints}`,
+        `--listen-addr=${gatewayAddr}`,
+        `--json-listen-addr=127.0.0.1:${await freePort()}`,
+        "--refresh-interval-ms=500",
+        ...(options.gatewayUsesAuth === false
+          ? []
+          : [`--auth-endpoints=${auth.map((a) => a.grpcAddr).join(",")}`]),
+      ]);
+      started.push(gateway);
+      await waitForLine(gateway, "gateway listening", "gateway");
+      return new AuthStack(cluster, auth, gateway, gatewayAddr);
+    } catch (err) {
+      await Promise.all(started.map(stopProcess));
+      await cluster.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await stopProcess(this.gateway);
+    await Promise.all(this.auth.map(stopProcess));
+    await this.cluster.close();
+  }
+}
