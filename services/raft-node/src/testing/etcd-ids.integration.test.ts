@@ -88,7 +88,7 @@ async function session(endpoint: string, learnerPeerUrl: string): Promise<Sessio
     `--peer-urls=${learnerPeerUrl}`,
   );
   const afterAdd = Math.floor(Date.now() / 1000);
-  const addedHex = /Member ([0-9a-f]+) added/.exec(added)![1]!;
+  const addedHex = /Member +([0-9a-f]+) added/.exec(added)![1]!;
   const removed = await etcdctl(endpoint, "member", "remove", addedHex);
 
   return {
