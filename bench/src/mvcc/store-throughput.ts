@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   });
   try {
     const baseline = memory();
-    let store = await MvccStore.open(location, { sizeRefreshMs: 0 });
+    let store = await MvccStore.open(location, {});
 
     // One entry per RocksDB batch: what a lightly loaded member does per Raft ready.
     let start = performance.now();
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
 
     await store.close();
     start = performance.now();
-    store = await MvccStore.open(location, { sizeRefreshMs: 0 });
+    store = await MvccStore.open(location, {});
     results["reopen: rebuild the key index from RocksDB"] = since(start);
     results["disk after reopen (memtable flushed)"] = mb(store.backendSize);
     const reopened = memory();

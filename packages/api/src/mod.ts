@@ -49,6 +49,22 @@ export {
   type JsonScalarKind,
   toEtcdJson,
 } from "./json-codec.js";
+export {
+  GATEWAY_CHANNEL_OPTIONS,
+  grpcClientBackend,
+} from "./json-gateway/grpc-client-backend.js";
+export { JsonBodyError, JsonValueSplitter, parseJsonValues } from "./json-gateway/json-body.js";
+export {
+  GATEWAY_CORS_HEADERS,
+  type GatewayCallError,
+  type GatewayStream,
+  type GatewayStreamSink,
+  type GatewayUnaryOutcome,
+  gatewayErrorBody,
+  type JsonGatewayBackend,
+  type JsonGatewayOptions,
+  jsonGatewayHandler,
+} from "./json-gateway/json-gateway.js";
 export { jsonToWire, wireToJson } from "./json-wire.js";
 export { CipherSuiteError, opensslCiphers } from "./tls/cipher-suites.js";
 export { revokedSerials, serialHex } from "./tls/revocation-list.js";

@@ -18,20 +18,21 @@ import { ConfigError, type MemberConfig, memberConfig, parseFlags } from "./conf
 import { clusterEventPublisher } from "./events/cluster-event-publisher.js";
 import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
-import { CLUSTER_VERSION, Member } from "./server/mod.js";
+import { mismatchedPeers, peerHashes } from "./server/initial-corrupt-check.js";
+import { CLUSTER_VERSION, Member, SERVER_VERSION } from "./server/mod.js";
 import { runSnapshotCommand } from "./snapshot/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { dialTlsFrom } from "./transport/tls-credentials.js";
 import { ClientServer } from "./v3rpc/client-server.js";
 
 /** etcd 3.4's default log line shape (capnslog), which etcd's e2e suite and operators grep for. */
-function capnslog(pkg: string, message: string): void {
+function capnslog(pkg: string, message: string, level: "I" | "C" = "I"): void {
   const now = new Date();
   const pad = (n: number, w = 2) => String(n).padStart(w, "0");
   const stamp =
     `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())} ` +
     `${pad(now.getHours())}:${pad(now.getMinutes())}:${pad(now.getSeconds())}.${pad(now.getMilliseconds(), 3)}000`;
-  process.stderr.write(`${stamp} I | ${pkg}: ${message}\n`);
+  process.stderr.write(`${stamp} ${level} | ${pkg}: ${message}\n`);
 }
 
 /** etcd's --log-outputs: stderr, stdout, or files (appended to), all at once. */
@@ -61,6 +62,13 @@ async function main(): Promise<void> {
       process.exit(2);
     }
     throw err;
+  }
+  if (config.printVersion) {
+    // etcd's --version lines (Go's fields name the runtime this member runs on).
+    process.stdout.write(
+      `etcd Version: ${SERVER_VERSION}\nGit SHA: Not provided (etcd-ts)\nGo Version: node${process.versions.node}\nGo OS/Arch: ${process.platform}/${process.arch === "x64" ? "amd64" : process.arch}\n`,
+    );
+    return;
   }
   const level = ["debug", "info", "warn", "error", "panic", "fatal"].includes(config.logLevel)
     ? config.logLevel.replace("panic", "fatal")
@@ -125,6 +133,29 @@ async function main(): Promise<void> {
   });
   const { peerTls, clientTls } = await serverTlsOf(config, logger);
   const rejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
+  if (config.initialCorruptCheck) {
+    // Before Raft starts, as etcd (a corrupt member must not serve or replicate anything).
+    const local = await member.hashKV(0);
+    const peers = member.members().filter((m) => m.id !== member.id);
+    // etcd's ReqTimeout: 5 s plus two election timeouts.
+    const timeoutMs = 5000 + 2 * config.electionMs;
+    logger.info({ timeoutMs }, "starting initial corruption check");
+    const revision = local.hashRevision;
+    const mismatched = mismatchedPeers(
+      { hash: local.hash, revision, compactRevision: local.compactRevision },
+      await peerHashes(peers, revision, timeoutMs, dialTlsFrom(config.clientTls)),
+      logger,
+    );
+    if (mismatched.length > 0) {
+      capnslog(
+        "etcdmain",
+        `${member.id.toString(16).padStart(16, "0")} found data inconsistency with peers`,
+        "C",
+      );
+      process.exit(1);
+    }
+    logger.info({}, "initial corruption checking passed; no corruption");
+  }
   await member.start(peerServer, peerTls);
   await member.published;
   clientServer = new ClientServer(member, metrics, dialTlsFrom(config.clientTls), rejected);

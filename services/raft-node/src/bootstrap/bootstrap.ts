@@ -3,7 +3,16 @@
 // configuration (new cluster), or ask a peer for the membership (joining an existing one);
 // then open the state machine's database as of its last applied batch.
 import { mkdir } from "node:fs/promises";
-import { bootstrapStorage, MemoryStorage } from "@etcd-ts/raft";
+import {
+  bootstrapStorage,
+  ConfChangeType,
+  decodeConfChange,
+  type Entry,
+  EntryType,
+  encodeConfChange,
+  type HardState,
+  MemoryStorage,
+} from "@etcd-ts/raft";
 import { AUTH_COLUMN } from "../auth/mod.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
@@ -80,16 +89,16 @@ export async function bootstrap(
   await recoverInterruptedInstall(layout.dbDir);
   const snapshotter = new Snapshotter(layout.snapDir, { logger });
   const seed = new Map<bigint, MemberInfo>();
-  const raft = (await Wal.exists(layout.walDir))
-    ? await restart(layout, snapshotter, walOptions)
-    : config.initialClusterState === "new"
-      ? { ...(await bootstrapNewCluster(config, layout, walOptions, seed)), applied: 0 }
-      : await joinCluster(config, layout, seed, walOptions);
-
   const columns = (await exists(layout.dbDir)) ? await readColumns(layout.dbDir) : new Map();
   const members = new MembersTable(memberCodec);
   members.restore(columns.get(MEMBERS_COLUMN) ?? []);
   const store = await openStore(layout.dbDir, config, leaseExists, disk);
+  const raft = (await Wal.exists(layout.walDir))
+    ? await restart(layout, snapshotter, walOptions, config.forceNewCluster ? store.appliedIndex : undefined)
+    : config.initialClusterState === "new"
+      ? { ...(await bootstrapNewCluster(config, layout, walOptions, seed)), applied: 0 }
+      : await joinCluster(config, layout, seed, walOptions);
+
   return {
     ...raft,
     layout,
@@ -113,6 +122,8 @@ async function restart(
   layout: Layout,
   snapshotter: Snapshotter,
   walOptions: WalOptions & { logger: WalLogger },
+  /** With --force-new-cluster: the store's applied index (entries up to it are committed). */
+  forceNewClusterApplied: number | undefined,
 ): Promise<RaftStart> {
   const logger = walOptions.logger;
   const identity = await readIdentity(layout.identityFile);
@@ -130,8 +141,28 @@ async function restart(
     storage.applySnapshot(loaded.snapshot);
     applied = loaded.snapshot.metadata.index;
   }
-  if (recovered.hardState) storage.setHardState(recovered.hardState);
-  storage.append(recovered.entries);
+  let hardState = recovered.hardState;
+  let entries = recovered.entries;
+  if (forceNewClusterApplied !== undefined) {
+    const voters = storage.initialState().confState;
+    // The persisted commit index may lag what the store applied; applied entries were committed.
+    const committed = Math.max(hardState?.commit ?? 0, forceNewClusterApplied);
+    const known = hardState ?? { term: 0, vote: 0n, commit: 0 };
+    ({ hardState, entries } = standaloneLog(
+      identity.memberId,
+      [...voters.voters, ...voters.learners],
+      { ...known, term: Math.max(known.term, entries.at(-1)?.term ?? 0), commit: committed },
+      entries,
+    ));
+    const added = entries.filter((e) => e.index > committed);
+    await wal.save(hardState, added);
+    logger.info(
+      { member: formatId(identity.memberId), removed: added.length, commit: hardState.commit },
+      "forcing restart of member as a single-member cluster (--force-new-cluster)",
+    );
+  }
+  if (hardState) storage.setHardState(hardState);
+  storage.append(entries);
   logger.info(
     {
       member: formatId(identity.memberId),
@@ -142,6 +173,47 @@ async function restart(
     "restarting member",
   );
   return { identity, wal, storage, applied };
+}
+
+/**
+ * etcd's restartAsStandaloneNode: the log without its uncommitted tail, then ConfChanges that
+ * remove every other member (and add this one if it is not a member), appended at the last
+ * term and committed at once, so that applying them leaves a one-member cluster that elects
+ * itself. `members` is the configuration at the snapshot; the log's ConfChanges update it.
+ */
+export function standaloneLog(
+  self: bigint,
+  members: readonly bigint[],
+  hardState: HardState | undefined,
+  entries: readonly Entry[],
+): { hardState: HardState; entries: Entry[] } {
+  const commit = hardState?.commit ?? 0;
+  const term = hardState?.term ?? 0;
+  const kept = entries.filter((e) => e.index <= commit);
+  const ids = new Set(members);
+  for (const e of kept) {
+    if (e.type !== EntryType.ConfChange) continue;
+    const cc = decodeConfChange(e.data);
+    if (cc.type === ConfChangeType.RemoveNode) ids.delete(cc.nodeId);
+    else if (cc.type === ConfChangeType.AddNode || cc.type === ConfChangeType.AddLearnerNode)
+      ids.add(cc.nodeId);
+  }
+  let index = kept.length > 0 ? kept[kept.length - 1]!.index : commit;
+  const change = (type: ConfChangeType, nodeId: bigint): Entry => ({
+    term,
+    index: ++index,
+    type: EntryType.ConfChange,
+    data: encodeConfChange({ type, nodeId, context: new Uint8Array(0) }),
+  });
+  const forced: Entry[] = [];
+  for (const id of [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (id !== self) forced.push(change(ConfChangeType.RemoveNode, id));
+  }
+  if (!ids.has(self)) forced.push(change(ConfChangeType.AddNode, self));
+  return {
+    hardState: { term, vote: hardState?.vote ?? 0n, commit: index },
+    entries: [...kept, ...forced],
+  };
 }
 
 /**

@@ -87,9 +87,55 @@ test("--nats-url / ETCD_NATS_URL: absent is no NATS", () => {
 
 test("flags accepted for compatibility but not implemented are refused when used", () => {
   assert.throws(
-    () => memberConfig(parseFlags(["--force-new-cluster"], {})),
-    /--force-new-cluster is not supported yet/,
+    () => memberConfig(parseFlags(["--unsafe-no-fsync"], {})),
+    /--unsafe-no-fsync is not supported yet/,
   );
+});
+
+test("etcd 3.4's other flags start at etcd's defaults, however spelled, and are refused otherwise", () => {
+  const config = memberConfig(
+    parseFlags(
+      [
+        "--grpc-keepalive-interval=2h",
+        "--grpc-keepalive-min-time=5000ms",
+        "--initial-election-tick-advance=1",
+        "--metrics=basic",
+        "--host-whitelist=*",
+        "--experimental-warning-apply-duration=100ms",
+      ],
+      {},
+    ),
+  );
+  assert.equal(config.grpcGateway, true);
+  assert.throws(
+    () => memberConfig(parseFlags(["--metrics=extensive"], {})),
+    /--metrics is not supported yet/,
+  );
+  assert.throws(
+    () => memberConfig(parseFlags(["--grpc-keepalive-timeout=1s"], {})),
+    /--grpc-keepalive-timeout is not supported yet/,
+  );
+});
+
+test("--force-new-cluster, --experimental-initial-corrupt-check, --enable-grpc-gateway, --version are read", () => {
+  const config = memberConfig(
+    parseFlags(
+      [
+        "--force-new-cluster",
+        "--experimental-initial-corrupt-check",
+        "--enable-grpc-gateway=false",
+        "--version",
+      ],
+      {},
+    ),
+  );
+  assert.equal(config.forceNewCluster, true);
+  assert.equal(config.initialCorruptCheck, true);
+  assert.equal(config.grpcGateway, false);
+  assert.equal(config.printVersion, true);
+  const defaults = memberConfig(parseFlags([], {}));
+  assert.equal(defaults.forceNewCluster, false);
+  assert.equal(defaults.initialCorruptCheck, false);
 });
 
 test("TLS flags: each side's files, --client-cert-auth, --cipher-suites checked with etcd's message", () => {

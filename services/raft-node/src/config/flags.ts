@@ -42,7 +42,7 @@ export const FLAGS = {
   "max-concurrent-streams": { kind: "int", default: "4294967295" },
   "max-learners": { kind: "int", default: "1" },
   "strict-reconfig-check": { kind: "bool", default: "true" },
-  "force-new-cluster": { kind: "bool", default: "false", unsupported: true },
+  "force-new-cluster": { kind: "bool", default: "false" },
   "enable-v2": { kind: "bool", default: "false" },
   "auto-compaction-retention": { kind: "string", default: "0" },
   "auto-compaction-mode": { kind: "string", default: "periodic" },
@@ -90,6 +90,31 @@ export const FLAGS = {
   "peer-cert-allowed-cn": { kind: "string", default: "" },
   "peer-cert-allowed-hostname": { kind: "string", default: "" },
   "cipher-suites": { kind: "string", default: "" },
+  // Serve the JSON gateway on the client URLs (etcd's default).
+  "enable-grpc-gateway": { kind: "bool", default: "true" },
+  // Prints etcd's version lines and exits.
+  version: { kind: "bool", default: "false" },
+  // etcd 3.4's other flags: accepted at etcd's defaults (configs that spell them out start),
+  // refused otherwise until they mean something here.
+  "grpc-keepalive-min-time": { kind: "duration", default: "5s", unsupported: true },
+  "grpc-keepalive-interval": { kind: "duration", default: "2h0m0s", unsupported: true },
+  "grpc-keepalive-timeout": { kind: "duration", default: "20s", unsupported: true },
+  "host-whitelist": { kind: "string", default: "*", unsupported: true },
+  "initial-election-tick-advance": { kind: "bool", default: "true", unsupported: true },
+  "backend-batch-interval": { kind: "duration", default: "0", unsupported: true },
+  "backend-batch-limit": { kind: "int", default: "0", unsupported: true },
+  "experimental-backend-bbolt-freelist-type": { kind: "string", default: "", unsupported: true },
+  "experimental-compaction-batch-limit": { kind: "int", default: "0", unsupported: true },
+  "experimental-corrupt-check-time": { kind: "duration", default: "0", unsupported: true },
+  "experimental-peer-skip-client-san-verification": { kind: "bool", default: "false", unsupported: true },
+  "experimental-warning-apply-duration": { kind: "duration", default: "100ms", unsupported: true },
+  "experimental-enable-lease-checkpoint-persist": { kind: "bool", default: "false", unsupported: true },
+  "experimental-enable-v2v3": { kind: "string", default: "", unsupported: true },
+  "discovery-srv-name": { kind: "string", default: "", unsupported: true },
+  "log-package-levels": { kind: "string", default: "", unsupported: true },
+  "log-output": { kind: "string", default: "default", unsupported: true },
+  metrics: { kind: "string", default: "basic", unsupported: true },
+  "unsafe-no-fsync": { kind: "bool", default: "false", unsupported: true },
   // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
   "nats-url": { kind: "string", default: "" },
 } as const satisfies Record<string, FlagSpec>;
@@ -269,6 +294,14 @@ export interface MemberConfig {
   maxLearners: number;
   strictReconfigCheck: boolean;
   leaseCheckpoint: boolean;
+  /** Serve the JSON gateway on the client URLs (--enable-grpc-gateway). */
+  grpcGateway: boolean;
+  /** --version: print the version and exit. */
+  printVersion: boolean;
+  /** Restart as a one-member cluster keeping the data (etcd's --force-new-cluster). */
+  forceNewCluster: boolean;
+  /** Compare HashKV with the peers before starting; refuse to start on a mismatch. */
+  initialCorruptCheck: boolean;
   /** etcd's --auth-token: "simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...". */
   authToken: string;
   /** Seconds a simple token lives after its last use. */
@@ -350,12 +383,19 @@ export function parseInitialCluster(value: string): Map<string, URL[]> {
   return cluster;
 }
 
+/** Whether two spellings of a flag's value mean the same ("2h" and "2h0m0s", "1" and "true"). */
+function sameFlagValue(name: FlagName, spec: FlagSpec, a: string, b: string): boolean {
+  if (spec.kind === "bool") return parseBool(name, a) === parseBool(name, b);
+  if (spec.kind === "duration") return parseGoDuration(name, a) === parseGoDuration(name, b);
+  return a === b;
+}
+
 export function memberConfig(values: FlagValues): MemberConfig {
   for (const name of Object.keys(FLAGS) as FlagName[]) {
     const spec: FlagSpec = FLAGS[name];
     if (spec.kind === "bool") parseBool(name, values[name]);
     if (spec.kind === "duration") parseGoDuration(name, values[name]);
-    if (spec.unsupported && values[name] !== spec.default) {
+    if (spec.unsupported && !sameFlagValue(name, spec, values[name], spec.default)) {
       throw new ConfigError(`--${name} is not supported yet`);
     }
   }
@@ -428,6 +468,13 @@ export function memberConfig(values: FlagValues): MemberConfig {
     leaseCheckpoint: parseBool(
       "experimental-enable-lease-checkpoint",
       values["experimental-enable-lease-checkpoint"],
+    ),
+    forceNewCluster: parseBool("force-new-cluster", values["force-new-cluster"]),
+    grpcGateway: parseBool("enable-grpc-gateway", values["enable-grpc-gateway"]),
+    printVersion: parseBool("version", values.version),
+    initialCorruptCheck: parseBool(
+      "experimental-initial-corrupt-check",
+      values["experimental-initial-corrupt-check"],
     ),
     authToken: parseAuthToken(values["auth-token"]),
     authTokenTtl: parseInt64("auth-token-ttl", values["auth-token-ttl"]),

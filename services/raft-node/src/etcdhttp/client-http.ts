@@ -1,10 +1,12 @@
-// What etcd serves over HTTP/1.1 on its client port besides the JSON gateway (etcd 3.4's
+// What etcd serves over HTTP/1.1 on its client port besides the JSON gateway (which is
+// @etcd-ts/api's jsonGatewayHandler, put in front of this by v3rpc/client-server.ts; etcd 3.4's
 // etcdserver/api/etcdhttp): /health and /version, with etcd's bodies, status codes and headers,
 // plus 3.5's /livez and /readyz, which orchestrators probe, and Prometheus's /metrics. The client
 // port's first-bytes routing (@etcd-ts/api's client-port.ts) sends HTTP/1.x connections here;
 // --listen-metrics-urls get the same handler limited to /metrics and /health.
 
 import type http from "node:http";
+import { GATEWAY_CORS_HEADERS } from "@etcd-ts/api";
 import { writeMetrics } from "@etcd-ts/telemetry";
 import type { Registry } from "prom-client";
 
@@ -32,11 +34,7 @@ export interface ClientHttpOptions {
 }
 
 /** etcd's grpc-gateway answers every request with these (it sets them on its whole mux). */
-const CORS_HEADERS = {
-  "access-control-allow-origin": "*",
-  "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
-  "access-control-allow-headers": "accept, content-type, authorization",
-};
+const CORS_HEADERS = GATEWAY_CORS_HEADERS;
 
 /** etcd's /health verdict: no alarm, a leader, and a quorum read answered in time. */
 export async function checkHealth(probe: HealthProbe, timeoutMs: number): Promise<boolean> {

@@ -1,8 +1,6 @@
 // The database directory as files: copying a database into a fresh directory and swapping it
-// in crash-safely (defragmentation), and measuring its size on disk (the quota).
-import { type Dirent, readdirSync, statSync } from "node:fs";
+// in crash-safely (defragmentation).
 import { open as openFile, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
 import type { ColumnHandle, RocksBackend } from "./rocks-backend.js";
 
 const COPY_CHUNK = 1000;
@@ -53,24 +51,4 @@ export async function writeMarker(path: string): Promise<void> {
   const file = await openFile(path, "w");
   await file.sync();
   await file.close();
-}
-
-export function directorySize(path: string): number {
-  let total = 0;
-  let entries: Dirent[];
-  try {
-    entries = readdirSync(path, { withFileTypes: true });
-  } catch {
-    // Mid-swap during defragmentation the directory is briefly absent.
-    return Number.NaN;
-  }
-  for (const entry of entries) {
-    if (!entry.isFile()) continue;
-    try {
-      total += statSync(join(path, entry.name)).size;
-    } catch {
-      // RocksDB deletes obsolete files concurrently; a vanished file no longer counts.
-    }
-  }
-  return total;
 }

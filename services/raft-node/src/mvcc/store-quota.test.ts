@@ -17,7 +17,7 @@ describe("quota and NOSPACE alarm", () => {
     const dir = await tempDir();
     const location = join(dir.path, "db");
     try {
-      let store = await MvccStore.open(location, { quotaBytes: QUOTA, sizeRefreshMs: 0 });
+      let store = await MvccStore.open(location, { quotaBytes: QUOTA });
       let kv = new Applier(store);
       // The server's pre-proposal check: write until the quota says no (bounded).
       let written = 0;
@@ -49,7 +49,7 @@ describe("quota and NOSPACE alarm", () => {
 
       // The alarm is replicated state: it survives a restart.
       await store.close();
-      store = await MvccStore.open(location, { quotaBytes: QUOTA, sizeRefreshMs: 0 });
+      store = await MvccStore.open(location, { quotaBytes: QUOTA });
       kv = new Applier(store);
       assert.deepEqual(store.alarms(), [{ memberID: 7n, alarm: AlarmType.NOSPACE }]);
       await assert.rejects(kv.put("x", "y"), (e) => isEtcdError(e, "NoSpace"));
@@ -70,7 +70,7 @@ describe("quota and NOSPACE alarm", () => {
       assert.deepEqual(store.alarms(), []);
       await kv.put("x", "y");
       await store.close();
-      store = await MvccStore.open(location, { quotaBytes: QUOTA, sizeRefreshMs: 0 });
+      store = await MvccStore.open(location, { quotaBytes: QUOTA });
       assert.deepEqual(store.alarms(), []);
       assert.equal((await store.range(rangeRequest({ key: "x" }))).kvs[0]!.value.toString(), "y");
       await store.close();

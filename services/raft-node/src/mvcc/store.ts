@@ -19,7 +19,8 @@ import { rename, rm } from "node:fs/promises";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
-import { copyColumn, directorySize, recoverInterruptedDefrag, writeMarker } from "./database-files.js";
+import { BboltSizeModel } from "./bbolt-size-model.js";
+import { copyColumn, recoverInterruptedDefrag, writeMarker } from "./database-files.js";
 import { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
@@ -95,8 +96,6 @@ export interface MvccStoreOptions {
   syncReadMaxKeys?: number;
   /** Extra column families other state machines (leases, auth) write in the same batches. */
   extraColumns?: readonly string[];
-  /** How stale the measured backend size may be (it is a directory listing). */
-  sizeRefreshMs?: number;
   /** Compress stored revisions (default true). */
   compression?: boolean;
   /** RocksDB block cache for stored revisions (default 64 MiB). */
@@ -273,9 +272,8 @@ export class MvccStore implements ApplyTarget {
   private appliesWaiting = 0;
   private failure: Error | undefined;
   private closing = false;
-  private measuredSize = 0;
-  private sizeMeasuredAt = Number.NEGATIVE_INFINITY;
-  private readonly sizeRefreshMs: number;
+  /** etcd's backend size for the same writes (what the quota and Status measure). */
+  private readonly sizeModel = new BboltSizeModel();
   private readonly tuning: RocksTuning;
   /** Reads holding RocksDB iterators or pool reads across awaits; defragmentation waits for them. */
   private readers = 0;
@@ -293,7 +291,6 @@ export class MvccStore implements ApplyTarget {
     this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
     this.extraColumns = options.extraColumns ?? [];
-    this.sizeRefreshMs = options.sizeRefreshMs ?? 250;
     this.tuning = tuningOf(options);
     this.onCommit = options.onCommit;
   }
@@ -369,6 +366,7 @@ export class MvccStore implements ApplyTarget {
     this.compactMainRev = this.finishedCompactRev;
     this.restoreAlarms();
     this.restoreIndex();
+    if (this.currentRev > 0) this.sizeModel.defragment(this.storedRevisionLengths());
     if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
     if (scheduledRev > this.finishedCompactRev) {
       // A compaction was cut short: its revision already counts as compacted; finish it.
@@ -429,6 +427,22 @@ export class MvccStore implements ApplyTarget {
             this.index.insert(ki);
           }
           this.currentRev = main;
+        }
+        if (chunk.finished) break;
+      }
+    } finally {
+      it.close();
+    }
+  }
+
+  /** Every stored revision key with its value's length, in key order (the size model's input). */
+  private *storedRevisionLengths(): Generator<{ key: Buffer; valueLength: number }> {
+    const it = this.db.iterator({});
+    try {
+      for (;;) {
+        const chunk = it.nextSync(RESTORE_CHUNK);
+        for (let i = 0; i < chunk.keys.length; i++) {
+          yield { key: chunk.keys[i]!, valueLength: chunk.values[i]!.length };
         }
         if (chunk.finished) break;
       }
@@ -513,6 +527,12 @@ export class MvccStore implements ApplyTarget {
           revisions.push(this.currentRev);
         }
       }
+      // Anything written besides the applied index is a bbolt commit in etcd (its saveIndex
+      // goes with the mvcc write; reads and no-ops write nothing).
+      if (this.batch.length > 0) {
+        this.sizeModel.touch();
+        this.sizeModel.commit();
+      }
       if (lastIndex !== this.appliedIdx) {
         this.batch.put(META_CONSISTENT_INDEX, uint64Bytes(lastIndex), this.meta);
         this.batch.put(META_TERM, uint64Bytes(lastTerm), this.meta);
@@ -592,6 +612,7 @@ export class MvccStore implements ApplyTarget {
 
   stage(main: number, sub: number, key: Buffer, value: Buffer): void {
     this.batch!.put(key, value);
+    this.sizeModel.put(key, value.length);
     let subs = this.pending!.get(main);
     if (subs === undefined) {
       subs = [];
@@ -846,8 +867,12 @@ export class MvccStore implements ApplyTarget {
       from = this.index.compactSlice(rev, from, this.compactionSliceKeys, removed);
       const batch = this.db.batch();
       for (let i = 0; i < removed.length; i += 3) {
-        batch.del(revisionKey(removed[i]!, removed[i + 1]!, removed[i + 2] === 1));
+        const key = revisionKey(removed[i]!, removed[i + 1]!, removed[i + 2] === 1);
+        batch.del(key);
+        this.sizeModel.delete(key);
       }
+      this.sizeModel.touch();
+      this.sizeModel.commit();
       if (from === undefined) batch.put(META_FINISHED_COMPACT, revisionKey(rev, 0), this.meta);
       if (batch.length > 0) batch.write(false);
       else batch.discard();
@@ -995,21 +1020,9 @@ export class MvccStore implements ApplyTarget {
 
   // --- quota and defragmentation -------------------------------------------------------------
 
-  /**
-   * Bytes the database occupies on disk (SST files, WAL, manifest), like etcd's bolt file
-   * size: what was written and not yet reclaimed. Measured at most every `sizeRefreshMs`;
-   * RocksDB's memtable property is no substitute, it grows in whole arena blocks of a megabyte.
-   */
+  /** etcd's backend Size() for the same writes (see bbolt-size-model.ts): what the quota judges. */
   get backendSize(): number {
-    const now = performance.now();
-    if (now - this.sizeMeasuredAt >= this.sizeRefreshMs) {
-      const size = directorySize(this.location);
-      if (!Number.isNaN(size)) {
-        this.sizeMeasuredAt = now;
-        this.measuredSize = size;
-      }
-    }
-    return this.measuredSize;
+    return this.sizeModel.size;
   }
 
   /** A numeric RocksDB property of the revision key space (memory accounting, benchmarks). */
@@ -1017,12 +1030,9 @@ export class MvccStore implements ApplyTarget {
     return this.db.numericProperty(name);
   }
 
-  /** Estimated bytes of live data (etcd's dbSizeInUse). */
+  /** etcd's backend SizeInUse() for the same writes (Status's dbSizeInUse). */
   get backendSizeInUse(): number {
-    return (
-      this.db.numericProperty("rocksdb.estimate-live-data-size") +
-      this.db.numericProperty("rocksdb.cur-size-all-mem-tables")
-    );
+    return this.sizeModel.sizeInUse;
   }
 
   get quota(): number {
@@ -1085,7 +1095,7 @@ export class MvccStore implements ApplyTarget {
       await rm(`${this.location}.old`, { recursive: true, force: true });
       this.db = await RocksBackend.open(this.location, columnNames, this.tuning);
       this.meta = this.db.columns[META_COLUMN]!;
-      this.sizeMeasuredAt = Number.NEGATIVE_INFINITY;
+      this.sizeModel.defragment(this.storedRevisionLengths());
     } catch (err) {
       this.failure = err instanceof Error ? err : new Error(String(err));
       throw err;

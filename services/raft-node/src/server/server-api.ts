@@ -52,6 +52,8 @@ export interface RpcFlags {
   readonly maxConcurrentStreams: number;
   /** --experimental-watch-progress-notify-interval; 0: none. */
   readonly watchProgressNotifyIntervalMs: number;
+  /** --enable-grpc-gateway: the JSON gateway on the client URLs. */
+  readonly grpcGateway: boolean;
 }
 
 /** etcd's RaftKV: reads from local state, writes through Raft. */

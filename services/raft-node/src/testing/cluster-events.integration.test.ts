@@ -130,7 +130,8 @@ describe("members publish control-plane events", {
       `--peer-urls=http://127.0.0.1:${await freePort()}`,
       "--learner",
     ]);
-    const id = /Member ([0-9a-f]+) added/.exec(added)![1]!;
+    // etcdctl prints the ID with Go's %16x: space-padded when it has fewer than 16 hex digits.
+    const id = /Member +([0-9a-f]+) added/.exec(added)![1]!;
     await eventually("a membership event listing the learner", async () =>
       memberships.some((e) => e.members.length === 4 && e.members.some((m) => m.id === id && m.isLearner)),
     );

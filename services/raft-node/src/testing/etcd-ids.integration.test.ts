@@ -3,59 +3,18 @@
 // (etcd's generator layout), a client-chosen lease ID of 2^63-1, and `member remove <hex>` must
 // read the same. Then a data dir from the 53-bit era is refused with a clear message.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { etcdserverpb } from "@etcd-ts/api";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { memberIdFor } from "../membership/member-id.js";
 import { freePort } from "./local-cluster.js";
+import { ETCDCTL, haveRealEtcd, sideBySide, singleMemberFlags, startOurs } from "./side-by-side.fixture.js";
 
-const ETCD = "/usr/bin/etcd";
-const ETCDCTL = "/usr/bin/etcdctl";
-const mainPath = fileURLToPath(
-  new URL(import.meta.url.endsWith(".ts") ? "../main.ts" : "../main.js", import.meta.url),
-);
 const BIG_LEASE = 2n ** 63n - 1n;
-
-interface Running {
-  child: ChildProcess;
-  output: { text: string };
-}
-
-function start(command: string, args: string[]): Running {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-  const output = { text: "" };
-  child.stdout?.on("data", (c: Buffer) => {
-    output.text += c.toString();
-  });
-  child.stderr?.on("data", (c: Buffer) => {
-    output.text += c.toString();
-  });
-  return { child, output };
-}
-
-async function waitReady(p: Running, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!p.output.text.includes("ready to serve client requests")) {
-    if (p.child.exitCode !== null) throw new Error(`exited before it was ready:\n${p.output.text}`);
-    if (Date.now() > deadline) throw new Error(`not ready after ${timeoutMs} ms:\n${p.output.text}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stop(p: Running): Promise<void> {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-  const exited = new Promise((r) => p.child.once("exit", r));
-  p.child.kill("SIGTERM");
-  const timer = setTimeout(() => p.child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 function etcdctl(endpoint: string, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
@@ -129,7 +88,7 @@ async function session(endpoint: string, learnerPeerUrl: string): Promise<Sessio
     `--peer-urls=${learnerPeerUrl}`,
   );
   const afterAdd = Math.floor(Date.now() / 1000);
-  const addedHex = /Member ([0-9a-f]+) added/.exec(added)![1]!;
+  const addedHex = /Member +([0-9a-f]+) added/.exec(added)![1]!;
   const removed = await etcdctl(endpoint, "member", "remove", addedHex);
 
   return {
@@ -150,7 +109,7 @@ async function session(endpoint: string, learnerPeerUrl: string): Promise<Sessio
 
 describe("IDs as etcd 3.4 makes them, through etcdctl", {
   timeout: 180_000,
-  skip: existsSync(ETCD) && existsSync(ETCDCTL) ? false : "etcd/etcdctl 3.4 not installed",
+  skip: haveRealEtcd ? false : "etcd/etcdctl 3.4 not installed",
 }, () => {
   let root: string;
   let flags: (dataDir: string) => string[];
@@ -166,45 +125,11 @@ describe("IDs as etcd 3.4 makes them, through etcdctl", {
     clientUrl = `http://127.0.0.1:${await freePort()}`;
     peerUrl = `http://127.0.0.1:${await freePort()}`;
     learnerPeerUrl = `http://127.0.0.1:${await freePort()}`;
-    flags = (dataDir) => [
-      "--name",
-      "ids-1",
-      "--data-dir",
-      dataDir,
-      "--listen-client-urls",
-      clientUrl,
-      "--advertise-client-urls",
-      clientUrl,
-      "--listen-peer-urls",
-      peerUrl,
-      "--initial-advertise-peer-urls",
-      peerUrl,
-      "--initial-cluster",
-      `ids-1=${peerUrl}`,
-      "--initial-cluster-token",
-      "ids-token",
-      "--initial-cluster-state",
-      "new",
-    ];
-    const real = start(ETCD, flags(join(root, "etcd")));
-    try {
-      await waitReady(real);
-      etcd = await session(clientUrl, learnerPeerUrl);
-    } finally {
-      await stop(real);
-    }
+    flags = (dataDir) => singleMemberFlags("ids-1", dataDir, clientUrl, peerUrl, "ids-token");
     oursDataDir = join(root, "ours");
-    const member = start(process.execPath, [
-      ...process.execArgv.filter((a) => !a.startsWith("--test")),
-      mainPath,
-      ...flags(oursDataDir),
-    ]);
-    try {
-      await waitReady(member);
-      ours = await session(clientUrl, learnerPeerUrl);
-    } finally {
-      await stop(member);
-    }
+    ({ etcd, ours } = await sideBySide(flags, { etcd: join(root, "etcd"), ours: oursDataDir }, () =>
+      session(clientUrl, learnerPeerUrl),
+    ));
   });
   after(async () => {
     if (root) await rm(root, { recursive: true, force: true });
@@ -250,11 +175,7 @@ describe("IDs as etcd 3.4 makes them, through etcdctl", {
     old.writeBigUInt64BE(BigInt(`0x${ours.memberSimple}`) >> 11n, 0);
     old.writeBigUInt64BE(BigInt(`0x${ours.clusterHex}`) >> 11n, 8);
     await writeFile(identity, old);
-    const member = start(process.execPath, [
-      ...process.execArgv.filter((a) => !a.startsWith("--test")),
-      mainPath,
-      ...flags(oursDataDir),
-    ]);
+    const member = startOurs(flags(oursDataDir));
     const code = await new Promise((r) => member.child.once("exit", r));
     assert.notEqual(code, 0);
     assert.match(member.output.text, /older etcd-ts whose member and cluster IDs were 53-bit/);

@@ -19,9 +19,12 @@ export function etcdctl(endpoints: string, args: string[], input = ""): Promise<
     child.stderr.on("data", (c) => {
       err += c;
     });
-    child.on("exit", (code) =>
+    // "close", not "exit": output may still be in the pipes when the process has exited.
+    child.on("close", (code) =>
       code === 0 ? resolve(out) : reject(new Error(`etcdctl ${args.join(" ")}: ${err}`)),
     );
+    // An etcdctl that fails before reading its stdin closes it: its exit code and stderr say why.
+    child.stdin.on("error", () => {});
     child.stdin.end(input);
   });
 }

@@ -6,7 +6,10 @@ import net from "node:net";
 import {
   createTlsServer,
   etcdserverpb,
+  GATEWAY_CHANNEL_OPTIONS,
   GrpcHttp2Server,
+  grpcClientBackend,
+  jsonGatewayHandler,
   parseGrpcTarget,
   ReplayingSocket,
   type ServerTls,
@@ -15,7 +18,7 @@ import {
   v3lockpb,
 } from "@etcd-ts/api";
 import { GrpcServerMetrics, serverObserver } from "@etcd-ts/telemetry";
-import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import grpc, { type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import { clientHttpHandler } from "../etcdhttp/client-http.js";
 import { CLUSTER_VERSION, type EtcdServer, SERVER_VERSION } from "../server/mod.js";
@@ -41,7 +44,9 @@ export class ClientServer {
   private readonly services: [ServiceDefinition, UntypedServiceImplementation][];
   private readonly servers: GrpcHttp2Server[] = [];
   private readonly metricsServers: { server: http.Server; listener: net.Server }[] = [];
-  private readonly http1;
+  private readonly http1: http.RequestListener;
+  /** The JSON gateway's channels to our own listeners, one per client listener. */
+  private readonly gatewayClients: grpc.Client[] = [];
   private readonly metricsHttp;
   private readonly grpcMetrics: GrpcServerMetrics;
 
@@ -53,7 +58,7 @@ export class ClientServer {
   constructor(
     private readonly member: EtcdServer,
     metrics: Registry,
-    dial: DialTls = undefined,
+    private readonly dial: DialTls = undefined,
     private readonly onTlsRejected: (rejection: TlsRejection) => void = () => {},
   ) {
     this.leader = new LeaderClients(() => member.leaderClientUrls(), dial);
@@ -93,20 +98,56 @@ export class ClientServer {
   async listen(urls: readonly URL[], tls?: ServerTls): Promise<void> {
     for (const [address, schemes] of byAddress(urls, tls)) {
       const secure = schemes.has("https:");
+      let gateway: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined;
+      let port = 0;
       const server = new GrpcHttp2Server({
         maxReceiveBytes: this.member.flags.maxRequestBytes + GRPC_OVERHEAD_BYTES,
         maxConcurrentStreams: Math.min(this.member.flags.maxConcurrentStreams, 2 ** 32 - 1),
         tls: secure ? tls : undefined,
         plaintextToo: secure && schemes.has("http:"),
         onTlsRejected: this.onTlsRejected,
-        http1: this.http1,
+        http1: (req, res) => {
+          if (this.member.flags.grpcGateway) {
+            gateway ??= this.jsonGateway(address, port, secure && !schemes.has("http:"));
+            if (gateway(req, res)) return;
+          }
+          this.http1(req, res);
+        },
         observer: serverObserver(this.grpcMetrics),
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);
-      await server.listen(address);
+      port = await server.listen(address);
       this.servers.push(server);
     }
+  }
+
+  /**
+   * The JSON gateway of the listener on `address`: it calls this listener's gRPC server over
+   * one loopback channel, as etcd's grpc-gateway does. Simpler than calling the handlers in
+   * process (they are written against gRPC calls), and every JSON call then passes the same
+   * validation, auth, --max-concurrent-streams and metrics as a gRPC call; the gRPC path itself
+   * is untouched (HTTP/2 connections never reach this). Made on the first HTTP/1.1 request.
+   * An https-only listener is dialled as etcd's gateway dials itself: with the member's own
+   * certificate (for --client-cert-auth), not verifying the server (InsecureSkipVerify).
+   */
+  private jsonGateway(address: string, port: number, https: boolean) {
+    let target = address;
+    if (!address.startsWith("unix:")) {
+      // A wildcard listener is reached on loopback.
+      const host = address.slice(0, address.lastIndexOf(":"));
+      const bare = host.replace(/^\[|\]$/g, "");
+      const loopback = bare === "0.0.0.0" || bare === "" ? "127.0.0.1" : bare === "::" ? "[::1]" : host;
+      target = `${loopback}:${port}`;
+    }
+    const credentials = !https
+      ? grpc.credentials.createInsecure()
+      : grpc.credentials.createSsl(null, this.dial?.key ?? null, this.dial?.cert ?? null, {
+          rejectUnauthorized: false,
+        });
+    const client = new grpc.Client(target, credentials, GATEWAY_CHANNEL_OPTIONS);
+    this.gatewayClients.push(client);
+    return jsonGatewayHandler(grpcClientBackend(client));
   }
 
   /** Serves /metrics and /health on each --listen-metrics-urls address (https with `tls`). */
@@ -135,6 +176,7 @@ export class ClientServer {
 
   async close(): Promise<void> {
     this.leader.close();
+    for (const client of this.gatewayClients.splice(0)) client.close();
     for (const { server, listener } of this.metricsServers.splice(0)) {
       listener.close();
       server.closeAllConnections();

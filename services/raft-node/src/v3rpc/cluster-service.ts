@@ -32,6 +32,11 @@ export function validPeerUrls(urls: readonly string[]): boolean {
   return true;
 }
 
+/** etcd's ClusterServer header: cluster, member and term, no revision (membership is not in mvcc). */
+function clusterHeader(member: EtcdServer): etcdserverpb.ResponseHeader {
+  return { ...apiHeader(member.header()), revision: 0n };
+}
+
 export function clusterService(member: EtcdServer, leader: LeaderClients): etcdserverpb.ClusterServer {
   const list = () => member.members().map(toPbMember);
   return {
@@ -42,7 +47,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       const added = await member.addMember(req.peerURLs, req.isLearner);
       return {
-        header: apiHeader(member.header()),
+        header: clusterHeader(member),
         member: toPbMember(added.member),
         members: added.members.map(toPbMember),
       };
@@ -52,7 +57,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       member.isAdminPermitted(await callerOf(member, call));
       refuseLearner(member);
       const members = await member.removeMember(req.ID);
-      return { header: apiHeader(member.header()), members: members.map(toPbMember) };
+      return { header: clusterHeader(member), members: members.map(toPbMember) };
     }),
     memberUpdate: unary(async (req: etcdserverpb.MemberUpdateRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
@@ -60,11 +65,11 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
       refuseLearner(member);
       if (!validPeerUrls(req.peerURLs)) throw new EtcdError("MemberBadURLs");
       await member.updateMember(req.ID, req.peerURLs);
-      return { header: apiHeader(member.header()), members: list() };
+      return { header: clusterHeader(member), members: list() };
     }),
     memberList: unary(async () => {
       refuseLearner(member);
-      return { header: apiHeader(member.header()), members: list() };
+      return { header: clusterHeader(member), members: list() };
     }),
     memberPromote: unary(async (req: etcdserverpb.MemberPromoteRequest, call) => {
       // etcd's checkMembershipOperationPermission: root only once auth is on.
@@ -83,7 +88,7 @@ export function clusterService(member: EtcdServer, leader: LeaderClients): etcds
         );
       }
       const members = await member.promoteMember(req.ID);
-      return { header: apiHeader(member.header()), members: members.map(toPbMember) };
+      return { header: clusterHeader(member), members: members.map(toPbMember) };
     }),
   };
 }

@@ -15,6 +15,7 @@ import {
   prefixEnd,
   proposeTxn,
   queueKey,
+  sessionLease,
   waitEvent,
   waitForTurn,
 } from "./key-queue.js";
@@ -26,8 +27,11 @@ import { toStatus, unary } from "./rpc-errors.js";
 // are not etcdserver errors, so the client sees them with code UNKNOWN).
 const NOT_LEADER = { code: status.UNKNOWN, details: "election: not leader" };
 const NO_LEADER = { code: status.UNKNOWN, details: "election: no leader" };
+// v3election's own check of Proclaim and Resign requests (ErrMissingLeaderKey).
+const MISSING_LEADER_KEY = { code: status.UNKNOWN, details: '"leader" field must be provided' };
 
-const CREATE = 2;
+// Compare targets, not sort targets (where CREATE is 2).
+const CREATE = etcdserverpb.Compare_CompareTarget.CREATE;
 
 function prefixOf(name: Buffer): Buffer {
   return Buffer.concat([name, Buffer.from("/")]);
@@ -56,7 +60,8 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
       void (async () => {
         refuseLearner(member);
         const as = onBehalfOf(member, await callerOf(member, call));
-        const { name, lease, value } = call.request;
+        const { name, value } = call.request;
+        const lease = await sessionLease(member, call.request.lease);
         const prefix = prefixOf(name);
         const mine = await enqueue(as, queueKey(prefix, lease), lease, value);
         const leader = { name, key: mine.key, rev: BigInt(mine.rev), lease };
@@ -76,7 +81,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
     },
     proclaim: unary(async (req: v3electionpb.ProclaimRequest, call) => {
       refuseLearner(member);
-      if (req.leader === undefined) throw NOT_LEADER;
+      if (req.leader === undefined) throw MISSING_LEADER_KEY;
       const res = await proclaim(onBehalfOf(member, await callerOf(member, call)), req.leader, req.value);
       return { header: apiHeader(member.header(res.header?.revision)) };
     }),
@@ -89,7 +94,7 @@ export function electionService(member: EtcdServer): v3electionpb.ElectionServer
     resign: unary(async (req: v3electionpb.ResignRequest, call) => {
       refuseLearner(member);
       const leader = req.leader;
-      if (leader === undefined) throw NOT_LEADER;
+      if (leader === undefined) throw MISSING_LEADER_KEY;
       const res = await proposeTxn(
         onBehalfOf(member, await callerOf(member, call)),
         etcdserverpb.TxnRequest.fromPartial({

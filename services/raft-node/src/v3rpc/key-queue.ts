@@ -33,7 +33,8 @@ export function onBehalfOf(member: EtcdServer, caller: AuthInfo | undefined): Ke
   };
 }
 
-const CREATE = 2; // Compare target / sort target CREATE
+const COMPARE_CREATE = etcdserverpb.Compare_CompareTarget.CREATE;
+const SORT_BY_CREATE = etcdserverpb.RangeRequest_SortTarget.CREATE;
 const DESCEND = 2;
 const ASCEND = 1;
 
@@ -44,6 +45,25 @@ export interface QueuedKey {
   /** The value it held already when the key existed before (a re-campaign). */
   existingValue?: Buffer | undefined;
   revision: number;
+}
+
+/** concurrency's defaultSessionTTL. */
+const SESSION_TTL_SECONDS = 60;
+
+/**
+ * The lease a Lock or Campaign call holds its key with. etcd's v3lock/v3election open a
+ * concurrency session with the request's lease; without one (0) the session grants a fresh
+ * 60 s lease, and the session is orphaned (never kept alive), so the key goes away in a
+ * minute unless the caller keeps that lease alive.
+ */
+export async function sessionLease(member: EtcdServer, lease: bigint): Promise<bigint> {
+  if (lease !== 0n) return lease;
+  const grant = { ID: member.nextLeaseId(), TTL: SESSION_TTL_SECONDS };
+  if (!member.quotaAvailable({ leaseGrant: grant })) {
+    member.raiseNoSpace();
+    throw new EtcdError("NoSpace");
+  }
+  return (await member.leaseGrant(grant)).id;
 }
 
 export function queueKey(prefix: Buffer, lease: bigint): Buffer {
@@ -70,7 +90,7 @@ export async function enqueue(
   value: Buffer,
 ): Promise<QueuedKey> {
   const txn = etcdserverpb.TxnRequest.fromPartial({
-    compare: [{ key, target: CREATE, result: 0, createRevision: 0n }],
+    compare: [{ key, target: COMPARE_CREATE, result: 0, createRevision: 0n }],
     success: [{ requestPut: { key, value, lease } }],
     failure: [{ requestRange: { key } }],
   });
@@ -90,7 +110,7 @@ export async function owner(member: KeyQueueServer, prefix: Buffer): Promise<Ran
       etcdserverpb.RangeRequest.fromPartial({
         key: prefix,
         rangeEnd: prefixEnd(prefix),
-        sortTarget: CREATE,
+        sortTarget: SORT_BY_CREATE,
         sortOrder: ASCEND,
         limit: 1n,
       }),
@@ -113,7 +133,7 @@ export async function waitForTurn(
         etcdserverpb.RangeRequest.fromPartial({
           key: prefix,
           rangeEnd: prefixEnd(prefix),
-          sortTarget: CREATE,
+          sortTarget: SORT_BY_CREATE,
           sortOrder: DESCEND,
           maxCreateRevision: BigInt(rev - 1),
           limit: 1n,

@@ -6,7 +6,14 @@ import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import { apiHeader, type DeleteRangeResponse, deleteRangeRequestFromApi } from "../mvcc/mod.js";
 import type { EtcdServer } from "../server/mod.js";
 import { callerOf } from "./caller.js";
-import { enqueue, type KeyQueueServer, onBehalfOf, queueKey, waitForTurn } from "./key-queue.js";
+import {
+  enqueue,
+  type KeyQueueServer,
+  onBehalfOf,
+  queueKey,
+  sessionLease,
+  waitForTurn,
+} from "./key-queue.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
@@ -22,12 +29,8 @@ export function lockService(member: EtcdServer): v3lockpb.LockServer {
         refuseLearner(member);
         const as = onBehalfOf(member, await callerOf(member, call));
         const prefix = Buffer.concat([call.request.name, Buffer.from("/")]);
-        const mine = await enqueue(
-          as,
-          queueKey(prefix, call.request.lease),
-          call.request.lease,
-          Buffer.alloc(0),
-        );
+        const lease = await sessionLease(member, call.request.lease);
+        const mine = await enqueue(as, queueKey(prefix, lease), lease, Buffer.alloc(0));
         try {
           await waitForTurn(as, prefix, mine.rev, abort.signal);
         } catch (err) {

@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfChangeType, decodeConfChange, EntryType, encodeConfChange } from "@etcd-ts/raft";
+import { standaloneLog } from "./bootstrap.js";
+
+const cc = (index: number, type: ConfChangeType, nodeId: bigint) => ({
+  term: 1,
+  index,
+  type: EntryType.ConfChange,
+  data: encodeConfChange({ type, nodeId, context: new Uint8Array(0) }),
+});
+const normal = (index: number, term: number) => ({
+  term,
+  index,
+  type: EntryType.Normal,
+  data: new Uint8Array([1]),
+});
+
+describe("standaloneLog (--force-new-cluster)", () => {
+  it("drops the uncommitted tail, then removes every other member in committed entries", () => {
+    const entries = [
+      cc(1, ConfChangeType.AddNode, 1n),
+      cc(2, ConfChangeType.AddNode, 2n),
+      cc(3, ConfChangeType.AddNode, 3n),
+      normal(4, 2),
+      cc(5, ConfChangeType.AddLearnerNode, 4n),
+      normal(6, 2),
+    ];
+    const { hardState, entries: log } = standaloneLog(2n, [], { term: 2, vote: 2n, commit: 5 }, entries);
+    assert.deepEqual(
+      log.map((e) => e.index),
+      [1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    assert.equal(log[5]!.type, EntryType.ConfChange, "the uncommitted entry 6 is replaced");
+    const forced = log.slice(5).map((e) => decodeConfChange(e.data));
+    assert.deepEqual(
+      forced.map((c) => [c.type, c.nodeId]),
+      [
+        [ConfChangeType.RemoveNode, 1n],
+        [ConfChangeType.RemoveNode, 3n],
+        [ConfChangeType.RemoveNode, 4n],
+      ],
+    );
+    assert.deepEqual(hardState, { term: 2, vote: 2n, commit: 8 });
+    assert.ok(log.slice(5).every((e) => e.term === 2));
+  });
+
+  it("starts from the snapshot's members, and adds itself when it is not one", () => {
+    const { entries } = standaloneLog(9n, [1n, 2n], { term: 3, vote: 0n, commit: 10 }, []);
+    assert.deepEqual(
+      entries.map((e) => [e.index, decodeConfChange(e.data).type, decodeConfChange(e.data).nodeId]),
+      [
+        [11, ConfChangeType.RemoveNode, 1n],
+        [12, ConfChangeType.RemoveNode, 2n],
+        [13, ConfChangeType.AddNode, 9n],
+      ],
+    );
+  });
+});
