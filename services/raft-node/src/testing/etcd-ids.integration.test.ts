@@ -102,7 +102,8 @@ async function session(endpoint: string, learnerPeerUrl: string): Promise<Sessio
     keyLeaseJson: /"lease":\d+/.exec(got)![0],
     addedId: BigInt(`0x${addedHex}`),
     addedAt: [before, afterAdd],
-    removed: removed.replace(addedHex, "<added>"),
+    // etcdctl prints the ID with %16x: space-padded when it has fewer than 16 hex digits.
+    removed: removed.replace(new RegExp(` +${addedHex} `), " <added> "),
     clusterHex,
   };
 }
