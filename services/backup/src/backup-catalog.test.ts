@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { mvccpb } from "@etcd-ts/api";
 import { BackupCatalog } from "./backup-catalog.js";
-import { progressLine } from "./backup-command.js";
+import { progressLine, runBackupCommand } from "./backup-command.js";
 import { decodeEvent, encodeEvent, replayTxn, revisionsBetween } from "./delta-events.js";
 import { DirectoryStore } from "./directory-store.js";
 import { BackupError } from "./object-store.js";
@@ -41,6 +41,31 @@ describe("backup catalog on a directory store", () => {
     assert.deepEqual(await catalog.list(), [entry]);
     assert.deepEqual(await catalog.checkHash("b1"), entry);
     await assert.rejects(catalog.writeFull("b1", snapshotLike(body)), /already exists/);
+  });
+
+  it("takes the store from ETCD_BACKUP_* when no flag names one, and a flag's store over them", async () => {
+    await new BackupCatalog(new DirectoryStore(join(dir, "env"))).writeFull(
+      "e1",
+      snapshotLike(Buffer.alloc(10)),
+    );
+    const listed = async (argv: string[], env: NodeJS.ProcessEnv) => {
+      let out = "";
+      let err = "";
+      const code = await runBackupCommand(argv, { out: (t) => (out += t), err: (t) => (err += t) }, env);
+      return { code, out, err };
+    };
+    const fromEnv = await listed(["list"], { ETCD_BACKUP_DIR: join(dir, "env") });
+    assert.equal(fromEnv.code, 0, fromEnv.err);
+    assert.match(fromEnv.out, /^e1\t42\t[0-9a-f]{64}\n$/);
+    // A --dir given on the command line is not mixed with the environment's S3 bucket.
+    const flagWins = await listed(["list", "--dir", join(dir, "env")], {
+      ETCD_BACKUP_S3_BUCKET: "elsewhere",
+    });
+    assert.equal(flagWins.code, 0, flagWins.err);
+    assert.equal(flagWins.out, fromEnv.out);
+    const none = await listed(["list"], {});
+    assert.equal(none.code, 1);
+    assert.match(none.err, /--dir is required/);
   });
 
   it("refuses a stream with a wrong trailer, cut short or failing, leaving nothing behind", async () => {

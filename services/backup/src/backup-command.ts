@@ -29,9 +29,12 @@ const USAGE = `usage:
   backup restore ID ${STORE} [--to-revision R] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
   backup serve --endpoints HOST:PORT[,...] ${STORE} [--cron "0 * * * *"] [--delta-cron "*/5 * * * *"]
          [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N] [--listen 127.0.0.1:2390]
-         [--nats-url nats://HOST:PORT (or ETCD_BACKUP_NATS_URL): backup events, backup.now requests]
+         [--nats-url nats://HOST:PORT: backup events, backup.now requests]
 S3: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (path-style addressing then), AWS_REGION,
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws).
+Every flag but --to-revision can also be given as ETCD_BACKUP_<FLAG> (ETCD_BACKUP_S3_BUCKET,
+ETCD_BACKUP_CRON, ETCD_BACKUP_KEEP_LAST, ...); a flag wins over its variable, and a store
+flag (--dir, --s3-bucket) ignores the store variables.
 `;
 
 interface Parsed {
@@ -57,6 +60,30 @@ const OWN_FLAGS = new Set([
   "to-revision",
   "nats-url",
 ]);
+
+/** `keep-last` -> `ETCD_BACKUP_KEEP_LAST`. */
+function backupEnvName(flag: string): string {
+  return `ETCD_BACKUP_${flag.toUpperCase().replaceAll("-", "_")}`;
+}
+
+const STORE_FLAGS = ["dir", "s3-bucket", "s3-prefix"];
+
+/**
+ * Flags not given on the command line come from ETCD_BACKUP_* (a container's configuration),
+ * except --to-revision, which names one restore and not a setting. A store named by a flag
+ * takes none of its settings from the environment, so `--dir` is never mixed with an
+ * ETCD_BACKUP_S3_BUCKET.
+ */
+function withEnvironment(parsed: Parsed, env: NodeJS.ProcessEnv): Parsed {
+  const storeByFlag = parsed.options.has("dir") || parsed.options.has("s3-bucket");
+  for (const flag of OWN_FLAGS) {
+    if (flag === "to-revision" || parsed.options.has(flag)) continue;
+    if (storeByFlag && STORE_FLAGS.includes(flag)) continue;
+    const value = env[backupEnvName(flag)];
+    if (value !== undefined && value !== "") parsed.options.set(flag, value);
+  }
+  return parsed;
+}
 
 function parse(args: readonly string[]): Parsed {
   const parsed: Parsed = { positional: [], options: new Map(), rest: [] };
@@ -126,12 +153,16 @@ export function progressLine(bytes: number, remaining: number | undefined, elaps
   return line;
 }
 
-export async function runBackupCommand(argv: readonly string[], io: CommandOutput): Promise<number> {
+export async function runBackupCommand(
+  argv: readonly string[],
+  io: CommandOutput,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   const [command, ...args] = argv;
   const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
   let store: ObjectStore | undefined;
   try {
-    const parsed = parse(args);
+    const parsed = withEnvironment(parse(args), env);
     const commands: Record<string, (store: ObjectStore) => Promise<number>> = {
       now: (store) => now(parsed, store, io, log),
       delta: (store) => delta(parsed, store, io, log),
@@ -267,7 +298,7 @@ async function serve(
 ): Promise<number> {
   const listen = parsed.options.get("listen") ?? "127.0.0.1:2390";
   const colon = listen.lastIndexOf(":");
-  const natsUrl = parsed.options.get("nats-url") ?? process.env.ETCD_BACKUP_NATS_URL ?? "";
+  const natsUrl = parsed.options.get("nats-url") ?? "";
   const problem = natsUrlProblem("nats-url", natsUrl);
   if (problem !== undefined) throw new BackupError(problem);
   const server = await startBackupServer({

@@ -1,11 +1,16 @@
-// The compose topology (deploy/compose, offline override) in real containers: the image is
-// built with no network, 3 members + gateways come up behind the published port, etcdctl and
-// etcd3 work through it, and three gateway replicas all get load. Skips with the reason when
-// no container engine can be reached (run scripts/docker-setup.sh first).
+// The compose topology (deploy/compose, offline override) in real containers, one compose project
+// for the whole file: the image is built with no network; `up -d` returns with members, gateways,
+// auth, backup and the S3 stand-in healthy; etcdctl and etcd3 work through the published port;
+// three gateway replicas all get load; one put's trace reaches the OTLP receiver stand-in with
+// gateway and member spans; a scheduled backup lands in the S3 stand-in and restores into a
+// member holding the keys; the leader's process killed with SIGKILL: writes go on, the restart
+// policy brings it back and it catches up. Skips with the reason when no container engine can
+// be reached (run scripts/docker-setup.sh first).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Etcd3 } from "etcd3";
@@ -18,6 +23,7 @@ const project = `etcdts-test-${process.pid}`;
 const image = "etcd-ts:integration-test";
 const clientPort = "42379";
 const jsonPort = "42378";
+const otlpPort = "44318";
 
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= "true";
 process.env.TESTCONTAINERS_HOST_OVERRIDE ??= "127.0.0.1";
@@ -51,6 +57,12 @@ const env = {
   ETCD_TS_IMAGE: image,
   ETCD_TS_CLIENT_PORT: clientPort,
   ETCD_TS_JSON_PORT: jsonPort,
+  ETCD_TS_OTLP_PORT: otlpPort,
+  MINIO_CONSOLE_PORT: "49001",
+  JAEGER_UI_PORT: "46686",
+  // A full backup every 10 s (croner's leading seconds field), the newest 3 kept.
+  ETCD_BACKUP_CRON: "*/10 * * * * *",
+  ETCD_BACKUP_KEEP_LAST: "3",
 };
 async function dc(...args: string[]): Promise<string> {
   const [cmd, ...pre] = compose as string[];
@@ -58,7 +70,7 @@ async function dc(...args: string[]): Promise<string> {
   const { stdout } = await run(cmd as string, [...pre, ...files, ...args], {
     cwd: composeDir,
     env,
-    timeout: 240_000,
+    timeout: 300_000,
     maxBuffer: 16 << 20,
   });
   return stdout;
@@ -77,15 +89,54 @@ async function containerOf(service: string, index = 1): Promise<string> {
   return (await dc("ps", "-q", service)).trim().split("\n")[index - 1] as string;
 }
 
-async function memberJson(container: string, path: string): Promise<string> {
-  const script = `fetch('http://127.0.0.1:${path}').then(r=>r.text()).then(t=>process.stdout.write(t))`;
-  const { stdout } = await run("docker", ["exec", container, "node", "-e", script], { timeout: 20_000 });
+async function inContainer(container: string, ...cmd: string[]): Promise<string> {
+  const { stdout } = await run("docker", ["exec", container, ...cmd], {
+    timeout: 60_000,
+    maxBuffer: 16 << 20,
+  });
   return stdout;
 }
 
+/** An HTTP request made inside `container` (ports that are not published): the body it answers. */
+async function httpIn(container: string, url: string, body?: unknown): Promise<string> {
+  const init = body === undefined ? "{}" : `{method:'POST',body:${JSON.stringify(JSON.stringify(body))}}`;
+  const script = `fetch(${JSON.stringify(url)},${init}).then(r=>r.text()).then(t=>process.stdout.write(t))`;
+  return inContainer(container, "node", "-e", script);
+}
+
+const b64 = (text: string) => Buffer.from(text).toString("base64");
+
+/** Polls `check` every `everyMs` until it returns a value, for at most `withinMs`. */
+async function eventually<T>(
+  what: string,
+  withinMs: number,
+  everyMs: number,
+  check: () => Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + withinMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`${what}: not within ${withinMs / 1000} s${last ? ` (${(last as Error).message})` : ""}`);
+}
+
+interface MemberStatus {
+  header: { member_id: string; revision: string };
+  leader: string;
+}
+const statusOf = async (container: string) =>
+  JSON.parse(await httpIn(container, "http://127.0.0.1:2379/v3/maintenance/status", {})) as MemberStatus;
+
 const missing = await engineMissing();
 if (missing) console.log(`# container tests skipped: ${missing}`);
-const opts = { skip: missing || false, timeout: 300_000 };
+const opts = { skip: missing || false, timeout: 240_000 };
 
 before(async () => {
   if (missing) return;
@@ -108,32 +159,205 @@ after(async () => {
   await dc("down", "-v", "-t", "5").catch((err) => console.log(`# compose down: ${err.message}`));
 });
 
-test("etcdctl and the etcd3 client work through the published port", opts, async () => {
-  assert.equal((await etcdctl("put", "deploy/a", "1")).trim(), "OK");
-  assert.equal((await etcdctl("get", "--print-value-only", "deploy/a")).trim(), "1");
-  assert.equal((await etcdctl("member", "list")).trim().split("\n").length, 3);
-  const client = new Etcd3({ hosts: `127.0.0.1:${clientPort}` });
-  try {
-    await client.put("deploy/b").value("2");
-    assert.equal(await client.get("deploy/b").string(), "2");
-    assert.equal(await client.get("deploy/a").string(), "1");
-  } finally {
-    client.close();
-  }
-});
+test(
+  "up -d returns with every service healthy; etcdctl and etcd3 work through the published port",
+  opts,
+  async () => {
+    for (const service of ["etcd1", "etcd2", "etcd3", "api-gateway", "auth", "backup", "minio"]) {
+      const { stdout } = await run("docker", [
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        await containerOf(service),
+      ]);
+      assert.equal(stdout.trim(), "healthy", `${service} after up -d`);
+    }
+    assert.equal((await etcdctl("put", "deploy/a", "1")).trim(), "OK");
+    assert.equal((await etcdctl("get", "--print-value-only", "deploy/a")).trim(), "1");
+    assert.equal((await etcdctl("member", "list")).trim().split("\n").length, 3);
+    const client = new Etcd3({ hosts: `127.0.0.1:${clientPort}` });
+    try {
+      await client.put("deploy/b").value("2");
+      assert.equal(await client.get("deploy/b").string(), "2");
+      assert.equal(await client.get("deploy/a").string(), "1");
+    } finally {
+      client.close();
+    }
+  },
+);
 
 test("three gateway replicas behind the balancer all get load", opts, async () => {
   await dc("up", "-d", "--scale", "api-gateway=3");
   // Each etcdctl run is a new connection; the balancer spreads connections round-robin once it
   // has resolved every replica.
-  await new Promise((r) => setTimeout(r, 5000));
-  for (let i = 0; i < 30; i++) await etcdctl("put", `deploy/spread${i}`, "x");
+  await sleep(5000);
+  // Six clients at a time (each etcdctl run is one connection), 30 in all.
+  for (let batch = 0; batch < 5; batch++) {
+    await Promise.all([0, 1, 2, 3, 4, 5].map((i) => etcdctl("put", `deploy/spread${batch * 6 + i}`, "x")));
+  }
   const puts: number[] = [];
   for (let n = 1; n <= 3; n++) {
-    const metrics = await memberJson(await containerOf("api-gateway", n), "2378/metrics");
+    const metrics = await httpIn(await containerOf("api-gateway", n), "http://127.0.0.1:2378/metrics");
     const lines = metrics.split("\n").filter((l) => l.startsWith('etcd_gateway_requests_total{method="Put"'));
     puts.push(lines.reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0));
   }
   console.log(`# puts per gateway replica: ${puts.join(", ")}`);
   for (const count of puts) assert.ok(count > 0, `a replica got no load: ${puts}`);
+});
+
+test("one put's trace reaches the OTLP receiver stand-in with gateway and member spans", opts, async () => {
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const res = await fetch(`http://127.0.0.1:${jsonPort}/v3/kv/put`, {
+    method: "POST",
+    headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+    body: JSON.stringify({ key: b64("deploy/traced"), value: b64("t") }),
+  });
+  assert.equal(res.status, 200, await res.text());
+  // Spans leave in batches (a few seconds); the member's follow its gateway's.
+  const spans = await eventually("gateway and member spans of the put", 30_000, 1000, async () => {
+    const r = await fetch(`http://127.0.0.1:${otlpPort}/api/traces/${traceId}`);
+    const { spans } = (await r.json()) as { spans: { service: string; name: string }[] };
+    const services = new Set(spans.map((s) => s.service));
+    return services.has("api-gateway") && services.has("raft-node") ? spans : undefined;
+  });
+  const names = spans.map((s) => `${s.service} ${s.name}`);
+  assert.ok(names.includes("raft-node etcdserver.propose"), names.join(", "));
+  assert.ok(names.includes("raft-node raft.wal_append"), names.join(", "));
+});
+
+test(
+  "a scheduled backup lands in the S3 stand-in and restores into a member holding the keys",
+  opts,
+  async () => {
+    for (let i = 0; i < 5; i++)
+      assert.equal((await etcdctl("put", `deploy/backup${i}`, `v${i}`)).trim(), "OK");
+    // Backup IDs are their UTC start time: the first one that starts after these puts holds them.
+    const since = new Date().toISOString().replace(/[:.]/g, "-");
+    const backup = await containerOf("backup");
+    const listing = () => inContainer(backup, "backup", "list");
+    const id = await eventually("a scheduled backup after the puts", 60_000, 2000, async () =>
+      (await listing())
+        .split("\n")
+        .map((line) => line.split("\t")[0] as string)
+        .find((id) => id > since),
+    );
+    // In the stand-in's own bucket directory, the snapshot and its checksum written last.
+    const stored = await inContainer(await containerOf("minio"), "ls", "-R", "/var/lib/etcd/s3/etcd-backups");
+    assert.match(stored, new RegExp(`${id}\\.db\\.sha256`));
+    const dataDir = `/tmp/restore-${id}`;
+    const peer = "http://127.0.0.1:12380";
+    await inContainer(
+      backup,
+      "backup",
+      "restore",
+      id,
+      "--name",
+      "r1",
+      "--data-dir",
+      dataDir,
+      "--initial-cluster",
+      `r1=${peer}`,
+      "--initial-cluster-token",
+      "restored",
+      "--initial-advertise-peer-urls",
+      peer,
+    );
+    // A member on the restored data, inside the backup container (loopback ports of its own).
+    await run("docker", [
+      "exec",
+      "-d",
+      backup,
+      "raft-node",
+      "--name",
+      "r1",
+      "--data-dir",
+      dataDir,
+      "--listen-client-urls",
+      "http://127.0.0.1:12379",
+      "--advertise-client-urls",
+      "http://127.0.0.1:12379",
+      "--listen-peer-urls",
+      peer,
+      "--initial-advertise-peer-urls",
+      peer,
+      "--initial-cluster",
+      `r1=${peer}`,
+    ]);
+    const kvs = await eventually("the restored member answering", 30_000, 1000, async () => {
+      const r = JSON.parse(
+        await httpIn(backup, "http://127.0.0.1:12379/v3/kv/range", {
+          key: b64("deploy/backup"),
+          range_end: b64("deploy/backup~"),
+        }),
+      ) as { kvs?: { key: string; value: string }[] };
+      return r.kvs;
+    });
+    assert.deepEqual(
+      kvs.map((kv) => [Buffer.from(kv.key, "base64").toString(), Buffer.from(kv.value, "base64").toString()]),
+      [0, 1, 2, 3, 4].map((i) => [`deploy/backup${i}`, `v${i}`]),
+    );
+    // Retention (ETCD_BACKUP_KEEP_LAST=3) holds while the schedule keeps running.
+    await sleep(12_000);
+    assert.ok((await listing()).trim().split("\n").length <= 3, await listing());
+  },
+);
+
+test("the leader's process killed with SIGKILL: writes go on, it restarts and catches up", opts, async () => {
+  const members = await Promise.all(["etcd1", "etcd2", "etcd3"].map((m) => containerOf(m)));
+  const statuses = await Promise.all(members.map(statusOf));
+  const leaderAt = statuses.findIndex((s) => s.header.member_id === s.leader);
+  assert.ok(leaderAt >= 0, JSON.stringify(statuses));
+  const victim = members[leaderAt] as string;
+  const restartsBefore = Number((await run("docker", ["inspect", "-f", "{{.RestartCount}}", victim])).stdout);
+  // SIGKILL to the member's node process itself (not `docker kill`, which the restart policy
+  // treats as a deliberate stop): the init exits with it and Docker restarts the container.
+  await inContainer(
+    victim,
+    "node",
+    "-e",
+    "const fs=require('fs');for(const p of fs.readdirSync('/proc'))if(/^\\d+$/.test(p)&&fs.readFileSync('/proc/'+p+'/cmdline','utf8').includes('raft-node/dist/main.js'))process.kill(+p,'SIGKILL')",
+  ).catch(() => "");
+  // Writes through the published port: a write racing the leader's death may fail once (never
+  // acknowledged), so each key is tried until acknowledged, boundedly.
+  let failures = 0;
+  for (let i = 0; i < 20; i++) {
+    await eventually(`put deploy/kill${i}`, 30_000, 500, async () => {
+      try {
+        return (await etcdctl("put", `deploy/kill${i}`, `k${i}`)).trim() === "OK" ? true : undefined;
+      } catch (err) {
+        failures++;
+        throw err;
+      }
+    });
+  }
+  console.log(`# puts that failed around the leader's death and were retried: ${failures}`);
+  const revision = Number((await statusOf(members[(leaderAt + 1) % 3] as string)).header.revision);
+  const restarted = await eventually(
+    "the killed member restarted by the restart policy",
+    90_000,
+    1000,
+    async () => {
+      const { stdout } = await run("docker", [
+        "inspect",
+        "-f",
+        "{{.RestartCount}} {{.State.Health.Status}}",
+        victim,
+      ]);
+      const [count, health] = stdout.trim().split(" ");
+      return Number(count) > restartsBefore && health === "healthy" ? stdout.trim() : undefined;
+    },
+  );
+  console.log(`# killed member back: restarts, health = ${restarted}`);
+  await eventually("the restarted member at the cluster's revision", 30_000, 1000, async () =>
+    Number((await statusOf(victim)).header.revision) >= revision ? true : undefined,
+  );
+  const got = JSON.parse(
+    await httpIn(victim, "http://127.0.0.1:2379/v3/kv/range", {
+      key: b64("deploy/kill19"),
+      serializable: true,
+    }),
+  ) as { kvs?: { value: string }[] };
+  assert.equal(Buffer.from(got.kvs?.[0]?.value ?? "", "base64").toString(), "k19");
+  for (let i = 0; i < 20; i++)
+    assert.equal((await etcdctl("get", "--print-value-only", `deploy/kill${i}`)).trim(), `k${i}`);
 });
