@@ -8,6 +8,7 @@
 // be reached (run scripts/docker-setup.sh first).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -20,7 +21,9 @@ const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), "../../../..");
 const composeDir = join(root, "deploy/compose");
 const project = `etcdts-test-${process.pid}`;
-const image = "etcd-ts:integration-test";
+// One tag per checkout: other checkouts on the same engine build their own image at the same
+// time, and a tag they retag must not swap this run's image (the build cache is reused per tag).
+const image = `etcd-ts:test-${createHash("sha256").update(root).digest("hex").slice(0, 12)}`;
 const clientPort = "42379";
 const jsonPort = "42378";
 const otlpPort = "44318";
@@ -311,12 +314,15 @@ test("the leader's process killed with SIGKILL: writes go on, it restarts and ca
   const restartsBefore = Number((await run("docker", ["inspect", "-f", "{{.RestartCount}}", victim])).stdout);
   // SIGKILL to the member's node process itself (not `docker kill`, which the restart policy
   // treats as a deliberate stop): the init exits with it and Docker restarts the container.
-  await inContainer(
+  // Matched by its whole command line from the start, so this `node -e` never matches itself;
+  // it prints the pid first (a pipe write is synchronous), as the container's end may end it too.
+  const killed = await inContainer(
     victim,
     "node",
     "-e",
-    "const fs=require('fs');for(const p of fs.readdirSync('/proc'))if(/^\\d+$/.test(p)&&fs.readFileSync('/proc/'+p+'/cmdline','utf8').includes('raft-node/dist/main.js'))process.kill(+p,'SIGKILL')",
-  ).catch(() => "");
+    "const fs=require('fs');for(const p of fs.readdirSync('/proc'))if(/^\\d+$/.test(p)&&fs.readFileSync('/proc/'+p+'/cmdline','utf8').startsWith('node\\0/app/services/raft-node/dist/main.js')){console.log(p);process.kill(+p,'SIGKILL')}",
+  ).catch((err: { stdout?: string }) => err.stdout ?? "");
+  assert.match(killed, /^\d+\n$/, "one member process killed");
   // Writes through the published port: a write racing the leader's death may fail once (never
   // acknowledged), so each key is tried until acknowledged, boundedly.
   let failures = 0;
