@@ -28,7 +28,7 @@ const USAGE = `usage:
   backup delta --endpoints HOST:PORT[,...] ${MEMBERS} ${STORE} [--retries N]
   backup list ${STORE}
   backup verify ID ${STORE}
-  backup restore ID ${STORE} [--to-revision R] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
+  backup restore ID ${STORE} [--to-revision R [--user root:PASSWORD]] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
   backup serve --endpoints HOST:PORT[,...] ${MEMBERS} ${STORE} [--cron "0 * * * *"] [--delta-cron "*/5 * * * *"]
          [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N] [--listen 127.0.0.1:2390]
          [--nats-url nats://HOST:PORT (or ETCD_BACKUP_NATS_URL): backup events, backup.now requests]
@@ -101,10 +101,13 @@ function integer(parsed: Parsed, name: string): number | undefined {
   return n;
 }
 
-/** The member-facing flags, each falling back to its ETCD_BACKUP_* variable. */
+/** A member-facing flag, or its ETCD_BACKUP_* variable. */
+function memberFlag(parsed: Parsed, name: string): string | undefined {
+  return parsed.options.get(name) ?? process.env[`ETCD_BACKUP_${name.toUpperCase()}`] ?? undefined;
+}
+
 function accessOf(parsed: Parsed): MemberAccess {
-  const get = (name: string) =>
-    parsed.options.get(name) ?? process.env[`ETCD_BACKUP_${name.toUpperCase()}`] ?? undefined;
+  const get = (name: string) => memberFlag(parsed, name);
   return new MemberAccess({
     cacert: get("cacert"),
     cert: get("cert"),
@@ -268,7 +271,12 @@ async function restore(parsed: Parsed, store: ObjectStore, io: CommandOutput): P
     );
   const work = await mkdtemp(join(tmpdir(), "backup-pitr-"));
   try {
-    const pit = await pointInTimeSnapshot(catalog, id, toRevision, work);
+    // Only the user matters here: the replay runs on a temporary member of this process's own.
+    const login = new MemberAccess({
+      user: memberFlag(parsed, "user"),
+      password: memberFlag(parsed, "password"),
+    });
+    const pit = await pointInTimeSnapshot(catalog, id, toRevision, work, login);
     for (const warning of pit.warnings) io.err(`${warning}\n`);
     io.err(
       `backup ${id} (revision ${pit.baseRevision}) + ${pit.replayed} revisions from deltas -> revision ${pit.revision}` +

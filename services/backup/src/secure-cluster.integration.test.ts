@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { LocalCluster } from "@etcd-ts/raft-node";
+import { freePort, LocalCluster, startMemberProcess } from "@etcd-ts/raft-node";
 import { backupCli } from "./s3rver-process.testing.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
@@ -81,6 +81,50 @@ describe("backups of a cluster with client certificates and auth enabled", {
     }
     const listed = await backupCli(["list", "--dir", store]);
     assert.match(listed.out, /\tdelta\t/);
+  });
+
+  it("point-in-time restore replays the deltas as root, and the restored member keeps auth on", async () => {
+    const store = join(dir, "store");
+    const [id] = (await backupCli(["list", "--dir", store])).out.split("\t");
+    const status = await ctl("--user=root:rootpw", "get", "s/after", "-w", "json");
+    const target = Number(/"mod_revision":(\d+)/.exec(status)![1]);
+    const peer = `http://127.0.0.1:${await freePort()}`;
+    const client = `http://127.0.0.1:${await freePort()}`;
+    const restoreTo = (dataDir: string, ...user: string[]) =>
+      backupCli([
+        "restore",
+        id!,
+        "--dir",
+        store,
+        `--to-revision=${target}`,
+        ...user,
+        "--name=r",
+        `--data-dir=${dataDir}`,
+        `--initial-cluster=r=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+      ]);
+    const anonymous = await restoreTo(join(dir, "no-user"));
+    assert.equal(anonymous.code, 1);
+    assert.match(anonymous.err, /user name is empty.*give --user root:PASSWORD/);
+    const restored = await restoreTo(join(dir, "restored"), "--user=root:rootpw");
+    assert.equal(restored.code, 0, restored.err);
+    assert.match(restored.err, new RegExp(`\\+ \\d+ revisions from deltas -> revision ${target}`));
+    const member = await startMemberProcess([
+      "--name=r",
+      `--data-dir=${join(dir, "restored")}`,
+      `--listen-client-urls=${client}`,
+      `--advertise-client-urls=${client}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=r=${peer}`,
+    ]);
+    try {
+      const at = (...args: string[]) => run("etcdctl", [`--endpoints=${client}`, ...args]);
+      await assert.rejects(at("get", "s/after"), /user name is empty/);
+      assert.equal((await at("--user=root:rootpw", "get", "s/after", "--print-value-only")).stdout, "x\n");
+    } finally {
+      member.kill("SIGKILL");
+    }
   });
 
   it("refuses at once, with the member's reason: a wrong password, a user who is not root, no user", async () => {
