@@ -4,7 +4,8 @@
 // from the TypeScript sources (tsx) and from the build.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+import { LocalCluster } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const mainOf = (service: string) =>

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
+import { freePort } from "@etcd-ts/testing";
 import { credentials, Metadata } from "@grpc/grpc-js";
-import { freePort } from "./local-cluster.js";
 import { haveRealEtcd, sideBySide, singleMemberFlags } from "./side-by-side.fixture.js";
 
 interface Session {
