@@ -12,7 +12,7 @@ import {
   type TlsFiles,
   type TlsRejection,
 } from "@etcd-ts/api";
-import { ControlPlane } from "@etcd-ts/events";
+import { ControlPlane, registerControlPlaneMetrics } from "@etcd-ts/events";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { DEFAULT_RANGE_CACHE_OPTIONS, RangeCache } from "./cache/range-cache.js";
@@ -80,15 +80,16 @@ export class Gateway {
     const onTlsRejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
     const upstream = options.upstreamTls;
     const read = (path: string) => (path === "" ? undefined : readFileSync(path));
+    const upstreamTls =
+      upstream === undefined
+        ? undefined
+        : { ca: read(upstream.cacert), cert: read(upstream.cert), key: read(upstream.key) };
     const tracker = new ClusterTracker({
       seeds: options.endpoints,
       refreshIntervalMs: options.refreshIntervalMs,
       probeTimeoutMs: 2_000,
       logger,
-      upstreamTls:
-        upstream === undefined
-          ? undefined
-          : { ca: read(upstream.cacert), cert: read(upstream.cert), key: read(upstream.key) },
+      upstreamTls,
     });
     tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
     await tracker.start();
@@ -100,6 +101,7 @@ export class Gateway {
         name: `etcd-ts gateway ${options.listenAddr}`,
         log: (level, message, details) => logger[level](details ?? {}, message),
       });
+      registerControlPlaneMetrics(metrics.registry, controlPlane);
       followClusterEvents(controlPlane, tracker, metrics);
     }
     const watches = createWatchHub(tracker, metrics, logger);
@@ -115,7 +117,7 @@ export class Gateway {
     }
     const authService =
       options.authEndpoints !== undefined && options.authEndpoints.length > 0
-        ? new AuthServiceForwarder(options.authEndpoints)
+        ? new AuthServiceForwarder(options.authEndpoints, upstreamTls)
         : undefined;
     const unary = new UnaryForwarder(
       tracker,

@@ -4,7 +4,8 @@
 // from the TypeScript sources (tsx) and from the build.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+import { LocalCluster } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const mainOf = (service: string) =>
@@ -31,6 +32,47 @@ export interface AuthStackOptions {
   memberFlags?: string[];
   /** false: the gateway is not told of the auth services (members answer Authenticate). */
   gatewayUsesAuth?: boolean;
+  /**
+   * A directory made by scripts/gen-test-certs.sh: every link is TLS with client certificates
+   * required (clients to members and gateway, gateway to members and auth, auth to members' peer
+   * port, member to member).
+   */
+  tlsCerts?: string;
+  /** Every process's environment (OTEL_* for tracing tests); this process's by default. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The flags each process gets for `tlsCerts`. */
+function tlsFlags(certs: string | undefined) {
+  if (certs === undefined) return { member: [], auth: [], gateway: [] };
+  const file = (name: string) => `${certs}/${name}`;
+  const serve = [
+    `--cert-file=${file("server.crt")}`,
+    `--key-file=${file("server.key")}`,
+    `--trusted-ca-file=${file("ca.crt")}`,
+    "--client-cert-auth",
+  ];
+  return {
+    member: [
+      ...serve,
+      `--peer-cert-file=${file("peer.crt")}`,
+      `--peer-key-file=${file("peer.key")}`,
+      `--peer-trusted-ca-file=${file("ca.crt")}`,
+      "--peer-client-cert-auth",
+    ],
+    auth: [
+      ...serve,
+      `--peer-trusted-ca-file=${file("ca.crt")}`,
+      `--peer-cert-file=${file("peer.crt")}`,
+      `--peer-key-file=${file("peer.key")}`,
+    ],
+    gateway: [
+      ...serve,
+      `--cacert=${file("ca.crt")}`,
+      `--cert=${file("server.crt")}`,
+      `--key=${file("server.key")}`,
+    ],
+  };
 }
 
 const running = new Set<ChildProcess>();
@@ -38,9 +80,12 @@ process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-function spawnService(main: string, args: string[]): ServiceProcess {
+function spawnService(main: string, args: string[], env: NodeJS.ProcessEnv = process.env): ServiceProcess {
   const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
-  const child = spawn(process.execPath, [...execArgv, main, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...execArgv, main, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env,
+  });
   running.add(child);
   child.once("exit", () => running.delete(child));
   const output = { text: "" };
@@ -81,7 +126,15 @@ export class AuthStack {
   ) {}
 
   static async start(options: AuthStackOptions): Promise<AuthStack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: options.memberFlags ?? [] });
+    const tls = tlsFlags(options.tlsCerts);
+    const scheme = options.tlsCerts === undefined ? "http" : "https";
+    const cluster = await LocalCluster.start({
+      size: 3,
+      flags: [...tls.member, ...(options.memberFlags ?? [])],
+      clientScheme: scheme,
+      peerScheme: scheme,
+      ...(options.env === undefined ? {} : { env: options.env }),
+    });
     const started: ServiceProcess[] = [];
     try {
       const peerUrls = cluster.members.map((m) => m.peerUrl).join(",");
@@ -89,26 +142,36 @@ export class AuthStack {
       for (let i = 0; i < options.authReplicas; i++) {
         const grpcAddr = `127.0.0.1:${await freePort()}`;
         const httpPort = await freePort();
-        const p = spawnService(mainOf("auth"), [
-          `--endpoints=${peerUrls}`,
-          `--listen-addr=${grpcAddr}`,
-          `--http-listen-addr=127.0.0.1:${httpPort}`,
-          ...(options.authFlags ?? []),
-        ]);
+        const p = spawnService(
+          mainOf("auth"),
+          [
+            `--endpoints=${peerUrls}`,
+            `--listen-addr=${grpcAddr}`,
+            `--http-listen-addr=127.0.0.1:${httpPort}`,
+            ...tls.auth,
+            ...(options.authFlags ?? []),
+          ],
+          options.env,
+        );
         started.push(p);
         auth.push({ ...p, grpcAddr, httpUrl: `http://127.0.0.1:${httpPort}` });
       }
       await Promise.all(auth.map((p, i) => waitForLine(p, "auth service listening", `auth service ${i}`)));
       const gatewayAddr = `127.0.0.1:${await freePort()}`;
-      const gateway = spawnService(mainOf("api-gateway"), [
-        `--endpoints=${cluster.endpoints}`,
-        `--listen-addr=${gatewayAddr}`,
-        `--json-listen-addr=127.0.0.1:${await freePort()}`,
-        "--refresh-interval-ms=500",
-        ...(options.gatewayUsesAuth === false
-          ? []
-          : [`--auth-endpoints=${auth.map((a) => a.grpcAddr).join(",")}`]),
-      ]);
+      const gateway = spawnService(
+        mainOf("api-gateway"),
+        [
+          `--endpoints=${cluster.endpoints}`,
+          `--listen-addr=${gatewayAddr}`,
+          `--json-listen-addr=127.0.0.1:${await freePort()}`,
+          "--refresh-interval-ms=500",
+          ...tls.gateway,
+          ...(options.gatewayUsesAuth === false
+            ? []
+            : [`--auth-endpoints=${auth.map((a) => a.grpcAddr).join(",")}`]),
+        ],
+        options.env,
+      );
       started.push(gateway);
       await waitForLine(gateway, "gateway listening", "gateway");
       return new AuthStack(cluster, auth, gateway, gatewayAddr);
