@@ -73,7 +73,8 @@ async function dc(...args: string[]): Promise<string> {
   const { stdout } = await run(cmd as string, [...pre, ...files, ...args], {
     cwd: composeDir,
     env,
-    timeout: 300_000,
+    // `up` on a loaded 2-core machine (other compose projects beside it) has taken over 5 min.
+    timeout: 600_000,
     maxBuffer: 16 << 20,
   });
   return stdout;
