@@ -114,6 +114,20 @@ describe("history", () => {
       });
       assert.deepEqual(first.events.map(describeEvent), ["PUT w/a@2=1 v1", "PUT x@3=1 v1"]);
       assert.equal(first.nextRevision, 4);
+      // A filter drops rows before the limit counts them: a watch catch-up's matching events.
+      const filtered = await store.history({
+        fromRevision: 2,
+        key: Buffer.from("\0"),
+        rangeEnd: Buffer.from("\0"),
+        matches: (key) => key !== "w/a",
+        limit: 2,
+      });
+      assert.deepEqual(filtered.events.map(describeEvent), [
+        "PUT x@3=1 v1",
+        "PUT w/b@4=1 v1",
+        "PUT w/c@4=1 v1",
+      ]);
+      assert.equal(filtered.nextRevision, 5);
       const rest = await store.history({
         fromRevision: first.nextRevision,
         toRevision: 5,

@@ -26,6 +26,7 @@ import {
   decodeIndexFields,
   decodeKeyValue,
   type IndexFields,
+  keyOfEncodedKeyValue,
   readUint64Bytes,
   uint64Bytes,
 } from "./kv-codec.js";
@@ -203,6 +204,8 @@ export interface HistoryQuery {
   toRevision?: number;
   key: Buffer;
   rangeEnd?: Buffer;
+  /** Only events whose key (latin1, one char per byte) passes; `limit` counts those. */
+  matches?: (key: string) => boolean;
   /** Stop after about this many events, at a revision boundary. */
   limit?: number;
   prevKv?: boolean;
@@ -796,8 +799,11 @@ export class MvccStore implements ApplyTarget {
             nextRevision = main;
             break scan;
           }
-          const kv = decodeKeyValue(chunk.values[i]!);
-          if (!inBounds(kv.key, bounds)) continue;
+          const value = chunk.values[i]!;
+          // Filtered on the key alone: most rows of a catch-up scan belong to other keys.
+          const key = keyOfEncodedKeyValue(value);
+          if (!keyInBounds(key, bounds) || (q.matches !== undefined && !q.matches(key))) continue;
+          const kv = decodeKeyValue(value);
           if (isTombstoneKey(revKey)) {
             kv.modRevision = main;
             events.push({ type: EventType.DELETE, kv, prevKv: undefined });
@@ -1153,8 +1159,7 @@ function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {
   return decodeKeyValue(value);
 }
 
-function inBounds(key: Buffer, bounds: KeyBounds): boolean {
-  const k = key.toString("latin1");
+function keyInBounds(k: string, bounds: KeyBounds): boolean {
   if (bounds.end === undefined) return k === bounds.start;
   return k >= bounds.start && (bounds.end === "" || k < bounds.end);
 }
