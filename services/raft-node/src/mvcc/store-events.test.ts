@@ -150,6 +150,33 @@ describe("history", () => {
     }));
 });
 
+describe("history and defragmentation", () => {
+  it("a long history read ends early at a revision boundary when a defragmentation waits", () =>
+    withStore(async (store) => {
+      const puts = 3_000;
+      await store.applyBatch(
+        Array.from({ length: puts }, (_, i) => ({
+          index: store.appliedIndex + 1 + i,
+          term: 1,
+          request: { put: putRequest({ key: `h/${i % 7}`, value: String(i) }) },
+        })),
+      );
+      const all = { fromRevision: 2, key: Buffer.from("\0"), rangeEnd: Buffer.from("\0") };
+      const read = store.history(all);
+      // Takes the store at once: the read sees it waiting after its first chunk.
+      const defrag = store.defragment();
+      const first = await read;
+      await defrag;
+      assert.ok(first.nextRevision > 2 && first.nextRevision <= puts, `stopped at ${first.nextRevision}`);
+      assert.equal(first.events.at(-1)!.kv!.modRevision, first.nextRevision - 1);
+      const rest = await store.history({ ...all, fromRevision: first.nextRevision });
+      assert.deepEqual(
+        [...first.events, ...rest.events].map((e) => e.kv!.modRevision),
+        Array.from({ length: puts }, (_, i) => i + 2),
+      );
+    }));
+});
+
 describe("lease revocation and external state", () => {
   it("deletes a lease's keys in one revision, sorted, skipping keys already gone", () =>
     withStore(async (store, kv) => {

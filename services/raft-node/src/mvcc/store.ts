@@ -213,7 +213,7 @@ export interface HistoryQuery {
 
 export interface HistoryResult {
   events: Event[];
-  /** Where to continue; past `toRevision` when everything was read. */
+  /** Where to continue; past `toRevision` when everything was read (a read may end early: at the limit, or for a defragmentation). */
   nextRevision: number;
   /** The store revision the history was read at. */
   revision: number;
@@ -788,6 +788,7 @@ export class MvccStore implements ApplyTarget {
     const it = this.db.iterator({ gte: revisionKey(from, 0), lt: revisionKey(to + 1, 0) });
     const events: Event[] = [];
     let nextRevision = to + 1;
+    let lastMain = 0;
     this.readers++;
     try {
       scan: for (;;) {
@@ -795,10 +796,17 @@ export class MvccStore implements ApplyTarget {
         for (let i = 0; i < chunk.keys.length; i++) {
           const revKey = chunk.keys[i]!;
           const main = mainOfKey(revKey);
-          if (events.length >= limit && main !== events[events.length - 1]!.kv!.modRevision) {
+          // Stops at a revision boundary: at the limit, or early when a defragmentation waits
+          // for readers (it holds applies meanwhile, so a long scan must not hold it).
+          if (
+            main !== lastMain &&
+            lastMain !== 0 &&
+            (events.length >= limit || this.exclusive !== undefined)
+          ) {
             nextRevision = main;
             break scan;
           }
+          lastMain = main;
           const value = chunk.values[i]!;
           // Filtered on the key alone: most rows of a catch-up scan belong to other keys.
           const key = keyOfEncodedKeyValue(value);
