@@ -579,7 +579,7 @@ async function main(): Promise<void> {
       const cell = await goload(args, (timeoutS + 180) * 1000);
       results[s.name][t] = cell;
       console.log(
-        `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : cellText(cell, !!s.watchers)}`,
+        `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : s.op === "watch-catchup" ? catchupText(cell) : cellText(cell, !!s.watchers)}`,
       );
     }
   }
