@@ -39,7 +39,7 @@ export interface HistoryReadOptions {
 
 export interface HistoryRead {
   events: Event[];
-  /** Every revision below this one was read: `toRevision + 1` unless the limit stopped it. */
+  /** Every revision below this one was read: `toRevision + 1` unless the read ended early (the limit, or a defragmentation waiting). */
   nextRevision: number;
 }
 
