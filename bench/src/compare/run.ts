@@ -14,6 +14,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { cpus, hostname, tmpdir } from "node:os";
@@ -39,6 +40,8 @@ interface Scenario {
   quickTotal: number;
   watchers?: number;
   streams?: number;
+  /** goload's -timeout-s for the cell, when the default cell timeout is too short. */
+  timeoutS?: number;
 }
 
 // Totals aim at ~5-15 s per cell at real etcd's speed on this machine (shared/FACTS.md);
@@ -71,6 +74,17 @@ const scenarios: Scenario[] = [
     quickTotal: 20,
     watchers: 10_000,
     streams: 100,
+  },
+  // A watch starting far behind the head (a client resuming after a disconnect): `total`
+  // revisions written first, then times to the first event and to the head (see goload).
+  {
+    name: "watch-catchup-100k",
+    op: "watch-catchup",
+    conns: 10,
+    clients: 100,
+    total: 100_000,
+    quickTotal: 10_000,
+    timeoutS: 120,
   },
   {
     name: "lease-keepalive-10x100",
@@ -442,6 +456,26 @@ function ratio(a: Cell | undefined, b: Cell | undefined, watch: boolean): string
   return b.result.ops_per_s > 0 ? (a.result.ops_per_s / b.result.ops_per_s).toFixed(2) : "-";
 }
 
+/** A catch-up cell: ms to the first event of the sparse watch (a scan of all history), to the dense watch's head. */
+function catchupText(c: Cell | undefined): string {
+  if (c === undefined) return "-";
+  if ("error" in c) return "ERROR";
+  const r = c.result;
+  const errs = r.errors > 0 ? ` ${r.errors}err` : "";
+  return `first ${fmtMs(r.sparse_first_event_ms as number)} / head ${fmtMs(r.dense_head_ms as number)} ms${errs}`;
+}
+
+/** How many times faster than `b` (b's time / a's time, >1 is better): first event / head. */
+function catchupRatio(a: Cell | undefined, b: Cell | undefined): string {
+  if (!a || !b || "error" in a || "error" in b) return "-";
+  const x = (field: string) => {
+    const ours = a.result[field] as number;
+    const theirs = b.result[field] as number;
+    return ours > 0 ? (theirs / ours).toFixed(2) : "-";
+  };
+  return `${x("sparse_first_event_ms")}/${x("dense_head_ms")}`;
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
@@ -468,7 +502,8 @@ function ensureTools(): void {
   if (spawnSync("etcdctl", ["version"], { encoding: "utf8" }).status !== 0) {
     throw new Error("etcdctl missing: apt-get install etcd-client");
   }
-  if (!existsSync(goloadBin)) {
+  // Rebuilt when its source is newer (a binary from before a new op would refuse it).
+  if (!existsSync(goloadBin) || statSync(join(goloadDir, "main.go")).mtimeMs > statSync(goloadBin).mtimeMs) {
     console.log("building goload (bench/goload/build.sh)...");
     const r = spawnSync("bash", [join(goloadDir, "build.sh")], {
       stdio: "inherit",
@@ -516,14 +551,14 @@ async function main(): Promise<void> {
       if (stopping) return;
       const total = opts.quick ? s.quickTotal : s.total;
       // Watch scenarios pay for creating thousands of watchers before the first put.
-      const timeoutS = opts.cellTimeoutS + (s.watchers ? Math.ceil(s.watchers / 500) : 0);
-      const cell = await goload(
-        scenarioArgs(s, endpointsOf[t], total, timeoutS, `${s.name}/${t}`),
-        (timeoutS + 60) * 1000,
-      );
+      const timeoutS = s.timeoutS ?? opts.cellTimeoutS + (s.watchers ? Math.ceil(s.watchers / 500) : 0);
+      const args = scenarioArgs(s, endpointsOf[t], total, timeoutS, `${s.name}/${t}`);
+      // Each cell watches its own prefix (members and gateway share one cluster).
+      if (s.op === "watch-catchup") args.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", "120000");
+      const cell = await goload(args, (timeoutS + 180) * 1000);
       results[s.name][t] = cell;
       console.log(
-        `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : cellText(cell, !!s.watchers)}`,
+        `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : s.op === "watch-catchup" ? catchupText(cell) : cellText(cell, !!s.watchers)}`,
       );
     }
   }
@@ -586,13 +621,25 @@ async function main(): Promise<void> {
       .join("/");
     rows.push([
       s.op === "watch-latency" ? `${s.name} (put->all watchers)` : s.name,
-      cellText(r.etcd, w),
-      cellText(r["etcd-proxy"], w),
-      cellText(r.members, w),
-      cellText(r.gateway, w),
-      ratio(r.members, r.etcd, w),
-      ratio(r.gateway, r.etcd, w),
-      ratio(r.gateway, r["etcd-proxy"], w),
+      ...(s.op === "watch-catchup"
+        ? [
+            catchupText(r.etcd),
+            catchupText(r["etcd-proxy"]),
+            catchupText(r.members),
+            catchupText(r.gateway),
+            catchupRatio(r.members, r.etcd),
+            catchupRatio(r.gateway, r.etcd),
+            catchupRatio(r.gateway, r["etcd-proxy"]),
+          ]
+        : [
+            cellText(r.etcd, w),
+            cellText(r["etcd-proxy"], w),
+            cellText(r.members, w),
+            cellText(r.gateway, w),
+            ratio(r.members, r.etcd, w),
+            ratio(r.gateway, r.etcd, w),
+            ratio(r.gateway, r["etcd-proxy"], w),
+          ]),
       cpu,
     ]);
   }

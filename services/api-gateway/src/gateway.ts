@@ -29,6 +29,7 @@ import { createGrpcServer } from "./proxy/grpc-server.js";
 import { OpenStreams } from "./proxy/open-streams.js";
 import { StreamForwarder } from "./proxy/stream-forwarder.js";
 import { UnaryForwarder } from "./proxy/unary-forwarder.js";
+import type { ClusterSnapshot } from "./routing/member-selection.js";
 import type { WatchHub } from "./watch/watch-hub.js";
 import { createWatchHub } from "./watch/watch-proxy.js";
 
@@ -112,8 +113,10 @@ export class Gateway {
       metrics.observeRangeCache(cache);
       rangeCache = new RangeCacheFeed(cache, watches);
       const feed = rangeCache;
-      feed.setAuthEnabled(tracker.snapshot().authEnabled ?? false);
-      tracker.onChange((snapshot) => feed.setAuthEnabled(snapshot.authEnabled ?? false));
+      const authOf = (snapshot: ClusterSnapshot) =>
+        feed.setAuthEnabled(snapshot.authEnabled ?? false, snapshot.authEnabledAsOf ?? 0);
+      authOf(tracker.snapshot());
+      tracker.onChange(authOf);
     }
     const authService =
       options.authEndpoints !== undefined && options.authEndpoints.length > 0

@@ -2,6 +2,7 @@
 // status|restore ...` runs the snapshot command instead.
 
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import {
   loadServerTls,
   rejectionMessage,
@@ -47,7 +48,22 @@ function logDestination(outputs: readonly string[]): DestinationStream {
   return streams.length === 1 ? streams[0]! : pino.multistream(streams);
 }
 
+/**
+ * V8 lets the old generation grow to about 3x what survived the last full GC before it collects
+ * again (measured on one member after 300k puts: 190 MB live, 550 MB committed); a member's heap
+ * is mostly long-lived index, so a 30% step keeps RSS near the live size (610 vs 882 MiB RSS
+ * there, same put rate) at the cost of more frequent incremental marking. A heap flag given to
+ * node explicitly wins. V8 reads this flag at every full GC, so setting it at startup applies.
+ */
+function boundHeapGrowth(): void {
+  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ""].join(" ");
+  if (!given.includes("heap-growing-percent") && !given.includes("heap_growing_percent")) {
+    setFlagsFromString("--heap-growing-percent=30");
+  }
+}
+
 async function main(): Promise<void> {
+  boundHeapGrowth();
   if (process.argv[2] === "snapshot") {
     const io = { out: (t: string) => process.stdout.write(t), err: (t: string) => process.stderr.write(t) };
     process.exitCode = await runSnapshotCommand(process.argv.slice(3), io);

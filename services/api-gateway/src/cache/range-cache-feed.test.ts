@@ -173,4 +173,15 @@ describe("RangeCacheFeed", () => {
     assert.ok(feed.ticketFor(rangeOf("a"), false));
     assert.equal(feed.watching, true);
   });
+
+  it("keeps auth on when a probe sent before the enable reports it off", () => {
+    established(10);
+    const probeSent = clock;
+    clock += 50;
+    feed.setAuthEnabled(true); // an AuthEnable this gateway forwarded, answered now
+    feed.setAuthEnabled(false, probeSent); // the tracker's older AuthStatus answer arrives late
+    assert.equal(feed.ticketFor(rangeOf("a"), false), undefined, "still no cached answers");
+    feed.setAuthEnabled(false, clock + 1); // a probe sent after it: auth really is off
+    assert.ok(feed.ticketFor(rangeOf("a"), false));
+  });
 });

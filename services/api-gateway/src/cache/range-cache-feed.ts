@@ -29,6 +29,7 @@ export class RangeCacheFeed {
   private fragmentThrough = 0;
   private closed = false;
   private authEnabled = false;
+  private authKnownAsOf = 0;
 
   constructor(
     readonly cache: RangeCache,
@@ -55,8 +56,12 @@ export class RangeCacheFeed {
   /**
    * With auth on, an answer may only go to a caller allowed to read it, which only a member
    * can tell: the cache empties, drops its watch and answers nothing until auth is off again.
+   * `asOf` is when that was observed: an AuthStatus probe sent before this gateway forwarded an
+   * AuthEnable must not turn the cache back on (its "off" is older than what we know).
    */
-  setAuthEnabled(enabled: boolean): void {
+  setAuthEnabled(enabled: boolean, asOf: number = this.now()): void {
+    if (asOf < this.authKnownAsOf) return;
+    this.authKnownAsOf = asOf;
     if (enabled === this.authEnabled) return;
     this.authEnabled = enabled;
     if (enabled) this.unwatch();

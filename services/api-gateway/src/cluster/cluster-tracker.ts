@@ -63,6 +63,7 @@ export class ClusterTracker {
   private current: ClusterSnapshot = { members: [], leaderId: undefined };
   /** Whether auth was enabled at the last AuthStatus answer. */
   private authEnabled = false;
+  private authEnabledAsOf = 0;
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private refreshAgain = false;
@@ -276,7 +277,9 @@ export class ClusterTracker {
   private async refreshAuthStatus(): Promise<void> {
     for (const ep of [...this.endpoints.values()].filter((e) => e.healthy)) {
       try {
+        const asOf = Date.now();
         this.authEnabled = decodeAuthStatusEnabled(await this.call(ep.client, AUTH_STATUS_PATH));
+        this.authEnabledAsOf = asOf;
         return;
       } catch {
         // Try the next healthy member.
@@ -333,7 +336,12 @@ export class ClusterTracker {
         latencyMs: ep.latencyMs,
       });
     }
-    this.current = { members, leaderId, authEnabled: this.authEnabled };
+    this.current = {
+      members,
+      leaderId,
+      authEnabled: this.authEnabled,
+      authEnabledAsOf: this.authEnabledAsOf,
+    };
     for (const listener of this.listeners) listener(this.current);
   }
 

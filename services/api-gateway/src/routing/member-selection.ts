@@ -19,6 +19,8 @@ export interface ClusterSnapshot {
   readonly leaderId: string | undefined;
   /** A member reported auth enabled at the last refresh (AuthStatus). */
   readonly authEnabled?: boolean;
+  /** When (Date.now()) the AuthStatus call behind `authEnabled` was sent. */
+  readonly authEnabledAsOf?: number;
 }
 
 export type Target =

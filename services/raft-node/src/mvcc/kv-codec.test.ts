@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decodeIndexFields, decodeKeyValue, encodeKeyValue } from "./kv-codec.js";
+import { decodeIndexFields, decodeKeyValue, encodeKeyValue, keyOfEncodedKeyValue } from "./kv-codec.js";
 import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
 import type { KeyValue } from "./types.js";
 
@@ -52,6 +52,16 @@ describe("KeyValue protobuf codec", () => {
     const fields = decodeIndexFields(bytes, { key: "", createRevision: 0, version: 0, lease: 0n });
     assert.deepEqual(fields, { key: "\xff\x00a", createRevision: 7, version: 3, lease: 4n });
     assert.throws(() => decodeKeyValue(bytes.subarray(0, 3)));
+  });
+
+  it("reads the key alone, wherever the field sits", () => {
+    const kv = { key: Buffer.from([0xff, 0x00, 0x61]), createRevision: 7, modRevision: 9, version: 3 };
+    const bytes = encodeKeyValue({ ...kv, value: Buffer.from("v"), lease: 4n });
+    assert.equal(keyOfEncodedKeyValue(bytes), "\xff\x00a");
+    // Another encoder may put varint fields first (protobuf allows any order).
+    const reordered = Buffer.concat([Buffer.from([0x10, 0x87, 0x01]), bytes]);
+    assert.equal(keyOfEncodedKeyValue(reordered), "\xff\x00a");
+    assert.throws(() => keyOfEncodedKeyValue(bytes.subarray(0, 3)));
   });
 });
 

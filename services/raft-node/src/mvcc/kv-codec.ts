@@ -95,6 +95,32 @@ export interface IndexFields {
   lease: bigint;
 }
 
+/**
+ * The key of an encoded KeyValue (latin1, one char per byte) without decoding the rest: a
+ * history scan filters most rows out on it.
+ */
+export function keyOfEncodedKeyValue(bytes: Buffer): string {
+  let pos = 0;
+  const end = bytes.length;
+  while (pos < end) {
+    const tag = bytes[pos++]!;
+    const wireType = tag & 7;
+    if (wireType === 2) {
+      const length = readVarint(bytes, pos);
+      const next = nextPos;
+      pos = next + length;
+      if (pos > end) throw new Error("mvcc: truncated KeyValue");
+      if (tag === TAG_KEY) return bytes.toString("latin1", next, pos);
+    } else if (wireType === 0) {
+      readInt64(bytes, pos);
+      pos = nextPos;
+    } else {
+      throw new Error(`mvcc: unexpected wire type ${wireType} in KeyValue`);
+    }
+  }
+  return "";
+}
+
 /** Decodes only what restoring the key index needs; `out` is reused across calls. */
 export function decodeIndexFields(bytes: Buffer, out: IndexFields): IndexFields {
   out.key = "";

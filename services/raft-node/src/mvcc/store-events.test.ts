@@ -114,6 +114,20 @@ describe("history", () => {
       });
       assert.deepEqual(first.events.map(describeEvent), ["PUT w/a@2=1 v1", "PUT x@3=1 v1"]);
       assert.equal(first.nextRevision, 4);
+      // A filter drops rows before the limit counts them: a watch catch-up's matching events.
+      const filtered = await store.history({
+        fromRevision: 2,
+        key: Buffer.from("\0"),
+        rangeEnd: Buffer.from("\0"),
+        matches: (key) => key !== "w/a",
+        limit: 2,
+      });
+      assert.deepEqual(filtered.events.map(describeEvent), [
+        "PUT x@3=1 v1",
+        "PUT w/b@4=1 v1",
+        "PUT w/c@4=1 v1",
+      ]);
+      assert.equal(filtered.nextRevision, 5);
       const rest = await store.history({
         fromRevision: first.nextRevision,
         toRevision: 5,
@@ -133,6 +147,33 @@ describe("history", () => {
         rangeEnd: Buffer.from("w0"),
       });
       assert.deepEqual(afterCompaction.events.map(describeEvent), ["PUT w/a@5=2 v2", "DELETE w/b@6"]);
+    }));
+});
+
+describe("history and defragmentation", () => {
+  it("a long history read ends early at a revision boundary when a defragmentation waits", () =>
+    withStore(async (store) => {
+      const puts = 3_000;
+      await store.applyBatch(
+        Array.from({ length: puts }, (_, i) => ({
+          index: store.appliedIndex + 1 + i,
+          term: 1,
+          request: { put: putRequest({ key: `h/${i % 7}`, value: String(i) }) },
+        })),
+      );
+      const all = { fromRevision: 2, key: Buffer.from("\0"), rangeEnd: Buffer.from("\0") };
+      const read = store.history(all);
+      // Takes the store at once: the read sees it waiting after its first chunk.
+      const defrag = store.defragment();
+      const first = await read;
+      await defrag;
+      assert.ok(first.nextRevision > 2 && first.nextRevision <= puts, `stopped at ${first.nextRevision}`);
+      assert.equal(first.events.at(-1)!.kv!.modRevision, first.nextRevision - 1);
+      const rest = await store.history({ ...all, fromRevision: first.nextRevision });
+      assert.deepEqual(
+        [...first.events, ...rest.events].map((e) => e.kv!.modRevision),
+        Array.from({ length: puts }, (_, i) => i + 2),
+      );
     }));
 });
 

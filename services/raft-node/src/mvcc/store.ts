@@ -26,6 +26,7 @@ import {
   decodeIndexFields,
   decodeKeyValue,
   type IndexFields,
+  keyOfEncodedKeyValue,
   readUint64Bytes,
   uint64Bytes,
 } from "./kv-codec.js";
@@ -203,6 +204,8 @@ export interface HistoryQuery {
   toRevision?: number;
   key: Buffer;
   rangeEnd?: Buffer;
+  /** Only events whose key (latin1, one char per byte) passes; `limit` counts those. */
+  matches?: (key: string) => boolean;
   /** Stop after about this many events, at a revision boundary. */
   limit?: number;
   prevKv?: boolean;
@@ -210,7 +213,7 @@ export interface HistoryQuery {
 
 export interface HistoryResult {
   events: Event[];
-  /** Where to continue; past `toRevision` when everything was read. */
+  /** Where to continue; past `toRevision` when everything was read (a read may end early: at the limit, or for a defragmentation). */
   nextRevision: number;
   /** The store revision the history was read at. */
   revision: number;
@@ -785,6 +788,7 @@ export class MvccStore implements ApplyTarget {
     const it = this.db.iterator({ gte: revisionKey(from, 0), lt: revisionKey(to + 1, 0) });
     const events: Event[] = [];
     let nextRevision = to + 1;
+    let lastMain = 0;
     this.readers++;
     try {
       scan: for (;;) {
@@ -792,12 +796,22 @@ export class MvccStore implements ApplyTarget {
         for (let i = 0; i < chunk.keys.length; i++) {
           const revKey = chunk.keys[i]!;
           const main = mainOfKey(revKey);
-          if (events.length >= limit && main !== events[events.length - 1]!.kv!.modRevision) {
+          // Stops at a revision boundary: at the limit, or early when a defragmentation waits
+          // for readers (it holds applies meanwhile, so a long scan must not hold it).
+          if (
+            main !== lastMain &&
+            lastMain !== 0 &&
+            (events.length >= limit || this.exclusive !== undefined)
+          ) {
             nextRevision = main;
             break scan;
           }
-          const kv = decodeKeyValue(chunk.values[i]!);
-          if (!inBounds(kv.key, bounds)) continue;
+          lastMain = main;
+          const value = chunk.values[i]!;
+          // Filtered on the key alone: most rows of a catch-up scan belong to other keys.
+          const key = keyOfEncodedKeyValue(value);
+          if (!keyInBounds(key, bounds) || (q.matches !== undefined && !q.matches(key))) continue;
+          const kv = decodeKeyValue(value);
           if (isTombstoneKey(revKey)) {
             kv.modRevision = main;
             events.push({ type: EventType.DELETE, kv, prevKv: undefined });
@@ -1153,8 +1167,7 @@ function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {
   return decodeKeyValue(value);
 }
 
-function inBounds(key: Buffer, bounds: KeyBounds): boolean {
-  const k = key.toString("latin1");
+function keyInBounds(k: string, bounds: KeyBounds): boolean {
   if (bounds.end === undefined) return k === bounds.start;
   return k >= bounds.start && (bounds.end === "" || k < bounds.end);
 }

@@ -3,7 +3,7 @@
 // noise. Each write is one revision; events carry etcd's create/mod revision and version.
 import { EtcdError } from "@etcd-ts/api";
 import { type Event, EventType, type KeyValue } from "./events.js";
-import type { EventHistory } from "./watchable-store.js";
+import type { EventHistory, HistoryRead, HistoryReadOptions } from "./watchable-store.js";
 
 export type LogOperation =
   | { op: "put"; key: string | Buffer; value: string | Buffer; lease?: bigint }
@@ -86,20 +86,23 @@ export class MemoryEventLog implements EventHistory {
   async eventsBetween(
     fromRevision: number,
     toRevision: number,
-    options: { withPrevKv: boolean },
-  ): Promise<Event[]> {
+    options: HistoryReadOptions,
+  ): Promise<HistoryRead> {
     if (this.beforeRead !== null) await this.beforeRead();
     if (fromRevision < this.compacted) throw new EtcdError("Compacted");
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
     const result: Event[] = [];
     for (const { revision, events } of this.revisions) {
       if (revision < fromRevision) continue;
       if (revision > toRevision) break;
+      if (result.length >= limit) return { events: result, nextRevision: revision };
       for (const event of events) {
+        if (options.matches !== undefined && !options.matches(event.kv.key.toString("latin1"))) continue;
         result.push(
           options.withPrevKv || event.prevKv === undefined ? event : { type: event.type, kv: event.kv },
         );
       }
     }
-    return result;
+    return { events: result, nextRevision: toRevision + 1 };
   }
 }

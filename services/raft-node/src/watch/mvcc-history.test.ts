@@ -18,7 +18,7 @@ interface Harness {
   put(key: string, value: string, lease?: bigint): Promise<void>;
 }
 
-async function withHarness(run: (h: Harness) => Promise<void>, maxRevisionsPerSync = 1000): Promise<void> {
+async function withHarness(run: (h: Harness) => Promise<void>, maxEventsPerSync = 1000): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "watch-mvcc-"));
   const lessor = new Lessor({ clock: () => 0, minTtlSeconds: 1 });
   const store = await MvccStore.open(dir, {
@@ -29,7 +29,7 @@ async function withHarness(run: (h: Harness) => Promise<void>, maxRevisionsPerSy
   store.subscribe((txn) => leases.observe(txn));
   // Tests drive catch-up rounds themselves; the loop's timer is never fired.
   const connected = connectWatchableStore(store, {
-    maxRevisionsPerSync,
+    maxEventsPerSync,
     timer: { setTimeout: () => null, clearTimeout: () => {} },
   });
   let index = 0;

@@ -2,7 +2,13 @@
 // notifications as the feed of synced watchers.
 import type { MvccStore, Event as StoredEvent } from "../mvcc/mod.js";
 import type { Event } from "./events.js";
-import { type EventHistory, WatchableStore, type WatchableStoreOptions } from "./watchable-store.js";
+import {
+  type EventHistory,
+  type HistoryRead,
+  type HistoryReadOptions,
+  WatchableStore,
+  type WatchableStoreOptions,
+} from "./watchable-store.js";
 
 /** Every key: etcd's "\0" key with a "\0" range end. */
 const ALL_KEYS = Buffer.from([0]);
@@ -25,9 +31,9 @@ export class MvccEventHistory implements EventHistory {
   async eventsBetween(
     fromRevision: number,
     toRevision: number,
-    options: { withPrevKv: boolean },
-  ): Promise<Event[]> {
-    // One consistent RocksDB view over all keys; the watcher group filters by range, so one
+    options: HistoryReadOptions,
+  ): Promise<HistoryRead> {
+    // One consistent RocksDB view over all keys, filtered by the round's watcher group, so one
     // read serves every watcher of the round whatever ranges they watch.
     const result = await this.store.history({
       fromRevision,
@@ -35,8 +41,10 @@ export class MvccEventHistory implements EventHistory {
       key: ALL_KEYS,
       rangeEnd: ALL_KEYS,
       prevKv: options.withPrevKv,
+      ...(options.matches === undefined ? {} : { matches: options.matches }),
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
     });
-    return asWatchEvents(result.events);
+    return { events: asWatchEvents(result.events), nextRevision: result.nextRevision };
   }
 }
 

@@ -287,7 +287,7 @@ describe("WatchStream: fragmentation", () => {
 
 describe("WatchableStore: catch-up from history", () => {
   it("a watch from an old revision gets exactly the history, then live events", async () => {
-    const { stream, store, log } = setup({ maxRevisionsPerSync: 4 });
+    const { stream, store, log } = setup({ maxEventsPerSync: 4 });
     for (let i = 1; i <= 30; i++) log.put(i % 3 === 0 ? "other" : "w", String(i));
     stream.create(request({ key: "w", startRevision: 10 }));
     assert.equal(store.unsyncedCount, 1);
@@ -301,7 +301,7 @@ describe("WatchableStore: catch-up from history", () => {
   });
 
   it("chunked catch-up answers carry the revision they reach, never beyond", async () => {
-    const { stream, store, log } = setup({ maxRevisionsPerSync: 5 });
+    const { stream, store, log } = setup({ maxEventsPerSync: 5 });
     for (let i = 1; i <= 12; i++) log.put("w", String(i));
     stream.create(request({ key: "w", startRevision: 1 }));
     drain(stream);
@@ -315,7 +315,7 @@ describe("WatchableStore: catch-up from history", () => {
   });
 
   it("no gaps or duplicates across the sync boundary while writes continue during reads", async () => {
-    const { store, log } = setup({ maxRevisionsPerSync: 3, maxWatchersPerSync: 4 });
+    const { store, log } = setup({ maxEventsPerSync: 3, maxWatchersPerSync: 4 });
     const streams = Array.from({ length: 3 }, () => new WatchStream(store, { progressIntervalMs: 0 }));
     const keys = ["a", "b", "c", "d"];
     let writes = 0;
@@ -367,7 +367,7 @@ describe("WatchableStore: catch-up from history", () => {
         .get(stream)!
         .filter((r) => r.watchId === watchId)
         .flatMap((r) => r.events.map((e) => `${e.kv.modRevision}:${e.kv.key}:${e.type}`));
-      const all = await log.eventsBetween(from, log.currentRevision, { withPrevKv: false });
+      const { events: all } = await log.eventsBetween(from, log.currentRevision, { withPrevKv: false });
       const lo = spec.key === "" ? "\0" : spec.key;
       const inRange = (key: string) =>
         spec.rangeEnd === undefined
@@ -419,6 +419,76 @@ describe("WatchableStore: catch-up from history", () => {
     );
   });
 
+  it("one round reads past every non-matching revision: the limit counts matching events only", async () => {
+    const { stream, store, log } = setup({ maxEventsPerSync: 3 });
+    for (let i = 1; i <= 5_000; i++) log.put(`other/${i % 50}`, String(i));
+    for (let i = 1; i <= 4; i++) log.put("new/k", String(i));
+    log.put("other/0", "tail");
+    stream.create(request({ key: "new/", rangeEnd: "new0", startRevision: 1 }));
+    drain(stream);
+    let reads = 0;
+    log.beforeRead = async () => {
+      reads++;
+    };
+    await syncAll(store);
+    const responses = drain(stream);
+    // Three matching events fill the first round (its answer reaches the third one's revision),
+    // the second round takes the fourth and the non-matching tail: two reads for 5,005 revisions.
+    assert.equal(reads, 2);
+    assert.deepEqual(
+      responses.map((r) => [r.revision, r.events.map((e) => e.kv.modRevision)]),
+      [
+        [5_003, [5_001, 5_002, 5_003]],
+        [5_005, [5_004]],
+      ],
+    );
+    assert.equal(store.syncedCount, 1);
+  });
+
+  it("a round's read keeps only events its watchers match (memory bounded by the limit, not the lag)", async () => {
+    const { stream, store, log } = setup({ maxEventsPerSync: 100 });
+    for (let i = 1; i <= 2_000; i++) log.put(i % 2 === 0 ? "even" : "odd", String(i));
+    const read = await log.eventsBetween(1, log.currentRevision, {
+      withPrevKv: false,
+      matches: (key) => key === "even",
+      limit: 100,
+    });
+    assert.equal(read.events.length, 100);
+    assert.ok(read.events.every((e) => e.kv.key.toString() === "even"));
+    assert.equal(read.nextRevision, 201);
+    stream.create(request({ key: "even", startRevision: 1 }));
+    await syncAll(store);
+    const revisions = drain(stream).flatMap((r) => r.events.map((e) => e.kv.modRevision));
+    assert.deepEqual(
+      revisions,
+      Array.from({ length: 1_000 }, (_, i) => 2 * (i + 1)),
+    );
+  });
+
+  it("the background loop does not wait its retry interval between rounds that advance", async () => {
+    // A retry interval no test could wait out: catching up must not depend on it.
+    const { stream, store, log } = setup({ maxEventsPerSync: 5, retryIntervalMs: 3_600_000 });
+    for (let i = 1; i <= 200; i++) log.put("k", String(i));
+    store.start();
+    try {
+      stream.create(request({ key: "k", startRevision: 1 }));
+      const deadline = Date.now() + 10_000;
+      const revisions: number[] = [];
+      while (store.unsyncedCount > 0 && Date.now() < deadline) {
+        for (const r of drain(stream)) revisions.push(...r.events.map((e) => e.kv.modRevision));
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      for (const r of drain(stream)) revisions.push(...r.events.map((e) => e.kv.modRevision));
+      assert.equal(store.unsyncedCount, 0);
+      assert.deepEqual(
+        revisions,
+        Array.from({ length: 200 }, (_, i) => i + 1),
+      );
+    } finally {
+      store.stop();
+    }
+  });
+
   it("the background loop catches watchers up on its own timer", async () => {
     const queued: (() => void)[] = [];
     const timer = { setTimeout: (fn: () => void) => queued.push(fn), clearTimeout: () => {} };
@@ -440,7 +510,7 @@ describe("WatchableStore: catch-up from history", () => {
 
 describe("WatchableStore: slow consumers", () => {
   it("a full stream parks its watcher in catch-up with bounded memory, then it resumes without loss", async () => {
-    const { stream, store, log } = setup({ maxRevisionsPerSync: 10 }, { maxPendingEventResponses: 4 });
+    const { stream, store, log } = setup({ maxEventsPerSync: 10 }, { maxPendingEventResponses: 4 });
     stream.create(request({ key: "s" }));
     drain(stream);
     for (let i = 1; i <= 100; i++) log.put("s", String(i));

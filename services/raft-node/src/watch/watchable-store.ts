@@ -2,6 +2,13 @@
 // receives new ones as they are applied) or unsynced (it is behind and catches up from the
 // store's history in bounded rounds). A watcher whose stream is full is moved back to unsynced
 // rather than buffered, so a slow client never stalls the apply path nor grows memory.
+//
+// Catch-up reads history in one pass per round, as etcd's syncWatchers does: the read is
+// filtered by the round's watchers as it goes (only matching events are kept, so memory is
+// bounded by the limit, not by how far behind the watchers are) and stops after
+// maxEventsPerSync matching events. A round that advanced its watchers is followed at once by
+// the next; the history read's own chunked, asynchronous iteration keeps the event loop free
+// for applies and other streams meanwhile.
 import { isEtcdError } from "@etcd-ts/api";
 import type { Event } from "./events.js";
 import type { RangeEnd } from "./interval-index.js";
@@ -13,12 +20,27 @@ export interface EventHistory {
   /** Revisions below this one are gone; a watch starting there is answered with "compacted". */
   compactedRevision(): number;
   /**
-   * Every event of revisions `fromRevision..toRevision` (inclusive), in revision then
-   * sub-revision order; a DELETE's kv carries the deletion revision as modRevision. With
-   * `withPrevKv`, each event whose key existed before carries that previous version. Rejects
-   * with EtcdError("Compacted") when `fromRevision` has been compacted meanwhile.
+   * The events of revisions `fromRevision..toRevision` (inclusive) whose key passes `matches`
+   * (every key without it), in revision then sub-revision order; a DELETE's kv carries the
+   * deletion revision as modRevision. With `withPrevKv`, each event whose key existed before
+   * carries that previous version. With `limit`, stops once that many events are collected, at
+   * the end of a revision (a revision is never split). Rejects with EtcdError("Compacted") when
+   * `fromRevision` has been compacted meanwhile.
    */
-  eventsBetween(fromRevision: number, toRevision: number, options: { withPrevKv: boolean }): Promise<Event[]>;
+  eventsBetween(fromRevision: number, toRevision: number, options: HistoryReadOptions): Promise<HistoryRead>;
+}
+
+export interface HistoryReadOptions {
+  withPrevKv: boolean;
+  /** Keys as latin1 strings (one char per byte), as watchers hold them. */
+  matches?: (key: string) => boolean;
+  limit?: number;
+}
+
+export interface HistoryRead {
+  events: Event[];
+  /** Every revision below this one was read: `toRevision + 1` unless the read ended early (the limit, or a defragmentation waiting). */
+  nextRevision: number;
 }
 
 export interface SyncTimer {
@@ -32,9 +54,12 @@ export interface WatchableStoreOptions {
   currentRevision: number;
   /** etcd's maxWatchersPerSync. */
   maxWatchersPerSync?: number;
-  /** Revisions read per catch-up round (etcd's watchBatchMaxRevs). */
-  maxRevisionsPerSync?: number;
-  /** How long the background loop waits before retrying watchers it could not advance. */
+  /**
+   * Matching events per catch-up round, never splitting a revision (etcd's watchBatchMaxRevs
+   * bounds its batches the same way, counted over the events that match its watchers).
+   */
+  maxEventsPerSync?: number;
+  /** How long the background loop waits before retrying watchers it could not advance (full streams). */
   retryIntervalMs?: number;
   timer?: SyncTimer;
   onSyncError?: (error: unknown) => void;
@@ -50,7 +75,7 @@ export class WatchableStore {
   private readonly unsynced = new WatcherGroup();
   private readonly history: EventHistory;
   private readonly maxWatchersPerSync: number;
-  private readonly maxRevisionsPerSync: number;
+  private readonly maxEventsPerSync: number;
   private readonly retryIntervalMs: number;
   private readonly timer: SyncTimer;
   private readonly onSyncError: (error: unknown) => void;
@@ -61,6 +86,8 @@ export class WatchableStore {
    */
   private notifiedRevision: number;
   private syncInFlight: Promise<number> | null = null;
+  /** Whether the last round moved any watcher forward (then the next one runs at once). */
+  private lastRoundAdvanced = false;
   private running = false;
   private timerHandle: unknown = null;
   private wakeRequested = false;
@@ -70,7 +97,7 @@ export class WatchableStore {
     this.history = options.history;
     this.notifiedRevision = options.currentRevision;
     this.maxWatchersPerSync = options.maxWatchersPerSync ?? 512;
-    this.maxRevisionsPerSync = options.maxRevisionsPerSync ?? 1000;
+    this.maxEventsPerSync = options.maxEventsPerSync ?? 1000;
     this.retryIntervalMs = options.retryIntervalMs ?? 100;
     this.timer = options.timer ?? defaultTimer;
     this.onSyncError =
@@ -209,8 +236,9 @@ export class WatchableStore {
 
   /**
    * One catch-up round: up to maxWatchersPerSync unsynced watchers whose streams have room,
-   * up to maxRevisionsPerSync revisions of history. Rounds never overlap; a call during a round
-   * returns that round. Resolves to the number of watchers still unsynced.
+   * history read from the oldest of them toward the present until maxEventsPerSync events
+   * match. Rounds never overlap; a call during a round returns that round. Resolves to the
+   * number of watchers still unsynced.
    */
   syncOnce(): Promise<number> {
     if (this.syncInFlight === null) {
@@ -253,9 +281,9 @@ export class WatchableStore {
 
   private async loopOnce(): Promise<void> {
     if (!this.running || this.unsynced.size === 0) return;
-    const before = this.unsynced.size;
-    let after = before;
+    let after = this.unsynced.size;
     this.wakeRequested = false;
+    this.lastRoundAdvanced = false;
     try {
       after = await this.syncOnce();
     } catch (error) {
@@ -263,8 +291,9 @@ export class WatchableStore {
     }
     if (!this.running || after === 0) return;
     // Progress made, or something changed during the round: go again at once (the timer
-    // yields to applies and I/O in between); otherwise wait for a drain or the retry interval.
-    this.schedule(after < before || this.wakeRequested ? 0 : this.retryIntervalMs);
+    // yields to applies and I/O in between); otherwise (every stream full) wait for a drain
+    // or the retry interval.
+    this.schedule(this.lastRoundAdvanced || this.wakeRequested ? 0 : this.retryIntervalMs);
   }
 
   private async syncRound(): Promise<number> {
@@ -294,17 +323,26 @@ export class WatchableStore {
     }
     if (chosen.length === 0) return this.unsynced.size;
 
-    const toRevision = Math.min(current, fromRevision + this.maxRevisionsPerSync - 1);
     const group = new WatcherGroup();
     for (const watcher of chosen) group.add(watcher);
     const withPrevKv = chosen.some((watcher) => watcher.options.prevKv);
 
     let history: Event[];
+    let toRevision: number;
     try {
-      history = await this.history.eventsBetween(fromRevision, toRevision, { withPrevKv });
+      const read = await this.history.eventsBetween(fromRevision, current, {
+        withPrevKv,
+        matches: (key) => group.watches(key),
+        limit: this.maxEventsPerSync,
+      });
+      history = read.events;
+      toRevision = Math.min(current, read.nextRevision - 1);
     } catch (error) {
       // Compacted while reading: the next round answers the affected watchers.
-      if (isEtcdError(error, "Compacted")) return this.unsynced.size;
+      if (isEtcdError(error, "Compacted")) {
+        this.lastRoundAdvanced = true;
+        return this.unsynced.size;
+      }
       throw error;
     }
 
@@ -331,6 +369,7 @@ export class WatchableStore {
         if (events.length > 0 && !watcher.sink.deliverEvents(watcher, events, toRevision)) continue;
       }
       // A watcher starting beyond this chunk keeps its own start.
+      if (toRevision + 1 > watcher.minRevision) this.lastRoundAdvanced = true;
       watcher.minRevision = Math.max(watcher.minRevision, toRevision + 1);
       if (watcher.minRevision > this.notifiedRevision) {
         this.unsynced.delete(watcher);
