@@ -49,7 +49,10 @@ export const FLAGS = {
   "auth-token": { kind: "string", default: "simple" },
   "auth-token-ttl": { kind: "int", default: "300" },
   "bcrypt-cost": { kind: "int", default: "10" },
-  "experimental-enable-lease-checkpoint": { kind: "bool", default: "false" },
+  // On by default here (etcd: off), with a 5 s interval (etcd 3.5's flag; its default is 5m):
+  // a lease's remaining TTL survives leader changes and restarts whatever its TTL.
+  "experimental-enable-lease-checkpoint": { kind: "bool", default: "true" },
+  "experimental-lease-checkpoint-interval": { kind: "duration", default: "5s" },
   "experimental-initial-corrupt-check": { kind: "bool", default: "false" },
   "experimental-watch-progress-notify-interval": { kind: "duration", default: "10m0s" },
   // etcd 3.4 defaults to false, 3.5 to true; Raft here always had pre-vote, so 3.5's default.
@@ -294,6 +297,8 @@ export interface MemberConfig {
   maxLearners: number;
   strictReconfigCheck: boolean;
   leaseCheckpoint: boolean;
+  /** --experimental-lease-checkpoint-interval: how often each lease's remaining TTL is recorded. */
+  leaseCheckpointIntervalMs: number;
   /** Serve the JSON gateway on the client URLs (--enable-grpc-gateway). */
   grpcGateway: boolean;
   /** --version: print the version and exit. */
@@ -468,6 +473,10 @@ export function memberConfig(values: FlagValues): MemberConfig {
     leaseCheckpoint: parseBool(
       "experimental-enable-lease-checkpoint",
       values["experimental-enable-lease-checkpoint"],
+    ),
+    leaseCheckpointIntervalMs: parseGoDuration(
+      "experimental-lease-checkpoint-interval",
+      values["experimental-lease-checkpoint-interval"],
     ),
     forceNewCluster: parseBool("force-new-cluster", values["force-new-cluster"]),
     grpcGateway: parseBool("enable-grpc-gateway", values["enable-grpc-gateway"]),

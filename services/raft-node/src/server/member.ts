@@ -115,6 +115,8 @@ export const CLUSTER_VERSION = ETCD_CLUSTER_VERSION;
 const SLOW_APPLY_MS = 100;
 const READ_INDEX_RETRY_MS = 500;
 const PUBLISH_RETRY_MS = 500;
+/** etcd's maxLeaseCheckpointBatchSize: checkpoints per LeaseCheckpoint entry. */
+const LEASE_CHECKPOINT_BATCH = 1000;
 
 export function proposalDroppedError(err: ProposalDroppedError): EtcdError {
   switch (err.reason) {
@@ -259,10 +261,7 @@ export class Member implements EtcdServer {
         else tracer.leaseExpiring(id, (t) => this.proposeInternal(EntryKind.LeaseRevoke, payload, root, t));
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
-        const payload = etcdserverpb.LeaseCheckpointRequest.encode({
-          checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtl) })),
-        }).finish();
-        this.proposeInternal(EntryKind.LeaseCheckpoint, payload);
+        this.proposeInternal(EntryKind.LeaseCheckpoint, this.encodeCheckpoints(checkpoints));
       },
     });
 
@@ -434,6 +433,8 @@ export class Member implements EtcdServer {
       clock: () => performance.now(),
       minTtlSeconds: minLeaseTtlSeconds(config.heartbeatMs, config.electionMs),
       checkpointing: config.leaseCheckpoint,
+      checkpointIntervalMs: config.leaseCheckpointIntervalMs,
+      maxCheckpointBatch: LEASE_CHECKPOINT_BATCH,
     });
     const parts = await bootstrap(config, logger, (id) => lessor.lookup(id) !== undefined, {
       walFsync: (seconds) => metrics.walFsync.observe(seconds),
@@ -664,8 +665,24 @@ export class Member implements EtcdServer {
     return this.lessor.leases();
   }
 
-  leaseRenew(id: bigint): number {
-    return this.lessor.renew(id);
+  async leaseRenew(id: bigint): Promise<number> {
+    const { ttl, clear } = this.lessor.renew(id);
+    if (clear !== undefined) await this.propose(EntryKind.LeaseCheckpoint, this.encodeCheckpoints([clear]), undefined);
+    return ttl;
+  }
+
+  private encodeCheckpoints(checkpoints: readonly LeaseCheckpoint[]): Uint8Array {
+    return etcdserverpb.LeaseCheckpointRequest.encode({
+      checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtl) })),
+    }).finish();
+  }
+
+  /** Before a transfer: every lease's remaining TTL into the log the transferee must match. */
+  private checkpointBeforeHandover(): void {
+    const all = this.lessor.handoverCheckpoints();
+    for (let i = 0; i < all.length; i += LEASE_CHECKPOINT_BATCH) {
+      this.proposeInternal(EntryKind.LeaseCheckpoint, this.encodeCheckpoints(all.slice(i, i + LEASE_CHECKPOINT_BATCH)));
+    }
   }
 
   // ---- auth ---------------------------------------------------------------------------------------
@@ -919,6 +936,7 @@ export class Member implements EtcdServer {
     const member = this.membership.get(target);
     if (member === undefined || member.isLearner) throw new EtcdError("BadLeaderTransferee");
     if (target === this.id) return true;
+    this.checkpointBeforeHandover();
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
@@ -1068,6 +1086,7 @@ export class Member implements EtcdServer {
     const target = this.raft.mostUpToDateVoter();
     if (target === undefined) return;
     this.logger.info({ transferee: formatId(target) }, "leader is stopping: transferring leadership");
+    this.checkpointBeforeHandover();
     await this.raft.transferLeadership(target, this.config.electionMs * 2);
   }
 
