@@ -281,7 +281,8 @@ describe("Lessor: leadership and checkpoints", () => {
       { id: 1n, remainingTtl: 39 },
       { id: 3n, remainingTtl: 599 },
     ]);
-    for (const member of [leader, follower]) for (const c of handover) member.checkpoint(c.id, c.remainingTtl);
+    for (const member of [leader, follower])
+      for (const c of handover) member.checkpoint(c.id, c.remainingTtl);
     leader.demote();
     follower.promote(1000);
     const after = left(1n, follower, followerClock.now());

@@ -667,7 +667,8 @@ export class Member implements EtcdServer {
 
   async leaseRenew(id: bigint): Promise<number> {
     const { ttl, clear } = this.lessor.renew(id);
-    if (clear !== undefined) await this.propose(EntryKind.LeaseCheckpoint, this.encodeCheckpoints([clear]), undefined);
+    if (clear !== undefined)
+      await this.propose(EntryKind.LeaseCheckpoint, this.encodeCheckpoints([clear]), undefined);
     return ttl;
   }
 
@@ -681,7 +682,10 @@ export class Member implements EtcdServer {
   private checkpointBeforeHandover(): void {
     const all = this.lessor.handoverCheckpoints();
     for (let i = 0; i < all.length; i += LEASE_CHECKPOINT_BATCH) {
-      this.proposeInternal(EntryKind.LeaseCheckpoint, this.encodeCheckpoints(all.slice(i, i + LEASE_CHECKPOINT_BATCH)));
+      this.proposeInternal(
+        EntryKind.LeaseCheckpoint,
+        this.encodeCheckpoints(all.slice(i, i + LEASE_CHECKPOINT_BATCH)),
+      );
     }
   }
 

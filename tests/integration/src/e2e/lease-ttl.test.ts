@@ -94,7 +94,10 @@ describe("lease remaining TTL across leader changes", { timeout: 240_000 }, () =
     const afterRestart = await remaining(id);
     t.diagnostic(`kill and restart of every member: ${beforeRestart} s -> ${afterRestart} s`);
     assert.ok(afterRestart <= beforeRestart + 6, `restart: ${beforeRestart} s -> ${afterRestart} s`);
-    assert.ok(afterRestart >= beforeRestart - 3, `restart shortened the lease: ${beforeRestart} -> ${afterRestart}`);
+    assert.ok(
+      afterRestart >= beforeRestart - 3,
+      `restart shortened the lease: ${beforeRestart} -> ${afterRestart}`,
+    );
     await ctl(stack.gatewayAddr, ["lease", "revoke", id]);
   });
 
