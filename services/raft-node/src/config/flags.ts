@@ -53,6 +53,8 @@ export const FLAGS = {
   // a lease's remaining TTL survives leader changes and restarts whatever its TTL.
   "experimental-enable-lease-checkpoint": { kind: "bool", default: "true" },
   "experimental-lease-checkpoint-interval": { kind: "duration", default: "5s" },
+  // Ours (etcd issue 15107): the leader promotes a learner once it has caught up.
+  "experimental-learner-auto-promote": { kind: "bool", default: "false" },
   "experimental-initial-corrupt-check": { kind: "bool", default: "false" },
   "experimental-watch-progress-notify-interval": { kind: "duration", default: "10m0s" },
   // etcd 3.4 defaults to false, 3.5 to true; Raft here always had pre-vote, so 3.5's default.
@@ -299,6 +301,8 @@ export interface MemberConfig {
   leaseCheckpoint: boolean;
   /** --experimental-lease-checkpoint-interval: how often each lease's remaining TTL is recorded. */
   leaseCheckpointIntervalMs: number;
+  /** --experimental-learner-auto-promote (ours): the leader promotes caught-up learners. */
+  learnerAutoPromote: boolean;
   /** Serve the JSON gateway on the client URLs (--enable-grpc-gateway). */
   grpcGateway: boolean;
   /** --version: print the version and exit. */
@@ -473,6 +477,10 @@ export function memberConfig(values: FlagValues): MemberConfig {
     leaseCheckpoint: parseBool(
       "experimental-enable-lease-checkpoint",
       values["experimental-enable-lease-checkpoint"],
+    ),
+    learnerAutoPromote: parseBool(
+      "experimental-learner-auto-promote",
+      values["experimental-learner-auto-promote"],
     ),
     leaseCheckpointIntervalMs: parseGoDuration(
       "experimental-lease-checkpoint-interval",

@@ -63,6 +63,7 @@ import {
   minLeaseTtlSeconds,
   NO_LEASE,
 } from "../lease/mod.js";
+import { LearnerAutoPromotion } from "../membership/learner-auto-promotion.js";
 import { memberCodec, urlString } from "../membership/member-codec.js";
 import { formatId, memberIdFor } from "../membership/member-id.js";
 import {
@@ -191,6 +192,9 @@ export class Member implements EtcdServer {
   private readonly jwt: JwtTokens | undefined;
   private readonly leaseIds: LeaseIdGenerator;
   private readonly leasePoller: LeasePoller;
+  /** Set with --experimental-learner-auto-promote; promotions in flight are in promoting. */
+  private readonly learnerPromotion: LearnerAutoPromotion | undefined;
+  private readonly promoting = new Set<bigint>();
   private readonly proposals: WaitRegistry<ProposalContext>;
   private readonly reads: ReadIndexBatcher;
   /** Set only when tracing is on: every tracing call site tests it first. */
@@ -250,6 +254,9 @@ export class Member implements EtcdServer {
         )
       : undefined;
     this.leaseIds = new LeaseIdGenerator(this.id, Date.now());
+    this.learnerPromotion = config.learnerAutoPromote
+      ? new LearnerAutoPromotion({ maxLagEntries: 100, holdMs: config.electionMs })
+      : undefined;
     this.leasePoller = new LeasePoller(this.lessor, {
       proposeRevoke: (id) => {
         const payload = etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
@@ -328,10 +335,14 @@ export class Member implements EtcdServer {
               clientUrls: config.advertiseClientUrls.map(urlString),
             });
           }
-          if (!isLeader && wasLeader) this.lessor.demote();
+          if (!isLeader && wasLeader) {
+            this.lessor.demote();
+            this.learnerPromotion?.reset();
+          }
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
         ticked: (now) => {
+          this.promoteCaughtUpLearners(now);
           this.reads.tick();
           this.tokens.expire();
           const expired = this.proposals.expire(now, () => this.timeoutError());
@@ -865,6 +876,30 @@ export class Member implements EtcdServer {
     const current = this.membership.get(id)!;
     await this.propose(EntryKind.MemberUpdate, memberCodec.encode({ ...current, peerUrls }), undefined);
     return this.membership.list();
+  }
+
+  /**
+   * --experimental-learner-auto-promote: caught up means a match index within 100 entries of
+   * the leader's (and etcd's 90% check) on every tick for one election timeout.
+   */
+  private promoteCaughtUpLearners(now: number): void {
+    if (this.learnerPromotion === undefined || !this.isLeader) return;
+    const status = this.raft.status();
+    const own = status.progress.get(this.id);
+    if (own === undefined) return;
+    const learners = new Map<bigint, number>();
+    for (const [id, pr] of status.progress)
+      if (pr.isLearner && !this.promoting.has(id)) learners.set(id, pr.match);
+    for (const id of this.learnerPromotion.due(now, own.match, learners)) {
+      this.promoting.add(id);
+      this.promoteMember(id)
+        .then(
+          () => this.logger.info({ member: formatId(id) }, "promoted a caught-up learner"),
+          (err: unknown) =>
+            this.logger.warn({ member: formatId(id), error: String(err) }, "learner promotion failed"),
+        )
+        .finally(() => this.promoting.delete(id));
+    }
   }
 
   async promoteMember(id: bigint): Promise<MemberInfo[]> {
