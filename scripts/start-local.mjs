@@ -10,7 +10,8 @@
 // `npm start -- --tls`: the same cluster over TLS end to end, with a test CA made by
 // scripts/gen-test-certs.sh under data/tls/certs (clients need a certificate from it; peers
 // verify each other; the gateway dials members with mTLS). Its data is kept apart (data/tls),
-// and the backup service, which has no TLS yet, is not started.
+// and every service speaks TLS. The backup service dials members with root.crt: its CN is etcd's
+// root user, so backups go on if auth is enabled.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -150,21 +151,29 @@ for (const m of members) {
     ...natsFlags,
   ]);
 }
-// The auth service reaches members on plain peer URLs only so far: not started with --tls.
-if (!useTls) {
-  run("auth", [
-    authMain,
-    "--endpoints",
-    members.map((m) => m.peer).join(","),
-    "--listen-addr",
-    auth.grpc,
-    "--http-listen-addr",
-    auth.http,
-  ]);
-}
+// With --tls the auth service serves the gateway over TLS (client certificates required) and
+// reaches the members' peer port with the peer certificate, as a member would.
+run("auth", [
+  authMain,
+  "--endpoints",
+  members.map((m) => m.peer).join(","),
+  "--listen-addr",
+  auth.grpc,
+  "--http-listen-addr",
+  auth.http,
+  ...(useTls
+    ? [
+        ...["--cert-file", cert("server.crt"), "--key-file", cert("server.key")],
+        ...["--trusted-ca-file", cert("ca.crt"), "--client-cert-auth"],
+        ...["--peer-trusted-ca-file", cert("ca.crt")],
+        ...["--peer-cert-file", cert("peer.crt"), "--peer-key-file", cert("peer.key")],
+      ]
+    : []),
+]);
 run("gateway", [
   gatewayMain,
-  ...(useTls ? [] : ["--auth-endpoints", auth.grpc]),
+  "--auth-endpoints",
+  auth.grpc,
   "--endpoints",
   members.map((m) => m.client).join(","),
   "--listen-addr",
@@ -175,25 +184,24 @@ run("gateway", [
   ...natsFlags,
 ]);
 
-if (!useTls) {
-  run("backup", [
-    backupMain,
-    "serve",
-    "--endpoints",
-    members.map((m) => m.client.replace("http://", "")).join(","),
-    "--dir",
-    backup.dir,
-    "--cron",
-    backup.cron,
-    "--delta-cron",
-    backup.deltaCron,
-    "--keep-last",
-    "24",
-    "--listen",
-    backup.listen,
-    ...natsFlags,
-  ]);
-}
+run("backup", [
+  backupMain,
+  "serve",
+  "--endpoints",
+  members.map((m) => m.client).join(","),
+  ...(useTls ? ["--cacert", cert("ca.crt"), "--cert", cert("root.crt"), "--key", cert("root.key")] : []),
+  "--dir",
+  backup.dir,
+  "--cron",
+  backup.cron,
+  "--delta-cron",
+  backup.deltaCron,
+  "--keep-last",
+  "24",
+  "--listen",
+  backup.listen,
+  ...natsFlags,
+]);
 
 const etcdctlTls = `--cacert ${cert("ca.crt")} --cert ${cert("client.crt")} --key ${cert("client.key")}`;
 const curlTls = `--cacert ${cert("ca.crt")} --cert ${cert("client.crt")} --key ${cert("client.key")}`;
@@ -206,7 +214,9 @@ etcd-ts is starting over TLS: 3 members (data in ${dataRoot}) behind one gateway
 Try:
   ETCDCTL_API=3 etcdctl ${etcdctlTls} put hello world
   curl -s ${curlTls} https://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
-The backup and auth services are not started (they have no TLS yet). Ctrl-C stops everything.
+  backups: hourly, deltas every 5 minutes, into ${backup.dir} (as root.crt's CN, root); take one now: curl -X POST http://${backup.listen}/backups
+  auth: Authenticate for the gateway on ${auth.grpc} (TLS); its public keys: curl http://${auth.http}/.well-known/jwks.json
+Ctrl-C stops everything.
 `);
 } else
   console.log(`

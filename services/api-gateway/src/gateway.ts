@@ -80,15 +80,16 @@ export class Gateway {
     const onTlsRejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
     const upstream = options.upstreamTls;
     const read = (path: string) => (path === "" ? undefined : readFileSync(path));
+    const upstreamTls =
+      upstream === undefined
+        ? undefined
+        : { ca: read(upstream.cacert), cert: read(upstream.cert), key: read(upstream.key) };
     const tracker = new ClusterTracker({
       seeds: options.endpoints,
       refreshIntervalMs: options.refreshIntervalMs,
       probeTimeoutMs: 2_000,
       logger,
-      upstreamTls:
-        upstream === undefined
-          ? undefined
-          : { ca: read(upstream.cacert), cert: read(upstream.cert), key: read(upstream.key) },
+      upstreamTls,
     });
     tracker.onChange((snapshot) => metrics.hasLeader.set(snapshot.leaderId === undefined ? 0 : 1));
     await tracker.start();
@@ -115,7 +116,7 @@ export class Gateway {
     }
     const authService =
       options.authEndpoints !== undefined && options.authEndpoints.length > 0
-        ? new AuthServiceForwarder(options.authEndpoints)
+        ? new AuthServiceForwarder(options.authEndpoints, upstreamTls)
         : undefined;
     const unary = new UnaryForwarder(
       tracker,

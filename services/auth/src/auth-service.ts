@@ -1,7 +1,16 @@
 // Assembles the auth service: etcd's Authenticate over gRPC for the gateways (the same method
 // path and messages as a member's, so a gateway forwards the call's bytes unchanged), and an
 // HTTP port for the JWKS, /health and /metrics. main.ts and tests start it the same way.
-import { EtcdError, etcdserverpb, GrpcHttp2Server, isEtcdError, type ServerCall } from "@etcd-ts/api";
+import { readFileSync } from "node:fs";
+import {
+  EtcdError,
+  etcdserverpb,
+  GrpcHttp2Server,
+  isEtcdError,
+  loadServerTls,
+  rejectionMessage,
+  type ServerCall,
+} from "@etcd-ts/api";
 import { GrpcServerMetrics } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import bcrypt from "bcrypt";
@@ -42,7 +51,17 @@ export class AuthService {
   static async start(options: AuthServiceOptions): Promise<AuthService> {
     const { logger } = options;
     const metrics = new AuthMetrics({ processMetrics: options.processMetrics ?? false });
-    const backend = new MemberBackend(options.endpoints);
+    const read = (path: string) => (path === "" ? undefined : readFileSync(path));
+    const backend = new MemberBackend(
+      options.endpoints,
+      options.peerTrustedCaFile === ""
+        ? undefined
+        : {
+            ca: read(options.peerTrustedCaFile)!,
+            cert: read(options.peerCertFile),
+            key: read(options.peerKeyFile),
+          },
+    );
     // The published set is re-read a few times per rotation (at most every 5 s); a new key
     // waits two re-reads before it signs, so every replica's JWKS (and a reader that caches it
     // for max-age = one re-read) has it first.
@@ -97,7 +116,21 @@ export class AuthService {
       return typeof forwarded === "string" && forwarded !== "" ? forwarded.split(",")[0]!.trim() : peer;
     };
 
-    const grpcServer = new GrpcHttp2Server({ observer: new GrpcServerMetrics(metrics.registry) });
+    const grpcServer = new GrpcHttp2Server({
+      observer: new GrpcServerMetrics(metrics.registry),
+      ...(options.certFile === ""
+        ? {}
+        : {
+            tls: loadServerTls({
+              certFile: options.certFile,
+              keyFile: options.keyFile,
+              trustedCaFile: options.trustedCaFile,
+              clientCertAuth: options.clientCertAuth,
+            }),
+            // A gateway refused at the handshake (no or a wrong certificate): etcd's log line.
+            onTlsRejected: (r) => logger.warn({ ...r }, rejectionMessage(r)),
+          }),
+    });
     grpcServer.register(AUTHENTICATE_PATH, {
       kind: "unary",
       handle: (call) => {
@@ -138,7 +171,13 @@ export class AuthService {
     const address = http.server.address();
     const httpPort = typeof address === "object" && address !== null ? address.port : port;
     logger.info(
-      { grpcPort, httpPort, members: options.endpoints, signingKey: keys.ring.signingKey()?.kid },
+      {
+        grpcPort,
+        httpPort,
+        tls: options.certFile !== "",
+        members: options.endpoints,
+        signingKey: keys.ring.signingKey()?.kid,
+      },
       "auth service listening",
     );
     return new AuthService(keys, metrics, backend, grpcServer, http, grpcPort, httpPort, logger);

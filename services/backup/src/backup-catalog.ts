@@ -78,6 +78,8 @@ export class BackupCatalog {
         try {
           next = await source.next();
         } catch (err) {
+          // A final answer from the member (it refuses the caller): no other member would differ.
+          if (err instanceof BackupError && !(err instanceof SnapshotSourceError)) throw err;
           throw new SnapshotSourceError(
             `snapshot stream failed after ${bytes} bytes: ${(err as Error).message}`,
           );

@@ -9,6 +9,7 @@ import { BackupCatalog } from "./backup-catalog.js";
 import { DEFAULT_RETRIES, type RetrySettings, takeBackup, takeDelta, verifyBackup } from "./backup-job.js";
 import { startBackupServer } from "./backup-server.js";
 import { DirectoryStore } from "./directory-store.js";
+import { MemberAccess } from "./member-access.js";
 import { BackupError, type ObjectStore } from "./object-store.js";
 import { pointInTimeSnapshot } from "./point-in-time.js";
 import type { RetentionPolicy } from "./retention.js";
@@ -21,15 +22,19 @@ export interface CommandOutput {
 }
 
 const STORE = "(--dir DIR | --s3-bucket BUCKET [--s3-prefix PREFIX])";
+const MEMBERS = "[--cacert FILE [--cert FILE --key FILE]] [--user NAME[:PASSWORD] [--password P]]";
 const USAGE = `usage:
-  backup now --endpoints HOST:PORT[,HOST:PORT...] ${STORE} [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N]
-  backup delta --endpoints HOST:PORT[,...] ${STORE} [--retries N]
+  backup now --endpoints HOST:PORT[,HOST:PORT...] ${MEMBERS} ${STORE} [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N]
+  backup delta --endpoints HOST:PORT[,...] ${MEMBERS} ${STORE} [--retries N]
   backup list ${STORE}
   backup verify ID ${STORE}
-  backup restore ID ${STORE} [--to-revision R] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
-  backup serve --endpoints HOST:PORT[,...] ${STORE} [--cron "0 * * * *"] [--delta-cron "*/5 * * * *"]
+  backup restore ID ${STORE} [--to-revision R [--user root:PASSWORD]] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
+  backup serve --endpoints HOST:PORT[,...] ${MEMBERS} ${STORE} [--cron "0 * * * *"] [--delta-cron "*/5 * * * *"]
          [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N] [--listen 127.0.0.1:2390]
          [--nats-url nats://HOST:PORT (or ETCD_BACKUP_NATS_URL): backup events, backup.now requests]
+Members: endpoints as HOST:PORT or http(s):// URLs; TLS with etcdctl's --cacert/--cert/--key, and on a
+    cluster with auth enabled a user who may take snapshots (root), as etcdctl's --user/--password;
+    each flag also as ETCD_BACKUP_CACERT, _CERT, _KEY, _USER, _PASSWORD.
 S3: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (path-style addressing then), AWS_REGION,
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws).
 `;
@@ -56,6 +61,11 @@ const OWN_FLAGS = new Set([
   "retry-delay-ms",
   "to-revision",
   "nats-url",
+  "cacert",
+  "cert",
+  "key",
+  "user",
+  "password",
 ]);
 
 function parse(args: readonly string[]): Parsed {
@@ -89,6 +99,22 @@ function integer(parsed: Parsed, name: string): number | undefined {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n))
     throw new BackupError(`--${name} must be a whole number, not "${text}"`);
   return n;
+}
+
+/** A member-facing flag, or its ETCD_BACKUP_* variable. */
+function memberFlag(parsed: Parsed, name: string): string | undefined {
+  return parsed.options.get(name) ?? process.env[`ETCD_BACKUP_${name.toUpperCase()}`] ?? undefined;
+}
+
+function accessOf(parsed: Parsed): MemberAccess {
+  const get = (name: string) => memberFlag(parsed, name);
+  return new MemberAccess({
+    cacert: get("cacert"),
+    cert: get("cert"),
+    key: get("key"),
+    user: get("user"),
+    password: get("password"),
+  });
 }
 
 function storeOf(parsed: Parsed): ObjectStore {
@@ -168,6 +194,7 @@ async function now(
   const result = await takeBackup({
     catalog: new BackupCatalog(store),
     endpoints: required(parsed, "endpoints").split(","),
+    access: accessOf(parsed),
     retention: retentionOf(parsed),
     retry: retryOf(parsed),
     log,
@@ -196,6 +223,7 @@ async function delta(
   const result = await takeDelta({
     catalog: new BackupCatalog(store),
     endpoints: required(parsed, "endpoints").split(","),
+    access: accessOf(parsed),
     retry: retryOf(parsed),
     log,
   });
@@ -243,7 +271,12 @@ async function restore(parsed: Parsed, store: ObjectStore, io: CommandOutput): P
     );
   const work = await mkdtemp(join(tmpdir(), "backup-pitr-"));
   try {
-    const pit = await pointInTimeSnapshot(catalog, id, toRevision, work);
+    // Only the user matters here: the replay runs on a temporary member of this process's own.
+    const login = new MemberAccess({
+      user: memberFlag(parsed, "user"),
+      password: memberFlag(parsed, "password"),
+    });
+    const pit = await pointInTimeSnapshot(catalog, id, toRevision, work, login);
     for (const warning of pit.warnings) io.err(`${warning}\n`);
     io.err(
       `backup ${id} (revision ${pit.baseRevision}) + ${pit.replayed} revisions from deltas -> revision ${pit.revision}` +
@@ -273,6 +306,7 @@ async function serve(
   const server = await startBackupServer({
     catalog: new BackupCatalog(store),
     endpoints: required(parsed, "endpoints").split(","),
+    access: accessOf(parsed),
     retention: retentionOf(parsed),
     retry: retryOf(parsed),
     cron: parsed.options.get("cron"),

@@ -9,6 +9,7 @@ import type { BackupCatalog, BackupEntry, DeltaEntry, Progress } from "./backup-
 import { SnapshotSourceError } from "./backup-catalog.js";
 import type { BackupMetrics, RetryStage } from "./backup-metrics.js";
 import { traced } from "./backup-tracing.js";
+import { MemberAccess } from "./member-access.js";
 import { BackupError, StoreUnavailableError } from "./object-store.js";
 import { backupId, beyondRetention, checkPolicy, type RetentionPolicy } from "./retention.js";
 import { type RetryOptions, withRetries } from "./retry.js";
@@ -44,6 +45,8 @@ export const DEFAULT_RETRIES: RetrySettings = { attempts: 5, baseDelayMs: 1000, 
 interface JobOptions {
   catalog: BackupCatalog;
   endpoints: readonly string[];
+  /** TLS and the user to dial members with; plaintext, no user when undefined. */
+  access?: MemberAccess | undefined;
   retry?: RetrySettings | undefined;
   /** Retries and failures, one line each. */
   log?: ((line: string) => void) | undefined;
@@ -83,14 +86,17 @@ async function chooseSource(
   endpoints: readonly string[],
   avoid: ReadonlySet<string>,
   trace: TraceContext | undefined,
+  access: MemberAccess,
 ): Promise<MemberStatus> {
   const source = await traced("backup.pick_source", {}, trace, async (pick) => {
-    const chosen = pickSource(await Promise.all(endpoints.map((e) => memberStatus(e))), avoid);
+    const chosen = pickSource(await Promise.all(endpoints.map((e) => memberStatus(e, access))), avoid);
     pick?.setAttribute("backup.source", chosen?.endpoint ?? "none");
     return chosen;
   });
   if (source === undefined)
     throw new SnapshotSourceError(`no member answered with a leader: ${endpoints.join(", ")}`);
+  // Log in before the stream starts: refused credentials end the job at once, unretried.
+  await access.metadata(source.endpoint);
   return source;
 }
 
@@ -115,14 +121,14 @@ async function takeBackupTraced(
   span: Span | undefined,
   trace: TraceContext | undefined,
 ): Promise<BackupResult> {
-  const { catalog, endpoints } = options;
+  const { catalog, endpoints, access = MemberAccess.plaintext } = options;
   const retention = options.retention ?? {};
   checkPolicy(retention);
   const started = performance.now();
   try {
     const { entry, source, attempts } = await withBackoff(options, "full backup", async (attempt, failed) => {
       await catalog.store.check();
-      const source = await chooseSource(endpoints, failed, trace);
+      const source = await chooseSource(endpoints, failed, trace, access);
       const streamStarted = performance.now();
       try {
         const entry = await traced(
@@ -132,7 +138,7 @@ async function takeBackupTraced(
           async (snap, snapTrace) => {
             const written = await catalog.writeFull(
               backupId(new Date()),
-              snapshotStream(source.endpoint, snapTrace),
+              snapshotStream(source.endpoint, snapTrace, access),
               (p) => options.onProgress?.(p, performance.now() - streamStarted),
             );
             snap?.setAttribute("backup.bytes", written.size);
@@ -198,7 +204,7 @@ async function takeDeltaTraced(
   span: Span | undefined,
   trace: TraceContext | undefined,
 ): Promise<DeltaResult> {
-  const { catalog, endpoints } = options;
+  const { catalog, endpoints, access = MemberAccess.plaintext } = options;
   const started = performance.now();
   try {
     const result = await withBackoff(options, "delta backup", async (_attempt, failed) => {
@@ -208,12 +214,12 @@ async function takeDeltaTraced(
         throw new BackupError(`no full backup in ${catalog.location} to take a delta after`);
       const after =
         (await catalog.deltas(base.id)).at(-1)?.toRevision ?? (await fullRevision(options, base.id, trace));
-      const source = await chooseSource(endpoints, failed, trace);
+      const source = await chooseSource(endpoints, failed, trace, access);
       const head = source.revision ?? 0;
       if (head <= after) return { entry: undefined, base: base.id, source };
       const lines = (async function* () {
         try {
-          yield* watchEvents(source.endpoint, after + 1, head);
+          yield* watchEvents(source.endpoint, after + 1, head, { access });
         } catch (err) {
           failed.add(source.endpoint);
           if (err instanceof BackupError) throw err;

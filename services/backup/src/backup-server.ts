@@ -25,12 +25,15 @@ import {
   verifyBackup,
 } from "./backup-job.js";
 import { BackupMetrics } from "./backup-metrics.js";
+import type { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
 import { backupTime, type RetentionPolicy } from "./retention.js";
 
 export interface BackupServerOptions {
   catalog: BackupCatalog;
   endpoints: string[];
+  /** TLS and the user to dial members with; plaintext, no user when undefined. */
+  access?: MemberAccess | undefined;
   retention?: RetentionPolicy | undefined;
   retry?: RetrySettings | undefined;
   /** Cron expressions; no schedule when undefined. */
@@ -65,7 +68,14 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     }
   }
   const fullRevisions = new Map<string, number>();
-  const job = { catalog, endpoints: options.endpoints, retry: options.retry, log, metrics };
+  const job = {
+    catalog,
+    endpoints: options.endpoints,
+    access: options.access,
+    retry: options.retry,
+    log,
+    metrics,
+  };
 
   let running: Promise<unknown> | undefined;
   const exclusive = <T>(run: () => Promise<T>): Promise<T> => {

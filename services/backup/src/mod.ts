@@ -25,6 +25,7 @@ export { BackupMetrics } from "./backup-metrics.js";
 export { type BackupServer, type BackupServerOptions, startBackupServer } from "./backup-server.js";
 export { type DeltaEvent, decodeEvent, encodeEvent, replayTxn, revisionsBetween } from "./delta-events.js";
 export { DirectoryStore } from "./directory-store.js";
+export { MemberAccess, type MemberAccessOptions } from "./member-access.js";
 export { BackupError, type ObjectStore, type StoredObject, StoreUnavailableError } from "./object-store.js";
 export { type PointInTimeResult, pointInTimeSnapshot } from "./point-in-time.js";
 export { backupId, backupTime, beyondRetention, isoWeek, type RetentionPolicy } from "./retention.js";

@@ -11,11 +11,12 @@ import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdserverpb } from "@etcd-ts/api";
 import { freePort, runSnapshotCommand, startMemberProcess } from "@etcd-ts/raft-node";
-import { credentials, Metadata } from "@grpc/grpc-js";
+import { credentials } from "@grpc/grpc-js";
 import { BackupCatalog, SnapshotSourceError } from "./backup-catalog.js";
 import { readSnapshotStatus } from "./backup-job.js";
 import { type DeltaEvent, decodeEvent, replayTxn, revisionsBetween } from "./delta-events.js";
 import { DirectoryStore } from "./directory-store.js";
+import { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
 import { snapshotStream } from "./snapshot-source.js";
 
@@ -33,12 +34,17 @@ export interface PointInTimeResult {
   warnings: string[];
 }
 
-/** Makes the snapshot of backup `id` at `toRevision` in `workDir` (which the caller removes). */
+/**
+ * Makes the snapshot of backup `id` at `toRevision` in `workDir` (which the caller removes).
+ * `login`: a user (root, with its password as of the full backup) for replaying onto a backup
+ * taken with auth enabled: the restored auth store checks the replay as it checks any client.
+ */
 export async function pointInTimeSnapshot(
   catalog: BackupCatalog,
   id: string,
   toRevision: number,
   workDir: string,
+  login: MemberAccess = MemberAccess.plaintext,
 ): Promise<PointInTimeResult> {
   const deltas = await catalog.deltas(id);
   await mkdir(workDir, { recursive: true });
@@ -56,7 +62,7 @@ export async function pointInTimeSnapshot(
       throw new BackupError(
         `backup ${id} and its deltas reach revision ${reach}; ${toRevision} is past them`,
       );
-    return replay(catalog, id, full, base, toRevision, workDir);
+    return replay(catalog, id, full, base, toRevision, workDir, login);
   });
 }
 
@@ -67,6 +73,7 @@ async function replay(
   base: number,
   toRevision: number,
   workDir: string,
+  login: MemberAccess,
 ): Promise<PointInTimeResult> {
   const clientUrl = `http://127.0.0.1:${await freePort()}`;
   const peerUrl = `http://127.0.0.1:${await freePort()}`;
@@ -103,8 +110,11 @@ async function replay(
   const kv = new etcdserverpb.KVClient(endpoint, credentials.createInsecure(), channel);
   const lease = new etcdserverpb.LeaseClient(endpoint, credentials.createInsecure());
   try {
+    const asUser = await login.metadata(endpoint).catch((err: Error) => {
+      throw new BackupError(`backup ${id}: ${err.message} (the password as of the full backup)`);
+    });
     const leases = await new Promise<etcdserverpb.LeaseLeasesResponse>((resolve, reject) =>
-      lease.leaseLeases({}, new Metadata(), (err, r) => (err ? reject(err) : resolve(r))),
+      lease.leaseLeases({}, asUser, (err, r) => (err ? reject(err) : resolve(r))),
     );
     const known = new Set(leases.leases.map((l) => l.ID));
     let replayed = 0;
@@ -115,11 +125,15 @@ async function replay(
         (e) => e.type === "put" && e.lease !== 0n && !known.has(e.lease),
       ).length;
       const res = await new Promise<etcdserverpb.TxnResponse>((resolve, reject) =>
-        kv.txn(txn, new Metadata(), { deadline: Date.now() + 30_000 }, (err, r) =>
-          err ? reject(err) : resolve(r),
-        ),
+        kv.txn(txn, asUser, { deadline: Date.now() + 30_000 }, (err, r) => (err ? reject(err) : resolve(r))),
       ).catch((err: Error) => {
-        throw new BackupError(`replaying revision ${changes.revision} failed: ${err.message}`);
+        const refused = /user name is empty|permission denied|user name not found/.test(err.message);
+        throw new BackupError(
+          `replaying revision ${changes.revision} failed: ${err.message}` +
+            (refused
+              ? " (backup taken with auth enabled: give --user root:PASSWORD, root's password then)"
+              : ""),
+        );
       });
       const got = Number(res.header?.revision ?? 0);
       if (got !== changes.revision)
@@ -129,11 +143,13 @@ async function replay(
       replayed++;
     }
     const out = new BackupCatalog(new DirectoryStore(join(workDir, "out")));
-    const snapshot = await out.writeFull("point-in-time", snapshotStream(endpoint)).catch((err: Error) => {
-      throw err instanceof SnapshotSourceError
-        ? new BackupError(`snapshot of the replayed member: ${err.message}`)
-        : err;
-    });
+    const snapshot = await out
+      .writeFull("point-in-time", snapshotStream(endpoint, undefined, login))
+      .catch((err: Error) => {
+        throw err instanceof SnapshotSourceError
+          ? new BackupError(`snapshot of the replayed member: ${err.message}`)
+          : err;
+      });
     const file = join(workDir, "out", `${snapshot.id}.db`);
     const warnings = output.split("\n").filter((l) => l.startsWith("warning: "));
     return { file, baseRevision: base, revision: toRevision, replayed, leasesDropped, warnings };

@@ -117,8 +117,8 @@ describe("restore drill through S3", { skip: haveEtcdctl ? false : "etcdctl not 
             `--initial-advertise-peer-urls=${m.peerUrl}`,
           ]);
           assert.equal(r.code, 0, r.err);
-          // raft-node's restore does not bring auth over yet, and says so (its README's "Not yet").
-          assert.match(r.out + r.err, /auth \(disabled, 1 user\(s\), \d+ role\(s\)\)/);
+          // The auth store comes over with the full backup: nothing is left behind.
+          assert.doesNotMatch(r.out + r.err, /not restored/);
           assert.match(
             r.err,
             new RegExp(
@@ -148,6 +148,8 @@ describe("restore drill through S3", { skip: haveEtcdctl ? false : "etcdctl not 
         await rctl("lease", "timetolive", lease, "--keys"),
         /attached keys\(\[(leased leased-later|leased-later leased)\]\)/,
       );
+      // The user made before the full backup is there (auth store restored with it).
+      assert.equal(await rctl("user", "list"), "alice\n");
       // The new cluster goes on from the target revision.
       assert.equal(revisionOf(await rctl("put", "new", "1", "-w", "json")), target + 1);
 

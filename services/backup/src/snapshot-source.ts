@@ -2,9 +2,10 @@
 // CPU for the cluster; the leader only when no follower answers.
 import { etcdserverpb } from "@etcd-ts/api";
 import type { TraceContext } from "@etcd-ts/telemetry";
-import { credentials, Metadata } from "@grpc/grpc-js";
+import { Metadata } from "@grpc/grpc-js";
 import { withTraceparent } from "./backup-tracing.js";
 import { encodeEvent } from "./delta-events.js";
+import { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
 
 export interface MemberStatus {
@@ -35,13 +36,18 @@ export function pickSource(
 
 const CHANNEL = { "grpc.max_receive_message_length": 64 * 1024 * 1024 };
 
-function client(endpoint: string): etcdserverpb.MaintenanceClient {
-  return new etcdserverpb.MaintenanceClient(endpoint, credentials.createInsecure(), CHANNEL);
+function client(endpoint: string, access: MemberAccess): etcdserverpb.MaintenanceClient {
+  return new etcdserverpb.MaintenanceClient(access.address(endpoint), access.channel, CHANNEL);
 }
 
-export async function memberStatus(endpoint: string, timeoutMs = 3000): Promise<MemberStatus> {
-  const c = client(endpoint);
+export async function memberStatus(
+  endpoint: string,
+  access = MemberAccess.plaintext,
+  timeoutMs = 3000,
+): Promise<MemberStatus> {
+  const c = client(endpoint, access);
   try {
+    // Status needs no user (as in etcd): no token is asked for here.
     const res = await new Promise<etcdserverpb.StatusResponse>((resolve, reject) =>
       c.status({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, r) =>
         err ? reject(err) : resolve(r),
@@ -65,13 +71,16 @@ export async function memberStatus(endpoint: string, timeoutMs = 3000): Promise<
 export async function* snapshotStream(
   endpoint: string,
   trace?: TraceContext,
+  access = MemberAccess.plaintext,
 ): AsyncGenerator<{ blob: Buffer; remaining: number }> {
-  const c = client(endpoint);
-  const call = c.snapshot({}, withTraceparent(new Metadata(), trace));
+  const c = client(endpoint, access);
+  const call = c.snapshot({}, await access.metadata(endpoint, withTraceparent(new Metadata(), trace)));
   try {
     for await (const message of call as AsyncIterable<etcdserverpb.SnapshotResponse>) {
       yield { blob: Buffer.from(message.blob), remaining: Number(message.remainingBytes) };
     }
+  } catch (err) {
+    throw access.refused(endpoint, err);
   } finally {
     call.cancel();
     c.close();
@@ -86,10 +95,11 @@ export async function* watchEvents(
   endpoint: string,
   from: number,
   to: number,
-  idleMs = 30_000,
+  options: { idleMs?: number; access?: MemberAccess } = {},
 ): AsyncGenerator<Buffer> {
-  const c = new etcdserverpb.WatchClient(endpoint, credentials.createInsecure(), CHANNEL);
-  const call = c.watch();
+  const { idleMs = 30_000, access = MemberAccess.plaintext } = options;
+  const c = new etcdserverpb.WatchClient(access.address(endpoint), access.channel, CHANNEL);
+  const call = c.watch(await access.metadata(endpoint));
   let idle = false;
   let timer = setTimeout(() => {}, 0);
   const arm = () => {
@@ -132,7 +142,7 @@ export async function* watchEvents(
   } catch (err) {
     if (idle)
       throw new BackupError(`watch from revision ${from}: no event for ${idleMs} ms before revision ${to}`);
-    throw err;
+    throw access.refused(endpoint, err);
   } finally {
     clearTimeout(timer);
     call.cancel();

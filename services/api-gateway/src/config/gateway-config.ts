@@ -80,6 +80,7 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --serializable-cache-entries  watch-fed cache of serializable Range answers,
                          entries, default 10000, 0 = off  (ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES)
   --auth-endpoints       services/auth gRPC addresses, comma-separated; Authenticate goes there
+                         (dialled as members are: TLS with --cacert/--cert/--key)
                          (default: none, the members answer it)          (ETCD_GATEWAY_AUTH_ENDPOINTS)
   --nats-url             nats://host:port: follow leader announcements, default none
                                                                    (ETCD_GATEWAY_NATS_URL)
@@ -137,8 +138,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s !== "")
-      // The auth service speaks plain gRPC so far (services/auth/README.md, "Not yet").
-      .map((s) => parseEndpoint(s, false)),
+      // Dialled as members are: over TLS with --cacert/--cert/--key when those are given.
+      .map((s) => parseEndpoint(s, upstreamTls !== undefined)),
     natsUrl: parseNatsUrl(raw.get("natsUrl") ?? ""),
     logLevel: raw.get("logLevel") ?? "info",
     serverTls: serverTlsOf(raw),

@@ -5,6 +5,7 @@
 // client, not this gateway. A client cannot choose that address: any value it sent is replaced.
 import grpc from "@grpc/grpc-js";
 import { Http2UnaryChannel } from "../cluster/http2-unary-channel.js";
+import type { UpstreamTls } from "../cluster/upstream-client.js";
 import { type CallCancellation, forwardableMetadata, type UnaryOutcome } from "./unary-forwarder.js";
 
 export const AUTHENTICATE_PATH = "/etcdserverpb.Auth/Authenticate";
@@ -15,9 +16,10 @@ export class AuthServiceForwarder {
   private readonly channels: Http2UnaryChannel[];
   private next = 0;
 
-  constructor(addresses: readonly string[]) {
+  /** `tls`: dial the replicas over TLS, as members are dialled (the gateway's --cacert/--cert/--key). */
+  constructor(addresses: readonly string[], tls?: UpstreamTls) {
     if (addresses.length === 0) throw new Error("no auth service address");
-    this.channels = addresses.map((a) => new Http2UnaryChannel(a));
+    this.channels = addresses.map((a) => new Http2UnaryChannel(a, tls));
   }
 
   /**

@@ -28,4 +28,44 @@ describe("auth service configuration", () => {
     );
     assert.throws(() => parseConfig(["--endpoints=a", "--nope=1"], {}), /unknown flag --nope/);
   });
+
+  it("takes etcd's TLS flags for both sides, a bare --client-cert-auth included, and checks they fit", () => {
+    const config = parseConfig(
+      [
+        "--endpoints=https://127.0.0.1:2380",
+        "--cert-file=s.crt",
+        "--key-file",
+        "s.key",
+        "--client-cert-auth",
+        "--trusted-ca-file=ca.crt",
+        "--peer-trusted-ca-file=ca.crt",
+      ],
+      { ETCD_AUTH_PEER_CERT_FILE: "p.crt", ETCD_AUTH_PEER_KEY_FILE: "p.key" },
+    );
+    assert.deepEqual(
+      [config.certFile, config.keyFile, config.trustedCaFile, config.clientCertAuth],
+      ["s.crt", "s.key", "ca.crt", true],
+    );
+    assert.deepEqual(
+      [config.peerCertFile, config.peerKeyFile, config.peerTrustedCaFile],
+      ["p.crt", "p.key", "ca.crt"],
+    );
+    assert.equal(
+      parseConfig(["--endpoints=a", "--cert-file=c", "--key-file=k", "--client-cert-auth", "false"], {})
+        .clientCertAuth,
+      false,
+    );
+    const bad: [string[], RegExp][] = [
+      [["--cert-file=c"], /--cert-file and --key-file go together/],
+      [["--client-cert-auth"], /need --cert-file/],
+      [["--peer-key-file=k"], /--peer-cert-file and --peer-key-file go together/],
+      [["--endpoints=https://127.0.0.1:2380"], /https:\/\/ endpoints need --peer-trusted-ca-file/],
+      [
+        ["--endpoints=https://127.0.0.1:2380,http://127.0.0.1:3380", "--peer-trusted-ca-file=ca"],
+        /mixes http:\/\/ and https:\/\//,
+      ],
+    ];
+    for (const [flags, message] of bad)
+      assert.throws(() => parseConfig(["--endpoints=a", ...flags], {}), message, flags.join(" "));
+  });
 });

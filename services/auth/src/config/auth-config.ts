@@ -19,13 +19,30 @@ export interface AuthConfig {
   /** Peers whose x-forwarded-for is believed; "*" believes any. */
   trustedProxies: string[];
   logLevel: string;
+  /**
+   * TLS for the gateways' gRPC port, with etcd's client-side flag names (--cert-file, --key-file,
+   * --trusted-ca-file, --client-cert-auth); "": plaintext.
+   */
+  certFile: string;
+  keyFile: string;
+  trustedCaFile: string;
+  clientCertAuth: boolean;
+  /**
+   * TLS to the members' peer URLs (https://), with etcd's peer-side names: this service is a
+   * client of the peer port, so it shows a peer certificate (--peer-cert-file, --peer-key-file)
+   * and verifies members against --peer-trusted-ca-file.
+   */
+  peerCertFile: string;
+  peerKeyFile: string;
+  peerTrustedCaFile: string;
 }
 
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-type Spec = { env: string; parse: (value: string, config: AuthConfig) => void };
+/** `boolean`: the flag may stand alone (`--client-cert-auth`), as etcd's boolean flags do. */
+type Spec = { env: string; parse: (value: string, config: AuthConfig) => void; boolean?: true };
 
 const secondsOrZero = (flag: string, value: string) => {
   const n = Number(value);
@@ -90,6 +107,19 @@ const FLAGS: Record<string, Spec> = {
   ),
   "trusted-proxies": field("ETCD_AUTH_TRUSTED_PROXIES", "trustedProxies", list),
   "log-level": field("ETCD_AUTH_LOG_LEVEL", "logLevel", (v) => v),
+  "cert-file": field("ETCD_AUTH_CERT_FILE", "certFile", (v) => v),
+  "key-file": field("ETCD_AUTH_KEY_FILE", "keyFile", (v) => v),
+  "trusted-ca-file": field("ETCD_AUTH_TRUSTED_CA_FILE", "trustedCaFile", (v) => v),
+  "client-cert-auth": {
+    ...field("ETCD_AUTH_CLIENT_CERT_AUTH", "clientCertAuth", (v) => {
+      if (v !== "true" && v !== "false") throw new ConfigError("--client-cert-auth must be true or false");
+      return v === "true";
+    }),
+    boolean: true,
+  },
+  "peer-cert-file": field("ETCD_AUTH_PEER_CERT_FILE", "peerCertFile", (v) => v),
+  "peer-key-file": field("ETCD_AUTH_PEER_KEY_FILE", "peerKeyFile", (v) => v),
+  "peer-trusted-ca-file": field("ETCD_AUTH_PEER_TRUSTED_CA_FILE", "peerTrustedCaFile", (v) => v),
 };
 
 export const USAGE = `Usage: etcd-ts-auth --endpoints=http://127.0.0.1:12380,... [options]
@@ -108,6 +138,13 @@ export const USAGE = `Usage: etcd-ts-auth --endpoints=http://127.0.0.1:12380,...
   --trusted-proxies           peers whose x-forwarded-for is believed (the gateways), comma-separated
                               IPs or *, default loopback                     (ETCD_AUTH_TRUSTED_PROXIES)
   --log-level                 pino level, default info                       (ETCD_AUTH_LOG_LEVEL)
+TLS for the gateways (gRPC port; each flag also as ETCD_AUTH_<FLAG>):
+  --cert-file, --key-file     serve TLS with this certificate
+  --trusted-ca-file           verify gateways' client certificates against this CA
+  --client-cert-auth          require one
+TLS to the members (https:// peer URLs):
+  --peer-trusted-ca-file      verify members against this CA
+  --peer-cert-file, --peer-key-file  the certificate shown to members (--peer-client-cert-auth)
 `;
 
 export function defaultConfig(): AuthConfig {
@@ -124,6 +161,13 @@ export function defaultConfig(): AuthConfig {
     verifiedPasswordTtlMs: 300_000,
     trustedProxies: ["127.0.0.1", "::1", "::ffff:127.0.0.1"],
     logLevel: "info",
+    certFile: "",
+    keyFile: "",
+    trustedCaFile: "",
+    clientCertAuth: false,
+    peerCertFile: "",
+    peerKeyFile: "",
+    peerTrustedCaFile: "",
   };
 }
 
@@ -140,10 +184,22 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Au
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     const spec = FLAGS[name];
     if (spec === undefined) throw new ConfigError(`unknown flag --${name}`);
-    const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];
+    const standsAlone = spec.boolean === true && eq === -1 && !/^(true|false)$/.test(argv[i + 1] ?? "");
+    const value = eq !== -1 ? arg.slice(eq + 1) : standsAlone ? "true" : argv[++i];
     if (value === undefined) throw new ConfigError(`--${name} needs a value`);
     spec.parse(value, config);
   }
   if (config.endpoints.length === 0) throw new ConfigError("--endpoints is required");
+  if ((config.certFile === "") !== (config.keyFile === ""))
+    throw new ConfigError("--cert-file and --key-file go together");
+  if ((config.trustedCaFile !== "" || config.clientCertAuth) && config.certFile === "")
+    throw new ConfigError("--trusted-ca-file and --client-cert-auth need --cert-file (TLS)");
+  if ((config.peerCertFile === "") !== (config.peerKeyFile === ""))
+    throw new ConfigError("--peer-cert-file and --peer-key-file go together");
+  const secure = config.endpoints.filter((e) => e.startsWith("https://")).length;
+  if (secure > 0 && config.peerTrustedCaFile === "")
+    throw new ConfigError("https:// endpoints need --peer-trusted-ca-file");
+  if (secure !== 0 && secure !== config.endpoints.length)
+    throw new ConfigError("--endpoints mixes http:// and https:// peer URLs");
   return config;
 }

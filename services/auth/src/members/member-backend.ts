@@ -22,14 +22,17 @@ export class MemberBackend {
   private readonly clients: authBackend.AuthBackendClient[];
   private current = 0;
 
-  constructor(peerUrls: readonly string[]) {
+  /** `tls`: how to dial https:// peer URLs (the CA members are checked against, our certificate). */
+  constructor(peerUrls: readonly string[], tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }) {
     if (peerUrls.length === 0) throw new Error("no member peer URLs");
     this.clients = peerUrls.map((url) => {
       const parsed = new URL(url.includes("://") ? url : `http://${url}`);
-      if (parsed.protocol !== "http:") {
-        throw new Error(`${url}: only http:// peer URLs are supported so far (TLS: README "Not yet")`);
-      }
-      return new authBackend.AuthBackendClient(parsed.host, grpc.credentials.createInsecure(), {
+      if (parsed.protocol === "https:" && tls === undefined) throw new Error(`${url}: https:// needs a CA`);
+      const channel =
+        parsed.protocol === "https:"
+          ? grpc.credentials.createSsl(tls!.ca, tls!.key ?? null, tls!.cert ?? null)
+          : grpc.credentials.createInsecure();
+      return new authBackend.AuthBackendClient(parsed.host, channel, {
         "grpc.initial_reconnect_backoff_ms": 100,
         "grpc.max_reconnect_backoff_ms": 1000,
       });

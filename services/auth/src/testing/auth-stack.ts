@@ -31,6 +31,45 @@ export interface AuthStackOptions {
   memberFlags?: string[];
   /** false: the gateway is not told of the auth services (members answer Authenticate). */
   gatewayUsesAuth?: boolean;
+  /**
+   * A directory made by scripts/gen-test-certs.sh: every link is TLS with client certificates
+   * required (clients to members and gateway, gateway to members and auth, auth to members' peer
+   * port, member to member).
+   */
+  tlsCerts?: string;
+}
+
+/** The flags each process gets for `tlsCerts`. */
+function tlsFlags(certs: string | undefined) {
+  if (certs === undefined) return { member: [], auth: [], gateway: [] };
+  const file = (name: string) => `${certs}/${name}`;
+  const serve = [
+    `--cert-file=${file("server.crt")}`,
+    `--key-file=${file("server.key")}`,
+    `--trusted-ca-file=${file("ca.crt")}`,
+    "--client-cert-auth",
+  ];
+  return {
+    member: [
+      ...serve,
+      `--peer-cert-file=${file("peer.crt")}`,
+      `--peer-key-file=${file("peer.key")}`,
+      `--peer-trusted-ca-file=${file("ca.crt")}`,
+      "--peer-client-cert-auth",
+    ],
+    auth: [
+      ...serve,
+      `--peer-trusted-ca-file=${file("ca.crt")}`,
+      `--peer-cert-file=${file("peer.crt")}`,
+      `--peer-key-file=${file("peer.key")}`,
+    ],
+    gateway: [
+      ...serve,
+      `--cacert=${file("ca.crt")}`,
+      `--cert=${file("server.crt")}`,
+      `--key=${file("server.key")}`,
+    ],
+  };
 }
 
 const running = new Set<ChildProcess>();
@@ -81,7 +120,14 @@ export class AuthStack {
   ) {}
 
   static async start(options: AuthStackOptions): Promise<AuthStack> {
-    const cluster = await LocalCluster.start({ size: 3, flags: options.memberFlags ?? [] });
+    const tls = tlsFlags(options.tlsCerts);
+    const scheme = options.tlsCerts === undefined ? "http" : "https";
+    const cluster = await LocalCluster.start({
+      size: 3,
+      flags: [...tls.member, ...(options.memberFlags ?? [])],
+      clientScheme: scheme,
+      peerScheme: scheme,
+    });
     const started: ServiceProcess[] = [];
     try {
       const peerUrls = cluster.members.map((m) => m.peerUrl).join(",");
@@ -93,6 +139,7 @@ export class AuthStack {
           `--endpoints=${peerUrls}`,
           `--listen-addr=${grpcAddr}`,
           `--http-listen-addr=127.0.0.1:${httpPort}`,
+          ...tls.auth,
           ...(options.authFlags ?? []),
         ]);
         started.push(p);
@@ -105,6 +152,7 @@ export class AuthStack {
         `--listen-addr=${gatewayAddr}`,
         `--json-listen-addr=127.0.0.1:${await freePort()}`,
         "--refresh-interval-ms=500",
+        ...tls.gateway,
         ...(options.gatewayUsesAuth === false
           ? []
           : [`--auth-endpoints=${auth.map((a) => a.grpcAddr).join(",")}`]),

@@ -19,8 +19,9 @@ export const PermissionType = { READ: 0, WRITE: 1, READWRITE: 2 } as const;
 
 const ENABLED_KEY = Buffer.from("authEnabled");
 const REVISION_KEY = Buffer.from("authRevision");
-const USER_PREFIX = "u/";
-const ROLE_PREFIX = "r/";
+/** Where etcd's authUsers / authRoles buckets live inside the auth column. */
+export const AUTH_USER_PREFIX = "u/";
+export const AUTH_ROLE_PREFIX = "r/";
 
 export interface AuthRow {
   key: Buffer;
@@ -263,7 +264,7 @@ export class AuthStore {
     for (const { key, value } of rows) {
       if (key.equals(ENABLED_KEY)) this.enabledFlag = value.length === 1 && value[0] === 1;
       else if (key.equals(REVISION_KEY)) this.rev = Number(value.readBigUInt64BE(0));
-      else if (key.toString("latin1").startsWith(USER_PREFIX)) {
+      else if (key.toString("latin1").startsWith(AUTH_USER_PREFIX)) {
         const u = authpb.User.decode(value);
         this.users.set(u.name.toString(), {
           name: u.name.toString(),
@@ -271,7 +272,7 @@ export class AuthStore {
           roles: [...u.roles].sort(),
           noPassword: u.options?.noPassword ?? false,
         });
-      } else if (key.toString("latin1").startsWith(ROLE_PREFIX)) {
+      } else if (key.toString("latin1").startsWith(AUTH_ROLE_PREFIX)) {
         const r = authpb.Role.decode(value);
         this.roles.set(r.name.toString(), {
           name: r.name.toString(),
@@ -342,9 +343,9 @@ export class AuthStore {
 }
 
 function userKey(name: string): Buffer {
-  return Buffer.from(`${USER_PREFIX}${name}`);
+  return Buffer.from(`${AUTH_USER_PREFIX}${name}`);
 }
 
 function roleKey(name: string): Buffer {
-  return Buffer.from(`${ROLE_PREFIX}${name}`);
+  return Buffer.from(`${AUTH_ROLE_PREFIX}${name}`);
 }

@@ -1,5 +1,7 @@
 export {
   AUTH_COLUMN,
+  AUTH_ROLE_PREFIX,
+  AUTH_USER_PREFIX,
   type AuthInfo,
   type AuthRow,
   AuthStore,

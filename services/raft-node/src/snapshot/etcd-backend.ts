@@ -18,7 +18,7 @@
 //   members_removed  member ID in hex -> "removed".
 //   cluster          clusterVersion -> "3.4.0".
 import { etcdserverpb } from "@etcd-ts/api";
-import { AUTH_COLUMN, SIGNING_KEY_PREFIX } from "../auth/mod.js";
+import { AUTH_COLUMN, AUTH_ROLE_PREFIX, AUTH_USER_PREFIX, SIGNING_KEY_PREFIX } from "../auth/mod.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import {
   MEMBERS_COLUMN,
@@ -139,8 +139,8 @@ export function authBuckets(authColumn: Row[]): { auth: Row[]; authUsers: Row[];
   const authRoles: Row[] = [];
   for (const row of authColumn) {
     const prefix = row.key.subarray(0, 2).toString("latin1");
-    if (prefix === "u/") authUsers.push({ key: row.key.subarray(2), value: row.value });
-    else if (prefix === "r/") authRoles.push({ key: row.key.subarray(2), value: row.value });
+    if (prefix === AUTH_USER_PREFIX) authUsers.push({ key: row.key.subarray(2), value: row.value });
+    else if (prefix === AUTH_ROLE_PREFIX) authRoles.push({ key: row.key.subarray(2), value: row.value });
     // services/auth's published keys are this project's own: etcd's buckets do not carry them.
     else if (prefix !== SIGNING_KEY_PREFIX) auth.push(row);
   }

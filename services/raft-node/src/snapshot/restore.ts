@@ -5,6 +5,7 @@
 // the applied index already past it. The file is checked completely first and the data dir is
 // built beside its final place and renamed in, so a refused file writes nothing.
 import { rename, rm, stat } from "node:fs/promises";
+import { AUTH_COLUMN, AUTH_ROLE_PREFIX, AUTH_USER_PREFIX } from "../auth/mod.js";
 import { bootstrapNewCluster } from "../bootstrap/bootstrap.js";
 import { layoutOf } from "../bootstrap/data-dir.js";
 import type { MemberConfig } from "../config/flags.js";
@@ -15,7 +16,7 @@ import { META_COLUMN, META_KEYS } from "../mvcc/mod.js";
 import { type ColumnHandle, RocksBackend, type WriteBatch } from "../mvcc/rocks-backend.js";
 import type { WalLogger } from "../wal/mod.js";
 import type { BboltReader, BucketRoot } from "./bbolt-reader.js";
-import { AUTH_ENABLED_KEY, BUCKETS, uint64Be } from "./etcd-backend.js";
+import { BUCKETS, uint64Be } from "./etcd-backend.js";
 import { openSnapshotFile, SnapshotFileError } from "./snapshot-file.js";
 
 const BATCH_ROWS = 1000;
@@ -53,7 +54,12 @@ export async function restoreSnapshot(
     );
     await wal.close();
     const hardState = storage.initialState().hardState;
-    const db = await RocksBackend.open(layout.dbDir, [META_COLUMN, LEASE_COLUMN, MEMBERS_COLUMN]);
+    const db = await RocksBackend.open(layout.dbDir, [
+      META_COLUMN,
+      LEASE_COLUMN,
+      MEMBERS_COLUMN,
+      AUTH_COLUMN,
+    ]);
     let counts: { revision: number; keys: number; leases: number; dropped: string[] };
     try {
       counts = copyBuckets(snapshot.reader, db);
@@ -109,17 +115,12 @@ function copyBuckets(
   };
   const alarms = count(BUCKETS.alarm);
   if (alarms > 0) dropped.push(`${alarms} alarm(s) of the old cluster`);
-  const users = count(BUCKETS.authUsers);
-  const roles = count(BUCKETS.authRoles);
-  const auth = bucket(BUCKETS.auth);
-  const authEnabled =
-    auth !== undefined &&
-    [...reader.rows(auth)].some((r) => r.key.equals(AUTH_ENABLED_KEY) && r.value[0] === 1);
-  if (users + roles > 0 || authEnabled) {
-    dropped.push(
-      `auth (${authEnabled ? "enabled" : "disabled"}, ${users} user(s), ${roles} role(s)): not implemented by this store yet`,
-    );
-  }
+  // The auth store comes over as it is, as etcd's restore keeps it: the auth column holds etcd's
+  // `auth` bucket's rows unchanged and its users and roles under a prefix (auth/auth-store.ts).
+  const authColumn = db.columns[AUTH_COLUMN];
+  copyRows(reader, bucket(BUCKETS.auth), db, authColumn);
+  copyRows(reader, bucket(BUCKETS.authUsers), db, authColumn, undefined, Buffer.from(AUTH_USER_PREFIX));
+  copyRows(reader, bucket(BUCKETS.authRoles), db, authColumn, undefined, Buffer.from(AUTH_ROLE_PREFIX));
   return { revision, keys, leases, dropped };
 }
 
@@ -129,13 +130,15 @@ function copyRows(
   db: RocksBackend,
   column: ColumnHandle | undefined,
   onKey?: (key: Buffer) => void,
+  keyPrefix?: Buffer,
 ): number {
   if (root === undefined) return 0;
   let batch: WriteBatch = db.batch();
   let count = 0;
   for (const row of reader.rows(root)) {
     // Copies: the rows are views into a page buffer that the next page read replaces.
-    batch.put(Buffer.from(row.key), Buffer.from(row.value), column);
+    const key = keyPrefix === undefined ? Buffer.from(row.key) : Buffer.concat([keyPrefix, row.key]);
+    batch.put(key, Buffer.from(row.value), column);
     onKey?.(row.key);
     count++;
     if (batch.length >= BATCH_ROWS) {

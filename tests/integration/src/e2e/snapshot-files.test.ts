@@ -3,7 +3,8 @@
 //   snapshot restore` + a real etcd on it serves every key with the same revisions, and the
 //   same HashKV as our member;
 // - a real etcd's snapshot restored with `raft-node snapshot restore` into 1- and 3-member
-//   clusters of ours serves the same keys, revisions and HashKV;
+//   clusters of ours serves the same keys, revisions and HashKV, and keeps its users, roles
+//   and enabled auth;
 // - bad files are refused with a clear error, and nothing is written.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -355,6 +356,52 @@ describe("snapshot files in etcd's format", {
     ]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /data-dir ".*existing" exists/);
+  });
+
+  test("a real etcd's users, roles and enabled auth come over with raft-node snapshot restore", async () => {
+    const endpoint = etcd.clientEndpoints()[0]!;
+    const root = ["--user=root:rootpw"];
+    const setup = [
+      ["user", "add", "root:rootpw"],
+      ["role", "add", "root"],
+      ["user", "grant-role", "root", "root"],
+      ["user", "add", "alice:alicepw"],
+      ["role", "add", "reader"],
+      ["role", "grant-permission", "reader", "read", "k/", "--prefix"],
+      ["user", "grant-role", "alice", "reader"],
+      ["auth", "enable"],
+    ];
+    for (const args of setup) ok(await etcdctl(endpoint, args));
+    const file = join(scratch, "etcd-auth.db");
+    try {
+      ok(await etcdctl(endpoint, [...root, "snapshot", "save", file]));
+    } finally {
+      // The other tests share this etcd: leave it as it was.
+      ok(await etcdctl(endpoint, [...root, "auth", "disable"]));
+    }
+    const restored = await startCluster("etcd-ts", 1, async (m, cluster) => {
+      const out = ok(await raftNodeSnapshot(["restore", file, ...restoreFlags(m, cluster)]));
+      assert.doesNotMatch(out, /not restored/);
+    });
+    clusters.push(restored);
+    const copy = restored.clientEndpoints()[0]!;
+    // Auth is on: an anonymous read is refused, alice reads what her role allows and no more.
+    const anonymous = await etcdctl(copy, ["get", "k/05"]);
+    assert.notEqual(anonymous.code, 0);
+    assert.match(anonymous.stderr, /user name is empty/);
+    assert.match(ok(await etcdctl(copy, ["--user=alice:alicepw", "get", "k/05"])), /^k\/05\nlast\n$/);
+    const outside = await etcdctl(copy, ["--user=alice:alicepw", "get", "big"]);
+    assert.match(outside.stderr, /permission denied/);
+    const wrong = await etcdctl(copy, ["--user=alice:nope", "get", "k/05"]);
+    assert.match(wrong.stderr, /authentication failed, invalid user ID or password/);
+    // Root and the role's permission are the snapshot's, and root can still administer.
+    assert.match(
+      ok(await etcdctl(copy, [...root, "role", "get", "reader"])),
+      /Role reader\nKV Read:\n\t\[k\/, k0\) \(prefix k\/\)/,
+    );
+    assert.equal(ok(await etcdctl(copy, [...root, "user", "list"])), "alice\nroot\n");
+    ok(await etcdctl(copy, [...root, "put", "k/new", "v"]));
+    await restored.close();
   });
 });
 
