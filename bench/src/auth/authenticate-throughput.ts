@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { etcdserverpb } from "@etcd-ts/api";
 import { AuthStack } from "@etcd-ts/auth";
-import { freePort } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 
 const args = process.argv.slice(2);

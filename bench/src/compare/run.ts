@@ -5,6 +5,7 @@
 // Flags: --quick, --scenarios a,b, --targets etcd,members,gateway, --keys N, --profile DIR
 // (our members and gateway write V8 CPU profiles there; summarise with bench/dist/profile/top.js).
 // Results: bench/results/<timestamp>.json.
+
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   createWriteStream,
@@ -15,10 +16,10 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, hostname, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePorts } from "@etcd-ts/testing";
 
 // Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -198,28 +199,6 @@ async function doStopAll(): Promise<void> {
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 }
 
-async function freePorts(n: number): Promise<number[]> {
-  // Hold all listeners open until every port is known, so the n ports are distinct.
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((res, rej) => {
-          const s = createServer();
-          s.once("error", rej);
-          s.listen(0, host, () => res(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => {
-    const a = s.address();
-    if (a === null || typeof a === "string") throw new Error("no port");
-    return a.port;
-  });
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
 interface Cluster {
   label: string;
   members: Proc[];
@@ -258,7 +237,7 @@ function nodeFlags(name: string, profileDir: string | undefined): string[] {
 }
 
 async function startCluster(kind: "etcd" | "ours", dir: string, profileDir?: string): Promise<Cluster> {
-  const ports = await freePorts(8);
+  const ports = await freePorts(8, host);
   const names = [1, 2, 3].map((n) => `${kind}-n${n}`);
   const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[3 + i]}`).join(",");
   const members = names.map((n, i) => {

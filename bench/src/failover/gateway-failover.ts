@@ -19,7 +19,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { etcdserverpb } from "@etcd-ts/api";
 import { NatsServerProcess } from "@etcd-ts/events";
-import { freePort, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
+import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 
 const fromSource = import.meta.url.endsWith(".ts");

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const goloadBin = join(root, "bench/goload/bin/goload");

@@ -15,8 +15,9 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+import { LocalCluster } from "@etcd-ts/raft-node";
 import { OTLP_RECEIVER_MAIN } from "@etcd-ts/telemetry";
+import { freePort } from "@etcd-ts/testing";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const goloadBin = process.env.GOLOAD ?? join(root, "bench/goload/bin/goload");

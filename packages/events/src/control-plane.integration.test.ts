@@ -3,7 +3,9 @@
 // killed-then-restarted server gets the same subscriptions back.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { Registry } from "prom-client";
 import { ControlPlane } from "./control-plane.js";
+import { registerControlPlaneMetrics } from "./control-plane-metrics.js";
 import { NatsServerProcess } from "./nats-server.js";
 import { type LeaderElected, topics } from "./topics.js";
 
@@ -63,6 +65,21 @@ describe("ControlPlane with a real nats-server", { timeout: 60_000 }, () => {
     await until(() => got.length === 1 && sub.counters.malformed === 1, 5_000, "one event, one malformed");
     assert.equal(got[0]!.subject, `etcd.${CLUSTER}.leader`);
     assert.equal(got[0]!.payload.term, 7);
+  });
+
+  test("the counters are Prometheus metrics, read at scrape time", async () => {
+    const pub = plane("metrics");
+    const registry = new Registry();
+    registerControlPlaneMetrics(registry, pub);
+    await until(() => pub.connected, 10_000, "connected");
+    pub.publish(topics.leader(CLUSTER), leader(1));
+    pub.publish(topics.leader(CLUSTER), leader(2));
+    await until(() => pub.counters.published === 2, 5_000, "two published");
+    const text = await registry.metrics();
+    assert.match(text, /^etcd_ts_control_plane_published_total 2$/m);
+    assert.match(text, /^etcd_ts_control_plane_connects_total 1$/m);
+    assert.match(text, /^etcd_ts_control_plane_dropped_total 0$/m);
+    assert.match(text, /^etcd_ts_control_plane_connected 1$/m);
   });
 
   test("publishing while NATS is unreachable returns at once and keeps only the newest maxBuffered", async () => {

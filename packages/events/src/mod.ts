@@ -7,6 +7,7 @@ export {
   type ControlPlaneOptions,
   natsUrlProblem,
 } from "./control-plane.js";
+export { registerControlPlaneMetrics } from "./control-plane-metrics.js";
 export { NatsServerProcess, natsServerBinary } from "./nats-server.js";
 export {
   type AlarmsChanged,

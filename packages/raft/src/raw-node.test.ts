@@ -3,8 +3,9 @@ import { describe, test } from "node:test";
 import { decodeConfChange } from "./codec.js";
 import { ProposalDroppedError } from "./errors.js";
 import { RawNode } from "./raw-node.js";
+import { seededRandom } from "./sim/prng.js";
 import { bootstrapStorage, MemoryStorage } from "./storage.js";
-import { Network, seededRandom, text, utf8 } from "./testing/network.js";
+import { Network, text, utf8 } from "./testing/network.js";
 import { ConfChangeType, EntryType, MessageType, StateRole } from "./types.js";
 
 describe("RawNode", () => {

@@ -12,7 +12,7 @@ import {
   type TlsFiles,
   type TlsRejection,
 } from "@etcd-ts/api";
-import { ControlPlane } from "@etcd-ts/events";
+import { ControlPlane, registerControlPlaneMetrics } from "@etcd-ts/events";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { DEFAULT_RANGE_CACHE_OPTIONS, RangeCache } from "./cache/range-cache.js";
@@ -101,6 +101,7 @@ export class Gateway {
         name: `etcd-ts gateway ${options.listenAddr}`,
         log: (level, message, details) => logger[level](details ?? {}, message),
       });
+      registerControlPlaneMetrics(metrics.registry, controlPlane);
       followClusterEvents(controlPlane, tracker, metrics);
     }
     const watches = createWatchHub(tracker, metrics, logger);

@@ -11,7 +11,7 @@ import {
   rejectionMessage,
   type ServerCall,
 } from "@etcd-ts/api";
-import { GrpcServerMetrics } from "@etcd-ts/telemetry";
+import { GrpcServerMetrics, serverObserver, traceContextOf } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import bcrypt from "bcrypt";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -117,7 +117,8 @@ export class AuthService {
     };
 
     const grpcServer = new GrpcHttp2Server({
-      observer: new GrpcServerMetrics(metrics.registry),
+      // A server span per Authenticate when tracing is on (the gateway's traceparent is its parent).
+      observer: serverObserver(new GrpcServerMetrics(metrics.registry)),
       ...(options.certFile === ""
         ? {}
         : {
@@ -141,7 +142,7 @@ export class AuthService {
           call.finish({ code: grpc.status.INTERNAL, details: "grpc: error unmarshalling request" });
           return;
         }
-        authenticator.authenticate(request.name, request.password, clientOf(call)).then(
+        authenticator.authenticate(request.name, request.password, clientOf(call), traceContextOf(call)).then(
           ({ token, header }) => {
             call.sendMessage(etcdserverpb.AuthenticateResponse.encode({ header, token }).finish());
             call.finish({ code: grpc.status.OK });

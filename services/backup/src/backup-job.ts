@@ -3,12 +3,11 @@
 // next attempt (another member streams it), a store that is down is tried again; after the last
 // attempt the failure is reported, and nothing incomplete is ever listed (backup-catalog.ts).
 import { openSnapshotFile, snapshotStatus } from "@etcd-ts/raft-node";
-import type { TraceContext } from "@etcd-ts/telemetry";
+import { type TraceContext, traced } from "@etcd-ts/telemetry";
 import type { Span } from "@opentelemetry/api";
 import type { BackupCatalog, BackupEntry, DeltaEntry, Progress } from "./backup-catalog.js";
 import { SnapshotSourceError } from "./backup-catalog.js";
 import type { BackupMetrics, RetryStage } from "./backup-metrics.js";
-import { traced } from "./backup-tracing.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError, StoreUnavailableError } from "./object-store.js";
 import { backupId, beyondRetention, checkPolicy, type RetentionPolicy } from "./retention.js";

@@ -12,7 +12,13 @@
 // publish nothing.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type BackupCompleted, type BackupTrigger, ControlPlane, topics } from "@etcd-ts/events";
+import {
+  type BackupCompleted,
+  type BackupTrigger,
+  ControlPlane,
+  registerControlPlaneMetrics,
+  topics,
+} from "@etcd-ts/events";
 import { writeMetrics } from "@etcd-ts/telemetry";
 import { Cron } from "croner";
 import type { BackupCatalog } from "./backup-catalog.js";
@@ -158,6 +164,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       log: (level, message, details) =>
         log(`${level}: ${message}${details === undefined ? "" : ` ${JSON.stringify(details)}`}`),
     });
+    registerControlPlaneMetrics(metrics.registry, plane);
     plane.reply(
       topics.backupNow,
       async () => {

@@ -10,7 +10,8 @@
 import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdserverpb } from "@etcd-ts/api";
-import { freePort, runSnapshotCommand, startMemberProcess } from "@etcd-ts/raft-node";
+import { runSnapshotCommand, startMemberProcess } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 import { credentials } from "@grpc/grpc-js";
 import { BackupCatalog, SnapshotSourceError } from "./backup-catalog.js";
 import { readSnapshotStatus } from "./backup-job.js";

@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { freePort, LocalCluster, startMemberProcess } from "@etcd-ts/raft-node";
+import { LocalCluster, startMemberProcess } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 import { backupCli } from "./s3rver-process.testing.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;

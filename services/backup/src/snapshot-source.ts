@@ -1,9 +1,8 @@
 // Where a backup comes from: Maintenance.Snapshot of a follower, so the leader keeps its disk and
 // CPU for the cluster; the leader only when no follower answers.
 import { etcdserverpb } from "@etcd-ts/api";
-import type { TraceContext } from "@etcd-ts/telemetry";
+import { type TraceContext, withTraceparent } from "@etcd-ts/telemetry";
 import { Metadata } from "@grpc/grpc-js";
-import { withTraceparent } from "./backup-tracing.js";
 import { encodeEvent } from "./delta-events.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";

@@ -10,7 +10,7 @@ import {
   type TlsFiles,
   type TlsRejection,
 } from "@etcd-ts/api";
-import { ControlPlane } from "@etcd-ts/events";
+import { ControlPlane, registerControlPlaneMetrics } from "@etcd-ts/events";
 import { processRegistry, startTracing } from "@etcd-ts/telemetry";
 import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
@@ -88,6 +88,7 @@ async function main(): Promise<void> {
           name: `etcd-ts member ${config.name}`,
           log: (level, message, details) => logger[level](details ?? {}, message),
         });
+  if (controlPlane !== undefined) registerControlPlaneMetrics(metrics, controlPlane);
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;
   const member = await Member.open(

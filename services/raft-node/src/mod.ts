@@ -21,7 +21,6 @@ export {
   snapshotStatus,
 } from "./snapshot/mod.js";
 export {
-  freePort,
   LocalCluster,
   type LocalClusterOptions,
   type MemberProcess,

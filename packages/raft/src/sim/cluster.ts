@@ -34,7 +34,7 @@ import {
 import { dataKey, type LogView, SafetyChecker } from "./checker.js";
 import { KvStateMachine, proposalData } from "./kv-state-machine.js";
 import { type Delivery, type FaultRates, SimNetwork } from "./network.js";
-import { Prng } from "./prng.js";
+import { Prng, seededRandom } from "./prng.js";
 import { describeMessage, describeReady, roleName } from "./trace-format.js";
 
 export const ELECTION_TICK = 10;
@@ -655,8 +655,4 @@ function logView(node: SimNode): LogView {
 
 function cloneConf(cs: ConfState): ConfState {
   return { voters: [...cs.voters], learners: [...cs.learners] };
-}
-
-function seededRandom(prng: Prng): () => number {
-  return () => prng.next();
 }

@@ -1,6 +1,7 @@
 // A small seeded PRNG (sfc32 seeded through splitmix32). Every random choice in the
 // simulator, and every node's randomised election timeout, comes from one of these, so a
-// seed reproduces a whole schedule bit for bit. Math.random() is never used.
+// seed reproduces a whole schedule bit for bit. Math.random() is never used. The project's one
+// seeded generator: tests and fixtures elsewhere take it from @etcd-ts/raft.
 
 function splitmix32(state: number): [next: number, out: number] {
   const next = (state + 0x9e3779b9) | 0;
@@ -96,4 +97,10 @@ export class Prng {
     if (last === undefined) throw new Error("no positive weight");
     return last;
   }
+}
+
+/** A seeded `() => number` in [0, 1), for APIs that take a plain random function. */
+export function seededRandom(seed: number | Prng): () => number {
+  const prng = typeof seed === "number" ? new Prng(seed) : seed;
+  return () => prng.next();
 }

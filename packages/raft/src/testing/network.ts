@@ -5,6 +5,7 @@
 import { decodeConfChange } from "../codec.js";
 import { type Raft, type RaftConfig, Raft as RaftImpl } from "../raft.js";
 import { RawNode } from "../raw-node.js";
+import { seededRandom } from "../sim/prng.js";
 import { MemoryStorage } from "../storage.js";
 import {
   type ConfState,
@@ -36,18 +37,6 @@ export class ConfiguredStorage extends MemoryStorage {
       confState: { voters: [...this.initialConf.voters], learners: [...this.initialConf.learners] },
     };
   }
-}
-
-/** A seeded PRNG (mulberry32), so that election timeouts are reproducible. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The Raft inside a RawNode, for assertions on internal state. */

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
-import { freePort } from "../testing/etcd-cluster.js";
 import { Http2UnaryChannel, unframe } from "./http2-unary-channel.js";
 import { passThrough } from "./upstream-client.js";
 

@@ -4,10 +4,10 @@
 import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { passThrough } from "../cluster/upstream-client.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import type { MemberDirectory } from "../proxy/member-directory.js";
 import type { OpenStreams } from "../proxy/open-streams.js";
+import { openUpstreamStream, unrefTimer } from "../proxy/upstream-stream.js";
 import { selectMember } from "../routing/member-selection.js";
 import type { ClientSink } from "../watch/watch-hub.js";
 import { decodeKeepAliveRequest } from "../wire/etcd-messages.js";
@@ -25,43 +25,22 @@ export function createKeepAliveHub(
     {
       open(onMessage, onClose) {
         const leader = selectMember({ kind: "leader" }, members.snapshot(), { next: 0 });
-        const client = leader === undefined ? undefined : members.clientFor(leader.id);
-        if (leader === undefined || client === undefined) return undefined;
-        const md = new grpc.Metadata();
-        md.set("hasleader", "true");
-        const call = client.makeBidiStreamRequest(KEEPALIVE_PATH, passThrough, passThrough, md, {});
-        let ended = false;
-        call.on("data", onMessage);
-        call.on("error", () => {});
-        call.on("status", (status: grpc.StatusObject) => {
-          if (ended) return;
-          ended = true;
-          logger.warn(
-            { member: leader.id, code: status.code, details: status.details },
-            "upstream keep-alive stream ended",
-          );
-          if (status.code === grpc.status.UNAVAILABLE) members.markDown(leader.id);
-          void members.refresh();
-          onClose(status.details);
+        if (leader === undefined) return undefined;
+        const metadata = new grpc.Metadata();
+        metadata.set("hasleader", "true");
+        return openUpstreamStream({
+          members,
+          memberId: leader.id,
+          path: KEEPALIVE_PATH,
+          metadata,
+          logger,
+          what: "keep-alive",
+          onMessage,
+          onEnd: (status) => onClose(status.details),
+          onSend: () => metrics.keepAlivesSent.inc(),
         });
-        return {
-          send: (request) => {
-            if (!ended) {
-              metrics.keepAlivesSent.inc();
-              call.write(request);
-            }
-          },
-          close: () => {
-            ended = true;
-            call.cancel();
-          },
-        };
       },
-      schedule(delayMs, fn) {
-        const timer = setTimeout(fn, delayMs);
-        timer.unref();
-        return () => clearTimeout(timer);
-      },
+      schedule: unrefTimer,
       now: () => performance.now(),
     },
     reuseWindowMs,

@@ -208,14 +208,19 @@ export class UnaryForwarder {
     // The server span's context when the call is traced and sampled: the gateway's spans' parent.
     const traced = sampledParent(trace);
     if (this.authService !== undefined && route.path === AUTHENTICATE_PATH) {
+      const metadata = forwardableMetadata(incoming).clone();
+      if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
+      const upstream =
+        traced === undefined ? undefined : startUpstream(traced, route.path, "auth-service", metadata);
       const outcome = await this.authService.forward(
         request,
-        incoming,
+        metadata,
         clientAddress,
         deadlineToMs(deadline),
         cancellation,
       );
       const code = outcome.error?.code ?? grpc.status.OK;
+      if (upstream !== undefined) endUpstream(upstream, code);
       this.metrics.answered(method, "auth-service", code, (performance.now() - started) / 1000);
       return outcome;
     }

@@ -5,9 +5,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { freePort } from "@etcd-ts/testing";
 
 export const ETCD_BINARY = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
 export const ETCDCTL_BINARY = process.env.ETCDCTL_BINARY ?? "/usr/bin/etcdctl";
@@ -18,17 +18,6 @@ export function etcdMissingReason(): string | undefined {
   if (!existsSync(ETCDCTL_BINARY))
     return `${ETCDCTL_BINARY} not found (install etcd-client or set ETCDCTL_BINARY)`;
   return undefined;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface EtcdMember {

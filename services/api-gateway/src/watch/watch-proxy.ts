@@ -3,10 +3,10 @@
 import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { passThrough } from "../cluster/upstream-client.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import type { MemberDirectory } from "../proxy/member-directory.js";
 import type { OpenStreams } from "../proxy/open-streams.js";
+import { openUpstreamStream, unrefTimer } from "../proxy/upstream-stream.js";
 import { decodeWatchRequest } from "../wire/etcd-messages.js";
 import { type AuthMetadata, type ClientSink, type UpstreamTransport, WatchHub } from "./watch-hub.js";
 
@@ -51,49 +51,32 @@ export function createWatchHub(members: MemberDirectory, metrics: GatewayMetrics
       return best?.id;
     },
     open(memberId, auth, onMessage, onClose) {
-      const client = members.clientFor(memberId);
-      if (client === undefined) {
+      const metadata = new grpc.Metadata();
+      // The member ends the stream if it loses its leader, so the hub moves the watches to
+      // a member that still has one instead of holding them on a partitioned member.
+      metadata.set("hasleader", "true");
+      if (auth.token !== undefined) metadata.set("token", auth.token);
+      if (auth.authorization !== undefined) metadata.set("authorization", auth.authorization);
+      const stream = openUpstreamStream({
+        members,
+        memberId,
+        path: WATCH_PATH,
+        metadata,
+        logger,
+        what: "watch",
+        onMessage,
+        onEnd: (status) =>
+          onClose({ code: status.code, details: status.details, final: FINAL_CODES.has(status.code) }),
+      });
+      if (stream === undefined) {
         queueMicrotask(() =>
           onClose({ code: grpc.status.UNAVAILABLE, details: "member gone", final: false }),
         );
         return { send() {}, close() {} };
       }
-      const md = new grpc.Metadata();
-      // The member ends the stream if it loses its leader, so the hub moves the watches to
-      // a member that still has one instead of holding them on a partitioned member.
-      md.set("hasleader", "true");
-      if (auth.token !== undefined) md.set("token", auth.token);
-      if (auth.authorization !== undefined) md.set("authorization", auth.authorization);
-      const call = client.makeBidiStreamRequest(WATCH_PATH, passThrough, passThrough, md, {});
-      let ended = false;
-      call.on("data", onMessage);
-      call.on("error", () => {});
-      call.on("status", (status: grpc.StatusObject) => {
-        if (ended) return;
-        ended = true;
-        logger.warn(
-          { member: memberId, code: status.code, details: status.details },
-          "upstream watch stream ended",
-        );
-        if (status.code === grpc.status.UNAVAILABLE) members.markDown(memberId);
-        void members.refresh();
-        onClose({ code: status.code, details: status.details, final: FINAL_CODES.has(status.code) });
-      });
-      return {
-        send: (request) => {
-          if (!ended) call.write(request);
-        },
-        close: () => {
-          ended = true;
-          call.cancel();
-        },
-      };
+      return stream;
     },
-    schedule(delayMs, fn) {
-      const timer = setTimeout(fn, delayMs);
-      timer.unref();
-      return () => clearTimeout(timer);
-    },
+    schedule: unrefTimer,
   };
   return new WatchHub(transport, (stats) => {
     metrics.clientWatches.set(stats.clientWatches);

@@ -4,6 +4,7 @@
 // active key. The token's `revision` is the auth revision the hash was read at, so a password
 // or role change committed after the check makes the token "old" on every member, as in etcd.
 import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
+import { type TraceContext, traced } from "@etcd-ts/telemetry";
 import bcrypt from "bcrypt";
 import type { Logger } from "pino";
 import type { SigningKeys } from "../keys/signing-keys.js";
@@ -39,6 +40,7 @@ export class Authenticator {
     name: string,
     password: string,
     client: string,
+    trace?: TraceContext,
   ): Promise<{ token: string; header: etcdserverpb.ResponseHeader | undefined }> {
     const started = performance.now();
     const { byUser, byAddress, logger } = this.parts;
@@ -59,7 +61,9 @@ export class Authenticator {
       let header: etcdserverpb.ResponseHeader | undefined;
       let known = true;
       try {
-        const c = await this.parts.backend.credential(name);
+        const c = await traced("auth.credential", { "etcd.user": name }, trace, (_span, context) =>
+          this.parts.backend.credential(name, context),
+        );
         hash = c.passwordHash.toString("latin1");
         revision = Number(c.authRevision);
         header = c.header;
@@ -69,9 +73,11 @@ export class Authenticator {
         hash = this.parts.decoyHash;
         known = false;
       }
-      const matches =
-        (known && this.parts.verified.matches(name, hash, password, this.now())) ||
-        (await bcrypt.compare(password, hash));
+      const matches = await traced("auth.password_check", {}, trace, async (span) => {
+        const remembered = known && this.parts.verified.matches(name, hash, password, this.now());
+        span?.setAttribute("auth.verification_reused", remembered);
+        return remembered || (await bcrypt.compare(password, hash));
+      });
       if (!matches || !known) {
         result = "failed";
         byUser.failed(name, this.now());
@@ -84,7 +90,7 @@ export class Authenticator {
       }
       byUser.succeeded(name);
       this.parts.verified.remember(name, hash, password, this.now());
-      const token = await this.parts.keys.sign(name, revision);
+      const token = await traced("auth.sign", {}, trace, () => this.parts.keys.sign(name, revision));
       result = "ok";
       return { token, header };
     } finally {

@@ -4,6 +4,7 @@
 // an "unavailable" answer (a member without a leader, stopping, timing out); etcd's own errors
 // (authentication failed, not enabled) are answers and come back as they are.
 import { authBackend } from "@etcd-ts/api";
+import { type TraceContext, withTraceparent } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 
 const CALL_TIMEOUT_MS = 5_000;
@@ -39,8 +40,11 @@ export class MemberBackend {
     });
   }
 
-  credential(name: string): Promise<authBackend.CredentialResponse> {
-    return this.call((c, done) => c.credential({ name }, new grpc.Metadata(), this.options(), done));
+  /** `trace`: the caller's span, whose traceparent the call carries to the member. */
+  credential(name: string, trace?: TraceContext): Promise<authBackend.CredentialResponse> {
+    return this.call((c, done) =>
+      c.credential({ name }, withTraceparent(new grpc.Metadata(), trace), this.options(), done),
+    );
   }
 
   putSigningKey(key: authBackend.SigningKey): Promise<authBackend.SigningKeySet> {

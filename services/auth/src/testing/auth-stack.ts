@@ -4,7 +4,8 @@
 // from the TypeScript sources (tsx) and from the build.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster } from "@etcd-ts/raft-node";
+import { LocalCluster } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const mainOf = (service: string) =>
@@ -37,6 +38,8 @@ export interface AuthStackOptions {
    * port, member to member).
    */
   tlsCerts?: string;
+  /** Every process's environment (OTEL_* for tracing tests); this process's by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The flags each process gets for `tlsCerts`. */
@@ -77,9 +80,12 @@ process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-function spawnService(main: string, args: string[]): ServiceProcess {
+function spawnService(main: string, args: string[], env: NodeJS.ProcessEnv = process.env): ServiceProcess {
   const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
-  const child = spawn(process.execPath, [...execArgv, main, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...execArgv, main, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env,
+  });
   running.add(child);
   child.once("exit", () => running.delete(child));
   const output = { text: "" };
@@ -127,6 +133,7 @@ export class AuthStack {
       flags: [...tls.member, ...(options.memberFlags ?? [])],
       clientScheme: scheme,
       peerScheme: scheme,
+      ...(options.env === undefined ? {} : { env: options.env }),
     });
     const started: ServiceProcess[] = [];
     try {
@@ -135,28 +142,36 @@ export class AuthStack {
       for (let i = 0; i < options.authReplicas; i++) {
         const grpcAddr = `127.0.0.1:${await freePort()}`;
         const httpPort = await freePort();
-        const p = spawnService(mainOf("auth"), [
-          `--endpoints=${peerUrls}`,
-          `--listen-addr=${grpcAddr}`,
-          `--http-listen-addr=127.0.0.1:${httpPort}`,
-          ...tls.auth,
-          ...(options.authFlags ?? []),
-        ]);
+        const p = spawnService(
+          mainOf("auth"),
+          [
+            `--endpoints=${peerUrls}`,
+            `--listen-addr=${grpcAddr}`,
+            `--http-listen-addr=127.0.0.1:${httpPort}`,
+            ...tls.auth,
+            ...(options.authFlags ?? []),
+          ],
+          options.env,
+        );
         started.push(p);
         auth.push({ ...p, grpcAddr, httpUrl: `http://127.0.0.1:${httpPort}` });
       }
       await Promise.all(auth.map((p, i) => waitForLine(p, "auth service listening", `auth service ${i}`)));
       const gatewayAddr = `127.0.0.1:${await freePort()}`;
-      const gateway = spawnService(mainOf("api-gateway"), [
-        `--endpoints=${cluster.endpoints}`,
-        `--listen-addr=${gatewayAddr}`,
-        `--json-listen-addr=127.0.0.1:${await freePort()}`,
-        "--refresh-interval-ms=500",
-        ...tls.gateway,
-        ...(options.gatewayUsesAuth === false
-          ? []
-          : [`--auth-endpoints=${auth.map((a) => a.grpcAddr).join(",")}`]),
-      ]);
+      const gateway = spawnService(
+        mainOf("api-gateway"),
+        [
+          `--endpoints=${cluster.endpoints}`,
+          `--listen-addr=${gatewayAddr}`,
+          `--json-listen-addr=127.0.0.1:${await freePort()}`,
+          "--refresh-interval-ms=500",
+          ...tls.gateway,
+          ...(options.gatewayUsesAuth === false
+            ? []
+            : [`--auth-endpoints=${auth.map((a) => a.grpcAddr).join(",")}`]),
+        ],
+        options.env,
+      );
       started.push(gateway);
       await waitForLine(gateway, "gateway listening", "gateway");
       return new AuthStack(cluster, auth, gateway, gatewayAddr);

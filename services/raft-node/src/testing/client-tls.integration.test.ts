@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { freePort, startMemberProcess } from "./local-cluster.js";
+import { freePort } from "@etcd-ts/testing";
+import { startMemberProcess } from "./local-cluster.js";
 
 const run = promisify(execFile);
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;

@@ -13,10 +13,11 @@ import {
   NatsServerProcess,
   topics,
 } from "@etcd-ts/events";
+import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { freePort, LocalCluster, type MemberProcess } from "./local-cluster.js";
+import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 
 const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 

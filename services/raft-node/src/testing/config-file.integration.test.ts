@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
+import { freePort } from "@etcd-ts/testing";
 import { credentials } from "@grpc/grpc-js";
-import { freePort, startMemberProcess } from "./local-cluster.js";
+import { startMemberProcess } from "./local-cluster.js";
 
 describe("a member configured by --config-file", () => {
   let dir: string;

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
+import { freePort } from "@etcd-ts/testing";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { memberIdFor } from "../membership/member-id.js";
-import { freePort } from "./local-cluster.js";
 import { ETCDCTL, haveRealEtcd, sideBySide, singleMemberFlags, startOurs } from "./side-by-side.fixture.js";
 
 const BIG_LEASE = 2n ** 63n - 1n;

@@ -3,11 +3,11 @@
 // `node --import tsx` and from the compiled dist.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { etcdserverpb } from "@etcd-ts/api";
+import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 
 export interface MemberProcess {
@@ -81,42 +81,6 @@ export function startMemberProcess(
     child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`member exited with ${code}:\n${log}`));
-    });
-  });
-}
-
-/**
- * A loopback port nothing listens on, picked below the kernel's ephemeral range: a port the
- * kernel hands out for `listen(0)` is also what it gives outgoing connections as their local
- * port, so under load a client (etcdctl, a gRPC channel) could take it before the member binds
- * it (seen as EADDRINUSE in CI).
- */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = FREE_PORT_LOW + Math.floor(Math.random() * (FREE_PORT_HIGH - FREE_PORT_LOW));
-    if (await canListen(port)) return port;
-  }
-  return listenOnce(0);
-}
-
-// Below Linux's default ephemeral range (32768-60999) and above etcd's e2e suite (20000+).
-const FREE_PORT_LOW = 22_000;
-const FREE_PORT_HIGH = 32_000;
-
-async function canListen(port: number): Promise<boolean> {
-  return listenOnce(port).then(
-    () => true,
-    () => false,
-  );
-}
-
-function listenOnce(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
     });
   });
 }

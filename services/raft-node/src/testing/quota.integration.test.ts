@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { freePort } from "./local-cluster.js";
+import { freePort } from "@etcd-ts/testing";
 import { ETCDCTL, haveRealEtcd, sideBySide, singleMemberFlags } from "./side-by-side.fixture.js";
 
 const QUOTA = 13 * 4096;

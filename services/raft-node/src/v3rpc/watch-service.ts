@@ -101,10 +101,8 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
             call.emit("error", toStatus(err));
           });
       });
-      call.on("end", () => {
-        finish();
-        call.end();
-      });
+      // A client that half-closes keeps its watches, as in etcd 3.4 (its receive loop ends on EOF
+      // without an error): only cancellation or the client going away ends the stream.
       call.on("error", finish);
       call.on("cancelled", finish);
       call.on("close", finish);

@@ -14,15 +14,3 @@ export function isWorkloadEntry(e: Entry): boolean {
   const expected = workloadEntry(e.index, e.term);
   return e.type === 0 && Buffer.from(e.data).equals(expected.data as Buffer);
 }
-
-/** mulberry32: small, seedable, good enough to vary batch sizes and timings. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -9,7 +9,8 @@
 // stdout to a pipe is synchronous on Linux, so a line is out before the next statement
 // runs: nothing acknowledged goes unreported.
 
-import { seededRandom, workloadEntry } from "./crash-workload.fixture.js";
+import { seededRandom } from "@etcd-ts/raft";
+import { workloadEntry } from "./crash-workload.fixture.js";
 import { Wal } from "./wal.js";
 
 const [dir, seedArg, termArg, segmentBytesArg] = process.argv.slice(2);

@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { isWorkloadEntry, seededRandom, workloadEntry } from "./crash-workload.fixture.js";
+import { seededRandom } from "@etcd-ts/raft";
+import { isWorkloadEntry, workloadEntry } from "./crash-workload.fixture.js";
 import { Wal } from "./wal.js";
 
 const KILLS = 20;

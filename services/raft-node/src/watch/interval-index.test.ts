@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { seededRandom } from "@etcd-ts/raft";
 import { IntervalIndex, type RangeEnd } from "./interval-index.js";
-
-// Deterministic PRNG so a failure replays.
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state * 1664525 + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 const ALPHABET = ["\0", "a", "b", "c", "d", "\xff"];
 
@@ -22,7 +14,7 @@ function randomKey(random: () => number): string {
 
 describe("IntervalIndex", () => {
   it("stab and contains agree with a brute-force scan through random inserts and deletes", () => {
-    const random = prng(7);
+    const random = seededRandom(7);
     const index = new IntervalIndex<string>();
     const model = new Map<string, { start: string; end: RangeEnd }>();
     const id = (start: string, end: RangeEnd) => `${start}|${end === null ? "∞" : end}`;

@@ -5,10 +5,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePorts } from "@etcd-ts/testing";
 import { EtcdEndpoint, type StatusResult } from "./etcd-client.js";
 import { PeerNetwork } from "./peer-network.js";
 
@@ -60,23 +60,6 @@ export interface MemberExit {
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 
-/** Free loopback ports: bind port 0, note it, release. Good enough on a test machine. */
-async function freePorts(host: string, count: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  const ports: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const server = net.createServer();
-    await new Promise<void>((ok, fail) => {
-      server.once("error", fail);
-      server.listen(0, host, () => ok());
-    });
-    servers.push(server);
-    ports.push((server.address() as net.AddressInfo).port);
-  }
-  await Promise.all(servers.map((s) => new Promise<void>((ok) => s.close(() => ok()))));
-  return ports;
-}
-
 interface Running {
   child: ChildProcess;
   exited: Promise<void>;
@@ -116,7 +99,7 @@ export class LocalCluster {
     const size = options.size ?? 3;
     const proxyPeers = options.proxyPeers ?? true;
     const baseDir = options.baseDir ?? (await mkdtemp(join(tmpdir(), "etcd-ts-cluster-")));
-    const ports = await freePorts(host, size * 3);
+    const ports = await freePorts(size * 3, host);
     const members: MemberInfo[] = [];
     for (let i = 0; i < size; i++) {
       const peerPort = ports[size + i];

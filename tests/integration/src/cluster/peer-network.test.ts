@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
+import { freePort } from "@etcd-ts/testing";
 import { PeerNetwork } from "./peer-network.js";
 
 const HOST = "127.0.0.1";
@@ -11,13 +12,6 @@ const HOST = "127.0.0.1";
 async function listen(server: net.Server): Promise<number> {
   await new Promise<void>((ok) => server.listen(0, HOST, () => ok()));
   return (server.address() as net.AddressInfo).port;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listen(s);
-  await new Promise<void>((ok) => s.close(() => ok()));
-  return port;
 }
 
 /** A client connection with everything it received so far. */

@@ -6,8 +6,8 @@
 // the same names, label sets, units and buckets as etcd 3.4, and values that move.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { freePort } from "@etcd-ts/raft-node";
 import { parseExposition, type Sample, sampleValue } from "@etcd-ts/telemetry";
+import { freePort } from "@etcd-ts/testing";
 import { etcdctl, Stack, sleep } from "./stack.js";
 
 async function scrape(baseUrl: string): Promise<Sample[]> {

@@ -4,7 +4,8 @@
 // `node --conditions=source --import tsx --test` (main.ts) and from the compiled dist (main.js).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { freePort, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
+import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const gatewayMain = fileURLToPath(

@@ -3,14 +3,14 @@
 // process; a Put through the gateway must come back as one trace holding the gateway's spans,
 // the leader's propose and apply, and the followers' WAL appends and linked apply.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { OTLP_RECEIVER_MAIN, type ReceivedSpan } from "@etcd-ts/telemetry";
+import { type OtlpReceiverProcess, type ReceivedSpan, startOtlpReceiverProcess } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import { EtcdctlProcess, etcdctl, Stack, sleep } from "./stack.js";
 
@@ -30,38 +30,13 @@ function putRequest(key: string, value: string): Buffer {
   return Buffer.concat([Buffer.from([0x0a, k.length]), k, Buffer.from([0x12, v.length]), v]);
 }
 
-function startReceiver(): Promise<{ child: ChildProcess; url: string }> {
-  const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
-  const child = spawn(process.execPath, [...execArgv, OTLP_RECEIVER_MAIN, "--listen", "127.0.0.1:0"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`otlp-receiver did not start: ${out}`)), 30_000);
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /listening on ([\d.]+:\d+)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve({ child, url: `http://${m[1]}` });
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`otlp-receiver exited with ${code}: ${out}`));
-    });
-  });
-}
-
 describe("tracing across gateway and members", { timeout: 180_000 }, () => {
-  let receiver: { child: ChildProcess; url: string };
+  let receiver: OtlpReceiverProcess;
   let stack: Stack;
   let env: NodeJS.ProcessEnv;
 
   before(async () => {
-    receiver = await startReceiver();
+    receiver = await startOtlpReceiverProcess();
     env = {
       ...process.env,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
@@ -77,20 +52,8 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
     receiver?.child.kill("SIGTERM");
   });
 
-  /** The trace's spans once `complete` holds for them (bounded wait: exports are batched). */
-  async function traceSpans(
-    traceId: string,
-    complete: (spans: ReceivedSpan[]) => boolean,
-  ): Promise<ReceivedSpan[]> {
-    let spans: ReceivedSpan[] = [];
-    for (let i = 0; i < 100; i++) {
-      const res = await fetch(`${receiver.url}/api/traces/${traceId}`);
-      spans = ((await res.json()) as { spans: ReceivedSpan[] }).spans;
-      if (complete(spans)) return spans;
-      await sleep(200);
-    }
-    return spans;
-  }
+  const traceSpans = (traceId: string, complete: (spans: ReceivedSpan[]) => boolean) =>
+    receiver.traceSpans(traceId, complete);
 
   test("a gRPC Put through the gateway is one trace: gateway, leader, followers", async () => {
     const traceId = randomBytes(16).toString("hex");

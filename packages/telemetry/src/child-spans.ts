@@ -1,9 +1,9 @@
-// The backup service's spans (when tracing is on): backup.take with its steps (choosing the
-// member, streaming its snapshot, retention) and backup.verify; the member's Maintenance.Snapshot
-// server span joins the trace through the `traceparent` the snapshot call carries.
-import { type TraceContext, traceparentOf, tracing } from "@etcd-ts/telemetry";
+// A service's own spans around its steps (the backup service's backup.take, the auth service's
+// credential lookup and password check), and the `traceparent` its outgoing calls carry so the
+// callee's server span joins the trace.
 import type { Metadata } from "@grpc/grpc-js";
 import { type Attributes, ROOT_CONTEXT, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type TraceContext, traceparentOf, tracing } from "./tracing.js";
 
 /**
  * Runs `work` inside a span named `name` (a child of `parent`, a root without one), handing it
