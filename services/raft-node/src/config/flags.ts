@@ -49,7 +49,12 @@ export const FLAGS = {
   "auth-token": { kind: "string", default: "simple" },
   "auth-token-ttl": { kind: "int", default: "300" },
   "bcrypt-cost": { kind: "int", default: "10" },
-  "experimental-enable-lease-checkpoint": { kind: "bool", default: "false" },
+  // On by default here (etcd: off), with a 5 s interval (etcd 3.5's flag; its default is 5m):
+  // a lease's remaining TTL survives leader changes and restarts whatever its TTL.
+  "experimental-enable-lease-checkpoint": { kind: "bool", default: "true" },
+  "experimental-lease-checkpoint-interval": { kind: "duration", default: "5s" },
+  // Ours (etcd issue 15107): the leader promotes a learner once it has caught up.
+  "experimental-learner-auto-promote": { kind: "bool", default: "false" },
   "experimental-initial-corrupt-check": { kind: "bool", default: "false" },
   "experimental-watch-progress-notify-interval": { kind: "duration", default: "10m0s" },
   // etcd 3.4 defaults to false, 3.5 to true; Raft here always had pre-vote, so 3.5's default.
@@ -294,6 +299,10 @@ export interface MemberConfig {
   maxLearners: number;
   strictReconfigCheck: boolean;
   leaseCheckpoint: boolean;
+  /** --experimental-lease-checkpoint-interval: how often each lease's remaining TTL is recorded. */
+  leaseCheckpointIntervalMs: number;
+  /** --experimental-learner-auto-promote (ours): the leader promotes caught-up learners. */
+  learnerAutoPromote: boolean;
   /** Serve the JSON gateway on the client URLs (--enable-grpc-gateway). */
   grpcGateway: boolean;
   /** --version: print the version and exit. */
@@ -468,6 +477,14 @@ export function memberConfig(values: FlagValues): MemberConfig {
     leaseCheckpoint: parseBool(
       "experimental-enable-lease-checkpoint",
       values["experimental-enable-lease-checkpoint"],
+    ),
+    learnerAutoPromote: parseBool(
+      "experimental-learner-auto-promote",
+      values["experimental-learner-auto-promote"],
+    ),
+    leaseCheckpointIntervalMs: parseGoDuration(
+      "experimental-lease-checkpoint-interval",
+      values["experimental-lease-checkpoint-interval"],
     ),
     forceNewCluster: parseBool("force-new-cluster", values["force-new-cluster"]),
     grpcGateway: parseBool("enable-grpc-gateway", values["enable-grpc-gateway"]),

@@ -32,4 +32,33 @@ describe("LeasePoller", () => {
     ticks[0]();
     assert.deepEqual(checkpoints, [[{ id: 2n, remainingTtl: 90 }]]);
   });
+
+  it("bounds the log's cost: at most 2 entries of up to 1,000 checkpoints per poll; the rest wait", () => {
+    let now = 0;
+    const lessor = new Lessor({ clock: () => now, minTtlSeconds: 1, checkpointIntervalMs: 5_000 });
+    const entries: LeaseCheckpoint[][] = [];
+    const ticks: (() => void)[] = [];
+    const poller = new LeasePoller(
+      lessor,
+      { proposeRevoke: () => {}, proposeCheckpoints: (c) => entries.push(c) },
+      500,
+      { setInterval: (fn) => ticks.push(fn), clearInterval: () => {} },
+    );
+    poller.start();
+    lessor.promote(0);
+    for (let id = 1n; id <= 2_500n; id++) lessor.grant(id, 3600);
+    now += 5_000;
+    ticks[0]();
+    assert.deepEqual(
+      entries.map((e) => e.length),
+      [1000, 1000],
+    );
+    now += 500;
+    ticks[0]();
+    assert.deepEqual(
+      entries.map((e) => e.length),
+      [1000, 1000, 500],
+      "the last 500 on the next poll",
+    );
+  });
 });

@@ -101,7 +101,7 @@ describe("Lessor: expiry", () => {
     l.promote(0);
     l.grant(1n, 10);
     clock.advance(8000);
-    assert.equal(l.renew(1n), 10);
+    assert.equal(l.renew(1n).ttl, 10);
     clock.advance(9000);
     assert.deepEqual(l.expiredLeases(), []);
     assert.equal(l.timeToLive(1n, false).ttl, 1);
@@ -237,6 +237,78 @@ describe("Lessor: leadership and checkpoints", () => {
     assert.deepEqual(follower.expiredLeases(), [1n]);
   });
 
+  it("checkpoints every lease, whatever its TTL, each interval, less the next leader's extension", () => {
+    const leaderClock = fakeClock();
+    const followerClock = fakeClock(7_000_000);
+    const options = { minTtlSeconds: 2, checkpointIntervalMs: 2000 };
+    const leader = new Lessor({ clock: leaderClock.now, ...options });
+    const follower = new Lessor({ clock: followerClock.now, ...options });
+    leader.promote(1000);
+    for (const member of [leader, follower]) member.grant(1n, 10);
+    leaderClock.advance(2000);
+    const checkpoints = leader.dueCheckpoints();
+    // 8 s left; the next leader adds 1 s, so 7 s are recorded.
+    assert.deepEqual(checkpoints, [{ id: 1n, remainingTtl: 7 }]);
+    for (const member of [leader, follower]) member.checkpoint(1n, 7);
+    leaderClock.advance(1999);
+    assert.deepEqual(leader.dueCheckpoints(), [], "not before its interval");
+    leaderClock.advance(1);
+    assert.deepEqual(leader.dueCheckpoints(), [{ id: 1n, remainingTtl: 5 }]);
+    leader.demote();
+    follower.promote(1000);
+    assert.equal(follower.lookup(1n)!.expiry - followerClock.now(), 8000, "7 s + 1 s: no growth");
+  });
+
+  it("a handover records every lease at once; the next leader restarts each less than 1 s above", () => {
+    const leaderClock = fakeClock();
+    const followerClock = fakeClock(7_000_000);
+    const options = { minTtlSeconds: 2, checkpointIntervalMs: 300_000 };
+    const leader = new Lessor({ clock: leaderClock.now, ...options });
+    const follower = new Lessor({ clock: followerClock.now, ...options });
+    leader.promote(1000);
+    for (const member of [leader, follower]) {
+      member.grant(1n, 60);
+      member.grant(2n, 10);
+      member.grant(3n, 600);
+    }
+    leaderClock.advance(20_300);
+    leader.renew(3n);
+    const left = (id: bigint, l: Lessor, now: number) => l.lookup(id)!.expiry - now;
+    const before = left(1n, leader, leaderClock.now());
+    const handover = leader.handoverCheckpoints();
+    // Lease 2 has expired; lease 3 was just renewed (600 s left, less the 1 s extension).
+    assert.deepEqual(handover, [
+      { id: 1n, remainingTtl: 39 },
+      { id: 3n, remainingTtl: 599 },
+    ]);
+    for (const member of [leader, follower])
+      for (const c of handover) member.checkpoint(c.id, c.remainingTtl);
+    leader.demote();
+    follower.promote(1000);
+    const after = left(1n, follower, followerClock.now());
+    assert.ok(after >= before && after - before < 1000, `${before} -> ${after}`);
+    assert.equal(left(3n, follower, followerClock.now()), 600_000, "renewed just now: its full TTL");
+  });
+
+  it("a checkpoint committed after promotion corrects a restart from an older record, unless renewed since", () => {
+    const { clock, lessor: l } = lessor({ checkpointIntervalMs: 300_000 });
+    for (const id of [1n, 2n, 3n]) l.grant(id, 60);
+    l.checkpoint(3n, 20);
+    l.promote(1000);
+    const left = (id: bigint) => l.lookup(id)!.expiry - clock.now();
+    assert.equal(left(1n), 61_000);
+    l.renew(2n);
+    // The old leader's last checkpoints commit in the new term.
+    l.checkpoint(1n, 39);
+    l.checkpoint(2n, 39);
+    l.checkpoint(3n, 0); // the old leader renewed lease 3 after recording 20 s
+    assert.equal(left(1n), 40_000, "restarted from the newer record");
+    assert.equal(left(2n), 60_000, "renewed here: its own expiry stands");
+    assert.equal(left(3n), 61_000, "a cleared record restarts the full TTL");
+    // Lease 2's record (39 s) would make a next leader expire it early: corrected at once.
+    assert.deepEqual(l.dueCheckpoints(), [{ id: 2n, remainingTtl: 59 }]);
+  });
+
   it("renewing a checkpointed lease proposes a clearing checkpoint once", () => {
     const { clock, lessor: l } = lessor({ checkpointIntervalMs: 60_000 });
     l.promote(0);
@@ -244,11 +316,10 @@ describe("Lessor: leadership and checkpoints", () => {
     clock.advance(60_000);
     const [checkpoint] = l.dueCheckpoints();
     l.checkpoint(checkpoint.id, checkpoint.remainingTtl);
-    assert.equal(l.renew(1n), 600);
-    assert.deepEqual(l.dueCheckpoints(), [{ id: 1n, remainingTtl: 0 }]);
+    assert.deepEqual(l.renew(1n), { ttl: 600, clear: { id: 1n, remainingTtl: 0 } });
     l.checkpoint(1n, 0);
-    assert.equal(l.renew(1n), 600);
-    assert.deepEqual(l.dueCheckpoints(), [], "no entry per keep-alive once cleared");
+    assert.deepEqual(l.renew(1n), { ttl: 600, clear: undefined }, "no entry per keep-alive once cleared");
+    assert.deepEqual(l.dueCheckpoints(), []);
     // The countdown itself restarted from the full TTL, not the stale remainder.
     assert.equal(l.timeToLive(1n, false).ttl, 600);
   });

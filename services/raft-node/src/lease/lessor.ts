@@ -8,6 +8,12 @@
 //   change, renew (keep-alive), expiredLeases() (IDs whose revoke the leader must PROPOSE; this
 //   class never deletes anything by itself) and dueCheckpoints() (LeaseCheckpoint entries to
 //   propose so remaining TTLs survive restarts and leader changes).
+//
+// Checkpoints (our rule, stricter than etcd's): every lease, whatever its TTL, is checkpointed
+// once per interval while its remaining TTL differs from the recorded one, and every lease at
+// once when leadership is handed over. A checkpoint records the remaining TTL minus the
+// extension the next primary adds (rounded up to a second), so a new primary restarts each
+// lease less than a second above where the old one had it, plus the checkpoint's age.
 import { EtcdError } from "@etcd-ts/api";
 import { LeaseTimeQueue } from "./lease-time-queue.js";
 
@@ -47,7 +53,7 @@ export interface LessorOptions {
   /** Milliseconds on a monotonic clock. */
   clock: () => number;
   minTtlSeconds: number;
-  /** How often the leader checkpoints a lease's remaining TTL (etcd: 5 min). */
+  /** How often the leader checkpoints a lease's remaining TTL (--experimental-lease-checkpoint-interval). */
   checkpointIntervalMs?: number;
   /** etcd's --experimental-enable-lease-checkpoint; also makes renew clear old checkpoints. */
   checkpointing?: boolean;
@@ -72,6 +78,12 @@ export class Lease {
     /** Seconds left at the last applied checkpoint; 0 when none is in force. */
     public remainingTtl: number,
   ) {}
+
+  /**
+   * On the primary: the expiry was set by this primary (grant, renew) rather than restarted
+   * from a record that a checkpoint still in the log may correct.
+   */
+  expirySetByPrimary = false;
 
   /** The TTL a new primary restarts the lease from. */
   get restartTtl(): number {
@@ -99,6 +111,8 @@ export class Lessor {
   /** Checkpoints owed outside the schedule (a renew clearing an older checkpoint). */
   private owedCheckpoints: LeaseCheckpoint[] = [];
   private primary = false;
+  /** What the current primary added to every lease on promotion (the election timeout). */
+  private extendMs = 0;
   private readonly clock: () => number;
   private readonly minTtl: number;
   private readonly checkpointIntervalMs: number;
@@ -144,6 +158,7 @@ export class Lessor {
     const lease = new Lease(id, Math.max(ttlSeconds, this.minTtl), 0);
     this.leaseById.set(id, lease);
     if (this.primary) {
+      lease.expirySetByPrimary = true;
       this.refresh(lease, 0, lease.ttl);
       this.scheduleCheckpoint(lease);
     }
@@ -167,15 +182,33 @@ export class Lessor {
   }
 
   /**
-   * Applies a LeaseCheckpoint. Only the recorded remaining TTL changes; the running expiry is
-   * the primary's business, and a new primary restarts from it (see promote). Returns the lease
-   * to persist, or undefined for a lease already gone.
+   * Applies a LeaseCheckpoint: records the remaining TTL a new primary restarts from. Returns
+   * the lease to persist, or undefined for a lease already gone.
+   *
+   * On the primary, a checkpoint can arrive after promotion (the old leader's last ones commit
+   * in the new term). If this primary's expiry came from restarting an older record, the
+   * checkpoint is newer knowledge: the expiry moves to it (down to a later record, up when a
+   * renew cleared it). If this primary renewed or granted the lease since, its own expiry
+   * stands, and a record that would now restart the lease too early is corrected.
    */
   checkpoint(id: LeaseId, remainingTtl: number): Lease | undefined {
     const lease = this.leaseById.get(id);
     if (lease === undefined) return undefined;
     lease.remainingTtl = remainingTtl;
-    if (this.primary) this.scheduleCheckpoint(lease);
+    if (!this.primary) return lease;
+    if (!lease.expirySetByPrimary) {
+      const restarted = this.clock() + this.extendMs + lease.restartTtl * 1000;
+      if (remainingTtl > 0 ? restarted < lease.expiry : restarted > lease.expiry) {
+        lease.expiry = restarted;
+        this.expiryQueue.upsert(lease.id, lease.expiry);
+      }
+    } else {
+      const current = this.checkpointValue(lease, this.clock());
+      if (remainingTtl > 0 && (current === 0 || current > remainingTtl)) {
+        this.owedCheckpoints.push({ id, remainingTtl: current });
+      }
+    }
+    this.scheduleCheckpoint(lease);
     return lease;
   }
 
@@ -250,8 +283,10 @@ export class Lessor {
    */
   promote(extendMs: number): void {
     this.primary = true;
+    this.extendMs = extendMs;
     const now = this.clock();
     for (const lease of this.leaseById.values()) {
+      lease.expirySetByPrimary = false;
       this.refresh(lease, extendMs, lease.restartTtl);
       this.scheduleCheckpoint(lease);
     }
@@ -290,21 +325,22 @@ export class Lessor {
   }
 
   /**
-   * A keep-alive on the leader: the lease runs its full TTL again from now. Returns that TTL.
+   * A keep-alive on the leader: the lease runs its full TTL again from now. Returns that TTL,
+   * and the checkpoint that clears a remainder still recorded: the caller must have it
+   * committed before answering (as etcd does), or a next leader would restart the lease from
+   * that remainder and expire it before the TTL the holder was promised.
    * An already expired lease is reported missing: its revoke is on its way through the log
    * (etcd makes the caller wait for it; the answer is the same, TTL 0 / not found).
    */
-  renew(id: LeaseId): number {
+  renew(id: LeaseId): { ttl: number; clear: LeaseCheckpoint | undefined } {
     if (!this.primary) throw new EtcdError("NotLeader");
     const lease = this.leaseById.get(id);
     const now = this.clock();
     if (lease === undefined || lease.expiry <= now) throw new EtcdError("LeaseNotFound");
-    // A checkpoint in force would make the next leader restart from a stale remainder; clear
-    // it through the log (only when one is set, so a keep-alive rarely costs an entry). The
-    // countdown itself restarts from the full TTL at once, without waiting for that entry.
-    if (this.checkpointing && lease.remainingTtl > 0) this.owedCheckpoints.push({ id, remainingTtl: 0 });
+    lease.expirySetByPrimary = true;
     this.refresh(lease, 0, lease.ttl);
-    return lease.ttl;
+    const clear = this.checkpointing && lease.remainingTtl > 0 ? { id, remainingTtl: 0 } : undefined;
+    return { ttl: lease.ttl, clear };
   }
 
   /**
@@ -331,7 +367,12 @@ export class Lessor {
     return expired;
   }
 
-  /** LeaseCheckpoint entries the leader should propose now (one batch). */
+  /**
+   * LeaseCheckpoint entries the leader should propose now (one batch): leases whose interval
+   * has passed and whose record differs from what they have left. Each is looked at again one
+   * interval later, renewed or not (etcd drops a renewed lease from its schedule, leaving it
+   * unrecorded once its holder goes quiet).
+   */
   dueCheckpoints(): LeaseCheckpoint[] {
     if (!this.primary || !this.checkpointing) return [];
     const now = this.clock();
@@ -342,16 +383,28 @@ export class Lessor {
       this.checkpointQueue.pop();
       const lease = this.leaseById.get(next.id);
       if (lease === undefined || now >= lease.expiry) continue;
-      const remainingTtl = Math.ceil((lease.expiry - now) / 1000);
-      if (remainingTtl >= lease.ttl) {
-        // Renewed since it was scheduled: nothing to record yet. etcd drops the schedule here,
-        // leaving a lease whose holder then goes quiet without checkpoints; look again later.
-        this.checkpointQueue.upsert(lease.id, now + this.checkpointIntervalMs);
-        continue;
-      }
-      due.push({ id: lease.id, remainingTtl });
+      this.checkpointQueue.upsert(lease.id, now + this.checkpointIntervalMs);
+      const remainingTtl = this.checkpointValue(lease, now);
+      if (remainingTtl !== lease.remainingTtl) due.push({ id: lease.id, remainingTtl });
     }
     return due;
+  }
+
+  /**
+   * Every lease's checkpoint, for a leader about to hand over: proposed just before the
+   * transfer, they are in the log the transferee must match before it campaigns, so it
+   * restarts every lease from where this one had it.
+   */
+  handoverCheckpoints(): LeaseCheckpoint[] {
+    if (!this.primary || !this.checkpointing) return [];
+    const now = this.clock();
+    const all: LeaseCheckpoint[] = [];
+    for (const lease of this.leaseById.values()) {
+      if (now >= lease.expiry) continue;
+      const remainingTtl = this.checkpointValue(lease, now);
+      if (remainingTtl !== lease.remainingTtl) all.push({ id: lease.id, remainingTtl });
+    }
+    return all;
   }
 
   // ---- queries ----
@@ -387,9 +440,17 @@ export class Lessor {
 
   private scheduleCheckpoint(lease: Lease): void {
     if (!this.checkpointing) return;
-    // Only leases that outlive one interval are worth a checkpoint.
-    if (lease.restartTtl * 1000 > this.checkpointIntervalMs) {
-      this.checkpointQueue.upsert(lease.id, this.clock() + this.checkpointIntervalMs);
-    }
+    this.checkpointQueue.upsert(lease.id, this.clock() + this.checkpointIntervalMs);
+  }
+
+  /**
+   * The record that makes a next primary (which adds `extendMs`) restart the lease within a
+   * second above its remaining time, never below it: the remainder less the extension, in
+   * whole seconds rounded up, at least 1; 0 (no record: restart from the full TTL) when that
+   * reaches the TTL.
+   */
+  private checkpointValue(lease: Lease, now: number): number {
+    const seconds = Math.max(1, Math.ceil((lease.expiry - now - this.extendMs) / 1000));
+    return seconds >= lease.ttl ? 0 : seconds;
   }
 }

@@ -63,6 +63,7 @@ import {
   minLeaseTtlSeconds,
   NO_LEASE,
 } from "../lease/mod.js";
+import { LearnerAutoPromotion } from "../membership/learner-auto-promotion.js";
 import { memberCodec, urlString } from "../membership/member-codec.js";
 import { formatId, memberIdFor } from "../membership/member-id.js";
 import {
@@ -115,6 +116,8 @@ export const CLUSTER_VERSION = ETCD_CLUSTER_VERSION;
 const SLOW_APPLY_MS = 100;
 const READ_INDEX_RETRY_MS = 500;
 const PUBLISH_RETRY_MS = 500;
+/** etcd's maxLeaseCheckpointBatchSize: checkpoints per LeaseCheckpoint entry. */
+const LEASE_CHECKPOINT_BATCH = 1000;
 
 export function proposalDroppedError(err: ProposalDroppedError): EtcdError {
   switch (err.reason) {
@@ -189,6 +192,9 @@ export class Member implements EtcdServer {
   private readonly jwt: JwtTokens | undefined;
   private readonly leaseIds: LeaseIdGenerator;
   private readonly leasePoller: LeasePoller;
+  /** Set with --experimental-learner-auto-promote; promotions in flight are in promoting. */
+  private readonly learnerPromotion: LearnerAutoPromotion | undefined;
+  private readonly promoting = new Set<bigint>();
   private readonly proposals: WaitRegistry<ProposalContext>;
   private readonly reads: ReadIndexBatcher;
   /** Set only when tracing is on: every tracing call site tests it first. */
@@ -248,6 +254,9 @@ export class Member implements EtcdServer {
         )
       : undefined;
     this.leaseIds = new LeaseIdGenerator(this.id, Date.now());
+    this.learnerPromotion = config.learnerAutoPromote
+      ? new LearnerAutoPromotion({ maxLagEntries: 100, holdMs: config.electionMs })
+      : undefined;
     this.leasePoller = new LeasePoller(this.lessor, {
       proposeRevoke: (id) => {
         const payload = etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
@@ -259,10 +268,7 @@ export class Member implements EtcdServer {
         else tracer.leaseExpiring(id, (t) => this.proposeInternal(EntryKind.LeaseRevoke, payload, root, t));
       },
       proposeCheckpoints: (checkpoints: LeaseCheckpoint[]) => {
-        const payload = etcdserverpb.LeaseCheckpointRequest.encode({
-          checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtl) })),
-        }).finish();
-        this.proposeInternal(EntryKind.LeaseCheckpoint, payload);
+        this.proposeInternal(EntryKind.LeaseCheckpoint, this.encodeCheckpoints(checkpoints));
       },
     });
 
@@ -329,10 +335,14 @@ export class Member implements EtcdServer {
               clientUrls: config.advertiseClientUrls.map(urlString),
             });
           }
-          if (!isLeader && wasLeader) this.lessor.demote();
+          if (!isLeader && wasLeader) {
+            this.lessor.demote();
+            this.learnerPromotion?.reset();
+          }
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
         ticked: (now) => {
+          this.promoteCaughtUpLearners(now);
           this.reads.tick();
           this.tokens.expire();
           const expired = this.proposals.expire(now, () => this.timeoutError());
@@ -434,6 +444,8 @@ export class Member implements EtcdServer {
       clock: () => performance.now(),
       minTtlSeconds: minLeaseTtlSeconds(config.heartbeatMs, config.electionMs),
       checkpointing: config.leaseCheckpoint,
+      checkpointIntervalMs: config.leaseCheckpointIntervalMs,
+      maxCheckpointBatch: LEASE_CHECKPOINT_BATCH,
     });
     const parts = await bootstrap(config, logger, (id) => lessor.lookup(id) !== undefined, {
       walFsync: (seconds) => metrics.walFsync.observe(seconds),
@@ -664,8 +676,28 @@ export class Member implements EtcdServer {
     return this.lessor.leases();
   }
 
-  leaseRenew(id: bigint): number {
-    return this.lessor.renew(id);
+  async leaseRenew(id: bigint): Promise<number> {
+    const { ttl, clear } = this.lessor.renew(id);
+    if (clear !== undefined)
+      await this.propose(EntryKind.LeaseCheckpoint, this.encodeCheckpoints([clear]), undefined);
+    return ttl;
+  }
+
+  private encodeCheckpoints(checkpoints: readonly LeaseCheckpoint[]): Uint8Array {
+    return etcdserverpb.LeaseCheckpointRequest.encode({
+      checkpoints: checkpoints.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtl) })),
+    }).finish();
+  }
+
+  /** Before a transfer: every lease's remaining TTL into the log the transferee must match. */
+  private checkpointBeforeHandover(): void {
+    const all = this.lessor.handoverCheckpoints();
+    for (let i = 0; i < all.length; i += LEASE_CHECKPOINT_BATCH) {
+      this.proposeInternal(
+        EntryKind.LeaseCheckpoint,
+        this.encodeCheckpoints(all.slice(i, i + LEASE_CHECKPOINT_BATCH)),
+      );
+    }
   }
 
   // ---- auth ---------------------------------------------------------------------------------------
@@ -846,6 +878,30 @@ export class Member implements EtcdServer {
     return this.membership.list();
   }
 
+  /**
+   * --experimental-learner-auto-promote: caught up means a match index within 100 entries of
+   * the leader's (and etcd's 90% check) on every tick for one election timeout.
+   */
+  private promoteCaughtUpLearners(now: number): void {
+    if (this.learnerPromotion === undefined || !this.isLeader) return;
+    const status = this.raft.status();
+    const own = status.progress.get(this.id);
+    if (own === undefined) return;
+    const learners = new Map<bigint, number>();
+    for (const [id, pr] of status.progress)
+      if (pr.isLearner && !this.promoting.has(id)) learners.set(id, pr.match);
+    for (const id of this.learnerPromotion.due(now, own.match, learners)) {
+      this.promoting.add(id);
+      this.promoteMember(id)
+        .then(
+          () => this.logger.info({ member: formatId(id) }, "promoted a caught-up learner"),
+          (err: unknown) =>
+            this.logger.warn({ member: formatId(id), error: String(err) }, "learner promotion failed"),
+        )
+        .finally(() => this.promoting.delete(id));
+    }
+  }
+
   async promoteMember(id: bigint): Promise<MemberInfo[]> {
     this.membership.checkPromote(id);
     const status = this.raft.status();
@@ -919,6 +975,7 @@ export class Member implements EtcdServer {
     const member = this.membership.get(target);
     if (member === undefined || member.isLearner) throw new EtcdError("BadLeaderTransferee");
     if (target === this.id) return true;
+    this.checkpointBeforeHandover();
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
@@ -1068,6 +1125,7 @@ export class Member implements EtcdServer {
     const target = this.raft.mostUpToDateVoter();
     if (target === undefined) return;
     this.logger.info({ transferee: formatId(target) }, "leader is stopping: transferring leadership");
+    this.checkpointBeforeHandover();
     await this.raft.transferLeadership(target, this.config.electionMs * 2);
   }
 

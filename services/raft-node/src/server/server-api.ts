@@ -95,7 +95,7 @@ export interface LeaseApi {
   leaseTimeToLive(id: bigint, keys: boolean): LeaseTimeToLive;
   leases(): bigint[];
   /** Renews on the leader; the remaining TTL. */
-  leaseRenew(id: bigint): number;
+  leaseRenew(id: bigint): Promise<number>;
 }
 
 /** etcd's Cluster: membership as applied here, and changes to it through Raft. */

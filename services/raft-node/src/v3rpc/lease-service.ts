@@ -75,6 +75,7 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
         | undefined;
       let forwardLeader = 0n;
       let open = true;
+      let renewed: Promise<void> = Promise.resolve();
       const closeForward = () => {
         forward?.end();
         forward = undefined;
@@ -83,18 +84,21 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
         if (!open) return;
         if (member.isLeader) {
           closeForward();
-          let ttl = 0;
-          try {
-            ttl = member.leaseRenew(req.ID);
-          } catch (err) {
-            // A missing (or just expired) lease is answered with TTL 0, as etcd does.
-            if (!isEtcdError(err, "LeaseNotFound")) {
-              open = false;
-              call.emit("error", toStatus(err));
-              return;
+          // A renew may wait for its checkpoint to commit; answers keep the requests' order.
+          renewed = renewed.then(async () => {
+            let ttl = 0;
+            try {
+              ttl = await member.leaseRenew(req.ID);
+            } catch (err) {
+              // A missing (or just expired) lease is answered with TTL 0, as etcd does.
+              if (!isEtcdError(err, "LeaseNotFound")) {
+                if (open) call.emit("error", toStatus(err));
+                open = false;
+                return;
+              }
             }
-          }
-          call.write({ header: apiHeader(member.header()), ID: req.ID, TTL: BigInt(ttl) });
+            if (open) call.write({ header: apiHeader(member.header()), ID: req.ID, TTL: BigInt(ttl) });
+          });
           return;
         }
         try {

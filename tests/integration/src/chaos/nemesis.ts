@@ -24,7 +24,15 @@ export type FaultKind =
   /** Cut one direction of one link: a sends nothing to b, b still reaches a. */
   | "one-way"
   /** Split a member from one other member only (both directions); the third still sees both. */
-  | "bridge";
+  | "bridge"
+  /** Maintenance.MoveLeader from the leader to another member (a planned leader change). */
+  | "move-leader"
+  /**
+   * A dead member replaced by a new one on the same addresses: SIGKILL it, MemberRemove it,
+   * wipe its data, MemberAdd a new member (a learner half the time), start it joining; a
+   * learner catches up (by snapshot when the log was compacted) and is then promoted.
+   */
+  | "replace-member";
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill",
@@ -37,6 +45,15 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "one-way",
   "bridge",
 ];
+
+/** Membership changes under load; not in the CI run's default mix (they take longer to heal). */
+export const MEMBERSHIP_FAULT_KINDS: readonly FaultKind[] = ["move-leader", "replace-member"];
+
+export const ALL_FAULT_KINDS: readonly FaultKind[] = [...FAULT_KINDS, ...MEMBERSHIP_FAULT_KINDS];
+
+/** What one membership call may take, and how many times it is tried (leaders change meanwhile). */
+const MEMBERSHIP_CALL_MS = 5_000;
+const MEMBERSHIP_ATTEMPTS = 20;
 
 export interface NemesisOptions {
   faults: readonly FaultKind[];
@@ -157,7 +174,86 @@ export class Nemesis {
           c.network!.setLink(b, a, "open");
         };
       }
+      case "move-leader": {
+        const leader = await this.findLeader();
+        if (leader === undefined) {
+          record.detail = "no leader found; nothing moved";
+          return async () => {};
+        }
+        const others = c.members.map((m) => m.index).filter((i) => i !== leader && c.isRunning(i));
+        const target = this.rng.pick(others);
+        const targetStatus = await c.status(target, 2_000);
+        if (targetStatus === undefined) {
+          record.detail = `m${target} did not answer; nothing moved`;
+          return async () => {};
+        }
+        const moved = await c
+          .endpoint(leader)
+          .moveLeader(targetStatus.memberId, MEMBERSHIP_CALL_MS)
+          .then(
+            () => "done",
+            (err: Error) => `failed: ${err.message}`,
+          );
+        record.detail = `move leader m${leader} -> m${target}: ${moved}`;
+        return async () => {};
+      }
+      case "replace-member": {
+        const m = randomMember();
+        const asLearner = this.rng.chance(0.5);
+        const via = this.rng.pick(c.members.map((x) => x.index).filter((i) => i !== m));
+        record.detail = `replace m${m} as a new ${asLearner ? "learner" : "voter"} (calls via m${via})`;
+        await c.kill(m);
+        const endpoint = c.endpoint(via);
+        const peerUrl = c.peerUrl(m);
+        const old = await this.retry(record, "member list", async () =>
+          (await endpoint.memberList(MEMBERSHIP_CALL_MS)).find((x) => x.peerUrls.includes(peerUrl)),
+        );
+        if (old !== undefined)
+          await this.retry(record, "remove", () => endpoint.memberRemove(old.id, MEMBERSHIP_CALL_MS));
+        const added = await this.retry(record, "add", () =>
+          endpoint.memberAdd(peerUrl, asLearner, MEMBERSHIP_CALL_MS),
+        );
+        if (added === undefined) {
+          // The cluster no longer has it: restarting on the old data would be refused.
+          record.detail += "; not re-added";
+          return async () => {};
+        }
+        await c.startJoining(m);
+        return async () => {
+          await this.waitServing(m, record);
+          if (!asLearner) return;
+          // etcd refuses until the learner's log is within 10% of the leader's.
+          const started = now();
+          for (let i = 0; i < 120; i++) {
+            const promoted = await endpoint.memberPromote(added.id, MEMBERSHIP_CALL_MS).then(
+              () => true,
+              () => false,
+            );
+            if (promoted) {
+              record.detail += `; promoted ${((now() - started) / 1000).toFixed(1)}s after serving`;
+              return;
+            }
+            await sleep(500);
+          }
+          record.detail += "; never promoted";
+        };
+      }
     }
+  }
+
+  /** Runs a membership call until it succeeds (bounded); undefined when it never did. */
+  private async retry<T>(record: FaultRecord, what: string, call: () => Promise<T>): Promise<T | undefined> {
+    let last = "";
+    for (let i = 0; i < MEMBERSHIP_ATTEMPTS; i++) {
+      try {
+        return await call();
+      } catch (err) {
+        last = (err as Error).message;
+        await sleep(500);
+      }
+    }
+    record.detail += `; ${what} failed: ${last}`;
+    return undefined;
   }
 
   /** The leader, waiting up to ~3 s for one (right after a fault there may be none). */
@@ -176,6 +272,10 @@ export class Nemesis {
    */
   private async restartAndWait(m: number, record: FaultRecord): Promise<void> {
     this.cluster.start(m);
+    await this.waitServing(m, record);
+  }
+
+  private async waitServing(m: number, record: FaultRecord): Promise<void> {
     const started = now();
     while (now() - started < 60_000) {
       if (await this.cluster.status(m, 1000)) {

@@ -3,6 +3,7 @@
 //   node --conditions=source --import tsx tests/integration/src/chaos/run.ts \
 //     --target etcd|etcd-ts|etcd-ts-dist --duration 600 --seed 42 [--clients 8] [--keys 4]
 //     [--faults kill,kill-leader,kill-all,restart,pause,pause-leader,isolate,one-way,bridge] [--snapshot-count N]
+//     (membership faults, not in the default mix: --faults move-leader,replace-member)
 //     [--heartbeat-ms 100] [--election-ms 1000] [--keep]
 //
 // Prints a summary (ops by outcome, faults injected, checker verdicts, time spent checking)
@@ -12,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { TARGET_KINDS, type TargetKind } from "../cluster/local-cluster.js";
 import { recheckSavedRun, runChaos } from "./chaos-run.js";
-import { FAULT_KINDS, type FaultKind } from "./nemesis.js";
+import { ALL_FAULT_KINDS, FAULT_KINDS, type FaultKind } from "./nemesis.js";
 
 const { values } = parseArgs({
   options: {
@@ -51,7 +52,8 @@ const target = values.target as TargetKind;
 if (!TARGET_KINDS.includes(target)) throw new Error(`--target must be one of ${TARGET_KINDS.join(", ")}`);
 const faults = values.faults.split(",").filter((f) => f.length > 0) as FaultKind[];
 for (const f of faults)
-  if (!FAULT_KINDS.includes(f)) throw new Error(`unknown fault ${f}; known: ${FAULT_KINDS.join(", ")}`);
+  if (!ALL_FAULT_KINDS.includes(f))
+    throw new Error(`unknown fault ${f}; known: ${ALL_FAULT_KINDS.join(", ")}`);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(values.seed);
 
 const result = await runChaos({

@@ -77,7 +77,36 @@ interface RawKV extends RawClient {
 }
 interface RawMaintenance extends RawClient {
   status: Unary<object, WireStatusResponse>;
+  moveLeader: Unary<object, object>;
 }
+interface WireMember {
+  ID: string;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner: boolean;
+}
+interface RawCluster extends RawClient {
+  memberAdd: Unary<object, { member: WireMember; members: WireMember[] }>;
+  memberRemove: Unary<object, { members: WireMember[] }>;
+  memberList: Unary<object, { members: WireMember[] }>;
+  memberPromote: Unary<object, { members: WireMember[] }>;
+}
+
+/** A member as MemberList reports it; the ID in decimal (64 bits). */
+export interface ClusterMember {
+  id: string;
+  name: string;
+  peerUrls: string[];
+  isLearner: boolean;
+}
+
+const toMember = (m: WireMember): ClusterMember => ({
+  id: m.ID,
+  name: m.name,
+  peerUrls: m.peerURLs,
+  isLearner: m.isLearner,
+});
 interface RawWatch extends RawClient {
   watch(metadata: Metadata): ClientDuplexStream<object, WireWatchResponse>;
 }
@@ -92,6 +121,7 @@ let services:
       KV: ClientConstructor<RawKV>;
       Maintenance: ClientConstructor<RawMaintenance>;
       Watch: ClientConstructor<RawWatch>;
+      Cluster: ClientConstructor<RawCluster>;
     }
   | undefined;
 
@@ -146,6 +176,7 @@ export class EtcdEndpoint {
   private readonly kv: RawKV;
   private readonly maintenance: RawMaintenance;
   private readonly watchClient: RawWatch;
+  private readonly cluster: RawCluster;
 
   constructor(readonly address: string) {
     const s = loadServices();
@@ -153,6 +184,7 @@ export class EtcdEndpoint {
     this.kv = new s.KV(address, creds, CHANNEL_OPTIONS);
     this.maintenance = new s.Maintenance(address, creds, CHANNEL_OPTIONS);
     this.watchClient = new s.Watch(address, creds, CHANNEL_OPTIONS);
+    this.cluster = new s.Cluster(address, creds, CHANNEL_OPTIONS);
   }
 
   /** A read of one key: linearizable unless `serializable` (then the member answers from its own state). */
@@ -225,6 +257,35 @@ export class EtcdEndpoint {
     this.kv.close();
     this.maintenance.close();
     this.watchClient.close();
+    this.cluster.close();
+  }
+
+  async memberList(timeoutMs: number): Promise<ClusterMember[]> {
+    const res = await call(this.cluster.memberList.bind(this.cluster), {}, timeoutMs);
+    return res.members.map(toMember);
+  }
+
+  /** Adds a member (a learner when asked); returns it, with the ID the cluster gave it. */
+  async memberAdd(peerUrl: string, isLearner: boolean, timeoutMs: number): Promise<ClusterMember> {
+    const res = await call(
+      this.cluster.memberAdd.bind(this.cluster),
+      { peerURLs: [peerUrl], isLearner },
+      timeoutMs,
+    );
+    return toMember(res.member);
+  }
+
+  async memberRemove(id: string, timeoutMs: number): Promise<void> {
+    await call(this.cluster.memberRemove.bind(this.cluster), { ID: id }, timeoutMs);
+  }
+
+  async memberPromote(id: string, timeoutMs: number): Promise<void> {
+    await call(this.cluster.memberPromote.bind(this.cluster), { ID: id }, timeoutMs);
+  }
+
+  /** Maintenance.MoveLeader: only the leader accepts it. */
+  async moveLeader(targetId: string, timeoutMs: number): Promise<void> {
+    await call(this.maintenance.moveLeader.bind(this.maintenance), { targetID: targetId }, timeoutMs);
   }
 }
 

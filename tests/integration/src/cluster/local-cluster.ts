@@ -74,6 +74,8 @@ export class LocalCluster {
   readonly network: PeerNetwork | undefined;
   private readonly running = new Map<number, Running>();
   private readonly endpoints: EtcdEndpoint[];
+  /** Members whose next start joins a running cluster (--initial-cluster-state=existing). */
+  private readonly joining = new Set<number>();
   private ownsBaseDir = false;
 
   private constructor(
@@ -218,6 +220,28 @@ export class LocalCluster {
     r.paused = false;
   }
 
+  /** Member i's client endpoint (its channel is reused, and closed with the cluster). */
+  endpoint(i: number): EtcdEndpoint {
+    return this.endpoints[i];
+  }
+
+  /** The peer URL member i advertises (the proxy's when peers are proxied). */
+  peerUrl(i: number): string {
+    return `http://${this.options.host}:${this.members[i].advertisedPeerPort}`;
+  }
+
+  /**
+   * Starts member i afresh as a new member on the same addresses, joining the running cluster
+   * (the caller has removed the old one and added the new one with MemberAdd): its data dir
+   * is wiped first.
+   */
+  async startJoining(i: number): Promise<void> {
+    if (this.running.has(i)) throw new Error(`member ${i} is running`);
+    await rm(this.members[i].dataDir, { recursive: true, force: true });
+    this.joining.add(i);
+    this.start(i);
+  }
+
   async restart(i: number): Promise<void> {
     await this.stop(i);
     this.start(i);
@@ -297,7 +321,8 @@ export class LocalCluster {
       `--listen-peer-urls=http://${h}:${m.peerPort}`,
       `--initial-advertise-peer-urls=http://${h}:${m.advertisedPeerPort}`,
       `--initial-cluster=${this.members.map((x) => `${x.name}=http://${h}:${x.advertisedPeerPort}`).join(",")}`,
-      "--initial-cluster-state=new",
+      // Ignored once the data dir exists: only a member's first start after startJoining joins.
+      `--initial-cluster-state=${this.joining.has(m.index) ? "existing" : "new"}`,
       `--initial-cluster-token=${this.options.token}`,
       `--heartbeat-interval=${this.options.heartbeatMs}`,
       `--election-timeout=${this.options.electionMs}`,
