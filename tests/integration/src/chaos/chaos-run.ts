@@ -3,12 +3,12 @@
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Prng } from "@etcd-ts/raft";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluster/local-cluster.js";
 import { type FaultRecord, HistoryRecorder, type Operation, type WatcherRecord } from "./history.js";
 import { checkLinearizability, type LinearizabilityReport } from "./linearizability.js";
 import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
-import { SeededRandom } from "./seeded-random.js";
 import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
 import { classifyError, Watcher, Workload } from "./workload.js";
 
@@ -58,7 +58,7 @@ export interface ChaosResult {
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const log = options.log ?? (() => {});
-  const rng = new SeededRandom(options.seed);
+  const rng = new Prng(options.seed);
   const prefix = "/chaos/";
   const keys = Array.from({ length: options.keys ?? 4 }, (_, i) => `${prefix}k${i}`);
   const t0 = performance.now();

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { Prng } from "@etcd-ts/raft";
 import type { Operation, Outcome } from "./history.js";
 import { checkKey, checkLinearizability } from "./linearizability.js";
-import { SeededRandom } from "./seeded-random.js";
 import { linearizableHistory } from "./synthetic-history.js";
 
 /** Hand-written histories: times are plain numbers, an unknown op has no end. */
@@ -343,8 +343,8 @@ describe("linearizability: agrees with brute force on small random histories", (
     let violations = 0;
     let checked = 0;
     for (let seed = 1; seed <= 400; seed++) {
-      const rng = new SeededRandom(seed);
-      const ops = linearizableHistory({ seed, ops: rng.int(3, 7), processes: 3, unknownRate: 0.25 });
+      const rng = new Prng(seed);
+      const ops = linearizableHistory({ seed, ops: rng.between(3, 7), processes: 3, unknownRate: 0.25 });
       if (seed % 4 !== 0) {
         // Mutate one op: a different output, flipped CAS result, or shifted interval.
         const o = rng.pick(ops);
@@ -355,7 +355,7 @@ describe("linearizability: agrees with brute force on small random histories", (
           o.succeeded = !o.succeeded;
           o.output = o.succeeded ? undefined : rng.pick(values);
         } else if (o.outcome === "ok") {
-          const shift = rng.int(-15, 15);
+          const shift = rng.between(-15, 15);
           o.invokedAt += shift;
           o.completedAt! += shift;
         }

@@ -1,10 +1,10 @@
 // Injects one fault at a time into a LocalCluster, on a seeded schedule: a fault, held for a
 // while, healed, then a quiet spell so the cluster can recover and clients make progress.
 
+import type { Prng } from "@etcd-ts/raft";
 import { type LocalCluster, sleep } from "../cluster/local-cluster.js";
 import type { LinkState } from "../cluster/peer-network.js";
 import { type FaultRecord, now } from "./history.js";
-import type { SeededRandom } from "./seeded-random.js";
 
 export type FaultKind =
   /** SIGKILL a random member, restart it after the hold. */
@@ -68,7 +68,7 @@ export class Nemesis {
 
   constructor(
     private readonly cluster: LocalCluster,
-    private readonly rng: SeededRandom,
+    private readonly rng: Prng,
     private readonly options: NemesisOptions,
   ) {
     const needsProxy = options.faults.some((f) => f === "isolate" || f === "one-way" || f === "bridge");
@@ -89,17 +89,17 @@ export class Nemesis {
   private async run(): Promise<void> {
     const signal = this.stopping.signal;
     const { holdMs, quietMs } = this.options;
-    await sleep(this.rng.int(quietMs[0], quietMs[1]), signal);
+    await sleep(this.rng.between(quietMs[0], quietMs[1]), signal);
     while (!signal.aborted) {
       const kind = this.rng.pick(this.options.faults);
-      const hold = this.rng.int(holdMs[0], holdMs[1]);
+      const hold = this.rng.between(holdMs[0], holdMs[1]);
       const record: FaultRecord = { kind, detail: "", startedAt: now() };
       this.log.push(record);
       const heal = await this.inject(kind, record);
       await sleep(hold, signal);
       await heal();
       record.endedAt = now();
-      await sleep(this.rng.int(quietMs[0], quietMs[1]), signal);
+      await sleep(this.rng.between(quietMs[0], quietMs[1]), signal);
     }
   }
 
@@ -107,7 +107,7 @@ export class Nemesis {
   private async inject(kind: FaultKind, record: FaultRecord): Promise<() => Promise<void>> {
     const c = this.cluster;
     const n = c.members.length;
-    const randomMember = () => this.rng.int(0, n - 1);
+    const randomMember = () => this.rng.between(0, n - 1);
     const linkState = (): LinkState => (this.rng.chance(0.5) ? "stall" : "drop");
     switch (kind) {
       case "kill":
@@ -156,7 +156,7 @@ export class Nemesis {
       }
       case "one-way": {
         const a = randomMember();
-        const b = (a + this.rng.int(1, n - 1)) % n;
+        const b = (a + this.rng.between(1, n - 1)) % n;
         const state = linkState();
         record.detail = `m${a} -> m${b}: ${state}`;
         c.network!.setLink(a, b, state);
@@ -164,7 +164,7 @@ export class Nemesis {
       }
       case "bridge": {
         const a = randomMember();
-        const b = (a + this.rng.int(1, n - 1)) % n;
+        const b = (a + this.rng.between(1, n - 1)) % n;
         const state = linkState();
         record.detail = `m${a} <-> m${b}: ${state}`;
         c.network!.setLink(a, b, state);

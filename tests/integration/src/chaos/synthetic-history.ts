@@ -3,8 +3,8 @@
 // by construction. Used to show the checker accepts large concurrent histories (and, with an
 // anomaly spliced in, still finds it).
 
+import { Prng } from "@etcd-ts/raft";
 import type { Operation } from "./history.js";
-import { SeededRandom } from "./seeded-random.js";
 
 export interface SyntheticOptions {
   seed: number;
@@ -16,7 +16,7 @@ export interface SyntheticOptions {
 }
 
 export function linearizableHistory(options: SyntheticOptions): Operation[] {
-  const rng = new SeededRandom(options.seed);
+  const rng = new Prng(options.seed);
   const key = options.key ?? "k";
   const unknownRate = options.unknownRate ?? 0.05;
   const clock = new Array<number>(options.processes).fill(0);
@@ -25,9 +25,9 @@ export function linearizableHistory(options: SyntheticOptions): Operation[] {
   const written: string[] = [];
   const ops: (Operation & { at?: number })[] = [];
   for (let id = 0; id < options.ops; id++) {
-    const p = rng.int(0, options.processes - 1);
-    const invokedAt = clock[p] + rng.int(0, 3);
-    const duration = rng.int(1, 20);
+    const p = rng.between(0, options.processes - 1);
+    const invokedAt = clock[p] + rng.between(0, 3);
+    const duration = rng.between(1, 20);
     const completedAt = invokedAt + duration;
     clock[p] = completedAt;
     const roll = rng.next();
@@ -47,7 +47,9 @@ export function linearizableHistory(options: SyntheticOptions): Operation[] {
     }
     if (op.kind === "cas")
       op.expected =
-        written.length > 1 ? written[rng.int(Math.max(0, written.length - 4), written.length - 2)] : "none";
+        written.length > 1
+          ? written[rng.between(Math.max(0, written.length - 4), written.length - 2)]
+          : "none";
     if (op.kind !== "read" && rng.chance(unknownRate)) {
       op.outcome = "unknown";
       op.completedAt = undefined;

@@ -2,11 +2,11 @@
 // txns on a few keys, each op with a deadline, recording everything; and watchers on the key
 // prefix that record every event, re-watching from where they stopped after a failure.
 
+import { Prng } from "@etcd-ts/raft";
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { type EtcdEndpoint, prefixEnd, type WireWatchResponse } from "../cluster/etcd-client.js";
 import { sleep } from "../cluster/local-cluster.js";
 import { type HistoryRecorder, now, type Operation, type Outcome, type WatcherRecord } from "./history.js";
-import { SeededRandom } from "./seeded-random.js";
 
 export interface WorkloadOptions {
   endpoints: readonly EtcdEndpoint[];
@@ -59,7 +59,7 @@ export class Workload {
 
   private async client(index: number): Promise<void> {
     const o = this.options;
-    const rng = new SeededRandom(o.seed * 1009 + index);
+    const rng = new Prng(o.seed * 1009 + index);
     let process = index;
     let endpoint = index % o.endpoints.length;
     // The last value this client saw per key: the "expected" of its next CAS on that key.
@@ -111,9 +111,9 @@ export class Workload {
         if (outcome === "unknown") process = this.nextProcess++;
         endpoint = (endpoint + 1) % o.endpoints.length;
         // A member that is down refuses at once; without a pause the client would spin.
-        await sleep(rng.int(50, 250), this.stopping.signal);
+        await sleep(rng.between(50, 250), this.stopping.signal);
       }
-      if (o.thinkMs > 0) await sleep(rng.int(0, o.thinkMs), this.stopping.signal);
+      if (o.thinkMs > 0) await sleep(rng.between(0, o.thinkMs), this.stopping.signal);
     }
   }
 }
