@@ -11,6 +11,7 @@ export const SortTarget = { KEY: 0, VERSION: 1, CREATE: 2, MOD: 3, VALUE: 4 } as
 export const CompareResult = { EQUAL: 0, GREATER: 1, LESS: 2, NOT_EQUAL: 3 } as const;
 export const CompareTarget = { VERSION: 0, CREATE: 1, MOD: 2, VALUE: 3, LEASE: 4 } as const;
 export const EventType = { PUT: 0, DELETE: 1 } as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
 export const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
 export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
 
@@ -31,10 +32,11 @@ export interface KeyValue {
   lease: bigint;
 }
 
+/** An mvccpb.Event: what a revision changed, as watchers receive it. */
 export interface Event {
-  type: number;
-  kv: KeyValue | undefined;
-  prevKv: KeyValue | undefined;
+  type: EventType;
+  kv: KeyValue;
+  prevKv?: KeyValue | undefined;
 }
 
 export interface RangeRequest {

@@ -42,7 +42,7 @@ export interface ApplyTarget {
 
 /** One change made by a write txn: etcd's `changes`, plus where the previous revision lives. */
 export interface Change {
-  type: number;
+  type: EventType;
   kv: KeyValue;
   prevMain: number;
   prevSub: number;

@@ -1,23 +1,9 @@
-// The mvccpb shapes watchers deliver. They mirror etcd's api/mvccpb/kv.proto field for field
-// (camelCase; revisions as numbers, the lease ID as a 64-bit bigint).
+// The mvccpb shapes watchers deliver: mvcc's own (they mirror etcd's api/mvccpb/kv.proto field
+// for field: camelCase, revisions as numbers, the lease ID as a 64-bit bigint).
 
-export const EventType = { PUT: 0, DELETE: 1 } as const;
-export type EventType = (typeof EventType)[keyof typeof EventType];
+import { type Event, EventType } from "../mvcc/types.js";
 
-export interface KeyValue {
-  key: Buffer;
-  createRevision: number;
-  modRevision: number;
-  version: number;
-  value: Buffer;
-  lease: bigint;
-}
-
-export interface Event {
-  type: EventType;
-  kv: KeyValue;
-  prevKv?: KeyValue;
-}
+export { type Event, EventType, type KeyValue } from "../mvcc/types.js";
 
 /** etcd's IsCreateEvent: a PUT whose key did not exist before this revision. */
 export function isCreateEvent(event: Event): boolean {
