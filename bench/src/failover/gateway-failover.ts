@@ -12,11 +12,13 @@
 // restarted and the next trial waits until all three agree on a leader.
 // Usage (after `npx tsc -b`): node bench/dist/failover/gateway-failover.js [--trials 5] [--writers 2]
 // Results: printed, and bench/results/failover-<timestamp>.json.
+
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { etcdserverpb } from "@etcd-ts/api";
 import { NatsServerProcess } from "@etcd-ts/events";
 import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
@@ -30,12 +32,11 @@ const gatewayMain = join(
   fromSource ? "services/api-gateway/src/main.ts" : "services/api-gateway/dist/main.js",
 );
 
-function argValue(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-}
-const trials = argValue("trials", 5);
-const writersPerGateway = argValue("writers", 2);
+const { values: args } = parseArgs({
+  options: { trials: { type: "string", default: "5" }, writers: { type: "string", default: "2" } },
+});
+const trials = Number(args.trials);
+const writersPerGateway = Number(args.writers);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- a minimal client: raw gRPC calls with the generated codecs ------------------------------

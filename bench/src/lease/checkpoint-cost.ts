@@ -7,18 +7,19 @@
 // 1,000 checkpoints per 0.5-s poll) and once with --experimental-enable-lease-checkpoint=false,
 // each on a fresh cluster. Then, on the first cluster, one MoveLeader: the handover's entries.
 // Usage (after `npx tsc -b`): node bench/dist/lease/checkpoint-cost.js [--leases 10000] [--seconds 30]
+
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { etcdserverpb } from "@etcd-ts/api";
 import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
 import grpc from "@grpc/grpc-js";
 
-function argValue(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-}
-const leaseCount = argValue("leases", 10_000);
-const windowSeconds = argValue("seconds", 30);
+const { values: args } = parseArgs({
+  options: { leases: { type: "string", default: "10000" }, seconds: { type: "string", default: "30" } },
+});
+const leaseCount = Number(args.leases);
+const windowSeconds = Number(args.seconds);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class Client {
