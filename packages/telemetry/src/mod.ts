@@ -17,6 +17,7 @@ export {
   type ReceivedSpan,
 } from "./otlp/otlp-trace-decoding.js";
 export { collectProcessMetrics, processRegistry, writeMetrics } from "./registry.js";
+export { stopOnSignals } from "./service-lifecycle.js";
 export {
   contextFromTraceparent,
   contextWithParent,

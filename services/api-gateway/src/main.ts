@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Entry point: parse configuration, start the gateway, stop it cleanly on SIGTERM/SIGINT.
 
-import { startTracing } from "@etcd-ts/telemetry";
+import { startTracing, stopOnSignals } from "@etcd-ts/telemetry";
 import pino from "pino";
 import { ConfigError, parseConfig, USAGE } from "./config/gateway-config.js";
 import { Gateway } from "./gateway.js";
@@ -21,24 +21,7 @@ async function main(): Promise<void> {
   const tracingHandle = await startTracing("api-gateway");
   const logger = pino({ name: "api-gateway", level: config.logLevel });
   const gateway = await Gateway.start({ ...config, logger, processMetrics: true });
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    gateway
-      .stop()
-      .then(() => tracingHandle?.shutdown())
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  stopOnSignals(() => gateway.stop(), logger, tracingHandle);
 }
 
 main().catch((err: unknown) => {

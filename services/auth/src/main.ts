@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Entry point: parse configuration, start the auth service, stop it cleanly on SIGTERM/SIGINT.
-import { startTracing } from "@etcd-ts/telemetry";
+import { startTracing, stopOnSignals } from "@etcd-ts/telemetry";
 import pino from "pino";
 import { AuthService } from "./auth-service.js";
 import { ConfigError, parseConfig, USAGE } from "./config/auth-config.js";
@@ -20,24 +20,7 @@ async function main(): Promise<void> {
   const tracingHandle = await startTracing("auth");
   const logger = pino({ name: "auth", level: config.logLevel });
   const service = await AuthService.start({ ...config, logger, processMetrics: true });
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    service
-      .stop()
-      .then(() => tracingHandle?.shutdown())
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  stopOnSignals(() => service.stop(), logger, tracingHandle);
 }
 
 main().catch((err: unknown) => {
