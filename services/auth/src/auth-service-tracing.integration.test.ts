@@ -28,15 +28,11 @@ describe("tracing an Authenticate through the gateway and the auth service", { t
 
   before(async () => {
     receiver = await startOtlpReceiverProcess();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_TRACES_SAMPLER: "parentbased_always_on",
-      OTEL_BSP_SCHEDULE_DELAY: "100",
-    };
-    delete env.OTEL_SDK_DISABLED;
-    delete env.OTEL_EXPORTER_OTLP_PROTOCOL;
-    stack = await AuthStack.start({ authReplicas: 1, memberFlags: ["--bcrypt-cost=4"], env });
+    stack = await AuthStack.start({
+      authReplicas: 1,
+      memberFlags: ["--bcrypt-cost=4"],
+      env: receiver.exportingEnv(),
+    });
     for (const args of [
       ["user", "add", "root:rootpw"],
       ["role", "add", "root"],

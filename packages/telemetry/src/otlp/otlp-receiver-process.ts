@@ -21,7 +21,24 @@ export interface OtlpReceiverProcess {
     complete: (spans: ReceivedSpan[]) => boolean,
     timeoutMs?: number,
   ): Promise<ReceivedSpan[]>;
+  /**
+   * `base` (this process's environment by default) set up to export every span here at once:
+   * this endpoint over OTLP/HTTP, sampling whatever the caller's traceparent says, 100 ms batches.
+   */
+  exportingEnv(base?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
   stop(): void;
+}
+
+function exportingEnv(url: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    OTEL_EXPORTER_OTLP_ENDPOINT: url,
+    OTEL_TRACES_SAMPLER: "parentbased_always_on",
+    OTEL_BSP_SCHEDULE_DELAY: "100",
+  };
+  delete env.OTEL_SDK_DISABLED;
+  delete env.OTEL_EXPORTER_OTLP_PROTOCOL;
+  return env;
 }
 
 /** Starts a receiver on a free loopback port (with this process's Node flags, so sources run too). */
@@ -43,6 +60,7 @@ export function startOtlpReceiverProcess(): Promise<OtlpReceiverProcess> {
         child,
         url,
         traceSpans: (id, complete, ms) => poll(url, id, complete, ms),
+        exportingEnv: (base) => exportingEnv(url, base),
         stop: () => child.kill(),
       });
     };

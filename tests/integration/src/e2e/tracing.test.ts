@@ -37,14 +37,7 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
 
   before(async () => {
     receiver = await startOtlpReceiverProcess();
-    env = {
-      ...process.env,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_TRACES_SAMPLER: "parentbased_always_on",
-      OTEL_BSP_SCHEDULE_DELAY: "100",
-    };
-    delete env.OTEL_SDK_DISABLED;
-    delete env.OTEL_EXPORTER_OTLP_PROTOCOL;
+    env = receiver.exportingEnv();
     stack = await Stack.start([], {}, [], { env });
   });
   after(async () => {
