@@ -6,7 +6,7 @@
 import grpc from "@grpc/grpc-js";
 import { Http2UnaryChannel } from "../cluster/http2-unary-channel.js";
 import type { UpstreamTls } from "../cluster/upstream-client.js";
-import { type CallCancellation, forwardableMetadata, type UnaryOutcome } from "./unary-forwarder.js";
+import type { CallCancellation, UnaryOutcome } from "./unary-forwarder.js";
 
 export const AUTHENTICATE_PATH = "/etcdserverpb.Auth/Authenticate";
 export const FORWARDED_FOR_METADATA = "x-forwarded-for";
@@ -25,15 +25,16 @@ export class AuthServiceForwarder {
   /**
    * Round-robin over the replicas; an UNAVAILABLE answer or a connection failure moves the call
    * to the next one (an unavailable replica checked no password, so nothing is counted twice).
+   * `metadata`: the caller's own copy of what may be forwarded (forwardableMetadata, cloned);
+   * the client's address is set in it here.
    */
   async forward(
     request: Buffer,
-    incoming: grpc.Metadata,
+    metadata: grpc.Metadata,
     clientAddress: string | undefined,
     deadlineMs: number | undefined,
     cancellation: CallCancellation | undefined,
   ): Promise<UnaryOutcome> {
-    const metadata = forwardableMetadata(incoming).clone();
     metadata.remove(FORWARDED_FOR_METADATA);
     if (clientAddress !== undefined) metadata.set(FORWARDED_FOR_METADATA, clientAddress);
     const deadline = deadlineMs ?? Date.now() + DEFAULT_TIMEOUT_MS;
