@@ -14,6 +14,9 @@
 //
 // A linearizable read: etcdserver.read_index (the ReadIndex round) then etcdserver.wait_applied.
 // Lease expiries (lease.expire) and watch deliveries (watch.deliver) start traces of their own.
+//
+// A span started at a given time (performance.now()) is ended at one too: sdk-trace-base ends
+// such a span on Date.now() otherwise, in whole milliseconds.
 
 import { type Entry, EntryType } from "@etcd-ts/raft";
 import {
@@ -99,7 +102,7 @@ export class MemberTracing {
           },
           remoteParent(carried),
         )
-        .end();
+        .end(performance.now());
     }
   }
 
@@ -132,7 +135,7 @@ export class MemberTracing {
             { startTime: startedAt, attributes: this.applyAttributes(entries, entry) },
             remoteParent(carried),
           )
-          .end();
+          .end(performance.now());
       } else {
         links ??= [];
         links.push({ context: decodeSpanContext(carried) });
@@ -149,7 +152,7 @@ export class MemberTracing {
         },
         contextWithParent(links[0]!.context),
       )
-      .end();
+      .end(performance.now());
   }
 
   private applyAttributes(entries: readonly Entry[], entry: Entry | undefined) {
