@@ -3,8 +3,10 @@
 //                           file + sha256 trailer)
 //   <id>.db.sha256          sha256sum's line for it, written last: a full backup is listed only
 //                           when both exist
-//   <id>.delta-<from>-<to>.jsonl (+ .sha256)  the events of revisions from..to taken from a watch
-//                           after the full one (delta-events.ts), the same two-object rule
+//   <id>.delta-<from>-<to>.jsonl (+ .sha256)  the lease and auth state at revision `to`
+//                           (delta-state.ts), then the events of revisions from..to taken from a
+//                           watch after the full one (delta-events.ts), the same two-object rule;
+//                           from = to + 1: a state alone (leases or auth changed, no key did)
 // IDs are the UTC time, so they sort in time order; revisions are zero-padded to sort too.
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
@@ -12,6 +14,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import { type DeltaState, decodeState } from "./delta-state.js";
 import { BackupError, checkKey, type ObjectStore } from "./object-store.js";
 
 export interface BackupEntry {
@@ -134,7 +137,8 @@ export class BackupCatalog {
       if (m === null || m[1] !== id || !keys.has(`${o.key}.sha256`)) continue;
       out.push({ base: id, fromRevision: Number(m[2]), toRevision: Number(m[3]), key: o.key, size: o.size });
     }
-    return out.sort((a, b) => a.fromRevision - b.fromRevision);
+    // A delta with only a state (from = to + 1) sorts after the delta ending at its revision.
+    return out.sort((a, b) => a.fromRevision - b.fromRevision || a.toRevision - b.toRevision);
   }
 
   /** Stores a delta: its lines, then its .sha256. */
@@ -205,6 +209,12 @@ export class BackupCatalog {
       for (const line of lines) if (line !== "") yield line;
     }
     if (rest !== "") yield rest;
+  }
+
+  /** The lease and auth state a delta starts with (undefined for one taken before deltas had states). */
+  async deltaState(key: string): Promise<DeltaState | undefined> {
+    for await (const line of this.deltaLines(key)) return decodeState(line);
+    return undefined;
   }
 
   /** Deletes a full backup and its deltas, each marker first so nothing half-deleted is listed. */

@@ -257,9 +257,11 @@ async function delta(
     return 0;
   }
   const { fromRevision, toRevision, size, key } = result.entry;
-  io.out(
-    `delta ${key} from ${result.source.endpoint}: revisions ${fromRevision}..${toRevision}, ${size} bytes\n`,
-  );
+  const what =
+    fromRevision > toRevision
+      ? `lease and auth state at revision ${toRevision} (no key changed)`
+      : `revisions ${fromRevision}..${toRevision}`;
+  io.out(`delta ${key} from ${result.source.endpoint}: ${what}, ${size} bytes\n`);
   return 0;
 }
 
@@ -303,11 +305,17 @@ async function restore(parsed: Parsed, store: ObjectStore, io: CommandOutput): P
     });
     const pit = await pointInTimeSnapshot(catalog, id, toRevision, work, login);
     for (const warning of pit.warnings) io.err(`${warning}\n`);
+    const notes = [
+      pit.leasesGranted > 0 ? `${pit.leasesGranted} leases granted again` : "",
+      pit.leasesWithoutTtl > 0
+        ? `${pit.leasesWithoutTtl} of them with the minimum TTL (granted and ended between two deltas: TTL not recorded)`
+        : "",
+      pit.leasesRevoked > 0 ? `${pit.leasesRevoked} leases of the full backup revoked` : "",
+      pit.authRevision !== undefined ? `auth store as of auth revision ${pit.authRevision}` : "",
+    ].filter((n) => n !== "");
     io.err(
       `backup ${id} (revision ${pit.baseRevision}) + ${pit.replayed} revisions from deltas -> revision ${pit.revision}` +
-        (pit.leasesDropped > 0
-          ? `; ${pit.leasesDropped} puts restored without their lease (granted after the full backup)`
-          : "") +
+        (notes.length > 0 ? `; ${notes.join("; ")}` : "") +
         "\n",
     );
     return await runSnapshotCommand(["restore", pit.file, ...parsed.rest], io);

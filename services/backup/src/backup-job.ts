@@ -2,11 +2,22 @@
 // API. Both kinds of backup retry with back-off: a member that fails mid-stream is avoided on the
 // next attempt (another member streams it), a store that is down is tried again; after the last
 // attempt the failure is reported, and nothing incomplete is ever listed (backup-catalog.ts).
-import { openSnapshotFile, snapshotStatus } from "@etcd-ts/raft-node";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type OpenedSnapshot, openSnapshotFile, snapshotStatus } from "@etcd-ts/raft-node";
 import { type TraceContext, traced } from "@etcd-ts/telemetry";
 import type { Span } from "@opentelemetry/api";
-import type { BackupCatalog, BackupEntry, DeltaEntry, Progress } from "./backup-catalog.js";
-import { SnapshotSourceError } from "./backup-catalog.js";
+import { BackupCatalog, type BackupEntry, type DeltaEntry, type Progress, SnapshotSourceError } from "./backup-catalog.js";
+import {
+  type AuthState,
+  authOfSnapshot,
+  type DeltaState,
+  encodeState,
+  sameState,
+  stateOfSnapshot,
+} from "./delta-state.js";
+import { DirectoryStore } from "./directory-store.js";
 import type { BackupMetrics, RetryStage } from "./backup-metrics.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError, StoreUnavailableError } from "./object-store.js";
@@ -15,6 +26,7 @@ import { type RetryOptions, withRetries } from "./retry.js";
 import {
   type MemberStatus,
   memberStatus,
+  leaseAndAuthStatus,
   pickSource,
   snapshotStream,
   watchEvents,
@@ -184,11 +196,11 @@ async function takeBackupTraced(
 
 /**
  * Stores the changes since the newest full backup's last delta (or since the full backup itself)
- * as a delta, read from a watch on a follower up to the revision it has applied. `fullRevisions`
- * caches each full backup's revision (reading it means reading the snapshot).
+ * as a delta: the lease and auth state (delta-state.ts), then the events of a watch on a follower
+ * up to the revision it has applied. `fullStates` caches each full backup's state.
  */
 export async function takeDelta(
-  options: JobOptions & { fullRevisions?: Map<string, number> | undefined },
+  options: JobOptions & { fullStates?: Map<string, DeltaState> | undefined },
 ): Promise<DeltaResult> {
   return traced(
     "backup.delta",
@@ -199,7 +211,7 @@ export async function takeDelta(
 }
 
 async function takeDeltaTraced(
-  options: JobOptions & { fullRevisions?: Map<string, number> | undefined },
+  options: JobOptions & { fullStates?: Map<string, DeltaState> | undefined },
   span: Span | undefined,
   trace: TraceContext | undefined,
 ): Promise<DeltaResult> {
@@ -211,12 +223,37 @@ async function takeDeltaTraced(
       const base = (await catalog.list()).at(-1);
       if (base === undefined)
         throw new BackupError(`no full backup in ${catalog.location} to take a delta after`);
-      const after =
-        (await catalog.deltas(base.id)).at(-1)?.toRevision ?? (await fullRevision(options, base.id, trace));
+      const last = (await catalog.deltas(base.id)).at(-1);
+      // The state a restore would have without this delta: the last delta's, else the full backup's
+      // (undefined for a delta written before deltas carried states: then everything is read again).
+      const previous =
+        last === undefined ? await fullState(options, base.id, trace) : await catalog.deltaState(last.key);
+      const after = last?.toRevision ?? previous!.revision;
       const source = await chooseSource(endpoints, failed, trace, access);
-      const head = source.revision ?? 0;
-      if (head <= after) return { entry: undefined, base: base.id, source };
+      const fromSource = <T>(what: string, run: () => Promise<T>): Promise<T> =>
+        run().catch((err: unknown) => {
+          failed.add(source.endpoint);
+          if (err instanceof BackupError && !(err instanceof SnapshotSourceError)) throw err;
+          throw new SnapshotSourceError(`${what} on ${source.endpoint}: ${(err as Error).message}`);
+        });
+      // Read before the events, at the revision the delta ends at (delta-state.ts).
+      const status = await fromSource("lease and auth status", () =>
+        leaseAndAuthStatus(source.endpoint, access),
+      );
+      const head = status.revision;
+      // A member behind the last delta has nothing newer to give.
+      if (head < after) return { entry: undefined, base: base.id, source };
+      const state: DeltaState = { revision: head, leases: status.leases };
+      if (status.auth !== undefined)
+        state.auth =
+          status.auth.revision === previous?.auth?.revision
+            ? status.auth
+            : await fromSource("auth store", () => authOfMember(source.endpoint, access, trace));
+      if (head === after && previous !== undefined && sameState(state, previous))
+        return { entry: undefined, base: base.id, source };
       const lines = (async function* () {
+        yield Buffer.from(encodeState(state));
+        if (head === after) return;
         try {
           yield* watchEvents(source.endpoint, after + 1, head, { access });
         } catch (err) {
@@ -241,16 +278,50 @@ async function takeDeltaTraced(
   }
 }
 
-async function fullRevision(
-  options: { catalog: BackupCatalog; fullRevisions?: Map<string, number> | undefined },
+/**
+ * The auth store of `endpoint` with its password hashes, which no API returns: read from a
+ * snapshot it streams into a temporary file (only when the auth revision moved, which is rare).
+ */
+async function authOfMember(
+  endpoint: string,
+  access: MemberAccess,
+  trace: TraceContext | undefined,
+): Promise<AuthState> {
+  const dir = await mkdtemp(join(tmpdir(), "backup-auth-"));
+  try {
+    const catalog = new BackupCatalog(new DirectoryStore(dir));
+    await catalog.writeFull("auth", snapshotStream(endpoint, trace, access));
+    const snapshot = await openSnapshotFile(join(dir, "auth.db"));
+    try {
+      return authOfSnapshot(snapshot);
+    } finally {
+      await snapshot.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A full backup's revision, leases and auth store; `fullStates` caches them (reading means reading the snapshot). */
+async function fullState(
+  options: { catalog: BackupCatalog; fullStates?: Map<string, DeltaState> | undefined },
   id: string,
   trace: TraceContext | undefined,
-): Promise<number> {
-  const known = options.fullRevisions?.get(id);
+): Promise<DeltaState> {
+  const known = options.fullStates?.get(id);
   if (known !== undefined) return known;
-  const { revision } = await verifyBackup(options.catalog, id, trace);
-  options.fullRevisions?.set(id, revision);
-  return revision;
+  const state = await traced("backup.verify", { "backup.id": id }, trace, () =>
+    options.catalog.withCheckedFile(`${id}.db`, (path) => readFullState(path, id)),
+  );
+  options.fullStates?.set(id, state);
+  return state;
+}
+
+/** The state (revision, leases, auth store) of a snapshot file. */
+export async function readFullState(path: string, id: string): Promise<DeltaState> {
+  return withSnapshot(path, id, (snapshot) =>
+    stateOfSnapshot(snapshot, snapshotStatus(snapshot.reader).revision),
+  );
 }
 
 export interface Verified extends BackupEntry {
@@ -271,19 +342,25 @@ export function verifyBackup(catalog: BackupCatalog, id: string, parent?: TraceC
   );
 }
 
-export async function readSnapshotStatus(
+export function readSnapshotStatus(
   path: string,
   id: string,
 ): Promise<{ revision: number; totalKey: number; hash: string }> {
-  let snapshot: Awaited<ReturnType<typeof openSnapshotFile>>;
+  return withSnapshot(path, id, (snapshot) => {
+    const status = snapshotStatus(snapshot.reader);
+    return { revision: status.revision, totalKey: status.totalKey, hash: status.hash.toString(16) };
+  });
+}
+
+async function withSnapshot<T>(path: string, id: string, use: (s: OpenedSnapshot) => T): Promise<T> {
+  let snapshot: OpenedSnapshot;
   try {
     snapshot = await openSnapshotFile(path);
   } catch (err) {
     throw new BackupError(`backup ${id}: ${(err as Error).message}`);
   }
   try {
-    const status = snapshotStatus(snapshot.reader);
-    return { revision: status.revision, totalKey: status.totalKey, hash: status.hash.toString(16) };
+    return use(snapshot);
   } finally {
     await snapshot.close();
   }

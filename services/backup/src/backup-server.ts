@@ -31,6 +31,7 @@ import {
   verifyBackup,
 } from "./backup-job.js";
 import { BackupMetrics } from "./backup-metrics.js";
+import type { DeltaState } from "./delta-state.js";
 import type { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
 import { backupTime, type RetentionPolicy } from "./retention.js";
@@ -73,7 +74,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       // An id that is not a time (copied in by hand) says nothing about age.
     }
   }
-  const fullRevisions = new Map<string, number>();
+  const fullStates = new Map<string, DeltaState>();
   const job = {
     catalog,
     endpoints: options.endpoints,
@@ -118,7 +119,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
         throw err;
       }
     });
-  const delta = () => exclusive(() => takeDelta({ ...job, fullRevisions }));
+  const delta = () => exclusive(() => takeDelta({ ...job, fullStates }));
   const describeDelta = (r: DeltaResult) =>
     r.entry === undefined ? { base: r.base, delta: null } : { ...r.entry, source: r.source.endpoint };
 

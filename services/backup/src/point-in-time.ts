@@ -6,16 +6,21 @@
 // so replaying revision r onto a store at r-1 yields r again, with the same sub-revisions (so the
 // same create/mod revisions and versions of every key, and the same HashKV); every txn's answer
 // is checked to name the original revision, and a hole in the deltas is refused. Then the temporary
-// member's snapshot is the result.
+// member's snapshot is the result. Leases and the auth store, which a watch does not show, come
+// from the deltas' states (delta-state.ts): a lease a replayed put needs is granted again (with the
+// TTL a state recorded) before the txn, every lease is kept alive while the replay runs, and at
+// the target the leases are those of the target's state plus those its keys are attached to; an
+// auth store changed after the full backup replaces the snapshot's auth buckets.
 import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdserverpb } from "@etcd-ts/api";
-import { runSnapshotCommand, startMemberProcess } from "@etcd-ts/raft-node";
+import { replaceSnapshotBuckets, runSnapshotCommand, startMemberProcess } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 import { credentials } from "@grpc/grpc-js";
 import { BackupCatalog, SnapshotSourceError } from "./backup-catalog.js";
-import { readSnapshotStatus } from "./backup-job.js";
+import { readFullState } from "./backup-job.js";
 import { type DeltaEvent, decodeEvent, replayTxn, revisionsBetween } from "./delta-events.js";
+import { decodeState, type StateAt, stateAt } from "./delta-state.js";
 import { DirectoryStore } from "./directory-store.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
@@ -29,11 +34,22 @@ export interface PointInTimeResult {
   revision: number;
   /** Revisions replayed from deltas. */
   replayed: number;
-  /** Puts whose lease was granted after the full backup (deltas do not carry lease grants): restored without it. */
-  leasesDropped: number;
+  /** Leases granted again (made after the full backup: named by a delta's state or by a replayed put). */
+  leasesGranted: number;
+  /** Of those, leases no state recorded (granted and ended between two deltas): given the member's minimum TTL. */
+  leasesWithoutTtl: number;
+  /** Leases of the full backup gone by the target's state (revoked or expired without keys left). */
+  leasesRevoked: number;
+  /** The auth revision put back from a delta's state; undefined: the full backup's auth store is kept. */
+  authRevision: number | undefined;
   /** What restoring the full snapshot left behind (raft-node snapshot restore's warnings). */
   warnings: string[];
 }
+
+/** A lease a replayed put needs but whose TTL no state recorded: the member raises it to its minimum. */
+const UNKNOWN_TTL_SECONDS = 1;
+const KEEPALIVE_EVERY_MS = 500;
+const RANGE_PAGE = 1000;
 
 /**
  * Makes the snapshot of backup `id` at `toRevision` in `workDir` (which the caller removes).
@@ -50,20 +66,44 @@ export async function pointInTimeSnapshot(
   const deltas = await catalog.deltas(id);
   await mkdir(workDir, { recursive: true });
   return catalog.withCheckedFile(`${id}.db`, async (full) => {
-    const { revision: base } = await readSnapshotStatus(full, id);
+    const baseState = await readFullState(full, id);
+    const base = baseState.revision;
     if (toRevision < base)
       throw new BackupError(`revision ${toRevision} is before backup ${id}'s own revision ${base}`);
-    if (toRevision === base) {
-      const file = join(workDir, "point-in-time.db");
-      await copyFile(full, file);
-      return { file, baseRevision: base, revision: base, replayed: 0, leasesDropped: 0, warnings: [] };
-    }
     const reach = deltas.at(-1)?.toRevision ?? base;
     if (toRevision > reach)
       throw new BackupError(
         `backup ${id} and its deltas reach revision ${reach}; ${toRevision} is past them`,
       );
-    return replay(catalog, id, full, base, toRevision, workDir, login);
+    const states = [baseState];
+    for (const d of deltas) {
+      const state = await catalog.deltaState(d.key);
+      if (state !== undefined) states.push(state);
+    }
+    const at = stateAt(states, toRevision);
+    if (toRevision === base && at.state === baseState) {
+      const file = join(workDir, "point-in-time.db");
+      await copyFile(full, file);
+      return {
+        file,
+        baseRevision: base,
+        revision: base,
+        replayed: 0,
+        leasesGranted: 0,
+        leasesWithoutTtl: 0,
+        leasesRevoked: 0,
+        authRevision: undefined,
+        warnings: [],
+      };
+    }
+    const result = await replay(catalog, id, full, base, toRevision, at, workDir, login);
+    const auth = at.state.auth;
+    if (auth === undefined || auth.revision === baseState.auth?.revision || at.authBuckets === undefined)
+      return result;
+    // The API cannot set password hashes: the auth store goes into the snapshot file itself.
+    const file = join(workDir, "point-in-time-auth.db");
+    await replaceSnapshotBuckets(result.file, file, at.authBuckets);
+    return { ...result, file, authRevision: auth.revision };
   });
 }
 
@@ -73,6 +113,7 @@ async function replay(
   full: string,
   base: number,
   toRevision: number,
+  at: StateAt,
   workDir: string,
   login: MemberAccess,
 ): Promise<PointInTimeResult> {
@@ -110,32 +151,59 @@ async function replay(
   const channel = { "grpc.max_send_message_length": 80 * 1024 * 1024 };
   const kv = new etcdserverpb.KVClient(endpoint, credentials.createInsecure(), channel);
   const lease = new etcdserverpb.LeaseClient(endpoint, credentials.createInsecure());
+  const maintenance = new etcdserverpb.MaintenanceClient(endpoint, credentials.createInsecure());
+  let keepAlive: ReturnType<etcdserverpb.LeaseClient["leaseKeepAlive"]> | undefined;
+  let keepAliveTimer: NodeJS.Timeout | undefined;
   try {
     const asUser = await login.metadata(endpoint).catch((err: Error) => {
       throw new BackupError(`backup ${id}: ${err.message} (the password as of the full backup)`);
     });
-    const leases = await new Promise<etcdserverpb.LeaseLeasesResponse>((resolve, reject) =>
-      lease.leaseLeases({}, asUser, (err, r) => (err ? reject(err) : resolve(r))),
+    const unary = <T>(what: string, invoke: (done: (err: Error | null, r: T) => void) => void) =>
+      new Promise<T>((resolve, reject) => invoke((err, r) => (err ? reject(err) : resolve(r)))).catch(
+        (err: Error) => {
+          const refused = /user name is empty|permission denied|user name not found/.test(err.message);
+          throw new BackupError(
+            `${what} failed: ${err.message}` +
+              (refused
+                ? " (backup taken with auth enabled: give --user root:PASSWORD, root's password then)"
+                : ""),
+          );
+        },
+      );
+    const leases = await unary<etcdserverpb.LeaseLeasesResponse>("listing the restored leases", (done) =>
+      lease.leaseLeases({}, asUser, done),
     );
-    const known = new Set(leases.leases.map((l) => l.ID));
+    const alive = new Set(leases.leases.map((l) => l.ID));
+    // Every lease is kept alive while the replay runs: one that expired would delete its keys at a
+    // revision of its own, and the revisions would no longer be the original's.
+    keepAlive = lease.leaseKeepAlive(asUser);
+    keepAlive.on("data", () => {});
+    keepAlive.on("error", () => {});
+    const stream = keepAlive;
+    keepAliveTimer = setInterval(() => {
+      for (const ID of alive) stream.write({ ID });
+    }, KEEPALIVE_EVERY_MS);
+    let leasesGranted = 0;
+    let leasesWithoutTtl = 0;
+    const grant = async (ID: bigint, ttl: number) => {
+      await unary<etcdserverpb.LeaseGrantResponse>(`granting lease ${ID.toString(16)} again`, (done) =>
+        lease.leaseGrant({ ID, TTL: BigInt(ttl) }, asUser, done),
+      );
+      alive.add(ID);
+      leasesGranted++;
+    };
     let replayed = 0;
-    let leasesDropped = 0;
     for await (const changes of revisionsBetween(eventsOf(catalog, id), base, toRevision)) {
-      const txn = replayTxn(changes, (l) => known.has(l));
-      leasesDropped += changes.events.filter(
-        (e) => e.type === "put" && e.lease !== 0n && !known.has(e.lease),
-      ).length;
-      const res = await new Promise<etcdserverpb.TxnResponse>((resolve, reject) =>
-        kv.txn(txn, asUser, { deadline: Date.now() + 30_000 }, (err, r) => (err ? reject(err) : resolve(r))),
-      ).catch((err: Error) => {
-        const refused = /user name is empty|permission denied|user name not found/.test(err.message);
-        throw new BackupError(
-          `replaying revision ${changes.revision} failed: ${err.message}` +
-            (refused
-              ? " (backup taken with auth enabled: give --user root:PASSWORD, root's password then)"
-              : ""),
-        );
-      });
+      for (const e of changes.events) {
+        if (e.type !== "put" || e.lease === 0n || alive.has(e.lease)) continue;
+        const ttl = at.ttls.get(e.lease);
+        if (ttl === undefined) leasesWithoutTtl++;
+        await grant(e.lease, ttl ?? UNKNOWN_TTL_SECONDS);
+      }
+      const txn = replayTxn(changes, (l) => alive.has(l));
+      const res = await unary<etcdserverpb.TxnResponse>(`replaying revision ${changes.revision}`, (done) =>
+        kv.txn(txn, asUser, { deadline: Date.now() + 30_000 }, done),
+      );
       const got = Number(res.header?.revision ?? 0);
       if (got !== changes.revision)
         throw new BackupError(
@@ -143,6 +211,41 @@ async function replay(
         );
       replayed++;
     }
+    // The leases the target's state names, and every lease a key at the target is attached to.
+    const wanted = new Set(at.state.leases.map((l) => l.id));
+    for (let from = Buffer.from([0]); ; ) {
+      const page = await unary<etcdserverpb.RangeResponse>("reading the replayed keys", (done) =>
+        kv.range(
+          etcdserverpb.RangeRequest.fromPartial({
+            key: from,
+            rangeEnd: Buffer.from([0]),
+            keysOnly: true,
+            limit: BigInt(RANGE_PAGE),
+          }),
+          asUser,
+          done,
+        ),
+      );
+      for (const k of page.kvs) if (k.lease !== 0n) wanted.add(k.lease);
+      const last = page.kvs.at(-1);
+      if (!page.more || last === undefined) break;
+      from = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+    let leasesRevoked = 0;
+    for (const ID of [...alive]) {
+      if (wanted.has(ID)) continue;
+      await unary(`revoking lease ${ID.toString(16)}`, (done) => lease.leaseRevoke({ ID }, asUser, done));
+      alive.delete(ID);
+      leasesRevoked++;
+    }
+    for (const l of at.state.leases) if (!alive.has(l.id)) await grant(l.id, l.ttl);
+    const status = await unary<etcdserverpb.StatusResponse>("reading the replayed revision", (done) =>
+      maintenance.status({}, asUser, done),
+    );
+    if (Number(status.header?.revision) !== toRevision)
+      throw new BackupError(
+        `after the leases were put back the revision is ${status.header?.revision}, not ${toRevision}`,
+      );
     const out = new BackupCatalog(new DirectoryStore(join(workDir, "out")));
     const snapshot = await out
       .writeFull("point-in-time", snapshotStream(endpoint, undefined, login))
@@ -153,10 +256,23 @@ async function replay(
       });
     const file = join(workDir, "out", `${snapshot.id}.db`);
     const warnings = output.split("\n").filter((l) => l.startsWith("warning: "));
-    return { file, baseRevision: base, revision: toRevision, replayed, leasesDropped, warnings };
+    return {
+      file,
+      baseRevision: base,
+      revision: toRevision,
+      replayed,
+      leasesGranted,
+      leasesWithoutTtl,
+      leasesRevoked,
+      authRevision: undefined,
+      warnings,
+    };
   } finally {
+    clearInterval(keepAliveTimer);
+    keepAlive?.cancel();
     kv.close();
     lease.close();
+    maintenance.close();
     member.kill("SIGKILL");
     await exited;
   }
@@ -165,6 +281,7 @@ async function replay(
 /** Every event of backup `id`'s deltas, in order, each delta's sha256 checked before it is read. */
 async function* eventsOf(catalog: BackupCatalog, id: string): AsyncGenerator<DeltaEvent> {
   for (const delta of await catalog.deltas(id)) {
-    for await (const line of catalog.deltaLines(delta.key)) yield decodeEvent(line);
+    for await (const line of catalog.deltaLines(delta.key))
+      if (decodeState(line) === undefined) yield decodeEvent(line);
   }
 }

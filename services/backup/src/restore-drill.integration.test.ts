@@ -48,7 +48,10 @@ describe("restore drill through S3", { skip: haveEtcdctl ? false : "etcdctl not 
     const revisionOf = (json: string) => Number(/"revision":"?(\d+)/.exec(json)![1]);
     // History before the full backup: puts, overwrites, a delete, leases, a user.
     const lease = /lease ([0-9a-f]+) granted/.exec(await ctl("lease", "grant", "600"))![1]!;
-    const doomed = /lease ([0-9a-f]+) granted/.exec(await ctl("lease", "grant", "600"))![1]!;
+    const grant = async (ttl: number) =>
+      /lease ([0-9a-f]+) granted/.exec(await ctl("lease", "grant", String(ttl)))![1]!;
+    const doomed = await grant(600);
+    const spare = await grant(650); // no keys; revoked after the full backup
     for (let i = 0; i < 20; i++) await ctl("put", `d/${i}`, `v${i}`);
     await ctl("put", "d/0", "again");
     await ctl("del", "d/1");
@@ -68,11 +71,25 @@ describe("restore drill through S3", { skip: haveEtcdctl ? false : "etcdctl not 
     });
     assert.equal(txn.status, 0, String(txn.stderr));
     await ctl("del", "d/1", "--prefix"); // d/1, d/10..d/19
+    // What a watch does not show: leases granted (with and without keys) and revoked without
+    // keys, and auth changes (a user, a role with a permission, the role granted).
+    const fresh = await grant(900);
+    await ctl("put", "fresh-key", "f", `--lease=${fresh}`);
+    const bare = await grant(700);
+    const gone = await grant(800);
+    await ctl("lease", "revoke", gone);
+    await ctl("lease", "revoke", spare);
+    await ctl("user", "add", "bob", "--new-user-password=bob-secret");
+    await ctl("role", "add", "reader");
+    await ctl("role", "grant-permission", "reader", "read", "d/", "--prefix");
+    await ctl("user", "grant-role", "bob", "reader");
     const first = await backupCli(["delta", "--endpoints", endpoints, ...prefix]);
     assert.equal(first.code, 0, first.err);
     assert.match(first.out, new RegExp(`revisions ${fullRevision + 1}\\.\\.\\d+`));
     await ctl("lease", "revoke", doomed);
     await ctl("put", "leased-later", "x", `--lease=${lease}`);
+    const late = await grant(1000); // granted after the first delta: its TTL is in the second's state
+    await ctl("put", "late-key", "l", `--lease=${late}`);
     await ctl("put", "d/4", "target");
     const target = revisionOf(await ctl("get", "d/4", "-w", "json"));
     await ctl("put", "d/5", "after-target");
@@ -81,13 +98,17 @@ describe("restore drill through S3", { skip: haveEtcdctl ? false : "etcdctl not 
     assert.equal(second.code, 0, second.err);
     const nothing = await backupCli(["delta", "--endpoints", endpoints, ...prefix]);
     assert.match(nothing.out, /no changes since the last backup/);
+    // A lease granted with no key written: a delta of the state alone (at the second delta's revision).
+    const idle = await grant(500);
+    const stateOnly = await backupCli(["delta", "--endpoints", endpoints, ...prefix]);
+    assert.match(stateOnly.out, /lease and auth state at revision \d+ \(no key changed\)/, stateOnly.err);
     const listed = await backupCli(["list", ...prefix]);
     assert.equal(
       listed.out
         .trim()
         .split("\n")
         .filter((l) => l.includes("\tdelta\t")).length,
-      2,
+      3,
       listed.out,
     );
 
@@ -148,10 +169,32 @@ describe("restore drill through S3", { skip: haveEtcdctl ? false : "etcdctl not 
         await rctl("lease", "timetolive", lease, "--keys"),
         /attached keys\(\[(leased leased-later|leased-later leased)\]\)/,
       );
-      // The user made before the full backup is there (auth store restored with it).
-      assert.equal(await rctl("user", "list"), "alice\n");
+      // Leases: the target's state (the newest read at the second delta's end revision: the
+      // state-only delta's) and those its keys need, with their granted TTLs; those revoked are gone.
+      const leaseIds = (await rctl("lease", "list")).match(/[0-9a-f]{6,}/g)!.sort();
+      assert.deepEqual(leaseIds, [lease, fresh, bare, late, idle].sort(), "restored leases");
+      for (const [id, ttl, keys] of [
+        [fresh, 900, "fresh-key"],
+        [bare, 700, ""],
+        [late, 1000, "late-key"],
+        [idle, 500, ""],
+      ] as const) {
+        const ttlOut = await rctl("lease", "timetolive", id, "--keys");
+        assert.match(ttlOut, new RegExp(`granted with TTL\\(${ttl}s\\)`), ttlOut);
+        assert.match(ttlOut, new RegExp(`attached keys\\(\\[${keys}\\]\\)`), ttlOut);
+      }
+      // Users before and after the full backup, the role and its permission (auth store of the delta).
+      assert.equal(await rctl("user", "list"), "alice\nbob\n");
+      assert.match(await rctl("user", "get", "bob"), /Roles: reader/);
+      assert.match(await rctl("role", "get", "reader"), /\[d\/, d0\)/);
       // The new cluster goes on from the target revision.
       assert.equal(revisionOf(await rctl("put", "new", "1", "-w", "json")), target + 1);
+      // bob's password hash came over: with auth on, bob logs in and reads what his role allows.
+      await rctl("user", "add", "root", "--new-user-password=root-secret");
+      await rctl("user", "grant-role", "root", "root");
+      await rctl("auth", "enable");
+      assert.match(await rctl("--user=bob:bob-secret", "get", "d/0"), /again/);
+      await assert.rejects(rctl("--user=bob:wrong", "get", "d/0"), /authentication failed/);
 
       // Past the deltas, or before the full backup: refused, nothing written.
       const dataDir = join(scratch, "never");

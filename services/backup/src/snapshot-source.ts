@@ -4,8 +4,10 @@ import { etcdserverpb } from "@etcd-ts/api";
 import { type TraceContext, withTraceparent } from "@etcd-ts/telemetry";
 import { Metadata } from "@grpc/grpc-js";
 import { encodeEvent } from "./delta-events.js";
+import type { LeaseState } from "./delta-state.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
+import { SnapshotSourceError } from "./backup-catalog.js";
 
 export interface MemberStatus {
   endpoint: string;
@@ -146,5 +148,80 @@ export async function* watchEvents(
     clearTimeout(timer);
     call.cancel();
     c.close();
+  }
+}
+
+/** What a delta's state needs from a member, read through its API (delta-state.ts). */
+export interface LeaseAndAuthStatus {
+  /** The member's revision when the lease list was read. */
+  revision: number;
+  leases: LeaseState[];
+  /** undefined: the member has no AuthStatus (etcd 3.4). */
+  auth?: { revision: number; enabled: boolean };
+}
+
+const UNARY_DEADLINE_MS = 10_000;
+const TIME_TO_LIVE_IN_FLIGHT = 16;
+
+/**
+ * Every lease of `endpoint` with its granted and remaining TTL, and its auth revision. A lease
+ * revoked between the list and its TimeToLive is left out (it is gone). Failures are the
+ * member's (SnapshotSourceError, another member may do), refusals final (MemberAccess.refused).
+ */
+export async function leaseAndAuthStatus(
+  endpoint: string,
+  access = MemberAccess.plaintext,
+): Promise<LeaseAndAuthStatus> {
+  const address = access.address(endpoint);
+  const lease = new etcdserverpb.LeaseClient(address, access.channel, CHANNEL);
+  const auth = new etcdserverpb.AuthClient(address, access.channel, CHANNEL);
+  const call = async <T>(
+    what: string,
+    invoke: (md: Metadata, options: { deadline: number }, done: (err: Error | null, r: T) => void) => void,
+  ): Promise<T> => {
+    const md = await access.metadata(endpoint);
+    return new Promise<T>((resolve, reject) =>
+      invoke(md, { deadline: Date.now() + UNARY_DEADLINE_MS }, (err, r) => {
+        if (err === null) return resolve(r);
+        const refused = access.refused(endpoint, err);
+        reject(refused === err ? new SnapshotSourceError(`${what} on ${endpoint}: ${err.message}`) : refused);
+      }),
+    );
+  };
+  try {
+    const list = await call<etcdserverpb.LeaseLeasesResponse>("LeaseLeases", (md, o, done) =>
+      lease.leaseLeases({}, md, o, done),
+    );
+    const ids = list.leases.map((l) => l.ID);
+    const leases: LeaseState[] = [];
+    for (let i = 0; i < ids.length; i += TIME_TO_LIVE_IN_FLIGHT) {
+      const batch = await Promise.all(
+        ids.slice(i, i + TIME_TO_LIVE_IN_FLIGHT).map((ID) =>
+          call<etcdserverpb.LeaseTimeToLiveResponse>("LeaseTimeToLive", (md, o, done) =>
+            lease.leaseTimeToLive({ ID, keys: false }, md, o, done),
+          ),
+        ),
+      );
+      for (const t of batch)
+        if (t.TTL >= 0n) leases.push({ id: t.ID, ttl: Number(t.grantedTTL), remaining: Number(t.TTL) });
+    }
+    let authStatus: LeaseAndAuthStatus["auth"];
+    try {
+      const a = await call<etcdserverpb.AuthStatusResponse>("AuthStatus", (md, o, done) =>
+        auth.authStatus({}, md, o, done),
+      );
+      authStatus = { revision: Number(a.authRevision), enabled: a.enabled };
+    } catch (err) {
+      // etcd 3.4 has no AuthStatus: its deltas carry leases only.
+      if (!/UNIMPLEMENTED/.test((err as Error).message)) throw err;
+    }
+    return {
+      revision: Number(list.header?.revision ?? 0),
+      leases,
+      ...(authStatus === undefined ? {} : { auth: authStatus }),
+    };
+  } finally {
+    lease.close();
+    auth.close();
   }
 }

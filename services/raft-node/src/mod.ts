@@ -8,13 +8,16 @@ export {
   memberConfig,
   parseFlags,
 } from "./config/flags.js";
+export { decodeLeaseRecord } from "./lease/mod.js";
 export { clusterIdFor, formatId, memberIdFor } from "./membership/member-id.js";
 export { CLUSTER_VERSION, type EtcdServer, Member, type MemberEvents, SERVER_VERSION } from "./server/mod.js";
 export {
   BUCKETS,
   type OpenedSnapshot,
   openSnapshotFile,
+  replaceSnapshotBuckets,
   type RestoreResult,
+  type Row as SnapshotRow,
   restoreSnapshot,
   runSnapshotCommand,
   SnapshotFileError,

@@ -2,13 +2,14 @@
 // store for Maintenance.Snapshot, read back by `raft-node snapshot status|restore`.
 export { BboltFormatError, BboltReader, type BucketRoot } from "./bbolt-reader.js";
 export { BboltWriter } from "./bbolt-writer.js";
-export { BUCKETS, writeEtcdBackend } from "./etcd-backend.js";
+export { BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
 export { type RestoreResult, restoreSnapshot } from "./restore.js";
 export { runSnapshotCommand } from "./snapshot-command.js";
 export {
   formatStatus,
   type OpenedSnapshot,
   openSnapshotFile,
+  replaceSnapshotBuckets,
   SHA256_SIZE,
   SnapshotFileError,
   snapshotStatus,

@@ -5,13 +5,13 @@
 // few pages plus one write batch whatever the database size.
 import { createHash } from "node:crypto";
 import { createReadStream, readSync } from "node:fs";
-import { type FileHandle, open, stat } from "node:fs/promises";
+import { appendFile, type FileHandle, open, stat } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import type { StoreView } from "../mvcc/mod.js";
 import { MAGIC, PAGE_HEADER_SIZE } from "./bbolt-format.js";
-import { BboltFormatError, BboltReader, bucketRootOf as bucketRoot } from "./bbolt-reader.js";
-import type { WrittenPage } from "./bbolt-writer.js";
-import { type BackendContext, BUCKETS, writeEtcdBackend } from "./etcd-backend.js";
+import { BboltFormatError, BboltReader, type BucketRoot, bucketRootOf as bucketRoot } from "./bbolt-reader.js";
+import { BboltWriter, type WrittenPage } from "./bbolt-writer.js";
+import { type BackendContext, BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
 
 export const SHA256_SIZE = 32;
 /** etcd's test for a trailer: the db is whole pages (a multiple of 512), the trailer 32 bytes. */
@@ -26,6 +26,19 @@ export async function writeBackendFile(
   context: BackendContext,
   path: string,
 ): Promise<number> {
+  return writePagedFile(path, (writePages) => writeEtcdBackend(view, context, writePages));
+}
+
+/**
+ * Writes the pages a BboltWriter produces (in ID order) to `path`, then the meta pages at offset
+ * 0; returns the database's size in bytes.
+ */
+async function writePagedFile(
+  path: string,
+  produce: (
+    writePages: (pages: WrittenPage[]) => Promise<void>,
+  ) => Promise<{ metaPages: Buffer; pageCount: number }>,
+): Promise<number> {
   const file = await open(path, "w");
   try {
     let batch: Buffer[] = [];
@@ -38,7 +51,7 @@ export async function writeBackendFile(
       batch = [];
       batchBytes = 0;
     };
-    const { metaPages, pageCount } = await writeEtcdBackend(view, context, async (pages: WrittenPage[]) => {
+    const { metaPages, pageCount } = await produce(async (pages: WrittenPage[]) => {
       for (const page of pages) {
         pageSize ||= metaPageSize(page);
         // Pages arrive in ID order, so a batch is one contiguous run.
@@ -54,6 +67,58 @@ export async function writeBackendFile(
   } finally {
     await file.close();
   }
+}
+
+/**
+ * Copies snapshot file `from` (checked as openSnapshotFile checks it) to `to` with the rows of the
+ * buckets named in `replace` swapped for the given ones (sorted by key here), every other bucket
+ * copied row by row, and a new sha256 trailer. The backup's point-in-time restore puts back the
+ * auth store as of a delta this way: etcd's API cannot set a user's password hash.
+ */
+export async function replaceSnapshotBuckets(
+  from: string,
+  to: string,
+  replace: Readonly<Record<string, readonly Row[]>>,
+): Promise<void> {
+  const snapshot = await openSnapshotFile(from);
+  try {
+    const existing = new Map<string, BucketRoot>();
+    for (const row of snapshot.reader.rows(snapshot.reader.root)) {
+      if (!row.isBucket) throw new SnapshotFileError(`snapshot ${from}: top-level key ${row.key} is not a bucket`);
+      existing.set(row.key.toString("latin1"), bucketRoot(row.value));
+    }
+    const names = [...new Set([...existing.keys(), ...Object.keys(replace)])].sort((a, b) =>
+      Buffer.compare(Buffer.from(a, "latin1"), Buffer.from(b, "latin1")),
+    );
+    const writer = new BboltWriter(snapshot.reader.meta.pageSize);
+    await writePagedFile(to, async (writePages) => {
+      for (const name of names) {
+        writer.beginBucket(Buffer.from(name, "latin1"));
+        const given = replace[name];
+        const rows: Iterable<Row> =
+          given !== undefined
+            ? [...given].sort((a, b) => Buffer.compare(a.key, b.key))
+            : snapshot.reader.rows(existing.get(name)!);
+        let pages: WrittenPage[] = [];
+        for (const row of rows) {
+          pages.push(...writer.put(Buffer.from(row.key), Buffer.from(row.value)));
+          if (pages.length >= 256) {
+            await writePages(pages);
+            pages = [];
+          }
+        }
+        await writePages([...pages, ...writer.endBucket()]);
+      }
+      const done = writer.finish();
+      await writePages(done.pages);
+      return { metaPages: done.metaPages, pageCount: done.pageCount };
+    });
+  } finally {
+    await snapshot.close();
+  }
+  const sha = createHash("sha256");
+  for await (const chunk of createReadStream(to, { highWaterMark: 1024 * 1024 })) sha.update(chunk as Buffer);
+  await appendFile(to, sha.digest());
 }
 
 function metaPageSize(page: WrittenPage): number {
