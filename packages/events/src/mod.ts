@@ -14,6 +14,7 @@ export {
   ANY_CLUSTER,
   type AuthKeysRotated,
   type BackupCompleted,
+  type BackupKind,
   type BackupFailed,
   type BackupNowReply,
   type BackupNowRequest,

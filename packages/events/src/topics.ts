@@ -55,15 +55,31 @@ export interface Compacted {
 }
 
 export type BackupTrigger = "schedule" | "http" | "nats";
+/** A full backup (a snapshot) or a delta (the changes since the last one). */
+export type BackupKind = "full" | "delta";
 
 export interface BackupStarted {
   trigger: BackupTrigger;
+  /** Absent from older senders, which published full backups only. */
+  kind?: BackupKind;
   at: number;
 }
 
 export interface BackupCompleted {
   trigger: BackupTrigger;
+  /** Absent from older senders: "full". */
+  kind?: BackupKind;
+  /** A full backup's id; a delta's object name (`<base>.delta-<from>-<to>.jsonl`). */
   id: string;
+  /** A delta's full backup. */
+  base?: string;
+  /**
+   * The revision the backup restores to: a full backup's snapshot revision (read back from the
+   * stored object), a delta's last revision. Absent from older senders.
+   */
+  revision?: number;
+  /** A delta's first revision (revision + 1 for a delta of lease and auth state alone). */
+  fromRevision?: number;
   size: number;
   sha256: string;
   /** The member the snapshot was pulled from. */
@@ -78,6 +94,8 @@ export interface BackupCompleted {
 
 export interface BackupFailed {
   trigger: BackupTrigger;
+  /** Absent from older senders: "full". */
+  kind?: BackupKind;
   error: string;
   at: number;
 }
@@ -119,8 +137,15 @@ const isMember = (m: unknown): boolean =>
   isStrings(m.clientUrls) &&
   typeof m.isLearner === "boolean";
 
+const isKind = (v: unknown): boolean => v === undefined || v === "full" || v === "delta";
+const isOptionalNumber = (v: unknown): boolean => v === undefined || isNumber(v);
+
 const isBackupCompleted = (v: Record<string, unknown>): boolean =>
   isString(v.trigger) &&
+  isKind(v.kind) &&
+  isOptionalNumber(v.revision) &&
+  isOptionalNumber(v.fromRevision) &&
+  (v.base === undefined || isString(v.base)) &&
   isString(v.id) &&
   isNumber(v.size) &&
   isString(v.sha256) &&
@@ -163,7 +188,7 @@ export const topics = {
   }),
   backupStarted: {
     subject: "backup.started",
-    decode: checked<BackupStarted>((v) => isString(v.trigger) && isNumber(v.at)),
+    decode: checked<BackupStarted>((v) => isString(v.trigger) && isKind(v.kind) && isNumber(v.at)),
   } satisfies Topic<BackupStarted>,
   backupCompleted: {
     subject: "backup.completed",
@@ -171,7 +196,9 @@ export const topics = {
   } satisfies Topic<BackupCompleted>,
   backupFailed: {
     subject: "backup.failed",
-    decode: checked<BackupFailed>((v) => isString(v.trigger) && isString(v.error) && isNumber(v.at)),
+    decode: checked<BackupFailed>(
+      (v) => isString(v.trigger) && isKind(v.kind) && isString(v.error) && isNumber(v.at),
+    ),
   } satisfies Topic<BackupFailed>,
   /** Request/reply: take a backup now; the reply comes once it is stored (or failed). */
   backupNow: {

@@ -30,6 +30,8 @@ export interface DeltaEntry {
   toRevision: number;
   key: string;
   size: number;
+  /** Known when just written (listing does not read the .sha256 objects). */
+  sha256?: string;
 }
 
 export interface Progress {
@@ -161,8 +163,9 @@ export class BackupCatalog {
         }
       })(),
     );
-    await this.commit(key, sha.digest("hex"));
-    return { base, fromRevision, toRevision, key, size };
+    const sha256 = sha.digest("hex");
+    await this.commit(key, sha256);
+    return { base, fromRevision, toRevision, key, size, sha256 };
   }
 
   /** Recomputes the snapshot's sha256 (downloading it from a remote store) against the stored one. */

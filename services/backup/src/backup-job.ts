@@ -303,7 +303,7 @@ async function authOfMember(
 }
 
 /** A full backup's revision, leases and auth store; `fullStates` caches them (reading means reading the snapshot). */
-async function fullState(
+export async function fullState(
   options: { catalog: BackupCatalog; fullStates?: Map<string, DeltaState> | undefined },
   id: string,
   trace: TraceContext | undefined,

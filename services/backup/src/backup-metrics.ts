@@ -5,7 +5,9 @@
 import { processRegistry } from "@etcd-ts/telemetry";
 import { Counter, Gauge, type Registry } from "prom-client";
 
-export type BackupKind = "full" | "delta";
+import type { BackupKind } from "@etcd-ts/events";
+
+export type { BackupKind };
 /** What a retry was for: the member streaming the snapshot or watch, or the object store. */
 export type RetryStage = "source" | "store";
 

@@ -7,9 +7,10 @@
 //   GET  /metrics              -> Prometheus text format (backup-metrics.ts + process metrics)
 // A scheduled run that fails (after its retries) is logged and counted, and the schedule goes on;
 // runs never overlap, a full backup and a delta included.
-// With NATS (natsUrl): every full backup publishes backup.started then backup.completed or
-// backup.failed, and a request on backup.now takes one (the reply says how it went). Deltas
-// publish nothing.
+// With NATS (natsUrl): every full backup publishes backup.started then backup.completed (with
+// the snapshot's revision, read back from the store) or backup.failed, and a request on
+// backup.now takes one (the reply says how it went); every stored delta publishes
+// backup.completed (kind "delta"), a failed one backup.failed.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
@@ -27,6 +28,7 @@ import {
   type DeltaResult,
   type RetrySettings,
   takeBackup,
+  fullState,
   takeDelta,
   verifyBackup,
 } from "./backup-job.js";
@@ -100,26 +102,75 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     seconds: r.seconds,
     attempts: r.attempts,
   });
-  const completed = (r: BackupResult, trigger: BackupTrigger): BackupCompleted => ({
+  const completed = (r: BackupResult, trigger: BackupTrigger, revision?: number): BackupCompleted => ({
     trigger,
+    kind: "full",
     ...describeFull(r),
+    ...(revision === undefined ? {} : { revision }),
     at: Date.now(),
   });
+  /**
+   * The snapshot's revision, read back from the store (the member does not say it): the next
+   * delta needs it too, so it is cached for it. A backup that cannot be read back is still stored.
+   */
+  const revisionOf = async (id: string): Promise<number | undefined> => {
+    try {
+      return (await fullState({ catalog, fullStates }, id, undefined)).revision;
+    } catch (err) {
+      log(`backup ${id}: reading its revision back failed: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
   // Started once the store and the schedules are known good (below), so a failed start leaks no connection.
   let plane: ControlPlane | undefined;
   const full = (trigger: BackupTrigger) =>
     exclusive(async () => {
-      plane?.publish(topics.backupStarted, { trigger, at: Date.now() });
+      plane?.publish(topics.backupStarted, { trigger, kind: "full", at: Date.now() });
       try {
         const result = await takeBackup({ ...job, retention: options.retention });
-        plane?.publish(topics.backupCompleted, completed(result, trigger));
-        return result;
+        const event = completed(result, trigger, plane === undefined ? undefined : await revisionOf(result.entry.id));
+        plane?.publish(topics.backupCompleted, event);
+        return { result, event };
       } catch (err) {
-        plane?.publish(topics.backupFailed, { trigger, error: (err as Error).message, at: Date.now() });
+        plane?.publish(topics.backupFailed, {
+          trigger,
+          kind: "full",
+          error: (err as Error).message,
+          at: Date.now(),
+        });
         throw err;
       }
     });
-  const delta = () => exclusive(() => takeDelta({ ...job, fullStates }));
+  const delta = (trigger: BackupTrigger) =>
+    exclusive(async () => {
+      try {
+        const r = await takeDelta({ ...job, fullStates });
+        if (r.entry !== undefined)
+          plane?.publish(topics.backupCompleted, {
+            trigger,
+            kind: "delta",
+            id: r.entry.key,
+            base: r.base,
+            revision: r.entry.toRevision,
+            fromRevision: r.entry.fromRevision,
+            size: r.entry.size,
+            sha256: r.entry.sha256 ?? "",
+            source: r.source.endpoint,
+            seconds: r.seconds,
+            removed: [],
+            at: Date.now(),
+          });
+        return r;
+      } catch (err) {
+        plane?.publish(topics.backupFailed, {
+          trigger,
+          kind: "delta",
+          error: (err as Error).message,
+          at: Date.now(),
+        });
+        throw err;
+      }
+    });
   const describeDelta = (r: DeltaResult) =>
     r.entry === undefined ? { base: r.base, delta: null } : { ...r.entry, source: r.source.endpoint };
 
@@ -149,11 +200,11 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       throw new BackupError(`invalid ${flag} "${expression}": ${(err as Error).message}`);
     }
   };
-  schedule("--cron", options.cron, async () => describeFull(await full("schedule")), "backup");
+  schedule("--cron", options.cron, async () => describeFull((await full("schedule")).result), "backup");
   schedule(
     "--delta-cron",
     options.deltaCron,
-    async () => describeDelta(await delta()),
+    async () => describeDelta(await delta("schedule")),
     "delta",
     async () => ((await catalog.list()).length === 0 ? "no full backup yet" : undefined),
   );
@@ -170,7 +221,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       topics.backupNow,
       async () => {
         try {
-          return { ok: true as const, backup: completed(await full("nats"), "nats") };
+          return { ok: true as const, backup: (await full("nats")).event };
         } catch (err) {
           return { ok: false as const, error: (err as Error).message };
         }
@@ -190,8 +241,8 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     if ((path === "/backups" || path === "/deltas") && req.method === "POST") {
       if (running !== undefined) return send(res, 409, { error: "a backup is already running" });
       try {
-        if (path === "/backups") return send(res, 201, describeFull(await full("http")));
-        const r = await delta();
+        if (path === "/backups") return send(res, 201, describeFull((await full("http")).result));
+        const r = await delta("http");
         return send(res, r.entry === undefined ? 200 : 201, describeDelta(r));
       } catch (err) {
         return send(res, 502, { error: (err as Error).message });
