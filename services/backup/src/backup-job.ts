@@ -8,7 +8,14 @@ import { join } from "node:path";
 import { type OpenedSnapshot, openSnapshotFile, snapshotStatus } from "@etcd-ts/raft-node";
 import { type TraceContext, traced } from "@etcd-ts/telemetry";
 import type { Span } from "@opentelemetry/api";
-import { BackupCatalog, type BackupEntry, type DeltaEntry, type Progress, SnapshotSourceError } from "./backup-catalog.js";
+import {
+  BackupCatalog,
+  type BackupEntry,
+  type DeltaEntry,
+  type Progress,
+  SnapshotSourceError,
+} from "./backup-catalog.js";
+import type { BackupMetrics, RetryStage } from "./backup-metrics.js";
 import {
   type AuthState,
   authOfSnapshot,
@@ -18,15 +25,14 @@ import {
   stateOfSnapshot,
 } from "./delta-state.js";
 import { DirectoryStore } from "./directory-store.js";
-import type { BackupMetrics, RetryStage } from "./backup-metrics.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError, StoreUnavailableError } from "./object-store.js";
 import { backupId, beyondRetention, checkPolicy, type RetentionPolicy } from "./retention.js";
 import { type RetryOptions, withRetries } from "./retry.js";
 import {
+  leaseAndAuthStatus,
   type MemberStatus,
   memberStatus,
-  leaseAndAuthStatus,
   pickSource,
   snapshotStream,
   watchEvents,

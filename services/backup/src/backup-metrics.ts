@@ -2,10 +2,10 @@
 // etcd-ts process has (@etcd-ts/telemetry): how old the newest good backup is, its size and
 // duration, and how often backups fail or are retried. Alerts want `backup_age_seconds` and
 // `increase(backup_failures_total[1h])`.
-import { processRegistry } from "@etcd-ts/telemetry";
-import { Counter, Gauge, type Registry } from "prom-client";
 
 import type { BackupKind } from "@etcd-ts/events";
+import { processRegistry } from "@etcd-ts/telemetry";
+import { Counter, Gauge, type Registry } from "prom-client";
 
 export type { BackupKind };
 /** What a retry was for: the member streaming the snapshot or watch, or the object store. */

@@ -26,9 +26,9 @@ import type { BackupCatalog } from "./backup-catalog.js";
 import {
   type BackupResult,
   type DeltaResult,
+  fullState,
   type RetrySettings,
   takeBackup,
-  fullState,
   takeDelta,
   verifyBackup,
 } from "./backup-job.js";
@@ -128,7 +128,11 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       plane?.publish(topics.backupStarted, { trigger, kind: "full", at: Date.now() });
       try {
         const result = await takeBackup({ ...job, retention: options.retention });
-        const event = completed(result, trigger, plane === undefined ? undefined : await revisionOf(result.entry.id));
+        const event = completed(
+          result,
+          trigger,
+          plane === undefined ? undefined : await revisionOf(result.entry.id),
+        );
         plane?.publish(topics.backupCompleted, event);
         return { result, event };
       } catch (err) {

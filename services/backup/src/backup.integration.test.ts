@@ -194,6 +194,27 @@ describe("backup CLI against a 3-member cluster", {
       assert.equal((await fetch(`${server.url}/backups`, { method: "POST" })).status, 201);
       await waitFor(() => completed.some((e) => e.trigger === "http"), "backup.completed for HTTP");
       assert.deepEqual(failed, []);
+      // A full backup's event names its kind and the snapshot's revision (read back from the store).
+      const full = completed.find((e) => e.trigger === "http")!;
+      assert.equal(full.kind, "full");
+      const verified = (await (await fetch(`${server.url}/backups/${full.id}/verify`)).json()) as {
+        revision: number;
+      };
+      assert.equal(full.revision, verified.revision);
+      assert.equal(started.find((e) => e.trigger === "http")?.kind, "full");
+      // A delta publishes backup.completed too: its object, base, revisions, size and sha256.
+      const put = await run("etcdctl", [`--endpoints=${endpoints}`, "put", "nats/delta", "1", "-w", "json"]);
+      const putRevision = Number(/"revision":(\d+)/.exec(put.stdout)![1]);
+      assert.equal((await fetch(`${server.url}/deltas`, { method: "POST" })).status, 201);
+      await waitFor(() => completed.some((e) => e.kind === "delta"), "backup.completed for a delta");
+      const delta = completed.find((e) => e.kind === "delta")!;
+      assert.equal(delta.trigger, "http");
+      assert.equal(delta.base, full.id);
+      assert.equal(delta.fromRevision, full.revision! + 1);
+      assert.equal(delta.revision, putRevision);
+      const sidecar = await readFile(join(dir, "nats", `${delta.id}.sha256`), "utf8");
+      assert.equal(sidecar, `${delta.sha256}  ${delta.id}\n`);
+      assert.equal(delta.size, (await readFile(join(dir, "nats", delta.id))).length);
 
       await nats.kill();
       await nats.restart();
@@ -234,6 +255,11 @@ describe("backup CLI against a 3-member cluster", {
         () => failed.some((e) => e.trigger === "nats" && /no member answered/.test(e.error)),
         "backup.failed",
       );
+      assert.equal(failed[0]?.kind, "full");
+      // A delta that cannot be taken (no full backup to follow) publishes backup.failed as well.
+      assert.equal((await fetch(`${server.url}/deltas`, { method: "POST" })).status, 502);
+      await waitFor(() => failed.some((e) => e.kind === "delta"), "backup.failed for a delta");
+      assert.match(failed.find((e) => e.kind === "delta")!.error, /no full backup in directory/);
     } finally {
       await server.close();
       await listener.close();

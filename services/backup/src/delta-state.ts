@@ -55,7 +55,10 @@ export function encodeState(state: DeltaState): string {
                 buckets: Object.fromEntries(
                   AUTH_BUCKETS.map((name) => [
                     name,
-                    state.auth!.buckets![name].map((r) => [r.key.toString("base64"), r.value.toString("base64")]),
+                    state.auth!.buckets![name].map((r) => [
+                      r.key.toString("base64"),
+                      r.value.toString("base64"),
+                    ]),
                   ]),
                 ),
               }),
@@ -88,7 +91,11 @@ export function decodeState(line: string): DeltaState | undefined {
   if (!Array.isArray(s.leases)) throw bad('"leases"');
   const leases = (s.leases as Record<string, unknown>[]).map((l) => {
     if (typeof l?.id !== "string" || !/^-?\d+$/.test(l.id)) throw bad("lease id");
-    return { id: BigInt(l.id), ttl: int(l.ttl, "lease ttl"), remaining: int(l.remaining, "lease remaining", -1) };
+    return {
+      id: BigInt(l.id),
+      ttl: int(l.ttl, "lease ttl"),
+      remaining: int(l.remaining, "lease remaining", -1),
+    };
   });
   const state: DeltaState = { revision: int(s.rev, '"rev"'), leases };
   const a = s.auth as Record<string, unknown> | undefined;

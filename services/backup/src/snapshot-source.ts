@@ -3,11 +3,11 @@
 import { etcdserverpb } from "@etcd-ts/api";
 import { type TraceContext, withTraceparent } from "@etcd-ts/telemetry";
 import { Metadata } from "@grpc/grpc-js";
+import { SnapshotSourceError } from "./backup-catalog.js";
 import { encodeEvent } from "./delta-events.js";
 import type { LeaseState } from "./delta-state.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
-import { SnapshotSourceError } from "./backup-catalog.js";
 
 export interface MemberStatus {
   endpoint: string;
@@ -196,11 +196,13 @@ export async function leaseAndAuthStatus(
     const leases: LeaseState[] = [];
     for (let i = 0; i < ids.length; i += TIME_TO_LIVE_IN_FLIGHT) {
       const batch = await Promise.all(
-        ids.slice(i, i + TIME_TO_LIVE_IN_FLIGHT).map((ID) =>
-          call<etcdserverpb.LeaseTimeToLiveResponse>("LeaseTimeToLive", (md, o, done) =>
-            lease.leaseTimeToLive({ ID, keys: false }, md, o, done),
+        ids
+          .slice(i, i + TIME_TO_LIVE_IN_FLIGHT)
+          .map((ID) =>
+            call<etcdserverpb.LeaseTimeToLiveResponse>("LeaseTimeToLive", (md, o, done) =>
+              lease.leaseTimeToLive({ ID, keys: false }, md, o, done),
+            ),
           ),
-        ),
       );
       for (const t of batch)
         if (t.TTL >= 0n) leases.push({ id: t.ID, ttl: Number(t.grantedTTL), remaining: Number(t.TTL) });

@@ -9,7 +9,12 @@ import { appendFile, type FileHandle, open, stat } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import type { StoreView } from "../mvcc/mod.js";
 import { MAGIC, PAGE_HEADER_SIZE } from "./bbolt-format.js";
-import { BboltFormatError, BboltReader, type BucketRoot, bucketRootOf as bucketRoot } from "./bbolt-reader.js";
+import {
+  BboltFormatError,
+  BboltReader,
+  type BucketRoot,
+  bucketRootOf as bucketRoot,
+} from "./bbolt-reader.js";
 import { BboltWriter, type WrittenPage } from "./bbolt-writer.js";
 import { type BackendContext, BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
 
@@ -84,7 +89,8 @@ export async function replaceSnapshotBuckets(
   try {
     const existing = new Map<string, BucketRoot>();
     for (const row of snapshot.reader.rows(snapshot.reader.root)) {
-      if (!row.isBucket) throw new SnapshotFileError(`snapshot ${from}: top-level key ${row.key} is not a bucket`);
+      if (!row.isBucket)
+        throw new SnapshotFileError(`snapshot ${from}: top-level key ${row.key} is not a bucket`);
       existing.set(row.key.toString("latin1"), bucketRoot(row.value));
     }
     const names = [...new Set([...existing.keys(), ...Object.keys(replace)])].sort((a, b) =>
