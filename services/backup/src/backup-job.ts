@@ -243,8 +243,9 @@ async function takeDeltaTraced(
           throw new SnapshotSourceError(`${what} on ${source.endpoint}: ${(err as Error).message}`);
         });
       // Read before the events, at the revision the delta ends at (delta-state.ts).
+      const knownTtls = new Map(previous?.leases.map((l) => [l.id, l.ttl]));
       const status = await fromSource("lease and auth status", () =>
-        leaseAndAuthStatus(source.endpoint, access),
+        leaseAndAuthStatus(source.endpoint, access, knownTtls),
       );
       const head = status.revision;
       // A member behind the last delta has nothing newer to give.

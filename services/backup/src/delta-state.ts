@@ -3,7 +3,7 @@
 // starts with one line of the cluster's lease and auth state, read from the member before the
 // delta's events, at the revision the delta ends at ("rev"; a change made while it was being
 // read may be in it too):
-//   {"state":{"rev":42,"leases":[{"id":"7587...","ttl":600,"remaining":581}],
+//   {"state":{"rev":42,"leases":[{"id":"7587...","ttl":600}],
 //             "auth":{"revision":7,"enabled":true,"buckets":{"auth":[["<b64>","<b64>"]],...}}}}
 // "buckets" (etcd's auth, authUsers and authRoles buckets, password hashes included: the API
 // cannot set those, so they are copied from a snapshot) is present only when the auth revision
@@ -15,10 +15,11 @@ import { BackupError } from "./object-store.js";
 
 export interface LeaseState {
   id: bigint;
-  /** The TTL it was granted with (what etcd keeps in a snapshot; the clock restarts on restore). */
+  /**
+   * The TTL it was granted with: what etcd keeps in a snapshot (a restored lease's clock restarts
+   * from it), and constant for the lease's life, so each lease's is asked for once.
+   */
   ttl: number;
-  /** Seconds it had left when the state was read (-1 when unknown: read from a snapshot). */
-  remaining: number;
 }
 
 export const AUTH_BUCKETS = [BUCKETS.auth, BUCKETS.authUsers, BUCKETS.authRoles] as const;
@@ -66,7 +67,7 @@ export function encodeState(state: DeltaState): string {
   return `${JSON.stringify({
     state: {
       rev: state.revision,
-      leases: state.leases.map((l) => ({ id: l.id.toString(), ttl: l.ttl, remaining: l.remaining })),
+      leases: state.leases.map((l) => ({ id: l.id.toString(), ttl: l.ttl })),
       ...(auth === undefined ? {} : { auth }),
     },
   })}\n`;
@@ -91,11 +92,7 @@ export function decodeState(line: string): DeltaState | undefined {
   if (!Array.isArray(s.leases)) throw bad('"leases"');
   const leases = (s.leases as Record<string, unknown>[]).map((l) => {
     if (typeof l?.id !== "string" || !/^-?\d+$/.test(l.id)) throw bad("lease id");
-    return {
-      id: BigInt(l.id),
-      ttl: int(l.ttl, "lease ttl"),
-      remaining: int(l.remaining, "lease remaining", -1),
-    };
+    return { id: BigInt(l.id), ttl: int(l.ttl, "lease ttl") };
   });
   const state: DeltaState = { revision: int(s.rev, '"rev"'), leases };
   const a = s.auth as Record<string, unknown> | undefined;
@@ -153,7 +150,7 @@ export function stateOfSnapshot(snapshot: OpenedSnapshot, revision: number): Del
   if (root !== undefined)
     for (const row of snapshot.reader.rows(root)) {
       const record = decodeLeaseRecord(row.value);
-      leases.push({ id: record.id, ttl: record.ttl, remaining: -1 });
+      leases.push({ id: record.id, ttl: record.ttl });
     }
   return { revision, leases, auth: authOfSnapshot(snapshot) };
 }

@@ -164,13 +164,15 @@ const UNARY_DEADLINE_MS = 10_000;
 const TIME_TO_LIVE_IN_FLIGHT = 16;
 
 /**
- * Every lease of `endpoint` with its granted and remaining TTL, and its auth revision. A lease
+ * Every lease of `endpoint` with its granted TTL, and its auth revision. `knownTtls`: leases whose
+ * TTL an earlier state recorded (it never changes), so only new leases cost a TimeToLive; a lease
  * revoked between the list and its TimeToLive is left out (it is gone). Failures are the
  * member's (SnapshotSourceError, another member may do), refusals final (MemberAccess.refused).
  */
 export async function leaseAndAuthStatus(
   endpoint: string,
   access = MemberAccess.plaintext,
+  knownTtls: ReadonlyMap<bigint, number> = new Map(),
 ): Promise<LeaseAndAuthStatus> {
   const address = access.address(endpoint);
   const lease = new etcdserverpb.LeaseClient(address, access.channel, CHANNEL);
@@ -192,8 +194,13 @@ export async function leaseAndAuthStatus(
     const list = await call<etcdserverpb.LeaseLeasesResponse>("LeaseLeases", (md, o, done) =>
       lease.leaseLeases({}, md, o, done),
     );
-    const ids = list.leases.map((l) => l.ID);
     const leases: LeaseState[] = [];
+    const ids: bigint[] = [];
+    for (const { ID } of list.leases) {
+      const ttl = knownTtls.get(ID);
+      if (ttl === undefined) ids.push(ID);
+      else leases.push({ id: ID, ttl });
+    }
     for (let i = 0; i < ids.length; i += TIME_TO_LIVE_IN_FLIGHT) {
       const batch = await Promise.all(
         ids
@@ -204,8 +211,7 @@ export async function leaseAndAuthStatus(
             ),
           ),
       );
-      for (const t of batch)
-        if (t.TTL >= 0n) leases.push({ id: t.ID, ttl: Number(t.grantedTTL), remaining: Number(t.TTL) });
+      for (const t of batch) if (t.TTL >= 0n) leases.push({ id: t.ID, ttl: Number(t.grantedTTL) });
     }
     let authStatus: LeaseAndAuthStatus["auth"];
     try {

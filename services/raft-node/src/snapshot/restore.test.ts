@@ -13,8 +13,15 @@ import { MvccStore } from "../mvcc/mod.js";
 import { RocksBackend } from "../mvcc/rocks-backend.js";
 import { tempDir, withStore } from "../mvcc/store-fixture.js";
 import { Wal } from "../wal/mod.js";
+import { BUCKETS } from "./etcd-backend.js";
 import { restoreSnapshot } from "./restore.js";
-import { SnapshotFileError, writeBackendFile } from "./snapshot-file.js";
+import {
+  openSnapshotFile,
+  replaceSnapshotBuckets,
+  SnapshotFileError,
+  snapshotStatus,
+  writeBackendFile,
+} from "./snapshot-file.js";
 
 const COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN];
 
@@ -132,6 +139,45 @@ describe("snapshot restore", () => {
         /data-dir ".*" exists/,
       );
       assert.deepEqual((await readdir(dir.path)).sort(), ["existing", "flipped.db", "snap.db"]);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("replaceSnapshotBuckets: the named buckets' rows swapped (sorted), every other row as it was, a new trailer", async () => {
+    const dir = await tempDir("restore-replace-");
+    try {
+      const { file, revision } = await snapshotOf(dir.path, async (put) => {
+        for (let i = 0; i < 300; i++) await put(`k${i}`, "x".repeat(200));
+      });
+      const rowsOf = async (path: string, name: string) => {
+        const s = await openSnapshotFile(path);
+        try {
+          const root = s.reader.bucket(name);
+          return root === undefined ? [] : [...s.reader.rows(root)].map((r) => `${r.key}=${r.value}`);
+        } finally {
+          await s.close();
+        }
+      };
+      const out = join(dir.path, "replaced.db");
+      const users = [
+        { key: Buffer.from("zed"), value: Buffer.from("z") },
+        { key: Buffer.from("bob"), value: Buffer.from("b") },
+      ];
+      await replaceSnapshotBuckets(file, out, { [BUCKETS.authUsers]: users });
+      // openSnapshotFile checks the new trailer and the bbolt structure.
+      assert.deepEqual(await rowsOf(out, BUCKETS.authUsers), ["bob=b", "zed=z"]);
+      for (const name of [BUCKETS.key, BUCKETS.meta, BUCKETS.auth, BUCKETS.members])
+        assert.deepEqual(await rowsOf(out, name), await rowsOf(file, name), name);
+      const opened = await openSnapshotFile(out);
+      try {
+        assert.equal(opened.hashChecked, true);
+        assert.equal(snapshotStatus(opened.reader).revision, revision);
+      } finally {
+        await opened.close();
+      }
+      const restored = await restoreSnapshot(out, configFor(join(dir.path, "a.etcd"), "a"));
+      assert.equal(restored.keys, 300);
     } finally {
       await dir.remove();
     }
