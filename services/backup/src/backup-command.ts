@@ -310,7 +310,9 @@ async function restore(parsed: Parsed, store: ObjectStore, io: CommandOutput): P
       pit.leasesWithoutTtl > 0
         ? `${pit.leasesWithoutTtl} of them with the minimum TTL (granted and ended between two deltas: TTL not recorded)`
         : "",
-      pit.leasesRevoked > 0 ? `${pit.leasesRevoked} leases of the full backup revoked` : "",
+      pit.leasesRevoked > 0
+        ? `${pit.leasesRevoked} leases without keys revoked (gone by the target's state)`
+        : "",
       pit.authRevision !== undefined ? `auth store as of auth revision ${pit.authRevision}` : "",
     ].filter((n) => n !== "");
     io.err(

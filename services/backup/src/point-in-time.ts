@@ -38,7 +38,7 @@ export interface PointInTimeResult {
   leasesGranted: number;
   /** Of those, leases no state recorded (granted and ended between two deltas): given the member's minimum TTL. */
   leasesWithoutTtl: number;
-  /** Leases of the full backup gone by the target's state (revoked or expired without keys left). */
+  /** Leases without keys at the target that its state does not name (revoked or expired in the original). */
   leasesRevoked: number;
   /** The auth revision put back from a delta's state; undefined: the full backup's auth store is kept. */
   authRevision: number | undefined;
