@@ -107,6 +107,43 @@ describe("backup CLI against a 3-member cluster", {
     assert.ok(!existsSync(badDir));
   });
 
+  it("point-in-time restore: a key on a lease granted and revoked between two states comes back on a lease with the minimum TTL", async () => {
+    const ctl = async (...args: string[]) =>
+      (await run("etcdctl", [`--endpoints=${endpoints}`, ...args])).stdout;
+    const store = join(dir, "unknown-ttl");
+    const full = await backupCli(["now", "--endpoints", endpoints, "--dir", store]);
+    assert.equal(full.code, 0, full.err);
+    const id = /^backup (\S+)/.exec(full.out)![1]!;
+    // Granted, used and revoked before any delta: no state ever sees the lease.
+    const lease = /lease ([0-9a-f]+) granted/.exec(await ctl("lease", "grant", "300"))![1]!;
+    const put = await ctl("put", "brief", "1", `--lease=${lease}`, "-w", "json");
+    const target = Number(/"revision":(\d+)/.exec(put)![1]);
+    await ctl("lease", "revoke", lease);
+    const delta = await backupCli(["delta", "--endpoints", endpoints, "--dir", store]);
+    assert.match(delta.out, new RegExp(`revisions ${target}\\.\\.${target + 1}, `), delta.err);
+    const dataDir = join(dir, "unknown-ttl-restored");
+    const restored = await backupCli([
+      "restore",
+      id,
+      "--dir",
+      store,
+      `--to-revision=${target}`,
+      "--name=u1",
+      `--data-dir=${dataDir}`,
+      "--initial-cluster=u1=http://127.0.0.1:2380",
+      "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+    ]);
+    assert.equal(restored.code, 0, restored.err);
+    assert.match(
+      restored.err,
+      new RegExp(
+        `\\+ 1 revisions from deltas -> revision ${target}; 1 leases granted again; 1 of them with the minimum TTL`,
+      ),
+    );
+    // The restored snapshot holds the key's lease (1 lease), at the target revision.
+    assert.match(restored.out, new RegExp(`revision ${target}, .*1 lease\\(s\\)`));
+  });
+
   it("serve: backups on a cron schedule, and the HTTP API lists, takes and verifies them", async () => {
     const store = new BackupCatalog(new DirectoryStore(join(dir, "served")));
     const logs: string[] = [];
