@@ -1,5 +1,5 @@
 // Server spans for GrpcHttp2Server, through the same observer seam as the grpc_server_* metrics:
-// a call's span starts at dispatch from the caller's `traceparent` header and ends with the
+// a call's span starts at dispatch from the caller's `traceparent` (and `tracestate`) header and ends with the
 // call's status; handlers read its context with traceContextOf(call) and pass it on (the
 // member's proposal, the gateway's upstream call). Only installed when tracing is on.
 
@@ -29,7 +29,7 @@ class TracedMethod implements GrpcMethodObserver {
   }
 
   started(call: ServerCall): void {
-    const remote = parseTraceparent(call.header("traceparent"));
+    const remote = parseTraceparent(call.header("traceparent"), call.header("tracestate"));
     const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
     if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
       // The SDK would make a non-recording span (~2 us): keep only the caller's decision, which
