@@ -15,6 +15,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import {
   type BackupCompleted,
+  type BackupKind,
   type BackupTrigger,
   ControlPlane,
   registerControlPlaneMetrics,
@@ -123,10 +124,19 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
   };
   // Started once the store and the schedules are known good (below), so a failed start leaks no connection.
   let plane: ControlPlane | undefined;
+  /** Runs one backup, publishing backup.failed if it fails after its retries. */
+  const failureReported = async <T>(kind: BackupKind, trigger: BackupTrigger, run: () => Promise<T>) => {
+    try {
+      return await run();
+    } catch (err) {
+      plane?.publish(topics.backupFailed, { trigger, kind, error: (err as Error).message, at: Date.now() });
+      throw err;
+    }
+  };
   const full = (trigger: BackupTrigger) =>
-    exclusive(async () => {
+    exclusive(() => {
       plane?.publish(topics.backupStarted, { trigger, kind: "full", at: Date.now() });
-      try {
+      return failureReported("full", trigger, async () => {
         const result = await takeBackup({ ...job, retention: options.retention });
         const event = completed(
           result,
@@ -135,19 +145,11 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
         );
         plane?.publish(topics.backupCompleted, event);
         return { result, event };
-      } catch (err) {
-        plane?.publish(topics.backupFailed, {
-          trigger,
-          kind: "full",
-          error: (err as Error).message,
-          at: Date.now(),
-        });
-        throw err;
-      }
+      });
     });
   const delta = (trigger: BackupTrigger) =>
-    exclusive(async () => {
-      try {
+    exclusive(() =>
+      failureReported("delta", trigger, async () => {
         const r = await takeDelta({ ...job, fullStates });
         if (r.entry !== undefined)
           plane?.publish(topics.backupCompleted, {
@@ -165,16 +167,8 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
             at: Date.now(),
           });
         return r;
-      } catch (err) {
-        plane?.publish(topics.backupFailed, {
-          trigger,
-          kind: "delta",
-          error: (err as Error).message,
-          at: Date.now(),
-        });
-        throw err;
-      }
-    });
+      }),
+    );
   const describeDelta = (r: DeltaResult) =>
     r.entry === undefined ? { base: r.base, delta: null } : { ...r.entry, source: r.source.endpoint };
 
