@@ -121,6 +121,10 @@ describe("backup CLI against a 3-member cluster", {
     await ctl("lease", "revoke", lease);
     const delta = await backupCli(["delta", "--endpoints", endpoints, "--dir", store]);
     assert.match(delta.out, new RegExp(`revisions ${target}\\.\\.${target + 1}, `), delta.err);
+    // Auth never changed on this cluster: the delta's state names the auth revision, without buckets.
+    const deltaFile = (await readdir(store)).find((f) => f.endsWith(".jsonl"))!;
+    const stateLine = (await readFile(join(store, deltaFile), "utf8")).split("\n")[0]!;
+    assert.match(stateLine, /"auth":\{"revision":1,"enabled":false\}\}\}$/);
     const dataDir = join(dir, "unknown-ttl-restored");
     const restored = await backupCli([
       "restore",

@@ -218,7 +218,9 @@ export async function leaseAndAuthStatus(
       const a = await call<etcdserverpb.AuthStatusResponse>("AuthStatus", (md, o, done) =>
         auth.authStatus({}, md, o, done),
       );
-      authStatus = { revision: Number(a.authRevision), enabled: a.enabled };
+      // etcd's auth store starts at revision 1 (a snapshot says 1); a member of ours that never
+      // changed auth answers 0. The same state, so compared as 1.
+      authStatus = { revision: Math.max(1, Number(a.authRevision)), enabled: a.enabled };
     } catch (err) {
       // etcd 3.4 has no AuthStatus: its deltas carry leases only.
       if (!/UNIMPLEMENTED/.test((err as Error).message)) throw err;
