@@ -3,6 +3,7 @@
 // member does not serve. Every put has a deadline, every loop a bound.
 import { etcdserverpb } from "@etcd-ts/api";
 import { credentials, Metadata } from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
 
 const PREFIX = "durable/";
 const PREFIX_END = "durable0"; // "/" + 1
@@ -33,7 +34,8 @@ export class AckedWrites {
       try {
         while (!done() && Date.now() < deadline) {
           const key = `${PREFIX}${String(this.next++).padStart(8, "0")}`;
-          const value = `${key}:`.padEnd(this.valueBytes, "v");
+          // Random, so that compression cannot make a full disk's worth of data small.
+          const value = `${key}:${randomBytes(this.valueBytes).toString("base64")}`.slice(0, this.valueBytes);
           const client = clients[at % clients.length]!;
           const ok = await new Promise<boolean>((resolve) =>
             client.put(
@@ -62,7 +64,9 @@ export class AckedWrites {
    * from its own state (serializable), so a lagging or lost member is caught, not masked.
    */
   async missingOn(hostPort: string): Promise<string[]> {
-    const client = new etcdserverpb.KVClient(hostPort, credentials.createInsecure());
+    const client = new etcdserverpb.KVClient(hostPort, credentials.createInsecure(), {
+      "grpc.max_receive_message_length": -1,
+    });
     try {
       const res = await new Promise<etcdserverpb.RangeResponse>((resolve, reject) =>
         client.range(

@@ -55,7 +55,6 @@ describe("a failing disk under the WAL stops the member", {
     assert.match(m.output, /"msg":"member failed; exiting"/);
     assert.match(m.output, /ENOSPC|EIO|no space left on device|i\/o error/i);
     assert.ok(writes.failed > 0, "no put failed: the disk fault never reached the member");
-    if (process.env.DISK_DEBUG) console.log(m.output.slice(-1500), writes.acked.size, writes.failed);
 
     disk.repair();
     await cluster.restart(m);
