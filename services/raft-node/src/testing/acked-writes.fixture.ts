@@ -1,9 +1,10 @@
 // The durability tests' client: puts distinct keys under one prefix from a few concurrent
 // writers, remembers exactly the puts the cluster acknowledged, and later lists which of them a
 // member does not serve. Every put has a deadline, every loop a bound.
+
+import { randomBytes } from "node:crypto";
 import { etcdserverpb } from "@etcd-ts/api";
 import { credentials, Metadata } from "@grpc/grpc-js";
-import { randomBytes } from "node:crypto";
 
 const PREFIX = "durable/";
 const PREFIX_END = "durable0"; // "/" + 1
@@ -28,9 +29,7 @@ export class AckedWrites {
     const deadline = Date.now() + maxMs;
     const writer = async (w: number) => {
       let at = w;
-      const clients = this.hostPorts.map(
-        (hp) => new etcdserverpb.KVClient(hp, credentials.createInsecure()),
-      );
+      const clients = this.hostPorts.map((hp) => new etcdserverpb.KVClient(hp, credentials.createInsecure()));
       try {
         while (!done() && Date.now() < deadline) {
           const key = `${PREFIX}${String(this.next++).padStart(8, "0")}`;
@@ -80,7 +79,9 @@ export class AckedWrites {
           (err, r) => (err ? reject(err) : resolve(r!)),
         ),
       );
-      const served = new Map(res.kvs.map((kv) => [Buffer.from(kv.key).toString(), Buffer.from(kv.value).toString()]));
+      const served = new Map(
+        res.kvs.map((kv) => [Buffer.from(kv.key).toString(), Buffer.from(kv.value).toString()]),
+      );
       return [...this.acked].filter(([k, v]) => served.get(k) !== v).map(([k]) => k);
     } finally {
       client.close();

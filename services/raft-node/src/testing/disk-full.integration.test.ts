@@ -78,7 +78,10 @@ describe("a full disk", {
     writeFileSync(ballast, Buffer.alloc(Math.max(0, fs.freeBytes() - 256 * 1024)));
     await assert.rejects(etcdctl(ep, ["defrag"]), /No space left on device|ENOSPC|IO error/i);
     const saved = join(fs.path, "..", `snapshot-${process.pid}.db`);
-    await assert.rejects(etcdctl(ep, ["snapshot", "save", saved]), /No space left on device|ENOSPC|IO error/i);
+    await assert.rejects(
+      etcdctl(ep, ["snapshot", "save", saved]),
+      /No space left on device|ENOSPC|IO error/i,
+    );
     await rm(saved, { force: true });
     assert.ok(m.child !== undefined, `the member stopped:\n${m.output.slice(-2000)}`);
     assert.deepEqual(await writes.missingOn(ep), []);
@@ -89,6 +92,10 @@ describe("a full disk", {
     assert.deepEqual(await writes.missingOn(ep), []);
     await cluster.stop(m);
     await cluster.restart(m);
-    await eventually("restarted member serves every put", async () => (await writes.missingOn(ep)).length === 0, 10_000);
+    await eventually(
+      "restarted member serves every put",
+      async () => (await writes.missingOn(ep)).length === 0,
+      10_000,
+    );
   });
 });

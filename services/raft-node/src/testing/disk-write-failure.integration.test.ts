@@ -87,14 +87,22 @@ describe("a failing disk under the WAL stops the member", {
     assert.match(m1.output, /"msg":"member failed; exiting"/);
     const ackedAtFault = writes.acked.size;
     // The two others elect a leader and keep acknowledging.
-    await eventually("puts acknowledged after the leader failed", async () => writes.acked.size >= ackedAtFault + 200, 20_000);
+    await eventually(
+      "puts acknowledged after the leader failed",
+      async () => writes.acked.size >= ackedAtFault + 200,
+      20_000,
+    );
     stop = true;
     await load;
 
     disk.repair();
     await cluster.restart(m1);
     for (const m of [m1, m2, m3]) {
-      await eventually(`${m.name} serves every acknowledged put`, async () => (await writes.missingOn(hostPort(m))).length === 0, 20_000);
+      await eventually(
+        `${m.name} serves every acknowledged put`,
+        async () => (await writes.missingOn(hostPort(m))).length === 0,
+        20_000,
+      );
     }
   });
 });

@@ -8,7 +8,11 @@ import { type FileHandle, open, rename } from "node:fs/promises";
  * caller sees the error the kernel gives for the rest (ENOSPC, EIO) rather than a bare count.
  * Each turn writes at least one byte or throws, so the loop ends.
  */
-export async function writeFully(handle: FileHandle, chunks: readonly Uint8Array[], position: number): Promise<void> {
+export async function writeFully(
+  handle: FileHandle,
+  chunks: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
   let rest = chunks.filter((c) => c.length > 0);
   let at = position;
   while (rest.length > 0) {
