@@ -6,14 +6,14 @@
 // with every acknowledged write. A defragmentation or a snapshot file that runs out of space
 // fails that one call and leaves the member serving its previous state.
 //
-// The disk is a real size-limited tmpfs (disk-faults.fixture.ts).
+// The disk is a real size-limited tmpfs (@etcd-ts/testing's disk-faults.ts).
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { diskFaultsUnavailable, SmallFilesystem } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
-import { diskFaultsUnavailable, SmallFilesystem } from "./disk-faults.fixture.js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
@@ -23,7 +23,7 @@ const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 
 describe("a full disk", {
   timeout: 120_000,
-  skip: diskFaultsUnavailable ?? (haveEtcdctl ? false : "etcdctl not installed"),
+  skip: diskFaultsUnavailable() ?? (haveEtcdctl ? false : "etcdctl not installed"),
 }, () => {
   const filesystems: SmallFilesystem[] = [];
   const clusters: LocalCluster[] = [];

@@ -1,7 +1,7 @@
 // A WAL write or fsync that fails stops the member, as etcd's "failed to save Raft hard state
 // and entries" panic does: nothing that write carried is acknowledged, the process exits 1 with
 // the error in its last log line, and once the disk is repaired it restarts with every
-// acknowledged write. The failing disk is real (disk-faults.fixture.ts: ext4 on a loop device
+// acknowledged write. The failing disk is real (@etcd-ts/testing's disk-faults.ts: ext4 on a loop device
 // whose backing store runs out, so the kernel fails the writes and the fsync reports it).
 //
 // A member that went on after a failed fsync would answer puts the disk never stored: after
@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
-import { diskFaultsUnavailable, LoopDisk } from "./disk-faults.fixture.js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
@@ -25,7 +25,7 @@ function exitOf(m: MemberProcess): Promise<number | null> {
 
 describe("a failing disk under the WAL stops the member", {
   timeout: 120_000,
-  skip: diskFaultsUnavailable ?? (haveEtcdctl ? false : "etcdctl not installed"),
+  skip: diskFaultsUnavailable() ?? (haveEtcdctl ? false : "etcdctl not installed"),
 }, () => {
   const disks: LoopDisk[] = [];
   const clusters: LocalCluster[] = [];

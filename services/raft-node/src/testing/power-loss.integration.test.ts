@@ -1,5 +1,5 @@
 // Power loss: every write since the last fsync is gone. Members run on ext4 on loop devices
-// (disk-faults.fixture.ts); a power loss is a copy of the loop device's image taken the moment
+// (@etcd-ts/testing's disk-faults.ts); a power loss is a copy of the loop device's image taken the moment
 // the members are SIGKILLed: it holds what reached the device (every fsync'ed write) and none
 // of what was only in the mounted file system's page cache. The members restart on those
 // copies, and every acknowledged put must be served.
@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
-import { diskFaultsUnavailable, LoopDisk } from "./disk-faults.fixture.js";
 import { eventually } from "./eventually.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 
@@ -25,7 +25,7 @@ function writeFile(path: string, data: string, sync: boolean): void {
   closeSync(fd);
 }
 
-describe("power loss", { timeout: 120_000, skip: diskFaultsUnavailable }, () => {
+describe("power loss", { timeout: 120_000, skip: diskFaultsUnavailable() }, () => {
   const disks: LoopDisk[] = [];
   const clusters: LocalCluster[] = [];
   after(async () => {

@@ -12,8 +12,8 @@
 // has no device-mapper driver (`dmsetup targets` fails: no /dev/mapper/control) and loads no
 // modules, so the loop device over a tmpfs is the closest real fault it offers.
 //
-// Everything here needs root, util-linux (mount, losetup) and e2fsprogs (mkfs.ext4, e2fsck);
-// `diskFaultsUnavailable` says why a machine cannot, so tests skip with that reason.
+// Everything here needs root, util-linux (mount, losetup, fallocate) and e2fsprogs (mkfs.ext4,
+// e2fsck); `diskFaultsUnavailable()` says why a machine cannot, so tests skip with that reason.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, statfsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -44,6 +44,8 @@ function mountTmpfs(dir: string, bytes: number): void {
   run("mount", ["-t", "tmpfs", "-o", `size=${bytes},mode=0700`, "tmpfs", dir]);
 }
 
+const BALLAST = ".ballast";
+
 /** A size-limited tmpfs at a new directory: writes past `bytes` fail with ENOSPC. */
 export class SmallFilesystem {
   private constructor(readonly path: string) {}
@@ -60,6 +62,17 @@ export class SmallFilesystem {
   freeBytes(): number {
     const s = statfsSync(this.path);
     return s.bavail * s.bsize;
+  }
+
+  /** Takes every free byte (a ballast file): the next write that needs space fails with ENOSPC. */
+  fill(): void {
+    const free = this.freeBytes();
+    if (free > 0) run("fallocate", ["-l", String(free), join(this.path, BALLAST)]);
+  }
+
+  /** Space returns: the ballast of fill() is gone. */
+  unfill(): void {
+    rmSync(join(this.path, BALLAST), { force: true });
   }
 
   /** Space returns: the same files, a larger limit. */
@@ -193,7 +206,6 @@ export class LoopDisk {
   }
 }
 
-/** Why this machine cannot make these faults (a reason to skip), or undefined when it can. */
 function probe(): string | undefined {
   if (process.platform !== "linux") return "needs Linux (tmpfs, loop devices, ext4)";
   if (process.getuid?.() !== 0) return "needs root (mount, losetup)";
@@ -202,6 +214,7 @@ function probe(): string | undefined {
     ["losetup", "util-linux"],
     ["mkfs.ext4", "e2fsprogs"],
     ["e2fsck", "e2fsprogs"],
+    ["fallocate", "util-linux"],
   ] as const) {
     try {
       execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore", env: withSbin() });
@@ -227,4 +240,10 @@ function withSbin(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` };
 }
 
-export const diskFaultsUnavailable: string | undefined = probe();
+let probed: { reason: string | undefined } | undefined;
+
+/** Why this machine cannot make these faults (probed once, by mounting), or undefined when it can. */
+export function diskFaultsUnavailable(): string | undefined {
+  probed ??= { reason: probe() };
+  return probed.reason;
+}
