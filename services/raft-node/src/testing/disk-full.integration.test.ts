@@ -22,7 +22,8 @@ const MiB = 1024 * 1024;
 const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 
 describe("a full disk", {
-  timeout: 120_000,
+  // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
+  timeout: 240_000,
   skip: diskFaultsUnavailable() ?? (haveEtcdctl ? false : "etcdctl not installed"),
 }, () => {
   const filesystems: SmallFilesystem[] = [];
@@ -69,9 +70,10 @@ describe("a full disk", {
     clusters.push(cluster);
     const m = cluster.members[0]!;
     const ep = hostPort(m);
-    const writes = new AckedWrites([ep], 2048);
-    await writes.run(() => writes.acked.size >= 1500, 30_000);
-    assert.ok(writes.acked.size >= 1500);
+    // ~3 MB of incompressible values in few puts (a loaded machine makes few puts a second).
+    const writes = new AckedWrites([ep], 10_000);
+    await writes.run(() => writes.acked.size >= 300, 60_000);
+    assert.ok(writes.acked.size >= 300);
 
     // Leave less room than a copy of the database needs.
     const ballast = join(fs.path, "ballast");

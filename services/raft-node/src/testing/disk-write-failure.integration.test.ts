@@ -24,7 +24,8 @@ function exitOf(m: MemberProcess): Promise<number | null> {
 }
 
 describe("a failing disk under the WAL stops the member", {
-  timeout: 120_000,
+  // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
+  timeout: 240_000,
   skip: diskFaultsUnavailable() ?? (haveEtcdctl ? false : "etcdctl not installed"),
 }, () => {
   const disks: LoopDisk[] = [];

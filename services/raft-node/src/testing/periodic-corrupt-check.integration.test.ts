@@ -14,7 +14,8 @@ import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 
 describe("--experimental-corrupt-check-time", {
-  timeout: 120_000,
+  // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
+  timeout: 240_000,
   skip: haveEtcdctl ? false : "etcdctl not installed",
 }, () => {
   let cluster: LocalCluster;

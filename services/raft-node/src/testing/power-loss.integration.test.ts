@@ -26,7 +26,8 @@ function writeFile(path: string, data: string, sync: boolean): void {
   closeSync(fd);
 }
 
-describe("power loss", { timeout: 120_000, skip: diskFaultsUnavailable() }, () => {
+// The whole suite (three tests of 1-70 s each on a loaded 2-core machine).
+describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () => {
   const disks: LoopDisk[] = [];
   const clusters: LocalCluster[] = [];
   after(async () => {
@@ -65,16 +66,22 @@ describe("power loss", { timeout: 120_000, skip: diskFaultsUnavailable() }, () =
     const writes = new AckedWrites(cluster.members.map(hostPort));
     let stop = false;
     const load = writes.run(() => stop, 40_000);
-    await eventually("puts acknowledged", async () => writes.acked.size >= 800, 30_000);
+    // Counts small enough for a loaded 2-core machine (~20 puts/s seen there under others' load).
+    await eventually("puts acknowledged", async () => writes.acked.size >= 300, 30_000);
     await cluster.stop(m1, "SIGKILL");
     const image = disk.powerLossImage();
     disks.push(image);
     const ackedAtLoss = writes.acked.size;
     await eventually(
       "puts acknowledged by the other two",
-      async () => writes.acked.size >= ackedAtLoss + 800,
+      async () => writes.acked.size >= ackedAtLoss + 200,
       30_000,
-    );
+    ).catch((err: Error) => {
+      const tails = cluster.members.map((m) => `${m.name}:\n${m.output.split("\n").slice(-8).join("\n")}`);
+      throw new Error(
+        `${err.message}: ${writes.acked.size - ackedAtLoss} acknowledged, ${writes.failed} failed\n${tails.join("\n")}`,
+      );
+    });
     m1.dataDir = join(image.mountPoint, "m1");
     await cluster.restart(m1);
     stop = true;
@@ -102,14 +109,14 @@ describe("power loss", { timeout: 120_000, skip: diskFaultsUnavailable() }, () =
     const writes = new AckedWrites(cluster.members.map(hostPort));
     let stop = false;
     const load = writes.run(() => stop, 30_000);
-    await eventually("puts acknowledged", async () => writes.acked.size >= 1500, 30_000);
+    await eventually("puts acknowledged", async () => writes.acked.size >= 600, 30_000);
     // The power goes: processes die, and the disks keep only what reached them.
     await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGKILL")));
     const images = own.map((d) => d.powerLossImage());
     disks.push(...images);
     stop = true;
     await load;
-    assert.ok(writes.acked.size >= 1500);
+    assert.ok(writes.acked.size >= 600);
 
     const initial = cluster.members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
     cluster.members.forEach((m, i) => {
