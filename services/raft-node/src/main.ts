@@ -21,6 +21,7 @@ import { urlString } from "./membership/member-codec.js";
 import { formatId } from "./membership/member-id.js";
 import { mismatchedPeers, peerHashes } from "./server/initial-corrupt-check.js";
 import { CLUSTER_VERSION, Member, SERVER_VERSION } from "./server/mod.js";
+import { PeriodicCorruptCheck } from "./server/periodic-corrupt-check.js";
 import { runSnapshotCommand } from "./snapshot/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { dialTlsFrom } from "./transport/tls-credentials.js";
@@ -107,6 +108,7 @@ async function main(): Promise<void> {
   if (controlPlane !== undefined) registerControlPlaneMetrics(metrics, controlPlane);
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;
+  let corruptCheck: PeriodicCorruptCheck | undefined;
   const member = await Member.open(
     config,
     logger,
@@ -127,6 +129,7 @@ async function main(): Promise<void> {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await member.handOverLeadership().catch(() => {});
+      await corruptCheck?.stop();
       await clientServer?.close();
       await member.stop();
       await controlPlane?.close();
@@ -150,17 +153,17 @@ async function main(): Promise<void> {
   });
   const { peerTls, clientTls } = await serverTlsOf(config, logger);
   const rejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
+  // etcd's ReqTimeout (5 s plus two election timeouts): how long a corruption check waits for a peer.
+  const requestTimeoutMs = 5000 + 2 * config.electionMs;
   if (config.initialCorruptCheck) {
     // Before Raft starts, as etcd (a corrupt member must not serve or replicate anything).
     const local = await member.hashKV(0);
     const peers = member.members().filter((m) => m.id !== member.id);
-    // etcd's ReqTimeout: 5 s plus two election timeouts.
-    const timeoutMs = 5000 + 2 * config.electionMs;
-    logger.info({ timeoutMs }, "starting initial corruption check");
+    logger.info({ timeoutMs: requestTimeoutMs }, "starting initial corruption check");
     const revision = local.hashRevision;
     const mismatched = mismatchedPeers(
       { hash: local.hash, revision, compactRevision: local.compactRevision },
-      await peerHashes(peers, revision, timeoutMs, dialTlsFrom(config.clientTls)),
+      await peerHashes(peers, revision, requestTimeoutMs, dialTlsFrom(config.clientTls)),
       logger,
     );
     if (mismatched.length > 0) {
@@ -178,6 +181,16 @@ async function main(): Promise<void> {
   clientServer = new ClientServer(member, metrics, dialTlsFrom(config.clientTls), rejected);
   await clientServer.listen(config.listenClientUrls, clientTls);
   await clientServer.listenMetrics(config.listenMetricsUrls, clientTls);
+  if (config.corruptCheckIntervalMs > 0) {
+    corruptCheck = new PeriodicCorruptCheck(
+      member,
+      config.corruptCheckIntervalMs,
+      requestTimeoutMs,
+      dialTlsFrom(config.clientTls),
+      logger,
+    );
+    corruptCheck.start();
+  }
   const clientUrls = config.advertiseClientUrls.map(urlString);
   capnslog(
     "etcdserver/api",

@@ -148,6 +148,18 @@ test("--force-new-cluster, --experimental-initial-corrupt-check, --enable-grpc-g
   assert.equal(defaults.initialCorruptCheck, false);
 });
 
+test("--experimental-corrupt-check-time is read as a duration, 0 (off) by default", () => {
+  assert.equal(
+    memberConfig(parseFlags(["--experimental-corrupt-check-time=2m30s"], {})).corruptCheckIntervalMs,
+    150_000,
+  );
+  assert.equal(memberConfig(parseFlags([], {})).corruptCheckIntervalMs, 0);
+  assert.throws(
+    () => memberConfig(parseFlags(["--experimental-corrupt-check-time=often"], {})),
+    /invalid duration/,
+  );
+});
+
 test("TLS flags: each side's files, --client-cert-auth, --cipher-suites checked with etcd's message", () => {
   const config = memberConfig(
     parseFlags(

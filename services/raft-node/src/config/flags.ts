@@ -110,7 +110,7 @@ export const FLAGS = {
   "backend-batch-limit": { kind: "int", default: "0", unsupported: true },
   "experimental-backend-bbolt-freelist-type": { kind: "string", default: "", unsupported: true },
   "experimental-compaction-batch-limit": { kind: "int", default: "0", unsupported: true },
-  "experimental-corrupt-check-time": { kind: "duration", default: "0", unsupported: true },
+  "experimental-corrupt-check-time": { kind: "duration", default: "0" },
   "experimental-peer-skip-client-san-verification": { kind: "bool", default: "false", unsupported: true },
   "experimental-warning-apply-duration": { kind: "duration", default: "100ms" },
   "experimental-enable-lease-checkpoint-persist": { kind: "bool", default: "false", unsupported: true },
@@ -317,6 +317,8 @@ export interface MemberConfig {
   forceNewCluster: boolean;
   /** Compare HashKV with the peers before starting; refuse to start on a mismatch. */
   initialCorruptCheck: boolean;
+  /** --experimental-corrupt-check-time: how often the leader compares HashKV with its peers; 0 never. */
+  corruptCheckIntervalMs: number;
   /** etcd's --auth-token: "simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...". */
   authToken: string;
   /** Seconds a simple token lives after its last use. */
@@ -509,6 +511,10 @@ export function memberConfig(values: FlagValues): MemberConfig {
     initialCorruptCheck: parseBool(
       "experimental-initial-corrupt-check",
       values["experimental-initial-corrupt-check"],
+    ),
+    corruptCheckIntervalMs: parseGoDuration(
+      "experimental-corrupt-check-time",
+      values["experimental-corrupt-check-time"],
     ),
     authToken: parseAuthToken(values["auth-token"]),
     authTokenTtl: parseInt64("auth-token-ttl", values["auth-token-ttl"]),

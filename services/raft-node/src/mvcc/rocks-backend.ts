@@ -198,7 +198,16 @@ export class RocksBackend {
   }
 
   async close(): Promise<void> {
-    await this.db.close();
+    try {
+      await this.db.close();
+    } catch (err) {
+      // abstract-level reports any failed close as "Database is not closed"; RocksDB's reason
+      // (a memtable flush that found the disk full) is only in its cause.
+      const cause = (err as { cause?: unknown }).cause;
+      throw cause instanceof Error
+        ? new Error(`RocksDB close failed: ${cause.message}`, { cause: err })
+        : err;
+    }
   }
 }
 

@@ -1098,12 +1098,13 @@ export class MvccStore implements ApplyTarget {
     this.exclusive = new Promise<void>((resolve) => {
       release = resolve;
     });
+    const copyDir = `${this.location}.defrag`;
+    const columnNames = [META_COLUMN, ...this.extraColumns];
+    let swapping = false;
     try {
       while (this.readers > 0) await yieldToEventLoop();
-      const copyDir = `${this.location}.defrag`;
       await rm(copyDir, { recursive: true, force: true });
       await rm(`${copyDir}.complete`, { force: true });
-      const columnNames = [META_COLUMN, ...this.extraColumns];
       const copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
       try {
         await copyColumn(this.db, copy, undefined, undefined);
@@ -1117,6 +1118,7 @@ export class MvccStore implements ApplyTarget {
       } finally {
         await copy.close();
       }
+      swapping = true;
       await this.db.close();
       await writeMarker(`${copyDir}.complete`);
       await rename(this.location, `${this.location}.old`);
@@ -1128,7 +1130,11 @@ export class MvccStore implements ApplyTarget {
       this.sizeModel.defragment(this.storedRevisionLengths());
       this.savedModelSize = 0;
     } catch (err) {
-      this.failure = err instanceof Error ? err : new Error(String(err));
+      // A copy that failed (a full disk) only read the database in use: as etcd's defrag, drop
+      // the copy, report the error and serve on. A failed swap leaves the store to a reopen
+      // (recoverInterruptedDefrag finishes or undoes it).
+      if (swapping) this.failure = err instanceof Error ? err : new Error(String(err));
+      else await rm(copyDir, { recursive: true, force: true }).catch(() => {});
       throw err;
     } finally {
       this.exclusive = undefined;

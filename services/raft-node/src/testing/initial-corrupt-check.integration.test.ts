@@ -2,11 +2,8 @@
 // stored values were altered offline refuses to start with etcd's message; with its data intact
 // it starts (the check passes), and with the check off the altered member starts too.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { EXTRA_COLUMNS } from "../bootstrap/data-dir.js";
-import { decodeKeyValue, encodeKeyValue, META_COLUMN } from "../mvcc/mod.js";
-import { RocksBackend } from "../mvcc/rocks-backend.js";
+import { alterStoredKeyValues } from "./corrupt-at-rest.fixture.js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { LocalCluster, type MemberProcess } from "./local-cluster.js";
 
@@ -14,27 +11,13 @@ const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 
 /** What etcd's corruptHash does to the bbolt file: every stored key and value changed. */
 async function corruptValues(dataDir: string): Promise<void> {
-  const db = await RocksBackend.open(join(dataDir, "member", "snap", "db"), [META_COLUMN, ...EXTRA_COLUMNS]);
-  try {
-    const it = db.iterator({});
-    const batch = db.batch();
-    for (;;) {
-      const chunk = it.nextSync(1000);
-      for (let i = 0; i < chunk.keys.length; i++) {
-        const kv = decodeKeyValue(chunk.values[i]!);
-        const key = Buffer.from(kv.key);
-        const value = Buffer.from(kv.value);
-        if (key.length > 0) key[0]! += 1;
-        if (value.length > 0) value[0]! += 1;
-        batch.put(chunk.keys[i]!, encodeKeyValue({ ...kv, key, value }));
-      }
-      if (chunk.finished) break;
-    }
-    it.close();
-    batch.write(true);
-  } finally {
-    await db.close();
-  }
+  await alterStoredKeyValues(dataDir, (kv) => {
+    const key = Buffer.from(kv.key);
+    const value = Buffer.from(kv.value);
+    if (key.length > 0) key[0]! += 1;
+    if (value.length > 0) value[0]! += 1;
+    return { ...kv, key, value };
+  });
 }
 
 describe("--experimental-initial-corrupt-check", {

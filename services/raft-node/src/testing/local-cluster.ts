@@ -38,6 +38,8 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv;
   /** "https" client URLs: `flags` must give --cert-file/--key-file or --auto-tls. */
   clientScheme?: "http" | "https";
+  /** A member's data dir by name (one on a file system of the test's), instead of one under the cluster's root. */
+  dataDirs?: Record<string, string>;
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -123,6 +125,7 @@ export class LocalCluster {
           `m${i + 1}`,
           options.peerScheme ?? "http",
           options.clientScheme ?? "http",
+          options.dataDirs?.[`m${i + 1}`],
         ),
       );
     }
@@ -139,12 +142,13 @@ export class LocalCluster {
     name: string,
     peerScheme: string,
     clientScheme: string,
+    dataDir = join(root, name),
   ): Promise<MemberProcess> {
     return {
       name,
       clientUrl: `${clientScheme}://127.0.0.1:${await freePort()}`,
       peerUrl: `${peerScheme}://127.0.0.1:${await freePort()}`,
-      dataDir: join(root, name),
+      dataDir,
       child: undefined,
       output: "",
     };

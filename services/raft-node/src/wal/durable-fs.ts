@@ -1,6 +1,32 @@
 // The few file-system moves whose durability the WAL and the snapshotter depend on.
 
-import { open, rename } from "node:fs/promises";
+import { type FileHandle, open, rename } from "node:fs/promises";
+
+/**
+ * Writes every byte of `chunks` at `position`. A write may store fewer bytes than asked (the
+ * disk filled part-way): the rest is written again, as Go's File.Write does, so that the
+ * caller sees the error the kernel gives for the rest (ENOSPC, EIO) rather than a bare count.
+ * Each turn writes at least one byte or throws, so the loop ends.
+ */
+export async function writeFully(
+  handle: FileHandle,
+  chunks: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
+  let rest = chunks.filter((c) => c.length > 0);
+  let at = position;
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest as Uint8Array[], at);
+    if (bytesWritten === 0) throw new Error(`write to file at ${at} stored nothing`);
+    at += bytesWritten;
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= rest[0]!.length) {
+      skip -= rest[0]!.length;
+      rest = rest.slice(1);
+    }
+    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
+  }
+}
 
 /** Makes creations, renames and deletions inside `dir` survive a power loss. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -25,10 +51,7 @@ export async function writeFileAtomically(
   const tmp = `${path}.tmp`;
   const handle = await open(tmp, "w");
   try {
-    const expected = chunks.reduce((n, c) => n + c.length, 0);
-    const { bytesWritten } = await handle.writev(chunks as Uint8Array[], 0);
-    if (bytesWritten !== expected)
-      throw new Error(`short write to ${tmp}: ${bytesWritten} of ${expected} bytes`);
+    await writeFully(handle, chunks, 0);
     if (sync) await handle.sync();
   } finally {
     await handle.close();

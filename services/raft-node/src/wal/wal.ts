@@ -12,7 +12,7 @@ import { constants as fsConstants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
-import { fsyncDir } from "./durable-fs.js";
+import { fsyncDir, writeFully } from "./durable-fs.js";
 import { LogReplay, type SnapshotRef } from "./log-replay.js";
 import { encodeSaveRecords, encodeSegmentStart, encodeSyncPoint } from "./record-payloads.js";
 import { formatSegmentName, parseSegmentName } from "./segment-name.js";
@@ -521,10 +521,7 @@ export class Wal {
       }
       const position = active.size;
       const started = process.hrtime.bigint();
-      const { bytesWritten } = await active.handle.writev(buffers, position);
-      if (bytesWritten !== total) {
-        throw new Error(`short write to ${active.path} at ${position}: ${bytesWritten} of ${total} bytes`);
-      }
+      await writeFully(active.handle, buffers, position);
       active.size += total;
       this.counters.writes++;
       this.counters.bytesWritten += total;
@@ -622,10 +619,7 @@ async function createSegmentFile(
     activeSegmentFlags(fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, sync),
   );
   try {
-    const { bytesWritten } = await handle.write(start, 0, start.length, 0);
-    if (bytesWritten !== start.length) {
-      throw new Error(`short write to ${tmp}: ${bytesWritten} of ${start.length} bytes`);
-    }
+    await writeFully(handle, [start], 0);
     if (sync) await handle.sync();
     await rename(tmp, path);
     if (sync) await fsyncDir(dir);

@@ -4,11 +4,12 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Prng } from "@etcd-ts/raft";
+import { diskFaultsUnavailable } from "@etcd-ts/testing";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluster/local-cluster.js";
 import { type FaultRecord, HistoryRecorder, type Operation, type WatcherRecord } from "./history.js";
 import { checkLinearizability, type LinearizabilityReport } from "./linearizability.js";
-import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
+import { DISK_FAULT_KINDS, FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
 import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
 import { classifyError, Watcher, Workload } from "./workload.js";
 
@@ -62,8 +63,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const prefix = "/chaos/";
   const keys = Array.from({ length: options.keys ?? 4 }, (_, i) => `${prefix}k${i}`);
   const t0 = performance.now();
+  const faults = options.faults ?? FAULT_KINDS;
+  const diskFaults = faults.some((f) => DISK_FAULT_KINDS.includes(f));
+  const noDisks = diskFaults ? diskFaultsUnavailable() : undefined;
+  if (noDisks !== undefined) throw new Error(`disk faults cannot run here: ${noDisks}`);
   const cluster = await LocalCluster.create({
     target: options.target,
+    // Room for etcd's preallocated 64 MiB WAL segments and a short run's data; tmpfs holds
+    // only what is written.
+    ...(diskFaults ? { diskBytes: 256 * 1024 * 1024 } : {}),
     snapshotCount: options.snapshotCount,
     heartbeatMs: options.heartbeatMs,
     electionMs: options.electionMs,
@@ -103,7 +111,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       maxOpsPerClient: 1_000_000,
     });
     nemesis = new Nemesis(cluster, rng, {
-      faults: options.faults ?? FAULT_KINDS,
+      faults,
       holdMs: options.holdMs ?? [1_000, 5_000],
       quietMs: options.quietMs ?? [1_000, 3_000],
     });

@@ -36,7 +36,13 @@ export type FaultKind =
    * wipe its data, MemberAdd a new member (a learner half the time), start it joining; a
    * learner catches up (by snapshot when the log was compacted) and is then promoted.
    */
-  | "replace-member";
+  | "replace-member"
+  /**
+   * Fill a random member's file system (every free byte): the member, ours or etcd, stops at
+   * the write it cannot store. After the hold the space returns and a stopped member is
+   * restarted on its data. Needs root (members on tmpfs mounts: `diskBytes`).
+   */
+  | "disk-full";
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill",
@@ -57,7 +63,14 @@ const LINK_FAULT_KINDS: readonly FaultKind[] = ["isolate", "one-way", "bridge", 
 /** Membership changes under load; not in the CI run's default mix (they take longer to heal). */
 export const MEMBERSHIP_FAULT_KINDS: readonly FaultKind[] = ["move-leader", "replace-member"];
 
-export const ALL_FAULT_KINDS: readonly FaultKind[] = [...FAULT_KINDS, ...MEMBERSHIP_FAULT_KINDS];
+/** Disk faults; not in the default mix (they need root to mount the members' file systems). */
+export const DISK_FAULT_KINDS: readonly FaultKind[] = ["disk-full"];
+
+export const ALL_FAULT_KINDS: readonly FaultKind[] = [
+  ...FAULT_KINDS,
+  ...MEMBERSHIP_FAULT_KINDS,
+  ...DISK_FAULT_KINDS,
+];
 
 /** What one membership call may take, and how many times it is tried (leaders change meanwhile). */
 const MEMBERSHIP_CALL_MS = 5_000;
@@ -129,6 +142,22 @@ export class Nemesis {
         record.detail += `SIGKILL m${m}`;
         await c.kill(m);
         return () => this.restartAndWait(m, record);
+      }
+      case "disk-full": {
+        const m = randomMember();
+        record.detail = `filled m${m}'s disk`;
+        const exitsBefore = c.exits.length;
+        c.fillDisk(m);
+        return async () => {
+          c.freeDisk(m);
+          const exit = c.exits.slice(exitsBefore).find((e) => e.member === m);
+          if (exit === undefined) {
+            record.detail += `; m${m} still running when space returned`;
+            return;
+          }
+          record.detail += `; m${m} stopped (exit ${exit.code ?? exit.signal}), restarting`;
+          await this.restartAndWait(m, record);
+        };
       }
       case "kill-all": {
         record.detail = "SIGKILL every member";

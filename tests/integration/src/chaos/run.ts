@@ -3,7 +3,8 @@
 //   node --conditions=source --import tsx tests/integration/src/chaos/run.ts \
 //     --target etcd|etcd-ts|etcd-ts-dist --duration 600 --seed 42 [--clients 8] [--keys 4]
 //     [--faults kill,kill-leader,kill-all,restart,pause,pause-leader,isolate,one-way,bridge] [--snapshot-count N]
-//     (membership faults, not in the default mix: --faults move-leader,replace-member)
+//     (membership faults, not in the default mix: --faults move-leader,replace-member;
+//     disk faults, as root: --faults disk-full)
 //     [--heartbeat-ms 100] [--election-ms 1000] [--keep]
 //
 // Prints a summary (ops by outcome, faults injected, checker verdicts, time spent checking)

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePorts } from "@etcd-ts/testing";
+import { freePorts, SmallFilesystem } from "@etcd-ts/testing";
 import { EtcdEndpoint, type StatusResult } from "./etcd-client.js";
 import { PeerNetwork } from "./peer-network.js";
 
@@ -35,6 +35,11 @@ export interface ClusterOptions {
   proxyPeers?: boolean;
   /** Token for --initial-cluster-token; distinct per run so stray members cannot join. */
   token?: string;
+  /**
+   * Each member's data dir on its own tmpfs of this many bytes (needs root), so a test can fill
+   * it (`fillDisk`); on the run's base dir when unset.
+   */
+  diskBytes?: number;
 }
 
 export interface MemberInfo {
@@ -77,9 +82,13 @@ export class LocalCluster {
   /** Members whose next start joins a running cluster (--initial-cluster-state=existing). */
   private readonly joining = new Set<number>();
   private ownsBaseDir = false;
+  /** Member i's own file system, when the cluster was created with diskBytes. */
+  private readonly disks = new Map<number, SmallFilesystem>();
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, "snapshotCount">> & { snapshotCount?: number },
+    readonly options: Required<Omit<ClusterOptions, "snapshotCount" | "diskBytes">> & {
+      snapshotCount?: number;
+    },
     members: MemberInfo[],
   ) {
     this.members = members;
@@ -114,6 +123,14 @@ export class LocalCluster {
       });
     }
     await mkdir(baseDir, { recursive: true });
+    const disks = new Map<number, SmallFilesystem>();
+    if (options.diskBytes !== undefined) {
+      for (const m of members) {
+        const disk = SmallFilesystem.create(options.diskBytes);
+        disks.set(m.index, disk);
+        m.dataDir = join(disk.path, `${m.name}.data`);
+      }
+    }
     const cluster = new LocalCluster(
       {
         target: options.target,
@@ -129,6 +146,7 @@ export class LocalCluster {
       members,
     );
     cluster.ownsBaseDir = options.baseDir === undefined;
+    for (const [i, disk] of disks) cluster.disks.set(i, disk);
     await cluster.network?.start();
     return cluster;
   }
@@ -196,6 +214,23 @@ export class LocalCluster {
     const timer = setTimeout(() => r.child.kill("SIGKILL"), graceMs);
     await r.exited;
     clearTimeout(timer);
+  }
+
+  /**
+   * Takes every free byte of member i's file system: its next write that needs space fails
+   * with ENOSPC, and a member (ours, and etcd) is then expected to exit, which is no crash.
+   */
+  fillDisk(i: number): void {
+    const disk = this.disks.get(i);
+    if (disk === undefined) throw new Error("disk faults need a cluster created with diskBytes");
+    const r = this.running.get(i);
+    if (r) r.expectedExit = true;
+    disk.fill();
+  }
+
+  /** Space returns on member i's file system (fillDisk's ballast is removed). */
+  freeDisk(i: number): void {
+    this.disks.get(i)?.unfill();
   }
 
   async kill(i: number): Promise<void> {
@@ -309,6 +344,9 @@ export class LocalCluster {
     await this.network?.close();
     if (this.ownsBaseDir && !options.keepFiles)
       await rm(this.options.baseDir, { recursive: true, force: true });
+    // Data dirs on the members' own file systems go with them (kept files or not: they are mounts).
+    for (const disk of this.disks.values()) disk.destroy();
+    this.disks.clear();
   }
 
   private commandLine(m: MemberInfo): { command: string; args: string[] } {

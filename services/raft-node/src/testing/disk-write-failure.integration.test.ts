@@ -1,0 +1,109 @@
+// A WAL write or fsync that fails stops the member, as etcd's "failed to save Raft hard state
+// and entries" panic does: nothing that write carried is acknowledged, the process exits 1 with
+// the error in its last log line, and once the disk is repaired it restarts with every
+// acknowledged write. The failing disk is real (@etcd-ts/testing's disk-faults.ts: ext4 on a loop device
+// whose backing store runs out, so the kernel fails the writes and the fsync reports it).
+//
+// A member that went on after a failed fsync would answer puts the disk never stored: after
+// the repair (unmount drops the page cache) those keys would be missing, and this test fails.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
+import { AckedWrites } from "./acked-writes.fixture.js";
+import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
+import { eventually } from "./eventually.fixture.js";
+import { LocalCluster, type MemberProcess } from "./local-cluster.js";
+
+const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+
+function exitOf(m: MemberProcess): Promise<number | null> {
+  const child = m.child;
+  if (child === undefined) return Promise.resolve(null);
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
+describe("a failing disk under the WAL stops the member", {
+  // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
+  timeout: 240_000,
+  skip: diskFaultsUnavailable() ?? (haveEtcdctl ? false : "etcdctl not installed"),
+}, () => {
+  const disks: LoopDisk[] = [];
+  const clusters: LocalCluster[] = [];
+  after(async () => {
+    for (const c of clusters) await c.close();
+    for (const d of disks) d.destroy();
+  });
+
+  it("alone: the failed write is never acknowledged, every acknowledged one survives the repair", async () => {
+    const disk = LoopDisk.create({ backingBytes: 192 * 1024 * 1024 });
+    disks.push(disk);
+    const cluster = await LocalCluster.start({ size: 1, dataDirs: { m1: join(disk.mountPoint, "m1") } });
+    clusters.push(cluster);
+    const m = cluster.members[0]!;
+    const exited = exitOf(m);
+    let exitCode: number | null | undefined;
+    void exited.then((code) => {
+      exitCode = code;
+    });
+    const writes = new AckedWrites([hostPort(m)]);
+    const load = writes.run(() => exitCode !== undefined, 40_000);
+    await eventually("some puts acknowledged", async () => writes.acked.size >= 200, 20_000);
+    const ackedBeforeFault = writes.acked.size;
+    disk.failNewWrites();
+    await load;
+    assert.equal(exitCode, 1, `member did not exit 1 on a failing disk:\n${m.output.slice(-2000)}`);
+    assert.match(m.output, /"msg":"member failed; exiting"/);
+    assert.match(m.output, /ENOSPC|EIO|no space left on device|i\/o error/i);
+    assert.ok(writes.failed > 0, "no put failed: the disk fault never reached the member");
+
+    disk.repair();
+    await cluster.restart(m);
+    assert.deepEqual(await writes.missingOn(hostPort(m)), []);
+    assert.ok(writes.acked.size >= ackedBeforeFault);
+  });
+
+  it("the leader of three: it stops, the others go on, it catches up once repaired", async () => {
+    const disk = LoopDisk.create({ backingBytes: 192 * 1024 * 1024 });
+    disks.push(disk);
+    // m1 is on the failing disk; it is made leader below.
+    const cluster = await LocalCluster.start({ size: 3, dataDirs: { m1: join(disk.mountPoint, "m1") } });
+    clusters.push(cluster);
+    const [m1, m2, m3] = cluster.members as [MemberProcess, MemberProcess, MemberProcess];
+    let leader = await cluster.agreedLeader();
+    if (leader.member !== m1) {
+      const status = await etcdctl(hostPort(m1), ["endpoint", "status", "-w", "json"]);
+      const id = BigInt(/"member_id":(\d+)/.exec(status)![1]!).toString(16);
+      await etcdctl(hostPort(leader.member), ["move-leader", id]);
+      leader = await cluster.agreedLeader();
+    }
+    assert.equal(leader.member, m1);
+    const exited = exitOf(m1);
+    const writes = new AckedWrites([m1, m2, m3].map(hostPort));
+    let stop = false;
+    const load = writes.run(() => stop, 40_000);
+    await eventually("some puts acknowledged", async () => writes.acked.size >= 200, 20_000);
+    disk.failNewWrites();
+    assert.equal(await exited, 1);
+    assert.match(m1.output, /"msg":"member failed; exiting"/);
+    const ackedAtFault = writes.acked.size;
+    // The two others elect a leader and keep acknowledging.
+    await eventually(
+      "puts acknowledged after the leader failed",
+      async () => writes.acked.size >= ackedAtFault + 200,
+      20_000,
+    );
+    stop = true;
+    await load;
+
+    disk.repair();
+    await cluster.restart(m1);
+    for (const m of [m1, m2, m3]) {
+      await eventually(
+        `${m.name} serves every acknowledged put`,
+        async () => (await writes.missingOn(hostPort(m))).length === 0,
+        20_000,
+      );
+    }
+  });
+});

@@ -1,0 +1,135 @@
+// Power loss: every write since the last fsync is gone. Members run on ext4 on loop devices
+// (@etcd-ts/testing's disk-faults.ts); a power loss is a copy of a loop device's image taken
+// the moment its member is SIGKILLed: it holds what reached the device (every fsync'ed write)
+// and none of what was only in the mounted file system's page cache. Members restart on those
+// copies (one member's while the others go on, or all three at once), and every acknowledged
+// put must be served.
+//
+// The first test shows the copy really drops unsynced writes, so a member that acknowledged
+// before its fsync (or skipped one: a directory entry, the state machine before a WAL release)
+// would lose puts here and fail the last test.
+import assert from "node:assert/strict";
+import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
+import { AckedWrites } from "./acked-writes.fixture.js";
+import { eventually } from "./eventually.fixture.js";
+import { LocalCluster, type MemberProcess } from "./local-cluster.js";
+
+const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+
+function writeFile(path: string, data: string, sync: boolean): void {
+  const fd = openSync(path, "a");
+  writeSync(fd, data);
+  if (sync) fsyncSync(fd);
+  closeSync(fd);
+}
+
+// The whole suite (three tests of 1-70 s each on a loaded 2-core machine).
+describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () => {
+  const disks: LoopDisk[] = [];
+  const clusters: LocalCluster[] = [];
+  after(async () => {
+    for (const c of clusters) await c.close();
+    for (const d of disks.splice(0)) d.destroy();
+  });
+
+  it("the power-loss image keeps fsync'ed writes and drops the rest", () => {
+    const disk = LoopDisk.create({ diskBytes: 64 * 1024 * 1024 });
+    disks.push(disk);
+    const synced = join(disk.mountPoint, "synced");
+    writeFile(synced, "a".repeat(5000), true);
+    const dir = openSync(disk.mountPoint, "r");
+    fsyncSync(dir);
+    closeSync(dir);
+    writeFile(synced, "b".repeat(5000), false);
+    writeFile(join(disk.mountPoint, "unsynced"), "c".repeat(5000), false);
+    const image = disk.powerLossImage();
+    disks.push(image);
+    assert.equal(readFileSync(join(image.mountPoint, "synced"), "utf8"), "a".repeat(5000));
+    assert.throws(() => statSync(join(image.mountPoint, "unsynced")), { code: "ENOENT" });
+    // The live file system still has both: only the device lost them.
+    assert.equal(statSync(synced).size, 10_000);
+  });
+
+  it("one member loses power while the others go on: it restarts on what its disk kept and catches up", async () => {
+    const disk = LoopDisk.create();
+    disks.push(disk);
+    const cluster = await LocalCluster.start({
+      size: 3,
+      flags: ["--snapshot-count", "300"],
+      dataDirs: { m1: join(disk.mountPoint, "m1") },
+    });
+    clusters.push(cluster);
+    const m1 = cluster.members[0]!;
+    const writes = new AckedWrites(cluster.members.map(hostPort));
+    let stop = false;
+    const load = writes.run(() => stop, 40_000);
+    // Counts small enough for a loaded 2-core machine (~20 puts/s seen there under others' load).
+    await eventually("puts acknowledged", async () => writes.acked.size >= 300, 30_000);
+    await cluster.stop(m1, "SIGKILL");
+    const image = disk.powerLossImage();
+    disks.push(image);
+    const ackedAtLoss = writes.acked.size;
+    await eventually(
+      "puts acknowledged by the other two",
+      async () => writes.acked.size >= ackedAtLoss + 200,
+      30_000,
+    ).catch((err: Error) => {
+      const tails = cluster.members.map((m) => `${m.name}:\n${m.output.split("\n").slice(-8).join("\n")}`);
+      throw new Error(
+        `${err.message}: ${writes.acked.size - ackedAtLoss} acknowledged, ${writes.failed} failed\n${tails.join("\n")}`,
+      );
+    });
+    m1.dataDir = join(image.mountPoint, "m1");
+    await cluster.restart(m1);
+    stop = true;
+    await load;
+    for (const m of cluster.members) {
+      await eventually(
+        `${m.name} serves every acknowledged put`,
+        async () => (await writes.missingOn(hostPort(m))).length === 0,
+        20_000,
+      );
+    }
+  });
+
+  it("all three members lose power at once: every acknowledged put is served after the restart", async () => {
+    const members = ["m1", "m2", "m3"];
+    const own = members.map(() => LoopDisk.create());
+    disks.push(...own);
+    const cluster = await LocalCluster.start({
+      size: 3,
+      // Snapshots, WAL releases and the state machine's sync before them happen during the load.
+      flags: ["--snapshot-count", "300"],
+      dataDirs: Object.fromEntries(members.map((name, i) => [name, join(own[i]!.mountPoint, name)])),
+    });
+    clusters.push(cluster);
+    const writes = new AckedWrites(cluster.members.map(hostPort));
+    let stop = false;
+    const load = writes.run(() => stop, 30_000);
+    await eventually("puts acknowledged", async () => writes.acked.size >= 600, 30_000);
+    // The power goes: processes die, and the disks keep only what reached them.
+    await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGKILL")));
+    const images = own.map((d) => d.powerLossImage());
+    disks.push(...images);
+    stop = true;
+    await load;
+    assert.ok(writes.acked.size >= 600);
+
+    const initial = cluster.members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
+    cluster.members.forEach((m, i) => {
+      m.dataDir = join(images[i]!.mountPoint, m.name);
+      cluster.spawn(m, initial, "new");
+    });
+    await Promise.all(cluster.members.map((m) => cluster.waitReady(m)));
+    for (const m of cluster.members) {
+      await eventually(
+        `${m.name} serves every acknowledged put`,
+        async () => (await writes.missingOn(hostPort(m))).length === 0,
+        20_000,
+      );
+    }
+  });
+});
