@@ -1,16 +1,16 @@
-// The directory store on a full filesystem: a size-limited tmpfs mounted by the test (root
-// only; skipped with the kernel's reason otherwise), a real member streaming the snapshot. The
-// backup must leave nothing that looks complete, log and count each failed attempt, back off,
-// and go through once space returns.
+// The directory store on a full filesystem: a size-limited tmpfs (@etcd-ts/testing's
+// SmallFilesystem; skipped with the reason where this machine cannot mount one), a real member
+// streaming the snapshot. The backup must leave nothing that looks complete, log and count each
+// failed attempt, back off, and go through once space returns.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { parseExposition, sampleValue } from "@etcd-ts/telemetry";
+import { diskFaultsUnavailable, SmallFilesystem } from "@etcd-ts/testing";
 import { Registry } from "prom-client";
 import { BackupCatalog } from "./backup-catalog.js";
 import { takeBackup, verifyBackup } from "./backup-job.js";
@@ -18,42 +18,28 @@ import { BackupMetrics } from "./backup-metrics.js";
 import { DirectoryStore } from "./directory-store.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
-const mountPoint = mkdtempSync(join(tmpdir(), "backup-full-disk-"));
-const mounted = haveEtcdctl
-  ? spawnSync("mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", mountPoint], { encoding: "utf8" })
-  : undefined;
-const cannotMount =
-  mounted === undefined
-    ? "etcdctl not installed"
-    : mounted.status === 0
-      ? false
-      : `cannot mount a tmpfs here: ${(mounted.stderr || mounted.error?.message || "").trim()}`;
-if (cannotMount) rmSync(mountPoint, { recursive: true, force: true });
+const unavailable = haveEtcdctl ? diskFaultsUnavailable() : "etcdctl not installed";
 
-describe("a backup onto a full disk", { skip: cannotMount }, () => {
+describe("a backup onto a full disk", { skip: unavailable ?? false }, () => {
   let cluster: LocalCluster;
+  let disk: SmallFilesystem;
 
   before(async () => {
     cluster = await LocalCluster.start({ size: 1 });
+    disk = SmallFilesystem.create(512 * 1024);
   });
   after(async () => {
     await cluster?.close();
-    spawnSync("umount", [mountPoint]);
-    await rm(mountPoint, { recursive: true, force: true });
+    disk?.destroy();
   });
 
   it("leaves nothing complete-looking, logs and counts each failure, and succeeds once space returns", async () => {
     const endpoint = cluster.members[0]!.clientUrl.replace("http://", "");
     for (let i = 0; i < 3; i++)
       assert.equal(spawnSync("etcdctl", [`--endpoints=${endpoint}`, "put", `k${i}`, "v"]).status, 0);
-    const dir = join(mountPoint, "backups");
-    const filler = join(mountPoint, "filler");
-    // Fill the filesystem: the write stops at ENOSPC, leaving it full.
-    try {
-      writeFileSync(filler, Buffer.alloc(1024 * 1024, 1));
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, "ENOSPC");
-    }
+    const dir = join(disk.path, "backups");
+    mkdirSync(dir);
+    disk.fill();
     const catalog = new BackupCatalog(new DirectoryStore(dir));
     const metrics = new BackupMetrics(new Registry());
     const logs: string[] = [];
@@ -78,7 +64,7 @@ describe("a backup onto a full disk", { skip: cannotMount }, () => {
     freed = true;
     // While the disk was full: no object and no part file, however many attempts failed.
     assert.deepEqual(seen.flat(), []);
-    await rm(filler);
+    disk.unfill();
     const result = await backup;
     assert.ok(result.attempts >= 3, `attempts ${result.attempts}`);
     assert.deepEqual(
