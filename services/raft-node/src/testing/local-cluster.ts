@@ -38,6 +38,8 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv;
   /** "https" client URLs: `flags` must give --cert-file/--key-file or --auto-tls. */
   clientScheme?: "http" | "https";
+  /** The member's entry file (another build's main.js, for a before/after benchmark); this build's by default. */
+  main?: string;
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -190,7 +192,7 @@ export class LocalCluster {
     const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
     const child = spawn(
       process.execPath,
-      [...execArgv, mainPath, ...this.flagsFor(m, initialCluster, state)],
+      [...execArgv, this.options.main ?? mainPath, ...this.flagsFor(m, initialCluster, state)],
       {
         stdio: ["ignore", "pipe", "pipe"],
         env: this.options.env ?? process.env,
