@@ -236,8 +236,12 @@ export class RaftLoop {
     // The leader may send before its own fsync (Raft thesis 10.2.1): it counts itself in the
     // quorum only after advance(). Everyone else must persist first.
     const sendFirst = this.role === StateRole.Leader;
-    // Commit-only messages wait for the apply of what they commit (see the header).
-    const holdForApply = sendFirst && rd.committedEntries.length > 0 && onlyCommitNews(rd.messages);
+    // Commit-only messages wait for the apply of what they commit (see the header), unless a
+    // ConfChange is among it: its apply may remove the very member that must learn the commit
+    // (a removed member stops only once it applies its own removal).
+    const committedConfChange = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
+    const holdForApply =
+      sendFirst && rd.committedEntries.length > 0 && !committedConfChange && onlyCommitNews(rd.messages);
     if (sendFirst && !holdForApply) this.send(rd.messages);
     if (rd.snapshot) {
       await this.applying;
@@ -263,7 +267,7 @@ export class RaftLoop {
       // The batch before has been applied and its held messages sent: these are the only ones held.
       if (holdForApply) this.heldSends = [rd.messages];
       this.scheduleApply(rd.committedEntries, holdForApply);
-      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) await this.applying;
+      if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
     if (shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount)) {
