@@ -2,7 +2,7 @@
 // Runs every compiled test file (dist/**/*.test.js) of the workspaces with Node's test runner.
 // `--unit` leaves out tests/integration and *.integration.test.js (real clusters); any other
 // argument filters test paths by substring.
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
@@ -40,17 +40,32 @@ if (selected.length === 0) {
 // (tests/integration/src/deploy) builds an image and brings one compose project up for all its
 // tests, each still bounded by its own timeout: the file as a whole gets 20 minutes.
 const containerSuite = (f) => f.includes("/dist/deploy/");
+// Each run is its own process group, killed whole once the run ends: a member process that a
+// cancelled or force-exited test file never stopped cannot outlive the run (and load the rest of it).
+function runGroup(args) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: "inherit", detached: true });
+    const forward = (signal) => process.kill(-child.pid, signal);
+    process.on("SIGINT", forward).on("SIGTERM", forward);
+    child.once("exit", (code, signal) => {
+      process.off("SIGINT", forward).off("SIGTERM", forward);
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // The group is already empty.
+      }
+      resolve(code ?? (signal === null ? 1 : 128));
+    });
+  });
+}
+
 let status = 0;
 for (const [files, timeout] of [
   [selected.filter((f) => !containerSuite(f)), 300_000],
   [selected.filter(containerSuite), 1_200_000],
 ]) {
   if (files.length === 0) continue;
-  const result = spawnSync(
-    process.execPath,
-    ["--test", "--test-force-exit", `--test-timeout=${timeout}`, ...files],
-    { stdio: "inherit" },
-  );
-  if ((result.status ?? 1) !== 0) status = result.status ?? 1;
+  const code = await runGroup(["--test", "--test-force-exit", `--test-timeout=${timeout}`, ...files]);
+  if (code !== 0) status = code;
 }
 process.exit(status);

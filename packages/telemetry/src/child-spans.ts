@@ -3,7 +3,7 @@
 // callee's server span joins the trace.
 import type { Metadata } from "@grpc/grpc-js";
 import { type Attributes, ROOT_CONTEXT, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
-import { type TraceContext, traceparentOf, tracing } from "./tracing.js";
+import { setTraceHeaders, type TraceContext, tracing } from "./tracing.js";
 
 /**
  * Runs `work` inside a span named `name` (a child of `parent`, a root without one), handing it
@@ -27,9 +27,9 @@ export async function traced<T>(
   }
 }
 
-/** Adds the `traceparent` of `context`'s span to an outgoing call's metadata. */
+/** Adds the W3C headers (`traceparent`, `tracestate`) of `context`'s span to an outgoing call's metadata. */
 export function withTraceparent(metadata: Metadata, context: TraceContext | undefined): Metadata {
   const span = context === undefined ? undefined : trace.getSpan(context);
-  if (span !== undefined) metadata.set("traceparent", traceparentOf(span));
+  if (span !== undefined) setTraceHeaders(span, (key, value) => metadata.set(key, value));
   return metadata;
 }

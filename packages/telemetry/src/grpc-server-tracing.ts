@@ -1,9 +1,10 @@
 // Server spans for GrpcHttp2Server, through the same observer seam as the grpc_server_* metrics:
-// a call's span starts at dispatch from the caller's `traceparent` header and ends with the
+// a call's span starts at dispatch from the caller's `traceparent` (and `tracestate`) header and ends with the
 // call's status; handlers read its context with traceContextOf(call) and pass it on (the
 // member's proposal, the gateway's upstream call). Only installed when tracing is on.
 
 import type { CallKind, GrpcCallObserver, GrpcMethodObserver, ServerCall } from "@etcd-ts/api";
+import type { Metadata } from "@grpc/grpc-js";
 import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
 import { parseTraceparent, type TraceContext, tracing } from "./tracing.js";
 
@@ -29,7 +30,7 @@ class TracedMethod implements GrpcMethodObserver {
   }
 
   started(call: ServerCall): void {
-    const remote = parseTraceparent(call.header("traceparent"));
+    const remote = parseTraceparent(call.header("traceparent"), call.header("tracestate"));
     const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
     if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
       // The SDK would make a non-recording span (~2 us): keep only the caller's decision, which
@@ -106,4 +107,47 @@ export function serverObserver(metrics: GrpcCallObserver): GrpcCallObserver {
       return bothMethods(spans.method(path, kind), metrics.method(path, kind));
     },
   };
+}
+
+/**
+ * A unary call on a plain grpc-js server (the member's peer port) as a server span continuing
+ * the caller's `traceparent`/`tracestate` metadata; `work` gets the span's context. Plainly,
+ * with no context, while tracing is off.
+ */
+export async function traceGrpcJsUnary<T>(
+  path: string,
+  metadata: Metadata,
+  work: (context: TraceContext | undefined) => Promise<T>,
+): Promise<T> {
+  if (!tracing.enabled) return work(undefined);
+  const header = (key: string) => {
+    const value = metadata.get(key)[0];
+    return typeof value === "string" ? value : undefined;
+  };
+  const remote = parseTraceparent(header("traceparent"), header("tracestate"));
+  const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
+  if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
+    return work(parent);
+  }
+  const slash = path.lastIndexOf("/");
+  const span = tracing.tracer.startSpan(
+    path.slice(1),
+    {
+      kind: SpanKind.SERVER,
+      attributes: {
+        "rpc.system": "grpc",
+        "rpc.service": path.slice(1, slash),
+        "rpc.method": path.slice(slash + 1),
+      },
+    },
+    parent,
+  );
+  try {
+    return await work(trace.setSpan(parent, span));
+  } catch (err) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+    throw err;
+  } finally {
+    span.end();
+  }
 }

@@ -7,7 +7,12 @@ import { fileURLToPath } from "node:url";
 export { traced, withTraceparent } from "./child-spans.js";
 export { parseExposition, type Sample, sampleValue } from "./exposition.js";
 export { GRPC_CODE_NAMES, GrpcServerMetrics, type GrpcServerMetricsOptions } from "./grpc-server-metrics.js";
-export { GrpcServerTracing, serverObserver, traceContextOf } from "./grpc-server-tracing.js";
+export {
+  GrpcServerTracing,
+  serverObserver,
+  traceContextOf,
+  traceGrpcJsUnary,
+} from "./grpc-server-tracing.js";
 export { OtlpReceiver, type OtlpReceiverOptions } from "./otlp/otlp-receiver.js";
 export { type OtlpReceiverProcess, startOtlpReceiverProcess } from "./otlp/otlp-receiver-process.js";
 export {
@@ -27,12 +32,13 @@ export {
   parseTraceparent,
   SPAN_CONTEXT_BYTES,
   sampledSpan,
+  setTraceHeaders,
   startTracing,
   type TraceContext,
+  type TraceHeaders,
   type TracingHandle,
   type TracingState,
   traceLogFields,
-  traceparentOf,
   tracing,
   tracingEndpoint,
 } from "./tracing.js";

@@ -12,6 +12,7 @@ import {
   parseTraceparent,
   SPAN_CONTEXT_BYTES,
   sampledSpan,
+  setTraceHeaders,
   startTracing,
   tracing,
   tracingEndpoint,
@@ -146,6 +147,17 @@ describe("W3C traceparent", () => {
     assert.equal(parseTraceparent(`ff-${id}-${span}-01`), undefined);
     assert.equal(parseTraceparent(`00-${id.toUpperCase()}-${span}-01`), undefined);
     assert.equal(parseTraceparent(`00-${id}-${span}`), undefined);
+  });
+  it("keeps the caller's tracestate and writes it on with the traceparent", () => {
+    const parent = parseTraceparent(`00-${id}-${span}-01`, "vendor=opaque,other=1");
+    assert.equal(parent?.traceState?.serialize(), "vendor=opaque,other=1");
+    assert.equal(parseTraceparent(`00-${id}-${span}-01`)?.traceState, undefined);
+    const headers = new Map<string, string>();
+    setTraceHeaders(trace.wrapSpanContext(parent!), (key, value) => headers.set(key, value));
+    assert.deepEqual(Object.fromEntries(headers), {
+      traceparent: `00-${id}-${span}-01`,
+      tracestate: "vendor=opaque,other=1",
+    });
   });
   it("a span context round-trips through the 25 bytes a Raft entry carries", () => {
     const bytes = encodeSpanContext({ traceId: id, spanId: span, traceFlags: 1 });

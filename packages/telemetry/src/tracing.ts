@@ -13,10 +13,12 @@ import {
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
+  type TextMapGetter,
   TraceFlags,
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
 
 /** A request's trace context (its server span), passed along explicitly. */
 export type TraceContext = Context;
@@ -194,22 +196,37 @@ function positiveNumber(value: string | undefined): number | undefined {
 
 // ---- propagation ------------------------------------------------------------------------------
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$/;
-const ZERO_TRACE = "00000000000000000000000000000000";
-const ZERO_SPAN = "0000000000000000";
+// W3C Trace Context (traceparent and tracestate) through OpenTelemetry's own propagator: its
+// validation is the specification's, and a caller's tracestate travels on unchanged.
+const w3c = new W3CTraceContextPropagator();
 
-/** A W3C `traceparent` value as a remote span context, or undefined if absent or malformed. */
-export function parseTraceparent(value: string | undefined): SpanContext | undefined {
-  if (value === undefined) return undefined;
-  const m = TRACEPARENT.exec(value.trim());
-  if (m === null || m[1] === "ff" || m[2] === ZERO_TRACE || m[3] === ZERO_SPAN) return undefined;
-  if (m[1] === "00" && value.trim().length !== 55) return undefined;
-  return { traceId: m[2]!, spanId: m[3]!, traceFlags: Number.parseInt(m[4]!, 16) & 0xff, isRemote: true };
+/** The W3C headers a call carries, as read from it. */
+export interface TraceHeaders {
+  traceparent: string | undefined;
+  tracestate?: string | undefined;
+}
+
+const headerGetter: TextMapGetter<TraceHeaders> = {
+  get: (carrier, key) =>
+    key === "traceparent" ? carrier.traceparent : key === "tracestate" ? carrier.tracestate : undefined,
+  keys: () => ["traceparent", "tracestate"],
+};
+
+/**
+ * A W3C `traceparent` (with its `tracestate`, if any) as a remote span context, or undefined
+ * if absent or malformed.
+ */
+export function parseTraceparent(
+  traceparent: string | undefined,
+  tracestate?: string,
+): SpanContext | undefined {
+  if (traceparent === undefined) return undefined;
+  return trace.getSpanContext(w3c.extract(ROOT_CONTEXT, { traceparent, tracestate }, headerGetter));
 }
 
 /** The context a server span starts from: the caller's `traceparent`, or the root context. */
-export function contextFromTraceparent(value: string | undefined): TraceContext {
-  const parent = parseTraceparent(value);
+export function contextFromTraceparent(traceparent: string | undefined, tracestate?: string): TraceContext {
+  const parent = parseTraceparent(traceparent, tracestate);
   return parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
 }
 
@@ -224,10 +241,12 @@ export function sampledSpan(ctx: TraceContext | undefined): Span | undefined {
   return span !== undefined && isSampled(span) ? span : undefined;
 }
 
-/** The W3C `traceparent` value naming `span` as the parent. */
-export function traceparentOf(span: Span): string {
-  const sc = span.spanContext();
-  return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
+/**
+ * Writes the W3C headers naming `span` as the parent (`traceparent`, and `tracestate` when the
+ * trace carries one) with `set`: into gRPC metadata, HTTP headers.
+ */
+export function setTraceHeaders(span: Span, set: (key: string, value: string) => void): void {
+  w3c.inject(trace.setSpan(ROOT_CONTEXT, span), set, { set: (write, key, value) => write(key, value) });
 }
 
 export function isSampled(span: Span): boolean {

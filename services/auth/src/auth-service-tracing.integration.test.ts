@@ -1,6 +1,7 @@
 // An Authenticate through the gateway is one trace: the gateway's server span, its client span to
-// the auth service, and the auth service's server span with its steps (the credential lookup on a
-// member, the password check, the signing), exported to a real OTLP receiver process.
+// the auth service, the auth service's server span with its steps (the credential lookup on a
+// member, the password check, the signing), and the member's server span of that lookup,
+// exported to a real OTLP receiver process.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -64,8 +65,9 @@ describe("tracing an Authenticate through the gateway and the auth service", { t
       auth.close();
     }
     const steps = ["auth.credential", "auth.password_check", "auth.sign"];
+    const memberLookup = "etcdts.authbackend.AuthBackend/Credential";
     const spans = await receiver.traceSpans(traceId, (all) =>
-      steps.every((n) => all.some((s) => s.name === n)),
+      [...steps, memberLookup].every((n) => all.some((s) => s.name === n)),
     );
     const summary = spans.map((s: ReceivedSpan) => `${s.service} ${s.kind} ${s.name}`).join("\n");
     const find = (service: string, kind: number) =>
@@ -93,6 +95,14 @@ describe("tracing an Authenticate through the gateway and the auth service", { t
     assert.equal(
       spans.find((s) => s.name === "auth.password_check")?.attributes["auth.verification_reused"],
       false,
+    );
+    const lookup = spans.find((s) => s.name === memberLookup);
+    assert.ok(lookup, `no member span for the credential lookup:\n${summary}`);
+    assert.equal(lookup.kind, 2, "a server span");
+    assert.equal(
+      lookup.parentSpanId,
+      spans.find((s) => s.name === "auth.credential")?.spanId,
+      "the member continues the auth service's lookup",
     );
   });
 });

@@ -342,9 +342,11 @@ async function serve(
     log,
   });
   io.out(`backup service on ${server.url}, storing in ${store.location}\n`);
+  // The handlers stay for the rest of the process: a second signal (Ctrl-C reaches every process
+  // of the terminal's group, then `npm start` sends SIGTERM) must not kill the close under way.
   await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
+    process.on("SIGINT", () => resolve());
+    process.on("SIGTERM", () => resolve());
   });
   await server.close();
   return 0;

@@ -49,11 +49,12 @@ function store(cache: RangeCache, req: Buffer, revision: number, value = "v"): R
 }
 
 describe("RangeCache: what is cacheable", () => {
-  it("takes serializable requests at the current revision only", () => {
+  it("takes requests at the current revision only, serializable or linearizable", () => {
     const cache = liveCache();
-    assert.ok(cache.ticketFor(request("a"), false));
-    assert.equal(cache.ticketFor(request("a", { serializable: false }), false), undefined);
+    assert.equal(cache.ticketFor(request("a"), false)?.range.serializable, true);
+    assert.equal(cache.ticketFor(request("a", { serializable: false }), false)?.range.serializable, false);
     assert.equal(cache.ticketFor(request("a", { revision: 5 }), false), undefined);
+    assert.equal(cache.ticketFor(request("a", { revision: 5, serializable: false }), false), undefined);
   });
 
   it("bypasses calls made with auth metadata", () => {
@@ -127,6 +128,59 @@ describe("RangeCache: freshness", () => {
     assert.equal(cache.offer(t, response(6), 6), false);
     cache.goLive(6);
     assert.equal(cache.lookup(t), undefined, "a new watch starts from an empty cache");
+  });
+});
+
+describe("RangeCache: linearizable reads", () => {
+  const revisionOf = (answer: Buffer | undefined) => Number(RangeResponse.decode(answer!).header!.revision);
+  const linearizable = (key: string) => request(key, { serializable: false });
+
+  it("serves an entry only once it shows the read barrier's revision", () => {
+    const cache = liveCache(10);
+    const t = store(cache, linearizable("a"), 12);
+    assert.equal(cache.holds(t), true);
+    assert.equal(revisionOf(cache.lookupLinearizable(t, 12)), 12, "stored at the barrier's revision");
+    assert.equal(cache.lookupLinearizable(t, 13), undefined, "the watch has not delivered 13 yet");
+    cache.advance(15);
+    assert.equal(revisionOf(cache.lookupLinearizable(t, 13)), 15, "shown at the watched revision");
+    assert.equal(cache.lookupLinearizable(t, 16), undefined);
+    assert.equal(cache.hits, 2);
+    assert.equal(cache.misses, 2);
+  });
+
+  it("keeps the answer's bytes but its header revision", () => {
+    const cache = liveCache(10);
+    const t = store(cache, linearizable("a"), 10, "value");
+    cache.advance(20);
+    const served = RangeResponse.decode(cache.lookupLinearizable(t, 20)!);
+    const stored = RangeResponse.decode(response(10, "value"));
+    assert.deepEqual(served, { ...stored, header: { ...stored.header!, revision: 20n } });
+  });
+
+  it("serves nothing once an event removed the entry", () => {
+    const cache = liveCache(10);
+    const t = store(cache, linearizable("a"), 10);
+    cache.invalidate("a");
+    cache.advance(11);
+    assert.equal(cache.holds(t), false);
+    assert.equal(cache.lookupLinearizable(t, 11), undefined);
+  });
+
+  it("wakes a read waiting for the watch once it delivers, or when the watch is lost", async () => {
+    const cache = liveCache(10);
+    const order: string[] = [];
+    const first = cache.delivered(12).then(() => order.push("12"));
+    const second = cache.delivered(14).then(() => order.push("14"));
+    cache.advance(11);
+    await Promise.resolve();
+    assert.deepEqual(order, []);
+    cache.advance(13);
+    await first;
+    assert.deepEqual(order, ["12"]);
+    cache.goNotLive();
+    await second;
+    assert.deepEqual(order, ["12", "14"]);
+    await cache.delivered(1_000);
   });
 });
 

@@ -1,17 +1,24 @@
-// A cache of serializable Range answers, kept current by one watch over the whole key
-// space. Pure: the watch feed (cache-feed.ts) and the unary path call in; no sockets here.
+// A cache of Range answers at the current revision, kept current by one watch over the whole
+// key space. Pure: the watch feed (range-cache-feed.ts) and the unary path call in; no sockets.
 //
 // Why serving from it is safe:
 // - An answer at header revision Rr reflects every write up to Rr. It is stored only when
 //   Rr >= watchedRevision: every later write then reaches the watch after the answer was
 //   stored, and removes it. An older answer could have missed a write the watch already
-//   delivered, so it is refused.
-// - Read-your-writes through this gateway: once a write is acknowledged at W, an answer
-//   older than W may predate it, and its invalidation may still be on the way. Such an
-//   answer is served only once the watch has delivered W (max(Rr, watchedRevision) >= W).
+//   delivered, so it is refused. An entry still present therefore shows the store as it is
+//   at max(Rr, watchedRevision).
+// - Serializable reads, read-your-writes through this gateway: once a write is acknowledged
+//   at W, an answer older than W may predate it, and its invalidation may still be on the
+//   way. Such an answer is served only once the watch has delivered W
+//   (max(Rr, watchedRevision) >= W).
+// - Linearizable reads: the caller first obtains a read revision R from a read barrier
+//   (read-barrier.ts: a linearizable read the leader confirmed, sent after this read
+//   arrived), so every write acknowledged to anyone before the read began is at or below R.
+//   The entry is served only when max(Rr, watchedRevision) >= R, with that revision in its
+//   header, as a member reading at that revision would answer.
 // - Nothing is stored or served while the watch is not established; losing it clears all.
 
-import { type CacheableRange, peekCacheableRange } from "../wire/etcd-messages.js";
+import { type CacheableRange, peekCacheableRange, withHeaderRevision } from "../wire/etcd-messages.js";
 
 export interface RangeCacheOptions {
   maxEntries: number;
@@ -62,6 +69,8 @@ export class RangeCache {
   private readonly singleKey = new Map<string, Set<Entry>>();
   private readonly ranges = new Set<Entry>();
   private bytes = 0;
+  /** Linearizable reads waiting for the watch to deliver their read revision. */
+  private deliveryWaiters: { revision: number; resolve: () => void }[] = [];
 
   constructor(private readonly options: RangeCacheOptions = DEFAULT_RANGE_CACHE_OPTIONS) {}
 
@@ -75,8 +84,8 @@ export class RangeCache {
 
   /**
    * The request's ticket when its answer may come from or go into the cache; undefined
-   * when it must reach a member untouched: not serializable, at a past revision, or made
-   * with auth metadata (the answer depends on the caller's permissions).
+   * when it must reach a member untouched: at a past revision, or made with auth metadata
+   * (the answer depends on the caller's permissions).
    */
   ticketFor(request: Buffer, carriesAuth: boolean): RangeCacheTicket | undefined {
     if (carriesAuth) return undefined;
@@ -85,17 +94,47 @@ export class RangeCache {
     return { id: request.toString("latin1"), range };
   }
 
-  /** The cached answer to serve, if any (counted as a hit or a miss). */
+  /** The cached answer to a serializable read, if any (counted as a hit or a miss). */
   lookup(ticket: RangeCacheTicket): Buffer | undefined {
     const entry = this.live ? this.entries.get(ticket.id) : undefined;
     if (entry === undefined || Math.max(entry.revision, this.watchedRevision) < this.floor) {
       this.misses++;
       return undefined;
     }
-    this.entries.delete(entry.id);
-    this.entries.set(entry.id, entry);
+    this.touch(entry);
     this.hits++;
     return entry.response;
+  }
+
+  /** Whether an answer to the ticket's request is held (a linearizable read then asks for R). */
+  holds(ticket: RangeCacheTicket): boolean {
+    return this.live && this.entries.has(ticket.id);
+  }
+
+  /**
+   * The cached answer to a linearizable read whose read barrier returned `readRevision`, with
+   * the revision it shows in its header; undefined (a miss) when the entry is gone or the
+   * watch has not yet delivered `readRevision`.
+   */
+  lookupLinearizable(ticket: RangeCacheTicket, readRevision: number): Buffer | undefined {
+    const entry = this.live ? this.entries.get(ticket.id) : undefined;
+    const shows = entry === undefined ? 0 : Math.max(entry.revision, this.watchedRevision);
+    if (entry === undefined || shows < readRevision) {
+      this.misses++;
+      return undefined;
+    }
+    this.touch(entry);
+    this.hits++;
+    return shows === entry.revision ? entry.response : withHeaderRevision(entry.response, shows);
+  }
+
+  /**
+   * Resolves once the watch has delivered `revision` (at once if it has), or when the watch is
+   * lost: the caller looks again either way.
+   */
+  delivered(revision: number): Promise<void> {
+    if (!this.live || this.watchedRevision >= revision) return Promise.resolve();
+    return new Promise((resolve) => this.deliveryWaiters.push({ revision, resolve }));
   }
 
   /** A member's successful answer to a ticket's request, at header revision `revision`. */
@@ -150,6 +189,7 @@ export class RangeCache {
     this.clear();
     this.live = false;
     this.watchedRevision = 0;
+    this.wakeDeliveryWaiters();
   }
 
   /** A watch event on `key` (latin1): every entry whose range holds it goes. */
@@ -168,7 +208,23 @@ export class RangeCache {
 
   /** The watch has delivered every event at or below `revision`. */
   advance(revision: number): void {
-    if (revision > this.watchedRevision) this.watchedRevision = revision;
+    if (revision <= this.watchedRevision) return;
+    this.watchedRevision = revision;
+    if (this.deliveryWaiters.length > 0) this.wakeDeliveryWaiters();
+  }
+
+  private wakeDeliveryWaiters(): void {
+    const waiting = this.deliveryWaiters;
+    this.deliveryWaiters = [];
+    for (const waiter of waiting) {
+      if (!this.live || waiter.revision <= this.watchedRevision) waiter.resolve();
+      else this.deliveryWaiters.push(waiter);
+    }
+  }
+
+  private touch(entry: Entry): void {
+    this.entries.delete(entry.id);
+    this.entries.set(entry.id, entry);
   }
 
   private clear(): void {
@@ -203,7 +259,7 @@ export class RangeCache {
  * etcd's range rules: an empty range_end is the key alone; "\0" is every key >= key (so
  * key "\0" with range_end "\0" is every key); otherwise [key, range_end).
  */
-export function rangeHolds(range: CacheableRange, key: string): boolean {
+export function rangeHolds(range: Pick<CacheableRange, "key" | "rangeEnd">, key: string): boolean {
   if (range.rangeEnd === "") return key === range.key;
   if (range.rangeEnd === "\u0000") return key >= range.key;
   return key >= range.key && key < range.rangeEnd;

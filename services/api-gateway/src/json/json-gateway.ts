@@ -108,7 +108,7 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
     void traceHttpRequest(
       req.raw.method ?? "POST",
       url.split("?")[0]!,
-      req.headers.traceparent,
+      req.headers,
       (trace) =>
         new Promise<void>((resolve) => {
           res.once("close", resolve);

@@ -92,14 +92,14 @@ export class GatewayMetrics {
 
   readonly rangeCacheHits = new Counter({
     name: "etcd_gateway_range_cache_hits_total",
-    help: "Serializable Range calls answered from the gateway's watch-fed cache.",
+    help: "Range calls (serializable, or linearizable after a read barrier) answered from the gateway's watch-fed cache.",
     registers: [this.registry],
     collect: () => this.syncRangeCache(),
   });
 
   readonly rangeCacheMisses = new Counter({
     name: "etcd_gateway_range_cache_misses_total",
-    help: "Cacheable serializable Range calls the cache could not answer (sent to a member).",
+    help: "Cacheable Range calls the cache could not answer (sent to a member).",
     registers: [this.registry],
     collect: () => this.syncRangeCache(),
   });
@@ -109,6 +109,12 @@ export class GatewayMetrics {
     help: "Cached Range answers dropped because a watch event touched their key range.",
     registers: [this.registry],
     collect: () => this.syncRangeCache(),
+  });
+
+  readonly readBarrierProbes = new Counter({
+    name: "etcd_gateway_read_barrier_probes_total",
+    help: "Linearizable rounds to the leader, each shared by every linearizable Range waiting for it.",
+    registers: [this.registry],
   });
 
   readonly rangeCacheEntries = new Gauge({

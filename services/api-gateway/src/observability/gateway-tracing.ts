@@ -1,14 +1,15 @@
 // The gateway's spans, under the server span GrpcHttp2Server's observer (or the JSON gateway)
 // started: one `gateway.route` per attempt (which member the call's target chose) and one
-// client span per call to a member, whose context goes upstream as the `traceparent` metadata
+// client span per call to a member, whose context goes upstream as the `traceparent` (and
+// `tracestate`) metadata
 // the member's server span starts from. Callers test tracing.enabled first; an unsampled
 // request makes no span here, and only passes its "not sampled" decision upstream.
 
 import {
   contextFromTraceparent,
   sampledSpan,
+  setTraceHeaders,
   type TraceContext,
-  traceparentOf,
   tracing,
 } from "@etcd-ts/telemetry";
 import type grpc from "@grpc/grpc-js";
@@ -22,7 +23,7 @@ export function sampledParent(trace: TraceContext | undefined): TraceContext | u
 /** An unsampled call still tells the members so, or each would sample it on its own. */
 export function passUnsampled(trace: TraceContext, metadata: grpc.Metadata): void {
   const span = otelTrace.getSpan(trace);
-  if (span !== undefined) metadata.set("traceparent", traceparentOf(span));
+  if (span !== undefined) setTraceHeaders(span, (key, value) => metadata.set(key, value));
 }
 
 /** The routing decision of one attempt, from `startedAt` (performance.now()) to now. */
@@ -70,7 +71,7 @@ export function startUpstream(
     },
     parent,
   );
-  metadata.set("traceparent", traceparentOf(span));
+  setTraceHeaders(span, (key, value) => metadata.set(key, value));
   return span;
 }
 
@@ -81,17 +82,18 @@ export function endUpstream(span: Span, code: number): void {
 }
 
 /**
- * The JSON gateway's server span (HTTP/1.1), from the request's `traceparent` header; `serve`
- * is given its context. Only called when tracing is on.
+ * The JSON gateway's server span (HTTP/1.1), from the request's `traceparent` and `tracestate`
+ * headers; `serve` is given its context. Only called when tracing is on.
  */
 export async function traceHttpRequest<T>(
   method: string,
   path: string,
-  traceparent: string | string[] | undefined,
+  headers: Record<string, string | string[] | undefined>,
   serve: (trace: TraceContext) => Promise<T>,
   statusOf: () => number,
 ): Promise<T> {
-  const parent = contextFromTraceparent(Array.isArray(traceparent) ? traceparent[0] : traceparent);
+  const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+  const parent = contextFromTraceparent(first(headers.traceparent), first(headers.tracestate));
   const span = tracing.tracer.startSpan(
     `${method} ${path}`,
     { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "url.path": path } },

@@ -2,11 +2,13 @@
 // another member when the failure allows it. The client sees the member's answer, or its
 // error, exactly as the member sent them.
 
+import { WireWriter } from "@etcd-ts/api";
 import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
+import { ReadBarrier } from "../cache/read-barrier.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import {
@@ -78,6 +80,23 @@ const SERIALIZABLE_RANGE = {
 } as const satisfies { target: Target; idempotent: boolean };
 
 const AUTH_ENABLE_PATH = "/etcdserverpb.Auth/AuthEnable";
+const RANGE_PATH = "/etcdserverpb.KV/Range";
+
+/**
+ * The read barrier's probe: a linearizable count of the single key "\0", as small an answer
+ * as a linearizable read has. Sent to the leader, which confirms its ReadIndex itself (a
+ * follower would ask the leader: one more hop).
+ */
+const READ_BARRIER_PROBE = new WireWriter()
+  .bytesField(1, new Uint8Array([0]))
+  .varintField(9, true)
+  .finish();
+const LEADER_READ = { target: { kind: "leader" }, idempotent: true } as const satisfies {
+  target: Target;
+  idempotent: boolean;
+};
+/** How long a linearizable read waits for the cache's watch to deliver its read revision. */
+const WATCH_CATCH_UP_MS = 50;
 
 function carriesAuth(metadata: grpc.Metadata): boolean {
   return metadata.get("token").length > 0 || metadata.get("authorization").length > 0;
@@ -146,6 +165,8 @@ export class UnaryForwarder {
   private knownLeader: string | undefined;
   /** Calls waiting before a retry (backoff or refresh), woken when a new leader becomes known. */
   private readonly backingOff = new Set<() => void>();
+  /** Linearizable reads answered from the cache share one leader round per batch. */
+  readonly readBarrier = new ReadBarrier(() => this.probeReadRevision());
 
   constructor(
     private readonly members: MemberDirectory,
@@ -231,11 +252,16 @@ export class UnaryForwarder {
       } catch {
         // Malformed: the member answers it with etcd's own error, uncached.
       }
-      const cached = ticket === undefined ? undefined : this.rangeCache.cache.lookup(ticket);
+      const cached =
+        ticket === undefined
+          ? undefined
+          : ticket.range.serializable
+            ? this.rangeCache.cache.lookup(ticket)
+            : await this.linearizableFromCache(ticket);
       if (cached !== undefined) {
         if (traced !== undefined) {
           recordRoute(traced, started, {
-            target: "serializable",
+            target: ticket!.range.serializable ? "serializable" : "linearizable",
             member: undefined,
             attempt: 0,
             cached: true,
@@ -247,8 +273,8 @@ export class UnaryForwarder {
     }
     let peeked: { target: Target; idempotent: boolean };
     try {
-      // A ticket is only issued for a serializable Range: no second peek at the body.
-      peeked = ticket !== undefined ? SERIALIZABLE_RANGE : targetFor(route, request, incoming);
+      // A serializable ticket was issued for a serializable Range: no second peek at the body.
+      peeked = ticket?.range.serializable ? SERIALIZABLE_RANGE : targetFor(route, request, incoming);
     } catch {
       // A body the peek cannot parse is the member's to reject, with etcd's own error.
       peeked = { target: { kind: "leader" }, idempotent: false };
@@ -256,9 +282,63 @@ export class UnaryForwarder {
     const metadata = forwardableMetadata(incoming);
     if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
     const deadlineMs = deadlineToMs(deadline) ?? Date.now() + this.options.retryBudgetMs;
+    const { last, memberLabel } = await this.sendWithRetries(
+      route.path,
+      request,
+      metadata,
+      peeked,
+      deadline,
+      deadlineMs,
+      cancellation,
+      traced,
+      trace,
+    );
+
+    const result = last ?? unavailable("etcd-ts gateway: call cancelled");
+    if (ticket !== undefined && result.response !== undefined && result.error === undefined) {
+      // A member behind a write this gateway acknowledged answers from before it, as a
+      // lagging etcd member would for a serializable read; the cache takes the answer but
+      // serves it only once its watch has passed that write (RangeCache.lookup), and to a
+      // linearizable read only once it shows the read's barrier revision.
+      const revision = peekResponseHeader(result.response)?.revision;
+      if (revision !== undefined) this.rangeCache!.cache.offer(ticket, result.response, revision);
+    } else if (this.rangeCache !== undefined && result.response !== undefined && result.error === undefined) {
+      // Auth enabled through this gateway: no cached answer from now on, not a probe later.
+      if (route.path === AUTH_ENABLE_PATH) this.rangeCache.setAuthEnabled(true);
+      if (KEY_WRITES.has(route.path) || (route.route === "txn" && peeked.target.kind === "leader")) {
+        const revision = peekResponseHeader(result.response)?.revision;
+        if (revision !== undefined) this.rangeCache.cache.acknowledgeWrite(revision);
+      }
+    }
+    this.metrics.answered(
+      method,
+      memberLabel,
+      result.error?.code ?? grpc.status.OK,
+      (performance.now() - started) / 1000,
+    );
+    return result;
+  }
+
+  /**
+   * Sends `request` to the member `peeked` calls for until one answers or retrying is no
+   * longer safe. The last outcome (undefined if no attempt was made) and the member label.
+   */
+  private async sendWithRetries(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    peeked: { target: Target; idempotent: boolean },
+    deadline: grpc.Deadline | undefined,
+    deadlineMs: number,
+    cancellation: CallCancellation | undefined,
+    traced: TraceContext | undefined,
+    trace: TraceContext | undefined,
+  ): Promise<{ last: UnaryOutcome | undefined; memberLabel: string }> {
+    const method = splitMethodPath(path)[1];
     const failed = new Set<string>();
     let last: UnaryOutcome | undefined;
     let memberLabel = "none";
+    const started = performance.now();
 
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
       if (cancellation?.cancelled) break;
@@ -285,9 +365,8 @@ export class UnaryForwarder {
         await this.waitUnlessNewLeader(sawLeader, { work: this.members.refresh() });
       } else {
         memberLabel = member.id;
-        const upstream =
-          traced === undefined ? undefined : startUpstream(traced, route.path, member.id, metadata);
-        const outcome = await this.callOnce(client, route.path, request, metadata, deadline, cancellation);
+        const upstream = traced === undefined ? undefined : startUpstream(traced, path, member.id, metadata);
+        const outcome = await this.callOnce(client, path, request, metadata, deadline, cancellation);
         if (upstream !== undefined) endUpstream(upstream, outcome.error?.code ?? grpc.status.OK);
         if (outcome.error === undefined) {
           last = outcome;
@@ -311,29 +390,60 @@ export class UnaryForwarder {
       this.metrics.retried(method);
       await this.waitUnlessNewLeader(sawLeader, { ms: delay });
     }
+    return { last, memberLabel };
+  }
 
-    const result = last ?? unavailable("etcd-ts gateway: call cancelled");
-    if (ticket !== undefined && result.response !== undefined && result.error === undefined) {
-      // A member behind a write this gateway acknowledged answers from before it, as a
-      // lagging etcd member would for a serializable read; the cache takes the answer but
-      // serves it only once its watch has passed that write (RangeCache.lookup).
-      const revision = peekResponseHeader(result.response)?.revision;
-      if (revision !== undefined) this.rangeCache!.cache.offer(ticket, result.response, revision);
-    } else if (this.rangeCache !== undefined && result.response !== undefined && result.error === undefined) {
-      // Auth enabled through this gateway: no cached answer from now on, not a probe later.
-      if (route.path === AUTH_ENABLE_PATH) this.rangeCache.setAuthEnabled(true);
-      if (KEY_WRITES.has(route.path) || (route.route === "txn" && peeked.target.kind === "leader")) {
-        const revision = peekResponseHeader(result.response)?.revision;
-        if (revision !== undefined) this.rangeCache.cache.acknowledgeWrite(revision);
-      }
+  /**
+   * A linearizable read answered from the cache: after a read barrier round, if the cache's
+   * watch delivers the barrier's revision within WATCH_CATCH_UP_MS and the entry is still
+   * there. Undefined sends the read to a member (a miss, a failed probe, a watch behind).
+   */
+  private async linearizableFromCache(ticket: RangeCacheTicket): Promise<Buffer | undefined> {
+    const cache = this.rangeCache!.cache;
+    if (!cache.holds(ticket)) {
+      cache.misses++;
+      return undefined;
     }
-    this.metrics.answered(
-      method,
-      memberLabel,
-      result.error?.code ?? grpc.status.OK,
-      (performance.now() - started) / 1000,
+    let readRevision: number;
+    try {
+      readRevision = await this.readBarrier.revision();
+    } catch {
+      cache.misses++;
+      return undefined;
+    }
+    if (cache.watchedRevision < readRevision) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        cache.delivered(readRevision),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, WATCH_CATCH_UP_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    return cache.lookupLinearizable(ticket, readRevision);
+  }
+
+  /** The read barrier's probe: its header revision, once the leader confirmed its ReadIndex. */
+  private async probeReadRevision(): Promise<number> {
+    this.metrics.readBarrierProbes.inc();
+    const { last } = await this.sendWithRetries(
+      RANGE_PATH,
+      READ_BARRIER_PROBE,
+      new grpc.Metadata(),
+      LEADER_READ,
+      undefined,
+      Date.now() + this.options.retryBudgetMs,
+      undefined,
+      undefined,
+      undefined,
     );
-    return result;
+    const revision =
+      last?.response === undefined || last.error !== undefined
+        ? undefined
+        : peekResponseHeader(last.response)?.revision;
+    if (revision === undefined) throw new Error(last?.error?.details ?? "read barrier probe failed");
+    return revision;
   }
 
   private async callOnce(

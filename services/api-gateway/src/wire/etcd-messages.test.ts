@@ -18,11 +18,13 @@ import {
   peekResponseHeader,
   rangeIsSerializable,
   watchEventKey,
+  withHeaderRevision,
   withWatchId,
 } from "./etcd-messages.js";
 
 const {
   RangeRequest,
+  RangeResponse,
   TxnRequest,
   WatchRequest,
   WatchResponse,
@@ -46,10 +48,14 @@ describe("routing peeks", () => {
     );
   });
 
-  it("peeks the key range of serializable ranges at the current revision only", () => {
+  it("peeks the key range of ranges at the current revision only", () => {
     const range = (fields: Parameters<typeof RangeRequest.fromPartial>[0]) =>
       peekCacheableRange(enc(RangeRequest, RangeRequest.fromPartial(fields)));
-    assert.deepEqual(range({ key: Buffer.from("a"), serializable: true }), { key: "a", rangeEnd: "" });
+    assert.deepEqual(range({ key: Buffer.from("a"), serializable: true }), {
+      key: "a",
+      rangeEnd: "",
+      serializable: true,
+    });
     assert.deepEqual(
       range({
         key: Buffer.from([0xff, 0x00]),
@@ -57,10 +63,23 @@ describe("routing peeks", () => {
         serializable: true,
         limit: 3,
       }),
-      { key: "\u00ff\u0000", rangeEnd: "\u00ff\u0001" },
+      { key: "\u00ff\u0000", rangeEnd: "\u00ff\u0001", serializable: true },
     );
-    assert.equal(range({ key: Buffer.from("a") }), undefined);
+    assert.deepEqual(range({ key: Buffer.from("a") }), { key: "a", rangeEnd: "", serializable: false });
     assert.equal(range({ key: Buffer.from("a"), serializable: true, revision: 7 }), undefined);
+    assert.equal(range({ key: Buffer.from("a"), revision: 7 }), undefined);
+  });
+
+  it("replaces a response header's revision and keeps every other byte", () => {
+    const response = RangeResponse.fromPartial({
+      header: { clusterId: 0xfeedn, memberId: 0xbeefn, revision: 5, raftTerm: 3 },
+      kvs: [
+        { key: Buffer.from("k"), value: Buffer.from("v"), modRevision: 4, createRevision: 2, version: 1 },
+      ],
+      count: 1,
+    });
+    const moved = RangeResponse.decode(withHeaderRevision(enc(RangeResponse, response), 300_000));
+    assert.deepEqual(moved, { ...response, header: { ...response.header!, revision: 300_000n } });
   });
 
   it("classifies txns as etcd does, nested txns included", () => {

@@ -77,11 +77,14 @@ export interface CacheableRange {
   key: string;
   /** "" for the single key `key`. */
   rangeEnd: string;
+  /** RangeRequest.serializable: false asks for a linearizable read. */
+  serializable: boolean;
 }
 
 /**
- * The key range of a serializable RangeRequest at the current revision (field 7 true,
- * field 4 zero); undefined for every other request, which must reach a member.
+ * The key range of a RangeRequest at the current revision (field 4 zero), serializable
+ * (field 7 true) or linearizable; undefined for a read at a past revision, which must reach
+ * a member.
  */
 export function peekCacheableRange(request: Buffer): CacheableRange | undefined {
   const r = new WireReader(request);
@@ -100,11 +103,31 @@ export function peekCacheableRange(request: Buffer): CacheableRange | undefined 
     else if (r.fieldNumber === 7 && r.wireType === WIRE_VARINT) serializable = r.bool();
     else r.skip();
   }
-  if (!serializable || revision !== 0) return undefined;
+  if (revision !== 0) return undefined;
   return {
     key: request.toString("latin1", keyStart, keyEnd),
     rangeEnd: endEnd > endStart ? request.toString("latin1", endStart, endEnd) : "",
+    serializable,
   };
+}
+
+/**
+ * The same response with its header's revision (ResponseHeader.revision, field 3 of field
+ * 1) set to `revision`; every other field is copied as it is.
+ */
+export function withHeaderRevision(response: Uint8Array, revision: number): Buffer {
+  const w = new WireWriter();
+  const r = new WireReader(response);
+  while (r.next()) {
+    if (r.fieldNumber === 1 && r.wireType === WIRE_LENGTH_DELIMITED) {
+      const [start, end] = r.lengthDelimitedRange();
+      w.bytesField(1, encodeHeader({ ...readHeader(response, start, end), revision }));
+      continue;
+    }
+    r.skip();
+    w.raw(response.subarray(r.fieldStart, r.pos));
+  }
+  return w.finish();
 }
 
 /**

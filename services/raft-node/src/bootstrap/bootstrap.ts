@@ -83,11 +83,12 @@ export async function bootstrap(
   leaseExists: (id: bigint) => boolean,
   disk: DiskTimings = {},
 ): Promise<Bootstrapped> {
-  const walOptions: WalOptions & { logger: WalLogger } = { logger, onFsync: disk.walFsync };
+  const sync = !config.unsafeNoFsync;
+  const walOptions: WalOptions & { logger: WalLogger } = { logger, onFsync: disk.walFsync, sync };
   const layout = layoutOf(config);
   await mkdir(layout.snapDir, { recursive: true });
   await recoverInterruptedInstall(layout.dbDir);
-  const snapshotter = new Snapshotter(layout.snapDir, { logger });
+  const snapshotter = new Snapshotter(layout.snapDir, { logger, sync });
   const seed = new Map<bigint, MemberInfo>();
   const columns = (await exists(layout.dbDir)) ? await readColumns(layout.dbDir) : new Map();
   const members = new MembersTable(memberCodec);

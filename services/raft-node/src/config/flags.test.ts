@@ -86,10 +86,20 @@ test("--nats-url / ETCD_NATS_URL: absent is no NATS", () => {
 });
 
 test("flags accepted for compatibility but not implemented are refused when used", () => {
-  assert.throws(
-    () => memberConfig(parseFlags(["--unsafe-no-fsync"], {})),
-    /--unsafe-no-fsync is not supported yet/,
+  assert.throws(() => memberConfig(parseFlags(["--max-wals=3"], {})), /--max-wals is not supported yet/);
+});
+
+test("--unsafe-no-fsync, --max-snapshots and --experimental-warning-apply-duration are read", () => {
+  const defaults = memberConfig(parseFlags([], {}));
+  assert.deepEqual(
+    [defaults.unsafeNoFsync, defaults.maxSnapshots, defaults.warningApplyDurationMs],
+    [false, 5, 100],
   );
+  const set = memberConfig(
+    parseFlags(["--unsafe-no-fsync", "--max-snapshots=0", "--experimental-warning-apply-duration=1s"], {}),
+  );
+  assert.deepEqual([set.unsafeNoFsync, set.maxSnapshots, set.warningApplyDurationMs], [true, 0, 1000]);
+  assert.match(set.warnings.join("\n"), /--unsafe-no-fsync/);
 });
 
 test("etcd 3.4's other flags start at etcd's defaults, however spelled, and are refused otherwise", () => {

@@ -59,7 +59,7 @@ export const FLAGS = {
   "experimental-watch-progress-notify-interval": { kind: "duration", default: "10m0s" },
   // etcd 3.4 defaults to false, 3.5 to true; Raft here always had pre-vote, so 3.5's default.
   "pre-vote": { kind: "bool", default: "true" },
-  "max-snapshots": { kind: "int", default: "5", unsupported: true },
+  "max-snapshots": { kind: "int", default: "5" },
   "max-wals": { kind: "int", default: "5", unsupported: true },
   // Go's profiler does not exist here; accepted (etcd's sample config turns it on) with a warning.
   "enable-pprof": { kind: "bool", default: "false" },
@@ -112,14 +112,14 @@ export const FLAGS = {
   "experimental-compaction-batch-limit": { kind: "int", default: "0", unsupported: true },
   "experimental-corrupt-check-time": { kind: "duration", default: "0", unsupported: true },
   "experimental-peer-skip-client-san-verification": { kind: "bool", default: "false", unsupported: true },
-  "experimental-warning-apply-duration": { kind: "duration", default: "100ms", unsupported: true },
+  "experimental-warning-apply-duration": { kind: "duration", default: "100ms" },
   "experimental-enable-lease-checkpoint-persist": { kind: "bool", default: "false", unsupported: true },
   "experimental-enable-v2v3": { kind: "string", default: "", unsupported: true },
   "discovery-srv-name": { kind: "string", default: "", unsupported: true },
   "log-package-levels": { kind: "string", default: "", unsupported: true },
   "log-output": { kind: "string", default: "default", unsupported: true },
   metrics: { kind: "string", default: "basic", unsupported: true },
-  "unsafe-no-fsync": { kind: "bool", default: "false", unsupported: true },
+  "unsafe-no-fsync": { kind: "bool", default: "false" },
   // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
   "nats-url": { kind: "string", default: "" },
 } as const satisfies Record<string, FlagSpec>;
@@ -291,6 +291,12 @@ export interface MemberConfig {
   /** Bytes; etcd's 0 means the 2 GiB default. */
   quotaBackendBytes: number;
   snapshotCount: number;
+  /** Snapshot files kept (etcd's --max-snapshots; 0: unlimited). */
+  maxSnapshots: number;
+  /** Applies slower than this count in etcd_server_slow_apply_total (etcd's warnApplyDuration). */
+  warningApplyDurationMs: number;
+  /** etcd's --unsafe-no-fsync: no fsync anywhere; a crash of the machine may lose acknowledged writes. */
+  unsafeNoFsync: boolean;
   /** Entries kept in the log after a snapshot, for slow followers (etcd 3.5's flag). */
   snapshotCatchUpEntries: number;
   maxTxnOps: number;
@@ -448,6 +454,11 @@ export function memberConfig(values: FlagValues): MemberConfig {
   if (parseBool("enable-pprof", values["enable-pprof"])) {
     warnings.push("--enable-pprof: this server has no Go profiler; profile it with node --cpu-prof");
   }
+  if (parseBool("unsafe-no-fsync", values["unsafe-no-fsync"])) {
+    warnings.push(
+      "--unsafe-no-fsync: nothing is fsynced; a machine crash or power loss can lose acknowledged writes",
+    );
+  }
   const debug = parseBool("debug", values.debug);
   return {
     name,
@@ -465,6 +476,12 @@ export function memberConfig(values: FlagValues): MemberConfig {
     electionMs,
     quotaBackendBytes: quotaBackendBytes === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quotaBackendBytes,
     snapshotCount: parseInt64("snapshot-count", values["snapshot-count"]),
+    maxSnapshots: parseInt64("max-snapshots", values["max-snapshots"]),
+    warningApplyDurationMs: parseGoDuration(
+      "experimental-warning-apply-duration",
+      values["experimental-warning-apply-duration"],
+    ),
+    unsafeNoFsync: parseBool("unsafe-no-fsync", values["unsafe-no-fsync"]),
     snapshotCatchUpEntries: parseInt64(
       "experimental-snapshot-catchup-entries",
       values["experimental-snapshot-catchup-entries"],

@@ -25,9 +25,10 @@
 //   such as separate etcdctl calls, each get one), one per compaction slice.
 // - Defragmentation copies every element into a fresh file (0.9 fill, a commit every 10,000
 //   keys, as etcd's defrag) and reopens it: the pages no tree reaches are the freelist.
-// - A restart loads the revisions as defragmentation would lay them out (etcd's file keeps its
-//   high-water mark across restarts; ours is not persisted): the model is exact from the start
-//   of a member's data and after each defrag, and may read lower after a restart.
+// - A restart loads the revisions as defragmentation would lay them out, at the high-water
+//   mark the store saved with its last write (etcd's file keeps its size across restarts; the
+//   pages beyond the compact layout are free, as bbolt's freelist scan on open finds them):
+//   Size(), which the quota judges, is exact across restarts; SizeInUse() may read lower.
 
 export const BBOLT_PAGE_SIZE = 4096;
 const PAGE_HEADER = 16;
@@ -271,6 +272,19 @@ export class BboltSizeModel {
     this.touch();
     this.commit();
     this.freelist.release();
+    this.freeAtLastCommit = this.freelist.free.length;
+  }
+
+  /**
+   * A reopen: the revisions laid out as defragment() does, in a file that had grown to
+   * `highWaterBytes` (Size() when the store last wrote); the pages past the layout are free.
+   */
+  reopen(revisions: Iterable<{ key: Buffer; valueLength: number }>, highWaterBytes: number): void {
+    this.defragment(revisions);
+    const pages = Math.floor(highWaterBytes / BBOLT_PAGE_SIZE);
+    if (pages <= this.highWater) return;
+    for (let id = this.highWater; id < pages; id++) this.freelist.free.push(id);
+    this.highWater = pages;
     this.freeAtLastCommit = this.freelist.free.length;
   }
 

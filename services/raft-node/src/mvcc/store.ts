@@ -224,6 +224,8 @@ const META_CONSISTENT_INDEX = Buffer.from("consistent_index");
 const META_TERM = Buffer.from("term");
 const META_SCHEDULED_COMPACT = Buffer.from("scheduledCompactRev");
 const META_FINISHED_COMPACT = Buffer.from("finishedCompactRev");
+/** The bbolt size model's Size() (etcd's file size), so that a restart keeps it. Ours alone. */
+const META_MODEL_SIZE = Buffer.from("etcdTsModelSize");
 const META_ALARM_PREFIX = Buffer.from("alarm/");
 
 /**
@@ -277,6 +279,8 @@ export class MvccStore implements ApplyTarget {
   private closing = false;
   /** etcd's backend size for the same writes (what the quota and Status measure). */
   private readonly sizeModel = new BboltSizeModel();
+  /** The model's Size() as last written to the meta column. */
+  private savedModelSize = 0;
   private readonly tuning: RocksTuning;
   /** Reads holding RocksDB iterators or pool reads across awaits; defragmentation waits for them. */
   private readers = 0;
@@ -358,10 +362,10 @@ export class MvccStore implements ApplyTarget {
 
   private restore(): void {
     const metaValues = this.db.getManySync(
-      [META_CONSISTENT_INDEX, META_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT],
+      [META_CONSISTENT_INDEX, META_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT, META_MODEL_SIZE],
       this.meta,
     );
-    const [index, term, scheduled, finished] = metaValues;
+    const [index, term, scheduled, finished, modelSize] = metaValues;
     if (index) this.appliedIdx = readUint64Bytes(index);
     if (term) this.appliedTerm = readUint64Bytes(term);
     if (finished) this.finishedCompactRev = mainOfKey(finished);
@@ -369,7 +373,9 @@ export class MvccStore implements ApplyTarget {
     this.compactMainRev = this.finishedCompactRev;
     this.restoreAlarms();
     this.restoreIndex();
-    if (this.currentRev > 0) this.sizeModel.defragment(this.storedRevisionLengths());
+    this.savedModelSize = modelSize ? readUint64Bytes(modelSize) : 0;
+    if (this.currentRev > 0 || this.savedModelSize > 0)
+      this.sizeModel.reopen(this.currentRev > 0 ? this.storedRevisionLengths() : [], this.savedModelSize);
     if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
     if (scheduledRev > this.finishedCompactRev) {
       // A compaction was cut short: its revision already counts as compacted; finish it.
@@ -535,6 +541,11 @@ export class MvccStore implements ApplyTarget {
       if (this.batch.length > 0) {
         this.sizeModel.touch();
         this.sizeModel.commit();
+        // etcd's file keeps its size across a restart: so does the model (see open()).
+        if (this.sizeModel.size !== this.savedModelSize) {
+          this.savedModelSize = this.sizeModel.size;
+          this.batch.put(META_MODEL_SIZE, uint64Bytes(this.savedModelSize), this.meta);
+        }
       }
       if (lastIndex !== this.appliedIdx) {
         this.batch.put(META_CONSISTENT_INDEX, uint64Bytes(lastIndex), this.meta);
@@ -938,7 +949,8 @@ export class MvccStore implements ApplyTarget {
 
   /**
    * etcd's Hash: the whole backend as stored (so it depends on compaction progress): the key
-   * space, then the meta entries except the applied index and term, which differ by member.
+   * space, then the meta entries except the applied index, the term and the size model's
+   * saved size, which differ by member.
    */
   async hash(): Promise<{ hash: number; revision: number }> {
     if (this.exclusive !== undefined) await this.passExclusive();
@@ -953,7 +965,9 @@ export class MvccStore implements ApplyTarget {
         it: this.db.iterator({ column: this.db.columns[name]! }),
       })),
     ];
-    const memberLocal = (k: Buffer) => k.equals(META_CONSISTENT_INDEX) || k.equals(META_TERM);
+    // The model's size depends on how this member batched its applies, as etcd's file size does.
+    const memberLocal = (k: Buffer) =>
+      k.equals(META_CONSISTENT_INDEX) || k.equals(META_TERM) || k.equals(META_MODEL_SIZE);
     let hash = 0;
     this.readers++;
     try {
@@ -1097,6 +1111,8 @@ export class MvccStore implements ApplyTarget {
           await copyColumn(this.db, copy, this.db.columns[name], copy.columns[name]);
         const fence = copy.batch();
         fence.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), copy.columns[META_COLUMN]);
+        // The defragmented file's size is its compact layout, which a reopen computes itself.
+        fence.del(META_MODEL_SIZE, copy.columns[META_COLUMN]);
         fence.write(true);
       } finally {
         await copy.close();
@@ -1110,6 +1126,7 @@ export class MvccStore implements ApplyTarget {
       this.db = await RocksBackend.open(this.location, columnNames, this.tuning);
       this.meta = this.db.columns[META_COLUMN]!;
       this.sizeModel.defragment(this.storedRevisionLengths());
+      this.savedModelSize = 0;
     } catch (err) {
       this.failure = err instanceof Error ? err : new Error(String(err));
       throw err;

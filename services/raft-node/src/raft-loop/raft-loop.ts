@@ -310,7 +310,7 @@ export class RaftLoop {
     if (to !== undefined) this.storage.compact(to);
     this.snapshotIndex = index;
     await this.wal.releaseTo(index);
-    await this.snapshotter.purge(5);
+    if (this.config.maxSnapshots > 0) await this.snapshotter.purge(this.config.maxSnapshots);
     this.logger.info({ index, compactedTo: to ?? 0 }, "saved snapshot");
   }
 

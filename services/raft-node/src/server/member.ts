@@ -112,8 +112,6 @@ export interface MemberLogger extends TransportLogger {
 
 export const SERVER_VERSION = ETCD_SERVER_VERSION;
 export const CLUSTER_VERSION = ETCD_CLUSTER_VERSION;
-/** etcd's warnApplyDuration: applies slower than this count in etcd_server_slow_apply_total. */
-const SLOW_APPLY_MS = 100;
 const READ_INDEX_RETRY_MS = 500;
 const PUBLISH_RETRY_MS = 500;
 /** etcd's maxLeaseCheckpointBatchSize: checkpoints per LeaseCheckpoint entry. */
@@ -313,8 +311,9 @@ export class Member implements EtcdServer {
         applyCommitted: (entries) => {
           const started = performance.now();
           return this.applier.apply(entries).then((result) => {
-            // etcd counts each request whose apply took over 100 ms; a batch applies as one write.
-            if (performance.now() - started > SLOW_APPLY_MS) this.metrics.slowApplies.inc();
+            // etcd counts each request whose apply took over --experimental-warning-apply-duration
+            // (100 ms); a batch applies as one write.
+            if (performance.now() - started > config.warningApplyDurationMs) this.metrics.slowApplies.inc();
             tracer?.applied(entries, started);
             return result;
           });

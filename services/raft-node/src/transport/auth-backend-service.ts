@@ -5,7 +5,10 @@
 // send Raft messages, so this adds no reach an attacker did not have. One named user per call,
 // no listing.
 import { type authBackend, isEtcdError } from "@etcd-ts/api";
+import { traceGrpcJsUnary } from "@etcd-ts/telemetry";
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
+
+const SERVICE = "/etcdts.authbackend.AuthBackend/";
 
 export interface AuthBackendHost {
   authCredential(name: string): Promise<authBackend.CredentialResponse>;
@@ -20,11 +23,13 @@ interface Logger {
 
 export function authBackendService(host: AuthBackendHost, logger: Logger): authBackend.AuthBackendServer {
   const answer = <Req, Res>(
+    method: string,
     call: ServerUnaryCall<Req, Res>,
     callback: sendUnaryData<Res>,
     run: (request: Req) => Promise<Res>,
   ) => {
-    run(call.request).then(
+    // A server span under the auth service's own (its calls carry traceparent), when tracing is on.
+    traceGrpcJsUnary(SERVICE + method, call.metadata, () => run(call.request)).then(
       (response) => callback(null, response),
       (err: unknown) => {
         // etcd's errors (not enabled, authentication failed, timeouts) reach services/auth as
@@ -36,9 +41,11 @@ export function authBackendService(host: AuthBackendHost, logger: Logger): authB
     );
   };
   return {
-    credential: (call, callback) => answer(call, callback, (r) => host.authCredential(r.name)),
-    putSigningKey: (call, callback) => answer(call, callback, (r) => host.putSigningKey(r)),
-    deleteSigningKey: (call, callback) => answer(call, callback, (r) => host.deleteSigningKey(r.kid)),
-    listSigningKeys: (call, callback) => answer(call, callback, () => host.listSigningKeys()),
+    credential: (call, callback) => answer("Credential", call, callback, (r) => host.authCredential(r.name)),
+    putSigningKey: (call, callback) => answer("PutSigningKey", call, callback, (r) => host.putSigningKey(r)),
+    deleteSigningKey: (call, callback) =>
+      answer("DeleteSigningKey", call, callback, (r) => host.deleteSigningKey(r.kid)),
+    listSigningKeys: (call, callback) =>
+      answer("ListSigningKeys", call, callback, () => host.listSigningKeys()),
   };
 }
