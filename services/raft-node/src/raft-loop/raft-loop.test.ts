@@ -107,7 +107,11 @@ describe("raft loop", () => {
 
   it("a leader sends the messages that only advance the commit index after applying what they commit", async () => {
     const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
-    const config = memberConfig(parseFlags(["--heartbeat-interval", "10", "--election-timeout", "100"], {}));
+    // Ticks far apart (the test campaigns itself): a heartbeat in the Ready that commits x would
+    // make it more than commit news, and such a Ready is sent first.
+    const config = memberConfig(
+      parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
+    );
     const storage = bootstrapStorage([1n, 2n, 3n]);
     const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
     await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
@@ -175,6 +179,10 @@ describe("raft loop", () => {
     );
     try {
       loop.start();
+      // Raft refuses to campaign before the bootstrap ConfChanges are applied.
+      await until("the bootstrap configuration applied", () => applied >= storage.lastIndex());
+      loop.raw.campaign();
+      loop.kick();
       await until("leadership", () => loop.leaderId === 1n);
       await until("the leader's empty entry applied", () => applied === loop.status().commit && applied > 3);
       const x = loop.status().commit + 1;
