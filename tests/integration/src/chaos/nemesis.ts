@@ -25,6 +25,10 @@ export type FaultKind =
   | "one-way"
   /** Split a member from one other member only (both directions); the third still sees both. */
   | "bridge"
+  /** Slow both directions between two members: 20-300 ms more latency, and half the time a thin pipe. */
+  | "slow-link"
+  /** A link between two members that keeps failing and recovering (stall or drop, 50-500 ms each way). */
+  | "flapping-link"
   /** Maintenance.MoveLeader from the leader to another member (a planned leader change). */
   | "move-leader"
   /**
@@ -44,7 +48,11 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "isolate",
   "one-way",
   "bridge",
+  "slow-link",
+  "flapping-link",
 ];
+
+const LINK_FAULT_KINDS: readonly FaultKind[] = ["isolate", "one-way", "bridge", "slow-link", "flapping-link"];
 
 /** Membership changes under load; not in the CI run's default mix (they take longer to heal). */
 export const MEMBERSHIP_FAULT_KINDS: readonly FaultKind[] = ["move-leader", "replace-member"];
@@ -71,7 +79,7 @@ export class Nemesis {
     private readonly rng: Prng,
     private readonly options: NemesisOptions,
   ) {
-    const needsProxy = options.faults.some((f) => f === "isolate" || f === "one-way" || f === "bridge");
+    const needsProxy = options.faults.some((f) => LINK_FAULT_KINDS.includes(f));
     if (needsProxy && !cluster.network) throw new Error("link faults need a cluster created with proxyPeers");
   }
 
@@ -172,6 +180,43 @@ export class Nemesis {
         return async () => {
           c.network!.setLink(a, b, "open");
           c.network!.setLink(b, a, "open");
+        };
+      }
+      case "slow-link": {
+        const a = randomMember();
+        const b = (a + this.rng.between(1, n - 1)) % n;
+        const shape = {
+          delayMs: this.rng.between(20, 300),
+          bytesPerSecond: this.rng.chance(0.5) ? this.rng.between(16, 256) * 1024 : 0,
+        };
+        record.detail = `m${a} <-> m${b}: +${shape.delayMs} ms, ${shape.bytesPerSecond || "unlimited"} B/s`;
+        c.network!.shapeLink(a, b, shape);
+        c.network!.shapeLink(b, a, shape);
+        return async () => {
+          c.network!.shapeLink(a, b, undefined);
+          c.network!.shapeLink(b, a, undefined);
+        };
+      }
+      case "flapping-link": {
+        const a = randomMember();
+        const b = (a + this.rng.between(1, n - 1)) % n;
+        const state = linkState();
+        const flaps = { count: 0 };
+        let down = false;
+        let timer: NodeJS.Timeout | undefined;
+        const flip = () => {
+          down = !down;
+          flaps.count++;
+          c.network!.setLink(a, b, down ? state : "open");
+          c.network!.setLink(b, a, down ? state : "open");
+          timer = setTimeout(flip, this.rng.between(50, 500));
+        };
+        flip();
+        return async () => {
+          clearTimeout(timer);
+          c.network!.setLink(a, b, "open");
+          c.network!.setLink(b, a, "open");
+          record.detail = `m${a} <-> m${b}: ${state}, ${flaps.count} flips`;
         };
       }
       case "move-leader": {

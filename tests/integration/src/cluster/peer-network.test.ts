@@ -119,6 +119,33 @@ describe("peer network proxies", () => {
     assert.ok(network.stats.resets >= 1);
   });
 
+  test("a shaped link delays every chunk and caps its rate, in order", async () => {
+    arrived = "";
+    const c = await dial(proxyPort);
+    network.shapeLink(0, 1, { delayMs: 150, bytesPerSecond: 0 });
+    let started = performance.now();
+    c.socket.write("a");
+    await until("the delayed echo", () => c.received() === "A");
+    const delayed = performance.now() - started;
+    assert.ok(delayed >= 140, `arrived after ${delayed.toFixed(0)} ms`);
+    // 64 KiB at 128 KiB/s: about half a second on the way in (the reply is unshaped).
+    network.shapeLink(0, 1, { delayMs: 0, bytesPerSecond: 128 * 1024 });
+    const bulk = "x".repeat(64 * 1024);
+    started = performance.now();
+    c.socket.write(bulk);
+    c.socket.write("z");
+    await until("the bulk echo", () => c.received().length === 1 + bulk.length + 1);
+    const throttled = performance.now() - started;
+    assert.ok(throttled >= 400, `64 KiB took ${throttled.toFixed(0)} ms`);
+    assert.equal(arrived, `a${bulk}z`, "in order");
+    network.shapeLink(0, 1, undefined);
+    started = performance.now();
+    c.socket.write("b");
+    await until("the fast echo", () => c.received().endsWith("B"));
+    assert.ok(performance.now() - started < 140, "full speed again");
+    c.socket.destroy();
+  });
+
   test("a connection no member owns is refused", async () => {
     pids = new Map([[0, 999_999_999]]);
     const before = network.stats.unattributed;

@@ -16,6 +16,18 @@ import { connectionOwner } from "./socket-owner.js";
  */
 export type LinkState = "open" | "stall" | "drop";
 
+/**
+ * How an open link carries bytes: each chunk arrives `delayMs` after it was sent, and no faster
+ * than `bytesPerSecond` (0: no limit) — a slow or congested network path.
+ */
+export interface LinkShape {
+  delayMs: number;
+  bytesPerSecond: number;
+}
+
+/** Bytes a shaped pipe holds before it stops reading from its source (TCP's window, roughly). */
+const SHAPED_WINDOW_BYTES = 1024 * 1024;
+
 interface Pipe {
   from: number;
   to: number;
@@ -23,6 +35,12 @@ interface Pipe {
   sink: net.Socket;
   held: Buffer[];
   lostBytes: boolean;
+  /** Chunks on their way through a shaped link, with when each arrives. */
+  inFlight: { chunk: Buffer; at: number }[];
+  inFlightBytes: number;
+  /** When the last chunk sent through the shaped link arrives (bandwidth queueing). */
+  lastArrival: number;
+  timer: NodeJS.Timeout | undefined;
 }
 
 interface ProxiedConnection {
@@ -39,6 +57,7 @@ export interface PeerNetworkStats {
 
 export class PeerNetwork {
   private readonly states: LinkState[][];
+  private readonly shapes: (LinkShape | undefined)[][];
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<ProxiedConnection>();
   readonly stats: PeerNetworkStats = { connections: 0, unattributed: 0, resets: 0 };
@@ -56,6 +75,7 @@ export class PeerNetwork {
   ) {
     const n = listen.length;
     this.states = Array.from({ length: n }, () => new Array<LinkState>(n).fill("open"));
+    this.shapes = Array.from({ length: n }, () => new Array<LinkShape | undefined>(n).fill(undefined));
   }
 
   async start(): Promise<void> {
@@ -84,6 +104,13 @@ export class PeerNetwork {
     }
   }
 
+  /** Slows the directed link from -> to (undefined: full speed again, for new bytes). */
+  shapeLink(from: number, to: number, shape: LinkShape | undefined): void {
+    if (from === to) return;
+    this.shapes[from][to] =
+      shape !== undefined && (shape.delayMs > 0 || shape.bytesPerSecond > 0) ? shape : undefined;
+  }
+
   /** Cuts (or restores) every link into and out of member i. */
   isolate(i: number, state: LinkState): void {
     for (let j = 0; j < this.listen.length; j++) {
@@ -95,20 +122,28 @@ export class PeerNetwork {
 
   healAll(): void {
     for (let a = 0; a < this.listen.length; a++)
-      for (let b = 0; b < this.listen.length; b++) this.setLink(a, b, "open");
+      for (let b = 0; b < this.listen.length; b++) {
+        this.shapeLink(a, b, undefined);
+        this.setLink(a, b, "open");
+      }
   }
 
   describeCuts(): string {
     const cuts: string[] = [];
     for (let a = 0; a < this.listen.length; a++) {
-      for (let b = 0; b < this.listen.length; b++)
+      for (let b = 0; b < this.listen.length; b++) {
         if (this.states[a][b] !== "open") cuts.push(`${a}->${b} ${this.states[a][b]}`);
+        const shape = this.shapes[a]?.[b];
+        if (shape !== undefined)
+          cuts.push(`${a}->${b} +${shape.delayMs}ms ${shape.bytesPerSecond || "unlimited"}B/s`);
+      }
     }
     return cuts.length === 0 ? "none" : cuts.join(", ");
   }
 
   async close(): Promise<void> {
     for (const c of this.connections) {
+      for (const pipe of [c.up, c.down]) clearTimeout(pipe.timer);
       c.up.source.destroy();
       c.up.sink.destroy();
     }
@@ -132,13 +167,26 @@ export class PeerNetwork {
     }
     const upstream = net.connect({ host: this.host, port: this.targets[to], allowHalfOpen: false });
     upstream.pause();
+    const pipe = (from: number, to: number, source: net.Socket, sink: net.Socket): Pipe => ({
+      from,
+      to,
+      source,
+      sink,
+      held: [],
+      lostBytes: false,
+      inFlight: [],
+      inFlightBytes: 0,
+      lastArrival: 0,
+      timer: undefined,
+    });
     const c: ProxiedConnection = {
-      up: { from, to, source: socket, sink: upstream, held: [], lostBytes: false },
-      down: { from: to, to: from, source: upstream, sink: socket, held: [], lostBytes: false },
+      up: pipe(from, to, socket, upstream),
+      down: pipe(to, from, upstream, socket),
     };
     this.connections.add(c);
     const end = () => {
       if (!this.connections.delete(c)) return;
+      for (const p of [c.up, c.down]) clearTimeout(p.timer);
       socket.destroy();
       upstream.destroy();
     };
@@ -157,7 +205,10 @@ export class PeerNetwork {
 
   private carry(c: ProxiedConnection, pipe: Pipe, chunk: Buffer): void {
     const state = this.states[pipe.from][pipe.to];
-    if (state === "open") {
+    const shape = this.shapes[pipe.from][pipe.to];
+    if (state === "open" && (shape !== undefined || pipe.inFlight.length > 0)) {
+      this.send(c, pipe, chunk, shape);
+    } else if (state === "open") {
       if (!pipe.sink.write(chunk)) {
         pipe.source.pause();
         pipe.sink.once("drain", () => this.apply(c, pipe));
@@ -168,6 +219,55 @@ export class PeerNetwork {
     } else {
       pipe.lostBytes = true;
     }
+  }
+
+  /** A chunk into a shaped link: it arrives after the delay, behind what the bandwidth queues. */
+  private send(c: ProxiedConnection, pipe: Pipe, chunk: Buffer, shape: LinkShape | undefined): void {
+    const now = performance.now();
+    const transmit =
+      shape !== undefined && shape.bytesPerSecond > 0 ? (chunk.length * 1000) / shape.bytesPerSecond : 0;
+    const at = Math.max(now + (shape?.delayMs ?? 0), pipe.lastArrival + transmit);
+    pipe.lastArrival = at;
+    pipe.inFlight.push({ chunk, at });
+    pipe.inFlightBytes += chunk.length;
+    if (pipe.inFlightBytes > SHAPED_WINDOW_BYTES) pipe.source.pause();
+    if (pipe.timer === undefined) this.deliverLater(c, pipe);
+  }
+
+  private deliverLater(c: ProxiedConnection, pipe: Pipe): void {
+    const next = pipe.inFlight[0];
+    if (next === undefined) return;
+    pipe.timer = setTimeout(
+      () => {
+        pipe.timer = undefined;
+        this.deliver(c, pipe);
+      },
+      Math.max(0, next.at - performance.now()),
+    );
+  }
+
+  /** Hands on what has arrived; a link cut meanwhile holds (stall) or loses (drop) the rest. */
+  private deliver(c: ProxiedConnection, pipe: Pipe): void {
+    if (!this.connections.has(c)) return;
+    const state = this.states[pipe.from][pipe.to];
+    if (state === "stall") {
+      pipe.held.unshift(...pipe.inFlight.map((f) => f.chunk));
+    } else if (state === "drop") {
+      if (pipe.inFlight.length > 0) pipe.lostBytes = true;
+    }
+    if (state !== "open") {
+      pipe.inFlight = [];
+      pipe.inFlightBytes = 0;
+      return;
+    }
+    const now = performance.now();
+    while (pipe.inFlight.length > 0 && pipe.inFlight[0]!.at <= now) {
+      const { chunk } = pipe.inFlight.shift()!;
+      pipe.inFlightBytes -= chunk.length;
+      pipe.sink.write(chunk);
+    }
+    if (pipe.inFlightBytes <= SHAPED_WINDOW_BYTES / 2 && !pipe.sink.writableNeedDrain) pipe.source.resume();
+    this.deliverLater(c, pipe);
   }
 
   /** Brings a pipe in line with its link's current state. */
