@@ -13,7 +13,7 @@ import {
 } from "@etcd-ts/raft";
 import { memberConfig, parseFlags } from "../config/flags.js";
 import { Snapshotter, Wal } from "../wal/mod.js";
-import { RaftLoop } from "./raft-loop.js";
+import { RaftLoop, type RaftLoopHost } from "./raft-loop.js";
 
 const quiet = { info() {}, warn() {}, error() {} };
 
@@ -24,6 +24,22 @@ async function until(what: string, done: () => boolean, timeoutMs = 5000): Promi
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** A host for a loop that installs no snapshot and ignores leadership, reads and ticks. */
+function testHost(
+  parts: Pick<RaftLoopHost, "send" | "appliedIndex" | "applyCommitted" | "fatal">,
+): RaftLoopHost {
+  return {
+    ...parts,
+    restoreStateMachine: async () => {
+      throw new Error("no snapshot expected");
+    },
+    syncStateMachine: () => {},
+    leadershipChanged: () => {},
+    readState: () => {},
+    ticked: () => {},
+  };
 }
 
 describe("raft loop", () => {
@@ -47,7 +63,7 @@ describe("raft loop", () => {
     const loop: RaftLoop = new RaftLoop(
       config,
       { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
-      {
+      testHost({
         send: () => {},
         appliedIndex: () => applied,
         async applyCommitted(entries) {
@@ -65,17 +81,10 @@ describe("raft loop", () => {
           }
           inFlight--;
         },
-        restoreStateMachine: async () => {
-          throw new Error("no snapshot expected");
-        },
-        syncStateMachine: () => {},
-        leadershipChanged: () => {},
-        readState: () => {},
-        ticked: () => {},
         fatal: (err) => {
           failure = err;
         },
-      },
+      }),
       quiet,
     );
     try {
@@ -146,7 +155,7 @@ describe("raft loop", () => {
     const loop: RaftLoop = new RaftLoop(
       config,
       { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
-      {
+      testHost({
         send: (messages) => {
           for (const m of messages) {
             if (m.to === 2n && m.type === MessageType.MsgApp) {
@@ -164,17 +173,10 @@ describe("raft loop", () => {
             applied = e.index;
           }
         },
-        restoreStateMachine: async () => {
-          throw new Error("no snapshot expected");
-        },
-        syncStateMachine: () => {},
-        leadershipChanged: () => {},
-        readState: () => {},
-        ticked: () => {},
         fatal: (err) => {
           failure = err;
         },
-      },
+      }),
       quiet,
     );
     try {
