@@ -43,13 +43,15 @@ export class MemberMetrics {
   readonly walFsync: Histogram;
   readonly backendCommit: Histogram;
   readonly backendSnapshot: Histogram;
-  private readonly peerSent: Counter<string>;
-  private readonly peerReceived: Counter<string>;
   private readonly peerSendFailures: Counter<string>;
   private readonly peerRoundTrip: Histogram<string>;
   private readonly peerFailureChildren = new Map<bigint, CounterChild>();
-  private readonly peerSentChildren = new Map<bigint, CounterChild>();
-  private readonly peerReceivedChildren = new Map<bigint, CounterChild>();
+  /**
+   * Peer bytes since the last scrape, by member: counted on every batch, so kept as plain
+   * numbers and added to the counters when scraped (prom-client hashes the labels of every inc).
+   */
+  private readonly peerSentSinceScrape = new Map<bigint, number>();
+  private readonly peerReceivedSinceScrape = new Map<bigint, number>();
   private readonly peerRoundTripChildren = new Map<bigint, HistogramChild>();
   private readonly serverId: Gauge<string>;
   private state: MemberState | undefined;
@@ -224,17 +226,25 @@ export class MemberMetrics {
       this.opCounters[op] = counter;
     }
 
-    this.peerSent = new Counter({
+    const peerSentSinceScrape = this.peerSentSinceScrape;
+    new Counter({
       name: "etcd_network_peer_sent_bytes_total",
       help: "The total number of bytes sent to peers.",
       labelNames: ["To"],
       registers,
+      collect() {
+        addPeerCounts(this, "To", peerSentSinceScrape);
+      },
     });
-    this.peerReceived = new Counter({
+    const peerReceivedSinceScrape = this.peerReceivedSinceScrape;
+    new Counter({
       name: "etcd_network_peer_received_bytes_total",
       help: "The total number of bytes received from peers.",
       labelNames: ["From"],
       registers,
+      collect() {
+        addPeerCounts(this, "From", peerReceivedSinceScrape);
+      },
     });
     this.peerSendFailures = new Counter({
       name: "etcd_network_peer_sent_failures_total",
@@ -260,11 +270,11 @@ export class MemberMetrics {
   }
 
   peerBytesSent(to: bigint, bytes: number): void {
-    childFor(this.peerSentChildren, to, () => this.peerSent.labels(to.toString(16))).inc(bytes);
+    this.peerSentSinceScrape.set(to, (this.peerSentSinceScrape.get(to) ?? 0) + bytes);
   }
 
   peerBytesReceived(from: bigint, bytes: number): void {
-    childFor(this.peerReceivedChildren, from, () => this.peerReceived.labels(from.toString(16))).inc(bytes);
+    this.peerReceivedSinceScrape.set(from, (this.peerReceivedSinceScrape.get(from) ?? 0) + bytes);
   }
 
   /** Messages to `to` that never left (etcdMembersDown reads the rate). */
@@ -293,6 +303,12 @@ export class MemberMetrics {
       seen[op] = source[op];
     }
   }
+}
+
+/** Adds the counts gathered since the last scrape to `counter`, one label value (hex ID) per member. */
+function addPeerCounts(counter: Counter<string>, label: string, sinceScrape: Map<bigint, number>): void {
+  for (const [id, n] of sinceScrape) counter.inc({ [label]: id.toString(16) }, n);
+  sinceScrape.clear();
 }
 
 function childFor<C>(children: Map<bigint, C>, id: bigint, make: () => C): C {

@@ -3,10 +3,17 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { bootstrapStorage, decodeConfChange, type Entry, EntryType } from "@etcd-ts/raft";
+import {
+  bootstrapStorage,
+  decodeConfChange,
+  type Entry,
+  EntryType,
+  type Message,
+  MessageType,
+} from "@etcd-ts/raft";
 import { memberConfig, parseFlags } from "../config/flags.js";
 import { Snapshotter, Wal } from "../wal/mod.js";
-import { RaftLoop } from "./raft-loop.js";
+import { RaftLoop, type RaftLoopHost } from "./raft-loop.js";
 
 const quiet = { info() {}, warn() {}, error() {} };
 
@@ -17,6 +24,22 @@ async function until(what: string, done: () => boolean, timeoutMs = 5000): Promi
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** A host for a loop that installs no snapshot and ignores leadership, reads and ticks. */
+function testHost(
+  parts: Pick<RaftLoopHost, "send" | "appliedIndex" | "applyCommitted" | "fatal">,
+): RaftLoopHost {
+  return {
+    ...parts,
+    restoreStateMachine: async () => {
+      throw new Error("no snapshot expected");
+    },
+    syncStateMachine: () => {},
+    leadershipChanged: () => {},
+    readState: () => {},
+    ticked: () => {},
+  };
 }
 
 describe("raft loop", () => {
@@ -40,7 +63,7 @@ describe("raft loop", () => {
     const loop: RaftLoop = new RaftLoop(
       config,
       { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
-      {
+      testHost({
         send: () => {},
         appliedIndex: () => applied,
         async applyCommitted(entries) {
@@ -58,17 +81,10 @@ describe("raft loop", () => {
           }
           inFlight--;
         },
-        restoreStateMachine: async () => {
-          throw new Error("no snapshot expected");
-        },
-        syncStateMachine: () => {},
-        leadershipChanged: () => {},
-        readState: () => {},
-        ticked: () => {},
         fatal: (err) => {
           failure = err;
         },
-      },
+      }),
       quiet,
     );
     try {
@@ -92,6 +108,100 @@ describe("raft loop", () => {
       assert.equal(failure, undefined);
     } finally {
       release();
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a leader sends the messages that only advance the commit index after applying what they commit", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    // Ticks far apart (the test campaigns itself): a heartbeat in the Ready that commits x would
+    // make it more than commit news, and such a Ready is sent first.
+    const config = memberConfig(
+      parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
+    );
+    const storage = bootstrapStorage([1n, 2n, 3n]);
+    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
+    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
+
+    // What the leader did, in order: "apply N" for a proposal's entry, "commit N" for a
+    // commit-only MsgApp to member 2.
+    const events: string[] = [];
+    const commitsTo2: number[] = [];
+    let applied = 0;
+    let failure: unknown;
+    // Member 2 answers what the leader sends it (member 3 never does): enough for a quorum.
+    const answer = (m: Message): void => {
+      const reply: Message = {
+        type: MessageType.MsgAppResp,
+        to: 1n,
+        from: 2n,
+        term: m.term,
+        logTerm: 0,
+        index: 0,
+        entries: [],
+        commit: 0,
+        reject: false,
+        rejectHint: 0,
+      };
+      if (m.type === MessageType.MsgVote) reply.type = MessageType.MsgVoteResp;
+      else if (m.type === MessageType.MsgPreVote) reply.type = MessageType.MsgPreVoteResp;
+      else if (m.type === MessageType.MsgHeartbeat) reply.type = MessageType.MsgHeartbeatResp;
+      else if (m.type === MessageType.MsgApp) reply.index = m.index + m.entries.length;
+      else return;
+      setImmediate(() => loop.step([reply]));
+    };
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      testHost({
+        send: (messages) => {
+          for (const m of messages) {
+            if (m.to === 2n && m.type === MessageType.MsgApp) {
+              commitsTo2.push(m.commit);
+              if (m.entries.length === 0) events.push(`commit ${m.commit}`);
+            }
+            if (m.to === 2n) answer(m);
+          }
+        },
+        appliedIndex: () => applied,
+        async applyCommitted(entries) {
+          for (const e of entries) {
+            if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data));
+            else if (e.data.length > 0) events.push(`apply ${e.index}`);
+            applied = e.index;
+          }
+        },
+        fatal: (err) => {
+          failure = err;
+        },
+      }),
+      quiet,
+    );
+    try {
+      loop.start();
+      // Raft refuses to campaign before the bootstrap ConfChanges are applied.
+      await until("the bootstrap configuration applied", () => applied >= storage.lastIndex());
+      loop.raw.campaign();
+      loop.kick();
+      await until("leadership", () => loop.leaderId === 1n);
+      await until("the leader's empty entry applied", () => applied === loop.status().commit && applied > 3);
+      const x = loop.status().commit + 1;
+      loop.propose(Buffer.from("x"));
+      await until("x applied and its commit sent", () => events.includes(`commit ${x}`));
+      assert.ok(events.includes(`apply ${x}`), "x was applied");
+      assert.ok(
+        events.indexOf(`apply ${x}`) < events.indexOf(`commit ${x}`),
+        `applied before the commit-only message went out: ${events.join(", ")}`,
+      );
+      assert.deepEqual(
+        commitsTo2,
+        [...commitsTo2].sort((a, b) => a - b),
+        "member 2 learns commit indexes in order",
+      );
+      assert.equal(failure, undefined);
+    } finally {
       await loop.stop();
       await loop.closeWal();
       await rm(dir, { recursive: true, force: true });

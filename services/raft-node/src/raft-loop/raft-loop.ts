@@ -18,6 +18,11 @@
 //  - reads and replies: ReadIndex waits for the applier's own index (applied >= read index)
 //    and a client is answered by the apply of its entry, so neither sees the lag;
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
+//
+// A leader's Ready that only tells followers a new commit index (MsgApps without entries) is
+// sent after its committed entries are applied, not before: the proposer's answer then does
+// not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is
+// each peer's order, so while such messages are held every later send queues behind them.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -26,6 +31,7 @@ import {
   EntryType,
   type MemoryStorage,
   type Message,
+  MessageType,
   RawNode,
   type Ready,
   type Snapshot,
@@ -100,6 +106,8 @@ export class RaftLoop {
   /** The batch of committed entries being applied (resolved when none is). */
   private applying: Promise<void> = Promise.resolve();
   private failed = false;
+  /** Sends queued behind held commit-only messages (see the header), in order; undefined when none are held. */
+  private heldSends: Message[][] | undefined;
 
   constructor(
     private readonly config: MemberConfig,
@@ -195,14 +203,31 @@ export class RaftLoop {
    * so there is at most one). Deferred with setImmediate so that the apply, mostly synchronous
    * work, runs while the next Ready's WAL write is in the thread pool.
    */
-  private scheduleApply(entries: Entry[]): void {
+  private scheduleApply(entries: Entry[], releaseHeld = false): void {
     const previous = this.applying;
     this.applying = previous
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => this.host.applyCommitted(entries))
-      // What the apply did (answers, reads released) may have made new work for Raft.
-      .then(() => this.kick());
+      .then(() => {
+        if (releaseHeld) this.releaseSends();
+        // What the apply did (answers, reads released) may have made new work for Raft.
+        this.kick();
+      });
     this.applying.catch((err: unknown) => this.fail(err));
+  }
+
+  private send(messages: Message[]): void {
+    if (messages.length === 0) return;
+    if (this.heldSends !== undefined) this.heldSends.push(messages);
+    else this.host.send(messages);
+  }
+
+  private releaseSends(): void {
+    const held = this.heldSends;
+    this.heldSends = undefined;
+    // A failed or stopped loop sends nothing more; Raft resends what a new leader needs.
+    if (held === undefined || this.stopped) return;
+    for (const messages of held) this.host.send(messages);
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -211,7 +236,13 @@ export class RaftLoop {
     // The leader may send before its own fsync (Raft thesis 10.2.1): it counts itself in the
     // quorum only after advance(). Everyone else must persist first.
     const sendFirst = this.role === StateRole.Leader;
-    if (sendFirst) this.host.send(rd.messages);
+    // Commit-only messages wait for the apply of what they commit (see the header), unless a
+    // ConfChange is among it: its apply may remove the very member that must learn the commit
+    // (a removed member stops only once it applies its own removal).
+    const committedConfChange = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
+    const holdForApply =
+      sendFirst && rd.committedEntries.length > 0 && !committedConfChange && onlyCommitNews(rd.messages);
+    if (sendFirst && !holdForApply) this.send(rd.messages);
     if (rd.snapshot) {
       await this.applying;
       await this.installSnapshot(rd.snapshot);
@@ -227,14 +258,16 @@ export class RaftLoop {
     }
     if (rd.hardState) this.storage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.storage.append(rd.entries);
-    if (!sendFirst) this.host.send(rd.messages);
+    if (!sendFirst) this.send(rd.messages);
     for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
     if (rd.committedEntries.length > 0) {
       this.host.committed?.(rd.committedEntries);
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
-      this.scheduleApply(rd.committedEntries);
-      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) await this.applying;
+      // The batch before has been applied and its held messages sent: these are the only ones held.
+      if (holdForApply) this.heldSends = [rd.messages];
+      this.scheduleApply(rd.committedEntries, holdForApply);
+      if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
     if (shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount)) {
@@ -382,4 +415,13 @@ export class RaftLoop {
   async closeWal(): Promise<void> {
     await this.wal.close().catch(() => {});
   }
+}
+
+/** Messages that carry no entries to replicate: MsgApps that only advance followers' commit index. */
+function onlyCommitNews(messages: readonly Message[]): boolean {
+  if (messages.length === 0) return false;
+  for (const m of messages) {
+    if (m.type !== MessageType.MsgApp || m.entries.length > 0) return false;
+  }
+  return true;
 }

@@ -40,6 +40,8 @@ export interface LocalClusterOptions {
   clientScheme?: "http" | "https";
   /** A member's data dir by name (one on a file system of the test's), instead of one under the cluster's root. */
   dataDirs?: Record<string, string>;
+  /** The member's entry file (another build's main.js, for a before/after benchmark); this build's by default. */
+  main?: string;
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -194,7 +196,7 @@ export class LocalCluster {
     const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
     const child = spawn(
       process.execPath,
-      [...execArgv, mainPath, ...this.flagsFor(m, initialCluster, state)],
+      [...execArgv, this.options.main ?? mainPath, ...this.flagsFor(m, initialCluster, state)],
       {
         stdio: ["ignore", "pipe", "pipe"],
         env: this.options.env ?? process.env,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Message, MessageType } from "@etcd-ts/raft";
-import { batchByRecipient, grpcTarget, nextBackoffMs } from "./message-batching.js";
+import { peer } from "@etcd-ts/api";
+import { decodeMessage, EntryType, encodeMessage, type Message, MessageType } from "@etcd-ts/raft";
+import { batchByRecipient, encodeRaftBatch, grpcTarget, nextBackoffMs } from "./message-batching.js";
 
 const msg = (type: MessageType, to: bigint, index: number): Message => ({
   type,
@@ -50,5 +51,34 @@ describe("message batching", () => {
       seen.push(ms);
     }
     assert.deepEqual(seen, [50, 100, 200, 400, 800, 1000, 1000]);
+  });
+
+  it("writes a RaftBatch byte for byte as the generated encoder does", () => {
+    const withEntries: Message = {
+      ...msg(MessageType.MsgApp, 0xfedcba9876543210n, 7),
+      entries: [{ term: 3, index: 8, type: EntryType.Normal, data: Buffer.from("put k v") }],
+      commit: 6,
+    };
+    const messages = [withEntries, msg(MessageType.MsgHeartbeat, 0xfedcba9876543210n, 0)];
+    for (const [clusterId, from] of [
+      [0x8e9e05c52164694dn, 0x91bc3c398fb3c146n],
+      [0n, 0n],
+    ] as const) {
+      const { batch, messageBytes } = encodeRaftBatch(clusterId, from, 0xfedcba9876543210n, messages);
+      const encoded = messages.map((m) => Buffer.from(encodeMessage(m)));
+      const expected = peer.RaftBatch.encode({
+        clusterId,
+        from,
+        to: 0xfedcba9876543210n,
+        messages: encoded,
+      }).finish();
+      assert.deepEqual(batch, Buffer.from(expected));
+      assert.equal(
+        messageBytes,
+        encoded.reduce((n, b) => n + b.length, 0),
+      );
+      const decoded = peer.RaftBatch.decode(batch);
+      assert.deepEqual(decoded.messages.map(decodeMessage), messages);
+    }
   });
 });

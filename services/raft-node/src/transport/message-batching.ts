@@ -1,7 +1,8 @@
 // One Ready's messages grouped per recipient, in the order Raft emitted them, so the transport
 // writes one stream message per peer per Ready. Snapshots are set apart: their state-machine
 // image travels on its own call.
-import { type Message, MessageType } from "@etcd-ts/raft";
+import { WireWriter } from "@etcd-ts/api";
+import { encodeMessage, type Message, MessageType } from "@etcd-ts/raft";
 
 export interface OutboundBatches {
   byPeer: Map<bigint, Message[]>;
@@ -24,6 +25,30 @@ export function batchByRecipient(messages: readonly Message[]): OutboundBatches 
     list.push(m);
   }
   return { byPeer, snapshots };
+}
+
+/**
+ * One peer's messages as the bytes of a RaftBatch (proto/internal/peer.proto), the same bytes
+ * the generated encoder writes. Each message is encoded once and copied once, into the batch:
+ * the generated path copied it three times (to a Buffer, into its writer, out of it).
+ */
+export function encodeRaftBatch(
+  clusterId: bigint,
+  from: bigint,
+  to: bigint,
+  messages: readonly Message[],
+): { batch: Buffer; messageBytes: number } {
+  const w = new WireWriter();
+  if (clusterId !== 0n) w.varintField(1, clusterId);
+  if (from !== 0n) w.varintField(2, from);
+  if (to !== 0n) w.varintField(3, to);
+  let messageBytes = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const encoded = encodeMessage(messages[i]!);
+    messageBytes += encoded.length;
+    w.bytesField(4, encoded);
+  }
+  return { batch: w.finish(), messageBytes };
 }
 
 /** "http://127.0.0.1:2380" -> "127.0.0.1:2380", the target grpc-js dials. */

@@ -29,7 +29,7 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { crc32c } from "@node-rs/crc32";
-import { batchByRecipient, grpcTarget, nextBackoffMs } from "./message-batching.js";
+import { batchByRecipient, encodeRaftBatch, grpcTarget, nextBackoffMs } from "./message-batching.js";
 import { channelCredentialsFor, type DialTls } from "./tls-credentials.js";
 
 export interface TransportLogger {
@@ -62,6 +62,7 @@ export interface PeerTransportHandler {
 }
 
 const CHUNK_BYTES = 256 * 1024;
+const STREAM_METHOD = peer.RaftPeerService.stream;
 /** Bytes queued on one peer's stream beyond which messages are dropped (Raft resends). */
 const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 const CHANNEL_OPTIONS = {
@@ -77,7 +78,7 @@ const CHANNEL_OPTIONS = {
 
 class PeerLink {
   private client: InstanceType<typeof peer.RaftPeerClient> | undefined;
-  private stream: ClientWritableStream<peer.RaftBatch> | undefined;
+  private stream: ClientWritableStream<Buffer> | undefined;
   private retryAt = 0;
   private backoffMs = 0;
   private closed = false;
@@ -109,23 +110,24 @@ class PeerLink {
       handler.dropped?.(messages);
       return;
     }
-    const encoded: Buffer[] = new Array(messages.length);
-    let bytes = 0;
-    for (let i = 0; i < messages.length; i++) {
-      encoded[i] = Buffer.from(encodeMessage(messages[i]!));
-      bytes += encoded[i]!.length;
-    }
-    stream.write({ clusterId: handler.clusterId, from: handler.memberId, to: this.id, messages: encoded });
-    handler.bytesSent?.(this.id, bytes);
+    const { batch, messageBytes } = encodeRaftBatch(handler.clusterId, handler.memberId, this.id, messages);
+    stream.write(batch);
+    handler.bytesSent?.(this.id, messageBytes);
   }
 
-  private open(): ClientWritableStream<peer.RaftBatch> | undefined {
+  private open(): ClientWritableStream<Buffer> | undefined {
     if (this.stream !== undefined) return this.stream;
     if (Date.now() < this.retryAt) return undefined;
-    const stream = this.rpc.stream((err: ServiceError | null) => {
-      if (this.stream === stream) this.stream = undefined;
-      if (err && !this.closed) this.failed(err);
-    });
+    // The Stream method with the batch already in wire form (encodeRaftBatch).
+    const stream = this.rpc.makeClientStreamRequest(
+      STREAM_METHOD.path,
+      (batch: Buffer) => batch,
+      STREAM_METHOD.responseDeserialize,
+      (err: ServiceError | null) => {
+        if (this.stream === stream) this.stream = undefined;
+        if (err && !this.closed) this.failed(err);
+      },
+    );
     // A stream that ends without an error (the peer restarted cleanly) is simply reopened.
     stream.on("error", () => {});
     this.stream = stream;

@@ -462,9 +462,12 @@ export class Wal {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.flushing) return;
     this.flushScheduled = true;
-    // Deferred to the next turn of the event loop so that every save issued in this one
-    // (a Ready's worth, or many concurrent requests) joins the same write and fsync.
-    setImmediate(() => {
+    // Deferred to the end of the current task, so that every save issued in it joins the same
+    // write and fsync, but not to a later turn of the event loop: this write is on the path of
+    // every proposal, and a turn (a poll phase) was paid before it started. Saves made while a
+    // write is in flight join the next one (flushQueued's loop), so concurrent callers still
+    // share writes.
+    queueMicrotask(() => {
       this.flushScheduled = false;
       void this.flushQueued();
     });

@@ -1,0 +1,149 @@
+// CPU per operation of each member, and the latency of one client: 3 members on loopback
+// (LocalCluster), goload drives N calls at 1 client straight to the leader, and each member's
+// CPU time (utime + stime from /proc/PID/stat) over those calls is divided by N. CPU per call
+// is much less sensitive to other load on this shared machine than latency is.
+// Before/after: --main takes several member builds (e.g. a copy of the tree before a change,
+// /tmp/base/services/raft-node/dist/main.js, and this one); all clusters run at once and their
+// rounds alternate, so every build sees the same machine state.
+// Usage (after `npx tsc -b` and bench/goload/build.sh):
+//   node bench/dist/profile/cpu-per-op.js [--op put] [--calls 2000] [--rounds 3] [--clients 1] [--main a.js,b.js]
+// Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
+// Node's flags and write theirs when stopped at the end (summarise with top.js).
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { LocalCluster } from "@etcd-ts/raft-node";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const goloadBin = join(root, "bench/goload/bin/goload");
+
+const { values: args } = parseArgs({
+  options: {
+    op: { type: "string", default: "put" },
+    calls: { type: "string", default: "2000" },
+    rounds: { type: "string", default: "3" },
+    clients: { type: "string", default: "1" },
+    main: { type: "string" },
+  },
+});
+const calls = Number(args.calls);
+const rounds = Number(args.rounds);
+const clients = Number(args.clients);
+const mains = args.main?.split(",").map((m) => resolve(m)) ?? [undefined];
+if (!existsSync(goloadBin)) throw new Error(`missing ${goloadBin}: run bench/goload/build.sh`);
+const clockTicks = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces), from field 3 (state) on.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+interface Load {
+  ok: number;
+  errors: number;
+  ops_per_s: number;
+  latency_ms: { p50: number | null; p99: number | null };
+}
+
+function goload(endpoint: string, total: number): Promise<Load> {
+  return new Promise((res, rej) => {
+    const child = spawn(
+      goloadBin,
+      [
+        "-endpoints",
+        endpoint,
+        "-op",
+        args.op!,
+        "-conns",
+        "1",
+        "-clients",
+        String(clients),
+        "-total",
+        String(total),
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => {
+      out += c;
+    });
+    child.once("exit", (code) => {
+      const line = out.trim().split("\n").pop() ?? "";
+      if (code === 0 && line.startsWith("{")) res(JSON.parse(line) as Load);
+      else rej(new Error(`goload exited ${code}: ${out}`));
+    });
+  });
+}
+
+interface Round {
+  build: string;
+  leaderUs: number;
+  followersUs: number[];
+  p50: number | null;
+  p99: number | null;
+  opsPerS: number;
+}
+
+async function measure(build: string, cluster: LocalCluster): Promise<Round> {
+  const { member: leader } = await cluster.agreedLeader();
+  const followers = cluster.members.filter((m) => m !== leader);
+  const pids = [leader, ...followers].map((m) => m.child!.pid!);
+  const before = pids.map(cpuSeconds);
+  const load = await goload(leader.clientUrl.replace(/^https?:\/\//, ""), calls);
+  const after = pids.map(cpuSeconds);
+  if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed`);
+  const perOpUs = pids.map((_, i) => Math.round(((after[i]! - before[i]!) / calls) * 1e6));
+  return {
+    build,
+    leaderUs: perOpUs[0]!,
+    followersUs: perOpUs.slice(1),
+    p50: load.latency_ms.p50,
+    p99: load.latency_ms.p99,
+    opsPerS: Math.round(load.ops_per_s),
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const clusters: { build: string; cluster: LocalCluster }[] = [];
+try {
+  for (const main of mains) {
+    const build =
+      main === undefined ? "this build" : main.replace(/\/services\/raft-node\/dist\/main\.js$/, "");
+    clusters.push({
+      build,
+      cluster: await LocalCluster.start({ size: 3, main, token: `cpu-${clusters.length}` }),
+    });
+  }
+  // JIT and connection warm-up, not counted.
+  for (const { cluster } of clusters) {
+    const { member } = await cluster.agreedLeader();
+    await goload(member.clientUrl.replace(/^https?:\/\//, ""), Math.min(500, calls));
+  }
+  const results: Round[] = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const { build, cluster } of clusters) {
+      const round = await measure(build, cluster);
+      results.push(round);
+      console.log(
+        `round ${r + 1} ${build}: leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
+      );
+    }
+  }
+  console.log(`\n${args.op} x${calls} at ${clients} client(s), median of ${rounds} rounds:`);
+  for (const { build } of clusters) {
+    const mine = results.filter((r) => r.build === build);
+    console.log(
+      `  ${build}: leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s`,
+    );
+  }
+} finally {
+  // A clean stop (profiles are written then); close() kills.
+  await Promise.all(clusters.flatMap(({ cluster }) => cluster.members.map((m) => cluster.stop(m))));
+  await Promise.all(clusters.map(({ cluster }) => cluster.close()));
+}
