@@ -5,7 +5,15 @@
 
 import type { CallKind, GrpcCallObserver, GrpcMethodObserver, ServerCall } from "@etcd-ts/api";
 import type { Metadata } from "@grpc/grpc-js";
-import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
+import {
+  type Attributes,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  trace,
+} from "@opentelemetry/api";
 import { parseTraceparent, type TraceContext, tracing } from "./tracing.js";
 
 interface TracedCall {
@@ -19,34 +27,46 @@ export function traceContextOf(call: ServerCall): TraceContext | undefined {
   return (call.observerState as TracedCall | undefined)?.context;
 }
 
+/** OpenTelemetry's rpc.* attributes of a gRPC method path ("/pkg.Service/Method"). */
+export function rpcSpanAttributes(path: string): Attributes {
+  const slash = path.lastIndexOf("/");
+  return { "rpc.system": "grpc", "rpc.service": path.slice(1, slash), "rpc.method": path.slice(slash + 1) };
+}
+
+/**
+ * A server call's span, continuing the caller's W3C headers. A caller that decided not to
+ * sample gets no span (the SDK would make a non-recording one, ~2 us): only its decision is kept,
+ * which is what the call passes on.
+ */
+function startServerSpan(
+  path: string,
+  attributes: Attributes,
+  traceparent: string | undefined,
+  tracestate: string | undefined,
+): TracedCall {
+  const remote = parseTraceparent(traceparent, tracestate);
+  const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
+  if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
+    return { span: undefined, context: parent };
+  }
+  const span = tracing.tracer.startSpan(path.slice(1), { kind: SpanKind.SERVER, attributes }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
 class TracedMethod implements GrpcMethodObserver {
-  private readonly service: string;
-  private readonly method: string;
+  private readonly attributes: Attributes;
 
   constructor(private readonly path: string) {
-    const slash = path.lastIndexOf("/");
-    this.service = path.slice(1, slash);
-    this.method = path.slice(slash + 1);
+    this.attributes = rpcSpanAttributes(path);
   }
 
   started(call: ServerCall): void {
-    const remote = parseTraceparent(call.header("traceparent"), call.header("tracestate"));
-    const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
-    if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
-      // The SDK would make a non-recording span (~2 us): keep only the caller's decision, which
-      // is what the call passes on.
-      call.observerState = { span: undefined, context: parent } satisfies TracedCall;
-      return;
-    }
-    const span = tracing.tracer.startSpan(
-      this.path.slice(1),
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "rpc.system": "grpc", "rpc.service": this.service, "rpc.method": this.method },
-      },
-      parent,
-    );
-    call.observerState = { span, context: trace.setSpan(parent, span) } satisfies TracedCall;
+    call.observerState = startServerSpan(
+      this.path,
+      this.attributes,
+      call.header("traceparent"),
+      call.header("tracestate"),
+    ) satisfies TracedCall;
   }
 
   received(): void {}
@@ -124,26 +144,15 @@ export async function traceGrpcJsUnary<T>(
     const value = metadata.get(key)[0];
     return typeof value === "string" ? value : undefined;
   };
-  const remote = parseTraceparent(header("traceparent"), header("tracestate"));
-  const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
-  if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
-    return work(parent);
-  }
-  const slash = path.lastIndexOf("/");
-  const span = tracing.tracer.startSpan(
-    path.slice(1),
-    {
-      kind: SpanKind.SERVER,
-      attributes: {
-        "rpc.system": "grpc",
-        "rpc.service": path.slice(1, slash),
-        "rpc.method": path.slice(slash + 1),
-      },
-    },
-    parent,
+  const { span, context } = startServerSpan(
+    path,
+    rpcSpanAttributes(path),
+    header("traceparent"),
+    header("tracestate"),
   );
+  if (span === undefined) return work(context);
   try {
-    return await work(trace.setSpan(parent, span));
+    return await work(context);
   } catch (err) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
     throw err;

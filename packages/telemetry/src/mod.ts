@@ -9,6 +9,7 @@ export { parseExposition, type Sample, sampleValue } from "./exposition.js";
 export { GRPC_CODE_NAMES, GrpcServerMetrics, type GrpcServerMetricsOptions } from "./grpc-server-metrics.js";
 export {
   GrpcServerTracing,
+  rpcSpanAttributes,
   serverObserver,
   traceContextOf,
   traceGrpcJsUnary,

@@ -7,6 +7,7 @@
 
 import {
   contextFromTraceparent,
+  rpcSpanAttributes,
   sampledSpan,
   setTraceHeaders,
   type TraceContext,
@@ -57,18 +58,9 @@ export function startUpstream(
   member: string,
   metadata: grpc.Metadata,
 ): Span {
-  const slash = path.lastIndexOf("/");
   const span = tracing.tracer.startSpan(
     path.slice(1),
-    {
-      kind: SpanKind.CLIENT,
-      attributes: {
-        "rpc.system": "grpc",
-        "rpc.service": path.slice(1, slash),
-        "rpc.method": path.slice(slash + 1),
-        "etcd.member_id": member,
-      },
-    },
+    { kind: SpanKind.CLIENT, attributes: { ...rpcSpanAttributes(path), "etcd.member_id": member } },
     parent,
   );
   setTraceHeaders(span, (key, value) => metadata.set(key, value));
