@@ -79,6 +79,11 @@ const SERIALIZABLE_RANGE = {
   idempotent: true,
 } as const satisfies { target: Target; idempotent: boolean };
 
+const LINEARIZABLE_RANGE = {
+  target: { kind: "linearizable" },
+  idempotent: true,
+} as const satisfies { target: Target; idempotent: boolean };
+
 const AUTH_ENABLE_PATH = "/etcdserverpb.Auth/AuthEnable";
 const RANGE_PATH = "/etcdserverpb.KV/Range";
 
@@ -133,9 +138,7 @@ export function targetFor(
 ): { target: Target; idempotent: boolean } {
   switch (route.route) {
     case "range":
-      return rangeIsSerializable(request)
-        ? SERIALIZABLE_RANGE
-        : { target: { kind: "linearizable" }, idempotent: true };
+      return rangeIsSerializable(request) ? SERIALIZABLE_RANGE : LINEARIZABLE_RANGE;
     case "txn": {
       const kind = classifyTxn(request);
       if (kind === "write") return { target: { kind: "leader" }, idempotent: false };
@@ -166,7 +169,7 @@ export class UnaryForwarder {
   /** Calls waiting before a retry (backoff or refresh), woken when a new leader becomes known. */
   private readonly backingOff = new Set<() => void>();
   /** Linearizable reads answered from the cache share one leader round per batch. */
-  readonly readBarrier = new ReadBarrier(() => this.probeReadRevision());
+  private readonly readBarrier = new ReadBarrier(() => this.probeReadRevision());
 
   constructor(
     private readonly members: MemberDirectory,
@@ -273,8 +276,13 @@ export class UnaryForwarder {
     }
     let peeked: { target: Target; idempotent: boolean };
     try {
-      // A serializable ticket was issued for a serializable Range: no second peek at the body.
-      peeked = ticket?.range.serializable ? SERIALIZABLE_RANGE : targetFor(route, request, incoming);
+      // A ticket already says what kind of Range it is: no second peek at the body.
+      peeked =
+        ticket === undefined
+          ? targetFor(route, request, incoming)
+          : ticket.range.serializable
+            ? SERIALIZABLE_RANGE
+            : LINEARIZABLE_RANGE;
     } catch {
       // A body the peek cannot parse is the member's to reject, with etcd's own error.
       peeked = { target: { kind: "leader" }, idempotent: false };
