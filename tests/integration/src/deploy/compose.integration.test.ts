@@ -6,6 +6,9 @@
 // member holding the keys; the leader's process killed with SIGKILL: writes go on, the restart
 // policy brings it back and it catches up; a rolling restart of every member under writes loses
 // no acknowledged write; users, a login through the gateway and the auth service, and RBAC.
+// Operations (deploy/README.md's recipes): gateways scaled 3 -> 1 -> 3 under load with no
+// failed call; a fourth member added as a learner, promoted and removed; a dead member replaced
+// by a fresh one under writes; a backup taken now and restored into the members' volumes.
 // Skips with the reason when no container engine can be reached (run scripts/docker-setup.sh first).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -15,6 +18,7 @@ import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import { getContainerRuntimeClient, ImageName } from "testcontainers";
 
@@ -68,18 +72,20 @@ const env = {
   ETCD_BACKUP_CRON: "*/10 * * * * *",
   ETCD_BACKUP_KEEP_LAST: "3",
 };
-async function dc(...args: string[]): Promise<string> {
+/** `docker compose` on this project, with `extraEnv` on top of the project's variables. */
+async function dcWith(extraEnv: Record<string, string>, ...args: string[]): Promise<string> {
   const [cmd, ...pre] = compose as string[];
   const files = ["-p", project, "-f", "compose.yaml", "-f", "compose.offline.yaml"];
   const { stdout } = await run(cmd as string, [...pre, ...files, ...args], {
     cwd: composeDir,
-    env,
+    env: { ...env, ...extraEnv },
     // `up` on a loaded 2-core machine (other compose projects beside it) has taken over 5 min.
     timeout: 600_000,
     maxBuffer: 16 << 20,
   });
   return stdout;
 }
+const dc = (...args: string[]) => dcWith({}, ...args);
 
 async function etcdctl(...args: string[]): Promise<string> {
   const { stdout } = await run(
@@ -139,9 +145,101 @@ interface MemberStatus {
 const statusOf = async (container: string) =>
   JSON.parse(await httpIn(container, "http://127.0.0.1:2379/v3/maintenance/status", {})) as MemberStatus;
 
+async function healthy(container: string): Promise<true | undefined> {
+  const { stdout } = await run("docker", ["inspect", "-f", "{{.State.Health.Status}}", container]);
+  return stdout.trim() === "healthy" ? true : undefined;
+}
+
+/** The values of the keys under `prefix`, read from `container`'s own member (serializable). */
+async function memberValues(container: string, prefix: string): Promise<Map<string, string>> {
+  const body = JSON.parse(
+    await httpIn(container, "http://127.0.0.1:2379/v3/kv/range", {
+      key: b64(prefix),
+      range_end: b64(
+        `${prefix.slice(0, -1)}${String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1)}`,
+      ),
+      serializable: true,
+    }),
+  ) as { kvs?: { key: string; value: string }[] };
+  const text = (v: string) => Buffer.from(v, "base64").toString();
+  return new Map((body.kvs ?? []).map((kv) => [text(kv.key), text(kv.value)]));
+}
+
+/** `etcdctl member list`'s rows: id, status, name, peer URLs, client URLs, is learner. */
+async function memberRows(): Promise<string[][]> {
+  return (await etcdctl("member", "list"))
+    .trim()
+    .split("\n")
+    .map((line) => line.split(", "));
+}
+
+/**
+ * Puts `${prefix}${i}` (its value: the key itself) for i = 0, 1, ... in sequence until stopped; a put that fails
+ * is recorded and retried with the same value (at most 60 times), so every acknowledged key is
+ * known. Bounded in time too: a writer must not outlive a test that timed out.
+ */
+function keepWriting(prefix: string, put: (key: string, value: string) => Promise<unknown>, forMs = 540_000) {
+  const acknowledged: string[] = [];
+  const failures: string[] = [];
+  let writing = true;
+  const done = (async () => {
+    const until = Date.now() + forMs;
+    for (let i = 0; writing && i < 10_000 && Date.now() < until; i++) {
+      for (let attempt = 0; attempt < 60; attempt++) {
+        try {
+          await put(`${prefix}${i}`, `${prefix}${i}`);
+          acknowledged.push(`${prefix}${i}`);
+          break;
+        } catch (err) {
+          // The first line that is not clientv3's retry log: the error the client reported.
+          const lines = (err as Error).message
+            .split("\n")
+            .filter((l) => l && !l.includes("retry_interceptor"));
+          failures.push(lines.slice(0, 2).join(" | "));
+          await sleep(250);
+        }
+      }
+    }
+  })();
+  return {
+    acknowledged,
+    failures,
+    stop: async () => {
+      writing = false;
+      await done;
+    },
+  };
+}
+
+/** One KV.Put on a plain grpc-js channel: no retry above gRPC's own (transparent) ones. */
+function rawPut(channel: grpc.Client, key: string, value: string): Promise<Buffer> {
+  const field = (tag: number, text: string) => {
+    const bytes = Buffer.from(text);
+    assert.ok(bytes.length < 128, "one-byte varint lengths");
+    return Buffer.concat([Buffer.from([tag, bytes.length]), bytes]);
+  };
+  const request = Buffer.concat([field(0x0a, key), field(0x12, value)]); // PutRequest key = 1, value = 2
+  const bytes = (b: Buffer) => b;
+  return new Promise((resolve, reject) =>
+    channel.makeUnaryRequest(
+      "/etcdserverpb.KV/Put",
+      bytes,
+      bytes,
+      request,
+      new grpc.Metadata(),
+      { deadline: Date.now() + 10_000 },
+      (err, res) => (err ? reject(err) : resolve(res as Buffer)),
+    ),
+  );
+}
+// Each client its own connection (grpc-js shares one between channels to the same target
+// otherwise), so the balancer spreads them over the replicas.
+const ownConnection = { "grpc.use_local_subchannel_pool": 1 };
+
 const missing = await engineMissing();
 if (missing) console.log(`# container tests skipped: ${missing}`);
 const opts = { skip: missing || false, timeout: 240_000 };
+const learnerContainer = `${project}-etcd4`;
 
 before(async () => {
   if (missing) return;
@@ -161,6 +259,8 @@ before(async () => {
 
 after(async () => {
   if (missing) return;
+  // The learner test's member runs beside the project, on its network: gone before `down`.
+  await run("docker", ["rm", "-f", "-v", learnerContainer]).catch(() => {});
   await dc("down", "-v", "-t", "5").catch((err) => console.log(`# compose down: ${err.message}`));
 });
 
@@ -210,6 +310,70 @@ test("three gateway replicas behind the balancer all get load", opts, async () =
   for (const count of puts) assert.ok(count > 0, `a replica got no load: ${puts}`);
 });
 
+test(
+  "gateways scaled 3 -> 1 -> 3 under load: stopped replicas drain, no client call fails",
+  opts,
+  async () => {
+    // Writers on their own connections through the balancer (round-robin: most of them on the
+    // replicas about to go): plain grpc-js channels with no retries of ours, etcd3 clients with
+    // their default policies, and etcdctl runs (a new connection each).
+    const channels = [0, 1, 2, 3, 4, 5].map(
+      () => new grpc.Client(`127.0.0.1:${clientPort}`, grpc.credentials.createInsecure(), ownConnection),
+    );
+    const clients = [0, 1, 2].map(
+      () => new Etcd3({ hosts: `127.0.0.1:${clientPort}`, grpcOptions: ownConnection }),
+    );
+    const writers = [
+      ...channels.map((c, n) => keepWriting(`deploy/scale/raw${n}/`, (k, v) => rawPut(c, k, v), 180_000)),
+      ...clients.map((c, n) =>
+        keepWriting(`deploy/scale/etcd3-${n}/`, (k, v) => c.put(k).value(v).exec(), 180_000),
+      ),
+      keepWriting("deploy/scale/etcdctl/", (k, v) => etcdctl("put", k, v), 180_000),
+    ];
+    const progressed = (what: string) => {
+      const mark = writers.map((w) => w.acknowledged.length);
+      return eventually(what, 60_000, 200, async () =>
+        writers.every((w, i) => w.acknowledged.length >= (mark[i] as number) + 2) ? true : undefined,
+      );
+    };
+    const took: string[] = [];
+    try {
+      await progressed("every writer acknowledged");
+      for (const replicas of [1, 3]) {
+        // Down: compose stops the extra replicas with SIGTERM; each closes its listener, sends
+        // GOAWAY and finishes its calls in flight before it exits.
+        const started = Date.now();
+        await dc("up", "-d", "--no-deps", "--scale", `api-gateway=${replicas}`, "api-gateway");
+        took.push(`-> ${replicas}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        assert.equal((await dc("ps", "-q", "api-gateway")).trim().split("\n").length, replicas);
+        await progressed(`every writer acknowledged with ${replicas} gateway(s)`);
+      }
+    } finally {
+      await Promise.all(writers.map((w) => w.stop()));
+      for (const c of channels) c.close();
+      for (const c of clients) c.close();
+    }
+    const acknowledged = writers.flatMap((w) => w.acknowledged);
+    const failures = writers.flatMap((w) => w.failures);
+    console.log(
+      `# scale ${took.join(", ")}; ${acknowledged.length} puts acknowledged by ${writers.length} writers, ` +
+        `failed calls: ${failures.length}${failures.length ? ` (${failures.join("; ")})` : ""}`,
+    );
+    assert.deepEqual(failures, [], "no call failed while replicas went and came");
+    const check = new Etcd3({ hosts: `127.0.0.1:${clientPort}` });
+    try {
+      const stored = new Set(await check.getAll().prefix("deploy/scale/").keys());
+      assert.deepEqual(
+        acknowledged.filter((k) => !stored.has(k)),
+        [],
+        "every acknowledged put is stored",
+      );
+    } finally {
+      check.close();
+    }
+  },
+);
+
 test("one put's trace reaches the OTLP receiver stand-in with gateway and member spans", opts, async () => {
   const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
   const res = await fetch(`http://127.0.0.1:${jsonPort}/v3/kv/put`, {
@@ -218,16 +382,20 @@ test("one put's trace reaches the OTLP receiver stand-in with gateway and member
     body: JSON.stringify({ key: b64("deploy/traced"), value: b64("t") }),
   });
   assert.equal(res.status, 200, await res.text());
-  // Spans leave in batches (a few seconds); the member's follow its gateway's.
-  const spans = await eventually("gateway and member spans of the put", 30_000, 1000, async () => {
+  // Spans leave in batches (a few seconds), each process its own: the leader's propose may come
+  // after a follower's WAL append.
+  const wanted = [
+    "api-gateway etcdserverpb.KV/Put",
+    "raft-node etcdserver.propose",
+    "raft-node raft.wal_append",
+  ];
+  let names: string[] = [];
+  await eventually("gateway and member spans of the put", 30_000, 1000, async () => {
     const r = await fetch(`http://127.0.0.1:${otlpPort}/api/traces/${traceId}`);
     const { spans } = (await r.json()) as { spans: { service: string; name: string }[] };
-    const services = new Set(spans.map((s) => s.service));
-    return services.has("api-gateway") && services.has("raft-node") ? spans : undefined;
-  });
-  const names = spans.map((s) => `${s.service} ${s.name}`);
-  assert.ok(names.includes("raft-node etcdserver.propose"), names.join(", "));
-  assert.ok(names.includes("raft-node raft.wal_append"), names.join(", "));
+    names = spans.map((s) => `${s.service} ${s.name}`);
+    return wanted.every((w) => names.includes(w)) ? true : undefined;
+  }).catch((err: Error) => assert.fail(`${err.message}; got ${names.join(", ")}`));
 });
 
 test(
@@ -415,6 +583,135 @@ test(
   },
 );
 
+test(
+  "a fourth member joins as a learner, catches up, is promoted, serves a linearizable read, leaves",
+  opts,
+  async () => {
+    assert.equal((await etcdctl("put", "deploy/before-learner", "old")).trim(), "OK");
+    const added = await etcdctl("member", "add", "etcd4", "--learner", "--peer-urls=http://etcd4:2380");
+    const id = /Member ([0-9a-f]+) added/.exec(added)?.[1];
+    assert.ok(id, added);
+    try {
+      // The ETCD_* lines etcdctl prints, as they are, plus where to listen and what to advertise.
+      const printed = [...added.matchAll(/^(ETCD_[A-Z_]+)="(.*)"$/gm)].map((m) => `${m[1]}=${m[2]}`);
+      assert.ok(printed.includes("ETCD_INITIAL_CLUSTER_STATE=existing"), added);
+      const vars = [
+        ...printed,
+        "ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379",
+        "ETCD_ADVERTISE_CLIENT_URLS=http://etcd4:2379",
+        "ETCD_LISTEN_PEER_URLS=http://0.0.0.0:2380",
+      ];
+      await run("docker", [
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        learnerContainer,
+        "--network",
+        `${project}_default`,
+        "--network-alias",
+        "etcd4",
+        ...vars.flatMap((v) => ["-e", v]),
+        image,
+      ]);
+      // By ID: the name is empty until the new member has published itself.
+      const row = async () => (await memberRows()).find((r) => r[0] === id);
+      assert.equal((await row())?.[5], "true", "a learner until promoted");
+      // etcd refuses the promotion until the learner is in sync with the leader.
+      await eventually("member promote accepted", 60_000, 1000, async () =>
+        /promoted/.test(await etcdctl("member", "promote", id)) ? true : undefined,
+      );
+      assert.deepEqual((await row())?.slice(1), [
+        "started",
+        "etcd4",
+        "http://etcd4:2380",
+        "http://etcd4:2379",
+        "false",
+      ]);
+      // A linearizable read on the new voter itself (a ReadIndex round through the leader).
+      const read = JSON.parse(
+        await httpIn(learnerContainer, "http://127.0.0.1:2379/v3/kv/range", {
+          key: b64("deploy/before-learner"),
+        }),
+      ) as { kvs?: { value: string }[] };
+      assert.equal(Buffer.from(read.kvs?.[0]?.value ?? "", "base64").toString(), "old");
+    } finally {
+      await etcdctl("member", "remove", id);
+      await run("docker", ["rm", "-f", "-v", learnerContainer]);
+    }
+    assert.deepEqual((await memberRows()).map((r) => r[2]).sort(), ["etcd1", "etcd2", "etcd3"]);
+    assert.equal((await etcdctl("put", "deploy/after-learner", "x")).trim(), "OK");
+  },
+);
+
+test("a dead member replaced by a fresh one under writes: every key served, none lost", opts, async () => {
+  for (let i = 0; i < 10; i++)
+    assert.equal((await etcdctl("put", `deploy/replace/pre${i}`, `p${i}`)).trim(), "OK");
+  const members = ["etcd1", "etcd2", "etcd3"];
+  const statuses = await Promise.all(members.map(async (m) => statusOf(await containerOf(m))));
+  // A follower: a leader's death is the SIGKILL test's.
+  const dead = members[statuses.findIndex((s) => s.header.member_id !== s.leader)] as string;
+  const oldId = (await memberRows()).find((r) => r[2] === dead)?.[0];
+  const client = new Etcd3({ hosts: `127.0.0.1:${clientPort}` });
+  const writer = keepWriting("deploy/replace/w", (k, v) => client.put(k).value(v).exec(), 180_000);
+  let replacement = "";
+  try {
+    await eventually("writes acknowledged", 30_000, 200, async () =>
+      writer.acknowledged.length > 3 ? true : undefined,
+    );
+    // Dead for good: killed, its container and its data gone.
+    await dc("kill", dead);
+    await dc("rm", "-f", dead);
+    await run("docker", ["volume", "rm", `${project}_${dead}-data`]);
+    const started = Date.now();
+    // deploy/README.md's recipe: remove the dead member, add its replacement (same name and
+    // peer URL, so the compose service and the others' --initial-cluster stay as they are),
+    // start it on an empty volume with ETCD_INITIAL_CLUSTER_STATE=existing.
+    await etcdctl("member", "remove", oldId as string);
+    const added = await etcdctl("member", "add", dead, `--peer-urls=http://${dead}:2380`);
+    assert.match(added, /ETCD_INITIAL_CLUSTER_STATE="existing"/);
+    await dcWith({ ETCD_INITIAL_CLUSTER_STATE: "existing" }, "up", "-d", "--no-deps", dead);
+    replacement = await containerOf(dead);
+    await eventually(`the new ${dead} healthy`, 120_000, 1000, () => healthy(replacement));
+    console.log(
+      `# replacement: remove, add, start, healthy in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+    const mark = writer.acknowledged.length;
+    await eventually("writes acknowledged after the replacement", 30_000, 200, async () =>
+      writer.acknowledged.length > mark + 3 ? true : undefined,
+    );
+  } finally {
+    await writer.stop();
+  }
+  try {
+    const rows = await memberRows();
+    assert.equal(rows.length, 3);
+    const newId = rows.find((r) => r[2] === dead)?.[0];
+    assert.ok(newId !== undefined && newId !== oldId, `${dead} is a new member (${oldId} -> ${newId})`);
+    console.log(
+      `# replacement under writes: ${writer.acknowledged.length} puts acknowledged, ` +
+        `${writer.failures.length} attempts failed and retried`,
+    );
+    // Every key, the ones from before and every acknowledged one, on the new member's own store
+    // (serializable: what it holds itself) and through the gateway.
+    const expected = new Map([
+      ...Array.from({ length: 10 }, (_, i) => [`deploy/replace/pre${i}`, `p${i}`] as const),
+      ...writer.acknowledged.map((k) => [k, k] as const),
+    ]);
+    await eventually(`every key on the new ${dead}`, 30_000, 500, async () => {
+      const held = await memberValues(replacement, "deploy/replace/");
+      return [...expected].every(([k, v]) => held.get(k) === v) ? true : undefined;
+    });
+    const stored = new Map(Object.entries(await client.getAll().prefix("deploy/replace/").strings()));
+    assert.deepEqual(
+      [...expected].filter(([k, v]) => stored.get(k) !== v),
+      [],
+    );
+  } finally {
+    client.close();
+  }
+});
+
 // Three restarts, each waiting for health: minutes on a loaded machine.
 test("a rolling restart of every member under writes: no acknowledged write lost", {
   ...opts,
@@ -423,72 +720,112 @@ test("a rolling restart of every member under writes: no acknowledged write lost
   // One writer through the published port, puts in sequence; a put that fails (its member
   // stopping under it) is retried with the same value, so every acknowledged key is known.
   const client = new Etcd3({ hosts: `127.0.0.1:${clientPort}` });
-  const acknowledged: number[] = [];
-  let failures = 0;
-  let writing = true;
-  const writer = (async () => {
-    // Bounded in time too: if the test times out, its writer must not outlive it.
-    const writeUntil = Date.now() + 540_000;
-    for (let i = 0; writing && i < 5_000 && Date.now() < writeUntil; i++) {
-      for (let attempt = 0; attempt < 60; attempt++) {
-        try {
-          await client.put(`deploy/roll${i}`).value(`r${i}`);
-          acknowledged.push(i);
-          break;
-        } catch {
-          failures++;
-          await sleep(250);
-        }
-      }
-    }
-  })();
+  const writer = keepWriting("deploy/roll", (k, v) => client.put(k).value(v).exec());
   try {
     for (const member of ["etcd1", "etcd2", "etcd3"]) {
-      const before = acknowledged.length;
+      const before = writer.acknowledged.length;
       // SIGTERM (a leader hands leadership over first), then the same container again.
       await dc("restart", "-t", "20", member);
       const container = await containerOf(member);
-      await eventually(`${member} healthy after its restart`, 180_000, 1000, async () => {
-        const { stdout } = await run("docker", ["inspect", "-f", "{{.State.Health.Status}}", container]);
-        return stdout.trim() === "healthy" ? true : undefined;
-      }).catch(async (err: Error) => {
-        // What the members said, for whoever reads the failure.
-        for (const m of ["etcd1", "etcd2", "etcd3"]) {
-          const { stdout, stderr } = await run("docker", ["logs", "--tail", "25", await containerOf(m)]);
-          console.log(`# ${m}:\n${`${stdout}${stderr}`.replace(/^/gm, "#   ")}`);
-        }
-        throw err;
-      });
+      await eventually(`${member} healthy after its restart`, 180_000, 1000, () => healthy(container)).catch(
+        async (err: Error) => {
+          // What the members said, for whoever reads the failure.
+          for (const m of ["etcd1", "etcd2", "etcd3"]) {
+            const { stdout, stderr } = await run("docker", ["logs", "--tail", "25", await containerOf(m)]);
+            console.log(`# ${m}:\n${`${stdout}${stderr}`.replace(/^/gm, "#   ")}`);
+          }
+          throw err;
+        },
+      );
       await eventually(`writes acknowledged after ${member} came back`, 30_000, 200, async () =>
-        acknowledged.length > before + 5 ? true : undefined,
+        writer.acknowledged.length > before + 5 ? true : undefined,
       );
     }
   } finally {
-    writing = false;
-    await writer;
+    await writer.stop();
   }
   try {
+    const { acknowledged } = writer;
     console.log(
-      `# rolling restart: ${acknowledged.length} puts acknowledged, ${failures} attempts failed and retried`,
+      `# rolling restart: ${acknowledged.length} puts acknowledged, ${writer.failures.length} attempts failed and retried`,
     );
     assert.ok(acknowledged.length > 20, `only ${acknowledged.length} puts acknowledged`);
-    for (const i of acknowledged)
-      assert.equal(await client.get(`deploy/roll${i}`).string(), `r${i}`, `deploy/roll${i}`);
+    for (const key of acknowledged) assert.equal(await client.get(key).string(), key);
     // Every member holds them: the last one, read serializably from each member's own port.
-    const last = acknowledged.at(-1)!;
+    const last = acknowledged.at(-1) as string;
     for (const member of ["etcd1", "etcd2", "etcd3"]) {
-      const got = await eventually(`deploy/roll${last} on ${member}`, 30_000, 500, async () => {
-        const body = JSON.parse(
-          await httpIn(await containerOf(member), "http://127.0.0.1:2379/v3/kv/range", {
-            key: b64(`deploy/roll${last}`),
-            serializable: true,
-          }),
-        ) as { kvs?: { value: string }[] };
-        return body.kvs?.[0] === undefined ? undefined : Buffer.from(body.kvs[0].value, "base64").toString();
-      });
-      assert.equal(got, `r${last}`);
+      const container = await containerOf(member);
+      await eventually(`${last} on ${member}`, 30_000, 500, async () =>
+        (await memberValues(container, last)).get(last) === last ? true : undefined,
+      );
     }
   } finally {
     client.close();
   }
+});
+
+// Stops and starts the whole cluster: last.
+test("deploy/README.md's restore recipe: a backup taken now, restored into the members' volumes", {
+  ...opts,
+  timeout: 300_000,
+}, async () => {
+  assert.equal((await etcdctl("put", "deploy/restore/kept", "1")).trim(), "OK");
+  // A backup now (POST /backups; 409 while a scheduled one runs).
+  const backup = await containerOf("backup");
+  const id = await eventually("a backup taken now", 60_000, 1000, async () => {
+    const taken = JSON.parse(await httpIn(backup, "http://127.0.0.1:2390/backups", {})) as { id?: string };
+    return taken.id;
+  });
+  assert.equal((await etcdctl("put", "deploy/restore/after", "2")).trim(), "OK");
+  const started = Date.now();
+  await dc("stop", "etcd1", "etcd2", "etcd3", "api-gateway", "auth", "backup");
+  const cluster = "etcd1=http://etcd1:2380,etcd2=http://etcd2:2380,etcd3=http://etcd3:2380";
+  for (const n of [1, 2, 3]) {
+    await dc(
+      "run",
+      "--rm",
+      "--no-deps",
+      "-v",
+      `${project}_etcd${n}-data:/restore`,
+      "backup",
+      "sh",
+      "-c",
+      `rm -rf /restore/* && backup restore ${id} --name etcd${n} --data-dir /restore/member-data ` +
+        `--initial-cluster ${cluster} --initial-cluster-token etcd-ts-compose ` +
+        `--initial-advertise-peer-urls http://etcd${n}:2380 && ` +
+        "mv /restore/member-data/* /restore/ && rmdir /restore/member-data",
+    );
+  }
+  await dc("up", "-d");
+  console.log(
+    `# restore recipe: stop, restore 3 volumes, up to healthy in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
+  assert.equal((await etcdctl("get", "--print-value-only", "deploy/restore/kept")).trim(), "1");
+  assert.equal(
+    (await etcdctl("get", "--print-value-only", "deploy/restore/after")).trim(),
+    "",
+    "written after the backup",
+  );
+  // Every restored member answers on its own: deploy/README.md's etcdctl on the compose network.
+  const status = await dc(
+    "run",
+    "--rm",
+    "--no-deps",
+    "-v",
+    "/usr/bin/etcdctl:/usr/local/bin/etcdctl:ro",
+    "backup",
+    "etcdctl",
+    "--endpoints=etcd1:2379,etcd2:2379,etcd3:2379",
+    "endpoint",
+    "status",
+  );
+  assert.deepEqual(
+    status
+      .trim()
+      .split("\n")
+      .map((line) => line.split(", ")[0]),
+    ["etcd1:2379", "etcd2:2379", "etcd3:2379"],
+    status,
+  );
+  assert.equal((await etcdctl("put", "deploy/restore/new", "3")).trim(), "OK");
 });
