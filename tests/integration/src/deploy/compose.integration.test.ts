@@ -174,9 +174,9 @@ async function memberRows(): Promise<string[][]> {
 }
 
 /**
- * Puts `${prefix}${i}` (its value: the key itself) for i = 0, 1, ... in sequence until stopped; a put that fails
- * is recorded and retried with the same value (at most 60 times), so every acknowledged key is
- * known. Bounded in time too: a writer must not outlive a test that timed out.
+ * Puts `${prefix}${i}` (its value: the key itself) for i = 0, 1, ... in sequence until stopped;
+ * a put that fails is recorded and retried with the same value (at most 60 times), so every
+ * acknowledged key is known. Bounded in time too: a writer must not outlive a test that timed out.
  */
 function keepWriting(prefix: string, put: (key: string, value: string) => Promise<unknown>, forMs = 540_000) {
   const acknowledged: string[] = [];
