@@ -729,10 +729,15 @@ test("a rolling restart of every member under writes: no acknowledged write lost
       const container = await containerOf(member);
       await eventually(`${member} healthy after its restart`, 180_000, 1000, () => healthy(container)).catch(
         async (err: Error) => {
-          // What the members said, for whoever reads the failure.
+          // What the members said and what their last health checks answered, for whoever
+          // reads the failure.
           for (const m of ["etcd1", "etcd2", "etcd3"]) {
-            const { stdout, stderr } = await run("docker", ["logs", "--tail", "25", await containerOf(m)]);
-            console.log(`# ${m}:\n${`${stdout}${stderr}`.replace(/^/gm, "#   ")}`);
+            const id = await containerOf(m);
+            const { stdout, stderr } = await run("docker", ["logs", "--tail", "25", id]);
+            const checks = await run("docker", ["inspect", "-f", "{{json .State.Health.Log}}", id]);
+            console.log(
+              `# ${m}:\n${`${stdout}${stderr}\nhealth checks: ${checks.stdout}`.replace(/^/gm, "#   ")}`,
+            );
           }
           throw err;
         },
