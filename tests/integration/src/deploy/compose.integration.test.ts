@@ -621,13 +621,12 @@ test(
       await eventually("member promote accepted", 60_000, 1000, async () =>
         /promoted/.test(await etcdctl("member", "promote", id)) ? true : undefined,
       );
-      assert.deepEqual((await row())?.slice(1), [
-        "started",
-        "etcd4",
-        "http://etcd4:2380",
-        "http://etcd4:2379",
-        "false",
-      ]);
+      // A voter now; listed by name once it has published itself (its own proposal, which may
+      // commit after the promotion).
+      const voter = ["started", "etcd4", "http://etcd4:2380", "http://etcd4:2379", "false"].join();
+      await eventually("etcd4 listed as a started voter", 30_000, 1000, async () =>
+        (await row())?.slice(1).join() === voter ? true : undefined,
+      );
       // A linearizable read on the new voter itself (a ReadIndex round through the leader).
       const read = JSON.parse(
         await httpIn(learnerContainer, "http://127.0.0.1:2379/v3/kv/range", {
