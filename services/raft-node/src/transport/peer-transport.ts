@@ -6,6 +6,9 @@
 // reconnect backoff runs (Raft retransmits), and the next batch reopens the call.
 // Snapshots travel on their own call: header, image chunks, CRC trailer.
 // Inbound: the same service, served on --listen-peer-urls.
+// Every call opens with etcd's peer headers, `x-server-from` (the sender's member ID) and
+// `x-etcd-cluster-id`, so a proxy on a shared port can tell senders apart, and a member refuses
+// another cluster's call before reading any of it (etcd answers 412 "cluster ID mismatch").
 import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -29,8 +32,13 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { crc32c } from "@node-rs/crc32";
+import { formatId, parseId } from "../membership/member-id.js";
 import { batchByRecipient, encodeRaftBatch, grpcTarget, nextBackoffMs } from "./message-batching.js";
 import { channelCredentialsFor, type DialTls } from "./tls-credentials.js";
+
+/** etcd's peer request headers (rafthttp), lowercased as HTTP/2 requires; IDs in etcd's hex. */
+export const SERVER_FROM_HEADER = "x-server-from";
+export const CLUSTER_ID_HEADER = "x-etcd-cluster-id";
 
 export interface TransportLogger {
   info(details: Record<string, unknown>, message: string): void;
@@ -123,6 +131,7 @@ class PeerLink {
       STREAM_METHOD.path,
       (batch: Buffer) => batch,
       STREAM_METHOD.responseDeserialize,
+      this.owner.callHeaders(),
       (err: ServiceError | null) => {
         if (this.stream === stream) this.stream = undefined;
         if (err && !this.closed) this.failed(err);
@@ -201,6 +210,14 @@ export class PeerTransport {
     this.servers.push(server);
   }
 
+  /** The headers every outbound peer call opens with (read at each open: the IDs can change on join). */
+  callHeaders(): Metadata {
+    const headers = new Metadata();
+    headers.set(SERVER_FROM_HEADER, formatId(this.handler.memberId));
+    headers.set(CLUSTER_ID_HEADER, formatId(this.handler.clusterId));
+    return headers;
+  }
+
   /** Keeps the set of peers in step with the membership (self excluded). */
   setPeers(peers: ReadonlyMap<bigint, string[]>): void {
     for (const [id, urls] of peers) {
@@ -244,7 +261,7 @@ export class PeerTransport {
         snapshot: message.snapshot && { metadata: message.snapshot.metadata, data: new Uint8Array(0) },
       };
       await new Promise<void>((resolve, reject) => {
-        const call = link.rpc.snapshot((err) => (err ? reject(err) : resolve()));
+        const call = link.rpc.snapshot(this.callHeaders(), (err) => (err ? reject(err) : resolve()));
         call.write({
           header: {
             clusterId: this.handler.clusterId,
@@ -286,6 +303,11 @@ export class PeerTransport {
   private serviceImplementation(): peer.RaftPeerServer {
     return {
       stream: (call, callback) => {
+        const openRefusal = this.callRefusal(call.metadata);
+        if (openRefusal !== undefined) {
+          callback(openRefusal);
+          return;
+        }
         let refused = false;
         call.on("data", (batch: peer.RaftBatch) => {
           if (refused) return;
@@ -310,6 +332,11 @@ export class PeerTransport {
         call.on("error", () => {});
       },
       snapshot: (call, callback) => {
+        const openRefusal = this.callRefusal(call.metadata);
+        if (openRefusal !== undefined) {
+          callback(openRefusal);
+          return;
+        }
         void this.receiveSnapshot(call).then(
           () => callback(null, {}),
           (err: unknown) =>
@@ -322,6 +349,34 @@ export class PeerTransport {
         callback(null, this.handler.clusterInfo());
       },
     };
+  }
+
+  /**
+   * A call refused from its headers alone, before any of its body is read. A call without the
+   * headers (a member from before they were sent) is let through: its batches and snapshot
+   * header still carry the cluster ID, checked by `refusal`.
+   */
+  private callRefusal(headers: Metadata): Partial<ServiceError> | undefined {
+    const from = headerValue(headers, SERVER_FROM_HEADER);
+    const clusterId = headerValue(headers, CLUSTER_ID_HEADER);
+    if (clusterId !== undefined && clusterId !== formatId(this.handler.clusterId)) {
+      this.logger.warn(
+        {
+          "local-member-id": formatId(this.handler.memberId),
+          "local-member-cluster-id": formatId(this.handler.clusterId),
+          "remote-peer-id": from ?? "",
+          "remote-peer-cluster-id": clusterId,
+        },
+        "request cluster ID mismatch",
+      );
+      return { code: status.FAILED_PRECONDITION, details: "etcdserver: cluster ID mismatch" };
+    }
+    const fromId = from === undefined ? undefined : parseId(from);
+    if (fromId !== undefined && this.handler.isRemoved(fromId)) {
+      this.logger.warn({ "remote-peer-id": from }, "rejected a call from a member removed from the cluster");
+      return { code: status.PERMISSION_DENIED, details: "the sender was removed from the cluster" };
+    }
+    return undefined;
   }
 
   private refusal(clusterId: bigint, from: bigint, to: bigint): Partial<ServiceError> | undefined {
@@ -393,6 +448,11 @@ export class PeerTransport {
       ),
     );
   }
+}
+
+function headerValue(headers: Metadata, name: string): string | undefined {
+  const [value] = headers.get(name);
+  return typeof value === "string" ? value : undefined;
 }
 
 function statusError(code: status, details: string): Partial<ServiceError> {
