@@ -60,6 +60,8 @@ export interface PeerTransportHandler {
   writeSnapshotImage(path: string): Promise<number>;
   /** A MsgSnap whose image was received whole into `imagePath`: hand it to Raft. */
   snapshotReceived(message: Message, imagePath: string): Promise<void>;
+  /** A snapshot call that failed on this side (`from` unknown when it failed before its header). */
+  snapshotReceiveFailed?(from: bigint | undefined): void;
   /** Where to stage snapshot images. */
   readonly snapshotDir: string;
   /** Message bytes sent to and received from each peer (etcd_network_peer_*_bytes_total). */
@@ -426,6 +428,7 @@ export class PeerTransport {
       }
       await this.handler.snapshotReceived(decodeMessage(header.message), path);
     } catch (err) {
+      this.handler.snapshotReceiveFailed?.(header?.from);
       await rm(path, { force: true });
       throw err;
     }
