@@ -22,11 +22,20 @@ export interface ChaosOptions {
   keys?: number;
   watchers?: number;
   faults?: readonly FaultKind[];
+  /** Faults injected first, in order, before the seeded picks (Nemesis's `opening`). */
+  openingFaults?: readonly FaultKind[];
   opTimeoutMs?: number;
   thinkMs?: number;
   holdMs?: [number, number];
   quietMs?: [number, number];
+  /**
+   * --snapshot-count and --experimental-snapshot-catchup-entries. For our member both default
+   * low (CHAOS_SNAPSHOTS), so that a member cut off or down for a second or two comes back
+   * behind the leader's compacted log and catches up by a snapshot; etcd keeps its defaults
+   * (and has no catch-up flag: 5,000 entries).
+   */
   snapshotCount?: number;
+  snapshotCatchUpEntries?: number;
   heartbeatMs?: number;
   electionMs?: number;
   /** Keep data dirs and logs, and write history.json etc. there. */
@@ -38,6 +47,9 @@ export interface ChaosOptions {
   checkMillisPerKey?: number;
 }
 
+/** Our member's snapshot settings in a chaos run unless given. */
+export const CHAOS_SNAPSHOTS = { snapshotCount: 100, snapshotCatchUpEntries: 20 };
+
 export interface ChaosResult {
   options: ChaosOptions;
   verdict: "ok" | "violation" | "unknown";
@@ -48,6 +60,8 @@ export interface ChaosResult {
   linearizability: LinearizabilityReport;
   watches: WatchReport;
   revisions: WatchProblem[];
+  /** Snapshots members received from a leader (etcd_network_snapshot_receive_success). */
+  snapshotsReceived: number;
   /** Why the run could not finish its settle phase, if it could not. */
   settleProblems: string[];
   timings: { startupMs: number; workloadMs: number; settleMs: number; checkMs: number };
@@ -72,7 +86,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     // Room for etcd's preallocated 64 MiB WAL segments and a short run's data; tmpfs holds
     // only what is written.
     ...(diskFaults ? { diskBytes: 256 * 1024 * 1024 } : {}),
-    snapshotCount: options.snapshotCount,
+    snapshotCount:
+      options.snapshotCount ?? (options.target === "etcd" ? undefined : CHAOS_SNAPSHOTS.snapshotCount),
+    snapshotCatchUpEntries:
+      options.snapshotCatchUpEntries ??
+      (options.target === "etcd" ? undefined : CHAOS_SNAPSHOTS.snapshotCatchUpEntries),
     heartbeatMs: options.heartbeatMs,
     electionMs: options.electionMs,
     baseDir: options.baseDir,
@@ -88,6 +106,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let workloadMs = 0;
   let settleMs = 0;
   let epoch = 0;
+  let snapshotsReceived = 0;
   try {
     await cluster.startAll();
     // Our member starts through tsx, which on a busy 2-core machine can take most of a minute.
@@ -112,6 +131,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     });
     nemesis = new Nemesis(cluster, rng, {
       faults,
+      opening: options.openingFaults,
       holdMs: options.holdMs ?? [1_000, 5_000],
       quietMs: options.quietMs ?? [1_000, 3_000],
     });
@@ -174,6 +194,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
     }
     settleMs = performance.now() - ts;
+    snapshotsReceived = await cluster.snapshotsReceived();
   } finally {
     await Promise.all(watchers.map((w) => w.stop()));
     await nemesis?.stop().catch(() => {});
@@ -210,6 +231,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     watches,
     revisions,
     settleProblems,
+    snapshotsReceived,
     timings: { startupMs, workloadMs, settleMs, checkMs },
     epoch,
     baseDir: cluster.options.baseDir,
@@ -290,6 +312,7 @@ export function summarize(r: ChaosResult): string {
       `    ${at(f.startedAt)}-${f.endedAt === undefined ? "?" : at(f.endedAt)} ${f.kind}: ${f.detail}`,
     );
   }
+  lines.push(`  snapshots received by lagging members: ${r.snapshotsReceived}`);
   const crashes = r.exits.filter((e) => e.unexpected);
   lines.push(`  member exits not caused by the nemesis: ${crashes.length}`);
   for (const e of crashes)

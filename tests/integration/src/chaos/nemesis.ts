@@ -1,5 +1,6 @@
-// Injects one fault at a time into a LocalCluster, on a seeded schedule: a fault, held for a
-// while, healed, then a quiet spell so the cluster can recover and clients make progress.
+// Injects faults into a LocalCluster on a seeded schedule: a fault (or, for "two-faults", a
+// process fault overlapping a link fault on another member), held for a while, healed, then a
+// quiet spell so the cluster can recover and clients make progress.
 
 import type { Prng } from "@etcd-ts/raft";
 import { type LocalCluster, sleep } from "../cluster/local-cluster.js";
@@ -29,6 +30,13 @@ export type FaultKind =
   | "slow-link"
   /** A link between two members that keeps failing and recovering (stall or drop, 50-500 ms each way). */
   | "flapping-link"
+  /**
+   * Two faults overlapping on different members: SIGKILL or SIGSTOP one member (the leader half
+   * the time) while another is isolated, cut one way, or slowed on its link to the third, the
+   * link fault first and the process fault 0-1 s later. Isolating one member while another is
+   * down leaves no quorum for the hold: nothing may be acknowledged then, nothing lost after.
+   */
+  | "two-faults"
   /** Maintenance.MoveLeader from the leader to another member (a planned leader change). */
   | "move-leader"
   /**
@@ -56,9 +64,17 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "bridge",
   "slow-link",
   "flapping-link",
+  "two-faults",
 ];
 
-const LINK_FAULT_KINDS: readonly FaultKind[] = ["isolate", "one-way", "bridge", "slow-link", "flapping-link"];
+const LINK_FAULT_KINDS: readonly FaultKind[] = [
+  "isolate",
+  "one-way",
+  "bridge",
+  "slow-link",
+  "flapping-link",
+  "two-faults",
+];
 
 /** Membership changes under load; not in the CI run's default mix (they take longer to heal). */
 export const MEMBERSHIP_FAULT_KINDS: readonly FaultKind[] = ["move-leader", "replace-member"];
@@ -78,6 +94,8 @@ const MEMBERSHIP_ATTEMPTS = 20;
 
 export interface NemesisOptions {
   faults: readonly FaultKind[];
+  /** Faults injected first, in this order, before the seeded picks from `faults` begin. */
+  opening?: readonly FaultKind[];
   holdMs: [number, number];
   quietMs: [number, number];
 }
@@ -92,7 +110,9 @@ export class Nemesis {
     private readonly rng: Prng,
     private readonly options: NemesisOptions,
   ) {
-    const needsProxy = options.faults.some((f) => LINK_FAULT_KINDS.includes(f));
+    const needsProxy = [...options.faults, ...(options.opening ?? [])].some((f) =>
+      LINK_FAULT_KINDS.includes(f),
+    );
     if (needsProxy && !cluster.network) throw new Error("link faults need a cluster created with proxyPeers");
   }
 
@@ -110,9 +130,10 @@ export class Nemesis {
   private async run(): Promise<void> {
     const signal = this.stopping.signal;
     const { holdMs, quietMs } = this.options;
+    const opening = [...(this.options.opening ?? [])];
     await sleep(this.rng.between(quietMs[0], quietMs[1]), signal);
     while (!signal.aborted) {
-      const kind = this.rng.pick(this.options.faults);
+      const kind = opening.shift() ?? this.rng.pick(this.options.faults);
       const hold = this.rng.between(holdMs[0], holdMs[1]);
       const record: FaultRecord = { kind, detail: "", startedAt: now() };
       this.log.push(record);
@@ -246,6 +267,50 @@ export class Nemesis {
           c.network!.setLink(a, b, "open");
           c.network!.setLink(b, a, "open");
           record.detail = `m${a} <-> m${b}: ${state}, ${flaps.count} flips`;
+        };
+      }
+      case "two-faults": {
+        const leader = this.rng.chance(0.5) ? await this.findLeader() : undefined;
+        const a = leader ?? randomMember();
+        const [b, third] = this.rng.chance(0.5) ? [(a + 1) % n, (a + 2) % n] : [(a + 2) % n, (a + 1) % n];
+        const net = c.network!;
+        let healLink: () => void;
+        const link = this.rng.between(0, 2);
+        if (link === 0) {
+          const state = linkState();
+          record.detail = `isolate m${b}: ${state}`;
+          net.isolate(b, state);
+          healLink = () => net.isolate(b, "open");
+        } else if (link === 1) {
+          const state = linkState();
+          record.detail = `m${b} -> m${third}: ${state}`;
+          net.setLink(b, third, state);
+          healLink = () => net.setLink(b, third, "open");
+        } else {
+          const shape = { delayMs: this.rng.between(20, 300), bytesPerSecond: 0 };
+          record.detail = `m${b} <-> m${third}: +${shape.delayMs} ms`;
+          net.shapeLink(b, third, shape);
+          net.shapeLink(third, b, shape);
+          healLink = () => {
+            net.shapeLink(b, third, undefined);
+            net.shapeLink(third, b, undefined);
+          };
+        }
+        await sleep(this.rng.between(0, 1_000));
+        const who = `m${a}${leader !== undefined ? " (leader)" : ""}`;
+        if (this.rng.chance(0.5)) {
+          record.detail += `, then SIGKILL ${who}`;
+          await c.kill(a);
+          return async () => {
+            await this.restartAndWait(a, record);
+            healLink();
+          };
+        }
+        record.detail += `, then SIGSTOP ${who}`;
+        c.pause(a);
+        return async () => {
+          c.resume(a);
+          healLink();
         };
       }
       case "move-leader": {
