@@ -4,12 +4,12 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Prng } from "@etcd-ts/raft";
-import { diskFaultsUnavailable } from "@etcd-ts/testing";
+import { diskFaultsUnavailable, slowDiskUnavailable } from "@etcd-ts/testing";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluster/local-cluster.js";
 import { type FaultRecord, HistoryRecorder, type Operation, type WatcherRecord } from "./history.js";
 import { checkLinearizability, type LinearizabilityReport } from "./linearizability.js";
-import { DISK_FAULT_KINDS, FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
+import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
 import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
 import { classifyError, Watcher, Workload } from "./workload.js";
 
@@ -78,14 +78,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const keys = Array.from({ length: options.keys ?? 4 }, (_, i) => `${prefix}k${i}`);
   const t0 = performance.now();
   const faults = options.faults ?? FAULT_KINDS;
-  const diskFaults = faults.some((f) => DISK_FAULT_KINDS.includes(f));
-  const noDisks = diskFaults ? diskFaultsUnavailable() : undefined;
+  const diskFull = faults.includes("disk-full");
+  const slowDisks = faults.includes("slow-disk");
+  if (diskFull && slowDisks) throw new Error("disk-full and slow-disk need different disks: run them apart");
+  const noDisks = diskFull ? diskFaultsUnavailable() : slowDisks ? slowDiskUnavailable() : undefined;
   if (noDisks !== undefined) throw new Error(`disk faults cannot run here: ${noDisks}`);
   const cluster = await LocalCluster.create({
     target: options.target,
     // Room for etcd's preallocated 64 MiB WAL segments and a short run's data; tmpfs holds
     // only what is written.
-    ...(diskFaults ? { diskBytes: 256 * 1024 * 1024 } : {}),
+    ...(diskFull ? { diskBytes: 256 * 1024 * 1024 } : {}),
+    slowableDisks: slowDisks,
     snapshotCount:
       options.snapshotCount ?? (options.target === "etcd" ? undefined : CHAOS_SNAPSHOTS.snapshotCount),
     snapshotCatchUpEntries:

@@ -50,7 +50,13 @@ export type FaultKind =
    * the write it cannot store. After the hold the space returns and a stopped member is
    * restarted on its data. Needs root (members on tmpfs mounts: `diskBytes`).
    */
-  | "disk-full";
+  | "disk-full"
+  /**
+   * Slow a random member's disk: at most 2-30 write requests a second reach it (a blkio cgroup
+   * throttling its loop device), so every fsync waits, for the hold. Needs root and cgroup v1
+   * (members on loop disks: `slowableDisks`).
+   */
+  | "slow-disk";
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill",
@@ -80,7 +86,7 @@ const LINK_FAULT_KINDS: readonly FaultKind[] = [
 export const MEMBERSHIP_FAULT_KINDS: readonly FaultKind[] = ["move-leader", "replace-member"];
 
 /** Disk faults; not in the default mix (they need root to mount the members' file systems). */
-export const DISK_FAULT_KINDS: readonly FaultKind[] = ["disk-full"];
+export const DISK_FAULT_KINDS: readonly FaultKind[] = ["disk-full", "slow-disk"];
 
 export const ALL_FAULT_KINDS: readonly FaultKind[] = [
   ...FAULT_KINDS,
@@ -178,6 +184,28 @@ export class Nemesis {
           }
           record.detail += `; m${m} stopped (exit ${exit.code ?? exit.signal}), restarting`;
           await this.restartAndWait(m, record);
+        };
+      }
+      case "slow-disk": {
+        const m = randomMember();
+        const writeIops = this.rng.between(2, 30);
+        record.detail = `m${m}'s disk: ${writeIops} writes/s`;
+        // The member's own WAL fsync timings over the hold show the fault took.
+        const fsyncs = async () => ({
+          seconds: await c.metric(m, "etcd_disk_wal_fsync_duration_seconds_sum"),
+          count: await c.metric(m, "etcd_disk_wal_fsync_duration_seconds_count"),
+        });
+        const before = await fsyncs();
+        c.slowDisk(m, writeIops);
+        return async () => {
+          const after = await fsyncs();
+          c.fastDisk(m);
+          const n = (after.count ?? 0) - (before.count ?? 0);
+          const seconds = (after.seconds ?? 0) - (before.seconds ?? 0);
+          record.detail +=
+            before.count === undefined || after.count === undefined
+              ? "; WAL fsyncs not readable"
+              : `; ${n} WAL fsyncs, ${n > 0 ? ((seconds / n) * 1000).toFixed(0) : "-"} ms each`;
         };
       }
       case "kill-all": {

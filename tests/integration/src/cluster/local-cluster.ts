@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePorts, SmallFilesystem } from "@etcd-ts/testing";
+import { freePorts, LoopDisk, SlowDisk, SmallFilesystem } from "@etcd-ts/testing";
 import { EtcdEndpoint, type StatusResult } from "./etcd-client.js";
 import { PeerNetwork } from "./peer-network.js";
 
@@ -46,6 +46,11 @@ export interface ClusterOptions {
    * it (`fillDisk`); on the run's base dir when unset.
    */
   diskBytes?: number;
+  /**
+   * Each member's data dir on its own ext4 loop disk with a blkio cgroup (needs root, cgroup v1),
+   * so a test can slow its writes (`slowDisk`). Not with diskBytes.
+   */
+  slowableDisks?: boolean;
 }
 
 export interface MemberInfo {
@@ -90,12 +95,14 @@ export class LocalCluster {
   private ownsBaseDir = false;
   /** Member i's own file system, when the cluster was created with diskBytes. */
   private readonly disks = new Map<number, SmallFilesystem>();
+  /** Member i's loop disk and the cgroup that can slow it, when created with slowableDisks. */
+  private readonly slowableDisks = new Map<number, { disk: LoopDisk; slow: SlowDisk }>();
   /** Snapshots received by member processes that have since been stopped (their counters died with them). */
   private snapshotsReceivedBefore = 0;
 
   private constructor(
     readonly options: Required<
-      Omit<ClusterOptions, "snapshotCount" | "snapshotCatchUpEntries" | "diskBytes">
+      Omit<ClusterOptions, "snapshotCount" | "snapshotCatchUpEntries" | "diskBytes" | "slowableDisks">
     > & {
       snapshotCount?: number;
       snapshotCatchUpEntries?: number;
@@ -142,6 +149,16 @@ export class LocalCluster {
         m.dataDir = join(disk.path, `${m.name}.data`);
       }
     }
+    if (options.slowableDisks && options.diskBytes !== undefined)
+      throw new Error("slowableDisks and diskBytes are different disks: pick one");
+    const slowable = new Map<number, { disk: LoopDisk; slow: SlowDisk }>();
+    if (options.slowableDisks) {
+      for (const m of members) {
+        const disk = LoopDisk.create({ diskBytes: 256 * 1024 * 1024, backingBytes: 512 * 1024 * 1024 });
+        slowable.set(m.index, { disk, slow: SlowDisk.create(disk.deviceNumber) });
+        m.dataDir = join(disk.mountPoint, `${m.name}.data`);
+      }
+    }
     const cluster = new LocalCluster(
       {
         target: options.target,
@@ -159,6 +176,7 @@ export class LocalCluster {
     );
     cluster.ownsBaseDir = options.baseDir === undefined;
     for (const [i, disk] of disks) cluster.disks.set(i, disk);
+    for (const [i, d] of slowable) cluster.slowableDisks.set(i, d);
     await cluster.network?.start();
     return cluster;
   }
@@ -246,6 +264,27 @@ export class LocalCluster {
     this.disks.get(i)?.unfill();
   }
 
+  /**
+   * Member i's disk takes at most `writeIops` write requests a second (its fsyncs wait in the
+   * block layer) until `fastDisk`. Applies to the process running now; a restart escapes it.
+   */
+  slowDisk(i: number, writeIops: number): void {
+    const d = this.slowableDisks.get(i);
+    if (d === undefined) throw new Error("slow disks need a cluster created with slowableDisks");
+    d.slow.limitWrites(writeIops);
+    const pid = this.pid(i);
+    if (pid !== undefined) d.slow.add(pid);
+  }
+
+  /** Member i's disk is at full speed again. */
+  fastDisk(i: number): void {
+    const d = this.slowableDisks.get(i);
+    if (d === undefined) return;
+    d.slow.limitWrites(0);
+    const pid = this.pid(i);
+    if (pid !== undefined) d.slow.remove(pid);
+  }
+
   async kill(i: number): Promise<void> {
     const r = this.running.get(i);
     if (!r) return;
@@ -288,18 +327,25 @@ export class LocalCluster {
     this.snapshotsReceivedBefore += n;
   }
 
-  /** Member i's etcd_network_snapshot_receive_success summed over peers; 0 when it does not answer. */
-  private async snapshotsReceivedBy(i: number): Promise<number> {
+  private snapshotsReceivedBy(i: number): Promise<number> {
+    return this.metric(i, "etcd_network_snapshot_receive_success").then((n) => n ?? 0);
+  }
+
+  /**
+   * Member i's Prometheus series `name` (from its client URL's /metrics) summed over labels;
+   * undefined when it does not answer within a second.
+   */
+  async metric(i: number, name: string): Promise<number | undefined> {
     const url = `http://${this.options.host}:${this.members[i].clientPort}/metrics`;
     try {
       const text = await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text();
       let sum = 0;
       for (const line of text.split("\n")) {
-        if (line.startsWith("etcd_network_snapshot_receive_success{")) sum += Number(line.split(" ").at(-1));
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").at(-1));
       }
       return sum;
     } catch {
-      return 0;
+      return undefined;
     }
   }
 
@@ -395,6 +441,11 @@ export class LocalCluster {
     // Data dirs on the members' own file systems go with them (kept files or not: they are mounts).
     for (const disk of this.disks.values()) disk.destroy();
     this.disks.clear();
+    for (const { disk, slow } of this.slowableDisks.values()) {
+      slow.destroy();
+      disk.destroy();
+    }
+    this.slowableDisks.clear();
   }
 
   private commandLine(m: MemberInfo): { command: string; args: string[] } {
