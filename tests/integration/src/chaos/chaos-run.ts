@@ -83,17 +83,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   if (diskFull && slowDisks) throw new Error("disk-full and slow-disk need different disks: run them apart");
   const noDisks = diskFull ? diskFaultsUnavailable() : slowDisks ? slowDiskUnavailable() : undefined;
   if (noDisks !== undefined) throw new Error(`disk faults cannot run here: ${noDisks}`);
+  const ours = options.target !== "etcd";
+  const snapshotCount = options.snapshotCount ?? (ours ? CHAOS_SNAPSHOTS.snapshotCount : undefined);
+  const snapshotCatchUpEntries =
+    options.snapshotCatchUpEntries ?? (ours ? CHAOS_SNAPSHOTS.snapshotCatchUpEntries : undefined);
   const cluster = await LocalCluster.create({
     target: options.target,
     // Room for etcd's preallocated 64 MiB WAL segments and a short run's data; tmpfs holds
     // only what is written.
     ...(diskFull ? { diskBytes: 256 * 1024 * 1024 } : {}),
     slowableDisks: slowDisks,
-    snapshotCount:
-      options.snapshotCount ?? (options.target === "etcd" ? undefined : CHAOS_SNAPSHOTS.snapshotCount),
-    snapshotCatchUpEntries:
-      options.snapshotCatchUpEntries ??
-      (options.target === "etcd" ? undefined : CHAOS_SNAPSHOTS.snapshotCatchUpEntries),
+    snapshotCount,
+    snapshotCatchUpEntries,
     heartbeatMs: options.heartbeatMs,
     electionMs: options.electionMs,
     baseDir: options.baseDir,
@@ -134,6 +135,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     });
     nemesis = new Nemesis(cluster, rng, {
       faults,
+      // Two snapshots' worth past the kept tail: the leader's log is compacted past the killed
+      // member's last entry whatever the snapshot phase was when it died.
+      // (etcd keeps 5,000 entries: out of a short run's reach.)
+      behindEntries:
+        ours && snapshotCount !== undefined && snapshotCatchUpEntries !== undefined
+          ? 2 * snapshotCount + snapshotCatchUpEntries + 10
+          : undefined,
       opening: options.openingFaults,
       holdMs: options.holdMs ?? [1_000, 5_000],
       quietMs: options.quietMs ?? [1_000, 3_000],

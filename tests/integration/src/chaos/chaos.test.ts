@@ -22,6 +22,8 @@ const missing = !TARGET_KINDS.includes(target)
     ? "no etcd binary"
     : undefined;
 
+const opening = ["kill-behind", "two-faults"] as const;
+
 test(`chaos: ${target}, seed ${seed}: linearizable KV and complete watches under faults`, {
   skip: missing,
   timeout: 300_000,
@@ -33,15 +35,19 @@ test(`chaos: ${target}, seed ${seed}: linearizable KV and complete watches under
     clients: 8,
     keys: 4,
     watchers: 3,
-    // Every CI run overlaps two faults at least once; the seeded picks follow.
-    openingFaults: ["two-faults"],
+    // Every CI run has a member come back behind a compacted log, then (time permitting)
+    // overlaps two faults; the seeded picks follow.
+    openingFaults: opening,
     holdMs: [1_000, 4_000],
     quietMs: [1_000, 2_500],
     keepFiles: true,
     checkMillisPerKey: 30_000,
   });
   const text = `${result.summary}\n(replay the schedule with CHAOS_SEED=${seed} CHAOS_TARGET=${target})`;
-  assert.equal(result.faults[0]?.kind, "two-faults", `the run did not open with two faults\n${text}`);
+  // On a loaded machine a restart can outlast the run: the second opening fault may not come.
+  const opened = result.faults.slice(0, opening.length).map((f) => f.kind);
+  assert.ok(opened.length > 0, `no fault was injected\n${text}`);
+  assert.deepEqual(opened, opening.slice(0, opened.length), `the run did not open as asked\n${text}`);
   assert.ok(
     result.history.some((op) => op.outcome === "ok" && op.kind !== "read"),
     `no write succeeded\n${text}`,

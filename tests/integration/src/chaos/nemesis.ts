@@ -12,6 +12,13 @@ export type FaultKind =
   | "kill"
   /** SIGKILL the current leader (as Maintenance.Status reports it), restart after the hold. */
   | "kill-leader"
+  /**
+   * SIGKILL a random member, then write `behindEntries` puts (to a key outside the workload's
+   * prefix, through the other members) before the hold: it comes back at least that many
+   * entries behind, whatever the clients' throughput, so past a compacted log it must be sent
+   * a snapshot.
+   */
+  | "kill-behind"
   /** SIGKILL every member at once, restart them all: acknowledged writes must survive. */
   | "kill-all"
   /** SIGTERM a random member and restart it: a graceful restart. */
@@ -61,6 +68,7 @@ export type FaultKind =
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill",
   "kill-leader",
+  "kill-behind",
   "kill-all",
   "restart",
   "pause",
@@ -94,12 +102,17 @@ export const ALL_FAULT_KINDS: readonly FaultKind[] = [
   ...DISK_FAULT_KINDS,
 ];
 
+/** Where "kill-behind" writes: outside the workload's prefix, so no checker sees it. */
+const BEHIND_KEY = "/nemesis/behind";
+
 /** What one membership call may take, and how many times it is tried (leaders change meanwhile). */
 const MEMBERSHIP_CALL_MS = 5_000;
 const MEMBERSHIP_ATTEMPTS = 20;
 
 export interface NemesisOptions {
   faults: readonly FaultKind[];
+  /** How many entries "kill-behind" puts the killed member behind (150 when unset). */
+  behindEntries?: number;
   /** Faults injected first, in this order, before the seeded picks from `faults` begin. */
   opening?: readonly FaultKind[];
   holdMs: [number, number];
@@ -168,6 +181,14 @@ export class Nemesis {
         }
         record.detail += `SIGKILL m${m}`;
         await c.kill(m);
+        return () => this.restartAndWait(m, record);
+      }
+      case "kill-behind": {
+        const m = randomMember();
+        await c.kill(m);
+        const wanted = this.options.behindEntries ?? 150;
+        const written = await this.writeBehind(m, wanted);
+        record.detail = `SIGKILL m${m}, then ${written} puts without it (${wanted} asked)`;
         return () => this.restartAndWait(m, record);
       }
       case "disk-full": {
@@ -406,6 +427,31 @@ export class Nemesis {
         };
       }
     }
+  }
+
+  /**
+   * Puts to BEHIND_KEY through the members other than `m`, four at a time, until `count`
+   * succeeded; bounded by 30 s and by the nemesis stopping. Returns how many succeeded.
+   */
+  private async writeBehind(m: number, count: number): Promise<number> {
+    const c = this.cluster;
+    const others = c.members.map((x) => x.index).filter((i) => i !== m);
+    const until = now() + 30_000;
+    let done = 0;
+    let attempt = 0;
+    const lane = async () => {
+      while (done < count && now() < until && !this.stopping.signal.aborted) {
+        const via = others[attempt++ % others.length]!;
+        try {
+          await c.endpoint(via).put(BEHIND_KEY, String(attempt), 2_000);
+          done++;
+        } catch {
+          await sleep(100);
+        }
+      }
+    };
+    await Promise.all([lane(), lane(), lane(), lane()]);
+    return done;
   }
 
   /** Runs a membership call until it succeeds (bounded); undefined when it never did. */
