@@ -44,7 +44,9 @@ const answer = Buffer.from(
 );
 
 const putAnswer = Buffer.from(
-  etcdserverpb.PutResponse.encode(etcdserverpb.PutResponse.fromPartial({ header: { revision: 2n } })).finish(),
+  etcdserverpb.PutResponse.encode(
+    etcdserverpb.PutResponse.fromPartial({ header: { revision: 2n } }),
+  ).finish(),
 );
 
 async function serve(
