@@ -1,6 +1,8 @@
 // Real disk faults for the durability tests, made by the kernel, not by the code under test:
 //
 // - SmallFilesystem: a size-limited tmpfs; a write past its size fails with ENOSPC.
+// - SlowDisk: a blkio cgroup (cgroup v1) whose processes may write to one block device at only
+//   so many requests a second; a member moved into it waits on its fsyncs as on a slow disk.
 // - LoopDisk: ext4 on a loop device whose image is a sparse file on a tmpfs of our own
 //   (the "backing"). Filling the backing makes the loop device fail every write to a block
 //   the image has not used yet, so ext4's writeback and fsync fail (ENOSPC or EIO from the
@@ -15,7 +17,16 @@
 // Everything here needs root, util-linux (mount, losetup, fallocate) and e2fsprogs (mkfs.ext4,
 // e2fsck); `diskFaultsUnavailable()` says why a machine cannot, so tests skip with that reason.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, statfsSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmdirSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -105,6 +116,13 @@ export class LoopDisk {
     device: string,
   ) {
     this.device = device;
+  }
+
+  /** The loop device's "major:minor", as the block cgroup controllers name devices. */
+  get deviceNumber(): string {
+    const rdev = statSync(this.device).rdev;
+    // Linux's new_encode_dev: minor bits 0-7 and 20-31, major bits 8-19.
+    return `${(rdev >> 8) & 0xfff}:${(rdev & 0xff) | ((rdev >> 12) & 0xfff00)}`;
   }
 
   /** A new, empty ext4 mounted at `mountPoint`. */
@@ -204,6 +222,77 @@ export class LoopDisk {
     run("umount", ["-l", join(this.root, "backing")]);
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+const BLKIO = "/sys/fs/cgroup/blkio";
+
+/**
+ * A blkio cgroup (cgroup v1) that limits its processes' writes to one block device to
+ * `writeIops` requests a second while `slow` is on: the kernel's block layer holds every write
+ * request past the limit, so writes and fsyncs take as long as on a slow or overloaded disk.
+ * Reads are not limited. Processes are moved in with `add` and out with `remove`.
+ */
+export class SlowDisk {
+  private constructor(
+    readonly path: string,
+    readonly device: string,
+  ) {}
+
+  /** `device`: "major:minor" (LoopDisk.deviceNumber). */
+  static create(device: string): SlowDisk {
+    const path = mkdtempSync(join(BLKIO, "etcd-ts-slow-disk-"));
+    const disk = new SlowDisk(path, device);
+    cleanups.set(disk, () => disk.destroy());
+    return disk;
+  }
+
+  /** From now on, at most `writeIops` write requests a second to the device (0: no limit). */
+  limitWrites(writeIops: number): void {
+    writeFileSync(join(this.path, "blkio.throttle.write_iops_device"), `${this.device} ${writeIops}`);
+  }
+
+  /** Moves a process (every thread of it) into the cgroup. */
+  add(pid: number): void {
+    writeFileSync(join(this.path, "cgroup.procs"), String(pid));
+  }
+
+  /** Moves a process back to the root cgroup; one that has exited is ignored. */
+  remove(pid: number): void {
+    try {
+      writeFileSync(join(BLKIO, "cgroup.procs"), String(pid));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    }
+  }
+
+  destroy(): void {
+    cleanups.delete(this);
+    if (!existsSync(this.path)) return;
+    this.limitWrites(0);
+    rmdirSync(this.path);
+  }
+}
+
+let slowDiskProbed: { reason: string | undefined } | undefined;
+
+/** Why this machine cannot make a SlowDisk (on top of what LoopDisk needs), or undefined. */
+export function slowDiskUnavailable(): string | undefined {
+  slowDiskProbed ??= { reason: probeSlowDisk() };
+  return slowDiskProbed.reason;
+}
+
+function probeSlowDisk(): string | undefined {
+  const disks = diskFaultsUnavailable();
+  if (disks !== undefined) return disks;
+  if (!existsSync(join(BLKIO, "blkio.throttle.write_iops_device"))) {
+    return `no cgroup v1 blkio throttling at ${BLKIO} (cgroup v2's io.max is not used here)`;
+  }
+  try {
+    SlowDisk.create("7:0").destroy();
+  } catch (err) {
+    return `cannot make a blkio cgroup here: ${String(err)}`;
+  }
+  return undefined;
 }
 
 function probe(): string | undefined {

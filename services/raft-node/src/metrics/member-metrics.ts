@@ -53,6 +53,10 @@ export class MemberMetrics {
   private readonly peerSentSinceScrape = new Map<bigint, number>();
   private readonly peerReceivedSinceScrape = new Map<bigint, number>();
   private readonly peerRoundTripChildren = new Map<bigint, HistogramChild>();
+  private readonly snapshotSends: Counter<string>;
+  private readonly snapshotSendFailures: Counter<string>;
+  private readonly snapshotReceives: Counter<string>;
+  private readonly snapshotReceiveFailures: Counter<string>;
   private readonly serverId: Gauge<string>;
   private state: MemberState | undefined;
   private readonly opsSeen: { source: MvccOpCounts | undefined } & MvccOpCounts = {
@@ -252,6 +256,31 @@ export class MemberMetrics {
       labelNames: ["To"],
       registers,
     });
+    // Snapshots are rare (a lagging member's catch-up): plain labelled counters, as in etcd 3.4.
+    this.snapshotSends = new Counter({
+      name: "etcd_network_snapshot_send_success",
+      help: "Total number of successful snapshot sends",
+      labelNames: ["To"],
+      registers,
+    });
+    this.snapshotSendFailures = new Counter({
+      name: "etcd_network_snapshot_send_failures",
+      help: "Total number of snapshot send failures",
+      labelNames: ["To"],
+      registers,
+    });
+    this.snapshotReceives = new Counter({
+      name: "etcd_network_snapshot_receive_success",
+      help: "Total number of successful snapshot receives",
+      labelNames: ["From"],
+      registers,
+    });
+    this.snapshotReceiveFailures = new Counter({
+      name: "etcd_network_snapshot_receive_failures",
+      help: "Total number of snapshot receive failures",
+      labelNames: ["From"],
+      registers,
+    });
     this.peerRoundTrip = new Histogram({
       name: "etcd_network_peer_round_trip_time_seconds",
       help: "Round-Trip-Time histogram between peers",
@@ -259,6 +288,17 @@ export class MemberMetrics {
       buckets: exponentialBuckets(0.0001, 2, 14),
       registers,
     });
+  }
+
+  /** A snapshot streamed to `to`: etcd_network_snapshot_send_{success,failures}. */
+  snapshotSent(to: bigint, ok: boolean): void {
+    (ok ? this.snapshotSends : this.snapshotSendFailures).inc({ To: to.toString(16) });
+  }
+
+  /** A snapshot received whole from `from` (`undefined`: failed before its header said who). */
+  snapshotReceived(from: bigint | undefined, ok: boolean): void {
+    const label = { From: from === undefined ? "" : from.toString(16) };
+    (ok ? this.snapshotReceives : this.snapshotReceiveFailures).inc(label);
   }
 
   private readonly opCounters: Partial<Record<keyof MvccOpCounts, Counter>> = {};

@@ -1084,6 +1084,7 @@ export class Member implements EtcdServer {
           member.heartbeatClock.forget(m.to);
         }
       },
+      snapshotReceiveFailed: (from: bigint | undefined) => member.metrics.snapshotReceived(from, false),
       isRemoved: (id: bigint) => member.membership.isRemoved(id),
       clusterInfo: (): peer.ClusterInfoResponse => ({
         clusterId: member.clusterId,
@@ -1100,6 +1101,7 @@ export class Member implements EtcdServer {
         member.raft.reportUnreachable(id);
       },
       reportSnapshot(id: bigint, ok: boolean) {
+        member.metrics.snapshotSent(id, ok);
         member.raft.reportSnapshot(id, ok);
       },
       writeSnapshotImage: (path: string) => writeStateImage(member.store.exportRows(), path),
@@ -1111,6 +1113,7 @@ export class Member implements EtcdServer {
         const previous = member.incomingImages.get(index);
         if (previous !== undefined) await rm(previous, { force: true });
         member.incomingImages.set(index, imagePath);
+        member.metrics.snapshotReceived(message.from, true);
         member.raft.step([message]);
       },
     };

@@ -13,6 +13,8 @@ const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
 
 const ctl = etcdctl;
 
+const metrics = async (m: MemberProcess) => (await fetch(`${m.clientUrl}/metrics`)).text();
+
 describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not installed" }, () => {
   let cluster: LocalCluster;
   let eps: string;
@@ -54,6 +56,13 @@ describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not in
       return out.split("\n").filter((l) => l !== "").length === 60;
     });
     assert.match(newcomer.output, /installed snapshot from the leader/);
+    // etcd's rafthttp counters, by peer: the newcomer received one, some old member sent it.
+    assert.match(
+      await metrics(newcomer),
+      /^etcd_network_snapshot_receive_success\{From="[0-9a-f]+"\} [1-9]/m,
+    );
+    const sent = await Promise.all(cluster.members.filter((m) => m !== newcomer).map(metrics));
+    assert.ok(sent.some((text) => /^etcd_network_snapshot_send_success\{To="[0-9a-f]+"\} [1-9]/m.test(text)));
     assert.equal(
       await ctl(hostPort(newcomer), ["get", "snap/042", "--consistency=s", "--print-value-only"]),
       "v42\n",

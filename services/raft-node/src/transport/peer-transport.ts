@@ -6,6 +6,9 @@
 // reconnect backoff runs (Raft retransmits), and the next batch reopens the call.
 // Snapshots travel on their own call: header, image chunks, CRC trailer.
 // Inbound: the same service, served on --listen-peer-urls.
+// Every call opens with etcd's peer headers, `x-server-from` (the sender's member ID) and
+// `x-etcd-cluster-id`, so a proxy on a shared port can tell senders apart, and a member refuses
+// another cluster's call before reading any of it (etcd answers 412 "cluster ID mismatch").
 import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -29,8 +32,13 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { crc32c } from "@node-rs/crc32";
+import { formatId, parseId } from "../membership/member-id.js";
 import { batchByRecipient, encodeRaftBatch, grpcTarget, nextBackoffMs } from "./message-batching.js";
 import { channelCredentialsFor, type DialTls } from "./tls-credentials.js";
+
+/** etcd's peer request headers (rafthttp), lowercased as HTTP/2 requires; IDs in etcd's hex. */
+export const SERVER_FROM_HEADER = "x-server-from";
+export const CLUSTER_ID_HEADER = "x-etcd-cluster-id";
 
 export interface TransportLogger {
   info(details: Record<string, unknown>, message: string): void;
@@ -52,6 +60,8 @@ export interface PeerTransportHandler {
   writeSnapshotImage(path: string): Promise<number>;
   /** A MsgSnap whose image was received whole into `imagePath`: hand it to Raft. */
   snapshotReceived(message: Message, imagePath: string): Promise<void>;
+  /** A snapshot call that failed on this side (`from` unknown when it failed before its header). */
+  snapshotReceiveFailed?(from: bigint | undefined): void;
   /** Where to stage snapshot images. */
   readonly snapshotDir: string;
   /** Message bytes sent to and received from each peer (etcd_network_peer_*_bytes_total). */
@@ -123,6 +133,7 @@ class PeerLink {
       STREAM_METHOD.path,
       (batch: Buffer) => batch,
       STREAM_METHOD.responseDeserialize,
+      this.owner.callHeaders(),
       (err: ServiceError | null) => {
         if (this.stream === stream) this.stream = undefined;
         if (err && !this.closed) this.failed(err);
@@ -201,6 +212,14 @@ export class PeerTransport {
     this.servers.push(server);
   }
 
+  /** The headers every outbound peer call opens with (read at each open: the IDs can change on join). */
+  callHeaders(): Metadata {
+    const headers = new Metadata();
+    headers.set(SERVER_FROM_HEADER, formatId(this.handler.memberId));
+    headers.set(CLUSTER_ID_HEADER, formatId(this.handler.clusterId));
+    return headers;
+  }
+
   /** Keeps the set of peers in step with the membership (self excluded). */
   setPeers(peers: ReadonlyMap<bigint, string[]>): void {
     for (const [id, urls] of peers) {
@@ -244,7 +263,7 @@ export class PeerTransport {
         snapshot: message.snapshot && { metadata: message.snapshot.metadata, data: new Uint8Array(0) },
       };
       await new Promise<void>((resolve, reject) => {
-        const call = link.rpc.snapshot((err) => (err ? reject(err) : resolve()));
+        const call = link.rpc.snapshot(this.callHeaders(), (err) => (err ? reject(err) : resolve()));
         call.write({
           header: {
             clusterId: this.handler.clusterId,
@@ -286,6 +305,11 @@ export class PeerTransport {
   private serviceImplementation(): peer.RaftPeerServer {
     return {
       stream: (call, callback) => {
+        const openRefusal = this.callRefusal(call.metadata);
+        if (openRefusal !== undefined) {
+          callback(openRefusal);
+          return;
+        }
         let refused = false;
         call.on("data", (batch: peer.RaftBatch) => {
           if (refused) return;
@@ -310,6 +334,11 @@ export class PeerTransport {
         call.on("error", () => {});
       },
       snapshot: (call, callback) => {
+        const openRefusal = this.callRefusal(call.metadata);
+        if (openRefusal !== undefined) {
+          callback(openRefusal);
+          return;
+        }
         void this.receiveSnapshot(call).then(
           () => callback(null, {}),
           (err: unknown) =>
@@ -322,6 +351,34 @@ export class PeerTransport {
         callback(null, this.handler.clusterInfo());
       },
     };
+  }
+
+  /**
+   * A call refused from its headers alone, before any of its body is read. A call without the
+   * headers (a member from before they were sent) is let through: its batches and snapshot
+   * header still carry the cluster ID, checked by `refusal`.
+   */
+  private callRefusal(headers: Metadata): Partial<ServiceError> | undefined {
+    const from = headerValue(headers, SERVER_FROM_HEADER);
+    const clusterId = headerValue(headers, CLUSTER_ID_HEADER);
+    if (clusterId !== undefined && clusterId !== formatId(this.handler.clusterId)) {
+      this.logger.warn(
+        {
+          "local-member-id": formatId(this.handler.memberId),
+          "local-member-cluster-id": formatId(this.handler.clusterId),
+          "remote-peer-id": from ?? "",
+          "remote-peer-cluster-id": clusterId,
+        },
+        "request cluster ID mismatch",
+      );
+      return { code: status.FAILED_PRECONDITION, details: "etcdserver: cluster ID mismatch" };
+    }
+    const fromId = from === undefined ? undefined : parseId(from);
+    if (fromId !== undefined && this.handler.isRemoved(fromId)) {
+      this.logger.warn({ "remote-peer-id": from }, "rejected a call from a member removed from the cluster");
+      return { code: status.PERMISSION_DENIED, details: "the sender was removed from the cluster" };
+    }
+    return undefined;
   }
 
   private refusal(clusterId: bigint, from: bigint, to: bigint): Partial<ServiceError> | undefined {
@@ -371,6 +428,7 @@ export class PeerTransport {
       }
       await this.handler.snapshotReceived(decodeMessage(header.message), path);
     } catch (err) {
+      this.handler.snapshotReceiveFailed?.(header?.from);
       await rm(path, { force: true });
       throw err;
     }
@@ -393,6 +451,11 @@ export class PeerTransport {
       ),
     );
   }
+}
+
+function headerValue(headers: Metadata, name: string): string | undefined {
+  const [value] = headers.get(name);
+  return typeof value === "string" ? value : undefined;
 }
 
 function statusError(code: status, details: string): Partial<ServiceError> {

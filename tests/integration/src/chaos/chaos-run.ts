@@ -4,12 +4,12 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Prng } from "@etcd-ts/raft";
-import { diskFaultsUnavailable } from "@etcd-ts/testing";
+import { diskFaultsUnavailable, slowDiskUnavailable } from "@etcd-ts/testing";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluster/local-cluster.js";
 import { type FaultRecord, HistoryRecorder, type Operation, type WatcherRecord } from "./history.js";
 import { checkLinearizability, type LinearizabilityReport } from "./linearizability.js";
-import { DISK_FAULT_KINDS, FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
+import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
 import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
 import { classifyError, Watcher, Workload } from "./workload.js";
 
@@ -22,11 +22,20 @@ export interface ChaosOptions {
   keys?: number;
   watchers?: number;
   faults?: readonly FaultKind[];
+  /** Faults injected first, in order, before the seeded picks (Nemesis's `opening`). */
+  openingFaults?: readonly FaultKind[];
   opTimeoutMs?: number;
   thinkMs?: number;
   holdMs?: [number, number];
   quietMs?: [number, number];
+  /**
+   * --snapshot-count and --experimental-snapshot-catchup-entries. For our member both default
+   * low (CHAOS_SNAPSHOTS), so that a member cut off or down for a second or two comes back
+   * behind the leader's compacted log and catches up by a snapshot; etcd keeps its defaults
+   * (and has no catch-up flag: 5,000 entries).
+   */
   snapshotCount?: number;
+  snapshotCatchUpEntries?: number;
   heartbeatMs?: number;
   electionMs?: number;
   /** Keep data dirs and logs, and write history.json etc. there. */
@@ -38,6 +47,9 @@ export interface ChaosOptions {
   checkMillisPerKey?: number;
 }
 
+/** Our member's snapshot settings in a chaos run unless given. */
+export const CHAOS_SNAPSHOTS = { snapshotCount: 100, snapshotCatchUpEntries: 20 };
+
 export interface ChaosResult {
   options: ChaosOptions;
   verdict: "ok" | "violation" | "unknown";
@@ -48,6 +60,8 @@ export interface ChaosResult {
   linearizability: LinearizabilityReport;
   watches: WatchReport;
   revisions: WatchProblem[];
+  /** Snapshots members received from a leader (etcd_network_snapshot_receive_success). */
+  snapshotsReceived: number;
   /** Why the run could not finish its settle phase, if it could not. */
   settleProblems: string[];
   timings: { startupMs: number; workloadMs: number; settleMs: number; checkMs: number };
@@ -64,15 +78,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const keys = Array.from({ length: options.keys ?? 4 }, (_, i) => `${prefix}k${i}`);
   const t0 = performance.now();
   const faults = options.faults ?? FAULT_KINDS;
-  const diskFaults = faults.some((f) => DISK_FAULT_KINDS.includes(f));
-  const noDisks = diskFaults ? diskFaultsUnavailable() : undefined;
+  const diskFull = faults.includes("disk-full");
+  const slowDisks = faults.includes("slow-disk");
+  if (diskFull && slowDisks) throw new Error("disk-full and slow-disk need different disks: run them apart");
+  const noDisks = diskFull ? diskFaultsUnavailable() : slowDisks ? slowDiskUnavailable() : undefined;
   if (noDisks !== undefined) throw new Error(`disk faults cannot run here: ${noDisks}`);
+  const ours = options.target !== "etcd";
+  const snapshotCount = options.snapshotCount ?? (ours ? CHAOS_SNAPSHOTS.snapshotCount : undefined);
+  const snapshotCatchUpEntries =
+    options.snapshotCatchUpEntries ?? (ours ? CHAOS_SNAPSHOTS.snapshotCatchUpEntries : undefined);
   const cluster = await LocalCluster.create({
     target: options.target,
     // Room for etcd's preallocated 64 MiB WAL segments and a short run's data; tmpfs holds
     // only what is written.
-    ...(diskFaults ? { diskBytes: 256 * 1024 * 1024 } : {}),
-    snapshotCount: options.snapshotCount,
+    ...(diskFull ? { diskBytes: 256 * 1024 * 1024 } : {}),
+    slowableDisks: slowDisks,
+    snapshotCount,
+    snapshotCatchUpEntries,
     heartbeatMs: options.heartbeatMs,
     electionMs: options.electionMs,
     baseDir: options.baseDir,
@@ -88,6 +110,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let workloadMs = 0;
   let settleMs = 0;
   let epoch = 0;
+  let snapshotsReceived = 0;
   try {
     await cluster.startAll();
     // Our member starts through tsx, which on a busy 2-core machine can take most of a minute.
@@ -112,6 +135,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     });
     nemesis = new Nemesis(cluster, rng, {
       faults,
+      // Two snapshots' worth past the kept tail: the leader's log is compacted past the killed
+      // member's last entry whatever the snapshot phase was when it died.
+      // (etcd keeps 5,000 entries: out of a short run's reach.)
+      behindEntries:
+        ours && snapshotCount !== undefined && snapshotCatchUpEntries !== undefined
+          ? 2 * snapshotCount + snapshotCatchUpEntries + 10
+          : undefined,
+      opening: options.openingFaults,
       holdMs: options.holdMs ?? [1_000, 5_000],
       quietMs: options.quietMs ?? [1_000, 3_000],
     });
@@ -174,6 +205,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
     }
     settleMs = performance.now() - ts;
+    snapshotsReceived = await cluster.snapshotsReceived();
   } finally {
     await Promise.all(watchers.map((w) => w.stop()));
     await nemesis?.stop().catch(() => {});
@@ -210,6 +242,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     watches,
     revisions,
     settleProblems,
+    snapshotsReceived,
     timings: { startupMs, workloadMs, settleMs, checkMs },
     epoch,
     baseDir: cluster.options.baseDir,
@@ -290,6 +323,7 @@ export function summarize(r: ChaosResult): string {
       `    ${at(f.startedAt)}-${f.endedAt === undefined ? "?" : at(f.endedAt)} ${f.kind}: ${f.detail}`,
     );
   }
+  lines.push(`  snapshots received by lagging members: ${r.snapshotsReceived}`);
   const crashes = r.exits.filter((e) => e.unexpected);
   lines.push(`  member exits not caused by the nemesis: ${crashes.length}`);
   for (const e of crashes)

@@ -1,5 +1,6 @@
-// Injects one fault at a time into a LocalCluster, on a seeded schedule: a fault, held for a
-// while, healed, then a quiet spell so the cluster can recover and clients make progress.
+// Injects faults into a LocalCluster on a seeded schedule: a fault (or, for "two-faults", a
+// process fault overlapping a link fault on another member), held for a while, healed, then a
+// quiet spell so the cluster can recover and clients make progress.
 
 import type { Prng } from "@etcd-ts/raft";
 import { type LocalCluster, sleep } from "../cluster/local-cluster.js";
@@ -11,6 +12,13 @@ export type FaultKind =
   | "kill"
   /** SIGKILL the current leader (as Maintenance.Status reports it), restart after the hold. */
   | "kill-leader"
+  /**
+   * SIGKILL a random member, then write `behindEntries` puts (to a key outside the workload's
+   * prefix, through the other members) before the hold: it comes back at least that many
+   * entries behind, whatever the clients' throughput, so past a compacted log it must be sent
+   * a snapshot.
+   */
+  | "kill-behind"
   /** SIGKILL every member at once, restart them all: acknowledged writes must survive. */
   | "kill-all"
   /** SIGTERM a random member and restart it: a graceful restart. */
@@ -29,6 +37,13 @@ export type FaultKind =
   | "slow-link"
   /** A link between two members that keeps failing and recovering (stall or drop, 50-500 ms each way). */
   | "flapping-link"
+  /**
+   * Two faults overlapping on different members: SIGKILL or SIGSTOP one member (the leader half
+   * the time) while another is isolated, cut one way, or slowed on its link to the third, the
+   * link fault first and the process fault 0-1 s later. Isolating one member while another is
+   * down leaves no quorum for the hold: nothing may be acknowledged then, nothing lost after.
+   */
+  | "two-faults"
   /** Maintenance.MoveLeader from the leader to another member (a planned leader change). */
   | "move-leader"
   /**
@@ -42,11 +57,18 @@ export type FaultKind =
    * the write it cannot store. After the hold the space returns and a stopped member is
    * restarted on its data. Needs root (members on tmpfs mounts: `diskBytes`).
    */
-  | "disk-full";
+  | "disk-full"
+  /**
+   * Slow a random member's disk: at most 2-30 write requests a second reach it (a blkio cgroup
+   * throttling its loop device), so every fsync waits, for the hold. Needs root and cgroup v1
+   * (members on loop disks: `slowableDisks`).
+   */
+  | "slow-disk";
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill",
   "kill-leader",
+  "kill-behind",
   "kill-all",
   "restart",
   "pause",
@@ -56,15 +78,23 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "bridge",
   "slow-link",
   "flapping-link",
+  "two-faults",
 ];
 
-const LINK_FAULT_KINDS: readonly FaultKind[] = ["isolate", "one-way", "bridge", "slow-link", "flapping-link"];
+const LINK_FAULT_KINDS: readonly FaultKind[] = [
+  "isolate",
+  "one-way",
+  "bridge",
+  "slow-link",
+  "flapping-link",
+  "two-faults",
+];
 
 /** Membership changes under load; not in the CI run's default mix (they take longer to heal). */
 export const MEMBERSHIP_FAULT_KINDS: readonly FaultKind[] = ["move-leader", "replace-member"];
 
 /** Disk faults; not in the default mix (they need root to mount the members' file systems). */
-export const DISK_FAULT_KINDS: readonly FaultKind[] = ["disk-full"];
+export const DISK_FAULT_KINDS: readonly FaultKind[] = ["disk-full", "slow-disk"];
 
 export const ALL_FAULT_KINDS: readonly FaultKind[] = [
   ...FAULT_KINDS,
@@ -72,12 +102,19 @@ export const ALL_FAULT_KINDS: readonly FaultKind[] = [
   ...DISK_FAULT_KINDS,
 ];
 
+/** Where "kill-behind" writes: outside the workload's prefix, so no checker sees it. */
+const BEHIND_KEY = "/nemesis/behind";
+
 /** What one membership call may take, and how many times it is tried (leaders change meanwhile). */
 const MEMBERSHIP_CALL_MS = 5_000;
 const MEMBERSHIP_ATTEMPTS = 20;
 
 export interface NemesisOptions {
   faults: readonly FaultKind[];
+  /** How many entries "kill-behind" puts the killed member behind (150 when unset). */
+  behindEntries?: number;
+  /** Faults injected first, in this order, before the seeded picks from `faults` begin. */
+  opening?: readonly FaultKind[];
   holdMs: [number, number];
   quietMs: [number, number];
 }
@@ -92,7 +129,9 @@ export class Nemesis {
     private readonly rng: Prng,
     private readonly options: NemesisOptions,
   ) {
-    const needsProxy = options.faults.some((f) => LINK_FAULT_KINDS.includes(f));
+    const needsProxy = [...options.faults, ...(options.opening ?? [])].some((f) =>
+      LINK_FAULT_KINDS.includes(f),
+    );
     if (needsProxy && !cluster.network) throw new Error("link faults need a cluster created with proxyPeers");
   }
 
@@ -110,9 +149,10 @@ export class Nemesis {
   private async run(): Promise<void> {
     const signal = this.stopping.signal;
     const { holdMs, quietMs } = this.options;
+    const opening = [...(this.options.opening ?? [])];
     await sleep(this.rng.between(quietMs[0], quietMs[1]), signal);
     while (!signal.aborted) {
-      const kind = this.rng.pick(this.options.faults);
+      const kind = opening.shift() ?? this.rng.pick(this.options.faults);
       const hold = this.rng.between(holdMs[0], holdMs[1]);
       const record: FaultRecord = { kind, detail: "", startedAt: now() };
       this.log.push(record);
@@ -143,6 +183,14 @@ export class Nemesis {
         await c.kill(m);
         return () => this.restartAndWait(m, record);
       }
+      case "kill-behind": {
+        const m = randomMember();
+        await c.kill(m);
+        const wanted = this.options.behindEntries ?? 150;
+        const written = await this.writeBehind(m, wanted);
+        record.detail = `SIGKILL m${m}, then ${written} puts without it (${wanted} asked)`;
+        return () => this.restartAndWait(m, record);
+      }
       case "disk-full": {
         const m = randomMember();
         record.detail = `filled m${m}'s disk`;
@@ -157,6 +205,28 @@ export class Nemesis {
           }
           record.detail += `; m${m} stopped (exit ${exit.code ?? exit.signal}), restarting`;
           await this.restartAndWait(m, record);
+        };
+      }
+      case "slow-disk": {
+        const m = randomMember();
+        const writeIops = this.rng.between(2, 30);
+        record.detail = `m${m}'s disk: ${writeIops} writes/s`;
+        // The member's own WAL fsync timings over the hold show the fault took.
+        const fsyncs = async () => ({
+          seconds: await c.metric(m, "etcd_disk_wal_fsync_duration_seconds_sum"),
+          count: await c.metric(m, "etcd_disk_wal_fsync_duration_seconds_count"),
+        });
+        const before = await fsyncs();
+        c.slowDisk(m, writeIops);
+        return async () => {
+          const after = await fsyncs();
+          c.fastDisk(m);
+          const n = (after.count ?? 0) - (before.count ?? 0);
+          const seconds = (after.seconds ?? 0) - (before.seconds ?? 0);
+          record.detail +=
+            before.count === undefined || after.count === undefined
+              ? "; WAL fsyncs not readable"
+              : `; ${n} WAL fsyncs, ${n > 0 ? ((seconds / n) * 1000).toFixed(0) : "-"} ms each`;
         };
       }
       case "kill-all": {
@@ -248,6 +318,50 @@ export class Nemesis {
           record.detail = `m${a} <-> m${b}: ${state}, ${flaps.count} flips`;
         };
       }
+      case "two-faults": {
+        const leader = this.rng.chance(0.5) ? await this.findLeader() : undefined;
+        const a = leader ?? randomMember();
+        const [b, third] = this.rng.chance(0.5) ? [(a + 1) % n, (a + 2) % n] : [(a + 2) % n, (a + 1) % n];
+        const net = c.network!;
+        let healLink: () => void;
+        const link = this.rng.between(0, 2);
+        if (link === 0) {
+          const state = linkState();
+          record.detail = `isolate m${b}: ${state}`;
+          net.isolate(b, state);
+          healLink = () => net.isolate(b, "open");
+        } else if (link === 1) {
+          const state = linkState();
+          record.detail = `m${b} -> m${third}: ${state}`;
+          net.setLink(b, third, state);
+          healLink = () => net.setLink(b, third, "open");
+        } else {
+          const shape = { delayMs: this.rng.between(20, 300), bytesPerSecond: 0 };
+          record.detail = `m${b} <-> m${third}: +${shape.delayMs} ms`;
+          net.shapeLink(b, third, shape);
+          net.shapeLink(third, b, shape);
+          healLink = () => {
+            net.shapeLink(b, third, undefined);
+            net.shapeLink(third, b, undefined);
+          };
+        }
+        await sleep(this.rng.between(0, 1_000));
+        const who = `m${a}${leader !== undefined ? " (leader)" : ""}`;
+        if (this.rng.chance(0.5)) {
+          record.detail += `, then SIGKILL ${who}`;
+          await c.kill(a);
+          return async () => {
+            await this.restartAndWait(a, record);
+            healLink();
+          };
+        }
+        record.detail += `, then SIGSTOP ${who}`;
+        c.pause(a);
+        return async () => {
+          c.resume(a);
+          healLink();
+        };
+      }
       case "move-leader": {
         const leader = await this.findLeader();
         if (leader === undefined) {
@@ -313,6 +427,31 @@ export class Nemesis {
         };
       }
     }
+  }
+
+  /**
+   * Puts to BEHIND_KEY through the members other than `m`, four at a time, until `count`
+   * succeeded; bounded by 30 s and by the nemesis stopping. Returns how many succeeded.
+   */
+  private async writeBehind(m: number, count: number): Promise<number> {
+    const c = this.cluster;
+    const others = c.members.map((x) => x.index).filter((i) => i !== m);
+    const until = now() + 30_000;
+    let done = 0;
+    let attempt = 0;
+    const lane = async () => {
+      while (done < count && now() < until && !this.stopping.signal.aborted) {
+        const via = others[attempt++ % others.length]!;
+        try {
+          await c.endpoint(via).put(BEHIND_KEY, String(attempt), 2_000);
+          done++;
+        } catch {
+          await sleep(100);
+        }
+      }
+    };
+    await Promise.all([lane(), lane(), lane(), lane()]);
+    return done;
   }
 
   /** Runs a membership call until it succeeds (bounded); undefined when it never did. */

@@ -2,7 +2,9 @@
 //
 //   node --conditions=source --import tsx tests/integration/src/chaos/run.ts \
 //     --target etcd|etcd-ts|etcd-ts-dist --duration 600 --seed 42 [--clients 8] [--keys 4]
-//     [--faults kill,kill-leader,kill-all,restart,pause,pause-leader,isolate,one-way,bridge] [--snapshot-count N]
+//     [--faults kill,kill-leader,kill-behind,kill-all,restart,pause,pause-leader,isolate,one-way,bridge,
+//       slow-link,flapping-link,two-faults] [--opening two-faults (injected first, as in CI)]
+//     [--snapshot-count N] [--snapshot-catchup-entries N]
 //     (membership faults, not in the default mix: --faults move-leader,replace-member;
 //     disk faults, as root: --faults disk-full)
 //     [--heartbeat-ms 100] [--election-ms 1000] [--keep]
@@ -25,8 +27,10 @@ const { values } = parseArgs({
     keys: { type: "string", default: "4" },
     watchers: { type: "string", default: "3" },
     faults: { type: "string", default: FAULT_KINDS.join(",") },
+    opening: { type: "string", default: "" },
     "op-timeout": { type: "string", default: "2000" },
     "snapshot-count": { type: "string" },
+    "snapshot-catchup-entries": { type: "string" },
     "heartbeat-ms": { type: "string", default: "100" },
     "election-ms": { type: "string", default: "1000" },
     keep: { type: "boolean", default: false },
@@ -52,7 +56,8 @@ if (values.check !== undefined) {
 const target = values.target as TargetKind;
 if (!TARGET_KINDS.includes(target)) throw new Error(`--target must be one of ${TARGET_KINDS.join(", ")}`);
 const faults = values.faults.split(",").filter((f) => f.length > 0) as FaultKind[];
-for (const f of faults)
+const opening = values.opening.split(",").filter((f) => f.length > 0) as FaultKind[];
+for (const f of [...faults, ...opening])
   if (!ALL_FAULT_KINDS.includes(f))
     throw new Error(`unknown fault ${f}; known: ${ALL_FAULT_KINDS.join(", ")}`);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(values.seed);
@@ -65,8 +70,11 @@ const result = await runChaos({
   keys: Number(values.keys),
   watchers: Number(values.watchers),
   faults,
+  openingFaults: opening,
   opTimeoutMs: Number(values["op-timeout"]),
   snapshotCount: values["snapshot-count"] === undefined ? undefined : Number(values["snapshot-count"]),
+  snapshotCatchUpEntries:
+    values["snapshot-catchup-entries"] === undefined ? undefined : Number(values["snapshot-catchup-entries"]),
   heartbeatMs: Number(values["heartbeat-ms"]),
   electionMs: Number(values["election-ms"]),
   keepFiles: values.keep,

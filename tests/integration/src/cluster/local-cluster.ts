@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePorts, SmallFilesystem } from "@etcd-ts/testing";
+import { freePorts, LoopDisk, SlowDisk, SmallFilesystem } from "@etcd-ts/testing";
 import { EtcdEndpoint, type StatusResult } from "./etcd-client.js";
 import { PeerNetwork } from "./peer-network.js";
 
@@ -29,6 +29,12 @@ export interface ClusterOptions {
   electionMs?: number;
   /** Passed as --snapshot-count when set, to exercise snapshots during a short run. */
   snapshotCount?: number;
+  /**
+   * Passed as --experimental-snapshot-catchup-entries to our member when set: how much log a
+   * member keeps behind a snapshot, so a lagging member needs a snapshot sooner. etcd 3.4 has
+   * no such flag (it keeps 5,000 entries): etcd targets ignore it.
+   */
+  snapshotCatchUpEntries?: number;
   /** Where data dirs and logs go; a fresh temp dir when unset. */
   baseDir?: string;
   /** Route peer traffic through PeerNetwork proxies (needed for link faults). */
@@ -40,6 +46,11 @@ export interface ClusterOptions {
    * it (`fillDisk`); on the run's base dir when unset.
    */
   diskBytes?: number;
+  /**
+   * Each member's data dir on its own ext4 loop disk with a blkio cgroup (needs root, cgroup v1),
+   * so a test can slow its writes (`slowDisk`). Not with diskBytes.
+   */
+  slowableDisks?: boolean;
 }
 
 export interface MemberInfo {
@@ -84,10 +95,17 @@ export class LocalCluster {
   private ownsBaseDir = false;
   /** Member i's own file system, when the cluster was created with diskBytes. */
   private readonly disks = new Map<number, SmallFilesystem>();
+  /** Member i's loop disk and the cgroup that can slow it, when created with slowableDisks. */
+  private readonly slowableDisks = new Map<number, { disk: LoopDisk; slow: SlowDisk }>();
+  /** Snapshots received by member processes that have since been stopped (their counters died with them). */
+  private snapshotsReceivedBefore = 0;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, "snapshotCount" | "diskBytes">> & {
+    readonly options: Required<
+      Omit<ClusterOptions, "snapshotCount" | "snapshotCatchUpEntries" | "diskBytes" | "slowableDisks">
+    > & {
       snapshotCount?: number;
+      snapshotCatchUpEntries?: number;
     },
     members: MemberInfo[],
   ) {
@@ -131,6 +149,16 @@ export class LocalCluster {
         m.dataDir = join(disk.path, `${m.name}.data`);
       }
     }
+    if (options.slowableDisks && options.diskBytes !== undefined)
+      throw new Error("slowableDisks and diskBytes are different disks: pick one");
+    const slowable = new Map<number, { disk: LoopDisk; slow: SlowDisk }>();
+    if (options.slowableDisks) {
+      for (const m of members) {
+        const disk = LoopDisk.create({ diskBytes: 256 * 1024 * 1024, backingBytes: 512 * 1024 * 1024 });
+        slowable.set(m.index, { disk, slow: SlowDisk.create(disk.deviceNumber) });
+        m.dataDir = join(disk.mountPoint, `${m.name}.data`);
+      }
+    }
     const cluster = new LocalCluster(
       {
         target: options.target,
@@ -139,6 +167,7 @@ export class LocalCluster {
         heartbeatMs: options.heartbeatMs ?? 100,
         electionMs: options.electionMs ?? 1000,
         snapshotCount: options.snapshotCount,
+        snapshotCatchUpEntries: options.snapshotCatchUpEntries,
         baseDir,
         proxyPeers,
         token: options.token ?? `chaos-${process.pid}-${Date.now()}`,
@@ -147,6 +176,7 @@ export class LocalCluster {
     );
     cluster.ownsBaseDir = options.baseDir === undefined;
     for (const [i, disk] of disks) cluster.disks.set(i, disk);
+    for (const [i, d] of slowable) cluster.slowableDisks.set(i, d);
     await cluster.network?.start();
     return cluster;
   }
@@ -208,6 +238,7 @@ export class LocalCluster {
   async stop(i: number, graceMs = 10_000): Promise<void> {
     const r = this.running.get(i);
     if (!r) return;
+    await this.keepSnapshotCount(i);
     r.expectedExit = true;
     if (r.paused) r.child.kill("SIGCONT");
     r.child.kill("SIGTERM");
@@ -233,9 +264,31 @@ export class LocalCluster {
     this.disks.get(i)?.unfill();
   }
 
+  /**
+   * Member i's disk takes at most `writeIops` write requests a second (its fsyncs wait in the
+   * block layer) until `fastDisk`. Applies to the process running now; a restart escapes it.
+   */
+  slowDisk(i: number, writeIops: number): void {
+    const d = this.slowableDisks.get(i);
+    if (d === undefined) throw new Error("slow disks need a cluster created with slowableDisks");
+    d.slow.limitWrites(writeIops);
+    const pid = this.pid(i);
+    if (pid !== undefined) d.slow.add(pid);
+  }
+
+  /** Member i's disk is at full speed again. */
+  fastDisk(i: number): void {
+    const d = this.slowableDisks.get(i);
+    if (d === undefined) return;
+    d.slow.limitWrites(0);
+    const pid = this.pid(i);
+    if (pid !== undefined) d.slow.remove(pid);
+  }
+
   async kill(i: number): Promise<void> {
     const r = this.running.get(i);
     if (!r) return;
+    await this.keepSnapshotCount(i);
     r.expectedExit = true;
     r.child.kill("SIGKILL");
     await r.exited;
@@ -253,6 +306,47 @@ export class LocalCluster {
     if (!r?.paused) return;
     r.child.kill("SIGCONT");
     r.paused = false;
+  }
+
+  /**
+   * Snapshots the members received from a leader (etcd_network_snapshot_receive_success, which
+   * etcd and our member both export), over every process this cluster ran: each member's counter
+   * is read just before the harness stops it, and the running ones now. A member that exits on
+   * its own (disk-full) takes its count with it; a paused one is not asked.
+   */
+  async snapshotsReceived(): Promise<number> {
+    const running = [...this.running.keys()].filter((i) => !this.isPaused(i));
+    const counts = await Promise.all(running.map((i) => this.snapshotsReceivedBy(i)));
+    return counts.reduce((a, b) => a + b, this.snapshotsReceivedBefore);
+  }
+
+  private async keepSnapshotCount(i: number): Promise<void> {
+    if (this.isPaused(i)) return;
+    // Read first, then add: `x += await y` would read x before the await and lose concurrent adds.
+    const n = await this.snapshotsReceivedBy(i);
+    this.snapshotsReceivedBefore += n;
+  }
+
+  private snapshotsReceivedBy(i: number): Promise<number> {
+    return this.metric(i, "etcd_network_snapshot_receive_success").then((n) => n ?? 0);
+  }
+
+  /**
+   * Member i's Prometheus series `name` (from its client URL's /metrics) summed over labels;
+   * undefined when it does not answer within a second.
+   */
+  async metric(i: number, name: string): Promise<number | undefined> {
+    const url = `http://${this.options.host}:${this.members[i].clientPort}/metrics`;
+    try {
+      const text = await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text();
+      let sum = 0;
+      for (const line of text.split("\n")) {
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").at(-1));
+      }
+      return sum;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Member i's client endpoint (its channel is reused, and closed with the cluster). */
@@ -347,6 +441,11 @@ export class LocalCluster {
     // Data dirs on the members' own file systems go with them (kept files or not: they are mounts).
     for (const disk of this.disks.values()) disk.destroy();
     this.disks.clear();
+    for (const { disk, slow } of this.slowableDisks.values()) {
+      slow.destroy();
+      disk.destroy();
+    }
+    this.slowableDisks.clear();
   }
 
   private commandLine(m: MemberInfo): { command: string; args: string[] } {
@@ -367,6 +466,8 @@ export class LocalCluster {
     ];
     if (this.options.snapshotCount !== undefined)
       flags.push(`--snapshot-count=${this.options.snapshotCount}`);
+    if (this.options.snapshotCatchUpEntries !== undefined && this.options.target !== "etcd")
+      flags.push(`--experimental-snapshot-catchup-entries=${this.options.snapshotCatchUpEntries}`);
     switch (this.options.target) {
       case "etcd":
         return {

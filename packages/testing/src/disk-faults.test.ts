@@ -1,0 +1,58 @@
+// SlowDisk really slows a process's synced writes, and only that process's, only while limited.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { LoopDisk, SlowDisk, slowDiskUnavailable } from "./disk-faults.js";
+
+/**
+ * 20 synced 4 KiB writes to `file` by a new process, placed first by `place` (it waits on its
+ * stdin until then); returns the milliseconds they took.
+ */
+async function syncedWrites(file: string, place: (pid: number) => void): Promise<number> {
+  const child = spawn(
+    "sh",
+    ["-c", `read go; exec dd if=/dev/zero of=${file} bs=4k count=20 oflag=dsync status=none`],
+    {
+      stdio: ["pipe", "ignore", "inherit"],
+    },
+  );
+  place(child.pid!);
+  const started = performance.now();
+  child.stdin.end("go\n");
+  const [code] = await once(child, "exit");
+  assert.equal(code, 0);
+  return performance.now() - started;
+}
+
+describe("SlowDisk", { skip: slowDiskUnavailable() }, () => {
+  it("holds the writes of the processes in it at the limit while limited", async () => {
+    const disk = LoopDisk.create({ diskBytes: 64 * 1024 * 1024, backingBytes: 128 * 1024 * 1024 });
+    const slow = SlowDisk.create(disk.deviceNumber);
+    try {
+      const file = join(disk.mountPoint, "f");
+      slow.limitWrites(10);
+      const outside = await syncedWrites(file, () => {});
+      const inside = await syncedWrites(file, (pid) => slow.add(pid));
+      const movedOut = await syncedWrites(file, (pid) => {
+        slow.add(pid);
+        slow.remove(pid);
+      });
+      slow.limitWrites(0);
+      const lifted = await syncedWrites(file, (pid) => slow.add(pid));
+      // 20 synced writes are at least 20 write requests: 2 s at 10 a second.
+      assert.ok(inside >= 1_800, `limited: ${inside.toFixed(0)} ms`);
+      for (const [what, ms] of [
+        ["a process outside", outside],
+        ["a process moved out", movedOut],
+        ["the limit lifted", lifted],
+      ] as const) {
+        assert.ok(ms < inside / 2, `${what}: ${ms.toFixed(0)} ms vs ${inside.toFixed(0)} ms limited`);
+      }
+    } finally {
+      slow.destroy();
+      disk.destroy();
+    }
+  });
+});

@@ -1,0 +1,216 @@
+// The peer transport's call headers, seen from the wire: a plain HTTP/2 server standing in for a
+// peer (what a proxy on a shared port sees), and a plain HTTP/2 client opening calls to a member.
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { peer } from "@etcd-ts/api";
+import { type Message, MessageType } from "@etcd-ts/raft";
+import { freePorts } from "@etcd-ts/testing";
+import { Server } from "@grpc/grpc-js";
+import { encodeRaftBatch } from "./message-batching.js";
+import {
+  CLUSTER_ID_HEADER,
+  PeerTransport,
+  type PeerTransportHandler,
+  SERVER_FROM_HEADER,
+} from "./peer-transport.js";
+
+const CLUSTER = 0xcdf818194e3a8c32n;
+const SELF = 0x8e9e05c52164694dn;
+const OTHER = 0x91bc3c398fb3c146n;
+const REMOVED = 0xfd422379fda50e48n;
+
+const heartbeat = (from: bigint, to: bigint): Message => ({
+  type: MessageType.MsgHeartbeat,
+  to,
+  from,
+  term: 3,
+  logTerm: 0,
+  index: 0,
+  entries: [],
+  commit: 7,
+  reject: false,
+  rejectHint: 0,
+});
+
+interface Recorded {
+  received: Message[];
+  warnings: { details: Record<string, unknown>; message: string }[];
+}
+
+function transportFor(memberId: bigint, snapshotDir: string, recorded: Recorded): PeerTransport {
+  const handler: PeerTransportHandler = {
+    clusterId: CLUSTER,
+    memberId,
+    snapshotDir,
+    receive: (messages) => recorded.received.push(...messages),
+    isRemoved: (id) => id === REMOVED,
+    clusterInfo: () => ({ clusterId: CLUSTER, memberId, members: [] }),
+    reportUnreachable: () => {},
+    reportSnapshot: () => {},
+    writeSnapshotImage: () => Promise.reject(new Error("no snapshots in this test")),
+    snapshotReceived: () => Promise.reject(new Error("no snapshots in this test")),
+  };
+  return new PeerTransport(handler, {
+    info: () => {},
+    warn: (details, message) => recorded.warnings.push({ details, message }),
+  });
+}
+
+/** One gRPC message frame: flag 0, 4-byte big-endian length, the bytes. */
+function grpcFrame(body: Buffer): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(body.length, 1);
+  return Buffer.concat([header, body]);
+}
+
+/** Opens the Stream call on `port` with `headers`, sends one batch, and returns the call's status. */
+async function rawStreamCall(
+  port: number,
+  headers: Record<string, string>,
+  batch: Buffer,
+): Promise<{ status: string | undefined; message: string | undefined }> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": peer.RaftPeerService.stream.path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      ...headers,
+    });
+    stream.end(grpcFrame(batch));
+    let status: string | undefined;
+    let message: string | undefined;
+    const take = (h: http2.IncomingHttpHeaders) => {
+      status ??= h["grpc-status"] as string | undefined;
+      message ??= h["grpc-message"] as string | undefined;
+    };
+    stream.on("response", take);
+    stream.on("trailers", take);
+    stream.resume();
+    await once(stream, "close");
+    return { status, message: message && decodeURIComponent(message) };
+  } finally {
+    session.close();
+  }
+}
+
+describe("peer transport call headers", () => {
+  let dir: string;
+  let port: number;
+  let server: Server;
+  let member: PeerTransport;
+  const recorded: Recorded = { received: [], warnings: [] };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "peer-transport-"));
+    [port] = await freePorts(1);
+    server = new Server();
+    member = transportFor(OTHER, dir, recorded);
+    await member.listen(server, [new URL(`http://127.0.0.1:${port}`)]);
+  });
+
+  after(async () => {
+    await member.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("opens every call to a peer with the sender's member ID and the cluster ID", async () => {
+    // A plain HTTP/2 server where the peer would be: what a proxy on a shared port sees.
+    const seen: http2.IncomingHttpHeaders[] = [];
+    const fake = http2.createServer();
+    fake.on("stream", (stream, headers) => {
+      seen.push(headers);
+      stream.respond(
+        { ":status": 200, "content-type": "application/grpc", "grpc-status": "0" },
+        { endStream: true },
+      );
+    });
+    fake.listen(0, "127.0.0.1");
+    await once(fake, "listening");
+    const sender = transportFor(SELF, dir, { received: [], warnings: [] });
+    try {
+      sender.setPeers(new Map([[OTHER, [`http://127.0.0.1:${(fake.address() as AddressInfo).port}`]]]));
+      sender.send([heartbeat(SELF, OTHER)]);
+      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(seen.length, 1, "the peer call never arrived");
+      assert.equal(seen[0]![":path"], peer.RaftPeerService.stream.path);
+      assert.equal(seen[0]![SERVER_FROM_HEADER], "8e9e05c52164694d");
+      assert.equal(seen[0]![CLUSTER_ID_HEADER], "cdf818194e3a8c32");
+    } finally {
+      await sender.close();
+      fake.close();
+    }
+  });
+
+  it("takes a call whose headers name its cluster", async () => {
+    recorded.received.length = 0;
+    const { batch } = encodeRaftBatch(CLUSTER, SELF, OTHER, [heartbeat(SELF, OTHER)]);
+    const result = await rawStreamCall(
+      port,
+      { [SERVER_FROM_HEADER]: "8e9e05c52164694d", [CLUSTER_ID_HEADER]: "cdf818194e3a8c32" },
+      batch,
+    );
+    assert.equal(result.status, "0");
+    assert.equal(recorded.received.length, 1);
+    assert.equal(recorded.received[0]!.commit, 7);
+  });
+
+  it("refuses a call from another cluster before reading its body, and logs it", async () => {
+    recorded.received.length = 0;
+    recorded.warnings.length = 0;
+    // The batch inside claims the right cluster: only the header tells this call apart.
+    const { batch } = encodeRaftBatch(CLUSTER, SELF, OTHER, [heartbeat(SELF, OTHER)]);
+    const result = await rawStreamCall(
+      port,
+      { [SERVER_FROM_HEADER]: "8e9e05c52164694d", [CLUSTER_ID_HEADER]: "1234abcd" },
+      batch,
+    );
+    assert.deepEqual(result, { status: "9", message: "etcdserver: cluster ID mismatch" });
+    assert.equal(recorded.received.length, 0);
+    assert.deepEqual(recorded.warnings, [
+      {
+        message: "request cluster ID mismatch",
+        details: {
+          "local-member-id": "91bc3c398fb3c146",
+          "local-member-cluster-id": "cdf818194e3a8c32",
+          "remote-peer-id": "8e9e05c52164694d",
+          "remote-peer-cluster-id": "1234abcd",
+        },
+      },
+    ]);
+  });
+
+  it("refuses a call from a removed member named by x-server-from", async () => {
+    recorded.received.length = 0;
+    const { batch } = encodeRaftBatch(CLUSTER, SELF, OTHER, [heartbeat(SELF, OTHER)]);
+    const result = await rawStreamCall(
+      port,
+      { [SERVER_FROM_HEADER]: REMOVED.toString(16), [CLUSTER_ID_HEADER]: "cdf818194e3a8c32" },
+      batch,
+    );
+    assert.equal(result.status, "7");
+    assert.equal(recorded.received.length, 0);
+  });
+
+  it("carries Raft messages between two transports", async () => {
+    recorded.received.length = 0;
+    const sender = transportFor(SELF, dir, { received: [], warnings: [] });
+    try {
+      sender.setPeers(new Map([[OTHER, [`http://127.0.0.1:${port}`]]]));
+      sender.send([heartbeat(SELF, OTHER)]);
+      for (let i = 0; i < 100 && recorded.received.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.equal(recorded.received.length, 1);
+      assert.equal(recorded.received[0]!.from, SELF);
+    } finally {
+      await sender.close();
+    }
+  });
+});
