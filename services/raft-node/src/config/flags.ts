@@ -60,7 +60,7 @@ export const FLAGS = {
   // etcd 3.4 defaults to false, 3.5 to true; Raft here always had pre-vote, so 3.5's default.
   "pre-vote": { kind: "bool", default: "true" },
   "max-snapshots": { kind: "int", default: "5" },
-  "max-wals": { kind: "int", default: "5", unsupported: true },
+  "max-wals": { kind: "int", default: "5" },
   // Go's profiler does not exist here; accepted (etcd's sample config turns it on) with a warning.
   "enable-pprof": { kind: "bool", default: "false" },
   cors: { kind: "string", default: "", unsupported: true },
@@ -293,6 +293,8 @@ export interface MemberConfig {
   snapshotCount: number;
   /** Snapshot files kept (etcd's --max-snapshots; 0: unlimited). */
   maxSnapshots: number;
+  /** WAL files kept (etcd's --max-wals; 0: unlimited); only files wholly before the last snapshot go. */
+  maxWals: number;
   /** Applies slower than this count in etcd_server_slow_apply_total (etcd's warnApplyDuration). */
   warningApplyDurationMs: number;
   /** etcd's --unsafe-no-fsync: no fsync anywhere; a crash of the machine may lose acknowledged writes. */
@@ -375,6 +377,13 @@ function parseInt64(flag: FlagName, value: string): number {
   if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(`--${flag}: invalid integer "${value}"`);
   const n = Number(value);
   if (!Number.isSafeInteger(n)) throw new ConfigError(`--${flag}: integer out of range "${value}"`);
+  return n;
+}
+
+function parseNonNegative(flag: FlagName, value: string): number {
+  const n = parseInt64(flag, value);
+  // etcd's flag is a uint: Go's flag package refuses a negative value.
+  if (n < 0) throw new ConfigError(`invalid value "${value}" for flag -${flag}: parse error`);
   return n;
 }
 
@@ -479,6 +488,7 @@ export function memberConfig(values: FlagValues): MemberConfig {
     quotaBackendBytes: quotaBackendBytes === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quotaBackendBytes,
     snapshotCount: parseInt64("snapshot-count", values["snapshot-count"]),
     maxSnapshots: parseInt64("max-snapshots", values["max-snapshots"]),
+    maxWals: parseNonNegative("max-wals", values["max-wals"]),
     warningApplyDurationMs: parseGoDuration(
       "experimental-warning-apply-duration",
       values["experimental-warning-apply-duration"],
