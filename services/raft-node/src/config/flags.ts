@@ -63,7 +63,8 @@ export const FLAGS = {
   "max-wals": { kind: "int", default: "5" },
   // Go's profiler does not exist here; accepted (etcd's sample config turns it on) with a warning.
   "enable-pprof": { kind: "bool", default: "false" },
-  cors: { kind: "string", default: "", unsupported: true },
+  // etcd's flag.Value defaults ("*"); an empty value in a config file also means the default.
+  cors: { kind: "string", default: "*" },
   discovery: { kind: "string", default: "", unsupported: true },
   "discovery-fallback": { kind: "string", default: "proxy" },
   "discovery-proxy": { kind: "string", default: "", unsupported: true },
@@ -101,10 +102,10 @@ export const FLAGS = {
   version: { kind: "bool", default: "false" },
   // etcd 3.4's other flags: accepted at etcd's defaults (configs that spell them out start),
   // refused otherwise until they mean something here.
-  "grpc-keepalive-min-time": { kind: "duration", default: "5s", unsupported: true },
-  "grpc-keepalive-interval": { kind: "duration", default: "2h0m0s", unsupported: true },
-  "grpc-keepalive-timeout": { kind: "duration", default: "20s", unsupported: true },
-  "host-whitelist": { kind: "string", default: "*", unsupported: true },
+  "grpc-keepalive-min-time": { kind: "duration", default: "5s" },
+  "grpc-keepalive-interval": { kind: "duration", default: "2h0m0s" },
+  "grpc-keepalive-timeout": { kind: "duration", default: "20s" },
+  "host-whitelist": { kind: "string", default: "*" },
   "initial-election-tick-advance": { kind: "bool", default: "true", unsupported: true },
   "backend-batch-interval": { kind: "duration", default: "0", unsupported: true },
   "backend-batch-limit": { kind: "int", default: "0", unsupported: true },
@@ -118,7 +119,7 @@ export const FLAGS = {
   "discovery-srv-name": { kind: "string", default: "", unsupported: true },
   "log-package-levels": { kind: "string", default: "", unsupported: true },
   "log-output": { kind: "string", default: "default", unsupported: true },
-  metrics: { kind: "string", default: "basic", unsupported: true },
+  metrics: { kind: "string", default: "basic" },
   "unsafe-no-fsync": { kind: "bool", default: "false" },
   // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
   "nats-url": { kind: "string", default: "" },
@@ -313,6 +314,18 @@ export interface MemberConfig {
   learnerAutoPromote: boolean;
   /** Serve the JSON gateway on the client URLs (--enable-grpc-gateway). */
   grpcGateway: boolean;
+  /** --cors: origins given the CORS headers on the client port's HTTP/1.1 ("*": all). */
+  corsOrigins: string[];
+  /** --host-whitelist: Host names a plaintext HTTP/1.1 request may name ("*": all). */
+  hostWhitelist: string[];
+  /** --grpc-keepalive-min-time: clients pinging more often get GOAWAY ENHANCE_YOUR_CALM. */
+  grpcKeepaliveMinTimeMs: number;
+  /** --grpc-keepalive-interval: an idle client connection is pinged this often; 0 never. */
+  grpcKeepaliveIntervalMs: number;
+  /** --grpc-keepalive-timeout: a ping unanswered this long closes the connection. */
+  grpcKeepaliveTimeoutMs: number;
+  /** --metrics extensive: grpc_server_handling_seconds as well (etcd's go-grpc-prometheus histogram). */
+  extensiveMetrics: boolean;
   /** --version: print the version and exit. */
   printVersion: boolean;
   /** Restart as a one-member cluster keeping the data (etcd's --force-new-cluster). */
@@ -517,6 +530,14 @@ export function memberConfig(values: FlagValues): MemberConfig {
     ),
     forceNewCluster: parseBool("force-new-cluster", values["force-new-cluster"]),
     grpcGateway: parseBool("enable-grpc-gateway", values["enable-grpc-gateway"]),
+    corsOrigins: parseCors(values.cors),
+    // etcd's UniqueStringsValue: split on commas, nothing trimmed.
+    hostWhitelist: values["host-whitelist"].split(","),
+    grpcKeepaliveMinTimeMs: parseGoDuration("grpc-keepalive-min-time", values["grpc-keepalive-min-time"]),
+    grpcKeepaliveIntervalMs: parseGoDuration("grpc-keepalive-interval", values["grpc-keepalive-interval"]),
+    grpcKeepaliveTimeoutMs: parseGoDuration("grpc-keepalive-timeout", values["grpc-keepalive-timeout"]),
+    // etcd 3.4 checks nothing here: any value but "extensive" is basic.
+    extensiveMetrics: values.metrics === "extensive",
     printVersion: parseBool("version", values.version),
     initialCorruptCheck: parseBool(
       "experimental-initial-corrupt-check",
@@ -586,6 +607,35 @@ function tlsConfig(
     );
   }
   return { clientTls: side("", clientCertAuth), peerTls, clientCertAuth, cipherSuites };
+}
+
+/**
+ * etcd's --cors value (flags.UniqueURLsWithExceptions("*")): "*", or URLs with a scheme, an
+ * explicit port and no path, as types.NewURLs checks them. Origins are compared as written.
+ */
+function parseCors(value: string): string[] {
+  if (value === "*") return ["*"];
+  const origins: string[] = [];
+  for (const raw of value.split(",")) {
+    const origin = raw.trim();
+    const problem = corsOriginProblem(origin);
+    if (problem !== undefined) throw new ConfigError(`invalid value "${value}" for flag -cors: ${problem}`);
+    if (!origins.includes(origin)) origins.push(origin);
+  }
+  return origins;
+}
+
+function corsOriginProblem(origin: string): string | undefined {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/.exec(origin);
+  const scheme = m?.[1];
+  if (scheme !== "http" && scheme !== "https" && scheme !== "unix" && scheme !== "unixs") {
+    return `URL scheme must be http, https, unix, or unixs: ${origin}`;
+  }
+  if (!/^(\[[^\]]*\]|[^:[\]]*):[^:]*$/.test(m![2]!)) {
+    return `URL address does not have the form "host:port": ${origin}`;
+  }
+  if (m![3] !== "") return `URL must not contain a path: ${origin}`;
+  return undefined;
 }
 
 function parseNatsUrl(value: string): string {
