@@ -16,9 +16,14 @@ interface FlagSpec {
   default: string;
   /** Accepted for compatibility; using it with a non-default value is refused until it is implemented. */
   unsupported?: boolean;
+  /** Why a value other than the default is refused, when it will stay refused. */
+  refusal?: string;
 }
 
 const MIB = 1024 * 1024;
+
+const DISCOVERY_REFUSAL =
+  "bootstrapping through a discovery service or DNS SRV records is not supported; list the members with --initial-cluster";
 
 export const FLAGS = {
   name: { kind: "string", default: "default" },
@@ -65,11 +70,17 @@ export const FLAGS = {
   "enable-pprof": { kind: "bool", default: "false" },
   // etcd's flag.Value defaults ("*"); an empty value in a config file also means the default.
   cors: { kind: "string", default: "*" },
-  discovery: { kind: "string", default: "", unsupported: true },
+  discovery: { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
   "discovery-fallback": { kind: "string", default: "proxy" },
-  "discovery-proxy": { kind: "string", default: "", unsupported: true },
-  "discovery-srv": { kind: "string", default: "", unsupported: true },
-  proxy: { kind: "string", default: "off", unsupported: true },
+  "discovery-proxy": { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
+  "discovery-srv": { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
+  proxy: {
+    kind: "string",
+    default: "off",
+    unsupported: true,
+    refusal:
+      "etcd's v2 proxy is not part of this server (no v2 API); put the api-gateway in front of the members instead",
+  },
   "proxy-failure-wait": { kind: "int", default: "5000" },
   "proxy-refresh-interval": { kind: "int", default: "30000" },
   "proxy-dial-timeout": { kind: "int", default: "1000" },
@@ -107,18 +118,21 @@ export const FLAGS = {
   "grpc-keepalive-timeout": { kind: "duration", default: "20s" },
   "host-whitelist": { kind: "string", default: "*" },
   "initial-election-tick-advance": { kind: "bool", default: "true", unsupported: true },
-  "backend-batch-interval": { kind: "duration", default: "0", unsupported: true },
-  "backend-batch-limit": { kind: "int", default: "0", unsupported: true },
+  // bbolt's commit batching: accepted and logged (see memberConfig).
+  "backend-batch-interval": { kind: "duration", default: "0" },
+  "backend-batch-limit": { kind: "int", default: "0" },
   "experimental-backend-bbolt-freelist-type": { kind: "string", default: "", unsupported: true },
   "experimental-compaction-batch-limit": { kind: "int", default: "0", unsupported: true },
   "experimental-corrupt-check-time": { kind: "duration", default: "0" },
   "experimental-peer-skip-client-san-verification": { kind: "bool", default: "false", unsupported: true },
   "experimental-warning-apply-duration": { kind: "duration", default: "100ms" },
-  "experimental-enable-lease-checkpoint-persist": { kind: "bool", default: "false", unsupported: true },
+  // etcd 3.4.20+: remaining TTLs are always persisted here (3.6's behaviour), so it changes nothing.
+  "experimental-enable-lease-checkpoint-persist": { kind: "bool", default: "false" },
   "experimental-enable-v2v3": { kind: "string", default: "", unsupported: true },
-  "discovery-srv-name": { kind: "string", default: "", unsupported: true },
+  "discovery-srv-name": { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
   "log-package-levels": { kind: "string", default: "", unsupported: true },
-  "log-output": { kind: "string", default: "default", unsupported: true },
+  // etcd 3.4's deprecated spelling of --log-outputs (embed/config_logging.go's rules).
+  "log-output": { kind: "string", default: "default" },
   metrics: { kind: "string", default: "basic" },
   "unsafe-no-fsync": { kind: "bool", default: "false" },
   // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
@@ -407,6 +421,41 @@ function parseBool(flag: FlagName, value: string): boolean {
   throw new ConfigError(`--${flag}: invalid boolean "${value}"`);
 }
 
+/** Go's UniqueStringsValue: split on commas, duplicates dropped, order kept. */
+function uniqueStrings(value: string): string[] {
+  return [...new Set(value.split(",").map((v) => v.trim()))];
+}
+
+/**
+ * etcd 3.4's setupLogging for its two spellings: --log-output (deprecated) wins only when it
+ * lists more outputs than --log-outputs; listing several in both, or the same non-default list
+ * in both, is an error; otherwise --log-outputs is used and a non-default --log-output warned of.
+ */
+function chooseLogOutputs(deprecated: string, current: string, warnings: string[]): string[] {
+  const old = uniqueStrings(deprecated);
+  const outputs = uniqueStrings(current);
+  const quoted = (list: string[]) => `[${list.map((o) => JSON.stringify(o)).join(" ")}]`;
+  if (old.length > outputs.length) {
+    warnings.push("'--log-output' flag has been deprecated! Please use '--log-outputs'!");
+    return old;
+  }
+  if (old.length === outputs.length) {
+    if (old.length > 1)
+      throw new ConfigError("both '--log-output' and '--log-outputs' are set; only set '--log-outputs'");
+    if (old[0] === outputs[0] && old[0] !== "default") {
+      throw new ConfigError(
+        `'--log-output=${quoted(old)}' and '--log-outputs=${quoted(outputs)}' are incompatible; only set --log-outputs`,
+      );
+    }
+    if (old[0] !== "default") {
+      warnings.push(
+        `[WARNING] Deprecated '--log-output' flag is set to ${quoted(old)}; please use '--log-outputs' flag`,
+      );
+    }
+  }
+  return outputs;
+}
+
 /** `a=http://h:1,a=http://h:2,b=http://h:3` -> {a: [h:1, h:2], b: [h:3]} */
 export function parseInitialCluster(value: string): Map<string, URL[]> {
   const cluster = new Map<string, URL[]>();
@@ -435,7 +484,9 @@ export function memberConfig(values: FlagValues): MemberConfig {
     if (spec.kind === "bool") parseBool(name, values[name]);
     if (spec.kind === "duration") parseGoDuration(name, values[name]);
     if (spec.unsupported && !sameFlagValue(name, spec, values[name], spec.default)) {
-      throw new ConfigError(`--${name} is not supported yet`);
+      throw new ConfigError(
+        `--${name} ${spec.refusal ? `is refused: ${spec.refusal}` : "is not supported yet"}`,
+      );
     }
   }
   const name = values.name;
@@ -470,11 +521,30 @@ export function memberConfig(values: FlagValues): MemberConfig {
   if (logger !== "zap" && logger !== "capnslog") {
     throw new ConfigError(`unknown logger option "${logger}"`);
   }
-  const logOutputs = values["log-outputs"].split(",").map((o) => o.trim());
+  const warnings: string[] = [];
+  const logOutputs = chooseLogOutputs(values["log-output"], values["log-outputs"], warnings);
   if (logOutputs.length > 1 && logOutputs.includes("default")) {
     throw new ConfigError(`multi logoutput for "default" is not supported: [${logOutputs.join(" ")}]`);
   }
-  const warnings: string[] = [];
+  if (
+    parseBool(
+      "experimental-enable-lease-checkpoint-persist",
+      values["experimental-enable-lease-checkpoint-persist"],
+    ) &&
+    !parseBool("experimental-enable-lease-checkpoint", values["experimental-enable-lease-checkpoint"])
+  ) {
+    throw new ConfigError(
+      "setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint",
+    );
+  }
+  if (
+    parseGoDuration("backend-batch-interval", values["backend-batch-interval"]) !== 0 ||
+    parseInt64("backend-batch-limit", values["backend-batch-limit"]) !== 0
+  ) {
+    warnings.push(
+      "--backend-batch-interval/--backend-batch-limit: each applied Raft batch is one RocksDB write here, made durable by the WAL; there is no backend transaction to batch",
+    );
+  }
   if (parseBool("enable-pprof", values["enable-pprof"])) {
     warnings.push("--enable-pprof: this server has no Go profiler; profile it with node --cpu-prof");
   }
