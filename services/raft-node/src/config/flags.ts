@@ -117,7 +117,10 @@ export const FLAGS = {
   "grpc-keepalive-interval": { kind: "duration", default: "2h0m0s" },
   "grpc-keepalive-timeout": { kind: "duration", default: "20s" },
   "host-whitelist": { kind: "string", default: "*" },
-  "initial-election-tick-advance": { kind: "bool", default: "true", unsupported: true },
+  // etcd fast-forwards a multi-member start's first election once peers connect (true) or not
+  // (false); a member here never does, i.e. false's behaviour, and true only delays the first
+  // election by up to one timeout. A lone voter campaigns at once either way, as etcd's does.
+  "initial-election-tick-advance": { kind: "bool", default: "true" },
   // bbolt's commit batching: accepted and logged (see memberConfig).
   "backend-batch-interval": { kind: "duration", default: "0" },
   "backend-batch-limit": { kind: "int", default: "0" },
