@@ -42,6 +42,13 @@ interface Scenario {
   streams?: number;
   /** goload's -timeout-s for the cell, when the default cell timeout is too short. */
   timeoutS?: number;
+  /**
+   * "tls": the members' https client URLs (the same clusters also serve https, with the test CA's
+   * server certificate); etcd and our members only, as neither proxy serves TLS here.
+   * "auth": auth enabled on both clusters for this scenario alone, a non-root user whose role may
+   * write every key, its token on every call (goload authenticates each connection once).
+   */
+  security?: "tls" | "auth";
 }
 
 // Totals aim at ~5-15 s per cell at real etcd's speed on this machine (shared/FACTS.md);
@@ -50,6 +57,24 @@ const scenarios: Scenario[] = [
   { name: "put-1x1", op: "put", conns: 1, clients: 1, total: 5_000, quickTotal: 1_000 },
   { name: "put-10x100", op: "put", conns: 10, clients: 100, total: 40_000, quickTotal: 8_000 },
   { name: "put-50x500", op: "put", conns: 50, clients: 500, total: 60_000, quickTotal: 10_000 },
+  {
+    name: "put-tls-10x100",
+    op: "put",
+    conns: 10,
+    clients: 100,
+    total: 40_000,
+    quickTotal: 8_000,
+    security: "tls",
+  },
+  {
+    name: "put-auth-10x100",
+    op: "put",
+    conns: 10,
+    clients: 100,
+    total: 40_000,
+    quickTotal: 8_000,
+    security: "auth",
+  },
   { name: "txn-put-10x100", op: "txn-put", conns: 10, clients: 100, total: 40_000, quickTotal: 8_000 },
   { name: "range-lin-1x1", op: "range-lin", conns: 1, clients: 1, total: 8_000, quickTotal: 2_000 },
   { name: "range-lin-10x100", op: "range-lin", conns: 10, clients: 100, total: 50_000, quickTotal: 10_000 },
@@ -217,17 +242,31 @@ interface Cluster {
   label: string;
   members: Proc[];
   clientEndpoints: string[];
+  /** The same members' https client URLs (host:port). */
+  tlsEndpoints: string[];
   gateway?: string;
 }
 
-function memberArgs(name: string, dataDir: string, client: number, peer: number, initialCluster: string) {
+function memberArgs(
+  name: string,
+  dataDir: string,
+  client: number,
+  tlsClient: number,
+  peer: number,
+  initialCluster: string,
+  certs: string,
+) {
   return [
     "--name",
     name,
     "--data-dir",
     dataDir,
     "--listen-client-urls",
-    `http://${host}:${client}`,
+    `http://${host}:${client},https://${host}:${tlsClient}`,
+    "--cert-file",
+    join(certs, "server.crt"),
+    "--key-file",
+    join(certs, "server.key"),
     "--advertise-client-urls",
     `http://${host}:${client}`,
     "--listen-peer-urls",
@@ -250,14 +289,19 @@ function nodeFlags(name: string, profileDir: string | undefined): string[] {
   return ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `${name}.cpuprofile`];
 }
 
-async function startCluster(kind: "etcd" | "ours", dir: string, profileDir?: string): Promise<Cluster> {
-  const ports = await freePorts(8, host);
+async function startCluster(
+  kind: "etcd" | "ours",
+  dir: string,
+  certs: string,
+  profileDir?: string,
+): Promise<Cluster> {
+  const ports = await freePorts(11, host);
   const names = [1, 2, 3].map((n) => `${kind}-n${n}`);
   const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[3 + i]}`).join(",");
   const members = names.map((n, i) => {
     const dataDir = join(dir, n);
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const args = memberArgs(n, dataDir, ports[i], ports[3 + i], initialCluster);
+    const args = memberArgs(n, dataDir, ports[i], ports[8 + i], ports[3 + i], initialCluster, certs);
     return kind === "etcd"
       ? startProc(n, etcdBin, args, join(dir, `${n}.log`))
       : startProc(
@@ -268,7 +312,8 @@ async function startCluster(kind: "etcd" | "ours", dir: string, profileDir?: str
         );
   });
   const clientEndpoints = ports.slice(0, 3).map((p) => `${host}:${p}`);
-  const cluster: Cluster = { label: kind, members, clientEndpoints };
+  const tlsEndpoints = ports.slice(8, 11).map((p) => `${host}:${p}`);
+  const cluster: Cluster = { label: kind, members, clientEndpoints, tlsEndpoints };
   if (kind === "etcd") {
     const proxy = `${host}:${ports[6]}`;
     startProc(
@@ -315,6 +360,40 @@ async function startCluster(kind: "etcd" | "ours", dir: string, profileDir?: str
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const ROOT_PASSWORD = "bench-root";
+/** A user that is not root (so each call goes through the permission check), allowed every key. */
+const BENCH_USER = "bench:bench-password";
+
+function etcdctl(endpoint: string, ...args: string[]): void {
+  const r = spawnSync("etcdctl", ["--endpoints", endpoint, "--command-timeout", "10s", ...args], {
+    env: { ...process.env, ETCDCTL_API: "3" },
+    encoding: "utf8",
+    timeout: 20_000,
+  });
+  if (r.status !== 0) throw new Error(`etcdctl ${args.join(" ")}: ${r.stderr.trim()}`);
+}
+
+/** Turns auth on (root and the bench user made the first time) or off, as etcdctl users do. */
+function setAuth(c: Cluster, on: boolean): void {
+  const ep = c.clientEndpoints[0]!;
+  if (!on) {
+    etcdctl(ep, "--user", `root:${ROOT_PASSWORD}`, "auth", "disable");
+    return;
+  }
+  const [user, password] = BENCH_USER.split(":") as [string, string];
+  const exists =
+    spawnSync("etcdctl", ["--endpoints", ep, "user", "get", "root"], { timeout: 20_000 }).status === 0;
+  if (!exists) {
+    etcdctl(ep, "user", "add", `root:${ROOT_PASSWORD}`);
+    etcdctl(ep, "user", "grant-role", "root", "root");
+    etcdctl(ep, "user", "add", `${user}:${password}`);
+    etcdctl(ep, "role", "add", user);
+    etcdctl(ep, "role", "grant-permission", user, "readwrite", "--from-key", "");
+    etcdctl(ep, "user", "grant-role", user, user);
+  }
+  etcdctl(ep, "auth", "enable");
+}
 
 function etcdctlPut(endpoint: string): boolean {
   const r = spawnSync(
@@ -524,8 +603,12 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   console.log(`bench: ${opts.quick ? "quick" : "full"} run, temp dir ${work}`);
 
-  const etcd = await startCluster("etcd", join(work, "etcd"));
-  const ours = await startCluster("ours", join(work, "ours"), opts.profileDir);
+  // The test CA and server certificate the https client URLs serve (scripts/gen-test-certs.sh).
+  const certs = join(work, "certs");
+  const made = spawnSync("bash", [join(root, "scripts/gen-test-certs.sh"), certs], { encoding: "utf8" });
+  if (made.status !== 0) throw new Error(`gen-test-certs.sh failed: ${made.stderr}`);
+  const etcd = await startCluster("etcd", join(work, "etcd"), certs);
+  const ours = await startCluster("ours", join(work, "ours"), certs, opts.profileDir);
   await waitHealthy(etcd.clientEndpoints, "etcd");
   await waitHealthy(ours.clientEndpoints, "our members");
   await waitHealthy([ours.gateway!], "our gateway");
@@ -540,19 +623,27 @@ async function main(): Promise<void> {
     members: ours.clientEndpoints,
     gateway: [ours.gateway!],
   };
+  const tlsEndpointsOf: Partial<Record<Target, string[]>> = {
+    etcd: etcd.tlsEndpoints,
+    members: ours.tlsEndpoints,
+  };
   const results: Record<string, Partial<Record<Target, Cell>>> = {};
   for (const [i, s] of opts.scenarios.entries()) {
     results[s.name] = {};
     // Rotate the order per scenario so no target always runs first on a warm/cold machine.
     const order = targetNames
       .map((_, k) => targetNames[(k + i) % targetNames.length])
-      .filter((t) => opts.targets.includes(t));
+      .filter((t) => opts.targets.includes(t) && (s.security !== "tls" || tlsEndpointsOf[t] !== undefined));
+    if (s.security === "auth") for (const c of [etcd, ours]) setAuth(c, true);
     for (const t of order) {
       if (stopping) return;
       const total = opts.quick ? s.quickTotal : s.total;
       // Watch scenarios pay for creating thousands of watchers before the first put.
       const timeoutS = s.timeoutS ?? opts.cellTimeoutS + (s.watchers ? Math.ceil(s.watchers / 500) : 0);
-      const args = scenarioArgs(s, endpointsOf[t], total, timeoutS, `${s.name}/${t}`);
+      const endpoints = s.security === "tls" ? tlsEndpointsOf[t]! : endpointsOf[t];
+      const args = scenarioArgs(s, endpoints, total, timeoutS, `${s.name}/${t}`);
+      if (s.security === "tls") args.push("-cacert", join(certs, "ca.crt"));
+      if (s.security === "auth") args.push("-user", BENCH_USER);
       // Each cell watches its own prefix (members and gateway share one cluster).
       if (s.op === "watch-catchup") args.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", "120000");
       const cell = await goload(args, (timeoutS + 180) * 1000);
@@ -561,6 +652,7 @@ async function main(): Promise<void> {
         `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : s.op === "watch-catchup" ? catchupText(cell) : cellText(cell, !!s.watchers)}`,
       );
     }
+    if (s.security === "auth") for (const c of [etcd, ours]) setAuth(c, false);
   }
 
   let rss: Record<string, unknown> | undefined;

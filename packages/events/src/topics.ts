@@ -54,7 +54,8 @@ export interface Compacted {
   at: number;
 }
 
-export type BackupTrigger = "schedule" | "http" | "nats";
+/** What started a backup; "compaction": a compaction passed the last delta, so deltas cannot go on. */
+export type BackupTrigger = "schedule" | "http" | "nats" | "compaction";
 /** A full backup (a snapshot) or a delta (the changes since the last one). */
 export type BackupKind = "full" | "delta";
 

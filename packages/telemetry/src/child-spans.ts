@@ -3,7 +3,7 @@
 // callee's server span joins the trace.
 import type { Metadata } from "@grpc/grpc-js";
 import { type Attributes, ROOT_CONTEXT, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
-import { setTraceHeaders, type TraceContext, tracing } from "./tracing.js";
+import { setTraceHeaders, startSpanRecording, type TraceContext, tracing } from "./tracing.js";
 
 /**
  * Runs `work` inside a span named `name` (a child of `parent`, a root without one), handing it
@@ -16,7 +16,7 @@ export async function traced<T>(
   work: (span: Span | undefined, context: TraceContext | undefined) => Promise<T>,
 ): Promise<T> {
   if (!tracing.enabled) return work(undefined, undefined);
-  const span = tracing.tracer.startSpan(name, { attributes, root: parent === undefined }, parent);
+  const span = startSpanRecording(name, { attributes, root: parent === undefined }, parent);
   try {
     return await work(span, trace.setSpan(parent ?? ROOT_CONTEXT, span));
   } catch (err) {

@@ -14,7 +14,7 @@ import {
   TraceFlags,
   trace,
 } from "@opentelemetry/api";
-import { parseTraceparent, type TraceContext, tracing } from "./tracing.js";
+import { parseTraceparent, startSpanRecording, type TraceContext, tracing } from "./tracing.js";
 
 interface TracedCall {
   /** undefined: the caller decided not to sample, and the sampler follows the caller. */
@@ -49,7 +49,7 @@ function startServerSpan(
   if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
     return { span: undefined, context: parent };
   }
-  const span = tracing.tracer.startSpan(path.slice(1), { kind: SpanKind.SERVER, attributes }, parent);
+  const span = startSpanRecording(path.slice(1), { kind: SpanKind.SERVER, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
 }
 

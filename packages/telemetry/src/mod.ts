@@ -34,6 +34,7 @@ export {
   SPAN_CONTEXT_BYTES,
   sampledSpan,
   setTraceHeaders,
+  startSpanRecording,
   startTracing,
   type TraceContext,
   type TraceHeaders,

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
-import { type Tracer, trace } from "@opentelemetry/api";
+import {
+  type Attributes,
+  type Span,
+  type SpanOptions,
+  TraceFlags,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
 import { Registry } from "prom-client";
 import { GrpcServerMetrics } from "./grpc-server-metrics.js";
 import { GrpcServerTracing, serverObserver, traceContextOf } from "./grpc-server-tracing.js";
@@ -13,6 +20,7 @@ import {
   SPAN_CONTEXT_BYTES,
   sampledSpan,
   setTraceHeaders,
+  startSpanRecording,
   startTracing,
   tracing,
   tracingEndpoint,
@@ -164,5 +172,46 @@ describe("W3C traceparent", () => {
     assert.equal(bytes.length, SPAN_CONTEXT_BYTES);
     assert.deepEqual(decodeSpanContext(bytes), { traceId: id, spanId: span, traceFlags: 1, isRemote: true });
     assert.throws(() => decodeSpanContext(bytes.subarray(1)), RangeError);
+  });
+});
+
+describe("startSpanRecording", () => {
+  it("hands the attributes to a span only once the sampler recorded it", () => {
+    const real = tracing.tracer;
+    const given: SpanOptions[] = [];
+    const set: Attributes[] = [];
+    let record = false;
+    tracing.tracer = {
+      startSpan: (_name: string, options: SpanOptions = {}) => {
+        given.push(options);
+        const span = trace.wrapSpanContext({
+          traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+          spanId: "00f067aa0ba902b7",
+          traceFlags: record ? TraceFlags.SAMPLED : TraceFlags.NONE,
+        });
+        return Object.assign(span, {
+          isRecording: () => record,
+          setAttributes: (a: Attributes) => {
+            set.push(a);
+            return span;
+          },
+        }) as Span;
+      },
+    } as Tracer;
+    try {
+      const attributes = { "rpc.method": "Put" };
+      startSpanRecording("unsampled", { attributes, root: true });
+      record = true;
+      startSpanRecording("sampled", { attributes, root: true });
+      assert.deepEqual(
+        given.map((o) => o.attributes),
+        [undefined, undefined],
+        "the SDK never validates attributes before sampling",
+      );
+      assert.deepEqual(given[0], { root: true });
+      assert.deepEqual(set, [attributes]);
+    } finally {
+      tracing.tracer = real;
+    }
   });
 });

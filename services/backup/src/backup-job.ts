@@ -226,15 +226,10 @@ async function takeDeltaTraced(
   try {
     const result = await withBackoff(options, "delta backup", async (_attempt, failed) => {
       await catalog.store.check();
-      const base = (await catalog.list()).at(-1);
-      if (base === undefined)
+      const chain = await deltaChainEnd(options, trace);
+      if (chain === undefined)
         throw new BackupError(`no full backup in ${catalog.location} to take a delta after`);
-      const last = (await catalog.deltas(base.id)).at(-1);
-      // The state a restore would have without this delta: the last delta's, else the full backup's
-      // (undefined for a delta written before deltas carried states: then everything is read again).
-      const previous =
-        last === undefined ? await fullState(options, base.id, trace) : await catalog.deltaState(last.key);
-      const after = last?.toRevision ?? previous!.revision;
+      const { base, previous, after } = chain;
       const source = await chooseSource(endpoints, failed, trace, access);
       const fromSource = <T>(what: string, run: () => Promise<T>): Promise<T> =>
         run().catch((err: unknown) => {
@@ -283,6 +278,32 @@ async function takeDeltaTraced(
     options.metrics?.failed("delta");
     throw err;
   }
+}
+
+/** Where the newest full backup's chain of deltas ends: the next delta starts after `after`. */
+export interface DeltaChainEnd {
+  base: BackupEntry;
+  /**
+   * The state a restore would have without a new delta: the last delta's, else the full backup's
+   * (undefined for a delta written before deltas carried states: then everything is read again).
+   */
+  previous: DeltaState | undefined;
+  /** The newest revision the chain covers. */
+  after: number;
+}
+
+/** undefined when the store holds no full backup. */
+export async function deltaChainEnd(
+  options: { catalog: BackupCatalog; fullStates?: Map<string, DeltaState> | undefined },
+  trace?: TraceContext,
+): Promise<DeltaChainEnd | undefined> {
+  const { catalog } = options;
+  const base = (await catalog.list()).at(-1);
+  if (base === undefined) return undefined;
+  const last = (await catalog.deltas(base.id)).at(-1);
+  const previous =
+    last === undefined ? await fullState(options, base.id, trace) : await catalog.deltaState(last.key);
+  return { base, previous, after: last?.toRevision ?? previous!.revision };
 }
 
 /**

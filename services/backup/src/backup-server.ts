@@ -11,12 +11,17 @@
 // the snapshot's revision, read back from the store) or backup.failed, and a request on
 // backup.now takes one (the reply says how it went); every stored delta publishes
 // backup.completed (kind "delta"), a failed one backup.failed.
+// Deltas need the revisions after the last one: when a compaction removed them, a scheduled
+// delta takes a full backup instead (trigger "compaction"), and with NATS and deltas scheduled
+// a member's compaction event past the end of the chain does so at once.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
+  ANY_CLUSTER,
   type BackupCompleted,
   type BackupKind,
   type BackupTrigger,
+  type Compacted,
   ControlPlane,
   registerControlPlaneMetrics,
   topics,
@@ -27,6 +32,7 @@ import type { BackupCatalog } from "./backup-catalog.js";
 import {
   type BackupResult,
   type DeltaResult,
+  deltaChainEnd,
   fullState,
   type RetrySettings,
   takeBackup,
@@ -38,6 +44,7 @@ import type { DeltaState } from "./delta-state.js";
 import type { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
 import { backupTime, type RetentionPolicy } from "./retention.js";
+import { CompactedAwayError } from "./snapshot-source.js";
 
 export interface BackupServerOptions {
   catalog: BackupCatalog;
@@ -124,6 +131,8 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
   };
   // Started once the store and the schedules are known good (below), so a failed start leaks no connection.
   let plane: ControlPlane | undefined;
+  /** The cluster the last backup came from (hex): compactions of other clusters are not ours. */
+  let clusterId: string | undefined;
   /** Runs one backup, publishing backup.failed if it fails after its retries. */
   const failureReported = async <T>(kind: BackupKind, trigger: BackupTrigger, run: () => Promise<T>) => {
     try {
@@ -138,6 +147,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
       plane?.publish(topics.backupStarted, { trigger, kind: "full", at: Date.now() });
       return failureReported("full", trigger, async () => {
         const result = await takeBackup({ ...job, retention: options.retention });
+        clusterId = result.source.clusterId ?? clusterId;
         const event = completed(
           result,
           trigger,
@@ -151,6 +161,7 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     exclusive(() =>
       failureReported("delta", trigger, async () => {
         const r = await takeDelta({ ...job, fullStates });
+        clusterId = r.source.clusterId ?? clusterId;
         if (r.entry !== undefined)
           plane?.publish(topics.backupCompleted, {
             trigger,
@@ -169,6 +180,20 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
         return r;
       }),
     );
+  const compactionAnnounced = async (event: Compacted) => {
+    if (clusterId !== undefined && event.clusterId !== clusterId) return;
+    if (running !== undefined) return; // A delta now running fails and the schedule restarts the chain.
+    try {
+      const chain = await deltaChainEnd({ catalog, fullStates });
+      // Compacting at R removes the revisions below R; the next delta starts at after + 1.
+      if (chain === undefined || event.revision <= chain.after + 1 || running !== undefined) return;
+      log(
+        `restarted deltas: ${JSON.stringify(await restartChain(`compaction at revision ${event.revision} passed revision ${chain.after + 1}, where the next delta starts`))}`,
+      );
+    } catch (err) {
+      log(`full backup after compaction at revision ${event.revision} failed: ${(err as Error).message}`);
+    }
+  };
   const describeDelta = (r: DeltaResult) =>
     r.entry === undefined ? { base: r.base, delta: null } : { ...r.entry, source: r.source.endpoint };
 
@@ -199,12 +224,24 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
     }
   };
   schedule("--cron", options.cron, async () => describeFull((await full("schedule")).result), "backup");
-  schedule(
-    "--delta-cron",
-    options.deltaCron,
-    async () => describeDelta(await delta("schedule")),
-    "delta",
-    async () => ((await catalog.list()).length === 0 ? "no full backup yet" : undefined),
+  /**
+   * A full backup in place of a delta that cannot be taken: the revisions after the last delta
+   * were compacted away, so the chain of deltas has to start again from a new full backup.
+   */
+  const restartChain = async (why: string) => {
+    log(`${why}: taking a full backup to start the deltas again`);
+    return describeFull((await full("compaction")).result);
+  };
+  const scheduledDelta = async () => {
+    try {
+      return describeDelta(await delta("schedule"));
+    } catch (err) {
+      if (!(err instanceof CompactedAwayError)) throw err;
+      return restartChain(`delta from revision ${err.from}: compacted at ${err.compactRevision}`);
+    }
+  };
+  schedule("--delta-cron", options.deltaCron, scheduledDelta, "delta", async () =>
+    (await catalog.list()).length === 0 ? "no full backup yet" : undefined,
   );
 
   if (options.natsUrl !== undefined && options.natsUrl !== "") {
@@ -215,6 +252,11 @@ export async function startBackupServer(options: BackupServerOptions): Promise<B
         log(`${level}: ${message}${details === undefined ? "" : ` ${JSON.stringify(details)}`}`),
     });
     registerControlPlaneMetrics(metrics.registry, plane);
+    // With deltas scheduled, a compaction past the end of the chain would make the next delta
+    // fail: the chain starts again from a full backup as soon as the compaction is announced,
+    // not at the next delta's tick. Without NATS the scheduled delta finds out (scheduledDelta).
+    if (options.deltaCron !== undefined)
+      plane.subscribe(topics.compaction(ANY_CLUSTER), (event) => void compactionAnnounced(event));
     plane.reply(
       topics.backupNow,
       async () => {

@@ -13,6 +13,8 @@ export interface MemberStatus {
   endpoint: string;
   /** undefined: the member did not answer. */
   memberId?: string;
+  /** The member's cluster, in hex as the control plane's subjects name it. */
+  clusterId?: string;
   leaderId?: string;
   isLearner?: boolean;
   /** The member's current revision (its applied state). */
@@ -57,6 +59,7 @@ export async function memberStatus(
     return {
       endpoint,
       memberId: String(res.header?.memberId ?? ""),
+      clusterId: (res.header?.clusterId ?? 0n).toString(16),
       leaderId: String(res.leader),
       isLearner: res.isLearner,
       revision: Number(res.header?.revision ?? 0),
@@ -65,6 +68,16 @@ export async function memberStatus(
     return { endpoint };
   } finally {
     c.close();
+  }
+}
+
+/** The revisions a delta starts from were compacted away: only a full backup can go on from here. */
+export class CompactedAwayError extends BackupError {
+  constructor(
+    readonly from: number,
+    readonly compactRevision: number,
+  ) {
+    super(`revision ${from} is compacted (compact revision ${compactRevision}): take a full backup`);
   }
 }
 
@@ -125,10 +138,7 @@ export async function* watchEvents(
     );
     for await (const res of call as AsyncIterable<etcdserverpb.WatchResponse>) {
       arm();
-      if (res.compactRevision > 0n)
-        throw new BackupError(
-          `revision ${from} is compacted (compact revision ${res.compactRevision}): take a full backup`,
-        );
+      if (res.compactRevision > 0n) throw new CompactedAwayError(from, Number(res.compactRevision));
       if (res.canceled) throw new BackupError(`watch from revision ${from} canceled: ${res.cancelReason}`);
       let last = 0;
       for (const e of res.events) {

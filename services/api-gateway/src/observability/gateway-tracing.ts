@@ -10,6 +10,7 @@ import {
   rpcSpanAttributes,
   sampledSpan,
   setTraceHeaders,
+  startSpanRecording,
   type TraceContext,
   tracing,
 } from "@etcd-ts/telemetry";
@@ -86,7 +87,7 @@ export async function traceHttpRequest<T>(
 ): Promise<T> {
   const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
   const parent = contextFromTraceparent(first(headers.traceparent), first(headers.tracestate));
-  const span = tracing.tracer.startSpan(
+  const span = startSpanRecording(
     `${method} ${path}`,
     { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "url.path": path } },
     parent,

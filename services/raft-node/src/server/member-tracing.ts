@@ -25,6 +25,7 @@ import {
   encodeSpanContext,
   isSampled,
   sampledSpan,
+  startSpanRecording,
   type TraceContext,
   tracing,
 } from "@etcd-ts/telemetry";
@@ -199,7 +200,7 @@ export class MemberTracing {
 
   /** A lease expiry's own trace; the revoke entry carries it so its apply spans link back. */
   leaseExpiring(id: bigint, propose: (trace: Uint8Array | undefined) => void): void {
-    const span = tracing.tracer.startSpan("lease.expire", {
+    const span = startSpanRecording("lease.expire", {
       root: true,
       attributes: { "etcd.member_id": this.memberId, "etcd.lease_id": id.toString(16).padStart(16, "0") }, // as etcdctl prints it
     });
@@ -212,7 +213,7 @@ export class MemberTracing {
 
   /** Watch events handed to this member's watchers: a trace of its own per revision. */
   watchDelivery(revision: number, events: number, watchers: number, deliver: () => void): void {
-    const span = tracing.tracer.startSpan("watch.deliver", {
+    const span = startSpanRecording("watch.deliver", {
       root: true,
       attributes: {
         "etcd.member_id": this.memberId,
