@@ -158,9 +158,9 @@ test("releaseTo drops whole segments up to the newest snapshot marker and the lo
   const marker = { index: 30, term: 1, confState: { voters: [1n], learners: [] } };
   await wal.saveSnapshotMarker(marker);
   for (let i = 41; i <= 60; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
-  const removed = await wal.releaseTo(1000);
-  assert.ok(removed > 0);
-  assert.equal(wal.stats().segmentsRemoved, removed);
+  await wal.releaseTo(1000);
+  // Released segments may already have gone when a later segment was started.
+  assert.ok(wal.stats().segmentsRemoved > 0);
   assert.ok(wal.segmentPaths().length < before + 10);
   await wal.close();
   const { wal: reopened, recovered } = await Wal.open(dir);

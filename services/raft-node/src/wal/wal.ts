@@ -377,20 +377,20 @@ export class Wal {
    */
   releaseTo(index: number): Promise<number> {
     this.releasedTo = Math.max(this.releasedTo, index);
-    return this.purge();
+    return this.purge(index);
   }
 
-  private purge(): Promise<number> {
+  private purge(index: number): Promise<number> {
     // One purge at a time: two running side by side would each delete their own
     // oldest-first run, together not oldest first, and a crash between them leaves a gap.
-    const run = this.releasing.then(() => this.purgeReleased());
+    const run = this.releasing.then(() => this.purgeReleased(index));
     this.releasing = run.catch(() => undefined);
     return run;
   }
 
-  private async purgeReleased(): Promise<number> {
+  private async purgeReleased(index: number): Promise<number> {
     if (this.maxSegments === 0) return 0;
-    const limit = Math.min(this.releasedTo, this.writtenMarker?.index ?? 0);
+    const limit = Math.min(index, this.writtenMarker?.index ?? 0);
     const doomed: Segment[] = [];
     while (
       this.segments.length > this.maxSegments &&
@@ -592,7 +592,7 @@ export class Wal {
     // One more file may put a released one over maxSegments (etcd's purge loop would find
     // it within 30 s); not awaited, so the write that rolled does not wait on deletions.
     if (this.maxSegments > 0 && this.releasedTo > 0) {
-      this.purge().catch((err: unknown) =>
+      this.purge(this.releasedTo).catch((err: unknown) =>
         this.logger.warn({ err: String(err) }, "wal: purging released segments failed"),
       );
     }
