@@ -7,10 +7,12 @@
 //   ENHANCE_YOUR_CALM with debug data "too_many_pings" and closes the connection.
 // Everything here is per session (timers, the 'ping' event): nothing runs per call.
 //
-// Two simplifications, both lenient: a connection is pinged on schedule even when busy (grpc-go
-// waits for `interval` without reads; a ping on a busy connection costs nothing), and a ping on a
+// Three differences, all lenient: a connection is pinged on schedule even when busy (grpc-go
+// waits for `interval` without reads; a ping on a busy connection costs nothing); a ping on a
 // connection with no open stream is held to MinTime (grpc-go, with PermitWithoutStream false, to
-// 2 h), since counting open streams would cost on every call.
+// 2 h), since counting open streams would cost on every call; and a ping up to a tenth of
+// MinTime early is no strike, so a client pinging at exactly MinTime (this project's gateway
+// pings its members every 5 s, etcd's default MinTime) is not cut off by timer jitter.
 
 import http2 from "node:http2";
 
@@ -28,6 +30,8 @@ const MAX_PING_STRIKES = 2;
 /** A PING frame: 9-byte header and 8 bytes of payload (what our ACK of a client's ping costs). */
 const PING_FRAME_BYTES = 17;
 const TOO_MANY_PINGS = Buffer.from("too_many_pings");
+/** How early, as a fraction of MinTime, a ping may come without being a strike. */
+const JITTER_ALLOWANCE = 0.1;
 
 export function applyKeepalive(session: http2.ServerHttp2Session, policy: KeepalivePolicy): void {
   if (policy.intervalMs > 0 && policy.timeoutMs > 0) pingPeriodically(session, policy);
@@ -75,7 +79,7 @@ function enforcePingPolicy(session: http2.ServerHttp2Session, minTimeMs: number)
       written === undefined ||
       writtenAtLastPing === undefined ||
       written - writtenAtLastPing > 2 * PING_FRAME_BYTES;
-    const early = now - lastPingAt < minTimeMs;
+    const early = now - lastPingAt < minTimeMs * (1 - JITTER_ALLOWANCE);
     lastPingAt = now;
     writtenAtLastPing = written;
     if (sentData) {
@@ -84,7 +88,12 @@ function enforcePingPolicy(session: http2.ServerHttp2Session, minTimeMs: number)
     }
     if (early) strikes++;
     if (strikes > MAX_PING_STRIKES && !session.closed) {
-      session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, TOO_MANY_PINGS);
+      // The last stream id is the newest one seen, as grpc-go's: streams in flight may finish.
+      session.goaway(
+        http2.constants.NGHTTP2_ENHANCE_YOUR_CALM,
+        session.state.lastProcStreamID ?? 0,
+        TOO_MANY_PINGS,
+      );
       session.close();
     }
   });
