@@ -215,7 +215,7 @@ Try:
   ETCDCTL_API=3 etcdctl ${etcdctlTls} put hello world
   curl -s ${curlTls} https://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
   backups: hourly, deltas every 5 minutes, into ${backup.dir} (as root.crt's CN, root); take one now: curl -X POST http://${backup.listen}/backups
-  auth: Authenticate for the gateway on ${auth.grpc} (TLS); its public keys: curl http://${auth.http}/.well-known/jwks.json
+  auth: Authenticate for the gateway on ${auth.grpc} (TLS); its public keys: curl --cacert ${cert("ca.crt")} https://${auth.http}/.well-known/jwks.json
 Ctrl-C stops everything.
 `);
 } else

@@ -21,11 +21,10 @@ import { cpus, hostname, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePorts } from "@etcd-ts/testing";
+import { GOLOAD_BIN, GOLOAD_DIR, type GoloadResult, type GoloadRun, startGoload } from "../goload.js";
 
 // Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const goloadDir = join(root, "bench/goload");
-const goloadBin = join(goloadDir, "bin/goload");
 const etcdBin = "/usr/bin/etcd";
 const memberMain = join(root, "services/raft-node/dist/main.js");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
@@ -191,7 +190,7 @@ interface Proc {
 
 const procs: Proc[] = [];
 const tempDirs: string[] = [];
-let currentLoad: ChildProcess | undefined;
+let currentLoad: GoloadRun | undefined;
 let stopping = false;
 
 function startProc(name: string, cmd: string, args: string[], logFile: string): Proc {
@@ -230,7 +229,7 @@ function stopAll(): Promise<void> {
 
 async function doStopAll(): Promise<void> {
   stopping = true;
-  currentLoad?.kill("SIGKILL");
+  currentLoad?.kill();
   // Proxies first (they are clients of the members), then all members together.
   const gateways = procs.filter((p) => p.name.startsWith("gateway") || p.name === "etcd-grpc-proxy");
   await Promise.all(gateways.map(stopProc));
@@ -418,49 +417,19 @@ async function waitHealthy(endpoints: string[], what: string): Promise<void> {
 
 // ---------------------------------------------------------------- load
 
-interface GoloadResult {
-  ok: number;
-  errors: number;
-  error_codes?: Record<string, number>;
-  error_samples?: string[];
-  elapsed_s: number;
-  ops_per_s: number;
-  latency_ms: { p50: number | null; p99: number | null };
-  client_cpu: { us_per_op: number; pct_of_machine: number };
-  timed_out?: boolean;
-  [k: string]: unknown;
-}
-
 type Cell = { result: GoloadResult } | { error: string };
 
-function goload(args: string[], hardTimeoutMs: number): Promise<Cell> {
-  return new Promise((res) => {
-    const child = spawn(goloadBin, args, { stdio: ["ignore", "pipe", "pipe"] });
-    currentLoad = child;
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => {
-      out += c;
-    });
-    child.stderr.setEncoding("utf8").on("data", (c: string) => {
-      err = (err + c).slice(-2000);
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), hardTimeoutMs);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      currentLoad = undefined;
-      const line = out.trim().split("\n").pop() ?? "";
-      if (code === 0 && line.startsWith("{")) {
-        try {
-          res({ result: JSON.parse(line) as GoloadResult });
-          return;
-        } catch {
-          // fall through to the error below
-        }
-      }
-      res({ error: `goload exit ${signal ?? code}: ${err.trim().split("\n").slice(-3).join(" | ")}` });
-    });
-  });
+/** One cell: goload's result, or what went wrong (the table shows ERROR, the JSON the reason). */
+async function goload(args: string[], hardTimeoutMs: number): Promise<Cell> {
+  const run = startGoload(args, hardTimeoutMs);
+  currentLoad = run;
+  try {
+    return { result: await run.result };
+  } catch (err) {
+    return { error: (err as Error).message };
+  } finally {
+    currentLoad = undefined;
+  }
 }
 
 function scenarioArgs(s: Scenario, endpoints: string[], total: number, timeoutS: number, label: string) {
@@ -582,13 +551,16 @@ function ensureTools(): void {
     throw new Error("etcdctl missing: apt-get install etcd-client");
   }
   // Rebuilt when its source is newer (a binary from before a new op would refuse it).
-  if (!existsSync(goloadBin) || statSync(join(goloadDir, "main.go")).mtimeMs > statSync(goloadBin).mtimeMs) {
+  if (
+    !existsSync(GOLOAD_BIN) ||
+    statSync(join(GOLOAD_DIR, "main.go")).mtimeMs > statSync(GOLOAD_BIN).mtimeMs
+  ) {
     console.log("building goload (bench/goload/build.sh)...");
-    const r = spawnSync("bash", [join(goloadDir, "build.sh")], {
+    const r = spawnSync("bash", [join(GOLOAD_DIR, "build.sh")], {
       stdio: "inherit",
-      env: { ...process.env, OUT: dirname(goloadBin) },
+      env: { ...process.env, OUT: dirname(GOLOAD_BIN) },
     });
-    if (r.status !== 0 || !existsSync(goloadBin)) throw new Error("goload build failed");
+    if (r.status !== 0 || !existsSync(GOLOAD_BIN)) throw new Error("goload build failed");
   }
   for (const main of [memberMain, gatewayMain]) {
     if (!existsSync(main)) throw new Error(`missing ${main}: build first (npx tsc -b)`);

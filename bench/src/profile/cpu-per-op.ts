@@ -9,15 +9,12 @@
 //   node bench/dist/profile/cpu-per-op.js [--op put] [--calls 2000] [--rounds 3] [--clients 1] [--main a.js,b.js]
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const goloadBin = join(root, "bench/goload/bin/goload");
+import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -32,7 +29,7 @@ const calls = Number(args.calls);
 const rounds = Number(args.rounds);
 const clients = Number(args.clients);
 const mains = args.main?.split(",").map((m) => resolve(m)) ?? [undefined];
-if (!existsSync(goloadBin)) throw new Error(`missing ${goloadBin}: run bench/goload/build.sh`);
+if (!existsSync(GOLOAD_BIN)) throw new Error(`missing ${GOLOAD_BIN}: run bench/goload/build.sh`);
 const clockTicks = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
 /** CPU seconds (user + system) a process has used so far. */
@@ -43,41 +40,9 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
-interface Load {
-  ok: number;
-  errors: number;
-  ops_per_s: number;
-  latency_ms: { p50: number | null; p99: number | null };
-}
-
-function goload(endpoint: string, total: number): Promise<Load> {
-  return new Promise((res, rej) => {
-    const child = spawn(
-      goloadBin,
-      [
-        "-endpoints",
-        endpoint,
-        "-op",
-        args.op!,
-        "-conns",
-        "1",
-        "-clients",
-        String(clients),
-        "-total",
-        String(total),
-      ],
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
-    let out = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => {
-      out += c;
-    });
-    child.once("exit", (code) => {
-      const line = out.trim().split("\n").pop() ?? "";
-      if (code === 0 && line.startsWith("{")) res(JSON.parse(line) as Load);
-      else rej(new Error(`goload exited ${code}: ${out}`));
-    });
-  });
+function goload(endpoint: string, total: number): Promise<GoloadResult> {
+  const argv = ["-endpoints", endpoint, "-op", args.op!, "-conns", "1", "-clients", String(clients)];
+  return runGoload([...argv, "-total", String(total)]);
 }
 
 interface Round {

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "@etcd-ts/testing";
+import { GOLOAD_BIN, runGoload } from "../goload.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const goloadBin = join(root, "bench/goload/bin/goload");
 const memberMain = join(root, "services/raft-node/dist/main.js");
 
 function option(name: string, fallback: number): number {
@@ -75,24 +75,7 @@ function putLoad(endpoint: string, total: number, offset: number): Promise<numbe
   const args = ["-endpoints", endpoint, "-conns", "10", "-clients", "100", "-op", "put", "-sequential-keys"];
   args.push("-key-space", String(offset + total), "-total", String(total), "-key-size", "16");
   args.push("-val-size", String(valSize), "-label", String(offset));
-  return new Promise((ok, fail) => {
-    const child = spawn(goloadBin, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (c: Buffer) => {
-      out += c;
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      err += c;
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 600_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return fail(new Error(`goload failed: ${err}`));
-      const result = JSON.parse(out.trim().split("\n").pop() ?? "{}") as { ops_per_s?: number };
-      ok(result.ops_per_s ?? Number.NaN);
-    });
-  });
+  return runGoload(args).then((r) => r.ops_per_s);
 }
 
 function snapshotSave(endpoint: string, file: string): Promise<number> {
@@ -146,7 +129,7 @@ async function measure(kind: "etcd" | "ours", dir: string): Promise<Measured> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(goloadBin)) throw new Error("build bench/goload first: bench/goload/build.sh");
+  if (!existsSync(GOLOAD_BIN)) throw new Error("build bench/goload first: bench/goload/build.sh");
   if (!existsSync(memberMain)) throw new Error("build first: npx tsc -b");
   const dir = mkdtempSync(join(tmpdir(), "snapshot-bench-"));
   try {

@@ -11,16 +11,16 @@
 // The sampler is parentbased_traceidratio at the gateway: a root span there decides, and the
 // members follow the sampled flag in `traceparent` (unsampled requests carry no trace bytes in
 // their Raft entries).
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { OTLP_RECEIVER_MAIN } from "@etcd-ts/telemetry";
 import { freePort } from "@etcd-ts/testing";
+import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const goloadBin = process.env.GOLOAD ?? join(root, "bench/goload/bin/goload");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
 
 interface Options {
@@ -131,16 +131,8 @@ function stackCpuSeconds(s: Stack): number {
   return cpuSeconds(s.gateway.pid) + s.cluster.members.reduce((sum, m) => sum + cpuSeconds(m.child?.pid), 0);
 }
 
-interface GoloadResult {
-  ok: number;
-  ops_per_s: number;
-  errors: number;
-  latency_ms: { p50: number | null; p99: number | null };
-}
-
-function goload(endpoint: string, opts: Options, label: string): GoloadResult {
-  const r = spawnSync(
-    goloadBin,
+function goload(endpoint: string, opts: Options, label: string): Promise<GoloadResult> {
+  return runGoload(
     [
       "-endpoints",
       endpoint,
@@ -159,11 +151,8 @@ function goload(endpoint: string, opts: Options, label: string): GoloadResult {
       "-label",
       label,
     ],
-    { encoding: "utf8", timeout: 120_000 },
+    120_000,
   );
-  const line = r.stdout.trim().split("\n").pop() ?? "";
-  if (r.status !== 0 || !line.startsWith("{")) throw new Error(`goload failed (${r.status}): ${r.stderr}`);
-  return JSON.parse(line) as GoloadResult;
 }
 
 function median(values: number[]): number {
@@ -174,8 +163,8 @@ function median(values: number[]): number {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
-  if (!existsSync(goloadBin))
-    throw new Error(`${goloadBin} missing: run bench/goload/build.sh (or set GOLOAD)`);
+  if (!existsSync(GOLOAD_BIN))
+    throw new Error(`${GOLOAD_BIN} missing: run bench/goload/build.sh (or set GOLOAD)`);
   const receiver = spawn(process.execPath, [OTLP_RECEIVER_MAIN, "--listen", "127.0.0.1:0"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -185,14 +174,15 @@ async function main(): Promise<void> {
   try {
     for (const config of CONFIGS) stacks.push(await startStack(config, receiverUrl));
     // Warm-up (JIT, connections, leader known) at every stack before measuring.
-    for (const s of stacks) goload(s.gatewayAddr, { ...opts, total: Math.min(opts.total, 2_000) }, "warmup");
+    for (const s of stacks)
+      await goload(s.gatewayAddr, { ...opts, total: Math.min(opts.total, 2_000) }, "warmup");
     const results = new Map<string, GoloadResult[]>(CONFIGS.map((c) => [c.name, []]));
     const cpuPerPut = new Map<string, number[]>(CONFIGS.map((c) => [c.name, []]));
     for (let round = 0; round < opts.rounds; round++) {
       for (let k = 0; k < stacks.length; k++) {
         const s = stacks[(k + round) % stacks.length]!;
         const cpuBefore = stackCpuSeconds(s);
-        const r = goload(s.gatewayAddr, opts, `put/${s.config.name}`);
+        const r = await goload(s.gatewayAddr, opts, `put/${s.config.name}`);
         const us = ((stackCpuSeconds(s) - cpuBefore) * 1e6) / Math.max(1, r.ok);
         results.get(s.config.name)!.push(r);
         cpuPerPut.get(s.config.name)!.push(us);

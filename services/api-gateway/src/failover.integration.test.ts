@@ -4,10 +4,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { etcdserverpb, WireWriter } from "@etcd-ts/api";
+import { addressOf, type LocalCluster } from "@etcd-ts/raft-node";
 import type grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { Gateway } from "./gateway.js";
-import { EtcdCluster, etcdMissingReason, sleep } from "./testing/etcd-cluster.js";
+import { etcdMissingReason, sleep, startEtcd } from "./testing/etcd-cluster.js";
 import { RawEtcdClient } from "./testing/raw-client.js";
 import {
   decodeKeepAliveResponse,
@@ -30,14 +31,14 @@ async function waitFor(
 }
 
 describe("gateway failover against etcd 3.4", { skip }, () => {
-  let cluster: EtcdCluster;
+  let cluster: LocalCluster;
   let gateway: Gateway;
   let raw: RawEtcdClient;
 
   before(async () => {
-    cluster = await EtcdCluster.start();
+    cluster = await startEtcd();
     gateway = await Gateway.start({
-      endpoints: cluster.endpoints,
+      endpoints: cluster.addresses,
       listenAddr: "127.0.0.1:0",
       refreshIntervalMs: 500,
       keepAliveReuseMs: 500,
@@ -49,13 +50,12 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
   after(async () => {
     raw?.close();
     await gateway?.stop(1_000);
-    await cluster?.stop();
+    await cluster?.close();
   });
 
   it("keeps reads error-free and resumes writes when the leader is SIGKILLed", async () => {
     await raw.put("loop/key", "0");
-    const leader = await cluster.leader();
-    assert.ok(leader, "a leader before the kill");
+    const { member: leader } = await cluster.agreedLeader();
     let stop = false;
     let killedAt = 0;
     const reads = { ok: 0, failed: [] as string[] };
@@ -85,7 +85,7 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
 
     await waitFor("traffic before the kill", () => writes.okBeforeKill > 20 && reads.ok > 20);
     const readsBeforeKill = reads.ok;
-    await cluster.kill(leader);
+    await cluster.stop(leader, "SIGKILL");
     killedAt = Date.now();
     try {
       await waitFor(
@@ -106,9 +106,7 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
     assert.ok(writes.failed.length <= 1, `failed writes: ${JSON.stringify(writes.failed)}`);
     await waitFor("the gateway to follow the new leader", () => {
       const { leaderId, members } = gateway.tracker.snapshot();
-      return (
-        leaderId !== undefined && members.find((m) => m.id === leaderId)?.address !== leader.clientAddress
-      );
+      return leaderId !== undefined && members.find((m) => m.id === leaderId)?.address !== addressOf(leader);
     });
     await restarted;
   });
@@ -141,12 +139,12 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
     await waitFor("the watch to be created", () => createdCount === 1);
     const [hostId] = gateway.watches.upstreamMembers();
     const hostAddress = gateway.tracker.snapshot().members.find((m) => m.id === hostId)?.address;
-    const host = cluster.members.find((m) => m.clientAddress === hostAddress);
+    const host = cluster.members.find((m) => addressOf(m) === hostAddress);
     assert.ok(host, "the member hosting the watch");
 
     const written: number[] = [];
     for (let i = 0; i < 60; i++) {
-      if (i === 20) await cluster.kill(host);
+      if (i === 20) await cluster.stop(host, "SIGKILL");
       try {
         written.push((await raw.put(`fo/${i}`, "v")).revision);
       } catch {
@@ -183,13 +181,12 @@ describe("gateway failover against etcd 3.4", { skip }, () => {
     const ttls: number[] = [];
     stream.on("data", (d: Buffer) => ttls.push(decodeKeepAliveResponse(d).ttl));
     stream.on("error", () => {});
-    const leader = await cluster.leader();
-    assert.ok(leader);
+    const { member: leader } = await cluster.agreedLeader();
     let sent = 0;
     // One keep-alive every 500 ms for 7 s: the 4 s lease survives only if renewals keep
     // reaching a leader through the election.
     for (let i = 0; i < 14; i++) {
-      if (i === 3) await cluster.kill(leader);
+      if (i === 3) await cluster.stop(leader, "SIGKILL");
       stream.write(encodeKeepAliveRequest(leaseId));
       sent++;
       await sleep(500);

@@ -9,10 +9,11 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
+import { addressOf, type LocalCluster } from "@etcd-ts/raft-node";
 import { Etcd3 } from "etcd3";
 import pino from "pino";
 import { Gateway } from "./gateway.js";
-import { ETCDCTL_BINARY, EtcdCluster, etcdMissingReason, runEtcdctl, sleep } from "./testing/etcd-cluster.js";
+import { ETCDCTL_BINARY, etcdMissingReason, runEtcdctl, sleep, startEtcd } from "./testing/etcd-cluster.js";
 import { memberMetric, RawEtcdClient } from "./testing/raw-client.js";
 import { decodeKeepAliveResponse, encodeKeepAliveRequest } from "./wire/etcd-messages.js";
 
@@ -31,15 +32,15 @@ async function waitFor(
 }
 
 describe("gateway against etcd 3.4", { skip }, () => {
-  let cluster: EtcdCluster;
+  let cluster: LocalCluster;
   let gateway: Gateway;
   let grpcAddr: string;
   let jsonUrl: string;
 
   before(async () => {
-    cluster = await EtcdCluster.start();
+    cluster = await startEtcd();
     gateway = await Gateway.start({
-      endpoints: [cluster.endpoints[0]!],
+      endpoints: [cluster.addresses[0]!],
       listenAddr: "127.0.0.1:0",
       jsonListenAddr: "127.0.0.1:0",
       refreshIntervalMs: 1_000,
@@ -52,7 +53,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
 
   after(async () => {
     await gateway?.stop(1_000);
-    await cluster?.stop();
+    await cluster?.close();
   });
 
   const ctl = (...args: string[]) => runEtcdctl([grpcAddr], args);
@@ -62,9 +63,8 @@ describe("gateway against etcd 3.4", { skip }, () => {
       const snapshot = gateway.tracker.snapshot();
       assert.equal(snapshot.members.length, 3);
       assert.ok(snapshot.members.every((m) => m.healthy));
-      const leader = await cluster.leader();
-      assert.ok(leader);
-      assert.equal(snapshot.members.find((m) => m.id === snapshot.leaderId)?.address, leader.clientAddress);
+      const { member: leader } = await cluster.agreedLeader();
+      assert.equal(snapshot.members.find((m) => m.id === snapshot.leaderId)?.address, addressOf(leader));
     });
 
     it("puts, gets (linearizable and serializable), deletes", async () => {
@@ -147,7 +147,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
 
   describe("watch coalescing", () => {
     it("serves identical etcdctl watches from one upstream watch and delivers to both", async () => {
-      const membersBefore = await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total");
+      const membersBefore = await memberMetric(cluster.addresses, "etcd_debugging_mvcc_watcher_total");
       const watchers: { proc: ChildProcess; out: string }[] = [];
       for (let i = 0; i < 2; i++) {
         const proc = spawn(ETCDCTL_BINARY, [`--endpoints=${grpcAddr}`, "watch", "coalesce/key"], {
@@ -166,7 +166,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
         assert.equal(gateway.watches.stats().upstreamWatches, 1 + cacheWatches);
         await waitFor("one more watcher on the members", async () => {
           return (
-            (await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total")) === membersBefore + 1
+            (await memberMetric(cluster.addresses, "etcd_debugging_mvcc_watcher_total")) === membersBefore + 1
           );
         });
         await ctl("put", "coalesce/key", "one");
@@ -181,7 +181,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
         () => gateway.watches.stats().upstreamWatches === cacheWatches,
       );
       await waitFor("the members to drop the watcher", async () => {
-        return (await memberMetric(cluster.endpoints, "etcd_debugging_mvcc_watcher_total")) === membersBefore;
+        return (await memberMetric(cluster.addresses, "etcd_debugging_mvcc_watcher_total")) === membersBefore;
       });
     });
 
@@ -397,7 +397,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
   describe("shutdown", () => {
     it("ends open watch and keep-alive streams with UNAVAILABLE and closes its port", async () => {
       const second = await Gateway.start({
-        endpoints: cluster.endpoints,
+        endpoints: cluster.addresses,
         listenAddr: "127.0.0.1:0",
         refreshIntervalMs: 1_000,
         keepAliveReuseMs: 0,

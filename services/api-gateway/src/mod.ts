@@ -4,4 +4,4 @@
 export { ConfigError, type GatewayConfig, parseConfig } from "./config/gateway-config.js";
 export { Gateway, type GatewayOptions } from "./gateway.js";
 export { TARGET_MEMBER_METADATA } from "./proxy/unary-forwarder.js";
-export { EtcdCluster, etcdMissingReason } from "./testing/etcd-cluster.js";
+export { etcdMissingReason, startEtcd } from "./testing/etcd-cluster.js";

@@ -5,7 +5,8 @@
 // certificate is refused at the auth service's handshake, with etcd's log line.
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -22,6 +23,20 @@ function etcdctl(args: string[]): Promise<{ code: number; stdout: string; stderr
       (err, stdout, stderr) =>
         done({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
     );
+  });
+}
+
+/** GET over HTTPS trusting only `caFile`; the body. */
+function getTrusting(url: string, caFile: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const req = httpsGet(url, { ca: readFileSync(caFile) }, (res) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (c: string) => {
+        body += c;
+      });
+      res.on("end", () => resolvePromise(body));
+    });
+    req.on("error", reject);
   });
 }
 
@@ -63,7 +78,7 @@ describe("services/auth over TLS, members and gateway over TLS", { timeout: 180_
     assert.equal(put.code, 0, put.stderr);
     const wrong = await viaGateway("--user=alice:nope", "get", "/a/x");
     assert.match(wrong.stderr, /etcdserver: authentication failed, invalid user ID or password/);
-    const metrics = await (await fetch(`${stack.auth[0]!.httpUrl}/metrics`)).text();
+    const metrics = await getTrusting(`${stack.auth[0]!.httpUrl}/metrics`, file("ca.crt"));
     assert.match(metrics, /etcd_auth_service_authenticate_total\{result="ok"\} [1-9]/);
     assert.match(metrics, /etcd_auth_service_authenticate_total\{result="failed"\} [1-9]/);
   });
@@ -85,5 +100,21 @@ describe("services/auth over TLS, members and gateway over TLS", { timeout: 180_
     // Plaintext to a TLS port gets nowhere either.
     const plain = await etcdctl([`--endpoints=${auth.grpcAddr}`, "--user=alice:alicepw", "get", "/a/x"]);
     assert.notEqual(plain.code, 0);
+  });
+
+  test("the HTTP port (public keys, health, metrics) is HTTPS with the same certificate, no client certificate asked", async () => {
+    const url = stack.auth[0]!.httpUrl;
+    assert.match(url, /^https:/);
+    const jwks = JSON.parse(await getTrusting(`${url}/.well-known/jwks.json`, file("ca.crt"))) as {
+      keys: { kid: string }[];
+    };
+    assert.ok(jwks.keys.length > 0);
+    assert.equal(JSON.parse(await getTrusting(`${url}/health`, file("ca.crt"))).health, "true");
+    // A client that does not trust the CA refuses the server, and plain HTTP gets no answer.
+    await assert.rejects(
+      getTrusting(`${url}/health`, file("other-ca.crt")),
+      /self-signed|unable to verify|certificate/,
+    );
+    await assert.rejects(fetch(`${url.replace(/^https:/, "http:")}/health`));
   });
 });

@@ -116,18 +116,22 @@ export class AuthService {
       return typeof forwarded === "string" && forwarded !== "" ? forwarded.split(",")[0]!.trim() : peer;
     };
 
+    const serverTls =
+      options.certFile === ""
+        ? undefined
+        : loadServerTls({
+            certFile: options.certFile,
+            keyFile: options.keyFile,
+            trustedCaFile: options.trustedCaFile,
+            clientCertAuth: options.clientCertAuth,
+          });
     const grpcServer = new GrpcHttp2Server({
       // A server span per Authenticate when tracing is on (the gateway's traceparent is its parent).
       observer: serverObserver(new GrpcServerMetrics(metrics.registry)),
-      ...(options.certFile === ""
+      ...(serverTls === undefined
         ? {}
         : {
-            tls: loadServerTls({
-              certFile: options.certFile,
-              keyFile: options.keyFile,
-              trustedCaFile: options.trustedCaFile,
-              clientCertAuth: options.clientCertAuth,
-            }),
+            tls: serverTls,
             // A gateway refused at the handshake (no or a wrong certificate): etcd's log line.
             onTlsRejected: (r) => logger.warn({ ...r }, rejectionMessage(r)),
           }),
@@ -153,7 +157,16 @@ export class AuthService {
     });
     const grpcPort = await grpcServer.listen(options.listenAddr);
 
-    const http = Fastify({ logger: false });
+    // HTTPS with the same certificate when one is given, but no client certificate asked for:
+    // public keys, health and metrics are read by anyone who may reach the port (Prometheus, a
+    // load balancer), as etcd serves /metrics and /health to any client of its metrics URLs.
+    const http =
+      serverTls === undefined
+        ? Fastify({ logger: false })
+        : (Fastify({
+            logger: false,
+            https: { cert: serverTls.options.cert, key: serverTls.options.key, minVersion: "TLSv1.2" },
+          }) as unknown as FastifyInstance);
     http.get("/.well-known/jwks.json", async (_req, reply) => {
       reply.header("cache-control", `max-age=${Math.floor(refreshIntervalMs / 1000)}`);
       return keys.jwks();

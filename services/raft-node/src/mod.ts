@@ -24,6 +24,7 @@ export {
   snapshotStatus,
 } from "./snapshot/mod.js";
 export {
+  addressOf,
   LocalCluster,
   type LocalClusterOptions,
   type MemberProcess,

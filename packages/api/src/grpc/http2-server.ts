@@ -316,6 +316,12 @@ export interface GrpcHttp2ServerOptions {
   /** A connection TLS or etcd's certificate checks refused (for the log). */
   onTlsRejected?: (rejection: TlsRejection) => void;
   /**
+   * false: every connection goes to HTTP/2 as it is, unread (no HTTP/1.1 on the port, no
+   * :authority repair): what the first-bytes routing costs is measured against this
+   * (bench/src/grpc/client-port-cost.ts). Default true.
+   */
+  routeFirstBytes?: boolean;
+  /**
    * HTTP/1.x requests on the same port (etcd's /health, /version, JSON gateway): connections
    * that do not start with HTTP/2's preface go to this handler (see client-port.ts).
    */
@@ -342,8 +348,10 @@ export class GrpcHttp2Server {
   private listener: net.Server | undefined;
   private readonly windowBytes: number;
   private readonly maxReceiveBytes: number;
+  private readonly routeFirstBytes: boolean;
 
   constructor(options: GrpcHttp2ServerOptions = {}) {
+    this.routeFirstBytes = options.routeFirstBytes ?? true;
     this.windowBytes = options.windowBytes ?? 8 * 1024 * 1024;
     this.maxReceiveBytes = options.maxReceiveBytes ?? Number.POSITIVE_INFINITY;
     const options2: http2.ServerOptions = {
@@ -386,11 +394,13 @@ export class GrpcHttp2Server {
   /** Listens on host:port; returns the bound port. */
   listen(target: string): Promise<number> {
     const http1 = this.http1;
-    const route = (socket: net.Socket) =>
-      routeClientConnection(socket, {
-        http2: (connection) => this.server.emit("connection", connection),
-        http1: http1 === undefined ? undefined : (s) => http1.emit("connection", s),
-      });
+    const route = this.routeFirstBytes
+      ? (socket: net.Socket) =>
+          routeClientConnection(socket, {
+            http2: (connection) => this.server.emit("connection", connection),
+            http1: http1 === undefined ? undefined : (s) => http1.emit("connection", s),
+          })
+      : (socket: net.Socket) => this.server.emit("connection", socket);
     const tlsConfig = this.tls;
     let listener: net.Server;
     if (tlsConfig === undefined) {

@@ -6,9 +6,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { etcdserverpb, WIRE_LENGTH_DELIMITED, WireReader } from "@etcd-ts/api";
+import type { LocalCluster } from "@etcd-ts/raft-node";
 import pino from "pino";
 import { Gateway } from "../gateway.js";
-import { EtcdCluster, etcdMissingReason, sleep } from "../testing/etcd-cluster.js";
+import { etcdMissingReason, sleep, startEtcd } from "../testing/etcd-cluster.js";
 import { RawEtcdClient } from "../testing/raw-client.js";
 
 const skip = etcdMissingReason();
@@ -36,14 +37,14 @@ const headerRevision = (response: Buffer) =>
   Number(etcdserverpb.RangeResponse.decode(response).header?.revision ?? 0n);
 
 describe("Range cache against etcd 3.4", { skip }, () => {
-  let cluster: EtcdCluster;
+  let cluster: LocalCluster;
   let gateway: Gateway;
   let viaGateway: RawEtcdClient;
 
   before(async () => {
-    cluster = await EtcdCluster.start();
+    cluster = await startEtcd();
     gateway = await Gateway.start({
-      endpoints: cluster.endpoints,
+      endpoints: cluster.addresses,
       listenAddr: "127.0.0.1:0",
       refreshIntervalMs: 1_000,
       keepAliveReuseMs: 0,
@@ -56,7 +57,7 @@ describe("Range cache against etcd 3.4", { skip }, () => {
   after(async () => {
     viaGateway?.close();
     await gateway?.stop(1_000);
-    await cluster?.stop();
+    await cluster?.close();
   });
 
   const hitsCounted = async () => {
@@ -128,7 +129,7 @@ describe("Range cache against etcd 3.4", { skip }, () => {
   }
 
   it("answers linearizable gets from the cache at a revision no older than any acknowledged write", async () => {
-    const direct = cluster.endpoints.map((endpoint) => new RawEtcdClient(endpoint));
+    const direct = cluster.addresses.map((endpoint) => new RawEtcdClient(endpoint));
     try {
       await viaGateway.put("lin/a", "a1");
       assert.equal(firstValue(await cachedLinearizableGet("lin/a")), "a1");
@@ -153,7 +154,7 @@ describe("Range cache against etcd 3.4", { skip }, () => {
   });
 
   it("never answers a linearizable get with a value older than a put a member acknowledged before it", async () => {
-    const direct = cluster.endpoints.map((endpoint) => new RawEtcdClient(endpoint));
+    const direct = cluster.addresses.map((endpoint) => new RawEtcdClient(endpoint));
     let fromCache = 0;
     try {
       for (let i = 0; i < 30; i++) {
@@ -177,7 +178,7 @@ describe("Range cache against etcd 3.4", { skip }, () => {
 
   it("shows a put made directly to a member through the cache within seconds", async () => {
     assert.equal(await cachedGet("cache/direct"), undefined);
-    const direct = new RawEtcdClient(cluster.endpoints[1]!);
+    const direct = new RawEtcdClient(cluster.addresses[1]!);
     try {
       const invalidationsBefore = gateway.rangeCache!.cache.invalidations;
       const { revision } = await direct.put("cache/direct", "from-member");

@@ -5,12 +5,12 @@
 import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import type { MemberDirectory } from "../cluster/member-directory.js";
 import { passThrough } from "../cluster/upstream-client.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember } from "../routing/member-selection.js";
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
-import type { MemberDirectory } from "./member-directory.js";
 import { forwardableMetadata, targetFor } from "./unary-forwarder.js";
 
 export class StreamForwarder {

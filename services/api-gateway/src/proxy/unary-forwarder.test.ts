@@ -6,11 +6,11 @@ import pino from "pino";
 import { RangeCache } from "../cache/range-cache.js";
 import { RangeCacheFeed } from "../cache/range-cache-feed.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
+import type { MemberDirectory } from "../cluster/member-directory.js";
 import { GatewayMetrics } from "../observability/gateway-metrics.js";
 import type { ClusterSnapshot } from "../routing/member-selection.js";
 import { METHOD_BY_PATH, type MethodRoute } from "../routing/method-table.js";
 import { WatchHub } from "../watch/watch-hub.js";
-import type { MemberDirectory } from "./member-directory.js";
 import { UnaryForwarder } from "./unary-forwarder.js";
 
 const { RangeRequest, PutRequest, TxnRequest, CompactionRequest } = etcdserverpb;

@@ -10,6 +10,7 @@ import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
 import { ReadBarrier } from "../cache/read-barrier.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
+import type { MemberDirectory } from "../cluster/member-directory.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import {
   endUpstream,
@@ -23,7 +24,6 @@ import { type RoundRobin, selectMember, type Target } from "../routing/member-se
 import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
 import { classifyTxn, peekResponseHeader, rangeIsSerializable } from "../wire/etcd-messages.js";
 import { AUTHENTICATE_PATH, type AuthServiceForwarder } from "./auth-service-forwarder.js";
-import type { MemberDirectory } from "./member-directory.js";
 
 /** Metadata a caller sets to address a per-member RPC to one member (hex ID). */
 export const TARGET_MEMBER_METADATA = "gateway-member-id";

@@ -3,10 +3,10 @@
 import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import type { MemberDirectory } from "../cluster/member-directory.js";
+import { openUpstreamStream, unrefTimer } from "../cluster/upstream-stream.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
-import type { MemberDirectory } from "../proxy/member-directory.js";
 import type { OpenStreams } from "../proxy/open-streams.js";
-import { openUpstreamStream, unrefTimer } from "../proxy/upstream-stream.js";
 import { decodeWatchRequest } from "../wire/etcd-messages.js";
 import { type AuthMetadata, type ClientSink, type UpstreamTransport, WatchHub } from "./watch-hub.js";
 

@@ -154,7 +154,7 @@ export class AuthStack {
           options.env,
         );
         started.push(p);
-        auth.push({ ...p, grpcAddr, httpUrl: `http://127.0.0.1:${httpPort}` });
+        auth.push({ ...p, grpcAddr, httpUrl: `${scheme}://127.0.0.1:${httpPort}` });
       }
       await Promise.all(auth.map((p, i) => waitForLine(p, "auth service listening", `auth service ${i}`)));
       const gatewayAddr = `127.0.0.1:${await freePort()}`;

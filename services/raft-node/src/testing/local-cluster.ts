@@ -42,6 +42,12 @@ export interface LocalClusterOptions {
   dataDirs?: Record<string, string>;
   /** The member's entry file (another build's main.js, for a before/after benchmark); this build's by default. */
   main?: string;
+  /**
+   * An executable that takes etcd's flags, started instead of this member: `/usr/bin/etcd` for
+   * tests against the reference (the gateway's). It must print etcd's "ready to serve client
+   * requests" line, as etcd 3.4 does at its default log level.
+   */
+  binary?: string;
 }
 
 /** Members of every cluster started by this process, killed if the process exits first. */
@@ -87,6 +93,11 @@ export function startMemberProcess(
       reject(new Error(`member exited with ${code}:\n${log}`));
     });
   });
+}
+
+/** A member's client address, host:port. */
+export function addressOf(m: MemberProcess): string {
+  return m.clientUrl.replace(/^https?:\/\//, "");
 }
 
 /** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
@@ -156,6 +167,11 @@ export class LocalCluster {
     };
   }
 
+  /** The running members' client addresses (host:port), for clients that take no URLs. */
+  get addresses(): string[] {
+    return this.members.filter((m) => m.child !== undefined).map((m) => addressOf(m));
+  }
+
   get endpoints(): string {
     return this.members
       .filter((m) => m.child !== undefined)
@@ -194,9 +210,11 @@ export class LocalCluster {
 
   spawn(m: MemberProcess, initialCluster: string, state: "new" | "existing"): void {
     const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
+    const flags = this.flagsFor(m, initialCluster, state);
+    const { binary } = this.options;
     const child = spawn(
-      process.execPath,
-      [...execArgv, this.options.main ?? mainPath, ...this.flagsFor(m, initialCluster, state)],
+      binary ?? process.execPath,
+      binary !== undefined ? flags : [...execArgv, this.options.main ?? mainPath, ...flags],
       {
         stdio: ["ignore", "pipe", "pipe"],
         env: this.options.env ?? process.env,
@@ -252,9 +270,7 @@ export class LocalCluster {
     while (Date.now() < deadline) {
       const running = this.members.filter((m) => m.child !== undefined);
       const answers = await Promise.all(
-        running.map((m) =>
-          memberStatus(m.clientUrl.replace(/^https?:\/\//, ""), 2_000).catch(() => undefined),
-        ),
+        running.map((m) => memberStatus(addressOf(m), 2_000).catch(() => undefined)),
       );
       const leaders = new Set(answers.map((a) => a?.leader));
       const leaderId = [...leaders][0];

@@ -1,6 +1,6 @@
 import type grpc from "@grpc/grpc-js";
-import type { Http2UnaryChannel } from "../cluster/http2-unary-channel.js";
 import type { ClusterSnapshot } from "../routing/member-selection.js";
+import type { Http2UnaryChannel } from "./http2-unary-channel.js";
 
 /** What the proxies need from cluster tracking; an interface so tests can stand in for it. */
 export interface MemberDirectory {

@@ -4,8 +4,8 @@
 // it), and timers that never keep the process alive.
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { passThrough } from "../cluster/upstream-client.js";
 import type { MemberDirectory } from "./member-directory.js";
+import { passThrough } from "./upstream-client.js";
 
 export interface UpstreamStream {
   /** Writes one request (ignored once the stream has ended). */

@@ -13,16 +13,16 @@ import {
 } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { KeepAliveHub } from "../lease/keepalive-hub.js";
-import { handleKeepAliveCall } from "../lease/keepalive-proxy.js";
-import type { GatewayMetrics } from "../observability/gateway-metrics.js";
-import { METHOD_ROUTES, type MethodRoute } from "../routing/method-table.js";
-import type { WatchHub } from "../watch/watch-hub.js";
-import { handleWatchCall } from "../watch/watch-proxy.js";
-import { AUTHENTICATE_PATH } from "./auth-service-forwarder.js";
-import type { OpenStreams } from "./open-streams.js";
-import type { StreamForwarder } from "./stream-forwarder.js";
-import { CallCancellation, type UnaryForwarder } from "./unary-forwarder.js";
+import type { KeepAliveHub } from "./lease/keepalive-hub.js";
+import { handleKeepAliveCall } from "./lease/keepalive-proxy.js";
+import type { GatewayMetrics } from "./observability/gateway-metrics.js";
+import { AUTHENTICATE_PATH } from "./proxy/auth-service-forwarder.js";
+import type { OpenStreams } from "./proxy/open-streams.js";
+import type { StreamForwarder } from "./proxy/stream-forwarder.js";
+import { CallCancellation, type UnaryForwarder } from "./proxy/unary-forwarder.js";
+import { METHOD_ROUTES, type MethodRoute } from "./routing/method-table.js";
+import type { WatchHub } from "./watch/watch-hub.js";
+import { handleWatchCall } from "./watch/watch-proxy.js";
 
 export interface GrpcParts {
   unary: UnaryForwarder;
