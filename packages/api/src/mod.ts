@@ -39,6 +39,7 @@ export {
   type MethodHandler,
   ServerCall,
 } from "./grpc/http2-server.js";
+export type { KeepalivePolicy } from "./grpc/keepalive.js";
 export { type GrpcListener, listenGrpc, parseGrpcTarget } from "./grpc/listen.js";
 export {
   fromEtcdJson,
@@ -50,12 +51,17 @@ export {
   toEtcdJson,
 } from "./json-codec.js";
 export {
+  AccessControl,
+  ALLOW_ALL_ACCESS,
+  hostnameOf,
+  unrecognizedHostBody,
+} from "./json-gateway/access-control.js";
+export {
   GATEWAY_CHANNEL_OPTIONS,
   grpcClientBackend,
 } from "./json-gateway/grpc-client-backend.js";
 export { JsonBodyError, JsonValueSplitter, parseJsonValues } from "./json-gateway/json-body.js";
 export {
-  GATEWAY_CORS_HEADERS,
   type GatewayCallError,
   type GatewayStream,
   type GatewayStreamSink,

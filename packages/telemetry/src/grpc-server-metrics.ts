@@ -41,6 +41,11 @@ export interface GrpcServerMetricsOptions {
    * (etcd_network_client_grpc_{sent,received}_bytes_total).
    */
   etcdClientBytes?: boolean;
+  /**
+   * grpc_server_handling_seconds, observed on every call. Default on; a member turns it on only
+   * with --metrics=extensive, as etcd does (grpc_prometheus.EnableHandlingTimeHistogram).
+   */
+  handlingTime?: boolean;
 }
 
 type CounterChild = ReturnType<Counter<string>["labels"]>;
@@ -51,7 +56,7 @@ export class GrpcServerMetrics implements GrpcCallObserver {
   private readonly handled: Counter<string>;
   private readonly received: Counter<string>;
   private readonly sent: Counter<string>;
-  private readonly handling: Histogram<string>;
+  private readonly handling: Histogram<string> | undefined;
   private readonly clientSentBytes: Counter | undefined;
   private readonly clientReceivedBytes: Counter | undefined;
 
@@ -85,15 +90,17 @@ export class GrpcServerMetrics implements GrpcCallObserver {
       labelNames: LABELS,
       registers,
     });
-    // go-grpc-prometheus's default buckets (prometheus.DefBuckets). etcd turns this histogram
-    // on with --metrics=extensive; it is always on here because etcdGRPCRequestsSlow reads it.
-    this.handling = new Histogram({
-      name: "grpc_server_handling_seconds",
-      help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
-      labelNames: LABELS,
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
+    // go-grpc-prometheus's default buckets (prometheus.DefBuckets). etcd's etcdGRPCRequestsSlow
+    // alert reads it, so etcd's mixin expects --metrics=extensive.
+    if (options.handlingTime ?? true) {
+      this.handling = new Histogram({
+        name: "grpc_server_handling_seconds",
+        help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+        labelNames: LABELS,
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      });
+    }
     if (options.etcdClientBytes) {
       this.clientSentBytes = new Counter({
         name: "etcd_network_client_grpc_sent_bytes_total",
@@ -130,10 +137,10 @@ export class GrpcServerMetrics implements GrpcCallObserver {
     started.inc(0);
     received.inc(0);
     sent.inc(0);
-    this.handling.zero({ grpc_type: labels[0], grpc_service: labels[1], grpc_method: labels[2] });
+    this.handling?.zero({ grpc_type: labels[0], grpc_service: labels[1], grpc_method: labels[2] });
     const counts = new MethodCounts(
       { started, received, sent, handledByCode },
-      this.handling.labels(...labels),
+      this.handling?.labels(...labels),
     );
     this.methods.push(counts);
     return counts;
@@ -170,7 +177,7 @@ class MethodCounts implements GrpcMethodObserver {
 
   constructor(
     private readonly children: MethodChildren,
-    private readonly handlingChild: HistogramChild,
+    private readonly handlingChild: HistogramChild | undefined,
   ) {}
 
   started(): void {
@@ -190,7 +197,7 @@ class MethodCounts implements GrpcMethodObserver {
   handled(code: number, seconds: number): void {
     // A code outside grpc-go's table is reported as Unknown, as grpc-go would.
     this.handledCounts[code < this.handledCounts.length ? code : 2]!++;
-    this.handlingChild.observe(seconds);
+    this.handlingChild?.observe(seconds);
   }
 
   /** Moves the counts into the counters; returns the bytes received and sent since the last flush. */

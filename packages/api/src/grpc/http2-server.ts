@@ -20,6 +20,7 @@ import grpc from "@grpc/grpc-js";
 import { createTlsServer, type ServerTls, type TlsRejection, verifiedCommonName } from "../tls/server-tls.js";
 import { routeClientConnection } from "./client-port.js";
 import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.js";
+import { applyKeepalive, type KeepalivePolicy } from "./keepalive.js";
 import { parseGrpcTarget } from "./listen.js";
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH } = http2.constants;
@@ -327,6 +328,8 @@ export interface GrpcHttp2ServerOptions {
   http1?: http.RequestListener;
   /** Sees every call of every registered method (grpc_server_* metrics). */
   observer?: GrpcCallObserver;
+  /** grpc-go's keepalive pings and ping enforcement (etcd's --grpc-keepalive-*); default none. */
+  keepalive?: KeepalivePolicy;
 }
 
 export class GrpcHttp2Server {
@@ -366,8 +369,10 @@ export class GrpcHttp2Server {
     this.plaintextToo = options.plaintextToo === true;
     this.onTlsRejected = options.onTlsRejected ?? (() => {});
     this.observer = options.observer;
+    const keepalive = options.keepalive;
     this.server.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
+      if (keepalive !== undefined) applyKeepalive(session, keepalive);
       if (this.tls?.verifiesPeers) {
         const cn = verifiedCommonName(session.socket as unknown as tls.TLSSocket);
         if (cn !== undefined) this.sessionCommonNames.set(session, cn);

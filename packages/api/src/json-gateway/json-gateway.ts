@@ -17,6 +17,7 @@ import grpc from "@grpc/grpc-js";
 import { httpStatusForGrpcCode } from "../errors.js";
 import { HTTP_ROUTES, type HttpRoute } from "../gen/http-routes.js";
 import { jsonToWire, wireToJson } from "../json-wire.js";
+import { type AccessControl, ALLOW_ALL_ACCESS } from "./access-control.js";
 import { JsonValueSplitter } from "./json-body.js";
 
 /** A failed call, as gRPC reports it. */
@@ -55,14 +56,12 @@ export interface JsonGatewayBackend {
 export interface JsonGatewayOptions {
   /** Larger request bodies are refused (grpc-gateway has no limit; the gRPC server's is ~1.5 MiB). */
   maxBodyBytes?: number;
+  /**
+   * etcd's access controller (Host whitelist, CORS headers, OPTIONS preflight), run on each
+   * /v3 request; default etcd's allow-all. null when the caller already ran it on every request.
+   */
+  access?: AccessControl | null;
 }
-
-/** etcd's grpc-gateway answers every request with these (etcd sets them on its whole mux). */
-export const GATEWAY_CORS_HEADERS = {
-  "access-control-allow-origin": "*",
-  "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
-  "access-control-allow-headers": "accept, content-type, authorization",
-} as const;
 
 /** grpc-gateway's error body of a unary call; etcd clients (etcd3gw, curl scripts) read it. */
 export function gatewayErrorBody(code: number, message: string): string {
@@ -103,18 +102,14 @@ export function jsonGatewayHandler(
   options: JsonGatewayOptions = {},
 ): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  const access = options.access === undefined ? ALLOW_ALL_ACCESS : options.access;
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     if (!path.startsWith("/v3/") && !path.startsWith("/v3beta/")) return false;
+    if (access?.answered(req, res)) return true;
     const route = ROUTES.get(path);
     if (route === undefined) {
       plain(res, 404, "Not Found\n");
-      return true;
-    }
-    if (req.method === "OPTIONS") {
-      // CORS preflight, as etcd's mux answers it (no body).
-      res.writeHead(200, GATEWAY_CORS_HEADERS);
-      res.end();
       return true;
     }
     if (req.method !== "POST") {
@@ -134,7 +129,6 @@ export function jsonGatewayHandler(
 
 function plain(res: http.ServerResponse, status: number, body: string): void {
   res.writeHead(status, {
-    ...GATEWAY_CORS_HEADERS,
     "content-type": "text/plain; charset=utf-8",
     "x-content-type-options": "nosniff",
     "content-length": Buffer.byteLength(body),
@@ -148,7 +142,6 @@ function sendJson(res: http.ServerResponse, status: number, body: string): void 
     return;
   }
   res.writeHead(status, {
-    ...GATEWAY_CORS_HEADERS,
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
   });
@@ -372,7 +365,7 @@ function serveStream(
 }
 
 function openResponse(res: http.ServerResponse, status: number): void {
-  res.writeHead(status, { ...GATEWAY_CORS_HEADERS, "content-type": "application/json" });
+  res.writeHead(status, { "content-type": "application/json" });
   // Each answer goes out as it is written (a watch's events must not wait in a buffer).
   res.flushHeaders();
 }

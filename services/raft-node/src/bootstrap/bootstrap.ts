@@ -84,7 +84,12 @@ export async function bootstrap(
   disk: DiskTimings = {},
 ): Promise<Bootstrapped> {
   const sync = !config.unsafeNoFsync;
-  const walOptions: WalOptions & { logger: WalLogger } = { logger, onFsync: disk.walFsync, sync };
+  const walOptions: WalOptions & { logger: WalLogger } = {
+    logger,
+    onFsync: disk.walFsync,
+    sync,
+    maxSegments: config.maxWals,
+  };
   const layout = layoutOf(config);
   await mkdir(layout.snapDir, { recursive: true });
   await recoverInterruptedInstall(layout.dbDir);

@@ -86,7 +86,79 @@ test("--nats-url / ETCD_NATS_URL: absent is no NATS", () => {
 });
 
 test("flags accepted for compatibility but not implemented are refused when used", () => {
-  assert.throws(() => memberConfig(parseFlags(["--max-wals=3"], {})), /--max-wals is not supported yet/);
+  assert.throws(
+    () => memberConfig(parseFlags(["--experimental-compaction-batch-limit=10"], {})),
+    /--experimental-compaction-batch-limit is not supported yet/,
+  );
+  assert.throws(() => memberConfig(parseFlags(["--proxy=on"], {})), /--proxy is refused: etcd's v2 proxy/);
+  assert.throws(
+    () => memberConfig(parseFlags(["--discovery-srv=example.com"], {})),
+    /--discovery-srv is refused: .*--initial-cluster/,
+  );
+});
+
+test("--max-wals is read (0: unlimited) and refuses a negative count as Go's uint flag does", () => {
+  assert.equal(memberConfig(parseFlags([], {})).maxWals, 5);
+  assert.equal(memberConfig(parseFlags(["--max-wals=0"], {})).maxWals, 0);
+  assert.throws(
+    () => memberConfig(parseFlags(["--max-wals=-1"], {})),
+    /invalid value "-1" for flag -max-wals: parse error/,
+  );
+});
+
+test("--cors takes '*' or origins with a port and no path, as etcd's URL check; --host-whitelist a list", () => {
+  const defaults = memberConfig(parseFlags([], {}));
+  assert.deepEqual([defaults.corsOrigins, defaults.hostWhitelist], [["*"], ["*"]]);
+  const set = memberConfig(
+    parseFlags(["--cors=http://a.example:8080,https://b.example:443", "--host-whitelist=a,b"], {}),
+  );
+  assert.deepEqual(set.corsOrigins, ["http://a.example:8080", "https://b.example:443"]);
+  assert.deepEqual(set.hostWhitelist, ["a", "b"]);
+  assert.throws(
+    () => memberConfig(parseFlags(["--cors=http://a.example"], {})),
+    /invalid value "http:\/\/a.example" for flag -cors: URL address does not have the form "host:port": http:\/\/a.example/,
+  );
+  assert.throws(
+    () => memberConfig(parseFlags(["--cors=a.example:80"], {})),
+    /URL scheme must be http, https, unix, or unixs/,
+  );
+  assert.throws(() => memberConfig(parseFlags(["--cors=http://a:1/x"], {})), /URL must not contain a path/);
+});
+
+test("--log-output follows etcd 3.4's rules against --log-outputs", () => {
+  assert.deepEqual(memberConfig(parseFlags(["--log-output=stdout,stderr"], {})).logOutputs, [
+    "stdout",
+    "stderr",
+  ]);
+  const alone = memberConfig(parseFlags(["--log-output=stdout"], {}));
+  assert.deepEqual(alone.logOutputs, ["stderr"], "the same count: --log-outputs (default) is used");
+  assert.match(alone.warnings.join("\n"), /Deprecated '--log-output' flag is set to \["stdout"\]/);
+  assert.throws(
+    () => memberConfig(parseFlags(["--log-output=stdout", "--log-outputs=stdout"], {})),
+    /'--log-output=\["stdout"\]' and '--log-outputs=\["stdout"\]' are incompatible/,
+  );
+  assert.throws(
+    () => memberConfig(parseFlags(["--log-output=a,b", "--log-outputs=c,d"], {})),
+    /both '--log-output' and '--log-outputs' are set/,
+  );
+});
+
+test("--experimental-enable-lease-checkpoint-persist needs checkpoints; --backend-batch-* are logged", () => {
+  assert.throws(
+    () =>
+      memberConfig(
+        parseFlags(
+          ["--experimental-enable-lease-checkpoint-persist", "--experimental-enable-lease-checkpoint=false"],
+          {},
+        ),
+      ),
+    /setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint/,
+  );
+  memberConfig(parseFlags(["--experimental-enable-lease-checkpoint-persist"], {}));
+  const batched = memberConfig(
+    parseFlags(["--backend-batch-interval=10ms", "--backend-batch-limit=100"], {}),
+  );
+  assert.match(batched.warnings.join("\n"), /--backend-batch-interval/);
 });
 
 test("--unsafe-no-fsync, --max-snapshots and --experimental-warning-apply-duration are read", () => {
@@ -117,14 +189,17 @@ test("etcd 3.4's other flags start at etcd's defaults, however spelled, and are 
     ),
   );
   assert.equal(config.grpcGateway, true);
-  assert.throws(
-    () => memberConfig(parseFlags(["--metrics=extensive"], {})),
-    /--metrics is not supported yet/,
+  assert.deepEqual(
+    [
+      config.grpcKeepaliveIntervalMs,
+      config.grpcKeepaliveMinTimeMs,
+      config.grpcKeepaliveTimeoutMs,
+      config.extensiveMetrics,
+    ],
+    [7_200_000, 5000, 20_000, false],
   );
-  assert.throws(
-    () => memberConfig(parseFlags(["--grpc-keepalive-timeout=1s"], {})),
-    /--grpc-keepalive-timeout is not supported yet/,
-  );
+  assert.equal(memberConfig(parseFlags(["--metrics=extensive"], {})).extensiveMetrics, true);
+  memberConfig(parseFlags(["--initial-election-tick-advance=false"], {}));
 });
 
 test("--force-new-cluster, --experimental-initial-corrupt-check, --enable-grpc-gateway, --version are read", () => {

@@ -16,9 +16,14 @@ interface FlagSpec {
   default: string;
   /** Accepted for compatibility; using it with a non-default value is refused until it is implemented. */
   unsupported?: boolean;
+  /** Why a value other than the default is refused, when it will stay refused. */
+  refusal?: string;
 }
 
 const MIB = 1024 * 1024;
+
+const DISCOVERY_REFUSAL =
+  "bootstrapping through a discovery service or DNS SRV records is not supported; list the members with --initial-cluster";
 
 export const FLAGS = {
   name: { kind: "string", default: "default" },
@@ -60,15 +65,22 @@ export const FLAGS = {
   // etcd 3.4 defaults to false, 3.5 to true; Raft here always had pre-vote, so 3.5's default.
   "pre-vote": { kind: "bool", default: "true" },
   "max-snapshots": { kind: "int", default: "5" },
-  "max-wals": { kind: "int", default: "5", unsupported: true },
+  "max-wals": { kind: "int", default: "5" },
   // Go's profiler does not exist here; accepted (etcd's sample config turns it on) with a warning.
   "enable-pprof": { kind: "bool", default: "false" },
-  cors: { kind: "string", default: "", unsupported: true },
-  discovery: { kind: "string", default: "", unsupported: true },
+  // etcd's flag.Value defaults ("*"); an empty value in a config file also means the default.
+  cors: { kind: "string", default: "*" },
+  discovery: { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
   "discovery-fallback": { kind: "string", default: "proxy" },
-  "discovery-proxy": { kind: "string", default: "", unsupported: true },
-  "discovery-srv": { kind: "string", default: "", unsupported: true },
-  proxy: { kind: "string", default: "off", unsupported: true },
+  "discovery-proxy": { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
+  "discovery-srv": { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
+  proxy: {
+    kind: "string",
+    default: "off",
+    unsupported: true,
+    refusal:
+      "etcd's v2 proxy is not part of this server (no v2 API); put the api-gateway in front of the members instead",
+  },
   "proxy-failure-wait": { kind: "int", default: "5000" },
   "proxy-refresh-interval": { kind: "int", default: "30000" },
   "proxy-dial-timeout": { kind: "int", default: "1000" },
@@ -101,24 +113,30 @@ export const FLAGS = {
   version: { kind: "bool", default: "false" },
   // etcd 3.4's other flags: accepted at etcd's defaults (configs that spell them out start),
   // refused otherwise until they mean something here.
-  "grpc-keepalive-min-time": { kind: "duration", default: "5s", unsupported: true },
-  "grpc-keepalive-interval": { kind: "duration", default: "2h0m0s", unsupported: true },
-  "grpc-keepalive-timeout": { kind: "duration", default: "20s", unsupported: true },
-  "host-whitelist": { kind: "string", default: "*", unsupported: true },
-  "initial-election-tick-advance": { kind: "bool", default: "true", unsupported: true },
-  "backend-batch-interval": { kind: "duration", default: "0", unsupported: true },
-  "backend-batch-limit": { kind: "int", default: "0", unsupported: true },
+  "grpc-keepalive-min-time": { kind: "duration", default: "5s" },
+  "grpc-keepalive-interval": { kind: "duration", default: "2h0m0s" },
+  "grpc-keepalive-timeout": { kind: "duration", default: "20s" },
+  "host-whitelist": { kind: "string", default: "*" },
+  // etcd fast-forwards a multi-member start's first election once peers connect (true) or not
+  // (false); a member here never does, i.e. false's behaviour, and true only delays the first
+  // election by up to one timeout. A lone voter campaigns at once either way, as etcd's does.
+  "initial-election-tick-advance": { kind: "bool", default: "true" },
+  // bbolt's commit batching: accepted and logged (see memberConfig).
+  "backend-batch-interval": { kind: "duration", default: "0" },
+  "backend-batch-limit": { kind: "int", default: "0" },
   "experimental-backend-bbolt-freelist-type": { kind: "string", default: "", unsupported: true },
   "experimental-compaction-batch-limit": { kind: "int", default: "0", unsupported: true },
   "experimental-corrupt-check-time": { kind: "duration", default: "0" },
   "experimental-peer-skip-client-san-verification": { kind: "bool", default: "false", unsupported: true },
   "experimental-warning-apply-duration": { kind: "duration", default: "100ms" },
-  "experimental-enable-lease-checkpoint-persist": { kind: "bool", default: "false", unsupported: true },
+  // etcd 3.4.20+: remaining TTLs are always persisted here (3.6's behaviour), so it changes nothing.
+  "experimental-enable-lease-checkpoint-persist": { kind: "bool", default: "false" },
   "experimental-enable-v2v3": { kind: "string", default: "", unsupported: true },
-  "discovery-srv-name": { kind: "string", default: "", unsupported: true },
+  "discovery-srv-name": { kind: "string", default: "", unsupported: true, refusal: DISCOVERY_REFUSAL },
   "log-package-levels": { kind: "string", default: "", unsupported: true },
-  "log-output": { kind: "string", default: "default", unsupported: true },
-  metrics: { kind: "string", default: "basic", unsupported: true },
+  // etcd 3.4's deprecated spelling of --log-outputs (embed/config_logging.go's rules).
+  "log-output": { kind: "string", default: "default" },
+  metrics: { kind: "string", default: "basic" },
   "unsafe-no-fsync": { kind: "bool", default: "false" },
   // Not etcd's: where to publish control-plane events (leader, members, alarms, compactions).
   "nats-url": { kind: "string", default: "" },
@@ -293,6 +311,8 @@ export interface MemberConfig {
   snapshotCount: number;
   /** Snapshot files kept (etcd's --max-snapshots; 0: unlimited). */
   maxSnapshots: number;
+  /** WAL files kept (etcd's --max-wals; 0: unlimited); only files wholly before the last snapshot go. */
+  maxWals: number;
   /** Applies slower than this count in etcd_server_slow_apply_total (etcd's warnApplyDuration). */
   warningApplyDurationMs: number;
   /** etcd's --unsafe-no-fsync: no fsync anywhere; a crash of the machine may lose acknowledged writes. */
@@ -311,6 +331,18 @@ export interface MemberConfig {
   learnerAutoPromote: boolean;
   /** Serve the JSON gateway on the client URLs (--enable-grpc-gateway). */
   grpcGateway: boolean;
+  /** --cors: origins given the CORS headers on the client port's HTTP/1.1 ("*": all). */
+  corsOrigins: string[];
+  /** --host-whitelist: Host names a plaintext HTTP/1.1 request may name ("*": all). */
+  hostWhitelist: string[];
+  /** --grpc-keepalive-min-time: clients pinging more often get GOAWAY ENHANCE_YOUR_CALM. */
+  grpcKeepaliveMinTimeMs: number;
+  /** --grpc-keepalive-interval: an idle client connection is pinged this often; 0 never. */
+  grpcKeepaliveIntervalMs: number;
+  /** --grpc-keepalive-timeout: a ping unanswered this long closes the connection. */
+  grpcKeepaliveTimeoutMs: number;
+  /** --metrics extensive: grpc_server_handling_seconds as well (etcd's go-grpc-prometheus histogram). */
+  extensiveMetrics: boolean;
   /** --version: print the version and exit. */
   printVersion: boolean;
   /** Restart as a one-member cluster keeping the data (etcd's --force-new-cluster). */
@@ -378,11 +410,53 @@ function parseInt64(flag: FlagName, value: string): number {
   return n;
 }
 
+function parseNonNegative(flag: FlagName, value: string): number {
+  const n = parseInt64(flag, value);
+  // etcd's flag is a uint: Go's flag package refuses a negative value.
+  if (n < 0) throw new ConfigError(`invalid value "${value}" for flag -${flag}: parse error`);
+  return n;
+}
+
 function parseBool(flag: FlagName, value: string): boolean {
   // Go's strconv.ParseBool.
   if (["1", "t", "T", "true", "TRUE", "True"].includes(value)) return true;
   if (["0", "f", "F", "false", "FALSE", "False"].includes(value)) return false;
   throw new ConfigError(`--${flag}: invalid boolean "${value}"`);
+}
+
+/** Go's UniqueStringsValue: split on commas, duplicates dropped, order kept. */
+function uniqueStrings(value: string): string[] {
+  return [...new Set(value.split(",").map((v) => v.trim()))];
+}
+
+/**
+ * etcd 3.4's setupLogging for its two spellings: --log-output (deprecated) wins only when it
+ * lists more outputs than --log-outputs; listing several in both, or the same non-default list
+ * in both, is an error; otherwise --log-outputs is used and a non-default --log-output warned of.
+ */
+function chooseLogOutputs(deprecated: string, current: string, warnings: string[]): string[] {
+  const old = uniqueStrings(deprecated);
+  const outputs = uniqueStrings(current);
+  const quoted = (list: string[]) => `[${list.map((o) => JSON.stringify(o)).join(" ")}]`;
+  if (old.length > outputs.length) {
+    warnings.push("'--log-output' flag has been deprecated! Please use '--log-outputs'!");
+    return old;
+  }
+  if (old.length === outputs.length) {
+    if (old.length > 1)
+      throw new ConfigError("both '--log-output' and '--log-outputs' are set; only set '--log-outputs'");
+    if (old[0] === outputs[0] && old[0] !== "default") {
+      throw new ConfigError(
+        `'--log-output=${quoted(old)}' and '--log-outputs=${quoted(outputs)}' are incompatible; only set --log-outputs`,
+      );
+    }
+    if (old[0] !== "default") {
+      warnings.push(
+        `[WARNING] Deprecated '--log-output' flag is set to ${quoted(old)}; please use '--log-outputs' flag`,
+      );
+    }
+  }
+  return outputs;
 }
 
 /** `a=http://h:1,a=http://h:2,b=http://h:3` -> {a: [h:1, h:2], b: [h:3]} */
@@ -413,7 +487,9 @@ export function memberConfig(values: FlagValues): MemberConfig {
     if (spec.kind === "bool") parseBool(name, values[name]);
     if (spec.kind === "duration") parseGoDuration(name, values[name]);
     if (spec.unsupported && !sameFlagValue(name, spec, values[name], spec.default)) {
-      throw new ConfigError(`--${name} is not supported yet`);
+      throw new ConfigError(
+        `--${name} ${spec.refusal ? `is refused: ${spec.refusal}` : "is not supported yet"}`,
+      );
     }
   }
   const name = values.name;
@@ -448,11 +524,30 @@ export function memberConfig(values: FlagValues): MemberConfig {
   if (logger !== "zap" && logger !== "capnslog") {
     throw new ConfigError(`unknown logger option "${logger}"`);
   }
-  const logOutputs = values["log-outputs"].split(",").map((o) => o.trim());
+  const warnings: string[] = [];
+  const logOutputs = chooseLogOutputs(values["log-output"], values["log-outputs"], warnings);
   if (logOutputs.length > 1 && logOutputs.includes("default")) {
     throw new ConfigError(`multi logoutput for "default" is not supported: [${logOutputs.join(" ")}]`);
   }
-  const warnings: string[] = [];
+  if (
+    parseBool(
+      "experimental-enable-lease-checkpoint-persist",
+      values["experimental-enable-lease-checkpoint-persist"],
+    ) &&
+    !parseBool("experimental-enable-lease-checkpoint", values["experimental-enable-lease-checkpoint"])
+  ) {
+    throw new ConfigError(
+      "setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint",
+    );
+  }
+  if (
+    parseGoDuration("backend-batch-interval", values["backend-batch-interval"]) !== 0 ||
+    parseInt64("backend-batch-limit", values["backend-batch-limit"]) !== 0
+  ) {
+    warnings.push(
+      "--backend-batch-interval/--backend-batch-limit: each applied Raft batch is one RocksDB write here, made durable by the WAL; there is no backend transaction to batch",
+    );
+  }
   if (parseBool("enable-pprof", values["enable-pprof"])) {
     warnings.push("--enable-pprof: this server has no Go profiler; profile it with node --cpu-prof");
   }
@@ -479,6 +574,7 @@ export function memberConfig(values: FlagValues): MemberConfig {
     quotaBackendBytes: quotaBackendBytes === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quotaBackendBytes,
     snapshotCount: parseInt64("snapshot-count", values["snapshot-count"]),
     maxSnapshots: parseInt64("max-snapshots", values["max-snapshots"]),
+    maxWals: parseNonNegative("max-wals", values["max-wals"]),
     warningApplyDurationMs: parseGoDuration(
       "experimental-warning-apply-duration",
       values["experimental-warning-apply-duration"],
@@ -507,6 +603,14 @@ export function memberConfig(values: FlagValues): MemberConfig {
     ),
     forceNewCluster: parseBool("force-new-cluster", values["force-new-cluster"]),
     grpcGateway: parseBool("enable-grpc-gateway", values["enable-grpc-gateway"]),
+    corsOrigins: parseCors(values.cors),
+    // etcd's UniqueStringsValue: split on commas, nothing trimmed.
+    hostWhitelist: values["host-whitelist"].split(","),
+    grpcKeepaliveMinTimeMs: parseGoDuration("grpc-keepalive-min-time", values["grpc-keepalive-min-time"]),
+    grpcKeepaliveIntervalMs: parseGoDuration("grpc-keepalive-interval", values["grpc-keepalive-interval"]),
+    grpcKeepaliveTimeoutMs: parseGoDuration("grpc-keepalive-timeout", values["grpc-keepalive-timeout"]),
+    // etcd 3.4 checks nothing here: any value but "extensive" is basic.
+    extensiveMetrics: values.metrics === "extensive",
     printVersion: parseBool("version", values.version),
     initialCorruptCheck: parseBool(
       "experimental-initial-corrupt-check",
@@ -576,6 +680,35 @@ function tlsConfig(
     );
   }
   return { clientTls: side("", clientCertAuth), peerTls, clientCertAuth, cipherSuites };
+}
+
+/**
+ * etcd's --cors value (flags.UniqueURLsWithExceptions("*")): "*", or URLs with a scheme, an
+ * explicit port and no path, as types.NewURLs checks them. Origins are compared as written.
+ */
+function parseCors(value: string): string[] {
+  if (value === "*") return ["*"];
+  const origins: string[] = [];
+  for (const raw of value.split(",")) {
+    const origin = raw.trim();
+    const problem = corsOriginProblem(origin);
+    if (problem !== undefined) throw new ConfigError(`invalid value "${value}" for flag -cors: ${problem}`);
+    if (!origins.includes(origin)) origins.push(origin);
+  }
+  return origins;
+}
+
+function corsOriginProblem(origin: string): string | undefined {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/.exec(origin);
+  const scheme = m?.[1];
+  if (scheme !== "http" && scheme !== "https" && scheme !== "unix" && scheme !== "unixs") {
+    return `URL scheme must be http, https, unix, or unixs: ${origin}`;
+  }
+  if (!/^(\[[^\]]*\]|[^:[\]]*):[^:]*$/.test(m![2]!)) {
+    return `URL address does not have the form "host:port": ${origin}`;
+  }
+  if (m![3] !== "") return `URL must not contain a path: ${origin}`;
+  return undefined;
 }
 
 function parseNatsUrl(value: string): string {

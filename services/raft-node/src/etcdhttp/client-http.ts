@@ -3,10 +3,10 @@
 // etcdserver/api/etcdhttp): /health and /version, with etcd's bodies, status codes and headers,
 // plus 3.5's /livez and /readyz, which orchestrators probe, and Prometheus's /metrics. The client
 // port's first-bytes routing (@etcd-ts/api's client-port.ts) sends HTTP/1.x connections here;
-// --listen-metrics-urls get the same handler limited to /metrics and /health.
+// --listen-metrics-urls get the same handler limited to /metrics and /health. On the client
+// port, @etcd-ts/api's AccessControl runs first (--host-whitelist, --cors, OPTIONS).
 
 import type http from "node:http";
-import { GATEWAY_CORS_HEADERS } from "@etcd-ts/api";
 import { writeMetrics } from "@etcd-ts/telemetry";
 import type { Registry } from "prom-client";
 
@@ -32,9 +32,6 @@ export interface ClientHttpOptions {
    */
   routes?: "client" | "metrics";
 }
-
-/** etcd's grpc-gateway answers every request with these (it sets them on its whole mux). */
-const CORS_HEADERS = GATEWAY_CORS_HEADERS;
 
 /** etcd's /health verdict: no alarm, a leader, and a quorum read answered in time. */
 export async function checkHealth(probe: HealthProbe, timeoutMs: number): Promise<boolean> {
@@ -62,7 +59,6 @@ export function clientHttpHandler(options: ClientHttpOptions): http.RequestListe
     headers: http.OutgoingHttpHeaders = {},
   ) => {
     res.writeHead(status, {
-      ...CORS_HEADERS,
       "content-type": "text/plain; charset=utf-8",
       "content-length": Buffer.byteLength(body),
       ...headers,
@@ -87,7 +83,6 @@ export function clientHttpHandler(options: ClientHttpOptions): http.RequestListe
         return;
       case "/version":
         res.writeHead(200, {
-          ...CORS_HEADERS,
           "content-type": "application/json",
           "content-length": Buffer.byteLength(version),
         });

@@ -54,6 +54,15 @@ export interface RpcFlags {
   readonly watchProgressNotifyIntervalMs: number;
   /** --enable-grpc-gateway: the JSON gateway on the client URLs. */
   readonly grpcGateway: boolean;
+  /** --cors and --host-whitelist, for HTTP/1.1 on the client URLs. */
+  readonly corsOrigins: readonly string[];
+  readonly hostWhitelist: readonly string[];
+  /** --grpc-keepalive-{min-time,interval,timeout}. */
+  readonly grpcKeepaliveMinTimeMs: number;
+  readonly grpcKeepaliveIntervalMs: number;
+  readonly grpcKeepaliveTimeoutMs: number;
+  /** --metrics=extensive: the gRPC handling-time histogram. */
+  readonly extensiveMetrics: boolean;
 }
 
 /** etcd's RaftKV: reads from local state, writes through Raft. */

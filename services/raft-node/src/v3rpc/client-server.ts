@@ -4,6 +4,7 @@
 import http from "node:http";
 import net from "node:net";
 import {
+  AccessControl,
   createTlsServer,
   etcdserverpb,
   GATEWAY_CHANNEL_OPTIONS,
@@ -49,6 +50,8 @@ export class ClientServer {
   private readonly gatewayClients: grpc.Client[] = [];
   private readonly metricsHttp;
   private readonly grpcMetrics: GrpcServerMetrics;
+  /** --host-whitelist and --cors, in front of everything HTTP/1.1 on the client URLs. */
+  private readonly access: AccessControl;
 
   /**
    * `metrics`: the process's registry, served at /metrics and given the grpc_server_* metrics.
@@ -74,7 +77,12 @@ export class ClientServer {
     };
     this.http1 = clientHttpHandler(http1);
     this.metricsHttp = clientHttpHandler({ ...http1, routes: "metrics" });
-    this.grpcMetrics = new GrpcServerMetrics(metrics, { etcdClientBytes: true });
+    const flags = member.flags;
+    this.grpcMetrics = new GrpcServerMetrics(metrics, {
+      etcdClientBytes: true,
+      handlingTime: flags.extensiveMetrics,
+    });
+    this.access = new AccessControl(flags.corsOrigins, flags.hostWhitelist);
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
       [kvServiceDefinition, asUntyped(kvService(member))],
@@ -106,7 +114,13 @@ export class ClientServer {
         tls: secure ? tls : undefined,
         plaintextToo: secure && schemes.has("http:"),
         onTlsRejected: this.onTlsRejected,
+        keepalive: {
+          minTimeMs: this.member.flags.grpcKeepaliveMinTimeMs,
+          intervalMs: this.member.flags.grpcKeepaliveIntervalMs,
+          timeoutMs: this.member.flags.grpcKeepaliveTimeoutMs,
+        },
         http1: (req, res) => {
+          if (this.access.answered(req, res)) return;
           if (this.member.flags.grpcGateway) {
             gateway ??= this.jsonGateway(address, port, secure && !schemes.has("http:"));
             if (gateway(req, res)) return;
@@ -147,7 +161,7 @@ export class ClientServer {
         });
     const client = new grpc.Client(target, credentials, GATEWAY_CHANNEL_OPTIONS);
     this.gatewayClients.push(client);
-    return jsonGatewayHandler(grpcClientBackend(client));
+    return jsonGatewayHandler(grpcClientBackend(client), { access: null });
   }
 
   /** Serves /metrics and /health on each --listen-metrics-urls address (https with `tls`). */

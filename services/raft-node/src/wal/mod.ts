@@ -25,7 +25,8 @@
 // Local compaction at applied index i
 //   snapshotter.save(...) -> wal.saveSnapshotMarker(meta) -> wal.releaseTo(<index of the
 //   oldest snapshot file kept>) -> snapshotter.purge(keep). releaseTo never passes the
-//   newest marker, so entries after the newest snapshot always stay in the WAL.
+//   newest marker, so entries after the newest snapshot always stay in the WAL; released
+//   segments are deleted only while more than `maxSegments` files exist (--max-wals).
 
 export type { SnapshotRef } from "./log-replay.js";
 export type { TornTail } from "./segment-scan.js";

@@ -158,9 +158,9 @@ test("releaseTo drops whole segments up to the newest snapshot marker and the lo
   const marker = { index: 30, term: 1, confState: { voters: [1n], learners: [] } };
   await wal.saveSnapshotMarker(marker);
   for (let i = 41; i <= 60; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
-  const removed = await wal.releaseTo(1000);
-  assert.ok(removed > 0);
-  assert.equal(wal.stats().segmentsRemoved, removed);
+  await wal.releaseTo(1000);
+  // Released segments may already have gone when a later segment was started.
+  assert.ok(wal.stats().segmentsRemoved > 0);
   assert.ok(wal.segmentPaths().length < before + 10);
   await wal.close();
   const { wal: reopened, recovered } = await Wal.open(dir);
@@ -534,4 +534,43 @@ test("rolling needs no extra fsync: every write to the old segment was durable",
   const { wal: reopened, recovered } = await Wal.open(dir);
   assert.equal(recovered.entries.length, 40);
   await reopened.close();
+});
+
+test("maxSegments keeps at most that many files, deleting only released ones; 0 keeps every file", async () => {
+  const fill = async (wal: Wal, from: number, to: number) => {
+    for (let i = from; i <= to; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
+  };
+  const capped = await Wal.create(await freshDir(), { segmentBytes: 512, maxSegments: 3 });
+  await fill(capped, 1, 60);
+  const made = capped.segmentPaths().length;
+  assert.ok(made >= 6, `made ${made} segments`);
+  // Released up to 60 but no snapshot marker yet: nothing is wholly before a snapshot.
+  assert.equal(await capped.releaseTo(60), 0);
+  await capped.saveSnapshotMarker({ index: 30, term: 1, confState: { voters: [1n], learners: [] } });
+  await capped.releaseTo(60);
+  // Only segments wholly <= 30 (the marker) may go, even though more than 3 remain.
+  const left = capped.segmentPaths();
+  assert.ok(left.length > 3);
+  const firstIndex = (path: string) => Number.parseInt(path.slice(-20, -4), 16);
+  assert.ok(firstIndex(left[0]) <= 31, "the segment holding entry 31 is kept");
+  await capped.saveSnapshotMarker({ index: 60, term: 1, confState: { voters: [1n], learners: [] } });
+  await capped.releaseTo(60);
+  assert.equal(capped.segmentPaths().length, 3, "released files beyond the newest 3 are deleted");
+  // Writing on rolls new segments; each roll deletes a released file so 3 stay.
+  const rolledFrom = capped.stats().segmentsCreated;
+  await fill(capped, 61, 100);
+  assert.ok(capped.stats().segmentsCreated > rolledFrom + 1);
+  await capped.releaseTo(60);
+  const kept = capped.segmentPaths();
+  assert.ok(kept.length >= 3);
+  await capped.close();
+  assert.deepEqual((await readdir(capped.dir)).filter((n) => n.endsWith(".wal")).length, kept.length);
+
+  const unlimited = await Wal.create(await freshDir(), { segmentBytes: 512, maxSegments: 0 });
+  await fill(unlimited, 1, 60);
+  await unlimited.saveSnapshotMarker({ index: 60, term: 1, confState: { voters: [1n], learners: [] } });
+  const all = unlimited.segmentPaths().length;
+  assert.equal(await unlimited.releaseTo(60), 0);
+  assert.equal(unlimited.segmentPaths().length, all);
+  await unlimited.close();
 });

@@ -39,6 +39,12 @@ export interface WalOptions {
    */
   sync?: boolean;
   logger?: WalLogger;
+  /**
+   * Segment files kept (etcd's --max-wals): once there are more, the oldest released ones
+   * (wholly before releaseTo's index and the newest durable snapshot marker) are deleted.
+   * 0 keeps every file, as etcd's 0 does. Default 1: every released segment goes at once.
+   */
+  maxSegments?: number;
   /** Called with each fdatasync's duration in seconds (etcd_disk_wal_fsync_duration_seconds). */
   onFsync?: (seconds: number) => void;
 }
@@ -124,6 +130,9 @@ export class Wal {
   private idleWaiters: (() => void)[] = [];
   private failure?: Error;
   private releasing: Promise<unknown> = Promise.resolve();
+  private readonly maxSegments: number;
+  /** The highest index releaseTo was given: segments wholly at or below it may go. */
+  private releasedTo = 0;
   /** Whether everything written to the active segment has been fdatasync'ed. */
   private tailSynced = true;
   private closed = false;
@@ -161,6 +170,10 @@ export class Wal {
     this.sync = options.sync ?? true;
     this.logger = options.logger ?? silentLogger;
     this.onFsync = options.onFsync;
+    this.maxSegments = options.maxSegments ?? 1;
+    if (!Number.isSafeInteger(this.maxSegments) || this.maxSegments < 0) {
+      throw new RangeError(`maxSegments must be a non-negative integer, got ${this.maxSegments}`);
+    }
     if (!Number.isSafeInteger(this.segmentBytes) || this.segmentBytes <= 0) {
       throw new RangeError(`segmentBytes must be a positive integer, got ${this.segmentBytes}`);
     }
@@ -357,22 +370,30 @@ export class Wal {
   }
 
   /**
-   * Deletes the oldest segments whose entries are all <= index, never past the newest
-   * durable snapshot marker and never the segment being written. Returns how many went.
+   * Releases the segments whose entries are all <= index (never past the newest durable
+   * snapshot marker, never the segment being written), then deletes the oldest released
+   * ones while more than maxSegments files remain (etcd's WAL.ReleaseLockTo + PurgeFile).
+   * Returns how many went.
    */
   releaseTo(index: number): Promise<number> {
-    // One release at a time: two running side by side would each delete their own
+    this.releasedTo = Math.max(this.releasedTo, index);
+    return this.purge(index);
+  }
+
+  private purge(index: number): Promise<number> {
+    // One purge at a time: two running side by side would each delete their own
     // oldest-first run, together not oldest first, and a crash between them leaves a gap.
-    const run = this.releasing.then(() => this.releaseSegmentsTo(index));
+    const run = this.releasing.then(() => this.purgeReleased(index));
     this.releasing = run.catch(() => undefined);
     return run;
   }
 
-  private async releaseSegmentsTo(index: number): Promise<number> {
+  private async purgeReleased(index: number): Promise<number> {
+    if (this.maxSegments === 0) return 0;
     const limit = Math.min(index, this.writtenMarker?.index ?? 0);
     const doomed: Segment[] = [];
     while (
-      this.segments.length > 1 &&
+      this.segments.length > this.maxSegments &&
       this.segments[0] !== this.active &&
       this.segments[0].maxEntryIndex <= limit
     ) {
@@ -568,6 +589,13 @@ export class Wal {
     this.tailSynced = true;
     await previous.handle.close();
     this.logger.info({ file: next.path, firstIndex: next.firstIndex }, "wal: started a new segment");
+    // One more file may put a released one over maxSegments (etcd's purge loop would find
+    // it within 30 s); not awaited, so the write that rolled does not wait on deletions.
+    if (this.maxSegments > 0 && this.releasedTo > 0) {
+      this.purge(this.releasedTo).catch((err: unknown) =>
+        this.logger.warn({ err: String(err) }, "wal: purging released segments failed"),
+      );
+    }
   }
 
   private fail(err: unknown, group: PendingSave[]): void {
