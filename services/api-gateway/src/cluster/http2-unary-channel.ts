@@ -31,7 +31,8 @@ const {
   NGHTTP2_CANCEL,
 } = http2.constants;
 
-const KEEPALIVE_INTERVAL_MS = 5_000;
+// As upstream-client.ts's grpc-js channels: well above members' --grpc-keepalive-min-time (5 s).
+const KEEPALIVE_INTERVAL_MS = 10_000;
 const KEEPALIVE_TIMEOUT_MS = 2_000;
 // Large ranges should not crawl through 64 KiB windows.
 const WINDOW_BYTES = 8 * 1024 * 1024;

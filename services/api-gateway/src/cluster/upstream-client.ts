@@ -11,8 +11,10 @@ export const UPSTREAM_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_receive_message_length": -1,
   "grpc.max_send_message_length": -1,
   // A member that vanishes without closing its sockets (SIGKILL of a VM, partition) is
-  // noticed by keepalive pings rather than by the next call timing out.
-  "grpc.keepalive_time_ms": 5_000,
+  // noticed by keepalive pings rather than by the next call timing out. Every 10 s: twice
+  // members' (and etcd's) default --grpc-keepalive-min-time, since grpc-go counts a ping that
+  // arrives early as a strike and answers three with GOAWAY too_many_pings.
+  "grpc.keepalive_time_ms": 10_000,
   "grpc.keepalive_timeout_ms": 2_000,
   "grpc.keepalive_permit_without_calls": 1,
   // Reconnect quickly after a member restarts; the tracker decides when to stop trying.
