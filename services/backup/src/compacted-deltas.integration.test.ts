@@ -46,6 +46,20 @@ describe("deltas after a compaction", { skip: haveEtcdctl ? false : "etcdctl not
     assert.fail(`POST ${path}: still busy after 50 tries`);
   };
 
+  /** The backup service on this cluster, its log lines collected. */
+  const serve = async (catalog: BackupCatalog, options: { natsUrl?: string; deltaCron: string }) => {
+    const logs: string[] = [];
+    const server = await startBackupServer({
+      catalog,
+      endpoints: endpoints.split(","),
+      host: "127.0.0.1",
+      port: 0,
+      ...options,
+      log: (line) => logs.push(line),
+    });
+    return { server, logs };
+  };
+
   before(async () => {
     nats = await NatsServerProcess.start();
     cluster = await LocalCluster.start({ size: 3, flags: [`--nats-url=${nats.url}`] });
@@ -63,17 +77,8 @@ describe("deltas after a compaction", { skip: haveEtcdctl ? false : "etcdctl not
     const listener = ControlPlane.start({ url: nats.url, name: "test listener" });
     const completed: BackupCompleted[] = [];
     listener.subscribe(topics.backupCompleted, (e) => completed.push(e));
-    const logs: string[] = [];
-    const server = await startBackupServer({
-      catalog,
-      endpoints: endpoints.split(","),
-      host: "127.0.0.1",
-      port: 0,
-      natsUrl: nats.url,
-      // Scheduled deltas (which make the service follow compactions), never due during the test.
-      deltaCron: "0 0 1 1 *",
-      log: (line) => logs.push(line),
-    });
+    // Scheduled deltas (which make the service follow compactions), never due during the test.
+    const { server, logs } = await serve(catalog, { natsUrl: nats.url, deltaCron: "0 0 1 1 *" });
     try {
       await listener.ready(10_000);
       await put("c/0");
@@ -109,15 +114,8 @@ describe("deltas after a compaction", { skip: haveEtcdctl ? false : "etcdctl not
 
   it("without NATS: the scheduled delta that finds its revisions compacted takes a full backup instead", async () => {
     const catalog = new BackupCatalog(new DirectoryStore(join(dir, "plain")));
-    const logs: string[] = [];
-    const server = await startBackupServer({
-      catalog,
-      endpoints: endpoints.split(","),
-      host: "127.0.0.1",
-      port: 0,
-      deltaCron: "*/3 * * * * *", // every 3 seconds (croner's seconds field)
-      log: (line) => logs.push(line),
-    });
+    // Every 3 seconds (croner's seconds field).
+    const { server, logs } = await serve(catalog, { deltaCron: "*/3 * * * * *" });
     const deltaRuns = () => logs.filter((l) => l.startsWith("scheduled delta")).length;
     try {
       await post(server, "/backups", 201);
