@@ -19,11 +19,10 @@ import { cpus, hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { etcdserverpb } from "@etcd-ts/api";
 import { NatsServerProcess } from "@etcd-ts/events";
 import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
-import grpc from "@grpc/grpc-js";
+import { UnaryClient } from "../grpc/unary-client.js";
 
 const fromSource = import.meta.url.endsWith(".ts");
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -38,49 +37,6 @@ const { values: args } = parseArgs({
 const trials = Number(args.trials);
 const writersPerGateway = Number(args.writers);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// ---- a minimal client: raw gRPC calls with the generated codecs ------------------------------
-
-class Client {
-  private readonly client: grpc.Client;
-  constructor(readonly address: string) {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
-  }
-  private call<Q, R>(
-    path: string,
-    encode: (q: Q) => Uint8Array,
-    decode: (b: Buffer) => R,
-    req: Q,
-    ms: number,
-  ) {
-    return new Promise<R>((res, rej) => {
-      this.client.makeUnaryRequest(
-        path,
-        (q: Q) => Buffer.from(encode(q)),
-        decode,
-        req,
-        new grpc.Metadata(),
-        { deadline: Date.now() + ms },
-        (err, value) => (err ? rej(err) : res(value!)),
-      );
-    });
-  }
-  /** The hex ID of the member that answered. */
-  async put(key: string, ms: number): Promise<string> {
-    const res = await this.call(
-      "/etcdserverpb.KV/Put",
-      (q: etcdserverpb.PutRequest) => etcdserverpb.PutRequest.encode(q).finish(),
-      (b) => etcdserverpb.PutResponse.decode(b),
-      etcdserverpb.PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from("v") }),
-      ms,
-    );
-    return res.header!.memberId.toString(16);
-  }
-
-  close() {
-    this.client.close();
-  }
-}
 
 // ---- processes ---------------------------------------------------------------------------------
 
@@ -118,11 +74,11 @@ async function startGateway(endpoints: string, extra: string[]): Promise<Gateway
   child.stdout?.on("data", (chunk: Buffer) => {
     output.text += chunk.toString();
   });
-  const client = new Client(address);
+  const client = new UnaryClient(address);
   try {
     for (let i = 0; i < 300 && child.exitCode === null; i++) {
       if (
-        await client.put("bench/ready", 2_000).then(
+        await client.put("bench/ready", "v", 2_000).then(
           () => true,
           () => false,
         )
@@ -186,12 +142,14 @@ async function trial(
   const failed = { nats: 0, polling: 0 };
   let seq = 0;
   const writer = async (kind: "nats" | "polling") => {
-    const client = new Client(gateways[kind].address);
+    const client = new UnaryClient(gateways[kind].address);
     // Bounded: 20,000 puts at most, and the trial stops the loop within 15 s of the kill.
     for (let i = 0; i < 20_000 && !stop; i++) {
       const startedAt = Date.now();
       try {
-        const member = await client.put(`bench/failover/${kind}/${seq++}`, 5_000);
+        const member = (
+          await client.put(`bench/failover/${kind}/${seq++}`, "v", 5_000)
+        ).header!.memberId.toString(16);
         acks[kind].push({ startedAt, doneAt: Date.now(), member });
       } catch {
         failed[kind]++;

@@ -11,9 +11,8 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { etcdserverpb } from "@etcd-ts/api";
-import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
-import grpc from "@grpc/grpc-js";
+import { addressOf, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
+import { UnaryClient } from "../grpc/unary-client.js";
 
 const { values: args } = parseArgs({
   options: { leases: { type: "string", default: "10000" }, seconds: { type: "string", default: "30" } },
@@ -21,60 +20,6 @@ const { values: args } = parseArgs({
 const leaseCount = Number(args.leases);
 const windowSeconds = Number(args.seconds);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-class Client {
-  private readonly client: grpc.Client;
-  constructor(address: string) {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
-  }
-  private call<Q, R>(
-    path: string,
-    encode: (q: Q) => Uint8Array,
-    decode: (b: Buffer) => R,
-    req: Q,
-  ): Promise<R> {
-    return new Promise<R>((res, rej) => {
-      this.client.makeUnaryRequest(
-        path,
-        (q: Q) => Buffer.from(encode(q)),
-        decode,
-        req,
-        new grpc.Metadata(),
-        { deadline: Date.now() + 10_000 },
-        (err, value) => (err ? rej(err) : res(value!)),
-      );
-    });
-  }
-  grant(ttl: number): Promise<etcdserverpb.LeaseGrantResponse> {
-    return this.call(
-      "/etcdserverpb.Lease/LeaseGrant",
-      (q: etcdserverpb.LeaseGrantRequest) => etcdserverpb.LeaseGrantRequest.encode(q).finish(),
-      (b) => etcdserverpb.LeaseGrantResponse.decode(b),
-      etcdserverpb.LeaseGrantRequest.fromPartial({ TTL: BigInt(ttl) }),
-    );
-  }
-  status(): Promise<etcdserverpb.StatusResponse> {
-    return this.call(
-      "/etcdserverpb.Maintenance/Status",
-      (q: etcdserverpb.StatusRequest) => etcdserverpb.StatusRequest.encode(q).finish(),
-      (b) => etcdserverpb.StatusResponse.decode(b),
-      etcdserverpb.StatusRequest.fromPartial({}),
-    );
-  }
-  moveLeader(target: bigint): Promise<etcdserverpb.MoveLeaderResponse> {
-    return this.call(
-      "/etcdserverpb.Maintenance/MoveLeader",
-      (q: etcdserverpb.MoveLeaderRequest) => etcdserverpb.MoveLeaderRequest.encode(q).finish(),
-      (b) => etcdserverpb.MoveLeaderResponse.decode(b),
-      etcdserverpb.MoveLeaderRequest.fromPartial({ targetID: target }),
-    );
-  }
-  close() {
-    this.client.close();
-  }
-}
-
-const address = (m: MemberProcess) => m.clientUrl.replace(/^https?:\/\//, "");
 
 /** Seconds of user+system CPU a process has used. */
 function cpuSeconds(pid: number): number {
@@ -90,10 +35,10 @@ function directoryBytes(dir: string): number {
 
 async function leaderOf(
   cluster: LocalCluster,
-): Promise<{ member: MemberProcess; client: Client; id: bigint }> {
+): Promise<{ member: MemberProcess; client: UnaryClient; id: bigint }> {
   for (let attempt = 0; attempt < 100; attempt++) {
     for (const m of cluster.members) {
-      const client = new Client(address(m));
+      const client = new UnaryClient(addressOf(m));
       const status = await client.status().catch(() => undefined);
       if (status !== undefined && status.leader !== 0n && status.leader === status.header!.memberId) {
         return { member: m, client, id: status.leader };
@@ -141,7 +86,7 @@ async function run(flags: string[]): Promise<{ window: Window; handoverEntries?:
     const granter = async () => {
       while (next < leaseCount) {
         next++;
-        await client.grant(3600);
+        await client.leaseGrant(3600);
       }
     };
     await Promise.all(Array.from({ length: 64 }, granter));
@@ -150,7 +95,7 @@ async function run(flags: string[]): Promise<{ window: Window; handoverEntries?:
     const window = await measure(cluster);
     const leader = await leaderOf(cluster);
     const target = cluster.members.find((m) => m !== leader.member)!;
-    const targetClient = new Client(address(target));
+    const targetClient = new UnaryClient(addressOf(target));
     const targetId = (await targetClient.status()).header!.memberId;
     const before = (await leader.client.status()).raftIndex;
     await leader.client.moveLeader(targetId);

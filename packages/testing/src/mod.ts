@@ -9,3 +9,4 @@ export {
   slowDiskUnavailable,
 } from "./disk-faults.js";
 export { freePort, freePorts } from "./free-port.js";
+export { type LinkShape, type LinkState, PeerNetwork, type PeerNetworkStats } from "./peer-network.js";

@@ -27,6 +27,7 @@ export {
   addressOf,
   LocalCluster,
   type LocalClusterOptions,
+  type MemberExit,
   type MemberProcess,
   startMemberProcess,
 } from "./testing/local-cluster.js";

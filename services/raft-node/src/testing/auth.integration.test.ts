@@ -7,9 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 /** etcdctl's failure message (its last "Error: ..." line). */
 async function refused(endpoints: string, args: string[]): Promise<string> {
@@ -35,7 +33,7 @@ describe("auth on the members", { skip: haveEtcdctl ? false : "etcdctl not insta
       size: 3,
       flags: ["--snapshot-count=20", "--experimental-snapshot-catchup-entries=5", "--bcrypt-cost=4"],
     });
-    eps = cluster.members.map(hostPort).join(",");
+    eps = cluster.members.map(addressOf).join(",");
     for (const args of [
       ["user", "add", "root:rootpw"],
       ["role", "add", "root"],
@@ -155,7 +153,7 @@ describe("auth on the members", { skip: haveEtcdctl ? false : "etcdctl not insta
     await eventually("the newcomer installed a snapshot", async () =>
       newcomer.output.includes("installed snapshot from the leader"),
     );
-    const one = hostPort(newcomer);
+    const one = addressOf(newcomer);
     assert.equal(await refused(one, ["get", "/a/1", "--consistency=s"]), "etcdserver: user name is empty");
     await eventually(
       "alice is known on the newcomer",

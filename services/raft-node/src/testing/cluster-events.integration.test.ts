@@ -17,9 +17,7 @@ import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 /** Maintenance.Alarm over raw gRPC: etcdctl cannot raise an alarm, the API can. */
 function raiseAlarm(address: string, memberID: bigint): Promise<void> {
@@ -60,7 +58,7 @@ describe("members publish control-plane events", {
     listener.subscribe(topics.members(ANY_CLUSTER), (e) => memberships.push(e));
     await listener.ready(10_000);
     cluster = await LocalCluster.start({ size: 3, flags: [`--nats-url=${nats.url}`] });
-    eps = cluster.members.map(hostPort).join(",");
+    eps = cluster.members.map(addressOf).join(",");
   });
   after(async () => {
     await cluster?.close();
@@ -115,7 +113,7 @@ describe("members publish control-plane events", {
 
   it("an alarm raised and disarmed is reported with the active alarms", async () => {
     const [s] = await statuses();
-    await raiseAlarm(hostPort(cluster.members[0]!), BigInt(`0x${s!.id}`));
+    await raiseAlarm(addressOf(cluster.members[0]!), BigInt(`0x${s!.id}`));
     await eventually("a NOSPACE alarm event", async () =>
       alarms.some((e) => e.alarms.some((a) => a.alarm === "NOSPACE" && a.memberId === s!.id)),
     );

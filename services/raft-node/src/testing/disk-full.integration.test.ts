@@ -16,11 +16,9 @@ import { diskFaultsUnavailable, SmallFilesystem } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 const MiB = 1024 * 1024;
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
-
 describe("a full disk", {
   // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
   timeout: 240_000,
@@ -44,12 +42,11 @@ describe("a full disk", {
     });
     clusters.push(cluster);
     const m = cluster.members[0]!;
-    const child = m.child!;
     let exitCode: number | null | undefined;
-    child.once("exit", (code) => {
-      exitCode = code;
+    void cluster.exited(m).then((exit) => {
+      exitCode = exit.code;
     });
-    const writes = new AckedWrites([hostPort(m)], 2048);
+    const writes = new AckedWrites([addressOf(m)], 2048);
     await writes.run(() => exitCode !== undefined, 60_000);
     assert.equal(exitCode, 1, `member did not exit 1 on a full disk:\n${m.output.slice(-2000)}`);
     assert.match(m.output, /"msg":"member failed; exiting"/);
@@ -58,9 +55,9 @@ describe("a full disk", {
 
     fs.grow(256 * MiB);
     await cluster.restart(m);
-    assert.deepEqual(await writes.missingOn(hostPort(m)), []);
+    assert.deepEqual(await writes.missingOn(addressOf(m)), []);
     // And it takes writes again.
-    await etcdctl(hostPort(m), ["put", "after-space-returned", "yes"]);
+    await etcdctl(addressOf(m), ["put", "after-space-returned", "yes"]);
   });
 
   it("a defragmentation or a snapshot file that runs out of space fails alone; the member serves on", async () => {
@@ -69,7 +66,7 @@ describe("a full disk", {
     const cluster = await LocalCluster.start({ size: 1, dataDirs: { m1: join(fs.path, "m1") } });
     clusters.push(cluster);
     const m = cluster.members[0]!;
-    const ep = hostPort(m);
+    const ep = addressOf(m);
     // ~3 MB of incompressible values in few puts (a loaded machine makes few puts a second).
     const writes = new AckedWrites([ep], 10_000);
     await writes.run(() => writes.acked.size >= 300, 60_000);

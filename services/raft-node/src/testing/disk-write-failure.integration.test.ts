@@ -13,15 +13,7 @@ import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
-
-function exitOf(m: MemberProcess): Promise<number | null> {
-  const child = m.child;
-  if (child === undefined) return Promise.resolve(null);
-  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-}
+import { addressOf, LocalCluster, type MemberProcess } from "./local-cluster.js";
 
 describe("a failing disk under the WAL stops the member", {
   // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
@@ -41,12 +33,11 @@ describe("a failing disk under the WAL stops the member", {
     const cluster = await LocalCluster.start({ size: 1, dataDirs: { m1: join(disk.mountPoint, "m1") } });
     clusters.push(cluster);
     const m = cluster.members[0]!;
-    const exited = exitOf(m);
     let exitCode: number | null | undefined;
-    void exited.then((code) => {
-      exitCode = code;
+    void cluster.exited(m).then((exit) => {
+      exitCode = exit.code;
     });
-    const writes = new AckedWrites([hostPort(m)]);
+    const writes = new AckedWrites([addressOf(m)]);
     const load = writes.run(() => exitCode !== undefined, 40_000);
     await eventually("some puts acknowledged", async () => writes.acked.size >= 200, 20_000);
     const ackedBeforeFault = writes.acked.size;
@@ -59,7 +50,7 @@ describe("a failing disk under the WAL stops the member", {
 
     disk.repair();
     await cluster.restart(m);
-    assert.deepEqual(await writes.missingOn(hostPort(m)), []);
+    assert.deepEqual(await writes.missingOn(addressOf(m)), []);
     assert.ok(writes.acked.size >= ackedBeforeFault);
   });
 
@@ -72,19 +63,19 @@ describe("a failing disk under the WAL stops the member", {
     const [m1, m2, m3] = cluster.members as [MemberProcess, MemberProcess, MemberProcess];
     let leader = await cluster.agreedLeader();
     if (leader.member !== m1) {
-      const status = await etcdctl(hostPort(m1), ["endpoint", "status", "-w", "json"]);
+      const status = await etcdctl(addressOf(m1), ["endpoint", "status", "-w", "json"]);
       const id = BigInt(/"member_id":(\d+)/.exec(status)![1]!).toString(16);
-      await etcdctl(hostPort(leader.member), ["move-leader", id]);
+      await etcdctl(addressOf(leader.member), ["move-leader", id]);
       leader = await cluster.agreedLeader();
     }
     assert.equal(leader.member, m1);
-    const exited = exitOf(m1);
-    const writes = new AckedWrites([m1, m2, m3].map(hostPort));
+    const exited = cluster.exited(m1);
+    const writes = new AckedWrites([m1, m2, m3].map(addressOf));
     let stop = false;
     const load = writes.run(() => stop, 40_000);
     await eventually("some puts acknowledged", async () => writes.acked.size >= 200, 20_000);
     disk.failNewWrites();
-    assert.equal(await exited, 1);
+    assert.equal((await exited).code, 1);
     assert.match(m1.output, /"msg":"member failed; exiting"/);
     const ackedAtFault = writes.acked.size;
     // The two others elect a leader and keep acknowledging.
@@ -101,7 +92,7 @@ describe("a failing disk under the WAL stops the member", {
     for (const m of [m1, m2, m3]) {
       await eventually(
         `${m.name} serves every acknowledged put`,
-        async () => (await writes.missingOn(hostPort(m))).length === 0,
+        async () => (await writes.missingOn(addressOf(m))).length === 0,
         20_000,
       );
     }

@@ -2,53 +2,45 @@
 // down, comes back as a one-member cluster with all its data, serves writes alone, and stays
 // that cluster when restarted without the flag.
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
-import { LocalCluster, type MemberProcess, startMemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 describe("--force-new-cluster", {
   timeout: 180_000,
   skip: haveEtcdctl ? false : "etcdctl not installed",
 }, () => {
   let cluster: LocalCluster;
-  let alone: ChildProcess | undefined;
 
   before(async () => {
     cluster = await LocalCluster.start({ size: 3 });
   });
   after(async () => {
-    alone?.kill("SIGKILL");
     await cluster?.close();
   });
 
   it("restarts one member as a single-member cluster keeping its data", async () => {
-    const eps = cluster.members.map(hostPort).join(",");
+    const eps = cluster.members.map(addressOf).join(",");
     for (let i = 0; i < 5; i++) await etcdctl(eps, ["put", `k${i}`, `v${i}`]);
     const m = cluster.members[0]!;
-    const before = await etcdctl(hostPort(m), ["endpoint", "status", "-w", "json"]);
+    const before = await etcdctl(addressOf(m), ["endpoint", "status", "-w", "json"]);
     const id = BigInt(/"member_id":(\d+)/.exec(before)![1]!);
     for (const member of cluster.members) await cluster.stop(member);
 
-    const initial = cluster.members.map((x) => `${x.name}=${x.peerUrl}`).join(",");
-    const flags = cluster.flagsFor(m, initial, "new");
-    alone = await startMemberProcess([...flags, "--force-new-cluster"]);
-    const list = await etcdctl(hostPort(m), ["member", "list"]);
+    assert.equal(await cluster.startUntilServingOrExit(m, ["--force-new-cluster"]), "ready");
+    const list = await etcdctl(addressOf(m), ["member", "list"]);
     assert.equal(list.trim().split("\n").length, 1, list);
     assert.match(list, new RegExp(`^${id.toString(16)}, started, m1,`));
     assert.equal(
-      await etcdctl(hostPort(m), ["get", "k", "--prefix", "--print-value-only"]),
+      await etcdctl(addressOf(m), ["get", "k", "--prefix", "--print-value-only"]),
       "v0\nv1\nv2\nv3\nv4\n",
     );
-    assert.equal((await etcdctl(hostPort(m), ["put", "after", "x"])).trim(), "OK");
+    assert.equal((await etcdctl(addressOf(m), ["put", "after", "x"])).trim(), "OK");
 
     // Without the flag it stays that cluster.
-    alone.kill("SIGTERM");
-    await new Promise((r) => alone!.once("exit", r));
-    alone = await startMemberProcess(flags);
-    assert.equal((await etcdctl(hostPort(m), ["member", "list"])).trim().split("\n").length, 1);
-    assert.equal(await etcdctl(hostPort(m), ["get", "after", "--print-value-only"]), "x\n");
+    await cluster.stop(m);
+    await cluster.restart(m);
+    assert.equal((await etcdctl(addressOf(m), ["member", "list"])).trim().split("\n").length, 1);
+    assert.equal(await etcdctl(addressOf(m), ["get", "after", "--print-value-only"]), "x\n");
   });
 });

@@ -5,9 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { alterStoredKeyValues } from "./corrupt-at-rest.fixture.js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 /** What etcd's corruptHash does to the bbolt file: every stored key and value changed. */
 async function corruptValues(dataDir: string): Promise<void> {
@@ -34,13 +32,13 @@ describe("--experimental-initial-corrupt-check", {
   });
 
   it("refuses to start a member whose data differs from its peers', as etcd", async () => {
-    const eps = cluster.members.map(hostPort).join(",");
+    const eps = cluster.members.map(addressOf).join(",");
     for (let i = 0; i < 10; i++) await etcdctl(eps, ["put", `foo${i}`, `v${i}`]);
     // Every member has applied every put (bounded wait).
     for (let attempt = 0; ; attempt++) {
       const revisions = await Promise.all(
         cluster.members.map(async (m) => {
-          const out = await etcdctl(hostPort(m), ["endpoint", "status", "-w", "json"]);
+          const out = await etcdctl(addressOf(m), ["endpoint", "status", "-w", "json"]);
           return /"revision":(\d+)/.exec(out)![1];
         }),
       );
@@ -49,21 +47,17 @@ describe("--experimental-initial-corrupt-check", {
       await new Promise((r) => setTimeout(r, 100));
     }
     const m = cluster.members[0]!;
-    const status = await etcdctl(hostPort(m), ["endpoint", "status", "-w", "json"]);
+    const status = await etcdctl(addressOf(m), ["endpoint", "status", "-w", "json"]);
     const id = BigInt(/"member_id":(\d+)/.exec(status)![1]!);
 
     // Intact: the check passes and the member serves.
     await cluster.stop(m);
-    await cluster.restart(m);
+    assert.equal(await cluster.startUntilServingOrExit(m), "ready");
     assert.match(m.output, /initial corruption checking passed/);
     await cluster.stop(m);
 
     await corruptValues(m.dataDir);
-    const initial = cluster.members.map((x) => `${x.name}=${x.peerUrl}`).join(",");
-    cluster.spawn(m, initial, "new");
-    const child = m.child!;
-    const code = await new Promise((r) => child.once("exit", r));
-    assert.equal(code, 1);
+    assert.deepEqual(await cluster.startUntilServingOrExit(m), { code: 1, signal: null });
     assert.match(
       m.output,
       new RegExp(`etcdmain: ${id.toString(16).padStart(16, "0")} found data inconsistency with peers`),

@@ -5,9 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 interface ListedMember {
   ID: bigint;
@@ -38,7 +36,7 @@ describe("learner auto-promotion", { skip: haveEtcdctl ? false : "etcdctl not in
         "--experimental-snapshot-catchup-entries=10",
       ],
     });
-    eps = cluster.members.map(hostPort).join(",");
+    eps = cluster.members.map(addressOf).join(",");
   });
   after(async () => {
     await cluster?.close();
@@ -51,7 +49,7 @@ describe("learner auto-promotion", { skip: haveEtcdctl ? false : "etcdctl not in
     const { member: leader } = await cluster.agreedLeader();
     const follower = cluster.members.find((m) => m !== leader && m !== ghost)!;
     await cluster.stop(follower, "SIGKILL");
-    const live = hostPort(leader);
+    const live = addressOf(leader);
     try {
       await eventually("a write with one voter down and the learner absent", async () => {
         await etcdctl(live, ["put", "with-a-learner-down", "v"]);

@@ -1,30 +1,61 @@
-// Starts real member processes on loopback with free ports, for tests and benchmarks. Spawns
-// main.ts (or main.js in a build) with this process's own Node flags, so it works both under
-// `node --import tsx` and from the compiled dist.
+// Starts real member processes on loopback with free ports, for tests, benchmarks and the chaos
+// suite: our member (this build's main, or another build's) or any executable that takes etcd's
+// flags (real etcd). A member can be stopped with any signal, paused (SIGSTOP), restarted,
+// replaced by a joining one, and its peer links cut through proxies (`peerProxy`); members that
+// exit on their own are recorded as unexpected exits.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { EventEmitter } from "node:events";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { etcdserverpb } from "@etcd-ts/api";
-import { freePort } from "@etcd-ts/testing";
+import { freePort, PeerNetwork } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 
 export interface MemberProcess {
+  /** Its position in the cluster's `members`. */
+  index: number;
   name: string;
   clientUrl: string;
+  /** The peer URL it advertises: its proxy's when peers are proxied. */
   peerUrl: string;
+  /** The peer URL it listens on. */
+  listenPeerUrl: string;
   dataDir: string;
   child: ChildProcess | undefined;
-  /** Everything the process wrote, stdout and stderr interleaved. */
+  /**
+   * What the process wrote since its last start, stdout and stderr interleaved (with `logFiles`,
+   * only the last MiB or so: the log file has it all).
+   */
   output: string;
+  /** Printed etcd's ready line since its last start. */
+  ready: boolean;
+  /** SIGSTOPped by `pause`, until `resume` or a stop. */
+  paused: boolean;
+  /** Every start's output, appended, when the cluster has `logFiles`. */
+  logFile: string | undefined;
+}
+
+export interface MemberExit {
+  /** The member's index. */
+  member: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Not asked for by `stop`, `close` or `expectExit`: a crash. */
+  unexpected: boolean;
+  /** performance.now() when it exited. */
+  at: number;
 }
 
 export interface LocalClusterOptions {
   size: number;
+  /** The members' --name values; m1, m2, ... by default. */
+  names?: string[];
   /** Extra flags for every member. */
   flags?: string[];
-  /** Extra flags for one member, by name (m1, m2, ...), after `flags`. */
+  /** Extra flags for one member, by name, after `flags`. */
   memberFlags?: Record<string, string[]>;
   token?: string;
   /** "https" serves peer URLs with --peer-auto-tls (unless `flags` give peer certificate files). */
@@ -38,17 +69,43 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv;
   /** "https" client URLs: `flags` must give --cert-file/--key-file or --auto-tls. */
   clientScheme?: "http" | "https";
-  /** A member's data dir by name (one on a file system of the test's), instead of one under the cluster's root. */
+  /**
+   * A member's data dir by name (one on a file system of the test's: a small or failing disk),
+   * instead of one under the cluster's root.
+   */
   dataDirs?: Record<string, string>;
-  /** The member's entry file (another build's main.js, for a before/after benchmark); this build's by default. */
+  /** Where data dirs (and log files) go: a fresh temp dir, removed by `close`, when unset. */
+  root?: string;
+  /** Appends each member's output to `<root>/<name>.log` (long runs: `output` keeps only a tail). */
+  logFiles?: boolean;
+  /**
+   * Which build of our member: "source" runs src/main.ts through tsx, "dist" the compiled
+   * dist/main.js. By default the build this module runs from, with this process's Node flags.
+   */
+  build?: "source" | "dist";
+  /** The member's entry file (another build's main.js, for a before/after benchmark); overrides `build`. */
   main?: string;
   /**
-   * An executable that takes etcd's flags, started instead of this member: `/usr/bin/etcd` for
-   * tests against the reference (the gateway's). It must print etcd's "ready to serve client
-   * requests" line, as etcd 3.4 does at its default log level.
+   * An executable that takes etcd's flags, started instead of our member: `/usr/bin/etcd` for
+   * tests against the reference. It must print etcd's "ready to serve client requests" line, as
+   * etcd 3.4 does at its default log level.
    */
   binary?: string;
+  /**
+   * A TCP proxy (@etcd-ts/testing's PeerNetwork) in front of each member's peer port, which the
+   * member advertises: `network` then cuts, stalls and slows links one direction at a time.
+   */
+  peerProxy?: boolean;
+  /**
+   * Prometheus counters summed over every process this cluster ran (`counterTotal`): each one
+   * is read from a member just before the cluster stops it, since its count dies with it.
+   */
+  countersAcrossRestarts?: string[];
 }
+
+const READY_LINE = "ready to serve client requests";
+/** With log files, `output` is cut back to its last OUTPUT_TAIL characters once twice that long. */
+const OUTPUT_TAIL = 1024 * 1024;
 
 /** Members of every cluster started by this process, killed if the process exits first. */
 const running = new Set<ChildProcess>();
@@ -56,9 +113,23 @@ process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-const mainPath = fileURLToPath(
-  new URL(import.meta.url.endsWith(".ts") ? "../main.ts" : "../main.js", import.meta.url),
-);
+const fromSource = import.meta.url.endsWith(".ts");
+const entries = {
+  source: fileURLToPath(new URL(fromSource ? "../main.ts" : "../../src/main.ts", import.meta.url)),
+  dist: fileURLToPath(new URL(fromSource ? "../../dist/main.js" : "../main.js", import.meta.url)),
+};
+const SOURCE_NODE_FLAGS = ["--conditions=source", "--import", "tsx"];
+
+/** The command line of our member: node, its flags, the entry file. */
+function memberCommand(build: "source" | "dist" | undefined, main?: string): string[] {
+  if (build === undefined) {
+    return [
+      ...process.execArgv.filter((a) => !a.startsWith("--test")),
+      main ?? entries[fromSource ? "source" : "dist"],
+    ];
+  }
+  return [...(build === "source" ? SOURCE_NODE_FLAGS : []), main ?? entries[build]];
+}
 
 /**
  * One member process started with exactly `args` (a test that needs flags LocalCluster does not
@@ -69,8 +140,7 @@ export function startMemberProcess(
   args: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<ChildProcess> {
-  const execArgv = import.meta.url.endsWith(".ts") ? ["--conditions=source", "--import", "tsx"] : [];
-  const child = spawn(process.execPath, [...execArgv, mainPath, ...args], {
+  const child = spawn(process.execPath, [...memberCommand(fromSource ? "source" : "dist"), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env,
   });
@@ -81,7 +151,7 @@ export function startMemberProcess(
     const timer = setTimeout(() => reject(new Error(`member not ready:\n${log}`)), 30_000);
     const onData = (chunk: Buffer) => {
       log += chunk.toString();
-      if (log.includes("ready to serve client requests")) {
+      if (log.includes(READY_LINE)) {
         clearTimeout(timer);
         resolve(child);
       }
@@ -99,6 +169,8 @@ export function startMemberProcess(
 export function addressOf(m: MemberProcess): string {
   return m.clientUrl.replace(/^https?:\/\//, "");
 }
+
+const portOf = (url: string) => Number(new URL(url).port);
 
 /** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
 async function memberStatus(address: string, timeoutMs: number): Promise<{ id: string; leader: string }> {
@@ -121,49 +193,88 @@ async function memberStatus(address: string, timeoutMs: number): Promise<{ id: s
   }
 }
 
-export class LocalCluster {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
+  /** Every member exit seen, in order. */
+  readonly exits: MemberExit[] = [];
+  /** Children whose exit was asked for (a stop, a filled disk): not crashes. */
+  private readonly expected = new WeakSet<ChildProcess>();
+  private readonly logs = new Map<MemberProcess, WriteStream>();
+  /** Members started to join a running cluster: their later starts say so too. */
+  private readonly joining = new Set<MemberProcess>();
+  /** countersAcrossRestarts' counts from processes that have been stopped. */
+  private readonly stoppedCounts = new Map<string, number>();
+
   private constructor(
     readonly root: string,
+    private readonly ownsRoot: boolean,
     readonly members: MemberProcess[],
     private readonly options: LocalClusterOptions,
-  ) {}
+    /** The peer proxies, with `peerProxy`. */
+    readonly network: PeerNetwork | undefined,
+  ) {
+    super();
+  }
 
-  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
-    const root = await mkdtemp(join(tmpdir(), "raft-node-cluster-"));
+  /** A cluster whose members have addresses and data dirs but are not started (`startAll`). */
+  static async create(options: LocalClusterOptions): Promise<LocalCluster> {
+    const root = options.root ?? (await mkdtemp(join(tmpdir(), "raft-node-cluster-")));
+    await mkdir(root, { recursive: true });
     const members: MemberProcess[] = [];
+    const proxyPorts: number[] = [];
     for (let i = 0; i < options.size; i++) {
-      members.push(
-        await LocalCluster.describe(
-          root,
-          `m${i + 1}`,
-          options.peerScheme ?? "http",
-          options.clientScheme ?? "http",
-          options.dataDirs?.[`m${i + 1}`],
-        ),
-      );
+      const name = options.names?.[i] ?? `m${i + 1}`;
+      const m = await LocalCluster.describe(root, i, name, options, options.dataDirs?.[name]);
+      if (options.peerProxy) {
+        proxyPorts.push(await freePort());
+        m.peerUrl = `${options.peerScheme ?? "http"}://127.0.0.1:${proxyPorts[i]}`;
+      }
+      members.push(m);
     }
-    const cluster = new LocalCluster(root, members, options);
-    const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
-    await options.prepare?.(members, initial);
-    for (const m of members) cluster.spawn(m, initial, "new");
-    await Promise.all(members.map((m) => cluster.waitReady(m)));
+    let cluster: LocalCluster | undefined;
+    const network = options.peerProxy
+      ? new PeerNetwork(
+          "127.0.0.1",
+          proxyPorts,
+          members.map((m) => portOf(m.listenPeerUrl)),
+          () => cluster!.pids(),
+        )
+      : undefined;
+    cluster = new LocalCluster(root, options.root === undefined, members, options, network);
+    await network?.start();
+    return cluster;
+  }
+
+  /** Starts a cluster and waits until every member printed etcd's ready line. */
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    const cluster = await LocalCluster.create(options);
+    await options.prepare?.(cluster.members, cluster.initialCluster());
+    cluster.startAll();
+    await Promise.all(cluster.members.map((m) => cluster.waitReady(m)));
     return cluster;
   }
 
   private static async describe(
     root: string,
+    index: number,
     name: string,
-    peerScheme: string,
-    clientScheme: string,
+    options: LocalClusterOptions,
     dataDir = join(root, name),
   ): Promise<MemberProcess> {
+    const peerUrl = `${options.peerScheme ?? "http"}://127.0.0.1:${await freePort()}`;
     return {
+      index,
       name,
-      clientUrl: `${clientScheme}://127.0.0.1:${await freePort()}`,
-      peerUrl: `${peerScheme}://127.0.0.1:${await freePort()}`,
+      clientUrl: `${options.clientScheme ?? "http"}://127.0.0.1:${await freePort()}`,
+      peerUrl,
+      listenPeerUrl: peerUrl,
       dataDir,
       child: undefined,
       output: "",
+      ready: false,
+      paused: false,
+      logFile: options.logFiles ? join(root, `${name}.log`) : undefined,
     };
   }
 
@@ -179,6 +290,18 @@ export class LocalCluster {
       .join(",");
   }
 
+  /** The --initial-cluster value naming every member by its advertised peer URL. */
+  initialCluster(): string {
+    return this.members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
+  }
+
+  /** Each running member's pid, by index. */
+  pids(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const m of this.members) if (m.child?.pid !== undefined) out.set(m.index, m.child.pid);
+    return out;
+  }
+
   /** The flags a member is started with. */
   flagsFor(m: MemberProcess, initialCluster: string, state: "new" | "existing"): string[] {
     return [
@@ -191,7 +314,7 @@ export class LocalCluster {
       "--advertise-client-urls",
       m.clientUrl,
       "--listen-peer-urls",
-      m.peerUrl,
+      m.listenPeerUrl,
       "--initial-advertise-peer-urls",
       m.peerUrl,
       "--initial-cluster",
@@ -208,51 +331,142 @@ export class LocalCluster {
     ];
   }
 
-  spawn(m: MemberProcess, initialCluster: string, state: "new" | "existing"): void {
-    const execArgv = process.execArgv.filter((a) => !a.startsWith("--test"));
-    const flags = this.flagsFor(m, initialCluster, state);
-    const { binary } = this.options;
-    const child = spawn(
-      binary ?? process.execPath,
-      binary !== undefined ? flags : [...execArgv, this.options.main ?? mainPath, ...flags],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: this.options.env ?? process.env,
-      },
-    );
+  /** Starts every member without waiting for them. */
+  startAll(): void {
+    for (const m of this.members) this.spawn(m);
+  }
+
+  /**
+   * Starts a member's process without waiting for it (`waitReady`), with its flags and
+   * `extraFlags`. A member once started with state "existing" (a joining one) keeps that state
+   * on later starts: it never bootstraps a cluster of its own from an empty data dir. Etcd and
+   * our member ignore both once the data dir exists.
+   */
+  spawn(
+    m: MemberProcess,
+    {
+      initialCluster = this.initialCluster(),
+      state = this.joining.has(m) ? "existing" : "new",
+      extraFlags = [],
+    }: { initialCluster?: string; state?: "new" | "existing"; extraFlags?: string[] } = {},
+  ): void {
+    if (m.child !== undefined) throw new Error(`${m.name} is already running`);
+    if (state === "existing") this.joining.add(m);
+    const flags = [...this.flagsFor(m, initialCluster, state), ...extraFlags];
+    const { binary, build, main } = this.options;
+    const command = binary ?? process.execPath;
+    const args = binary !== undefined ? flags : [...memberCommand(build, main), ...flags];
+    const child = spawn(command, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: this.options.env ?? process.env,
+    });
     m.child = child;
-    running.add(child);
     m.output = "";
+    m.ready = false;
+    m.paused = false;
+    running.add(child);
+    const log = this.logOf(m);
+    const toLog = (text: string | Buffer) => {
+      if (log !== undefined && !log.writableEnded) log.write(text);
+    };
+    toLog(`\n==== ${new Date().toISOString()} starting: ${command} ${args.join(" ")}\n`);
     const collect = (chunk: Buffer) => {
+      toLog(chunk);
       m.output += chunk.toString();
+      if (!m.ready && m.output.includes(READY_LINE)) m.ready = true;
+      if (log !== undefined && m.output.length > 2 * OUTPUT_TAIL) m.output = m.output.slice(-OUTPUT_TAIL);
     };
     child.stdout?.on("data", collect);
     child.stderr?.on("data", collect);
-    child.once("exit", () => {
+    child.once("exit", (code, signal) => {
       running.delete(child);
-      if (m.child === child) m.child = undefined;
+      if (m.child === child) {
+        m.child = undefined;
+        m.paused = false;
+      }
+      // stdout/stderr may still hold output: the log line goes after them.
+      child.once("close", () => toLog(`\n==== exited code=${code} signal=${signal}\n`));
+      const exit = {
+        member: m.index,
+        code,
+        signal,
+        unexpected: !this.expected.has(child),
+        at: performance.now(),
+      };
+      this.exits.push(exit);
+      this.emit("exit", exit);
     });
+  }
+
+  private logOf(m: MemberProcess): WriteStream | undefined {
+    if (m.logFile === undefined) return undefined;
+    let log = this.logs.get(m);
+    if (log === undefined) {
+      log = createWriteStream(m.logFile, { flags: "a" });
+      this.logs.set(m, log);
+    }
+    return log;
   }
 
   /** Resolves once the member printed etcd's ready line; rejects if it exits first or after `timeoutMs`. */
   async waitReady(m: MemberProcess, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!m.output.includes("ready to serve client requests")) {
+    while (!m.ready) {
       if (m.child === undefined) throw new Error(`${m.name} exited before it was ready:\n${m.output}`);
       if (Date.now() > deadline) throw new Error(`${m.name} not ready after ${timeoutMs} ms:\n${m.output}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 
-  /** Stops a member with `signal` and waits for it to exit; returns its exit code or signal. */
-  async stop(m: MemberProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<string> {
+  /**
+   * Starts a member on its data dir with its flags and `extraFlags`, and resolves with "ready"
+   * once it serves, or with its exit (output complete) if it exits first: a check that refuses
+   * to start, a disk that fails.
+   */
+  async startUntilServingOrExit(
+    m: MemberProcess,
+    extraFlags: string[] = [],
+    timeoutMs = 60_000,
+  ): Promise<"ready" | { code: number | null; signal: NodeJS.Signals | null }> {
+    this.spawn(m, { extraFlags });
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    void this.exited(m).then((e) => {
+      exit = e;
+    });
+    const deadline = Date.now() + timeoutMs;
+    while (!m.ready) {
+      if (exit !== undefined) return exit;
+      if (Date.now() > deadline)
+        throw new Error(`${m.name} neither ready nor exited after ${timeoutMs} ms:\n${m.output}`);
+      await sleep(50);
+    }
+    return "ready";
+  }
+
+  /** The running member's exit, once its output is complete (the child's stdio closed). */
+  exited(m: MemberProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const child = m.child;
+    if (child === undefined) return Promise.reject(new Error(`${m.name} is not running`));
+    return new Promise((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
+  }
+
+  /** The member's coming exit is expected (its disk is being filled): not a crash. */
+  expectExit(m: MemberProcess): void {
+    if (m.child !== undefined) this.expected.add(m.child);
+  }
+
+  /** Stops a member with `signal` and waits for it to exit (SIGKILL after `graceMs`); returns its exit code or signal. */
+  async stop(m: MemberProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 15_000): Promise<string> {
     const child = m.child;
     if (child === undefined) return "not running";
+    await this.keepCounters(m);
+    this.expected.add(child);
     const exited = new Promise<string>((resolve) =>
       child.once("exit", (code, sig) => resolve(sig ?? String(code))),
     );
+    if (m.paused) child.kill("SIGCONT");
     child.kill(signal);
-    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
     try {
       return await exited;
     } finally {
@@ -260,56 +474,137 @@ export class LocalCluster {
     }
   }
 
+  /** SIGSTOP: the process keeps its sockets and state but does nothing, as a long GC pause or a hung VM. */
+  pause(m: MemberProcess): void {
+    if (m.child === undefined || m.paused) return;
+    m.child.kill("SIGSTOP");
+    m.paused = true;
+  }
+
+  resume(m: MemberProcess): void {
+    if (m.child === undefined || !m.paused) return;
+    m.child.kill("SIGCONT");
+    m.paused = false;
+  }
+
+  /** Running and not paused: the members that can answer. */
+  private answering(): MemberProcess[] {
+    return this.members.filter((m) => m.child !== undefined && !m.paused);
+  }
+
   /**
-   * The running member every running member names as leader, once they all answer and agree
-   * (polled every 200 ms, at most `timeoutMs`), with its ID in hex as etcdctl prints it.
+   * The running member every running, unpaused member names as leader, once they all answer and
+   * agree (polled every 200 ms, at most `timeoutMs`), with its ID in hex as etcdctl prints it.
+   * Fails at once if a member exits on its own meanwhile.
    */
   async agreedLeader(timeoutMs = 15_000): Promise<{ member: MemberProcess; idHex: string }> {
     const deadline = Date.now() + timeoutMs;
-    let last = "";
+    const exitsBefore = this.exits.length;
+    let last = "nothing yet";
     while (Date.now() < deadline) {
-      const running = this.members.filter((m) => m.child !== undefined);
+      const crash = this.exits.slice(exitsBefore).find((e) => e.unexpected);
+      if (crash !== undefined) {
+        const m = this.members[crash.member];
+        const tail = m.output.trimEnd().split("\n").slice(-12).join("\n");
+        throw new Error(
+          `${m.name} exited (code=${crash.code} signal=${crash.signal}) while waiting for a leader; its output ends:\n${tail}`,
+        );
+      }
+      const members = this.answering();
       const answers = await Promise.all(
-        running.map((m) => memberStatus(addressOf(m), 2_000).catch(() => undefined)),
+        members.map((m) => memberStatus(addressOf(m), 2_000).catch(() => undefined)),
       );
       const leaders = new Set(answers.map((a) => a?.leader));
       const leaderId = [...leaders][0];
-      const leader = running.find((_, i) => answers[i]?.id === leaderId);
-      last = JSON.stringify(running.map((m, i) => ({ name: m.name, ...answers[i] })));
+      const leader = members.find((_, i) => answers[i]?.id === leaderId);
+      last = JSON.stringify(members.map((m, i) => ({ name: m.name, ...answers[i] })));
       if (leaders.size === 1 && leaderId !== undefined && leaderId !== "0" && leader !== undefined) {
         return { member: leader, idHex: leaderId };
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
-    throw new Error(`members never agreed on a leader: ${last}`);
+    throw new Error(
+      `members never agreed on a leader within ${timeoutMs} ms: ${last}; files in ${this.root}`,
+    );
   }
 
-  /** Restarts a stopped member from its data dir. */
+  /** The member most running, unpaused members name as leader now (one Status round), if any. */
+  async leader(timeoutMs = 1_000): Promise<MemberProcess | undefined> {
+    const members = this.answering();
+    const answers = await Promise.all(
+      members.map((m) => memberStatus(addressOf(m), timeoutMs).catch(() => undefined)),
+    );
+    const votes = new Map<string, number>();
+    for (const a of answers) if (a && a.leader !== "0") votes.set(a.leader, (votes.get(a.leader) ?? 0) + 1);
+    const [leaderId] = [...votes].sort((a, b) => b[1] - a[1])[0] ?? [];
+    return leaderId === undefined ? undefined : members.find((_, i) => answers[i]?.id === leaderId);
+  }
+
+  /**
+   * The member's Prometheus series `name` (from its client URL's /metrics) summed over labels;
+   * undefined when it does not answer within a second.
+   */
+  async metric(m: MemberProcess, name: string): Promise<number | undefined> {
+    try {
+      const text = await (
+        await fetch(`${m.clientUrl}/metrics`, { signal: AbortSignal.timeout(1000) })
+      ).text();
+      let sum = 0;
+      for (const line of text.split("\n")) {
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").at(-1));
+      }
+      return sum;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A counter of `countersAcrossRestarts` summed over every process this cluster ran: the
+   * stopped ones' last counts and the running, unpaused ones' now. A member that exited on its
+   * own took its count with it.
+   */
+  async counterTotal(name: string): Promise<number> {
+    if (!this.options.countersAcrossRestarts?.includes(name))
+      throw new Error(`${name} is not kept across restarts`);
+    const counts = await Promise.all(this.answering().map((m) => this.metric(m, name)));
+    return counts.reduce<number>((a, b) => a + (b ?? 0), this.stoppedCounts.get(name) ?? 0);
+  }
+
+  private async keepCounters(m: MemberProcess): Promise<void> {
+    if (m.paused) return;
+    for (const name of this.options.countersAcrossRestarts ?? []) {
+      // Read first, then add: `x += await y` would read x before the await and lose concurrent adds.
+      const n = (await this.metric(m, name)) ?? 0;
+      this.stoppedCounts.set(name, (this.stoppedCounts.get(name) ?? 0) + n);
+    }
+  }
+
+  /** Restarts a stopped member from its data dir and waits until it is ready. */
   async restart(m: MemberProcess): Promise<void> {
-    const initial = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(",");
-    this.spawn(m, initial, "new");
+    this.spawn(m);
     await this.waitReady(m);
   }
 
   /** Describes a new member (not started): add it with `member add`, then `join` it. */
   async newMember(name: string): Promise<MemberProcess> {
-    const m = await LocalCluster.describe(
-      this.root,
-      name,
-      this.options.peerScheme ?? "http",
-      this.options.clientScheme ?? "http",
-    );
+    const m = await LocalCluster.describe(this.root, this.members.length, name, this.options);
     this.members.push(m);
     return m;
   }
 
+  /** Starts a member that joins the running cluster (added with `member add`) and waits until it is ready. */
   async join(m: MemberProcess, initialCluster: string): Promise<void> {
-    this.spawn(m, initialCluster, "existing");
+    this.spawn(m, { initialCluster, state: "existing" });
     await this.waitReady(m);
   }
 
-  async close(): Promise<void> {
+  /** Kills every member, stops the peer proxies, and removes the files unless asked to keep them. */
+  async close(options: { keepFiles?: boolean } = {}): Promise<void> {
     await Promise.all(this.members.map((m) => this.stop(m, "SIGKILL")));
-    await rm(this.root, { recursive: true, force: true });
+    await this.network?.close();
+    await Promise.all([...this.logs.values()].map((log) => new Promise((r) => log.end(r))));
+    this.logs.clear();
+    if (this.ownsRoot && !options.keepFiles) await rm(this.root, { recursive: true, force: true });
   }
 }

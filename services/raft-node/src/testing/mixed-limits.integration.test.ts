@@ -5,11 +5,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
+import { addressOf, LocalCluster, type MemberProcess } from "./local-cluster.js";
 
 const OPS = 200; // past etcd's default --max-txn-ops (128), within m1's
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
-
 /** etcdctl's interactive txn: no compares, OPS puts on success, no failure ops. */
 function bigTxn(prefix: string): string {
   const puts = Array.from({ length: OPS }, (_, i) => `put ${prefix}${String(i).padStart(3, "0")} v${i}\n`);
@@ -19,7 +17,7 @@ function bigTxn(prefix: string): string {
 /** Keys under `prefix` with their mod revisions, read from `m`'s own state (serializable). */
 async function revisionsOn(m: MemberProcess, prefix: string): Promise<string[]> {
   const out = JSON.parse(
-    await etcdctl(hostPort(m), ["get", prefix, "--prefix", "--consistency=s", "-w", "json"]),
+    await etcdctl(addressOf(m), ["get", prefix, "--prefix", "--consistency=s", "-w", "json"]),
   ) as { kvs?: { key: string; mod_revision: number }[] };
   return (out.kvs ?? []).map((kv) => `${Buffer.from(kv.key, "base64").toString()}@${kv.mod_revision}`);
 }
@@ -36,9 +34,9 @@ describe("members with different request limits", {
   it("apply a txn the proposer's limit allowed identically, whatever their own limit", async () => {
     const [m1, m2, m3] = cluster.members as [MemberProcess, MemberProcess, MemberProcess];
     // The RPC layer of a member with the default limit refuses it, with etcd's message...
-    await assert.rejects(etcdctl(hostPort(m2), ["txn"], bigTxn("t/")), /too many operations in txn request/);
+    await assert.rejects(etcdctl(addressOf(m2), ["txn"], bigTxn("t/")), /too many operations in txn request/);
     // ...and the member with the higher limit accepts it.
-    assert.match(await etcdctl(hostPort(m1), ["txn"], bigTxn("t/")), /SUCCESS/);
+    assert.match(await etcdctl(addressOf(m1), ["txn"], bigTxn("t/")), /SUCCESS/);
     const expected = await revisionsOn(m1, "t/");
     assert.equal(expected.length, OPS);
 
@@ -53,7 +51,7 @@ describe("members with different request limits", {
     }
     // The whole key space hashes alike on every member at the same revision.
     const hashes = JSON.parse(
-      await etcdctl(cluster.members.map(hostPort).join(","), ["endpoint", "hashkv", "-w", "json"]),
+      await etcdctl(cluster.members.map(addressOf).join(","), ["endpoint", "hashkv", "-w", "json"]),
     ) as {
       HashKV: { hash: number; header: { revision: number } };
     }[];

@@ -9,9 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { alterStoredKeyValues } from "./corrupt-at-rest.fixture.js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 describe("--experimental-corrupt-check-time", {
   // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
@@ -28,7 +26,7 @@ describe("--experimental-corrupt-check-time", {
   });
 
   it("raises CORRUPT once a follower's stored value differs, and not before", async () => {
-    const eps = cluster.members.map(hostPort).join(",");
+    const eps = cluster.members.map(addressOf).join(",");
     for (let i = 0; i < 10; i++) await etcdctl(eps, ["put", `foo${i}`, `value-${i}`]);
     const { member: leader } = await cluster.agreedLeader();
     // Two checks pass with the data intact.
@@ -52,12 +50,12 @@ describe("--experimental-corrupt-check-time", {
     assert.equal(altered, 1);
     await cluster.restart(follower);
     // The follower serves the altered value: nothing else noticed.
-    assert.match(await etcdctl(hostPort(follower), ["get", "foo3", "--consistency=s"]), /walue-3/);
+    assert.match(await etcdctl(addressOf(follower), ["get", "foo3", "--consistency=s"]), /walue-3/);
 
     await eventually(
       "the CORRUPT alarm",
       // Member ID 0 is protobuf's default, which etcdctl's text form leaves out.
-      async () => /^alarm:CORRUPT\s*$/m.test(await etcdctl(hostPort(leader), ["alarm", "list"])),
+      async () => /^alarm:CORRUPT\s*$/m.test(await etcdctl(addressOf(leader), ["alarm", "list"])),
       20_000,
     ).catch((err: Error) => {
       const checks = leader.output.split("\n").filter((l) => /hash|corrupt/i.test(l));
@@ -65,7 +63,7 @@ describe("--experimental-corrupt-check-time", {
     });
     assert.match(leader.output, /found hash mismatch/);
     await assert.rejects(
-      etcdctl(hostPort(leader), ["put", "after", "corrupt"]),
+      etcdctl(addressOf(leader), ["put", "after", "corrupt"]),
       /etcdserver: corrupt cluster/,
     );
   });

@@ -15,9 +15,7 @@ import { after, describe, it } from "node:test";
 import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster } from "./local-cluster.js";
 
 function writeFile(path: string, data: string, sync: boolean): void {
   const fd = openSync(path, "a");
@@ -63,7 +61,7 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
     });
     clusters.push(cluster);
     const m1 = cluster.members[0]!;
-    const writes = new AckedWrites(cluster.members.map(hostPort));
+    const writes = new AckedWrites(cluster.members.map(addressOf));
     let stop = false;
     const load = writes.run(() => stop, 40_000);
     // Counts small enough for a loaded 2-core machine (~20 puts/s seen there under others' load).
@@ -89,7 +87,7 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
     for (const m of cluster.members) {
       await eventually(
         `${m.name} serves every acknowledged put`,
-        async () => (await writes.missingOn(hostPort(m))).length === 0,
+        async () => (await writes.missingOn(addressOf(m))).length === 0,
         20_000,
       );
     }
@@ -106,7 +104,7 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
       dataDirs: Object.fromEntries(members.map((name, i) => [name, join(own[i]!.mountPoint, name)])),
     });
     clusters.push(cluster);
-    const writes = new AckedWrites(cluster.members.map(hostPort));
+    const writes = new AckedWrites(cluster.members.map(addressOf));
     let stop = false;
     const load = writes.run(() => stop, 30_000);
     await eventually("puts acknowledged", async () => writes.acked.size >= 600, 30_000);
@@ -118,16 +116,15 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
     await load;
     assert.ok(writes.acked.size >= 600);
 
-    const initial = cluster.members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
     cluster.members.forEach((m, i) => {
       m.dataDir = join(images[i]!.mountPoint, m.name);
-      cluster.spawn(m, initial, "new");
+      cluster.spawn(m);
     });
     await Promise.all(cluster.members.map((m) => cluster.waitReady(m)));
     for (const m of cluster.members) {
       await eventually(
         `${m.name} serves every acknowledged put`,
-        async () => (await writes.missingOn(hostPort(m))).length === 0,
+        async () => (await writes.missingOn(addressOf(m))).length === 0,
         20_000,
       );
     }

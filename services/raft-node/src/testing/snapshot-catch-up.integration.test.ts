@@ -7,9 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
-
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
+import { addressOf, LocalCluster, type MemberProcess } from "./local-cluster.js";
 
 const ctl = etcdctl;
 
@@ -24,7 +22,7 @@ describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not in
       size: 3,
       flags: ["--snapshot-count=20", "--experimental-snapshot-catchup-entries=5"],
     });
-    eps = cluster.members.map(hostPort).join(",");
+    eps = cluster.members.map(addressOf).join(",");
   });
 
   after(async () => {
@@ -46,7 +44,7 @@ describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not in
     const initial = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(added)![1]!;
     await cluster.join(newcomer, initial);
     await eventually("the learner has every key", async () => {
-      const out = await ctl(hostPort(newcomer), [
+      const out = await ctl(addressOf(newcomer), [
         "get",
         "snap/",
         "--prefix",
@@ -64,7 +62,7 @@ describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not in
     const sent = await Promise.all(cluster.members.filter((m) => m !== newcomer).map(metrics));
     assert.ok(sent.some((text) => /^etcd_network_snapshot_send_success\{To="[0-9a-f]+"\} [1-9]/m.test(text)));
     assert.equal(
-      await ctl(hostPort(newcomer), ["get", "snap/042", "--consistency=s", "--print-value-only"]),
+      await ctl(addressOf(newcomer), ["get", "snap/042", "--consistency=s", "--print-value-only"]),
       "v42\n",
     );
     // Writes after the snapshot reach it through the log as usual.
@@ -72,7 +70,7 @@ describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not in
     await eventually(
       "a later write",
       async () =>
-        (await ctl(hostPort(newcomer), ["get", "after", "--consistency=s", "--print-value-only"])) ===
+        (await ctl(addressOf(newcomer), ["get", "after", "--consistency=s", "--print-value-only"])) ===
         "snapshot\n",
     );
   });
@@ -84,12 +82,12 @@ describe("snapshots and catch-up", { skip: haveEtcdctl ? false : "etcdctl not in
     // If the killed member led, a put forwarded to it before the others notice is lost and times
     // out ("request timed out"), as with etcd; the same put is safe to send again.
     await eventually("a write while the member is down", async () => {
-      await ctl(cluster.members.slice(1, 3).map(hostPort).join(","), ["put", "while-down", "1"]);
+      await ctl(cluster.members.slice(1, 3).map(addressOf).join(","), ["put", "while-down", "1"]);
       return true;
     });
     await cluster.restart(m);
     await eventually("restarted member has everything", async () => {
-      const out = await ctl(hostPort(m), ["get", "", "--from-key", "--keys-only", "--consistency=s"]);
+      const out = await ctl(addressOf(m), ["get", "", "--from-key", "--keys-only", "--consistency=s"]);
       const keys = out.split("\n").filter((l) => l !== "");
       return keys.includes("while-down") && keys.filter((k) => k.startsWith("more/")).length === 30;
     });

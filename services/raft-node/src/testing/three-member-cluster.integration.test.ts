@@ -6,15 +6,13 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
-import { LocalCluster, type MemberProcess } from "./local-cluster.js";
+import { addressOf, LocalCluster, type MemberProcess } from "./local-cluster.js";
 
 const run = promisify(execFile);
 const ctl = etcdctl;
 
-const hostPort = (m: MemberProcess) => m.clientUrl.replace("http://", "");
-
 async function statusOf(m: MemberProcess): Promise<{ leader: number; id: number; raftIndex: number }> {
-  const out = JSON.parse(await ctl(hostPort(m), ["endpoint", "status", "-w", "json"]));
+  const out = JSON.parse(await ctl(addressOf(m), ["endpoint", "status", "-w", "json"]));
   const s = out[0].Status;
   return { leader: s.leader, id: s.header.member_id, raftIndex: s.raftIndex };
 }
@@ -44,7 +42,7 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
 
   before(async () => {
     cluster = await LocalCluster.start({ size: 3 });
-    eps = cluster.members.map(hostPort).join(",");
+    eps = cluster.members.map(addressOf).join(",");
   });
 
   after(async () => {
@@ -83,7 +81,7 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
     assert.equal(await ctl(eps, ["get", "foo", "--prefix"]), "");
     // Serializable reads are answered by any member from its own state.
     assert.equal(
-      await ctl(hostPort(cluster.members[2]!), ["get", "zoo", "--consistency=s", "--print-value-only"]),
+      await ctl(addressOf(cluster.members[2]!), ["get", "zoo", "--consistency=s", "--print-value-only"]),
       "z\n",
     );
   });
@@ -129,11 +127,11 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
     // Keep-alive and time-to-live on every member: followers forward to the leader.
     for (const m of cluster.members) {
       assert.match(
-        await ctl(hostPort(m), ["lease", "keep-alive", "--once", id]),
+        await ctl(addressOf(m), ["lease", "keep-alive", "--once", id]),
         new RegExp(`lease ${id} keepalived with TTL\\(60\\)`),
       );
       assert.match(
-        await ctl(hostPort(m), ["lease", "timetolive", id, "--keys"]),
+        await ctl(addressOf(m), ["lease", "timetolive", id, "--keys"]),
         new RegExp(
           `lease ${id} granted with TTL\\(60s\\), remaining\\(\\d+s\\), attached keys\\(\\[leased\\]\\)`,
         ),
@@ -167,10 +165,10 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
       health.stderr,
     );
     for (const m of cluster.members)
-      assert.match(await ctl(hostPort(m), ["defrag"]), /Finished defragmenting/);
+      assert.match(await ctl(addressOf(m), ["defrag"]), /Finished defragmenting/);
     assert.equal(await ctl(eps, ["alarm", "list"]), "");
     const file = join(cluster.root, "snap.db");
-    assert.match(await ctl(hostPort(cluster.members[0]!), ["snapshot", "save", file]), /Snapshot saved/);
+    assert.match(await ctl(addressOf(cluster.members[0]!), ["snapshot", "save", file]), /Snapshot saved/);
     assert.ok((await stat(file)).size > 32);
     const hashes = JSON.parse(await ctl(eps, ["endpoint", "hashkv", "-w", "json"]));
     assert.equal(
@@ -240,9 +238,9 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
         ? true
         : undefined;
     });
-    await assert.rejects(ctl(hostPort(newcomer), ["put", "x", "y"]), /rpc not supported for learner/);
+    await assert.rejects(ctl(addressOf(newcomer), ["put", "x", "y"]), /rpc not supported for learner/);
     assert.equal(
-      await ctl(hostPort(newcomer), ["get", "zoo", "--consistency=s", "--print-value-only"]),
+      await ctl(addressOf(newcomer), ["get", "zoo", "--consistency=s", "--print-value-only"]),
       "z\n",
     );
     await eventually("promotion", async () =>
@@ -259,7 +257,7 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
     await ctl(eps, ["put", "durable", "yes"]);
     assert.equal(await cluster.stop(m, "SIGTERM"), "SIGTERM");
     await cluster.restart(m);
-    assert.equal(await ctl(hostPort(m), ["get", "durable", "--print-value-only"]), "yes\n");
+    assert.equal(await ctl(addressOf(m), ["get", "durable", "--print-value-only"]), "yes\n");
   });
 
   it("survives SIGKILL of the leader under writes: new leader, no acknowledged write lost, rejoin", async () => {
@@ -268,7 +266,7 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
     const statuses = await Promise.all(all.map(async (m) => ({ m, s: await statusOf(m) })));
     const leader = statuses.find((x) => x.s.id === leaderId)!.m;
     const others = all.filter((m) => m !== leader);
-    const othersEps = others.map(hostPort).join(",");
+    const othersEps = others.map(addressOf).join(",");
 
     const acknowledged: number[] = [];
     let stop = false;
@@ -307,7 +305,13 @@ describe("three-member cluster with etcdctl", { skip: haveEtcdctl ? false : "etc
       assert.ok(keys.has(`loop/${String(i).padStart(4, "0")}`), `lost write ${i}`);
     await cluster.restart(leader);
     await eventually("the killed member catches up", async () => {
-      const out = await ctl(hostPort(leader), ["get", "loop/", "--prefix", "--keys-only", "--consistency=s"]);
+      const out = await ctl(addressOf(leader), [
+        "get",
+        "loop/",
+        "--prefix",
+        "--keys-only",
+        "--consistency=s",
+      ]);
       return out.split("\n").filter((l) => l !== "").length === keys.size ? true : undefined;
     });
   });

@@ -4,11 +4,14 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Prng } from "@etcd-ts/raft";
+import { addressOf, LocalCluster, type MemberExit } from "@etcd-ts/raft-node";
 import { diskFaultsUnavailable, slowDiskUnavailable } from "@etcd-ts/testing";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
-import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluster/local-cluster.js";
+import { memberNames, type TargetKind, targetClusterOptions } from "../cluster/targets.js";
+import { sleep } from "./abortable-sleep.js";
 import { type FaultRecord, HistoryRecorder, type Operation, type WatcherRecord } from "./history.js";
 import { checkLinearizability, type LinearizabilityReport } from "./linearizability.js";
+import { MemberDisks } from "./member-disks.js";
 import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
 import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
 import { classifyError, Watcher, Workload } from "./workload.js";
@@ -50,6 +53,12 @@ export interface ChaosOptions {
 /** Our member's snapshot settings in a chaos run unless given. */
 export const CHAOS_SNAPSHOTS = { snapshotCount: 100, snapshotCatchUpEntries: 20 };
 
+/**
+ * Snapshots a member received from a leader: etcd and our member both export it. Counted over
+ * every process of the run (a stopped member's count is read just before it is stopped).
+ */
+const SNAPSHOTS_RECEIVED = "etcd_network_snapshot_receive_success";
+
 export interface ChaosResult {
   options: ChaosOptions;
   verdict: "ok" | "violation" | "unknown";
@@ -87,21 +96,29 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const snapshotCount = options.snapshotCount ?? (ours ? CHAOS_SNAPSHOTS.snapshotCount : undefined);
   const snapshotCatchUpEntries =
     options.snapshotCatchUpEntries ?? (ours ? CHAOS_SNAPSHOTS.snapshotCatchUpEntries : undefined);
+  const names = memberNames(3);
+  const disks = diskFull
+    ? // Room for etcd's preallocated 64 MiB WAL segments and a short run's data; tmpfs holds
+      // only what is written.
+      MemberDisks.small(names, 256 * 1024 * 1024)
+    : slowDisks
+      ? MemberDisks.slowable(names)
+      : undefined;
   const cluster = await LocalCluster.create({
-    target: options.target,
-    // Room for etcd's preallocated 64 MiB WAL segments and a short run's data; tmpfs holds
-    // only what is written.
-    ...(diskFull ? { diskBytes: 256 * 1024 * 1024 } : {}),
-    slowableDisks: slowDisks,
-    snapshotCount,
-    snapshotCatchUpEntries,
-    heartbeatMs: options.heartbeatMs,
-    electionMs: options.electionMs,
-    baseDir: options.baseDir,
-    token: `chaos-${options.seed}`,
+    ...targetClusterOptions(options.target, {
+      size: names.length,
+      snapshotCount,
+      snapshotCatchUpEntries,
+      heartbeatMs: options.heartbeatMs,
+      electionMs: options.electionMs,
+      root: options.baseDir,
+      token: `chaos-${options.seed}`,
+      dataDirs: disks?.dataDirs(),
+    }),
+    countersAcrossRestarts: [SNAPSHOTS_RECEIVED],
   });
-  log(`cluster: ${options.target}, files in ${cluster.options.baseDir}`);
-  const endpoints = cluster.clientEndpoints().map((a) => new EtcdEndpoint(a));
+  log(`cluster: ${options.target}, files in ${cluster.root}`);
+  const endpoints = cluster.members.map((m) => new EtcdEndpoint(addressOf(m)));
   const recorder = new HistoryRecorder();
   const settleProblems: string[] = [];
   let watchers: Watcher[] = [];
@@ -112,9 +129,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let epoch = 0;
   let snapshotsReceived = 0;
   try {
-    await cluster.startAll();
+    cluster.startAll();
     // Our member starts through tsx, which on a busy 2-core machine can take most of a minute.
-    const leader = await cluster.waitForLeader(180_000);
+    const leader = (await cluster.agreedLeader(180_000)).member.index;
     startupMs = performance.now() - t0;
     log(`leader m${leader} after ${(startupMs / 1000).toFixed(1)}s`);
 
@@ -134,6 +151,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       maxOpsPerClient: 1_000_000,
     });
     nemesis = new Nemesis(cluster, rng, {
+      endpoints,
+      disks,
       faults,
       // Two snapshots' worth past the kept tail: the leader's log is compacted past the killed
       // member's last entry whatever the snapshot phase was when it died.
@@ -170,7 +189,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     // lost write shows up in the history) and time for the watchers to catch up.
     const ts = performance.now();
     try {
-      await cluster.waitForLeader(60_000);
+      await cluster.agreedLeader(60_000);
     } catch (err) {
       settleProblems.push(`after healing: ${(err as Error).message}`);
     }
@@ -205,12 +224,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
     }
     settleMs = performance.now() - ts;
-    snapshotsReceived = await cluster.snapshotsReceived();
+    snapshotsReceived = await cluster.counterTotal(SNAPSHOTS_RECEIVED);
   } finally {
     await Promise.all(watchers.map((w) => w.stop()));
     await nemesis?.stop().catch(() => {});
     for (const e of endpoints) e.close();
     await cluster.close({ keepFiles: options.keepFiles });
+    // Data dirs on the members' own file systems go with them (kept files or not: they are mounts).
+    disks?.destroy();
   }
 
   log("checking...");
@@ -245,7 +266,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     snapshotsReceived,
     timings: { startupMs, workloadMs, settleMs, checkMs },
     epoch,
-    baseDir: cluster.options.baseDir,
+    baseDir: cluster.root,
     summary: "",
   };
   result.summary = summarize(result);

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { test } from "node:test";
-import { TARGET_KINDS, type TargetKind } from "../cluster/local-cluster.js";
+import { TARGET_KINDS, type TargetKind } from "../cluster/targets.js";
 import { runChaos } from "./chaos-run.js";
 
 const compiled = import.meta.url.endsWith(".js");

@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, before, test } from "node:test";
+import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
-import { LocalCluster, type TargetKind } from "../cluster/local-cluster.js";
+import { type TargetKind, targetClusterOptions } from "../cluster/targets.js";
 import { HistoryRecorder } from "./history.js";
 import { checkLinearizability } from "./linearizability.js";
 import { classifyError } from "./workload.js";
@@ -21,10 +22,10 @@ let endpoints: EtcdEndpoint[];
 
 before(async () => {
   if (skip) return;
-  cluster = await LocalCluster.create({ target, token: `stale-reads-${process.pid}` });
-  await cluster.startAll();
-  await cluster.waitForLeader(60_000);
-  endpoints = cluster.clientEndpoints().map((a) => new EtcdEndpoint(a));
+  cluster = await LocalCluster.create(targetClusterOptions(target, { token: `stale-reads-${process.pid}` }));
+  cluster.startAll();
+  await cluster.agreedLeader(60_000);
+  endpoints = cluster.members.map((m) => new EtcdEndpoint(addressOf(m)));
 });
 
 after(async () => {
@@ -39,7 +40,7 @@ test(`${target}: a serializable read from an isolated member is reported as a st
 }, async () => {
   const h = new HistoryRecorder();
   const key = "/stale/k";
-  const leader = (await cluster.leader())!;
+  const leader = (await cluster.leader())!.index;
   const isolated = (leader + 1) % cluster.members.length;
 
   const write = async (value: string) => {

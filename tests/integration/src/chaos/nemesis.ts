@@ -2,10 +2,14 @@
 // process fault overlapping a link fault on another member), held for a while, healed, then a
 // quiet spell so the cluster can recover and clients make progress.
 
+import { rm } from "node:fs/promises";
 import type { Prng } from "@etcd-ts/raft";
-import { type LocalCluster, sleep } from "../cluster/local-cluster.js";
-import type { LinkState } from "../cluster/peer-network.js";
+import type { LocalCluster } from "@etcd-ts/raft-node";
+import type { LinkState } from "@etcd-ts/testing";
+import type { EtcdEndpoint } from "../cluster/etcd-client.js";
+import { sleep } from "./abortable-sleep.js";
 import { type FaultRecord, now } from "./history.js";
+import type { MemberDisks } from "./member-disks.js";
 
 export type FaultKind =
   /** SIGKILL a random member, restart it after the hold. */
@@ -117,6 +121,10 @@ export interface NemesisOptions {
   opening?: readonly FaultKind[];
   holdMs: [number, number];
   quietMs: [number, number];
+  /** A client of each member, by index. */
+  endpoints: readonly EtcdEndpoint[];
+  /** The members' own disks, for disk-full and slow-disk. */
+  disks?: MemberDisks;
 }
 
 export class Nemesis {
@@ -132,7 +140,7 @@ export class Nemesis {
     const needsProxy = [...options.faults, ...(options.opening ?? [])].some((f) =>
       LINK_FAULT_KINDS.includes(f),
     );
-    if (needsProxy && !cluster.network) throw new Error("link faults need a cluster created with proxyPeers");
+    if (needsProxy && !cluster.network) throw new Error("link faults need a cluster created with peerProxy");
   }
 
   start(): void {
@@ -180,12 +188,12 @@ export class Nemesis {
           else m = leader;
         }
         record.detail += `SIGKILL m${m}`;
-        await c.kill(m);
+        await c.stop(c.members[m], "SIGKILL");
         return () => this.restartAndWait(m, record);
       }
       case "kill-behind": {
         const m = randomMember();
-        await c.kill(m);
+        await c.stop(c.members[m], "SIGKILL");
         const wanted = this.options.behindEntries ?? 150;
         const written = await this.writeBehind(m, wanted);
         record.detail = `SIGKILL m${m}, then ${written} puts without it (${wanted} asked)`;
@@ -195,9 +203,9 @@ export class Nemesis {
         const m = randomMember();
         record.detail = `filled m${m}'s disk`;
         const exitsBefore = c.exits.length;
-        c.fillDisk(m);
+        this.memberDisks().fill(c, c.members[m]);
         return async () => {
-          c.freeDisk(m);
+          this.options.disks?.unfill(c.members[m]);
           const exit = c.exits.slice(exitsBefore).find((e) => e.member === m);
           if (exit === undefined) {
             record.detail += `; m${m} still running when space returned`;
@@ -213,14 +221,14 @@ export class Nemesis {
         record.detail = `m${m}'s disk: ${writeIops} writes/s`;
         // The member's own WAL fsync timings over the hold show the fault took.
         const fsyncs = async () => ({
-          seconds: await c.metric(m, "etcd_disk_wal_fsync_duration_seconds_sum"),
-          count: await c.metric(m, "etcd_disk_wal_fsync_duration_seconds_count"),
+          seconds: await c.metric(c.members[m], "etcd_disk_wal_fsync_duration_seconds_sum"),
+          count: await c.metric(c.members[m], "etcd_disk_wal_fsync_duration_seconds_count"),
         });
         const before = await fsyncs();
-        c.slowDisk(m, writeIops);
+        this.memberDisks().slow(c.members[m], writeIops);
         return async () => {
           const after = await fsyncs();
-          c.fastDisk(m);
+          this.options.disks?.fast(c.members[m]);
           const n = (after.count ?? 0) - (before.count ?? 0);
           const seconds = (after.seconds ?? 0) - (before.seconds ?? 0);
           record.detail +=
@@ -232,7 +240,7 @@ export class Nemesis {
       case "kill-all": {
         record.detail = "SIGKILL every member";
         const members = c.members.map((m) => m.index);
-        await Promise.all(members.map((m) => c.kill(m)));
+        await Promise.all(members.map((m) => c.stop(c.members[m], "SIGKILL")));
         return async () => {
           await Promise.all(members.map((m) => this.restartAndWait(m, record)));
         };
@@ -240,7 +248,7 @@ export class Nemesis {
       case "restart": {
         const m = randomMember();
         record.detail = `SIGTERM m${m}, restart`;
-        await c.stop(m);
+        await c.stop(c.members[m], "SIGTERM", 10_000);
         return () => this.restartAndWait(m, record);
       }
       case "pause":
@@ -250,11 +258,11 @@ export class Nemesis {
         if (kind === "pause-leader" && leader === undefined)
           record.detail = "no leader found; pausing a random member; ";
         record.detail += `SIGSTOP m${m}`;
-        c.pause(m);
-        return async () => c.resume(m);
+        c.pause(c.members[m]);
+        return async () => c.resume(c.members[m]);
       }
       case "isolate": {
-        const leader = this.rng.chance(0.5) ? await c.leader() : undefined;
+        const leader = this.rng.chance(0.5) ? (await c.leader())?.index : undefined;
         const m = leader ?? randomMember();
         const state = linkState();
         record.detail = `isolate m${m}${leader !== undefined ? " (leader)" : ""}: ${state}`;
@@ -349,16 +357,16 @@ export class Nemesis {
         const who = `m${a}${leader !== undefined ? " (leader)" : ""}`;
         if (this.rng.chance(0.5)) {
           record.detail += `, then SIGKILL ${who}`;
-          await c.kill(a);
+          await c.stop(c.members[a], "SIGKILL");
           return async () => {
             await this.restartAndWait(a, record);
             healLink();
           };
         }
         record.detail += `, then SIGSTOP ${who}`;
-        c.pause(a);
+        c.pause(c.members[a]);
         return async () => {
-          c.resume(a);
+          c.resume(c.members[a]);
           healLink();
         };
       }
@@ -368,15 +376,16 @@ export class Nemesis {
           record.detail = "no leader found; nothing moved";
           return async () => {};
         }
-        const others = c.members.map((m) => m.index).filter((i) => i !== leader && c.isRunning(i));
+        const others = c.members
+          .map((m) => m.index)
+          .filter((i) => i !== leader && c.members[i].child !== undefined);
         const target = this.rng.pick(others);
-        const targetStatus = await c.status(target, 2_000);
+        const targetStatus = await this.options.endpoints[target].status(2_000).catch(() => undefined);
         if (targetStatus === undefined) {
           record.detail = `m${target} did not answer; nothing moved`;
           return async () => {};
         }
-        const moved = await c
-          .endpoint(leader)
+        const moved = await this.options.endpoints[leader]
           .moveLeader(targetStatus.memberId, MEMBERSHIP_CALL_MS)
           .then(
             () => "done",
@@ -390,9 +399,9 @@ export class Nemesis {
         const asLearner = this.rng.chance(0.5);
         const via = this.rng.pick(c.members.map((x) => x.index).filter((i) => i !== m));
         record.detail = `replace m${m} as a new ${asLearner ? "learner" : "voter"} (calls via m${via})`;
-        await c.kill(m);
-        const endpoint = c.endpoint(via);
-        const peerUrl = c.peerUrl(m);
+        await c.stop(c.members[m], "SIGKILL");
+        const endpoint = this.options.endpoints[via];
+        const peerUrl = c.members[m].peerUrl;
         const old = await this.retry(record, "member list", async () =>
           (await endpoint.memberList(MEMBERSHIP_CALL_MS)).find((x) => x.peerUrls.includes(peerUrl)),
         );
@@ -406,7 +415,9 @@ export class Nemesis {
           record.detail += "; not re-added";
           return async () => {};
         }
-        await c.startJoining(m);
+        // A new member on the same addresses: an empty data dir, joining the running cluster.
+        await rm(c.members[m].dataDir, { recursive: true, force: true });
+        c.spawn(c.members[m], { state: "existing" });
         return async () => {
           await this.waitServing(m, record);
           if (!asLearner) return;
@@ -443,7 +454,7 @@ export class Nemesis {
       while (done < count && now() < until && !this.stopping.signal.aborted) {
         const via = others[attempt++ % others.length]!;
         try {
-          await c.endpoint(via).put(BEHIND_KEY, String(attempt), 2_000);
+          await this.options.endpoints[via].put(BEHIND_KEY, String(attempt), 2_000);
           done++;
         } catch {
           await sleep(100);
@@ -471,10 +482,10 @@ export class Nemesis {
 
   /** The leader, waiting up to ~3 s for one (right after a fault there may be none). */
   private async findLeader(): Promise<number | undefined> {
-    let leader = await this.cluster.leader();
+    let leader = (await this.cluster.leader())?.index;
     for (let i = 0; i < 6 && leader === undefined; i++) {
       await sleep(500);
-      leader = await this.cluster.leader();
+      leader = (await this.cluster.leader())?.index;
     }
     return leader;
   }
@@ -484,14 +495,14 @@ export class Nemesis {
    * does not take down a second member while this one is still starting: one fault at a time.
    */
   private async restartAndWait(m: number, record: FaultRecord): Promise<void> {
-    this.cluster.start(m);
+    this.cluster.spawn(this.cluster.members[m]);
     await this.waitServing(m, record);
   }
 
   private async waitServing(m: number, record: FaultRecord): Promise<void> {
     const started = now();
     while (now() - started < 60_000) {
-      if (await this.cluster.status(m, 1000)) {
+      if (await this.options.endpoints[m].status(1000).catch(() => undefined)) {
         record.detail += `; m${m} serving again after ${((now() - started) / 1000).toFixed(1)}s`;
         return;
       }
@@ -500,12 +511,17 @@ export class Nemesis {
     record.detail += `; m${m} not serving 60 s after restart`;
   }
 
+  private memberDisks(): MemberDisks {
+    if (this.options.disks === undefined) throw new Error("disk faults need the members on their own disks");
+    return this.options.disks;
+  }
+
   private async healEverything(): Promise<void> {
     const c = this.cluster;
     c.network?.healAll();
-    for (let i = 0; i < c.members.length; i++) {
-      if (c.isPaused(i)) c.resume(i);
-      if (!c.isRunning(i)) c.start(i);
+    for (const m of c.members) {
+      c.resume(m);
+      if (m.child === undefined) c.spawn(m);
     }
   }
 }

@@ -14,7 +14,7 @@
 // the run's directory (printed at the end); `--check <that dir>/run` re-runs the checkers on it.
 
 import { parseArgs } from "node:util";
-import { TARGET_KINDS, type TargetKind } from "../cluster/local-cluster.js";
+import { TARGET_KINDS, type TargetKind } from "../cluster/targets.js";
 import { recheckSavedRun, runChaos } from "./chaos-run.js";
 import { ALL_FAULT_KINDS, FAULT_KINDS, type FaultKind } from "./nemesis.js";
 

@@ -5,7 +5,7 @@
 import { Prng } from "@etcd-ts/raft";
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { type EtcdEndpoint, prefixEnd, type WireWatchResponse } from "../cluster/etcd-client.js";
-import { sleep } from "../cluster/local-cluster.js";
+import { sleep } from "./abortable-sleep.js";
 import { type HistoryRecorder, now, type Operation, type Outcome, type WatcherRecord } from "./history.js";
 
 export interface WorkloadOptions {

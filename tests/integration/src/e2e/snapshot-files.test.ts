@@ -15,13 +15,14 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { BUCKETS, openSnapshotFile } from "@etcd-ts/raft-node";
+import { BUCKETS, LocalCluster, type MemberProcess, openSnapshotFile } from "@etcd-ts/raft-node";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
-import { LocalCluster, type TargetKind } from "../cluster/local-cluster.js";
+import { type TargetKind, targetClusterOptions } from "../cluster/targets.js";
 import { type CommandResult, ETCDCTL, etcdctl } from "./stack.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 const ETCD = process.env.ETCD_BIN ?? "/usr/bin/etcd";
+const TOKEN = `snapshot-files-${process.pid}`;
 
 function ok(r: CommandResult): string {
   assert.equal(r.code, 0, `command failed (${r.code}): ${r.stderr}`);
@@ -82,23 +83,24 @@ async function hashKv(endpoint: string, revision: number): Promise<string> {
 async function startCluster(
   target: TargetKind,
   size: number,
-  restore?: (m: LocalCluster["members"][number], cluster: LocalCluster) => Promise<void>,
+  restore?: (m: MemberProcess, cluster: LocalCluster) => Promise<void>,
 ): Promise<LocalCluster> {
-  const cluster = await LocalCluster.create({ target, size, proxyPeers: false });
+  const cluster = await LocalCluster.create(
+    targetClusterOptions(target, { size, peerProxy: false, token: TOKEN }),
+  );
   if (restore) for (const m of cluster.members) await restore(m, cluster);
-  await cluster.startAll();
-  await cluster.waitForLeader(60_000);
+  cluster.startAll();
+  await cluster.agreedLeader(60_000);
   return cluster;
 }
 
-function restoreFlags(m: LocalCluster["members"][number], cluster: LocalCluster): string[] {
-  const host = cluster.options.host;
+function restoreFlags(m: MemberProcess, cluster: LocalCluster): string[] {
   return [
     `--name=${m.name}`,
     `--data-dir=${m.dataDir}`,
-    `--initial-cluster=${cluster.members.map((x) => `${x.name}=http://${host}:${x.advertisedPeerPort}`).join(",")}`,
-    `--initial-cluster-token=${cluster.options.token}`,
-    `--initial-advertise-peer-urls=http://${host}:${m.advertisedPeerPort}`,
+    `--initial-cluster=${cluster.initialCluster()}`,
+    `--initial-cluster-token=${TOKEN}`,
+    `--initial-advertise-peer-urls=${m.peerUrl}`,
   ];
 }
 
@@ -116,8 +118,8 @@ describe("snapshot files in etcd's format", {
     ours = await startCluster("etcd-ts", 1);
     etcd = await startCluster("etcd", 1);
     clusters.push(ours, etcd);
-    await writeHistory(ours.clientEndpoints()[0]!);
-    await writeHistory(etcd.clientEndpoints()[0]!);
+    await writeHistory(ours.addresses[0]!);
+    await writeHistory(etcd.addresses[0]!);
   });
   after(async () => {
     for (const c of clusters) await c.close();
@@ -126,12 +128,12 @@ describe("snapshot files in etcd's format", {
 
   test("etcdctl snapshot save/status on our member: etcd's revision and key count", async () => {
     const file = join(scratch, "ours.db");
-    ok(await etcdctl(ours.clientEndpoints()[0]!, ["snapshot", "save", file]));
+    ok(await etcdctl(ours.addresses[0]!, ["snapshot", "save", file]));
     const etcdFile = join(scratch, "etcd.db");
-    ok(await etcdctl(etcd.clientEndpoints()[0]!, ["snapshot", "save", etcdFile]));
+    ok(await etcdctl(etcd.addresses[0]!, ["snapshot", "save", etcdFile]));
     const mine = await etcdctlStatus(file);
     const theirs = await etcdctlStatus(etcdFile);
-    const { revision } = await keysAndRevisions(ours.clientEndpoints()[0]!);
+    const { revision } = await keysAndRevisions(ours.addresses[0]!);
     assert.equal(mine.revision, revision);
     assert.equal(mine.revision, theirs.revision);
     assert.equal(mine.totalKey, theirs.totalKey);
@@ -195,24 +197,24 @@ describe("snapshot files in etcd's format", {
       ok(await etcdctl("127.0.0.1:1", ["snapshot", "restore", file, ...restoreFlags(m, cluster)]));
     });
     clusters.push(restored);
-    const source = await keysAndRevisions(ours.clientEndpoints()[0]!);
-    const copy = await keysAndRevisions(restored.clientEndpoints()[0]!);
+    const source = await keysAndRevisions(ours.addresses[0]!);
+    const copy = await keysAndRevisions(restored.addresses[0]!);
     assert.equal(copy.revision, source.revision);
     assert.equal(copy.kvs, source.kvs);
     assert.equal(
-      await hashKv(restored.clientEndpoints()[0]!, source.revision),
-      await hashKv(ours.clientEndpoints()[0]!, source.revision),
+      await hashKv(restored.addresses[0]!, source.revision),
+      await hashKv(ours.addresses[0]!, source.revision),
     );
     // History survives: an old revision above the compaction, and the compaction itself.
-    const old = ok(await etcdctl(restored.clientEndpoints()[0]!, ["get", "k/05", "--rev=30"]));
+    const old = ok(await etcdctl(restored.addresses[0]!, ["get", "k/05", "--rev=30"]));
     assert.equal(old, "k/05\nv5\n");
-    const compacted = await etcdctl(restored.clientEndpoints()[0]!, ["get", "k/05", "--rev=24"]);
+    const compacted = await etcdctl(restored.addresses[0]!, ["get", "k/05", "--rev=24"]);
     assert.match(compacted.stderr, /required revision has been compacted/);
     await restored.close();
   });
 
   test("a snapshot taken while writes go on is one revision of the store, restorable as such", async () => {
-    const endpoint = ours.clientEndpoints()[0]!;
+    const endpoint = ours.addresses[0]!;
     const client = new EtcdEndpoint(endpoint);
     let writing = true;
     let written = 0;
@@ -234,7 +236,7 @@ describe("snapshot files in etcd's format", {
         ok(await raftNodeSnapshot(["restore", file, ...restoreFlags(m, cluster)]));
       });
       clusters.push(restored);
-      const copy = restored.clientEndpoints()[0]!;
+      const copy = restored.addresses[0]!;
       assert.equal((await keysAndRevisions(copy)).revision, revision);
       assert.equal(await hashKv(copy, revision), await hashKv(endpoint, revision));
       const atRevision = ok(
@@ -254,7 +256,7 @@ describe("snapshot files in etcd's format", {
   });
 
   test("a real etcd's lease (a 64-bit ID) is part of the snapshot", async () => {
-    const endpoint = etcd.clientEndpoints()[0]!;
+    const endpoint = etcd.addresses[0]!;
     const granted = ok(await etcdctl(endpoint, ["lease", "grant", "600"]));
     const lease = /lease ([0-9a-f]+) granted/.exec(granted)![1]!;
     assert.ok(BigInt(`0x${lease}`) > 2n ** 53n, `etcd's lease IDs use the high bits: ${lease}`);
@@ -271,29 +273,27 @@ describe("snapshot files in etcd's format", {
         assert.match(out, /restored snapshot .* revision \d+/);
       });
       clusters.push(restored);
-      const source = await keysAndRevisions(etcd.clientEndpoints()[0]!);
-      for (const endpoint of restored.clientEndpoints()) {
+      const source = await keysAndRevisions(etcd.addresses[0]!);
+      for (const endpoint of restored.addresses) {
         const copy = await keysAndRevisions(endpoint);
         assert.equal(copy.revision, source.revision);
         assert.equal(copy.kvs, source.kvs);
         assert.equal(
           await hashKv(endpoint, source.revision),
-          await hashKv(etcd.clientEndpoints()[0]!, source.revision),
+          await hashKv(etcd.addresses[0]!, source.revision),
         );
       }
       // Leases keep their 64-bit IDs and their keys.
-      const leases = ok(await etcdctl(etcd.clientEndpoints()[0]!, ["lease", "list"]));
+      const leases = ok(await etcdctl(etcd.addresses[0]!, ["lease", "list"]));
       assert.match(leases, /found 1 leases/);
-      assert.equal(ok(await etcdctl(restored.clientEndpoints()[0]!, ["lease", "list"])), leases);
+      assert.equal(ok(await etcdctl(restored.addresses[0]!, ["lease", "list"])), leases);
       const id = leases.trim().split("\n")[1]!;
       assert.match(
-        ok(await etcdctl(restored.clientEndpoints()[0]!, ["lease", "timetolive", id, "--keys"])),
+        ok(await etcdctl(restored.addresses[0]!, ["lease", "timetolive", id, "--keys"])),
         new RegExp(`lease ${id} granted with TTL\\(600s\\).*attached keys\\(\\[leased\\]\\)`),
       );
       // The restored cluster takes writes, continuing the revision sequence.
-      const put = ok(
-        await etcdctl(restored.clientEndpoints()[0]!, ["put", "after", "restore", "-w", "json"]),
-      );
+      const put = ok(await etcdctl(restored.addresses[0]!, ["put", "after", "restore", "-w", "json"]));
       assert.match(put, new RegExp(`"revision":${source.revision + 1}\\b`));
       await restored.close();
     });
@@ -359,7 +359,7 @@ describe("snapshot files in etcd's format", {
   });
 
   test("a real etcd's users, roles and enabled auth come over with raft-node snapshot restore", async () => {
-    const endpoint = etcd.clientEndpoints()[0]!;
+    const endpoint = etcd.addresses[0]!;
     const root = ["--user=root:rootpw"];
     const setup = [
       ["user", "add", "root:rootpw"],
@@ -384,7 +384,7 @@ describe("snapshot files in etcd's format", {
       assert.doesNotMatch(out, /not restored/);
     });
     clusters.push(restored);
-    const copy = restored.clientEndpoints()[0]!;
+    const copy = restored.addresses[0]!;
     // Auth is on: an anonymous read is refused, alice reads what her role allows and no more.
     const anonymous = await etcdctl(copy, ["get", "k/05"]);
     assert.notEqual(anonymous.code, 0);

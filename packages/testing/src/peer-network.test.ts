@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { freePort } from "@etcd-ts/testing";
+import { freePort } from "./free-port.js";
 import { PeerNetwork } from "./peer-network.js";
 
 const HOST = "127.0.0.1";
