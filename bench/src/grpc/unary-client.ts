@@ -40,41 +40,36 @@ export class UnaryClient {
   }
 
   put(key: string, value: string, timeoutMs?: number): Promise<etcdserverpb.PutResponse> {
-    return this.call(
-      "/etcdserverpb.KV/Put",
-      etcdserverpb.PutRequest,
-      etcdserverpb.PutResponse,
-      etcdserverpb.PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from(value) }),
-      timeoutMs,
-    );
+    const { PutRequest, PutResponse } = etcdserverpb;
+    const request = PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from(value) });
+    return this.call("/etcdserverpb.KV/Put", PutRequest, PutResponse, request, timeoutMs);
   }
 
   leaseGrant(ttl: number, timeoutMs?: number): Promise<etcdserverpb.LeaseGrantResponse> {
+    const { LeaseGrantRequest, LeaseGrantResponse } = etcdserverpb;
+    const request = LeaseGrantRequest.fromPartial({ TTL: BigInt(ttl) });
     return this.call(
       "/etcdserverpb.Lease/LeaseGrant",
-      etcdserverpb.LeaseGrantRequest,
-      etcdserverpb.LeaseGrantResponse,
-      etcdserverpb.LeaseGrantRequest.fromPartial({ TTL: BigInt(ttl) }),
+      LeaseGrantRequest,
+      LeaseGrantResponse,
+      request,
       timeoutMs,
     );
   }
 
   status(timeoutMs?: number): Promise<etcdserverpb.StatusResponse> {
-    return this.call(
-      "/etcdserverpb.Maintenance/Status",
-      etcdserverpb.StatusRequest,
-      etcdserverpb.StatusResponse,
-      etcdserverpb.StatusRequest.fromPartial({}),
-      timeoutMs,
-    );
+    const { StatusRequest, StatusResponse } = etcdserverpb;
+    return this.call("/etcdserverpb.Maintenance/Status", StatusRequest, StatusResponse, {}, timeoutMs);
   }
 
   moveLeader(targetId: bigint, timeoutMs?: number): Promise<etcdserverpb.MoveLeaderResponse> {
+    const { MoveLeaderRequest, MoveLeaderResponse } = etcdserverpb;
+    const request = MoveLeaderRequest.fromPartial({ targetID: targetId });
     return this.call(
       "/etcdserverpb.Maintenance/MoveLeader",
-      etcdserverpb.MoveLeaderRequest,
-      etcdserverpb.MoveLeaderResponse,
-      etcdserverpb.MoveLeaderRequest.fromPartial({ targetID: targetId }),
+      MoveLeaderRequest,
+      MoveLeaderResponse,
+      request,
       timeoutMs,
     );
   }

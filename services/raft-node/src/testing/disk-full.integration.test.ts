@@ -11,36 +11,26 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
-import { diskFaultsUnavailable, SmallFilesystem } from "@etcd-ts/testing";
+import { describe, it } from "node:test";
+import { SmallFilesystem } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
-import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
+import { etcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { addressOf, LocalCluster } from "./local-cluster.js";
+import { addressOf } from "./local-cluster.js";
+import { DISK_FAULT_SUITE, suiteResources } from "./suite-clusters.fixture.js";
 
 const MiB = 1024 * 1024;
-describe("a full disk", {
-  // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
-  timeout: 240_000,
-  skip: diskFaultsUnavailable() ?? (haveEtcdctl ? false : "etcdctl not installed"),
-}, () => {
-  const filesystems: SmallFilesystem[] = [];
-  const clusters: LocalCluster[] = [];
-  after(async () => {
-    for (const c of clusters) await c.close();
-    for (const fs of filesystems) fs.destroy();
-  });
+describe("a full disk", DISK_FAULT_SUITE, () => {
+  const owned = suiteResources();
 
   it("stops the member at the write it cannot store; restarted with space, it serves every acknowledged put", async () => {
-    const fs = SmallFilesystem.create(16 * MiB);
-    filesystems.push(fs);
+    const fs = owned.disk(SmallFilesystem.create(16 * MiB));
     // Snapshots every 200 entries: the disk also fills while the WAL is released and snapshots saved.
-    const cluster = await LocalCluster.start({
+    const cluster = await owned.cluster({
       size: 1,
       flags: ["--snapshot-count", "200"],
       dataDirs: { m1: join(fs.path, "m1") },
     });
-    clusters.push(cluster);
     const m = cluster.members[0]!;
     let exitCode: number | null | undefined;
     void cluster.exited(m).then((exit) => {
@@ -61,10 +51,8 @@ describe("a full disk", {
   });
 
   it("a defragmentation or a snapshot file that runs out of space fails alone; the member serves on", async () => {
-    const fs = SmallFilesystem.create(64 * MiB);
-    filesystems.push(fs);
-    const cluster = await LocalCluster.start({ size: 1, dataDirs: { m1: join(fs.path, "m1") } });
-    clusters.push(cluster);
+    const fs = owned.disk(SmallFilesystem.create(64 * MiB));
+    const cluster = await owned.cluster({ size: 1, dataDirs: { m1: join(fs.path, "m1") } });
     const m = cluster.members[0]!;
     const ep = addressOf(m);
     // ~3 MB of incompressible values in few puts (a loaded machine makes few puts a second).

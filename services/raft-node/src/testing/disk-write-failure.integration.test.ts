@@ -8,30 +8,20 @@
 // the repair (unmount drops the page cache) those keys would be missing, and this test fails.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
-import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
+import { describe, it } from "node:test";
+import { LoopDisk } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
-import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
+import { etcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { addressOf, LocalCluster, type MemberProcess } from "./local-cluster.js";
+import { addressOf, type MemberProcess } from "./local-cluster.js";
+import { DISK_FAULT_SUITE, suiteResources } from "./suite-clusters.fixture.js";
 
-describe("a failing disk under the WAL stops the member", {
-  // The whole suite: its tests take 20-70 s each on a loaded 2-core machine.
-  timeout: 240_000,
-  skip: diskFaultsUnavailable() ?? (haveEtcdctl ? false : "etcdctl not installed"),
-}, () => {
-  const disks: LoopDisk[] = [];
-  const clusters: LocalCluster[] = [];
-  after(async () => {
-    for (const c of clusters) await c.close();
-    for (const d of disks) d.destroy();
-  });
+describe("a failing disk under the WAL stops the member", DISK_FAULT_SUITE, () => {
+  const owned = suiteResources();
 
   it("alone: the failed write is never acknowledged, every acknowledged one survives the repair", async () => {
-    const disk = LoopDisk.create({ backingBytes: 192 * 1024 * 1024 });
-    disks.push(disk);
-    const cluster = await LocalCluster.start({ size: 1, dataDirs: { m1: join(disk.mountPoint, "m1") } });
-    clusters.push(cluster);
+    const disk = owned.disk(LoopDisk.create({ backingBytes: 192 * 1024 * 1024 }));
+    const cluster = await owned.cluster({ size: 1, dataDirs: { m1: join(disk.mountPoint, "m1") } });
     const m = cluster.members[0]!;
     let exitCode: number | null | undefined;
     void cluster.exited(m).then((exit) => {
@@ -55,11 +45,9 @@ describe("a failing disk under the WAL stops the member", {
   });
 
   it("the leader of three: it stops, the others go on, it catches up once repaired", async () => {
-    const disk = LoopDisk.create({ backingBytes: 192 * 1024 * 1024 });
-    disks.push(disk);
+    const disk = owned.disk(LoopDisk.create({ backingBytes: 192 * 1024 * 1024 }));
     // m1 is on the failing disk; it is made leader below.
-    const cluster = await LocalCluster.start({ size: 3, dataDirs: { m1: join(disk.mountPoint, "m1") } });
-    clusters.push(cluster);
+    const cluster = await owned.cluster({ size: 3, dataDirs: { m1: join(disk.mountPoint, "m1") } });
     const [m1, m2, m3] = cluster.members as [MemberProcess, MemberProcess, MemberProcess];
     let leader = await cluster.agreedLeader();
     if (leader.member !== m1) {

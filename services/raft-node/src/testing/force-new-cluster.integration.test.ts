@@ -2,24 +2,19 @@
 // down, comes back as a one-member cluster with all its data, serves writes alone, and stays
 // that cluster when restarted without the flag.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
-import { addressOf, LocalCluster } from "./local-cluster.js";
+import { addressOf } from "./local-cluster.js";
+import { suiteCluster } from "./suite-clusters.fixture.js";
 
 describe("--force-new-cluster", {
   timeout: 180_000,
   skip: haveEtcdctl ? false : "etcdctl not installed",
 }, () => {
-  let cluster: LocalCluster;
-
-  before(async () => {
-    cluster = await LocalCluster.start({ size: 3 });
-  });
-  after(async () => {
-    await cluster?.close();
-  });
+  const suite = suiteCluster({ size: 3 });
 
   it("restarts one member as a single-member cluster keeping its data", async () => {
+    const cluster = suite();
     const eps = cluster.members.map(addressOf).join(",");
     for (let i = 0; i < 5; i++) await etcdctl(eps, ["put", `k${i}`, `v${i}`]);
     const m = cluster.members[0]!;

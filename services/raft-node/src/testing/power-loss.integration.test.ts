@@ -11,11 +11,12 @@
 import assert from "node:assert/strict";
 import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { diskFaultsUnavailable, LoopDisk } from "@etcd-ts/testing";
 import { AckedWrites } from "./acked-writes.fixture.js";
 import { eventually } from "./eventually.fixture.js";
-import { addressOf, LocalCluster } from "./local-cluster.js";
+import { addressOf } from "./local-cluster.js";
+import { suiteResources } from "./suite-clusters.fixture.js";
 
 function writeFile(path: string, data: string, sync: boolean): void {
   const fd = openSync(path, "a");
@@ -26,16 +27,10 @@ function writeFile(path: string, data: string, sync: boolean): void {
 
 // The whole suite (three tests of 1-70 s each on a loaded 2-core machine).
 describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () => {
-  const disks: LoopDisk[] = [];
-  const clusters: LocalCluster[] = [];
-  after(async () => {
-    for (const c of clusters) await c.close();
-    for (const d of disks.splice(0)) d.destroy();
-  });
+  const owned = suiteResources();
 
   it("the power-loss image keeps fsync'ed writes and drops the rest", () => {
-    const disk = LoopDisk.create({ diskBytes: 64 * 1024 * 1024 });
-    disks.push(disk);
+    const disk = owned.disk(LoopDisk.create({ diskBytes: 64 * 1024 * 1024 }));
     const synced = join(disk.mountPoint, "synced");
     writeFile(synced, "a".repeat(5000), true);
     const dir = openSync(disk.mountPoint, "r");
@@ -43,8 +38,7 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
     closeSync(dir);
     writeFile(synced, "b".repeat(5000), false);
     writeFile(join(disk.mountPoint, "unsynced"), "c".repeat(5000), false);
-    const image = disk.powerLossImage();
-    disks.push(image);
+    const image = owned.disk(disk.powerLossImage());
     assert.equal(readFileSync(join(image.mountPoint, "synced"), "utf8"), "a".repeat(5000));
     assert.throws(() => statSync(join(image.mountPoint, "unsynced")), { code: "ENOENT" });
     // The live file system still has both: only the device lost them.
@@ -52,14 +46,12 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
   });
 
   it("one member loses power while the others go on: it restarts on what its disk kept and catches up", async () => {
-    const disk = LoopDisk.create();
-    disks.push(disk);
-    const cluster = await LocalCluster.start({
+    const disk = owned.disk(LoopDisk.create());
+    const cluster = await owned.cluster({
       size: 3,
       flags: ["--snapshot-count", "300"],
       dataDirs: { m1: join(disk.mountPoint, "m1") },
     });
-    clusters.push(cluster);
     const m1 = cluster.members[0]!;
     const writes = new AckedWrites(cluster.members.map(addressOf));
     let stop = false;
@@ -67,8 +59,7 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
     // Counts small enough for a loaded 2-core machine (~20 puts/s seen there under others' load).
     await eventually("puts acknowledged", async () => writes.acked.size >= 300, 30_000);
     await cluster.stop(m1, "SIGKILL");
-    const image = disk.powerLossImage();
-    disks.push(image);
+    const image = owned.disk(disk.powerLossImage());
     const ackedAtLoss = writes.acked.size;
     await eventually(
       "puts acknowledged by the other two",
@@ -95,23 +86,20 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
 
   it("all three members lose power at once: every acknowledged put is served after the restart", async () => {
     const members = ["m1", "m2", "m3"];
-    const own = members.map(() => LoopDisk.create());
-    disks.push(...own);
-    const cluster = await LocalCluster.start({
+    const own = members.map(() => owned.disk(LoopDisk.create()));
+    const cluster = await owned.cluster({
       size: 3,
       // Snapshots, WAL releases and the state machine's sync before them happen during the load.
       flags: ["--snapshot-count", "300"],
       dataDirs: Object.fromEntries(members.map((name, i) => [name, join(own[i]!.mountPoint, name)])),
     });
-    clusters.push(cluster);
     const writes = new AckedWrites(cluster.members.map(addressOf));
     let stop = false;
     const load = writes.run(() => stop, 30_000);
     await eventually("puts acknowledged", async () => writes.acked.size >= 600, 30_000);
     // The power goes: processes die, and the disks keep only what reached them.
     await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGKILL")));
-    const images = own.map((d) => d.powerLossImage());
-    disks.push(...images);
+    const images = own.map((d) => owned.disk(d.powerLossImage()));
     stop = true;
     await load;
     assert.ok(writes.acked.size >= 600);
