@@ -20,6 +20,7 @@ import {
 import { cpus, hostname, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { freePorts } from "@etcd-ts/testing";
 import { GOLOAD_BIN, GOLOAD_DIR, type GoloadResult, type GoloadRun, startGoload } from "../goload.js";
 
@@ -189,6 +190,7 @@ interface Proc {
 }
 
 const procs: Proc[] = [];
+const clusters: LocalCluster[] = [];
 const tempDirs: string[] = [];
 let currentLoad: GoloadRun | undefined;
 let stopping = false;
@@ -233,52 +235,19 @@ async function doStopAll(): Promise<void> {
   // Proxies first (they are clients of the members), then all members together.
   const gateways = procs.filter((p) => p.name.startsWith("gateway") || p.name === "etcd-grpc-proxy");
   await Promise.all(gateways.map(stopProc));
-  await Promise.all(procs.filter((p) => !gateways.includes(p)).map(stopProc));
+  // SIGTERM, not close()'s SIGKILL: a member writes its CPU profile as it exits.
+  await Promise.all(clusters.flatMap((c) => c.members.map((m) => c.stop(m, "SIGTERM", 10_000))));
+  for (const c of clusters) await c.close();
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 }
 
 interface Cluster {
   label: string;
-  members: Proc[];
+  members: LocalCluster;
   clientEndpoints: string[];
   /** The same members' https client URLs (host:port). */
   tlsEndpoints: string[];
   gateway?: string;
-}
-
-function memberArgs(
-  name: string,
-  dataDir: string,
-  client: number,
-  tlsClient: number,
-  peer: number,
-  initialCluster: string,
-  certs: string,
-) {
-  return [
-    "--name",
-    name,
-    "--data-dir",
-    dataDir,
-    "--listen-client-urls",
-    `http://${host}:${client},https://${host}:${tlsClient}`,
-    "--cert-file",
-    join(certs, "server.crt"),
-    "--key-file",
-    join(certs, "server.key"),
-    "--advertise-client-urls",
-    `http://${host}:${client}`,
-    "--listen-peer-urls",
-    `http://${host}:${peer}`,
-    "--initial-advertise-peer-urls",
-    `http://${host}:${peer}`,
-    "--initial-cluster",
-    initialCluster,
-    "--initial-cluster-token",
-    `bench-${name.split("-")[0]}`,
-    "--initial-cluster-state",
-    "new",
-  ];
 }
 
 /** Node flags for our processes: a CPU profile per process, written when it exits. */
@@ -294,27 +263,32 @@ async function startCluster(
   certs: string,
   profileDir?: string,
 ): Promise<Cluster> {
-  const ports = await freePorts(11, host);
-  const names = [1, 2, 3].map((n) => `${kind}-n${n}`);
-  const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[3 + i]}`).join(",");
-  const members = names.map((n, i) => {
-    const dataDir = join(dir, n);
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const args = memberArgs(n, dataDir, ports[i], ports[8 + i], ports[3 + i], initialCluster, certs);
-    return kind === "etcd"
-      ? startProc(n, etcdBin, args, join(dir, `${n}.log`))
-      : startProc(
-          n,
-          process.execPath,
-          [...nodeFlags(n, profileDir), memberMain, ...args],
-          join(dir, `${n}.log`),
-        );
+  const ports = await freePorts(2, host);
+  const members = await LocalCluster.create({
+    size: 3,
+    names: [1, 2, 3].map((n) => `${kind}-n${n}`),
+    root: dir,
+    logFiles: true,
+    token: `bench-${kind}`,
+    tlsClientUrls: true,
+    flags: ["--cert-file", join(certs, "server.crt"), "--key-file", join(certs, "server.key")],
+    ...(kind === "etcd"
+      ? { binary: etcdBin }
+      : { main: memberMain, nodeFlags: (m) => nodeFlags(m.name, profileDir) }),
   });
-  const clientEndpoints = ports.slice(0, 3).map((p) => `${host}:${p}`);
-  const tlsEndpoints = ports.slice(8, 11).map((p) => `${host}:${p}`);
+  clusters.push(members);
+  members.on("exit", (e) => {
+    if (!e.unexpected || stopping) return;
+    const m = members.members[e.member]!;
+    const tail = m.output.trim().split("\n").slice(-5).join("\n    ");
+    console.error(`!! ${m.name} exited unexpectedly (${e.signal ?? e.code}):\n    ${tail}`);
+  });
+  members.startAll();
+  const clientEndpoints = members.members.map(addressOf);
+  const tlsEndpoints = members.members.map((m) => m.tlsClientUrl!.replace("https://", ""));
   const cluster: Cluster = { label: kind, members, clientEndpoints, tlsEndpoints };
   if (kind === "etcd") {
-    const proxy = `${host}:${ports[6]}`;
+    const proxy = `${host}:${ports[0]}`;
     startProc(
       "etcd-grpc-proxy",
       etcdBin,
@@ -335,7 +309,7 @@ async function startCluster(
     cluster.gateway = proxy;
   }
   if (kind === "ours") {
-    const gw = `${host}:${ports[6]}`;
+    const gw = `${host}:${ports[0]}`;
     startProc(
       "gateway",
       process.execPath,
@@ -347,7 +321,7 @@ async function startCluster(
         "--listen-addr",
         gw,
         "--json-listen-addr",
-        `${host}:${ports[7]}`,
+        `${host}:${ports[1]}`,
         "--log-level",
         "warn",
       ],
@@ -467,7 +441,7 @@ function rssKiB(pid: number | undefined): number | null {
 }
 
 function rssOf(c: Cluster) {
-  const each = c.members.map((m) => rssKiB(m.child.pid));
+  const each = c.members.members.map((m) => rssKiB(m.child?.pid));
   const known = each.filter((x): x is number => x !== null);
   return {
     each_mib: each.map((x) => (x === null ? null : +(x / 1024).toFixed(1))),

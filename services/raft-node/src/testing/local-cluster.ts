@@ -19,6 +19,8 @@ export interface MemberProcess {
   index: number;
   name: string;
   clientUrl: string;
+  /** Its second, https client URL, with `tlsClientUrls` (not advertised). */
+  tlsClientUrl: string | undefined;
   /** The peer URL it advertises: its proxy's when peers are proxied. */
   peerUrl: string;
   /** The peer URL it listens on. */
@@ -70,6 +72,11 @@ export interface LocalClusterOptions {
   /** "https" client URLs: `flags` must give --cert-file/--key-file or --auto-tls. */
   clientScheme?: "http" | "https";
   /**
+   * Each member also serves clients on an https URL of its own (`tlsClientUrl`), with the
+   * certificate `flags` give (--cert-file/--key-file), as etcd serves both on one flag.
+   */
+  tlsClientUrls?: boolean;
+  /**
    * A member's data dir by name (one on a file system of the test's: a small or failing disk),
    * instead of one under the cluster's root.
    */
@@ -85,6 +92,8 @@ export interface LocalClusterOptions {
   build?: "source" | "dist";
   /** The member's entry file (another build's main.js, for a before/after benchmark); overrides `build`. */
   main?: string;
+  /** Node's flags for one of our members (a CPU profile named after it), before the entry file. */
+  nodeFlags?: (m: MemberProcess) => string[];
   /**
    * An executable that takes etcd's flags, started instead of our member: `/usr/bin/etcd` for
    * tests against the reference. It must print etcd's "ready to serve client requests" line, as
@@ -267,6 +276,7 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
       index,
       name,
       clientUrl: `${options.clientScheme ?? "http"}://127.0.0.1:${await freePort()}`,
+      tlsClientUrl: options.tlsClientUrls ? `https://127.0.0.1:${await freePort()}` : undefined,
       peerUrl,
       listenPeerUrl: peerUrl,
       dataDir,
@@ -310,7 +320,7 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
       "--data-dir",
       m.dataDir,
       "--listen-client-urls",
-      m.clientUrl,
+      m.tlsClientUrl === undefined ? m.clientUrl : `${m.clientUrl},${m.tlsClientUrl}`,
       "--advertise-client-urls",
       m.clientUrl,
       "--listen-peer-urls",
@@ -355,7 +365,10 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
     const flags = [...this.flagsFor(m, initialCluster, state), ...extraFlags];
     const { binary, build, main } = this.options;
     const command = binary ?? process.execPath;
-    const args = binary !== undefined ? flags : [...memberCommand(build, main), ...flags];
+    const args =
+      binary !== undefined
+        ? flags
+        : [...(this.options.nodeFlags?.(m) ?? []), ...memberCommand(build, main), ...flags];
     const child = spawn(command, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: this.options.env ?? process.env,

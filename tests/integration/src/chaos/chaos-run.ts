@@ -116,6 +116,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       dataDirs: disks?.dataDirs(),
     }),
     countersAcrossRestarts: [SNAPSHOTS_RECEIVED],
+  }).catch((err: Error) => {
+    disks?.destroy();
+    throw err;
   });
   log(`cluster: ${options.target}, files in ${cluster.root}`);
   const endpoints = cluster.members.map((m) => new EtcdEndpoint(addressOf(m)));
