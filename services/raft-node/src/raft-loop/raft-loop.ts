@@ -271,9 +271,16 @@ export class RaftLoop {
       if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
-    if (shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount)) {
+    const due = () =>
+      shouldSnapshot(
+        this.host.appliedIndex(),
+        this.snapshotIndex,
+        this.config.snapshotCount,
+        this.storage.lastIndex(),
+      );
+    if (due()) {
       await this.applying;
-      await this.snapshot();
+      if (due()) await this.snapshot();
     }
   }
 

@@ -6,8 +6,20 @@
 /** etcd's SnapshotCatchUpEntries. */
 export const SNAPSHOT_CATCH_UP_ENTRIES = 5000;
 
-export function shouldSnapshot(appliedIndex: number, snapshotIndex: number, snapshotCount: number): boolean {
-  return snapshotCount > 0 && appliedIndex - snapshotIndex > snapshotCount;
+/**
+ * Whether to snapshot now. Not while the state machine is ahead of the Raft log
+ * (`appliedIndex > lastIndex`): a snapshot image from the leader is made when it is sent, so it
+ * may hold state from entries after the snapshot's index, which this member's log only gets
+ * afterwards; a Raft snapshot cannot be taken past the log's end (a member that tried exited
+ * with "snapshot N is out of bound lastindex(M)" in a soak).
+ */
+export function shouldSnapshot(
+  appliedIndex: number,
+  snapshotIndex: number,
+  snapshotCount: number,
+  lastIndex: number,
+): boolean {
+  return snapshotCount > 0 && appliedIndex - snapshotIndex > snapshotCount && appliedIndex <= lastIndex;
 }
 
 /**
