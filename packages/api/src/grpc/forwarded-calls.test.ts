@@ -105,6 +105,7 @@ class CallsClient {
     const status = (h: http2.IncomingHttpHeaders) => {
       if (h["grpc-status"] !== undefined) this.status = Number(h["grpc-status"]);
       if (typeof h["grpc-message"] === "string") this.details = decodeURIComponent(h["grpc-message"]);
+      if (h["grpc-status"] !== undefined) this.stream.close();
     };
     this.stream.on("response", status);
     this.stream.on("trailers", status);

@@ -27,7 +27,7 @@ export const MAX_CALLS_IN_FLIGHT = 1024;
 
 /** What the stream needs of its channel. */
 export interface ForwardStreamHost {
-  /** Whether the session has connected (a failure before then: the call was never sent). */
+  /** Whether the session has connected. */
   connected(): boolean;
   lastError(): string;
   /** The same call on its own HTTP/2 stream. */
@@ -47,7 +47,6 @@ interface PendingCall {
   readonly metadata: grpc.Metadata;
   readonly deadlineMs: number | undefined;
   readonly resolve: (result: UnaryResult) => void;
-  readonly wasConnected: boolean;
   /** Part of a write already handed to the stream. */
   written: boolean;
   timer: NodeJS.Timeout | undefined;
@@ -68,11 +67,15 @@ export class ForwardStream {
   private status: number | undefined;
   private inbox: Buffer[] = [];
   private inboxBytes = 0;
+  /** Whether the session ever connected: until then, nothing written reached the member. */
+  private sessionConnected: boolean;
 
   constructor(
     readonly session: http2.ClientHttp2Session,
     private readonly host: ForwardStreamHost,
   ) {
+    this.sessionConnected = host.connected();
+    if (!this.sessionConnected) session.once("connect", () => (this.sessionConnected = true));
     // The stream carries no caller's metadata: every frame brings its own token.
     this.stream = session.request(
       {
@@ -85,7 +88,11 @@ export class ForwardStream {
     );
     const readStatus = (headers: http2.IncomingHttpHeaders) => {
       const code = headers["grpc-status"];
-      if (code !== undefined) this.status = Number(code);
+      if (code === undefined) return;
+      this.status = Number(code);
+      // The member has ended the call; our half would keep the stream open (node:http2's
+      // server sends no RST_STREAM after trailers, grpc-go's does).
+      this.stream.close();
     };
     this.stream.on("response", readStatus);
     this.stream.on("trailers", readStatus);
@@ -125,7 +132,6 @@ export class ForwardStream {
         metadata,
         deadlineMs,
         resolve,
-        wasConnected: this.host.connected(),
         written: false,
         timer: undefined,
         cancelAlone: undefined,
@@ -274,7 +280,7 @@ export class ForwardStream {
         });
         continue;
       }
-      const neverSent = !call.wasConnected && !this.host.connected();
+      const neverSent = !this.sessionConnected;
       this.settle(
         id,
         call,
