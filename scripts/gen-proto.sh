@@ -61,6 +61,7 @@ PROTOS=(
   v3lockpb/v3lock.proto
   internal/peer.proto
   internal/auth-backend.proto
+  internal/forward.proto
 )
 
 TS_PROTO_OPTS="outputServices=grpc-js,env=node,forceLong=bigint,useOptionals=messages"

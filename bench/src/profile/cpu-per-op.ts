@@ -7,13 +7,17 @@
 // rounds alternate, so every build sees the same machine state.
 // Usage (after `npx tsc -b` and bench/goload/build.sh):
 //   node bench/dist/profile/cpu-per-op.js [--op put] [--calls 2000] [--rounds 3] [--clients 1] [--main a.js,b.js]
+// --gateway a.js,b.js: each cluster gets an api-gateway of that build (one per --main, in the
+// same order), goload goes through it (--conns connections), and the gateway's CPU per call is
+// reported beside the members'.
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
+import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
 
 const { values: args } = parseArgs({
@@ -22,13 +26,20 @@ const { values: args } = parseArgs({
     calls: { type: "string", default: "2000" },
     rounds: { type: "string", default: "3" },
     clients: { type: "string", default: "1" },
+    conns: { type: "string", default: "1" },
     main: { type: "string" },
+    gateway: { type: "string" },
   },
 });
 const calls = Number(args.calls);
 const rounds = Number(args.rounds);
 const clients = Number(args.clients);
-const mains = args.main?.split(",").map((m) => resolve(m)) ?? [undefined];
+const conns = Number(args.conns);
+const gatewayMains = args.gateway?.split(",").map((m) => resolve(m));
+const mains = args.main?.split(",").map((m) => resolve(m)) ??
+  gatewayMains?.map(() => undefined) ?? [undefined];
+if (gatewayMains !== undefined && gatewayMains.length !== mains.length)
+  throw new Error("--gateway needs one build per --main");
 if (!existsSync(GOLOAD_BIN)) throw new Error(`missing ${GOLOAD_BIN}: run bench/goload/build.sh`);
 const clockTicks = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
@@ -41,12 +52,22 @@ function cpuSeconds(pid: number): number {
 }
 
 function goload(endpoint: string, total: number): Promise<GoloadResult> {
-  const argv = ["-endpoints", endpoint, "-op", args.op!, "-conns", "1", "-clients", String(clients)];
+  const argv = [
+    "-endpoints",
+    endpoint,
+    "-op",
+    args.op!,
+    "-conns",
+    String(conns),
+    "-clients",
+    String(clients),
+  ];
   return runGoload([...argv, "-total", String(total)]);
 }
 
 interface Round {
   build: string;
+  gatewayUs: number | undefined;
   leaderUs: number;
   followersUs: number[];
   p50: number | null;
@@ -54,17 +75,60 @@ interface Round {
   opsPerS: number;
 }
 
-async function measure(build: string, cluster: LocalCluster): Promise<Round> {
+interface Gateway {
+  child: ChildProcess;
+  address: string;
+}
+
+async function startGateway(main: string, cluster: LocalCluster): Promise<Gateway> {
+  const address = `127.0.0.1:${await freePort()}`;
+  const endpoints = cluster.members.map((m) => m.clientUrl).join(",");
+  const child = spawn(
+    process.execPath,
+    [
+      ...process.execArgv,
+      main,
+      "--endpoints",
+      endpoints,
+      "--listen-addr",
+      address,
+      "--json-listen-addr",
+      `127.0.0.1:${await freePort()}`,
+      "--log-level",
+      "warn",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  // Ready once a put goes through it.
+  for (let i = 0; i < 120; i++) {
+    const probe = await runGoload(["-endpoints", address, "-op", "put", "-total", "1"]).catch(
+      () => undefined,
+    );
+    if (probe !== undefined && probe.errors === 0) return { child, address };
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  child.kill();
+  throw new Error(`gateway ${main} not ready on ${address}`);
+}
+
+function endpointOf(leaderUrl: string, gateway: Gateway | undefined): string {
+  return gateway?.address ?? leaderUrl.replace(/^https?:\/\//, "");
+}
+
+async function measure(build: string, cluster: LocalCluster, gateway: Gateway | undefined): Promise<Round> {
   const { member: leader } = await cluster.agreedLeader();
   const followers = cluster.members.filter((m) => m !== leader);
   const pids = [leader, ...followers].map((m) => m.child!.pid!);
+  if (gateway !== undefined) pids.push(gateway.child.pid!);
   const before = pids.map(cpuSeconds);
-  const load = await goload(leader.clientUrl.replace(/^https?:\/\//, ""), calls);
+  const load = await goload(endpointOf(leader.clientUrl, gateway), calls);
   const after = pids.map(cpuSeconds);
   if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed`);
   const perOpUs = pids.map((_, i) => Math.round(((after[i]! - before[i]!) / calls) * 1e6));
+  const gatewayUs = gateway === undefined ? undefined : perOpUs.pop();
   return {
     build,
+    gatewayUs,
     leaderUs: perOpUs[0]!,
     followersUs: perOpUs.slice(1),
     p50: load.latency_ms.p50,
@@ -75,39 +139,43 @@ async function measure(build: string, cluster: LocalCluster): Promise<Round> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const clusters: { build: string; cluster: LocalCluster }[] = [];
+const clusters: { build: string; cluster: LocalCluster; gateway: Gateway | undefined }[] = [];
 try {
-  for (const main of mains) {
+  for (const [i, main] of mains.entries()) {
+    const gatewayMain = gatewayMains?.[i];
     const build =
-      main === undefined ? "this build" : main.replace(/\/services\/raft-node\/dist\/main\.js$/, "");
-    clusters.push({
-      build,
-      cluster: await LocalCluster.start({ size: 3, main, token: `cpu-${clusters.length}` }),
-    });
+      gatewayMain?.replace(/\/services\/api-gateway\/dist\/main\.js$/, "") ??
+      (main === undefined ? "this build" : main.replace(/\/services\/raft-node\/dist\/main\.js$/, ""));
+    const cluster = await LocalCluster.start({ size: 3, main, token: `cpu-${clusters.length}` });
+    clusters.push({ build, cluster, gateway: undefined });
+    if (gatewayMain !== undefined) clusters.at(-1)!.gateway = await startGateway(gatewayMain, cluster);
   }
   // JIT and connection warm-up, not counted.
-  for (const { cluster } of clusters) {
+  for (const { cluster, gateway } of clusters) {
     const { member } = await cluster.agreedLeader();
-    await goload(member.clientUrl.replace(/^https?:\/\//, ""), Math.min(500, calls));
+    await goload(endpointOf(member.clientUrl, gateway), Math.min(500, calls));
   }
   const results: Round[] = [];
   for (let r = 0; r < rounds; r++) {
-    for (const { build, cluster } of clusters) {
-      const round = await measure(build, cluster);
+    for (const { build, cluster, gateway } of clusters) {
+      const round = await measure(build, cluster, gateway);
       results.push(round);
       console.log(
-        `round ${r + 1} ${build}: leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
+        `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
       );
     }
   }
   console.log(`\n${args.op} x${calls} at ${clients} client(s), median of ${rounds} rounds:`);
   for (const { build } of clusters) {
     const mine = results.filter((r) => r.build === build);
+    const gatewayUs =
+      mine[0]!.gatewayUs === undefined ? "" : `gateway ${median(mine.map((r) => r.gatewayUs!))} us/op, `;
     console.log(
-      `  ${build}: leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s`,
+      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s`,
     );
   }
 } finally {
+  for (const { gateway } of clusters) gateway?.child.kill("SIGTERM");
   // A clean stop (profiles are written then); close() kills.
   await Promise.all(clusters.flatMap(({ cluster }) => cluster.members.map((m) => cluster.stop(m))));
   await Promise.all(clusters.map(({ cluster }) => cluster.close()));

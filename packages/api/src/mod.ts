@@ -16,12 +16,24 @@ export * as etcdserverpb from "./gen/etcdserverpb/rpc.js";
 export { HTTP_ROUTES, type HttpRoute } from "./gen/http-routes.js";
 /** What services/auth asks of the members, on their peer URLs (proto/internal/auth-backend.proto). */
 export * as authBackend from "./gen/internal/auth-backend.js";
+/** Many unary calls over one stream, gateway to member (proto/internal/forward.proto). */
+export * as forward from "./gen/internal/forward.js";
 /** The member-to-member transport (proto/internal/peer.proto); never exposed to clients. */
 export * as peer from "./gen/internal/peer.js";
 export * as mvccpb from "./gen/mvccpb/kv.js";
 export * as v3electionpb from "./gen/v3electionpb/v3election.js";
 export * as v3lockpb from "./gen/v3lockpb/v3lock.js";
 export { ReplayingSocket } from "./grpc/client-port.js";
+export {
+  type CallFrame,
+  type CallResult,
+  decodeCallFrame,
+  decodeCallResult,
+  encodeCallFrame,
+  encodeCallResult,
+  FORWARD_CALLS_PATH,
+  forwardedCallsHandler,
+} from "./grpc/forwarded-calls.js";
 export {
   deadlineFrom,
   decodeGrpcMessage,

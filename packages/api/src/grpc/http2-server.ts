@@ -35,6 +35,11 @@ export type CallKind = "unary" | "server-stream" | "bidi";
 export interface MethodHandler {
   kind: CallKind;
   handle(call: ServerCall): void;
+  /**
+   * Bytes a request message may have beyond the server's maxReceiveBytes: a message that wraps
+   * another request (forwarded-calls.ts) and its metadata, the wrapped one checked on its own.
+   */
+  wrapperBytes?: number;
 }
 
 /**
@@ -73,24 +78,15 @@ const RESERVED_HEADERS = new Set([
 ]);
 
 /**
- * One call. Events: 'message' (Buffer), 'halfClose', 'cancelled' (the client went away or
- * the deadline passed before finish), 'drain' (sendMessage returned false earlier), 'close'
- * (the HTTP/2 stream is gone, finished or not).
+ * One call, as handlers and observers see it, whatever carries it: its own HTTP/2 stream
+ * (Http2ServerCall), or a frame of a gateway's call stream (forwarded-calls.ts). Events:
+ * 'message' (Buffer), 'halfClose', 'cancelled' (the client went away or the deadline passed
+ * before finish), 'drain' (sendMessage returned false earlier), 'close' (the call is gone,
+ * finished or not).
  */
-export class ServerCall extends EventEmitter {
+export abstract class ServerCall extends EventEmitter {
   /** The request message of a unary or server-streaming call. */
   request: Buffer = EMPTY;
-  /** Milliseconds since the epoch; undefined when the client set no deadline. */
-  readonly deadline: number | undefined;
-  private metadataCache: grpc.Metadata | undefined;
-  private pending: Buffer[] = [];
-  private flushScheduled = false;
-  private headersSent = false;
-  private finished = false;
-  private isCancelled = false;
-  private needDrain = false;
-  private deadlineTimer: NodeJS.Timeout | undefined;
-  private trailers: http2.OutgoingHttpHeaders | undefined;
   /** The CN of the client's verified TLS certificate, when the server asks for one. */
   peerCommonName: string | undefined;
   /** @internal Set by the server when it has an observer. */
@@ -99,15 +95,71 @@ export class ServerCall extends EventEmitter {
   startedAt = 0;
   /** What the observer keeps for this call (a tracer's span context); the server never reads it. */
   observerState: unknown;
+  private isCancelled = false;
 
   constructor(
     readonly path: string,
+    /** Milliseconds since the epoch; undefined when the client set no deadline. */
+    readonly deadline: number | undefined,
+  ) {
+    super();
+  }
+
+  /** The client's metadata (custom headers). */
+  abstract get metadata(): grpc.Metadata;
+
+  /** The client's IP address (the TCP peer of the HTTP/2 session), when the socket has one. */
+  abstract get remoteAddress(): string | undefined;
+
+  /** One request header (lower-case name), without building the metadata object. */
+  abstract header(name: string): string | undefined;
+
+  /** Bytes queued for the client and not yet sent. */
+  abstract get writableLength(): number;
+
+  /**
+   * Queues a message; the messages of one turn go out as one write. false: the buffer is
+   * full, wait for 'drain'.
+   */
+  abstract sendMessage(message: Uint8Array): boolean;
+
+  /** Ends the call with a status (OK with optional trailing metadata, or an error). */
+  abstract finish(status: CallStatus): void;
+
+  /** grpc-js's getDeadline(): Infinity when none. */
+  getDeadline(): number {
+    return this.deadline ?? Number.POSITIVE_INFINITY;
+  }
+
+  get cancelled(): boolean {
+    return this.isCancelled;
+  }
+
+  protected markCancelled(): void {
+    if (this.isCancelled) return;
+    this.isCancelled = true;
+    this.emit("cancelled");
+  }
+}
+
+/** A call on its own HTTP/2 stream. */
+export class Http2ServerCall extends ServerCall {
+  private metadataCache: grpc.Metadata | undefined;
+  private pending: Buffer[] = [];
+  private flushScheduled = false;
+  private headersSent = false;
+  private finished = false;
+  private needDrain = false;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private trailers: http2.OutgoingHttpHeaders | undefined;
+
+  constructor(
+    path: string,
     private readonly stream: http2.ServerHttp2Stream,
     private readonly headers: http2.IncomingHttpHeaders,
     private readonly maxReceiveBytes = Number.POSITIVE_INFINITY,
   ) {
-    super();
-    this.deadline = deadlineFrom(headers["grpc-timeout"]);
+    super(path, deadlineFrom(headers["grpc-timeout"]));
     stream.on("close", () => this.onClose());
     stream.on("error", () => {});
     stream.on("drain", () => {
@@ -129,33 +181,24 @@ export class ServerCall extends EventEmitter {
   }
 
   /** The client's metadata (custom headers), built on first use. */
-  get metadata(): grpc.Metadata {
+  override get metadata(): grpc.Metadata {
     this.metadataCache ??= metadataFromHeaders(this.headers, RESERVED_HEADERS) ?? new grpc.Metadata();
     return this.metadataCache;
   }
 
   /** The client's IP address (the TCP peer of the HTTP/2 session), when the socket has one. */
-  get remoteAddress(): string | undefined {
+  override get remoteAddress(): string | undefined {
     return this.stream.session?.socket?.remoteAddress;
   }
 
   /** One request header (lower-case name), without building the metadata object. */
-  header(name: string): string | undefined {
+  override header(name: string): string | undefined {
     const value = this.headers[name];
     return Array.isArray(value) ? value[0] : value;
   }
 
-  /** grpc-js's getDeadline(): Infinity when none. */
-  getDeadline(): number {
-    return this.deadline ?? Number.POSITIVE_INFINITY;
-  }
-
-  get cancelled(): boolean {
-    return this.isCancelled;
-  }
-
   /** Bytes written to the HTTP/2 stream and not yet sent, plus messages not yet written. */
-  get writableLength(): number {
+  override get writableLength(): number {
     let queued = this.stream.writableLength;
     for (const p of this.pending) queued += p.length;
     return queued;
@@ -165,7 +208,7 @@ export class ServerCall extends EventEmitter {
    * Queues a message; the messages of one turn go out as one HTTP/2 write. false: the
    * stream's buffer is full, wait for 'drain'.
    */
-  sendMessage(message: Uint8Array): boolean {
+  override sendMessage(message: Uint8Array): boolean {
     if (this.finished) return false;
     this.observer?.sent(message.length);
     this.pending.push(frame(message));
@@ -177,7 +220,7 @@ export class ServerCall extends EventEmitter {
   }
 
   /** Ends the call with a status (OK with optional trailing metadata, or an error). */
-  finish(status: CallStatus): void {
+  override finish(status: CallStatus): void {
     if (this.finished) return;
     this.finished = true;
     this.observer?.handled(status.code, (performance.now() - this.startedAt) / 1000, this);
@@ -227,12 +270,6 @@ export class ServerCall extends EventEmitter {
       this.markCancelled();
     }
     this.emit("close");
-  }
-
-  private markCancelled(): void {
-    if (this.isCancelled) return;
-    this.isCancelled = true;
-    this.emit("cancelled");
   }
 
   /**
@@ -454,6 +491,38 @@ export class GrpcHttp2Server {
     });
   }
 
+  /**
+   * Runs a unary call that arrived as a frame of another call (forwarded-calls.ts) exactly as
+   * if it had come on its own stream: the same handler, observer and size limit. Only unary
+   * methods: a stream cannot be forwarded this way.
+   */
+  dispatchForwarded(call: ServerCall): void {
+    const handler = this.handlers.get(call.path);
+    if (handler === undefined || handler.kind !== "unary") {
+      call.finish({
+        code: grpc.status.UNIMPLEMENTED,
+        details: `The server does not implement the method ${call.path}`,
+      });
+      return;
+    }
+    const observer = this.methodObservers.get(call.path);
+    if (observer !== undefined) {
+      call.observer = observer;
+      call.startedAt = performance.now();
+      observer.started(call);
+    }
+    const length = call.request.length;
+    if (length > this.maxReceiveBytes) {
+      call.finish({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `Received message larger than max (${length} vs. ${this.maxReceiveBytes})`,
+      });
+      return;
+    }
+    observer?.received(length);
+    handler.handle(call);
+  }
+
   private dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const contentType = headers[HTTP2_HEADER_CONTENT_TYPE];
     if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) {
@@ -461,11 +530,16 @@ export class GrpcHttp2Server {
       return;
     }
     const path = String(headers[HTTP2_HEADER_PATH] ?? "");
-    const call = new ServerCall(path, stream, headers, this.maxReceiveBytes);
+    const handler = this.handlers.get(path);
+    const call = new Http2ServerCall(
+      path,
+      stream,
+      headers,
+      this.maxReceiveBytes + (handler?.wrapperBytes ?? 0),
+    );
     if (this.tls?.verifiesPeers && stream.session !== undefined)
       call.peerCommonName = this.sessionCommonNames.get(stream.session);
     stream.on("data", (chunk: Buffer) => call.receive(chunk));
-    const handler = this.handlers.get(path);
     if (handler === undefined) {
       call.finish({
         code: grpc.status.UNIMPLEMENTED,

@@ -4,6 +4,9 @@
 // large share of the proxy's CPU per call for features a fixed member address never uses.
 // Streams (watch, keep-alive, snapshot) still use grpc-js.
 //
+// Calls whose answers are small (not Range: one full list would hold every call queued behind
+// it) go over one multiplexed stream when the member serves it (forward-stream.ts).
+//
 // Failure reporting follows grpc-js's wording where the retry policy depends on it: a
 // call that could not be written because no connection could be made fails with
 // "No connection established. ..." (safe to retry anything); a connection lost after the
@@ -14,6 +17,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { decodeGrpcMessage, grpcTimeout, metadataFromHeaders } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
+import { ForwardStream } from "./forward-stream.js";
 import type { UpstreamTls } from "./upstream-client.js";
 
 export interface UnaryResult {
@@ -37,9 +41,23 @@ const KEEPALIVE_TIMEOUT_MS = 2_000;
 // Large ranges should not crawl through 64 KiB windows.
 const WINDOW_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Methods sent over the member's Forward/Calls stream: etcd's unary calls with small answers.
+ * Range stays on its own streams (a large answer would delay every answer behind it), as do
+ * Auth (services/auth serves no Forward), Election and Lock (held open for long).
+ */
+const FORWARDED_METHOD =
+  /^\/etcdserverpb\.(?:KV\/(?:Put|DeleteRange|Txn|Compact)|Lease\/|Cluster\/|Maintenance\/)/;
+/** Larger requests take their own stream: they would hold up the frames behind them. */
+const MAX_FORWARDED_REQUEST_BYTES = 64 * 1024;
+
 /** One member's HTTP/2 session, reconnected lazily after it closes. */
 export class Http2UnaryChannel {
   private session: http2.ClientHttp2Session | undefined;
+  /** The Forward/Calls stream on the current session. */
+  private forward: ForwardStream | undefined;
+  /** A session whose member refused Forward/Calls (etcd): its calls each take a stream. */
+  private refusedBy: http2.ClientHttp2Session | undefined;
   private connected = false;
   private lastError = "";
   private keepalive: NodeJS.Timeout | undefined;
@@ -52,6 +70,48 @@ export class Http2UnaryChannel {
   ) {}
 
   call(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    deadlineMs: number | undefined,
+  ): {
+    result: Promise<UnaryResult>;
+    cancel: () => void;
+  } {
+    if (!this.closed && request.length <= MAX_FORWARDED_REQUEST_BYTES && FORWARDED_METHOD.test(path)) {
+      const stream = this.forwardStream();
+      if (stream !== undefined) return stream.call(path, request, metadata, deadlineMs);
+    }
+    return this.callAlone(path, request, metadata, deadlineMs);
+  }
+
+  /** The current session's Forward/Calls stream, opened on first use; undefined: not offered or full. */
+  private forwardStream(): ForwardStream | undefined {
+    const session = this.ensureSession();
+    if (session === this.refusedBy) return undefined;
+    let stream = this.forward;
+    if (stream === undefined || stream.session !== session || !stream.open) {
+      stream?.drain();
+      try {
+        stream = new ForwardStream(session, {
+          connected: () => this.connected && this.session === session,
+          lastError: () => this.lastError,
+          callAlone: (path, request, metadata, deadlineMs) =>
+            this.callAlone(path, request, metadata, deadlineMs),
+          refused: () => {
+            this.refusedBy = session;
+          },
+        });
+      } catch {
+        return undefined; // the session is closing: the call's own stream reports it
+      }
+      this.forward = stream;
+    }
+    return stream.accepting ? stream : undefined;
+  }
+
+  /** One call on its own HTTP/2 stream. */
+  callAlone(
     path: string,
     request: Buffer,
     metadata: grpc.Metadata,
@@ -190,6 +250,7 @@ export class Http2UnaryChannel {
   close(): void {
     this.closed = true;
     if (this.keepalive !== undefined) clearInterval(this.keepalive);
+    this.forward?.drain();
     this.session?.close();
     this.session = undefined;
   }
@@ -237,6 +298,7 @@ export class Http2UnaryChannel {
     session.once("goaway", () => {
       // New calls go to a fresh session; calls in flight finish on this one.
       if (this.session === session) this.session = undefined;
+      if (this.forward?.session === session) this.forward.drain();
     });
     if (this.keepalive === undefined) {
       // A member that vanishes without closing its socket is found by ping, not by the next

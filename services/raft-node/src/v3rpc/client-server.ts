@@ -7,6 +7,8 @@ import {
   AccessControl,
   createTlsServer,
   etcdserverpb,
+  FORWARD_CALLS_PATH,
+  forwardedCallsHandler,
   GATEWAY_CHANNEL_OPTIONS,
   GrpcHttp2Server,
   grpcClientBackend,
@@ -131,6 +133,9 @@ export class ClientServer {
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation);
+      // The api-gateway's many unary calls over one stream, each run by the handlers above
+      // with its own token (proto/internal/forward.proto).
+      server.register(FORWARD_CALLS_PATH, forwardedCallsHandler(server));
       port = await server.listen(address);
       this.servers.push(server);
     }

@@ -1,0 +1,189 @@
+// Http2UnaryChannel's Forward/Calls path against a member-like GrpcHttp2Server (the handlers a
+// member would register, in bytes) and against a server without the method (etcd's case).
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import {
+  FORWARD_CALLS_PATH,
+  forwardedCallsHandler,
+  type GrpcCallObserver,
+  GrpcHttp2Server,
+  type ServerCall,
+} from "@etcd-ts/api";
+import { freePort } from "@etcd-ts/testing";
+import grpc from "@grpc/grpc-js";
+import { judgeFailure } from "../routing/failure-policy.js";
+import { Http2UnaryChannel } from "./http2-unary-channel.js";
+import { passThrough } from "./upstream-client.js";
+
+const PUT = "/etcdserverpb.KV/Put";
+const TXN = "/etcdserverpb.KV/Txn";
+const RANGE = "/etcdserverpb.KV/Range";
+
+/** A server with Put (echo with the caller's token), Txn (held until told) and Range. */
+async function memberLike(): Promise<{
+  server: GrpcHttp2Server;
+  address: string;
+  started: string[];
+  held: ServerCall[];
+}> {
+  const started: string[] = [];
+  const held: ServerCall[] = [];
+  const observer: GrpcCallObserver = {
+    method: (path) => ({
+      started: () => started.push(path),
+      received: () => {},
+      sent: () => {},
+      handled: () => {},
+    }),
+  };
+  const server = new GrpcHttp2Server({ observer });
+  const echo = (call: ServerCall) => {
+    call.sendMessage(Buffer.concat([Buffer.from(`${call.metadata.get("token")[0] ?? "-"}:`), call.request]));
+    const trailers = new grpc.Metadata();
+    trailers.set("x-path", call.path);
+    call.finish({ code: grpc.status.OK, metadata: trailers });
+  };
+  server.register(PUT, { kind: "unary", handle: echo });
+  server.register(RANGE, { kind: "unary", handle: echo });
+  server.register(TXN, { kind: "unary", handle: (call) => held.push(call) });
+  server.register(FORWARD_CALLS_PATH, forwardedCallsHandler(server));
+  const port = await server.listen("127.0.0.1:0");
+  return { server, address: `127.0.0.1:${port}`, started, held };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(condition(), "condition not reached in 2 s");
+}
+
+describe("Http2UnaryChannel over Forward/Calls", () => {
+  let member: Awaited<ReturnType<typeof memberLike>>;
+  let channel: Http2UnaryChannel;
+
+  before(async () => {
+    member = await memberLike();
+    channel = new Http2UnaryChannel(member.address);
+  });
+
+  after(async () => {
+    channel.close();
+    await member.server.close(100);
+  });
+
+  it("sends many calls over one stream, each with its own metadata, answers and trailers intact", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => {
+        const md = new grpc.Metadata();
+        if (i % 2 === 0) md.set("token", `t${i}`);
+        return channel.call(PUT, Buffer.from(`v${i}`), md, undefined).result;
+      }),
+    );
+    results.forEach((r, i) => {
+      assert.equal(r.error, undefined);
+      assert.equal(r.response?.toString(), `${i % 2 === 0 ? `t${i}` : "-"}:v${i}`);
+      assert.equal(r.trailers?.get("x-path")[0], PUT);
+    });
+    assert.equal(member.started.filter((p) => p === FORWARD_CALLS_PATH).length, 1);
+    assert.equal(member.started.filter((p) => p === PUT).length, 20);
+  });
+
+  it("keeps Range on its own stream", async () => {
+    const before = member.started.length;
+    const r = await channel.call(RANGE, Buffer.from("k"), new grpc.Metadata(), undefined).result;
+    assert.equal(r.response?.toString(), "-:k");
+    assert.deepEqual(member.started.slice(before), [RANGE]);
+  });
+
+  it("ends a call at its deadline and cancels it on the member; a client's cancel does too", async () => {
+    member.held.length = 0;
+    const late = await channel.call(TXN, Buffer.from("x"), new grpc.Metadata(), Date.now() + 50).result;
+    assert.deepEqual(
+      [late.error?.code, late.error?.details],
+      [grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"],
+    );
+    await until(() => member.held[0]?.cancelled === true);
+
+    const call = channel.call(TXN, Buffer.from("y"), new grpc.Metadata(), undefined);
+    await until(() => member.held.length === 2);
+    call.cancel();
+    const cancelled = await call.result;
+    assert.deepEqual(
+      [cancelled.error?.code, cancelled.error?.details],
+      [grpc.status.CANCELLED, "Cancelled on client"],
+    );
+    await until(() => member.held[1]!.cancelled);
+  });
+});
+
+describe("Forward/Calls failures", () => {
+  it("a call written before the connection broke fails with Connection dropped (outcome unknown)", async () => {
+    const member = await memberLike();
+    const channel = new Http2UnaryChannel(member.address);
+    try {
+      const pending = channel.call(TXN, Buffer.from("w"), new grpc.Metadata(), undefined).result;
+      await until(() => member.held.length === 1);
+      await member.server.close(0);
+      const r = await pending;
+      assert.deepEqual([r.error?.code, r.error?.details], [grpc.status.UNAVAILABLE, "Connection dropped"]);
+      assert.equal(judgeFailure(r.error!.code, r.error!.details).retry, "idempotent");
+    } finally {
+      channel.close();
+    }
+  });
+
+  it("a call that could not connect says it was never sent, so even a write may be retried", async () => {
+    const channel = new Http2UnaryChannel(`127.0.0.1:${await freePort()}`);
+    try {
+      const r = await channel.call(PUT, Buffer.from("x"), new grpc.Metadata(), Date.now() + 2000).result;
+      assert.equal(r.error?.code, grpc.status.UNAVAILABLE);
+      assert.match(r.error!.details, /^No connection established/);
+      assert.equal(judgeFailure(r.error!.code, r.error!.details).retry, "any");
+    } finally {
+      channel.close();
+    }
+  });
+});
+
+describe("Http2UnaryChannel in front of a member without Forward/Calls", () => {
+  let server: grpc.Server;
+  let channel: Http2UnaryChannel;
+  const seen: string[] = [];
+
+  before(async () => {
+    server = new grpc.Server();
+    server.register(
+      PUT,
+      (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        seen.push(call.request.toString());
+        cb(null, Buffer.concat([Buffer.from("put:"), call.request]));
+      },
+      passThrough,
+      passThrough,
+      "unary",
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    channel = new Http2UnaryChannel(`127.0.0.1:${port}`);
+  });
+
+  after(() => {
+    channel.close();
+    server.forceShutdown();
+  });
+
+  it("sends the calls the member refused again on their own streams, each exactly once", async () => {
+    const first = await Promise.all(
+      ["a", "b", "c"].map((v) => channel.call(PUT, Buffer.from(v), new grpc.Metadata(), undefined).result),
+    );
+    assert.deepEqual(
+      first.map((r) => r.response?.toString()),
+      ["put:a", "put:b", "put:c"],
+    );
+    const later = await channel.call(PUT, Buffer.from("d"), new grpc.Metadata(), undefined).result;
+    assert.equal(later.response?.toString(), "put:d");
+    assert.deepEqual(seen.sort(), ["a", "b", "c", "d"]);
+  });
+});

@@ -1,0 +1,306 @@
+// Many unary calls to one member over one HTTP/2 stream (etcdts.internal.v1.Forward/Calls,
+// @etcd-ts/api's forwarded-calls.ts), instead of a stream per call: node:http2's request()
+// was 13.5% of the gateway's CPU per put, and the member pays for each stream's headers too.
+// The frames of one event-loop turn leave in one write.
+//
+// Outcomes keep the per-call channel's meaning (http2-unary-channel.ts), which the retry
+// policy reads: a call the stream ended under after it was written fails with "Connection
+// dropped" (outcome unknown), or "No connection established" when the session never
+// connected; a call not yet written goes out on its own stream instead. A member that does
+// not serve the method (etcd, an older member) refuses the stream with UNIMPLEMENTED before
+// running any call on it: every call on it is then sent again on its own stream, and the
+// channel stops offering this session's calls to a Forward stream.
+
+import http2 from "node:http2";
+import { type CallFrame, decodeCallResult, encodeCallFrame, FORWARD_CALLS_PATH } from "@etcd-ts/api";
+import grpc from "@grpc/grpc-js";
+import type { UnaryResult } from "./http2-unary-channel.js";
+
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_TE, NGHTTP2_CANCEL } =
+  http2.constants;
+
+/**
+ * Calls in flight on one stream at most; beyond it calls take their own stream. Bounds what a
+ * member holds for one gateway, as its --max-concurrent-streams bounds direct calls.
+ */
+export const MAX_CALLS_IN_FLIGHT = 1024;
+
+/** What the stream needs of its channel. */
+export interface ForwardStreamHost {
+  /** Whether the session has connected. */
+  connected(): boolean;
+  lastError(): string;
+  /** The same call on its own HTTP/2 stream. */
+  callAlone(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    deadlineMs: number | undefined,
+  ): { result: Promise<UnaryResult>; cancel: () => void };
+  /** The member answered UNIMPLEMENTED: it does not serve Forward/Calls. */
+  refused(): void;
+}
+
+interface PendingCall {
+  readonly path: string;
+  readonly request: Buffer;
+  readonly metadata: grpc.Metadata;
+  readonly deadlineMs: number | undefined;
+  readonly resolve: (result: UnaryResult) => void;
+  /** Part of a write already handed to the stream. */
+  written: boolean;
+  timer: NodeJS.Timeout | undefined;
+  /** Set once the call went out on its own stream instead. */
+  cancelAlone: (() => void) | undefined;
+}
+
+export class ForwardStream {
+  private readonly stream: http2.ClientHttp2Stream;
+  private readonly calls = new Map<number, PendingCall>();
+  private nextId = 1;
+  /** Encoded frames (with their 5-byte prefix) waiting for this turn's write, and their ids. */
+  private outbox: Buffer[] = [];
+  private outboxIds: number[] = [];
+  private flushScheduled = false;
+  private draining = false;
+  private closed = false;
+  private status: number | undefined;
+  private inbox: Buffer[] = [];
+  private inboxBytes = 0;
+  /** Whether the session ever connected: until then, nothing written reached the member. */
+  private sessionConnected: boolean;
+
+  constructor(
+    readonly session: http2.ClientHttp2Session,
+    private readonly host: ForwardStreamHost,
+  ) {
+    this.sessionConnected = host.connected();
+    if (!this.sessionConnected) session.once("connect", () => (this.sessionConnected = true));
+    // The stream carries no caller's metadata: every frame brings its own token.
+    this.stream = session.request(
+      {
+        [HTTP2_HEADER_METHOD]: "POST",
+        [HTTP2_HEADER_PATH]: FORWARD_CALLS_PATH,
+        [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
+        [HTTP2_HEADER_TE]: "trailers",
+      },
+      { endStream: false },
+    );
+    const readStatus = (headers: http2.IncomingHttpHeaders) => {
+      const code = headers["grpc-status"];
+      if (code === undefined) return;
+      this.status = Number(code);
+      // The member has ended the call; our half would keep the stream open (node:http2's
+      // server sends no RST_STREAM after trailers, grpc-go's does).
+      this.stream.close();
+    };
+    this.stream.on("response", readStatus);
+    this.stream.on("trailers", readStatus);
+    this.stream.on("data", (chunk: Buffer) => this.receive(chunk));
+    this.stream.on("error", () => {});
+    this.stream.on("close", () => this.onClose());
+  }
+
+  /** Whether the stream takes new calls (it may be full: see `accepting`). */
+  get open(): boolean {
+    return !this.draining && !this.closed;
+  }
+
+  /** Whether a new call may be sent on this stream now. */
+  get accepting(): boolean {
+    return this.open && this.calls.size < MAX_CALLS_IN_FLIGHT;
+  }
+
+  /** Takes no new calls; ends the stream once the calls in flight are answered. */
+  drain(): void {
+    this.draining = true;
+    this.endIfDrained();
+  }
+
+  call(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    deadlineMs: number | undefined,
+  ): { result: Promise<UnaryResult>; cancel: () => void } {
+    const id = this.nextId++;
+    let pending: PendingCall | undefined;
+    const result = new Promise<UnaryResult>((resolve) => {
+      pending = {
+        path,
+        request,
+        metadata,
+        deadlineMs,
+        resolve,
+        written: false,
+        timer: undefined,
+        cancelAlone: undefined,
+      };
+    });
+    const call = pending!;
+    this.calls.set(id, call);
+    const frame: CallFrame = {
+      id,
+      method: path,
+      request,
+      metadata,
+      timeoutMs: deadlineMs === undefined ? 0 : Math.max(1, Math.ceil(deadlineMs - Date.now())),
+      cancel: false,
+    };
+    this.enqueue(id, encodeCallFrame(frame, 5));
+    if (deadlineMs !== undefined) {
+      call.timer = setTimeout(
+        () => this.abandon(id, grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"),
+        Math.max(0, deadlineMs - Date.now()),
+      );
+    }
+    return { result, cancel: () => this.abandon(id, grpc.status.CANCELLED, "Cancelled on client") };
+  }
+
+  /** Settles call `id` locally and tells the member to drop it. */
+  private abandon(id: number, code: number, details: string): void {
+    const call = this.calls.get(id);
+    if (call === undefined) return;
+    if (call.cancelAlone !== undefined) {
+      call.cancelAlone();
+      return;
+    }
+    this.settle(id, call, failure(code, details));
+    if (!this.closed) {
+      this.enqueue(
+        0,
+        encodeCallFrame(
+          { id, method: "", request: EMPTY, metadata: undefined, timeoutMs: 0, cancel: true },
+          5,
+        ),
+      );
+    }
+  }
+
+  private settle(id: number, call: PendingCall, result: UnaryResult): void {
+    this.calls.delete(id);
+    if (call.timer !== undefined) clearTimeout(call.timer);
+    call.resolve(result);
+    this.endIfDrained();
+  }
+
+  private enqueue(id: number, frame: Buffer): void {
+    frame[0] = 0;
+    frame.writeUInt32BE(frame.length - 5, 1);
+    this.outbox.push(frame);
+    this.outboxIds.push(id);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    process.nextTick(() => this.flush());
+  }
+
+  /** One write for every frame of this turn (one DATA frame for many calls). */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closed || this.stream.destroyed) return; // onClose sends the unwritten calls alone
+    const frames = this.outbox;
+    const ids = this.outboxIds;
+    this.outbox = [];
+    this.outboxIds = [];
+    for (const id of ids) {
+      const call = this.calls.get(id);
+      if (call !== undefined) call.written = true;
+    }
+    this.stream.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+  }
+
+  private endIfDrained(): void {
+    if (!this.draining || this.calls.size > 0 || this.closed) return;
+    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+  }
+
+  /** Splits the response bytes into messages (5-byte prefix each) and settles their calls. */
+  private receive(chunk: Buffer): void {
+    this.inbox.push(chunk);
+    this.inboxBytes += chunk.length;
+    while (this.inboxBytes >= 5) {
+      if (this.inbox.length > 1 && this.inbox[0]!.length < 5) this.joinInbox();
+      const head = this.inbox[0]!;
+      const length = head.readUInt32BE(1);
+      if (this.inboxBytes < 5 + length) return;
+      const all = this.joinInbox();
+      const message = all.subarray(5, 5 + length);
+      const rest = all.subarray(5 + length);
+      this.inbox = rest.length > 0 ? [rest] : [];
+      this.inboxBytes = rest.length;
+      this.onResult(message);
+    }
+  }
+
+  private joinInbox(): Buffer {
+    if (this.inbox.length > 1) this.inbox = [Buffer.concat(this.inbox, this.inboxBytes)];
+    return this.inbox[0]!;
+  }
+
+  private onResult(message: Buffer): void {
+    let result: ReturnType<typeof decodeCallResult>;
+    try {
+      result = decodeCallResult(message);
+    } catch {
+      // Not our protocol: the stream is useless, and its calls' outcomes unknown.
+      this.stream.close(NGHTTP2_CANCEL);
+      return;
+    }
+    const call = this.calls.get(result.id);
+    if (call === undefined) return; // abandoned: its cancel frame crossed this answer
+    if (result.code === grpc.status.OK) {
+      this.settle(result.id, call, {
+        error: undefined,
+        response: result.response,
+        trailers: result.trailers,
+      });
+      return;
+    }
+    this.settle(result.id, call, {
+      error: { code: result.code, details: result.message, metadata: result.trailers ?? new grpc.Metadata() },
+      response: undefined,
+      trailers: result.trailers,
+    });
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    const refused = this.status === grpc.status.UNIMPLEMENTED;
+    if (refused) this.host.refused();
+    for (const [id, call] of [...this.calls]) {
+      if (call.cancelAlone !== undefined) continue;
+      if (refused || !call.written) {
+        // Never run by the member: its own stream, with the per-call channel's outcomes.
+        if (call.timer !== undefined) clearTimeout(call.timer);
+        const alone = this.host.callAlone(call.path, call.request, call.metadata, call.deadlineMs);
+        call.cancelAlone = alone.cancel;
+        void alone.result.then((result) => {
+          this.calls.delete(id);
+          call.resolve(result);
+        });
+        continue;
+      }
+      const neverSent = !this.sessionConnected;
+      this.settle(
+        id,
+        call,
+        failure(
+          grpc.status.UNAVAILABLE,
+          neverSent
+            ? `No connection established. Last error: ${this.host.lastError()}`
+            : "Connection dropped",
+        ),
+      );
+    }
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function failure(code: number, details: string): UnaryResult {
+  return {
+    error: { code, details, metadata: new grpc.Metadata() },
+    response: undefined,
+    trailers: undefined,
+  };
+}
