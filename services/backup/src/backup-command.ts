@@ -28,7 +28,7 @@ const USAGE = `usage:
   backup delta --endpoints HOST:PORT[,...] ${MEMBERS} ${STORE} [--retries N]
   backup list ${STORE}
   backup verify ID ${STORE}
-  backup restore ID ${STORE} [--to-revision R [--user root:PASSWORD]] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
+  backup restore ID ${STORE} [--to-revision R (default: the newest delta's)] [--user root:PASSWORD] --name NAME --data-dir DIR --initial-cluster ... [etcd's restore flags]
   backup serve --endpoints HOST:PORT[,...] ${MEMBERS} ${STORE} [--cron "0 * * * *"] [--delta-cron "*/5 * * * *"]
          [--keep-last N] [--keep-daily N] [--keep-weekly N] [--retries N] [--listen 127.0.0.1:2390]
          [--nats-url nats://HOST:PORT: backup events, backup.now requests]
@@ -291,7 +291,10 @@ async function restore(parsed: Parsed, store: ObjectStore, io: CommandOutput): P
   const [id] = parsed.positional;
   if (id === undefined) throw new BackupError(`backup ID expected\n${USAGE}`);
   const catalog = new BackupCatalog(store);
-  const toRevision = integer(parsed, "to-revision");
+  // Without --to-revision: the latest state the backup's chain reaches, as a user restoring
+  // "this backup" expects (and gardener's etcd-backup-restore does); the full backup's own
+  // revision as --to-revision gives the full backup alone.
+  const toRevision = integer(parsed, "to-revision") ?? (await catalog.deltas(id)).at(-1)?.toRevision;
   if (toRevision === undefined)
     return catalog.withCheckedFile(`${id}.db`, (file) =>
       runSnapshotCommand(["restore", file, ...parsed.rest], io),

@@ -146,6 +146,20 @@ describe("backup CLI against a 3-member cluster", {
     );
     // The restored snapshot holds the key's lease (1 lease), at the target revision.
     assert.match(restored.out, new RegExp(`revision ${target}, .*1 lease\\(s\\)`));
+    // Without --to-revision: the newest delta's end, where the revoke deleted the key and its lease.
+    const latest = await backupCli([
+      "restore",
+      id,
+      "--dir",
+      store,
+      "--name=u2",
+      `--data-dir=${join(dir, "unknown-ttl-latest")}`,
+      "--initial-cluster=u2=http://127.0.0.1:2380",
+      "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+    ]);
+    assert.equal(latest.code, 0, latest.err);
+    assert.match(latest.err, new RegExp(`\\+ 2 revisions from deltas -> revision ${target + 1}`));
+    assert.match(latest.out, new RegExp(`revision ${target + 1}, .*0 lease\\(s\\)`));
   });
 
   it("serve: backups on a cron schedule, and the HTTP API lists, takes and verifies them", async () => {

@@ -40,7 +40,7 @@ import {
 import type { MemberConfig } from "../config/flags.js";
 import { formatId } from "../membership/member-id.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
-import { compactionIndex, shouldSnapshot } from "./snapshot-policy.js";
+import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
 
 export interface RaftLoopLogger {
   info(details: Record<string, unknown>, message: string): void;
@@ -108,6 +108,7 @@ export class RaftLoop {
   private failed = false;
   /** Sends queued behind held commit-only messages (see the header), in order; undefined when none are held. */
   private heldSends: Message[][] | undefined;
+  private readonly snapshotFollowUps = new SnapshotFollowUps();
 
   constructor(
     private readonly config: MemberConfig,
@@ -270,9 +271,16 @@ export class RaftLoop {
       if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
-    if (shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount)) {
+    const due = () =>
+      shouldSnapshot(
+        this.host.appliedIndex(),
+        this.snapshotIndex,
+        this.config.snapshotCount,
+        this.storage.lastIndex(),
+      );
+    if (due()) {
       await this.applying;
-      await this.snapshot();
+      if (due()) await this.snapshot();
     }
   }
 
@@ -306,12 +314,18 @@ export class RaftLoop {
     await this.wal.save(this.storage.initialState().hardState, []);
     await this.snapshotter.save(snap);
     await this.wal.saveSnapshotMarker(snap.metadata);
-    const to = compactionIndex(index, this.storage.firstIndex(), this.config.snapshotCatchUpEntries);
+    const keepAfter = this.snapshotFollowUps.keepAfter(this.raw.status().progress, performance.now());
+    const to = compactionIndex(
+      index,
+      this.storage.firstIndex(),
+      this.config.snapshotCatchUpEntries,
+      keepAfter,
+    );
     if (to !== undefined) this.storage.compact(to);
     this.snapshotIndex = index;
     await this.wal.releaseTo(index);
     if (this.config.maxSnapshots > 0) await this.snapshotter.purge(this.config.maxSnapshots);
-    this.logger.info({ index, compactedTo: to ?? 0 }, "saved snapshot");
+    this.logger.info({ index, compactedTo: to ?? 0, keptForFollowerAfter: keepAfter }, "saved snapshot");
   }
 
   /** Installs a snapshot the leader sent: the state machine first, then the Raft log's marker. */
@@ -354,6 +368,10 @@ export class RaftLoop {
   }
 
   reportSnapshot(id: bigint, ok: boolean): void {
+    if (ok) {
+      const index = this.raw.status().progress.get(id)?.pendingSnapshot ?? 0;
+      this.snapshotFollowUps.sent(id, index, performance.now());
+    }
     this.raw.reportSnapshot(id, ok);
     this.kick();
   }

@@ -10,6 +10,7 @@ import { LocalCluster, type MemberExit, sleep, type TargetKind } from "../cluste
 import { type FaultRecord, HistoryRecorder, type Operation, type WatcherRecord } from "./history.js";
 import { checkLinearizability, type LinearizabilityReport } from "./linearizability.js";
 import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
+import { formatResources, type MemberResources, ResourceLog } from "./process-resources.js";
 import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
 import { classifyError, Watcher, Workload } from "./workload.js";
 
@@ -45,7 +46,16 @@ export interface ChaosOptions {
   log?: (line: string) => void;
   /** Per-key search budget for the checker. */
   checkMillisPerKey?: number;
+  /**
+   * Compact the history every this many seconds, as real clients do (a soak without it grows
+   * every member's database and snapshot without bound); to the oldest revision a watcher
+   * still needs, so no watcher is cut off. Off when undefined.
+   */
+  compactEverySec?: number;
 }
+
+/** How often member RSS and fds are sampled. */
+const RESOURCE_SAMPLE_MS = 30_000;
 
 /** Our member's snapshot settings in a chaos run unless given. */
 export const CHAOS_SNAPSHOTS = { snapshotCount: 100, snapshotCatchUpEntries: 20 };
@@ -62,6 +72,10 @@ export interface ChaosResult {
   revisions: WatchProblem[];
   /** Snapshots members received from a leader (etcd_network_snapshot_receive_success). */
   snapshotsReceived: number;
+  /** Compactions the run asked for: done, refused or failed, and the last revision. */
+  compactions: { done: number; failed: number; lastRevision: number };
+  /** Each member slot's RSS and open fds over the run. */
+  resources: MemberResources[];
   /** Why the run could not finish its settle phase, if it could not. */
   settleProblems: string[];
   timings: { startupMs: number; workloadMs: number; settleMs: number; checkMs: number };
@@ -111,6 +125,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let settleMs = 0;
   let epoch = 0;
   let snapshotsReceived = 0;
+  const compactions = { done: 0, failed: 0, lastRevision: 0 };
+  const resources = new ResourceLog();
+  const timers: NodeJS.Timeout[] = [];
   try {
     await cluster.startAll();
     // Our member starts through tsx, which on a busy 2-core machine can take most of a minute.
@@ -150,6 +167,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     epoch = tw;
     workload.start();
     nemesis.start();
+    timers.push(setInterval(() => void resources.sample(cluster.pids()), RESOURCE_SAMPLE_MS));
+    if (options.compactEverySec !== undefined) {
+      let turn = 0;
+      const compact = async () => {
+        let oldestNeeded = Number.POSITIVE_INFINITY;
+        for (const w of watchers) oldestNeeded = Math.min(oldestNeeded, w.lastRevision());
+        if (!(oldestNeeded > compactions.lastRevision)) return;
+        try {
+          await endpoints[turn++ % endpoints.length].compact(oldestNeeded, options.opTimeoutMs ?? 2_000);
+          compactions.done++;
+          compactions.lastRevision = oldestNeeded;
+        } catch {
+          compactions.failed++;
+        }
+      };
+      timers.push(setInterval(() => void compact(), options.compactEverySec * 1000));
+    }
     const progress = setInterval(() => {
       const done = recorder.ops.filter((o) => o.completedAt !== undefined || o.outcome === "unknown").length;
       const last = nemesis?.log.at(-1);
@@ -159,6 +193,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }, 10_000);
     await sleep(options.durationSec * 1000);
     clearInterval(progress);
+    for (const t of timers.splice(0)) clearInterval(t);
+    await resources.sample(cluster.pids());
     await nemesis.stop();
     await workload.stop();
     workloadMs = performance.now() - tw;
@@ -207,6 +243,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     settleMs = performance.now() - ts;
     snapshotsReceived = await cluster.snapshotsReceived();
   } finally {
+    for (const t of timers) clearInterval(t);
     await Promise.all(watchers.map((w) => w.stop()));
     await nemesis?.stop().catch(() => {});
     for (const e of endpoints) e.close();
@@ -243,6 +280,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     revisions,
     settleProblems,
     snapshotsReceived,
+    compactions,
+    resources: resources.report(),
     timings: { startupMs, workloadMs, settleMs, checkMs },
     epoch,
     baseDir: cluster.options.baseDir,
@@ -324,6 +363,12 @@ export function summarize(r: ChaosResult): string {
     );
   }
   lines.push(`  snapshots received by lagging members: ${r.snapshotsReceived}`);
+  if (r.options.compactEverySec !== undefined) {
+    const c = r.compactions;
+    lines.push(`  compactions: ${c.done} done (last to revision ${c.lastRevision}), ${c.failed} failed`);
+  }
+  lines.push("  member resources (a restarted member is a new process):");
+  for (const line of formatResources(r.resources)) lines.push(`    ${line}`);
   const crashes = r.exits.filter((e) => e.unexpected);
   lines.push(`  member exits not caused by the nemesis: ${crashes.length}`);
   for (const e of crashes)

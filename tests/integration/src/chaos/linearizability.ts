@@ -363,8 +363,30 @@ function search(history: readonly Operation[], opts: Required<CheckOptions>, exp
   let cachedWords = 0;
   const cacheKey = (state: number) =>
     ((hashA ^ Math.imul(state, 0x85ebca6b)) & 0x1fffff) * 0x100000000 + (hashB >>> 0);
-  const sameBits = (a: Uint32Array) => {
-    for (let w = 0; w < words; w++) if (a[w] !== bits[w]) return false;
+  // A cached configuration keeps its linearized set packed: the number of words up to the
+  // highest non-zero one, then (index, word) for each of those words that is not all ones. Ops
+  // are numbered in call order, so far behind the search front nearly every op is linearized;
+  // what is not is the few ops of unknown outcome. Whole bitsets made each entry as large as the
+  // history (3,400 words at 110,000 ops per key), and a 25-minute run exhausted the cache.
+  const packBits = (): Uint32Array => {
+    let top = words - 1;
+    while (top >= 0 && bits[top] === 0) top--;
+    let gaps = 0;
+    for (let w = 0; w <= top; w++) if (bits[w] !== 0xffffffff) gaps++;
+    const packed = new Uint32Array(1 + 2 * gaps);
+    packed[0] = top + 1;
+    let o = 1;
+    for (let w = 0; w <= top; w++) {
+      if (bits[w] !== 0xffffffff) {
+        packed[o++] = w;
+        packed[o++] = bits[w];
+      }
+    }
+    return packed;
+  };
+  const samePacked = (a: Uint32Array, b: Uint32Array) => {
+    if (a.length !== b.length) return false;
+    for (let w = 0; w < a.length; w++) if (a[w] !== b[w]) return false;
     return true;
   };
 
@@ -410,19 +432,20 @@ function search(history: readonly Operation[], opts: Required<CheckOptions>, exp
         hashB ^= zobristB[i];
         const k = cacheKey(nextState);
         const bucket = cache.get(k);
-        const seen = bucket?.some((c) => c.state === nextState && sameBits(c.bits)) ?? false;
+        const packed = packBits();
+        const seen = bucket?.some((c) => c.state === nextState && samePacked(c.bits, packed)) ?? false;
         if (!seen) {
-          if (cachedWords + words > opts.maxCacheWords) {
+          if (cachedWords + packed.length > opts.maxCacheWords) {
             return {
               verdict: "unknown",
               reason: `search budget exhausted: ${opts.maxCacheWords} cached words`,
               steps,
             };
           }
-          const configuration = { state: nextState, bits: bits.slice() };
+          const configuration = { state: nextState, bits: packed };
           if (bucket) bucket.push(configuration);
           else cache.set(k, [configuration]);
-          cachedWords += words;
+          cachedWords += packed.length;
           stackOp.push(i);
           stackState.push(state);
           state = nextState;

@@ -74,6 +74,7 @@ interface RawKV extends RawClient {
   range: Unary<object, WireRangeResponse>;
   put: Unary<object, WirePutResponse>;
   txn: Unary<object, WireTxnResponse>;
+  compact: Unary<object, object>;
 }
 interface RawMaintenance extends RawClient {
   status: Unary<object, WireStatusResponse>;
@@ -207,6 +208,11 @@ export class EtcdEndpoint {
       timeoutMs,
     );
     return Number(res.header.revision);
+  }
+
+  /** Compacts the key-value history below `revision` (etcd's Compact, not physical). */
+  async compact(revision: number, timeoutMs: number): Promise<void> {
+    await call(this.kv.compact.bind(this.kv), { revision }, timeoutMs);
   }
 
   /** If key's value equals `expected`, put `value`; otherwise read the key, in one txn. */
