@@ -1,6 +1,12 @@
 // Summarises V8 CPU profiles (`node --cpu-prof`, or `npm run bench -- --profile DIR`): where
 // the sampled time went, by layer (idle, GC, Node's HTTP/2, grpc-js, our packages, ...) and
 // by function (self time). Usage: node bench/dist/profile/top.js FILE.cpuprofile... [--top N]
+// [--under REGEX [--except REGEX]]: also the share of busy time spent beneath frames whose script
+// URL matches --under (inclusive: what those modules cost with everything they call), leaving out
+// what runs beneath a frame matching --except (code the matched one only calls on, e.g. the
+// metrics observer a tracing observer wraps). For tracing:
+//   --under "@opentelemetry|telemetry/dist/(tracing|grpc-server-tracing|child-spans)|(gateway|member)-tracing"
+//   --except grpc-server-metrics
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 
@@ -48,6 +54,49 @@ export interface Summary {
   totalMs: number;
   layers: { layer: string; ms: number; pct: number }[];
   functions: { name: string; layer: string; ms: number; pct: number }[];
+}
+
+/**
+ * Busy time (ms) beneath a frame whose URL matches `urls` (but not beneath a later `except`
+ * frame), and busy time in all; time spent loading modules (beneath Node's module loader:
+ * start-up, an SDK imported once) counts in neither, so the share is what running code costs.
+ */
+export function inclusive(
+  profile: CpuProfile,
+  urls: RegExp,
+  except?: RegExp,
+): { underMs: number; busyMs: number } {
+  const byId = new Map<number, ProfileNode>();
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) {
+    byId.set(n.id, n);
+    for (const c of n.children ?? []) parent.set(c, n.id);
+  }
+  // Per node, bits: 1 beneath a matching frame, 2 beneath an `except` frame, 4 beneath the module loader.
+  const memo = new Map<number, number>();
+  const classify = (id: number): number => {
+    const known = memo.get(id);
+    if (known !== undefined) return known;
+    const url = byId.get(id)?.callFrame.url ?? "";
+    const up = parent.get(id);
+    let bits = up === undefined ? 0 : classify(up);
+    if (url.startsWith("node:internal/modules/")) bits |= 4;
+    else if (except?.test(url)) bits |= 2;
+    else if ((bits & 2) === 0 && urls.test(url)) bits |= 1;
+    memo.set(id, bits);
+    return bits;
+  };
+  let underUs = 0;
+  let busyUs = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i]!;
+    const bits = classify(id);
+    if (byId.get(id)?.callFrame.functionName === "(idle)" || (bits & 4) !== 0) continue;
+    const us = profile.timeDeltas[i] ?? 0;
+    busyUs += us;
+    if (bits === 1) underUs += us;
+  }
+  return { underMs: Math.round(underUs / 1000), busyMs: Math.round(busyUs / 1000) };
 }
 
 export function summarise(file: string, profile: CpuProfile): Summary {
@@ -109,16 +158,29 @@ function print(s: Summary, top: number): void {
 
 function main(argv: string[]): void {
   let top = 25;
+  let under: RegExp | undefined;
+  let except: RegExp | undefined;
   const files: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--top") top = Number(argv[++i]);
-    else files.push(argv[i]);
+    else if (argv[i] === "--under") under = new RegExp(argv[++i]!);
+    else if (argv[i] === "--except") except = new RegExp(argv[++i]!);
+    else files.push(argv[i]!);
   }
   if (files.length === 0) {
-    console.error("usage: top FILE.cpuprofile... [--top N]");
+    console.error("usage: top FILE.cpuprofile... [--top N] [--under URL-REGEX [--except URL-REGEX]]");
     process.exit(2);
   }
-  for (const f of files) print(summarise(f, JSON.parse(readFileSync(f, "utf8")) as CpuProfile), top);
+  for (const f of files) {
+    const profile = JSON.parse(readFileSync(f, "utf8")) as CpuProfile;
+    print(summarise(f, profile), top);
+    if (under !== undefined) {
+      const { underMs, busyMs } = inclusive(profile, under, except);
+      console.log(
+        `  beneath /${under.source}/: ${underMs} ms = ${((100 * underMs) / Math.max(busyMs, 1)).toFixed(2)}% of busy time`,
+      );
+    }
+  }
 }
 
 if (process.argv[1] !== undefined && import.meta.url.endsWith(basename(process.argv[1]))) {

@@ -16,7 +16,7 @@ export async function traced<T>(
   work: (span: Span | undefined, context: TraceContext | undefined) => Promise<T>,
 ): Promise<T> {
   if (!tracing.enabled) return work(undefined, undefined);
-  const span = startSpanRecording(name, { attributes, root: parent === undefined }, parent);
+  const span = startSpanRecording(name, { root: parent === undefined }, attributes, parent);
   try {
     return await work(span, trace.setSpan(parent ?? ROOT_CONTEXT, span));
   } catch (err) {

@@ -5,19 +5,11 @@
 
 import type { CallKind, GrpcCallObserver, GrpcMethodObserver, ServerCall } from "@etcd-ts/api";
 import type { Metadata } from "@grpc/grpc-js";
-import {
-  type Attributes,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  TraceFlags,
-  trace,
-} from "@opentelemetry/api";
-import { parseTraceparent, startSpanRecording, type TraceContext, tracing } from "./tracing.js";
+import { type Attributes, type Span, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
+import { contextFromTraceparent, startSpanRecording, type TraceContext, tracing } from "./tracing.js";
 
 interface TracedCall {
-  /** undefined: the caller decided not to sample, and the sampler follows the caller. */
+  /** undefined: not recorded (the sampler's decision, or the caller's when the sampler follows it). */
   span: Span | undefined;
   context: TraceContext;
 }
@@ -44,13 +36,15 @@ function startServerSpan(
   traceparent: string | undefined,
   tracestate: string | undefined,
 ): TracedCall {
-  const remote = parseTraceparent(traceparent, tracestate);
-  const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
+  const parent = contextFromTraceparent(traceparent, tracestate);
+  const remote = trace.getSpanContext(parent);
   if (remote !== undefined && (remote.traceFlags & TraceFlags.SAMPLED) === 0 && tracing.parentDecides) {
     return { span: undefined, context: parent };
   }
-  const span = startSpanRecording(path.slice(1), { kind: SpanKind.SERVER, attributes }, parent);
-  return { span, context: trace.setSpan(parent, span) };
+  const span = startSpanRecording(path.slice(1), { kind: SpanKind.SERVER }, attributes, parent);
+  // A span the sampler dropped still names the request's trace (its context goes upstream, the
+  // unsampled decision with it) but has nothing to end.
+  return { span: span.isRecording() ? span : undefined, context: trace.setSpan(parent, span) };
 }
 
 class TracedMethod implements GrpcMethodObserver {

@@ -4,18 +4,23 @@ import { GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import {
   type Attributes,
+  INVALID_SPAN_CONTEXT,
+  isSpanContextValid,
+  ROOT_CONTEXT,
   type Span,
   type SpanOptions,
   TraceFlags,
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { Registry } from "prom-client";
 import { GrpcServerMetrics } from "./grpc-server-metrics.js";
 import { GrpcServerTracing, serverObserver, traceContextOf } from "./grpc-server-tracing.js";
 import {
   decodeSpanContext,
   encodeSpanContext,
+  PooledIdGenerator,
   parseTraceparent,
   SPAN_CONTEXT_BYTES,
   sampledSpan,
@@ -167,11 +172,55 @@ describe("W3C traceparent", () => {
       tracestate: "vendor=opaque,other=1",
     });
   });
+  it("writes what the propagator's own inject writes", () => {
+    const propagator = new W3CTraceContextPropagator();
+    const setter = { set: (m: Map<string, string>, k: string, v: string) => void m.set(k, v) };
+    for (const [flags, state] of [
+      [0, undefined],
+      [1, undefined],
+      [3, "vendor=opaque"],
+    ] as const) {
+      const sc = {
+        traceId: id,
+        spanId: span,
+        traceFlags: flags,
+        traceState: parseTraceparent(`00-${id}-${span}-01`, state)?.traceState,
+      };
+      const ours = new Map<string, string>();
+      setTraceHeaders(trace.wrapSpanContext(sc), (key, value) => ours.set(key, value));
+      const theirs = new Map<string, string>();
+      propagator.inject(trace.setSpanContext(ROOT_CONTEXT, sc), theirs, setter);
+      assert.deepEqual(ours, theirs);
+    }
+    const none = new Map<string, string>();
+    setTraceHeaders(trace.wrapSpanContext(INVALID_SPAN_CONTEXT), (key, value) => none.set(key, value));
+    assert.equal(none.size, 0, "an invalid span context names no parent");
+  });
   it("a span context round-trips through the 25 bytes a Raft entry carries", () => {
     const bytes = encodeSpanContext({ traceId: id, spanId: span, traceFlags: 1 });
     assert.equal(bytes.length, SPAN_CONTEXT_BYTES);
     assert.deepEqual(decodeSpanContext(bytes), { traceId: id, spanId: span, traceFlags: 1, isRemote: true });
     assert.throws(() => decodeSpanContext(bytes.subarray(1)), RangeError);
+  });
+});
+
+describe("PooledIdGenerator", () => {
+  it("cuts distinct, valid, lowercase hex trace and span IDs across pool refills", () => {
+    const ids = new PooledIdGenerator();
+    const traces = new Set<string>();
+    const spans = new Set<string>();
+    // 4 KiB of random bytes makes 8192 hex characters: 500 of each spans a few refills.
+    for (let i = 0; i < 500; i++) {
+      const t = ids.generateTraceId();
+      const s = ids.generateSpanId();
+      assert.match(t, /^[0-9a-f]{32}$/);
+      assert.match(s, /^[0-9a-f]{16}$/);
+      assert.ok(isSpanContextValid({ traceId: t, spanId: s, traceFlags: 0 }));
+      traces.add(t);
+      spans.add(s);
+    }
+    assert.equal(traces.size, 500);
+    assert.equal(spans.size, 500);
   });
 });
 
@@ -200,9 +249,9 @@ describe("startSpanRecording", () => {
     } as Tracer;
     try {
       const attributes = { "rpc.method": "Put" };
-      startSpanRecording("unsampled", { attributes, root: true });
+      startSpanRecording("unsampled", { root: true }, attributes);
       record = true;
-      startSpanRecording("sampled", { attributes, root: true });
+      startSpanRecording("sampled", { root: true }, attributes);
       assert.deepEqual(
         given.map((o) => o.attributes),
         [undefined, undefined],

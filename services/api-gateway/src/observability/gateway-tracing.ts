@@ -89,7 +89,8 @@ export async function traceHttpRequest<T>(
   const parent = contextFromTraceparent(first(headers.traceparent), first(headers.tracestate));
   const span = startSpanRecording(
     `${method} ${path}`,
-    { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "url.path": path } },
+    { kind: SpanKind.SERVER },
+    { "http.request.method": method, "url.path": path },
     parent,
   );
   try {

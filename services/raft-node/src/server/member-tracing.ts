@@ -200,10 +200,11 @@ export class MemberTracing {
 
   /** A lease expiry's own trace; the revoke entry carries it so its apply spans link back. */
   leaseExpiring(id: bigint, propose: (trace: Uint8Array | undefined) => void): void {
-    const span = startSpanRecording("lease.expire", {
-      root: true,
-      attributes: { "etcd.member_id": this.memberId, "etcd.lease_id": id.toString(16).padStart(16, "0") }, // as etcdctl prints it
-    });
+    const span = startSpanRecording(
+      "lease.expire",
+      { root: true },
+      { "etcd.member_id": this.memberId, "etcd.lease_id": id.toString(16).padStart(16, "0") }, // as etcdctl prints it
+    );
     try {
       propose(isSampled(span) ? encodeSpanContext(span.spanContext()) : undefined);
     } finally {
@@ -213,15 +214,16 @@ export class MemberTracing {
 
   /** Watch events handed to this member's watchers: a trace of its own per revision. */
   watchDelivery(revision: number, events: number, watchers: number, deliver: () => void): void {
-    const span = startSpanRecording("watch.deliver", {
-      root: true,
-      attributes: {
+    const span = startSpanRecording(
+      "watch.deliver",
+      { root: true },
+      {
         "etcd.member_id": this.memberId,
         "etcd.revision": revision,
         "etcd.events": events,
         "etcd.synced_watchers": watchers,
       },
-    });
+    );
     try {
       deliver();
     } finally {
