@@ -14,7 +14,7 @@
 import http2 from "node:http2";
 import { type CallFrame, decodeCallResult, encodeCallFrame, FORWARD_CALLS_PATH } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
-import type { UnaryResult } from "./http2-unary-channel.js";
+import type { PendingUnary, UnaryResult } from "./http2-unary-channel.js";
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_TE, NGHTTP2_CANCEL } =
   http2.constants;
@@ -36,7 +36,7 @@ export interface ForwardStreamHost {
     request: Buffer,
     metadata: grpc.Metadata,
     deadlineMs: number | undefined,
-  ): { result: Promise<UnaryResult>; cancel: () => void };
+  ): PendingUnary;
   /** The member answered UNIMPLEMENTED: it does not serve Forward/Calls. */
   refused(): void;
 }
@@ -117,12 +117,7 @@ export class ForwardStream {
     this.endIfDrained();
   }
 
-  call(
-    path: string,
-    request: Buffer,
-    metadata: grpc.Metadata,
-    deadlineMs: number | undefined,
-  ): { result: Promise<UnaryResult>; cancel: () => void } {
+  call(path: string, request: Buffer, metadata: grpc.Metadata, deadlineMs: number | undefined): PendingUnary {
     const id = this.nextId++;
     let pending: PendingCall | undefined;
     const result = new Promise<UnaryResult>((resolve) => {

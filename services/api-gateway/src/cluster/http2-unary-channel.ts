@@ -20,6 +20,12 @@ import grpc from "@grpc/grpc-js";
 import { ForwardStream } from "./forward-stream.js";
 import type { UpstreamTls } from "./upstream-client.js";
 
+/** A call under way: its outcome, and how to abandon it. */
+export interface PendingUnary {
+  result: Promise<UnaryResult>;
+  cancel: () => void;
+}
+
 export interface UnaryResult {
   error: grpc.StatusObject | undefined;
   response: Buffer | undefined;
@@ -69,15 +75,7 @@ export class Http2UnaryChannel {
     private readonly tls?: UpstreamTls,
   ) {}
 
-  call(
-    path: string,
-    request: Buffer,
-    metadata: grpc.Metadata,
-    deadlineMs: number | undefined,
-  ): {
-    result: Promise<UnaryResult>;
-    cancel: () => void;
-  } {
+  call(path: string, request: Buffer, metadata: grpc.Metadata, deadlineMs: number | undefined): PendingUnary {
     if (!this.closed && request.length <= MAX_FORWARDED_REQUEST_BYTES && FORWARDED_METHOD.test(path)) {
       const stream = this.forwardStream();
       if (stream !== undefined) return stream.call(path, request, metadata, deadlineMs);
@@ -116,10 +114,7 @@ export class Http2UnaryChannel {
     request: Buffer,
     metadata: grpc.Metadata,
     deadlineMs: number | undefined,
-  ): {
-    result: Promise<UnaryResult>;
-    cancel: () => void;
-  } {
+  ): PendingUnary {
     let cancel: () => void = () => {};
     const result = new Promise<UnaryResult>((resolve) => {
       if (this.closed) {
