@@ -47,7 +47,8 @@ export interface EntryApplierParts {
   /** Members known from --initial-cluster or a peer, for bootstrap ConfChanges without context. */
   seedMembers: ReadonlyMap<bigint, MemberInfo>;
   /** Raft's side of a committed ConfChange (its configuration is rebuilt from the log). */
-  applyConfChange(cc: ConfChange): void;
+  /** A committed ConfChange, the entry at `index`, reached in order. */
+  applyConfChange(cc: ConfChange, index: number): void;
   /** After a batch that changed membership: peers to dial may have changed. */
   membershipChanged(): void;
   /** This member's own removal was applied. */
@@ -81,14 +82,29 @@ export class EntryApplier {
     return this.appliedIdx;
   }
 
-  /** After a snapshot install replaced the state machine. */
+  /**
+   * After a snapshot install replaced the state machine with an image applied up to `index`
+   * (the snapshot's own index: a leader stamps what it sends with its image's applied index).
+   */
   restored(index: number): void {
-    this.appliedIdx = Math.max(this.appliedIdx, index);
+    // Raft installs only snapshots past its commit index, hence past anything applied.
+    if (index < this.appliedIdx)
+      throw new Error(`snapshot at ${index} installed after applying ${this.appliedIdx}`);
+    this.appliedIdx = index;
     this.parts.applied(this.appliedIdx);
   }
 
-  /** Applies committed entries, in order, as one batch through the chain. */
+  /**
+   * Applies committed entries, in order, as one batch through the chain. The applied index only
+   * grows: Raft hands over each committed entry once, after the applied index it started from
+   * or the snapshot installed; an entry at or below it would mean the state machine and the log
+   * disagree, and stops the member rather than step the applied index back.
+   */
   async apply(entries: readonly Entry[]): Promise<void> {
+    const first = entries[0];
+    if (first !== undefined && first.index <= this.appliedIdx) {
+      throw new Error(`entry ${first.index} handed to apply after applying ${this.appliedIdx}`);
+    }
     const decoded = entries.map((e) => this.decode(e));
     const batch: ChainEntry[] = decoded.map((d) => ({
       index: d.entry.index,
@@ -108,7 +124,7 @@ export class EntryApplier {
       if (confChange !== undefined) {
         // Raft's configuration is rebuilt from the log on every start, so every committed
         // ConfChange goes to Raft, also those the store had applied before (skipped).
-        this.parts.applyConfChange(confChange);
+        this.parts.applyConfChange(confChange, entry.index);
         membershipChanged = true;
         if (confChange.type === ConfChangeType.RemoveNode && confChange.nodeId === this.parts.memberId) {
           this.parts.removed();

@@ -34,6 +34,7 @@ export {
   type ApplyListener,
   type ApplyResult,
   alarmOfMetaKey,
+  appliedInMetaRows,
   DEFAULT_QUOTA_BYTES,
   type DeleteKeysResponse,
   type ExternalApply,

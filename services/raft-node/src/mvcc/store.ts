@@ -239,6 +239,19 @@ export const META_KEYS = {
   scheduledCompactRev: META_SCHEDULED_COMPACT,
   finishedCompactRev: META_FINISHED_COMPACT,
 } as const;
+
+/** The applied index and term found among rows of the "meta" column (an image's, say). */
+export function appliedInMetaRows(
+  keys: readonly Buffer[],
+  values: readonly Buffer[],
+): { index?: number; term?: number } {
+  const found: { index?: number; term?: number } = {};
+  for (let i = 0; i < keys.length; i++) {
+    if (keys[i]!.equals(META_CONSISTENT_INDEX)) found.index = readUint64Bytes(values[i]!);
+    else if (keys[i]!.equals(META_TERM)) found.term = readUint64Bytes(values[i]!);
+  }
+  return found;
+}
 const HASH_KEY_BUCKET = Buffer.from("key");
 const HASH_META_BUCKET = Buffer.from("meta");
 const EMPTY = Buffer.alloc(0);

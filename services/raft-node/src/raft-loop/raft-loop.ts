@@ -40,6 +40,7 @@ import {
 import type { MemberConfig } from "../config/flags.js";
 import { formatId } from "../membership/member-id.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
+import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
 
 export interface RaftLoopLogger {
@@ -96,6 +97,8 @@ export class RaftLoop {
   private readonly wal: Wal;
   private readonly snapshotter: Snapshotter;
   private confState: ConfState;
+  /** Configurations by applied index, to stamp a snapshot image cut at an earlier index. */
+  private readonly confStates: ConfStateHistory;
   private snapshotIndex: number;
   private readyScheduled = false;
   private inReady = false;
@@ -123,6 +126,7 @@ export class RaftLoop {
     const initial = this.storage.initialState();
     this.confState = initial.confState;
     this.snapshotIndex = this.storage.snapshot().metadata.index;
+    this.confStates = new ConfStateHistory(this.snapshotIndex, this.confState);
     this.term = initial.hardState.term;
     this.raw = new RawNode({
       id: this.id,
@@ -271,13 +275,7 @@ export class RaftLoop {
       if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
-    const due = () =>
-      shouldSnapshot(
-        this.host.appliedIndex(),
-        this.snapshotIndex,
-        this.config.snapshotCount,
-        this.storage.lastIndex(),
-      );
+    const due = () => shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount);
     if (due()) {
       await this.applying;
       if (due()) await this.snapshot();
@@ -297,9 +295,18 @@ export class RaftLoop {
     for (const wake of this.leaderWatchers.splice(0)) wake();
   }
 
-  /** A committed ConfChange, as the applier reaches it. */
-  applyConfChange(cc: ConfChange): void {
+  /** A committed ConfChange, the entry at `index`, as the applier reaches it. */
+  applyConfChange(cc: ConfChange, index: number): void {
     this.confState = this.raw.applyConfChange(cc);
+    this.confStates.record(index, this.confState);
+  }
+
+  /**
+   * The configuration once the entry at `index` was applied (the applier must have reached it),
+   * or undefined when that is older than the configurations kept.
+   */
+  confStateAt(index: number): ConfState | undefined {
+    return this.confStates.at(index);
   }
 
   // ---- snapshots ----------------------------------------------------------------------------------
@@ -336,6 +343,7 @@ export class RaftLoop {
     await this.wal.saveSnapshotMarker(snapshot.metadata);
     this.storage.applySnapshot(empty);
     this.confState = snapshot.metadata.confState;
+    this.confStates.reset(snapshot.metadata.index, this.confState);
     this.snapshotIndex = snapshot.metadata.index;
   }
 

@@ -7,19 +7,12 @@
 export const SNAPSHOT_CATCH_UP_ENTRIES = 5000;
 
 /**
- * Whether to snapshot now. Not while the state machine is ahead of the Raft log
- * (`appliedIndex > lastIndex`): a snapshot image from the leader is made when it is sent, so it
- * may hold state from entries after the snapshot's index, which this member's log only gets
- * afterwards; a Raft snapshot cannot be taken past the log's end (a member that tried exited
- * with "snapshot N is out of bound lastindex(M)" in a soak).
+ * Whether to snapshot now. The applied index never runs ahead of the Raft log: a snapshot a
+ * leader sends is stamped with its image's own applied index (see Member.writeSnapshotImage),
+ * and Raft's storage refuses a snapshot past the log's end.
  */
-export function shouldSnapshot(
-  appliedIndex: number,
-  snapshotIndex: number,
-  snapshotCount: number,
-  lastIndex: number,
-): boolean {
-  return snapshotCount > 0 && appliedIndex - snapshotIndex > snapshotCount && appliedIndex <= lastIndex;
+export function shouldSnapshot(appliedIndex: number, snapshotIndex: number, snapshotCount: number): boolean {
+  return snapshotCount > 0 && appliedIndex - snapshotIndex > snapshotCount;
 }
 
 /**

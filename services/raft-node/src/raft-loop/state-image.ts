@@ -137,17 +137,22 @@ export class StateImageParser {
   }
 }
 
-/** Builds a new RocksDB database at `location` (which must not exist) from the image at `path`. */
+/**
+ * Builds a new RocksDB database at `location` (which must not exist) from the image at `path`;
+ * `seen` is shown each block (to read the image's own applied index, say).
+ */
 export async function importStateImage(
   path: string,
   location: string,
   columns: readonly string[],
+  seen?: (block: RowBlock) => void,
 ): Promise<void> {
   const db = await RocksBackend.open(location, columns);
   try {
     const parser = new StateImageParser();
     for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
       for (const block of parser.push(chunk as Buffer)) {
+        seen?.(block);
         const handle = block.column === "default" ? undefined : db.columns[block.column];
         if (block.column !== "default" && handle === undefined) {
           throw new Error(`state image has an unknown column ${block.column}`);

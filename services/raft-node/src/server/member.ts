@@ -24,6 +24,7 @@ import {
   MessageType,
   ProposalDroppedError,
   type Snapshot,
+  type SnapshotMetadata,
   StateRole,
   type Status,
 } from "@etcd-ts/raft";
@@ -91,9 +92,9 @@ import type {
   TxnRequest,
   TxnResponse,
 } from "../mvcc/mod.js";
-import { apiHeader } from "../mvcc/mod.js";
+import { apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
-import { importStateImage, writeStateImage } from "../raft-loop/state-image.js";
+import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
 import { writeBackendFile } from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
@@ -375,7 +376,7 @@ export class Member implements EtcdServer {
           signingKeys: this.signingKeys,
         },
         seedMembers: this.seedMembers,
-        applyConfChange: (cc) => this.raft.applyConfChange(cc),
+        applyConfChange: (cc, index) => this.raft.applyConfChange(cc, index),
         membershipChanged: () => {
           this.refreshPeers();
           if (this.isLeader) {
@@ -997,16 +998,60 @@ export class Member implements EtcdServer {
 
   // ---- snapshots from the leader ----------------------------------------------------------------
 
+  /**
+   * The state machine's image for a follower, and the snapshot metadata to send with it: the
+   * image's own applied index and term (read from its "meta" rows) and the configuration at that
+   * index. The image is cut when it is written, after the Raft snapshot's index; stamping the
+   * message with what the image holds (etcd's createMergedSnapshotMessage) keeps a follower's
+   * state machine from running ahead of its log.
+   */
+  private async writeSnapshotImage(path: string): Promise<{ size: number; metadata: SnapshotMetadata }> {
+    let applied: { index?: number; term?: number } = {};
+    const rows = this.store.exportRows();
+    const size = await writeStateImage(
+      (async function* () {
+        for await (const block of rows) {
+          if (block.column === META_COLUMN)
+            applied = { ...applied, ...appliedInMetaRows(block.keys, block.values) };
+          yield block;
+        }
+      })(),
+      path,
+    );
+    const { index, term } = applied;
+    if (index === undefined || term === undefined) throw new Error("the state image has no applied index");
+    // Right after a restart the store may hold entries the applier has not replayed yet (their
+    // ConfChanges have not reached Raft): Raft will ask again.
+    if (index > this.applier.appliedIndex) {
+      throw new Error(`the state image (${index}) is ahead of the replay (${this.applier.appliedIndex})`);
+    }
+    const confState = this.raft.confStateAt(index);
+    if (confState === undefined) throw new Error(`the configuration at ${index} is no longer known`);
+    return { size, metadata: { index, term, confState } };
+  }
+
   /** Replaces the state machine with the image the leader streamed for `snapshot`. */
   private async restoreStateMachine(snapshot: Snapshot): Promise<void> {
-    const index = snapshot.metadata.index;
+    const { index, term } = snapshot.metadata;
     const image = this.incomingImages.get(index);
     if (image === undefined) throw new Error(`no received image for snapshot at index ${index}`);
     this.incomingImages.delete(index);
     const location = this.layout.dbDir;
     const incoming = `${location}.incoming`;
     await rm(incoming, { recursive: true, force: true });
-    await importStateImage(image, incoming, ["meta", ...EXTRA_COLUMNS]);
+    let applied: { index?: number; term?: number } = {};
+    await importStateImage(image, incoming, ["meta", ...EXTRA_COLUMNS], (block: RowBlock) => {
+      if (block.column === META_COLUMN)
+        applied = { ...applied, ...appliedInMetaRows(block.keys, block.values) };
+    });
+    // The leader stamps the message with its image's applied point: anything else would leave
+    // this state machine out of step with the Raft log (ahead of it, or missing entries).
+    if (applied.index !== index || applied.term !== term) {
+      await rm(incoming, { recursive: true, force: true });
+      throw new Error(
+        `the snapshot at ${index} (term ${term}) came with an image applied to ${applied.index} (term ${applied.term})`,
+      );
+    }
     this.unsubscribeStore();
     await this.store.close();
     // The .old copy is only deleted once the new database is in place; bootstrap puts it back
@@ -1025,7 +1070,7 @@ export class Member implements EtcdServer {
     this.leaseMachine.recover(columns.get(LEASE_COLUMN) ?? []);
     this.subscribeStore();
     this.watchable.restored(this.store.revision);
-    this.applier.restored(Math.max(index, this.store.appliedIndex));
+    this.applier.restored(index);
     this.refreshPeers();
     this.logger.info({ index, revision: this.store.revision }, "installed snapshot from the leader");
   }
@@ -1104,7 +1149,7 @@ export class Member implements EtcdServer {
         member.metrics.snapshotSent(id, ok);
         member.raft.reportSnapshot(id, ok);
       },
-      writeSnapshotImage: (path: string) => writeStateImage(member.store.exportRows(), path),
+      writeSnapshotImage: (path: string) => member.writeSnapshotImage(path),
       async snapshotReceived(message: Message, imagePath: string) {
         const index = message.snapshot?.metadata.index;
         if (message.type !== MessageType.MsgSnap || index === undefined) {

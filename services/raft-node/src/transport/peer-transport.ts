@@ -21,7 +21,7 @@ import {
   type ServerTls,
   type TlsRejection,
 } from "@etcd-ts/api";
-import { decodeMessage, encodeMessage, type Message } from "@etcd-ts/raft";
+import { decodeMessage, encodeMessage, type Message, type SnapshotMetadata } from "@etcd-ts/raft";
 import {
   type ClientWritableStream,
   Metadata,
@@ -56,8 +56,12 @@ export interface PeerTransportHandler {
   /** Raft's outbound failures. */
   reportUnreachable(memberId: bigint): void;
   reportSnapshot(memberId: bigint, ok: boolean): void;
-  /** Writes a consistent image of the state machine to `path`; returns its size in bytes. */
-  writeSnapshotImage(path: string): Promise<number>;
+  /**
+   * Writes a consistent image of the state machine to `path`; returns its size in bytes and the
+   * snapshot metadata of what it holds (its applied index, term and configuration), which the
+   * MsgSnap carries instead of the Raft snapshot's.
+   */
+  writeSnapshotImage(path: string): Promise<{ size: number; metadata: SnapshotMetadata }>;
   /** A MsgSnap whose image was received whole into `imagePath`: hand it to Raft. */
   snapshotReceived(message: Message, imagePath: string): Promise<void>;
   /** A snapshot call that failed on this side (`from` unknown when it failed before its header). */
@@ -257,11 +261,9 @@ export class PeerTransport {
     }
     const path = join(this.handler.snapshotDir, `outgoing-${process.pid}-${++this.snapshotSeq}.image`);
     try {
-      const size = await this.handler.writeSnapshotImage(path);
-      const headerMessage: Message = {
-        ...message,
-        snapshot: message.snapshot && { metadata: message.snapshot.metadata, data: new Uint8Array(0) },
-      };
+      // The message goes out with the image's own metadata, not the Raft snapshot's it asked for.
+      const { size, metadata } = await this.handler.writeSnapshotImage(path);
+      const headerMessage: Message = { ...message, snapshot: { metadata, data: new Uint8Array(0) } };
       await new Promise<void>((resolve, reject) => {
         const call = link.rpc.snapshot(this.callHeaders(), (err) => (err ? reject(err) : resolve()));
         call.write({
