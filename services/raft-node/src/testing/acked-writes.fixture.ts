@@ -12,6 +12,8 @@ const PREFIX_END = "durable0"; // "/" + 1
 export class AckedWrites {
   /** key -> value of every put that returned OK. */
   readonly acked = new Map<string, string>();
+  /** key -> the revision its acknowledged put created (each key is put once). */
+  readonly revisions = new Map<string, number>();
   /** Puts that returned an error or timed out (their outcome is unknown, as for etcd's clients). */
   failed = 0;
   private next = 0;
@@ -36,16 +38,18 @@ export class AckedWrites {
           // Random, so that compression cannot make a full disk's worth of data small.
           const value = `${key}:${randomBytes(this.valueBytes).toString("base64")}`.slice(0, this.valueBytes);
           const client = clients[at % clients.length]!;
-          const ok = await new Promise<boolean>((resolve) =>
+          const revision = await new Promise<number | undefined>((resolve) =>
             client.put(
               etcdserverpb.PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from(value) }),
               new Metadata(),
               { deadline: Date.now() + 3_000 },
-              (err) => resolve(err === null),
+              (err, res) => resolve(err === null ? Number(res?.header?.revision ?? 0) : undefined),
             ),
           );
-          if (ok) this.acked.set(key, value);
-          else {
+          if (revision !== undefined) {
+            this.acked.set(key, value);
+            this.revisions.set(key, revision);
+          } else {
             this.failed++;
             at++;
             await new Promise((r) => setTimeout(r, 50));
