@@ -5,9 +5,11 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import {
   bootstrapStorage,
+  ConfChangeType,
   decodeConfChange,
   type Entry,
   EntryType,
+  encodeConfChange,
   type Message,
   MessageType,
 } from "@etcd-ts/raft";
@@ -203,6 +205,53 @@ describe("raft loop", () => {
       assert.equal(failure, undefined);
     } finally {
       await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("knows the configuration at a state image's index, also past the replay when no ConfChange lies between", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const config = memberConfig(parseFlags([], {}));
+    // Entry 1 adds member 1 (bootstrap), entry 3 adds member 2, entries 2 and 4 are normal. As
+    // right after a restart: the store applied all four before the crash, the replay (the
+    // applier) has reached `applied`.
+    const storage = bootstrapStorage([1n]);
+    const addTwo = { type: ConfChangeType.AddNode, nodeId: 2n, context: new Uint8Array(0) };
+    const normal = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: Buffer.from("x") });
+    storage.append([
+      normal(2),
+      { index: 3, term: 1, type: EntryType.ConfChange, data: encodeConfChange(addTwo) },
+      normal(4),
+    ]);
+    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
+    let applied = 1;
+    const loop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      testHost({
+        send: () => {},
+        appliedIndex: () => applied,
+        applyCommitted: async () => {},
+        fatal: () => {},
+      }),
+      quiet,
+    );
+    try {
+      loop.applyConfChange(decodeConfChange(storage.entries(1, 2, Infinity)[0]!.data), 1);
+      assert.deepEqual(loop.confStateAt(1)?.voters, [1n]);
+      assert.deepEqual(loop.confStateAt(2)?.voters, [1n], "no ConfChange in 2: the configuration applied");
+      assert.equal(loop.confStateAt(4), undefined, "entry 3's ConfChange is not replayed yet");
+      loop.applyConfChange(addTwo, 3);
+      applied = 3;
+      assert.deepEqual(
+        loop.confStateAt(4)?.voters,
+        [1n, 2n],
+        "no ConfChange in 4: the configuration applied",
+      );
+      assert.deepEqual(loop.confStateAt(2)?.voters, [1n], "the configuration at 2, not the newest");
+      assert.equal(loop.confStateAt(5), undefined, "past the log's end");
+    } finally {
       await loop.closeWal();
       await rm(dir, { recursive: true, force: true });
     }

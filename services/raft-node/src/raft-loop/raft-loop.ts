@@ -302,11 +302,22 @@ export class RaftLoop {
   }
 
   /**
-   * The configuration once the entry at `index` was applied (the applier must have reached it),
-   * or undefined when that is older than the configurations kept.
+   * The configuration once the entry at `index` was applied, or undefined when this member cannot
+   * tell: older than the configurations kept, or a ConfChange among entries the state machine
+   * holds but the applier has not replayed yet.
    */
   confStateAt(index: number): ConfState | undefined {
-    return this.confStates.at(index);
+    const applied = this.host.appliedIndex();
+    if (index <= applied) return this.confStates.at(index);
+    // Right after a restart the store may be ahead of the replay: it applied (committed) entries
+    // that Raft hands over again only once this member learns the commit index anew. A new
+    // leader may need a snapshot to reach a quorum before it can (a follower behind its
+    // compacted log), so waiting for the replay could wait forever. Those entries are in the
+    // log; without a ConfChange among them, the configuration is the one applied so far.
+    if (index > this.storage.lastIndex() || applied < this.storage.firstIndex() - 1) return undefined;
+    const pending = this.storage.entries(applied + 1, index + 1, Number.POSITIVE_INFINITY);
+    if (pending.some((e) => e.type === EntryType.ConfChange)) return undefined;
+    return this.confStates.at(applied);
   }
 
   // ---- snapshots ----------------------------------------------------------------------------------

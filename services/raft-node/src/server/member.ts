@@ -1020,13 +1020,9 @@ export class Member implements EtcdServer {
     );
     const { index, term } = applied;
     if (index === undefined || term === undefined) throw new Error("the state image has no applied index");
-    // Right after a restart the store may hold entries the applier has not replayed yet (their
-    // ConfChanges have not reached Raft): Raft will ask again.
-    if (index > this.applier.appliedIndex) {
-      throw new Error(`the state image (${index}) is ahead of the replay (${this.applier.appliedIndex})`);
-    }
     const confState = this.raft.confStateAt(index);
-    if (confState === undefined) throw new Error(`the configuration at ${index} is no longer known`);
+    // Raft asks again (a later image, or once the replay has passed a pending ConfChange).
+    if (confState === undefined) throw new Error(`the configuration at ${index} is not known here`);
     return { size, metadata: { index, term, confState } };
   }
 
