@@ -1,6 +1,7 @@
 // Injects faults into a LocalCluster on a seeded schedule: a fault (or, for "two-faults", a
-// process fault overlapping a link fault on another member), held for a while, healed, then a
-// quiet spell so the cluster can recover and clients make progress.
+// process fault overlapping a link fault on another member; for "three-faults", a partition, a
+// kill and a paused leader on three members), held for a while, healed, then a quiet spell so
+// the cluster can recover and clients make progress.
 
 import { rm } from "node:fs/promises";
 import type { Prng } from "@etcd-ts/raft";
@@ -48,6 +49,14 @@ export type FaultKind =
    * down leaves no quorum for the hold: nothing may be acknowledged then, nothing lost after.
    */
   | "two-faults"
+  /**
+   * Three faults at once, on three different members: one member cut off (isolated), then
+   * 0-1 s later another SIGKILLed, then 0-1 s later the leader (when one is found) SIGSTOPped.
+   * No quorum is left for the hold: nothing may be acknowledged then, nothing lost after. They
+   * are healed in a seeded order, the killed member never first (a restarted member publishes
+   * itself through a quorum before it serves).
+   */
+  | "three-faults"
   /** Maintenance.MoveLeader from the leader to another member (a planned leader change). */
   | "move-leader"
   /**
@@ -83,6 +92,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "slow-link",
   "flapping-link",
   "two-faults",
+  "three-faults",
 ];
 
 const LINK_FAULT_KINDS: readonly FaultKind[] = [
@@ -92,6 +102,7 @@ const LINK_FAULT_KINDS: readonly FaultKind[] = [
   "slow-link",
   "flapping-link",
   "two-faults",
+  "three-faults",
 ];
 
 /** Membership changes under load; not in the CI run's default mix (they take longer to heal). */
@@ -368,6 +379,37 @@ export class Nemesis {
         return async () => {
           c.resume(c.members[a]);
           healLink();
+        };
+      }
+      case "three-faults": {
+        if (n < 3) throw new Error("three-faults needs three members");
+        const leader = await this.findLeader();
+        const paused = leader ?? randomMember();
+        const others = c.members.map((m) => m.index).filter((i) => i !== paused);
+        const isolated = this.rng.pick(others);
+        const killed = this.rng.pick(others.filter((i) => i !== isolated));
+        const net = c.network!;
+        const state = linkState();
+        record.detail = `isolate m${isolated}: ${state}`;
+        net.isolate(isolated, state);
+        await sleep(this.rng.between(0, 1_000));
+        record.detail += `, then SIGKILL m${killed}`;
+        await c.stop(c.members[killed], "SIGKILL");
+        await sleep(this.rng.between(0, 1_000));
+        record.detail += `, then SIGSTOP m${paused}${leader !== undefined ? " (leader)" : ""}`;
+        c.pause(c.members[paused]);
+        const heals: Record<string, () => Promise<void>> = {
+          resume: async () => c.resume(c.members[paused]),
+          reconnect: async () => net.isolate(isolated, "open"),
+          restart: () => this.restartAndWait(killed, record),
+        };
+        const first = this.rng.chance(0.5) ? "resume" : "reconnect";
+        const order = this.rng.chance(0.5)
+          ? [first, "restart", first === "resume" ? "reconnect" : "resume"]
+          : [first, first === "resume" ? "reconnect" : "resume", "restart"];
+        return async () => {
+          record.detail += `; healed: ${order.join(", ")}`;
+          for (const step of order) await heals[step]!();
         };
       }
       case "move-leader": {

@@ -3,7 +3,7 @@
 //   node --conditions=source --import tsx tests/integration/src/chaos/run.ts \
 //     --target etcd|etcd-ts|etcd-ts-dist --duration 600 --seed 42 [--clients 8] [--keys 4]
 //     [--faults kill,kill-leader,kill-behind,kill-all,restart,pause,pause-leader,isolate,one-way,bridge,
-//       slow-link,flapping-link,two-faults] [--opening two-faults (injected first, as in CI)]
+//       slow-link,flapping-link,two-faults,three-faults] [--opening two-faults (injected first, as in CI)]
 //     [--snapshot-count N] [--snapshot-catchup-entries N]
 //     (membership faults, not in the default mix: --faults move-leader,replace-member;
 //     disk faults, as root: --faults disk-full)
