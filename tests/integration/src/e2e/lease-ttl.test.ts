@@ -120,32 +120,60 @@ describe("lease remaining TTL across leader changes", { timeout: 240_000 }, () =
 
   /**
    * Holds `lease` kept alive through the gateway while `fault` runs, polling the attached key
-   * every 200 ms through the gateway; returns the polls that found the key missing.
+   * every 200 ms through the gateway; returns the polls that found the key missing, and the
+   * expiries that came too early.
+   *
+   * Too early, whatever the load: a renewal the server acknowledged was processed while the
+   * lease lived, and gave it `ttl` seconds from then, so from no earlier than the renewal was
+   * sent. The lease cannot be gone before the newest acknowledged renewal's send time plus the
+   * TTL: a poll that found the key missing, or a keep-alive answered "expired", that ended
+   * before that is an early expiry. Past it, an expiry is legitimate (keep-alives that could
+   * not get through a loaded machine in time), however the client library reports it.
    */
   const holdThrough = async (
     ttl: number,
     key: string,
     fault: () => Promise<void>,
-  ): Promise<{ missing: number; polls: number; lost: string | undefined }> => {
+  ): Promise<{ missing: number; polls: number; lost: string | undefined; early: string[] }> => {
     const client = new Etcd3({ hosts: `http://${stack.gatewayAddr}` });
+    // The grant is sent from here on: a bound from before it is on the safe side.
+    const grantedAt = Date.now();
     const lease = client.lease(ttl);
     let lost: string | undefined;
+    let lostAt = 0;
+    // Keep-alives go one at a time on one stream: an answer acknowledges one sent no earlier
+    // than the oldest one still unanswered.
+    let unansweredSince: number | undefined;
+    let renewedSentAt = 0;
+    lease.on("keepaliveFired", () => {
+      unansweredSince ??= Date.now();
+    });
+    lease.on("keepaliveSucceeded", () => {
+      if (unansweredSince !== undefined) renewedSentAt = Math.max(renewedSentAt, unansweredSince);
+      unansweredSince = undefined;
+    });
     lease.on("lost", (err) => {
       lost = err.message;
+      lostAt = Date.now();
     });
     const reader = new EtcdEndpoint(stack.gatewayAddr);
     try {
       await lease.put(key).value("held");
+      renewedSentAt = Math.max(renewedSentAt, grantedAt);
       let done = false;
       let missing = 0;
       let polls = 0;
+      const missingAt: number[] = [];
       const poll = (async () => {
         // Bounded by the fault's duration; at most 1,000 polls.
         for (let i = 0; i < 1_000 && !done; i++) {
           try {
             const read = await reader.get(key, 2_000);
             polls++;
-            if (read.value === null) missing++;
+            if (read.value === null) {
+              missing++;
+              missingAt.push(Date.now());
+            }
           } catch {
             // No leader for a moment: not an answer about the key.
           }
@@ -155,7 +183,16 @@ describe("lease remaining TTL across leader changes", { timeout: 240_000 }, () =
       await fault();
       done = true;
       await poll;
-      return { missing, polls, lost };
+      const deadline = renewedSentAt + ttl * 1000;
+      const early = missingAt
+        .filter((at) => at < deadline)
+        .map((at) => `key missing ${deadline - at} ms before the lease could expire`);
+      // The client's own give-up (no answer for twice the TTL) says nothing about the server.
+      const serverSaidExpired = lost !== undefined && !lost.startsWith("We lost connection");
+      if (serverSaidExpired && lostAt < deadline) {
+        early.push(`keep-alive answered "expired" ${deadline - lostAt} ms before the lease could expire`);
+      }
+      return { missing, polls, lost, early };
     } finally {
       await lease.revoke().catch(() => undefined);
       reader.close();
@@ -201,14 +238,20 @@ describe("lease remaining TTL across leader changes", { timeout: 240_000 }, () =
         } finally {
           leader.child?.kill("SIGCONT");
         }
-        // Its first linearizable read after resuming sees the write made while it was paused.
-        const read = await resumed.get("lease-ttl/during-pause", 8_000);
+        // Its first linearizable read after resuming sees the write made while it was paused
+        // (tried again while it finds its place under load: any answer must be the new value).
+        let read: { value: string | null } | undefined;
+        for (let attempt = 0; attempt < 5 && read === undefined; attempt++) {
+          read = await resumed.get("lease-ttl/during-pause", 8_000).catch(() => undefined);
+        }
+        assert.ok(read !== undefined, "the resumed leader answered no read");
         assert.equal(read.value, "new", "stale read from the resumed leader");
         await sleep(5_000);
       });
       t.diagnostic(JSON.stringify(result));
-      assert.equal(result.lost, undefined, `lease lost: ${result.lost}`);
-      assert.equal(result.missing, 0, "the kept-alive lease's key disappeared");
+      // What the pause may not do is expire the lease early (see holdThrough); a keep-alive
+      // stream that could not renew in time on a loaded machine lets it expire on time.
+      assert.deepEqual(result.early, [], "the lease expired early");
     } finally {
       writer.close();
       resumed.close();
