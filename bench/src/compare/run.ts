@@ -29,6 +29,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const etcdBin = "/usr/bin/etcd";
 const memberMain = join(root, "services/raft-node/dist/main.js");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
+const authMain = join(root, "services/auth/dist/main.js");
 const host = "127.0.0.1";
 
 interface Scenario {
@@ -80,6 +81,17 @@ const scenarios: Scenario[] = [
   { name: "range-lin-10x100", op: "range-lin", conns: 10, clients: 100, total: 50_000, quickTotal: 10_000 },
   { name: "range-ser-1x1", op: "range-ser", conns: 1, clients: 1, total: 10_000, quickTotal: 2_000 },
   { name: "range-ser-10x100", op: "range-ser", conns: 10, clients: 100, total: 80_000, quickTotal: 15_000 },
+  // Through the gateway, tokens come from the auth service (JWTs the gateway verifies) and its
+  // Range cache answers a user what members let that user read (--range-cache-user).
+  {
+    name: "range-serializable-auth-10x100",
+    op: "range-ser",
+    conns: 10,
+    clients: 100,
+    total: 80_000,
+    quickTotal: 15_000,
+    security: "auth",
+  },
   {
     name: "watch-1000",
     op: "watch-latency",
@@ -310,6 +322,25 @@ async function startCluster(
   }
   if (kind === "ours") {
     const gw = `${host}:${ports[0]}`;
+    // services/auth answers the gateway's Authenticate (JWTs), as deployed (npm start, compose).
+    const [authGrpc, authHttp] = await freePorts(2, host);
+    startProc(
+      "auth",
+      process.execPath,
+      [
+        ...nodeFlags("auth", profileDir),
+        authMain,
+        "--endpoints",
+        members.members.map((m) => m.peerUrl).join(","),
+        "--listen-addr",
+        `${host}:${authGrpc}`,
+        "--http-listen-addr",
+        `${host}:${authHttp}`,
+        "--log-level",
+        "warn",
+      ],
+      join(dir, "auth.log"),
+    );
     startProc(
       "gateway",
       process.execPath,
@@ -322,6 +353,10 @@ async function startCluster(
         gw,
         "--json-listen-addr",
         `${host}:${ports[1]}`,
+        "--auth-endpoints",
+        `${host}:${authGrpc}`,
+        "--range-cache-user",
+        `root:${ROOT_PASSWORD}`,
         "--log-level",
         "warn",
       ],
@@ -536,7 +571,7 @@ function ensureTools(): void {
     });
     if (r.status !== 0 || !existsSync(GOLOAD_BIN)) throw new Error("goload build failed");
   }
-  for (const main of [memberMain, gatewayMain]) {
+  for (const main of [memberMain, gatewayMain, authMain]) {
     if (!existsSync(main)) throw new Error(`missing ${main}: build first (npx tsc -b)`);
   }
 }
