@@ -106,7 +106,17 @@ export class RangeCacheFeed {
     this.permissions.observe(revision);
   }
 
-  /** An auth change (a user, role or permission; AuthEnable) went through this gateway, or may have. */
+  /** An auth change went through this gateway: no cached answer under auth until it settles. */
+  authChangeAcknowledged(): void {
+    this.permissions.changeAcknowledged();
+  }
+
+  /** The revision the member that applied an acknowledged change reads now (undefined: unknown). */
+  authChangeSettled(revision: number | undefined): void {
+    this.permissions.changeSettled(revision);
+  }
+
+  /** An auth change may have been applied (a call whose outcome is unknown). */
   authChanged(): void {
     this.permissions.changed();
   }

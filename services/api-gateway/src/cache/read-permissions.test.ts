@@ -44,6 +44,27 @@ describe("ReadPermissions", () => {
     assert.equal(p.permits(alice(9), prefixA), false);
   });
 
+  it("permits nothing from an acknowledged change until the revision it led to is read back", () => {
+    const p = new ReadPermissions();
+    p.granted(alice(3), prefixA);
+    p.changeAcknowledged();
+    assert.equal(p.permits(alice(3), prefixA), false);
+    assert.equal(p.permits(root(3), prefixA), false, "not even root: the revision is unknown");
+    p.granted(alice(3), prefixA); // a member's answer arriving meanwhile (a lagging follower?)
+    p.changeSettled(3); // AuthEnable, or a role granted twice: the revision did not move
+    assert.equal(p.permits(alice(3), prefixA), false, "nothing learnt before or during the change");
+    assert.equal(p.permits(root(3), prefixA), true, "current tokens are served again");
+    p.changeAcknowledged();
+    p.changeSettled(undefined); // the member could not be asked: taken as raised
+    assert.equal(p.revision, 4);
+    p.changeAcknowledged();
+    p.changeAcknowledged();
+    p.changeSettled(6);
+    assert.equal(p.permits(root(6), prefixA), false, "one change still unsettled");
+    p.changeSettled(6);
+    assert.equal(p.permits(root(6), prefixA), true);
+  });
+
   it("forgets everything on reset (auth turned on or off)", () => {
     const p = new ReadPermissions();
     p.granted(alice(3), prefixA);

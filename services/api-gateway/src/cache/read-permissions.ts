@@ -8,9 +8,11 @@
 // "user may read [key, range_end)" is true of the auth store at R, and stays true of R forever:
 // every change to users, roles or permissions makes a new revision. So a memo is stamped with R
 // and holds while R is the newest auth revision the gateway knows of. Learning a newer one (a
-// newer token, an AuthStatus answer, an auth change this gateway forwarded, a member refusing a
-// token as old) drops every memo before any cached answer is served again: a caller whose role
-// was revoked is sent to a member, which refuses them.
+// newer token, an AuthStatus answer, a NATS auth event, a member refusing a token as old) drops
+// every memo before any cached answer is served again: a caller whose role was revoked is sent
+// to a member, which refuses them. An auth change this gateway forwarded stops all serving from
+// the moment it is acknowledged until the revision it led to is read back from the member that
+// applied it (a change need not raise the revision, so it cannot be guessed).
 //
 // Root may read everything (etcd's root role, which the root user keeps while auth is on: etcd
 // refuses to revoke it, and AuthEnable requires it), so root needs no memo, only a current token.
@@ -34,6 +36,8 @@ export class ReadPermissions {
   /** "user may read range" at `revision`, by user. */
   private readonly memos = new Map<string, Set<string>>();
   private count = 0;
+  /** Changes acknowledged whose resulting revision is not known yet. */
+  private unsettled = 0;
 
   get size(): number {
     return this.count;
@@ -41,7 +45,7 @@ export class ReadPermissions {
 
   /** Whether `caller` may be shown a cached answer for `range` now. */
   permits(caller: TokenClaims, range: Range): boolean {
-    if (caller.revision !== this.revision) return false;
+    if (caller.revision !== this.revision || this.unsettled > 0) return false;
     if (caller.username === ROOT_USER) return true;
     return this.memos.get(caller.username)?.has(rangeId(range)) ?? false;
   }
@@ -49,7 +53,7 @@ export class ReadPermissions {
   /** A member answered `caller`'s Range of `range`: it found the read permitted at the token's revision. */
   granted(caller: TokenClaims, range: Range): void {
     this.observe(caller.revision);
-    if (caller.revision !== this.revision || caller.username === ROOT_USER) return;
+    if (caller.revision !== this.revision || this.unsettled > 0 || caller.username === ROOT_USER) return;
     const id = rangeId(range);
     if (this.memos.get(caller.username)?.has(id)) return;
     if (this.count >= MAX_MEMOS) this.forget();
@@ -69,7 +73,28 @@ export class ReadPermissions {
     this.forget();
   }
 
-  /** An auth change went through (or may have: its outcome is unknown) after everything known. */
+  /**
+   * An auth change was acknowledged through this gateway: nothing is permitted from here until
+   * `changeSettled` gives the revision the member that applied it has now (a change may or may
+   * not raise the revision: AuthEnable and a role granted twice do not).
+   */
+  changeAcknowledged(): void {
+    this.unsettled++;
+    this.forget();
+  }
+
+  /**
+   * The auth revision of the member that applied an acknowledged change, read after it answered
+   * (so at or past the change); undefined when it could not be read: then the change is taken to
+   * have raised the revision, which may refuse current tokens the cache (never a member) until a
+   * newer revision is seen, but never serves an old one.
+   */
+  changeSettled(revision: number | undefined): void {
+    if (this.unsettled > 0) this.unsettled--;
+    this.observe(revision ?? this.revision + 1);
+  }
+
+  /** An auth change may have been applied (its outcome is unknown): taken as raising the revision. */
   changed(): void {
     this.observe(this.revision + 1);
   }

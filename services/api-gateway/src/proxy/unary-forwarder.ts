@@ -23,7 +23,12 @@ import {
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
 import { METHOD_BY_PATH, type MethodRoute, splitMethodPath } from "../routing/method-table.js";
-import { classifyTxn, peekResponseHeader, rangeIsSerializable } from "../wire/etcd-messages.js";
+import {
+  classifyTxn,
+  decodeAuthStatus,
+  peekResponseHeader,
+  rangeIsSerializable,
+} from "../wire/etcd-messages.js";
 import { AUTHENTICATE_PATH, type AuthServiceForwarder } from "./auth-service-forwarder.js";
 
 /** Metadata a caller sets to address a per-member RPC to one member (hex ID). */
@@ -86,16 +91,27 @@ const LINEARIZABLE_RANGE = {
 } as const satisfies { target: Target; idempotent: boolean };
 
 const AUTH_ENABLE_PATH = "/etcdserverpb.Auth/AuthEnable";
+const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
 /** Auth calls that change nothing: every other Auth call may change who may read what. */
 const AUTH_READS = new Set([
   AUTHENTICATE_PATH,
-  "/etcdserverpb.Auth/AuthStatus",
+  AUTH_STATUS_PATH,
   "/etcdserverpb.Auth/UserGet",
   "/etcdserverpb.Auth/UserList",
   "/etcdserverpb.Auth/RoleGet",
   "/etcdserverpb.Auth/RoleList",
 ]);
 const AUTH_OLD_REVISION = new EtcdError("AuthOldRevision").details;
+const EMPTY = Buffer.alloc(0);
+/** Failures after which a change may or may not have been applied (etcd's refusals change nothing). */
+const UNKNOWN_OUTCOME: ReadonlySet<number> = new Set([
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.CANCELLED,
+  grpc.status.UNKNOWN,
+  grpc.status.INTERNAL,
+  grpc.status.ABORTED,
+]);
 const RANGE_PATH = "/etcdserverpb.KV/Range";
 
 /**
@@ -351,11 +367,15 @@ export class UnaryForwarder {
       }
     }
     if (this.rangeCache !== undefined) {
-      // Who may read what changed, or may have (an outcome unknown is taken as applied): no
-      // permission learnt before it is used again.
-      if (route.path.startsWith("/etcdserverpb.Auth/") && !AUTH_READS.has(route.path))
-        this.rangeCache.authChanged();
-      else if (verdict?.claims !== undefined && result.error?.details === AUTH_OLD_REVISION)
+      // Who may read what changed, or may have: no permission learnt before is used again.
+      if (route.path.startsWith("/etcdserverpb.Auth/") && !AUTH_READS.has(route.path)) {
+        if (result.error === undefined) {
+          this.rangeCache.authChangeAcknowledged();
+          void this.settleAuthChange(memberLabel);
+        } else if (UNKNOWN_OUTCOME.has(result.error.code)) {
+          this.rangeCache.authChanged();
+        }
+      } else if (verdict?.claims !== undefined && result.error?.details === AUTH_OLD_REVISION)
         this.rangeCache.authRevisionSeen(verdict.claims.revision + 1);
     }
     this.metrics.answered(
@@ -365,6 +385,22 @@ export class UnaryForwarder {
       (performance.now() - started) / 1000,
     );
     return result;
+  }
+
+  /**
+   * The auth revision of the member that answered an auth change (it applied the change before
+   * answering), for the Range cache's permissions; undefined when it cannot be read.
+   */
+  private async settleAuthChange(memberId: string): Promise<void> {
+    const channel = this.members.unaryChannelFor(memberId);
+    let revision: number | undefined;
+    if (channel !== undefined) {
+      const { result } = channel.call(AUTH_STATUS_PATH, EMPTY, new grpc.Metadata(), Date.now() + 2_000);
+      const outcome = await result;
+      if (outcome.error === undefined && outcome.response !== undefined)
+        revision = decodeAuthStatus(outcome.response).revision;
+    }
+    this.rangeCache?.authChangeSettled(revision);
   }
 
   /**
