@@ -3,60 +3,20 @@
 // members accept the tokens with the published keys alone. Keys rotate every second during the
 // whole file (--rotation-interval=1), so every test also runs across rotations.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { AuthStack } from "./testing/auth-stack.js";
+import { etcdctl, lastLine, unary, withToken } from "./testing/stack-calls.fixture.js";
 
 const TOKEN_TTL_S = 4;
-
-function etcdctl(
-  endpoint: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "/usr/bin/etcdctl",
-      [`--endpoints=${endpoint}`, "--dial-timeout=3s", "--command-timeout=8s", ...args],
-      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 20_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-const lastLine = (text: string) =>
-  text
-    .trim()
-    .split("\n")
-    .pop()!
-    .replace(/^Error: /, "");
 
 /** Counter value from a Prometheus text page. */
 function counter(page: string, name: string, labels: string): number {
   const line = page.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
   return line === undefined ? 0 : Number(line.split(" ").pop());
-}
-
-function unary<Req, Res>(
-  client: grpc.Client,
-  method: (
-    req: Req,
-    md: grpc.Metadata,
-    opts: grpc.CallOptions,
-    cb: (e: grpc.ServiceError | null, r: Res) => void,
-  ) => unknown,
-  request: Req,
-  metadata = new grpc.Metadata(),
-): Promise<Res> {
-  return new Promise((resolve, reject) =>
-    method.call(client, request, metadata, { deadline: Date.now() + 10_000 }, (err, res) =>
-      err ? reject(err) : resolve(res),
-    ),
-  );
 }
 
 describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
@@ -66,11 +26,6 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
   const ctl = (...args: string[]) => etcdctl(stack.gatewayAddr, args);
   const login = (name: string, password: string, md?: grpc.Metadata) =>
     unary(auth, auth.authenticate, { name, password }, md);
-  const withToken = (token: string) => {
-    const md = new grpc.Metadata();
-    md.set("token", token);
-    return md;
-  };
 
   before(async () => {
     stack = await AuthStack.start({

@@ -4,7 +4,6 @@
 // Members publish control-plane events on a real nats-server; the gateway probes only once a
 // minute, so what it learns of auth changes made elsewhere comes from tokens and events.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { etcdserverpb, signJws } from "@etcd-ts/api";
@@ -12,30 +11,9 @@ import { NatsServerProcess } from "@etcd-ts/events";
 import grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import { AuthStack } from "./testing/auth-stack.js";
+import { etcdctl, lastLine, unary, withToken } from "./testing/stack-calls.fixture.js";
 
 const TOKEN_TTL_S = 4;
-
-function etcdctl(
-  endpoint: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "/usr/bin/etcdctl",
-      [`--endpoints=${endpoint}`, "--dial-timeout=3s", "--command-timeout=8s", ...args],
-      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 20_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-const lastLine = (text: string) =>
-  text
-    .trim()
-    .split("\n")
-    .pop()!
-    .replace(/^Error: /, "");
 
 /** The sum of a metric's samples whose labels include every one of `labels`. */
 function sum(page: string, name: string, ...labels: string[]): number {
@@ -55,30 +33,6 @@ const claimsOf = (token: string) =>
     revision: number;
     exp: number;
   };
-
-function unary<Req, Res>(
-  client: grpc.Client,
-  method: (
-    req: Req,
-    md: grpc.Metadata,
-    opts: grpc.CallOptions,
-    cb: (e: grpc.ServiceError | null, r: Res) => void,
-  ) => unknown,
-  request: Req,
-  metadata = new grpc.Metadata(),
-): Promise<Res> {
-  return new Promise((resolve, reject) =>
-    method.call(client, request, metadata, { deadline: Date.now() + 10_000 }, (err, res) =>
-      err ? reject(err) : resolve(res),
-    ),
-  );
-}
-
-const withToken = (token: string) => {
-  const md = new grpc.Metadata();
-  md.set("token", token);
-  return md;
-};
 
 describe("the gateway checks tokens and serves its cache under RBAC", { timeout: 300_000 }, () => {
   let stack: AuthStack;
