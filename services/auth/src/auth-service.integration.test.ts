@@ -9,15 +9,9 @@ import grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { AuthStack } from "./testing/auth-stack.js";
-import { etcdctl, lastLine, unary, withToken } from "./testing/stack-calls.fixture.js";
+import { etcdctl, lastLine, metricSum, unary, withToken } from "./testing/stack-calls.fixture.js";
 
 const TOKEN_TTL_S = 4;
-
-/** Counter value from a Prometheus text page. */
-function counter(page: string, name: string, labels: string): number {
-  const line = page.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
-  return line === undefined ? 0 : Number(line.split(" ").pop());
-}
 
 describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
   let stack: AuthStack;
@@ -65,8 +59,8 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
 
   const metricsOf = async (i: number) => (await fetch(`${stack.auth[i]!.httpUrl}/metrics`)).text();
   const okLogins = async () =>
-    counter(await metricsOf(0), "etcd_auth_service_authenticate_total", 'result="ok"') +
-    counter(await metricsOf(1), "etcd_auth_service_authenticate_total", 'result="ok"');
+    metricSum(await metricsOf(0), "etcd_auth_service_authenticate_total", 'result="ok"') +
+    metricSum(await metricsOf(1), "etcd_auth_service_authenticate_total", 'result="ok"');
 
   test("etcdctl logs in through the gateway with a token the auth service signed", async () => {
     const before = await okLogins();
@@ -197,7 +191,7 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
         /too many failed authentication attempts/,
       );
       const page = await metricsOf(0);
-      assert.ok(counter(page, "etcd_auth_service_authenticate_total", 'result="limited"') >= 2);
+      assert.ok(metricSum(page, "etcd_auth_service_authenticate_total", 'result="limited"') >= 2);
     } finally {
       direct.close();
     }
@@ -209,7 +203,13 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
     );
   });
 
-  test("keys rotate under load with no failed request", async () => {
+  test("keys rotate under load with no failed request, and the gateway, which verifies every token itself, refuses none", async () => {
+    const gatewayRefusals = async () =>
+      metricSum(
+        await (await fetch(`${stack.gatewayHttpUrl}/metrics`)).text(),
+        "etcd_gateway_auth_tokens_refused_total",
+      );
+    const refusedBefore = await gatewayRefusals();
     const kids = new Set<string>();
     let requests = 0;
     const failures: string[] = [];
@@ -252,6 +252,7 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
     assert.deepEqual(failures, []);
     assert.ok(requests > 50, `${requests} requests`);
     assert.ok(kids.size >= 4, `tokens were signed with ${kids.size} keys: rotations happened under load`);
+    assert.equal(await gatewayRefusals(), refusedBefore);
   });
 
   test("a replica that dies is passed over: logins go on through the other", async () => {

@@ -1,5 +1,5 @@
 // The clients the auth stack's tests call it with: Debian's etcdctl 3.4 (its exit code and
-// output, refusals included) and raw grpc-js unary calls with a token.
+// output, refusals included), raw grpc-js unary calls with a token, and /metrics pages.
 import { execFile } from "node:child_process";
 import grpc from "@grpc/grpc-js";
 
@@ -48,4 +48,14 @@ export function withToken(token: string): grpc.Metadata {
   const md = new grpc.Metadata();
   md.set("token", token);
   return md;
+}
+
+/** The sum of a Prometheus text page's samples of `name` whose labels include all of `labels`. */
+export function metricSum(page: string, name: string, ...labels: string[]): number {
+  let total = 0;
+  for (const line of page.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (labels.every((l) => line.includes(l))) total += Number(line.split(" ").pop());
+  }
+  return total;
 }
