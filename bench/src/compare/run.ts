@@ -1,7 +1,8 @@
 // `npm run bench`: this project against a real etcd 3.4, side by side, in one run.
 // Starts a 3-member real etcd cluster and our 3 members + one gateway on free loopback ports
 // (temp data dirs), drives each with the same lean Go client (bench/goload) scenario by
-// scenario, alternating targets, then loads N keys into both and reads member RSS.
+// scenario, alternating targets, then loads N keys into both, reads member RSS, and restarts one
+// follower of each cluster, timing until it serves a serializable Range at the latest revision.
 // Flags: --quick, --scenarios a,b, --targets etcd,members,gateway, --keys N, --profile DIR
 // (our members and gateway write V8 CPU profiles there; summarise with bench/dist/profile/top.js).
 // Results: bench/results/<timestamp>.json.

@@ -463,28 +463,7 @@ export class BboltSizeModel {
    */
   private split(node: TreeNode): TreeNode[] {
     const count = node.count;
-    const threshold = BBOLT_PAGE_SIZE * FILL_PERCENT;
-    const starts = [0];
-    let start = 0;
-    // The size the part from `start` on would have as one node.
-    let remaining = node.size();
-    for (;;) {
-      const n = count - start;
-      if (n <= MIN_KEYS_PER_PAGE * 2 || remaining < BBOLT_PAGE_SIZE) break;
-      let index = 0;
-      let size = PAGE_HEADER;
-      let kept = 0;
-      for (let i = 0; i < n - MIN_KEYS_PER_PAGE; i++) {
-        index = i;
-        kept = size - PAGE_HEADER;
-        const element = node.elementSize(start + i);
-        if (index >= MIN_KEYS_PER_PAGE && size + element > threshold) break;
-        size += element;
-      }
-      start += index;
-      remaining -= kept;
-      starts.push(start);
-    }
+    const starts = splitStarts(count, (i) => node.elementSize(i));
     if (starts.length === 1) return [node];
     if (node.parent === undefined) {
       const parent = new TreeNode(false, undefined);
@@ -516,6 +495,38 @@ function topOf(node: TreeNode): TreeNode {
   let top = node;
   while (top.parent !== undefined) top = top.parent;
   return top;
+}
+
+/**
+ * Where each part of a node split by bbolt's node.split starts (the first is 0): a part is cut
+ * where the next element would take it past FILL_PERCENT of a page, keeps at least
+ * MIN_KEYS_PER_PAGE elements, and splitting stops once the rest fits a page or is too few to
+ * split. One pass over the elements, however many parts.
+ */
+export function splitStarts(count: number, elementSize: (i: number) => number): number[] {
+  const threshold = BBOLT_PAGE_SIZE * FILL_PERCENT;
+  const starts = [0];
+  let start = 0;
+  // The size the elements from `start` on would take as one node.
+  let remaining = PAGE_HEADER;
+  for (let i = 0; i < count; i++) remaining += elementSize(i);
+  for (;;) {
+    const n = count - start;
+    if (n <= MIN_KEYS_PER_PAGE * 2 || remaining < BBOLT_PAGE_SIZE) return starts;
+    let index = 0;
+    let size = PAGE_HEADER;
+    let kept = 0;
+    for (let i = 0; i < n - MIN_KEYS_PER_PAGE; i++) {
+      index = i;
+      kept = size - PAGE_HEADER;
+      const element = elementSize(start + i);
+      if (index >= MIN_KEYS_PER_PAGE && size + element > threshold) break;
+      size += element;
+    }
+    start += index;
+    remaining -= kept;
+    starts.push(start);
+  }
 }
 
 /** The offset of the first element of flat `elements` whose key is >= (main, sub). */
