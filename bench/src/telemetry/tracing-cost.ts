@@ -10,7 +10,12 @@
 // followers; the receiver's own CPU is left out (in a deployment it is Jaeger's).
 //
 //   node bench/dist/telemetry/tracing-cost.js [--rounds 3] [--total 5000] [--conns 10] [--clients 100]
-//        [--stacks off,off,1%,100%]
+//        [--stacks off,off,1%,100%] [--warmup 100000]
+//
+// Every stack first takes --warmup puts, unmeasured: a process that records 1% of its calls runs
+// the SDK's recording and export code so rarely that V8 keeps it unoptimised for thousands of
+// spans (~34 us a span for the first few hundred vs ~6 us warm, measured on a loaded machine), so
+// a short run would measure a process's first minutes, not its steady state.
 //
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/telemetry/tracing-cost.js`;
 // gateways and members inherit Node's flags and write theirs (named by pid, printed at the
@@ -38,6 +43,7 @@ interface Options {
   conns: number;
   clients: number;
   stacks: Config[];
+  warmup: number;
 }
 
 interface Config {
@@ -48,7 +54,7 @@ interface Config {
 }
 
 const USAGE =
-  "usage: tracing-cost [--rounds N] [--total N] [--conns N] [--clients N] [--stacks off,off,1%,100%]";
+  "usage: tracing-cost [--rounds N] [--total N] [--conns N] [--clients N] [--stacks off,off,1%,100%] [--warmup N]";
 
 function options(argv: string[]): Options {
   const { values } = parseArgs({
@@ -59,9 +65,10 @@ function options(argv: string[]): Options {
       conns: { type: "string", default: "10" },
       clients: { type: "string", default: "100" },
       stacks: { type: "string", default: "off,off,1%,100%" },
+      warmup: { type: "string", default: "100000" },
     },
   });
-  const count = (flag: "rounds" | "total" | "conns" | "clients") => {
+  const count = (flag: "rounds" | "total" | "conns" | "clients" | "warmup") => {
     const n = Number(values[flag]);
     if (!Number.isInteger(n) || n <= 0) throw new Error(`${USAGE} (bad --${flag})`);
     return n;
@@ -84,6 +91,7 @@ function options(argv: string[]): Options {
     conns: count("conns"),
     clients: count("clients"),
     stacks,
+    warmup: count("warmup"),
   };
 }
 
@@ -240,9 +248,11 @@ async function main(): Promise<void> {
   const stacks: Stack[] = [];
   try {
     for (const config of opts.stacks) stacks.push(await startStack(config, receiverUrl));
-    // Warm-up (JIT, connections, leader known) at every stack before measuring.
-    for (const s of stacks)
-      await goload(s.gatewayAddr, { ...opts, total: Math.min(opts.total, 2_000) }, "warmup");
+    // Warm-up (JIT of the recording path too, connections, leader known) at every stack.
+    for (const s of stacks) {
+      const r = await goload(s.gatewayAddr, { ...opts, total: opts.warmup }, "warmup");
+      console.log(`warm-up ${s.config.name}: ${opts.warmup} puts, ${Math.round(r.ops_per_s)} ops/s`);
+    }
     const roles = new Map<string, Roles>();
     for (const s of stacks) {
       const r = await rolesOf(s);

@@ -22,6 +22,7 @@ import {
   encodeSpanContext,
   PooledIdGenerator,
   parseTraceparent,
+  plainTraceparent,
   SPAN_CONTEXT_BYTES,
   sampledSpan,
   setTraceHeaders,
@@ -195,6 +196,28 @@ describe("W3C traceparent", () => {
     const none = new Map<string, string>();
     setTraceHeaders(trace.wrapSpanContext(INVALID_SPAN_CONTEXT), (key, value) => none.set(key, value));
     assert.equal(none.size, 0, "an invalid span context names no parent");
+  });
+  it("reads a plain version-00 traceparent exactly as the propagator does, and leaves it every other form", () => {
+    const plain = [
+      `00-${id}-${span}-01`,
+      `00-${id}-${span}-00`,
+      `00-${id}-${span}-ff`,
+      `00-${id}-${span}-a3`,
+    ];
+    for (const tp of plain) assert.deepEqual(plainTraceparent(tp), parseTraceparent(tp), tp);
+    const others = [
+      `01-${id}-${span}-01-extra`,
+      `00-${id}-${span}-01-extra`,
+      `00-${"0".repeat(32)}-${span}-01`,
+      `00-${id}-${"0".repeat(16)}-01`,
+      `ff-${id}-${span}-01`,
+      `00-${id.toUpperCase()}-${span}-01`,
+      `00-${id}-${span}`,
+      `00-${id}-${span}-0g`,
+      `00_${id}-${span}-01`,
+      ` 00-${id}-${span}-01`,
+    ];
+    for (const tp of others) assert.equal(plainTraceparent(tp), undefined, tp);
   });
   it("a span context round-trips through the 25 bytes a Raft entry carries", () => {
     const bytes = encodeSpanContext({ traceId: id, spanId: span, traceFlags: 1 });

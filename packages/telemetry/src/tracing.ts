@@ -12,17 +12,21 @@ import { randomBytes } from "node:crypto";
 import {
   type Attributes,
   type Context,
+  INVALID_SPANID,
   INVALID_TRACEID,
   ROOT_CONTEXT,
+  type Sampler,
+  SamplingDecision,
   type Span,
   type SpanContext,
+  SpanKind,
   type SpanOptions,
   type TextMapGetter,
   TraceFlags,
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { isTracingSuppressed, W3CTraceContextPropagator } from "@opentelemetry/core";
 
 /** A request's trace context (its server span), passed along explicitly. */
 export type TraceContext = Context;
@@ -92,12 +96,13 @@ export async function startTracing(
         ? resources.resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME.trim() })
         : null,
     );
+  const ids = new PooledIdGenerator();
   const delay = positiveNumber(env.OTEL_BSP_SCHEDULE_DELAY);
   const queue = positiveNumber(env.OTEL_BSP_MAX_QUEUE_SIZE);
   const provider = new sdk.TracerProvider({
     resource,
     sampler,
-    idGenerator: new PooledIdGenerator(),
+    idGenerator: ids,
     spanProcessors: [
       new sdk.BatchSpanProcessor({
         exporter,
@@ -112,10 +117,12 @@ export async function startTracing(
     .trim()
     .toLowerCase()
     .startsWith("parentbased_");
+  roots = { sampler, ids };
   tracing.enabled = true;
   return {
     async shutdown(timeoutMs = 2_000) {
       tracing.enabled = false;
+      roots = undefined;
       // An unreachable collector must not hold a stopping process for the exporter's 30 s.
       let timer: NodeJS.Timeout | undefined;
       const waited = new Promise<void>((resolve) => {
@@ -208,9 +215,23 @@ function positiveNumber(value: string | undefined): number | undefined {
 export class PooledIdGenerator {
   private pool = "";
   private at = 0;
+  private preset: string | undefined;
 
   generateTraceId(): string {
+    const preset = this.preset;
+    if (preset !== undefined) {
+      this.preset = undefined;
+      return preset;
+    }
     return this.next(32, "00000000000000000000000000000000");
+  }
+
+  /**
+   * The trace ID the next generateTraceId returns (once): a root span the sampler was already
+   * asked about (startSpanRecording) gets the very ID it was sampled on. `undefined` clears it.
+   */
+  presetTraceId(traceId: string | undefined): void {
+    this.preset = traceId;
   }
 
   generateSpanId(): string {
@@ -267,7 +288,29 @@ export function parseTraceparent(
  */
 export function contextFromTraceparent(traceparent: string | undefined, tracestate?: string): TraceContext {
   if (traceparent === undefined) return ROOT_CONTEXT;
+  const plain = tracestate === undefined ? plainTraceparent(traceparent) : undefined;
+  if (plain !== undefined) return trace.setSpanContext(ROOT_CONTEXT, plain);
   return w3c.extract(ROOT_CONTEXT, { traceparent, tracestate }, headerGetter);
+}
+
+const isLowerHex = (c: number) => (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
+
+/**
+ * A `traceparent` in the exact form version 00 prescribes (55 chars, lowercase hex, nonzero IDs),
+ * read without the propagator's regular expression (~1 us, paid by every call a member serves
+ * behind a gateway); undefined for anything else, which the propagator then judges. It accepts
+ * a subset of what the propagator accepts, with the same result (tracing.test.ts compares them).
+ */
+export function plainTraceparent(tp: string): SpanContext | undefined {
+  if (tp.length !== 55 || tp.charCodeAt(0) !== 48 || tp.charCodeAt(1) !== 48) return undefined;
+  if (tp.charCodeAt(2) !== 45 || tp.charCodeAt(35) !== 45 || tp.charCodeAt(52) !== 45) return undefined;
+  for (let i = 3; i < 55; i++) {
+    if (i !== 35 && i !== 52 && !isLowerHex(tp.charCodeAt(i))) return undefined;
+  }
+  const traceId = tp.slice(3, 35);
+  const spanId = tp.slice(36, 52);
+  if (traceId === INVALID_TRACEID || spanId === INVALID_SPANID) return undefined;
+  return { traceId, spanId, traceFlags: Number.parseInt(tp.slice(53, 55), 16), isRemote: true };
 }
 
 /** A context whose parent is `sc` (a span context carried in a Raft entry, say). */
@@ -275,19 +318,56 @@ export function contextWithParent(sc: SpanContext): TraceContext {
   return trace.setSpanContext(ROOT_CONTEXT, sc);
 }
 
+/** The installed sampler and ID generator, for root spans (startSpanRecording); set by startTracing. */
+let roots: { sampler: Sampler; ids: PooledIdGenerator } | undefined;
+
 /**
  * Starts a span whose attributes are given to it only once the sampler chose to record it. The
  * SDK validates a span's attributes before it samples (~4 us for a server span's four), so at 1%
  * sampling that would be paid by the 99% of calls never recorded; the samplers configured here
  * (always, never, trace ID ratio, parent-based) do not look at attributes.
+ *
+ * A root span (no valid parent: a request the gateway receives without `traceparent`, a lease
+ * expiry) asks the configured sampler first, on a trace ID drawn here: when it says no, the span
+ * is the context-only span the SDK would return, made without the SDK's span start (~6 us a call
+ * by profile at the gateway, paid by the 99% of requests not recorded at 1%). When it says yes,
+ * the SDK starts the span on that same trace ID, so its own sampler call agrees.
  */
 export function startSpanRecording(
   name: string,
   options: Omit<SpanOptions, "attributes">,
   attributes: Attributes,
-  parent?: TraceContext,
+  parent: TraceContext = ROOT_CONTEXT,
 ): Span {
-  const span = tracing.tracer.startSpan(name, options, parent);
+  const r = roots;
+  if (r !== undefined && !isTracingSuppressed(parent)) {
+    const ctx = options.root ? trace.deleteSpan(parent) : parent;
+    const sc = trace.getSpanContext(ctx);
+    if (sc === undefined || !trace.isSpanContextValid(sc)) {
+      const traceId = r.ids.generateTraceId();
+      const kind = options.kind ?? SpanKind.INTERNAL;
+      const decided = r.sampler.shouldSample(ctx, traceId, name, kind, {}, options.links ?? []);
+      if (decided.decision === SamplingDecision.NOT_RECORD) {
+        const unsampled: SpanContext = {
+          traceId,
+          spanId: r.ids.generateSpanId(),
+          traceFlags: TraceFlags.NONE,
+        };
+        if (decided.traceState !== undefined) unsampled.traceState = decided.traceState;
+        return trace.wrapSpanContext(unsampled);
+      }
+      r.ids.presetTraceId(traceId);
+      try {
+        return recording(tracing.tracer.startSpan(name, options, parent), attributes);
+      } finally {
+        r.ids.presetTraceId(undefined);
+      }
+    }
+  }
+  return recording(tracing.tracer.startSpan(name, options, parent), attributes);
+}
+
+function recording(span: Span, attributes: Attributes): Span {
   if (span.isRecording()) span.setAttributes(attributes);
   return span;
 }

@@ -1,11 +1,25 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { context, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
+import {
+  context,
+  isSpanContextValid,
+  ROOT_CONTEXT,
+  SamplingDecision,
+  SpanKind,
+  trace,
+} from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import { SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider } from "@opentelemetry/sdk-trace";
 import { pino } from "pino";
-import { startTracing, type TracingHandle, traceLogFields, tracing } from "../tracing.js";
+import {
+  isSampled,
+  startSpanRecording,
+  startTracing,
+  type TracingHandle,
+  traceLogFields,
+  tracing,
+} from "../tracing.js";
 import { OtlpReceiver } from "./otlp-receiver.js";
 
 let receiver: OtlpReceiver;
@@ -105,6 +119,45 @@ test("startTracing from OTEL_* variables (http/json), and the query API", async 
     assert.deepEqual(body.spans[0]!.attributes, { n: 7 });
   } finally {
     await handle?.shutdown();
+  }
+});
+
+test("a root span is sampled once, on the trace ID it keeps, and exported only then (traceidratio 0.5)", async () => {
+  const handle = await startTracing("roots", {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+    OTEL_TRACES_SAMPLER: "traceidratio",
+    OTEL_TRACES_SAMPLER_ARG: "0.5",
+  });
+  assert.ok(handle);
+  try {
+    const ratio = new TraceIdRatioBasedSampler(0.5);
+    // Fewer than the batch processor's queue (2048) holds, so every sampled span is exported.
+    const spans = Array.from({ length: 2000 }, (_, i) => startSpanRecording("root", { root: true }, { i }));
+    for (const span of spans) {
+      const sc = span.spanContext();
+      assert.ok(isSpanContextValid(sc));
+      assert.equal(span.isRecording(), isSampled(span));
+      const decision = ratio.shouldSample(ROOT_CONTEXT, sc.traceId).decision;
+      assert.equal(decision === SamplingDecision.RECORD_AND_SAMPLED, isSampled(span), sc.traceId);
+      span.end();
+    }
+    assert.equal(new Set(spans.map((s) => s.spanContext().traceId)).size, spans.length);
+    // Asking the sampler on one ID and letting the SDK draw another would sample a quarter.
+    const sampled = spans.filter(isSampled);
+    assert.ok(sampled.length > 900 && sampled.length < 1100, `${sampled.length} of 2000 sampled`);
+    // A child of a sampled root stays in its trace.
+    const child = startSpanRecording("child", {}, {}, trace.setSpan(ROOT_CONTEXT, sampled[0]!));
+    assert.equal(child.spanContext().traceId, sampled[0]!.spanContext().traceId);
+    child.end();
+    await handle.shutdown();
+    const exported = receiver.received().filter((s) => s.service === "roots" && s.name === "root");
+    assert.deepEqual(
+      exported.map((s) => s.traceId).sort(),
+      sampled.map((s) => s.spanContext().traceId).sort(),
+    );
+    assert.ok(exported.every((s) => typeof s.attributes.i === "number"));
+  } finally {
+    await handle.shutdown();
   }
 });
 

@@ -181,6 +181,25 @@ export function addressOf(m: MemberProcess): string {
 
 const portOf = (url: string) => Number(new URL(url).port);
 
+/**
+ * A free port this cluster has not handed out before. A member that is down leaves its ports
+ * free, and a member or proxy described meanwhile must not take them: the member could not
+ * restart on its own address (EADDRINUSE).
+ */
+export async function unusedPort(
+  reserved: Set<number>,
+  pick: () => Promise<number> = freePort,
+): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await pick();
+    if (!reserved.has(port)) {
+      reserved.add(port);
+      return port;
+    }
+  }
+  throw new Error("local-cluster: no free port left outside the cluster's own");
+}
+
 /** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
 async function memberStatus(address: string, timeoutMs: number): Promise<{ id: string; leader: string }> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
@@ -222,6 +241,8 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
     private readonly options: LocalClusterOptions,
     /** The peer proxies, with `peerProxy`. */
     readonly network: PeerNetwork | undefined,
+    /** Every port handed out to this cluster's members and proxies (see unusedPort). */
+    private readonly reservedPorts: Set<number>,
   ) {
     super();
   }
@@ -232,11 +253,12 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
     await mkdir(root, { recursive: true });
     const members: MemberProcess[] = [];
     const proxyPorts: number[] = [];
+    const reserved = new Set<number>();
     for (let i = 0; i < options.size; i++) {
       const name = options.names?.[i] ?? `m${i + 1}`;
-      const m = await LocalCluster.describe(root, i, name, options, options.dataDirs?.[name]);
+      const m = await LocalCluster.describe(root, i, name, options, reserved, options.dataDirs?.[name]);
       if (options.peerProxy) {
-        proxyPorts.push(await freePort());
+        proxyPorts.push(await unusedPort(reserved));
         m.peerUrl = `${options.peerScheme ?? "http"}://127.0.0.1:${proxyPorts[i]}`;
       }
       members.push(m);
@@ -250,7 +272,7 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
           () => cluster!.pids(),
         )
       : undefined;
-    cluster = new LocalCluster(root, options.root === undefined, members, options, network);
+    cluster = new LocalCluster(root, options.root === undefined, members, options, network, reserved);
     await network?.start();
     return cluster;
   }
@@ -269,14 +291,15 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
     index: number,
     name: string,
     options: LocalClusterOptions,
+    reserved: Set<number>,
     dataDir = join(root, name),
   ): Promise<MemberProcess> {
-    const peerUrl = `${options.peerScheme ?? "http"}://127.0.0.1:${await freePort()}`;
+    const peerUrl = `${options.peerScheme ?? "http"}://127.0.0.1:${await unusedPort(reserved)}`;
     return {
       index,
       name,
-      clientUrl: `${options.clientScheme ?? "http"}://127.0.0.1:${await freePort()}`,
-      tlsClientUrl: options.tlsClientUrls ? `https://127.0.0.1:${await freePort()}` : undefined,
+      clientUrl: `${options.clientScheme ?? "http"}://127.0.0.1:${await unusedPort(reserved)}`,
+      tlsClientUrl: options.tlsClientUrls ? `https://127.0.0.1:${await unusedPort(reserved)}` : undefined,
       peerUrl,
       listenPeerUrl: peerUrl,
       dataDir,
@@ -601,7 +624,13 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
 
   /** Describes a new member (not started): add it with `member add`, then `join` it. */
   async newMember(name: string): Promise<MemberProcess> {
-    const m = await LocalCluster.describe(this.root, this.members.length, name, this.options);
+    const m = await LocalCluster.describe(
+      this.root,
+      this.members.length,
+      name,
+      this.options,
+      this.reservedPorts,
+    );
     this.members.push(m);
     return m;
   }
