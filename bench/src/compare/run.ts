@@ -1,7 +1,8 @@
 // `npm run bench`: this project against a real etcd 3.4, side by side, in one run.
 // Starts a 3-member real etcd cluster and our 3 members + one gateway on free loopback ports
 // (temp data dirs), drives each with the same lean Go client (bench/goload) scenario by
-// scenario, alternating targets, then loads N keys into both and reads member RSS.
+// scenario, alternating targets, then loads N keys into both, reads member RSS, and restarts one
+// follower of each cluster, timing until it serves a serializable Range at the latest revision.
 // Flags: --quick, --scenarios a,b, --targets etcd,members,gateway, --keys N, --profile DIR
 // (our members and gateway write V8 CPU profiles there; summarise with bench/dist/profile/top.js).
 // Results: bench/results/<timestamp>.json.
@@ -29,6 +30,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const etcdBin = "/usr/bin/etcd";
 const memberMain = join(root, "services/raft-node/dist/main.js");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
+const authMain = join(root, "services/auth/dist/main.js");
 const host = "127.0.0.1";
 
 interface Scenario {
@@ -80,6 +82,17 @@ const scenarios: Scenario[] = [
   { name: "range-lin-10x100", op: "range-lin", conns: 10, clients: 100, total: 50_000, quickTotal: 10_000 },
   { name: "range-ser-1x1", op: "range-ser", conns: 1, clients: 1, total: 10_000, quickTotal: 2_000 },
   { name: "range-ser-10x100", op: "range-ser", conns: 10, clients: 100, total: 80_000, quickTotal: 15_000 },
+  // Through the gateway, tokens come from the auth service (JWTs the gateway verifies) and its
+  // Range cache answers a user what members let that user read (--range-cache-user).
+  {
+    name: "range-serializable-auth-10x100",
+    op: "range-ser",
+    conns: 10,
+    clients: 100,
+    total: 80_000,
+    quickTotal: 15_000,
+    security: "auth",
+  },
   {
     name: "watch-1000",
     op: "watch-latency",
@@ -310,6 +323,25 @@ async function startCluster(
   }
   if (kind === "ours") {
     const gw = `${host}:${ports[0]}`;
+    // services/auth answers the gateway's Authenticate (JWTs), as deployed (npm start, compose).
+    const [authGrpc, authHttp] = await freePorts(2, host);
+    startProc(
+      "auth",
+      process.execPath,
+      [
+        ...nodeFlags("auth", profileDir),
+        authMain,
+        "--endpoints",
+        members.members.map((m) => m.peerUrl).join(","),
+        "--listen-addr",
+        `${host}:${authGrpc}`,
+        "--http-listen-addr",
+        `${host}:${authHttp}`,
+        "--log-level",
+        "warn",
+      ],
+      join(dir, "auth.log"),
+    );
     startProc(
       "gateway",
       process.execPath,
@@ -322,6 +354,10 @@ async function startCluster(
         gw,
         "--json-listen-addr",
         `${host}:${ports[1]}`,
+        "--auth-endpoints",
+        `${host}:${authGrpc}`,
+        "--range-cache-user",
+        `root:${ROOT_PASSWORD}`,
         "--log-level",
         "warn",
       ],
@@ -450,6 +486,83 @@ function rssOf(c: Cluster) {
   };
 }
 
+// ---------------------------------------------------------------- restart
+
+const RESTART_TIMEOUT_MS = 300_000;
+
+type RestartResult = { seconds: number; revision: number; rss_mib: number | null } | { error: string };
+
+/** The header revision of a Range on `endpoint` (serializable: the member's own state), or undefined. */
+function rangeRevision(endpoint: string, serializable: boolean): number | undefined {
+  const r = spawnSync(
+    "etcdctl",
+    [
+      "--endpoints",
+      endpoint,
+      "--dial-timeout",
+      "1s",
+      "--command-timeout",
+      "2s",
+      "get",
+      "bench-ready",
+      "-w",
+      "json",
+      ...(serializable ? ["--consistency", "s"] : []),
+    ],
+    { env: { ...process.env, ETCDCTL_API: "3" }, encoding: "utf8", timeout: 5_000 },
+  );
+  if (r.status !== 0) return undefined;
+  try {
+    return Number((JSON.parse(r.stdout) as { header: { revision: number | string } }).header.revision);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stops one follower (SIGTERM), starts it again on its data dir and times until it answers a
+ * serializable Range at the revision the cluster had before: what a member holding the loaded
+ * keys takes to restart and serve (reopening its store, replaying its WAL, catching up).
+ */
+async function restartFollower(c: Cluster): Promise<RestartResult> {
+  try {
+    const leader = await c.members.leader(2_000);
+    const follower = c.members.members.find((m) => m !== leader && m.child !== undefined);
+    if (leader === undefined || follower === undefined) return { error: "no leader and follower" };
+    const latest = rangeRevision(addressOf(leader), false);
+    if (latest === undefined) return { error: "the leader did not answer a Range" };
+    await c.members.stop(follower, "SIGTERM", 30_000);
+    const started = performance.now();
+    c.members.spawn(follower);
+    const endpoint = addressOf(follower);
+    for (;;) {
+      if (stopping) return { error: "stopped" };
+      const revision = rangeRevision(endpoint, true);
+      if (revision !== undefined && revision >= latest) {
+        const seconds = (performance.now() - started) / 1000;
+        const rss = rssKiB(follower.child?.pid);
+        return {
+          seconds: +seconds.toFixed(2),
+          revision,
+          rss_mib: rss === null ? null : +(rss / 1024).toFixed(1),
+        };
+      }
+      if (follower.child === undefined) return { error: `${follower.name} exited while restarting` };
+      if (performance.now() - started > RESTART_TIMEOUT_MS)
+        return { error: `not serving revision ${latest} after ${RESTART_TIMEOUT_MS / 1000} s` };
+      await sleep(100);
+    }
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+function restartText(r: RestartResult | undefined): string {
+  if (r === undefined) return "-";
+  if ("error" in r) return `ERROR (${r.error})`;
+  return `${r.seconds.toFixed(1)} s to serve revision ${r.revision} (RSS then ${r.rss_mib} MiB)`;
+}
+
 // ---------------------------------------------------------------- output
 
 const fmtOps = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(1));
@@ -536,7 +649,7 @@ function ensureTools(): void {
     });
     if (r.status !== 0 || !existsSync(GOLOAD_BIN)) throw new Error("goload build failed");
   }
-  for (const main of [memberMain, gatewayMain]) {
+  for (const main of [memberMain, gatewayMain, authMain]) {
     if (!existsSync(main)) throw new Error(`missing ${main}: build first (npx tsc -b)`);
   }
 }
@@ -632,6 +745,15 @@ async function main(): Promise<void> {
     await sleep(2_000);
     rss.after = { etcd: rssOf(etcd), ours: rssOf(ours) };
     rss.load = loads;
+    const restarts: Record<string, RestartResult> = {};
+    for (const c of [etcd, ours]) {
+      if (stopping) return;
+      restarts[c.label] = await restartFollower(c);
+      console.log(
+        `  restart a follower of ${c.label} holding ${opts.keys} keys: ${restartText(restarts[c.label])}`,
+      );
+    }
+    rss.restart = restarts;
   }
 
   // Interrupted: no table or results file for a partial run.
@@ -688,8 +810,24 @@ async function main(): Promise<void> {
     console.log(
       `\nmember RSS after ${opts.keys.toLocaleString("en-US")} keys (256-byte values), MiB max / sum of 3 (before load):` +
         `\n  etcd: ${a.etcd.max_mib} / ${a.etcd.sum_mib} (${b.etcd.max_mib} / ${b.etcd.sum_mib})` +
-        `\n  ours: ${a.ours.max_mib} / ${a.ours.sum_mib} (${b.ours.max_mib} / ${b.ours.sum_mib})`,
+        `\n  ours: ${a.ours.max_mib} / ${a.ours.sum_mib} (${b.ours.max_mib} / ${b.ours.sum_mib})` +
+        `\n  members/etcd (max): ${a.ours.max_mib !== null && a.etcd.max_mib ? (a.ours.max_mib / a.etcd.max_mib).toFixed(2) : "-"} (<1 is better)`,
     );
+    const restart = rss.restart as Record<string, RestartResult> | undefined;
+    if (restart !== undefined) {
+      const e = restart.etcd;
+      const o = restart.ours;
+      const ratio =
+        e && o && "seconds" in e && "seconds" in o && e.seconds > 0
+          ? (o.seconds / e.seconds).toFixed(2)
+          : "-";
+      console.log(
+        `\nrestart of a follower holding ${opts.keys.toLocaleString("en-US")} keys, until it serves a serializable Range at the latest revision:` +
+          `\n  etcd: ${restartText(e)}` +
+          `\n  ours: ${restartText(o)}` +
+          `\n  members/etcd (time): ${ratio} (<1 is better)`,
+      );
+    }
   }
   const errored = Object.entries(results).flatMap(([name, r]) =>
     Object.entries(r).flatMap(([t, c]) => (c && "error" in c ? [`${name}/${t}: ${c.error}`] : [])),

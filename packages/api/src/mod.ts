@@ -11,6 +11,16 @@ export * from "./errors.js";
  */
 export const ETCD_SERVER_VERSION = "3.4.23";
 export const ETCD_CLUSTER_VERSION = "3.4.0";
+export {
+  etcdClaims,
+  isJwsAlgorithm,
+  jwsKeyId,
+  signJws,
+  type TokenClaims,
+  unverifiedExpiryMs,
+  verifyJws,
+} from "./auth/jws.js";
+export { type KeyedTokenCheck, VerificationKeys } from "./auth/verification-keys.js";
 export * as authpb from "./gen/authpb/auth.js";
 export * as etcdserverpb from "./gen/etcdserverpb/rpc.js";
 export { HTTP_ROUTES, type HttpRoute } from "./gen/http-routes.js";

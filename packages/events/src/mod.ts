@@ -12,6 +12,7 @@ export { NatsServerProcess, natsServerBinary } from "./nats-server.js";
 export {
   type AlarmsChanged,
   ANY_CLUSTER,
+  type AuthChanged,
   type AuthKeysRotated,
   type BackupCompleted,
   type BackupFailed,

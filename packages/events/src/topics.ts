@@ -54,6 +54,20 @@ export interface Compacted {
   at: number;
 }
 
+/**
+ * An auth entry changed the auth store (a user, role or permission; AuthEnable, AuthDisable):
+ * tokens issued before `revision` are old, and what a user was found allowed to read before it
+ * may no longer hold (the gateway's Range cache drops its permission memos).
+ */
+export interface AuthChanged {
+  clusterId: string;
+  reporter: string;
+  /** The auth store's revision after the change. */
+  revision: number;
+  enabled: boolean;
+  at: number;
+}
+
 /** What started a backup; "compaction": a compaction passed the last delta, so deltas cannot go on. */
 export type BackupTrigger = "schedule" | "http" | "nats" | "compaction";
 /** A full backup (a snapshot) or a delta (the changes since the last one). */
@@ -186,6 +200,10 @@ export const topics = {
   compaction: (clusterId: string): Topic<Compacted> => ({
     subject: clusterSubject(clusterId, "compaction"),
     decode: checked((v) => isId(v.clusterId) && isNumber(v.revision)),
+  }),
+  auth: (clusterId: string): Topic<AuthChanged> => ({
+    subject: clusterSubject(clusterId, "auth"),
+    decode: checked((v) => isId(v.clusterId) && isNumber(v.revision) && typeof v.enabled === "boolean"),
   }),
   backupStarted: {
     subject: "backup.started",

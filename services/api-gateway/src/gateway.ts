@@ -13,11 +13,14 @@ import {
   type TlsRejection,
 } from "@etcd-ts/api";
 import { ControlPlane, registerControlPlaneMetrics } from "@etcd-ts/events";
+import { traceLogFields } from "@etcd-ts/telemetry";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { PublishedKeyList } from "./auth/published-key-list.js";
+import { TokenGate } from "./auth/token-gate.js";
 import { DEFAULT_RANGE_CACHE_OPTIONS, RangeCache } from "./cache/range-cache.js";
 import { RangeCacheFeed } from "./cache/range-cache-feed.js";
-import { followClusterEvents } from "./cluster/cluster-events.js";
+import { followAuthEvents, followClusterEvents } from "./cluster/cluster-events.js";
 import { ClusterTracker } from "./cluster/cluster-tracker.js";
 import { splitHostPort } from "./config/gateway-config.js";
 import { createGrpcServer } from "./grpc-server.js";
@@ -44,6 +47,8 @@ export interface GatewayOptions {
   serializableCacheEntries?: number;
   /** services/auth replicas (host:port) for Authenticate; none: the members answer it. */
   authEndpoints?: string[];
+  /** With auth on, the Range cache's watch authenticates as this user (root); none: cache off under auth. */
+  rangeCacheUser?: { name: string; password: string } | undefined;
   /** nats:// URLs: follow leader announcements (routing moves before the next probe). */
   natsUrl?: string | undefined;
   logger: Logger;
@@ -53,6 +58,13 @@ export interface GatewayOptions {
   /** TLS to members: file paths of the CA and the client certificate. */
   upstreamTls?: { cacert: string; cert: string; key: string } | undefined;
 }
+
+/**
+ * How often the published JWT keys are listed again. A token naming a key not held lists them at
+ * once, so this only bounds how long a withdrawn key keeps verifying here (members refuse its
+ * tokens meanwhile: the gateway check is an early refusal, never the last word).
+ */
+const PUBLISHED_KEYS_REFRESH_MS = 30_000;
 
 export class Gateway {
   private constructor(
@@ -72,6 +84,7 @@ export class Gateway {
     private readonly logger: Logger,
     private readonly controlPlane: ControlPlane | undefined,
     private readonly authService: AuthServiceForwarder | undefined,
+    private readonly publishedKeys: PublishedKeyList,
   ) {}
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -113,15 +126,37 @@ export class Gateway {
       metrics.observeRangeCache(cache);
       rangeCache = new RangeCacheFeed(cache, watches);
       const feed = rangeCache;
-      const authOf = (snapshot: ClusterSnapshot) =>
+      const authOf = (snapshot: ClusterSnapshot) => {
         feed.setAuthEnabled(snapshot.authEnabled ?? false, snapshot.authEnabledAsOf ?? 0);
+        feed.authRevisionSeen(snapshot.authRevision ?? 0);
+      };
       authOf(tracker.snapshot());
       tracker.onChange(authOf);
+      if (controlPlane !== undefined) {
+        followAuthEvents(controlPlane, tracker, (event) => {
+          feed.authRevisionSeen(event.revision);
+          // Only ever towards "on" from an event: one from an older leader must not turn a
+          // cache answering tokenless reads back on (the probe turns it off again, with its time).
+          if (event.enabled) feed.setAuthEnabled(true);
+        });
+      }
     }
     const authService =
       options.authEndpoints !== undefined && options.authEndpoints.length > 0
         ? new AuthServiceForwarder(options.authEndpoints, upstreamTls)
         : undefined;
+    // Read once now, so the first tokens find their keys held.
+    const publishedKeys = new PublishedKeyList(
+      () => tracker.peerUrls(),
+      upstreamTls,
+      logger,
+      PUBLISHED_KEYS_REFRESH_MS,
+    );
+    void publishedKeys.refetch().catch(() => {});
+    const tokenGate = new TokenGate(publishedKeys, ({ method, reason, client, trace }) => {
+      metrics.tokensRefused.labels(reason).inc();
+      logger.warn({ method, reason, client, ...traceLogFields(trace) }, "refused an invalid auth token");
+    });
     const unary = new UnaryForwarder(
       tracker,
       metrics,
@@ -129,7 +164,19 @@ export class Gateway {
       { maxAttempts: 12, retryBudgetMs: 10_000 },
       rangeCache,
       authService,
+      tokenGate,
     );
+    const cacheUser = options.rangeCacheUser;
+    if (rangeCache !== undefined && cacheUser !== undefined) {
+      rangeCache.authenticate = () =>
+        unary.authenticate(cacheUser.name, cacheUser.password).catch((err: unknown) => {
+          logger.warn(
+            { user: cacheUser.name, err: String(err) },
+            "range cache: its watch could not authenticate",
+          );
+          throw err;
+        });
+    }
     const streams = new StreamForwarder(tracker, metrics, logger, 6);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
@@ -138,7 +185,7 @@ export class Gateway {
       return members.some((m) => m.id === leaderId && m.healthy);
     };
     // One JSON gateway: on its own port when asked, and on the gRPC port for HTTP/1.1 clients.
-    const json = createJsonGateway({ healthy, unary, watches, keepAlives, metrics, logger });
+    const json = createJsonGateway({ healthy, unary, watches, keepAlives, metrics, logger, tokenGate });
     await json.ready();
     const server = createGrpcServer({
       unary,
@@ -148,6 +195,7 @@ export class Gateway {
       metrics,
       logger,
       openStreams,
+      tokenGate,
       http1: (req, res) => json.server.emit("request", req, res),
       tls: serverTls,
       onTlsRejected,
@@ -197,6 +245,7 @@ export class Gateway {
       logger,
       controlPlane,
       authService,
+      publishedKeys,
     );
   }
 
@@ -220,5 +269,6 @@ export class Gateway {
     this.tracker.close();
     await this.controlPlane?.close();
     this.authService?.close();
+    this.publishedKeys.close();
   }
 }

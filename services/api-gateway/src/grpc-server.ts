@@ -13,6 +13,7 @@ import {
 } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import type { TokenGate } from "./auth/token-gate.js";
 import type { KeepAliveHub } from "./lease/keepalive-hub.js";
 import { handleKeepAliveCall } from "./lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "./observability/gateway-metrics.js";
@@ -32,6 +33,8 @@ export interface GrpcParts {
   metrics: GatewayMetrics;
   logger: Logger;
   openStreams: OpenStreams;
+  /** Refuses Watch streams opened with a bad JWT (unary calls: the forwarder's own). */
+  tokenGate?: TokenGate | undefined;
   /** HTTP/1.1 requests on the gRPC port (etcd's port serves both): the JSON gateway. */
   http1?: http.RequestListener;
   /** TLS to clients (--cert-file ...); refused connections go to `onTlsRejected`. */
@@ -55,7 +58,8 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
     case "watch":
       server.register(route.path, {
         kind: "bidi",
-        handle: (call) => handleWatchCall(parts.watches, call, parts.logger, parts.openStreams),
+        handle: (call) =>
+          handleWatchCall(parts.watches, call, parts.logger, parts.openStreams, parts.tokenGate),
       });
       return;
     case "keepalive":

@@ -3,61 +3,15 @@
 // members accept the tokens with the published keys alone. Keys rotate every second during the
 // whole file (--rotation-interval=1), so every test also runs across rotations.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { AuthStack } from "./testing/auth-stack.js";
+import { etcdctl, lastLine, metricSum, unary, withToken } from "./testing/stack-calls.fixture.js";
 
 const TOKEN_TTL_S = 4;
-
-function etcdctl(
-  endpoint: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "/usr/bin/etcdctl",
-      [`--endpoints=${endpoint}`, "--dial-timeout=3s", "--command-timeout=8s", ...args],
-      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 20_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-const lastLine = (text: string) =>
-  text
-    .trim()
-    .split("\n")
-    .pop()!
-    .replace(/^Error: /, "");
-
-/** Counter value from a Prometheus text page. */
-function counter(page: string, name: string, labels: string): number {
-  const line = page.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
-  return line === undefined ? 0 : Number(line.split(" ").pop());
-}
-
-function unary<Req, Res>(
-  client: grpc.Client,
-  method: (
-    req: Req,
-    md: grpc.Metadata,
-    opts: grpc.CallOptions,
-    cb: (e: grpc.ServiceError | null, r: Res) => void,
-  ) => unknown,
-  request: Req,
-  metadata = new grpc.Metadata(),
-): Promise<Res> {
-  return new Promise((resolve, reject) =>
-    method.call(client, request, metadata, { deadline: Date.now() + 10_000 }, (err, res) =>
-      err ? reject(err) : resolve(res),
-    ),
-  );
-}
 
 describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
   let stack: AuthStack;
@@ -66,11 +20,6 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
   const ctl = (...args: string[]) => etcdctl(stack.gatewayAddr, args);
   const login = (name: string, password: string, md?: grpc.Metadata) =>
     unary(auth, auth.authenticate, { name, password }, md);
-  const withToken = (token: string) => {
-    const md = new grpc.Metadata();
-    md.set("token", token);
-    return md;
-  };
 
   before(async () => {
     stack = await AuthStack.start({
@@ -110,8 +59,8 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
 
   const metricsOf = async (i: number) => (await fetch(`${stack.auth[i]!.httpUrl}/metrics`)).text();
   const okLogins = async () =>
-    counter(await metricsOf(0), "etcd_auth_service_authenticate_total", 'result="ok"') +
-    counter(await metricsOf(1), "etcd_auth_service_authenticate_total", 'result="ok"');
+    metricSum(await metricsOf(0), "etcd_auth_service_authenticate_total", 'result="ok"') +
+    metricSum(await metricsOf(1), "etcd_auth_service_authenticate_total", 'result="ok"');
 
   test("etcdctl logs in through the gateway with a token the auth service signed", async () => {
     const before = await okLogins();
@@ -242,7 +191,7 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
         /too many failed authentication attempts/,
       );
       const page = await metricsOf(0);
-      assert.ok(counter(page, "etcd_auth_service_authenticate_total", 'result="limited"') >= 2);
+      assert.ok(metricSum(page, "etcd_auth_service_authenticate_total", 'result="limited"') >= 2);
     } finally {
       direct.close();
     }
@@ -254,7 +203,13 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
     );
   });
 
-  test("keys rotate under load with no failed request", async () => {
+  test("keys rotate under load with no failed request, and the gateway, which verifies every token itself, refuses none", async () => {
+    const gatewayRefusals = async () =>
+      metricSum(
+        await (await fetch(`${stack.gatewayHttpUrl}/metrics`)).text(),
+        "etcd_gateway_auth_tokens_refused_total",
+      );
+    const refusedBefore = await gatewayRefusals();
     const kids = new Set<string>();
     let requests = 0;
     const failures: string[] = [];
@@ -297,6 +252,7 @@ describe("services/auth behind the gateway", { timeout: 240_000 }, () => {
     assert.deepEqual(failures, []);
     assert.ok(requests > 50, `${requests} requests`);
     assert.ok(kids.size >= 4, `tokens were signed with ${kids.size} keys: rotations happened under load`);
+    assert.equal(await gatewayRefusals(), refusedBefore);
   });
 
   test("a replica that dies is passed over: logins go on through the other", async () => {

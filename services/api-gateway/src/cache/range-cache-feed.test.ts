@@ -42,7 +42,7 @@ describe("RangeCacheFeed", () => {
 
   /** Caches an answer to a serializable get of `key` at `revision`. */
   function cached(key: string, revision: number, rangeEnd = "") {
-    const ticket = feed.ticketFor(rangeOf(key, rangeEnd), false);
+    const ticket = feed.ticketFor(rangeOf(key, rangeEnd), undefined);
     assert.ok(ticket);
     assert.equal(cache.offer(ticket, answerAt(revision), revision), true);
     return ticket;
@@ -50,7 +50,7 @@ describe("RangeCacheFeed", () => {
 
   /** Starts the feed's watch and has the member create it at `revision`. */
   function established(revision: number): FakeStream {
-    assert.equal(feed.ticketFor(rangeOf("start"), false) !== undefined, true);
+    assert.equal(feed.ticketFor(rangeOf("start"), undefined) !== undefined, true);
     const stream = transport.last;
     stream.push({ header: { revision }, watchId: 7, created: true });
     return stream;
@@ -60,11 +60,15 @@ describe("RangeCacheFeed", () => {
     const pastRevision = Buffer.from(
       RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from("a"), revision: 3 })).finish(),
     );
-    assert.equal(feed.ticketFor(pastRevision, false), undefined);
-    assert.equal(feed.ticketFor(rangeOf("a"), true), undefined, "auth calls do not start it");
+    assert.equal(feed.ticketFor(pastRevision, undefined), undefined);
+    assert.equal(
+      feed.ticketFor(rangeOf("a"), { claims: undefined }),
+      undefined,
+      "auth calls do not start it",
+    );
     assert.equal(transport.streams.length, 0);
-    feed.ticketFor(rangeOf("a"), false);
-    feed.ticketFor(rangeOf("b"), false);
+    feed.ticketFor(rangeOf("a"), undefined);
+    feed.ticketFor(rangeOf("b"), undefined);
     assert.equal(transport.streams.length, 1);
     const [create] = transport.last.sent;
     assert.deepEqual(Buffer.from(create!.createRequest!.key), Buffer.from([0]));
@@ -131,10 +135,10 @@ describe("RangeCacheFeed", () => {
     assert.deepEqual([cache.live, cache.size], [false, 0]);
     assert.equal(cache.lookup(a), undefined);
     const streamsBefore = transport.streams.flatMap((s) => s.sent).length;
-    feed.ticketFor(rangeOf("a"), false);
+    feed.ticketFor(rangeOf("a"), undefined);
     assert.equal(transport.streams.flatMap((s) => s.sent).length, streamsBefore, "no new watch at once");
     clock += REWATCH_DELAY_MS;
-    feed.ticketFor(rangeOf("a"), false);
+    feed.ticketFor(rangeOf("a"), undefined);
     const creates = transport.streams.flatMap((s) => s.sent).filter((r) => r.createRequest !== undefined);
     assert.equal(creates.length, 2);
     transport.last.push({ header: { revision: 41 }, watchId: 8, created: true });
@@ -142,7 +146,7 @@ describe("RangeCacheFeed", () => {
   });
 
   it("treats a refused create like a cancellation", () => {
-    feed.ticketFor(rangeOf("a"), false);
+    feed.ticketFor(rangeOf("a"), undefined);
     transport.last.push({ header: { revision: 3 }, watchId: -1, created: true, canceled: true });
     assert.equal(cache.live, false);
   });
@@ -154,7 +158,7 @@ describe("RangeCacheFeed", () => {
     assert.deepEqual([cache.live, cache.size], [false, 0]);
     assert.equal(stream.sent.at(-1)?.cancelRequest?.watchId, 7n);
     clock += REWATCH_DELAY_MS;
-    feed.ticketFor(rangeOf("a"), false);
+    feed.ticketFor(rangeOf("a"), undefined);
     assert.equal(transport.streams.flatMap((s) => s.sent).filter((r) => r.createRequest).length, 1);
   });
 
@@ -164,13 +168,13 @@ describe("RangeCacheFeed", () => {
     assert.ok(cache.lookup(ticket), "served while auth is off");
     feed.setAuthEnabled(true);
     assert.equal(cache.lookup(ticket), undefined, "the cached answer is gone");
-    assert.equal(feed.ticketFor(rangeOf("a"), false), undefined, "no ticket for a call without a token");
+    assert.equal(feed.ticketFor(rangeOf("a"), undefined), undefined, "no ticket for a call without a token");
     assert.equal(feed.watching, false);
     clock += REWATCH_DELAY_MS;
-    assert.equal(feed.ticketFor(rangeOf("a"), false), undefined);
+    assert.equal(feed.ticketFor(rangeOf("a"), undefined), undefined);
     assert.equal(feed.watching, false, "no new watch while auth is on");
     feed.setAuthEnabled(false);
-    assert.ok(feed.ticketFor(rangeOf("a"), false));
+    assert.ok(feed.ticketFor(rangeOf("a"), undefined));
     assert.equal(feed.watching, true);
   });
 
@@ -180,8 +184,90 @@ describe("RangeCacheFeed", () => {
     clock += 50;
     feed.setAuthEnabled(true); // an AuthEnable this gateway forwarded, answered now
     feed.setAuthEnabled(false, probeSent); // the tracker's older AuthStatus answer arrives late
-    assert.equal(feed.ticketFor(rangeOf("a"), false), undefined, "still no cached answers");
+    assert.equal(feed.ticketFor(rangeOf("a"), undefined), undefined, "still no cached answers");
     feed.setAuthEnabled(false, clock + 1); // a probe sent after it: auth really is off
-    assert.ok(feed.ticketFor(rangeOf("a"), false));
+    assert.ok(feed.ticketFor(rangeOf("a"), undefined));
+  });
+
+  describe("with auth on and a user of its own", () => {
+    const as = (username: string, revision: number) => ({ claims: { username, revision } });
+
+    /** Auth on, the cache's watch authenticated as root and created at `revision`. */
+    async function authedAndEstablished(revision: number): Promise<FakeStream> {
+      let logins = 0;
+      feed.authenticate = async () => `root-token-${++logins}`;
+      feed.setAuthEnabled(true);
+      assert.ok(feed.ticketFor(rangeOf("start"), as("root", 5)));
+      await new Promise((resolve) => setImmediate(resolve));
+      const stream = transport.last;
+      assert.deepEqual(stream.auth, { token: "root-token-1" }, "the watch carries the cache user's token");
+      stream.push({ header: { revision }, watchId: 7, created: true });
+      return stream;
+    }
+
+    it("serves a user only the ranges a member let them read, at the newest auth revision", async () => {
+      await authedAndEstablished(10);
+      const ticket = feed.ticketFor(rangeOf("/alice/a"), as("alice", 5));
+      assert.ok(ticket);
+      assert.equal(feed.lookup(ticket, as("alice", 5)), undefined, "not known to be allowed yet");
+      feed.answered(ticket, as("alice", 5), answerAt(10), 10);
+      assert.ok(feed.lookup(ticket, as("alice", 5)), "a member let alice read it at revision 5");
+      assert.equal(feed.lookup(ticket, as("bob", 5)), undefined, "bob never was");
+      assert.ok(feed.lookup(ticket, as("root", 5)), "root reads everything");
+      const other = feed.ticketFor(rangeOf("/alice/b"), as("alice", 5));
+      assert.ok(other);
+      feed.answered(other, as("alice", 5), answerAt(10), 10);
+      assert.equal(
+        feed.lookup(feed.ticketFor(rangeOf("/alice/a", "/alice/z"), as("alice", 5))!, as("alice", 5)),
+        undefined,
+      );
+
+      feed.authChanged(); // a revoke went through this gateway
+      assert.equal(feed.lookup(ticket, as("alice", 5)), undefined, "nothing learnt at 5 holds");
+      assert.equal(feed.lookup(ticket, as("root", 5)), undefined, "an old token, even root's");
+      assert.equal(feed.lookup(ticket, as("alice", 6)), undefined, "alice at 6: ask a member again");
+      feed.answered(ticket, as("alice", 6), answerAt(10), 10);
+      assert.ok(feed.lookup(ticket, as("alice", 6)));
+
+      feed.authRevisionSeen(7); // an AuthStatus answer: someone changed auth elsewhere
+      assert.equal(feed.lookup(ticket, as("alice", 6)), undefined);
+      assert.equal(feed.lookup(ticket, as("alice", 7)), undefined);
+      feed.ticketFor(rangeOf("/alice/a"), as("carol", 8)); // a newer token proves a newer store
+      feed.answered(ticket, as("alice", 7), answerAt(10), 10);
+      assert.equal(feed.lookup(ticket, as("alice", 7)), undefined, "learnt at an old revision: not kept");
+    });
+
+    it("gives no ticket to tokenless, unverified or linearizable reads", async () => {
+      await authedAndEstablished(10);
+      assert.equal(feed.ticketFor(rangeOf("a"), undefined), undefined, "no token");
+      assert.equal(feed.ticketFor(rangeOf("a"), { claims: undefined }), undefined, "a simple token");
+      const linearizable = Buffer.from(
+        RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from("a") })).finish(),
+      );
+      assert.equal(feed.ticketFor(linearizable, as("root", 5)), undefined);
+    });
+
+    it("authenticates anew for each watch it creates, and starts over when auth goes off", async () => {
+      const first = await authedAndEstablished(10);
+      const ticket = feed.ticketFor(rangeOf("/a"), as("root", 5))!;
+      feed.answered(ticket, as("root", 5), answerAt(10), 10);
+      assert.ok(feed.lookup(ticket, as("root", 5)));
+      first.push({ watchId: 7, canceled: true, cancelReason: "etcdserver: invalid auth token" });
+      assert.equal(feed.watching, false);
+      clock += REWATCH_DELAY_MS;
+      feed.ticketFor(rangeOf("/a"), as("root", 5));
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(transport.last.auth, { token: "root-token-2" });
+      feed.setAuthEnabled(false, clock + 1);
+      assert.equal(feed.watching, false, "the authenticated watch is dropped");
+      assert.ok(feed.ticketFor(rangeOf("/a"), undefined));
+      assert.deepEqual(transport.last.auth, {}, "a tokenless watch again");
+    });
+
+    it("stays off under auth without a user of its own", () => {
+      feed.setAuthEnabled(true);
+      assert.equal(feed.ticketFor(rangeOf("a"), as("root", 5)), undefined);
+      assert.equal(feed.watching, false);
+    });
   });
 });

@@ -18,7 +18,7 @@ describe("ReadBarrier", () => {
   it("sends one probe for a read when none is in flight", async () => {
     const { sent, probe } = manualProbe();
     const barrier = new ReadBarrier(probe);
-    const read = barrier.revision();
+    const read = barrier.afterNow();
     assert.equal(sent.length, 1);
     sent[0]!.resolve(7);
     assert.equal(await read, 7);
@@ -27,8 +27,8 @@ describe("ReadBarrier", () => {
   it("makes reads that arrive during a probe wait for the next one, which they all share", async () => {
     const { sent, probe } = manualProbe();
     const barrier = new ReadBarrier(probe);
-    const early = barrier.revision();
-    const late = [barrier.revision(), barrier.revision(), barrier.revision()];
+    const early = barrier.afterNow();
+    const late = [barrier.afterNow(), barrier.afterNow(), barrier.afterNow()];
     assert.equal(sent.length, 1, "the late reads do not send a probe of their own");
     sent[0]!.resolve(10);
     assert.equal(await early, 10);
@@ -42,8 +42,8 @@ describe("ReadBarrier", () => {
   it("passes a failed probe on to its reads, and still serves the reads queued behind it", async () => {
     const { sent, probe } = manualProbe();
     const barrier = new ReadBarrier(probe);
-    const early = barrier.revision();
-    const late = barrier.revision();
+    const early = barrier.afterNow();
+    const late = barrier.afterNow();
     sent[0]!.reject(new Error("no leader"));
     await assert.rejects(early, /no leader/);
     await settled();

@@ -6,24 +6,27 @@
 // arrived: a read arriving while a probe is in flight waits for the next one, which starts as
 // soon as the one in flight ends and serves every read that arrived meanwhile. Under load that
 // is one round per round-trip time, however many reads wait; alone, a read costs one round, as
-// a read sent to a member would. Pure: the probe is given.
+// a read sent to a member would. Pure: the probe is given. The same rule serves any
+// linearizable fetch whose callers need a result newer than themselves (the gateway's list of
+// published JWT keys, re-read when a token names a key it does not know).
 
-export class ReadBarrier {
-  private inFlight: Promise<number> | undefined;
-  private next: Promise<number> | undefined;
+export class ReadBarrier<T = number> {
+  private inFlight: Promise<T> | undefined;
+  private next: Promise<T> | undefined;
   /** Probes sent so far. */
   probes = 0;
 
-  constructor(private readonly probe: () => Promise<number>) {}
+  constructor(private readonly probe: () => Promise<T>) {}
 
   /**
-   * A revision at or above that of every write acknowledged before this call. Rejects when
-   * the probe fails: the caller then sends its read to a member instead.
+   * The result of a probe sent after this call (for the read barrier, a revision at or above
+   * that of every write acknowledged before it). Rejects when the probe fails: the caller then
+   * sends its read to a member instead.
    */
-  revision(): Promise<number> {
+  afterNow(): Promise<T> {
     if (this.inFlight === undefined) return this.send();
     if (this.next !== undefined) return this.next;
-    const next: Promise<number> = this.inFlight.then(
+    const next: Promise<T> = this.inFlight.then(
       () => this.sendNext(next),
       () => this.sendNext(next),
     );
@@ -31,12 +34,12 @@ export class ReadBarrier {
     return next;
   }
 
-  private sendNext(next: Promise<number>): Promise<number> {
+  private sendNext(next: Promise<T>): Promise<T> {
     if (this.next === next) this.next = undefined;
     return this.send();
   }
 
-  private send(): Promise<number> {
+  private send(): Promise<T> {
     this.probes++;
     const sent = this.probe();
     this.inFlight = sent;

@@ -6,11 +6,7 @@
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { ClusterSnapshot, MemberState } from "../routing/member-selection.js";
-import {
-  decodeAuthStatusEnabled,
-  decodeMemberListResponse,
-  decodeStatusResponse,
-} from "../wire/etcd-messages.js";
+import { decodeAuthStatus, decodeMemberListResponse, decodeStatusResponse } from "../wire/etcd-messages.js";
 import { Http2UnaryChannel } from "./http2-unary-channel.js";
 import {
   addressFromClientUrl,
@@ -64,6 +60,10 @@ export class ClusterTracker {
   /** Whether auth was enabled at the last AuthStatus answer. */
   private authEnabled = false;
   private authEnabledAsOf = 0;
+  /** The auth revision at the last AuthStatus answer. */
+  private authRevision = 0;
+  /** One peer URL per listed member (the published JWT keys are listed there). */
+  private peers: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private refreshAgain = false;
@@ -93,6 +93,11 @@ export class ClusterTracker {
   onChange(listener: (snapshot: ClusterSnapshot) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** One peer URL per member of the last MemberList answer. */
+  peerUrls(): readonly string[] {
+    return this.peers;
   }
 
   clientFor(memberId: string): grpc.Client | undefined {
@@ -278,7 +283,9 @@ export class ClusterTracker {
     for (const ep of [...this.endpoints.values()].filter((e) => e.healthy)) {
       try {
         const asOf = Date.now();
-        this.authEnabled = decodeAuthStatusEnabled(await this.call(ep.client, AUTH_STATUS_PATH));
+        const status = decodeAuthStatus(await this.call(ep.client, AUTH_STATUS_PATH));
+        this.authEnabled = status.enabled;
+        this.authRevision = Math.max(this.authRevision, status.revision);
         this.authEnabledAsOf = asOf;
         return;
       } catch {
@@ -293,6 +300,7 @@ export class ClusterTracker {
       try {
         const { members } = decodeMemberListResponse(await this.call(ep.client, MEMBER_LIST_PATH));
         const listedAddresses = new Set<string>();
+        this.peers = members.flatMap((m) => m.peerURLs.slice(0, 1));
         for (const m of members) {
           // A member added but not yet started has no client URLs: nothing to dial.
           const address = m.clientURLs
@@ -341,6 +349,7 @@ export class ClusterTracker {
       leaderId,
       authEnabled: this.authEnabled,
       authEnabledAsOf: this.authEnabledAsOf,
+      authRevision: this.authRevision,
     };
     for (const listener of this.listeners) listener(this.current);
   }

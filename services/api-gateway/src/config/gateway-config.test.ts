@@ -29,6 +29,17 @@ describe("parseConfig", () => {
     assert.throws(() => parseConfig(["--endpoints=a:1", "--nats-url=127.0.0.1:4222"], {}), /--nats-url/);
   });
 
+  it("reads the Range cache's user as name:password, the environment preferred", () => {
+    assert.equal(parseConfig(["--endpoints=a:1"], {}).rangeCacheUser, undefined);
+    const env = { ETCD_GATEWAY_RANGE_CACHE_USER: "root:pw:with:colons" };
+    assert.deepEqual(parseConfig(["--endpoints=a:1"], env).rangeCacheUser, {
+      name: "root",
+      password: "pw:with:colons",
+    });
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--range-cache-user=root"], {}), /name:password/);
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--range-cache-user=:pw"], {}), /name:password/);
+  });
+
   it("takes environment variables, flags overriding them, in both flag styles", () => {
     const c = parseConfig(["--listen-addr", "0.0.0.0:3000"], {
       ETCD_GATEWAY_ENDPOINTS: "a:1",

@@ -19,6 +19,11 @@ export interface GatewayConfig {
   serializableCacheEntries: number;
   /** services/auth replicas (host:port) that answer Authenticate; empty: the members do. */
   authEndpoints: string[];
+  /**
+   * With auth on, the Range cache's own watch authenticates as this user (name and password;
+   * it must read every key: root). Undefined: with auth on, the cache is off.
+   */
+  rangeCacheUser: { name: string; password: string } | undefined;
   /** nats:// URLs for control-plane events (re-route at once on a leader change); empty: none. */
   natsUrl: string;
   logLevel: string;
@@ -58,6 +63,7 @@ const FLAGS: Record<string, { env: string; key: RawKey; bool?: boolean }> = {
     key: "serializableCacheEntries",
   },
   "auth-endpoints": { env: "ETCD_GATEWAY_AUTH_ENDPOINTS", key: "authEndpoints" },
+  "range-cache-user": { env: "ETCD_GATEWAY_RANGE_CACHE_USER", key: "rangeCacheUser" },
   "nats-url": { env: "ETCD_GATEWAY_NATS_URL", key: "natsUrl" },
   "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
   "cert-file": { env: "ETCD_GATEWAY_CERT_FILE", key: "certFile" },
@@ -82,6 +88,10 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --auth-endpoints       services/auth gRPC addresses, comma-separated; Authenticate goes there
                          (dialled as members are: TLS with --cacert/--cert/--key)
                          (default: none, the members answer it)          (ETCD_GATEWAY_AUTH_ENDPOINTS)
+  --range-cache-user     name:password the Range cache's watch authenticates as while auth is on
+                         (must read every key: root); default none: cache off under auth
+                         (prefer the environment variable: flags show in ps)
+                                                                   (ETCD_GATEWAY_RANGE_CACHE_USER)
   --nats-url             nats://host:port: follow leader announcements, default none
                                                                    (ETCD_GATEWAY_NATS_URL)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
@@ -140,6 +150,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
       .filter((s) => s !== "")
       // Dialled as members are: over TLS with --cacert/--cert/--key when those are given.
       .map((s) => parseEndpoint(s, upstreamTls !== undefined)),
+    rangeCacheUser: parseUser(raw.get("rangeCacheUser")),
     natsUrl: parseNatsUrl(raw.get("natsUrl") ?? ""),
     logLevel: raw.get("logLevel") ?? "info",
     serverTls: serverTlsOf(raw),
@@ -191,6 +202,14 @@ function parseEndpoint(value: string, secure: boolean): string {
     throw new ConfigError(`endpoint must be host:port or http://host:port, got ${JSON.stringify(value)}`);
   }
   return stripped;
+}
+
+/** etcdctl's --user form, name:password (the password may hold colons). */
+function parseUser(value: string | undefined): GatewayConfig["rangeCacheUser"] {
+  if (value === undefined || value === "") return undefined;
+  const colon = value.indexOf(":");
+  if (colon <= 0) throw new ConfigError("--range-cache-user must be name:password");
+  return { name: value.slice(0, colon), password: value.slice(colon + 1) };
 }
 
 function parseNatsUrl(value: string): string {

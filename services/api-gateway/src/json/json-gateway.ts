@@ -17,6 +17,7 @@ import { type TraceContext, tracing } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import type { TokenGate } from "../auth/token-gate.js";
 import type { KeepAliveHub } from "../lease/keepalive-hub.js";
 import { openKeepAliveSession } from "../lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
@@ -34,6 +35,8 @@ export interface JsonGatewayParts {
   keepAlives: KeepAliveHub;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** Refuses watch streams opened with a bad JWT. */
+  tokenGate?: TokenGate | undefined;
 }
 
 /**
@@ -70,7 +73,13 @@ export function gatewayCallBackend(
       const methodRoute = METHOD_BY_PATH.get(route.method.path);
       const clientSink = { send: (raw: Buffer) => sink.message(raw) };
       if (methodRoute?.route === "watch") {
-        const session = openWatchSession(parts.watches, clientSink, authOf(metadata));
+        const session = openWatchSession(
+          parts.watches,
+          clientSink,
+          authOf(metadata),
+          parts.tokenGate,
+          clientAddress,
+        );
         return { send: (raw) => session.request(raw), cancel: () => session.close() };
       }
       if (methodRoute?.route === "keepalive") {

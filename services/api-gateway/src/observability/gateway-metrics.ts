@@ -111,6 +111,13 @@ export class GatewayMetrics {
     collect: () => this.syncRangeCache(),
   });
 
+  readonly tokensRefused = new Counter({
+    name: "etcd_gateway_auth_tokens_refused_total",
+    help: "Calls refused by the gateway itself for an invalid auth token (no member was asked), by reason.",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
   readonly readBarrierProbes = new Counter({
     name: "etcd_gateway_read_barrier_probes_total",
     help: "Linearizable rounds to the leader, each shared by every linearizable Range waiting for it.",

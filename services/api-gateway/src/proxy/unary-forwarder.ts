@@ -2,12 +2,13 @@
 // another member when the failure allows it. The client sees the member's answer, or its
 // error, exactly as the member sent them.
 
-import { WireWriter } from "@etcd-ts/api";
+import { EtcdError, etcdserverpb, WireWriter } from "@etcd-ts/api";
 import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { type TokenGate, type TokenVerdict, tokenOf } from "../auth/token-gate.js";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
-import type { RangeCacheFeed } from "../cache/range-cache-feed.js";
+import type { RangeCacheFeed, RangeCaller } from "../cache/range-cache-feed.js";
 import { ReadBarrier } from "../cache/read-barrier.js";
 import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
@@ -21,8 +22,13 @@ import {
 } from "../observability/gateway-tracing.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember, type Target } from "../routing/member-selection.js";
-import { type MethodRoute, splitMethodPath } from "../routing/method-table.js";
-import { classifyTxn, peekResponseHeader, rangeIsSerializable } from "../wire/etcd-messages.js";
+import { METHOD_BY_PATH, type MethodRoute, splitMethodPath } from "../routing/method-table.js";
+import {
+  classifyTxn,
+  decodeAuthStatus,
+  peekResponseHeader,
+  rangeIsSerializable,
+} from "../wire/etcd-messages.js";
 import { AUTHENTICATE_PATH, type AuthServiceForwarder } from "./auth-service-forwarder.js";
 
 /** Metadata a caller sets to address a per-member RPC to one member (hex ID). */
@@ -85,6 +91,27 @@ const LINEARIZABLE_RANGE = {
 } as const satisfies { target: Target; idempotent: boolean };
 
 const AUTH_ENABLE_PATH = "/etcdserverpb.Auth/AuthEnable";
+const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
+/** Auth calls that change nothing: every other Auth call may change who may read what. */
+const AUTH_READS = new Set([
+  AUTHENTICATE_PATH,
+  AUTH_STATUS_PATH,
+  "/etcdserverpb.Auth/UserGet",
+  "/etcdserverpb.Auth/UserList",
+  "/etcdserverpb.Auth/RoleGet",
+  "/etcdserverpb.Auth/RoleList",
+]);
+const AUTH_OLD_REVISION = new EtcdError("AuthOldRevision").details;
+const EMPTY = Buffer.alloc(0);
+/** Failures after which a change may or may not have been applied (etcd's refusals change nothing). */
+const UNKNOWN_OUTCOME: ReadonlySet<number> = new Set([
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.CANCELLED,
+  grpc.status.UNKNOWN,
+  grpc.status.INTERNAL,
+  grpc.status.ABORTED,
+]);
 const RANGE_PATH = "/etcdserverpb.KV/Range";
 
 /**
@@ -179,6 +206,8 @@ export class UnaryForwarder {
     private readonly rangeCache: RangeCacheFeed | undefined = undefined,
     /** Authenticate goes to services/auth when set; to a member (etcd's own) otherwise. */
     private readonly authService: AuthServiceForwarder | undefined = undefined,
+    /** Refuses bad JWTs before any member sees them; absent: every token goes to a member. */
+    private readonly tokenGate: TokenGate | undefined = undefined,
   ) {
     this.knownLeader = members.snapshot().leaderId;
     members.onChange((snapshot) => {
@@ -248,10 +277,29 @@ export class UnaryForwarder {
       this.metrics.answered(method, "auth-service", code, (performance.now() - started) / 1000);
       return outcome;
     }
+    let verdict: TokenVerdict | undefined;
+    // Authenticate is how a client replaces a bad token: never refused for carrying one.
+    if (this.tokenGate !== undefined && route.path !== AUTHENTICATE_PATH) {
+      const judged = this.tokenGate.judge(tokenOf(incoming), { method, client: clientAddress, trace });
+      verdict = judged instanceof Promise ? await judged : judged;
+      if (!verdict.pass) {
+        const refusal = new EtcdError("InvalidAuthToken");
+        this.metrics.answered(method, "gateway", refusal.code, (performance.now() - started) / 1000);
+        return {
+          error: { code: refusal.code, details: refusal.details, metadata: new grpc.Metadata() },
+          response: undefined,
+          trailers: undefined,
+        };
+      }
+    }
+    // A verified token at R proves the auth store reached R: older permission memos go.
+    if (verdict?.claims !== undefined) this.rangeCache?.authRevisionSeen(verdict.claims.revision);
     let ticket: RangeCacheTicket | undefined;
+    let caller: RangeCaller;
     if (this.rangeCache !== undefined && route.route === "range") {
+      caller = carriesAuth(incoming) ? { claims: verdict?.claims } : undefined;
       try {
-        ticket = this.rangeCache.ticketFor(request, carriesAuth(incoming));
+        ticket = this.rangeCache.ticketFor(request, caller);
       } catch {
         // Malformed: the member answers it with etcd's own error, uncached.
       }
@@ -259,7 +307,7 @@ export class UnaryForwarder {
         ticket === undefined
           ? undefined
           : ticket.range.serializable
-            ? this.rangeCache.cache.lookup(ticket)
+            ? this.rangeCache.lookup(ticket, caller)
             : await this.linearizableFromCache(ticket);
       if (cached !== undefined) {
         if (traced !== undefined) {
@@ -309,7 +357,7 @@ export class UnaryForwarder {
       // serves it only once its watch has passed that write (RangeCache.lookup), and to a
       // linearizable read only once it shows the read's barrier revision.
       const revision = peekResponseHeader(result.response)?.revision;
-      if (revision !== undefined) this.rangeCache!.cache.offer(ticket, result.response, revision);
+      if (revision !== undefined) this.rangeCache!.answered(ticket, caller, result.response, revision);
     } else if (this.rangeCache !== undefined && result.response !== undefined && result.error === undefined) {
       // Auth enabled through this gateway: no cached answer from now on, not a probe later.
       if (route.path === AUTH_ENABLE_PATH) this.rangeCache.setAuthEnabled(true);
@@ -318,6 +366,18 @@ export class UnaryForwarder {
         if (revision !== undefined) this.rangeCache.cache.acknowledgeWrite(revision);
       }
     }
+    if (this.rangeCache !== undefined) {
+      // Who may read what changed, or may have: no permission learnt before is used again.
+      if (route.path.startsWith("/etcdserverpb.Auth/") && !AUTH_READS.has(route.path)) {
+        if (result.error === undefined) {
+          this.rangeCache.authChangeAcknowledged();
+          void this.settleAuthChange(memberLabel);
+        } else if (UNKNOWN_OUTCOME.has(result.error.code)) {
+          this.rangeCache.authChanged();
+        }
+      } else if (verdict?.claims !== undefined && result.error?.details === AUTH_OLD_REVISION)
+        this.rangeCache.authRevisionSeen(verdict.claims.revision + 1);
+    }
     this.metrics.answered(
       method,
       memberLabel,
@@ -325,6 +385,40 @@ export class UnaryForwarder {
       (performance.now() - started) / 1000,
     );
     return result;
+  }
+
+  /**
+   * The auth revision of the member that answered an auth change (it applied the change before
+   * answering), for the Range cache's permissions; undefined when it cannot be read.
+   */
+  private async settleAuthChange(memberId: string): Promise<void> {
+    const channel = this.members.unaryChannelFor(memberId);
+    let revision: number | undefined;
+    if (channel !== undefined) {
+      const { result } = channel.call(AUTH_STATUS_PATH, EMPTY, new grpc.Metadata(), Date.now() + 2_000);
+      const outcome = await result;
+      if (outcome.error === undefined && outcome.response !== undefined)
+        revision = decodeAuthStatus(outcome.response).revision;
+    }
+    this.rangeCache?.authChangeSettled(revision);
+  }
+
+  /**
+   * A token for `name` (the Range cache's own watch under auth), from Authenticate as a client's
+   * goes: to services/auth when configured, else to a member. Rejects with the refusal's message.
+   */
+  async authenticate(name: string, password: string): Promise<string> {
+    const request = Buffer.from(etcdserverpb.AuthenticateRequest.encode({ name, password }).finish());
+    const outcome = await this.forward(
+      METHOD_BY_PATH.get(AUTHENTICATE_PATH)!,
+      request,
+      new grpc.Metadata(),
+      Date.now() + this.options.retryBudgetMs,
+      undefined,
+    );
+    if (outcome.error !== undefined || outcome.response === undefined)
+      throw new Error(outcome.error?.details ?? "Authenticate answered nothing");
+    return etcdserverpb.AuthenticateResponse.decode(outcome.response).token;
   }
 
   /**
@@ -414,7 +508,7 @@ export class UnaryForwarder {
     }
     let readRevision: number;
     try {
-      readRevision = await this.readBarrier.revision();
+      readRevision = await this.readBarrier.afterNow();
     } catch {
       cache.misses++;
       return undefined;

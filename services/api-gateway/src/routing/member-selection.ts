@@ -21,6 +21,8 @@ export interface ClusterSnapshot {
   readonly authEnabled?: boolean;
   /** When (Date.now()) the AuthStatus call behind `authEnabled` was sent. */
   readonly authEnabledAsOf?: number;
+  /** The highest auth revision an AuthStatus answer showed. */
+  readonly authRevision?: number;
 }
 
 export type Target =

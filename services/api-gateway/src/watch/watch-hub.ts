@@ -224,7 +224,7 @@ export class WatchHub {
     if (id !== 0 && client.watches.has(id)) {
       client.sink.send(
         encodeWatchResponse({
-          headerBytes: this.anyHeader(),
+          headerBytes: this.currentHeader(),
           watchId: -1,
           created: true,
           canceled: true,
@@ -560,7 +560,8 @@ export class WatchHub {
     });
   }
 
-  private anyHeader(): Uint8Array | undefined {
+  /** The last response header a member sent on any upstream stream (for answers the hub makes itself). */
+  currentHeader(): Uint8Array | undefined {
     for (const s of this.streams.values()) if (s.lastHeader !== undefined) return s.lastHeader;
     return undefined;
   }

@@ -1,8 +1,9 @@
 // Binds the WatchHub to grpc-js: client Watch streams in, upstream Watch streams out.
 
-import type { ServerCall } from "@etcd-ts/api";
+import { EtcdError, encodeWatchResponse, type ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import type { TokenGate, TokenVerdict } from "../auth/token-gate.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import { openUpstreamStream, unrefTimer } from "../cluster/upstream-stream.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
@@ -90,7 +91,53 @@ export interface WatchSession {
   close(): void;
 }
 
-export function openWatchSession(hub: WatchHub, sink: ClientSink, auth: AuthMetadata): WatchSession {
+/**
+ * A client's watch stream. With a token gate, a stream opened with a bad JWT reaches no member:
+ * every create on it is refused as a member refuses it (watch ID -1, created and canceled,
+ * "etcdserver: invalid auth token"; the stream stays open), everything else is ignored. A
+ * verdict that needs a fresh list of keys holds the stream's requests until it comes, in order.
+ */
+export function openWatchSession(
+  hub: WatchHub,
+  sink: ClientSink,
+  auth: AuthMetadata,
+  gate?: TokenGate,
+  client?: string,
+): WatchSession {
+  const token = auth.token ?? auth.authorization;
+  const judged: TokenVerdict | Promise<TokenVerdict> =
+    gate === undefined || token === undefined
+      ? { pass: true }
+      : gate.judge(token, { method: "Watch", client });
+  if (!(judged instanceof Promise)) return judged.pass ? admitted(hub, sink, auth) : refused(hub, sink);
+  let session: WatchSession | undefined;
+  let closed = false;
+  const held: Buffer[] = [];
+  void judged.then((verdict) => {
+    if (closed) return;
+    const opened = verdict.pass ? admitted(hub, sink, auth) : refused(hub, sink);
+    session = opened;
+    for (const raw of held.splice(0)) {
+      try {
+        opened.request(raw);
+      } catch {
+        // Malformed: ignored here (the stream's own handler refuses it when it arrives later).
+      }
+    }
+  });
+  return {
+    request: (raw) => {
+      if (session === undefined) held.push(raw);
+      else session.request(raw);
+    },
+    close: () => {
+      closed = true;
+      session?.close();
+    },
+  };
+}
+
+function admitted(hub: WatchHub, sink: ClientSink, auth: AuthMetadata): WatchSession {
   const client = hub.openClient(sink, auth);
   return {
     request: (raw) => hub.onClientRequest(client, decodeWatchRequest(raw)),
@@ -98,7 +145,33 @@ export function openWatchSession(hub: WatchHub, sink: ClientSink, auth: AuthMeta
   };
 }
 
-export function handleWatchCall(hub: WatchHub, call: ServerCall, logger: Logger, streams: OpenStreams): void {
+const INVALID_AUTH_TOKEN = new EtcdError("InvalidAuthToken").details;
+
+function refused(hub: WatchHub, sink: ClientSink): WatchSession {
+  return {
+    request: (raw) => {
+      if (decodeWatchRequest(raw).kind !== "create") return;
+      sink.send(
+        encodeWatchResponse({
+          headerBytes: hub.currentHeader(),
+          watchId: -1,
+          created: true,
+          canceled: true,
+          cancelReason: INVALID_AUTH_TOKEN,
+        }),
+      );
+    },
+    close: () => {},
+  };
+}
+
+export function handleWatchCall(
+  hub: WatchHub,
+  call: ServerCall,
+  logger: Logger,
+  streams: OpenStreams,
+  gate?: TokenGate,
+): void {
   let done = false;
   const session = openWatchSession(
     hub,
@@ -116,6 +189,8 @@ export function handleWatchCall(hub: WatchHub, call: ServerCall, logger: Logger,
       },
     },
     authOf(call.metadata),
+    gate,
+    call.remoteAddress,
   );
   const finish = (error?: { code: number; details: string }) => {
     if (done) return;

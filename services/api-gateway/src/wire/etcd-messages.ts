@@ -240,15 +240,17 @@ export interface MemberInfo {
   isLearner: boolean;
 }
 
-/** AuthStatusResponse.enabled (field 2). */
-export function decodeAuthStatusEnabled(response: Uint8Array): boolean {
+/** AuthStatusResponse.enabled (field 2) and auth_revision (field 3). */
+export function decodeAuthStatus(response: Uint8Array): { enabled: boolean; revision: number } {
   const r = new WireReader(response);
   let enabled = false;
+  let revision = 0;
   while (r.next()) {
     if (r.fieldNumber === 2 && r.wireType === WIRE_VARINT) enabled = r.varint() !== 0;
+    else if (r.fieldNumber === 3 && r.wireType === WIRE_VARINT) revision = r.varint();
     else r.skip();
   }
-  return enabled;
+  return { enabled, revision };
 }
 
 export function decodeMemberListResponse(response: Uint8Array): {

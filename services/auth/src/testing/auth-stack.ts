@@ -30,6 +30,8 @@ export interface AuthStackOptions {
   authFlags?: string[];
   /** Extra flags for every member. */
   memberFlags?: string[];
+  /** Extra flags for the gateway. */
+  gatewayFlags?: string[];
   /** false: the gateway is not told of the auth services (members answer Authenticate). */
   gatewayUsesAuth?: boolean;
   /**
@@ -123,6 +125,8 @@ export class AuthStack {
     readonly auth: AuthServiceProcess[],
     readonly gateway: ServiceProcess,
     readonly gatewayAddr: string,
+    /** The gateway's JSON port (its /metrics). */
+    readonly gatewayHttpUrl: string,
   ) {}
 
   static async start(options: AuthStackOptions): Promise<AuthStack> {
@@ -158,23 +162,25 @@ export class AuthStack {
       }
       await Promise.all(auth.map((p, i) => waitForLine(p, "auth service listening", `auth service ${i}`)));
       const gatewayAddr = `127.0.0.1:${await freePort()}`;
+      const gatewayHttpPort = await freePort();
       const gateway = spawnService(
         mainOf("api-gateway"),
         [
           `--endpoints=${cluster.endpoints}`,
           `--listen-addr=${gatewayAddr}`,
-          `--json-listen-addr=127.0.0.1:${await freePort()}`,
+          `--json-listen-addr=127.0.0.1:${gatewayHttpPort}`,
           "--refresh-interval-ms=500",
           ...tls.gateway,
           ...(options.gatewayUsesAuth === false
             ? []
             : [`--auth-endpoints=${auth.map((a) => a.grpcAddr).join(",")}`]),
+          ...(options.gatewayFlags ?? []),
         ],
         options.env,
       );
       started.push(gateway);
       await waitForLine(gateway, "gateway listening", "gateway");
-      return new AuthStack(cluster, auth, gateway, gatewayAddr);
+      return new AuthStack(cluster, auth, gateway, gatewayAddr, `${scheme}://127.0.0.1:${gatewayHttpPort}`);
     } catch (err) {
       await Promise.all(started.map(stopProcess));
       await cluster.close();

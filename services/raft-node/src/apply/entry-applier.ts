@@ -57,6 +57,8 @@ export interface EntryApplierParts {
   applied(index: number): void;
   /** An Alarm or Compaction request was applied (control-plane events). */
   controlApplied?(request: ControlRequest): void;
+  /** An auth entry was applied (control-plane events; most change nothing). */
+  authApplied?(): void;
 }
 
 interface DecodedEntry {
@@ -143,6 +145,8 @@ export class EntryApplier {
       ) {
         this.parts.controlApplied(decoded[i]!.request as ControlRequest);
       }
+      if (envelope !== undefined && isAuthKind(envelope.kind) && result.status === "applied")
+        this.parts.authApplied?.();
       if (envelope === undefined || envelope.proposer !== this.parts.memberId) continue;
       if (result.status === "failed") this.parts.proposals.reject(envelope.seq, result.error);
       else if (result.status === "applied") this.parts.proposals.resolve(envelope.seq, result.response);

@@ -12,6 +12,6 @@ export {
 } from "./auth-store.js";
 export { type JwtOptions, JwtTokens, parseJwtOptions } from "./jwt-tokens.js";
 export { DEFAULT_BCRYPT_COST, hashPassword, passwordMatches } from "./password-hash.js";
-export { jwsKeyId, type KeyedTokenCheck, PublishedKeys, SIGNING_KEY_PREFIX } from "./published-keys.js";
+export { type KeyedTokenCheck, PublishedKeys, SIGNING_KEY_PREFIX } from "./published-keys.js";
 export { intervalOf, RangeUnion } from "./range-permissions.js";
 export { SimpleTokens, simpleToken, simpleTokenPrefix } from "./simple-tokens.js";

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { describe, it } from "node:test";
-import { jwsKeyId, PublishedKeys } from "./published-keys.js";
+import { jwsKeyId } from "@etcd-ts/api";
+import { PublishedKeys } from "./published-keys.js";
 
 const b64 = (v: string | Buffer) => Buffer.from(v).toString("base64url");
 

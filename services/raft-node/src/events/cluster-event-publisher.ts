@@ -57,5 +57,14 @@ export function clusterEventPublisher(plane: ControlPlane): ClusterEvents {
         at: Date.now(),
       });
     },
+    authChanged({ clusterId, reporter, revision, enabled }) {
+      plane.publish(topics.auth(formatId(clusterId)), {
+        clusterId: formatId(clusterId),
+        reporter: formatId(reporter),
+        revision,
+        enabled,
+        at: Date.now(),
+      });
+    },
   };
 }

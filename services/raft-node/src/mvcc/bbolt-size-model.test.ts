@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BBOLT_PAGE_SIZE, BboltSizeModel } from "./bbolt-size-model.js";
+import { BBOLT_PAGE_SIZE, BboltSizeModel, splitStarts } from "./bbolt-size-model.js";
 import { encodeKeyValue } from "./kv-codec.js";
 import { revisionKey } from "./revision.js";
 
@@ -177,5 +177,47 @@ describe("BboltSizeModel", () => {
     Reflect.deleteProperty(broken, "rebalance");
     model.defragment([{ key: revisionKey(2, 0), valueLength: 300 }]);
     assert.equal(pages(model.size), 5);
+  });
+
+  it("splits a node where bbolt does, in one pass however many parts", () => {
+    // bbolt's node.split, as the model first ran it: split the tail off again for every part.
+    const reference = (sizes: number[]): number[] => {
+      const starts = [0];
+      let rest = sizes;
+      let offset = 0;
+      const pageSize = (elements: number[]) => elements.reduce((a, b) => a + b, 16);
+      while (rest.length > 4 && pageSize(rest) >= BBOLT_PAGE_SIZE) {
+        let index = 0;
+        let size = 16;
+        for (let i = 0; i < rest.length - 2; i++) {
+          index = i;
+          if (index >= 2 && size + rest[i]! > BBOLT_PAGE_SIZE * 0.9) break;
+          size += rest[i]!;
+        }
+        offset += index;
+        starts.push(offset);
+        rest = rest.slice(index);
+      }
+      return starts;
+    };
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let trial = 0; trial < 300; trial++) {
+      const sizes = Array.from({ length: 1 + random(400) }, () => 33 + random(trial % 3 === 0 ? 5000 : 400));
+      assert.deepEqual(
+        splitStarts(sizes.length, (i) => sizes[i]!),
+        reference(sizes),
+        `sizes ${sizes.join(",")}`,
+      );
+    }
+    // A defrag commit's 10,000-element leaf: parts of 11 elements (313 bytes each), the last
+    // one taking the 12th element that is too few to split off.
+    const starts = splitStarts(10_000, () => 313);
+    assert.equal(starts.length, 909);
+    assert.deepEqual(starts.slice(0, 3), [0, 11, 22]);
+    assert.equal(starts.at(-1), 9_988);
   });
 });

@@ -30,6 +30,14 @@
 //   pages beyond the compact layout are free, as bbolt's freelist scan on open finds them):
 //   Size(), which the quota judges, is exact across restarts; SizeInUse() may read lower.
 
+import {
+  isTombstoneKey,
+  mainOfKey,
+  REVISION_KEY_LENGTH,
+  subOfKey,
+  TOMBSTONE_KEY_LENGTH,
+} from "./revision.js";
+
 export const BBOLT_PAGE_SIZE = 4096;
 const PAGE_HEADER = 16;
 const ELEMENT_HEADER = 16;
@@ -41,13 +49,19 @@ const REBALANCE_THRESHOLD = BBOLT_PAGE_SIZE / 4;
 const FRESH_FILE_PAGES = 4;
 const DEFRAG_KEYS_PER_COMMIT = 10_000;
 
-// Keys are held as latin1 strings, one char per byte: their `<` order is bytewise order, and a
-// 17-char string costs ~40 heap bytes where a Buffer pinned its 8 KiB allocation-pool slab
-// (measured: ~900 bytes retained per revision on a loaded member, most of its RSS growth).
+// A revision key (8-byte main, '_', 8-byte sub, 't' for a tombstone) is held as two numbers:
+// its main revision and sub * 2 + tombstone, whose order is the keys' bytewise order. A leaf
+// keeps its elements in one flat number array, [main, sub, valueLength] each: no string or
+// Buffer per revision (a million revisions held as 17-char strings cost ~40 MB more).
+const STRIDE = 3;
+
+/** The key length a revision's packed sub stands for. */
+const keyLength = (packedSub: number): number =>
+  packedSub % 2 === 1 ? TOMBSTONE_KEY_LENGTH : REVISION_KEY_LENGTH;
+
 class TreeNode {
-  keys: string[] = [];
-  /** Leaf: each element's value length. */
-  valueLengths: number[] = [];
+  /** Leaf: [main, sub * 2 + tombstone, valueLength] per element, in key order. */
+  elements: number[] = [];
   /** Branch: the children, in key order. */
   children: TreeNode[] = [];
   pgid = 0;
@@ -64,20 +78,44 @@ class TreeNode {
   ) {}
 
   get count(): number {
-    return this.leaf ? this.keys.length : this.children.length;
+    return this.leaf ? this.elements.length / STRIDE : this.children.length;
   }
 
   /** The key its parent knows it by (bbolt keeps it while deletes empty the node). */
-  private key = "";
+  private keyMain = 0;
+  private keySub = 0;
 
-  firstKey(): string {
-    if (this.count > 0) this.key = this.leaf ? this.keys[0]! : this.children[0]!.firstKey();
-    return this.key;
+  /** Refreshes the key its parent knows it by from its first element. */
+  private refreshKey(): void {
+    if (this.count === 0) return;
+    if (this.leaf) {
+      this.keyMain = this.elements[0]!;
+      this.keySub = this.elements[1]!;
+    } else {
+      const first = this.children[0]!;
+      first.refreshKey();
+      this.keyMain = first.keyMain;
+      this.keySub = first.keySub;
+    }
+  }
+
+  /** Whether this node's first key is <= (main, sub). */
+  firstKeyAtMost(main: number, sub: number): boolean {
+    this.refreshKey();
+    return this.keyMain < main || (this.keyMain === main && this.keySub <= sub);
+  }
+
+  firstKeyLength(): number {
+    this.refreshKey();
+    return keyLength(this.keySub);
   }
 
   elementSize(i: number): number {
-    if (this.leaf) return ELEMENT_HEADER + this.keys[i]!.length + this.valueLengths[i]!;
-    return ELEMENT_HEADER + this.children[i]!.firstKey().length;
+    if (this.leaf) {
+      const at = i * STRIDE;
+      return ELEMENT_HEADER + keyLength(this.elements[at + 1]!) + this.elements[at + 2]!;
+    }
+    return ELEMENT_HEADER + this.children[i]!.firstKeyLength();
   }
 
   size(): number {
@@ -161,21 +199,22 @@ export class BboltSizeModel {
       return;
     }
     try {
-      this.putInTree(key.toString("latin1"), valueLength);
+      this.putInTree(key, valueLength);
     } catch {
       this.degrade();
       this.put(key, valueLength);
     }
   }
 
-  private putInTree(key: string, valueLength: number): void {
-    const leaf = this.descend(key);
-    const i = lowerBound(leaf.keys, key);
-    if (i < leaf.keys.length && leaf.keys[i] === key) leaf.valueLengths[i] = valueLength;
-    else {
-      leaf.keys.splice(i, 0, key);
-      leaf.valueLengths.splice(i, 0, valueLength);
-    }
+  private putInTree(key: Buffer, valueLength: number): void {
+    const main = mainOfKey(key);
+    const sub = packedSubOf(key);
+    const leaf = this.descend(main, sub);
+    const at = lowerBound(leaf.elements, main, sub);
+    const elements = leaf.elements;
+    if (at < elements.length && elements[at] === main && elements[at + 1] === sub)
+      elements[at + 2] = valueLength;
+    else elements.splice(at, 0, main, sub, valueLength);
     this.changed = true;
   }
 
@@ -183,18 +222,20 @@ export class BboltSizeModel {
   delete(key: Buffer): void {
     if (this.degradedBytes !== undefined) return;
     try {
-      this.deleteInTree(key.toString("latin1"));
+      this.deleteInTree(key);
     } catch {
       this.degrade();
     }
   }
 
-  private deleteInTree(key: string): void {
-    const leaf = this.descend(key);
-    const i = lowerBound(leaf.keys, key);
-    if (i < leaf.keys.length && leaf.keys[i] === key) {
-      leaf.keys.splice(i, 1);
-      leaf.valueLengths.splice(i, 1);
+  private deleteInTree(key: Buffer): void {
+    const main = mainOfKey(key);
+    const sub = packedSubOf(key);
+    const leaf = this.descend(main, sub);
+    const at = lowerBound(leaf.elements, main, sub);
+    const elements = leaf.elements;
+    if (at < elements.length && elements[at] === main && elements[at + 1] === sub) {
+      elements.splice(at, STRIDE);
       leaf.unbalanced = true;
     }
     this.changed = true;
@@ -288,7 +329,7 @@ export class BboltSizeModel {
     this.freeAtLastCommit = this.freelist.free.length;
   }
 
-  private descend(key: string): TreeNode {
+  private descend(main: number, sub: number): TreeNode {
     if (!this.root.leaf && this.root.children.length === 0) {
       // Every revision was deleted: the bucket is an empty leaf again (rebalance does this too).
       this.freePages(this.root);
@@ -308,7 +349,7 @@ export class BboltSizeModel {
       let hi = node.children.length - 1;
       while (lo < hi) {
         const mid = (lo + hi + 1) >> 1;
-        if (node.children[mid]!.firstKey() <= key) lo = mid;
+        if (node.children[mid]!.firstKeyAtMost(main, sub)) lo = mid;
         else hi = mid - 1;
       }
       node = node.children[lo]!;
@@ -381,8 +422,7 @@ export class BboltSizeModel {
     if (source === undefined) return;
     target.dirty = true;
     if (target.leaf) {
-      target.keys.push(...source.keys);
-      target.valueLengths.push(...source.valueLengths);
+      for (const n of source.elements) target.elements.push(n);
     } else {
       for (const c of source.children) c.parent = target;
       target.children.push(...source.children);
@@ -415,38 +455,38 @@ export class BboltSizeModel {
     if (parentBefore === undefined && node.parent !== undefined) this.spill(node.parent);
   }
 
+  /**
+   * bbolt's node.split: page-sized parts at FILL_PERCENT, each with at least MIN_KEYS_PER_PAGE
+   * elements. The parts' bounds are found in one pass and each part's elements copied once: a
+   * defrag commit (or a restart) splits a 10,000-element leaf into ~900 parts, and splicing the
+   * tail off again for every part was quadratic and left each part holding a large array's page.
+   */
   private split(node: TreeNode): TreeNode[] {
-    const parts = [node];
-    let current = node;
-    for (;;) {
-      if (current.count <= MIN_KEYS_PER_PAGE * 2 || current.size() < BBOLT_PAGE_SIZE) break;
-      const threshold = BBOLT_PAGE_SIZE * FILL_PERCENT;
-      let index = 0;
-      let size = PAGE_HEADER;
-      for (let i = 0; i < current.count - MIN_KEYS_PER_PAGE; i++) {
-        index = i;
-        const element = current.elementSize(i);
-        if (index >= MIN_KEYS_PER_PAGE && size + element > threshold) break;
-        size += element;
-      }
-      if (current.parent === undefined) {
-        const parent = new TreeNode(false, undefined);
-        parent.children = [current];
-        current.parent = parent;
-      }
-      const next = new TreeNode(current.leaf, current.parent);
-      if (current.leaf) {
-        next.keys = current.keys.splice(index);
-        next.valueLengths = current.valueLengths.splice(index);
-      } else {
-        next.children = current.children.splice(index);
-        for (const c of next.children) c.parent = next;
-      }
-      const siblings = current.parent.children;
-      siblings.splice(siblings.indexOf(current) + 1, 0, next);
-      parts.push(next);
-      current = next;
+    const count = node.count;
+    const starts = splitStarts(count, (i) => node.elementSize(i));
+    if (starts.length === 1) return [node];
+    if (node.parent === undefined) {
+      const parent = new TreeNode(false, undefined);
+      parent.children = [node];
+      node.parent = parent;
     }
+    const parent = node.parent;
+    const parts = [node];
+    for (let p = 1; p < starts.length; p++) {
+      const from = starts[p]!;
+      const to = p + 1 < starts.length ? starts[p + 1]! : count;
+      const part = new TreeNode(node.leaf, parent);
+      if (node.leaf) part.elements = node.elements.slice(from * STRIDE, to * STRIDE);
+      else {
+        part.children = node.children.slice(from, to);
+        for (const c of part.children) c.parent = part;
+      }
+      parts.push(part);
+    }
+    if (node.leaf) node.elements = node.elements.slice(0, starts[1]! * STRIDE);
+    else node.children = node.children.slice(0, starts[1]!);
+    const at = parent.children.indexOf(node);
+    parent.children = parent.children.slice(0, at + 1).concat(parts.slice(1), parent.children.slice(at + 1));
     return parts;
   }
 }
@@ -457,13 +497,54 @@ function topOf(node: TreeNode): TreeNode {
   return top;
 }
 
-function lowerBound(keys: string[], key: string): number {
+/**
+ * Where each part of a node split by bbolt's node.split starts (the first is 0): a part is cut
+ * where the next element would take it past FILL_PERCENT of a page, keeps at least
+ * MIN_KEYS_PER_PAGE elements, and splitting stops once the rest fits a page or is too few to
+ * split. One pass over the elements, however many parts.
+ */
+export function splitStarts(count: number, elementSize: (i: number) => number): number[] {
+  const threshold = BBOLT_PAGE_SIZE * FILL_PERCENT;
+  const starts = [0];
+  let start = 0;
+  // The size the elements from `start` on would take as one node.
+  let remaining = PAGE_HEADER;
+  for (let i = 0; i < count; i++) remaining += elementSize(i);
+  for (;;) {
+    const n = count - start;
+    if (n <= MIN_KEYS_PER_PAGE * 2 || remaining < BBOLT_PAGE_SIZE) return starts;
+    let index = 0;
+    let size = PAGE_HEADER;
+    let kept = 0;
+    for (let i = 0; i < n - MIN_KEYS_PER_PAGE; i++) {
+      index = i;
+      kept = size - PAGE_HEADER;
+      const element = elementSize(start + i);
+      if (index >= MIN_KEYS_PER_PAGE && size + element > threshold) break;
+      size += element;
+    }
+    start += index;
+    remaining -= kept;
+    starts.push(start);
+  }
+}
+
+/** The offset of the first element of flat `elements` whose key is >= (main, sub). */
+function lowerBound(elements: readonly number[], main: number, sub: number): number {
   let lo = 0;
-  let hi = keys.length;
+  let hi = elements.length / STRIDE;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (keys[mid]! < key) lo = mid + 1;
+    const m = elements[mid * STRIDE]!;
+    if (m < main || (m === main && elements[mid * STRIDE + 1]! < sub)) lo = mid + 1;
     else hi = mid;
   }
-  return lo;
+  return lo * STRIDE;
+}
+
+/** A revision key's sub revision and tombstone mark as one number (sub * 2 + tombstone). */
+function packedSubOf(key: Buffer): number {
+  if (key.length !== REVISION_KEY_LENGTH && key.length !== TOMBSTONE_KEY_LENGTH)
+    throw new Error(`bbolt size model: ${key.length}-byte key is not a revision key`);
+  return subOfKey(key) * 2 + (isTombstoneKey(key) ? 1 : 0);
 }

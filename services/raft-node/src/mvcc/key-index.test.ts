@@ -63,6 +63,53 @@ describe("key index", () => {
     assert.deepEqual(kept(6), []);
   });
 
+  it("holds a live generation of one revision without arrays, and earlier revisions once written again", () => {
+    const ki = new KeyIndex("k");
+    ki.put(5, 2);
+    assert.equal(ki.earlier, null, "one revision: no array");
+    assert.deepEqual([ki.created, ki.version, ki.headMain, ki.headSub], [5, 1, 5, 2]);
+    assert.equal(ki.isHead(5, 2), true);
+    ki.put(7, 0);
+    ki.put(9, 1);
+    assert.deepEqual(ki.earlier, [5, 2, 7, 0]);
+    assert.equal(ki.isHead(5, 2), false);
+    assert.equal(ki.isHead(9, 1), true);
+    assert.deepEqual(ki.get(6), { main: 5, sub: 2, created: 5, version: 1 });
+    assert.deepEqual(ki.get(8), { main: 7, sub: 0, created: 5, version: 2 });
+    assert.deepEqual(ki.get(9), { main: 9, sub: 1, created: 5, version: 3 });
+    assert.equal(ki.get(4), undefined);
+    ki.tombstone(10, 0);
+    assert.deepEqual([ki.isLive, ki.created, ki.version, ki.headMain, ki.earlier], [false, 0, 0, 0, null]);
+    assert.equal(ki.isHead(0, 0), false, "a deleted key has no head");
+    assert.equal(describeGenerations(ki), "[5,7,9,10t][]");
+    ki.put(11, 0);
+    assert.deepEqual(ki.get(12), { main: 11, sub: 0, created: 11, version: 1 });
+    assert.equal(ki.get(10), undefined, "deleted at its tombstone");
+    assert.deepEqual(ki.get(9), { main: 9, sub: 1, created: 5, version: 3 });
+  });
+
+  it("compacts the live generation back into its fields", () => {
+    const ki = new KeyIndex("k");
+    for (const main of [2, 3, 4, 5]) ki.put(main, 0);
+    const removed: number[] = [];
+    ki.compact(4, removed);
+    assert.deepEqual(removed, [2, 0, 0, 3, 0, 0]);
+    assert.deepEqual(ki.earlier, [4, 0]);
+    assert.deepEqual(ki.get(4), { main: 4, sub: 0, created: 2, version: 3 });
+    ki.compact(5, removed);
+    assert.equal(ki.earlier, null, "back to one revision: no array");
+    assert.deepEqual([ki.created, ki.version, ki.headMain], [2, 4, 5]);
+    const before = removed.length;
+    ki.compact(9, removed);
+    assert.equal(removed.length, before, "a single live revision is never superseded");
+    const kept = new RevisionSet();
+    ki.keep(9, kept);
+    assert.equal(kept.has(5, 0), true);
+    const notYet = new RevisionSet();
+    ki.keep(4, notYet);
+    assert.equal(notYet.size, 0, "nothing kept before the key's first surviving revision");
+  });
+
   it("packs revisions into a set, falling back to strings when they do not fit", () => {
     const set = new RevisionSet();
     set.add(5, 1);
@@ -115,7 +162,7 @@ describe("tree index", () => {
 
 function describeGenerations(ki: KeyIndex): string {
   if (ki.isEmpty) return "";
-  const gens = [...(ki.past ?? []), ki.current];
+  const gens = ki.generations();
   return gens
     .map((g, gi) => {
       const revs: string[] = [];

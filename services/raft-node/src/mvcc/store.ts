@@ -318,11 +318,16 @@ export class MvccStore implements ApplyTarget {
   readonly opCounts: MvccOpCounts = { put: 0, delete: 0, txn: 0, range: 0 };
   private readonly onCommit: ((seconds: number) => void) | undefined;
 
+  /** How long the last open() took, by phase, in milliseconds (logs and benchmarks). */
+  readonly openPhasesMs: Record<string, number> = {};
+
   static async open(location: string, options: MvccStoreOptions = {}): Promise<MvccStore> {
+    const started = performance.now();
     await recoverInterruptedDefrag(location);
     const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
     const db = await RocksBackend.open(location, columns, tuningOf(options));
     const store = new MvccStore(location, db, options);
+    store.openPhasesMs.rocksdb = performance.now() - started;
     store.restore();
     return store;
   }
@@ -385,10 +390,11 @@ export class MvccStore implements ApplyTarget {
     const scheduledRev = scheduled ? mainOfKey(scheduled) : -1;
     this.compactMainRev = this.finishedCompactRev;
     this.restoreAlarms();
-    this.restoreIndex();
     this.savedModelSize = modelSize ? readUint64Bytes(modelSize) : 0;
-    if (this.currentRev > 0 || this.savedModelSize > 0)
-      this.sizeModel.reopen(this.currentRev > 0 ? this.storedRevisionLengths() : [], this.savedModelSize);
+    const started = performance.now();
+    // One pass over the key space rebuilds both the key index and the size model.
+    this.sizeModel.reopen(this.restoreIndex(), this.savedModelSize);
+    this.openPhasesMs.scan = performance.now() - started;
     if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
     if (scheduledRev > this.finishedCompactRev) {
       // A compaction was cut short: its revision already counts as compacted; finish it.
@@ -418,16 +424,22 @@ export class MvccStore implements ApplyTarget {
     }
   }
 
-  /** etcd's restore: replays every stored revision, oldest first, into the key index. */
-  private restoreIndex(): void {
+  /**
+   * etcd's restore: replays every stored revision, oldest first, into the key index, yielding
+   * each revision's key and value length on the way (the size model's input, so that open reads
+   * the key space once). The yielded object is reused: a consumer must read it before the next.
+   */
+  private *restoreIndex(): Generator<{ key: Buffer; valueLength: number }> {
     const fields: IndexFields = { key: "", createRevision: 0, version: 0, lease: 0n };
+    const revision: { key: Buffer; valueLength: number } = { key: EMPTY, valueLength: 0 };
     const it = this.db.iterator({});
     try {
       for (;;) {
         const chunk = it.nextSync(RESTORE_CHUNK);
         for (let i = 0; i < chunk.keys.length; i++) {
           const revKey = chunk.keys[i]!;
-          const kv = decodeIndexFields(chunk.values[i]!, fields);
+          const value = chunk.values[i]!;
+          const kv = decodeIndexFields(value, fields);
           const main = mainOfKey(revKey);
           const sub = subOfKey(revKey);
           const key = kv.key;
@@ -449,6 +461,9 @@ export class MvccStore implements ApplyTarget {
             this.index.insert(ki);
           }
           this.currentRev = main;
+          revision.key = revKey;
+          revision.valueLength = value.length;
+          yield revision;
         }
         if (chunk.finished) break;
       }

@@ -73,9 +73,7 @@ export function keyValueFromIndex(hit: RangeHit): KeyValue {
 }
 
 export function isLatest(hit: RangeHit): boolean {
-  const g = hit.index.current;
-  const n = g.revs.length;
-  return n > 0 && g.revs[n - 2] === hit.main && g.revs[n - 1] === hit.sub;
+  return hit.index.isHead(hit.main, hit.sub);
 }
 
 /** Reads kvs for hits, touching the disk only for what the index cannot supply. */
@@ -132,11 +130,10 @@ export class WriteTxn {
     let prevMain = -1;
     let prevSub = -1;
     if (ki.isLive) {
-      const g = ki.current;
-      created = g.created;
-      version = g.version + 1;
-      prevMain = g.revs[g.revs.length - 2]!;
-      prevSub = g.revs[g.revs.length - 1]!;
+      created = ki.created;
+      version = ki.version + 1;
+      prevMain = ki.headMain;
+      prevSub = ki.headSub;
     }
     const kv: KeyValue = { key, createRevision: created, modRevision: rev, version, value, lease };
     this.target.stage(rev, sub, revisionKey(rev, sub), encodeKeyValue(kv));
@@ -148,9 +145,8 @@ export class WriteTxn {
   delete(ki: KeyIndex): void {
     const rev = this.beginRev + 1;
     const sub = this.changes.length;
-    const g = ki.current;
-    const prevMain = g.revs[g.revs.length - 2]!;
-    const prevSub = g.revs[g.revs.length - 1]!;
+    const prevMain = ki.headMain;
+    const prevSub = ki.headSub;
     const key = Buffer.from(ki.key, "latin1");
     const stored: KeyValue = { key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n };
     this.target.stage(rev, sub, revisionKey(rev, sub, true), encodeKeyValue(stored));

@@ -15,6 +15,7 @@ import {
   ETCD_SERVER_VERSION,
   EtcdError,
   etcdserverpb,
+  jwsKeyId,
   type peer,
   type ServerTls,
 } from "@etcd-ts/api";
@@ -41,7 +42,6 @@ import {
   AuthStore,
   hashPassword,
   JwtTokens,
-  jwsKeyId,
   PublishedKeys,
   parseJwtOptions,
   passwordMatches,
@@ -160,6 +160,7 @@ export interface ClusterEvents {
   membersChanged(event: { clusterId: bigint; reporter: bigint; members: MemberInfo[] }): void;
   alarmsChanged(event: { clusterId: bigint; reporter: bigint; alarms: AlarmMember[] }): void;
   compacted(event: { clusterId: bigint; reporter: bigint; revision: number }): void;
+  authChanged(event: { clusterId: bigint; reporter: bigint; revision: number; enabled: boolean }): void;
 }
 
 export class Member implements EtcdServer {
@@ -186,6 +187,8 @@ export class Member implements EtcdServer {
   private readonly authStore = new AuthStore();
   /** services/auth's published JWT verification keys (auth column, "k/" rows). */
   private readonly signingKeys = new PublishedKeys();
+  /** The auth state the last control-plane auth event reported (events only on a change). */
+  private lastAuthEvent: { revision: number; enabled: boolean } | undefined;
   private readonly tokens: SimpleTokens;
   /** --auth-token jwt: tokens are signed and verified instead of kept in `tokens`. */
   private readonly jwt: JwtTokens | undefined;
@@ -393,6 +396,16 @@ export class Member implements EtcdServer {
           const origin = { clusterId: this.clusterId, reporter: this.id };
           if ("compaction" in request) events.compacted({ ...origin, revision: request.compaction.revision });
           else events.alarmsChanged({ ...origin, alarms: this.store.alarms() });
+        },
+        authApplied: () => {
+          const events = this.events.controlPlane;
+          if (events === undefined || !this.isLeader) return;
+          const { revision, enabled } = this.authStore;
+          const last = this.lastAuthEvent;
+          // Authenticate and the Get/List calls are auth entries too, and change nothing.
+          if (last !== undefined && last.revision === revision && last.enabled === enabled) return;
+          this.lastAuthEvent = { revision, enabled };
+          events.authChanged({ clusterId: this.clusterId, reporter: this.id, revision, enabled });
         },
         removed: () => {
           this.logger.warn({ member: formatId(this.id) }, "this member was removed from the cluster");
