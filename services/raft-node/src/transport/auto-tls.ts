@@ -71,6 +71,17 @@ export function ipBytes(ip: string): Uint8Array {
   return out;
 }
 
+/**
+ * A certificate serial from 16 random bytes, as DER's minimal positive INTEGER: first byte
+ * 0x40-0x7f. Clearing only the sign bit left a leading 0x00 in 1 of 128 certificates, which
+ * DER forbids before a byte below 0x80 ("illegal padding": OpenSSL refused 1 in 256 of them).
+ */
+export function serialNumber(random: Uint8Array): Uint8Array {
+  const serial = Uint8Array.from(random);
+  serial[0] = (serial[0]! & 0x3f) | 0x40;
+  return serial;
+}
+
 const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
 // pkijs types its engine with the DOM's Crypto, which Node's webcrypto is.
 const engine = new CryptoEngine({ name: "node", crypto: webcrypto as CryptoEngineParameters["crypto"] });
@@ -80,9 +91,9 @@ export async function makeSelfSigned(names: readonly AltNameEntry[], now = new D
   const keys = await webcrypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
   const cert = new Certificate();
   cert.version = 2; // X.509 v3
-  const serial = webcrypto.getRandomValues(new Uint8Array(16));
-  serial[0]! &= 0x7f; // positive
-  cert.serialNumber = new Integer({ valueHex: serial.buffer });
+  cert.serialNumber = new Integer({
+    valueHex: serialNumber(webcrypto.getRandomValues(new Uint8Array(16))).buffer,
+  });
   const organization = () =>
     new AttributeTypeAndValue({ type: "2.5.4.10", value: new Utf8String({ value: "etcd" }) });
   cert.subject.typesAndValues.push(organization());
