@@ -4,7 +4,7 @@
 // check a token with this one class, so a gateway refuses exactly the tokens a member refuses.
 import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
 import type { SigningKey } from "../gen/internal/auth-backend.js";
-import { etcdClaims, isJwsAlgorithm, type TokenClaims, verifyJws } from "./jws.js";
+import { etcdClaims, isJwsAlgorithm, type TokenClaims, unverifiedExpiryMs, verifyJws } from "./jws.js";
 
 interface ParsedKey {
   record: SigningKey;
@@ -91,7 +91,9 @@ export class VerificationKeys {
     const checked = verifyWith(token, published, nowMs);
     if ("info" in checked) {
       if (this.verified.size >= VERIFIED_CACHE_ENTRIES) this.verified.clear();
-      this.verified.set(token, { kid, info: checked.info, expMs: expiryMs(token) });
+      // Its claims parsed already, so the expiry is there to read (Infinity when it has none).
+      const expMs = unverifiedExpiryMs(token) ?? Number.POSITIVE_INFINITY;
+      this.verified.set(token, { kid, info: checked.info, expMs });
     }
     return checked;
   }
@@ -112,13 +114,6 @@ function verifyWith(token: string, published: ParsedKey, nowMs: number): KeyedTo
   } catch {
     return { invalid: true };
   }
-}
-
-/** A verified token's `exp` in ms (its claims parsed already once: this cannot throw). */
-function expiryMs(token: string): number {
-  const claims = token.slice(token.indexOf(".") + 1, token.lastIndexOf("."));
-  const exp = (JSON.parse(Buffer.from(claims, "base64url").toString()) as { exp?: unknown }).exp;
-  return typeof exp === "number" ? exp * 1000 : Number.POSITIVE_INFINITY;
 }
 
 function parseKey(record: SigningKey): ParsedKey {

@@ -60,6 +60,15 @@ describe("judgeToken", () => {
     });
   });
 
+  it("refuses a token once its exp passes, though it was verified (and remembered) before", () => {
+    const token = jwt(k1.privateKey, { kid: "k1" }, { ...live, exp: NOW / 1000 + 5 });
+    assert.deepEqual(judgeToken(keys, token, NOW, false), {
+      pass: true,
+      claims: { username: "alice", revision: 4 },
+    });
+    assert.deepEqual(judgeToken(keys, token, NOW + 5_000, false), { pass: false, reason: "expired" });
+  });
+
   it("refuses an expired token, a forged one and one another key signed", () => {
     const other = es256("k1");
     assert.deepEqual(judgeToken(keys, jwt(k1.privateKey, { kid: "k1" }, expired), NOW, false), {
