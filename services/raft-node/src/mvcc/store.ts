@@ -392,8 +392,11 @@ export class MvccStore implements ApplyTarget {
     this.restoreAlarms();
     this.savedModelSize = modelSize ? readUint64Bytes(modelSize) : 0;
     const started = performance.now();
-    // One pass over the key space rebuilds both the key index and the size model.
-    this.sizeModel.reopen(this.restoreIndex(), this.savedModelSize);
+    // One pass over the key space rebuilds both the key index and the size model; the index is
+    // built as the pass goes, so whatever the size model reads, the pass is finished here.
+    const revisions = this.restoreIndex();
+    this.sizeModel.reopen(revisions, this.savedModelSize);
+    while (revisions.next().done !== true);
     this.openPhasesMs.scan = performance.now() - started;
     if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
     if (scheduledRev > this.finishedCompactRev) {
