@@ -147,6 +147,8 @@ interface Options {
   keys: number;
   cellTimeoutS: number;
   profileDir: string | undefined;
+  /** The gateway's --workers (etcd's grpc-proxy uses every core by itself). */
+  gatewayWorkers: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -155,6 +157,7 @@ function parseArgs(argv: string[]): Options {
   let keys: number | undefined;
   let targets: Target[] = [...targetNames];
   let profileDir: string | undefined;
+  let gatewayWorkers = "1";
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
@@ -168,9 +171,10 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--keys") keys = Number(value());
     else if (flag === "--targets") targets = value().split(",").filter(Boolean) as Target[];
     else if (flag === "--profile") profileDir = resolve(value());
+    else if (flag === "--gateway-workers") gatewayWorkers = value();
     else if (flag === "--help" || flag === "-h") {
       console.log(
-        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--profile DIR]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, rss`,
+        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, rss`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
@@ -191,6 +195,7 @@ function parseArgs(argv: string[]): Options {
     keys: wanted.includes("rss") ? k : 0,
     cellTimeoutS: quick ? 8 : 15,
     profileDir,
+    gatewayWorkers,
   };
 }
 
@@ -275,6 +280,7 @@ async function startCluster(
   dir: string,
   certs: string,
   profileDir?: string,
+  gatewayWorkers = "1",
 ): Promise<Cluster> {
   const ports = await freePorts(2, host);
   const members = await LocalCluster.create({
@@ -358,6 +364,8 @@ async function startCluster(
         `${host}:${authGrpc}`,
         "--range-cache-user",
         `root:${ROOT_PASSWORD}`,
+        "--workers",
+        gatewayWorkers,
         "--log-level",
         "warn",
       ],
@@ -667,7 +675,7 @@ async function main(): Promise<void> {
   const made = spawnSync("bash", [join(root, "scripts/gen-test-certs.sh"), certs], { encoding: "utf8" });
   if (made.status !== 0) throw new Error(`gen-test-certs.sh failed: ${made.stderr}`);
   const etcd = await startCluster("etcd", join(work, "etcd"), certs);
-  const ours = await startCluster("ours", join(work, "ours"), certs, opts.profileDir);
+  const ours = await startCluster("ours", join(work, "ours"), certs, opts.profileDir, opts.gatewayWorkers);
   await waitHealthy(etcd.clientEndpoints, "etcd");
   await waitHealthy(ours.clientEndpoints, "our members");
   await waitHealthy([ours.gateway!], "our gateway");
@@ -851,7 +859,12 @@ async function main(): Promise<void> {
           node: process.version,
         },
         etcd: etcdVersion,
-        options: { quick: opts.quick, scenarios: opts.scenarios.map((s) => s.name), keys: opts.keys },
+        options: {
+          quick: opts.quick,
+          scenarios: opts.scenarios.map((s) => s.name),
+          keys: opts.keys,
+          gateway_workers: opts.gatewayWorkers,
+        },
         scenarios: opts.scenarios.map((s) => ({ ...s, results: results[s.name] })),
         rss,
       },

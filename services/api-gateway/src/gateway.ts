@@ -35,6 +35,7 @@ import { UnaryForwarder } from "./proxy/unary-forwarder.js";
 import type { ClusterSnapshot } from "./routing/member-selection.js";
 import type { WatchHub } from "./watch/watch-hub.js";
 import { createWatchHub } from "./watch/watch-proxy.js";
+import { clusterMetricsSource } from "./workers/worker-pool.js";
 
 export interface GatewayOptions {
   endpoints: string[];
@@ -57,6 +58,8 @@ export interface GatewayOptions {
   serverTls?: TlsFiles | undefined;
   /** TLS to members: file paths of the CA and the client certificate. */
   upstreamTls?: { cacert: string; cert: string; key: string } | undefined;
+  /** A worker of a `--workers` pool: /metrics serves every worker's metrics (workers/worker-pool.ts). */
+  metricsAcrossWorkers?: boolean;
 }
 
 /**
@@ -90,6 +93,7 @@ export class Gateway {
   static async start(options: GatewayOptions): Promise<Gateway> {
     const { logger } = options;
     const metrics = new GatewayMetrics({ processMetrics: options.processMetrics ?? false });
+    if (options.metricsAcrossWorkers === true) metrics.exposition = clusterMetricsSource(metrics.registry);
     const serverTls = options.serverTls === undefined ? undefined : loadServerTls(options.serverTls);
     const onTlsRejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
     const upstream = options.upstreamTls;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { availableParallelism } from "node:os";
 import { describe, it } from "node:test";
 import { ConfigError, parseConfig, splitHostPort } from "./gateway-config.js";
 
@@ -20,6 +21,15 @@ describe("parseConfig", () => {
       0,
     );
     assert.throws(() => parseConfig(["--endpoints=a:1", "--serializable-cache-entries=-1"], {}), ConfigError);
+  });
+
+  it("runs one process unless asked for workers; auto is one per core", () => {
+    assert.equal(parseConfig(["--endpoints=a:1"], {}).workers, 1);
+    assert.equal(parseConfig(["--endpoints=a:1"], { ETCD_GATEWAY_WORKERS: "3" }).workers, 3);
+    assert.equal(parseConfig(["--endpoints=a:1", "--workers=auto"], {}).workers, availableParallelism());
+    for (const bad of ["0", "-1", "1.5", "two", "257"]) {
+      assert.throws(() => parseConfig(["--endpoints=a:1", `--workers=${bad}`], {}), /--workers/);
+    }
   });
 
   it("follows NATS only when given a nats:// URL", () => {

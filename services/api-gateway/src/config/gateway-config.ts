@@ -1,6 +1,7 @@
 // Gateway configuration from flags and ETCD_GATEWAY_* environment variables (flags win),
 // in etcd's flag style: --endpoints=a,b or --endpoints a,b.
 
+import { availableParallelism } from "node:os";
 import type { TlsFiles } from "@etcd-ts/api";
 import { natsUrlProblem } from "@etcd-ts/events";
 import { DEFAULT_RANGE_CACHE_OPTIONS } from "../cache/range-cache.js";
@@ -27,6 +28,8 @@ export interface GatewayConfig {
   /** nats:// URLs for control-plane events (re-route at once on a leader change); empty: none. */
   natsUrl: string;
   logLevel: string;
+  /** Gateway processes sharing the ports (node:cluster); 1: this process serves alone. */
+  workers: number;
   /** TLS to clients on both ports (etcd grpc-proxy's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth). */
   serverTls: TlsFiles | undefined;
   /** TLS to members (etcd grpc-proxy's --cacert, --cert, --key): file paths. */
@@ -66,6 +69,7 @@ const FLAGS: Record<string, { env: string; key: RawKey; bool?: boolean }> = {
   "range-cache-user": { env: "ETCD_GATEWAY_RANGE_CACHE_USER", key: "rangeCacheUser" },
   "nats-url": { env: "ETCD_GATEWAY_NATS_URL", key: "natsUrl" },
   "log-level": { env: "ETCD_GATEWAY_LOG_LEVEL", key: "logLevel" },
+  workers: { env: "ETCD_GATEWAY_WORKERS", key: "workers" },
   "cert-file": { env: "ETCD_GATEWAY_CERT_FILE", key: "certFile" },
   "key-file": { env: "ETCD_GATEWAY_KEY_FILE", key: "keyFile" },
   "trusted-ca-file": { env: "ETCD_GATEWAY_TRUSTED_CA_FILE", key: "trustedCaFile" },
@@ -95,6 +99,8 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --nats-url             nats://host:port: follow leader announcements, default none
                                                                    (ETCD_GATEWAY_NATS_URL)
   --log-level            pino level, default info                         (ETCD_GATEWAY_LOG_LEVEL)
+  --workers              gateway processes sharing the ports, one core each; "auto": one per
+                         core, default 1                                  (ETCD_GATEWAY_WORKERS)
 
   TLS to clients, on both ports (as etcd grpc-proxy):
   --cert-file, --key-file  serve TLS with this certificate       (ETCD_GATEWAY_CERT_FILE, _KEY_FILE)
@@ -153,6 +159,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
     rangeCacheUser: parseUser(raw.get("rangeCacheUser")),
     natsUrl: parseNatsUrl(raw.get("natsUrl") ?? ""),
     logLevel: raw.get("logLevel") ?? "info",
+    workers: parseWorkers(raw.get("workers") ?? "1"),
     serverTls: serverTlsOf(raw),
     upstreamTls,
   };
@@ -181,6 +188,13 @@ function upstreamTlsOf(raw: Map<RawKey, string>): GatewayConfig["upstreamTls"] {
   if (cacert === "" && cert === "" && key === "") return undefined;
   if ((cert === "") !== (key === "")) throw new ConfigError("--cert and --key must be given together");
   return { cacert, cert, key };
+}
+
+function parseWorkers(value: string): number {
+  if (value === "auto") return availableParallelism();
+  const n = parsePositiveInt(value, "workers");
+  if (n > 256) throw new ConfigError("--workers must be at most 256");
+  return n;
 }
 
 function parseBool(value: string, flag: string): boolean {

@@ -144,7 +144,7 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
 
   app.get("/metrics", async (_req, reply) => {
     reply.header("content-type", parts.metrics.registry.contentType);
-    return parts.metrics.registry.metrics();
+    return parts.metrics.exposition();
   });
   return app;
 }

@@ -19,6 +19,9 @@ type HistogramChild = ReturnType<Histogram<string>["labels"]>;
 export class GatewayMetrics {
   readonly registry = new Registry();
 
+  /** What /metrics serves: this registry, or in a `--workers` gateway every worker's together. */
+  exposition: () => Promise<string> = () => this.registry.metrics();
+
   readonly requests = new Counter({
     name: "etcd_gateway_requests_total",
     help: "Calls answered, by method, the member that answered last, and gRPC status code name.",
@@ -76,6 +79,8 @@ export class GatewayMetrics {
     name: "etcd_gateway_nats_connected",
     help: "1 while connected to NATS for control-plane events (absent without --nats-url).",
     registers: [],
+    // A state, not an amount: with --workers, 1 only when every worker is connected.
+    aggregator: "min",
   });
 
   readonly leaderAnnouncements = new Counter({
@@ -88,6 +93,7 @@ export class GatewayMetrics {
     name: "etcd_gateway_has_leader",
     help: "1 when the gateway knows the cluster's leader.",
     registers: [this.registry],
+    aggregator: "min",
   });
 
   readonly rangeCacheHits = new Counter({

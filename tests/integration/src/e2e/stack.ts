@@ -183,6 +183,11 @@ export class Stack {
     throw new Error(`no write through the gateway: ${last}\n${this.gatewayOutput.text}`);
   }
 
+  /** The gateway process's PID (with --workers, the primary's), while it runs. */
+  get gatewayPid(): number | undefined {
+    return this.gateway?.pid;
+  }
+
   /** The leader all running members agree on (LocalCluster.agreedLeader). */
   findLeader(): Promise<{ member: MemberProcess; idHex: string }> {
     return this.cluster.agreedLeader();
