@@ -169,6 +169,7 @@ run("auth", [
         ...["--peer-cert-file", cert("peer.crt"), "--peer-key-file", cert("peer.key")],
       ]
     : []),
+  ...natsFlags,
 ]);
 run("gateway", [
   gatewayMain,

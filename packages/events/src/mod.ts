@@ -26,6 +26,7 @@ export {
   decodeEvent,
   encodeEvent,
   type LeaderElected,
+  type LoginOutcome,
   type MembersChanged,
   type Topic,
   topics,

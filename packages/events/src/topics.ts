@@ -130,6 +130,21 @@ export interface AuthKeysRotated {
   at: number;
 }
 
+/**
+ * A login an auth service replica decided (services/auth). The other replicas count its
+ * failures against their own failed-login budgets (and its success clears the user's), so N
+ * replicas behind round-robin gateways give a guesser one budget, not N.
+ */
+export interface LoginOutcome {
+  /** The deciding replica (random per process): a replica skips its own events. */
+  replica: string;
+  user: string;
+  /** The client address the budget is kept for (the gateway's x-forwarded-for, or the peer). */
+  client: string;
+  ok: boolean;
+  at: number;
+}
+
 /** Matches every cluster in a subscription (`etcd.*.leader`). */
 export const ANY_CLUSTER = "*";
 
@@ -230,6 +245,17 @@ export const topics = {
       v.ok === true ? isObject(v.backup) && isBackupCompleted(v.backup) : v.ok === false && isString(v.error),
     ),
   } satisfies Topic<BackupNowReply>,
+  loginOutcome: {
+    subject: "auth.logins",
+    decode: checked<LoginOutcome>(
+      (v) =>
+        isString(v.replica) &&
+        isString(v.user) &&
+        isString(v.client) &&
+        typeof v.ok === "boolean" &&
+        isNumber(v.at),
+    ),
+  } satisfies Topic<LoginOutcome>,
   authKeysRotated: {
     subject: "auth.keys.rotated",
     decode: checked<AuthKeysRotated>((v) => isString(v.keyId) && isStrings(v.validKeyIds) && isNumber(v.at)),

@@ -11,6 +11,7 @@ import {
   rejectionMessage,
   type ServerCall,
 } from "@etcd-ts/api";
+import { ControlPlane, registerControlPlaneMetrics } from "@etcd-ts/events";
 import { GrpcServerMetrics, serverObserver, traceContextOf } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import bcrypt from "bcrypt";
@@ -23,6 +24,7 @@ import { NoSigningKeyError, SigningKeys } from "./keys/signing-keys.js";
 import { isMemberError, MemberBackend } from "./members/member-backend.js";
 import { AuthMetrics } from "./observability/auth-metrics.js";
 import { FailedLoginLimiter } from "./rate-limit/failed-login-limiter.js";
+import { SharedBudgets } from "./rate-limit/shared-budgets.js";
 
 export const AUTHENTICATE_PATH = "/etcdserverpb.Auth/Authenticate";
 /** Metadata a gateway sets to its client's address (believed only from --trusted-proxies). */
@@ -46,6 +48,7 @@ export class AuthService {
     readonly grpcPort: number,
     readonly httpPort: number,
     private readonly logger: Logger,
+    private readonly controlPlane: ControlPlane | undefined,
   ) {}
 
   static async start(options: AuthServiceOptions): Promise<AuthService> {
@@ -84,6 +87,16 @@ export class AuthService {
       },
       publishedCount: () => keys.jwks().keys.length,
     };
+    const controlPlane =
+      options.natsUrl === ""
+        ? undefined
+        : ControlPlane.start({
+            url: options.natsUrl,
+            name: "etcd-ts auth service",
+            log: (level, message, details) => logger[level](details ?? {}, message),
+          });
+    if (controlPlane !== undefined) registerControlPlaneMetrics(metrics.registry, controlPlane);
+    const shared = controlPlane === undefined ? undefined : new SharedBudgets(controlPlane);
     const authenticator = new Authenticator({
       backend,
       keys,
@@ -101,7 +114,9 @@ export class AuthService {
       decoyHash: await bcrypt.hash(crypto.randomUUID(), ETCD_BCRYPT_COST),
       verified: new VerifiedPasswords({ ttlMs: options.verifiedPasswordTtlMs, maxEntries: MAX_TRACKED_KEYS }),
       observe: (result, seconds) => metrics.observe(result, seconds),
+      ...(shared === undefined ? {} : { decided: (login) => shared.publish(login) }),
     });
+    shared?.follow((login) => authenticator.heard(login));
 
     // Maintenance runs a few times per rotation interval, at most once a second.
     keys.start(Math.min(1_000, refreshIntervalMs));
@@ -194,12 +209,23 @@ export class AuthService {
       },
       "auth service listening",
     );
-    return new AuthService(keys, metrics, backend, grpcServer, http, grpcPort, httpPort, logger);
+    return new AuthService(
+      keys,
+      metrics,
+      backend,
+      grpcServer,
+      http,
+      grpcPort,
+      httpPort,
+      logger,
+      controlPlane,
+    );
   }
 
   async stop(graceMs = 5_000): Promise<void> {
     this.logger.info("auth service stopping");
     await Promise.all([this.grpcServer.close(graceMs), this.http.close(), this.keys.stop()]);
+    await this.controlPlane?.close();
     this.backend.close();
   }
 }

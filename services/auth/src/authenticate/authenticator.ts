@@ -26,6 +26,8 @@ export interface AuthenticatorParts {
   /** Recent successful verifications (skips bcrypt for the same user, hash and password). */
   verified: VerifiedPasswords;
   observe?: (result: AuthenticateResult, seconds: number) => void;
+  /** Told every failure and success, for the other replicas' budgets (rate-limit/shared-budgets.ts). */
+  decided?: (outcome: { user: string; client: string; ok: boolean }) => void;
   now?: () => number;
 }
 
@@ -82,6 +84,7 @@ export class Authenticator {
         result = "failed";
         byUser.failed(name, this.now());
         byAddress.failed(client, this.now());
+        this.parts.decided?.({ user: name, client, ok: false });
         logger.warn(
           { user: name, client, reason: known ? "wrong password" : "no such user or no password" },
           "authentication failed, invalid user ID or password",
@@ -89,6 +92,7 @@ export class Authenticator {
         throw new EtcdError("AuthFailed");
       }
       byUser.succeeded(name);
+      this.parts.decided?.({ user: name, client, ok: true });
       this.parts.verified.remember(name, hash, password, this.now());
       const token = await traced("auth.sign", {}, trace, () => this.parts.keys.sign(name, revision));
       result = "ok";
@@ -96,5 +100,17 @@ export class Authenticator {
     } finally {
       this.parts.observe?.(result, (performance.now() - started) / 1000);
     }
+  }
+
+  /** A login another replica decided: counted here as if this replica had decided it. */
+  heard(outcome: { user: string; client: string; ok: boolean }): void {
+    const { byUser, byAddress } = this.parts;
+    if (outcome.ok) {
+      byUser.succeeded(outcome.user);
+      return;
+    }
+    const now = this.now();
+    byUser.failed(outcome.user, now);
+    byAddress.failed(outcome.client, now);
   }
 }

@@ -27,6 +27,13 @@ describe("auth service configuration", () => {
       /positive integer/,
     );
     assert.throws(() => parseConfig(["--endpoints=a", "--nope=1"], {}), /unknown flag --nope/);
+    assert.throws(() => parseConfig(["--endpoints=a", "--nats-url=127.0.0.1:4222"], {}), /--nats-url/);
+  });
+
+  it("shares failed logins over NATS only when given a nats:// URL", () => {
+    assert.equal(parseConfig(["--endpoints=a"], {}).natsUrl, "");
+    const env = { ETCD_AUTH_NATS_URL: "nats://127.0.0.1:4222" };
+    assert.equal(parseConfig(["--endpoints=a"], env).natsUrl, "nats://127.0.0.1:4222");
   });
 
   it("takes etcd's TLS flags for both sides, a bare --client-cert-auth included, and checks they fit", () => {

@@ -1,6 +1,8 @@
 // services/auth's configuration from flags and ETCD_AUTH_* environment variables (flags win),
 // in etcd's flag style: --endpoints=a,b or --endpoints a,b.
 
+import { natsUrlProblem } from "@etcd-ts/events";
+
 export interface AuthConfig {
   /** The members' peer URLs (their AuthBackend service). */
   endpoints: string[];
@@ -18,6 +20,8 @@ export interface AuthConfig {
   verifiedPasswordTtlMs: number;
   /** Peers whose x-forwarded-for is believed; "*" believes any. */
   trustedProxies: string[];
+  /** nats:// URLs: failed logins shared with the other replicas; "": each replica counts alone. */
+  natsUrl: string;
   logLevel: string;
   /**
    * TLS for the gateways' gRPC port, with etcd's client-side flag names (--cert-file, --key-file,
@@ -106,6 +110,11 @@ const FLAGS: Record<string, Spec> = {
     secondsOrZero("verified-password-ttl", v),
   ),
   "trusted-proxies": field("ETCD_AUTH_TRUSTED_PROXIES", "trustedProxies", list),
+  "nats-url": field("ETCD_AUTH_NATS_URL", "natsUrl", (v) => {
+    const problem = natsUrlProblem("nats-url", v);
+    if (problem !== undefined) throw new ConfigError(problem);
+    return v;
+  }),
   "log-level": field("ETCD_AUTH_LOG_LEVEL", "logLevel", (v) => v),
   "cert-file": field("ETCD_AUTH_CERT_FILE", "certFile", (v) => v),
   "key-file": field("ETCD_AUTH_KEY_FILE", "keyFile", (v) => v),
@@ -137,6 +146,8 @@ export const USAGE = `Usage: etcd-ts-auth --endpoints=http://127.0.0.1:12380,...
                               (hash re-read every login), default 300, 0 = off (ETCD_AUTH_VERIFIED_PASSWORD_TTL)
   --trusted-proxies           peers whose x-forwarded-for is believed (the gateways), comma-separated
                               IPs or *, default loopback                     (ETCD_AUTH_TRUSTED_PROXIES)
+  --nats-url                  nats://host:port: share failed logins with the other replicas
+                              (one budget for all), default none             (ETCD_AUTH_NATS_URL)
   --log-level                 pino level, default info                       (ETCD_AUTH_LOG_LEVEL)
 TLS for the gateways (gRPC port; each flag also as ETCD_AUTH_<FLAG>):
   --cert-file, --key-file     serve TLS with this certificate
@@ -160,6 +171,7 @@ export function defaultConfig(): AuthConfig {
     failureWindowMs: 60_000,
     verifiedPasswordTtlMs: 300_000,
     trustedProxies: ["127.0.0.1", "::1", "::ffff:127.0.0.1"],
+    natsUrl: "",
     logLevel: "info",
     certFile: "",
     keyFile: "",
