@@ -7,7 +7,7 @@ import { startTracing, stopOnSignals } from "@etcd-ts/telemetry";
 import pino from "pino";
 import { ConfigError, parseConfig, USAGE } from "./config/gateway-config.js";
 import { Gateway } from "./gateway.js";
-import { runWorkerPool } from "./workers/worker-pool.js";
+import { reportWorkerReady, runWorkerPool } from "./workers/worker-pool.js";
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof parseConfig>;
@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     metricsAcrossWorkers: cluster.isWorker,
   });
   stopOnSignals(() => gateway.stop(), logger, tracingHandle);
+  if (cluster.isWorker) reportWorkerReady();
 }
 
 main().catch((err: unknown) => {

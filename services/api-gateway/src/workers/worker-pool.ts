@@ -12,6 +12,7 @@ import { AggregatorRegistry, type Registry } from "prom-client";
 
 const METRICS_REQUEST = "etcd-gateway:metrics-request";
 const METRICS_RESPONSE = "etcd-gateway:metrics-response";
+const READY = "etcd-gateway:ready";
 
 /** Restarts of a worker that keeps dying back off from 0.5 s to 30 s; a worker that lived a minute resets it. */
 export function restartDelayMs(consecutiveDeaths: number): number {
@@ -39,13 +40,17 @@ interface MetricsResponse {
 export function runWorkerPool(workers: number, logger: Logger): void {
   const aggregator = new AggregatorRegistry();
   let stopping = false;
+  let exitCode = 0;
   let deaths = 0;
+  /** Until a worker has served once, a worker's death is a start-up failure (bad flags, busy port). */
+  let anyReady = false;
   const bornAt = new Map<Worker, number>();
 
   const fork = () => {
     const worker = cluster.fork();
     bornAt.set(worker, Date.now());
-    worker.on("message", (message: MetricsRequest) => {
+    worker.on("message", (message: MetricsRequest | { type: typeof READY }) => {
+      if (message?.type === READY) anyReady = true;
       if (message?.type !== METRICS_REQUEST) return;
       const answer = (body: Omit<MetricsResponse, "type" | "id">) =>
         worker.send({ type: METRICS_RESPONSE, id: message.id, ...body } satisfies MetricsResponse);
@@ -62,8 +67,15 @@ export function runWorkerPool(workers: number, logger: Logger): void {
     if (stopping) {
       if (bornAt.size === 0) {
         logger.info({}, "gateway workers stopped");
-        process.exit(0);
+        process.exit(exitCode);
       }
+      return;
+    }
+    if (!anyReady) {
+      // Restarting would fail the same way forever: exit as a single gateway process would.
+      logger.fatal({ worker: worker.process.pid, code, signal }, "a gateway worker failed to start");
+      exitCode = 1;
+      stop("a worker failed to start");
       return;
     }
     deaths = lived >= STABLE_AFTER_MS ? 1 : deaths + 1;
@@ -77,11 +89,11 @@ export function runWorkerPool(workers: number, logger: Logger): void {
     }, delayMs);
   });
 
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (reason: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal, workers: bornAt.size }, "shutting down gateway workers");
-    if (bornAt.size === 0) process.exit(0);
+    logger.info({ reason, workers: bornAt.size }, "shutting down gateway workers");
+    if (bornAt.size === 0) process.exit(exitCode);
     for (const worker of bornAt.keys()) worker.process.kill("SIGTERM");
     setTimeout(() => {
       logger.error({ workers: bornAt.size }, "gateway workers did not stop in time; killing them");
@@ -94,6 +106,11 @@ export function runWorkerPool(workers: number, logger: Logger): void {
 
   logger.info({ workers }, "starting gateway workers");
   for (let i = 0; i < workers; i++) fork();
+}
+
+/** Runs in a worker once its gateway serves: from then on, a worker that dies is replaced. */
+export function reportWorkerReady(): void {
+  process.send?.({ type: READY });
 }
 
 /**

@@ -8,7 +8,7 @@ import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 
 const fromSource = import.meta.url.endsWith(".ts");
-const gatewayMain = fileURLToPath(
+export const gatewayMain = fileURLToPath(
   new URL(
     fromSource
       ? "../../../../services/api-gateway/src/main.ts"
