@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { etcdserverpb } from "@etcd-ts/api";
 import { freePort, PeerNetwork } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
+import { formatId, memberIdFor } from "../membership/member-id.js";
 
 export interface MemberProcess {
   /** Its position in the cluster's `members`. */
@@ -200,25 +201,40 @@ export async function unusedPort(
   throw new Error("local-cluster: no free port left outside the cluster's own");
 }
 
-/** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
-async function memberStatus(address: string, timeoutMs: number): Promise<{ id: string; leader: string }> {
+/** One unary call with an empty request (Status, MemberList) to the member at `address`. */
+async function emptyRequestCall<T>(
+  address: string,
+  method: string,
+  decode: (b: Buffer) => T,
+  timeoutMs: number,
+): Promise<T> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
   try {
-    const res = await new Promise<etcdserverpb.StatusResponse>((resolve, reject) => {
+    return await new Promise<T>((resolve, reject) => {
       client.makeUnaryRequest(
-        "/etcdserverpb.Maintenance/Status",
+        method,
         () => Buffer.alloc(0),
-        (b: Buffer) => etcdserverpb.StatusResponse.decode(b),
+        decode,
         {},
         new grpc.Metadata(),
         { deadline: Date.now() + timeoutMs },
         (err, value) => (err ? reject(err) : resolve(value!)),
       );
     });
-    return { id: res.header!.memberId.toString(16), leader: res.leader.toString(16) };
   } finally {
     client.close();
   }
+}
+
+/** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
+async function memberStatus(address: string, timeoutMs: number): Promise<{ id: string; leader: string }> {
+  const res = await emptyRequestCall(
+    address,
+    "/etcdserverpb.Maintenance/Status",
+    (b) => etcdserverpb.StatusResponse.decode(b),
+    timeoutMs,
+  );
+  return { id: res.header!.memberId.toString(16), leader: res.leader.toString(16) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -233,6 +249,8 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
   private readonly joining = new Set<MemberProcess>();
   /** countersAcrossRestarts' counts from processes that have been stopped. */
   private readonly stoppedCounts = new Map<string, number>();
+  /** Member IDs (hex) by member index, for the peer proxies (`senderIndex`). */
+  private readonly memberIndexes = new Map<string, number>();
 
   private constructor(
     readonly root: string,
@@ -269,10 +287,15 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
           "127.0.0.1",
           proxyPorts,
           members.map((m) => portOf(m.listenPeerUrl)),
-          () => cluster!.pids(),
+          (id) => cluster!.senderIndex(id),
         )
       : undefined;
     cluster = new LocalCluster(root, options.root === undefined, members, options, network, reserved);
+    // The founding members' IDs follow from their peer URLs and the token, as etcd derives them:
+    // known before any member answers, as the proxies need them to carry the first election.
+    for (const m of members) {
+      cluster.memberIndexes.set(formatId(memberIdFor([m.peerUrl], options.token ?? "test-cluster")), m.index);
+    }
     await network?.start();
     return cluster;
   }
@@ -333,6 +356,34 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
     const out = new Map<number, number>();
     for (const m of this.members) if (m.child?.pid !== undefined) out.set(m.index, m.child.pid);
     return out;
+  }
+
+  /**
+   * The member a peer's `X-Server-From` names. A member added at runtime got its ID from
+   * MemberAdd (time-salted, as in etcd): it is looked up in a running member's member list, by
+   * its peer URL, the first time it dials.
+   */
+  async senderIndex(idHex: string): Promise<number | undefined> {
+    const known = this.memberIndexes.get(idHex);
+    if (known !== undefined) return known;
+    for (const m of this.answering()) {
+      try {
+        const list = await emptyRequestCall(
+          addressOf(m),
+          "/etcdserverpb.Cluster/MemberList",
+          (b) => etcdserverpb.MemberListResponse.decode(b),
+          1_000,
+        );
+        for (const member of list.members) {
+          const index = this.members.findIndex((x) => member.peerURLs.includes(x.peerUrl));
+          if (index >= 0) this.memberIndexes.set(formatId(member.ID), index);
+        }
+        break;
+      } catch {
+        // Not serving (starting, partitioned): ask the next.
+      }
+    }
+    return this.memberIndexes.get(idHex);
   }
 
   /** The flags a member is started with. */

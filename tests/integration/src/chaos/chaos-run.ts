@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Prng } from "@etcd-ts/raft";
 import { addressOf, LocalCluster, type MemberExit } from "@etcd-ts/raft-node";
-import { diskFaultsUnavailable, slowDiskUnavailable } from "@etcd-ts/testing";
+import { diskFaultsUnavailable, type PeerNetworkStats, slowDiskUnavailable } from "@etcd-ts/testing";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { memberNames, type TargetKind, targetClusterOptions } from "../cluster/targets.js";
 import { sleep } from "./abortable-sleep.js";
@@ -85,6 +85,8 @@ export interface ChaosResult {
   compactions: { done: number; failed: number; lastRevision: number };
   /** Each member slot's RSS and open fds over the run. */
   resources: MemberResources[];
+  /** How the peer proxies attributed the connections members opened (undefined: no proxies). */
+  peerConnections: PeerNetworkStats | undefined;
   /** Why the run could not finish its settle phase, if it could not. */
   settleProblems: string[];
   timings: { startupMs: number; workloadMs: number; settleMs: number; checkMs: number };
@@ -306,6 +308,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     snapshotsReceived,
     compactions,
     resources: resources.report(),
+    peerConnections: cluster.network === undefined ? undefined : { ...cluster.network.stats },
     timings: { startupMs, workloadMs, settleMs, checkMs },
     epoch,
     baseDir: cluster.root,
@@ -390,6 +393,12 @@ export function summarize(r: ChaosResult): string {
   if (r.options.compactEverySec !== undefined) {
     const c = r.compactions;
     lines.push(`  compactions: ${c.done} done (last to revision ${c.lastRevision}), ${c.failed} failed`);
+  }
+  const p = r.peerConnections;
+  if (p !== undefined) {
+    lines.push(
+      `  peer connections through the proxies: ${p.connections} (${p.named} named by x-server-from, ${p.anonymous} naming no sender, ${p.refused} refused), ${p.resets} reset after drops`,
+    );
   }
   lines.push("  member resources (a restarted member is a new process):");
   for (const line of formatResources(r.resources)) lines.push(`    ${line}`);
