@@ -8,17 +8,13 @@ import { describe, it } from "node:test";
 import { dropCachedPages, LoopDisk, SlowDisk, slowDiskUnavailable } from "./disk-faults.js";
 
 /**
- * 20 synced 4 KiB writes to `file` by a new process, placed first by `place` (it waits on its
- * stdin until then); returns the milliseconds they took.
+ * Runs `dd <args>` in a new process, placed first by `place` (it waits on its stdin until then);
+ * returns the milliseconds it took.
  */
-async function syncedWrites(file: string, place: (pid: number) => void): Promise<number> {
-  const child = spawn(
-    "sh",
-    ["-c", `read go; exec dd if=/dev/zero of=${file} bs=4k count=20 oflag=dsync status=none`],
-    {
-      stdio: ["pipe", "ignore", "inherit"],
-    },
-  );
+async function timedDd(args: string, place: (pid: number) => void): Promise<number> {
+  const child = spawn("sh", ["-c", `read go; exec dd ${args} status=none`], {
+    stdio: ["pipe", "ignore", "inherit"],
+  });
   place(child.pid!);
   const started = performance.now();
   child.stdin.end("go\n");
@@ -26,6 +22,14 @@ async function syncedWrites(file: string, place: (pid: number) => void): Promise
   assert.equal(code, 0);
   return performance.now() - started;
 }
+
+/** 20 synced 4 KiB writes to `file`. */
+const syncedWrites = (file: string, place: (pid: number) => void) =>
+  timedDd(`if=/dev/zero of=${file} bs=4k count=20 oflag=dsync`, place);
+
+/** Reads `file` whole in 4 KiB blocks. */
+const reads = (file: string, place: (pid: number) => void, flags = "") =>
+  timedDd(`if=${file} of=/dev/null bs=4k ${flags}`, place);
 
 describe("SlowDisk", { skip: slowDiskUnavailable() }, () => {
   it("holds the writes of the processes in it at the limit while limited", async () => {
@@ -57,19 +61,6 @@ describe("SlowDisk", { skip: slowDiskUnavailable() }, () => {
     }
   });
 });
-
-/** Reads `file` whole (4 KiB blocks) in a new process, placed first by `place`; returns the milliseconds. */
-async function reads(file: string, place: (pid: number) => void, flags = ""): Promise<number> {
-  const child = spawn("sh", ["-c", `read go; exec dd if=${file} of=/dev/null bs=4k ${flags} status=none`], {
-    stdio: ["pipe", "ignore", "inherit"],
-  });
-  place(child.pid!);
-  const started = performance.now();
-  child.stdin.end("go\n");
-  const [code] = await once(child, "exit");
-  assert.equal(code, 0);
-  return performance.now() - started;
-}
 
 describe("SlowDisk reads", { skip: slowDiskUnavailable() }, () => {
   it("holds reads that reach the device, not those the page cache answers", async () => {
