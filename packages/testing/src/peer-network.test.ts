@@ -238,5 +238,6 @@ describe("peer network proxies", () => {
       await c.closed;
     }
     assert.equal(network.stats.refused, before + 2);
+    assert.deepEqual(network.stats.refusedSenders, { ff: 1, "a1 to itself": 1 });
   });
 });

@@ -69,6 +69,8 @@ export interface PeerNetworkStats {
   anonymous: number;
   /** Named a sender that is no member (or the destination itself): refused. */
   refused: number;
+  /** The refused connections by what their first request named: `<id>` (no member) or `<id> to itself`. */
+  refusedSenders: Record<string, number>;
   resets: number;
 }
 
@@ -80,7 +82,14 @@ export class PeerNetwork {
   private readonly shapes: (LinkShape | undefined)[][];
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<ProxiedConnection>();
-  readonly stats: PeerNetworkStats = { connections: 0, named: 0, anonymous: 0, refused: 0, resets: 0 };
+  readonly stats: PeerNetworkStats = {
+    connections: 0,
+    named: 0,
+    anonymous: 0,
+    refused: 0,
+    refusedSenders: {},
+    resets: 0,
+  };
 
   /**
    * @param listen the proxy port for each member (what it advertises)
@@ -238,13 +247,16 @@ export class PeerNetwork {
       if (first.sender.kind === "named") {
         const index = await this.senderIndex(first.sender.id);
         // A sender we cannot place could cross a cut link; refuse, and it will dial again.
-        if (index === undefined || index === to)
+        if (index === undefined || index === to) {
+          const what = index === to ? `${first.sender.id} to itself` : first.sender.id;
+          this.stats.refused++;
+          this.stats.refusedSenders[what] = (this.stats.refusedSenders[what] ?? 0) + 1;
           throw new Error(`sender ${first.sender.id} is no other member`);
+        }
         from = index;
       }
       await connected;
     } catch {
-      if (first! !== undefined) this.stats.refused++;
       socket.destroy();
       upstream.destroy();
       return;

@@ -326,7 +326,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     countsFromLastReading: cluster.sampledExits,
     compactions,
     resources: resources.report(),
-    peerConnections: cluster.network === undefined ? undefined : { ...cluster.network.stats },
+    peerConnections:
+      cluster.network === undefined
+        ? undefined
+        : { ...cluster.network.stats, refusedSenders: { ...cluster.network.stats.refusedSenders } },
     timings: { startupMs, workloadMs, settleMs, checkMs },
     epoch,
     baseDir: cluster.root,
@@ -419,8 +422,10 @@ export function summarize(r: ChaosResult): string {
   const p = r.peerConnections;
   if (p !== undefined) {
     lines.push(
-      `  peer connections through the proxies: ${p.connections} (${p.named} named by x-server-from, ${p.anonymous} naming no sender, ${p.refused} refused, ${p.connections - p.named - p.anonymous - p.refused} ended before their first request: the member was down), ${p.resets} reset after drops`,
+      `  peer connections through the proxies: ${p.connections} (${p.named} named by x-server-from, ${p.anonymous} naming no sender, ${p.refused} refused, ${p.connections - p.named - p.anonymous - p.refused} closed unforwarded: the member was down), ${p.resets} reset after drops`,
     );
+    for (const [sender, n] of Object.entries(p.refusedSenders))
+      lines.push(`    refused ${n} x from ${sender}`);
   }
   lines.push("  member resources (a restarted member is a new process):");
   for (const line of formatResources(r.resources)) lines.push(`    ${line}`);
