@@ -67,9 +67,11 @@ export interface PeerNetworkStats {
   named: number;
   /** Named no sender: carried under the destination's most cut link (ANONYMOUS). */
   anonymous: number;
-  /** Named a sender that is no member (or the destination itself): refused. */
+  /** Of the named, those from the destination itself (etcd dials its own URL at times): no link to cut. */
+  own: number;
+  /** Named a sender that is no member: refused. */
   refused: number;
-  /** The refused connections by what their first request named: `<id>` (no member) or `<id> to itself`. */
+  /** The refused connections by the ID their first request named. */
   refusedSenders: Record<string, number>;
   resets: number;
 }
@@ -86,6 +88,7 @@ export class PeerNetwork {
     connections: 0,
     named: 0,
     anonymous: 0,
+    own: 0,
     refused: 0,
     refusedSenders: {},
     resets: 0,
@@ -247,12 +250,13 @@ export class PeerNetwork {
       if (first.sender.kind === "named") {
         const index = await this.senderIndex(first.sender.id);
         // A sender we cannot place could cross a cut link; refuse, and it will dial again.
-        if (index === undefined || index === to) {
-          const what = index === to ? `${first.sender.id} to itself` : first.sender.id;
+        if (index === undefined) {
           this.stats.refused++;
-          this.stats.refusedSenders[what] = (this.stats.refusedSenders[what] ?? 0) + 1;
-          throw new Error(`sender ${first.sender.id} is no other member`);
+          this.stats.refusedSenders[first.sender.id] = (this.stats.refusedSenders[first.sender.id] ?? 0) + 1;
+          throw new Error(`sender ${first.sender.id} is no member`);
         }
+        // From the destination itself: the link to itself is never cut (setLink ignores it).
+        if (index === to) this.stats.own++;
         from = index;
       }
       await connected;

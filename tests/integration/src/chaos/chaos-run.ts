@@ -422,7 +422,7 @@ export function summarize(r: ChaosResult): string {
   const p = r.peerConnections;
   if (p !== undefined) {
     lines.push(
-      `  peer connections through the proxies: ${p.connections} (${p.named} named by x-server-from, ${p.anonymous} naming no sender, ${p.refused} refused, ${p.connections - p.named - p.anonymous - p.refused} closed unforwarded: the member was down), ${p.resets} reset after drops`,
+      `  peer connections through the proxies: ${p.connections} (${p.named} named by x-server-from (${p.own} by the destination itself), ${p.anonymous} naming no sender, ${p.refused} refused, ${p.connections - p.named - p.anonymous - p.refused} closed unforwarded: the member was down), ${p.resets} reset after drops`,
     );
     for (const [sender, n] of Object.entries(p.refusedSenders))
       lines.push(`    refused ${n} x from ${sender}`);
