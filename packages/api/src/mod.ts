@@ -51,6 +51,17 @@ export {
   grpcTimeout,
   metadataFromHeaders,
 } from "./grpc/headers.js";
+// HTTP/2 framing and HPACK, for tools that read a peer connection's first request (a proxy on a
+// member's peer port finding its sender).
+export {
+  completeFrameAt,
+  FRAME_HEADER_BYTES,
+  FrameFlag,
+  FrameType,
+  HeaderBlockDecoder,
+  HTTP2_PREFACE,
+  headersFragment,
+} from "./grpc/http2-frames.js";
 export {
   type CallKind,
   type CallStatus,

@@ -1,8 +1,9 @@
 // Real disk faults for the durability tests, made by the kernel, not by the code under test:
 //
 // - SmallFilesystem: a size-limited tmpfs; a write past its size fails with ENOSPC.
-// - SlowDisk: a blkio cgroup (cgroup v1) whose processes may write to one block device at only
-//   so many requests a second; a member moved into it waits on its fsyncs as on a slow disk.
+// - SlowDisk: a blkio cgroup (cgroup v1) whose processes may write to (and read from) one block
+//   device at only so many requests a second; a member moved into it waits on its fsyncs, and
+//   on its reads that miss the page cache (`dropCachedPages`), as on a slow disk.
 // - LoopDisk: ext4 on a loop device whose image is a sparse file on a tmpfs of our own
 //   (the "backing"). Filling the backing makes the loop device fail every write to a block
 //   the image has not used yet, so ext4's writeback and fsync fail (ENOSPC or EIO from the
@@ -21,6 +22,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   rmdirSync,
   rmSync,
   statfsSync,
@@ -228,9 +230,11 @@ const BLKIO = "/sys/fs/cgroup/blkio";
 
 /**
  * A blkio cgroup (cgroup v1) that limits its processes' writes to one block device to
- * `writeIops` requests a second while `slow` is on: the kernel's block layer holds every write
- * request past the limit, so writes and fsyncs take as long as on a slow or overloaded disk.
- * Reads are not limited. Processes are moved in with `add` and out with `remove`.
+ * `writeIops` requests a second, and their reads to `readIops`: the kernel's block layer holds
+ * every request past the limit, so writes and fsyncs take as long as on a slow or overloaded
+ * disk, and so do reads that reach the device. A read the page cache answers never does:
+ * `dropCachedPages` evicts a directory's files first. Processes are moved in with `add` and out
+ * with `remove`.
  */
 export class SlowDisk {
   private constructor(
@@ -251,6 +255,11 @@ export class SlowDisk {
     writeFileSync(join(this.path, "blkio.throttle.write_iops_device"), `${this.device} ${writeIops}`);
   }
 
+  /** From now on, at most `readIops` read requests a second from the device (0: no limit). */
+  limitReads(readIops: number): void {
+    writeFileSync(join(this.path, "blkio.throttle.read_iops_device"), `${this.device} ${readIops}`);
+  }
+
   /** Moves a process (every thread of it) into the cgroup. */
   add(pid: number): void {
     writeFileSync(join(this.path, "cgroup.procs"), String(pid));
@@ -269,8 +278,34 @@ export class SlowDisk {
     cleanups.delete(this);
     if (!existsSync(this.path)) return;
     this.limitWrites(0);
+    this.limitReads(0);
     rmdirSync(this.path);
   }
+}
+
+/**
+ * Evicts the clean cached pages of every file under `dir` (`dd iflag=nocache count=0`:
+ * posix_fadvise DONTNEED on the whole file), so the next reads of them reach the device. Dirty
+ * pages stay until written back. Returns how many files it went through.
+ */
+export function dropCachedPages(dir: string): number {
+  let files = 0;
+  const visit = (path: string) => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const child = join(path, entry.name);
+      if (entry.isDirectory()) visit(child);
+      else if (entry.isFile()) {
+        try {
+          run("dd", [`if=${child}`, "iflag=nocache", "count=0", "status=none"]);
+          files++;
+        } catch {
+          // Removed meanwhile (a RocksDB compaction, a WAL release): nothing cached to drop.
+        }
+      }
+    }
+  };
+  visit(dir);
+  return files;
 }
 
 let slowDiskProbed: { reason: string | undefined } | undefined;

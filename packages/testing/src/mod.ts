@@ -2,6 +2,7 @@
 // start processes on loopback, and real disk faults (full, failing, power loss) for them.
 export {
   diskFaultsUnavailable,
+  dropCachedPages,
   LoopDisk,
   type LoopDiskOptions,
   SlowDisk,

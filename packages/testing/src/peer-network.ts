@@ -1,11 +1,13 @@
 // TCP proxies in front of every member's peer port, so that links between members can be cut
 // one direction at a time. Member i advertises its proxy's address; the proxy forwards to the
 // port member i really listens on. Every connection is attributed to the member that opened
-// it (see socket-owner.ts), so a connection from a into b's proxy carries a->b bytes upstream
-// and b->a bytes downstream, and each direction obeys its own link state.
+// it by the sender its first request names (etcd's `X-Server-From`, see peer-sender.ts), so a
+// connection from a into b's proxy carries a->b bytes upstream and b->a bytes downstream, and
+// each direction obeys its own link state. The proxy reads the wire only: it works for any
+// process that sends the header, on any OS, whoever owns the socket.
 
 import net from "node:net";
-import { connectionOwner } from "./socket-owner.js";
+import { peerSender } from "./peer-sender.js";
 
 /**
  * open: bytes flow.
@@ -28,7 +30,17 @@ export interface LinkShape {
 /** Bytes a shaped pipe holds before it stops reading from its source (TCP's window, roughly). */
 const SHAPED_WINDOW_BYTES = 1024 * 1024;
 
+/**
+ * The sending end of a connection whose first request names no member (etcd's probes and
+ * version checks, a joining member asking for the membership). Its bytes follow the most cut of
+ * the destination's links in that direction: they cross only what every member's would.
+ */
+const ANONYMOUS = -1;
+
+const SEVERITY: Record<LinkState, number> = { open: 0, stall: 1, drop: 2 };
+
 interface Pipe {
+  /** Member index, or ANONYMOUS. */
   from: number;
   to: number;
   source: net.Socket;
@@ -51,27 +63,47 @@ interface ProxiedConnection {
 
 export interface PeerNetworkStats {
   connections: number;
-  unattributed: number;
+  /** Attributed to the member their first request named. */
+  named: number;
+  /** Named no sender: carried under the destination's most cut link (ANONYMOUS). */
+  anonymous: number;
+  /** Of the named, those from the destination itself (etcd dials its own URL at times): no link to cut. */
+  own: number;
+  /** Named a sender that is no member: refused. */
+  refused: number;
+  /** The refused connections by the ID their first request named. */
+  refusedSenders: Record<string, number>;
   resets: number;
 }
+
+/** Member index of a sender ID (lowercase hex, as `X-Server-From` carries it); undefined: no member. */
+export type SenderIndex = (id: string) => number | undefined | Promise<number | undefined>;
 
 export class PeerNetwork {
   private readonly states: LinkState[][];
   private readonly shapes: (LinkShape | undefined)[][];
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<ProxiedConnection>();
-  readonly stats: PeerNetworkStats = { connections: 0, unattributed: 0, resets: 0 };
+  readonly stats: PeerNetworkStats = {
+    connections: 0,
+    named: 0,
+    anonymous: 0,
+    own: 0,
+    refused: 0,
+    refusedSenders: {},
+    resets: 0,
+  };
 
   /**
    * @param listen the proxy port for each member (what it advertises)
    * @param targets the port each member really listens on for peers
-   * @param pids the current pid of each running member, for attributing connections
+   * @param senderIndex which member a sender ID names
    */
   constructor(
     private readonly host: string,
     private readonly listen: readonly number[],
     private readonly targets: readonly number[],
-    private readonly pids: () => ReadonlyMap<number, number>,
+    private readonly senderIndex: SenderIndex,
   ) {
     const n = listen.length;
     this.states = Array.from({ length: n }, () => new Array<LinkState>(n).fill("open"));
@@ -100,7 +132,10 @@ export class PeerNetwork {
     if (from === to) return;
     this.states[from][to] = state;
     for (const c of [...this.connections]) {
-      for (const pipe of [c.up, c.down]) if (pipe.from === from && pipe.to === to) this.apply(c, pipe);
+      for (const pipe of [c.up, c.down]) {
+        if ((pipe.from === from || pipe.from === ANONYMOUS) && (pipe.to === to || pipe.to === ANONYMOUS))
+          this.apply(c, pipe);
+      }
     }
   }
 
@@ -151,22 +186,87 @@ export class PeerNetwork {
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 
+  /** The state of the link a pipe's bytes cross. */
+  private stateOf(pipe: Pipe): LinkState {
+    if (pipe.from !== ANONYMOUS && pipe.to !== ANONYMOUS) return this.states[pipe.from][pipe.to];
+    let worst: LinkState = "open";
+    for (let j = 0; j < this.listen.length; j++) {
+      const state = pipe.from === ANONYMOUS ? this.states[j][pipe.to] : this.states[pipe.from][j];
+      if (SEVERITY[state] > SEVERITY[worst]) worst = state;
+    }
+    return worst;
+  }
+
+  private shapeOf(pipe: Pipe): LinkShape | undefined {
+    return pipe.from === ANONYMOUS || pipe.to === ANONYMOUS ? undefined : this.shapes[pipe.from][pipe.to];
+  }
+
+  /**
+   * The dialler's first request (read whole before a byte goes upstream, so nothing crosses
+   * before its link is known) and the member it names.
+   */
+  private firstRequest(socket: net.Socket): Promise<{ head: Buffer; sender: ReturnType<typeof peerSender> }> {
+    return new Promise((resolve, reject) => {
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const sender = peerSender(head);
+        if (sender.kind === "more") return;
+        socket.pause();
+        socket.off("data", onData);
+        socket.off("end", onEnd);
+        socket.off("close", onEnd);
+        resolve({ head, sender });
+      };
+      const onEnd = () => reject(new Error("closed before its first request"));
+      socket.on("data", onData);
+      socket.once("end", onEnd);
+      socket.once("close", onEnd);
+      socket.once("error", reject);
+      socket.resume();
+    });
+  }
+
   private async accept(to: number, socket: net.Socket): Promise<void> {
     this.stats.connections++;
-    // The dialler still holds its end while we look: it is waiting for our bytes or has sent
-    // its first request, and the kernel keeps the socket in its fd table until it closes.
-    let from: number | undefined;
-    for (let attempt = 0; attempt < 3 && from === undefined; attempt++) {
-      from = await connectionOwner(socket.remotePort ?? 0, this.listen[to], this.pids());
-    }
-    if (from === undefined || from === to) {
-      // Unattributed bytes could cross a cut link; refuse, and the member will dial again.
-      this.stats.unattributed++;
+    const upstream = net.connect({ host: this.host, port: this.targets[to], allowHalfOpen: false });
+    const connected = new Promise<void>((resolve, reject) => {
+      upstream.once("connect", resolve);
+      upstream.once("error", reject);
+    });
+    // A member that is down: the dialler learns it at once, as it would without a proxy.
+    connected.catch(() => socket.destroy());
+    // Until the sender is known only the member's connection preface can come back (HTTP/2's
+    // SETTINGS: no request has reached it), and grpc-js sends its first call only once it has
+    // that; HTTP/1.1 servers say nothing first.
+    const preface = (chunk: Buffer) => socket.write(chunk);
+    upstream.on("data", preface);
+    let first: Awaited<ReturnType<PeerNetwork["firstRequest"]>>;
+    let from = ANONYMOUS;
+    try {
+      first = await this.firstRequest(socket);
+      upstream.off("data", preface);
+      upstream.pause();
+      if (first.sender.kind === "named") {
+        const index = await this.senderIndex(first.sender.id);
+        // A sender we cannot place could cross a cut link; refuse, and it will dial again.
+        if (index === undefined) {
+          this.stats.refused++;
+          this.stats.refusedSenders[first.sender.id] = (this.stats.refusedSenders[first.sender.id] ?? 0) + 1;
+          throw new Error(`sender ${first.sender.id} is no member`);
+        }
+        // From the destination itself: the link to itself is never cut (setLink ignores it).
+        if (index === to) this.stats.own++;
+        from = index;
+      }
+      await connected;
+    } catch {
       socket.destroy();
+      upstream.destroy();
       return;
     }
-    const upstream = net.connect({ host: this.host, port: this.targets[to], allowHalfOpen: false });
-    upstream.pause();
+    if (from === ANONYMOUS) this.stats.anonymous++;
+    else this.stats.named++;
     const pipe = (from: number, to: number, source: net.Socket, sink: net.Socket): Pipe => ({
       from,
       to,
@@ -193,19 +293,19 @@ export class PeerNetwork {
     for (const s of [socket, upstream]) {
       s.on("error", end);
       s.on("close", end);
+      if (s.destroyed) end();
     }
     for (const pipe of [c.up, c.down]) {
       pipe.source.on("data", (chunk: Buffer) => this.carry(c, pipe, chunk));
     }
-    upstream.once("connect", () => {
-      this.apply(c, c.up);
-      this.apply(c, c.down);
-    });
+    this.carry(c, c.up, first.head);
+    this.apply(c, c.up);
+    this.apply(c, c.down);
   }
 
   private carry(c: ProxiedConnection, pipe: Pipe, chunk: Buffer): void {
-    const state = this.states[pipe.from][pipe.to];
-    const shape = this.shapes[pipe.from][pipe.to];
+    const state = this.stateOf(pipe);
+    const shape = this.shapeOf(pipe);
     if (state === "open" && (shape !== undefined || pipe.inFlight.length > 0)) {
       this.send(c, pipe, chunk, shape);
     } else if (state === "open") {
@@ -249,7 +349,7 @@ export class PeerNetwork {
   /** Hands on what has arrived; a link cut meanwhile holds (stall) or loses (drop) the rest. */
   private deliver(c: ProxiedConnection, pipe: Pipe): void {
     if (!this.connections.has(c)) return;
-    const state = this.states[pipe.from][pipe.to];
+    const state = this.stateOf(pipe);
     if (state === "stall") {
       pipe.held.unshift(...pipe.inFlight.map((f) => f.chunk));
     } else if (state === "drop") {
@@ -273,7 +373,7 @@ export class PeerNetwork {
   /** Brings a pipe in line with its link's current state. */
   private apply(c: ProxiedConnection, pipe: Pipe): void {
     if (!this.connections.has(c)) return;
-    const state = this.states[pipe.from][pipe.to];
+    const state = this.stateOf(pipe);
     if (state === "open") {
       if (pipe.lostBytes) {
         this.stats.resets++;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfChangeType, decodeConfChange, EntryType, encodeConfChange } from "@etcd-ts/raft";
-import { standaloneLog } from "./bootstrap.js";
+import { standaloneLog, storeBehindSnapshot } from "./bootstrap.js";
 
 const cc = (index: number, type: ConfChangeType, nodeId: bigint) => ({
   term: 1,
@@ -55,5 +55,28 @@ describe("standaloneLog (--force-new-cluster)", () => {
         [13, ConfChangeType.AddNode, 9n],
       ],
     );
+  });
+});
+
+describe("storeBehindSnapshot (etcd's backend check at start)", () => {
+  it("refuses a database behind the newest snapshot, or missing, with etcd's messages", () => {
+    assert.equal(
+      storeBehindSnapshot("/d/member/db", true, 150, 201),
+      "database file (/d/member/db index 150) does not match with snapshot (index 201)",
+    );
+    assert.equal(
+      storeBehindSnapshot("/d/member/db", true, 0, 201),
+      "database file (/d/member/db index 0) does not match with snapshot (index 201)",
+    );
+    assert.equal(
+      storeBehindSnapshot("/d/member/db", false, 0, 201),
+      "database file (/d/member/db) of the backend is missing",
+    );
+  });
+
+  it("lets a database at or past the snapshot start, and any database without a snapshot", () => {
+    assert.equal(storeBehindSnapshot("/d/member/db", true, 201, 201), undefined);
+    assert.equal(storeBehindSnapshot("/d/member/db", true, 250, 201), undefined);
+    assert.equal(storeBehindSnapshot("/d/member/db", false, 0, 0), undefined);
   });
 });

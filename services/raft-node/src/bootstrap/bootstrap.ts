@@ -2,7 +2,7 @@
 // rebuild the Raft log from the newest snapshot and the WAL (restart), or write the initial
 // configuration (new cluster), or ask a peer for the membership (joining an existing one);
 // then open the state machine's database as of its last applied batch.
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import {
   bootstrapStorage,
   ConfChangeType,
@@ -95,7 +95,8 @@ export async function bootstrap(
   await recoverInterruptedInstall(layout.dbDir);
   const snapshotter = new Snapshotter(layout.snapDir, { logger, sync });
   const seed = new Map<bigint, MemberInfo>();
-  const columns = (await exists(layout.dbDir)) ? await readColumns(layout.dbDir) : new Map();
+  const dbExisted = await exists(layout.dbDir);
+  const columns = dbExisted ? await readColumns(layout.dbDir) : new Map();
   const members = new MembersTable(memberCodec);
   members.restore(columns.get(MEMBERS_COLUMN) ?? []);
   const store = await openStore(layout.dbDir, config, leaseExists, disk);
@@ -104,6 +105,14 @@ export async function bootstrap(
     : config.initialClusterState === "new"
       ? { ...(await bootstrapNewCluster(config, layout, walOptions, seed)), applied: 0 }
       : await joinCluster(config, layout, seed, walOptions);
+  const behind = storeBehindSnapshot(layout.dbDir, dbExisted, store.appliedIndex, raft.applied);
+  if (behind !== undefined) {
+    await store.close();
+    await raft.wal.close();
+    // Opening made an empty database; leave the data dir as it was found (etcd removes it too).
+    if (!dbExisted) await rm(layout.dbDir, { recursive: true, force: true });
+    throw new Error(behind);
+  }
 
   return {
     ...raft,
@@ -115,6 +124,29 @@ export async function bootstrap(
     leaseRows: columns.get(LEASE_COLUMN) ?? [],
     authRows: columns.get(AUTH_COLUMN) ?? [],
   };
+}
+
+/**
+ * etcd's start-up check of the backend against the newest snapshot (etcdserver's NewServer in
+ * 3.4, bootstrap in 3.5; the same messages). Raft replays only the entries after the snapshot,
+ * so a database that has not applied everything up to it (replaced by an older copy, rolled
+ * back, removed) would serve a state machine missing entries the log no longer holds: the
+ * member refuses to start instead. Our database is never legitimately behind: a snapshot is
+ * taken only once the database is synced to it, and a received one is installed into the
+ * database before its marker is written. etcd lets an index of 0 through with a warning, for
+ * data dirs from before 3.0; there are none of those here.
+ */
+export function storeBehindSnapshot(
+  dbDir: string,
+  dbExisted: boolean,
+  storeApplied: number,
+  snapshotIndex: number,
+): string | undefined {
+  if (snapshotIndex === 0) return undefined;
+  if (!dbExisted) return `database file (${dbDir}) of the backend is missing`;
+  if (storeApplied < snapshotIndex)
+    return `database file (${dbDir} index ${storeApplied}) does not match with snapshot (index ${snapshotIndex})`;
+  return undefined;
 }
 
 interface RaftStart {

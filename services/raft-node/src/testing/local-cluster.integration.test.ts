@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
-import { addressOf } from "./local-cluster.js";
+import { addressOf, LocalCluster } from "./local-cluster.js";
 import { suiteCluster } from "./suite-clusters.fixture.js";
 
 describe("LocalCluster", { timeout: 120_000, skip: haveEtcdctl ? false : "etcdctl not installed" }, () => {
@@ -52,5 +52,36 @@ describe("LocalCluster", { timeout: 120_000, skip: haveEtcdctl ? false : "etcdct
     assert.match(m.output, /no-such-flag/);
     assert.equal(await cluster.startUntilServingOrExit(m), "ready");
     assert.equal(await cluster.metric(m, "etcd_server_has_leader"), 1);
+  });
+
+  it("keeps counters of a member that exits on its own, or is stopped paused, as of their last reading", async () => {
+    const PUTS = "etcd_mvcc_put_total";
+    const cluster = await LocalCluster.start({ size: 1, countersAcrossRestarts: [PUTS] });
+    try {
+      const m = cluster.members[0]!;
+      const put = async (n: number) => {
+        for (let i = 0; i < n; i++) await etcdctl(addressOf(m), ["put", `k${i}`, "v"]);
+      };
+      await put(3);
+      await cluster.sampleCounters();
+      const exited = new Promise((resolve) => cluster.once("exit", resolve));
+      process.kill(m.child!.pid!, "SIGKILL"); // on its own, as under a full disk: no reading at the end
+      await exited;
+      await cluster.restart(m);
+      await put(2);
+      assert.equal(await cluster.counterTotal(PUTS), 5, "3 from the process that died, 2 from this one");
+      assert.equal(cluster.sampledExits, 1);
+
+      cluster.pause(m);
+      await cluster.stop(m, "SIGKILL"); // paused: it cannot be read at its stop
+      await cluster.restart(m);
+      assert.equal(await cluster.counterTotal(PUTS), 5);
+      assert.equal(cluster.sampledExits, 2);
+      await cluster.stop(m);
+      assert.equal(await cluster.counterTotal(PUTS), 5, "read at its stop");
+      assert.equal(cluster.sampledExits, 2);
+    } finally {
+      await cluster.close();
+    }
   });
 });

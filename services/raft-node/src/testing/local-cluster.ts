@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { etcdserverpb } from "@etcd-ts/api";
 import { freePort, PeerNetwork } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
+import { formatId, memberIdFor } from "../membership/member-id.js";
 
 export interface MemberProcess {
   /** Its position in the cluster's `members`. */
@@ -107,7 +108,9 @@ export interface LocalClusterOptions {
   peerProxy?: boolean;
   /**
    * Prometheus counters summed over every process this cluster ran (`counterTotal`): each one
-   * is read from a member just before the cluster stops it, since its count dies with it.
+   * is read from a member just before the cluster stops it, since its count dies with it. A
+   * member that exits on its own (a full disk, a crash) or is stopped while paused keeps the
+   * counts of its last reading (`sampleCounters`, which a long run calls every few seconds).
    */
   countersAcrossRestarts?: string[];
 }
@@ -200,25 +203,40 @@ export async function unusedPort(
   throw new Error("local-cluster: no free port left outside the cluster's own");
 }
 
-/** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
-async function memberStatus(address: string, timeoutMs: number): Promise<{ id: string; leader: string }> {
+/** One unary call with an empty request (Status, MemberList) to the member at `address`. */
+async function emptyRequestCall<T>(
+  address: string,
+  method: string,
+  decode: (b: Buffer) => T,
+  timeoutMs: number,
+): Promise<T> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
   try {
-    const res = await new Promise<etcdserverpb.StatusResponse>((resolve, reject) => {
+    return await new Promise<T>((resolve, reject) => {
       client.makeUnaryRequest(
-        "/etcdserverpb.Maintenance/Status",
+        method,
         () => Buffer.alloc(0),
-        (b: Buffer) => etcdserverpb.StatusResponse.decode(b),
+        decode,
         {},
         new grpc.Metadata(),
         { deadline: Date.now() + timeoutMs },
         (err, value) => (err ? reject(err) : resolve(value!)),
       );
     });
-    return { id: res.header!.memberId.toString(16), leader: res.leader.toString(16) };
   } finally {
     client.close();
   }
+}
+
+/** One Maintenance.Status call: the member's ID and the leader it follows, in hex. */
+async function memberStatus(address: string, timeoutMs: number): Promise<{ id: string; leader: string }> {
+  const res = await emptyRequestCall(
+    address,
+    "/etcdserverpb.Maintenance/Status",
+    (b) => etcdserverpb.StatusResponse.decode(b),
+    timeoutMs,
+  );
+  return { id: res.header!.memberId.toString(16), leader: res.leader.toString(16) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -233,6 +251,14 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
   private readonly joining = new Set<MemberProcess>();
   /** countersAcrossRestarts' counts from processes that have been stopped. */
   private readonly stoppedCounts = new Map<string, number>();
+  /** Each running process's counters as last read (`sampleCounters`, `keepCounters`). */
+  private readonly lastCounts = new Map<ChildProcess, Map<string, number>>();
+  /** Processes read just before the stop that ended them. */
+  private readonly readAtStop = new WeakSet<ChildProcess>();
+  /** Processes whose exit counted on their last reading (on their own, or stopped paused). */
+  private exitsOnLastReading = 0;
+  /** Member IDs (hex) by member index, for the peer proxies (`senderIndex`). */
+  private readonly memberIndexes = new Map<string, number>();
 
   private constructor(
     readonly root: string,
@@ -269,10 +295,15 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
           "127.0.0.1",
           proxyPorts,
           members.map((m) => portOf(m.listenPeerUrl)),
-          () => cluster!.pids(),
+          (id) => cluster!.senderIndex(id),
         )
       : undefined;
     cluster = new LocalCluster(root, options.root === undefined, members, options, network, reserved);
+    // The founding members' IDs follow from their peer URLs and the token, as etcd derives them:
+    // known before any member answers, as the proxies need them to carry the first election.
+    for (const m of members) {
+      cluster.memberIndexes.set(formatId(memberIdFor([m.peerUrl], options.token ?? "test-cluster")), m.index);
+    }
     await network?.start();
     return cluster;
   }
@@ -333,6 +364,34 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
     const out = new Map<number, number>();
     for (const m of this.members) if (m.child?.pid !== undefined) out.set(m.index, m.child.pid);
     return out;
+  }
+
+  /**
+   * The member a peer's `X-Server-From` names. A member added at runtime got its ID from
+   * MemberAdd (time-salted, as in etcd): it is looked up in a running member's member list, by
+   * its peer URL, the first time it dials.
+   */
+  async senderIndex(idHex: string): Promise<number | undefined> {
+    const known = this.memberIndexes.get(idHex);
+    if (known !== undefined) return known;
+    for (const m of this.answering()) {
+      try {
+        const list = await emptyRequestCall(
+          addressOf(m),
+          "/etcdserverpb.Cluster/MemberList",
+          (b) => etcdserverpb.MemberListResponse.decode(b),
+          1_000,
+        );
+        for (const member of list.members) {
+          const index = this.members.findIndex((x) => member.peerURLs.includes(x.peerUrl));
+          if (index >= 0) this.memberIndexes.set(formatId(member.ID), index);
+        }
+        break;
+      } catch {
+        // Not serving (starting, partitioned): ask the next.
+      }
+    }
+    return this.memberIndexes.get(idHex);
   }
 
   /** The flags a member is started with. */
@@ -422,6 +481,7 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
       }
       // stdout/stderr may still hold output: the log line goes after them.
       child.once("close", () => toLog(`\n==== exited code=${code} signal=${signal}\n`));
+      this.keepLastCounts(child);
       const exit = {
         member: m.index,
         code,
@@ -597,23 +657,60 @@ export class LocalCluster extends EventEmitter<{ exit: [MemberExit] }> {
 
   /**
    * A counter of `countersAcrossRestarts` summed over every process this cluster ran: the
-   * stopped ones' last counts and the running, unpaused ones' now. A member that exited on its
-   * own took its count with it.
+   * exited ones' last counts (read at the stop, or the last reading of one that exited on its
+   * own) and the running ones' now (a paused one's last reading).
    */
   async counterTotal(name: string): Promise<number> {
     if (!this.options.countersAcrossRestarts?.includes(name))
       throw new Error(`${name} is not kept across restarts`);
-    const counts = await Promise.all(this.answering().map((m) => this.metric(m, name)));
-    return counts.reduce<number>((a, b) => a + (b ?? 0), this.stoppedCounts.get(name) ?? 0);
+    await this.sampleCounters();
+    let total = this.stoppedCounts.get(name) ?? 0;
+    for (const m of this.members)
+      if (m.child !== undefined) total += this.lastCounts.get(m.child)?.get(name) ?? 0;
+    return total;
   }
 
+  /** How many processes exited without a reading at their end: their counts are as of their last sample. */
+  get sampledExits(): number {
+    return this.exitsOnLastReading;
+  }
+
+  /**
+   * Reads `countersAcrossRestarts` from every running, unpaused member. A counter only grows,
+   * so a reading that fails or is lower (never, for one process) keeps the previous one.
+   */
+  async sampleCounters(members: readonly MemberProcess[] = this.answering()): Promise<void> {
+    const names = this.options.countersAcrossRestarts ?? [];
+    if (names.length === 0) return;
+    await Promise.all(
+      members.map(async (m) => {
+        const child = m.child!;
+        const counts = await Promise.all(names.map((name) => this.metric(m, name)));
+        // The process may have exited during the reads: its exit already counted what it had.
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const last = this.lastCounts.get(child) ?? new Map<string, number>();
+        names.forEach((name, i) => {
+          last.set(name, Math.max(last.get(name) ?? 0, counts[i] ?? 0));
+        });
+        this.lastCounts.set(child, last);
+      }),
+    );
+  }
+
+  /** Before a stop: the member's counters now (its last reading if it cannot answer). */
   private async keepCounters(m: MemberProcess): Promise<void> {
-    if (m.paused) return;
-    for (const name of this.options.countersAcrossRestarts ?? []) {
-      // Read first, then add: `x += await y` would read x before the await and lose concurrent adds.
-      const n = (await this.metric(m, name)) ?? 0;
-      this.stoppedCounts.set(name, (this.stoppedCounts.get(name) ?? 0) + n);
-    }
+    if (m.paused || m.child === undefined) return;
+    await this.sampleCounters([m]);
+    this.readAtStop.add(m.child);
+  }
+
+  /** A process exited: its last counts go to the stopped ones'. */
+  private keepLastCounts(child: ChildProcess): void {
+    const last = this.lastCounts.get(child);
+    this.lastCounts.delete(child);
+    if (!this.readAtStop.has(child) && (this.options.countersAcrossRestarts ?? []).length > 0)
+      this.exitsOnLastReading++;
+    for (const [name, n] of last ?? []) this.stoppedCounts.set(name, (this.stoppedCounts.get(name) ?? 0) + n);
   }
 
   /** Restarts a stopped member from its data dir and waits until it is ready. */

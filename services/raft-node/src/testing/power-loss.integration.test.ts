@@ -117,4 +117,34 @@ describe("power loss", { timeout: 300_000, skip: diskFaultsUnavailable() }, () =
       );
     }
   });
+
+  it("a member whose fsyncs lie loses acknowledged puts to it: the image shows a lying disk", async (t) => {
+    // --unsafe-no-fsync skips every fsync and O_DSYNC: to the member each one succeeds, and the
+    // data stays in the page cache, as on a disk that acknowledges flushes it never does. No
+    // member can survive that; this proves the power-loss image would expose one.
+    const disk = owned.disk(LoopDisk.create());
+    const cluster = await owned.cluster({
+      size: 1,
+      flags: ["--unsafe-no-fsync"],
+      dataDirs: { m1: join(disk.mountPoint, "m1") },
+    });
+    const m = cluster.members[0]!;
+    const writes = new AckedWrites([addressOf(m)]);
+    await writes.run(() => writes.acked.size >= 100, 30_000, 2);
+    assert.ok(writes.acked.size >= 100);
+    await cluster.stop(m, "SIGKILL");
+    const image = owned.disk(disk.powerLossImage());
+    m.dataDir = join(image.mountPoint, "m1");
+    const started = await cluster.startUntilServingOrExit(m);
+    if (started === "ready") {
+      const missing = await writes.missingOn(addressOf(m));
+      assert.ok(missing.length > 0, "every acknowledged put survived a disk that never flushed");
+      t.diagnostic(`restarted missing ${missing.length} of ${writes.acked.size} acknowledged puts`);
+    } else {
+      // It could not even start on what the disk kept: lost all the same.
+      t.diagnostic(
+        `could not restart (exit ${started.code ?? started.signal}): ${m.output.split("\n").find((l) => l.startsWith("etcd: "))}`,
+      );
+    }
+  });
 });

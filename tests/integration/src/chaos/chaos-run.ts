@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Prng } from "@etcd-ts/raft";
 import { addressOf, LocalCluster, type MemberExit } from "@etcd-ts/raft-node";
-import { diskFaultsUnavailable, slowDiskUnavailable } from "@etcd-ts/testing";
+import { diskFaultsUnavailable, type PeerNetworkStats, slowDiskUnavailable } from "@etcd-ts/testing";
 import { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { memberNames, type TargetKind, targetClusterOptions } from "../cluster/targets.js";
 import { sleep } from "./abortable-sleep.js";
@@ -15,7 +15,7 @@ import { MemberDisks } from "./member-disks.js";
 import { FAULT_KINDS, type FaultKind, Nemesis } from "./nemesis.js";
 import { formatResources, type MemberResources, ResourceLog } from "./process-resources.js";
 import { checkRevisions, checkWatches, type WatchProblem, type WatchReport } from "./watch-checker.js";
-import { classifyError, Watcher, Workload } from "./workload.js";
+import { classifyError, errorReason, Watcher, Workload } from "./workload.js";
 
 export interface ChaosOptions {
   target: TargetKind;
@@ -68,6 +68,13 @@ export const CHAOS_SNAPSHOTS = { snapshotCount: 100, snapshotCatchUpEntries: 20 
  * every process of the run (a stopped member's count is read just before it is stopped).
  */
 const SNAPSHOTS_RECEIVED = "etcd_network_snapshot_receive_success";
+/** Snapshots leaders sent whole (etcd_network_snapshot_send_success), counted the same way. */
+const SNAPSHOTS_SENT = "etcd_network_snapshot_send_success";
+/**
+ * How often the snapshot counters are read from every member: a member that exits on its own
+ * (a full disk) keeps the counts of its last reading, at most this old.
+ */
+const COUNTER_SAMPLE_MS = 5_000;
 
 export interface ChaosResult {
   options: ChaosOptions;
@@ -81,10 +88,16 @@ export interface ChaosResult {
   revisions: WatchProblem[];
   /** Snapshots members received from a leader (etcd_network_snapshot_receive_success). */
   snapshotsReceived: number;
-  /** Compactions the run asked for: done, refused or failed, and the last revision. */
-  compactions: { done: number; failed: number; lastRevision: number };
+  /** Snapshots leaders sent (etcd_network_snapshot_send_success). */
+  snapshotsSent: number;
+  /** Member processes that exited without a reading at their end (on their own, or stopped while paused): counted as of their last reading. */
+  countsFromLastReading: number;
+  /** Compactions the run asked for: done, refused or failed (how many, by reason), and the last revision. */
+  compactions: { done: number; failed: number; lastRevision: number; failures: Record<string, number> };
   /** Each member slot's RSS and open fds over the run. */
   resources: MemberResources[];
+  /** How the peer proxies attributed the connections members opened (undefined: no proxies). */
+  peerConnections: PeerNetworkStats | undefined;
   /** Why the run could not finish its settle phase, if it could not. */
   settleProblems: string[];
   timings: { startupMs: number; workloadMs: number; settleMs: number; checkMs: number };
@@ -129,7 +142,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       token: `chaos-${options.seed}`,
       dataDirs: disks?.dataDirs(),
     }),
-    countersAcrossRestarts: [SNAPSHOTS_RECEIVED],
+    countersAcrossRestarts: [SNAPSHOTS_RECEIVED, SNAPSHOTS_SENT],
   }).catch((err: Error) => {
     disks?.destroy();
     throw err;
@@ -145,7 +158,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let settleMs = 0;
   let epoch = 0;
   let snapshotsReceived = 0;
-  const compactions = { done: 0, failed: 0, lastRevision: 0 };
+  let snapshotsSent = 0;
+  const compactions = { done: 0, failed: 0, lastRevision: 0, failures: {} as Record<string, number> };
   const resources = new ResourceLog();
   const timers: NodeJS.Timeout[] = [];
   try {
@@ -190,6 +204,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     workload.start();
     nemesis.start();
     timers.push(setInterval(() => void resources.sample(cluster.pids()), RESOURCE_SAMPLE_MS));
+    timers.push(setInterval(() => void cluster.sampleCounters(), COUNTER_SAMPLE_MS));
     if (options.compactEverySec !== undefined) {
       let turn = 0;
       const compact = async () => {
@@ -200,8 +215,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           await endpoints[turn++ % endpoints.length].compact(oldestNeeded, options.opTimeoutMs ?? 2_000);
           compactions.done++;
           compactions.lastRevision = oldestNeeded;
-        } catch {
+        } catch (err) {
           compactions.failed++;
+          const reason = errorReason(err);
+          compactions.failures[reason] = (compactions.failures[reason] ?? 0) + 1;
         }
       };
       timers.push(setInterval(() => void compact(), options.compactEverySec * 1000));
@@ -264,6 +281,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
     settleMs = performance.now() - ts;
     snapshotsReceived = await cluster.counterTotal(SNAPSHOTS_RECEIVED);
+    snapshotsSent = await cluster.counterTotal(SNAPSHOTS_SENT);
   } finally {
     for (const t of timers) clearInterval(t);
     await Promise.all(watchers.map((w) => w.stop()));
@@ -304,8 +322,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     revisions,
     settleProblems,
     snapshotsReceived,
+    snapshotsSent,
+    countsFromLastReading: cluster.sampledExits,
     compactions,
     resources: resources.report(),
+    peerConnections:
+      cluster.network === undefined
+        ? undefined
+        : { ...cluster.network.stats, refusedSenders: { ...cluster.network.stats.refusedSenders } },
     timings: { startupMs, workloadMs, settleMs, checkMs },
     epoch,
     baseDir: cluster.root,
@@ -386,10 +410,22 @@ export function summarize(r: ChaosResult): string {
       `    ${at(f.startedAt)}-${f.endedAt === undefined ? "?" : at(f.endedAt)} ${f.kind}: ${f.detail}`,
     );
   }
-  lines.push(`  snapshots received by lagging members: ${r.snapshotsReceived}`);
+  lines.push(
+    `  snapshots: ${r.snapshotsSent} sent by leaders, ${r.snapshotsReceived} received by lagging members${r.countsFromLastReading > 0 ? ` (${r.countsFromLastReading} member processes ended without a final reading: counted as of their last, read every ${COUNTER_SAMPLE_MS / 1000} s)` : ""}`,
+  );
   if (r.options.compactEverySec !== undefined) {
     const c = r.compactions;
     lines.push(`  compactions: ${c.done} done (last to revision ${c.lastRevision}), ${c.failed} failed`);
+    for (const [reason, n] of Object.entries(c.failures).sort((a, b) => b[1] - a[1]))
+      lines.push(`    ${n} x ${reason}`);
+  }
+  const p = r.peerConnections;
+  if (p !== undefined) {
+    lines.push(
+      `  peer connections through the proxies: ${p.connections} (${p.named} named by x-server-from (${p.own} by the destination itself), ${p.anonymous} naming no sender, ${p.refused} refused, ${p.connections - p.named - p.anonymous - p.refused} closed unforwarded: the member was down), ${p.resets} reset after drops`,
+    );
+    for (const [sender, n] of Object.entries(p.refusedSenders))
+      lines.push(`    refused ${n} x from ${sender}`);
   }
   lines.push("  member resources (a restarted member is a new process):");
   for (const line of formatResources(r.resources)) lines.push(`    ${line}`);

@@ -1,9 +1,9 @@
 // Each member's data dir on a disk of its own, for the disk faults: a small tmpfs that can be
-// filled (disk-full) or an ext4 loop disk whose writes a blkio cgroup can slow (slow-disk).
+// filled (disk-full) or an ext4 loop disk whose writes and reads a blkio cgroup can slow (slow-disk).
 // Needs root; @etcd-ts/testing's disk-faults.ts makes the disks.
 import { join } from "node:path";
 import type { LocalCluster, MemberProcess } from "@etcd-ts/raft-node";
-import { LoopDisk, SlowDisk, SmallFilesystem } from "@etcd-ts/testing";
+import { dropCachedPages, LoopDisk, SlowDisk, SmallFilesystem } from "@etcd-ts/testing";
 
 export class MemberDisks {
   private constructor(
@@ -52,13 +52,17 @@ export class MemberDisks {
 
   /**
    * The member's disk takes at most `writeIops` write requests a second (its fsyncs wait in the
-   * block layer) until `fast`. Applies to the process running now; a restart escapes it.
+   * block layer) and `readIops` read requests (0: reads unlimited) until `fast`; its data dir's
+   * cached pages are dropped, so its reads reach the disk until they are cached again. Applies
+   * to the process running now; a restart escapes it.
    */
-  slow(m: MemberProcess, writeIops: number): void {
+  slow(m: MemberProcess, writeIops: number, readIops = 0): void {
     const d = this.slowable.get(m.name);
     if (d === undefined) throw new Error("slow disks need slowable disks (MemberDisks.slowable)");
     d.slow.limitWrites(writeIops);
+    d.slow.limitReads(readIops);
     if (m.child?.pid !== undefined) d.slow.add(m.child.pid);
+    if (readIops > 0) dropCachedPages(m.dataDir);
   }
 
   /** The member's disk is at full speed again. */
@@ -66,6 +70,7 @@ export class MemberDisks {
     const d = this.slowable.get(m.name);
     if (d === undefined) return;
     d.slow.limitWrites(0);
+    d.slow.limitReads(0);
     if (m.child?.pid !== undefined) d.slow.remove(m.child.pid);
   }
 

@@ -11,6 +11,7 @@ import type { EtcdEndpoint } from "../cluster/etcd-client.js";
 import { sleep } from "./abortable-sleep.js";
 import { type FaultRecord, now } from "./history.js";
 import type { MemberDisks } from "./member-disks.js";
+import { processDiskReadBytes } from "./process-resources.js";
 
 export type FaultKind =
   /** SIGKILL a random member, restart it after the hold. */
@@ -229,16 +230,23 @@ export class Nemesis {
       case "slow-disk": {
         const m = randomMember();
         const writeIops = this.rng.between(2, 30);
-        record.detail = `m${m}'s disk: ${writeIops} writes/s`;
+        const readIops = this.rng.between(2, 30);
+        record.detail = `m${m}'s disk: ${writeIops} writes/s, ${readIops} reads/s`;
+        // What the process read from its disk (not its page cache) over the hold: whether the
+        // read limit had anything to hold.
+        const pid = c.members[m].child?.pid;
+        const diskReads = () => processDiskReadBytes(pid);
         // The member's own WAL fsync timings over the hold show the fault took.
         const fsyncs = async () => ({
           seconds: await c.metric(c.members[m], "etcd_disk_wal_fsync_duration_seconds_sum"),
           count: await c.metric(c.members[m], "etcd_disk_wal_fsync_duration_seconds_count"),
         });
         const before = await fsyncs();
-        this.memberDisks().slow(c.members[m], writeIops);
+        const readBefore = await diskReads();
+        this.memberDisks().slow(c.members[m], writeIops, readIops);
         return async () => {
           const after = await fsyncs();
+          const readAfter = await diskReads();
           this.options.disks?.fast(c.members[m]);
           const n = (after.count ?? 0) - (before.count ?? 0);
           const seconds = (after.seconds ?? 0) - (before.seconds ?? 0);
@@ -246,6 +254,10 @@ export class Nemesis {
             before.count === undefined || after.count === undefined
               ? "; WAL fsyncs not readable"
               : `; ${n} WAL fsyncs, ${n > 0 ? ((seconds / n) * 1000).toFixed(0) : "-"} ms each`;
+          record.detail +=
+            readBefore === undefined || readAfter === undefined
+              ? "; disk reads not readable"
+              : `; ${((readAfter - readBefore) / 1024).toFixed(0)} KiB read from its disk`;
         };
       }
       case "kill-all": {

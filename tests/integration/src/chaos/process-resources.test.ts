@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { open } from "node:fs/promises";
 import { describe, it } from "node:test";
-import { formatResources, ResourceLog, sampleProcess } from "./process-resources.js";
+import { formatResources, processDiskReadBytes, ResourceLog, sampleProcess } from "./process-resources.js";
 
 describe("process resources", () => {
   it("reads this process's RSS and sees a newly opened file descriptor", async () => {
@@ -18,6 +18,12 @@ describe("process resources", () => {
 
   it("says nothing for a process that is gone", async () => {
     assert.equal(await sampleProcess(2 ** 22 + 1), undefined);
+    assert.equal(await processDiskReadBytes(2 ** 22 + 1), undefined);
+  });
+
+  it("reads how many bytes a process fetched from its disks", async () => {
+    const bytes = await processDiskReadBytes(process.pid);
+    assert.ok(bytes !== undefined && bytes >= 0, String(bytes));
   });
 
   it("keeps first, last and peak per member slot", () => {

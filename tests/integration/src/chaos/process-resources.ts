@@ -30,6 +30,21 @@ export async function sampleProcess(pid: number): Promise<ResourceSample | undef
   }
 }
 
+/**
+ * Bytes the process made the block layer fetch for it (/proc/<pid>/io `read_bytes`: reads the
+ * page cache answered are not in it), or undefined if it is gone or unreadable.
+ */
+export async function processDiskReadBytes(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const io = await readFile(`/proc/${pid}/io`, "utf8");
+    const bytes = Number(/^read_bytes:\s+(\d+)$/m.exec(io)?.[1] ?? Number.NaN);
+    return Number.isFinite(bytes) ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class ResourceLog {
   private readonly byMember = new Map<number, MemberResources>();
 

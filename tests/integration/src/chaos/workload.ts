@@ -37,6 +37,20 @@ export function classifyError(err: unknown): { outcome: Outcome; error: string }
   return { outcome: "unknown", error: text };
 }
 
+/**
+ * An error's kind for counting (the compactions' refusals): classifyError's text without what
+ * varies between two errors of one kind (times, addresses, ports, numbers, grpc-js's trailing
+ * details after a comma or "Last error").
+ */
+export function errorReason(err: unknown): string {
+  return classifyError(err)
+    .error.replace(/ after [\d.]+s.*$/, "")
+    .replace(/,.*$/, "")
+    .replace(/\. Last error: .*$/, "")
+    .replace(/\d+(\.\d+)*(:\d+)?/g, "N")
+    .slice(0, 80);
+}
+
 export class Workload {
   private readonly stopping = new AbortController();
   private readonly running: Promise<void>[] = [];
