@@ -227,7 +227,7 @@ backup service.
   members: ${members.map((m) => m.client).join("  ")}
   backups: hourly, deltas every 5 minutes, into ${backup.dir}; take one now: curl -X POST http://${backup.listen}/backups
   auth: Authenticate for the gateway on ${auth.grpc}; its public keys: curl http://${auth.http}/.well-known/jwks.json
-  NATS: ${nats === undefined ? "not running (polling only)" : `${nats.url}  (subjects: etcd.<cluster-id>.leader|members|alarm|compaction, backup.*)`}
+  NATS: ${nats === undefined ? "not running (polling only)" : `${nats.url}  (subjects: etcd.<cluster-id>.leader|members|alarm|compaction|auth, auth.logins, backup.*)`}
 Try:
   ETCDCTL_API=3 etcdctl put hello world && ETCDCTL_API=3 etcdctl get hello
   curl -s http://${gateway.json}/v3/kv/range -d '{"key":"aGVsbG8="}'
