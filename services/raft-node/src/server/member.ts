@@ -95,7 +95,7 @@ import type {
 import { apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
-import { writeBackendFile } from "../snapshot/mod.js";
+import { type PageSink, streamBackend } from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
@@ -992,18 +992,16 @@ export class Member implements EtcdServer {
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
-  async writeSnapshotFile(name: string): Promise<{ path: string; size: number }> {
+  async streamSnapshot(sink: PageSink): Promise<number> {
+    // Files an earlier version wrote whole before streaming, left behind by a killed process.
     await removeStaleSnapshotFiles(this.layout.snapDir);
-    const path = join(this.layout.snapDir, name);
-    const view = await this.store.openView();
+    // Two reads of one consistent view: one lays the file out, one encodes it (paged-stream.ts).
+    const view = await this.store.openView(2);
     try {
       const started = performance.now();
-      const size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
+      const size = await streamBackend(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, sink);
       this.metrics.backendSnapshot.observe((performance.now() - started) / 1000);
-      return { path, size };
-    } catch (err) {
-      await rm(path, { force: true });
-      throw err;
+      return size;
     } finally {
       view.close();
     }

@@ -52,7 +52,16 @@ export class BboltWriter {
   private lastKey: Buffer | undefined;
   private out: WrittenPage[] = [];
 
-  constructor(readonly pageSize = DEFAULT_PAGE_SIZE) {}
+  /**
+   * `layoutOnly`: assign page IDs exactly as an encoding writer would for the same rows, but
+   * encode nothing and hand back no pages. A streamed snapshot lays the database out in a first
+   * pass over its view this way, so the meta pages (which name the roots and the high-water mark
+   * and come first in the file) are known before the first page is sent.
+   */
+  constructor(
+    readonly pageSize = DEFAULT_PAGE_SIZE,
+    private readonly layoutOnly = false,
+  ) {}
 
   /** Pages written so far, including the two meta pages. */
   get pageCount(): number {
@@ -121,9 +130,11 @@ export class BboltWriter {
     }));
     const root = this.writeLeaf(rootElements);
     const freelist = this.nextId++;
-    const freelistPage = Buffer.alloc(this.pageSize);
-    writePageHeader(freelistPage, { id: freelist, flags: FREELIST_PAGE, count: 0, overflow: 0 });
-    this.out.push({ id: freelist, bytes: freelistPage });
+    if (!this.layoutOnly) {
+      const freelistPage = Buffer.alloc(this.pageSize);
+      writePageHeader(freelistPage, { id: freelist, flags: FREELIST_PAGE, count: 0, overflow: 0 });
+      this.out.push({ id: freelist, bytes: freelistPage });
+    }
     const meta = {
       pageSize: this.pageSize,
       flags: 0,
@@ -186,17 +197,20 @@ export class BboltWriter {
     }
   }
 
-  private allocate(bytes: number): { id: number; page: Buffer; overflow: number } {
+  /** Assigns the page IDs for `bytes`; the zeroed page to encode into, unless layout only. */
+  private allocate(bytes: number): { id: number; page: Buffer | undefined; overflow: number } {
     const pages = Math.max(1, Math.ceil(bytes / this.pageSize));
     const id = this.nextId;
     this.nextId += pages;
-    return { id, page: Buffer.alloc(pages * this.pageSize), overflow: pages - 1 };
+    const page = this.layoutOnly ? undefined : Buffer.alloc(pages * this.pageSize);
+    return { id, page, overflow: pages - 1 };
   }
 
   private writeLeaf(elements: Element[]): number {
     let bytes = PAGE_HEADER_SIZE;
     for (const e of elements) bytes += ELEMENT_SIZE + e.key.length + e.value.length;
     const { id, page, overflow } = this.allocate(bytes);
+    if (page === undefined) return id;
     writePageHeader(page, { id, flags: LEAF_PAGE, count: elements.length, overflow });
     let data = PAGE_HEADER_SIZE + elements.length * ELEMENT_SIZE;
     elements.forEach((e, i) => {
@@ -214,6 +228,7 @@ export class BboltWriter {
 
   private writeBranch(branch: BranchLevel): number {
     const { id, page, overflow } = this.allocate(PAGE_HEADER_SIZE + branch.bytes);
+    if (page === undefined) return id;
     writePageHeader(page, { id, flags: BRANCH_PAGE, count: branch.children.length, overflow });
     let data = PAGE_HEADER_SIZE + branch.children.length * ELEMENT_SIZE;
     branch.keys.forEach((key, i) => {

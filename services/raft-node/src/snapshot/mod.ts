@@ -3,6 +3,7 @@
 export { BboltFormatError, BboltReader, type BucketRoot } from "./bbolt-reader.js";
 export { BboltWriter } from "./bbolt-writer.js";
 export { BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
+export type { PageSink } from "./paged-stream.js";
 export { type RestoreResult, restoreSnapshot } from "./restore.js";
 export { runSnapshotCommand } from "./snapshot-command.js";
 export {
@@ -13,5 +14,6 @@ export {
   SHA256_SIZE,
   SnapshotFileError,
   snapshotStatus,
+  streamBackend,
   writeBackendFile,
 } from "./snapshot-file.js";
