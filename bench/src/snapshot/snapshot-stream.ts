@@ -33,10 +33,7 @@ function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-async function startMember(
-  kind: Target,
-  dir: string,
-): Promise<{ child: ChildProcess; endpoint: string }> {
+async function startMember(kind: Target, dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
   const client = await freePort();
   const peer = await freePort();
   const flags = [

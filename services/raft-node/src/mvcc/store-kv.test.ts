@@ -342,27 +342,3 @@ describe("replay and persistence", () => {
     }
   });
 });
-
-describe("store views", () => {
-  it("reads each column as many times as it was opened for, every read the state at opening", () =>
-    withStore(async (store, kv) => {
-      for (let i = 0; i < 2500; i++) await kv.put(`k${i}`, `v${i}`);
-      const view = await store.openView(2);
-      const read = async () => {
-        const keys: Buffer[] = [];
-        for await (const chunk of view.rows("default", 700)) keys.push(...chunk.keys);
-        return keys;
-      };
-      try {
-        const first = await read();
-        // Writes between the two reads (a streamed snapshot's layout and encoding passes).
-        for (let i = 0; i < 100; i++) await kv.put(`late${i}`, "x");
-        const second = await read();
-        assert.equal(first.length, 2500);
-        assert.deepEqual(second, first);
-        await assert.rejects(read(), /column default was read 2 time\(s\) in this view already/);
-      } finally {
-        view.close();
-      }
-    }));
-});

@@ -81,7 +81,7 @@ const VIEW_READ_BYTES = 1024 * 1024;
 
 /** A consistent read-only view of every column family; see MvccStore.openView. */
 export interface StoreView {
-  /** The column's rows in key order, in chunks; each column can be read as often as the view was opened for. */
+  /** The column's rows in key order, in chunks; each column can be read once. */
   rows(column: string, chunkRows?: number): AsyncGenerator<{ keys: Buffer[]; values: Buffer[] }>;
   close(): void;
 }
@@ -1046,40 +1046,29 @@ export class MvccStore implements ApplyTarget {
   /**
    * One consistent view of every column family ("default" = the revision key space, "meta", and
    * the extra columns): all iterators are created now, in one tick, so a caller may read the
-   * columns in any order (etcd's bucket order, for a bbolt snapshot). `reads` iterators per
-   * column (writes are applied synchronously on this thread, so all of them see the same state):
-   * a streamed snapshot reads the view twice, once to lay the file out and once to encode it.
-   * Close it when done.
+   * columns in any order (etcd's bucket order, for a bbolt snapshot). Close it when done.
    */
-  async openView(reads = 1): Promise<StoreView> {
+  async openView(): Promise<StoreView> {
     if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     const names = ["default", META_COLUMN, ...this.extraColumns];
     const iterators = new Map(
       names.map((name) => [
         name,
-        Array.from({ length: reads }, () =>
-          this.db.iterator({
-            ...(name === "default" ? {} : { column: this.db.columns[name]! }),
-            highWaterMarkBytes: VIEW_READ_BYTES,
-            // A whole-store scan would push the hot blocks of concurrent reads out of the cache.
-            fillCache: false,
-          }),
-        ),
+        this.db.iterator({
+          ...(name === "default" ? {} : { column: this.db.columns[name]! }),
+          highWaterMarkBytes: VIEW_READ_BYTES,
+          // A whole-store scan would push the hot blocks of concurrent reads out of the cache.
+          fillCache: false,
+        }),
       ]),
     );
-    const readsDone = new Map<string, number>();
     this.readers++;
     let open = true;
     return {
       async *rows(column: string, chunkRows = 1000) {
-        const list = iterators.get(column);
-        if (list === undefined) throw new Error(`mvcc: no column ${column} in the view`);
-        const read = readsDone.get(column) ?? 0;
-        const it = list[read];
-        if (it === undefined)
-          throw new Error(`mvcc: column ${column} was read ${reads} time(s) in this view already`);
-        readsDone.set(column, read + 1);
+        const it = iterators.get(column);
+        if (it === undefined) throw new Error(`mvcc: no column ${column} in the view`);
         for (;;) {
           const chunk = await it.next(chunkRows);
           if (chunk.keys.length > 0) yield { keys: chunk.keys, values: chunk.values };
@@ -1089,7 +1078,7 @@ export class MvccStore implements ApplyTarget {
       close: () => {
         if (!open) return;
         open = false;
-        for (const list of iterators.values()) for (const it of list) it.close();
+        for (const it of iterators.values()) it.close();
         this.readers--;
       },
     };

@@ -95,7 +95,7 @@ import type {
 import { apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
-import { type PageSink, streamBackend } from "../snapshot/mod.js";
+import { pacedView, type SnapshotSink, sendBackendFile, writeBackendFile } from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
@@ -208,6 +208,8 @@ export class Member implements EtcdServer {
   private publishedResolve!: () => void;
   /** Snapshot images received from the leader, by snapshot index, waiting for Raft's Ready. */
   private readonly incomingImages = new Map<number, string>();
+  /** Numbers the snapshot files Maintenance.Snapshot writes (several may stream at once). */
+  private snapshotFiles = 0;
 
   private constructor(
     config: MemberConfig,
@@ -992,18 +994,25 @@ export class Member implements EtcdServer {
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
-  async streamSnapshot(sink: PageSink): Promise<number> {
-    // Files an earlier version wrote whole before streaming, left behind by a killed process.
+  async streamSnapshot(sink: SnapshotSink): Promise<number> {
     await removeStaleSnapshotFiles(this.layout.snapDir);
-    // Two reads of one consistent view: one lays the file out, one encodes it (paged-stream.ts).
-    const view = await this.store.openView(2);
+    const path = join(this.layout.snapDir, `client-${process.pid}-${++this.snapshotFiles}.db`);
     try {
       const started = performance.now();
-      const size = await streamBackend(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, sink);
+      // Paced: while writes are applied they get most of the event loop (paced-view.ts).
+      const view = pacedView(await this.store.openView(), () => this.applier.appliedIndex);
+      let size: number;
+      try {
+        size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
+      } finally {
+        // The file is the snapshot now: the store's view need not outlive a slow client.
+        view.close();
+      }
       this.metrics.backendSnapshot.observe((performance.now() - started) / 1000);
+      await sendBackendFile(path, size, sink);
       return size;
     } finally {
-      view.close();
+      await rm(path, { force: true });
     }
   }
 

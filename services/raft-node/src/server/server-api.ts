@@ -29,7 +29,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from "../mvcc/mod.js";
-import type { PageSink } from "../snapshot/mod.js";
+import type { SnapshotSink } from "../snapshot/mod.js";
 import type { WatchableStore } from "../watch/mod.js";
 
 /** Who answers, for response headers and for calls only a leader or a voter may serve. */
@@ -142,7 +142,7 @@ export interface MaintenanceApi {
    * sha256 trailer) from one consistent view of the store to `sink`, front to back: what
    * `etcdctl snapshot save` receives. Its size in bytes.
    */
-  streamSnapshot(sink: PageSink): Promise<number>;
+  streamSnapshot(sink: SnapshotSink): Promise<number>;
 }
 
 /** The auth calls that go through Raft (etcd's Authenticator minus Authenticate). */

@@ -41,6 +41,7 @@ interface BranchLevel {
 }
 
 const MAX_ELEMENTS = 0xffff;
+const NO_PAGES: WrittenPage[] = [];
 
 export class BboltWriter {
   private nextId = 2;
@@ -52,16 +53,7 @@ export class BboltWriter {
   private lastKey: Buffer | undefined;
   private out: WrittenPage[] = [];
 
-  /**
-   * `layoutOnly`: assign page IDs exactly as an encoding writer would for the same rows, but
-   * encode nothing and hand back no pages. A streamed snapshot lays the database out in a first
-   * pass over its view this way, so the meta pages (which name the roots and the high-water mark
-   * and come first in the file) are known before the first page is sent.
-   */
-  constructor(
-    readonly pageSize = DEFAULT_PAGE_SIZE,
-    private readonly layoutOnly = false,
-  ) {}
+  constructor(readonly pageSize = DEFAULT_PAGE_SIZE) {}
 
   /** Pages written so far, including the two meta pages. */
   get pageCount(): number {
@@ -130,11 +122,9 @@ export class BboltWriter {
     }));
     const root = this.writeLeaf(rootElements);
     const freelist = this.nextId++;
-    if (!this.layoutOnly) {
-      const freelistPage = Buffer.alloc(this.pageSize);
-      writePageHeader(freelistPage, { id: freelist, flags: FREELIST_PAGE, count: 0, overflow: 0 });
-      this.out.push({ id: freelist, bytes: freelistPage });
-    }
+    const freelistPage = Buffer.alloc(this.pageSize);
+    writePageHeader(freelistPage, { id: freelist, flags: FREELIST_PAGE, count: 0, overflow: 0 });
+    this.out.push({ id: freelist, bytes: freelistPage });
     const meta = {
       pageSize: this.pageSize,
       flags: 0,
@@ -151,6 +141,8 @@ export class BboltWriter {
   }
 
   private take(): WrittenPage[] {
+    // Most puts fill no page: no new array for those.
+    if (this.out.length === 0) return NO_PAGES;
     const out = this.out;
     this.out = [];
     return out;
@@ -197,20 +189,17 @@ export class BboltWriter {
     }
   }
 
-  /** Assigns the page IDs for `bytes`; the zeroed page to encode into, unless layout only. */
-  private allocate(bytes: number): { id: number; page: Buffer | undefined; overflow: number } {
+  private allocate(bytes: number): { id: number; page: Buffer; overflow: number } {
     const pages = Math.max(1, Math.ceil(bytes / this.pageSize));
     const id = this.nextId;
     this.nextId += pages;
-    const page = this.layoutOnly ? undefined : Buffer.alloc(pages * this.pageSize);
-    return { id, page, overflow: pages - 1 };
+    return { id, page: Buffer.alloc(pages * this.pageSize), overflow: pages - 1 };
   }
 
   private writeLeaf(elements: Element[]): number {
     let bytes = PAGE_HEADER_SIZE;
     for (const e of elements) bytes += ELEMENT_SIZE + e.key.length + e.value.length;
     const { id, page, overflow } = this.allocate(bytes);
-    if (page === undefined) return id;
     writePageHeader(page, { id, flags: LEAF_PAGE, count: elements.length, overflow });
     let data = PAGE_HEADER_SIZE + elements.length * ELEMENT_SIZE;
     elements.forEach((e, i) => {
@@ -228,7 +217,6 @@ export class BboltWriter {
 
   private writeBranch(branch: BranchLevel): number {
     const { id, page, overflow } = this.allocate(PAGE_HEADER_SIZE + branch.bytes);
-    if (page === undefined) return id;
     writePageHeader(page, { id, flags: BRANCH_PAGE, count: branch.children.length, overflow });
     let data = PAGE_HEADER_SIZE + branch.children.length * ELEMENT_SIZE;
     branch.keys.forEach((key, i) => {

@@ -32,7 +32,7 @@ describe("etcd backend mapping", () => {
           await kv.compact(100);
           await kv.alarm(AlarmAction.ACTIVATE, AlarmType.NOSPACE, 7n);
           const file = join(dir.path, "snap.db");
-          const view = await store.openView(2);
+          const view = await store.openView();
           let size: number;
           try {
             size = await writeBackendFile(view, context, file);

@@ -27,7 +27,8 @@ import {
   MembersTable,
 } from "../membership/members-table.js";
 import { alarmOfMetaKey, META_COLUMN, META_KEYS, type StoreView } from "../mvcc/mod.js";
-import type { BboltWriter, WrittenPage } from "./bbolt-writer.js";
+import type { WrittenPage } from "./bbolt-writer.js";
+import { BboltWriter } from "./bbolt-writer.js";
 
 export const BUCKETS = {
   key: "key",
@@ -42,7 +43,7 @@ export const BUCKETS = {
   cluster: "cluster",
 } as const;
 
-/** Rows per read of the streamed columns (the view also caps a read's bytes: values may be up to 1.5 MiB each). */
+/** Rows per read of the streamed columns (a view also stops a read at 1 MiB: values may be up to 1.5 MiB each). */
 const STREAM_CHUNK_ROWS = 4096;
 
 export const AUTH_REVISION_KEY = Buffer.from("authRevision");
@@ -61,16 +62,13 @@ export interface BackendContext {
   clusterVersion: string;
 }
 
-/**
- * Puts the buckets of an etcd 3.4 backend holding the view's state into `writer`, handing its
- * pages to `writePages` in file order; the caller finishes the writer. Reads every column once.
- */
+/** Writes the pages of an etcd 3.4 backend holding the view's state, in file order. */
 export async function writeEtcdBackend(
   view: StoreView,
   context: BackendContext,
-  writer: BboltWriter,
   writePages: (pages: WrittenPage[]) => Promise<void>,
-): Promise<void> {
+  writer = new BboltWriter(),
+): Promise<{ metaPages: Buffer; pageCount: number }> {
   // The small columns are read whole first (their size is bounded by the member and alarm
   // counts); the revision key space and the leases stream.
   const meta = await collect(view.rows(META_COLUMN));
@@ -103,6 +101,9 @@ export async function writeEtcdBackend(
     }
     await writePages(writer.endBucket());
   }
+  const done = writer.finish();
+  await writePages(done.pages);
+  return { metaPages: done.metaPages, pageCount: done.pageCount };
 }
 
 function compareNames(a: string, b: string): number {

@@ -3,7 +3,7 @@
 export { BboltFormatError, BboltReader, type BucketRoot } from "./bbolt-reader.js";
 export { BboltWriter } from "./bbolt-writer.js";
 export { BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
-export type { PageSink } from "./paged-stream.js";
+export { pacedView } from "./paced-view.js";
 export { type RestoreResult, restoreSnapshot } from "./restore.js";
 export { runSnapshotCommand } from "./snapshot-command.js";
 export {
@@ -13,7 +13,8 @@ export {
   replaceSnapshotBuckets,
   SHA256_SIZE,
   SnapshotFileError,
+  type SnapshotSink,
+  sendBackendFile,
   snapshotStatus,
-  streamBackend,
   writeBackendFile,
 } from "./snapshot-file.js";

@@ -36,7 +36,7 @@ async function snapshotOf(
     async (store, kv) => {
       await fill((k, v) => kv.put(k, v));
       revision = store.revision;
-      const view = await store.openView(2);
+      const view = await store.openView();
       try {
         await writeBackendFile(view, { memberCodec, clusterVersion: "3.4.0" }, file);
       } finally {

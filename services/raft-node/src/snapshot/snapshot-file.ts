@@ -1,11 +1,11 @@
 // Snapshot files as etcd writes and reads them: a bbolt database (etcd 3.4's backend) followed
 // by the sha256 of everything before it, the trailer etcd's Maintenance.Snapshot appends and
-// `etcdctl snapshot restore` checks. The database is streamed front to back (paged-stream.ts:
-// a layout pass, then an encoding pass); memory stays at a few pages plus one chunk whatever the
-// database size.
-import { createHash, type Hash } from "node:crypto";
+// `etcdctl snapshot restore` checks. The database is written to a file (page IDs are only known
+// once the trees are built, and the meta pages at offset 0 name the roots); memory stays at a
+// few pages plus one write batch whatever the database size.
+import { createHash } from "node:crypto";
 import { createReadStream, readSync } from "node:fs";
-import { type FileHandle, open, stat } from "node:fs/promises";
+import { appendFile, type FileHandle, open, stat } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import type { StoreView } from "../mvcc/mod.js";
 import { MAGIC, PAGE_HEADER_SIZE } from "./bbolt-format.js";
@@ -15,23 +15,15 @@ import {
   type BucketRoot,
   bucketRootOf as bucketRoot,
 } from "./bbolt-reader.js";
-import type { WrittenPage } from "./bbolt-writer.js";
+import { BboltWriter, type WrittenPage } from "./bbolt-writer.js";
 import { type BackendContext, BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
-import { type PageSink, streamPages } from "./paged-stream.js";
 
 export const SHA256_SIZE = 32;
 /** etcd's test for a trailer: the db is whole pages (a multiple of 512), the trailer 32 bytes. */
 const BLOCK = 512;
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 export class SnapshotFileError extends Error {}
-
-/**
- * The view as an etcd backend, streamed to `sink` (paged-stream.ts); returns its size in bytes.
- * The view must be open for two reads of each column (MvccStore.openView(2)).
- */
-export function streamBackend(view: StoreView, context: BackendContext, sink: PageSink): Promise<number> {
-  return streamPages((writer, writePages) => writeEtcdBackend(view, context, writer, writePages), sink);
-}
 
 /** Writes the view as an etcd backend file at `path` (no trailer); returns its size in bytes. */
 export async function writeBackendFile(
@@ -39,24 +31,72 @@ export async function writeBackendFile(
   context: BackendContext,
   path: string,
 ): Promise<number> {
+  return writePagedFile(path, (writePages) => writeEtcdBackend(view, context, writePages));
+}
+
+/** Where a snapshot's bytes go, front to back (Maintenance.Snapshot's stream). */
+export interface SnapshotSink {
+  /** Called once, before any bytes: the database's size in bytes. */
+  begin(size: number): void;
+  /** The next bytes of the database (without the trailer). */
+  write(chunk: Buffer): Promise<void>;
+}
+
+/**
+ * Sends the backend file at `path` (writeBackendFile's) to `sink` in `chunkBytes` reads. The
+ * file is written whole first: the meta pages at its start name pages only known at the end, and
+ * a second pass over the store to lay the file out before streaming it cost more CPU than the
+ * file's write and read-back (measured: about 40% more for a 200,000-key store).
+ */
+export async function sendBackendFile(
+  path: string,
+  size: number,
+  sink: SnapshotSink,
+  chunkBytes = 1024 * 1024,
+): Promise<void> {
+  sink.begin(size);
+  for await (const chunk of createReadStream(path, { highWaterMark: chunkBytes }))
+    await sink.write(chunk as Buffer);
+}
+
+/**
+ * Writes the pages a BboltWriter produces (in ID order) to `path`, then the meta pages at offset
+ * 0; returns the database's size in bytes.
+ */
+async function writePagedFile(
+  path: string,
+  produce: (
+    writePages: (pages: WrittenPage[]) => Promise<void>,
+  ) => Promise<{ metaPages: Buffer; pageCount: number }>,
+): Promise<number> {
   const file = await open(path, "w");
   try {
-    return await streamBackend(view, context, fileSink(file));
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    let batchOffset = -1;
+    let pageSize = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await writeAll(file, batch, batchOffset);
+      batch = [];
+      batchBytes = 0;
+    };
+    const { metaPages, pageCount } = await produce(async (pages: WrittenPage[]) => {
+      for (const page of pages) {
+        pageSize ||= metaPageSize(page);
+        // Pages arrive in ID order, so a batch is one contiguous run.
+        if (batch.length === 0) batchOffset = page.id * pageSize;
+        batch.push(page.bytes);
+        batchBytes += page.bytes.length;
+        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+      }
+    });
+    await flush();
+    await writeAll(file, [metaPages], 0);
+    return pageCount * (metaPages.length / 2);
   } finally {
     await file.close();
   }
-}
-
-/** Appends each chunk to `file`, and its sha256 to `sha` when given. */
-function fileSink(file: FileHandle, sha?: Hash): PageSink {
-  return {
-    begin: () => {},
-    write: async (chunk) => {
-      sha?.update(chunk);
-      let done = 0;
-      while (done < chunk.length) done += (await file.write(chunk, done, chunk.length - done)).bytesWritten;
-    },
-  };
 }
 
 /**
@@ -81,41 +121,52 @@ export async function replaceSnapshotBuckets(
     const names = [...new Set([...existing.keys(), ...Object.keys(replace)])].sort((a, b) =>
       Buffer.compare(Buffer.from(a, "latin1"), Buffer.from(b, "latin1")),
     );
-    const sorted = Object.fromEntries(
-      Object.entries(replace).map(([name, rows]) => [
-        name,
-        [...rows].sort((a, b) => Buffer.compare(a.key, b.key)),
-      ]),
-    );
-    const file = await open(to, "w");
-    try {
-      const sha = createHash("sha256");
-      // The reader is a file: both passes of streamPages read the same rows.
-      await streamPages(
-        async (writer, writePages) => {
-          for (const name of names) {
-            writer.beginBucket(Buffer.from(name, "latin1"));
-            const rows: Iterable<Row> = sorted[name] ?? snapshot.reader.rows(existing.get(name)!);
-            let pages: WrittenPage[] = [];
-            for (const row of rows) {
-              pages.push(...writer.put(Buffer.from(row.key), Buffer.from(row.value)));
-              if (pages.length >= 256) {
-                await writePages(pages);
-                pages = [];
-              }
-            }
-            await writePages([...pages, ...writer.endBucket()]);
+    const writer = new BboltWriter(snapshot.reader.meta.pageSize);
+    await writePagedFile(to, async (writePages) => {
+      for (const name of names) {
+        writer.beginBucket(Buffer.from(name, "latin1"));
+        const given = replace[name];
+        const rows: Iterable<Row> =
+          given !== undefined
+            ? [...given].sort((a, b) => Buffer.compare(a.key, b.key))
+            : snapshot.reader.rows(existing.get(name)!);
+        let pages: WrittenPage[] = [];
+        for (const row of rows) {
+          pages.push(...writer.put(Buffer.from(row.key), Buffer.from(row.value)));
+          if (pages.length >= 256) {
+            await writePages(pages);
+            pages = [];
           }
-        },
-        fileSink(file, sha),
-        { pageSize: snapshot.reader.meta.pageSize },
-      );
-      await file.write(sha.digest());
-    } finally {
-      await file.close();
-    }
+        }
+        await writePages([...pages, ...writer.endBucket()]);
+      }
+      const done = writer.finish();
+      await writePages(done.pages);
+      return { metaPages: done.metaPages, pageCount: done.pageCount };
+    });
   } finally {
     await snapshot.close();
+  }
+  const sha = createHash("sha256");
+  for await (const chunk of createReadStream(to, { highWaterMark: 1024 * 1024 })) sha.update(chunk as Buffer);
+  await appendFile(to, sha.digest());
+}
+
+function metaPageSize(page: WrittenPage): number {
+  // Every written page is a whole number of pages; the first one written is exactly one page
+  // unless it overflows, and overflow is recorded in its header.
+  return page.bytes.length / (page.bytes.readUInt32LE(12) + 1);
+}
+
+async function writeAll(file: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let at = position;
+  for (const buffer of buffers.length === 1 ? buffers : [Buffer.concat(buffers)]) {
+    let done = 0;
+    while (done < buffer.length) {
+      const { bytesWritten } = await file.write(buffer, done, buffer.length - done, at + done);
+      done += bytesWritten;
+    }
+    at += buffer.length;
   }
 }
 

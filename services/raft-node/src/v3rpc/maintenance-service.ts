@@ -101,7 +101,7 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
         const sha = createHash("sha256");
         let remaining = 0;
         const send = async (blob: Buffer) => {
-          // A client gone mid-stream sends no 'drain': stop, which closes the store's view.
+          // A client gone mid-stream sends no 'drain': stop (and remove the file).
           if (call.cancelled) throw new EtcdError("RequestCanceled");
           remaining -= blob.length;
           // SnapshotResponse with the blob field (3) appended after the others: protobuf
