@@ -95,7 +95,13 @@ import type {
 import { apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
-import { pacedView, type SnapshotSink, sendBackendFile, writeBackendFile } from "../snapshot/mod.js";
+import {
+  pacedView,
+  type SnapshotSink,
+  sendBackendFile,
+  WritePacer,
+  writeBackendFile,
+} from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
@@ -1000,7 +1006,8 @@ export class Member implements EtcdServer {
     try {
       const started = performance.now();
       // Paced: while writes are applied they get most of the event loop (paced-view.ts).
-      const view = pacedView(await this.store.openView(), () => this.applier.appliedIndex);
+      const pacer = new WritePacer(() => this.applier.appliedIndex);
+      const view = pacedView(await this.store.openView(), pacer);
       let size: number;
       try {
         size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
@@ -1009,7 +1016,14 @@ export class Member implements EtcdServer {
         view.close();
       }
       this.metrics.backendSnapshot.observe((performance.now() - started) / 1000);
-      await sendBackendFile(path, size, sink);
+      await sendBackendFile(path, size, {
+        begin: (bytes) => sink.begin(bytes),
+        write: async (chunk) => {
+          const sending = performance.now();
+          await sink.write(chunk);
+          await pacer.pause(performance.now() - sending);
+        },
+      });
       return size;
     } finally {
       await rm(path, { force: true });

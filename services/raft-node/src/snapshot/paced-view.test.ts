@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { withStore } from "../mvcc/store-fixture.js";
-import { pacedView } from "./paced-view.js";
+import { pacedView, WritePacer } from "./paced-view.js";
 
 describe("paced store view", () => {
   it("pauses after each chunk while writes are applied, and not while none are", () =>
@@ -10,7 +10,7 @@ describe("paced store view", () => {
       for (let i = 0; i < 500; i++) await kv.put(`k${String(i).padStart(4, "0")}`, "v");
       const busyMs = 30;
       const read = async (writes: () => number) => {
-        const view = pacedView(await store.openView(), writes, 4);
+        const view = pacedView(await store.openView(), new WritePacer(writes, 4));
         const started = performance.now();
         let rows = 0;
         try {
