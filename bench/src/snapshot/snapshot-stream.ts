@@ -2,7 +2,9 @@
 // the member's RSS growth while it streams, and put throughput with a snapshot streaming. One member each on loopback, temp data dirs; keys
 // loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
 // compare the two columns of one run, not runs with each other.
-//   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours]
+//   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours|base]
+// BASE_MEMBER_MAIN=path/to/another/build/main.js adds a third column, "base", for a before/after
+// comparison in the same run (a copy of an older services/raft-node/dist kept inside the package).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,16 +22,18 @@ function option(name: string, fallback: number): number {
 }
 const keys = option("keys", 200_000);
 const valSize = option("val-size", 256);
+// Node flags for our member only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": NODE_OPTIONS refuses
+// --cpu-prof, and would profile this driver too).
+const memberNodeArgs = (process.env.MEMBER_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+const baseMain = process.env.BASE_MEMBER_MAIN;
+type Target = "etcd" | "ours" | "base";
 
 function rssKiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-async function startMember(
-  kind: "etcd" | "ours",
-  dir: string,
-): Promise<{ child: ChildProcess; endpoint: string }> {
+async function startMember(kind: Target, dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
   const client = await freePort();
   const peer = await freePort();
   const flags = [
@@ -44,7 +48,9 @@ async function startMember(
   const child =
     kind === "etcd"
       ? spawn("/usr/bin/etcd", flags, { stdio: "ignore" })
-      : spawn(process.execPath, [memberMain, ...flags], { stdio: "ignore" });
+      : spawn(process.execPath, [...memberNodeArgs, kind === "base" ? baseMain! : memberMain, ...flags], {
+          stdio: "ignore",
+        });
   const endpoint = `127.0.0.1:${client}`;
   for (let i = 0; i < 600; i++) {
     if (
@@ -88,7 +94,7 @@ function snapshotSave(endpoint: string, file: string): Promise<number> {
   });
 }
 
-async function measure(kind: "etcd" | "ours", dir: string): Promise<Measured> {
+async function measure(kind: Target, dir: string): Promise<Measured> {
   const { child, endpoint } = await startMember(kind, dir);
   try {
     await putLoad(endpoint, keys, 0);
@@ -124,7 +130,10 @@ async function measure(kind: "etcd" | "ours", dir: string): Promise<Measured> {
       putsDuringSnapshot,
     };
   } finally {
-    child.kill("SIGKILL");
+    // A profiled member must exit on its own to write its profile.
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill(kind !== "etcd" && memberNodeArgs.length > 0 ? "SIGTERM" : "SIGKILL");
+    await exited;
   }
 }
 
@@ -134,7 +143,8 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "snapshot-bench-"));
   try {
     const only = process.argv.indexOf("--only");
-    const targets = (only === -1 ? ["etcd", "ours"] : [process.argv[only + 1]]) as ("etcd" | "ours")[];
+    const all: Target[] = baseMain === undefined ? ["etcd", "ours"] : ["etcd", "base", "ours"];
+    const targets = only === -1 ? all : [process.argv[only + 1] as Target];
     const results: Measured[] = [];
     for (const target of targets) results.push(await measure(target, dir));
     console.log(

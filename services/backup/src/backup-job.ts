@@ -238,9 +238,8 @@ async function takeDeltaTraced(
           throw new SnapshotSourceError(`${what} on ${source.endpoint}: ${(err as Error).message}`);
         });
       // Read before the events, at the revision the delta ends at (delta-state.ts).
-      const knownTtls = new Map(previous?.leases.map((l) => [l.id, l.ttl]));
       const status = await fromSource("lease and auth status", () =>
-        leaseAndAuthStatus(source.endpoint, access, knownTtls),
+        leaseAndAuthStatus(source.endpoint, access),
       );
       const head = status.revision;
       // A member behind the last delta has nothing newer to give.

@@ -162,6 +162,38 @@ describe("backup CLI against a 3-member cluster", {
     assert.match(latest.out, new RegExp(`revision ${target + 1}, .*0 lease\\(s\\)`));
   });
 
+  it("a lease ID revoked and granted again with another TTL between two deltas: the second delta has the new TTL", async () => {
+    const store = join(dir, "regranted");
+    const full = await backupCli(["now", "--endpoints", endpoints, "--dir", store]);
+    assert.equal(full.code, 0, full.err);
+    // A client-chosen lease ID (etcdctl cannot choose one: the JSON gateway can).
+    const lease = async (op: "grant" | "revoke", body: object) => {
+      const res = await fetch(`${cluster.members[0]!.clientUrl}/v3/lease/${op}`, {
+        method: "POST",
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      await res.text();
+    };
+    const deltaState = async () => {
+      // A write, so each delta covers a revision of its own (and names a later file).
+      await run("etcdctl", [`--endpoints=${endpoints}`, "put", "regranted", "x"]);
+      const r = await backupCli(["delta", "--endpoints", endpoints, "--dir", store]);
+      assert.equal(r.code, 0, r.err);
+      const newest = (await readdir(store))
+        .filter((f) => f.endsWith(".jsonl"))
+        .sort()
+        .at(-1)!;
+      return (await readFile(join(store, newest), "utf8")).split("\n")[0]!;
+    };
+    await lease("grant", { ID: "4660", TTL: "100" });
+    assert.match(await deltaState(), /\{"id":"4660","ttl":100\}/);
+    await lease("revoke", { ID: "4660" });
+    await lease("grant", { ID: "4660", TTL: "300" });
+    assert.match(await deltaState(), /\{"id":"4660","ttl":300\}/);
+    await lease("revoke", { ID: "4660" });
+  });
+
   it("serve: backups on a cron schedule, and the HTTP API lists, takes and verifies them", async () => {
     const store = new BackupCatalog(new DirectoryStore(join(dir, "served")));
     const logs: string[] = [];

@@ -174,15 +174,15 @@ const UNARY_DEADLINE_MS = 10_000;
 const TIME_TO_LIVE_IN_FLIGHT = 16;
 
 /**
- * Every lease of `endpoint` with its granted TTL, and its auth revision. `knownTtls`: leases whose
- * TTL an earlier state recorded (it never changes), so only new leases cost a TimeToLive; a lease
- * revoked between the list and its TimeToLive is left out (it is gone). Failures are the
- * member's (SnapshotSourceError, another member may do), refusals final (MemberAccess.refused).
+ * Every lease of `endpoint` with its granted TTL, and its auth revision. Every lease costs a
+ * TimeToLive each time: a client may revoke a lease and grant its ID again with another TTL, which
+ * neither the lease list nor the watch shows. A lease revoked between the list and its TimeToLive
+ * is left out (it is gone). Failures are the member's (SnapshotSourceError, another member may
+ * do), refusals final (MemberAccess.refused).
  */
 export async function leaseAndAuthStatus(
   endpoint: string,
   access = MemberAccess.plaintext,
-  knownTtls: ReadonlyMap<bigint, number> = new Map(),
 ): Promise<LeaseAndAuthStatus> {
   const address = access.address(endpoint);
   const lease = new etcdserverpb.LeaseClient(address, access.channel, CHANNEL);
@@ -205,12 +205,7 @@ export async function leaseAndAuthStatus(
       lease.leaseLeases({}, md, o, done),
     );
     const leases: LeaseState[] = [];
-    const ids: bigint[] = [];
-    for (const { ID } of list.leases) {
-      const ttl = knownTtls.get(ID);
-      if (ttl === undefined) ids.push(ID);
-      else leases.push({ id: ID, ttl });
-    }
+    const ids = list.leases.map((l) => l.ID);
     for (let i = 0; i < ids.length; i += TIME_TO_LIVE_IN_FLIGHT) {
       const batch = await Promise.all(
         ids

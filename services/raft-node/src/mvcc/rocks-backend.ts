@@ -31,6 +31,7 @@ interface IteratorOptions {
   keyEncoding: "buffer";
   valueEncoding: "buffer";
   fillCache?: boolean;
+  highWaterMarkBytes?: number;
 }
 
 interface NativeDb {
@@ -177,11 +178,17 @@ export class RocksBackend {
     lt?: Buffer;
     reverse?: boolean;
     keysOnly?: boolean;
+    /** A read of many rows stops once it holds this many bytes. */
+    highWaterMarkBytes?: number;
+    /** false: blocks read for this scan do not evict the hot ones from the block cache. */
+    fillCache?: boolean;
   }): RowIterator {
     const native = this.db._iterator({
       column: options.column,
       ...(options.gte ? { gte: options.gte } : {}),
       ...(options.lt ? { lt: options.lt } : {}),
+      ...(options.highWaterMarkBytes ? { highWaterMarkBytes: options.highWaterMarkBytes } : {}),
+      ...(options.fillCache === false ? { fillCache: false } : {}),
       reverse: options.reverse ?? false,
       keys: true,
       values: !options.keysOnly,

@@ -76,6 +76,8 @@ import {
 } from "./write-txn.js";
 
 export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
+/** A view's read of many rows stops at about this many bytes (values may be up to 1.5 MiB). */
+const VIEW_READ_BYTES = 1024 * 1024;
 
 /** A consistent read-only view of every column family; see MvccStore.openView. */
 export interface StoreView {
@@ -1053,7 +1055,12 @@ export class MvccStore implements ApplyTarget {
     const iterators = new Map(
       names.map((name) => [
         name,
-        this.db.iterator(name === "default" ? {} : { column: this.db.columns[name]! }),
+        this.db.iterator({
+          ...(name === "default" ? {} : { column: this.db.columns[name]! }),
+          highWaterMarkBytes: VIEW_READ_BYTES,
+          // A whole-store scan would push the hot blocks of concurrent reads out of the cache.
+          fillCache: false,
+        }),
       ]),
     );
     this.readers++;

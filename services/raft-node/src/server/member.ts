@@ -95,7 +95,13 @@ import type {
 import { apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
-import { writeBackendFile } from "../snapshot/mod.js";
+import {
+  pacedView,
+  type SnapshotSink,
+  sendBackendFile,
+  WritePacer,
+  writeBackendFile,
+} from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
@@ -208,6 +214,8 @@ export class Member implements EtcdServer {
   private publishedResolve!: () => void;
   /** Snapshot images received from the leader, by snapshot index, waiting for Raft's Ready. */
   private readonly incomingImages = new Map<number, string>();
+  /** Numbers the snapshot files Maintenance.Snapshot writes (several may stream at once). */
+  private snapshotFiles = 0;
 
   private constructor(
     config: MemberConfig,
@@ -992,20 +1000,33 @@ export class Member implements EtcdServer {
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
-  async writeSnapshotFile(name: string): Promise<{ path: string; size: number }> {
+  async streamSnapshot(sink: SnapshotSink): Promise<number> {
     await removeStaleSnapshotFiles(this.layout.snapDir);
-    const path = join(this.layout.snapDir, name);
-    const view = await this.store.openView();
+    const path = join(this.layout.snapDir, `client-${process.pid}-${++this.snapshotFiles}.db`);
     try {
       const started = performance.now();
-      const size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
+      // Paced: while writes are applied they get most of the event loop (paced-view.ts).
+      const pacer = new WritePacer(() => this.applier.appliedIndex);
+      const view = pacedView(await this.store.openView(), pacer);
+      let size: number;
+      try {
+        size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
+      } finally {
+        // The file is the snapshot now: the store's view need not outlive a slow client.
+        view.close();
+      }
       this.metrics.backendSnapshot.observe((performance.now() - started) / 1000);
-      return { path, size };
-    } catch (err) {
-      await rm(path, { force: true });
-      throw err;
+      await sendBackendFile(path, size, {
+        begin: (bytes) => sink.begin(bytes),
+        write: async (chunk) => {
+          const sending = performance.now();
+          await sink.write(chunk);
+          await pacer.pause(performance.now() - sending);
+        },
+      });
+      return size;
     } finally {
-      view.close();
+      await rm(path, { force: true });
     }
   }
 

@@ -29,6 +29,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from "../mvcc/mod.js";
+import type { SnapshotSink } from "../snapshot/mod.js";
 import type { WatchableStore } from "../watch/mod.js";
 
 /** Who answers, for response headers and for calls only a leader or a voter may serve. */
@@ -137,11 +138,11 @@ export interface MaintenanceApi {
   /** On the leader: hands leadership to `target`; false if it did not lead in time. */
   moveLeader(target: bigint, timeoutMs: number): Promise<boolean>;
   /**
-   * Writes etcd 3.4's snapshot file (a bbolt database laid out as etcd's backend, without the
-   * sha256 trailer) from one consistent view of the store, as file `name` in the member's snapshot
-   * directory: what `etcdctl snapshot save` receives. Its path and size.
+   * Streams etcd 3.4's snapshot file (a bbolt database laid out as etcd's backend, without the
+   * sha256 trailer) from one consistent view of the store to `sink`, front to back: what
+   * `etcdctl snapshot save` receives. Its size in bytes.
    */
-  writeSnapshotFile(name: string): Promise<{ path: string; size: number }>;
+  streamSnapshot(sink: SnapshotSink): Promise<number>;
 }
 
 /** The auth calls that go through Raft (etcd's Authenticator minus Authenticate). */

@@ -41,6 +41,7 @@ interface BranchLevel {
 }
 
 const MAX_ELEMENTS = 0xffff;
+const NO_PAGES: WrittenPage[] = [];
 
 export class BboltWriter {
   private nextId = 2;
@@ -140,6 +141,8 @@ export class BboltWriter {
   }
 
   private take(): WrittenPage[] {
+    // Most puts fill no page: no new array for those.
+    if (this.out.length === 0) return NO_PAGES;
     const out = this.out;
     this.out = [];
     return out;

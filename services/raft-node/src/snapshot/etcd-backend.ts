@@ -43,8 +43,8 @@ export const BUCKETS = {
   cluster: "cluster",
 } as const;
 
-/** Rows per read of the streamed columns: values may be up to 1.5 MiB each. */
-const STREAM_CHUNK_ROWS = 256;
+/** Rows per read of the streamed columns (a view also stops a read at 1 MiB: values may be up to 1.5 MiB each). */
+const STREAM_CHUNK_ROWS = 4096;
 
 export const AUTH_REVISION_KEY = Buffer.from("authRevision");
 export const AUTH_ENABLED_KEY = Buffer.from("authEnabled");

@@ -3,6 +3,7 @@
 export { BboltFormatError, BboltReader, type BucketRoot } from "./bbolt-reader.js";
 export { BboltWriter } from "./bbolt-writer.js";
 export { BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
+export { pacedView, WritePacer } from "./paced-view.js";
 export { type RestoreResult, restoreSnapshot } from "./restore.js";
 export { runSnapshotCommand } from "./snapshot-command.js";
 export {
@@ -12,6 +13,8 @@ export {
   replaceSnapshotBuckets,
   SHA256_SIZE,
   SnapshotFileError,
+  type SnapshotSink,
+  sendBackendFile,
   snapshotStatus,
   writeBackendFile,
 } from "./snapshot-file.js";

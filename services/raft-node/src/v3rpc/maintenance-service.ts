@@ -1,19 +1,31 @@
 // etcdserverpb.Maintenance: alarms, status, hashes, defragmentation, leader transfer, and the
 // snapshot stream `etcdctl snapshot save` reads: etcd 3.4's backend as a bbolt file + sha256.
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { rm } from "node:fs/promises";
-import { EtcdError, type etcdserverpb } from "@etcd-ts/api";
+import type { EventEmitter } from "node:events";
+import { EtcdError, etcdserverpb } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
 import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import { SHA256_SIZE } from "../snapshot/mod.js";
 import { callerOf } from "./caller.js";
+import { encodedWriter } from "./grpc-adapter.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
 
-// etcd sends 32 KiB messages; bigger ones cost fewer turns, and clients accept 4 MiB by default.
-const SNAPSHOT_CHUNK = 1024 * 1024;
+const NO_BYTES = Buffer.alloc(0);
+
+/** Resolves once the call can take more, or is cancelled (then no 'drain' comes). */
+function drained(call: EventEmitter): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off("drain", done);
+      call.off("cancelled", done);
+      resolve();
+    };
+    call.on("drain", done);
+    call.on("cancelled", done);
+  });
+}
 
 export function alarmText(memberId: bigint, alarm: number): string {
   const name = alarm === AlarmType.NOSPACE ? "NOSPACE" : alarm === AlarmType.CORRUPT ? "CORRUPT" : "NONE";
@@ -21,7 +33,6 @@ export function alarmText(memberId: bigint, alarm: number): string {
 }
 
 export function maintenanceService(member: EtcdServer): etcdserverpb.MaintenanceServer {
-  let snapshotSeq = 0;
   return {
     alarm: unary(async (req: etcdserverpb.AlarmRequest) => {
       refuseLearner(member);
@@ -86,30 +97,38 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
       void (async () => {
         member.isAdminPermitted(await callerOf(member, call));
         refuseLearner(member);
-        const { path, size } = await member.writeSnapshotFile(`client-${process.pid}-${++snapshotSeq}.db`);
-        try {
-          const sha = createHash("sha256");
-          let remaining = size + SHA256_SIZE;
-          const send = async (blob: Buffer) => {
-            remaining -= blob.length;
-            const ok = call.write({
-              header: apiHeader(member.header()),
-              remainingBytes: BigInt(remaining),
-              blob,
-              version: "",
-            });
-            if (!ok) await new Promise((resolve) => call.once("drain", resolve));
-          };
-          for await (const chunk of createReadStream(path, { highWaterMark: SNAPSHOT_CHUNK })) {
-            sha.update(chunk as Buffer);
-            await send(chunk as Buffer);
-          }
-          // etcd appends the sha256 of everything before it, for `snapshot restore` to verify.
-          await send(sha.digest());
-          call.end();
-        } finally {
-          await rm(path, { force: true });
-        }
+        const out = encodedWriter(call);
+        const sha = createHash("sha256");
+        let remaining = 0;
+        const send = async (blob: Buffer) => {
+          // A client gone mid-stream sends no 'drain': stop (and remove the file).
+          if (call.cancelled) throw new EtcdError("RequestCanceled");
+          remaining -= blob.length;
+          // SnapshotResponse with the blob field (3) appended after the others: protobuf
+          // decoders take fields in any order, and the blob is copied once, into the frame.
+          const head = etcdserverpb.SnapshotResponse.encode({
+            header: apiHeader(member.header()),
+            remainingBytes: BigInt(remaining),
+            blob: NO_BYTES,
+            version: "",
+          })
+            .uint32(26)
+            .uint32(blob.length)
+            .finish();
+          if (!out.writeEncoded(Buffer.concat([head, blob]))) await drained(call);
+        };
+        await member.streamSnapshot({
+          begin: (size) => {
+            remaining = size + SHA256_SIZE;
+          },
+          write: async (chunk) => {
+            sha.update(chunk);
+            await send(chunk);
+          },
+        });
+        // etcd appends the sha256 of everything before it, for `snapshot restore` to verify.
+        await send(sha.digest());
+        call.end();
       })().catch((err: unknown) => call.emit("error", toStatus(err)));
     },
   };
