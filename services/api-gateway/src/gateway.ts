@@ -181,7 +181,7 @@ export class Gateway {
           throw err;
         });
     }
-    const streams = new StreamForwarder(tracker, metrics, logger, 6);
+    const streams = new StreamForwarder(tracker, metrics, logger, 6, tokenGate);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
     const healthy = () => {

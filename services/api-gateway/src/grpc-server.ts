@@ -33,7 +33,10 @@ export interface GrpcParts {
   metrics: GatewayMetrics;
   logger: Logger;
   openStreams: OpenStreams;
-  /** Refuses Watch streams opened with a bad JWT (unary calls: the forwarder's own). */
+  /**
+   * Refuses Watch streams opened with a bad JWT (unary calls and server streams: their
+   * forwarders' own). Keep-alive streams carry none a member would read (etcd checks none).
+   */
   tokenGate?: TokenGate | undefined;
   /** HTTP/1.1 requests on the gRPC port (etcd's port serves both): the JSON gateway. */
   http1?: http.RequestListener;
