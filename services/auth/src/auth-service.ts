@@ -18,6 +18,7 @@ import bcrypt from "bcrypt";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { Authenticator } from "./authenticate/authenticator.js";
+import { COMMON_NAME_TOKEN_PATH, CommonNameTokens } from "./authenticate/common-name-tokens.js";
 import { VerifiedPasswords } from "./authenticate/verified-passwords.js";
 import type { AuthConfig } from "./config/auth-config.js";
 import { NoSigningKeyError, SigningKeys } from "./keys/signing-keys.js";
@@ -162,6 +163,26 @@ export class AuthService {
           return;
         }
         authenticator.authenticate(request.name, request.password, clientOf(call), traceContextOf(call)).then(
+          ({ token, header }) => {
+            call.sendMessage(etcdserverpb.AuthenticateResponse.encode({ header, token }).finish());
+            call.finish({ code: grpc.status.OK });
+          },
+          (err: unknown) => call.finish(statusOf(err, logger)),
+        );
+      },
+    });
+    const commonNameTokens = new CommonNameTokens(backend, keys, options.trustedGatewayCns, logger);
+    grpcServer.register(COMMON_NAME_TOKEN_PATH, {
+      kind: "unary",
+      handle: (call) => {
+        let request: etcdserverpb.AuthenticateRequest;
+        try {
+          request = etcdserverpb.AuthenticateRequest.decode(call.request);
+        } catch {
+          call.finish({ code: grpc.status.INTERNAL, details: "grpc: error unmarshalling request" });
+          return;
+        }
+        commonNameTokens.issue(call.peerCommonName, request.name, call.remoteAddress).then(
           ({ token, header }) => {
             call.sendMessage(etcdserverpb.AuthenticateResponse.encode({ header, token }).finish());
             call.finish({ code: grpc.status.OK });
