@@ -209,6 +209,16 @@ export class Gateway {
               ),
           )
         : undefined;
+    if (certificateTokens !== undefined) {
+      const seen = (snapshot: ClusterSnapshot) =>
+        certificateTokens.authRevisionSeen(snapshot.authRevision ?? 0);
+      seen(tracker.snapshot());
+      tracker.onChange(seen);
+      if (controlPlane !== undefined)
+        followAuthEvents(controlPlane, tracker, (event) =>
+          certificateTokens.authRevisionSeen(event.revision),
+        );
+    }
     const server = createGrpcServer({
       certificateTokens,
       unary,

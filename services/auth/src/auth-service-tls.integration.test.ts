@@ -4,7 +4,7 @@
 // gateway dials both with its own. etcdctl logs in through the gateway; a caller without a
 // certificate is refused at the auth service's handshake, with etcd's log line.
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
@@ -156,6 +156,42 @@ describe("services/auth over TLS, members and gateway over TLS", { timeout: 180_
       "/a/secret",
     );
     assert.equal(granted.code, 0, granted.stderr);
+    // A watch cannot be sent again: once the gateway has seen the new auth revision (its probe,
+    // every 500 ms here), a CN's watch starts with a new token.
+    await new Promise((r) => setTimeout(r, 1_500));
+    const watcher = spawn(
+      "/usr/bin/etcdctl",
+      [
+        `--endpoints=${stack.gatewayAddr}`,
+        `--cacert=${file("ca.crt")}`,
+        `--cert=${file("client.crt")}`,
+        `--key=${file("client.key")}`,
+        "watch",
+        "/c/",
+        "--prefix",
+      ],
+      { env: { ...process.env, ETCDCTL_API: "3" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let watched = "";
+    watcher.stdout.on("data", (c: Buffer) => {
+      watched += c.toString();
+    });
+    watcher.stderr.on("data", (c: Buffer) => {
+      watched += c.toString();
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal((await viaGateway("--user=root:rootpw", "put", "/c/w", "event-value")).code, 0);
+      for (let i = 0; i < 50 && !watched.includes("event-value"); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.match(
+        watched,
+        /\/c\/w\nevent-value/,
+        "the CN's watch, started after the change, sees its prefix",
+      );
+    } finally {
+      watcher.kill();
+    }
     const now = await as(stack.gatewayAddr, "client", "get", "/a/secret", "--print-value-only");
     assert.equal(now.stdout, "alice-only\n", now.stderr);
     // A token still wins over the certificate, as in etcd.

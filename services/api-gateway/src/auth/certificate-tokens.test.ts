@@ -68,6 +68,29 @@ describe("CertificateTokens", () => {
     assert.equal(await broken.tokenFor("x"), undefined);
   });
 
+  it("asks anew once the gateway has seen a newer auth revision than a held token's", async () => {
+    const now = 1_700_000_000_000;
+    let asked = 0;
+    const tokens = new CertificateTokens(
+      async (cn) => {
+        asked++;
+        return { token: tokenFor(cn, now, 60) };
+      },
+      undefined,
+      () => now,
+    );
+    const first = await tokens.tokenFor("alice");
+    tokens.authRevisionSeen(3);
+    assert.equal(tokens.tokenFor("alice"), first, "signed at revision 3: still current");
+    tokens.authRevisionSeen(4);
+    assert.ok(tokens.tokenFor("alice") instanceof Promise, "older than revision 4: asked again");
+    const second = await tokens.tokenFor("alice");
+    assert.equal(asked, 2);
+    // Signed at 3 again (the service's read is the truth): held for 4, not asked on every call.
+    assert.equal(tokens.tokenFor("alice"), second);
+    assert.equal(asked, 2);
+  });
+
   it("forgets a token a member found old, and only that token", async () => {
     let n = 0;
     const now = 1_700_000_000_000;
