@@ -249,10 +249,12 @@ describe("services/auth over TLS, members and gateway over TLS", { timeout: 180_
           "etcd-ts auth: only a trusted gateway may ask for a certificate's token",
         ],
       );
-      assert.match(
-        auth.output.text,
-        /"caller":"client".*refused a certificate token: the caller is not a trusted gateway/,
-      );
+      // The log line may reach this process after the answer did.
+      const refusedLine =
+        /"caller":"client".*refused a certificate token: the caller is not a trusted gateway/;
+      for (let i = 0; i < 50 && !refusedLine.test(auth.output.text); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.match(auth.output.text, refusedLine);
     } finally {
       client.close();
     }
