@@ -227,7 +227,7 @@ describe("the gateway checks tokens and serves its cache under RBAC", { timeout:
     }
   });
 
-  test("a Snapshot stream with a bad or expired JWT is refused by the gateway as a member refuses it, and reaches no member; keep-alives renew whatever their token, as on a member", async () => {
+  test("a Snapshot stream with a bad or expired JWT is refused by the gateway as a member refuses it, and reaches no member; keep-alives (and MemberList, Status) work whatever their token, as on a member", async () => {
     const memberAddr = stack.cluster.members[0]!.clientUrl.replace(/^http:\/\//, "");
     const gatewayMaintenance = new etcdserverpb.MaintenanceClient(
       stack.gatewayAddr,
@@ -339,6 +339,25 @@ describe("the gateway checks tokens and serves its cache under RBAC", { timeout:
         const fromMember = await keepAliveOnce(memberLease, lease.ID, md);
         assert.equal(fromMember, 60n, `${what}: a member renews`);
         assert.equal(await keepAliveOnce(gatewayLease, lease.ID, md), fromMember, what);
+      }
+      // Likewise the unary calls neither etcd 3.4 nor our members read a token on.
+      const gatewayCluster = new etcdserverpb.ClusterClient(
+        stack.gatewayAddr,
+        grpc.credentials.createInsecure(),
+      );
+      const memberCluster = new etcdserverpb.ClusterClient(memberAddr, grpc.credentials.createInsecure());
+      try {
+        for (const [what, token] of [["an expired token", expiring], ...Object.entries(bad)] as const) {
+          for (const client of [memberCluster, gatewayCluster]) {
+            const listed = await unary(client, client.memberList, { linearizable: false }, withToken(token));
+            assert.equal(listed.members.length, 3, `${what}: MemberList answered`);
+          }
+          const status = await unary(gatewayMaintenance, gatewayMaintenance.status, {}, withToken(token));
+          assert.ok(status.version !== "", `${what}: Status answered`);
+        }
+      } finally {
+        gatewayCluster.close();
+        memberCluster.close();
       }
       // The expired token is refused on a Snapshot, by the gateway.
       await check("an expired token", expiring);
