@@ -152,7 +152,8 @@ for (const m of members) {
   ]);
 }
 // With --tls the auth service serves the gateway over TLS (client certificates required) and
-// reaches the members' peer port with the peer certificate, as a member would.
+// reaches the members' peer port with the peer certificate, as a member would; the gateway's
+// certificate (CN=server) may ask it for tokens for its clients' certificate CNs.
 run("auth", [
   authMain,
   "--endpoints",
@@ -165,6 +166,7 @@ run("auth", [
     ? [
         ...["--cert-file", cert("server.crt"), "--key-file", cert("server.key")],
         ...["--trusted-ca-file", cert("ca.crt"), "--client-cert-auth"],
+        ...["--trusted-gateway-cn", "server"],
         ...["--peer-trusted-ca-file", cert("ca.crt")],
         ...["--peer-cert-file", cert("peer.crt"), "--peer-key-file", cert("peer.key")],
       ]

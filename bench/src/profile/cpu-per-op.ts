@@ -10,11 +10,16 @@
 // --gateway a.js,b.js: each cluster gets an api-gateway of that build (one per --main, in the
 // same order), goload goes through it (--conns connections), and the gateway's CPU per call is
 // reported beside the members'.
+// --tls: every cluster also serves an https client URL (the test CA of scripts/gen-test-certs.sh,
+// server TLS only, as bench/compare's put-tls rows), and each round measures it beside the
+// plain URL: what client TLS costs per call. --etcd: a real etcd cluster measured the same way
+// beside ours (/usr/bin/etcd, or ETCD_BINARY).
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
@@ -29,8 +34,22 @@ const { values: args } = parseArgs({
     conns: { type: "string", default: "1" },
     main: { type: "string" },
     gateway: { type: "string" },
+    tls: { type: "boolean", default: false },
+    etcd: { type: "boolean", default: false },
   },
 });
+const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
+const certs = args.tls ? mkdtempSync(join(tmpdir(), "cpu-per-op-certs-")) : undefined;
+if (certs !== undefined) {
+  const made = spawnSync(
+    "bash",
+    [resolve(import.meta.dirname, "../../../scripts/gen-test-certs.sh"), certs],
+    {
+      encoding: "utf8",
+    },
+  );
+  if (made.status !== 0) throw new Error(`gen-test-certs.sh failed: ${made.stderr}`);
+}
 const calls = Number(args.calls);
 const rounds = Number(args.rounds);
 const clients = Number(args.clients);
@@ -51,8 +70,9 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
-function goload(endpoint: string, total: number): Promise<GoloadResult> {
+function goload(endpoint: string, total: number, tls = false): Promise<GoloadResult> {
   const argv = [
+    ...(tls ? ["-cacert", join(certs!, "ca.crt")] : []),
     "-endpoints",
     endpoint,
     "-op",
@@ -115,13 +135,19 @@ function endpointOf(leaderUrl: string, gateway: Gateway | undefined): string {
   return gateway?.address ?? leaderUrl.replace(/^https?:\/\//, "");
 }
 
-async function measure(build: string, cluster: LocalCluster, gateway: Gateway | undefined): Promise<Round> {
+async function measure(
+  build: string,
+  cluster: LocalCluster,
+  gateway: Gateway | undefined,
+  tls: boolean,
+): Promise<Round> {
   const { member: leader } = await cluster.agreedLeader();
   const followers = cluster.members.filter((m) => m !== leader);
   const pids = [leader, ...followers].map((m) => m.child!.pid!);
   if (gateway !== undefined) pids.push(gateway.child.pid!);
   const before = pids.map(cpuSeconds);
-  const load = await goload(endpointOf(leader.clientUrl, gateway), calls);
+  const url = tls ? leader.tlsClientUrl! : leader.clientUrl;
+  const load = await goload(endpointOf(url, gateway), calls, tls);
   const after = pids.map(cpuSeconds);
   if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed`);
   const perOpUs = pids.map((_, i) => Math.round(((after[i]! - before[i]!) / calls) * 1e6));
@@ -140,33 +166,57 @@ async function measure(build: string, cluster: LocalCluster, gateway: Gateway | 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const clusters: { build: string; cluster: LocalCluster; gateway: Gateway | undefined }[] = [];
+const tlsFlags =
+  certs === undefined
+    ? []
+    : ["--cert-file", join(certs, "server.crt"), "--key-file", join(certs, "server.key")];
 try {
-  for (const [i, main] of mains.entries()) {
-    const gatewayMain = gatewayMains?.[i];
+  const builds: { main: string | undefined; binary?: string; gatewayMain: string | undefined }[] = mains.map(
+    (main, i) => ({ main, gatewayMain: gatewayMains?.[i] }),
+  );
+  if (args.etcd) builds.unshift({ main: undefined, binary: etcdBinary, gatewayMain: undefined });
+  for (const { main, binary, gatewayMain } of builds) {
     const build =
+      binary ??
       gatewayMain?.replace(/\/services\/api-gateway\/dist\/main\.js$/, "") ??
       (main === undefined ? "this build" : main.replace(/\/services\/raft-node\/dist\/main\.js$/, ""));
-    const cluster = await LocalCluster.start({ size: 3, main, token: `cpu-${clusters.length}` });
+    const cluster = await LocalCluster.start({
+      size: 3,
+      main,
+      ...(binary === undefined ? {} : { binary }),
+      token: `cpu-${clusters.length}`,
+      tlsClientUrls: certs !== undefined,
+      flags: tlsFlags,
+    });
     clusters.push({ build, cluster, gateway: undefined });
     if (gatewayMain !== undefined) clusters.at(-1)!.gateway = await startGateway(gatewayMain, cluster);
   }
+  // Plain, then (--tls) the https URL of each cluster, as separate rows.
+  const variants = certs === undefined ? [false] : [false, true];
   // JIT and connection warm-up, not counted.
   for (const { cluster, gateway } of clusters) {
     const { member } = await cluster.agreedLeader();
-    await goload(endpointOf(member.clientUrl, gateway), Math.min(500, calls));
+    for (const tls of variants)
+      await goload(
+        endpointOf(tls ? member.tlsClientUrl! : member.clientUrl, gateway),
+        Math.min(500, calls),
+        tls,
+      );
   }
   const results: Round[] = [];
   for (let r = 0; r < rounds; r++) {
-    for (const { build, cluster, gateway } of clusters) {
-      const round = await measure(build, cluster, gateway);
-      results.push(round);
-      console.log(
-        `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
-      );
-    }
+    for (const { build: name, cluster, gateway } of clusters)
+      for (const tls of r % 2 === 0 ? variants : [...variants].reverse()) {
+        const build = tls ? `${name} (TLS)` : name;
+        const round = await measure(build, cluster, gateway, tls);
+        results.push(round);
+        console.log(
+          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
+        );
+      }
   }
   console.log(`\n${args.op} x${calls} at ${clients} client(s), median of ${rounds} rounds:`);
-  for (const { build } of clusters) {
+  for (const build of [...new Set(results.map((r) => r.build))]) {
     const mine = results.filter((r) => r.build === build);
     const gatewayUs =
       mine[0]!.gatewayUs === undefined ? "" : `gateway ${median(mine.map((r) => r.gatewayUs!))} us/op, `;
@@ -179,4 +229,5 @@ try {
   // A clean stop (profiles are written then); close() kills.
   await Promise.all(clusters.flatMap(({ cluster }) => cluster.members.map((m) => cluster.stop(m))));
   await Promise.all(clusters.map(({ cluster }) => cluster.close()));
+  if (certs !== undefined) rmSync(certs, { recursive: true, force: true });
 }

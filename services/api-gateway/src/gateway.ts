@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import type net from "node:net";
 import {
   createTlsServer,
+  EtcdError,
   type GrpcHttp2Server,
   loadServerTls,
   parseGrpcTarget,
@@ -16,6 +17,7 @@ import { ControlPlane, registerControlPlaneMetrics } from "@etcd-ts/events";
 import { traceLogFields } from "@etcd-ts/telemetry";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { CertificateTokens } from "./auth/certificate-tokens.js";
 import { PublishedKeyList } from "./auth/published-key-list.js";
 import { TokenGate } from "./auth/token-gate.js";
 import { DEFAULT_RANGE_CACHE_OPTIONS, RangeCache } from "./cache/range-cache.js";
@@ -61,6 +63,8 @@ export interface GatewayOptions {
   /** A worker of a `--workers` pool: /metrics serves every worker's metrics (workers/worker-pool.ts). */
   metricsAcrossWorkers?: boolean;
 }
+
+const AUTH_NOT_ENABLED = new EtcdError("AuthNotEnabled").details;
 
 /**
  * How often the published JWT keys are listed again. A token naming a key not held lists them at
@@ -181,7 +185,7 @@ export class Gateway {
           throw err;
         });
     }
-    const streams = new StreamForwarder(tracker, metrics, logger, 6);
+    const streams = new StreamForwarder(tracker, metrics, logger, 6, tokenGate);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
     const healthy = () => {
@@ -191,7 +195,32 @@ export class Gateway {
     // One JSON gateway: on its own port when asked, and on the gRPC port for HTTP/1.1 clients.
     const json = createJsonGateway({ healthy, unary, watches, keepAlives, metrics, logger, tokenGate });
     await json.ready();
+    // A client certificate's CN as the user (etcd's --client-cert-auth) needs both a verified
+    // client certificate and services/auth to sign a token for it.
+    const certificateTokens =
+      serverTls?.verifiesPeers === true && authService !== undefined
+        ? new CertificateTokens(
+            (cn) => authService.commonNameToken(cn),
+            (user, error) =>
+              // Auth off: tokens do not matter, and the call goes on without one.
+              logger[error.includes(AUTH_NOT_ENABLED) ? "debug" : "warn"](
+                { user, error },
+                "no token for a client certificate's CN",
+              ),
+          )
+        : undefined;
+    if (certificateTokens !== undefined) {
+      const seen = (snapshot: ClusterSnapshot) =>
+        certificateTokens.authRevisionSeen(snapshot.authRevision ?? 0);
+      seen(tracker.snapshot());
+      tracker.onChange(seen);
+      if (controlPlane !== undefined)
+        followAuthEvents(controlPlane, tracker, (event) =>
+          certificateTokens.authRevisionSeen(event.revision),
+        );
+    }
     const server = createGrpcServer({
+      certificateTokens,
       unary,
       streams,
       watches,

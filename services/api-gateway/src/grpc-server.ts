@@ -3,7 +3,7 @@
 // member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
 import type http from "node:http";
-import { GrpcHttp2Server, type ServerCall, type ServerTls, type TlsRejection } from "@etcd-ts/api";
+import { EtcdError, GrpcHttp2Server, type ServerCall, type ServerTls, type TlsRejection } from "@etcd-ts/api";
 import {
   GrpcServerMetrics,
   serverObserver,
@@ -13,7 +13,8 @@ import {
 } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { TokenGate } from "./auth/token-gate.js";
+import type { CertificateTokens } from "./auth/certificate-tokens.js";
+import { type TokenGate, tokenOf } from "./auth/token-gate.js";
 import type { KeepAliveHub } from "./lease/keepalive-hub.js";
 import { handleKeepAliveCall } from "./lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "./observability/gateway-metrics.js";
@@ -33,8 +34,16 @@ export interface GrpcParts {
   metrics: GatewayMetrics;
   logger: Logger;
   openStreams: OpenStreams;
-  /** Refuses Watch streams opened with a bad JWT (unary calls: the forwarder's own). */
+  /**
+   * Refuses Watch streams opened with a bad JWT (unary calls and server streams: their
+   * forwarders' own). Keep-alive streams carry none a member would read (etcd checks none).
+   */
   tokenGate?: TokenGate | undefined;
+  /**
+   * With client certificates verified (tls.verifiesPeers) and services/auth: a call without a
+   * token goes on with one for its certificate's CN (auth/certificate-tokens.ts).
+   */
+  certificateTokens?: CertificateTokens | undefined;
   /** HTTP/1.1 requests on the gRPC port (etcd's port serves both): the JSON gateway. */
   http1?: http.RequestListener;
   /** TLS to clients (--cert-file ...); refused connections go to `onTlsRejected`. */
@@ -54,15 +63,20 @@ export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
 }
 
 function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts): void {
+  const tokens = parts.certificateTokens;
+  const handle = (run: (call: ServerCall) => void) =>
+    tokens === undefined ? run : (call: ServerCall) => withCertificateToken(tokens, call, run);
   switch (route.route) {
     case "watch":
       server.register(route.path, {
         kind: "bidi",
-        handle: (call) =>
+        handle: handle((call) =>
           handleWatchCall(parts.watches, call, parts.logger, parts.openStreams, parts.tokenGate),
+        ),
       });
       return;
     case "keepalive":
+      // No token a member would read (etcd checks none on keep-alives): no CN token either.
       server.register(route.path, {
         kind: "bidi",
         handle: (call) => handleKeepAliveCall(parts.keepAlives, call, parts.metrics, parts.openStreams),
@@ -72,11 +86,55 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
   if (route.shape === "server-stream") {
     server.register(route.path, {
       kind: "server-stream",
-      handle: (call) => void parts.streams.relay(route, call),
+      handle: handle((call) => void parts.streams.relay(route, call)),
     });
     return;
   }
-  server.register(route.path, { kind: "unary", handle: (call) => forwardUnary(route, call, parts) });
+  server.register(route.path, { kind: "unary", handle: handle((call) => forwardUnary(route, call, parts)) });
+}
+
+/** Calls sent with a token made for their certificate's CN (not one the client brought). */
+const withCnToken = new WeakSet<ServerCall>();
+
+function setCnToken(call: ServerCall, token: string): void {
+  call.metadata.set("token", token);
+  withCnToken.add(call);
+}
+
+/**
+ * Runs `run` with the call carrying a token for its client certificate's CN when it brought no
+ * token of its own. While the first token for a CN is asked for, the call's events wait (a
+ * bidi call's messages reach the handler in order once it runs).
+ */
+function withCertificateToken(
+  tokens: CertificateTokens,
+  call: ServerCall,
+  run: (call: ServerCall) => void,
+): void {
+  const cn = call.peerCommonName;
+  if (cn === undefined || tokenOf(call.metadata) !== undefined) {
+    run(call);
+    return;
+  }
+  const token = tokens.tokenFor(cn);
+  if (!(token instanceof Promise)) {
+    if (token !== undefined) setCnToken(call, token);
+    run(call);
+    return;
+  }
+  const held: [event: string, args: unknown[]][] = [];
+  const holders = (["message", "halfClose"] as const).map((event) => {
+    const hold = (...args: unknown[]) => held.push([event, args]);
+    call.on(event, hold);
+    return () => call.off(event, hold);
+  });
+  void token.then((t) => {
+    for (const release of holders) release();
+    if (call.cancelled) return;
+    if (t !== undefined) setCnToken(call, t);
+    run(call);
+    for (const [event, args] of held) call.emit(event, ...args);
+  });
 }
 
 function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
@@ -86,7 +144,7 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
   // socket lookup stays off every other call.
   const client = route.path === AUTHENTICATE_PATH ? call.remoteAddress : undefined;
   const trace = tracing.enabled ? traceContextOf(call) : undefined;
-  parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, trace, client).then(
+  forwardWithFreshCertificateToken(route, call, parts, cancellation, trace, client).then(
     (outcome) => {
       if (outcome.error !== undefined) call.finish(outcome.error);
       else {
@@ -99,4 +157,36 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
       call.finish({ code: grpc.status.INTERNAL, details: "etcd-ts gateway: internal error" });
     },
   );
+}
+
+const AUTH_OLD_REVISION = new EtcdError("AuthOldRevision").details;
+
+/**
+ * A call sent with a CN token made before an auth change is refused as old by the member (etcd
+ * takes the store's revision of the moment for a certificate, so its clients never see that):
+ * once, the token is replaced and the call sent again. Safe for writes too: a member refuses an
+ * old token before applying anything.
+ */
+async function forwardWithFreshCertificateToken(
+  route: MethodRoute,
+  call: ServerCall,
+  parts: GrpcParts,
+  cancellation: CallCancellation,
+  trace: ReturnType<typeof traceContextOf> | undefined,
+  client: string | undefined,
+) {
+  const forward = () =>
+    parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, trace, client);
+  const outcome = await forward();
+  const cn = call.peerCommonName;
+  const tokens = parts.certificateTokens;
+  if (outcome.error?.details !== AUTH_OLD_REVISION || cn === undefined || tokens === undefined)
+    return outcome;
+  const sent = tokenOf(call.metadata);
+  if (sent === undefined || !withCnToken.has(call)) return outcome;
+  tokens.forget(cn, sent);
+  const fresh = await tokens.tokenFor(cn);
+  if (fresh === undefined || fresh === sent) return outcome;
+  call.metadata.set("token", fresh);
+  return forward();
 }

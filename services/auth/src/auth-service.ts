@@ -18,6 +18,7 @@ import bcrypt from "bcrypt";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { Authenticator } from "./authenticate/authenticator.js";
+import { COMMON_NAME_TOKEN_PATH, CommonNameTokens } from "./authenticate/common-name-tokens.js";
 import { VerifiedPasswords } from "./authenticate/verified-passwords.js";
 import type { AuthConfig } from "./config/auth-config.js";
 import { NoSigningKeyError, SigningKeys } from "./keys/signing-keys.js";
@@ -151,25 +152,40 @@ export class AuthService {
             onTlsRejected: (r) => logger.warn({ ...r }, rejectionMessage(r)),
           }),
     });
-    grpcServer.register(AUTHENTICATE_PATH, {
-      kind: "unary",
-      handle: (call) => {
-        let request: etcdserverpb.AuthenticateRequest;
-        try {
-          request = etcdserverpb.AuthenticateRequest.decode(call.request);
-        } catch {
-          call.finish({ code: grpc.status.INTERNAL, details: "grpc: error unmarshalling request" });
-          return;
-        }
-        authenticator.authenticate(request.name, request.password, clientOf(call), traceContextOf(call)).then(
-          ({ token, header }) => {
-            call.sendMessage(etcdserverpb.AuthenticateResponse.encode({ header, token }).finish());
-            call.finish({ code: grpc.status.OK });
-          },
-          (err: unknown) => call.finish(statusOf(err, logger)),
-        );
-      },
-    });
+    // Both methods take etcd's AuthenticateRequest and answer its AuthenticateResponse.
+    const registerTokenMethod = (
+      path: string,
+      issue: (
+        request: etcdserverpb.AuthenticateRequest,
+        call: ServerCall,
+      ) => Promise<{ token: string; header: etcdserverpb.ResponseHeader | undefined }>,
+    ) =>
+      grpcServer.register(path, {
+        kind: "unary",
+        handle: (call) => {
+          let request: etcdserverpb.AuthenticateRequest;
+          try {
+            request = etcdserverpb.AuthenticateRequest.decode(call.request);
+          } catch {
+            call.finish({ code: grpc.status.INTERNAL, details: "grpc: error unmarshalling request" });
+            return;
+          }
+          issue(request, call).then(
+            ({ token, header }) => {
+              call.sendMessage(etcdserverpb.AuthenticateResponse.encode({ header, token }).finish());
+              call.finish({ code: grpc.status.OK });
+            },
+            (err: unknown) => call.finish(statusOf(err, logger)),
+          );
+        },
+      });
+    registerTokenMethod(AUTHENTICATE_PATH, (request, call) =>
+      authenticator.authenticate(request.name, request.password, clientOf(call), traceContextOf(call)),
+    );
+    const commonNameTokens = new CommonNameTokens(backend, keys, options.trustedGatewayCns, logger);
+    registerTokenMethod(COMMON_NAME_TOKEN_PATH, (request, call) =>
+      commonNameTokens.issue(call.peerCommonName, request.name, call.remoteAddress),
+    );
     const grpcPort = await grpcServer.listen(options.listenAddr);
 
     // HTTPS with the same certificate when one is given, but no client certificate asked for:

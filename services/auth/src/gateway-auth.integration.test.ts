@@ -5,6 +5,9 @@
 // minute, so what it learns of auth changes made elsewhere comes from tokens and events.
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { etcdserverpb, signJws } from "@etcd-ts/api";
 import { NatsServerProcess } from "@etcd-ts/events";
@@ -221,6 +224,148 @@ describe("the gateway checks tokens and serves its cache under RBAC", { timeout:
     } finally {
       member.close();
       gateway.close();
+    }
+  });
+
+  test("a Snapshot stream with a bad or expired JWT is refused by the gateway as a member refuses it, and reaches no member; keep-alives (and MemberList, Status) work whatever their token, as on a member", async () => {
+    const memberAddr = stack.cluster.members[0]!.clientUrl.replace(/^http:\/\//, "");
+    const gatewayMaintenance = new etcdserverpb.MaintenanceClient(
+      stack.gatewayAddr,
+      grpc.credentials.createInsecure(),
+    );
+    const memberMaintenance = new etcdserverpb.MaintenanceClient(
+      memberAddr,
+      grpc.credentials.createInsecure(),
+    );
+    const gatewayLease = new etcdserverpb.LeaseClient(stack.gatewayAddr, grpc.credentials.createInsecure());
+    const memberLease = new etcdserverpb.LeaseClient(memberAddr, grpc.credentials.createInsecure());
+    /** The stream's bytes, or its error as [code, details]. */
+    const snapshot = (client: etcdserverpb.MaintenanceClient, md: grpc.Metadata) =>
+      new Promise<{ bytes: number } | { error: [number, string] }>((resolve) => {
+        let bytes = 0;
+        const stream = client.snapshot({}, md);
+        stream.on("data", (r: etcdserverpb.SnapshotResponse) => {
+          bytes += r.blob.length;
+        });
+        stream.on("error", (err: grpc.ServiceError) => resolve({ error: [err.code, err.details] }));
+        stream.on("end", () => resolve({ bytes }));
+      });
+    const snapshotsStarted = async () =>
+      (await memberPages()).reduce(
+        (n, page) => n + sum(page, "grpc_server_started_total", 'grpc_method="Snapshot"'),
+        0,
+      );
+    /** One renewal on a fresh keep-alive stream: the TTL answered, or the stream's error. */
+    const keepAliveOnce = (client: etcdserverpb.LeaseClient, id: bigint, md: grpc.Metadata) =>
+      new Promise<bigint | string>((resolve) => {
+        const stream = client.leaseKeepAlive(md);
+        stream.once("data", (r: etcdserverpb.LeaseKeepAliveResponse) => {
+          resolve(r.TTL);
+          stream.end();
+        });
+        stream.on("error", (err: grpc.ServiceError) => resolve(`${err.code} ${err.details}`));
+        stream.write({ ID: id });
+      });
+    try {
+      const rootToken = await login("root", "rootpw");
+      const aliceToken = await login("alice", "alicepw");
+      const [header, claims] = parts(rootToken);
+      const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+      const input = `${header}.${claims}`;
+      const signedByUs = `${input}.${b64(signJws("ES256", privateKey, input))}`;
+      const unknownKid = b64(
+        JSON.stringify({ ...JSON.parse(Buffer.from(header, "base64url").toString()), kid: "not-published" }),
+      );
+      const bad: Record<string, string> = {
+        "a root token's claims signed with a key of ours": signedByUs,
+        "naming an unpublished key": `${unknownKid}.${claims}.${parts(signedByUs)[2]}`,
+      };
+      const check = async (what: string, token: string) => {
+        const fromMember = await snapshot(memberMaintenance, withToken(token));
+        assert.deepEqual(
+          fromMember,
+          { error: [grpc.status.UNAUTHENTICATED, "etcdserver: invalid auth token"] },
+          `${what}: a member refuses it`,
+        );
+        const started = await snapshotsStarted();
+        const refusedBefore = await refused();
+        assert.deepEqual(await snapshot(gatewayMaintenance, withToken(token)), fromMember, what);
+        assert.equal(await snapshotsStarted(), started, `${what}: no member saw the gateway's stream`);
+        assert.equal(await refused(), refusedBefore + 1, `${what}: refused by the gateway`);
+      };
+      for (const [what, token] of Object.entries(bad)) await check(what, token);
+      assert.match(
+        stack.gateway.output.text,
+        /"method":"Snapshot"[^\n]*refused an invalid auth token/,
+        "the refusal's log line names the stream",
+      );
+      // Tokens a member judges, passed on: its answers come back unchanged.
+      for (const [what, md] of [
+        ["no token", new grpc.Metadata()],
+        ["a non-root token", withToken(aliceToken)],
+      ] as const) {
+        const fromMember = await snapshot(memberMaintenance, md);
+        assert.ok("error" in fromMember, `${what}: a member refuses a snapshot`);
+        assert.deepEqual(await snapshot(gatewayMaintenance, md), fromMember, what);
+      }
+      // A valid root token keeps working, with a real client.
+      const dir = mkdtempSync(join(tmpdir(), "gateway-snapshot-"));
+      try {
+        const saved = await ctl("--user=root:rootpw", "snapshot", "save", join(dir, "s.db"));
+        assert.equal(saved.code, 0, saved.stderr);
+        assert.match(saved.stdout, /Snapshot saved at/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+
+      // Keep-alives: neither etcd 3.4 nor our members read a token on LeaseKeepAlive (Patroni
+      // renews with an expired one), so the gateway refuses none either.
+      const lease = await unary(
+        gatewayLease,
+        gatewayLease.leaseGrant,
+        etcdserverpb.LeaseGrantRequest.fromPartial({ TTL: 60n }),
+        withToken(aliceToken),
+      );
+      const kept = await ctl("--user=alice:alicepw", "lease", "keep-alive", "--once", lease.ID.toString(16));
+      assert.equal(kept.code, 0, kept.stderr);
+      assert.match(kept.stdout, /keepalived with TTL\(60\)/);
+      const expiring = await login("alice", "alicepw");
+      await new Promise((r) => setTimeout(r, TOKEN_TTL_S * 1000 + 1_100));
+      for (const [what, md] of [
+        ["no token", new grpc.Metadata()],
+        ["an expired token", withToken(expiring)],
+        ...Object.entries(bad).map(([w, t]) => [w, withToken(t)] as const),
+      ] as const) {
+        const fromMember = await keepAliveOnce(memberLease, lease.ID, md);
+        assert.equal(fromMember, 60n, `${what}: a member renews`);
+        assert.equal(await keepAliveOnce(gatewayLease, lease.ID, md), fromMember, what);
+      }
+      // Likewise the unary calls neither etcd 3.4 nor our members read a token on.
+      const gatewayCluster = new etcdserverpb.ClusterClient(
+        stack.gatewayAddr,
+        grpc.credentials.createInsecure(),
+      );
+      const memberCluster = new etcdserverpb.ClusterClient(memberAddr, grpc.credentials.createInsecure());
+      try {
+        for (const [what, token] of [["an expired token", expiring], ...Object.entries(bad)] as const) {
+          for (const client of [memberCluster, gatewayCluster]) {
+            const listed = await unary(client, client.memberList, { linearizable: false }, withToken(token));
+            assert.equal(listed.members.length, 3, `${what}: MemberList answered`);
+          }
+          const status = await unary(gatewayMaintenance, gatewayMaintenance.status, {}, withToken(token));
+          assert.ok(status.version !== "", `${what}: Status answered`);
+        }
+      } finally {
+        gatewayCluster.close();
+        memberCluster.close();
+      }
+      // The expired token is refused on a Snapshot, by the gateway.
+      await check("an expired token", expiring);
+    } finally {
+      gatewayMaintenance.close();
+      memberMaintenance.close();
+      gatewayLease.close();
+      memberLease.close();
     }
   });
 

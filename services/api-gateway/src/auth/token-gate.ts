@@ -9,6 +9,19 @@ import { jwsKeyId, type TokenClaims, unverifiedExpiryMs, type VerificationKeys }
 import type { TraceContext } from "@etcd-ts/telemetry";
 import type grpc from "@grpc/grpc-js";
 
+/**
+ * Methods that neither etcd 3.4 nor our members read a token on (they answer a forged or
+ * expired one as they answer none): the gateway lets their tokens through unjudged, so a
+ * client sees what a member would show it. LeaseKeepAlive, a stream, is never judged either.
+ */
+export const TOKEN_UNREAD_METHODS: ReadonlySet<string> = new Set([
+  "/etcdserverpb.Maintenance/Status",
+  "/etcdserverpb.Maintenance/MoveLeader",
+  "/etcdserverpb.Cluster/MemberList",
+  "/etcdserverpb.Lease/LeaseTimeToLive",
+  "/etcdserverpb.Lease/LeaseLeases",
+]);
+
 /** Why the gateway refused a token (the metric's and the log line's `reason`). */
 export type TokenRefusal = "expired" | "bad signature or claims" | "unknown key" | "key expired";
 

@@ -3,6 +3,7 @@
 // as they came (the auth service serves etcd's own Authenticate method), with the client's
 // address in x-forwarded-for so the service's per-address failed-login budget counts the real
 // client, not this gateway. A client cannot choose that address: any value it sent is replaced.
+import { etcdserverpb } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import { Http2UnaryChannel } from "../cluster/http2-unary-channel.js";
 import type { UpstreamTls } from "../cluster/upstream-client.js";
@@ -10,6 +11,8 @@ import type { CallCancellation, UnaryOutcome } from "./unary-forwarder.js";
 
 export const AUTHENTICATE_PATH = "/etcdserverpb.Auth/Authenticate";
 export const FORWARDED_FOR_METADATA = "x-forwarded-for";
+/** services/auth's method for a client certificate's CN (its common-name-tokens.ts). */
+const COMMON_NAME_TOKEN_PATH = "/etcdts.gatewayauth.GatewayAuth/CommonNameToken";
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 export class AuthServiceForwarder {
@@ -62,6 +65,30 @@ export class AuthServiceForwarder {
         trailers: undefined,
       }
     );
+  }
+
+  /**
+   * A token for a client certificate's CN (services/auth's CommonNameToken: it answers only a
+   * gateway whose own certificate it trusts), or the replica's error; the next replica on
+   * UNAVAILABLE, as for Authenticate.
+   */
+  async commonNameToken(commonName: string): Promise<{ token: string } | { error: string }> {
+    const request = Buffer.from(
+      etcdserverpb.AuthenticateRequest.encode({ name: commonName, password: "" }).finish(),
+    );
+    const deadline = Date.now() + DEFAULT_TIMEOUT_MS;
+    const first = this.next++ % this.channels.length;
+    let error = "no auth service replica answered";
+    for (let i = 0; i < this.channels.length; i++) {
+      const channel = this.channels[(first + i) % this.channels.length]!;
+      const outcome = await channel.call(COMMON_NAME_TOKEN_PATH, request, new grpc.Metadata(), deadline)
+        .result;
+      if (outcome.error === undefined)
+        return { token: etcdserverpb.AuthenticateResponse.decode(outcome.response!).token };
+      error = `${grpc.status[outcome.error.code] ?? outcome.error.code}: ${outcome.error.details}`;
+      if (outcome.error.code !== grpc.status.UNAVAILABLE) break;
+    }
+    return { error };
   }
 
   close(): void {

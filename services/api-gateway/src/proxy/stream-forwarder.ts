@@ -1,10 +1,13 @@
 // Server-streaming calls (Snapshot, Election.Observe, RangeStream) relayed message by
 // message with backpressure. Retried on another member only before the first message:
-// after that the client has seen part of one member's answer.
+// after that the client has seen part of one member's answer. With a token gate, a call
+// carrying a bad JWT is refused here as every member refuses it (a Snapshot is root's once auth
+// is on), and reaches no member.
 
-import type { ServerCall } from "@etcd-ts/api";
+import { EtcdError, type ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { type TokenGate, tokenOf } from "../auth/token-gate.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import { passThrough } from "../cluster/upstream-client.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
@@ -21,10 +24,21 @@ export class StreamForwarder {
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
     private readonly maxAttempts: number,
+    private readonly tokenGate: TokenGate | undefined = undefined,
   ) {}
 
   async relay(route: MethodRoute, call: ServerCall): Promise<void> {
     const method = splitMethodPath(route.path)[1];
+    if (this.tokenGate !== undefined) {
+      const judged = this.tokenGate.judge(tokenOf(call.metadata), { method, client: call.remoteAddress });
+      const verdict = judged instanceof Promise ? await judged : judged;
+      if (!verdict.pass) {
+        const refusal = new EtcdError("InvalidAuthToken");
+        this.metrics.answered(method, "gateway", refusal.code, undefined);
+        call.finish({ code: refusal.code, details: refusal.details });
+        return;
+      }
+    }
     const request = call.request;
     const { target, idempotent } = targetFor(route, request, call.metadata);
     const metadata = forwardableMetadata(call.metadata);

@@ -6,7 +6,7 @@ import { EtcdError, etcdserverpb, WireWriter } from "@etcd-ts/api";
 import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { type TokenGate, type TokenVerdict, tokenOf } from "../auth/token-gate.js";
+import { TOKEN_UNREAD_METHODS, type TokenGate, type TokenVerdict, tokenOf } from "../auth/token-gate.js";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed, RangeCaller } from "../cache/range-cache-feed.js";
 import { ReadBarrier } from "../cache/read-barrier.js";
@@ -279,7 +279,11 @@ export class UnaryForwarder {
     }
     let verdict: TokenVerdict | undefined;
     // Authenticate is how a client replaces a bad token: never refused for carrying one.
-    if (this.tokenGate !== undefined && route.path !== AUTHENTICATE_PATH) {
+    if (
+      this.tokenGate !== undefined &&
+      route.path !== AUTHENTICATE_PATH &&
+      !TOKEN_UNREAD_METHODS.has(route.path)
+    ) {
       const judged = this.tokenGate.judge(tokenOf(incoming), { method, client: clientAddress, trace });
       verdict = judged instanceof Promise ? await judged : judged;
       if (!verdict.pass) {

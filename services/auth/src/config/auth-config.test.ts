@@ -62,10 +62,27 @@ describe("auth service configuration", () => {
         .clientCertAuth,
       false,
     );
+    assert.deepEqual(
+      parseConfig(
+        [
+          "--endpoints=a",
+          "--cert-file=c",
+          "--key-file=k",
+          "--client-cert-auth",
+          "--trusted-gateway-cn=gw1, gw2",
+        ],
+        {},
+      ).trustedGatewayCns,
+      ["gw1", "gw2"],
+    );
     const bad: [string[], RegExp][] = [
       [["--cert-file=c"], /--cert-file and --key-file go together/],
       [["--client-cert-auth"], /need --cert-file/],
       [["--peer-key-file=k"], /--peer-cert-file and --peer-key-file go together/],
+      [
+        ["--cert-file=c", "--key-file=k", "--trusted-gateway-cn=gw"],
+        /--trusted-gateway-cn needs --client-cert-auth/,
+      ],
       [["--endpoints=https://127.0.0.1:2380"], /https:\/\/ endpoints need --peer-trusted-ca-file/],
       [
         ["--endpoints=https://127.0.0.1:2380,http://127.0.0.1:3380", "--peer-trusted-ca-file=ca"],

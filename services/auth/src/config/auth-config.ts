@@ -22,6 +22,11 @@ export interface AuthConfig {
   trustedProxies: string[];
   /** nats:// URLs: failed logins shared with the other replicas; "": each replica counts alone. */
   natsUrl: string;
+  /**
+   * CNs of the gateway certificates that may ask for a token for their client's certificate CN
+   * (CommonNameToken); empty: nobody may. Needs --client-cert-auth (the CN must be verified).
+   */
+  trustedGatewayCns: string[];
   logLevel: string;
   /**
    * TLS for the gateways' gRPC port, with etcd's client-side flag names (--cert-file, --key-file,
@@ -115,6 +120,7 @@ const FLAGS: Record<string, Spec> = {
     if (problem !== undefined) throw new ConfigError(problem);
     return v;
   }),
+  "trusted-gateway-cn": field("ETCD_AUTH_TRUSTED_GATEWAY_CN", "trustedGatewayCns", list),
   "log-level": field("ETCD_AUTH_LOG_LEVEL", "logLevel", (v) => v),
   "cert-file": field("ETCD_AUTH_CERT_FILE", "certFile", (v) => v),
   "key-file": field("ETCD_AUTH_KEY_FILE", "keyFile", (v) => v),
@@ -148,6 +154,9 @@ export const USAGE = `Usage: etcd-ts-auth --endpoints=http://127.0.0.1:12380,...
                               IPs or *, default loopback                     (ETCD_AUTH_TRUSTED_PROXIES)
   --nats-url                  nats://host:port: share failed logins with the other replicas
                               (one budget for all), default none             (ETCD_AUTH_NATS_URL)
+  --trusted-gateway-cn        CNs of gateway certificates that may ask for a token for their client
+                              certificate's CN, comma-separated; needs --client-cert-auth
+                              (ETCD_AUTH_TRUSTED_GATEWAY_CN)
   --log-level                 pino level, default info                       (ETCD_AUTH_LOG_LEVEL)
 TLS for the gateways (gRPC port; each flag also as ETCD_AUTH_<FLAG>):
   --cert-file, --key-file     serve TLS with this certificate
@@ -172,6 +181,7 @@ export function defaultConfig(): AuthConfig {
     verifiedPasswordTtlMs: 300_000,
     trustedProxies: ["127.0.0.1", "::1", "::ffff:127.0.0.1"],
     natsUrl: "",
+    trustedGatewayCns: [],
     logLevel: "info",
     certFile: "",
     keyFile: "",
@@ -206,6 +216,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Au
     throw new ConfigError("--cert-file and --key-file go together");
   if ((config.trustedCaFile !== "" || config.clientCertAuth) && config.certFile === "")
     throw new ConfigError("--trusted-ca-file and --client-cert-auth need --cert-file (TLS)");
+  if (config.trustedGatewayCns.length > 0 && !config.clientCertAuth)
+    throw new ConfigError("--trusted-gateway-cn needs --client-cert-auth (a verified gateway certificate)");
   if ((config.peerCertFile === "") !== (config.peerKeyFile === ""))
     throw new ConfigError("--peer-cert-file and --peer-key-file go together");
   const secure = config.endpoints.filter((e) => e.startsWith("https://")).length;

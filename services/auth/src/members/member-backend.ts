@@ -59,6 +59,11 @@ export class MemberBackend {
     return this.call((c, done) => c.listSigningKeys({}, new grpc.Metadata(), this.options(), done));
   }
 
+  /** Whether auth is on and the auth store's revision (a linearizable read on a member). */
+  authRevision(): Promise<authBackend.AuthRevisionResponse> {
+    return this.call((c, done) => c.authRevision({}, new grpc.Metadata(), this.options(), done));
+  }
+
   close(): void {
     for (const c of this.clients) c.close();
   }

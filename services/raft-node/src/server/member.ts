@@ -819,6 +819,16 @@ export class Member implements EtcdServer {
     };
   }
 
+  /** Whether auth is on and the auth store's revision, after a linearizable read. */
+  async readAuthRevision(): Promise<authBackend.AuthRevisionResponse> {
+    await this.linearizableRead();
+    return {
+      enabled: this.authStore.enabled,
+      authRevision: BigInt(this.authStore.revision),
+      header: apiHeader(this.header()),
+    };
+  }
+
   async putSigningKey(key: authBackend.SigningKey): Promise<authBackend.SigningKeySet> {
     PublishedKeys.validate(key);
     const payload = authBackend.SigningKey.encode(key).finish();

@@ -15,6 +15,7 @@ export interface AuthBackendHost {
   putSigningKey(key: authBackend.SigningKey): Promise<authBackend.SigningKeySet>;
   deleteSigningKey(kid: string): Promise<authBackend.SigningKeySet>;
   listSigningKeys(): Promise<authBackend.SigningKeySet>;
+  readAuthRevision(): Promise<authBackend.AuthRevisionResponse>;
 }
 
 interface Logger {
@@ -47,5 +48,6 @@ export function authBackendService(host: AuthBackendHost, logger: Logger): authB
       answer("DeleteSigningKey", call, callback, (r) => host.deleteSigningKey(r.kid)),
     listSigningKeys: (call, callback) =>
       answer("ListSigningKeys", call, callback, () => host.listSigningKeys()),
+    authRevision: (call, callback) => answer("AuthRevision", call, callback, () => host.readAuthRevision()),
   };
 }

@@ -21,6 +21,15 @@ export const protobufPackage = "etcdts.authbackend";
 
 export const protobufFileName = "internal/auth-backend.proto";
 
+export interface AuthRevisionRequest {
+}
+
+export interface AuthRevisionResponse {
+  enabled: boolean;
+  authRevision: bigint;
+  header?: ResponseHeader | undefined;
+}
+
 export interface CredentialRequest {
   name: string;
 }
@@ -59,6 +68,135 @@ export interface ListSigningKeysRequest {
 export interface SigningKeySet {
   keys: SigningKey[];
 }
+
+function createBaseAuthRevisionRequest(): AuthRevisionRequest {
+  return {};
+}
+
+export const AuthRevisionRequest: MessageFns<AuthRevisionRequest> = {
+  encode(_: AuthRevisionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthRevisionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthRevisionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<AuthRevisionRequest>): AuthRevisionRequest {
+    return AuthRevisionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<AuthRevisionRequest>): AuthRevisionRequest {
+    const message = createBaseAuthRevisionRequest();
+    return message;
+  },
+};
+
+function createBaseAuthRevisionResponse(): AuthRevisionResponse {
+  return { enabled: false, authRevision: 0n, header: undefined };
+}
+
+export const AuthRevisionResponse: MessageFns<AuthRevisionResponse> = {
+  encode(message: AuthRevisionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enabled !== false) {
+      writer.uint32(8).bool(message.enabled);
+    }
+    if (message.authRevision !== 0n) {
+      if (BigInt.asUintN(64, message.authRevision) !== message.authRevision) {
+        throw new globalThis.Error("value provided for field message.authRevision of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.authRevision);
+    }
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthRevisionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthRevisionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.authRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<AuthRevisionResponse>): AuthRevisionResponse {
+    return AuthRevisionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuthRevisionResponse>): AuthRevisionResponse {
+    const message = createBaseAuthRevisionResponse();
+    message.enabled = object.enabled ?? false;
+    message.authRevision = (object.authRevision !== undefined && object.authRevision !== null)
+      ? BigInt(object.authRevision)
+      : 0n;
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseCredentialRequest(): CredentialRequest {
   return { name: "" };
@@ -490,6 +628,21 @@ export const AuthBackendService = {
     responseSerialize: (value: SigningKeySet): Buffer => Buffer.from(SigningKeySet.encode(value).finish()),
     responseDeserialize: (value: Buffer): SigningKeySet => SigningKeySet.decode(value),
   },
+  /**
+   * AuthRevision answers whether auth is enabled and the auth store's revision, after a
+   * linearizable read: the `revision` claim of a token services/auth signs for a client
+   * certificate's CN (etcd's AuthInfoFromTLS takes the store's current revision).
+   */
+  authRevision: {
+    path: "/etcdts.authbackend.AuthBackend/AuthRevision" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuthRevisionRequest): Buffer => Buffer.from(AuthRevisionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthRevisionRequest => AuthRevisionRequest.decode(value),
+    responseSerialize: (value: AuthRevisionResponse): Buffer =>
+      Buffer.from(AuthRevisionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthRevisionResponse => AuthRevisionResponse.decode(value),
+  },
 } as const;
 
 export interface AuthBackendServer extends UntypedServiceImplementation {
@@ -509,6 +662,12 @@ export interface AuthBackendServer extends UntypedServiceImplementation {
   deleteSigningKey: handleUnaryCall<DeleteSigningKeyRequest, SigningKeySet>;
   /** ListSigningKeys lists the published keys, after a linearizable read. */
   listSigningKeys: handleUnaryCall<ListSigningKeysRequest, SigningKeySet>;
+  /**
+   * AuthRevision answers whether auth is enabled and the auth store's revision, after a
+   * linearizable read: the `revision` claim of a token services/auth signs for a client
+   * certificate's CN (etcd's AuthInfoFromTLS takes the store's current revision).
+   */
+  authRevision: handleUnaryCall<AuthRevisionRequest, AuthRevisionResponse>;
 }
 
 export interface AuthBackendClient extends Client {
@@ -583,6 +742,26 @@ export interface AuthBackendClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SigningKeySet) => void,
+  ): ClientUnaryCall;
+  /**
+   * AuthRevision answers whether auth is enabled and the auth store's revision, after a
+   * linearizable read: the `revision` claim of a token services/auth signs for a client
+   * certificate's CN (etcd's AuthInfoFromTLS takes the store's current revision).
+   */
+  authRevision(
+    request: AuthRevisionRequest,
+    callback: (error: ServiceError | null, response: AuthRevisionResponse) => void,
+  ): ClientUnaryCall;
+  authRevision(
+    request: AuthRevisionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuthRevisionResponse) => void,
+  ): ClientUnaryCall;
+  authRevision(
+    request: AuthRevisionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuthRevisionResponse) => void,
   ): ClientUnaryCall;
 }
 
