@@ -250,9 +250,11 @@ function stopAll(): Promise<void> {
 async function doStopAll(): Promise<void> {
   stopping = true;
   currentLoad?.kill();
-  // Proxies first (they are clients of the members), then all members together.
-  const gateways = procs.filter((p) => p.name.startsWith("gateway") || p.name === "etcd-grpc-proxy");
-  await Promise.all(gateways.map(stopProc));
+  // Proxies and the auth service first (they are clients of the members), then all members together.
+  const clients = procs.filter(
+    (p) => p.name.startsWith("gateway") || p.name === "etcd-grpc-proxy" || p.name === "auth",
+  );
+  await Promise.all(clients.map(stopProc));
   // SIGTERM, not close()'s SIGKILL: a member writes its CPU profile as it exits.
   await Promise.all(clusters.flatMap((c) => c.members.map((m) => c.stop(m, "SIGTERM", 10_000))));
   for (const c of clusters) await c.close();
