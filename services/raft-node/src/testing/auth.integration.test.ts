@@ -4,6 +4,8 @@
 // every member and a snapshot install keep users, roles and the enabled flag.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { etcdserverpb } from "@etcd-ts/api";
+import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
 import { eventually } from "./eventually.fixture.js";
@@ -61,6 +63,35 @@ describe("auth on the members", { skip: haveEtcdctl ? false : "etcdctl not insta
       "etcdserver: authentication failed, invalid user ID or password",
     );
     assert.equal(await refused(eps, [...alice, "user", "list"]), "etcdserver: permission denied");
+  });
+
+  it("a bad token is refused on LeaseGrant and Alarm too, which check no permission (etcd reads every proposal's token)", async () => {
+    const address = addressOf(cluster.members[0]!);
+    const lease = new etcdserverpb.LeaseClient(address, credentials.createInsecure());
+    const maintenance = new etcdserverpb.MaintenanceClient(address, credentials.createInsecure());
+    const forged = new Metadata();
+    forged.set("token", "forged.token.1");
+    const invalidToken = (err: ServiceError) =>
+      err.code === status.UNAUTHENTICATED && err.details === "etcdserver: invalid auth token";
+    try {
+      await assert.rejects(
+        new Promise((resolve, reject) =>
+          lease.leaseGrant({ ID: 0n, TTL: 60n }, forged, (err, res) => (err ? reject(err) : resolve(res))),
+        ),
+        invalidToken,
+      );
+      await assert.rejects(
+        new Promise((resolve, reject) =>
+          maintenance.alarm({ action: 0, memberID: 0n, alarm: 0 }, forged, (err, res) =>
+            err ? reject(err) : resolve(res),
+          ),
+        ),
+        invalidToken,
+      );
+    } finally {
+      lease.close();
+      maintenance.close();
+    }
   });
 
   it("a user with a prefix permission reads and writes only under it (get, put, txn)", async () => {

@@ -34,11 +34,14 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
   };
 
   return {
-    leaseGrant: unary(async (req: etcdserverpb.LeaseGrantRequest) => {
+    leaseGrant: unary(async (req: etcdserverpb.LeaseGrantRequest, call) => {
       refuseLearner(member);
       // Number() keeps a TTL beyond etcd's MaxLeaseTTL too large, as etcd answers it.
       const grant = { ID: req.ID === 0n ? member.nextLeaseId() : req.ID, TTL: Number(req.TTL) };
       checkQuota(member, { leaseGrant: grant });
+      // etcd reads the token of every request it proposes (raftRequestOnce): a bad one is refused
+      // even where no permission is checked.
+      await callerOf(member, call);
       // A grant without an ID gets one here, so the client's bytes are not what is proposed.
       const applied = await member.leaseGrant(grant, req.ID === 0n ? undefined : requestBytes(req));
       return { header: apiHeader(member.header()), ID: applied.id, TTL: BigInt(applied.ttl), error: "" };
