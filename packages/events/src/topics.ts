@@ -121,7 +121,10 @@ export type BackupNowRequest = Record<string, never>;
 /** `backup.now`'s reply: the backup taken, or why none was. */
 export type BackupNowReply = { ok: true; backup: BackupCompleted } | { ok: false; error: string };
 
-/** A signing key of the auth service was rotated (the auth service is not built yet). */
+/**
+ * A signing key of the auth service was rotated. Defined, published by nobody yet: replicas and
+ * gateways learn of keys from the members' replicated store.
+ */
 export interface AuthKeysRotated {
   /** `kid` of the key that now signs tokens. */
   keyId: string;
