@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { ETCD_ERRORS, EtcdError, type EtcdErrorKind, etcdErrorFromMessage, isEtcdError } from "./mod.js";
+import {
+  ETCD_ERRORS,
+  EtcdError,
+  type EtcdErrorKind,
+  etcdErrorFromMessage,
+  isEtcdError,
+  untranslatedAuthError,
+} from "./mod.js";
 
 describe("etcd error table", () => {
   const kinds = Object.keys(ETCD_ERRORS) as EtcdErrorKind[];
@@ -11,7 +18,7 @@ describe("etcd error table", () => {
     assert.equal(new Set(messages).size, messages.length);
     for (const kind of kinds) {
       const [code, message] = ETCD_ERRORS[kind];
-      assert.match(message, /^etcdserver: /, kind);
+      assert.match(message, kind.startsWith("AuthPackage") ? /^auth: / : /^etcdserver: /, kind);
       const relayed = etcdErrorFromMessage(message);
       assert.ok(isEtcdError(relayed, kind), kind);
       assert.equal(relayed.code, code);
@@ -34,5 +41,19 @@ describe("etcd error table", () => {
       status.UNAVAILABLE,
       "etcdserver: cluster version not found during downgrade",
     ]);
+  });
+
+  it("words an auth check's refusal as etcd 3.4's maintenance server does (auth package, code 2)", () => {
+    const words = (kind: EtcdErrorKind) => {
+      const err = untranslatedAuthError(new EtcdError(kind)) as EtcdError;
+      return [err.code, err.details];
+    };
+    assert.deepEqual(words("PermissionDenied"), [status.UNKNOWN, "auth: permission denied"]);
+    assert.deepEqual(words("UserEmpty"), [status.UNKNOWN, "auth: user name is empty"]);
+    assert.deepEqual(words("UserNotFound"), [status.UNKNOWN, "auth: user name not found"]);
+    assert.deepEqual(words("InvalidAuthToken"), [status.UNKNOWN, "auth: invalid auth token"]);
+    assert.deepEqual(words("NoLeader"), [status.UNAVAILABLE, "etcdserver: no leader"]);
+    const other = new Error("x");
+    assert.equal(untranslatedAuthError(other), other);
   });
 });

@@ -4,7 +4,7 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 
 const { INVALID_ARGUMENT, OUT_OF_RANGE, RESOURCE_EXHAUSTED, NOT_FOUND, FAILED_PRECONDITION } = GrpcStatus;
-const { PERMISSION_DENIED, UNAUTHENTICATED, UNAVAILABLE, DATA_LOSS, CANCELLED, DEADLINE_EXCEEDED } =
+const { PERMISSION_DENIED, UNAUTHENTICATED, UNAVAILABLE, DATA_LOSS, CANCELLED, DEADLINE_EXCEEDED, UNKNOWN } =
   GrpcStatus;
 
 export const ETCD_ERRORS = {
@@ -88,6 +88,12 @@ export const ETCD_ERRORS = {
   InvalidDowngradeTargetVersion: [INVALID_ARGUMENT, "etcdserver: invalid downgrade target version"],
   DowngradeInProcess: [FAILED_PRECONDITION, "etcdserver: cluster has a downgrade job in progress"],
   NoInflightDowngrade: [FAILED_PRECONDITION, "etcdserver: no inflight downgrade job"],
+  // etcd 3.4's auth package's own errors, which its authMaintenanceServer (Defragment, Hash,
+  // HashKV, Snapshot) returns untranslated, so grpc-go sends them as code 2 (Unknown).
+  AuthPackageInvalidAuthToken: [UNKNOWN, "auth: invalid auth token"],
+  AuthPackageUserEmpty: [UNKNOWN, "auth: user name is empty"],
+  AuthPackageUserNotFound: [UNKNOWN, "auth: user name not found"],
+  AuthPackagePermissionDenied: [UNKNOWN, "auth: permission denied"],
   WatchCanceled: [CANCELLED, "etcdserver: watch canceled"],
   RequestCanceled: [CANCELLED, "etcdserver: request canceled"],
   DeadlineExceeded: [DEADLINE_EXCEEDED, "etcdserver: context deadline exceeded"],
@@ -114,6 +120,24 @@ export class EtcdError extends Error {
 
 export function isEtcdError(err: unknown, kind?: EtcdErrorKind): err is EtcdError {
   return err instanceof EtcdError && (kind === undefined || err.kind === kind);
+}
+
+const UNTRANSLATED: Partial<Record<EtcdErrorKind, EtcdErrorKind>> = {
+  InvalidAuthToken: "AuthPackageInvalidAuthToken",
+  UserEmpty: "AuthPackageUserEmpty",
+  UserNotFound: "AuthPackageUserNotFound",
+  PermissionDenied: "AuthPackagePermissionDenied",
+};
+
+/**
+ * An auth check's refusal as etcd 3.4's maintenance server sends it: the auth package's words
+ * and code 2 (`auth: permission denied`), not etcdserver's (`etcdserver: permission denied`, 7).
+ * Any other error is returned as it is.
+ */
+export function untranslatedAuthError(err: unknown): unknown {
+  if (!(err instanceof EtcdError)) return err;
+  const kind = UNTRANSLATED[err.kind];
+  return kind === undefined ? err : new EtcdError(kind);
 }
 
 const BY_MESSAGE = new Map<string, EtcdErrorKind>(

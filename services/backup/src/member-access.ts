@@ -3,7 +3,7 @@
 // is for root only when auth is on, and the delta watch reads the whole keyspace, so the user is
 // root (or one whose role reads everything, for deltas alone).
 import { readFileSync } from "node:fs";
-import { etcdserverpb } from "@etcd-ts/api";
+import { etcdErrorFromMessage, etcdserverpb } from "@etcd-ts/api";
 import { type ChannelCredentials, credentials, Metadata, status } from "@grpc/grpc-js";
 import { SnapshotSourceError } from "./backup-catalog.js";
 import { BackupError } from "./object-store.js";
@@ -87,15 +87,21 @@ export class MemberAccess {
    * What a failed call on `endpoint` means. UNAUTHENTICATED (an expired or revoked token): the next
    * call logs in again, so a retry may succeed. PERMISSION_DENIED, INVALID_ARGUMENT or
    * FAILED_PRECONDITION (no user, an unknown one such as a client certificate's CN, a user who is
-   * not root): every member would answer the same, so a final BackupError.
+   * not root): every member would answer the same, so a final BackupError. Snapshot and HashKV
+   * refuse in etcd 3.4's auth package words instead (code 2, `auth: permission denied`): the same.
    */
   refused(endpoint: string, err: unknown): unknown {
     const code = (err as { code?: number }).code;
-    if (code === status.UNAUTHENTICATED) this.tokens.delete(endpoint);
+    const kind = etcdErrorFromMessage((err as { details?: string }).details ?? "")?.kind;
+    if (code === status.UNAUTHENTICATED || kind === "AuthPackageInvalidAuthToken")
+      this.tokens.delete(endpoint);
     if (
       code === status.PERMISSION_DENIED ||
       code === status.INVALID_ARGUMENT ||
-      code === status.FAILED_PRECONDITION
+      code === status.FAILED_PRECONDITION ||
+      kind === "AuthPackageUserEmpty" ||
+      kind === "AuthPackageUserNotFound" ||
+      kind === "AuthPackagePermissionDenied"
     ) {
       const who = this.login === undefined ? "a caller with no --user" : `user ${this.login.name}`;
       return new BackupError(`${endpoint} refused ${who}: ${(err as { details?: string }).details ?? err}`);

@@ -135,9 +135,9 @@ describe("backups of a cluster with client certificates and auth enabled", {
         ["--user=root:wrong"],
         /authenticate as root on .*: etcdserver: authentication failed, invalid user ID or password/,
       ],
-      [["--user=alice", "--password=alicepw"], /refused user alice: etcdserver: permission denied/],
+      [["--user=alice", "--password=alicepw"], /refused user alice: auth: permission denied/],
       // No --user: the client certificate's CN ("client") is the user, as in etcd, and unknown.
-      [[], /refused a caller with no --user: etcdserver: user name not found/],
+      [[], /refused a caller with no --user: auth: user name not found/],
     ];
     for (const [user, reason] of cases) {
       const started = Date.now();

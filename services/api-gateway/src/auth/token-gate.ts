@@ -5,7 +5,13 @@
 // checks it and every permission again. Opaque tokens (`--auth-token simple`) and members' own
 // kid-less JWTs are the members' to judge, except a kid-less JWT whose `exp` has passed, which
 // every member refuses whatever its key (etcd checks `exp`; a simple-token member knows no JWT).
-import { jwsKeyId, type TokenClaims, unverifiedExpiryMs, type VerificationKeys } from "@etcd-ts/api";
+import {
+  EtcdError,
+  jwsKeyId,
+  type TokenClaims,
+  unverifiedExpiryMs,
+  type VerificationKeys,
+} from "@etcd-ts/api";
 import type { TraceContext } from "@etcd-ts/telemetry";
 import type grpc from "@grpc/grpc-js";
 
@@ -21,6 +27,21 @@ export const TOKEN_UNREAD_METHODS: ReadonlySet<string> = new Set([
   "/etcdserverpb.Lease/LeaseTimeToLive",
   "/etcdserverpb.Lease/LeaseLeases",
 ]);
+
+/** etcd 3.4's authMaintenanceServer methods: they refuse in its auth package's words, code 2. */
+const AUTH_PACKAGE_WORDED_METHODS: ReadonlySet<string> = new Set([
+  "/etcdserverpb.Maintenance/Defragment",
+  "/etcdserverpb.Maintenance/Hash",
+  "/etcdserverpb.Maintenance/HashKV",
+  "/etcdserverpb.Maintenance/Snapshot",
+]);
+
+/** The gateway's refusal of a bad token on `path`, worded as a member (and etcd 3.4) words it there. */
+export function tokenRefusal(path: string): EtcdError {
+  return new EtcdError(
+    AUTH_PACKAGE_WORDED_METHODS.has(path) ? "AuthPackageInvalidAuthToken" : "InvalidAuthToken",
+  );
+}
 
 /** Why the gateway refused a token (the metric's and the log line's `reason`). */
 export type TokenRefusal = "expired" | "bad signature or claims" | "unknown key" | "key expired";

@@ -4,10 +4,10 @@
 // carrying a bad JWT is refused here as every member refuses it (a Snapshot is root's once auth
 // is on), and reaches no member.
 
-import { EtcdError, type ServerCall } from "@etcd-ts/api";
+import type { ServerCall } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { type TokenGate, tokenOf } from "../auth/token-gate.js";
+import { type TokenGate, tokenOf, tokenRefusal } from "../auth/token-gate.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import { passThrough } from "../cluster/upstream-client.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
@@ -33,7 +33,7 @@ export class StreamForwarder {
       const judged = this.tokenGate.judge(tokenOf(call.metadata), { method, client: call.remoteAddress });
       const verdict = judged instanceof Promise ? await judged : judged;
       if (!verdict.pass) {
-        const refusal = new EtcdError("InvalidAuthToken");
+        const refusal = tokenRefusal(route.path);
         this.metrics.answered(method, "gateway", refusal.code, undefined);
         call.finish({ code: refusal.code, details: refusal.details });
         return;

@@ -6,7 +6,13 @@ import { EtcdError, etcdserverpb, WireWriter } from "@etcd-ts/api";
 import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { TOKEN_UNREAD_METHODS, type TokenGate, type TokenVerdict, tokenOf } from "../auth/token-gate.js";
+import {
+  TOKEN_UNREAD_METHODS,
+  type TokenGate,
+  type TokenVerdict,
+  tokenOf,
+  tokenRefusal,
+} from "../auth/token-gate.js";
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed, RangeCaller } from "../cache/range-cache-feed.js";
 import { ReadBarrier } from "../cache/read-barrier.js";
@@ -287,7 +293,7 @@ export class UnaryForwarder {
       const judged = this.tokenGate.judge(tokenOf(incoming), { method, client: clientAddress, trace });
       verdict = judged instanceof Promise ? await judged : judged;
       if (!verdict.pass) {
-        const refusal = new EtcdError("InvalidAuthToken");
+        const refusal = tokenRefusal(route.path);
         this.metrics.answered(method, "gateway", refusal.code, (performance.now() - started) / 1000);
         return {
           error: { code: refusal.code, details: refusal.details, metadata: new grpc.Metadata() },

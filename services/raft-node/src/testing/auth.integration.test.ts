@@ -94,6 +94,38 @@ describe("auth on the members", { skip: haveEtcdctl ? false : "etcdctl not insta
     }
   });
 
+  it("defragment, hash, hashkv and snapshot are root's, refused in etcd 3.4's auth package words (code 2)", async () => {
+    const one = addressOf(cluster.members[0]!);
+    // etcdctl prints the gRPC status as etcd 3.4 sends it (checked against etcd 3.4.x).
+    const unknown = (message: string) => `rpc error: code = Unknown desc = ${message}`;
+    for (const args of [["defrag"], ["endpoint", "hashkv"], ["snapshot", "save", "/dev/null"]]) {
+      assert.match(
+        await refused(one, args),
+        new RegExp(`${unknown("auth: user name is empty")}\\)?$`),
+        args[0],
+      );
+      assert.match(
+        await refused(one, [...alice, ...args]),
+        new RegExp(`${unknown("auth: permission denied")}\\)?$`),
+        args[0],
+      );
+    }
+    // The JSON gateway: a forged token on Hash, grpc-gateway's 500 for code 2.
+    const res = await fetch(`${cluster.members[0]!.clientUrl}/v3/maintenance/hash`, {
+      method: "POST",
+      headers: { authorization: "forged.token.1" },
+      body: "{}",
+    });
+    assert.equal(res.status, 500);
+    assert.deepEqual(await res.json(), {
+      error: "auth: invalid auth token",
+      message: "auth: invalid auth token",
+      code: 2,
+    });
+    // Root may.
+    assert.match(await etcdctl(one, [...root, "endpoint", "hashkv"]), /, \d+/);
+  });
+
   it("a user with a prefix permission reads and writes only under it (get, put, txn)", async () => {
     await etcdctl(eps, [...alice, "put", "/a/1", "v1"]);
     assert.equal(await refused(eps, [...alice, "put", "/b/1", "x"]), "etcdserver: permission denied");

@@ -2,12 +2,12 @@
 // snapshot stream `etcdctl snapshot save` reads: etcd 3.4's backend as a bbolt file + sha256.
 import { createHash } from "node:crypto";
 import type { EventEmitter } from "node:events";
-import { EtcdError, etcdserverpb } from "@etcd-ts/api";
+import { EtcdError, etcdserverpb, untranslatedAuthError } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
 import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import { SHA256_SIZE } from "../snapshot/mod.js";
-import { callerOf } from "./caller.js";
+import { type CallIdentity, callerOf } from "./caller.js";
 import { encodedWriter } from "./grpc-adapter.js";
 import { refuseLearner } from "./kv-service.js";
 import { toStatus, unary } from "./rpc-errors.js";
@@ -25,6 +25,18 @@ function drained(call: EventEmitter): Promise<void> {
     call.on("drain", done);
     call.on("cancelled", done);
   });
+}
+
+/**
+ * etcd 3.4's authMaintenanceServer.isAuthenticated: root only once auth is on, its refusals in
+ * the auth package's words and code 2 (`auth: permission denied`), as etcdctl shows them.
+ */
+async function checkAdmin(member: EtcdServer, call: CallIdentity): Promise<void> {
+  try {
+    member.isAdminPermitted(await callerOf(member, call));
+  } catch (err) {
+    throw untranslatedAuthError(err);
+  }
 }
 
 export function alarmText(memberId: bigint, alarm: number): string {
@@ -64,19 +76,19 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
     // etcd's authMaintenanceServer: defragment, hash, hashKV and snapshot are root's once auth
     // is on (status and move-leader are not checked in etcd 3.4).
     defragment: unary(async (_req: unknown, call) => {
-      member.isAdminPermitted(await callerOf(member, call));
+      await checkAdmin(member, call);
       refuseLearner(member);
       await member.defragment();
       return { header: apiHeader(member.header()) };
     }),
     hash: unary(async (_req: unknown, call) => {
-      member.isAdminPermitted(await callerOf(member, call));
+      await checkAdmin(member, call);
       refuseLearner(member);
       const { hash, revision } = await member.hash();
       return { header: apiHeader(member.header(revision)), hash };
     }),
     hashKv: unary(async (req: etcdserverpb.HashKVRequest, call) => {
-      member.isAdminPermitted(await callerOf(member, call));
+      await checkAdmin(member, call);
       refuseLearner(member);
       const res = await member.hashKV(Number(req.revision));
       return {
@@ -97,7 +109,7 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
     }),
     snapshot: (call: ServerWritableStream<etcdserverpb.SnapshotRequest, etcdserverpb.SnapshotResponse>) => {
       void (async () => {
-        member.isAdminPermitted(await callerOf(member, call));
+        await checkAdmin(member, call);
         refuseLearner(member);
         const out = encodedWriter(call);
         const sha = createHash("sha256");
