@@ -11,13 +11,14 @@
 //
 //   node --conditions=source --import tsx bench/src/auth/authenticate-throughput.ts [--seconds 10] [--callers 16]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { etcdserverpb } from "@etcd-ts/api";
 import { AuthStack } from "@etcd-ts/auth";
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
+import { cpuSeconds } from "../proc-cpu.js";
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -27,19 +28,6 @@ const flag = (name: string, fallback: number) => {
 const SECONDS = flag("seconds", 10);
 const CALLERS = flag("callers", 16);
 const host = "127.0.0.1";
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
-}
 
 function etcdctl(endpoint: string, ...argv: string[]): void {
   const r = spawnSync("etcdctl", [`--endpoints=${endpoint}`, "--command-timeout=20s", ...argv], {

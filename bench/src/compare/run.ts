@@ -24,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { freePorts } from "@etcd-ts/testing";
 import { GOLOAD_BIN, GOLOAD_DIR, type GoloadResult, type GoloadRun, startGoload } from "../goload.js";
+import { processTree, totalCpuSeconds } from "../proc-cpu.js";
 
 // Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -268,6 +269,9 @@ interface Cluster {
   /** The same members' https client URLs (host:port). */
   tlsEndpoints: string[];
   gateway?: string;
+  /** The proxy in front (etcd's grpc-proxy, our gateway) and our auth service: their PIDs, for server CPU. */
+  proxyPid?: number;
+  authPid?: number;
 }
 
 /** Node flags for our processes: a CPU profile per process, written when it exits. */
@@ -310,7 +314,7 @@ async function startCluster(
   const cluster: Cluster = { label: kind, members, clientEndpoints, tlsEndpoints };
   if (kind === "etcd") {
     const proxy = `${host}:${ports[0]}`;
-    startProc(
+    cluster.proxyPid = startProc(
       "etcd-grpc-proxy",
       etcdBin,
       [
@@ -326,14 +330,14 @@ async function startCluster(
         join(dir, "proxy"),
       ],
       join(dir, "grpc-proxy.log"),
-    );
+    ).child.pid;
     cluster.gateway = proxy;
   }
   if (kind === "ours") {
     const gw = `${host}:${ports[0]}`;
     // services/auth answers the gateway's Authenticate (JWTs), as deployed (npm start, compose).
     const [authGrpc, authHttp] = await freePorts(2, host);
-    startProc(
+    cluster.authPid = startProc(
       "auth",
       process.execPath,
       [
@@ -349,8 +353,8 @@ async function startCluster(
         "warn",
       ],
       join(dir, "auth.log"),
-    );
-    startProc(
+    ).child.pid;
+    cluster.proxyPid = startProc(
       "gateway",
       process.execPath,
       [
@@ -372,7 +376,7 @@ async function startCluster(
         "warn",
       ],
       join(dir, "gateway.log"),
-    );
+    ).child.pid;
     cluster.gateway = gw;
   }
   return cluster;
@@ -437,7 +441,8 @@ async function waitHealthy(endpoints: string[], what: string): Promise<void> {
 
 // ---------------------------------------------------------------- load
 
-type Cell = { result: GoloadResult } | { error: string };
+/** A cell: goload's result and the servers' CPU per successful op (µs, from /proc). */
+type Cell = { result: GoloadResult; server_cpu_us_per_op?: number } | { error: string };
 
 /** One cell: goload's result, or what went wrong (the table shows ERROR, the JSON the reason). */
 async function goload(args: string[], hardTimeoutMs: number): Promise<Cell> {
@@ -474,6 +479,25 @@ function scenarioArgs(s: Scenario, endpoints: string[], total: number, timeoutS:
   if (s.watchers !== undefined) args.push("-watchers", String(s.watchers), "-watch-timeout-ms", "5000");
   if (s.streams !== undefined) args.push("-streams", String(s.streams));
   return args;
+}
+
+/**
+ * The processes that serve a target: its three members, and the proxy in front with its
+ * workers (our gateway with the auth service it asks for tokens).
+ */
+function serverPids(t: Target, etcd: Cluster, ours: Cluster): number[] {
+  const members = (c: Cluster) =>
+    c.members.members.flatMap((m) => (m.child?.pid === undefined ? [] : [m.child.pid]));
+  switch (t) {
+    case "etcd":
+      return members(etcd);
+    case "etcd-proxy":
+      return [...members(etcd), ...processTree(etcd.proxyPid)];
+    case "members":
+      return members(ours);
+    case "gateway":
+      return [...members(ours), ...processTree(ours.proxyPid), ...processTree(ours.authPid)];
+  }
 }
 
 function rssKiB(pid: number | undefined): number | null {
@@ -715,7 +739,12 @@ async function main(): Promise<void> {
       if (s.security === "auth") args.push("-user", BENCH_USER);
       // Each cell watches its own prefix (members and gateway share one cluster).
       if (s.op === "watch-catchup") args.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", "120000");
+      const pids = serverPids(t, etcd, ours);
+      const cpuBefore = totalCpuSeconds(pids);
       const cell = await goload(args, (timeoutS + 180) * 1000);
+      if ("result" in cell && cell.result.ok > 0) {
+        cell.server_cpu_us_per_op = Math.round(((totalCpuSeconds(pids) - cpuBefore) * 1e6) / cell.result.ok);
+      }
       results[s.name][t] = cell;
       console.log(
         `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : s.op === "watch-catchup" ? catchupText(cell) : cellText(cell, !!s.watchers)}`,
@@ -777,6 +806,7 @@ async function main(): Promise<void> {
     "members/etcd",
     "gateway/etcd",
     "gateway/etcd-proxy",
+    "server CPU us/op e/p/m/g",
     "goload CPU us/op e/p/m/g",
   ];
   const rows = [header];
@@ -787,6 +817,14 @@ async function main(): Promise<void> {
       .map((t) => {
         const c = r[t];
         return c && "result" in c ? String(c.result.client_cpu.us_per_op) : "-";
+      })
+      .join("/");
+    const serverCpu = targetNames
+      .map((t) => {
+        const c = r[t];
+        return c && "result" in c && c.server_cpu_us_per_op !== undefined
+          ? String(c.server_cpu_us_per_op)
+          : "-";
       })
       .join("/");
     rows.push([
@@ -810,6 +848,7 @@ async function main(): Promise<void> {
             ratio(r.gateway, r.etcd, w),
             ratio(r.gateway, r["etcd-proxy"], w),
           ]),
+      serverCpu,
       cpu,
     ]);
   }

@@ -8,11 +8,12 @@
 // each on a fresh cluster. Then, on the first cluster, one MoveLeader: the handover's entries.
 // Usage (after `npx tsc -b`): node bench/dist/lease/checkpoint-cost.js [--leases 10000] [--seconds 30]
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { addressOf, LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
 import { UnaryClient } from "../grpc/unary-client.js";
+import { cpuSeconds } from "../proc-cpu.js";
 
 const { values: args } = parseArgs({
   options: { leases: { type: "string", default: "10000" }, seconds: { type: "string", default: "30" } },
@@ -20,12 +21,6 @@ const { values: args } = parseArgs({
 const leaseCount = Number(args.leases);
 const windowSeconds = Number(args.seconds);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Seconds of user+system CPU a process has used. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-}
 
 function directoryBytes(dir: string): number {
   let total = 0;

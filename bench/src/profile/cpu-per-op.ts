@@ -17,13 +17,14 @@
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
+import { cpuSeconds } from "../proc-cpu.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -60,15 +61,6 @@ const mains = args.main?.split(",").map((m) => resolve(m)) ??
 if (gatewayMains !== undefined && gatewayMains.length !== mains.length)
   throw new Error("--gateway needs one build per --main");
 if (!existsSync(GOLOAD_BIN)) throw new Error(`missing ${GOLOAD_BIN}: run bench/goload/build.sh`);
-const clockTicks = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces), from field 3 (state) on.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-}
 
 function goload(endpoint: string, total: number, tls = false): Promise<GoloadResult> {
   const argv = [

@@ -25,7 +25,7 @@
 // members follow the sampled flag in `traceparent` (unsampled requests carry no trace bytes in
 // their Raft entries).
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -33,6 +33,7 @@ import { LocalCluster, type MemberProcess } from "@etcd-ts/raft-node";
 import { OTLP_RECEIVER_MAIN } from "@etcd-ts/telemetry";
 import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
+import { cpuSeconds } from "../proc-cpu.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
@@ -157,18 +158,6 @@ async function startStack(config: Config, receiverUrl: string): Promise<Stack> {
   children.push(gateway);
   await waitForLine(gateway, /gateway listening/, `gateway (${config.name})`);
   return { config, cluster, gateway, gatewayAddr };
-}
-
-/** CPU seconds (user + system) a process has used, from /proc/PID/stat (Linux, 100 ticks/s). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
 }
 
 /** A stack's processes by role: gateway, the leader, the followers. */
