@@ -24,10 +24,22 @@ export function encodeEvent(event: { type: number; kv: KeyValue; prevKv?: KeyVal
   return w.finish();
 }
 
+/** Fields 1 and 2 of the last header written: a member writes the same two IDs in every one. */
+let lastIds: { clusterId: bigint; memberId: bigint; fields: Buffer } | undefined;
+
+function idFields(clusterId: bigint, memberId: bigint): Buffer {
+  if (lastIds === undefined || lastIds.clusterId !== clusterId || lastIds.memberId !== memberId) {
+    const w = new WireWriter();
+    if (clusterId !== 0n) w.varintField(1, clusterId);
+    if (memberId !== 0n) w.varintField(2, memberId);
+    lastIds = { clusterId, memberId, fields: w.finish() };
+  }
+  return lastIds.fields;
+}
+
 export function encodeResponseHeader(h: ResponseHeader): Buffer {
   const w = new WireWriter();
-  if (h.clusterId !== 0n) w.varintField(1, h.clusterId);
-  if (h.memberId !== 0n) w.varintField(2, h.memberId);
+  w.raw(idFields(h.clusterId, h.memberId));
   if (h.revision !== 0) w.varintField(3, h.revision);
   if (h.raftTerm !== 0) w.varintField(4, h.raftTerm);
   return w.finish();
