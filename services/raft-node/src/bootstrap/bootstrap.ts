@@ -29,7 +29,6 @@ import {
   type Identity,
   type Layout,
   layoutOf,
-  readColumns,
   readIdentity,
   recoverInterruptedInstall,
   writeIdentity,
@@ -96,15 +95,32 @@ export async function bootstrap(
   const snapshotter = new Snapshotter(layout.snapDir, { logger, sync });
   const seed = new Map<bigint, MemberInfo>();
   const dbExisted = await exists(layout.dbDir);
-  const columns = dbExisted ? await readColumns(layout.dbDir) : new Map();
+  const started = performance.now();
+  const store = await openStore(layout.dbDir, config, leaseExists, disk);
+  // The other state machines' rows come from the store just opened: opening the database a
+  // second time for them cost a RocksDB open (and WAL replay) on every restart.
+  const columns = store.extraColumnRows();
   const members = new MembersTable(memberCodec);
   members.restore(columns.get(MEMBERS_COLUMN) ?? []);
-  const store = await openStore(layout.dbDir, config, leaseExists, disk);
+  const storeOpened = performance.now();
   const raft = (await Wal.exists(layout.walDir))
     ? await restart(layout, snapshotter, walOptions, config.forceNewCluster ? store.appliedIndex : undefined)
     : config.initialClusterState === "new"
       ? { ...(await bootstrapNewCluster(config, layout, walOptions, seed)), applied: 0 }
       : await joinCluster(config, layout, seed, walOptions);
+  const ms = (n: number) => Math.round(n);
+  logger.info(
+    {
+      // performance.now() counts from the process's start: what came before is loading modules.
+      startedAtMs: ms(started),
+      storeMs: ms(storeOpened - started),
+      ...Object.fromEntries(Object.entries(store.openPhasesMs).map(([k, v]) => [`store.${k}Ms`, ms(v)])),
+      raftLogMs: ms(performance.now() - storeOpened),
+      revision: store.revision,
+      appliedIndex: store.appliedIndex,
+    },
+    "opened the store and the Raft log",
+  );
   const behind = storeBehindSnapshot(layout.dbDir, dbExisted, store.appliedIndex, raft.applied);
   if (behind !== undefined) {
     await store.close();
@@ -167,7 +183,9 @@ async function restart(
   const identity = await readIdentity(layout.identityFile);
   if (identity === undefined)
     throw new Error(`${layout.identityFile} is missing: the data dir is incomplete`);
+  const walStarted = performance.now();
   const { wal, recovered } = await Wal.open(layout.walDir, walOptions);
+  const walMs = Math.round(performance.now() - walStarted);
   const storage = new MemoryStorage();
   let applied = 0;
   if (recovered.snapshot !== undefined) {
@@ -207,6 +225,7 @@ async function restart(
       cluster: formatId(identity.clusterId),
       snapshotIndex: applied,
       entries: recovered.entries.length,
+      walMs,
     },
     "restarting member",
   );

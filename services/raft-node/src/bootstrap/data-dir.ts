@@ -1,12 +1,11 @@
 // The member's data directory: where each part lives, the identity file, and the state
-// machine's extra column families read back at start-up and after a snapshot install.
+// machine's extra column families (read back from the open store: MvccStore.extraColumnRows).
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { AUTH_COLUMN } from "../auth/mod.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import { MEMBERS_COLUMN } from "../membership/members-table.js";
-import { RocksBackend } from "../mvcc/rocks-backend.js";
 
 /** Column families other state machines write in the store's batches. */
 export const EXTRA_COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN] as const;
@@ -23,8 +22,6 @@ export interface Layout {
   dbDir: string;
   identityFile: string;
 }
-
-export type ColumnRows = Map<string, { key: Buffer; value: Buffer }[]>;
 
 export function layoutOf(config: MemberConfig): Layout {
   const memberDir = join(config.dataDir, "member");
@@ -80,32 +77,6 @@ export async function writeIdentity(path: string, identity: Identity): Promise<v
     await handle.close();
   }
   await rename(tmp, path);
-}
-
-/** The lease, members and auth rows of a closed database, to rebuild those state machines. */
-export async function readColumns(location: string): Promise<ColumnRows> {
-  const db = await RocksBackend.open(location, ["meta", ...EXTRA_COLUMNS]);
-  const out: ColumnRows = new Map();
-  try {
-    for (const column of EXTRA_COLUMNS) {
-      const rows: { key: Buffer; value: Buffer }[] = [];
-      const it = db.iterator({ column: db.columns[column]! });
-      try {
-        for (;;) {
-          const chunk = it.nextSync(1000);
-          for (let i = 0; i < chunk.keys.length; i++)
-            rows.push({ key: chunk.keys[i]!, value: chunk.values[i]! });
-          if (chunk.finished) break;
-        }
-      } finally {
-        it.close();
-      }
-      out.set(column, rows);
-    }
-  } finally {
-    await db.close();
-  }
-  return out;
 }
 
 export async function exists(path: string): Promise<boolean> {

@@ -14,7 +14,6 @@ import {
 } from "../mvcc/mod.js";
 // The lease column is read back through mvcc's backend because MvccStore has no column scan
 // yet (see the report); production wiring needs that API.
-import { RocksBackend } from "../mvcc/rocks-backend.js";
 import { LEASE_COLUMN } from "./lease-record.js";
 import { LeaseStateMachine, leasedKeyView } from "./lease-state-machine.js";
 import { Lessor } from "./lessor.js";
@@ -28,22 +27,13 @@ interface Member {
 }
 
 async function openMember(dir: string, clock: () => number, nextIndex: { value: number }): Promise<Member> {
-  // What a restarting member does: read the lease records, open the store, rebuild the lessor.
-  const backend = await RocksBackend.open(dir, ["meta", LEASE_COLUMN]);
-  const rows: { key: Buffer; value: Buffer }[] = [];
-  const it = backend.iterator({ column: backend.columns[LEASE_COLUMN] });
-  for (let chunk = it.nextSync(1000); ; chunk = it.nextSync(1000)) {
-    for (let i = 0; i < chunk.keys.length; i++) rows.push({ key: chunk.keys[i], value: chunk.values[i] });
-    if (chunk.finished) break;
-  }
-  it.close();
-  await backend.close();
-
+  // What a restarting member does: open the store, read the lease records from it, rebuild the lessor.
   const lessor = new Lessor({ clock, minTtlSeconds: 2, checkpointIntervalMs: 60_000 });
   const store = await MvccStore.open(dir, {
     extraColumns: [LEASE_COLUMN],
     leaseExists: (id) => lessor.lookup(id) !== undefined,
   });
+  const rows = store.extraColumnRows().get(LEASE_COLUMN) ?? [];
   const machine = new LeaseStateMachine(lessor, leasedKeyView(store));
   machine.recover(rows);
   const applied: AppliedTxn[] = [];

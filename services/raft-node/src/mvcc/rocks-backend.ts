@@ -11,6 +11,7 @@ interface NativeBatch {
   _put(key: Buffer, value: Buffer, options: { column?: ColumnHandle }): void;
   _del(key: Buffer, options: { column?: ColumnHandle }): void;
   _writeSync(options: { sync?: boolean }): void;
+  _clear(): void;
   _closeSync(): void;
   readonly length: number;
 }
@@ -45,6 +46,8 @@ interface NativeDb {
   ): Promise<(Buffer | undefined | null)[]>;
   _iterator(options: IteratorOptions): NativeIterator;
   getProperty(name: string): string;
+  /** abstract-level's registry of open batches and iterators, which only its public close() leaves. */
+  detachResource(resource: object): void;
   readonly columns: Record<string, ColumnHandle>;
 }
 
@@ -60,7 +63,10 @@ export interface RowChunk {
 }
 
 export class RowIterator {
-  constructor(private readonly native: NativeIterator) {}
+  constructor(
+    private readonly native: NativeIterator,
+    private readonly detach: (resource: object) => void,
+  ) {}
 
   /** Up to `count` rows, read on the calling thread (cheap for cached data, blocks on disk). */
   nextSync(count: number): RowChunk {
@@ -74,6 +80,10 @@ export class RowIterator {
 
   close(): void {
     this.native._closeSync();
+    // abstract-level registered the iterator in the database's resource set, which only its
+    // public close() leaves: without this every read's iterator stayed reachable until the
+    // database closed.
+    this.detach(this.native);
   }
 }
 
@@ -88,19 +98,43 @@ function toChunk(result: { rows: (Buffer | undefined)[]; finished: boolean }): R
   return { keys, values, finished: result.finished };
 }
 
+/**
+ * A batch is cleared and kept for the next one when it staged at most this many bytes: the
+ * binding's Clear() keeps the buffer's capacity, so a kept batch costs no allocation next time,
+ * and a bigger one (a compaction slice, a snapshot block) is not held for ever.
+ */
+const REUSE_MAX_BYTES = 1024 * 1024;
+/** Batches are written one at a time on the apply path; a few cover the occasional overlap. */
+const SPARE_BATCHES = 4;
+
 export class WriteBatch {
-  constructor(private readonly native: NativeBatch) {}
+  private native: NativeBatch | undefined;
+  private bytes = 0;
+
+  constructor(
+    native: NativeBatch,
+    private readonly release: (native: NativeBatch, bytes: number) => void,
+  ) {
+    this.native = native;
+  }
+
+  private open(): NativeBatch {
+    if (this.native === undefined) throw new Error("mvcc: write batch used after write or discard");
+    return this.native;
+  }
 
   put(key: Buffer, value: Buffer, column?: ColumnHandle): void {
-    this.native._put(key, value, column === undefined ? {} : { column });
+    this.open()._put(key, value, column === undefined ? {} : { column });
+    this.bytes += key.length + value.length;
   }
 
   del(key: Buffer, column?: ColumnHandle): void {
-    this.native._del(key, column === undefined ? {} : { column });
+    this.open()._del(key, column === undefined ? {} : { column });
+    this.bytes += key.length;
   }
 
   get length(): number {
-    return this.native.length;
+    return this.open().length;
   }
 
   /**
@@ -108,15 +142,19 @@ export class WriteBatch {
    * is what lets the store update its in-memory index in the same tick as the write.
    */
   write(sync: boolean): void {
+    const native = this.open();
+    this.native = undefined;
     try {
-      this.native._writeSync({ sync });
+      native._writeSync({ sync });
     } finally {
-      this.native._closeSync();
+      this.release(native, this.bytes);
     }
   }
 
   discard(): void {
-    this.native._closeSync();
+    const native = this.native;
+    this.native = undefined;
+    if (native !== undefined) this.release(native, this.bytes);
   }
 }
 
@@ -160,9 +198,34 @@ export class RocksBackend {
     return new RocksBackend(db, location, db.columns);
   }
 
+  /** Cleared native batches kept for reuse (see REUSE_MAX_BYTES). */
+  private readonly spareBatches: NativeBatch[] = [];
+
+  /**
+   * A new write batch. Native batches are reused rather than made per batch: the binding's
+   * chained batch registers itself in abstract-level's resource set, which only its public
+   * close() leaves, so each one stayed reachable with its ~30 KiB of staged rows until the
+   * database closed (0.45 KB of native heap per row written, 430 MiB after 1M rows, measured
+   * with glibc and jemalloc alike). A batch is detached from that set when made, so the ones
+   * not kept are garbage once dropped.
+   */
   batch(): WriteBatch {
-    return new WriteBatch(this.db.batch());
+    let native = this.spareBatches.pop();
+    if (native === undefined) {
+      native = this.db.batch();
+      this.db.detachResource(native);
+    }
+    return new WriteBatch(native, this.releaseBatch);
   }
+
+  private readonly releaseBatch = (native: NativeBatch, bytes: number): void => {
+    if (bytes <= REUSE_MAX_BYTES && this.spareBatches.length < SPARE_BATCHES) {
+      native._clear();
+      this.spareBatches.push(native);
+    } else {
+      native._closeSync();
+    }
+  };
 
   getManySync(keys: Buffer[], column?: ColumnHandle): (Buffer | undefined)[] {
     return normalize(this.db._getManySync(keys, { column }));
@@ -195,7 +258,7 @@ export class RocksBackend {
       keyEncoding: "buffer",
       valueEncoding: "buffer",
     });
-    return new RowIterator(native);
+    return new RowIterator(native, (resource) => this.db.detachResource(resource));
   }
 
   /** A RocksDB property of the default column family (the revision key space). */

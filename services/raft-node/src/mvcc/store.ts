@@ -372,6 +372,30 @@ export class MvccStore implements ApplyTarget {
     }
   }
 
+  /**
+   * Every row of the extra columns (another state machine's: leases, members, auth), read at
+   * start-up from this open database rather than by opening it a second time.
+   */
+  extraColumnRows(): Map<string, { key: Buffer; value: Buffer }[]> {
+    const out = new Map<string, { key: Buffer; value: Buffer }[]>();
+    for (const name of this.extraColumns) {
+      const rows: { key: Buffer; value: Buffer }[] = [];
+      const it = this.db.iterator({ column: this.db.columns[name]! });
+      try {
+        for (;;) {
+          const chunk = it.nextSync(1000);
+          for (let i = 0; i < chunk.keys.length; i++)
+            rows.push({ key: chunk.keys[i]!, value: chunk.values[i]! });
+          if (chunk.finished) break;
+        }
+      } finally {
+        it.close();
+      }
+      out.set(name, rows);
+    }
+    return out;
+  }
+
   /** Registers a listener for every durable write txn; returns the unsubscribe function. */
   subscribe(listener: ApplyListener, options: { prevKv?: PrevKvWanted } = {}): () => void {
     this.listeners.set(listener, { prevKv: options.prevKv ?? false });

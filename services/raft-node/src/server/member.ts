@@ -50,7 +50,7 @@ import {
   simpleTokenPrefix,
 } from "../auth/mod.js";
 import { bootstrap, openStore } from "../bootstrap/bootstrap.js";
-import { EXTRA_COLUMNS, type Layout, readColumns } from "../bootstrap/data-dir.js";
+import { EXTRA_COLUMNS, type Layout } from "../bootstrap/data-dir.js";
 import { type MemberConfig, parseGoDuration } from "../config/flags.js";
 import {
   LEASE_COLUMN,
@@ -1100,13 +1100,13 @@ export class Member implements EtcdServer {
     await rename(incoming, location);
     await rm(`${location}.old`, { recursive: true, force: true });
     await rm(image, { force: true });
-    const columns = await readColumns(location);
-    this.membership.restore(columns.get(MEMBERS_COLUMN) ?? []);
-    this.authStore.restore(columns.get(AUTH_COLUMN) ?? []);
-    this.signingKeys.restore(columns.get(AUTH_COLUMN) ?? []);
     this.store = await openStore(location, this.config, (id) => this.lessor.lookup(id) !== undefined, {
       backendCommit: (seconds) => this.metrics.backendCommit.observe(seconds),
     });
+    const columns = this.store.extraColumnRows();
+    this.membership.restore(columns.get(MEMBERS_COLUMN) ?? []);
+    this.authStore.restore(columns.get(AUTH_COLUMN) ?? []);
+    this.signingKeys.restore(columns.get(AUTH_COLUMN) ?? []);
     this.leaseMachine.recover(columns.get(LEASE_COLUMN) ?? []);
     this.subscribeStore();
     this.watchable.restored(this.store.revision);

@@ -574,3 +574,40 @@ test("maxSegments keeps at most that many files, deleting only released ones; 0 
   assert.equal(unlimited.segmentPaths().length, all);
   await unlimited.close();
 });
+
+test("reopening reads only the segments from the one holding the entry after the newest snapshot marker (etcd's selectWALFiles)", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { segmentBytes: 512, maxSegments: 0 });
+  for (let i = 1; i <= 60; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
+  const marker = { index: 40, term: 1, confState: { voters: [1n], learners: [] } };
+  await wal.saveSnapshotMarker(marker);
+  for (let i = 61; i <= 80; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)]);
+  await wal.close();
+  const names = (await readdir(dir)).sort();
+  const firstIndex = (name: string) => Number.parseInt(name.slice(17, 33), 16);
+  assert.ok(firstIndex(names[2]) <= 41, "the test needs two segments wholly before the marker");
+  // Damage in a segment the snapshot covers is never read, as in etcd.
+  const covered = join(dir, names[0]);
+  const bytes = await readFile(covered);
+  bytes.fill(0xee, 100, 200);
+  await writeFile(covered, bytes);
+  const { logger, lines } = recordingLogger();
+  const { wal: reopened, recovered } = await Wal.open(dir, { logger });
+  assert.deepEqual(recovered.snapshot, marker);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [...Array(40).keys()].map((k) => k + 41),
+  );
+  assert.equal(recovered.hardState?.commit, 80);
+  const opened = lines.find((l) => l.message === "wal: opened");
+  assert.equal(opened?.details.segments, names.length);
+  assert.ok((opened?.details.segmentsRead as number) < names.length - 1);
+  // The log goes on from there: appends, and a restart replays them.
+  await reopened.save({ term: 1, vote: 1n, commit: 81 }, [entry(81)]);
+  await reopened.close();
+  const again = await Wal.open(dir);
+  assert.equal(again.recovered.entries.at(-1)?.index, 81);
+  await again.wal.close();
+  // A caller replaying from the start still reads every segment, and finds the damage.
+  await assert.rejects(Wal.open(dir, { startAt: { index: 0, term: 0 } }), WalCorruptionError);
+});
