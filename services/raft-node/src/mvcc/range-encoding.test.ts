@@ -109,11 +109,16 @@ describe("MvccStore.rangeEncoded", () => {
     { minCreateRevision: 10, maxCreateRevision: 50 },
   ];
 
-  for (const syncReadMaxKeys of [4, 10_000]) {
-    it(`answers every request shape with range's bytes (syncReadMaxKeys ${syncReadMaxKeys})`, () =>
+  for (const [syncReadMaxKeys, rangeBatchKeys] of [
+    [4, 7],
+    [4, 1],
+    [10_000, 4096],
+    [10_000, 3],
+  ] as const) {
+    it(`answers every request shape with range's bytes (syncReadMaxKeys ${syncReadMaxKeys}, rangeBatchKeys ${rangeBatchKeys})`, () =>
       withStore(
         async (store, kv) => {
-          const rand = random(syncReadMaxKeys);
+          const rand = random(syncReadMaxKeys + rangeBatchKeys);
           for (let i = 0; i < 120; i++) {
             const key = `k${String(Math.floor(rand() * 60)).padStart(2, "0")}`;
             if (rand() < 0.15) await kv.del(key);
@@ -144,7 +149,7 @@ describe("MvccStore.rangeEncoded", () => {
             (err) => isEtcdError(err, "FutureRev"),
           );
         },
-        { syncReadMaxKeys },
+        { syncReadMaxKeys, rangeBatchKeys },
       ));
   }
 });

@@ -100,6 +100,8 @@ export interface MvccStoreOptions {
   compactionSliceKeys?: number;
   /** Ranges reading at most this many values read them on the event-loop thread. */
   syncReadMaxKeys?: number;
+  /** Keys of the index a large Range's answer walks per turn of the event loop (default 4096). */
+  rangeBatchKeys?: number;
   /** Extra column families other state machines (leases, auth) write in the same batches. */
   extraColumns?: readonly string[];
   /** Compress stored revisions (default true). */
@@ -284,6 +286,7 @@ export class MvccStore implements ApplyTarget {
   private readonly syncWrites: boolean;
   private readonly compactionSliceKeys: number;
   private readonly syncReadMaxKeys: number;
+  private readonly rangeBatchKeys: number;
   private readonly extraColumns: readonly string[];
 
   /** Writes of the batch being applied, by main revision then sub, readable before commit. */
@@ -317,6 +320,7 @@ export class MvccStore implements ApplyTarget {
     this.leaseExists = options.leaseExists;
     this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
+    this.rangeBatchKeys = options.rangeBatchKeys ?? 4096;
     this.extraColumns = options.extraColumns ?? [];
     this.tuning = tuningOf(options);
     this.onCommit = options.onCommit;
@@ -826,28 +830,43 @@ export class MvccStore implements ApplyTarget {
     this.opCounts.range++;
     const curRev = this.currentRev;
     const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
-    const { hits, total } = this.index.revisions(keyBounds(r.key, r.rangeEnd), rev, indexLimit(r));
-    let more = false;
-    if (r.limit > 0 && hits.length > r.limit) {
-      hits.length = r.limit;
-      more = true;
-    }
-    let kvParts: Buffer[];
-    if (hits.length <= this.syncReadMaxKeys) {
+    const bounds = keyBounds(r.key, r.rangeEnd);
+    const limit = r.limit > 0 ? r.limit : Number.POSITIVE_INFINITY;
+    const first = this.index.revisionsBatch(bounds, rev, undefined, this.rangeBatchKeys);
+    if (first.done && Math.min(first.hits.length, limit) <= this.syncReadMaxKeys) {
+      const hits = first.hits.slice(0, limit);
       const values = this.db.getManySync(hits.map((h) => revisionKey(h.main, h.sub)));
-      kvParts = [keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev))];
-    } else {
-      kvParts = await this.reading(async () => {
-        const parts: Buffer[] = [];
-        for (let i = 0; i < hits.length; i += ASYNC_READ_CHUNK) {
-          const slice = hits.slice(i, i + ASYNC_READ_CHUNK);
-          const values = await this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
-          parts.push(keyValueFields(2, storedOrFail(values, slice, rev, this.compactMainRev)));
-        }
-        return parts;
-      });
+      return {
+        header: header(curRev),
+        kvParts: [keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev))],
+        more: first.hits.length > limit,
+        count: first.hits.length,
+      };
     }
-    return { header: header(curRev), kvParts, more, count: total };
+    // Index batches, reads and copies alternate, so no step holds the loop for the whole
+    // answer and no hit is kept once its chunk is written. etcd counts past the limit.
+    return this.reading(async () => {
+      const kvParts: Buffer[] = [];
+      let batch = first;
+      let total = 0;
+      let taken = 0;
+      for (;;) {
+        total += batch.hits.length;
+        const take = batch.hits.slice(0, Math.max(0, Math.min(batch.hits.length, limit - taken)));
+        taken += take.length;
+        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK) {
+          const slice = take.slice(i, i + ASYNC_READ_CHUNK);
+          const values = await this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
+          kvParts.push(keyValueFields(2, storedOrFail(values, slice, rev, this.compactMainRev)));
+        }
+        if (batch.done) break;
+        if (take.length === 0) await yieldToEventLoop();
+        // A compaction past the read revision meanwhile took revisions the rest would show.
+        if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+        batch = this.index.revisionsBatch(bounds, rev, batch.last, this.rangeBatchKeys);
+      }
+      return { header: header(curRev), kvParts, more: total > limit, count: total };
+    });
   }
 
   /**
