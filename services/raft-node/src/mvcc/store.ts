@@ -854,10 +854,13 @@ export class MvccStore implements ApplyTarget {
         total += batch.hits.length;
         const take = batch.hits.slice(0, Math.max(0, Math.min(batch.hits.length, limit - taken)));
         taken += take.length;
-        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK) {
-          const slice = take.slice(i, i + ASYNC_READ_CHUNK);
-          const values = await this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
-          kvParts.push(keyValueFields(2, storedOrFail(values, slice, rev, this.compactMainRev)));
+        // The batch's chunks are read side by side on the libuv pool, copied in order.
+        const slices: RangeHit[][] = [];
+        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK) slices.push(take.slice(i, i + ASYNC_READ_CHUNK));
+        const reads = slices.map((slice) => this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub))));
+        for (let i = 0; i < slices.length; i++) {
+          const values = await reads[i]!;
+          kvParts.push(keyValueFields(2, storedOrFail(values, slices[i]!, rev, this.compactMainRev)));
         }
         if (batch.done) break;
         if (take.length === 0) await yieldToEventLoop();
