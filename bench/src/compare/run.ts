@@ -1014,7 +1014,7 @@ async function main(): Promise<void> {
       cpu,
     ]);
   }
-  console.log(`\n${table(rows)}`);
+  if (opts.scenarios.length > 0) console.log(`\n${table(rows)}`);
   if (rss) {
     const a = rss.after as Record<string, ReturnType<typeof rssOf>>;
     const b = rss.before as Record<string, ReturnType<typeof rssOf>>;
