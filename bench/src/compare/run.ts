@@ -20,7 +20,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { cpus, hostname, tmpdir } from "node:os";
+import { cpus, hostname, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
@@ -153,6 +153,13 @@ interface Options {
   rss: boolean;
   /** Whether the "range-full" step runs (one Range over the loaded keys per target). */
   rangeFull: boolean;
+  /** How many times each target's range-full cell runs (rotating the order each round). */
+  rangeRounds: number;
+  /**
+   * --wait-until HH:MM (UTC): after loading the keys, wait until then before measuring, so the
+   * measured steps fall in a quiet window of a shared machine while the load does not.
+   */
+  waitUntil: Date | undefined;
   cellTimeoutS: number;
   profileDir: string | undefined;
   /** The gateway's --workers (etcd's grpc-proxy uses every core by itself). */
@@ -166,6 +173,8 @@ function parseArgs(argv: string[]): Options {
   let targets: Target[] = [...targetNames];
   let profileDir: string | undefined;
   let gatewayWorkers = "1";
+  let rangeRounds = 1;
+  let waitUntil: Date | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
@@ -180,9 +189,11 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--targets") targets = value().split(",").filter(Boolean) as Target[];
     else if (flag === "--profile") profileDir = resolve(value());
     else if (flag === "--gateway-workers") gatewayWorkers = value();
+    else if (flag === "--range-rounds") rangeRounds = Number(value());
+    else if (flag === "--wait-until") waitUntil = utcTimeToday(value());
     else if (flag === "--help" || flag === "-h") {
       console.log(
-        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (the last two load --keys keys first)`,
+        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (the last two load --keys keys first)`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
@@ -198,6 +209,8 @@ function parseArgs(argv: string[]): Options {
   }
   const k = keys ?? (quick ? 10_000 : 1_000_000);
   if (!Number.isInteger(k) || k < 0) throw new Error("--keys must be a non-negative integer");
+  if (!Number.isInteger(rangeRounds) || rangeRounds < 1)
+    throw new Error("--range-rounds must be a positive integer");
   return {
     quick,
     scenarios: scenarios.filter((s) => wanted.includes(s.name)),
@@ -205,6 +218,8 @@ function parseArgs(argv: string[]): Options {
     keys: KEY_STEPS.some((n) => wanted.includes(n)) ? k : 0,
     rss: wanted.includes("rss"),
     rangeFull: wanted.includes("range-full"),
+    rangeRounds,
+    waitUntil,
     cellTimeoutS: quick ? 8 : 15,
     profileDir,
     gatewayWorkers,
@@ -508,12 +523,29 @@ function rssOf(c: Cluster) {
   };
 }
 
+/** The next time it is HH:MM in UTC (today, or tomorrow if that has passed). */
+function utcTimeToday(hhmm: string): Date {
+  const m = /^(\d{1,2}):(\d{2})$/.exec(hhmm);
+  if (m === null) throw new Error("--wait-until wants HH:MM (UTC)");
+  const at = new Date();
+  at.setUTCHours(Number(m[1]), Number(m[2]), 0, 0);
+  if (at.getTime() < Date.now()) at.setUTCDate(at.getUTCDate() + 1);
+  return at;
+}
+
 /** The targets, the first `i` moved to the end: each scenario starts with another one. */
 function rotated(i: number): Target[] {
   return targetNames.map((_, k) => targetNames[(k + i) % targetNames.length]!);
 }
 
 // ---------------------------------------------------------------- range-full
+
+/** The machine's load averages, to print beside cells measured on a shared machine. */
+function uptimeText(): string {
+  return `load ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`;
+}
 
 /** Puts per second beside the Range, and for how long before it (their baseline). */
 const RANGE_FULL_PUT_RATE = 100;
@@ -530,6 +562,8 @@ type RangeFullCell = Cell & {
   /** The member that answered (etcd, members) or every member (behind a proxy): RSS by process. */
   rss?: Record<string, RssTrack>;
   endpoint?: string;
+  /** The machine's load averages when the cell ended. */
+  load?: number[];
 };
 
 /**
@@ -593,7 +627,7 @@ async function rangeFullCell(t: Target, etcd: Cluster, ours: Cluster): Promise<R
   }
   // Let the processes settle (and free what the answer took) before the next target.
   await sleep(3_000);
-  return { ...cell, rss, endpoint };
+  return { ...cell, rss, endpoint, load: loadavg() };
 }
 
 interface RangeFullSummary {
@@ -914,7 +948,8 @@ async function main(): Promise<void> {
   }
 
   let rss: Record<string, unknown> | undefined;
-  let rangeFull: Partial<Record<Target, RangeFullCell>> | undefined;
+  /** One record per --range-rounds round. */
+  let rangeFull: Partial<Record<Target, RangeFullCell>>[] | undefined;
   if (opts.keys > 0) {
     rss = { keys: opts.keys, val_size: 256, before: { etcd: rssOf(etcd), ours: rssOf(ours) } };
     const loads: Record<string, Cell> = {};
@@ -945,13 +980,22 @@ async function main(): Promise<void> {
     await sleep(2_000);
     rss.after = { etcd: rssOf(etcd), ours: rssOf(ours) };
     rss.load = loads;
+    if (opts.waitUntil !== undefined && opts.waitUntil.getTime() > Date.now()) {
+      console.log(`  waiting until ${opts.waitUntil.toISOString()} (--wait-until)`);
+      while (!stopping && Date.now() < opts.waitUntil.getTime()) await sleep(1_000);
+      if (stopping) return;
+    }
     if (opts.rangeFull) {
-      rangeFull = {};
-      const targets = rotated(opts.scenarios.length).filter((t) => opts.targets.includes(t));
-      for (const t of targets) {
-        if (stopping) return;
-        rangeFull[t] = await rangeFullCell(t, etcd, ours);
-        console.log(`  range-full ${t.padEnd(10)} ${rangeFullText(rangeFull[t])}`);
+      rangeFull = [];
+      for (let round = 0; round < opts.rangeRounds; round++) {
+        const cells: Partial<Record<Target, RangeFullCell>> = {};
+        const targets = rotated(opts.scenarios.length + round).filter((t) => opts.targets.includes(t));
+        for (const t of targets) {
+          if (stopping) return;
+          cells[t] = await rangeFullCell(t, etcd, ours);
+          console.log(`  range-full ${t.padEnd(10)} ${rangeFullText(cells[t])}  [${uptimeText()}]`);
+        }
+        rangeFull.push(cells);
       }
     }
     if (opts.rss) {
@@ -1040,7 +1084,11 @@ async function main(): Promise<void> {
       );
     }
   }
-  if (rangeFull !== undefined) console.log(`\n${rangeFullTable(rangeFull, opts.keys)}`);
+  for (const [round, cells] of (rangeFull ?? []).entries()) {
+    console.log(
+      `\n${rangeFull!.length > 1 ? `round ${round + 1}:\n` : ""}${rangeFullTable(cells, opts.keys)}`,
+    );
+  }
   const errored = Object.entries(results).flatMap(([name, r]) =>
     Object.entries(r).flatMap(([t, c]) => (c && "error" in c ? [`${name}/${t}: ${c.error}`] : [])),
   );

@@ -854,12 +854,22 @@ export class MvccStore implements ApplyTarget {
         total += batch.hits.length;
         const take = batch.hits.slice(0, Math.max(0, Math.min(batch.hits.length, limit - taken)));
         taken += take.length;
-        // The batch's chunks are read side by side on the libuv pool, copied in order.
+        // One chunk is read ahead while the previous one is copied; no more, so a long Range
+        // leaves the rest of the libuv pool (4 threads) to the WAL's fsyncs of the writes beside it.
         const slices: RangeHit[][] = [];
-        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK) slices.push(take.slice(i, i + ASYNC_READ_CHUNK));
-        const reads = slices.map((slice) => this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub))));
+        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK)
+          slices.push(take.slice(i, i + ASYNC_READ_CHUNK));
+        const read = (slice: RangeHit[]) => {
+          const values = this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
+          // A read ahead whose answer is never awaited (the Range failed first) must not
+          // become an unhandled rejection; awaiting it still throws.
+          values.catch(() => {});
+          return values;
+        };
+        let next = slices.length > 0 ? read(slices[0]!) : undefined;
         for (let i = 0; i < slices.length; i++) {
-          const values = await reads[i]!;
+          const values = await next!;
+          next = i + 1 < slices.length ? read(slices[i + 1]!) : undefined;
           kvParts.push(keyValueFields(2, storedOrFail(values, slices[i]!, rev, this.compactMainRev)));
         }
         if (batch.done) break;
