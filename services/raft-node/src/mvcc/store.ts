@@ -812,11 +812,12 @@ export class MvccStore implements ApplyTarget {
    * for the gRPC handler. A large answer never holds the event loop for its whole length:
    * values come from RocksDB a chunk at a time off the loop and, in index order (no filter or
    * sort), go into the answer as stored (stored revisions are encodeKeyValue's bytes, which
-   * are the answer's), with no KeyValue object for them; otherwise the KeyValues `range` built
-   * are encoded a chunk per turn.
+   * are the answer's), with no KeyValue object for them (keys_only: from the index for a key's
+   * latest revision); with a revision filter or a sort, the KeyValues `range` built are encoded
+   * a chunk per turn.
    */
   async rangeEncoded(r: RangeRequest): Promise<EncodedRangeResponse> {
-    if (r.countOnly || r.keysOnly || !inIndexOrder(r)) {
+    if (!inIndexOrder(r)) {
       const res = await this.range(r);
       const kvParts: Buffer[] = [];
       for (let i = 0; i < res.kvs.length; i += ENCODE_CHUNK) {
@@ -831,15 +832,30 @@ export class MvccStore implements ApplyTarget {
     const curRev = this.currentRev;
     const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
     const bounds = keyBounds(r.key, r.rangeEnd);
-    const limit = r.limit > 0 ? r.limit : Number.POSITIVE_INFINITY;
+    // count_only: the same walk, no KeyValue taken, `more` false as in etcd.
+    const limit = r.countOnly ? 0 : r.limit > 0 ? r.limit : Number.POSITIVE_INFINITY;
+    const moreThan = (total: number) => !r.countOnly && total > limit;
+    // keys_only: a key's latest revision comes from the index alone, no value read.
+    const fromIndex = (hits: readonly RangeHit[]) => r.keysOnly && hits.every(isLatest);
+    const encode = (hits: readonly RangeHit[], values: readonly (Buffer | undefined)[] | undefined) =>
+      values === undefined
+        ? keyValueFields(
+            2,
+            hits.map((h) => encodeKeyValue(keyValueFromIndex(h))),
+          )
+        : r.keysOnly
+          ? keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev).map(withoutValue))
+          : keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev));
     const first = this.index.revisionsBatch(bounds, rev, undefined, this.rangeBatchKeys);
     if (first.done && Math.min(first.hits.length, limit) <= this.syncReadMaxKeys) {
       const hits = first.hits.slice(0, limit);
-      const values = this.db.getManySync(hits.map((h) => revisionKey(h.main, h.sub)));
+      const values = fromIndex(hits)
+        ? undefined
+        : this.db.getManySync(hits.map((h) => revisionKey(h.main, h.sub)));
       return {
         header: header(curRev),
-        kvParts: [keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev))],
-        more: first.hits.length > limit,
+        kvParts: hits.length > 0 ? [encode(hits, values)] : [],
+        more: moreThan(first.hits.length),
         count: first.hits.length,
       };
     }
@@ -860,6 +876,7 @@ export class MvccStore implements ApplyTarget {
         for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK)
           slices.push(take.slice(i, i + ASYNC_READ_CHUNK));
         const read = (slice: RangeHit[]) => {
+          if (fromIndex(slice)) return Promise.resolve(undefined);
           const values = this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
           // A read ahead whose answer is never awaited (the Range failed first) must not
           // become an unhandled rejection; awaiting it still throws.
@@ -870,7 +887,7 @@ export class MvccStore implements ApplyTarget {
         for (let i = 0; i < slices.length; i++) {
           const values = await next!;
           next = i + 1 < slices.length ? read(slices[i + 1]!) : undefined;
-          kvParts.push(keyValueFields(2, storedOrFail(values, slices[i]!, rev, this.compactMainRev)));
+          kvParts.push(encode(slices[i]!, values));
         }
         if (batch.done) break;
         if (take.length === 0) await yieldToEventLoop();
@@ -878,7 +895,7 @@ export class MvccStore implements ApplyTarget {
         if (rev < this.compactMainRev) throw new EtcdError("Compacted");
         batch = this.index.revisionsBatch(bounds, rev, batch.last, this.rangeBatchKeys);
       }
-      return { header: header(curRev), kvParts, more: total > limit, count: total };
+      return { header: header(curRev), kvParts, more: moreThan(total), count: total };
     });
   }
 
@@ -1303,6 +1320,13 @@ function deleteKeys(txn: WriteTxn, index: TreeIndex, keys: Buffer[]): DeleteKeys
     }
   }
   return { deleted, revision: txn.endRev };
+}
+
+/** A stored KeyValue re-encoded without its value (keys_only of a key's older revision). */
+function withoutValue(stored: Buffer): Buffer {
+  const kv = decodeKeyValue(stored);
+  kv.value = EMPTY;
+  return encodeKeyValue(kv);
 }
 
 /** The stored bytes of `hits`, as `decodeOrFail` would accept them (Compacted if a compaction removed one). */
