@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { etcdserverpb, isEtcdError } from "@etcd-ts/api";
+import { seededRandom } from "@etcd-ts/raft";
 import { apiHeader, apiKeyValue } from "./api-shapes.js";
 import { encodeKeyValue, keyValueFields } from "./kv-codec.js";
 import { rangeRequest } from "./request-builders.js";
@@ -12,17 +13,8 @@ import { withStore } from "./store-fixture.js";
 import type { KeyValue, RangeRequest, RangeResponse, ResponseHeader } from "./types.js";
 import { SortOrder, SortTarget } from "./types.js";
 
-/** mulberry32: a seeded generator, so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded, so a failure can be replayed. */
+const random = seededRandom;
 
 function randomKeyValue(rand: () => number): KeyValue {
   const int = (max: number) => Math.floor(rand() * max);

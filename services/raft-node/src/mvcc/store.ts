@@ -786,14 +786,19 @@ export class MvccStore implements ApplyTarget {
 
   // --- reads ---------------------------------------------------------------------------------
 
-  /** A Range served from local state (serializable; linearizable once the caller waited for ReadIndex). */
-  async range(r: RangeRequest): Promise<RangeResponse> {
-    if (this.exclusive !== undefined) await this.passExclusive();
+  /** What every Range does once no defragmentation holds the store: count it, fix its revision. */
+  private startRange(r: RangeRequest): { curRev: number; rev: number; bounds: KeyBounds } {
     this.assertUsable();
     this.opCounts.range++;
     const curRev = this.currentRev;
     const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
-    const bounds = keyBounds(r.key, r.rangeEnd);
+    return { curRev, rev, bounds: keyBounds(r.key, r.rangeEnd) };
+  }
+
+  /** A Range served from local state (serializable; linearizable once the caller waited for ReadIndex). */
+  async range(r: RangeRequest): Promise<RangeResponse> {
+    if (this.exclusive !== undefined) await this.passExclusive();
+    const { curRev, rev, bounds } = this.startRange(r);
     if (r.countOnly) {
       return { header: header(curRev), kvs: [], more: false, count: this.index.count(bounds, rev) };
     }
@@ -827,11 +832,7 @@ export class MvccStore implements ApplyTarget {
       return { header: res.header, kvParts, more: res.more, count: res.count };
     }
     if (this.exclusive !== undefined) await this.passExclusive();
-    this.assertUsable();
-    this.opCounts.range++;
-    const curRev = this.currentRev;
-    const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
-    const bounds = keyBounds(r.key, r.rangeEnd);
+    const { curRev, rev, bounds } = this.startRange(r);
     // count_only: the same walk, no KeyValue taken, `more` false as in etcd.
     const limit = r.countOnly ? 0 : r.limit > 0 ? r.limit : Number.POSITIVE_INFINITY;
     const moreThan = (total: number) => !r.countOnly && total > limit;
