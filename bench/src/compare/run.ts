@@ -3,6 +3,8 @@
 // (temp data dirs), drives each with the same lean Go client (bench/goload) scenario by
 // scenario, alternating targets, then loads N keys into both, reads member RSS, and restarts one
 // follower of each cluster, timing until it serves a serializable Range at the latest revision.
+// With those keys loaded, "range-full" reads them all in one Range per target while a paced put
+// load runs beside it (time, response size, RSS growth, the puts' latency against a baseline).
 // Flags: --quick, --scenarios a,b, --targets etcd,members,gateway, --keys N, --profile DIR
 // (our members and gateway write V8 CPU profiles there; summarise with bench/dist/profile/top.js).
 // Results: bench/results/<timestamp>.json.
@@ -18,7 +20,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { cpus, hostname, tmpdir } from "node:os";
+import { cpus, hostname, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
@@ -134,6 +136,8 @@ const scenarios: Scenario[] = [
     quickTotal: 10_000,
   },
 ];
+/** Steps after the scenarios, on --keys loaded keys. */
+const KEY_STEPS = ["rss", "range-full"];
 const quickScenarios = ["put-1x1", "put-10x100", "range-ser-10x100", "watch-1000", "lease-keepalive-10x100"];
 
 // etcd-proxy: real etcd behind its own `etcd grpc-proxy` (a Go proxy with watch and keep-alive
@@ -146,6 +150,17 @@ interface Options {
   scenarios: Scenario[];
   targets: Target[];
   keys: number;
+  /** Whether the "rss" step (RSS after the load, a follower's restart) runs. */
+  rss: boolean;
+  /** Whether the "range-full" step runs (one Range over the loaded keys per target). */
+  rangeFull: boolean;
+  /** How many times each target's range-full cell runs (rotating the order each round). */
+  rangeRounds: number;
+  /**
+   * --wait-until HH:MM (UTC): after loading the keys, wait until then before measuring, so the
+   * measured steps fall in a quiet window of a shared machine while the load does not.
+   */
+  waitUntil: Date | undefined;
   cellTimeoutS: number;
   profileDir: string | undefined;
   /** The gateway's --workers (etcd's grpc-proxy uses every core by itself). */
@@ -159,6 +174,8 @@ function parseArgs(argv: string[]): Options {
   let targets: Target[] = [...targetNames];
   let profileDir: string | undefined;
   let gatewayWorkers = "1";
+  let rangeRounds = 1;
+  let waitUntil: Date | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
@@ -173,27 +190,37 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--targets") targets = value().split(",").filter(Boolean) as Target[];
     else if (flag === "--profile") profileDir = resolve(value());
     else if (flag === "--gateway-workers") gatewayWorkers = value();
+    else if (flag === "--range-rounds") rangeRounds = Number(value());
+    else if (flag === "--wait-until") waitUntil = utcTimeToday(value());
     else if (flag === "--help" || flag === "-h") {
       console.log(
-        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, rss`,
+        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (the last two load --keys keys first)`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
   }
-  const wanted = names ?? (quick ? [...quickScenarios, "rss"] : [...scenarios.map((s) => s.name), "rss"]);
+  const wanted =
+    names ?? (quick ? [...quickScenarios, ...KEY_STEPS] : [...scenarios.map((s) => s.name), ...KEY_STEPS]);
   for (const n of wanted) {
-    if (n !== "rss" && !scenarios.some((s) => s.name === n)) throw new Error(`unknown scenario ${n}`);
+    if (!KEY_STEPS.includes(n) && !scenarios.some((s) => s.name === n))
+      throw new Error(`unknown scenario ${n}`);
   }
   for (const t of targets) {
     if (!targetNames.includes(t)) throw new Error(`unknown target ${t}`);
   }
   const k = keys ?? (quick ? 10_000 : 1_000_000);
   if (!Number.isInteger(k) || k < 0) throw new Error("--keys must be a non-negative integer");
+  if (!Number.isInteger(rangeRounds) || rangeRounds < 1)
+    throw new Error("--range-rounds must be a positive integer");
   return {
     quick,
     scenarios: scenarios.filter((s) => wanted.includes(s.name)),
     targets,
-    keys: wanted.includes("rss") ? k : 0,
+    keys: KEY_STEPS.some((n) => wanted.includes(n)) ? k : 0,
+    rss: wanted.includes("rss"),
+    rangeFull: wanted.includes("range-full"),
+    rangeRounds,
+    waitUntil,
     cellTimeoutS: quick ? 8 : 15,
     profileDir,
     gatewayWorkers,
@@ -520,6 +547,202 @@ function rssOf(c: Cluster) {
   };
 }
 
+/** The next time it is HH:MM in UTC (today, or tomorrow if that has passed). */
+function utcTimeToday(hhmm: string): Date {
+  const m = /^(\d{1,2}):(\d{2})$/.exec(hhmm);
+  if (m === null) throw new Error("--wait-until wants HH:MM (UTC)");
+  const at = new Date();
+  at.setUTCHours(Number(m[1]), Number(m[2]), 0, 0);
+  if (at.getTime() < Date.now()) at.setUTCDate(at.getUTCDate() + 1);
+  return at;
+}
+
+/** The targets, the first `i` moved to the end: each scenario starts with another one. */
+function rotated(i: number): Target[] {
+  return targetNames.map((_, k) => targetNames[(k + i) % targetNames.length]!);
+}
+
+// ---------------------------------------------------------------- range-full
+
+/** The machine's load averages, to print beside cells measured on a shared machine. */
+function uptimeText(): string {
+  return `load ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`;
+}
+
+/** Puts per second beside the Range, and for how long before it (their baseline). */
+const RANGE_FULL_PUT_RATE = 100;
+const RANGE_FULL_BASELINE_MS = 4_000;
+const RANGE_FULL_CALL_TIMEOUT_MS = 300_000;
+
+interface RssTrack {
+  before_mib: number | null;
+  peak_mib: number | null;
+  after_mib: number | null;
+}
+
+type RangeFullCell = Cell & {
+  /** The member that answered (etcd, members) or every member (behind a proxy): RSS by process. */
+  rss?: Record<string, RssTrack>;
+  endpoint?: string;
+  /** The machine's load averages when the cell ended. */
+  load?: number[];
+};
+
+/**
+ * One Range over every key on `t` with goload's range-full op (a paced put load on the same
+ * endpoint), sampling the RSS of each process that may take part every 100 ms: the members
+ * (etcd and members targets: the leader alone, which answers both) and the proxy.
+ */
+async function rangeFullCell(t: Target, etcd: Cluster, ours: Cluster): Promise<RangeFullCell> {
+  const cluster = t === "etcd" || t === "etcd-proxy" ? etcd : ours;
+  const leader = await cluster.members.leader(10_000);
+  if (leader === undefined) return { error: `${cluster.label}: no leader` };
+  const direct = t === "etcd" || t === "members";
+  const endpoint = direct ? addressOf(leader) : cluster.gateway!;
+  const pids: Record<string, number | undefined> = {};
+  for (const m of direct ? [leader] : cluster.members.members) pids[m.name] = m.child?.pid;
+  if (!direct) {
+    const proxyName = t === "gateway" ? "gateway" : "etcd-grpc-proxy";
+    pids[proxyName] = procs.find((p) => p.name === proxyName)?.child.pid;
+  }
+  const track: Record<string, { before: number | null; peak: number | null; last: number | null }> = {};
+  const sample = () => {
+    for (const [name, pid] of Object.entries(pids)) {
+      const kib = rssKiB(pid);
+      track[name] ??= { before: kib, peak: kib, last: kib };
+      const tr = track[name];
+      if (kib !== null) tr.peak = Math.max(tr.peak ?? 0, kib);
+      tr.last = kib;
+    }
+  };
+  sample();
+  const timer = setInterval(sample, 100);
+  const args = [
+    "-endpoints",
+    endpoint,
+    "-op",
+    "range-full",
+    "-clients",
+    "1000",
+    "-rate",
+    String(RANGE_FULL_PUT_RATE),
+    "-baseline-ms",
+    String(RANGE_FULL_BASELINE_MS),
+    "-call-timeout-ms",
+    String(RANGE_FULL_CALL_TIMEOUT_MS),
+    "-range-key",
+    `range-full-put-${t}`,
+    "-label",
+    `range-full/${t}`,
+  ];
+  let cell: Cell;
+  try {
+    cell = await goload(args, RANGE_FULL_CALL_TIMEOUT_MS + 60_000);
+  } finally {
+    clearInterval(timer);
+  }
+  sample();
+  const mib = (kib: number | null) => (kib === null ? null : +(kib / 1024).toFixed(1));
+  const rss: Record<string, RssTrack> = {};
+  for (const [name, tr] of Object.entries(track)) {
+    rss[name] = { before_mib: mib(tr.before), peak_mib: mib(tr.peak), after_mib: mib(tr.last) };
+  }
+  // Let the processes settle (and free what the answer took) before the next target.
+  await sleep(3_000);
+  return { ...cell, rss, endpoint, load: loadavg() };
+}
+
+interface RangeFullSummary {
+  seconds: number;
+  mb: number;
+  kvs: number;
+  /** Largest peak RSS growth of a member, and of the proxy (MiB). */
+  memberGrowth: number | null;
+  proxyGrowth: number | null;
+  put: { p50: number | null; p99: number | null; max: number | null };
+  baseP99: number | null;
+}
+
+function summarizeRangeFull(c: RangeFullCell | undefined): RangeFullSummary | undefined {
+  if (c === undefined || !("result" in c)) return undefined;
+  const r = c.result;
+  const during = r.put_during_range_ms as { p50?: number; p99?: number; max?: number };
+  const base = r.put_baseline_ms as { p99?: number };
+  let memberGrowth: number | null = null;
+  let proxyGrowth: number | null = null;
+  for (const [name, tr] of Object.entries(c.rss ?? {})) {
+    if (tr.before_mib === null || tr.peak_mib === null) continue;
+    const growth = tr.peak_mib - tr.before_mib;
+    if (name === "gateway" || name === "etcd-grpc-proxy") proxyGrowth = growth;
+    else memberGrowth = Math.max(memberGrowth ?? 0, growth);
+  }
+  return {
+    seconds: (r.range_ms as number) / 1000,
+    mb: (r.range_bytes as number) / 1e6,
+    kvs: r.range_kvs as number,
+    memberGrowth,
+    proxyGrowth,
+    put: { p50: during.p50 ?? null, p99: during.p99 ?? null, max: during.max ?? null },
+    baseP99: base.p99 ?? null,
+  };
+}
+
+function rangeFullText(c: RangeFullCell | undefined): string {
+  if (c === undefined) return "-";
+  if ("error" in c) return `ERROR (${c.error})`;
+  const s = summarizeRangeFull(c)!;
+  const growth = [s.memberGrowth, s.proxyGrowth].map((g) => (g === null ? "-" : g.toFixed(0))).join("/");
+  return (
+    `${s.seconds.toFixed(2)} s, ${s.kvs} kvs ${s.mb.toFixed(0)} MB, RSS +${growth} MiB (member/proxy), ` +
+    `puts during ${fmtMs(s.put.p50)}/${fmtMs(s.put.p99)}/${fmtMs(s.put.max)} ms (baseline p99 ${fmtMs(s.baseP99)})`
+  );
+}
+
+/** The range-full rows: each target beside etcd (time) and beside its own baseline (puts). */
+function rangeFullTable(cells: Partial<Record<Target, RangeFullCell>>, keys: number): string {
+  const etcd = summarizeRangeFull(cells.etcd);
+  const rows = [
+    [
+      `one Range over ${keys.toLocaleString("en-US")} keys`,
+      "time s",
+      "time/etcd",
+      "MB",
+      "RSS growth member MiB (x MB)",
+      "proxy MiB (x MB)",
+      "puts during p50/p99/max ms",
+      "baseline p99",
+      "p99 during/baseline",
+    ],
+  ];
+  const times = (g: number | null, mb: number) =>
+    g === null ? "-" : `${g.toFixed(0)} (${(g / mb).toFixed(2)}x)`;
+  for (const t of targetNames) {
+    const c = cells[t];
+    if (c === undefined) continue;
+    const s = summarizeRangeFull(c);
+    if (s === undefined) {
+      rows.push([t, "ERROR", "-", "-", "-", "-", "-", "-", "-"]);
+      continue;
+    }
+    // MB are 10^6 bytes, RSS MiB 2^20: the ratio is against the response's MiB.
+    const mib = (s.mb * 1e6) / 2 ** 20;
+    rows.push([
+      t,
+      s.seconds.toFixed(2),
+      etcd !== undefined && etcd.seconds > 0 ? (s.seconds / etcd.seconds).toFixed(2) : "-",
+      s.mb.toFixed(0),
+      times(s.memberGrowth, mib),
+      times(s.proxyGrowth, mib),
+      `${fmtMs(s.put.p50)}/${fmtMs(s.put.p99)}/${fmtMs(s.put.max)}`,
+      fmtMs(s.baseP99),
+      s.put.p99 !== null && s.baseP99 !== null && s.baseP99 > 0 ? (s.put.p99 / s.baseP99).toFixed(2) : "-",
+    ]);
+  }
+  return `${table(rows)}\n(time/etcd and p99 during/baseline: <1 is better; growth is peak RSS minus RSS before, sampled every 100 ms)`;
+}
+
 // ---------------------------------------------------------------- restart
 
 const RESTART_TIMEOUT_MS = 300_000;
@@ -724,9 +947,9 @@ async function main(): Promise<void> {
   for (const [i, s] of opts.scenarios.entries()) {
     results[s.name] = {};
     // Rotate the order per scenario so no target always runs first on a warm/cold machine.
-    const order = targetNames
-      .map((_, k) => targetNames[(k + i) % targetNames.length])
-      .filter((t) => opts.targets.includes(t) && (s.security !== "tls" || tlsEndpointsOf[t] !== undefined));
+    const order = rotated(i).filter(
+      (t) => opts.targets.includes(t) && (s.security !== "tls" || tlsEndpointsOf[t] !== undefined),
+    );
     if (s.security === "auth") for (const c of [etcd, ours]) setAuth(c, true);
     for (const t of order) {
       if (stopping) return;
@@ -754,6 +977,8 @@ async function main(): Promise<void> {
   }
 
   let rss: Record<string, unknown> | undefined;
+  /** One record per --range-rounds round. */
+  let rangeFull: Partial<Record<Target, RangeFullCell>>[] | undefined;
   if (opts.keys > 0) {
     rss = { keys: opts.keys, val_size: 256, before: { etcd: rssOf(etcd), ours: rssOf(ours) } };
     const loads: Record<string, Cell> = {};
@@ -784,15 +1009,35 @@ async function main(): Promise<void> {
     await sleep(2_000);
     rss.after = { etcd: rssOf(etcd), ours: rssOf(ours) };
     rss.load = loads;
-    const restarts: Record<string, RestartResult> = {};
-    for (const c of [etcd, ours]) {
+    if (opts.waitUntil !== undefined && opts.waitUntil.getTime() > Date.now()) {
+      console.log(`  waiting until ${opts.waitUntil.toISOString()} (--wait-until)`);
+      while (!stopping && Date.now() < opts.waitUntil.getTime()) await sleep(1_000);
       if (stopping) return;
-      restarts[c.label] = await restartFollower(c);
-      console.log(
-        `  restart a follower of ${c.label} holding ${opts.keys} keys: ${restartText(restarts[c.label])}`,
-      );
     }
-    rss.restart = restarts;
+    if (opts.rangeFull) {
+      rangeFull = [];
+      for (let round = 0; round < opts.rangeRounds; round++) {
+        const cells: Partial<Record<Target, RangeFullCell>> = {};
+        const targets = rotated(opts.scenarios.length + round).filter((t) => opts.targets.includes(t));
+        for (const t of targets) {
+          if (stopping) return;
+          cells[t] = await rangeFullCell(t, etcd, ours);
+          console.log(`  range-full ${t.padEnd(10)} ${rangeFullText(cells[t])}  [${uptimeText()}]`);
+        }
+        rangeFull.push(cells);
+      }
+    }
+    if (opts.rss) {
+      const restarts: Record<string, RestartResult> = {};
+      for (const c of [etcd, ours]) {
+        if (stopping) return;
+        restarts[c.label] = await restartFollower(c);
+        console.log(
+          `  restart a follower of ${c.label} holding ${opts.keys} keys: ${restartText(restarts[c.label])}`,
+        );
+      }
+      rss.restart = restarts;
+    }
   }
 
   // Interrupted: no table or results file for a partial run.
@@ -852,7 +1097,7 @@ async function main(): Promise<void> {
       cpu,
     ]);
   }
-  console.log(`\n${table(rows)}`);
+  if (opts.scenarios.length > 0) console.log(`\n${table(rows)}`);
   if (rss) {
     const a = rss.after as Record<string, ReturnType<typeof rssOf>>;
     const b = rss.before as Record<string, ReturnType<typeof rssOf>>;
@@ -877,6 +1122,11 @@ async function main(): Promise<void> {
           `\n  members/etcd (time): ${ratio} (<1 is better)`,
       );
     }
+  }
+  for (const [round, cells] of (rangeFull ?? []).entries()) {
+    console.log(
+      `\n${rangeFull!.length > 1 ? `round ${round + 1}:\n` : ""}${rangeFullTable(cells, opts.keys)}`,
+    );
   }
   const errored = Object.entries(results).flatMap(([name, r]) =>
     Object.entries(r).flatMap(([t, c]) => (c && "error" in c ? [`${name}/${t}: ${c.error}`] : [])),
@@ -908,6 +1158,7 @@ async function main(): Promise<void> {
         },
         scenarios: opts.scenarios.map((s) => ({ ...s, results: results[s.name] })),
         rss,
+        range_full: rangeFull,
       },
       null,
       2,

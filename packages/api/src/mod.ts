@@ -69,7 +69,10 @@ export {
   GrpcHttp2Server,
   type GrpcHttp2ServerOptions,
   type GrpcMethodObserver,
+  MAX_SEND_MESSAGE_BYTES,
+  MessageParts,
   type MethodHandler,
+  messageTooLarge,
   ServerCall,
 } from "./grpc/http2-server.js";
 export type { KeepalivePolicy } from "./grpc/keepalive.js";

@@ -148,7 +148,9 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
     (outcome) => {
       if (outcome.error !== undefined) call.finish(outcome.error);
       else {
-        call.sendMessage(outcome.response!);
+        // A large answer goes on in the pieces it came in (http2-unary-channel.ts).
+        if (outcome.parts !== undefined) call.sendMessageParts(outcome.parts);
+        else call.sendMessage(outcome.response!);
         call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
       }
     },

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import grpc from "@grpc/grpc-js";
-import { GrpcHttp2Server } from "./http2-server.js";
+import { GrpcHttp2Server, MAX_SEND_MESSAGE_BYTES, MessageParts } from "./http2-server.js";
 
 const pass = (b: Buffer) => b;
 
@@ -64,6 +64,30 @@ describe("GrpcHttp2Server", () => {
       },
     });
     server.register("/t.T/Never", { kind: "unary", handle: () => {} });
+    server.register("/t.T/Parts", {
+      kind: "unary",
+      handle: (call) => {
+        // The request cut into uneven pieces (one empty) and sent as one message of them.
+        const r = call.request;
+        const cuts = [0, 1, 1, Math.floor(r.length / 3), r.length - 7, r.length];
+        const parts = cuts.slice(1).map((end, i) => r.subarray(cuts[i], end));
+        call.sendMessageParts(new MessageParts(parts));
+        call.finish({ code: grpc.status.OK });
+      },
+    });
+    server.register("/t.T/TooLarge", {
+      kind: "unary",
+      handle: (call) => {
+        // Over 2 GiB in references to one 1 MiB buffer: refused before anything is sent.
+        const piece = Buffer.alloc(1024 * 1024);
+        const parts = Array.from(
+          { length: Math.floor(MAX_SEND_MESSAGE_BYTES / piece.length) + 1 },
+          () => piece,
+        );
+        call.sendMessageParts(new MessageParts(parts));
+        call.finish({ code: grpc.status.OK });
+      },
+    });
     port = await server.listen("127.0.0.1:0");
     client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   });
@@ -98,6 +122,25 @@ describe("GrpcHttp2Server", () => {
     const { err, res } = await unary("/t.T/Echo", big);
     assert.equal(err, null);
     assert.equal(res?.length, big.length + 5);
+  });
+
+  it("sends a message given in pieces as the one message they make, small or large", async () => {
+    for (const size of [10, 3 * 1024 * 1024 + 11]) {
+      const request = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) request[i] = (i * 7) % 256;
+      const { err, res } = await unary("/t.T/Parts", request);
+      assert.equal(err, null);
+      assert.deepEqual(res, request);
+    }
+  });
+
+  it("refuses a message over grpc-go's 2 GiB send limit as grpc-go does", async () => {
+    const { err } = await unary("/t.T/TooLarge", Buffer.alloc(0));
+    assert.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(
+      err?.details,
+      `grpc: trying to send message larger than max (${2048 * 1024 * 1024} vs. 2147483647)`,
+    );
   });
 
   it("reports an error status with its details intact (percent-encoded on the wire)", async () => {

@@ -77,6 +77,32 @@ const RESERVED_HEADERS = new Set([
   "user-agent",
 ]);
 
+/** grpc-go's default limit on a message a server sends (math.MaxInt32), which etcd keeps. */
+export const MAX_SEND_MESSAGE_BYTES = 2 ** 31 - 1;
+
+/**
+ * One message already encoded as consecutive pieces (a Range over a million keys, built chunk
+ * by chunk between awaits): sent behind its 5-byte prefix piece by piece, never joined into
+ * one buffer (joining 280 MB is a copy of it and a pause of the event loop).
+ */
+export class MessageParts {
+  readonly length: number;
+
+  constructor(readonly parts: readonly Uint8Array[]) {
+    let length = 0;
+    for (const p of parts) length += p.length;
+    this.length = length;
+  }
+}
+
+/** grpc-go's refusal of a message over the send limit (the status etcd's client sees). */
+export function messageTooLarge(length: number): CallStatus {
+  return {
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    details: `grpc: trying to send message larger than max (${length} vs. ${MAX_SEND_MESSAGE_BYTES})`,
+  };
+}
+
 /**
  * One call, as handlers and observers see it, whatever carries it: its own HTTP/2 stream
  * (Http2ServerCall), or a frame of a gateway's call stream (forwarded-calls.ts). Events:
@@ -122,6 +148,20 @@ export abstract class ServerCall extends EventEmitter {
    * full, wait for 'drain'.
    */
   abstract sendMessage(message: Uint8Array): boolean;
+
+  /**
+   * Queues a message given as pieces; over MAX_SEND_MESSAGE_BYTES the call ends with
+   * grpc-go's RESOURCE_EXHAUSTED instead. Here the pieces are joined (a forwarded call's
+   * result frame carries one buffer); a call on its own stream writes them as they are.
+   */
+  sendMessageParts(message: MessageParts): boolean {
+    if (message.length > MAX_SEND_MESSAGE_BYTES) {
+      this.finish(messageTooLarge(message.length));
+      return false;
+    }
+    const { parts } = message;
+    return this.sendMessage(parts.length === 1 ? parts[0]! : Buffer.concat(parts, message.length));
+  }
 
   /** Ends the call with a status (OK with optional trailing metadata, or an error). */
   abstract finish(status: CallStatus): void;
@@ -219,6 +259,25 @@ export class Http2ServerCall extends ServerCall {
     return !this.needDrain;
   }
 
+  override sendMessageParts(message: MessageParts): boolean {
+    if (this.finished) return false;
+    if (message.length > MAX_SEND_MESSAGE_BYTES) {
+      this.finish(messageTooLarge(message.length));
+      return false;
+    }
+    this.observer?.sent(message.length);
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(message.length, 1);
+    this.pending.push(prefix);
+    for (const p of message.parts) if (p.length > 0) this.pending.push(p as Buffer);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+    return !this.needDrain;
+  }
+
   /** Ends the call with a status (OK with optional trailing metadata, or an error). */
   override finish(status: CallStatus): void {
     if (this.finished) return;
@@ -248,9 +307,22 @@ export class Http2ServerCall extends ServerCall {
       return;
     }
     this.sendHeaders();
-    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    const pending = this.pending;
     this.pending = [];
-    if (!this.stream.write(data)) this.needDrain = true;
+    let bytes = 0;
+    for (const p of pending) bytes += p.length;
+    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
+      // Many small messages of one turn (a watch fan-out): one buffer, one write.
+      const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes);
+      if (!this.stream.write(data)) this.needDrain = true;
+      return;
+    }
+    // A large message in pieces: one writev of them all, no copy into one buffer.
+    this.stream.cork();
+    let ok = true;
+    for (const p of pending) ok = this.stream.write(p);
+    this.stream.uncork();
+    if (!ok) this.needDrain = true;
   }
 
   private sendHeaders(): void {
@@ -323,6 +395,8 @@ export class Http2ServerCall extends ServerCall {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Up to this many queued bytes are joined into one write; above, the pieces go as they are. */
+const JOIN_MAX_BYTES = 1024 * 1024;
 
 function frame(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);

@@ -137,6 +137,11 @@ export class RangeCache {
     return new Promise((resolve) => this.deliveryWaiters.push({ revision, resolve }));
   }
 
+  /** The most the cache holds; a larger answer is never taken. */
+  get maxBytes(): number {
+    return this.options.maxBytes;
+  }
+
   /** A member's successful answer to a ticket's request, at header revision `revision`. */
   offer(ticket: RangeCacheTicket, response: Buffer, revision: number): boolean {
     if (!this.live || revision < this.watchedRevision) return false;

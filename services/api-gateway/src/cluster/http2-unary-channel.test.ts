@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
-import { Http2UnaryChannel, unframe } from "./http2-unary-channel.js";
+import { Http2UnaryChannel, PARTS_MIN_BYTES, unframe, unframeParts } from "./http2-unary-channel.js";
 import { passThrough } from "./upstream-client.js";
 
 describe("Http2UnaryChannel against a grpc-js server", () => {
@@ -101,5 +101,36 @@ describe("gRPC framing helpers", () => {
     assert.deepEqual(unframe([frame.subarray(0, 2), frame.subarray(2)]), msg);
     assert.equal(unframe([Buffer.from([1, 0, 0, 0, 0])]), undefined, "compressed is refused");
     assert.equal(unframe([frame.subarray(0, 6)]), undefined, "truncated is refused");
+  });
+
+  it("keeps a large message in the pieces it arrived in, whatever the cuts", () => {
+    const msg = Buffer.alloc(PARTS_MIN_BYTES + 12_345);
+    for (let i = 0; i < msg.length; i++) msg[i] = i % 251;
+    const prefix = Buffer.from([0, 0, 0, 0, 0]);
+    prefix.writeUInt32BE(msg.length, 1);
+    const frame = Buffer.concat([prefix, msg]);
+    for (const cuts of [[5], [2, 3, 70_000], [1, 2, 3, 4, 5, 6], [16_384, 32_768, frame.length - 1]]) {
+      const chunks: Buffer[] = [];
+      let at = 0;
+      for (const cut of cuts) {
+        chunks.push(frame.subarray(at, cut));
+        at = cut;
+      }
+      chunks.push(frame.subarray(at));
+      const parts = unframeParts(chunks);
+      assert.ok(parts !== undefined, `cuts ${cuts}`);
+      assert.equal(parts.length, msg.length);
+      assert.deepEqual(Buffer.concat(parts.parts), msg, `cuts ${cuts}`);
+    }
+    assert.equal(unframeParts([frame.subarray(0, 100), frame.subarray(100, -1)]), undefined, "truncated");
+    const compressed = Buffer.from(frame);
+    compressed[0] = 1;
+    assert.equal(
+      unframeParts([compressed.subarray(0, 10), compressed.subarray(10)]),
+      undefined,
+      "compressed",
+    );
+    const small = Buffer.concat([Buffer.from([0, 0, 0, 0, 3]), Buffer.from("abc")]);
+    assert.equal(unframeParts([small.subarray(0, 2), small.subarray(2)]), undefined, "small: unframe's");
   });
 });

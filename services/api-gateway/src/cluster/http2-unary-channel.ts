@@ -15,7 +15,7 @@
 import http2 from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
-import { decodeGrpcMessage, grpcTimeout, metadataFromHeaders } from "@etcd-ts/api";
+import { decodeGrpcMessage, grpcTimeout, MessageParts, metadataFromHeaders } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import { ForwardStream } from "./forward-stream.js";
 import type { UpstreamTls } from "./upstream-client.js";
@@ -30,6 +30,11 @@ export interface UnaryResult {
   error: grpc.StatusObject | undefined;
   response: Buffer | undefined;
   trailers: grpc.Metadata | undefined;
+  /**
+   * A large answer as the pieces it arrived in: sent on as they are (a full list of 280 MB is
+   * then held once, never joined); `response` joins them only if something reads it.
+   */
+  parts?: MessageParts;
 }
 
 const {
@@ -201,6 +206,11 @@ export class Http2UnaryChannel {
           });
           return;
         }
+        const parts = chunks.length > 1 ? unframeParts(chunks) : undefined;
+        if (parts !== undefined) {
+          resolve(partsResult(parts, trailers));
+          return;
+        }
         const message = unframe(chunks);
         if (message === undefined) {
           resolve(failure(grpc.status.INTERNAL, "etcd-ts gateway: malformed gRPC response framing"));
@@ -326,6 +336,40 @@ function failure(code: number, details: string): UnaryResult {
     error: { code, details, metadata: new grpc.Metadata() },
     response: undefined,
     trailers: undefined,
+  };
+}
+
+/** Answers at least this large are kept in the pieces they arrived in (UnaryResult.parts). */
+export const PARTS_MIN_BYTES = 1024 * 1024;
+
+/**
+ * The single message of a large unary response as views into the chunks it arrived in;
+ * undefined when it is small or not one well-framed message (`unframe` then decides).
+ */
+export function unframeParts(chunks: Buffer[]): MessageParts | undefined {
+  let total = 0;
+  for (const c of chunks) total += c.length;
+  if (total < PARTS_MIN_BYTES + 5) return undefined;
+  // The 5-byte prefix may straddle chunks: join just enough of the first ones.
+  let first = 0;
+  let head = chunks[0]!;
+  while (head.length < 5) head = Buffer.concat([head, chunks[++first]!]);
+  if (head[0] !== 0 || head.readUInt32BE(1) !== total - 5) return undefined;
+  const parts = [head.subarray(5)];
+  for (let i = first + 1; i < chunks.length; i++) parts.push(chunks[i]!);
+  return new MessageParts(parts);
+}
+
+function partsResult(parts: MessageParts, trailers: grpc.Metadata | undefined): UnaryResult {
+  let joined: Buffer | undefined;
+  return {
+    error: undefined,
+    trailers,
+    parts,
+    get response(): Buffer {
+      joined ??= Buffer.concat(parts.parts, parts.length);
+      return joined;
+    },
   };
 }
 

@@ -361,7 +361,13 @@ export class UnaryForwarder {
     );
 
     const result = last ?? unavailable("etcd-ts gateway: call cancelled");
-    if (ticket !== undefined && result.response !== undefined && result.error === undefined) {
+    if (
+      ticket !== undefined &&
+      result.error === undefined &&
+      // An answer in pieces larger than the whole cache is not joined only to be refused.
+      (result.parts === undefined || result.parts.length <= this.rangeCache!.cache.maxBytes) &&
+      result.response !== undefined
+    ) {
       // A member behind a write this gateway acknowledged answers from before it, as a
       // lagging etcd member would for a serializable read; the cache takes the answer but
       // serves it only once its watch has passed that write (RangeCache.lookup), and to a

@@ -54,6 +54,29 @@ export function encodeKeyValue(kv: KeyValue): Buffer {
   return out;
 }
 
+/**
+ * Encoded KeyValues (stored revisions are encodeKeyValue's bytes) as consecutive occurrences
+ * of a length-delimited field `field` of the enclosing message, in one buffer: a chunk of a
+ * Range answer written straight from what RocksDB returned, with no KeyValue object between.
+ */
+export function keyValueFields(field: number, encoded: readonly Buffer[]): Buffer {
+  const tag = field * 8 + 2; // < 128 for every field that carries KeyValues
+  let size = 0;
+  for (let i = 0; i < encoded.length; i++) {
+    const n = encoded[i]!.length;
+    size += 1 + varintSize(n) + n;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (let i = 0; i < encoded.length; i++) {
+    const kv = encoded[i]!;
+    out[pos++] = tag;
+    pos = writeVarint(out, pos, kv.length);
+    pos += kv.copy(out, pos);
+  }
+  return out;
+}
+
 /** Decodes a stored KeyValue; key and value are views into `bytes`, not copies. */
 export function decodeKeyValue(bytes: Buffer): KeyValue {
   const kv: KeyValue = { key: EMPTY, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n };

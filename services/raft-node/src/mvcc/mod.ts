@@ -11,7 +11,7 @@ export {
   txnRequestFromApi,
 } from "./api-shapes.js";
 export { compareHolds } from "./compare.js";
-export { decodeKeyValue, encodeKeyValue, leaseVarintSize } from "./kv-codec.js";
+export { decodeKeyValue, encodeKeyValue, keyValueFields, leaseVarintSize } from "./kv-codec.js";
 export {
   compareRequest,
   deleteRangeRequest,
@@ -20,6 +20,7 @@ export {
   txnRequest,
 } from "./request-builders.js";
 export {
+  type EncodedRangeResponse,
   encodeCompactionResponse,
   encodeDeleteRangeResponse,
   encodeEvent,
@@ -27,6 +28,7 @@ export {
   encodeRangeResponse,
   encodeResponseHeader,
   encodeTxnResponse,
+  rangeResponseParts,
 } from "./response-codec.js";
 export {
   type AppliedTxn,

@@ -22,6 +22,21 @@ export function indexLimit(r: RangeRequest): number {
 }
 
 /** Filters, sorts, truncates in place; returns the surviving kvs and etcd's `more` flag. */
+/**
+ * Whether the answer is the index's hits in key order cut at the limit: no revision filter and
+ * no sort but ascending by key (shapeRange would only cut), so values may go out as stored.
+ */
+export function inIndexOrder(r: RangeRequest): boolean {
+  return (
+    r.minModRevision === 0 &&
+    r.maxModRevision === 0 &&
+    r.minCreateRevision === 0 &&
+    r.maxCreateRevision === 0 &&
+    r.sortTarget === SortTarget.KEY &&
+    (r.sortOrder === SortOrder.NONE || r.sortOrder === SortOrder.ASCEND)
+  );
+}
+
 export function shapeRange(r: RangeRequest, kvs: KeyValue[]): { kvs: KeyValue[]; more: boolean } {
   if (r.maxModRevision !== 0) kvs = kvs.filter((kv) => kv.modRevision <= r.maxModRevision);
   if (r.minModRevision !== 0) kvs = kvs.filter((kv) => kv.modRevision >= r.minModRevision);

@@ -62,6 +62,34 @@ export function encodeRangeResponse(res: RangeResponse): Buffer {
   return w.finish();
 }
 
+/**
+ * A RangeResponse whose KeyValues are already encoded, in chunks (`keyValueFields(2, ...)`):
+ * what the member answers a Range with, so that a million keys never become one object graph
+ * nor one synchronous encode.
+ */
+export interface EncodedRangeResponse {
+  header: ResponseHeader | undefined;
+  /** Consecutive field-2 (kvs) occurrences, in answer order. */
+  kvParts: Buffer[];
+  more: boolean;
+  count: number;
+}
+
+/** The pieces whose concatenation is the RangeResponse (the bytes encodeRangeResponse writes). */
+export function rangeResponseParts(res: EncodedRangeResponse): Buffer[] {
+  const head = new WireWriter();
+  writeHeader(head, res.header);
+  const tail = new WireWriter();
+  if (res.more) tail.varintField(3, true);
+  if (res.count !== 0) tail.varintField(4, res.count);
+  const start = head.finish();
+  const parts = start.length > 0 ? [start] : [];
+  for (const p of res.kvParts) if (p.length > 0) parts.push(p);
+  const end = tail.finish();
+  if (end.length > 0) parts.push(end);
+  return parts;
+}
+
 export function encodePutResponse(res: PutResponse): Buffer {
   const w = new WireWriter();
   writeHeader(w, res.header);

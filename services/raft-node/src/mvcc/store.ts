@@ -25,12 +25,15 @@ import { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
   decodeKeyValue,
+  encodeKeyValue,
   type IndexFields,
   keyOfEncodedKeyValue,
+  keyValueFields,
   readUint64Bytes,
   uint64Bytes,
 } from "./kv-codec.js";
-import { indexLimit, shapeRange } from "./range-shaping.js";
+import { indexLimit, inIndexOrder, shapeRange } from "./range-shaping.js";
+import type { EncodedRangeResponse } from "./response-codec.js";
 import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
 import {
   type ColumnHandle,
@@ -97,6 +100,8 @@ export interface MvccStoreOptions {
   compactionSliceKeys?: number;
   /** Ranges reading at most this many values read them on the event-loop thread. */
   syncReadMaxKeys?: number;
+  /** Keys of the index a large Range's answer walks per turn of the event loop (default 4096). */
+  rangeBatchKeys?: number;
   /** Extra column families other state machines (leases, auth) write in the same batches. */
   extraColumns?: readonly string[];
   /** Compress stored revisions (default true). */
@@ -259,6 +264,8 @@ const HASH_META_BUCKET = Buffer.from("meta");
 const EMPTY = Buffer.alloc(0);
 const RESTORE_CHUNK = 10_000;
 const ASYNC_READ_CHUNK = 1024;
+/** KeyValues encoded per turn of the event loop when an answer is built from objects. */
+const ENCODE_CHUNK = 1024;
 const HISTORY_CHUNK = 1000;
 const HASH_CHUNK = 4096;
 
@@ -279,6 +286,7 @@ export class MvccStore implements ApplyTarget {
   private readonly syncWrites: boolean;
   private readonly compactionSliceKeys: number;
   private readonly syncReadMaxKeys: number;
+  private readonly rangeBatchKeys: number;
   private readonly extraColumns: readonly string[];
 
   /** Writes of the batch being applied, by main revision then sub, readable before commit. */
@@ -312,6 +320,7 @@ export class MvccStore implements ApplyTarget {
     this.leaseExists = options.leaseExists;
     this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
+    this.rangeBatchKeys = options.rangeBatchKeys ?? 4096;
     this.extraColumns = options.extraColumns ?? [];
     this.tuning = tuningOf(options);
     this.onCommit = options.onCommit;
@@ -801,14 +810,19 @@ export class MvccStore implements ApplyTarget {
 
   // --- reads ---------------------------------------------------------------------------------
 
-  /** A Range served from local state (serializable; linearizable once the caller waited for ReadIndex). */
-  async range(r: RangeRequest): Promise<RangeResponse> {
-    if (this.exclusive !== undefined) await this.passExclusive();
+  /** What every Range does once no defragmentation holds the store: count it, fix its revision. */
+  private startRange(r: RangeRequest): { curRev: number; rev: number; bounds: KeyBounds } {
     this.assertUsable();
     this.opCounts.range++;
     const curRev = this.currentRev;
     const rev = resolveRangeRevision(r.revision, curRev, this.compactMainRev);
-    const bounds = keyBounds(r.key, r.rangeEnd);
+    return { curRev, rev, bounds: keyBounds(r.key, r.rangeEnd) };
+  }
+
+  /** A Range served from local state (serializable; linearizable once the caller waited for ReadIndex). */
+  async range(r: RangeRequest): Promise<RangeResponse> {
+    if (this.exclusive !== undefined) await this.passExclusive();
+    const { curRev, rev, bounds } = this.startRange(r);
     if (r.countOnly) {
       return { header: header(curRev), kvs: [], more: false, count: this.index.count(bounds, rev) };
     }
@@ -820,6 +834,94 @@ export class MvccStore implements ApplyTarget {
     else kvs = await this.reading(() => this.readKeyValuesAsync(hits, rev));
     const shaped = shapeRange(r, kvs);
     return { header: header(curRev), kvs: shaped.kvs, more: shaped.more, count: total };
+  }
+
+  /**
+   * The same answer as `range`, with its KeyValues encoded in chunks (RangeResponse field 2),
+   * for the gRPC handler. A large answer never holds the event loop for its whole length:
+   * values come from RocksDB a chunk at a time off the loop and, in index order (no filter or
+   * sort), go into the answer as stored (stored revisions are encodeKeyValue's bytes, which
+   * are the answer's), with no KeyValue object for them (keys_only: from the index for a key's
+   * latest revision); with a revision filter or a sort, the KeyValues `range` built are encoded
+   * a chunk per turn.
+   */
+  async rangeEncoded(r: RangeRequest): Promise<EncodedRangeResponse> {
+    if (!inIndexOrder(r)) {
+      const res = await this.range(r);
+      const kvParts: Buffer[] = [];
+      for (let i = 0; i < res.kvs.length; i += ENCODE_CHUNK) {
+        if (i > 0) await yieldToEventLoop();
+        kvParts.push(keyValueFields(2, res.kvs.slice(i, i + ENCODE_CHUNK).map(encodeKeyValue)));
+      }
+      return { header: res.header, kvParts, more: res.more, count: res.count };
+    }
+    if (this.exclusive !== undefined) await this.passExclusive();
+    const { curRev, rev, bounds } = this.startRange(r);
+    // count_only: the same walk, no KeyValue taken, `more` false as in etcd.
+    const limit = r.countOnly ? 0 : r.limit > 0 ? r.limit : Number.POSITIVE_INFINITY;
+    const moreThan = (total: number) => !r.countOnly && total > limit;
+    // keys_only: a key's latest revision comes from the index alone, no value read.
+    const fromIndex = (hits: readonly RangeHit[]) => r.keysOnly && hits.every(isLatest);
+    const encode = (hits: readonly RangeHit[], values: readonly (Buffer | undefined)[] | undefined) =>
+      values === undefined
+        ? keyValueFields(
+            2,
+            hits.map((h) => encodeKeyValue(keyValueFromIndex(h))),
+          )
+        : r.keysOnly
+          ? keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev).map(withoutValue))
+          : keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev));
+    const first = this.index.revisionsBatch(bounds, rev, undefined, this.rangeBatchKeys);
+    if (first.done && Math.min(first.hits.length, limit) <= this.syncReadMaxKeys) {
+      const hits = first.hits.slice(0, limit);
+      const values = fromIndex(hits)
+        ? undefined
+        : this.db.getManySync(hits.map((h) => revisionKey(h.main, h.sub)));
+      return {
+        header: header(curRev),
+        kvParts: hits.length > 0 ? [encode(hits, values)] : [],
+        more: moreThan(first.hits.length),
+        count: first.hits.length,
+      };
+    }
+    // Index batches, reads and copies alternate, so no step holds the loop for the whole
+    // answer and no hit is kept once its chunk is written. etcd counts past the limit.
+    return this.reading(async () => {
+      const kvParts: Buffer[] = [];
+      let batch = first;
+      let total = 0;
+      let taken = 0;
+      for (;;) {
+        total += batch.hits.length;
+        const take = batch.hits.slice(0, Math.max(0, Math.min(batch.hits.length, limit - taken)));
+        taken += take.length;
+        // One chunk is read ahead while the previous one is copied; no more, so a long Range
+        // leaves the rest of the libuv pool (4 threads) to the WAL's fsyncs of the writes beside it.
+        const slices: RangeHit[][] = [];
+        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK)
+          slices.push(take.slice(i, i + ASYNC_READ_CHUNK));
+        const read = (slice: RangeHit[]) => {
+          if (fromIndex(slice)) return Promise.resolve(undefined);
+          const values = this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
+          // A read ahead whose answer is never awaited (the Range failed first) must not
+          // become an unhandled rejection; awaiting it still throws.
+          values.catch(() => {});
+          return values;
+        };
+        let next = slices.length > 0 ? read(slices[0]!) : undefined;
+        for (let i = 0; i < slices.length; i++) {
+          const values = await next!;
+          next = i + 1 < slices.length ? read(slices[i + 1]!) : undefined;
+          kvParts.push(encode(slices[i]!, values));
+        }
+        if (batch.done) break;
+        if (take.length === 0) await yieldToEventLoop();
+        // A compaction past the read revision meanwhile took revisions the rest would show.
+        if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+        batch = this.index.revisionsBatch(bounds, rev, batch.last, this.rangeBatchKeys);
+      }
+      return { header: header(curRev), kvParts, more: moreThan(total), count: total };
+    });
   }
 
   /**
@@ -1243,6 +1345,32 @@ function deleteKeys(txn: WriteTxn, index: TreeIndex, keys: Buffer[]): DeleteKeys
     }
   }
   return { deleted, revision: txn.endRev };
+}
+
+/** A stored KeyValue re-encoded without its value (keys_only of a key's older revision). */
+function withoutValue(stored: Buffer): Buffer {
+  const kv = decodeKeyValue(stored);
+  kv.value = EMPTY;
+  return encodeKeyValue(kv);
+}
+
+/** The stored bytes of `hits`, as `decodeOrFail` would accept them (Compacted if a compaction removed one). */
+function storedOrFail(
+  values: readonly (Buffer | undefined)[],
+  hits: readonly RangeHit[],
+  rev: number,
+  compactMainRev: number,
+): Buffer[] {
+  const out: Buffer[] = new Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (value === undefined) {
+      if (rev < compactMainRev) throw new EtcdError("Compacted");
+      decodeOrFail(value, hits[i]!);
+    }
+    out[i] = value!;
+  }
+  return out;
 }
 
 function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {

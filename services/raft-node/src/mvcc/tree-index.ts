@@ -88,6 +88,36 @@ export class TreeIndex {
     return { hits, total };
   }
 
+  /**
+   * `revisions` a batch at a time: the revisions visible at atRev among the next `maxKeys` keys
+   * in bounds after `after` (from the start when undefined), the last key visited, and whether
+   * the bounds are done. A walk over a million keys then yields to the event loop between
+   * batches; a key added meanwhile is not visible at atRev, so the batches add up to `revisions`.
+   */
+  revisionsBatch(
+    bounds: KeyBounds,
+    atRev: number,
+    after: string | undefined,
+    maxKeys: number,
+  ): { hits: RangeHit[]; last: string | undefined; done: boolean } {
+    const hits: RangeHit[] = [];
+    // The next key after `after` in byte order is `after` + "\0".
+    const from =
+      after === undefined || bounds.end === undefined ? bounds : { start: `${after}\0`, end: bounds.end };
+    if (after !== undefined && bounds.end === undefined) return { hits, last: after, done: true };
+    let visited = 0;
+    let last: string | undefined;
+    this.visit(from, (ki) => {
+      if (visited === maxKeys) return false;
+      visited++;
+      last = ki.key;
+      const rev = ki.get(atRev);
+      if (rev !== undefined) hits.push({ index: ki, ...rev });
+      return true;
+    });
+    return { hits, last, done: visited < maxKeys || bounds.end === undefined };
+  }
+
   count(bounds: KeyBounds, atRev: number): number {
     let total = 0;
     this.visit(bounds, (ki) => {

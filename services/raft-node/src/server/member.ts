@@ -82,6 +82,7 @@ import type {
   CompactionResponse,
   DeleteRangeRequest,
   DeleteRangeResponse,
+  EncodedRangeResponse,
   HashKVResponse,
   MvccStore,
   PutRequest,
@@ -576,6 +577,10 @@ export class Member implements EtcdServer {
 
   range(request: RangeRequest): Promise<RangeResponse> {
     return this.store.range(request) as Promise<RangeResponse>;
+  }
+
+  rangeEncoded(request: RangeRequest): Promise<EncodedRangeResponse> {
+    return this.store.rangeEncoded(request);
   }
 
   linearizableRead(trace?: TraceContext): Promise<void> {

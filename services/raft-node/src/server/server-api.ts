@@ -20,6 +20,7 @@ import type {
   CompactionResponse,
   DeleteRangeRequest,
   DeleteRangeResponse,
+  EncodedRangeResponse,
   HashKVResponse,
   PutRequest,
   PutResponse,
@@ -70,6 +71,8 @@ export interface RpcFlags {
 export interface RaftKV {
   /** Local state; linearizable only after `linearizableRead()`. */
   range(request: RangeRequest): Promise<RangeResponse>;
+  /** `range`'s answer with its KeyValues already encoded, in chunks (what the KV service sends). */
+  rangeEncoded(request: RangeRequest): Promise<EncodedRangeResponse>;
   /** Waits until a read at this member is linearizable (ReadIndex, batched). */
   linearizableRead(trace?: TraceContext): Promise<void>;
   /** Writes carry their caller in the entry (etcd's RequestHeader), checked at apply. */

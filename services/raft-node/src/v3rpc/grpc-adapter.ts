@@ -5,7 +5,13 @@
 // the largest cost of a member's fan-out in the profile; the gateway moved first).
 
 import { EventEmitter } from "node:events";
-import type { CallKind, CallStatus, GrpcHttp2Server, ServerCall } from "@etcd-ts/api";
+import {
+  type CallKind,
+  type CallStatus,
+  type GrpcHttp2Server,
+  MessageParts,
+  type ServerCall,
+} from "@etcd-ts/api";
 import { type TraceContext, traceContextOf } from "@etcd-ts/telemetry";
 import {
   type Metadata,
@@ -160,7 +166,10 @@ export function serveService(
               call.finish(statusOf(err as StatusLike));
               return;
             }
-            call.sendMessage(serialize(value));
+            // An answer already in pieces (a Range) goes out as they are; over grpc-go's send
+            // limit the call has ended with RESOURCE_EXHAUSTED and finish below does nothing.
+            if (value instanceof MessageParts) call.sendMessageParts(value);
+            else call.sendMessage(serialize(value));
             call.finish({ code: status.OK, metadata: trailer });
           });
         } catch (err) {

@@ -2,7 +2,7 @@
 // writes are validated here, as etcd's v3rpc does (request-validation.ts: shape, --max-txn-ops),
 // checked against the quota, and proposed as the client's own bytes. Nothing is validated again
 // at apply: a committed entry must give the same result on members with different flags.
-import { EtcdError, etcdserverpb } from "@etcd-ts/api";
+import { EtcdError, etcdserverpb, MessageParts } from "@etcd-ts/api";
 import {
   compactionRequestFromApi,
   deleteRangeRequestFromApi,
@@ -14,6 +14,7 @@ import {
   putRequestFromApi,
   type ResponseHeader,
   rangeRequestFromApi,
+  rangeResponseParts,
   txnRequestFromApi,
 } from "../mvcc/mod.js";
 import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
@@ -61,14 +62,16 @@ export function kvService(member: EtcdServer) {
         await member.linearizableRead(call.traceContext);
       }
       const caller = await callerOf(member, call);
-      return withHeader(
+      const res = withHeader(
         await permittedRead(
           member,
           caller,
           () => member.isRangePermitted(caller, range.key, range.rangeEnd),
-          () => member.range(range),
+          () => member.rangeEncoded(range),
         ),
       );
+      // Sent as its pieces (grpc-adapter.ts): a huge answer is never joined nor re-encoded.
+      return new MessageParts(rangeResponseParts(res));
     }),
     rangeStream: (call: { emit(event: "error", status: { code: number; details: string }): void }) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });
