@@ -88,15 +88,65 @@ function toChunk(result: { rows: (Buffer | undefined)[]; finished: boolean }): R
   return { keys, values, finished: result.finished };
 }
 
+/** One write of a recorded batch: `column` is the family's name (undefined: the default), `value` undefined a delete. */
+export interface RecordedWrite {
+  column: string | undefined;
+  key: Buffer;
+  value: Buffer | undefined;
+}
+
+/**
+ * The batches written to a database while it records (see RocksBackend.recordWrites), in write
+ * order: what an online copy replays after copying a snapshot, so writers never wait for it.
+ */
+export class WriteRecorder {
+  private batches: RecordedWrite[][] = [];
+  private writes = 0;
+
+  /** Writes recorded and not yet taken. */
+  get pending(): number {
+    return this.writes;
+  }
+
+  /** The batches recorded since the last take, oldest first. */
+  take(): RecordedWrite[][] {
+    const out = this.batches;
+    this.batches = [];
+    this.writes = 0;
+    return out;
+  }
+
+  /** @internal called by a batch once it is written. */
+  add(batch: RecordedWrite[]): void {
+    this.batches.push(batch);
+    this.writes += batch.length;
+  }
+}
+
 export class WriteBatch {
-  constructor(private readonly native: NativeBatch) {}
+  /** This batch's writes, when its database records (values are held, not copied: callers never reuse them). */
+  private readonly recorded: RecordedWrite[] | undefined;
+
+  constructor(
+    private readonly native: NativeBatch,
+    private readonly recorder?: WriteRecorder,
+    private readonly columnName?: (column: ColumnHandle) => string,
+  ) {
+    this.recorded = recorder === undefined ? undefined : [];
+  }
 
   put(key: Buffer, value: Buffer, column?: ColumnHandle): void {
     this.native._put(key, value, column === undefined ? {} : { column });
+    this.recorded?.push({ column: column === undefined ? undefined : this.columnName!(column), key, value });
   }
 
   del(key: Buffer, column?: ColumnHandle): void {
     this.native._del(key, column === undefined ? {} : { column });
+    this.recorded?.push({
+      column: column === undefined ? undefined : this.columnName!(column),
+      key,
+      value: undefined,
+    });
   }
 
   get length(): number {
@@ -113,6 +163,7 @@ export class WriteBatch {
     } finally {
       this.native._closeSync();
     }
+    if (this.recorded !== undefined && this.recorded.length > 0) this.recorder!.add(this.recorded);
   }
 
   discard(): void {
@@ -133,11 +184,21 @@ export const DEFAULT_TUNING: RocksTuning = { compression: true, blockCacheBytes:
 const SIDE_COLUMN_OPTIONS = { compaction: "level", memtableMemoryBudget: 2 * 1024 * 1024 };
 
 export class RocksBackend {
+  private recorder: WriteRecorder | undefined;
+  private readonly columnNames = new Map<ColumnHandle, string>();
+  private readonly nameOf = (column: ColumnHandle): string => {
+    const name = this.columnNames.get(column);
+    if (name === undefined) throw new Error("mvcc: a column handle of another database");
+    return name;
+  };
+
   private constructor(
     private readonly db: NativeDb,
     readonly location: string,
     readonly columns: Record<string, ColumnHandle>,
-  ) {}
+  ) {
+    for (const [name, handle] of Object.entries(columns)) this.columnNames.set(handle, name);
+  }
 
   /**
    * Opens (creating if missing) a database whose default column family holds the revision
@@ -160,8 +221,29 @@ export class RocksBackend {
     return new RocksBackend(db, location, db.columns);
   }
 
+  /**
+   * A batch, written with write() in the tick it was made (every caller does): a batch made
+   * before recordWrites() and written after would escape the recording.
+   */
   batch(): WriteBatch {
-    return new WriteBatch(this.db.batch());
+    return this.recorder === undefined
+      ? new WriteBatch(this.db.batch())
+      : new WriteBatch(this.db.batch(), this.recorder, this.nameOf);
+  }
+
+  /**
+   * Records every batch written from now until stopRecording(). Iterators made in the same tick
+   * read the state just before the first recorded batch, so a copy of them plus the recorded
+   * batches, replayed in order, is the database as it is when they are replayed.
+   */
+  recordWrites(): WriteRecorder {
+    if (this.recorder !== undefined) throw new Error("mvcc: already recording writes");
+    this.recorder = new WriteRecorder();
+    return this.recorder;
+  }
+
+  stopRecording(): void {
+    this.recorder = undefined;
   }
 
   getManySync(keys: Buffer[], column?: ColumnHandle): (Buffer | undefined)[] {

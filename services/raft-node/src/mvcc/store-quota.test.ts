@@ -106,6 +106,74 @@ describe("quota and NOSPACE alarm", () => {
     }
   });
 
+  it("applies and reads go on while a defragmentation copies; the copy holds them and a compaction", async () => {
+    const dir = await tempDir();
+    const location = join(dir.path, "db");
+    try {
+      let store = await MvccStore.open(location);
+      let kv = new Applier(store);
+      const keys = 400;
+      // Every key twice, then compacted: half the revisions are garbage the copy leaves out.
+      for (let round = 0; round < 2; round++) {
+        await store.applyBatch(
+          Array.from({ length: keys }, (_, i) => ({
+            index: store.appliedIndex + 1 + i,
+            term: 1,
+            request: { put: putRequest({ key: `k${i}`, value: randomBytes(value.length) }) },
+          })),
+        );
+      }
+      const compactAt = store.revision;
+      const grown = store.backendSize;
+      let done = false;
+      const defrag = store.defragment().finally(() => {
+        done = true;
+      });
+      // Started after the copy's snapshot: its deletes reach the copy by the replay.
+      await kv.compact(compactAt);
+      let duringDefrag = 0;
+      const written = new Map<string, string>();
+      for (let i = 0; i < 5_000 && !done; i++) {
+        const v = `v${i}`;
+        await kv.put(`k${i % keys}`, v);
+        written.set(`k${i % keys}`, v);
+        if (!done) duringDefrag++;
+        // Reads are served meanwhile too.
+        assert.equal((await store.range(rangeRequest({ key: `k${i % keys}` }))).kvs[0]!.value.toString(), v);
+      }
+      await defrag;
+      assert.ok(duringDefrag > 0, "no put completed while the defragmentation ran");
+      await store.compactionDone();
+      const revision = store.revision;
+      const size = store.backendSize;
+      assert.ok(size < grown, `defragment shrank ${grown} to ${size}`);
+      const check = async (s: MvccStore) => {
+        assert.equal(s.revision, revision);
+        const all = await s.range(rangeRequest({ key: "k", rangeEnd: "l" }));
+        assert.equal(all.count, keys);
+        for (const kvp of all.kvs) {
+          const want = written.get(kvp.key.toString());
+          if (want !== undefined) assert.equal(kvp.value.toString(), want);
+          else assert.equal(kvp.value.length, value.length);
+        }
+        // The compaction reached the copy: nothing below compactAt is readable.
+        await assert.rejects(s.range(rangeRequest({ key: "k0", revision: compactAt - 1 })), (e) =>
+          isEtcdError(e, "Compacted"),
+        );
+      };
+      await check(store);
+      await store.close();
+      store = await MvccStore.open(location);
+      kv = new Applier(store);
+      await check(store);
+      assert.equal(store.backendSize, size, "a restart keeps the size the defragmentation left");
+      await kv.put("after", "reopen");
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it("keeps applies in order and reads consistent across a defragmentation", async () => {
     const dir = await tempDir();
     const location = join(dir.path, "db");

@@ -20,7 +20,7 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
 import { BboltSizeModel } from "./bbolt-size-model.js";
-import { copyColumn, recoverInterruptedDefrag, writeMarker } from "./database-files.js";
+import { copyRows, recoverInterruptedDefrag, replayWrites, writeMarker } from "./database-files.js";
 import { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
@@ -35,9 +35,11 @@ import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js"
 import {
   type ColumnHandle,
   DEFAULT_TUNING,
+  type RecordedWrite,
   RocksBackend,
   type RocksTuning,
   type WriteBatch,
+  type WriteRecorder,
 } from "./rocks-backend.js";
 import { type KeyBounds, type RangeHit, TreeIndex } from "./tree-index.js";
 import type {
@@ -260,6 +262,12 @@ const EMPTY = Buffer.alloc(0);
 const RESTORE_CHUNK = 10_000;
 const ASYNC_READ_CHUNK = 1024;
 const HISTORY_CHUNK = 1000;
+/** A defragmentation's catch-up replays at most this many rounds before holding the store. */
+const DEFRAG_CATCH_UP_ROUNDS = 20;
+/** ...and holds the store once a round has at most this many writes left to replay. */
+const DEFRAG_HELD_REPLAY_WRITES = 2_000;
+/** Recorded batches replayed per event-loop turn while catching up. */
+const DEFRAG_REPLAY_SLICE = 64;
 const HASH_CHUNK = 4096;
 
 export class MvccStore implements ApplyTarget {
@@ -293,7 +301,11 @@ export class MvccStore implements ApplyTarget {
   private failure: Error | undefined;
   private closing = false;
   /** etcd's backend size for the same writes (what the quota and Status measure). */
-  private readonly sizeModel = new BboltSizeModel();
+  private sizeModel = new BboltSizeModel();
+  /** The defragmentation running, if any (concurrent calls share it). */
+  private defragRun: Promise<void> | undefined;
+  /** How long the last defragmentation's phases took, in milliseconds: copy, catch_up, held (logs, benchmarks). */
+  lastDefragPhasesMs: Record<string, number> = {};
   /** The model's Size() as last written to the meta column. */
   private savedModelSize = 0;
   private readonly tuning: RocksTuning;
@@ -469,22 +481,6 @@ export class MvccStore implements ApplyTarget {
           revision.key = revKey;
           revision.valueLength = value.length;
           yield revision;
-        }
-        if (chunk.finished) break;
-      }
-    } finally {
-      it.close();
-    }
-  }
-
-  /** Every stored revision key with its value's length, in key order (the size model's input). */
-  private *storedRevisionLengths(): Generator<{ key: Buffer; valueLength: number }> {
-    const it = this.db.iterator({});
-    try {
-      for (;;) {
-        const chunk = it.nextSync(RESTORE_CHUNK);
-        for (let i = 0; i < chunk.keys.length; i++) {
-          yield { key: chunk.keys[i]!, valueLength: chunk.values[i]!.length };
         }
         if (chunk.finished) break;
       }
@@ -1120,68 +1116,156 @@ export class MvccStore implements ApplyTarget {
   }
 
   /**
-   * Rewrites the database into a fresh directory holding only live entries (etcd's defrag copies
-   * its bolt file the same way), then swaps it in. Applies and reads wait meanwhile.
+   * etcd's defrag: rewrites the database into a fresh directory holding only live entries (etcd
+   * copies its bolt file the same way), then swaps it in; resolves when the swap is done, so
+   * Status's dbSize then reflects it. Writers do not wait for the copy: it reads a snapshot
+   * while every batch written meanwhile is recorded, replays those batches into the copy
+   * (rounds until few are left), and only the last small replay, the fence and the swap
+   * (closing both databases, two renames, reopening the copy) hold applies and reads.
+   * Concurrent calls share one run.
    */
-  async defragment(): Promise<void> {
-    let release!: () => void;
-    // Compactions are scheduled only by applies, which wait while the store is held: once none is
-    // queued at the moment of taking it, none can start until the swap is done.
-    for (;;) {
-      while (this.exclusive !== undefined) await this.exclusive;
-      await this.compactionDone();
-      if (this.compactionsQueued === 0 && this.exclusive === undefined) break;
-    }
-    this.assertUsable();
-    this.exclusive = new Promise<void>((resolve) => {
-      release = resolve;
+  defragment(): Promise<void> {
+    this.defragRun ??= this.runDefragment().finally(() => {
+      this.defragRun = undefined;
     });
+    return this.defragRun;
+  }
+
+  private async runDefragment(): Promise<void> {
+    // Not needed for correctness (a compaction's deletes are recorded and replayed like any
+    // write), but etcd's `compact --physical` then defrag is expected to copy the compacted state.
+    await this.compactionDone();
+    this.assertUsable();
     const copyDir = `${this.location}.defrag`;
     const columnNames = [META_COLUMN, ...this.extraColumns];
+    const phases: Record<string, number> = {};
+    let phaseStart = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      phases[name] = Math.round(now - phaseStart);
+      phaseStart = now;
+    };
+    await rm(copyDir, { recursive: true, force: true });
+    await rm(`${copyDir}.complete`, { force: true });
+    let copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
+    let copyOpen = true;
+    let recorder: WriteRecorder | undefined;
+    let release: (() => void) | undefined;
     let swapping = false;
+    const source = this.db;
     try {
-      while (this.readers > 0) await yieldToEventLoop();
-      await rm(copyDir, { recursive: true, force: true });
-      await rm(`${copyDir}.complete`, { force: true });
-      const copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
+      // One tick: the iterators' implicit snapshots and the start of the recording agree.
+      recorder = source.recordWrites();
+      const scan = { fillCache: false, highWaterMarkBytes: VIEW_READ_BYTES } as const;
+      const revisions = source.iterator(scan);
+      const sides = columnNames.map((name) => source.iterator({ ...scan, column: source.columns[name]! }));
+      // etcd's defragmented layout, built from the same rows as they are copied.
+      const model = new BboltSizeModel();
+      model.startDefragment();
+      const stopIfClosing = () => {
+        if (this.closing) throw new Error("mvcc: store closed during defragmentation");
+      };
       try {
-        await copyColumn(this.db, copy, undefined, undefined);
-        for (const name of columnNames)
-          await copyColumn(this.db, copy, this.db.columns[name], copy.columns[name]);
-        const fence = copy.batch();
-        fence.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), copy.columns[META_COLUMN]);
-        // The defragmented file's size is its compact layout, which a reopen computes itself.
-        fence.del(META_MODEL_SIZE, copy.columns[META_COLUMN]);
-        fence.write(true);
+        await copyRows(revisions, copy, undefined, (chunk) => {
+          stopIfClosing();
+          for (let i = 0; i < chunk.keys.length; i++)
+            model.addDefragmented(chunk.keys[i]!, chunk.values[i]!.length);
+        });
+        for (const [i, name] of columnNames.entries())
+          await copyRows(sides[i]!, copy, copy.columns[name], stopIfClosing);
       } finally {
-        await copy.close();
+        revisions.close();
+        for (const it of sides) it.close();
       }
+      model.finishDefragment();
+      phase("copy");
+      // Reopened now rather than while holding the store: closing waits for the copy's
+      // background compactions and opening turns its WAL (up to a memtable or two, written
+      // without flushing) into a table file; both take a second on a busy disk.
+      copyOpen = false;
+      await copy.close();
+      copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
+      copyOpen = true;
+      phase("reopen_copy");
+      // Catch up with what was written meanwhile, a round at a time, until a round is small
+      // enough to replay while holding the store (bounded: the last round is replayed held).
+      for (
+        let round = 0;
+        round < DEFRAG_CATCH_UP_ROUNDS && recorder.pending > DEFRAG_HELD_REPLAY_WRITES;
+        round++
+      ) {
+        stopIfClosing();
+        const batches = recorder.take();
+        for (let i = 0; i < batches.length; i += DEFRAG_REPLAY_SLICE) {
+          const slice = batches.slice(i, i + DEFRAG_REPLAY_SLICE);
+          replayWrites(slice, copy);
+          replayIntoModel(slice, model);
+          await yieldToEventLoop();
+        }
+      }
+      phase("catch_up");
+      this.exclusive = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      // Reads holding iterators on the old database finish first (a long history read ends
+      // early at a revision boundary once it sees the store held).
+      while (this.readers > 0) await yieldToEventLoop();
+      phase("held_readers");
+      this.assertUsable();
+      const last = recorder.take();
+      source.stopRecording();
+      recorder = undefined;
+      replayWrites(last, copy);
+      replayIntoModel(last, model);
+      const fence = copy.batch();
+      const meta = copy.columns[META_COLUMN];
+      fence.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), meta);
+      fence.put(META_TERM, uint64Bytes(this.appliedTerm), meta);
+      fence.put(META_MODEL_SIZE, uint64Bytes(model.size), meta);
+      fence.write(true);
+      phase("held_replay");
+      copyOpen = false;
+      await copy.close();
+      phase("held_close_copy");
       swapping = true;
-      await this.db.close();
+      await source.close();
+      phase("held_close_source");
       await writeMarker(`${copyDir}.complete`);
       await rename(this.location, `${this.location}.old`);
       await rename(copyDir, this.location);
       await rm(`${copyDir}.complete`, { force: true });
-      await rm(`${this.location}.old`, { recursive: true, force: true });
+      phase("held_rename");
       this.db = await RocksBackend.open(this.location, columnNames, this.tuning);
       this.meta = this.db.columns[META_COLUMN]!;
-      this.sizeModel.defragment(this.storedRevisionLengths());
-      this.savedModelSize = 0;
+      this.sizeModel = model;
+      this.savedModelSize = model.size;
+      phase("held");
+      // Writers and readers go on meanwhile: the old files are nobody's now.
+      this.exclusive = undefined;
+      release?.();
+      release = undefined;
+      await rm(`${this.location}.old`, { recursive: true, force: true });
+      this.lastDefragPhasesMs = phases;
     } catch (err) {
       // A copy that failed (a full disk) only read the database in use: as etcd's defrag, drop
       // the copy, report the error and serve on. A failed swap leaves the store to a reopen
       // (recoverInterruptedDefrag finishes or undoes it).
+      if (recorder !== undefined) source.stopRecording();
+      if (copyOpen) await copy.close().catch(() => {});
       if (swapping) this.failure = err instanceof Error ? err : new Error(String(err));
       else await rm(copyDir, { recursive: true, force: true }).catch(() => {});
       throw err;
     } finally {
-      this.exclusive = undefined;
-      release();
+      if (release !== undefined) {
+        this.exclusive = undefined;
+        release();
+      }
     }
   }
 
   async close(): Promise<void> {
     this.closing = true;
+    await this.defragRun?.catch(() => {});
     await this.compactionChain;
     while (this.exclusive !== undefined) await this.exclusive;
     await this.applyQueue;
@@ -1204,6 +1288,29 @@ export class MvccStore implements ApplyTarget {
 
   private assertUsable(): void {
     if (this.failure !== undefined) throw this.failure;
+  }
+}
+
+/** Recorded batches of revisions, replayed into a size model as the commits they were. */
+function replayIntoModel(batches: readonly RecordedWrite[][], model: BboltSizeModel): void {
+  for (const batch of batches) {
+    // A batch writing only the applied index (syncToDisk) is no bbolt commit in the store's count.
+    let commits = false;
+    for (const w of batch) {
+      if (w.column === undefined) {
+        if (w.value === undefined) model.delete(w.key);
+        else model.put(w.key, w.value.length);
+        commits = true;
+      } else if (
+        w.column !== META_COLUMN ||
+        !(w.key.equals(META_CONSISTENT_INDEX) || w.key.equals(META_TERM))
+      ) {
+        commits = true;
+      }
+    }
+    if (!commits) continue;
+    model.touch();
+    model.commit();
   }
 }
 
