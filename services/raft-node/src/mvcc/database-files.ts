@@ -1,6 +1,7 @@
-// The database directory as files: copying a database into a fresh directory and swapping it
-// in crash-safely (defragmentation).
+// The database directory as files: copying a database into a fresh directory while it is
+// written (defragmentation), and switching to the copy crash-safely.
 import { open as openFile, rename, rm, stat } from "node:fs/promises";
+import { dirname } from "node:path";
 import type { ColumnHandle, RecordedWrite, RocksBackend, RowChunk, RowIterator } from "./rocks-backend.js";
 
 /**
@@ -52,20 +53,46 @@ export function replayWrites(batches: readonly RecordedWrite[][], to: RocksBacke
 
 const REPLAY_BATCH_WRITES = 1000;
 
+/** Where a defragmentation of the database at `location` copies it (and the store then lives). */
+export function defragDirOf(location: string): string {
+  return `${location}.defrag`;
+}
+
 /**
- * Finishes or discards a defragmentation interrupted by a crash: the copy is only trusted once
- * its completion marker exists; the original directory is only removed after the swap.
+ * The swap of a defragmentation, made durable. A store switches to its copy without closing or
+ * renaming anything (a RocksDB directory cannot be renamed while open), so the copy lives in
+ * `location.defrag` until the next close or restart moves it to `location`. The truth is
+ * `location.defrag` if its marker `location.defrag.complete` exists, else `location`: a copy into
+ * `location.defrag` is marked once complete and fenced; a copy into `location` (made while the
+ * store lives in `location.defrag`, whose name it takes back) removes that marker once complete
+ * and fenced.
+ */
+export async function markCopyInUse(location: string, copyDir: string): Promise<void> {
+  const marker = `${defragDirOf(location)}.complete`;
+  if (copyDir === defragDirOf(location)) await writeMarker(marker);
+  else if (copyDir === location) await rm(marker, { force: true });
+  else throw new Error(`mvcc: ${copyDir} is neither ${location} nor its defragmentation copy`);
+  await syncDirectory(dirname(location));
+}
+
+/**
+ * Puts the truth (see markCopyInUse) at `location`, with no database open: after a crash, at a
+ * restart, or when a store living in its copy closes. A copy never marked is discarded; an
+ * older swap's `.old` directory is finished or undone.
  */
 export async function recoverInterruptedDefrag(location: string): Promise<void> {
-  const copyDir = `${location}.defrag`;
+  const copyDir = defragDirOf(location);
   const marker = `${copyDir}.complete`;
   const exists = async (path: string) =>
     stat(path).then(
       () => true,
       () => false,
     );
-  if (!(await exists(location)) && (await exists(marker)) && (await exists(copyDir))) {
+  if ((await exists(marker)) && (await exists(copyDir))) {
+    // Idempotent: a crash part-way repeats it (the marker goes last).
+    await rm(location, { recursive: true, force: true });
     await rename(copyDir, location);
+    await syncDirectory(dirname(location));
   }
   await rm(copyDir, { recursive: true, force: true });
   await rm(marker, { force: true });
@@ -73,8 +100,18 @@ export async function recoverInterruptedDefrag(location: string): Promise<void> 
   else if (await exists(`${location}.old`)) await rename(`${location}.old`, location);
 }
 
-export async function writeMarker(path: string): Promise<void> {
+async function writeMarker(path: string): Promise<void> {
   const file = await openFile(path, "w");
   await file.sync();
   await file.close();
+}
+
+/** fsyncs a directory, so the entries created, renamed or removed in it are durable. */
+async function syncDirectory(path: string): Promise<void> {
+  const dir = await openFile(path, "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }

@@ -15,12 +15,18 @@
 // process crash (the bytes are in the OS), and after a machine crash the Raft WAL, which is
 // fsynced, replays whatever the state machine lost, as etcd does with its bolt backend. Raft log
 // compaction must therefore call syncToDisk() first. `syncWrites: true` fsyncs every batch.
-import { rename, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
 import { BboltSizeModel } from "./bbolt-size-model.js";
-import { copyRows, recoverInterruptedDefrag, replayWrites, writeMarker } from "./database-files.js";
+import {
+  copyRows,
+  defragDirOf,
+  markCopyInUse,
+  recoverInterruptedDefrag,
+  replayWrites,
+} from "./database-files.js";
 import { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
@@ -262,6 +268,8 @@ const EMPTY = Buffer.alloc(0);
 const RESTORE_CHUNK = 10_000;
 const ASYNC_READ_CHUNK = 1024;
 const HISTORY_CHUNK = 1000;
+/** etcd's --experimental-compaction-batch-limit default: revisions deleted per bolt commit. */
+const ETCD_COMPACTION_BATCH_LIMIT = 1000;
 /** A defragmentation's catch-up replays at most this many rounds before holding the store. */
 const DEFRAG_CATCH_UP_ROUNDS = 20;
 /** ...and holds the store once a round has at most this many writes left to replay. */
@@ -304,6 +312,10 @@ export class MvccStore implements ApplyTarget {
   private sizeModel = new BboltSizeModel();
   /** The defragmentation running, if any (concurrent calls share it). */
   private defragRun: Promise<void> | undefined;
+  /** The directory the open database lives in: `location`, or its defragmented copy's. */
+  private dbDir: string;
+  /** Closing and removing the database a defragmentation replaced. */
+  private cleanup: Promise<void> = Promise.resolve();
   /** How long the last defragmentation's phases took, in milliseconds: copy, catch_up, held (logs, benchmarks). */
   lastDefragPhasesMs: Record<string, number> = {};
   /** The model's Size() as last written to the meta column. */
@@ -318,6 +330,7 @@ export class MvccStore implements ApplyTarget {
     options: MvccStoreOptions,
   ) {
     this.db = db;
+    this.dbDir = location;
     this.meta = db.columns[META_COLUMN]!;
     this.quotaBytes = options.quotaBytes ?? DEFAULT_QUOTA_BYTES;
     this.syncWrites = options.syncWrites ?? false;
@@ -924,6 +937,13 @@ export class MvccStore implements ApplyTarget {
         const key = revisionKey(removed[i]!, removed[i + 1]!, removed[i + 2] === 1);
         batch.del(key);
         this.sizeModel.delete(key);
+        // etcd deletes CompactionBatchLimit (1,000) revisions per bolt commit: the pages each
+        // commit frees are free (not in use) from the next one on. One commit per slice would
+        // leave a whole slice's freed pages pending, counted in use until the next write.
+        if ((i / 3 + 1) % ETCD_COMPACTION_BATCH_LIMIT === 0) {
+          this.sizeModel.touch();
+          this.sizeModel.commit();
+        }
       }
       this.sizeModel.touch();
       this.sizeModel.commit();
@@ -1135,8 +1155,14 @@ export class MvccStore implements ApplyTarget {
     // Not needed for correctness (a compaction's deletes are recorded and replayed like any
     // write), but etcd's `compact --physical` then defrag is expected to copy the compacted state.
     await this.compactionDone();
+    // The previous defragmentation's old directory is gone before its name is reused.
+    await this.cleanup;
     this.assertUsable();
-    const copyDir = `${this.location}.defrag`;
+    // The store lives in `location` or, after a defragmentation until the next restart or
+    // close, in `location.defrag` (see database-files.ts): the copy goes to the other one.
+    const source = this.db;
+    const sourceDir = this.dbDir;
+    const copyDir = sourceDir === this.location ? defragDirOf(this.location) : this.location;
     const columnNames = [META_COLUMN, ...this.extraColumns];
     const phases: Record<string, number> = {};
     let phaseStart = performance.now();
@@ -1146,13 +1172,11 @@ export class MvccStore implements ApplyTarget {
       phaseStart = now;
     };
     await rm(copyDir, { recursive: true, force: true });
-    await rm(`${copyDir}.complete`, { force: true });
     let copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
     let copyOpen = true;
     let recorder: WriteRecorder | undefined;
     let release: (() => void) | undefined;
-    let swapping = false;
-    const source = this.db;
+    let committed = false;
     try {
       // One tick: the iterators' implicit snapshots and the start of the recording agree.
       recorder = source.recordWrites();
@@ -1179,9 +1203,8 @@ export class MvccStore implements ApplyTarget {
       }
       model.finishDefragment();
       phase("copy");
-      // Reopened now rather than while holding the store: closing waits for the copy's
-      // background compactions and opening turns its WAL (up to a memtable or two, written
-      // without flushing) into a table file; both take a second on a busy disk.
+      // Reopened now, while nothing waits: closing waits for the copy's background compactions
+      // and opening turns its WAL (the memtables written without a flush) into table files.
       copyOpen = false;
       await copy.close();
       copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
@@ -1210,7 +1233,6 @@ export class MvccStore implements ApplyTarget {
       // Reads holding iterators on the old database finish first (a long history read ends
       // early at a revision boundary once it sees the store held).
       while (this.readers > 0) await yieldToEventLoop();
-      phase("held_readers");
       this.assertUsable();
       const last = recorder.take();
       source.stopRecording();
@@ -1223,37 +1245,34 @@ export class MvccStore implements ApplyTarget {
       fence.put(META_TERM, uint64Bytes(this.appliedTerm), meta);
       fence.put(META_MODEL_SIZE, uint64Bytes(model.size), meta);
       fence.write(true);
-      phase("held_replay");
-      copyOpen = false;
-      await copy.close();
-      phase("held_close_copy");
-      swapping = true;
-      await source.close();
-      phase("held_close_source");
-      await writeMarker(`${copyDir}.complete`);
-      await rename(this.location, `${this.location}.old`);
-      await rename(copyDir, this.location);
-      await rm(`${copyDir}.complete`, { force: true });
-      phase("held_rename");
-      this.db = await RocksBackend.open(this.location, columnNames, this.tuning);
-      this.meta = this.db.columns[META_COLUMN]!;
+      // From here a restart opens the copy: the one durable step of the swap.
+      await markCopyInUse(this.location, copyDir);
+      committed = true;
+      this.db = copy;
+      this.dbDir = copyDir;
+      this.meta = copy.columns[META_COLUMN]!;
       this.sizeModel = model;
       this.savedModelSize = model.size;
       phase("held");
-      // Writers and readers go on meanwhile: the old files are nobody's now.
       this.exclusive = undefined;
       release?.();
       release = undefined;
-      await rm(`${this.location}.old`, { recursive: true, force: true });
+      // The old database is nobody's now: closed and removed while the store serves.
+      this.cleanup = source
+        .close()
+        .catch(() => {})
+        .then(() => rm(sourceDir, { recursive: true, force: true }))
+        .catch(() => {});
       this.lastDefragPhasesMs = phases;
     } catch (err) {
       // A copy that failed (a full disk) only read the database in use: as etcd's defrag, drop
-      // the copy, report the error and serve on. A failed swap leaves the store to a reopen
-      // (recoverInterruptedDefrag finishes or undoes it).
+      // the copy, report the error and serve on. After the swap was marked, only a reopen
+      // knows what is on disk.
       if (recorder !== undefined) source.stopRecording();
-      if (copyOpen) await copy.close().catch(() => {});
-      if (swapping) this.failure = err instanceof Error ? err : new Error(String(err));
-      else await rm(copyDir, { recursive: true, force: true }).catch(() => {});
+      if (!committed) {
+        if (copyOpen) await copy.close().catch(() => {});
+        await rm(copyDir, { recursive: true, force: true }).catch(() => {});
+      } else this.failure = err instanceof Error ? err : new Error(String(err));
       throw err;
     } finally {
       if (release !== undefined) {
@@ -1263,6 +1282,10 @@ export class MvccStore implements ApplyTarget {
     }
   }
 
+  /**
+   * Closes the database; a store living in its defragmented copy's directory is moved back to
+   * `location` (what bootstrap, a snapshot install and the offline tools open).
+   */
   async close(): Promise<void> {
     this.closing = true;
     await this.defragRun?.catch(() => {});
@@ -1270,6 +1293,8 @@ export class MvccStore implements ApplyTarget {
     while (this.exclusive !== undefined) await this.exclusive;
     await this.applyQueue;
     await this.db.close();
+    await this.cleanup;
+    if (this.dbDir !== this.location) await recoverInterruptedDefrag(this.location);
     this.failure ??= new Error("mvcc: store closed");
   }
 
