@@ -1172,8 +1172,7 @@ export class MvccStore implements ApplyTarget {
       phaseStart = now;
     };
     await rm(copyDir, { recursive: true, force: true });
-    let copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
-    let copyOpen = true;
+    const copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
     let recorder: WriteRecorder | undefined;
     let release: (() => void) | undefined;
     let committed = false;
@@ -1203,13 +1202,6 @@ export class MvccStore implements ApplyTarget {
       }
       model.finishDefragment();
       phase("copy");
-      // Reopened now, while nothing waits: closing waits for the copy's background compactions
-      // and opening turns its WAL (the memtables written without a flush) into table files.
-      copyOpen = false;
-      await copy.close();
-      copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
-      copyOpen = true;
-      phase("reopen_copy");
       // Catch up with what was written meanwhile, a round at a time, until a round is small
       // enough to replay while holding the store (bounded: the last round is replayed held).
       for (
@@ -1244,6 +1236,7 @@ export class MvccStore implements ApplyTarget {
       fence.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), meta);
       fence.put(META_TERM, uint64Bytes(this.appliedTerm), meta);
       fence.put(META_MODEL_SIZE, uint64Bytes(model.size), meta);
+      // Synced: the copy's WAL, which holds every row copied (none was synced), is on disk.
       fence.write(true);
       // From here a restart opens the copy: the one durable step of the swap.
       await markCopyInUse(this.location, copyDir);
@@ -1270,7 +1263,7 @@ export class MvccStore implements ApplyTarget {
       // knows what is on disk.
       if (recorder !== undefined) source.stopRecording();
       if (!committed) {
-        if (copyOpen) await copy.close().catch(() => {});
+        await copy.close().catch(() => {});
         await rm(copyDir, { recursive: true, force: true }).catch(() => {});
       } else this.failure = err instanceof Error ? err : new Error(String(err));
       throw err;

@@ -3,10 +3,13 @@
 // store; the defragmented size is what Status reports once the RPC returns (etcd's semantics).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { etcdserverpb } from "@etcd-ts/api";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { etcdctl, haveEtcdctl } from "./etcdctl.fixture.js";
+import { eventually } from "./eventually.fixture.js";
 import { addressOf } from "./local-cluster.js";
 import { suiteResources } from "./suite-clusters.fixture.js";
 
@@ -62,11 +65,14 @@ describe("defragmentation under a put load", {
 
       // 8 writers of small puts, bounded; each completion's time is kept.
       const completions: number[] = [];
+      const acked = new Set<string>();
       let stop = false;
       const writers = Array.from({ length: 8 }, async (_, w) => {
         for (let i = 0; !stop && i < 100_000; i++) {
-          await put(client, `small/${w}/${i % 100}`, Buffer.alloc(256, 120));
+          const key = `small/${w}/${i % 100}`;
+          await put(client, key, Buffer.alloc(256, 120));
           completions.push(performance.now());
+          acked.add(key);
         }
       });
       await new Promise((r) => setTimeout(r, 500));
@@ -107,6 +113,34 @@ describe("defragmentation under a put load", {
         count: number;
       };
       assert.equal(count.count, keys);
+
+      // The member now lives in its copy (snap/db.defrag, marked); killed there, it restarts
+      // from the copy, moved back to snap/db, with every acknowledged put.
+      const snap = join(m.dataDir, "member", "snap");
+      const dbEntries = async () =>
+        (await readdir(snap))
+          .filter((f) => f.startsWith("db"))
+          .sort()
+          .join(",");
+      // The replaced database is closed and removed in the background.
+      await eventually(
+        "the old snap/db removed",
+        async () => (await dbEntries()) === "db.defrag,db.defrag.complete",
+      );
+      await etcdctl(ep, ["put", "after-defrag", "yes"]);
+      await cluster.stop(m, "SIGKILL");
+      await cluster.restart(m);
+      assert.deepEqual(
+        (await readdir(snap)).filter((f) => f.startsWith("db")),
+        ["db"],
+      );
+      assert.match(await etcdctl(ep, ["get", "after-defrag"]), /yes/);
+      const small = JSON.parse(
+        await etcdctl(ep, ["get", "small/", "--prefix", "--keys-only", "-w", "json"]),
+      ) as {
+        count: number;
+      };
+      assert.equal(small.count, acked.size, "every acknowledged put's key");
     } finally {
       client.close();
     }
