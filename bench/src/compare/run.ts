@@ -613,9 +613,9 @@ function restartText(r: RestartResult | undefined): string {
 const DEFRAG_ROW = "defrag-2g";
 /**
  * etcd's dbSize per key of the defrag row's load (a 4 KiB value written twice, 16-byte keys):
- * 100,000 keys made 1.63 GB (2026-12-04), so 2048 MiB is ~132,000 keys.
+ * 131,752 keys made 1,625 MB (2026-12-05), so 2048 MiB is ~175,000 keys.
  */
-const DEFRAG_BYTES_PER_KEY = 16_300;
+const DEFRAG_BYTES_PER_KEY = 12_300;
 
 interface DbStatus {
   dbSize: number;

@@ -2,6 +2,7 @@
 // written (defragmentation), and switching to the copy crash-safely.
 import { open as openFile, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ColumnHandle, RecordedWrite, RocksBackend, RowChunk, RowIterator } from "./rocks-backend.js";
 
 /**
@@ -17,6 +18,7 @@ export async function copyRows(
 ): Promise<void> {
   for (;;) {
     const chunk = await from.next(COPY_CHUNK_ROWS);
+    await untilWritesFlow(to);
     const batch = to.batch();
     for (let i = 0; i < chunk.keys.length; i++) batch.put(chunk.keys[i]!, chunk.values[i]!, toColumn);
     if (batch.length > 0) batch.write(false);
@@ -27,6 +29,23 @@ export async function copyRows(
 }
 
 const COPY_CHUNK_ROWS = 1000;
+
+/**
+ * Waits (off the event loop's thread, bounded) while RocksDB delays or stops writes to `db`:
+ * a fresh database written as fast as it can be read falls behind on compaction, and a delayed
+ * write sleeps in the writing thread, which for our synchronous batch writes is the event
+ * loop's; so the copy waits for compaction to catch up between chunks instead.
+ */
+export async function untilWritesFlow(db: RocksBackend, maxWaitMs = 5_000): Promise<void> {
+  const until = performance.now() + maxWaitMs;
+  while (
+    (db.numericProperty("rocksdb.actual-delayed-write-rate") > 0 ||
+      db.numericProperty("rocksdb.is-write-stopped") > 0) &&
+    performance.now() < until
+  ) {
+    await sleep(20);
+  }
+}
 
 /**
  * Writes recorded batches (see RocksBackend.recordWrites) into `to`, in order; small batches are

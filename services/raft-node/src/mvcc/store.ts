@@ -16,7 +16,7 @@
 // fsynced, replays whatever the state machine lost, as etcd does with its bolt backend. Raft log
 // compaction must therefore call syncToDisk() first. `syncWrites: true` fsyncs every batch.
 import { rm } from "node:fs/promises";
-import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import { setTimeout as sleep, setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
 import { BboltSizeModel } from "./bbolt-size-model.js";
@@ -274,6 +274,8 @@ const ETCD_COMPACTION_BATCH_LIMIT = 1000;
 const DEFRAG_CATCH_UP_ROUNDS = 20;
 /** ...and holds the store once a round has at most this many writes left to replay. */
 const DEFRAG_HELD_REPLAY_WRITES = 2_000;
+/** How long a defragmentation waits for open reads before holding the store to wait for them. */
+const DEFRAG_UNHELD_READERS_WAIT_MS = 2_000;
 /** Recorded batches replayed per event-loop turn while catching up. */
 const DEFRAG_REPLAY_SLICE = 64;
 const HASH_CHUNK = 4096;
@@ -1202,6 +1204,11 @@ export class MvccStore implements ApplyTarget {
       }
       model.finishDefragment();
       phase("copy");
+      // Reads holding iterators on the old database must end before the switch: waited for
+      // here without holding anything for a while (a snapshot being streamed can take long),
+      // then, after the catch-up, held (which makes a long history read end early).
+      const unheldUntil = performance.now() + DEFRAG_UNHELD_READERS_WAIT_MS;
+      while (this.readers > 0 && performance.now() < unheldUntil) await sleep(1);
       // Catch up with what was written meanwhile, a round at a time, until a round is small
       // enough to replay while holding the store (bounded: the last round is replayed held).
       for (
@@ -1222,8 +1229,6 @@ export class MvccStore implements ApplyTarget {
       this.exclusive = new Promise<void>((resolve) => {
         release = resolve;
       });
-      // Reads holding iterators on the old database finish first (a long history read ends
-      // early at a revision boundary once it sees the store held).
       while (this.readers > 0) await yieldToEventLoop();
       this.assertUsable();
       const last = recorder.take();
