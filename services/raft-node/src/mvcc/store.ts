@@ -1139,12 +1139,12 @@ export class MvccStore implements ApplyTarget {
 
   /**
    * etcd's defrag: rewrites the database into a fresh directory holding only live entries (etcd
-   * copies its bolt file the same way), then swaps it in; resolves when the swap is done, so
+   * copies its bolt file the same way), then switches to it; resolves when switched, so
    * Status's dbSize then reflects it. Writers do not wait for the copy: it reads a snapshot
    * while every batch written meanwhile is recorded, replays those batches into the copy
-   * (rounds until few are left), and only the last small replay, the fence and the swap
-   * (closing both databases, two renames, reopening the copy) hold applies and reads.
-   * Concurrent calls share one run.
+   * (rounds until few are left), and only the last small replay, a synced fence and the marker
+   * that makes the switch durable hold applies and reads (tens of milliseconds); the old
+   * database is closed and removed afterwards. Concurrent calls share one run.
    */
   defragment(): Promise<void> {
     this.defragRun ??= this.runDefragment().finally(() => {
@@ -1177,7 +1177,8 @@ export class MvccStore implements ApplyTarget {
     const copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
     let recorder: WriteRecorder | undefined;
     let release: (() => void) | undefined;
-    let committed = false;
+    /** Set once the switch may be on disk: from then on the copy must never be removed here. */
+    let marking = false;
     try {
       // One tick: the iterators' implicit snapshots and the start of the recording agree.
       recorder = source.recordWrites();
@@ -1243,9 +1244,9 @@ export class MvccStore implements ApplyTarget {
       fence.put(META_MODEL_SIZE, uint64Bytes(model.size), meta);
       // Synced: the copy's WAL, which holds every row copied (none was synced), is on disk.
       fence.write(true);
-      // From here a restart opens the copy: the one durable step of the swap.
+      // From here a restart opens the copy: the one durable step of the switch.
+      marking = true;
       await markCopyInUse(this.location, copyDir);
-      committed = true;
       this.db = copy;
       this.dbDir = copyDir;
       this.meta = copy.columns[META_COLUMN]!;
@@ -1264,13 +1265,13 @@ export class MvccStore implements ApplyTarget {
       this.lastDefragPhasesMs = phases;
     } catch (err) {
       // A copy that failed (a full disk) only read the database in use: as etcd's defrag, drop
-      // the copy, report the error and serve on. After the swap was marked, only a reopen
-      // knows what is on disk.
+      // the copy, report the error and serve on. A switch that failed part-way may be on disk
+      // or not: the store refuses everything until a reopen, whose recovery decides (both the
+      // copy, complete and fenced, and the database in use hold every applied entry).
       if (recorder !== undefined) source.stopRecording();
-      if (!committed) {
-        await copy.close().catch(() => {});
-        await rm(copyDir, { recursive: true, force: true }).catch(() => {});
-      } else this.failure = err instanceof Error ? err : new Error(String(err));
+      if (this.db !== copy) await copy.close().catch(() => {});
+      if (!marking) await rm(copyDir, { recursive: true, force: true }).catch(() => {});
+      else this.failure = err instanceof Error ? err : new Error(String(err));
       throw err;
     } finally {
       if (release !== undefined) {
