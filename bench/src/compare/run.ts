@@ -972,7 +972,9 @@ async function main(): Promise<void> {
   let defrag: Record<string, DefragResult> | undefined;
   if (opts.defragMiB > 0) {
     defrag = {};
-    for (const c of [etcd, ours]) {
+    // Members only: defragmenting is per member, so the proxies have no cell of their own.
+    const wanted = [etcd, ours].filter((c) => opts.targets.includes(c === etcd ? "etcd" : "members"));
+    for (const c of wanted) {
       if (stopping) return;
       defrag[c.label] = await defragRow(c, opts.defragMiB);
       console.log(`  ${DEFRAG_ROW} ${c.label}: ${defragText(defrag[c.label])}`);
