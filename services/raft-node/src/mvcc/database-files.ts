@@ -17,6 +17,7 @@ export async function copyRows(
   onChunk?: (chunk: RowChunk) => void,
 ): Promise<void> {
   for (;;) {
+    const started = performance.now();
     const chunk = await from.next(COPY_CHUNK_ROWS);
     await untilWritesFlow(to);
     const batch = to.batch();
@@ -25,10 +26,14 @@ export async function copyRows(
     else batch.discard();
     onChunk?.(chunk);
     if (chunk.finished) return;
+    // Half duty: the copy takes about as long again idle as it works, leaving the cores and
+    // the disk to the writes it must not slow down (a defrag's length matters less).
+    await sleep(Math.min(COPY_MAX_PAUSE_MS, performance.now() - started));
   }
 }
 
 const COPY_CHUNK_ROWS = 1000;
+const COPY_MAX_PAUSE_MS = 50;
 
 /**
  * Waits (off the event loop's thread, bounded) while RocksDB delays or stops writes to `db`:
