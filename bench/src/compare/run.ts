@@ -5,7 +5,9 @@
 // follower of each cluster, timing until it serves a serializable Range at the latest revision.
 // With those keys loaded, "range-full" reads them all in one Range per target while a paced put
 // load runs beside it (time, response size, RSS growth, the puts' latency against a baseline).
-// Flags: --quick, --scenarios a,b, --targets etcd,members,gateway, --keys N, --profile DIR
+// Last, the defrag row (defrag-2g): each cluster's leader loaded with ~--defrag-mb of 4 KiB
+// values written twice and compacted, then Maintenance.Defragment on it under a put load.
+// Flags: --quick, --scenarios a,b, --targets etcd,members,gateway, --keys N, --defrag-mb N, --profile DIR
 // (our members and gateway write V8 CPU profiles there; summarise with bench/dist/profile/top.js).
 // Results: bench/results/<timestamp>.json.
 
@@ -45,6 +47,8 @@ interface Scenario {
   quickTotal: number;
   watchers?: number;
   streams?: number;
+  /** watch-latency: keys the watchers are spread over (each put reaches that key's watchers). */
+  watchKeys?: number;
   /** goload's -timeout-s for the cell, when the default cell timeout is too short. */
   timeoutS?: number;
   /**
@@ -116,6 +120,19 @@ const scenarios: Scenario[] = [
     watchers: 10_000,
     streams: 100,
   },
+  // Many watched keys (a Kubernetes-style fan-out): 100 watchers on each of 1,000 keys, over
+  // 1,000 streams on 10 connections; each put reaches the 100 watchers of its key.
+  {
+    name: "watch-100k-1000keys",
+    op: "watch-latency",
+    conns: 10,
+    clients: 1,
+    total: 200,
+    quickTotal: 30,
+    watchers: 100_000,
+    streams: 1_000,
+    watchKeys: 1_000,
+  },
   // A watch starting far behind the head (a client resuming after a disconnect): `total`
   // revisions written first, then times to the first event and to the head (see goload).
   {
@@ -161,6 +178,8 @@ interface Options {
    * measured steps fall in a quiet window of a shared machine while the load does not.
    */
   waitUntil: Date | undefined;
+  /** The defrag row's target database size in MiB (etcd's dbSize), 0 when the row is not run. */
+  defragMiB: number;
   cellTimeoutS: number;
   profileDir: string | undefined;
   /** The gateway's --workers (etcd's grpc-proxy uses every core by itself). */
@@ -176,6 +195,7 @@ function parseArgs(argv: string[]): Options {
   let gatewayWorkers = "1";
   let rangeRounds = 1;
   let waitUntil: Date | undefined;
+  let defragMiB: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
@@ -192,19 +212,23 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--gateway-workers") gatewayWorkers = value();
     else if (flag === "--range-rounds") rangeRounds = Number(value());
     else if (flag === "--wait-until") waitUntil = utcTimeToday(value());
+    else if (flag === "--defrag-mb") defragMiB = Number(value());
     else if (flag === "--help" || flag === "-h") {
       console.log(
-        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (the last two load --keys keys first)`,
+        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--defrag-mb N] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (these two load --keys keys first), ${DEFRAG_ROW}`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
   }
   const wanted =
-    names ?? (quick ? [...quickScenarios, ...KEY_STEPS] : [...scenarios.map((s) => s.name), ...KEY_STEPS]);
+    names ??
+    (quick ? [...quickScenarios, ...KEY_STEPS] : [...scenarios.map((s) => s.name), ...KEY_STEPS, DEFRAG_ROW]);
   for (const n of wanted) {
-    if (!KEY_STEPS.includes(n) && !scenarios.some((s) => s.name === n))
+    if (!KEY_STEPS.includes(n) && n !== DEFRAG_ROW && !scenarios.some((s) => s.name === n))
       throw new Error(`unknown scenario ${n}`);
   }
+  const mib = defragMiB ?? (quick ? 256 : 2048);
+  if (!Number.isFinite(mib) || mib <= 0) throw new Error("--defrag-mb must be positive");
   for (const t of targets) {
     if (!targetNames.includes(t)) throw new Error(`unknown target ${t}`);
   }
@@ -221,6 +245,7 @@ function parseArgs(argv: string[]): Options {
     rangeFull: wanted.includes("range-full"),
     rangeRounds,
     waitUntil,
+    defragMiB: wanted.includes(DEFRAG_ROW) ? mib : 0,
     cellTimeoutS: quick ? 8 : 15,
     profileDir,
     gatewayWorkers,
@@ -503,7 +528,16 @@ function scenarioArgs(s: Scenario, endpoints: string[], total: number, timeoutS:
     "-label",
     label,
   ];
-  if (s.watchers !== undefined) args.push("-watchers", String(s.watchers), "-watch-timeout-ms", "5000");
+  if (s.watchers !== undefined)
+    args.push(
+      "-watchers",
+      String(s.watchers),
+      "-watch-timeout-ms",
+      "5000",
+      "-create-timeout-s",
+      String(30 + Math.ceil(s.watchers / 2_000)),
+    );
+  if (s.watchKeys !== undefined) args.push("-watch-keys", String(s.watchKeys));
   if (s.streams !== undefined) args.push("-streams", String(s.streams));
   return args;
 }
@@ -820,6 +854,171 @@ function restartText(r: RestartResult | undefined): string {
   return `${r.seconds.toFixed(1)} s to serve revision ${r.revision} (RSS then ${r.rss_mib} MiB)`;
 }
 
+// ---------------------------------------------------------------- defrag
+
+const DEFRAG_ROW = "defrag-2g";
+/**
+ * etcd's dbSize per key of the defrag row's load (a 4 KiB value written twice, 16-byte keys):
+ * 131,752 keys made 1,625 MB (2026-12-05), so 2048 MiB is ~175,000 keys.
+ */
+const DEFRAG_BYTES_PER_KEY = 12_300;
+
+interface DbStatus {
+  dbSize: number;
+  dbSizeInUse: number;
+}
+
+type DefragResult =
+  | {
+      keys: number;
+      load_s: number;
+      compact_s: number;
+      before: DbStatus | null;
+      after: DbStatus | null;
+      cell: Cell;
+    }
+  | { error: string };
+
+/** Status's sizes of one member (etcdctl endpoint status), or null. */
+function endpointStatus(endpoint: string): DbStatus | null {
+  const r = spawnSync(
+    "etcdctl",
+    ["--endpoints", endpoint, "--command-timeout", "10s", "endpoint", "status", "-w", "json"],
+    {
+      env: { ...process.env, ETCDCTL_API: "3" },
+      encoding: "utf8",
+      timeout: 20_000,
+    },
+  );
+  if (r.status !== 0) return null;
+  try {
+    const [s] = JSON.parse(r.stdout) as { Status: { dbSize: number; dbSizeInUse: number } }[];
+    return s ? { dbSize: Number(s.Status.dbSize), dbSizeInUse: Number(s.Status.dbSizeInUse) } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The defrag row on one cluster: `keys` 16-byte keys (none of the other rows' 8-byte ones) each
+ * put twice with a fresh random 4 KiB value, compacted at the head with --physical, then goload's
+ * defrag-under-put on the leader: 10 s of 10/50 puts of 256 B to it, Maintenance.Defragment of
+ * it meanwhile. The leader, because a member that is defragmenting holds its own applies: the
+ * puts it proposes are the ones that wait.
+ */
+async function defragRow(c: Cluster, mib: number): Promise<DefragResult> {
+  try {
+    const keys = Math.max(1_000, Math.round((mib * 1024 * 1024) / DEFRAG_BYTES_PER_KEY));
+    const started = performance.now();
+    for (let round = 0; round < 2; round++) {
+      if (stopping) return { error: "stopped" };
+      const load = await goload(
+        [
+          ...["-endpoints", c.clientEndpoints.join(","), "-op", "put", "-conns", "10", "-clients", "100"],
+          ...["-total", String(keys), "-key-space", String(keys), "-sequential-keys", "-key-size", "16"],
+          ...[
+            "-val-size",
+            "4096",
+            "-random-values",
+            "-timeout-s",
+            "1200",
+            "-label",
+            `defrag-load/${c.label}`,
+          ],
+        ],
+        1_300_000,
+      );
+      if ("error" in load) return { error: `load: ${load.error}` };
+      if (load.result.ok < keys) return { error: `load: ${load.result.ok} of ${keys} puts acknowledged` };
+    }
+    const loadS = (performance.now() - started) / 1000;
+    const leader = await c.members.leader(5_000);
+    if (leader === undefined) return { error: "no leader" };
+    const endpoint = addressOf(leader);
+    const revision = rangeRevision(endpoint, false);
+    if (revision === undefined) return { error: "the leader did not answer a Range" };
+    const compactStarted = performance.now();
+    const compacted = spawnSync(
+      "etcdctl",
+      ["--endpoints", endpoint, "--command-timeout", "600s", "compact", String(revision), "--physical"],
+      { env: { ...process.env, ETCDCTL_API: "3" }, encoding: "utf8", timeout: 660_000 },
+    );
+    if (compacted.status !== 0) return { error: `compact: ${compacted.stderr.trim()}` };
+    const compactS = (performance.now() - compactStarted) / 1000;
+    const before = endpointStatus(endpoint);
+    const cell = await goload(
+      [
+        ...["-endpoints", endpoint, "-defrag-endpoint", endpoint, "-op", "defrag-under-put"],
+        ...[
+          "-conns",
+          "10",
+          "-clients",
+          "50",
+          "-key-space",
+          "100000",
+          "-val-size",
+          "256",
+          "-baseline-s",
+          "10",
+        ],
+        ...["-timeout-s", "900", "-call-timeout-ms", "120000", "-label", `defrag/${c.label}`],
+      ],
+      1_000_000,
+    );
+    return {
+      keys,
+      load_s: +loadS.toFixed(1),
+      compact_s: +compactS.toFixed(1),
+      before,
+      after: endpointStatus(endpoint),
+      cell,
+    };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+const fmtMB = (bytes: number | undefined) => (bytes === undefined ? "-" : `${(bytes / 1e6).toFixed(0)} MB`);
+
+function defragText(r: DefragResult | undefined): string {
+  if (r === undefined) return "-";
+  if ("error" in r) return `ERROR (${r.error})`;
+  if ("error" in r.cell) return `ERROR (${r.cell.error})`;
+  const x = r.cell.result;
+  const during = x.during_ms as { p50: number | null; p99: number | null; max: number | null };
+  const base = x.latency_ms as { p50: number | null; p99: number | null; max?: number | null };
+  const size = (s: DbStatus | null) =>
+    s === null ? "-" : `${fmtMB(s.dbSize)} (in use ${fmtMB(s.dbSizeInUse)})`;
+  return (
+    `defrag ${((x.defrag_ms as number) / 1000).toFixed(1)} s; put p50/p99/max without ` +
+    `${fmtMs(base.p50)}/${fmtMs(base.p99)}/${fmtMs(base.max ?? null)} ms, during ` +
+    `${fmtMs(during.p50)}/${fmtMs(during.p99)}/${fmtMs(during.max)} ms; longest with no put ` +
+    `${fmtMs(x.longest_no_put_ms as number)} ms (${x.puts_completed_during} puts during)` +
+    `${x.errors > 0 ? `, ${x.errors} errors` : ""}; dbSize ${size(r.before)} -> ${size(r.after)}` +
+    ` [load ${r.load_s} s, compact ${r.compact_s} s]`
+  );
+}
+
+/** ours/etcd of the defrag row: defrag time, p99 during, longest gap (lower is better), and ours' p99 during/without. */
+function defragRatios(ours: DefragResult | undefined, etcd: DefragResult | undefined): string {
+  const cellOf = (r: DefragResult | undefined) =>
+    r !== undefined && !("error" in r) && !("error" in r.cell) ? r.cell.result : undefined;
+  const o = cellOf(ours);
+  const e = cellOf(etcd);
+  if (o === undefined) return "-";
+  const p99 = (x: GoloadResult, f: "during_ms" | "latency_ms") => (x[f] as { p99: number | null }).p99 ?? 0;
+  const own = p99(o, "latency_ms") > 0 ? (p99(o, "during_ms") / p99(o, "latency_ms")).toFixed(2) : "-";
+  const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : "-");
+  const vsEtcd =
+    e === undefined
+      ? ""
+      : `ours/etcd: defrag time ${ratio(o.defrag_ms as number, e.defrag_ms as number)}, put p99 during ${ratio(
+          p99(o, "during_ms"),
+          p99(e, "during_ms"),
+        )}, longest with no put ${ratio(o.longest_no_put_ms as number, e.longest_no_put_ms as number)} (<1 is better); `;
+  return `${vsEtcd}ours put p99 during/without ${own} (goal <= 2)`;
+}
+
 // ---------------------------------------------------------------- output
 
 const fmtOps = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(1));
@@ -832,8 +1031,11 @@ function cellText(c: Cell | undefined, watch: boolean): string {
   const errs = r.errors > 0 ? ` ${r.errors}err` : "";
   const cut = r.timed_out ? " (cut)" : "";
   const lat = `${fmtMs(r.latency_ms.p50)}/${fmtMs(r.latency_ms.p99)}`;
+  // Watch rows: ack->all p50/p99 (the ratio's measure), then send->all p99 (from the put's
+  // send: includes the put's own latency; with few watchers per key, events beat the ack).
+  const sent = (r.send_to_all_ms as { p99?: number | null } | undefined)?.p99;
   return watch
-    ? `${lat} ms (${fmtOps(r.ops_per_s)} put/s)${errs}${cut}`
+    ? `${lat} ms, sent->all p99 ${fmtMs(sent ?? null)} (${fmtOps(r.ops_per_s)} put/s)${errs}${cut}`
     : `${fmtOps(r.ops_per_s)} (${lat})${errs}${cut}`;
 }
 
@@ -1040,6 +1242,18 @@ async function main(): Promise<void> {
     }
   }
 
+  let defrag: Record<string, DefragResult> | undefined;
+  if (opts.defragMiB > 0) {
+    defrag = {};
+    // Members only: defragmenting is per member, so the proxies have no cell of their own.
+    const wanted = [etcd, ours].filter((c) => opts.targets.includes(c === etcd ? "etcd" : "members"));
+    for (const c of wanted) {
+      if (stopping) return;
+      defrag[c.label] = await defragRow(c, opts.defragMiB);
+      console.log(`  ${DEFRAG_ROW} ${c.label}: ${defragText(defrag[c.label])}`);
+    }
+  }
+
   // Interrupted: no table or results file for a partial run.
   if (stopping) return;
   const header = [
@@ -1128,6 +1342,14 @@ async function main(): Promise<void> {
       `\n${rangeFull!.length > 1 ? `round ${round + 1}:\n` : ""}${rangeFullTable(cells, opts.keys)}`,
     );
   }
+  if (defrag !== undefined) {
+    console.log(
+      `\n${DEFRAG_ROW}: Maintenance.Defragment of the leader holding ~${opts.defragMiB} MiB (4 KiB values written twice, compacted) under 10/50 puts of 256 B:` +
+        `\n  etcd: ${defragText(defrag.etcd)}` +
+        `\n  ours: ${defragText(defrag.ours)}` +
+        `\n  ${defragRatios(defrag.ours, defrag.etcd)}`,
+    );
+  }
   const errored = Object.entries(results).flatMap(([name, r]) =>
     Object.entries(r).flatMap(([t, c]) => (c && "error" in c ? [`${name}/${t}: ${c.error}`] : [])),
   );
@@ -1154,11 +1376,13 @@ async function main(): Promise<void> {
           quick: opts.quick,
           scenarios: opts.scenarios.map((s) => s.name),
           keys: opts.keys,
+          defrag_mib: opts.defragMiB,
           gateway_workers: opts.gatewayWorkers,
         },
         scenarios: opts.scenarios.map((s) => ({ ...s, results: results[s.name] })),
         rss,
         range_full: rangeFull,
+        defrag,
       },
       null,
       2,

@@ -19,7 +19,7 @@ import { LEASE_COLUMN } from "../lease/mod.js";
 import { memberCodec, urlString } from "../membership/member-codec.js";
 import { clusterIdFor, formatId, memberIdFor } from "../membership/member-id.js";
 import { MEMBERS_COLUMN, type MemberInfo, MembersTable } from "../membership/members-table.js";
-import { MvccStore } from "../mvcc/mod.js";
+import { MvccStore, recoverInterruptedDefrag } from "../mvcc/mod.js";
 import { fetchClusterInfo } from "../transport/peer-transport.js";
 import { dialTlsFrom } from "../transport/tls-credentials.js";
 import { Snapshotter, Wal, type WalLogger, type WalOptions } from "../wal/mod.js";
@@ -91,6 +91,9 @@ export async function bootstrap(
   };
   const layout = layoutOf(config);
   await mkdir(layout.snapDir, { recursive: true });
+  // A member that stopped while its store lived in a defragmented copy: the copy becomes snap/db
+  // before anything looks at it (MvccStore.open would, but the columns are read first).
+  await recoverInterruptedDefrag(layout.dbDir);
   await recoverInterruptedInstall(layout.dbDir);
   const snapshotter = new Snapshotter(layout.snapDir, { logger, sync });
   const seed = new Map<bigint, MemberInfo>();

@@ -170,6 +170,8 @@ export class BboltSizeModel {
    * reused and everything counts as in use: an upper bound, erring toward the quota.
    */
   private degradedBytes: number | undefined;
+  /** Revisions added by addDefragmented since its last commit. */
+  private defragInBatch = 0;
 
   /**
    * A fresh member's file: etcd's bootstrap commits (buckets, member, cluster version) leave 5
@@ -296,20 +298,34 @@ export class BboltSizeModel {
    * no tree reaches (freed or pending) are free on reopen.
    */
   defragment(revisions: Iterable<{ key: Buffer; valueLength: number }>): void {
+    this.startDefragment();
+    for (const { key, valueLength } of revisions) this.addDefragmented(key, valueLength);
+    this.finishDefragment();
+  }
+
+  /**
+   * defragment() in steps, for a caller that reads the revisions a chunk at a time (an online
+   * copy): startDefragment(), addDefragmented() for each revision in key order, finishDefragment().
+   */
+  startDefragment(): void {
     this.degradedBytes = undefined;
     this.root = new TreeNode(true, undefined);
     this.freelist = new Freelist();
     this.highWater = FRESH_FILE_PAGES;
     this.rootLeafPage = 3;
     this.staleFreelistPage = true;
-    let inBatch = 0;
-    for (const { key, valueLength } of revisions) {
-      this.put(key, valueLength);
-      if (++inBatch === DEFRAG_KEYS_PER_COMMIT) {
-        this.commit();
-        inBatch = 0;
-      }
+    this.defragInBatch = 0;
+  }
+
+  addDefragmented(key: Buffer, valueLength: number): void {
+    this.put(key, valueLength);
+    if (++this.defragInBatch === DEFRAG_KEYS_PER_COMMIT) {
+      this.commit();
+      this.defragInBatch = 0;
     }
+  }
+
+  finishDefragment(): void {
     this.touch();
     this.commit();
     this.freelist.release();

@@ -1,45 +1,122 @@
-// The database directory as files: copying a database into a fresh directory and swapping it
-// in crash-safely (defragmentation).
+// The database directory as files: copying a database into a fresh directory while it is
+// written (defragmentation), and switching to the copy crash-safely.
 import { open as openFile, rename, rm, stat } from "node:fs/promises";
-import type { ColumnHandle, RocksBackend } from "./rocks-backend.js";
+import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ColumnHandle, RecordedWrite, RocksBackend, RowChunk, RowIterator } from "./rocks-backend.js";
 
-const COPY_CHUNK = 1000;
-
-export async function copyColumn(
-  from: RocksBackend,
+/**
+ * Copies what `from` reads into `toColumn`, one chunk (bounded by the iterator's byte limit)
+ * per batch; `onChunk` sees each chunk after it is written and may throw to stop the copy.
+ * Reads run on the libuv pool, so the event loop serves between chunks.
+ */
+export async function copyRows(
+  from: RowIterator,
   to: RocksBackend,
-  fromColumn: ColumnHandle | undefined,
   toColumn: ColumnHandle | undefined,
+  onChunk?: (chunk: RowChunk) => void,
 ): Promise<void> {
-  const it = from.iterator(fromColumn === undefined ? {} : { column: fromColumn });
-  try {
-    for (;;) {
-      const chunk = await it.next(COPY_CHUNK);
-      const batch = to.batch();
-      for (let i = 0; i < chunk.keys.length; i++) batch.put(chunk.keys[i]!, chunk.values[i]!, toColumn);
-      if (batch.length > 0) batch.write(false);
-      else batch.discard();
-      if (chunk.finished) return;
-    }
-  } finally {
-    it.close();
+  for (;;) {
+    const started = performance.now();
+    const chunk = await from.next(COPY_CHUNK_ROWS);
+    await untilWritesFlow(to);
+    const batch = to.batch();
+    for (let i = 0; i < chunk.keys.length; i++) batch.put(chunk.keys[i]!, chunk.values[i]!, toColumn);
+    if (batch.length > 0) batch.write(false);
+    else batch.discard();
+    onChunk?.(chunk);
+    if (chunk.finished) return;
+    // Half duty: the copy takes about as long again idle as it works, leaving the cores and
+    // the disk to the writes it must not slow down (a defrag's length matters less).
+    await sleep(Math.min(COPY_MAX_PAUSE_MS, performance.now() - started));
+  }
+}
+
+const COPY_CHUNK_ROWS = 1000;
+const COPY_MAX_PAUSE_MS = 50;
+
+/**
+ * Waits (off the event loop's thread, bounded) while RocksDB delays or stops writes to `db`:
+ * a fresh database written as fast as it can be read falls behind on compaction, and a delayed
+ * write sleeps in the writing thread, which for our synchronous batch writes is the event
+ * loop's; so the copy waits for compaction to catch up between chunks instead.
+ */
+export async function untilWritesFlow(db: RocksBackend, maxWaitMs = 5_000): Promise<void> {
+  const until = performance.now() + maxWaitMs;
+  while (
+    (db.numericProperty("rocksdb.actual-delayed-write-rate") > 0 ||
+      db.numericProperty("rocksdb.is-write-stopped") > 0) &&
+    performance.now() < until
+  ) {
+    await sleep(20);
   }
 }
 
 /**
- * Finishes or discards a defragmentation interrupted by a crash: the copy is only trusted once
- * its completion marker exists; the original directory is only removed after the swap.
+ * Writes recorded batches (see RocksBackend.recordWrites) into `to`, in order; small batches are
+ * merged into writes of about REPLAY_BATCH_WRITES (the copy is not read until it is complete).
+ */
+export function replayWrites(batches: readonly RecordedWrite[][], to: RocksBackend): void {
+  let out = to.batch();
+  for (const recorded of batches) {
+    for (const w of recorded) {
+      const column = w.column === undefined ? undefined : to.columns[w.column];
+      if (w.column !== undefined && column === undefined)
+        throw new Error(`mvcc: no column ${w.column} in the copy`);
+      if (w.value === undefined) out.del(w.key, column);
+      else out.put(w.key, w.value, column);
+    }
+    if (out.length >= REPLAY_BATCH_WRITES) {
+      out.write(false);
+      out = to.batch();
+    }
+  }
+  if (out.length > 0) out.write(false);
+  else out.discard();
+}
+
+const REPLAY_BATCH_WRITES = 1000;
+
+/** Where a defragmentation of the database at `location` copies it (and the store then lives). */
+export function defragDirOf(location: string): string {
+  return `${location}.defrag`;
+}
+
+/**
+ * The swap of a defragmentation, made durable. A store switches to its copy without closing or
+ * renaming anything (a RocksDB directory cannot be renamed while open), so the copy lives in
+ * `location.defrag` until the next close or restart moves it to `location`. The truth is
+ * `location.defrag` if its marker `location.defrag.complete` exists, else `location`: a copy into
+ * `location.defrag` is marked once complete and fenced; a copy into `location` (made while the
+ * store lives in `location.defrag`, whose name it takes back) removes that marker once complete
+ * and fenced.
+ */
+export async function markCopyInUse(location: string, copyDir: string): Promise<void> {
+  const marker = `${defragDirOf(location)}.complete`;
+  if (copyDir === defragDirOf(location)) await writeMarker(marker);
+  else if (copyDir === location) await rm(marker, { force: true });
+  else throw new Error(`mvcc: ${copyDir} is neither ${location} nor its defragmentation copy`);
+  await syncDirectory(dirname(location));
+}
+
+/**
+ * Puts the truth (see markCopyInUse) at `location`, with no database open: after a crash, at a
+ * restart, or when a store living in its copy closes. A copy never marked is discarded; an
+ * older swap's `.old` directory is finished or undone.
  */
 export async function recoverInterruptedDefrag(location: string): Promise<void> {
-  const copyDir = `${location}.defrag`;
+  const copyDir = defragDirOf(location);
   const marker = `${copyDir}.complete`;
   const exists = async (path: string) =>
     stat(path).then(
       () => true,
       () => false,
     );
-  if (!(await exists(location)) && (await exists(marker)) && (await exists(copyDir))) {
+  if ((await exists(marker)) && (await exists(copyDir))) {
+    // Idempotent: a crash part-way repeats it (the marker goes last).
+    await rm(location, { recursive: true, force: true });
     await rename(copyDir, location);
+    await syncDirectory(dirname(location));
   }
   await rm(copyDir, { recursive: true, force: true });
   await rm(marker, { force: true });
@@ -47,8 +124,18 @@ export async function recoverInterruptedDefrag(location: string): Promise<void> 
   else if (await exists(`${location}.old`)) await rename(`${location}.old`, location);
 }
 
-export async function writeMarker(path: string): Promise<void> {
+async function writeMarker(path: string): Promise<void> {
   const file = await openFile(path, "w");
   await file.sync();
   await file.close();
+}
+
+/** fsyncs a directory, so the entries created, renamed or removed in it are durable. */
+async function syncDirectory(path: string): Promise<void> {
+  const dir = await openFile(path, "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }

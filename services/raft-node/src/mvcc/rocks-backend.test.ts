@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
+import { copyRows, replayWrites } from "./database-files.js";
 import { RocksBackend } from "./rocks-backend.js";
 
 const require = createRequire(import.meta.url);
@@ -120,6 +121,72 @@ describe("the @nxtedition/rocksdb binding rocks-backend.ts relies on", () => {
       assert.equal(resources.size, before);
     } finally {
       await db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("recording writes for an online copy", () => {
+  it("a snapshot copied and the batches recorded since, replayed, equal the database", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "rocks-record-"));
+    const db = await RocksBackend.open(join(dir, "db"), ["side"]);
+    const copy = await RocksBackend.open(join(dir, "copy"), ["side"]);
+    const rows = async (from: RocksBackend, column?: "side") => {
+      const it = from.iterator(column === undefined ? {} : { column: from.columns[column] });
+      try {
+        const out: string[] = [];
+        for (;;) {
+          const chunk = await it.next(100);
+          for (let i = 0; i < chunk.keys.length; i++) out.push(`${chunk.keys[i]}=${chunk.values[i]}`);
+          if (chunk.finished) return out;
+        }
+      } finally {
+        it.close();
+      }
+    };
+    try {
+      const write = (ops: [string, string | undefined, "side"?][]) => {
+        const b = db.batch();
+        for (const [k, v, c] of ops) {
+          const column = c === undefined ? undefined : db.columns[c];
+          if (v === undefined) b.del(Buffer.from(k), column);
+          else b.put(Buffer.from(k), Buffer.from(v), column);
+        }
+        b.write(false);
+      };
+      for (let i = 0; i < 50; i++) write([[`k${i}`, "old"]]);
+      write([["s", "old", "side"]]);
+      const recorder = db.recordWrites();
+      const snapshot = db.iterator({});
+      const sideSnapshot = db.iterator({ column: db.columns.side });
+      // Written after the snapshot: an overwrite, a delete, a new key, a side column write.
+      write([
+        ["k1", "new"],
+        ["k2", undefined],
+      ]);
+      write([
+        ["k99", "new"],
+        ["s", "new", "side"],
+      ]);
+      assert.equal(recorder.pending, 4);
+      await copyRows(snapshot, copy, undefined);
+      await copyRows(sideSnapshot, copy, copy.columns.side);
+      snapshot.close();
+      sideSnapshot.close();
+      // The copy holds the snapshot: the old values, k2, no k99.
+      assert.ok((await rows(copy)).includes("k1=old"));
+      assert.ok((await rows(copy)).includes("k2=old"));
+      replayWrites(recorder.take(), copy);
+      assert.equal(recorder.pending, 0);
+      db.stopRecording();
+      write([["k3", "unrecorded"]]);
+      assert.equal(recorder.pending, 0, "nothing is recorded once stopped");
+      const expected = (await rows(db)).map((r) => (r === "k3=unrecorded" ? "k3=old" : r));
+      assert.deepEqual(await rows(copy), expected);
+      assert.deepEqual(await rows(copy, "side"), ["s=new"]);
+    } finally {
+      await db.close();
+      await copy.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

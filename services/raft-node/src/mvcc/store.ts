@@ -15,12 +15,18 @@
 // process crash (the bytes are in the OS), and after a machine crash the Raft WAL, which is
 // fsynced, replays whatever the state machine lost, as etcd does with its bolt backend. Raft log
 // compaction must therefore call syncToDisk() first. `syncWrites: true` fsyncs every batch.
-import { rename, rm } from "node:fs/promises";
-import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import { rm } from "node:fs/promises";
+import { setTimeout as sleep, setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
 import { BboltSizeModel } from "./bbolt-size-model.js";
-import { copyColumn, recoverInterruptedDefrag, writeMarker } from "./database-files.js";
+import {
+  copyRows,
+  defragDirOf,
+  markCopyInUse,
+  recoverInterruptedDefrag,
+  replayWrites,
+} from "./database-files.js";
 import { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
@@ -38,9 +44,11 @@ import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js"
 import {
   type ColumnHandle,
   DEFAULT_TUNING,
+  type RecordedWrite,
   RocksBackend,
   type RocksTuning,
   type WriteBatch,
+  type WriteRecorder,
 } from "./rocks-backend.js";
 import { type KeyBounds, type RangeHit, TreeIndex } from "./tree-index.js";
 import type {
@@ -267,6 +275,16 @@ const ASYNC_READ_CHUNK = 1024;
 /** KeyValues encoded per turn of the event loop when an answer is built from objects. */
 const ENCODE_CHUNK = 1024;
 const HISTORY_CHUNK = 1000;
+/** etcd's --experimental-compaction-batch-limit default: revisions deleted per bolt commit. */
+const ETCD_COMPACTION_BATCH_LIMIT = 1000;
+/** A defragmentation's catch-up replays at most this many rounds before holding the store. */
+const DEFRAG_CATCH_UP_ROUNDS = 20;
+/** ...and holds the store once a round has at most this many writes left to replay. */
+const DEFRAG_HELD_REPLAY_WRITES = 2_000;
+/** How long a defragmentation waits for open reads before holding the store to wait for them. */
+const DEFRAG_UNHELD_READERS_WAIT_MS = 2_000;
+/** Recorded batches replayed per event-loop turn while catching up. */
+const DEFRAG_REPLAY_SLICE = 64;
 const HASH_CHUNK = 4096;
 
 export class MvccStore implements ApplyTarget {
@@ -301,7 +319,15 @@ export class MvccStore implements ApplyTarget {
   private failure: Error | undefined;
   private closing = false;
   /** etcd's backend size for the same writes (what the quota and Status measure). */
-  private readonly sizeModel = new BboltSizeModel();
+  private sizeModel = new BboltSizeModel();
+  /** The defragmentation running, if any (concurrent calls share it). */
+  private defragRun: Promise<void> | undefined;
+  /** The directory the open database lives in: `location`, or its defragmented copy's. */
+  private dbDir: string;
+  /** Closing and removing the database a defragmentation replaced. */
+  private cleanup: Promise<void> = Promise.resolve();
+  /** How long the last defragmentation's phases took, in milliseconds: copy, catch_up, held (logs, benchmarks). */
+  lastDefragPhasesMs: Record<string, number> = {};
   /** The model's Size() as last written to the meta column. */
   private savedModelSize = 0;
   private readonly tuning: RocksTuning;
@@ -314,6 +340,7 @@ export class MvccStore implements ApplyTarget {
     options: MvccStoreOptions,
   ) {
     this.db = db;
+    this.dbDir = location;
     this.meta = db.columns[META_COLUMN]!;
     this.quotaBytes = options.quotaBytes ?? DEFAULT_QUOTA_BYTES;
     this.syncWrites = options.syncWrites ?? false;
@@ -502,22 +529,6 @@ export class MvccStore implements ApplyTarget {
           revision.key = revKey;
           revision.valueLength = value.length;
           yield revision;
-        }
-        if (chunk.finished) break;
-      }
-    } finally {
-      it.close();
-    }
-  }
-
-  /** Every stored revision key with its value's length, in key order (the size model's input). */
-  private *storedRevisionLengths(): Generator<{ key: Buffer; valueLength: number }> {
-    const it = this.db.iterator({});
-    try {
-      for (;;) {
-        const chunk = it.nextSync(RESTORE_CHUNK);
-        for (let i = 0; i < chunk.keys.length; i++) {
-          yield { key: chunk.keys[i]!, valueLength: chunk.values[i]!.length };
         }
         if (chunk.finished) break;
       }
@@ -1054,6 +1065,13 @@ export class MvccStore implements ApplyTarget {
         const key = revisionKey(removed[i]!, removed[i + 1]!, removed[i + 2] === 1);
         batch.del(key);
         this.sizeModel.delete(key);
+        // etcd deletes CompactionBatchLimit (1,000) revisions per bolt commit: the pages each
+        // commit frees are free (not in use) from the next one on. One commit per slice would
+        // leave a whole slice's freed pages pending, counted in use until the next write.
+        if ((i / 3 + 1) % ETCD_COMPACTION_BATCH_LIMIT === 0) {
+          this.sizeModel.touch();
+          this.sizeModel.commit();
+        }
       }
       this.sizeModel.touch();
       this.sizeModel.commit();
@@ -1246,72 +1264,162 @@ export class MvccStore implements ApplyTarget {
   }
 
   /**
-   * Rewrites the database into a fresh directory holding only live entries (etcd's defrag copies
-   * its bolt file the same way), then swaps it in. Applies and reads wait meanwhile.
+   * etcd's defrag: rewrites the database into a fresh directory holding only live entries (etcd
+   * copies its bolt file the same way), then switches to it; resolves when switched, so
+   * Status's dbSize then reflects it. Writers do not wait for the copy: it reads a snapshot
+   * while every batch written meanwhile is recorded, replays those batches into the copy
+   * (rounds until few are left), and only the last small replay, a synced fence and the marker
+   * that makes the switch durable hold applies and reads (tens of milliseconds); the old
+   * database is closed and removed afterwards. Concurrent calls share one run.
    */
-  async defragment(): Promise<void> {
-    let release!: () => void;
-    // Compactions are scheduled only by applies, which wait while the store is held: once none is
-    // queued at the moment of taking it, none can start until the swap is done.
-    for (;;) {
-      while (this.exclusive !== undefined) await this.exclusive;
-      await this.compactionDone();
-      if (this.compactionsQueued === 0 && this.exclusive === undefined) break;
-    }
-    this.assertUsable();
-    this.exclusive = new Promise<void>((resolve) => {
-      release = resolve;
+  defragment(): Promise<void> {
+    this.defragRun ??= this.runDefragment().finally(() => {
+      this.defragRun = undefined;
     });
-    const copyDir = `${this.location}.defrag`;
+    return this.defragRun;
+  }
+
+  private async runDefragment(): Promise<void> {
+    // Not needed for correctness (a compaction's deletes are recorded and replayed like any
+    // write), but etcd's `compact --physical` then defrag is expected to copy the compacted state.
+    await this.compactionDone();
+    // The previous defragmentation's old directory is gone before its name is reused.
+    await this.cleanup;
+    this.assertUsable();
+    // The store lives in `location` or, after a defragmentation until the next restart or
+    // close, in `location.defrag` (see database-files.ts): the copy goes to the other one.
+    const source = this.db;
+    const sourceDir = this.dbDir;
+    const copyDir = sourceDir === this.location ? defragDirOf(this.location) : this.location;
     const columnNames = [META_COLUMN, ...this.extraColumns];
-    let swapping = false;
+    const phases: Record<string, number> = {};
+    let phaseStart = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      phases[name] = Math.round(now - phaseStart);
+      phaseStart = now;
+    };
+    await rm(copyDir, { recursive: true, force: true });
+    const copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
+    let recorder: WriteRecorder | undefined;
+    let release: (() => void) | undefined;
+    /** Set once the switch may be on disk: from then on the copy must never be removed here. */
+    let marking = false;
     try {
-      while (this.readers > 0) await yieldToEventLoop();
-      await rm(copyDir, { recursive: true, force: true });
-      await rm(`${copyDir}.complete`, { force: true });
-      const copy = await RocksBackend.open(copyDir, columnNames, this.tuning);
+      // One tick: the iterators' implicit snapshots and the start of the recording agree.
+      recorder = source.recordWrites();
+      const scan = { fillCache: false, highWaterMarkBytes: VIEW_READ_BYTES } as const;
+      const revisions = source.iterator(scan);
+      const sides = columnNames.map((name) => source.iterator({ ...scan, column: source.columns[name]! }));
+      // etcd's defragmented layout, built from the same rows as they are copied.
+      const model = new BboltSizeModel();
+      model.startDefragment();
+      const stopIfClosing = () => {
+        if (this.closing) throw new Error("mvcc: store closed during defragmentation");
+      };
       try {
-        await copyColumn(this.db, copy, undefined, undefined);
-        for (const name of columnNames)
-          await copyColumn(this.db, copy, this.db.columns[name], copy.columns[name]);
-        const fence = copy.batch();
-        fence.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), copy.columns[META_COLUMN]);
-        // The defragmented file's size is its compact layout, which a reopen computes itself.
-        fence.del(META_MODEL_SIZE, copy.columns[META_COLUMN]);
-        fence.write(true);
+        await copyRows(revisions, copy, undefined, (chunk) => {
+          stopIfClosing();
+          for (let i = 0; i < chunk.keys.length; i++)
+            model.addDefragmented(chunk.keys[i]!, chunk.values[i]!.length);
+        });
+        for (const [i, name] of columnNames.entries())
+          await copyRows(sides[i]!, copy, copy.columns[name], stopIfClosing);
       } finally {
-        await copy.close();
+        revisions.close();
+        for (const it of sides) it.close();
       }
-      swapping = true;
-      await this.db.close();
-      await writeMarker(`${copyDir}.complete`);
-      await rename(this.location, `${this.location}.old`);
-      await rename(copyDir, this.location);
-      await rm(`${copyDir}.complete`, { force: true });
-      await rm(`${this.location}.old`, { recursive: true, force: true });
-      this.db = await RocksBackend.open(this.location, columnNames, this.tuning);
-      this.meta = this.db.columns[META_COLUMN]!;
-      this.sizeModel.defragment(this.storedRevisionLengths());
-      this.savedModelSize = 0;
+      model.finishDefragment();
+      phase("copy");
+      // Reads holding iterators on the old database must end before the switch: waited for
+      // here without holding anything for a while (a snapshot being streamed can take long),
+      // then, after the catch-up, held (which makes a long history read end early).
+      const unheldUntil = performance.now() + DEFRAG_UNHELD_READERS_WAIT_MS;
+      while (this.readers > 0 && performance.now() < unheldUntil) await sleep(1);
+      // Catch up with what was written meanwhile, a round at a time, until a round is small
+      // enough to replay while holding the store (bounded: the last round is replayed held).
+      for (
+        let round = 0;
+        round < DEFRAG_CATCH_UP_ROUNDS && recorder.pending > DEFRAG_HELD_REPLAY_WRITES;
+        round++
+      ) {
+        stopIfClosing();
+        const batches = recorder.take();
+        for (let i = 0; i < batches.length; i += DEFRAG_REPLAY_SLICE) {
+          const slice = batches.slice(i, i + DEFRAG_REPLAY_SLICE);
+          replayWrites(slice, copy);
+          replayIntoModel(slice, model);
+          await yieldToEventLoop();
+        }
+      }
+      phase("catch_up");
+      this.exclusive = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      while (this.readers > 0) await yieldToEventLoop();
+      this.assertUsable();
+      const last = recorder.take();
+      source.stopRecording();
+      recorder = undefined;
+      replayWrites(last, copy);
+      replayIntoModel(last, model);
+      const fence = copy.batch();
+      const meta = copy.columns[META_COLUMN];
+      fence.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), meta);
+      fence.put(META_TERM, uint64Bytes(this.appliedTerm), meta);
+      fence.put(META_MODEL_SIZE, uint64Bytes(model.size), meta);
+      // Synced: the copy's WAL, which holds every row copied (none was synced), is on disk.
+      fence.write(true);
+      // From here a restart opens the copy: the one durable step of the switch.
+      marking = true;
+      await markCopyInUse(this.location, copyDir);
+      this.db = copy;
+      this.dbDir = copyDir;
+      this.meta = copy.columns[META_COLUMN]!;
+      this.sizeModel = model;
+      this.savedModelSize = model.size;
+      phase("held");
+      this.exclusive = undefined;
+      release?.();
+      release = undefined;
+      // The old database is nobody's now: closed and removed while the store serves.
+      this.cleanup = source
+        .close()
+        .catch(() => {})
+        .then(() => rm(sourceDir, { recursive: true, force: true }))
+        .catch(() => {});
+      this.lastDefragPhasesMs = phases;
     } catch (err) {
       // A copy that failed (a full disk) only read the database in use: as etcd's defrag, drop
-      // the copy, report the error and serve on. A failed swap leaves the store to a reopen
-      // (recoverInterruptedDefrag finishes or undoes it).
-      if (swapping) this.failure = err instanceof Error ? err : new Error(String(err));
-      else await rm(copyDir, { recursive: true, force: true }).catch(() => {});
+      // the copy, report the error and serve on. A switch that failed part-way may be on disk
+      // or not: the store refuses everything until a reopen, whose recovery decides (both the
+      // copy, complete and fenced, and the database in use hold every applied entry).
+      if (recorder !== undefined) source.stopRecording();
+      if (this.db !== copy) await copy.close().catch(() => {});
+      if (!marking) await rm(copyDir, { recursive: true, force: true }).catch(() => {});
+      else this.failure = err instanceof Error ? err : new Error(String(err));
       throw err;
     } finally {
-      this.exclusive = undefined;
-      release();
+      if (release !== undefined) {
+        this.exclusive = undefined;
+        release();
+      }
     }
   }
 
+  /**
+   * Closes the database; a store living in its defragmented copy's directory is moved back to
+   * `location` (what bootstrap, a snapshot install and the offline tools open).
+   */
   async close(): Promise<void> {
     this.closing = true;
+    await this.defragRun?.catch(() => {});
     await this.compactionChain;
     while (this.exclusive !== undefined) await this.exclusive;
     await this.applyQueue;
     await this.db.close();
+    await this.cleanup;
+    if (this.dbDir !== this.location) await recoverInterruptedDefrag(this.location);
     this.failure ??= new Error("mvcc: store closed");
   }
 
@@ -1330,6 +1438,29 @@ export class MvccStore implements ApplyTarget {
 
   private assertUsable(): void {
     if (this.failure !== undefined) throw this.failure;
+  }
+}
+
+/** Recorded batches of revisions, replayed into a size model as the commits they were. */
+function replayIntoModel(batches: readonly RecordedWrite[][], model: BboltSizeModel): void {
+  for (const batch of batches) {
+    // A batch writing only the applied index (syncToDisk) is no bbolt commit in the store's count.
+    let commits = false;
+    for (const w of batch) {
+      if (w.column === undefined) {
+        if (w.value === undefined) model.delete(w.key);
+        else model.put(w.key, w.value.length);
+        commits = true;
+      } else if (
+        w.column !== META_COLUMN ||
+        !(w.key.equals(META_CONSISTENT_INDEX) || w.key.equals(META_TERM))
+      ) {
+        commits = true;
+      }
+    }
+    if (!commits) continue;
+    model.touch();
+    model.commit();
   }
 }
 
