@@ -21,7 +21,6 @@ export function indexLimit(r: RangeRequest): number {
   return r.limit > 0 ? r.limit + 1 : 0;
 }
 
-/** Filters, sorts, truncates in place; returns the surviving kvs and etcd's `more` flag. */
 /**
  * Whether the answer is the index's hits in key order cut at the limit: no revision filter and
  * no sort but ascending by key (shapeRange would only cut), so values may go out as stored.
@@ -37,6 +36,7 @@ export function inIndexOrder(r: RangeRequest): boolean {
   );
 }
 
+/** Filters, sorts, truncates in place; returns the surviving kvs and etcd's `more` flag. */
 export function shapeRange(r: RangeRequest, kvs: KeyValue[]): { kvs: KeyValue[]; more: boolean } {
   if (r.maxModRevision !== 0) kvs = kvs.filter((kv) => kv.modRevision <= r.maxModRevision);
   if (r.minModRevision !== 0) kvs = kvs.filter((kv) => kv.modRevision >= r.minModRevision);

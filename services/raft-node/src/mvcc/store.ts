@@ -1485,7 +1485,7 @@ function withoutValue(stored: Buffer): Buffer {
   return encodeKeyValue(kv);
 }
 
-/** The stored bytes of `hits`, as `decodeOrFail` would accept them (Compacted if a compaction removed one). */
+/** The stored bytes of `hits`, as decodeOrFail checks them (Compacted if a compaction removed one). */
 function storedOrFail(
   values: readonly (Buffer | undefined)[],
   hits: readonly RangeHit[],
@@ -1497,18 +1497,20 @@ function storedOrFail(
     const value = values[i];
     if (value === undefined) {
       if (rev < compactMainRev) throw new EtcdError("Compacted");
-      decodeOrFail(value, hits[i]!);
+      throw notInRocksDb(hits[i]!);
     }
-    out[i] = value!;
+    out[i] = value;
   }
   return out;
 }
 
 function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {
-  if (value === undefined) {
-    throw new Error(`mvcc: revision ${hit.main}.${hit.sub} is in the index but not in RocksDB`);
-  }
+  if (value === undefined) throw notInRocksDb(hit);
   return decodeKeyValue(value);
+}
+
+function notInRocksDb(hit: RangeHit): Error {
+  return new Error(`mvcc: revision ${hit.main}.${hit.sub} is in the index but not in RocksDB`);
 }
 
 function keyInBounds(k: string, bounds: KeyBounds): boolean {

@@ -655,11 +655,6 @@ function activeSegmentFlags(base: number, sync: boolean): number {
   return sync ? base | fsConstants.O_DSYNC : base;
 }
 
-/**
- * Creates a segment complete or not at all: header and the carried-over snapshot marker
- * and hard state (so the log stays replayable once older segments are released) go to a
- * temp file, which is synced and renamed into place before the directory is synced.
- */
 /** The index of the last snapshot marker among a segment's records, if it has one. */
 function newestMarkerIndex(records: readonly Frame[]): number | undefined {
   for (let i = records.length - 1; i >= 0; i--) {
@@ -669,6 +664,11 @@ function newestMarkerIndex(records: readonly Frame[]): number | undefined {
   return undefined;
 }
 
+/**
+ * Creates a segment complete or not at all: header and the carried-over snapshot marker
+ * and hard state (so the log stays replayable once older segments are released) go to a
+ * temp file, which is synced and renamed into place before the directory is synced.
+ */
 async function createSegmentFile(
   dir: string,
   seq: number,
