@@ -71,6 +71,7 @@ export {
   type GrpcMethodObserver,
   MAX_SEND_MESSAGE_BYTES,
   MessageParts,
+  type MessageWriter,
   type MethodHandler,
   messageTooLarge,
   ServerCall,

@@ -147,6 +147,7 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
   forwardWithFreshCertificateToken(route, call, parts, cancellation, trace, client).then(
     (outcome) => {
       if (outcome.error !== undefined) call.finish(outcome.error);
+      else if (outcome.relayed) call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
       else {
         // A large answer goes on in the pieces it came in (http2-unary-channel.ts).
         if (outcome.parts !== undefined) call.sendMessageParts(outcome.parts);
@@ -163,6 +164,11 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
 
 const AUTH_OLD_REVISION = new EtcdError("AuthOldRevision").details;
 
+/** A large Range answer goes to this client as it arrives (http2-unary-channel.ts, ResponseRelay). */
+function relayTo(call: ServerCall): { start: ServerCall["startMessage"] } {
+  return { start: (length) => call.startMessage(length) };
+}
+
 /**
  * A call sent with a CN token made before an auth change is refused as old by the member (etcd
  * takes the store's revision of the moment for a certificate, so its clients never see that):
@@ -178,7 +184,16 @@ async function forwardWithFreshCertificateToken(
   client: string | undefined,
 ) {
   const forward = () =>
-    parts.unary.forward(route, call.request, call.metadata, call.deadline, cancellation, trace, client);
+    parts.unary.forward(
+      route,
+      call.request,
+      call.metadata,
+      call.deadline,
+      cancellation,
+      trace,
+      client,
+      route.route === "range" ? relayTo(call) : undefined,
+    );
   const outcome = await forward();
   const cn = call.peerCommonName;
   const tokens = parts.certificateTokens;

@@ -95,6 +95,17 @@ export class MessageParts {
   }
 }
 
+/** The body of a message started with ServerCall.startMessage. */
+export interface MessageWriter {
+  /**
+   * Queues the next bytes of the body (exactly the announced length in all). false: the
+   * stream's buffer is full, wait for `onDrain`. Bytes for a call that is over are dropped.
+   */
+  write(chunk: Uint8Array): boolean;
+  /** `resume` runs once the buffer has room again (at once if the call is over). */
+  onDrain(resume: () => void): void;
+}
+
 /** grpc-go's refusal of a message over the send limit (the status etcd's client sees). */
 export function messageTooLarge(length: number): CallStatus {
   return {
@@ -161,6 +172,16 @@ export abstract class ServerCall extends EventEmitter {
     }
     const { parts } = message;
     return this.sendMessage(parts.length === 1 ? parts[0]! : Buffer.concat(parts, message.length));
+  }
+
+  /**
+   * Starts one message of `length` bytes whose body the caller writes piece by piece as it
+   * arrives (a gateway relaying a member's 280 MB answer without holding it). Undefined when
+   * this call cannot (a forwarded call's result frame carries one buffer), when it is over
+   * MAX_SEND_MESSAGE_BYTES, or when the call is over: the caller then keeps the message whole.
+   */
+  startMessage(_length: number): MessageWriter | undefined {
+    return undefined;
   }
 
   /** Ends the call with a status (OK with optional trailing metadata, or an error). */
@@ -276,6 +297,41 @@ export class Http2ServerCall extends ServerCall {
       process.nextTick(() => this.flush());
     }
     return !this.needDrain;
+  }
+
+  override startMessage(length: number): MessageWriter | undefined {
+    if (this.finished || length > MAX_SEND_MESSAGE_BYTES || this.stream.destroyed || this.stream.closed)
+      return undefined;
+    this.observer?.sent(length);
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(length, 1);
+    this.pending.push(prefix);
+    // Whatever is queued goes first, then the body straight onto the stream: no queue of ours.
+    this.flush();
+    const stream = this.stream;
+    const over = () => this.finished || stream.destroyed || stream.closed;
+    return {
+      write: (chunk) => {
+        if (over()) return true;
+        if (stream.write(chunk)) return true;
+        this.needDrain = true;
+        return false;
+      },
+      onDrain: (resume) => {
+        if (over() || !this.needDrain) resume();
+        else {
+          // 'close' too: a client that leaves never drains, and the relay must not wait forever.
+          const done = () => {
+            this.off("drain", done);
+            this.off("close", done);
+            resume();
+          };
+          this.once("drain", done);
+          this.once("close", done);
+        }
+      },
+    };
   }
 
   /** Ends the call with a status (OK with optional trailing metadata, or an error). */

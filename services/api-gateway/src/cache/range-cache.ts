@@ -23,6 +23,11 @@ import { type CacheableRange, peekCacheableRange, withHeaderRevision } from "../
 export interface RangeCacheOptions {
   maxEntries: number;
   maxBytes: number;
+  /**
+   * The largest single answer taken (default: maxBytes). A full list of tens of MB would push
+   * out everything else, and is relayed to its client as it arrives instead of being kept.
+   */
+  maxEntryBytes?: number;
   /** Range (not single-key) entries are scanned on every event: keep them few. */
   maxRangeEntries: number;
 }
@@ -30,6 +35,7 @@ export interface RangeCacheOptions {
 export const DEFAULT_RANGE_CACHE_OPTIONS: RangeCacheOptions = {
   maxEntries: 10_000,
   maxBytes: 64 * 1024 * 1024,
+  maxEntryBytes: 8 * 1024 * 1024,
   maxRangeEntries: 256,
 };
 
@@ -137,9 +143,9 @@ export class RangeCache {
     return new Promise((resolve) => this.deliveryWaiters.push({ revision, resolve }));
   }
 
-  /** The most the cache holds; a larger answer is never taken. */
-  get maxBytes(): number {
-    return this.options.maxBytes;
+  /** The largest answer the cache takes; a larger one is never kept for it. */
+  get maxEntryBytes(): number {
+    return Math.min(this.options.maxEntryBytes ?? this.options.maxBytes, this.options.maxBytes);
   }
 
   /** A member's successful answer to a ticket's request, at header revision `revision`. */
@@ -159,7 +165,7 @@ export class RangeCache {
         ? Buffer.from(response)
         : response;
     const bytes = owned.length + 2 * (ticket.id.length + ticket.range.key.length) + ENTRY_OVERHEAD_BYTES;
-    if (bytes > this.options.maxBytes) return false;
+    if (bytes > this.maxEntryBytes) return false;
     const entry: Entry = { id: ticket.id, range: ticket.range, response: owned, revision, bytes };
     this.entries.set(entry.id, entry);
     this.bytes += bytes;

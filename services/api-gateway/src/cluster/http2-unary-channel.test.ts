@@ -1,10 +1,45 @@
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
-import { Http2UnaryChannel, PARTS_MIN_BYTES, unframe, unframeParts } from "./http2-unary-channel.js";
+import {
+  Http2UnaryChannel,
+  PARTS_MIN_BYTES,
+  type ResponseRelay,
+  unframe,
+  unframeParts,
+} from "./http2-unary-channel.js";
 import { passThrough } from "./upstream-client.js";
+
+const PATTERN = Buffer.alloc(3 * 1024 * 1024 + 17);
+for (let i = 0; i < PATTERN.length; i++) PATTERN[i] = i % 251;
+
+/** A client's side of a relayed message that fills up every third write and drains later. */
+function slowWriter() {
+  const got: Buffer[] = [];
+  const started: number[] = [];
+  let writes = 0;
+  let pauses = 0;
+  const relay = (minBytes: number): ResponseRelay => ({
+    minBytes,
+    start: (length) => {
+      started.push(length);
+      return {
+        write: (chunk) => {
+          got.push(Buffer.from(chunk));
+          return ++writes % 3 !== 0;
+        },
+        onDrain: (resume) => {
+          pauses++;
+          setTimeout(resume, 2);
+        },
+      };
+    },
+  });
+  return { relay, got, started, pauses: () => pauses };
+}
 
 describe("Http2UnaryChannel against a grpc-js server", () => {
   let server: grpc.Server;
@@ -31,6 +66,7 @@ describe("Http2UnaryChannel against a grpc-js server", () => {
       setTimeout(() => cb(null, Buffer.from("late")), 500);
     });
     unary("/t.S/Big", (_call, cb) => cb(null, Buffer.alloc(3 * 1024 * 1024, 7)));
+    unary("/t.S/Pattern", (_call, cb) => cb(null, PATTERN));
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
         err ? reject(err) : resolve(p),
@@ -78,6 +114,46 @@ describe("Http2UnaryChannel against a grpc-js server", () => {
   it("carries responses larger than the default flow-control windows", async () => {
     const res = await channel.call("/t.S/Big", Buffer.alloc(0), new grpc.Metadata(), undefined).result;
     assert.equal(res.response?.length, 3 * 1024 * 1024);
+  });
+
+  it("relays an answer of at least minBytes as it arrives, waiting while the client is full", async () => {
+    const w = slowWriter();
+    const res = await channel.call(
+      "/t.S/Pattern",
+      Buffer.alloc(0),
+      new grpc.Metadata(),
+      undefined,
+      w.relay(1 << 20),
+    ).result;
+    assert.equal(res.error, undefined);
+    assert.equal(res.relayed, true);
+    assert.equal(res.response, undefined);
+    assert.deepEqual(w.started, [PATTERN.length]);
+    assert.ok(w.pauses() > 0, "the writer's back-pressure paused the member's stream");
+    assert.ok(Buffer.concat(w.got).equals(PATTERN));
+  });
+
+  it("keeps an answer below minBytes, and never starts the client's message", async () => {
+    const w = slowWriter();
+    const res = await channel.call(
+      "/t.S/Pattern",
+      Buffer.alloc(0),
+      new grpc.Metadata(),
+      undefined,
+      w.relay(4 << 20),
+    ).result;
+    assert.equal(res.relayed, undefined);
+    assert.ok(res.response?.equals(PATTERN));
+    assert.deepEqual(w.started, []);
+  });
+
+  it("does not relay an error", async () => {
+    const w = slowWriter();
+    const res = await channel.call("/t.S/Fail", Buffer.alloc(0), new grpc.Metadata(), undefined, w.relay(0))
+      .result;
+    assert.equal(res.error?.code, grpc.status.FAILED_PRECONDITION);
+    assert.equal(res.relayed, undefined);
+    assert.deepEqual(w.started, []);
   });
 
   it("says a call was never sent when nothing listens, so even writes may be retried", async () => {
@@ -132,5 +208,44 @@ describe("gRPC framing helpers", () => {
     );
     const small = Buffer.concat([Buffer.from([0, 0, 0, 0, 3]), Buffer.from("abc")]);
     assert.equal(unframeParts([small.subarray(0, 2), small.subarray(2)]), undefined, "small: unframe's");
+  });
+});
+
+describe("a relayed answer whose member goes away mid-way", () => {
+  it("fails as a dropped connection, marked relayed (not to be retried)", async () => {
+    // A real HTTP/2 server that sends half of a large message, then drops the connection.
+    const server = http2.createServer();
+    server.on("stream", (stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" });
+      const prefix = Buffer.from([0, 0, 0, 0, 0]);
+      prefix.writeUInt32BE(PATTERN.length, 1);
+      stream.write(Buffer.concat([prefix, PATTERN.subarray(0, 1 << 20)]), () =>
+        setTimeout(() => stream.session?.destroy(), 20),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    const half = new Http2UnaryChannel(`127.0.0.1:${port}`);
+    try {
+      const w = slowWriter();
+      const res = await half.call(
+        "/t.S/Any",
+        Buffer.alloc(0),
+        new grpc.Metadata(),
+        undefined,
+        w.relay(1 << 20),
+      ).result;
+      assert.equal(res.relayed, true);
+      assert.equal(res.error?.code, grpc.status.UNAVAILABLE);
+      assert.equal(res.error?.details, "Connection dropped");
+      assert.deepEqual(w.started, [PATTERN.length]);
+      // What arrived before the drop went on in order (a socket destroyed may lose its tail).
+      const got = Buffer.concat(w.got);
+      assert.ok(got.length > 0 && got.length <= 1 << 20, `relayed ${got.length} bytes`);
+      assert.ok(got.equals(PATTERN.subarray(0, got.length)));
+    } finally {
+      half.close();
+      server.close();
+    }
   });
 });

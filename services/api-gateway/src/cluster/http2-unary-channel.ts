@@ -15,7 +15,13 @@
 import http2 from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
-import { decodeGrpcMessage, grpcTimeout, MessageParts, metadataFromHeaders } from "@etcd-ts/api";
+import {
+  decodeGrpcMessage,
+  grpcTimeout,
+  MessageParts,
+  type MessageWriter,
+  metadataFromHeaders,
+} from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import { ForwardStream } from "./forward-stream.js";
 import type { UpstreamTls } from "./upstream-client.js";
@@ -35,6 +41,22 @@ export interface UnaryResult {
    * then held once, never joined); `response` joins them only if something reads it.
    */
   parts?: MessageParts;
+  /**
+   * The answer went on to the client as it arrived (ResponseRelay): `response` is undefined,
+   * and the call cannot be retried, since the client has part of an answer.
+   */
+  relayed?: boolean;
+}
+
+/**
+ * Where an answer of at least `minBytes` goes as it arrives, instead of being kept until the
+ * member has sent all of it: the gateway holds a flow-control window's worth of a full list,
+ * not the list (the member's stream waits while the client reads).
+ */
+export interface ResponseRelay {
+  readonly minBytes: number;
+  /** The client's side of the message; undefined: keep the answer (UnaryResult.parts). */
+  start(length: number): MessageWriter | undefined;
 }
 
 const {
@@ -80,12 +102,19 @@ export class Http2UnaryChannel {
     private readonly tls?: UpstreamTls,
   ) {}
 
-  call(path: string, request: Buffer, metadata: grpc.Metadata, deadlineMs: number | undefined): PendingUnary {
+  /** `relay`: where a large answer goes as it arrives (calls on their own stream only: Range). */
+  call(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata,
+    deadlineMs: number | undefined,
+    relay?: ResponseRelay,
+  ): PendingUnary {
     if (!this.closed && request.length <= MAX_FORWARDED_REQUEST_BYTES && FORWARDED_METHOD.test(path)) {
       const stream = this.forwardStream();
       if (stream !== undefined) return stream.call(path, request, metadata, deadlineMs);
     }
-    return this.callAlone(path, request, metadata, deadlineMs);
+    return this.callAlone(path, request, metadata, deadlineMs, relay);
   }
 
   /** The current session's Forward/Calls stream, opened on first use; undefined: not offered or full. */
@@ -119,6 +148,7 @@ export class Http2UnaryChannel {
     request: Buffer,
     metadata: grpc.Metadata,
     deadlineMs: number | undefined,
+    relay?: ResponseRelay,
   ): PendingUnary {
     let cancel: () => void = () => {};
     const result = new Promise<UnaryResult>((resolve) => {
@@ -167,7 +197,35 @@ export class Http2UnaryChannel {
         readStatus(h); // a trailers-only answer carries the status in the headers
       });
       stream.on("trailers", readStatus);
-      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      // Relaying: undecided until the 5-byte prefix is in, then a writer or none (keep it all).
+      let writer: MessageWriter | undefined;
+      let relayDecided = relay === undefined;
+      let received = 0;
+      stream.on("data", (chunk: Buffer) => {
+        if (writer !== undefined) {
+          if (!writer.write(chunk)) {
+            stream.pause();
+            writer.onDrain(() => stream.resume());
+          }
+          return;
+        }
+        chunks.push(chunk);
+        if (relayDecided) return;
+        received += chunk.length;
+        if (received < 5) return;
+        relayDecided = true;
+        const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
+        const length = head.readUInt32BE(1);
+        if (head[0] !== 0 || length < relay!.minBytes) return;
+        writer = relay!.start(length);
+        if (writer === undefined) return;
+        chunks.length = 0;
+        const body = head.subarray(5);
+        if (body.length > 0 && !writer.write(body)) {
+          stream.pause();
+          writer.onDrain(() => stream.resume());
+        }
+      });
       stream.on("error", (err: Error) => {
         if (localError === undefined) {
           const neverSent = !wasConnected && !this.connected;
@@ -184,6 +242,10 @@ export class Http2UnaryChannel {
         if (timer !== undefined) clearTimeout(timer);
         if (settled) return;
         settled = true;
+        if (writer !== undefined) {
+          resolve(relayedResult(localError, status, details, trailers, httpStatus));
+          return;
+        }
         if (localError !== undefined && status === undefined) {
           resolve({ error: localError, response: undefined, trailers: undefined });
           return;
@@ -337,6 +399,27 @@ function failure(code: number, details: string): UnaryResult {
     response: undefined,
     trailers: undefined,
   };
+}
+
+/** The outcome of a relayed answer: its status only (the bytes went to the client). */
+function relayedResult(
+  localError: grpc.StatusObject | undefined,
+  status: number | undefined,
+  details: string,
+  trailers: grpc.Metadata | undefined,
+  httpStatus: number,
+): UnaryResult {
+  let error: grpc.StatusObject | undefined;
+  if (status === undefined) {
+    error = localError ?? {
+      code: grpc.status.UNAVAILABLE,
+      details: httpStatus === 200 ? "Connection dropped" : `Received HTTP status code ${httpStatus}`,
+      metadata: new grpc.Metadata(),
+    };
+  } else if (status !== grpc.status.OK) {
+    error = { code: status, details, metadata: trailers ?? new grpc.Metadata() };
+  }
+  return { error, response: undefined, trailers, relayed: true };
 }
 
 /** Answers at least this large are kept in the pieces they arrived in (UnaryResult.parts). */

@@ -16,7 +16,12 @@ import {
 import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed, RangeCaller } from "../cache/range-cache-feed.js";
 import { ReadBarrier } from "../cache/read-barrier.js";
-import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
+import {
+  type Http2UnaryChannel,
+  PARTS_MIN_BYTES,
+  type ResponseRelay,
+  type UnaryResult,
+} from "../cluster/http2-unary-channel.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import {
@@ -252,6 +257,8 @@ export class UnaryForwarder {
    * `cancellation` is cancelled when the client goes away. `trace`: the call's server span
    * context when tracing is on.
    * `clientAddress` (the caller's IP) reaches the auth service for its per-address budget.
+   * `relay`: the client's call, when a large Range answer may go to it as it arrives (gRPC
+   * clients; the JSON gateway converts whole answers): above the size the cache would take.
    */
   async forward(
     route: MethodRoute,
@@ -261,6 +268,7 @@ export class UnaryForwarder {
     cancellation: CallCancellation | undefined,
     trace?: TraceContext,
     clientAddress?: string,
+    relay?: Pick<ResponseRelay, "start">,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = splitMethodPath(route.path)[1];
@@ -348,6 +356,16 @@ export class UnaryForwarder {
     const metadata = forwardableMetadata(incoming);
     if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
     const deadlineMs = deadlineToMs(deadline) ?? Date.now() + this.options.retryBudgetMs;
+    const responseRelay: ResponseRelay | undefined =
+      relay === undefined || route.route !== "range"
+        ? undefined
+        : {
+            minBytes:
+              ticket === undefined
+                ? PARTS_MIN_BYTES
+                : Math.max(PARTS_MIN_BYTES, this.rangeCache!.cache.maxEntryBytes + 1),
+            start: relay.start,
+          };
     const { last, memberLabel } = await this.sendWithRetries(
       route.path,
       request,
@@ -358,6 +376,7 @@ export class UnaryForwarder {
       cancellation,
       traced,
       trace,
+      responseRelay,
     );
 
     const result = last ?? unavailable("etcd-ts gateway: call cancelled");
@@ -365,7 +384,7 @@ export class UnaryForwarder {
       ticket !== undefined &&
       result.error === undefined &&
       // An answer in pieces larger than the whole cache is not joined only to be refused.
-      (result.parts === undefined || result.parts.length <= this.rangeCache!.cache.maxBytes) &&
+      (result.parts === undefined || result.parts.length <= this.rangeCache!.cache.maxEntryBytes) &&
       result.response !== undefined
     ) {
       // A member behind a write this gateway acknowledged answers from before it, as a
@@ -451,6 +470,7 @@ export class UnaryForwarder {
     cancellation: CallCancellation | undefined,
     traced: TraceContext | undefined,
     trace: TraceContext | undefined,
+    relay?: ResponseRelay,
   ): Promise<{ last: UnaryOutcome | undefined; memberLabel: string }> {
     const method = splitMethodPath(path)[1];
     const failed = new Set<string>();
@@ -484,9 +504,10 @@ export class UnaryForwarder {
       } else {
         memberLabel = member.id;
         const upstream = traced === undefined ? undefined : startUpstream(traced, path, member.id, metadata);
-        const outcome = await this.callOnce(client, path, request, metadata, deadline, cancellation);
+        const outcome = await this.callOnce(client, path, request, metadata, deadline, cancellation, relay);
         if (upstream !== undefined) endUpstream(upstream, outcome.error?.code ?? grpc.status.OK);
-        if (outcome.error === undefined) {
+        // The client has part of a relayed answer: nothing can be sent to it again.
+        if (outcome.error === undefined || outcome.relayed) {
           last = outcome;
           break;
         }
@@ -571,8 +592,9 @@ export class UnaryForwarder {
     metadata: grpc.Metadata,
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
+    relay: ResponseRelay | undefined,
   ): Promise<UnaryOutcome> {
-    const { result, cancel } = channel.call(path, request, metadata, deadlineToMs(deadline));
+    const { result, cancel } = channel.call(path, request, metadata, deadlineToMs(deadline), relay);
     cancellation?.track(cancel);
     try {
       return await result;
