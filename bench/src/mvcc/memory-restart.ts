@@ -188,6 +188,10 @@ async function main(): Promise<void> {
     report("reopened", [
       ["open, total ms", openMs.toFixed(0)],
       ["  by phase, ms", phases.join(", ")],
+      [
+        "key index from",
+        `${store.indexSource.from}${store.indexSource.note === undefined ? "" : ` (${store.indexSource.note})`}`,
+      ],
       ["revision / keys in the index", `${store.revision} / ${store.countLiveKeys()}`],
       ["V8 heap the open built (index + size model)", mib(reopened.heapUsed - closed.heapUsed)],
       ...memoryRows(store, reopened, baseline),
