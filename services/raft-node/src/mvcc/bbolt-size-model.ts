@@ -420,7 +420,7 @@ export class BboltSizeModel {
   }
 
   /** The model shape() and leaves() described (elements flat, in leaves() order). */
-  static fromShape(shape: ArrayLike<number>, elements: ArrayLike<number>): BboltSizeModel {
+  static fromShape(shape: ArrayLike<number>, elements: readonly number[]): BboltSizeModel {
     const model = new BboltSizeModel();
     let s = 0;
     let e = 0;
@@ -452,7 +452,7 @@ export class BboltSizeModel {
       const count = next();
       if (n.leaf) {
         if (e + count > elements.length) throw new RangeError("bbolt size model: elements past their end");
-        n.elements = Array.prototype.slice.call(elements, e, e + count) as number[];
+        n.elements = elements.slice(e, e + count);
         e += count;
       } else {
         n.children = new Array(count);

@@ -52,6 +52,14 @@ export function sameState(a: CheckpointState, b: CheckpointState): boolean {
 const align8 = (n: number) => (n + 7) & ~7;
 
 /**
+ * A number read from a Float64Array, as a small integer when it is one. V8 keeps a double it
+ * cannot prove integral as a double: stored in an object's field it makes that field a boxed
+ * double for every object of the class (a million KeyIndexes: +100 MB), in an array it makes
+ * the array doubles. Revisions, versions and lengths are integers, almost all below 2^30.
+ */
+const small = (n: number): number => (n >= 0 && n < 0x40000000 ? n | 0 : n);
+
+/**
  * Node's latin1 codec on a Buffer (public, untyped in @types/node): toString/write with an
  * encoding name look the codec up on every call, a cost paid per key here.
  */
@@ -187,7 +195,7 @@ export interface Checkpoint {
   keys: KeyIndex[];
   /** The size model: BboltSizeModel.fromShape's arguments. */
   modelShape: Float64Array;
-  modelElements: Float64Array;
+  modelElements: number[];
 }
 
 /** The state an image claims to describe, or a reason it is no image (cheap: no checksum yet). */
@@ -236,10 +244,10 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
     const ki = new KeyIndex(key);
     // A BigInt is an allocation: most keys have no lease, told by its two words being zero.
     if (leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0) ki.lease = lease[k]!;
-    ki.created = created[k]!;
-    ki.version = version[k]!;
-    ki.headMain = headMain[k]!;
-    ki.headSub = headSub[k]!;
+    ki.created = small(created[k]!);
+    ki.version = small(version[k]!);
+    ki.headMain = small(headMain[k]!);
+    ki.headSub = small(headSub[k]!);
     keys[k] = ki;
   }
   if (keyStart !== image.length) return "bytes after the keys";
@@ -247,7 +255,8 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   let h = 0;
   const take = (n: number): number[] => {
     if (h + n > history.length) throw new RangeError("history past its end");
-    const out = Array.from(history.subarray(h, h + n));
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push(small(history[h + i]!));
     h += n;
     return out;
   };
@@ -271,8 +280,9 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
     // Past the end: a CRC collision on a damaged file; never trusted.
     return `malformed: ${(err as Error).message}`;
   }
-  // A view: the open reads it once and drops it with the image.
-  const modelElements = new Float64Array(ab, base + at.model, revisionCount * MODEL_STRIDE);
+  const modelView = new Float64Array(ab, base + at.model, revisionCount * MODEL_STRIDE);
+  const modelElements: number[] = [];
+  for (let i = 0; i < modelView.length; i++) modelElements.push(small(modelView[i]!));
   const modelShape = new Float64Array(ab, base + at.shape, shapeNumbers);
   return { state, keys, modelShape, modelElements };
 }

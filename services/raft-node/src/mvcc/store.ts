@@ -375,10 +375,12 @@ export class MvccStore implements ApplyTarget {
     const started = performance.now();
     await recoverInterruptedDefrag(location);
     const checkpoint = await takeIndexCheckpoint(location);
+    const read = performance.now();
     const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
     const db = await RocksBackend.open(location, columns, tuningOf(options));
     const store = new MvccStore(location, db, options);
-    store.openPhasesMs.rocksdb = performance.now() - started;
+    if (checkpoint !== undefined) store.openPhasesMs.checkpointRead = read - started;
+    store.openPhasesMs.rocksdb = performance.now() - read;
     store.restore(checkpoint);
     return store;
   }
