@@ -55,6 +55,14 @@ const DEFRAG_KEYS_PER_COMMIT = 10_000;
 // Buffer per revision (a million revisions held as 17-char strings cost ~40 MB more).
 const STRIDE = 3;
 
+/**
+ * A number read from a Float64Array, as a small integer when it is one. V8 keeps a double it
+ * cannot prove integral as a double: stored in an object's field it makes that field a boxed
+ * double for every object of the class (a million KeyIndexes: +30 MB), in an array it makes the
+ * array doubles. Revisions, versions and lengths are integers, almost all below 2^30.
+ */
+export const smallInteger = (n: number): number => (n >= 0 && n < 0x40000000 ? n | 0 : n);
+
 /** The key length a revision's packed sub stands for. */
 const keyLength = (packedSub: number): number =>
   packedSub % 2 === 1 ? TOMBSTONE_KEY_LENGTH : REVISION_KEY_LENGTH;
@@ -420,7 +428,7 @@ export class BboltSizeModel {
   }
 
   /** The model shape() and leaves() described (elements flat, in leaves() order). */
-  static fromShape(shape: ArrayLike<number>, elements: readonly number[]): BboltSizeModel {
+  static fromShape(shape: ArrayLike<number>, elements: ArrayLike<number>): BboltSizeModel {
     const model = new BboltSizeModel();
     let s = 0;
     let e = 0;
@@ -452,7 +460,10 @@ export class BboltSizeModel {
       const count = next();
       if (n.leaf) {
         if (e + count > elements.length) throw new RangeError("bbolt size model: elements past their end");
-        n.elements = elements.slice(e, e + count);
+        // Allocated at its size (push would leave growth slack in each of ~100k leaves).
+        const leaf: number[] = new Array(count);
+        for (let i = 0; i < count; i++) leaf[i] = smallInteger(elements[e + i]!);
+        n.elements = leaf;
         e += count;
       } else {
         n.children = new Array(count);

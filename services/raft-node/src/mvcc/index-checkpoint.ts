@@ -10,6 +10,7 @@
 // a CRC-32C over the whole image rejects a torn or damaged file. Anything else falls back to
 // the scan, which is always correct.
 import { crc32c } from "@node-rs/crc32";
+import { smallInteger as small } from "./bbolt-size-model.js";
 import { Generation, KeyIndex } from "./key-index.js";
 
 /** The database's state an image was written in; open() compares it with the database's own. */
@@ -50,14 +51,6 @@ export function sameState(a: CheckpointState, b: CheckpointState): boolean {
 }
 
 const align8 = (n: number) => (n + 7) & ~7;
-
-/**
- * A number read from a Float64Array, as a small integer when it is one. V8 keeps a double it
- * cannot prove integral as a double: stored in an object's field it makes that field a boxed
- * double for every object of the class (a million KeyIndexes: +100 MB), in an array it makes
- * the array doubles. Revisions, versions and lengths are integers, almost all below 2^30.
- */
-const small = (n: number): number => (n >= 0 && n < 0x40000000 ? n | 0 : n);
 
 /**
  * Node's latin1 codec on a Buffer (public, untyped in @types/node): toString/write with an
@@ -195,7 +188,7 @@ export interface Checkpoint {
   keys: KeyIndex[];
   /** The size model: BboltSizeModel.fromShape's arguments. */
   modelShape: Float64Array;
-  modelElements: number[];
+  modelElements: Float64Array;
 }
 
 /** The state an image claims to describe, or a reason it is no image (cheap: no checksum yet). */
@@ -280,9 +273,8 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
     // Past the end: a CRC collision on a damaged file; never trusted.
     return `malformed: ${(err as Error).message}`;
   }
-  const modelView = new Float64Array(ab, base + at.model, revisionCount * MODEL_STRIDE);
-  const modelElements: number[] = [];
-  for (let i = 0; i < modelView.length; i++) modelElements.push(small(modelView[i]!));
+  // A view: the open reads it once and drops it with the image.
+  const modelElements = new Float64Array(ab, base + at.model, revisionCount * MODEL_STRIDE);
   const modelShape = new Float64Array(ab, base + at.shape, shapeNumbers);
   return { state, keys, modelShape, modelElements };
 }
