@@ -147,23 +147,24 @@ async function syncDirectory(path: string): Promise<void> {
  */
 export const INDEX_CHECKPOINT_FILE = "etcd-ts-index-checkpoint";
 
-/**
- * Reads the index checkpoint of the database at `location` and removes it before the database
- * is opened for writing: a checkpoint exists only while its database is closed, so one left by
- * an earlier close is never read after writes it does not describe (the image's state check
- * would catch that too; this makes it the second guard, not the only one).
- */
-export async function takeIndexCheckpoint(location: string): Promise<Buffer | undefined> {
-  const path = join(location, INDEX_CHECKPOINT_FILE);
-  let image: Buffer;
+/** The index checkpoint of the database at `location`, if a close left one. */
+export async function readIndexCheckpoint(location: string): Promise<Buffer | undefined> {
   try {
-    image = await readFile(path);
+    return await readFile(join(location, INDEX_CHECKPOINT_FILE));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
   }
-  await rm(path, { force: true });
-  return image;
+}
+
+/**
+ * Removes the index checkpoint before the database it describes is written to: a checkpoint
+ * exists only while its database is closed, so one left by an earlier close is never read after
+ * writes it does not describe (the image's state check would catch that too; this makes it the
+ * second guard, not the only one).
+ */
+export async function removeIndexCheckpoint(location: string): Promise<void> {
+  await rm(join(location, INDEX_CHECKPOINT_FILE), { force: true });
 }
 
 /**

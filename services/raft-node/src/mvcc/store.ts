@@ -24,9 +24,10 @@ import {
   copyRows,
   defragDirOf,
   markCopyInUse,
+  readIndexCheckpoint,
   recoverInterruptedDefrag,
+  removeIndexCheckpoint,
   replayWrites,
-  takeIndexCheckpoint,
   writeIndexCheckpoint,
 } from "./database-files.js";
 import {
@@ -374,10 +375,13 @@ export class MvccStore implements ApplyTarget {
   static async open(location: string, options: MvccStoreOptions = {}): Promise<MvccStore> {
     const started = performance.now();
     await recoverInterruptedDefrag(location);
-    const checkpoint = await takeIndexCheckpoint(location);
+    const checkpoint = await readIndexCheckpoint(location);
     const read = performance.now();
     const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
     const db = await RocksBackend.open(location, columns, tuningOf(options));
+    // Removed once the database is open (an open that fails keeps it for the next try) and
+    // before anything can write to it: a checkpoint exists only while its database is closed.
+    if (checkpoint !== undefined) await removeIndexCheckpoint(location);
     const store = new MvccStore(location, db, options);
     if (checkpoint !== undefined) store.openPhasesMs.checkpointRead = read - started;
     store.openPhasesMs.rocksdb = performance.now() - read;
@@ -1523,7 +1527,14 @@ export class MvccStore implements ApplyTarget {
     await this.applyQueue;
     // Built before the database closes (it reads the database's state); written after, into
     // the directory the database then lives in.
-    const checkpoint = this.checkpointImage();
+    let checkpoint: Buffer | undefined;
+    try {
+      checkpoint = this.checkpointImage();
+    } catch {
+      // A checkpoint is an optimisation: whatever went wrong building it, the database must
+      // still close, and the next open scans.
+      checkpoint = undefined;
+    }
     await this.db.close();
     await this.cleanup;
     if (this.dbDir !== this.location) await recoverInterruptedDefrag(this.location);
