@@ -2,8 +2,9 @@
 // loads N keys the way `npm run bench`'s rss scenario does (goload's 8-byte big-endian
 // sequential keys, 256-byte values), in apply batches, then prints the process's memory split
 // (V8 heap, external/ArrayBuffers, RocksDB's memtables, block cache and table readers, and the
-// native rest), closes the store, reopens it and prints the open time by phase and what the
-// rebuilt in-memory state holds.
+// native rest), closes the store (writing its index checkpoint), reopens it and prints the open
+// time by phase and what the rebuilt in-memory state holds, then reopens it once more without
+// the checkpoint (the scan a restart after a crash does).
 //
 //   npx tsc -b && node bench/dist/mvcc/memory-restart.js [--keys N] [--batch B] [--heap-snapshot DIR]
 //
@@ -22,7 +23,13 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString, writeHeapSnapshot } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { type ApplyEntry, MvccStore, type MvccStoreOptions, putRequest } from "@etcd-ts/raft-node/mvcc";
+import {
+  type ApplyEntry,
+  INDEX_CHECKPOINT_FILE,
+  MvccStore,
+  type MvccStoreOptions,
+  putRequest,
+} from "@etcd-ts/raft-node/mvcc";
 
 const USAGE = "[--keys N] [--batch B] [--compression on|off] [--block-cache-mib M] [--heap-snapshot DIR]";
 
@@ -169,10 +176,13 @@ async function main(): Promise<void> {
     ]);
 
     const beforeClose = memory();
+    const closeStarted = performance.now();
     await store.close();
+    const closeMs = performance.now() - closeStarted;
     store = undefined;
     const closed = memory();
     report("closed", [
+      ["close, ms (writes the index checkpoint)", closeMs.toFixed(0)],
       ["RSS", mib(closed.rss)],
       [
         "V8 heap used (freed by closing)",
@@ -188,6 +198,10 @@ async function main(): Promise<void> {
     report("reopened", [
       ["open, total ms", openMs.toFixed(0)],
       ["  by phase, ms", phases.join(", ")],
+      [
+        "key index from",
+        `${store.indexSource.from}${store.indexSource.note === undefined ? "" : ` (${store.indexSource.note})`}`,
+      ],
       ["revision / keys in the index", `${store.revision} / ${store.countLiveKeys()}`],
       ["V8 heap the open built (index + size model)", mib(reopened.heapUsed - closed.heapUsed)],
       ...memoryRows(store, reopened, baseline),
@@ -197,6 +211,28 @@ async function main(): Promise<void> {
         `\nheap snapshot: ${writeHeapSnapshot(join(heapSnapshotDir, `memory-restart-${keys}.heapsnapshot`))}`,
       );
     }
+    await store.close();
+
+    // The same reopen without the checkpoint (what a restart after a crash does): side by side.
+    store = undefined;
+    const closedAgain = memory();
+    await rm(join(location, INDEX_CHECKPOINT_FILE), { force: true });
+    start = performance.now();
+    store = await MvccStore.open(location, options);
+    const scanMs = performance.now() - start;
+    const scanned = memory();
+    report("reopened without the checkpoint (as after a crash)", [
+      ["open, total ms", scanMs.toFixed(0)],
+      [
+        "  by phase, ms",
+        Object.entries(store.openPhasesMs)
+          .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+          .join(", "),
+      ],
+      ["key index from", store.indexSource.from],
+      ["V8 heap the open built (index + size model)", mib(scanned.heapUsed - closedAgain.heapUsed)],
+      ["RSS", mib(scanned.rss)],
+    ]);
     await store.close();
   } finally {
     await rm(dir, { recursive: true, force: true });

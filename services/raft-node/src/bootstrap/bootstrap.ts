@@ -118,6 +118,9 @@ export async function bootstrap(
       startedAtMs: ms(started),
       storeMs: ms(storeOpened - started),
       ...Object.fromEntries(Object.entries(store.openPhasesMs).map(([k, v]) => [`store.${k}Ms`, ms(v)])),
+      // "checkpoint" or "scan" (and why not the checkpoint: none after a crash, stale, damaged).
+      keyIndexFrom: store.indexSource.from,
+      ...(store.indexSource.note === undefined ? {} : { keyIndexNote: store.indexSource.note }),
       raftLogMs: ms(performance.now() - storeOpened),
       revision: store.revision,
       appliedIndex: store.appliedIndex,

@@ -55,6 +55,14 @@ const DEFRAG_KEYS_PER_COMMIT = 10_000;
 // Buffer per revision (a million revisions held as 17-char strings cost ~40 MB more).
 const STRIDE = 3;
 
+/**
+ * A number read from a Float64Array, as a small integer when it is one. V8 keeps a double it
+ * cannot prove integral as a double: stored in an object's field it makes that field a boxed
+ * double for every object of the class (a million KeyIndexes: +30 MB), in an array it makes the
+ * array doubles. Revisions, versions and lengths are integers, almost all below 2^30.
+ */
+export const smallInteger = (n: number): number => (n >= 0 && n < 0x40000000 ? n | 0 : n);
+
 /** The key length a revision's packed sub stands for. */
 const keyLength = (packedSub: number): number =>
   packedSub % 2 === 1 ? TOMBSTONE_KEY_LENGTH : REVISION_KEY_LENGTH;
@@ -209,13 +217,17 @@ export class BboltSizeModel {
   }
 
   private putInTree(key: Buffer, valueLength: number): void {
-    const main = mainOfKey(key);
-    const sub = packedSubOf(key);
+    this.putPacked(mainOfKey(key), packedSubOf(key), valueLength);
+  }
+
+  private putPacked(main: number, sub: number, valueLength: number): void {
     const leaf = this.descend(main, sub);
     const at = lowerBound(leaf.elements, main, sub);
     const elements = leaf.elements;
     if (at < elements.length && elements[at] === main && elements[at + 1] === sub)
       elements[at + 2] = valueLength;
+    // Appending (every put of a reopen or a defragmentation, and most live ones) needs no splice.
+    else if (at === elements.length) elements.push(main, sub, valueLength);
     else elements.splice(at, 0, main, sub, valueLength);
     this.changed = true;
   }
@@ -338,6 +350,134 @@ export class BboltSizeModel {
    */
   reopen(revisions: Iterable<{ key: Buffer; valueLength: number }>, highWaterBytes: number): void {
     this.defragment(revisions);
+    this.reopenAt(highWaterBytes);
+  }
+
+  /**
+   * reopen() from the revisions as leaves() gave them (flat [main, sub * 2 + tombstone, value
+   * length], in revision order): what a store restored from an index checkpoint does.
+   */
+  reopenFromElements(elements: Float64Array, highWaterBytes: number): void {
+    this.startDefragment();
+    for (let i = 0; i < elements.length; i += STRIDE) {
+      const sub = elements[i + 1]!;
+      const valueLength = elements[i + 2]!;
+      // As put(): a state the tree does not model degrades it rather than failing the open.
+      if (this.degradedBytes === undefined) {
+        try {
+          this.putPacked(elements[i]!, sub, valueLength);
+        } catch {
+          this.degrade();
+        }
+      }
+      if (this.degradedBytes !== undefined) {
+        this.degradedBytes += ELEMENT_HEADER + keyLength(sub) + valueLength;
+        this.changed = true;
+      }
+      if (++this.defragInBatch === DEFRAG_KEYS_PER_COMMIT) {
+        this.commit();
+        this.defragInBatch = 0;
+      }
+    }
+    this.finishDefragment();
+    this.reopenAt(highWaterBytes);
+  }
+
+  /** Whether the tree is modelled (leaves() describes every revision); see degradedBytes. */
+  get exact(): boolean {
+    return this.degradedBytes === undefined;
+  }
+
+  /** Every leaf's elements ([main, sub * 2 + tombstone, value length] each), in revision order. */
+  *leaves(): Generator<readonly number[]> {
+    const stack: TreeNode[] = [this.root];
+    while (stack.length > 0) {
+      const node = stack.pop()!;
+      if (node.leaf) yield node.elements;
+      else for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]!);
+    }
+  }
+
+  /**
+   * The model as numbers, for an index checkpoint: counters, freelist, then the tree's nodes in
+   * preorder (flags, pgid, pages, child or element count each); the leaves' elements are what
+   * leaves() yields, in the same order. fromShape() rebuilds the same model from both.
+   */
+  shape(): number[] {
+    if (this.degradedBytes !== undefined) throw new Error("bbolt size model: a degraded model has no shape");
+    const out = [
+      this.highWater,
+      this.rootLeafPage,
+      this.freeAtLastCommit,
+      this.changed ? 1 : 0,
+      this.staleFreelistPage ? 1 : 0,
+      this.defragInBatch,
+    ];
+    for (const list of [this.freelist.free, this.freelist.pending]) {
+      out.push(list.length);
+      for (const id of list) out.push(id);
+    }
+    const stack: TreeNode[] = [this.root];
+    while (stack.length > 0) {
+      const node = stack.pop()!;
+      const flags = (node.leaf ? 1 : 0) | (node.dirty ? 2 : 0) | (node.unbalanced ? 4 : 0);
+      out.push(flags, node.pgid, node.pages, node.leaf ? node.elements.length : node.children.length);
+      if (!node.leaf) for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]!);
+    }
+    return out;
+  }
+
+  /** The model shape() and leaves() described (elements flat, in leaves() order). */
+  static fromShape(shape: ArrayLike<number>, elements: ArrayLike<number>): BboltSizeModel {
+    const model = new BboltSizeModel();
+    let s = 0;
+    let e = 0;
+    const next = (): number => {
+      if (s >= shape.length) throw new RangeError("bbolt size model: shape past its end");
+      return shape[s++]!;
+    };
+    model.highWater = next();
+    model.rootLeafPage = next();
+    model.freeAtLastCommit = next();
+    model.changed = next() === 1;
+    model.staleFreelistPage = next() === 1;
+    model.defragInBatch = next();
+    const list = (): number[] => {
+      const out: number[] = new Array(next());
+      for (let i = 0; i < out.length; i++) out[i] = next();
+      return out;
+    };
+    model.freelist = new Freelist();
+    model.freelist.free = list();
+    model.freelist.pending = list();
+    const node = (parent: TreeNode | undefined): TreeNode => {
+      const flags = next();
+      const n = new TreeNode((flags & 1) === 1, parent);
+      n.dirty = (flags & 2) !== 0;
+      n.unbalanced = (flags & 4) !== 0;
+      n.pgid = next();
+      n.pages = next();
+      const count = next();
+      if (n.leaf) {
+        if (e + count > elements.length) throw new RangeError("bbolt size model: elements past their end");
+        // Allocated at its size (push would leave growth slack in each of ~100k leaves).
+        const leaf: number[] = new Array(count);
+        for (let i = 0; i < count; i++) leaf[i] = smallInteger(elements[e + i]!);
+        n.elements = leaf;
+        e += count;
+      } else {
+        n.children = new Array(count);
+        for (let i = 0; i < count; i++) n.children[i] = node(n);
+      }
+      return n;
+    };
+    model.root = node(undefined);
+    if (s !== shape.length || e !== elements.length)
+      throw new RangeError("bbolt size model: shape and elements disagree");
+    return model;
+  }
+
+  private reopenAt(highWaterBytes: number): void {
     const pages = Math.floor(highWaterBytes / BBOLT_PAGE_SIZE);
     if (pages <= this.highWater) return;
     for (let id = this.highWater; id < pages; id++) this.freelist.free.push(id);

@@ -1,7 +1,7 @@
 // The database directory as files: copying a database into a fresh directory while it is
 // written (defragmentation), and switching to the copy crash-safely.
-import { open as openFile, rename, rm, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { open as openFile, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ColumnHandle, RecordedWrite, RocksBackend, RowChunk, RowIterator } from "./rocks-backend.js";
 
@@ -137,5 +137,51 @@ async function syncDirectory(path: string): Promise<void> {
     await dir.sync();
   } finally {
     await dir.close();
+  }
+}
+
+/**
+ * The index checkpoint's file (see index-checkpoint.ts) in the database directory: RocksDB
+ * leaves files whose names it does not use alone, and a directory replaced as a whole (a
+ * defragmentation's swap, a restored snapshot) takes its checkpoint, if any, with it.
+ */
+export const INDEX_CHECKPOINT_FILE = "etcd-ts-index-checkpoint";
+
+/** The index checkpoint of the database at `location`, if a close left one. */
+export async function readIndexCheckpoint(location: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(join(location, INDEX_CHECKPOINT_FILE));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Removes the index checkpoint before the database it describes is written to: a checkpoint
+ * exists only while its database is closed, so one left by an earlier close is never read after
+ * writes it does not describe (the image's state check would catch that too; this makes it the
+ * second guard, not the only one).
+ */
+export async function removeIndexCheckpoint(location: string): Promise<void> {
+  await rm(join(location, INDEX_CHECKPOINT_FILE), { force: true });
+}
+
+/**
+ * Writes an index checkpoint for the closed database at `location`: to a temporary name, then
+ * renamed, so no reader sees half of it. Not fsynced: a checkpoint lost or torn by a power cut
+ * costs the next open a scan (its CRC and state check reject it), never a wrong index. Best
+ * effort: a failure (a full disk) leaves no checkpoint, and the next open scans.
+ */
+export async function writeIndexCheckpoint(location: string, image: Buffer): Promise<boolean> {
+  const path = join(location, INDEX_CHECKPOINT_FILE);
+  const temporary = `${path}.tmp`;
+  try {
+    await writeFile(temporary, image);
+    await rename(temporary, path);
+    return true;
+  } catch {
+    await rm(temporary, { force: true }).catch(() => {});
+    return false;
   }
 }

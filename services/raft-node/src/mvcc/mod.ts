@@ -11,7 +11,7 @@ export {
   txnRequestFromApi,
 } from "./api-shapes.js";
 export { compareHolds } from "./compare.js";
-export { recoverInterruptedDefrag } from "./database-files.js";
+export { INDEX_CHECKPOINT_FILE, recoverInterruptedDefrag } from "./database-files.js";
 export { decodeKeyValue, encodeKeyValue, keyValueFields, leaseVarintSize } from "./kv-codec.js";
 export {
   compareRequest,

@@ -24,9 +24,19 @@ import {
   copyRows,
   defragDirOf,
   markCopyInUse,
+  readIndexCheckpoint,
   recoverInterruptedDefrag,
+  removeIndexCheckpoint,
   replayWrites,
+  writeIndexCheckpoint,
 } from "./database-files.js";
+import {
+  type CheckpointState,
+  checkpointState,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  sameState,
+} from "./index-checkpoint.js";
 import { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
@@ -359,14 +369,23 @@ export class MvccStore implements ApplyTarget {
   /** How long the last open() took, by phase, in milliseconds (logs and benchmarks). */
   readonly openPhasesMs: Record<string, number> = {};
 
+  /** Where the last open() took the key index from, and why not from a checkpoint (logs, tests). */
+  indexSource: { from: "checkpoint" | "scan"; note?: string } = { from: "scan" };
+
   static async open(location: string, options: MvccStoreOptions = {}): Promise<MvccStore> {
     const started = performance.now();
     await recoverInterruptedDefrag(location);
+    const checkpoint = await readIndexCheckpoint(location);
+    const read = performance.now();
     const columns = [META_COLUMN, ...(options.extraColumns ?? [])];
     const db = await RocksBackend.open(location, columns, tuningOf(options));
+    // Removed once the database is open (an open that fails keeps it for the next try) and
+    // before anything can write to it: a checkpoint exists only while its database is closed.
+    if (checkpoint !== undefined) await removeIndexCheckpoint(location);
     const store = new MvccStore(location, db, options);
-    store.openPhasesMs.rocksdb = performance.now() - started;
-    store.restore();
+    if (checkpoint !== undefined) store.openPhasesMs.checkpointRead = read - started;
+    store.openPhasesMs.rocksdb = performance.now() - read;
+    store.restore(checkpoint);
     return store;
   }
 
@@ -440,26 +459,54 @@ export class MvccStore implements ApplyTarget {
 
   // --- restore -------------------------------------------------------------------------------
 
-  private restore(): void {
+  /** What the database says of itself: what an index checkpoint must have been written in. */
+  private diskState(): CheckpointState {
     const metaValues = this.db.getManySync(
       [META_CONSISTENT_INDEX, META_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT, META_MODEL_SIZE],
       this.meta,
     );
     const [index, term, scheduled, finished, modelSize] = metaValues;
-    if (index) this.appliedIdx = readUint64Bytes(index);
-    if (term) this.appliedTerm = readUint64Bytes(term);
-    if (finished) this.finishedCompactRev = mainOfKey(finished);
-    const scheduledRev = scheduled ? mainOfKey(scheduled) : -1;
+    const it = this.db.iterator({ reverse: true, keysOnly: true });
+    let lastRow = 0;
+    try {
+      const chunk = it.nextSync(1);
+      if (chunk.keys.length > 0) lastRow = mainOfKey(chunk.keys[0]!);
+    } finally {
+      it.close();
+    }
+    return {
+      lastRow,
+      appliedIndex: index ? readUint64Bytes(index) : 0,
+      appliedTerm: term ? readUint64Bytes(term) : 0,
+      finishedCompact: finished ? mainOfKey(finished) : -1,
+      scheduledCompact: scheduled ? mainOfKey(scheduled) : -1,
+      modelSize: modelSize ? readUint64Bytes(modelSize) : 0,
+    };
+  }
+
+  private restore(checkpoint: Buffer | undefined): void {
+    const disk = this.diskState();
+    this.appliedIdx = disk.appliedIndex;
+    this.appliedTerm = disk.appliedTerm;
+    this.finishedCompactRev = disk.finishedCompact;
+    const scheduledRev = disk.scheduledCompact;
     this.compactMainRev = this.finishedCompactRev;
     this.restoreAlarms();
-    this.savedModelSize = modelSize ? readUint64Bytes(modelSize) : 0;
+    this.savedModelSize = disk.modelSize;
     const started = performance.now();
-    // One pass over the key space rebuilds both the key index and the size model; the index is
-    // built as the pass goes, so whatever the size model reads, the pass is finished here.
-    const revisions = this.restoreIndex();
-    this.sizeModel.reopen(revisions, this.savedModelSize);
-    while (revisions.next().done !== true);
-    this.openPhasesMs.scan = performance.now() - started;
+    const note = checkpoint === undefined ? "no checkpoint" : this.restoreFromCheckpoint(checkpoint, disk);
+    if (note === undefined) {
+      this.indexSource = { from: "checkpoint" };
+      this.openPhasesMs.checkpoint = performance.now() - started;
+    } else {
+      this.indexSource = { from: "scan", note };
+      // One pass over the key space rebuilds both the key index and the size model; the index is
+      // built as the pass goes, so whatever the size model reads, the pass is finished here.
+      const revisions = this.restoreIndex();
+      this.sizeModel.reopen(revisions, this.savedModelSize);
+      while (revisions.next().done !== true);
+      this.openPhasesMs.scan = performance.now() - started;
+    }
     if (this.currentRev < this.compactMainRev) this.currentRev = this.compactMainRev;
     if (scheduledRev > this.finishedCompactRev) {
       // A compaction was cut short: its revision already counts as compacted; finish it.
@@ -467,6 +514,67 @@ export class MvccStore implements ApplyTarget {
       if (this.currentRev < scheduledRev) this.currentRev = scheduledRev;
       this.scheduleCompaction(scheduledRev);
     }
+  }
+
+  /**
+   * The key index and the size model from a checkpoint written when the database last closed,
+   * instead of the scan; undefined when done, else why not (nothing is changed then). Trusted
+   * only if the database is in the state the checkpoint was written in (same applied index and
+   * term, compaction marks, saved model size and last revision row) and its CRC holds: what the
+   * scan would rebuild from that database is then what the closing store held.
+   */
+  private restoreFromCheckpoint(image: Buffer, disk: CheckpointState): string | undefined {
+    const claimed = checkpointState(image);
+    if (typeof claimed === "string") return claimed;
+    if (!sameState(claimed, disk))
+      return `stale: written at ${JSON.stringify(claimed)}, the database is at ${JSON.stringify(disk)}`;
+    const checkpoint = decodeCheckpoint(image);
+    if (typeof checkpoint === "string") return checkpoint;
+    let model: BboltSizeModel;
+    try {
+      model = BboltSizeModel.fromShape(checkpoint.modelShape, checkpoint.modelElements);
+    } catch (err) {
+      return `size model: ${(err as Error).message}`;
+    }
+    this.index.load(checkpoint.keys);
+    this.sizeModel = model;
+    // What the scan sets: the main revision of the last row.
+    this.currentRev = disk.lastRow;
+    return undefined;
+  }
+
+  /**
+   * The index checkpoint to write once the database is closed, or undefined when the index may
+   * not be what a scan of the database would rebuild: after a failure (the index may hold
+   * writes that never reached disk), with a compaction unfinished, or with a size model that no
+   * longer models the tree (it could not list the revisions).
+   */
+  private checkpointImage(): Buffer | undefined {
+    if (this.failure !== undefined || !this.sizeModel.exact || this.compactionsQueued > 0) return undefined;
+    const disk = this.diskState();
+    if (disk.scheduledCompact > disk.finishedCompact) return undefined;
+    // The index and the model must list the same revisions (both follow every write and
+    // compaction); a disagreement means one of them is wrong, and the scan is the cure.
+    let indexRevisions = 0;
+    for (const [, ki] of this.index.entries()) indexRevisions += revisionCount(ki);
+    let modelNumbers = 0;
+    for (const elements of this.sizeModel.leaves()) modelNumbers += elements.length;
+    if (indexRevisions * 3 !== modelNumbers) return undefined;
+    // The model as the next open would rebuild it from these revisions (the reopen's layout,
+    // not the live model's), so that a checkpoint's open and a scan's give the same model.
+    const revisions = new Float64Array(modelNumbers);
+    let at = 0;
+    for (const elements of this.sizeModel.leaves()) {
+      revisions.set(elements, at);
+      at += elements.length;
+    }
+    const reopened = new BboltSizeModel();
+    reopened.reopenFromElements(revisions, disk.modelSize);
+    if (!reopened.exact) return undefined;
+    return encodeCheckpoint(disk, () => this.index.values(), this.index.size, {
+      shape: reopened.shape(),
+      leaves: () => reopened.leaves(),
+    });
   }
 
   private restoreAlarms(): void {
@@ -1417,9 +1525,20 @@ export class MvccStore implements ApplyTarget {
     await this.compactionChain;
     while (this.exclusive !== undefined) await this.exclusive;
     await this.applyQueue;
+    // Built before the database closes (it reads the database's state); written after, into
+    // the directory the database then lives in.
+    let checkpoint: Buffer | undefined;
+    try {
+      checkpoint = this.checkpointImage();
+    } catch {
+      // A checkpoint is an optimisation: whatever went wrong building it, the database must
+      // still close, and the next open scans.
+      checkpoint = undefined;
+    }
     await this.db.close();
     await this.cleanup;
     if (this.dbDir !== this.location) await recoverInterruptedDefrag(this.location);
+    if (checkpoint !== undefined) await writeIndexCheckpoint(this.location, checkpoint);
     this.failure ??= new Error("mvcc: store closed");
   }
 
@@ -1439,6 +1558,13 @@ export class MvccStore implements ApplyTarget {
   private assertUsable(): void {
     if (this.failure !== undefined) throw this.failure;
   }
+}
+
+/** How many revisions a key's history holds (tombstones included): rows of the key space. */
+function revisionCount(ki: KeyIndex): number {
+  let n = ki.headMain === 0 ? 0 : 1 + (ki.earlier === null ? 0 : ki.earlier.length / 2);
+  if (ki.past !== null) for (const g of ki.past) n += g.revs.length / 2;
+  return n;
 }
 
 /** Recorded batches of revisions, replayed into a size model as the commits they were. */

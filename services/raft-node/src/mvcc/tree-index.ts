@@ -48,6 +48,14 @@ export class TreeIndex {
     this.tree.set(ki.key, ki);
   }
 
+  /** Fills an empty index with histories already in key order (a checkpoint's). */
+  load(sorted: readonly KeyIndex[]): void {
+    if (this.tree.size !== 0) throw new Error("mvcc: loading a key index that is not empty");
+    // In key order every set appends to the rightmost leaf: no search goes down another path.
+    for (const ki of sorted) this.tree.set(ki.key, ki);
+    if (this.tree.size !== sorted.length) throw new Error("mvcc: a checkpoint's keys are not distinct");
+  }
+
   delete(key: string): void {
     this.tree.delete(key);
   }
@@ -169,5 +177,10 @@ export class TreeIndex {
 
   entries(): IterableIterator<[string, KeyIndex]> {
     return this.tree.entries();
+  }
+
+  /** The key histories in key order. */
+  values(): IterableIterator<KeyIndex> {
+    return this.tree.values();
   }
 }
