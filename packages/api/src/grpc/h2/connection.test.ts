@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import hpack from "hpack.js";
+import { PingStrikes } from "../keepalive.js";
 import {
   FRAME,
   frame,
@@ -313,5 +314,23 @@ describe("H2ServerConnection", () => {
       [0, 60],
       [1, 60],
     ]);
+  });
+});
+
+describe("PingStrikes (grpc-go's enforcement policy)", () => {
+  it("closes on the third early ping with no response between, and forgives after one", () => {
+    const strikes = new PingStrikes(5_000);
+    assert.equal(strikes.ping(0, 0), false);
+    assert.equal(strikes.ping(1_000, 0), false, "strike 1");
+    assert.equal(strikes.ping(2_000, 0), false, "strike 2");
+    assert.equal(strikes.ping(2_500, 3), false, "a response went out: strikes reset");
+    assert.equal(strikes.ping(3_000, 3), false);
+    assert.equal(strikes.ping(3_100, 3), false);
+    assert.equal(strikes.ping(3_200, 3), true, "the third strike");
+  });
+
+  it("takes a ping up to a tenth of MinTime early as on time", () => {
+    const strikes = new PingStrikes(5_000);
+    for (let t = 0; t < 10; t++) assert.equal(strikes.ping(t * 4_600, 0), false);
   });
 });

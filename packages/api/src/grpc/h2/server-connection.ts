@@ -4,16 +4,11 @@
 
 import type net from "node:net";
 import type { Duplex } from "node:stream";
-import type { KeepalivePolicy } from "../keepalive.js";
+import { type KeepalivePolicy, PingStrikes, TOO_MANY_PINGS } from "../keepalive.js";
 import { type ConnectionHandler, H2_ERROR, H2ServerConnection } from "./connection.js";
 
 /** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
 const JOIN_MAX_BYTES = 256 * 1024;
-/** grpc-go's maxPingStrikes: the third strike closes the connection. */
-const MAX_PING_STRIKES = 2;
-/** How early, as a fraction of MinTime, a ping may come without being a strike. */
-const JITTER_ALLOWANCE = 0.1;
-const TOO_MANY_PINGS = Buffer.from("too_many_pings");
 
 export interface ServerConnectionOptions {
   windowBytes: number;
@@ -38,10 +33,8 @@ export class ServerConnection {
     options: ServerConnectionOptions,
   ) {
     const keepalive = options.keepalive;
-    const enforce = keepalive !== undefined && keepalive.minTimeMs > 0 ? keepalive.minTimeMs : 0;
-    let strikes = 0;
-    let lastPingAt = Number.NEGATIVE_INFINITY;
-    let framesAtLastPing = 0;
+    const strikes =
+      keepalive !== undefined && keepalive.minTimeMs > 0 ? new PingStrikes(keepalive.minTimeMs) : undefined;
     this.h2 = new H2ServerConnection(
       {
         output: (bytes) => {
@@ -57,24 +50,11 @@ export class ServerConnection {
       },
       {
         stream: (stream, headers) => handler.stream(stream, headers),
-        // grpc-go's enforcement policy (see keepalive.ts): a ping closer than MinTime to the
-        // previous one, with no response sent between, is a strike; the third closes.
+        // grpc-go's enforcement policy (keepalive.ts): too many pings close the connection.
         ping: () => {
-          if (enforce === 0) return;
-          const now = performance.now();
-          const sentData = this.h2.framesSent !== framesAtLastPing;
-          const early = now - lastPingAt < enforce * (1 - JITTER_ALLOWANCE);
-          lastPingAt = now;
-          framesAtLastPing = this.h2.framesSent;
-          if (sentData) {
-            strikes = 0;
-            return;
-          }
-          if (early) strikes++;
-          if (strikes > MAX_PING_STRIKES && !this.closing) {
-            this.h2.goAway(H2_ERROR.ENHANCE_YOUR_CALM, TOO_MANY_PINGS);
-            this.close();
-          }
+          if (strikes?.ping(performance.now(), this.h2.framesSent) !== true || this.closing) return;
+          this.h2.goAway(H2_ERROR.ENHANCE_YOUR_CALM, TOO_MANY_PINGS);
+          this.close();
         },
       },
       { windowBytes: options.windowBytes, maxConcurrentStreams: options.maxConcurrentStreams },
