@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import hpack from "hpack.js";
+import { HTTP2_PREFACE } from "../http2-frames.js";
 import { PingStrikes } from "../keepalive.js";
 import {
   FRAME,
@@ -8,7 +9,6 @@ import {
   H2_ERROR,
   H2ServerConnection,
   type H2Stream,
-  HTTP2_PREFACE,
   type IncomingHeaders,
 } from "./connection.js";
 

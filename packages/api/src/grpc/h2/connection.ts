@@ -15,8 +15,7 @@
 // the request size limits are the handlers' (GrpcHttp2Server's maxReceiveBytes).
 
 import hpack from "hpack.js";
-
-export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+import { HTTP2_PREFACE } from "../http2-frames.js";
 
 export const FRAME = {
   DATA: 0x0,
