@@ -317,6 +317,22 @@ describe("H2ServerConnection", () => {
   });
 });
 
+describe("H2ServerConnection flow control on what it receives", () => {
+  it("ends the connection when a client sends past our window", () => {
+    const h = harness({ windowBytes: 100, maxConcurrentStreams: 10 });
+    h.open();
+    h.connection.receive(frame(FRAME.HEADERS, 0x4, 1, h.block(REQUEST)));
+    h.connection.receive(frame(FRAME.DATA, 0, 1, Buffer.alloc(60)));
+    assert.equal(h.failed(), undefined, "within the window");
+    // One read holding more than a window (all of the earlier 60 were acknowledged): no
+    // WINDOW_UPDATE could have been between its frames.
+    h.connection.receive(
+      Buffer.concat([frame(FRAME.DATA, 0, 1, Buffer.alloc(60)), frame(FRAME.DATA, 0, 1, Buffer.alloc(50))]),
+    );
+    assert.equal(h.failed()?.code, H2_ERROR.FLOW_CONTROL_ERROR);
+  });
+});
+
 describe("PingStrikes (grpc-go's enforcement policy)", () => {
   it("closes on the third early ping with no response between, and forgives after one", () => {
     const strikes = new PingStrikes(5_000);

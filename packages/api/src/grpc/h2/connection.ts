@@ -517,6 +517,11 @@ export class H2ServerConnection {
     }
     // Padding counts against flow control too: the whole frame is acknowledged.
     this.connUnacknowledged += payload.length;
+    // We acknowledge at half a window, so a client within its windows never gets past one.
+    if (this.connUnacknowledged > this.options.windowBytes) {
+      this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, "DATA beyond the connection window");
+      return;
+    }
     let data = payload;
     if (flags & FLAG_PADDED) {
       const padding = payload[0] ?? 0;
@@ -536,6 +541,10 @@ export class H2ServerConnection {
       return;
     }
     stream.unacknowledged += payload.length;
+    if (stream.unacknowledged > this.options.windowBytes) {
+      stream.reset(H2_ERROR.FLOW_CONTROL_ERROR);
+      return;
+    }
     if (data.length > 0) stream.events?.data(data);
     if (flags & FLAG_END_STREAM && !stream.closed) this.remoteEnd(stream);
     else if (stream.unacknowledged >= this.options.windowBytes / 2 && !stream.closed) {
