@@ -507,9 +507,9 @@ export interface GrpcHttp2ServerOptions {
   /** A connection TLS or etcd's certificate checks refused (for the log). */
   onTlsRejected?: (rejection: TlsRejection) => void;
   /**
-   * false: every connection goes to HTTP/2 as it is, unread (no HTTP/1.1 on the port, no
-   * :authority repair): what the first-bytes routing costs is measured against this
-   * (bench/src/grpc/client-port-cost.ts). Default true.
+   * false: every connection goes to HTTP/2 as it is, unread (no HTTP/1.1 on the port): what
+   * the first-bytes routing costs is measured against this
+   * (bench/src/grpc/server-cost.ts). Default true.
    */
   routeFirstBytes?: boolean;
   /**
