@@ -10,8 +10,14 @@ declare module "hpack.js" {
     execute(): void;
     read(): DecodedHeader | null;
   }
+  /** Used by tests, to encode header blocks as a client would. */
+  interface Compressor {
+    write(headers: { name: string; value: string }[]): void;
+    read(): Buffer | null;
+  }
   const hpack: {
     decompressor: { create(options: { table: { size: number } }): Decompressor };
+    compressor: { create(options: { table: { size: number } }): Compressor };
   };
   export default hpack;
 }

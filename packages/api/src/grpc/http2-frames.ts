@@ -1,6 +1,6 @@
-// Just enough of HTTP/2's framing (RFC 9113 section 4) and HPACK (RFC 7541) to look at a client's
-// header blocks before Node's HTTP/2 (nghttp2) does: see client-port.ts for why. Pure: bytes in,
-// bytes out.
+// HTTP/2 framing (RFC 9113 section 4) and HPACK (RFC 7541) helpers: reading a connection's first
+// header block (packages/testing's peer-sender) and encoding header blocks as literals (the
+// gRPC server's responses, h2/). Pure: bytes in, bytes out.
 
 import hpack from "hpack.js";
 
@@ -22,9 +22,6 @@ export const FrameFlag = {
   PRIORITY: 0x20,
 } as const;
 
-/** An empty SETTINGS frame: a server's connection preface with every setting at its default. */
-export const EMPTY_SETTINGS_FRAME = Buffer.from([0, 0, 0, FrameType.SETTINGS, 0, 0, 0, 0, 0]);
-
 export interface FrameHeader {
   length: number;
   type: number;
@@ -43,10 +40,6 @@ export function completeFrameAt(buf: Buffer, offset: number): FrameHeader | unde
     flags: buf[offset + 4]!,
     streamId: buf.readUInt32BE(offset + 5) & 0x7fffffff,
   };
-}
-
-export function isSettingsAck(frame: FrameHeader): boolean {
-  return frame.type === FrameType.SETTINGS && (frame.flags & FrameFlag.ACK) !== 0 && frame.length === 0;
 }
 
 /** The header block fragment of a HEADERS frame's payload: padding and priority fields removed. */
@@ -126,67 +119,4 @@ export function encodeInteger(value: number, prefixBits: number, high: number): 
   }
   out.push(rest);
   return Buffer.from(out);
-}
-
-/**
- * A HEADERS frame (and CONTINUATION frames past `maxFrameBytes`) carrying `block` on `streamId`.
- * `endStream` and `priority` are carried over from the client's frame.
- */
-export function headersFrames(
-  streamId: number,
-  block: Buffer,
-  endStream: boolean,
-  priority: Buffer | undefined,
-  maxFrameBytes = 16_384,
-): Buffer {
-  const frames: Buffer[] = [];
-  const firstRoom = maxFrameBytes - (priority?.length ?? 0);
-  let offset = 0;
-  let first = true;
-  do {
-    const room = first ? firstRoom : maxFrameBytes;
-    const chunk = block.subarray(offset, offset + room);
-    offset += chunk.length;
-    const last = offset >= block.length;
-    let flags = last ? FrameFlag.END_HEADERS : 0;
-    if (first && endStream) flags |= FrameFlag.END_STREAM;
-    if (first && priority !== undefined) flags |= FrameFlag.PRIORITY;
-    const payload = first && priority !== undefined ? Buffer.concat([priority, chunk]) : chunk;
-    const header = Buffer.alloc(FRAME_HEADER_BYTES);
-    header.writeUIntBE(payload.length, 0, 3);
-    header[3] = first ? FrameType.HEADERS : FrameType.CONTINUATION;
-    header[4] = flags;
-    header.writeUInt32BE(streamId, 5);
-    frames.push(header, payload);
-    first = false;
-  } while (offset < block.length);
-  return Buffer.concat(frames);
-}
-
-/**
- * True when nghttp2 would refuse this `:authority`/`host` value (RFC 3986 authority characters
- * only). grpc-go sends a dial target such as `http://127.0.0.1:2379` there verbatim.
- */
-export function isInvalidAuthority(value: string): boolean {
-  return !/^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);
-}
-
-/** `http://host:port/...` -> `host:port`: what etcd (Go's HTTP/2) takes the authority to mean. */
-export function authorityOf(value: string): string {
-  const withoutScheme = value.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//, "");
-  const slash = withoutScheme.indexOf("/");
-  const host = slash < 0 ? withoutScheme : withoutScheme.slice(0, slash);
-  return isInvalidAuthority(host) ? "" : host;
-}
-
-/** Replaces the value of `:authority` and `host` fields nghttp2 would refuse. */
-export function repairAuthority(fields: HeaderField[]): boolean {
-  let changed = false;
-  for (const f of fields) {
-    if ((f.name === ":authority" || f.name === "host") && isInvalidAuthority(f.value)) {
-      f.value = authorityOf(f.value);
-      changed = true;
-    }
-  }
-  return changed;
 }

@@ -13,17 +13,19 @@
 
 import { EventEmitter } from "node:events";
 import http from "node:http";
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import type tls from "node:tls";
 import grpc from "@grpc/grpc-js";
 import { createTlsServer, type ServerTls, type TlsRejection, verifiedCommonName } from "../tls/server-tls.js";
 import { routeClientConnection } from "./client-port.js";
+import type { H2Stream, IncomingHeaders, StreamEvents } from "./h2/connection.js";
+import { ServerConnection } from "./h2/server-connection.js";
 import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.js";
-import { applyKeepalive, type KeepalivePolicy } from "./keepalive.js";
+import { encodeLiteralHeaderBlock, type HeaderField } from "./http2-frames.js";
+import type { KeepalivePolicy } from "./keepalive.js";
 import { parseGrpcTarget } from "./listen.js";
-
-const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH } = http2.constants;
 
 export type CallKind = "unary" | "server-stream" | "bidi";
 
@@ -212,23 +214,15 @@ export class Http2ServerCall extends ServerCall {
   private finished = false;
   private needDrain = false;
   private deadlineTimer: NodeJS.Timeout | undefined;
-  private trailers: http2.OutgoingHttpHeaders | undefined;
 
   constructor(
     path: string,
-    private readonly stream: http2.ServerHttp2Stream,
-    private readonly headers: http2.IncomingHttpHeaders,
+    private readonly stream: H2Stream,
+    private readonly headers: IncomingHeaders,
+    private readonly connection: ServerConnection,
     private readonly maxReceiveBytes = Number.POSITIVE_INFINITY,
   ) {
     super(path, deadlineFrom(headers["grpc-timeout"]));
-    stream.on("close", () => this.onClose());
-    stream.on("error", () => {});
-    stream.on("drain", () => {
-      if (!this.needDrain) return;
-      this.needDrain = false;
-      this.emit("drain");
-    });
-    stream.on("wantTrailers", () => stream.sendTrailers(this.trailers ?? { "grpc-status": "0" }));
     if (this.deadline !== undefined) {
       this.deadlineTimer = setTimeout(
         () => {
@@ -241,15 +235,28 @@ export class Http2ServerCall extends ServerCall {
     }
   }
 
+  /** @internal The stream's events, set by the server before any arrive. */
+  readonly streamEvents: StreamEvents = {
+    data: (chunk) => this.receive(chunk),
+    end: () => this.emit("end"),
+    close: () => this.onClose(),
+    drain: () => {
+      if (!this.needDrain) return;
+      this.needDrain = false;
+      this.emit("drain");
+    },
+  };
+
   /** The client's metadata (custom headers), built on first use. */
   override get metadata(): grpc.Metadata {
-    this.metadataCache ??= metadataFromHeaders(this.headers, RESERVED_HEADERS) ?? new grpc.Metadata();
+    this.metadataCache ??=
+      metadataFromHeaders(this.headers as http2.IncomingHttpHeaders, RESERVED_HEADERS) ?? new grpc.Metadata();
     return this.metadataCache;
   }
 
-  /** The client's IP address (the TCP peer of the HTTP/2 session), when the socket has one. */
+  /** The client's IP address (the TCP peer of the connection), when the socket has one. */
   override get remoteAddress(): string | undefined {
-    return this.stream.session?.socket?.remoteAddress;
+    return this.connection.remoteAddress;
   }
 
   /** One request header (lower-case name), without building the metadata object. */
@@ -258,21 +265,21 @@ export class Http2ServerCall extends ServerCall {
     return Array.isArray(value) ? value[0] : value;
   }
 
-  /** Bytes written to the HTTP/2 stream and not yet sent, plus messages not yet written. */
+  /** Bytes queued on the stream and not yet sent, plus messages not yet queued. */
   override get writableLength(): number {
-    let queued = this.stream.writableLength;
+    let queued = this.stream.queuedBytes;
     for (const p of this.pending) queued += p.length;
     return queued;
   }
 
   /**
-   * Queues a message; the messages of one turn go out as one HTTP/2 write. false: the
+   * Queues a message; the messages of one turn go out as one DATA write. false: the
    * stream's buffer is full, wait for 'drain'.
    */
   override sendMessage(message: Uint8Array): boolean {
     if (this.finished) return false;
     this.observer?.sent(message.length);
-    this.pending.push(frame(message));
+    this.pending.push(frameMessage(message));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
@@ -287,10 +294,7 @@ export class Http2ServerCall extends ServerCall {
       return false;
     }
     this.observer?.sent(message.length);
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(message.length, 1);
-    this.pending.push(prefix);
+    this.pending.push(messagePrefix(message.length));
     for (const p of message.parts) if (p.length > 0) this.pending.push(p as Buffer);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -300,21 +304,17 @@ export class Http2ServerCall extends ServerCall {
   }
 
   override startMessage(length: number): MessageWriter | undefined {
-    if (this.finished || length > MAX_SEND_MESSAGE_BYTES || this.stream.destroyed || this.stream.closed)
-      return undefined;
+    if (this.finished || length > MAX_SEND_MESSAGE_BYTES || this.stream.closed) return undefined;
     this.observer?.sent(length);
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(length, 1);
-    this.pending.push(prefix);
+    this.pending.push(messagePrefix(length));
     // Whatever is queued goes first, then the body straight onto the stream: no queue of ours.
     this.flush();
     const stream = this.stream;
-    const over = () => this.finished || stream.destroyed || stream.closed;
+    const over = () => this.finished || stream.closed;
     return {
       write: (chunk) => {
         if (over()) return true;
-        if (stream.write(chunk)) return true;
+        if (stream.write(chunk as Buffer)) return true;
         this.needDrain = true;
         return false;
       },
@@ -340,54 +340,41 @@ export class Http2ServerCall extends ServerCall {
     this.finished = true;
     this.observer?.handled(status.code, (performance.now() - this.startedAt) / 1000, this);
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
-    if (this.stream.destroyed || this.stream.closed) return;
-    const trailers = trailersFor(status);
+    if (this.stream.closed) return;
     this.flush();
     if (!this.headersSent) {
       // Trailers-only: no message was sent, status goes in the one HEADERS frame.
       this.headersSent = true;
-      this.stream.respond(
-        { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc", ...trailers },
-        { endStream: true },
-      );
+      this.stream.respond(trailersOnlyBlock(status), true);
       return;
     }
-    this.trailers = trailers;
-    this.stream.end();
+    this.stream.end(trailersBlock(status));
   }
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.pending.length === 0 || this.stream.destroyed || this.stream.closed) {
+    if (this.pending.length === 0 || this.stream.closed) {
       this.pending = [];
       return;
     }
-    this.sendHeaders();
+    if (!this.headersSent) {
+      this.headersSent = true;
+      this.stream.respond(RESPONSE_HEADERS_BLOCK);
+    }
     const pending = this.pending;
     this.pending = [];
     let bytes = 0;
     for (const p of pending) bytes += p.length;
     if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
-      // Many small messages of one turn (a watch fan-out): one buffer, one write.
+      // Many small messages of one turn (a watch fan-out): one buffer, one DATA write.
       const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes);
       if (!this.stream.write(data)) this.needDrain = true;
       return;
     }
-    // A large message in pieces: one writev of them all, no copy into one buffer.
-    this.stream.cork();
+    // A large message in pieces: queued as they are, no copy into one buffer.
     let ok = true;
     for (const p of pending) ok = this.stream.write(p);
-    this.stream.uncork();
     if (!ok) this.needDrain = true;
-  }
-
-  private sendHeaders(): void {
-    if (this.headersSent) return;
-    this.headersSent = true;
-    this.stream.respond(
-      { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc" },
-      { waitForTrailers: true },
-    );
   }
 
   private onClose(): void {
@@ -451,10 +438,15 @@ export class Http2ServerCall extends ServerCall {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** `:status: 415`: an HTTP/2 request that is not gRPC. */
+const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeLiteralHeaderBlock([
+  { name: ":status", value: "415", neverIndex: false },
+]);
+const IGNORED_STREAM: StreamEvents = { data() {}, end() {}, close() {}, drain() {} };
 /** Up to this many queued bytes are joined into one write; above, the pieces go as they are. */
 const JOIN_MAX_BYTES = 1024 * 1024;
 
-function frame(message: Uint8Array): Buffer {
+function frameMessage(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);
@@ -462,11 +454,43 @@ function frame(message: Uint8Array): Buffer {
   return out;
 }
 
-function trailersFor(status: CallStatus): http2.OutgoingHttpHeaders {
-  const trailers: http2.OutgoingHttpHeaders = status.metadata?.toHttp2Headers() ?? {};
-  trailers["grpc-status"] = String(status.code);
-  if (status.details) trailers["grpc-message"] = encodeGrpcMessage(status.details);
-  return trailers;
+function messagePrefix(length: number): Buffer {
+  const prefix = Buffer.allocUnsafe(5);
+  prefix[0] = 0;
+  prefix.writeUInt32BE(length, 1);
+  return prefix;
+}
+
+/** `:status: 200` (HPACK static entry 8) and `content-type: application/grpc`: the same for every call. */
+const RESPONSE_HEADERS_BLOCK = Buffer.concat([
+  Buffer.from([0x88]),
+  encodeLiteralHeaderBlock([{ name: "content-type", value: "application/grpc", neverIndex: false }]),
+]);
+const OK_TRAILERS_BLOCK = encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]);
+
+function statusFields(status: CallStatus): HeaderField[] {
+  const fields: HeaderField[] = [{ name: "grpc-status", value: String(status.code), neverIndex: false }];
+  if (status.details)
+    fields.push({ name: "grpc-message", value: encodeGrpcMessage(status.details), neverIndex: false });
+  const md = status.metadata?.toHttp2Headers();
+  if (md !== undefined)
+    for (const [name, value] of Object.entries(md)) {
+      if (value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value])
+        fields.push({ name, value: String(v), neverIndex: false });
+    }
+  return fields;
+}
+
+function trailersBlock(status: CallStatus): Buffer {
+  if (status.code === grpc.status.OK && !status.details && status.metadata === undefined)
+    return OK_TRAILERS_BLOCK;
+  return encodeLiteralHeaderBlock(statusFields(status));
+}
+
+/** A trailers-only answer: :status, content-type and the status in one HEADERS frame. */
+function trailersOnlyBlock(status: CallStatus): Buffer {
+  return Buffer.concat([RESPONSE_HEADERS_BLOCK, encodeLiteralHeaderBlock(statusFields(status))]);
 }
 
 export interface GrpcHttp2ServerOptions {
@@ -483,9 +507,9 @@ export interface GrpcHttp2ServerOptions {
   /** A connection TLS or etcd's certificate checks refused (for the log). */
   onTlsRejected?: (rejection: TlsRejection) => void;
   /**
-   * false: every connection goes to HTTP/2 as it is, unread (no HTTP/1.1 on the port, no
-   * :authority repair): what the first-bytes routing costs is measured against this
-   * (bench/src/grpc/client-port-cost.ts). Default true.
+   * false: every connection goes to HTTP/2 as it is, unread (no HTTP/1.1 on the port): what
+   * the first-bytes routing costs is measured against this
+   * (bench/src/grpc/server-cost.ts). Default true.
    */
   routeFirstBytes?: boolean;
   /**
@@ -503,54 +527,49 @@ export class GrpcHttp2Server {
   private readonly handlers = new Map<string, MethodHandler>();
   private readonly observer: GrpcCallObserver | undefined;
   private readonly methodObservers = new Map<string, GrpcMethodObserver>();
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
-  /** Never listens: client-port.ts hands it the connections our listener accepts. */
-  private readonly server: http2.Http2Server;
+  private readonly connections = new Set<ServerConnection>();
   private readonly http1: http.Server | undefined;
   private readonly tls: ServerTls | undefined;
   private readonly plaintextToo: boolean;
   private readonly onTlsRejected: (rejection: TlsRejection) => void;
-  /** The CN of each session's verified client certificate (etcd's AuthInfoFromTLS). */
-  private readonly sessionCommonNames = new WeakMap<http2.Http2Session, string>();
   private listener: net.Server | undefined;
   private readonly windowBytes: number;
   private readonly maxReceiveBytes: number;
+  private readonly maxConcurrentStreams: number;
+  private readonly keepalive: KeepalivePolicy | undefined;
   private readonly routeFirstBytes: boolean;
 
   constructor(options: GrpcHttp2ServerOptions = {}) {
     this.routeFirstBytes = options.routeFirstBytes ?? true;
     this.windowBytes = options.windowBytes ?? 8 * 1024 * 1024;
     this.maxReceiveBytes = options.maxReceiveBytes ?? Number.POSITIVE_INFINITY;
-    const options2: http2.ServerOptions = {
-      // Node's default (10 MiB) answers a busy session with ENHANCE_YOUR_CALM; grpc-js lifts it too.
-      maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      settings: {
-        initialWindowSize: this.windowBytes,
-        maxConcurrentStreams: options.maxConcurrentStreams ?? 2 ** 32 - 1,
-      },
-    };
-    // TLS is ours (below), so that the same first-bytes routing runs on decrypted connections.
-    this.server = http2.createServer(options2);
+    this.maxConcurrentStreams = options.maxConcurrentStreams ?? 2 ** 32 - 1;
     this.http1 = options.http1 === undefined ? undefined : http.createServer(options.http1);
     this.tls = options.tls;
     this.plaintextToo = options.plaintextToo === true;
     this.onTlsRejected = options.onTlsRejected ?? (() => {});
     this.observer = options.observer;
-    const keepalive = options.keepalive;
-    this.server.on("session", (session: http2.ServerHttp2Session) => {
-      this.sessions.add(session);
-      if (keepalive !== undefined) applyKeepalive(session, keepalive);
-      if (this.tls?.verifiesPeers) {
-        const cn = verifiedCommonName(session.socket as unknown as tls.TLSSocket);
-        if (cn !== undefined) this.sessionCommonNames.set(session, cn);
-      }
-      session.on("error", () => {});
-      session.once("close", () => this.sessions.delete(session));
-      session.once("connect", () => session.setLocalWindowSize(this.windowBytes));
-    });
-    this.server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) =>
-      this.dispatch(stream, headers),
+    this.keepalive = options.keepalive;
+  }
+
+  /** Serves HTTP/2 on a connection (a socket, or client-port.ts's wrapper around one). */
+  private serve(socket: Duplex): void {
+    let peerCommonName: string | undefined;
+    if (this.tls?.verifiesPeers) peerCommonName = verifiedCommonName(socket as tls.TLSSocket);
+    const connection: ServerConnection = new ServerConnection(
+      socket,
+      {
+        stream: (stream, headers) => this.dispatch(stream, headers, connection, peerCommonName),
+      },
+      {
+        windowBytes: this.windowBytes,
+        maxConcurrentStreams: this.maxConcurrentStreams,
+        ...(this.keepalive === undefined ? {} : { keepalive: this.keepalive }),
+      },
     );
+    this.connections.add(connection);
+    connection.onClosed(() => this.connections.delete(connection));
+    socket.resume();
   }
 
   register(path: string, handler: MethodHandler): void {
@@ -564,10 +583,10 @@ export class GrpcHttp2Server {
     const route = this.routeFirstBytes
       ? (socket: net.Socket) =>
           routeClientConnection(socket, {
-            http2: (connection) => this.server.emit("connection", connection),
+            http2: (connection) => this.serve(connection),
             http1: http1 === undefined ? undefined : (s) => http1.emit("connection", s),
           })
-      : (socket: net.Socket) => this.server.emit("connection", socket);
+      : (socket: net.Socket) => this.serve(socket);
     const tlsConfig = this.tls;
     let listener: net.Server;
     if (tlsConfig === undefined) {
@@ -600,23 +619,24 @@ export class GrpcHttp2Server {
     return new Promise((resolve) => {
       this.listener?.close();
       this.http1?.closeAllConnections();
-      if (this.sessions.size === 0) {
+      if (this.connections.size === 0) {
         resolve();
         return;
       }
       const timer = setTimeout(() => {
-        for (const s of this.sessions) s.destroy();
+        for (const c of this.connections) c.destroy();
         resolve();
       }, graceMs);
       timer.unref();
-      let open = this.sessions.size;
-      for (const s of this.sessions) {
-        s.close(() => {
+      let open = this.connections.size;
+      for (const c of this.connections) {
+        c.onClosed(() => {
           if (--open === 0) {
             clearTimeout(timer);
             resolve();
           }
         });
+        c.close();
       }
     });
   }
@@ -653,23 +673,29 @@ export class GrpcHttp2Server {
     handler.handle(call);
   }
 
-  private dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const contentType = headers[HTTP2_HEADER_CONTENT_TYPE];
+  private dispatch(
+    stream: H2Stream,
+    headers: IncomingHeaders,
+    connection: ServerConnection,
+    peerCommonName: string | undefined,
+  ): void {
+    const contentType = headers["content-type"];
     if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) {
-      stream.respond({ [HTTP2_HEADER_STATUS]: 415 }, { endStream: true });
+      stream.events = IGNORED_STREAM;
+      stream.respond(UNSUPPORTED_MEDIA_TYPE_BLOCK, true);
       return;
     }
-    const path = String(headers[HTTP2_HEADER_PATH] ?? "");
+    const path = String(headers[":path"] ?? "");
     const handler = this.handlers.get(path);
     const call = new Http2ServerCall(
       path,
       stream,
       headers,
+      connection,
       this.maxReceiveBytes + (handler?.wrapperBytes ?? 0),
     );
-    if (this.tls?.verifiesPeers && stream.session !== undefined)
-      call.peerCommonName = this.sessionCommonNames.get(stream.session);
-    stream.on("data", (chunk: Buffer) => call.receive(chunk));
+    stream.events = call.streamEvents;
+    call.peerCommonName = peerCommonName;
     if (handler === undefined) {
       call.finish({
         code: grpc.status.UNIMPLEMENTED,
@@ -694,7 +720,7 @@ export class GrpcHttp2Server {
       return;
     }
     if (handler.kind === "bidi") {
-      stream.on("end", () => call.emit("halfClose"));
+      call.on("end", () => call.emit("halfClose"));
       handler.handle(call);
       return;
     }
@@ -703,7 +729,7 @@ export class GrpcHttp2Server {
       messages++;
       call.request = message;
     });
-    stream.on("end", () => {
+    call.on("end", () => {
       if (call.cancelled) return;
       if (messages !== 1) {
         call.finish({

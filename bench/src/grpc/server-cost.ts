@@ -1,13 +1,14 @@
-// What the client port's first-bytes routing costs gRPC (issue 14's goal: <= 5%): the same
-// GrpcHttp2Server answering KV/Range with a fixed message, once listening with the routing
-// (HTTP/2 or HTTP/1.1 chosen by a connection's first bytes, its first header block read for an
-// :authority nghttp2 would refuse; what members and the gateway do) and once handing every
-// connection to node:http2 unread. bench/goload drives range-ser at each in alternating rounds
-// of one run; this process serves both, so its CPU time per call in a round is the server's.
-// The machine is shared: compare the two columns within the run.
+// What one unary gRPC call costs the server's transport: KV/Range answered with a fixed message
+// by GrpcHttp2Server (our own HTTP/2) with the client port's first-bytes routing (HTTP/2 or
+// HTTP/1.1 on one port; what members and the gateway do), by it without the routing, and by a
+// bare responder on node:http2 (what GrpcHttp2Server was built on until 2026-12-06: the floor of
+// that transport, with no ServerCall, metadata or deadline work at all). bench/goload drives
+// range-ser at each in alternating rounds of one run; this process serves all three, so its CPU
+// time per call in a round is the server's. The machine is shared: compare within the run.
 //
-//   node bench/dist/grpc/client-port-cost.js [--rounds 6] [--total 40000] [--conns 10] [--clients 100]
+//   node bench/dist/grpc/server-cost.js [--rounds 6] [--total 40000] [--conns 10] [--clients 100]
 import { existsSync } from "node:fs";
+import http2 from "node:http2";
 import { etcdserverpb, GrpcHttp2Server } from "@etcd-ts/api";
 import { GOLOAD_BIN, runGoload } from "../goload.js";
 
@@ -17,9 +18,7 @@ for (let i = 0; i < argv.length; i += 2) {
   const flag = argv[i]!.replace(/^--/, "") as keyof typeof opts;
   const value = Number(argv[i + 1]);
   if (!(flag in opts) || !Number.isInteger(value) || value <= 0)
-    throw new Error(
-      `usage: client-port-cost [--rounds N] [--total N] [--conns N] [--clients N] (bad ${argv[i]})`,
-    );
+    throw new Error(`usage: server-cost [--rounds N] [--total N] [--conns N] [--clients N] (bad ${argv[i]})`);
   opts[flag] = value;
 }
 if (!existsSync(GOLOAD_BIN))
@@ -75,7 +74,41 @@ async function serve(
   return { name: routeFirstBytes ? "routed" : "unrouted", endpoint: `127.0.0.1:${port}`, server };
 }
 
-const targets = [await serve(true), await serve(false)];
+/** The least a node:http2 server can do per gRPC call: headers, one framed message, trailers. */
+async function serveNodeHttp2(): Promise<{
+  name: string;
+  endpoint: string;
+  server: { close(ms: number): Promise<void> };
+}> {
+  const framed = (message: Buffer) => {
+    const out = Buffer.alloc(5 + message.length);
+    out.writeUInt32BE(message.length, 1);
+    message.copy(out, 5);
+    return out;
+  };
+  const range = framed(answer);
+  const put = framed(putAnswer);
+  const server = http2.createServer({ settings: { initialWindowSize: 8 * 1024 * 1024 } });
+  server.on("stream", (stream, headers) => {
+    const body = headers[":path"] === "/etcdserverpb.KV/Put" ? put : range;
+    stream.on("data", () => {});
+    stream.on("error", () => {});
+    stream.on("end", () => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    name: "node:http2",
+    endpoint: `127.0.0.1:${port}`,
+    server: { close: () => new Promise<void>((resolve) => server.close(() => resolve())) },
+  };
+}
+
+const targets = [await serve(true), await serve(false), await serveNodeHttp2()];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const results = new Map(targets.map((t) => [t.name, { ops: [] as number[], cpu: [] as number[] }]));
 for (const t of targets) await runGoload([...args(t.endpoint, 5_000), "-label", "warmup"]);
@@ -94,11 +127,13 @@ for (let round = 0; round < opts.rounds; round++) {
   }
 }
 const base = results.get("unrouted")!;
-const routed = results.get("routed")!;
+const line = (label: string, r: { ops: number[]; cpu: number[] }) =>
+  `  ${label.padEnd(50)} ${median(r.ops).toFixed(0)} calls/s (${((100 * median(r.ops)) / median(base.ops)).toFixed(1)}%), ${median(r.cpu).toFixed(1)} us CPU/call (${((100 * median(r.cpu)) / median(base.cpu)).toFixed(1)}%)`;
 console.log(
-  `\nKV/Range (serializable), ${opts.conns} conns x ${opts.clients} clients, ${opts.total} calls/cell, medians of ${opts.rounds} rounds:\n` +
-    `  unrouted (connections straight to node:http2)  ${median(base.ops).toFixed(0)} calls/s, ${median(base.cpu).toFixed(1)} us CPU/call\n` +
-    `  routed (first bytes read, HTTP/1.1 possible)   ${median(routed.ops).toFixed(0)} calls/s (${((100 * median(routed.ops)) / median(base.ops)).toFixed(1)}%), ${median(routed.cpu).toFixed(1)} us CPU/call (${((100 * median(routed.cpu)) / median(base.cpu)).toFixed(1)}%)`,
+  `\nKV/Range (serializable), ${opts.conns} conns x ${opts.clients} clients, ${opts.total} calls/cell, medians of ${opts.rounds} rounds (% of unrouted):\n` +
+    `${line("ours, unrouted (connections straight to HTTP/2)", base)}\n` +
+    `${line("ours, routed (first bytes read, HTTP/1.1 possible)", results.get("routed")!)}\n` +
+    `${line("bare node:http2 responder", results.get("node:http2")!)}`,
 );
 for (const t of targets) await t.server.close(1_000);
 

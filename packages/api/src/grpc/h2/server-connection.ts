@@ -1,0 +1,166 @@
+// The I/O of one HTTP/2 server connection: socket bytes into H2ServerConnection, its frames out
+// as one socket write per event-loop turn, the socket's back-pressure, keepalive timers, and a
+// graceful close. The protocol itself is connection.ts.
+
+import type net from "node:net";
+import type { Duplex } from "node:stream";
+import { type KeepalivePolicy, PingStrikes, TOO_MANY_PINGS } from "../keepalive.js";
+import { type ConnectionHandler, H2_ERROR, H2ServerConnection } from "./connection.js";
+
+/** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
+const JOIN_MAX_BYTES = 256 * 1024;
+
+export interface ServerConnectionOptions {
+  windowBytes: number;
+  maxConcurrentStreams: number;
+  keepalive?: KeepalivePolicy;
+}
+
+export class ServerConnection {
+  readonly h2: H2ServerConnection;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private scheduled = false;
+  private closing = false;
+  private closedListeners: (() => void)[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  isClosed = false;
+
+  constructor(
+    /** A socket, or client-port.ts's wrapper around one. */
+    readonly socket: Duplex,
+    handler: ConnectionHandler,
+    options: ServerConnectionOptions,
+  ) {
+    const keepalive = options.keepalive;
+    const strikes =
+      keepalive !== undefined && keepalive.minTimeMs > 0 ? new PingStrikes(keepalive.minTimeMs) : undefined;
+    this.h2 = new H2ServerConnection(
+      {
+        output: (bytes) => {
+          this.pending.push(bytes);
+          this.pendingBytes += bytes.length;
+          this.wake();
+        },
+        wake: () => this.wake(),
+        fail: () => {
+          this.writeOut();
+          this.socket.end();
+        },
+      },
+      {
+        stream: (stream, headers) => handler.stream(stream, headers),
+        // grpc-go's enforcement policy (keepalive.ts): too many pings close the connection.
+        ping: () => {
+          if (strikes?.ping(performance.now(), this.h2.framesSent) !== true || this.closing) return;
+          this.h2.goAway(H2_ERROR.ENHANCE_YOUR_CALM, TOO_MANY_PINGS);
+          this.close();
+        },
+      },
+      { windowBytes: options.windowBytes, maxConcurrentStreams: options.maxConcurrentStreams },
+    );
+    socket.on("data", (chunk: Buffer) => this.h2.receive(chunk));
+    socket.on("error", () => {});
+    socket.on("close", () => this.onSocketClose());
+    socket.on("end", () => socket.end());
+    if (keepalive !== undefined && keepalive.intervalMs > 0 && keepalive.timeoutMs > 0) {
+      let deadline: NodeJS.Timeout | undefined;
+      const interval = setInterval(() => {
+        if (this.isClosed || deadline !== undefined) return;
+        deadline = setTimeout(() => this.destroy(), keepalive.timeoutMs);
+        deadline.unref();
+        this.h2.ping(() => {
+          clearTimeout(deadline);
+          deadline = undefined;
+        });
+      }, keepalive.intervalMs);
+      interval.unref();
+      this.timers.push(interval);
+      this.onClosed(() => clearTimeout(deadline));
+    }
+  }
+
+  get remoteAddress(): string | undefined {
+    return (this.socket as Partial<net.Socket>).remoteAddress;
+  }
+
+  /** Runs `listener` once the connection is gone. */
+  onClosed(listener: () => void): void {
+    if (this.isClosed) listener();
+    else this.closedListeners.push(listener);
+  }
+
+  /** GOAWAY; the socket ends once every open stream has. */
+  close(): void {
+    if (this.isClosed) return;
+    if (!this.closing) {
+      this.closing = true;
+      if (!this.h2.goingAway) this.h2.goAway();
+    }
+    this.endWhenIdle();
+  }
+
+  destroy(): void {
+    this.writeOut();
+    this.socket.destroy();
+  }
+
+  private endWhenIdle(): void {
+    if (this.isClosed) return;
+    if (this.h2.streams.size === 0) {
+      this.writeOut();
+      this.socket.end();
+      return;
+    }
+    const timer = setTimeout(() => this.endWhenIdle(), 50);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  private wake(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    process.nextTick(() => this.writeOut());
+  }
+
+  /** Frames what streams have queued, then writes the turn's frames in one go. */
+  private writeOut(): void {
+    if (this.isClosed) {
+      this.scheduled = false;
+      return;
+    }
+    // Still "scheduled" while streams frame their bytes: their output joins this write.
+    this.h2.flush();
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const pending = this.pending;
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    let ok: boolean;
+    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
+      ok = this.socket.write(pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes));
+    } else {
+      this.socket.cork();
+      ok = true;
+      for (const p of pending) ok = this.socket.write(p);
+      this.socket.uncork();
+    }
+    if (!ok && !this.h2.outputHeld) {
+      // DATA waits for the socket; control frames still go (they are small).
+      this.h2.outputHeld = true;
+      this.socket.once("drain", () => {
+        this.h2.outputHeld = false;
+        this.wake();
+      });
+    }
+  }
+
+  private onSocketClose(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.h2.destroy();
+    for (const listener of this.closedListeners.splice(0)) listener();
+  }
+}
