@@ -202,11 +202,6 @@ export class Http2ServerCall extends ServerCall {
     super(path, deadlineFrom(headers["grpc-timeout"]));
     stream.on("close", () => this.onClose());
     stream.on("error", () => {});
-    stream.on("drain", () => {
-      if (!this.needDrain) return;
-      this.needDrain = false;
-      this.emit("drain");
-    });
     stream.on("wantTrailers", () => stream.sendTrailers(this.trailers ?? { "grpc-status": "0" }));
     if (this.deadline !== undefined) {
       this.deadlineTimer = setTimeout(
@@ -314,7 +309,7 @@ export class Http2ServerCall extends ServerCall {
     if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
       // Many small messages of one turn (a watch fan-out): one buffer, one write.
       const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes);
-      if (!this.stream.write(data)) this.needDrain = true;
+      if (!this.stream.write(data)) this.awaitDrain();
       return;
     }
     // A large message in pieces: one writev of them all, no copy into one buffer.
@@ -322,7 +317,20 @@ export class Http2ServerCall extends ServerCall {
     let ok = true;
     for (const p of pending) ok = this.stream.write(p);
     this.stream.uncork();
-    if (!ok) this.needDrain = true;
+    if (!ok) this.awaitDrain();
+  }
+
+  /**
+   * The stream's buffer is full: 'drain' is passed on once it empties. Listened for only then
+   * (a write that returns false is always followed by a 'drain'), not on every call's stream.
+   */
+  private awaitDrain(): void {
+    if (this.needDrain) return;
+    this.needDrain = true;
+    this.stream.once("drain", () => {
+      this.needDrain = false;
+      this.emit("drain");
+    });
   }
 
   private sendHeaders(): void {
