@@ -89,6 +89,11 @@ class GrpcJsShapedCall extends EventEmitter {
     return this.call.metadata;
   }
 
+  /** The bytes the request was decoded from (a unary or server-streaming call's one message). */
+  get requestBytes(): Buffer {
+    return this.call.request;
+  }
+
   /** One request header (lower-case name), without building the metadata object. */
   header(name: string): string | undefined {
     return this.call.header(name);
@@ -204,9 +209,10 @@ export function serveService(
             }
             // An answer already in pieces (a Range) goes out as they are; over grpc-go's send
             // limit the call has ended with RESOURCE_EXHAUSTED and finish below does nothing.
-            if (value instanceof MessageParts) call.sendMessageParts(value);
-            else call.sendMessage(serialize(value));
-            call.finish({ code: status.OK, metadata: trailer });
+            if (value instanceof MessageParts) {
+              call.sendMessageParts(value);
+              call.finish({ code: status.OK, metadata: trailer });
+            } else call.finishWith(serialize(value), { code: status.OK, metadata: trailer });
           });
         } catch (err) {
           call.finish({ code: status.UNKNOWN, details: err instanceof Error ? err.message : String(err) });
