@@ -132,4 +132,5 @@ export {
   WireReader,
   WireWriter,
 } from "./wire/protobuf-wire.js";
+export { decodePutRequest } from "./wire/put-request.js";
 export { encodeWatchResponse, type WatchResponseParts } from "./wire/watch-response.js";

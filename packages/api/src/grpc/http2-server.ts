@@ -189,6 +189,12 @@ export abstract class ServerCall extends EventEmitter {
   /** Ends the call with a status (OK with optional trailing metadata, or an error). */
   abstract finish(status: CallStatus): void;
 
+  /** A unary call's answer: its one message, then the status. */
+  finishWith(message: Uint8Array, status: CallStatus): void {
+    this.sendMessage(message);
+    this.finish(status);
+  }
+
   /** grpc-js's getDeadline(): Infinity when none. */
   getDeadline(): number {
     return this.deadline ?? Number.POSITIVE_INFINITY;
@@ -287,6 +293,14 @@ export class Http2ServerCall extends ServerCall {
     return !this.needDrain;
   }
 
+  /** As sendMessage then finish, without scheduling a flush that finish makes at once. */
+  override finishWith(message: Uint8Array, status: CallStatus): void {
+    if (this.finished) return;
+    this.observer?.sent(message.length);
+    this.pending.push(frameMessage(message));
+    this.finish(status);
+  }
+
   override sendMessageParts(message: MessageParts): boolean {
     if (this.finished) return false;
     if (message.length > MAX_SEND_MESSAGE_BYTES) {
@@ -353,7 +367,8 @@ export class Http2ServerCall extends ServerCall {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.pending.length === 0 || this.stream.closed) {
+    if (this.pending.length === 0) return;
+    if (this.stream.closed) {
       this.pending = [];
       return;
     }

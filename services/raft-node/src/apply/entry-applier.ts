@@ -2,7 +2,7 @@
 // applyAll/applyEntries (server.go) and applyEntryNormal/applyConfChange do: decode each entry,
 // apply the batch in order, give Raft every ConfChange, and settle the calls this member is
 // waiting on (only the proposer answers a client; the others apply silently).
-import { etcdserverpb } from "@etcd-ts/api";
+import { decodePutRequest, etcdserverpb } from "@etcd-ts/api";
 import { type ConfChange, ConfChangeType, decodeConfChange, type Entry, EntryType } from "@etcd-ts/raft";
 import type { LeaseStateMachine } from "../lease/mod.js";
 import { memberCodec } from "../membership/member-codec.js";
@@ -61,13 +61,10 @@ export interface EntryApplierParts {
   authApplied?(): void;
 }
 
-interface DecodedEntry {
-  entry: Entry;
+/** A decoded entry is its own chain entry (one object per entry on the apply path). */
+interface DecodedEntry extends ChainEntry {
   envelope?: EntryEnvelope | undefined;
   confChange?: ConfChange;
-  request: MvccRequest | undefined;
-  quota?: ChainEntry["quota"];
-  subject?: ChainEntry["subject"];
 }
 
 export class EntryApplier {
@@ -108,25 +105,16 @@ export class EntryApplier {
       throw new Error(`entry ${first.index} handed to apply after applying ${this.appliedIdx}`);
     }
     const decoded = entries.map((e) => this.decode(e));
-    const batch: ChainEntry[] = decoded.map((d) => ({
-      index: d.entry.index,
-      term: d.entry.term,
-      request: d.request,
-      quota: d.quota,
-      kind: d.envelope?.kind,
-      caller: d.envelope?.caller,
-      subject: d.subject,
-    }));
-    const results = await this.parts.chain.applyBatch(batch);
+    const results = await this.parts.chain.applyBatch(decoded);
     let membershipChanged = false;
     for (let i = 0; i < decoded.length; i++) {
-      const { entry, envelope, confChange } = decoded[i]!;
+      const { index, envelope, confChange } = decoded[i]!;
       const result = results[i]!;
-      this.appliedIdx = entry.index;
+      this.appliedIdx = index;
       if (confChange !== undefined) {
         // Raft's configuration is rebuilt from the log on every start, so every committed
         // ConfChange goes to Raft, also those the store had applied before (skipped).
-        this.parts.applyConfChange(confChange, entry.index);
+        this.parts.applyConfChange(confChange, index);
         membershipChanged = true;
         if (confChange.type === ConfChangeType.RemoveNode && confChange.nodeId === this.parts.memberId) {
           this.parts.removed();
@@ -156,29 +144,42 @@ export class EntryApplier {
   }
 
   private decode(entry: Entry): DecodedEntry {
+    const { index, term } = entry;
     if (entry.type === EntryType.ConfChange) {
       const cc = decodeConfChange(entry.data);
       const envelope = cc.context.length > 0 ? decodeEnvelope(cc.context) : undefined;
-      return { entry, envelope, confChange: cc, request: this.confChangeRequest(cc, envelope) };
+      return {
+        index,
+        term,
+        envelope,
+        kind: envelope?.kind,
+        caller: envelope?.caller,
+        confChange: cc,
+        request: this.confChangeRequest(cc, envelope),
+      };
     }
-    if (entry.data.length === 0) return { entry, request: undefined };
+    if (entry.data.length === 0) return { index, term, request: undefined };
     const envelope = decodeEnvelope(entry.data);
+    const { kind, caller } = envelope;
     const own =
       envelope.proposer === this.parts.memberId ? this.parts.proposals.get(envelope.seq)?.context : undefined;
-    if (isAuthKind(envelope.kind)) {
+    if (isAuthKind(kind)) {
       return {
-        entry,
+        index,
+        term,
         envelope,
-        request: authRequest(envelope.kind, envelope.payload, entry.index, this.parts.auth),
-        subject: authSubject(envelope.kind, envelope.payload),
+        kind,
+        caller,
+        request: authRequest(kind, envelope.payload, index, this.parts.auth),
+        subject: authSubject(kind, envelope.payload),
       };
     }
     const request = own ?? this.requestOf(envelope);
     const subject =
-      envelope.kind === EntryKind.LeaseRevoke
+      kind === EntryKind.LeaseRevoke
         ? etcdserverpb.LeaseRevokeRequest.decode(envelope.payload).ID
         : undefined;
-    return { entry, envelope, request, quota: quotaOf(envelope.kind, request), subject };
+    return { index, term, envelope, kind, caller, request, quota: quotaOf(kind, request), subject };
   }
 
   private requestOf(envelope: EntryEnvelope): MvccRequest {
@@ -187,7 +188,7 @@ export class EntryApplier {
     const members = this.parts.members;
     switch (envelope.kind) {
       case EntryKind.Put:
-        return { put: putRequestFromApi(etcdserverpb.PutRequest.decode(p)) };
+        return { put: putRequestFromApi(decodePutRequest(p)) };
       case EntryKind.DeleteRange:
         return { deleteRange: deleteRangeRequestFromApi(etcdserverpb.DeleteRangeRequest.decode(p)) };
       case EntryKind.Txn:

@@ -218,6 +218,9 @@ export class Lessor {
    * a revoke applied right after sees it.
    */
   keyWritten(key: Buffer, lease: LeaseId): void {
+    // No key is on a lease: one written without a lease has none to leave (every put of a
+    // workload without leases, on every member, skips the key's string and map lookup).
+    if (lease === NO_LEASE && this.leaseByKey.size === 0) return;
     const name = key.toString("latin1");
     const previous = this.leaseByKey.get(name) ?? NO_LEASE;
     if (previous === lease) return;

@@ -36,7 +36,6 @@ import { LeaderClients } from "./leader-clients.js";
 import { leaseService } from "./lease-service.js";
 import { lockService } from "./lock-service.js";
 import { maintenanceService } from "./maintenance-service.js";
-import { keepingRequestBytes } from "./raw-requests.js";
 import { WatchServiceWithEncodedResponses, watchService } from "./watch-service.js";
 
 /** etcd's allowance for gRPC framing on top of --max-request-bytes (embed/serve.go). */
@@ -89,10 +88,7 @@ export class ClientServer {
     this.services = [
       [kvServiceDefinition, asUntyped(kvService(member))],
       [WatchServiceWithEncodedResponses, watchService(member)],
-      [
-        keepingRequestBytes(etcdserverpb.LeaseService, ["leaseGrant", "leaseRevoke"]),
-        asUntyped(leaseService(member, this.leader)),
-      ],
+      [etcdserverpb.LeaseService, asUntyped(leaseService(member, this.leader))],
       [etcdserverpb.ClusterService, asUntyped(clusterService(member, this.leader))],
       [etcdserverpb.MaintenanceService, asUntyped(maintenanceService(member))],
       [etcdserverpb.AuthService, asUntyped(authService(member))],

@@ -36,6 +36,13 @@ function statusOf(err: StatusLike | Error): CallStatus {
   };
 }
 
+/** EventEmitter's listener type (its own signature takes any arguments). */
+// biome-ignore lint/suspicious/noExplicitAny: the type EventEmitter's methods declare
+type Listener = (...args: any[]) => void;
+
+/** The ServerCall events a GrpcJsShapedCall passes on, each a bit of its `forwarding`. */
+const FORWARDED: Record<string, number> = { cancelled: 1, drain: 2, close: 4 };
+
 /**
  * The parts of grpc-js's ServerUnaryCall / ServerWritableStream / ServerDuplexStream the
  * handlers use. Events: 'data' (decoded request), 'end' (half-close), 'cancelled',
@@ -43,19 +50,53 @@ function statusOf(err: StatusLike | Error): CallStatus {
  */
 class GrpcJsShapedCall extends EventEmitter {
   request: unknown;
+  /** The call's events already forwarded here (FORWARDED bits). */
+  private forwarding = 0;
 
   constructor(
     private readonly call: ServerCall,
     private readonly serialize: (value: unknown) => Buffer,
   ) {
     super();
-    call.on("cancelled", () => super.emit("cancelled"));
-    call.on("drain", () => super.emit("drain"));
-    call.on("close", () => super.emit("close"));
+  }
+
+  // The call's 'cancelled', 'drain' and 'close' are forwarded once a handler listens for one:
+  // most unary handlers never do, and three listeners per call were a cost of every put.
+  // EventEmitter's once() and prependOnceListener() add through on() / prependListener().
+  override on(event: string | symbol, listener: Listener): this {
+    this.forward(event);
+    return super.on(event, listener);
+  }
+
+  override addListener(event: string | symbol, listener: Listener): this {
+    this.forward(event);
+    return super.addListener(event, listener);
+  }
+
+  override prependListener(event: string | symbol, listener: Listener): this {
+    this.forward(event);
+    return super.prependListener(event, listener);
+  }
+
+  private forward(event: string | symbol): void {
+    const bit = typeof event === "string" ? FORWARDED[event] : undefined;
+    if (bit === undefined || (this.forwarding & bit) !== 0) return;
+    this.forwarding |= bit;
+    this.call.on(event as string, () => super.emit(event));
   }
 
   get metadata(): Metadata {
     return this.call.metadata;
+  }
+
+  /** The bytes the request was decoded from (a unary or server-streaming call's one message). */
+  get requestBytes(): Buffer {
+    return this.call.request;
+  }
+
+  /** One request header (lower-case name), without building the metadata object. */
+  header(name: string): string | undefined {
+    return this.call.header(name);
   }
 
   get cancelled(): boolean {
@@ -168,9 +209,10 @@ export function serveService(
             }
             // An answer already in pieces (a Range) goes out as they are; over grpc-go's send
             // limit the call has ended with RESOURCE_EXHAUSTED and finish below does nothing.
-            if (value instanceof MessageParts) call.sendMessageParts(value);
-            else call.sendMessage(serialize(value));
-            call.finish({ code: status.OK, metadata: trailer });
+            if (value instanceof MessageParts) {
+              call.sendMessageParts(value);
+              call.finish({ code: status.OK, metadata: trailer });
+            } else call.finishWith(serialize(value), { code: status.OK, metadata: trailer });
           });
         } catch (err) {
           call.finish({ code: status.UNKNOWN, details: err instanceof Error ? err.message : String(err) });

@@ -2,7 +2,7 @@
 // writes are validated here, as etcd's v3rpc does (request-validation.ts: shape, --max-txn-ops),
 // checked against the quota, and proposed as the client's own bytes. Nothing is validated again
 // at apply: a committed entry must give the same result on members with different flags.
-import { EtcdError, etcdserverpb, MessageParts } from "@etcd-ts/api";
+import { decodePutRequest, EtcdError, etcdserverpb, MessageParts } from "@etcd-ts/api";
 import {
   compactionRequestFromApi,
   deleteRangeRequestFromApi,
@@ -19,7 +19,7 @@ import {
 } from "../mvcc/mod.js";
 import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
 import { callerOf, permittedRead } from "./caller.js";
-import { encodingResponsesWith, keepingRequestBytes, requestBytes } from "./raw-requests.js";
+import { encodingResponsesWith, requestBytes } from "./raw-requests.js";
 import {
   checkDeleteRequest,
   checkPutRequest,
@@ -82,7 +82,7 @@ export function kvService(member: EtcdServer) {
       checkPutRequest(put);
       checkQuota(member, { put });
       return withHeader(
-        await member.put(put, requestBytes(req), await callerOf(member, call), call.traceContext),
+        await member.put(put, requestBytes(call), await callerOf(member, call), call.traceContext),
       );
     }),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
@@ -92,7 +92,7 @@ export function kvService(member: EtcdServer) {
       return withHeader(
         await member.deleteRange(
           deleteRange,
-          requestBytes(req),
+          requestBytes(call),
           await callerOf(member, call),
           call.traceContext,
         ),
@@ -103,13 +103,13 @@ export function kvService(member: EtcdServer) {
       const txn = txnRequestFromApi(req);
       checkTxnRequest(txn, member.flags.maxTxnOps);
       checkQuota(member, { txn });
-      const raw = requestBytes(req) ?? etcdserverpb.TxnRequest.encode(req).finish();
+      const raw = requestBytes(call) ?? etcdserverpb.TxnRequest.encode(req).finish();
       return withHeader(await member.txn(txn, raw, await callerOf(member, call), call.traceContext));
     }),
     compact: unary(async (req: etcdserverpb.CompactionRequest, call) => {
       refuseLearner(member);
       return withHeader(
-        await member.compact(compactionRequestFromApi(req), requestBytes(req), call.traceContext),
+        await member.compact(compactionRequestFromApi(req), requestBytes(call), call.traceContext),
       );
     }),
   };
@@ -117,7 +117,12 @@ export function kvService(member: EtcdServer) {
 
 /** etcdserverpb.KV as served here: writes keep their wire bytes, answers use mvcc's codec. */
 export const kvServiceDefinition = encodingResponsesWith(
-  keepingRequestBytes(etcdserverpb.KVService, ["put", "deleteRange", "txn", "compact"]),
+  // Puts are decoded by @etcd-ts/api's decodePutRequest: the generated decoder's result, cheaper.
+  // The handlers take a write's wire bytes from their call (requestBytes), to propose them as sent.
+  {
+    ...etcdserverpb.KVService,
+    put: { ...etcdserverpb.KVService.put, requestDeserialize: decodePutRequest },
+  },
   {
     range: encodeRangeResponse,
     put: encodePutResponse,

@@ -1,34 +1,16 @@
-// Service definitions adapted for the member: they remember each request's wire bytes, and
-// may write answers with a codec of our own instead of the generated one. Remembering bytes: A write is proposed to Raft as
-// the bytes the client sent (inside the entry envelope), so the member never encodes a request
-// it has just decoded; the decoded object is still needed to validate it and to answer.
+// A write's wire bytes, and service definitions that write answers with a codec of our own
+// instead of the generated one. A write is proposed to Raft as the bytes the client sent (inside
+// the entry envelope), so the member never encodes a request it has just decoded; the decoded
+// object is still needed to validate it and to answer.
 import type { ServiceDefinition } from "@grpc/grpc-js";
 
-const wireBytes = new WeakMap<object, Buffer>();
-
-/** The bytes `request` was decoded from, when it came through a definition made here. */
-export function requestBytes(request: object): Buffer | undefined {
-  return wireBytes.get(request);
-}
-
-export function keepingRequestBytes<D extends ServiceDefinition>(
-  definition: D,
-  methods: readonly (keyof D)[],
-): D {
-  const copy = { ...definition };
-  for (const name of methods) {
-    const method = definition[name]!;
-    const decode = method.requestDeserialize;
-    copy[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        const request = decode(bytes) as object;
-        wireBytes.set(request, bytes);
-        return request;
-      },
-    } as D[keyof D];
-  }
-  return copy;
+/**
+ * The bytes a call's request was decoded from, when the call keeps them: a unary call served through
+ * grpc-adapter.ts holds the one message its request was decoded from. Undefined otherwise (the
+ * caller then encodes the request).
+ */
+export function requestBytes(call: { readonly requestBytes?: Buffer }): Buffer | undefined {
+  return call.requestBytes;
 }
 
 /**

@@ -26,6 +26,8 @@ export interface UnaryCall<Req> {
   metadata?: Metadata;
   /** The call's server span context when tracing is on: handed to what it proposes or reads. */
   traceContext?: TraceContext | undefined;
+  /** The bytes `request` was decoded from, when the server keeps them (raw-requests.ts). */
+  readonly requestBytes?: Buffer;
 }
 
 /** Runs an async unary handler body and reports its outcome through the grpc-js callback. */
