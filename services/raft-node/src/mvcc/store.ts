@@ -318,6 +318,8 @@ export class MvccStore implements ApplyTarget {
   private appliesWaiting = 0;
   private failure: Error | undefined;
   private closing = false;
+  /** Views read by other threads (shareView): close() stops them and waits for their release. */
+  private readonly sharedViews = new Set<{ abort: () => void; done: Promise<void> }>();
   /** etcd's backend size for the same writes (what the quota and Status measure). */
   private sizeModel = new BboltSizeModel();
   /** The defragmentation running, if any (concurrent calls share it). */
@@ -1228,6 +1230,36 @@ export class MvccStore implements ApplyTarget {
     };
   }
 
+  /**
+   * openView for another thread: `openIterators` gets the database's native handle and must
+   * return only once that thread has created its iterators on every column
+   * (blocking this thread meanwhile). Writes are made synchronously on this thread, so none lands
+   * between the first iterator and the last: one consistent state, as openView's. The view counts
+   * as a reader (a defrag's switch waits for it) until `release` is called, once that thread has
+   * closed its iterators; close() calls `abort` and waits for that release first.
+   */
+  async shareView(openIterators: (handle: bigint) => void, abort: () => void): Promise<() => void> {
+    if (this.exclusive !== undefined) await this.passExclusive();
+    this.assertUsable();
+    if (this.closing) throw new Error("mvcc: store closed");
+    openIterators(this.db.handle);
+    this.readers++;
+    let released!: () => void;
+    const done = new Promise<void>((resolve) => {
+      released = resolve;
+    });
+    const shared = { abort, done };
+    this.sharedViews.add(shared);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      this.readers--;
+      this.sharedViews.delete(shared);
+      released();
+    };
+  }
+
   // --- quota and defragmentation -------------------------------------------------------------
 
   /** etcd's backend Size() for the same writes (see bbolt-size-model.ts): what the quota judges. */
@@ -1413,6 +1445,11 @@ export class MvccStore implements ApplyTarget {
    */
   async close(): Promise<void> {
     this.closing = true;
+    // Another thread still reading would read a closed database.
+    for (const view of [...this.sharedViews]) {
+      view.abort();
+      await view.done;
+    }
     await this.defragRun?.catch(() => {});
     await this.compactionChain;
     while (this.exclusive !== undefined) await this.exclusive;
