@@ -2,7 +2,7 @@
 // snapshot stream `etcdctl snapshot save` reads: etcd 3.4's backend as a bbolt file + sha256.
 import { createHash } from "node:crypto";
 import type { EventEmitter } from "node:events";
-import { EtcdError, etcdserverpb, untranslatedAuthError } from "@etcd-ts/api";
+import { EtcdError, etcdserverpb, MessageParts, untranslatedAuthError } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
 import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
@@ -119,7 +119,7 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
           if (call.cancelled) throw new EtcdError("RequestCanceled");
           remaining -= blob.length;
           // SnapshotResponse with the blob field (3) appended after the others: protobuf
-          // decoders take fields in any order, and the blob is copied once, into the frame.
+          // decoders take fields in any order, and the blob goes out as read, uncopied.
           const head = etcdserverpb.SnapshotResponse.encode({
             header: apiHeader(member.header()),
             remainingBytes: BigInt(remaining),
@@ -129,7 +129,7 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
             .uint32(26)
             .uint32(blob.length)
             .finish();
-          if (!out.writeEncoded(Buffer.concat([head, blob]))) await drained(call);
+          if (!out.writeEncoded(new MessageParts([head, blob]))) await drained(call);
         };
         await member.streamSnapshot({
           begin: (size) => {
