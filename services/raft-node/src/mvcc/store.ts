@@ -1197,6 +1197,11 @@ export class MvccStore implements ApplyTarget {
   async openView(): Promise<StoreView> {
     if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
+    return this.createView();
+  }
+
+  /** openView's view, made in this tick (iterators on every column, counted as a reader). */
+  private createView(): StoreView {
     const names = ["default", META_COLUMN, ...this.extraColumns];
     const iterators = new Map(
       names.map((name) => [
@@ -1231,18 +1236,23 @@ export class MvccStore implements ApplyTarget {
   }
 
   /**
-   * openView for another thread: `openIterators` gets the database's native handle and must
-   * return only once that thread has created its iterators on every column
-   * (blocking this thread meanwhile). Writes are made synchronously on this thread, so none lands
-   * between the first iterator and the last: one consistent state, as openView's. The view counts
-   * as a reader (a defrag's switch waits for it) until `release` is called, once that thread has
-   * closed its iterators; close() calls `abort` and waits for that release first.
+   * openView for another thread too: `openIterators` gets the database's native handle and must
+   * return only once that thread has created its iterators on every column (blocking this thread
+   * meanwhile). Writes are made synchronously on this thread, so none lands between the first
+   * iterator and the last: one consistent state, as openView's, which `view` (this thread's
+   * openView, made in the same tick) also holds. The other thread's iterators count as a reader
+   * (a defrag's switch waits for them) until `release` is called, once that thread has closed
+   * them; close() calls `abort` and waits for that release first.
    */
-  async shareView(openIterators: (handle: bigint) => void, abort: () => void): Promise<() => void> {
+  async shareView(
+    openIterators: (handle: bigint) => void,
+    abort: () => void,
+  ): Promise<{ view: StoreView; release: () => void }> {
     if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
     if (this.closing) throw new Error("mvcc: store closed");
     openIterators(this.db.handle);
+    const view = this.createView();
     this.readers++;
     let released!: () => void;
     const done = new Promise<void>((resolve) => {
@@ -1251,13 +1261,14 @@ export class MvccStore implements ApplyTarget {
     const shared = { abort, done };
     this.sharedViews.add(shared);
     let open = true;
-    return () => {
+    const release = () => {
       if (!open) return;
       open = false;
       this.readers--;
       this.sharedViews.delete(shared);
       released();
     };
+    return { view, release };
   }
 
   // --- quota and defragmentation -------------------------------------------------------------

@@ -1032,12 +1032,12 @@ export class Member implements EtcdServer {
     try {
       const started = performance.now();
       // Encoded on a worker thread, from a view of this moment (backend-file-worker.ts).
-      const appliedIndex = () => this.applier.appliedIndex;
-      const size = await writeBackendFileOffThread(this.store, CLUSTER_VERSION, path, appliedIndex);
+      const context = { memberCodec, clusterVersion: CLUSTER_VERSION };
+      const size = await writeBackendFileOffThread(this.store, context, path);
       const written = performance.now();
       this.metrics.backendSnapshot.observe((written - started) / 1000);
       // Sending stays here (the call is this thread's); paced while writes are applied.
-      const pacer = new WritePacer(appliedIndex);
+      const pacer = new WritePacer(() => this.applier.appliedIndex);
       await sendBackendFile(path, size, {
         begin: (bytes) => sink.begin(bytes),
         write: async (chunk) => {

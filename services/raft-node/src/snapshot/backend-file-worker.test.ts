@@ -12,6 +12,7 @@ import { BUCKETS } from "./etcd-backend.js";
 import { openSnapshotFile, snapshotStatus, writeBackendFile } from "./snapshot-file.js";
 
 const extraColumns = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN];
+const context = { memberCodec, clusterVersion: "3.4.0" };
 
 describe("backend file written on a worker thread", () => {
   it("is byte for byte the file the member's thread writes for the same state", async () => {
@@ -25,12 +26,12 @@ describe("backend file written on a worker thread", () => {
           const here = join(dir.path, "here.db");
           const view = await store.openView();
           try {
-            await writeBackendFile(view, { memberCodec, clusterVersion: "3.4.0" }, here);
+            await writeBackendFile(view, context, here);
           } finally {
             view.close();
           }
           const there = join(dir.path, "there.db");
-          const size = await writeBackendFileOffThread(store, "3.4.0", there, () => store.appliedIndex);
+          const size = await writeBackendFileOffThread(store, context, there);
           const bytes = await readFile(there);
           assert.equal(bytes.length, size);
           assert.ok(bytes.equals(await readFile(here)), "the two files differ");
@@ -58,7 +59,7 @@ describe("backend file written on a worker thread", () => {
               if (i % 50 === 0) await new Promise((r) => setImmediate(r));
             }
           })();
-          await writeBackendFileOffThread(store, "3.4.0", file, () => store.appliedIndex);
+          await writeBackendFileOffThread(store, context, file);
           writing = false;
           await writes;
           const snapshot = await openSnapshotFile(file, { skipHashCheck: true });
@@ -99,12 +100,7 @@ describe("backend file written on a worker thread", () => {
       await withStore(
         async (store, kv) => {
           for (let i = 0; i < 20_000; i++) await kv.put(`key/${i}`, "v".repeat(200));
-          const writing = writeBackendFileOffThread(
-            store,
-            "3.4.0",
-            join(dir.path, "snap.db"),
-            () => store.appliedIndex,
-          );
+          const writing = writeBackendFileOffThread(store, context, join(dir.path, "snap.db"));
           const outcome = writing.then(
             () => "done",
             (err: Error) => err.message,
@@ -118,9 +114,7 @@ describe("backend file written on a worker thread", () => {
             result === "done" || /snapshot worker exited/.test(result),
             `the write ended with: ${result}`,
           );
-          await assert.rejects(
-            writeBackendFileOffThread(store, "3.4.0", join(dir.path, "after.db"), () => 0),
-          );
+          await assert.rejects(writeBackendFileOffThread(store, context, join(dir.path, "after.db")));
         },
         { extraColumns },
       );

@@ -3,61 +3,43 @@
 // serves (issue 11 asks puts during a snapshot to keep 0.9x of their rate). The worker reads the
 // member's open RocksDB through its native handle (the binding shares one database between
 // threads), from iterators it creates while the member's thread waits, so the file holds one
-// consistent state (MvccStore.shareView); the bytes are those writeBackendFile writes on any
-// thread. The worker runs at the lowest CPU priority (backend-writer-thread.ts).
+// consistent state (MvccStore.shareView); the small buckets (members, alarms, auth, meta) are
+// read here from a view of the same state and handed over, so the worker loads only the writer
+// and RocksDB's reader. The bytes are those writeBackendFile writes on this thread. The worker
+// runs at the lowest CPU priority (backend-writer-thread.ts).
 import { Worker } from "node:worker_threads";
-import type { WriteCounter } from "./paced-view.js";
-
-/** Where the view is, in the shared state word. */
-export const ViewState = { Waiting: 0, Go: 1, Open: 2, Failed: 3 } as const;
-
-export interface BackendThreadData {
-  /**
-   * 16 bytes: the state word (Int32 at 0), 1 while the member applies writes (Int32 at 4), and
-   * the database handle (BigInt64 at 8).
-   */
-  shared: SharedArrayBuffer;
-  path: string;
-  clusterVersion: string;
-}
-
-export type BackendThreadMessage =
-  | { kind: "ready" }
-  | { kind: "done"; size: number }
-  | { kind: "failed"; message: string };
+import type { StoreView } from "../mvcc/mod.js";
+import { type BackendThreadData, type BackendThreadMessage, ViewState } from "./backend-thread-protocol.js";
+import { type BackendContext, smallBuckets } from "./etcd-backend.js";
 
 /** The part of MvccStore used here. */
 export interface SharedViewSource {
-  shareView(openIterators: (handle: bigint) => void, abort: () => void): Promise<() => void>;
+  shareView(
+    openIterators: (handle: bigint) => void,
+    abort: () => void,
+  ): Promise<{ view: StoreView; release: () => void }>;
 }
 
 /**
  * The rows read become garbage a chunk later: a small young generation frees them (and the
- * native memory behind them) often. The default (16 MiB semi-spaces) added about 20 MiB to the
- * member's RSS for no measurable speed; the old generation holds only a few pages per tree level.
+ * native memory behind them) often. The default added about 20 MiB to the member's RSS; at 4 MiB
+ * the collections took twice as long as at 8. The old generation holds a few pages per tree level.
  */
-const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 };
-/** How often the member's thread tells the worker whether writes are being applied. */
-const WRITES_SAMPLE_MS = 20;
+const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 256 };
 
 /** How long the member's thread waits for the worker to create its iterators (normally < 1 ms). */
 const OPEN_TIMEOUT_MS = 5000;
 
-/**
- * Writes the store's state now as an etcd backend file at `path` (no trailer); returns its size
- * in bytes. `writes` counts the writes applied (the worker reads ahead only while it stands still).
- */
+/** Writes the store's state now as an etcd backend file at `path` (no trailer); returns its size in bytes. */
 export async function writeBackendFileOffThread(
   store: SharedViewSource,
-  clusterVersion: string,
+  context: BackendContext,
   path: string,
-  writes: WriteCounter,
 ): Promise<number> {
   const shared = new SharedArrayBuffer(16);
   const state = new Int32Array(shared, 0, 1);
-  const writing = new Int32Array(shared, 4, 1);
   const handle = new BigInt64Array(shared, 8, 1);
-  const worker = startThread({ shared, path, clusterVersion });
+  const worker = startThread({ shared, path });
   const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
   const messages: BackendThreadMessage[] = [];
   let wake: (() => void) | undefined;
@@ -85,15 +67,9 @@ export async function writeBackendFileOffThread(
     return messages.shift()!;
   };
   let release: (() => void) | undefined;
-  let seen = writes();
-  const sampler = setInterval(() => {
-    const now = writes();
-    Atomics.store(writing, 0, now === seen ? 0 : 1);
-    seen = now;
-  }, WRITES_SAMPLE_MS);
   try {
     if ((await next()).kind !== "ready") throw new Error("snapshot worker: unexpected message");
-    release = await store.shareView(
+    const views = await store.shareView(
       (native) => {
         handle[0] = native;
         Atomics.store(state, 0, ViewState.Go);
@@ -111,12 +87,17 @@ export async function writeBackendFileOffThread(
       },
       () => void worker.terminate(),
     );
+    release = views.release;
+    try {
+      worker.postMessage({ kind: "buckets", small: await smallBuckets(views.view, context) });
+    } finally {
+      views.view.close();
+    }
     const answer = await next();
     if (answer.kind === "failed") throw new Error(answer.message);
     if (answer.kind !== "done") throw new Error("snapshot worker: unexpected message");
     return answer.size;
   } finally {
-    clearInterval(sampler);
     // A worker that is not done (a failure, the store closing) is stopped before the view is
     // released: its iterators must not outlive the database.
     await worker.terminate();

@@ -1,28 +1,25 @@
 // The worker thread of backend-file-worker.ts: attaches to the member's open RocksDB by its
 // handle, creates its iterators while the member's thread waits (see MvccStore.shareView), and
-// writes etcd's backend file from them with the same code as on the member's thread
-// (writeBackendFile).
-//
-// Reads: while the member applies no writes, the next chunk is read on libuv's pool while this
-// thread encodes the last one (two cores for the snapshot); while writes are applied, chunks
-// are read here, synchronously, at this thread's low priority, so that the pool's threads (at
-// the process's priority) do not take CPU from the writes.
+// writes etcd's backend file with the same code as on the member's thread (writeBackendBuckets):
+// the revision key space and the leases from its iterators, the small buckets as the member's
+// thread read them from the same state. It imports no more than that (its RSS is the member's).
+// Reads are synchronous, on this thread at its low priority: reading ahead on libuv's pool (at
+// the process's priority) took CPU from the writes and, measured, cost this thread more than it
+// saved (its answers' buffers doubled the garbage collection).
 import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
 import { basename } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
-import { memberCodec } from "../membership/member-codec.js";
-import type { StoreView } from "../mvcc/mod.js";
-import { AttachedReader, type RowChunk, type RowIterator } from "../mvcc/rocks-backend.js";
-import { type BackendThreadData, type BackendThreadMessage, ViewState } from "./backend-file-worker.js";
-import { writeBackendFile } from "./snapshot-file.js";
+import { AttachedReader, type RowIterator } from "../mvcc/rocks-backend.js";
+import { type ColumnRows, type Row, writeBackendBuckets } from "./backend-buckets.js";
+import { type BackendThreadData, type BackendThreadMessage, ViewState } from "./backend-thread-protocol.js";
+import { writePagedFile } from "./paged-file.js";
 
 /** A read of many rows stops at about this many bytes (values may be up to 1.5 MiB each). */
 const READ_BYTES = 1024 * 1024;
 
 const data = workerData as BackendThreadData;
 const state = new Int32Array(data.shared, 0, 1);
-const writing = new Int32Array(data.shared, 4, 1);
 const handle = new BigInt64Array(data.shared, 8, 1);
 const post = (message: BackendThreadMessage) => parentPort!.postMessage(message);
 
@@ -45,8 +42,12 @@ try {
 Atomics.notify(state, 0);
 let result: BackendThreadMessage;
 try {
-  const context = { memberCodec, clusterVersion: data.clusterVersion };
-  result = { kind: "done", size: await writeBackendFile(iteratorView(iterators), context, data.path) };
+  const small = await smallBuckets();
+  const columnRows = iteratorRows(iterators);
+  const size = await writePagedFile(data.path, (writePages) =>
+    writeBackendBuckets(small, columnRows, writePages),
+  );
+  result = { kind: "done", size };
 } catch (err) {
   result = { kind: "failed", message: err instanceof Error ? err.message : String(err) };
 } finally {
@@ -55,26 +56,32 @@ try {
 }
 post(result);
 
-function iteratorView(its: Map<string, RowIterator>): StoreView {
-  return {
-    async *rows(column: string, chunkRows = 1000) {
-      const it = its.get(column);
-      if (it === undefined) throw new Error(`mvcc: no column ${column} in the view`);
-      let ahead: Promise<RowChunk> | undefined;
-      try {
-        for (;;) {
-          const chunk = ahead !== undefined ? await ahead : it.nextSync(chunkRows);
-          ahead = undefined;
-          if (!chunk.finished && Atomics.load(writing, 0) === 0) ahead = it.next(chunkRows);
-          if (chunk.keys.length > 0) yield { keys: chunk.keys, values: chunk.values };
-          if (chunk.finished) return;
-        }
-      } finally {
-        // A read in flight must end before its iterator may be closed.
-        await ahead?.catch(() => {});
-      }
-    },
-    close: () => {},
+/** The member's thread's rows of the small buckets (cloned as Uint8Arrays: Buffers again here). */
+function smallBuckets(): Promise<Record<string, Row[]>> {
+  return new Promise((resolve) => {
+    parentPort!.once("message", (m: { small: Record<string, { key: Uint8Array; value: Uint8Array }[]> }) => {
+      const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+      resolve(
+        Object.fromEntries(
+          Object.entries(m.small).map(([name, rows]) => [
+            name,
+            rows.map((r) => ({ key: asBuffer(r.key), value: asBuffer(r.value) })),
+          ]),
+        ),
+      );
+    });
+  });
+}
+
+function iteratorRows(its: Map<string, RowIterator>): ColumnRows {
+  return async function* rows(column: string, chunkRows: number) {
+    const it = its.get(column);
+    if (it === undefined) throw new Error(`mvcc: no column ${column} in the view`);
+    for (;;) {
+      const chunk = it.nextSync(chunkRows);
+      if (chunk.keys.length > 0) yield { keys: chunk.keys, values: chunk.values };
+      if (chunk.finished) return;
+    }
   };
 }
 
