@@ -52,13 +52,21 @@ function metaPageSize(page: WrittenPage): number {
   return page.bytes.length / (page.bytes.readUInt32LE(12) + 1);
 }
 
+/** Writes the buffers back to back from `position`: one writev, no copy into one buffer. */
 async function writeAll(file: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let total = 0;
+  for (const b of buffers) total += b.length;
+  const { bytesWritten } = await file.writev(buffers, position);
+  if (bytesWritten === total) return;
+  // A short write (rare on a regular file): the rest, buffer by buffer.
   let at = position;
-  for (const buffer of buffers.length === 1 ? buffers : [Buffer.concat(buffers)]) {
-    let done = 0;
+  let skip = bytesWritten;
+  for (const buffer of buffers) {
+    let done = Math.min(skip, buffer.length);
+    skip -= done;
     while (done < buffer.length) {
-      const { bytesWritten } = await file.write(buffer, done, buffer.length - done, at + done);
-      done += bytesWritten;
+      const { bytesWritten: n } = await file.write(buffer, done, buffer.length - done, at + done);
+      done += n;
     }
     at += buffer.length;
   }
