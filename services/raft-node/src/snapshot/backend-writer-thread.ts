@@ -15,8 +15,13 @@ import { type ColumnRows, type Row, writeBackendBuckets } from "./backend-bucket
 import { type BackendThreadData, type BackendThreadMessage, ViewState } from "./backend-thread-protocol.js";
 import { writePagedFile } from "./paged-file.js";
 
-/** A read of many rows stops at about this many bytes (values may be up to 1.5 MiB each). */
-const READ_BYTES = 1024 * 1024;
+/**
+ * Rows per read, and the bytes at which a read stops early (values may be up to 1.5 MiB each).
+ * Small: each scavenge of the young generation copies the rows still alive, which are those of
+ * the chunk being written, so a chunk much smaller than the young generation keeps that cheap.
+ */
+const READ_ROWS = 512;
+const READ_BYTES = 256 * 1024;
 
 const data = workerData as BackendThreadData;
 const state = new Int32Array(data.shared, 0, 1);
@@ -78,7 +83,7 @@ function iteratorRows(its: Map<string, RowIterator>): ColumnRows {
     const it = its.get(column);
     if (it === undefined) throw new Error(`mvcc: no column ${column} in the view`);
     for (;;) {
-      const chunk = it.nextSync(chunkRows);
+      const chunk = it.nextSync(Math.min(chunkRows, READ_ROWS));
       if (chunk.keys.length > 0) yield { keys: chunk.keys, values: chunk.values };
       if (chunk.finished) return;
     }
