@@ -1026,36 +1026,42 @@ export class Member implements EtcdServer {
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
-  async streamSnapshot(sink: SnapshotSink): Promise<number> {
+  async streamSnapshot(sink: SnapshotSink): Promise<{ size: number; sha256: Buffer }> {
     await removeStaleSnapshotFiles(this.layout.snapDir);
     const path = join(this.layout.snapDir, `client-${process.pid}-${++this.snapshotFiles}.db`);
     try {
       const started = performance.now();
       // Encoded on a worker thread, from a view of this moment (backend-file-worker.ts).
       const context = { memberCodec, clusterVersion: CLUSTER_VERSION };
-      const size = await writeBackendFileOffThread(this.store, context, path);
-      const written = performance.now();
-      this.metrics.backendSnapshot.observe((written - started) / 1000);
-      // Sending stays here (the call is this thread's); paced while writes are applied.
-      const pacer = new WritePacer(() => this.applier.appliedIndex);
-      await sendBackendFile(path, size, {
-        begin: (bytes) => sink.begin(bytes),
-        write: async (chunk) => {
-          const sending = performance.now();
-          await sink.write(chunk);
-          await pacer.pause(performance.now() - sending);
-        },
-      });
-      // etcd logs the same ("sent database snapshot to writer").
-      this.logger.info(
-        {
-          size,
-          write_ms: Math.round(written - started),
-          send_ms: Math.round(performance.now() - written),
-        },
-        "sent database snapshot to client",
-      );
-      return size;
+      const { size, sha256 } = await writeBackendFileOffThread(this.store, context, path);
+      try {
+        const written = performance.now();
+        this.metrics.backendSnapshot.observe((written - started) / 1000);
+        // Sending stays here (the call is this thread's); paced while writes are applied.
+        const pacer = new WritePacer(() => this.applier.appliedIndex);
+        await sendBackendFile(path, size, {
+          begin: (bytes) => sink.begin(bytes),
+          write: async (chunk) => {
+            const sending = performance.now();
+            await sink.write(chunk);
+            await pacer.pause(performance.now() - sending);
+          },
+        });
+        const digest = await sha256;
+        // etcd logs the same ("sent database snapshot to writer").
+        this.logger.info(
+          {
+            size,
+            write_ms: Math.round(written - started),
+            send_ms: Math.round(performance.now() - written),
+          },
+          "sent database snapshot to client",
+        );
+        return { size, sha256: digest };
+      } finally {
+        // The worker reads the file until then.
+        await sha256.catch(() => {});
+      }
     } finally {
       await rm(path, { force: true });
     }

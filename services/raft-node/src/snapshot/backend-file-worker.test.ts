@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -15,7 +16,7 @@ const extraColumns = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN];
 const context = { memberCodec, clusterVersion: "3.4.0" };
 
 describe("backend file written on a worker thread", () => {
-  it("is byte for byte the file the member's thread writes for the same state", async () => {
+  it("is byte for byte the file the member's thread writes for the same state, with its sha256", async () => {
     const dir = await tempDir("backend-worker-");
     try {
       await withStore(
@@ -31,9 +32,10 @@ describe("backend file written on a worker thread", () => {
             view.close();
           }
           const there = join(dir.path, "there.db");
-          const size = await writeBackendFileOffThread(store, context, there);
+          const { size, sha256 } = await writeBackendFileOffThread(store, context, there);
           const bytes = await readFile(there);
           assert.equal(bytes.length, size);
+          assert.deepEqual(await sha256, createHash("sha256").update(bytes).digest());
           assert.ok(bytes.equals(await readFile(here)), "the two files differ");
         },
         { extraColumns },
@@ -59,7 +61,7 @@ describe("backend file written on a worker thread", () => {
               if (i % 50 === 0) await new Promise((r) => setImmediate(r));
             }
           })();
-          await writeBackendFileOffThread(store, context, file);
+          await (await writeBackendFileOffThread(store, context, file)).sha256;
           writing = false;
           await writes;
           const snapshot = await openSnapshotFile(file, { skipHashCheck: true });
@@ -102,7 +104,10 @@ describe("backend file written on a worker thread", () => {
           for (let i = 0; i < 20_000; i++) await kv.put(`key/${i}`, "v".repeat(200));
           const writing = writeBackendFileOffThread(store, context, join(dir.path, "snap.db"));
           const outcome = writing.then(
-            () => "done",
+            async (w) => {
+              await w.sha256;
+              return "done";
+            },
             (err: Error) => err.message,
           );
           // Once the worker has its view (the store counts it), close the store under it.

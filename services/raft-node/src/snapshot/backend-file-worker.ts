@@ -30,12 +30,17 @@ const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 2
 /** How long the member's thread waits for the worker to create its iterators (normally < 1 ms). */
 const OPEN_TIMEOUT_MS = 5000;
 
-/** Writes the store's state now as an etcd backend file at `path` (no trailer); returns its size in bytes. */
+/**
+ * Writes the store's state now as an etcd backend file at `path` (no trailer). Returns its size in
+ * bytes, and the sha256 of the file (etcd's trailer), which the worker computes from the file
+ * afterwards, while the caller sends it: await it (it settles once the worker has exited) before
+ * removing the file.
+ */
 export async function writeBackendFileOffThread(
   store: SharedViewSource,
   context: BackendContext,
   path: string,
-): Promise<number> {
+): Promise<{ size: number; sha256: Promise<Buffer> }> {
   const shared = new SharedArrayBuffer(16);
   const state = new Int32Array(shared, 0, 1);
   const handle = new BigInt64Array(shared, 8, 1);
@@ -67,6 +72,7 @@ export async function writeBackendFileOffThread(
     return messages.shift()!;
   };
   let release: (() => void) | undefined;
+  let handedOver = false;
   try {
     if ((await next()).kind !== "ready") throw new Error("snapshot worker: unexpected message");
     const views = await store.shareView(
@@ -96,12 +102,29 @@ export async function writeBackendFileOffThread(
     const answer = await next();
     if (answer.kind === "failed") throw new Error(answer.message);
     if (answer.kind !== "done") throw new Error("snapshot worker: unexpected message");
-    return answer.size;
+    // The worker has closed its iterators: the view goes now, while it hashes the file.
+    release();
+    release = undefined;
+    const sha256 = (async () => {
+      try {
+        const m = await next();
+        if (m.kind === "failed") throw new Error(m.message);
+        if (m.kind !== "sha256") throw new Error("snapshot worker: unexpected message");
+        return Buffer.from(m.digest);
+      } finally {
+        await worker.terminate();
+        await exited;
+      }
+    })();
+    handedOver = true;
+    return { size: answer.size, sha256 };
   } finally {
     // A worker that is not done (a failure, the store closing) is stopped before the view is
     // released: its iterators must not outlive the database.
-    await worker.terminate();
-    await exited;
+    if (!handedOver) {
+      await worker.terminate();
+      await exited;
+    }
     release?.();
   }
 }

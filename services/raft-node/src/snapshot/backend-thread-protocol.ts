@@ -16,4 +16,6 @@ export type BackendThreadMessage =
   /** To the worker: every bucket but the streamed ones (structured clone: Uint8Arrays). */
   | { kind: "buckets"; small: Record<string, Row[]> }
   | { kind: "done"; size: number }
+  /** After "done" (the view is closed then): the file's sha256. */
+  | { kind: "sha256"; digest: Uint8Array }
   | { kind: "failed"; message: string };

@@ -6,7 +6,8 @@
 // Reads are synchronous, on this thread at its low priority: reading ahead on libuv's pool (at
 // the process's priority) took CPU from the writes and, measured, cost this thread more than it
 // saved (its answers' buffers doubled the garbage collection).
-import { readlinkSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, openSync, readlinkSync, readSync } from "node:fs";
 import { setPriority } from "node:os";
 import { basename } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
@@ -60,6 +61,13 @@ try {
   for (const it of iterators.values()) it.close();
 }
 post(result);
+if (result.kind === "done") {
+  try {
+    post({ kind: "sha256", digest: sha256OfFile(data.path) });
+  } catch (err) {
+    post({ kind: "failed", message: err instanceof Error ? err.message : String(err) });
+  }
+}
 
 /** The member's thread's rows of the small buckets (cloned as Uint8Arrays: Buffers again here). */
 function smallBuckets(): Promise<Record<string, Row[]>> {
@@ -76,6 +84,23 @@ function smallBuckets(): Promise<Record<string, Row[]>> {
       );
     });
   });
+}
+
+/** etcd's trailer: read back here, so that the member's thread, sending the file, does not hash it. */
+function sha256OfFile(path: string): Uint8Array {
+  const sha = createHash("sha256");
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  const fd = openSync(path, "r");
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      sha.update(buffer.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return sha.digest();
 }
 
 function iteratorRows(its: Map<string, RowIterator>): ColumnRows {

@@ -1,6 +1,5 @@
 // etcdserverpb.Maintenance: alarms, status, hashes, defragmentation, leader transfer, and the
 // snapshot stream `etcdctl snapshot save` reads: etcd 3.4's backend as a bbolt file + sha256.
-import { createHash } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { EtcdError, etcdserverpb, MessageParts, untranslatedAuthError } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
@@ -112,7 +111,6 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
         await checkAdmin(member, call);
         refuseLearner(member);
         const out = encodedWriter(call);
-        const sha = createHash("sha256");
         let remaining = 0;
         const send = async (blob: Buffer) => {
           // A client gone mid-stream sends no 'drain': stop (and remove the file).
@@ -131,17 +129,14 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
             .finish();
           if (!out.writeEncoded(new MessageParts([head, blob]))) await drained(call);
         };
-        await member.streamSnapshot({
+        const { sha256 } = await member.streamSnapshot({
           begin: (size) => {
             remaining = size + SHA256_SIZE;
           },
-          write: async (chunk) => {
-            sha.update(chunk);
-            await send(chunk);
-          },
+          write: send,
         });
         // etcd appends the sha256 of everything before it, for `snapshot restore` to verify.
-        await send(sha.digest());
+        await send(sha256);
         call.end();
       })().catch((err: unknown) => call.emit("error", toStatus(err)));
     },
