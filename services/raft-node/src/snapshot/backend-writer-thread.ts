@@ -31,7 +31,7 @@ const post = (message: BackendThreadMessage) => parentPort!.postMessage(message)
 
 lowerThreadPriority();
 post({ kind: "ready" });
-// The member's thread writes the handle and wakes this one, then waits for ViewOpen.
+// The member's thread writes the handle and wakes this one, then waits for ViewState.Open.
 Atomics.wait(state, 0, ViewState.Waiting);
 const iterators = new Map<string, RowIterator>();
 try {
