@@ -16,10 +16,11 @@ import {
   NatsServerProcess,
   topics,
 } from "@etcd-ts/events";
-import { LocalCluster } from "@etcd-ts/raft-node";
+import { BUCKETS, decodeLeaseRecord, LocalCluster, openSnapshotFile } from "@etcd-ts/raft-node";
 import { BackupCatalog } from "./backup-catalog.js";
 import { startBackupServer } from "./backup-server.js";
 import { DirectoryStore } from "./directory-store.js";
+import { pointInTimeSnapshot } from "./point-in-time.js";
 import { backupCli } from "./s3rver-process.testing.js";
 
 const haveEtcdctl = spawnSync("etcdctl", ["version"]).status === 0;
@@ -192,6 +193,48 @@ describe("backup CLI against a 3-member cluster", {
     await lease("grant", { ID: "4660", TTL: "300" });
     assert.match(await deltaState(), /\{"id":"4660","ttl":300\}/);
     await lease("revoke", { ID: "4660" });
+  });
+
+  it("point-in-time restore: a lease of the full backup revoked and granted again with another TTL comes back with the new TTL", async () => {
+    const store = join(dir, "regranted-restore");
+    const gateway = cluster.members[0]!.clientUrl;
+    const post = async (path: string, body: object) => {
+      const res = await fetch(`${gateway}/v3/${path}`, { method: "POST", body: JSON.stringify(body) });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as { header?: { revision?: string } };
+    };
+    const key = Buffer.from("regranted/key").toString("base64");
+    // A client-chosen ID with a key on it, in the full backup: restored alive with TTL 100.
+    await post("lease/grant", { ID: "8738", TTL: "100" });
+    await post("kv/put", { key, value: Buffer.from("1").toString("base64"), lease: "8738" });
+    const full = await backupCli(["now", "--endpoints", endpoints, "--dir", store]);
+    assert.equal(full.code, 0, full.err);
+    const id = /^backup (\S+)/.exec(full.out)![1]!;
+    // Revoked (its key goes) and granted again with another TTL, a key on it again.
+    await post("lease/revoke", { ID: "8738" });
+    await post("lease/grant", { ID: "8738", TTL: "300" });
+    const put = await post("kv/put", { key, value: Buffer.from("2").toString("base64"), lease: "8738" });
+    const target = Number(put.header!.revision);
+    const delta = await backupCli(["delta", "--endpoints", endpoints, "--dir", store]);
+    assert.equal(delta.code, 0, delta.err);
+    const work = join(dir, "regranted-work");
+    const result = await pointInTimeSnapshot(new BackupCatalog(new DirectoryStore(store)), id, target, work);
+    assert.equal(result.revision, target);
+    const snapshot = await openSnapshotFile(result.file);
+    try {
+      const leases = [...snapshot.reader.rows(snapshot.reader.bucket(BUCKETS.lease)!)].map((r) =>
+        decodeLeaseRecord(Buffer.from(r.value)),
+      );
+      const regranted = leases.find((l) => l.id === 8738n);
+      assert.equal(
+        regranted?.ttl,
+        300,
+        `the restored lease: ${JSON.stringify(regranted, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`,
+      );
+    } finally {
+      await snapshot.close();
+    }
+    await post("lease/revoke", { ID: "8738" });
   });
 
   it("serve: backups on a cron schedule, and the HTTP API lists, takes and verifies them", async () => {

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { mvccpb } from "@etcd-ts/api";
+import { decodeLeaseRecord, encodeLeaseRecord } from "@etcd-ts/raft-node";
 import { encodeEvent } from "./delta-events.js";
 import {
   type AuthBuckets,
   type DeltaState,
   decodeState,
   encodeState,
+  leaseRowsWithTtls,
   sameState,
   stateAt,
 } from "./delta-state.js";
@@ -125,5 +127,42 @@ describe("delta states", () => {
     // Deltas without states (taken before deltas had them): the newest state before the target.
     assert.equal(stateAt([full], 15).state, full);
     assert.throws(() => stateAt([], 15), /no lease and auth state at or before revision 15/);
+  });
+});
+
+describe("lease TTLs of a point-in-time restore", () => {
+  const row = (id: bigint, ttl: number, remainingTtl = 0) => ({
+    key: Buffer.from(id.toString(16).padStart(16, "0"), "hex"),
+    value: encodeLeaseRecord({ id, ttl, remainingTtl }),
+  });
+  it("gives each lease the state names the TTL it recorded, and leaves the others as they are", () => {
+    const rows = [row(1n, 100, 40), row(2n, 60, 10), row(3n, 5)];
+    const state: DeltaState = {
+      revision: 9,
+      leases: [
+        { id: 1n, ttl: 300 },
+        { id: 2n, ttl: 60 },
+      ],
+    };
+    const out = leaseRowsWithTtls(rows, state)!;
+    assert.deepEqual(
+      out.map((r) => decodeLeaseRecord(r.value)),
+      [
+        { id: 1n, ttl: 300, remainingTtl: 0 },
+        { id: 2n, ttl: 60, remainingTtl: 10 },
+        { id: 3n, ttl: 5, remainingTtl: 0 },
+      ],
+    );
+    assert.deepEqual(
+      out.map((r) => r.key),
+      rows.map((r) => r.key),
+    );
+  });
+  it("is undefined when every TTL is already the state's", () => {
+    assert.equal(
+      leaseRowsWithTtls([row(1n, 100)], { revision: 9, leases: [{ id: 1n, ttl: 100 }] }),
+      undefined,
+    );
+    assert.equal(leaseRowsWithTtls([], { revision: 9, leases: [{ id: 1n, ttl: 100 }] }), undefined);
   });
 });

@@ -10,7 +10,13 @@
 // differs from the previous state's; "auth" is absent when the member has no AuthStatus (etcd 3.4).
 // A delta whose range is empty (from = to + 1) carries only a state: leases or auth changed while
 // the key space did not.
-import { BUCKETS, decodeLeaseRecord, type OpenedSnapshot, type SnapshotRow } from "@etcd-ts/raft-node";
+import {
+  BUCKETS,
+  decodeLeaseRecord,
+  encodeLeaseRecord,
+  type OpenedSnapshot,
+  type SnapshotRow,
+} from "@etcd-ts/raft-node";
 import { BackupError } from "./object-store.js";
 
 export interface LeaseState {
@@ -199,4 +205,29 @@ export function stateAt(states: readonly DeltaState[], target: number): StateAt 
   }
   if (chosen === undefined) throw new BackupError(`no lease and auth state at or before revision ${target}`);
   return { state: chosen, authBuckets, ttls };
+}
+
+/**
+ * A snapshot's lease bucket with the TTL `state` recorded for each lease it names, or undefined
+ * when every one has it already. A point-in-time replay cannot give a lease that is alive (from
+ * the full backup, or granted for an earlier put) another TTL through the API: a client that
+ * revoked an ID and granted it again with another TTL did that with a revoke, whose deletes the
+ * replay already made at their own revisions, and one more revoke would delete keys again. So
+ * the TTL goes into the file, as the auth store does.
+ */
+export function leaseRowsWithTtls(
+  rows: readonly SnapshotRow[],
+  state: DeltaState,
+): SnapshotRow[] | undefined {
+  const ttls = new Map(state.leases.map((l) => [l.id, l.ttl]));
+  let changed = false;
+  const out = rows.map((row) => {
+    const record = decodeLeaseRecord(row.value);
+    const ttl = ttls.get(record.id);
+    if (ttl === undefined || ttl === record.ttl) return row;
+    changed = true;
+    // No remaining TTL: a restored lease's clock starts from its TTL (etcd's own restore).
+    return { key: row.key, value: encodeLeaseRecord({ id: record.id, ttl, remainingTtl: 0 }) };
+  });
+  return changed ? out : undefined;
 }

@@ -10,17 +10,25 @@
 // from the deltas' states (delta-state.ts): a lease a replayed put needs is granted again (with the
 // TTL a state recorded) before the txn, every lease is kept alive while the replay runs, and at
 // the target the leases are those of the target's state plus those its keys are attached to; an
-// auth store changed after the full backup replaces the snapshot's auth buckets.
+// auth store changed after the full backup replaces the snapshot's auth buckets, and the TTLs the
+// target's state recorded replace those of its leases in the lease bucket.
 import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdserverpb } from "@etcd-ts/api";
-import { replaceSnapshotBuckets, runSnapshotCommand, startMemberProcess } from "@etcd-ts/raft-node";
+import {
+  BUCKETS,
+  openSnapshotFile,
+  replaceSnapshotBuckets,
+  runSnapshotCommand,
+  type SnapshotRow,
+  startMemberProcess,
+} from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 import { credentials } from "@grpc/grpc-js";
 import { BackupCatalog, SnapshotSourceError } from "./backup-catalog.js";
 import { readFullState } from "./backup-job.js";
 import { type DeltaEvent, decodeEvent, replayTxn, revisionsBetween } from "./delta-events.js";
-import { decodeState, type StateAt, stateAt } from "./delta-state.js";
+import { decodeState, leaseRowsWithTtls, type StateAt, stateAt } from "./delta-state.js";
 import { DirectoryStore } from "./directory-store.js";
 import { MemberAccess } from "./member-access.js";
 import { BackupError } from "./object-store.js";
@@ -98,13 +106,33 @@ export async function pointInTimeSnapshot(
     }
     const result = await replay(catalog, id, full, base, toRevision, at, workDir, login);
     const auth = at.state.auth;
-    if (auth === undefined || auth.revision === baseState.auth?.revision || at.authBuckets === undefined)
-      return result;
+    const replace: Record<string, readonly SnapshotRow[]> = {};
     // The API cannot set password hashes: the auth store goes into the snapshot file itself.
-    const file = join(workDir, "point-in-time-auth.db");
-    await replaceSnapshotBuckets(result.file, file, at.authBuckets);
-    return { ...result, file, authRevision: auth.revision };
+    const authChanged =
+      auth !== undefined && auth.revision !== baseState.auth?.revision && at.authBuckets !== undefined;
+    if (authChanged) Object.assign(replace, at.authBuckets);
+    const leases = leaseRowsWithTtls(await leaseRowsOf(result.file), at.state);
+    if (leases !== undefined) replace[BUCKETS.lease] = leases;
+    if (Object.keys(replace).length === 0) return result;
+    const file = join(workDir, "point-in-time-fixed.db");
+    await replaceSnapshotBuckets(result.file, file, replace);
+    return { ...result, file, authRevision: authChanged ? auth.revision : undefined };
   });
+}
+
+async function leaseRowsOf(file: string): Promise<SnapshotRow[]> {
+  const snapshot = await openSnapshotFile(file);
+  try {
+    const bucket = snapshot.reader.bucket(BUCKETS.lease);
+    if (bucket === undefined) return [];
+    // Copies: the reader's rows are views of pages it reuses.
+    return [...snapshot.reader.rows(bucket)].map((r) => ({
+      key: Buffer.from(r.key),
+      value: Buffer.from(r.value),
+    }));
+  } finally {
+    await snapshot.close();
+  }
 }
 
 async function replay(

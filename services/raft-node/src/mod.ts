@@ -8,7 +8,7 @@ export {
   memberConfig,
   parseFlags,
 } from "./config/flags.js";
-export { decodeLeaseRecord } from "./lease/mod.js";
+export { decodeLeaseRecord, encodeLeaseRecord } from "./lease/mod.js";
 export { clusterIdFor, formatId, memberIdFor } from "./membership/member-id.js";
 export { CLUSTER_VERSION, type EtcdServer, Member, type MemberEvents, SERVER_VERSION } from "./server/mod.js";
 export {

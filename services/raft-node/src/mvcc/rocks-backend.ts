@@ -46,6 +46,8 @@ interface NativeDb {
   ): Promise<(Buffer | undefined | null)[]>;
   _iterator(options: IteratorOptions): NativeIterator;
   getProperty(name: string): string;
+  /** The native database's address, for another thread's RocksLevel (open only). */
+  readonly handle: bigint;
   /** abstract-level's registry of open batches and iterators, which only its public close() leaves. */
   detachResource(resource: object): void;
   readonly columns: Record<string, ColumnHandle>;
@@ -53,7 +55,7 @@ interface NativeDb {
 
 const require = createRequire(import.meta.url);
 const { RocksLevel } = require("@nxtedition/rocksdb") as {
-  RocksLevel: new (location: string, options: object) => NativeDb;
+  RocksLevel: new (location: string | bigint, options: object) => NativeDb;
 };
 
 export interface RowChunk {
@@ -339,6 +341,14 @@ export class RocksBackend {
     return new RowIterator(native, (resource) => this.db.detachResource(resource));
   }
 
+  /**
+   * The open database's native handle: another thread (a worker) reads the same database
+   * through `attachReader(handle)`. Valid until close().
+   */
+  get handle(): bigint {
+    return this.db.handle;
+  }
+
   /** A RocksDB property of the default column family (the revision key space). */
   numericProperty(name: string): number {
     const value = Number(this.db.getProperty(name));
@@ -365,4 +375,43 @@ function normalize(values: (Buffer | undefined | null)[]): (Buffer | undefined)[
     if (values[i] === null) throw new Error("mvcc: RocksDB read aborted");
   }
   return values as (Buffer | undefined)[];
+}
+
+/**
+ * Iterators on a database another thread opened (RocksBackend.handle), for a worker: the binding
+ * hands out the same native database for the handle and its column families by name. The
+ * database stays the opener's: nothing here closes it, and the opener must not close it before
+ * every iterator made here is closed (MvccStore.shareView waits for that).
+ */
+export class AttachedReader {
+  private constructor(private readonly db: NativeDb) {}
+
+  static async attach(handle: bigint): Promise<AttachedReader> {
+    const db = new RocksLevel(handle, { keyEncoding: "buffer", valueEncoding: "buffer" });
+    // Already open: the binding returns the existing column families and opens nothing.
+    await db.open({ createIfMissing: false });
+    return new AttachedReader(db);
+  }
+
+  get columnNames(): string[] {
+    return Object.keys(this.db.columns);
+  }
+
+  /** A whole-column iterator ("default" is the revision key space), created now. */
+  iterator(column: string, highWaterMarkBytes: number): RowIterator {
+    const handle = column === "default" ? undefined : this.db.columns[column];
+    if (column !== "default" && handle === undefined) throw new Error(`mvcc: no column ${column}`);
+    const native = this.db._iterator({
+      column: handle,
+      highWaterMarkBytes,
+      // A whole-store scan would push the hot blocks of the opener's reads out of the cache.
+      fillCache: false,
+      reverse: false,
+      keys: true,
+      values: true,
+      keyEncoding: "buffer",
+      valueEncoding: "buffer",
+    });
+    return new RowIterator(native, (resource) => this.db.detachResource(resource));
+  }
 }

@@ -328,6 +328,8 @@ export class MvccStore implements ApplyTarget {
   private appliesWaiting = 0;
   private failure: Error | undefined;
   private closing = false;
+  /** Views read by other threads (shareView): close() stops them and waits for their release. */
+  private readonly sharedViews = new Set<{ abort: () => void; done: Promise<void> }>();
   /** etcd's backend size for the same writes (what the quota and Status measure). */
   private sizeModel = new BboltSizeModel();
   /** The defragmentation running, if any (concurrent calls share it). */
@@ -1303,6 +1305,11 @@ export class MvccStore implements ApplyTarget {
   async openView(): Promise<StoreView> {
     if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
+    return this.createView();
+  }
+
+  /** openView's view, made in this tick (iterators on every column, counted as a reader). */
+  private createView(): StoreView {
     const names = ["default", META_COLUMN, ...this.extraColumns];
     const iterators = new Map(
       names.map((name) => [
@@ -1334,6 +1341,42 @@ export class MvccStore implements ApplyTarget {
         this.readers--;
       },
     };
+  }
+
+  /**
+   * openView for another thread too: `openIterators` gets the database's native handle and must
+   * return only once that thread has created its iterators on every column (blocking this thread
+   * meanwhile). Writes are made synchronously on this thread, so none lands between the first
+   * iterator and the last: one consistent state, as openView's, which `view` (this thread's
+   * openView, made in the same tick) also holds. The other thread's iterators count as a reader
+   * (a defrag's switch waits for them) until `release` is called, once that thread has closed
+   * them; close() calls `abort` and waits for that release first.
+   */
+  async shareView(
+    openIterators: (handle: bigint) => void,
+    abort: () => void,
+  ): Promise<{ view: StoreView; release: () => void }> {
+    if (this.exclusive !== undefined) await this.passExclusive();
+    this.assertUsable();
+    if (this.closing) throw new Error("mvcc: store closed");
+    openIterators(this.db.handle);
+    const view = this.createView();
+    this.readers++;
+    let released!: () => void;
+    const done = new Promise<void>((resolve) => {
+      released = resolve;
+    });
+    const shared = { abort, done };
+    this.sharedViews.add(shared);
+    let open = true;
+    const release = () => {
+      if (!open) return;
+      open = false;
+      this.readers--;
+      this.sharedViews.delete(shared);
+      released();
+    };
+    return { view, release };
   }
 
   // --- quota and defragmentation -------------------------------------------------------------
@@ -1521,6 +1564,11 @@ export class MvccStore implements ApplyTarget {
    */
   async close(): Promise<void> {
     this.closing = true;
+    // Another thread still reading would read a closed database.
+    for (const view of [...this.sharedViews]) {
+      view.abort();
+      await view.done;
+    }
     await this.defragRun?.catch(() => {});
     await this.compactionChain;
     while (this.exclusive !== undefined) await this.exclusive;

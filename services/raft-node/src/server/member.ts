@@ -97,11 +97,10 @@ import { apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
 import {
-  pacedView,
   type SnapshotSink,
   sendBackendFile,
   WritePacer,
-  writeBackendFile,
+  writeBackendFileOffThread,
 } from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
@@ -1027,31 +1026,42 @@ export class Member implements EtcdServer {
     return this.raft.transferLeadership(target, timeoutMs);
   }
 
-  async streamSnapshot(sink: SnapshotSink): Promise<number> {
+  async streamSnapshot(sink: SnapshotSink): Promise<{ size: number; sha256: Buffer }> {
     await removeStaleSnapshotFiles(this.layout.snapDir);
     const path = join(this.layout.snapDir, `client-${process.pid}-${++this.snapshotFiles}.db`);
     try {
       const started = performance.now();
-      // Paced: while writes are applied they get most of the event loop (paced-view.ts).
-      const pacer = new WritePacer(() => this.applier.appliedIndex);
-      const view = pacedView(await this.store.openView(), pacer);
-      let size: number;
+      // Encoded on a worker thread, from a view of this moment (backend-file-worker.ts).
+      const context = { memberCodec, clusterVersion: CLUSTER_VERSION };
+      const { size, sha256 } = await writeBackendFileOffThread(this.store, context, path);
       try {
-        size = await writeBackendFile(view, { memberCodec, clusterVersion: CLUSTER_VERSION }, path);
+        const written = performance.now();
+        this.metrics.backendSnapshot.observe((written - started) / 1000);
+        // Sending stays here (the call is this thread's); paced while writes are applied.
+        const pacer = new WritePacer(() => this.applier.appliedIndex);
+        await sendBackendFile(path, size, {
+          begin: (bytes) => sink.begin(bytes),
+          write: async (chunk) => {
+            const sending = performance.now();
+            await sink.write(chunk);
+            await pacer.pause(performance.now() - sending);
+          },
+        });
+        const digest = await sha256;
+        // etcd logs the same ("sent database snapshot to writer").
+        this.logger.info(
+          {
+            size,
+            write_ms: Math.round(written - started),
+            send_ms: Math.round(performance.now() - written),
+          },
+          "sent database snapshot to client",
+        );
+        return { size, sha256: digest };
       } finally {
-        // The file is the snapshot now: the store's view need not outlive a slow client.
-        view.close();
+        // The worker reads the file until then.
+        await sha256.catch(() => {});
       }
-      this.metrics.backendSnapshot.observe((performance.now() - started) / 1000);
-      await sendBackendFile(path, size, {
-        begin: (bytes) => sink.begin(bytes),
-        write: async (chunk) => {
-          const sending = performance.now();
-          await sink.write(chunk);
-          await pacer.pause(performance.now() - sending);
-        },
-      });
-      return size;
     } finally {
       await rm(path, { force: true });
     }

@@ -143,9 +143,9 @@ export interface MaintenanceApi {
   /**
    * Streams etcd 3.4's snapshot file (a bbolt database laid out as etcd's backend, without the
    * sha256 trailer) from one consistent view of the store to `sink`, front to back: what
-   * `etcdctl snapshot save` receives. Its size in bytes.
+   * `etcdctl snapshot save` receives. Its size in bytes and its sha256 (the trailer to append).
    */
-  streamSnapshot(sink: SnapshotSink): Promise<number>;
+  streamSnapshot(sink: SnapshotSink): Promise<{ size: number; sha256: Buffer }>;
 }
 
 /** The auth calls that go through Raft (etcd's Authenticator minus Authenticate). */

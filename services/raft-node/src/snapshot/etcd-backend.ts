@@ -19,7 +19,6 @@
 //   cluster          clusterVersion -> "3.4.0".
 import { etcdserverpb } from "@etcd-ts/api";
 import { AUTH_COLUMN, AUTH_ROLE_PREFIX, AUTH_USER_PREFIX, SIGNING_KEY_PREFIX } from "../auth/mod.js";
-import { LEASE_COLUMN } from "../lease/mod.js";
 import {
   MEMBERS_COLUMN,
   type MemberCodec,
@@ -27,33 +26,15 @@ import {
   MembersTable,
 } from "../membership/members-table.js";
 import { alarmOfMetaKey, META_COLUMN, META_KEYS, type StoreView } from "../mvcc/mod.js";
+import { BUCKETS, type Row, writeBackendBuckets } from "./backend-buckets.js";
 import type { WrittenPage } from "./bbolt-writer.js";
 import { BboltWriter } from "./bbolt-writer.js";
 
-export const BUCKETS = {
-  key: "key",
-  meta: "meta",
-  lease: "lease",
-  alarm: "alarm",
-  auth: "auth",
-  authUsers: "authUsers",
-  authRoles: "authRoles",
-  members: "members",
-  membersRemoved: "members_removed",
-  cluster: "cluster",
-} as const;
-
-/** Rows per read of the streamed columns (a view also stops a read at 1 MiB: values may be up to 1.5 MiB each). */
-const STREAM_CHUNK_ROWS = 4096;
+export { BUCKETS, type Row } from "./backend-buckets.js";
 
 export const AUTH_REVISION_KEY = Buffer.from("authRevision");
 export const AUTH_ENABLED_KEY = Buffer.from("authEnabled");
 export const CLUSTER_VERSION_KEY = Buffer.from("clusterVersion");
-
-export interface Row {
-  key: Buffer;
-  value: Buffer;
-}
 
 export interface BackendContext {
   /** Decodes the rows of the members column. */
@@ -69,12 +50,19 @@ export async function writeEtcdBackend(
   writePages: (pages: WrittenPage[]) => Promise<void>,
   writer = new BboltWriter(),
 ): Promise<{ metaPages: Buffer; pageCount: number }> {
-  // The small columns are read whole first (their size is bounded by the member and alarm
-  // counts); the revision key space and the leases stream.
+  const small = await smallBuckets(view, context);
+  return writeBackendBuckets(small, (column, chunkRows) => view.rows(column, chunkRows), writePages, writer);
+}
+
+/**
+ * The rows of every bucket but the streamed ones (STREAMED_COLUMNS), from the view's small
+ * columns, read whole (their size is bounded by the member, alarm and auth counts).
+ */
+export async function smallBuckets(view: StoreView, context: BackendContext): Promise<Record<string, Row[]>> {
   const meta = await collect(view.rows(META_COLUMN));
   const members = await collect(view.rows(MEMBERS_COLUMN));
   const auth = authBuckets(await collect(view.rows(AUTH_COLUMN)));
-  const small: Record<string, Row[]> = {
+  return {
     [BUCKETS.alarm]: alarmRows(meta),
     [BUCKETS.auth]: auth.auth,
     [BUCKETS.authRoles]: auth.authRoles,
@@ -83,31 +71,6 @@ export async function writeEtcdBackend(
     ...memberRows(members, context.memberCodec),
     [BUCKETS.meta]: etcdMetaRows(meta),
   };
-  const streamed: Record<string, string> = { [BUCKETS.key]: "default", [BUCKETS.lease]: LEASE_COLUMN };
-  for (const name of Object.values(BUCKETS).sort(compareNames)) {
-    writer.beginBucket(Buffer.from(name));
-    const column = streamed[name];
-    if (column !== undefined) {
-      for await (const chunk of view.rows(column, STREAM_CHUNK_ROWS)) {
-        const pages: WrittenPage[] = [];
-        for (let i = 0; i < chunk.keys.length; i++)
-          pages.push(...writer.put(chunk.keys[i]!, chunk.values[i]!));
-        if (pages.length > 0) await writePages(pages);
-      }
-    } else {
-      const pages: WrittenPage[] = [];
-      for (const row of small[name]!) pages.push(...writer.put(row.key, row.value));
-      await writePages(pages);
-    }
-    await writePages(writer.endBucket());
-  }
-  const done = writer.finish();
-  await writePages(done.pages);
-  return { metaPages: done.metaPages, pageCount: done.pageCount };
-}
-
-function compareNames(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 async function collect(chunks: AsyncIterable<{ keys: Buffer[]; values: Buffer[] }>): Promise<Row[]> {

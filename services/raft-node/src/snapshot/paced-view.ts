@@ -1,10 +1,10 @@
-// A snapshot shares the member's one event loop with the writes it serves: encoding a chunk of
-// rows, or sending a chunk of the file, holds the loop for milliseconds, and a snapshot of a
-// large store does that for seconds on end. While writes are being applied, the snapshot pauses
-// after each chunk for `factor` times as long as the chunk took, so the writes get most of the
-// loop (factor 4: about a fifth for the snapshot). With no writes it runs at full speed.
+// Sending a snapshot shares the member's one event loop with the writes it serves (the file is
+// encoded on a worker thread, but the call's stream is this thread's): each chunk sent holds the
+// loop for a while, and a large snapshot does that for seconds on end. While writes are being
+// applied, the sender pauses after each chunk for `factor` times as long as the chunk took, so
+// the writes get most of the loop (factor 4: about a fifth for the snapshot). With no writes it
+// runs at full speed.
 import { setTimeout as sleep } from "node:timers/promises";
-import type { StoreView } from "../mvcc/mod.js";
 
 /** Writes applied so far (any counter that moves when one is applied). */
 export type WriteCounter = () => number;
@@ -29,18 +29,4 @@ export class WritePacer {
     this.seen = now;
     await sleep(Math.min(busyMs * this.factor, MAX_PAUSE_MS));
   }
-}
-
-/** The view, pausing after each chunk its reader took (`pacer.pause` with the reader's time). */
-export function pacedView(view: StoreView, pacer: WritePacer): StoreView {
-  return {
-    async *rows(column, chunkRows) {
-      for await (const chunk of view.rows(column, chunkRows)) {
-        const handed = performance.now();
-        yield chunk;
-        await pacer.pause(performance.now() - handed);
-      }
-    },
-    close: () => view.close(),
-  };
 }

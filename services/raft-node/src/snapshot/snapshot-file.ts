@@ -17,11 +17,11 @@ import {
 } from "./bbolt-reader.js";
 import { BboltWriter, type WrittenPage } from "./bbolt-writer.js";
 import { type BackendContext, BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";
+import { writePagedFile } from "./paged-file.js";
 
 export const SHA256_SIZE = 32;
 /** etcd's test for a trailer: the db is whole pages (a multiple of 512), the trailer 32 bytes. */
 const BLOCK = 512;
-const WRITE_BATCH_BYTES = 1024 * 1024;
 
 export class SnapshotFileError extends Error {}
 
@@ -57,46 +57,6 @@ export async function sendBackendFile(
   sink.begin(size);
   for await (const chunk of createReadStream(path, { highWaterMark: chunkBytes }))
     await sink.write(chunk as Buffer);
-}
-
-/**
- * Writes the pages a BboltWriter produces (in ID order) to `path`, then the meta pages at offset
- * 0; returns the database's size in bytes.
- */
-async function writePagedFile(
-  path: string,
-  produce: (
-    writePages: (pages: WrittenPage[]) => Promise<void>,
-  ) => Promise<{ metaPages: Buffer; pageCount: number }>,
-): Promise<number> {
-  const file = await open(path, "w");
-  try {
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    let batchOffset = -1;
-    let pageSize = 0;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      await writeAll(file, batch, batchOffset);
-      batch = [];
-      batchBytes = 0;
-    };
-    const { metaPages, pageCount } = await produce(async (pages: WrittenPage[]) => {
-      for (const page of pages) {
-        pageSize ||= metaPageSize(page);
-        // Pages arrive in ID order, so a batch is one contiguous run.
-        if (batch.length === 0) batchOffset = page.id * pageSize;
-        batch.push(page.bytes);
-        batchBytes += page.bytes.length;
-        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-      }
-    });
-    await flush();
-    await writeAll(file, [metaPages], 0);
-    return pageCount * (metaPages.length / 2);
-  } finally {
-    await file.close();
-  }
 }
 
 /**
@@ -150,24 +110,6 @@ export async function replaceSnapshotBuckets(
   const sha = createHash("sha256");
   for await (const chunk of createReadStream(to, { highWaterMark: 1024 * 1024 })) sha.update(chunk as Buffer);
   await appendFile(to, sha.digest());
-}
-
-function metaPageSize(page: WrittenPage): number {
-  // Every written page is a whole number of pages; the first one written is exactly one page
-  // unless it overflows, and overflow is recorded in its header.
-  return page.bytes.length / (page.bytes.readUInt32LE(12) + 1);
-}
-
-async function writeAll(file: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let at = position;
-  for (const buffer of buffers.length === 1 ? buffers : [Buffer.concat(buffers)]) {
-    let done = 0;
-    while (done < buffer.length) {
-      const { bytesWritten } = await file.write(buffer, done, buffer.length - done, at + done);
-      done += bytesWritten;
-    }
-    at += buffer.length;
-  }
 }
 
 export interface SnapshotStatus {

@@ -1,8 +1,7 @@
 // etcdserverpb.Maintenance: alarms, status, hashes, defragmentation, leader transfer, and the
 // snapshot stream `etcdctl snapshot save` reads: etcd 3.4's backend as a bbolt file + sha256.
-import { createHash } from "node:crypto";
 import type { EventEmitter } from "node:events";
-import { EtcdError, etcdserverpb, untranslatedAuthError } from "@etcd-ts/api";
+import { EtcdError, etcdserverpb, MessageParts, untranslatedAuthError } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
 import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
@@ -112,14 +111,13 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
         await checkAdmin(member, call);
         refuseLearner(member);
         const out = encodedWriter(call);
-        const sha = createHash("sha256");
         let remaining = 0;
         const send = async (blob: Buffer) => {
           // A client gone mid-stream sends no 'drain': stop (and remove the file).
           if (call.cancelled) throw new EtcdError("RequestCanceled");
           remaining -= blob.length;
           // SnapshotResponse with the blob field (3) appended after the others: protobuf
-          // decoders take fields in any order, and the blob is copied once, into the frame.
+          // decoders take fields in any order, and the blob goes out as read, uncopied.
           const head = etcdserverpb.SnapshotResponse.encode({
             header: apiHeader(member.header()),
             remainingBytes: BigInt(remaining),
@@ -129,19 +127,16 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
             .uint32(26)
             .uint32(blob.length)
             .finish();
-          if (!out.writeEncoded(Buffer.concat([head, blob]))) await drained(call);
+          if (!out.writeEncoded(new MessageParts([head, blob]))) await drained(call);
         };
-        await member.streamSnapshot({
+        const { sha256 } = await member.streamSnapshot({
           begin: (size) => {
             remaining = size + SHA256_SIZE;
           },
-          write: async (chunk) => {
-            sha.update(chunk);
-            await send(chunk);
-          },
+          write: send,
         });
         // etcd appends the sha256 of everything before it, for `snapshot restore` to verify.
-        await send(sha.digest());
+        await send(sha256);
         call.end();
       })().catch((err: unknown) => call.emit("error", toStatus(err)));
     },

@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { AUTH_COLUMN } from "../auth/mod.js";
+import { LEASE_COLUMN } from "../lease/mod.js";
+import { memberCodec } from "../membership/member-codec.js";
+import { MEMBERS_COLUMN } from "../membership/members-table.js";
+import { tempDir, withStore } from "../mvcc/store-fixture.js";
+import { writeBackendFileOffThread } from "./backend-file-worker.js";
+import { BUCKETS } from "./etcd-backend.js";
+import { openSnapshotFile, snapshotStatus, writeBackendFile } from "./snapshot-file.js";
+
+const extraColumns = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN];
+const context = { memberCodec, clusterVersion: "3.4.0" };
+
+describe("backend file written on a worker thread", () => {
+  it("is byte for byte the file the member's thread writes for the same state, with its sha256", async () => {
+    const dir = await tempDir("backend-worker-");
+    try {
+      await withStore(
+        async (store, kv) => {
+          for (let i = 0; i < 2000; i++) await kv.put(`key/${i}`, `value-${i}`.repeat(1 + (i % 7)));
+          await kv.del("key/1", "key/2");
+          await kv.compact(50);
+          const here = join(dir.path, "here.db");
+          const view = await store.openView();
+          try {
+            await writeBackendFile(view, context, here);
+          } finally {
+            view.close();
+          }
+          const there = join(dir.path, "there.db");
+          const { size, sha256 } = await writeBackendFileOffThread(store, context, there);
+          const bytes = await readFile(there);
+          assert.equal(bytes.length, size);
+          assert.deepEqual(await sha256, createHash("sha256").update(bytes).digest());
+          assert.ok(bytes.equals(await readFile(here)), "the two files differ");
+        },
+        { extraColumns },
+      );
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("holds one state across columns while writes keep being applied", async () => {
+    const dir = await tempDir("backend-worker-");
+    try {
+      await withStore(
+        async (store, kv) => {
+          for (let i = 0; i < 3000; i++) await kv.put(`key/${i % 500}`, `value-${i}`);
+          const file = join(dir.path, "snap.db");
+          let writing = true;
+          const writes = (async () => {
+            // Bounded: stops when the file is done, or after 200,000 puts.
+            for (let i = 0; writing && i < 200_000; i++) {
+              await kv.put(`more/${i}`, "x".repeat(100));
+              // Applies resolve in microtasks: let the worker's messages in.
+              if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+            }
+          })();
+          await (await writeBackendFileOffThread(store, context, file)).sha256;
+          writing = false;
+          await writes;
+          const snapshot = await openSnapshotFile(file, { skipHashCheck: true });
+          try {
+            const { reader } = snapshot;
+            const meta = new Map(
+              [...reader.rows(reader.bucket(BUCKETS.meta)!)].map((r) => [
+                r.key.toString(),
+                Buffer.from(r.value),
+              ]),
+            );
+            // One put per entry, each a new revision: the revisions held are those of the
+            // applied index recorded in the same file (entry i made revision i + 1).
+            const index = Number(meta.get("consistent_index")!.readBigUInt64BE(0));
+            const status = snapshotStatus(reader);
+            assert.ok(index >= 3000, `consistent_index ${index}`);
+            assert.equal(status.revision, index + 1);
+            const revisions = [...reader.rows(reader.bucket(BUCKETS.key)!)].length;
+            assert.equal(revisions, index);
+            assert.ok(
+              store.appliedIndex > index,
+              `writes went on while the worker wrote the file: ${store.appliedIndex} ${index}`,
+            );
+          } finally {
+            await snapshot.close();
+          }
+        },
+        { extraColumns },
+      );
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("is stopped by the store's close, which waits for it (no read of a closed database)", async () => {
+    const dir = await tempDir("backend-worker-");
+    try {
+      await withStore(
+        async (store, kv) => {
+          for (let i = 0; i < 20_000; i++) await kv.put(`key/${i}`, "v".repeat(200));
+          const writing = writeBackendFileOffThread(store, context, join(dir.path, "snap.db"));
+          const outcome = writing.then(
+            async (w) => {
+              await w.sha256;
+              return "done";
+            },
+            (err: Error) => err.message,
+          );
+          // Once the worker has its view (the store counts it), close the store under it.
+          for (let i = 0; i < 500 && (store as unknown as { readers: number }).readers === 0; i++)
+            await new Promise((r) => setTimeout(r, 10));
+          await store.close();
+          const result = await outcome;
+          assert.ok(
+            result === "done" || /snapshot worker exited/.test(result),
+            `the write ended with: ${result}`,
+          );
+          await assert.rejects(writeBackendFileOffThread(store, context, join(dir.path, "after.db")));
+        },
+        { extraColumns },
+      );
+    } finally {
+      await dir.remove();
+    }
+  });
+});

@@ -1,0 +1,129 @@
+// The worker thread of backend-file-worker.ts: attaches to the member's open RocksDB by its
+// handle, creates its iterators while the member's thread waits (see MvccStore.shareView), and
+// writes etcd's backend file with the same code as on the member's thread (writeBackendBuckets):
+// the revision key space and the leases from its iterators, the small buckets as the member's
+// thread read them from the same state. It imports no more than that (its RSS is the member's).
+// Reads are synchronous, on this thread at its low priority: reading ahead on libuv's pool (at
+// the process's priority) took CPU from the writes and, measured, cost this thread more than it
+// saved (its answers' buffers doubled the garbage collection).
+import { createHash } from "node:crypto";
+import { closeSync, openSync, readlinkSync, readSync } from "node:fs";
+import { setPriority } from "node:os";
+import { basename } from "node:path";
+import { parentPort, workerData } from "node:worker_threads";
+import { AttachedReader, type RowIterator } from "../mvcc/rocks-backend.js";
+import { type ColumnRows, type Row, writeBackendBuckets } from "./backend-buckets.js";
+import { type BackendThreadData, type BackendThreadMessage, ViewState } from "./backend-thread-protocol.js";
+import { writePagedFile } from "./paged-file.js";
+
+/**
+ * Rows per read, and the bytes at which a read stops early (values may be up to 1.5 MiB each).
+ * Small: each scavenge of the young generation copies the rows still alive, which are those of
+ * the chunk being written, so a chunk much smaller than the young generation keeps that cheap.
+ */
+const READ_ROWS = 512;
+const READ_BYTES = 256 * 1024;
+
+const data = workerData as BackendThreadData;
+const state = new Int32Array(data.shared, 0, 1);
+const handle = new BigInt64Array(data.shared, 8, 1);
+const post = (message: BackendThreadMessage) => parentPort!.postMessage(message);
+
+lowerThreadPriority();
+post({ kind: "ready" });
+// The member's thread writes the handle and wakes this one, then waits for ViewState.Open.
+Atomics.wait(state, 0, ViewState.Waiting);
+const iterators = new Map<string, RowIterator>();
+try {
+  const reader = await AttachedReader.attach(handle[0]!);
+  for (const column of new Set(["default", ...reader.columnNames]))
+    iterators.set(column, reader.iterator(column, READ_BYTES));
+  Atomics.store(state, 0, ViewState.Open);
+} catch (err) {
+  for (const it of iterators.values()) it.close();
+  Atomics.store(state, 0, ViewState.Failed);
+  Atomics.notify(state, 0);
+  throw err;
+}
+Atomics.notify(state, 0);
+let result: BackendThreadMessage;
+try {
+  const small = await smallBuckets();
+  const columnRows = iteratorRows(iterators);
+  const size = await writePagedFile(data.path, (writePages) =>
+    writeBackendBuckets(small, columnRows, writePages),
+  );
+  result = { kind: "done", size };
+} catch (err) {
+  result = { kind: "failed", message: err instanceof Error ? err.message : String(err) };
+} finally {
+  // Before the answer: the member releases the view (and may close the database) on it.
+  for (const it of iterators.values()) it.close();
+}
+post(result);
+if (result.kind === "done") {
+  try {
+    post({ kind: "sha256", digest: sha256OfFile(data.path) });
+  } catch (err) {
+    post({ kind: "failed", message: err instanceof Error ? err.message : String(err) });
+  }
+}
+
+/** The member's thread's rows of the small buckets (cloned as Uint8Arrays: Buffers again here). */
+function smallBuckets(): Promise<Record<string, Row[]>> {
+  return new Promise((resolve) => {
+    parentPort!.once("message", (m: { small: Record<string, { key: Uint8Array; value: Uint8Array }[]> }) => {
+      const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+      resolve(
+        Object.fromEntries(
+          Object.entries(m.small).map(([name, rows]) => [
+            name,
+            rows.map((r) => ({ key: asBuffer(r.key), value: asBuffer(r.value) })),
+          ]),
+        ),
+      );
+    });
+  });
+}
+
+/** etcd's trailer: read back here, so that the member's thread, sending the file, does not hash it. */
+function sha256OfFile(path: string): Uint8Array {
+  const sha = createHash("sha256");
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  const fd = openSync(path, "r");
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      sha.update(buffer.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return sha.digest();
+}
+
+function iteratorRows(its: Map<string, RowIterator>): ColumnRows {
+  return async function* rows(column: string, chunkRows: number) {
+    const it = its.get(column);
+    if (it === undefined) throw new Error(`mvcc: no column ${column} in the view`);
+    for (;;) {
+      const chunk = it.nextSync(Math.min(chunkRows, READ_ROWS));
+      if (chunk.keys.length > 0) yield { keys: chunk.keys, values: chunk.values };
+      if (chunk.finished) return;
+    }
+  };
+}
+
+/**
+ * The snapshot is background work: at the lowest priority this thread takes only a core nobody
+ * else wants, so the member's own thread (serving puts) and its clients keep theirs. Linux
+ * keeps a nice value per thread, and setpriority on a thread ID changes that thread only.
+ */
+function lowerThreadPriority(): void {
+  try {
+    setPriority(Number(basename(readlinkSync("/proc/thread-self"))), 19);
+  } catch {
+    // Not Linux: the thread runs at the process's priority.
+  }
+}
