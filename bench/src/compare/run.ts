@@ -348,7 +348,12 @@ async function startCluster(
     logFiles: true,
     token: `bench-${kind}`,
     tlsClientUrls: true,
-    flags: ["--cert-file", join(certs, "server.crt"), "--key-file", join(certs, "server.key")],
+    flags: [
+      ...["--cert-file", join(certs, "server.crt"), "--key-file", join(certs, "server.key")],
+      // The defrag row writes about twice its --defrag-mb before compacting: at 2 GiB both hit
+      // the default 2 GiB quota (NOSPACE) while loading. 8 GiB is etcd's suggested maximum.
+      ...["--quota-backend-bytes", String(8 * 1024 ** 3)],
+    ],
     ...(kind === "etcd"
       ? { binary: etcdBin }
       : { main: memberMain, nodeFlags: (m) => nodeFlags(m.name, profileDir) }),
