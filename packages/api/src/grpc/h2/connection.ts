@@ -255,7 +255,7 @@ export class H2ServerConnection {
   /** Bytes from the socket. */
   receive(chunk: Buffer): void {
     if (this.dead) return;
-    let buf = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    const buf = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
     let offset = 0;
     if (!this.prefaceSeen) {
       if (buf.length < HTTP2_PREFACE.length) {
@@ -286,7 +286,6 @@ export class H2ServerConnection {
     if (this.dead) return;
     // The rest of a frame is kept; a copy, so the socket's chunk is not held for a few bytes.
     this.buffer = offset === buf.length ? EMPTY : Buffer.from(buf.subarray(offset));
-    buf = EMPTY;
     this.acknowledgeReceived();
   }
 

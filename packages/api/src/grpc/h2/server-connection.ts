@@ -24,6 +24,7 @@ export class ServerConnection {
   private closing = false;
   private closedListeners: (() => void)[] = [];
   private timers: NodeJS.Timeout[] = [];
+  private idlePoll: NodeJS.Timeout | undefined;
   isClosed = false;
 
   constructor(
@@ -49,7 +50,7 @@ export class ServerConnection {
         },
       },
       {
-        stream: (stream, headers) => handler.stream(stream, headers),
+        stream: handler.stream,
         // grpc-go's enforcement policy (keepalive.ts): too many pings close the connection.
         ping: () => {
           if (strikes?.ping(performance.now(), this.h2.framesSent) !== true || this.closing) return;
@@ -112,9 +113,13 @@ export class ServerConnection {
       this.socket.end();
       return;
     }
-    const timer = setTimeout(() => this.endWhenIdle(), 50);
-    timer.unref();
-    this.timers.push(timer);
+    // One poll timer at a time: close() may be called again while it waits.
+    if (this.idlePoll !== undefined) return;
+    this.idlePoll = setTimeout(() => {
+      this.idlePoll = undefined;
+      this.endWhenIdle();
+    }, 50);
+    this.idlePoll.unref();
   }
 
   private wake(): void {
@@ -160,6 +165,7 @@ export class ServerConnection {
     if (this.isClosed) return;
     this.isClosed = true;
     for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.idlePoll);
     this.h2.destroy();
     for (const listener of this.closedListeners.splice(0)) listener();
   }
