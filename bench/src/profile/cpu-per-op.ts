@@ -168,10 +168,15 @@ try {
   );
   if (args.etcd) builds.unshift({ main: undefined, binary: etcdBinary, gatewayMain: undefined });
   for (const { main, binary, gatewayMain } of builds) {
+    // A row is named by its tree; by both when members and gateway come from different trees.
+    const memberTree =
+      main === undefined ? "this build" : main.replace(/\/services\/raft-node\/dist\/main\.js$/, "");
+    const gatewayTree = gatewayMain?.replace(/\/services\/api-gateway\/dist\/main\.js$/, "");
     const build =
       binary ??
-      gatewayMain?.replace(/\/services\/api-gateway\/dist\/main\.js$/, "") ??
-      (main === undefined ? "this build" : main.replace(/\/services\/raft-node\/dist\/main\.js$/, ""));
+      (gatewayTree === undefined || gatewayTree === memberTree
+        ? memberTree
+        : `members ${memberTree}, gateway ${gatewayTree}`);
     const cluster = await LocalCluster.start({
       size: 3,
       main,

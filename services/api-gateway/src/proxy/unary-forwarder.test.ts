@@ -37,6 +37,8 @@ class FakeMembers implements MemberDirectory {
     ["near", 10],
   ]);
   calls: { member: string; path: string }[] = [];
+  /** When set, every call ends with this instead of an answer. */
+  failure: UnaryResult | undefined;
 
   snapshot(): ClusterSnapshot {
     return {
@@ -52,7 +54,7 @@ class FakeMembers implements MemberDirectory {
     const channel = {
       call: (path: string) => {
         this.calls.push({ member: memberId, path });
-        const result: UnaryResult = {
+        const result: UnaryResult = this.failure ?? {
           error: undefined,
           response: answerAt(this.revisions.get(memberId)!, memberId === "leader" ? 1 : 2),
           trailers: undefined,
@@ -170,6 +172,41 @@ describe("UnaryForwarder with the serializable Range cache", () => {
     await call(RANGE, serializableGet);
     assert.equal(members.calls.length, 2, "served once the watch has passed the write");
   });
+});
+
+describe("UnaryForwarder and relayed answers", () => {
+  const dropped = (relayed: boolean): UnaryResult => ({
+    error: { code: grpc.status.UNAVAILABLE, details: "Connection dropped", metadata: new grpc.Metadata() },
+    response: undefined,
+    trailers: undefined,
+    relayed,
+  });
+  const relay = { start: () => undefined };
+
+  for (const relayed of [false, true]) {
+    it(`${relayed ? "does not retry" : "retries"} a Range cut off mid-answer when ${relayed ? "part of it already went" : "nothing went"} to the client`, async () => {
+      const members = new FakeMembers();
+      members.failure = dropped(relayed);
+      const forwarder = new UnaryForwarder(members, new GatewayMetrics(), pino({ level: "silent" }), {
+        maxAttempts: 2,
+        retryBudgetMs: 1_000,
+      });
+      const outcome = await forwarder.forward(
+        RANGE,
+        serializableGet,
+        new grpc.Metadata(),
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        relay,
+      );
+      assert.equal(outcome.error?.code, grpc.status.UNAVAILABLE);
+      assert.equal(outcome.relayed === true, relayed);
+      // A second answer after part of the first would corrupt the client's message.
+      assert.equal(members.calls.length, relayed ? 1 : 2);
+    });
+  }
 });
 
 describe("UnaryForwarder waiting for a leader", () => {
