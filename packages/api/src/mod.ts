@@ -65,6 +65,7 @@ export {
 export {
   type CallKind,
   type CallStatus,
+  frameGrpcMessage,
   type GrpcCallObserver,
   GrpcHttp2Server,
   type GrpcHttp2ServerOptions,

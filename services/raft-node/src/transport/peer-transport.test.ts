@@ -11,7 +11,6 @@ import { after, before, describe, it } from "node:test";
 import { peer } from "@etcd-ts/api";
 import { type Message, MessageType } from "@etcd-ts/raft";
 import { freePorts } from "@etcd-ts/testing";
-import { Server } from "@grpc/grpc-js";
 import { encodeRaftBatch } from "./message-batching.js";
 import {
   CLUSTER_ID_HEADER,
@@ -104,16 +103,14 @@ async function rawStreamCall(
 describe("peer transport call headers", () => {
   let dir: string;
   let port: number;
-  let server: Server;
   let member: PeerTransport;
   const recorded: Recorded = { received: [], warnings: [] };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "peer-transport-"));
     [port] = await freePorts(1);
-    server = new Server();
     member = transportFor(OTHER, dir, recorded);
-    await member.listen(server, [new URL(`http://127.0.0.1:${port}`)]);
+    await member.listen([new URL(`http://127.0.0.1:${port}`)]);
   });
 
   after(async () => {
