@@ -20,12 +20,15 @@ export interface CallOutcome {
   details: string;
 }
 
+/** A response's headers or trailers as node:http2 gives them (`:status` a number). */
+export type ResponseHeaders = Record<string, string | string[] | number | undefined>;
+
 /**
  * The status of a finished call from its trailers (or a trailers-only answer's headers), as
  * gRPC's HTTP/2 mapping reads it; undefined when they carry none. A non-200 HTTP status without
  * grpc-status (a proxy or a non-gRPC server answering) maps as grpc-go maps it.
  */
-export function callOutcomeOf(headers: http2.IncomingHttpHeaders | undefined): CallOutcome | undefined {
+export function callOutcomeOf(headers: ResponseHeaders | undefined): CallOutcome | undefined {
   if (headers === undefined) return undefined;
   const code = headers["grpc-status"];
   if (typeof code === "string" && /^\d+$/.test(code)) {
