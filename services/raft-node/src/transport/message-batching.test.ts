@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { peer } from "@etcd-ts/api";
+import { frameGrpcMessage, peer } from "@etcd-ts/api";
 import { decodeMessage, EntryType, encodeMessage, type Message, MessageType } from "@etcd-ts/raft";
 import {
   batchByRecipient,
   decodeRaftBatch,
   encodeRaftBatch,
+  encodeRaftBatchMessage,
   grpcTarget,
   nextBackoffMs,
 } from "./message-batching.js";
@@ -108,5 +109,13 @@ describe("message batching", () => {
     }
     assert.deepEqual(decodeRaftBatch(new Uint8Array(0)), { clusterId: 0n, from: 0n, to: 0n, messages: [] });
     assert.throws(() => decodeRaftBatch(Buffer.from([0x22, 0x05, 0x01])), /truncated/);
+  });
+
+  it("writes the batch as one gRPC message, byte for byte the framed batch", () => {
+    const messages = [msg(MessageType.MsgApp, 3n, 7), msg(MessageType.MsgHeartbeat, 3n, 0)];
+    const { batch, messageBytes } = encodeRaftBatch(0x8e9e05c52164694dn, 1n, 3n, messages);
+    const framed = encodeRaftBatchMessage(0x8e9e05c52164694dn, 1n, 3n, messages);
+    assert.deepEqual(framed.message, frameGrpcMessage(batch));
+    assert.equal(framed.messageBytes, messageBytes);
   });
 });

@@ -39,6 +39,38 @@ export function encodeRaftBatch(
   messages: readonly Message[],
 ): { batch: Buffer; messageBytes: number } {
   const w = new WireWriter();
+  const messageBytes = writeRaftBatch(w, clusterId, from, to, messages);
+  return { batch: w.finish(), messageBytes };
+}
+
+/**
+ * The same batch as one gRPC message on the wire (flag 0, 4-byte big-endian length, the batch):
+ * the stream writes it as it is, so the batch is copied once, into this buffer.
+ */
+export function encodeRaftBatchMessage(
+  clusterId: bigint,
+  from: bigint,
+  to: bigint,
+  messages: readonly Message[],
+): { message: Buffer; messageBytes: number } {
+  const w = new WireWriter();
+  w.raw(new Uint8Array(GRPC_PREFIX_BYTES));
+  const messageBytes = writeRaftBatch(w, clusterId, from, to, messages);
+  const message = w.finish();
+  message.writeUInt32BE(message.length - GRPC_PREFIX_BYTES, 1);
+  return { message, messageBytes };
+}
+
+const GRPC_PREFIX_BYTES = 5;
+
+/** Appends a RaftBatch's fields; returns the bytes of its encoded messages. */
+function writeRaftBatch(
+  w: WireWriter,
+  clusterId: bigint,
+  from: bigint,
+  to: bigint,
+  messages: readonly Message[],
+): number {
   if (clusterId !== 0n) w.varintField(1, clusterId);
   if (from !== 0n) w.varintField(2, from);
   if (to !== 0n) w.varintField(3, to);
@@ -48,7 +80,7 @@ export function encodeRaftBatch(
     messageBytes += encoded.length;
     w.bytesField(4, encoded);
   }
-  return { batch: w.finish(), messageBytes };
+  return messageBytes;
 }
 
 export interface DecodedRaftBatch {

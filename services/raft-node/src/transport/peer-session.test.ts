@@ -7,7 +7,11 @@ describe("a peer call's outcome", () => {
   it("is the trailers' grpc-status and its percent-encoded message", () => {
     assert.deepEqual(callOutcomeOf({ "grpc-status": "0" }), { code: status.OK, details: "" });
     assert.deepEqual(
-      callOutcomeOf({ ":status": 200, "grpc-status": "9", "grpc-message": "etcdserver: cluster%20ID mismatch" }),
+      callOutcomeOf({
+        ":status": 200,
+        "grpc-status": "9",
+        "grpc-message": "etcdserver: cluster%20ID mismatch",
+      }),
       { code: status.FAILED_PRECONDITION, details: "etcdserver: cluster ID mismatch" },
     );
   });

@@ -232,9 +232,14 @@ export class PeerCall {
 
   /** Writes one message (framed here); false: wait for `room` before writing more. */
   write(message: Uint8Array): boolean {
+    return this.writeFramed(frameGrpcMessage(message));
+  }
+
+  /** Writes one message already behind its gRPC prefix (encodeRaftBatchMessage). */
+  writeFramed(framed: Buffer): boolean {
     const stream = this.stream;
     if (stream === undefined || this.outcome !== undefined || stream.writableEnded) return false;
-    return stream.write(frameGrpcMessage(message));
+    return stream.write(framed);
   }
 
   /** Resolves once what was written drained, or once the call is over. */

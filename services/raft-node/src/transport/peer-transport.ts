@@ -31,7 +31,7 @@ import { formatId, parseId } from "../membership/member-id.js";
 import {
   batchByRecipient,
   decodeRaftBatch,
-  encodeRaftBatch,
+  encodeRaftBatchMessage,
   grpcTarget,
   nextBackoffMs,
 } from "./message-batching.js";
@@ -127,10 +127,15 @@ class PeerLink {
       handler.dropped?.(messages);
       return;
     }
-    const { batch, messageBytes } = encodeRaftBatch(handler.clusterId, handler.memberId, this.id, messages);
+    const { message, messageBytes } = encodeRaftBatchMessage(
+      handler.clusterId,
+      handler.memberId,
+      this.id,
+      messages,
+    );
     // Ordering: one stream per peer, written in the order Raft emitted; the bytes reach the peer
     // in that order or the stream fails (and Raft, told the peer is unreachable, resends).
-    stream.write(batch);
+    stream.writeFramed(message);
     handler.bytesSent?.(this.id, messageBytes);
   }
 
