@@ -1,16 +1,25 @@
-// Outbound gRPC calls to one peer on a node:http2 client session: the Raft stream (one call
-// kept open, a RaftBatch message per Ready) and snapshot calls. On the wire these are the calls
-// grpc-js made (same paths, headers and message framing), so a member of the previous version
-// serves them unchanged.
+// Outbound gRPC calls to one peer on one HTTP/2 connection of our own core
+// (@etcd-ts/api's H2ClientConnection): the Raft stream (one call kept open, a RaftBatch message
+// per Ready) and snapshot calls. On the wire these are the calls grpc-js made (same paths,
+// headers and message framing), so a member of the previous version serves them unchanged.
 //
 // Not grpc-js: its client ran every batch through a call stream, interceptors, a serializer
 // callback and per-message filters (7-10% of a member's busy time under puts, 2026-12-06
-// profile), for a call that only ever writes bytes and reads one status. Here a batch is one
-// framed buffer written to the HTTP/2 stream.
-import http2 from "node:http2";
+// profile), for a call that only ever writes bytes and reads one status. Not node:http2's
+// client session either (a Writable stream, a write request and nghttp2 per batch): here a
+// batch is one framed buffer, and a turn's frames go out in one socket write.
 import net from "node:net";
 import tls from "node:tls";
-import { decodeGrpcMessage, frameGrpcMessage } from "@etcd-ts/api";
+import {
+  type ClientStreamEvents,
+  decodeGrpcMessage,
+  encodeLiteralHeaderBlock,
+  frameGrpcMessage,
+  H2_ERROR,
+  H2ClientConnection,
+  type H2ClientStream,
+  type IncomingHeaders,
+} from "@etcd-ts/api";
 import { status } from "@grpc/grpc-js";
 import type { DialTls } from "./tls-credentials.js";
 
@@ -20,8 +29,8 @@ export interface CallOutcome {
   details: string;
 }
 
-/** A response's headers or trailers as node:http2 gives them (`:status` a number). */
-export type ResponseHeaders = Record<string, string | string[] | number | undefined>;
+/** A response's headers or trailers. */
+export type ResponseHeaders = IncomingHeaders;
 
 /**
  * The status of a finished call from its trailers (or a trailers-only answer's headers), as
@@ -72,113 +81,199 @@ export interface PeerSessionOptions {
   connected?(): void;
 }
 
-/** Our receive window per stream and for the session: a snapshot's answer is tiny, but cheap. */
+/** Our receive window per stream and for the connection: the answers are empty messages. */
 const WINDOW_BYTES = 1024 * 1024;
+/** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
+const JOIN_MAX_BYTES = 256 * 1024;
 
-/** One peer's HTTP/2 session, reconnected lazily (by the next call) after it closes. */
+/** One connection: its socket, our HTTP/2 core on it, and its output of this turn. */
+class PeerConnection {
+  readonly h2: H2ClientConnection;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private scheduled = false;
+  closed = false;
+  /** Why the socket failed, for the calls it ends. */
+  error = "";
+
+  constructor(
+    readonly socket: net.Socket,
+    onClose: () => void,
+  ) {
+    this.h2 = new H2ClientConnection(
+      {
+        output: (bytes) => {
+          this.pending.push(bytes);
+          this.pendingBytes += bytes.length;
+          this.wake();
+        },
+        wake: () => this.wake(),
+        fail: (_code, reason) => {
+          this.error ||= reason;
+          this.writeOut();
+          socket.destroy();
+        },
+      },
+      { windowBytes: WINDOW_BYTES },
+    );
+    socket.on("data", (chunk: Buffer) => this.h2.receive(chunk));
+    socket.on("error", (err) => {
+      this.error ||= err.message;
+    });
+    socket.on("end", () => socket.end());
+    socket.on("close", () => {
+      this.closed = true;
+      this.h2.destroy();
+      onClose();
+    });
+  }
+
+  private wake(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    process.nextTick(() => this.writeOut());
+  }
+
+  /** Frames what streams have queued, then writes the turn's frames in one go. */
+  private writeOut(): void {
+    if (this.closed) {
+      this.scheduled = false;
+      return;
+    }
+    this.h2.flush();
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const pending = this.pending;
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    let ok: boolean;
+    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
+      ok = this.socket.write(pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes));
+    } else {
+      this.socket.cork();
+      ok = true;
+      for (const p of pending) ok = this.socket.write(p);
+      this.socket.uncork();
+    }
+    if (!ok && !this.h2.outputHeld) {
+      // DATA waits for the socket (the queue bound and snapshot back-pressure see it).
+      this.h2.outputHeld = true;
+      this.socket.once("drain", () => {
+        this.h2.outputHeld = false;
+        this.wake();
+      });
+    }
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** One peer's connection, reconnected lazily (by the next call) after it closes. */
 export class PeerSession {
-  private session: http2.ClientHttp2Session | undefined;
+  private connection: PeerConnection | undefined;
   private keepalive: NodeJS.Timeout | undefined;
+  private readonly authority: string;
 
   constructor(
     readonly url: string,
     private readonly dial: DialTls,
     private readonly options: PeerSessionOptions,
-  ) {}
+  ) {
+    this.authority = new URL(url).host;
+  }
 
   /** Opens a call: its request headers go out at once, its messages are the caller's. */
   open(path: string, headers: Record<string, string>): PeerCall {
-    const session = this.current();
-    let stream: http2.ClientHttp2Stream;
-    try {
-      stream = session.request(
-        {
-          ":method": "POST",
-          ":path": path,
-          "content-type": "application/grpc",
-          te: "trailers",
-          ...headers,
-        },
-        { endStream: false },
-      );
-    } catch (err) {
-      // The session is closing (a GOAWAY arrived meanwhile): the next call takes a new one.
-      if (this.session === session) this.session = undefined;
-      return PeerCall.failed({ code: status.UNAVAILABLE, details: String(err) });
+    const connection = this.current();
+    const call = new PeerCall(connection);
+    const fields = [
+      [":method", "POST"],
+      [":scheme", this.url.startsWith("https:") ? "https" : "http"],
+      [":path", path],
+      [":authority", this.authority],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+      ...Object.entries(headers),
+    ].map(([name, value]) => ({ name: name!, value: value!, neverIndex: false }));
+    const stream = connection.h2.request(encodeLiteralHeaderBlock(fields), call.events);
+    if (stream === undefined) {
+      // The connection is going away (a GOAWAY arrived): the next call takes a new one.
+      if (this.connection === connection) this.connection = undefined;
+      return PeerCall.failed({ code: status.UNAVAILABLE, details: "the peer's connection is closing" });
     }
-    return new PeerCall(stream);
+    call.attach(stream);
+    return call;
   }
 
-  private current(): http2.ClientHttp2Session {
-    const existing = this.session;
-    if (existing !== undefined && !existing.closed && !existing.destroyed) return existing;
+  private current(): PeerConnection {
+    const existing = this.connection;
+    if (existing !== undefined && !existing.closed && !existing.h2.goingAway && !existing.h2.dead)
+      return existing;
     const parsed = new URL(this.url);
     const https = parsed.protocol === "https:";
     const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
     const port = Number(parsed.port || (https ? 443 : 80));
     const dial = this.dial;
-    const session = http2.connect(`${https ? "https" : "http"}://${parsed.host}`, {
-      settings: { enablePush: false, initialWindowSize: WINDOW_BYTES },
+    let socket: net.Socket;
+    if (!https) {
       // Nagle's algorithm would hold a batch back until the previous one is acknowledged (Go,
       // and so etcd, turns it off on every connection).
-      createConnection: () => {
-        if (!https) return net.connect({ host, port, noDelay: true });
-        // As channelCredentialsFor: auto-TLS verifies nothing; certificate files verify the
-        // peer against the trusted CA (the system's when none) and offer our certificate.
-        const socket = tls.connect({
-          host,
-          port,
-          ALPNProtocols: ["h2"],
-          ...(net.isIP(host) === 0 ? { servername: host } : {}),
-          ...(dial === undefined
-            ? { rejectUnauthorized: false }
-            : { ...(dial.ca === null ? {} : { ca: dial.ca }), cert: dial.cert, key: dial.key }),
-        });
-        socket.setNoDelay(true);
-        return socket;
-      },
+      socket = net.connect({ host, port, noDelay: true });
+      socket.once("connect", () => this.options.connected?.());
+    } else {
+      // As channelCredentialsFor: auto-TLS verifies nothing; certificate files verify the peer
+      // against the trusted CA (the system's when none) and offer our certificate.
+      const secure = tls.connect({
+        host,
+        port,
+        ALPNProtocols: ["h2"],
+        ...(net.isIP(host) === 0 ? { servername: host } : {}),
+        ...(dial === undefined
+          ? { rejectUnauthorized: false }
+          : { ...(dial.ca === null ? {} : { ca: dial.ca }), cert: dial.cert, key: dial.key }),
+      });
+      secure.setNoDelay(true);
+      secure.once("secureConnect", () => {
+        if (secure.alpnProtocol !== "h2") {
+          secure.destroy(new Error(`the peer did not agree to HTTP/2 (ALPN ${String(secure.alpnProtocol)})`));
+          return;
+        }
+        this.options.connected?.();
+      });
+      socket = secure;
+    }
+    const connection: PeerConnection = new PeerConnection(socket, () => {
+      if (this.connection === connection) this.connection = undefined;
     });
-    this.session = session;
-    session.on("error", () => {}); // each call sees its own stream fail
-    session.once("connect", () => {
-      session.setLocalWindowSize(WINDOW_BYTES);
-      this.options.connected?.();
-    });
-    session.once("close", () => {
-      if (this.session === session) this.session = undefined;
-    });
-    session.once("goaway", () => {
-      // The peer takes no new calls here: those open finish, the next opens a new session.
-      if (this.session === session) this.session = undefined;
-      session.close();
-    });
-    session.unref();
+    this.connection = connection;
     if (this.keepalive === undefined) {
       this.keepalive = setInterval(() => this.ping(), this.options.keepaliveMs);
       this.keepalive.unref();
     }
-    return session;
+    return connection;
   }
 
   /** A peer that vanished without closing its socket (power, partition) is found by ping. */
   private ping(): void {
-    const session = this.session;
-    if (session === undefined || session.connecting || session.closed || session.destroyed) return;
-    const deadline = setTimeout(
-      () => session.destroy(new Error("keepalive ping not answered")),
-      this.options.keepaliveTimeoutMs,
-    );
+    const connection = this.connection;
+    if (connection === undefined || connection.closed || !connection.h2.settled) return;
+    const deadline = setTimeout(() => {
+      connection.error ||= "keepalive ping not answered";
+      connection.destroy();
+    }, this.options.keepaliveTimeoutMs);
     deadline.unref();
-    const sent = session.ping(() => clearTimeout(deadline));
-    if (!sent) clearTimeout(deadline);
+    connection.h2.ping(() => clearTimeout(deadline));
   }
 
-  /** Ends the session: calls in flight are cancelled. */
+  /** Ends the connection: calls in flight are cancelled. */
   close(): void {
     clearInterval(this.keepalive);
     this.keepalive = undefined;
-    this.session?.destroy();
-    this.session = undefined;
+    this.connection?.destroy();
+    this.connection = undefined;
   }
 }
 
@@ -186,32 +281,39 @@ export class PeerSession {
 export class PeerCall {
   private outcome: CallOutcome | undefined;
   private readonly waiters: ((outcome: CallOutcome) => void)[] = [];
+  private stream: H2ClientStream | undefined;
+  private responseHeaders: IncomingHeaders | undefined;
+  private trailers: IncomingHeaders | undefined;
+  private drainWaiters: (() => void)[] = [];
 
-  constructor(private readonly stream: http2.ClientHttp2Stream | undefined) {
-    if (stream === undefined) return;
-    let headers: http2.IncomingHttpHeaders | undefined;
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    let error = "";
-    stream.once("response", (h) => {
-      headers = h;
-    });
-    stream.once("trailers", (h) => {
-      trailers = h;
-    });
-    stream.on("error", (err: Error) => {
-      error = err.message;
-    });
-    // The answer's one (empty) message is not needed; reading it lets the stream end.
-    stream.resume();
-    stream.once("close", () => {
+  /** What the connection tells this call. */
+  readonly events: ClientStreamEvents = {
+    headers: (headers, endStream) => {
+      if (this.responseHeaders === undefined && !endStream) this.responseHeaders = headers;
+      else this.trailers = headers;
+    },
+    close: (resetCode) => {
+      this.wakeWriters();
       this.settle(
-        callOutcomeOf(trailers) ??
-          callOutcomeOf(headers) ?? {
+        callOutcomeOf(this.trailers) ??
+          callOutcomeOf(this.responseHeaders) ?? {
             code: status.UNAVAILABLE,
-            details: error || `stream closed without a status (HTTP/2 code ${stream.rstCode ?? 0})`,
+            details:
+              this.connection?.error ||
+              (resetCode === undefined
+                ? "the connection to the peer closed"
+                : `stream reset by the peer (HTTP/2 code ${resetCode})`),
           },
       );
-    });
+    },
+    drain: () => this.wakeWriters(),
+  };
+
+  constructor(private readonly connection: PeerConnection | undefined) {}
+
+  /** @internal */
+  attach(stream: H2ClientStream): void {
+    this.stream = stream;
   }
 
   /** A call that could not be opened. */
@@ -225,9 +327,9 @@ export class PeerCall {
     return this.outcome !== undefined;
   }
 
-  /** Bytes written and not yet taken by the connection (flow control or a slow socket). */
+  /** Bytes written and not yet sent: held by flow control, or in the socket's buffer. */
   get writableLength(): number {
-    return this.stream?.writableLength ?? 0;
+    return (this.stream?.queuedBytes ?? 0) + (this.connection?.socket.writableLength ?? 0);
   }
 
   /** Writes one message (framed here); false: wait for `room` before writing more. */
@@ -237,36 +339,24 @@ export class PeerCall {
 
   /** Writes one message already behind its gRPC prefix (encodeRaftBatchMessage). */
   writeFramed(framed: Buffer): boolean {
-    const stream = this.stream;
-    if (stream === undefined || this.outcome !== undefined || stream.writableEnded) return false;
-    return stream.write(framed);
+    if (this.stream === undefined || this.outcome !== undefined) return false;
+    return this.stream.write(framed);
   }
 
   /** Resolves once what was written drained, or once the call is over. */
   room(): Promise<void> {
-    const stream = this.stream;
-    if (stream === undefined || this.outcome !== undefined || !stream.writableNeedDrain)
-      return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        stream.off("drain", done);
-        stream.off("close", done);
-        resolve();
-      };
-      stream.once("drain", done);
-      stream.once("close", done);
-    });
+    if (this.outcome !== undefined) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   /** Half-closes: no more messages; the status follows. */
   end(): void {
-    if (this.stream !== undefined && !this.stream.writableEnded) this.stream.end();
+    this.stream?.end();
   }
 
   /** Abandons the call (RST_STREAM CANCEL). */
   cancel(): void {
-    if (this.stream !== undefined && !this.stream.destroyed)
-      this.stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.stream?.reset(H2_ERROR.CANCEL);
   }
 
   /** Runs `listener` once with the call's status (at once if it is over). */
@@ -278,6 +368,10 @@ export class PeerCall {
   /** The call's status, once it is over. */
   finished(): Promise<CallOutcome> {
     return new Promise((resolve) => this.onDone(resolve));
+  }
+
+  private wakeWriters(): void {
+    for (const w of this.drainWaiters.splice(0)) w();
   }
 
   private settle(outcome: CallOutcome): void {

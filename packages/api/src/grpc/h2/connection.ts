@@ -703,7 +703,7 @@ export class H2ServerConnection {
 
 const EMPTY = Buffer.alloc(0);
 
-function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
+export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
   const h = Buffer.allocUnsafe(9);
   h.writeUIntBE(length, 0, 3);
   h[3] = type;
