@@ -169,6 +169,16 @@ class PeerConnection {
   destroy(): void {
     this.socket.destroy();
   }
+
+  /**
+   * Ends the connection: its calls end at once (cancelled), the socket with a FIN rather than a
+   * reset (destroying a socket with unread bytes resets it, which the peer logs as an error).
+   */
+  end(): void {
+    this.h2.destroy();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
 }
 
 /** One peer's connection, reconnected lazily (by the next call) after it closes. */
@@ -272,7 +282,7 @@ export class PeerSession {
   close(): void {
     clearInterval(this.keepalive);
     this.keepalive = undefined;
-    this.connection?.destroy();
+    this.connection?.end();
     this.connection = undefined;
   }
 }
