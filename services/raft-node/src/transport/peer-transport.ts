@@ -6,7 +6,7 @@
 // reconnect backoff runs (Raft retransmits), and the next batch reopens the call.
 // Snapshots travel on their own call: header, image chunks, CRC trailer.
 // Inbound: the same service, served on --listen-peer-urls by @etcd-ts/api's GrpcHttp2Server (the
-// client port's HTTP/2 core); outbound calls go out on node:http2 sessions (peer-session.ts).
+// client port's HTTP/2 core); outbound calls on the client role of that core (peer-session.ts).
 // Neither is grpc-js any more: the wire is unchanged, so a member of the previous version talks
 // to this one both ways.
 // Every call opens with etcd's peer headers, `x-server-from` (the sender's member ID) and
