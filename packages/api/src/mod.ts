@@ -44,6 +44,14 @@ export {
   FORWARD_CALLS_PATH,
   forwardedCallsHandler,
 } from "./grpc/forwarded-calls.js";
+// The client side of our HTTP/2 core (the peer transport's outbound calls).
+export {
+  type ClientConnectionIo,
+  type ClientStreamEvents,
+  H2ClientConnection,
+  H2ClientStream,
+} from "./grpc/h2/client-connection.js";
+export { H2_ERROR, type IncomingHeaders } from "./grpc/h2/connection.js";
 export {
   deadlineFrom,
   decodeGrpcMessage,
@@ -55,16 +63,19 @@ export {
 // member's peer port finding its sender).
 export {
   completeFrameAt,
+  encodeLiteralHeaderBlock,
   FRAME_HEADER_BYTES,
   FrameFlag,
   FrameType,
   HeaderBlockDecoder,
+  type HeaderField,
   HTTP2_PREFACE,
   headersFragment,
 } from "./grpc/http2-frames.js";
 export {
   type CallKind,
   type CallStatus,
+  frameGrpcMessage,
   type GrpcCallObserver,
   GrpcHttp2Server,
   type GrpcHttp2ServerOptions,

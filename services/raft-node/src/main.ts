@@ -13,7 +13,6 @@ import {
 } from "@etcd-ts/api";
 import { ControlPlane, registerControlPlaneMetrics } from "@etcd-ts/events";
 import { processRegistry, startTracing } from "@etcd-ts/telemetry";
-import { Server } from "@grpc/grpc-js";
 import { type DestinationStream, pino } from "pino";
 import { ConfigError, type MemberConfig, memberConfig, parseFlags } from "./config/flags.js";
 import { clusterEventPublisher } from "./events/cluster-event-publisher.js";
@@ -146,11 +145,6 @@ async function main(): Promise<void> {
     });
   }
 
-  const peerServer = new Server({
-    "grpc.enable_channelz": 0,
-    "grpc.max_receive_message_length": -1,
-    "grpc.max_send_message_length": -1,
-  });
   const { peerTls, clientTls } = await serverTlsOf(config, logger);
   const rejected = (r: TlsRejection) => logger.warn({ ...r }, rejectionMessage(r));
   // etcd's ReqTimeout (5 s plus two election timeouts): how long a corruption check waits for a peer.
@@ -177,7 +171,7 @@ async function main(): Promise<void> {
     logger.info({}, "initial corruption checking passed; no corruption");
   }
   const opened = performance.now();
-  await member.start(peerServer, peerTls);
+  await member.start(peerTls);
   await member.published;
   // Where a restart's time goes (with bootstrap's "opened the store and the Raft log" line):
   // from the process's start to the member opened, then Raft catching up until published.

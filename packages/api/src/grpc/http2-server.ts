@@ -189,6 +189,14 @@ export abstract class ServerCall extends EventEmitter {
   /** Ends the call with a status (OK with optional trailing metadata, or an error). */
   abstract finish(status: CallStatus): void;
 
+  /**
+   * Asks the client to stop sending until `resumeReading` (HTTP/2 flow control): messages
+   * already on their way still arrive. A call without its own stream cannot pause.
+   */
+  pauseReading(): void {}
+
+  resumeReading(): void {}
+
   /** A unary call's answer: its one message, then the status. */
   finishWith(message: Uint8Array, status: CallStatus): void {
     this.sendMessage(message);
@@ -271,6 +279,14 @@ export class Http2ServerCall extends ServerCall {
     return Array.isArray(value) ? value[0] : value;
   }
 
+  override pauseReading(): void {
+    this.stream.pauseReading();
+  }
+
+  override resumeReading(): void {
+    this.stream.resumeReading();
+  }
+
   /** Bytes queued on the stream and not yet sent, plus messages not yet queued. */
   override get writableLength(): number {
     let queued = this.stream.queuedBytes;
@@ -285,7 +301,7 @@ export class Http2ServerCall extends ServerCall {
   override sendMessage(message: Uint8Array): boolean {
     if (this.finished) return false;
     this.observer?.sent(message.length);
-    this.pending.push(frameMessage(message));
+    this.pending.push(frameGrpcMessage(message));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
@@ -297,7 +313,7 @@ export class Http2ServerCall extends ServerCall {
   override finishWith(message: Uint8Array, status: CallStatus): void {
     if (this.finished) return;
     this.observer?.sent(message.length);
-    this.pending.push(frameMessage(message));
+    this.pending.push(frameGrpcMessage(message));
     this.finish(status);
   }
 
@@ -461,7 +477,8 @@ const IGNORED_STREAM: StreamEvents = { data() {}, end() {}, close() {}, drain() 
 /** Up to this many queued bytes are joined into one write; above, the pieces go as they are. */
 const JOIN_MAX_BYTES = 1024 * 1024;
 
-function frameMessage(message: Uint8Array): Buffer {
+/** One gRPC message on the wire: flag 0 (not compressed), its 4-byte big-endian length, the bytes. */
+export function frameGrpcMessage(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);

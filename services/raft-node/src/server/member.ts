@@ -30,7 +30,7 @@ import {
   type Status,
 } from "@etcd-ts/raft";
 import { type TraceContext, tracing } from "@etcd-ts/telemetry";
-import type { Server } from "@grpc/grpc-js";
+import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
 import type { AuthenticateApplied } from "../apply/auth-requests.js";
@@ -106,6 +106,7 @@ import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
 import { PeerTransport, type TransportLogger } from "../transport/peer-transport.js";
 import { dialTlsFrom } from "../transport/tls-credentials.js";
+import { serveService } from "../v3rpc/grpc-adapter.js";
 import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
@@ -478,10 +479,12 @@ export class Member implements EtcdServer {
   }
 
   /** Serves the peer service, starts Raft and publishes this member's attributes. */
-  async start(peerServer: Server, peerTls?: ServerTls): Promise<void> {
+  async start(peerTls?: ServerTls): Promise<void> {
     // services/auth's calls share the peer port: the only boundary password hashes cross.
-    peerServer.addService(authBackend.AuthBackendService, authBackendService(this, this.logger));
-    await this.transport.listen(peerServer, this.config.listenPeerUrls, peerTls);
+    const authBackendImplementation = authBackendService(this, this.logger) as UntypedServiceImplementation;
+    await this.transport.listen(this.config.listenPeerUrls, peerTls, (server) =>
+      serveService(server, authBackend.AuthBackendService, authBackendImplementation),
+    );
     this.raft.start();
     this.leasePoller.start();
     void this.publishLoop();

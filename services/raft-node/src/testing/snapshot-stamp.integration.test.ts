@@ -10,7 +10,6 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { freePorts } from "@etcd-ts/testing";
-import { Server } from "@grpc/grpc-js";
 import { memberConfig, parseFlags } from "../config/flags.js";
 import { putRequest } from "../mvcc/request-builders.js";
 import { Member, type MemberLogger } from "../server/member.js";
@@ -52,7 +51,6 @@ describe("snapshots stamped with their image's applied index", () => {
     ];
     const leaderLog: { message: string; details: Record<string, unknown> }[] = [];
     const followerLog: { message: string; details: Record<string, unknown> }[] = [];
-    const servers = [new Server(), new Server()];
     const members: Member[] = [];
     let writing = true;
     let watching = true;
@@ -62,7 +60,7 @@ describe("snapshots stamped with their image's applied index", () => {
         logger(leaderLog),
       );
       members.push(m1);
-      await m1.start(servers[0]!);
+      await m1.start();
       await until("m1 leads", () => m1.isLeader);
       const put = (i: number) =>
         m1.put(putRequest({ key: `k/${String(i).padStart(6, "0")}`, value: `v${i}` }));
@@ -117,7 +115,7 @@ describe("snapshots stamped with their image's applied index", () => {
           await nextTurn();
         }
       })();
-      await m2.start(servers[1]!);
+      await m2.start();
       await until("m2 installed a snapshot", () =>
         followerLog.some((l) => l.message === "installed snapshot from the leader"),
       );
@@ -148,7 +146,6 @@ describe("snapshots stamped with their image's applied index", () => {
       writing = false;
       watching = false;
       for (const m of members.reverse()) await m.stop().catch(() => {});
-      for (const s of servers) s.forceShutdown();
       await rm(dir, { recursive: true, force: true });
     }
   });

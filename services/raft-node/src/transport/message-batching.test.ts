@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { peer } from "@etcd-ts/api";
+import { frameGrpcMessage, peer } from "@etcd-ts/api";
 import { decodeMessage, EntryType, encodeMessage, type Message, MessageType } from "@etcd-ts/raft";
-import { batchByRecipient, encodeRaftBatch, grpcTarget, nextBackoffMs } from "./message-batching.js";
+import {
+  batchByRecipient,
+  decodeRaftBatch,
+  encodeRaftBatch,
+  encodeRaftBatchMessage,
+  grpcTarget,
+  nextBackoffMs,
+} from "./message-batching.js";
 
 const msg = (type: MessageType, to: bigint, index: number): Message => ({
   type,
@@ -80,5 +87,35 @@ describe("message batching", () => {
       const decoded = peer.RaftBatch.decode(batch);
       assert.deepEqual(decoded.messages.map(decodeMessage), messages);
     }
+  });
+
+  it("reads a RaftBatch as the generated decoder does, skipping fields it does not know", () => {
+    const messages = [msg(MessageType.MsgApp, 0xfedcba9876543210n, 7), msg(MessageType.MsgHeartbeat, 5n, 0)];
+    const encoded = messages.map((m) => Buffer.from(encodeMessage(m)));
+    const bytes = peer.RaftBatch.encode({
+      clusterId: 0x8e9e05c52164694dn,
+      from: 0xffffffffffffffffn,
+      to: 3n,
+      messages: encoded,
+    }).finish();
+    // A field from a newer sender (number 9, a string) ahead of the rest.
+    const withUnknown = Buffer.concat([Buffer.from([0x4a, 0x02, 0x68, 0x69]), bytes]);
+    for (const b of [bytes, withUnknown]) {
+      const batch = decodeRaftBatch(b);
+      assert.equal(batch.clusterId, 0x8e9e05c52164694dn);
+      assert.equal(batch.from, 0xffffffffffffffffn);
+      assert.equal(batch.to, 3n);
+      assert.deepEqual(batch.messages.map(decodeMessage), messages);
+    }
+    assert.deepEqual(decodeRaftBatch(new Uint8Array(0)), { clusterId: 0n, from: 0n, to: 0n, messages: [] });
+    assert.throws(() => decodeRaftBatch(Buffer.from([0x22, 0x05, 0x01])), /truncated/);
+  });
+
+  it("writes the batch as one gRPC message, byte for byte the framed batch", () => {
+    const messages = [msg(MessageType.MsgApp, 3n, 7), msg(MessageType.MsgHeartbeat, 3n, 0)];
+    const { batch, messageBytes } = encodeRaftBatch(0x8e9e05c52164694dn, 1n, 3n, messages);
+    const framed = encodeRaftBatchMessage(0x8e9e05c52164694dn, 1n, 3n, messages);
+    assert.deepEqual(framed.message, frameGrpcMessage(batch));
+    assert.equal(framed.messageBytes, messageBytes);
   });
 });

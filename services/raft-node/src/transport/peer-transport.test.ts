@@ -2,16 +2,15 @@
 // peer (what a proxy on a shared port sees), and a plain HTTP/2 client opening calls to a member.
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { peer } from "@etcd-ts/api";
-import { type Message, MessageType } from "@etcd-ts/raft";
+import { type Message, MessageType, type SnapshotMetadata } from "@etcd-ts/raft";
 import { freePorts } from "@etcd-ts/testing";
-import { Server } from "@grpc/grpc-js";
 import { encodeRaftBatch } from "./message-batching.js";
 import {
   CLUSTER_ID_HEADER,
@@ -43,15 +42,21 @@ interface Recorded {
   warnings: { details: Record<string, unknown>; message: string }[];
 }
 
-function transportFor(memberId: bigint, snapshotDir: string, recorded: Recorded): PeerTransport {
+function transportFor(
+  memberId: bigint,
+  snapshotDir: string,
+  recorded: Recorded,
+  clusterId = CLUSTER,
+  unreachable: bigint[] = [],
+): PeerTransport {
   const handler: PeerTransportHandler = {
-    clusterId: CLUSTER,
+    clusterId,
     memberId,
     snapshotDir,
     receive: (messages) => recorded.received.push(...messages),
     isRemoved: (id) => id === REMOVED,
     clusterInfo: () => ({ clusterId: CLUSTER, memberId, members: [] }),
-    reportUnreachable: () => {},
+    reportUnreachable: (id) => unreachable.push(id),
     reportSnapshot: () => {},
     writeSnapshotImage: () => Promise.reject(new Error("no snapshots in this test")),
     snapshotReceived: () => Promise.reject(new Error("no snapshots in this test")),
@@ -104,16 +109,14 @@ async function rawStreamCall(
 describe("peer transport call headers", () => {
   let dir: string;
   let port: number;
-  let server: Server;
   let member: PeerTransport;
   const recorded: Recorded = { received: [], warnings: [] };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "peer-transport-"));
     [port] = await freePorts(1);
-    server = new Server();
     member = transportFor(OTHER, dir, recorded);
-    await member.listen(server, [new URL(`http://127.0.0.1:${port}`)]);
+    await member.listen([new URL(`http://127.0.0.1:${port}`)]);
   });
 
   after(async () => {
@@ -211,6 +214,97 @@ describe("peer transport call headers", () => {
       assert.equal(recorded.received[0]!.from, SELF);
     } finally {
       await sender.close();
+    }
+  });
+
+  it("hears a refusal as its peer unreachable, and logs it", async () => {
+    const warnings: Recorded = { received: [], warnings: [] };
+    const unreachable: bigint[] = [];
+    const stranger = transportFor(SELF, dir, warnings, 0x1234abcdn, unreachable);
+    recorded.received.length = 0;
+    try {
+      stranger.setPeers(new Map([[OTHER, [`http://127.0.0.1:${port}`]]]));
+      stranger.send([heartbeat(SELF, OTHER)]);
+      for (let i = 0; i < 100 && unreachable.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(unreachable, [OTHER]);
+      assert.equal(recorded.received.length, 0);
+      assert.deepEqual(warnings.warnings, [
+        {
+          message: "peer refused our messages",
+          details: { peer: OTHER.toString(16), error: "etcdserver: cluster ID mismatch" },
+        },
+      ]);
+      // Backing off: the next batch is dropped at once, without a call.
+      stranger.send([heartbeat(SELF, OTHER)]);
+      assert.deepEqual(unreachable, [OTHER, OTHER]);
+    } finally {
+      await stranger.close();
+    }
+  });
+
+  it("reports a peer nobody listens on as unreachable", async () => {
+    const [closedPort] = await freePorts(1);
+    const unreachable: bigint[] = [];
+    const sender = transportFor(SELF, dir, { received: [], warnings: [] }, CLUSTER, unreachable);
+    try {
+      sender.setPeers(new Map([[OTHER, [`http://127.0.0.1:${closedPort}`]]]));
+      sender.send([heartbeat(SELF, OTHER)]);
+      for (let i = 0; i < 100 && unreachable.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(unreachable, [OTHER]);
+    } finally {
+      await sender.close();
+    }
+  });
+});
+
+describe("peer transport snapshots", () => {
+  it("sends the image in chunks behind its header and CRC trailer, and the peer takes it whole", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "peer-snapshot-"));
+    const [port] = await freePorts(1);
+    // Over a few chunks and a flow-control window: the sender waits for room as it goes.
+    const image = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < image.length; i++) image[i] = (i * 7) & 255;
+    const metadata: SnapshotMetadata = {
+      index: 42,
+      term: 3,
+      confState: { voters: [SELF, OTHER], learners: [] },
+    };
+    const reports: [bigint, boolean][] = [];
+    let installed: { message: Message; bytes: Buffer } | undefined;
+    const base = (memberId: bigint): PeerTransportHandler => ({
+      clusterId: CLUSTER,
+      memberId,
+      snapshotDir: dir,
+      receive: () => {},
+      isRemoved: () => false,
+      clusterInfo: () => ({ clusterId: CLUSTER, memberId, members: [] }),
+      reportUnreachable: () => {},
+      reportSnapshot: (id, ok) => reports.push([id, ok]),
+      writeSnapshotImage: async (path) => {
+        await writeFile(path, image);
+        return { size: image.length, metadata };
+      },
+      snapshotReceived: async (message, path) => {
+        installed = { message, bytes: await readFile(path) };
+      },
+    });
+    const log = { info: () => {}, warn: () => {} };
+    const receiver = new PeerTransport(base(OTHER), log);
+    const sender = new PeerTransport(base(SELF), log);
+    try {
+      await receiver.listen([new URL(`http://127.0.0.1:${port}`)]);
+      sender.setPeers(new Map([[OTHER, [`http://127.0.0.1:${port}`]]]));
+      sender.send([{ ...heartbeat(SELF, OTHER), type: MessageType.MsgSnap }]);
+      for (let i = 0; i < 250 && reports.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(reports, [[OTHER, true]]);
+      assert.ok(installed !== undefined, "the receiver installed nothing");
+      assert.equal(installed.message.type, MessageType.MsgSnap);
+      assert.equal(installed.message.snapshot?.metadata.index, 42, "the image's own metadata");
+      assert.ok(installed.bytes.equals(image), "the image arrived byte for byte");
+    } finally {
+      await sender.close();
+      await receiver.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -5,35 +5,37 @@
 // unreachable to Raft (which then probes instead of pipelining), messages are dropped while a
 // reconnect backoff runs (Raft retransmits), and the next batch reopens the call.
 // Snapshots travel on their own call: header, image chunks, CRC trailer.
-// Inbound: the same service, served on --listen-peer-urls.
+// Inbound: the same service, served on --listen-peer-urls by @etcd-ts/api's GrpcHttp2Server (the
+// client port's HTTP/2 core); outbound calls on the client role of that core (peer-session.ts).
+// Neither is grpc-js any more: the wire is unchanged, so a member of the previous version talks
+// to this one both ways.
 // Every call opens with etcd's peer headers, `x-server-from` (the sender's member ID) and
 // `x-etcd-cluster-id`, so a proxy on a shared port can tell senders apart, and a member refuses
 // another cluster's call before reading any of it (etcd answers 412 "cluster ID mismatch").
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import {
-  type GrpcListener,
-  listenGrpc,
+  type CallStatus,
+  GrpcHttp2Server,
   peer,
   rejectionMessage,
+  type ServerCall,
   type ServerTls,
   type TlsRejection,
 } from "@etcd-ts/api";
 import { decodeMessage, encodeMessage, type Message, type SnapshotMetadata } from "@etcd-ts/raft";
-import {
-  type ClientWritableStream,
-  Metadata,
-  type Server,
-  ServerCredentials,
-  type ServerReadableStream,
-  type ServiceError,
-  status,
-} from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import { crc32c } from "@node-rs/crc32";
 import { formatId, parseId } from "../membership/member-id.js";
-import { batchByRecipient, encodeRaftBatch, grpcTarget, nextBackoffMs } from "./message-batching.js";
+import {
+  batchByRecipient,
+  decodeRaftBatch,
+  encodeRaftBatchMessage,
+  grpcTarget,
+  nextBackoffMs,
+} from "./message-batching.js";
+import { type CallOutcome, type PeerCall, PeerSession } from "./peer-session.js";
 import { channelCredentialsFor, type DialTls } from "./tls-credentials.js";
 
 /** etcd's peer request headers (rafthttp), lowercased as HTTP/2 requires; IDs in etcd's hex. */
@@ -76,23 +78,24 @@ export interface PeerTransportHandler {
 }
 
 const CHUNK_BYTES = 256 * 1024;
-const STREAM_METHOD = peer.RaftPeerService.stream;
+const STREAM_PATH = peer.RaftPeerService.stream.path;
+const SNAPSHOT_PATH = peer.RaftPeerService.snapshot.path;
+const CLUSTER_INFO_PATH = peer.RaftPeerService.clusterInfo.path;
+const encodeSnapshotChunk = peer.RaftPeerService.snapshot.requestSerialize;
+const decodeSnapshotChunk = peer.RaftPeerService.snapshot.requestDeserialize;
+const encodeClusterInfo = peer.RaftPeerService.clusterInfo.responseSerialize;
+/** StreamClosed and SnapshotAccepted: empty messages, the answer a grpc-js client waits for. */
+const EMPTY_ANSWER = new Uint8Array(0);
 /** Bytes queued on one peer's stream beyond which messages are dropped (Raft resends). */
 const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
-const CHANNEL_OPTIONS = {
-  "grpc.enable_channelz": 0,
-  "grpc.max_receive_message_length": -1,
-  "grpc.max_send_message_length": -1,
-  "grpc.keepalive_time_ms": 5000,
-  "grpc.keepalive_timeout_ms": 5000,
-  "grpc.keepalive_permit_without_calls": 1,
-  "grpc.initial_reconnect_backoff_ms": 100,
-  "grpc.max_reconnect_backoff_ms": 1000,
-};
+/** As the grpc-js channels before: a ping every 5 s, the peer dead if unanswered for 5 s more. */
+const KEEPALIVE_MS = 5000;
+const KEEPALIVE_TIMEOUT_MS = 5000;
 
+/** One peer: its session, and the Raft stream on it. */
 class PeerLink {
-  private client: InstanceType<typeof peer.RaftPeerClient> | undefined;
-  private stream: ClientWritableStream<Buffer> | undefined;
+  private peerSession: PeerSession | undefined;
+  private stream: PeerCall | undefined;
   private retryAt = 0;
   private backoffMs = 0;
   private closed = false;
@@ -103,16 +106,16 @@ class PeerLink {
     private readonly owner: PeerTransport,
   ) {}
 
-  get rpc(): InstanceType<typeof peer.RaftPeerClient> {
-    if (this.client === undefined) {
-      const url = this.urls[0]!;
-      this.client = new peer.RaftPeerClient(
-        grpcTarget(url),
-        channelCredentialsFor(url, this.owner.dial),
-        CHANNEL_OPTIONS,
-      );
-    }
-    return this.client;
+  get session(): PeerSession {
+    this.peerSession ??= new PeerSession(this.urls[0]!, this.owner.dial, {
+      keepaliveMs: KEEPALIVE_MS,
+      keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+      // Backoff grows only while the peer cannot be reached at all (not on every failed call).
+      connected: () => {
+        this.backoffMs = 0;
+      },
+    });
+    return this.peerSession;
   }
 
   send(messages: Message[]): void {
@@ -124,38 +127,41 @@ class PeerLink {
       handler.dropped?.(messages);
       return;
     }
-    const { batch, messageBytes } = encodeRaftBatch(handler.clusterId, handler.memberId, this.id, messages);
-    stream.write(batch);
+    const { message, messageBytes } = encodeRaftBatchMessage(
+      handler.clusterId,
+      handler.memberId,
+      this.id,
+      messages,
+    );
+    // Ordering: one stream per peer, written in the order Raft emitted; the bytes reach the peer
+    // in that order or the stream fails (and Raft, told the peer is unreachable, resends).
+    stream.writeFramed(message);
     handler.bytesSent?.(this.id, messageBytes);
   }
 
-  private open(): ClientWritableStream<Buffer> | undefined {
+  private open(): PeerCall | undefined {
     if (this.stream !== undefined) return this.stream;
     if (Date.now() < this.retryAt) return undefined;
-    // The Stream method with the batch already in wire form (encodeRaftBatch).
-    const stream = this.rpc.makeClientStreamRequest(
-      STREAM_METHOD.path,
-      (batch: Buffer) => batch,
-      STREAM_METHOD.responseDeserialize,
-      this.owner.callHeaders(),
-      (err: ServiceError | null) => {
-        if (this.stream === stream) this.stream = undefined;
-        if (err && !this.closed) this.failed(err);
-      },
-    );
-    // A stream that ends without an error (the peer restarted cleanly) is simply reopened.
-    stream.on("error", () => {});
+    const stream = this.session.open(STREAM_PATH, this.owner.callHeaders());
+    if (stream.done) return undefined;
+    stream.onDone((outcome) => {
+      if (this.stream === stream) this.stream = undefined;
+      // A stream that ends OK (the peer closed it cleanly) is simply reopened.
+      if (outcome.code !== status.OK && !this.closed) this.failed(outcome);
+    });
     this.stream = stream;
-    this.backoffMs = 0;
     return stream;
   }
 
-  private failed(err: ServiceError): void {
+  private failed(outcome: CallOutcome): void {
     this.backoffMs = nextBackoffMs(this.backoffMs);
     this.retryAt = Date.now() + this.backoffMs;
     this.owner.handler.reportUnreachable(this.id);
-    if (err.code === status.FAILED_PRECONDITION || err.code === status.PERMISSION_DENIED) {
-      this.owner.logger.warn({ peer: this.id.toString(16), error: err.details }, "peer refused our messages");
+    if (outcome.code === status.FAILED_PRECONDITION || outcome.code === status.PERMISSION_DENIED) {
+      this.owner.logger.warn(
+        { peer: this.id.toString(16), error: outcome.details },
+        "peer refused our messages",
+      );
     }
   }
 
@@ -168,8 +174,8 @@ class PeerLink {
   reset(): void {
     this.stream?.end();
     this.stream = undefined;
-    this.client?.close();
-    this.client = undefined;
+    this.peerSession?.close();
+    this.peerSession = undefined;
   }
 
   close(): void {
@@ -180,8 +186,7 @@ class PeerLink {
 
 export class PeerTransport {
   private readonly links = new Map<bigint, PeerLink>();
-  private readonly servers: Server[] = [];
-  private readonly listeners: GrpcListener[] = [];
+  private readonly servers: GrpcHttp2Server[] = [];
   private snapshotSeq = 0;
 
   /** `dial`: how https peer URLs are dialled (tls-credentials.ts). */
@@ -193,35 +198,44 @@ export class PeerTransport {
 
   /**
    * Serves the peer service on each URL; https URLs with `tls` (certificate files or auto-TLS).
-   * A peer refused by TLS or etcd's certificate checks is logged as etcd logs it.
+   * A peer refused by TLS or etcd's certificate checks is logged as etcd logs it. `alsoServe`
+   * adds the other services of the peer port (services/auth's AuthBackend).
    */
-  async listen(server: Server, urls: readonly URL[], tls?: ServerTls): Promise<void> {
-    server.addService(peer.RaftPeerService, this.serviceImplementation());
+  async listen(
+    urls: readonly URL[],
+    tls?: ServerTls,
+    alsoServe?: (server: GrpcHttp2Server) => void,
+  ): Promise<void> {
     for (const url of urls) {
       if (url.protocol === "https:" && tls === undefined) {
         throw new Error(
           `TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url ${url.href} with HTTPS scheme`,
         );
       }
-      const rejected = (r: TlsRejection) => this.logger.warn({ ...r }, rejectionMessage(r));
-      this.listeners.push(
-        await listenGrpc(
-          server,
-          grpcTarget(url.toString()),
-          ServerCredentials.createInsecure(),
-          url.protocol === "https:" && tls !== undefined ? { config: tls, rejected } : undefined,
-        ),
-      );
+      const server = new GrpcHttp2Server({
+        ...(url.protocol === "https:" ? { tls } : {}),
+        onTlsRejected: (r: TlsRejection) => this.logger.warn({ ...r }, rejectionMessage(r)),
+        // Only HTTP/2 on this port: connections go to it unread.
+        routeFirstBytes: false,
+      });
+      server.register(STREAM_PATH, { kind: "bidi", handle: (call) => this.serveStream(call) });
+      server.register(SNAPSHOT_PATH, { kind: "bidi", handle: (call) => this.serveSnapshot(call) });
+      server.register(CLUSTER_INFO_PATH, {
+        kind: "unary",
+        handle: (call) => call.finishWith(encodeClusterInfo(this.handler.clusterInfo()), { code: status.OK }),
+      });
+      alsoServe?.(server);
+      this.servers.push(server);
+      await server.listen(grpcTarget(url.toString()));
     }
-    this.servers.push(server);
   }
 
   /** The headers every outbound peer call opens with (read at each open: the IDs can change on join). */
-  callHeaders(): Metadata {
-    const headers = new Metadata();
-    headers.set(SERVER_FROM_HEADER, formatId(this.handler.memberId));
-    headers.set(CLUSTER_ID_HEADER, formatId(this.handler.clusterId));
-    return headers;
+  callHeaders(): Record<string, string> {
+    return {
+      [SERVER_FROM_HEADER]: formatId(this.handler.memberId),
+      [CLUSTER_ID_HEADER]: formatId(this.handler.clusterId),
+    };
   }
 
   /** Keeps the set of peers in step with the membership (self excluded). */
@@ -260,13 +274,14 @@ export class PeerTransport {
       return;
     }
     const path = join(this.handler.snapshotDir, `outgoing-${process.pid}-${++this.snapshotSeq}.image`);
+    let call: PeerCall | undefined;
     try {
       // The message goes out with the image's own metadata, not the Raft snapshot's it asked for.
       const { size, metadata } = await this.handler.writeSnapshotImage(path);
       const headerMessage: Message = { ...message, snapshot: { metadata, data: new Uint8Array(0) } };
-      await new Promise<void>((resolve, reject) => {
-        const call = link.rpc.snapshot(this.callHeaders(), (err) => (err ? reject(err) : resolve()));
-        call.write({
+      call = link.session.open(SNAPSHOT_PATH, this.callHeaders());
+      call.write(
+        encodeSnapshotChunk({
           header: {
             clusterId: this.handler.clusterId,
             from: this.handler.memberId,
@@ -274,29 +289,23 @@ export class PeerTransport {
             message: Buffer.from(encodeMessage(headerMessage)),
             dataSize: BigInt(size),
           },
-        });
-        let crc = 0;
-        const file = createReadStream(path, { highWaterMark: CHUNK_BYTES });
-        file.on("data", (chunk) => {
-          const data = chunk as Buffer;
-          crc = crc32c(data, crc);
-          if (!call.write({ data })) {
-            file.pause();
-            call.once("drain", () => file.resume());
-          }
-        });
-        file.on("error", (err) => {
-          call.cancel();
-          reject(err);
-        });
-        file.on("end", () => {
-          call.write({ trailer: { crc32c: crc } });
-          call.end();
-        });
-      });
+        }),
+      );
+      let crc = 0;
+      for await (const chunk of createReadStream(path, { highWaterMark: CHUNK_BYTES })) {
+        if (call.done) break;
+        const data = chunk as Buffer;
+        crc = crc32c(data, crc);
+        if (!call.write(encodeSnapshotChunk({ data }))) await call.room();
+      }
+      call.write(encodeSnapshotChunk({ trailer: { crc32c: crc } }));
+      call.end();
+      const outcome = await call.finished();
+      if (outcome.code !== status.OK) throw new Error(`${status[outcome.code]}: ${outcome.details}`);
       this.logger.info({ to: message.to.toString(16), bytes: size }, "sent snapshot");
       this.handler.reportSnapshot(message.to, true);
     } catch (err) {
+      call?.cancel();
       this.logger.warn({ to: message.to.toString(16), error: String(err) }, "failed to send snapshot");
       this.handler.reportSnapshot(message.to, false);
     } finally {
@@ -304,55 +313,49 @@ export class PeerTransport {
     }
   }
 
-  private serviceImplementation(): peer.RaftPeerServer {
-    return {
-      stream: (call, callback) => {
-        const openRefusal = this.callRefusal(call.metadata);
-        if (openRefusal !== undefined) {
-          callback(openRefusal);
-          return;
-        }
-        let refused = false;
-        call.on("data", (batch: peer.RaftBatch) => {
-          if (refused) return;
-          const refusal = this.refusal(batch.clusterId, batch.from, batch.to);
-          if (refusal !== undefined) {
-            refused = true;
-            callback(refusal);
-            return;
-          }
-          const messages: Message[] = new Array(batch.messages.length);
-          let bytes = 0;
-          for (let i = 0; i < batch.messages.length; i++) {
-            bytes += batch.messages[i]!.length;
-            messages[i] = decodeMessage(batch.messages[i]);
-          }
-          this.handler.bytesReceived?.(batch.from, bytes);
-          this.handler.receive(messages);
-        });
-        call.on("end", () => {
-          if (!refused) callback(null, {});
-        });
-        call.on("error", () => {});
-      },
-      snapshot: (call, callback) => {
-        const openRefusal = this.callRefusal(call.metadata);
-        if (openRefusal !== undefined) {
-          callback(openRefusal);
-          return;
-        }
-        void this.receiveSnapshot(call).then(
-          () => callback(null, {}),
-          (err: unknown) =>
-            callback(
-              isStatus(err) ? err : { code: status.INTERNAL, details: String(err), name: "", message: "" },
-            ),
-        );
-      },
-      clusterInfo: (_call, callback) => {
-        callback(null, this.handler.clusterInfo());
-      },
-    };
+  /** The Raft stream from one peer: its batches, in order, to Raft. */
+  private serveStream(call: ServerCall): void {
+    const openRefusal = this.callRefusal(call);
+    if (openRefusal !== undefined) {
+      call.finish(openRefusal);
+      return;
+    }
+    call.on("message", (bytes: Buffer) => {
+      // After finish (a refusal below) the call delivers no more messages.
+      let batch: ReturnType<typeof decodeRaftBatch>;
+      try {
+        batch = decodeRaftBatch(bytes);
+      } catch (err) {
+        call.finish({ code: status.INTERNAL, details: `Error deserializing request: ${String(err)}` });
+        return;
+      }
+      const refusal = this.refusal(batch.clusterId, batch.from, batch.to);
+      if (refusal !== undefined) {
+        call.finish(refusal);
+        return;
+      }
+      const messages: Message[] = new Array(batch.messages.length);
+      let messageBytes = 0;
+      for (let i = 0; i < batch.messages.length; i++) {
+        messageBytes += batch.messages[i]!.length;
+        messages[i] = decodeMessage(batch.messages[i]!);
+      }
+      this.handler.bytesReceived?.(batch.from, messageBytes);
+      this.handler.receive(messages);
+    });
+    call.on("halfClose", () => call.finishWith(EMPTY_ANSWER, { code: status.OK }));
+  }
+
+  private serveSnapshot(call: ServerCall): void {
+    const openRefusal = this.callRefusal(call);
+    if (openRefusal !== undefined) {
+      call.finish(openRefusal);
+      return;
+    }
+    void this.receiveSnapshot(call).then(
+      () => call.finishWith(EMPTY_ANSWER, { code: status.OK }),
+      (err: unknown) => call.finish(isStatus(err) ? err : { code: status.INTERNAL, details: String(err) }),
+    );
   }
 
   /**
@@ -360,9 +363,9 @@ export class PeerTransport {
    * headers (a member from before they were sent) is let through: its batches and snapshot
    * header still carry the cluster ID, checked by `refusal`.
    */
-  private callRefusal(headers: Metadata): Partial<ServiceError> | undefined {
-    const from = headerValue(headers, SERVER_FROM_HEADER);
-    const clusterId = headerValue(headers, CLUSTER_ID_HEADER);
+  private callRefusal(call: ServerCall): CallStatus | undefined {
+    const from = call.header(SERVER_FROM_HEADER);
+    const clusterId = call.header(CLUSTER_ID_HEADER);
     if (clusterId !== undefined && clusterId !== formatId(this.handler.clusterId)) {
       this.logger.warn(
         {
@@ -383,7 +386,7 @@ export class PeerTransport {
     return undefined;
   }
 
-  private refusal(clusterId: bigint, from: bigint, to: bigint): Partial<ServiceError> | undefined {
+  private refusal(clusterId: bigint, from: bigint, to: bigint): CallStatus | undefined {
     if (clusterId !== this.handler.clusterId) {
       return { code: status.FAILED_PRECONDITION, details: "etcdserver: cluster ID mismatch" };
     }
@@ -396,7 +399,11 @@ export class PeerTransport {
     return undefined;
   }
 
-  private async receiveSnapshot(call: ServerReadableStream<peer.SnapshotChunk, peer.SnapshotAccepted>) {
+  /**
+   * Writes the image to a staging file as it arrives (the sender waits while the disk is slower:
+   * the call pauses reading), checks its size and CRC, then hands the MsgSnap to Raft.
+   */
+  private async receiveSnapshot(call: ServerCall): Promise<void> {
     const path = join(this.handler.snapshotDir, `incoming-${process.pid}-${++this.snapshotSeq}.image`);
     const out = createWriteStream(path);
     let header: peer.SnapshotHeader | undefined;
@@ -404,22 +411,40 @@ export class PeerTransport {
     let crc = 0;
     let received = 0;
     try {
-      await pipeline(
-        call,
-        async function* (chunks: AsyncIterable<peer.SnapshotChunk>) {
-          for await (const chunk of chunks) {
-            if (chunk.header) header = chunk.header;
-            else if (chunk.data) {
-              if (header === undefined)
-                throw statusError(status.INVALID_ARGUMENT, "snapshot data before its header");
-              crc = crc32c(chunk.data, crc);
-              received += chunk.data.length;
-              yield chunk.data;
-            } else if (chunk.trailer) trailer = chunk.trailer;
+      await new Promise<void>((resolve, reject) => {
+        let failed = false;
+        const fail = (err: unknown) => {
+          if (failed) return;
+          failed = true;
+          reject(err);
+        };
+        out.on("error", fail);
+        call.on("cancelled", () => fail(statusError(status.CANCELLED, "the sender went away")));
+        call.on("message", (bytes: Buffer) => {
+          if (failed) return;
+          let chunk: peer.SnapshotChunk;
+          try {
+            chunk = decodeSnapshotChunk(bytes);
+          } catch (err) {
+            fail(statusError(status.INTERNAL, `Error deserializing request: ${String(err)}`));
+            return;
           }
-        },
-        out,
-      );
+          if (chunk.header) header = chunk.header;
+          else if (chunk.data) {
+            if (header === undefined) {
+              fail(statusError(status.INVALID_ARGUMENT, "snapshot data before its header"));
+              return;
+            }
+            crc = crc32c(chunk.data, crc);
+            received += chunk.data.length;
+            if (!out.write(chunk.data)) pauseUntilDrained(call, out);
+          } else if (chunk.trailer) trailer = chunk.trailer;
+        });
+        call.on("halfClose", () => {
+          if (failed) return;
+          out.end(() => (failed ? undefined : resolve()));
+        });
+      });
       if (header === undefined || trailer === undefined) {
         throw statusError(status.INVALID_ARGUMENT, "snapshot without header or trailer");
       }
@@ -430,6 +455,7 @@ export class PeerTransport {
       }
       await this.handler.snapshotReceived(decodeMessage(header.message), path);
     } catch (err) {
+      out.destroy();
       this.handler.snapshotReceiveFailed?.(header?.from);
       await rm(path, { force: true });
       throw err;
@@ -439,32 +465,21 @@ export class PeerTransport {
   async close(): Promise<void> {
     for (const link of this.links.values()) link.close();
     this.links.clear();
-    for (const l of this.listeners.splice(0)) l.close();
-    await Promise.all(
-      this.servers.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            s.tryShutdown(() => resolve());
-            setTimeout(() => {
-              s.forceShutdown();
-              resolve();
-            }, 500).unref();
-          }),
-      ),
-    );
+    await Promise.all(this.servers.splice(0).map((s) => s.close(500)));
   }
 }
 
-function headerValue(headers: Metadata, name: string): string | undefined {
-  const [value] = headers.get(name);
-  return typeof value === "string" ? value : undefined;
+/** Asks the sender to wait while the staging file's buffer is full. */
+function pauseUntilDrained(call: ServerCall, out: WriteStream): void {
+  call.pauseReading();
+  out.once("drain", () => call.resumeReading());
 }
 
-function statusError(code: status, details: string): Partial<ServiceError> {
+function statusError(code: status, details: string): CallStatus {
   return { code, details };
 }
 
-function isStatus(err: unknown): err is ServiceError {
+function isStatus(err: unknown): err is CallStatus {
   return (
     typeof err === "object" &&
     err !== null &&

@@ -169,7 +169,7 @@ export function serveService(
     const handler = implementation[name] as unknown as Handler | undefined;
     if (handler === undefined) continue;
     if (method.requestStream && !method.responseStream) {
-      // etcd's client API has none; the peer transport's (stream, snapshot) stay on grpc-js.
+      // etcd's client API has none; the peer transport serves its own (stream, snapshot).
       throw new Error(`${method.path}: client-streaming methods are not supported here`);
     }
     const kind: CallKind = method.requestStream ? "bidi" : method.responseStream ? "server-stream" : "unary";

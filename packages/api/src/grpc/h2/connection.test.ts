@@ -331,6 +331,28 @@ describe("H2ServerConnection flow control on what it receives", () => {
     );
     assert.equal(h.failed()?.code, H2_ERROR.FLOW_CONTROL_ERROR);
   });
+
+  it("withholds a paused stream's WINDOW_UPDATE (not the connection's) until it resumes", () => {
+    const h = harness({ windowBytes: 100, maxConcurrentStreams: 10 });
+    h.open();
+    h.connection.receive(frame(FRAME.HEADERS, 0x4, 1, h.block(REQUEST)));
+    h.take();
+    h.streams[0]!.stream.pauseReading();
+    h.connection.receive(frame(FRAME.DATA, 0, 1, Buffer.alloc(60)));
+    const whilePaused = h.take().filter((f) => f.type === FRAME.WINDOW_UPDATE);
+    assert.deepEqual(
+      whilePaused.map((f) => [f.streamId, f.payload.readUInt32BE(0)]),
+      [[0, 60]],
+      "the connection's window is replenished, the stream's is not",
+    );
+    assert.equal(h.streams[0]!.data.length, 1, "bytes already sent are still delivered");
+    h.streams[0]!.stream.resumeReading();
+    const resumed = h.take().filter((f) => f.type === FRAME.WINDOW_UPDATE);
+    assert.deepEqual(
+      resumed.map((f) => [f.streamId, f.payload.readUInt32BE(0)]),
+      [[1, 60]],
+    );
+  });
 });
 
 describe("PingStrikes (grpc-go's enforcement policy)", () => {

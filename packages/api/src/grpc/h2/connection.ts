@@ -108,6 +108,8 @@ export class H2Stream {
   needDrain = false;
   /** Bytes received and not yet acknowledged with a stream WINDOW_UPDATE. */
   unacknowledged = 0;
+  /** The reader asked the client to wait: no stream WINDOW_UPDATE until `resumeReading`. */
+  readingPaused = false;
 
   constructor(
     readonly id: number,
@@ -152,6 +154,21 @@ export class H2Stream {
     if (this.closed) return;
     this.connection.sendReset(this.id, code);
     this.connection.closeStream(this);
+  }
+
+  /**
+   * Back-pressure on the request body (a peer's snapshot written to disk slower than it
+   * arrives): the stream's window is no longer replenished, so the client stops once it has
+   * sent one window's worth. Other streams and the connection's window are not affected.
+   */
+  pauseReading(): void {
+    this.readingPaused = true;
+  }
+
+  resumeReading(): void {
+    if (!this.readingPaused) return;
+    this.readingPaused = false;
+    this.connection.acknowledgeStream(this);
   }
 
   /** @internal Frames what the windows allow; the connection's own window is `budget`. Returns bytes sent. */
@@ -546,8 +563,14 @@ export class H2ServerConnection {
     }
     if (data.length > 0) stream.events?.data(data);
     if (flags & FLAG_END_STREAM && !stream.closed) this.remoteEnd(stream);
-    else if (stream.unacknowledged >= this.options.windowBytes / 2 && !stream.closed) {
-      this.sendWindowUpdate(streamId, stream.unacknowledged);
+    else this.acknowledgeStream(stream);
+  }
+
+  /** @internal A stream's window, acknowledged once half of it was used (unless its reader paused). */
+  acknowledgeStream(stream: H2Stream): void {
+    if (stream.closed || stream.readingPaused || stream.remoteClosed) return;
+    if (stream.unacknowledged >= this.options.windowBytes / 2) {
+      this.sendWindowUpdate(stream.id, stream.unacknowledged);
       stream.unacknowledged = 0;
     }
   }
@@ -680,7 +703,7 @@ export class H2ServerConnection {
 
 const EMPTY = Buffer.alloc(0);
 
-function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
+export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
   const h = Buffer.allocUnsafe(9);
   h.writeUIntBE(length, 0, 3);
   h[3] = type;

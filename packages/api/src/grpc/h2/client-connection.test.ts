@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { encodeLiteralHeaderBlock } from "../http2-frames.js";
+import { H2ClientConnection, type H2ClientStream } from "./client-connection.js";
+import {
+  FRAME,
+  frame,
+  H2_ERROR,
+  H2ServerConnection,
+  type H2Stream,
+  type IncomingHeaders,
+} from "./connection.js";
+
+/** A client core and a server core wired back to back in memory; `pump` moves bytes until quiet. */
+function pair(serverWindow = 65_535, clientWindow = 65_535) {
+  const toServer: Buffer[] = [];
+  const toClient: Buffer[] = [];
+  const served: { stream: H2Stream; headers: IncomingHeaders; data: Buffer[]; ended: boolean }[] = [];
+  const failures: string[] = [];
+  const server = new H2ServerConnection(
+    {
+      output: (b) => toClient.push(Buffer.from(b)),
+      wake: () => {},
+      fail: (_c, r) => failures.push(`server: ${r}`),
+    },
+    {
+      stream: (stream, headers) => {
+        const entry = { stream, headers, data: [] as Buffer[], ended: false };
+        served.push(entry);
+        stream.events = {
+          data: (c) => entry.data.push(Buffer.from(c)),
+          end: () => {
+            entry.ended = true;
+          },
+          close: () => {},
+          drain: () => {},
+        };
+      },
+    },
+    { windowBytes: serverWindow, maxConcurrentStreams: 100 },
+  );
+  const client = new H2ClientConnection(
+    {
+      output: (b) => toServer.push(Buffer.from(b)),
+      wake: () => {},
+      fail: (_c, r) => failures.push(`client: ${r}`),
+    },
+    { windowBytes: clientWindow },
+  );
+  const pump = () => {
+    for (let i = 0; i < 100; i++) {
+      client.flush();
+      server.flush();
+      if (toServer.length === 0 && toClient.length === 0) return;
+      const up = Buffer.concat(toServer.splice(0));
+      const down = Buffer.concat(toClient.splice(0));
+      if (up.length > 0) server.receive(up);
+      if (down.length > 0) client.receive(down);
+    }
+    throw new Error("no quiet after 100 rounds");
+  };
+  return { client, server, served, failures, pump };
+}
+
+function recorder() {
+  const seen = {
+    headers: [] as [IncomingHeaders, boolean][],
+    closed: [] as (number | undefined)[],
+    drains: 0,
+  };
+  return {
+    seen,
+    events: {
+      headers: (h: IncomingHeaders, end: boolean) => seen.headers.push([h, end]),
+      close: (code: number | undefined) => seen.closed.push(code),
+      drain: () => {
+        seen.drains++;
+      },
+    },
+  };
+}
+
+const REQUEST = encodeLiteralHeaderBlock(
+  [
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":path", "/etcdts.peer.RaftPeer/Stream"],
+    [":authority", "127.0.0.1:2380"],
+    ["content-type", "application/grpc"],
+    ["te", "trailers"],
+    ["x-server-from", "8e9e05c52164694d"],
+  ].map(([name, value]) => ({ name: name!, value: value!, neverIndex: false })),
+);
+
+describe("H2ClientConnection against our server core", () => {
+  it("streams request bytes in order and hears the answer's headers and trailers", () => {
+    const { client, served, failures, pump } = pair();
+    const r = recorder();
+    const stream = client.request(REQUEST, r.events) as H2ClientStream;
+    assert.equal(stream.id, 1);
+    stream.write(Buffer.from("one "));
+    stream.write(Buffer.from("two"));
+    pump();
+    assert.equal(served.length, 1);
+    assert.equal(served[0]!.headers[":path"], "/etcdts.peer.RaftPeer/Stream");
+    assert.equal(served[0]!.headers["x-server-from"], "8e9e05c52164694d");
+    stream.write(Buffer.from(" three"));
+    stream.end();
+    pump();
+    assert.equal(Buffer.concat(served[0]!.data).toString(), "one two three");
+    assert.equal(served[0]!.ended, true);
+    const s = served[0]!.stream;
+    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
+    s.write(Buffer.from([0, 0, 0, 0, 0]));
+    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    pump();
+    assert.deepEqual(
+      r.seen.headers.map(([h, end]) => [h[":status"] ?? h["grpc-status"], end]),
+      [
+        ["200", false],
+        ["0", true],
+      ],
+    );
+    assert.deepEqual(r.seen.closed, [undefined], "both sides ended");
+    assert.equal(client.streams.size, 0);
+    assert.deepEqual(failures, []);
+  });
+
+  it("sends no more than the server's windows allow, and the rest as they open", () => {
+    // The server's window is 65,535 bytes (as it acknowledges at half, one large write waits).
+    const { client, served, failures, pump } = pair(65_535);
+    const r = recorder();
+    const stream = client.request(REQUEST, r.events) as H2ClientStream;
+    const body = Buffer.alloc(300_000);
+    for (let i = 0; i < body.length; i++) body[i] = i & 255;
+    assert.equal(stream.write(body), false, "over the high-water mark: wait for drain");
+    stream.end();
+    pump();
+    assert.ok(Buffer.concat(served[0]!.data).equals(body), "every byte, in order");
+    assert.equal(served[0]!.ended, true);
+    assert.equal(r.seen.drains, 1);
+    assert.deepEqual(failures, []);
+  });
+
+  it("ends a stream the server refuses with a trailers-only answer, and resets its own half", () => {
+    const { client, served, pump } = pair();
+    const r = recorder();
+    const stream = client.request(REQUEST, r.events) as H2ClientStream;
+    stream.write(Buffer.from("batch"));
+    pump();
+    served[0]!.stream.respond(
+      encodeLiteralHeaderBlock([
+        { name: ":status", value: "200", neverIndex: false },
+        { name: "grpc-status", value: "9", neverIndex: false },
+      ]),
+      true,
+    );
+    pump();
+    assert.equal(r.seen.headers.length, 1);
+    assert.equal(r.seen.headers[0]![0]["grpc-status"], "9");
+    assert.equal(r.seen.headers[0]![1], true, "trailers-only: END_STREAM on the one HEADERS");
+    assert.equal(r.seen.closed.length, 1);
+    assert.equal(stream.write(Buffer.from("more")), false, "nothing more is sent");
+  });
+
+  it("answers the server's PING, and hears the ACK of its own", () => {
+    const { client, server, pump } = pair();
+    let answered = 0;
+    client.ping(() => answered++);
+    let serverAnswered = 0;
+    server.ping(() => serverAnswered++);
+    pump();
+    assert.equal(answered, 1);
+    assert.equal(serverAnswered, 1);
+  });
+
+  it("closes the streams a GOAWAY says the server never saw, and opens no more", () => {
+    const { client, server, pump } = pair();
+    const first = recorder();
+    client.request(REQUEST, first.events);
+    pump();
+    const second = recorder();
+    client.request(REQUEST, second.events);
+    // The GOAWAY is sent before stream 3's HEADERS reach the server: its last stream is 1.
+    server.goAway();
+    const goAway = frame(FRAME.GOAWAY, 0, 0, Buffer.from([0, 0, 0, 1, 0, 0, 0, 0]));
+    client.receive(goAway);
+    assert.deepEqual(second.seen.closed, [H2_ERROR.REFUSED_STREAM]);
+    assert.deepEqual(first.seen.closed, [], "stream 1 goes on");
+    assert.equal(client.request(REQUEST, recorder().events), undefined);
+  });
+
+  it("ends the connection on a server that does not start with SETTINGS", () => {
+    const failures: string[] = [];
+    const client = new H2ClientConnection(
+      { output: () => {}, wake: () => {}, fail: (_c, reason) => failures.push(reason) },
+      { windowBytes: 65_535 },
+    );
+    client.receive(frame(FRAME.PING, 0, 0, Buffer.alloc(8)));
+    assert.deepEqual(failures, ["the server's first frame is not SETTINGS"]);
+    assert.equal(client.dead, true);
+  });
+});
