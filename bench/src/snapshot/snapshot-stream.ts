@@ -5,9 +5,10 @@
 //   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours|base]
 // BASE_MEMBER_MAIN=path/to/another/build/main.js adds a third column, "base", for a before/after
 // comparison in the same run (a copy of an older services/raft-node/dist kept inside the package).
+// Results: printed, and bench/results/snapshot-<timestamp>.json (with the load average before and after).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "@etcd-ts/testing";
@@ -146,7 +147,9 @@ async function main(): Promise<void> {
     const all: Target[] = baseMain === undefined ? ["etcd", "ours"] : ["etcd", "base", "ours"];
     const targets = only === -1 ? all : [process.argv[only + 1] as Target];
     const results: Measured[] = [];
+    const loadBefore = loadavg();
     for (const target of targets) results.push(await measure(target, dir));
+    const loadAfter = loadavg();
     console.log(
       `snapshot save of ${keys} keys (${valSize}-byte values), one member each; noisy shared machine`,
     );
@@ -161,6 +164,20 @@ async function main(): Promise<void> {
           `${r.putsAlone.toFixed(0)} | ${r.putsDuringSnapshot.toFixed(0)} | ${(r.putsDuringSnapshot / r.putsAlone).toFixed(2)}`,
       );
     }
+    const resultsDir = join(root, "bench/results");
+    mkdirSync(resultsDir, { recursive: true });
+    const file = join(
+      resultsDir,
+      `snapshot-${new Date().toISOString().replaceAll(":", "-").replace(".", "-")}.json`,
+    );
+    writeFileSync(
+      file,
+      `${JSON.stringify({ keys, valSize, baseMain, loadBefore, loadAfter, results }, null, 2)}
+`,
+    );
+    console.log(
+      `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${loadAfter.map((l) => l.toFixed(2)).join(" ")}; saved ${file}`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

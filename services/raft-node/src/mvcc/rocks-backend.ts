@@ -397,13 +397,18 @@ export class AttachedReader {
     return Object.keys(this.db.columns);
   }
 
-  /** A whole-column iterator ("default" is the revision key space), created now. */
-  iterator(column: string, highWaterMarkBytes: number): RowIterator {
+  /** A column's iterator ("default" is the revision key space), created now; whole unless `range`. */
+  iterator(
+    column: string,
+    highWaterMarkBytes: number,
+    range: { gte?: Buffer; lt?: Buffer } = {},
+  ): RowIterator {
     const handle = column === "default" ? undefined : this.db.columns[column];
     if (column !== "default" && handle === undefined) throw new Error(`mvcc: no column ${column}`);
     const native = this.db._iterator({
       column: handle,
       highWaterMarkBytes,
+      ...range,
       // A whole-store scan would push the hot blocks of the opener's reads out of the cache.
       fillCache: false,
       reverse: false,

@@ -38,15 +38,23 @@ export type ColumnRows = (
   chunkRows: number,
 ) => AsyncIterable<{ keys: Buffer[]; values: Buffer[] }>;
 
+/** What a streamed bucket gets after its column's rows: a leaf run of the keys past them. */
+export type BucketTail = (
+  writer: BboltWriter,
+  writePages: (pages: WrittenPage[]) => Promise<void>,
+) => Promise<void>;
+
 /**
  * Writes the pages of the backend, in file order: the buckets of STREAMED_COLUMNS from
- * `columnRows`, every other bucket of BUCKETS from `small` (sorted rows; missing: empty).
+ * `columnRows` (then, for those named in `tails`, the tail's leaves), every other bucket of
+ * BUCKETS from `small` (sorted rows; missing: empty).
  */
 export async function writeBackendBuckets(
   small: Readonly<Record<string, readonly Row[]>>,
   columnRows: ColumnRows,
   writePages: (pages: WrittenPage[]) => Promise<void>,
   writer = new BboltWriter(),
+  tails: Readonly<Record<string, BucketTail>> = {},
 ): Promise<{ metaPages: Buffer; pageCount: number }> {
   for (const name of Object.values(BUCKETS).sort(compareNames)) {
     writer.beginBucket(Buffer.from(name));
@@ -58,6 +66,7 @@ export async function writeBackendBuckets(
           pages.push(...writer.put(chunk.keys[i]!, chunk.values[i]!));
         if (pages.length > 0) await writePages(pages);
       }
+      await tails[name]?.(writer, writePages);
     } else {
       const pages: WrittenPage[] = [];
       for (const row of small[name] ?? []) pages.push(...writer.put(row.key, row.value));

@@ -8,7 +8,7 @@ import { LEASE_COLUMN } from "../lease/mod.js";
 import { memberCodec } from "../membership/member-codec.js";
 import { MEMBERS_COLUMN } from "../membership/members-table.js";
 import { tempDir, withStore } from "../mvcc/store-fixture.js";
-import { writeBackendFileOffThread } from "./backend-file-worker.js";
+import { keySplitAt, writeBackendFileOffThread } from "./backend-file-worker.js";
 import { BUCKETS } from "./etcd-backend.js";
 import { openSnapshotFile, snapshotStatus, writeBackendFile } from "./snapshot-file.js";
 
@@ -43,6 +43,55 @@ describe("backend file written on a worker thread", () => {
     } finally {
       await dir.remove();
     }
+  });
+
+  it("with the key bucket split between two threads, holds the same rows, hash and sha256", async () => {
+    const dir = await tempDir("backend-worker-");
+    try {
+      await withStore(
+        async (store, kv) => {
+          for (let i = 0; i < 3000; i++) await kv.put(`key/${i % 700}`, `value-${i}`.repeat(1 + (i % 9)));
+          await kv.del("key/1", "key/2");
+          await kv.compact(100);
+          const here = join(dir.path, "here.db");
+          const view = await store.openView();
+          try {
+            await writeBackendFile(view, context, here);
+          } finally {
+            view.close();
+          }
+          const splitKey = keySplitAt(store.compactRevision, store.revision, 2, 1);
+          assert.ok(splitKey !== undefined);
+          const there = join(dir.path, "there.db");
+          const { size, sha256 } = await writeBackendFileOffThread(store, context, there, splitKey);
+          const bytes = await readFile(there);
+          assert.equal(bytes.length, size);
+          assert.deepEqual(await sha256, createHash("sha256").update(bytes).digest());
+          await assert.rejects(readFile(`${there}.run`), /ENOENT/, "the leaf run's file is removed");
+          const statusOf = async (path: string) => {
+            const snapshot = await openSnapshotFile(path, { skipHashCheck: true });
+            try {
+              return snapshotStatus(snapshot.reader);
+            } finally {
+              await snapshot.close();
+            }
+          };
+          const expected = await statusOf(here);
+          const actual = await statusOf(there);
+          assert.deepEqual({ ...actual, totalSize: 0 }, { ...expected, totalSize: 0 });
+          assert.ok(expected.totalKey > 3000);
+        },
+        { extraColumns },
+      );
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("splits only a large key space, on more than one core, halfway through its revisions", () => {
+    assert.equal(keySplitAt(0, 50_000, 2), undefined);
+    assert.equal(keySplitAt(0, 1_000_000, 1), undefined);
+    assert.equal(keySplitAt(200_000, 1_000_000, 2)!.readBigUInt64BE(0), 600_000n);
   });
 
   it("holds one state across columns while writes keep being applied", async () => {

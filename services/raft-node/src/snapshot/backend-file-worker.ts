@@ -7,9 +7,15 @@
 // read here from a view of the same state and handed over, so the worker loads only the writer
 // and RocksDB's reader. The bytes are those writeBackendFile writes on this thread. The worker
 // runs at the lowest CPU priority (backend-writer-thread.ts).
+import { rm } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import type { StoreView } from "../mvcc/mod.js";
-import { type BackendThreadData, type BackendThreadMessage, ViewState } from "./backend-thread-protocol.js";
+import {
+  type BackendThreadData,
+  type BackendThreadMessage,
+  type KeySplit,
+  ViewState,
+} from "./backend-thread-protocol.js";
 import { type BackendContext, smallBuckets } from "./etcd-backend.js";
 
 /** The part of MvccStore used here. */
@@ -31,89 +37,157 @@ const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 2
 const OPEN_TIMEOUT_MS = 5000;
 
 /**
+ * Stores with at least this many revisions split the key bucket between two threads (on a
+ * machine with two cores or more): below it a second thread's start costs more than it saves.
+ */
+export const SPLIT_MIN_REVISIONS = 100_000;
+
+/**
+ * Where to split the key bucket between two threads: at the revision halfway through those the
+ * store holds (every revision after the compaction, and some before it), as the 8-byte prefix of
+ * a revision key; undefined when not worth a second thread. Only the balance depends on it: the
+ * two threads read one consistent view, each its side of the key.
+ */
+export function keySplitAt(
+  compactRevision: number,
+  currentRevision: number,
+  cores: number,
+  minRevisions = SPLIT_MIN_REVISIONS,
+): Buffer | undefined {
+  if (cores < 2 || currentRevision - compactRevision < minRevisions) return undefined;
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64BE(BigInt(Math.floor((compactRevision + currentRevision) / 2)));
+  return key;
+}
+
+/** One snapshot thread: its messages in order, its failure, its view's state word. */
+class SnapshotThread {
+  readonly worker: Worker;
+  readonly exited: Promise<number>;
+  private readonly shared = new SharedArrayBuffer(16);
+  private readonly state = new Int32Array(this.shared, 0, 1);
+  private readonly messages: BackendThreadMessage[] = [];
+  private wake: (() => void) | undefined;
+  private failure: Error | undefined;
+
+  constructor(path: string, split?: KeySplit) {
+    this.worker = startThread({ shared: this.shared, path, ...(split === undefined ? {} : { split }) });
+    this.exited = new Promise<number>((resolve) => this.worker.once("exit", resolve));
+    this.worker.on("message", (m: BackendThreadMessage) => {
+      this.messages.push(m);
+      this.wake?.();
+    });
+    this.worker.once("error", (err) => {
+      this.failure = err;
+      this.wake?.();
+    });
+    void this.exited.then((code) => {
+      this.failure ??= new Error(`snapshot worker exited (code ${code}) before it was done`);
+      this.wake?.();
+    });
+  }
+
+  async next(): Promise<BackendThreadMessage> {
+    while (this.messages.length === 0) {
+      if (this.failure !== undefined) throw this.failure;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = undefined;
+    }
+    return this.messages.shift()!;
+  }
+
+  async expect<K extends BackendThreadMessage["kind"]>(
+    kind: K,
+  ): Promise<Extract<BackendThreadMessage, { kind: K }>> {
+    const m = await this.next();
+    if (m.kind === "failed") throw new Error(m.message);
+    if (m.kind !== kind) throw new Error(`snapshot worker: expected ${kind}, got ${m.kind}`);
+    return m as Extract<BackendThreadMessage, { kind: K }>;
+  }
+
+  /** Hands the thread the database and wakes it to create its iterators. */
+  go(native: bigint): void {
+    new BigInt64Array(this.shared, 8, 1)[0] = native;
+    Atomics.store(this.state, 0, ViewState.Go);
+    Atomics.notify(this.state, 0);
+  }
+
+  /** Blocks this thread until the worker's iterators are open (or `deadline`, a performance.now()). */
+  waitOpen(deadline: number): void {
+    Atomics.wait(this.state, 0, ViewState.Go, Math.max(0, deadline - performance.now()));
+    const now = Atomics.load(this.state, 0);
+    if (now !== ViewState.Open) {
+      throw new Error(
+        now === ViewState.Go
+          ? `snapshot worker did not open its view within ${OPEN_TIMEOUT_MS} ms`
+          : "snapshot worker could not open its view",
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.worker.terminate();
+    await this.exited;
+  }
+}
+
+/**
  * Writes the store's state now as an etcd backend file at `path` (no trailer). Returns its size in
  * bytes, and the sha256 of the file (etcd's trailer), which the worker computes from the file
  * afterwards, while the caller sends it: await it (it settles once the worker has exited) before
- * removing the file.
+ * removing the file. With `splitKey` (keySplitAt) a second thread writes the leaves of the
+ * revisions from that key on, at the same time, into `path`.run, which the first copies in.
  */
 export async function writeBackendFileOffThread(
   store: SharedViewSource,
   context: BackendContext,
   path: string,
+  splitKey?: Buffer,
 ): Promise<{ size: number; sha256: Promise<Buffer> }> {
-  const shared = new SharedArrayBuffer(16);
-  const state = new Int32Array(shared, 0, 1);
-  const handle = new BigInt64Array(shared, 8, 1);
-  const worker = startThread({ shared, path });
-  const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
-  const messages: BackendThreadMessage[] = [];
-  let wake: (() => void) | undefined;
-  let failure: Error | undefined;
-  worker.on("message", (m: BackendThreadMessage) => {
-    messages.push(m);
-    wake?.();
-  });
-  worker.once("error", (err) => {
-    failure = err;
-    wake?.();
-  });
-  void exited.then((code) => {
-    failure ??= new Error(`snapshot worker exited (code ${code}) before it was done`);
-    wake?.();
-  });
-  const next = async (): Promise<BackendThreadMessage> => {
-    while (messages.length === 0) {
-      if (failure !== undefined) throw failure;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-      });
-      wake = undefined;
-    }
-    return messages.shift()!;
-  };
+  const runPath = `${path}.run`;
+  const split = (role: KeySplit["role"]) =>
+    splitKey === undefined ? undefined : { key: new Uint8Array(splitKey), runPath, role };
+  const main = new SnapshotThread(path, split("backend"));
+  const helper = splitKey === undefined ? undefined : new SnapshotThread(path, split("leafRun"));
+  const threads = helper === undefined ? [main] : [main, helper];
   let release: (() => void) | undefined;
   let handedOver = false;
   try {
-    if ((await next()).kind !== "ready") throw new Error("snapshot worker: unexpected message");
+    for (const thread of threads) await thread.expect("ready");
     const views = await store.shareView(
       (native) => {
-        handle[0] = native;
-        Atomics.store(state, 0, ViewState.Go);
-        Atomics.notify(state, 0);
-        // Blocks this thread: no write may land while the worker creates its iterators.
-        Atomics.wait(state, 0, ViewState.Go, OPEN_TIMEOUT_MS);
-        const now = Atomics.load(state, 0);
-        if (now !== ViewState.Open) {
-          throw new Error(
-            now === ViewState.Go
-              ? `snapshot worker did not open its view within ${OPEN_TIMEOUT_MS} ms`
-              : "snapshot worker could not open its view",
-          );
-        }
+        for (const thread of threads) thread.go(native);
+        // Blocks this thread: no write may land while the workers create their iterators.
+        const deadline = performance.now() + OPEN_TIMEOUT_MS;
+        for (const thread of threads) thread.waitOpen(deadline);
       },
-      () => void worker.terminate(),
+      () => {
+        for (const thread of threads) void thread.worker.terminate();
+      },
     );
     release = views.release;
     try {
-      worker.postMessage({ kind: "buckets", small: await smallBuckets(views.view, context) });
+      main.worker.postMessage({ kind: "buckets", small: await smallBuckets(views.view, context) });
     } finally {
       views.view.close();
     }
-    const answer = await next();
-    if (answer.kind === "failed") throw new Error(answer.message);
-    if (answer.kind !== "done") throw new Error("snapshot worker: unexpected message");
-    // The worker has closed its iterators: the view goes now, while it hashes the file.
+    if (helper !== undefined) {
+      // The helper has closed its iterator when it hands its leaves over.
+      const { run } = await helper.expect("run");
+      main.worker.postMessage({ kind: "run", run } satisfies BackendThreadMessage);
+      await helper.stop();
+    }
+    const answer = await main.expect("done");
+    // The workers have closed their iterators: the view goes now, while the main one hashes the file.
     release();
     release = undefined;
     const sha256 = (async () => {
       try {
-        const m = await next();
-        if (m.kind === "failed") throw new Error(m.message);
-        if (m.kind !== "sha256") throw new Error("snapshot worker: unexpected message");
-        return Buffer.from(m.digest);
+        return Buffer.from((await main.expect("sha256")).digest);
       } finally {
-        await worker.terminate();
-        await exited;
+        await main.stop();
       }
     })();
     handedOver = true;
@@ -121,11 +195,9 @@ export async function writeBackendFileOffThread(
   } finally {
     // A worker that is not done (a failure, the store closing) is stopped before the view is
     // released: its iterators must not outlive the database.
-    if (!handedOver) {
-      await worker.terminate();
-      await exited;
-    }
+    if (!handedOver) await Promise.all(threads.map((thread) => thread.stop()));
     release?.();
+    if (helper !== undefined) await rm(runPath, { force: true });
   }
 }
 

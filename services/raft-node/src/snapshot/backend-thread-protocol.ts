@@ -1,20 +1,42 @@
-// What backend-file-worker.ts and its thread (backend-writer-thread.ts) say to each other. Its
-// own module: the thread imports it, and must not load the member's side of the snapshot code.
+// What backend-file-worker.ts and its threads (backend-writer-thread.ts) say to each other. Its
+// own module: the threads import it, and must not load the member's side of the snapshot code.
 import type { Row } from "./backend-buckets.js";
 
 /** Where the view is, in the shared state word. */
 export const ViewState = { Waiting: 0, Go: 1, Open: 2, Failed: 3 } as const;
 
+/**
+ * The key bucket split between two threads at `key` (a revision key prefix): the "backend"
+ * thread writes the file with the revisions before it, the "leafRun" thread writes the leaves of
+ * the revisions from it on to `runPath`, which the backend thread adopts and copies in.
+ */
+export interface KeySplit {
+  key: Uint8Array;
+  runPath: string;
+  role: "backend" | "leafRun";
+}
+
 export interface BackendThreadData {
   /** 16 bytes: the state word (Int32 at 0) and the database handle (BigInt64 at 8). */
   shared: SharedArrayBuffer;
   path: string;
+  split?: KeySplit;
+}
+
+/** A LeafRun packed for postMessage: one buffer of first keys, not one object per leaf. */
+export interface PackedLeafRun {
+  pageCount: number;
+  ids: Uint32Array;
+  keyEnds: Uint32Array;
+  keyBytes: Uint8Array;
 }
 
 export type BackendThreadMessage =
   | { kind: "ready" }
-  /** To the worker: every bucket but the streamed ones (structured clone: Uint8Arrays). */
+  /** To the backend thread: every bucket but the streamed ones (structured clone: Uint8Arrays). */
   | { kind: "buckets"; small: Record<string, Row[]> }
+  /** From the leafRun thread (its iterator closed), handed on to the backend thread. */
+  | { kind: "run"; run: PackedLeafRun }
   | { kind: "done"; size: number }
   /** After "done" (the view is closed then): the file's sha256. */
   | { kind: "sha256"; digest: Uint8Array }

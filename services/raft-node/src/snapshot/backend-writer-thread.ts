@@ -3,18 +3,33 @@
 // writes etcd's backend file with the same code as on the member's thread (writeBackendBuckets):
 // the revision key space and the leases from its iterators, the small buckets as the member's
 // thread read them from the same state. It imports no more than that (its RSS is the member's).
+// With a key split (KeySplit), two threads share the key bucket, each reading half the revisions
+// on its own core: this module runs as either (data.split.role).
 // Reads are synchronous, on this thread at its low priority: reading ahead on libuv's pool (at
 // the process's priority) took CPU from the writes and, measured, cost this thread more than it
 // saved (its answers' buffers doubled the garbage collection).
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readlinkSync, readSync } from "node:fs";
+import { closeSync, openSync, readlinkSync, readSync, rmSync, writeSync } from "node:fs";
 import { setPriority } from "node:os";
 import { basename } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { AttachedReader, type RowIterator } from "../mvcc/rocks-backend.js";
-import { type ColumnRows, type Row, writeBackendBuckets } from "./backend-buckets.js";
-import { type BackendThreadData, type BackendThreadMessage, ViewState } from "./backend-thread-protocol.js";
-import { writePagedFile } from "./paged-file.js";
+import {
+  BUCKETS,
+  type BucketTail,
+  type ColumnRows,
+  type Row,
+  writeBackendBuckets,
+} from "./backend-buckets.js";
+import {
+  type BackendThreadData,
+  type BackendThreadMessage,
+  type PackedLeafRun,
+  ViewState,
+} from "./backend-thread-protocol.js";
+import { BboltWriter } from "./bbolt-writer.js";
+import { copyLeafRun, packLeafRun, unpackLeafRun } from "./leaf-run.js";
+import { PageFile, writePagedFile } from "./paged-file.js";
 
 /**
  * Rows per read, and the bytes at which a read stops early (values may be up to 1.5 MiB each).
@@ -28,6 +43,9 @@ const data = workerData as BackendThreadData;
 const state = new Int32Array(data.shared, 0, 1);
 const handle = new BigInt64Array(data.shared, 8, 1);
 const post = (message: BackendThreadMessage) => parentPort!.postMessage(message);
+const split = data.split;
+const splitKey = split === undefined ? undefined : Buffer.from(split.key);
+const inbox = messages();
 
 lowerThreadPriority();
 post({ kind: "ready" });
@@ -36,8 +54,14 @@ Atomics.wait(state, 0, ViewState.Waiting);
 const iterators = new Map<string, RowIterator>();
 try {
   const reader = await AttachedReader.attach(handle[0]!);
-  for (const column of new Set(["default", ...reader.columnNames]))
-    iterators.set(column, reader.iterator(column, READ_BYTES));
+  if (split?.role === "leafRun") {
+    iterators.set("default", reader.iterator("default", READ_BYTES, { gte: splitKey! }));
+  } else {
+    for (const column of new Set(["default", ...reader.columnNames])) {
+      const range = column === "default" && splitKey !== undefined ? { lt: splitKey } : {};
+      iterators.set(column, reader.iterator(column, READ_BYTES, range));
+    }
+  }
   Atomics.store(state, 0, ViewState.Open);
 } catch (err) {
   for (const it of iterators.values()) it.close();
@@ -48,12 +72,17 @@ try {
 Atomics.notify(state, 0);
 let result: BackendThreadMessage;
 try {
-  const small = await smallBuckets();
-  const columnRows = iteratorRows(iterators);
-  const size = await writePagedFile(data.path, (writePages) =>
-    writeBackendBuckets(small, columnRows, writePages),
-  );
-  result = { kind: "done", size };
+  if (split?.role === "leafRun") {
+    result = { kind: "run", run: await writeLeafRun(iterators.get("default")!, split.runPath) };
+  } else {
+    const small = await smallBuckets();
+    const columnRows = iteratorRows(iterators);
+    const tails: Record<string, BucketTail> = split === undefined ? {} : { [BUCKETS.key]: adoptRun };
+    const size = await writePagedFile(data.path, (writePages) =>
+      writeBackendBuckets(small, columnRows, writePages, new BboltWriter(), tails),
+    );
+    result = { kind: "done", size };
+  }
 } catch (err) {
   result = { kind: "failed", message: err instanceof Error ? err.message : String(err) };
 } finally {
@@ -69,21 +98,94 @@ if (result.kind === "done") {
   }
 }
 
-/** The member's thread's rows of the small buckets (cloned as Uint8Arrays: Buffers again here). */
-function smallBuckets(): Promise<Record<string, Row[]>> {
-  return new Promise((resolve) => {
-    parentPort!.once("message", (m: { small: Record<string, { key: Uint8Array; value: Uint8Array }[]> }) => {
-      const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-      resolve(
-        Object.fromEntries(
-          Object.entries(m.small).map(([name, rows]) => [
-            name,
-            rows.map((r) => ({ key: asBuffer(r.key), value: asBuffer(r.value) })),
-          ]),
-        ),
-      );
-    });
+/** The member's messages, in order (the small buckets, then with a split the leaf run). */
+function messages(): () => Promise<BackendThreadMessage> {
+  const queue: BackendThreadMessage[] = [];
+  let wake: (() => void) | undefined;
+  parentPort!.on("message", (m: BackendThreadMessage) => {
+    queue.push(m);
+    wake?.();
   });
+  return async () => {
+    while (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+    wake = undefined;
+    return queue.shift()!;
+  };
+}
+
+/** The member's thread's rows of the small buckets (cloned as Uint8Arrays: Buffers again here). */
+async function smallBuckets(): Promise<Record<string, Row[]>> {
+  const m = await inbox();
+  if (m.kind !== "buckets") throw new Error(`snapshot thread: expected the small buckets, got ${m.kind}`);
+  const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+  return Object.fromEntries(
+    Object.entries(m.small).map(([name, rows]) => [
+      name,
+      rows.map((r) => ({ key: asBuffer(r.key), value: asBuffer(r.value) })),
+    ]),
+  );
+}
+
+/** The leafRun role: the leaves of the revisions from the split key on, to the run's file. */
+async function writeLeafRun(it: RowIterator, runPath: string): Promise<PackedLeafRun> {
+  const writer = new BboltWriter(undefined, { leafRun: true });
+  writer.beginBucket(Buffer.from(BUCKETS.key));
+  const file = await PageFile.create(runPath);
+  try {
+    for (;;) {
+      const chunk = it.nextSync(READ_ROWS);
+      const pages = [];
+      for (let i = 0; i < chunk.keys.length; i++) pages.push(...writer.put(chunk.keys[i]!, chunk.values[i]!));
+      if (pages.length > 0) await file.write(pages);
+      if (chunk.finished) break;
+    }
+    const { pages, run } = writer.endLeafRun();
+    await file.write(pages);
+    await file.flush();
+    return packLeafRun(run);
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * The backend role's key bucket tail: the other thread's leaves, adopted and copied in. The copy
+ * writes the file (open in PageFile too) at the run's own offsets, which no other write touches.
+ */
+async function adoptRun(writer: BboltWriter, writePages: Parameters<BucketTail>[1]): Promise<void> {
+  const m = await inbox();
+  if (m.kind !== "run") throw new Error(`snapshot thread: expected the leaf run, got ${m.kind}`);
+  const run = unpackLeafRun(m.run);
+  const { base, pages } = writer.adoptLeaves(run);
+  await writePages(pages);
+  const from = openSync(split!.runPath, "r");
+  const to = openSync(data.path, "r+");
+  try {
+    copyLeafRun(
+      run,
+      base,
+      writer.pageSize,
+      (buffer, offset) => readExactly(from, buffer, offset),
+      (buffer, offset) => writeExactly(to, buffer, offset),
+    );
+  } finally {
+    closeSync(from);
+    closeSync(to);
+    rmSync(split!.runPath, { force: true });
+  }
+}
+
+function readExactly(fd: number, into: Buffer, offset: number): void {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, offset + done);
+    if (n === 0) throw new Error(`snapshot thread: the leaf run's file ends at ${offset + done}`);
+    done += n;
+  }
+}
+
+function writeExactly(fd: number, from: Buffer, offset: number): void {
+  for (let done = 0; done < from.length; )
+    done += writeSync(fd, from, done, from.length - done, offset + done);
 }
 
 /** etcd's trailer: read back here, so that the member's thread, sending the file, does not hash it. */

@@ -3,7 +3,8 @@ import { describe, it } from "node:test";
 import { openBboltBuffer } from "./bbolt-buffer.fixture.js";
 import { BRANCH_PAGE, LEAF_PAGE, PAGE_HEADER_SIZE, readPageHeader } from "./bbolt-format.js";
 import { BboltFormatError, type BboltReader } from "./bbolt-reader.js";
-import { BboltWriter } from "./bbolt-writer.js";
+import { BboltWriter, type WrittenPage } from "./bbolt-writer.js";
+import { copyLeafRun, packLeafRun, unpackLeafRun } from "./leaf-run.js";
 
 type Bucket = { name: string; rows: [Buffer, Buffer][] };
 
@@ -20,6 +21,55 @@ function build(buckets: Bucket[], pageSize = 4096): Buffer {
   const file = Buffer.concat([done.metaPages, ...pages]);
   assert.equal(file.length, done.pageCount * pageSize);
   return file;
+}
+
+/** A file as laid out in memory from pages at their IDs (the meta pages at 0). */
+function assemble(metaPages: Buffer, pageCount: number, pages: WrittenPage[], pageSize = 4096): Buffer {
+  const file = Buffer.alloc(pageCount * pageSize);
+  metaPages.copy(file, 0);
+  for (const p of pages) p.bytes.copy(file, p.id * pageSize);
+  return file;
+}
+
+/**
+ * The key bucket written as two threads write it: `rows` before `splitAt` by the main writer,
+ * the rest as a leaf run (its own file, from page 0) adopted and copied in.
+ */
+function buildSplit(before: Bucket[], rows: [Buffer, Buffer][], splitAt: number): Buffer {
+  const runWriter = new BboltWriter(4096, { leafRun: true });
+  runWriter.beginBucket(Buffer.from("key"));
+  const runPages: WrittenPage[] = [];
+  for (const [k, v] of rows.slice(splitAt)) runPages.push(...runWriter.put(k, v));
+  const ended = runWriter.endLeafRun();
+  runPages.push(...ended.pages);
+  const runFile = assemble(Buffer.alloc(0), ended.run.pageCount, runPages);
+  // Across threads the run travels packed.
+  const run = unpackLeafRun(structuredClone(packLeafRun(ended.run)));
+
+  const writer = new BboltWriter();
+  const pages: WrittenPage[] = [];
+  for (const b of before) {
+    writer.beginBucket(Buffer.from(b.name));
+    for (const [k, v] of b.rows) pages.push(...writer.put(k, v));
+    pages.push(...writer.endBucket());
+  }
+  writer.beginBucket(Buffer.from("key"));
+  for (const [k, v] of rows.slice(0, splitAt)) pages.push(...writer.put(k, v));
+  const adopted = writer.adoptLeaves(run);
+  pages.push(...adopted.pages);
+  copyLeafRun(
+    run,
+    adopted.base,
+    4096,
+    (into, offset) => runFile.copy(into, 0, offset, offset + into.length),
+    // The copy reuses its buffer: a page keeps its own bytes.
+    (bytes, offset) => pages.push({ id: offset / 4096, bytes: Buffer.from(bytes) }),
+  );
+  assert.throws(() => writer.put(Buffer.alloc(17, 0xff), Buffer.from("x")), /adopted/);
+  pages.push(...writer.endBucket());
+  const done = writer.finish();
+  pages.push(...done.pages);
+  return assemble(done.metaPages, done.pageCount, pages);
 }
 
 function rowsOf(reader: BboltReader, name: string): [Buffer, Buffer][] {
@@ -84,6 +134,22 @@ describe("bbolt layout", () => {
       id += header.overflow + 1;
     }
     assert.equal(overflowPages, Math.ceil((big.length + 16 + 16 + 17) / 4096) - 1);
+  });
+
+  it("adopts another writer's leaf run: the same rows, every page reachable once, IDs in the headers", () => {
+    // Values of 20 to 5,000 bytes: some leaves overflow onto several pages.
+    const rows = revisionRows(30_000, (i) => (i % 997 === 0 ? 5000 : 20 + (i % 300)));
+    const alarm: Bucket = { name: "alarm", rows: [] };
+    for (const splitAt of [0, 1, 12_345, 29_999, 30_000]) {
+      const reader = openBboltBuffer(buildSplit([alarm], rows, splitAt));
+      reader.check();
+      assert.deepEqual(rowsOf(reader, "key"), rows, `split at ${splitAt}`);
+      for (let id = 2; id < reader.meta.pgid; ) {
+        const { header } = reader.page(id);
+        assert.equal(header.id, id, `page ${id}'s header (split at ${splitAt})`);
+        id += header.overflow + 1;
+      }
+    }
   });
 
   it("refuses keys out of order and a second open bucket", () => {

@@ -33,6 +33,16 @@ interface Element {
   flags: number;
 }
 
+/**
+ * The leaves of one key range written by another BboltWriter in leaf-run mode: their page IDs
+ * count from 0 in that writer's own file, `firstKeys[i]` is leaf i's first key.
+ */
+export interface LeafRun {
+  pageCount: number;
+  ids: number[];
+  firstKeys: Buffer[];
+}
+
 /** Children collected for one branch page: first key of each child and its page ID. */
 interface BranchLevel {
   keys: Buffer[];
@@ -44,16 +54,30 @@ const MAX_ELEMENTS = 0xffff;
 const NO_PAGES: WrittenPage[] = [];
 
 export class BboltWriter {
-  private nextId = 2;
+  private nextId: number;
   private readonly buckets: { name: Buffer; root: number }[] = [];
   private bucketName: Buffer | undefined;
   private leaf: Element[] = [];
   private leafBytes = 0;
   private levels: BranchLevel[] = [];
   private lastKey: Buffer | undefined;
+  /** The open bucket adopted a leaf run: its last keys are the run's, so no row may follow. */
+  private adopted = false;
   private out: WrittenPage[] = [];
+  /** Leaf-run mode: the leaves written, instead of branch levels above them. */
+  private readonly run: LeafRun | undefined;
 
-  constructor(readonly pageSize = DEFAULT_PAGE_SIZE) {}
+  /**
+   * `leafRun`: write only the leaves of one bucket's key range, with page IDs from 0, for
+   * another writer to adopt (adoptLeaves) after its own leaves of the keys before that range.
+   */
+  constructor(
+    readonly pageSize = DEFAULT_PAGE_SIZE,
+    options: { leafRun?: boolean } = {},
+  ) {
+    this.run = options.leafRun ? { pageCount: 0, ids: [], firstKeys: [] } : undefined;
+    this.nextId = this.run === undefined ? 2 : 0;
+  }
 
   /** Pages written so far, including the two meta pages. */
   get pageCount(): number {
@@ -73,6 +97,7 @@ export class BboltWriter {
   /** Adds a row to the open bucket; returns the pages that filled up. Keys must ascend. */
   put(key: Buffer, value: Buffer): WrittenPage[] {
     if (this.bucketName === undefined) throw new Error("bbolt writer: no bucket is open");
+    if (this.adopted) throw new Error("bbolt writer: no row may follow adopted leaves");
     if (this.lastKey !== undefined && Buffer.compare(this.lastKey, key) >= 0) {
       throw new Error("bbolt writer: keys must be unique and in ascending order");
     }
@@ -90,10 +115,41 @@ export class BboltWriter {
     return this.take();
   }
 
+  /** Leaf-run mode: writes the last leaf; returns its pages and the run to adopt. */
+  endLeafRun(): { pages: WrittenPage[]; run: LeafRun } {
+    if (this.run === undefined) throw new Error("bbolt writer: not a leaf run");
+    if (this.leaf.length > 0) this.flushLeaf();
+    this.run.pageCount = this.nextId;
+    return { pages: this.take(), run: this.run };
+  }
+
+  /**
+   * Places another writer's leaf run after the open bucket's rows so far (every key of the run
+   * must be greater): its pages take the next `run.pageCount` IDs from `base`, and the caller
+   * writes them there (their page headers' IDs shifted by `base`). Returns `base` and the
+   * branch pages that filled up.
+   */
+  adoptLeaves(run: LeafRun): { base: number; pages: WrittenPage[] } {
+    if (this.bucketName === undefined) throw new Error("bbolt writer: no bucket is open");
+    if (this.run !== undefined) throw new Error("bbolt writer: a leaf run cannot adopt leaves");
+    this.adopted = true;
+    if (run.ids.length === 0) return { base: this.nextId, pages: this.take() };
+    const first = run.firstKeys[0]!;
+    if (this.lastKey !== undefined && Buffer.compare(this.lastKey, first) >= 0) {
+      throw new Error("bbolt writer: adopted leaves must follow the bucket's keys");
+    }
+    if (this.leaf.length > 0) this.flushLeaf();
+    const base = this.nextId;
+    this.nextId += run.pageCount;
+    for (let i = 0; i < run.ids.length; i++) this.addChild(0, run.firstKeys[i]!, base + run.ids[i]!);
+    return { base, pages: this.take() };
+  }
+
   /** Closes the open bucket: writes its remaining pages, the root last. */
   endBucket(): WrittenPage[] {
     const name = this.bucketName;
     if (name === undefined) throw new Error("bbolt writer: no bucket is open");
+    if (this.run !== undefined) throw new Error("bbolt writer: a leaf run ends with endLeafRun");
     let root: number;
     if (this.levels.length === 0) {
       root = this.writeLeaf(this.leaf);
@@ -104,6 +160,7 @@ export class BboltWriter {
     this.leaf = [];
     this.leafBytes = 0;
     this.levels = [];
+    this.adopted = false;
     this.buckets.push({ name, root });
     this.bucketName = undefined;
     return this.take();
@@ -153,7 +210,13 @@ export class BboltWriter {
     const id = this.writeLeaf(this.leaf);
     this.leaf = [];
     this.leafBytes = 0;
-    this.addChild(0, first, id);
+    if (this.run === undefined) {
+      this.addChild(0, first, id);
+    } else {
+      // A copy: the key may be a view into a reused read buffer.
+      this.run.ids.push(id);
+      this.run.firstKeys.push(Buffer.from(first));
+    }
   }
 
   /** Records a finished child page in the branch level above it, writing that level if full. */

@@ -1,6 +1,6 @@
 // Snapshots in etcd 3.4's file format (a bbolt database + sha256 trailer): written from the
 // store for Maintenance.Snapshot, read back by `raft-node snapshot status|restore`.
-export { writeBackendFileOffThread } from "./backend-file-worker.js";
+export { keySplitAt, writeBackendFileOffThread } from "./backend-file-worker.js";
 export { BboltFormatError, BboltReader, type BucketRoot } from "./bbolt-reader.js";
 export { BboltWriter } from "./bbolt-writer.js";
 export { BUCKETS, type Row, writeEtcdBackend } from "./etcd-backend.js";

@@ -16,33 +16,58 @@ export async function writePagedFile(
     writePages: (pages: WrittenPage[]) => Promise<void>,
   ) => Promise<{ metaPages: Buffer; pageCount: number }>,
 ): Promise<number> {
-  const file = await open(path, "w");
+  const file = await PageFile.create(path);
   try {
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    let batchOffset = -1;
-    let pageSize = 0;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      await writeAll(file, batch, batchOffset);
-      batch = [];
-      batchBytes = 0;
-    };
-    const { metaPages, pageCount } = await produce(async (pages: WrittenPage[]) => {
-      for (const page of pages) {
-        pageSize ||= metaPageSize(page);
-        // Pages arrive in ID order, so a batch is one contiguous run.
-        if (batch.length === 0) batchOffset = page.id * pageSize;
-        batch.push(page.bytes);
-        batchBytes += page.bytes.length;
-        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-      }
-    });
-    await flush();
-    await writeAll(file, [metaPages], 0);
+    const { metaPages, pageCount } = await produce((pages) => file.write(pages));
+    await file.flush();
+    await writeAll(file.handle, [metaPages], 0);
     return pageCount * (metaPages.length / 2);
   } finally {
     await file.close();
+  }
+}
+
+/**
+ * A file of pages at their IDs' offsets, written in batches of contiguous pages (a leaf run's
+ * file, from page 0; or a database's, from page 2). Flush before closing.
+ */
+export class PageFile {
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private batchOffset = -1;
+  private nextOffset = -1;
+  private pageSize = 0;
+
+  private constructor(readonly handle: FileHandle) {}
+
+  static async create(path: string): Promise<PageFile> {
+    return new PageFile(await open(path, "w"));
+  }
+
+  /** Pages in ID order (a page may be a run of several, with overflow or adopted leaves). */
+  async write(pages: WrittenPage[]): Promise<void> {
+    for (const page of pages) {
+      this.pageSize ||= metaPageSize(page);
+      const offset = page.id * this.pageSize;
+      // Pages arrive in ID order, but adopted leaves leave a gap, written later: a new batch.
+      if (this.batch.length > 0 && offset !== this.nextOffset) await this.flush();
+      if (this.batch.length === 0) this.batchOffset = offset;
+      this.batch.push(page.bytes);
+      this.batchBytes += page.bytes.length;
+      this.nextOffset = offset + page.bytes.length;
+      if (this.batchBytes >= WRITE_BATCH_BYTES) await this.flush();
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.batch.length === 0) return;
+    await writeAll(this.handle, this.batch, this.batchOffset);
+    this.batch = [];
+    this.batchBytes = 0;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
   }
 }
 
