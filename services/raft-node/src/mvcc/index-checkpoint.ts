@@ -12,6 +12,7 @@
 import { crc32c } from "@node-rs/crc32";
 import { smallInteger as small } from "./bbolt-size-model.js";
 import { Generation, KeyIndex } from "./key-index.js";
+import type { KeyColumns } from "./tree-index.js";
 
 /** The database's state an image was written in; open() compares it with the database's own. */
 export interface CheckpointState {
@@ -184,8 +185,8 @@ export function encodeCheckpoint(
 
 export interface Checkpoint {
   state: CheckpointState;
-  /** The key histories, in key order. */
-  keys: KeyIndex[];
+  /** The key histories, in key order, as columns (views on the image) for TreeIndex.load. */
+  keys: KeyColumns;
   /** The size model: BboltSizeModel.fromShape's arguments. */
   modelShape: Float64Array;
   modelElements: Float64Array;
@@ -223,7 +224,7 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   const base = image.byteOffset;
   const leaseWords = new Int32Array(ab, base + at.lease, keyCount * 2);
   const { lease, created, version, headMain, headSub, keyEnds } = keyColumns(image, at, keyCount);
-  const keys: KeyIndex[] = new Array(keyCount);
+  const keys: string[] = new Array(keyCount);
   let keyStart = at.keys;
   let previous = "";
   for (let k = 0; k < keyCount; k++) {
@@ -234,17 +235,11 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
     // Strictly ascending, as the index iterates them: the loaded tree then holds each once.
     if (k > 0 && previous >= key) return "keys out of order";
     previous = key;
-    const ki = new KeyIndex(key);
-    // A BigInt is an allocation: most keys have no lease, told by its two words being zero.
-    if (leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0) ki.lease = lease[k]!;
-    ki.created = small(created[k]!);
-    ki.version = small(version[k]!);
-    ki.headMain = small(headMain[k]!);
-    ki.headSub = small(headSub[k]!);
-    keys[k] = ki;
+    keys[k] = key;
   }
   if (keyStart !== image.length) return "bytes after the keys";
   const history = new Float64Array(ab, base + at.history, historyNumbers);
+  const histories = new Map<number, KeyIndex>();
   let h = 0;
   const take = (n: number): number[] => {
     if (h + n > history.length) throw new RangeError("history past its end");
@@ -256,8 +251,15 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   try {
     while (h < history.length) {
       const [k, earlierLength] = take(2) as [number, number];
-      const ki = keys[k];
-      if (ki === undefined) return `history of key ${k} of ${keyCount}`;
+      const key = keys[k];
+      if (key === undefined || histories.has(k)) return `history of key ${k} of ${keyCount}`;
+      // Only keys with history become objects; the rest stay columns until TreeIndex.load.
+      const ki = new KeyIndex(key);
+      if (leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0) ki.lease = lease[k]!;
+      ki.created = small(created[k]!);
+      ki.version = small(version[k]!);
+      ki.headMain = small(headMain[k]!);
+      ki.headSub = small(headSub[k]!);
       if (earlierLength > 0) ki.earlier = take(earlierLength);
       const pastCount = take(1)[0]!;
       if (pastCount > 0) {
@@ -268,13 +270,22 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
         }
         ki.past = past;
       }
+      histories.set(k, ki);
     }
   } catch (err) {
     // Past the end: a CRC collision on a damaged file; never trusted.
     return `malformed: ${(err as Error).message}`;
   }
+  // A key without history is one live revision: a zero head would be a corrupt row.
+  for (let k = 0; k < keyCount; k++)
+    if (headMain[k] === 0 && !histories.has(k)) return `key ${k} has no revision`;
   // A view: the open reads it once and drops it with the image.
   const modelElements = new Float64Array(ab, base + at.model, revisionCount * MODEL_STRIDE);
   const modelShape = new Float64Array(ab, base + at.shape, shapeNumbers);
-  return { state, keys, modelShape, modelElements };
+  return {
+    state,
+    keys: { keys, created, version, headMain, headSub, lease, leaseWords, histories },
+    modelShape,
+    modelElements,
+  };
 }
