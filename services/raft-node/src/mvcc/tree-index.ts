@@ -5,8 +5,10 @@
 // Almost every key of a large store has one live revision, so the index is not a map to one
 // object per key: it is a list of leaves in key order, each holding up to LEAF_CAPACITY keys in a
 // sorted array and, for a key whose history is one live revision (a "row"), that revision's
-// numbers in the leaf's Float64Array and its lease in a BigInt64Array the leaf makes only once it
-// holds a leased key. A key with any other history (written again, deleted) keeps a KeyIndex
+// numbers in the leaf's array of numbers and its lease in an array the leaf makes only once it
+// holds a leased key. Plain arrays, not typed ones: V8 keeps their integers unboxed in its own
+// heap, whose pages it returns, where ~8,000 typed arrays' backing stores were small native
+// allocations that fragmented glibc's heap (RSS stayed 150 MiB higher after a reopen). A key with any other history (written again, deleted) keeps a KeyIndex
 // object in the leaf's `histories`, until a compaction leaves it one live revision again.
 // A million single-revision keys then cost the key string and 32 bytes of columns (~60 bytes)
 // instead of the key, a KeyIndex object and a B-tree slot (~185 bytes), and a restart loads them
@@ -68,9 +70,24 @@ function search(keys: readonly string[], key: string): number {
   return ~lo;
 }
 
+function noLeases(): bigint[] {
+  return new Array<bigint>(LEAF_CAPACITY).fill(0n);
+}
+
+/** Copies src[from, to) to dst from dstAt on. */
+function copy<T>(dst: T[], dstAt: number, src: readonly T[], from: number, to: number): void {
+  for (let i = from; i < to; i++) dst[dstAt + i - from] = src[i]!;
+}
+
+/** Array.prototype.copyWithin for a few hundred numbers, without its generic element access. */
+function moveWithin<T>(a: T[], target: number, from: number, to: number): void {
+  if (target > from) for (let i = to - 1; i >= from; i--) a[target + i - from] = a[i]!;
+  else for (let i = from; i < to; i++) a[target + i - from] = a[i]!;
+}
+
 class Leaf {
-  readonly rows = new Float64Array(LEAF_CAPACITY * STRIDE);
-  leases: BigInt64Array | null = null;
+  readonly rows: number[] = new Array<number>(LEAF_CAPACITY * STRIDE).fill(0);
+  leases: bigint[] | null = null;
   /** Same length as keys while any key of the leaf has a KeyIndex; null otherwise. */
   histories: (KeyIndex | undefined)[] | null = null;
   historyCount = 0;
@@ -131,7 +148,7 @@ class Leaf {
     this.rows[r + SUB] = sub;
     this.rows[r + CREATED] = created;
     this.rows[r + VERSION] = version;
-    if (lease !== 0n) this.leases ??= new BigInt64Array(LEAF_CAPACITY);
+    if (lease !== 0n) this.leases ??= noLeases();
     if (this.leases !== null) this.leases[i] = lease;
     this.setHistory(i, undefined);
   }
@@ -159,8 +176,8 @@ class Leaf {
   insertAt(i: number, key: string): void {
     const n = this.keys.length;
     this.keys.splice(i, 0, key);
-    this.rows.copyWithin((i + 1) * STRIDE, i * STRIDE, n * STRIDE);
-    this.leases?.copyWithin(i + 1, i, n);
+    moveWithin(this.rows, (i + 1) * STRIDE, i * STRIDE, n * STRIDE);
+    if (this.leases !== null) moveWithin(this.leases, i + 1, i, n);
     this.histories?.splice(i, 0, undefined);
   }
 
@@ -168,9 +185,9 @@ class Leaf {
     const n = this.keys.length;
     if (this.history(i) !== undefined) this.setHistory(i, undefined);
     this.keys.splice(i, 1);
-    this.rows.copyWithin(i * STRIDE, (i + 1) * STRIDE, n * STRIDE);
+    moveWithin(this.rows, i * STRIDE, (i + 1) * STRIDE, n * STRIDE);
     if (this.leases !== null) {
-      this.leases.copyWithin(i, i + 1, n);
+      moveWithin(this.leases, i, i + 1, n);
       this.leases[n - 1] = 0n;
     }
     this.histories?.splice(i, 1);
@@ -180,10 +197,10 @@ class Leaf {
   splitOff(from: number): Leaf {
     const n = this.keys.length;
     const right = new Leaf(this.keys.splice(from));
-    right.rows.set(this.rows.subarray(from * STRIDE, n * STRIDE));
+    copy(right.rows, 0, this.rows, from * STRIDE, n * STRIDE);
     if (this.leases !== null) {
-      right.leases = new BigInt64Array(LEAF_CAPACITY);
-      right.leases.set(this.leases.subarray(from, n));
+      right.leases = noLeases();
+      copy(right.leases, 0, this.leases, from, n);
       this.leases.fill(0n, from, n);
     }
     if (this.histories !== null) {
@@ -203,10 +220,10 @@ class Leaf {
   absorb(right: Leaf): void {
     const n = this.keys.length;
     const m = right.keys.length;
-    this.rows.set(right.rows.subarray(0, m * STRIDE), n * STRIDE);
+    copy(this.rows, n * STRIDE, right.rows, 0, m * STRIDE);
     if (right.leases !== null) {
-      this.leases ??= new BigInt64Array(LEAF_CAPACITY);
-      this.leases.set(right.leases.subarray(0, m), n);
+      this.leases ??= noLeases();
+      copy(this.leases, n, right.leases, 0, m);
     }
     if (this.histories !== null || right.histories !== null) {
       const left = this.histories ?? new Array<KeyIndex | undefined>(n).fill(undefined);
