@@ -192,6 +192,16 @@ export interface Checkpoint {
   modelElements: Float64Array;
 }
 
+/** Whether bytes [a, b) of `image` sort strictly before [b, c) (byte order, a prefix first). */
+function ascending(image: Buffer, a: number, b: number, c: number): boolean {
+  const common = Math.min(b - a, c - b);
+  for (let j = 0; j < common; j++) {
+    const d = image[a + j]! - image[b + j]!;
+    if (d !== 0) return d < 0;
+  }
+  return b - a < c - b;
+}
+
 /** The state an image claims to describe, or a reason it is no image (cheap: no checksum yet). */
 export function checkpointState(image: Buffer): CheckpointState | string {
   if (image.length < HEADER_BYTES || !image.subarray(0, MAGIC.length).equals(MAGIC))
@@ -224,20 +234,19 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   const base = image.byteOffset;
   const leaseWords = new Int32Array(ab, base + at.lease, keyCount * 2);
   const { lease, created, version, headMain, headSub, keyEnds } = keyColumns(image, at, keyCount);
-  const keys: string[] = new Array(keyCount);
+  // Strictly ascending, as the index iterates them: the loaded tree then holds each once. Checked
+  // on the bytes: the keys become strings a leaf at a time (TreeIndex.load), not one per key.
   let keyStart = at.keys;
-  let previous = "";
   for (let k = 0; k < keyCount; k++) {
     const keyEnd = at.keys + keyEnds[k]!;
     if (keyEnd < keyStart || keyEnd > image.length) return "key offsets out of range";
-    const key = latin1(image).latin1Slice(keyStart, keyEnd);
+    if (k > 0 && !ascending(image, at.keys + (k === 1 ? 0 : keyEnds[k - 2]!), keyStart, keyEnd))
+      return "keys out of order";
     keyStart = keyEnd;
-    // Strictly ascending, as the index iterates them: the loaded tree then holds each once.
-    if (k > 0 && previous >= key) return "keys out of order";
-    previous = key;
-    keys[k] = key;
   }
   if (keyStart !== image.length) return "bytes after the keys";
+  const keyText = (start: number, end: number) => latin1(image).latin1Slice(at.keys + start, at.keys + end);
+  const keyOf = (k: number) => keyText(k === 0 ? 0 : keyEnds[k - 1]!, keyEnds[k]!);
   const history = new Float64Array(ab, base + at.history, historyNumbers);
   const histories = new Map<number, KeyIndex>();
   let h = 0;
@@ -251,10 +260,9 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   try {
     while (h < history.length) {
       const [k, earlierLength] = take(2) as [number, number];
-      const key = keys[k];
-      if (key === undefined || histories.has(k)) return `history of key ${k} of ${keyCount}`;
+      if (!(k < keyCount) || histories.has(k)) return `history of key ${k} of ${keyCount}`;
       // Only keys with history become objects; the rest stay columns until TreeIndex.load.
-      const ki = new KeyIndex(key);
+      const ki = new KeyIndex(keyOf(k));
       if (leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0) ki.lease = lease[k]!;
       ki.created = small(created[k]!);
       ki.version = small(version[k]!);
@@ -284,7 +292,7 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   const modelShape = new Float64Array(ab, base + at.shape, shapeNumbers);
   return {
     state,
-    keys: { keys, created, version, headMain, headSub, lease, leaseWords, histories },
+    keys: { keyText, keyEnds, created, version, headMain, headSub, lease, leaseWords, histories },
     modelShape,
     modelElements,
   };

@@ -44,7 +44,10 @@ export interface KeyBounds {
 
 /** A checkpoint's keys as columns (index-checkpoint.ts), in strictly ascending key order. */
 export interface KeyColumns {
-  keys: readonly string[];
+  /** The keys' bytes from `start` to `end` (offsets into the concatenated keys) as a latin1 string. */
+  keyText: (start: number, end: number) => string;
+  /** Where each key ends in the concatenated keys. */
+  keyEnds: Uint32Array;
   created: Float64Array;
   version: Float64Array;
   headMain: Float64Array;
@@ -56,15 +59,15 @@ export interface KeyColumns {
   histories: ReadonlyMap<number, KeyIndex>;
 }
 
-/** Position of `key` in sorted `keys`, or ~(where it would go) when absent. */
-function search(keys: readonly string[], key: string): number {
+/** Position of `key` in the leaf's keys, or ~(where it would go) when absent. */
+function search(leaf: Leaf, key: string): number {
   let lo = 0;
-  let hi = keys.length - 1;
+  let hi = leaf.size - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >>> 1;
-    const k = keys[mid]!;
-    if (k < key) lo = mid + 1;
-    else if (k > key) hi = mid - 1;
+    const order = leaf.compare(key, mid);
+    if (order > 0) lo = mid + 1;
+    else if (order < 0) hi = mid - 1;
     else return mid;
   }
   return ~lo;
@@ -92,10 +95,42 @@ class Leaf {
   histories: (KeyIndex | undefined)[] | null = null;
   historyCount = 0;
 
-  constructor(readonly keys: string[] = []) {}
+  /**
+   * The leaf's keys, concatenated in order (one latin1 string: a few hundred bytes of V8 heap
+   * for the leaf instead of a ~24-byte string per key), and where each ends in it.
+   */
+  private text: string;
+  private readonly ends: number[];
+
+  constructor(text = "", ends: number[] = []) {
+    this.text = text;
+    this.ends = ends;
+  }
 
   get size(): number {
-    return this.keys.length;
+    return this.ends.length;
+  }
+
+  private start(i: number): number {
+    return i === 0 ? 0 : this.ends[i - 1]!;
+  }
+
+  /** Key i, as a string of its own (reads that hand it out allocate it). */
+  keyAt(i: number): string {
+    return this.text.slice(this.start(i), this.ends[i]!);
+  }
+
+  /** Byte order of `key` against key i: negative, zero or positive, as key - keyAt(i). */
+  compare(key: string, i: number): number {
+    const text = this.text;
+    const start = this.start(i);
+    const length = this.ends[i]! - start;
+    const common = Math.min(length, key.length);
+    for (let j = 0; j < common; j++) {
+      const d = key.charCodeAt(j) - text.charCodeAt(start + j);
+      if (d !== 0) return d;
+    }
+    return key.length - length;
   }
 
   history(i: number): KeyIndex | undefined {
@@ -113,7 +148,7 @@ class Leaf {
     const r = i * STRIDE;
     const rows = this.rows;
     return KeyIndex.single(
-      this.keys[i]!,
+      this.keyAt(i),
       rows[r + CREATED]!,
       rows[r + VERSION]!,
       rows[r + MAIN]!,
@@ -161,8 +196,7 @@ class Leaf {
       if (--this.historyCount === 0) this.histories = null;
       return;
     }
-    if (this.histories === null)
-      this.histories = new Array<KeyIndex | undefined>(this.keys.length).fill(undefined);
+    if (this.histories === null) this.histories = new Array<KeyIndex | undefined>(this.size).fill(undefined);
     this.histories[i] = ki;
     if (!had) this.historyCount++;
   }
@@ -174,17 +208,27 @@ class Leaf {
 
   /** Opens a slot for `key` at i (the leaf must have room); the caller fills it. */
   insertAt(i: number, key: string): void {
-    const n = this.keys.length;
-    this.keys.splice(i, 0, key);
+    const n = this.size;
+    const at = this.start(i);
+    this.text = this.text.slice(0, at) + key + this.text.slice(at);
+    const ends = this.ends;
+    ends.push(0);
+    for (let j = n; j > i; j--) ends[j] = ends[j - 1]! + key.length;
+    ends[i] = at + key.length;
     moveWithin(this.rows, (i + 1) * STRIDE, i * STRIDE, n * STRIDE);
     if (this.leases !== null) moveWithin(this.leases, i + 1, i, n);
     this.histories?.splice(i, 0, undefined);
   }
 
   removeAt(i: number): void {
-    const n = this.keys.length;
+    const n = this.size;
     if (this.history(i) !== undefined) this.setHistory(i, undefined);
-    this.keys.splice(i, 1);
+    const at = this.start(i);
+    const length = this.ends[i]! - at;
+    this.text = this.text.slice(0, at) + this.text.slice(at + length);
+    const ends = this.ends;
+    for (let j = i; j < n - 1; j++) ends[j] = ends[j + 1]! - length;
+    ends.pop();
     moveWithin(this.rows, i * STRIDE, (i + 1) * STRIDE, n * STRIDE);
     if (this.leases !== null) {
       moveWithin(this.leases, i, i + 1, n);
@@ -195,8 +239,13 @@ class Leaf {
 
   /** Moves rows [from, size) to a new leaf, returned. */
   splitOff(from: number): Leaf {
-    const n = this.keys.length;
-    const right = new Leaf(this.keys.splice(from));
+    const n = this.size;
+    const at = this.start(from);
+    const right = new Leaf(
+      this.text.slice(at),
+      this.ends.splice(from).map((end) => end - at),
+    );
+    this.text = this.text.slice(0, at);
     copy(right.rows, 0, this.rows, from * STRIDE, n * STRIDE);
     if (this.leases !== null) {
       right.leases = noLeases();
@@ -218,8 +267,8 @@ class Leaf {
 
   /** Appends every row of `right` (there must be room). */
   absorb(right: Leaf): void {
-    const n = this.keys.length;
-    const m = right.keys.length;
+    const n = this.size;
+    const m = right.size;
     copy(this.rows, n * STRIDE, right.rows, 0, m * STRIDE);
     if (right.leases !== null) {
       this.leases ??= noLeases();
@@ -230,7 +279,9 @@ class Leaf {
       this.histories = left.concat(right.histories ?? new Array<KeyIndex | undefined>(m).fill(undefined));
       this.historyCount += right.historyCount;
     }
-    for (const key of right.keys) this.keys.push(key);
+    const at = this.text.length;
+    this.text += right.text;
+    for (const end of right.ends) this.ends.push(at + end);
   }
 }
 
@@ -250,7 +301,7 @@ export class TreeIndex {
     let hi = leaves.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
-      if (leaves[mid]!.keys[0]! <= key) lo = mid;
+      if (leaves[mid]!.compare(key, 0) >= 0) lo = mid;
       else hi = mid - 1;
     }
     return lo;
@@ -258,7 +309,7 @@ export class TreeIndex {
 
   lookup(key: string): KeyIndex | undefined {
     const leaf = this.leaves[this.leafFor(key)]!;
-    const i = search(leaf.keys, key);
+    const i = search(leaf, key);
     return i < 0 ? undefined : leaf.view(i);
   }
 
@@ -266,7 +317,7 @@ export class TreeIndex {
   put(key: string, main: number, sub: number, lease: bigint): void {
     const l = this.leafFor(key);
     const leaf = this.leaves[l]!;
-    const i = search(leaf.keys, key);
+    const i = search(leaf, key);
     if (i < 0) {
       const [at, slot] = this.insert(l, ~i, key);
       at.setRow(slot, main, sub, main, 1, lease);
@@ -280,7 +331,7 @@ export class TreeIndex {
   /** Ends `key`'s live generation with a tombstone at (main, sub); false if it is not live. */
   tombstone(key: string, main: number, sub: number): boolean {
     const leaf = this.leaves[this.leafFor(key)]!;
-    const i = search(leaf.keys, key);
+    const i = search(leaf, key);
     if (i < 0 || !leaf.isLive(i)) return false;
     return this.promote(leaf, i).tombstone(main, sub);
   }
@@ -300,7 +351,7 @@ export class TreeIndex {
     lease: bigint,
   ): void {
     const l = this.leafFor(key);
-    const i = search(this.leaves[l]!.keys, key);
+    const i = search(this.leaves[l]!, key);
     if (i >= 0) {
       if (tombstone) this.tombstone(key, main, sub);
       else this.put(key, main, sub, lease);
@@ -353,7 +404,7 @@ export class TreeIndex {
   private remove(key: string): void {
     const l = this.leafFor(key);
     const leaf = this.leaves[l]!;
-    const i = search(leaf.keys, key);
+    const i = search(leaf, key);
     if (i < 0) return;
     leaf.removeAt(i);
     this.keyCount--;
@@ -372,24 +423,29 @@ export class TreeIndex {
   /** Fills an empty index with a checkpoint's keys (in key order), rows copied from its columns. */
   load(columns: KeyColumns): void {
     if (this.keyCount !== 0) throw new Error("mvcc: loading a key index that is not empty");
-    const { keys, created, version, headMain, headSub, lease, leaseWords, histories } = columns;
+    const { keyText, keyEnds, created, version, headMain, headSub, lease, leaseWords, histories } = columns;
+    const count = keyEnds.length;
     const leaves: Leaf[] = [];
-    for (let start = 0; start < keys.length; start += LEAF_CAPACITY) {
-      const end = Math.min(start + LEAF_CAPACITY, keys.length);
-      const leaf = new Leaf(keys.slice(start, end));
-      for (let k = start; k < end; k++) {
+    for (let first = 0; first < count; first += LEAF_CAPACITY) {
+      const last = Math.min(first + LEAF_CAPACITY, count);
+      // One string per leaf, its keys' bytes as the checkpoint holds them: no string per key.
+      const at = first === 0 ? 0 : keyEnds[first - 1]!;
+      const ends: number[] = new Array(last - first);
+      for (let k = first; k < last; k++) ends[k - first] = keyEnds[k]! - at;
+      const leaf = new Leaf(keyText(at, keyEnds[last - 1]!), ends);
+      for (let k = first; k < last; k++) {
         const ki = histories.get(k);
         if (ki !== undefined) {
-          leaf.setHistory(k - start, ki);
+          leaf.setHistory(k - first, ki);
           continue;
         }
         const leased = leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0;
-        leaf.setRow(k - start, headMain[k]!, headSub[k]!, created[k]!, version[k]!, leased ? lease[k]! : 0n);
+        leaf.setRow(k - first, headMain[k]!, headSub[k]!, created[k]!, version[k]!, leased ? lease[k]! : 0n);
       }
       leaves.push(leaf);
     }
     this.leaves = leaves.length === 0 ? [new Leaf()] : leaves;
-    this.keyCount = keys.length;
+    this.keyCount = count;
   }
 
   /** Calls visit(leaf, i) for each key in bounds, in key order, until it returns false. */
@@ -397,18 +453,17 @@ export class TreeIndex {
     const { start, end } = bounds;
     let l = this.leafFor(start);
     if (end === undefined) {
-      const i = search(this.leaves[l]!.keys, start);
+      const i = search(this.leaves[l]!, start);
       if (i >= 0) visit(this.leaves[l]!, i);
       return;
     }
     if (end !== "" && end <= start) return;
-    let i = search(this.leaves[l]!.keys, start);
+    let i = search(this.leaves[l]!, start);
     if (i < 0) i = ~i;
     for (; l < this.leaves.length; l++, i = 0) {
       const leaf = this.leaves[l]!;
-      const keys = leaf.keys;
-      for (; i < keys.length; i++) {
-        if (end !== "" && keys[i]! >= end) return;
+      for (; i < leaf.size; i++) {
+        if (end !== "" && leaf.compare(end, i) <= 0) return;
         if (visit(leaf, i) === false) return;
       }
     }
@@ -459,7 +514,7 @@ export class TreeIndex {
     this.walk(from, (leaf, i) => {
       if (visited === maxKeys) return false;
       visited++;
-      last = leaf.keys[i];
+      last = leaf.keyAt(i);
       const rev = leaf.get(i, atRev);
       if (rev !== undefined) hits.push(hitOf(leaf, i, rev));
       return true;
@@ -523,7 +578,7 @@ export class TreeIndex {
     let seen = 0;
     this.walk({ start: fromKey, end: "" }, (leaf, i) => {
       if (seen === maxKeys) {
-        next = leaf.keys[i];
+        next = leaf.keyAt(i);
         return false;
       }
       seen++;
@@ -540,7 +595,7 @@ export class TreeIndex {
   }
 
   *entries(): IterableIterator<[string, KeyIndex]> {
-    for (const leaf of this.leaves) for (let i = 0; i < leaf.size; i++) yield [leaf.keys[i]!, leaf.view(i)];
+    for (const leaf of this.leaves) for (let i = 0; i < leaf.size; i++) yield [leaf.keyAt(i), leaf.view(i)];
   }
 
   /** The key histories in key order (views for rows). */
