@@ -21,7 +21,7 @@
 import { KeyIndex, type KeyRevision, RevisionSet } from "./key-index.js";
 
 /** Keys per leaf: inserting shifts at most this many rows; the leaf list is keys / ~100 long. */
-const LEAF_CAPACITY = 128;
+const LEAF_CAPACITY = 64;
 /** A row's numbers: [main, sub, created, version] of its one live revision. */
 const STRIDE = 4;
 const MAIN = 0;
@@ -288,6 +288,11 @@ class Leaf {
 export class TreeIndex {
   /** In key order; never empty (an empty index is one empty leaf), and only a lone leaf is empty. */
   private leaves: Leaf[] = [new Leaf()];
+  /**
+   * Each leaf's first key ("" for a lone empty leaf): finding a key's leaf compares strings
+   * natively instead of reading every visited leaf's text.
+   */
+  private firsts: string[] = [""];
   private keyCount = 0;
 
   get size(): number {
@@ -296,12 +301,11 @@ export class TreeIndex {
 
   /** The leaf that holds `key` or would: the last whose first key is <= key (the first if none). */
   private leafFor(key: string): number {
-    const leaves = this.leaves;
     let lo = 0;
-    let hi = leaves.length - 1;
+    let hi = this.leaves.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
-      if (leaves[mid]!.compare(key, 0) >= 0) lo = mid;
+      if (this.firsts[mid]! <= key) lo = mid;
       else hi = mid - 1;
     }
     return lo;
@@ -384,19 +388,24 @@ export class TreeIndex {
       if (i === LEAF_CAPACITY) {
         // Past the leaf's last key: a new leaf, so keys added in order fill leaves completely.
         leaf = new Leaf();
-        this.leaves.splice(l + 1, 0, leaf);
+        l++;
         i = 0;
+        this.leaves.splice(l, 0, leaf);
+        this.firsts.splice(l, 0, key);
       } else {
         const half = LEAF_CAPACITY >> 1;
         const right = leaf.splitOff(half);
         this.leaves.splice(l + 1, 0, right);
+        this.firsts.splice(l + 1, 0, right.keyAt(0));
         if (i > half) {
           leaf = right;
+          l++;
           i -= half;
         }
       }
     }
     leaf.insertAt(i, key);
+    if (i === 0) this.firsts[l] = key;
     this.keyCount++;
     return [leaf, i];
   }
@@ -409,14 +418,21 @@ export class TreeIndex {
     leaf.removeAt(i);
     this.keyCount--;
     if (leaf.size === 0) {
-      if (this.leaves.length > 1) this.leaves.splice(l, 1);
+      if (this.leaves.length > 1) {
+        this.leaves.splice(l, 1);
+        this.firsts.splice(l, 1);
+      } else {
+        this.firsts[0] = "";
+      }
       return;
     }
+    if (i === 0) this.firsts[l] = leaf.keyAt(0);
     // Leaves emptied by deletions merge, so a store that shrank does not keep sparse leaves.
     const next = this.leaves[l + 1];
     if (next !== undefined && leaf.size + next.size <= LEAF_CAPACITY >> 1) {
       leaf.absorb(next);
       this.leaves.splice(l + 1, 1);
+      this.firsts.splice(l + 1, 1);
     }
   }
 
@@ -445,6 +461,7 @@ export class TreeIndex {
       leaves.push(leaf);
     }
     this.leaves = leaves.length === 0 ? [new Leaf()] : leaves;
+    this.firsts = leaves.length === 0 ? [""] : leaves.map((leaf) => leaf.keyAt(0));
     this.keyCount = count;
   }
 
