@@ -3,16 +3,18 @@
 // RocksDB (or from its checkpoint) at open, like etcd's treeIndex.
 //
 // Almost every key of a large store has one live revision, so the index is not a map to one
-// object per key: it is a list of leaves in key order, each holding up to LEAF_CAPACITY keys in a
-// sorted array and, for a key whose history is one live revision (a "row"), that revision's
-// numbers in the leaf's array of numbers and its lease in an array the leaf makes only once it
-// holds a leased key. Plain arrays, not typed ones: V8 keeps their integers unboxed in its own
-// heap, whose pages it returns, where ~8,000 typed arrays' backing stores were small native
-// allocations that fragmented glibc's heap (RSS stayed 150 MiB higher after a reopen). A key with any other history (written again, deleted) keeps a KeyIndex
-// object in the leaf's `histories`, until a compaction leaves it one live revision again.
-// A million single-revision keys then cost the key string and 32 bytes of columns (~60 bytes)
-// instead of the key, a KeyIndex object and a B-tree slot (~185 bytes), and a restart loads them
-// without building a million objects (bench/src/mvcc/memory-restart.ts).
+// object per key: it is a list of leaves in key order, each holding up to LEAF_CAPACITY keys as
+// one concatenated latin1 string with end offsets and, for a key whose history is one live
+// revision (a "row"), that revision's numbers in the leaf's array of numbers and its lease in an
+// array the leaf makes only once it holds a leased key. A key with any other history (written
+// again, deleted) keeps a KeyIndex object in the leaf's `histories`, until a compaction leaves it
+// one live revision again. A million single-revision keys of 8 bytes then cost ~50 bytes each
+// (8 of text, 8 of offset, 32 of numbers) instead of a key string, a KeyIndex object and B-tree
+// slots (~150 bytes), and a restart loads one string per leaf, not a million objects
+// (bench/src/mvcc/memory-restart.ts). Plain arrays rather than typed ones: V8 keeps their small
+// integers unboxed in its own heap, whose pages it gives back, where thousands of small typed
+// array backing stores are native allocations (in one run on a loaded machine a reopened store's
+// RSS was ~110 MiB higher with them).
 //
 // Reads hand out KeyIndex objects: the stored one, or for a row a snapshot of it made for the
 // read (a view). A view answers as of the read that made it, which is what a range needs (a
