@@ -20,6 +20,7 @@
 // read (a view). A view answers as of the read that made it, which is what a range needs (a
 // revision it found was the latest then, with that lease). Writes go through this class's
 // methods (put, tombstone, replay), never through a KeyIndex it handed out.
+import { smallInteger as small } from "./bbolt-size-model.js";
 import { KeyIndex, type KeyRevision, RevisionSet } from "./key-index.js";
 
 /** Keys per leaf: inserting shifts at most this many rows; the leaf list is keys / ~100 long. */
@@ -458,7 +459,16 @@ export class TreeIndex {
           continue;
         }
         const leased = leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0;
-        leaf.setRow(k - first, headMain[k]!, headSub[k]!, created[k]!, version[k]!, leased ? lease[k]! : 0n);
+        // Small integers, not doubles: a double in the rows would reach KeyIndex fields through
+        // views and box those fields for every KeyIndex (see smallInteger).
+        leaf.setRow(
+          k - first,
+          small(headMain[k]!),
+          small(headSub[k]!),
+          small(created[k]!),
+          small(version[k]!),
+          leased ? lease[k]! : 0n,
+        );
       }
       leaves.push(leaf);
     }
