@@ -23,7 +23,7 @@
 import { smallInteger as small } from "./bbolt-size-model.js";
 import { KeyIndex, type KeyRevision, RevisionSet } from "./key-index.js";
 
-/** Keys per leaf: inserting shifts at most this many rows; the leaf list is keys / ~100 long. */
+/** Keys per leaf: an insert shifts at most this many rows and rebuilds a text this long. */
 const LEAF_CAPACITY = 64;
 /** A row's numbers: [main, sub, created, version] of its one live revision. */
 const STRIDE = 4;
@@ -94,7 +94,7 @@ function moveWithin<T>(a: T[], target: number, from: number, to: number): void {
 class Leaf {
   readonly rows: number[] = new Array<number>(LEAF_CAPACITY * STRIDE).fill(0);
   leases: bigint[] | null = null;
-  /** Same length as keys while any key of the leaf has a KeyIndex; null otherwise. */
+  /** One slot per key while any key of the leaf has a KeyIndex; null otherwise. */
   histories: (KeyIndex | undefined)[] | null = null;
   historyCount = 0;
 
