@@ -23,7 +23,7 @@
 import { smallInteger as small } from "./bbolt-size-model.js";
 import { KeyIndex, type KeyRevision, RevisionSet } from "./key-index.js";
 
-/** Keys per leaf: an insert shifts at most this many rows and rebuilds a text this long. */
+/** Keys per leaf: an insert shifts at most this many rows and rebuilds their keys' text. */
 const LEAF_CAPACITY = 64;
 /** A row's numbers: [main, sub, created, version] of its one live revision. */
 const STRIDE = 4;
