@@ -12,6 +12,7 @@
 import { crc32c } from "@node-rs/crc32";
 import { smallInteger as small } from "./bbolt-size-model.js";
 import { Generation, KeyIndex } from "./key-index.js";
+import type { KeyColumns } from "./tree-index.js";
 
 /** The database's state an image was written in; open() compares it with the database's own. */
 export interface CheckpointState {
@@ -184,11 +185,21 @@ export function encodeCheckpoint(
 
 export interface Checkpoint {
   state: CheckpointState;
-  /** The key histories, in key order. */
-  keys: KeyIndex[];
+  /** The key histories, in key order, as columns (views on the image) for TreeIndex.load. */
+  keys: KeyColumns;
   /** The size model: BboltSizeModel.fromShape's arguments. */
   modelShape: Float64Array;
   modelElements: Float64Array;
+}
+
+/** Whether bytes [a, b) of `image` sort strictly before [b, c) (byte order, a prefix first). */
+function ascending(image: Buffer, a: number, b: number, c: number): boolean {
+  const common = Math.min(b - a, c - b);
+  for (let j = 0; j < common; j++) {
+    const d = image[a + j]! - image[b + j]!;
+    if (d !== 0) return d < 0;
+  }
+  return b - a < c - b;
 }
 
 /** The state an image claims to describe, or a reason it is no image (cheap: no checksum yet). */
@@ -223,28 +234,21 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   const base = image.byteOffset;
   const leaseWords = new Int32Array(ab, base + at.lease, keyCount * 2);
   const { lease, created, version, headMain, headSub, keyEnds } = keyColumns(image, at, keyCount);
-  const keys: KeyIndex[] = new Array(keyCount);
+  // Strictly ascending, as the index iterates them: the loaded tree then holds each once. Checked
+  // on the bytes: the keys become strings a leaf at a time (TreeIndex.load), not one per key.
   let keyStart = at.keys;
-  let previous = "";
   for (let k = 0; k < keyCount; k++) {
     const keyEnd = at.keys + keyEnds[k]!;
     if (keyEnd < keyStart || keyEnd > image.length) return "key offsets out of range";
-    const key = latin1(image).latin1Slice(keyStart, keyEnd);
+    if (k > 0 && !ascending(image, at.keys + (k === 1 ? 0 : keyEnds[k - 2]!), keyStart, keyEnd))
+      return "keys out of order";
     keyStart = keyEnd;
-    // Strictly ascending, as the index iterates them: the loaded tree then holds each once.
-    if (k > 0 && previous >= key) return "keys out of order";
-    previous = key;
-    const ki = new KeyIndex(key);
-    // A BigInt is an allocation: most keys have no lease, told by its two words being zero.
-    if (leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0) ki.lease = lease[k]!;
-    ki.created = small(created[k]!);
-    ki.version = small(version[k]!);
-    ki.headMain = small(headMain[k]!);
-    ki.headSub = small(headSub[k]!);
-    keys[k] = ki;
   }
   if (keyStart !== image.length) return "bytes after the keys";
+  const keyText = (start: number, end: number) => latin1(image).latin1Slice(at.keys + start, at.keys + end);
+  const keyOf = (k: number) => keyText(k === 0 ? 0 : keyEnds[k - 1]!, keyEnds[k]!);
   const history = new Float64Array(ab, base + at.history, historyNumbers);
+  const histories = new Map<number, KeyIndex>();
   let h = 0;
   const take = (n: number): number[] => {
     if (h + n > history.length) throw new RangeError("history past its end");
@@ -256,8 +260,14 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
   try {
     while (h < history.length) {
       const [k, earlierLength] = take(2) as [number, number];
-      const ki = keys[k];
-      if (ki === undefined) return `history of key ${k} of ${keyCount}`;
+      if (!(k < keyCount) || histories.has(k)) return `history of key ${k} of ${keyCount}`;
+      // Only keys with history become objects; the rest stay columns until TreeIndex.load.
+      const ki = new KeyIndex(keyOf(k));
+      if (leaseWords[k * 2] !== 0 || leaseWords[k * 2 + 1] !== 0) ki.lease = lease[k]!;
+      ki.created = small(created[k]!);
+      ki.version = small(version[k]!);
+      ki.headMain = small(headMain[k]!);
+      ki.headSub = small(headSub[k]!);
       if (earlierLength > 0) ki.earlier = take(earlierLength);
       const pastCount = take(1)[0]!;
       if (pastCount > 0) {
@@ -268,13 +278,22 @@ export function decodeCheckpoint(file: Buffer): Checkpoint | string {
         }
         ki.past = past;
       }
+      histories.set(k, ki);
     }
   } catch (err) {
     // Past the end: a CRC collision on a damaged file; never trusted.
     return `malformed: ${(err as Error).message}`;
   }
+  // A key without history is one live revision: a zero head would be a corrupt row.
+  for (let k = 0; k < keyCount; k++)
+    if (headMain[k] === 0 && !histories.has(k)) return `key ${k} has no revision`;
   // A view: the open reads it once and drops it with the image.
   const modelElements = new Float64Array(ab, base + at.model, revisionCount * MODEL_STRIDE);
   const modelShape = new Float64Array(ab, base + at.shape, shapeNumbers);
-  return { state, keys, modelShape, modelElements };
+  return {
+    state,
+    keys: { keyText, keyEnds, created, version, headMain, headSub, lease, leaseWords, histories },
+    modelShape,
+    modelElements,
+  };
 }

@@ -126,8 +126,8 @@ describe("key index", () => {
 describe("tree index", () => {
   it("ranges over a key, [start, end), from-key, with limit and total", () => {
     const tree = new TreeIndex();
-    for (const [i, k] of ["a", "b", "b/1", "c"].entries()) tree.getOrCreate(k).put(i + 2, 0);
-    tree.lookup("b")!.tombstone(6, 0);
+    for (const [i, k] of ["a", "b", "b/1", "c"].entries()) tree.put(k, i + 2, 0, 0n);
+    tree.tombstone("b", 6, 0);
     const at = (start: string, end: string | undefined, rev: number, limit = 0) => {
       const r = tree.revisions({ start, end }, rev, limit);
       return [r.hits.map((h) => h.index.key), r.total];
@@ -144,9 +144,9 @@ describe("tree index", () => {
 
   it("compacts in slices and drops keys left empty", () => {
     const tree = new TreeIndex();
-    for (const k of ["a", "b", "c", "d", "e"]) tree.getOrCreate(k).put(2, 0);
-    tree.lookup("b")!.tombstone(3, 0);
-    tree.lookup("d")!.tombstone(3, 0);
+    for (const k of ["a", "b", "c", "d", "e"]) tree.put(k, 2, 0, 0n);
+    tree.tombstone("b", 3, 0);
+    tree.tombstone("d", 3, 0);
     const removed: number[] = [];
     let from: string | undefined = "";
     let slices = 0;

@@ -5,8 +5,8 @@
 // Almost every key of a large store has one generation of one revision, so the live generation
 // is not an object of its own: its created revision, version and last revision are fields of
 // the KeyIndex, and only its earlier revisions (a key written more than once) take an array.
-// A million single-revision keys cost one object each instead of three (KeyIndex, Generation,
-// revision array): ~90 bytes instead of ~170 (bench/src/mvcc/memory-restart.ts).
+// A key whose history is one live revision has no KeyIndex at all in the index (TreeIndex keeps
+// it as a row of numbers); it gets one when a write gives it history, or as a read's view.
 
 /** Index (in pairs) of the last revision in flat `revs` whose main revision is <= atRev, or -1. */
 function findRevisionIndex(revs: readonly number[], atRev: number): number {
@@ -74,6 +74,29 @@ export class KeyIndex {
 
   /** The key's bytes as a latin1 string: one byte per char, so string order is byte order. */
   constructor(readonly key: string) {}
+
+  /** A key whose history is one live revision (what TreeIndex keeps as a row). */
+  static single(
+    key: string,
+    created: number,
+    version: number,
+    main: number,
+    sub: number,
+    lease: bigint,
+  ): KeyIndex {
+    const ki = new KeyIndex(key);
+    ki.created = created;
+    ki.version = version;
+    ki.headMain = main;
+    ki.headSub = sub;
+    ki.lease = lease;
+    return ki;
+  }
+
+  /** Whether the history is one live revision and nothing else. */
+  get isSingleRevision(): boolean {
+    return this.past === null && this.earlier === null && this.headMain !== 0;
+  }
 
   get isEmpty(): boolean {
     return this.past === null && this.headMain === 0;

@@ -37,7 +37,7 @@ import {
   encodeCheckpoint,
   sameState,
 } from "./index-checkpoint.js";
-import { KeyIndex } from "./key-index.js";
+import type { KeyIndex } from "./key-index.js";
 import {
   decodeIndexFields,
   decodeKeyValue,
@@ -412,9 +412,7 @@ export class MvccStore implements ApplyTarget {
 
   /** Keys live at the current revision (walks the whole index). */
   countLiveKeys(): number {
-    let live = 0;
-    for (const [, ki] of this.index.entries()) if (ki.isLive) live++;
-    return live;
+    return this.index.liveCount();
   }
 
   alarms(type: number = AlarmType.NONE): AlarmMember[] {
@@ -618,23 +616,7 @@ export class MvccStore implements ApplyTarget {
           const main = mainOfKey(revKey);
           const sub = subOfKey(revKey);
           const key = kv.key;
-          const tombstone = isTombstoneKey(revKey);
-          let ki = this.index.lookup(key);
-          if (ki !== undefined) {
-            if (tombstone) ki.tombstone(main, sub);
-            else {
-              ki.put(main, sub);
-              ki.lease = kv.lease;
-            }
-          } else {
-            ki = new KeyIndex(key);
-            if (tombstone) ki.restoreTombstone(main, sub);
-            else {
-              ki.restore(kv.createRevision, main, sub, kv.version);
-              ki.lease = kv.lease;
-            }
-            this.index.insert(ki);
-          }
+          this.index.replay(key, main, sub, isTombstoneKey(revKey), kv.createRevision, kv.version, kv.lease);
           this.currentRev = main;
           revision.key = revKey;
           revision.valueLength = value.length;

@@ -124,12 +124,13 @@ export class WriteTxn {
   put(key: Buffer, value: Buffer, lease: bigint): void {
     const rev = this.beginRev + 1;
     const sub = this.changes.length;
-    const ki = this.target.index.getOrCreate(key.toString("latin1"));
+    const k = key.toString("latin1");
+    const ki = this.target.index.lookup(k);
     let created = rev;
     let version = 1;
     let prevMain = -1;
     let prevSub = -1;
-    if (ki.isLive) {
+    if (ki?.isLive) {
       created = ki.created;
       version = ki.version + 1;
       prevMain = ki.headMain;
@@ -137,11 +138,11 @@ export class WriteTxn {
     }
     const kv: KeyValue = { key, createRevision: created, modRevision: rev, version, value, lease };
     this.target.stage(rev, sub, revisionKey(rev, sub), encodeKeyValue(kv));
-    ki.put(rev, sub);
-    ki.lease = lease;
+    this.target.index.put(k, rev, sub, lease);
     this.changes.push({ type: EventType.PUT, kv, prevMain, prevSub });
   }
 
+  /** Deletes the live key `ki` describes (read from the index in this txn). */
   delete(ki: KeyIndex): void {
     const rev = this.beginRev + 1;
     const sub = this.changes.length;
@@ -150,7 +151,7 @@ export class WriteTxn {
     const key = Buffer.from(ki.key, "latin1");
     const stored: KeyValue = { key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n };
     this.target.stage(rev, sub, revisionKey(rev, sub, true), encodeKeyValue(stored));
-    ki.tombstone(rev, sub);
+    this.target.index.tombstone(ki.key, rev, sub);
     // Watchers see a deletion's revision as its mod_revision (etcd's watchable txn End).
     const kv: KeyValue = { key, createRevision: 0, modRevision: rev, version: 0, value: EMPTY, lease: 0n };
     this.changes.push({ type: EventType.DELETE, kv, prevMain, prevSub });
