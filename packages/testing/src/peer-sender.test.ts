@@ -1,6 +1,7 @@
-// The first request's sender, read from what real clients put on the wire: grpc-js (our
-// member's peer transport, HTTP/2 with HPACK-compressed headers) and an HTTP/1.1 client sending
-// etcd 3.4's rafthttp header. Each client dials a listener that answers nothing, as the proxy
+// The first request's sender, read from what real clients put on the wire: grpc-js (HTTP/2
+// with Huffman-coded HPACK headers; a member's bootstrap ClusterInfo call still uses it, while
+// its Raft stream goes out on our own HTTP/2 client with literal headers, which the chaos
+// suite's proxy reads the same way) and an HTTP/1.1 client sending etcd 3.4's rafthttp header. Each client dials a listener that answers nothing, as the proxy
 // does before it knows the sender.
 
 import assert from "node:assert/strict";
