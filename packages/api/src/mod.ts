@@ -52,6 +52,7 @@ export {
   H2ClientStream,
 } from "./grpc/h2/client-connection.js";
 export { H2_ERROR, type IncomingHeaders } from "./grpc/h2/connection.js";
+export { type FramingCore, SocketOutput } from "./grpc/h2/socket-output.js";
 export {
   deadlineFrom,
   decodeGrpcMessage,

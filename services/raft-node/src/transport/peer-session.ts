@@ -19,6 +19,7 @@ import {
   H2ClientConnection,
   type H2ClientStream,
   type IncomingHeaders,
+  SocketOutput,
 } from "@etcd-ts/api";
 import { status } from "@grpc/grpc-js";
 import type { DialTls } from "./tls-credentials.js";
@@ -83,15 +84,11 @@ export interface PeerSessionOptions {
 
 /** Our receive window per stream and for the connection: the answers are empty messages. */
 const WINDOW_BYTES = 1024 * 1024;
-/** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
-const JOIN_MAX_BYTES = 256 * 1024;
 
 /** One connection: its socket, our HTTP/2 core on it, and its output of this turn. */
 class PeerConnection {
   readonly h2: H2ClientConnection;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private scheduled = false;
+  private readonly out: SocketOutput;
   closed = false;
   /** Why the socket failed, for the calls it ends. */
   error = "";
@@ -100,17 +97,18 @@ class PeerConnection {
     readonly socket: net.Socket,
     onClose: () => void,
   ) {
+    this.out = new SocketOutput(
+      socket,
+      () => this.h2,
+      () => this.closed,
+    );
     this.h2 = new H2ClientConnection(
       {
-        output: (bytes) => {
-          this.pending.push(bytes);
-          this.pendingBytes += bytes.length;
-          this.wake();
-        },
-        wake: () => this.wake(),
+        output: (bytes) => this.out.push(bytes),
+        wake: () => this.out.wake(),
         fail: (_code, reason) => {
           this.error ||= reason;
-          this.writeOut();
+          this.out.writeOut();
           socket.destroy();
         },
       },
@@ -126,44 +124,6 @@ class PeerConnection {
       this.h2.destroy();
       onClose();
     });
-  }
-
-  private wake(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    process.nextTick(() => this.writeOut());
-  }
-
-  /** Frames what streams have queued, then writes the turn's frames in one go. */
-  private writeOut(): void {
-    if (this.closed) {
-      this.scheduled = false;
-      return;
-    }
-    this.h2.flush();
-    this.scheduled = false;
-    if (this.pending.length === 0) return;
-    const pending = this.pending;
-    const bytes = this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
-    let ok: boolean;
-    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
-      ok = this.socket.write(pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes));
-    } else {
-      this.socket.cork();
-      ok = true;
-      for (const p of pending) ok = this.socket.write(p);
-      this.socket.uncork();
-    }
-    if (!ok && !this.h2.outputHeld) {
-      // DATA waits for the socket (the queue bound and snapshot back-pressure see it).
-      this.h2.outputHeld = true;
-      this.socket.once("drain", () => {
-        this.h2.outputHeld = false;
-        this.wake();
-      });
-    }
   }
 
   destroy(): void {

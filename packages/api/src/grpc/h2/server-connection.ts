@@ -6,9 +6,7 @@ import type net from "node:net";
 import type { Duplex } from "node:stream";
 import { type KeepalivePolicy, PingStrikes, TOO_MANY_PINGS } from "../keepalive.js";
 import { type ConnectionHandler, H2_ERROR, H2ServerConnection } from "./connection.js";
-
-/** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
-const JOIN_MAX_BYTES = 256 * 1024;
+import { SocketOutput } from "./socket-output.js";
 
 export interface ServerConnectionOptions {
   windowBytes: number;
@@ -18,9 +16,7 @@ export interface ServerConnectionOptions {
 
 export class ServerConnection {
   readonly h2: H2ServerConnection;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private scheduled = false;
+  private readonly out: SocketOutput;
   private closing = false;
   private closedListeners: (() => void)[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -36,16 +32,17 @@ export class ServerConnection {
     const keepalive = options.keepalive;
     const strikes =
       keepalive !== undefined && keepalive.minTimeMs > 0 ? new PingStrikes(keepalive.minTimeMs) : undefined;
+    this.out = new SocketOutput(
+      socket,
+      () => this.h2,
+      () => this.isClosed,
+    );
     this.h2 = new H2ServerConnection(
       {
-        output: (bytes) => {
-          this.pending.push(bytes);
-          this.pendingBytes += bytes.length;
-          this.wake();
-        },
-        wake: () => this.wake(),
+        output: (bytes) => this.out.push(bytes),
+        wake: () => this.out.wake(),
         fail: () => {
-          this.writeOut();
+          this.out.writeOut();
           this.socket.end();
         },
       },
@@ -102,14 +99,14 @@ export class ServerConnection {
   }
 
   destroy(): void {
-    this.writeOut();
+    this.out.writeOut();
     this.socket.destroy();
   }
 
   private endWhenIdle(): void {
     if (this.isClosed) return;
     if (this.h2.streams.size === 0) {
-      this.writeOut();
+      this.out.writeOut();
       this.socket.end();
       return;
     }
@@ -120,45 +117,6 @@ export class ServerConnection {
       this.endWhenIdle();
     }, 50);
     this.idlePoll.unref();
-  }
-
-  private wake(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    process.nextTick(() => this.writeOut());
-  }
-
-  /** Frames what streams have queued, then writes the turn's frames in one go. */
-  private writeOut(): void {
-    if (this.isClosed) {
-      this.scheduled = false;
-      return;
-    }
-    // Still "scheduled" while streams frame their bytes: their output joins this write.
-    this.h2.flush();
-    this.scheduled = false;
-    if (this.pending.length === 0) return;
-    const pending = this.pending;
-    const bytes = this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
-    let ok: boolean;
-    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
-      ok = this.socket.write(pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes));
-    } else {
-      this.socket.cork();
-      ok = true;
-      for (const p of pending) ok = this.socket.write(p);
-      this.socket.uncork();
-    }
-    if (!ok && !this.h2.outputHeld) {
-      // DATA waits for the socket; control frames still go (they are small).
-      this.h2.outputHeld = true;
-      this.socket.once("drain", () => {
-        this.h2.outputHeld = false;
-        this.wake();
-      });
-    }
   }
 
   private onSocketClose(): void {
