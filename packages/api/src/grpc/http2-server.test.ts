@@ -1,7 +1,10 @@
 // GrpcHttp2Server against grpc-js's client: what an etcd client sees must be plain gRPC.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import grpc from "@grpc/grpc-js";
+import { FRAME, frame } from "./h2/connection.js";
+import { HTTP2_PREFACE } from "./http2-frames.js";
 import { GrpcHttp2Server, MAX_SEND_MESSAGE_BYTES, MessageParts } from "./http2-server.js";
 
 const pass = (b: Buffer) => b;
@@ -226,5 +229,44 @@ describe("GrpcHttp2Server limits", () => {
       client.close();
       await server.close(1_000);
     }
+  });
+});
+
+describe("GrpcHttp2Server close", () => {
+  it("refuses with GOAWAY a connection accepted before close() that speaks after it, and waits for it", {
+    timeout: 10_000,
+  }, async (t) => {
+    const server = new GrpcHttp2Server();
+    const port = await server.listen("127.0.0.1:0");
+    const socket = net.connect(port, "127.0.0.1");
+    t.after(() => socket.destroy());
+    const received: Buffer[] = [];
+    socket.on("data", (b: Buffer) => received.push(b));
+    const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    // Accepted, but no byte yet: not a connection the server knows to send GOAWAY on.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    let closed = false;
+    const closing = server.close(5_000).then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(closed, false, "close() waits for the accepted socket");
+    socket.write(Buffer.concat([HTTP2_PREFACE, frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(0))]));
+    await ended;
+    await closing;
+    // The server's SETTINGS, then GOAWAY: last stream 0, NO_ERROR. A stream the client sent
+    // meanwhile would be above it, so the client retries it on another connection.
+    const bytes = Buffer.concat(received);
+    const frames: { type: number; payload: Buffer }[] = [];
+    for (let at = 0; at + 9 <= bytes.length; ) {
+      const length = bytes.readUIntBE(at, 3);
+      frames.push({ type: bytes[at + 3] as number, payload: bytes.subarray(at + 9, at + 9 + length) });
+      at += 9 + length;
+    }
+    const goaway = frames.find((f) => f.type === FRAME.GOAWAY);
+    assert.ok(goaway, `a GOAWAY among frame types ${frames.map((f) => f.type)}`);
+    assert.equal(goaway.payload.readUInt32BE(0), 0);
+    assert.equal(goaway.payload.readUInt32BE(4), 0);
   });
 });

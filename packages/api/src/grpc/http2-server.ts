@@ -560,6 +560,14 @@ export class GrpcHttp2Server {
   private readonly observer: GrpcCallObserver | undefined;
   private readonly methodObservers = new Map<string, GrpcMethodObserver>();
   private readonly connections = new Set<ServerConnection>();
+  /**
+   * Every accepted socket until it closes, including those still in a TLS handshake or waiting
+   * for their first bytes (not yet a connection): close() waits for these too, so a call that
+   * arrives on a socket accepted just before close() is refused with GOAWAY (which clients
+   * retry elsewhere) rather than cut off when the process exits.
+   */
+  private readonly sockets = new Set<net.Socket>();
+  private closing = false;
   private readonly http1: http.Server | undefined;
   private readonly tls: ServerTls | undefined;
   private readonly plaintextToo: boolean;
@@ -601,6 +609,8 @@ export class GrpcHttp2Server {
     );
     this.connections.add(connection);
     connection.onClosed(() => this.connections.delete(connection));
+    // Accepted before close() but routed after it: SETTINGS, then GOAWAY naming no stream.
+    if (this.closing) connection.close();
     socket.resume();
   }
 
@@ -633,6 +643,11 @@ export class GrpcHttp2Server {
       });
     }
     this.listener = listener;
+    // The raw socket, TLS or not ('connection' comes before any handshake).
+    listener.on("connection", (socket: net.Socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+    });
     return new Promise((resolve, reject) => {
       listener.once("error", reject);
       listener.listen(parseGrpcTarget(target), () => {
@@ -645,31 +660,32 @@ export class GrpcHttp2Server {
 
   /**
    * Stops accepting connections and asks every session to finish (GOAWAY): calls in flight
-   * complete. Sessions still open after `graceMs` are destroyed.
+   * complete. Resolves once every accepted socket is closed; those still open after `graceMs`
+   * are destroyed.
    */
   close(graceMs: number): Promise<void> {
+    this.closing = true;
+    this.listener?.close();
+    this.http1?.closeAllConnections();
+    for (const c of this.connections) c.close();
     return new Promise((resolve) => {
-      this.listener?.close();
-      this.http1?.closeAllConnections();
-      if (this.connections.size === 0) {
+      const done = () => {
+        clearInterval(poll);
+        clearTimeout(timer);
         resolve();
-        return;
-      }
+      };
+      // HTTP/1.x connections routed after close() began, and sockets whose first bytes never
+      // come, are closed as they go idle; the rest end themselves (ServerConnection.close).
+      const poll = setInterval(() => {
+        this.http1?.closeIdleConnections();
+        if (this.sockets.size === 0) done();
+      }, 50);
       const timer = setTimeout(() => {
         for (const c of this.connections) c.destroy();
-        resolve();
+        for (const s of this.sockets) s.destroy();
+        done();
       }, graceMs);
-      timer.unref();
-      let open = this.connections.size;
-      for (const c of this.connections) {
-        c.onClosed(() => {
-          if (--open === 0) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        c.close();
-      }
+      if (this.sockets.size === 0) done();
     });
   }
 
