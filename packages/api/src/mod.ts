@@ -46,12 +46,11 @@ export {
 } from "./grpc/forwarded-calls.js";
 // The client side of our HTTP/2 core (the peer transport's outbound calls).
 export {
-  type ClientConnectionIo,
   type ClientStreamEvents,
   H2ClientConnection,
   H2ClientStream,
 } from "./grpc/h2/client-connection.js";
-export { H2_ERROR, type IncomingHeaders } from "./grpc/h2/connection.js";
+export { H2_ERROR, type IncomingHeaders, type SessionIo } from "./grpc/h2/session.js";
 export { type FramingCore, SocketOutput } from "./grpc/h2/socket-output.js";
 export {
   deadlineFrom,

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import grpc from "@grpc/grpc-js";
-import { FRAME, frame } from "./h2/connection.js";
+import { FRAME, frame } from "./h2/session.js";
 import { HTTP2_PREFACE } from "./http2-frames.js";
 import { GrpcHttp2Server, MAX_SEND_MESSAGE_BYTES, MessageParts } from "./http2-server.js";
 

@@ -2,14 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { encodeLiteralHeaderBlock } from "../http2-frames.js";
 import { H2ClientConnection, type H2ClientStream } from "./client-connection.js";
-import {
-  FRAME,
-  frame,
-  H2_ERROR,
-  H2ServerConnection,
-  type H2Stream,
-  type IncomingHeaders,
-} from "./connection.js";
+import { H2ServerConnection, type H2Stream } from "./connection.js";
+import { FRAME, frame, H2_ERROR, type IncomingHeaders } from "./session.js";
 
 /** A client core and a server core wired back to back in memory; `pump` moves bytes until quiet. */
 function pair(serverWindow = 65_535, clientWindow = 65_535) {

@@ -3,14 +3,8 @@ import { describe, it } from "node:test";
 import hpack from "hpack.js";
 import { HTTP2_PREFACE } from "../http2-frames.js";
 import { PingStrikes } from "../keepalive.js";
-import {
-  FRAME,
-  frame,
-  H2_ERROR,
-  H2ServerConnection,
-  type H2Stream,
-  type IncomingHeaders,
-} from "./connection.js";
+import { H2ServerConnection, type H2Stream } from "./connection.js";
+import { FRAME, frame, H2_ERROR, type IncomingHeaders } from "./session.js";
 
 interface Frame {
   type: number;

@@ -5,7 +5,8 @@
 import type net from "node:net";
 import type { Duplex } from "node:stream";
 import { type KeepalivePolicy, PingStrikes, TOO_MANY_PINGS } from "../keepalive.js";
-import { type ConnectionHandler, H2_ERROR, H2ServerConnection } from "./connection.js";
+import { type ConnectionHandler, H2ServerConnection } from "./connection.js";
+import { H2_ERROR } from "./session.js";
 import { SocketOutput } from "./socket-output.js";
 
 export interface ServerConnectionOptions {
