@@ -53,7 +53,7 @@ function pair(serverWindow = 65_535, clientWindow = 65_535) {
     }
     throw new Error("no quiet after 100 rounds");
   };
-  return { client, server, served, failures, pump };
+  return { client, server, served, failures, pump, toServer };
 }
 
 function recorder() {
@@ -133,6 +133,26 @@ describe("H2ClientConnection against our server core", () => {
     assert.ok(Buffer.concat(served[0]!.data).equals(body), "every byte, in order");
     assert.equal(served[0]!.ended, true);
     assert.equal(r.seen.drains, 1);
+    assert.deepEqual(failures, []);
+  });
+
+  it("frames what a writer writes when told to go on (drain) in the same flush", () => {
+    // Windows large enough that one flush sends the whole body: its writer hears `drain` then,
+    // and its last bytes and END_STREAM must not wait for some later wake-up.
+    const { client, server, served, failures, pump, toServer } = pair(1 << 20);
+    const stream = client.request(REQUEST, {
+      ...recorder().events,
+      drain: () => {
+        stream.write(Buffer.from("tail"));
+        stream.end();
+      },
+    }) as H2ClientStream;
+    pump();
+    assert.equal(stream.write(Buffer.alloc(300_000, 7)), false);
+    client.flush();
+    server.receive(Buffer.concat(toServer.splice(0)));
+    assert.equal(Buffer.concat(served[0]!.data).length, 300_004);
+    assert.equal(served[0]!.ended, true, "END_STREAM went out in that flush");
     assert.deepEqual(failures, []);
   });
 
