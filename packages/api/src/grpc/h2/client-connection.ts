@@ -59,7 +59,7 @@ export class H2ClientStream extends H2SessionStream {
     this.session.schedule(this);
   }
 
-  /** Nothing was queued when `end` came: an empty DATA frame carries END_STREAM. */
+  /** Every byte went out before `end` came: an empty DATA frame carries END_STREAM. */
   protected sendEnd(out: (b: Buffer) => void): void {
     out(frameHeader(0, FRAME.DATA, FLAG_END_STREAM, this.id));
   }
