@@ -59,6 +59,8 @@ const DEFAULT_WINDOW = 65_535;
 const STREAM_HIGH_WATER_BYTES = 256 * 1024;
 const DEFAULT_MAX_FRAME = 16_384;
 const MAX_WINDOW = 2 ** 31 - 1;
+/** The highest stream ID (31 bits). */
+const MAX_STREAM_ID = 0x7fffffff;
 /** Our SETTINGS_MAX_FRAME_SIZE: the default; a larger frame from the client is an error. */
 const OUR_MAX_FRAME = DEFAULT_MAX_FRAME;
 /** A header block (HEADERS + CONTINUATION) larger than this ends the connection. */
@@ -672,6 +674,18 @@ export class H2ServerConnection {
     if (this.dead) return;
     this.pingWaiters.push(answered);
     this.output(frame(FRAME.PING, 0, 0, Buffer.alloc(8)));
+  }
+
+  /**
+   * The first GOAWAY of a graceful close: it names the highest stream ID there can be, so the
+   * client opens no more streams here while those already on the wire are still taken. The
+   * final goAway() follows a round trip later (server-connection.ts).
+   */
+  shutdownNotice(): void {
+    if (this.dead || this.goingAway) return;
+    const payload = Buffer.alloc(8);
+    payload.writeUInt32BE(MAX_STREAM_ID, 0);
+    this.output(frame(FRAME.GOAWAY, 0, 0, payload));
   }
 
   /** GOAWAY: no new streams; those open finish. `debug`: GOAWAY's debug data. */
