@@ -77,6 +77,13 @@ export function keyValueFields(field: number, encoded: readonly Buffer[]): Buffe
   return out;
 }
 
+/** A stored KeyValue re-encoded without its value (keys_only of a key's older revision). */
+export function withoutValue(stored: Buffer): Buffer {
+  const kv = decodeKeyValue(stored);
+  kv.value = EMPTY;
+  return encodeKeyValue(kv);
+}
+
 /** Decodes a stored KeyValue; key and value are views into `bytes`, not copies. */
 export function decodeKeyValue(bytes: Buffer): KeyValue {
   const kv: KeyValue = { key: EMPTY, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n };

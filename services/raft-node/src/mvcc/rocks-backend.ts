@@ -397,6 +397,11 @@ export class AttachedReader {
     return Object.keys(this.db.columns);
   }
 
+  /** The stored values of `keys` in the revision key space, read on the calling thread. */
+  getManySync(keys: Buffer[]): (Buffer | undefined)[] {
+    return normalize(this.db._getManySync(keys, {}));
+  }
+
   /** A column's iterator ("default" is the revision key space), created now; whole unless `range`. */
   iterator(
     column: string,

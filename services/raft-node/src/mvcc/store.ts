@@ -47,7 +47,9 @@ import {
   keyValueFields,
   readUint64Bytes,
   uint64Bytes,
+  withoutValue,
 } from "./kv-codec.js";
+import { RangeReadThreads } from "./range-reader.js";
 import { indexLimit, inIndexOrder, shapeRange } from "./range-shaping.js";
 import type { EncodedRangeResponse } from "./response-codec.js";
 import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
@@ -118,8 +120,13 @@ export interface MvccStoreOptions {
   compactionSliceKeys?: number;
   /** Ranges reading at most this many values read them on the event-loop thread. */
   syncReadMaxKeys?: number;
-  /** Keys of the index a large Range's answer walks per turn of the event loop (default 4096). */
+  /** Keys of the index a large Range's answer walks per turn of the event loop (default 1024). */
   rangeBatchKeys?: number;
+  /**
+   * A large Range's values are read and written into its answer on a worker thread (default
+   * true; range-reader.ts); false: on libuv's pool, each value then copied on this thread.
+   */
+  rangeReadThread?: boolean;
   /** Extra column families other state machines (leases, auth) write in the same batches. */
   extraColumns?: readonly string[];
   /** Compress stored revisions (default true). */
@@ -315,6 +322,7 @@ export class MvccStore implements ApplyTarget {
   private readonly compactionSliceKeys: number;
   private readonly syncReadMaxKeys: number;
   private readonly rangeBatchKeys: number;
+  private readonly rangeThreads: RangeReadThreads | undefined;
   private readonly extraColumns: readonly string[];
 
   /** Writes of the batch being applied, by main revision then sub, readable before commit. */
@@ -359,7 +367,9 @@ export class MvccStore implements ApplyTarget {
     this.leaseExists = options.leaseExists;
     this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
-    this.rangeBatchKeys = options.rangeBatchKeys ?? 4096;
+    // 1024: about a millisecond of index walk per turn (a chunk's reads are on other threads).
+    this.rangeBatchKeys = options.rangeBatchKeys ?? 1024;
+    this.rangeThreads = options.rangeReadThread === false ? undefined : new RangeReadThreads();
     this.extraColumns = options.extraColumns ?? [];
     this.tuning = tuningOf(options);
     this.onCommit = options.onCommit;
@@ -987,10 +997,38 @@ export class MvccStore implements ApplyTarget {
         count: first.hits.length,
       };
     }
-    // Index batches, reads and copies alternate, so no step holds the loop for the whole
-    // answer and no hit is kept once its chunk is written. etcd counts past the limit.
+    // Index batches and reads alternate, so no step holds the loop for the whole answer and no
+    // hit is kept once its chunk is written. etcd counts past the limit.
+    // One revision's snapshot: every hit is the key's latest revision at `rev`, fixed when the
+    // Range started (later writes only add revisions above it, and a stored revision is never
+    // rewritten), so reading them across awaits answers as of `rev`; only a compaction past
+    // `rev` can take one away, and then the Range fails Compacted (checked per batch and for
+    // every value found missing), as etcd's would. The database stays open meanwhile: close and
+    // a defragmentation's switch wait for `readers`.
+    const handle = this.db.handle;
+    // Answers of more than one index batch only: a worker's start (tens of milliseconds after
+    // it was idle) would cost a mid-sized Range more than its reads on libuv's pool.
+    const threads = first.done ? undefined : this.rangeThreads;
+    const readChunk = (slice: RangeHit[]): Promise<Buffer> => {
+      if (fromIndex(slice)) return Promise.resolve(encode(slice, undefined));
+      if (threads !== undefined) {
+        return threads.read(handle, slice, r.keysOnly).then((got) => {
+          if ("part" in got) return got.part;
+          if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+          throw notInRocksDb(slice[got.missing]!);
+        });
+      }
+      return this.db
+        .getMany(slice.map((h) => revisionKey(h.main, h.sub)))
+        .then((values) => encode(slice, values));
+    };
     return this.reading(async () => {
       const kvParts: Buffer[] = [];
+      // Chunks read ahead while the oldest is taken: one per read thread, and one more queued
+      // so that none waits while this thread takes an answer; on libuv's pool one, so a long
+      // Range leaves the rest of the pool (4 threads) to the WAL's fsyncs of the writes beside it.
+      const depth = threads === undefined ? 2 : threads.count + 1;
+      const ahead: Promise<Buffer>[] = [];
       let batch = first;
       let total = 0;
       let taken = 0;
@@ -998,24 +1036,13 @@ export class MvccStore implements ApplyTarget {
         total += batch.hits.length;
         const take = batch.hits.slice(0, Math.max(0, Math.min(batch.hits.length, limit - taken)));
         taken += take.length;
-        // One chunk is read ahead while the previous one is copied; no more, so a long Range
-        // leaves the rest of the libuv pool (4 threads) to the WAL's fsyncs of the writes beside it.
-        const slices: RangeHit[][] = [];
-        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK)
-          slices.push(take.slice(i, i + ASYNC_READ_CHUNK));
-        const read = (slice: RangeHit[]) => {
-          if (fromIndex(slice)) return Promise.resolve(undefined);
-          const values = this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
-          // A read ahead whose answer is never awaited (the Range failed first) must not
-          // become an unhandled rejection; awaiting it still throws.
-          values.catch(() => {});
-          return values;
-        };
-        let next = slices.length > 0 ? read(slices[0]!) : undefined;
-        for (let i = 0; i < slices.length; i++) {
-          const values = await next!;
-          next = i + 1 < slices.length ? read(slices[i + 1]!) : undefined;
-          kvParts.push(encode(slices[i]!, values));
+        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK) {
+          const read = readChunk(take.slice(i, i + ASYNC_READ_CHUNK));
+          // A read ahead whose answer is never awaited (the Range failed first) must not become
+          // an unhandled rejection; awaiting it still throws.
+          read.catch(() => {});
+          ahead.push(read);
+          if (ahead.length >= depth) kvParts.push(await ahead.shift()!);
         }
         if (batch.done) break;
         if (take.length === 0) await yieldToEventLoop();
@@ -1023,6 +1050,7 @@ export class MvccStore implements ApplyTarget {
         if (rev < this.compactMainRev) throw new EtcdError("Compacted");
         batch = this.index.revisionsBatch(bounds, rev, batch.last, this.rangeBatchKeys);
       }
+      for (const read of ahead) kvParts.push(await read);
       return { header: header(curRev), kvParts, more: moreThan(total), count: total };
     });
   }
@@ -1552,6 +1580,8 @@ export class MvccStore implements ApplyTarget {
       await view.done;
     }
     await this.defragRun?.catch(() => {});
+    // Its reads in flight finish first: they read the open database on another thread.
+    await this.rangeThreads?.close();
     await this.compactionChain;
     while (this.exclusive !== undefined) await this.exclusive;
     await this.applyQueue;
@@ -1632,13 +1662,6 @@ function deleteKeys(txn: WriteTxn, index: TreeIndex, keys: Buffer[]): DeleteKeys
     }
   }
   return { deleted, revision: txn.endRev };
-}
-
-/** A stored KeyValue re-encoded without its value (keys_only of a key's older revision). */
-function withoutValue(stored: Buffer): Buffer {
-  const kv = decodeKeyValue(stored);
-  kv.value = EMPTY;
-  return encodeKeyValue(kv);
 }
 
 /** The stored bytes of `hits`, as decodeOrFail checks them (Compacted if a compaction removed one). */
