@@ -15,7 +15,7 @@ import { startThreadModule } from "./thread-module.js";
 /** Workers without requests for this long are stopped. */
 const IDLE_STOP_MS = 60_000;
 /** A worker's heap holds a chunk's values and its answer at a time (about 2 x 300 KB). */
-const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: 128 };
+const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 };
 
 export type ChunkRead = { part: Buffer } | { missing: number };
 
