@@ -138,15 +138,16 @@ async function main(): Promise<void> {
       loop.disable();
       const cpu = process.cpuUsage(cpu0);
       const mainCpu = mainThreadCpuMs() - main0;
+      await new Promise((r) => setTimeout(r, 300));
+      stop = true;
+      await putter;
+      // Hashed once the puts stopped: a synchronous hash of the answer would delay the last ones.
       const hash = createHash("sha256");
       let bytes = 0;
       for (const p of rangeResponseParts({ ...res, header: undefined })) {
         hash.update(p);
         bytes += p.length;
       }
-      await new Promise((r) => setTimeout(r, 300));
-      stop = true;
-      await putter;
       const base = lat.filter((p) => p.at < start).map((p) => p.ms);
       const during = lat.filter((p) => p.at >= start && p.at < start + ms).map((p) => p.ms);
       const f = (x: number) => x.toFixed(1);
