@@ -13,6 +13,6 @@ export interface RangeReadRequest {
 export type RangeReadReply =
   /** The KeyValues as consecutive RangeResponse field-2 occurrences. */
   | { id: number; part: Uint8Array }
-  /** The first key with no stored value (compacted meanwhile, or a fault). */
-  | { id: number; missing: number }
+  /** The first revision with no stored value (compacted meanwhile, or a fault). */
+  | { id: number; missing: true; main: number; sub: number }
   | { id: number; error: string };

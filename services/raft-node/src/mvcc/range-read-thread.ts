@@ -7,7 +7,7 @@
 import { parentPort } from "node:worker_threads";
 import { keyValueFields, withoutValue } from "./kv-codec.js";
 import type { RangeReadReply, RangeReadRequest } from "./range-read-protocol.js";
-import { REVISION_KEY_LENGTH } from "./revision.js";
+import { mainOfKey, REVISION_KEY_LENGTH, subOfKey } from "./revision.js";
 import { AttachedReader } from "./rocks-backend.js";
 import { lowerThreadPriority } from "./thread-module.js";
 
@@ -42,7 +42,8 @@ async function serve(request: RangeReadRequest): Promise<void> {
     const values = reader.getManySync(keys);
     const missing = values.indexOf(undefined);
     if (missing >= 0) {
-      reply = { id: request.id, missing };
+      const key = keys[missing]!;
+      reply = { id: request.id, missing: true, main: mainOfKey(key), sub: subOfKey(key) };
     } else {
       const stored = values as Buffer[];
       const part = keyValueFields(2, request.keysOnly ? stored.map(withoutValue) : stored);

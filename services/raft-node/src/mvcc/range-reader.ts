@@ -17,7 +17,8 @@ const IDLE_STOP_MS = 60_000;
 /** A worker's heap holds a chunk's values and its answer at a time (about 2 x 300 KB). */
 const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 };
 
-export type ChunkRead = { part: Buffer } | { missing: number };
+/** A chunk's answer bytes, or the first revision with no stored value. */
+export type ChunkRead = { part: Buffer } | { missing: { main: number; sub: number } };
 
 export class RangeReadThreads {
   /** How many workers read (and so how many chunks a Range should keep in flight). */
@@ -42,12 +43,21 @@ export class RangeReadThreads {
     hits: readonly { main: number; sub: number }[],
     keysOnly: boolean,
   ): Promise<ChunkRead> {
-    if (this.closed) return Promise.reject(new Error("mvcc: store closed"));
     // Its own memory (not the pool's), so it moves to the worker instead of being copied.
     const keys = Buffer.allocUnsafeSlow(hits.length * REVISION_KEY_LENGTH);
     for (let i = 0; i < hits.length; i++) {
       writeRevisionKey(keys, i * REVISION_KEY_LENGTH, hits[i]!.main, hits[i]!.sub);
     }
+    return this.readKeys(handle, keys, keysOnly);
+  }
+
+  /**
+   * As read, for revision keys already written one after another (REVISION_KEY_LENGTH bytes
+   * each) into `keys`: a view of memory of its own (Buffer.allocUnsafeSlow, never the shared
+   * pool), which moves to the worker, so the caller must not use it again.
+   */
+  readKeys(handle: bigint, keys: Buffer, keysOnly: boolean): Promise<ChunkRead> {
+    if (this.closed) return Promise.reject(new Error("mvcc: store closed"));
     const worker = this.next();
     const id = this.nextId++;
     const request: RangeReadRequest = { id, handle, keys, keysOnly };
@@ -103,7 +113,7 @@ export class RangeReadThreads {
     if ("part" in reply) {
       const p = reply.part;
       waiter.resolve({ part: Buffer.from(p.buffer, p.byteOffset, p.byteLength) });
-    } else if ("missing" in reply) waiter.resolve({ missing: reply.missing });
+    } else if ("missing" in reply) waiter.resolve({ missing: { main: reply.main, sub: reply.sub } });
     else waiter.reject(new Error(`mvcc: range read thread: ${reply.error}`));
     if (this.waiting.size > 0) return;
     for (const w of this.workers) w?.unref();

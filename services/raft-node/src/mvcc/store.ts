@@ -49,10 +49,10 @@ import {
   uint64Bytes,
   withoutValue,
 } from "./kv-codec.js";
-import { RangeReadThreads } from "./range-reader.js";
+import { type ChunkRead, RangeReadThreads } from "./range-reader.js";
 import { indexLimit, inIndexOrder, shapeRange } from "./range-shaping.js";
 import type { EncodedRangeResponse } from "./response-codec.js";
-import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
+import { isTombstoneKey, mainOfKey, REVISION_KEY_LENGTH, revisionKey, subOfKey } from "./revision.js";
 import {
   type ColumnHandle,
   DEFAULT_TUNING,
@@ -1009,14 +1009,25 @@ export class MvccStore implements ApplyTarget {
     // Answers of more than one index batch only: a worker's start (tens of milliseconds after
     // it was idle) would cost a mid-sized Range more than its reads on libuv's pool.
     const threads = first.done ? undefined : this.rangeThreads;
+    const threadPart = (got: ChunkRead): Buffer => {
+      if ("part" in got) return got.part;
+      if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+      throw notInRocksDb(got.missing);
+    };
+    if (threads !== undefined && !r.keysOnly) {
+      return this.reading(() =>
+        this.rangeOnThreads(threads, handle, bounds, rev, limit, first, threadPart).then((got) => ({
+          header: header(curRev),
+          kvParts: got.kvParts,
+          more: moreThan(got.total),
+          count: got.total,
+        })),
+      );
+    }
     const readChunk = (slice: RangeHit[]): Promise<Buffer> => {
       if (fromIndex(slice)) return Promise.resolve(encode(slice, undefined));
       if (threads !== undefined) {
-        return threads.read(handle, slice, r.keysOnly).then((got) => {
-          if ("part" in got) return got.part;
-          if (rev < this.compactMainRev) throw new EtcdError("Compacted");
-          throw notInRocksDb(slice[got.missing]!);
-        });
+        return threads.read(handle, slice, r.keysOnly).then(threadPart);
       }
       return this.db
         .getMany(slice.map((h) => revisionKey(h.main, h.sub)))
@@ -1053,6 +1064,59 @@ export class MvccStore implements ApplyTarget {
       for (const read of ahead) kvParts.push(await read);
       return { header: header(curRev), kvParts, more: moreThan(total), count: total };
     });
+  }
+
+  /**
+   * rangeEncoded's walk when values are read on the threads and each KeyValue is as stored (no
+   * keys_only): after the first batch (objects already), each index batch writes its revision
+   * keys straight into the buffer that moves to a read thread, with no object per key (a full
+   * list walks millions; objects kept alive across awaits made each young-generation GC copy
+   * thousands). Answers are taken in order, with `threads.count + 1` chunks in flight, so no
+   * thread waits while this one takes an answer.
+   */
+  private async rangeOnThreads(
+    threads: RangeReadThreads,
+    handle: bigint,
+    bounds: KeyBounds,
+    rev: number,
+    limit: number,
+    first: { hits: RangeHit[]; last: string | undefined; done: boolean },
+    threadPart: (got: ChunkRead) => Buffer,
+  ): Promise<{ kvParts: Buffer[]; total: number }> {
+    const kvParts: Buffer[] = [];
+    const ahead: Promise<Buffer>[] = [];
+    const queue = async (read: Promise<ChunkRead>) => {
+      const part = read.then(threadPart);
+      // A read ahead whose answer is never awaited (the Range failed first) must not become an
+      // unhandled rejection; awaiting it still throws.
+      part.catch(() => {});
+      ahead.push(part);
+      if (ahead.length > threads.count) kvParts.push(await ahead.shift()!);
+    };
+    let total = first.hits.length;
+    let taken = Math.min(first.hits.length, limit);
+    for (let i = 0; i < taken; i += ASYNC_READ_CHUNK) {
+      await queue(threads.read(handle, first.hits.slice(i, Math.min(taken, i + ASYNC_READ_CHUNK)), false));
+    }
+    let last = first.last;
+    let done = first.done;
+    while (!done) {
+      // A compaction past the read revision meanwhile took revisions the rest would show.
+      if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+      const keys = Buffer.allocUnsafeSlow(this.rangeBatchKeys * REVISION_KEY_LENGTH);
+      const batch = this.index.revisionKeysBatch(bounds, rev, last, this.rangeBatchKeys, keys, limit - taken);
+      total += batch.hits;
+      taken += batch.written;
+      last = batch.last;
+      done = batch.done;
+      if (batch.written > 0) {
+        await queue(threads.readKeys(handle, keys.subarray(0, batch.written * REVISION_KEY_LENGTH), false));
+      } else {
+        await yieldToEventLoop();
+      }
+    }
+    for (const part of ahead) kvParts.push(await part);
+    return { kvParts, total };
   }
 
   /**
@@ -1688,7 +1752,7 @@ function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {
   return decodeKeyValue(value);
 }
 
-function notInRocksDb(hit: RangeHit): Error {
+function notInRocksDb(hit: { main: number; sub: number }): Error {
   return new Error(`mvcc: revision ${hit.main}.${hit.sub} is in the index but not in RocksDB`);
 }
 
