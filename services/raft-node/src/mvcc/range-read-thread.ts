@@ -20,7 +20,7 @@ lowerThreadPriority(10);
 let attached: { handle: bigint; reader: Promise<AttachedReader> } | undefined;
 
 const port = parentPort!;
-// One request at a time, in order: the member keeps at most two queued.
+// One request at a time, in order (the member keeps a few chunks in flight over its workers).
 let queue = Promise.resolve();
 port.on("message", (request: RangeReadRequest) => {
   queue = queue.then(() => serve(request));
