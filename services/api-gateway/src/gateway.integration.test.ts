@@ -432,6 +432,38 @@ describe("gateway against etcd 3.4", { skip }, () => {
     });
   });
 
+  describe("shutdown delay", () => {
+    it("answers /readyz 503 and still serves calls until the delay ends, then closes", async () => {
+      const third = await Gateway.start({
+        endpoints: cluster.addresses,
+        listenAddr: "127.0.0.1:0",
+        jsonListenAddr: "127.0.0.1:0",
+        refreshIntervalMs: 1_000,
+        keepAliveReuseMs: 0,
+        shutdownDelayMs: 1_500,
+        logger: pino({ level: "silent" }),
+      });
+      const readyz = () => fetch(`http://127.0.0.1:${third.jsonPort}/readyz`);
+      const before = await readyz();
+      assert.equal(before.status, 200);
+      assert.equal(await before.text(), "ok");
+      const startedAt = Date.now();
+      const stopped = third.stop(1_000);
+      const during = await readyz();
+      assert.equal(during.status, 503);
+      assert.equal(await during.text(), "shutting down");
+      // A new connection during the delay is served like any other.
+      const raw = new RawEtcdClient(`127.0.0.1:${third.grpcPort}`);
+      try {
+        await raw.put("delay/k", "v");
+      } finally {
+        raw.close();
+      }
+      await stopped;
+      assert.ok(Date.now() - startedAt >= 1_500, "the delay is waited out");
+    });
+  });
+
   describe("raw gRPC", () => {
     it("relays a serializable range to the nearest member and a linearizable one anywhere", async () => {
       const raw = new RawEtcdClient(grpcAddr);

@@ -46,6 +46,8 @@ export interface GatewayOptions {
   jsonListenAddr?: string | undefined;
   refreshIntervalMs: number;
   keepAliveReuseMs: number;
+  /** On stop, how long to serve with /readyz at 503 before draining (GatewayConfig). Default 0. */
+  shutdownDelayMs?: number;
   /** Serializable Range answers to cache (watch-fed); 0 turns the cache off. Default 10,000. */
   serializableCacheEntries?: number;
   /** services/auth replicas (host:port) for Authenticate; none: the members answer it. */
@@ -92,6 +94,7 @@ export class Gateway {
     private readonly controlPlane: ControlPlane | undefined,
     private readonly authService: AuthServiceForwarder | undefined,
     private readonly publishedKeys: PublishedKeyList,
+    private readonly lifecycle: { shuttingDown: boolean; shutdownDelayMs: number },
   ) {}
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -193,7 +196,18 @@ export class Gateway {
       return members.some((m) => m.id === leaderId && m.healthy);
     };
     // One JSON gateway: on its own port when asked, and on the gRPC port for HTTP/1.1 clients.
-    const json = createJsonGateway({ healthy, unary, watches, keepAlives, metrics, logger, tokenGate });
+    const lifecycle = { shuttingDown: false, shutdownDelayMs: options.shutdownDelayMs ?? 0 };
+    const ready = () => !lifecycle.shuttingDown;
+    const json = createJsonGateway({
+      healthy,
+      ready,
+      unary,
+      watches,
+      keepAlives,
+      metrics,
+      logger,
+      tokenGate,
+    });
     await json.ready();
     // A client certificate's CN as the user (etcd's --client-cert-auth) needs both a verified
     // client certificate and services/auth to sign a token for it.
@@ -279,11 +293,22 @@ export class Gateway {
       controlPlane,
       authService,
       publishedKeys,
+      lifecycle,
     );
   }
 
   /** Stops accepting calls, lets running unary calls finish (bounded), then closes upstreams. */
   async stop(graceMs = 5_000): Promise<void> {
+    this.lifecycle.shuttingDown = true;
+    const delayMs = this.lifecycle.shutdownDelayMs;
+    if (delayMs > 0) {
+      // Everything still served; only /readyz says 503, for the balancer to notice.
+      this.logger.info(
+        { delay_ms: delayMs },
+        "gateway shutting down: not ready, serving until the delay ends",
+      );
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
     this.logger.info("gateway stopping");
     // Streams (watches, keep-alives) never finish on their own: end them, then drain.
     this.openStreams.endAll();

@@ -122,8 +122,12 @@ describe("Forward/Calls failures", () => {
     try {
       const pending = channel.call(TXN, Buffer.from("w"), new grpc.Metadata(), undefined).result;
       await until(() => member.held.length === 1);
+      // The channel's session is unref'd (it never keeps a gateway alive): this timer keeps the
+      // test's process up until the client has read the socket's end.
+      const alive = setTimeout(() => {}, 10_000);
       await member.server.close(0);
       const r = await pending;
+      clearTimeout(alive);
       assert.deepEqual([r.error?.code, r.error?.details], [grpc.status.UNAVAILABLE, "Connection dropped"]);
       assert.equal(judgeFailure(r.error!.code, r.error!.details).retry, "idempotent");
     } finally {

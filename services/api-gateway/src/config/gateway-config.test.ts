@@ -32,6 +32,16 @@ describe("parseConfig", () => {
     }
   });
 
+  it("waits before draining only when given a shutdown delay", () => {
+    assert.equal(parseConfig(["--endpoints=a:1"], {}).shutdownDelayMs, 0);
+    const env = { ETCD_GATEWAY_SHUTDOWN_DELAY_MS: "2500" };
+    assert.equal(parseConfig(["--endpoints=a:1"], env).shutdownDelayMs, 2500);
+    assert.throws(
+      () => parseConfig(["--endpoints=a:1", "--shutdown-delay-ms=-1"], {}),
+      /--shutdown-delay-ms/,
+    );
+  });
+
   it("follows NATS only when given a nats:// URL", () => {
     assert.equal(parseConfig(["--endpoints=a:1"], {}).natsUrl, "");
     const env = { ETCD_GATEWAY_NATS_URL: "nats://127.0.0.1:4222" };

@@ -16,6 +16,11 @@ export interface GatewayConfig {
   refreshIntervalMs: number;
   /** How long a keep-alive answer is reused for other requests on the same lease. */
   keepAliveReuseMs: number;
+  /**
+   * On SIGTERM, how long to keep serving with /readyz answering 503 before draining: a balancer
+   * that checks /readyz stops sending new connections before the listener closes.
+   */
+  shutdownDelayMs: number;
   /** Serializable Range answers the watch-fed cache holds; 0 turns the cache off. */
   serializableCacheEntries: number;
   /** services/auth replicas (host:port) that answer Authenticate; empty: the members do. */
@@ -61,6 +66,7 @@ const FLAGS: Record<string, { env: string; key: RawKey; bool?: boolean }> = {
   "json-listen-addr": { env: "ETCD_GATEWAY_JSON_LISTEN_ADDR", key: "jsonListenAddr" },
   "refresh-interval-ms": { env: "ETCD_GATEWAY_REFRESH_INTERVAL_MS", key: "refreshIntervalMs" },
   "keepalive-reuse-ms": { env: "ETCD_GATEWAY_KEEPALIVE_REUSE_MS", key: "keepAliveReuseMs" },
+  "shutdown-delay-ms": { env: "ETCD_GATEWAY_SHUTDOWN_DELAY_MS", key: "shutdownDelayMs" },
   "serializable-cache-entries": {
     env: "ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES",
     key: "serializableCacheEntries",
@@ -87,6 +93,8 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --json-listen-addr     JSON gateway + /metrics, default 127.0.0.1:2378  (ETCD_GATEWAY_JSON_LISTEN_ADDR)
   --refresh-interval-ms  member/leader probe period, default 2000         (ETCD_GATEWAY_REFRESH_INTERVAL_MS)
   --keepalive-reuse-ms   keep-alive answer reuse window, default 0 (off)  (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
+  --shutdown-delay-ms    on SIGTERM, serve this long with /readyz at 503 before draining (for a
+                         balancer that checks /readyz), default 0      (ETCD_GATEWAY_SHUTDOWN_DELAY_MS)
   --serializable-cache-entries  watch-fed cache of serializable Range answers,
                          entries, default 10000, 0 = off  (ETCD_GATEWAY_SERIALIZABLE_CACHE_ENTRIES)
   --auth-endpoints       services/auth gRPC addresses, comma-separated; Authenticate goes there
@@ -146,6 +154,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
     jsonListenAddr: parseListenAddr(raw.get("jsonListenAddr") ?? "127.0.0.1:2378", "json-listen-addr"),
     refreshIntervalMs: parsePositiveInt(raw.get("refreshIntervalMs") ?? "2000", "refresh-interval-ms"),
     keepAliveReuseMs: parseNonNegativeInt(raw.get("keepAliveReuseMs") ?? "0", "keepalive-reuse-ms"),
+    shutdownDelayMs: parseNonNegativeInt(raw.get("shutdownDelayMs") ?? "0", "shutdown-delay-ms"),
     serializableCacheEntries: parseNonNegativeInt(
       raw.get("serializableCacheEntries") ?? String(DEFAULT_RANGE_CACHE_OPTIONS.maxEntries),
       "serializable-cache-entries",

@@ -30,6 +30,8 @@ import { authOf, openWatchSession } from "../watch/watch-proxy.js";
 export interface JsonGatewayParts {
   /** Whether the gateway can route writes now (it knows a healthy leader). */
   healthy: () => boolean;
+  /** Whether this gateway takes new connections (false once it is shutting down). */
+  ready: () => boolean;
   unary: UnaryForwarder;
   watches: WatchHub;
   keepAlives: KeepAliveHub;
@@ -132,6 +134,16 @@ export function createJsonGateway(parts: JsonGatewayParts): FastifyInstance {
     const healthy = parts.healthy();
     reply.code(healthy ? 200 : 503).header("content-type", "application/json");
     return JSON.stringify({ health: String(healthy) });
+  });
+
+  // Readiness for a balancer (etcd 3.5's /readyz path; "ok" as there): 503 from the moment a
+  // SIGTERM starts the shutdown delay, so new connections go to other replicas before the
+  // listener closes. Not tied to the cluster's health: a balancer must not drop every gateway
+  // while the members elect a leader.
+  app.get("/readyz", async (_req, reply) => {
+    const ready = parts.ready();
+    reply.code(ready ? 200 : 503).header("content-type", "text/plain");
+    return ready ? "ok" : "shutting down";
   });
 
   // Patroni and other tools choose their API by the version a member reports; the gateway speaks

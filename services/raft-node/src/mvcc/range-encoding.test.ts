@@ -1,6 +1,6 @@
 // The chunked Range encoding (what the member sends) against the one-piece encoder and the
 // generated (ts-proto) encoder: the same bytes for random answers, and for every request shape
-// the store serves, with the thread-pool path forced.
+// the store serves, with the worker thread's and the thread pool's reads forced.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { etcdserverpb, isEtcdError } from "@etcd-ts/api";
@@ -105,13 +105,17 @@ describe("MvccStore.rangeEncoded", () => {
     { minCreateRevision: 10, maxCreateRevision: 50 },
   ];
 
-  for (const [syncReadMaxKeys, rangeBatchKeys] of [
-    [4, 7],
-    [4, 1],
-    [10_000, 4096],
-    [10_000, 3],
+  // rangeReadThread: answers of more than one index batch read on worker threads (the
+  // default), or on libuv's pool.
+  for (const [syncReadMaxKeys, rangeBatchKeys, rangeReadThread] of [
+    [4, 7, true],
+    [4, 7, false],
+    [4, 1, true],
+    [4, 4096, true],
+    [10_000, 1024, true],
+    [10_000, 3, true],
   ] as const) {
-    it(`answers every request shape with range's bytes (syncReadMaxKeys ${syncReadMaxKeys}, rangeBatchKeys ${rangeBatchKeys})`, () =>
+    it(`answers every request shape with range's bytes (syncReadMaxKeys ${syncReadMaxKeys}, rangeBatchKeys ${rangeBatchKeys}, rangeReadThread ${rangeReadThread})`, () =>
       withStore(
         async (store, kv) => {
           const rand = random(syncReadMaxKeys + rangeBatchKeys);
@@ -145,7 +149,7 @@ describe("MvccStore.rangeEncoded", () => {
             (err) => isEtcdError(err, "FutureRev"),
           );
         },
-        { syncReadMaxKeys, rangeBatchKeys },
+        { syncReadMaxKeys, rangeBatchKeys, rangeReadThread },
       ));
   }
 });

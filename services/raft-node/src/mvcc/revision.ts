@@ -11,13 +11,18 @@ const TWO_POW_32 = 4294967296;
 
 export function revisionKey(main: number, sub: number, tombstone = false): Buffer {
   const key = Buffer.allocUnsafe(tombstone ? TOMBSTONE_KEY_LENGTH : REVISION_KEY_LENGTH);
-  key.writeUInt32BE(Math.floor(main / TWO_POW_32), 0);
-  key.writeUInt32BE(main >>> 0, 4);
-  key[8] = SEPARATOR;
-  key.writeUInt32BE(Math.floor(sub / TWO_POW_32), 9);
-  key.writeUInt32BE(sub >>> 0, 13);
+  writeRevisionKey(key, 0, main, sub);
   if (tombstone) key[17] = TOMBSTONE_MARK;
   return key;
+}
+
+/** A (non-tombstone) revision key written into `out` at `pos` (REVISION_KEY_LENGTH bytes). */
+export function writeRevisionKey(out: Buffer, pos: number, main: number, sub: number): void {
+  out.writeUInt32BE(Math.floor(main / TWO_POW_32), pos);
+  out.writeUInt32BE(main >>> 0, pos + 4);
+  out[pos + 8] = SEPARATOR;
+  out.writeUInt32BE(Math.floor(sub / TWO_POW_32), pos + 9);
+  out.writeUInt32BE(sub >>> 0, pos + 13);
 }
 
 export function mainOfKey(key: Uint8Array): number {

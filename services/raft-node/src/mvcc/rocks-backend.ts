@@ -39,7 +39,10 @@ interface NativeDb {
   open(options: object): Promise<void>;
   close(): Promise<void>;
   batch(): NativeBatch;
-  _getManySync(keys: Buffer[], options: { column?: ColumnHandle | undefined }): (Buffer | undefined | null)[];
+  _getManySync(
+    keys: Buffer[],
+    options: { column?: ColumnHandle | undefined; fillCache?: boolean },
+  ): (Buffer | undefined | null)[];
   _getManyAsync(
     keys: Buffer[],
     options: { column?: ColumnHandle | undefined },
@@ -395,6 +398,14 @@ export class AttachedReader {
 
   get columnNames(): string[] {
     return Object.keys(this.db.columns);
+  }
+
+  /**
+   * The stored values of `keys` in the revision key space, read on the calling thread; the
+   * blocks read are not kept in the block cache (a full list must not push the hot ones out).
+   */
+  getManySync(keys: Buffer[]): (Buffer | undefined)[] {
+    return normalize(this.db._getManySync(keys, { fillCache: false }));
   }
 
   /** A column's iterator ("default" is the revision key space), created now; whole unless `range`. */

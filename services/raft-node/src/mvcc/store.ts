@@ -47,10 +47,12 @@ import {
   keyValueFields,
   readUint64Bytes,
   uint64Bytes,
+  withoutValue,
 } from "./kv-codec.js";
+import { type ChunkRead, RangeReadThreads } from "./range-reader.js";
 import { indexLimit, inIndexOrder, shapeRange } from "./range-shaping.js";
 import type { EncodedRangeResponse } from "./response-codec.js";
-import { isTombstoneKey, mainOfKey, revisionKey, subOfKey } from "./revision.js";
+import { isTombstoneKey, mainOfKey, REVISION_KEY_LENGTH, revisionKey, subOfKey } from "./revision.js";
 import {
   type ColumnHandle,
   DEFAULT_TUNING,
@@ -118,8 +120,13 @@ export interface MvccStoreOptions {
   compactionSliceKeys?: number;
   /** Ranges reading at most this many values read them on the event-loop thread. */
   syncReadMaxKeys?: number;
-  /** Keys of the index a large Range's answer walks per turn of the event loop (default 4096). */
+  /** Keys of the index a large Range's answer walks per turn of the event loop (default 1024). */
   rangeBatchKeys?: number;
+  /**
+   * A large Range's values are read and written into its answer on a worker thread (default
+   * true; range-reader.ts); false: on libuv's pool, each value then copied on this thread.
+   */
+  rangeReadThread?: boolean;
   /** Extra column families other state machines (leases, auth) write in the same batches. */
   extraColumns?: readonly string[];
   /** Compress stored revisions (default true). */
@@ -315,6 +322,7 @@ export class MvccStore implements ApplyTarget {
   private readonly compactionSliceKeys: number;
   private readonly syncReadMaxKeys: number;
   private readonly rangeBatchKeys: number;
+  private readonly rangeThreads: RangeReadThreads | undefined;
   private readonly extraColumns: readonly string[];
 
   /** Writes of the batch being applied, by main revision then sub, readable before commit. */
@@ -359,7 +367,9 @@ export class MvccStore implements ApplyTarget {
     this.leaseExists = options.leaseExists;
     this.compactionSliceKeys = options.compactionSliceKeys ?? 10_000;
     this.syncReadMaxKeys = options.syncReadMaxKeys ?? 256;
-    this.rangeBatchKeys = options.rangeBatchKeys ?? 4096;
+    // 1024: about a millisecond of index walk per turn (a chunk's reads are on other threads).
+    this.rangeBatchKeys = options.rangeBatchKeys ?? 1024;
+    this.rangeThreads = options.rangeReadThread === false ? undefined : new RangeReadThreads();
     this.extraColumns = options.extraColumns ?? [];
     this.tuning = tuningOf(options);
     this.onCommit = options.onCommit;
@@ -987,10 +997,49 @@ export class MvccStore implements ApplyTarget {
         count: first.hits.length,
       };
     }
-    // Index batches, reads and copies alternate, so no step holds the loop for the whole
-    // answer and no hit is kept once its chunk is written. etcd counts past the limit.
+    // Index batches and reads alternate, so no step holds the loop for the whole answer and no
+    // hit is kept once its chunk is written. etcd counts past the limit.
+    // One revision's snapshot: every hit is the key's latest revision at `rev`, fixed when the
+    // Range started (later writes only add revisions above it, and a stored revision is never
+    // rewritten), so reading them across awaits answers as of `rev`; only a compaction past
+    // `rev` can take one away, and then the Range fails Compacted (checked per batch and for
+    // every value found missing), as etcd's would. The database stays open meanwhile: close and
+    // a defragmentation's switch wait for `readers`.
+    const handle = this.db.handle;
+    // Answers of more than one index batch only: a worker's start (tens of milliseconds after
+    // it was idle) would cost a mid-sized Range more than its reads on libuv's pool.
+    const threads = first.done ? undefined : this.rangeThreads;
+    const threadPart = (got: ChunkRead): Buffer => {
+      if ("part" in got) return got.part;
+      if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+      throw notInRocksDb(got.missing);
+    };
+    if (threads !== undefined && !r.keysOnly) {
+      return this.reading(() =>
+        this.rangeOnThreads(threads, handle, bounds, rev, limit, first, threadPart).then((got) => ({
+          header: header(curRev),
+          kvParts: got.kvParts,
+          more: moreThan(got.total),
+          count: got.total,
+        })),
+      );
+    }
+    const readChunk = (slice: RangeHit[]): Promise<Buffer> => {
+      if (fromIndex(slice)) return Promise.resolve(encode(slice, undefined));
+      if (threads !== undefined) {
+        return threads.read(handle, slice, r.keysOnly).then(threadPart);
+      }
+      return this.db
+        .getMany(slice.map((h) => revisionKey(h.main, h.sub)))
+        .then((values) => encode(slice, values));
+    };
     return this.reading(async () => {
       const kvParts: Buffer[] = [];
+      // Chunks read ahead while the oldest is taken: one per read thread, and one more queued
+      // so that none waits while this thread takes an answer; on libuv's pool one, so a long
+      // Range leaves the rest of the pool (4 threads) to the WAL's fsyncs of the writes beside it.
+      const depth = threads === undefined ? 2 : threads.count + 1;
+      const ahead: Promise<Buffer>[] = [];
       let batch = first;
       let total = 0;
       let taken = 0;
@@ -998,24 +1047,13 @@ export class MvccStore implements ApplyTarget {
         total += batch.hits.length;
         const take = batch.hits.slice(0, Math.max(0, Math.min(batch.hits.length, limit - taken)));
         taken += take.length;
-        // One chunk is read ahead while the previous one is copied; no more, so a long Range
-        // leaves the rest of the libuv pool (4 threads) to the WAL's fsyncs of the writes beside it.
-        const slices: RangeHit[][] = [];
-        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK)
-          slices.push(take.slice(i, i + ASYNC_READ_CHUNK));
-        const read = (slice: RangeHit[]) => {
-          if (fromIndex(slice)) return Promise.resolve(undefined);
-          const values = this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub)));
-          // A read ahead whose answer is never awaited (the Range failed first) must not
-          // become an unhandled rejection; awaiting it still throws.
-          values.catch(() => {});
-          return values;
-        };
-        let next = slices.length > 0 ? read(slices[0]!) : undefined;
-        for (let i = 0; i < slices.length; i++) {
-          const values = await next!;
-          next = i + 1 < slices.length ? read(slices[i + 1]!) : undefined;
-          kvParts.push(encode(slices[i]!, values));
+        for (let i = 0; i < take.length; i += ASYNC_READ_CHUNK) {
+          const read = readChunk(take.slice(i, i + ASYNC_READ_CHUNK));
+          // A read ahead whose answer is never awaited (the Range failed first) must not become
+          // an unhandled rejection; awaiting it still throws.
+          read.catch(() => {});
+          ahead.push(read);
+          if (ahead.length >= depth) kvParts.push(await ahead.shift()!);
         }
         if (batch.done) break;
         if (take.length === 0) await yieldToEventLoop();
@@ -1023,8 +1061,62 @@ export class MvccStore implements ApplyTarget {
         if (rev < this.compactMainRev) throw new EtcdError("Compacted");
         batch = this.index.revisionsBatch(bounds, rev, batch.last, this.rangeBatchKeys);
       }
+      for (const read of ahead) kvParts.push(await read);
       return { header: header(curRev), kvParts, more: moreThan(total), count: total };
     });
+  }
+
+  /**
+   * rangeEncoded's walk when values are read on the threads and each KeyValue is as stored (no
+   * keys_only): after the first batch (objects already), each index batch writes its revision
+   * keys straight into the buffer that moves to a read thread, with no object per key (a full
+   * list walks millions; objects kept alive across awaits made each young-generation GC copy
+   * thousands). Answers are taken in order, with `threads.count + 1` chunks in flight, so no
+   * thread waits while this one takes an answer.
+   */
+  private async rangeOnThreads(
+    threads: RangeReadThreads,
+    handle: bigint,
+    bounds: KeyBounds,
+    rev: number,
+    limit: number,
+    first: { hits: RangeHit[]; last: string | undefined; done: boolean },
+    threadPart: (got: ChunkRead) => Buffer,
+  ): Promise<{ kvParts: Buffer[]; total: number }> {
+    const kvParts: Buffer[] = [];
+    const ahead: Promise<Buffer>[] = [];
+    const queue = async (read: Promise<ChunkRead>) => {
+      const part = read.then(threadPart);
+      // A read ahead whose answer is never awaited (the Range failed first) must not become an
+      // unhandled rejection; awaiting it still throws.
+      part.catch(() => {});
+      ahead.push(part);
+      if (ahead.length > threads.count) kvParts.push(await ahead.shift()!);
+    };
+    let total = first.hits.length;
+    let taken = Math.min(first.hits.length, limit);
+    for (let i = 0; i < taken; i += ASYNC_READ_CHUNK) {
+      await queue(threads.read(handle, first.hits.slice(i, Math.min(taken, i + ASYNC_READ_CHUNK)), false));
+    }
+    let last = first.last;
+    let done = first.done;
+    while (!done) {
+      // A compaction past the read revision meanwhile took revisions the rest would show.
+      if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+      const keys = Buffer.allocUnsafeSlow(this.rangeBatchKeys * REVISION_KEY_LENGTH);
+      const batch = this.index.revisionKeysBatch(bounds, rev, last, this.rangeBatchKeys, keys, limit - taken);
+      total += batch.hits;
+      taken += batch.written;
+      last = batch.last;
+      done = batch.done;
+      if (batch.written > 0) {
+        await queue(threads.readKeys(handle, keys.subarray(0, batch.written * REVISION_KEY_LENGTH), false));
+      } else {
+        await yieldToEventLoop();
+      }
+    }
+    for (const part of ahead) kvParts.push(await part);
+    return { kvParts, total };
   }
 
   /**
@@ -1552,6 +1644,8 @@ export class MvccStore implements ApplyTarget {
       await view.done;
     }
     await this.defragRun?.catch(() => {});
+    // Its reads in flight finish first: they read the open database on another thread.
+    await this.rangeThreads?.close();
     await this.compactionChain;
     while (this.exclusive !== undefined) await this.exclusive;
     await this.applyQueue;
@@ -1634,13 +1728,6 @@ function deleteKeys(txn: WriteTxn, index: TreeIndex, keys: Buffer[]): DeleteKeys
   return { deleted, revision: txn.endRev };
 }
 
-/** A stored KeyValue re-encoded without its value (keys_only of a key's older revision). */
-function withoutValue(stored: Buffer): Buffer {
-  const kv = decodeKeyValue(stored);
-  kv.value = EMPTY;
-  return encodeKeyValue(kv);
-}
-
 /** The stored bytes of `hits`, as decodeOrFail checks them (Compacted if a compaction removed one). */
 function storedOrFail(
   values: readonly (Buffer | undefined)[],
@@ -1665,7 +1752,7 @@ function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {
   return decodeKeyValue(value);
 }
 
-function notInRocksDb(hit: RangeHit): Error {
+function notInRocksDb(hit: { main: number; sub: number }): Error {
   return new Error(`mvcc: revision ${hit.main}.${hit.sub} is in the index but not in RocksDB`);
 }
 

@@ -22,6 +22,7 @@
 // methods (put, tombstone, replay), never through a KeyIndex it handed out.
 import { smallInteger as small } from "./bbolt-size-model.js";
 import { KeyIndex, type KeyRevision, RevisionSet } from "./key-index.js";
+import { REVISION_KEY_LENGTH, writeRevisionKey } from "./revision.js";
 
 /** Keys per leaf: an insert shifts at most this many rows and rebuilds their keys' text. */
 const LEAF_CAPACITY = 64;
@@ -173,6 +174,22 @@ class Leaf {
       created: rows[r + CREATED]!,
       version: rows[r + VERSION]!,
     };
+  }
+
+  /** As get, writing the revision's key into `out` at `pos` instead: false when none is visible. */
+  writeRevisionKeyAt(i: number, atRev: number, out: Buffer, pos: number): boolean {
+    const ki = this.history(i);
+    if (ki !== undefined) {
+      const rev = ki.get(atRev);
+      if (rev === undefined) return false;
+      writeRevisionKey(out, pos, rev.main, rev.sub);
+      return true;
+    }
+    const r = i * STRIDE;
+    const rows = this.rows;
+    if (rows[r + MAIN]! > atRev) return false;
+    writeRevisionKey(out, pos, rows[r + MAIN]!, rows[r + SUB]!);
+    return true;
   }
 
   isLive(i: number): boolean {
@@ -549,6 +566,45 @@ export class TreeIndex {
       return true;
     });
     return { hits, last, done: visited < maxKeys || bounds.end === undefined };
+  }
+
+  /**
+   * As revisionsBatch, for a Range whose values are read by revision key alone: the first
+   * `maxWrite` hits' revision keys are written into `out` (REVISION_KEY_LENGTH bytes each), with
+   * no object made per key (a full list walks millions). `hits` counts every hit of the batch.
+   */
+  revisionKeysBatch(
+    bounds: KeyBounds,
+    atRev: number,
+    after: string | undefined,
+    maxKeys: number,
+    out: Buffer,
+    maxWrite: number,
+  ): { hits: number; written: number; last: string | undefined; done: boolean } {
+    const from =
+      after === undefined || bounds.end === undefined ? bounds : { start: `${after}\0`, end: bounds.end };
+    if (after !== undefined && bounds.end === undefined)
+      return { hits: 0, written: 0, last: after, done: true };
+    let visited = 0;
+    let hits = 0;
+    let written = 0;
+    let lastLeaf: Leaf | undefined;
+    let lastAt = 0;
+    this.walk(from, (leaf, i) => {
+      if (visited === maxKeys) return false;
+      visited++;
+      lastLeaf = leaf;
+      lastAt = i;
+      if (written < maxWrite) {
+        if (leaf.writeRevisionKeyAt(i, atRev, out, written * REVISION_KEY_LENGTH)) {
+          hits++;
+          written++;
+        }
+      } else if (leaf.get(i, atRev) !== undefined) hits++;
+      return true;
+    });
+    const last = lastLeaf?.keyAt(lastAt);
+    return { hits, written, last, done: visited < maxKeys || bounds.end === undefined };
   }
 
   count(bounds: KeyBounds, atRev: number): number {

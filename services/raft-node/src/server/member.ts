@@ -1059,6 +1059,7 @@ export class Member implements EtcdServer {
         this.logger.info(
           {
             size,
+            threads: split === undefined ? 1 : 2,
             write_ms: Math.round(written - started),
             send_ms: Math.round(performance.now() - written),
           },

@@ -8,8 +8,9 @@
 // and RocksDB's reader. The bytes are those writeBackendFile writes on this thread. The worker
 // runs at the lowest CPU priority (backend-writer-thread.ts).
 import { rm } from "node:fs/promises";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { StoreView } from "../mvcc/mod.js";
+import { startThreadModule } from "../mvcc/thread-module.js";
 import {
   type BackendThreadData,
   type BackendThreadMessage,
@@ -201,12 +202,10 @@ export async function writeBackendFileOffThread(
   }
 }
 
-/** The thread's module beside this one (.js when built, .ts when run from the sources). */
+/** The thread's module beside this one. */
 function startThread(workerData: BackendThreadData): Worker {
-  const fromSources = import.meta.url.endsWith(".ts");
-  const entry = new URL(`./backend-writer-thread${fromSources ? ".ts" : ".js"}`, import.meta.url);
-  if (!fromSources) return new Worker(entry, { workerData, resourceLimits: RESOURCE_LIMITS });
-  // The fast test loop (node --import tsx): Node 20 does not hand tsx's loader on to workers.
-  const load = `import("tsx/esm/api").then((api) => api.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(import.meta.url)}))`;
-  return new Worker(load, { eval: true, workerData, resourceLimits: RESOURCE_LIMITS });
+  return startThreadModule("backend-writer-thread", import.meta.url, {
+    workerData,
+    resourceLimits: RESOURCE_LIMITS,
+  });
 }

@@ -9,11 +9,10 @@
 // the process's priority) took CPU from the writes and, measured, cost this thread more than it
 // saved (its answers' buffers doubled the garbage collection).
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readlinkSync, readSync, rmSync, writeSync } from "node:fs";
-import { setPriority } from "node:os";
-import { basename } from "node:path";
+import { closeSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { AttachedReader, type RowIterator } from "../mvcc/rocks-backend.js";
+import { lowerThreadPriority } from "../mvcc/thread-module.js";
 import {
   BUCKETS,
   type BucketTail,
@@ -47,7 +46,9 @@ const split = data.split;
 const splitKey = split === undefined ? undefined : Buffer.from(split.key);
 const inbox = messages();
 
-lowerThreadPriority();
+// The snapshot is background work: at the lowest priority this thread takes only a core nobody
+// else wants, so the member's own thread (serving puts) and its clients keep theirs.
+lowerThreadPriority(19);
 post({ kind: "ready" });
 // The member's thread writes the handle and wakes this one, then waits for ViewState.Open.
 Atomics.wait(state, 0, ViewState.Waiting);
@@ -215,17 +216,4 @@ function iteratorRows(its: Map<string, RowIterator>): ColumnRows {
       if (chunk.finished) return;
     }
   };
-}
-
-/**
- * The snapshot is background work: at the lowest priority this thread takes only a core nobody
- * else wants, so the member's own thread (serving puts) and its clients keep theirs. Linux
- * keeps a nice value per thread, and setpriority on a thread ID changes that thread only.
- */
-function lowerThreadPriority(): void {
-  try {
-    setPriority(Number(basename(readlinkSync("/proc/thread-self"))), 19);
-  } catch {
-    // Not Linux: the thread runs at the process's priority.
-  }
 }

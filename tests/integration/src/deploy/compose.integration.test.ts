@@ -359,6 +359,22 @@ test(
       `# scale ${took.join(", ")}; ${acknowledged.length} puts acknowledged by ${writers.length} writers, ` +
         `failed calls: ${failures.length}${failures.length ? ` (${failures.join("; ")})` : ""}`,
     );
+    if (failures.length > 0) {
+      // The balancer's view of the connections that did not end normally (flags other than --).
+      const { stdout } = await run("docker", [
+        "logs",
+        "--since",
+        `${Math.ceil(took.length * 60 + 120)}s`,
+        await containerOf("lb"),
+      ]);
+      const abnormal = stdout.split("\n").filter((l) => l.includes(" gateways-grpc/") && !l.includes(" -- "));
+      console.log(
+        `# balancer, connections that ended abnormally (last 40):\n${abnormal
+          .slice(-40)
+          .map((l) => `#   ${l}`)
+          .join("\n")}`,
+      );
+    }
     assert.deepEqual(failures, [], "no call failed while replicas went and came");
     const check = new Etcd3({ hosts: `127.0.0.1:${clientPort}` });
     try {

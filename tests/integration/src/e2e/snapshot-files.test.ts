@@ -1,7 +1,7 @@
 // Snapshots in etcd's file format, both ways, with real etcd 3.4 and etcdctl 3.4:
 // - `etcdctl snapshot save` from our member; `etcdctl snapshot status` reads it; `etcdctl
 //   snapshot restore` + a real etcd on it serves every key with the same revisions, and the
-//   same HashKV as our member;
+//   same HashKV as our member; the same for a store large enough to be written by two threads;
 // - a real etcd's snapshot restored with `raft-node snapshot restore` into 1- and 3-member
 //   clusters of ours serves the same keys, revisions and HashKV, and keeps its users, roles
 //   and enabled auth;
@@ -105,7 +105,7 @@ function restoreFlags(m: MemberProcess, cluster: LocalCluster): string[] {
 }
 
 describe("snapshot files in etcd's format", {
-  timeout: 280_000,
+  timeout: 480_000,
   skip: existsSync(ETCDCTL) && existsSync(ETCD) ? false : "etcd/etcdctl 3.4 not installed",
 }, () => {
   let scratch: string;
@@ -253,6 +253,56 @@ describe("snapshot files in etcd's format", {
       await Promise.all(writers);
       client.close();
     }
+  });
+
+  test("a store of 101,000 revisions, written by two threads: etcdctl reads it, a real etcd restores it", async () => {
+    // SPLIT_MIN_REVISIONS (100,000 after the compaction) and two cores: the key bucket is
+    // split between two threads, each writing its own pages; real bbolt must read the joint.
+    const large = await startCluster("etcd-ts", 1);
+    clusters.push(large);
+    const endpoint = large.addresses[0]!;
+    const client = new EtcdEndpoint(endpoint);
+    let next = 0;
+    const putUntil = (end: number) =>
+      Promise.all(
+        Array.from({ length: 128 }, async () => {
+          for (let i = next++; i < end; i = next++) {
+            await client.put(`large/${String(i % 20_000).padStart(5, "0")}`, `v${i}`, 30_000);
+          }
+        }),
+      );
+    const started = Date.now();
+    try {
+      await putUntil(1_000);
+      ok(await etcdctl(endpoint, ["compact", "500"]));
+      next = 1_000;
+      await putUntil(101_000);
+    } finally {
+      client.close();
+    }
+    const written = Date.now();
+    const file = join(scratch, "large.db");
+    ok(await etcdctl(endpoint, ["snapshot", "save", file]));
+    console.log(
+      `# 101,000 puts in ${((written - started) / 1000).toFixed(1)} s, saved in ${((Date.now() - written) / 1000).toFixed(1)} s`,
+    );
+    assert.match(large.members[0]!.output, /"threads":2.*"sent database snapshot to client"/);
+    const status = await etcdctlStatus(file);
+    const source = await keysAndRevisions(endpoint);
+    assert.equal(status.revision, source.revision);
+    const restored = await startCluster("etcd", 1, async (m, cluster) => {
+      ok(await etcdctl("127.0.0.1:1", ["snapshot", "restore", file, ...restoreFlags(m, cluster)]));
+    });
+    clusters.push(restored);
+    const copy = await keysAndRevisions(restored.addresses[0]!);
+    assert.equal(copy.revision, source.revision);
+    assert.equal(copy.kvs, source.kvs);
+    assert.equal(
+      await hashKv(restored.addresses[0]!, source.revision),
+      await hashKv(endpoint, source.revision),
+    );
+    await restored.close();
+    await large.close();
   });
 
   test("a real etcd's lease (a 64-bit ID) is part of the snapshot", async () => {

@@ -35,7 +35,12 @@ export function etcdctl(
     const child = execFile(
       ETCDCTL,
       [`--endpoints=${endpoints}`, "--dial-timeout=3s", "--command-timeout=8s", ...args],
-      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: options.timeoutMs ?? 20_000 },
+      // maxBuffer: a `get --prefix` of a large store prints megabytes (1 MiB by default).
+      {
+        env: { ...process.env, ETCDCTL_API: "3" },
+        timeout: options.timeoutMs ?? 20_000,
+        maxBuffer: 256 * 2 ** 20,
+      },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
         resolve({ code, stdout: String(stdout), stderr: String(stderr) });

@@ -14,6 +14,8 @@
 
 import {
   FLAG_END_STREAM,
+  FRAME,
+  frame,
   H2_ERROR,
   H2Session,
   H2SessionStream,
@@ -40,6 +42,9 @@ export interface ConnectionHandler {
   /** A PING from the client (keepalive enforcement). */
   ping?(): void;
 }
+
+/** The highest stream ID (31 bits). */
+const MAX_STREAM_ID = 0x7fffffff;
 
 export interface ConnectionOptions {
   /** Our receive window per stream and for the connection. */
@@ -185,6 +190,18 @@ export class H2ServerConnection extends H2Session<H2Stream> {
       this.sendWindowUpdate(stream.id, stream.unacknowledged);
       stream.unacknowledged = 0;
     }
+  }
+
+  /**
+   * The first GOAWAY of a graceful close: it names the highest stream ID there can be, so the
+   * client opens no more streams here while those already on the wire are still taken. The
+   * final goAway() follows a round trip later (server-connection.ts).
+   */
+  shutdownNotice(): void {
+    if (this.dead || this.goingAway) return;
+    const payload = Buffer.alloc(8);
+    payload.writeUInt32BE(MAX_STREAM_ID, 0);
+    this.output(frame(FRAME.GOAWAY, 0, 0, payload));
   }
 
   /** The client opens no more streams; those open finish. It closes the socket itself. */

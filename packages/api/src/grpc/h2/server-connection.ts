@@ -9,6 +9,9 @@ import { type ConnectionHandler, H2ServerConnection } from "./connection.js";
 import { H2_ERROR } from "./session.js";
 import { SocketOutput } from "./socket-output.js";
 
+/** How long a graceful close waits for its PING's ACK before the final GOAWAY. */
+const FINAL_GOAWAY_AFTER_MS = 1000;
+
 export interface ServerConnectionOptions {
   windowBytes: number;
   maxConcurrentStreams: number;
@@ -89,14 +92,34 @@ export class ServerConnection {
     else this.closedListeners.push(listener);
   }
 
-  /** GOAWAY; the socket ends once every open stream has. */
+  /**
+   * A graceful close in two steps (RFC 9113 section 6.8; grpc-go's GracefulStop does the same): a
+   * GOAWAY that refuses nothing, and a PING. Once its ACK is back, every stream the client sent
+   * before it saw that GOAWAY has arrived, and the final GOAWAY names the last of them; the
+   * socket ends once every open stream has. In one step, a call that crossed the GOAWAY on the
+   * wire was refused, and a client's single transparent retry could meet another stopping server.
+   */
   close(): void {
-    if (this.isClosed) return;
-    if (!this.closing) {
-      this.closing = true;
-      if (!this.h2.goingAway) this.h2.goAway();
+    if (this.isClosed || this.closing) return;
+    this.closing = true;
+    if (this.h2.goingAway) {
+      this.endWhenIdle();
+      return;
     }
-    this.endWhenIdle();
+    this.h2.shutdownNotice();
+    let done = false;
+    const final = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(unanswered);
+      this.h2.goAway();
+      this.endWhenIdle();
+    };
+    // A client that does not answer the PING gets the final GOAWAY anyway.
+    const unanswered = setTimeout(final, FINAL_GOAWAY_AFTER_MS);
+    unanswered.unref();
+    this.timers.push(unanswered);
+    this.h2.ping(final);
   }
 
   destroy(): void {
@@ -111,7 +134,7 @@ export class ServerConnection {
       this.socket.end();
       return;
     }
-    // One poll timer at a time: close() may be called again while it waits.
+    // One poll timer at a time.
     if (this.idlePoll !== undefined) return;
     this.idlePoll = setTimeout(() => {
       this.idlePoll = undefined;

@@ -1,0 +1,61 @@
+// The worker thread of range-reader.ts: reads a large Range's stored revisions from the member's
+// open RocksDB (attached by its native handle, as the snapshot thread does) and writes them as
+// the answer's consecutive field-2 (kvs) occurrences in one buffer, handed back by transfer.
+// On the member's thread each value read was a Buffer of its own (the binding makes one per
+// value), then copied into the answer: a million of each for a full list, and their garbage.
+// It imports only the codec and RocksDB's reader (its RSS is the member's).
+import { parentPort } from "node:worker_threads";
+import { keyValueFields, withoutValue } from "./kv-codec.js";
+import type { RangeReadReply, RangeReadRequest } from "./range-read-protocol.js";
+import { mainOfKey, REVISION_KEY_LENGTH, subOfKey } from "./revision.js";
+import { AttachedReader } from "./rocks-backend.js";
+import { lowerThreadPriority } from "./thread-module.js";
+
+// Below the member's thread (nice 10: about a tenth of a core's share against it when both want
+// one), so the writes served beside a long Range keep their latency; a core left idle is still
+// this thread's in full.
+lowerThreadPriority(10);
+
+/** The reader of the database last asked about (a defragmentation switches databases). */
+let attached: { handle: bigint; reader: Promise<AttachedReader> } | undefined;
+
+const port = parentPort!;
+// One request at a time, in order (the member keeps a few chunks in flight over its workers).
+let queue = Promise.resolve();
+port.on("message", (request: RangeReadRequest) => {
+  queue = queue.then(() => serve(request));
+});
+
+async function serve(request: RangeReadRequest): Promise<void> {
+  let reply: RangeReadReply;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    if (attached?.handle !== request.handle) {
+      attached = { handle: request.handle, reader: AttachedReader.attach(request.handle) };
+    }
+    const reader = await attached.reader;
+    const packed = Buffer.from(request.keys.buffer, request.keys.byteOffset, request.keys.byteLength);
+    const keys: Buffer[] = new Array(packed.length / REVISION_KEY_LENGTH);
+    for (let i = 0; i < keys.length; i++) {
+      keys[i] = packed.subarray(i * REVISION_KEY_LENGTH, (i + 1) * REVISION_KEY_LENGTH);
+    }
+    const values = reader.getManySync(keys);
+    const missing = values.indexOf(undefined);
+    if (missing >= 0) {
+      const key = keys[missing]!;
+      reply = { id: request.id, missing: true, main: mainOfKey(key), sub: subOfKey(key) };
+    } else {
+      const stored = values as Buffer[];
+      const part = keyValueFields(2, request.keysOnly ? stored.map(withoutValue) : stored);
+      reply = { id: request.id, part };
+      // A buffer that owns its memory moves to the member's thread; a pooled one is copied.
+      if (part.byteOffset === 0 && part.byteLength === part.buffer.byteLength) {
+        transfer = [part.buffer as ArrayBuffer];
+      }
+    }
+  } catch (err) {
+    if (attached?.handle === request.handle) attached = undefined;
+    reply = { id: request.id, error: err instanceof Error ? err.message : String(err) };
+  }
+  port.postMessage(reply, transfer);
+}

@@ -1,0 +1,133 @@
+// Reads for a large Range on worker threads (range-read-thread.ts): the member's thread walks
+// the key index and sends each chunk's revision keys; a worker reads their stored values from
+// the same open RocksDB and answers with the chunk's bytes of the answer, so the member's thread
+// holds the event loop only for the index walk and a message per chunk. Chunks go to the
+// workers in turn (one per core, at most two), so a full list reads on every core the member's
+// thread leaves idle; the workers run at a lower CPU priority, so the writes beside the Range
+// keep the member's thread. Started on the first large Range, stopped after a while without one
+// (an idle isolate is memory for nothing).
+import { availableParallelism } from "node:os";
+import type { Worker } from "node:worker_threads";
+import type { RangeReadReply, RangeReadRequest } from "./range-read-protocol.js";
+import { REVISION_KEY_LENGTH, writeRevisionKey } from "./revision.js";
+import { startThreadModule } from "./thread-module.js";
+
+/** Workers without requests for this long are stopped. */
+const IDLE_STOP_MS = 60_000;
+/** A worker's heap holds a chunk's values and its answer at a time (about 2 x 300 KB). */
+const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 };
+
+/** A chunk's answer bytes, or the first revision with no stored value. */
+export type ChunkRead = { part: Buffer } | { missing: { main: number; sub: number } };
+
+export class RangeReadThreads {
+  /** How many workers read (and so how many chunks a Range should keep in flight). */
+  readonly count = Math.max(1, Math.min(2, availableParallelism()));
+  private readonly workers: (Worker | undefined)[] = [];
+  private turn = 0;
+  private nextId = 1;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (r: ChunkRead) => void; reject: (e: Error) => void; worker: Worker }
+  >();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  /**
+   * The stored values of `hits` (revision keys; no tombstone among them) in the database whose
+   * native handle is `handle`, as RangeResponse field-2 bytes. The caller keeps that database
+   * open until this settles (MvccStore's `readers`; close() waits too).
+   */
+  read(
+    handle: bigint,
+    hits: readonly { main: number; sub: number }[],
+    keysOnly: boolean,
+  ): Promise<ChunkRead> {
+    // Its own memory (not the pool's), so it moves to the worker instead of being copied.
+    const keys = Buffer.allocUnsafeSlow(hits.length * REVISION_KEY_LENGTH);
+    for (let i = 0; i < hits.length; i++) {
+      writeRevisionKey(keys, i * REVISION_KEY_LENGTH, hits[i]!.main, hits[i]!.sub);
+    }
+    return this.readKeys(handle, keys, keysOnly);
+  }
+
+  /**
+   * As read, for revision keys already written one after another (REVISION_KEY_LENGTH bytes
+   * each) into `keys`: a view of memory of its own (Buffer.allocUnsafeSlow, never the shared
+   * pool), which moves to the worker, so the caller must not use it again.
+   */
+  readKeys(handle: bigint, keys: Buffer, keysOnly: boolean): Promise<ChunkRead> {
+    if (this.closed) return Promise.reject(new Error("mvcc: store closed"));
+    const worker = this.next();
+    const id = this.nextId++;
+    const request: RangeReadRequest = { id, handle, keys, keysOnly };
+    const answer = new Promise<ChunkRead>((resolve, reject) =>
+      this.waiting.set(id, { resolve, reject, worker }),
+    );
+    // Referenced while answers are awaited (they keep the process alive), not when idle.
+    worker.ref();
+    worker.postMessage(request, [keys.buffer as ArrayBuffer]);
+    return answer;
+  }
+
+  /** Waits for the reads in flight (their database must outlive them), then stops the workers. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.waiting.size > 0) await new Promise<void>((resolve) => setTimeout(resolve, 1));
+    await this.stop();
+  }
+
+  /** The next worker in turn, started if it is not running. */
+  private next(): Worker {
+    if (this.idleTimer !== undefined) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    }
+    const slot = this.turn;
+    this.turn = (this.turn + 1) % this.count;
+    const running = this.workers[slot];
+    if (running !== undefined) return running;
+    const worker = startThreadModule("range-read-thread", import.meta.url, {
+      resourceLimits: RESOURCE_LIMITS,
+    });
+    worker.on("message", (reply: RangeReadReply) => this.answer(reply));
+    const fail = (err: Error) => {
+      if (this.workers[slot] !== worker) return;
+      this.workers[slot] = undefined;
+      for (const [id, w] of this.waiting) {
+        if (w.worker !== worker) continue;
+        this.waiting.delete(id);
+        w.reject(err);
+      }
+    };
+    worker.on("error", fail);
+    worker.on("exit", (code) => fail(new Error(`mvcc: range read thread exited (${code})`)));
+    this.workers[slot] = worker;
+    return worker;
+  }
+
+  private answer(reply: RangeReadReply): void {
+    const waiter = this.waiting.get(reply.id);
+    if (waiter === undefined) return;
+    this.waiting.delete(reply.id);
+    if ("part" in reply) {
+      const p = reply.part;
+      waiter.resolve({ part: Buffer.from(p.buffer, p.byteOffset, p.byteLength) });
+    } else if ("missing" in reply) waiter.resolve({ missing: { main: reply.main, sub: reply.sub } });
+    else waiter.reject(new Error(`mvcc: range read thread: ${reply.error}`));
+    if (this.waiting.size > 0) return;
+    for (const w of this.workers) w?.unref();
+    if (!this.closed) {
+      this.idleTimer = setTimeout(() => void this.stop(), IDLE_STOP_MS);
+      this.idleTimer.unref();
+    }
+  }
+
+  private async stop(): Promise<void> {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (this.waiting.size > 0) return;
+    const workers = this.workers.splice(0);
+    await Promise.all(workers.map((w) => w?.terminate()));
+  }
+}
