@@ -605,7 +605,8 @@ test(
   async () => {
     assert.equal((await etcdctl("put", "deploy/before-learner", "old")).trim(), "OK");
     const added = await etcdctl("member", "add", "etcd4", "--learner", "--peer-urls=http://etcd4:2380");
-    const id = /Member ([0-9a-f]+) added/.exec(added)?.[1];
+    // etcdctl prints the ID with %16x: an ID with leading zero digits is padded with spaces.
+    const id = /Member\s+([0-9a-f]+) added/.exec(added)?.[1];
     assert.ok(id, added);
     try {
       // The ETCD_* lines etcdctl prints, as they are, plus where to listen and what to advertise.
