@@ -7,9 +7,17 @@ const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" 
 
 /** utime + stime of a process so far, in seconds; 0 for none or one that is gone. */
 export function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
+  return pid === undefined ? 0 : statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** utime + stime of one thread of this process so far (the main thread's id is the pid). */
+export function threadCpuSeconds(tid: number): number {
+  return statCpuSeconds(`/proc/self/task/${tid}/stat`);
+}
+
+function statCpuSeconds(path: string): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(path, "utf8");
     // Fields after the command name (which may hold spaces and parentheses), from field 3 on.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;

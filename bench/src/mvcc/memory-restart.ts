@@ -16,7 +16,6 @@
 // Memory tab, "Summary" by constructor). A member adds its Raft log (up to --snapshot-count
 // entries in memory) and gRPC buffers on top of this; the compare bench measures whole members.
 
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -30,6 +29,7 @@ import {
   type MvccStoreOptions,
   putRequest,
 } from "@etcd-ts/raft-node/mvcc";
+import { keyOf, storedValue } from "./stored-values.js";
 
 const USAGE = "[--keys N] [--batch B] [--compression on|off] [--block-cache-mib M] [--heap-snapshot DIR]";
 
@@ -64,22 +64,8 @@ function parseArgs(argv: string[]): Args {
   return { keys, batch, heapSnapshotDir, store };
 }
 
-const VALUE_BYTES = 256;
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
-
-// Random bytes, so ZSTD cannot flatter the disk or cache numbers.
-const POOL = randomBytes(1 << 20);
-const storedValue = (i: number) => {
-  const at = (i * 7919) % (POOL.length - VALUE_BYTES);
-  return POOL.subarray(at, at + VALUE_BYTES);
-};
-/** goload's makeKey: i big-endian in 8 bytes. */
-function keyOf(i: number): Buffer {
-  const key = Buffer.alloc(8);
-  key.writeBigUInt64BE(BigInt(i));
-  return key;
-}
 
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 

@@ -11,8 +11,8 @@
 // the store's values read on libuv's pool and copied on this thread (MvccStoreOptions.rangeReadThread). Keys as the compare
 // bench loads them (goload's 8-byte big-endian sequential keys, 256-byte values).
 
-import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,8 @@ import {
   rangeRequest,
   rangeResponseParts,
 } from "@etcd-ts/raft-node/mvcc";
+import { threadCpuSeconds } from "../proc-cpu.js";
+import { keyOf, storedValue } from "./stored-values.js";
 
 const USAGE = "[--keys N] [--dir D] [--rounds R] [--read-thread on|off]";
 
@@ -52,31 +54,10 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-const VALUE_BYTES = 256;
-const POOL = randomBytes(1 << 20);
-const storedValue = (i: number) => {
-  const at = (i * 7919) % (POOL.length - VALUE_BYTES);
-  return POOL.subarray(at, at + VALUE_BYTES);
-};
-function keyOf(i: number): Buffer {
-  const key = Buffer.alloc(8);
-  key.writeBigUInt64BE(BigInt(i));
-  return key;
-}
-
 const PUT_INTERVAL_MS = 10;
 
-/** CPU seconds of this process's main thread (its task id is the pid), from /proc. */
-function mainThreadCpuMs(): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return Number.NaN;
-  }
-}
+/** CPU milliseconds of this process's main thread (its thread id is the pid). */
+const mainThreadCpuMs = () => threadCpuSeconds(process.pid) * 1000;
 
 function percentile(xs: number[], q: number): number {
   if (xs.length === 0) return Number.NaN;
