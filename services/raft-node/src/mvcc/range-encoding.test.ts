@@ -3,6 +3,7 @@
 // the store serves, with the worker thread's and the thread pool's reads forced.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { Worker } from "node:worker_threads";
 import { etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { seededRandom } from "@etcd-ts/raft";
 import { apiHeader, apiKeyValue } from "./api-shapes.js";
@@ -152,4 +153,74 @@ describe("MvccStore.rangeEncoded", () => {
         { syncReadMaxKeys, rangeBatchKeys, rangeReadThread },
       ));
   }
+});
+
+describe("a Range read on the threads while the store changes under it", () => {
+  const keys = 2_000;
+  const name = (i: number) => `k${String(i).padStart(4, "0")}`;
+
+  it("answers as of its revision or fails Compacted when a compaction passes it mid-read, never a mix", () =>
+    withStore(
+      async (store, kv) => {
+        // Rounds of one put per key: round j's revisions end at ends[j]; a Range at ends[j]
+        // needs every one of them, and compacting at ends[j + 1] deletes them all.
+        const ends: number[] = [];
+        for (let round = 0; round < 7; round++) {
+          for (let i = 0; i < keys; i++) await kv.put(name(i), `r${round}-${i}`, { lease: 0n });
+          ends.push(store.currentRev);
+        }
+        const outcomes: string[] = [];
+        // Turns of the event loop between the Range's start and the compaction's apply: from
+        // before its second index batch to after its end.
+        for (const [j, turns] of [0, 1, 4, 16, 64, 100_000].entries()) {
+          const r = rangeRequest({ key: "k", rangeEnd: "l", revision: ends[j]! });
+          const expected = encodeRangeResponse(await store.range(r));
+          const reading = store.rangeEncoded(r).then(
+            (got) => Buffer.concat(rangeResponseParts(got)),
+            (err: unknown) => err,
+          );
+          let finished = false;
+          void reading.then(() => {
+            finished = true;
+          });
+          for (let t = 0; t < turns && !finished; t++) await new Promise((resolve) => setImmediate(resolve));
+          await kv.compact(ends[j + 1]!);
+          await store.compactionDone();
+          const got = await reading;
+          if (Buffer.isBuffer(got)) {
+            assert.deepEqual(got, expected, `turns ${turns}`);
+            outcomes.push("answered");
+          } else {
+            assert.ok(isEtcdError(got, "Compacted"), `turns ${turns}: ${String(got)}`);
+            outcomes.push("compacted");
+          }
+        }
+        // Both ends are reached (so each assertion above was exercised): a compaction applied
+        // before the second batch fails the Range; one applied after its end does not.
+        assert.equal(outcomes[0], "compacted");
+        assert.equal(outcomes.at(-1), "answered");
+      },
+      { rangeBatchKeys: 16 },
+    ));
+
+  it("fails a Range whose read thread dies mid-read, and serves the next one on a new thread", () =>
+    withStore(
+      async (store, kv) => {
+        for (let i = 0; i < keys; i++) await kv.put(name(i), `v${i}`, { lease: 0n });
+        const r = rangeRequest({ key: "k", rangeEnd: "l" });
+        const expected = encodeRangeResponse(await store.range(r));
+        // Starts the threads (the first large Range does), then kills them under the next one.
+        assert.deepEqual(Buffer.concat(rangeResponseParts(await store.rangeEncoded(r))), expected);
+        const threads = (store as unknown as { rangeThreads: { workers: (Worker | undefined)[] } })
+          .rangeThreads;
+        const reading = store.rangeEncoded(r).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        await Promise.all(threads.workers.map((w) => w?.terminate()));
+        assert.match(String(await reading), /range read thread exited/);
+        assert.deepEqual(Buffer.concat(rangeResponseParts(await store.rangeEncoded(r))), expected);
+      },
+      { rangeBatchKeys: 16 },
+    ));
 });
