@@ -2,7 +2,26 @@
 // it was copied (defrag-copy.ts copies), and switching to the copy crash-safely.
 import { open as openFile, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { RecordedWrite, RocksBackend } from "./rocks-backend.js";
+
+/**
+ * Waits (off the event loop's thread, bounded) while RocksDB delays or stops writes to `db`: a
+ * delayed write sleeps in the writing thread, which for the synchronous batch writes of a
+ * defragmentation's catch-up is the member's. The worker that copied the rows may leave the
+ * copy's compaction behind (its own writes were delayed on its thread); the catch-up waits for
+ * compaction to catch up between slices instead of sleeping in a write.
+ */
+export async function untilWritesFlow(db: RocksBackend, maxWaitMs = 5_000): Promise<void> {
+  const until = performance.now() + maxWaitMs;
+  while (
+    (db.numericProperty("rocksdb.actual-delayed-write-rate") > 0 ||
+      db.numericProperty("rocksdb.is-write-stopped") > 0) &&
+    performance.now() < until
+  ) {
+    await sleep(20);
+  }
+}
 
 /**
  * Writes recorded batches (see RocksBackend.recordWrites) into `to`, in order; small batches are

@@ -27,6 +27,7 @@ import {
   recoverInterruptedDefrag,
   removeIndexCheckpoint,
   replayWrites,
+  untilWritesFlow,
   writeIndexCheckpoint,
 } from "./database-files.js";
 import { copyOffThread } from "./defrag-copy.js";
@@ -1561,11 +1562,14 @@ export class MvccStore implements ApplyTarget {
         const batches = recorder.take();
         for (let i = 0; i < batches.length; i += DEFRAG_REPLAY_SLICE) {
           const slice = batches.slice(i, i + DEFRAG_REPLAY_SLICE);
+          await untilWritesFlow(copy);
           replayWrites(slice, copy);
           replayIntoModel(slice, model);
           await yieldToEventLoop();
         }
       }
+      // Nor in the held replay and fence.
+      await untilWritesFlow(copy);
       phase("catch_up");
       this.exclusive = new Promise<void>((resolve) => {
         release = resolve;
