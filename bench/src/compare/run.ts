@@ -881,6 +881,8 @@ type DefragResult =
       before: DbStatus | null;
       after: DbStatus | null;
       cell: Cell;
+      /** The leader's "finished defragmenting" log line (ours: its phases), if it wrote one. */
+      log?: string;
     }
   | { error: string };
 
@@ -977,6 +979,7 @@ async function defragRow(c: Cluster, mib: number): Promise<DefragResult> {
       before,
       after: endpointStatus(endpoint),
       cell,
+      log: leader.output.split("\n").find((l) => l.includes("finished defragmenting")),
     };
   } catch (err) {
     return { error: (err as Error).message };
@@ -1256,6 +1259,8 @@ async function main(): Promise<void> {
       if (stopping) return;
       defrag[c.label] = await defragRow(c, opts.defragMiB);
       console.log(`  ${DEFRAG_ROW} ${c.label}: ${defragText(defrag[c.label])}`);
+      const log = defrag[c.label];
+      if (log !== undefined && "log" in log && log.log !== undefined) console.log(`    ${log.log}`);
     }
   }
 

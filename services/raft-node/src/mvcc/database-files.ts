@@ -1,45 +1,16 @@
-// The database directory as files: copying a database into a fresh directory while it is
-// written (defragmentation), and switching to the copy crash-safely.
+// The database directory as files: replaying into a defragmentation's copy the writes made while
+// it was copied (defrag-copy.ts copies), and switching to the copy crash-safely.
 import { open as openFile, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ColumnHandle, RecordedWrite, RocksBackend, RowChunk, RowIterator } from "./rocks-backend.js";
+import type { RecordedWrite, RocksBackend } from "./rocks-backend.js";
 
 /**
- * Copies what `from` reads into `toColumn`, one chunk (bounded by the iterator's byte limit)
- * per batch; `onChunk` sees each chunk after it is written and may throw to stop the copy.
- * Reads run on the libuv pool, so the event loop serves between chunks.
- */
-export async function copyRows(
-  from: RowIterator,
-  to: RocksBackend,
-  toColumn: ColumnHandle | undefined,
-  onChunk?: (chunk: RowChunk) => void,
-): Promise<void> {
-  for (;;) {
-    const started = performance.now();
-    const chunk = await from.next(COPY_CHUNK_ROWS);
-    await untilWritesFlow(to);
-    const batch = to.batch();
-    for (let i = 0; i < chunk.keys.length; i++) batch.put(chunk.keys[i]!, chunk.values[i]!, toColumn);
-    if (batch.length > 0) batch.write(false);
-    else batch.discard();
-    onChunk?.(chunk);
-    if (chunk.finished) return;
-    // Half duty: the copy takes about as long again idle as it works, leaving the cores and
-    // the disk to the writes it must not slow down (a defrag's length matters less).
-    await sleep(Math.min(COPY_MAX_PAUSE_MS, performance.now() - started));
-  }
-}
-
-const COPY_CHUNK_ROWS = 1000;
-const COPY_MAX_PAUSE_MS = 50;
-
-/**
- * Waits (off the event loop's thread, bounded) while RocksDB delays or stops writes to `db`:
- * a fresh database written as fast as it can be read falls behind on compaction, and a delayed
- * write sleeps in the writing thread, which for our synchronous batch writes is the event
- * loop's; so the copy waits for compaction to catch up between chunks instead.
+ * Waits (off the event loop's thread, bounded) while RocksDB delays or stops writes to `db`: a
+ * delayed write sleeps in the writing thread, which for the synchronous batch writes of a
+ * defragmentation's catch-up is the member's. The worker that copied the rows may leave the
+ * copy's compaction behind (its own writes were delayed on its thread); the catch-up waits for
+ * compaction to catch up between slices instead of sleeping in a write.
  */
 export async function untilWritesFlow(db: RocksBackend, maxWaitMs = 5_000): Promise<void> {
   const until = performance.now() + maxWaitMs;

@@ -7,7 +7,8 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
-import { copyRows, replayWrites } from "./database-files.js";
+import { replayWrites } from "./database-files.js";
+import { copyOffThread } from "./defrag-copy.js";
 import { RocksBackend } from "./rocks-backend.js";
 
 const require = createRequire(import.meta.url);
@@ -127,7 +128,7 @@ describe("the @nxtedition/rocksdb binding rocks-backend.ts relies on", () => {
 });
 
 describe("recording writes for an online copy", () => {
-  it("a snapshot copied and the batches recorded since, replayed, equal the database", async () => {
+  it("a snapshot copied (on a worker) and the batches recorded since, replayed, equal the database", async () => {
     const dir = await mkdtemp(join(tmpdir(), "rocks-record-"));
     const db = await RocksBackend.open(join(dir, "db"), ["side"]);
     const copy = await RocksBackend.open(join(dir, "copy"), ["side"]);
@@ -156,26 +157,35 @@ describe("recording writes for an online copy", () => {
       };
       for (let i = 0; i < 50; i++) write([[`k${i}`, "old"]]);
       write([["s", "old", "side"]]);
-      const recorder = db.recordWrites();
-      const snapshot = db.iterator({});
-      const sideSnapshot = db.iterator({ column: db.columns.side });
-      // Written after the snapshot: an overwrite, a delete, a new key, a side column write.
-      write([
-        ["k1", "new"],
-        ["k2", undefined],
-      ]);
-      write([
-        ["k99", "new"],
-        ["s", "new", "side"],
-      ]);
+      // Written while the worker copies (the first revision it reports comes after its
+      // snapshot): an overwrite, a delete, a new key, a side column write.
+      let written = false;
+      const copied: string[] = [];
+      const recorder = await copyOffThread(db, copy, ["side"], {
+        atSnapshot: () => db.recordWrites(),
+        onRevision: (key, valueLength) => {
+          copied.push(`${key}:${valueLength}`);
+          if (written) return;
+          written = true;
+          write([
+            ["k1", "new"],
+            ["k2", undefined],
+          ]);
+          write([
+            ["k99", "new"],
+            ["s", "new", "side"],
+          ]);
+        },
+        stopIf: () => {},
+      });
       assert.equal(recorder.pending, 4);
-      await copyRows(snapshot, copy, undefined);
-      await copyRows(sideSnapshot, copy, copy.columns.side);
-      snapshot.close();
-      sideSnapshot.close();
+      assert.equal(copied.length, 50, "every revision of the snapshot is reported");
+      assert.ok(copied.includes("k1:3"));
       // The copy holds the snapshot: the old values, k2, no k99.
       assert.ok((await rows(copy)).includes("k1=old"));
       assert.ok((await rows(copy)).includes("k2=old"));
+      // The side column, read after those writes, as of the snapshot too.
+      assert.deepEqual(await rows(copy, "side"), ["s=old"]);
       replayWrites(recorder.take(), copy);
       assert.equal(recorder.pending, 0);
       db.stopRecording();
@@ -184,6 +194,47 @@ describe("recording writes for an online copy", () => {
       const expected = (await rows(db)).map((r) => (r === "k3=unrecorded" ? "k3=old" : r));
       assert.deepEqual(await rows(copy), expected);
       assert.deepEqual(await rows(copy, "side"), ["s=new"]);
+    } finally {
+      await db.close();
+      await copy.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a copy stopped part-way fails with the reason, its worker's iterators closed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "rocks-record-"));
+    const db = await RocksBackend.open(join(dir, "db"), []);
+    const copy = await RocksBackend.open(join(dir, "copy"), []);
+    try {
+      // Several chunks (1,000 rows each), so the stop comes before the end.
+      for (let i = 0; i < 5; i++) {
+        const b = db.batch();
+        for (let j = 0; j < 1000; j++)
+          b.put(Buffer.from(`k${i}-${String(j).padStart(4, "0")}`), Buffer.from("v"));
+        b.write(false);
+      }
+      let seen = 0;
+      await assert.rejects(
+        copyOffThread(db, copy, [], {
+          atSnapshot: () => undefined,
+          onRevision: () => {
+            seen++;
+          },
+          stopIf: () => {
+            throw new Error("closing");
+          },
+        }),
+        /closing/,
+      );
+      assert.equal(seen, 1000, "nothing is reported after the stop");
+      let copied = 0;
+      const it = copy.iterator({});
+      for (let chunk = it.nextSync(10_000); ; chunk = it.nextSync(10_000)) {
+        copied += chunk.keys.length;
+        if (chunk.finished) break;
+      }
+      it.close();
+      assert.ok(copied < 5000, `the worker stopped before the end (${copied} rows copied)`);
     } finally {
       await db.close();
       await copy.close();

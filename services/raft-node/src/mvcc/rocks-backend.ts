@@ -431,3 +431,33 @@ export class AttachedReader {
     return new RowIterator(native, (resource) => this.db.detachResource(resource));
   }
 }
+
+/**
+ * Batch writes to a database another thread opened (RocksBackend.handle), for a worker's bulk
+ * copy (a defragmentation). As with AttachedReader, the database stays the opener's, which must
+ * not close it while this thread writes.
+ */
+export class AttachedWriter {
+  private constructor(private readonly db: NativeDb) {}
+
+  static async attach(handle: bigint): Promise<AttachedWriter> {
+    const db = new RocksLevel(handle, { keyEncoding: "buffer", valueEncoding: "buffer" });
+    await db.open({ createIfMissing: false });
+    return new AttachedWriter(db);
+  }
+
+  /** Writes the rows into `column` ("default" is the revision key space) as one unsynced batch, on this thread. */
+  putRows(column: string, keys: readonly Buffer[], values: readonly Buffer[]): void {
+    const handle = column === "default" ? undefined : this.db.columns[column];
+    if (column !== "default" && handle === undefined) throw new Error(`mvcc: no column ${column}`);
+    const batch = this.db.batch();
+    this.db.detachResource(batch);
+    try {
+      const options = handle === undefined ? {} : { column: handle };
+      for (let i = 0; i < keys.length; i++) batch._put(keys[i]!, values[i]!, options);
+      batch._writeSync({ sync: false });
+    } finally {
+      batch._closeSync();
+    }
+  }
+}

@@ -21,15 +21,16 @@ import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
 import { BboltSizeModel } from "./bbolt-size-model.js";
 import {
-  copyRows,
   defragDirOf,
   markCopyInUse,
   readIndexCheckpoint,
   recoverInterruptedDefrag,
   removeIndexCheckpoint,
   replayWrites,
+  untilWritesFlow,
   writeIndexCheckpoint,
 } from "./database-files.js";
+import { copyOffThread } from "./defrag-copy.js";
 import {
   type CheckpointState,
   checkpointState,
@@ -1531,29 +1532,18 @@ export class MvccStore implements ApplyTarget {
     /** Set once the switch may be on disk: from then on the copy must never be removed here. */
     let marking = false;
     try {
-      // One tick: the iterators' implicit snapshots and the start of the recording agree.
-      recorder = source.recordWrites();
-      const scan = { fillCache: false, highWaterMarkBytes: VIEW_READ_BYTES } as const;
-      const revisions = source.iterator(scan);
-      const sides = columnNames.map((name) => source.iterator({ ...scan, column: source.columns[name]! }));
       // etcd's defragmented layout, built from the same rows as they are copied.
       const model = new BboltSizeModel();
       model.startDefragment();
       const stopIfClosing = () => {
         if (this.closing) throw new Error("mvcc: store closed during defragmentation");
       };
-      try {
-        await copyRows(revisions, copy, undefined, (chunk) => {
-          stopIfClosing();
-          for (let i = 0; i < chunk.keys.length; i++)
-            model.addDefragmented(chunk.keys[i]!, chunk.values[i]!.length);
-        });
-        for (const [i, name] of columnNames.entries())
-          await copyRows(sides[i]!, copy, copy.columns[name], stopIfClosing);
-      } finally {
-        revisions.close();
-        for (const it of sides) it.close();
-      }
+      recorder = await copyOffThread(source, copy, columnNames, {
+        // One tick: the worker's iterators (their implicit snapshots) and the start of the recording agree.
+        atSnapshot: () => source.recordWrites(),
+        onRevision: (key, valueLength) => model.addDefragmented(key, valueLength),
+        stopIf: stopIfClosing,
+      });
       model.finishDefragment();
       phase("copy");
       // Reads holding iterators on the old database must end before the switch: waited for
@@ -1572,11 +1562,14 @@ export class MvccStore implements ApplyTarget {
         const batches = recorder.take();
         for (let i = 0; i < batches.length; i += DEFRAG_REPLAY_SLICE) {
           const slice = batches.slice(i, i + DEFRAG_REPLAY_SLICE);
+          await untilWritesFlow(copy);
           replayWrites(slice, copy);
           replayIntoModel(slice, model);
           await yieldToEventLoop();
         }
       }
+      // Nor in the held replay and fence.
+      await untilWritesFlow(copy);
       phase("catch_up");
       this.exclusive = new Promise<void>((resolve) => {
         release = resolve;
@@ -1619,7 +1612,8 @@ export class MvccStore implements ApplyTarget {
       // the copy, report the error and serve on. A switch that failed part-way may be on disk
       // or not: the store refuses everything until a reopen, whose recovery decides (both the
       // copy, complete and fenced, and the database in use hold every applied entry).
-      if (recorder !== undefined) source.stopRecording();
+      // Whether or not the copy got as far as recording (stopping is idempotent).
+      source.stopRecording();
       if (this.db !== copy) await copy.close().catch(() => {});
       if (!marking) await rm(copyDir, { recursive: true, force: true }).catch(() => {});
       else this.failure = err instanceof Error ? err : new Error(String(err));
