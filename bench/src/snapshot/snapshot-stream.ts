@@ -42,7 +42,10 @@ function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-async function startMember(kind: Target, dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
+async function startMember(
+  kind: Target,
+  dir: string,
+): Promise<{ child: ChildProcess; endpoint: string; sent: object[] }> {
   const client = await freePort();
   const peer = await freePort();
   const flags = [
@@ -58,8 +61,17 @@ async function startMember(kind: Target, dir: string): Promise<{ child: ChildPro
     kind === "etcd"
       ? spawn("/usr/bin/etcd", flags, { stdio: "ignore" })
       : spawn(process.execPath, [...memberNodeArgs, kind === "base" ? baseMain! : memberMain, ...flags], {
-          stdio: "ignore",
+          stdio: ["ignore", "ignore", "pipe"],
         });
+  // Our member's log line for each snapshot it sent (its write and send times, per-thread stages).
+  const sent: object[] = [];
+  let partial = "";
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop()!;
+    for (const line of lines)
+      if (line.includes("sent database snapshot")) sent.push(JSON.parse(line) as object);
+  });
   const endpoint = `127.0.0.1:${client}`;
   for (let i = 0; i < 600; i++) {
     if (
@@ -67,7 +79,7 @@ async function startMember(kind: Target, dir: string): Promise<{ child: ChildPro
         env: { ...process.env, ETCDCTL_API: "3" },
       }).status === 0
     )
-      return { child, endpoint };
+      return { child, endpoint, sent };
     await new Promise((r) => setTimeout(r, 100));
   }
   child.kill("SIGKILL");
@@ -100,6 +112,8 @@ interface Measured {
   rounds: PutRound[];
   /** The median round's ratio. */
   putRatio: number;
+  /** Ours: the member's log line of each snapshot sent (write_ms, send_ms, stages_ms). */
+  memberLog: object[];
 }
 
 /** `total` sequential puts from `offset` with goload (10 connections, 100 clients); ops/s. */
@@ -160,7 +174,7 @@ function median(xs: number[]): number {
 }
 
 async function measure(kind: Target, dir: string): Promise<Measured> {
-  const { child, endpoint } = await startMember(kind, dir);
+  const { child, endpoint, sent } = await startMember(kind, dir);
   try {
     await putLoad(endpoint, keys, 0);
     // Let the load's garbage settle before taking the baseline.
@@ -202,6 +216,7 @@ async function measure(kind: Target, dir: string): Promise<Measured> {
       rssPeakMiB: peak / 1024,
       rounds,
       putRatio: median(rounds.map((r) => r.ratio)),
+      memberLog: sent,
     };
   } finally {
     // A profiled member must exit on its own to write its profile.
