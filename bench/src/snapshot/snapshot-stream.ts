@@ -3,7 +3,7 @@
 // loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
 // compare the two columns of one run, not runs with each other.
 //   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours|base]
-//     [--rounds 3] [--no-sink]
+//     [--rounds 3] [--no-sink] [--dropped-rounds 0]
 // Puts during a snapshot: goload's snapshot-under-put, one put load (10 connections, 100 clients)
 // covering the whole snapshot, alone for as long as the quiet snapshot took before it and for as
 // long as this one took after it; ratio = during / mean(before, after), median of --rounds.
@@ -31,6 +31,8 @@ const putRounds = option("rounds", 3);
 // --no-sink: the snapshot taken under load is read and dropped instead of written and fsynced
 // (etcdctl's way), to tell the client's disk writes from the member's work.
 const sink = !process.argv.includes("--no-sink");
+// --dropped-rounds N: after the --rounds, N more with the snapshot dropped (roundsDropped).
+const droppedRounds = option("dropped-rounds", 0);
 // Node flags for our member only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": NODE_OPTIONS refuses
 // --cpu-prof, and would profile this driver too).
 const memberNodeArgs = (process.env.MEMBER_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
@@ -112,6 +114,8 @@ interface Measured {
   rounds: PutRound[];
   /** The median round's ratio. */
   putRatio: number;
+  /** Rounds with the snapshot read and dropped by the client (no file, no fsync). */
+  roundsDropped: PutRound[];
   /** Ours: the member's log line of each snapshot sent (write_ms, send_ms, stages_ms). */
   memberLog: object[];
 }
@@ -208,8 +212,19 @@ async function measure(kind: Target, dir: string): Promise<Measured> {
           `${r.firstByteSeconds.toFixed(2)} s, ${r.duringAfterFirstByte.toFixed(0)} while it streamed), after ${r.after.toFixed(0)}: ${r.ratio.toFixed(2)}x`,
       );
     }
+    const roundsDropped: PutRound[] = [];
+    for (let i = 0; i < droppedRounds; i++) {
+      const offset = keys + 1_000_000 * (putRounds + i + 1);
+      const r = await putsAroundSnapshot(endpoint, offset, seconds * 1000, "");
+      roundsDropped.push(r);
+      console.log(
+        `${kind} round ${i + 1}, snapshot dropped: puts/s before ${r.before.toFixed(0)}, during ${r.during.toFixed(0)} ` +
+          `(snapshot ${r.snapshotSeconds.toFixed(2)} s), after ${r.after.toFixed(0)}: ${r.ratio.toFixed(2)}x`,
+      );
+    }
     return {
       target: kind,
+      roundsDropped,
       bytes,
       seconds,
       rssBeforeMiB: before / 1024,
