@@ -10,8 +10,8 @@ const WRITE_BATCH_BYTES = 1024 * 1024;
 /**
  * How a PageFile writes: "pool" on libuv's threads (a thread that serves others: its loop stays
  * free), "thread" on the calling thread, blocking it (a worker that does nothing else: the
- * copying into the page cache is then that thread's CPU, at its priority, and leaves libuv's four
- * threads to the member's WAL writes, which queue behind 1 MiB writes there otherwise).
+ * copying into the page cache is then that thread's CPU, at its priority, and libuv's four
+ * threads stay free for the member's WAL writes).
  */
 export type PageWrites = "pool" | "thread";
 
