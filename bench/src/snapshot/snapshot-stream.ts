@@ -3,6 +3,10 @@
 // loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
 // compare the two columns of one run, not runs with each other.
 //   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours|base]
+//     [--rounds 3] [--no-sink] [--dropped-rounds 0]
+// Puts during a snapshot: goload's snapshot-under-put, one put load (10 connections, 100 clients)
+// covering the whole snapshot, alone for as long as the quiet snapshot took before it and for as
+// long as this one took after it; ratio = during / mean(before, after), median of --rounds.
 // BASE_MEMBER_MAIN=path/to/another/build/main.js adds a third column, "base", for a before/after
 // comparison in the same run (a copy of an older services/raft-node/dist kept inside the package).
 // Results: printed, and bench/results/snapshot-<timestamp>.json (with the load average before and after).
@@ -23,6 +27,12 @@ function option(name: string, fallback: number): number {
 }
 const keys = option("keys", 200_000);
 const valSize = option("val-size", 256);
+const putRounds = option("rounds", 3);
+// --no-sink: the snapshot taken under load is read and dropped instead of written and fsynced
+// (etcdctl's way), to tell the client's disk writes from the member's work.
+const sink = !process.argv.includes("--no-sink");
+// --dropped-rounds N: after the --rounds, N more with the snapshot dropped (roundsDropped).
+const droppedRounds = option("dropped-rounds", 0);
 // Node flags for our member only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": NODE_OPTIONS refuses
 // --cpu-prof, and would profile this driver too).
 const memberNodeArgs = (process.env.MEMBER_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
@@ -34,7 +44,10 @@ function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-async function startMember(kind: Target, dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
+async function startMember(
+  kind: Target,
+  dir: string,
+): Promise<{ child: ChildProcess; endpoint: string; sent: object[] }> {
   const client = await freePort();
   const peer = await freePort();
   const flags = [
@@ -50,8 +63,17 @@ async function startMember(kind: Target, dir: string): Promise<{ child: ChildPro
     kind === "etcd"
       ? spawn("/usr/bin/etcd", flags, { stdio: "ignore" })
       : spawn(process.execPath, [...memberNodeArgs, kind === "base" ? baseMain! : memberMain, ...flags], {
-          stdio: "ignore",
+          stdio: ["ignore", "ignore", "pipe"],
         });
+  // Our member's log line for each snapshot it sent (its write and send times, per-thread stages).
+  const sent: object[] = [];
+  let partial = "";
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop()!;
+    for (const line of lines)
+      if (line.includes("sent database snapshot")) sent.push(JSON.parse(line) as object);
+  });
   const endpoint = `127.0.0.1:${client}`;
   for (let i = 0; i < 600; i++) {
     if (
@@ -59,11 +81,27 @@ async function startMember(kind: Target, dir: string): Promise<{ child: ChildPro
         env: { ...process.env, ETCDCTL_API: "3" },
       }).status === 0
     )
-      return { child, endpoint };
+      return { child, endpoint, sent };
     await new Promise((r) => setTimeout(r, 100));
   }
   child.kill("SIGKILL");
   throw new Error(`${kind} did not become healthy`);
+}
+
+/** One round of puts covering a snapshot (goload's snapshot-under-put). */
+interface PutRound {
+  before: number;
+  during: number;
+  after: number;
+  /** during / mean(before, after). */
+  ratio: number;
+  snapshotSeconds: number;
+  /** When the snapshot's first bytes arrived (ours: once its file is written), and the puts/s before and after. */
+  firstByteSeconds: number;
+  duringBeforeFirstByte: number;
+  duringAfterFirstByte: number;
+  p99Before: number | null;
+  p99During: number | null;
 }
 
 interface Measured {
@@ -72,9 +110,14 @@ interface Measured {
   seconds: number;
   rssBeforeMiB: number;
   rssPeakMiB: number;
-  /** Put throughput alone, then with a snapshot streaming at the same time. */
-  putsAlone: number;
-  putsDuringSnapshot: number;
+  /** Rounds of puts alone, then with a snapshot streaming, then alone again. */
+  rounds: PutRound[];
+  /** The median round's ratio. */
+  putRatio: number;
+  /** Rounds with the snapshot read and dropped by the client (no file, no fsync). */
+  roundsDropped: PutRound[];
+  /** Ours: the member's log line of each snapshot sent (write_ms, send_ms, stages_ms). */
+  memberLog: object[];
 }
 
 /** `total` sequential puts from `offset` with goload (10 connections, 100 clients); ops/s. */
@@ -83,6 +126,40 @@ function putLoad(endpoint: string, total: number, offset: number): Promise<numbe
   args.push("-key-space", String(offset + total), "-total", String(total), "-key-size", "16");
   args.push("-val-size", String(valSize), "-label", String(offset));
   return runGoload(args).then((r) => r.ops_per_s);
+}
+
+/**
+ * The same put load as putLoad, covering a whole snapshot: alone for `baselineMs`, during the
+ * snapshot (saved to `file` and fsynced, as etcdctl does; "" drops it), alone again for as long
+ * as the snapshot took. New keys from `offset` on.
+ */
+async function putsAroundSnapshot(
+  endpoint: string,
+  offset: number,
+  baselineMs: number,
+  file: string,
+): Promise<PutRound> {
+  const args = ["-endpoints", endpoint, "-conns", "10", "-clients", "100", "-op", "snapshot-under-put"];
+  args.push("-key-space", String(offset), "-key-size", "16", "-val-size", String(valSize));
+  args.push("-baseline-ms", String(Math.round(baselineMs)), "-snapshot-file", file, "-total", "1");
+  args.push("-timeout-s", "300");
+  const r = await runGoload(args);
+  const before = r.puts_per_s_before as number;
+  const during = r.puts_per_s_during as number;
+  const after = r.puts_per_s_after as number;
+  const p99 = (w: unknown) => (w as { p99: number | null }).p99;
+  return {
+    before,
+    during,
+    after,
+    ratio: during / ((before + after) / 2),
+    snapshotSeconds: (r.snapshot_ms as number) / 1000,
+    firstByteSeconds: (r.first_byte_ms as number) / 1000,
+    duringBeforeFirstByte: r.puts_per_s_before_first_byte as number,
+    duringAfterFirstByte: r.puts_per_s_after_first_byte as number,
+    p99Before: p99(r.latency_before_ms),
+    p99During: p99(r.latency_during_ms),
+  };
 }
 
 function snapshotSave(endpoint: string, file: string): Promise<number> {
@@ -95,8 +172,13 @@ function snapshotSave(endpoint: string, file: string): Promise<number> {
   });
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
 async function measure(kind: Target, dir: string): Promise<Measured> {
-  const { child, endpoint } = await startMember(kind, dir);
+  const { child, endpoint, sent } = await startMember(kind, dir);
   try {
     await putLoad(endpoint, keys, 0);
     // Let the load's garbage settle before taking the baseline.
@@ -114,21 +196,42 @@ async function measure(kind: Target, dir: string): Promise<Measured> {
     clearInterval(sampler);
     if (save !== 0) throw new Error(`etcdctl snapshot save failed against ${kind}`);
     const bytes = statSync(file).size;
-    // Puts alone, then the same number of puts with a snapshot streaming (new keys each time).
-    const loadPuts = 20_000;
-    const putsAlone = await putLoad(endpoint, loadPuts, keys);
-    const [putsDuringSnapshot] = await Promise.all([
-      putLoad(endpoint, loadPuts, keys + loadPuts),
-      snapshotSave(endpoint, join(dir, `${kind}.during-load.db`)),
-    ]);
+    rmSync(file);
+    // Puts covering a whole snapshot, against the same load alone for as long before and after.
+    const rounds: PutRound[] = [];
+    const during = join(dir, `${kind}.during-load.db`);
+    for (let i = 0; i < putRounds; i++) {
+      rounds.push(
+        await putsAroundSnapshot(endpoint, keys + 1_000_000 * (i + 1), seconds * 1000, sink ? during : ""),
+      );
+      rmSync(during, { force: true });
+      const r = rounds[i]!;
+      console.log(
+        `${kind} round ${i + 1}: puts/s before ${r.before.toFixed(0)}, during ${r.during.toFixed(0)} ` +
+          `(snapshot ${r.snapshotSeconds.toFixed(2)} s; ${r.duringBeforeFirstByte.toFixed(0)} in its first ` +
+          `${r.firstByteSeconds.toFixed(2)} s, ${r.duringAfterFirstByte.toFixed(0)} while it streamed), after ${r.after.toFixed(0)}: ${r.ratio.toFixed(2)}x`,
+      );
+    }
+    const roundsDropped: PutRound[] = [];
+    for (let i = 0; i < droppedRounds; i++) {
+      const offset = keys + 1_000_000 * (putRounds + i + 1);
+      const r = await putsAroundSnapshot(endpoint, offset, seconds * 1000, "");
+      roundsDropped.push(r);
+      console.log(
+        `${kind} round ${i + 1}, snapshot dropped: puts/s before ${r.before.toFixed(0)}, during ${r.during.toFixed(0)} ` +
+          `(snapshot ${r.snapshotSeconds.toFixed(2)} s), after ${r.after.toFixed(0)}: ${r.ratio.toFixed(2)}x`,
+      );
+    }
     return {
       target: kind,
+      roundsDropped,
       bytes,
       seconds,
       rssBeforeMiB: before / 1024,
       rssPeakMiB: peak / 1024,
-      putsAlone,
-      putsDuringSnapshot,
+      rounds,
+      putRatio: median(rounds.map((r) => r.ratio)),
+      memberLog: sent,
     };
   } finally {
     // A profiled member must exit on its own to write its profile.
@@ -136,6 +239,11 @@ async function measure(kind: Target, dir: string): Promise<Measured> {
     child.kill(kind !== "etcd" && memberNodeArgs.length > 0 ? "SIGTERM" : "SIGKILL");
     await exited;
   }
+}
+
+function medianRound(r: Measured): string {
+  const m = [...r.rounds].sort((a, b) => a.ratio - b.ratio)[(r.rounds.length - 1) >> 1];
+  return m === undefined ? "-" : `${m.before.toFixed(0)}, ${m.during.toFixed(0)}, ${m.after.toFixed(0)}`;
 }
 
 async function main(): Promise<void> {
@@ -154,14 +262,14 @@ async function main(): Promise<void> {
       `snapshot save of ${keys} keys (${valSize}-byte values), one member each; noisy shared machine`,
     );
     console.log(
-      "target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB | puts/s alone | puts/s during a snapshot | ratio",
+      "target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB | puts/s before, during, after (median round) | ratio (median)",
     );
     for (const r of results) {
       const mb = r.bytes / 1e6;
       console.log(
         `${r.target} | ${mb.toFixed(1)} | ${r.seconds.toFixed(2)} | ${(mb / r.seconds).toFixed(1)} | ` +
           `${r.rssBeforeMiB.toFixed(0)} | ${r.rssPeakMiB.toFixed(0)} | ${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)} | ` +
-          `${r.putsAlone.toFixed(0)} | ${r.putsDuringSnapshot.toFixed(0)} | ${(r.putsDuringSnapshot / r.putsAlone).toFixed(2)}`,
+          `${medianRound(r)} | ${r.putRatio.toFixed(2)}`,
       );
     }
     const resultsDir = join(root, "bench/results");
@@ -172,7 +280,7 @@ async function main(): Promise<void> {
     );
     writeFileSync(
       file,
-      `${JSON.stringify({ keys, valSize, baseMain, loadBefore, loadAfter, results }, null, 2)}
+      `${JSON.stringify({ keys, valSize, baseMain, putRounds, sink, loadBefore, loadAfter, results }, null, 2)}
 `,
     );
     console.log(

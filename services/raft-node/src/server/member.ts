@@ -1040,7 +1040,7 @@ export class Member implements EtcdServer {
       const context = { memberCodec, clusterVersion: CLUSTER_VERSION };
       // A large key space is read by two threads, one per core, each half of the revisions.
       const split = keySplitAt(this.store.compactRevision, this.store.revision, availableParallelism());
-      const { size, sha256 } = await writeBackendFileOffThread(this.store, context, path, split);
+      const { size, sha256, stagesMs } = await writeBackendFileOffThread(this.store, context, path, split);
       try {
         const written = performance.now();
         this.metrics.backendSnapshot.observe((written - started) / 1000);
@@ -1062,6 +1062,7 @@ export class Member implements EtcdServer {
             threads: split === undefined ? 1 : 2,
             write_ms: Math.round(written - started),
             send_ms: Math.round(performance.now() - written),
+            stages_ms: stagesMs,
           },
           "sent database snapshot to client",
         );

@@ -15,6 +15,7 @@ import {
   type BackendThreadData,
   type BackendThreadMessage,
   type KeySplit,
+  type ThreadStagesMs,
   ViewState,
 } from "./backend-thread-protocol.js";
 import { type BackendContext, smallBuckets } from "./etcd-backend.js";
@@ -138,7 +139,8 @@ class SnapshotThread {
  * Writes the store's state now as an etcd backend file at `path` (no trailer). Returns its size in
  * bytes, and the sha256 of the file (etcd's trailer), which the worker computes from the file
  * afterwards, while the caller sends it: await it (it settles once the worker has exited) before
- * removing the file. With `splitKey` (keySplitAt) a second thread writes the leaves of the
+ * removing the file. `stagesMs` says where each thread's time went (the sha256's once it settles).
+ * With `splitKey` (keySplitAt) a second thread writes the leaves of the
  * revisions from that key on, at the same time, into `path`.run, which the first copies in.
  */
 export async function writeBackendFileOffThread(
@@ -146,7 +148,7 @@ export async function writeBackendFileOffThread(
   context: BackendContext,
   path: string,
   splitKey?: Buffer,
-): Promise<{ size: number; sha256: Promise<Buffer> }> {
+): Promise<{ size: number; sha256: Promise<Buffer>; stagesMs: Record<string, ThreadStagesMs | number> }> {
   const runPath = `${path}.run`;
   const split = (role: KeySplit["role"]) =>
     splitKey === undefined ? undefined : { key: new Uint8Array(splitKey), runPath, role };
@@ -155,6 +157,7 @@ export async function writeBackendFileOffThread(
   const threads = helper === undefined ? [main] : [main, helper];
   let release: (() => void) | undefined;
   let handedOver = false;
+  const stagesMs: Record<string, ThreadStagesMs | number> = {};
   try {
     for (const thread of threads) await thread.expect("ready");
     const views = await store.shareView(
@@ -176,23 +179,27 @@ export async function writeBackendFileOffThread(
     }
     if (helper !== undefined) {
       // The helper has closed its iterator when it hands its leaves over.
-      const { run } = await helper.expect("run");
-      main.worker.postMessage({ kind: "run", run } satisfies BackendThreadMessage);
+      const { run, stagesMs: helperMs } = await helper.expect("run");
+      stagesMs.leafRun = rounded(helperMs);
+      main.worker.postMessage({ kind: "run", run, stagesMs: helperMs } satisfies BackendThreadMessage);
       await helper.stop();
     }
     const answer = await main.expect("done");
+    stagesMs.backend = rounded(answer.stagesMs);
     // The workers have closed their iterators: the view goes now, while the main one hashes the file.
     release();
     release = undefined;
     const sha256 = (async () => {
       try {
-        return Buffer.from((await main.expect("sha256")).digest);
+        const { digest, ms } = await main.expect("sha256");
+        stagesMs.sha256 = Math.round(ms);
+        return Buffer.from(digest);
       } finally {
         await main.stop();
       }
     })();
     handedOver = true;
-    return { size: answer.size, sha256 };
+    return { size: answer.size, sha256, stagesMs };
   } finally {
     // A worker that is not done (a failure, the store closing) is stopped before the view is
     // released: its iterators must not outlive the database.
@@ -200,6 +207,16 @@ export async function writeBackendFileOffThread(
     release?.();
     if (helper !== undefined) await rm(runPath, { force: true });
   }
+}
+
+function rounded(ms: ThreadStagesMs): ThreadStagesMs {
+  return {
+    read: Math.round(ms.read),
+    write: Math.round(ms.write),
+    copy: Math.round(ms.copy),
+    wait: Math.round(ms.wait),
+    all: Math.round(ms.all),
+  };
 }
 
 /** The thread's module beside this one. */

@@ -31,13 +31,27 @@ export interface PackedLeafRun {
   keyBytes: Uint8Array;
 }
 
+/**
+ * Where a thread's time went (wall ms on that thread, for the member's log): in RocksDB's reads
+ * (the binding's nextv, which copies each key and value into a Buffer), in file writes, in the
+ * copy of the other thread's leaves and waiting for them (backend role), and in all (start to
+ * answer; the rest of it is encoding pages and garbage collection).
+ */
+export interface ThreadStagesMs {
+  read: number;
+  write: number;
+  copy: number;
+  wait: number;
+  all: number;
+}
+
 export type BackendThreadMessage =
   | { kind: "ready" }
   /** To the backend thread: every bucket but the streamed ones (structured clone: Uint8Arrays). */
   | { kind: "buckets"; small: Record<string, Row[]> }
   /** From the leafRun thread (its iterator closed), handed on to the backend thread. */
-  | { kind: "run"; run: PackedLeafRun }
-  | { kind: "done"; size: number }
+  | { kind: "run"; run: PackedLeafRun; stagesMs: ThreadStagesMs }
+  | { kind: "done"; size: number; stagesMs: ThreadStagesMs }
   /** After "done" (the view is closed then): the file's sha256. */
-  | { kind: "sha256"; digest: Uint8Array }
+  | { kind: "sha256"; digest: Uint8Array; ms: number }
   | { kind: "failed"; message: string };

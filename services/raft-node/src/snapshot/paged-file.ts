@@ -1,10 +1,19 @@
 // A bbolt file written from the pages a BboltWriter hands back: they come in page-ID order, so
 // the file is written front to back from page 2 in large sequential writes, and the two meta
 // pages, which name the roots and so come last, go to offset 0 at the end. Memory: one batch.
+import { writevSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { WrittenPage } from "./bbolt-writer.js";
 
 const WRITE_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * How a PageFile writes: "pool" on libuv's threads (a thread that serves others: its loop stays
+ * free), "thread" on the calling thread, blocking it (a worker that does nothing else: the
+ * copying into the page cache is then that thread's CPU, at its priority, and libuv's four
+ * threads stay free for the member's WAL writes).
+ */
+export type PageWrites = "pool" | "thread";
 
 /**
  * Writes the pages a BboltWriter produces (in ID order) to `path`, then the meta pages at offset
@@ -15,12 +24,13 @@ export async function writePagedFile(
   produce: (
     writePages: (pages: WrittenPage[]) => Promise<void>,
   ) => Promise<{ metaPages: Buffer; pageCount: number }>,
+  writes: PageWrites = "pool",
 ): Promise<number> {
-  const file = await PageFile.create(path);
+  const file = await PageFile.create(path, writes);
   try {
     const { metaPages, pageCount } = await produce((pages) => file.write(pages));
     await file.flush();
-    await writeAll(file.handle, [metaPages], 0);
+    await writeAll(file.handle, [metaPages], 0, writes);
     return pageCount * (metaPages.length / 2);
   } finally {
     await file.close();
@@ -38,10 +48,13 @@ export class PageFile {
   private nextOffset = -1;
   private pageSize = 0;
 
-  private constructor(readonly handle: FileHandle) {}
+  private constructor(
+    readonly handle: FileHandle,
+    private readonly writes: PageWrites,
+  ) {}
 
-  static async create(path: string): Promise<PageFile> {
-    return new PageFile(await open(path, "w"));
+  static async create(path: string, writes: PageWrites = "pool"): Promise<PageFile> {
+    return new PageFile(await open(path, "w"), writes);
   }
 
   /** Pages in ID order (a page may be a run of several, with overflow or adopted leaves). */
@@ -61,7 +74,7 @@ export class PageFile {
 
   async flush(): Promise<void> {
     if (this.batch.length === 0) return;
-    await writeAll(this.handle, this.batch, this.batchOffset);
+    await writeAll(this.handle, this.batch, this.batchOffset, this.writes);
     this.batch = [];
     this.batchBytes = 0;
   }
@@ -78,10 +91,18 @@ function metaPageSize(page: WrittenPage): number {
 }
 
 /** Writes the buffers back to back from `position`: one writev, no copy into one buffer. */
-async function writeAll(file: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+async function writeAll(
+  file: FileHandle,
+  buffers: Buffer[],
+  position: number,
+  writes: PageWrites,
+): Promise<void> {
   let total = 0;
   for (const b of buffers) total += b.length;
-  const { bytesWritten } = await file.writev(buffers, position);
+  const bytesWritten =
+    writes === "thread"
+      ? writevSync(file.fd, buffers, position)
+      : (await file.writev(buffers, position)).bytesWritten;
   if (bytesWritten === total) return;
   // A short write (rare on a regular file): the rest, buffer by buffer.
   let at = position;
@@ -90,8 +111,10 @@ async function writeAll(file: FileHandle, buffers: Buffer[], position: number): 
     let done = Math.min(skip, buffer.length);
     skip -= done;
     while (done < buffer.length) {
-      const { bytesWritten: n } = await file.write(buffer, done, buffer.length - done, at + done);
-      done += n;
+      done +=
+        writes === "thread"
+          ? writevSync(file.fd, [buffer.subarray(done)], at + done)
+          : (await file.write(buffer, done, buffer.length - done, at + done)).bytesWritten;
     }
     at += buffer.length;
   }
