@@ -3,10 +3,9 @@
 // batch write: its WAL record compressed, its memtable inserts) took CPU from the puts it applies
 // at the same time: their p99 was 2.4-2.7x that without a defragmentation. The worker runs at
 // nice 19, so the copy takes what CPU the member and its peers leave idle.
-import type { Worker } from "node:worker_threads";
 import { CopyState, type CopyThreadData, type CopyThreadMessage } from "./defrag-copy-protocol.js";
 import type { RocksBackend } from "./rocks-backend.js";
-import { startThreadModule } from "./thread-module.js";
+import { startThreadModule, WorkerMessages } from "./thread-module.js";
 
 /** How long the member's thread waits for the worker to create its iterators (normally < 1 ms). */
 const OPEN_TIMEOUT_MS = 5000;
@@ -40,8 +39,9 @@ export async function copyOffThread<T>(
   const shared = new SharedArrayBuffer(24);
   const state = new Int32Array(shared, 0, 1);
   const workerData: CopyThreadData = { shared, columns: [...columns] };
-  const thread = new MessageQueue(
+  const thread = new WorkerMessages<CopyThreadMessage>(
     startThreadModule("defrag-copy-thread", import.meta.url, { workerData, resourceLimits: RESOURCE_LIMITS }),
+    "defrag copy thread",
   );
   let failure: Error | undefined;
   try {
@@ -106,45 +106,5 @@ function deliver(
     const end = m.keyEnds[i]!;
     onRevision(keys.subarray(start, end), m.valueLengths[i]!);
     start = end;
-  }
-}
-
-/** A worker's messages in order, its error or early exit as a failure of next(). */
-class MessageQueue {
-  private readonly messages: CopyThreadMessage[] = [];
-  private wake: (() => void) | undefined;
-  private failure: Error | undefined;
-  private readonly exited: Promise<number>;
-
-  constructor(private readonly worker: Worker) {
-    this.exited = new Promise<number>((resolve) => worker.once("exit", resolve));
-    worker.on("message", (m: CopyThreadMessage) => {
-      this.messages.push(m);
-      this.wake?.();
-    });
-    worker.once("error", (err) => {
-      this.failure = err;
-      this.wake?.();
-    });
-    void this.exited.then((code) => {
-      this.failure ??= new Error(`defrag copy thread exited (code ${code}) before it was done`);
-      this.wake?.();
-    });
-  }
-
-  async next(): Promise<CopyThreadMessage> {
-    while (this.messages.length === 0) {
-      if (this.failure !== undefined) throw this.failure;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-      this.wake = undefined;
-    }
-    return this.messages.shift()!;
-  }
-
-  async stop(): Promise<void> {
-    await this.worker.terminate();
-    await this.exited;
   }
 }

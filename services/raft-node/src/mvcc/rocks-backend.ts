@@ -380,6 +380,14 @@ function normalize(values: (Buffer | undefined | null)[]): (Buffer | undefined)[
   return values as (Buffer | undefined)[];
 }
 
+/** The database another thread opened, by its native handle (RocksBackend.handle). */
+async function attachDatabase(handle: bigint): Promise<NativeDb> {
+  const db = new RocksLevel(handle, { keyEncoding: "buffer", valueEncoding: "buffer" });
+  // Already open: the binding returns the existing column families and opens nothing.
+  await db.open({ createIfMissing: false });
+  return db;
+}
+
 /**
  * Iterators on a database another thread opened (RocksBackend.handle), for a worker: the binding
  * hands out the same native database for the handle and its column families by name. The
@@ -390,10 +398,7 @@ export class AttachedReader {
   private constructor(private readonly db: NativeDb) {}
 
   static async attach(handle: bigint): Promise<AttachedReader> {
-    const db = new RocksLevel(handle, { keyEncoding: "buffer", valueEncoding: "buffer" });
-    // Already open: the binding returns the existing column families and opens nothing.
-    await db.open({ createIfMissing: false });
-    return new AttachedReader(db);
+    return new AttachedReader(await attachDatabase(handle));
   }
 
   get columnNames(): string[] {
@@ -441,9 +446,7 @@ export class AttachedWriter {
   private constructor(private readonly db: NativeDb) {}
 
   static async attach(handle: bigint): Promise<AttachedWriter> {
-    const db = new RocksLevel(handle, { keyEncoding: "buffer", valueEncoding: "buffer" });
-    await db.open({ createIfMissing: false });
-    return new AttachedWriter(db);
+    return new AttachedWriter(await attachDatabase(handle));
   }
 
   /** Writes the rows into `column` ("default" is the revision key space) as one unsynced batch, on this thread. */

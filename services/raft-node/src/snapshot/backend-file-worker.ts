@@ -10,7 +10,7 @@
 import { rm } from "node:fs/promises";
 import type { Worker } from "node:worker_threads";
 import type { StoreView } from "../mvcc/mod.js";
-import { startThreadModule } from "../mvcc/thread-module.js";
+import { startThreadModule, WorkerMessages } from "../mvcc/thread-module.js";
 import {
   type BackendThreadData,
   type BackendThreadMessage,
@@ -68,36 +68,16 @@ class SnapshotThread {
   readonly exited: Promise<number>;
   private readonly shared = new SharedArrayBuffer(16);
   private readonly state = new Int32Array(this.shared, 0, 1);
-  private readonly messages: BackendThreadMessage[] = [];
-  private wake: (() => void) | undefined;
-  private failure: Error | undefined;
+  private readonly messages: WorkerMessages<BackendThreadMessage>;
 
   constructor(path: string, split?: KeySplit) {
     this.worker = startThread({ shared: this.shared, path, ...(split === undefined ? {} : { split }) });
-    this.exited = new Promise<number>((resolve) => this.worker.once("exit", resolve));
-    this.worker.on("message", (m: BackendThreadMessage) => {
-      this.messages.push(m);
-      this.wake?.();
-    });
-    this.worker.once("error", (err) => {
-      this.failure = err;
-      this.wake?.();
-    });
-    void this.exited.then((code) => {
-      this.failure ??= new Error(`snapshot worker exited (code ${code}) before it was done`);
-      this.wake?.();
-    });
+    this.messages = new WorkerMessages(this.worker, "snapshot worker");
+    this.exited = this.messages.exited;
   }
 
-  async next(): Promise<BackendThreadMessage> {
-    while (this.messages.length === 0) {
-      if (this.failure !== undefined) throw this.failure;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-      this.wake = undefined;
-    }
-    return this.messages.shift()!;
+  next(): Promise<BackendThreadMessage> {
+    return this.messages.next();
   }
 
   async expect<K extends BackendThreadMessage["kind"]>(
@@ -129,9 +109,8 @@ class SnapshotThread {
     }
   }
 
-  async stop(): Promise<void> {
-    await this.worker.terminate();
-    await this.exited;
+  stop(): Promise<void> {
+    return this.messages.stop();
   }
 }
 
