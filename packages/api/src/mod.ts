@@ -44,12 +44,13 @@ export {
   FORWARD_CALLS_PATH,
   forwardedCallsHandler,
 } from "./grpc/forwarded-calls.js";
-// The client side of our HTTP/2 core (the peer transport's outbound calls).
+// The client side of our HTTP/2 core (the peer transport's outbound calls, the gateway's to members).
 export {
   type ClientStreamEvents,
   H2ClientConnection,
   H2ClientStream,
 } from "./grpc/h2/client-connection.js";
+export { ClientSocketConnection, type ClientTls, type DialOptions } from "./grpc/h2/client-socket.js";
 export { H2_ERROR, type IncomingHeaders, type SessionIo } from "./grpc/h2/session.js";
 export { type FramingCore, SocketOutput } from "./grpc/h2/socket-output.js";
 export {

@@ -5,19 +5,24 @@
 //
 // Outcomes keep the per-call channel's meaning (http2-unary-channel.ts), which the retry
 // policy reads: a call the stream ended under after it was written fails with "Connection
-// dropped" (outcome unknown), or "No connection established" when the session never
+// dropped" (outcome unknown), or "No connection established" when the connection never
 // connected; a call not yet written goes out on its own stream instead. A member that does
 // not serve the method (etcd, an older member) refuses the stream with UNIMPLEMENTED before
 // running any call on it: every call on it is then sent again on its own stream, and the
-// channel stops offering this session's calls to a Forward stream.
+// channel stops offering this connection's calls to a Forward stream.
 
-import http2 from "node:http2";
-import { type CallFrame, decodeCallResult, encodeCallFrame, FORWARD_CALLS_PATH } from "@etcd-ts/api";
+import {
+  type CallFrame,
+  type ClientSocketConnection,
+  type ClientStreamEvents,
+  decodeCallResult,
+  encodeCallFrame,
+  H2_ERROR,
+  type H2ClientStream,
+  type IncomingHeaders,
+} from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { PendingUnary, UnaryResult } from "./http2-unary-channel.js";
-
-const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_TE, NGHTTP2_CANCEL } =
-  http2.constants;
 
 /**
  * Calls in flight on one stream at most; beyond it calls take their own stream. Bounds what a
@@ -27,8 +32,7 @@ export const MAX_CALLS_IN_FLIGHT = 1024;
 
 /** What the stream needs of its channel. */
 export interface ForwardStreamHost {
-  /** Whether the session has connected. */
-  connected(): boolean;
+  /** Why the connection failed. */
   lastError(): string;
   /** The same call on its own HTTP/2 stream. */
   callAlone(
@@ -54,8 +58,8 @@ interface PendingCall {
   cancelAlone: (() => void) | undefined;
 }
 
-export class ForwardStream {
-  private readonly stream: http2.ClientHttp2Stream;
+export class ForwardStream implements ClientStreamEvents {
+  private stream!: H2ClientStream;
   private readonly calls = new Map<number, PendingCall>();
   private nextId = 1;
   /** Encoded frames (with their 5-byte prefix) waiting for this turn's write, and their ids. */
@@ -67,38 +71,44 @@ export class ForwardStream {
   private status: number | undefined;
   private inbox: Buffer[] = [];
   private inboxBytes = 0;
-  /** Whether the session ever connected: until then, nothing written reached the member. */
-  private sessionConnected: boolean;
 
-  constructor(
-    readonly session: http2.ClientHttp2Session,
-    private readonly host: ForwardStreamHost,
-  ) {
-    this.sessionConnected = host.connected();
-    if (!this.sessionConnected) session.once("connect", () => (this.sessionConnected = true));
+  /** Opens the stream on `connection` (`headers`: its request's header block); undefined once it is going away. */
+  static open(
+    connection: ClientSocketConnection,
+    headers: Buffer,
+    host: ForwardStreamHost,
+  ): ForwardStream | undefined {
+    const forward = new ForwardStream(connection, host);
     // The stream carries no caller's metadata: every frame brings its own token.
-    this.stream = session.request(
-      {
-        [HTTP2_HEADER_METHOD]: "POST",
-        [HTTP2_HEADER_PATH]: FORWARD_CALLS_PATH,
-        [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
-        [HTTP2_HEADER_TE]: "trailers",
-      },
-      { endStream: false },
-    );
-    const readStatus = (headers: http2.IncomingHttpHeaders) => {
-      const code = headers["grpc-status"];
-      if (code === undefined) return;
-      this.status = Number(code);
-      // The member has ended the call; our half would keep the stream open (node:http2's
-      // server sends no RST_STREAM after trailers, grpc-go's does).
-      this.stream.close();
-    };
-    this.stream.on("response", readStatus);
-    this.stream.on("trailers", readStatus);
-    this.stream.on("data", (chunk: Buffer) => this.receive(chunk));
-    this.stream.on("error", () => {});
-    this.stream.on("close", () => this.onClose());
+    const stream = connection.h2.request(headers, forward);
+    if (stream === undefined) return undefined;
+    forward.stream = stream;
+    return forward;
+  }
+
+  private constructor(
+    readonly connection: ClientSocketConnection,
+    private readonly host: ForwardStreamHost,
+  ) {}
+
+  /** @internal Response headers and trailers. */
+  headers(headers: IncomingHeaders): void {
+    // The member ended the call when it sends a status (the core resets our half if still open).
+    const code = headers["grpc-status"];
+    if (code !== undefined) this.status = Number(code);
+  }
+
+  /** @internal */
+  data(chunk: Buffer): void {
+    this.receive(chunk);
+  }
+
+  /** @internal */
+  drain(): void {}
+
+  /** @internal */
+  close(resetCode: number | undefined): void {
+    this.onClose(resetCode);
   }
 
   /** Whether the stream takes new calls (it may be full: see `accepting`). */
@@ -112,7 +122,7 @@ export class ForwardStream {
   }
 
   /** Takes no new calls; ends the stream once the calls in flight are answered. */
-  drain(): void {
+  finish(): void {
     this.draining = true;
     this.endIfDrained();
   }
@@ -192,7 +202,7 @@ export class ForwardStream {
   /** One write for every frame of this turn (one DATA frame for many calls). */
   private flush(): void {
     this.flushScheduled = false;
-    if (this.closed || this.stream.destroyed) return; // onClose sends the unwritten calls alone
+    if (this.closed) return; // onClose sends the unwritten calls alone
     const frames = this.outbox;
     const ids = this.outboxIds;
     this.outbox = [];
@@ -206,14 +216,14 @@ export class ForwardStream {
 
   private endIfDrained(): void {
     if (!this.draining || this.calls.size > 0 || this.closed) return;
-    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+    this.stream.end();
   }
 
   /** Splits the response bytes into messages (5-byte prefix each) and settles their calls. */
   private receive(chunk: Buffer): void {
     this.inbox.push(chunk);
     this.inboxBytes += chunk.length;
-    while (this.inboxBytes >= 5) {
+    while (this.inboxBytes >= 5 && !this.closed) {
       if (this.inbox.length > 1 && this.inbox[0]!.length < 5) this.joinInbox();
       const head = this.inbox[0]!;
       const length = head.readUInt32BE(1);
@@ -238,7 +248,7 @@ export class ForwardStream {
       result = decodeCallResult(message);
     } catch {
       // Not our protocol: the stream is useless, and its calls' outcomes unknown.
-      this.stream.close(NGHTTP2_CANCEL);
+      this.stream.reset(H2_ERROR.CANCEL);
       return;
     }
     const call = this.calls.get(result.id);
@@ -258,13 +268,15 @@ export class ForwardStream {
     });
   }
 
-  private onClose(): void {
+  private onClose(resetCode: number | undefined): void {
     this.closed = true;
-    const refused = this.status === grpc.status.UNIMPLEMENTED;
-    if (refused) this.host.refused();
+    const unimplemented = this.status === grpc.status.UNIMPLEMENTED;
+    if (unimplemented) this.host.refused();
+    // REFUSED_STREAM (RFC 9113 8.7): the member processed nothing on it (it was closing).
+    const notRun = unimplemented || (resetCode === H2_ERROR.REFUSED_STREAM && this.status === undefined);
     for (const [id, call] of [...this.calls]) {
       if (call.cancelAlone !== undefined) continue;
-      if (refused || !call.written) {
+      if (notRun || !call.written) {
         // Never run by the member: its own stream, with the per-call channel's outcomes.
         if (call.timer !== undefined) clearTimeout(call.timer);
         const alone = this.host.callAlone(call.path, call.request, call.metadata, call.deadlineMs);
@@ -275,7 +287,7 @@ export class ForwardStream {
         });
         continue;
       }
-      const neverSent = !this.sessionConnected;
+      const neverSent = !this.connection.connected;
       this.settle(
         id,
         call,

@@ -1,8 +1,10 @@
-// Unary gRPC calls to one member over a plain node:http2 session. The gateway's hottest
-// path only needs "send these bytes, give me the answer's bytes, status and trailers":
-// grpc-js's client stack (interceptors, resolver, load-balancer, per-call filters) costs a
-// large share of the proxy's CPU per call for features a fixed member address never uses.
-// Streams (watch, keep-alive, snapshot) still use grpc-js.
+// Unary gRPC calls to one member over one HTTP/2 connection of our own core (@etcd-ts/api's
+// ClientSocketConnection and H2ClientConnection, as the members' peer transport dials). The
+// gateway's hottest path only needs "send these bytes, give me the answer's bytes, status and
+// trailers": grpc-js's client stack (interceptors, resolver, load-balancer, per-call filters)
+// costs a large share of the proxy's CPU per call for features a fixed member address never
+// uses, and node:http2's client session a stream object, an EventEmitter and a round of nghttp2
+// callbacks per call. Streams (watch, keep-alive, snapshot) still use grpc-js.
 //
 // Calls whose answers are small (not Range: one full list would hold every call queued behind
 // it) go over one multiplexed stream when the member serves it (forward-stream.ts).
@@ -12,12 +14,18 @@
 // "No connection established. ..." (safe to retry anything); a connection lost after the
 // request was written fails with "Connection dropped" (outcome unknown).
 
-import http2 from "node:http2";
-import net from "node:net";
-import tls from "node:tls";
 import {
+  ClientSocketConnection,
+  type ClientStreamEvents,
   decodeGrpcMessage,
+  encodeLiteralHeaderBlock,
+  FORWARD_CALLS_PATH,
+  frameGrpcMessage,
   grpcTimeout,
+  H2_ERROR,
+  type H2ClientStream,
+  type HeaderField,
+  type IncomingHeaders,
   MessageParts,
   type MessageWriter,
   metadataFromHeaders,
@@ -59,18 +67,8 @@ export interface ResponseRelay {
   start(length: number): MessageWriter | undefined;
 }
 
-const {
-  HTTP2_HEADER_METHOD,
-  HTTP2_HEADER_PATH,
-  HTTP2_HEADER_CONTENT_TYPE,
-  HTTP2_HEADER_TE,
-  HTTP2_HEADER_STATUS,
-  NGHTTP2_CANCEL,
-} = http2.constants;
-
 // As upstream-client.ts's grpc-js channels: well above members' --grpc-keepalive-min-time (5 s).
-const KEEPALIVE_INTERVAL_MS = 10_000;
-const KEEPALIVE_TIMEOUT_MS = 2_000;
+const KEEPALIVE = { intervalMs: 10_000, timeoutMs: 2_000 };
 // Large ranges should not crawl through 64 KiB windows.
 const WINDOW_BYTES = 8 * 1024 * 1024;
 
@@ -84,23 +82,40 @@ const FORWARDED_METHOD =
 /** Larger requests take their own stream: they would hold up the frames behind them. */
 const MAX_FORWARDED_REQUEST_BYTES = 64 * 1024;
 
-/** One member's HTTP/2 session, reconnected lazily after it closes. */
+/** One member's HTTP/2 connection, reconnected lazily after it closes or goes away. */
 export class Http2UnaryChannel {
-  private session: http2.ClientHttp2Session | undefined;
-  /** The Forward/Calls stream on the current session. */
+  private connection: ClientSocketConnection | undefined;
+  /** The Forward/Calls stream on the current connection. */
   private forward: ForwardStream | undefined;
-  /** A session whose member refused Forward/Calls (etcd): its calls each take a stream. */
-  private refusedBy: http2.ClientHttp2Session | undefined;
-  private connected = false;
+  /** A connection whose member refused Forward/Calls (etcd): its calls each take a stream. */
+  private refusedBy: ClientSocketConnection | undefined;
+  /** Why the last connection failed, for a call whose connection never came up. */
   private lastError = "";
-  private keepalive: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly host: string;
+  private readonly port: number;
+  /** Every request's fixed fields, encoded once: the pseudo-headers before :path, and those after. */
+  private readonly pseudoBlock: Buffer;
+  private readonly fixedBlock: Buffer;
 
   /** `tls`: dial the member over TLS (the gateway's --cacert/--cert/--key). */
   constructor(
     readonly address: string,
     private readonly tls?: UpstreamTls,
-  ) {}
+  ) {
+    const url = new URL(`http://${address}`);
+    this.host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    this.port = Number(url.port || 80);
+    this.pseudoBlock = encodeLiteralHeaderBlock([
+      field(":method", "POST"),
+      field(":scheme", tls === undefined ? "http" : "https"),
+      field(":authority", address),
+    ]);
+    this.fixedBlock = encodeLiteralHeaderBlock([
+      field("content-type", "application/grpc"),
+      field("te", "trailers"),
+    ]);
+  }
 
   /** `relay`: where a large answer goes as it arrives (calls on their own stream only: Range). */
   call(
@@ -117,26 +132,23 @@ export class Http2UnaryChannel {
     return this.callAlone(path, request, metadata, deadlineMs, relay);
   }
 
-  /** The current session's Forward/Calls stream, opened on first use; undefined: not offered or full. */
+  /** The current connection's Forward/Calls stream, opened on first use; undefined: not offered or full. */
   private forwardStream(): ForwardStream | undefined {
-    const session = this.ensureSession();
-    if (session === this.refusedBy) return undefined;
+    const connection = this.current();
+    if (connection === this.refusedBy) return undefined;
     let stream = this.forward;
-    if (stream === undefined || stream.session !== session || !stream.open) {
-      stream?.drain();
-      try {
-        stream = new ForwardStream(session, {
-          connected: () => this.connected && this.session === session,
-          lastError: () => this.lastError,
-          callAlone: (path, request, metadata, deadlineMs) =>
-            this.callAlone(path, request, metadata, deadlineMs),
-          refused: () => {
-            this.refusedBy = session;
-          },
-        });
-      } catch {
-        return undefined; // the session is closing: the call's own stream reports it
-      }
+    if (stream === undefined || stream.connection !== connection || !stream.open) {
+      stream?.finish();
+      stream = ForwardStream.open(connection, this.headerBlock(FORWARD_PATH_FIELD, undefined, undefined), {
+        lastError: () => connection.error || this.lastError,
+        callAlone: (path, request, metadata, deadlineMs) =>
+          this.callAlone(path, request, metadata, deadlineMs),
+        refused: () => {
+          this.refusedBy = connection;
+        },
+      });
+      // undefined: the connection is going away; the call's own stream reports it.
+      if (stream === undefined) return undefined;
       this.forward = stream;
     }
     return stream.accepting ? stream : undefined;
@@ -149,247 +161,295 @@ export class Http2UnaryChannel {
     metadata: grpc.Metadata,
     deadlineMs: number | undefined,
     relay?: ResponseRelay,
+    isRetry = false,
   ): PendingUnary {
-    let cancel: () => void = () => {};
-    const result = new Promise<UnaryResult>((resolve) => {
-      if (this.closed) {
-        resolve(failure(grpc.status.UNAVAILABLE, "Channel closed"));
-        return;
-      }
-      const session = this.ensureSession();
-      const wasConnected = this.connected;
-      const headers: http2.OutgoingHttpHeaders = metadata.toHttp2Headers();
-      headers[HTTP2_HEADER_METHOD] = "POST";
-      headers[HTTP2_HEADER_PATH] = path;
-      headers[HTTP2_HEADER_CONTENT_TYPE] = "application/grpc";
-      headers[HTTP2_HEADER_TE] = "trailers";
-      let timer: NodeJS.Timeout | undefined;
-      if (deadlineMs !== undefined) {
-        headers["grpc-timeout"] = grpcTimeout(deadlineMs - Date.now());
-      }
-
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = session.request(headers);
-      } catch (err) {
-        resolve(failure(grpc.status.UNAVAILABLE, `No connection established. Last error: ${String(err)}`));
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let status: number | undefined;
-      let details = "";
-      let trailers: grpc.Metadata | undefined;
-      let httpStatus = 0;
-      let settled = false;
-      let localError: grpc.StatusObject | undefined;
-
-      const readStatus = (h: http2.IncomingHttpHeaders) => {
-        const code = h["grpc-status"];
-        if (code === undefined) return;
-        status = Number(code);
-        const message = h["grpc-message"];
-        details = typeof message === "string" ? decodeGrpcMessage(message) : "";
-        trailers = metadataFromHeaders(h, RESERVED);
-      };
-
-      stream.on("response", (h) => {
-        httpStatus = Number(h[HTTP2_HEADER_STATUS]);
-        readStatus(h); // a trailers-only answer carries the status in the headers
-      });
-      stream.on("trailers", readStatus);
-      // Relaying: undecided until the 5-byte prefix is in, then a writer or none (keep it all).
-      let writer: MessageWriter | undefined;
-      let relayDecided = relay === undefined;
-      let received = 0;
-      stream.on("data", (chunk: Buffer) => {
-        if (writer !== undefined) {
-          if (!writer.write(chunk)) {
-            stream.pause();
-            writer.onDrain(() => stream.resume());
-          }
-          return;
-        }
-        chunks.push(chunk);
-        if (relayDecided) return;
-        received += chunk.length;
-        if (received < 5) return;
-        relayDecided = true;
-        const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
-        const length = head.readUInt32BE(1);
-        if (head[0] !== 0 || length < relay!.minBytes) return;
-        writer = relay!.start(length);
-        if (writer === undefined) return;
-        chunks.length = 0;
-        const body = head.subarray(5);
-        if (body.length > 0 && !writer.write(body)) {
-          stream.pause();
-          writer.onDrain(() => stream.resume());
-        }
-      });
-      stream.on("error", (err: Error) => {
-        if (localError === undefined) {
-          const neverSent = !wasConnected && !this.connected;
-          localError = {
-            code: grpc.status.UNAVAILABLE,
-            details: neverSent
-              ? `No connection established. Last error: ${this.lastError || err.message}`
-              : "Connection dropped",
-            metadata: new grpc.Metadata(),
-          };
-        }
-      });
-      stream.on("close", () => {
-        if (timer !== undefined) clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        if (writer !== undefined) {
-          resolve(relayedResult(localError, status, details, trailers, httpStatus));
-          return;
-        }
-        if (localError !== undefined && status === undefined) {
-          resolve({ error: localError, response: undefined, trailers: undefined });
-          return;
-        }
-        if (status === undefined) {
-          const dropped = httpStatus === 200 || httpStatus === 0;
-          resolve(
-            failure(
-              grpc.status.UNAVAILABLE,
-              dropped ? "Connection dropped" : `Received HTTP status code ${httpStatus}`,
-            ),
-          );
-          return;
-        }
-        if (status !== grpc.status.OK) {
-          resolve({
-            error: { code: status, details, metadata: trailers ?? new grpc.Metadata() },
-            response: undefined,
-            trailers,
-          });
-          return;
-        }
-        const parts = chunks.length > 1 ? unframeParts(chunks) : undefined;
-        if (parts !== undefined) {
-          resolve(partsResult(parts, trailers));
-          return;
-        }
-        const message = unframe(chunks);
-        if (message === undefined) {
-          resolve(failure(grpc.status.INTERNAL, "etcd-ts gateway: malformed gRPC response framing"));
-          return;
-        }
-        resolve({ error: undefined, response: message, trailers });
-      });
-
-      const frame = Buffer.allocUnsafe(5);
-      frame[0] = 0;
-      frame.writeUInt32BE(request.length, 1);
-      stream.write(frame);
-      stream.end(request);
-
-      cancel = () => {
-        if (settled) return;
-        localError = {
-          code: grpc.status.CANCELLED,
-          details: "Cancelled on client",
-          metadata: new grpc.Metadata(),
-        };
-        stream.close(NGHTTP2_CANCEL);
-      };
-      if (deadlineMs !== undefined) {
-        timer = setTimeout(
-          () => {
-            if (settled) return;
-            localError = {
-              code: grpc.status.DEADLINE_EXCEEDED,
-              details: "Deadline exceeded",
-              metadata: new grpc.Metadata(),
-            };
-            stream.close(NGHTTP2_CANCEL);
-          },
-          Math.max(0, deadlineMs - Date.now()),
-        );
-      }
-    });
-    return { result, cancel: () => cancel() };
+    if (this.closed) return settled(failure(grpc.status.UNAVAILABLE, "Channel closed"));
+    const connection = this.current();
+    const call = new AloneCall(this, connection, path, request, metadata, deadlineMs, relay, isRetry);
+    const block = this.headerBlock(field(":path", path), metadata, deadlineMs);
+    const stream = connection.h2.request(block, call);
+    if (stream === undefined) {
+      return settled(
+        failure(
+          grpc.status.UNAVAILABLE,
+          `No connection established. Last error: ${connection.error || "the connection is closing"}`,
+        ),
+      );
+    }
+    call.start(stream);
+    return call;
   }
 
   close(): void {
     this.closed = true;
-    if (this.keepalive !== undefined) clearInterval(this.keepalive);
-    this.forward?.drain();
-    this.session?.close();
-    this.session = undefined;
+    this.forward?.finish();
+    this.connection?.close();
+    this.connection = undefined;
   }
 
-  private ensureSession(): http2.ClientHttp2Session {
-    const current = this.session;
-    if (current !== undefined && !current.closed && !current.destroyed) return current;
-    this.connected = false;
+  /** A request's header block: the fixed fields, `path`, the deadline and the caller's metadata. */
+  private headerBlock(
+    path: HeaderField,
+    metadata: grpc.Metadata | undefined,
+    deadlineMs: number | undefined,
+  ) {
+    const fields: HeaderField[] = [path];
+    let dynamic: Buffer | undefined;
+    if (deadlineMs !== undefined) fields.push(field("grpc-timeout", grpcTimeout(deadlineMs - Date.now())));
+    if (metadata !== undefined) {
+      const headers = metadata.toHttp2Headers();
+      for (const name in headers) {
+        const value = headers[name];
+        if (value === undefined) continue;
+        if (Array.isArray(value)) for (const v of value) fields.push(field(name, String(v)));
+        else fields.push(field(name, String(value)));
+      }
+    }
+    // Pseudo-headers must come first (RFC 9113 8.3): :path, then the fixed regular fields.
+    const pathBlock = encodeLiteralHeaderBlock([path]);
+    if (fields.length > 1) dynamic = encodeLiteralHeaderBlock(fields.slice(1));
+    return Buffer.concat(
+      dynamic === undefined
+        ? [this.pseudoBlock, pathBlock, this.fixedBlock]
+        : [this.pseudoBlock, pathBlock, this.fixedBlock, dynamic],
+    );
+  }
+
+  /** The connection new calls go on: the current one while it takes streams, else a new one. */
+  private current(): ClientSocketConnection {
+    const existing = this.connection;
+    if (existing?.usable) return existing;
     const upstreamTls = this.tls;
-    const session = http2.connect(`${upstreamTls === undefined ? "http" : "https"}://${this.address}`, {
-      settings: { enablePush: false, initialWindowSize: WINDOW_BYTES },
-      // Nagle would hold a request's DATA frame back until the peer acknowledges its HEADERS.
-      createConnection: (authority: URL) => {
-        const host = authority.hostname.replace(/^\[(.*)\]$/, "$1");
-        const port = Number(authority.port);
-        if (upstreamTls === undefined) return net.connect({ host, port, noDelay: true });
-        const socket = tls.connect({
-          host,
-          port,
-          ALPNProtocols: ["h2"],
-          ...(net.isIP(host) === 0 ? { servername: host } : {}),
-          ...(upstreamTls.ca !== undefined ? { ca: upstreamTls.ca } : {}),
-          ...(upstreamTls.cert !== undefined ? { cert: upstreamTls.cert } : {}),
-          ...(upstreamTls.key !== undefined ? { key: upstreamTls.key } : {}),
-        });
-        socket.setNoDelay(true);
-        return socket;
+    const connection: ClientSocketConnection = new ClientSocketConnection({
+      host: this.host,
+      port: this.port,
+      ...(upstreamTls === undefined
+        ? {}
+        : {
+            tls: {
+              ...(upstreamTls.ca !== undefined ? { ca: upstreamTls.ca } : {}),
+              ...(upstreamTls.cert !== undefined ? { cert: upstreamTls.cert } : {}),
+              ...(upstreamTls.key !== undefined ? { key: upstreamTls.key } : {}),
+            },
+          }),
+      windowBytes: WINDOW_BYTES,
+      keepalive: KEEPALIVE,
+      connected: () => {
+        this.lastError = "";
+      },
+      goAway: () => {
+        // New calls go to a fresh connection; calls in flight finish on this one.
+        if (this.connection === connection) this.connection = undefined;
+        if (this.forward?.connection === connection) this.forward.finish();
+      },
+      closed: () => {
+        if (connection.error !== "") this.lastError = connection.error;
+        if (this.connection === connection) this.connection = undefined;
       },
     });
-    this.session = session;
-    session.once("connect", () => {
-      this.connected = true;
-      this.lastError = "";
-      session.setLocalWindowSize(WINDOW_BYTES);
-    });
-    session.on("error", (err: Error) => {
-      this.lastError = err.message;
-    });
-    session.once("close", () => {
-      if (this.session === session) {
-        this.session = undefined;
-        this.connected = false;
-      }
-    });
-    session.once("goaway", () => {
-      // New calls go to a fresh session; calls in flight finish on this one.
-      if (this.session === session) this.session = undefined;
-      if (this.forward?.session === session) this.forward.drain();
-    });
-    if (this.keepalive === undefined) {
-      // A member that vanishes without closing its socket is found by ping, not by the next
-      // call's deadline.
-      this.keepalive = setInterval(() => this.ping(), KEEPALIVE_INTERVAL_MS);
-      this.keepalive.unref();
-    }
-    session.unref();
-    return session;
+    // The gateway's lifetime is its servers' and timers', never an idle member connection's.
+    connection.socket.unref();
+    this.connection = connection;
+    return connection;
   }
 
-  private ping(): void {
-    const session = this.session;
-    if (session === undefined || !this.connected || session.destroyed) return;
-    const timer = setTimeout(
-      () => session.destroy(new Error("keepalive ping timed out")),
-      KEEPALIVE_TIMEOUT_MS,
-    );
-    timer.unref();
-    try {
-      session.ping(() => clearTimeout(timer));
-    } catch {
-      clearTimeout(timer);
+  /** @internal Why a call on `connection` failed before it was written anywhere. */
+  notConnectedError(connection: ClientSocketConnection): string {
+    return `No connection established. Last error: ${connection.error || this.lastError || "connection closed"}`;
+  }
+}
+
+const FORWARD_PATH_FIELD = field(":path", FORWARD_CALLS_PATH);
+
+function field(name: string, value: string): HeaderField {
+  return { name, value, neverIndex: false };
+}
+
+function settled(result: UnaryResult): PendingUnary {
+  return { result: Promise.resolve(result), cancel: () => {} };
+}
+
+/** One call on its own stream: the events of its stream, and its outcome. */
+class AloneCall implements ClientStreamEvents, PendingUnary {
+  readonly result: Promise<UnaryResult>;
+  private resolve!: (result: UnaryResult) => void;
+  private stream: H2ClientStream | undefined;
+  private readonly chunks: Buffer[] = [];
+  private status: number | undefined;
+  private details = "";
+  private trailers: grpc.Metadata | undefined;
+  private httpStatus = 0;
+  private settled = false;
+  private localError: grpc.StatusObject | undefined;
+  /** Relaying: undecided until the 5-byte prefix is in, then a writer or none (keep it all). */
+  private writer: MessageWriter | undefined;
+  private relayDecided: boolean;
+  private received = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** A stream the member refused (REFUSED_STREAM: not processed) is sent again once: that call. */
+  private retry: PendingUnary | undefined;
+  /** The member's stream waits for the client's writer to drain. */
+  private paused = false;
+
+  constructor(
+    private readonly channel: Http2UnaryChannel,
+    private readonly connection: ClientSocketConnection,
+    private readonly path: string,
+    private readonly request: Buffer,
+    private readonly metadata: grpc.Metadata,
+    private readonly deadlineMs: number | undefined,
+    private readonly relay: ResponseRelay | undefined,
+    /** This call is the one retry of a refused stream. */
+    private readonly isRetry: boolean,
+  ) {
+    this.relayDecided = relay === undefined;
+    this.result = new Promise<UnaryResult>((resolve) => {
+      this.resolve = resolve;
+    });
+  }
+
+  start(stream: H2ClientStream): void {
+    this.stream = stream;
+    stream.write(frameGrpcMessage(this.request));
+    stream.end();
+    if (this.deadlineMs !== undefined) {
+      this.timer = setTimeout(
+        () => this.abandon(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"),
+        Math.max(0, this.deadlineMs - Date.now()),
+      );
     }
+  }
+
+  readonly cancel = (): void => this.abandon(grpc.status.CANCELLED, "Cancelled on client");
+
+  private abandon(code: number, details: string): void {
+    if (this.retry !== undefined) {
+      this.retry.cancel();
+      return;
+    }
+    if (this.settled) return;
+    this.localError = { code, details, metadata: new grpc.Metadata() };
+    if (this.stream !== undefined) this.stream.reset(H2_ERROR.CANCEL);
+    else this.settle({ error: this.localError, response: undefined, trailers: undefined });
+  }
+
+  headers(h: IncomingHeaders, _endStream: boolean): void {
+    const httpStatus = h[":status"];
+    if (httpStatus !== undefined) this.httpStatus = Number(httpStatus);
+    // A trailers-only answer carries the status in the headers.
+    const code = h["grpc-status"];
+    if (code === undefined) return;
+    this.status = Number(code);
+    const message = h["grpc-message"];
+    this.details = typeof message === "string" ? decodeGrpcMessage(message) : "";
+    this.trailers = metadataFromHeaders(h, RESERVED);
+  }
+
+  data(chunk: Buffer): void {
+    const writer = this.writer;
+    if (writer !== undefined) {
+      if (!writer.write(chunk)) this.waitFor(writer);
+      return;
+    }
+    this.chunks.push(chunk);
+    if (this.relayDecided) return;
+    this.received += chunk.length;
+    if (this.received < 5) return;
+    this.relayDecided = true;
+    const chunks = this.chunks;
+    const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.received);
+    const length = head.readUInt32BE(1);
+    if (head[0] !== 0 || length < this.relay!.minBytes) return;
+    const started = this.relay!.start(length);
+    if (started === undefined) return;
+    this.writer = started;
+    chunks.length = 0;
+    const body = head.subarray(5);
+    if (body.length > 0 && !started.write(body)) this.waitFor(started);
+  }
+
+  /** The client is full: the member's stream waits (its window is not replenished) until it drains. */
+  private waitFor(writer: MessageWriter): void {
+    if (this.paused) return;
+    this.paused = true;
+    const stream = this.stream!;
+    stream.pauseReading();
+    writer.onDrain(() => {
+      this.paused = false;
+      stream.resumeReading();
+    });
+  }
+
+  drain(): void {}
+
+  close(resetCode: number | undefined): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.settled) return;
+    const { status, details, trailers, httpStatus } = this;
+    if (this.writer !== undefined) {
+      this.settle(relayedResult(this.localError, status, details, trailers, httpStatus));
+      return;
+    }
+    if (status === undefined) {
+      if (this.localError !== undefined) {
+        this.settle({ error: this.localError, response: undefined, trailers: undefined });
+        return;
+      }
+      if (!this.connection.connected) {
+        this.settle(failure(grpc.status.UNAVAILABLE, this.channel.notConnectedError(this.connection)));
+        return;
+      }
+      if (resetCode === H2_ERROR.REFUSED_STREAM && httpStatus === 0 && !this.isRetry) {
+        // RFC 9113 8.7: a refused stream was not processed (a member closing sent GOAWAY before
+        // it saw this one): once more, on a fresh connection.
+        this.settled = true;
+        const again = this.channel.callAlone(
+          this.path,
+          this.request,
+          this.metadata,
+          this.deadlineMs,
+          this.relay,
+          true,
+        );
+        this.retry = again;
+        void again.result.then(this.resolve);
+        return;
+      }
+      const dropped = httpStatus === 200 || httpStatus === 0;
+      this.settle(
+        failure(
+          grpc.status.UNAVAILABLE,
+          dropped ? "Connection dropped" : `Received HTTP status code ${httpStatus}`,
+        ),
+      );
+      return;
+    }
+    if (status !== grpc.status.OK) {
+      this.settle({
+        error: { code: status, details, metadata: trailers ?? new grpc.Metadata() },
+        response: undefined,
+        trailers,
+      });
+      return;
+    }
+    const chunks = this.chunks;
+    const parts = chunks.length > 1 ? unframeParts(chunks) : undefined;
+    if (parts !== undefined) {
+      this.settle(partsResult(parts, trailers));
+      return;
+    }
+    const message = unframe(chunks);
+    if (message === undefined) {
+      this.settle(failure(grpc.status.INTERNAL, "etcd-ts gateway: malformed gRPC response framing"));
+      return;
+    }
+    this.settle({ error: undefined, response: message, trailers });
+  }
+
+  private settle(result: UnaryResult): void {
+    this.settled = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.resolve(result);
   }
 }
 

@@ -8,18 +8,15 @@
 // profile), for a call that only ever writes bytes and reads one status. Not node:http2's
 // client session either (a Writable stream, a write request and nghttp2 per batch): here a
 // batch is one framed buffer, and a turn's frames go out in one socket write.
-import net from "node:net";
-import tls from "node:tls";
 import {
+  ClientSocketConnection,
   type ClientStreamEvents,
   decodeGrpcMessage,
   encodeLiteralHeaderBlock,
   frameGrpcMessage,
   H2_ERROR,
-  H2ClientConnection,
   type H2ClientStream,
   type IncomingHeaders,
-  SocketOutput,
 } from "@etcd-ts/api";
 import { status } from "@grpc/grpc-js";
 import type { DialTls } from "./tls-credentials.js";
@@ -85,66 +82,9 @@ export interface PeerSessionOptions {
 /** Our receive window per stream and for the connection: the answers are empty messages. */
 const WINDOW_BYTES = 1024 * 1024;
 
-/** One connection: its socket, our HTTP/2 core on it, and its output of this turn. */
-class PeerConnection {
-  readonly h2: H2ClientConnection;
-  private readonly out: SocketOutput;
-  closed = false;
-  /** Why the socket failed, for the calls it ends. */
-  error = "";
-
-  constructor(
-    readonly socket: net.Socket,
-    onClose: () => void,
-  ) {
-    this.out = new SocketOutput(
-      socket,
-      () => this.h2,
-      () => this.closed,
-    );
-    this.h2 = new H2ClientConnection(
-      {
-        output: (bytes) => this.out.push(bytes),
-        wake: () => this.out.wake(),
-        fail: (_code, reason) => {
-          this.error ||= reason;
-          this.out.writeOut();
-          socket.destroy();
-        },
-      },
-      { windowBytes: WINDOW_BYTES },
-    );
-    socket.on("data", (chunk: Buffer) => this.h2.receive(chunk));
-    socket.on("error", (err) => {
-      this.error ||= err.message;
-    });
-    socket.on("end", () => socket.end());
-    socket.on("close", () => {
-      this.closed = true;
-      this.h2.destroy();
-      onClose();
-    });
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  /**
-   * Ends the connection: its calls end at once (cancelled), the socket with a FIN rather than a
-   * reset (destroying a socket with unread bytes resets it, which the peer logs as an error).
-   */
-  end(): void {
-    this.h2.destroy();
-    this.socket.end();
-    setTimeout(() => this.socket.destroy(), 1000).unref();
-  }
-}
-
 /** One peer's connection, reconnected lazily (by the next call) after it closes. */
 export class PeerSession {
-  private connection: PeerConnection | undefined;
-  private keepalive: NodeJS.Timeout | undefined;
+  private connection: ClientSocketConnection | undefined;
   private readonly authority: string;
 
   constructor(
@@ -178,70 +118,38 @@ export class PeerSession {
     return call;
   }
 
-  private current(): PeerConnection {
+  private current(): ClientSocketConnection {
     const existing = this.connection;
-    if (existing !== undefined && !existing.closed && !existing.h2.goingAway && !existing.h2.dead)
-      return existing;
+    if (existing?.usable) return existing;
     const parsed = new URL(this.url);
     const https = parsed.protocol === "https:";
-    const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
-    const port = Number(parsed.port || (https ? 443 : 80));
     const dial = this.dial;
-    let socket: net.Socket;
-    if (!https) {
-      // Nagle's algorithm would hold a batch back until the previous one is acknowledged (Go,
-      // and so etcd, turns it off on every connection).
-      socket = net.connect({ host, port, noDelay: true });
-      socket.once("connect", () => this.options.connected?.());
-    } else {
+    const connection: ClientSocketConnection = new ClientSocketConnection({
+      host: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: Number(parsed.port || (https ? 443 : 80)),
       // As channelCredentialsFor: auto-TLS verifies nothing; certificate files verify the peer
       // against the trusted CA (the system's when none) and offer our certificate.
-      const secure = tls.connect({
-        host,
-        port,
-        ALPNProtocols: ["h2"],
-        ...(net.isIP(host) === 0 ? { servername: host } : {}),
-        ...(dial === undefined
-          ? { rejectUnauthorized: false }
-          : { ...(dial.ca === null ? {} : { ca: dial.ca }), cert: dial.cert, key: dial.key }),
-      });
-      secure.setNoDelay(true);
-      secure.once("secureConnect", () => {
-        if (secure.alpnProtocol !== "h2") {
-          secure.destroy(new Error(`the peer did not agree to HTTP/2 (ALPN ${String(secure.alpnProtocol)})`));
-          return;
-        }
-        this.options.connected?.();
-      });
-      socket = secure;
-    }
-    const connection: PeerConnection = new PeerConnection(socket, () => {
-      if (this.connection === connection) this.connection = undefined;
+      ...(https
+        ? {
+            tls:
+              dial === undefined
+                ? { rejectUnauthorized: false }
+                : { ...(dial.ca === null ? {} : { ca: dial.ca }), cert: dial.cert, key: dial.key },
+          }
+        : {}),
+      windowBytes: WINDOW_BYTES,
+      keepalive: { intervalMs: this.options.keepaliveMs, timeoutMs: this.options.keepaliveTimeoutMs },
+      connected: () => this.options.connected?.(),
+      closed: () => {
+        if (this.connection === connection) this.connection = undefined;
+      },
     });
     this.connection = connection;
-    if (this.keepalive === undefined) {
-      this.keepalive = setInterval(() => this.ping(), this.options.keepaliveMs);
-      this.keepalive.unref();
-    }
     return connection;
-  }
-
-  /** A peer that vanished without closing its socket (power, partition) is found by ping. */
-  private ping(): void {
-    const connection = this.connection;
-    if (connection === undefined || connection.closed || !connection.h2.settled) return;
-    const deadline = setTimeout(() => {
-      connection.error ||= "keepalive ping not answered";
-      connection.destroy();
-    }, this.options.keepaliveTimeoutMs);
-    deadline.unref();
-    connection.h2.ping(() => clearTimeout(deadline));
   }
 
   /** Ends the connection: calls in flight are cancelled. */
   close(): void {
-    clearInterval(this.keepalive);
-    this.keepalive = undefined;
     this.connection?.end();
     this.connection = undefined;
   }
@@ -279,7 +187,7 @@ export class PeerCall {
     drain: () => this.wakeWriters(),
   };
 
-  constructor(private readonly connection: PeerConnection | undefined) {}
+  constructor(private readonly connection: ClientSocketConnection | undefined) {}
 
   /** @internal */
   attach(stream: H2ClientStream): void {

@@ -1,14 +1,14 @@
 // The client role of one HTTP/2 connection on the shared core (session.ts), as much as a gRPC
-// client that streams requests needs (the peer transport's Raft stream and snapshot calls):
-// requests opened here, their bodies sent flow-controlled, the answers' headers and trailers
-// handed back. No socket, no timers: the caller does the I/O.
+// client needs (the peer transport's Raft stream and snapshot calls, the gateway's calls to its
+// members): requests opened here, their bodies sent flow-controlled, the answers' headers, bytes
+// and trailers handed back. No socket, no timers: client-socket.ts does the I/O.
 //
 // Why not node:http2's client session: the same reasons as connection.ts, on the sending side
 // (a stream object, an EventEmitter and a round of nghttp2 callbacks per write).
 //
-// Client choices: response DATA is acknowledged as it arrives and not kept (the caller's
-// answers are empty messages); no PUSH_PROMISE (we send SETTINGS_ENABLE_PUSH 0); no request
-// trailers (a request ends with END_STREAM on DATA).
+// Client choices: response DATA is acknowledged at half a window, as the server role does with
+// requests (a reader may pause its stream's window: pauseReading); no PUSH_PROMISE (we send
+// SETTINGS_ENABLE_PUSH 0); no request trailers (a request ends with END_STREAM on DATA).
 
 import {
   FLAG_END_STREAM,
@@ -28,6 +28,8 @@ import {
 export interface ClientStreamEvents {
   /** The response headers, then the trailers; `endStream` on the last (a trailers-only answer's only). */
   headers(headers: IncomingHeaders, endStream: boolean): void;
+  /** Response bytes (DATA payload); without it they are dropped (answers nobody reads). */
+  data?(chunk: Buffer): void;
   /** The stream is gone: both sides ended, reset (`resetCode`), or the connection closed. */
   close(resetCode: number | undefined): void;
   /** Queued request bytes went out (after `write` returned false). */
@@ -73,13 +75,21 @@ export class H2ClientStream extends H2SessionStream {
 export interface ClientConnectionOptions {
   /** Our receive window per stream and for the connection. */
   windowBytes: number;
+  /**
+   * The server's GOAWAY (after the streams it refused closed): no new streams here; those it
+   * still takes finish.
+   */
+  goAway?(lastStreamId: number, code: number): void;
 }
 
 export class H2ClientConnection extends H2Session<H2ClientStream> {
   private nextStreamId = 1;
 
+  private readonly goAwayListener: ((lastStreamId: number, code: number) => void) | undefined;
+
   constructor(io: SessionIo, options: ClientConnectionOptions) {
     super(io, options.windowBytes, "client", [SETTINGS_ENABLE_PUSH, 0]);
+    this.goAwayListener = options.goAway;
   }
 
   /** Opens a request stream with a pre-encoded header block; undefined once going away. */
@@ -118,11 +128,12 @@ export class H2ClientConnection extends H2Session<H2ClientStream> {
     return false;
   }
 
-  protected streamData(stream: H2ClientStream, flags: number, _data: Buffer, frameBytes: number): void {
-    // The answer's bytes are not needed (StreamClosed, SnapshotAccepted: empty messages); a
-    // large one is acknowledged as it arrives so the server is never held by our window.
-    if (frameBytes > 0) this.sendWindowUpdate(stream.id, frameBytes);
-    if (flags & FLAG_END_STREAM && !stream.closed) this.remoteEnd(stream);
+  protected streamData(stream: H2ClientStream, flags: number, data: Buffer, frameBytes: number): void {
+    if (!this.receivedStreamData(stream, frameBytes)) return;
+    if (data.length > 0) stream.events.data?.(data);
+    if (stream.closed) return; // the reader reset it
+    if (flags & FLAG_END_STREAM) this.remoteEnd(stream);
+    else this.acknowledgeStream(stream);
   }
 
   protected peerGoingAway(lastStreamId: number, code: number, debug: Buffer): void {
@@ -133,6 +144,8 @@ export class H2ClientConnection extends H2Session<H2ClientStream> {
     if (code !== H2_ERROR.NO_ERROR) {
       this.destroy();
       this.io.fail(code, debug.toString("latin1"));
+      return;
     }
+    this.goAwayListener?.(lastStreamId, code);
   }
 }

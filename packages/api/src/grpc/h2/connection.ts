@@ -57,10 +57,6 @@ export class H2Stream extends H2SessionStream {
   events: StreamEvents | undefined;
   private trailers: Buffer | undefined;
   private headersSent = false;
-  /** Bytes received and not yet acknowledged with a stream WINDOW_UPDATE. */
-  unacknowledged = 0;
-  /** The reader asked the client to wait: no stream WINDOW_UPDATE until `resumeReading`. */
-  readingPaused = false;
   /** Trailers follow the last DATA frame. */
   protected readonly endsOnData = false;
   /** A writer told to wait goes on once every queued byte is out. */
@@ -88,21 +84,6 @@ export class H2Stream extends H2SessionStream {
     this.trailers = trailersBlock;
     this.endQueued = true;
     this.connection.schedule(this);
-  }
-
-  /**
-   * Back-pressure on the request body (a peer's snapshot written to disk slower than it
-   * arrives): the stream's window is no longer replenished, so the client stops once it has
-   * sent one window's worth. Other streams and the connection's window are not affected.
-   */
-  pauseReading(): void {
-    this.readingPaused = true;
-  }
-
-  resumeReading(): void {
-    if (!this.readingPaused) return;
-    this.readingPaused = false;
-    this.connection.acknowledgeStream(this);
   }
 
   protected sendEnd(): void {
@@ -173,23 +154,10 @@ export class H2ServerConnection extends H2Session<H2Stream> {
   }
 
   protected streamData(stream: H2Stream, flags: number, data: Buffer, frameBytes: number): void {
-    stream.unacknowledged += frameBytes;
-    if (stream.unacknowledged > this.windowBytes) {
-      stream.reset(H2_ERROR.FLOW_CONTROL_ERROR);
-      return;
-    }
+    if (!this.receivedStreamData(stream, frameBytes)) return;
     if (data.length > 0) stream.events?.data(data);
     if (flags & FLAG_END_STREAM && !stream.closed) this.remoteEnd(stream);
     else this.acknowledgeStream(stream);
-  }
-
-  /** @internal A stream's window, acknowledged once half of it was used (unless its reader paused). */
-  acknowledgeStream(stream: H2Stream): void {
-    if (stream.closed || stream.readingPaused || stream.remoteClosed) return;
-    if (stream.unacknowledged >= this.windowBytes / 2) {
-      this.sendWindowUpdate(stream.id, stream.unacknowledged);
-      stream.unacknowledged = 0;
-    }
   }
 
   /**

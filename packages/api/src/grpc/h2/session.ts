@@ -98,6 +98,10 @@ export abstract class H2SessionStream {
   remoteClosed = false;
   closed = false;
   needDrain = false;
+  /** Bytes received and not yet acknowledged with a stream WINDOW_UPDATE. */
+  unacknowledged = 0;
+  /** The reader asked the peer to wait: no stream WINDOW_UPDATE until `resumeReading`. */
+  readingPaused = false;
 
   constructor(
     readonly id: number,
@@ -120,6 +124,22 @@ export abstract class H2SessionStream {
     if (this.queuedBytes <= STREAM_HIGH_WATER_BYTES) return true;
     this.needDrain = true;
     return false;
+  }
+
+  /**
+   * Back-pressure on what the peer sends (a snapshot written to disk, or an answer relayed to a
+   * slower client, more slowly than it arrives): the stream's window is no longer replenished,
+   * so the peer stops once it has sent one window's worth. Other streams and the connection's
+   * window are not affected.
+   */
+  pauseReading(): void {
+    this.readingPaused = true;
+  }
+
+  resumeReading(): void {
+    if (!this.readingPaused) return;
+    this.readingPaused = false;
+    this.session.acknowledgeStream(this);
   }
 
   /** RST_STREAM: the stream ends at once (a cancelled or failed call). */
@@ -527,6 +547,26 @@ export abstract class H2Session<S extends H2SessionStream> {
       return;
     }
     this.streamData(stream, flags, data, payload.length);
+  }
+
+  /**
+   * Counts a DATA frame against the stream's window; false (the stream is reset) when the peer
+   * sent beyond it. We acknowledge at half a window, so a peer within its window never gets past one.
+   */
+  protected receivedStreamData(stream: S, frameBytes: number): boolean {
+    stream.unacknowledged += frameBytes;
+    if (stream.unacknowledged <= this.windowBytes) return true;
+    stream.reset(H2_ERROR.FLOW_CONTROL_ERROR);
+    return false;
+  }
+
+  /** @internal A stream's window, acknowledged once half of it was used (unless its reader paused). */
+  acknowledgeStream(stream: H2SessionStream): void {
+    if (stream.closed || stream.readingPaused || stream.remoteClosed) return;
+    if (stream.unacknowledged >= this.windowBytes / 2) {
+      this.sendWindowUpdate(stream.id, stream.unacknowledged);
+      stream.unacknowledged = 0;
+    }
   }
 
   /** The peer ended its half of `stream`. */
