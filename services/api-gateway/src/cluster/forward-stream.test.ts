@@ -18,6 +18,8 @@ import { passThrough } from "./upstream-client.js";
 const PUT = "/etcdserverpb.KV/Put";
 const TXN = "/etcdserverpb.KV/Txn";
 const RANGE = "/etcdserverpb.KV/Range";
+/** Not a forwarded method: a call on its own stream, held until told. */
+const HELD_ALONE = "/t.S/Held";
 
 /** A server with Put (echo with the caller's token), Txn (held until told) and Range. */
 async function memberLike(): Promise<{
@@ -46,6 +48,7 @@ async function memberLike(): Promise<{
   server.register(PUT, { kind: "unary", handle: echo });
   server.register(RANGE, { kind: "unary", handle: echo });
   server.register(TXN, { kind: "unary", handle: (call) => held.push(call) });
+  server.register(HELD_ALONE, { kind: "unary", handle: (call) => held.push(call) });
   server.register(FORWARD_CALLS_PATH, forwardedCallsHandler(server));
   const port = await server.listen("127.0.0.1:0");
   return { server, address: `127.0.0.1:${port}`, started, held };
@@ -130,6 +133,36 @@ describe("Forward/Calls failures", () => {
       clearTimeout(alive);
       assert.deepEqual([r.error?.code, r.error?.details], [grpc.status.UNAVAILABLE, "Connection dropped"]);
       assert.equal(judgeFailure(r.error!.code, r.error!.details).retry, "idempotent");
+    } finally {
+      channel.close();
+    }
+  });
+
+  it("a member closing gracefully (two-step GOAWAY) lets the calls in flight finish, then closes", async () => {
+    const member = await memberLike();
+    const channel = new Http2UnaryChannel(member.address);
+    try {
+      const onForward = channel.call(TXN, Buffer.from("f"), new grpc.Metadata(), undefined).result;
+      const alone = channel.call(HELD_ALONE, Buffer.from("a"), new grpc.Metadata(), undefined).result;
+      await until(() => member.held.length === 2);
+      const alive = setTimeout(() => {}, 10_000);
+      const startedAt = Date.now();
+      const closed = member.server.close(5_000);
+      // The member's GOAWAY reaches the channel: its Forward stream ends once its call is
+      // answered (the member waits for every stream), and new calls go to a new connection.
+      await new Promise((r) => setTimeout(r, 100));
+      for (const call of member.held) {
+        call.sendMessage(Buffer.from(`done:${call.request}`));
+        call.finish({ code: grpc.status.OK });
+      }
+      const [f, a] = await Promise.all([onForward, alone]);
+      assert.equal(f.response?.toString(), "done:f");
+      assert.equal(a.response?.toString(), "done:a");
+      await closed;
+      clearTimeout(alive);
+      assert.ok(Date.now() - startedAt < 3_000, "the member closed without waiting out its grace");
+      const later = await channel.call(PUT, Buffer.from("n"), new grpc.Metadata(), Date.now() + 2000).result;
+      assert.match(later.error?.details ?? "", /^No connection established/);
     } finally {
       channel.close();
     }

@@ -249,3 +249,32 @@ describe("a relayed answer whose member goes away mid-way", () => {
     }
   });
 });
+
+describe("a stream the member refuses (REFUSED_STREAM)", () => {
+  it("is sent once more, since the member did not process it", async () => {
+    const server = http2.createServer();
+    let streams = 0;
+    server.on("stream", (stream) => {
+      stream.on("error", () => {});
+      if (++streams === 1) {
+        stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+        return;
+      }
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(Buffer.from([0, 0, 0, 0, 2, 0x6f, 0x6b]));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const channel = new Http2UnaryChannel(`127.0.0.1:${(server.address() as { port: number }).port}`);
+    try {
+      const res = await channel.call("/t.S/Any", Buffer.from("x"), new grpc.Metadata(), Date.now() + 2000)
+        .result;
+      assert.equal(res.error, undefined);
+      assert.equal(res.response?.toString(), "ok");
+      assert.equal(streams, 2);
+    } finally {
+      channel.close();
+      server.close();
+    }
+  });
+});

@@ -204,6 +204,46 @@ describe("H2ClientConnection against our server core", () => {
     assert.equal(client.request(REQUEST, recorder().events), undefined);
   });
 
+  it("hands the answer's bytes to `data`; a paused reader holds the server at one window", () => {
+    const { client, served, failures, pump } = pair(65_535, 65_535);
+    const got: Buffer[] = [];
+    const r = recorder();
+    const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(Buffer.from(c)) })!;
+    stream.end();
+    pump();
+    const body = Buffer.alloc(300_000);
+    for (let i = 0; i < body.length; i++) body[i] = i % 251;
+    stream.pauseReading();
+    const s = served[0]!.stream;
+    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
+    s.write(body);
+    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    pump();
+    const held = Buffer.concat(got).length;
+    assert.ok(held > 0 && held <= 65_535, `${held} bytes arrived while paused`);
+    assert.deepEqual(r.seen.closed, [], "the answer is not over");
+    stream.resumeReading();
+    pump();
+    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
+    assert.deepEqual(r.seen.closed, [undefined]);
+    assert.deepEqual(failures, []);
+  });
+
+  it("tells its GOAWAY listener of a graceful GOAWAY, and opens no more streams", () => {
+    const heard: [number, number][] = [];
+    const client = new H2ClientConnection(
+      { output: () => {}, wake: () => {}, fail: () => assert.fail("not a failure") },
+      { windowBytes: 65_535, goAway: (last, code) => heard.push([last, code]) },
+    );
+    client.receive(frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(0)));
+    const open = recorder();
+    client.request(REQUEST, open.events);
+    client.receive(frame(FRAME.GOAWAY, 0, 0, Buffer.from([0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0])));
+    assert.deepEqual(heard, [[0x7fffffff, 0]]);
+    assert.deepEqual(open.seen.closed, [], "a stream the server takes goes on");
+    assert.equal(client.request(REQUEST, recorder().events), undefined);
+  });
+
   it("ends the connection on a server that does not start with SETTINGS", () => {
     const failures: string[] = [];
     const client = new H2ClientConnection(
