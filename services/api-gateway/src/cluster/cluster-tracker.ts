@@ -8,12 +8,7 @@ import type { Logger } from "pino";
 import type { ClusterSnapshot, MemberState } from "../routing/member-selection.js";
 import { decodeAuthStatus, decodeMemberListResponse, decodeStatusResponse } from "../wire/etcd-messages.js";
 import { Http2UnaryChannel } from "./http2-unary-channel.js";
-import {
-  addressFromClientUrl,
-  createUpstreamClient,
-  type UpstreamTls,
-  unaryCall,
-} from "./upstream-client.js";
+import { addressFromClientUrl, createUpstreamClient, type UpstreamTls } from "./upstream-client.js";
 
 const STATUS_PATH = "/etcdserverpb.Maintenance/Status";
 const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
@@ -31,9 +26,9 @@ export interface ClusterTrackerOptions {
 
 interface Endpoint {
   address: string;
-  /** grpc-js channel: streams and probes. */
+  /** grpc-js channel: streams (watch, lease keep-alive, snapshot). */
   client: grpc.Client;
-  /** Plain HTTP/2 session: forwarded unary calls, the hot path. */
+  /** Our HTTP/2 client: every unary call, forwarded or the tracker's probes. */
   unary: Http2UnaryChannel;
   /** Learnt from its own Status answer. */
   memberId: string | undefined;
@@ -244,7 +239,7 @@ export class ClusterTracker {
       endpoints.map(async (ep) => {
         const started = performance.now();
         try {
-          const raw = await this.call(ep.client, STATUS_PATH);
+          const raw = await this.call(ep.unary, STATUS_PATH);
           const status = decodeStatusResponse(raw);
           const rtt = performance.now() - started;
           ep.slowProbes = 0;
@@ -283,7 +278,7 @@ export class ClusterTracker {
     for (const ep of [...this.endpoints.values()].filter((e) => e.healthy)) {
       try {
         const asOf = Date.now();
-        const status = decodeAuthStatus(await this.call(ep.client, AUTH_STATUS_PATH));
+        const status = decodeAuthStatus(await this.call(ep.unary, AUTH_STATUS_PATH));
         this.authEnabled = status.enabled;
         this.authRevision = Math.max(this.authRevision, status.revision);
         this.authEnabledAsOf = asOf;
@@ -298,7 +293,7 @@ export class ClusterTracker {
     const healthy = [...this.endpoints.values()].filter((ep) => ep.healthy);
     for (const ep of healthy) {
       try {
-        const { members } = decodeMemberListResponse(await this.call(ep.client, MEMBER_LIST_PATH));
+        const { members } = decodeMemberListResponse(await this.call(ep.unary, MEMBER_LIST_PATH));
         const listedAddresses = new Set<string>();
         this.peers = members.flatMap((m) => m.peerURLs.slice(0, 1));
         for (const m of members) {
@@ -354,16 +349,15 @@ export class ClusterTracker {
     for (const listener of this.listeners) listener(this.current);
   }
 
-  private call(client: grpc.Client, path: string): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      unaryCall(
-        client,
-        path,
-        EMPTY,
-        new grpc.Metadata(),
-        { deadline: Date.now() + this.options.probeTimeoutMs },
-        (err, res) => (err ? reject(err) : resolve(res!)),
-      );
-    });
+  /** A probe's call; rejects with its status (code and details) when it fails. */
+  private async call(channel: Http2UnaryChannel, path: string): Promise<Buffer> {
+    const { error, response } = await channel.call(
+      path,
+      EMPTY,
+      new grpc.Metadata(),
+      Date.now() + this.options.probeTimeoutMs,
+    ).result;
+    if (error !== undefined) throw Object.assign(new Error(`${error.code}: ${error.details}`), error);
+    return response ?? EMPTY;
   }
 }

@@ -1,5 +1,6 @@
-// One grpc-js client (one HTTP/2 channel) per member, carrying raw bytes both ways: the
-// gateway forwards etcd messages without decoding them.
+// One grpc-js client (one HTTP/2 channel) per member for the streams the gateway relays (watch,
+// lease keep-alive, snapshot), carrying raw bytes both ways: the gateway forwards etcd messages
+// without decoding them. Unary calls go over http2-unary-channel.ts.
 
 import grpc from "@grpc/grpc-js";
 
@@ -39,17 +40,6 @@ export function createUpstreamClient(address: string, tls?: UpstreamTls): grpc.C
       ? grpc.credentials.createInsecure()
       : grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
   return new grpc.Client(address, credentials, UPSTREAM_CHANNEL_OPTIONS);
-}
-
-export function unaryCall(
-  client: grpc.Client,
-  path: string,
-  request: Buffer,
-  metadata: grpc.Metadata,
-  options: grpc.CallOptions,
-  callback: (err: grpc.ServiceError | null, response?: Buffer) => void,
-): grpc.ClientUnaryCall {
-  return client.makeUnaryRequest(path, passThrough, passThrough, request, metadata, options, callback);
 }
 
 /**
