@@ -22,7 +22,7 @@ const RANGE = "/etcdserverpb.KV/Range";
 const HELD_ALONE = "/t.S/Held";
 
 /** A server with Put (echo with the caller's token), Txn (held until told) and Range. */
-async function memberLike(): Promise<{
+async function memberLike(maxConcurrentStreams?: number): Promise<{
   server: GrpcHttp2Server;
   address: string;
   started: string[];
@@ -38,7 +38,10 @@ async function memberLike(): Promise<{
       handled: () => {},
     }),
   };
-  const server = new GrpcHttp2Server({ observer });
+  const server = new GrpcHttp2Server({
+    observer,
+    ...(maxConcurrentStreams === undefined ? {} : { maxConcurrentStreams }),
+  });
   const echo = (call: ServerCall) => {
     call.sendMessage(Buffer.concat([Buffer.from(`${call.metadata.get("token")[0] ?? "-"}:`), call.request]));
     const trailers = new grpc.Metadata();
@@ -165,6 +168,40 @@ describe("Forward/Calls failures", () => {
       assert.match(later.error?.details ?? "", /^No connection established/);
     } finally {
       channel.close();
+    }
+  });
+
+  it("waits for a stream when the member's --max-concurrent-streams is reached, deadlines holding", async () => {
+    const member = await memberLike(2);
+    const channel = new Http2UnaryChannel(member.address);
+    try {
+      const calls = ["a", "b", "c", "d", "e"].map(
+        (v) => channel.call(HELD_ALONE, Buffer.from(v), new grpc.Metadata(), Date.now() + 5000).result,
+      );
+      await until(() => member.held.length === 2);
+      const late = await channel.call(HELD_ALONE, Buffer.from("x"), new grpc.Metadata(), Date.now() + 100)
+        .result;
+      assert.deepEqual(
+        [late.error?.code, late.error?.details],
+        [grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"],
+      );
+      let answered = 0;
+      while (answered < 5) {
+        await until(() => member.held.length > answered);
+        assert.ok(member.held.length - answered <= 2, "never more streams than the member allows");
+        const call = member.held[answered++]!;
+        call.sendMessage(Buffer.from(`done:${call.request}`));
+        call.finish({ code: grpc.status.OK });
+      }
+      const results = await Promise.all(calls);
+      assert.deepEqual(
+        results.map((r) => r.response?.toString()),
+        ["a", "b", "c", "d", "e"].map((v) => `done:${v}`),
+      );
+      assert.equal(member.held.length, 5, "the call that timed out while waiting never reached the member");
+    } finally {
+      channel.close();
+      await member.server.close(100);
     }
   });
 

@@ -43,6 +43,8 @@ export interface ForwardStreamHost {
   ): PendingUnary;
   /** The member answered UNIMPLEMENTED: it does not serve Forward/Calls. */
   refused(): void;
+  /** The stream is gone (a stream to the member is free). */
+  ended(): void;
 }
 
 interface PendingCall {
@@ -109,6 +111,7 @@ export class ForwardStream implements ClientStreamEvents {
   /** @internal */
   close(resetCode: number | undefined): void {
     this.onClose(resetCode);
+    this.host.ended();
   }
 
   /** Whether the stream takes new calls (it may be full: see `accepting`). */

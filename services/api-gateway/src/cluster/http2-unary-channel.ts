@@ -97,6 +97,9 @@ export class Http2UnaryChannel {
   /** Every request's fixed fields, encoded once: the pseudo-headers before :path, and those after. */
   private readonly pseudoBlock: Buffer;
   private readonly fixedBlock: Buffer;
+  /** Calls waiting for a stream: the member's SETTINGS_MAX_CONCURRENT_STREAMS is reached. */
+  private readonly waiting: WaitingCall[] = [];
+  private startingWaiter = false;
 
   /** `tls`: dial the member over TLS (the gateway's --cacert/--cert/--key). */
   constructor(
@@ -146,6 +149,7 @@ export class Http2UnaryChannel {
         refused: () => {
           this.refusedBy = connection;
         },
+        ended: () => this.streamEnded(),
       });
       // undefined: the connection is going away; the call's own stream reports it.
       if (stream === undefined) return undefined;
@@ -165,6 +169,15 @@ export class Http2UnaryChannel {
   ): PendingUnary {
     if (this.closed) return settled(failure(grpc.status.UNAVAILABLE, "Channel closed"));
     const connection = this.current();
+    if (connection.h2.full || (this.waiting.length > 0 && !this.startingWaiter)) {
+      // node:http2 queued these too: a member's --max-concurrent-streams holds for the
+      // gateway's one connection, as for any client's.
+      const waiter = new WaitingCall(this.waiting, deadlineMs, () =>
+        this.callAlone(path, request, metadata, deadlineMs, relay, isRetry),
+      );
+      this.waiting.push(waiter);
+      return waiter;
+    }
     const call = new AloneCall(this, connection, path, request, metadata, deadlineMs, relay, isRetry);
     const block = this.headerBlock(field(":path", path), metadata, deadlineMs);
     const stream = connection.h2.request(block, call);
@@ -180,8 +193,24 @@ export class Http2UnaryChannel {
     return call;
   }
 
+  /** @internal A stream to the member ended: calls waiting for one may go. */
+  streamEnded(): void {
+    while (this.waiting.length > 0 && !this.closed) {
+      if (this.current().h2.full) return;
+      // Its turn: it goes before the calls still waiting, not behind them.
+      this.startingWaiter = true;
+      try {
+        this.waiting.shift()!.start();
+      } finally {
+        this.startingWaiter = false;
+      }
+    }
+  }
+
   close(): void {
     this.closed = true;
+    for (const waiter of this.waiting.splice(0))
+      waiter.fail(failure(grpc.status.UNAVAILABLE, "Channel closed"));
     this.forward?.finish();
     this.connection?.close();
     this.connection = undefined;
@@ -267,6 +296,54 @@ function field(name: string, value: string): HeaderField {
 
 function settled(result: UnaryResult): PendingUnary {
   return { result: Promise.resolve(result), cancel: () => {} };
+}
+
+/** A call waiting for the member to take one more stream; its deadline and cancel hold meanwhile. */
+class WaitingCall implements PendingUnary {
+  readonly result: Promise<UnaryResult>;
+  private resolve!: (result: UnaryResult) => void;
+  private timer: NodeJS.Timeout | undefined;
+  private started: PendingUnary | undefined;
+  private done = false;
+
+  constructor(
+    private readonly queue: WaitingCall[],
+    deadlineMs: number | undefined,
+    private readonly send: () => PendingUnary,
+  ) {
+    this.result = new Promise<UnaryResult>((resolve) => {
+      this.resolve = resolve;
+    });
+    if (deadlineMs !== undefined) {
+      this.timer = setTimeout(
+        () => this.fail(failure(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded")),
+        Math.max(0, deadlineMs - Date.now()),
+      );
+    }
+  }
+
+  /** Sends the call (its turn came): its outcome becomes this one's. */
+  start(): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    this.started = this.send();
+    void this.started.result.then(this.resolve);
+  }
+
+  fail(result: UnaryResult): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    const at = this.queue.indexOf(this);
+    if (at >= 0) this.queue.splice(at, 1);
+    this.resolve(result);
+  }
+
+  readonly cancel = (): void => {
+    if (this.started !== undefined) this.started.cancel();
+    else this.fail(failure(grpc.status.CANCELLED, "Cancelled on client"));
+  };
 }
 
 /** One call on its own stream: the events of its stream, and its outcome. */
@@ -384,6 +461,11 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
 
   close(resetCode: number | undefined): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
+    this.outcome(resetCode);
+    this.channel.streamEnded();
+  }
+
+  private outcome(resetCode: number | undefined): void {
     if (this.settled) return;
     const { status, details, trailers, httpStatus } = this;
     if (this.writer !== undefined) {

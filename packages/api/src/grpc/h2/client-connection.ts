@@ -92,6 +92,14 @@ export class H2ClientConnection extends H2Session<H2ClientStream> {
     this.goAwayListener = options.goAway;
   }
 
+  /**
+   * Whether the server's SETTINGS_MAX_CONCURRENT_STREAMS is reached: a request opened now would
+   * be refused (REFUSED_STREAM), so the caller waits for a stream to close.
+   */
+  get full(): boolean {
+    return this.streams.size >= this.peerMaxStreams;
+  }
+
   /** Opens a request stream with a pre-encoded header block; undefined once going away. */
   request(block: Buffer, events: ClientStreamEvents): H2ClientStream | undefined {
     if (this.dead || this.goingAway || this.nextStreamId > MAX_WINDOW) return undefined;

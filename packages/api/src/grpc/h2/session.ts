@@ -218,6 +218,8 @@ export abstract class H2Session<S extends H2SessionStream> {
   private sendWindow = DEFAULT_WINDOW;
   protected peerInitialWindow = DEFAULT_WINDOW;
   protected peerMaxFrame = DEFAULT_MAX_FRAME;
+  /** The streams the peer lets us open at once (its SETTINGS_MAX_CONCURRENT_STREAMS; unlimited until said). */
+  peerMaxStreams = Number.POSITIVE_INFINITY;
   private connUnacknowledged = 0;
   /** A header block being continued: its stream, flags and fragments. */
   private continuing:
@@ -404,6 +406,8 @@ export abstract class H2Session<S extends H2SessionStream> {
           return;
         }
         this.peerMaxFrame = value;
+      } else if (id === SETTINGS_MAX_CONCURRENT_STREAMS) {
+        this.peerMaxStreams = value;
       }
       // SETTINGS_HEADER_TABLE_SIZE: our blocks never use the peer's dynamic table.
     }
