@@ -94,9 +94,8 @@ export class Http2UnaryChannel {
   private closed = false;
   private readonly host: string;
   private readonly port: number;
-  /** Every request's fixed fields, encoded once: the pseudo-headers before :path, and those after. */
-  private readonly pseudoBlock: Buffer;
-  private readonly fixedBlock: Buffer;
+  /** Each method's fixed header fields, encoded once. */
+  private readonly fixedBlocks = new Map<string, Buffer>();
   /** Calls waiting for a stream: the member's SETTINGS_MAX_CONCURRENT_STREAMS is reached. */
   private readonly waiting: WaitingCall[] = [];
   private startingWaiter = false;
@@ -109,15 +108,6 @@ export class Http2UnaryChannel {
     const url = new URL(`http://${address}`);
     this.host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     this.port = Number(url.port || 80);
-    this.pseudoBlock = encodeLiteralHeaderBlock([
-      field(":method", "POST"),
-      field(":scheme", tls === undefined ? "http" : "https"),
-      field(":authority", address),
-    ]);
-    this.fixedBlock = encodeLiteralHeaderBlock([
-      field("content-type", "application/grpc"),
-      field("te", "trailers"),
-    ]);
   }
 
   /** `relay`: where a large answer goes as it arrives (calls on their own stream only: Range). */
@@ -142,7 +132,7 @@ export class Http2UnaryChannel {
     let stream = this.forward;
     if (stream === undefined || stream.connection !== connection || !stream.open) {
       stream?.finish();
-      stream = ForwardStream.open(connection, this.headerBlock(FORWARD_PATH_FIELD, undefined, undefined), {
+      stream = ForwardStream.open(connection, this.headerBlock(FORWARD_CALLS_PATH, undefined, undefined), {
         lastError: () => connection.error || this.lastError,
         callAlone: (path, request, metadata, deadlineMs) =>
           this.callAlone(path, request, metadata, deadlineMs),
@@ -179,7 +169,7 @@ export class Http2UnaryChannel {
       return waiter;
     }
     const call = new AloneCall(this, connection, path, request, metadata, deadlineMs, relay, isRetry);
-    const block = this.headerBlock(field(":path", path), metadata, deadlineMs);
+    const block = this.headerBlock(path, metadata, deadlineMs);
     const stream = connection.h2.request(block, call);
     if (stream === undefined) {
       return settled(
@@ -217,13 +207,8 @@ export class Http2UnaryChannel {
   }
 
   /** A request's header block: the fixed fields, `path`, the deadline and the caller's metadata. */
-  private headerBlock(
-    path: HeaderField,
-    metadata: grpc.Metadata | undefined,
-    deadlineMs: number | undefined,
-  ) {
-    const fields: HeaderField[] = [path];
-    let dynamic: Buffer | undefined;
+  private headerBlock(path: string, metadata: grpc.Metadata | undefined, deadlineMs: number | undefined) {
+    const fields: HeaderField[] = [];
     if (deadlineMs !== undefined) fields.push(field("grpc-timeout", grpcTimeout(deadlineMs - Date.now())));
     if (metadata !== undefined) {
       const headers = metadata.toHttp2Headers();
@@ -234,14 +219,23 @@ export class Http2UnaryChannel {
         else fields.push(field(name, String(value)));
       }
     }
-    // Pseudo-headers must come first (RFC 9113 8.3): :path, then the fixed regular fields.
-    const pathBlock = encodeLiteralHeaderBlock([path]);
-    if (fields.length > 1) dynamic = encodeLiteralHeaderBlock(fields.slice(1));
-    return Buffer.concat(
-      dynamic === undefined
-        ? [this.pseudoBlock, pathBlock, this.fixedBlock]
-        : [this.pseudoBlock, pathBlock, this.fixedBlock, dynamic],
-    );
+    // The fixed fields with :path, once per method (our literals never touch the member's HPACK
+    // table, so a block means the same on every connection).
+    let fixed = this.fixedBlocks.get(path);
+    if (fixed === undefined) {
+      // Pseudo-headers come first (RFC 9113 8.3).
+      fixed = encodeLiteralHeaderBlock([
+        field(":method", "POST"),
+        field(":scheme", this.tls === undefined ? "http" : "https"),
+        field(":authority", this.address),
+        field(":path", path),
+        field("content-type", "application/grpc"),
+        field("te", "trailers"),
+      ]);
+      // Bounded: the gateway calls a fixed set of etcd methods; anything else is not kept.
+      if (this.fixedBlocks.size < 128) this.fixedBlocks.set(path, fixed);
+    }
+    return fields.length === 0 ? fixed : Buffer.concat([fixed, encodeLiteralHeaderBlock(fields)]);
   }
 
   /** The connection new calls go on: the current one while it takes streams, else a new one. */
@@ -287,8 +281,6 @@ export class Http2UnaryChannel {
     return `No connection established. Last error: ${connection.error || this.lastError || "connection closed"}`;
   }
 }
-
-const FORWARD_PATH_FIELD = field(":path", FORWARD_CALLS_PATH);
 
 function field(name: string, value: string): HeaderField {
   return { name, value, neverIndex: false };
