@@ -39,6 +39,7 @@ import {
 } from "@etcd-ts/raft";
 import type { MemberConfig } from "../config/flags.js";
 import { formatId } from "../membership/member-id.js";
+import { stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
@@ -180,6 +181,7 @@ export class RaftLoop {
 
   private async runReady(): Promise<void> {
     if (this.inReady || this.stopped) return;
+    stageTimeline?.mark("ready.run");
     this.inReady = true;
     try {
       while (!this.stopped && this.raw.hasReady()) {
@@ -212,8 +214,12 @@ export class RaftLoop {
     const previous = this.applying;
     this.applying = previous
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
-      .then(() => this.host.applyCommitted(entries))
       .then(() => {
+        stageTimeline?.mark("apply.start");
+        return this.host.applyCommitted(entries);
+      })
+      .then(() => {
+        stageTimeline?.mark("apply.end");
         if (releaseHeld) this.releaseSends();
         // What the apply did (answers, reads released) may have made new work for Raft.
         this.kick();
@@ -232,6 +238,7 @@ export class RaftLoop {
     this.heldSends = undefined;
     // A failed or stopped loop sends nothing more; Raft resends what a new leader needs.
     if (held === undefined || this.stopped) return;
+    stageTimeline?.mark("held.sent");
     for (const messages of held) this.host.send(messages);
   }
 
@@ -248,6 +255,10 @@ export class RaftLoop {
     const holdForApply =
       sendFirst && rd.committedEntries.length > 0 && !committedConfChange && onlyCommitNews(rd.messages);
     if (sendFirst && !holdForApply) this.send(rd.messages);
+    if (rd.entries.length > 0 && stageTimeline !== undefined) {
+      stageTimeline.mark(sendFirst ? "msgapp.sent" : "ready.entries");
+      stageTimeline.index ||= rd.entries[rd.entries.length - 1]!.index;
+    }
     if (rd.snapshot) {
       await this.applying;
       await this.installSnapshot(rd.snapshot);
@@ -258,15 +269,19 @@ export class RaftLoop {
     if (rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined))) {
       const persisted = this.host.persisted;
       const startedAt = persisted === undefined ? 0 : performance.now();
+      if (rd.entries.length > 0) stageTimeline?.mark("wal.start");
       await this.wal.save(rd.hardState, rd.entries);
+      if (rd.entries.length > 0) stageTimeline?.mark("wal.end");
       if (persisted !== undefined && rd.entries.length > 0) this.host.persisted?.(rd.entries, startedAt);
     }
     if (rd.hardState) this.storage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.storage.append(rd.entries);
     if (!sendFirst) this.send(rd.messages);
+    if (!sendFirst && rd.entries.length > 0) stageTimeline?.mark("resp.sent");
     for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
     if (rd.committedEntries.length > 0) {
       this.host.committed?.(rd.committedEntries);
+      stageTimeline?.mark("committed");
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
       // The batch before has been applied and its held messages sent: these are the only ones held.
