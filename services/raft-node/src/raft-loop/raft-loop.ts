@@ -20,9 +20,13 @@
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
 //
 // A leader's Ready that only tells followers a new commit index (MsgApps without entries) is
-// sent after its committed entries are applied, not before: the proposer's answer then does
-// not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is
-// each peer's order, so while such messages are held every later send queues behind them.
+// sent after its committed entries are applied and their answers written, a turn after the
+// apply: the proposer's answer then does not wait behind two peer writes, and the client is
+// woken before the followers are (each follower then applies: on this 2-core machine, woken
+// first, they took the cores a single client needed for its next call; stage timeline,
+// server/stage-timeline.ts). Raft tolerates any delay of a message; what must hold is each
+// peer's order, so while such messages are held every later send queues behind them, and the
+// apply in flight (which the next hold waits for) settles only once they are sent.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -218,9 +222,14 @@ export class RaftLoop {
         stageTimeline?.mark("apply.start");
         return this.host.applyCommitted(entries);
       })
-      .then(() => {
+      .then(async () => {
         stageTimeline?.mark("apply.end");
-        if (releaseHeld) this.releaseSends();
+        if (releaseHeld) {
+          // The answers this apply settled reach their sockets at the end of this turn
+          // (process.nextTick); the held messages go one turn later (see the header).
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          this.releaseSends();
+        }
         // What the apply did (answers, reads released) may have made new work for Raft.
         this.kick();
       });
@@ -229,8 +238,10 @@ export class RaftLoop {
 
   private send(messages: Message[]): void {
     if (messages.length === 0) return;
-    if (this.heldSends !== undefined) this.heldSends.push(messages);
-    else this.host.send(messages);
+    if (this.heldSends !== undefined) {
+      stageTimeline?.mark("send.queued");
+      this.heldSends.push(messages);
+    } else this.host.send(messages);
   }
 
   private releaseSends(): void {
