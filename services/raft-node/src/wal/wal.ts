@@ -128,12 +128,6 @@ interface GroupWrite {
   started: bigint;
 }
 
-/** Writes a group on the calling thread (save's `inline`); passes `write` on. */
-function writeGroupNow(write: GroupWrite | undefined, active: ActiveSegment): GroupWrite | undefined {
-  if (write !== undefined) writeFullySync(active.handle.fd, write.buffers, write.position);
-  return write;
-}
-
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_WRITE_BYTES = 16 * 1024 * 1024;
 const TEMP_SUFFIX = ".tmp";
@@ -532,7 +526,9 @@ export class Wal {
         reject() {},
       };
       try {
-        this.groupWritten([item], writeGroupNow(this.groupWrite([item]), this.active));
+        const write = this.groupWrite([item]);
+        if (write !== undefined) writeFullySync(this.active.handle.fd, write.buffers, write.position);
+        this.groupWritten([item], write);
       } catch (err) {
         this.fail(err, []);
         return Promise.reject(this.failure);
