@@ -644,6 +644,21 @@ test("an inline save is written and synced before save() returns, only while no 
   await reopened.close();
 });
 
+test("an inline save goes through the thread pool once a sync took longer than inlineMaxSyncSeconds (a slow disk)", async () => {
+  const dir = await freshDir();
+  let fsyncs = 0;
+  // Every real sync takes longer than a nanosecond: after the first, no save is written inline.
+  const wal = await Wal.create(dir, { onFsync: () => fsyncs++, inlineMaxSyncSeconds: 1e-9 });
+  const first = wal.save(undefined, [entry(1)], true);
+  assert.equal(fsyncs, 1, "no sync measured yet: the first save is inline");
+  await first;
+  const second = wal.save(undefined, [entry(2)], true);
+  assert.equal(fsyncs, 1, "written on the thread pool, after save() returned");
+  await second;
+  assert.equal(fsyncs, 2);
+  await wal.close();
+});
+
 test("a failed inline write rejects that save and every later one", async () => {
   const dir = await freshDir();
   const wal = await Wal.create(dir);

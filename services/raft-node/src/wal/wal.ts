@@ -53,6 +53,13 @@ export interface WalOptions {
   maxSegments?: number;
   /** Called with each fdatasync's duration in seconds (etcd_disk_wal_fsync_duration_seconds). */
   onFsync?: (seconds: number) => void;
+  /**
+   * An inline save (save()'s `inline`) blocks the caller's thread for its write, so it is
+   * allowed only while the last write's sync took less than this: a slow or throttled disk
+   * (tens of ms per sync) sends writes back to the thread pool, and the member keeps serving
+   * reads, heartbeats and its peers meanwhile. Default 0.002 (2 ms).
+   */
+  inlineMaxSyncSeconds?: number;
 }
 
 export interface WalCreateOptions extends WalOptions {
@@ -146,10 +153,13 @@ export class Wal {
   private failure?: Error;
   private releasing: Promise<unknown> = Promise.resolve();
   private readonly maxSegments: number;
+  private readonly inlineMaxSyncSeconds: number;
   /** The highest index releaseTo was given: segments wholly at or below it may go. */
   private releasedTo = 0;
   /** Whether everything written to the active segment has been fdatasync'ed. */
   private tailSynced = true;
+  /** How long the last write's sync took (see inlineMaxSyncSeconds); 0 until one was made. */
+  private lastSyncSeconds = 0;
   private closed = false;
   /** Last index as of everything queued: what the next save's entries must follow. */
   private queuedLastIndex: number;
@@ -186,6 +196,7 @@ export class Wal {
     this.logger = options.logger ?? silentLogger;
     this.onFsync = options.onFsync;
     this.maxSegments = options.maxSegments ?? 1;
+    this.inlineMaxSyncSeconds = options.inlineMaxSyncSeconds ?? 0.002;
     if (!Number.isSafeInteger(this.maxSegments) || this.maxSegments < 0) {
       throw new RangeError(`maxSegments must be a non-negative integer, got ${this.maxSegments}`);
     }
@@ -392,7 +403,8 @@ export class Wal {
    * Appends entries (which must continue the log, possibly overwriting a suffix) and the
    * hard state, after every earlier save. Resolves once durable (a Ready whose only change
    * is the commit index need not be saved at all: Raft's mustSync); rejects if that cannot be.
-   * `inline`: when no write is queued or in flight (and no new segment is due), the save is
+   * `inline`: when no write is queued or in flight, no new segment is due and the last sync
+   * was fast (inlineMaxSyncSeconds), the save is
    * written and synced on the calling thread before save() returns, blocking it for one
    * O_DSYNC write instead of a trip through libuv's thread pool, whose two thread wake-ups cost
    * ~70-160 µs per write on this 2-core machine (paired blocks of 352-byte O_DSYNC appends: p50
@@ -514,7 +526,8 @@ export class Wal {
       !this.flushScheduled &&
       !this.flushing &&
       this.pending.length === 0 &&
-      this.active.size < this.segmentBytes
+      this.active.size < this.segmentBytes &&
+      this.lastSyncSeconds < this.inlineMaxSyncSeconds
     ) {
       const item: PendingSave = {
         records,
@@ -644,6 +657,7 @@ export class Wal {
   private recordSync(started: bigint): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.tailSynced = true;
+    this.lastSyncSeconds = seconds;
     this.counters.fsyncs++;
     this.counters.fsyncSecondsTotal += seconds;
     this.onFsync?.(seconds);
