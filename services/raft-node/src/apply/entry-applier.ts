@@ -21,6 +21,7 @@ import {
   putRequestFromApi,
   txnRequestFromApi,
 } from "../mvcc/mod.js";
+import { stageTimeline } from "../server/stage-timeline.js";
 import type { Applier, ChainEntry } from "./applier-chain.js";
 import { type AuthApplyParts, authRequest, authSubject, isAuthKind } from "./auth-requests.js";
 import { decodeEnvelope, type EntryEnvelope, EntryKind } from "./entry-envelope.js";
@@ -105,7 +106,9 @@ export class EntryApplier {
       throw new Error(`entry ${first.index} handed to apply after applying ${this.appliedIdx}`);
     }
     const decoded = entries.map((e) => this.decode(e));
+    stageTimeline?.mark("apply.decoded");
     const results = await this.parts.chain.applyBatch(decoded);
+    stageTimeline?.mark("apply.chained");
     let membershipChanged = false;
     for (let i = 0; i < decoded.length; i++) {
       const { index, envelope, confChange } = decoded[i]!;

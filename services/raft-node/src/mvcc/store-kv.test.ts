@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isEtcdError } from "@etcd-ts/api";
-import { putRequest } from "./request-builders.js";
-import { keys, pairs, withStore } from "./store-fixture.js";
+import { putRequest, rangeRequest } from "./request-builders.js";
+import { MvccStore } from "./store.js";
+import { type Applier, keys, pairs, tempDir, withStore } from "./store-fixture.js";
 import { SortOrder, SortTarget } from "./types.js";
 
 const rejectsWith = (promise: Promise<unknown>, kind: Parameters<typeof isEtcdError>[1]) =>
@@ -75,7 +76,7 @@ describe("revisions", () => {
       const del = await kv.del("missing");
       assert.equal(del.deleted, 0);
       assert.equal(del.header?.revision, 2);
-      const ro = await kv.txn({ success: [{ requestRange: rangeOf("a") }] });
+      const ro = await kv.txn({ success: [{ requestRange: rangeRequest({ key: "a" }) }] });
       assert.equal(ro.header?.revision, 2);
       assert.equal(store.revision, 2);
       // A txn whose only write deletes nothing is not a write either.
@@ -101,26 +102,8 @@ describe("revisions", () => {
     }));
 });
 
-function rangeOf(key: string, rangeEnd = "") {
-  return {
-    key: Buffer.from(key),
-    rangeEnd: Buffer.from(rangeEnd),
-    limit: 0,
-    revision: 0,
-    sortOrder: 0,
-    sortTarget: 0,
-    serializable: false,
-    keysOnly: false,
-    countOnly: false,
-    minModRevision: 0,
-    maxModRevision: 0,
-    minCreateRevision: 0,
-    maxCreateRevision: 0,
-  };
-}
-
 describe("range", () => {
-  const seed = async (kv: import("./store-fixture.js").Applier) => {
+  const seed = async (kv: Applier) => {
     await kv.put("a", "5"); // 2
     await kv.put("b", "4"); // 3
     await kv.put("b/1", "3"); // 4
@@ -303,9 +286,6 @@ describe("delete range", () => {
 
 describe("replay and persistence", () => {
   it("skips entries at or below the applied index and restores state at reopen", async () => {
-    const { tempDir } = await import("./store-fixture.js");
-    const { MvccStore } = await import("./store.js");
-    const { putRequest } = await import("./request-builders.js");
     const dir = await tempDir();
     try {
       let store = await MvccStore.open(`${dir.path}/db`);
@@ -326,7 +306,6 @@ describe("replay and persistence", () => {
       await store.close();
       store = await MvccStore.open(`${dir.path}/db`);
       assert.deepEqual([store.appliedIndex, store.appliedIndexTerm, store.revision], [4, 2, 4]);
-      const { rangeRequest } = await import("./request-builders.js");
       const got = await store.range(rangeRequest({ key: "\0", rangeEnd: "\0" }));
       assert.deepEqual(pairs(got), ["a=3", "b=2"]);
       assert.deepEqual(

@@ -19,6 +19,7 @@ import { rm } from "node:fs/promises";
 import { setTimeout as sleep, setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { EtcdError, isEtcdError } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
+import { stageTimeline } from "../server/stage-timeline.js";
 import { BboltSizeModel } from "./bbolt-size-model.js";
 import {
   defragDirOf,
@@ -735,7 +736,9 @@ export class MvccStore implements ApplyTarget {
       for (const o of this.listeners.values()) wantPrev ||= wanted(o.prevKv);
       const events = this.listeners.size > 0 ? this.buildEvents(applied, wantPrev) : [];
       const writeStart = performance.now();
+      stageTimeline?.mark("rocks.write");
       this.batch.write(this.syncWrites);
+      stageTimeline?.mark("rocks.written");
       this.onCommit?.((performance.now() - writeStart) / 1000);
       this.batch = undefined;
       this.appliedIdx = lastIndex;

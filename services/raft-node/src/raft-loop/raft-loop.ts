@@ -20,9 +20,13 @@
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
 //
 // A leader's Ready that only tells followers a new commit index (MsgApps without entries) is
-// sent after its committed entries are applied, not before: the proposer's answer then does
-// not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is
-// each peer's order, so while such messages are held every later send queues behind them.
+// sent after its committed entries are applied and their answers written, a turn after the
+// apply: the proposer's answer does not wait behind two peer writes. Measured alone (paired
+// rounds at 1 client, 2026-12-06 quiet window) the extra turn changed nothing; with it the
+// commit news mostly leaves in the same socket write as the next MsgApp (stage timeline,
+// server/stage-timeline.ts). Raft tolerates any delay of a message; what must hold is each
+// peer's order, so while such messages are held every later send queues behind them, and the
+// apply in flight (which the next hold waits for) settles only once they are sent.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -39,6 +43,7 @@ import {
 } from "@etcd-ts/raft";
 import type { MemberConfig } from "../config/flags.js";
 import { formatId } from "../membership/member-id.js";
+import { stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
@@ -108,6 +113,8 @@ export class RaftLoop {
   private leaderWatchers: (() => void)[] = [];
   /** The batch of committed entries being applied (resolved when none is). */
   private applying: Promise<void> = Promise.resolve();
+  /** Whether `applying` is still pending: an apply batch is scheduled or running. */
+  private applyInFlight = false;
   private failed = false;
   /** Sends queued behind held commit-only messages (see the header), in order; undefined when none are held. */
   private heldSends: Message[][] | undefined;
@@ -180,6 +187,7 @@ export class RaftLoop {
 
   private async runReady(): Promise<void> {
     if (this.inReady || this.stopped) return;
+    stageTimeline?.mark("ready.run");
     this.inReady = true;
     try {
       while (!this.stopped && this.raw.hasReady()) {
@@ -210,21 +218,36 @@ export class RaftLoop {
    */
   private scheduleApply(entries: Entry[], releaseHeld = false): void {
     const previous = this.applying;
-    this.applying = previous
+    this.applyInFlight = true;
+    const run: Promise<void> = previous
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
-      .then(() => this.host.applyCommitted(entries))
       .then(() => {
-        if (releaseHeld) this.releaseSends();
+        stageTimeline?.mark("apply.start");
+        return this.host.applyCommitted(entries);
+      })
+      .then(async () => {
+        stageTimeline?.mark("apply.end");
+        if (releaseHeld) {
+          // The answers this apply settled reach their sockets at the end of this turn
+          // (process.nextTick); the held messages go one turn later (see the header).
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          this.releaseSends();
+        }
+        // Callers await a batch before scheduling the next, so none is newer than this one.
+        if (this.applying === run) this.applyInFlight = false;
         // What the apply did (answers, reads released) may have made new work for Raft.
         this.kick();
       });
-    this.applying.catch((err: unknown) => this.fail(err));
+    this.applying = run;
+    run.catch((err: unknown) => this.fail(err));
   }
 
   private send(messages: Message[]): void {
     if (messages.length === 0) return;
-    if (this.heldSends !== undefined) this.heldSends.push(messages);
-    else this.host.send(messages);
+    if (this.heldSends !== undefined) {
+      stageTimeline?.mark("send.queued");
+      this.heldSends.push(messages);
+    } else this.host.send(messages);
   }
 
   private releaseSends(): void {
@@ -232,6 +255,7 @@ export class RaftLoop {
     this.heldSends = undefined;
     // A failed or stopped loop sends nothing more; Raft resends what a new leader needs.
     if (held === undefined || this.stopped) return;
+    stageTimeline?.mark("held.sent");
     for (const messages of held) this.host.send(messages);
   }
 
@@ -248,6 +272,10 @@ export class RaftLoop {
     const holdForApply =
       sendFirst && rd.committedEntries.length > 0 && !committedConfChange && onlyCommitNews(rd.messages);
     if (sendFirst && !holdForApply) this.send(rd.messages);
+    if (rd.entries.length > 0 && stageTimeline !== undefined) {
+      stageTimeline.mark(sendFirst ? "msgapp.sent" : "ready.entries");
+      stageTimeline.index ||= rd.entries[rd.entries.length - 1]!.index;
+    }
     if (rd.snapshot) {
       await this.applying;
       await this.installSnapshot(rd.snapshot);
@@ -258,15 +286,27 @@ export class RaftLoop {
     if (rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined))) {
       const persisted = this.host.persisted;
       const startedAt = persisted === undefined ? 0 : performance.now();
-      await this.wal.save(rd.hardState, rd.entries);
+      if (rd.entries.length > 0) stageTimeline?.mark("wal.start");
+      // A follower with one entry to save and no apply in flight (a single client's write) has
+      // nothing to do but wait for this write, and its answer to the leader waits for it: the
+      // WAL writes it on this thread (Wal.save's `inline`), sparing the thread pool's two
+      // wake-ups. Durability is unchanged (an O_DSYNC write either way; the MsgAppResp still
+      // goes after it). Not the leader, whose MsgApps leave only at the end of this turn; not
+      // while an apply is in flight or with more entries, where the write overlapping the apply
+      // and the next messages is what keeps a busy member's throughput.
+      const inline = !sendFirst && rd.entries.length === 1 && !this.applyInFlight;
+      await this.wal.save(rd.hardState, rd.entries, inline);
+      if (rd.entries.length > 0) stageTimeline?.mark("wal.end");
       if (persisted !== undefined && rd.entries.length > 0) this.host.persisted?.(rd.entries, startedAt);
     }
     if (rd.hardState) this.storage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.storage.append(rd.entries);
     if (!sendFirst) this.send(rd.messages);
+    if (!sendFirst && rd.entries.length > 0) stageTimeline?.mark("resp.sent");
     for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
     if (rd.committedEntries.length > 0) {
       this.host.committed?.(rd.committedEntries);
+      stageTimeline?.mark("committed");
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
       // The batch before has been applied and its held messages sent: these are the only ones held.

@@ -113,6 +113,7 @@ import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
 import type { AuthMethod, EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
+import { stageTimeline } from "./stage-timeline.js";
 import { WaitRegistry } from "./wait-registry.js";
 
 export interface MemberLogger extends TransportLogger {
@@ -528,6 +529,7 @@ export class Member implements EtcdServer {
     if (this.raft.isStopped) return Promise.reject(new EtcdError("Stopped"));
     if (payload.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
     const { seq, done } = this.proposals.register<unknown>(context, performance.now());
+    stageTimeline?.mark("proposed");
     const span = trace === undefined ? undefined : this.tracer?.proposing(kind, trace);
     const carried = span === undefined ? undefined : this.tracer!.proposed(seq, span, done);
     try {
@@ -1192,6 +1194,13 @@ export class Member implements EtcdServer {
         return member.layout.snapDir;
       },
       receive(messages: Message[]) {
+        if (stageTimeline !== undefined) {
+          for (const m of messages) {
+            if (m.type === MessageType.MsgAppResp && !m.reject) stageTimeline.markAck("resp.recv", m.index);
+            else if (m.type === MessageType.MsgApp && m.entries.length > 0) stageTimeline.begin("F.app.recv");
+            else if (m.type === MessageType.MsgApp) stageTimeline.mark("F.commit.recv");
+          }
+        }
         member.heartbeatClock.receiving(messages);
         member.raft.step(messages);
       },

@@ -19,6 +19,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { stageTimeline } from "../server/stage-timeline.js";
 
 interface StatusLike {
   code?: number;
@@ -199,6 +200,7 @@ export function serveService(
             return;
           }
           shaped.request = deserialize(call.request);
+          stageTimeline?.begin("L.decoded");
           if (kind === "server-stream") {
             handler(shaped);
             return;
@@ -214,6 +216,7 @@ export function serveService(
               call.sendMessageParts(value);
               call.finish({ code: status.OK, metadata: trailer });
             } else call.finishWith(serialize(value), { code: status.OK, metadata: trailer });
+            stageTimeline?.mark("answered");
           });
         } catch (err) {
           call.finish({ code: status.UNKNOWN, details: err instanceof Error ? err.message : String(err) });

@@ -1,5 +1,6 @@
 // The few file-system moves whose durability the WAL and the snapshotter depend on.
 
+import { writevSync } from "node:fs";
 import { type FileHandle, open, rename } from "node:fs/promises";
 
 /**
@@ -17,15 +18,33 @@ export async function writeFully(
   let at = position;
   while (rest.length > 0) {
     const { bytesWritten } = await handle.writev(rest as Uint8Array[], at);
-    if (bytesWritten === 0) throw new Error(`write to file at ${at} stored nothing`);
     at += bytesWritten;
-    let skip = bytesWritten;
-    while (rest.length > 0 && skip >= rest[0]!.length) {
-      skip -= rest[0]!.length;
-      rest = rest.slice(1);
-    }
-    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
+    rest = unwritten(rest, bytesWritten, at);
   }
+}
+
+/** writeFully on the calling thread (no trip through libuv's thread pool). */
+export function writeFullySync(fd: number, chunks: readonly Uint8Array[], position: number): void {
+  let rest = chunks.filter((c) => c.length > 0);
+  let at = position;
+  while (rest.length > 0) {
+    const bytesWritten = writevSync(fd, rest as Uint8Array[], at);
+    at += bytesWritten;
+    rest = unwritten(rest, bytesWritten, at);
+  }
+}
+
+/** What is left of `chunks` after a write stored `bytesWritten` of them. */
+function unwritten(chunks: Uint8Array[], bytesWritten: number, at: number): Uint8Array[] {
+  if (bytesWritten === 0) throw new Error(`write to file at ${at} stored nothing`);
+  let rest = chunks;
+  let skip = bytesWritten;
+  while (rest.length > 0 && skip >= rest[0]!.length) {
+    skip -= rest[0]!.length;
+    rest = rest.slice(1);
+  }
+  if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
+  return rest;
 }
 
 /** Makes creations, renames and deletions inside `dir` survive a power loss. */

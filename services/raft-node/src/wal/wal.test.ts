@@ -611,3 +611,66 @@ test("reopening reads only the segments from the one holding the entry after the
   // A caller replaying from the start still reads every segment, and finds the damage.
   await assert.rejects(Wal.open(dir, { startAt: { index: 0, term: 0 } }), WalCorruptionError);
 });
+
+test("an inline save is written and synced before save() returns, only while no write is queued or in flight", async () => {
+  const dir = await freshDir();
+  let fsyncs = 0;
+  const wal = await Wal.create(dir, { onFsync: () => fsyncs++ });
+  // Idle WAL: written on the calling thread; durable before the promise is even looked at.
+  const first = wal.save({ term: 1, vote: 1n, commit: 0 }, [entry(1)], true);
+  assert.equal(fsyncs, 1);
+  assert.deepEqual([wal.stats().writes, wal.stats().saves], [1, 1]);
+  await first;
+  // A queued save makes the next inline one queue behind it: writes never overlap, and saves
+  // land in call order.
+  const queued = wal.save(undefined, [entry(2)]);
+  const inlineBehind = wal.save(undefined, [entry(3)], true);
+  assert.equal(fsyncs, 1);
+  await Promise.all([queued, inlineBehind]);
+  assert.equal(fsyncs, 2);
+  // And one while a write is in flight.
+  const inFlight = wal.save(undefined, [entry(4)]);
+  await new Promise((r) => setImmediate(r));
+  const duringFlight = wal.save(undefined, [entry(5)], true);
+  await Promise.all([inFlight, duringFlight]);
+  await wal.save(undefined, [entry(6)], true);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [1, 2, 3, 4, 5, 6],
+  );
+  assert.equal(recovered.hardState?.commit, 0);
+  await reopened.close();
+});
+
+test("an inline save goes through the thread pool once a sync took longer than inlineMaxSyncSeconds (a slow disk)", async () => {
+  const dir = await freshDir();
+  let fsyncs = 0;
+  // Every real sync takes longer than a nanosecond: after the first, no save is written inline.
+  const wal = await Wal.create(dir, { onFsync: () => fsyncs++, inlineMaxSyncSeconds: 1e-9 });
+  const first = wal.save(undefined, [entry(1)], true);
+  assert.equal(fsyncs, 1, "no sync measured yet: the first save is inline");
+  await first;
+  const second = wal.save(undefined, [entry(2)], true);
+  assert.equal(fsyncs, 1, "written on the thread pool, after save() returned");
+  await second;
+  assert.equal(fsyncs, 2);
+  await wal.close();
+});
+
+test("a failed inline write rejects that save and every later one", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir);
+  await wal.save(undefined, [entry(1)], true);
+  await (wal as unknown as { active: { handle: { close(): Promise<void> } } }).active.handle.close();
+  await assert.rejects(wal.save(undefined, [entry(2)], true), WalFailedError);
+  await assert.rejects(wal.save(undefined, [entry(3)]), WalFailedError);
+  await wal.close();
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [1],
+  );
+  await reopened.close();
+});

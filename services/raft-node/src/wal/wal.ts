@@ -12,7 +12,7 @@ import { constants as fsConstants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
-import { fsyncDir, writeFully } from "./durable-fs.js";
+import { fsyncDir, writeFully, writeFullySync } from "./durable-fs.js";
 import { LogReplay, type SnapshotRef } from "./log-replay.js";
 import { type Frame, RecordType } from "./record-frame.js";
 import {
@@ -53,6 +53,13 @@ export interface WalOptions {
   maxSegments?: number;
   /** Called with each fdatasync's duration in seconds (etcd_disk_wal_fsync_duration_seconds). */
   onFsync?: (seconds: number) => void;
+  /**
+   * An inline save (save()'s `inline`) blocks the caller's thread for its write, so it is
+   * allowed only while the last write's sync took less than this: a slow or throttled disk
+   * (tens of ms per sync) sends writes back to the thread pool, and the member keeps serving
+   * reads, heartbeats and its peers meanwhile. Default 0.002 (2 ms).
+   */
+  inlineMaxSyncSeconds?: number;
 }
 
 export interface WalCreateOptions extends WalOptions {
@@ -119,6 +126,15 @@ interface PendingSave {
   reject: (err: Error) => void;
 }
 
+/** One group's bytes and where they go in the active segment. */
+interface GroupWrite {
+  buffers: Buffer[];
+  total: number;
+  position: number;
+  /** When the write started (process.hrtime.bigint()), for the fsync histogram. */
+  started: bigint;
+}
+
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_WRITE_BYTES = 16 * 1024 * 1024;
 const TEMP_SUFFIX = ".tmp";
@@ -137,10 +153,13 @@ export class Wal {
   private failure?: Error;
   private releasing: Promise<unknown> = Promise.resolve();
   private readonly maxSegments: number;
+  private readonly inlineMaxSyncSeconds: number;
   /** The highest index releaseTo was given: segments wholly at or below it may go. */
   private releasedTo = 0;
   /** Whether everything written to the active segment has been fdatasync'ed. */
   private tailSynced = true;
+  /** How long the last write's sync took (see inlineMaxSyncSeconds); 0 until one was made. */
+  private lastSyncSeconds = 0;
   private closed = false;
   /** Last index as of everything queued: what the next save's entries must follow. */
   private queuedLastIndex: number;
@@ -177,6 +196,7 @@ export class Wal {
     this.logger = options.logger ?? silentLogger;
     this.onFsync = options.onFsync;
     this.maxSegments = options.maxSegments ?? 1;
+    this.inlineMaxSyncSeconds = options.inlineMaxSyncSeconds ?? 0.002;
     if (!Number.isSafeInteger(this.maxSegments) || this.maxSegments < 0) {
       throw new RangeError(`maxSegments must be a non-negative integer, got ${this.maxSegments}`);
     }
@@ -383,9 +403,16 @@ export class Wal {
    * Appends entries (which must continue the log, possibly overwriting a suffix) and the
    * hard state, after every earlier save. Resolves once durable (a Ready whose only change
    * is the commit index need not be saved at all: Raft's mustSync); rejects if that cannot be.
+   * `inline`: when no write is queued or in flight, no new segment is due and the last sync
+   * was fast (inlineMaxSyncSeconds), the save is
+   * written and synced on the calling thread before save() returns, blocking it for one
+   * O_DSYNC write instead of a trip through libuv's thread pool, whose two thread wake-ups cost
+   * ~70-160 µs per write on this 2-core machine (paired blocks of 352-byte O_DSYNC appends: p50
+   * 241 vs 173 µs alone, 525 vs 365 µs with three processes writing). Writes still never
+   * overlap (the condition above), which segment-scan.ts relies on.
    */
-  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
-    return this.enqueue(hardState, entries, undefined);
+  save(hardState: HardState | undefined, entries: readonly Entry[], inline = false): Promise<void> {
+    return this.enqueue(hardState, entries, undefined, inline);
   }
 
   /**
@@ -461,6 +488,7 @@ export class Wal {
     hardState: HardState | undefined,
     entries: readonly Entry[],
     marker: SnapshotMetadata | undefined,
+    inline = false,
   ): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new Error("WAL is closed"));
@@ -493,6 +521,34 @@ export class Wal {
       return Promise.reject(err);
     }
     this.queuedLastIndex = lastIndexAfter;
+    if (
+      inline &&
+      !this.flushScheduled &&
+      !this.flushing &&
+      this.pending.length === 0 &&
+      this.active.size < this.segmentBytes &&
+      this.lastSyncSeconds < this.inlineMaxSyncSeconds
+    ) {
+      const item: PendingSave = {
+        records,
+        hardState,
+        marker,
+        lastIndexAfter,
+        maxEntryIndex,
+        resolve() {},
+        reject() {},
+      };
+      try {
+        const write = this.groupWrite([item]);
+        if (write !== undefined) writeFullySync(this.active.handle.fd, write.buffers, write.position);
+        this.groupWritten([item], write);
+      } catch (err) {
+        this.fail(err, []);
+        return Promise.reject(this.failure);
+      }
+      this.counters.saves++;
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
       this.pending.push({
         records,
@@ -554,7 +610,13 @@ export class Wal {
 
   private async writeGroup(group: PendingSave[]): Promise<void> {
     if (this.active.size >= this.segmentBytes) await this.roll();
-    const active = this.active;
+    const write = this.groupWrite(group);
+    if (write !== undefined) await writeFully(this.active.handle, write.buffers, write.position);
+    this.groupWritten(group, write);
+  }
+
+  /** The bytes of a group's write to the active segment; undefined when it has none. */
+  private groupWrite(group: readonly PendingSave[]): GroupWrite | undefined {
     const buffers: Buffer[] = [];
     let total = 0;
     for (const item of group) {
@@ -562,22 +624,26 @@ export class Wal {
       buffers.push(item.records);
       total += item.records.length;
     }
-    if (total > 0) {
-      // A SyncPoint vouches that every byte before it is durable: true only right after
-      // an fsync (see segment-scan.ts), so it leads only writes that follow one.
-      if (this.sync && this.tailSynced) {
-        const syncPoint = encodeSyncPoint(active.size, this.salt);
-        buffers.unshift(syncPoint);
-        total += syncPoint.length;
-      }
-      const position = active.size;
-      const started = process.hrtime.bigint();
-      await writeFully(active.handle, buffers, position);
-      active.size += total;
+    if (total === 0) return undefined;
+    // A SyncPoint vouches that every byte before it is durable: true only right after
+    // an fsync (see segment-scan.ts), so it leads only writes that follow one.
+    if (this.sync && this.tailSynced) {
+      const syncPoint = encodeSyncPoint(this.active.size, this.salt);
+      buffers.unshift(syncPoint);
+      total += syncPoint.length;
+    }
+    return { buffers, total, position: this.active.size, started: process.hrtime.bigint() };
+  }
+
+  /** Records a group's write as done (`write` has reached the file). */
+  private groupWritten(group: readonly PendingSave[], write: GroupWrite | undefined): void {
+    const active = this.active;
+    if (write !== undefined) {
+      active.size += write.total;
       this.counters.writes++;
-      this.counters.bytesWritten += total;
+      this.counters.bytesWritten += write.total;
       // O_DSYNC (see activeSegmentFlags): the write was its own fdatasync.
-      if (this.sync) this.recordSync(started);
+      if (this.sync) this.recordSync(write.started);
       else this.tailSynced = false;
     }
     for (const item of group) {
@@ -591,6 +657,7 @@ export class Wal {
   private recordSync(started: bigint): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.tailSynced = true;
+    this.lastSyncSeconds = seconds;
     this.counters.fsyncs++;
     this.counters.fsyncSecondsTotal += seconds;
     this.onFsync?.(seconds);
