@@ -254,6 +254,8 @@ async function main(): Promise<void> {
     const only = process.argv.indexOf("--only");
     const all: Target[] = baseMain === undefined ? ["etcd", "ours"] : ["etcd", "base", "ours"];
     const targets = only === -1 ? all : (process.argv[only + 1]!.split(",") as Target[]);
+    if (targets.includes("base") && baseMain === undefined)
+      throw new Error("--only base needs BASE_MEMBER_MAIN=path/to/other/main.js");
     const results: Measured[] = [];
     const loadBefore = loadavg();
     for (const target of targets) results.push(await measure(target, dir));
