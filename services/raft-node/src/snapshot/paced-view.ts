@@ -2,10 +2,11 @@
 // worker threads and sent from the member's one event loop, and for a large store each does
 // that for seconds on end. While writes are being applied, the snapshot's work pauses after each
 // piece for `factor` times as long as the piece took, so the writes keep most of the CPU (factor
-// 4: about a fifth for the snapshot). With no writes it runs at full speed. The workers run at
-// nice 19, but that does not cover all of their cost: their garbage collection and compilation
-// run on V8's shared helper threads at the process's priority (measured: about a third of a
-// snapshot's CPU), so they pace themselves too, on a flag the member's thread sets.
+// 8: about a ninth for the snapshot; at 4, puts kept about 0.7-0.8x of their rate). With no
+// writes it runs at full speed. The workers run at nice 19, but that does not cover all of their
+// cost: V8 runs their garbage collection and compilation on its helper threads, shared by the
+// process at its priority (measured: a fifth to a third of a snapshot's CPU), so they pace
+// themselves too, on a flag the member's thread sets.
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** Writes applied so far (any counter that moves when one is applied). */
@@ -14,7 +15,7 @@ export type WriteCounter = () => number;
 /** Whether writes were applied lately (e.g. since the last call: writesSince). */
 export type WritesActive = () => boolean;
 
-export const SNAPSHOT_YIELD_FACTOR = 4;
+export const SNAPSHOT_YIELD_FACTOR = 8;
 const MAX_PAUSE_MS = 1000;
 
 /** Whether `writes` moved since the previous call (the first call: since this one). */
