@@ -35,9 +35,10 @@ export class WritePacer {
     private readonly factor = SNAPSHOT_YIELD_FACTOR,
   ) {}
 
-  /** After `busyMs` of snapshot work: pauses if writes are being applied. */
-  async pause(busyMs: number): Promise<void> {
-    if (!this.active()) return;
+  /** After `busyMs` of snapshot work: pauses if writes are being applied; whether it did. */
+  async pause(busyMs: number): Promise<boolean> {
+    if (!this.active()) return false;
     await sleep(Math.min(busyMs * this.factor, MAX_PAUSE_MS));
+    return true;
   }
 }
