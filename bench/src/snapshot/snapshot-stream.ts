@@ -2,7 +2,7 @@
 // the member's RSS growth while it streams, and put throughput with a snapshot streaming. One member each on loopback, temp data dirs; keys
 // loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
 // compare the two columns of one run, not runs with each other.
-//   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours|base]
+//   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours|base[,...]]
 //     [--rounds 3] [--no-sink] [--dropped-rounds 0]
 // Puts during a snapshot: goload's snapshot-under-put, one put load (10 connections, 100 clients)
 // covering the whole snapshot, alone for as long as the quiet snapshot took before it and for as
@@ -253,7 +253,9 @@ async function main(): Promise<void> {
   try {
     const only = process.argv.indexOf("--only");
     const all: Target[] = baseMain === undefined ? ["etcd", "ours"] : ["etcd", "base", "ours"];
-    const targets = only === -1 ? all : [process.argv[only + 1] as Target];
+    const targets = only === -1 ? all : (process.argv[only + 1]!.split(",") as Target[]);
+    if (targets.includes("base") && baseMain === undefined)
+      throw new Error("--only base needs BASE_MEMBER_MAIN=path/to/other/main.js");
     const results: Measured[] = [];
     const loadBefore = loadavg();
     for (const target of targets) results.push(await measure(target, dir));

@@ -103,6 +103,7 @@ import {
   sendBackendFile,
   WritePacer,
   writeBackendFileOffThread,
+  writesSince,
 } from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
@@ -1042,12 +1043,19 @@ export class Member implements EtcdServer {
       const context = { memberCodec, clusterVersion: CLUSTER_VERSION };
       // A large key space is read by two threads, one per core, each half of the revisions.
       const split = keySplitAt(this.store.compactRevision, this.store.revision, availableParallelism());
-      const { size, sha256, stagesMs } = await writeBackendFileOffThread(this.store, context, path, split);
+      const applied = () => this.applier.appliedIndex;
+      const { size, sha256, stagesMs } = await writeBackendFileOffThread(
+        this.store,
+        context,
+        path,
+        split,
+        applied,
+      );
       try {
         const written = performance.now();
         this.metrics.backendSnapshot.observe((written - started) / 1000);
         // Sending stays here (the call is this thread's); paced while writes are applied.
-        const pacer = new WritePacer(() => this.applier.appliedIndex);
+        const pacer = new WritePacer(writesSince(applied));
         await sendBackendFile(path, size, {
           begin: (bytes) => sink.begin(bytes),
           write: async (chunk) => {

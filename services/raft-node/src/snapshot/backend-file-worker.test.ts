@@ -9,6 +9,7 @@ import { memberCodec } from "../membership/member-codec.js";
 import { MEMBERS_COLUMN } from "../membership/members-table.js";
 import { tempDir, withStore } from "../mvcc/store-fixture.js";
 import { keySplitAt, writeBackendFileOffThread } from "./backend-file-worker.js";
+import type { ThreadStagesMs } from "./backend-thread-protocol.js";
 import { BUCKETS } from "./etcd-backend.js";
 import { openSnapshotFile, snapshotStatus, writeBackendFile } from "./snapshot-file.js";
 
@@ -80,6 +81,48 @@ describe("backend file written on a worker thread", () => {
           const actual = await statusOf(there);
           assert.deepEqual({ ...actual, totalSize: 0 }, { ...expected, totalSize: 0 });
           assert.ok(expected.totalKey > 3000);
+        },
+        { extraColumns },
+      );
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("pauses between pieces while the member's writes move, not while they stand still; the same bytes", async () => {
+    const dir = await tempDir("backend-worker-");
+    try {
+      await withStore(
+        async (store, kv) => {
+          // Several 512-row pieces per thread.
+          for (let i = 0; i < 4000; i++) await kv.put(`key/${i % 900}`, `value-${i}`);
+          const splitKey = keySplitAt(store.compactRevision, store.revision, 2, 1);
+          const write = async (name: string, writes?: () => number) => {
+            const file = join(dir.path, name);
+            const { sha256, stagesMs } = await writeBackendFileOffThread(
+              store,
+              context,
+              file,
+              splitKey,
+              writes,
+            );
+            const digest = await sha256;
+            const paused = ["backend", "leafRun"].map((t) => (stagesMs[t] as ThreadStagesMs).paused);
+            return { digest, paused };
+          };
+          let applied = 0;
+          // Moves each time the member's thread looks, as under a steady load of writes.
+          const moving = await write("moving.db", () => applied++);
+          const still = await write("still.db", () => 7);
+          const unpaced = await write("unpaced.db");
+          assert.ok(
+            moving.paused.every((ms) => ms > 0),
+            `paused ${moving.paused} ms with writes moving`,
+          );
+          assert.deepEqual(still.paused, [0, 0]);
+          assert.deepEqual(unpaced.paused, [0, 0]);
+          assert.deepEqual(moving.digest, unpaced.digest);
+          assert.deepEqual(still.digest, unpaced.digest);
         },
         { extraColumns },
       );

@@ -6,7 +6,8 @@
 // consistent state (MvccStore.shareView); the small buckets (members, alarms, auth, meta) are
 // read here from a view of the same state and handed over, so the worker loads only the writer
 // and RocksDB's reader. The bytes are those writeBackendFile writes on this thread. The worker
-// runs at the lowest CPU priority (backend-writer-thread.ts).
+// runs at the lowest CPU priority (backend-writer-thread.ts), and while writes are being applied
+// it pauses after each piece of work (paced-view.ts), on a flag this thread sets.
 import { rm } from "node:fs/promises";
 import type { Worker } from "node:worker_threads";
 import type { StoreView } from "../mvcc/mod.js";
@@ -19,6 +20,7 @@ import {
   ViewState,
 } from "./backend-thread-protocol.js";
 import { type BackendContext, smallBuckets } from "./etcd-backend.js";
+import { type WriteCounter, writesSince } from "./paced-view.js";
 
 /** The part of MvccStore used here. */
 export interface SharedViewSource {
@@ -34,6 +36,13 @@ export interface SharedViewSource {
  * the collections took twice as long as at 8. The old generation holds a few pages per tree level.
  */
 const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 256 };
+
+/**
+ * How often this thread tells the workers whether writes were applied (paced-view.ts): a timer
+ * here rather than a shared counter bumped on every apply keeps the apply path as it is; a worker
+ * piece of work takes a few ms, so a flag this fresh paces nearly every piece done under writes.
+ */
+const WRITES_FLAG_MS = 5;
 
 /** How long the member's thread waits for the worker to create its iterators (normally < 1 ms). */
 const OPEN_TIMEOUT_MS = 5000;
@@ -68,6 +77,7 @@ class SnapshotThread {
   readonly exited: Promise<number>;
   private readonly shared = new SharedArrayBuffer(16);
   private readonly state = new Int32Array(this.shared, 0, 1);
+  private readonly writesFlag = new Int32Array(this.shared, 4, 1);
   private readonly messages: WorkerMessages<BackendThreadMessage>;
 
   constructor(path: string, split?: KeySplit) {
@@ -87,6 +97,11 @@ class SnapshotThread {
     if (m.kind === "failed") throw new Error(m.message);
     if (m.kind !== kind) throw new Error(`snapshot worker: expected ${kind}, got ${m.kind}`);
     return m as Extract<BackendThreadMessage, { kind: K }>;
+  }
+
+  /** Tells the thread whether writes are being applied (it pauses while they are). */
+  setWritesActive(active: boolean): void {
+    Atomics.store(this.writesFlag, 0, active ? 1 : 0);
   }
 
   /** Hands the thread the database and wakes it to create its iterators. */
@@ -121,12 +136,14 @@ class SnapshotThread {
  * removing the file. `stagesMs` says where each thread's time went (the sha256's once it settles).
  * With `splitKey` (keySplitAt) a second thread writes the leaves of the
  * revisions from that key on, at the same time, into `path`.run, which the first copies in.
+ * With `writes` (the member's applied writes), the threads pause while it moves.
  */
 export async function writeBackendFileOffThread(
   store: SharedViewSource,
   context: BackendContext,
   path: string,
   splitKey?: Buffer,
+  writes?: WriteCounter,
 ): Promise<{ size: number; sha256: Promise<Buffer>; stagesMs: Record<string, ThreadStagesMs | number> }> {
   const runPath = `${path}.run`;
   const split = (role: KeySplit["role"]) =>
@@ -134,6 +151,7 @@ export async function writeBackendFileOffThread(
   const main = new SnapshotThread(path, split("backend"));
   const helper = splitKey === undefined ? undefined : new SnapshotThread(path, split("leafRun"));
   const threads = helper === undefined ? [main] : [main, helper];
+  const flagTimer = writes === undefined ? undefined : publishWrites(writes, threads);
   let release: (() => void) | undefined;
   let handedOver = false;
   const stagesMs: Record<string, ThreadStagesMs | number> = {};
@@ -174,6 +192,7 @@ export async function writeBackendFileOffThread(
         stagesMs.sha256 = Math.round(ms);
         return Buffer.from(digest);
       } finally {
+        clearInterval(flagTimer);
         await main.stop();
       }
     })();
@@ -182,10 +201,25 @@ export async function writeBackendFileOffThread(
   } finally {
     // A worker that is not done (a failure, the store closing) is stopped before the view is
     // released: its iterators must not outlive the database.
-    if (!handedOver) await Promise.all(threads.map((thread) => thread.stop()));
+    if (!handedOver) {
+      clearInterval(flagTimer);
+      await Promise.all(threads.map((thread) => thread.stop()));
+    }
     release?.();
     if (helper !== undefined) await rm(runPath, { force: true });
   }
+}
+
+/** Sets the threads' writes flag every WRITES_FLAG_MS until cleared. */
+function publishWrites(writes: WriteCounter, threads: SnapshotThread[]): NodeJS.Timeout {
+  const active = writesSince(writes);
+  const timer = setInterval(() => {
+    const now = active();
+    for (const thread of threads) thread.setWritesActive(now);
+  }, WRITES_FLAG_MS);
+  // The snapshot's call keeps the process alive, not this.
+  timer.unref();
+  return timer;
 }
 
 function rounded(ms: ThreadStagesMs): ThreadStagesMs {
@@ -194,6 +228,7 @@ function rounded(ms: ThreadStagesMs): ThreadStagesMs {
     write: Math.round(ms.write),
     copy: Math.round(ms.copy),
     wait: Math.round(ms.wait),
+    paused: Math.round(ms.paused),
     all: Math.round(ms.all),
   };
 }

@@ -17,7 +17,10 @@ export interface KeySplit {
 }
 
 export interface BackendThreadData {
-  /** 16 bytes: the state word (Int32 at 0) and the database handle (BigInt64 at 8). */
+  /**
+   * 16 bytes: the state word (Int32 at 0), whether the member is applying writes (Int32 at 4, 1
+   * while it is: the thread paces itself) and the database handle (BigInt64 at 8).
+   */
   shared: SharedArrayBuffer;
   path: string;
   split?: KeySplit;
@@ -34,14 +37,16 @@ export interface PackedLeafRun {
 /**
  * Where a thread's time went (wall ms on that thread, for the member's log): in RocksDB's reads
  * (the binding's nextv, which copies each key and value into a Buffer), in file writes, in the
- * copy of the other thread's leaves and waiting for them (backend role), and in all (start to
- * answer; the rest of it is encoding pages and garbage collection).
+ * copy of the other thread's leaves and waiting for them (backend role), paused for the member's
+ * writes (paced-view.ts), and in all (start to answer; the rest of it is encoding pages and
+ * garbage collection).
  */
 export interface ThreadStagesMs {
   read: number;
   write: number;
   copy: number;
   wait: number;
+  paused: number;
   all: number;
 }
 

@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { WritePacer } from "./paced-view.js";
+import { WritePacer, writesSince } from "./paced-view.js";
 
 describe("write pacer", () => {
   it("pauses factor x the busy time when writes were applied since the last call, not otherwise", async () => {
     let applied = 0;
-    const pacer = new WritePacer(() => applied, 4);
+    const pacer = new WritePacer(
+      writesSince(() => applied),
+      4,
+    );
     const time = async (busyMs: number) => {
       const started = performance.now();
       await pacer.pause(busyMs);
