@@ -58,6 +58,9 @@ async function startMember(
     `--listen-peer-urls=http://127.0.0.1:${peer}`,
     `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
     `--initial-cluster=${kind}=http://127.0.0.1:${peer}`,
+    // 8 GiB (etcd's suggested maximum): rounds of puts under a slow, paced snapshot write
+    // millions of keys, and the default 2 GiB quota stopped a third 1M-key round's puts.
+    "--quota-backend-bytes=8589934592",
   ];
   const child =
     kind === "etcd"
