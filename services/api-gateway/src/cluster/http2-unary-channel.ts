@@ -106,7 +106,7 @@ export class Http2UnaryChannel {
     private readonly tls?: UpstreamTls,
   ) {
     const url = new URL(`http://${address}`);
-    this.host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    this.host = url.hostname;
     this.port = Number(url.port || 80);
   }
 

@@ -125,7 +125,7 @@ export class PeerSession {
     const https = parsed.protocol === "https:";
     const dial = this.dial;
     const connection: ClientSocketConnection = new ClientSocketConnection({
-      host: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
+      host: parsed.hostname,
       port: Number(parsed.port || (https ? 443 : 80)),
       // As channelCredentialsFor: auto-TLS verifies nothing; certificate files verify the peer
       // against the trusted CA (the system's when none) and offer our certificate.

@@ -173,3 +173,30 @@ describe("ClientSocketConnection to a TLS server without ALPN", () => {
     }
   });
 });
+
+describe("ClientSocketConnection over plain TCP", () => {
+  it("dials an IPv6 host given as a URL's hostname, in brackets", async () => {
+    const server = new GrpcHttp2Server({});
+    server.register("/t.T/Echo", {
+      kind: "unary",
+      handle: (c) => {
+        c.sendMessage(Buffer.concat([Buffer.from("echo:"), c.request]));
+        c.finish({ code: grpc.status.OK });
+      },
+    });
+    const port = await server.listen("[::1]:0");
+    const c = new ClientSocketConnection({
+      host: new URL(`http://[::1]:${port}`).hostname,
+      port,
+      windowBytes: 1 << 20,
+    });
+    try {
+      const r = await call(c, "/t.T/Echo", Buffer.from("v6"));
+      assert.equal(r.data.subarray(5).toString(), "echo:v6");
+      assert.equal(r.trailers?.["grpc-status"], "0");
+    } finally {
+      c.destroy();
+      await server.close(100);
+    }
+  });
+});

@@ -19,6 +19,7 @@ export interface ClientTls {
 }
 
 export interface DialOptions {
+  /** A URL's hostname: an IPv6 address in brackets (as URL gives it) or without. */
   host: string;
   port: number;
   /** Dial over TLS; undefined: plain TCP. */
@@ -48,7 +49,8 @@ export class ClientSocketConnection {
   private keepalive: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: DialOptions) {
-    const { host, port } = options;
+    const host = options.host.replace(/^\[(.*)\]$/, "$1");
+    const port = options.port;
     const secure = options.tls;
     let socket: net.Socket;
     if (secure === undefined) {
