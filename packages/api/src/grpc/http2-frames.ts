@@ -2,7 +2,7 @@
 // header block (packages/testing's peer-sender) and encoding header blocks as literals (the
 // gRPC server's responses, h2/). Pure: bytes in, bytes out.
 
-import hpack from "hpack.js";
+import { HpackDecoder } from "./h2/hpack-decoder.js";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 export const FRAME_HEADER_BYTES = 9;
@@ -76,15 +76,15 @@ export interface HeaderField {
  * connection), so one decoder must see every block of the connection.
  */
 export class HeaderBlockDecoder {
-  private readonly decompressor = hpack.decompressor.create({ table: { size: 4096 } });
+  private readonly decoder = new HpackDecoder();
 
+  /** Throws HpackError on a malformed block. */
   decode(block: Buffer): HeaderField[] {
-    this.decompressor.write(block);
-    this.decompressor.execute();
+    const d = this.decoder;
+    const count = d.decode(block);
     const fields: HeaderField[] = [];
-    for (let h = this.decompressor.read(); h !== null; h = this.decompressor.read()) {
-      fields.push({ name: h.name, value: h.value, neverIndex: h.neverIndex === true });
-    }
+    for (let i = 0; i < count; i++)
+      fields.push({ name: d.names[i]!, value: d.values[i]!, neverIndex: d.neverIndexed[i]! });
     return fields;
   }
 }

@@ -69,7 +69,7 @@ function harness(options = { windowBytes: 65_535, maxConcurrentStreams: 100 }) {
     },
     options,
   );
-  const compressor = hpack.compressor.create({ table: { size: 4096 } });
+  const compressor = hpack.compressor.create({ table: { maxSize: 4096 } });
   const block = (headers: [string, string][]) => {
     compressor.write(headers.map(([name, value]) => ({ name, value })));
     return compressor.read() as Buffer;

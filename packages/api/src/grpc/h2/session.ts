@@ -10,11 +10,12 @@
 // session with its server and client parts.
 //
 // Choices for both roles: no server push; no priorities (ignored, as RFC 9113 allows); header
-// blocks are decoded with hpack.js (the peer's dynamic table) and ours are encoded as literals
-// that never enter the peer's table (hpack-literals.ts), so no encoder state.
+// blocks are decoded by our HPACK decoder (hpack-decoder.ts, the peer's dynamic table) and ours
+// are encoded as literals that never enter the peer's table (http2-frames.ts), so no encoder
+// state.
 
-import hpack from "hpack.js";
 import { HTTP2_PREFACE } from "../http2-frames.js";
+import { HpackDecoder, HpackError } from "./hpack-decoder.js";
 
 export const FRAME = {
   DATA: 0x0,
@@ -211,7 +212,7 @@ export abstract class H2Session<S extends H2SessionStream> {
   private buffer: Buffer = EMPTY;
   /** The server's side waits for the client's connection preface before the first frame. */
   private awaitingPreface: boolean;
-  private readonly decoder = hpack.decompressor.create({ table: { size: 4096 } });
+  private readonly decoder = new HpackDecoder();
   readonly streams = new Map<number, S>();
   /** Highest stream ID the peer opened (GOAWAY's last stream; 0 for a client). */
   lastStreamId = 0;
@@ -503,22 +504,25 @@ export abstract class H2Session<S extends H2SessionStream> {
 
   /** Every block is decoded, even one for a stream that is gone: HPACK's table must see it. */
   private decodeBlock(streamId: number, endStream: boolean, block: Buffer): void {
-    const headers = Object.create(null) as IncomingHeaders;
+    const d = this.decoder;
+    let count: number;
     try {
-      const d = this.decoder;
-      d.write(block);
-      d.execute();
-      // No prototype: a header named like an Object property stays a header.
-      for (let h = d.read(); h !== null; h = d.read()) {
-        const name: string = h.name;
-        const previous = headers[name];
-        if (previous === undefined) headers[name] = h.value;
-        else if (Array.isArray(previous)) previous.push(h.value);
-        else headers[name] = [previous, h.value];
-      }
+      count = d.decode(block);
     } catch (err) {
-      this.connectionError(H2_ERROR.COMPRESSION_ERROR, `header block: ${String(err)}`);
+      // Any failure (a decoder bug too) leaves the peer's table unknown: the connection ends.
+      const tooLarge = err instanceof HpackError && err.tooLarge;
+      this.connectionError(tooLarge ? H2_ERROR.ENHANCE_YOUR_CALM : H2_ERROR.COMPRESSION_ERROR, String(err));
       return;
+    }
+    // No prototype: a header named like an Object property stays a header.
+    const headers = Object.create(null) as IncomingHeaders;
+    const { names, values } = d;
+    for (let i = 0; i < count; i++) {
+      const name = names[i]!;
+      const previous = headers[name];
+      if (previous === undefined) headers[name] = values[i]!;
+      else if (Array.isArray(previous)) previous.push(values[i]!);
+      else headers[name] = [previous, values[i]!];
     }
     this.headerBlock(streamId, endStream, headers);
   }
