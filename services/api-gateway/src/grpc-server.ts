@@ -150,9 +150,13 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
       else if (outcome.relayed) call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
       else {
         // A large answer goes on in the pieces it came in (http2-unary-channel.ts).
-        if (outcome.parts !== undefined) call.sendMessageParts(outcome.parts);
-        else call.sendMessage(outcome.response!);
-        call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
+        if (outcome.parts !== undefined) {
+          call.sendMessageParts(outcome.parts);
+          call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
+        } else {
+          // The message and the status in one go: no flush scheduled for the message alone.
+          call.finishWith(outcome.response!, { code: grpc.status.OK, metadata: outcome.trailers });
+        }
       }
     },
     (err: unknown) => {

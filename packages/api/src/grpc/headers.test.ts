@@ -20,6 +20,9 @@ describe("gRPC header values", () => {
     near(deadlineFrom("5000000u"), now + 5_000);
     assert.equal(deadlineFrom("10x"), undefined);
     assert.equal(deadlineFrom("123456789S"), undefined);
+    near(deadlineFrom("99999999n"), now + 100);
+    for (const junk of ["m", "1.5S", "-5m", " 5m", "5", "5mm", "5\u0000"])
+      assert.equal(deadlineFrom(junk), undefined, junk);
     assert.equal(deadlineFrom(undefined), undefined);
   });
 

@@ -52,6 +52,8 @@ interface Entry {
   readonly response: Buffer;
   readonly revision: number;
   readonly bytes: number;
+  /** RangeCache.sets when the entry last went to the back of `entries` (touch). */
+  order: number;
 }
 
 // Map slots, the entry object and the strings' headers: a rough, fixed charge per entry.
@@ -70,8 +72,10 @@ export class RangeCache {
   misses = 0;
   invalidations = 0;
 
-  /** Every entry, least recently used first. */
+  /** Every entry, least recently used first (roughly: see touch). */
   private readonly entries = new Map<string, Entry>();
+  /** Entries set into `entries` so far (added or moved to the back). */
+  private sets = 0;
   private readonly singleKey = new Map<string, Set<Entry>>();
   private readonly ranges = new Set<Entry>();
   private bytes = 0;
@@ -166,7 +170,8 @@ export class RangeCache {
         : response;
     const bytes = owned.length + 2 * (ticket.id.length + ticket.range.key.length) + ENTRY_OVERHEAD_BYTES;
     if (bytes > this.maxEntryBytes) return false;
-    const entry: Entry = { id: ticket.id, range: ticket.range, response: owned, revision, bytes };
+    const entry: Entry = { id: ticket.id, range: ticket.range, response: owned, revision, bytes, order: 0 };
+    entry.order = ++this.sets;
     this.entries.set(entry.id, entry);
     this.bytes += bytes;
     if (isRange) {
@@ -233,8 +238,17 @@ export class RangeCache {
     }
   }
 
+  /**
+   * A hit moves its entry to the back of the eviction order, unless it is in the newer half
+   * already (fewer than size/2 entries set after it): a hot entry is then moved once per
+   * size/2 other sets, not on every hit (a Map delete and set per cached read was 5% of the
+   * gateway's time answering one key from here). Eviction order only: which entries may be
+   * served is not touched by this.
+   */
   private touch(entry: Entry): void {
+    if (this.sets - entry.order < this.entries.size / 2) return;
     this.entries.delete(entry.id);
+    entry.order = ++this.sets;
     this.entries.set(entry.id, entry);
   }
 

@@ -27,6 +27,7 @@ export class GatewayMetrics {
     help: "Calls answered, by method, the member that answered last, and gRPC status code name.",
     labelNames: ["method", "member", "code"] as const,
     registers: [this.registry],
+    collect: () => this.syncAnswered(),
   });
 
   readonly latency = new Histogram({
@@ -152,15 +153,26 @@ export class GatewayMetrics {
     if (options.processMetrics) collectProcessMetrics(this.registry);
   }
 
+  /**
+   * Calls answered since `requests` was last collected, by method, member and code: plain
+   * numbers on the call path (a key string per call and a prom-client child's inc(), which
+   * hashes its labels, were 3% of the gateway's time on cached reads), added when collected.
+   */
+  private readonly answeredCounts = new Map<string, Map<string, number[]>>();
+
   /** One call answered (status `code`), `seconds` after it arrived when measured. */
   answered(method: string, member: string, code: number, seconds: number | undefined): void {
-    const key = `${method}\u0000${member}\u0000${code}`;
-    let child = this.requestChildren.get(key);
-    if (child === undefined) {
-      child = this.requests.labels(method, member, codeName(code));
-      this.requestChildren.set(key, child);
+    let byMember = this.answeredCounts.get(method);
+    if (byMember === undefined) {
+      byMember = new Map();
+      this.answeredCounts.set(method, byMember);
     }
-    child.inc();
+    let byCode = byMember.get(member);
+    if (byCode === undefined) {
+      byCode = [];
+      byMember.set(member, byCode);
+    }
+    byCode[code] = (byCode[code] ?? 0) + 1;
     if (seconds === undefined) return;
     let hist = this.latencyChildren.get(method);
     if (hist === undefined) {
@@ -168,6 +180,22 @@ export class GatewayMetrics {
       this.latencyChildren.set(method, hist);
     }
     hist.observe(seconds);
+  }
+
+  private syncAnswered(): void {
+    for (const [method, byMember] of this.answeredCounts)
+      for (const [member, byCode] of byMember)
+        byCode.forEach((count, code) => {
+          if (count === 0) return;
+          byCode[code] = 0;
+          const key = `${method}\u0000${member}\u0000${code}`;
+          let child = this.requestChildren.get(key);
+          if (child === undefined) {
+            child = this.requests.labels(method, member, codeName(code));
+            this.requestChildren.set(key, child);
+          }
+          child.inc(count);
+        });
   }
 
   /** Reports `source`'s counts from now on. */

@@ -271,7 +271,7 @@ export class UnaryForwarder {
     relay?: Pick<ResponseRelay, "start">,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
-    const method = splitMethodPath(route.path)[1];
+    const method = route.method;
     // The server span's context when the call is traced and sampled: the gateway's spans' parent.
     const traced = sampledParent(trace);
     if (this.authService !== undefined && route.path === AUTHENTICATE_PATH) {

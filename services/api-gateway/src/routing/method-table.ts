@@ -22,6 +22,8 @@ export type StreamShape = "unary" | "server-stream" | "bidi";
 export interface MethodRoute {
   /** gRPC path, e.g. "/etcdserverpb.KV/Range". */
   readonly path: string;
+  /** The method's name, e.g. "Range" (metrics' label; split once, not per call). */
+  readonly method: string;
   readonly route: RouteClass;
   readonly shape: StreamShape;
   /**
@@ -37,7 +39,7 @@ function rpc(
   idempotent: boolean,
   shape: StreamShape = "unary",
 ): MethodRoute {
-  return { path, route, shape, idempotent };
+  return { path, method: splitMethodPath(path)[1], route, shape, idempotent };
 }
 
 export const METHOD_ROUTES: readonly MethodRoute[] = [
