@@ -3,7 +3,8 @@
 // @etcd-ts/api's GrpcHttp2Server through its per-method observer hook.
 
 import type { CallKind, GrpcCallObserver, GrpcMethodObserver } from "@etcd-ts/api";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
+import { CountingHistogram, type CountingHistogramChild } from "./counting-histogram.js";
 
 /** grpc-go's codes.Code.String(), indexed by code: the grpc_code label's values. */
 export const GRPC_CODE_NAMES = [
@@ -49,14 +50,13 @@ export interface GrpcServerMetricsOptions {
 }
 
 type CounterChild = ReturnType<Counter<string>["labels"]>;
-type HistogramChild = ReturnType<Histogram<string>["labels"]>;
 
 export class GrpcServerMetrics implements GrpcCallObserver {
   private readonly started: Counter<string>;
   private readonly handled: Counter<string>;
   private readonly received: Counter<string>;
   private readonly sent: Counter<string>;
-  private readonly handling: Histogram<string> | undefined;
+  private readonly handling: CountingHistogram | undefined;
   private readonly clientSentBytes: Counter | undefined;
   private readonly clientReceivedBytes: Counter | undefined;
 
@@ -93,7 +93,7 @@ export class GrpcServerMetrics implements GrpcCallObserver {
     // go-grpc-prometheus's default buckets (prometheus.DefBuckets). etcd's etcdGRPCRequestsSlow
     // alert reads it, so etcd's mixin expects --metrics=extensive.
     if (options.handlingTime ?? true) {
-      this.handling = new Histogram({
+      this.handling = new CountingHistogram({
         name: "grpc_server_handling_seconds",
         help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
         labelNames: LABELS,
@@ -177,7 +177,7 @@ class MethodCounts implements GrpcMethodObserver {
 
   constructor(
     private readonly children: MethodChildren,
-    private readonly handlingChild: HistogramChild | undefined,
+    private readonly handlingChild: CountingHistogramChild | undefined,
   ) {}
 
   started(): void {

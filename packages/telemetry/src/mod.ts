@@ -5,6 +5,11 @@
 import { fileURLToPath } from "node:url";
 
 export { traced, withTraceparent } from "./child-spans.js";
+export {
+  CountingHistogram,
+  type CountingHistogramChild,
+  type CountingHistogramOptions,
+} from "./counting-histogram.js";
 export { parseExposition, type Sample, sampleValue } from "./exposition.js";
 export { GRPC_CODE_NAMES, GrpcServerMetrics, type GrpcServerMetricsOptions } from "./grpc-server-metrics.js";
 export {

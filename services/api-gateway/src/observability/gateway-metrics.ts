@@ -2,9 +2,9 @@
 // /metrics, with @etcd-ts/telemetry's process and grpc_server_* metrics). Method labels are gRPC
 // method names ("Range"), member labels hex member IDs (the per-member routing).
 
-import { collectProcessMetrics } from "@etcd-ts/telemetry";
+import { CountingHistogram, type CountingHistogramChild, collectProcessMetrics } from "@etcd-ts/telemetry";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 
 export interface RangeCacheCounts {
   readonly hits: number;
@@ -14,7 +14,6 @@ export interface RangeCacheCounts {
 }
 
 type CounterChild = ReturnType<Counter<string>["labels"]>;
-type HistogramChild = ReturnType<Histogram<string>["labels"]>;
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -30,7 +29,7 @@ export class GatewayMetrics {
     collect: () => this.syncAnswered(),
   });
 
-  readonly latency = new Histogram({
+  readonly latency = new CountingHistogram({
     name: "etcd_gateway_request_duration_seconds",
     help: "Time from a unary call's arrival to its answer, retries included.",
     labelNames: ["method"] as const,
@@ -145,7 +144,7 @@ export class GatewayMetrics {
 
   // Label children cached by key: resolving labels hashes them, on every call otherwise.
   private readonly requestChildren = new Map<string, CounterChild>();
-  private readonly latencyChildren = new Map<string, HistogramChild>();
+  private readonly latencyChildren = new Map<string, CountingHistogramChild>();
   private readonly retryChildren = new Map<string, CounterChild>();
   private readonly errorChildren = new Map<string, CounterChild>();
 
