@@ -7,7 +7,7 @@ import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { ClusterSnapshot, MemberState } from "../routing/member-selection.js";
 import { decodeAuthStatus, decodeMemberListResponse, decodeStatusResponse } from "../wire/etcd-messages.js";
-import { Http2UnaryChannel } from "./http2-unary-channel.js";
+import { MemberChannel } from "./member-channel.js";
 import { addressFromClientUrl, createUpstreamClient, type UpstreamTls } from "./upstream-client.js";
 
 const STATUS_PATH = "/etcdserverpb.Maintenance/Status";
@@ -29,7 +29,7 @@ interface Endpoint {
   /** grpc-js channel: streams (watch, lease keep-alive, snapshot). */
   client: grpc.Client;
   /** Our HTTP/2 client: every unary call, forwarded or the tracker's probes. */
-  unary: Http2UnaryChannel;
+  unary: MemberChannel;
   /** Learnt from its own Status answer. */
   memberId: string | undefined;
   isLearner: boolean;
@@ -100,7 +100,7 @@ export class ClusterTracker {
     return undefined;
   }
 
-  unaryChannelFor(memberId: string): Http2UnaryChannel | undefined {
+  channelFor(memberId: string): MemberChannel | undefined {
     for (const ep of this.endpoints.values()) if (ep.memberId === memberId) return ep.unary;
     return undefined;
   }
@@ -175,7 +175,7 @@ export class ClusterTracker {
       ep = {
         address,
         client: createUpstreamClient(address, this.options.upstreamTls),
-        unary: new Http2UnaryChannel(address, this.options.upstreamTls),
+        unary: new MemberChannel(address, this.options.upstreamTls),
         memberId: undefined,
         isLearner: false,
         healthy: false,
@@ -350,7 +350,7 @@ export class ClusterTracker {
   }
 
   /** A probe's call; rejects with its status (code and details) when it fails. */
-  private async call(channel: Http2UnaryChannel, path: string): Promise<Buffer> {
+  private async call(channel: MemberChannel, path: string): Promise<Buffer> {
     const { error, response } = await channel.call(
       path,
       EMPTY,

@@ -1,6 +1,6 @@
 // One grpc-js client (one HTTP/2 channel) per member for the streams the gateway relays (watch,
 // lease keep-alive, snapshot), carrying raw bytes both ways: the gateway forwards etcd messages
-// without decoding them. Unary calls go over http2-unary-channel.ts.
+// without decoding them. Unary calls go over member-channel.ts.
 
 import grpc from "@grpc/grpc-js";
 
