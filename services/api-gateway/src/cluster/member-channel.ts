@@ -185,18 +185,19 @@ export class MemberChannel {
   }
 
   /**
-   * A long-lived stream (watch, keep-alive: upstream-stream.ts) on the current connection;
+   * A stream (watch, keep-alive, snapshot: upstream-stream.ts) on the current connection;
    * undefined when the connection is closing or the member takes no more streams now.
    */
   openStream(
     path: string,
     metadata: grpc.Metadata,
     events: ClientStreamEvents,
+    deadlineMs?: number,
   ): { stream: H2ClientStream; connection: ClientSocketConnection } | undefined {
     if (this.closed) return undefined;
     const connection = this.current();
     if (connection.h2.full) return undefined;
-    const stream = connection.h2.request(this.headerBlock(path, metadata, undefined), events);
+    const stream = connection.h2.request(this.headerBlock(path, metadata, deadlineMs), events);
     return stream === undefined ? undefined : { stream, connection };
   }
 

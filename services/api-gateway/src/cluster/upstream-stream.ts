@@ -1,7 +1,10 @@
-// One bidirectional stream from the gateway to a member, as the watch and keep-alive hubs use
-// it: raw message bytes both ways, the stream's end reported once with its status (logged; an
+// One stream from the gateway to a member, as the watch and keep-alive hubs use it: raw message
+// bytes both ways, the stream's end reported once with its status (a failure is logged; an
 // UNAVAILABLE member is marked down and the directory refreshed, so the hub's next pick avoids
 // it), and timers that never keep the process alive.
+//
+// Server-streaming calls (Snapshot) use it too: one request, then `end`, and `pause`/`resume`
+// for a slow client.
 //
 // It runs on the member's channel (member-channel.ts, our own HTTP/2 client), not grpc-js:
 // grpc-js handed each answer on in a task of its own, so every keep-alive answer cost the
@@ -27,6 +30,11 @@ import type { MemberDirectory } from "./member-directory.js";
 export interface UpstreamStream {
   /** Writes one request (ignored once the stream has ended). */
   send(request: Buffer): void;
+  /** Half-closes: no more requests (after those sent). */
+  end(): void;
+  /** Stops reading the member's answers (its stream window is not replenished) until `resume`. */
+  pause(): void;
+  resume(): void;
   /** Cancels the stream; its end is then not reported. */
   close(): void;
 }
@@ -44,6 +52,8 @@ export interface UpstreamStreamOptions {
   onEnd(status: grpc.StatusObject): void;
   /** Each request written (metrics). */
   onSend?: () => void;
+  /** The call's deadline (Date.now() ms): sent as grpc-timeout, and the stream ends DEADLINE_EXCEEDED there. */
+  deadlineMs?: number;
 }
 
 /** The stream, or undefined when the directory has no channel for the member or it takes no stream now. */
@@ -51,7 +61,7 @@ export function openUpstreamStream(options: UpstreamStreamOptions): UpstreamStre
   const channel = options.members.channelFor(options.memberId);
   if (channel === undefined) return undefined;
   const relay = new RelayedStream(options, channel);
-  const opened = channel.openStream(options.path, options.metadata, relay.events);
+  const opened = channel.openStream(options.path, options.metadata, relay.events, options.deadlineMs);
   if (opened === undefined) return undefined;
   relay.start(opened.stream, opened.connection);
   return relay;
@@ -63,6 +73,8 @@ class RelayedStream implements UpstreamStream {
   private readonly inbox = new MessageDeframer();
   private outbox: Buffer[] = [];
   private flushScheduled = false;
+  private endAfterFlush = false;
+  private deadlineTimer: NodeJS.Timeout | undefined;
   /** Ended or cancelled: nothing more is sent or reported. */
   private ended = false;
   private status: number | undefined;
@@ -86,6 +98,18 @@ class RelayedStream implements UpstreamStream {
   start(stream: H2ClientStream, connection: ClientSocketConnection): void {
     this.stream = stream;
     this.connection = connection;
+    const { deadlineMs } = this.options;
+    if (deadlineMs !== undefined) {
+      this.deadlineTimer = setTimeout(
+        () => {
+          if (this.status !== undefined || this.ended) return;
+          this.status = grpc.status.DEADLINE_EXCEEDED;
+          this.details = "Deadline exceeded";
+          this.stream.reset(H2_ERROR.CANCEL);
+        },
+        Math.max(0, deadlineMs - Date.now()),
+      );
+    }
   }
 
   send(request: Buffer): void {
@@ -97,9 +121,24 @@ class RelayedStream implements UpstreamStream {
     process.nextTick(() => this.flush());
   }
 
+  end(): void {
+    if (this.ended) return;
+    if (this.flushScheduled) this.endAfterFlush = true;
+    else this.stream.end();
+  }
+
+  pause(): void {
+    this.stream.pauseReading();
+  }
+
+  resume(): void {
+    this.stream.resumeReading();
+  }
+
   close(): void {
     if (this.ended) return;
     this.ended = true;
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     this.stream.reset(H2_ERROR.CANCEL);
   }
 
@@ -107,8 +146,9 @@ class RelayedStream implements UpstreamStream {
     this.flushScheduled = false;
     const frames = this.outbox;
     this.outbox = [];
-    if (this.ended || frames.length === 0) return;
-    this.stream.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    if (this.ended) return;
+    if (frames.length > 0) this.stream.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    if (this.endAfterFlush) this.stream.end();
   }
 
   /** Response headers, then trailers (or a trailers-only answer). */
@@ -145,17 +185,20 @@ class RelayedStream implements UpstreamStream {
 
   /** The stream is gone: its status, or why it has none (grpc-js's wording). */
   private onClose(resetCode: number | undefined): void {
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     this.channel.streamEnded();
     if (this.ended) return;
     this.ended = true;
     const status = this.statusAtEnd(resetCode);
     const { logger, memberId, members } = this.options;
-    logger.warn(
-      { member: memberId, code: status.code, details: status.details },
-      `upstream ${this.options.what} stream ended`,
-    );
-    if (status.code === grpc.status.UNAVAILABLE) members.markDown(memberId);
-    void members.refresh();
+    if (status.code !== grpc.status.OK) {
+      logger.warn(
+        { member: memberId, code: status.code, details: status.details },
+        `upstream ${this.options.what} stream ended`,
+      );
+      if (status.code === grpc.status.UNAVAILABLE) members.markDown(memberId);
+      void members.refresh();
+    }
     this.options.onEnd(status);
   }
 

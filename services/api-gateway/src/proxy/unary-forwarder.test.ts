@@ -65,9 +65,6 @@ class FakeMembers implements MemberDirectory {
     return channel as unknown as MemberChannel;
   }
 
-  clientFor(): undefined {
-    return undefined;
-  }
   markDown(): void {}
   async refresh(): Promise<void> {}
   onChange(_listener: (snapshot: ClusterSnapshot) => void): () => void {
