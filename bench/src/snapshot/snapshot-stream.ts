@@ -3,13 +3,16 @@
 // loaded with bench/goload (sequential keys, so every key is distinct). The machine is shared:
 // compare the two columns of one run, not runs with each other.
 //   node bench/dist/snapshot/snapshot-stream.js [--keys 200000] [--val-size 256] [--only etcd|ours|base[,...]]
-//     [--rounds 3] [--no-sink] [--dropped-rounds 0]
+//     [--rounds 3] [--no-sink] [--dropped-rounds 0] [--trickle 20]
 // Puts during a snapshot: goload's snapshot-under-put, one put load (10 connections, 100 clients)
 // covering the whole snapshot, alone for as long as the quiet snapshot took before it and for as
 // long as this one took after it; ratio = during / mean(before, after), median of --rounds.
+// A trickle of writes (--trickle puts/s, one at a time; 0: none) during a snapshot, between two
+// quiet ones: the snapshot's time against theirs (a trickle should cost a snapshot almost nothing).
 // BASE_MEMBER_MAIN=path/to/another/build/main.js adds a third column, "base", for a before/after
 // comparison in the same run (a copy of an older services/raft-node/dist kept inside the package).
-// Results: printed, and bench/results/snapshot-<timestamp>.json (with the load average before and after).
+// Results: printed, and bench/results/snapshot-<timestamp>.json (with the load average before and
+// after), saved after each target.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -17,6 +20,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, runGoload } from "../goload.js";
+import { UnaryClient } from "../grpc/unary-client.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const memberMain = join(root, "services/raft-node/dist/main.js");
@@ -33,6 +37,7 @@ const putRounds = option("rounds", 3);
 const sink = !process.argv.includes("--no-sink");
 // --dropped-rounds N: after the --rounds, N more with the snapshot dropped (roundsDropped).
 const droppedRounds = option("dropped-rounds", 0);
+const tricklePerSecond = option("trickle", 20);
 // Node flags for our member only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": NODE_OPTIONS refuses
 // --cpu-prof, and would profile this driver too).
 const memberNodeArgs = (process.env.MEMBER_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
@@ -121,6 +126,8 @@ interface Measured {
   roundsDropped: PutRound[];
   /** Ours: the member's log line of each snapshot sent (write_ms, send_ms, stages_ms). */
   memberLog: object[];
+  /** A snapshot under a trickle of puts, between two quiet ones (seconds; none with --trickle 0). */
+  trickle?: { putsPerSecond: number; puts: number; seconds: number; quietSeconds: number[]; ratio: number };
 }
 
 /** `total` sequential puts from `offset` with goload (10 connections, 100 clients); ops/s. */
@@ -175,6 +182,47 @@ function snapshotSave(endpoint: string, file: string): Promise<number> {
   });
 }
 
+/** Saves a snapshot to `file` (removed after) while putting `perSecond` keys a second, one at a time. */
+async function snapshotUnderTrickle(
+  endpoint: string,
+  file: string,
+  perSecond: number,
+): Promise<{ seconds: number; puts: number }> {
+  const client = new UnaryClient(endpoint);
+  let saving = true;
+  let puts = 0;
+  // Bounded: stops with the snapshot, or after 10 minutes.
+  const trickle = (async () => {
+    const until = performance.now() + 600_000;
+    for (let i = 0; saving && performance.now() < until; i++) {
+      const next = performance.now() + 1000 / perSecond;
+      await client.put(`trickle/${i}`, "x".repeat(valSize));
+      puts++;
+      await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
+    }
+  })();
+  try {
+    const started = performance.now();
+    const code = await snapshotSave(endpoint, file);
+    const seconds = (performance.now() - started) / 1000;
+    if (code !== 0) throw new Error("etcdctl snapshot save failed under the trickle");
+    return { seconds, puts };
+  } finally {
+    saving = false;
+    await trickle;
+    client.close();
+    rmSync(file, { force: true });
+  }
+}
+
+async function quietSnapshotSeconds(endpoint: string, file: string): Promise<number> {
+  const started = performance.now();
+  const code = await snapshotSave(endpoint, file);
+  rmSync(file, { force: true });
+  if (code !== 0) throw new Error("etcdctl snapshot save failed");
+  return (performance.now() - started) / 1000;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -200,6 +248,21 @@ async function measure(kind: Target, dir: string): Promise<Measured> {
     if (save !== 0) throw new Error(`etcdctl snapshot save failed against ${kind}`);
     const bytes = statSync(file).size;
     rmSync(file);
+    console.log(
+      `${kind} quiet snapshot: ${(bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(2)} s ` +
+        `(${(bytes / 1e6 / seconds).toFixed(1)} MB/s), RSS growth ${((peak - before) / 1024).toFixed(0)} MiB`,
+    );
+    let trickle: Measured["trickle"];
+    if (tricklePerSecond > 0) {
+      const under = await snapshotUnderTrickle(endpoint, file, tricklePerSecond);
+      const quietSeconds = [seconds, await quietSnapshotSeconds(endpoint, file)];
+      const ratio = under.seconds / ((quietSeconds[0]! + quietSeconds[1]!) / 2);
+      trickle = { putsPerSecond: tricklePerSecond, ...under, quietSeconds, ratio };
+      console.log(
+        `${kind} snapshot under ${tricklePerSecond} puts/s: ${under.seconds.toFixed(2)} s (${under.puts} puts), ` +
+          `quiet ${quietSeconds.map((q) => q.toFixed(2)).join(", ")} s: ${ratio.toFixed(2)}x`,
+      );
+    }
     // Puts covering a whole snapshot, against the same load alone for as long before and after.
     const rounds: PutRound[] = [];
     const during = join(dir, `${kind}.during-load.db`);
@@ -235,6 +298,7 @@ async function measure(kind: Target, dir: string): Promise<Measured> {
       rounds,
       putRatio: median(rounds.map((r) => r.ratio)),
       memberLog: sent,
+      ...(trickle === undefined ? {} : { trickle }),
     };
   } finally {
     // A profiled member must exit on its own to write its profile.
@@ -261,33 +325,38 @@ async function main(): Promise<void> {
       throw new Error("--only base needs BASE_MEMBER_MAIN=path/to/other/main.js");
     const results: Measured[] = [];
     const loadBefore = loadavg();
-    for (const target of targets) results.push(await measure(target, dir));
-    const loadAfter = loadavg();
-    console.log(
-      `snapshot save of ${keys} keys (${valSize}-byte values), one member each; noisy shared machine`,
-    );
-    console.log(
-      "target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB | puts/s before, during, after (median round) | ratio (median)",
-    );
-    for (const r of results) {
-      const mb = r.bytes / 1e6;
-      console.log(
-        `${r.target} | ${mb.toFixed(1)} | ${r.seconds.toFixed(2)} | ${(mb / r.seconds).toFixed(1)} | ` +
-          `${r.rssBeforeMiB.toFixed(0)} | ${r.rssPeakMiB.toFixed(0)} | ${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)} | ` +
-          `${medianRound(r)} | ${r.putRatio.toFixed(2)}`,
-      );
-    }
     const resultsDir = join(root, "bench/results");
     mkdirSync(resultsDir, { recursive: true });
     const file = join(
       resultsDir,
       `snapshot-${new Date().toISOString().replaceAll(":", "-").replace(".", "-")}.json`,
     );
-    writeFileSync(
-      file,
-      `${JSON.stringify({ keys, valSize, baseMain, putRounds, sink, loadBefore, loadAfter, results }, null, 2)}
-`,
+    // Saved after each target: a run stopped part way keeps what it measured.
+    const save = (loadAfter?: number[]) =>
+      writeFileSync(
+        file,
+        `${JSON.stringify({ keys, valSize, baseMain, putRounds, sink, tricklePerSecond, loadBefore, loadAfter, results }, null, 2)}\n`,
+      );
+    for (const target of targets) {
+      results.push(await measure(target, dir));
+      save();
+    }
+    const loadAfter = loadavg();
+    save(loadAfter);
+    console.log(
+      `snapshot save of ${keys} keys (${valSize}-byte values), one member each; noisy shared machine`,
     );
+    console.log(
+      "target | file MB | seconds | MB/s | RSS before MiB | RSS peak MiB | growth MiB | puts/s before, during, after (median round) | ratio (median) | snapshot under a trickle / quiet",
+    );
+    for (const r of results) {
+      const mb = r.bytes / 1e6;
+      console.log(
+        `${r.target} | ${mb.toFixed(1)} | ${r.seconds.toFixed(2)} | ${(mb / r.seconds).toFixed(1)} | ` +
+          `${r.rssBeforeMiB.toFixed(0)} | ${r.rssPeakMiB.toFixed(0)} | ${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)} | ` +
+          `${medianRound(r)} | ${r.putRatio.toFixed(2)} | ${r.trickle?.ratio.toFixed(2) ?? "-"}`,
+      );
+    }
     console.log(
       `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${loadAfter.map((l) => l.toFixed(2)).join(" ")}; saved ${file}`,
     );

@@ -99,11 +99,12 @@ import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
 import {
   keySplitAt,
+  SNAPSHOT_YIELD_FACTOR,
   type SnapshotSink,
   sendBackendFile,
+  WriteLoad,
   WritePacer,
   writeBackendFileOffThread,
-  writesSince,
 } from "../snapshot/mod.js";
 import { authBackendService } from "../transport/auth-backend-service.js";
 import { HeartbeatClock } from "../transport/heartbeat-clock.js";
@@ -1043,25 +1044,34 @@ export class Member implements EtcdServer {
       const context = { memberCodec, clusterVersion: CLUSTER_VERSION };
       // A large key space is read by two threads, one per core, each half of the revisions.
       const split = keySplitAt(this.store.compactRevision, this.store.revision, availableParallelism());
-      const applied = () => this.applier.appliedIndex;
+      // How busy this thread is with writes: the workers and the send pace themselves by it.
+      const load = new WriteLoad(() => this.applier.appliedIndex);
       const { size, sha256, stagesMs } = await writeBackendFileOffThread(
         this.store,
         context,
         path,
         split,
-        applied,
+        () => load.busy,
       );
       try {
         const written = performance.now();
         this.metrics.backendSnapshot.observe((written - started) / 1000);
-        // Sending stays here (the call is this thread's); paced while writes are applied.
-        const pacer = new WritePacer(writesSince(applied));
+        // Sending stays here (the call is this thread's), which is then not the member's load.
+        load.ownWork();
+        const pacer = new WritePacer(
+          () => load.busy,
+          SNAPSHOT_YIELD_FACTOR,
+          (ms) => load.pause(ms),
+          () => load.probeDue(),
+        );
+        let sendPausedMs = 0;
         await sendBackendFile(path, size, {
           begin: (bytes) => sink.begin(bytes),
           write: async (chunk) => {
             const sending = performance.now();
             await sink.write(chunk);
-            await pacer.pause(performance.now() - sending);
+            const pausing = performance.now();
+            if (await pacer.pause(pausing - sending)) sendPausedMs += performance.now() - pausing;
           },
         });
         const digest = await sha256;
@@ -1073,6 +1083,9 @@ export class Member implements EtcdServer {
             write_ms: Math.round(written - started),
             send_ms: Math.round(performance.now() - written),
             stages_ms: stagesMs,
+            send_paused_ms: Math.round(sendPausedMs),
+            // The member's mean busy share with writes while the snapshot was written and sent.
+            write_load: Math.round(load.mean * 1000) / 1000,
           },
           "sent database snapshot to client",
         );

@@ -10,7 +10,9 @@ import { MEMBERS_COLUMN } from "../membership/members-table.js";
 import { tempDir, withStore } from "../mvcc/store-fixture.js";
 import { keySplitAt, writeBackendFileOffThread } from "./backend-file-worker.js";
 import type { ThreadStagesMs } from "./backend-thread-protocol.js";
+import { keepBusy } from "./busy-loop.fixture.js";
 import { BUCKETS } from "./etcd-backend.js";
+import { WriteLoad } from "./paced-view.js";
 import { openSnapshotFile, snapshotStatus, writeBackendFile } from "./snapshot-file.js";
 
 const extraColumns = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN];
@@ -89,7 +91,7 @@ describe("backend file written on a worker thread", () => {
     }
   });
 
-  it("pauses between pieces while the member's writes move, not while they stand still; the same bytes", async () => {
+  it("pauses between pieces by how busy the member's thread is with writes: hardly for a trickle, not for a busy thread with no writes; the same bytes", async () => {
     const dir = await tempDir("backend-worker-");
     try {
       await withStore(
@@ -97,31 +99,50 @@ describe("backend file written on a worker thread", () => {
           // Several 512-row pieces per thread.
           for (let i = 0; i < 4000; i++) await kv.put(`key/${i % 900}`, `value-${i}`);
           const splitKey = keySplitAt(store.compactRevision, store.revision, 2, 1);
-          const write = async (name: string, writes?: () => number) => {
-            const file = join(dir.path, name);
-            const { sha256, stagesMs } = await writeBackendFileOffThread(
-              store,
-              context,
-              file,
-              splitKey,
-              writes,
-            );
-            const digest = await sha256;
-            const paused = ["backend", "leafRun"].map((t) => (stagesMs[t] as ThreadStagesMs).paused);
-            return { digest, paused };
-          };
           let applied = 0;
-          // Moves each time the member's thread looks, as under a steady load of writes.
-          const moving = await write("moving.db", () => applied++);
-          const still = await write("still.db", () => 7);
-          const unpaced = await write("unpaced.db");
+          const write = async (name: string, busyMs: number, writes?: () => number) => {
+            // This thread busy `busyMs` of every 10 ms while the file is written.
+            const stopBusy = keepBusy(busyMs, 10);
+            // A trickle of writes: about 20 a second.
+            const trickling = setInterval(() => applied++, 50);
+            const load = writes === undefined ? undefined : new WriteLoad(writes);
+            try {
+              const file = join(dir.path, name);
+              const { sha256, stagesMs } = await writeBackendFileOffThread(
+                store,
+                context,
+                file,
+                splitKey,
+                load === undefined ? undefined : () => load.busy,
+              );
+              const digest = await sha256;
+              const ms = ["backend", "leafRun"].map((t) => stagesMs[t] as ThreadStagesMs);
+              return { digest, paused: ms.map((m) => m.paused), all: ms.map((m) => m.all) };
+            } finally {
+              stopBusy();
+              clearInterval(trickling);
+            }
+          };
+          // Writes moving each time the member's thread looks, as under a steady load of writes.
+          const busy = await write("busy.db", 8, () => applied++);
+          const trickle = await write("trickle.db", 0, () => applied);
+          const still = await write("still.db", 8, () => 7);
+          const unpaced = await write("unpaced.db", 8);
+          // A member thread 80% busy with writes: pauses of about 6 x the work.
           assert.ok(
-            moving.paused.every((ms) => ms > 0),
-            `paused ${moving.paused} ms with writes moving`,
+            busy.paused.every((ms, i) => ms > 0.5 * busy.all[i]!),
+            `paused ${busy.paused} ms of ${busy.all} with writes moving on a busy thread`,
+          );
+          // A trickle of writes on an idle thread: at most a tenth of the time paused (and a few
+          // ms: the snapshot's own start on this thread counts as its load, and this file is small).
+          assert.ok(
+            trickle.paused.every((ms, i) => ms <= 0.1 * trickle.all[i]! + 25),
+            `paused ${trickle.paused} ms of ${trickle.all} under a trickle of writes`,
           );
           assert.deepEqual(still.paused, [0, 0]);
           assert.deepEqual(unpaced.paused, [0, 0]);
-          assert.deepEqual(moving.digest, unpaced.digest);
+          assert.deepEqual(busy.digest, unpaced.digest);
+          assert.deepEqual(trickle.digest, unpaced.digest);
           assert.deepEqual(still.digest, unpaced.digest);
         },
         { extraColumns },

@@ -6,8 +6,8 @@
 // consistent state (MvccStore.shareView); the small buckets (members, alarms, auth, meta) are
 // read here from a view of the same state and handed over, so the worker loads only the writer
 // and RocksDB's reader. The bytes are those writeBackendFile writes on this thread. The worker
-// runs at the lowest CPU priority (backend-writer-thread.ts), and while writes are being applied
-// it pauses after each piece of work (paced-view.ts), on a flag this thread sets.
+// runs at the lowest CPU priority (backend-writer-thread.ts), and pauses after each piece of work
+// in proportion to how busy this thread is with writes (paced-view.ts), a share this thread publishes.
 import { rm } from "node:fs/promises";
 import type { Worker } from "node:worker_threads";
 import type { StoreView } from "../mvcc/mod.js";
@@ -15,12 +15,13 @@ import { startThreadModule, WorkerMessages } from "../mvcc/thread-module.js";
 import {
   type BackendThreadData,
   type BackendThreadMessage,
+  BUSY_SHARE_SCALE,
   type KeySplit,
   type ThreadStagesMs,
   ViewState,
 } from "./backend-thread-protocol.js";
 import { type BackendContext, smallBuckets } from "./etcd-backend.js";
-import { type WriteCounter, writesSince } from "./paced-view.js";
+import type { BusyShare } from "./paced-view.js";
 
 /** The part of MvccStore used here. */
 export interface SharedViewSource {
@@ -38,11 +39,11 @@ export interface SharedViewSource {
 const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 256 };
 
 /**
- * How often this thread tells the workers whether writes were applied (paced-view.ts): a timer
+ * How often this thread tells the workers how busy it is with writes (paced-view.ts): a timer
  * here rather than a shared counter bumped on every apply keeps the apply path as it is; a worker
- * piece of work takes a few ms, so a flag this fresh paces nearly every piece done under writes.
+ * piece of work takes a few ms, so a share this fresh paces nearly every piece by the load it ran under.
  */
-const WRITES_FLAG_MS = 5;
+const BUSY_SHARE_MS = 5;
 
 /** How long the member's thread waits for the worker to create its iterators (normally < 1 ms). */
 const OPEN_TIMEOUT_MS = 5000;
@@ -77,7 +78,7 @@ class SnapshotThread {
   readonly exited: Promise<number>;
   private readonly shared = new SharedArrayBuffer(16);
   private readonly state = new Int32Array(this.shared, 0, 1);
-  private readonly writesFlag = new Int32Array(this.shared, 4, 1);
+  private readonly busyShare = new Int32Array(this.shared, 4, 1);
   private readonly messages: WorkerMessages<BackendThreadMessage>;
 
   constructor(path: string, split?: KeySplit) {
@@ -99,9 +100,9 @@ class SnapshotThread {
     return m as Extract<BackendThreadMessage, { kind: K }>;
   }
 
-  /** Tells the thread whether writes are being applied (it pauses while they are). */
-  setWritesActive(active: boolean): void {
-    Atomics.store(this.writesFlag, 0, active ? 1 : 0);
+  /** Tells the thread how busy the member's thread is with writes (0..1; it paces itself by it). */
+  setBusyShare(share: number): void {
+    Atomics.store(this.busyShare, 0, Math.round(share * BUSY_SHARE_SCALE));
   }
 
   /** Hands the thread the database and wakes it to create its iterators. */
@@ -136,14 +137,14 @@ class SnapshotThread {
  * removing the file. `stagesMs` says where each thread's time went (the sha256's once it settles).
  * With `splitKey` (keySplitAt) a second thread writes the leaves of the
  * revisions from that key on, at the same time, into `path`.run, which the first copies in.
- * With `writes` (the member's applied writes), the threads pause while it moves.
+ * With `busy` (paced-view.ts's WriteLoad.busy on the member's thread), the threads pace themselves by it.
  */
 export async function writeBackendFileOffThread(
   store: SharedViewSource,
   context: BackendContext,
   path: string,
   splitKey?: Buffer,
-  writes?: WriteCounter,
+  busy?: BusyShare,
 ): Promise<{ size: number; sha256: Promise<Buffer>; stagesMs: Record<string, ThreadStagesMs | number> }> {
   const runPath = `${path}.run`;
   const split = (role: KeySplit["role"]) =>
@@ -151,7 +152,7 @@ export async function writeBackendFileOffThread(
   const main = new SnapshotThread(path, split("backend"));
   const helper = splitKey === undefined ? undefined : new SnapshotThread(path, split("leafRun"));
   const threads = helper === undefined ? [main] : [main, helper];
-  const flagTimer = writes === undefined ? undefined : publishWrites(writes, threads);
+  const shareTimer = busy === undefined ? undefined : publishBusyShare(busy, threads);
   let release: (() => void) | undefined;
   let handedOver = false;
   const stagesMs: Record<string, ThreadStagesMs | number> = {};
@@ -192,7 +193,7 @@ export async function writeBackendFileOffThread(
         stagesMs.sha256 = Math.round(ms);
         return Buffer.from(digest);
       } finally {
-        clearInterval(flagTimer);
+        clearInterval(shareTimer);
         await main.stop();
       }
     })();
@@ -202,7 +203,7 @@ export async function writeBackendFileOffThread(
     // A worker that is not done (a failure, the store closing) is stopped before the view is
     // released: its iterators must not outlive the database.
     if (!handedOver) {
-      clearInterval(flagTimer);
+      clearInterval(shareTimer);
       await Promise.all(threads.map((thread) => thread.stop()));
     }
     release?.();
@@ -210,13 +211,12 @@ export async function writeBackendFileOffThread(
   }
 }
 
-/** Sets the threads' writes flag every WRITES_FLAG_MS until cleared. */
-function publishWrites(writes: WriteCounter, threads: SnapshotThread[]): NodeJS.Timeout {
-  const active = writesSince(writes);
+/** Sets the threads' busy share every BUSY_SHARE_MS until cleared. */
+function publishBusyShare(busy: BusyShare, threads: SnapshotThread[]): NodeJS.Timeout {
   const timer = setInterval(() => {
-    const now = active();
-    for (const thread of threads) thread.setWritesActive(now);
-  }, WRITES_FLAG_MS);
+    const share = busy();
+    for (const thread of threads) thread.setBusyShare(share);
+  }, BUSY_SHARE_MS);
   // The snapshot's call keeps the process alive, not this.
   timer.unref();
   return timer;

@@ -2,6 +2,9 @@
 // own module: the threads import it, and must not load the member's side of the snapshot code.
 import type { Row } from "./backend-buckets.js";
 
+/** The busy share (0..1) in the shared buffer: an integer of this many parts. */
+export const BUSY_SHARE_SCALE = 1000;
+
 /** Where the view is, in the shared state word. */
 export const ViewState = { Waiting: 0, Go: 1, Open: 2, Failed: 3 } as const;
 
@@ -18,8 +21,8 @@ export interface KeySplit {
 
 export interface BackendThreadData {
   /**
-   * 16 bytes: the state word (Int32 at 0), whether the member is applying writes (Int32 at 4, 1
-   * while it is: the thread paces itself) and the database handle (BigInt64 at 8).
+   * 16 bytes: the state word (Int32 at 0), how busy the member's thread is with writes (Int32 at
+   * 4, in BUSY_SHARE_SCALE ths: the thread paces itself by it) and the database handle (BigInt64 at 8).
    */
   shared: SharedArrayBuffer;
   path: string;

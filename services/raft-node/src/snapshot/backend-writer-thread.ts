@@ -10,9 +10,9 @@
 // thread more than it saved (its answers' buffers doubled the garbage collection). Writes, too,
 // so that copying into the page cache is this thread's CPU, not the pool's (nice 0, and where the
 // WAL's writes run); measured on 1,000,000 keys, no change in rate or puts either way.
-// While the member applies writes, the thread pauses after each piece (paced-view.ts): nice 19
-// keeps its own CPU low, but its garbage collection and compilation run on V8's helper threads
-// at the process's priority.
+// The thread pauses after each piece in proportion to how busy the member's thread is with writes
+// (paced-view.ts): nice 19 keeps its own CPU low, but its garbage collection and compilation run
+// on V8's helper threads at the process's priority.
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
@@ -28,6 +28,7 @@ import {
 import {
   type BackendThreadData,
   type BackendThreadMessage,
+  BUSY_SHARE_SCALE,
   type PackedLeafRun,
   ViewState,
 } from "./backend-thread-protocol.js";
@@ -47,15 +48,15 @@ const READ_BYTES = 256 * 1024;
 const data = workerData as BackendThreadData;
 const state = new Int32Array(data.shared, 0, 1);
 const handle = new BigInt64Array(data.shared, 8, 1);
-const writesFlag = new Int32Array(data.shared, 4, 1);
-const pacer = new WritePacer(() => Atomics.load(writesFlag, 0) === 1);
+const busyShare = new Int32Array(data.shared, 4, 1);
+const pacer = new WritePacer(() => Atomics.load(busyShare, 0) / BUSY_SHARE_SCALE);
 const post = (message: BackendThreadMessage) => parentPort!.postMessage(message);
 const split = data.split;
 const splitKey = split === undefined ? undefined : Buffer.from(split.key);
 const inbox = messages();
 const stages = { read: 0, write: 0, copy: 0, wait: 0, paused: 0, all: 0 };
 let pieceStarted = performance.now();
-/** Between pieces of work: pauses for the last piece's time x the factor if writes are being applied. */
+/** Between pieces of work: pauses for the last piece's time x the factor x the member's busy share. */
 async function paced(): Promise<void> {
   const now = performance.now();
   const paused = await pacer.pause(now - pieceStarted);
