@@ -43,7 +43,7 @@ import {
 } from "@etcd-ts/raft";
 import type { MemberConfig } from "../config/flags.js";
 import { formatId } from "../membership/member-id.js";
-import { stageTimeline } from "../server/stage-timeline.js";
+import { eventTrace, stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
@@ -177,6 +177,7 @@ export class RaftLoop {
 
   /** Schedules Ready processing after the current turn, so work from this turn is batched. */
   kick(): void {
+    eventTrace?.add(`kick ${this.readyScheduled ? "s" : ""}${this.inReady ? "r" : ""}`);
     if (this.readyScheduled || this.inReady || this.stopped) return;
     this.readyScheduled = true;
     setImmediate(() => {
@@ -198,6 +199,7 @@ export class RaftLoop {
     } catch (err) {
       this.fail(err);
     } finally {
+      eventTrace?.add("ready.done");
       this.inReady = false;
       for (const wake of this.readyIdle.splice(0)) wake();
     }
@@ -244,6 +246,9 @@ export class RaftLoop {
 
   private send(messages: Message[]): void {
     if (messages.length === 0) return;
+    eventTrace?.add(
+      `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}${this.heldSends ? " HELD" : ""}`,
+    );
     if (this.heldSends !== undefined) {
       stageTimeline?.mark("send.queued");
       this.heldSends.push(messages);
