@@ -97,6 +97,7 @@ class EventTrace {
     const hr0 = Number(process.hrtime.bigint());
     const p0 = performance.now();
     setInterval(() => this.flush(), 1000).unref();
+    process.on("exit", () => this.flush());
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
         const at = hr0 + (e.startTime - p0) * 1e6;
