@@ -76,7 +76,6 @@ export {
 export {
   type CallKind,
   type CallStatus,
-  frameGrpcMessage,
   type GrpcCallObserver,
   GrpcHttp2Server,
   type GrpcHttp2ServerOptions,
@@ -90,6 +89,12 @@ export {
 } from "./grpc/http2-server.js";
 export type { KeepalivePolicy } from "./grpc/keepalive.js";
 export { type GrpcListener, listenGrpc, parseGrpcTarget } from "./grpc/listen.js";
+export {
+  frameGrpcMessage,
+  GrpcFramingError,
+  MessageDeframer,
+  messagePrefix,
+} from "./grpc/message-framing.js";
 export {
   fromEtcdJson,
   type JsonEnumTable,

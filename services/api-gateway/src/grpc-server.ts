@@ -149,7 +149,7 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
       if (outcome.error !== undefined) call.finish(outcome.error);
       else if (outcome.relayed) call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
       else {
-        // A large answer goes on in the pieces it came in (http2-unary-channel.ts).
+        // A large answer goes on in the pieces it came in (member-channel.ts).
         if (outcome.parts !== undefined) call.sendMessageParts(outcome.parts);
         else call.sendMessage(outcome.response!);
         call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
@@ -164,7 +164,7 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
 
 const AUTH_OLD_REVISION = new EtcdError("AuthOldRevision").details;
 
-/** A large Range answer goes to this client as it arrives (http2-unary-channel.ts, ResponseRelay). */
+/** A large Range answer goes to this client as it arrives (member-channel.ts, ResponseRelay). */
 function relayTo(call: ServerCall): { start: ServerCall["startMessage"] } {
   return { start: (length) => call.startMessage(length) };
 }

@@ -27,6 +27,12 @@ import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.
 import { encodeLiteralHeaderBlock, type HeaderField } from "./http2-frames.js";
 import type { KeepalivePolicy } from "./keepalive.js";
 import { parseGrpcTarget } from "./listen.js";
+import {
+  frameGrpcMessage,
+  type GrpcFramingError,
+  MessageDeframer,
+  messagePrefix,
+} from "./message-framing.js";
 
 export type CallKind = "unary" | "server-stream" | "bidi";
 
@@ -238,6 +244,7 @@ export class Http2ServerCall extends ServerCall {
     private readonly maxReceiveBytes = Number.POSITIVE_INFINITY,
   ) {
     super(path, deadlineFrom(headers["grpc-timeout"]));
+    this.inbox = new MessageDeframer(maxReceiveBytes);
     if (this.deadline !== undefined) {
       this.deadlineTimer = setTimeout(
         () => {
@@ -419,54 +426,37 @@ export class Http2ServerCall extends ServerCall {
     this.emit("close");
   }
 
-  /**
-   * @internal Incoming bytes, split into messages (the 5-byte gRPC prefix). Chunks are kept
-   * as a list and joined once a whole message is there: a large request arrives in many
-   * DATA frames, and joining at every chunk would copy it over and over.
-   */
+  /** @internal Incoming bytes, split into messages (message-framing.ts). */
   receive(chunk: Buffer): void {
     if (this.finished) return;
-    this.inbox.push(chunk);
-    this.inboxBytes += chunk.length;
-    while (this.inboxBytes >= 5) {
-      const head = this.inbox[0]!.length >= 5 ? this.inbox[0]! : this.joinInbox();
-      const length = head.readUInt32BE(1);
-      if (length > this.maxReceiveBytes) {
-        this.finish({
-          code: grpc.status.RESOURCE_EXHAUSTED,
-          details: `Received message larger than max (${length} vs. ${this.maxReceiveBytes})`,
-        });
-        this.inbox = [];
-        this.inboxBytes = 0;
+    const inbox = this.inbox;
+    inbox.push(chunk);
+    for (;;) {
+      let message: Buffer | undefined;
+      try {
+        message = inbox.next();
+      } catch (error) {
+        const { kind, length } = error as GrpcFramingError;
+        this.finish(
+          kind === "too-large"
+            ? {
+                code: grpc.status.RESOURCE_EXHAUSTED,
+                details: `Received message larger than max (${length} vs. ${this.maxReceiveBytes})`,
+              }
+            : {
+                code: grpc.status.UNIMPLEMENTED,
+                details: "etcd-ts: compressed gRPC messages are not supported",
+              },
+        );
         return;
       }
-      if (this.inboxBytes < 5 + length) return;
-      if (head[0] !== 0) {
-        this.finish({
-          code: grpc.status.UNIMPLEMENTED,
-          details: "etcd-ts: compressed gRPC messages are not supported",
-        });
-        this.inbox = [];
-        this.inboxBytes = 0;
-        return;
-      }
-      const all = this.joinInbox();
-      const message = all.subarray(5, 5 + length);
-      const rest = all.subarray(5 + length);
-      this.inbox = rest.length > 0 ? [rest] : [];
-      this.inboxBytes = rest.length;
-      this.observer?.received(length);
+      if (message === undefined) return;
+      this.observer?.received(message.length);
       this.emit("message", message);
     }
   }
 
-  private joinInbox(): Buffer {
-    if (this.inbox.length > 1) this.inbox = [Buffer.concat(this.inbox, this.inboxBytes)];
-    return this.inbox[0]!;
-  }
-
-  private inbox: Buffer[] = [];
-  private inboxBytes = 0;
+  private readonly inbox: MessageDeframer;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -477,22 +467,6 @@ const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeLiteralHeaderBlock([
 const IGNORED_STREAM: StreamEvents = { data() {}, end() {}, close() {}, drain() {} };
 /** Up to this many queued bytes are joined into one write; above, the pieces go as they are. */
 const JOIN_MAX_BYTES = 1024 * 1024;
-
-/** One gRPC message on the wire: flag 0 (not compressed), its 4-byte big-endian length, the bytes. */
-export function frameGrpcMessage(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
-}
-
-function messagePrefix(length: number): Buffer {
-  const prefix = Buffer.allocUnsafe(5);
-  prefix[0] = 0;
-  prefix.writeUInt32BE(length, 1);
-  return prefix;
-}
 
 /** `:status: 200` (HPACK static entry 8) and `content-type: application/grpc`: the same for every call. */
 const RESPONSE_HEADERS_BLOCK = Buffer.concat([

@@ -7,8 +7,8 @@ import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { ClusterSnapshot, MemberState } from "../routing/member-selection.js";
 import { decodeAuthStatus, decodeMemberListResponse, decodeStatusResponse } from "../wire/etcd-messages.js";
-import { Http2UnaryChannel } from "./http2-unary-channel.js";
-import { addressFromClientUrl, createUpstreamClient, type UpstreamTls } from "./upstream-client.js";
+import { MemberChannel } from "./member-channel.js";
+import { addressFromClientUrl, type UpstreamTls } from "./upstream-client.js";
 
 const STATUS_PATH = "/etcdserverpb.Maintenance/Status";
 const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
@@ -26,10 +26,8 @@ export interface ClusterTrackerOptions {
 
 interface Endpoint {
   address: string;
-  /** grpc-js channel: streams (watch, lease keep-alive, snapshot). */
-  client: grpc.Client;
-  /** Our HTTP/2 client: every unary call, forwarded or the tracker's probes. */
-  unary: Http2UnaryChannel;
+  /** Our HTTP/2 client: every call and stream to the member, the tracker's probes too. */
+  channel: MemberChannel;
   /** Learnt from its own Status answer. */
   memberId: string | undefined;
   isLearner: boolean;
@@ -95,13 +93,8 @@ export class ClusterTracker {
     return this.peers;
   }
 
-  clientFor(memberId: string): grpc.Client | undefined {
-    for (const ep of this.endpoints.values()) if (ep.memberId === memberId) return ep.client;
-    return undefined;
-  }
-
-  unaryChannelFor(memberId: string): Http2UnaryChannel | undefined {
-    for (const ep of this.endpoints.values()) if (ep.memberId === memberId) return ep.unary;
+  channelFor(memberId: string): MemberChannel | undefined {
+    for (const ep of this.endpoints.values()) if (ep.memberId === memberId) return ep.channel;
     return undefined;
   }
 
@@ -162,10 +155,7 @@ export class ClusterTracker {
   close(): void {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
-    for (const ep of this.endpoints.values()) {
-      ep.client.close();
-      ep.unary.close();
-    }
+    for (const ep of this.endpoints.values()) ep.channel.close();
     this.endpoints.clear();
   }
 
@@ -174,8 +164,7 @@ export class ClusterTracker {
     if (ep === undefined) {
       ep = {
         address,
-        client: createUpstreamClient(address, this.options.upstreamTls),
-        unary: new Http2UnaryChannel(address, this.options.upstreamTls),
+        channel: new MemberChannel(address, this.options.upstreamTls),
         memberId: undefined,
         isLearner: false,
         healthy: false,
@@ -239,7 +228,7 @@ export class ClusterTracker {
       endpoints.map(async (ep) => {
         const started = performance.now();
         try {
-          const raw = await this.call(ep.unary, STATUS_PATH);
+          const raw = await this.call(ep.channel, STATUS_PATH);
           const status = decodeStatusResponse(raw);
           const rtt = performance.now() - started;
           ep.slowProbes = 0;
@@ -278,7 +267,7 @@ export class ClusterTracker {
     for (const ep of [...this.endpoints.values()].filter((e) => e.healthy)) {
       try {
         const asOf = Date.now();
-        const status = decodeAuthStatus(await this.call(ep.unary, AUTH_STATUS_PATH));
+        const status = decodeAuthStatus(await this.call(ep.channel, AUTH_STATUS_PATH));
         this.authEnabled = status.enabled;
         this.authRevision = Math.max(this.authRevision, status.revision);
         this.authEnabledAsOf = asOf;
@@ -293,7 +282,7 @@ export class ClusterTracker {
     const healthy = [...this.endpoints.values()].filter((ep) => ep.healthy);
     for (const ep of healthy) {
       try {
-        const { members } = decodeMemberListResponse(await this.call(ep.unary, MEMBER_LIST_PATH));
+        const { members } = decodeMemberListResponse(await this.call(ep.channel, MEMBER_LIST_PATH));
         const listedAddresses = new Set<string>();
         this.peers = members.flatMap((m) => m.peerURLs.slice(0, 1));
         for (const m of members) {
@@ -313,8 +302,7 @@ export class ClusterTracker {
           ep.listed = listedAddresses.has(ep.address);
           if (!ep.listed && !ep.seed) {
             this.options.logger.info({ member: ep.memberId, address: ep.address }, "member removed");
-            ep.client.close();
-            ep.unary.close();
+            ep.channel.close();
             this.endpoints.delete(ep.address);
           }
         }
@@ -350,7 +338,7 @@ export class ClusterTracker {
   }
 
   /** A probe's call; rejects with its status (code and details) when it fails. */
-  private async call(channel: Http2UnaryChannel, path: string): Promise<Buffer> {
+  private async call(channel: MemberChannel, path: string): Promise<Buffer> {
     const { error, response } = await channel.call(
       path,
       EMPTY,

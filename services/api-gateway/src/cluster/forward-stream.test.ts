@@ -1,4 +1,4 @@
-// Http2UnaryChannel's Forward/Calls path against a member-like GrpcHttp2Server (the handlers a
+// MemberChannel's Forward/Calls path against a member-like GrpcHttp2Server (the handlers a
 // member would register, in bytes) and against a server without the method (etcd's case).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -12,7 +12,7 @@ import {
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
-import { Http2UnaryChannel } from "./http2-unary-channel.js";
+import { MemberChannel } from "./member-channel.js";
 import { passThrough } from "./upstream-client.js";
 
 const PUT = "/etcdserverpb.KV/Put";
@@ -62,13 +62,13 @@ async function until(condition: () => boolean): Promise<void> {
   assert.ok(condition(), "condition not reached in 2 s");
 }
 
-describe("Http2UnaryChannel over Forward/Calls", () => {
+describe("MemberChannel over Forward/Calls", () => {
   let member: Awaited<ReturnType<typeof memberLike>>;
-  let channel: Http2UnaryChannel;
+  let channel: MemberChannel;
 
   before(async () => {
     member = await memberLike();
-    channel = new Http2UnaryChannel(member.address);
+    channel = new MemberChannel(member.address);
   });
 
   after(async () => {
@@ -124,7 +124,7 @@ describe("Http2UnaryChannel over Forward/Calls", () => {
 describe("Forward/Calls failures", () => {
   it("a call written before the connection broke fails with Connection dropped (outcome unknown)", async () => {
     const member = await memberLike();
-    const channel = new Http2UnaryChannel(member.address);
+    const channel = new MemberChannel(member.address);
     try {
       const pending = channel.call(TXN, Buffer.from("w"), new grpc.Metadata(), undefined).result;
       await until(() => member.held.length === 1);
@@ -143,7 +143,7 @@ describe("Forward/Calls failures", () => {
 
   it("a member closing gracefully (two-step GOAWAY) lets the calls in flight finish, then closes", async () => {
     const member = await memberLike();
-    const channel = new Http2UnaryChannel(member.address);
+    const channel = new MemberChannel(member.address);
     try {
       const onForward = channel.call(TXN, Buffer.from("f"), new grpc.Metadata(), undefined).result;
       const alone = channel.call(HELD_ALONE, Buffer.from("a"), new grpc.Metadata(), undefined).result;
@@ -173,7 +173,7 @@ describe("Forward/Calls failures", () => {
 
   it("waits for a stream when the member's --max-concurrent-streams is reached, deadlines holding", async () => {
     const member = await memberLike(2);
-    const channel = new Http2UnaryChannel(member.address);
+    const channel = new MemberChannel(member.address);
     try {
       const calls = ["a", "b", "c", "d", "e"].map(
         (v) => channel.call(HELD_ALONE, Buffer.from(v), new grpc.Metadata(), Date.now() + 5000).result,
@@ -206,7 +206,7 @@ describe("Forward/Calls failures", () => {
   });
 
   it("a call that could not connect says it was never sent, so even a write may be retried", async () => {
-    const channel = new Http2UnaryChannel(`127.0.0.1:${await freePort()}`);
+    const channel = new MemberChannel(`127.0.0.1:${await freePort()}`);
     try {
       const r = await channel.call(PUT, Buffer.from("x"), new grpc.Metadata(), Date.now() + 2000).result;
       assert.equal(r.error?.code, grpc.status.UNAVAILABLE);
@@ -218,9 +218,9 @@ describe("Forward/Calls failures", () => {
   });
 });
 
-describe("Http2UnaryChannel in front of a member without Forward/Calls", () => {
+describe("MemberChannel in front of a member without Forward/Calls", () => {
   let server: grpc.Server;
-  let channel: Http2UnaryChannel;
+  let channel: MemberChannel;
   const seen: string[] = [];
 
   before(async () => {
@@ -240,7 +240,7 @@ describe("Http2UnaryChannel in front of a member without Forward/Calls", () => {
         err ? reject(err) : resolve(p),
       ),
     );
-    channel = new Http2UnaryChannel(`127.0.0.1:${port}`);
+    channel = new MemberChannel(`127.0.0.1:${port}`);
   });
 
   after(() => {

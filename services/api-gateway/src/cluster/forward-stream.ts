@@ -3,7 +3,7 @@
 // was 13.5% of the gateway's CPU per put, and the member pays for each stream's headers too.
 // The frames of one event-loop turn leave in one write.
 //
-// Outcomes keep the per-call channel's meaning (http2-unary-channel.ts), which the retry
+// Outcomes keep the per-call channel's meaning (member-channel.ts), which the retry
 // policy reads: a call the stream ended under after it was written fails with "Connection
 // dropped" (outcome unknown), or "No connection established" when the connection never
 // connected; a call not yet written goes out on its own stream instead. A member that does
@@ -20,9 +20,10 @@ import {
   H2_ERROR,
   type H2ClientStream,
   type IncomingHeaders,
+  MessageDeframer,
 } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
-import type { PendingUnary, UnaryResult } from "./http2-unary-channel.js";
+import type { PendingUnary, UnaryResult } from "./member-channel.js";
 
 /**
  * Calls in flight on one stream at most; beyond it calls take their own stream. Bounds what a
@@ -71,8 +72,7 @@ export class ForwardStream implements ClientStreamEvents {
   private draining = false;
   private closed = false;
   private status: number | undefined;
-  private inbox: Buffer[] = [];
-  private inboxBytes = 0;
+  private readonly inbox = new MessageDeframer();
 
   /** Opens the stream on `connection` (`headers`: its request's header block); undefined once it is going away. */
   static open(
@@ -222,27 +222,21 @@ export class ForwardStream implements ClientStreamEvents {
     this.stream.end();
   }
 
-  /** Splits the response bytes into messages (5-byte prefix each) and settles their calls. */
+  /** Splits the response bytes into messages and settles their calls. */
   private receive(chunk: Buffer): void {
     this.inbox.push(chunk);
-    this.inboxBytes += chunk.length;
-    while (this.inboxBytes >= 5 && !this.closed) {
-      if (this.inbox.length > 1 && this.inbox[0]!.length < 5) this.joinInbox();
-      const head = this.inbox[0]!;
-      const length = head.readUInt32BE(1);
-      if (this.inboxBytes < 5 + length) return;
-      const all = this.joinInbox();
-      const message = all.subarray(5, 5 + length);
-      const rest = all.subarray(5 + length);
-      this.inbox = rest.length > 0 ? [rest] : [];
-      this.inboxBytes = rest.length;
+    while (!this.closed) {
+      let message: Buffer | undefined;
+      try {
+        message = this.inbox.next();
+      } catch {
+        // A compressed answer: not our protocol (see onResult).
+        this.stream.reset(H2_ERROR.CANCEL);
+        return;
+      }
+      if (message === undefined) return;
       this.onResult(message);
     }
-  }
-
-  private joinInbox(): Buffer {
-    if (this.inbox.length > 1) this.inbox = [Buffer.concat(this.inbox, this.inboxBytes)];
-    return this.inbox[0]!;
   }
 
   private onResult(message: Buffer): void {

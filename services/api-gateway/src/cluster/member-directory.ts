@@ -1,12 +1,10 @@
-import type grpc from "@grpc/grpc-js";
 import type { ClusterSnapshot } from "../routing/member-selection.js";
-import type { Http2UnaryChannel } from "./http2-unary-channel.js";
+import type { MemberChannel } from "./member-channel.js";
 
 /** What the proxies need from cluster tracking; an interface so tests can stand in for it. */
 export interface MemberDirectory {
   snapshot(): ClusterSnapshot;
-  clientFor(memberId: string): grpc.Client | undefined;
-  unaryChannelFor(memberId: string): Http2UnaryChannel | undefined;
+  channelFor(memberId: string): MemberChannel | undefined;
   markDown(memberId: string): void;
   refresh(): Promise<void>;
   onChange(listener: (snapshot: ClusterSnapshot) => void): () => void;

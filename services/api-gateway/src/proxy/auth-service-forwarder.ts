@@ -5,7 +5,7 @@
 // client, not this gateway. A client cannot choose that address: any value it sent is replaced.
 import { etcdserverpb } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
-import { Http2UnaryChannel } from "../cluster/http2-unary-channel.js";
+import { MemberChannel } from "../cluster/member-channel.js";
 import type { UpstreamTls } from "../cluster/upstream-client.js";
 import type { CallCancellation, UnaryOutcome } from "./unary-forwarder.js";
 
@@ -16,13 +16,13 @@ const COMMON_NAME_TOKEN_PATH = "/etcdts.gatewayauth.GatewayAuth/CommonNameToken"
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 export class AuthServiceForwarder {
-  private readonly channels: Http2UnaryChannel[];
+  private readonly channels: MemberChannel[];
   private next = 0;
 
   /** `tls`: dial the replicas over TLS, as members are dialled (the gateway's --cacert/--cert/--key). */
   constructor(addresses: readonly string[], tls?: UpstreamTls) {
     if (addresses.length === 0) throw new Error("no auth service address");
-    this.channels = addresses.map((a) => new Http2UnaryChannel(a, tls));
+    this.channels = addresses.map((a) => new MemberChannel(a, tls));
   }
 
   /**

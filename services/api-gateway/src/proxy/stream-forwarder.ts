@@ -1,5 +1,5 @@
 // Server-streaming calls (Snapshot, Election.Observe, RangeStream) relayed message by
-// message with backpressure. Retried on another member only before the first message:
+// message with backpressure, on the member's channel (upstream-stream.ts). Retried on another member only before the first message:
 // after that the client has seen part of one member's answer. With a token gate, a call
 // carrying a bad JWT is refused here as every member refuses it (a Snapshot is root's once auth
 // is on), and reaches no member.
@@ -9,7 +9,7 @@ import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { type TokenGate, tokenOf, tokenRefusal } from "../auth/token-gate.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
-import { passThrough } from "../cluster/upstream-client.js";
+import { openUpstreamStream } from "../cluster/upstream-stream.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import { judgeFailure, mayRetry, retryDelayMs } from "../routing/failure-policy.js";
 import { type RoundRobin, selectMember } from "../routing/member-selection.js";
@@ -51,14 +51,16 @@ export class StreamForwarder {
 
     for (let attempt = 1; attempt <= this.maxAttempts && !clientGone; attempt++) {
       const member = selectMember(target, this.members.snapshot(), this.rr, failed);
-      const client = member === undefined ? undefined : this.members.clientFor(member.id);
-      if (member === undefined || client === undefined) {
+      const status =
+        member === undefined
+          ? undefined
+          : await this.pipeOnce(member.id, route.path, request, metadata, deadline, call);
+      if (member === undefined || status === undefined) {
         failed.clear();
         await this.members.refresh();
         await sleep(retryDelayMs(attempt));
         continue;
       }
-      const status = await this.pipeOnce(client, route.path, request, metadata, deadline, call);
       if (status.code === grpc.status.OK || status.sentData) {
         this.finish(call, status, method, member.id);
         return;
@@ -100,40 +102,51 @@ export class StreamForwarder {
     call.finish({ code: status.code, details: status.details, metadata: status.metadata });
   }
 
+  /** One attempt on `memberId`; undefined when its channel takes no stream now. */
   private pipeOnce(
-    client: grpc.Client,
+    memberId: string,
     path: string,
     request: Buffer,
     metadata: grpc.Metadata,
     deadline: grpc.Deadline,
     call: ServerCall,
-  ): Promise<grpc.StatusObject & { sentData: boolean }> {
+  ): Promise<(grpc.StatusObject & { sentData: boolean }) | undefined> {
     return new Promise((resolve) => {
-      const options: grpc.CallOptions = deadline === Number.POSITIVE_INFINITY ? {} : { deadline };
-      const upstream = client.makeServerStreamRequest(
-        path,
-        passThrough,
-        passThrough,
-        request,
-        metadata,
-        options,
-      );
       let sentData = false;
-      const onCancel = () => upstream.cancel();
+      let paused = false;
+      const onCancel = () => upstream?.close();
+      const upstream = openUpstreamStream({
+        members: this.members,
+        memberId,
+        path,
+        metadata,
+        logger: this.logger,
+        what: splitMethodPath(path)[1],
+        ...(deadline === Number.POSITIVE_INFINITY ? {} : { deadlineMs: Number(deadline) }),
+        onMessage: (message) => {
+          sentData = true;
+          if (!call.sendMessage(message) && !paused) {
+            // The client is slow: the member's stream waits (its window is not replenished).
+            paused = true;
+            upstream?.pause();
+            call.once("drain", () => {
+              paused = false;
+              upstream?.resume();
+            });
+          }
+        },
+        onEnd: (status) => {
+          call.off("cancelled", onCancel);
+          resolve({ ...status, sentData });
+        },
+      });
+      if (upstream === undefined) {
+        resolve(undefined);
+        return;
+      }
       call.once("cancelled", onCancel);
-      upstream.on("data", (chunk: Buffer) => {
-        sentData = true;
-        if (!call.sendMessage(chunk)) {
-          upstream.pause();
-          call.once("drain", () => upstream.resume());
-        }
-      });
-      // 'error' carries the same status as 'status'; listening keeps it from throwing.
-      upstream.on("error", () => {});
-      upstream.on("status", (status: grpc.StatusObject) => {
-        call.off("cancelled", onCancel);
-        resolve({ ...status, sentData });
-      });
+      upstream.send(request);
+      upstream.end();
     });
   }
 }

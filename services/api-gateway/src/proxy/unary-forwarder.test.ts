@@ -5,7 +5,7 @@ import grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { RangeCache } from "../cache/range-cache.js";
 import { RangeCacheFeed } from "../cache/range-cache-feed.js";
-import type { Http2UnaryChannel, UnaryResult } from "../cluster/http2-unary-channel.js";
+import type { MemberChannel, UnaryResult } from "../cluster/member-channel.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import { GatewayMetrics } from "../observability/gateway-metrics.js";
 import type { ClusterSnapshot } from "../routing/member-selection.js";
@@ -50,7 +50,7 @@ class FakeMembers implements MemberDirectory {
     };
   }
 
-  unaryChannelFor(memberId: string): Http2UnaryChannel {
+  channelFor(memberId: string): MemberChannel {
     const channel = {
       call: (path: string) => {
         this.calls.push({ member: memberId, path });
@@ -62,12 +62,9 @@ class FakeMembers implements MemberDirectory {
         return { result: Promise.resolve(result), cancel: () => {} };
       },
     };
-    return channel as unknown as Http2UnaryChannel;
+    return channel as unknown as MemberChannel;
   }
 
-  clientFor(): undefined {
-    return undefined;
-  }
   markDown(): void {}
   async refresh(): Promise<void> {}
   onChange(_listener: (snapshot: ClusterSnapshot) => void): () => void {

@@ -17,11 +17,11 @@ import type { RangeCacheTicket } from "../cache/range-cache.js";
 import type { RangeCacheFeed, RangeCaller } from "../cache/range-cache-feed.js";
 import { ReadBarrier } from "../cache/read-barrier.js";
 import {
-  type Http2UnaryChannel,
+  type MemberChannel,
   PARTS_MIN_BYTES,
   type ResponseRelay,
   type UnaryResult,
-} from "../cluster/http2-unary-channel.js";
+} from "../cluster/member-channel.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
 import {
@@ -427,7 +427,7 @@ export class UnaryForwarder {
    * answering), for the Range cache's permissions; undefined when it cannot be read.
    */
   private async settleAuthChange(memberId: string): Promise<void> {
-    const channel = this.members.unaryChannelFor(memberId);
+    const channel = this.members.channelFor(memberId);
     let revision: number | undefined;
     if (channel !== undefined) {
       const { result } = channel.call(AUTH_STATUS_PATH, EMPTY, new grpc.Metadata(), Date.now() + 2_000);
@@ -491,7 +491,7 @@ export class UnaryForwarder {
           attempt,
         });
       }
-      const client = member === undefined ? undefined : this.members.unaryChannelFor(member.id);
+      const client = member === undefined ? undefined : this.members.channelFor(member.id);
       if (member === undefined || client === undefined) {
         if (peeked.target.kind === "member") {
           last = unavailable(`etcd-ts gateway: member ${peeked.target.id} is not known`);
@@ -586,7 +586,7 @@ export class UnaryForwarder {
   }
 
   private async callOnce(
-    channel: Http2UnaryChannel,
+    channel: MemberChannel,
     path: string,
     request: Buffer,
     metadata: grpc.Metadata,

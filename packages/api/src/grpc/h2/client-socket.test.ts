@@ -10,7 +10,8 @@ import tls from "node:tls";
 import grpc from "@grpc/grpc-js";
 import { loadServerTls } from "../../tls/server-tls.js";
 import { encodeLiteralHeaderBlock } from "../http2-frames.js";
-import { frameGrpcMessage, GrpcHttp2Server, type ServerCall } from "../http2-server.js";
+import { GrpcHttp2Server, type ServerCall } from "../http2-server.js";
+import { frameGrpcMessage } from "../message-framing.js";
 import { ClientSocketConnection, type ClientTls } from "./client-socket.js";
 import type { IncomingHeaders } from "./session.js";
 

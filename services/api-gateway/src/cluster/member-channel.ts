@@ -1,10 +1,11 @@
-// Unary gRPC calls to one member over one HTTP/2 connection of our own core (@etcd-ts/api's
-// ClientSocketConnection and H2ClientConnection, as the members' peer transport dials). The
+// Unary gRPC calls and the watch and keep-alive streams to one member over one HTTP/2
+// connection of our own core (@etcd-ts/api's ClientSocketConnection and H2ClientConnection, as
+// the members' peer transport dials). The
 // gateway's hottest path only needs "send these bytes, give me the answer's bytes, status and
 // trailers": grpc-js's client stack (interceptors, resolver, load-balancer, per-call filters)
 // costs a large share of the proxy's CPU per call for features a fixed member address never
 // uses, and node:http2's client session a stream object, an EventEmitter and a round of nghttp2
-// callbacks per call. Streams (watch, keep-alive, snapshot) still use grpc-js.
+// callbacks per call. The snapshot stream still uses grpc-js (upstream-client.ts).
 //
 // Calls whose answers are small (not Range: one full list would hold every call queued behind
 // it) go over one multiplexed stream when the member serves it (forward-stream.ts).
@@ -83,7 +84,7 @@ const FORWARDED_METHOD =
 const MAX_FORWARDED_REQUEST_BYTES = 64 * 1024;
 
 /** One member's HTTP/2 connection, reconnected lazily after it closes or goes away. */
-export class Http2UnaryChannel {
+export class MemberChannel {
   private connection: ClientSocketConnection | undefined;
   /** The Forward/Calls stream on the current connection. */
   private forward: ForwardStream | undefined;
@@ -181,6 +182,23 @@ export class Http2UnaryChannel {
     }
     call.start(stream);
     return call;
+  }
+
+  /**
+   * A stream (watch, keep-alive, snapshot: upstream-stream.ts) on the current connection;
+   * undefined when the connection is closing or the member takes no more streams now.
+   */
+  openStream(
+    path: string,
+    metadata: grpc.Metadata,
+    events: ClientStreamEvents,
+    deadlineMs?: number,
+  ): { stream: H2ClientStream; connection: ClientSocketConnection } | undefined {
+    if (this.closed) return undefined;
+    const connection = this.current();
+    if (connection.h2.full) return undefined;
+    const stream = connection.h2.request(this.headerBlock(path, metadata, deadlineMs), events);
+    return stream === undefined ? undefined : { stream, connection };
   }
 
   /** @internal A stream to the member ended: calls waiting for one may go. */
@@ -361,7 +379,7 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
   private paused = false;
 
   constructor(
-    private readonly channel: Http2UnaryChannel,
+    private readonly channel: MemberChannel,
     private readonly connection: ClientSocketConnection,
     private readonly path: string,
     private readonly request: Buffer,

@@ -5,12 +5,12 @@ import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
 import {
-  Http2UnaryChannel,
+  MemberChannel,
   PARTS_MIN_BYTES,
   type ResponseRelay,
   unframe,
   unframeParts,
-} from "./http2-unary-channel.js";
+} from "./member-channel.js";
 import { passThrough } from "./upstream-client.js";
 
 const PATTERN = Buffer.alloc(3 * 1024 * 1024 + 17);
@@ -41,10 +41,10 @@ function slowWriter() {
   return { relay, got, started, pauses: () => pauses };
 }
 
-describe("Http2UnaryChannel against a grpc-js server", () => {
+describe("MemberChannel against a grpc-js server", () => {
   let server: grpc.Server;
   let address: string;
-  let channel: Http2UnaryChannel;
+  let channel: MemberChannel;
 
   before(async () => {
     server = new grpc.Server();
@@ -73,7 +73,7 @@ describe("Http2UnaryChannel against a grpc-js server", () => {
       ),
     );
     address = `127.0.0.1:${port}`;
-    channel = new Http2UnaryChannel(address);
+    channel = new MemberChannel(address);
   });
 
   after(() => {
@@ -157,7 +157,7 @@ describe("Http2UnaryChannel against a grpc-js server", () => {
   });
 
   it("says a call was never sent when nothing listens, so even writes may be retried", async () => {
-    const dead = new Http2UnaryChannel(`127.0.0.1:${await freePort()}`);
+    const dead = new MemberChannel(`127.0.0.1:${await freePort()}`);
     try {
       const res = await dead.call("/t.S/Echo", Buffer.from("x"), new grpc.Metadata(), Date.now() + 2000)
         .result;
@@ -225,7 +225,7 @@ describe("a relayed answer whose member goes away mid-way", () => {
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const port = (server.address() as { port: number }).port;
-    const half = new Http2UnaryChannel(`127.0.0.1:${port}`);
+    const half = new MemberChannel(`127.0.0.1:${port}`);
     try {
       const w = slowWriter();
       const res = await half.call(
@@ -265,7 +265,7 @@ describe("a stream the member refuses (REFUSED_STREAM)", () => {
       stream.end(Buffer.from([0, 0, 0, 0, 2, 0x6f, 0x6b]));
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const channel = new Http2UnaryChannel(`127.0.0.1:${(server.address() as { port: number }).port}`);
+    const channel = new MemberChannel(`127.0.0.1:${(server.address() as { port: number }).port}`);
     try {
       const res = await channel.call("/t.S/Any", Buffer.from("x"), new grpc.Metadata(), Date.now() + 2000)
         .result;
