@@ -52,7 +52,7 @@ export {
 } from "./grpc/h2/client-connection.js";
 export { ClientSocketConnection, type ClientTls, type DialOptions } from "./grpc/h2/client-socket.js";
 export { H2_ERROR, type IncomingHeaders, type SessionIo } from "./grpc/h2/session.js";
-export { type FramingCore, SocketOutput } from "./grpc/h2/socket-output.js";
+export { type FramingCore, SocketOutput, socketTaps } from "./grpc/h2/socket-output.js";
 export {
   deadlineFrom,
   decodeGrpcMessage,

@@ -43,7 +43,7 @@ import {
 } from "@etcd-ts/raft";
 import type { MemberConfig } from "../config/flags.js";
 import { formatId } from "../membership/member-id.js";
-import { stageTimeline } from "../server/stage-timeline.js";
+import { eventTrace, stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
@@ -177,6 +177,7 @@ export class RaftLoop {
 
   /** Schedules Ready processing after the current turn, so work from this turn is batched. */
   kick(): void {
+    eventTrace?.add(`kick ${this.readyScheduled ? "s" : ""}${this.inReady ? "r" : ""}`);
     if (this.readyScheduled || this.inReady || this.stopped) return;
     this.readyScheduled = true;
     setImmediate(() => {
@@ -198,6 +199,7 @@ export class RaftLoop {
     } catch (err) {
       this.fail(err);
     } finally {
+      eventTrace?.add("ready.done");
       this.inReady = false;
       for (const wake of this.readyIdle.splice(0)) wake();
     }
@@ -244,6 +246,9 @@ export class RaftLoop {
 
   private send(messages: Message[]): void {
     if (messages.length === 0) return;
+    eventTrace?.add(
+      `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}${this.heldSends ? " HELD" : ""}`,
+    );
     if (this.heldSends !== undefined) {
       stageTimeline?.mark("send.queued");
       this.heldSends.push(messages);
@@ -287,14 +292,17 @@ export class RaftLoop {
       const persisted = this.host.persisted;
       const startedAt = persisted === undefined ? 0 : performance.now();
       if (rd.entries.length > 0) stageTimeline?.mark("wal.start");
-      // A follower with one entry to save and no apply in flight (a single client's write) has
-      // nothing to do but wait for this write, and its answer to the leader waits for it: the
-      // WAL writes it on this thread (Wal.save's `inline`), sparing the thread pool's two
-      // wake-ups. Durability is unchanged (an O_DSYNC write either way; the MsgAppResp still
-      // goes after it). Not the leader, whose MsgApps leave only at the end of this turn; not
+      // A member with one entry to save and no apply in flight (a single client's write) has
+      // nothing to do but wait for this write: the WAL writes it on this thread (Wal.save's
+      // `inline`), sparing the thread pool's two wake-ups. Durability is unchanged (an O_DSYNC
+      // write either way; a follower's MsgAppResp still goes after it, and the leader counts
+      // itself in the quorum only after advance()). The leader too: its MsgApps were written to
+      // their sockets when sent above (PeerLink.send writes at once), so they travel while this
+      // write blocks. At 1 client (2026-12-06 quiet window) its own write went from ~700 us in
+      // the thread pool to ~400, and its CPU per put down 7-22% in three paired runs. Not
       // while an apply is in flight or with more entries, where the write overlapping the apply
       // and the next messages is what keeps a busy member's throughput.
-      const inline = !sendFirst && rd.entries.length === 1 && !this.applyInFlight;
+      const inline = rd.entries.length === 1 && !this.applyInFlight;
       await this.wal.save(rd.hardState, rd.entries, inline);
       if (rd.entries.length > 0) stageTimeline?.mark("wal.end");
       if (persisted !== undefined && rd.entries.length > 0) this.host.persisted?.(rd.entries, startedAt);

@@ -115,7 +115,7 @@ import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
 import type { AuthMethod, EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
-import { stageTimeline } from "./stage-timeline.js";
+import { eventTrace, stageTimeline } from "./stage-timeline.js";
 import { WaitRegistry } from "./wait-registry.js";
 
 export interface MemberLogger extends TransportLogger {
@@ -1215,6 +1215,9 @@ export class Member implements EtcdServer {
         return member.layout.snapDir;
       },
       receive(messages: Message[]) {
+        eventTrace?.add(
+          `rx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}`).join(",")}`,
+        );
         if (stageTimeline !== undefined) {
           for (const m of messages) {
             if (m.type === MessageType.MsgAppResp && !m.reject) stageTimeline.markAck("resp.recv", m.index);

@@ -221,6 +221,11 @@ export class PeerCall {
     return this.stream.write(framed);
   }
 
+  /** Sends what was written now, not at the end of this turn (ClientSocketConnection.flush). */
+  flush(): void {
+    if (this.outcome === undefined) this.connection?.flush();
+  }
+
   /** Resolves once what was written drained, or once the call is over. */
   room(): Promise<void> {
     if (this.outcome !== undefined) return Promise.resolve();

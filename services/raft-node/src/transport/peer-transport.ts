@@ -136,6 +136,12 @@ class PeerLink {
     // Ordering: one stream per peer, written in the order Raft emitted; the bytes reach the peer
     // in that order or the stream fails (and Raft, told the peer is unreachable, resends).
     stream.writeFramed(message);
+    // Out now, not at the end of the turn: a MsgApp and its MsgAppResp are on every write's
+    // path, and what the caller does after sending (the leader's WAL write, a follower's apply
+    // of what the batch committed) is not. A Ready's messages to one peer are one batch, so this
+    // is still one socket write per peer per Ready. What a message depends on is durable before
+    // send is called (RaftLoop), so writing it sooner changes no guarantee.
+    stream.flush();
     handler.bytesSent?.(this.id, messageBytes);
   }
 

@@ -7,7 +7,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { H2ClientConnection } from "./client-connection.js";
-import { SocketOutput } from "./socket-output.js";
+import { SocketOutput, socketTaps } from "./socket-output.js";
 
 /** What a TLS dial offers and checks (undefined fields: node's defaults). */
 export interface ClientTls {
@@ -97,7 +97,10 @@ export class ClientSocketConnection {
       },
       { windowBytes: options.windowBytes, goAway: () => options.goAway?.() },
     );
-    socket.on("data", (chunk: Buffer) => this.h2.receive(chunk));
+    socket.on("data", (chunk: Buffer) => {
+      socketTaps.data?.(socket, chunk.length);
+      this.h2.receive(chunk);
+    });
     socket.on("error", (err) => {
       this.error ||= err.message;
     });
@@ -113,6 +116,14 @@ export class ClientSocketConnection {
   /** Whether new requests may go on this connection. */
   get usable(): boolean {
     return !this.closed && !this.h2.goingAway && !this.h2.dead;
+  }
+
+  /**
+   * Writes what the streams have queued now rather than at the end of this turn (SocketOutput):
+   * for a caller whose bytes are on a latency path and who has nothing more to add this turn.
+   */
+  flush(): void {
+    this.out.writeOut();
   }
 
   /** Destroys the socket (its streams end at once); `reason` for the calls it ends. */

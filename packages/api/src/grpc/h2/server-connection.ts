@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import { type KeepalivePolicy, PingStrikes, TOO_MANY_PINGS } from "../keepalive.js";
 import { type ConnectionHandler, H2ServerConnection } from "./connection.js";
 import { H2_ERROR } from "./session.js";
-import { SocketOutput } from "./socket-output.js";
+import { SocketOutput, socketTaps } from "./socket-output.js";
 
 /** How long a graceful close waits for its PING's ACK before the final GOAWAY. */
 const FINAL_GOAWAY_AFTER_MS = 1000;
@@ -61,7 +61,10 @@ export class ServerConnection {
       },
       { windowBytes: options.windowBytes, maxConcurrentStreams: options.maxConcurrentStreams },
     );
-    socket.on("data", (chunk: Buffer) => this.h2.receive(chunk));
+    socket.on("data", (chunk: Buffer) => {
+      socketTaps.data?.(socket, chunk.length);
+      this.h2.receive(chunk);
+    });
     socket.on("error", () => {});
     socket.on("close", () => this.onSocketClose());
     socket.on("end", () => socket.end());

@@ -16,6 +16,15 @@ export interface FramingCore {
   outputHeld: boolean;
 }
 
+/**
+ * Stamps of socket I/O for latency profiling (a member's ETCD_TS_TRACE_EVENTS): unset, each
+ * call site costs one property read.
+ */
+export const socketTaps: {
+  write?: (socket: Duplex, bytes: number) => void;
+  data?: (socket: Duplex, bytes: number) => void;
+} = {};
+
 export class SocketOutput {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -58,6 +67,7 @@ export class SocketOutput {
     const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+    socketTaps.write?.(this.socket, bytes);
     let ok: boolean;
     if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
       ok = this.socket.write(pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes));

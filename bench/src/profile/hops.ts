@@ -1,0 +1,144 @@
+// Lines up the event traces of a 3-member cluster under one client's puts
+// (ETCD_TS_TRACE_EVENTS=<prefix>, services/raft-node/README.md) and prints, per put, where its
+// time went: the leader's stages, each hop between a socket write and the peer's read of it, the
+// followers' stages, and the gap until the client's next request. Medians (p25, p75) over the
+// puts, microseconds. Usage (after a run of cpu-per-op.js at 1 client with the variable set):
+//   node bench/dist/profile/hops.js /tmp/ev
+// Stamps are process.hrtime (CLOCK_MONOTONIC), one clock for every process of the machine.
+import { readdirSync, readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+
+type Event = [at: number, label: string];
+
+const prefix = process.argv[2];
+if (prefix === undefined) throw new Error("usage: hops.js <ETCD_TS_TRACE_EVENTS prefix>");
+
+function load(path: string): Event[] {
+  const events: Event[] = [];
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    const space = line.indexOf(" ");
+    if (space > 0) events.push([Number(line.slice(0, space)), line.slice(space + 1)]);
+  }
+  return events.sort((a, b) => a[0] - b[0]);
+}
+
+const dir = dirname(prefix);
+const stem = `${basename(prefix)}.`;
+const traces = readdirSync(dir)
+  .filter((f) => f.startsWith(stem))
+  .map((f) => load(join(dir, f)))
+  .filter((events) => events.length > 100);
+const decodedCount = (events: Event[]) => events.filter(([, l]) => l === "L.decoded").length;
+traces.sort((a, b) => decodedCount(b) - decodedCount(a));
+const [leader, ...followers] = traces;
+if (leader === undefined || followers.length === 0) throw new Error(`no member traces at ${prefix}.*`);
+
+/** The next (step 1) or previous (step -1) event from `i` whose label passes `test`. */
+function find(events: Event[], i: number, test: (label: string) => boolean, step = 1, limit = 600) {
+  for (let j = i + step; j >= 0 && j < events.length && Math.abs(j - i) < limit; j += step) {
+    if (test(events[j]![1])) return j;
+  }
+  return undefined;
+}
+
+/** "w 123>456 75" / "d 123<456 75": the local and remote ports. */
+function ports(label: string): [number, number] {
+  const [local, remote] = label.split(" ")[1]!.split(/[<>]/);
+  return [Number(local), Number(remote)];
+}
+
+/** First event index of each message sent (tx) or received (rx), keyed "tx3/1/5/4". */
+function messageIndex(events: Event[]): Map<string, number> {
+  const index = new Map<string, number>();
+  events.forEach(([, label], i) => {
+    if (!label.startsWith("rx ") && !label.startsWith("tx ")) return;
+    for (const m of label.slice(3).split(" ")[0]!.split(",")) {
+      const key = label.slice(0, 2) + m.split(">")[0];
+      if (!index.has(key)) index.set(key, i);
+    }
+  });
+  return index;
+}
+
+const rows = new Map<string, number[]>();
+const add = (name: string, ns: number) => {
+  let list = rows.get(name);
+  if (list === undefined) {
+    list = [];
+    rows.set(name, list);
+  }
+  list.push(ns / 1000);
+};
+const at = (events: Event[], i: number) => events[i]![0];
+const indexes = followers.map(messageIndex);
+const decoded = leader.flatMap(([, l], i) => (l === "L.decoded" ? [i] : []));
+// The first tenth is warm-up; the last few have no next request.
+for (const k of decoded.slice(Math.floor(decoded.length / 10), -5)) {
+  const tx = find(leader, k, (l) => l.startsWith("tx ") && l.includes("3/1/"));
+  const proposed = find(leader, k, (l) => l === "proposed");
+  if (tx === undefined || proposed === undefined) continue;
+  const app = leader[tx]![1].slice(3)
+    .split(",")
+    .map((m) => m.split(">")[0]!)
+    .find((m) => m.startsWith("3/1/"))!;
+  const index = Number(app.split("/")[2]) + 1;
+  let firstAck: number | undefined;
+  const perFollower: [string, number][] = [];
+  followers.forEach((f, n) => {
+    const rx = indexes[n]!.get(`rx${app}`);
+    const resp = indexes[n]!.get(`tx4/0/${index}/0`);
+    if (rx === undefined || resp === undefined) return;
+    const read = find(f, rx, (l) => l.startsWith("d "), -1);
+    const written = find(f, resp, (l) => l.startsWith("w "));
+    const walStart = find(f, rx, (l) => l === "wal.start");
+    const walEnd = find(f, rx, (l) => l === "wal.end");
+    if (read === undefined || written === undefined || walStart === undefined || walEnd === undefined) return;
+    const peerPort = ports(f[read]![1])[0];
+    const sent = find(leader, tx, (l) => l.startsWith("w ") && ports(l)[1] === peerPort);
+    const outPort = ports(f[written]![1])[0];
+    let acked = find(leader, tx, (l) => l.startsWith("d ") && ports(l)[1] === outPort);
+    while (acked !== undefined && at(leader, acked) < at(f, written)) {
+      acked = find(leader, acked, (l) => l.startsWith("d ") && ports(l)[1] === outPort);
+    }
+    if (sent === undefined || acked === undefined) return;
+    perFollower.push(
+      ["leader: batch handed over -> on the socket", at(leader, sent) - at(leader, tx)],
+      ["hop: leader's write -> follower's read", at(f, read) - at(leader, sent)],
+      ["follower: read -> batch decoded", at(f, rx) - at(f, read)],
+      ["follower: decoded -> WAL write starts", at(f, walStart) - at(f, rx)],
+      ["follower: WAL write", at(f, walEnd) - at(f, walStart)],
+      ["follower: WAL done -> ack on the socket", at(f, written) - at(f, walEnd)],
+      ["hop: follower's write -> leader's read", at(leader, acked) - at(f, written)],
+    );
+    if (firstAck === undefined || at(leader, acked) < firstAck) firstAck = at(leader, acked);
+  });
+  const committed = find(leader, k, (l) => l === "committed");
+  const walEnd = find(leader, tx, (l) => l === "wal.end");
+  const answered = committed === undefined ? undefined : find(leader, committed, (l) => l === "answered");
+  const answer = answered === undefined ? undefined : find(leader, answered, (l) => l.startsWith("w "));
+  const next = answered === undefined ? undefined : find(leader, answered, (l) => l === "L.decoded");
+  if (firstAck === undefined || committed === undefined || walEnd === undefined) continue;
+  if (answer === undefined || next === undefined) continue;
+  const clientPort = ports(leader[answer]![1])[1];
+  const request = find(leader, next, (l) => l.startsWith("d ") && ports(l)[1] === clientPort, -1);
+  if (request === undefined) continue;
+  const t0 = at(leader, k);
+  add("leader: decoded -> proposed", at(leader, proposed) - t0);
+  add("leader: proposed -> MsgApp batch handed over", at(leader, tx) - at(leader, proposed));
+  for (const [name, ns] of perFollower) add(name, ns);
+  add("leader: its own WAL write done (from decoded)", at(leader, walEnd) - t0);
+  add("leader: first ack read (from decoded)", firstAck - t0);
+  add("leader: committed (from decoded)", at(leader, committed) - t0);
+  add("leader: committed -> answered", at(leader, answered!) - at(leader, committed));
+  add("leader: answered -> on the socket", at(leader, answer) - at(leader, answered!));
+  add("gap: answer written -> next request read", at(leader, request) - at(leader, answer));
+  add("leader: next request read -> decoded", at(leader, next) - at(leader, request));
+  add("one put (decoded -> next decoded)", at(leader, next) - t0);
+}
+
+const pick = (sorted: number[], q: number) => sorted[Math.floor(sorted.length * q)]!.toFixed(1);
+for (const [name, list] of rows) {
+  list.sort((a, b) => a - b);
+  const cells = `p50 ${pick(list, 0.5).padStart(8)}  p25 ${pick(list, 0.25).padStart(8)}  p75 ${pick(list, 0.75).padStart(8)}`;
+  console.log(`${name.padEnd(48)} ${cells}  n=${list.length}`);
+}
