@@ -362,10 +362,7 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
   private resolve!: (result: UnaryResult) => void;
   private stream: H2ClientStream | undefined;
   private readonly chunks: Buffer[] = [];
-  private status: number | undefined;
-  private details = "";
-  private trailers: grpc.Metadata | undefined;
-  private httpStatus = 0;
+  private readonly answer = new AnswerStatus();
   private settled = false;
   private localError: grpc.StatusObject | undefined;
   /** Relaying: undecided until the 5-byte prefix is in, then a writer or none (keep it all). */
@@ -421,15 +418,7 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
   }
 
   headers(h: IncomingHeaders, _endStream: boolean): void {
-    const httpStatus = h[":status"];
-    if (httpStatus !== undefined) this.httpStatus = Number(httpStatus);
-    // A trailers-only answer carries the status in the headers.
-    const code = h["grpc-status"];
-    if (code === undefined) return;
-    this.status = Number(code);
-    const message = h["grpc-message"];
-    this.details = typeof message === "string" ? decodeGrpcMessage(message) : "";
-    this.trailers = metadataFromHeaders(h, RESERVED);
+    this.answer.read(h);
   }
 
   data(chunk: Buffer): void {
@@ -477,7 +466,7 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
 
   private outcome(resetCode: number | undefined): void {
     if (this.settled) return;
-    const { status, details, trailers, httpStatus } = this;
+    const { code: status, details, trailers, httpStatus } = this.answer;
     if (this.writer !== undefined) {
       this.settle(relayedResult(this.localError, status, details, trailers, httpStatus));
       return;
@@ -615,6 +604,26 @@ export function unframe(chunks: Buffer[]): Buffer | undefined {
   const length = data.readUInt32BE(1);
   if (data.length !== 5 + length) return undefined;
   return data.subarray(5);
+}
+
+/** What an answer's headers and trailers said: its HTTP status, then its gRPC status, message and trailers. */
+export class AnswerStatus {
+  httpStatus = 0;
+  code: number | undefined;
+  details = "";
+  trailers: grpc.Metadata | undefined;
+
+  /** Reads a HEADERS block (a trailers-only answer carries the status in the headers). */
+  read(h: IncomingHeaders): void {
+    const httpStatus = h[":status"];
+    if (httpStatus !== undefined) this.httpStatus = Number(httpStatus);
+    const code = h["grpc-status"];
+    if (code === undefined) return;
+    this.code = Number(code);
+    const message = h["grpc-message"];
+    this.details = typeof message === "string" ? decodeGrpcMessage(message) : "";
+    this.trailers = metadataFromHeaders(h, RESERVED);
+  }
 }
 
 const RESERVED = new Set([

@@ -14,17 +14,14 @@
 import {
   type ClientSocketConnection,
   type ClientStreamEvents,
-  decodeGrpcMessage,
   frameGrpcMessage,
   H2_ERROR,
   type H2ClientStream,
-  type IncomingHeaders,
   MessageDeframer,
-  metadataFromHeaders,
 } from "@etcd-ts/api";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { MemberChannel } from "./member-channel.js";
+import { AnswerStatus, type MemberChannel } from "./member-channel.js";
 import type { MemberDirectory } from "./member-directory.js";
 
 export interface UpstreamStream {
@@ -77,14 +74,11 @@ class RelayedStream implements UpstreamStream {
   private deadlineTimer: NodeJS.Timeout | undefined;
   /** Ended or cancelled: nothing more is sent or reported. */
   private ended = false;
-  private status: number | undefined;
-  private details = "";
-  private trailers: grpc.Metadata | undefined;
-  private httpStatus = 0;
+  private readonly answer = new AnswerStatus();
 
   /** What the HTTP/2 stream reports. */
   readonly events: ClientStreamEvents = {
-    headers: (h) => this.onHeaders(h),
+    headers: (h) => this.answer.read(h),
     data: (chunk) => this.onData(chunk),
     close: (resetCode) => this.onClose(resetCode),
     drain: () => {},
@@ -102,9 +96,9 @@ class RelayedStream implements UpstreamStream {
     if (deadlineMs !== undefined) {
       this.deadlineTimer = setTimeout(
         () => {
-          if (this.status !== undefined || this.ended) return;
-          this.status = grpc.status.DEADLINE_EXCEEDED;
-          this.details = "Deadline exceeded";
+          if (this.answer.code !== undefined || this.ended) return;
+          this.answer.code = grpc.status.DEADLINE_EXCEEDED;
+          this.answer.details = "Deadline exceeded";
           this.stream.reset(H2_ERROR.CANCEL);
         },
         Math.max(0, deadlineMs - Date.now()),
@@ -151,18 +145,6 @@ class RelayedStream implements UpstreamStream {
     if (this.endAfterFlush) this.stream.end();
   }
 
-  /** Response headers, then trailers (or a trailers-only answer). */
-  private onHeaders(h: IncomingHeaders): void {
-    const httpStatus = h[":status"];
-    if (httpStatus !== undefined) this.httpStatus = Number(httpStatus);
-    const code = h["grpc-status"];
-    if (code === undefined) return;
-    this.status = Number(code);
-    const message = h["grpc-message"];
-    this.details = typeof message === "string" ? decodeGrpcMessage(message) : "";
-    this.trailers = metadataFromHeaders(h, STATUS_HEADERS);
-  }
-
   /** Every whole message of the chunk is handed on now, in this turn. */
   private onData(chunk: Buffer): void {
     if (this.ended) return;
@@ -173,8 +155,8 @@ class RelayedStream implements UpstreamStream {
         message = this.inbox.next();
       } catch {
         // A compressed message: we asked for none.
-        this.status = grpc.status.INTERNAL;
-        this.details = "etcd-ts gateway: compressed message from a member";
+        this.answer.code = grpc.status.INTERNAL;
+        this.answer.details = "etcd-ts gateway: compressed message from a member";
         this.stream.reset(H2_ERROR.PROTOCOL_ERROR);
         return;
       }
@@ -203,8 +185,9 @@ class RelayedStream implements UpstreamStream {
   }
 
   private statusAtEnd(resetCode: number | undefined): grpc.StatusObject {
-    const metadata = this.trailers ?? new grpc.Metadata();
-    if (this.status !== undefined) return { code: this.status, details: this.details, metadata };
+    const { code, details, trailers, httpStatus } = this.answer;
+    const metadata = trailers ?? new grpc.Metadata();
+    if (code !== undefined) return { code, details, metadata };
     if (!this.connection.connected) {
       return {
         code: grpc.status.UNAVAILABLE,
@@ -215,23 +198,14 @@ class RelayedStream implements UpstreamStream {
     if (resetCode !== undefined && resetCode !== H2_ERROR.REFUSED_STREAM && this.connection.usable) {
       return { code: grpc.status.INTERNAL, details: `Received RST_STREAM with code ${resetCode}`, metadata };
     }
-    const dropped = this.httpStatus === 200 || this.httpStatus === 0;
+    const dropped = httpStatus === 200 || httpStatus === 0;
     return {
       code: grpc.status.UNAVAILABLE,
-      details: dropped ? "Connection dropped" : `Received HTTP status code ${this.httpStatus}`,
+      details: dropped ? "Connection dropped" : `Received HTTP status code ${httpStatus}`,
       metadata,
     };
   }
 }
-
-const STATUS_HEADERS = new Set([
-  "grpc-status",
-  "grpc-message",
-  "grpc-status-details-bin",
-  "content-type",
-  "date",
-  "server",
-]);
 
 /** Runs `fn` after `delayMs` without holding the process open; returns the cancel. */
 export function unrefTimer(delayMs: number, fn: () => void): () => void {
