@@ -12,6 +12,7 @@ import {
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
+import { bindLoopback } from "../testing/grpc-js-member.js";
 import { MemberChannel } from "./member-channel.js";
 import { passThrough } from "./upstream-client.js";
 
@@ -235,12 +236,7 @@ describe("MemberChannel in front of a member without Forward/Calls", () => {
       passThrough,
       "unary",
     );
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    channel = new MemberChannel(`127.0.0.1:${port}`);
+    channel = new MemberChannel(await bindLoopback(server));
   });
 
   after(() => {

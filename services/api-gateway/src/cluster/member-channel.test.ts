@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
+import { bindLoopback } from "../testing/grpc-js-member.js";
 import {
   MemberChannel,
   PARTS_MIN_BYTES,
@@ -67,12 +68,7 @@ describe("MemberChannel against a grpc-js server", () => {
     });
     unary("/t.S/Big", (_call, cb) => cb(null, Buffer.alloc(3 * 1024 * 1024, 7)));
     unary("/t.S/Pattern", (_call, cb) => cb(null, PATTERN));
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    address = `127.0.0.1:${port}`;
+    address = await bindLoopback(server);
     channel = new MemberChannel(address);
   });
 

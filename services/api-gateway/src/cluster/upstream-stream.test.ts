@@ -5,6 +5,7 @@ import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import pino from "pino";
 import type { ClusterSnapshot } from "../routing/member-selection.js";
+import { bindLoopback } from "../testing/grpc-js-member.js";
 import { MemberChannel } from "./member-channel.js";
 import type { MemberDirectory } from "./member-directory.js";
 import { passThrough } from "./upstream-client.js";
@@ -96,12 +97,7 @@ describe("upstream streams on the member channel, against a grpc-js server", () 
       passThrough,
       "serverStream",
     );
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    channel = new MemberChannel(`127.0.0.1:${port}`);
+    channel = new MemberChannel(await bindLoopback(server));
   });
 
   after(() => {
