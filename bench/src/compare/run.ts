@@ -184,6 +184,8 @@ interface Options {
   profileDir: string | undefined;
   /** The gateway's --workers (etcd's grpc-proxy uses every core by itself). */
   gatewayWorkers: string;
+  /** Seconds of the same load, unmeasured, before each throughput cell (0: none). */
+  warmupS: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -196,6 +198,7 @@ function parseArgs(argv: string[]): Options {
   let rangeRounds = 1;
   let waitUntil: Date | undefined;
   let defragMiB: number | undefined;
+  let warmupS = 2;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
@@ -213,9 +216,10 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--range-rounds") rangeRounds = Number(value());
     else if (flag === "--wait-until") waitUntil = utcTimeToday(value());
     else if (flag === "--defrag-mb") defragMiB = Number(value());
+    else if (flag === "--warmup-s") warmupS = Number(value());
     else if (flag === "--help" || flag === "-h") {
       console.log(
-        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--defrag-mb N] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (these two load --keys keys first), ${DEFRAG_ROW}`,
+        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--defrag-mb N] [--warmup-s S (default 2, 0: none)] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (these two load --keys keys first), ${DEFRAG_ROW}`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
@@ -249,6 +253,7 @@ function parseArgs(argv: string[]): Options {
     cellTimeoutS: quick ? 8 : 15,
     profileDir,
     gatewayWorkers,
+    warmupS,
   };
 }
 
@@ -1176,11 +1181,20 @@ async function main(): Promise<void> {
       // Watch scenarios pay for creating thousands of watchers before the first put.
       const timeoutS = s.timeoutS ?? opts.cellTimeoutS + (s.watchers ? Math.ceil(s.watchers / 500) : 0);
       const endpoints = s.security === "tls" ? tlsEndpointsOf[t]! : endpointsOf[t];
-      const args = scenarioArgs(s, endpoints, total, timeoutS, `${s.name}/${t}`);
-      if (s.security === "tls") args.push("-cacert", join(certs, "ca.crt"));
-      if (s.security === "auth") args.push("-user", BENCH_USER);
+      const extra: string[] = [];
+      if (s.security === "tls") extra.push("-cacert", join(certs, "ca.crt"));
+      if (s.security === "auth") extra.push("-user", BENCH_USER);
       // Each cell watches its own prefix (members and gateway share one cluster).
-      if (s.op === "watch-catchup") args.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", "120000");
+      if (s.op === "watch-catchup") extra.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", "120000");
+      if (opts.warmupS > 0 && s.watchers === undefined && s.op !== "watch-catchup") {
+        // The same load for a moment first, unmeasured, for every target alike: a fresh Node
+        // process runs its first ~80,000 calls at 0.6-0.7x its steady rate (JIT), a Go one
+        // does not; without it a cell measured ours half warm (20-36k vs 40-43k serializable
+        // reads/s through the gateway).
+        const warm = scenarioArgs(s, endpoints, total, opts.warmupS, `${s.name}/${t}/warmup`);
+        await goload([...warm, ...extra], (opts.warmupS + 60) * 1000);
+      }
+      const args = [...scenarioArgs(s, endpoints, total, timeoutS, `${s.name}/${t}`), ...extra];
       const pids = serverPids(t, etcd, ours);
       const cpuBefore = totalCpuSeconds(pids);
       const cell = await goload(args, (timeoutS + 180) * 1000);
@@ -1397,6 +1411,7 @@ async function main(): Promise<void> {
           keys: opts.keys,
           defrag_mib: opts.defragMiB,
           gateway_workers: opts.gatewayWorkers,
+          warmup_s: opts.warmupS,
         },
         scenarios: opts.scenarios.map((s) => ({ ...s, results: results[s.name] })),
         rss,
