@@ -99,7 +99,7 @@ import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
 import {
   keySplitAt,
-  SNAPSHOT_YIELD_FACTOR,
+  SNAPSHOT_SEND_YIELD_FACTOR,
   type SnapshotSink,
   sendBackendFile,
   WriteLoad,
@@ -1060,7 +1060,7 @@ export class Member implements EtcdServer {
         load.ownWork();
         const pacer = new WritePacer(
           () => load.busy,
-          SNAPSHOT_YIELD_FACTOR,
+          SNAPSHOT_SEND_YIELD_FACTOR,
           (ms) => load.pause(ms),
           () => load.probeDue(),
         );

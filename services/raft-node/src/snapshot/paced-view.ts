@@ -19,8 +19,23 @@ export type WriteCounter = () => number;
 /** How busy the member's thread is with writes: a share of its time, 0..1. */
 export type BusyShare = () => number;
 
-/** The pause after a piece at a fully busy member, in multiples of the piece's time. */
-export const SNAPSHOT_YIELD_FACTOR = 8;
+/**
+ * The workers' pause after a piece at a fully busy member, in multiples of the piece's time.
+ * At 8, with the member's thread 0.70-0.73 busy with puts, the workers still worked about a
+ * sixth of the time and puts kept 0.79-0.94x while they wrote (1,000,000 keys, 2026-12-06 17:40):
+ * the loss follows their working share, whatever their nice value (V8's helper threads, memory).
+ */
+export const SNAPSHOT_YIELD_FACTOR = 12;
+/**
+ * The send's, on the member's thread: while a chunk is written the member serves no put (it is
+ * the same thread, and the client reading the bytes takes the other core). Measured at 8: the
+ * send worked 1.56 s of its 6.25 s under a saturating put load and puts lost 0.27x of that time,
+ * the loss about the send's working share. Its share is measured only in its pauses (its own work
+ * is not the member's load), where it read about 0.4 (pause/work 3.0 at 8): keeping puts at 0.9x
+ * needs pause/work of 9 or more, so 32 (a working share of about 0.08). A trickle's share reads a
+ * few hundredths: its send pauses a few tenths of a second in all.
+ */
+export const SNAPSHOT_SEND_YIELD_FACTOR = 32;
 const MAX_PAUSE_MS = 1000;
 /** Node's timers do not sleep less than a millisecond: shorter pauses are owed until they add up to one. */
 const MIN_PAUSE_MS = 1;
