@@ -3,7 +3,14 @@
 // member's and back (@etcd-ts/api's GrpcHttp2Server: why not grpc-js's server is there).
 
 import type http from "node:http";
-import { EtcdError, GrpcHttp2Server, type ServerCall, type ServerTls, type TlsRejection } from "@etcd-ts/api";
+import {
+  type CallStatus,
+  EtcdError,
+  GrpcHttp2Server,
+  type ServerCall,
+  type ServerTls,
+  type TlsRejection,
+} from "@etcd-ts/api";
 import {
   GrpcServerMetrics,
   serverObserver,
@@ -138,6 +145,19 @@ function withCertificateToken(
 }
 
 function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
+  // A cache hit needs no promise, cancellation or metadata object: answered in this turn. Not
+  // for a traced call (its span records the route) or one that may get a CN token (tokens given).
+  if (
+    route.route === "range" &&
+    !tracing.enabled &&
+    (parts.certificateTokens === undefined || call.peerCommonName === undefined)
+  ) {
+    const cached = parts.unary.cachedRange(route, call.request, (name) => call.header(name));
+    if (cached !== undefined) {
+      call.finishWith(cached, OK);
+      return;
+    }
+  }
   const cancellation = new CallCancellation();
   call.once("cancelled", () => cancellation.cancel());
   // Only Authenticate needs the client's address (the auth service's per-address budget): the
@@ -165,6 +185,8 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
     },
   );
 }
+
+const OK: CallStatus = { code: grpc.status.OK };
 
 const AUTH_OLD_REVISION = new EtcdError("AuthOldRevision").details;
 

@@ -26,6 +26,7 @@ export class PublishedKeyList {
   /** Where the last successful list came from (tried first next time). */
   private lastPeer = 0;
   private failedAt = Number.NEGATIVE_INFINITY;
+  private everListed = false;
 
   constructor(
     /** The members' peer URLs, as MemberList names them. */
@@ -51,14 +52,24 @@ export class PublishedKeyList {
     this.clients.clear();
   }
 
+  /** Whether a list has been read from a member yet. */
+  get listed(): boolean {
+    return this.everListed;
+  }
+
   private async list(): Promise<void> {
     const urls = this.peerUrls();
-    let last: unknown = new Error("no member peer URL known");
+    // Before the first member answered the gateway's probe (started beside its members), there
+    // is no one to ask yet: not a failure to report or back off from. The gateway lists again
+    // once it knows the members.
+    if (urls.length === 0) throw new Error("no member peer URL known yet");
+    let last: unknown;
     for (let i = 0; i < urls.length; i++) {
       const index = (this.lastPeer + i) % urls.length;
       try {
         const set = await this.listFrom(urls[index]!);
         this.keys.replaceAll(set.keys);
+        this.everListed = true;
         this.lastPeer = index;
         this.failedAt = Number.NEGATIVE_INFINITY;
         return;

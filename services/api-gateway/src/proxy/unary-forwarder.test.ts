@@ -128,6 +128,41 @@ describe("UnaryForwarder with the serializable Range cache", () => {
     assert.deepEqual([cache.hits, cache.misses], [1, 2]);
   });
 
+  it("answers a cached serializable get at once (cachedRange), only what forward would serve", async () => {
+    const headers = (h: Record<string, string>) => (name: string) => h[name];
+    const linearizable = Buffer.from(
+      RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from("a") })).finish(),
+    );
+    cache.goLive(10);
+    assert.equal(forwarder.cachedRange(RANGE, serializableGet, headers({})), undefined, "not cached yet");
+    await call(RANGE, serializableGet);
+    assert.deepEqual(forwarder.cachedRange(RANGE, serializableGet, headers({})), answerAt(10, 2));
+    assert.equal(
+      forwarder.cachedRange(RANGE, serializableGet, headers({ token: "t" })),
+      undefined,
+      "a token: forward judges it",
+    );
+    assert.equal(
+      forwarder.cachedRange(RANGE, serializableGet, headers({ authorization: "t" })),
+      undefined,
+      "so is an authorization header",
+    );
+    assert.equal(
+      forwarder.cachedRange(RANGE, linearizable, headers({})),
+      undefined,
+      "a linearizable read needs its barrier",
+    );
+    assert.equal(
+      forwarder.cachedRange(route("/etcdserverpb.KV/Put"), serializableGet, headers({})),
+      undefined,
+    );
+    // Behind a write this gateway acknowledged: not served, as forward would not.
+    cache.acknowledgeWrite(12);
+    assert.equal(forwarder.cachedRange(RANGE, serializableGet, headers({})), undefined);
+    assert.equal(members.calls.length, 1);
+    assert.deepEqual([cache.hits, cache.misses], [1, 3]);
+  });
+
   it("never caches calls carrying a token", async () => {
     cache.goLive(10);
     const withToken = new grpc.Metadata();

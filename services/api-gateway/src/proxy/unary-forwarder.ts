@@ -253,6 +253,34 @@ export class UnaryForwarder {
   }
 
   /**
+   * A serializable Range's cached answer, at once, for a call that carries no token (`header`
+   * reads the call's request headers): what `forward` would answer from the cache, without its
+   * promises. undefined: not cached, or the call needs `forward` (a token to judge, a
+   * linearizable read's leader round).
+   */
+  cachedRange(
+    route: MethodRoute,
+    request: Buffer,
+    header: (name: string) => string | undefined,
+  ): Buffer | undefined {
+    if (this.rangeCache === undefined || route.route !== "range") return undefined;
+    // A token is judged (and a caller's permissions checked) in `forward`.
+    if (header("token") !== undefined || header("authorization") !== undefined) return undefined;
+    const started = performance.now();
+    let ticket: RangeCacheTicket | undefined;
+    try {
+      ticket = this.rangeCache.ticketFor(request, undefined);
+    } catch {
+      return undefined;
+    }
+    if (ticket === undefined || !ticket.range.serializable) return undefined;
+    const cached = this.rangeCache.lookup(ticket, undefined);
+    if (cached !== undefined)
+      this.metrics.answered(route.method, "cache", grpc.status.OK, (performance.now() - started) / 1000);
+    return cached;
+  }
+
+  /**
    * Sends `request` upstream until a member answers or retrying is no longer safe.
    * `cancellation` is cancelled when the client goes away. `trace`: the call's server span
    * context when tracing is on.
