@@ -20,16 +20,13 @@
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
 //
 // A leader's Ready that only tells followers a new commit index (MsgApps without entries) is
-// held until its committed entries are applied and their answers written, and then rides with
-// the leader's next send (the next MsgApp or heartbeat, one socket write per peer), or goes
-// alone after COMMIT_NEWS_WAIT_MS. Sent at once, each follower woke, acked and applied right
-// after the answer, while the client needed a core for its next request (a single client's put
-// on this 2-core machine); riding with the next MsgApp, a follower applies after it has written
-// and acked that entry. Sends queued behind held messages go as soon as the apply is done
-// (with them, a turn later, as the answers leave first). Raft tolerates any delay of a message, and a follower's commit index
-// only lags (never runs ahead of what the leader committed: these are the leader's own
-// messages, sent later). What must hold is each peer's order, so while such messages are held
-// every later send queues behind them, and they go first.
+// sent after its committed entries are applied and their answers written, a turn after the
+// apply: the proposer's answer does not wait behind two peer writes. Measured alone (paired
+// rounds at 1 client, 2026-12-06 quiet window) the extra turn changed nothing; with it the
+// commit news mostly leaves in the same socket write as the next MsgApp (stage timeline,
+// server/stage-timeline.ts). Raft tolerates any delay of a message; what must hold is each
+// peer's order, so while such messages are held every later send queues behind them, and the
+// apply in flight (which the next hold waits for) settles only once they are sent.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -50,13 +47,6 @@ import { eventTrace, stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
-
-/**
- * The longest commit-only messages wait for another send once their apply is done. A follower's
- * watchers and serializable reads see a write at most this much later than they did; its
- * linearizable reads do not wait for it (a ReadIndex round's heartbeats carry the commit index).
- */
-const COMMIT_NEWS_WAIT_MS = 2;
 
 export interface RaftLoopLogger {
   info(details: Record<string, unknown>, message: string): void;
@@ -128,11 +118,6 @@ export class RaftLoop {
   private failed = false;
   /** Sends queued behind held commit-only messages (see the header), in order; undefined when none are held. */
   private heldSends: Message[][] | undefined;
-  /** The apply the held messages waited for is done: the next send takes them along. */
-  private heldReleasable = false;
-  /** A send queued behind the held messages: all go as soon as the apply is done. */
-  private heldUrgent = false;
-  private heldTimer: NodeJS.Timeout | undefined;
   private readonly snapshotFollowUps = new SnapshotFollowUps();
 
   constructor(
@@ -244,18 +229,11 @@ export class RaftLoop {
       })
       .then(async () => {
         stageTimeline?.mark("apply.end");
-        // The answers this apply settled reach their sockets at the end of this turn
-        // (process.nextTick). Sends that queued behind the held messages (entries, heartbeats)
-        // go a turn later with them, as before; commit news alone waits for the next send.
-        if (releaseHeld && this.heldUrgent) {
+        if (releaseHeld) {
+          // The answers this apply settled reach their sockets at the end of this turn
+          // (process.nextTick); the held messages go one turn later (see the header).
           await new Promise<void>((resolve) => setImmediate(resolve));
-          this.releaseSends([]);
-        } else if (releaseHeld) {
-          this.heldReleasable = true;
-          this.heldTimer ??= setTimeout(() => {
-            this.heldTimer = undefined;
-            if (this.heldReleasable) this.releaseSends([]);
-          }, COMMIT_NEWS_WAIT_MS);
+          this.releaseSends();
         }
         // Callers await a batch before scheduling the next, so none is newer than this one.
         if (this.applying === run) this.applyInFlight = false;
@@ -271,27 +249,19 @@ export class RaftLoop {
     eventTrace?.add(
       `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}${this.heldSends ? " HELD" : ""}`,
     );
-    if (this.heldSends === undefined) this.host.send(messages);
-    else if (this.heldReleasable) this.releaseSends(messages);
-    else {
+    if (this.heldSends !== undefined) {
       stageTimeline?.mark("send.queued");
       this.heldSends.push(messages);
-      this.heldUrgent = true;
-    }
+    } else this.host.send(messages);
   }
 
-  /** Sends the held messages, then `messages`, in one batch (one socket write per peer). */
-  private releaseSends(messages: Message[]): void {
+  private releaseSends(): void {
     const held = this.heldSends;
     this.heldSends = undefined;
-    this.heldReleasable = false;
-    this.heldUrgent = false;
-    clearTimeout(this.heldTimer);
-    this.heldTimer = undefined;
     // A failed or stopped loop sends nothing more; Raft resends what a new leader needs.
     if (held === undefined || this.stopped) return;
     stageTimeline?.mark("held.sent");
-    this.host.send([...held.flat(), ...messages]);
+    for (const messages of held) this.host.send(messages);
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -347,12 +317,8 @@ export class RaftLoop {
       stageTimeline?.mark("committed");
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
-      // The batch before has been applied; its held messages, if still waiting for a send, go
-      // first and now wait for this apply too.
-      if (holdForApply) {
-        this.heldSends = [...(this.heldSends ?? []), rd.messages];
-        this.heldReleasable = false;
-      }
+      // The batch before has been applied and its held messages sent: these are the only ones held.
+      if (holdForApply) this.heldSends = [rd.messages];
       this.scheduleApply(rd.committedEntries, holdForApply);
       if (committedConfChange) await this.applying;
     }
@@ -527,8 +493,6 @@ export class RaftLoop {
     this.stopped = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.tickTimer = undefined;
-    clearTimeout(this.heldTimer);
-    this.heldTimer = undefined;
     if (this.inReady) await new Promise<void>((resolve) => this.readyIdle.push(resolve));
     await this.applying.catch(() => {});
   }
