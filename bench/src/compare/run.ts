@@ -145,6 +145,15 @@ const scenarios: Scenario[] = [
     timeoutS: 120,
   },
   {
+    name: "watch-catchup-1m",
+    op: "watch-catchup",
+    conns: 50,
+    clients: 500,
+    total: 1_000_000,
+    quickTotal: 20_000,
+    timeoutS: 600,
+  },
+  {
     name: "lease-keepalive-10x100",
     op: "lease-keepalive",
     conns: 10,

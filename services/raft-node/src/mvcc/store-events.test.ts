@@ -150,6 +150,120 @@ describe("history", () => {
     }));
 });
 
+describe("history from the key index (ranges)", () => {
+  it("returns what the scan returns, for random writes, ranges, limits and a compaction", () =>
+    withStore(async (store, kv) => {
+      // A seeded generator: the same workload every run.
+      let seed = 7;
+      const random = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      const key = () => `k/${String.fromCharCode(97 + random(12))}${random(3)}`;
+      const step = async () => {
+        const op = random(10);
+        if (op < 6) await kv.put(key(), String(random(1000)));
+        else if (op < 8) await kv.del(key());
+        else if (op < 9) await kv.del("k/c", "k/h");
+        else
+          await kv.txn({
+            success: [
+              { requestPut: putRequest({ key: key(), value: "t" }) },
+              { requestPut: putRequest({ key: key(), value: "u" }) },
+              { requestDeleteRange: { key: Buffer.from(key()), rangeEnd: Buffer.alloc(0), prevKv: false } },
+            ],
+          });
+      };
+      for (let i = 0; i < 300; i++) await step();
+      await kv.compact(120);
+      await store.compactionDone();
+      for (let i = 0; i < 100; i++) await step();
+      const head = store.revision;
+      const rangesOf = (n: number) =>
+        Array.from({ length: n }, () => {
+          const start = key();
+          const kind = random(3);
+          return kind === 0
+            ? { start, end: undefined }
+            : kind === 1
+              ? { start, end: "" }
+              : { start, end: `k/${String.fromCharCode(97 + random(13))}` };
+        });
+      const inRanges = (ranges: { start: string; end: string | undefined }[]) => (k: string) =>
+        ranges.some((r) =>
+          r.end === undefined ? k === r.start : k >= r.start && (r.end === "" || k < r.end),
+        );
+      let compared = 0;
+      for (let i = 0; i < 150; i++) {
+        const ranges = rangesOf(1 + random(3));
+        const matches = inRanges(ranges);
+        const query = {
+          fromRevision: 120 + random(head - 119),
+          key: Buffer.from("\0"),
+          rangeEnd: Buffer.from("\0"),
+          matches,
+          prevKv: random(2) === 0,
+          ...(random(2) === 0 ? { limit: 1 + random(8) } : {}),
+        };
+        const scanned = await store.history(query);
+        const before = store.indexedHistoryReads;
+        const indexed = await store.history({ ...query, ranges });
+        assert.equal(store.indexedHistoryReads, before + 1, "answered from the index");
+        assert.deepEqual(
+          indexed.events,
+          scanned.events,
+          `query ${i}: ${JSON.stringify({ ...query, matches: undefined, ranges })}`,
+        );
+        // The index knows where the next matching revision is: it may resume further on, never
+        // past an event.
+        assert.ok(indexed.nextRevision >= scanned.nextRevision);
+        if (indexed.nextRevision > scanned.nextRevision) {
+          const skipped = await store.history({
+            ...query,
+            fromRevision: scanned.nextRevision,
+            toRevision: indexed.nextRevision - 1,
+            limit: undefined,
+          });
+          assert.deepEqual(skipped.events, [], "nothing between where the two resume");
+        }
+        compared += scanned.events.length;
+      }
+      assert.ok(compared > 200, `the queries found events (${compared})`);
+      // Below the compaction: refused as the scan refuses it.
+      await assert.rejects(
+        store.history({
+          fromRevision: 100,
+          key: Buffer.from("\0"),
+          rangeEnd: Buffer.from("\0"),
+          ranges: [{ start: "k/a0", end: undefined }],
+        }),
+        (e) => isEtcdError(e, "Compacted"),
+      );
+    }));
+
+  it("scans instead when the ranges hold many of the revisions asked for", () =>
+    withStore(async (store, kv) => {
+      for (let i = 0; i < 1_500; i++) await kv.put(`m/${i % 10}`, String(i));
+      const before = store.indexedHistoryReads;
+      const all = await store.history({
+        fromRevision: 1,
+        key: Buffer.from("\0"),
+        rangeEnd: Buffer.from("\0"),
+        ranges: [{ start: "m/", end: "m0" }],
+      });
+      assert.equal(all.events.length, 1_500);
+      assert.equal(store.indexedHistoryReads, before, "1,500 of 1,500 revisions: a scan");
+      const one = await store.history({
+        fromRevision: 1,
+        key: Buffer.from("\0"),
+        rangeEnd: Buffer.from("\0"),
+        ranges: [{ start: "m/7", end: undefined }],
+      });
+      assert.equal(one.events.length, 150);
+      assert.equal(store.indexedHistoryReads, before + 1, "150 of 1,500: from the index");
+    }));
+});
+
 describe("history and defragmentation", () => {
   it("a long history read across a defragmentation sees every event once, in order", () =>
     withStore(async (store) => {

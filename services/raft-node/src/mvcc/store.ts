@@ -243,6 +243,20 @@ export interface HistoryQuery {
   /** Stop after about this many events, at a revision boundary. */
   limit?: number;
   prevKv?: boolean;
+  /**
+   * Where the events can be (a catch-up round's watched ranges): when these keys hold few of
+   * the revisions asked for, their revisions are found in the key index and only those rows
+   * are read, instead of a scan over every revision in between (a watch on a quiet prefix
+   * resuming far behind the head).
+   */
+  ranges?: readonly KeyBounds[];
+}
+
+/** A revision of some key in a history read from the index. */
+interface IndexedRevision {
+  main: number;
+  sub: number;
+  tombstone: boolean;
 }
 
 export interface HistoryResult {
@@ -1144,6 +1158,9 @@ export class MvccStore implements ApplyTarget {
    * Events from history for watchers catching up: every change in [fromRevision, toRevision]
    * to keys in range, in revision order, read from one consistent RocksDB view.
    */
+  /** History reads answered from the key index (`ranges`) rather than a scan. */
+  indexedHistoryReads = 0;
+
   async history(q: HistoryQuery): Promise<HistoryResult> {
     if (this.exclusive !== undefined) await this.passExclusive();
     this.assertUsable();
@@ -1154,6 +1171,13 @@ export class MvccStore implements ApplyTarget {
     if (from > to) return { events: [], nextRevision: from, revision };
     const bounds = keyBounds(q.key, q.rangeEnd ?? EMPTY);
     const limit = q.limit ?? Number.POSITIVE_INFINITY;
+    if (q.ranges !== undefined) {
+      const indexed = this.revisionsFromIndex(q.ranges, bounds, from, to, q.matches, limit);
+      if (indexed !== undefined) {
+        this.indexedHistoryReads++;
+        return this.readIndexedHistory(indexed, q, from, to, limit, revision);
+      }
+    }
     const it = this.db.iterator({ gte: revisionKey(from, 0), lt: revisionKey(to + 1, 0) });
     const events: Event[] = [];
     let nextRevision = to + 1;
@@ -1194,6 +1218,109 @@ export class MvccStore implements ApplyTarget {
       it.close();
       this.readers--;
     }
+    if (q.prevKv) this.attachPrevKvs(events);
+    return { events, nextRevision, revision };
+  }
+
+  /**
+   * The revisions in [from, to] of the keys in `ranges` (and in `bounds`, passing `matches`),
+   * in revision order, from the key index; undefined when walking it would cost more than
+   * scanning those revisions (many keys to visit, or many of the revisions theirs). Complete:
+   * the index holds every revision of a key from the compaction on (etcd's keyIndex), a
+   * tombstone as the last revision of an ended generation.
+   */
+  private revisionsFromIndex(
+    ranges: readonly KeyBounds[],
+    bounds: KeyBounds,
+    from: number,
+    to: number,
+    matches: ((key: string) => boolean) | undefined,
+    limit: number,
+  ): IndexedRevision[] | undefined {
+    const span = to - from + 1;
+    // A scanned revision costs a RocksDB row and its decoding; a visited key, a few compares.
+    // Every hit is collected and sorted, for each round of a catch-up (`limit` events each):
+    // keys with many more revisions than a round takes are read faster by the scan, which
+    // stops at the limit.
+    const maxKeys = 4 * span + 1_000;
+    const maxHits = Math.min(Math.floor(span / 4), 8 * limit) + 1_000;
+    const hits: IndexedRevision[] = [];
+    const seen = ranges.length > 1 ? new Set<string>() : undefined;
+    let keys = 0;
+    let tooMany = false;
+    for (const range of ranges) {
+      this.index.visit(range, (ki) => {
+        if (++keys > maxKeys) {
+          tooMany = true;
+          return false;
+        }
+        if (ki.lastMain < from) return;
+        if (seen !== undefined) {
+          if (seen.has(ki.key)) return;
+          seen.add(ki.key);
+        }
+        if (!keyInBounds(ki.key, bounds) || (matches !== undefined && !matches(ki.key))) return;
+        const generations = ki.generations();
+        for (let g = 0; g < generations.length; g++) {
+          const revs = generations[g]!.revs;
+          // A generation before the live one ended with its tombstone.
+          const tombstoneAt = g < generations.length - 1 ? revs.length - 2 : -1;
+          for (let r = 0; r < revs.length; r += 2) {
+            const main = revs[r]!;
+            if (main < from || main > to) continue;
+            hits.push({ main, sub: revs[r + 1]!, tombstone: r === tombstoneAt });
+          }
+        }
+        if (hits.length > maxHits) {
+          tooMany = true;
+          return false;
+        }
+      });
+      if (tooMany) return undefined;
+    }
+    hits.sort((a, b) => a.main - b.main || a.sub - b.sub);
+    return hits;
+  }
+
+  /** The events of `hits` (revisionsFromIndex), up to `limit` at a revision boundary. */
+  private async readIndexedHistory(
+    hits: IndexedRevision[],
+    q: HistoryQuery,
+    from: number,
+    to: number,
+    limit: number,
+    revision: number,
+  ): Promise<HistoryResult> {
+    let end = hits.length;
+    let nextRevision = to + 1;
+    if (hits.length > limit) {
+      end = Math.max(limit, 1);
+      while (end < hits.length && hits[end]!.main === hits[end - 1]!.main) end++;
+      if (end < hits.length) nextRevision = hits[end]!.main;
+    }
+    const events: Event[] = [];
+    await this.reading(async () => {
+      for (let i = 0; i < end; i += ASYNC_READ_CHUNK) {
+        const slice = hits.slice(i, Math.min(i + ASYNC_READ_CHUNK, end));
+        const values = await this.db.getMany(slice.map((h) => revisionKey(h.main, h.sub, h.tombstone)));
+        for (let j = 0; j < values.length; j++) {
+          const hit = slice[j]!;
+          const value = values[j];
+          if (value === undefined) {
+            // Compacted past `from` while reading: the caller answers "compacted".
+            if (from < this.compactMainRev) throw new EtcdError("Compacted");
+            throw notInRocksDb(hit);
+          }
+          const kv = decodeKeyValue(value);
+          if (hit.tombstone) {
+            kv.modRevision = hit.main;
+            events.push({ type: EventType.DELETE, kv, prevKv: undefined });
+          } else {
+            events.push({ type: EventType.PUT, kv, prevKv: undefined });
+          }
+        }
+      }
+    });
     if (q.prevKv) this.attachPrevKvs(events);
     return { events, nextRevision, revision };
   }

@@ -8,6 +8,7 @@ import {
   type HistoryReadOptions,
   WatchableStore,
   type WatchableStoreOptions,
+  type WatchedRange,
 } from "./watchable-store.js";
 
 /** Every key: etcd's "\0" key with a "\0" range end. */
@@ -19,6 +20,11 @@ function asWatchEvents(events: StoredEvent[]): Event[] {
     if (event.kv === undefined) throw new Error("mvcc delivered an event without a key-value");
   }
   return events as Event[];
+}
+
+/** mvcc's bounds of a watched range: an unbounded end is its empty string ("from key"). */
+function keyBoundsOf(range: WatchedRange): { start: string; end: string | undefined } {
+  return { start: range.key, end: range.end === null ? "" : range.end };
 }
 
 export class MvccEventHistory implements EventHistory {
@@ -43,6 +49,7 @@ export class MvccEventHistory implements EventHistory {
       prevKv: options.withPrevKv,
       ...(options.matches === undefined ? {} : { matches: options.matches }),
       ...(options.limit === undefined ? {} : { limit: options.limit }),
+      ...(options.ranges === undefined ? {} : { ranges: options.ranges.map(keyBoundsOf) }),
     });
     return { events: asWatchEvents(result.events), nextRevision: result.nextRevision };
   }

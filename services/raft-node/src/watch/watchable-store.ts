@@ -35,6 +35,17 @@ export interface HistoryReadOptions {
   /** Keys as latin1 strings (one char per byte), as watchers hold them. */
   matches?: (key: string) => boolean;
   limit?: number;
+  /**
+   * The ranges the round's watchers watch (every key `matches` passes is in one): a history
+   * that can find their keys' revisions directly need not read the others'.
+   */
+  ranges?: readonly WatchedRange[];
+}
+
+/** A watcher's range as it holds it: no end, one key; a null end, every key from `key` on. */
+export interface WatchedRange {
+  key: string;
+  end: RangeEnd | undefined;
 }
 
 export interface HistoryRead {
@@ -334,6 +345,7 @@ export class WatchableStore {
         withPrevKv,
         matches: (key) => group.watches(key),
         limit: this.maxEventsPerSync,
+        ranges: chosen,
       });
       history = read.events;
       toRevision = Math.min(current, read.nextRevision - 1);
