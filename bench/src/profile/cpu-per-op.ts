@@ -62,9 +62,14 @@ if (gatewayMains !== undefined && gatewayMains.length !== mains.length)
   throw new Error("--gateway needs one build per --main");
 if (!existsSync(GOLOAD_BIN)) throw new Error(`missing ${GOLOAD_BIN}: run bench/goload/build.sh`);
 
-function goload(endpoint: string, total: number, tls = false): Promise<GoloadResult> {
+// With the members' event trace on (ETCD_TS_TRACE_EVENTS=<prefix>), goload stamps its side too,
+// one file per build (<prefix>.goload-<build>), for hops.js.
+const traceEvents = process.env.ETCD_TS_TRACE_EVENTS;
+
+function goload(endpoint: string, total: number, tls = false, build = 0): Promise<GoloadResult> {
   const argv = [
     ...(tls ? ["-cacert", join(certs!, "ca.crt")] : []),
+    ...(traceEvents ? ["-trace-file", `${traceEvents}.goload-${build}`] : []),
     "-endpoints",
     endpoint,
     "-op",
@@ -132,6 +137,7 @@ async function measure(
   cluster: LocalCluster,
   gateway: Gateway | undefined,
   tls: boolean,
+  buildIndex: number,
 ): Promise<Round> {
   const { member: leader } = await cluster.agreedLeader();
   const followers = cluster.members.filter((m) => m !== leader);
@@ -139,7 +145,7 @@ async function measure(
   if (gateway !== undefined) pids.push(gateway.child.pid!);
   const before = pids.map(cpuSeconds);
   const url = tls ? leader.tlsClientUrl! : leader.clientUrl;
-  const load = await goload(endpointOf(url, gateway), calls, tls);
+  const load = await goload(endpointOf(url, gateway), calls, tls, buildIndex);
   const after = pids.map(cpuSeconds);
   if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed`);
   const perOpUs = pids.map((_, i) => Math.round(((after[i]! - before[i]!) / calls) * 1e6));
@@ -191,21 +197,22 @@ try {
   // Plain, then (--tls) the https URL of each cluster, as separate rows.
   const variants = certs === undefined ? [false] : [false, true];
   // JIT and connection warm-up, not counted.
-  for (const { cluster, gateway } of clusters) {
+  for (const [i, { cluster, gateway }] of clusters.entries()) {
     const { member } = await cluster.agreedLeader();
     for (const tls of variants)
       await goload(
         endpointOf(tls ? member.tlsClientUrl! : member.clientUrl, gateway),
         Math.min(500, calls),
         tls,
+        i,
       );
   }
   const results: Round[] = [];
   for (let r = 0; r < rounds; r++) {
-    for (const { build: name, cluster, gateway } of clusters)
+    for (const [i, { build: name, cluster, gateway }] of clusters.entries())
       for (const tls of r % 2 === 0 ? variants : [...variants].reverse()) {
         const build = tls ? `${name} (TLS)` : name;
-        const round = await measure(build, cluster, gateway, tls);
+        const round = await measure(build, cluster, gateway, tls, i);
         results.push(round);
         console.log(
           `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,

@@ -4,14 +4,21 @@
 // followers' stages, and the gap until the client's next request. Medians (p25, p75) over the
 // puts, microseconds. Usage (after a run of cpu-per-op.js at 1 client with the variable set):
 //   node bench/dist/profile/hops.js /tmp/ev
+// cpu-per-op.js also has goload stamp its side (<prefix>.goload-<build>: each call's start and
+// return, its socket reads and writes); those files are lined up with the leader's by port, which
+// splits the gap into the hop to goload, goload's own turnaround and the hop back. Alone (a real
+// etcd's build, which writes no trace), goload's side of each call:
+//   node bench/dist/profile/hops.js --client /tmp/ev.goload-0
 // Stamps are process.hrtime (CLOCK_MONOTONIC), one clock for every process of the machine.
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 type Event = [at: number, label: string];
 
-const prefix = process.argv[2];
-if (prefix === undefined) throw new Error("usage: hops.js <ETCD_TS_TRACE_EVENTS prefix>");
+const clientOnly = process.argv[2] === "--client";
+const prefix = process.argv[clientOnly ? 3 : 2];
+if (prefix === undefined)
+  throw new Error("usage: hops.js <ETCD_TS_TRACE_EVENTS prefix> | hops.js --client <goload trace file>");
 
 function load(path: string): Event[] {
   const events: Event[] = [];
@@ -22,12 +29,95 @@ function load(path: string): Event[] {
   return events.sort((a, b) => a[0] - b[0]);
 }
 
+const rows = new Map<string, number[]>();
+const add = (name: string, ns: number) => {
+  let list = rows.get(name);
+  if (list === undefined) {
+    list = [];
+    rows.set(name, list);
+  }
+  list.push(ns / 1000);
+};
+
+function print(): void {
+  const pick = (sorted: number[], q: number) => sorted[Math.floor(sorted.length * q)]!.toFixed(1);
+  for (const [name, list] of rows) {
+    list.sort((a, b) => a - b);
+    const cells = `p50 ${pick(list, 0.5).padStart(8)}  p25 ${pick(list, 0.25).padStart(8)}  p75 ${pick(list, 0.75).padStart(8)}`;
+    console.log(`${name.padEnd(48)} ${cells}  n=${list.length}`);
+  }
+}
+
+/** The first event at or after `t` (binary search; events sorted by time). */
+function firstAtOrAfter(events: Event[], t: number): number {
+  let lo = 0;
+  let hi = events.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (events[mid]![0] < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** goload's side of each call of one client (its trace alone): where a call's time goes. */
+function clientRows(client: Event[]): void {
+  const calls = client.flatMap(([, l], i) => (l === "call" ? [i] : []));
+  const bytes = (i: number) => Number(client[i]![1].split(" ")[2]);
+  for (const [n, k] of calls.slice(Math.floor(calls.length / 10), -2).entries()) {
+    const done = find(client, k, (l) => l === "done", 1, 100);
+    const next = calls[Math.floor(calls.length / 10) + n + 1]!;
+    const request = find(client, k, (l) => l.startsWith("w "), 1, 100);
+    const response = done === undefined ? undefined : find(client, done, (l) => l.startsWith("d "), -1, 100);
+    const nextRequest = find(client, next, (l) => l.startsWith("w "), 1, 100);
+    if (done === undefined || request === undefined || response === undefined || nextRequest === undefined)
+      continue;
+    if (request > done || response < request) continue;
+    add("goload: call -> request written", at(client, request) - at(client, k));
+    add("goload: request written -> answer read", at(client, response) - at(client, request));
+    add("goload: answer read -> call returned", at(client, done) - at(client, response));
+    add("goload: call returned -> next call", at(client, next) - at(client, done));
+    add("goload: answer read -> next request written", at(client, nextRequest) - at(client, response));
+    add("one call (call -> next call)", at(client, next) - at(client, k));
+    // Everything goload read and wrote in between (the BDP PING it sends, our PING ACK).
+    let reads = 0;
+    let writes = 0;
+    let control = 0;
+    for (let i = k + 1; i < next; i++) {
+      const l = client[i]![1];
+      if (l.startsWith("d ")) reads++;
+      if (l.startsWith("w ")) {
+        writes++;
+        // A PING (17 bytes), with a WINDOW_UPDATE (13) when grpc-go sends both: no request.
+        if (bytes(i) <= 30) control++;
+      }
+    }
+    add("count: goload socket reads per call (x1000)", reads * 1e6);
+    add("count: goload socket writes per call (x1000)", writes * 1e6);
+    add("count: of them PING/WINDOW_UPDATE only (x1000)", control * 1e6);
+  }
+}
+
+const at = (events: Event[], i: number) => events[i]![0];
+
+if (clientOnly) {
+  clientRows(load(prefix));
+  print();
+  process.exit(0);
+}
+
 const dir = dirname(prefix);
 const stem = `${basename(prefix)}.`;
-const traces = readdirSync(dir)
-  .filter((f) => f.startsWith(stem))
+const files = readdirSync(dir).filter((f) => f.startsWith(stem));
+const traces = files
+  .filter((f) => !f.startsWith(`${stem}goload-`))
   .map((f) => load(join(dir, f)))
   .filter((events) => events.length > 100);
+// goload's traces (one per build of cpu-per-op.js), lined up with the leader's by port.
+const client = files
+  .filter((f) => f.startsWith(`${stem}goload-`))
+  .flatMap((f) => load(join(dir, f)))
+  .sort((a, b) => a[0] - b[0]);
 const decodedCount = (events: Event[]) => events.filter(([, l]) => l === "L.decoded").length;
 traces.sort((a, b) => decodedCount(b) - decodedCount(a));
 const [leader, ...followers] = traces;
@@ -60,16 +150,6 @@ function messageIndex(events: Event[]): Map<string, number> {
   return index;
 }
 
-const rows = new Map<string, number[]>();
-const add = (name: string, ns: number) => {
-  let list = rows.get(name);
-  if (list === undefined) {
-    list = [];
-    rows.set(name, list);
-  }
-  list.push(ns / 1000);
-};
-const at = (events: Event[], i: number) => events[i]![0];
 const indexes = followers.map(messageIndex);
 const decoded = leader.flatMap(([, l], i) => (l === "L.decoded" ? [i] : []));
 // The first tenth is warm-up; the last few have no next request.
@@ -132,13 +212,38 @@ for (const k of decoded.slice(Math.floor(decoded.length / 10), -5)) {
   add("leader: committed -> answered", at(leader, answered!) - at(leader, committed));
   add("leader: answered -> on the socket", at(leader, answer) - at(leader, answered!));
   add("gap: answer written -> next request read", at(leader, request) - at(leader, answer));
+  if (client.length > 0) goloadSide(at(leader, answer), at(leader, request), clientPort);
   add("leader: next request read -> decoded", at(leader, next) - at(leader, request));
   add("one put (decoded -> next decoded)", at(leader, next) - t0);
 }
 
-const pick = (sorted: number[], q: number) => sorted[Math.floor(sorted.length * q)]!.toFixed(1);
-for (const [name, list] of rows) {
-  list.sort((a, b) => a - b);
-  const cells = `p50 ${pick(list, 0.5).padStart(8)}  p25 ${pick(list, 0.25).padStart(8)}  p75 ${pick(list, 0.75).padStart(8)}`;
-  console.log(`${name.padEnd(48)} ${cells}  n=${list.length}`);
+/**
+ * The gap from goload's side: our answer's write (at `answered`) -> goload's read of it -> the
+ * call returned -> the next call -> its request's write (the last before our read at `read`).
+ */
+function goloadSide(answered: number, read: number, port: number): void {
+  const onPort = (l: string) => (l.startsWith("d ") || l.startsWith("w ")) && ports(l)[0] === port;
+  const got = find(
+    client,
+    firstAtOrAfter(client, answered) - 1,
+    (l) => l.startsWith("d ") && onPort(l),
+    1,
+    100,
+  );
+  if (got === undefined || at(client, got) > read) return;
+  const done = find(client, got, (l) => l === "done", 1, 100);
+  const call = done === undefined ? undefined : find(client, done, (l) => l === "call", 1, 100);
+  const sent = find(client, firstAtOrAfter(client, read), (l) => l.startsWith("w ") && onPort(l), -1, 100);
+  if (done === undefined || call === undefined || sent === undefined || at(client, sent) < at(client, call))
+    return;
+  add("hop: our answer written -> goload's read", at(client, got) - answered);
+  add("goload: read -> call returned", at(client, done) - at(client, got));
+  add("goload: call returned -> next call", at(client, call) - at(client, done));
+  add("goload: next call -> request written", at(client, sent) - at(client, call));
+  add("hop: goload's request written -> our read", read - at(client, sent));
+  let writes = 0;
+  for (let i = got + 1; i < sent; i++) if (client[i]![1].startsWith("w ") && onPort(client[i]![1])) writes++;
+  add("count: goload writes before the request (x1000)", writes * 1e6);
 }
+
+print();

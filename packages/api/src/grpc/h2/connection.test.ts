@@ -228,6 +228,29 @@ describe("H2ServerConnection", () => {
     assert.equal(h.streams[0]?.stream.write(Buffer.from("late")), false, "nothing is sent on it");
   });
 
+  it("hands a PING's ACK to the I/O's outputLater when it has one (to ride with the next write)", () => {
+    const now: Buffer[] = [];
+    const later: Buffer[] = [];
+    const connection = new H2ServerConnection(
+      {
+        output: (b) => now.push(Buffer.from(b)),
+        outputLater: (b) => later.push(Buffer.from(b)),
+        wake: () => {},
+        fail: () => {},
+      },
+      { stream: () => {} },
+      { windowBytes: 65_535, maxConcurrentStreams: 100 },
+    );
+    connection.receive(Buffer.concat([HTTP2_PREFACE, frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(0))]));
+    now.length = 0;
+    connection.receive(frame(FRAME.PING, 0, 0, Buffer.from("12345678")));
+    assert.deepEqual(now, [], "not written at once");
+    const [ack] = parseFrames(Buffer.concat(later));
+    assert.equal(ack?.type, FRAME.PING);
+    assert.equal(ack?.flags, 1);
+    assert.equal(ack?.payload.toString(), "12345678");
+  });
+
   it("tells a client still sending to stop once the answer is out (RST_STREAM NO_ERROR)", () => {
     const h = harness();
     h.open();

@@ -44,6 +44,7 @@ export class ServerConnection {
     this.h2 = new H2ServerConnection(
       {
         output: (bytes) => this.out.push(bytes),
+        outputLater: (bytes) => this.out.pushLater(bytes),
         wake: () => this.out.wake(),
         fail: () => {
           this.out.writeOut();

@@ -70,6 +70,11 @@ export type IncomingHeaders = Record<string, string | string[]>;
 export interface SessionIo {
   /** Bytes to send, in order; the I/O layer writes what a turn produced at once. */
   output(bytes: Buffer): void;
+  /**
+   * Bytes that may wait (a few ms at most) to leave with the next write: a PING's ACK. Without
+   * it they go with `output`.
+   */
+  outputLater?(bytes: Buffer): void;
   /** Streams have bytes to send: call `flush` soon (once per turn). */
   wake(): void;
   /** A connection error (our GOAWAY is out), or the peer's GOAWAY with an error: close the socket. */
@@ -359,7 +364,11 @@ export abstract class H2Session<S extends H2SessionStream> {
           this.pingWaiters.shift()?.();
           return;
         }
-        this.output(frame(FRAME.PING, FLAG_ACK, 0, Buffer.from(payload)));
+        // The ACK may wait for our next write (SocketOutput.pushLater): grpc-go's clients send a
+        // BDP PING after each response, and an ACK of its own is a socket write here and a
+        // wake-up of the client between its request and our answer. RFC 9113 asks only that
+        // an ACK be sent; the wait is bounded, so keepalive timeouts (seconds) still hold.
+        (this.io.outputLater ?? this.output)(frame(FRAME.PING, FLAG_ACK, 0, Buffer.from(payload)));
         this.pingReceived();
         return;
       case FRAME.GOAWAY:

@@ -8,6 +8,9 @@ import type { Duplex } from "node:stream";
 /** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
 const JOIN_MAX_BYTES = 256 * 1024;
 
+/** The longest `pushLater`'s bytes wait for another write before they go alone. */
+const LATER_MAX_MS = 5;
+
 /** What the output needs of a protocol core (H2ServerConnection, H2ClientConnection). */
 export interface FramingCore {
   /** Frames what streams have queued; the frames come back through `push` at once. */
@@ -29,6 +32,10 @@ export class SocketOutput {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private scheduled = false;
+  /** `pushLater`'s bytes, and the timer that sends them alone if no other write comes. */
+  private later: Buffer[] = [];
+  private laterTimer: NodeJS.Timeout | undefined;
+  private laterDue = false;
 
   constructor(
     private readonly socket: Duplex,
@@ -43,6 +50,22 @@ export class SocketOutput {
     this.pending.push(bytes);
     this.pendingBytes += bytes.length;
     this.wake();
+  }
+
+  /**
+   * Bytes that ride at the end of the next write (at most LATER_MAX_MS from now): a PING's ACK.
+   * Behind an answer's frames, a grpc-go client reads the answer first, while its BDP PING is
+   * still unanswered, so it sends no new PING for that answer.
+   */
+  pushLater(bytes: Buffer): void {
+    this.later.push(bytes);
+    if (this.laterTimer !== undefined) return;
+    this.laterTimer = setTimeout(() => {
+      this.laterTimer = undefined;
+      this.laterDue = true;
+      this.wake();
+    }, LATER_MAX_MS);
+    this.laterTimer.unref();
   }
 
   /** Streams have bytes to frame: write this turn's frames once the turn's code has run. */
@@ -62,6 +85,16 @@ export class SocketOutput {
     // Still "scheduled" while streams frame their bytes: their output joins this write.
     core.flush();
     this.scheduled = false;
+    if (this.later.length > 0 && (this.pending.length > 0 || this.laterDue)) {
+      for (const b of this.later) {
+        this.pending.push(b);
+        this.pendingBytes += b.length;
+      }
+      this.later = [];
+      clearTimeout(this.laterTimer);
+      this.laterTimer = undefined;
+    }
+    this.laterDue = false;
     if (this.pending.length === 0) return;
     const pending = this.pending;
     const bytes = this.pendingBytes;
