@@ -1204,13 +1204,7 @@ export class MvccStore implements ApplyTarget {
           // Filtered on the key alone: most rows of a catch-up scan belong to other keys.
           const key = keyOfEncodedKeyValue(value);
           if (!keyInBounds(key, bounds) || (q.matches !== undefined && !q.matches(key))) continue;
-          const kv = decodeKeyValue(value);
-          if (isTombstoneKey(revKey)) {
-            kv.modRevision = main;
-            events.push({ type: EventType.DELETE, kv, prevKv: undefined });
-          } else {
-            events.push({ type: EventType.PUT, kv, prevKv: undefined });
-          }
+          events.push(historyEvent(value, main, isTombstoneKey(revKey)));
         }
         if (chunk.finished) break;
       }
@@ -1311,13 +1305,7 @@ export class MvccStore implements ApplyTarget {
             if (from < this.compactMainRev) throw new EtcdError("Compacted");
             throw notInRocksDb(hit);
           }
-          const kv = decodeKeyValue(value);
-          if (hit.tombstone) {
-            kv.modRevision = hit.main;
-            events.push({ type: EventType.DELETE, kv, prevKv: undefined });
-          } else {
-            events.push({ type: EventType.PUT, kv, prevKv: undefined });
-          }
+          events.push(historyEvent(value, hit.main, hit.tombstone));
         }
       }
     });
@@ -1869,6 +1857,14 @@ function storedOrFail(
     out[i] = value;
   }
   return out;
+}
+
+/** A history row as its event: a tombstone's kv carries the deletion's revision as modRevision. */
+function historyEvent(value: Buffer, main: number, tombstone: boolean): Event {
+  const kv = decodeKeyValue(value);
+  if (!tombstone) return { type: EventType.PUT, kv, prevKv: undefined };
+  kv.modRevision = main;
+  return { type: EventType.DELETE, kv, prevKv: undefined };
 }
 
 function decodeOrFail(value: Buffer | undefined, hit: RangeHit): KeyValue {

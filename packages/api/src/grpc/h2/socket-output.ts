@@ -35,7 +35,6 @@ export class SocketOutput {
   /** `pushLater`'s bytes, and the timer that sends them alone if no other write comes. */
   private later: Buffer[] = [];
   private laterTimer: NodeJS.Timeout | undefined;
-  private laterDue = false;
 
   constructor(
     private readonly socket: Duplex,
@@ -62,10 +61,21 @@ export class SocketOutput {
     if (this.laterTimer !== undefined) return;
     this.laterTimer = setTimeout(() => {
       this.laterTimer = undefined;
-      this.laterDue = true;
+      this.takeLater();
       this.wake();
     }, LATER_MAX_MS);
     this.laterTimer.unref();
+  }
+
+  /** `pushLater`'s bytes join this turn's write. */
+  private takeLater(): void {
+    for (const b of this.later) {
+      this.pending.push(b);
+      this.pendingBytes += b.length;
+    }
+    this.later = [];
+    clearTimeout(this.laterTimer);
+    this.laterTimer = undefined;
   }
 
   /** Streams have bytes to frame: write this turn's frames once the turn's code has run. */
@@ -85,16 +95,7 @@ export class SocketOutput {
     // Still "scheduled" while streams frame their bytes: their output joins this write.
     core.flush();
     this.scheduled = false;
-    if (this.later.length > 0 && (this.pending.length > 0 || this.laterDue)) {
-      for (const b of this.later) {
-        this.pending.push(b);
-        this.pendingBytes += b.length;
-      }
-      this.later = [];
-      clearTimeout(this.laterTimer);
-      this.laterTimer = undefined;
-    }
-    this.laterDue = false;
+    if (this.later.length > 0 && this.pending.length > 0) this.takeLater();
     if (this.pending.length === 0) return;
     const pending = this.pending;
     const bytes = this.pendingBytes;
