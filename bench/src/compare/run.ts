@@ -900,7 +900,6 @@ type DefragResult =
     }
   | { error: string };
 
-/** Status's sizes of one member (etcdctl endpoint status), or null. */
 /**
  * A direct target's endpoints (in its members' order) with its leader first, for both clusters
  * alike: a cell with one connection uses the first endpoint only, and a put sent to a follower
@@ -914,6 +913,7 @@ async function leaderFirst(c: Cluster, endpoints: string[]): Promise<string[]> {
   return [endpoints[i]!, ...endpoints.filter((_, j) => j !== i)];
 }
 
+/** Status's sizes of one member (etcdctl endpoint status), or null. */
 function endpointStatus(endpoint: string): DbStatus | null {
   const r = spawnSync(
     "etcdctl",
