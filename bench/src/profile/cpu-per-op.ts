@@ -14,17 +14,22 @@
 // server TLS only, as bench/compare's put-tls rows), and each round measures it beside the
 // plain URL: what client TLS costs per call. --etcd: a real etcd cluster measured the same way
 // beside ours (/usr/bin/etcd, or ETCD_BINARY).
+// --threads: each member's CPU, run-queue wait and context switches per call by thread name
+// (main "node", "libuv-worker", "V8 DefaultWorke", RocksDB's, etcd's Go threads), leader and
+// followers apart, summed over the rounds: which threads wake per call. --strace: after the
+// rounds, one more run of --calls per build with strace on the leader and a follower (every
+// thread), printing syscalls per call by thread name (ptrace slows the calls: counts only).
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
-import { cpuSeconds } from "../proc-cpu.js";
+import { cpuSeconds, type ThreadGroupDelta, threadDeltas, threadStats } from "../proc-cpu.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -37,6 +42,8 @@ const { values: args } = parseArgs({
     gateway: { type: "string" },
     tls: { type: "boolean", default: false },
     etcd: { type: "boolean", default: false },
+    threads: { type: "boolean", default: false },
+    strace: { type: "boolean", default: false },
   },
 });
 const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
@@ -90,6 +97,8 @@ interface Round {
   p50: number | null;
   p99: number | null;
   opsPerS: number;
+  /** --threads: per role ("leader", "follower" for both followers), per thread name. */
+  threads?: Map<string, Map<string, ThreadGroupDelta>>;
 }
 
 interface Gateway {
@@ -143,10 +152,19 @@ async function measure(
   const followers = cluster.members.filter((m) => m !== leader);
   const pids = [leader, ...followers].map((m) => m.child!.pid!);
   if (gateway !== undefined) pids.push(gateway.child.pid!);
+  const threadsBefore = args.threads ? pids.map(threadStats) : [];
   const before = pids.map(cpuSeconds);
   const url = tls ? leader.tlsClientUrl! : leader.clientUrl;
   const load = await goload(endpointOf(url, gateway), calls, tls, buildIndex);
   const after = pids.map(cpuSeconds);
+  let threads: Round["threads"];
+  if (args.threads) {
+    threads = new Map();
+    for (const [i, pid] of pids.entries()) {
+      const role = i === 0 ? "leader" : i <= followers.length ? "follower" : "gateway";
+      addThreadDeltas(threads, role, threadDeltas(threadsBefore[i]!, threadStats(pid)));
+    }
+  }
   if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed`);
   const perOpUs = pids.map((_, i) => Math.round(((after[i]! - before[i]!) / calls) * 1e6));
   const gatewayUs = gateway === undefined ? undefined : perOpUs.pop();
@@ -158,7 +176,101 @@ async function measure(
     p50: load.latency_ms.p50,
     p99: load.latency_ms.p99,
     opsPerS: Math.round(load.ops_per_s),
+    threads,
   };
+}
+
+function addThreadDeltas(
+  into: Map<string, Map<string, ThreadGroupDelta>>,
+  role: string,
+  deltas: Map<string, ThreadGroupDelta>,
+): void {
+  const byName = into.get(role) ?? new Map<string, ThreadGroupDelta>();
+  into.set(role, byName);
+  for (const [name, d] of deltas) {
+    const sum = byName.get(name);
+    if (sum === undefined) byName.set(name, { ...d });
+    else {
+      sum.threads = Math.max(sum.threads, d.threads);
+      sum.cpuSeconds += d.cpuSeconds;
+      sum.runQueueSeconds += d.runQueueSeconds;
+      sum.voluntary += d.voluntary;
+      sum.involuntary += d.involuntary;
+    }
+  }
+}
+
+/** The --threads table of one build: per call, each role's threads (followers: per follower). */
+function printThreads(rounds: readonly Round[], followerCount: number): void {
+  const total = new Map<string, Map<string, ThreadGroupDelta>>();
+  for (const r of rounds) for (const [role, byName] of r.threads ?? []) addThreadDeltas(total, role, byName);
+  const n = calls * rounds.length;
+  for (const [role, byName] of total) {
+    const per = role === "follower" ? n * followerCount : n;
+    console.log(`    ${role}: thread (count)  cpu us  run-queue us  voluntary cs  involuntary cs  per call`);
+    const rows = [...byName].sort((a, b) => b[1].cpuSeconds - a[1].cpuSeconds);
+    for (const [name, d] of rows) {
+      if (d.cpuSeconds === 0 && d.voluntary === 0) continue;
+      console.log(
+        `      ${`${name} (${d.threads})`.padEnd(24)} ${((d.cpuSeconds / per) * 1e6).toFixed(1).padStart(7)} ${((d.runQueueSeconds / per) * 1e6).toFixed(1).padStart(8)} ${(d.voluntary / per).toFixed(2).padStart(8)} ${(d.involuntary / per).toFixed(2).padStart(8)}`,
+      );
+    }
+  }
+}
+
+/**
+ * --strace: `total` calls with strace following every thread of the leader and one follower;
+ * prints system calls per call by role, thread name and call. ptrace makes every syscall slow,
+ * so latency and CPU in this run mean nothing; the counts are what the code asks of the kernel.
+ */
+async function straceRun(
+  build: string,
+  cluster: LocalCluster,
+  total: number,
+  buildIndex: number,
+): Promise<void> {
+  const { member: leader } = await cluster.agreedLeader();
+  const follower = cluster.members.find((m) => m !== leader)!;
+  const dir = mkdtempSync(join(tmpdir(), "cpu-per-op-strace-"));
+  const roles = [
+    { role: "leader", pid: leader.child!.pid! },
+    { role: "follower", pid: follower.child!.pid! },
+  ];
+  const names = roles.map(({ pid }) => new Map(threadStats(pid).map((t) => [t.tid, t.name])));
+  const tracers = roles.map(({ pid }, i) =>
+    spawn("strace", ["-f", "-qq", "-o", join(dir, `trace-${i}`), "-p", String(pid)], { stdio: "ignore" }),
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 1000)); // attached to every thread
+    const load = await goload(endpointOf(leader.clientUrl, undefined), total, false, buildIndex);
+    if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed under strace`);
+  } finally {
+    for (const t of tracers) t.kill("SIGINT");
+    await Promise.all(
+      tracers.map((t) => new Promise((r) => (t.exitCode === null ? t.once("exit", r) : r(0)))),
+    );
+  }
+  console.log(`  ${build}: system calls per call (strace, ${total} calls)`);
+  for (const [i, { role }] of roles.entries()) {
+    const counts = new Map<string, Map<string, number>>();
+    for (const line of readFileSync(join(dir, `trace-${i}`), "utf8").split("\n")) {
+      const m = /^(\d+)\s+([a-z_0-9]+)\(/.exec(line);
+      if (m === null) continue;
+      const thread = names[i]!.get(Number(m[1])) ?? "(new thread)";
+      const byCall = counts.get(thread) ?? new Map<string, number>();
+      counts.set(thread, byCall);
+      byCall.set(m[2]!, (byCall.get(m[2]!) ?? 0) + 1);
+    }
+    for (const [thread, byCall] of counts) {
+      const sum = [...byCall.values()].reduce((a, b) => a + b, 0);
+      const list = [...byCall]
+        .sort((a, b) => b[1] - a[1])
+        .map(([call, n]) => `${call} ${(n / total).toFixed(2)}`)
+        .join(", ");
+      console.log(`    ${role} ${thread}: ${(sum / total).toFixed(2)} (${list})`);
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -227,7 +339,10 @@ try {
     console.log(
       `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s`,
     );
+    if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
   }
+  if (args.strace)
+    for (const [i, { build, cluster }] of clusters.entries()) await straceRun(build, cluster, calls, i);
 } finally {
   for (const { gateway } of clusters) gateway?.child.kill("SIGTERM");
   // A clean stop (profiles are written then); close() kills.
