@@ -21,11 +21,10 @@
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
 //
 // A leader's Ready that only tells followers a new commit index (MsgApps without entries) is
-// sent after its committed entries are applied and their answers written, a turn after the
-// apply: the proposer's answer does not wait behind two peer writes. Measured alone (paired
-// rounds at 1 client, 2026-12-06 quiet window) the extra turn changed nothing; with it the
-// commit news mostly leaves in the same socket write as the next MsgApp (stage timeline,
-// server/stage-timeline.ts). Raft tolerates any delay of a message; what must hold is each
+// sent after its committed entries are applied and their answers written, right after the
+// answers' socket writes in the same turn (until 2026-12-06 a turn later, which measured the same
+// at 1 client and cost the leader a turn of the event loop per write): the proposer's answer does
+// not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
 // peer's order, so while such messages are held every later send queues behind them, and the
 // apply in flight (which the next hold waits for) settles only once they are sent.
 import { performance } from "node:perf_hooks";
@@ -248,9 +247,12 @@ export class RaftLoop {
       .then(async () => {
         stageTimeline?.mark("apply.end");
         if (releaseHeld) {
-          // The answers this apply settled reach their sockets at the end of this turn
-          // (process.nextTick); the held messages go one turn later (see the header).
-          await new Promise<void>((resolve) => setImmediate(resolve));
+          // The answers this apply settled are written by process.nextTick callbacks queued while
+          // this turn's microtasks run (SocketOutput.wake). A nextTick queued here runs in the
+          // same pass of Node's tick queue, and the continuation it resolves only once that
+          // queue is empty, so the held messages leave after the answers in this turn instead
+          // of costing the leader a turn of the event loop per write (see the header).
+          await new Promise<void>((resolve) => process.nextTick(resolve));
           this.releaseSends();
         }
         // Callers await a batch before scheduling the next, so none is newer than this one.
