@@ -6,7 +6,7 @@
 // /tmp/base/services/raft-node/dist/main.js, and this one); all clusters run at once and their
 // rounds alternate, so every build sees the same machine state.
 // Usage (after `npx tsc -b` and bench/goload/build.sh):
-//   node bench/dist/profile/cpu-per-op.js [--op put] [--calls 2000] [--rounds 3] [--clients 1] [--main a.js,b.js]
+//   node bench/dist/profile/cpu-per-op.js [--op put] [--calls 2000] [--rounds 3] [--clients 1] [--warmup N] [--main a.js,b.js]
 // --gateway a.js,b.js: each cluster gets an api-gateway of that build (one per --main, in the
 // same order), goload goes through it (--conns connections), and the gateway's CPU per call is
 // reported beside the members'.
@@ -35,6 +35,8 @@ const { values: args } = parseArgs({
   options: {
     op: { type: "string", default: "put" },
     calls: { type: "string", default: "2000" },
+    /** Calls per cluster before the rounds, not counted (JIT, connections); default min(500, calls). */
+    warmup: { type: "string" },
     rounds: { type: "string", default: "3" },
     clients: { type: "string", default: "1" },
     conns: { type: "string", default: "1" },
@@ -314,7 +316,7 @@ try {
     for (const tls of variants)
       await goload(
         endpointOf(tls ? member.tlsClientUrl! : member.clientUrl, gateway),
-        Math.min(500, calls),
+        args.warmup === undefined ? Math.min(500, calls) : Number(args.warmup),
         tls,
         i,
       );
