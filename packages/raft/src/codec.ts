@@ -25,12 +25,23 @@ const EMPTY = new Uint8Array(0);
 const MAX_UINT64 = (1n << 64n) - 1n;
 const SAFE_LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
 
-class Writer {
-  buf: Uint8Array;
-  pos = 0;
+/** What the encoders write to: bytes (Writer), or only their count (SizeCounter). */
+interface Sink {
+  uint(n: number): void;
+  id(n: bigint): void;
+  bytes(b: Uint8Array): void;
+}
 
-  constructor(capacity: number) {
-    this.buf = new Uint8Array(capacity);
+class Writer implements Sink {
+  buf: Uint8Array;
+  pos: number;
+
+  /** A fresh buffer of `capacity` bytes, or `buffer` from `pos` on (grown into a copy if too small). */
+  constructor(capacity: number);
+  constructor(buffer: Uint8Array, pos: number);
+  constructor(capacityOrBuffer: number | Uint8Array, pos = 0) {
+    this.buf = typeof capacityOrBuffer === "number" ? new Uint8Array(capacityOrBuffer) : capacityOrBuffer;
+    this.pos = pos;
   }
 
   private ensure(n: number): void {
@@ -84,6 +95,41 @@ class Writer {
 
   finish(): Uint8Array {
     return this.buf.subarray(0, this.pos);
+  }
+}
+
+/** Counts the bytes a Writer would write, with the same checks. */
+class SizeCounter implements Sink {
+  size = 0;
+
+  uint(n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new RaftError(`cannot encode ${n}: not a safe unsigned integer`);
+    let bytes = 1;
+    while (n >= 0x80) {
+      n = Math.floor(n / 0x80);
+      bytes++;
+    }
+    this.size += bytes;
+  }
+
+  id(n: bigint): void {
+    if (n < 0n || n > MAX_UINT64) throw new RaftError(`cannot encode node ID ${n}: not a uint64`);
+    if (n < SAFE_LIMIT) {
+      this.uint(Number(n));
+      return;
+    }
+    let bytes = 1;
+    while (n >= 0x80n) {
+      n >>= 7n;
+      bytes++;
+    }
+    this.size += bytes;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.uint(b.length);
+    this.size += b.length;
   }
 }
 
@@ -160,7 +206,7 @@ const MAX_ENTRY_TYPE = EntryType.ConfChange;
 const MAX_CONF_CHANGE_TYPE = ConfChangeType.AddLearnerNode;
 const MAX_MESSAGE_TYPE = MessageType.MsgPreVoteResp;
 
-function writeEntry(w: Writer, e: Entry): void {
+function writeEntry(w: Sink, e: Entry): void {
   w.uint(e.term);
   w.uint(e.index);
   w.uint(e.type);
@@ -218,7 +264,7 @@ export function decodeConfChange(b: Uint8Array): ConfChange {
   return c;
 }
 
-function writeIds(w: Writer, ids: readonly NodeId[]): void {
+function writeIds(w: Sink, ids: readonly NodeId[]): void {
   w.uint(ids.length);
   for (let i = 0; i < ids.length; i++) w.id(ids[i]);
 }
@@ -230,7 +276,7 @@ function readIds(r: Reader): NodeId[] {
   return ids;
 }
 
-function writeConfState(w: Writer, c: ConfState): void {
+function writeConfState(w: Sink, c: ConfState): void {
   writeIds(w, c.voters);
   writeIds(w, c.learners);
 }
@@ -252,7 +298,7 @@ export function decodeConfState(b: Uint8Array): ConfState {
   return c;
 }
 
-function writeSnapshotMetadata(w: Writer, m: SnapshotMetadata): void {
+function writeSnapshotMetadata(w: Sink, m: SnapshotMetadata): void {
   w.uint(m.index);
   w.uint(m.term);
   writeConfState(w, m.confState);
@@ -286,6 +332,36 @@ export function encodeMessage(m: Message): Uint8Array {
   if (m.snapshot) capacity += m.snapshot.data.length + 64;
   if (m.context) capacity += m.context.length + 8;
   const w = new Writer(capacity);
+  writeMessageFields(w, m);
+  return w.finish();
+}
+
+/**
+ * Room a buffer needs past the end of a message writeMessage writes into it: the writer checks
+ * for a whole varint's room before each field, however few bytes the field then takes.
+ */
+export const MESSAGE_WRITE_SLACK = 10;
+
+/** The length of encodeMessage(m), without encoding it. */
+export function encodedMessageSize(m: Message): number {
+  const counter = new SizeCounter();
+  writeMessageFields(counter, m);
+  return counter.size;
+}
+
+/**
+ * encodeMessage(m)'s bytes written into `out` at `pos` (a batch of messages in one buffer, each
+ * entry's data copied once); `out` must hold encodedMessageSize(m) + MESSAGE_WRITE_SLACK bytes
+ * from `pos`. Returns the offset past the message.
+ */
+export function writeMessage(out: Uint8Array, pos: number, m: Message): number {
+  const w = new Writer(out, pos);
+  writeMessageFields(w, m);
+  if (w.buf !== out) throw new RaftError("writeMessage: no room for the message where it was written");
+  return w.pos;
+}
+
+function writeMessageFields(w: Sink, m: Message): void {
   w.uint(m.type);
   w.id(m.to);
   w.id(m.from);
@@ -302,7 +378,6 @@ export function encodeMessage(m: Message): Uint8Array {
     w.bytes(m.snapshot.data);
   }
   if (m.context) w.bytes(m.context);
-  return w.finish();
 }
 
 export function decodeMessage(b: Uint8Array): Message {

@@ -37,7 +37,7 @@ import { METHOD_BY_PATH, type MethodRoute, splitMethodPath } from "../routing/me
 import {
   classifyTxn,
   decodeAuthStatus,
-  peekResponseHeader,
+  peekResponseRevision,
   rangeIsSerializable,
 } from "../wire/etcd-messages.js";
 import { AUTHENTICATE_PATH, type AuthServiceForwarder } from "./auth-service-forwarder.js";
@@ -419,13 +419,13 @@ export class UnaryForwarder {
       // lagging etcd member would for a serializable read; the cache takes the answer but
       // serves it only once its watch has passed that write (RangeCache.lookup), and to a
       // linearizable read only once it shows the read's barrier revision.
-      const revision = peekResponseHeader(result.response)?.revision;
+      const revision = peekResponseRevision(result.response);
       if (revision !== undefined) this.rangeCache!.answered(ticket, caller, result.response, revision);
     } else if (this.rangeCache !== undefined && result.response !== undefined && result.error === undefined) {
       // Auth enabled through this gateway: no cached answer from now on, not a probe later.
       if (route.path === AUTH_ENABLE_PATH) this.rangeCache.setAuthEnabled(true);
       if (KEY_WRITES.has(route.path) || (route.route === "txn" && peeked.target.kind === "leader")) {
-        const revision = peekResponseHeader(result.response)?.revision;
+        const revision = peekResponseRevision(result.response);
         if (revision !== undefined) this.rangeCache.cache.acknowledgeWrite(revision);
       }
     }
@@ -608,7 +608,7 @@ export class UnaryForwarder {
     const revision =
       last?.response === undefined || last.error !== undefined
         ? undefined
-        : peekResponseHeader(last.response)?.revision;
+        : peekResponseRevision(last.response);
     if (revision === undefined) throw new Error(last?.error?.details ?? "read barrier probe failed");
     return revision;
   }

@@ -16,6 +16,7 @@ import {
   keepEventsFrom,
   peekCacheableRange,
   peekResponseHeader,
+  peekResponseRevision,
   rangeIsSerializable,
   watchEventKey,
   withHeaderRevision,
@@ -126,6 +127,11 @@ describe("membership answers", () => {
     assert.equal(s.raftTerm, 7);
     assert.equal(s.isLearner, true);
     assert.equal(peekResponseHeader(status)?.clusterId, 0xcdf818194e3a8c32n);
+    assert.equal(peekResponseRevision(status), 42);
+    // A header without a revision reads 0 (proto3's default); no header at all, undefined.
+    const bare = new WireWriter().bytesField(1, new WireWriter().varintField(1, 5).finish()).finish();
+    assert.equal(peekResponseRevision(bare), 0);
+    assert.equal(peekResponseRevision(new WireWriter().varintField(3, 1).finish()), undefined);
   });
 
   it("decodes MemberList members and their client URLs", () => {

@@ -52,6 +52,29 @@ export function peekResponseHeader(response: Uint8Array): ResponseHeader | undef
   return undefined;
 }
 
+/**
+ * The revision (field 3) of the ResponseHeader an etcd response starts with, alone: what the
+ * forwarder reads of every answer (a put's too), without the two 64-bit IDs' bigints that
+ * peekResponseHeader builds (~2% of the gateway's CPU per put).
+ */
+export function peekResponseRevision(response: Uint8Array): number | undefined {
+  const r = new WireReader(response);
+  while (r.next()) {
+    if (r.fieldNumber === 1 && r.wireType === WIRE_LENGTH_DELIMITED) {
+      const [start, end] = r.lengthDelimitedRange();
+      const h = new WireReader(response, start, end);
+      let revision = 0;
+      while (h.next()) {
+        if (h.fieldNumber === 3 && h.wireType === WIRE_VARINT) revision = h.varintI64();
+        else h.skip();
+      }
+      return revision;
+    }
+    r.skip();
+  }
+  return undefined;
+}
+
 // ---------------------------------------------------------------------------------------
 // Routing peeks
 // ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 // scraped (`collect`), never on the request path; events (fsync, commit, peer bytes) go to label
 // children resolved once.
 
+import { CountingHistogram, type CountingHistogramChild } from "@etcd-ts/telemetry";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { MvccOpCounts } from "../mvcc/mod.js";
 
@@ -40,8 +41,8 @@ export class MemberMetrics {
   readonly proposalsFailed: Counter;
   readonly heartbeatSendFailures: Counter;
   readonly slowApplies: Counter;
-  readonly walFsync: Histogram;
-  readonly backendCommit: Histogram;
+  readonly walFsync: CountingHistogramChild;
+  readonly backendCommit: CountingHistogramChild;
   readonly backendSnapshot: Histogram;
   private readonly peerSendFailures: Counter<string>;
   private readonly peerRoundTrip: Histogram<string>;
@@ -162,18 +163,23 @@ export class MemberMetrics {
       registers,
     });
 
-    this.walFsync = new Histogram({
+    // Observed once per WAL write and per applied batch (a follower makes one of each per
+    // MsgApp): @etcd-ts/telemetry's CountingHistogram, the same series as prom-client's, without
+    // its label hashing on every observe (~1.5% of a follower's CPU under puts).
+    this.walFsync = new CountingHistogram({
       name: "etcd_disk_wal_fsync_duration_seconds",
       help: "The latency distributions of fsync called by WAL.",
+      labelNames: [],
       buckets: exponentialBuckets(0.001, 2, 14),
       registers,
-    });
-    this.backendCommit = new Histogram({
+    }).labels();
+    this.backendCommit = new CountingHistogram({
       name: "etcd_disk_backend_commit_duration_seconds",
       help: "The latency distributions of commit called by backend.",
+      labelNames: [],
       buckets: exponentialBuckets(0.001, 2, 14),
       registers,
-    });
+    }).labels();
     this.backendSnapshot = new Histogram({
       name: "etcd_disk_backend_snapshot_duration_seconds",
       help: "The latency distribution of backend snapshots.",

@@ -8,7 +8,7 @@ import {
   rangeRequestFromApi,
   txnRequestFromApi,
 } from "./api-shapes.js";
-import { encodeEvent, encodeRangeResponse, encodeTxnResponse } from "./response-codec.js";
+import { encodeEvent, encodePutResponse, encodeRangeResponse, encodeTxnResponse } from "./response-codec.js";
 import { withStore } from "./store-fixture.js";
 import type { KeyValue, RangeResponse, TxnResponse } from "./types.js";
 
@@ -104,6 +104,27 @@ describe("mvcc's response codec", () => {
       back.kvs.map((k) => k.lease),
       [0n, 2n ** 63n - 1n, -5n, 0x694d_0000_0000_0001n],
     );
+  });
+
+  it("writes a Put answer's bytes as ts-proto does, with and without prev_kv", () => {
+    const headers = [
+      header,
+      { ...header, revision: 0, raftTerm: 0 },
+      { ...header, revision: 2 ** 40 + 3, raftTerm: 300 },
+      { clusterId: 0n, memberId: 7n, revision: 1, raftTerm: 1 },
+    ];
+    for (const h of headers) {
+      for (const prevKv of [undefined, kv(0n, 1)]) {
+        const generated = etcdserverpb.PutResponse.encode({
+          header: apiHeader(h),
+          prevKv: prevKv === undefined ? undefined : apiKeyValue(prevKv),
+        }).finish();
+        assert.equal(
+          encodePutResponse({ header: h, prevKv }).toString("hex"),
+          Buffer.from(generated).toString("hex"),
+        );
+      }
+    }
   });
 
   it("nests Txn responses and writes events as mvccpb.Event", () => {

@@ -188,7 +188,7 @@ export function decodeIndexFields(bytes: Buffer, out: IndexFields): IndexFields 
   return out;
 }
 
-function varintSize(n: number): number {
+export function varintSize(n: number): number {
   let size = 1;
   while (n >= 128) {
     n = Math.floor(n / 128);
@@ -197,12 +197,12 @@ function varintSize(n: number): number {
   return size;
 }
 
-function int64Size(n: number): number {
+export function int64Size(n: number): number {
   // Negative int64s are sign-extended to ten bytes on the wire.
   return n < 0 ? 10 : varintSize(n);
 }
 
-function writeVarint(out: Buffer, pos: number, n: number): number {
+export function writeVarint(out: Buffer, pos: number, n: number): number {
   while (n >= 128) {
     out[pos++] = (n % 128) | 0x80;
     n = Math.floor(n / 128);
@@ -211,7 +211,7 @@ function writeVarint(out: Buffer, pos: number, n: number): number {
   return pos;
 }
 
-function writeInt64(out: Buffer, pos: number, n: number): number {
+export function writeInt64(out: Buffer, pos: number, n: number): number {
   if (n >= 0) return writeVarint(out, pos, n);
   let big = BigInt.asUintN(64, BigInt(n));
   for (let i = 0; i < 9; i++) {

@@ -3,7 +3,7 @@
 // those ts-proto's encoder writes for the same message (fields in number order, proto3
 // defaults omitted, embedded messages always written). Field numbers are etcd's rpc.proto.
 import { WireWriter } from "@etcd-ts/api";
-import { encodeKeyValue } from "./kv-codec.js";
+import { encodeKeyValue, int64Size, varintSize, writeInt64, writeVarint } from "./kv-codec.js";
 import type {
   CompactionResponse,
   DeleteRangeResponse,
@@ -38,15 +38,40 @@ function idFields(clusterId: bigint, memberId: bigint): Buffer {
 }
 
 export function encodeResponseHeader(h: ResponseHeader): Buffer {
-  const w = new WireWriter();
-  w.raw(idFields(h.clusterId, h.memberId));
-  if (h.revision !== 0) w.varintField(3, h.revision);
-  if (h.raftTerm !== 0) w.varintField(4, h.raftTerm);
-  return w.finish();
+  return responseHeader(h, false);
+}
+
+/**
+ * A ResponseHeader's bytes in one allocation (WireWriter's bytes: int64 varints), optionally
+ * as field 1 of the enclosing response (tag and length first): every answer writes one.
+ */
+function responseHeader(h: ResponseHeader, asField: boolean): Buffer {
+  const ids = idFields(h.clusterId, h.memberId);
+  const size =
+    ids.length +
+    (h.revision !== 0 ? 1 + int64Size(h.revision) : 0) +
+    (h.raftTerm !== 0 ? 1 + int64Size(h.raftTerm) : 0);
+  const out = Buffer.allocUnsafe(asField ? 1 + varintSize(size) + size : size);
+  let pos = 0;
+  if (asField) {
+    out[pos++] = 0x0a; // field 1, length-delimited
+    pos = writeVarint(out, pos, size);
+  }
+  out.set(ids, pos);
+  pos += ids.length;
+  if (h.revision !== 0) {
+    out[pos++] = 0x18; // field 3, varint
+    pos = writeInt64(out, pos, h.revision);
+  }
+  if (h.raftTerm !== 0) {
+    out[pos++] = 0x20; // field 4, varint
+    writeInt64(out, pos, h.raftTerm);
+  }
+  return out;
 }
 
 function writeHeader(w: WireWriter, h: ResponseHeader | undefined): void {
-  if (h !== undefined) w.bytesField(1, encodeResponseHeader(h));
+  if (h !== undefined) w.raw(responseHeader(h, true));
 }
 
 function writeKeyValues(w: WireWriter, field: number, kvs: readonly KeyValue[]): void {
@@ -91,6 +116,8 @@ export function rangeResponseParts(res: EncodedRangeResponse): Buffer[] {
 }
 
 export function encodePutResponse(res: PutResponse): Buffer {
+  // A put without prev_kv (almost all) answers with its header alone: that field is the message.
+  if (res.prevKv === undefined && res.header !== undefined) return responseHeader(res.header, true);
   const w = new WireWriter();
   writeHeader(w, res.header);
   if (res.prevKv !== undefined) w.bytesField(2, encodeKeyValue(res.prevKv));

@@ -149,7 +149,14 @@ describe("compact tree index", () => {
             const k = sub === 0 ? key : keyOf(Math.floor(rand() * 3000));
             if (roll < 0.7) {
               const lease = rand() < 0.2 ? BigInt(Math.floor(rand() * 5)) - 2n : 0n;
-              index.put(k, rev, sub, lease);
+              // The head a put reports is the model's live head before it (a row or a history).
+              const before = model.keys.get(k);
+              const previous = { live: true, created: -1, version: -1, headMain: -1, headSub: -1 };
+              index.put(k, rev, sub, lease, previous);
+              if (before?.isLive) {
+                const { created, version, headMain, headSub } = before;
+                assert.deepEqual(previous, { live: true, created, version, headMain, headSub }, k);
+              } else assert.equal(previous.live, false, k);
               model.put(k, rev, sub, lease);
             } else {
               assert.equal(index.tombstone(k, rev, sub), model.tombstone(k, rev, sub), `tombstone ${k}`);

@@ -37,6 +37,15 @@ export interface RangeHit extends KeyRevision {
   index: KeyIndex;
 }
 
+/** A key's live head as a put found it (TreeIndex.put's `previous`); the other fields only when live. */
+export interface PreviousHead {
+  live: boolean;
+  created: number;
+  version: number;
+  headMain: number;
+  headSub: number;
+}
+
 /**
  * Bounds of a key range as etcd reads them: no end means the single key `start`; an empty end
  * means every key from `start` on (the wire's "\0" range_end); otherwise [start, end).
@@ -192,6 +201,27 @@ class Leaf {
     return true;
   }
 
+  /** Key i's live head into `out` (out.live false when its last generation ended). */
+  head(i: number, out: PreviousHead): void {
+    const ki = this.history(i);
+    if (ki !== undefined) {
+      out.live = ki.isLive;
+      out.created = ki.created;
+      out.version = ki.version;
+      out.headMain = ki.headMain;
+      out.headSub = ki.headSub;
+      return;
+    }
+    // A row is always one live revision.
+    const r = i * STRIDE;
+    const rows = this.rows;
+    out.live = true;
+    out.created = rows[r + CREATED]!;
+    out.version = rows[r + VERSION]!;
+    out.headMain = rows[r + MAIN]!;
+    out.headSub = rows[r + SUB]!;
+  }
+
   isLive(i: number): boolean {
     const ki = this.history(i);
     return ki === undefined || ki.isLive;
@@ -337,16 +367,22 @@ export class TreeIndex {
     return i < 0 ? undefined : leaf.view(i);
   }
 
-  /** Records a put of `key` at (main, sub) with `lease`. */
-  put(key: string, main: number, sub: number, lease: bigint): void {
+  /**
+   * Records a put of `key` at (main, sub) with `lease`. With `previous`, first fills it with the
+   * key's live head before the put (what a write needs for its created revision, version and
+   * prev_kv): one search of the index per put, and no KeyIndex view made for a key that has none.
+   */
+  put(key: string, main: number, sub: number, lease: bigint, previous?: PreviousHead): void {
     const l = this.leafFor(key);
     const leaf = this.leaves[l]!;
     const i = search(leaf, key);
     if (i < 0) {
+      if (previous !== undefined) previous.live = false;
       const [at, slot] = this.insert(l, ~i, key);
       at.setRow(slot, main, sub, main, 1, lease);
       return;
     }
+    if (previous !== undefined) leaf.head(i, previous);
     const ki = this.promote(leaf, i);
     ki.put(main, sub);
     ki.lease = lease;

@@ -8,7 +8,7 @@ import type { KeyIndex } from "./key-index.js";
 import { encodeKeyValue } from "./kv-codec.js";
 import { indexLimit, shapeRange } from "./range-shaping.js";
 import { revisionKey } from "./revision.js";
-import type { KeyBounds, RangeHit, TreeIndex } from "./tree-index.js";
+import type { KeyBounds, PreviousHead, RangeHit, TreeIndex } from "./tree-index.js";
 import type {
   Compare,
   DeleteRangeRequest,
@@ -27,6 +27,8 @@ import type {
 import { CompareTarget, EventType, SortTarget } from "./types.js";
 
 const EMPTY = Buffer.alloc(0);
+/** WriteTxn.put's scratch for the key's previous head: read right after the index fills it. */
+const PREVIOUS: PreviousHead = { live: false, created: 0, version: 0, headMain: 0, headSub: 0 };
 
 /** What write execution needs from the store. */
 export interface ApplyTarget {
@@ -124,21 +126,23 @@ export class WriteTxn {
   put(key: Buffer, value: Buffer, lease: bigint): void {
     const rev = this.beginRev + 1;
     const sub = this.changes.length;
-    const k = key.toString("latin1");
-    const ki = this.target.index.lookup(k);
+    // The index is updated first, reporting the key's head before this put in the same search
+    // (it was a lookup, then a second search to put). Safe to reorder: nothing below reads the
+    // index, and a write that fails after this point fails the whole batch (applyNow).
+    const previous = PREVIOUS;
+    this.target.index.put(key.toString("latin1"), rev, sub, lease, previous);
     let created = rev;
     let version = 1;
     let prevMain = -1;
     let prevSub = -1;
-    if (ki?.isLive) {
-      created = ki.created;
-      version = ki.version + 1;
-      prevMain = ki.headMain;
-      prevSub = ki.headSub;
+    if (previous.live) {
+      created = previous.created;
+      version = previous.version + 1;
+      prevMain = previous.headMain;
+      prevSub = previous.headSub;
     }
     const kv: KeyValue = { key, createRevision: created, modRevision: rev, version, value, lease };
     this.target.stage(rev, sub, revisionKey(rev, sub), encodeKeyValue(kv));
-    this.target.index.put(k, rev, sub, lease);
     this.changes.push({ type: EventType.PUT, kv, prevMain, prevSub });
   }
 

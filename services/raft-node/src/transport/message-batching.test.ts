@@ -66,7 +66,32 @@ describe("message batching", () => {
       entries: [{ term: 3, index: 8, type: EntryType.Normal, data: Buffer.from("put k v") }],
       commit: 6,
     };
-    const messages = [withEntries, msg(MessageType.MsgHeartbeat, 0xfedcba9876543210n, 0)];
+    // Multi-byte varints everywhere, a rejection, a snapshot and a context: every field written.
+    const big: Message = {
+      ...msg(MessageType.MsgSnap, 0xfedcba9876543210n, 2 ** 40),
+      from: 0x91bc3c398fb3c146n,
+      term: 300,
+      logTerm: 2 ** 21,
+      commit: 2 ** 35,
+      reject: true,
+      rejectHint: 129,
+      entries: Array.from({ length: 40 }, (_, i) => ({
+        term: 300,
+        index: 2 ** 40 + i,
+        type: i % 7 === 0 ? EntryType.ConfChange : EntryType.Normal,
+        data: Buffer.alloc(1 + i * 13, i),
+      })),
+      snapshot: {
+        metadata: {
+          index: 2 ** 33,
+          term: 9,
+          confState: { voters: [1n, 0xfedcba9876543210n], learners: [7n] },
+        },
+        data: Buffer.alloc(200, 3),
+      },
+      context: Buffer.from("ctx"),
+    };
+    const messages = [withEntries, msg(MessageType.MsgHeartbeat, 0xfedcba9876543210n, 0), big];
     for (const [clusterId, from] of [
       [0x8e9e05c52164694dn, 0x91bc3c398fb3c146n],
       [0n, 0n],

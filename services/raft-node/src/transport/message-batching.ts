@@ -2,7 +2,14 @@
 // writes one stream message per peer per Ready. Snapshots are set apart: their state-machine
 // image travels on its own call.
 import { WireReader, WireWriter } from "@etcd-ts/api";
-import { encodeMessage, type Message, MessageType } from "@etcd-ts/raft";
+import {
+  encodedMessageSize,
+  MESSAGE_WRITE_SLACK,
+  type Message,
+  MessageType,
+  writeMessage,
+} from "@etcd-ts/raft";
+import { varintSize, writeVarint } from "../mvcc/kv-codec.js";
 
 export interface OutboundBatches {
   byPeer: Map<bigint, Message[]>;
@@ -29,8 +36,7 @@ export function batchByRecipient(messages: readonly Message[]): OutboundBatches 
 
 /**
  * One peer's messages as the bytes of a RaftBatch (proto/internal/peer.proto), the same bytes
- * the generated encoder writes. Each message is encoded once and copied once, into the batch:
- * the generated path copied it three times (to a Buffer, into its writer, out of it).
+ * the generated encoder writes.
  */
 export function encodeRaftBatch(
   clusterId: bigint,
@@ -38,14 +44,13 @@ export function encodeRaftBatch(
   to: bigint,
   messages: readonly Message[],
 ): { batch: Buffer; messageBytes: number } {
-  const w = new WireWriter();
-  const messageBytes = writeRaftBatch(w, clusterId, from, to, messages);
-  return { batch: w.finish(), messageBytes };
+  const { bytes, messageBytes } = writeRaftBatch(clusterId, from, to, messages, 0);
+  return { batch: bytes, messageBytes };
 }
 
 /**
  * The same batch as one gRPC message on the wire (flag 0, 4-byte big-endian length, the batch):
- * the stream writes it as it is, so the batch is copied once, into this buffer.
+ * the stream writes it as it is.
  */
 export function encodeRaftBatchMessage(
   clusterId: bigint,
@@ -53,34 +58,53 @@ export function encodeRaftBatchMessage(
   to: bigint,
   messages: readonly Message[],
 ): { message: Buffer; messageBytes: number } {
-  const w = new WireWriter();
-  w.raw(new Uint8Array(GRPC_PREFIX_BYTES));
-  const messageBytes = writeRaftBatch(w, clusterId, from, to, messages);
-  const message = w.finish();
-  message.writeUInt32BE(message.length - GRPC_PREFIX_BYTES, 1);
-  return { message, messageBytes };
+  const { bytes, messageBytes } = writeRaftBatch(clusterId, from, to, messages, GRPC_PREFIX_BYTES);
+  bytes[0] = 0;
+  bytes.writeUInt32BE(bytes.length - GRPC_PREFIX_BYTES, 1);
+  return { message: bytes, messageBytes };
 }
 
 const GRPC_PREFIX_BYTES = 5;
+const TAG_MESSAGES = 0x22; // field 4, length-delimited
 
-/** Appends a RaftBatch's fields; returns the bytes of its encoded messages. */
+/**
+ * A RaftBatch's fields after `prefix` bytes left for the caller, in one buffer of its exact size:
+ * each message is sized first and written in place, so an entry's data is copied once per peer
+ * (it was encoded into a buffer of its own, then copied into the batch). Returns the bytes of
+ * its encoded messages too.
+ */
 function writeRaftBatch(
-  w: WireWriter,
   clusterId: bigint,
   from: bigint,
   to: bigint,
   messages: readonly Message[],
-): number {
+  prefix: number,
+): { bytes: Buffer; messageBytes: number } {
+  const w = new WireWriter();
   if (clusterId !== 0n) w.varintField(1, clusterId);
   if (from !== 0n) w.varintField(2, from);
   if (to !== 0n) w.varintField(3, to);
+  const head = w.finish();
+  const sizes = new Array<number>(messages.length);
   let messageBytes = 0;
+  let total = prefix + head.length;
   for (let i = 0; i < messages.length; i++) {
-    const encoded = encodeMessage(messages[i]!);
-    messageBytes += encoded.length;
-    w.bytesField(4, encoded);
+    const size = encodedMessageSize(messages[i]!);
+    sizes[i] = size;
+    messageBytes += size;
+    total += 1 + varintSize(size) + size;
   }
-  return messageBytes;
+  const out = Buffer.allocUnsafe(total + MESSAGE_WRITE_SLACK);
+  out.set(head, prefix);
+  let pos = prefix + head.length;
+  for (let i = 0; i < messages.length; i++) {
+    out[pos++] = TAG_MESSAGES;
+    pos = writeVarint(out, pos, sizes[i]!);
+    const end = writeMessage(out, pos, messages[i]!);
+    if (end !== pos + sizes[i]!) throw new Error(`raft message sized ${sizes[i]} bytes took ${end - pos}`);
+    pos = end;
+  }
+  return { bytes: out.subarray(0, total), messageBytes };
 }
 
 export interface DecodedRaftBatch {
