@@ -45,6 +45,7 @@ export class ServerConnection {
       {
         output: (bytes) => this.out.push(bytes),
         wake: () => this.out.wake(),
+        written: (done) => this.out.written(done),
         fail: () => {
           this.out.writeOut();
           this.socket.end();
