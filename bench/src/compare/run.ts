@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { freePorts } from "@etcd-ts/testing";
 import { GOLOAD_BIN, GOLOAD_DIR, type GoloadResult, type GoloadRun, startGoload } from "../goload.js";
-import { processTree, totalCpuSeconds } from "../proc-cpu.js";
+import { processTree, rssKiB, totalCpuSeconds } from "../proc-cpu.js";
 
 // Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -577,16 +577,6 @@ function serverPids(t: Target, etcd: Cluster, ours: Cluster): number[] {
       return members(ours);
     case "gateway":
       return [...members(ours), ...processTree(ours.proxyPid), ...processTree(ours.authPid)];
-  }
-}
-
-function rssKiB(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
   }
 }
 
