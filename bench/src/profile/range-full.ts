@@ -6,7 +6,8 @@
 // on CLOCK_MONOTONIC in ns, latency in ms) go to FILE.<round>.json, to line up with the leader's
 // CPU profile (--prof DIR: every member runs with --cpu-prof into DIR; see slices.js).
 // --dir DIR keeps the members' data dirs and logs (<DIR>/<name>.log: --node-flags=--trace-gc
-// writes there).
+// writes there). Each round also splits the puts by the Range's phase: while it was built (until the
+// response headers came, with the first bytes) and while it was sent and decoded.
 //   node bench/dist/profile/range-full.js [--keys 200000] [--rounds 2] [--main a.js] [--prof DIR]
 //     [--timeline FILE] [--node-flags=--trace-gc] [--dir DIR]
 import { writeFileSync } from "node:fs";
@@ -54,6 +55,13 @@ const cluster = await LocalCluster.start({
   nodeFlags: (m) => [...extraFlags, ...profFlags(m.name)],
 });
 const f1 = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
+/** goload's percentile (the smallest value with at least q% of them at or below it). */
+function percentile(xs: number[], q: number): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((q / 100) * s.length) - 1))];
+}
+const summary: { s: number; p99: number; max: number; baseP99: number; ratio: number }[] = [];
 try {
   const started = performance.now();
   const load = await runGoload(
@@ -82,7 +90,7 @@ try {
       [
         ...["-endpoints", addressOf(leader), "-op", "range-full", "-clients", "1000", "-rate", "100"],
         ...["-baseline-ms", "4000", "-call-timeout-ms", "300000", "-range-key", "range-full-put"],
-        ...(args.timeline === undefined ? [] : ["-timeline"]),
+        "-timeline",
       ],
       400_000,
     );
@@ -97,6 +105,26 @@ try {
         `baseline p50/p99 ${f1(base.p50)}/${f1(base.p99)} ms, p99 ratio ${f1((during.p99 ?? 0) / (base.p99 ?? 1))}; ` +
         `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); load ${loadavg()[0]!.toFixed(1)}`,
     );
+    // The puts by the Range's phase: built (until the response headers came, which go with the
+    // answer's first bytes), sent and decoded by the client, and the second after.
+    const headerMs = r.range_header_ms as number;
+    const decodedMs = r.range_decoded_ms as number;
+    const timeline = r.put_timeline as [number, number][];
+    const phase = (from: number, to: number) => {
+      const ms = timeline.filter(([at]) => at >= from && at < to).map(([, ms]) => ms);
+      return `${f1(percentile(ms, 50))}/${f1(percentile(ms, 99))}/${f1(percentile(ms, 100))} (n ${ms.length})`;
+    };
+    console.log(
+      `  phases: built ${(headerMs / 1000).toFixed(2)} s, puts ${phase(0, headerMs)}; ` +
+        `sent+decoded ${((decodedMs - headerMs) / 1000).toFixed(2)} s, puts ${phase(headerMs, decodedMs)}`,
+    );
+    summary.push({
+      s: (r.range_ms as number) / 1000,
+      p99: during.p99 ?? 0,
+      max: during.max ?? 0,
+      baseP99: base.p99 ?? 0,
+      ratio: (during.p99 ?? 0) / (base.p99 ?? 1),
+    });
     if (args.timeline !== undefined) {
       const startNs = (r.range_start_unix_ns as number) + monoMinusWallNs;
       const puts = (r.put_timeline as [number, number][]).map(([at, ms]) => ({
@@ -118,6 +146,17 @@ try {
     }
     await new Promise((r) => setTimeout(r, 3_000));
   }
+  const col = (pick: (x: (typeof summary)[number]) => number) =>
+    summary.map((x) => pick(x).toFixed(1)).join(" / ");
+  console.log(
+    `rounds: time ${col((x) => x.s)} s; puts p99 ${col((x) => x.p99)} ms, max ${col((x) => x.max)} ms; ` +
+      `baseline p99 ${col((x) => x.baseP99)} ms; p99 ratio ${col((x) => x.ratio)} (median ${f1(
+        percentile(
+          summary.map((x) => x.ratio),
+          50,
+        ),
+      )})`,
+  );
 } finally {
   // SIGTERM, not close()'s SIGKILL: a member writes its CPU profile as it exits.
   await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGTERM", 20_000)));
