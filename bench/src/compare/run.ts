@@ -699,6 +699,8 @@ async function rangeFullCell(t: Target, etcd: Cluster, ours: Cluster): Promise<R
 
 interface RangeFullSummary {
   seconds: number;
+  /** Until the response headers came (with the answer's first bytes): the answer was built. */
+  builtSeconds: number | null;
   mb: number;
   kvs: number;
   /** Largest peak RSS growth of a member, and of the proxy (MiB). */
@@ -723,6 +725,7 @@ function summarizeRangeFull(c: RangeFullCell | undefined): RangeFullSummary | un
   }
   return {
     seconds: (r.range_ms as number) / 1000,
+    builtSeconds: typeof r.range_header_ms === "number" ? r.range_header_ms / 1000 : null,
     mb: (r.range_bytes as number) / 1e6,
     kvs: r.range_kvs as number,
     memberGrowth,
@@ -738,7 +741,7 @@ function rangeFullText(c: RangeFullCell | undefined): string {
   const s = summarizeRangeFull(c)!;
   const growth = [s.memberGrowth, s.proxyGrowth].map((g) => (g === null ? "-" : g.toFixed(0))).join("/");
   return (
-    `${s.seconds.toFixed(2)} s, ${s.kvs} kvs ${s.mb.toFixed(0)} MB, RSS +${growth} MiB (member/proxy), ` +
+    `${s.seconds.toFixed(2)} s (built ${s.builtSeconds === null ? "-" : s.builtSeconds.toFixed(2)} s), ${s.kvs} kvs ${s.mb.toFixed(0)} MB, RSS +${growth} MiB (member/proxy), ` +
     `puts during ${fmtMs(s.put.p50)}/${fmtMs(s.put.p99)}/${fmtMs(s.put.max)} ms (baseline p99 ${fmtMs(s.baseP99)})`
   );
 }
