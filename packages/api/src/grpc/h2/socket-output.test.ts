@@ -142,7 +142,7 @@ describe("SocketOutput over a real socket", () => {
       assert.equal(got.data.length, 5 + 16 * MIB);
       assert.equal(digest([got.data.subarray(5)]), digest(parts));
       const busy = perTurn.filter((b) => b > 0);
-      // One budget (1 MiB of DATA and its frame headers) per write, at most two writes a turn
+      // At most one budget (256 KiB of DATA and its frame headers) per write, two writes a turn
       // (one in the poll phase, one in the check phase).
       assert.ok(Math.max(...busy) <= 2.1 * MIB, `a turn wrote ${Math.max(...busy)} bytes`);
       assert.ok(busy.length >= 8, `the message went out in ${busy.length} turns`);
