@@ -48,6 +48,17 @@ export function processTree(pid: number | undefined): number[] {
   return tree;
 }
 
+/** A process's resident set (VmRSS) in KiB; null for none or one that is gone. */
+export function rssKiB(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** CPU seconds of `pids` together (each counted once). */
 export function totalCpuSeconds(pids: readonly number[]): number {
   return [...new Set(pids)].reduce((sum, pid) => sum + cpuSeconds(pid), 0);

@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { freePorts } from "@etcd-ts/testing";
 import { GOLOAD_BIN, GOLOAD_DIR, type GoloadResult, type GoloadRun, startGoload } from "../goload.js";
-import { processTree, totalCpuSeconds } from "../proc-cpu.js";
+import { processTree, rssKiB, totalCpuSeconds } from "../proc-cpu.js";
 
 // Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -580,16 +580,6 @@ function serverPids(t: Target, etcd: Cluster, ours: Cluster): number[] {
   }
 }
 
-function rssKiB(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
 function rssOf(c: Cluster) {
   const each = c.members.members.map((m) => rssKiB(m.child?.pid));
   const known = each.filter((x): x is number => x !== null);
@@ -709,6 +699,8 @@ async function rangeFullCell(t: Target, etcd: Cluster, ours: Cluster): Promise<R
 
 interface RangeFullSummary {
   seconds: number;
+  /** Until the response headers came (with the answer's first bytes): the answer was built. */
+  builtSeconds: number | null;
   mb: number;
   kvs: number;
   /** Largest peak RSS growth of a member, and of the proxy (MiB). */
@@ -733,6 +725,7 @@ function summarizeRangeFull(c: RangeFullCell | undefined): RangeFullSummary | un
   }
   return {
     seconds: (r.range_ms as number) / 1000,
+    builtSeconds: typeof r.range_header_ms === "number" ? r.range_header_ms / 1000 : null,
     mb: (r.range_bytes as number) / 1e6,
     kvs: r.range_kvs as number,
     memberGrowth,
@@ -748,7 +741,7 @@ function rangeFullText(c: RangeFullCell | undefined): string {
   const s = summarizeRangeFull(c)!;
   const growth = [s.memberGrowth, s.proxyGrowth].map((g) => (g === null ? "-" : g.toFixed(0))).join("/");
   return (
-    `${s.seconds.toFixed(2)} s, ${s.kvs} kvs ${s.mb.toFixed(0)} MB, RSS +${growth} MiB (member/proxy), ` +
+    `${s.seconds.toFixed(2)} s (built ${s.builtSeconds === null ? "-" : s.builtSeconds.toFixed(2)} s), ${s.kvs} kvs ${s.mb.toFixed(0)} MB, RSS +${growth} MiB (member/proxy), ` +
     `puts during ${fmtMs(s.put.p50)}/${fmtMs(s.put.p99)}/${fmtMs(s.put.max)} ms (baseline p99 ${fmtMs(s.baseP99)})`
   );
 }

@@ -14,13 +14,14 @@
 // Results: printed, and bench/results/snapshot-<timestamp>.json (with the load average before and
 // after), saved after each target.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, runGoload } from "../goload.js";
 import { UnaryClient } from "../grpc/unary-client.js";
+import { rssKiB } from "../proc-cpu.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const memberMain = join(root, "services/raft-node/dist/main.js");
@@ -43,11 +44,6 @@ const tricklePerSecond = option("trickle", 20);
 const memberNodeArgs = (process.env.MEMBER_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
 const baseMain = process.env.BASE_MEMBER_MAIN;
 type Target = "etcd" | "ours" | "base";
-
-function rssKiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-}
 
 async function startMember(
   kind: Target,
@@ -235,10 +231,10 @@ async function measure(kind: Target, dir: string): Promise<Measured> {
     // Let the load's garbage settle before taking the baseline.
     await new Promise((r) => setTimeout(r, 3000));
     const pid = child.pid!;
-    const before = rssKiB(pid);
+    const before = rssKiB(pid) ?? 0;
     let peak = before;
     const sampler = setInterval(() => {
-      peak = Math.max(peak, rssKiB(pid));
+      peak = Math.max(peak, rssKiB(pid) ?? 0);
     }, 20);
     const file = join(dir, `${kind}.snapshot.db`);
     const started = performance.now();

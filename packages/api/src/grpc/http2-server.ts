@@ -109,8 +109,10 @@ export interface MessageWriter {
   /**
    * Queues the next bytes of the body (exactly the announced length in all). false: the
    * stream's buffer is full, wait for `onDrain`. Bytes for a call that is over are dropped.
+   * `sent` runs once the chunk has been written to the socket (its memory is no longer read),
+   * if it is and the call can tell; it may never run.
    */
-  write(chunk: Uint8Array): boolean;
+  write(chunk: Uint8Array, sent?: () => void): boolean;
   /** `resume` runs once the buffer has room again (at once if the call is over). */
   onDrain(resume: () => void): void;
 }
@@ -350,9 +352,9 @@ export class Http2ServerCall extends ServerCall {
     const stream = this.stream;
     const over = () => this.finished || stream.closed;
     return {
-      write: (chunk) => {
+      write: (chunk, sent) => {
         if (over()) return true;
-        if (stream.write(chunk as Buffer)) return true;
+        if (stream.write(chunk as Buffer, sent)) return true;
         this.needDrain = true;
         return false;
       },

@@ -13,6 +13,7 @@ export {
 export { compareHolds } from "./compare.js";
 export { INDEX_CHECKPOINT_FILE, recoverInterruptedDefrag } from "./database-files.js";
 export { decodeKeyValue, encodeKeyValue, keyValueFields, leaseVarintSize } from "./kv-codec.js";
+export type { HeldPart } from "./range-reader.js";
 export {
   compareRequest,
   deleteRangeRequest,

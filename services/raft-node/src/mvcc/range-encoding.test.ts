@@ -8,6 +8,7 @@ import { etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { seededRandom } from "@etcd-ts/raft";
 import { apiHeader, apiKeyValue } from "./api-shapes.js";
 import { encodeKeyValue, keyValueFields } from "./kv-codec.js";
+import type { HeldPart } from "./range-reader.js";
 import { rangeRequest } from "./request-builders.js";
 import { encodeRangeResponse, rangeResponseParts } from "./response-codec.js";
 import { withStore } from "./store-fixture.js";
@@ -199,6 +200,31 @@ describe("a Range read on the threads while the store changes under it", () => {
         // before the second batch fails the Range; one applied after its end does not.
         assert.equal(outcomes[0], "compacted");
         assert.equal(outcomes.at(-1), "answered");
+      },
+      { rangeBatchKeys: 16 },
+    ));
+
+  it("holds a large answer's chunks on the threads until taken (rangeEncoded's bytes), or dropped", () =>
+    withStore(
+      async (store, kv) => {
+        for (let i = 0; i < keys; i++) await kv.put(name(i), `v${i}`, { lease: 0n });
+        const r = rangeRequest({ key: "k", rangeEnd: "l" });
+        const expected = Buffer.concat(rangeResponseParts(await store.rangeEncoded(r)));
+        const threads = (store as unknown as { rangeThreads: { held: number } }).rangeThreads;
+        const held = await store.rangeHeld(r);
+        const heldParts = held.kvParts.filter((p): p is HeldPart => !Buffer.isBuffer(p));
+        assert.equal(heldParts.length, held.kvParts.length, "every chunk read on a thread is held there");
+        assert.ok(heldParts.length > 1);
+        assert.equal(threads.held, heldParts.length);
+        const parts: Buffer[] = [];
+        for (const p of rangeResponseParts(held)) parts.push(Buffer.isBuffer(p) ? p : await p.take());
+        assert.deepEqual(Buffer.concat(parts), expected);
+        assert.equal(threads.held, 0);
+        await assert.rejects(heldParts[0]!.take(), /taken or dropped already/);
+        const again = await store.rangeHeld(r);
+        assert.ok(threads.held > 0);
+        for (const p of again.kvParts) if (!Buffer.isBuffer(p)) p.drop();
+        assert.equal(threads.held, 0);
       },
       { rangeBatchKeys: 16 },
     ));

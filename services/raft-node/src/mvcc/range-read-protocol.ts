@@ -8,11 +8,34 @@ export interface RangeReadRequest {
   keys: Uint8Array;
   /** Each KeyValue without its value (keys_only). */
   keysOnly: boolean;
+  /** Keep the chunk's bytes on the thread (answered with its length) until taken or dropped. */
+  hold: boolean;
 }
+
+/** The bytes of a chunk held on the thread (answered with a `part` reply for `id`). */
+export interface RangeTakeRequest {
+  take: number;
+  /** The reply's id. */
+  id: number;
+}
+
+/** Held chunks no longer wanted (their answer failed or its call ended). */
+export interface RangeDropRequest {
+  drop: number[];
+}
+
+/** A taken chunk's memory, written and handed back, to be freed here. */
+export interface RangeRecycleRequest {
+  recycled: ArrayBuffer;
+}
+
+export type RangeThreadRequest = RangeReadRequest | RangeTakeRequest | RangeDropRequest | RangeRecycleRequest;
 
 export type RangeReadReply =
   /** The KeyValues as consecutive RangeResponse field-2 occurrences. */
   | { id: number; part: Uint8Array }
+  /** The chunk is held on the thread under the request's id: its length in bytes. */
+  | { id: number; held: number }
   /** The first revision with no stored value (compacted meanwhile, or a fault). */
   | { id: number; missing: true; main: number; sub: number }
   | { id: number; error: string };

@@ -4,9 +4,15 @@
 // On the member's thread each value read was a Buffer of its own (the binding makes one per
 // value), then copied into the answer: a million of each for a full list, and their garbage.
 // It imports only the codec and RocksDB's reader (its RSS is the member's).
+// A held chunk (`hold`) stays here until the member takes it to send it: every ArrayBuffer the
+// member's isolate receives counts as its external memory, and past 64 MiB more of it than after
+// its last full GC, V8 starts incremental marking and then runs a 5-10 ms marking step on the
+// member's thread for every further buffer it receives (Heap::ReportExternalMemoryPressure) until
+// marking is done: a full list's 280 MB arriving there made steps of the loop that long, over
+// and over, beside the puts. Held here, they count in this isolate, whose GC is off that thread.
 import { parentPort } from "node:worker_threads";
 import { keyValueFields, withoutValue } from "./kv-codec.js";
-import type { RangeReadReply, RangeReadRequest } from "./range-read-protocol.js";
+import type { RangeReadReply, RangeReadRequest, RangeThreadRequest } from "./range-read-protocol.js";
 import { mainOfKey, REVISION_KEY_LENGTH, subOfKey } from "./revision.js";
 import { AttachedReader } from "./rocks-backend.js";
 import { lowerThreadPriority } from "./thread-module.js";
@@ -19,10 +25,28 @@ lowerThreadPriority(10);
 /** The reader of the database last asked about (a defragmentation switches databases). */
 let attached: { handle: bigint; reader: Promise<AttachedReader> } | undefined;
 
+/** Chunks held for the member, by the id of the request that read them. */
+const held = new Map<number, Buffer>();
+
 const port = parentPort!;
-// One request at a time, in order (the member keeps a few chunks in flight over its workers).
+// One read at a time, in order (the member keeps a few chunks in flight over its workers); a
+// take or a drop at once, as they touch no database.
 let queue = Promise.resolve();
-port.on("message", (request: RangeReadRequest) => {
+port.on("message", (request: RangeThreadRequest) => {
+  if ("take" in request) {
+    const part = held.get(request.take);
+    held.delete(request.take);
+    if (part === undefined) port.postMessage({ id: request.id, error: `no held chunk ${request.take}` });
+    // Held chunks own their memory (see serve): it moves to the member's thread.
+    else port.postMessage({ id: request.id, part }, [part.buffer as ArrayBuffer]);
+    return;
+  }
+  if ("drop" in request) {
+    for (const id of request.drop) held.delete(id);
+    return;
+  }
+  // A recycled buffer is freed with this isolate's garbage.
+  if ("recycled" in request) return;
   queue = queue.then(() => serve(request));
 });
 
@@ -47,10 +71,20 @@ async function serve(request: RangeReadRequest): Promise<void> {
     } else {
       const stored = values as Buffer[];
       const part = keyValueFields(2, request.keysOnly ? stored.map(withoutValue) : stored);
-      reply = { id: request.id, part };
-      // A buffer that owns its memory moves to the member's thread; a pooled one is copied.
-      if (part.byteOffset === 0 && part.byteLength === part.buffer.byteLength) {
-        transfer = [part.buffer as ArrayBuffer];
+      const owned = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength;
+      if (request.hold) {
+        // Its own memory, so that taking it moves it rather than copying it.
+        let own = part;
+        if (!owned) {
+          own = Buffer.allocUnsafeSlow(part.length);
+          part.copy(own);
+        }
+        held.set(request.id, own);
+        reply = { id: request.id, held: part.length };
+      } else {
+        reply = { id: request.id, part };
+        // A buffer that owns its memory moves to the member's thread; a pooled one is copied.
+        if (owned) transfer = [part.buffer as ArrayBuffer];
       }
     }
   } catch (err) {

@@ -17,8 +17,47 @@ const IDLE_STOP_MS = 60_000;
 /** A worker's heap holds a chunk's values and its answer at a time (about 2 x 300 KB). */
 const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 };
 
-/** A chunk's answer bytes, or the first revision with no stored value. */
-export type ChunkRead = { part: Buffer } | { missing: { main: number; sub: number } };
+/** A chunk's answer bytes (or, held, where they are), or the first revision with no stored value. */
+export type ChunkRead = { part: Buffer } | { held: HeldPart } | { missing: { main: number; sub: number } };
+
+/**
+ * A chunk of an answer held by the read thread that wrote it (range-read-thread.ts says why),
+ * until the member sends it: `take` moves its bytes to the member's thread (once), `drop` frees
+ * them. Every held chunk must be taken or dropped (the threads never stop while one is held).
+ */
+export class HeldPart {
+  private settled = false;
+
+  constructor(
+    /** Its length in bytes. */
+    readonly length: number,
+    private readonly threads: RangeReadThreads,
+    private readonly worker: Worker,
+    private readonly id: number,
+  ) {}
+
+  take(): Promise<Buffer> {
+    if (this.settled)
+      return Promise.reject(new Error("mvcc: a held range chunk was taken or dropped already"));
+    this.settled = true;
+    return this.threads.take(this.worker, this.id);
+  }
+
+  drop(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.threads.drop(this.worker, this.id);
+  }
+
+  /**
+   * Its bytes, taken and written to the socket (nothing reads them any more): their memory
+   * moves back to the thread, which frees it, so it stops counting as the member's isolate's
+   * external memory now rather than at that isolate's next GC.
+   */
+  recycle(bytes: Buffer): void {
+    this.threads.recycle(this.worker, bytes);
+  }
+}
 
 export class RangeReadThreads {
   /** How many workers read (and so how many chunks a Range should keep in flight). */
@@ -32,6 +71,8 @@ export class RangeReadThreads {
   >();
   private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Chunks held on the workers, not yet taken or dropped. */
+  private held = 0;
 
   /**
    * The stored values of `hits` (revision keys; no tombstone among them) in the database whose
@@ -42,13 +83,14 @@ export class RangeReadThreads {
     handle: bigint,
     hits: readonly { main: number; sub: number }[],
     keysOnly: boolean,
+    hold = false,
   ): Promise<ChunkRead> {
     // Its own memory (not the pool's), so it moves to the worker instead of being copied.
     const keys = Buffer.allocUnsafeSlow(hits.length * REVISION_KEY_LENGTH);
     for (let i = 0; i < hits.length; i++) {
       writeRevisionKey(keys, i * REVISION_KEY_LENGTH, hits[i]!.main, hits[i]!.sub);
     }
-    return this.readKeys(handle, keys, keysOnly);
+    return this.readKeys(handle, keys, keysOnly, hold);
   }
 
   /**
@@ -56,17 +98,50 @@ export class RangeReadThreads {
    * each) into `keys`: a view of memory of its own (Buffer.allocUnsafeSlow, never the shared
    * pool), which moves to the worker, so the caller must not use it again.
    */
-  readKeys(handle: bigint, keys: Buffer, keysOnly: boolean): Promise<ChunkRead> {
+  readKeys(handle: bigint, keys: Buffer, keysOnly: boolean, hold = false): Promise<ChunkRead> {
     if (this.closed) return Promise.reject(new Error("mvcc: store closed"));
     const worker = this.next();
     const id = this.nextId++;
-    const request: RangeReadRequest = { id, handle, keys, keysOnly };
+    const request: RangeReadRequest = { id, handle, keys, keysOnly, hold };
+    const answer = this.await(worker, id);
+    worker.postMessage(request, [keys.buffer as ArrayBuffer]);
+    return answer;
+  }
+
+  /** @internal HeldPart.take: the held chunk `heldId` of `worker`, moved here. */
+  take(worker: Worker, heldId: number): Promise<Buffer> {
+    this.held--;
+    if (this.workers.indexOf(worker) < 0) return Promise.reject(new Error("mvcc: range read thread stopped"));
+    const id = this.nextId++;
+    const answer = this.await(worker, id);
+    worker.postMessage({ take: heldId, id });
+    return answer.then((got) => {
+      if ("part" in got) return got.part;
+      throw new Error("mvcc: range read thread answered a take without the chunk");
+    });
+  }
+
+  /** @internal HeldPart.recycle: a buffer that owns its memory moves (a view of shared memory stays). */
+  recycle(worker: Worker, bytes: Buffer): void {
+    if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength) return;
+    if (this.workers.indexOf(worker) < 0) return;
+    worker.postMessage({ recycled: bytes.buffer }, [bytes.buffer as ArrayBuffer]);
+  }
+
+  /** @internal HeldPart.drop. */
+  drop(worker: Worker, heldId: number): void {
+    this.held--;
+    if (this.workers.indexOf(worker) >= 0) worker.postMessage({ drop: [heldId] });
+    this.idleWhenDone();
+  }
+
+  /** The answer to request `id` on `worker`. */
+  private await(worker: Worker, id: number): Promise<ChunkRead> {
     const answer = new Promise<ChunkRead>((resolve, reject) =>
       this.waiting.set(id, { resolve, reject, worker }),
     );
     // Referenced while answers are awaited (they keep the process alive), not when idle.
     worker.ref();
-    worker.postMessage(request, [keys.buffer as ArrayBuffer]);
     return answer;
   }
 
@@ -113,11 +188,19 @@ export class RangeReadThreads {
     if ("part" in reply) {
       const p = reply.part;
       waiter.resolve({ part: Buffer.from(p.buffer, p.byteOffset, p.byteLength) });
+    } else if ("held" in reply) {
+      this.held++;
+      waiter.resolve({ held: new HeldPart(reply.held, this, waiter.worker, reply.id) });
     } else if ("missing" in reply) waiter.resolve({ missing: { main: reply.main, sub: reply.sub } });
     else waiter.reject(new Error(`mvcc: range read thread: ${reply.error}`));
+    this.idleWhenDone();
+  }
+
+  /** With no answer awaited, the workers no longer keep the process alive; idle long, they stop. */
+  private idleWhenDone(): void {
     if (this.waiting.size > 0) return;
     for (const w of this.workers) w?.unref();
-    if (!this.closed) {
+    if (!this.closed && this.held === 0 && this.idleTimer === undefined) {
       this.idleTimer = setTimeout(() => void this.stop(), IDLE_STOP_MS);
       this.idleTimer.unref();
     }
@@ -126,7 +209,8 @@ export class RangeReadThreads {
   private async stop(): Promise<void> {
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    if (this.waiting.size > 0) return;
+    // Held chunks stay until taken or dropped (close() stops the workers regardless).
+    if (this.waiting.size > 0 || (this.held > 0 && !this.closed)) return;
     const workers = this.workers.splice(0);
     await Promise.all(workers.map((w) => w?.terminate()));
   }

@@ -92,23 +92,25 @@ export function encodeRangeResponse(res: RangeResponse): Buffer {
  * what the member answers a Range with, so that a million keys never become one object graph
  * nor one synchronous encode.
  */
-export interface EncodedRangeResponse {
+export interface EncodedRangeResponse<Part extends { length: number } = Buffer> {
   header: ResponseHeader | undefined;
-  /** Consecutive field-2 (kvs) occurrences, in answer order. */
-  kvParts: Buffer[];
+  /** Consecutive field-2 (kvs) occurrences, in answer order (bytes, or where they are: HeldPart). */
+  kvParts: Part[];
   more: boolean;
   count: number;
 }
 
 /** The pieces whose concatenation is the RangeResponse (the bytes encodeRangeResponse writes). */
-export function rangeResponseParts(res: EncodedRangeResponse): Buffer[] {
+export function rangeResponseParts<Part extends { length: number } = Buffer>(
+  res: EncodedRangeResponse<Part>,
+): (Buffer | Part)[] {
   const head = new WireWriter();
   writeHeader(head, res.header);
   const tail = new WireWriter();
   if (res.more) tail.varintField(3, true);
   if (res.count !== 0) tail.varintField(4, res.count);
   const start = head.finish();
-  const parts = start.length > 0 ? [start] : [];
+  const parts: (Buffer | Part)[] = start.length > 0 ? [start] : [];
   for (const p of res.kvParts) if (p.length > 0) parts.push(p);
   const end = tail.finish();
   if (end.length > 0) parts.push(end);

@@ -51,7 +51,7 @@ import {
   uint64Bytes,
   withoutValue,
 } from "./kv-codec.js";
-import { type ChunkRead, RangeReadThreads } from "./range-reader.js";
+import { type ChunkRead, HeldPart, RangeReadThreads } from "./range-reader.js";
 import { indexLimit, inIndexOrder, shapeRange } from "./range-shaping.js";
 import type { EncodedRangeResponse } from "./response-codec.js";
 import { isTombstoneKey, mainOfKey, REVISION_KEY_LENGTH, revisionKey, subOfKey } from "./revision.js";
@@ -976,7 +976,22 @@ export class MvccStore implements ApplyTarget {
    * latest revision); with a revision filter or a sort, the KeyValues `range` built are encoded
    * a chunk per turn.
    */
-  async rangeEncoded(r: RangeRequest): Promise<EncodedRangeResponse> {
+  rangeEncoded(r: RangeRequest): Promise<EncodedRangeResponse> {
+    // Not held: every part is bytes.
+    return this.rangeParts(r, false) as Promise<EncodedRangeResponse>;
+  }
+
+  /**
+   * As rangeEncoded, but a large answer's chunks read on the threads stay there (HeldPart) until
+   * the answer is sent: the member's thread takes each as it goes out rather than receiving the
+   * whole answer before its first byte leaves (range-read-thread.ts says why that matters). The
+   * caller must take or drop every HeldPart.
+   */
+  rangeHeld(r: RangeRequest): Promise<EncodedRangeResponse<Buffer | HeldPart>> {
+    return this.rangeParts(r, true);
+  }
+
+  private async rangeParts(r: RangeRequest, hold: boolean): Promise<EncodedRangeResponse<Buffer | HeldPart>> {
     if (!inIndexOrder(r)) {
       const res = await this.range(r);
       const kvParts: Buffer[] = [];
@@ -1029,12 +1044,13 @@ export class MvccStore implements ApplyTarget {
     const threads = first.done ? undefined : this.rangeThreads;
     const threadPart = (got: ChunkRead): Buffer => {
       if ("part" in got) return got.part;
+      if ("held" in got) throw new Error("mvcc: a range chunk held that was not asked to be");
       if (rev < this.compactMainRev) throw new EtcdError("Compacted");
       throw notInRocksDb(got.missing);
     };
     if (threads !== undefined && !r.keysOnly) {
       return this.reading(() =>
-        this.rangeOnThreads(threads, handle, bounds, rev, limit, first, threadPart).then((got) => ({
+        this.rangeOnThreads(threads, handle, bounds, rev, limit, first, threadPart, hold).then((got) => ({
           header: header(curRev),
           kvParts: got.kvParts,
           more: moreThan(got.total),
@@ -1100,41 +1116,63 @@ export class MvccStore implements ApplyTarget {
     limit: number,
     first: { hits: RangeHit[]; last: string | undefined; done: boolean },
     threadPart: (got: ChunkRead) => Buffer,
-  ): Promise<{ kvParts: Buffer[]; total: number }> {
-    const kvParts: Buffer[] = [];
-    const ahead: Promise<Buffer>[] = [];
+    hold: boolean,
+  ): Promise<{ kvParts: (Buffer | HeldPart)[]; total: number }> {
+    const kvParts: (Buffer | HeldPart)[] = [];
+    const ahead: Promise<Buffer | HeldPart>[] = [];
     const queue = async (read: Promise<ChunkRead>) => {
-      const part = read.then(threadPart);
+      const part = read.then((got) => ("held" in got ? got.held : threadPart(got)));
       // A read ahead whose answer is never awaited (the Range failed first) must not become an
       // unhandled rejection; awaiting it still throws.
       part.catch(() => {});
       ahead.push(part);
       if (ahead.length > threads.count) kvParts.push(await ahead.shift()!);
     };
-    let total = first.hits.length;
-    let taken = Math.min(first.hits.length, limit);
-    for (let i = 0; i < taken; i += ASYNC_READ_CHUNK) {
-      await queue(threads.read(handle, first.hits.slice(i, Math.min(taken, i + ASYNC_READ_CHUNK)), false));
-    }
-    let last = first.last;
-    let done = first.done;
-    while (!done) {
-      // A compaction past the read revision meanwhile took revisions the rest would show.
-      if (rev < this.compactMainRev) throw new EtcdError("Compacted");
-      const keys = Buffer.allocUnsafeSlow(this.rangeBatchKeys * REVISION_KEY_LENGTH);
-      const batch = this.index.revisionKeysBatch(bounds, rev, last, this.rangeBatchKeys, keys, limit - taken);
-      total += batch.hits;
-      taken += batch.written;
-      last = batch.last;
-      done = batch.done;
-      if (batch.written > 0) {
-        await queue(threads.readKeys(handle, keys.subarray(0, batch.written * REVISION_KEY_LENGTH), false));
-      } else {
-        await yieldToEventLoop();
+    try {
+      let total = first.hits.length;
+      let taken = Math.min(first.hits.length, limit);
+      for (let i = 0; i < taken; i += ASYNC_READ_CHUNK) {
+        await queue(
+          threads.read(handle, first.hits.slice(i, Math.min(taken, i + ASYNC_READ_CHUNK)), false, hold),
+        );
       }
+      let last = first.last;
+      let done = first.done;
+      while (!done) {
+        // A compaction past the read revision meanwhile took revisions the rest would show.
+        if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+        const keys = Buffer.allocUnsafeSlow(this.rangeBatchKeys * REVISION_KEY_LENGTH);
+        const batch = this.index.revisionKeysBatch(
+          bounds,
+          rev,
+          last,
+          this.rangeBatchKeys,
+          keys,
+          limit - taken,
+        );
+        total += batch.hits;
+        taken += batch.written;
+        last = batch.last;
+        done = batch.done;
+        if (batch.written > 0) {
+          await queue(
+            threads.readKeys(handle, keys.subarray(0, batch.written * REVISION_KEY_LENGTH), false, hold),
+          );
+        } else {
+          await yieldToEventLoop();
+        }
+      }
+      while (ahead.length > 0) kvParts.push(await ahead.shift()!);
+      return { kvParts, total };
+    } catch (err) {
+      // The chunks held so far are nobody's now.
+      const drop = (p: Buffer | HeldPart) => {
+        if (p instanceof HeldPart) p.drop();
+      };
+      for (const p of kvParts) drop(p);
+      for (const p of ahead) p.then(drop, () => {});
+      throw err;
     }
-    for (const part of ahead) kvParts.push(await part);
-    return { kvParts, total };
   }
 
   /**

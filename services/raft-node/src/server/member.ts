@@ -85,6 +85,7 @@ import type {
   DeleteRangeResponse,
   EncodedRangeResponse,
   HashKVResponse,
+  HeldPart,
   MvccStore,
   PutRequest,
   PutResponse,
@@ -587,8 +588,8 @@ export class Member implements EtcdServer {
     return this.store.range(request) as Promise<RangeResponse>;
   }
 
-  rangeEncoded(request: RangeRequest): Promise<EncodedRangeResponse> {
-    return this.store.rangeEncoded(request);
+  rangeEncoded(request: RangeRequest): Promise<EncodedRangeResponse<Buffer | HeldPart>> {
+    return this.store.rangeHeld(request);
   }
 
   linearizableRead(trace?: TraceContext): Promise<void> {

@@ -22,6 +22,7 @@ import type {
   DeleteRangeResponse,
   EncodedRangeResponse,
   HashKVResponse,
+  HeldPart,
   PutRequest,
   PutResponse,
   RangeRequest,
@@ -71,8 +72,11 @@ export interface RpcFlags {
 export interface RaftKV {
   /** Local state; linearizable only after `linearizableRead()`. */
   range(request: RangeRequest): Promise<RangeResponse>;
-  /** `range`'s answer with its KeyValues already encoded, in chunks (what the KV service sends). */
-  rangeEncoded(request: RangeRequest): Promise<EncodedRangeResponse>;
+  /**
+   * `range`'s answer with its KeyValues already encoded, in chunks (what the KV service sends); a
+   * large one's chunks held by the read threads until sent (every HeldPart taken or dropped).
+   */
+  rangeEncoded(request: RangeRequest): Promise<EncodedRangeResponse<Buffer | HeldPart>>;
   /** Waits until a read at this member is linearizable (ReadIndex, batched). */
   linearizableRead(trace?: TraceContext): Promise<void>;
   /** Writes carry their caller in the entry (etcd's RequestHeader), checked at apply. */

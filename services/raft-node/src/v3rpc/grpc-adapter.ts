@@ -9,7 +9,9 @@ import {
   type CallKind,
   type CallStatus,
   type GrpcHttp2Server,
+  MAX_SEND_MESSAGE_BYTES,
   MessageParts,
+  messageTooLarge,
   type ServerCall,
 } from "@etcd-ts/api";
 import { type TraceContext, traceContextOf } from "@etcd-ts/telemetry";
@@ -149,6 +151,93 @@ class GrpcJsShapedCall extends EventEmitter {
   }
 }
 
+/** A piece of an answer kept elsewhere until it is sent (a Range's chunk held by a read thread). */
+export interface FetchedPiece {
+  readonly length: number;
+  /** Its bytes (once). */
+  take(): Promise<Buffer>;
+  /** Not wanted after all. */
+  drop(): void;
+  /** Its bytes, taken and written: no longer read here. */
+  recycle(bytes: Buffer): void;
+}
+
+/**
+ * A unary answer in pieces, some fetched only as the client takes them: the bytes reach this
+ * thread a few pieces ahead of the socket, not all before the first one leaves. A piece that
+ * cannot be fetched after the message has started ends the call with INTERNAL (the client sees
+ * a failed call, not a short answer).
+ */
+export class FetchedMessage {
+  readonly length: number;
+
+  constructor(readonly pieces: readonly (Buffer | FetchedPiece)[]) {
+    let length = 0;
+    for (const p of pieces) length += p.length;
+    this.length = length;
+  }
+}
+
+/**
+ * Pieces fetched ahead of the one being written, so the next is here when the socket wants it
+ * even when the thread holding it (nice 10) waits for a core: a Range's are ~280 KB each.
+ */
+const FETCH_AHEAD = 8;
+
+async function sendFetched(
+  call: ServerCall,
+  message: FetchedMessage,
+  trailer: Metadata | undefined,
+): Promise<void> {
+  const { pieces } = message;
+  let next = 0;
+  const ahead: { piece: Buffer | FetchedPiece; bytes: Promise<Buffer> }[] = [];
+  const fetchAhead = (depth: number) => {
+    while (ahead.length < depth && next < pieces.length) {
+      const piece = pieces[next++]!;
+      const bytes = Buffer.isBuffer(piece) ? Promise.resolve(piece) : piece.take();
+      // Never awaited when the call ends first; awaiting it still throws.
+      bytes.catch(() => {});
+      ahead.push({ piece, bytes });
+    }
+  };
+  try {
+    if (call.cancelled) return;
+    if (message.length > MAX_SEND_MESSAGE_BYTES) {
+      call.finish(messageTooLarge(message.length));
+      return;
+    }
+    const writer = call.startMessage(message.length);
+    if (writer === undefined) {
+      // A call that cannot stream a message (a forwarded call's result frame is one buffer).
+      fetchAhead(pieces.length);
+      const parts: Buffer[] = [];
+      for (const { bytes } of ahead.splice(0)) parts.push(await bytes);
+      call.sendMessageParts(new MessageParts(parts));
+      call.finish({ code: status.OK, metadata: trailer });
+      return;
+    }
+    fetchAhead(FETCH_AHEAD);
+    while (ahead.length > 0 && !call.cancelled) {
+      const { piece, bytes: fetching } = ahead.shift()!;
+      const bytes = await fetching;
+      fetchAhead(FETCH_AHEAD);
+      // Once written, a fetched piece's memory goes back where it came from (its thread) at
+      // once, rather than counting as this isolate's until a GC finds it (range-read-thread.ts).
+      const sent = Buffer.isBuffer(piece) ? undefined : () => piece.recycle(bytes);
+      if (!writer.write(bytes, sent)) await new Promise<void>((resume) => writer.onDrain(resume));
+    }
+    call.finish({ code: status.OK, metadata: trailer });
+  } catch (err) {
+    call.finish({ code: status.INTERNAL, details: err instanceof Error ? err.message : String(err) });
+  } finally {
+    for (let i = next; i < pieces.length; i++) {
+      const p = pieces[i]!;
+      if (!Buffer.isBuffer(p)) p.drop();
+    }
+  }
+}
+
 /** A served call's writeEncoded (handlers are typed with grpc-js's call shapes). */
 export function encodedWriter(call: object): { writeEncoded(message: MessageParts): boolean } {
   if (!(call instanceof GrpcJsShapedCall)) throw new Error("grpc-adapter: not a call this adapter serves");
@@ -215,6 +304,8 @@ export function serveService(
             if (value instanceof MessageParts) {
               call.sendMessageParts(value);
               call.finish({ code: status.OK, metadata: trailer });
+            } else if (value instanceof FetchedMessage) {
+              void sendFetched(call, value, trailer);
             } else call.finishWith(serialize(value), { code: status.OK, metadata: trailer });
             stageTimeline?.mark("answered");
           });

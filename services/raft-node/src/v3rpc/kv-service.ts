@@ -6,11 +6,13 @@ import { decodePutRequest, EtcdError, etcdserverpb, MessageParts } from "@etcd-t
 import {
   compactionRequestFromApi,
   deleteRangeRequestFromApi,
+  type EncodedRangeResponse,
   encodeCompactionResponse,
   encodeDeleteRangeResponse,
   encodePutResponse,
   encodeRangeResponse,
   encodeTxnResponse,
+  type HeldPart,
   putRequestFromApi,
   type ResponseHeader,
   rangeRequestFromApi,
@@ -19,6 +21,7 @@ import {
 } from "../mvcc/mod.js";
 import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
 import { callerOf, permittedRead } from "./caller.js";
+import { FetchedMessage } from "./grpc-adapter.js";
 import { encodingResponsesWith, requestBytes } from "./raw-requests.js";
 import {
   checkDeleteRequest,
@@ -62,16 +65,31 @@ export function kvService(member: EtcdServer) {
         await member.linearizableRead(call.traceContext);
       }
       const caller = await callerOf(member, call);
-      const res = withHeader(
-        await permittedRead(
-          member,
-          caller,
-          () => member.isRangePermitted(caller, range.key, range.rangeEnd),
-          () => member.rangeEncoded(range),
-        ),
-      );
-      // Sent as its pieces (grpc-adapter.ts): a huge answer is never joined nor re-encoded.
-      return new MessageParts(rangeResponseParts(res));
+      let read: EncodedRangeResponse<Buffer | HeldPart> | undefined;
+      let res: EncodedRangeResponse<Buffer | HeldPart>;
+      try {
+        res = withHeader(
+          await permittedRead(
+            member,
+            caller,
+            () => member.isRangePermitted(caller, range.key, range.rangeEnd),
+            async () => {
+              read = await member.rangeEncoded(range);
+              return read;
+            },
+          ),
+        );
+      } catch (err) {
+        // Read, then refused (the auth revision moved meanwhile): its held chunks go.
+        for (const p of read?.kvParts ?? []) if (!Buffer.isBuffer(p)) p.drop();
+        throw err;
+      }
+      // Sent as its pieces (grpc-adapter.ts): a huge answer is never joined nor re-encoded, and
+      // chunks held by the read threads come here as the socket takes them.
+      const parts = rangeResponseParts(res);
+      return parts.every((p): p is Buffer => Buffer.isBuffer(p))
+        ? new MessageParts(parts)
+        : new FetchedMessage(parts);
     }),
     rangeStream: (call: { emit(event: "error", status: { code: number; details: string }): void }) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });

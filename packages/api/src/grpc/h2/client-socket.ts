@@ -89,6 +89,7 @@ export class ClientSocketConnection {
       {
         output: (bytes) => this.out.push(bytes),
         wake: () => this.out.wake(),
+        written: (done) => this.out.written(done),
         fail: (_code, reason) => {
           this.error ||= reason;
           this.out.writeOut();

@@ -74,9 +74,9 @@ function harness(options = { windowBytes: 65_535, maxConcurrentStreams: 100 }) {
     compressor.write(headers.map(([name, value]) => ({ name, value })));
     return compressor.read() as Buffer;
   };
-  /** Everything sent since the last call, as frames; each run's output is flushed first. */
-  const take = () => {
-    connection.flush();
+  /** Everything sent since the last call, as frames; each run's output is flushed first (up to `budget` bytes of DATA). */
+  const take = (budget?: number) => {
+    connection.flush(budget);
     const out = parseFrames(Buffer.concat(sent));
     sent.length = 0;
     return out;
@@ -198,6 +198,45 @@ describe("H2ServerConnection", () => {
         [FRAME.HEADERS, 0x5, 1],
       ],
     );
+  });
+
+  it("frames at most a budget of DATA per flush, the streams taking turns", () => {
+    const h = harness();
+    h.connection.receive(HTTP2_PREFACE);
+    const settings = Buffer.alloc(6);
+    settings.writeUInt16BE(0x4, 0);
+    settings.writeUInt32BE(1_000_000, 2);
+    h.connection.receive(frame(FRAME.SETTINGS, 0, 0, settings));
+    const increment = Buffer.alloc(4);
+    increment.writeUInt32BE(1_000_000);
+    h.connection.receive(frame(FRAME.WINDOW_UPDATE, 0, 0, increment));
+    h.connection.receive(frame(FRAME.HEADERS, 0x5, 1, h.block(REQUEST)));
+    h.connection.receive(frame(FRAME.HEADERS, 0x5, 3, h.block(REQUEST)));
+    const [big, small] = h.streams;
+    big!.stream.respond(Buffer.from([0x88]));
+    small!.stream.respond(Buffer.from([0x88]));
+    h.take(0);
+    big!.stream.write(Buffer.alloc(100_000, 1));
+    small!.stream.write(Buffer.alloc(10, 2));
+    const dataOf = (frames: Frame[]) =>
+      frames.filter((f) => f.type === FRAME.DATA).map((f) => [f.streamId, f.payload.length]);
+    assert.equal(h.connection.flush(40_000), 40_000);
+    // The first flush's frames are what `sent` holds now; each take() below flushes once more.
+    assert.deepEqual(dataOf(h.take(0)), [
+      [1, 16_384],
+      [1, 16_384],
+      [1, 7_232],
+    ]);
+    assert.deepEqual(dataOf(h.take(40_000)), [
+      [3, 10],
+      [1, 16_384],
+      [1, 16_384],
+      [1, 7_222],
+    ]);
+    assert.deepEqual(dataOf(h.take()), [
+      [1, 16_384],
+      [1, 3_626],
+    ]);
   });
 
   it("puts a header block split over CONTINUATION frames together", () => {

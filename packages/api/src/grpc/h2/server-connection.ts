@@ -46,6 +46,7 @@ export class ServerConnection {
         output: (bytes) => this.out.push(bytes),
         outputLater: (bytes) => this.out.pushLater(bytes),
         wake: () => this.out.wake(),
+        written: (done) => this.out.written(done),
         fail: () => {
           this.out.writeOut();
           this.socket.end();

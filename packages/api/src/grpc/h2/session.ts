@@ -79,6 +79,11 @@ export interface SessionIo {
   wake(): void;
   /** A connection error (our GOAWAY is out), or the peer's GOAWAY with an error: close the socket. */
   fail(code: number, reason: string): void;
+  /**
+   * Runs `done` once every byte output so far has been written to the socket (handed to the
+   * kernel). An I/O layer without it never runs such callbacks (see H2SessionStream.write).
+   */
+  written?(done: () => void): void;
 }
 
 /** What every stream's events have, whichever the role. */
@@ -96,6 +101,10 @@ export abstract class H2SessionStream {
   /** Bytes not yet framed (flow control or output back-pressure). */
   private queue: Buffer[] = [];
   queuedBytes = 0;
+  /** Bytes ever queued, and ever framed: where a `write`'s `sent` waits. */
+  private queuedTotal = 0;
+  private framedTotal = 0;
+  private sentWaiters: { at: number; sent: () => void }[] | undefined;
   /** `end` was called: our half closes after the queued bytes. */
   protected endQueued = false;
   /** We sent END_STREAM (or reset). */
@@ -119,13 +128,19 @@ export abstract class H2SessionStream {
 
   /**
    * Queues bytes; false: more than STREAM_HIGH_WATER_BYTES wait (flow control or a full
-   * socket), wait for `drain`.
+   * socket), wait for `drain`. `sent` runs once the chunk's last byte has been written to the
+   * socket (the memory is no longer read), if it ever is and the I/O layer tells (SessionIo.written).
    */
-  write(chunk: Buffer): boolean {
+  write(chunk: Buffer, sent?: () => void): boolean {
     if (this.closed || this.localClosed || this.endQueued) return false;
     if (chunk.length === 0) return true;
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
+    this.queuedTotal += chunk.length;
+    if (sent !== undefined) {
+      this.sentWaiters ??= [];
+      this.sentWaiters.push({ at: this.queuedTotal, sent });
+    }
     this.session.schedule(this);
     if (this.queuedBytes <= STREAM_HIGH_WATER_BYTES) return true;
     this.needDrain = true;
@@ -177,6 +192,12 @@ export abstract class H2SessionStream {
       this.sendWindow -= size;
       sent += size;
       if (last) this.endLocal();
+    }
+    this.framedTotal += sent;
+    const waiters = this.sentWaiters;
+    // Framed now, so in the output the I/O layer writes next.
+    while (waiters !== undefined && waiters.length > 0 && waiters[0]!.at <= this.framedTotal) {
+      this.session.afterWritten(waiters.shift()!.sent);
     }
     if (this.queue.length === 0 && this.endQueued && !this.localClosed) {
       this.sendEnd(out);
@@ -593,6 +614,11 @@ export abstract class H2Session<S extends H2SessionStream> {
     if (stream.localClosed) this.closeStream(stream, undefined);
   }
 
+  /** @internal `done` once what was output so far is written (SessionIo.written). */
+  afterWritten(done: () => void): void {
+    this.io.written?.(done);
+  }
+
   /** @internal A stream has bytes or its end to send. */
   schedule(stream: H2SessionStream): void {
     this.ready.add(stream);
@@ -600,19 +626,22 @@ export abstract class H2Session<S extends H2SessionStream> {
   }
 
   /**
-   * Frames what flow control and the socket allow. The I/O layer calls it once per turn (after
-   * handlers ran) and when the socket drains.
+   * Frames what flow control and the socket allow, at most `budget` bytes of DATA (the rest stays
+   * queued for a later call). The I/O layer calls it once per turn (after handlers ran) and when
+   * the socket drains. Returns the DATA bytes framed.
    */
-  flush(): void {
-    if (this.dead || this.ready.size === 0) return;
+  flush(budget = Number.POSITIVE_INFINITY): number {
+    if (this.dead || this.ready.size === 0) return 0;
+    let framed = 0;
     for (const stream of this.ready) {
       if (stream.closed) {
         this.ready.delete(stream);
         continue;
       }
-      if (this.outputHeld) break;
-      const sent = stream.pump(this.sendWindow, this.peerMaxFrame, this.output);
+      if (this.outputHeld || framed >= budget) break;
+      const sent = stream.pump(Math.min(this.sendWindow, budget - framed), this.peerMaxFrame, this.output);
       this.sendWindow -= sent;
+      framed += sent;
       if (sent > 0) this.framesSent++;
       // Out of the set before its writer hears `drain`: what it writes then is added again and
       // framed in this same loop (a Set's iteration visits what is added during it).
@@ -621,9 +650,17 @@ export abstract class H2Session<S extends H2SessionStream> {
         stream.drained();
       } else {
         stream.drained();
+        if (framed >= budget) {
+          // The next call starts with the streams after this one: a large answer goes a budget
+          // at a time, in turn with the small ones beside it on the connection.
+          this.ready.delete(stream);
+          this.ready.add(stream);
+          break;
+        }
         if (this.sendWindow <= 0) break;
       }
     }
+    return framed;
   }
 
   /** @internal A header block (split into CONTINUATION frames above the peer's frame size). */

@@ -1,10 +1,18 @@
 // SocketOutput: one socket write per turn, and bytes pushed "later" (a PING's ACK) riding at the
-// end of the next write, or going alone once they waited LATER_MAX_MS.
+// end of the next write, or going alone once they waited LATER_MAX_MS. Over a real socket: a
+// message far larger than one turn's budget (a full list) goes out in pieces, a turn of the event
+// loop apart, so the loop polls for other connections' I/O between them, and arrives whole; a
+// writer hears when each chunk it wrote has been written.
 import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SocketOutput } from "./socket-output.js";
+import grpc from "@grpc/grpc-js";
+import { encodeLiteralHeaderBlock } from "../http2-frames.js";
+import { GrpcHttp2Server, MessageParts } from "../http2-server.js";
+import { ClientSocketConnection } from "./client-socket.js";
+import { SocketOutput, socketTaps } from "./socket-output.js";
 
 /** A socket stand-in that records each write (Node's Writable; nothing of ours is replaced). */
 function recorder() {
@@ -16,7 +24,13 @@ function recorder() {
     },
   });
   let flushes = 0;
-  const core = { flush: () => void flushes++, outputHeld: false };
+  const core = {
+    flush: () => {
+      flushes++;
+      return 0;
+    },
+    outputHeld: false,
+  };
   const output = new SocketOutput(
     socket as never,
     () => core,
@@ -58,5 +72,113 @@ describe("SocketOutput", () => {
     output.push(Buffer.from("next"));
     await turn();
     assert.deepEqual(writes.map(String), ["ack1ack2", "next"]);
+  });
+});
+
+const MIB = 1024 * 1024;
+
+/** One call to `path` with an empty request on `c`: the answer's bytes and grpc-status. */
+function call(
+  c: ClientSocketConnection,
+  path: string,
+): Promise<{ data: Buffer; status: string | undefined }> {
+  return new Promise((done) => {
+    const data: Buffer[] = [];
+    let status: string | undefined;
+    const block = encodeLiteralHeaderBlock(
+      [
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", path],
+        [":authority", "localhost"],
+        ["content-type", "application/grpc"],
+        ["te", "trailers"],
+      ].map(([name, value]) => ({ name: name!, value: value!, neverIndex: false })),
+    );
+    const stream = c.h2.request(block, {
+      headers: (h, end) => {
+        if (end) status = h["grpc-status"] as string;
+      },
+      data: (chunk) => data.push(Buffer.from(chunk)),
+      close: () => done({ data: Buffer.concat(data), status }),
+      drain: () => {},
+    });
+    assert.ok(stream !== undefined);
+    stream.write(Buffer.from([0, 0, 0, 0, 0]));
+    stream.end();
+  });
+}
+
+const digest = (b: Buffer[]) => b.reduce((h, p) => h.update(p), createHash("sha256")).digest("hex");
+
+describe("SocketOutput over a real socket", () => {
+  it("sends a 16 MiB message within the client's window a piece per turn, and whole", async () => {
+    const parts = Array.from({ length: 16 }, () => randomBytes(MIB));
+    const server = new GrpcHttp2Server({});
+    server.register("/t.T/Big", {
+      kind: "unary",
+      handle: (c) => {
+        c.sendMessageParts(new MessageParts(parts));
+        c.finish({ code: grpc.status.OK });
+      },
+    });
+    const port = await server.listen("127.0.0.1:0");
+    // Bytes the server hands its socket per turn of the loop (a turn ends at the check phase).
+    const perTurn: number[] = [0];
+    let ticking = true;
+    const tick = () => {
+      perTurn.push(0);
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    socketTaps.write = (socket, bytes) => {
+      if ((socket as { localPort?: number }).localPort === port) perTurn[perTurn.length - 1] += bytes;
+    };
+    // A window larger than the message: flow control alone would let it out in one turn.
+    const c = new ClientSocketConnection({ host: "127.0.0.1", port, windowBytes: 64 * MIB });
+    try {
+      const got = await call(c, "/t.T/Big");
+      assert.equal(got.status, "0");
+      assert.equal(got.data.length, 5 + 16 * MIB);
+      assert.equal(digest([got.data.subarray(5)]), digest(parts));
+      const busy = perTurn.filter((b) => b > 0);
+      // At most one budget (256 KiB of DATA and its frame headers) per write, two writes a turn
+      // (one in the poll phase, one in the check phase).
+      assert.ok(Math.max(...busy) <= 2.1 * MIB, `a turn wrote ${Math.max(...busy)} bytes`);
+      assert.ok(busy.length >= 8, `the message went out in ${busy.length} turns`);
+    } finally {
+      ticking = false;
+      delete socketTaps.write;
+      c.destroy();
+      await server.close(100);
+    }
+  });
+
+  it("tells a message's writer when each of its chunks has been written, in order", async () => {
+    const parts = Array.from({ length: 4 }, () => randomBytes(MIB));
+    const sent: number[] = [];
+    const server = new GrpcHttp2Server({});
+    server.register("/t.T/Pieces", {
+      kind: "unary",
+      handle: async (c) => {
+        const writer = c.startMessage(4 * MIB)!;
+        for (const [i, p] of parts.entries()) {
+          if (!writer.write(p, () => sent.push(i))) await new Promise<void>((r) => writer.onDrain(r));
+        }
+        c.finish({ code: grpc.status.OK });
+      },
+    });
+    const port = await server.listen("127.0.0.1:0");
+    const c = new ClientSocketConnection({ host: "127.0.0.1", port, windowBytes: 64 * MIB });
+    try {
+      const got = await call(c, "/t.T/Pieces");
+      assert.equal(got.status, "0");
+      assert.equal(digest([got.data.subarray(5)]), digest(parts));
+      for (let i = 0; i < 100 && sent.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(sent, [0, 1, 2, 3]);
+    } finally {
+      c.destroy();
+      await server.close(100);
+    }
   });
 });
