@@ -12,7 +12,15 @@ export {
 } from "./api-shapes.js";
 export { compareHolds } from "./compare.js";
 export { INDEX_CHECKPOINT_FILE, recoverInterruptedDefrag } from "./database-files.js";
-export { decodeKeyValue, encodeKeyValue, keyValueFields, leaseVarintSize } from "./kv-codec.js";
+export {
+  decodeKeyValue,
+  encodeKeyValue,
+  int64Size,
+  keyValueFields,
+  leaseVarintSize,
+  varintSize,
+  writeVarint,
+} from "./kv-codec.js";
 export type { HeldPart } from "./range-reader.js";
 export {
   compareRequest,

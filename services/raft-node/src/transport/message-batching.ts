@@ -9,7 +9,7 @@ import {
   MessageType,
   writeMessage,
 } from "@etcd-ts/raft";
-import { varintSize, writeVarint } from "../mvcc/kv-codec.js";
+import { varintSize, writeVarint } from "../mvcc/mod.js";
 
 export interface OutboundBatches {
   byPeer: Map<bigint, Message[]>;

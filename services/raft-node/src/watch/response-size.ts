@@ -2,31 +2,20 @@
 // decides where to split a revision's events by these sizes, as etcd does with pb.Size(), so the
 // arithmetic has to follow proto3's rules exactly: default values (0, empty bytes, false) are
 // not written, negative int64 varints take ten bytes.
-import { leaseVarintSize } from "../mvcc/mod.js";
+import { int64Size, leaseVarintSize } from "../mvcc/mod.js";
 import type { Event, KeyValue } from "./events.js";
 
-export function varintSize(value: number): number {
-  if (value < 0) return 10;
-  let size = 1;
-  // Division rather than shifts: JS shifts truncate to 32 bits and revisions may exceed that.
-  while (value >= 128) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
-
 function int64FieldSize(value: number): number {
-  return value === 0 ? 0 : 1 + varintSize(value);
+  return value === 0 ? 0 : 1 + int64Size(value);
 }
 
 function bytesFieldSize(length: number): number {
-  return length === 0 ? 0 : 1 + varintSize(length) + length;
+  return length === 0 ? 0 : 1 + int64Size(length) + length;
 }
 
 function messageFieldSize(length: number): number {
   // An embedded message is written even when empty (its presence is meaningful).
-  return 1 + varintSize(length) + length;
+  return 1 + int64Size(length) + length;
 }
 
 export function keyValueSize(kv: KeyValue): number {
