@@ -1202,7 +1202,10 @@ async function main(): Promise<void> {
       if (s.security === "tls") extra.push("-cacert", join(certs, "ca.crt"));
       if (s.security === "auth") extra.push("-user", BENCH_USER);
       // Each cell watches its own prefix (members and gateway share one cluster).
-      if (s.op === "watch-catchup") extra.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", "120000");
+      // A watch may take up to half the cell's time (etcd needs minutes to reach the head of
+      // 1,000,000 revisions: 120 s timed it out); the fill and the other watch share the rest.
+      if (s.op === "watch-catchup")
+        extra.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", String(Math.max(120, timeoutS / 2) * 1000));
       if (opts.warmupS > 0 && s.watchers === undefined && s.op !== "watch-catchup") {
         // The same load for a moment first, unmeasured, for every target alike: a fresh Node
         // process runs its first ~80,000 calls at 0.6-0.7x its steady rate (JIT), a Go one
