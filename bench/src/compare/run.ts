@@ -1093,7 +1093,9 @@ function catchupText(c: Cell | undefined): string {
   if ("error" in c) return "ERROR";
   const r = c.result;
   const errs = r.errors > 0 ? ` ${r.errors}err` : "";
-  return `first ${fmtMs(r.sparse_first_event_ms as number)} / head ${fmtMs(r.dense_head_ms as number)} ms${errs}`;
+  // A watch that did not reach the head in time reports its timeout, a lower bound.
+  const head = `${r.dense_head_timed_out === true ? ">" : ""}${fmtMs(r.dense_head_ms as number)}`;
+  return `first ${fmtMs(r.sparse_first_event_ms as number)} / head ${head} ms${errs}`;
 }
 
 /** How many times faster than `b` (b's time / a's time, >1 is better): first event / head. */
@@ -1104,7 +1106,12 @@ function catchupRatio(a: Cell | undefined, b: Cell | undefined): string {
     const theirs = b.result[field] as number;
     return ours > 0 ? (theirs / ours).toFixed(2) : "-";
   };
-  return `${x("sparse_first_event_ms")}/${x("dense_head_ms")}`;
+  // A timed-out head is a lower bound of that side's time: the ratio is a bound too.
+  const ourBound = a.result.dense_head_timed_out === true;
+  const theirBound = b.result.dense_head_timed_out === true;
+  const head =
+    ourBound && theirBound ? "-" : `${theirBound ? ">" : ourBound ? "<" : ""}${x("dense_head_ms")}`;
+  return `${x("sparse_first_event_ms")}/${head}`;
 }
 
 function table(rows: string[][]): string {
@@ -1205,7 +1212,12 @@ async function main(): Promise<void> {
       // A watch may take up to half the cell's time (etcd needs minutes to reach the head of
       // 1,000,000 revisions: 120 s timed it out); the fill and the other watch share the rest.
       if (s.op === "watch-catchup")
-        extra.push("-watch-key", `catchup-${t}`, "-watch-timeout-ms", String(Math.max(120, timeoutS / 2) * 1000));
+        extra.push(
+          "-watch-key",
+          `catchup-${t}`,
+          "-watch-timeout-ms",
+          String(Math.max(120, timeoutS / 2) * 1000),
+        );
       if (opts.warmupS > 0 && s.watchers === undefined && s.op !== "watch-catchup") {
         // The same load for a moment first, unmeasured, for every target alike: a fresh Node
         // process runs its first ~80,000 calls at 0.6-0.7x its steady rate (JIT), a Go one
