@@ -19,6 +19,9 @@
 // followers apart, summed over the rounds: which threads wake per call. --strace: after the
 // rounds, one more run of --calls per build with strace on the leader and a follower (every
 // thread), printing syscalls per call by thread name (ptrace slows the calls: counts only).
+// --spread: goload gets every member's client URL, the leader's first, as the bench's `members`
+// target does: its connections go round-robin over the members, so two thirds of the puts at
+// --conns 50 reach a follower, which forwards them to the leader and answers once it applied them.
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -46,6 +49,7 @@ const { values: args } = parseArgs({
     etcd: { type: "boolean", default: false },
     threads: { type: "boolean", default: false },
     strace: { type: "boolean", default: false },
+    spread: { type: "boolean", default: false },
   },
 });
 const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
@@ -139,8 +143,8 @@ async function startGateway(main: string, cluster: LocalCluster): Promise<Gatewa
   throw new Error(`gateway ${main} not ready on ${address}`);
 }
 
-function endpointOf(leaderUrl: string, gateway: Gateway | undefined): string {
-  return gateway?.address ?? leaderUrl.replace(/^https?:\/\//, "");
+function endpointOf(leaderUrl: string, gateway: Gateway | undefined, followerUrls: string[] = []): string {
+  return gateway?.address ?? [leaderUrl, ...followerUrls].map((u) => u.replace(/^https?:\/\//, "")).join(",");
 }
 
 async function measure(
@@ -157,7 +161,8 @@ async function measure(
   const threadsBefore = args.threads ? pids.map(threadStats) : [];
   const before = pids.map(cpuSeconds);
   const url = tls ? leader.tlsClientUrl! : leader.clientUrl;
-  const load = await goload(endpointOf(url, gateway), calls, tls, buildIndex);
+  const spreadTo = args.spread ? followers.map((m) => (tls ? m.tlsClientUrl! : m.clientUrl)) : [];
+  const load = await goload(endpointOf(url, gateway, spreadTo), calls, tls, buildIndex);
   const after = pids.map(cpuSeconds);
   let threads: Round["threads"];
   if (args.threads) {
@@ -313,9 +318,16 @@ try {
   // JIT and connection warm-up, not counted.
   for (const [i, { cluster, gateway }] of clusters.entries()) {
     const { member } = await cluster.agreedLeader();
+    const urlOf = (m: (typeof cluster.members)[number], tls: boolean) =>
+      tls ? m.tlsClientUrl! : m.clientUrl;
+    const others = args.spread ? cluster.members.filter((m) => m !== member) : [];
     for (const tls of variants)
       await goload(
-        endpointOf(tls ? member.tlsClientUrl! : member.clientUrl, gateway),
+        endpointOf(
+          urlOf(member, tls),
+          gateway,
+          others.map((m) => urlOf(m, tls)),
+        ),
         args.warmup === undefined ? Math.min(500, calls) : Number(args.warmup),
         tls,
         i,

@@ -210,6 +210,95 @@ describe("raft loop", () => {
     }
   });
 
+  it("applies committed entries it already saved while the same Ready's new entries are being written", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const config = memberConfig(
+      parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
+    );
+    const storage = bootstrapStorage([1n, 2n, 3n]);
+    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
+    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
+    // "apply N" when an apply of a proposal's entry starts, "saved N" when its WAL write is done.
+    const events: string[] = [];
+    let applied = 0;
+    let failure: unknown;
+    let x = 0;
+    // 1 MiB: its O_DSYNC write takes milliseconds, far longer than the turn the apply waits for.
+    const y = Buffer.alloc(1024 * 1024, 1);
+    const answer = (m: Message): void => {
+      const reply: Message = {
+        type: MessageType.MsgAppResp,
+        to: 1n,
+        from: 2n,
+        term: m.term,
+        logTerm: 0,
+        index: 0,
+        entries: [],
+        commit: 0,
+        reject: false,
+        rejectHint: 0,
+      };
+      if (m.type === MessageType.MsgVote) reply.type = MessageType.MsgVoteResp;
+      else if (m.type === MessageType.MsgPreVote) reply.type = MessageType.MsgPreVoteResp;
+      else if (m.type === MessageType.MsgHeartbeat) reply.type = MessageType.MsgHeartbeatResp;
+      else if (m.type === MessageType.MsgApp) reply.index = m.index + m.entries.length;
+      else return;
+      setImmediate(() => loop.step([reply]));
+      // y is proposed right after x's ack is stepped: the next Ready commits x and carries y.
+      if (m.type === MessageType.MsgApp && m.entries.some((e) => e.index === x)) {
+        setImmediate(() => loop.propose(y));
+      }
+    };
+    const host: RaftLoopHost = {
+      ...testHost({
+        send: (messages) => {
+          for (const m of messages) if (m.to === 2n) answer(m);
+        },
+        appliedIndex: () => applied,
+        async applyCommitted(entries) {
+          for (const e of entries) {
+            if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+            else if (e.data.length > 0) events.push(`apply ${e.index}`);
+            applied = e.index;
+          }
+        },
+        fatal: (err) => {
+          failure = err;
+        },
+      }),
+      persisted: (entries) => {
+        for (const e of entries) if (e.data.length > 0) events.push(`saved ${e.index}`);
+      },
+    };
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      host,
+      quiet,
+    );
+    try {
+      loop.start();
+      await until("the bootstrap configuration applied", () => applied >= storage.lastIndex());
+      loop.raw.campaign();
+      loop.kick();
+      await until("leadership", () => loop.leaderId === 1n);
+      await until("the leader's empty entry applied", () => applied === loop.status().commit && applied > 3);
+      x = loop.status().commit + 1;
+      loop.propose(Buffer.from("x"));
+      await until("y applied", () => events.includes(`apply ${x + 1}`));
+      assert.deepEqual(
+        events,
+        [`saved ${x}`, `apply ${x}`, `saved ${x + 1}`, `apply ${x + 1}`],
+        "x, saved by the Ready before, was applied during y's write, each only once saved",
+      );
+      assert.equal(failure, undefined);
+    } finally {
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("knows the configuration at a state image's index, also past the replay when no ConfChange lies between", async () => {
     const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
     const config = memberConfig(parseFlags([], {}));

@@ -7,10 +7,11 @@
 // Apply is pipelined as etcd's is (its apply goroutine runs while raft.go persists the next
 // batch): a Ready's committed entries are applied once the Ready loop has nothing more to do
 // this turn (no further Ready, or one waiting for its WAL write in the thread pool, in which case
-// the apply starts on the next turn, during that write), instead of before advance(). At most
-// one batch is in flight. What makes this safe (see scheduleApply and its callers):
-//  - order: batch N+1 starts only after batch N finished (one promise chain, awaited before the
-//    next batch is scheduled), and a batch is scheduled only after its Ready was persisted;
+// the apply starts on the next turn, during that write), instead of before advance(). Committed
+// entries already durable here (saved by an earlier Ready) start even before the Ready's own
+// WAL write (handleReady). What makes this safe (see scheduleApply and its callers):
+//  - order: batch N+1 starts only after batch N finished (one promise chain), and a batch is
+//    scheduled only once every entry in it is durable in this member's WAL;
 //  - conf changes: a Ready committing a ConfChange waits for its apply before advance(), so
 //    Raft's configuration (and its one-change-at-a-time rule, which reads its applied index)
 //    never runs ahead of the entries actually applied (etcd's waitApply);
@@ -218,13 +219,13 @@ export class RaftLoop {
   }
 
   /**
-   * Applies `entries` after the batch in flight (callers await that one first, so there is at
-   * most one), once the Ready loop stops (runReady calls startApply) or on the next turn,
-   * whichever comes first: a later Ready's WAL write in the thread pool then runs during the
-   * apply, mostly synchronous work. Starting in the turn that committed the entries, when there
-   * is no such write, spares a turn of the event loop per apply (a single client's put: two
-   * turns fewer per member, with the kick below). Either way the apply starts after the Ready
-   * that committed the entries was persisted and handled, as before.
+   * Applies `entries` after the batch in flight (chained on it; callers mostly await it first,
+   * the early apply in handleReady does not), once the Ready loop stops (runReady calls
+   * startApply) or on the next turn, whichever comes first: a Ready's WAL write in the thread
+   * pool then runs during the apply, mostly synchronous work. Starting in the turn that committed
+   * the entries, when there is no such write, spares a turn of the event loop per apply (a single
+   * client's put: two turns fewer per member, with the kick below). Either way every entry is
+   * durable in this member's WAL before its apply starts.
    */
   private scheduleApply(entries: Entry[], releaseHeld = false): void {
     const previous = this.applying;
@@ -255,7 +256,7 @@ export class RaftLoop {
           await new Promise<void>((resolve) => process.nextTick(resolve));
           this.releaseSends();
         }
-        // Callers await a batch before scheduling the next, so none is newer than this one.
+        // Batches chain on the one before: only the newest one says none is in flight.
         if (this.applying === run) this.applyInFlight = false;
         // What the apply did may have made new work for Raft (a ConfChange applied); a turn
         // only if so: proposals and reads the apply caused kick for themselves.
@@ -306,10 +307,46 @@ export class RaftLoop {
       await this.applying;
       await this.installSnapshot(rd.snapshot);
     }
+    // Committed entries this member already holds durably (saved by an earlier Ready, whose
+    // write was awaited) start applying now, while this Ready's WAL write is in flight, instead
+    // of after it: under load a leader's Ready commits batch k and carries batch k+1, and batch
+    // k's answers waited for k+1's write (a follower's likewise, for the puts it forwarded).
+    // Safe: they are committed (durable on a quorum) and durable here, so the store's applied
+    // index never passes this member's log (a restart replays from it); the apply chain keeps
+    // batches in order. Not with a ConfChange (its apply must precede advance, below) nor with
+    // held messages (those wait for the apply of the whole Ready's batch).
+    let committed = rd.committedEntries;
+    if (rd.entries.length > 0 && committed.length > 0 && !committedConfChange && !holdForApply) {
+      const durable = Math.min(this.storage.lastIndex(), rd.entries[0]!.index - 1);
+      let n = 0;
+      while (n < committed.length && committed[n]!.index <= durable) n++;
+      if (n > 0) {
+        const early = n === committed.length ? committed : committed.slice(0, n);
+        committed = n === committed.length ? [] : committed.slice(n);
+        this.host.committed?.(early);
+        stageTimeline?.mark("committed");
+        // Chained behind the batch in flight (scheduleApply), not awaited: the write goes first.
+        this.scheduleApply(early);
+      }
+    }
     // A hard state whose only change is the commit index need not be durable (Raft learns
     // the commit index again from the leader), so it costs no fsync, as in etcd (MustSync).
     // A snapshot's hard state is saved, so that the log's commit never trails its snapshot.
-    if (rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined))) {
+    const saving =
+      rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined));
+    let afterSave = rd.messages;
+    if (!sendFirst && saving) {
+      // A follower's forwarded proposals and reads depend on nothing this Ready persists (Raft's
+      // rule is about what a message says of this member's log and votes: acks and votes; a
+      // MsgProp carries a client's request, a MsgReadIndex a context, and the leader takes either
+      // whatever this member holds), so they leave before the write instead of after it.
+      const forwarded = rd.messages.filter(isForwarded);
+      if (forwarded.length > 0) {
+        this.send(forwarded);
+        afterSave = rd.messages.filter((m) => !isForwarded(m));
+      }
+    }
+    if (saving) {
       const persisted = this.host.persisted;
       const startedAt = persisted === undefined ? 0 : performance.now();
       if (rd.entries.length > 0) stageTimeline?.mark("wal.start");
@@ -330,17 +367,17 @@ export class RaftLoop {
     }
     if (rd.hardState) this.storage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.storage.append(rd.entries);
-    if (!sendFirst) this.send(rd.messages);
+    if (!sendFirst) this.send(afterSave);
     if (!sendFirst && rd.entries.length > 0) stageTimeline?.mark("resp.sent");
     for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
-    if (rd.committedEntries.length > 0) {
-      this.host.committed?.(rd.committedEntries);
+    if (committed.length > 0) {
+      this.host.committed?.(committed);
       stageTimeline?.mark("committed");
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
       // The batch before has been applied and its held messages sent: these are the only ones held.
       if (holdForApply) this.heldSends = [rd.messages];
-      this.scheduleApply(rd.committedEntries, holdForApply);
+      this.scheduleApply(committed, holdForApply);
       if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
@@ -521,6 +558,11 @@ export class RaftLoop {
   async closeWal(): Promise<void> {
     await this.wal.close().catch(() => {});
   }
+}
+
+/** A proposal or read a follower forwards to its leader. */
+function isForwarded(m: Message): boolean {
+  return m.type === MessageType.MsgProp || m.type === MessageType.MsgReadIndex;
 }
 
 /** Messages that carry no entries to replicate: MsgApps that only advance followers' commit index. */
