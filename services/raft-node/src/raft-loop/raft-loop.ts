@@ -28,6 +28,11 @@
 // not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
 // peer's order, so while such messages are held every later send queues behind them, and the
 // apply in flight (which the next hold waits for) settles only once they are sent.
+//
+// A busy leader does not wait for its own WAL write before taking the next Ready (overlapReady):
+// up to MAX_OVERLAPPED Readys' writes are queued, each one's tail (in-memory log, the applies that
+// need its entries, advance()) runs in order once it is written. A follower's Readys stay one at a
+// time: what it sends (acks) must follow its write anyway.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
