@@ -299,6 +299,116 @@ describe("raft loop", () => {
     }
   });
 
+  it("a leader sends the next proposals while its previous write is in flight, and applies only what it wrote", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const config = memberConfig(
+      parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
+    );
+    const storage = bootstrapStorage([1n, 2n, 3n]);
+    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
+    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
+    // "send N" for a MsgApp to member 2 carrying entry N, "saved N" once entry N's write is done,
+    // "apply N" when its apply starts.
+    const events: string[] = [];
+    const appliedUnwritten: number[] = [];
+    let applied = 0;
+    let failure: unknown;
+    // Member 2 answers what the leader sends it (member 3 never does): with the leader, a quorum.
+    const answer = (m: Message): void => {
+      const reply: Message = {
+        type: MessageType.MsgAppResp,
+        to: 1n,
+        from: 2n,
+        term: m.term,
+        logTerm: 0,
+        index: 0,
+        entries: [],
+        commit: 0,
+        reject: false,
+        rejectHint: 0,
+      };
+      if (m.type === MessageType.MsgVote) reply.type = MessageType.MsgVoteResp;
+      else if (m.type === MessageType.MsgPreVote) reply.type = MessageType.MsgPreVoteResp;
+      else if (m.type === MessageType.MsgHeartbeat) reply.type = MessageType.MsgHeartbeatResp;
+      else if (m.type === MessageType.MsgApp) reply.index = m.index + m.entries.length;
+      else return;
+      setImmediate(() => loop.step([reply]));
+    };
+    const host: RaftLoopHost = {
+      ...testHost({
+        send: (messages) => {
+          for (const m of messages) {
+            if (m.to !== 2n) continue;
+            for (const e of m.entries) if (e.data.length > 0) events.push(`send ${e.index}`);
+            answer(m);
+          }
+        },
+        appliedIndex: () => applied,
+        async applyCommitted(entries) {
+          for (const e of entries) {
+            if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+            else if (e.data.length > 0) {
+              events.push(`apply ${e.index}`);
+              if (!events.includes(`saved ${e.index}`)) appliedUnwritten.push(e.index);
+            }
+            applied = e.index;
+          }
+        },
+        fatal: (err) => {
+          failure = err;
+        },
+      }),
+      persisted: (entries) => {
+        for (const e of entries) if (e.data.length > 0) events.push(`saved ${e.index}`);
+      },
+    };
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      host,
+      quiet,
+    );
+    try {
+      loop.start();
+      await until("the bootstrap configuration applied", () => applied >= storage.lastIndex());
+      loop.raw.campaign();
+      loop.kick();
+      await until("leadership", () => loop.leaderId === 1n);
+      await until("the leader's empty entry applied", () => applied === loop.status().commit && applied > 3);
+      const first = loop.status().commit + 1;
+      // Two entries of 1 MiB each: their O_DSYNC write takes milliseconds; the next two
+      // proposals come a turn later.
+      loop.propose(Buffer.alloc(1024 * 1024, 1));
+      loop.propose(Buffer.alloc(1024 * 1024, 2));
+      setImmediate(() => {
+        loop.propose(Buffer.from("c"));
+        loop.propose(Buffer.from("d"));
+      });
+      await until("all four applied", () => events.includes(`apply ${first + 3}`));
+      assert.ok(
+        events.includes(`send ${first + 2}`) &&
+          events.indexOf(`send ${first + 2}`) < events.indexOf(`saved ${first}`),
+        `the next proposals went out during the first write: ${events.join(", ")}`,
+      );
+      assert.deepEqual(
+        events.filter((e) => e.startsWith("saved")),
+        [0, 1, 2, 3].map((k) => `saved ${first + k}`),
+        "written in order",
+      );
+      assert.deepEqual(
+        events.filter((e) => e.startsWith("apply")),
+        [0, 1, 2, 3].map((k) => `apply ${first + k}`),
+        "applied in order, once each",
+      );
+      assert.deepEqual(appliedUnwritten, [], "nothing applied before the leader's own write was done");
+      assert.equal(failure, undefined);
+    } finally {
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("knows the configuration at a state image's index, also past the replay when no ConfChange lies between", async () => {
     const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
     const config = memberConfig(parseFlags([], {}));
