@@ -28,11 +28,6 @@
 // not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
 // peer's order, so while such messages are held every later send queues behind them, and the
 // apply in flight (which the next hold waits for) settles only once they are sent.
-//
-// A busy leader does not wait for its own WAL write before taking the next Ready (overlapReady):
-// up to MAX_OVERLAPPED Readys' writes are queued, each one's tail (in-memory log, the applies that
-// need its entries, advance()) runs in order once it is written. A follower's Readys stay one at a
-// time: what it sends (acks) must follow its write anyway.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -53,13 +48,6 @@ import { eventTrace, stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
-
-/**
- * Leader Readys whose WAL writes may be queued or running at once (overlapReady). Two: the next
- * Ready's proposals and commits go during a write, and later ones batch up until it is done, so
- * a busy leader sends at most about two MsgApps per peer per write.
- */
-const MAX_OVERLAPPED = 2;
 
 export interface RaftLoopLogger {
   info(details: Record<string, unknown>, message: string): void;
@@ -131,10 +119,6 @@ export class RaftLoop {
   /** Starts the scheduled apply now instead of on the next turn (see scheduleApply); undefined when none waits. */
   private startApply: (() => void) | undefined;
   private failed = false;
-  /** The last of the leader's Readys handed on before their WAL write was done (see overlapReady). */
-  private persisting: Promise<void> = Promise.resolve();
-  /** Those not yet written and advanced, oldest first. */
-  private readonly persistQueue: Promise<void>[] = [];
   /** Sends queued behind held commit-only messages (see the header), in order; undefined when none are held. */
   private heldSends: Message[][] | undefined;
   private readonly snapshotFollowUps = new SnapshotFollowUps();
@@ -211,23 +195,7 @@ export class RaftLoop {
     this.inReady = true;
     try {
       while (!this.stopped && this.raw.hasReady()) {
-        if (this.snapshotDue()) {
-          // A snapshot is cut from an applied state with nothing half-persisted behind it
-          // (overlapped Readys skip handleReady's check).
-          await this.persisting;
-          await this.applying;
-          if (this.snapshotDue()) await this.snapshot();
-          continue;
-        }
         const rd = this.raw.ready();
-        if (this.canOverlap(rd)) {
-          this.overlapReady(rd);
-          // At most MAX_OVERLAPPED writes queued: later proposals batch up meanwhile.
-          while (this.persistQueue.length >= MAX_OVERLAPPED && !this.stopped) await this.persistQueue[0];
-          continue;
-        }
-        // Anything else (a new role or term, a snapshot, a ConfChange) after those are done.
-        if (this.persistQueue.length > 0) await this.persisting;
         await this.handleReady(rd);
         this.raw.advance(rd);
       }
@@ -296,91 +264,6 @@ export class RaftLoop {
       });
     this.applying = run;
     run.catch((err: unknown) => this.fail(err));
-  }
-
-  private snapshotDue(): boolean {
-    return shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount);
-  }
-
-  /**
-   * Whether a leader's Ready may be handed on before the WAL writes of the ones before it are
-   * done (overlapReady): same role and term (the vote too: a leader's is its own within its
-   * term), no snapshot, no ConfChange committed (its apply must precede advance()). A single
-   * entry with nothing in flight (one client) keeps handleReady's path: its write is made on
-   * this thread, its commit news wait for the apply.
-   */
-  private canOverlap(rd: Ready): boolean {
-    return (
-      this.role === StateRole.Leader &&
-      rd.softState === undefined &&
-      rd.snapshot === undefined &&
-      (rd.hardState === undefined || rd.hardState.term === this.term) &&
-      (this.persistQueue.length > 0 || rd.entries.length > 1) &&
-      !rd.committedEntries.some((e) => e.type === EntryType.ConfChange)
-    );
-  }
-
-  /**
-   * A leader's Ready handled without waiting for its WAL write (nor for those before it): the
-   * messages go at once, committed entries already durable here start applying, and the write
-   * is queued behind the ones in flight (the WAL groups them); what needs the write (appending
-   * to the in-memory log, applying the entries it holds, advance(), which counts the leader's
-   * own ack) follows it, in Ready order. Meanwhile the next Ready can send the proposals and
-   * commit the acks that arrived during the write, instead of waiting for it. What this relies
-   * on: a leader may send its entries before writing them (Raft thesis 10.2.1) and counts itself
-   * in a quorum only at advance(); the WAL writes saves in call order, one write at a time, so
-   * a Ready's write done means every earlier one's is; an entry is applied only once committed
-   * and durable here; RawNode hands each entry out once (in progress / applying marks), so a
-   * Ready may be taken before the previous one is advanced, as etcd-raft's asynchronous storage
-   * writes do, provided advance() follows in order.
-   */
-  private overlapReady(rd: Ready): void {
-    if (rd.hardState) this.term = rd.hardState.term;
-    this.send(rd.messages);
-    if (rd.entries.length > 0) stageTimeline?.mark("msgapp.sent");
-    for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
-    // The in-memory log holds what is written (appended below, once written): those apply now.
-    const durable = this.storage.lastIndex();
-    let n = 0;
-    const all = rd.committedEntries;
-    while (n < all.length && all[n]!.index <= durable) n++;
-    if (n > 0) {
-      const early = n === all.length ? all : all.slice(0, n);
-      this.host.committed?.(early);
-      stageTimeline?.mark("committed");
-      this.scheduleApply(early);
-    }
-    const rest = n === all.length ? [] : all.slice(n);
-    const persisted = this.host.persisted;
-    const startedAt = persisted === undefined ? 0 : performance.now();
-    // As in handleReady: a hard state whose only change is the commit index is not saved.
-    const saving = rd.entries.length > 0 || (rd.hardState !== undefined && rd.mustSync);
-    if (rd.entries.length > 0) stageTimeline?.mark("wal.start");
-    const saved = saving ? this.wal.save(rd.hardState, rd.entries) : undefined;
-    // Its failure is handled where the chain reaches it (fail, below), not as an unhandled one now.
-    saved?.catch(() => {});
-    const done = this.persisting
-      .then(() => saved)
-      .then(() => {
-        if (rd.entries.length > 0) {
-          stageTimeline?.mark("wal.end");
-          persisted?.(rd.entries, startedAt);
-        }
-        if (rd.hardState) this.storage.setHardState(rd.hardState);
-        if (rd.entries.length > 0) this.storage.append(rd.entries);
-        if (rest.length > 0) {
-          this.host.committed?.(rest);
-          stageTimeline?.mark("committed");
-          this.scheduleApply(rest);
-        }
-        this.raw.advance(rd);
-        this.persistQueue.shift();
-        // advance() counted the leader's own ack, which may commit more.
-        this.kick();
-      });
-    this.persistQueue.push(done);
-    this.persisting = done;
-    done.catch((err: unknown) => this.fail(err));
   }
 
   private send(messages: Message[]): void {
@@ -669,7 +552,6 @@ export class RaftLoop {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     if (this.inReady) await new Promise<void>((resolve) => this.readyIdle.push(resolve));
-    await this.persisting.catch(() => {});
     await this.applying.catch(() => {});
   }
 
