@@ -69,6 +69,8 @@ export class WatchStream implements WatcherSink {
   private queueHead = 0;
   private boundedPending = 0;
   private waiter: ((response: WatchResponse | undefined) => void) | null = null;
+  /** A consumer that polls (the gRPC layer): told when the queue stops being empty. */
+  private readable: (() => void) | null = null;
   private closed = false;
 
   constructor(
@@ -202,6 +204,7 @@ export class WatchStream implements WatcherSink {
     this.boundedPending = 0;
     const waiter = this.waiter;
     this.waiter = null;
+    this.readable = null;
     waiter?.(undefined);
   }
 
@@ -224,9 +227,22 @@ export class WatchStream implements WatcherSink {
     const ready = this.poll();
     if (ready !== undefined || this.closed) return Promise.resolve(ready);
     if (this.waiter !== null) throw new Error("WatchStream.next() called while another call is waiting");
+    if (this.readable !== null) throw new Error("WatchStream.next() on a stream read through onReadable()");
     return new Promise((resolve) => {
       this.waiter = resolve;
     });
+  }
+
+  /**
+   * Polling instead of next(): `listener` runs (synchronously, from whatever queued the
+   * response: often the apply path, so it must only schedule work) each time a response lands
+   * in an empty queue. The consumer then polls until undefined; a consumer that stops early (a
+   * full socket) polls again on its own, since a non-empty queue does not call it again.
+   */
+  onReadable(listener: () => void): void {
+    if (this.waiter !== null) throw new Error("WatchStream.onReadable() while next() is waiting");
+    this.readable = listener;
+    if (this.pendingCount > 0) listener();
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<WatchResponse> {
@@ -307,6 +323,7 @@ export class WatchStream implements WatcherSink {
       return;
     }
     this.queue.push(entry);
+    if (this.readable !== null && this.queue.length - this.queueHead === 1) this.readable();
   }
 
   private releaseSlot(): void {
