@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { encodeWatchResponse, etcdserverpb, type MessageParts } from "@etcd-ts/api";
+import { encodeWatchResponse, etcdserverpb } from "@etcd-ts/api";
 import { encodeEvent, encodeResponseHeader, type ResponseHeader } from "../mvcc/mod.js";
 import { type Event, EventType, watchResponse } from "../watch/mod.js";
-import { ResponseEncoder } from "./watch-service.js";
+import { FramedBatch, ResponseEncoder } from "./watch-service.js";
 
 let term = 3;
 const headerAt = (revision: number): ResponseHeader => ({
@@ -25,10 +25,24 @@ function event(key: string, revision: number, prevKv = false): Event {
   return { type: EventType.PUT, kv, prevKv: prevKv ? { ...kv, modRevision: 2, version: 1 } : undefined };
 }
 
-function joined(message: MessageParts): Buffer {
-  const bytes = Buffer.concat(message.parts);
-  assert.equal(bytes.length, message.length);
-  return bytes;
+/** The bodies of the gRPC messages framed back to back in `framed`. */
+function messages(framed: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < framed.length; ) {
+    assert.equal(framed[at], 0, "uncompressed");
+    const length = framed.readUInt32BE(at + 1);
+    out.push(framed.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  return out;
+}
+
+function encodeOne(encoder: ResponseEncoder, r: ReturnType<typeof watchResponse>): Buffer {
+  const batch = new FramedBatch();
+  encoder.encode(r, batch);
+  const [only] = messages(batch.finish());
+  assert.equal(only?.length, batch.lengths[0]);
+  return only!;
 }
 
 /** What the generic encoder writes for the response, every field in field order. */
@@ -60,8 +74,14 @@ describe("ResponseEncoder", () => {
       watchResponse({ revision: 7, watchId: -1 }),
       watchResponse({ revision: 7, watchId: 9, fragment: true, events: [shared[0]!] }),
     ];
-    for (const r of answers) {
-      const decoded = etcdserverpb.WatchResponse.decode(joined(encoder.encode(r)));
+    // One batch, as a stream writes a turn's responses: each message framed in turn.
+    const batch = new FramedBatch();
+    for (const r of answers) encoder.encode(r, batch);
+    const framed = messages(batch.finish());
+    assert.equal(framed.length, answers.length);
+    for (const [i, r] of answers.entries()) {
+      assert.equal(framed[i]!.length, batch.lengths[i]);
+      const decoded = etcdserverpb.WatchResponse.decode(framed[i]!);
       assert.deepEqual(decoded, etcdserverpb.WatchResponse.decode(reference(r)), JSON.stringify(r.watchId));
     }
   });
@@ -70,19 +90,20 @@ describe("ResponseEncoder", () => {
     term = 3;
     const encoder = new ResponseEncoder(headerAt);
     const shared = [event("a", 7)];
-    const first = encoder.encode(watchResponse({ revision: 7, watchId: 1, events: shared }));
-    const second = encoder.encode(watchResponse({ revision: 7, watchId: 2, events: shared }));
-    assert.equal(first.parts.at(-1), second.parts.at(-1), "the body is one buffer");
-    assert.equal(etcdserverpb.WatchResponse.decode(joined(second)).watchId, 2n);
+    const first = encodeOne(encoder, watchResponse({ revision: 7, watchId: 1, events: shared }));
+    const second = encodeOne(encoder, watchResponse({ revision: 7, watchId: 2, events: shared }));
+    assert.equal(etcdserverpb.WatchResponse.decode(first).watchId, 1n);
+    assert.equal(etcdserverpb.WatchResponse.decode(second).watchId, 2n);
+    assert.deepEqual(first.subarray(2), second.subarray(2), "the same bytes after the watch_id field");
 
     term = 4;
     const third = etcdserverpb.WatchResponse.decode(
-      joined(encoder.encode(watchResponse({ revision: 7, watchId: 3, events: shared }))),
+      encodeOne(encoder, watchResponse({ revision: 7, watchId: 3, events: shared })),
     );
     assert.equal(third.header?.raftTerm, 4n);
     // A catch-up answer's header says how far it reaches, which may differ for the same array.
     const later = etcdserverpb.WatchResponse.decode(
-      joined(encoder.encode(watchResponse({ revision: 9, watchId: 3, events: shared }))),
+      encodeOne(encoder, watchResponse({ revision: 9, watchId: 3, events: shared })),
     );
     assert.equal(later.header?.revision, 9n);
     assert.equal(later.events[0]?.kv?.modRevision, 7n);
