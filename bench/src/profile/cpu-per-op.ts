@@ -17,8 +17,9 @@
 // --threads: each member's CPU, run-queue wait and context switches per call by thread name
 // (main "node", "libuv-worker", "V8 DefaultWorke", RocksDB's, etcd's Go threads), leader and
 // followers apart, summed over the rounds: which threads wake per call. --strace: after the
-// rounds, one more run of --calls per build with strace on the leader and a follower (every
-// thread), printing syscalls per call by thread name (ptrace slows the calls: counts only).
+// rounds, one more run of --calls per build with strace on the leader, a follower and the
+// gateway if any (every thread; goload through the gateway as in the rounds), printing syscalls
+// per call by thread name (ptrace slows the calls: counts only).
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -228,6 +229,7 @@ function printThreads(rounds: readonly Round[], followerCount: number): void {
 async function straceRun(
   build: string,
   cluster: LocalCluster,
+  gateway: Gateway | undefined,
   total: number,
   buildIndex: number,
 ): Promise<void> {
@@ -237,6 +239,7 @@ async function straceRun(
   const roles = [
     { role: "leader", pid: leader.child!.pid! },
     { role: "follower", pid: follower.child!.pid! },
+    ...(gateway === undefined ? [] : [{ role: "gateway", pid: gateway.child.pid! }]),
   ];
   const names = roles.map(({ pid }) => new Map(threadStats(pid).map((t) => [t.tid, t.name])));
   const tracers = roles.map(({ pid }, i) =>
@@ -244,7 +247,7 @@ async function straceRun(
   );
   try {
     await new Promise((r) => setTimeout(r, 1000)); // attached to every thread
-    const load = await goload(endpointOf(leader.clientUrl, undefined), total, false, buildIndex);
+    const load = await goload(endpointOf(leader.clientUrl, gateway), total, false, buildIndex);
     if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed under strace`);
   } finally {
     for (const t of tracers) t.kill("SIGINT");
@@ -344,7 +347,8 @@ try {
     if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
   }
   if (args.strace)
-    for (const [i, { build, cluster }] of clusters.entries()) await straceRun(build, cluster, calls, i);
+    for (const [i, { build, cluster, gateway }] of clusters.entries())
+      await straceRun(build, cluster, gateway, calls, i);
 } finally {
   for (const { gateway } of clusters) gateway?.child.kill("SIGTERM");
   // A clean stop (profiles are written then); close() kills.
