@@ -32,18 +32,28 @@ export interface GoloadRun {
 
 /**
  * Starts goload with `args`; its result rejects, with goload's last lines of stderr, when it
- * exits non-zero, prints no result, or runs past `hardTimeoutMs` (killed).
+ * exits non-zero, prints no result, or runs past `hardTimeoutMs` (killed). `onPhase` hears
+ * goload's "goload: phase NAME" lines as they come (watch-latency: puts-start, puts-end).
  */
-export function startGoload(args: string[], hardTimeoutMs = 600_000): GoloadRun {
+export function startGoload(
+  args: string[],
+  hardTimeoutMs = 600_000,
+  onPhase?: (phase: string) => void,
+): GoloadRun {
   const child = spawn(GOLOAD_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
   const result = new Promise<GoloadResult>((resolvePromise, reject) => {
     let out = "";
     let err = "";
+    let partial = "";
     child.stdout.setEncoding("utf8").on("data", (c: string) => {
       out += c;
     });
     child.stderr.setEncoding("utf8").on("data", (c: string) => {
       err = (err + c).slice(-2000);
+      if (onPhase === undefined) return;
+      const lines = (partial + c).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) if (line.startsWith("goload: phase ")) onPhase(line.slice(14).trim());
     });
     const timer = setTimeout(() => child.kill("SIGKILL"), hardTimeoutMs);
     child.once("error", (e) => {

@@ -513,11 +513,22 @@ async function waitHealthy(endpoints: string[], what: string): Promise<void> {
 // ---------------------------------------------------------------- load
 
 /** A cell: goload's result and the servers' CPU per successful op (µs, from /proc). */
-type Cell = { result: GoloadResult; server_cpu_us_per_op?: number } | { error: string };
+type Cell =
+  | {
+      result: GoloadResult;
+      server_cpu_us_per_op?: number;
+      /** Watch rows: server CPU over the puts alone (server_cpu_us_per_op counts the creates too). */
+      server_cpu_us_per_put?: number;
+    }
+  | { error: string };
 
 /** One cell: goload's result, or what went wrong (the table shows ERROR, the JSON the reason). */
-async function goload(args: string[], hardTimeoutMs: number): Promise<Cell> {
-  const run = startGoload(args, hardTimeoutMs);
+async function goload(
+  args: string[],
+  hardTimeoutMs: number,
+  onPhase?: (phase: string) => void,
+): Promise<Cell> {
+  const run = startGoload(args, hardTimeoutMs, onPhase);
   currentLoad = run;
   try {
     return { result: await run.result };
@@ -1229,9 +1240,19 @@ async function main(): Promise<void> {
       const args = [...scenarioArgs(s, endpoints, total, timeoutS, `${s.name}/${t}`), ...extra];
       const pids = serverPids(t, etcd, ours);
       const cpuBefore = totalCpuSeconds(pids);
-      const cell = await goload(args, (timeoutS + 180) * 1000);
+      // A watch row's creates (100,000 watchers) cost more CPU than its puts: its puts are
+      // counted apart too, between goload's phase lines.
+      const putCpu: Record<string, number> = {};
+      const cell = await goload(args, (timeoutS + 180) * 1000, (phase) => {
+        putCpu[phase] = totalCpuSeconds(pids);
+      });
       if ("result" in cell && cell.result.ok > 0) {
         cell.server_cpu_us_per_op = Math.round(((totalCpuSeconds(pids) - cpuBefore) * 1e6) / cell.result.ok);
+        const start = putCpu["puts-start"];
+        const end = putCpu["puts-end"];
+        if (start !== undefined && end !== undefined) {
+          cell.server_cpu_us_per_put = Math.round(((end - start) * 1e6) / cell.result.ok);
+        }
       }
       results[s.name][t] = cell;
       console.log(
@@ -1346,9 +1367,11 @@ async function main(): Promise<void> {
     const serverCpu = targetNames
       .map((t) => {
         const c = r[t];
-        return c && "result" in c && c.server_cpu_us_per_op !== undefined
-          ? String(c.server_cpu_us_per_op)
-          : "-";
+        if (!c || !("result" in c) || c.server_cpu_us_per_op === undefined) return "-";
+        // Watch rows: the puts' own CPU, then the whole cell's (creates included) in brackets.
+        return c.server_cpu_us_per_put !== undefined
+          ? `${c.server_cpu_us_per_put} (${c.server_cpu_us_per_op})`
+          : String(c.server_cpu_us_per_op);
       })
       .join("/");
     rows.push([

@@ -17,8 +17,9 @@
 // --threads: each member's CPU, run-queue wait and context switches per call by thread name
 // (main "node", "libuv-worker", "V8 DefaultWorke", RocksDB's, etcd's Go threads), leader and
 // followers apart, summed over the rounds: which threads wake per call. --strace: after the
-// rounds, one more run of --calls per build with strace on the leader and a follower (every
-// thread), printing syscalls per call by thread name (ptrace slows the calls: counts only).
+// rounds, one more run of --calls per build with strace on the leader, a follower and the
+// gateway if any (every thread; goload through the gateway as in the rounds), printing syscalls
+// per call by thread name (ptrace slows the calls: counts only).
 // --spread: goload gets every member's client URL, the leader's first, as the bench's `members`
 // target does: its connections go round-robin over the members, so two thirds of the puts at
 // --conns 50 reach a follower, which forwards them to the leader and answers once it applied them.
@@ -233,6 +234,7 @@ function printThreads(rounds: readonly Round[], followerCount: number): void {
 async function straceRun(
   build: string,
   cluster: LocalCluster,
+  gateway: Gateway | undefined,
   total: number,
   buildIndex: number,
 ): Promise<void> {
@@ -242,6 +244,7 @@ async function straceRun(
   const roles = [
     { role: "leader", pid: leader.child!.pid! },
     { role: "follower", pid: follower.child!.pid! },
+    ...(gateway === undefined ? [] : [{ role: "gateway", pid: gateway.child.pid! }]),
   ];
   const names = roles.map(({ pid }) => new Map(threadStats(pid).map((t) => [t.tid, t.name])));
   const tracers = roles.map(({ pid }, i) =>
@@ -249,7 +252,7 @@ async function straceRun(
   );
   try {
     await new Promise((r) => setTimeout(r, 1000)); // attached to every thread
-    const load = await goload(endpointOf(leader.clientUrl, undefined), total, false, buildIndex);
+    const load = await goload(endpointOf(leader.clientUrl, gateway), total, false, buildIndex);
     if (load.errors > 0) throw new Error(`${build}: ${load.errors} calls failed under strace`);
   } finally {
     for (const t of tracers) t.kill("SIGINT");
@@ -356,7 +359,8 @@ try {
     if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
   }
   if (args.strace)
-    for (const [i, { build, cluster }] of clusters.entries()) await straceRun(build, cluster, calls, i);
+    for (const [i, { build, cluster, gateway }] of clusters.entries())
+      await straceRun(build, cluster, gateway, calls, i);
 } finally {
   for (const { gateway } of clusters) gateway?.child.kill("SIGTERM");
   // A clean stop (profiles are written then); close() kills.

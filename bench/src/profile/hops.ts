@@ -9,6 +9,8 @@
 // splits the gap into the hop to goload, goload's own turnaround and the hop back. Alone (a real
 // etcd's build, which writes no trace), goload's side of each call:
 //   node bench/dist/profile/hops.js --client /tmp/ev.goload-0
+// Through a gateway (cpu-per-op.js --gateway: the gateway writes a trace too, with its G.* call
+// stamps), each call's path goload -> gateway -> member -> gateway -> goload, for any op.
 // Stamps are process.hrtime (CLOCK_MONOTONIC), one clock for every process of the machine.
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -109,15 +111,24 @@ if (clientOnly) {
 const dir = dirname(prefix);
 const stem = `${basename(prefix)}.`;
 const files = readdirSync(dir).filter((f) => f.startsWith(stem));
-const traces = files
+const loaded = files
   .filter((f) => !f.startsWith(`${stem}goload-`))
   .map((f) => load(join(dir, f)))
   .filter((events) => events.length > 100);
+// The gateway's trace is the one with its call stamps (G.call); the others are members'.
+const isGateway = (events: Event[]) => events.some(([, l]) => l === "G.call");
+const gateway = loaded.find(isGateway);
+const traces = loaded.filter((events) => !isGateway(events));
 // goload's traces (one per build of cpu-per-op.js), lined up with the leader's by port.
 const client = files
   .filter((f) => f.startsWith(`${stem}goload-`))
   .flatMap((f) => load(join(dir, f)))
   .sort((a, b) => a[0] - b[0]);
+if (gateway !== undefined) {
+  gatewayRows(gateway, traces, client);
+  print();
+  process.exit(0);
+}
 const decodedCount = (events: Event[]) => events.filter(([, l]) => l === "L.decoded").length;
 traces.sort((a, b) => decodedCount(b) - decodedCount(a));
 const [leader, ...followers] = traces;
@@ -244,6 +255,98 @@ function goloadSide(answered: number, read: number, port: number): void {
   let writes = 0;
   for (let i = got + 1; i < sent; i++) if (client[i]![1].startsWith("w ") && onPort(client[i]![1])) writes++;
   add("count: goload writes before the request (x1000)", writes * 1e6);
+}
+
+/**
+ * Calls through the gateway (any op): goload -> gateway -> the member it asked -> gateway ->
+ * goload, by the gateway's stamps (G.call: the call reached its handler; G.up / G.up.done: its
+ * upstream call; G.answered: the answer handed to the client's call) and the socket reads and
+ * writes of each process, lined up by port.
+ */
+function gatewayRows(gw: Event[], members: Event[][], client: Event[]): void {
+  const calls = gw.flatMap(([, l], i) => (l === "G.call" ? [i] : []));
+  const skip = Math.floor(calls.length / 10);
+  for (const [n, k] of calls.slice(skip, -2).entries()) {
+    const next = calls[skip + n + 1]!;
+    const read = find(gw, k, (l) => l.startsWith("d "), -1, 50);
+    const answered = find(gw, k, (l) => l === "G.answered", 1, 400);
+    if (read === undefined || answered === undefined || answered > next) continue;
+    const clientPort = ports(gw[read]![1])[1];
+    const upWrite = find(gw, k, (l) => l.startsWith("w ") && ports(l)[1] !== clientPort, 1, 100);
+    if (upWrite === undefined || upWrite > answered) continue;
+    const [upLocal, upRemote] = ports(gw[upWrite]![1]);
+    // The member's answer: the gateway's last read on that connection before it answered.
+    const upRead = find(gw, answered, (l) => l.startsWith("d ") && ports(l)[1] === upRemote, -1, 400);
+    const ansWrite = find(gw, answered, (l) => l.startsWith("w ") && ports(l)[1] === clientPort, 1, 100);
+    if (upRead === undefined || ansWrite === undefined || upRead < upWrite) continue;
+    const up = find(gw, k, (l) => l === "G.up", 1, 100);
+    const upDone = find(gw, k, (l) => l === "G.up.done", 1, 400);
+    add("gateway: request read -> call started", at(gw, k) - at(gw, read));
+    if (up !== undefined && up < upWrite) {
+      add("gateway: call started -> upstream call made", at(gw, up) - at(gw, k));
+      add("gateway: upstream call made -> on the socket", at(gw, upWrite) - at(gw, up));
+    } else add("gateway: call started -> upstream write", at(gw, upWrite) - at(gw, k));
+    for (const m of members) {
+      const mRead = find(
+        m,
+        firstAtOrAfter(m, at(gw, upWrite)) - 1,
+        (l) => l.startsWith("d ") && ports(l)[1] === upLocal,
+        1,
+        400,
+      );
+      const mWrite = find(
+        m,
+        firstAtOrAfter(m, at(gw, upRead)),
+        (l) => l.startsWith("w ") && ports(l)[1] === upLocal,
+        -1,
+        2000,
+      );
+      if (mRead === undefined || mWrite === undefined || at(m, mRead) > at(gw, upRead) || mWrite < mRead)
+        continue;
+      add("hop: gateway's write -> member's read", at(m, mRead) - at(gw, upWrite));
+      add("member: read -> answer on the socket", at(m, mWrite) - at(m, mRead));
+      add("hop: member's write -> gateway's read", at(gw, upRead) - at(m, mWrite));
+      break;
+    }
+    if (upDone !== undefined && upDone < answered && upDone > upRead) {
+      add("gateway: upstream read -> upstream call returned", at(gw, upDone) - at(gw, upRead));
+      add("gateway: upstream call returned -> answered", at(gw, answered) - at(gw, upDone));
+    } else add("gateway: upstream read -> answered", at(gw, answered) - at(gw, upRead));
+    add("gateway: answered -> on the socket", at(gw, ansWrite) - at(gw, answered));
+    const nextRead = find(gw, next, (l) => l.startsWith("d ") && ports(l)[1] === clientPort, -1, 50);
+    if (client.length > 0 && nextRead !== undefined) {
+      const onPort = (l: string) => (l.startsWith("d ") || l.startsWith("w ")) && ports(l)[0] === clientPort;
+      const got = find(
+        client,
+        firstAtOrAfter(client, at(gw, ansWrite)) - 1,
+        (l) => l.startsWith("d ") && onPort(l),
+        1,
+        100,
+      );
+      const sent = find(
+        client,
+        firstAtOrAfter(client, at(gw, nextRead)),
+        (l) => l.startsWith("w ") && onPort(l),
+        -1,
+        100,
+      );
+      if (got !== undefined && sent !== undefined && at(client, got) <= at(client, sent)) {
+        add("hop: gateway's answer -> goload's read", at(client, got) - at(gw, ansWrite));
+        add("goload: read -> next request written", at(client, sent) - at(client, got));
+        add("hop: goload's request -> gateway's read", at(gw, nextRead) - at(client, sent));
+      }
+    }
+    add("one call (call started -> next call started)", at(gw, next) - at(gw, k));
+    let reads = 0;
+    let writes = 0;
+    for (let i = k + 1; i < next; i++) {
+      const l = gw[i]![1];
+      if (l.startsWith("d ")) reads++;
+      else if (l.startsWith("w ")) writes++;
+    }
+    add("count: gateway socket reads per call (x1000)", reads * 1e6);
+    add("count: gateway socket writes per call (x1000)", writes * 1e6);
+  }
 }
 
 print();

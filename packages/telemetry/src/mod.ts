@@ -10,6 +10,7 @@ export {
   type CountingHistogramChild,
   type CountingHistogramOptions,
 } from "./counting-histogram.js";
+export { eventTrace } from "./event-trace.js";
 export { parseExposition, type Sample, sampleValue } from "./exposition.js";
 export { GRPC_CODE_NAMES, GrpcServerMetrics, type GrpcServerMetricsOptions } from "./grpc-server-metrics.js";
 export {

@@ -12,6 +12,7 @@ import {
   type TlsRejection,
 } from "@etcd-ts/api";
 import {
+  eventTrace,
   GrpcServerMetrics,
   serverObserver,
   traceContextOf,
@@ -145,27 +146,46 @@ function withCertificateToken(
 }
 
 function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): void {
-  // A cache hit needs no promise, cancellation or metadata object: answered in this turn. Not
-  // for a traced call (its span records the route) or one that may get a CN token (tokens given).
+  eventTrace?.add("G.call");
+  // A cache hit needs no cancellation or metadata object: a serializable read is answered in
+  // this turn, a linearizable one once its read barrier returns. Not for a traced call (its
+  // span records the route) or one that may get a CN token (tokens given).
   if (
     route.route === "range" &&
     !tracing.enabled &&
     (parts.certificateTokens === undefined || call.peerCommonName === undefined)
   ) {
     const cached = parts.unary.cachedRange(route, call.request, (name) => call.header(name));
+    if (cached instanceof Promise) {
+      const fromMember = () => {
+        if (!call.cancelled) forwardCall(route, call, parts, true);
+      };
+      cached.then((answer) => {
+        if (answer === undefined) return fromMember();
+        eventTrace?.add("G.answered");
+        call.finishWith(answer, OK);
+      }, fromMember);
+      return;
+    }
     if (cached !== undefined) {
       call.finishWith(cached, OK);
       return;
     }
   }
+  forwardCall(route, call, parts, false);
+}
+
+/** `cacheTried`: a linearizable Range the cache could not answer after its barrier (cachedRange). */
+function forwardCall(route: MethodRoute, call: ServerCall, parts: GrpcParts, cacheTried: boolean): void {
   const cancellation = new CallCancellation();
   call.once("cancelled", () => cancellation.cancel());
   // Only Authenticate needs the client's address (the auth service's per-address budget): the
   // socket lookup stays off every other call.
   const client = route.path === AUTHENTICATE_PATH ? call.remoteAddress : undefined;
   const trace = tracing.enabled ? traceContextOf(call) : undefined;
-  forwardWithFreshCertificateToken(route, call, parts, cancellation, trace, client).then(
+  forwardWithFreshCertificateToken(route, call, parts, cancellation, trace, client, cacheTried).then(
     (outcome) => {
+      eventTrace?.add("G.answered");
       if (outcome.error !== undefined) call.finish(outcome.error);
       else if (outcome.relayed) call.finish({ code: grpc.status.OK, metadata: outcome.trailers });
       else {
@@ -208,6 +228,7 @@ async function forwardWithFreshCertificateToken(
   cancellation: CallCancellation,
   trace: ReturnType<typeof traceContextOf> | undefined,
   client: string | undefined,
+  cacheTried: boolean,
 ) {
   const forward = () =>
     parts.unary.forward(
@@ -219,6 +240,7 @@ async function forwardWithFreshCertificateToken(
       trace,
       client,
       route.route === "range" ? relayTo(call) : undefined,
+      cacheTried,
     );
   const outcome = await forward();
   const cn = call.peerCommonName;

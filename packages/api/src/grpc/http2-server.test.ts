@@ -4,9 +4,26 @@ import http2 from "node:http2";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import grpc from "@grpc/grpc-js";
-import { GrpcHttp2Server, MAX_SEND_MESSAGE_BYTES, MessageParts } from "./http2-server.js";
+import {
+  type CallStatus,
+  GrpcHttp2Server,
+  MAX_SEND_MESSAGE_BYTES,
+  MessageParts,
+  ServerCall,
+} from "./http2-server.js";
 
 const pass = (b: Buffer) => b;
+
+/** `bodies` framed as gRPC messages back to back, as ServerCall.sendFramed takes them. */
+function framed(bodies: Buffer[]): Buffer {
+  return Buffer.concat(
+    bodies.flatMap((b) => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(b.length, 1);
+      return [prefix, b];
+    }),
+  );
+}
 
 describe("GrpcHttp2Server", () => {
   let server: GrpcHttp2Server;
@@ -56,6 +73,20 @@ describe("GrpcHttp2Server", () => {
           md.set("writes", String(writes));
           call.finish({ code: grpc.status.OK, metadata: md });
         });
+      },
+    });
+    server.register("/t.T/Framed", {
+      kind: "server-stream",
+      handle: (call) => {
+        // Messages framed by the handler, one empty, between ordinary ones of the same turn.
+        call.sendMessage(Buffer.from("first"));
+        const bodies = ["f0", "", "f2"].map((b) => Buffer.from(b));
+        call.sendFramed(
+          framed(bodies),
+          bodies.map((b) => b.length),
+        );
+        call.sendMessage(Buffer.from("last"));
+        call.finish({ code: grpc.status.OK });
       },
     });
     server.register("/t.T/Chat", {
@@ -178,6 +209,17 @@ describe("GrpcHttp2Server", () => {
     assert.equal(got[1_999], "m1999");
   });
 
+  it("sends messages framed by the handler as separate messages, in order with the others", async () => {
+    const got = await new Promise<string[]>((resolve, reject) => {
+      const out: string[] = [];
+      const call = client.makeServerStreamRequest("/t.T/Framed", pass, pass, Buffer.alloc(0));
+      call.on("data", (m: Buffer) => out.push(m.toString()));
+      call.on("error", reject);
+      call.on("status", (s: grpc.StatusObject) => (s.code === 0 ? resolve(out) : reject(s)));
+    });
+    assert.deepEqual(got, ["first", "f0", "", "f2", "last"]);
+  });
+
   it("writes the messages a call sends in one turn as one HTTP/2 write", async () => {
     const trailers = await new Promise<grpc.Metadata>((resolve, reject) => {
       const call = client.makeServerStreamRequest("/t.T/CountWrites", pass, pass, Buffer.alloc(0));
@@ -279,5 +321,40 @@ describe("GrpcHttp2Server close", () => {
     await closing;
     // First the notice that refuses nothing (node:http2 reports only the first GOAWAY).
     assert.equal(goaways[0], 2 ** 31 - 1);
+  });
+});
+
+describe("ServerCall.sendFramed on a call without its own stream", () => {
+  it("sends each framed message through sendMessage, in order", () => {
+    const sent: string[] = [];
+    class Collecting extends ServerCall {
+      get metadata(): grpc.Metadata {
+        return new grpc.Metadata();
+      }
+      get remoteAddress(): string | undefined {
+        return undefined;
+      }
+      header(): string | undefined {
+        return undefined;
+      }
+      get writableLength(): number {
+        return 0;
+      }
+      sendMessage(message: Uint8Array): boolean {
+        sent.push(Buffer.from(message).toString());
+        return true;
+      }
+      finish(_status: CallStatus): void {}
+    }
+    const bodies = ["a", "", "ccc"].map((b) => Buffer.from(b));
+    const call = new Collecting("/t.T/X", undefined);
+    assert.equal(
+      call.sendFramed(
+        framed(bodies),
+        bodies.map((b) => b.length),
+      ),
+      true,
+    );
+    assert.deepEqual(sent, ["a", "", "ccc"]);
   });
 });

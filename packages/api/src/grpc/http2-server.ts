@@ -186,6 +186,23 @@ export abstract class ServerCall extends EventEmitter {
   }
 
   /**
+   * Queues messages the caller framed itself, back to back in `framed` (each its 5-byte gRPC
+   * prefix, uncompressed, then its body; `lengths` their bodies' lengths): a stream answering
+   * many small messages in a turn (a watch fan-out) builds them in one buffer instead of one
+   * allocation per message. Here they are sent one by one; a call on its own stream queues the
+   * bytes as they are.
+   */
+  sendFramed(framed: Buffer, lengths: readonly number[]): boolean {
+    let ok = true;
+    let at = 0;
+    for (const length of lengths) {
+      ok = this.sendMessage(framed.subarray(at + 5, at + 5 + length));
+      at += 5 + length;
+    }
+    return ok;
+  }
+
+  /**
    * Starts one message of `length` bytes whose body the caller writes piece by piece as it
    * arrives (a gateway relaying a member's 280 MB answer without holding it). Undefined when
    * this call cannot (a forwarded call's result frame carries one buffer), when it is over
@@ -336,6 +353,17 @@ export class Http2ServerCall extends ServerCall {
     this.observer?.sent(message.length);
     this.pending.push(messagePrefix(message.length));
     for (const p of message.parts) if (p.length > 0) this.pending.push(p as Buffer);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+    return !this.needDrain;
+  }
+
+  override sendFramed(framed: Buffer, lengths: readonly number[]): boolean {
+    if (this.finished) return false;
+    if (this.observer !== undefined) for (const length of lengths) this.observer.sent(length);
+    this.pending.push(framed);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());

@@ -111,15 +111,24 @@ export class MemberChannel {
     this.port = Number(url.port || 80);
   }
 
-  /** `relay`: where a large answer goes as it arrives (calls on their own stream only: Range). */
+  /**
+   * `relay`: where a large answer goes as it arrives (calls on their own stream only: Range).
+   * `smallAnswer`: the caller knows the answer is small (the read barrier's count-only Range), so
+   * it shares the Forward stream, where it can hold up no answer behind it.
+   */
   call(
     path: string,
     request: Buffer,
     metadata: grpc.Metadata,
     deadlineMs: number | undefined,
     relay?: ResponseRelay,
+    smallAnswer = false,
   ): PendingUnary {
-    if (!this.closed && request.length <= MAX_FORWARDED_REQUEST_BYTES && FORWARDED_METHOD.test(path)) {
+    if (
+      !this.closed &&
+      request.length <= MAX_FORWARDED_REQUEST_BYTES &&
+      (smallAnswer || FORWARDED_METHOD.test(path))
+    ) {
       const stream = this.forwardStream();
       if (stream !== undefined) return stream.call(path, request, metadata, deadlineMs);
     }

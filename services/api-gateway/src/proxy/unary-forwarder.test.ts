@@ -150,7 +150,7 @@ describe("UnaryForwarder with the serializable Range cache", () => {
     assert.equal(
       forwarder.cachedRange(RANGE, linearizable, headers({})),
       undefined,
-      "a linearizable read needs its barrier",
+      "a linearizable read not held: forward asks a member",
     );
     assert.equal(
       forwarder.cachedRange(route("/etcdserverpb.KV/Put"), serializableGet, headers({})),
@@ -161,6 +161,47 @@ describe("UnaryForwarder with the serializable Range cache", () => {
     assert.equal(forwarder.cachedRange(RANGE, serializableGet, headers({})), undefined);
     assert.equal(members.calls.length, 1);
     assert.deepEqual([cache.hits, cache.misses], [1, 3]);
+  });
+
+  it("answers a held linearizable get through cachedRange after its barrier, and forward with cacheTried sends no second probe", async () => {
+    const headers = (name: string): string | undefined => (name === "x" ? "" : undefined);
+    const linearizable = Buffer.from(
+      RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from("a") })).finish(),
+    );
+    cache.goLive(10);
+    assert.equal(
+      forwarder.cachedRange(RANGE, linearizable, headers),
+      undefined,
+      "not held: forward asks a member",
+    );
+    const first = await call(RANGE, linearizable);
+    members.calls = [];
+    const pending = forwarder.cachedRange(RANGE, linearizable, headers);
+    assert.ok(pending instanceof Promise, "held: answered after the barrier");
+    assert.deepEqual(await pending, first.response);
+    assert.deepEqual(members.calls, [{ member: "leader", path: "/etcdserverpb.KV/Range" }], "only the probe");
+    // The leader is ahead of the watch: no answer from the cache, and the read then goes to a
+    // member without another barrier round.
+    members.revisions.set("leader", 12);
+    members.calls = [];
+    const behind = forwarder.cachedRange(RANGE, linearizable, headers);
+    assert.ok(behind instanceof Promise);
+    assert.equal(await behind, undefined);
+    assert.equal(members.calls.length, 1, "the probe");
+    const outcome = await forwarder.forward(
+      RANGE,
+      linearizable,
+      new grpc.Metadata(),
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      true,
+    );
+    assert.equal(members.calls.length, 2, "then the read itself, no second probe");
+    assert.equal(outcome.error, undefined);
+    assert.deepEqual([cache.hits, cache.misses], [1, 2]);
   });
 
   it("never caches calls carrying a token", async () => {

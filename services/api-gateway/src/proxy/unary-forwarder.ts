@@ -3,7 +3,7 @@
 // error, exactly as the member sent them.
 
 import { EtcdError, etcdserverpb, WireWriter } from "@etcd-ts/api";
-import { type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
+import { eventTrace, type TraceContext, traceLogFields } from "@etcd-ts/telemetry";
 import grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import {
@@ -77,6 +77,16 @@ export interface ForwarderOptions {
 export type UnaryOutcome = UnaryResult;
 
 /**
+ * Where a call goes and whether it may be sent again. `smallAnswer`: its answer is known to be
+ * small (the read barrier's probe), so it may share the member's Forward stream.
+ */
+export interface CallTarget {
+  target: Target;
+  idempotent: boolean;
+  smallAnswer?: boolean;
+}
+
+/**
  * Calls whose success a client may take as "my write is in": reads through this gateway
  * must then not be answered from before it. Compact changes no key.
  */
@@ -94,12 +104,12 @@ const KEY_WRITES = new Set([
 const SERIALIZABLE_RANGE = {
   target: { kind: "serializable", learners: true },
   idempotent: true,
-} as const satisfies { target: Target; idempotent: boolean };
+} as const satisfies CallTarget;
 
 const LINEARIZABLE_RANGE = {
   target: { kind: "linearizable" },
   idempotent: true,
-} as const satisfies { target: Target; idempotent: boolean };
+} as const satisfies CallTarget;
 
 const AUTH_ENABLE_PATH = "/etcdserverpb.Auth/AuthEnable";
 const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
@@ -128,16 +138,18 @@ const RANGE_PATH = "/etcdserverpb.KV/Range";
 /**
  * The read barrier's probe: a linearizable count of the single key "\0", as small an answer
  * as a linearizable read has. Sent to the leader, which confirms its ReadIndex itself (a
- * follower would ask the leader: one more hop).
+ * follower would ask the leader: one more hop), over the leader's Forward stream (a header and
+ * a count come back): no HTTP/2 stream of its own to open, encode and answer at either end.
  */
 const READ_BARRIER_PROBE = new WireWriter()
   .bytesField(1, new Uint8Array([0]))
   .varintField(9, true)
   .finish();
-const LEADER_READ = { target: { kind: "leader" }, idempotent: true } as const satisfies {
-  target: Target;
-  idempotent: boolean;
-};
+const LEADER_READ = {
+  target: { kind: "leader" },
+  idempotent: true,
+  smallAnswer: true,
+} as const satisfies CallTarget;
 /** How long a linearizable read waits for the cache's watch to deliver its read revision. */
 const WATCH_CATCH_UP_MS = 50;
 
@@ -169,11 +181,7 @@ export function forwardableMetadata(incoming: grpc.Metadata): grpc.Metadata {
 }
 
 /** The target a call needs, from its route and (for Range and Txn) a peek at its body. */
-export function targetFor(
-  route: MethodRoute,
-  request: Uint8Array,
-  metadata: grpc.Metadata,
-): { target: Target; idempotent: boolean } {
+export function targetFor(route: MethodRoute, request: Uint8Array, metadata: grpc.Metadata): CallTarget {
   switch (route.route) {
     case "range":
       return rangeIsSerializable(request) ? SERIALIZABLE_RANGE : LINEARIZABLE_RANGE;
@@ -253,16 +261,19 @@ export class UnaryForwarder {
   }
 
   /**
-   * A serializable Range's cached answer, at once, for a call that carries no token (`header`
-   * reads the call's request headers): what `forward` would answer from the cache, without its
-   * promises. undefined: not cached, or the call needs `forward` (a token to judge, a
-   * linearizable read's leader round).
+   * A Range's cached answer for a call that carries no token (`header` reads the call's request
+   * headers): what `forward` would answer from the cache, without its promises, cancellation and
+   * metadata object. A serializable read's comes at once; a linearizable read's (its entry held)
+   * as a promise, after its read barrier, resolving to undefined when the cache could not
+   * answer after all: the caller then calls `forward` with `cacheTried`, so the read goes to a
+   * member without a second barrier round. undefined: not cached, or the call needs `forward`
+   * (a token to judge).
    */
   cachedRange(
     route: MethodRoute,
     request: Buffer,
     header: (name: string) => string | undefined,
-  ): Buffer | undefined {
+  ): Buffer | Promise<Buffer | undefined> | undefined {
     if (this.rangeCache === undefined || route.route !== "range") return undefined;
     // A token is judged (and a caller's permissions checked) in `forward`.
     if (header("token") !== undefined || header("authorization") !== undefined) return undefined;
@@ -273,7 +284,16 @@ export class UnaryForwarder {
     } catch {
       return undefined;
     }
-    if (ticket === undefined || !ticket.range.serializable) return undefined;
+    if (ticket === undefined) return undefined;
+    if (!ticket.range.serializable) {
+      // Not held: `forward` counts the miss and asks a member, with no barrier round.
+      if (!this.rangeCache.cache.holds(ticket)) return undefined;
+      return this.linearizableFromCache(ticket).then((cached) => {
+        if (cached !== undefined)
+          this.metrics.answered(route.method, "cache", grpc.status.OK, (performance.now() - started) / 1000);
+        return cached;
+      });
+    }
     const cached = this.rangeCache.lookup(ticket, undefined);
     if (cached !== undefined)
       this.metrics.answered(route.method, "cache", grpc.status.OK, (performance.now() - started) / 1000);
@@ -287,6 +307,8 @@ export class UnaryForwarder {
    * `clientAddress` (the caller's IP) reaches the auth service for its per-address budget.
    * `relay`: the client's call, when a large Range answer may go to it as it arrives (gRPC
    * clients; the JSON gateway converts whole answers): above the size the cache would take.
+   * `cacheTried`: `cachedRange` already asked the cache for this linearizable read (and ran its
+   * barrier): it goes to a member, and its answer is still offered to the cache.
    */
   async forward(
     route: MethodRoute,
@@ -297,6 +319,7 @@ export class UnaryForwarder {
     trace?: TraceContext,
     clientAddress?: string,
     relay?: Pick<ResponseRelay, "start">,
+    cacheTried = false,
   ): Promise<UnaryOutcome> {
     const started = performance.now();
     const method = route.method;
@@ -354,7 +377,9 @@ export class UnaryForwarder {
           ? undefined
           : ticket.range.serializable
             ? this.rangeCache.lookup(ticket, caller)
-            : await this.linearizableFromCache(ticket);
+            : cacheTried
+              ? undefined
+              : await this.linearizableFromCache(ticket);
       if (cached !== undefined) {
         if (traced !== undefined) {
           recordRoute(traced, started, {
@@ -368,7 +393,7 @@ export class UnaryForwarder {
         return { error: undefined, response: cached, trailers: undefined };
       }
     }
-    let peeked: { target: Target; idempotent: boolean };
+    let peeked: CallTarget;
     try {
       // A ticket already says what kind of Range it is: no second peek at the body.
       peeked =
@@ -492,7 +517,7 @@ export class UnaryForwarder {
     path: string,
     request: Buffer,
     metadata: grpc.Metadata,
-    peeked: { target: Target; idempotent: boolean },
+    peeked: CallTarget,
     deadline: grpc.Deadline | undefined,
     deadlineMs: number,
     cancellation: CallCancellation | undefined,
@@ -532,7 +557,18 @@ export class UnaryForwarder {
       } else {
         memberLabel = member.id;
         const upstream = traced === undefined ? undefined : startUpstream(traced, path, member.id, metadata);
-        const outcome = await this.callOnce(client, path, request, metadata, deadline, cancellation, relay);
+        eventTrace?.add("G.up");
+        const outcome = await this.callOnce(
+          client,
+          path,
+          request,
+          metadata,
+          deadline,
+          cancellation,
+          relay,
+          peeked.smallAnswer === true,
+        );
+        eventTrace?.add("G.up.done");
         if (upstream !== undefined) endUpstream(upstream, outcome.error?.code ?? grpc.status.OK);
         // The client has part of a relayed answer: nothing can be sent to it again.
         if (outcome.error === undefined || outcome.relayed) {
@@ -621,8 +657,16 @@ export class UnaryForwarder {
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
     relay: ResponseRelay | undefined,
+    smallAnswer: boolean,
   ): Promise<UnaryOutcome> {
-    const { result, cancel } = channel.call(path, request, metadata, deadlineToMs(deadline), relay);
+    const { result, cancel } = channel.call(
+      path,
+      request,
+      metadata,
+      deadlineToMs(deadline),
+      relay,
+      smallAnswer,
+    );
     cancellation?.track(cancel);
     try {
       return await result;

@@ -40,6 +40,29 @@ async function fill(kv: Applier, store: MvccStore): Promise<void> {
 }
 
 describe("index checkpoint", () => {
+  it("of a store closed before its first write reopens at revision 1, as a scan does", async () => {
+    const dir = await tempDir();
+    const location = join(dir.path, "db");
+    try {
+      let store = await MvccStore.open(location);
+      await store.close();
+      store = await MvccStore.open(location);
+      try {
+        assert.equal(store.indexSource.from, "checkpoint");
+        assert.equal(store.revision, 1);
+        const kv = new Applier(store);
+        await kv.compact(1);
+        await kv.put("a", "1");
+        assert.equal(store.revision, 2, "the first write is revision 2, as on etcd");
+        assert.equal(store.compactRevision, 1);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it("a reopen loads the checkpoint the close wrote, and serves what a scan rebuilds", async () => {
     const dir = await tempDir();
     const location = join(dir.path, "db");

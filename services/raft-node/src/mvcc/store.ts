@@ -564,8 +564,10 @@ export class MvccStore implements ApplyTarget {
     }
     this.index.load(checkpoint.keys);
     this.sizeModel = model;
-    // What the scan sets: the main revision of the last row.
-    this.currentRev = disk.lastRow;
+    // What the scan sets: the main revision of the last row, or with no row the initial
+    // revision 1 (a store closed before its first write; revision 0 here numbered every later
+    // write one lower than the other members and etcd, and refused a compaction to 1).
+    if (disk.lastRow > 0) this.currentRev = disk.lastRow;
     return undefined;
   }
 

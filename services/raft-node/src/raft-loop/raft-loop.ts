@@ -42,9 +42,10 @@ import {
   type Snapshot,
   StateRole,
 } from "@etcd-ts/raft";
+import { eventTrace } from "@etcd-ts/telemetry";
 import type { MemberConfig } from "../config/flags.js";
 import { formatId } from "../membership/member-id.js";
-import { eventTrace, stageTimeline } from "../server/stage-timeline.js";
+import { stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
 import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";

@@ -30,7 +30,7 @@ import {
   StateRole,
   type Status,
 } from "@etcd-ts/raft";
-import { type TraceContext, tracing } from "@etcd-ts/telemetry";
+import { eventTrace, type TraceContext, tracing } from "@etcd-ts/telemetry";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
@@ -116,7 +116,7 @@ import { MvccEventHistory, WatchableStore } from "../watch/mod.js";
 import { MemberTracing } from "./member-tracing.js";
 import { ReadIndexBatcher } from "./read-index-batcher.js";
 import type { AuthMethod, EtcdServer, MemberStatus, RpcFlags } from "./server-api.js";
-import { eventTrace, stageTimeline } from "./stage-timeline.js";
+import { stageTimeline } from "./stage-timeline.js";
 import { WaitRegistry } from "./wait-registry.js";
 
 export interface MemberLogger extends TransportLogger {

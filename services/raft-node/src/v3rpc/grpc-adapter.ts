@@ -137,6 +137,11 @@ class GrpcJsShapedCall extends EventEmitter {
     return this.call.sendMessageParts(message);
   }
 
+  /** Messages framed by the handler, back to back in one buffer (ServerCall.sendFramed). */
+  writeFramed(framed: Buffer, lengths: readonly number[]): boolean {
+    return this.call.sendFramed(framed, lengths);
+  }
+
   end(metadata?: Metadata): void {
     this.call.finish({ code: status.OK, metadata });
   }
@@ -239,7 +244,10 @@ async function sendFetched(
 }
 
 /** A served call's writeEncoded (handlers are typed with grpc-js's call shapes). */
-export function encodedWriter(call: object): { writeEncoded(message: MessageParts): boolean } {
+export function encodedWriter(call: object): {
+  writeEncoded(message: MessageParts): boolean;
+  writeFramed(framed: Buffer, lengths: readonly number[]): boolean;
+} {
   if (!(call instanceof GrpcJsShapedCall)) throw new Error("grpc-adapter: not a call this adapter serves");
   return call;
 }

@@ -113,6 +113,26 @@ describe("WatchStream: creating and canceling", () => {
     assert.equal(await pending, undefined);
     assert.equal(store.syncedCount + store.unsyncedCount, 0);
   });
+
+  it("onReadable tells a polling consumer when its empty queue gets a response, and only then", () => {
+    const { stream, log } = setup();
+    let calls = 0;
+    stream.onReadable(() => calls++);
+    stream.create(request({ key: "a" }));
+    stream.create(request({ key: "a" }));
+    assert.equal(calls, 1, "two created answers, one call");
+    assert.equal(drain(stream).length, 2);
+    log.put("a", "1");
+    assert.equal(calls, 2, "one revision for two watchers, one call");
+    assert.equal(stream.poll()?.events.length, 1);
+    log.put("a", "2");
+    assert.equal(calls, 2, "not while the queue still holds a response");
+    assert.equal(drain(stream).length, 3);
+    assert.throws(() => stream.next(), /onReadable/);
+    stream.close();
+    log.put("a", "3");
+    assert.equal(calls, 2);
+  });
 });
 
 describe("WatchStream: live events", () => {

@@ -49,12 +49,6 @@ const defaultTimer: ProgressTimer = {
   clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
 };
 
-interface QueuedResponse {
-  response: WatchResponse;
-  /** Counts against maxPendingEventResponses (event and progress answers, not control ones). */
-  bounded: boolean;
-}
-
 export class WatchStream implements WatcherSink {
   private readonly watchers = new Map<number, Watcher>();
   /** For progress_notify watchers: true when nothing was sent to it since the last tick. */
@@ -65,10 +59,17 @@ export class WatchStream implements WatcherSink {
   private readonly timer: ProgressTimer;
   private readonly progressHandle: unknown = null;
   private nextWatchId = 0;
-  private queue: QueuedResponse[] = [];
+  private queue: WatchResponse[] = [];
+  /**
+   * Whether each queued response counts against maxPendingEventResponses (event and progress
+   * answers, not control ones): beside the queue rather than in a wrapper object per response.
+   */
+  private queueBounded: boolean[] = [];
   private queueHead = 0;
   private boundedPending = 0;
   private waiter: ((response: WatchResponse | undefined) => void) | null = null;
+  /** A consumer that polls (the gRPC layer): told when the queue stops being empty. */
+  private readable: (() => void) | null = null;
   private closed = false;
 
   constructor(
@@ -198,10 +199,12 @@ export class WatchStream implements WatcherSink {
     for (const watcher of this.watchers.values()) this.store.cancel(watcher);
     this.watchers.clear();
     this.queue = [];
+    this.queueBounded = [];
     this.queueHead = 0;
     this.boundedPending = 0;
     const waiter = this.waiter;
     this.waiter = null;
+    this.readable = null;
     waiter?.(undefined);
   }
 
@@ -210,13 +213,21 @@ export class WatchStream implements WatcherSink {
   /** The next response if one is ready. */
   poll(): WatchResponse | undefined {
     if (this.queueHead >= this.queue.length) return undefined;
-    const entry = this.queue[this.queueHead++];
-    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+    const response = this.queue[this.queueHead]!;
+    const bounded = this.queueBounded[this.queueHead]!;
+    this.queueHead++;
+    if (this.queueHead === this.queue.length) {
+      // Emptied: start again at the front (the arrays keep their storage).
+      this.queue.length = 0;
+      this.queueBounded.length = 0;
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
+      this.queueBounded = this.queueBounded.slice(this.queueHead);
       this.queueHead = 0;
     }
-    if (entry.bounded) this.releaseSlot();
-    return entry.response;
+    if (bounded) this.releaseSlot();
+    return response;
   }
 
   /** Waits for the next response; undefined once the stream is closed. One reader at a time. */
@@ -224,9 +235,22 @@ export class WatchStream implements WatcherSink {
     const ready = this.poll();
     if (ready !== undefined || this.closed) return Promise.resolve(ready);
     if (this.waiter !== null) throw new Error("WatchStream.next() called while another call is waiting");
+    if (this.readable !== null) throw new Error("WatchStream.next() on a stream read through onReadable()");
     return new Promise((resolve) => {
       this.waiter = resolve;
     });
+  }
+
+  /**
+   * Polling instead of next(): `listener` runs (synchronously, from whatever queued the
+   * response: often the apply path, so it must only schedule work) each time a response lands
+   * in an empty queue. The consumer then polls until undefined; a consumer that stops early (a
+   * full socket) polls again on its own, since a non-empty queue does not call it again.
+   */
+  onReadable(listener: () => void): void {
+    if (this.waiter !== null) throw new Error("WatchStream.onReadable() while next() is waiting");
+    this.readable = listener;
+    if (this.pendingCount > 0) listener();
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<WatchResponse> {
@@ -267,7 +291,7 @@ export class WatchStream implements WatcherSink {
     }
     // One logical answer: its fragments take one slot and are never separated.
     const pieces = fragmentResponse(response, this.maxResponseBytes);
-    for (let i = 0; i < pieces.length - 1; i++) this.push({ response: pieces[i], bounded: false });
+    for (let i = 0; i < pieces.length - 1; i++) this.push(pieces[i]!, false);
     this.pushBounded(pieces[pieces.length - 1]);
     return true;
   }
@@ -289,24 +313,26 @@ export class WatchStream implements WatcherSink {
 
   /** Control answers (created, canceled) are never dropped; the client's requests bound them. */
   private pushControl(response: WatchResponse): void {
-    this.push({ response, bounded: false });
+    this.push(response, false);
   }
 
   private pushBounded(response: WatchResponse): void {
     if (!this.hasRoom()) return;
     this.boundedPending++;
-    this.push({ response, bounded: true });
+    this.push(response, true);
   }
 
-  private push(entry: QueuedResponse): void {
+  private push(response: WatchResponse, bounded: boolean): void {
     const waiter = this.waiter;
     if (waiter !== null && this.queueHead >= this.queue.length) {
       this.waiter = null;
-      if (entry.bounded) this.releaseSlot();
-      waiter(entry.response);
+      if (bounded) this.releaseSlot();
+      waiter(response);
       return;
     }
-    this.queue.push(entry);
+    this.queue.push(response);
+    this.queueBounded.push(bounded);
+    if (this.readable !== null && this.queue.length - this.queueHead === 1) this.readable();
   }
 
   private releaseSlot(): void {
