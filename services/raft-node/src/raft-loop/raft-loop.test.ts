@@ -28,6 +28,28 @@ async function until(what: string, done: () => boolean, timeoutMs = 5000): Promi
   }
 }
 
+/** Member 2's answer to what leader 1 sends it (votes, heartbeats, MsgApps), enough for a quorum of 3. */
+function member2Reply(m: Message): Message | undefined {
+  const reply: Message = {
+    type: MessageType.MsgAppResp,
+    to: 1n,
+    from: 2n,
+    term: m.term,
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
+  };
+  if (m.type === MessageType.MsgVote) reply.type = MessageType.MsgVoteResp;
+  else if (m.type === MessageType.MsgPreVote) reply.type = MessageType.MsgPreVoteResp;
+  else if (m.type === MessageType.MsgHeartbeat) reply.type = MessageType.MsgHeartbeatResp;
+  else if (m.type === MessageType.MsgApp) reply.index = m.index + m.entries.length;
+  else return undefined;
+  return reply;
+}
+
 /** A host for a loop that installs no snapshot and ignores leadership, reads and ticks. */
 function testHost(
   parts: Pick<RaftLoopHost, "send" | "appliedIndex" | "applyCommitted" | "fatal">,
@@ -135,23 +157,8 @@ describe("raft loop", () => {
     let failure: unknown;
     // Member 2 answers what the leader sends it (member 3 never does): enough for a quorum.
     const answer = (m: Message): void => {
-      const reply: Message = {
-        type: MessageType.MsgAppResp,
-        to: 1n,
-        from: 2n,
-        term: m.term,
-        logTerm: 0,
-        index: 0,
-        entries: [],
-        commit: 0,
-        reject: false,
-        rejectHint: 0,
-      };
-      if (m.type === MessageType.MsgVote) reply.type = MessageType.MsgVoteResp;
-      else if (m.type === MessageType.MsgPreVote) reply.type = MessageType.MsgPreVoteResp;
-      else if (m.type === MessageType.MsgHeartbeat) reply.type = MessageType.MsgHeartbeatResp;
-      else if (m.type === MessageType.MsgApp) reply.index = m.index + m.entries.length;
-      else return;
+      const reply = member2Reply(m);
+      if (reply === undefined) return;
       setImmediate(() => loop.step([reply]));
     };
     const loop: RaftLoop = new RaftLoop(
@@ -226,23 +233,8 @@ describe("raft loop", () => {
     // 1 MiB: its O_DSYNC write takes milliseconds, far longer than the turn the apply waits for.
     const y = Buffer.alloc(1024 * 1024, 1);
     const answer = (m: Message): void => {
-      const reply: Message = {
-        type: MessageType.MsgAppResp,
-        to: 1n,
-        from: 2n,
-        term: m.term,
-        logTerm: 0,
-        index: 0,
-        entries: [],
-        commit: 0,
-        reject: false,
-        rejectHint: 0,
-      };
-      if (m.type === MessageType.MsgVote) reply.type = MessageType.MsgVoteResp;
-      else if (m.type === MessageType.MsgPreVote) reply.type = MessageType.MsgPreVoteResp;
-      else if (m.type === MessageType.MsgHeartbeat) reply.type = MessageType.MsgHeartbeatResp;
-      else if (m.type === MessageType.MsgApp) reply.index = m.index + m.entries.length;
-      else return;
+      const reply = member2Reply(m);
+      if (reply === undefined) return;
       setImmediate(() => loop.step([reply]));
       // y is proposed right after x's ack is stepped: the next Ready commits x and carries y.
       if (m.type === MessageType.MsgApp && m.entries.some((e) => e.index === x)) {
