@@ -21,7 +21,7 @@ import { formatId } from "./membership/member-id.js";
 import { mismatchedPeers, peerHashes } from "./server/initial-corrupt-check.js";
 import { CLUSTER_VERSION, Member, SERVER_VERSION } from "./server/mod.js";
 import { PeriodicCorruptCheck } from "./server/periodic-corrupt-check.js";
-import { runSnapshotCommand } from "./snapshot/mod.js";
+import { EtcdDataDirError, importEtcdDataDir, runSnapshotCommand } from "./snapshot/mod.js";
 import { selfSignedKeyPair } from "./transport/auto-tls.js";
 import { dialTlsFrom } from "./transport/tls-credentials.js";
 import { ClientServer } from "./v3rpc/client-server.js";
@@ -105,6 +105,36 @@ async function main(): Promise<void> {
           log: (level, message, details) => logger[level](details ?? {}, message),
         });
   if (controlPlane !== undefined) registerControlPlaneMetrics(metrics, controlPlane);
+  // A data dir `etcdctl snapshot restore` wrote is imported at its first start, as etcd starts on it.
+  try {
+    const imported = await importEtcdDataDir(config);
+    if (imported?.restored !== undefined) {
+      const r = imported.restored;
+      logger.warn(
+        {
+          dataDir: config.dataDir,
+          etcdFilesKeptAt: imported.keptAt,
+          revision: r.revision,
+          keys: r.keys,
+          leases: r.leases,
+        },
+        "imported the data dir etcd's snapshot restore wrote",
+      );
+      for (const what of r.dropped) logger.warn({}, `not imported: ${what}`);
+    } else if (imported !== undefined) {
+      logger.warn(
+        { dataDir: config.dataDir, etcdFilesKeptAt: imported.keptAt },
+        "finished an interrupted import of etcd's data dir",
+      );
+    }
+  } catch (err) {
+    if (err instanceof EtcdDataDirError) {
+      logger.fatal({ error: err.message }, "cannot start on this data dir");
+      process.stderr.write(`etcd: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
   let stopping: Promise<void> | undefined;
   let clientServer: ClientServer | undefined;
   let corruptCheck: PeriodicCorruptCheck | undefined;

@@ -85,6 +85,12 @@ describe("snapshot restore", () => {
       assert.equal(result.hashChecked, true);
       assert.equal(result.members.length, 3);
       assert.ok(await Wal.exists(join(dataDir, "member", "wal")));
+      // The Raft log starts after a snapshot at the bootstrap's index: a member added later is
+      // sent the store, not a log from index 1 that holds none of the restored keys.
+      const { wal, recovered } = await Wal.open(join(dataDir, "member", "wal"));
+      await wal.close();
+      assert.equal(recovered.snapshot?.index, 3);
+      assert.deepEqual(recovered.entries, []);
       assert.ok(existsSync(join(dataDir, "member", "identity")));
       assert.ok(!existsSync(`${dataDir}.restoring`));
 

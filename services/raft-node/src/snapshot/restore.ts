@@ -14,7 +14,7 @@ import { memberCodec } from "../membership/member-codec.js";
 import { MEMBERS_COLUMN, type MemberInfo, memberRowKey } from "../membership/members-table.js";
 import { META_COLUMN, META_KEYS } from "../mvcc/mod.js";
 import { type ColumnHandle, RocksBackend, type WriteBatch } from "../mvcc/rocks-backend.js";
-import type { WalLogger } from "../wal/mod.js";
+import { Snapshotter, type WalLogger } from "../wal/mod.js";
 import type { BboltReader, BucketRoot } from "./bbolt-reader.js";
 import { BUCKETS, uint64Be } from "./etcd-backend.js";
 import { openSnapshotFile, SnapshotFileError } from "./snapshot-file.js";
@@ -52,8 +52,16 @@ export async function restoreSnapshot(
       { logger: silentLogger },
       seed,
     );
+    // The restored keys are in the store, not in the Raft log: the log starts after a snapshot
+    // at the bootstrap's last index, as etcd's restore writes its snap file and WAL snapshot
+    // record, so a member added later gets the store by snapshot instead of replaying a log
+    // from index 1 that holds none of the restored keys.
+    const initial = storage.initialState();
+    const snap = storage.createSnapshot(storage.lastIndex(), initial.confState, new Uint8Array(0));
+    await new Snapshotter(layout.snapDir, { logger: silentLogger }).save(snap);
+    await wal.saveSnapshotMarker(snap.metadata);
     await wal.close();
-    const hardState = storage.initialState().hardState;
+    const hardState = initial.hardState;
     const db = await RocksBackend.open(layout.dbDir, [
       META_COLUMN,
       LEASE_COLUMN,

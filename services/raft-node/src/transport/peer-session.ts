@@ -25,6 +25,8 @@ import type { DialTls } from "./tls-credentials.js";
 export interface CallOutcome {
   code: number;
   details: string;
+  /** The connection's socket error code, when the call ended because the socket failed. */
+  socketError?: string;
 }
 
 /** A response's headers or trailers. */
@@ -176,6 +178,7 @@ export class PeerCall {
         callOutcomeOf(this.trailers) ??
           callOutcomeOf(this.responseHeaders) ?? {
             code: status.UNAVAILABLE,
+            socketError: this.connection?.errorCode || undefined,
             details:
               this.connection?.error ||
               (resetCode === undefined

@@ -255,6 +255,36 @@ describe("peer transport call headers", () => {
       await sender.close();
     }
   });
+
+  it("redials a peer that was down within ~100 ms of it listening again (a restart)", async () => {
+    const [downPort] = await freePorts(1);
+    const sender = transportFor(SELF, dir, { received: [], warnings: [] });
+    const got: Recorded = { received: [], warnings: [] };
+    const restarted = transportFor(OTHER, dir, got);
+    const tick = () => new Promise((r) => setTimeout(r, 10));
+    try {
+      sender.setPeers(new Map([[OTHER, [`http://127.0.0.1:${downPort}`]]]));
+      // Two seconds of heartbeats to a port nothing listens on: with a backoff doubling to 1 s,
+      // the next dial would come ~0.5 s after the peer is back.
+      const downUntil = performance.now() + 2_000;
+      while (performance.now() < downUntil) {
+        sender.send([heartbeat(SELF, OTHER)]);
+        await tick();
+      }
+      await restarted.listen([new URL(`http://127.0.0.1:${downPort}`)]);
+      const listening = performance.now();
+      while (got.received.length === 0 && performance.now() - listening < 3_000) {
+        sender.send([heartbeat(SELF, OTHER)]);
+        await tick();
+      }
+      const waited = performance.now() - listening;
+      assert.ok(got.received.length > 0, "no heartbeat reached the restarted peer");
+      assert.ok(waited < 400, `the first heartbeat arrived ${Math.round(waited)} ms after the peer listened`);
+    } finally {
+      await sender.close();
+      await restarted.close();
+    }
+  });
 });
 
 describe("peer transport snapshots", () => {

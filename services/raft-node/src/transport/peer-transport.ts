@@ -93,6 +93,14 @@ const KEEPALIVE_MS = 5000;
 const KEEPALIVE_TIMEOUT_MS = 5000;
 /** A peer that answers but refuses our messages (another cluster, no permission) is retried slowly. */
 const REFUSED_RETRY_MS = 1000;
+/**
+ * Where nothing listens (ECONNREFUSED: the member is down or restarting) the link redials at
+ * least every 100 ms, as etcd's rafthttp redials a stream: a restarted member hears from its
+ * leader at the next heartbeat after it listens, not up to a second later (that wait was ~0.5 s
+ * of a restart's time). A refused TCP connect costs the peer nothing and logs nothing there;
+ * failures past it (TLS, timeouts) keep the growing backoff.
+ */
+const DOWN_RETRY_CAP_MS = 100;
 
 /** One peer: its session, and the Raft stream on it. */
 class PeerLink {
@@ -163,7 +171,10 @@ class PeerLink {
 
   private failed(outcome: CallOutcome): void {
     const refused = outcome.code === status.FAILED_PRECONDITION || outcome.code === status.PERMISSION_DENIED;
-    this.backoffMs = refused ? REFUSED_RETRY_MS : nextBackoffMs(this.backoffMs);
+    if (refused) this.backoffMs = REFUSED_RETRY_MS;
+    else if (outcome.socketError === "ECONNREFUSED")
+      this.backoffMs = nextBackoffMs(this.backoffMs, 50, DOWN_RETRY_CAP_MS);
+    else this.backoffMs = nextBackoffMs(this.backoffMs);
     this.retryAt = Date.now() + this.backoffMs;
     this.owner.handler.reportUnreachable(this.id);
     if (refused) {

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -211,6 +211,58 @@ describe("snapshot files in etcd's format", {
     const compacted = await etcdctl(restored.addresses[0]!, ["get", "k/05", "--rev=24"]);
     assert.match(compacted.stderr, /required revision has been compacted/);
     await restored.close();
+  });
+
+  test("data dirs etcdctl snapshot restore wrote: our members start on them as etcd does; a data dir etcd ran on is refused", async () => {
+    const etcdFile = join(scratch, "etcd.db");
+    if (!existsSync(etcdFile)) ok(await etcdctl(etcd.addresses[0]!, ["snapshot", "save", etcdFile]));
+    const imported = await startCluster("etcd-ts", 3, async (m, cluster) => {
+      ok(await etcdctl("127.0.0.1:1", ["snapshot", "restore", etcdFile, ...restoreFlags(m, cluster)]));
+    });
+    clusters.push(imported);
+    const source = await keysAndRevisions(etcd.addresses[0]!);
+    for (const [i, address] of imported.addresses.entries()) {
+      const copy = await keysAndRevisions(address);
+      assert.equal(copy.revision, source.revision, `member ${i}`);
+      assert.equal(copy.kvs, source.kvs, `member ${i}`);
+      // etcd's files are kept beside the data dir, as they were.
+      assert.ok(existsSync(join(imported.members[i]!.dataDir, "member.etcd", "snap", "db")));
+    }
+    assert.equal(
+      await hashKv(imported.addresses[0]!, source.revision),
+      await hashKv(etcd.addresses[0]!, source.revision),
+    );
+    ok(await etcdctl(imported.addresses[1]!, ["put", "after-import", "1"]));
+    assert.equal(ok(await etcdctl(imported.addresses[2]!, ["get", "after-import"])), "after-import\n1\n");
+    await imported.close();
+
+    // A real etcd's own data dir (its WAL holds the history's entries): refused, nothing changed.
+    const ran = join(scratch, "etcd-ran");
+    await cp(etcd.members[0]!.dataDir, ran, { recursive: true });
+    const started = await new Promise<CommandResult>((done) =>
+      execFile(
+        process.execPath,
+        [
+          "--conditions=source",
+          "--import",
+          "tsx",
+          "services/raft-node/src/main.ts",
+          // etcd's default name, URLs and cluster: the data dir is refused before anything listens.
+          `--data-dir=${ran}`,
+        ],
+        { cwd: REPO_ROOT, timeout: 60_000 },
+        (err, stdout, stderr) =>
+          done({
+            code: err ? (typeof err.code === "number" ? err.code : 1) : 0,
+            stdout: String(stdout),
+            stderr: String(stderr),
+          }),
+      ),
+    );
+    assert.equal(started.code, 1, started.stderr);
+    assert.match(started.stderr, /was written by etcd .* entries beyond the cluster's bootstrap/);
+    assert.match(started.stderr, /etcdctl snapshot save FILE/);
+    assert.ok(existsSync(join(ran, "member", "snap", "db")) && !existsSync(join(ran, "member.etcd")));
   });
 
   test("a snapshot taken while writes go on is one revision of the store, restorable as such", async () => {

@@ -46,6 +46,8 @@ export class ClientSocketConnection {
   closed = false;
   /** Why the connection failed, for the calls it ends. */
   error = "";
+  /** The socket error's code (`ECONNREFUSED`: nothing listens there), if it failed with one. */
+  errorCode = "";
   private keepalive: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: DialOptions) {
@@ -104,6 +106,7 @@ export class ClientSocketConnection {
     });
     socket.on("error", (err) => {
       this.error ||= err.message;
+      this.errorCode ||= (err as NodeJS.ErrnoException).code ?? "";
     });
     socket.on("end", () => socket.end());
     socket.on("close", () => {
