@@ -104,6 +104,13 @@ describe("GrpcServerMetrics", () => {
     const watch = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"';
     assert.equal(sample(text, `grpc_server_started_total{${range}}`), 1);
     assert.equal(sample(text, `grpc_server_handled_total{${range},grpc_code="OK"}`), 1);
+    // Labels in the order etcd (client_golang) prints them: tools match this text verbatim.
+    assert.ok(
+      text.includes(
+        'grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1\n',
+      ),
+    );
+    assert.ok(text.includes(`grpc_server_started_total{${range}} 1\n`));
     assert.equal(sample(text, `grpc_server_msg_received_total{${range}}`), 1);
     assert.equal(sample(text, `grpc_server_msg_sent_total{${range}}`), 1);
     assert.equal(sample(text, `grpc_server_handled_total{${put},grpc_code="InvalidArgument"}`), 1);

@@ -34,7 +34,11 @@ const GRPC_TYPE: Record<CallKind, string> = {
   bidi: "bidi_stream",
 };
 
-const LABELS = ["grpc_type", "grpc_service", "grpc_method"] as const;
+/**
+ * In the order Go's client_golang prints labels (sorted by name, grpc_code first on
+ * grpc_server_handled_total): tools and etcd's e2e suite match the series' text as etcd writes it.
+ */
+const LABELS = ["grpc_method", "grpc_service", "grpc_type"] as const;
 
 export interface GrpcServerMetricsOptions {
   /**
@@ -73,7 +77,7 @@ export class GrpcServerMetrics implements GrpcCallObserver {
       name: "grpc_server_handled_total",
       collect: () => this.sync(),
       help: "Total number of RPCs completed on the server, regardless of success or failure.",
-      labelNames: [...LABELS, "grpc_code"],
+      labelNames: ["grpc_code", ...LABELS],
       registers,
     });
     this.received = new Counter({
@@ -128,8 +132,8 @@ export class GrpcServerMetrics implements GrpcCallObserver {
    */
   method(path: string, kind: CallKind): GrpcMethodObserver {
     const slash = path.lastIndexOf("/");
-    const labels = [GRPC_TYPE[kind], path.slice(1, slash), path.slice(slash + 1)] as const;
-    const handledByCode = GRPC_CODE_NAMES.map((code) => this.handled.labels(...labels, code));
+    const labels = [path.slice(slash + 1), path.slice(1, slash), GRPC_TYPE[kind]] as const;
+    const handledByCode = GRPC_CODE_NAMES.map((code) => this.handled.labels(code, ...labels));
     for (const child of handledByCode) child.inc(0);
     const started = this.started.labels(...labels);
     const received = this.received.labels(...labels);
@@ -137,7 +141,7 @@ export class GrpcServerMetrics implements GrpcCallObserver {
     started.inc(0);
     received.inc(0);
     sent.inc(0);
-    this.handling?.zero({ grpc_type: labels[0], grpc_service: labels[1], grpc_method: labels[2] });
+    this.handling?.zero({ grpc_method: labels[0], grpc_service: labels[1], grpc_type: labels[2] });
     const counts = new MethodCounts(
       { started, received, sent, handledByCode },
       this.handling?.labels(...labels),

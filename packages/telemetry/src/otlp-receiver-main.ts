@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// otlp-receiver [--listen HOST:PORT] [--print]: an OTLP/HTTP trace receiver process (see
+// otlp-receiver [--listen HOST:PORT] [--print]: an OTLP trace receiver process (HTTP and gRPC on one port) (see
 // otlp/otlp-receiver.ts). Prints "otlp-receiver listening on HOST:PORT" once it listens (port 0
 // picks a free one), and with --print one JSON line per received span.
 

@@ -63,8 +63,8 @@ export function tracingEndpoint(env: Env = process.env): string | undefined {
 
 /**
  * Installs the SDK when the environment asks for it: a tracer provider with a batch span
- * processor and an OTLP/HTTP exporter (OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf, the default,
- * or http/json), the sampler named by OTEL_TRACES_SAMPLER/_ARG (default parentbased_always_on),
+ * processor and an OTLP exporter (OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf, the default,
+ * http/json or grpc), the sampler named by OTEL_TRACES_SAMPLER/_ARG (default parentbased_always_on),
  * and service.name from OTEL_SERVICE_NAME or `serviceName`.
  * Resolves undefined, having loaded nothing, when tracing is off.
  */
@@ -85,7 +85,7 @@ export async function startTracing(
     import("@opentelemetry/sdk-trace"),
     import("@opentelemetry/resources"),
   ]);
-  const exporter = await exporterFor(protocol, tracesUrl(env));
+  const exporter = await exporterFor(protocol, tracesUrl(env, protocol));
   const sampler = samplerFrom(sdk, env);
   const detected = resources.detectResources({ detectors: [resources.envDetector] });
   const resource = resources
@@ -135,12 +135,15 @@ export async function startTracing(
   };
 }
 
-/** The specification's rule: a signal-specific endpoint is used as is, the generic one gets /v1/traces. */
-function tracesUrl(env: Env): string {
+/**
+ * The specification's rule: a signal-specific endpoint is used as is, the generic one gets
+ * /v1/traces over HTTP; over gRPC both name the server (the method is the service's path).
+ */
+function tracesUrl(env: Env, protocol: string): string {
   const specific = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
   if (specific) return specific;
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() ?? "";
-  return `${base.replace(/\/+$/, "")}/v1/traces`;
+  return protocol === "grpc" ? base : `${base.replace(/\/+$/, "")}/v1/traces`;
 }
 
 async function exporterFor(protocol: string, url: string) {
@@ -169,9 +172,15 @@ async function exporterFor(protocol: string, url: string) {
         ),
       );
     }
+    case "grpc": {
+      // An http:// endpoint is plaintext, https:// TLS (OTEL_EXPORTER_OTLP_INSECURE and the
+      // certificate variables are read by the exporter itself).
+      const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-grpc");
+      return new OTLPTraceExporter({ url });
+    }
     default:
       throw new Error(
-        `OTEL_EXPORTER_OTLP_PROTOCOL=${protocol}: etcd-ts exports traces over OTLP/HTTP only (http/protobuf or http/json)`,
+        `OTEL_EXPORTER_OTLP_PROTOCOL=${protocol}: etcd-ts exports traces over OTLP as grpc, http/protobuf or http/json`,
       );
   }
 }

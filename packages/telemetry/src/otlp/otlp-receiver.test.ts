@@ -177,3 +177,55 @@ test("undecodable or unknown bodies are refused and store nothing", async () => 
   assert.equal(other.status, 415);
   assert.equal(receiver.received().length, before);
 });
+
+test("OTLP/gRPC on the same port: startTracing with OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports there", async () => {
+  let handle: TracingHandle | undefined;
+  try {
+    handle = await startTracing("grpc-name", {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      OTEL_TRACES_SAMPLER: "always_on",
+    });
+    assert.ok(handle);
+    const parent = tracing.tracer.startSpan("grpc-parent", { kind: SpanKind.SERVER });
+    const child = tracing.tracer.startSpan(
+      "grpc-child",
+      { attributes: { n: 9 } },
+      trace.setSpan(ROOT_CONTEXT, parent),
+    );
+    child.end();
+    parent.end();
+    await handle.shutdown();
+    handle = undefined;
+    const spans = receiver.received(parent.spanContext().traceId);
+    assert.deepEqual(spans.map((s) => s.name).sort(), ["grpc-child", "grpc-parent"]);
+    const c = spans.find((s) => s.name === "grpc-child")!;
+    assert.equal(c.service, "grpc-name");
+    assert.equal(c.parentSpanId, parent.spanContext().spanId);
+    assert.deepEqual(c.attributes, { n: 9 });
+  } finally {
+    await handle?.shutdown();
+  }
+});
+
+test("an undecodable OTLP/gRPC export is refused with INVALID_ARGUMENT and stores nothing", async () => {
+  const grpc = await import("@grpc/grpc-js");
+  const before = receiver.received().length;
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  try {
+    const err = await new Promise<{ code?: number; details?: string } | null>((resolve) =>
+      client.makeUnaryRequest(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.from([0x0a, 0x05, 0x01]),
+        (e) => resolve(e),
+      ),
+    );
+    assert.equal(err?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(err?.details ?? "", /undecodable export request/);
+  } finally {
+    client.close();
+  }
+  assert.equal(receiver.received().length, before);
+});

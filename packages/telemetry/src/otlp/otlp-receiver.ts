@@ -1,19 +1,29 @@
-// A small OTLP/HTTP trace receiver (the OTLP specification's /v1/traces, protobuf or JSON,
-// optionally gzip-compressed) that keeps the spans it received in memory and shows them on
-// a query API: what the trace tests export to, and a stand-in for Jaeger where none can run.
+// A small OTLP trace receiver that keeps the spans it received in memory and shows them on a
+// query API: what the trace tests export to, and a stand-in for Jaeger where none can run. One
+// port serves both OTLP transports (Jaeger and the collector use 4317 for gRPC and 4318 for
+// HTTP; here the first bytes of a connection pick HTTP/1.1 or HTTP/2):
 //
-//   POST /v1/traces              OTLP export; answered with an empty ExportTraceServiceResponse
+//   POST /v1/traces              OTLP/HTTP export (protobuf or JSON, optionally gzip-compressed);
+//                                answered with an empty ExportTraceServiceResponse
+//   gRPC opentelemetry.proto.collector.trace.v1.TraceService/Export   OTLP/gRPC export
 //   GET  /api/spans[?traceId=ID] {"spans": [...]} (ReceivedSpan, oldest first)
 //   GET  /api/traces/ID          {"traceId": ID, "spans": [...]}
 
-import http from "node:http";
+import type http from "node:http";
 import { promisify } from "node:util";
 import { gunzip } from "node:zlib";
+import { GrpcHttp2Server } from "@etcd-ts/api";
 import {
   decodeTraceRequestJson,
   decodeTraceRequestProtobuf,
   type ReceivedSpan,
 } from "./otlp-trace-decoding.js";
+
+/** OTLP/gRPC's one trace method. */
+const GRPC_EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/** gRPC status codes used here (@grpc/grpc-js's `status`, not a dependency of this package). */
+const GRPC_OK = 0;
+const GRPC_INVALID_ARGUMENT = 3;
 
 const gunzipAsync = promisify(gunzip);
 
@@ -27,7 +37,7 @@ export interface OtlpReceiverOptions {
 }
 
 export class OtlpReceiver {
-  private readonly server: http.Server;
+  private readonly server: GrpcHttp2Server;
   private spans: ReceivedSpan[] = [];
   private readonly maxSpans: number;
   private readonly maxBodyBytes: number;
@@ -37,26 +47,35 @@ export class OtlpReceiver {
   constructor(private readonly options: OtlpReceiverOptions = {}) {
     this.maxSpans = options.maxSpans ?? 100_000;
     this.maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server = new GrpcHttp2Server({
+      maxReceiveBytes: this.maxBodyBytes,
+      http1: (req, res) => void this.handle(req, res),
+    });
+    this.server.register(GRPC_EXPORT_PATH, {
+      kind: "unary",
+      handle: (call) => {
+        let spans: ReceivedSpan[];
+        try {
+          spans = decodeTraceRequestProtobuf(call.request);
+        } catch (err) {
+          this.rejected++;
+          call.finish({ code: GRPC_INVALID_ARGUMENT, details: `undecodable export request: ${String(err)}` });
+          return;
+        }
+        this.keep(spans);
+        // An empty ExportTraceServiceResponse: full success.
+        call.finishWith(new Uint8Array(0), { code: GRPC_OK });
+      },
+    });
   }
 
   /** Listens on host:port (port 0: any); resolves with the bound port. */
   listen(port: number, host = "127.0.0.1"): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => {
-        this.server.off("error", reject);
-        const address = this.server.address();
-        resolve(typeof address === "object" && address !== null ? address.port : port);
-      });
-    });
+    return this.server.listen(`${host.includes(":") ? `[${host}]` : host}:${port}`);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    return this.server.close(100);
   }
 
   received(traceId?: string): ReceivedSpan[] {
@@ -115,15 +134,19 @@ export class OtlpReceiver {
       reply(res, 400, { error: `undecodable export request: ${String(err)}` });
       return;
     }
-    this.spans.push(...spans);
-    if (this.spans.length > this.maxSpans) this.spans = this.spans.slice(this.spans.length - this.maxSpans);
-    this.options.onSpans?.(spans);
+    this.keep(spans);
     // An empty ExportTraceServiceResponse: full success, in the request's encoding.
     if (type === "application/json") reply(res, 200, {});
     else {
       res.writeHead(200, { "content-type": "application/x-protobuf", "content-length": 0 });
       res.end();
     }
+  }
+
+  private keep(spans: ReceivedSpan[]): void {
+    this.spans.push(...spans);
+    if (this.spans.length > this.maxSpans) this.spans = this.spans.slice(this.spans.length - this.maxSpans);
+    this.options.onSpans?.(spans);
   }
 }
 

@@ -150,12 +150,13 @@ export class MemberMetrics {
       labelNames: ["server_version"],
       registers,
     }).set({ server_version: versions.serverVersion }, 1);
+    // etcd labels it with version.Cluster(): major.minor ("3.4"), not the full version.
     new Gauge({
       name: "etcd_cluster_version",
       help: "Which version is running. 1 for 'cluster_version' label with current cluster version",
       labelNames: ["cluster_version"],
       registers,
-    }).set({ cluster_version: versions.clusterVersion }, 1);
+    }).set({ cluster_version: versions.clusterVersion.split(".").slice(0, 2).join(".") }, 1);
     this.serverId = new Gauge({
       name: "etcd_server_id",
       help: "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",

@@ -290,16 +290,16 @@ describe("--grpc-keepalive-* and --metrics on a member", () => {
     const withHistogram = await scrape(port);
     assert.match(
       withHistogram,
-      /grpc_server_handling_seconds_bucket\{le="0.005",grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Range"\} \d+/,
+      /grpc_server_handling_seconds_bucket\{le="0.005",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"\} \d+/,
     );
     assert.match(
       withHistogram,
-      /grpc_server_handling_seconds_count\{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Range"\} [1-9]/,
+      /grpc_server_handling_seconds_count\{grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"\} [1-9]/,
     );
     const without = await scrape(basicPort);
     assert.match(
       without,
-      /grpc_server_handled_total\{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Range",grpc_code="OK"\} [1-9]/,
+      /grpc_server_handled_total\{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"\} [1-9]/,
     );
     assert.doesNotMatch(without, /grpc_server_handling_seconds/);
   });

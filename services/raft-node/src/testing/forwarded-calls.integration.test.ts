@@ -101,7 +101,7 @@ describe("Forward/Calls on a member", { skip: haveEtcdctl ? false : "etcdctl not
   const handled = (text: string, method: string, code: string) =>
     Number(
       new RegExp(
-        `grpc_server_handled_total\\{grpc_type="unary",grpc_service="[^"]+",grpc_method="${method}",grpc_code="${code}"\\} (\\d+)`,
+        `grpc_server_handled_total\\{grpc_code="${code}",grpc_method="${method}",grpc_service="[^"]+",grpc_type="unary"\\} (\\d+)`,
       ).exec(text)?.[1] ?? 0,
     );
 

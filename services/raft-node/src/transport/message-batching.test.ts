@@ -57,7 +57,8 @@ describe("message batching", () => {
       ms = nextBackoffMs(ms);
       seen.push(ms);
     }
-    assert.deepEqual(seen, [50, 100, 200, 400, 800, 1000, 1000]);
+    assert.deepEqual(seen, [50, 100, 100, 100, 100, 100, 100]);
+    assert.deepEqual([nextBackoffMs(0, 50, 1000), nextBackoffMs(800, 50, 1000)], [50, 1000]);
   });
 
   it("writes a RaftBatch byte for byte as the generated encoder does", () => {

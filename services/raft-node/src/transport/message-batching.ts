@@ -140,8 +140,13 @@ export function grpcTarget(url: string): string {
   return `${parsed.hostname}:${port}`;
 }
 
-/** Exponential reconnect backoff, capped. */
-export function nextBackoffMs(previousMs: number, minMs = 50, maxMs = 1000): number {
+/**
+ * Exponential reconnect backoff, capped at 100 ms as etcd's rafthttp redials a peer's stream
+ * every 100 ms: a member that restarts hears from its leader at the next heartbeat after it
+ * listens, not up to a second later (which was ~0.5 s of a restart's time). A refused dial on
+ * loopback or a LAN costs little; a peer that refuses our messages waits `REFUSED_RETRY_MS`.
+ */
+export function nextBackoffMs(previousMs: number, minMs = 50, maxMs = 100): number {
   if (previousMs <= 0) return minMs;
   return Math.min(maxMs, previousMs * 2);
 }

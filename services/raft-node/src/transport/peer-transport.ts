@@ -91,6 +91,8 @@ const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 /** As the grpc-js channels before: a ping every 5 s, the peer dead if unanswered for 5 s more. */
 const KEEPALIVE_MS = 5000;
 const KEEPALIVE_TIMEOUT_MS = 5000;
+/** A peer that answers but refuses our messages (another cluster, no permission) is retried slowly. */
+const REFUSED_RETRY_MS = 1000;
 
 /** One peer: its session, and the Raft stream on it. */
 class PeerLink {
@@ -160,10 +162,11 @@ class PeerLink {
   }
 
   private failed(outcome: CallOutcome): void {
-    this.backoffMs = nextBackoffMs(this.backoffMs);
+    const refused = outcome.code === status.FAILED_PRECONDITION || outcome.code === status.PERMISSION_DENIED;
+    this.backoffMs = refused ? REFUSED_RETRY_MS : nextBackoffMs(this.backoffMs);
     this.retryAt = Date.now() + this.backoffMs;
     this.owner.handler.reportUnreachable(this.id);
-    if (outcome.code === status.FAILED_PRECONDITION || outcome.code === status.PERMISSION_DENIED) {
+    if (refused) {
       this.owner.logger.warn(
         { peer: this.id.toString(16), error: outcome.details },
         "peer refused our messages",
