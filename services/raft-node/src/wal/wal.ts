@@ -64,10 +64,10 @@ export interface WalOptions {
   /**
    * With sync on, the active segment is extended with zeros this many bytes at a time ahead of
    * its records, each extension written and synced before a record goes there, so a record's
-   * O_DSYNC write changes neither the file's size nor its block map: the write is its data
-   * block alone, without the inode (no journal on the disk measured) and without a new block's
-   * allocation on every ~10th single-entry write, which made those puts the slow ones
-   * (bench/JOURNAL.md, 2026-12-07). The zeros after the last record look like a torn write of
+   * O_DSYNC write changes neither the file's size nor its block map: no block allocation on the
+   * ~10th single-entry write that reaches a new 4 KiB block, which took ~1.5x as long on the
+   * disk measured (ext4 without a journal; bench/JOURNAL.md, 2026-12-07 (later)). It relies on
+   * the zeros being durable before a record lands there (written through the O_DSYNC handle). The zeros after the last record look like a torn write of
    * which nothing reached the disk (segment-scan.ts): start-up keeps them as the room the next
    * records go to, and a roll cuts them off the segment it leaves before the next one exists, so
    * only the last segment ever ends in zeros. 0: off. Default 1 MiB, never past segmentBytes.
