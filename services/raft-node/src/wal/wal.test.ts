@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Entry, EntryType } from "@etcd-ts/raft";
-import { isAllZero, RecordType, readFrame } from "./record-frame.js";
+import { RecordType, readFrame } from "./record-frame.js";
 import { entries, entry } from "./segment-image.fixture.js";
 import { scanSegment } from "./segment-scan.js";
 import { Wal, type WalLogger } from "./wal.js";
@@ -177,8 +177,7 @@ test("releaseTo drops whole segments up to the newest snapshot marker and the lo
 
 test("a torn last record is truncated, reported and logged, and appending continues", async () => {
   const dir = await freshDir();
-  // No zeros after the records: the file's end is the last record's.
-  const wal = await Wal.create(dir, { preallocateBytes: 0 });
+  const wal = await Wal.create(dir);
   await wal.save({ term: 1, vote: 1n, commit: 1 }, entries(1, 5));
   await wal.save(undefined, entries(6, 7));
   await wal.close();
@@ -209,59 +208,26 @@ test("a torn last record is truncated, reported and logged, and appending contin
   await again.wal.close();
 });
 
-test("zeros after the last record (preallocated, or a torn write of which nothing reached the disk) stay as room for the next records", async () => {
+test("a zero-filled tail is cut off", async () => {
   const dir = await freshDir();
-  const wal = await Wal.create(dir, { preallocateBytes: 0 });
+  const wal = await Wal.create(dir);
   await wal.save(undefined, entries(1, 3));
   await wal.close();
   const [name] = await readdir(dir);
   const path = join(dir, name);
   const good = await readFile(path);
   await writeFile(path, Buffer.concat([good, Buffer.alloc(8192)]));
-  const { wal: reopened, recovered } = await Wal.open(dir, { preallocateBytes: 0 });
-  assert.equal(recovered.tornTail, undefined);
-  assert.equal(recovered.entries.length, 3);
-  // The next write goes over the zeros, inline (no extension needed), and the file keeps its length.
-  await reopened.save(undefined, [entry(4)], true);
-  await reopened.close();
-  assert.equal((await stat(path)).size, good.length + 8192);
-  const again = await Wal.open(dir);
-  assert.equal(again.recovered.tornTail, undefined);
-  assert.deepEqual(
-    again.recovered.entries.map((e) => e.index),
-    [1, 2, 3, 4],
-  );
-  await again.wal.close();
-});
-
-test("preallocation: the active segment is extended with zeros ahead of its records, and a roll cuts them off the segment it leaves", async () => {
-  const dir = await freshDir();
-  const wal = await Wal.create(dir, { segmentBytes: 1024, preallocateBytes: 512 });
-  const [first] = await readdir(dir);
-  assert.equal((await stat(join(dir, first!))).size, 512, "a new segment starts with its zeros");
-  for (let i = 1; i <= 60; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)], i % 2 === 0);
-  const paths = wal.segmentPaths();
-  assert.ok(paths.length > 2);
-  for (const path of paths.slice(0, -1)) {
-    // A left segment ends with its last record: reading it finds no damage.
-    const bytes = await readFile(path);
-    assert.ok(!isAllZero(bytes, bytes.length - 8, bytes.length), `${path} ends in zeros`);
-  }
-  assert.ok((await stat(paths.at(-1)!)).size <= 1024 + 512);
-  await wal.close();
   const { wal: reopened, recovered } = await Wal.open(dir);
-  assert.equal(recovered.tornTail, undefined);
-  assert.deepEqual(
-    recovered.entries.map((e) => e.index),
-    [...Array(60).keys()].map((k) => k + 1),
-  );
+  assert.equal(recovered.tornTail?.zeroFilled, true);
+  assert.equal(recovered.tornTail?.offset, good.length);
+  assert.equal(recovered.entries.length, 3);
   await reopened.close();
+  assert.equal((await stat(path)).size, good.length);
 });
 
 test("a flipped bit in a synced record stops start-up, names the file and offset, and changes nothing", async () => {
   const dir = await freshDir();
-  // The file is its records alone (a flip in preallocated zeros would damage no record).
-  const wal = await Wal.create(dir, { preallocateBytes: 0 });
+  const wal = await Wal.create(dir);
   await wal.save(undefined, entries(1, 3));
   await wal.save(undefined, entries(4, 6));
   await wal.close();
@@ -429,7 +395,7 @@ test("open can replay from an older marker the caller picks from those found", a
 test("a damaged snapshot marker in a fresh segment stops start-up instead of being cut off", async () => {
   const dir = await freshDir();
   const snapshot = { index: 100, term: 7, confState: { voters: [1n, 2n, 3n], learners: [] } };
-  const wal = await Wal.create(dir, { snapshot, preallocateBytes: 0 });
+  const wal = await Wal.create(dir, { snapshot });
   await wal.close();
   const [name] = await readdir(dir);
   const path = join(dir, name);

@@ -61,18 +61,6 @@ export interface WalOptions {
    * reads, heartbeats and its peers meanwhile. Default 0.002 (2 ms).
    */
   inlineMaxSyncSeconds?: number;
-  /**
-   * With sync on, the active segment is extended with zeros this many bytes at a time ahead of
-   * its records, each extension written and synced before a record goes there, so a record's
-   * O_DSYNC write changes neither the file's size nor its block map: no block allocation on the
-   * ~10th single-entry write that reaches a new 4 KiB block, which took ~1.5x as long on the
-   * disk measured (ext4 without a journal; bench/JOURNAL.md, 2026-12-07 (later)). It relies on
-   * the zeros being durable before a record lands there (written through the O_DSYNC handle). The zeros after the last record look like a torn write of
-   * which nothing reached the disk (segment-scan.ts): start-up keeps them as the room the next
-   * records go to, and a roll cuts them off the segment it leaves before the next one exists, so
-   * only the last segment ever ends in zeros. 0: off. Default 1 MiB, never past segmentBytes.
-   */
-  preallocateBytes?: number;
 }
 
 export interface WalCreateOptions extends WalOptions {
@@ -126,10 +114,7 @@ interface Segment {
 
 interface ActiveSegment extends Segment {
   handle: FileHandle;
-  /** Where the next record goes: the end of the last one. */
   size: number;
-  /** The file's length: zeros from `size` to here (preallocated, see WalOptions.preallocateBytes). */
-  allocated: number;
 }
 
 interface PendingSave {
@@ -153,9 +138,6 @@ interface GroupWrite {
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_WRITE_BYTES = 16 * 1024 * 1024;
-const DEFAULT_PREALLOCATE_BYTES = 1024 * 1024;
-/** Room a group's write needs beyond its records: the SyncPoint that may lead it (encodeSyncPoint). */
-const SYNC_POINT_ROOM = 64;
 const TEMP_SUFFIX = ".tmp";
 
 export class Wal {
@@ -173,9 +155,6 @@ export class Wal {
   private releasing: Promise<unknown> = Promise.resolve();
   private readonly maxSegments: number;
   private readonly inlineMaxSyncSeconds: number;
-  private readonly preallocateBytes: number;
-  /** Zeros written ahead of the records (preallocateBytes), made once. */
-  private zeros: Buffer | undefined;
   /** The highest index releaseTo was given: segments wholly at or below it may go. */
   private releasedTo = 0;
   /** Whether everything written to the active segment has been fdatasync'ed. */
@@ -219,7 +198,6 @@ export class Wal {
     this.onFsync = options.onFsync;
     this.maxSegments = options.maxSegments ?? 1;
     this.inlineMaxSyncSeconds = options.inlineMaxSyncSeconds ?? 0.002;
-    this.preallocateBytes = preallocation(options);
     if (!Number.isSafeInteger(this.maxSegments) || this.maxSegments < 0) {
       throw new RangeError(`maxSegments must be a non-negative integer, got ${this.maxSegments}`);
     }
@@ -248,16 +226,7 @@ export class Wal {
     const salt = randomInt(0, 2 ** 32);
     const snapshot = options.snapshot;
     const firstIndex = (snapshot?.index ?? 0) + 1;
-    const active = await createSegmentFile(
-      dir,
-      0,
-      firstIndex,
-      salt,
-      snapshot,
-      undefined,
-      sync,
-      preallocation(options),
-    );
+    const active = await createSegmentFile(dir, 0, firstIndex, salt, snapshot, undefined, sync);
     if (sync) await fsyncDir(dirname(dir));
     const wal = new Wal(
       dir,
@@ -361,14 +330,6 @@ export class Wal {
     const last = found[found.length - 1];
     const lastPath = join(dir, last.name);
     const handle = await open(lastPath, activeSegmentFlags(fsConstants.O_RDWR, sync));
-    // Nothing but zeros after the last record: the preallocated rest of the segment
-    // (WalOptions.preallocateBytes), or a torn write of which no byte reached the disk. The two
-    // look alike and neither holds anything: the zeros stay as the room the next records go to.
-    let allocated = lastEnd;
-    if (tornTail?.zeroFilled && tornTail.intactRecordsDropped === 0) {
-      allocated = lastEnd + tornTail.droppedBytes;
-      tornTail = undefined;
-    }
     try {
       if (tornTail) await handle.truncate(tornTail.offset);
       // What was just read may still be only in the page cache (the previous process was
@@ -404,12 +365,7 @@ export class Wal {
       // releases it no earlier than its real highest index would.
       maxEntryIndex: k < first ? found[k + 1].firstIndex - 1 : log.segmentMaxIndex[k - first],
     }));
-    const active: ActiveSegment = {
-      ...segments[segments.length - 1],
-      handle,
-      size: lastEnd,
-      allocated,
-    };
+    const active: ActiveSegment = { ...segments[segments.length - 1], handle, size: lastEnd };
     segments[segments.length - 1] = active;
     const wal = new Wal(
       dir,
@@ -572,10 +528,7 @@ export class Wal {
       !this.flushing &&
       this.pending.length === 0 &&
       this.active.size < this.segmentBytes &&
-      this.lastSyncSeconds < this.inlineMaxSyncSeconds &&
-      // Its write fits in the zeros already there (the queued path extends them first).
-      (this.preallocateBytes === 0 ||
-        this.active.size + records.length + SYNC_POINT_ROOM <= this.active.allocated)
+      this.lastSyncSeconds < this.inlineMaxSyncSeconds
     ) {
       eventTrace?.add("wal.inline");
       const item: PendingSave = {
@@ -660,11 +613,6 @@ export class Wal {
 
   private async writeGroup(group: PendingSave[]): Promise<void> {
     if (this.active.size >= this.segmentBytes) await this.roll();
-    if (this.preallocateBytes > 0) {
-      let bytes = SYNC_POINT_ROOM;
-      for (const item of group) bytes += item.records.length;
-      if (this.active.size + bytes > this.active.allocated) await this.extend(this.active.size + bytes);
-    }
     const write = this.groupWrite(group);
     if (write !== undefined) await writeFully(this.active.handle, write.buffers, write.position);
     this.groupWritten(group, write);
@@ -719,34 +667,10 @@ export class Wal {
     this.onFsync?.(seconds);
   }
 
-  /**
-   * Writes zeros after the active segment's allocated end until it holds `atLeast` bytes and
-   * preallocateBytes more. A write of its own, never beside a record's (it runs in the flush,
-   * before the group's write), and durable when it returns (the handle is O_DSYNC).
-   */
-  private async extend(atLeast: number): Promise<void> {
-    const active = this.active;
-    this.zeros ??= Buffer.alloc(this.preallocateBytes);
-    // Not past the size that rolls the segment, unless the write itself goes beyond it.
-    const target = Math.max(atLeast, Math.min(atLeast + this.preallocateBytes, this.segmentBytes));
-    while (active.allocated < target) {
-      const piece = Math.min(this.zeros.length, target - active.allocated);
-      await writeFully(active.handle, [this.zeros.subarray(0, piece)], active.allocated);
-      active.allocated += piece;
-    }
-  }
-
   private async roll(): Promise<void> {
     // Only the last segment may end in a torn write; with sync on, every write to the old
     // one was already durable when it returned (O_DSYNC).
     const previous = this.active;
-    // Nor in zeros: the preallocated rest goes, durably, before a later segment exists
-    // (segment-scan.ts: damage in any segment but the last is corruption).
-    if (previous.allocated > previous.size) {
-      await previous.handle.truncate(previous.size);
-      if (this.sync) await previous.handle.datasync();
-      previous.allocated = previous.size;
-    }
     const next = await createSegmentFile(
       this.dir,
       previous.seq + 1,
@@ -755,7 +679,6 @@ export class Wal {
       this.writtenMarker,
       this.writtenHardState,
       this.sync,
-      this.preallocateBytes,
     );
     this.segments.push(next);
     this.active = next;
@@ -817,15 +740,6 @@ function newestMarkerIndex(records: readonly Frame[]): number | undefined {
  * and hard state (so the log stays replayable once older segments are released) go to a
  * temp file, which is synced and renamed into place before the directory is synced.
  */
-/** WalOptions.preallocateBytes as it applies: 0 without sync, at most a segment. */
-function preallocation(options: WalOptions): number {
-  const bytes = options.preallocateBytes ?? DEFAULT_PREALLOCATE_BYTES;
-  if (!Number.isSafeInteger(bytes) || bytes < 0) {
-    throw new RangeError(`preallocateBytes must be a non-negative integer, got ${bytes}`);
-  }
-  return (options.sync ?? true) ? Math.min(bytes, options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) : 0;
-}
-
 async function createSegmentFile(
   dir: string,
   seq: number,
@@ -834,8 +748,6 @@ async function createSegmentFile(
   marker: SnapshotMetadata | undefined,
   hardState: HardState | undefined,
   sync: boolean,
-  /** Zeros after the records (WalOptions.preallocateBytes), in the file before it is named. */
-  preallocate: number,
 ): Promise<ActiveSegment> {
   const path = join(dir, formatSegmentName(seq, firstIndex));
   const tmp = `${path}${TEMP_SUFFIX}`;
@@ -845,20 +757,11 @@ async function createSegmentFile(
     activeSegmentFlags(fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, sync),
   );
   try {
-    const zeros = Math.max(0, preallocate - start.length);
-    await writeFully(handle, zeros > 0 ? [start, Buffer.alloc(zeros)] : [start], 0);
+    await writeFully(handle, [start], 0);
     if (sync) await handle.sync();
     await rename(tmp, path);
     if (sync) await fsyncDir(dir);
-    return {
-      seq,
-      firstIndex,
-      path,
-      maxEntryIndex: 0,
-      handle,
-      size: start.length,
-      allocated: start.length + zeros,
-    };
+    return { seq, firstIndex, path, maxEntryIndex: 0, handle, size: start.length };
   } catch (err) {
     await handle.close();
     throw err;
