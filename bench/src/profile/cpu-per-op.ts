@@ -102,6 +102,7 @@ interface Round {
   leaderUs: number;
   followersUs: number[];
   p50: number | null;
+  p90: number | null;
   p99: number | null;
   opsPerS: number;
   /** --threads: per role ("leader", "follower" for both followers), per thread name. */
@@ -182,6 +183,7 @@ async function measure(
     leaderUs: perOpUs[0]!,
     followersUs: perOpUs.slice(1),
     p50: load.latency_ms.p50,
+    p90: load.latency_ms.p90 ?? null,
     p99: load.latency_ms.p99,
     opsPerS: Math.round(load.ops_per_s),
     threads,
@@ -344,7 +346,7 @@ try {
         const round = await measure(build, cluster, gateway, tls, i);
         results.push(round);
         console.log(
-          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
+          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
         );
       }
   }
@@ -354,7 +356,7 @@ try {
     const gatewayUs =
       mine[0]!.gatewayUs === undefined ? "" : `gateway ${median(mine.map((r) => r.gatewayUs!))} us/op, `;
     console.log(
-      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s`,
+      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s`,
     );
     if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
   }

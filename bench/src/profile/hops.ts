@@ -11,16 +11,28 @@
 //   node bench/dist/profile/hops.js --client /tmp/ev.goload-0
 // Through a gateway (cpu-per-op.js --gateway: the gateway writes a trace too, with its G.* call
 // stamps), each call's path goload -> gateway -> member -> gateway -> goload, for any op.
+// --tail: which calls are slow and why: the distribution of the calls' lengths (a histogram: is
+// it bimodal?), each row above over the typical calls (p25..p75) beside the slowest tenth, and the
+// events each process had in a slow call's window against a typical one's (GC pauses by kind, Raft
+// ticks and heartbeats, WAL writes inline or queued and whether they reached a new 4 KiB block of
+// the file, socket reads and writes by connection).
 // Stamps are process.hrtime (CLOCK_MONOTONIC), one clock for every process of the machine.
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { parseArgs } from "node:util";
 
 type Event = [at: number, label: string];
 
-const clientOnly = process.argv[2] === "--client";
-const prefix = process.argv[clientOnly ? 3 : 2];
+const { values: flags, positionals } = parseArgs({
+  options: { client: { type: "boolean", default: false }, tail: { type: "boolean", default: false } },
+  allowPositionals: true,
+});
+const clientOnly = flags.client;
+const prefix = positionals[0];
 if (prefix === undefined)
-  throw new Error("usage: hops.js <ETCD_TS_TRACE_EVENTS prefix> | hops.js --client <goload trace file>");
+  throw new Error(
+    "usage: hops.js [--tail] <ETCD_TS_TRACE_EVENTS prefix> | hops.js [--tail] --client <goload trace file>",
+  );
 
 function load(path: string): Event[] {
   const events: Event[] = [];
@@ -32,22 +44,157 @@ function load(path: string): Event[] {
 }
 
 const rows = new Map<string, number[]>();
-const add = (name: string, ns: number) => {
-  let list = rows.get(name);
+/** --tail: each call's rows, its window [from, to] and its length (the rows of `print` by call). */
+interface Item {
+  rows: Map<string, number[]>;
+  from: number;
+  to: number;
+}
+const items: Item[] = [];
+let item: Map<string, number[]> | undefined;
+const push = (into: Map<string, number[]>, name: string, us: number) => {
+  let list = into.get(name);
   if (list === undefined) {
     list = [];
-    rows.set(name, list);
+    into.set(name, list);
   }
-  list.push(ns / 1000);
+  list.push(us);
+};
+const add = (name: string, ns: number) => {
+  push(rows, name, ns / 1000);
+  if (item !== undefined) push(item, name, ns / 1000);
+};
+/** Starts collecting one call's rows (for --tail). */
+const beginItem = () => {
+  item = new Map();
+};
+/** Ends the call begun last, which ran from `from` to `to` (ns, the traces' clock). */
+const endItem = (from: number, to: number) => {
+  if (item !== undefined) items.push({ rows: item, from, to });
+  item = undefined;
 };
 
-function print(): void {
-  const pick = (sorted: number[], q: number) => sorted[Math.floor(sorted.length * q)]!.toFixed(1);
+const pick = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
+
+function print(traces: { name: string; events: Event[] }[] = []): void {
   for (const [name, list] of rows) {
     list.sort((a, b) => a - b);
-    const cells = `p50 ${pick(list, 0.5).padStart(8)}  p25 ${pick(list, 0.25).padStart(8)}  p75 ${pick(list, 0.75).padStart(8)}`;
-    console.log(`${name.padEnd(48)} ${cells}  n=${list.length}`);
+    const cell = (q: number) => pick(list, q).toFixed(1).padStart(8);
+    console.log(
+      `${name.padEnd(48)} p50 ${cell(0.5)}  p25 ${cell(0.25)}  p75 ${cell(0.75)}  n=${list.length}`,
+    );
   }
+  if (flags.tail) printTail(traces);
+}
+
+/**
+ * --tail: which calls are slow and what they have that the others lack. Each call's length is its
+ * window (one put: decoded -> next decoded, which tiles the run), its distribution and a histogram
+ * first; then every row above as its p50 over the typical calls (p25..p75 of the length) beside its
+ * p50 over the slowest tenth; then, per process, the events (socket reads and writes by connection,
+ * Raft messages by type, GC pauses, ticks, ...) per window in each group, where they differ.
+ */
+function printTail(traces: { name: string; events: Event[] }[]): void {
+  if (items.length < 20) return;
+  const lengthUs = (c: Item) => (c.to - c.from) / 1000;
+  const sorted = [...items].sort((a, b) => lengthUs(a) - lengthUs(b));
+  const lengths = sorted.map(lengthUs);
+  const qs = [0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99];
+  console.log(
+    `\n--tail: ${items.length} calls, length (us): ${qs.map((q) => `p${Math.round(q * 100)} ${pick(lengths, q).toFixed(0)}`).join("  ")}  max ${lengths.at(-1)!.toFixed(0)}`,
+  );
+  const bucket = 250;
+  const counts = new Map<number, number>();
+  for (const l of lengths) counts.set(Math.floor(l / bucket), (counts.get(Math.floor(l / bucket)) ?? 0) + 1);
+  const top = Math.max(...counts.values());
+  const last = Math.min(Math.floor(pick(lengths, 0.995) / bucket), Math.floor(lengths.at(-1)! / bucket));
+  for (let b = Math.floor(lengths[0]! / bucket); b <= last; b++) {
+    const n = counts.get(b) ?? 0;
+    console.log(
+      `  ${String(b * bucket).padStart(6)} us ${String(n).padStart(5)} ${"#".repeat(Math.ceil((n / top) * 60))}`,
+    );
+  }
+  const typical = sorted.slice(Math.floor(sorted.length * 0.25), Math.floor(sorted.length * 0.75));
+  const slow = sorted.slice(Math.floor(sorted.length * 0.9));
+  const p50Of = (group: Item[], name: string) => {
+    const all = group.flatMap((c) => c.rows.get(name) ?? []).sort((a, b) => a - b);
+    return all.length === 0 ? undefined : pick(all, 0.5);
+  };
+  console.log(`\n${"row (us)".padEnd(48)} typical  slowest 10%   slow - typical`);
+  for (const name of rows.keys()) {
+    const t = p50Of(typical, name);
+    const w = p50Of(slow, name);
+    if (t === undefined || w === undefined) continue;
+    console.log(
+      `${name.padEnd(48)} ${t.toFixed(1).padStart(8)} ${w.toFixed(1).padStart(10)} ${(w - t).toFixed(1).padStart(12)}`,
+    );
+  }
+  console.log(
+    `\nevents per call window, typical vs slowest 10% (differences >= 0.05 per call, GC time in us)`,
+  );
+  for (const { name, events } of traces) {
+    const perGroup = (group: Item[]) => {
+      const sum = new Map<string, number>();
+      let gcNs = 0;
+      for (const c of group) {
+        let gcStart: number | undefined;
+        for (let i = firstAtOrAfter(events, c.from); i < events.length && events[i]![0] < c.to; i++) {
+          const [t, label] = events[i]!;
+          const kind = eventKind(label);
+          sum.set(kind, (sum.get(kind) ?? 0) + 1);
+          if (label.startsWith("gc.start")) gcStart = t;
+          else if (label === "gc.end") gcNs += t - (gcStart ?? c.from);
+        }
+      }
+      return { sum, gcUs: gcNs / 1000 / group.length, n: group.length };
+    };
+    const a = perGroup(typical);
+    const b = perGroup(slow);
+    const lines: [number, string][] = [];
+    for (const kind of new Set([...a.sum.keys(), ...b.sum.keys()])) {
+      const x = (a.sum.get(kind) ?? 0) / a.n;
+      const y = (b.sum.get(kind) ?? 0) / b.n;
+      if (Math.abs(y - x) >= 0.05)
+        lines.push([
+          y - x,
+          `  ${name.padEnd(10)} ${kind.padEnd(40)} ${x.toFixed(2).padStart(7)} ${y.toFixed(2).padStart(7)}`,
+        ]);
+    }
+    lines.sort((p, q) => Math.abs(q[0]) - Math.abs(p[0]));
+    console.log(
+      `  ${name.padEnd(10)} ${"GC time per call".padEnd(40)} ${a.gcUs.toFixed(1).padStart(7)} ${b.gcUs.toFixed(1).padStart(7)}`,
+    );
+    for (const [, line] of lines.slice(0, 25)) console.log(line);
+  }
+}
+
+/** Whether the WAL write after `walStart` went to a new file block ("wal.write" stamps). */
+function blockOf(events: Event[], walStart: number): string {
+  const write = find(events, walStart, (l) => l.startsWith("wal.write ") || l === "wal.end", 1, 50);
+  if (write === undefined || !events[write]![1].startsWith("wal.write ")) return "(its block unknown)";
+  return newBlock(events[write]![1]) ? "(to a new 4 KiB block)" : "(within a block)";
+}
+
+/** Whether a WAL write ("wal.write <position> <bytes>") reaches into a file block it did not start in. */
+function newBlock(label: string): boolean {
+  const [, position, bytes] = label.split(" ").map(Number);
+  return Math.floor((position! + bytes! - 1) / 4096) !== Math.floor((position! - 1) / 4096);
+}
+
+/** An event's kind for --tail: the label without sizes and log positions (tx/rx keep types). */
+function eventKind(label: string): string {
+  if (label.startsWith("wal.write ")) return `wal.write${newBlock(label) ? " to a new 4 KiB block" : ""}`;
+  if (label.startsWith("d ") || label.startsWith("w ")) return label.split(" ").slice(0, 2).join(" ");
+  if (label.startsWith("tx ") || label.startsWith("rx ")) {
+    const [head, ...rest] = label.slice(3).split(" ");
+    const types = head!.split(",").map((m) => {
+      const [type, entries, , , to] = m.split(/[/>]/);
+      return `${type}/${entries === "0" ? 0 : "n"}${to === undefined ? "" : `>${to.slice(-4)}`}`;
+    });
+    return `${label.slice(0, 2)} ${types.join(",")}${rest.length > 0 ? ` ${rest.join(" ")}` : ""}`;
+  }
+  return label;
 }
 
 /** The first event at or after `t` (binary search; events sorted by time). */
@@ -67,6 +214,7 @@ function clientRows(client: Event[]): void {
   const calls = client.flatMap(([, l], i) => (l === "call" ? [i] : []));
   const bytes = (i: number) => Number(client[i]![1].split(" ")[2]);
   for (const [n, k] of calls.slice(Math.floor(calls.length / 10), -2).entries()) {
+    beginItem();
     const done = find(client, k, (l) => l === "done", 1, 100);
     const next = calls[Math.floor(calls.length / 10) + n + 1]!;
     const request = find(client, k, (l) => l.startsWith("w "), 1, 100);
@@ -97,14 +245,16 @@ function clientRows(client: Event[]): void {
     add("count: goload socket reads per call (x1000)", reads * 1e6);
     add("count: goload socket writes per call (x1000)", writes * 1e6);
     add("count: of them PING/WINDOW_UPDATE only (x1000)", control * 1e6);
+    endItem(at(client, k), at(client, next));
   }
 }
 
 const at = (events: Event[], i: number) => events[i]![0];
 
 if (clientOnly) {
-  clientRows(load(prefix));
-  print();
+  const events = load(prefix);
+  clientRows(events);
+  print([{ name: "goload", events }]);
   process.exit(0);
 }
 
@@ -126,7 +276,11 @@ const client = files
   .sort((a, b) => a[0] - b[0]);
 if (gateway !== undefined) {
   gatewayRows(gateway, traces, client);
-  print();
+  print([
+    { name: "gateway", events: gateway },
+    ...traces.map((events, i) => ({ name: `member ${i + 1}`, events })),
+    { name: "goload", events: client },
+  ]);
   process.exit(0);
 }
 const decodedCount = (events: Event[]) => events.filter(([, l]) => l === "L.decoded").length;
@@ -165,6 +319,7 @@ const indexes = followers.map(messageIndex);
 const decoded = leader.flatMap(([, l], i) => (l === "L.decoded" ? [i] : []));
 // The first tenth is warm-up; the last few have no next request.
 for (const k of decoded.slice(Math.floor(decoded.length / 10), -5)) {
+  beginItem();
   const tx = find(leader, k, (l) => l.startsWith("tx ") && l.includes("3/1/"));
   const proposed = find(leader, k, (l) => l === "proposed");
   if (tx === undefined || proposed === undefined) continue;
@@ -173,8 +328,10 @@ for (const k of decoded.slice(Math.floor(decoded.length / 10), -5)) {
     .map((m) => m.split(">")[0]!)
     .find((m) => m.startsWith("3/1/"))!;
   const index = Number(app.split("/")[2]) + 1;
-  let firstAck: number | undefined;
+  const acks: number[] = [];
   const perFollower: [string, number][] = [];
+  // Each follower's WAL write on the leader's time line (ns), to see the three writes overlap.
+  const followerWal: [number, number][] = [];
   followers.forEach((f, n) => {
     const rx = indexes[n]!.get(`rx${app}`);
     const resp = indexes[n]!.get(`tx4/0/${index}/0`);
@@ -198,12 +355,17 @@ for (const k of decoded.slice(Math.floor(decoded.length / 10), -5)) {
       ["follower: read -> batch decoded", at(f, rx) - at(f, read)],
       ["follower: decoded -> WAL write starts", at(f, walStart) - at(f, rx)],
       ["follower: WAL write", at(f, walEnd) - at(f, walStart)],
+      [`follower: WAL write ${blockOf(f, walStart)}`, at(f, walEnd) - at(f, walStart)],
       ["follower: WAL done -> ack on the socket", at(f, written) - at(f, walEnd)],
       ["hop: follower's write -> leader's read", at(leader, acked) - at(f, written)],
     );
-    if (firstAck === undefined || at(leader, acked) < firstAck) firstAck = at(leader, acked);
+    acks.push(at(leader, acked));
+    followerWal.push([at(f, walStart), at(f, walEnd)]);
   });
+  acks.sort((a, b) => a - b);
+  const firstAck = acks[0];
   const committed = find(leader, k, (l) => l === "committed");
+  const walStart = find(leader, tx, (l) => l === "wal.start");
   const walEnd = find(leader, tx, (l) => l === "wal.end");
   const answered = committed === undefined ? undefined : find(leader, committed, (l) => l === "answered");
   const answer = answered === undefined ? undefined : find(leader, answered, (l) => l.startsWith("w "));
@@ -217,8 +379,18 @@ for (const k of decoded.slice(Math.floor(decoded.length / 10), -5)) {
   add("leader: decoded -> proposed", at(leader, proposed) - t0);
   add("leader: proposed -> MsgApp batch handed over", at(leader, tx) - at(leader, proposed));
   for (const [name, ns] of perFollower) add(name, ns);
+  if (walStart !== undefined && walStart < walEnd) {
+    add("leader: its own WAL write", at(leader, walEnd) - at(leader, walStart));
+    add(`leader: its own WAL write ${blockOf(leader, walStart)}`, at(leader, walEnd) - at(leader, walStart));
+  }
   add("leader: its own WAL write done (from decoded)", at(leader, walEnd) - t0);
+  for (const [n, [from, to]] of followerWal.sort((a, b) => a[1] - b[1]).entries()) {
+    const which = n === 0 ? "first" : "second";
+    add(`follower: ${which} WAL write done: its length`, to - from);
+    add(`follower: ${which} WAL write done (from decoded)`, to - t0);
+  }
   add("leader: first ack read (from decoded)", firstAck - t0);
+  if (acks.length > 1) add("leader: second ack read (from decoded)", acks[1]! - t0);
   add("leader: committed (from decoded)", at(leader, committed) - t0);
   add("leader: committed -> answered", at(leader, answered!) - at(leader, committed));
   add("leader: answered -> on the socket", at(leader, answer) - at(leader, answered!));
@@ -226,6 +398,7 @@ for (const k of decoded.slice(Math.floor(decoded.length / 10), -5)) {
   if (client.length > 0) goloadSide(at(leader, answer), at(leader, request), clientPort);
   add("leader: next request read -> decoded", at(leader, next) - at(leader, request));
   add("one put (decoded -> next decoded)", at(leader, next) - t0);
+  endItem(t0, at(leader, next));
 }
 
 /**
@@ -267,6 +440,7 @@ function gatewayRows(gw: Event[], members: Event[][], client: Event[]): void {
   const calls = gw.flatMap(([, l], i) => (l === "G.call" ? [i] : []));
   const skip = Math.floor(calls.length / 10);
   for (const [n, k] of calls.slice(skip, -2).entries()) {
+    beginItem();
     const next = calls[skip + n + 1]!;
     const read = find(gw, k, (l) => l.startsWith("d "), -1, 50);
     const answered = find(gw, k, (l) => l === "G.answered", 1, 400);
@@ -346,7 +520,12 @@ function gatewayRows(gw: Event[], members: Event[][], client: Event[]): void {
     }
     add("count: gateway socket reads per call (x1000)", reads * 1e6);
     add("count: gateway socket writes per call (x1000)", writes * 1e6);
+    endItem(at(gw, k), at(gw, next));
   }
 }
 
-print();
+print([
+  { name: "leader", events: leader },
+  ...followers.map((events, i) => ({ name: `follower ${i + 1}`, events })),
+  { name: "goload", events: client },
+]);

@@ -4,8 +4,16 @@
 // (members, the gateway, goload's -trace-file; bench/src/profile/hops.ts reads them). Off (the
 // default), `eventTrace` is undefined and a call site costs one comparison.
 import { appendFileSync } from "node:fs";
-import { PerformanceObserver, performance } from "node:perf_hooks";
+import { constants, PerformanceObserver, performance } from "node:perf_hooks";
 import { socketTaps } from "@etcd-ts/api";
+
+/** perf_hooks' NODE_PERFORMANCE_GC_* flags, by value. */
+const GC_KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
+};
 
 class EventTrace {
   private lines: string[] = [];
@@ -18,7 +26,10 @@ class EventTrace {
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
         const at = hr0 + (e.startTime - p0) * 1e6;
-        this.lines.push(`${Math.round(at)} gc.start`, `${Math.round(at + e.duration * 1e6)} gc.end`);
+        // The pause's kind (hops.js --tail tells scavenges from full collections).
+        const detail = (e as { detail?: { kind?: number } }).detail;
+        const kind = GC_KINDS[detail?.kind ?? 0] ?? "other";
+        this.lines.push(`${Math.round(at)} gc.start ${kind}`, `${Math.round(at + e.duration * 1e6)} gc.end`);
       }
     }).observe({ entryTypes: ["gc"] });
     socketTaps.write = (socket, bytes) => {

@@ -174,6 +174,7 @@ export class RaftLoop {
 
   private tick(): void {
     if (this.stopped) return;
+    eventTrace?.add("tick");
     this.raw.tick();
     this.host.ticked(performance.now());
     this.kick();

@@ -12,6 +12,7 @@ import { constants as fsConstants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Entry, HardState, SnapshotMetadata } from "@etcd-ts/raft";
+import { eventTrace } from "@etcd-ts/telemetry";
 import { fsyncDir, writeFully, writeFullySync } from "./durable-fs.js";
 import { LogReplay, type SnapshotRef } from "./log-replay.js";
 import { type Frame, RecordType } from "./record-frame.js";
@@ -529,6 +530,7 @@ export class Wal {
       this.active.size < this.segmentBytes &&
       this.lastSyncSeconds < this.inlineMaxSyncSeconds
     ) {
+      eventTrace?.add("wal.inline");
       const item: PendingSave = {
         records,
         hardState,
@@ -549,6 +551,7 @@ export class Wal {
       this.counters.saves++;
       return Promise.resolve();
     }
+    eventTrace?.add("wal.queued");
     return new Promise<void>((resolve, reject) => {
       this.pending.push({
         records,
@@ -632,6 +635,7 @@ export class Wal {
       buffers.unshift(syncPoint);
       total += syncPoint.length;
     }
+    eventTrace?.add(`wal.write ${this.active.size} ${total}`);
     return { buffers, total, position: this.active.size, started: process.hrtime.bigint() };
   }
 
