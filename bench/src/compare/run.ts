@@ -59,6 +59,13 @@ interface Scenario {
    * write every key, its token on every call (goload authenticates each connection once).
    */
   security?: "tls" | "auth";
+  /**
+   * Closed-loop writers beside the measured calls, on connections of their own to the same
+   * endpoints (goload's -bg-put-*), from just before the first measured call to the last: the
+   * row is the measured calls' rate and latency, the cell also shows the writers' (bg_put).
+   * The server CPU column then counts the writers' CPU too, per measured call.
+   */
+  bgPut?: { conns: number; clients: number };
 }
 
 // Totals aim at ~5-15 s per cell at real etcd's speed on this machine (shared/FACTS.md);
@@ -88,6 +95,26 @@ const scenarios: Scenario[] = [
   { name: "txn-put-10x100", op: "txn-put", conns: 10, clients: 100, total: 40_000, quickTotal: 8_000 },
   { name: "range-lin-1x1", op: "range-lin", conns: 1, clients: 1, total: 8_000, quickTotal: 2_000 },
   { name: "range-lin-10x100", op: "range-lin", conns: 10, clients: 100, total: 50_000, quickTotal: 10_000 },
+  // Linearizable reads while others write (kube-apiserver's and every client's default Get):
+  // the reads' rate and latency, 10 writers on 10 connections putting all along.
+  {
+    name: "range-lin-1x1-under-put-10x10",
+    op: "range-lin",
+    conns: 1,
+    clients: 1,
+    total: 2_000,
+    quickTotal: 500,
+    bgPut: { conns: 10, clients: 10 },
+  },
+  {
+    name: "range-lin-10x10-under-put-10x10",
+    op: "range-lin",
+    conns: 10,
+    clients: 10,
+    total: 10_000,
+    quickTotal: 2_000,
+    bgPut: { conns: 10, clients: 10 },
+  },
   { name: "range-ser-1x1", op: "range-ser", conns: 1, clients: 1, total: 10_000, quickTotal: 2_000 },
   { name: "range-ser-10x100", op: "range-ser", conns: 10, clients: 100, total: 80_000, quickTotal: 15_000 },
   // Through the gateway, tokens come from the auth service (JWTs the gateway verifies) and its
@@ -570,6 +597,8 @@ function scenarioArgs(s: Scenario, endpoints: string[], total: number, timeoutS:
     );
   if (s.watchKeys !== undefined) args.push("-watch-keys", String(s.watchKeys));
   if (s.streams !== undefined) args.push("-streams", String(s.streams));
+  if (s.bgPut !== undefined)
+    args.push("-bg-put-conns", String(s.bgPut.conns), "-bg-put-clients", String(s.bgPut.clients));
   return args;
 }
 
@@ -1096,7 +1125,17 @@ function cellText(c: Cell | undefined, watch: boolean): string {
     const sent = sendToAll(r);
     return `${fmtMs(sent.p50)}/${fmtMs(sent.p99)} ms, ack->all ${lat} (${fmtOps(r.ops_per_s)} put/s)${errs}${cut}`;
   }
-  return `${fmtOps(r.ops_per_s)} (${lat})${errs}${cut}`;
+  return `${fmtOps(r.ops_per_s)} (${lat})${errs}${cut}${bgPutText(r)}`;
+}
+
+/** The writers beside a cell's calls (Scenario.bgPut): puts/s (p50/p99 ms). */
+function bgPutText(r: GoloadResult): string {
+  const bg = r.bg_put as
+    | { ops_per_s: number; errors: number; latency_ms: { p50: number | null; p99: number | null } }
+    | undefined;
+  if (bg === undefined) return "";
+  const errs = bg.errors > 0 ? ` ${bg.errors}err` : "";
+  return ` + put ${fmtOps(bg.ops_per_s)} (${fmtMs(bg.latency_ms.p50)}/${fmtMs(bg.latency_ms.p99)})${errs}`;
 }
 
 /** A watch cell's put-sent -> last watcher latencies (goload's send_to_all_ms). */

@@ -23,6 +23,11 @@
 // --spread: goload gets every member's client URL, the leader's first, as the bench's `members`
 // target does: its connections go round-robin over the members, so two thirds of the puts at
 // --conns 50 reach a follower, which forwards them to the leader and answers once it applied them.
+// --bg-put-clients N [--bg-put-conns M]: N closed-loop writers (on M connections of their own, 10
+// by default) put beside the measured calls to the same endpoint, from just before the first to
+// the last (goload's -bg-put-*): e.g. `--op range-lin --bg-put-clients 10`, linearizable reads
+// while others write. Each round then prints the writers' puts/s and p50 too; the CPU per call
+// counts the writers' CPU. --follower: goload goes to a follower instead of the leader.
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -51,6 +56,9 @@ const { values: args } = parseArgs({
     threads: { type: "boolean", default: false },
     strace: { type: "boolean", default: false },
     spread: { type: "boolean", default: false },
+    "bg-put-clients": { type: "string", default: "0" },
+    "bg-put-conns": { type: "string", default: "10" },
+    follower: { type: "boolean", default: false },
   },
 });
 const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
@@ -69,6 +77,7 @@ const calls = Number(args.calls);
 const rounds = Number(args.rounds);
 const clients = Number(args.clients);
 const conns = Number(args.conns);
+const bgPutClients = Number(args["bg-put-clients"]);
 const gatewayMains = args.gateway?.split(",").map((m) => resolve(m));
 const mains = args.main?.split(",").map((m) => resolve(m)) ??
   gatewayMains?.map(() => undefined) ?? [undefined];
@@ -93,6 +102,8 @@ function goload(endpoint: string, total: number, tls = false, build = 0): Promis
     "-clients",
     String(clients),
   ];
+  if (bgPutClients > 0)
+    argv.push("-bg-put-clients", String(bgPutClients), "-bg-put-conns", String(args["bg-put-conns"]));
   return runGoload([...argv, "-total", String(total)]);
 }
 
@@ -105,6 +116,8 @@ interface Round {
   p90: number | null;
   p99: number | null;
   opsPerS: number;
+  /** --bg-put-clients: the writers' puts/s and p50 (ms) beside the measured calls. */
+  bgPut?: { opsPerS: number; p50: number | null };
   /** --threads: per role ("leader", "follower" for both followers), per thread name. */
   threads?: Map<string, Map<string, ThreadGroupDelta>>;
 }
@@ -162,7 +175,8 @@ async function measure(
   if (gateway !== undefined) pids.push(gateway.child.pid!);
   const threadsBefore = args.threads ? pids.map(threadStats) : [];
   const before = pids.map(cpuSeconds);
-  const url = tls ? leader.tlsClientUrl! : leader.clientUrl;
+  const target = args.follower ? followers[0]! : leader;
+  const url = tls ? target.tlsClientUrl! : target.clientUrl;
   const spreadTo = args.spread ? followers.map((m) => (tls ? m.tlsClientUrl! : m.clientUrl)) : [];
   const load = await goload(endpointOf(url, gateway, spreadTo), calls, tls, buildIndex);
   const after = pids.map(cpuSeconds);
@@ -186,8 +200,20 @@ async function measure(
     p90: load.latency_ms.p90 ?? null,
     p99: load.latency_ms.p99,
     opsPerS: Math.round(load.ops_per_s),
+    bgPut: bgPutOf(load),
     threads,
   };
+}
+
+function bgPutOf(load: GoloadResult): Round["bgPut"] {
+  const bg = load.bg_put as { ops_per_s: number; latency_ms: { p50: number | null } } | undefined;
+  return bg === undefined ? undefined : { opsPerS: Math.round(bg.ops_per_s), p50: bg.latency_ms.p50 };
+}
+
+function bgPutText(rounds: readonly Round[]): string {
+  const bg = rounds.flatMap((r) => (r.bgPut === undefined ? [] : [r.bgPut]));
+  if (bg.length === 0) return "";
+  return `; beside ${median(bg.map((b) => b.opsPerS))} puts/s (p50 ${median(bg.map((b) => b.p50 ?? 0))} ms)`;
 }
 
 function addThreadDeltas(
@@ -346,17 +372,19 @@ try {
         const round = await measure(build, cluster, gateway, tls, i);
         results.push(round);
         console.log(
-          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s`,
+          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s${bgPutText([round])}`,
         );
       }
   }
-  console.log(`\n${args.op} x${calls} at ${clients} client(s), median of ${rounds} rounds:`);
+  console.log(
+    `\n${args.op} x${calls} at ${clients} client(s)${args.follower ? " to a follower" : ""}${bgPutClients > 0 ? `, ${bgPutClients} writers beside` : ""}, median of ${rounds} rounds:`,
+  );
   for (const build of [...new Set(results.map((r) => r.build))]) {
     const mine = results.filter((r) => r.build === build);
     const gatewayUs =
       mine[0]!.gatewayUs === undefined ? "" : `gateway ${median(mine.map((r) => r.gatewayUs!))} us/op, `;
     console.log(
-      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s`,
+      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s${bgPutText(mine)}`,
     );
     if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
   }

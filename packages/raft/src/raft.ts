@@ -83,6 +83,24 @@ export function isResponseMessage(t: MessageType): boolean {
   );
 }
 
+/**
+ * Messages that say nothing about the sender's log or votes, so none waits for the sender's
+ * persistence (Raft's rule covers acknowledgements of entries and votes: MsgAppResp,
+ * MsgVoteResp): a leader's heartbeat (its commit is at most the follower's acknowledged match)
+ * and its answer to a read; a follower's heartbeat response (an ack at its current term: a
+ * vote it cast for a later term was persisted before its MsgVoteResp left, so no quorum that
+ * elected a newer leader can have acked an older one's heartbeat after voting) and a
+ * ReadIndex request it forwards (a context only).
+ */
+export function isReadTraffic(t: MessageType): boolean {
+  return (
+    t === MessageType.MsgHeartbeat ||
+    t === MessageType.MsgHeartbeatResp ||
+    t === MessageType.MsgReadIndex ||
+    t === MessageType.MsgReadIndexResp
+  );
+}
+
 function voteResponseType(t: MessageType): MessageType {
   return t === MessageType.MsgVote ? MessageType.MsgVoteResp : MessageType.MsgPreVoteResp;
 }
@@ -666,6 +684,24 @@ export class Raft {
       this.readRoundPending = false;
       this.bcastHeartbeat(this.readOnly.lastPendingContext());
     }
+  }
+
+  /**
+   * Takes out of `msgs` what may leave before the Ready being handled is persisted, sending
+   * first the heartbeat round of ReadIndex requests queued since that Ready: the read traffic
+   * (see isReadTraffic). Entries and commit news stay for the next Ready, where they batch.
+   */
+  takeReadTraffic(): Message[] {
+    if (this.readRoundPending && this.state === StateRole.Leader) {
+      this.readRoundPending = false;
+      this.bcastHeartbeat(this.readOnly.lastPendingContext());
+    }
+    if (this.msgs.length === 0) return [];
+    const taken: Message[] = [];
+    const kept: Message[] = [];
+    for (const m of this.msgs) (isReadTraffic(m.type) ? taken : kept).push(m);
+    this.msgs = kept;
+    return taken;
   }
 
   /** Whether flushPendingSends() would send anything. */

@@ -11,6 +11,7 @@ import {
   MessageType,
   NONE,
   type NodeId,
+  type ReadState,
   type Ready,
   type SoftState,
   StateRole,
@@ -135,6 +136,24 @@ export class RawNode {
     const m = newMessage(MessageType.MsgSnapStatus, NONE, id, 0);
     m.reject = !ok;
     this.raft.step(m);
+  }
+
+  /**
+   * Read traffic that may be handled now, while the application is still handling a Ready (its
+   * WAL write in flight), instead of in the next Ready: the heartbeat round of ReadIndex requests
+   * made since, heartbeats and their responses, forwarded ReadIndex requests and their answers
+   * (`messages`, to send at once, even before the Ready in progress is persisted: none of them
+   * says anything about this node's log or votes), and the read states answered (`readStates`:
+   * served once the applied index reaches theirs, as from a Ready). Everything else waits for
+   * the next Ready. Linearizability is unchanged: a read state is still confirmed by a quorum's
+   * heartbeat acks at this leader's term, sent after the request arrived.
+   */
+  takeReadTraffic(): { messages: Message[]; readStates: ReadState[] } {
+    const r = this.raft;
+    const messages = r.takeReadTraffic();
+    const readStates = r.readStates;
+    if (readStates.length > 0) r.readStates = [];
+    return { messages, readStates };
   }
 
   hasReady(): boolean {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ProposalDroppedError } from "./errors.js";
 import { message, Network, newTestRaft, persist, takeMessages, text, utf8 } from "./testing/network.js";
-import { MessageType, StateRole } from "./types.js";
+import { EntryType, MessageType, StateRole } from "./types.js";
 
 describe("ReadIndex", () => {
   test("a leader answers once a heartbeat round confirms it still leads", () => {
@@ -170,6 +170,58 @@ describe("ReadIndex", () => {
     assert.notEqual(net.raft(1n).state, StateRole.Leader);
     net.recover();
     net.tickAll(5);
+    assert.equal(net.node(1n).readStates.length, 0);
+  });
+
+  test("read traffic leaves between Readys, before the entries stepped since are persisted", () => {
+    const net = new Network([1n, 2n, 3n]);
+    net.campaign(1n);
+    net.propose(1n, "w");
+    const leader = net.node(1n).rn;
+    const commit = net.raft(1n).log.committed;
+    // A write and a read arrive while the leader's last Ready is still being handled.
+    leader.propose(utf8("x"));
+    leader.readIndex(utf8("r"));
+    const round = leader.takeReadTraffic();
+    assert.deepEqual(
+      round.messages.map((m) => [m.type, m.to, text(m.context ?? new Uint8Array())]),
+      [
+        [MessageType.MsgHeartbeat, 2n, "r"],
+        [MessageType.MsgHeartbeat, 3n, "r"],
+      ],
+    );
+    assert.equal(round.readStates.length, 0);
+    // The new entry waits for the next Ready (its MsgApps batch there).
+    assert.equal(net.raft(1n).log.unstable.hasNextEntries(), true);
+    // A follower with an unpersisted entry answers the heartbeat at once; its MsgAppResp waits.
+    const follower = net.node(2n).rn;
+    const term = net.raft(1n).term;
+    const append = message({
+      type: MessageType.MsgApp,
+      from: 1n,
+      to: 2n,
+      term,
+      index: commit,
+      logTerm: term,
+    });
+    append.entries = [{ term, index: commit + 1, type: EntryType.Normal, data: utf8("y") }];
+    follower.step(append);
+    follower.step(round.messages[0]!);
+    const answer = follower.takeReadTraffic();
+    assert.deepEqual(
+      answer.messages.map((m) => m.type),
+      [MessageType.MsgHeartbeatResp],
+    );
+    assert.equal(follower.hasReady(), true, "the appended entry still waits for its Ready");
+    leader.step(answer.messages[0]!);
+    const { readStates } = leader.takeReadTraffic();
+    assert.deepEqual(
+      readStates.map((rs) => [text(rs.requestCtx), rs.index]),
+      [["r", commit]],
+    );
+    // Nothing is handed out twice.
+    assert.equal(leader.takeReadTraffic().readStates.length, 0);
+    net.stabilize();
     assert.equal(net.node(1n).readStates.length, 0);
   });
 });

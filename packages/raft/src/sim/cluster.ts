@@ -27,6 +27,7 @@ import {
   type NodeId,
   ProposalDroppedError,
   RawNode,
+  type ReadState,
   type Ready,
   StateRole,
   type Status,
@@ -255,18 +256,7 @@ export class SimCluster {
 
     this.persist(node, rd);
 
-    const snapshotReports: [NodeId, boolean][] = [];
-    for (const m of rd.messages) {
-      const outcome = this.network.send(m, this.now);
-      if (outcome === "dropped") {
-        this.stats.lostInNetwork++;
-        if (this.trace) this.log(`  drop ${describeMessage(m)}`);
-        // The transport knows a snapshot stream failed and says so, as etcd's rafthttp does.
-        if (m.type === MessageType.MsgSnap) snapshotReports.push([m.to, false]);
-      } else if (outcome === "duplicated" && this.trace) {
-        this.log(`  duplicate ${describeMessage(m)}`);
-      }
-    }
+    const snapshotReports = this.sendAll(rd.messages);
 
     if (rd.snapshot) {
       const snap = rd.snapshot;
@@ -288,13 +278,7 @@ export class SimCluster {
       this.checker.observeApply(id, e, live.digest);
       this.stats.entriesApplied++;
     }
-    for (const rs of rd.readStates) {
-      const ctx = decoder.decode(rs.requestCtx);
-      this.checker.observeReadAnswered(id, ctx, rs.index);
-      if (this.reads.has(ctx)) this.reads.set(ctx, true);
-      this.stats.readsAnswered++;
-      if (raw.status().role !== StateRole.Leader) this.stats.followerReadsAnswered++;
-    }
+    this.answerReads(id, raw, rd.readStates);
     raw.advance(rd);
 
     for (const [to, ok] of snapshotReports) raw.reportSnapshot(to, ok);
@@ -303,6 +287,49 @@ export class SimCluster {
     this.observeStatus(node, status);
     if (status.role === StateRole.Leader)
       this.checker.checkLeaderCompleteness(id, status.term, logView(node));
+  }
+
+  /**
+   * Takes `id`'s read traffic out of Raft between two Readys (RawNode.takeReadTraffic), as a
+   * member does while a Ready's WAL write is in flight: its messages leave before the entries
+   * and votes stepped since the last Ready are persisted, and its reads are answered.
+   */
+  flushReadTraffic(id: NodeId): void {
+    const raw = this.mustGet(id).raw;
+    if (!raw) return;
+    const { messages, readStates } = raw.takeReadTraffic();
+    if (messages.length === 0 && readStates.length === 0) return;
+    this.touched.add(id);
+    if (this.trace) this.log(`read traffic ${id}: ${messages.map(describeMessage).join(", ")}`);
+    this.sendAll(messages);
+    this.answerReads(id, raw, readStates);
+  }
+
+  /** Hands `messages` to the network; the snapshot sends it dropped, to report as failed. */
+  private sendAll(messages: readonly Message[]): [NodeId, boolean][] {
+    const snapshotReports: [NodeId, boolean][] = [];
+    for (const m of messages) {
+      const outcome = this.network.send(m, this.now);
+      if (outcome === "dropped") {
+        this.stats.lostInNetwork++;
+        if (this.trace) this.log(`  drop ${describeMessage(m)}`);
+        // The transport knows a snapshot stream failed and says so, as etcd's rafthttp does.
+        if (m.type === MessageType.MsgSnap) snapshotReports.push([m.to, false]);
+      } else if (outcome === "duplicated" && this.trace) {
+        this.log(`  duplicate ${describeMessage(m)}`);
+      }
+    }
+    return snapshotReports;
+  }
+
+  private answerReads(id: NodeId, raw: RawNode, readStates: readonly ReadState[]): void {
+    for (const rs of readStates) {
+      const ctx = decoder.decode(rs.requestCtx);
+      this.checker.observeReadAnswered(id, ctx, rs.index);
+      if (this.reads.has(ctx)) this.reads.set(ctx, true);
+      this.stats.readsAnswered++;
+      if (raw.status().role !== StateRole.Leader) this.stats.followerReadsAnswered++;
+    }
   }
 
   private persist(node: SimNode, rd: Ready): void {

@@ -178,6 +178,7 @@ type ChaosAction =
   | "tickOne"
   | "propose"
   | "read"
+  | "readTraffic"
   | "transfer"
   | "campaign"
   | "crash"
@@ -209,6 +210,7 @@ class Chaos {
       tickOne: 3,
       propose: 10,
       read: 3,
+      readTraffic: 4,
       transfer: 0.6,
       campaign: churn ? 2 : 0.3,
       crash: 0.8 * f,
@@ -257,6 +259,9 @@ class Chaos {
       }
       case "read":
         this.withUpNode((id) => c.readIndex(id), 0.3);
+        return;
+      case "readTraffic":
+        this.withUpNode((id) => c.flushReadTraffic(id));
         return;
       case "transfer":
         this.withUpNode((id) => {

@@ -337,4 +337,107 @@ describe("raft loop", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("answers a read's heartbeat while its Ready loop waits for an apply", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    // Member 1 follows member 2 (this test), which never times out.
+    const config = memberConfig(
+      parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
+    );
+    const storage = bootstrapStorage([1n, 2n, 3n]);
+    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
+    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
+    const sent: Message[] = [];
+    const started: string[] = [];
+    let applied = 0;
+    let failure: unknown;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      testHost({
+        send: (messages) => sent.push(...messages),
+        appliedIndex: () => applied,
+        async applyCommitted(entries) {
+          for (const e of entries) {
+            if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+            else if (e.data.length > 0) {
+              started.push(Buffer.from(e.data).toString());
+              // "a"'s apply is held until the test lets it go.
+              if (started.length === 1) await gate;
+            }
+            applied = e.index;
+          }
+        },
+        fatal: (err) => {
+          failure = err;
+        },
+      }),
+      quiet,
+    );
+    const fromLeader = (fields: Partial<Message> & Pick<Message, "type">): Message => ({
+      to: 1n,
+      from: 2n,
+      term: 2,
+      logTerm: 0,
+      index: 0,
+      entries: [],
+      commit: 0,
+      reject: false,
+      rejectHint: 0,
+      ...fields,
+    });
+    const last = storage.lastIndex();
+    const entry = (index: number, data: string): Entry => ({
+      term: 2,
+      index,
+      type: EntryType.Normal,
+      data: Buffer.from(data),
+    });
+    try {
+      loop.start();
+      loop.step([
+        fromLeader({
+          type: MessageType.MsgApp,
+          index: last,
+          logTerm: 1,
+          entries: [entry(last + 1, "a")],
+          commit: last,
+        }),
+      ]);
+      loop.step([
+        fromLeader({
+          type: MessageType.MsgApp,
+          index: last + 1,
+          logTerm: 2,
+          entries: [entry(last + 2, "b")],
+          commit: last + 1,
+        }),
+      ]);
+      await until("a's apply started (and held)", () => started.length === 1);
+      // b commits: its Ready waits for a's apply, held, so the Ready loop is busy until release.
+      loop.step([fromLeader({ type: MessageType.MsgHeartbeat, commit: last + 2 })]);
+      await new Promise((r) => setTimeout(r, 50));
+      loop.step([
+        fromLeader({ type: MessageType.MsgHeartbeat, commit: last + 2, context: Buffer.from("r") }),
+      ]);
+      await until("the read's heartbeat answered", () =>
+        sent.some(
+          (m) => m.type === MessageType.MsgHeartbeatResp && Buffer.from(m.context ?? []).toString() === "r",
+        ),
+      );
+      assert.deepEqual(started, ["a"], "b's apply still waits behind a's");
+      release();
+      await until("b applied", () => applied === last + 2);
+      assert.equal(failure, undefined);
+    } finally {
+      release();
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

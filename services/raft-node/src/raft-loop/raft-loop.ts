@@ -28,12 +28,24 @@
 // not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
 // peer's order, so while such messages are held every later send queues behind them, and the
 // apply in flight (which the next hold waits for) settles only once they are sent.
+//
+// Read traffic does not wait for the Ready loop (`flushReadTraffic`): while a Ready's WAL write
+// or apply is awaited, the heartbeat round of new ReadIndex requests, followers' heartbeat
+// responses, forwarded reads and their answers, and the read states answered are taken from
+// Raft in the next turn and sent or handed on at once (RawNode.takeReadTraffic says why none
+// of them depends on persistence), instead of after that write and the next Ready's. Under a
+// put load every Ready carries entries, so a linearizable read waited for up to four WAL writes
+// (the leader's before it sent the round, a follower's before it answered, the leader's twice
+// before it saw the quorum). They bypass held commit-only messages too: a heartbeat carries a
+// commit index at most the peer's match, so reaching a follower before an older commit-only
+// MsgApp tells it nothing wrong, and Raft tolerates any reordering.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
   type ConfState,
   type Entry,
   EntryType,
+  isReadTraffic,
   type MemoryStorage,
   type Message,
   MessageType,
@@ -109,6 +121,8 @@ export class RaftLoop {
   private snapshotIndex: number;
   private readyScheduled = false;
   private inReady = false;
+  /** A flushReadTraffic is scheduled for the next turn. */
+  private readFlushScheduled = false;
   private readyIdle: (() => void)[] = [];
   private tickTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -188,6 +202,29 @@ export class RaftLoop {
     setImmediate(() => {
       this.readyScheduled = false;
       void this.runReady();
+    });
+  }
+
+  /**
+   * Hands on the read traffic Raft made since the Ready in progress (see the header), a turn
+   * after the step that made it, so every read message stepped in that turn shares one
+   * heartbeat round. Only while a Ready is in progress: otherwise the next Ready carries it
+   * as soon (kick).
+   */
+  private scheduleReadFlush(): void {
+    if (this.readFlushScheduled || !this.inReady || this.stopped) return;
+    this.readFlushScheduled = true;
+    setImmediate(() => {
+      this.readFlushScheduled = false;
+      if (!this.inReady || this.stopped) return;
+      const { messages, readStates } = this.raw.takeReadTraffic();
+      if (messages.length > 0) {
+        eventTrace?.add(
+          `tx ${messages.map((m) => `${m.type}/0/${m.index}/${m.commit}>${m.to}`).join(",")} READ`,
+        );
+        this.host.send(messages);
+      }
+      for (const rs of readStates) this.host.readState(rs.requestCtx, rs.index);
     });
   }
 
@@ -274,8 +311,13 @@ export class RaftLoop {
       `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}${this.heldSends ? " HELD" : ""}`,
     );
     if (this.heldSends !== undefined) {
+      // Read traffic does not queue behind held commit-only messages (see the header).
+      const read = messages.filter((m) => isReadTraffic(m.type));
+      if (read.length > 0) this.host.send(read);
+      const rest = read.length === 0 ? messages : messages.filter((m) => !isReadTraffic(m.type));
+      if (rest.length === 0) return;
       stageTimeline?.mark("send.queued");
-      this.heldSends.push(messages);
+      this.heldSends.push(rest);
     } else this.host.send(messages);
   }
 
@@ -291,6 +333,9 @@ export class RaftLoop {
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState) this.onSoftState(rd.softState.lead, rd.softState.role);
     if (rd.hardState) this.term = rd.hardState.term;
+    // A read state depends on nothing this Ready persists (its reads still wait for applied >=
+    // its index): handed on before the WAL write, not after it.
+    for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
     // The leader may send before its own fsync (Raft thesis 10.2.1): it counts itself in the
     // quorum only after advance(). Everyone else must persist first.
     const sendFirst = this.role === StateRole.Leader;
@@ -338,14 +383,15 @@ export class RaftLoop {
       rd.entries.length > 0 || (rd.hardState !== undefined && (rd.mustSync || rd.snapshot !== undefined));
     let afterSave = rd.messages;
     if (!sendFirst && saving) {
-      // A follower's forwarded proposals and reads depend on nothing this Ready persists (Raft's
-      // rule is about what a message says of this member's log and votes: acks and votes; a
-      // MsgProp carries a client's request, a MsgReadIndex a context, and the leader takes either
-      // whatever this member holds), so they leave before the write instead of after it.
-      const forwarded = rd.messages.filter(isForwarded);
-      if (forwarded.length > 0) {
-        this.send(forwarded);
-        afterSave = rd.messages.filter((m) => !isForwarded(m));
+      // A follower's forwarded proposals and its read traffic depend on nothing this Ready
+      // persists (Raft's rule is about what a message says of this member's log and votes: acks
+      // and votes; a MsgProp carries a client's request, a MsgReadIndex a context, and the leader
+      // takes either whatever this member holds; a heartbeat response, RawNode.takeReadTraffic),
+      // so they leave before the write instead of after it.
+      const early = rd.messages.filter(isSentBeforeSave);
+      if (early.length > 0) {
+        this.send(early);
+        afterSave = rd.messages.filter((m) => !isSentBeforeSave(m));
       }
     }
     if (saving) {
@@ -371,7 +417,6 @@ export class RaftLoop {
     if (rd.entries.length > 0) this.storage.append(rd.entries);
     if (!sendFirst) this.send(afterSave);
     if (!sendFirst && rd.entries.length > 0) stageTimeline?.mark("resp.sent");
-    for (const rs of rd.readStates) this.host.readState(rs.requestCtx, rs.index);
     if (committed.length > 0) {
       this.host.committed?.(committed);
       stageTimeline?.mark("committed");
@@ -482,12 +527,18 @@ export class RaftLoop {
   readIndex(ctx: Uint8Array): void {
     this.raw.readIndex(ctx);
     this.kick();
+    this.scheduleReadFlush();
   }
 
   step(messages: Message[]): void {
     if (this.stopped) return;
-    for (const m of messages) this.raw.step(m);
+    let read = false;
+    for (const m of messages) {
+      this.raw.step(m);
+      if (isReadTraffic(m.type)) read = true;
+    }
     this.kick();
+    if (read) this.scheduleReadFlush();
   }
 
   reportUnreachable(id: bigint): void {
@@ -562,9 +613,9 @@ export class RaftLoop {
   }
 }
 
-/** A proposal or read a follower forwards to its leader. */
-function isForwarded(m: Message): boolean {
-  return m.type === MessageType.MsgProp || m.type === MessageType.MsgReadIndex;
+/** A proposal a follower forwards to its leader, or read traffic (RawNode.takeReadTraffic). */
+function isSentBeforeSave(m: Message): boolean {
+  return m.type === MessageType.MsgProp || isReadTraffic(m.type);
 }
 
 /** Messages that carry no entries to replicate: MsgApps that only advance followers' commit index. */
