@@ -27,7 +27,11 @@
 // at 1 client and cost the leader a turn of the event loop per write): the proposer's answer does
 // not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
 // peer's order, so while such messages are held every later send queues behind them, and the
-// apply in flight (which the next hold waits for) settles only once they are sent.
+// apply in flight (which the next hold waits for) settles only once they are sent. Not when a
+// follower proposed one of the entries (host.proposedElsewhere): its client is answered only
+// once that follower has the news and has applied, so the news goes at once, as etcd's leader
+// sends it (the bench's direct rows spread their connections over the members, so most puts
+// there are a follower's).
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -80,6 +84,18 @@ export interface RaftLoopHost {
   persisted?(entries: readonly Entry[], startedAt: number): void;
   /** Tracing only: entries Raft reports committed, about to be applied. */
   committed?(entries: readonly Entry[]): void;
+  /**
+   * Whether another member proposed one of these committed entries (its client waits there for
+   * it to be applied): the leader's commit news is then what that answer waits for, and is not
+   * held behind this member's apply (see the header). Absent: none ever is.
+   */
+  proposedElsewhere?(entries: readonly Entry[]): boolean;
+  /**
+   * Runs once the answers an applied batch settled have been written to their sockets (see
+   * scheduleApply), before the batch's held commit news: writes that must follow those answers
+   * and should not wait for a later turn (the watch streams' events).
+   */
+  answersWritten?(): void;
 }
 
 export interface RaftLoopParts {
@@ -248,14 +264,21 @@ export class RaftLoop {
       })
       .then(async () => {
         stageTimeline?.mark("apply.end");
-        if (releaseHeld) {
+        if (releaseHeld || this.host.answersWritten !== undefined) {
           // The answers this apply settled are written by process.nextTick callbacks queued while
           // this turn's microtasks run (SocketOutput.wake). A nextTick queued here runs in the
           // same pass of Node's tick queue, and the continuation it resolves only once that
-          // queue is empty, so the held messages leave after the answers in this turn instead
-          // of costing the leader a turn of the event loop per write (see the header).
-          await new Promise<void>((resolve) => process.nextTick(resolve));
-          this.releaseSends();
+          // queue is empty, so what follows leaves after the answers in this turn instead of
+          // costing a turn of the event loop per write (see the header).
+          await afterTickQueue();
+          if (this.host.answersWritten !== undefined) {
+            this.host.answersWritten();
+            // The same again: what answersWritten queued (the watch events, written through
+            // nextTicks) reaches its sockets before the held news wakes the followers, which on
+            // a 2-core machine took the leader's core from those writes for a few hundred us.
+            if (releaseHeld) await afterTickQueue();
+          }
+          if (releaseHeld) this.releaseSends();
         }
         // Batches chain on the one before: only the newest one says none is in flight.
         if (this.applying === run) this.applyInFlight = false;
@@ -298,7 +321,11 @@ export class RaftLoop {
     // (a removed member stops only once it applies its own removal).
     const committedConfChange = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
     const holdForApply =
-      sendFirst && rd.committedEntries.length > 0 && !committedConfChange && onlyCommitNews(rd.messages);
+      sendFirst &&
+      rd.committedEntries.length > 0 &&
+      !committedConfChange &&
+      onlyCommitNews(rd.messages) &&
+      this.host.proposedElsewhere?.(rd.committedEntries) !== true;
     if (sendFirst && !holdForApply) this.send(rd.messages);
     if (rd.entries.length > 0 && stageTimeline !== undefined) {
       stageTimeline.mark(sendFirst ? "msgapp.sent" : "ready.entries");
@@ -562,6 +589,11 @@ export class RaftLoop {
 }
 
 /** A proposal or read a follower forwards to its leader. */
+/** Resolves once Node's tick queue, with what its callbacks queue meanwhile, has run empty. */
+function afterTickQueue(): Promise<void> {
+  return new Promise<void>((resolve) => process.nextTick(resolve));
+}
+
 function isForwarded(m: Message): boolean {
   return m.type === MessageType.MsgProp || m.type === MessageType.MsgReadIndex;
 }

@@ -22,6 +22,7 @@ import {
 } from "@etcd-ts/api";
 import {
   ConfChangeType,
+  EntryType,
   type Message,
   MessageType,
   ProposalDroppedError,
@@ -36,7 +37,7 @@ import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
 import type { AuthenticateApplied } from "../apply/auth-requests.js";
 import { EntryApplier, type ProposalContext } from "../apply/entry-applier.js";
-import { EntryKind, encodeEnvelope } from "../apply/entry-envelope.js";
+import { EntryKind, encodeEnvelope, envelopeProposer } from "../apply/entry-envelope.js";
 import {
   AUTH_COLUMN,
   type AuthInfo,
@@ -183,6 +184,7 @@ export class Member implements EtcdServer {
   readonly config: MemberConfig;
   readonly flags: RpcFlags;
   readonly watchable: WatchableStore;
+  private readonly answersWrittenListeners: (() => void)[] = [];
   readonly transport: PeerTransport;
   readonly startedAt = Date.now();
   readonly published: Promise<void>;
@@ -359,6 +361,17 @@ export class Member implements EtcdServer {
           }
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
+        proposedElsewhere: (entries) => {
+          for (const e of entries) {
+            if (e.type !== EntryType.Normal) continue;
+            const proposer = envelopeProposer(e.data);
+            if (proposer !== undefined && proposer !== this.id) return true;
+          }
+          return false;
+        },
+        answersWritten: () => {
+          for (const listener of this.answersWrittenListeners) listener();
+        },
         ticked: (now) => {
           this.promoteCaughtUpLearners(now);
           this.reads.tick();
@@ -983,6 +996,10 @@ export class Member implements EtcdServer {
 
   raftStatus(): Status {
     return this.raft.status();
+  }
+
+  onAnswersWritten(listener: () => void): void {
+    this.answersWrittenListeners.push(listener);
   }
 
   leaderClientUrls(): string[] {
