@@ -161,6 +161,9 @@ export class FramedBatch {
 /** A batch is sent once it holds this much, so a burst of large responses is never one huge copy. */
 const BATCH_MAX_BYTES = 1024 * 1024;
 
+/** Responses queued in a turn up to which they are written before the answers (AfterAnswers.runIfSmall). */
+const SMALL_FAN_OUT_RESPONSES = 256;
+
 /**
  * Streams' writes run after the answers of the batch that queued their responses, in one call
  * for all streams: when the member says that batch's answers are written (onAnswersWritten, in
@@ -178,10 +181,28 @@ const BATCH_MAX_BYTES = 1024 * 1024;
  */
 class AfterAnswers {
   private pending: (() => void)[] = [];
+  /** How many responses each pending write has to send (its stream's queue). */
+  private sizes: (() => number)[] = [];
   private immediate: NodeJS.Immediate | undefined;
 
-  schedule(write: () => void): void {
-    if (this.pending.push(write) === 1) this.immediate = setImmediate(() => this.run());
+  schedule(write: () => void, queued: () => number): void {
+    this.sizes.push(queued);
+    if (this.pending.push(write) !== 1) return;
+    this.immediate = setImmediate(() => this.run());
+    queueMicrotask(() => this.runIfSmall());
+  }
+
+  /**
+   * A small fan-out (a put reaching a hundred watchers) is written at once, in the socket write
+   * that carries the answer: the client then reads its events with the answer instead of a
+   * write later, as etcd's clients see them (etcd sends events from their own goroutines, often
+   * before the answer). A larger one waits for the answers (see above): encoding it first held
+   * the answer back by milliseconds.
+   */
+  private runIfSmall(): void {
+    let responses = 0;
+    for (const queued of this.sizes) responses += queued();
+    if (responses <= SMALL_FAN_OUT_RESPONSES) this.run();
   }
 
   run(): void {
@@ -190,6 +211,7 @@ class AfterAnswers {
     this.immediate = undefined;
     const writes = this.pending;
     this.pending = [];
+    this.sizes = [];
     for (const write of writes) {
       try {
         write();
@@ -290,7 +312,7 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
       stream.onReadable(() => {
         if (scheduled || blocked) return;
         scheduled = true;
-        afterAnswers.schedule(write);
+        afterAnswers.schedule(write, () => stream.pendingCount);
       });
     },
   };
