@@ -21,13 +21,13 @@
 //    and a client is answered by the apply of its entry, so neither sees the lag;
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
 //
-// A leader sends a Ready's messages before its WAL write and apply, commit news (MsgApps that
-// only advance the commit index) included, as etcd's leader does. From 2026-12-06 to 2026-12-07
-// such news waited for the leader's apply and answers: the leader's own answer no longer queued
-// behind two peer writes, which measured nothing at 1 client, while a put a follower forwarded
-// (answered once that follower has the news and applied) and every watcher on a follower (the
-// api-gateway's upstream watches) waited for the leader's apply too (the gateway's first event
-// ~1 ms after the put's answer at 100 watchers per put, ~0.15 ms with the news sent at once).
+// A leader's Ready that only tells followers a new commit index (MsgApps without entries) is
+// sent after its committed entries are applied and their answers written, right after the
+// answers' socket writes in the same turn (until 2026-12-06 a turn later, which measured the same
+// at 1 client and cost the leader a turn of the event loop per write): the proposer's answer does
+// not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
+// peer's order, so while such messages are held every later send queues behind them, and the
+// apply in flight (which the next hold waits for) settles only once they are sent.
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -80,12 +80,6 @@ export interface RaftLoopHost {
   persisted?(entries: readonly Entry[], startedAt: number): void;
   /** Tracing only: entries Raft reports committed, about to be applied. */
   committed?(entries: readonly Entry[]): void;
-  /**
-   * Runs once the answers an applied batch settled have been written to their sockets (see
-   * scheduleApply): writes that must follow those answers and should not wait for a later turn
-   * (the watch streams' events).
-   */
-  answersWritten?(): void;
 }
 
 export interface RaftLoopParts {
@@ -126,6 +120,8 @@ export class RaftLoop {
   /** Starts the scheduled apply now instead of on the next turn (see scheduleApply); undefined when none waits. */
   private startApply: (() => void) | undefined;
   private failed = false;
+  /** Sends queued behind held commit-only messages (see the header), in order; undefined when none are held. */
+  private heldSends: Message[][] | undefined;
   private readonly snapshotFollowUps = new SnapshotFollowUps();
 
   constructor(
@@ -232,7 +228,7 @@ export class RaftLoop {
    * client's put: two turns fewer per member, with the kick below). Either way every entry is
    * durable in this member's WAL before its apply starts.
    */
-  private scheduleApply(entries: Entry[]): void {
+  private scheduleApply(entries: Entry[], releaseHeld = false): void {
     const previous = this.applying;
     this.applyInFlight = true;
     const started = new Promise<void>((resolve) => {
@@ -252,14 +248,14 @@ export class RaftLoop {
       })
       .then(async () => {
         stageTimeline?.mark("apply.end");
-        if (this.host.answersWritten !== undefined) {
+        if (releaseHeld) {
           // The answers this apply settled are written by process.nextTick callbacks queued while
           // this turn's microtasks run (SocketOutput.wake). A nextTick queued here runs in the
           // same pass of Node's tick queue, and the continuation it resolves only once that
-          // queue is empty, so what follows leaves after the answers in this turn instead of
-          // costing a turn of the event loop per write.
-          await afterTickQueue();
-          this.host.answersWritten();
+          // queue is empty, so the held messages leave after the answers in this turn instead
+          // of costing the leader a turn of the event loop per write (see the header).
+          await new Promise<void>((resolve) => process.nextTick(resolve));
+          this.releaseSends();
         }
         // Batches chain on the one before: only the newest one says none is in flight.
         if (this.applying === run) this.applyInFlight = false;
@@ -274,9 +270,21 @@ export class RaftLoop {
   private send(messages: Message[]): void {
     if (messages.length === 0) return;
     eventTrace?.add(
-      `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}`,
+      `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}${this.heldSends ? " HELD" : ""}`,
     );
-    this.host.send(messages);
+    if (this.heldSends !== undefined) {
+      stageTimeline?.mark("send.queued");
+      this.heldSends.push(messages);
+    } else this.host.send(messages);
+  }
+
+  private releaseSends(): void {
+    const held = this.heldSends;
+    this.heldSends = undefined;
+    // A failed or stopped loop sends nothing more; Raft resends what a new leader needs.
+    if (held === undefined || this.stopped) return;
+    stageTimeline?.mark("held.sent");
+    for (const messages of held) this.host.send(messages);
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -285,8 +293,13 @@ export class RaftLoop {
     // The leader may send before its own fsync (Raft thesis 10.2.1): it counts itself in the
     // quorum only after advance(). Everyone else must persist first.
     const sendFirst = this.role === StateRole.Leader;
+    // Commit-only messages wait for the apply of what they commit (see the header), unless a
+    // ConfChange is among it: its apply may remove the very member that must learn the commit
+    // (a removed member stops only once it applies its own removal).
     const committedConfChange = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
-    if (sendFirst) this.send(rd.messages);
+    const holdForApply =
+      sendFirst && rd.committedEntries.length > 0 && !committedConfChange && onlyCommitNews(rd.messages);
+    if (sendFirst && !holdForApply) this.send(rd.messages);
     if (rd.entries.length > 0 && stageTimeline !== undefined) {
       stageTimeline.mark(sendFirst ? "msgapp.sent" : "ready.entries");
       stageTimeline.index ||= rd.entries[rd.entries.length - 1]!.index;
@@ -301,9 +314,10 @@ export class RaftLoop {
     // k's answers waited for k+1's write (a follower's likewise, for the puts it forwarded).
     // Safe: they are committed (durable on a quorum) and durable here, so the store's applied
     // index never passes this member's log (a restart replays from it); the apply chain keeps
-    // batches in order. Not with a ConfChange (its apply must precede advance, below).
+    // batches in order. Not with a ConfChange (its apply must precede advance, below) nor with
+    // held messages (those wait for the apply of the whole Ready's batch).
     let committed = rd.committedEntries;
-    if (rd.entries.length > 0 && committed.length > 0 && !committedConfChange) {
+    if (rd.entries.length > 0 && committed.length > 0 && !committedConfChange && !holdForApply) {
       const durable = Math.min(this.storage.lastIndex(), rd.entries[0]!.index - 1);
       let n = 0;
       while (n < committed.length && committed[n]!.index <= durable) n++;
@@ -362,7 +376,9 @@ export class RaftLoop {
       stageTimeline?.mark("committed");
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
-      this.scheduleApply(committed);
+      // The batch before has been applied and its held messages sent: these are the only ones held.
+      if (holdForApply) this.heldSends = [rd.messages];
+      this.scheduleApply(committed, holdForApply);
       if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
@@ -545,12 +561,16 @@ export class RaftLoop {
   }
 }
 
-/** Resolves once Node's tick queue, with what its callbacks queue meanwhile, has run empty. */
-function afterTickQueue(): Promise<void> {
-  return new Promise<void>((resolve) => process.nextTick(resolve));
-}
-
 /** A proposal or read a follower forwards to its leader. */
 function isForwarded(m: Message): boolean {
   return m.type === MessageType.MsgProp || m.type === MessageType.MsgReadIndex;
+}
+
+/** Messages that carry no entries to replicate: MsgApps that only advance followers' commit index. */
+function onlyCommitNews(messages: readonly Message[]): boolean {
+  if (messages.length === 0) return false;
+  for (const m of messages) {
+    if (m.type !== MessageType.MsgApp || m.entries.length > 0) return false;
+  }
+  return true;
 }

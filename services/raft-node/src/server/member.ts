@@ -183,7 +183,6 @@ export class Member implements EtcdServer {
   readonly config: MemberConfig;
   readonly flags: RpcFlags;
   readonly watchable: WatchableStore;
-  private readonly answersWrittenListeners: (() => void)[] = [];
   readonly transport: PeerTransport;
   readonly startedAt = Date.now();
   readonly published: Promise<void>;
@@ -360,9 +359,6 @@ export class Member implements EtcdServer {
           }
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
-        answersWritten: () => {
-          for (const listener of this.answersWrittenListeners) listener();
-        },
         ticked: (now) => {
           this.promoteCaughtUpLearners(now);
           this.reads.tick();
@@ -987,10 +983,6 @@ export class Member implements EtcdServer {
 
   raftStatus(): Status {
     return this.raft.status();
-  }
-
-  onAnswersWritten(listener: () => void): void {
-    this.answersWrittenListeners.push(listener);
   }
 
   leaderClientUrls(): string[] {

@@ -161,57 +161,27 @@ export class FramedBatch {
 /** A batch is sent once it holds this much, so a burst of large responses is never one huge copy. */
 const BATCH_MAX_BYTES = 1024 * 1024;
 
-/** Responses queued in a turn up to which they are written with the answers (AfterAnswers.runIfSmall). */
-const SMALL_FAN_OUT_RESPONSES = 256;
-
 /**
- * Streams' writes run after the answers of the batch that queued their responses, in one call
- * for all streams: when the member says that batch's answers are written (onAnswersWritten, in
- * the same turn), or at the latest in the check phase (setImmediate; responses no apply queued:
- * catch-up, created, progress); a small fan-out goes with the answers (runIfSmall). An applied
- * put queues its watchers' events (WatchableStore.notify, on the apply path) before its answer
- * is sent; encoding and writing thousands of them at once put them ahead of the answer (the
- * answer waited ~30 ms at 10,000 watchers), and waiting for the check phase put them behind the
- * leader's commit news' peer writes and whatever the poll phase brought (p50 ~0.7 ms from answer
- * to event write on a loaded machine, 2026-12-07). The answer needs only its entry applied, and etcd too
- * sends events from its own goroutines, unordered with the answer. What this relies on: a
- * stream's responses still leave in its queue's order (events in revision order per watcher),
- * and a watch created after the answer is registered against the store's notified revision,
- * which notify has already advanced, so only bytes wait here, never matching.
+ * Streams' writes run after the turn that queued their responses, in one callback per turn.
+ * An applied put queues its watchers' events (WatchableStore.notify, on the apply path) before
+ * its answer is sent; writing them in the same turn put thousands of events ahead of the
+ * answer on a shared connection (the answer waited ~30 ms at 10,000 watchers). The answer needs
+ * only its entry applied, and etcd too sends events from its own goroutines, unordered with the
+ * answer. What this relies on: a stream's responses still leave in its queue's order (events
+ * in revision order per watcher), and a watch created after the answer is registered against
+ * the store's notified revision, which notify has already advanced, so only bytes wait here,
+ * never matching. setImmediate: the check phase, after this turn's nextTick socket writes.
  */
 class AfterAnswers {
   private pending: (() => void)[] = [];
-  /** How many responses each pending write has to send (its stream's queue). */
-  private sizes: (() => number)[] = [];
-  private immediate: NodeJS.Immediate | undefined;
 
-  schedule(write: () => void, queued: () => number): void {
-    this.sizes.push(queued);
-    if (this.pending.push(write) !== 1) return;
-    this.immediate = setImmediate(() => this.run());
-    queueMicrotask(() => this.runIfSmall());
+  schedule(write: () => void): void {
+    if (this.pending.push(write) === 1) setImmediate(() => this.run());
   }
 
-  /**
-   * A small fan-out (a put reaching a hundred watchers) is written at once, in the turn that
-   * writes the answer (this microtask runs before the socket write that nextTick schedules): the
-   * client reads its events with the answer instead of a write later, as etcd's clients see them
-   * (etcd sends events from their own goroutines, often before the answer). A larger one waits
-   * for the answers (see above): encoding it first held the answer back by milliseconds.
-   */
-  private runIfSmall(): void {
-    let responses = 0;
-    for (const queued of this.sizes) responses += queued();
-    if (responses <= SMALL_FAN_OUT_RESPONSES) this.run();
-  }
-
-  run(): void {
-    if (this.pending.length === 0) return;
-    clearImmediate(this.immediate);
-    this.immediate = undefined;
+  private run(): void {
     const writes = this.pending;
     this.pending = [];
-    this.sizes = [];
     for (const write of writes) {
       try {
         write();
@@ -231,7 +201,6 @@ const WATCH_REFUSALS: ReadonlySet<string> = new Set(["InvalidAuthToken", "AuthOl
 export function watchService(member: EtcdServer): UntypedServiceImplementation {
   const encoder = new ResponseEncoder((revision) => member.header(revision));
   const afterAnswers = new AfterAnswers();
-  member.onAnswersWritten(() => afterAnswers.run());
   return {
     watch: (call: ServerDuplexStream<etcdserverpb.WatchRequest, Buffer>) => {
       if (member.isLearner()) {
@@ -312,7 +281,7 @@ export function watchService(member: EtcdServer): UntypedServiceImplementation {
       stream.onReadable(() => {
         if (scheduled || blocked) return;
         scheduled = true;
-        afterAnswers.schedule(write, () => stream.pendingCount);
+        afterAnswers.schedule(write);
       });
     },
   };
