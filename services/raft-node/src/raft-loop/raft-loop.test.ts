@@ -10,6 +10,7 @@ import {
   type Entry,
   EntryType,
   encodeConfChange,
+  type MemoryStorage,
   type Message,
   MessageType,
 } from "@etcd-ts/raft";
@@ -28,20 +29,23 @@ async function until(what: string, done: () => boolean, timeoutMs = 5000): Promi
   }
 }
 
+/** A temp dir with the WAL and storage a founding member of `voters` starts from (the bootstrap saved). */
+async function bootstrapped(voters: bigint[]): Promise<{ dir: string; storage: MemoryStorage; wal: Wal }> {
+  const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+  const storage = bootstrapStorage(voters);
+  const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
+  await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
+  return { dir, storage, wal };
+}
+
+/** A message with every field not given empty. */
+function message(fields: Pick<Message, "type" | "to" | "from" | "term"> & Partial<Message>): Message {
+  return { logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, ...fields };
+}
+
 /** Member 2's answer to what leader 1 sends it (votes, heartbeats, MsgApps), enough for a quorum of 3. */
 function member2Reply(m: Message): Message | undefined {
-  const reply: Message = {
-    type: MessageType.MsgAppResp,
-    to: 1n,
-    from: 2n,
-    term: m.term,
-    logTerm: 0,
-    index: 0,
-    entries: [],
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-  };
+  const reply = message({ type: MessageType.MsgAppResp, to: 1n, from: 2n, term: m.term });
   if (m.type === MessageType.MsgVote) reply.type = MessageType.MsgVoteResp;
   else if (m.type === MessageType.MsgPreVote) reply.type = MessageType.MsgPreVoteResp;
   else if (m.type === MessageType.MsgHeartbeat) reply.type = MessageType.MsgHeartbeatResp;
@@ -68,11 +72,8 @@ function testHost(
 
 describe("raft loop", () => {
   it("persists and commits the next entries while a batch is still being applied, applying in order", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const { dir, storage, wal } = await bootstrapped([1n]);
     const config = memberConfig(parseFlags(["--heartbeat-interval", "10", "--election-timeout", "100"], {}));
-    const storage = bootstrapStorage([1n]);
-    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
-    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
 
     let applied = 0;
     let inFlight = 0;
@@ -139,15 +140,12 @@ describe("raft loop", () => {
   });
 
   it("a leader sends the messages that only advance the commit index after applying what they commit", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const { dir, storage, wal } = await bootstrapped([1n, 2n, 3n]);
     // Ticks far apart (the test campaigns itself): a heartbeat in the Ready that commits x would
     // make it more than commit news, and such a Ready is sent first.
     const config = memberConfig(
       parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
     );
-    const storage = bootstrapStorage([1n, 2n, 3n]);
-    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
-    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
 
     // What the leader did, in order: "apply N" for a proposal's entry, "commit N" for a
     // commit-only MsgApp to member 2.
@@ -218,13 +216,10 @@ describe("raft loop", () => {
   });
 
   it("applies committed entries it already saved while the same Ready's new entries are being written", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const { dir, storage, wal } = await bootstrapped([1n, 2n, 3n]);
     const config = memberConfig(
       parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
     );
-    const storage = bootstrapStorage([1n, 2n, 3n]);
-    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
-    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
     // "apply N" when an apply of a proposal's entry starts, "saved N" when its WAL write is done.
     const events: string[] = [];
     let applied = 0;
@@ -339,14 +334,11 @@ describe("raft loop", () => {
   });
 
   it("answers a read's heartbeat while its Ready loop waits for an apply", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "raft-loop-"));
+    const { dir, storage, wal } = await bootstrapped([1n, 2n, 3n]);
     // Member 1 follows member 2 (this test), which never times out.
     const config = memberConfig(
       parseFlags(["--heartbeat-interval", "5000", "--election-timeout", "50000"], {}),
     );
-    const storage = bootstrapStorage([1n, 2n, 3n]);
-    const wal = await Wal.create(join(dir, "wal"), { logger: quiet });
-    await wal.save(storage.initialState().hardState, storage.entries(1, storage.lastIndex() + 1, Infinity));
     const sent: Message[] = [];
     const started: string[] = [];
     let applied = 0;
@@ -378,18 +370,8 @@ describe("raft loop", () => {
       }),
       quiet,
     );
-    const fromLeader = (fields: Partial<Message> & Pick<Message, "type">): Message => ({
-      to: 1n,
-      from: 2n,
-      term: 2,
-      logTerm: 0,
-      index: 0,
-      entries: [],
-      commit: 0,
-      reject: false,
-      rejectHint: 0,
-      ...fields,
-    });
+    const fromLeader = (fields: Partial<Message> & Pick<Message, "type">): Message =>
+      message({ to: 1n, from: 2n, term: 2, ...fields });
     const last = storage.lastIndex();
     const entry = (index: number, data: string): Entry => ({
       term: 2,

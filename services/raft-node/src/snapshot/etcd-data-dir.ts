@@ -19,7 +19,7 @@ import { readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { WireReader } from "@etcd-ts/api";
 import { crc32c } from "@node-rs/crc32";
-import { layoutOf } from "../bootstrap/data-dir.js";
+import { exists, layoutOf } from "../bootstrap/data-dir.js";
 import type { MemberConfig } from "../config/flags.js";
 import { fsyncDir } from "../wal/durable-fs.js";
 import { type RestoreResult, restoreSnapshot } from "./restore.js";
@@ -102,16 +102,6 @@ export async function importEtcdDataDir(config: MemberConfig): Promise<EtcdDataD
   await fsyncDir(dataDir);
   await rm(staged, { recursive: true, force: true });
   return { keptAt: kept, restored };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw err;
-  }
 }
 
 export interface EtcdWalSummary {

@@ -4,10 +4,10 @@
 // belong to the old cluster and are dropped), and the new cluster's bootstrap in the WAL with
 // the applied index already past it. The file is checked completely first and the data dir is
 // built beside its final place and renamed in, so a refused file writes nothing.
-import { rename, rm, stat } from "node:fs/promises";
+import { rename, rm } from "node:fs/promises";
 import { AUTH_COLUMN, AUTH_ROLE_PREFIX, AUTH_USER_PREFIX } from "../auth/mod.js";
 import { bootstrapNewCluster } from "../bootstrap/bootstrap.js";
-import { layoutOf } from "../bootstrap/data-dir.js";
+import { exists, layoutOf } from "../bootstrap/data-dir.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import { memberCodec } from "../membership/member-codec.js";
@@ -157,11 +157,4 @@ function copyRows(
   if (batch.length > 0) batch.write(false);
   else batch.discard();
   return count;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
