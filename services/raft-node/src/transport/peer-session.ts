@@ -77,8 +77,12 @@ export interface PeerSessionOptions {
   keepaliveMs: number;
   /** Unanswered for this long: the connection is taken as dead and destroyed. */
   keepaliveTimeoutMs: number;
-  /** The connection (TCP and TLS) is up: the peer is reachable again. */
-  connected?(): void;
+  /**
+   * The peer took the connection (its HTTP/2 SETTINGS arrived): it is reachable and does not
+   * refuse us. Not the TCP or TLS connect: a member that refuses our certificate
+   * (--peer-cert-allowed-cn) closes right after the handshake.
+   */
+  accepted?(): void;
 }
 
 /** Our receive window per stream and for the connection: the answers are empty messages. */
@@ -141,7 +145,7 @@ export class PeerSession {
         : {}),
       windowBytes: WINDOW_BYTES,
       keepalive: { intervalMs: this.options.keepaliveMs, timeoutMs: this.options.keepaliveTimeoutMs },
-      connected: () => this.options.connected?.(),
+      accepted: () => this.options.accepted?.(),
       closed: () => {
         if (this.connection === connection) this.connection = undefined;
       },

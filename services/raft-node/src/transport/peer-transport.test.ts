@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -283,6 +283,34 @@ describe("peer transport call headers", () => {
     } finally {
       await sender.close();
       await restarted.close();
+    }
+  });
+
+  it("backs off from a peer that takes the connection and closes it before HTTP/2 starts", async () => {
+    // As a member does whose --peer-cert-allowed-cn our certificate fails: the handshake
+    // completes, then the socket closes with no SETTINGS. Counting that as "reachable" reset the
+    // backoff on each connect: a dial every ~50 ms, each a warning on the refusing member.
+    let connections = 0;
+    const refusing = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    refusing.listen(0, "127.0.0.1");
+    await once(refusing, "listening");
+    const port = (refusing.address() as AddressInfo).port;
+    const sender = transportFor(SELF, dir, { received: [], warnings: [] });
+    try {
+      sender.setPeers(new Map([[OTHER, [`http://127.0.0.1:${port}`]]]));
+      const until = performance.now() + 1_500;
+      while (performance.now() < until) {
+        sender.send([heartbeat(SELF, OTHER)]);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Doubling from 50 ms: dials at ~0, 50, 150, 350, 750 (and 1,550) ms.
+      assert.ok(connections >= 2 && connections <= 7, `${connections} connections in 1.5 s`);
+    } finally {
+      await sender.close();
+      refusing.close();
     }
   });
 });

@@ -120,8 +120,10 @@ class PeerLink {
     this.peerSession ??= new PeerSession(this.urls[0]!, this.owner.dial, {
       keepaliveMs: KEEPALIVE_MS,
       keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-      // Backoff grows only while the peer cannot be reached at all (not on every failed call).
-      connected: () => {
+      // Backoff grows only while the peer cannot be reached or refuses the connection (not on
+      // every failed call): a peer that closes right after the TLS handshake (our certificate's
+      // CN not allowed) is redialled at the growing backoff, not every 50 ms with a warning there.
+      accepted: () => {
         this.backoffMs = 0;
       },
     });

@@ -80,16 +80,23 @@ export interface ClientConnectionOptions {
    * still takes finish.
    */
   goAway?(lastStreamId: number, code: number): void;
+  /**
+   * The server's first SETTINGS arrived: it took the connection (a server that refuses a client
+   * after the TLS handshake, e.g. for its certificate's CN, closes before sending any).
+   */
+  accepted?(): void;
 }
 
 export class H2ClientConnection extends H2Session<H2ClientStream> {
   private nextStreamId = 1;
 
   private readonly goAwayListener: ((lastStreamId: number, code: number) => void) | undefined;
+  private readonly acceptedListener: (() => void) | undefined;
 
   constructor(io: SessionIo, options: ClientConnectionOptions) {
     super(io, options.windowBytes, "client", [SETTINGS_ENABLE_PUSH, 0]);
     this.goAwayListener = options.goAway;
+    this.acceptedListener = options.accepted;
   }
 
   /**
@@ -117,7 +124,9 @@ export class H2ClientConnection extends H2Session<H2ClientStream> {
       this.connectionError(H2_ERROR.PROTOCOL_ERROR, "the server's first frame is not SETTINGS");
       return;
     }
+    const first = !this.settled;
     super.frame(type, flags, streamId, payload);
+    if (first && this.settled) this.acceptedListener?.();
   }
 
   protected badHeadersStream(): string | undefined {

@@ -30,6 +30,8 @@ export interface DialOptions {
   keepalive?: { intervalMs: number; timeoutMs: number };
   /** The connection (TCP, and TLS with h2 agreed) is up. */
   connected?(): void;
+  /** The server's first SETTINGS arrived: it took the connection (H2ClientConnection's `accepted`). */
+  accepted?(): void;
   /** The server's GOAWAY: no new streams on this connection. */
   goAway?(): void;
   /** The socket closed (every stream has ended). */
@@ -98,7 +100,11 @@ export class ClientSocketConnection {
           socket.destroy();
         },
       },
-      { windowBytes: options.windowBytes, goAway: () => options.goAway?.() },
+      {
+        windowBytes: options.windowBytes,
+        goAway: () => options.goAway?.(),
+        accepted: () => options.accepted?.(),
+      },
     );
     socket.on("data", (chunk: Buffer) => {
       socketTaps.data?.(socket, chunk.length);
