@@ -12,7 +12,10 @@ import { cpuSeconds } from "../proc-cpu.js";
 const { values: args } = parseArgs({
   options: {
     seconds: { type: "string", default: "10" },
-    gateway: { type: "string", default: resolve(import.meta.dirname, "../../../services/api-gateway/dist/main.js") },
+    gateway: {
+      type: "string",
+      default: resolve(import.meta.dirname, "../../../services/api-gateway/dist/main.js"),
+    },
   },
 });
 const cluster = await LocalCluster.start({ size: 3, token: "idle-cpu" });
@@ -34,7 +37,9 @@ const child = spawn(
 );
 try {
   for (let i = 0; i < 120; i++) {
-    const probe = await runGoload(["-endpoints", address, "-op", "put", "-total", "1"]).catch(() => undefined);
+    const probe = await runGoload(["-endpoints", address, "-op", "put", "-total", "1"]).catch(
+      () => undefined,
+    );
     if (probe !== undefined && probe.errors === 0) break;
     await new Promise((r) => setTimeout(r, 500));
   }
