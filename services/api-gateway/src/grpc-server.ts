@@ -178,18 +178,12 @@ function forwardUnary(route: MethodRoute, call: ServerCall, parts: GrpcParts): v
 /** `cacheTried`: a linearizable Range the cache could not answer after its barrier (cachedRange). */
 function forwardCall(route: MethodRoute, call: ServerCall, parts: GrpcParts, cacheTried: boolean): void {
   const cancellation = new CallCancellation();
-  // 'cancelled' comes at most once (ServerCall.markCancelled): no `once` wrapper per call.
-  call.on("cancelled", () => cancellation.cancel());
+  call.once("cancelled", () => cancellation.cancel());
   // Only Authenticate needs the client's address (the auth service's per-address budget): the
   // socket lookup stays off every other call.
   const client = route.path === AUTHENTICATE_PATH ? call.remoteAddress : undefined;
   const trace = tracing.enabled ? traceContextOf(call) : undefined;
-  // Without CN tokens there is no token to refresh: no wrapper's async frame per call.
-  const outcome =
-    parts.certificateTokens === undefined
-      ? forwardOnce(route, call, parts, cancellation, trace, client, cacheTried)
-      : forwardWithFreshCertificateToken(route, call, parts, cancellation, trace, client, cacheTried);
-  outcome.then(
+  forwardWithFreshCertificateToken(route, call, parts, cancellation, trace, client, cacheTried).then(
     (outcome) => {
       eventTrace?.add("G.answered");
       if (outcome.error !== undefined) call.finish(outcome.error);
@@ -221,29 +215,6 @@ function relayTo(call: ServerCall): { start: ServerCall["startMessage"] } {
   return { start: (length) => call.startMessage(length) };
 }
 
-/** The call sent upstream once (retries on other members are the forwarder's). */
-function forwardOnce(
-  route: MethodRoute,
-  call: ServerCall,
-  parts: GrpcParts,
-  cancellation: CallCancellation,
-  trace: ReturnType<typeof traceContextOf> | undefined,
-  client: string | undefined,
-  cacheTried: boolean,
-) {
-  return parts.unary.forward(
-    route,
-    call.request,
-    call.metadata,
-    call.deadline,
-    cancellation,
-    trace,
-    client,
-    route.route === "range" ? relayTo(call) : undefined,
-    cacheTried,
-  );
-}
-
 /**
  * A call sent with a CN token made before an auth change is refused as old by the member (etcd
  * takes the store's revision of the moment for a certificate, so its clients never see that):
@@ -259,7 +230,18 @@ async function forwardWithFreshCertificateToken(
   client: string | undefined,
   cacheTried: boolean,
 ) {
-  const forward = () => forwardOnce(route, call, parts, cancellation, trace, client, cacheTried);
+  const forward = () =>
+    parts.unary.forward(
+      route,
+      call.request,
+      call.metadata,
+      call.deadline,
+      cancellation,
+      trace,
+      client,
+      route.route === "range" ? relayTo(call) : undefined,
+      cacheTried,
+    );
   const outcome = await forward();
   const cn = call.peerCommonName;
   const tokens = parts.certificateTokens;

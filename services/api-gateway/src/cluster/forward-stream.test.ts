@@ -121,7 +121,7 @@ describe("MemberChannel over Forward/Calls", () => {
     await until(() => member.held[1]!.cancelled);
   });
 
-  it("a call's cancel after its answer touches no other call (UnaryForwarder leaves it tracked)", async () => {
+  it("a call's cancel after its answer touches no other call", async () => {
     member.held.length = 0;
     const answered = channel.call(PUT, Buffer.from("a"), new grpc.Metadata(), undefined);
     assert.equal((await answered.result).error, undefined);

@@ -111,20 +111,6 @@ const LINEARIZABLE_RANGE = {
   idempotent: true,
 } as const satisfies CallTarget;
 
-// The other routes' targets, made once: targetFor runs on every forwarded call.
-const LEADER_ONCE = { target: { kind: "leader" }, idempotent: false } as const satisfies CallTarget;
-const LEADER_IDEMPOTENT = { target: { kind: "leader" }, idempotent: true } as const satisfies CallTarget;
-const LINEARIZABLE_ONCE = {
-  target: { kind: "linearizable" },
-  idempotent: false,
-} as const satisfies CallTarget;
-const SERIALIZABLE_TXN = {
-  target: { kind: "serializable", learners: false },
-  idempotent: true,
-} as const satisfies CallTarget;
-/** No member excluded yet: a call's first attempt allocates no set. */
-const NO_MEMBERS: ReadonlySet<string> = new Set();
-
 const AUTH_ENABLE_PATH = "/etcdserverpb.Auth/AuthEnable";
 const AUTH_STATUS_PATH = "/etcdserverpb.Auth/AuthStatus";
 /** Auth calls that change nothing: every other Auth call may change who may read what. */
@@ -201,12 +187,13 @@ export function targetFor(route: MethodRoute, request: Uint8Array, metadata: grp
       return rangeIsSerializable(request) ? SERIALIZABLE_RANGE : LINEARIZABLE_RANGE;
     case "txn": {
       const kind = classifyTxn(request);
-      if (kind === "write") return LEADER_ONCE;
-      if (kind === "serializable-read") return SERIALIZABLE_TXN;
-      return LINEARIZABLE_RANGE;
+      if (kind === "write") return { target: { kind: "leader" }, idempotent: false };
+      if (kind === "serializable-read")
+        return { target: { kind: "serializable", learners: false }, idempotent: true };
+      return { target: { kind: "linearizable" }, idempotent: true };
     }
     case "read":
-      return route.idempotent ? LINEARIZABLE_RANGE : LINEARIZABLE_ONCE;
+      return { target: { kind: "linearizable" }, idempotent: route.idempotent };
     case "per-member": {
       const named = metadata.get(TARGET_MEMBER_METADATA)[0];
       if (typeof named === "string" && named !== "") {
@@ -215,10 +202,10 @@ export function targetFor(route: MethodRoute, request: Uint8Array, metadata: grp
           idempotent: route.idempotent,
         };
       }
-      return route.idempotent ? LEADER_IDEMPOTENT : LEADER_ONCE;
+      return { target: { kind: "leader" }, idempotent: route.idempotent };
     }
     default:
-      return route.idempotent ? LEADER_IDEMPOTENT : LEADER_ONCE;
+      return { target: { kind: "leader" }, idempotent: route.idempotent };
   }
 }
 
@@ -417,7 +404,7 @@ export class UnaryForwarder {
             : LINEARIZABLE_RANGE;
     } catch {
       // A body the peek cannot parse is the member's to reject, with etcd's own error.
-      peeked = LEADER_ONCE;
+      peeked = { target: { kind: "leader" }, idempotent: false };
     }
     const metadata = forwardableMetadata(incoming);
     if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
@@ -538,8 +525,8 @@ export class UnaryForwarder {
     trace: TraceContext | undefined,
     relay?: ResponseRelay,
   ): Promise<{ last: UnaryOutcome | undefined; memberLabel: string }> {
-    // Members that failed this call, made at the first failure.
-    let failed: Set<string> | undefined;
+    const method = splitMethodPath(path)[1];
+    const failed = new Set<string>();
     let last: UnaryOutcome | undefined;
     let memberLabel = "none";
     const started = performance.now();
@@ -549,7 +536,7 @@ export class UnaryForwarder {
       const snapshot = this.members.snapshot();
       const sawLeader = snapshot.leaderId;
       const routeStarted = traced === undefined ? 0 : performance.now();
-      const member = selectMember(peeked.target, snapshot, this.rr, failed ?? NO_MEMBERS);
+      const member = selectMember(peeked.target, snapshot, this.rr, failed);
       if (traced !== undefined) {
         recordRoute(traced, attempt === 1 ? started : routeStarted, {
           target: peeked.target.kind,
@@ -565,7 +552,7 @@ export class UnaryForwarder {
         }
         last ??= unavailable("etcd-ts gateway: no member available");
         // Everyone failed once: start over after a refresh rather than give up at once.
-        failed?.clear();
+        failed.clear();
         await this.waitUnlessNewLeader(sawLeader, { work: this.members.refresh() });
       } else {
         memberLabel = member.id;
@@ -590,16 +577,12 @@ export class UnaryForwarder {
         }
         last = outcome;
         const { code, details } = outcome.error;
-        const method = splitMethodPath(path)[1];
         this.metrics.upstreamError(member.id, code);
         const verdict = judgeFailure(code, details);
         if (verdict.memberDown) this.members.markDown(member.id);
         if (verdict.refresh) void this.members.refresh();
         if (!mayRetry(verdict, peeked.idempotent) || attempt === this.options.maxAttempts) break;
-        if (verdict.memberDown || peeked.target.kind !== "leader") {
-          failed ??= new Set();
-          failed.add(member.id);
-        }
+        if (verdict.memberDown || peeked.target.kind !== "leader") failed.add(member.id);
         this.logger.debug(
           { method, member: member.id, code, details, attempt, ...traceLogFields(trace) },
           "retrying on another member",
@@ -607,7 +590,7 @@ export class UnaryForwarder {
       }
       const delay = retryDelayMs(attempt);
       if (Date.now() + delay >= deadlineMs) break;
-      this.metrics.retried(splitMethodPath(path)[1]);
+      this.metrics.retried(method);
       await this.waitUnlessNewLeader(sawLeader, { ms: delay });
     }
     return { last, memberLabel };
@@ -666,12 +649,7 @@ export class UnaryForwarder {
     return revision;
   }
 
-  /**
-   * One attempt. Its cancel stays tracked after it settles: every PendingUnary's cancel ignores a
-   * settled call, and the next attempt's replaces it, so there is nothing to undo (and no async
-   * frame per call to undo it in).
-   */
-  private callOnce(
+  private async callOnce(
     channel: MemberChannel,
     path: string,
     request: Buffer,
@@ -690,7 +668,11 @@ export class UnaryForwarder {
       smallAnswer,
     );
     cancellation?.track(cancel);
-    return result;
+    try {
+      return await result;
+    } finally {
+      cancellation?.track(undefined);
+    }
   }
 }
 
