@@ -120,6 +120,23 @@ describe("MemberChannel over Forward/Calls", () => {
     );
     await until(() => member.held[1]!.cancelled);
   });
+
+  it("a call's cancel after its answer touches no other call", async () => {
+    member.held.length = 0;
+    const answered = channel.call(PUT, Buffer.from("a"), new grpc.Metadata(), undefined);
+    assert.equal((await answered.result).error, undefined);
+    const alone = channel.call(RANGE, Buffer.from("r"), new grpc.Metadata(), undefined);
+    assert.equal((await alone.result).error, undefined);
+    const held = channel.call(TXN, Buffer.from("h"), new grpc.Metadata(), undefined);
+    await until(() => member.held.length === 1);
+    answered.cancel();
+    alone.cancel();
+    // A cancel frame would reach the member in the turn after: give it a few.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(member.held[0]!.cancelled, false);
+    held.cancel();
+    assert.equal((await held.result).error?.code, grpc.status.CANCELLED);
+  });
 });
 
 describe("Forward/Calls failures", () => {
