@@ -632,6 +632,7 @@ export class Wal {
           try {
             await this.preallocateStep();
           } catch (err) {
+            // The records' file, like a record write's failure (fail() says why).
             this.fail(err, []);
             return;
           }
