@@ -29,7 +29,7 @@ import { fileURLToPath } from "node:url";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { freePorts } from "@etcd-ts/testing";
 import { GOLOAD_BIN, GOLOAD_DIR, type GoloadResult, type GoloadRun, startGoload } from "../goload.js";
-import { processTree, rssKiB, totalCpuSeconds } from "../proc-cpu.js";
+import { processTree, rssKiB, type ThreadStat, threadStats, totalCpuSeconds } from "../proc-cpu.js";
 
 // Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -223,6 +223,11 @@ interface Options {
   gatewayWorkers: string;
   /** Seconds of the same load, unmeasured, before each throughput cell (0: none). */
   warmupS: number;
+  /**
+   * Rounds per single-client cell: its calls split into this many goload runs, the targets
+   * taking turns (each round starts with the next one), as cpu-per-op alternates builds.
+   */
+  cellRounds: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -236,6 +241,10 @@ function parseArgs(argv: string[]): Options {
   let waitUntil: Date | undefined;
   let defragMiB: number | undefined;
   let warmupS = 2;
+  // Single-client cells: the per-scenario rotation gave etcd the first place in all three of the
+  // README's run (scenarios 0, 4 and 8 of its list), put 1 / 1 right after the clusters started;
+  // in rounds every target takes every place.
+  let cellRounds = 5;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a];
@@ -254,9 +263,10 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--wait-until") waitUntil = utcTimeToday(value());
     else if (flag === "--defrag-mb") defragMiB = Number(value());
     else if (flag === "--warmup-s") warmupS = Number(value());
+    else if (flag === "--cell-rounds") cellRounds = Number(value());
     else if (flag === "--help" || flag === "-h") {
       console.log(
-        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--defrag-mb N] [--warmup-s S (default 2, 0: none)] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (these two load --keys keys first), ${DEFRAG_ROW}`,
+        `usage: run [--quick] [--scenarios a,b] [--targets etcd,members,gateway] [--keys N] [--range-rounds N] [--wait-until HH:MM (UTC, after loading keys)] [--defrag-mb N] [--warmup-s S (default 2, 0: none)] [--cell-rounds N (single-client cells in N rounds, targets taking turns; default 5, 1: one run each)] [--profile DIR] [--gateway-workers N|auto]\nscenarios: ${scenarios.map((s) => s.name).join(", ")}, ${KEY_STEPS.join(", ")} (these two load --keys keys first), ${DEFRAG_ROW}`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
@@ -277,6 +287,8 @@ function parseArgs(argv: string[]): Options {
   if (!Number.isInteger(k) || k < 0) throw new Error("--keys must be a non-negative integer");
   if (!Number.isInteger(rangeRounds) || rangeRounds < 1)
     throw new Error("--range-rounds must be a positive integer");
+  if (!Number.isInteger(cellRounds) || cellRounds < 1)
+    throw new Error("--cell-rounds must be a positive integer");
   return {
     quick,
     scenarios: scenarios.filter((s) => wanted.includes(s.name)),
@@ -291,6 +303,7 @@ function parseArgs(argv: string[]): Options {
     profileDir,
     gatewayWorkers,
     warmupS,
+    cellRounds,
   };
 }
 
@@ -547,6 +560,22 @@ type Cell =
       server_cpu_us_per_op?: number;
       /** Watch rows: server CPU over the puts alone (server_cpu_us_per_op counts the creates too). */
       server_cpu_us_per_put?: number;
+      /**
+       * Direct targets (etcd, members): each member's CPU per call, the leader first (the
+       * endpoint goload's first connection uses), with its busiest thread's share (ours: the
+       * event loop's) and the time its threads waited for a core (run queue, schedstat): where
+       * a cell's server CPU went, and whether the members waited for the machine.
+       */
+      members?: {
+        role: "leader" | "follower";
+        cpu_us: number;
+        top_thread_us: number;
+        run_queue_us: number;
+      }[];
+      /** The unmeasured warm-up before it (--warmup-s): that it ran, and how many calls it made. */
+      warmup?:
+        | { ok: number; elapsed_s: number; ops_per_s: number; p50_ms: number | null }
+        | { error: string };
     }
   | { error: string };
 
@@ -1108,6 +1137,91 @@ function defragRatios(ours: DefragResult | undefined, etcd: DefragResult | undef
   return `${vsEtcd}ours put p99 during/without ${own} (goal <= 2)`;
 }
 
+/** A direct cell's per-member CPU (Cell.members): leader first, "l cpu/top thread/run queue". */
+function membersText(cell: Cell): string {
+  if ("error" in cell || cell.members === undefined) return "";
+  const each = cell.members.map((m) => `${m.role[0]} ${m.cpu_us}/${m.top_thread_us}/${m.run_queue_us}`);
+  return ` {${each.join(", ")} us per call: cpu/top thread/run queue}`;
+}
+
+/** A process's CPU, its busiest thread's and its threads' run-queue wait between two reads (s). */
+function threadDelta(before: readonly ThreadStat[], after: readonly ThreadStat[]) {
+  const earlier = new Map(before.map((t) => [t.tid, t]));
+  let cpu = 0;
+  let top = 0;
+  let runQueue = 0;
+  for (const t of after) {
+    const b = earlier.get(t.tid);
+    const used = t.cpuSeconds - (b?.cpuSeconds ?? 0);
+    cpu += used;
+    top = Math.max(top, used);
+    runQueue += t.runQueueSeconds - (b?.runQueueSeconds ?? 0);
+  }
+  return { cpu, top, runQueue };
+}
+
+/**
+ * One cell from its --cell-rounds rounds: calls, errors and time summed (ops/s over the whole),
+ * latency percentiles the median of the rounds' (goload reports no histogram), server and client
+ * CPU per call over every round; `rounds` keeps each round's own result. A failed round fails
+ * the cell.
+ */
+function mergeRounds(cells: Cell[]): Cell {
+  const failed = cells.find((c) => "error" in c);
+  if (failed !== undefined) return failed;
+  const done = cells as Extract<Cell, { result: GoloadResult }>[];
+  const results = done.map((c) => c.result);
+  const sum = (f: (r: GoloadResult) => number) => results.reduce((a, r) => a + f(r), 0);
+  const median = (xs: (number | null | undefined)[]) => {
+    const known = xs.filter((x): x is number => typeof x === "number").sort((a, b) => a - b);
+    return known.length === 0 ? null : known[Math.floor(known.length / 2)]!;
+  };
+  const ok = sum((r) => r.ok);
+  const elapsed = sum((r) => r.elapsed_s);
+  const cpuUs = done.reduce((a, c) => a + (c.server_cpu_us_per_op ?? 0) * c.result.ok, 0);
+  const first = results[0]!;
+  return {
+    result: {
+      ...first,
+      ok,
+      errors: sum((r) => r.errors),
+      total: sum((r) => Number(r.total ?? r.ok)),
+      elapsed_s: +elapsed.toFixed(3),
+      ops_per_s: elapsed > 0 ? +(ok / elapsed).toFixed(1) : 0,
+      timed_out: results.some((r) => r.timed_out === true),
+      latency_ms: {
+        p50: median(results.map((r) => r.latency_ms.p50)),
+        p90: median(results.map((r) => r.latency_ms.p90)),
+        p99: median(results.map((r) => r.latency_ms.p99)),
+      },
+      client_cpu: {
+        us_per_op: ok > 0 ? Math.round(sum((r) => r.client_cpu.us_per_op * r.ok) / ok) : 0,
+        pct_of_machine: median(results.map((r) => r.client_cpu.pct_of_machine)) ?? 0,
+      },
+      label: String(first.label ?? "").replace(/\/round-1$/, ""),
+      rounds: results,
+    },
+    ...(done.every((c) => c.server_cpu_us_per_op !== undefined) && ok > 0
+      ? { server_cpu_us_per_op: Math.round(cpuUs / ok) }
+      : {}),
+    ...(done[0]!.warmup === undefined ? {} : { warmup: done[0]!.warmup }),
+    ...(ok > 0 && done.every((c) => c.members?.length === done[0]!.members?.length && c.members !== undefined)
+      ? {
+          members: done[0]!.members!.map((m, k) => {
+            const per = (f: (x: typeof m) => number) =>
+              Math.round(done.reduce((a, c) => a + f(c.members![k]!) * c.result.ok, 0) / ok);
+            return {
+              role: m.role,
+              cpu_us: per((x) => x.cpu_us),
+              top_thread_us: per((x) => x.top_thread_us),
+              run_queue_us: per((x) => x.run_queue_us),
+            };
+          }),
+        }
+      : {}),
+  };
+}
+
 // ---------------------------------------------------------------- output
 
 const fmtOps = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(1));
@@ -1268,59 +1382,119 @@ async function main(): Promise<void> {
       (t) => opts.targets.includes(t) && (s.security !== "tls" || tlsEndpointsOf[t] !== undefined),
     );
     if (s.security === "auth") for (const c of [etcd, ours]) setAuth(c, true);
-    for (const t of order) {
-      if (stopping) return;
-      const total = opts.quick ? s.quickTotal : s.total;
-      // Watch scenarios pay for creating thousands of watchers before the first put.
-      const timeoutS = s.timeoutS ?? opts.cellTimeoutS + (s.watchers ? Math.ceil(s.watchers / 500) : 0);
-      let endpoints = s.security === "tls" ? tlsEndpointsOf[t]! : endpointsOf[t];
-      if (t === "etcd" || t === "members")
-        endpoints = await leaderFirst(t === "etcd" ? etcd : ours, endpoints);
-      const extra: string[] = [];
-      if (s.security === "tls") extra.push("-cacert", join(certs, "ca.crt"));
-      if (s.security === "auth") extra.push("-user", BENCH_USER);
-      // Each cell watches its own prefix (members and gateway share one cluster).
-      // A watch may take up to half the cell's time (etcd needs minutes to reach the head of
-      // 1,000,000 revisions: 120 s timed it out); the fill and the other watch share the rest.
-      if (s.op === "watch-catchup")
-        extra.push(
-          "-watch-key",
-          `catchup-${t}`,
-          "-watch-timeout-ms",
-          String(Math.max(120, timeoutS / 2) * 1000),
-        );
-      if (opts.warmupS > 0 && s.watchers === undefined && s.op !== "watch-catchup") {
-        // The same load for a moment first, unmeasured, for every target alike: a fresh Node
-        // process runs its first ~80,000 calls at 0.6-0.7x its steady rate (JIT), a Go one
-        // does not; without it a cell measured ours half warm (20-36k vs 40-43k serializable
-        // reads/s through the gateway).
-        // At one client 2 s is ~1,000 calls, and a fresh cluster's puts only settle after a few
-        // thousand (bench/README.md): single-client cells warm up for up to 8 s, all targets alike.
-        const warmS = s.clients === 1 ? Math.max(opts.warmupS, SINGLE_CLIENT_WARMUP_S) : opts.warmupS;
-        const warm = scenarioArgs(s, endpoints, total, warmS, `${s.name}/${t}/warmup`);
-        await goload([...warm, ...extra], (warmS + 60) * 1000);
-      }
-      const args = [...scenarioArgs(s, endpoints, total, timeoutS, `${s.name}/${t}`), ...extra];
-      const pids = serverPids(t, etcd, ours);
-      const cpuBefore = totalCpuSeconds(pids);
-      // A watch row's creates (100,000 watchers) cost more CPU than its puts: its puts are
-      // counted apart too, between goload's phase lines.
-      const putCpu: Record<string, number> = {};
-      const cell = await goload(args, (timeoutS + 180) * 1000, (phase) => {
-        putCpu[phase] = totalCpuSeconds(pids);
-      });
-      if ("result" in cell && cell.result.ok > 0) {
-        cell.server_cpu_us_per_op = Math.round(((totalCpuSeconds(pids) - cpuBefore) * 1e6) / cell.result.ok);
-        const start = putCpu["puts-start"];
-        const end = putCpu["puts-end"];
-        if (start !== undefined && end !== undefined) {
-          cell.server_cpu_us_per_put = Math.round(((end - start) * 1e6) / cell.result.ok);
+    // A single-client cell's result moves with what ran just before it and when (the first
+    // target of a run measures a machine nobody loaded yet): with --cell-rounds its calls are
+    // split into rounds, each round's targets in turn starting one later, as cpu-per-op
+    // alternates builds.
+    const closedLoop = s.watchers === undefined && s.op !== "watch-catchup";
+    // (Not the rows with writers beside: those report the writers of the whole cell.)
+    const rounds = closedLoop && s.clients === 1 && s.bgPut === undefined ? opts.cellRounds : 1;
+    const parts: Partial<Record<Target, Cell[]>> = {};
+    for (let round = 0; round < rounds; round++) {
+      for (const t of order.map((_, k) => order[(k + round) % order.length]!)) {
+        if (stopping) return;
+        const cellTotal = opts.quick ? s.quickTotal : s.total;
+        const total = Math.ceil(cellTotal / rounds);
+        // Watch scenarios pay for creating thousands of watchers before the first put.
+        const timeoutS = s.timeoutS ?? opts.cellTimeoutS + (s.watchers ? Math.ceil(s.watchers / 500) : 0);
+        let endpoints = s.security === "tls" ? tlsEndpointsOf[t]! : endpointsOf[t];
+        if (t === "etcd" || t === "members")
+          endpoints = await leaderFirst(t === "etcd" ? etcd : ours, endpoints);
+        const extra: string[] = [];
+        if (s.security === "tls") extra.push("-cacert", join(certs, "ca.crt"));
+        if (s.security === "auth") extra.push("-user", BENCH_USER);
+        // Each cell watches its own prefix (members and gateway share one cluster).
+        // A watch may take up to half the cell's time (etcd needs minutes to reach the head of
+        // 1,000,000 revisions: 120 s timed it out); the fill and the other watch share the rest.
+        if (s.op === "watch-catchup")
+          extra.push(
+            "-watch-key",
+            `catchup-${t}`,
+            "-watch-timeout-ms",
+            String(Math.max(120, timeoutS / 2) * 1000),
+          );
+        let warmup: Extract<Cell, { result: GoloadResult }>["warmup"];
+        if (opts.warmupS > 0 && closedLoop && round === 0) {
+          // The same load for a moment first, unmeasured, for every target alike: a fresh Node
+          // process runs its first ~80,000 calls at 0.6-0.7x its steady rate (JIT), a Go one
+          // does not; without it a cell measured ours half warm (20-36k vs 40-43k serializable
+          // reads/s through the gateway).
+          // At one client 2 s is ~1,000 calls, and a fresh cluster's puts only settle after a few
+          // thousand (bench/README.md): single-client cells warm up for up to 8 s, all targets alike.
+          const warmS = s.clients === 1 ? Math.max(opts.warmupS, SINGLE_CLIENT_WARMUP_S) : opts.warmupS;
+          const warm = scenarioArgs(s, endpoints, cellTotal, warmS, `${s.name}/${t}/warmup`);
+          const warmed = await goload([...warm, ...extra], (warmS + 60) * 1000);
+          warmup =
+            "error" in warmed
+              ? warmed
+              : {
+                  ok: warmed.result.ok,
+                  elapsed_s: warmed.result.elapsed_s,
+                  ops_per_s: warmed.result.ops_per_s,
+                  p50_ms: warmed.result.latency_ms.p50,
+                };
         }
+        const label = rounds === 1 ? `${s.name}/${t}` : `${s.name}/${t}/round-${round + 1}`;
+        const args = [...scenarioArgs(s, endpoints, total, timeoutS, label), ...extra];
+        const pids = serverPids(t, etcd, ours);
+        // Direct targets: per member, the leader (the first endpoint) first.
+        const direct = t === "etcd" || t === "members" ? (t === "etcd" ? etcd : ours).members.members : [];
+        const memberPids = direct
+          .map((m) => ({ pid: m.child?.pid, leader: addressOf(m) === endpoints[0] }))
+          .sort((a, b) => Number(b.leader) - Number(a.leader));
+        const threadsBefore = memberPids.map((m) => (m.pid === undefined ? [] : threadStats(m.pid)));
+        const cpuBefore = totalCpuSeconds(pids);
+        // A watch row's creates (100,000 watchers) cost more CPU than its puts: its puts are
+        // counted apart too, between goload's phase lines.
+        const putCpu: Record<string, number> = {};
+        const cell = await goload(args, (timeoutS + 180) * 1000, (phase) => {
+          putCpu[phase] = totalCpuSeconds(pids);
+        });
+        if ("result" in cell && warmup !== undefined) cell.warmup = warmup;
+        if ("result" in cell && cell.result.ok > 0 && memberPids.length > 0) {
+          const ok = cell.result.ok;
+          cell.members = memberPids.map((m, k) => {
+            const delta = threadDelta(threadsBefore[k]!, m.pid === undefined ? [] : threadStats(m.pid));
+            return {
+              role: m.leader ? "leader" : "follower",
+              cpu_us: Math.round((delta.cpu * 1e6) / ok),
+              top_thread_us: Math.round((delta.top * 1e6) / ok),
+              run_queue_us: Math.round((delta.runQueue * 1e6) / ok),
+            };
+          });
+        }
+        if ("result" in cell && cell.result.ok > 0) {
+          cell.server_cpu_us_per_op = Math.round(
+            ((totalCpuSeconds(pids) - cpuBefore) * 1e6) / cell.result.ok,
+          );
+          const start = putCpu["puts-start"];
+          const end = putCpu["puts-end"];
+          if (start !== undefined && end !== undefined) {
+            cell.server_cpu_us_per_put = Math.round(((end - start) * 1e6) / cell.result.ok);
+          }
+        }
+        parts[t] = [...(parts[t] ?? []), cell];
+        const name = rounds === 1 ? s.name : `${s.name} ${round + 1}/${rounds}`;
+        const warmed =
+          warmup === undefined
+            ? ""
+            : "error" in warmup
+              ? " [warm-up failed]"
+              : ` [warm-up ${warmup.ok} calls, ${fmtOps(warmup.ops_per_s)}/s]`;
+        console.log(
+          `  ${name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : s.op === "watch-catchup" ? catchupText(cell) : cellText(cell, !!s.watchers)}${warmed}${membersText(cell)}`,
+        );
       }
+    }
+    for (const t of order) {
+      const cells = parts[t];
+      if (cells === undefined) continue;
+      const cell = cells.length === 1 ? cells[0]! : mergeRounds(cells);
       results[s.name][t] = cell;
-      console.log(
-        `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${"error" in cell ? cell.error : s.op === "watch-catchup" ? catchupText(cell) : cellText(cell, !!s.watchers)}`,
-      );
+      if (cells.length > 1)
+        console.log(
+          `  ${s.name.padEnd(24)} ${t.padEnd(8)} ${cellText(cell, false)} (${cells.length} rounds)${membersText(cell)}`,
+        );
     }
     if (s.security === "auth") for (const c of [etcd, ours]) setAuth(c, false);
   }
@@ -1531,6 +1705,7 @@ async function main(): Promise<void> {
           gateway_workers: opts.gatewayWorkers,
           warmup_s: opts.warmupS,
           single_client_warmup_s: opts.warmupS > 0 ? Math.max(opts.warmupS, SINGLE_CLIENT_WARMUP_S) : 0,
+          cell_rounds: opts.cellRounds,
         },
         scenarios: opts.scenarios.map((s) => ({ ...s, results: results[s.name] })),
         rss,

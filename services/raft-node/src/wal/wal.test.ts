@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Entry, EntryType } from "@etcd-ts/raft";
-import { RecordType, readFrame } from "./record-frame.js";
+import { isAllZero, RecordType, readFrame } from "./record-frame.js";
 import { entries, entry } from "./segment-image.fixture.js";
 import { scanSegment } from "./segment-scan.js";
 import { Wal, type WalLogger } from "./wal.js";
@@ -78,7 +78,8 @@ test("concurrent saves share one write and one fdatasync, and land in call order
 test("a save resolves only after the fdatasync covering it has returned", async () => {
   const dir = await freshDir();
   let fsyncsDone = 0;
-  const wal = await Wal.create(dir, { onFsync: () => fsyncsDone++ });
+  // No zero writes between groups (preallocateBytes): they would change the grouping counted here.
+  const wal = await Wal.create(dir, { onFsync: () => fsyncsDone++, preallocateBytes: 0 });
   const seenAtResolve: number[] = [];
   const saves = [];
   for (let i = 1; i <= 5; i++) {
@@ -96,7 +97,7 @@ test("a save resolves only after the fdatasync covering it has returned", async 
 test("saves arriving during an fsync form the next group; the fsync hook sees each one", async () => {
   const dir = await freshDir();
   const observed: number[] = [];
-  const wal = await Wal.create(dir, { onFsync: (s) => observed.push(s) });
+  const wal = await Wal.create(dir, { onFsync: (s) => observed.push(s), preallocateBytes: 0 });
   const first = wal.save(undefined, [entry(1)]);
   await new Promise((r) => setImmediate(r));
   // The first group is now in flight; these three must wait and then go together.
@@ -177,7 +178,8 @@ test("releaseTo drops whole segments up to the newest snapshot marker and the lo
 
 test("a torn last record is truncated, reported and logged, and appending continues", async () => {
   const dir = await freshDir();
-  const wal = await Wal.create(dir);
+  // No zeros after the records: the file's end is the last record's.
+  const wal = await Wal.create(dir, { preallocateBytes: 0 });
   await wal.save({ term: 1, vote: 1n, commit: 1 }, entries(1, 5));
   await wal.save(undefined, entries(6, 7));
   await wal.close();
@@ -186,7 +188,7 @@ test("a torn last record is truncated, reported and logged, and appending contin
   const size = (await stat(path)).size;
   await truncate(path, size - 5);
   const { logger, lines } = recordingLogger();
-  const { wal: reopened, recovered } = await Wal.open(dir, { logger });
+  const { wal: reopened, recovered } = await Wal.open(dir, { logger, preallocateBytes: 0 });
   assert.ok(recovered.tornTail);
   assert.equal(recovered.tornTail.file, path);
   assert.deepEqual(
@@ -208,26 +210,67 @@ test("a torn last record is truncated, reported and logged, and appending contin
   await again.wal.close();
 });
 
-test("a zero-filled tail is cut off", async () => {
+test("zeros after the last record (preallocated, or a torn write of which nothing reached the disk) stay as room for the next records", async () => {
   const dir = await freshDir();
-  const wal = await Wal.create(dir);
+  const wal = await Wal.create(dir, { preallocateBytes: 0 });
   await wal.save(undefined, entries(1, 3));
   await wal.close();
   const [name] = await readdir(dir);
   const path = join(dir, name);
   const good = await readFile(path);
   await writeFile(path, Buffer.concat([good, Buffer.alloc(8192)]));
-  const { wal: reopened, recovered } = await Wal.open(dir);
-  assert.equal(recovered.tornTail?.zeroFilled, true);
-  assert.equal(recovered.tornTail?.offset, good.length);
+  const { wal: reopened, recovered } = await Wal.open(dir, { preallocateBytes: 0 });
+  assert.equal(recovered.tornTail, undefined);
   assert.equal(recovered.entries.length, 3);
+  // The next write goes over the zeros and the file keeps its length.
+  await reopened.save(undefined, [entry(4)], true);
   await reopened.close();
-  assert.equal((await stat(path)).size, good.length);
+  assert.equal((await stat(path)).size, good.length + 8192);
+  const again = await Wal.open(dir);
+  assert.equal(again.recovered.tornTail, undefined);
+  assert.deepEqual(
+    again.recovered.entries.map((e) => e.index),
+    [1, 2, 3, 4],
+  );
+  await again.wal.close();
+});
+
+test("preallocation: zeros are written ahead of the records while no save waits, and a roll cuts them off the segment it leaves", async () => {
+  const dir = await freshDir();
+  const wal = await Wal.create(dir, { segmentBytes: 2048, preallocateBytes: 512 });
+  // The first zero write starts with the WAL; a save waits for it, then goes over its zeros.
+  await wal.save({ term: 1, vote: 1n, commit: 1 }, [entry(1)]);
+  const [first] = await readdir(dir);
+  const firstBytes = await readFile(join(dir, first!));
+  assert.ok(
+    isAllZero(firstBytes, firstBytes.length - 64, firstBytes.length),
+    "no zeros after the first save",
+  );
+  for (let i = 2; i <= 80; i++) await wal.save({ term: 1, vote: 1n, commit: i }, [entry(i)], i % 2 === 0);
+  const paths = wal.segmentPaths();
+  assert.ok(paths.length > 2, `${paths.length} segments`);
+  for (const path of paths.slice(0, -1)) {
+    // A left segment ends with its last record: reading it finds no damage.
+    const bytes = await readFile(path);
+    assert.ok(!isAllZero(bytes, bytes.length - 8, bytes.length), `${path} ends in zeros`);
+    assert.equal(scanSegment(bytes, path, false).torn, undefined);
+  }
+  await wal.close();
+  const last = await readFile(paths.at(-1)!);
+  assert.ok(last.length <= 2048 + 512);
+  const { wal: reopened, recovered } = await Wal.open(dir);
+  assert.equal(recovered.tornTail, undefined);
+  assert.deepEqual(
+    recovered.entries.map((e) => e.index),
+    [...Array(80).keys()].map((k) => k + 1),
+  );
+  await reopened.close();
 });
 
 test("a flipped bit in a synced record stops start-up, names the file and offset, and changes nothing", async () => {
   const dir = await freshDir();
-  const wal = await Wal.create(dir);
+  // The file is its records alone (a flip in preallocated zeros would damage no record).
+  const wal = await Wal.create(dir, { preallocateBytes: 0 });
   await wal.save(undefined, entries(1, 3));
   await wal.save(undefined, entries(4, 6));
   await wal.close();
@@ -395,7 +438,7 @@ test("open can replay from an older marker the caller picks from those found", a
 test("a damaged snapshot marker in a fresh segment stops start-up instead of being cut off", async () => {
   const dir = await freshDir();
   const snapshot = { index: 100, term: 7, confState: { voters: [1n, 2n, 3n], learners: [] } };
-  const wal = await Wal.create(dir, { snapshot });
+  const wal = await Wal.create(dir, { snapshot, preallocateBytes: 0 });
   await wal.close();
   const [name] = await readdir(dir);
   const path = join(dir, name);
@@ -615,7 +658,8 @@ test("reopening reads only the segments from the one holding the entry after the
 test("an inline save is written and synced before save() returns, only while no write is queued or in flight", async () => {
   const dir = await freshDir();
   let fsyncs = 0;
-  const wal = await Wal.create(dir, { onFsync: () => fsyncs++ });
+  // No zero write in flight (preallocateBytes), which would send the first save to the queue.
+  const wal = await Wal.create(dir, { onFsync: () => fsyncs++, preallocateBytes: 0 });
   // Idle WAL: written on the calling thread; durable before the promise is even looked at.
   const first = wal.save({ term: 1, vote: 1n, commit: 0 }, [entry(1)], true);
   assert.equal(fsyncs, 1);
@@ -648,7 +692,11 @@ test("an inline save goes through the thread pool once a sync took longer than i
   const dir = await freshDir();
   let fsyncs = 0;
   // Every real sync takes longer than a nanosecond: after the first, no save is written inline.
-  const wal = await Wal.create(dir, { onFsync: () => fsyncs++, inlineMaxSyncSeconds: 1e-9 });
+  const wal = await Wal.create(dir, {
+    onFsync: () => fsyncs++,
+    inlineMaxSyncSeconds: 1e-9,
+    preallocateBytes: 0,
+  });
   const first = wal.save(undefined, [entry(1)], true);
   assert.equal(fsyncs, 1, "no sync measured yet: the first save is inline");
   await first;

@@ -5,7 +5,8 @@
 // with a single positioned writev that is also its fdatasync (the active segment is opened
 // O_DSYNC when the WAL syncs), then resolves every caller in the group. Saves that arrive during a
 // flush form the next group. Writes never overlap one another: segment-scan.ts relies on "one unsynced write at a time" to tell a
-// torn tail from corruption.
+// torn tail from corruption. While no save waits, the same loop writes zeros ahead of the records
+// (WalOptions.preallocateBytes), one 64 KiB write at a time.
 
 import { randomInt } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
@@ -61,6 +62,19 @@ export interface WalOptions {
    * reads, heartbeats and its peers meanwhile. Default 0.002 (2 ms).
    */
   inlineMaxSyncSeconds?: number;
+  /**
+   * With sync on, the WAL keeps up to this many bytes of synced zeros after the active segment's
+   * records, written while no save waits (64 KiB per write, between group writes, never beside
+   * one), so a record's O_DSYNC write usually lands in blocks the file already has: it changes
+   * neither the file's size nor its block map, and on this ext4 (no journal) a write that
+   * allocates a block took ~1.5x as long (bench/JOURNAL.md, 2026-12-07). A save that finds no
+   * room appends as without it; one that arrives during a zero write waits for that one write
+   * alone (1 MiB written on the write path cost put 100 / 10 its p99). The zeros after the last
+   * record look like a torn write of which nothing reached the disk (segment-scan.ts): start-up
+   * keeps them as room, and a roll cuts them off the segment it leaves before the next one
+   * exists, so only the last segment ever ends in zeros. 0: off. Default 256 KiB.
+   */
+  preallocateBytes?: number;
 }
 
 export interface WalCreateOptions extends WalOptions {
@@ -114,7 +128,10 @@ interface Segment {
 
 interface ActiveSegment extends Segment {
   handle: FileHandle;
+  /** Where the next record goes: the end of the last one. */
   size: number;
+  /** The file's length: zeros from `size` to here (WalOptions.preallocateBytes). */
+  allocated: number;
 }
 
 interface PendingSave {
@@ -138,6 +155,9 @@ interface GroupWrite {
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_WRITE_BYTES = 16 * 1024 * 1024;
+const DEFAULT_PREALLOCATE_BYTES = 256 * 1024;
+/** One zero write (WalOptions.preallocateBytes): the longest a save can wait behind one. */
+const PREALLOCATE_STEP_BYTES = 64 * 1024;
 const TEMP_SUFFIX = ".tmp";
 
 export class Wal {
@@ -155,6 +175,9 @@ export class Wal {
   private releasing: Promise<unknown> = Promise.resolve();
   private readonly maxSegments: number;
   private readonly inlineMaxSyncSeconds: number;
+  private readonly preallocateBytes: number;
+  /** One zero write's bytes (preallocateBytes), made once. */
+  private zeros: Buffer | undefined;
   /** The highest index releaseTo was given: segments wholly at or below it may go. */
   private releasedTo = 0;
   /** Whether everything written to the active segment has been fdatasync'ed. */
@@ -198,6 +221,12 @@ export class Wal {
     this.onFsync = options.onFsync;
     this.maxSegments = options.maxSegments ?? 1;
     this.inlineMaxSyncSeconds = options.inlineMaxSyncSeconds ?? 0.002;
+    this.preallocateBytes = options.preallocateBytes ?? DEFAULT_PREALLOCATE_BYTES;
+    if (!Number.isSafeInteger(this.preallocateBytes) || this.preallocateBytes < 0) {
+      throw new RangeError(`preallocateBytes must be a non-negative integer, got ${this.preallocateBytes}`);
+    }
+    // Without sync a record write allocates nothing on the write path anyway (no fdatasync).
+    if (!this.sync) this.preallocateBytes = 0;
     if (!Number.isSafeInteger(this.maxSegments) || this.maxSegments < 0) {
       throw new RangeError(`maxSegments must be a non-negative integer, got ${this.maxSegments}`);
     }
@@ -238,6 +267,7 @@ export class Wal {
     );
     wal.counters.segmentsCreated = 1;
     if (sync) wal.counters.dirFsyncs = 2;
+    wal.preallocateWhenIdle();
     return wal;
   }
 
@@ -330,6 +360,14 @@ export class Wal {
     const last = found[found.length - 1];
     const lastPath = join(dir, last.name);
     const handle = await open(lastPath, activeSegmentFlags(fsConstants.O_RDWR, sync));
+    // Nothing but zeros after the last record: the preallocated room (WalOptions.preallocateBytes),
+    // or a torn write of which no byte reached the disk. The two look alike and neither holds
+    // anything: the zeros stay as the room the next records go to.
+    let allocated = lastEnd;
+    if (tornTail?.zeroFilled && tornTail.intactRecordsDropped === 0) {
+      allocated = lastEnd + tornTail.droppedBytes;
+      tornTail = undefined;
+    }
     try {
       if (tornTail) await handle.truncate(tornTail.offset);
       // What was just read may still be only in the page cache (the previous process was
@@ -365,7 +403,7 @@ export class Wal {
       // releases it no earlier than its real highest index would.
       maxEntryIndex: k < first ? found[k + 1].firstIndex - 1 : log.segmentMaxIndex[k - first],
     }));
-    const active: ActiveSegment = { ...segments[segments.length - 1], handle, size: lastEnd };
+    const active: ActiveSegment = { ...segments[segments.length - 1], handle, size: lastEnd, allocated };
     segments[segments.length - 1] = active;
     const wal = new Wal(
       dir,
@@ -376,6 +414,7 @@ export class Wal {
       options,
     );
     if (sync) wal.counters.dirFsyncs = 1;
+    wal.preallocateWhenIdle();
     logger.info(
       {
         dir,
@@ -549,6 +588,7 @@ export class Wal {
         return Promise.reject(this.failure);
       }
       this.counters.saves++;
+      this.preallocateWhenIdle();
       return Promise.resolve();
     }
     eventTrace?.add("wal.queued");
@@ -584,7 +624,20 @@ export class Wal {
     this.flushing = true;
     try {
       // Saves made by callers woken below, or during a write, are picked up by this loop.
-      while (this.pending.length > 0 && !this.failure) {
+      while (!this.failure) {
+        if (this.pending.length === 0) {
+          // No save waits: room for the next records, one zero write at a time, so a save
+          // that arrives meanwhile waits for one of them at most.
+          if (!this.preallocationDue()) break;
+          try {
+            await this.preallocateStep();
+          } catch (err) {
+            // The records' file, like a record write's failure (fail() says why).
+            this.fail(err, []);
+            return;
+          }
+          continue;
+        }
         const group = this.takeGroup();
         try {
           await this.writeGroup(group);
@@ -644,6 +697,8 @@ export class Wal {
     const active = this.active;
     if (write !== undefined) {
       active.size += write.total;
+      // A write past the zeros (none were left) made the file longer itself.
+      if (active.size > active.allocated) active.allocated = active.size;
       this.counters.writes++;
       this.counters.bytesWritten += write.total;
       // O_DSYNC (see activeSegmentFlags): the write was its own fdatasync.
@@ -667,10 +722,48 @@ export class Wal {
     this.onFsync?.(seconds);
   }
 
+  /** Whether the active segment wants more zeros after its records (WalOptions.preallocateBytes). */
+  private preallocationDue(): boolean {
+    const active = this.active;
+    return (
+      this.preallocateBytes > 0 &&
+      !this.closed &&
+      active.allocated - active.size < this.preallocateBytes &&
+      // Room past the size that rolls the segment would never be used.
+      active.allocated < this.segmentBytes
+    );
+  }
+
+  /** Starts the flush loop to write zeros when the segment wants some and nothing is in flight. */
+  private preallocateWhenIdle(): void {
+    if (!this.failure && this.preallocationDue()) this.scheduleFlush();
+  }
+
+  /**
+   * One zero write after the active segment's allocated end, in the flush loop like a group's
+   * write (writes never overlap: segment-scan.ts), durable when it returns (O_DSYNC). It
+   * changes no record: the zeros go past the last one, and a roll cuts them off.
+   */
+  private async preallocateStep(): Promise<void> {
+    const active = this.active;
+    this.zeros ??= Buffer.alloc(Math.min(PREALLOCATE_STEP_BYTES, this.preallocateBytes));
+    const piece = Math.min(this.zeros.length, this.segmentBytes - active.allocated);
+    eventTrace?.add(`wal.zeros ${active.allocated} ${piece}`);
+    await writeFully(active.handle, [this.zeros.subarray(0, piece)], active.allocated);
+    active.allocated += piece;
+  }
+
   private async roll(): Promise<void> {
     // Only the last segment may end in a torn write; with sync on, every write to the old
     // one was already durable when it returned (O_DSYNC).
     const previous = this.active;
+    // Nor in zeros: the preallocated rest goes, durably, before a later segment exists
+    // (segment-scan.ts: damage in any segment but the last is corruption).
+    if (previous.allocated > previous.size) {
+      await previous.handle.truncate(previous.size);
+      if (this.sync) await previous.handle.datasync();
+      previous.allocated = previous.size;
+    }
     const next = await createSegmentFile(
       this.dir,
       previous.seq + 1,
@@ -761,7 +854,7 @@ async function createSegmentFile(
     if (sync) await handle.sync();
     await rename(tmp, path);
     if (sync) await fsyncDir(dir);
-    return { seq, firstIndex, path, maxEntryIndex: 0, handle, size: start.length };
+    return { seq, firstIndex, path, maxEntryIndex: 0, handle, size: start.length, allocated: start.length };
   } catch (err) {
     await handle.close();
     throw err;
