@@ -102,12 +102,6 @@ export interface RaftLoopHost {
    * held behind this member's apply (see the header). Absent: none ever is.
    */
   proposedElsewhere?(entries: readonly Entry[]): boolean;
-  /**
-   * Runs once the answers an applied batch settled have been written to their sockets (see
-   * scheduleApply), before the batch's held commit news: writes that must follow those answers
-   * and should not wait for a later phase of the event loop (the watch streams' events).
-   */
-  answersWritten?(): void;
 }
 
 export interface RaftLoopParts {
@@ -302,22 +296,14 @@ export class RaftLoop {
       })
       .then(async () => {
         stageTimeline?.mark("apply.end");
-        const answersWritten = this.host.answersWritten;
-        if (releaseHeld || answersWritten !== undefined) {
+        if (releaseHeld) {
           // The answers this apply settled are written by process.nextTick callbacks queued while
           // this turn's microtasks run (SocketOutput.wake). A nextTick queued here runs in the
           // same pass of Node's tick queue, and the continuation it resolves only once that
-          // queue is empty, so what follows leaves after the answers in this turn instead of
-          // costing a turn of the event loop per write (see the header).
-          await afterTickQueue();
-          if (answersWritten !== undefined) {
-            answersWritten();
-            // The same again: what answersWritten queued (the watch events, written through
-            // nextTicks) reaches its sockets before the held news wakes the followers, which on
-            // a 2-core machine took the leader's core from those writes for a few hundred us.
-            if (releaseHeld) await afterTickQueue();
-          }
-          if (releaseHeld) this.releaseSends();
+          // queue is empty, so the held messages leave after the answers in this turn instead
+          // of costing the leader a turn of the event loop per write (see the header).
+          await new Promise<void>((resolve) => process.nextTick(resolve));
+          this.releaseSends();
         }
         // Batches chain on the one before: only the newest one says none is in flight.
         if (this.applying === run) this.applyInFlight = false;
@@ -639,11 +625,6 @@ export class RaftLoop {
   async closeWal(): Promise<void> {
     await this.wal.close().catch(() => {});
   }
-}
-
-/** Resolves once Node's tick queue, with what its callbacks queue meanwhile, has run empty. */
-function afterTickQueue(): Promise<void> {
-  return new Promise<void>((resolve) => process.nextTick(resolve));
 }
 
 /** A proposal a follower forwards to its leader, or read traffic (RawNode.takeReadTraffic). */

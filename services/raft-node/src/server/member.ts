@@ -184,7 +184,6 @@ export class Member implements EtcdServer {
   readonly config: MemberConfig;
   readonly flags: RpcFlags;
   readonly watchable: WatchableStore;
-  private readonly answersWrittenListeners: (() => void)[] = [];
   readonly transport: PeerTransport;
   readonly startedAt = Date.now();
   readonly published: Promise<void>;
@@ -368,9 +367,6 @@ export class Member implements EtcdServer {
             if (proposer !== undefined && proposer !== this.id) return true;
           }
           return false;
-        },
-        answersWritten: () => {
-          for (const listener of this.answersWrittenListeners) listener();
         },
         ticked: (now) => {
           this.promoteCaughtUpLearners(now);
@@ -995,10 +991,6 @@ export class Member implements EtcdServer {
 
   get applied(): number {
     return this.applier.appliedIndex;
-  }
-
-  onAnswersWritten(listener: () => void): void {
-    this.answersWrittenListeners.push(listener);
   }
 
   raftStatus(): Status {

@@ -199,11 +199,5 @@ export interface EtcdServer
   readonly flags: RpcFlags;
   /** Watches (the watch package's hub over this member's store). */
   readonly watchable: WatchableStore;
-  /**
-   * `listener` runs each time the answers of an applied batch have been written to their
-   * sockets, in the same turn (RaftLoopHost.answersWritten): where watch streams write the
-   * events that batch queued, right behind the answers.
-   */
-  onAnswersWritten(listener: () => void): void;
   raftStatus(): Status;
 }

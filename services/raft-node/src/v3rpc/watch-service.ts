@@ -162,34 +162,24 @@ export class FramedBatch {
 const BATCH_MAX_BYTES = 1024 * 1024;
 
 /**
- * Streams' writes run after the answers of the batch that queued their responses, in one call
- * for all streams: when the member says that batch's answers are written (onAnswersWritten, in
- * the same turn, before the leader's held commit news), or at the latest in the check phase
- * (setImmediate; responses no apply queued: catch-up, created, progress). An applied put queues
- * its watchers' events (WatchableStore.notify, on the apply path) before its answer is sent;
- * writing them at once put thousands of events ahead of the answer on a shared connection (the
- * answer waited ~30 ms at 10,000 watchers), and waiting for the check phase put them behind the
- * commit news' peer writes and whatever the poll phase brought (p50 ~0.7 ms from answer to
- * event on the leader, helper watch100k's trace, 2026-12-07). The answer needs only its entry
- * applied, and etcd too sends events from its own goroutines, unordered with the answer. What
- * this relies on: a stream's responses still leave in its queue's order (events in revision
- * order per watcher), and a watch created after the answer is registered against the store's
- * notified revision, which notify has already advanced, so only bytes wait here, never
- * matching. An answer and its events often leave in one socket write now: the api-gateway hands
- * a watch's messages on after the answers read in the same chunk (upstream-stream's afterIo).
+ * Streams' writes run after the turn that queued their responses, in one callback per turn.
+ * An applied put queues its watchers' events (WatchableStore.notify, on the apply path) before
+ * its answer is sent; writing them in the same turn put thousands of events ahead of the
+ * answer on a shared connection (the answer waited ~30 ms at 10,000 watchers). The answer needs
+ * only its entry applied, and etcd too sends events from its own goroutines, unordered with the
+ * answer. What this relies on: a stream's responses still leave in its queue's order (events
+ * in revision order per watcher), and a watch created after the answer is registered against
+ * the store's notified revision, which notify has already advanced, so only bytes wait here,
+ * never matching. setImmediate: the check phase, after this turn's nextTick socket writes.
  */
 class AfterAnswers {
   private pending: (() => void)[] = [];
-  private immediate: NodeJS.Immediate | undefined;
 
   schedule(write: () => void): void {
-    if (this.pending.push(write) === 1) this.immediate = setImmediate(() => this.run());
+    if (this.pending.push(write) === 1) setImmediate(() => this.run());
   }
 
-  run(): void {
-    if (this.pending.length === 0) return;
-    clearImmediate(this.immediate);
-    this.immediate = undefined;
+  private run(): void {
     const writes = this.pending;
     this.pending = [];
     for (const write of writes) {
@@ -211,7 +201,6 @@ const WATCH_REFUSALS: ReadonlySet<string> = new Set(["InvalidAuthToken", "AuthOl
 export function watchService(member: EtcdServer): UntypedServiceImplementation {
   const encoder = new ResponseEncoder((revision) => member.header(revision));
   const afterAnswers = new AfterAnswers();
-  member.onAnswersWritten(() => afterAnswers.run());
   return {
     watch: (call: ServerDuplexStream<etcdserverpb.WatchRequest, Buffer>) => {
       if (member.isLearner()) {
