@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { GrpcHttp2Server } from "@etcd-ts/api";
+import { FORWARD_CALLS_PATH, forwardedCallsHandler, GrpcHttp2Server, type ServerCall } from "@etcd-ts/api";
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import pino from "pino";
@@ -211,6 +211,7 @@ describe("upstream streams on the member channel, against a grpc-js server", () 
 describe("upstream streams on the member channel, against our own gRPC server (as members serve)", () => {
   let server: GrpcHttp2Server;
   let channel: MemberChannel;
+  let watchCall: ServerCall | undefined;
 
   before(async () => {
     server = new GrpcHttp2Server();
@@ -223,6 +224,23 @@ describe("upstream streams on the member channel, against our own gRPC server (a
         });
       },
     });
+    // A put whose answer leaves in the same write as a message on the open watch stream, the
+    // message first: a member that writes a put's events with its answer.
+    server.register("/t.S/Watch", {
+      kind: "bidi",
+      handle: (call) => {
+        watchCall = call;
+      },
+    });
+    server.register("/etcdserverpb.KV/Put", {
+      kind: "unary",
+      handle: (call) => {
+        watchCall?.sendMessage(Buffer.from("event"));
+        call.sendMessage(Buffer.from("answer"));
+        call.finish({ code: grpc.status.OK });
+      },
+    });
+    server.register(FORWARD_CALLS_PATH, forwardedCallsHandler(server));
     channel = new MemberChannel(`127.0.0.1:${await server.listen("127.0.0.1:0")}`);
   });
 
@@ -254,6 +272,24 @@ describe("upstream streams on the member channel, against our own gRPC server (a
     // The member wrote the three answers in one write: one chunk, handed on at once, so the
     // clients' answers they cause leave in one write per connection.
     assert.deepEqual(runs, [1, 1, 1]);
+    stream.close();
+  });
+
+  it("afterIo: a watch's messages are handed on after the answer read in the same chunk has settled", async () => {
+    const { directory } = directoryOf(channel);
+    const order: string[] = [];
+    const { stream } = open(directory, "/t.S/Watch", {
+      afterIo: true,
+      onMessage: (m) => order.push(m.toString()),
+    });
+    stream.send(Buffer.from("create"));
+    await until(() => watchCall !== undefined);
+    // On the Forward stream of the same connection, as the gateway sends a put.
+    const put = channel.call("/etcdserverpb.KV/Put", Buffer.from("p"), new grpc.Metadata(), undefined);
+    void put.result.then((r) => order.push(r.response?.toString() ?? `error ${r.error?.details}`));
+    await until(() => order.length === 2);
+    // Without afterIo the event's fan-out ran inside the read, before the answer's continuation.
+    assert.deepEqual(order, ["answer", "event"]);
     stream.close();
   });
 });

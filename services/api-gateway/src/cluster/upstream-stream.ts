@@ -51,6 +51,14 @@ export interface UpstreamStreamOptions {
   onSend?: () => void;
   /** The call's deadline (Date.now() ms): sent as grpc-timeout, and the stream ends DEADLINE_EXCEEDED there. */
   deadlineMs?: number;
+  /**
+   * Hand messages on after the I/O callbacks of the turn that read them (setImmediate), in
+   * order, the end behind them, instead of during the read. The watch hub's: a member's answer
+   * to a put and that put's events often arrive in one chunk of the one connection, and the
+   * answer, settled by a promise, would otherwise reach its client only after the events' whole
+   * fan-out (10,000 watchers: ~15 ms).
+   */
+  afterIo?: boolean;
 }
 
 /** The stream, or undefined when the directory has no channel for the member or it takes no stream now. */
@@ -74,6 +82,13 @@ class RelayedStream implements UpstreamStream {
   private deadlineTimer: NodeJS.Timeout | undefined;
   /** Ended or cancelled: nothing more is sent or reported. */
   private ended = false;
+  /** Cancelled (close): messages read but not handed on yet are dropped too. */
+  private cancelled = false;
+  /** afterIo: messages read, to be handed on by the scheduled handOn. */
+  private arrived: Buffer[] = [];
+  private handOnScheduled = false;
+  /** afterIo: the end, reported once the messages read before it are handed on. */
+  private endStatus: grpc.StatusObject | undefined;
   private readonly answer = new AnswerStatus();
 
   /** What the HTTP/2 stream reports. */
@@ -130,6 +145,9 @@ class RelayedStream implements UpstreamStream {
   }
 
   close(): void {
+    this.cancelled = true;
+    this.arrived = [];
+    this.endStatus = undefined;
     if (this.ended) return;
     this.ended = true;
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
@@ -161,8 +179,30 @@ class RelayedStream implements UpstreamStream {
         return;
       }
       if (message === undefined) return;
+      if (this.options.afterIo !== true) {
+        this.options.onMessage(message);
+        continue;
+      }
+      this.arrived.push(message);
+      if (!this.handOnScheduled) {
+        this.handOnScheduled = true;
+        setImmediate(() => this.handOn());
+      }
+    }
+  }
+
+  /** afterIo: the messages read since the last call, in order, then the end if it came. */
+  private handOn(): void {
+    this.handOnScheduled = false;
+    const messages = this.arrived;
+    this.arrived = [];
+    for (const message of messages) {
+      if (this.cancelled) return;
       this.options.onMessage(message);
     }
+    const status = this.endStatus;
+    this.endStatus = undefined;
+    if (status !== undefined && !this.cancelled) this.options.onEnd(status);
   }
 
   /** The stream is gone: its status, or why it has none (grpc-js's wording). */
@@ -181,7 +221,8 @@ class RelayedStream implements UpstreamStream {
       if (status.code === grpc.status.UNAVAILABLE) members.markDown(memberId);
       void members.refresh();
     }
-    this.options.onEnd(status);
+    if (this.handOnScheduled) this.endStatus = status;
+    else this.options.onEnd(status);
   }
 
   private statusAtEnd(resetCode: number | undefined): grpc.StatusObject {

@@ -66,6 +66,7 @@ export function createWatchHub(members: MemberDirectory, metrics: GatewayMetrics
         logger,
         what: "watch",
         onMessage,
+        afterIo: true,
         onEnd: (status) =>
           onClose({ code: status.code, details: status.details, final: FINAL_CODES.has(status.code) }),
       });

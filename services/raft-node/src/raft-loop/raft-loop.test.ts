@@ -139,7 +139,7 @@ describe("raft loop", () => {
     }
   });
 
-  it("a leader sends the messages that only advance the commit index after applying what they commit", async () => {
+  it("a leader sends the messages that only advance the commit index after applying what they commit, at once when a follower proposed it", async () => {
     const { dir, storage, wal } = await bootstrapped([1n, 2n, 3n]);
     // Ticks far apart (the test campaigns itself): a heartbeat in the Ready that commits x would
     // make it more than commit news, and such a Ready is sent first.
@@ -162,28 +162,32 @@ describe("raft loop", () => {
     const loop: RaftLoop = new RaftLoop(
       config,
       { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
-      testHost({
-        send: (messages) => {
-          for (const m of messages) {
-            if (m.to === 2n && m.type === MessageType.MsgApp) {
-              commitsTo2.push(m.commit);
-              if (m.entries.length === 0) events.push(`commit ${m.commit}`);
+      {
+        ...testHost({
+          send: (messages) => {
+            for (const m of messages) {
+              if (m.to === 2n && m.type === MessageType.MsgApp) {
+                commitsTo2.push(m.commit);
+                if (m.entries.length === 0) events.push(`commit ${m.commit}`);
+              }
+              if (m.to === 2n) answer(m);
             }
-            if (m.to === 2n) answer(m);
-          }
-        },
-        appliedIndex: () => applied,
-        async applyCommitted(entries) {
-          for (const e of entries) {
-            if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
-            else if (e.data.length > 0) events.push(`apply ${e.index}`);
-            applied = e.index;
-          }
-        },
-        fatal: (err) => {
-          failure = err;
-        },
-      }),
+          },
+          appliedIndex: () => applied,
+          async applyCommitted(entries) {
+            for (const e of entries) {
+              if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+              else if (e.data.length > 0) events.push(`apply ${e.index}`);
+              applied = e.index;
+            }
+          },
+          fatal: (err) => {
+            failure = err;
+          },
+        }),
+        // "f" stands for an entry a follower proposed (member.ts reads the envelope's proposer).
+        proposedElsewhere: (entries) => entries.some((e) => e.data.length > 0 && e.data[0] === 0x66),
+      },
       quiet,
     );
     try {
@@ -201,6 +205,15 @@ describe("raft loop", () => {
       assert.ok(
         events.indexOf(`apply ${x}`) < events.indexOf(`commit ${x}`),
         `applied before the commit-only message went out: ${events.join(", ")}`,
+      );
+      // A follower's client waits for this news, not for the leader's apply.
+      loop.propose(Buffer.from("f"));
+      await until("f applied and its commit sent", () =>
+        [`commit ${x + 1}`, `apply ${x + 1}`].every((e) => events.includes(e)),
+      );
+      assert.ok(
+        events.indexOf(`commit ${x + 1}`) < events.indexOf(`apply ${x + 1}`),
+        `a follower's entry's commit-only message went out before the leader's apply: ${events.join(", ")}`,
       );
       assert.deepEqual(
         commitsTo2,

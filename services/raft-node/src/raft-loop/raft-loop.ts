@@ -27,7 +27,11 @@
 // at 1 client and cost the leader a turn of the event loop per write): the proposer's answer does
 // not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
 // peer's order, so while such messages are held every later send queues behind them, and the
-// apply in flight (which the next hold waits for) settles only once they are sent.
+// apply in flight (which the next hold waits for) settles only once they are sent. Not when a
+// follower proposed one of the entries (host.proposedElsewhere): its client is answered only
+// once that follower has the news and has applied, so the news goes at once, as etcd's leader
+// sends it, instead of after the leader's own apply (the bench's direct rows spread their
+// connections over the members, so 6 puts in 10 there are a follower's).
 //
 // Read traffic does not wait for the Ready loop (`flushReadTraffic`): while a Ready's WAL write
 // or apply is awaited, the heartbeat round of new ReadIndex requests, followers' heartbeat
@@ -92,6 +96,12 @@ export interface RaftLoopHost {
   persisted?(entries: readonly Entry[], startedAt: number): void;
   /** Tracing only: entries Raft reports committed, about to be applied. */
   committed?(entries: readonly Entry[]): void;
+  /**
+   * Whether another member proposed one of these committed entries (its client waits there for
+   * it to be applied): the leader's commit news is then what that answer waits for, and is not
+   * held behind this member's apply (see the header). Absent: none ever is.
+   */
+  proposedElsewhere?(entries: readonly Entry[]): boolean;
 }
 
 export interface RaftLoopParts {
@@ -344,7 +354,11 @@ export class RaftLoop {
     // (a removed member stops only once it applies its own removal).
     const committedConfChange = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
     const holdForApply =
-      sendFirst && rd.committedEntries.length > 0 && !committedConfChange && onlyCommitNews(rd.messages);
+      sendFirst &&
+      rd.committedEntries.length > 0 &&
+      !committedConfChange &&
+      onlyCommitNews(rd.messages) &&
+      this.host.proposedElsewhere?.(rd.committedEntries) !== true;
     if (sendFirst && !holdForApply) this.send(rd.messages);
     if (rd.entries.length > 0 && stageTimeline !== undefined) {
       stageTimeline.mark(sendFirst ? "msgapp.sent" : "ready.entries");
