@@ -26,6 +26,8 @@
 export const ENVELOPE_VERSION = 1;
 export const ENVELOPE_VERSION_WITH_CALLER = 2;
 export const ENVELOPE_HEADER_BYTES = 18;
+/** Where the proposer's member ID sits in the header (see the layout above). */
+const PROPOSER_AT = 2;
 const TRACED = 0x80;
 /** Trace ID, span ID, flags: telemetry's SPAN_CONTEXT_BYTES. */
 export const ENVELOPE_TRACE_BYTES = 25;
@@ -113,7 +115,7 @@ export function encodeEnvelope(
     (name === undefined ? ENVELOPE_VERSION : ENVELOPE_VERSION_WITH_CALLER) |
     (trace === undefined ? 0 : TRACED);
   out[1] = kind;
-  out.writeBigUInt64BE(proposer, 2);
+  out.writeBigUInt64BE(proposer, PROPOSER_AT);
   out.writeUInt32BE(Math.floor(seq / TWO_32), 10);
   out.writeUInt32BE(seq % TWO_32, 14);
   if (trace !== undefined) out.set(trace, ENVELOPE_HEADER_BYTES);
@@ -140,7 +142,7 @@ export function envelopeTrace(data: Uint8Array): Uint8Array | undefined {
  */
 export function envelopeProposer(data: Uint8Array): bigint | undefined {
   if (data.length < ENVELOPE_HEADER_BYTES) return undefined;
-  return new DataView(data.buffer, data.byteOffset, ENVELOPE_HEADER_BYTES).getBigUint64(2);
+  return new DataView(data.buffer, data.byteOffset, ENVELOPE_HEADER_BYTES).getBigUint64(PROPOSER_AT);
 }
 
 export function decodeEnvelope(bytes: Uint8Array): EntryEnvelope {
@@ -155,7 +157,7 @@ export function decodeEnvelope(bytes: Uint8Array): EntryEnvelope {
   const kind = bytes[1]!;
   if (!KINDS.has(kind)) throw new EnvelopeFormatError(`unknown entry kind ${kind}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const proposer = view.getBigUint64(2);
+  const proposer = view.getBigUint64(PROPOSER_AT);
   const seq = view.getUint32(10) * TWO_32 + view.getUint32(14);
   const at = ENVELOPE_HEADER_BYTES + (traced ? ENVELOPE_TRACE_BYTES : 0);
   if (bytes.length < at) throw new EnvelopeFormatError("entry too short for its trace context");
