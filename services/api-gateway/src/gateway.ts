@@ -164,11 +164,7 @@ export class Gateway {
       PUBLISHED_KEYS_REFRESH_MS,
     );
     void publishedKeys.refetch().catch(() => {});
-    // Started before its members answered: list as soon as they are known.
-    tracker.onChange(() => {
-      if (!publishedKeys.listed && tracker.peerUrls().length > 0)
-        void publishedKeys.refetch().catch(() => {});
-    });
+    publishedKeys.listWhenMembersKnown((listener) => tracker.onChange(listener));
     const tokenGate = new TokenGate(publishedKeys, ({ method, reason, client, trace }) => {
       metrics.tokensRefused.labels(reason).inc();
       logger.warn({ method, reason, client, ...traceLogFields(trace) }, "refused an invalid auth token");

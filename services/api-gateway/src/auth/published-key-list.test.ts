@@ -66,6 +66,49 @@ describe("PublishedKeyList", () => {
     assert.deepEqual(warnings, []);
   });
 
+  it("lists on the first member change that names a member, unasked; not again after", async () => {
+    let calls = 0;
+    const server = new grpc.Server();
+    server.addService(authBackend.AuthBackendService, {
+      listSigningKeys: (
+        _call: grpc.ServerUnaryCall<unknown, unknown>,
+        done: grpc.sendUnaryData<authBackend.SigningKeySet>,
+      ) => {
+        calls++;
+        done(null, { keys: [es256("k2")] });
+      },
+    });
+    const address = await bindLoopback(server);
+    closers.push(() => server.forceShutdown());
+
+    let peerUrls: string[] = [];
+    const listeners: (() => void)[] = [];
+    const { logger } = recordingLogger();
+    const list = new PublishedKeyList(() => peerUrls, undefined, logger, 60_000);
+    closers.push(() => list.close());
+    list.listWhenMembersKnown((listener) => listeners.push(listener));
+    assert.equal(listeners.length, 1);
+
+    // A change that still names no member (the probe found none yet): nothing to ask.
+    for (const listener of listeners) listener();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(calls, 0);
+
+    // The members answered the probe: their keys are listed before any token names one.
+    peerUrls = [`http://${address}`];
+    for (const listener of listeners) listener();
+    const deadline = Date.now() + 5_000;
+    while (!list.listed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(list.listed, true);
+    assert.ok(list.keys.has("k2"));
+    assert.equal(calls, 1);
+
+    // Later member changes (a leader change, a member added) do not list again: the period does.
+    for (const listener of listeners) listener();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(calls, 1);
+  });
+
   it("a list no member answered is reported once and backed off from", async () => {
     // A port nothing listens on: bind a server, note its address, shut it down.
     const server = new grpc.Server();

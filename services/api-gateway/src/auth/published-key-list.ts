@@ -52,6 +52,17 @@ export class PublishedKeyList {
     this.clients.clear();
   }
 
+  /**
+   * Lists as soon as members are known, for a gateway started before its members answered:
+   * `onMembersChange` registers a listener the member list calls on each change. Once a list was
+   * read, the period and unknown-key refetches keep it current.
+   */
+  listWhenMembersKnown(onMembersChange: (listener: () => void) => void): void {
+    onMembersChange(() => {
+      if (!this.everListed && this.peerUrls().length > 0) void this.refetch().catch(() => {});
+    });
+  }
+
   /** Whether a list has been read from a member yet. */
   get listed(): boolean {
     return this.everListed;
