@@ -29,7 +29,21 @@ import { fileURLToPath } from "node:url";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { freePorts } from "@etcd-ts/testing";
 import { GOLOAD_BIN, GOLOAD_DIR, type GoloadResult, type GoloadRun, startGoload } from "../goload.js";
-import { processTree, rssKiB, type ThreadStat, threadStats, totalCpuSeconds } from "../proc-cpu.js";
+import { processTree, rssKiB, threadStats, totalCpuSeconds } from "../proc-cpu.js";
+import {
+  type Cell,
+  catchupRatio,
+  catchupText,
+  cellPlan,
+  cellText,
+  fmtMs,
+  fmtOps,
+  membersText,
+  mergeRounds,
+  ratio,
+  threadDelta,
+  withFirst,
+} from "./cells.js";
 
 // Both bench/src/compare/run.ts (tsx) and bench/dist/compare/run.js sit three levels down.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -553,32 +567,6 @@ async function waitHealthy(endpoints: string[], what: string): Promise<void> {
 
 // ---------------------------------------------------------------- load
 
-/** A cell: goload's result and the servers' CPU per successful op (µs, from /proc). */
-type Cell =
-  | {
-      result: GoloadResult;
-      server_cpu_us_per_op?: number;
-      /** Watch rows: server CPU over the puts alone (server_cpu_us_per_op counts the creates too). */
-      server_cpu_us_per_put?: number;
-      /**
-       * Direct targets (etcd, members): each member's CPU per call, the leader first (the
-       * endpoint goload's first connection uses), with its busiest thread's share (ours: the
-       * event loop's) and the time its threads waited for a core (run queue, schedstat): where
-       * a cell's server CPU went, and whether the members waited for the machine.
-       */
-      members?: {
-        role: "leader" | "follower";
-        cpu_us: number;
-        top_thread_us: number;
-        run_queue_us: number;
-      }[];
-      /** The unmeasured warm-up before it (--warmup-s): that it ran, and how many calls it made. */
-      warmup?:
-        | { ok: number; elapsed_s: number; ops_per_s: number; p50_ms: number | null }
-        | { error: string };
-    }
-  | { error: string };
-
 /** One cell: goload's result, or what went wrong (the table shows ERROR, the JSON the reason). */
 async function goload(
   args: string[],
@@ -862,8 +850,6 @@ function rangeFullTable(cells: Partial<Record<Target, RangeFullCell>>, keys: num
 // ---------------------------------------------------------------- restart
 
 const RESTART_TIMEOUT_MS = 300_000;
-/** The warm-up of a single-client cell (its call count at most), when --warmup-s is not 0. */
-const SINGLE_CLIENT_WARMUP_S = 8;
 
 type RestartResult = { seconds: number; revision: number; rss_mib: number | null } | { error: string };
 
@@ -991,9 +977,7 @@ type DefragResult =
  */
 async function leaderFirst(c: Cluster, endpoints: string[]): Promise<string[]> {
   const leader = await c.members.leader(5_000);
-  const i = leader === undefined ? -1 : c.members.members.indexOf(leader);
-  if (i <= 0) return endpoints;
-  return [endpoints[i]!, ...endpoints.filter((_, j) => j !== i)];
+  return withFirst(endpoints, leader === undefined ? -1 : c.members.members.indexOf(leader));
 }
 
 /** Status's sizes of one member (etcdctl endpoint status), or null. */
@@ -1138,166 +1122,8 @@ function defragRatios(ours: DefragResult | undefined, etcd: DefragResult | undef
 }
 
 /** A direct cell's per-member CPU (Cell.members): leader first, "l cpu/top thread/run queue". */
-function membersText(cell: Cell): string {
-  if ("error" in cell || cell.members === undefined) return "";
-  const each = cell.members.map((m) => `${m.role[0]} ${m.cpu_us}/${m.top_thread_us}/${m.run_queue_us}`);
-  return ` {${each.join(", ")} us per call: cpu/top thread/run queue}`;
-}
-
-/** A process's CPU, its busiest thread's and its threads' run-queue wait between two reads (s). */
-function threadDelta(before: readonly ThreadStat[], after: readonly ThreadStat[]) {
-  const earlier = new Map(before.map((t) => [t.tid, t]));
-  let cpu = 0;
-  let top = 0;
-  let runQueue = 0;
-  for (const t of after) {
-    const b = earlier.get(t.tid);
-    const used = t.cpuSeconds - (b?.cpuSeconds ?? 0);
-    cpu += used;
-    top = Math.max(top, used);
-    runQueue += t.runQueueSeconds - (b?.runQueueSeconds ?? 0);
-  }
-  return { cpu, top, runQueue };
-}
-
-/**
- * One cell from its --cell-rounds rounds: calls, errors and time summed (ops/s over the whole),
- * latency percentiles the median of the rounds' (goload reports no histogram), server and client
- * CPU per call over every round; `rounds` keeps each round's own result. A failed round fails
- * the cell.
- */
-function mergeRounds(cells: Cell[]): Cell {
-  const failed = cells.find((c) => "error" in c);
-  if (failed !== undefined) return failed;
-  const done = cells as Extract<Cell, { result: GoloadResult }>[];
-  const results = done.map((c) => c.result);
-  const sum = (f: (r: GoloadResult) => number) => results.reduce((a, r) => a + f(r), 0);
-  const median = (xs: (number | null | undefined)[]) => {
-    const known = xs.filter((x): x is number => typeof x === "number").sort((a, b) => a - b);
-    return known.length === 0 ? null : known[Math.floor(known.length / 2)]!;
-  };
-  const ok = sum((r) => r.ok);
-  const elapsed = sum((r) => r.elapsed_s);
-  const cpuUs = done.reduce((a, c) => a + (c.server_cpu_us_per_op ?? 0) * c.result.ok, 0);
-  const first = results[0]!;
-  return {
-    result: {
-      ...first,
-      ok,
-      errors: sum((r) => r.errors),
-      total: sum((r) => Number(r.total ?? r.ok)),
-      elapsed_s: +elapsed.toFixed(3),
-      ops_per_s: elapsed > 0 ? +(ok / elapsed).toFixed(1) : 0,
-      timed_out: results.some((r) => r.timed_out === true),
-      latency_ms: {
-        p50: median(results.map((r) => r.latency_ms.p50)),
-        p90: median(results.map((r) => r.latency_ms.p90)),
-        p99: median(results.map((r) => r.latency_ms.p99)),
-      },
-      client_cpu: {
-        us_per_op: ok > 0 ? Math.round(sum((r) => r.client_cpu.us_per_op * r.ok) / ok) : 0,
-        pct_of_machine: median(results.map((r) => r.client_cpu.pct_of_machine)) ?? 0,
-      },
-      label: String(first.label ?? "").replace(/\/round-1$/, ""),
-      rounds: results,
-    },
-    ...(done.every((c) => c.server_cpu_us_per_op !== undefined) && ok > 0
-      ? { server_cpu_us_per_op: Math.round(cpuUs / ok) }
-      : {}),
-    ...(done[0]!.warmup === undefined ? {} : { warmup: done[0]!.warmup }),
-    ...(ok > 0 && done.every((c) => c.members?.length === done[0]!.members?.length && c.members !== undefined)
-      ? {
-          members: done[0]!.members!.map((m, k) => {
-            const per = (f: (x: typeof m) => number) =>
-              Math.round(done.reduce((a, c) => a + f(c.members![k]!) * c.result.ok, 0) / ok);
-            return {
-              role: m.role,
-              cpu_us: per((x) => x.cpu_us),
-              top_thread_us: per((x) => x.top_thread_us),
-              run_queue_us: per((x) => x.run_queue_us),
-            };
-          }),
-        }
-      : {}),
-  };
-}
 
 // ---------------------------------------------------------------- output
-
-const fmtOps = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(1));
-const fmtMs = (x: number | null) => (x === null ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(0));
-
-function cellText(c: Cell | undefined, watch: boolean): string {
-  if (c === undefined) return "-";
-  if ("error" in c) return "ERROR";
-  const r = c.result;
-  const errs = r.errors > 0 ? ` ${r.errors}err` : "";
-  const cut = r.timed_out ? " (cut)" : "";
-  const lat = `${fmtMs(r.latency_ms.p50)}/${fmtMs(r.latency_ms.p99)}`;
-  if (watch) {
-    // Watch rows: sent->all p50/p99 (the ratio's measure: from the put's send to the last
-    // watcher's event), then ack->all p50/p99 (from the put's answer: the fan-out alone, but
-    // it rewards a slow answer: an event that beats the ack counts 0).
-    const sent = sendToAll(r);
-    return `${fmtMs(sent.p50)}/${fmtMs(sent.p99)} ms, ack->all ${lat} (${fmtOps(r.ops_per_s)} put/s)${errs}${cut}`;
-  }
-  return `${fmtOps(r.ops_per_s)} (${lat})${errs}${cut}${bgPutText(r)}`;
-}
-
-/** The writers beside a cell's calls (Scenario.bgPut): puts/s (p50/p99 ms). */
-function bgPutText(r: GoloadResult): string {
-  const bg = r.bg_put as
-    | { ops_per_s: number; errors: number; latency_ms: { p50: number | null; p99: number | null } }
-    | undefined;
-  if (bg === undefined) return "";
-  const errs = bg.errors > 0 ? ` ${bg.errors}err` : "";
-  return ` + put ${fmtOps(bg.ops_per_s)} (${fmtMs(bg.latency_ms.p50)}/${fmtMs(bg.latency_ms.p99)})${errs}`;
-}
-
-/** A watch cell's put-sent -> last watcher latencies (goload's send_to_all_ms). */
-function sendToAll(r: GoloadResult): { p50: number | null; p99: number | null } {
-  const s = r.send_to_all_ms as { p50?: number | null; p99?: number | null } | undefined;
-  return { p50: s?.p50 ?? null, p99: s?.p99 ?? null };
-}
-
-function ratio(a: Cell | undefined, b: Cell | undefined, watch: boolean): string {
-  if (!a || !b || "error" in a || "error" in b) return "-";
-  if (watch) {
-    // Latency scenario: how many times etcd's p50 put-sent -> all-watchers latency ours takes
-    // (lower is better). Not ack->all: there the side with the slower put answer looks faster.
-    const x = sendToAll(a.result).p50;
-    const y = sendToAll(b.result).p50;
-    return x !== null && y !== null && y > 0 ? `${(x / y).toFixed(2)}x lat` : "-";
-  }
-  return b.result.ops_per_s > 0 ? (a.result.ops_per_s / b.result.ops_per_s).toFixed(2) : "-";
-}
-
-/** A catch-up cell: ms to the first event of the sparse watch (a scan of all history), to the dense watch's head. */
-function catchupText(c: Cell | undefined): string {
-  if (c === undefined) return "-";
-  if ("error" in c) return "ERROR";
-  const r = c.result;
-  const errs = r.errors > 0 ? ` ${r.errors}err` : "";
-  // A watch that did not reach the head in time reports its timeout, a lower bound.
-  const head = `${r.dense_head_timed_out === true ? ">" : ""}${fmtMs(r.dense_head_ms as number)}`;
-  return `first ${fmtMs(r.sparse_first_event_ms as number)} / head ${head} ms${errs}`;
-}
-
-/** How many times faster than `b` (b's time / a's time, >1 is better): first event / head. */
-function catchupRatio(a: Cell | undefined, b: Cell | undefined): string {
-  if (!a || !b || "error" in a || "error" in b) return "-";
-  const x = (field: string) => {
-    const ours = a.result[field] as number;
-    const theirs = b.result[field] as number;
-    return ours > 0 ? (theirs / ours).toFixed(2) : "-";
-  };
-  // A timed-out head is a lower bound of that side's time: the ratio is a bound too.
-  const ourBound = a.result.dense_head_timed_out === true;
-  const theirBound = b.result.dense_head_timed_out === true;
-  const head =
-    ourBound && theirBound ? "-" : `${theirBound ? ">" : ourBound ? "<" : ""}${x("dense_head_ms")}`;
-  return `${x("sparse_first_event_ms")}/${head}`;
-}
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -1386,9 +1212,7 @@ async function main(): Promise<void> {
     // target of a run measures a machine nobody loaded yet): with --cell-rounds its calls are
     // split into rounds, each round's targets in turn starting one later, as cpu-per-op
     // alternates builds.
-    const closedLoop = s.watchers === undefined && s.op !== "watch-catchup";
-    // (Not the rows with writers beside: those report the writers of the whole cell.)
-    const rounds = closedLoop && s.clients === 1 && s.bgPut === undefined ? opts.cellRounds : 1;
+    const { rounds, warmupS } = cellPlan(s, opts);
     const parts: Partial<Record<Target, Cell[]>> = {};
     for (let round = 0; round < rounds; round++) {
       for (const t of order.map((_, k) => order[(k + round) % order.length]!)) {
@@ -1414,14 +1238,8 @@ async function main(): Promise<void> {
             String(Math.max(120, timeoutS / 2) * 1000),
           );
         let warmup: Extract<Cell, { result: GoloadResult }>["warmup"];
-        if (opts.warmupS > 0 && closedLoop && round === 0) {
-          // The same load for a moment first, unmeasured, for every target alike: a fresh Node
-          // process runs its first ~80,000 calls at 0.6-0.7x its steady rate (JIT), a Go one
-          // does not; without it a cell measured ours half warm (20-36k vs 40-43k serializable
-          // reads/s through the gateway).
-          // At one client 2 s is ~1,000 calls, and a fresh cluster's puts only settle after a few
-          // thousand (bench/README.md): single-client cells warm up for up to 8 s, all targets alike.
-          const warmS = s.clients === 1 ? Math.max(opts.warmupS, SINGLE_CLIENT_WARMUP_S) : opts.warmupS;
+        if (warmupS > 0 && round === 0) {
+          const warmS = warmupS;
           const warm = scenarioArgs(s, endpoints, cellTotal, warmS, `${s.name}/${t}/warmup`);
           const warmed = await goload([...warm, ...extra], (warmS + 60) * 1000);
           warmup =
@@ -1704,7 +1522,7 @@ async function main(): Promise<void> {
           defrag_mib: opts.defragMiB,
           gateway_workers: opts.gatewayWorkers,
           warmup_s: opts.warmupS,
-          single_client_warmup_s: opts.warmupS > 0 ? Math.max(opts.warmupS, SINGLE_CLIENT_WARMUP_S) : 0,
+          single_client_warmup_s: cellPlan({ op: "put", clients: 1 }, opts).warmupS,
           cell_rounds: opts.cellRounds,
         },
         scenarios: opts.scenarios.map((s) => ({ ...s, results: results[s.name] })),
