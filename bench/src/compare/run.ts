@@ -1239,9 +1239,8 @@ async function main(): Promise<void> {
           );
         let warmup: Extract<Cell, { result: GoloadResult }>["warmup"];
         if (warmupS > 0 && round === 0) {
-          const warmS = warmupS;
-          const warm = scenarioArgs(s, endpoints, cellTotal, warmS, `${s.name}/${t}/warmup`);
-          const warmed = await goload([...warm, ...extra], (warmS + 60) * 1000);
+          const warm = scenarioArgs(s, endpoints, cellTotal, warmupS, `${s.name}/${t}/warmup`);
+          const warmed = await goload([...warm, ...extra], (warmupS + 60) * 1000);
           warmup =
             "error" in warmed
               ? warmed
