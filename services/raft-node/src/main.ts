@@ -187,7 +187,7 @@ async function main(): Promise<void> {
     const revision = local.hashRevision;
     const mismatched = mismatchedPeers(
       { hash: local.hash, revision, compactRevision: local.compactRevision },
-      await peerHashes(peers, revision, requestTimeoutMs, dialTlsFrom(config.clientTls)),
+      await peerHashes(member, peers, revision, requestTimeoutMs, dialTlsFrom(config.peerTls)),
       logger,
     );
     if (mismatched.length > 0) {
@@ -217,7 +217,7 @@ async function main(): Promise<void> {
       member,
       config.corruptCheckIntervalMs,
       requestTimeoutMs,
-      dialTlsFrom(config.clientTls),
+      dialTlsFrom(config.peerTls),
       logger,
     );
     corruptCheck.start();

@@ -13,6 +13,7 @@ import type {
   CompactionRequest,
   Compare,
   DeleteRangeRequest,
+  HashKVResponse,
   KeyValue,
   PutRequest,
   RangeRequest,
@@ -93,6 +94,16 @@ export function apiHeader(h: ResponseHeader): etcdserverpb.ResponseHeader {
     memberId: h.memberId,
     revision: BigInt(h.revision),
     raftTerm: BigInt(h.raftTerm),
+  };
+}
+
+/** A HashKV answer as clients (Maintenance.HashKV) and peers (RaftPeer.HashKV) receive it. */
+export function apiHashKV(r: HashKVResponse, header: ResponseHeader): etcdserverpb.HashKVResponse {
+  return {
+    header: apiHeader(header),
+    hash: r.hash,
+    compactRevision: BigInt(r.compactRevision),
+    hashRevision: BigInt(r.hashRevision),
   };
 }
 

@@ -2,6 +2,7 @@
 
 export {
   alarmRequestFromApi,
+  apiHashKV,
   apiHeader,
   apiKeyValue,
   compactionRequestFromApi,

@@ -1,18 +1,20 @@
 // --experimental-initial-corrupt-check (etcd 3.4's CheckInitialHashKV): before a restarted
 // member joins Raft, its HashKV at its own revision is compared with every peer's at that
 // revision; a different hash at the same compacted revision means this member's data differs
-// from the cluster's, and it refuses to start. Peers that cannot answer (down, behind, compacted
-// further, or refusing the call once auth is on) are skipped with a warning, as in etcd.
+// from the cluster's, and it refuses to start. Peers that cannot answer (down, behind, or
+// compacted further) are skipped with a warning, as in etcd.
 //
-// etcd asks its peers over the peer port (/members/hashkv); ours talk gRPC there with no such
-// call, so peers are asked on their client URLs (Maintenance.HashKV), which answer the same.
+// Peers are asked on their peer URLs (RaftPeer.HashKV, where etcd serves /members/hashkv), not
+// on their client URLs: a client's Maintenance.HashKV is root's once auth is on, and the check
+// must work then too.
 
-import { etcdserverpb } from "@etcd-ts/api";
+import { type etcdserverpb, peer as peerApi } from "@etcd-ts/api";
 import { Metadata } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { formatId } from "../membership/member-id.js";
 import type { MemberInfo } from "../membership/members-table.js";
 import { grpcTarget } from "../transport/message-batching.js";
+import { CLUSTER_ID_HEADER, SERVER_FROM_HEADER } from "../transport/peer-transport.js";
 import { channelCredentialsFor, type DialTls } from "../transport/tls-credentials.js";
 
 export interface LocalHash {
@@ -63,11 +65,18 @@ export function mismatchedPeers(local: LocalHash, peers: readonly PeerHash[], lo
   return mismatched;
 }
 
+/** The member asking: a peer of another cluster refuses (its hash compares with nothing). */
+export interface HashAsker {
+  readonly clusterId: bigint;
+  readonly id: bigint;
+}
+
 /**
- * Each peer's HashKV at `revision`, asked on its first client URL within `timeoutMs` (https
- * dialled as `dial` says: the client side's certificate files, or auto-TLS).
+ * Each peer's HashKV at `revision`, asked on its first peer URL within `timeoutMs` (https
+ * dialled as `dial` says: the peer side's certificate files, or auto-TLS).
  */
 export async function peerHashes(
+  asker: HashAsker,
   peers: readonly MemberInfo[],
   revision: number,
   timeoutMs: number,
@@ -75,14 +84,17 @@ export async function peerHashes(
 ): Promise<PeerHash[]> {
   return Promise.all(
     peers.map(async (peer): Promise<PeerHash> => {
-      const url = peer.clientUrls[0];
-      if (url === undefined) return { id: peer.id, error: "the peer has published no client URL" };
-      const client = new etcdserverpb.MaintenanceClient(grpcTarget(url), channelCredentialsFor(url, dial));
+      const url = peer.peerUrls[0];
+      if (url === undefined) return { id: peer.id, error: "the peer has no peer URL" };
+      const client = new peerApi.RaftPeerClient(grpcTarget(url), channelCredentialsFor(url, dial));
+      const headers = new Metadata();
+      headers.set(SERVER_FROM_HEADER, formatId(asker.id));
+      headers.set(CLUSTER_ID_HEADER, formatId(asker.clusterId));
       try {
         const res = await new Promise<etcdserverpb.HashKVResponse>((resolve, reject) =>
           client.hashKv(
             { revision: BigInt(revision) },
-            new Metadata(),
+            headers,
             { deadline: Date.now() + timeoutMs },
             (err, r) => (err ? reject(err) : resolve(r)),
           ),

@@ -96,7 +96,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from "../mvcc/mod.js";
-import { apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
+import { apiHashKV, apiHeader, appliedInMetaRows, META_COLUMN } from "../mvcc/mod.js";
 import { RaftLoop } from "../raft-loop/raft-loop.js";
 import { importStateImage, type RowBlock, writeStateImage } from "../raft-loop/state-image.js";
 import {
@@ -1264,6 +1264,10 @@ export class Member implements EtcdServer {
           isLearner: m.isLearner,
         })),
       }),
+      hashKV: async (revision: number) => {
+        const res = await member.hashKV(revision);
+        return apiHashKV(res, member.header(res.header?.revision));
+      },
       reportUnreachable(id: bigint) {
         member.raft.reportUnreachable(id);
       },

@@ -59,6 +59,7 @@ export function corruptionEvidence(
 /** What the check asks of the member. */
 export interface CorruptCheckHost {
   readonly id: bigint;
+  readonly clusterId: bigint;
   readonly isLeader: boolean;
   hashKV(revision: number): Promise<{ hash: number; hashRevision: number; compactRevision: number }>;
   members(): MemberInfo[];
@@ -106,7 +107,7 @@ export class PeriodicCorruptCheck {
   async check(): Promise<string[]> {
     const first = asLocal(await this.host.hashKV(0));
     const peers = this.host.members().filter((m) => m.id !== this.host.id);
-    const answers = await peerHashes(peers, first.revision, this.timeoutMs, this.dial);
+    const answers = await peerHashes(this.host, peers, first.revision, this.timeoutMs, this.dial);
     for (const a of answers) {
       if ("error" in a) {
         this.logger.warn(

@@ -1,7 +1,7 @@
 // Data altered at rest on one member of three, found as etcd 3.4 finds it:
 // - --experimental-initial-corrupt-check, as etcd's TestEtcdCorruptHash: the member whose stored
 //   values were altered offline refuses to start with etcd's message; with its data intact it
-//   starts (the check passes).
+//   starts (the check passes). Auth is on: the peers answer on their peer port all the same.
 // - --experimental-corrupt-check-time, as etcd 3.4's periodic check: with every member's data
 //   intact the leader's checks pass and no alarm is raised; once one byte of one stored value is
 //   flipped at rest on a follower, the leader's next check sees the follower's HashKV differ and
@@ -42,7 +42,7 @@ describe("--experimental-initial-corrupt-check", {
 }, () => {
   const suite = suiteWithKeys("--experimental-initial-corrupt-check", (i) => `v${i}`);
 
-  it("refuses to start a member whose data differs from its peers', as etcd", async () => {
+  it("refuses to start a member whose data differs from its peers', as etcd, with auth on", async () => {
     const cluster = suite();
     // Every member has applied every put (bounded wait).
     for (let attempt = 0; ; attempt++) {
@@ -59,11 +59,22 @@ describe("--experimental-initial-corrupt-check", {
     const m = cluster.members[0]!;
     const status = await etcdctl(addressOf(m), ["endpoint", "status", "-w", "json"]);
     const id = BigInt(/"member_id":(\d+)/.exec(status)![1]!);
+    // Auth on: a client's Maintenance.HashKV is root's now, and the check holds no credentials;
+    // it asks its peers on their peer port as etcd does, so it still sees them.
+    const eps = cluster.members.map(addressOf).join(",");
+    for (const args of [
+      ["user", "add", "root:root-password"],
+      ["role", "add", "root"],
+      ["user", "grant-role", "root", "root"],
+      ["auth", "enable"],
+    ])
+      await etcdctl(eps, args);
 
-    // Intact: the check passes and the member serves.
+    // Intact: the check passes, having heard both peers, and the member serves.
     await cluster.stop(m);
     assert.equal(await cluster.startUntilServingOrExit(m), "ready");
     assert.match(m.output, /initial corruption checking passed/);
+    assert.doesNotMatch(m.output, /cannot fetch hash from remote peer/);
     await cluster.stop(m);
 
     await corruptValues(m.dataDir);

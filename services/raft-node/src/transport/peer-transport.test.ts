@@ -56,6 +56,7 @@ function transportFor(
     receive: (messages) => recorded.received.push(...messages),
     isRemoved: (id) => id === REMOVED,
     clusterInfo: () => ({ clusterId: CLUSTER, memberId, members: [] }),
+    hashKV: () => Promise.reject(new Error("no hashes in this test")),
     reportUnreachable: (id) => unreachable.push(id),
     reportSnapshot: () => {},
     writeSnapshotImage: () => Promise.reject(new Error("no snapshots in this test")),
@@ -336,6 +337,7 @@ describe("peer transport snapshots", () => {
       receive: () => {},
       isRemoved: () => false,
       clusterInfo: () => ({ clusterId: CLUSTER, memberId, members: [] }),
+      hashKV: () => Promise.reject(new Error("no hashes in this test")),
       reportUnreachable: () => {},
       reportSnapshot: (id, ok) => reports.push([id, ok]),
       writeSnapshotImage: async (path) => {

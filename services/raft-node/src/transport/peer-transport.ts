@@ -17,6 +17,8 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type CallStatus,
+  EtcdError,
+  type etcdserverpb,
   GrpcHttp2Server,
   peer,
   rejectionMessage,
@@ -55,6 +57,11 @@ export interface PeerTransportHandler {
   /** Members removed from the cluster may not talk to it any more. */
   isRemoved(memberId: bigint): boolean;
   clusterInfo(): peer.ClusterInfoResponse;
+  /**
+   * This member's HashKV at `revision` (0: its current one) for a peer's corruption check; throws
+   * etcd's errors (compacted, future revision).
+   */
+  hashKV(revision: number): Promise<etcdserverpb.HashKVResponse>;
   /** Raft's outbound failures. */
   reportUnreachable(memberId: bigint): void;
   reportSnapshot(memberId: bigint, ok: boolean): void;
@@ -84,6 +91,9 @@ const CLUSTER_INFO_PATH = peer.RaftPeerService.clusterInfo.path;
 const encodeSnapshotChunk = peer.RaftPeerService.snapshot.requestSerialize;
 const decodeSnapshotChunk = peer.RaftPeerService.snapshot.requestDeserialize;
 const encodeClusterInfo = peer.RaftPeerService.clusterInfo.responseSerialize;
+const HASH_KV_PATH = peer.RaftPeerService.hashKv.path;
+const decodeHashKVRequest = peer.RaftPeerService.hashKv.requestDeserialize;
+const encodeHashKV = peer.RaftPeerService.hashKv.responseSerialize;
 /** StreamClosed and SnapshotAccepted: empty messages, the answer a grpc-js client waits for. */
 const EMPTY_ANSWER = new Uint8Array(0);
 /** Bytes queued on one peer's stream beyond which messages are dropped (Raft resends). */
@@ -246,6 +256,7 @@ export class PeerTransport {
         kind: "unary",
         handle: (call) => call.finishWith(encodeClusterInfo(this.handler.clusterInfo()), { code: status.OK }),
       });
+      server.register(HASH_KV_PATH, { kind: "unary", handle: (call) => void this.serveHashKV(call) });
       alsoServe?.(server);
       this.servers.push(server);
       await server.listen(grpcTarget(url.toString()));
@@ -419,6 +430,29 @@ export class PeerTransport {
       return { code: status.FAILED_PRECONDITION, details: "message addressed to another member ID" };
     }
     return undefined;
+  }
+
+  /** A peer's corruption check: another cluster's hash compares with nothing, so it is refused. */
+  private async serveHashKV(call: ServerCall): Promise<void> {
+    const refused = this.callRefusal(call);
+    if (refused !== undefined) {
+      call.finish(refused);
+      return;
+    }
+    let answer: Uint8Array;
+    try {
+      const { revision } = decodeHashKVRequest(call.request as Buffer);
+      answer = encodeHashKV(await this.handler.hashKV(Number(revision)));
+    } catch (err) {
+      // etcd's own errors keep their code and message (the asking member logs them).
+      call.finish(
+        err instanceof EtcdError
+          ? { code: err.code, details: err.details }
+          : { code: status.UNKNOWN, details: err instanceof Error ? err.message : String(err) },
+      );
+      return;
+    }
+    if (!call.cancelled) call.finishWith(answer, { code: status.OK });
   }
 
   /**

@@ -3,7 +3,7 @@
 import type { EventEmitter } from "node:events";
 import { EtcdError, etcdserverpb, MessageParts, untranslatedAuthError } from "@etcd-ts/api";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { AlarmAction, AlarmType, alarmRequestFromApi, apiHeader } from "../mvcc/mod.js";
+import { AlarmAction, AlarmType, alarmRequestFromApi, apiHashKV, apiHeader } from "../mvcc/mod.js";
 import { type EtcdServer, SERVER_VERSION } from "../server/mod.js";
 import { SHA256_SIZE } from "../snapshot/mod.js";
 import { type CallIdentity, callerOf } from "./caller.js";
@@ -90,12 +90,7 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
       await checkAdmin(member, call);
       refuseLearner(member);
       const res = await member.hashKV(Number(req.revision));
-      return {
-        header: apiHeader(member.header(res.header?.revision)),
-        hash: res.hash,
-        compactRevision: BigInt(res.compactRevision),
-        hashRevision: BigInt(res.hashRevision),
-      };
+      return apiHashKV(res, member.header(res.header?.revision));
     }),
     moveLeader: unary(async (req: etcdserverpb.MoveLeaderRequest) => {
       refuseLearner(member);

@@ -17,7 +17,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Member } from "../etcdserverpb/rpc.js";
+import { HashKVRequest, HashKVResponse, Member } from "../etcdserverpb/rpc.js";
 
 export const protobufPackage = "etcdts.peer";
 
@@ -731,6 +731,23 @@ export const RaftPeerService = {
     responseSerialize: (value: ClusterInfoResponse): Buffer => Buffer.from(ClusterInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClusterInfoResponse => ClusterInfoResponse.decode(value),
   },
+  /**
+   * HashKV answers a peer's corruption check (--experimental-initial-corrupt-check,
+   * --experimental-corrupt-check-time) with this member's hash of its keys and values up to
+   * the revision asked (0: its current one), as etcd serves /members/hashkv on its peer port.
+   * On the peer port, not the client's Maintenance.HashKV: that is root's once auth is on, and
+   * a member holds no user's credentials; here the peer port's own TLS (its CA and
+   * --peer-cert-allowed-cn) decides who may ask. Errors are etcd's (compacted, future revision).
+   */
+  hashKv: {
+    path: "/etcdts.peer.RaftPeer/HashKV" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HashKVRequest): Buffer => Buffer.from(HashKVRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HashKVRequest => HashKVRequest.decode(value),
+    responseSerialize: (value: HashKVResponse): Buffer => Buffer.from(HashKVResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HashKVResponse => HashKVResponse.decode(value),
+  },
 } as const;
 
 export interface RaftPeerServer extends UntypedServiceImplementation {
@@ -759,6 +776,15 @@ export interface RaftPeerServer extends UntypedServiceImplementation {
    * peer URLs, and refuses to start if its configuration disagrees.
    */
   clusterInfo: handleUnaryCall<ClusterInfoRequest, ClusterInfoResponse>;
+  /**
+   * HashKV answers a peer's corruption check (--experimental-initial-corrupt-check,
+   * --experimental-corrupt-check-time) with this member's hash of its keys and values up to
+   * the revision asked (0: its current one), as etcd serves /members/hashkv on its peer port.
+   * On the peer port, not the client's Maintenance.HashKV: that is root's once auth is on, and
+   * a member holds no user's credentials; here the peer port's own TLS (its CA and
+   * --peer-cert-allowed-cn) decides who may ask. Errors are etcd's (compacted, future revision).
+   */
+  hashKv: handleUnaryCall<HashKVRequest, HashKVResponse>;
 }
 
 export interface RaftPeerClient extends Client {
@@ -828,6 +854,29 @@ export interface RaftPeerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClusterInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * HashKV answers a peer's corruption check (--experimental-initial-corrupt-check,
+   * --experimental-corrupt-check-time) with this member's hash of its keys and values up to
+   * the revision asked (0: its current one), as etcd serves /members/hashkv on its peer port.
+   * On the peer port, not the client's Maintenance.HashKV: that is root's once auth is on, and
+   * a member holds no user's credentials; here the peer port's own TLS (its CA and
+   * --peer-cert-allowed-cn) decides who may ask. Errors are etcd's (compacted, future revision).
+   */
+  hashKv(
+    request: HashKVRequest,
+    callback: (error: ServiceError | null, response: HashKVResponse) => void,
+  ): ClientUnaryCall;
+  hashKv(
+    request: HashKVRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HashKVResponse) => void,
+  ): ClientUnaryCall;
+  hashKv(
+    request: HashKVRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HashKVResponse) => void,
   ): ClientUnaryCall;
 }
 
