@@ -700,15 +700,32 @@ export class Member implements EtcdServer {
     return this.leaseIds.next();
   }
 
-  async leaseGrant(grant: { ID: bigint; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied> {
+  async leaseGrant(
+    grant: { ID: bigint; TTL: number },
+    raw?: Uint8Array,
+    trace?: TraceContext,
+  ): Promise<LeaseGrantApplied> {
     const payload =
       raw ?? etcdserverpb.LeaseGrantRequest.encode({ ID: grant.ID, TTL: BigInt(grant.TTL) }).finish();
-    return (await this.propose(EntryKind.LeaseGrant, payload, undefined)) as LeaseGrantApplied;
+    return (await this.propose(
+      EntryKind.LeaseGrant,
+      payload,
+      undefined,
+      undefined,
+      trace,
+    )) as LeaseGrantApplied;
   }
 
-  async leaseRevoke(id: bigint, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }> {
+  async leaseRevoke(
+    id: bigint,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<{ revision: number }> {
     const payload = raw ?? etcdserverpb.LeaseRevokeRequest.encode({ ID: id }).finish();
-    return (await this.propose(EntryKind.LeaseRevoke, payload, undefined, caller)) as { revision: number };
+    return (await this.propose(EntryKind.LeaseRevoke, payload, undefined, caller, trace)) as {
+      revision: number;
+    };
   }
 
   leaseExists(id: bigint): boolean {
@@ -876,7 +893,12 @@ export class Member implements EtcdServer {
   }
 
   /** An auth change or read through Raft; passwords are hashed here, before proposing. */
-  async authCall(method: AuthMethod, request: Record<string, unknown>, caller?: AuthInfo): Promise<unknown> {
+  async authCall(
+    method: AuthMethod,
+    request: Record<string, unknown>,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<unknown> {
     const [kind, encode] = AUTH_METHODS[method];
     let message = request;
     if (method === "userAdd") {
@@ -891,7 +913,7 @@ export class Member implements EtcdServer {
       const hashed = (await hashPassword(r.password, this.config.bcryptCost)).toString("latin1");
       message = { ...r, password: "", hashedPassword: hashed };
     }
-    return this.propose(kind, encode(message), undefined, caller);
+    return this.propose(kind, encode(message), undefined, caller, trace);
   }
 
   // ---- cluster ------------------------------------------------------------------------------------

@@ -106,8 +106,17 @@ export interface LeaseApi {
   /** A fresh lease ID for a grant without one. */
   nextLeaseId(): bigint;
   /** `TTL` in seconds; a client's int64 beyond etcd's MaxLeaseTTL keeps its order as a number. */
-  leaseGrant(grant: { ID: bigint; TTL: number }, raw?: Uint8Array): Promise<LeaseGrantApplied>;
-  leaseRevoke(id: bigint, raw?: Uint8Array, caller?: AuthInfo): Promise<{ revision: number }>;
+  leaseGrant(
+    grant: { ID: bigint; TTL: number },
+    raw?: Uint8Array,
+    trace?: TraceContext,
+  ): Promise<LeaseGrantApplied>;
+  leaseRevoke(
+    id: bigint,
+    raw?: Uint8Array,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<{ revision: number }>;
   leaseExists(id: bigint): boolean;
   leaseTimeToLive(id: bigint, keys: boolean): LeaseTimeToLive;
   leases(): bigint[];
@@ -184,7 +193,12 @@ export interface AuthApi {
   /** Checks the password (off the apply path) and returns a new token. */
   authenticate(name: string, password: string): Promise<string>;
   /** Proposes an auth call; resolves with what its apply answered (roles, users, perm...). */
-  authCall(method: AuthMethod, request: Record<string, unknown>, caller?: AuthInfo): Promise<unknown>;
+  authCall(
+    method: AuthMethod,
+    request: Record<string, unknown>,
+    caller?: AuthInfo,
+    trace?: TraceContext,
+  ): Promise<unknown>;
 }
 
 /** Everything v3rpc uses: the server as its RPC handlers see it. */

@@ -14,7 +14,7 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
   const through = (method: AuthMethod) =>
     unary(async (req: Record<string, unknown>, call: UnaryCall<Record<string, unknown>>) => {
       const caller = await callerOf(member, call);
-      const res = (await member.authCall(method, req, caller)) as Record<string, unknown>;
+      const res = (await member.authCall(method, req, caller, call.traceContext)) as Record<string, unknown>;
       return { ...res, header: apiHeader(member.header()) };
     });
   return {
@@ -41,7 +41,12 @@ export function authService(member: EtcdServer): UntypedServiceImplementation {
     roleGrantPermission: unary(async (req: etcdserverpb.AuthRoleGrantPermissionRequest, call) => {
       if (req.perm === undefined) throw new EtcdError("PermissionNotGiven");
       const caller = await callerOf(member, call);
-      await member.authCall("roleGrantPermission", req as unknown as Record<string, unknown>, caller);
+      await member.authCall(
+        "roleGrantPermission",
+        req as unknown as Record<string, unknown>,
+        caller,
+        call.traceContext,
+      );
       return { header: apiHeader(member.header()) };
     }),
     roleRevokePermission: through("roleRevokePermission"),

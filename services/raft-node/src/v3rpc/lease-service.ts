@@ -43,13 +43,22 @@ export function leaseService(member: EtcdServer, leader: LeaderClients): etcdser
       // even where no permission is checked.
       await callerOf(member, call);
       // A grant without an ID gets one here, so the client's bytes are not what is proposed.
-      const applied = await member.leaseGrant(grant, req.ID === 0n ? undefined : requestBytes(call));
+      const applied = await member.leaseGrant(
+        grant,
+        req.ID === 0n ? undefined : requestBytes(call),
+        call.traceContext,
+      );
       return { header: apiHeader(member.header()), ID: applied.id, TTL: BigInt(applied.ttl), error: "" };
     }),
     leaseRevoke: unary(async (req: etcdserverpb.LeaseRevokeRequest, call) => {
       refuseLearner(member);
       if (!member.leaseExists(req.ID)) throw new EtcdError("LeaseNotFound");
-      const applied = await member.leaseRevoke(req.ID, requestBytes(call), await callerOf(member, call));
+      const applied = await member.leaseRevoke(
+        req.ID,
+        requestBytes(call),
+        await callerOf(member, call),
+        call.traceContext,
+      );
       return { header: apiHeader(member.header(applied.revision)) };
     }),
     leaseTimeToLive: unary(async (req: etcdserverpb.LeaseTimeToLiveRequest) => {

@@ -132,6 +132,61 @@ describe("tracing across gateway and members", { timeout: 180_000 }, () => {
     );
   });
 
+  test("a LeaseGrant and a user change are traced down to their proposals and applies", async () => {
+    const client = new grpc.Client(stack.gatewayAddr, grpc.credentials.createInsecure());
+    // Each call with a traceparent of its own: the trace id names the call.
+    const call = async (path: string, body: Buffer): Promise<string> => {
+      const traceId = randomBytes(16).toString("hex");
+      const metadata = new grpc.Metadata();
+      metadata.set("traceparent", `00-${traceId}-${randomBytes(8).toString("hex")}-01`);
+      await new Promise<Buffer>((resolve, reject) =>
+        client.makeUnaryRequest(
+          path,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          body,
+          metadata,
+          { deadline: Date.now() + 10_000 },
+          (err, res) => (err ? reject(err) : resolve(res!)),
+        ),
+      );
+      return traceId;
+    };
+    try {
+      // LeaseGrantRequest{TTL: 60}; AuthRoleAddRequest{name}.
+      const grant = await call("/etcdserverpb.Lease/LeaseGrant", Buffer.from([0x08, 60]));
+      const role = Buffer.from(`traced-role-${randomBytes(3).toString("hex")}`);
+      const roleAdd = await call(
+        "/etcdserverpb.Auth/RoleAdd",
+        Buffer.concat([Buffer.from([0x0a, role.length]), role]),
+      );
+      for (const [traceId, method, kind] of [
+        [grant, "etcdserverpb.Lease/LeaseGrant", "LeaseGrant"],
+        [roleAdd, "etcdserverpb.Auth/RoleAdd", "AuthRoleAdd"],
+      ] as const) {
+        const spans = await traceSpans(
+          traceId,
+          (all) =>
+            all.filter((s) => s.name === "etcdserver.apply").length >= 3 &&
+            all.some((s) => s.name === "etcdserver.propose"),
+        );
+        const summary = spans
+          .map((s) => `${s.service} ${s.name} ${s.attributes["etcd.member_id"] ?? ""}`)
+          .join("\n");
+        const server = spans.find((s) => s.service === "raft-node" && s.kind === 2);
+        assert.equal(server?.name, method, `no member server span:\n${summary}`);
+        const propose = spans.find((s) => s.name === "etcdserver.propose");
+        assert.ok(propose, `no propose span under ${method}:\n${summary}`);
+        assert.equal(propose.parentSpanId, server.spanId);
+        assert.equal(propose.attributes["etcd.entry_kind"], kind);
+        const applies = spans.filter((s) => s.name === "etcdserver.apply");
+        assert.equal(new Set(applies.map((a) => a.attributes["etcd.member_id"])).size, 3, summary);
+      }
+    } finally {
+      client.close();
+    }
+  });
+
   test("the JSON gateway continues the caller's traceparent header; reads show ReadIndex", async () => {
     const traceId = randomBytes(16).toString("hex");
     const parent = randomBytes(8).toString("hex");
