@@ -53,6 +53,8 @@ export interface RpcFlags {
   readonly maxRequestBytes: number;
   readonly maxTxnOps: number;
   readonly maxConcurrentStreams: number;
+  /** --election-timeout: require-leader streams end after three of them without a leader. */
+  readonly electionMs: number;
   /** --experimental-watch-progress-notify-interval; 0: none. */
   readonly watchProgressNotifyIntervalMs: number;
   /** --enable-grpc-gateway: the JSON gateway on the client URLs. */

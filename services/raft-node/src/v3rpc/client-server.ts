@@ -30,12 +30,13 @@ import type { DialTls } from "../transport/tls-credentials.js";
 import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
 import { electionService } from "./election-service.js";
-import { serveService } from "./grpc-adapter.js";
+import { type CallGuard, serveService } from "./grpc-adapter.js";
 import { kvService, kvServiceDefinition } from "./kv-service.js";
 import { LeaderClients } from "./leader-clients.js";
 import { leaseService } from "./lease-service.js";
 import { lockService } from "./lock-service.js";
 import { maintenanceService } from "./maintenance-service.js";
+import { RequireLeaderStreams } from "./require-leader.js";
 import { WatchServiceWithEncodedResponses, watchService } from "./watch-service.js";
 
 /** etcd's allowance for gRPC framing on top of --max-request-bytes (embed/serve.go). */
@@ -53,6 +54,9 @@ export class ClientServer {
   private readonly grpcMetrics: GrpcServerMetrics;
   /** --host-whitelist and --cors, in front of everything HTTP/1.1 on the client URLs. */
   private readonly access: AccessControl;
+  private readonly guard: CallGuard;
+  /** One round per election timeout for require-leader streams (etcd's monitorLeader). */
+  private readonly leaderRounds: NodeJS.Timeout;
 
   /**
    * `metrics`: the process's registry, served at /metrics and given the grpc_server_* metrics.
@@ -66,10 +70,11 @@ export class ClientServer {
     private readonly onTlsRejected: (rejection: TlsRejection) => void = () => {},
   ) {
     this.leader = new LeaderClients(() => member.leaderClientUrls(), dial);
+    const hasLeader = () => member.leaderId !== 0n;
     const http1 = {
       probe: {
         alarmRaised: () => member.alarms().length > 0,
-        hasLeader: () => member.leaderId !== 0n,
+        hasLeader,
         linearizableRead: () => member.linearizableRead(),
       },
       serverVersion: SERVER_VERSION,
@@ -84,6 +89,10 @@ export class ClientServer {
       handlingTime: flags.extensiveMetrics,
     });
     this.access = new AccessControl(flags.corsOrigins, flags.hostWhitelist);
+    const requireLeaderStreams = new RequireLeaderStreams();
+    this.guard = { hasLeader, requireLeaderStreams };
+    this.leaderRounds = setInterval(() => requireLeaderStreams.round(hasLeader()), flags.electionMs);
+    this.leaderRounds.unref();
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
       [kvServiceDefinition, asUntyped(kvService(member))],
@@ -128,7 +137,7 @@ export class ClientServer {
         observer: serverObserver(this.grpcMetrics),
       });
       for (const [definition, implementation] of this.services)
-        serveService(server, definition, implementation);
+        serveService(server, definition, implementation, this.guard);
       // The api-gateway's many unary calls over one stream, each run by the handlers above
       // with its own token (proto/internal/forward.proto).
       server.register(FORWARD_CALLS_PATH, forwardedCallsHandler(server));
@@ -190,6 +199,7 @@ export class ClientServer {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.leaderRounds);
     this.leader.close();
     for (const client of this.gatewayClients.splice(0)) client.close();
     for (const { server, listener } of this.metricsServers.splice(0)) {

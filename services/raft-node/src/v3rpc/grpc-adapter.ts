@@ -22,6 +22,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { stageTimeline } from "../server/stage-timeline.js";
+import { noLeaderError, type RequireLeaderStreams, requiresLeader } from "./require-leader.js";
 
 interface StatusLike {
   code?: number;
@@ -257,11 +258,19 @@ type Handler = (
   callback?: (err: unknown, value?: unknown, trailer?: Metadata) => void,
 ) => void;
 
+/** What a member checks before a client call's handler runs (etcd's server interceptors). */
+export interface CallGuard {
+  hasLeader(): boolean;
+  /** Require-leader streams, ended when the member stays without a leader. */
+  readonly requireLeaderStreams: RequireLeaderStreams;
+}
+
 /** Registers every method of `definition` with the handler of the same name. */
 export function serveService(
   server: GrpcHttp2Server,
   definition: ServiceDefinition,
   implementation: UntypedServiceImplementation,
+  guard?: CallGuard,
 ): void {
   for (const [name, method] of Object.entries(definition)) {
     const handler = implementation[name] as unknown as Handler | undefined;
@@ -277,6 +286,17 @@ export function serveService(
       kind,
       handle: (call) => {
         const shaped = new GrpcJsShapedCall(call, serialize);
+        if (guard !== undefined && requiresLeader((name) => call.header(name))) {
+          if (!guard.hasLeader()) {
+            call.finish(statusOf(noLeaderError()));
+            return;
+          }
+          if (kind !== "unary") {
+            // Ended as the handler ends a stream itself: its 'error' listeners release it.
+            const untrack = guard.requireLeaderStreams.track(() => shaped.emit("error", noLeaderError()));
+            call.once("close", untrack);
+          }
+        }
         try {
           if (kind === "bidi") {
             call.on("message", (bytes: Buffer) => {

@@ -1,0 +1,49 @@
+// etcd's require-leader calls (v3rpc/interceptor.go; clientv3.WithRequireLeader, which
+// kube-apiserver puts on its watches): a call whose metadata says `hasleader: true` is refused
+// with "etcdserver: no leader" while this member knows no leader, and such a stream already open
+// is ended with that status once the member has gone `NO_LEADER_ROUNDS` election timeouts
+// without one, so its client reconnects to a member that can still serve it instead of waiting
+// on a partitioned one for events that never come. Streams are ended later than new calls are
+// refused because reopening one costs more than refusing a call (etcd's own comment).
+
+import { EtcdError } from "@etcd-ts/api";
+
+/** The metadata key and value (etcd's rpctypes.MetadataRequireLeaderKey / MetadataHasLeader). */
+export const REQUIRE_LEADER_HEADER = "hasleader";
+const HAS_LEADER = "true";
+/** etcd's maxNoLeaderCnt. */
+export const NO_LEADER_ROUNDS = 3;
+
+export const noLeaderError = (): EtcdError => new EtcdError("NoLeader");
+
+export function requiresLeader(header: (name: string) => string | undefined): boolean {
+  return header(REQUIRE_LEADER_HEADER) === HAS_LEADER;
+}
+
+/**
+ * The open require-leader streams and the rounds without a leader. `round` is called once per
+ * election timeout (etcd's monitorLeader); pure of timers, so tests drive it.
+ */
+export class RequireLeaderStreams {
+  private readonly enders = new Set<() => void>();
+  private roundsWithout = 0;
+
+  /** A stream let in: `end` ends it with "no leader". Returns its removal, for when it closes. */
+  track(end: () => void): () => void {
+    this.enders.add(end);
+    return () => this.enders.delete(end);
+  }
+
+  get open(): number {
+    return this.enders.size;
+  }
+
+  /** One election timeout passed; `hasLeader` is the member's state now. */
+  round(hasLeader: boolean): void {
+    this.roundsWithout = hasLeader ? 0 : this.roundsWithout + 1;
+    if (this.roundsWithout < NO_LEADER_ROUNDS) return;
+    const ending = [...this.enders];
+    this.enders.clear();
+    for (const end of ending) end();
+  }
+}
