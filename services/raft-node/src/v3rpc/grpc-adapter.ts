@@ -286,7 +286,7 @@ export function serveService(
       kind,
       handle: (call) => {
         const shaped = new GrpcJsShapedCall(call, serialize);
-        if (guard !== undefined && requiresLeader((name) => call.header(name))) {
+        if (guard !== undefined && requiresLeader(call)) {
           if (!guard.hasLeader()) {
             call.finish(statusOf(noLeaderError()));
             return;

@@ -30,17 +30,11 @@ describe("require-leader streams", () => {
   });
 
   it("only `hasleader: true` asks for a leader, as etcd's interceptor reads it", () => {
-    assert.equal(
-      requiresLeader((n) => (n === "hasleader" ? "true" : undefined)),
-      true,
-    );
-    assert.equal(
-      requiresLeader((n) => (n === "hasleader" ? "false" : undefined)),
-      false,
-    );
-    assert.equal(
-      requiresLeader(() => undefined),
-      false,
-    );
+    const call = (value: string | undefined) => ({
+      header: (name: string) => (name === "hasleader" ? value : undefined),
+    });
+    assert.equal(requiresLeader(call("true")), true);
+    assert.equal(requiresLeader(call("false")), false);
+    assert.equal(requiresLeader(call(undefined)), false);
   });
 });

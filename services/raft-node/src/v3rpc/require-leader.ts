@@ -16,8 +16,9 @@ export const NO_LEADER_ROUNDS = 3;
 
 export const noLeaderError = (): EtcdError => new EtcdError("NoLeader");
 
-export function requiresLeader(header: (name: string) => string | undefined): boolean {
-  return header(REQUIRE_LEADER_HEADER) === HAS_LEADER;
+/** Whether a call asks for a leader (read on every call: one header lookup, no allocation). */
+export function requiresLeader(call: { header(name: string): string | undefined }): boolean {
+  return call.header(REQUIRE_LEADER_HEADER) === HAS_LEADER;
 }
 
 /**
