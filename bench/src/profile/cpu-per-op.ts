@@ -44,7 +44,7 @@ import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
-import { cpuSeconds, type ThreadGroupDelta, threadDeltas, threadStats } from "../proc-cpu.js";
+import { cpuSeconds, rssKiB, type ThreadGroupDelta, threadDeltas, threadStats } from "../proc-cpu.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -453,6 +453,13 @@ try {
       `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s${bgPutText(mine)}${gcText(mine)}`,
     );
     if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
+  }
+  // Resident memory after the rounds (young-generation flags trade it for collections).
+  for (const { build, cluster } of clusters) {
+    const { member: leader } = await cluster.agreedLeader();
+    const mib = (m: (typeof cluster.members)[number]) => Math.round((rssKiB(m.child?.pid) ?? 0) / 1024);
+    const followers = cluster.members.filter((m) => m !== leader).map(mib);
+    console.log(`  ${build}: RSS leader ${mib(leader)} MiB, followers ${followers.join(", ")} MiB`);
   }
   if (args.strace)
     for (const [i, { build, cluster, gateway }] of clusters.entries())
