@@ -34,6 +34,9 @@
 // --trace-gc and each round also prints the leader's and followers' V8 collections per 1,000 calls,
 // their pause per call and the bytes allocated per call (the young generation's growth between
 // collections; a full collection's surviving bytes are not allocation), from that trace.
+// --jit: the members run with --trace-opt --trace-deopt and each round also prints how many
+// functions V8 marked for optimization and how many deoptimizations the leader had (a fresh
+// member's warm-up: `--warmup 1 --calls 1000 --rounds 6`).
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -67,6 +70,7 @@ const { values: args } = parseArgs({
     follower: { type: "boolean", default: false },
     "node-flags": { type: "string" },
     gc: { type: "boolean", default: false },
+    jit: { type: "boolean", default: false },
   },
 });
 const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
@@ -126,6 +130,8 @@ interface Round {
   p90: number | null;
   p99: number | null;
   opsPerS: number;
+  /** --jit: the leader's functions marked for optimization and its deoptimizations. */
+  jit?: { marked: number; deopts: number };
   /** --gc: V8's collections over the round, leader then followers. */
   gc?: GcStats[];
   /** --bg-put-clients: the writers' puts/s and p50 (ms) beside the measured calls. */
@@ -194,6 +200,13 @@ async function measure(
   const load = await goload(endpointOf(url, gateway, spreadTo), calls, tls, buildIndex);
   const after = pids.map(cpuSeconds);
   const gc = args.gc ? [leader, ...followers].map((m, i) => gcStats(m.output.slice(traced[i]))) : undefined;
+  const leaderTrace = leader.output.slice(traced[0]);
+  const jit = args.jit
+    ? {
+        marked: leaderTrace.match(/marking .* for optimization/g)?.length ?? 0,
+        deopts: leaderTrace.match(/bailout \(kind: deopt/g)?.length ?? 0,
+      }
+    : undefined;
   let threads: Round["threads"];
   if (args.threads) {
     threads = new Map();
@@ -217,6 +230,7 @@ async function measure(
     bgPut: bgPutOf(load),
     threads,
     gc,
+    jit,
   };
 }
 
@@ -402,7 +416,11 @@ try {
       size: 3,
       main,
       ...(binary === undefined ? {} : { binary }),
-      nodeFlags: () => [...(args.gc ? ["--trace-gc"] : []), ...flagsOf],
+      nodeFlags: () => [
+        ...(args.gc ? ["--trace-gc"] : []),
+        ...(args.jit ? ["--trace-opt", "--trace-deopt"] : []),
+        ...flagsOf,
+      ],
       token: `cpu-${clusters.length}`,
       tlsClientUrls: certs !== undefined,
       flags: tlsFlags,
@@ -438,7 +456,7 @@ try {
         const round = await measure(build, cluster, gateway, tls, i);
         results.push(round);
         console.log(
-          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s${bgPutText([round])}${gcText([round])}`,
+          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s${bgPutText([round])}${gcText([round])}${round.jit === undefined ? "" : `; leader jit ${round.jit.marked} marked for optimization, ${round.jit.deopts} deopts`}`,
         );
       }
   }
