@@ -137,7 +137,7 @@ export class WireReader {
 }
 
 /** hi * 2^32 + lo as a bigint, both halves below 2^32: one allocation below 2^53. */
-export function uint64FromHalves(lo: number, hi: number): bigint {
+function uint64FromHalves(lo: number, hi: number): bigint {
   return hi < 2 ** 21 ? BigInt(hi * 2 ** 32 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
 }
 
