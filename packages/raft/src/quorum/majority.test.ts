@@ -25,7 +25,10 @@ describe("majority quorum", () => {
   test("every order of 1 to 9 voters, and a reused scratch, agree with a full sort", () => {
     // Insertion sort up to 7 voters, Array.prototype.sort above: both must pick the same index.
     let seed = 7;
-    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % 6;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % 6;
+    };
     const scratch: number[] = [];
     for (let n = 1; n <= 9; n++)
       for (let round = 0; round < 200; round++) {
