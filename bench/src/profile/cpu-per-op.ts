@@ -28,6 +28,15 @@
 // the last (goload's -bg-put-*): e.g. `--op range-lin --bg-put-clients 10`, linearizable reads
 // while others write. Each round then prints the writers' puts/s and p50 too; the CPU per call
 // counts the writers' CPU. --follower: goload goes to a follower instead of the leader.
+// --node-flags 'a b,c': Node flags for each --main build, in its order (builds separated by commas,
+// flags by spaces; an empty entry for none): the same tree paired with and without a V8 flag, e.g.
+// `--main t/...,t/... --node-flags ',--max-semi-space-size=32'`. --gc: the members run with
+// --trace-gc and each round also prints the leader's and followers' V8 collections per 1,000 calls,
+// their pause per call and the bytes allocated per call (the young generation's growth between
+// collections; a full collection's surviving bytes are not allocation), from that trace.
+// --jit: the members run with --trace-opt --trace-deopt and each round also prints how many
+// functions V8 marked for optimization and how many deoptimizations the leader had (a fresh
+// member's warm-up: `--warmup 1 --calls 1000 --rounds 6`).
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -38,7 +47,7 @@ import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
-import { cpuSeconds, type ThreadGroupDelta, threadDeltas, threadStats } from "../proc-cpu.js";
+import { cpuSeconds, rssKiB, type ThreadGroupDelta, threadDeltas, threadStats } from "../proc-cpu.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -59,6 +68,9 @@ const { values: args } = parseArgs({
     "bg-put-clients": { type: "string", default: "0" },
     "bg-put-conns": { type: "string", default: "10" },
     follower: { type: "boolean", default: false },
+    "node-flags": { type: "string" },
+    gc: { type: "boolean", default: false },
+    jit: { type: "boolean", default: false },
   },
 });
 const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
@@ -83,6 +95,8 @@ const mains = args.main?.split(",").map((m) => resolve(m)) ??
   gatewayMains?.map(() => undefined) ?? [undefined];
 if (gatewayMains !== undefined && gatewayMains.length !== mains.length)
   throw new Error("--gateway needs one build per --main");
+const nodeFlagsOf = (args["node-flags"]?.split(",") ?? []).map((f) => f.split(" ").filter((a) => a !== ""));
+if (nodeFlagsOf.length > mains.length) throw new Error("--node-flags has more entries than --main builds");
 if (!existsSync(GOLOAD_BIN)) throw new Error(`missing ${GOLOAD_BIN}: run bench/goload/build.sh`);
 
 // With the members' event trace on (ETCD_TS_TRACE_EVENTS=<prefix>), goload stamps its side too,
@@ -116,6 +130,10 @@ interface Round {
   p90: number | null;
   p99: number | null;
   opsPerS: number;
+  /** --jit: the leader's functions marked for optimization and its deoptimizations. */
+  jit?: { marked: number; deopts: number };
+  /** --gc: V8's collections over the round, leader then followers. */
+  gc?: GcStats[];
   /** --bg-put-clients: the writers' puts/s and p50 (ms) beside the measured calls. */
   bgPut?: { opsPerS: number; p50: number | null };
   /** --threads: per role ("leader", "follower" for both followers), per thread name. */
@@ -178,8 +196,17 @@ async function measure(
   const target = args.follower ? followers[0]! : leader;
   const url = tls ? target.tlsClientUrl! : target.clientUrl;
   const spreadTo = args.spread ? followers.map((m) => (tls ? m.tlsClientUrl! : m.clientUrl)) : [];
+  const traced = [leader, ...followers].map((m) => m.output.length);
   const load = await goload(endpointOf(url, gateway, spreadTo), calls, tls, buildIndex);
   const after = pids.map(cpuSeconds);
+  const gc = args.gc ? [leader, ...followers].map((m, i) => gcStats(m.output.slice(traced[i]))) : undefined;
+  const leaderTrace = leader.output.slice(traced[0]);
+  const jit = args.jit
+    ? {
+        marked: leaderTrace.match(/marking .* for optimization/g)?.length ?? 0,
+        deopts: leaderTrace.match(/bailout \(kind: deopt/g)?.length ?? 0,
+      }
+    : undefined;
   let threads: Round["threads"];
   if (args.threads) {
     threads = new Map();
@@ -202,7 +229,55 @@ async function measure(
     opsPerS: Math.round(load.ops_per_s),
     bgPut: bgPutOf(load),
     threads,
+    gc,
+    jit,
   };
+}
+
+interface GcStats {
+  scavenges: number;
+  fullGcs: number;
+  pauseMs: number;
+  allocatedMb: number;
+}
+
+/**
+ * Sums --trace-gc lines ("Scavenge 12.3 (14.0) -> 11.1 (15.0) MB, 0.85 / 0.00 ms ..."): a
+ * scavenge's "before" less the previous collection's "after" is what was allocated in between.
+ */
+function gcStats(trace: string): GcStats {
+  const stats: GcStats = { scavenges: 0, fullGcs: 0, pauseMs: 0, allocatedMb: 0 };
+  let lastAfter: number | undefined;
+  for (const m of trace.matchAll(
+    /ms: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Compact)\S* ([\d.]+) \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB, ([\d.]+) \//g,
+  )) {
+    const before = Number(m[2]);
+    if (m[1] === "Scavenge" || m[1] === "Minor Mark-Compact") stats.scavenges++;
+    else stats.fullGcs++;
+    if (lastAfter !== undefined && before > lastAfter) stats.allocatedMb += before - lastAfter;
+    lastAfter = Number(m[3]);
+    stats.pauseMs += Number(m[4]);
+  }
+  return stats;
+}
+
+function gcText(rounds: readonly Round[]): string {
+  if (rounds[0]?.gc === undefined) return "";
+  const part = (pick: (r: Round) => GcStats[]) => {
+    const sum = rounds.flatMap(pick).reduce(
+      (a, g) => ({
+        scavenges: a.scavenges + g.scavenges,
+        fullGcs: a.fullGcs + g.fullGcs,
+        pauseMs: a.pauseMs + g.pauseMs,
+        allocatedMb: a.allocatedMb + g.allocatedMb,
+      }),
+      { scavenges: 0, fullGcs: 0, pauseMs: 0, allocatedMb: 0 },
+    );
+    const n = (calls * rounds.length * pick(rounds[0]!).length) / 1000;
+    // n is thousands of calls: ms per 1,000 calls is us per call.
+    return `${(sum.scavenges / n).toFixed(2)} scavenges + ${(sum.fullGcs / n).toFixed(2)} full /1k calls, pause ${(sum.pauseMs / n).toFixed(1)} us/call, ${((sum.allocatedMb * 1024) / n / 1000).toFixed(1)} KB/call`;
+  };
+  return `; gc leader ${part((r) => r.gc!.slice(0, 1))}; each follower ${part((r) => r.gc!.slice(1))}`;
 }
 
 function bgPutOf(load: GoloadResult): Round["bgPut"] {
@@ -319,11 +394,14 @@ const tlsFlags =
     ? []
     : ["--cert-file", join(certs, "server.crt"), "--key-file", join(certs, "server.key")];
 try {
-  const builds: { main: string | undefined; binary?: string; gatewayMain: string | undefined }[] = mains.map(
-    (main, i) => ({ main, gatewayMain: gatewayMains?.[i] }),
-  );
+  const builds: {
+    main: string | undefined;
+    binary?: string;
+    gatewayMain: string | undefined;
+    flags?: string[];
+  }[] = mains.map((main, i) => ({ main, gatewayMain: gatewayMains?.[i], flags: nodeFlagsOf[i] }));
   if (args.etcd) builds.unshift({ main: undefined, binary: etcdBinary, gatewayMain: undefined });
-  for (const { main, binary, gatewayMain } of builds) {
+  for (const { main, binary, gatewayMain, flags: flagsOf = [] } of builds) {
     // A row is named by its tree; by both when members and gateway come from different trees.
     const memberTree =
       main === undefined ? "this build" : main.replace(/\/services\/raft-node\/dist\/main\.js$/, "");
@@ -332,11 +410,17 @@ try {
       binary ??
       (gatewayTree === undefined || gatewayTree === memberTree
         ? memberTree
-        : `members ${memberTree}, gateway ${gatewayTree}`);
+        : `members ${memberTree}, gateway ${gatewayTree}`) +
+        (flagsOf.length > 0 ? ` [${flagsOf.join(" ")}]` : "");
     const cluster = await LocalCluster.start({
       size: 3,
       main,
       ...(binary === undefined ? {} : { binary }),
+      nodeFlags: () => [
+        ...(args.gc ? ["--trace-gc"] : []),
+        ...(args.jit ? ["--trace-opt", "--trace-deopt"] : []),
+        ...flagsOf,
+      ],
       token: `cpu-${clusters.length}`,
       tlsClientUrls: certs !== undefined,
       flags: tlsFlags,
@@ -372,7 +456,7 @@ try {
         const round = await measure(build, cluster, gateway, tls, i);
         results.push(round);
         console.log(
-          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s${bgPutText([round])}`,
+          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s${bgPutText([round])}${gcText([round])}${round.jit === undefined ? "" : `; leader jit ${round.jit.marked} marked for optimization, ${round.jit.deopts} deopts`}`,
         );
       }
   }
@@ -384,9 +468,16 @@ try {
     const gatewayUs =
       mine[0]!.gatewayUs === undefined ? "" : `gateway ${median(mine.map((r) => r.gatewayUs!))} us/op, `;
     console.log(
-      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s${bgPutText(mine)}`,
+      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s${bgPutText(mine)}${gcText(mine)}`,
     );
     if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
+  }
+  // Resident memory after the rounds (young-generation flags trade it for collections).
+  for (const { build, cluster } of clusters) {
+    const { member: leader } = await cluster.agreedLeader();
+    const mib = (m: (typeof cluster.members)[number]) => Math.round((rssKiB(m.child?.pid) ?? 0) / 1024);
+    const followers = cluster.members.filter((m) => m !== leader).map(mib);
+    console.log(`  ${build}: RSS leader ${mib(leader)} MiB, followers ${followers.join(", ")} MiB`);
   }
   if (args.strace)
     for (const [i, { build, cluster, gateway }] of clusters.entries())

@@ -9,6 +9,7 @@ import {
   decodeSnapshotMetadata,
   encodeConfChange,
   encodeConfState,
+  encodedMessageSize,
   encodeEntry,
   encodeHardState,
   encodeMessage,
@@ -157,6 +158,47 @@ describe("codec rejects malformed input", () => {
     );
     // A non-minimal encoding of 0 would let two encodings mean one value.
     assert.throws(() => decodeHardState(bytes(0x80, 0x00, 0, 0)), /non-minimal/);
+  });
+
+  test("node IDs of every bit length: the LEB128 bytes, size and value of a bigint reference", () => {
+    // The reference: 7 bits at a time in bigints, as the codec wrote IDs before the 32-bit halves.
+    const leb128 = (v: bigint) => {
+      const out: number[] = [];
+      while (v >= 0x80n) {
+        out.push(Number(v & 0x7fn) | 0x80);
+        v >>= 7n;
+      }
+      out.push(Number(v));
+      return out;
+    };
+    const ids = [0n, 1n, MAX_ID, 0x8000_0000_0000_0000n, 0xfedc_ba98_7654_3210n];
+    for (let k = 1n; k <= 64n; k++)
+      ids.push(2n ** k - 1n, 2n ** (k - 1n), 2n ** (k - 1n) + (0x5a5a_5a5a_5a5an % 2n ** (k - 1n)));
+    for (const vote of ids) {
+      const enc = encodeHardState({ term: 1, vote, commit: 1 });
+      assert.deepEqual([...enc], [1, ...leb128(vote), 1], `vote ${vote}`);
+      assert.equal(decodeHardState(enc).vote, vote);
+      const m: Message = {
+        type: MessageType.MsgHeartbeat,
+        to: vote,
+        from: MAX_ID - vote,
+        term: 1,
+        logTerm: 0,
+        index: 0,
+        entries: [],
+        commit: 0,
+        reject: false,
+        rejectHint: 0,
+      };
+      assert.equal(encodedMessageSize(m), encodeMessage(m).length, `message to ${vote}`);
+      assert.deepEqual(decodeMessage(encodeMessage(m)), m);
+    }
+    // Bit 64 and above, an eleventh byte and a non-minimal ID are refused.
+    assert.throws(() => decodeHardState(bytes(1, ...leb128(MAX_ID).slice(0, 9), 0x02, 1)), /beyond 64 bits/);
+    // 2^64 exactly.
+    assert.throws(() => decodeHardState(bytes(1, ...Array(9).fill(0x80), 0x02, 1)), /beyond 64 bits/);
+    assert.throws(() => decodeHardState(bytes(1, ...Array(10).fill(0x80), 0x01, 1)), /too long/);
+    assert.throws(() => decodeHardState(bytes(1, 0x81, 0x80, 0x00, 1)), /non-minimal/);
   });
 
   test("a length or count larger than the input is an error, without allocating it", () => {

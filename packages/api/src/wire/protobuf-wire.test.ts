@@ -35,6 +35,33 @@ describe("WireReader/WireWriter", () => {
     assert.equal(r.next(), false);
   });
 
+  it("reads uint64 varints of every bit length as a bigint reference does, bits past 64 dropped", () => {
+    // The reference: 7 bits at a time in bigints, as varintU64 read them before the 32-bit halves.
+    const reference = (b: readonly number[]) =>
+      BigInt.asUintN(
+        64,
+        b.reduce((v, byte, i) => v | (BigInt(byte & 0x7f) << BigInt(7 * i)), 0n),
+      );
+    const values = [0n, 1n, 2n ** 64n - 1n, 0xfedc_ba98_7654_3210n];
+    for (let k = 1n; k <= 64n; k++) values.push(2n ** k - 1n, 2n ** (k - 1n), (2n ** (k - 1n) * 3n) / 2n);
+    for (const v of values) {
+      const buf = new WireWriter().varintField(1, v).finish();
+      const r = new WireReader(buf);
+      assert.ok(r.next());
+      assert.equal(r.varintU64(), v);
+      assert.equal(reference([...buf.subarray(1)]), v);
+    }
+    // Ten bytes with bits 64-69 set: protobuf keeps the low 64.
+    const wide = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+    assert.equal(new WireReader(Uint8Array.from(wide)).varintU64(), reference(wide));
+    assert.equal(
+      new WireReader(Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x90, 0x01])).varintU64(),
+      reference([0x80, 0x80, 0x80, 0x80, 0x90, 0x01]),
+    );
+    assert.throws(() => new WireReader(Uint8Array.from([0x80, 0x80])).varintU64(), WireFormatError);
+    assert.throws(() => new WireReader(Uint8Array.from(Array(11).fill(0x80))).varintU64(), /longer than 10/);
+  });
+
   it("encodes like protobuf: 300 is 0xac 0x02 and -1 takes ten bytes", () => {
     assert.deepEqual([...new WireWriter().varintField(1, 300).finish()], [0x08, 0xac, 0x02]);
     const minusOne = new WireWriter().varintField(2, -1).finish();

@@ -61,16 +61,25 @@ export class WireReader {
     throw new WireFormatError("varint longer than 10 bytes");
   }
 
-  /** A varint as an unsigned 64-bit bigint (uint64 IDs). */
+  /**
+   * A varint as an unsigned 64-bit bigint (uint64 IDs), truncated to 64 bits as protobuf does. The
+   * bits are gathered as two 32-bit halves in numbers and made a bigint once: one to four bigint
+   * allocations per value instead of four per 7 bits (a member reads the cluster and two member IDs
+   * of every peer batch: ~8 KB of young garbage per put at one client, profiled).
+   */
   varintU64(): bigint {
-    let result = 0n;
-    let shift = 0n;
+    let lo = 0;
+    let hi = 0;
     for (let i = 0; i < 10; i++) {
       if (this.pos >= this.end) throw new WireFormatError("truncated varint");
       const byte = this.buf[this.pos++]!;
-      result |= BigInt(byte & 0x7f) << shift;
-      if (byte < 0x80) return BigInt.asUintN(64, result);
-      shift += 7n;
+      const bits = byte & 0x7f;
+      if (i < 4) lo += bits * 2 ** (7 * i);
+      else if (i === 4) {
+        lo += (bits & 0xf) * 2 ** 28;
+        hi = bits >>> 4;
+      } else hi += bits * 2 ** (7 * i - 32);
+      if (byte < 0x80) return uint64FromHalves(lo, hi % 2 ** 32);
     }
     throw new WireFormatError("varint longer than 10 bytes");
   }
@@ -125,6 +134,11 @@ export class WireReader {
     if (this.pos + n > this.end) throw new WireFormatError("truncated fixed-width field");
     this.pos += n;
   }
+}
+
+/** hi * 2^32 + lo as a bigint, both halves below 2^32: one allocation below 2^53. */
+function uint64FromHalves(lo: number, hi: number): bigint {
+  return hi < 2 ** 21 ? BigInt(hi * 2 ** 32 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 /** Appends protobuf fields to a growing list of chunks, concatenated once at the end. */

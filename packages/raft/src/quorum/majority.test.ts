@@ -22,6 +22,24 @@ describe("majority quorum", () => {
     }
   });
 
+  test("every order of 1 to 9 voters, and a reused scratch, agree with a full sort", () => {
+    // Insertion sort up to 7 voters, Array.prototype.sort above: both must pick the same index.
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % 6;
+    };
+    const scratch: number[] = [];
+    for (let n = 1; n <= 9; n++)
+      for (let round = 0; round < 200; round++) {
+        const acked = Array.from({ length: n }, next);
+        const want = [...acked].sort((a, b) => b - a)[n >> 1];
+        const voters = new Set(acked.map((_, i) => BigInt(i + 1)));
+        const got = majorityCommittedIndex(voters, (id) => acked[Number(id) - 1], scratch);
+        assert.equal(got, want, JSON.stringify(acked));
+      }
+  });
+
   test("a voter without progress counts as 0", () => {
     assert.equal(
       majorityCommittedIndex(new Set([1n, 2n, 3n]), (id) => (id === 1n ? 7 : undefined)),

@@ -4,6 +4,7 @@ import { frameGrpcMessage, peer } from "@etcd-ts/api";
 import { decodeMessage, EntryType, encodeMessage, type Message, MessageType } from "@etcd-ts/raft";
 import {
   batchByRecipient,
+  batchHead,
   decodeRaftBatch,
   encodeRaftBatch,
   encodeRaftBatchMessage,
@@ -113,6 +114,30 @@ describe("message batching", () => {
       const decoded = peer.RaftBatch.decode(batch);
       assert.deepEqual(decoded.messages.map(decodeMessage), messages);
     }
+  });
+
+  it("a batch head, kept per recipient, is the generated encoder's for every ID triple", () => {
+    // Each pass changes one ID of the last (the cluster, then the sender, then back), and the
+    // last passes go past the cache's bound: never a stale head.
+    const passes: [number, bigint, (i: number) => bigint][] = [
+      [10, 0x8e9e05c52164694dn, () => 0x91bc3c398fb3c146n],
+      [10, 0n, () => 0x91bc3c398fb3c146n],
+      [10, 0n, (i) => BigInt(i)],
+      [10, 0x8e9e05c52164694dn, (i) => BigInt(i)],
+      [70, 0x8e9e05c52164694dn, () => 0x91bc3c398fb3c146n],
+      [70, 0x8e9e05c52164694dn, () => 0x91bc3c398fb3c146n],
+    ];
+    for (const [recipients, clusterId, fromOf] of passes)
+      for (let i = 0; i < recipients; i++) {
+        const to = i === 0 ? 0n : 0xfedcba9876543210n - BigInt(i);
+        const from = fromOf(i);
+        const want = peer.RaftBatch.encode({ clusterId, from, to, messages: [] }).finish();
+        assert.deepEqual(
+          Buffer.from(batchHead(clusterId, from, to)),
+          Buffer.from(want),
+          `${clusterId} ${from} ${to}`,
+        );
+      }
   });
 
   it("reads a RaftBatch as the generated decoder does, skipping fields it does not know", () => {
