@@ -7,7 +7,6 @@ import {
   EntryKind,
   EnvelopeFormatError,
   encodeEnvelope,
-  envelopeProposer,
   envelopeTrace,
 } from "./entry-envelope.js";
 
@@ -85,27 +84,6 @@ describe("entry envelope", () => {
       () => encodeEnvelope(EntryKind.Put, 1n, 1, payload, undefined, new Uint8Array(3)),
       RangeError,
     );
-  });
-
-  it("reads the proposer of any envelope without decoding it (the leader's commit-news rule)", () => {
-    const trace = new Uint8Array(ENVELOPE_TRACE_BYTES);
-    const id = 0xe2f9e9b1afdbabd1n;
-    // An entry inside a larger buffer (a decoded Raft batch): read at its own offset.
-    const inBatch = Buffer.concat([
-      Buffer.from([1, 2, 3]),
-      encodeEnvelope(EntryKind.Put, id, 7, new Uint8Array([9])),
-    ]);
-    assert.equal(envelopeProposer(inBatch.subarray(3)), id);
-    const withAll = encodeEnvelope(
-      EntryKind.Txn,
-      5n,
-      6,
-      new Uint8Array(0),
-      { username: "bob", revision: 9 },
-      trace,
-    );
-    assert.equal(envelopeProposer(withAll), 5n);
-    assert.equal(envelopeProposer(new Uint8Array(ENVELOPE_HEADER_BYTES - 1)), undefined);
   });
 
   it("refuses IDs it cannot represent exactly", () => {

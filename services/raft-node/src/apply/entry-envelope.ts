@@ -136,15 +136,6 @@ export function envelopeTrace(data: Uint8Array): Uint8Array | undefined {
   return data.subarray(ENVELOPE_HEADER_BYTES, ENVELOPE_HEADER_BYTES + ENVELOPE_TRACE_BYTES);
 }
 
-/**
- * The member that proposed an entry (whose client, if any, waits there for its apply), read
- * without decoding the rest; undefined for data too short to be an envelope.
- */
-export function envelopeProposer(data: Uint8Array): bigint | undefined {
-  if (data.length < ENVELOPE_HEADER_BYTES) return undefined;
-  return new DataView(data.buffer, data.byteOffset, ENVELOPE_HEADER_BYTES).getBigUint64(PROPOSER_AT);
-}
-
 export function decodeEnvelope(bytes: Uint8Array): EntryEnvelope {
   if (bytes.length < ENVELOPE_HEADER_BYTES) {
     throw new EnvelopeFormatError(`entry of ${bytes.length} bytes is shorter than an envelope header`);

@@ -21,17 +21,14 @@
 //    and a client is answered by the apply of its entry, so neither sees the lag;
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
 //
-// A leader's Ready that only tells followers a new commit index (MsgApps without entries) is
-// sent after its committed entries are applied and their answers written, right after the
-// answers' socket writes in the same turn (until 2026-12-06 a turn later, which measured the same
-// at 1 client and cost the leader a turn of the event loop per write): the proposer's answer does
-// not wait behind two peer writes. Raft tolerates any delay of a message; what must hold is each
-// peer's order, so while such messages are held every later send queues behind them, and the
-// apply in flight (which the next hold waits for) settles only once they are sent. Not when a
-// follower proposed one of the entries (host.proposedElsewhere): its client is answered only
-// once that follower has the news and has applied, so the news goes at once, as etcd's leader
-// sends it, instead of after the leader's own apply (the bench's direct rows spread their
-// connections over the members, so 6 puts in 10 there are a follower's).
+// A leader's commit news (MsgApps that only advance followers' commit index) leaves at once, as
+// etcd's leader sends it, before its own apply: followers apply in step with the leader, so a
+// follower's watchers (the gateway's upstream watches among them) and a follower's forwarded puts
+// wait for no leader apply. From 2026-12-06 to 2026-12-07 it was held behind the leader's apply
+// and answers (so the proposer's answer would not wait behind two peer writes); paired, that
+// measured nothing at 1 client, and through the gateway it put the leader's apply between a put's
+// answer and the events of the 2 in 3 upstream watches a follower hosts (bench/JOURNAL.md,
+// 2026-12-07 (night): w100k).
 //
 // Read traffic does not wait for the Ready loop (`flushReadTraffic`): while a Ready's WAL write
 // or apply is awaited, the heartbeat round of new ReadIndex requests, followers' heartbeat
@@ -40,9 +37,7 @@
 // of them depends on persistence), instead of after that write and the next Ready's. Under a
 // put load every Ready carries entries, so a linearizable read waited for up to four WAL writes
 // (the leader's before it sent the round, a follower's before it answered, the leader's twice
-// before it saw the quorum). They bypass held commit-only messages too: a heartbeat carries a
-// commit index at most the peer's match, so reaching a follower before an older commit-only
-// MsgApp tells it nothing wrong, and Raft tolerates any reordering.
+// before it saw the quorum).
 import { performance } from "node:perf_hooks";
 import {
   type ConfChange,
@@ -96,12 +91,6 @@ export interface RaftLoopHost {
   persisted?(entries: readonly Entry[], startedAt: number): void;
   /** Tracing only: entries Raft reports committed, about to be applied. */
   committed?(entries: readonly Entry[]): void;
-  /**
-   * Whether another member proposed one of these committed entries (its client waits there for
-   * it to be applied): the leader's commit news is then what that answer waits for, and is not
-   * held behind this member's apply (see the header). Absent: none ever is.
-   */
-  proposedElsewhere?(entries: readonly Entry[]): boolean;
 }
 
 export interface RaftLoopParts {
@@ -144,8 +133,6 @@ export class RaftLoop {
   /** Starts the scheduled apply now instead of on the next turn (see scheduleApply); undefined when none waits. */
   private startApply: (() => void) | undefined;
   private failed = false;
-  /** Sends queued behind held commit-only messages (see the header), in order; undefined when none are held. */
-  private heldSends: Message[][] | undefined;
   private readonly snapshotFollowUps = new SnapshotFollowUps();
 
   constructor(
@@ -276,7 +263,7 @@ export class RaftLoop {
    * client's put: two turns fewer per member, with the kick below). Either way every entry is
    * durable in this member's WAL before its apply starts.
    */
-  private scheduleApply(entries: Entry[], releaseHeld = false): void {
+  private scheduleApply(entries: Entry[]): void {
     const previous = this.applying;
     this.applyInFlight = true;
     const started = new Promise<void>((resolve) => {
@@ -296,15 +283,6 @@ export class RaftLoop {
       })
       .then(async () => {
         stageTimeline?.mark("apply.end");
-        if (releaseHeld) {
-          // The answers this apply settled are written by process.nextTick callbacks queued while
-          // this turn's microtasks run (SocketOutput.wake). A nextTick queued here runs in the
-          // same pass of Node's tick queue, and the continuation it resolves only once that
-          // queue is empty, so the held messages leave after the answers in this turn instead
-          // of costing the leader a turn of the event loop per write (see the header).
-          await new Promise<void>((resolve) => process.nextTick(resolve));
-          this.releaseSends();
-        }
         // Batches chain on the one before: only the newest one says none is in flight.
         if (this.applying === run) this.applyInFlight = false;
         // What the apply did may have made new work for Raft (a ConfChange applied); a turn
@@ -318,26 +296,9 @@ export class RaftLoop {
   private send(messages: Message[]): void {
     if (messages.length === 0) return;
     eventTrace?.add(
-      `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}${this.heldSends ? " HELD" : ""}`,
+      `tx ${messages.map((m) => `${m.type}/${m.entries.length}/${m.index}/${m.commit}>${m.to}`).join(",")}`,
     );
-    if (this.heldSends !== undefined) {
-      // Read traffic does not queue behind held commit-only messages (see the header).
-      const read = messages.filter((m) => isReadTraffic(m.type));
-      if (read.length > 0) this.host.send(read);
-      const rest = read.length === 0 ? messages : messages.filter((m) => !isReadTraffic(m.type));
-      if (rest.length === 0) return;
-      stageTimeline?.mark("send.queued");
-      this.heldSends.push(rest);
-    } else this.host.send(messages);
-  }
-
-  private releaseSends(): void {
-    const held = this.heldSends;
-    this.heldSends = undefined;
-    // A failed or stopped loop sends nothing more; Raft resends what a new leader needs.
-    if (held === undefined || this.stopped) return;
-    stageTimeline?.mark("held.sent");
-    for (const messages of held) this.host.send(messages);
+    this.host.send(messages);
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -349,17 +310,8 @@ export class RaftLoop {
     // The leader may send before its own fsync (Raft thesis 10.2.1): it counts itself in the
     // quorum only after advance(). Everyone else must persist first.
     const sendFirst = this.role === StateRole.Leader;
-    // Commit-only messages wait for the apply of what they commit (see the header), unless a
-    // ConfChange is among it: its apply may remove the very member that must learn the commit
-    // (a removed member stops only once it applies its own removal).
     const committedConfChange = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
-    const holdForApply =
-      sendFirst &&
-      rd.committedEntries.length > 0 &&
-      !committedConfChange &&
-      onlyCommitNews(rd.messages) &&
-      this.host.proposedElsewhere?.(rd.committedEntries) !== true;
-    if (sendFirst && !holdForApply) this.send(rd.messages);
+    if (sendFirst) this.send(rd.messages);
     if (rd.entries.length > 0 && stageTimeline !== undefined) {
       stageTimeline.mark(sendFirst ? "msgapp.sent" : "ready.entries");
       stageTimeline.index ||= rd.entries[rd.entries.length - 1]!.index;
@@ -374,10 +326,9 @@ export class RaftLoop {
     // k's answers waited for k+1's write (a follower's likewise, for the puts it forwarded).
     // Safe: they are committed (durable on a quorum) and durable here, so the store's applied
     // index never passes this member's log (a restart replays from it); the apply chain keeps
-    // batches in order. Not with a ConfChange (its apply must precede advance, below) nor with
-    // held messages (those wait for the apply of the whole Ready's batch).
+    // batches in order. Not with a ConfChange (its apply must precede advance, below).
     let committed = rd.committedEntries;
-    if (rd.entries.length > 0 && committed.length > 0 && !committedConfChange && !holdForApply) {
+    if (rd.entries.length > 0 && committed.length > 0 && !committedConfChange) {
       const durable = Math.min(this.storage.lastIndex(), rd.entries[0]!.index - 1);
       let n = 0;
       while (n < committed.length && committed[n]!.index <= durable) n++;
@@ -436,9 +387,7 @@ export class RaftLoop {
       stageTimeline?.mark("committed");
       // The previous batch ran during this Ready's WAL write; this one runs during the next's.
       await this.applying;
-      // The batch before has been applied and its held messages sent: these are the only ones held.
-      if (holdForApply) this.heldSends = [rd.messages];
-      this.scheduleApply(committed, holdForApply);
+      this.scheduleApply(committed);
       if (committedConfChange) await this.applying;
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
@@ -630,13 +579,4 @@ export class RaftLoop {
 /** A proposal a follower forwards to its leader, or read traffic (RawNode.takeReadTraffic). */
 function isSentBeforeSave(m: Message): boolean {
   return m.type === MessageType.MsgProp || isReadTraffic(m.type);
-}
-
-/** Messages that carry no entries to replicate: MsgApps that only advance followers' commit index. */
-function onlyCommitNews(messages: readonly Message[]): boolean {
-  if (messages.length === 0) return false;
-  for (const m of messages) {
-    if (m.type !== MessageType.MsgApp || m.entries.length > 0) return false;
-  }
-  return true;
 }

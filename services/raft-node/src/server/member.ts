@@ -22,7 +22,6 @@ import {
 } from "@etcd-ts/api";
 import {
   ConfChangeType,
-  EntryType,
   type Message,
   MessageType,
   ProposalDroppedError,
@@ -37,7 +36,7 @@ import { Registry } from "prom-client";
 import { applierChain } from "../apply/applier-chain.js";
 import type { AuthenticateApplied } from "../apply/auth-requests.js";
 import { EntryApplier, type ProposalContext } from "../apply/entry-applier.js";
-import { EntryKind, encodeEnvelope, envelopeProposer } from "../apply/entry-envelope.js";
+import { EntryKind, encodeEnvelope } from "../apply/entry-envelope.js";
 import {
   AUTH_COLUMN,
   type AuthInfo,
@@ -360,14 +359,6 @@ export class Member implements EtcdServer {
           }
         },
         readState: (ctx, index) => this.reads.onReadState(ctx, index),
-        proposedElsewhere: (entries) => {
-          for (const e of entries) {
-            if (e.type !== EntryType.Normal) continue;
-            const proposer = envelopeProposer(e.data);
-            if (proposer !== undefined && proposer !== this.id) return true;
-          }
-          return false;
-        },
         ticked: (now) => {
           this.promoteCaughtUpLearners(now);
           this.reads.tick();
