@@ -7,9 +7,11 @@
 // CPU profile (--prof DIR: every member runs with --cpu-prof into DIR; see slices.js).
 // --dir DIR keeps the members' data dirs and logs (<DIR>/<name>.log: --node-flags=--trace-gc
 // writes there). Each round also splits the puts by the Range's phase: while it was built (until the
-// response headers came, with the first bytes) and while it was sent and decoded.
+// response headers came, with the first bytes) and while it was sent and decoded. --gateway G.js:
+// the Range and the puts go through an api-gateway of that build (with --prof it writes
+// DIR/gateway.cpuprofile too; the timeline then names "gateway" beside the leader).
 //   node bench/dist/profile/range-full.js [--keys 200000] [--rounds 2] [--main a.js] [--prof DIR]
-//     [--timeline FILE] [--node-flags=--trace-gc] [--dir DIR]
+//     [--timeline FILE] [--node-flags=--trace-gc] [--dir DIR] [--gateway G.js]
 import { writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { resolve } from "node:path";
@@ -17,6 +19,7 @@ import { parseArgs } from "node:util";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { runGoload } from "../goload.js";
 import { rssKiB } from "../proc-cpu.js";
+import { type Gateway, startGateway, stopGateway } from "./gateway-process.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -27,6 +30,7 @@ const { values: args } = parseArgs({
     timeline: { type: "string" },
     "node-flags": { type: "string", default: "" },
     dir: { type: "string" },
+    gateway: { type: "string" },
   },
 });
 const keys = Number(args.keys);
@@ -54,6 +58,10 @@ const cluster = await LocalCluster.start({
   ...(args.main === undefined ? {} : { main: resolve(args.main) }),
   nodeFlags: (m) => [...extraFlags, ...profFlags(m.name)],
 });
+const gateway: Gateway | undefined =
+  args.gateway === undefined
+    ? undefined
+    : await startGateway(resolve(args.gateway), cluster, [...extraFlags, ...profFlags("gateway")]);
 const f1 = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
 /** goload's percentile (the smallest value with at least q% of them at or below it). */
 function percentile(xs: number[], q: number): number | undefined {
@@ -88,7 +96,8 @@ try {
       Number(process.hrtime.bigint()) - (performance.timeOrigin + performance.now()) * 1e6;
     const r = await runGoload(
       [
-        ...["-endpoints", addressOf(leader), "-op", "range-full", "-clients", "1000", "-rate", "100"],
+        ...["-endpoints", gateway?.address ?? addressOf(leader), "-op", "range-full"],
+        ...["-clients", "1000", "-rate", "100"],
         ...["-baseline-ms", "4000", "-call-timeout-ms", "300000", "-range-key", "range-full-put"],
         "-timeline",
       ],
@@ -137,6 +146,7 @@ try {
         file,
         JSON.stringify({
           leader: leader.name,
+          ...(gateway === undefined ? {} : { gateway: "gateway" }),
           range_start_ns: Math.round(startNs),
           range_ms: r.range_end_ms,
           puts,
@@ -159,6 +169,7 @@ try {
   );
 } finally {
   // SIGTERM, not close()'s SIGKILL: a member writes its CPU profile as it exits.
+  if (gateway !== undefined) await stopGateway(gateway);
   await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGTERM", 20_000)));
   await cluster.close({ keepFiles: args.dir !== undefined });
 }

@@ -2,9 +2,11 @@
 // end of the next write, or going alone once they waited LATER_MAX_MS. Over a real socket: a
 // message far larger than one turn's budget (a full list) goes out in pieces, a turn of the event
 // loop apart, so the loop polls for other connections' I/O between them, and arrives whole; a
-// writer hears when each chunk it wrote has been written.
+// writer hears when each chunk it wrote has been written. readInTurns: a socket with much to read
+// hands over at most about 256 KiB a turn, whole and in order.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import net from "node:net";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,7 +14,7 @@ import grpc from "@grpc/grpc-js";
 import { encodeLiteralHeaderBlock } from "../http2-frames.js";
 import { GrpcHttp2Server, MessageParts } from "../http2-server.js";
 import { ClientSocketConnection } from "./client-socket.js";
-import { SocketOutput, socketTaps } from "./socket-output.js";
+import { readInTurns, SocketOutput, socketTaps } from "./socket-output.js";
 
 /** A socket stand-in that records each write (Node's Writable; nothing of ours is replaced). */
 function recorder() {
@@ -179,6 +181,41 @@ describe("SocketOutput over a real socket", () => {
     } finally {
       c.destroy();
       await server.close(100);
+    }
+  });
+});
+
+describe("readInTurns", () => {
+  it("hands over at most about 256 KiB of a socket's bytes per turn, all of them, in order", async () => {
+    const sent = randomBytes(16 * MIB);
+    const server = net.createServer((s) => s.end(sent));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as net.AddressInfo;
+    const socket = net.connect({ port, host: "127.0.0.1" });
+    // Bytes handed over per turn of the loop (a turn ends at the check phase).
+    const perTurn: number[] = [0];
+    let ticking = true;
+    const tick = () => {
+      perTurn.push(0);
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const got: Buffer[] = [];
+    try {
+      readInTurns(socket, (chunk) => {
+        got.push(chunk);
+        perTurn[perTurn.length - 1]! += chunk.length;
+      });
+      await new Promise((r) => socket.once("end", r));
+      assert.equal(digest(got), digest([sent]));
+      // The budget and at most one read of 64 KiB past it (plain 'data' listeners: 2 MiB, libuv's
+      // 32 reads of a readable socket in a row).
+      const most = Math.max(...perTurn);
+      assert.ok(most <= 320 * 1024, `a turn handed over ${most} bytes`);
+    } finally {
+      ticking = false;
+      socket.destroy();
+      await new Promise((r) => server.close(r));
     }
   });
 });

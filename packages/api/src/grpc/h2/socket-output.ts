@@ -23,6 +23,15 @@ const JOIN_MAX_BYTES = 256 * 1024;
  */
 const TURN_DATA_BYTES = 256 * 1024;
 
+/**
+ * Bytes read from one socket in one event-loop turn, past which it waits for the next turn.
+ * libuv reads a readable socket up to 32 times (64 KiB each) before it serves the next ready
+ * one, and each read's frames are handled before the next read: a member answering a full list
+ * to the gateway held the gateway's loop for up to 2 MiB of relaying at a time, with the
+ * client's puts (another socket) waiting behind it.
+ */
+const TURN_READ_BYTES = 256 * 1024;
+
 /** The longest `pushLater`'s bytes wait for another write before they go alone. */
 const LATER_MAX_MS = 5;
 
@@ -168,4 +177,39 @@ export class SocketOutput {
     core.outputHeld = false;
     this.wake();
   }
+}
+
+/**
+ * Hands `socket`'s bytes to `receive` as they come, at most about TURN_READ_BYTES in one turn of
+ * the event loop: past it the socket is paused until the loop's check phase (setImmediate, after
+ * it has polled the other sockets). Safe for any stream protocol: TCP holds what is not read yet
+ * (its window, then the peer's flow control), and the bytes still come in order, only later.
+ * While paused, the Readable keeps at most one more read (its high-water mark is below a read)
+ * and then stops reading the socket, which ends libuv's run of reads on it.
+ */
+export function readInTurns(socket: Duplex, receive: (chunk: Buffer) => void): void {
+  let turnBytes = 0;
+  let nextTurn = false;
+  let paused = false;
+  const turnEnded = () => {
+    nextTurn = false;
+    turnBytes = 0;
+    if (paused) {
+      paused = false;
+      socket.resume();
+    }
+  };
+  socket.on("data", (chunk: Buffer) => {
+    socketTaps.data?.(socket, chunk.length);
+    receive(chunk);
+    turnBytes += chunk.length;
+    if (!nextTurn) {
+      nextTurn = true;
+      setImmediate(turnEnded);
+    }
+    if (turnBytes >= TURN_READ_BYTES && !paused) {
+      paused = true;
+      socket.pause();
+    }
+  });
 }
