@@ -14,13 +14,16 @@ import grpc from "@grpc/grpc-js";
 import { encodeLiteralHeaderBlock } from "../http2-frames.js";
 import { GrpcHttp2Server, MessageParts } from "../http2-server.js";
 import { ClientSocketConnection } from "./client-socket.js";
-import { readInTurns, SocketOutput, socketTaps } from "./socket-output.js";
+import { joinSmall, readInTurns, SocketOutput, socketTaps } from "./socket-output.js";
 
 /** A socket stand-in that records each write (Node's Writable; nothing of ours is replaced). */
 function recorder() {
   const writes: Buffer[] = [];
+  /** The buffers the socket was handed, as they are (not copies). */
+  const handed: Buffer[] = [];
   const socket = new Writable({
     write(chunk: Buffer, _encoding, done) {
+      handed.push(chunk);
       writes.push(Buffer.from(chunk));
       done();
     },
@@ -38,7 +41,7 @@ function recorder() {
     () => core,
     () => false,
   );
-  return { writes, output, flushes: () => flushes };
+  return { writes, handed, output, flushes: () => flushes };
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -50,6 +53,22 @@ describe("SocketOutput", () => {
     output.push(Buffer.from("b"));
     await turn();
     assert.deepEqual(writes.map(String), ["ab"]);
+  });
+
+  it("writes a turn's large frames as they are, not copied, and joins the small ones between them", async () => {
+    const { writes, handed, output } = recorder();
+    const payloads = [randomBytes(16 * 1024), randomBytes(16 * 1024)];
+    output.push(Buffer.from("h1"));
+    output.push(payloads[0]!);
+    output.push(Buffer.from("h2"));
+    output.push(Buffer.from("x"));
+    output.push(payloads[1]!);
+    await turn();
+    assert.ok(handed.includes(payloads[0]!) && handed.includes(payloads[1]!), "a large frame was copied");
+    assert.deepEqual(
+      writes.map((w) => (w.length > 100 ? w.length : String(w))),
+      ["h1", 16 * 1024, "h2x", 16 * 1024],
+    );
   });
 
   it("sends bytes pushed later at the end of the next write, not in a write of their own", async () => {
@@ -217,5 +236,25 @@ describe("readInTurns", () => {
       socket.destroy();
       await new Promise((r) => server.close(r));
     }
+  });
+});
+
+describe("joinSmall", () => {
+  it("joins each run of small pieces (up to 256 KiB a buffer) and keeps large ones as they are, in order", () => {
+    const big = Buffer.alloc(8 * 1024, 1);
+    const small = (n: number, fill: number) => Buffer.alloc(n, fill);
+    const out = joinSmall([small(3, 2), small(4, 3), big, small(5, 4)]);
+    assert.equal(out.length, 3);
+    assert.deepEqual(out[0], Buffer.concat([small(3, 2), small(4, 3)]));
+    assert.equal(out[1], big);
+    assert.deepEqual(out[2], small(5, 4));
+    // 40 pieces of 8 KiB - 1: a run is cut before it would pass 256 KiB.
+    const many = Array.from({ length: 40 }, (_, i) => small(8 * 1024 - 1, i));
+    const joined = joinSmall(many);
+    assert.deepEqual(
+      joined.map((b) => b.length),
+      [32 * (8 * 1024 - 1), 8 * (8 * 1024 - 1)],
+    );
+    assert.deepEqual(Buffer.concat(joined), Buffer.concat(many));
   });
 });

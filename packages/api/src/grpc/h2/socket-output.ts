@@ -1,6 +1,6 @@
 // An HTTP/2 connection's frames out to its socket, for either side (server-connection.ts, and the
 // peer transport's client connections): everything queued during one event-loop turn leaves in
-// one socket write (joined up to JOIN_MAX_BYTES, corked above), and while the socket is full
+// one socket write (small pieces joined, large ones corked as they are), and while the socket is full
 // the core holds its DATA (`outputHeld`) until the socket drains; control frames still go.
 // A large answer (a full list of 280 MB) goes out TURN_DATA_BYTES at a time, each piece in a
 // later turn of the event loop than the last, so the other connections' reads (a put, a
@@ -9,7 +9,9 @@
 import type { Duplex } from "node:stream";
 
 const EMPTY = Buffer.alloc(0);
-/** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
+/** joinSmall: pieces from this size on are written as they are, never copied. */
+const COPY_BELOW_BYTES = 8 * 1024;
+/** joinSmall: a run of small pieces is joined up to this many bytes per buffer. */
 const JOIN_MAX_BYTES = 256 * 1024;
 /**
  * DATA framed per write at most. Past it the socket is full (far above its 16 KiB high-water
@@ -147,14 +149,16 @@ export class SocketOutput {
     this.pendingBytes = 0;
     socketTaps.write?.(this.socket, bytes);
     let ok: boolean;
-    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
-      ok = this.socket.write(pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes), done);
+    const pieces = pending.length === 1 ? pending : joinSmall(pending);
+    if (pieces.length === 1) {
+      ok = this.socket.write(pieces[0]!, done);
     } else {
+      // One writev of the pieces: a large answer's DATA is not copied into a write buffer.
       this.socket.cork();
       ok = true;
-      const last = pending.length - 1;
-      for (let i = 0; i < last; i++) ok = this.socket.write(pending[i]!);
-      ok = this.socket.write(pending[last]!, done);
+      const last = pieces.length - 1;
+      for (let i = 0; i < last; i++) ok = this.socket.write(pieces[i]!);
+      ok = this.socket.write(pieces[last]!, done);
       this.socket.uncork();
     }
     // The budget was used up: more DATA may be waiting, which goes after the loop has polled
@@ -212,4 +216,36 @@ export function readInTurns(socket: Duplex, receive: (chunk: Buffer) => void): v
       socket.pause();
     }
   });
+}
+
+/**
+ * `pieces` in order, each run of pieces under COPY_BELOW_BYTES joined into one buffer (up to
+ * JOIN_MAX_BYTES each: many small frames or messages of a turn become one write, one DATA frame),
+ * the larger pieces as they are. A large answer (a full list's 280 KB chunks at a member, the
+ * 16 KiB DATA payloads the gateway relays) is then never copied on its way to the socket: the
+ * copies were as many bytes again of garbage outside the heap, each megabyte of it bringing
+ * the next GC nearer.
+ */
+export function joinSmall(pieces: readonly Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  let run: Buffer[] = [];
+  let runBytes = 0;
+  const endRun = () => {
+    if (run.length === 1) out.push(run[0]!);
+    else if (run.length > 1) out.push(Buffer.concat(run, runBytes));
+    run = [];
+    runBytes = 0;
+  };
+  for (const p of pieces) {
+    if (p.length >= COPY_BELOW_BYTES) {
+      endRun();
+      out.push(p);
+      continue;
+    }
+    if (runBytes + p.length > JOIN_MAX_BYTES) endRun();
+    run.push(p);
+    runBytes += p.length;
+  }
+  endRun();
+  return out;
 }
