@@ -12,8 +12,9 @@
 // writes DIR/gateway.cpuprofile too).
 // Paired builds: --main a.js,b.js (and --gateway ga.js,gb.js, one per --main) start a cluster
 // (and gateway) per build, load the keys into each, then take turns round by round (the order
-// alternating), and end with each build's medians side by side.
-//   node bench/dist/profile/range-full.js [--keys 200000] [--rounds 2] [--main a.js[,b.js]]
+// alternating), and end with each build's medians side by side. --etcd: a real etcd cluster
+// (ETCD_BINARY, default /usr/bin/etcd) takes its turn as one more build, without a gateway.
+//   node bench/dist/profile/range-full.js [--keys 200000] [--rounds 2] [--main a.js[,b.js]] [--etcd]
 //     [--gateway G.js[,H.js]] [--prof DIR] [--timeline FILE] [--node-flags=--trace-gc] [--dir DIR]
 import { writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     "node-flags": { type: "string", default: "" },
     dir: { type: "string" },
     gateway: { type: "string" },
+    etcd: { type: "boolean", default: false },
   },
 });
 const keys = Number(args.keys);
@@ -43,7 +45,13 @@ const mains: (string | undefined)[] = args.main?.split(",").map((m) => resolve(m
 const gatewayMains = args.gateway?.split(",").map((m) => resolve(m));
 if (gatewayMains !== undefined && gatewayMains.length !== mains.length)
   throw new Error("--gateway needs one build per --main");
-const paired = mains.length > 1;
+const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
+/** Each build's cluster: ours of a --main, or (--etcd, last) etcd's. */
+const sources: { main: string | undefined; binary?: string; gatewayMain: string | undefined }[] = mains.map(
+  (main, i) => ({ main, gatewayMain: gatewayMains?.[i] }),
+);
+if (args.etcd) sources.push({ main: undefined, binary: etcdBinary, gatewayMain: undefined });
+const paired = sources.length > 1;
 /** A file name's part for build `i` (none with one build). */
 const tag = (i: number) => (paired ? `b${i}-` : "");
 const profFlags = (name: string) =>
@@ -72,7 +80,7 @@ function percentile(xs: number[], q: number): number | undefined {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((q / 100) * s.length) - 1))];
 }
-/** One round's result per build and path ("members" direct, or "gateway"). */
+/** One round's result per build and path (to the leader "direct", or through the "gateway"). */
 const summary: {
   build: string;
   path: string;
@@ -84,7 +92,7 @@ const summary: {
 }[] = [];
 
 /** One Range over every key on `endpoint` (the leader, or the gateway) beside 100 puts/s. */
-async function rangeRound(b: Build, bi: number, path: "members" | "gateway", round: number): Promise<void> {
+async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", round: number): Promise<void> {
   const { member: leader } = await b.cluster.agreedLeader();
   const pid = leader.child!.pid!;
   const before = rssKiB(pid) ?? 0;
@@ -157,8 +165,9 @@ async function rangeRound(b: Build, bi: number, path: "members" | "gateway", rou
 }
 
 try {
-  for (const [i, main] of mains.entries()) {
-    const name = paired ? `build ${i} (${main?.replace(/\/services\/raft-node\/dist\/main\.js$/, "")})` : "";
+  for (const [i, { main, binary, gatewayMain }] of sources.entries()) {
+    const tree = binary ?? main?.replace(/\/services\/raft-node\/dist\/main\.js$/, "") ?? "this tree";
+    const name = paired ? `build ${i} (${tree})` : "";
     const cluster = await LocalCluster.start({
       size: 3,
       token: `range-full-${i}`,
@@ -166,11 +175,11 @@ try {
       ...(args.dir === undefined ? {} : { root: resolve(paired ? join(args.dir, `b${i}`) : args.dir) }),
       flags: ["--quota-backend-bytes", String(8 * 1024 ** 3)],
       ...(main === undefined ? {} : { main }),
+      ...(binary === undefined ? {} : { binary }),
       nodeFlags: (m) => [...extraFlags, ...profFlags(`${tag(i)}${m.name}`)],
     });
     const build: Build = { name, cluster, gateway: undefined };
     builds.push(build);
-    const gatewayMain = gatewayMains?.[i];
     if (gatewayMain !== undefined)
       build.gateway = await startGateway(gatewayMain, cluster, [
         ...extraFlags,
@@ -194,14 +203,14 @@ try {
     const order = builds.map((b, i) => ({ b, i }));
     if (round % 2 === 0) order.reverse();
     for (const { b, i } of order) {
-      await rangeRound(b, i, "members", round);
+      await rangeRound(b, i, "direct", round);
       if (b.gateway !== undefined) await rangeRound(b, i, "gateway", round);
     }
   }
   const col = (xs: typeof summary, pick: (x: (typeof summary)[number]) => number) =>
     xs.map((x) => pick(x).toFixed(1)).join(" / ");
   for (const b of builds) {
-    for (const path of ["members", "gateway"]) {
+    for (const path of ["direct", "gateway"]) {
       const xs = summary.filter((x) => x.build === b.name && x.path === path);
       if (xs.length === 0) continue;
       const median = (pick: (x: (typeof summary)[number]) => number) => f1(percentile(xs.map(pick), 50));
