@@ -39,15 +39,15 @@
 // member's warm-up: `--warmup 1 --calls 1000 --rounds 6`).
 // Profiles: run it as `node --cpu-prof --cpu-prof-dir DIR bench/dist/...`; the members inherit
 // Node's flags and write theirs when stopped at the end (summarise with top.js).
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
-import { freePort } from "@etcd-ts/testing";
 import { GOLOAD_BIN, type GoloadResult, runGoload } from "../goload.js";
 import { cpuSeconds, rssKiB, type ThreadGroupDelta, threadDeltas, threadStats } from "../proc-cpu.js";
+import { type Gateway, startGateway } from "./gateway-process.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -138,42 +138,6 @@ interface Round {
   bgPut?: { opsPerS: number; p50: number | null };
   /** --threads: per role ("leader", "follower" for both followers), per thread name. */
   threads?: Map<string, Map<string, ThreadGroupDelta>>;
-}
-
-interface Gateway {
-  child: ChildProcess;
-  address: string;
-}
-
-async function startGateway(main: string, cluster: LocalCluster): Promise<Gateway> {
-  const address = `127.0.0.1:${await freePort()}`;
-  const endpoints = cluster.members.map((m) => m.clientUrl).join(",");
-  const child = spawn(
-    process.execPath,
-    [
-      ...process.execArgv,
-      main,
-      "--endpoints",
-      endpoints,
-      "--listen-addr",
-      address,
-      "--json-listen-addr",
-      `127.0.0.1:${await freePort()}`,
-      "--log-level",
-      "warn",
-    ],
-    { stdio: ["ignore", "ignore", "inherit"] },
-  );
-  // Ready once a put goes through it.
-  for (let i = 0; i < 120; i++) {
-    const probe = await runGoload(["-endpoints", address, "-op", "put", "-total", "1"]).catch(
-      () => undefined,
-    );
-    if (probe !== undefined && probe.errors === 0) return { child, address };
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  child.kill();
-  throw new Error(`gateway ${main} not ready on ${address}`);
 }
 
 function endpointOf(leaderUrl: string, gateway: Gateway | undefined, followerUrls: string[] = []): string {

@@ -7,16 +7,23 @@
 // CPU profile (--prof DIR: every member runs with --cpu-prof into DIR; see slices.js).
 // --dir DIR keeps the members' data dirs and logs (<DIR>/<name>.log: --node-flags=--trace-gc
 // writes there). Each round also splits the puts by the Range's phase: while it was built (until the
-// response headers came, with the first bytes) and while it was sent and decoded.
-//   node bench/dist/profile/range-full.js [--keys 200000] [--rounds 2] [--main a.js] [--prof DIR]
-//     [--timeline FILE] [--node-flags=--trace-gc] [--dir DIR]
+// response headers came, with the first bytes) and while it was sent and decoded. --gateway G.js:
+// the Range and the puts also go through an api-gateway of that build, each round (with --prof it
+// writes DIR/gateway.cpuprofile too).
+// Paired builds: --main a.js,b.js (and --gateway ga.js,gb.js, one per --main) start a cluster
+// (and gateway) per build, load the keys into each, then take turns round by round (the order
+// alternating), and end with each build's medians side by side. --etcd: a real etcd cluster
+// (ETCD_BINARY, default /usr/bin/etcd) takes its turn as one more build, without a gateway.
+//   node bench/dist/profile/range-full.js [--keys 200000] [--rounds 2] [--main a.js[,b.js]] [--etcd]
+//     [--gateway G.js[,H.js]] [--prof DIR] [--timeline FILE] [--node-flags=--trace-gc] [--dir DIR]
 import { writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { runGoload } from "../goload.js";
 import { rssKiB } from "../proc-cpu.js";
+import { type Gateway, startGateway, stopGateway } from "./gateway-process.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -27,11 +34,26 @@ const { values: args } = parseArgs({
     timeline: { type: "string" },
     "node-flags": { type: "string", default: "" },
     dir: { type: "string" },
+    gateway: { type: "string" },
+    etcd: { type: "boolean", default: false },
   },
 });
 const keys = Number(args.keys);
 const rounds = Number(args.rounds);
 const extraFlags = args["node-flags"].split(" ").filter((f) => f !== "");
+const mains: (string | undefined)[] = args.main?.split(",").map((m) => resolve(m)) ?? [undefined];
+const gatewayMains = args.gateway?.split(",").map((m) => resolve(m));
+if (gatewayMains !== undefined && gatewayMains.length !== mains.length)
+  throw new Error("--gateway needs one build per --main");
+const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
+/** Each build's cluster: ours of a --main, or (--etcd, last) etcd's. */
+const sources: { main: string | undefined; binary?: string; gatewayMain: string | undefined }[] = mains.map(
+  (main, i) => ({ main, gatewayMain: gatewayMains?.[i] }),
+);
+if (args.etcd) sources.push({ main: undefined, binary: etcdBinary, gatewayMain: undefined });
+const paired = sources.length > 1;
+/** A file name's part for build `i` (none with one build). */
+const tag = (i: number) => (paired ? `b${i}-` : "");
 const profFlags = (name: string) =>
   args.prof === undefined
     ? []
@@ -45,15 +67,12 @@ const profFlags = (name: string) =>
         "250",
       ];
 
-const cluster = await LocalCluster.start({
-  size: 3,
-  token: "range-full",
-  logFiles: true,
-  ...(args.dir === undefined ? {} : { root: resolve(args.dir) }),
-  flags: ["--quota-backend-bytes", String(8 * 1024 ** 3)],
-  ...(args.main === undefined ? {} : { main: resolve(args.main) }),
-  nodeFlags: (m) => [...extraFlags, ...profFlags(m.name)],
-});
+interface Build {
+  name: string;
+  cluster: LocalCluster;
+  gateway: Gateway | undefined;
+}
+const builds: Build[] = [];
 const f1 = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(1));
 /** goload's percentile (the smallest value with at least q% of them at or below it). */
 function percentile(xs: number[], q: number): number | undefined {
@@ -61,104 +80,152 @@ function percentile(xs: number[], q: number): number | undefined {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((q / 100) * s.length) - 1))];
 }
-const summary: { s: number; p99: number; max: number; baseP99: number; ratio: number }[] = [];
-try {
-  const started = performance.now();
-  const load = await runGoload(
+/** One round's result per build and path (to the leader "direct", or through the "gateway"). */
+const summary: {
+  build: string;
+  path: string;
+  s: number;
+  p99: number;
+  max: number;
+  baseP99: number;
+  ratio: number;
+}[] = [];
+
+/** One Range over every key on `endpoint` (the leader, or the gateway) beside 100 puts/s. */
+async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", round: number): Promise<void> {
+  const { member: leader } = await b.cluster.agreedLeader();
+  const pid = leader.child!.pid!;
+  const before = rssKiB(pid) ?? 0;
+  let peak = before;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rssKiB(pid) ?? 0);
+  }, 100);
+  // Wall clock to CLOCK_MONOTONIC (process.hrtime), for the timeline.
+  const monoMinusWallNs =
+    Number(process.hrtime.bigint()) - (performance.timeOrigin + performance.now()) * 1e6;
+  const endpoint = path === "gateway" ? b.gateway!.address : addressOf(leader);
+  const r = await runGoload(
     [
-      ...["-endpoints", cluster.members.map(addressOf).join(","), "-op", "put", "-conns", "50"],
-      ...["-clients", "500", "-total", String(keys), "-key-space", String(keys), "-sequential-keys"],
+      ...["-endpoints", endpoint, "-op", "range-full", "-clients", "1000", "-rate", "100"],
+      ...["-baseline-ms", "4000", "-call-timeout-ms", "300000", "-range-key", "range-full-put"],
+      "-timeline",
     ],
-    1_200_000,
+    400_000,
   );
+  clearInterval(timer);
+  const during = r.put_during_range_ms as { n?: number; p50?: number; p99?: number; max?: number };
+  const base = r.put_baseline_ms as { p50?: number; p99?: number };
+  const bytes = r.range_bytes as number;
+  const growthMiB = (peak - before) / 1024;
+  const label = `${paired ? `${b.name} ` : ""}${path} round ${round}`;
   console.log(
-    `loaded ${load.ok} keys in ${((performance.now() - started) / 1000).toFixed(1)} s (${load.errors} errors)`,
+    `${label}: ${((r.range_ms as number) / 1000).toFixed(2)} s, ${r.range_kvs} kvs ${(bytes / 1e6).toFixed(0)} MB; ` +
+      `puts during p50/p99/max ${f1(during.p50)}/${f1(during.p99)}/${f1(during.max)} ms (n ${during.n}), ` +
+      `baseline p50/p99 ${f1(base.p50)}/${f1(base.p99)} ms, p99 ratio ${f1((during.p99 ?? 0) / (base.p99 ?? 1))}; ` +
+      `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); load ${loadavg()[0]!.toFixed(1)}`,
   );
+  // The puts by the Range's phase: built (until the response headers came, which go with the
+  // answer's first bytes), sent and decoded by the client.
+  const headerMs = r.range_header_ms as number;
+  const decodedMs = r.range_decoded_ms as number;
+  const timeline = r.put_timeline as [number, number][];
+  const phase = (from: number, to: number) => {
+    const ms = timeline.filter(([at]) => at >= from && at < to).map(([, ms]) => ms);
+    return `${f1(percentile(ms, 50))}/${f1(percentile(ms, 99))}/${f1(percentile(ms, 100))} (n ${ms.length})`;
+  };
+  console.log(
+    `  phases: built ${(headerMs / 1000).toFixed(2)} s, puts ${phase(0, headerMs)}; ` +
+      `sent+decoded ${((decodedMs - headerMs) / 1000).toFixed(2)} s, puts ${phase(headerMs, decodedMs)}`,
+  );
+  summary.push({
+    build: b.name,
+    path,
+    s: (r.range_ms as number) / 1000,
+    p99: during.p99 ?? 0,
+    max: during.max ?? 0,
+    baseP99: base.p99 ?? 0,
+    ratio: (during.p99 ?? 0) / (base.p99 ?? 1),
+  });
+  if (args.timeline !== undefined) {
+    const startNs = (r.range_start_unix_ns as number) + monoMinusWallNs;
+    const puts = timeline.map(([at, ms]) => ({ at_ns: Math.round(startNs + at * 1e6), at_ms: at, ms }));
+    const file = `${args.timeline}.${tag(bi)}${path === "gateway" ? "gateway." : ""}${round}.json`;
+    writeFileSync(
+      file,
+      JSON.stringify({
+        leader: leader.name,
+        range_start_ns: Math.round(startNs),
+        range_ms: r.range_end_ms,
+        puts,
+      }),
+    );
+    console.log(`  timeline: ${file}`);
+  }
+  await new Promise((r) => setTimeout(r, 3_000));
+}
+
+try {
+  for (const [i, { main, binary, gatewayMain }] of sources.entries()) {
+    const tree = binary ?? main?.replace(/\/services\/raft-node\/dist\/main\.js$/, "") ?? "this tree";
+    const name = paired ? `build ${i} (${tree})` : "";
+    const cluster = await LocalCluster.start({
+      size: 3,
+      token: `range-full-${i}`,
+      logFiles: true,
+      ...(args.dir === undefined ? {} : { root: resolve(paired ? join(args.dir, `b${i}`) : args.dir) }),
+      flags: ["--quota-backend-bytes", String(8 * 1024 ** 3)],
+      ...(main === undefined ? {} : { main }),
+      ...(binary === undefined ? {} : { binary }),
+      nodeFlags: (m) => [...extraFlags, ...profFlags(`${tag(i)}${m.name}`)],
+    });
+    const build: Build = { name, cluster, gateway: undefined };
+    builds.push(build);
+    if (gatewayMain !== undefined)
+      build.gateway = await startGateway(gatewayMain, cluster, [
+        ...extraFlags,
+        ...profFlags(`${tag(i)}gateway`),
+      ]);
+    const started = performance.now();
+    const load = await runGoload(
+      [
+        ...["-endpoints", cluster.members.map(addressOf).join(","), "-op", "put", "-conns", "50"],
+        ...["-clients", "500", "-total", String(keys), "-key-space", String(keys), "-sequential-keys"],
+      ],
+      1_200_000,
+    );
+    console.log(
+      `${name ? `${name}: ` : ""}loaded ${load.ok} keys in ${((performance.now() - started) / 1000).toFixed(1)} s (${load.errors} errors)`,
+    );
+  }
   await new Promise((r) => setTimeout(r, 2_000));
   for (let round = 1; round <= rounds; round++) {
-    const { member: leader } = await cluster.agreedLeader();
-    const pid = leader.child!.pid!;
-    const before = rssKiB(pid) ?? 0;
-    let peak = before;
-    const timer = setInterval(() => {
-      peak = Math.max(peak, rssKiB(pid) ?? 0);
-    }, 100);
-    // Wall clock to CLOCK_MONOTONIC (process.hrtime), for the timeline.
-    const monoMinusWallNs =
-      Number(process.hrtime.bigint()) - (performance.timeOrigin + performance.now()) * 1e6;
-    const r = await runGoload(
-      [
-        ...["-endpoints", addressOf(leader), "-op", "range-full", "-clients", "1000", "-rate", "100"],
-        ...["-baseline-ms", "4000", "-call-timeout-ms", "300000", "-range-key", "range-full-put"],
-        "-timeline",
-      ],
-      400_000,
-    );
-    clearInterval(timer);
-    const during = r.put_during_range_ms as { n?: number; p50?: number; p99?: number; max?: number };
-    const base = r.put_baseline_ms as { p50?: number; p99?: number };
-    const bytes = r.range_bytes as number;
-    const growthMiB = (peak - before) / 1024;
-    console.log(
-      `round ${round}: ${((r.range_ms as number) / 1000).toFixed(2)} s, ${r.range_kvs} kvs ${(bytes / 1e6).toFixed(0)} MB; ` +
-        `puts during p50/p99/max ${f1(during.p50)}/${f1(during.p99)}/${f1(during.max)} ms (n ${during.n}), ` +
-        `baseline p50/p99 ${f1(base.p50)}/${f1(base.p99)} ms, p99 ratio ${f1((during.p99 ?? 0) / (base.p99 ?? 1))}; ` +
-        `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); load ${loadavg()[0]!.toFixed(1)}`,
-    );
-    // The puts by the Range's phase: built (until the response headers came, which go with the
-    // answer's first bytes), sent and decoded by the client, and the second after.
-    const headerMs = r.range_header_ms as number;
-    const decodedMs = r.range_decoded_ms as number;
-    const timeline = r.put_timeline as [number, number][];
-    const phase = (from: number, to: number) => {
-      const ms = timeline.filter(([at]) => at >= from && at < to).map(([, ms]) => ms);
-      return `${f1(percentile(ms, 50))}/${f1(percentile(ms, 99))}/${f1(percentile(ms, 100))} (n ${ms.length})`;
-    };
-    console.log(
-      `  phases: built ${(headerMs / 1000).toFixed(2)} s, puts ${phase(0, headerMs)}; ` +
-        `sent+decoded ${((decodedMs - headerMs) / 1000).toFixed(2)} s, puts ${phase(headerMs, decodedMs)}`,
-    );
-    summary.push({
-      s: (r.range_ms as number) / 1000,
-      p99: during.p99 ?? 0,
-      max: during.max ?? 0,
-      baseP99: base.p99 ?? 0,
-      ratio: (during.p99 ?? 0) / (base.p99 ?? 1),
-    });
-    if (args.timeline !== undefined) {
-      const startNs = (r.range_start_unix_ns as number) + monoMinusWallNs;
-      const puts = (r.put_timeline as [number, number][]).map(([at, ms]) => ({
-        at_ns: Math.round(startNs + at * 1e6),
-        at_ms: at,
-        ms,
-      }));
-      const file = `${args.timeline}.${round}.json`;
-      writeFileSync(
-        file,
-        JSON.stringify({
-          leader: leader.name,
-          range_start_ns: Math.round(startNs),
-          range_ms: r.range_end_ms,
-          puts,
-        }),
-      );
-      console.log(`  timeline: ${file}`);
+    // Builds take turns, the first going first in odd rounds and last in even ones.
+    const order = builds.map((b, i) => ({ b, i }));
+    if (round % 2 === 0) order.reverse();
+    for (const { b, i } of order) {
+      await rangeRound(b, i, "direct", round);
+      if (b.gateway !== undefined) await rangeRound(b, i, "gateway", round);
     }
-    await new Promise((r) => setTimeout(r, 3_000));
   }
-  const col = (pick: (x: (typeof summary)[number]) => number) =>
-    summary.map((x) => pick(x).toFixed(1)).join(" / ");
-  console.log(
-    `rounds: time ${col((x) => x.s)} s; puts p99 ${col((x) => x.p99)} ms, max ${col((x) => x.max)} ms; ` +
-      `baseline p99 ${col((x) => x.baseP99)} ms; p99 ratio ${col((x) => x.ratio)} (median ${f1(
-        percentile(
-          summary.map((x) => x.ratio),
-          50,
-        ),
-      )})`,
-  );
+  const col = (xs: typeof summary, pick: (x: (typeof summary)[number]) => number) =>
+    xs.map((x) => pick(x).toFixed(1)).join(" / ");
+  for (const b of builds) {
+    for (const path of ["direct", "gateway"]) {
+      const xs = summary.filter((x) => x.build === b.name && x.path === path);
+      if (xs.length === 0) continue;
+      const median = (pick: (x: (typeof summary)[number]) => number) => f1(percentile(xs.map(pick), 50));
+      console.log(
+        `${b.name ? `${b.name} ` : ""}${path}: time ${col(xs, (x) => x.s)} s (median ${median((x) => x.s)}); ` +
+          `puts p99 ${col(xs, (x) => x.p99)} ms (median ${median((x) => x.p99)}), max ${col(xs, (x) => x.max)} ms; ` +
+          `baseline p99 ${col(xs, (x) => x.baseP99)} ms; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})`,
+      );
+    }
+  }
 } finally {
   // SIGTERM, not close()'s SIGKILL: a member writes its CPU profile as it exits.
-  await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGTERM", 20_000)));
-  await cluster.close({ keepFiles: args.dir !== undefined });
+  for (const { cluster, gateway } of builds) {
+    if (gateway !== undefined) await stopGateway(gateway);
+    await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGTERM", 20_000)));
+    await cluster.close({ keepFiles: args.dir !== undefined });
+  }
 }

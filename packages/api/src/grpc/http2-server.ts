@@ -23,6 +23,7 @@ import { routeClientConnection } from "./client-port.js";
 import type { H2Stream, StreamEvents } from "./h2/connection.js";
 import { ServerConnection } from "./h2/server-connection.js";
 import type { IncomingHeaders } from "./h2/session.js";
+import { joinSmall } from "./h2/socket-output.js";
 import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.js";
 import { encodeLiteralHeaderBlock, type HeaderField } from "./http2-frames.js";
 import type { KeepalivePolicy } from "./keepalive.js";
@@ -432,17 +433,11 @@ export class Http2ServerCall extends ServerCall {
     }
     const pending = this.pending;
     this.pending = [];
-    let bytes = 0;
-    for (const p of pending) bytes += p.length;
-    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
-      // Many small messages of one turn (a watch fan-out): one buffer, one DATA write.
-      const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes);
-      if (!this.stream.write(data)) this.needDrain = true;
-      return;
-    }
-    // A large message in pieces: queued as they are, no copy into one buffer.
+    // Many small messages of one turn (a watch fan-out): one buffer, one DATA write; a large
+    // message's pieces (a full list's chunks, a relayed answer) are queued as they are, no copy.
+    const pieces = pending.length === 1 ? pending : joinSmall(pending);
     let ok = true;
-    for (const p of pending) ok = this.stream.write(p);
+    for (const p of pieces) ok = this.stream.write(p);
     if (!ok) this.needDrain = true;
   }
 
@@ -495,8 +490,6 @@ const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeLiteralHeaderBlock([
   { name: ":status", value: "415", neverIndex: false },
 ]);
 const IGNORED_STREAM: StreamEvents = { data() {}, end() {}, close() {}, drain() {} };
-/** Up to this many queued bytes are joined into one write; above, the pieces go as they are. */
-const JOIN_MAX_BYTES = 1024 * 1024;
 
 /** `:status: 200` (HPACK static entry 8) and `content-type: application/grpc`: the same for every call. */
 const RESPONSE_HEADERS_BLOCK = Buffer.concat([

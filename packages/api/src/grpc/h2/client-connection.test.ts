@@ -53,7 +53,7 @@ function pair(serverWindow = 65_535, clientWindow = 65_535) {
     }
     throw new Error("no quiet after 100 rounds");
   };
-  return { client, server, served, failures, pump, toServer };
+  return { client, server, served, failures, pump, toServer, toClient };
 }
 
 function recorder() {
@@ -224,6 +224,66 @@ describe("H2ClientConnection against our server core", () => {
     assert.deepEqual(r.seen.closed, [], "the answer is not over");
     stream.resumeReading();
     pump();
+    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
+    assert.deepEqual(r.seen.closed, [undefined]);
+    assert.deepEqual(failures, []);
+  });
+
+  it("completes a frame split across reads from the next read, and reads the frames after it in place", () => {
+    const { client, server, served, failures, pump, toClient } = pair(1 << 20, 1 << 20);
+    const got: Buffer[] = [];
+    const r = recorder();
+    const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(c) })!;
+    stream.end();
+    pump();
+    const body = Buffer.alloc(100_000);
+    for (let i = 0; i < body.length; i++) body[i] = i % 253;
+    const s = served[0]!.stream;
+    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
+    s.write(body);
+    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    server.flush();
+    const wire = Buffer.concat(toClient.splice(0));
+    // Two socket reads, split inside the answer's second DATA frame (16 KiB frames).
+    const split = 40_000;
+    const first = Buffer.alloc(split);
+    wire.copy(first, 0, 0, split);
+    const second = Buffer.alloc(wire.length - split);
+    wire.copy(second, 0, split);
+    client.receive(first);
+    const before = got.length;
+    client.receive(second);
+    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
+    assert.deepEqual(r.seen.closed, [undefined]);
+    assert.deepEqual(failures, []);
+    // The split frame is joined; every later frame is a view of the second read, not a copy.
+    const later = got.slice(before + 1);
+    assert.ok(later.length >= 3, `${later.length} frames after the split one`);
+    for (const c of later) assert.equal(c.buffer, second.buffer, "a frame after the split one was copied");
+  });
+
+  it("reads frames that span many reads smaller than a frame, byte for byte", () => {
+    const { client, server, served, failures, pump, toClient } = pair(1 << 20, 1 << 20);
+    const got: Buffer[] = [];
+    const r = recorder();
+    const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(Buffer.from(c)) })!;
+    stream.end();
+    pump();
+    const body = Buffer.alloc(70_000);
+    for (let i = 0; i < body.length; i++) body[i] = i % 241;
+    const s = served[0]!.stream;
+    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
+    s.write(body);
+    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    server.flush();
+    const wire = Buffer.concat(toClient.splice(0));
+    // Reads of 3, 5,000 and 7 bytes in turn: frame heads and payloads cut everywhere.
+    const sizes = [3, 5_000, 7];
+    for (let at = 0, i = 0; at < wire.length; i++) {
+      const n = sizes[i % sizes.length]!;
+      client.receive(Buffer.from(wire.subarray(at, at + n)));
+      at += n;
+    }
     assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
     assert.deepEqual(r.seen.closed, [undefined]);
     assert.deepEqual(failures, []);

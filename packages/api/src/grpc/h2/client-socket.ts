@@ -7,7 +7,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { H2ClientConnection } from "./client-connection.js";
-import { SocketOutput, socketTaps } from "./socket-output.js";
+import { readInTurns, SocketOutput } from "./socket-output.js";
 
 /** What a TLS dial offers and checks (undefined fields: node's defaults). */
 export interface ClientTls {
@@ -106,10 +106,9 @@ export class ClientSocketConnection {
         accepted: () => options.accepted?.(),
       },
     );
-    socket.on("data", (chunk: Buffer) => {
-      socketTaps.data?.(socket, chunk.length);
-      this.h2.receive(chunk);
-    });
+    // A member's large answer (the gateway relaying a full list) no longer holds the loop for
+    // libuv's whole run of reads on this socket (readInTurns).
+    readInTurns(socket, (chunk) => this.h2.receive(chunk));
     socket.on("error", (err) => {
       this.error ||= err.message;
       this.errorCode ||= (err as NodeJS.ErrnoException).code ?? "";

@@ -311,7 +311,24 @@ export abstract class H2Session<S extends H2SessionStream> {
   /** Bytes from the socket. */
   receive(chunk: Buffer): void {
     if (this.dead) return;
-    const buf = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    let buf = chunk;
+    if (this.buffer.length >= 9 && !this.awaitingPreface) {
+      // A frame begun in an earlier read (its length checked then): only its rest is copied to
+      // it, and the frames after it are read where they are. Joining the whole read to the
+      // remainder copied every byte of a large answer once more (the gateway relays 280 MB).
+      const need = 9 + this.buffer.readUIntBE(0, 3) - this.buffer.length;
+      if (chunk.length < need) {
+        this.buffer = Buffer.concat([this.buffer, chunk]);
+        return;
+      }
+      const first = Buffer.concat([this.buffer, chunk.subarray(0, need)]);
+      this.buffer = EMPTY;
+      this.frame(first[3]!, first[4]!, first.readUInt32BE(5) & 0x7fffffff, first.subarray(9));
+      if (this.dead) return;
+      buf = chunk.subarray(need);
+    } else if (this.buffer.length > 0) {
+      buf = Buffer.concat([this.buffer, chunk]);
+    }
     let offset = 0;
     if (this.awaitingPreface) {
       if (buf.length < HTTP2_PREFACE.length) {

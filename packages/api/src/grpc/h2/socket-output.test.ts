@@ -2,9 +2,11 @@
 // end of the next write, or going alone once they waited LATER_MAX_MS. Over a real socket: a
 // message far larger than one turn's budget (a full list) goes out in pieces, a turn of the event
 // loop apart, so the loop polls for other connections' I/O between them, and arrives whole; a
-// writer hears when each chunk it wrote has been written.
+// writer hears when each chunk it wrote has been written. readInTurns: a socket with much to read
+// hands over at most about 256 KiB a turn, whole and in order.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import net from "node:net";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,13 +14,16 @@ import grpc from "@grpc/grpc-js";
 import { encodeLiteralHeaderBlock } from "../http2-frames.js";
 import { GrpcHttp2Server, MessageParts } from "../http2-server.js";
 import { ClientSocketConnection } from "./client-socket.js";
-import { SocketOutput, socketTaps } from "./socket-output.js";
+import { joinSmall, readInTurns, SocketOutput, socketTaps } from "./socket-output.js";
 
 /** A socket stand-in that records each write (Node's Writable; nothing of ours is replaced). */
 function recorder() {
   const writes: Buffer[] = [];
+  /** The buffers the socket was handed, as they are (not copies). */
+  const handed: Buffer[] = [];
   const socket = new Writable({
     write(chunk: Buffer, _encoding, done) {
+      handed.push(chunk);
       writes.push(Buffer.from(chunk));
       done();
     },
@@ -36,7 +41,7 @@ function recorder() {
     () => core,
     () => false,
   );
-  return { writes, output, flushes: () => flushes };
+  return { writes, handed, output, flushes: () => flushes };
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -48,6 +53,22 @@ describe("SocketOutput", () => {
     output.push(Buffer.from("b"));
     await turn();
     assert.deepEqual(writes.map(String), ["ab"]);
+  });
+
+  it("writes a turn's large frames as they are, not copied, and joins the small ones between them", async () => {
+    const { writes, handed, output } = recorder();
+    const payloads = [randomBytes(16 * 1024), randomBytes(16 * 1024)];
+    output.push(Buffer.from("h1"));
+    output.push(payloads[0]!);
+    output.push(Buffer.from("h2"));
+    output.push(Buffer.from("x"));
+    output.push(payloads[1]!);
+    await turn();
+    assert.ok(handed.includes(payloads[0]!) && handed.includes(payloads[1]!), "a large frame was copied");
+    assert.deepEqual(
+      writes.map((w) => (w.length > 100 ? w.length : String(w))),
+      ["h1", 16 * 1024, "h2x", 16 * 1024],
+    );
   });
 
   it("sends bytes pushed later at the end of the next write, not in a write of their own", async () => {
@@ -180,5 +201,60 @@ describe("SocketOutput over a real socket", () => {
       c.destroy();
       await server.close(100);
     }
+  });
+});
+
+describe("readInTurns", () => {
+  it("hands over at most about 256 KiB of a socket's bytes per turn, all of them, in order", async () => {
+    const sent = randomBytes(16 * MIB);
+    const server = net.createServer((s) => s.end(sent));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as net.AddressInfo;
+    const socket = net.connect({ port, host: "127.0.0.1" });
+    // Bytes handed over per turn of the loop (a turn ends at the check phase).
+    const perTurn: number[] = [0];
+    let ticking = true;
+    const tick = () => {
+      perTurn.push(0);
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const got: Buffer[] = [];
+    try {
+      readInTurns(socket, (chunk) => {
+        got.push(chunk);
+        perTurn[perTurn.length - 1]! += chunk.length;
+      });
+      await new Promise((r) => socket.once("end", r));
+      assert.equal(digest(got), digest([sent]));
+      // The budget and at most one read of 64 KiB past it (plain 'data' listeners: 2 MiB, libuv's
+      // 32 reads of a readable socket in a row).
+      const most = Math.max(...perTurn);
+      assert.ok(most <= 320 * 1024, `a turn handed over ${most} bytes`);
+    } finally {
+      ticking = false;
+      socket.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe("joinSmall", () => {
+  it("joins each run of small pieces (up to 256 KiB a buffer) and keeps large ones as they are, in order", () => {
+    const big = Buffer.alloc(8 * 1024, 1);
+    const small = (n: number, fill: number) => Buffer.alloc(n, fill);
+    const out = joinSmall([small(3, 2), small(4, 3), big, small(5, 4)]);
+    assert.equal(out.length, 3);
+    assert.deepEqual(out[0], Buffer.concat([small(3, 2), small(4, 3)]));
+    assert.equal(out[1], big);
+    assert.deepEqual(out[2], small(5, 4));
+    // 40 pieces of 8 KiB - 1: a run is cut before it would pass 256 KiB.
+    const many = Array.from({ length: 40 }, (_, i) => small(8 * 1024 - 1, i));
+    const joined = joinSmall(many);
+    assert.deepEqual(
+      joined.map((b) => b.length),
+      [32 * (8 * 1024 - 1), 8 * (8 * 1024 - 1)],
+    );
+    assert.deepEqual(Buffer.concat(joined), Buffer.concat(many));
   });
 });

@@ -1,6 +1,6 @@
 // An HTTP/2 connection's frames out to its socket, for either side (server-connection.ts, and the
 // peer transport's client connections): everything queued during one event-loop turn leaves in
-// one socket write (joined up to JOIN_MAX_BYTES, corked above), and while the socket is full
+// one socket write (small pieces joined, large ones corked as they are), and while the socket is full
 // the core holds its DATA (`outputHeld`) until the socket drains; control frames still go.
 // A large answer (a full list of 280 MB) goes out TURN_DATA_BYTES at a time, each piece in a
 // later turn of the event loop than the last, so the other connections' reads (a put, a
@@ -9,7 +9,9 @@
 import type { Duplex } from "node:stream";
 
 const EMPTY = Buffer.alloc(0);
-/** Up to this many bytes of one turn's frames are joined into one write; above, written as they are. */
+/** joinSmall: pieces from this size on are written as they are, never copied. */
+const COPY_BELOW_BYTES = 8 * 1024;
+/** joinSmall: a run of small pieces is joined up to this many bytes per buffer. */
 const JOIN_MAX_BYTES = 256 * 1024;
 /**
  * DATA framed per write at most. Past it the socket is full (far above its 16 KiB high-water
@@ -22,6 +24,15 @@ const JOIN_MAX_BYTES = 256 * 1024;
  * of 1,000,000 keys (README, full list).
  */
 const TURN_DATA_BYTES = 256 * 1024;
+
+/**
+ * Bytes read from one socket in one event-loop turn, past which it waits for the next turn.
+ * libuv reads a readable socket up to 32 times (64 KiB each) before it serves the next ready
+ * one, and each read's frames are handled before the next read: a member answering a full list
+ * to the gateway held the gateway's loop for up to 2 MiB of relaying at a time, with the
+ * client's puts (another socket) waiting behind it.
+ */
+const TURN_READ_BYTES = 256 * 1024;
 
 /** The longest `pushLater`'s bytes wait for another write before they go alone. */
 const LATER_MAX_MS = 5;
@@ -138,14 +149,16 @@ export class SocketOutput {
     this.pendingBytes = 0;
     socketTaps.write?.(this.socket, bytes);
     let ok: boolean;
-    if (pending.length === 1 || bytes <= JOIN_MAX_BYTES) {
-      ok = this.socket.write(pending.length === 1 ? pending[0]! : Buffer.concat(pending, bytes), done);
+    const pieces = pending.length === 1 ? pending : joinSmall(pending);
+    if (pieces.length === 1) {
+      ok = this.socket.write(pieces[0]!, done);
     } else {
+      // One writev of the pieces: a large answer's DATA is not copied into a write buffer.
       this.socket.cork();
       ok = true;
-      const last = pending.length - 1;
-      for (let i = 0; i < last; i++) ok = this.socket.write(pending[i]!);
-      ok = this.socket.write(pending[last]!, done);
+      const last = pieces.length - 1;
+      for (let i = 0; i < last; i++) ok = this.socket.write(pieces[i]!);
+      ok = this.socket.write(pieces[last]!, done);
       this.socket.uncork();
     }
     // The budget was used up: more DATA may be waiting, which goes after the loop has polled
@@ -168,4 +181,71 @@ export class SocketOutput {
     core.outputHeld = false;
     this.wake();
   }
+}
+
+/**
+ * Hands `socket`'s bytes to `receive` as they come, at most about TURN_READ_BYTES in one turn of
+ * the event loop: past it the socket is paused until the loop's check phase (setImmediate, after
+ * it has polled the other sockets). Safe for any stream protocol: TCP holds what is not read yet
+ * (its window, then the peer's flow control), and the bytes still come in order, only later.
+ * While paused, the Readable keeps at most one more read (its high-water mark is below a read)
+ * and then stops reading the socket, which ends libuv's run of reads on it.
+ */
+export function readInTurns(socket: Duplex, receive: (chunk: Buffer) => void): void {
+  let turnBytes = 0;
+  let nextTurn = false;
+  let paused = false;
+  const turnEnded = () => {
+    nextTurn = false;
+    turnBytes = 0;
+    if (paused) {
+      paused = false;
+      socket.resume();
+    }
+  };
+  socket.on("data", (chunk: Buffer) => {
+    socketTaps.data?.(socket, chunk.length);
+    receive(chunk);
+    turnBytes += chunk.length;
+    if (!nextTurn) {
+      nextTurn = true;
+      setImmediate(turnEnded);
+    }
+    if (turnBytes >= TURN_READ_BYTES && !paused) {
+      paused = true;
+      socket.pause();
+    }
+  });
+}
+
+/**
+ * `pieces` in order, each run of pieces under COPY_BELOW_BYTES joined into one buffer (up to
+ * JOIN_MAX_BYTES each: many small frames or messages of a turn become one write, one DATA frame),
+ * the larger pieces as they are. A large answer (a full list's 280 KB chunks at a member, the
+ * 16 KiB DATA payloads the gateway relays) is then never copied on its way to the socket: the
+ * copies were as many bytes again of garbage outside the heap, each megabyte of it bringing
+ * the next GC nearer.
+ */
+export function joinSmall(pieces: readonly Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  let run: Buffer[] = [];
+  let runBytes = 0;
+  const endRun = () => {
+    if (run.length === 1) out.push(run[0]!);
+    else if (run.length > 1) out.push(Buffer.concat(run, runBytes));
+    run = [];
+    runBytes = 0;
+  };
+  for (const p of pieces) {
+    if (p.length >= COPY_BELOW_BYTES) {
+      endRun();
+      out.push(p);
+      continue;
+    }
+    if (runBytes + p.length > JOIN_MAX_BYTES) endRun();
+    run.push(p);
+    runBytes += p.length;
+  }
+  endRun();
+  return out;
 }
