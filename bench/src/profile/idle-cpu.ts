@@ -1,13 +1,11 @@
 // CPU a gateway and its members spend with no calls at all (timers, probes, keepalives): what
 // cpu-per-op's per-call figures include at 1 client, spread over the calls of a round.
 // Usage: node bench/dist/profile/idle-cpu.js [--seconds 10] [--gateway services/api-gateway/dist/main.js]
-import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@etcd-ts/raft-node";
-import { freePort } from "@etcd-ts/testing";
-import { runGoload } from "../goload.js";
 import { cpuSeconds } from "../proc-cpu.js";
+import { startGateway, stopGateway } from "./gateway-process.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -19,39 +17,21 @@ const { values: args } = parseArgs({
   },
 });
 const cluster = await LocalCluster.start({ size: 3, token: "idle-cpu" });
-const address = `127.0.0.1:${await freePort()}`;
-const child = spawn(
-  process.execPath,
-  [
-    args.gateway,
-    "--endpoints",
-    cluster.members.map((m) => m.clientUrl).join(","),
-    "--listen-addr",
-    address,
-    "--json-listen-addr",
-    `127.0.0.1:${await freePort()}`,
-    "--log-level",
-    "warn",
-  ],
-  { stdio: ["ignore", "ignore", "inherit"] },
-);
 try {
-  for (let i = 0; i < 120; i++) {
-    const probe = await runGoload(["-endpoints", address, "-op", "put", "-total", "1"]).catch(
-      () => undefined,
-    );
-    if (probe !== undefined && probe.errors === 0) break;
-    await new Promise((r) => setTimeout(r, 500));
+  const gateway = await startGateway(args.gateway, cluster);
+  const child = gateway.child;
+  try {
+    await new Promise((r) => setTimeout(r, 3_000));
+    const pids = [child.pid!, ...cluster.pids().values()];
+    const before = pids.map((p) => cpuSeconds(p));
+    const seconds = Number(args.seconds);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const after = pids.map((p) => cpuSeconds(p));
+    const ms = after.map((a, i) => (((a - before[i]!) / seconds) * 1000).toFixed(1));
+    console.log(`idle CPU ms per second: gateway ${ms[0]}, members ${ms.slice(1).join(", ")}`);
+  } finally {
+    await stopGateway(gateway);
   }
-  await new Promise((r) => setTimeout(r, 3_000));
-  const pids = [child.pid!, ...cluster.pids().values()];
-  const before = pids.map((p) => cpuSeconds(p));
-  const seconds = Number(args.seconds);
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  const after = pids.map((p) => cpuSeconds(p));
-  const ms = after.map((a, i) => (((a - before[i]!) / seconds) * 1000).toFixed(1));
-  console.log(`idle CPU ms per second: gateway ${ms[0]}, members ${ms.slice(1).join(", ")}`);
 } finally {
-  child.kill();
   await cluster.close();
 }
