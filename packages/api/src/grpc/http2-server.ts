@@ -435,7 +435,7 @@ export class Http2ServerCall extends ServerCall {
     this.pending = [];
     // Many small messages of one turn (a watch fan-out): one buffer, one DATA write; a large
     // message's pieces (a full list's chunks, a relayed answer) are queued as they are, no copy.
-    const pieces = pending.length === 1 ? pending : joinSmall(pending);
+    const pieces = joinSmall(pending);
     let ok = true;
     for (const p of pieces) ok = this.stream.write(p);
     if (!ok) this.needDrain = true;

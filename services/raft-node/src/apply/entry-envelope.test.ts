@@ -7,6 +7,7 @@ import {
   EntryKind,
   EnvelopeFormatError,
   encodeEnvelope,
+  envelopeProposerAndSeq,
   envelopeTrace,
 } from "./entry-envelope.js";
 
@@ -27,6 +28,12 @@ describe("entry envelope", () => {
   it("has a fixed big-endian layout", () => {
     const bytes = encodeEnvelope(EntryKind.Put, 0x0102030405n, 9, new Uint8Array([0xaa]));
     assert.deepEqual([...bytes], [1, 1, 0, 0, 0, 0x01, 0x02, 0x03, 0x04, 0x05, 0, 0, 0, 0, 0, 0, 0, 9, 0xaa]);
+  });
+
+  it("reads the proposer and sequence in place, from an entry inside a larger buffer", () => {
+    const entry = encodeEnvelope(EntryKind.Put, 2n ** 63n + 5n, 2 ** 40 + 7, new Uint8Array([1]));
+    const inside = Buffer.concat([Buffer.from([0xff, 0xff, 0xff]), entry]).subarray(3);
+    assert.deepEqual(envelopeProposerAndSeq(inside), [2n ** 63n + 5n, 2 ** 40 + 7]);
   });
 
   it("decodes a view of the entry, not a copy", () => {

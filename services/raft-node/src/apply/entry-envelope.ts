@@ -26,8 +26,9 @@
 export const ENVELOPE_VERSION = 1;
 export const ENVELOPE_VERSION_WITH_CALLER = 2;
 export const ENVELOPE_HEADER_BYTES = 18;
-/** Where the proposer's member ID sits in the header (see the layout above). */
+/** Where the proposer's member ID and the sequence number sit in the header (the layout above). */
 const PROPOSER_AT = 2;
+const SEQ_AT = 10;
 const TRACED = 0x80;
 /** Trace ID, span ID, flags: telemetry's SPAN_CONTEXT_BYTES. */
 export const ENVELOPE_TRACE_BYTES = 25;
@@ -116,8 +117,8 @@ export function encodeEnvelope(
     (trace === undefined ? 0 : TRACED);
   out[1] = kind;
   out.writeBigUInt64BE(proposer, PROPOSER_AT);
-  out.writeUInt32BE(Math.floor(seq / TWO_32), 10);
-  out.writeUInt32BE(seq % TWO_32, 14);
+  out.writeUInt32BE(Math.floor(seq / TWO_32), SEQ_AT);
+  out.writeUInt32BE(seq % TWO_32, SEQ_AT + 4);
   if (trace !== undefined) out.set(trace, ENVELOPE_HEADER_BYTES);
   if (name !== undefined && caller !== undefined) {
     out.writeUInt32BE(Math.floor(caller.revision / TWO_32), at);
@@ -130,6 +131,15 @@ export function encodeEnvelope(
 }
 
 /** The span context an entry carries, without decoding the rest (the Raft loop's WAL spans). */
+/** The proposer's member ID and sequence number, read in place (an entry's data, not decoded). */
+export function envelopeProposerAndSeq(data: Uint8Array): [bigint, number] {
+  return proposerAndSeqAt(new DataView(data.buffer, data.byteOffset, data.byteLength));
+}
+
+function proposerAndSeqAt(view: DataView): [bigint, number] {
+  return [view.getBigUint64(PROPOSER_AT), view.getUint32(SEQ_AT) * TWO_32 + view.getUint32(SEQ_AT + 4)];
+}
+
 export function envelopeTrace(data: Uint8Array): Uint8Array | undefined {
   if (data.length < ENVELOPE_HEADER_BYTES + ENVELOPE_TRACE_BYTES || (data[0]! & TRACED) === 0)
     return undefined;
@@ -148,8 +158,7 @@ export function decodeEnvelope(bytes: Uint8Array): EntryEnvelope {
   const kind = bytes[1]!;
   if (!KINDS.has(kind)) throw new EnvelopeFormatError(`unknown entry kind ${kind}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const proposer = view.getBigUint64(PROPOSER_AT);
-  const seq = view.getUint32(10) * TWO_32 + view.getUint32(14);
+  const [proposer, seq] = proposerAndSeqAt(view);
   const at = ENVELOPE_HEADER_BYTES + (traced ? ENVELOPE_TRACE_BYTES : 0);
   if (bytes.length < at) throw new EnvelopeFormatError("entry too short for its trace context");
   const trace = traced ? bytes.subarray(ENVELOPE_HEADER_BYTES, at) : undefined;

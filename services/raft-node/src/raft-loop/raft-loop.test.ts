@@ -162,30 +162,28 @@ describe("raft loop", () => {
     const loop: RaftLoop = new RaftLoop(
       config,
       { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
-      {
-        ...testHost({
-          send: (messages) => {
-            for (const m of messages) {
-              if (m.to === 2n && m.type === MessageType.MsgApp) {
-                commitsTo2.push(m.commit);
-                if (m.entries.length === 0) events.push(`commit ${m.commit}`);
-              }
-              if (m.to === 2n) answer(m);
+      testHost({
+        send: (messages) => {
+          for (const m of messages) {
+            if (m.to === 2n && m.type === MessageType.MsgApp) {
+              commitsTo2.push(m.commit);
+              if (m.entries.length === 0) events.push(`commit ${m.commit}`);
             }
-          },
-          appliedIndex: () => applied,
-          async applyCommitted(entries) {
-            for (const e of entries) {
-              if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
-              else if (e.data.length > 0) events.push(`apply ${e.index}`);
-              applied = e.index;
-            }
-          },
-          fatal: (err) => {
-            failure = err;
-          },
-        }),
-      },
+            if (m.to === 2n) answer(m);
+          }
+        },
+        appliedIndex: () => applied,
+        async applyCommitted(entries) {
+          for (const e of entries) {
+            if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+            else if (e.data.length > 0) events.push(`apply ${e.index}`);
+            applied = e.index;
+          }
+        },
+        fatal: (err) => {
+          failure = err;
+        },
+      }),
       quiet,
     );
     try {

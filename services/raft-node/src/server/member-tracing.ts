@@ -30,18 +30,12 @@ import {
   tracing,
 } from "@etcd-ts/telemetry";
 import { type Link, type Span, SpanStatusCode } from "@opentelemetry/api";
-import { EntryKind, envelopeTrace } from "../apply/entry-envelope.js";
+import { EntryKind, envelopeProposerAndSeq, envelopeTrace } from "../apply/entry-envelope.js";
 import { formatId } from "../membership/member-id.js";
 
 /** The span context a normal entry's envelope carries (a ConfChange entry's data is no envelope). */
 function carriedBy(entry: Entry): Uint8Array | undefined {
   return entry.type === EntryType.Normal ? envelopeTrace(entry.data) : undefined;
-}
-
-/** The proposer ID and sequence number of an envelope, read in place (entry-envelope.ts layout). */
-function proposerAndSeq(data: Uint8Array): [bigint, number] {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  return [view.getBigUint64(2), view.getUint32(10) * 2 ** 32 + view.getUint32(14)];
 }
 
 export class MemberTracing {
@@ -112,7 +106,7 @@ export class MemberTracing {
     if (this.proposals.size === 0) return;
     for (const entry of entries) {
       if (carriedBy(entry) === undefined) continue;
-      const [proposer, seq] = proposerAndSeq(entry.data);
+      const [proposer, seq] = envelopeProposerAndSeq(entry.data);
       if (proposer !== this.id) continue;
       const span = this.proposals.get(seq);
       if (span === undefined) continue;
@@ -128,7 +122,7 @@ export class MemberTracing {
     for (const entry of entries) {
       const carried = carriedBy(entry);
       if (carried === undefined) continue;
-      const [proposer] = proposerAndSeq(entry.data);
+      const [proposer] = envelopeProposerAndSeq(entry.data);
       if (proposer === this.id) {
         tracing.tracer
           .startSpan(

@@ -149,7 +149,7 @@ export class SocketOutput {
     this.pendingBytes = 0;
     socketTaps.write?.(this.socket, bytes);
     let ok: boolean;
-    const pieces = pending.length === 1 ? pending : joinSmall(pending);
+    const pieces = joinSmall(pending);
     if (pieces.length === 1) {
       ok = this.socket.write(pieces[0]!, done);
     } else {
@@ -226,7 +226,8 @@ export function readInTurns(socket: Duplex, receive: (chunk: Buffer) => void): v
  * copies were as many bytes again of garbage outside the heap, each megabyte of it bringing
  * the next GC nearer.
  */
-export function joinSmall(pieces: readonly Buffer[]): Buffer[] {
+export function joinSmall(pieces: readonly Buffer[]): readonly Buffer[] {
+  if (pieces.length === 1) return pieces;
   const out: Buffer[] = [];
   let run: Buffer[] = [];
   let runBytes = 0;
