@@ -96,6 +96,13 @@ export {
   messagePrefix,
 } from "./grpc/message-framing.js";
 export {
+  NO_LEADER_ROUNDS,
+  noLeaderError,
+  RequireLeaderGuard,
+  RequireLeaderStreams,
+  requiresLeader,
+} from "./grpc/require-leader.js";
+export {
   fromEtcdJson,
   type JsonEnumTable,
   type JsonField,

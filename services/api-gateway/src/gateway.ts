@@ -9,6 +9,7 @@ import {
   type GrpcHttp2Server,
   loadServerTls,
   parseGrpcTarget,
+  RequireLeaderGuard,
   rejectionMessage,
   type TlsFiles,
   type TlsRejection,
@@ -45,6 +46,8 @@ export interface GatewayOptions {
   /** Omit to run without the JSON gateway. */
   jsonListenAddr?: string | undefined;
   refreshIntervalMs: number;
+  /** The members' election timeout: `hasleader` client streams end after three without a leader. Default 1,000 (etcd's). */
+  electionTimeoutMs?: number;
   keepAliveReuseMs: number;
   /** On stop, how long to serve with /readyz at 503 before draining (GatewayConfig). Default 0. */
   shutdownDelayMs?: number;
@@ -84,6 +87,7 @@ export class Gateway {
     /** Undefined when the serializable Range cache is off. */
     readonly rangeCache: RangeCacheFeed | undefined,
     private readonly openStreams: OpenStreams,
+    private readonly requireLeader: RequireLeaderGuard,
     private readonly server: GrpcHttp2Server,
     private readonly json: FastifyInstance | undefined,
     /** The JSON port's own listener when it serves TLS (fastify's server then never listens). */
@@ -192,6 +196,10 @@ export class Gateway {
     const streams = new StreamForwarder(tracker, metrics, logger, 6, tokenGate);
     const keepAlives = createKeepAliveHub(tracker, metrics, logger, options.keepAliveReuseMs);
     const openStreams = new OpenStreams();
+    const requireLeader = new RequireLeaderGuard(
+      () => tracker.snapshot().leaderId !== undefined,
+      options.electionTimeoutMs ?? 1_000,
+    );
     const healthy = () => {
       const { leaderId, members } = tracker.snapshot();
       return members.some((m) => m.id === leaderId && m.healthy);
@@ -243,6 +251,7 @@ export class Gateway {
       metrics,
       logger,
       openStreams,
+      requireLeader,
       tokenGate,
       http1: (req, res) => json.server.emit("request", req, res),
       tls: serverTls,
@@ -285,6 +294,7 @@ export class Gateway {
       keepAlives,
       rangeCache,
       openStreams,
+      requireLeader,
       server,
       json,
       jsonTlsListener,
@@ -313,6 +323,7 @@ export class Gateway {
     this.logger.info("gateway stopping");
     // Streams (watches, keep-alives) never finish on their own: end them, then drain.
     this.openStreams.endAll();
+    this.requireLeader.close();
     this.rangeCache?.close();
     this.watches.close();
     this.keepAlives.close();

@@ -7,6 +7,8 @@ import {
   type CallStatus,
   EtcdError,
   GrpcHttp2Server,
+  noLeaderError,
+  type RequireLeaderGuard,
   type ServerCall,
   type ServerTls,
   type TlsRejection,
@@ -27,7 +29,7 @@ import type { KeepAliveHub } from "./lease/keepalive-hub.js";
 import { handleKeepAliveCall } from "./lease/keepalive-proxy.js";
 import type { GatewayMetrics } from "./observability/gateway-metrics.js";
 import { AUTHENTICATE_PATH } from "./proxy/auth-service-forwarder.js";
-import type { OpenStreams } from "./proxy/open-streams.js";
+import type { EndStream, OpenStreams } from "./proxy/open-streams.js";
 import type { StreamForwarder } from "./proxy/stream-forwarder.js";
 import { CallCancellation, type UnaryForwarder } from "./proxy/unary-forwarder.js";
 import { METHOD_ROUTES, type MethodRoute } from "./routing/method-table.js";
@@ -42,6 +44,13 @@ export interface GrpcParts {
   metrics: GatewayMetrics;
   logger: Logger;
   openStreams: OpenStreams;
+  /**
+   * Client Watch and LeaseKeepAlive streams that ask for a leader (`hasleader: true`,
+   * clientv3.WithRequireLeader) are refused, or ended after three rounds, while no member
+   * this gateway reaches knows a leader, as a member does with its own; unary calls carry the
+   * key to the member, which judges them.
+   */
+  requireLeader: RequireLeaderGuard;
   /**
    * Refuses Watch streams opened with a bad JWT (unary calls and server streams: their
    * forwarders' own). Keep-alive streams carry none a member would read (etcd checks none).
@@ -74,20 +83,39 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
   const tokens = parts.certificateTokens;
   const handle = (run: (call: ServerCall) => void) =>
     tokens === undefined ? run : (call: ServerCall) => withCertificateToken(tokens, call, run);
+  // The stream is ended as the gateway ends its streams itself (its sessions closed first).
+  const requiringLeader = (serve: (call: ServerCall) => EndStream) => (call: ServerCall) => {
+    let end: EndStream | undefined;
+    if (!parts.requireLeader.admit(call, () => end?.(NO_LEADER))) return;
+    end = serve(call);
+  };
   switch (route.route) {
     case "watch":
       server.register(route.path, {
         kind: "bidi",
-        handle: handle((call) =>
-          handleWatchCall(parts.watches, call, parts.logger, parts.openStreams, parts.tokenGate),
-        ),
+        handle: requiringLeader((call) => {
+          // A CN token may be awaited before the stream is served: ended meanwhile, it never is.
+          let end: EndStream | undefined;
+          let ended = false;
+          handle((c) => {
+            if (!ended)
+              end = handleWatchCall(parts.watches, c, parts.logger, parts.openStreams, parts.tokenGate);
+          })(call);
+          return (status) => {
+            if (end !== undefined) return end(status);
+            ended = true;
+            call.finish(status ?? { code: grpc.status.OK });
+          };
+        }),
       });
       return;
     case "keepalive":
       // No token a member would read (etcd checks none on keep-alives): no CN token either.
       server.register(route.path, {
         kind: "bidi",
-        handle: (call) => handleKeepAliveCall(parts.keepAlives, call, parts.metrics, parts.openStreams),
+        handle: requiringLeader((call) =>
+          handleKeepAliveCall(parts.keepAlives, call, parts.metrics, parts.openStreams),
+        ),
       });
       return;
   }
@@ -100,6 +128,8 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
   }
   server.register(route.path, { kind: "unary", handle: handle((call) => forwardUnary(route, call, parts)) });
 }
+
+const NO_LEADER = { code: noLeaderError().code, details: noLeaderError().details };
 
 /** Calls sent with a token made for their certificate's CN (not one the client brought). */
 const withCnToken = new WeakSet<ServerCall>();

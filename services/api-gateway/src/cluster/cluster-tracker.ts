@@ -107,7 +107,7 @@ export class ClusterTracker {
         changed = true;
       }
     }
-    if (changed) this.publish();
+    if (changed) this.publish(this.current.leaderId);
   }
 
   /**
@@ -313,7 +313,8 @@ export class ClusterTracker {
     }
   }
 
-  private publish(leaderId: string | undefined = this.current.leaderId): void {
+  /** `leaderId` undefined: no leader known (not "keep the last": a default would do that). */
+  private publish(leaderId: string | undefined): void {
     const members: MemberState[] = [];
     const seen = new Set<string>();
     for (const ep of this.endpoints.values()) {

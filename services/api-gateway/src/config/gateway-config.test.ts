@@ -10,7 +10,17 @@ describe("parseConfig", () => {
     assert.equal(c.listenAddr, "127.0.0.1:2379");
     assert.equal(c.jsonListenAddr, "127.0.0.1:2378");
     assert.equal(c.refreshIntervalMs, 2000);
+    assert.equal(c.electionTimeoutMs, 1000);
     assert.equal(c.serializableCacheEntries, 10_000);
+  });
+
+  it("takes the members' election timeout as etcd's flag names it", () => {
+    assert.equal(parseConfig(["--endpoints=a:1", "--election-timeout=500"], {}).electionTimeoutMs, 500);
+    assert.equal(
+      parseConfig(["--endpoints=a:1"], { ETCD_GATEWAY_ELECTION_TIMEOUT: "2500" }).electionTimeoutMs,
+      2500,
+    );
+    assert.throws(() => parseConfig(["--endpoints=a:1", "--election-timeout=0"], {}), ConfigError);
   });
 
   it("sizes or turns off the serializable Range cache, flag over environment", () => {

@@ -14,6 +14,11 @@ export interface GatewayConfig {
   /** JSON gateway and /metrics listen address. */
   jsonListenAddr: string;
   refreshIntervalMs: number;
+  /**
+   * The members' election timeout (etcd's --election-timeout, ms): a client stream that asked
+   * for a leader (`hasleader`) ends after three of them in which no member knew one.
+   */
+  electionTimeoutMs: number;
   /** How long a keep-alive answer is reused for other requests on the same lease. */
   keepAliveReuseMs: number;
   /**
@@ -65,6 +70,7 @@ const FLAGS: Record<string, { env: string; key: RawKey; bool?: boolean }> = {
   "listen-addr": { env: "ETCD_GATEWAY_LISTEN_ADDR", key: "listenAddr" },
   "json-listen-addr": { env: "ETCD_GATEWAY_JSON_LISTEN_ADDR", key: "jsonListenAddr" },
   "refresh-interval-ms": { env: "ETCD_GATEWAY_REFRESH_INTERVAL_MS", key: "refreshIntervalMs" },
+  "election-timeout": { env: "ETCD_GATEWAY_ELECTION_TIMEOUT", key: "electionTimeoutMs" },
   "keepalive-reuse-ms": { env: "ETCD_GATEWAY_KEEPALIVE_REUSE_MS", key: "keepAliveReuseMs" },
   "shutdown-delay-ms": { env: "ETCD_GATEWAY_SHUTDOWN_DELAY_MS", key: "shutdownDelayMs" },
   "serializable-cache-entries": {
@@ -92,6 +98,9 @@ export const USAGE = `Usage: etcd-ts-gateway --endpoints=127.0.0.1:2379,... [opt
   --listen-addr          gRPC address, default 127.0.0.1:2379             (ETCD_GATEWAY_LISTEN_ADDR)
   --json-listen-addr     JSON gateway + /metrics, default 127.0.0.1:2378  (ETCD_GATEWAY_JSON_LISTEN_ADDR)
   --refresh-interval-ms  member/leader probe period, default 2000         (ETCD_GATEWAY_REFRESH_INTERVAL_MS)
+  --election-timeout     the members' election timeout in ms (etcd's flag): client streams with
+                         \`hasleader\` end after three without a leader, default 1000
+                                                                   (ETCD_GATEWAY_ELECTION_TIMEOUT)
   --keepalive-reuse-ms   keep-alive answer reuse window, default 0 (off)  (ETCD_GATEWAY_KEEPALIVE_REUSE_MS)
   --shutdown-delay-ms    on SIGTERM, serve this long with /readyz at 503 before draining (for a
                          balancer that checks /readyz), default 0      (ETCD_GATEWAY_SHUTDOWN_DELAY_MS)
@@ -153,6 +162,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ga
     listenAddr: parseListenAddr(raw.get("listenAddr") ?? "127.0.0.1:2379", "listen-addr"),
     jsonListenAddr: parseListenAddr(raw.get("jsonListenAddr") ?? "127.0.0.1:2378", "json-listen-addr"),
     refreshIntervalMs: parsePositiveInt(raw.get("refreshIntervalMs") ?? "2000", "refresh-interval-ms"),
+    electionTimeoutMs: parsePositiveInt(raw.get("electionTimeoutMs") ?? "1000", "election-timeout"),
     keepAliveReuseMs: parseNonNegativeInt(raw.get("keepAliveReuseMs") ?? "0", "keepalive-reuse-ms"),
     shutdownDelayMs: parseNonNegativeInt(raw.get("shutdownDelayMs") ?? "0", "shutdown-delay-ms"),
     serializableCacheEntries: parseNonNegativeInt(

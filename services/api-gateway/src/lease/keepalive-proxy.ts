@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import { openUpstreamStream, unrefTimer } from "../cluster/upstream-stream.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
-import type { OpenStreams } from "../proxy/open-streams.js";
+import type { EndStream, OpenStreams } from "../proxy/open-streams.js";
 import { selectMember } from "../routing/member-selection.js";
 import type { ClientSink } from "../watch/watch-hub.js";
 import { decodeKeepAliveRequest } from "../wire/etcd-messages.js";
@@ -80,12 +80,13 @@ export function openKeepAliveSession(
 /** How long a half-closed keep-alive stream waits for answers still due before it ends. */
 const HALF_CLOSE_GRACE_MS = 5_000;
 
+/** Serves a client's LeaseKeepAlive stream; returns what ends it from outside (with a status). */
 export function handleKeepAliveCall(
   hub: KeepAliveHub,
   call: ServerCall,
   metrics: GatewayMetrics,
   streams: OpenStreams,
-): void {
+): EndStream {
   let done = false;
   let outstanding = 0;
   let halfClosed = false;
@@ -128,4 +129,5 @@ export function handleKeepAliveCall(
     else setTimeout(() => finish(), HALF_CLOSE_GRACE_MS).unref();
   });
   call.on("cancelled", () => finish());
+  return finish;
 }

@@ -254,6 +254,29 @@ describe("WatchHub", () => {
     assert.equal(transport.streams.length, 1);
   });
 
+  it("tries each member once when they all fail a watch, then waits for the retry", () => {
+    // Members that still count as usable (a probe has not marked them down yet) but refuse
+    // every stream, as when they are all stopped: no open-fail loop between them.
+    const a = new RecordingSink();
+    hub.onClientRequest(hub.openClient(a, {}), create());
+    for (let i = 0; i < transport.members.length; i++)
+      transport.last.fail({ code: 14, details: "connect ECONNREFUSED", final: false });
+    assert.deepEqual(
+      transport.streams.map((s) => s.memberId).sort(),
+      [...transport.members].sort(),
+      "one stream per member, none tried twice",
+    );
+    assert.equal(transport.scheduled.length, 1);
+    transport.scheduled.shift()!();
+    assert.equal(transport.streams.length, transport.members.length + 1, "the retry tries again");
+    const up = transport.last;
+    up.push({ header: header(3), watchId: 0, created: true });
+    // Created: a later failure may move it to any other member at once again.
+    up.fail({ code: 14, details: "Connection dropped", final: false });
+    assert.equal(transport.streams.length, transport.members.length + 2);
+    assert.notEqual(transport.last.memberId, up.memberId);
+  });
+
   it("answers progress requests with the upstream's revision", () => {
     const a = new RecordingSink();
     const ca = hub.openClient(a, {});

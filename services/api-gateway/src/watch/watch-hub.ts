@@ -106,6 +106,12 @@ interface UpstreamWatch {
   midFragment: boolean;
   /** All clients left before the upstream created it: cancel as soon as it is. */
   abandoned: boolean;
+  /**
+   * Members whose stream failed it since its last create: not tried again until every member
+   * has failed it, then only after the retry delay (moving at once between members that all
+   * refuse, e.g. all down, would open streams as fast as connections are refused).
+   */
+  readonly failedOn: Set<string>;
 }
 
 interface ProgressAsk {
@@ -264,9 +270,10 @@ export class WatchHub {
         headerBytes: undefined,
         midFragment: false,
         abandoned: false,
+        failedOn: new Set(),
       };
       if (group.shareKey !== undefined) this.shared.set(group.shareKey, group);
-      this.place(group, new Set());
+      this.place(group, group.failedOn);
     }
     const watch: ClientWatch = { client, id, group, minRevision, awaitingCreated: !group.established };
     group.clients.add(watch);
@@ -429,6 +436,7 @@ export class WatchHub {
       return;
     }
     group.upstreamId = view.watchId;
+    group.failedOn.clear();
     stream.watches.set(view.watchId, group);
     if (view.headerBytes !== undefined) group.headerBytes = view.headerBytes;
     if (!group.established) {
@@ -546,7 +554,8 @@ export class WatchHub {
         });
       } else {
         group.midFragment = false;
-        this.place(group, new Set([stream.memberId]));
+        group.failedOn.add(stream.memberId);
+        this.place(group, group.failedOn);
       }
     }
     this.publishStats();
@@ -556,7 +565,11 @@ export class WatchHub {
     if (this.cancelRetry !== undefined) return;
     this.cancelRetry = this.transport.schedule(200, () => {
       this.cancelRetry = undefined;
-      for (const group of [...this.homeless]) if (group.clients.size > 0) this.place(group, new Set());
+      for (const group of [...this.homeless]) {
+        if (group.clients.size === 0) continue;
+        group.failedOn.clear();
+        this.place(group, group.failedOn);
+      }
     });
   }
 

@@ -7,7 +7,7 @@ import type { TokenGate, TokenVerdict } from "../auth/token-gate.js";
 import type { MemberDirectory } from "../cluster/member-directory.js";
 import { openUpstreamStream, unrefTimer } from "../cluster/upstream-stream.js";
 import type { GatewayMetrics } from "../observability/gateway-metrics.js";
-import type { OpenStreams } from "../proxy/open-streams.js";
+import type { EndStream, OpenStreams } from "../proxy/open-streams.js";
 import { decodeWatchRequest } from "../wire/etcd-messages.js";
 import { type AuthMetadata, type ClientSink, type UpstreamTransport, WatchHub } from "./watch-hub.js";
 
@@ -166,13 +166,14 @@ function refused(hub: WatchHub, sink: ClientSink): WatchSession {
   };
 }
 
+/** Serves a client's Watch stream; returns what ends it from outside (with a status). */
 export function handleWatchCall(
   hub: WatchHub,
   call: ServerCall,
   logger: Logger,
   streams: OpenStreams,
   gate?: TokenGate,
-): void {
+): EndStream {
   let done = false;
   const session = openWatchSession(
     hub,
@@ -211,4 +212,5 @@ export function handleWatchCall(
   });
   // Like etcd, a client that half-closes keeps its watches: only cancellation ends them.
   call.on("cancelled", () => finish());
+  return finish;
 }

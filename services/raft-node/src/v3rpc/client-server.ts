@@ -15,6 +15,7 @@ import {
   jsonGatewayHandler,
   parseGrpcTarget,
   ReplayingSocket,
+  RequireLeaderGuard,
   type ServerTls,
   type TlsRejection,
   v3electionpb,
@@ -30,13 +31,12 @@ import type { DialTls } from "../transport/tls-credentials.js";
 import { authService } from "./auth-service.js";
 import { clusterService } from "./cluster-service.js";
 import { electionService } from "./election-service.js";
-import { type CallGuard, serveService } from "./grpc-adapter.js";
+import { serveService } from "./grpc-adapter.js";
 import { kvService, kvServiceDefinition } from "./kv-service.js";
 import { LeaderClients } from "./leader-clients.js";
 import { leaseService } from "./lease-service.js";
 import { lockService } from "./lock-service.js";
 import { maintenanceService } from "./maintenance-service.js";
-import { RequireLeaderStreams } from "./require-leader.js";
 import { WatchServiceWithEncodedResponses, watchService } from "./watch-service.js";
 
 /** etcd's allowance for gRPC framing on top of --max-request-bytes (embed/serve.go). */
@@ -54,9 +54,8 @@ export class ClientServer {
   private readonly grpcMetrics: GrpcServerMetrics;
   /** --host-whitelist and --cors, in front of everything HTTP/1.1 on the client URLs. */
   private readonly access: AccessControl;
-  private readonly guard: CallGuard;
-  /** One round per election timeout for require-leader streams (etcd's monitorLeader). */
-  private readonly leaderRounds: NodeJS.Timeout;
+  /** Require-leader calls (etcd's interceptor), one round per election timeout (its monitorLeader). */
+  private readonly guard: RequireLeaderGuard;
 
   /**
    * `metrics`: the process's registry, served at /metrics and given the grpc_server_* metrics.
@@ -89,10 +88,7 @@ export class ClientServer {
       handlingTime: flags.extensiveMetrics,
     });
     this.access = new AccessControl(flags.corsOrigins, flags.hostWhitelist);
-    const requireLeaderStreams = new RequireLeaderStreams();
-    this.guard = { hasLeader, requireLeaderStreams };
-    this.leaderRounds = setInterval(() => requireLeaderStreams.round(hasLeader()), flags.electionMs);
-    this.leaderRounds.unref();
+    this.guard = new RequireLeaderGuard(hasLeader, flags.electionMs);
     const asUntyped = (impl: object) => impl as UntypedServiceImplementation;
     this.services = [
       [kvServiceDefinition, asUntyped(kvService(member))],
@@ -199,7 +195,7 @@ export class ClientServer {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.leaderRounds);
+    this.guard.close();
     this.leader.close();
     for (const client of this.gatewayClients.splice(0)) client.close();
     for (const { server, listener } of this.metricsServers.splice(0)) {

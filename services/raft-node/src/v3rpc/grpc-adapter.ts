@@ -12,6 +12,8 @@ import {
   MAX_SEND_MESSAGE_BYTES,
   MessageParts,
   messageTooLarge,
+  noLeaderError,
+  type RequireLeaderGuard,
   type ServerCall,
 } from "@etcd-ts/api";
 import { type TraceContext, traceContextOf } from "@etcd-ts/telemetry";
@@ -22,7 +24,6 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { stageTimeline } from "../server/stage-timeline.js";
-import { noLeaderError, type RequireLeaderStreams, requiresLeader } from "./require-leader.js";
 
 interface StatusLike {
   code?: number;
@@ -258,19 +259,13 @@ type Handler = (
   callback?: (err: unknown, value?: unknown, trailer?: Metadata) => void,
 ) => void;
 
-/** What a member checks before a client call's handler runs (etcd's server interceptors). */
-export interface CallGuard {
-  hasLeader(): boolean;
-  /** Require-leader streams, ended when the member stays without a leader. */
-  readonly requireLeaderStreams: RequireLeaderStreams;
-}
-
 /** Registers every method of `definition` with the handler of the same name. */
 export function serveService(
   server: GrpcHttp2Server,
   definition: ServiceDefinition,
   implementation: UntypedServiceImplementation,
-  guard?: CallGuard,
+  /** What a member checks before a client call's handler runs (etcd's server interceptors). */
+  guard?: RequireLeaderGuard,
 ): void {
   for (const [name, method] of Object.entries(definition)) {
     const handler = implementation[name] as unknown as Handler | undefined;
@@ -286,17 +281,9 @@ export function serveService(
       kind,
       handle: (call) => {
         const shaped = new GrpcJsShapedCall(call, serialize);
-        if (guard !== undefined && requiresLeader(call)) {
-          if (!guard.hasLeader()) {
-            call.finish(statusOf(noLeaderError()));
-            return;
-          }
-          if (kind !== "unary") {
-            // Ended as the handler ends a stream itself: its 'error' listeners release it.
-            const untrack = guard.requireLeaderStreams.track(() => shaped.emit("error", noLeaderError()));
-            call.once("close", untrack);
-          }
-        }
+        // A stream is ended as its handler ends one itself: its 'error' listeners release it.
+        const endStream = kind === "unary" ? undefined : () => shaped.emit("error", noLeaderError());
+        if (guard !== undefined && !guard.admit(call, endStream)) return;
         try {
           if (kind === "bidi") {
             call.on("message", (bytes: Buffer) => {

@@ -4,9 +4,12 @@
 // is ended with that status once the member has gone `NO_LEADER_ROUNDS` election timeouts
 // without one, so its client reconnects to a member that can still serve it instead of waiting
 // on a partitioned one for events that never come. Streams are ended later than new calls are
-// refused because reopening one costs more than refusing a call (etcd's own comment).
+// refused because reopening one costs more than refusing a call (etcd's own comment). Members
+// apply it to every client call; the gateway to its client streams (it forwards the key on unary
+// calls, and the members judge those), with "a leader" meaning one its probes know.
 
-import { EtcdError } from "@etcd-ts/api";
+import { EtcdError } from "../errors.js";
+import type { CallStatus, ServerCall } from "./http2-server.js";
 
 /** The metadata key and value (etcd's rpctypes.MetadataRequireLeaderKey / MetadataHasLeader). */
 export const REQUIRE_LEADER_HEADER = "hasleader";
@@ -15,6 +18,7 @@ const HAS_LEADER = "true";
 export const NO_LEADER_ROUNDS = 3;
 
 export const noLeaderError = (): EtcdError => new EtcdError("NoLeader");
+const NO_LEADER_STATUS: CallStatus = { code: noLeaderError().code, details: noLeaderError().details };
 
 /** Whether a call asks for a leader (read on every call: one header lookup, no allocation). */
 export function requiresLeader(call: { header(name: string): string | undefined }): boolean {
@@ -46,5 +50,42 @@ export class RequireLeaderStreams {
     const ending = [...this.enders];
     this.enders.clear();
     for (const end of ending) end();
+  }
+}
+
+/**
+ * The rule bound to a server: whether a leader is known now, and the election-timeout rounds
+ * that end streams (a timer, unref'd: it never holds a process open).
+ */
+export class RequireLeaderGuard {
+  readonly streams = new RequireLeaderStreams();
+  private readonly timer: NodeJS.Timeout;
+
+  /** `roundMs`: etcd's election timeout (members: theirs; the gateway: etcd's default). */
+  constructor(
+    readonly hasLeader: () => boolean,
+    roundMs: number,
+  ) {
+    this.timer = setInterval(() => this.streams.round(this.hasLeader()), roundMs);
+    this.timer.unref();
+  }
+
+  /**
+   * Before a call's handler: false when the call asked for a leader and none is known (the
+   * call is then finished with "no leader"). A stream let in (`endStream` given) is ended by
+   * `endStream` once the rounds without a leader run out, unless it closed before.
+   */
+  admit(call: ServerCall, endStream?: () => void): boolean {
+    if (!requiresLeader(call)) return true;
+    if (!this.hasLeader()) {
+      call.finish(NO_LEADER_STATUS);
+      return false;
+    }
+    if (endStream !== undefined) call.once("close", this.streams.track(endStream));
+    return true;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
   }
 }
