@@ -215,11 +215,13 @@ describe("peer network proxies", () => {
     const throttled = performance.now() - started;
     assert.ok(throttled >= 400, `64 KiB took ${throttled.toFixed(0)} ms`);
     assert.equal(arrived, `a${bulk}z`, "in order");
+    assert.ok(network.stats.shapedChunks >= 3, "the shaped chunks went through the queue");
     network.shapeLink(0, 1, undefined);
-    started = performance.now();
+    const shapedBefore = network.stats.shapedChunks;
     c.socket.write("b");
     await until("the fast echo", () => c.received().endsWith("B"));
-    assert.ok(performance.now() - started < 140, "full speed again");
+    // Counted, not timed: a loaded machine can take longer than a shape's delay to echo.
+    assert.equal(network.stats.shapedChunks, shapedBefore, "full speed again: carried straight on");
     c.socket.destroy();
   });
 

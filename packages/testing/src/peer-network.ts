@@ -74,6 +74,8 @@ export interface PeerNetworkStats {
   /** The refused connections by the ID their first request named. */
   refusedSenders: Record<string, number>;
   resets: number;
+  /** Chunks that went through a shape's queue (delayed or rate-capped) rather than straight on. */
+  shapedChunks: number;
 }
 
 /** Member index of a sender ID (lowercase hex, as `X-Server-From` carries it); undefined: no member. */
@@ -92,6 +94,7 @@ export class PeerNetwork {
     refused: 0,
     refusedSenders: {},
     resets: 0,
+    shapedChunks: 0,
   };
 
   /**
@@ -327,6 +330,7 @@ export class PeerNetwork {
     const transmit =
       shape !== undefined && shape.bytesPerSecond > 0 ? (chunk.length * 1000) / shape.bytesPerSecond : 0;
     const at = Math.max(now + (shape?.delayMs ?? 0), pipe.lastArrival + transmit);
+    this.stats.shapedChunks++;
     pipe.lastArrival = at;
     pipe.inFlight.push({ chunk, at });
     pipe.inFlightBytes += chunk.length;
