@@ -14,6 +14,7 @@ import { etcdserverpb } from "@etcd-ts/api";
 import { freePort, PeerNetwork } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { formatId, memberIdFor } from "../membership/member-id.js";
+import { MEMBER_NODE_FLAGS } from "../node-flags.js";
 
 export interface MemberProcess {
   /** Its position in the cluster's `members`. */
@@ -133,14 +134,15 @@ const entries = {
 const SOURCE_NODE_FLAGS = ["--conditions=source", "--import", "tsx"];
 
 /** The command line of our member: node, its flags, the entry file. */
-function memberCommand(build: "source" | "dist" | undefined, main?: string): string[] {
+export function memberCommand(build: "source" | "dist" | undefined, main?: string): string[] {
   if (build === undefined) {
     return [
+      ...MEMBER_NODE_FLAGS,
       ...process.execArgv.filter((a) => !a.startsWith("--test")),
       main ?? entries[fromSource ? "source" : "dist"],
     ];
   }
-  return [...(build === "source" ? SOURCE_NODE_FLAGS : []), main ?? entries[build]];
+  return [...MEMBER_NODE_FLAGS, ...(build === "source" ? SOURCE_NODE_FLAGS : []), main ?? entries[build]];
 }
 
 /**
