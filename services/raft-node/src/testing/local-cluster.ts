@@ -14,7 +14,6 @@ import { etcdserverpb } from "@etcd-ts/api";
 import { freePort, PeerNetwork } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { formatId, memberIdFor } from "../membership/member-id.js";
-import { MEMBER_NODE_FLAGS } from "../node-flags.js";
 
 export interface MemberProcess {
   /** Its position in the cluster's `members`. */
@@ -134,15 +133,14 @@ const entries = {
 const SOURCE_NODE_FLAGS = ["--conditions=source", "--import", "tsx"];
 
 /** The command line of our member: node, its flags, the entry file. */
-export function memberCommand(build: "source" | "dist" | undefined, main?: string): string[] {
+function memberCommand(build: "source" | "dist" | undefined, main?: string): string[] {
   if (build === undefined) {
     return [
-      ...MEMBER_NODE_FLAGS,
       ...process.execArgv.filter((a) => !a.startsWith("--test")),
       main ?? entries[fromSource ? "source" : "dist"],
     ];
   }
-  return [...MEMBER_NODE_FLAGS, ...(build === "source" ? SOURCE_NODE_FLAGS : []), main ?? entries[build]];
+  return [...(build === "source" ? SOURCE_NODE_FLAGS : []), main ?? entries[build]];
 }
 
 /**
