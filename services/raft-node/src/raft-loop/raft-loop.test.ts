@@ -63,7 +63,7 @@ function testHost(
     restoreStateMachine: async () => {
       throw new Error("no snapshot expected");
     },
-    syncStateMachine: () => {},
+    syncStateMachine: async () => {},
     leadershipChanged: () => {},
     readState: () => {},
     ticked: () => {},
@@ -133,6 +133,80 @@ describe("raft loop", () => {
       assert.equal(failure, undefined);
     } finally {
       release();
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps committing and applying while a snapshot's state is made durable, and releases no log before it is", async () => {
+    const { dir, storage, wal } = await bootstrapped([1n]);
+    const config = memberConfig(
+      parseFlags(
+        [
+          "--heartbeat-interval",
+          "10",
+          "--election-timeout",
+          "100",
+          "--snapshot-count",
+          "5",
+          "--experimental-snapshot-catchup-entries",
+          "1",
+        ],
+        {},
+      ),
+    );
+    let applied = 0;
+    let failure: unknown;
+    const syncs: { at: number; release: () => void }[] = [];
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      {
+        ...testHost({
+          send: () => {},
+          appliedIndex: () => applied,
+          async applyCommitted(entries) {
+            for (const e of entries) {
+              if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+              applied = e.index;
+            }
+          },
+          fatal: (err) => {
+            failure = err;
+          },
+        }),
+        // Durable only when the test says so.
+        syncStateMachine: () =>
+          new Promise<void>((release) => {
+            syncs.push({ at: applied, release });
+          }),
+      },
+      quiet,
+    );
+    try {
+      loop.start();
+      await until("leadership", () => loop.leaderId === 1n);
+      for (let i = 0; i < 8; i++) loop.propose(Buffer.from(`a${i}`));
+      await until("the first puts applied", () => applied >= 8);
+      // A snapshot is due at the end of a Ready once the applied index is far enough along.
+      loop.propose(Buffer.from("a8"));
+      await until("a snapshot's sync asked", () => syncs.length === 1);
+      const firstIndex = storage.firstIndex();
+      const at = syncs[0]!.at;
+      // Before, the loop awaited the sync: nothing proposed meanwhile was committed or applied.
+      const target = applied + 3;
+      for (let i = 0; i < 3; i++) loop.propose(Buffer.from(`b${i}`));
+      await until("puts applied while the sync is pending", () => applied >= target);
+      assert.equal(syncs.length, 1, "one snapshot at a time");
+      assert.equal(storage.firstIndex(), firstIndex, "nothing compacted before the state is durable");
+      assert.equal(storage.snapshot().metadata.index < at, true, "no snapshot taken before it is durable");
+      syncs[0]!.release();
+      await until("the log before the snapshot released", () => storage.firstIndex() > firstIndex);
+      assert.equal(storage.snapshot().metadata.index, at, "the snapshot is at the synced index");
+      assert.equal(failure, undefined);
+    } finally {
+      for (const s of syncs) s.release();
       await loop.stop();
       await loop.closeWal();
       await rm(dir, { recursive: true, force: true });
