@@ -139,7 +139,7 @@ describe("raft loop", () => {
     }
   });
 
-  it("keeps committing and applying while a snapshot's state is made durable, and releases no log before it is", async () => {
+  it("releases none of the log before the snapshot's state is durable", async () => {
     const { dir, storage, wal } = await bootstrapped([1n]);
     const config = memberConfig(
       parseFlags(
@@ -188,17 +188,14 @@ describe("raft loop", () => {
       loop.start();
       await until("leadership", () => loop.leaderId === 1n);
       for (let i = 0; i < 8; i++) loop.propose(Buffer.from(`a${i}`));
-      await until("the first puts applied", () => applied >= 8);
+      await until("the puts applied", () => applied >= 8);
       // A snapshot is due at the end of a Ready once the applied index is far enough along.
       loop.propose(Buffer.from("a8"));
       await until("a snapshot's sync asked", () => syncs.length === 1);
       const firstIndex = storage.firstIndex();
       const at = syncs[0]!.at;
-      // Before, the loop awaited the sync: nothing proposed meanwhile was committed or applied.
-      const target = applied + 3;
-      for (let i = 0; i < 3; i++) loop.propose(Buffer.from(`b${i}`));
-      await until("puts applied while the sync is pending", () => applied >= target);
-      assert.equal(syncs.length, 1, "one snapshot at a time");
+      await new Promise((r) => setTimeout(r, 50));
+      // Before, the sync was not awaited: the snapshot was taken and the log compacted at once.
       assert.equal(storage.firstIndex(), firstIndex, "nothing compacted before the state is durable");
       assert.equal(storage.snapshot().metadata.index < at, true, "no snapshot taken before it is durable");
       syncs[0]!.release();

@@ -66,13 +66,6 @@ export interface RaftLoopLogger {
   error(details: Record<string, unknown>, message: string): void;
 }
 
-/** A snapshot whose state is being made durable: at `index`, with the configuration then. */
-interface StateSync {
-  readonly index: number;
-  readonly confState: ConfState;
-  done: boolean;
-}
-
 /** What the loop hands on and asks of the member around it. */
 export interface RaftLoopHost {
   send(messages: Message[]): void;
@@ -82,8 +75,8 @@ export interface RaftLoopHost {
   /** Replaces the state machine with the image received for `snapshot` (a follower far behind). */
   restoreStateMachine(snapshot: Snapshot): Promise<void>;
   /**
-   * Makes the state applied so far durable (the log before it is then released); the loop keeps
-   * turning meanwhile.
+   * Makes the state applied so far durable (the log before it is then released); the member's
+   * thread is free meanwhile (the fsync runs on another).
    */
   syncStateMachine(): Promise<unknown>;
   /** Leadership moved (`lead` 0n: no leader known). */
@@ -128,8 +121,6 @@ export class RaftLoop {
   /** Configurations by applied index, to stamp a snapshot image cut at an earlier index. */
   private readonly confStates: ConfStateHistory;
   private snapshotIndex: number;
-  /** The state machine's sync for the next snapshot, while it runs (startSnapshot). */
-  private stateSync: StateSync | undefined;
   private readyScheduled = false;
   private inReady = false;
   /** A flushReadTraffic is scheduled for the next turn. */
@@ -242,15 +233,10 @@ export class RaftLoop {
     stageTimeline?.mark("ready.run");
     this.inReady = true;
     try {
-      while (!this.stopped) {
-        if (this.raw.hasReady()) {
-          const rd = this.raw.ready();
-          await this.handleReady(rd);
-          this.raw.advance(rd);
-        } else if (this.stateSync?.done) {
-          // Between Readies: the snapshot's WAL writes never overlap a Ready's.
-          await this.snapshot(this.stateSync);
-        } else break;
+      while (!this.stopped && this.raw.hasReady()) {
+        const rd = this.raw.ready();
+        await this.handleReady(rd);
+        this.raw.advance(rd);
       }
       // Nothing left for Raft this turn, so no WAL write for the apply to overlap: apply now.
       this.startApply?.();
@@ -409,9 +395,9 @@ export class RaftLoop {
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
     const due = () => shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount);
-    if (this.stateSync === undefined && due()) {
+    if (due()) {
       await this.applying;
-      if (due()) this.startSnapshot();
+      if (due()) await this.snapshot();
     }
   }
 
@@ -455,28 +441,13 @@ export class RaftLoop {
 
   // ---- snapshots ----------------------------------------------------------------------------------
 
-  /**
-   * Starts making the state applied so far durable (an fsync of the store's WAL, 67-160 ms after
-   * 100,000 puts): the loop keeps handling Readies meanwhile, and snapshot() takes the snapshot
-   * at that index once it is done. Nothing of the log is released before: the guarantee that
-   * what the log held is in durable state (or still in the log) holds throughout.
-   */
-  private startSnapshot(): void {
-    const sync: StateSync = { index: this.host.appliedIndex(), confState: this.confState, done: false };
-    this.stateSync = sync;
-    this.host.syncStateMachine().then(
-      () => {
-        sync.done = true;
-        this.kick();
-      },
-      (err: unknown) => this.fail(err),
-    );
-  }
-
-  /** The Raft snapshot at `index`, whose state is durable: saved, then the log before it released. */
-  private async snapshot({ index, confState }: StateSync): Promise<void> {
-    this.stateSync = undefined;
-    const snap = this.storage.createSnapshot(index, confState, new Uint8Array(0));
+  private async snapshot(): Promise<void> {
+    const index = this.host.appliedIndex();
+    // The Raft log up to `index` may be released only once the state it produced is durable:
+    // awaited (an fsync of 100,000 puts' worth of the store's WAL took 67-160 ms, on another
+    // thread now, so calls and sockets are served meanwhile; the Ready loop waits for it).
+    await this.host.syncStateMachine();
+    const snap = this.storage.createSnapshot(index, this.confState, new Uint8Array(0));
     // Commit-only hard states are not saved (see handleReady); replay after this snapshot needs
     // a commit index at least as high as the snapshot's.
     await this.wal.save(this.storage.initialState().hardState, []);
