@@ -68,6 +68,9 @@ describe("MemberChannel against a grpc-js server", () => {
     });
     unary("/t.S/Big", (_call, cb) => cb(null, Buffer.alloc(3 * 1024 * 1024, 7)));
     unary("/t.S/Pattern", (_call, cb) => cb(null, PATTERN));
+    // Which connection each call came on (the client's address and port).
+    unary("/t.S/Peer", (call, cb) => cb(null, Buffer.from(call.getPeer())));
+    unary("/etcdserverpb.KV/Range", (call, cb) => cb(null, Buffer.from(call.getPeer())));
     address = await bindLoopback(server);
     channel = new MemberChannel(address);
   });
@@ -105,6 +108,20 @@ describe("MemberChannel against a grpc-js server", () => {
     const call = channel.call("/t.S/Slow", Buffer.alloc(0), new grpc.Metadata(), undefined);
     call.cancel();
     assert.equal((await call.result).error?.code, grpc.status.CANCELLED);
+  });
+
+  it("sends Ranges on a connection of their own, the other calls on one", async () => {
+    const peer = async (path: string) => {
+      const res = await channel.call(path, Buffer.alloc(0), new grpc.Metadata(), undefined).result;
+      assert.equal(res.error, undefined);
+      return res.response!.toString();
+    };
+    const before = await peer("/t.S/Peer");
+    const range = await peer("/etcdserverpb.KV/Range");
+    assert.equal(await peer("/t.S/Peer"), before);
+    assert.equal(await peer("/etcdserverpb.KV/Range"), range);
+    // Without it a full list's DATA and the puts' answers came in one byte stream, in turn.
+    assert.notEqual(range, before, "a Range shared the other calls' connection");
   });
 
   it("carries responses larger than the default flow-control windows", async () => {

@@ -8,7 +8,10 @@
 // callbacks per call. The snapshot stream still uses grpc-js (upstream-client.ts).
 //
 // Calls whose answers are small (not Range: one full list would hold every call queued behind
-// it) go over one multiplexed stream when the member serves it (forward-stream.ts).
+// it) go over one multiplexed stream when the member serves it (forward-stream.ts). Ranges take
+// a second connection of their own: on one connection the member's bytes arrive in the order it
+// wrote them, so a put's answer written after a full list's DATA was read only after that DATA
+// (up to a socket buffer's and a flow-control window's worth, megabytes, on the way).
 //
 // Failure reporting follows grpc-js's wording where the retry policy depends on it: a
 // call that could not be written because no connection could be made fails with
@@ -82,10 +85,17 @@ const FORWARDED_METHOD =
   /^\/etcdserverpb\.(?:KV\/(?:Put|DeleteRange|Txn|Compact)|Lease\/|Cluster\/|Maintenance\/)/;
 /** Larger requests take their own stream: they would hold up the frames behind them. */
 const MAX_FORWARDED_REQUEST_BYTES = 64 * 1024;
+export const RANGE_PATH = "/etcdserverpb.KV/Range";
+
+/** The member's two connections: "calls" for everything but Ranges, "ranges" for those. */
+export type Lane = "calls" | "ranges";
 
 /** One member's HTTP/2 connection, reconnected lazily after it closes or goes away. */
 export class MemberChannel {
-  private connection: ClientSocketConnection | undefined;
+  private readonly connections: Record<Lane, ClientSocketConnection | undefined> = {
+    calls: undefined,
+    ranges: undefined,
+  };
   /** The Forward/Calls stream on the current connection. */
   private forward: ForwardStream | undefined;
   /** A connection whose member refused Forward/Calls (etcd): its calls each take a stream. */
@@ -158,7 +168,7 @@ export class MemberChannel {
     return stream.accepting ? stream : undefined;
   }
 
-  /** One call on its own HTTP/2 stream. */
+  /** One call on its own HTTP/2 stream (a Range on the "ranges" connection). */
   callAlone(
     path: string,
     request: Buffer,
@@ -168,11 +178,12 @@ export class MemberChannel {
     isRetry = false,
   ): PendingUnary {
     if (this.closed) return settled(failure(grpc.status.UNAVAILABLE, "Channel closed"));
-    const connection = this.current();
+    const lane: Lane = path === RANGE_PATH ? "ranges" : "calls";
+    const connection = this.current(lane);
     if (connection.h2.full || (this.waiting.length > 0 && !this.startingWaiter)) {
-      // node:http2 queued these too: a member's --max-concurrent-streams holds for the
-      // gateway's one connection, as for any client's.
-      const waiter = new WaitingCall(this.waiting, deadlineMs, () =>
+      // node:http2 queued these too: a member's --max-concurrent-streams holds for each of the
+      // gateway's connections, as for any client's.
+      const waiter = new WaitingCall(this.waiting, lane, deadlineMs, () =>
         this.callAlone(path, request, metadata, deadlineMs, relay, isRetry),
       );
       this.waiting.push(waiter);
@@ -213,7 +224,7 @@ export class MemberChannel {
   /** @internal A stream to the member ended: calls waiting for one may go. */
   streamEnded(): void {
     while (this.waiting.length > 0 && !this.closed) {
-      if (this.current().h2.full) return;
+      if (this.current(this.waiting[0]!.lane).h2.full) return;
       // Its turn: it goes before the calls still waiting, not behind them.
       this.startingWaiter = true;
       try {
@@ -229,8 +240,10 @@ export class MemberChannel {
     for (const waiter of this.waiting.splice(0))
       waiter.fail(failure(grpc.status.UNAVAILABLE, "Channel closed"));
     this.forward?.finish();
-    this.connection?.close();
-    this.connection = undefined;
+    for (const lane of ["calls", "ranges"] as const) {
+      this.connections[lane]?.close();
+      this.connections[lane] = undefined;
+    }
   }
 
   /** A request's header block: the fixed fields, `path`, the deadline and the caller's metadata. */
@@ -265,9 +278,9 @@ export class MemberChannel {
     return fields.length === 0 ? fixed : Buffer.concat([fixed, encodeLiteralHeaderBlock(fields)]);
   }
 
-  /** The connection new calls go on: the current one while it takes streams, else a new one. */
-  private current(): ClientSocketConnection {
-    const existing = this.connection;
+  /** The connection new calls of `lane` go on: the current one while it takes streams, else a new one. */
+  private current(lane: Lane = "calls"): ClientSocketConnection {
+    const existing = this.connections[lane];
     if (existing?.usable) return existing;
     const upstreamTls = this.tls;
     const connection: ClientSocketConnection = new ClientSocketConnection({
@@ -289,17 +302,17 @@ export class MemberChannel {
       },
       goAway: () => {
         // New calls go to a fresh connection; calls in flight finish on this one.
-        if (this.connection === connection) this.connection = undefined;
+        if (this.connections[lane] === connection) this.connections[lane] = undefined;
         if (this.forward?.connection === connection) this.forward.finish();
       },
       closed: () => {
         if (connection.error !== "") this.lastError = connection.error;
-        if (this.connection === connection) this.connection = undefined;
+        if (this.connections[lane] === connection) this.connections[lane] = undefined;
       },
     });
     // The gateway's lifetime is its servers' and timers', never an idle member connection's.
     connection.socket.unref();
-    this.connection = connection;
+    this.connections[lane] = connection;
     return connection;
   }
 
@@ -327,6 +340,8 @@ class WaitingCall implements PendingUnary {
 
   constructor(
     private readonly queue: WaitingCall[],
+    /** The connection it waits for a stream on. */
+    readonly lane: Lane,
     deadlineMs: number | undefined,
     private readonly send: () => PendingUnary,
   ) {

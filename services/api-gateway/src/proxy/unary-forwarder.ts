@@ -19,6 +19,7 @@ import { ReadBarrier } from "../cache/read-barrier.js";
 import {
   type MemberChannel,
   PARTS_MIN_BYTES,
+  RANGE_PATH,
   type ResponseRelay,
   type UnaryResult,
 } from "../cluster/member-channel.js";
@@ -133,7 +134,6 @@ const UNKNOWN_OUTCOME: ReadonlySet<number> = new Set([
   grpc.status.INTERNAL,
   grpc.status.ABORTED,
 ]);
-const RANGE_PATH = "/etcdserverpb.KV/Range";
 
 /**
  * The read barrier's probe: a linearizable count of the single key "\0", as small an answer

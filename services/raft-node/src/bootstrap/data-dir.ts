@@ -1,11 +1,12 @@
 // The member's data directory: where each part lives, the identity file, and the state
 // machine's extra column families (read back from the open store: MvccStore.extraColumnRows).
-import { open, readFile, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { AUTH_COLUMN } from "../auth/mod.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
 import { MEMBERS_COLUMN } from "../membership/members-table.js";
+import { writeFileAtomically } from "../wal/durable-fs.js";
 
 /** Column families other state machines write in the store's batches. */
 export const EXTRA_COLUMNS = [LEASE_COLUMN, MEMBERS_COLUMN, AUTH_COLUMN] as const;
@@ -68,15 +69,9 @@ export async function writeIdentity(path: string, identity: Identity): Promise<v
   bytes[0] = IDENTITY_FORMAT;
   bytes.writeBigUInt64BE(identity.memberId, 1);
   bytes.writeBigUInt64BE(identity.clusterId, 9);
-  const tmp = `${path}.tmp`;
-  const handle = await open(tmp, "w");
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, path);
+  // The directory too: a rename only in the page cache was lost with the power (power-loss
+  // test: "identity is missing" when the member died before the file system's next commit).
+  await writeFileAtomically(dirname(path), path, [bytes], true);
 }
 
 export async function exists(path: string): Promise<boolean> {

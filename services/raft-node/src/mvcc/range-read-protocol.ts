@@ -29,11 +29,27 @@ export interface RangeRecycleRequest {
   recycled: ArrayBuffer;
 }
 
-export type RangeThreadRequest = RangeReadRequest | RangeTakeRequest | RangeDropRequest | RangeRecycleRequest;
+/**
+ * Make everything written to the database before this request durable (an fsync of RocksDB's
+ * WAL), answered with `synced` under the id `sync`: the member's Raft snapshot, off its thread.
+ */
+export interface RangeSyncRequest {
+  sync: number;
+  handle: bigint;
+}
+
+export type RangeThreadRequest =
+  | RangeReadRequest
+  | RangeTakeRequest
+  | RangeDropRequest
+  | RangeRecycleRequest
+  | RangeSyncRequest;
 
 export type RangeReadReply =
   /** The KeyValues as consecutive RangeResponse field-2 occurrences. */
   | { id: number; part: Uint8Array }
+  /** A RangeSyncRequest's writes are durable. */
+  | { id: number; synced: true }
   /** The chunk is held on the thread under the request's id: its length in bytes. */
   | { id: number; held: number }
   /** The first revision with no stored value (compacted meanwhile, or a fault). */

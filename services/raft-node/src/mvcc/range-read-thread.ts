@@ -12,7 +12,12 @@
 // and over, beside the puts. Held here, they count in this isolate, whose GC is off that thread.
 import { parentPort } from "node:worker_threads";
 import { keyValueFields, withoutValue } from "./kv-codec.js";
-import type { RangeReadReply, RangeReadRequest, RangeThreadRequest } from "./range-read-protocol.js";
+import type {
+  RangeReadReply,
+  RangeReadRequest,
+  RangeSyncRequest,
+  RangeThreadRequest,
+} from "./range-read-protocol.js";
 import { mainOfKey, REVISION_KEY_LENGTH, subOfKey } from "./revision.js";
 import { AttachedReader } from "./rocks-backend.js";
 import { lowerThreadPriority } from "./thread-module.js";
@@ -47,17 +52,36 @@ port.on("message", (request: RangeThreadRequest) => {
   }
   // A recycled buffer is freed with this isolate's garbage.
   if ("recycled" in request) return;
+  if ("sync" in request) {
+    queue = queue.then(() => sync(request));
+    return;
+  }
   queue = queue.then(() => serve(request));
 });
+
+/** The reader of `handle`'s database, attached on first use. */
+function readerOf(handle: bigint): Promise<AttachedReader> {
+  if (attached?.handle !== handle) attached = { handle, reader: AttachedReader.attach(handle) };
+  return attached.reader;
+}
+
+async function sync(request: RangeSyncRequest): Promise<void> {
+  let reply: RangeReadReply;
+  try {
+    (await readerOf(request.handle)).syncWal();
+    reply = { id: request.sync, synced: true };
+  } catch (err) {
+    if (attached?.handle === request.handle) attached = undefined;
+    reply = { id: request.sync, error: err instanceof Error ? err.message : String(err) };
+  }
+  port.postMessage(reply);
+}
 
 async function serve(request: RangeReadRequest): Promise<void> {
   let reply: RangeReadReply;
   let transfer: ArrayBuffer[] = [];
   try {
-    if (attached?.handle !== request.handle) {
-      attached = { handle: request.handle, reader: AttachedReader.attach(request.handle) };
-    }
-    const reader = await attached.reader;
+    const reader = await readerOf(request.handle);
     const packed = Buffer.from(request.keys.buffer, request.keys.byteOffset, request.keys.byteLength);
     const keys: Buffer[] = new Array(packed.length / REVISION_KEY_LENGTH);
     for (let i = 0; i < keys.length; i++) {

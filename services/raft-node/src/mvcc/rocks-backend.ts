@@ -411,6 +411,20 @@ export class AttachedReader {
   }
 
   /**
+   * fsyncs RocksDB's WAL on the calling thread: an empty batch written with sync, which RocksDB
+   * appends to the WAL after every write made before it (on any thread) and syncs with them.
+   */
+  syncWal(): void {
+    const batch = this.db.batch();
+    try {
+      batch._writeSync({ sync: true });
+    } finally {
+      batch._closeSync();
+      this.db.detachResource(batch);
+    }
+  }
+
+  /**
    * The stored values of `keys` in the revision key space, read on the calling thread; the
    * blocks read are not kept in the block cache (a full list must not push the hot ones out).
    */

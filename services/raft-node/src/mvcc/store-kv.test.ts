@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { isEtcdError } from "@etcd-ts/api";
 import { putRequest, rangeRequest } from "./request-builders.js";
 import { MvccStore } from "./store.js";
-import { type Applier, keys, pairs, tempDir, withStore } from "./store-fixture.js";
+import { Applier, keys, pairs, tempDir, withStore } from "./store-fixture.js";
 import { SortOrder, SortTarget } from "./types.js";
 
 const rejectsWith = (promise: Promise<unknown>, kind: Parameters<typeof isEtcdError>[1]) =>
@@ -201,6 +201,27 @@ describe("range", () => {
       },
       { syncReadMaxKeys: 4 },
     ));
+});
+
+describe("syncToDisk", () => {
+  it("makes the applied state durable on a read thread, resolving with the index it covers", async () => {
+    const dir = await tempDir();
+    try {
+      const store = await MvccStore.open(`${dir.path}/db`);
+      const kv = new Applier(store);
+      for (let i = 0; i < 5; i++) await kv.put(`k${i}`, `v${i}`);
+      const syncing = store.syncToDisk();
+      // Applied after the sync was asked: not covered by its answer (but written in order).
+      await kv.put("k5", "v5");
+      assert.equal(await syncing, 5);
+      await store.close();
+      const reopened = await MvccStore.open(`${dir.path}/db`);
+      assert.equal(reopened.appliedIndex, 6);
+      await reopened.close();
+    } finally {
+      await dir.remove();
+    }
+  });
 });
 
 describe("atomic visibility", () => {

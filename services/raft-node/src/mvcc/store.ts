@@ -931,14 +931,32 @@ export class MvccStore implements ApplyTarget {
     }
   }
 
-  /** fsyncs RocksDB's WAL: everything applied so far survives a machine crash. */
-  syncToDisk(): number {
+  /**
+   * fsyncs RocksDB's WAL: everything applied before the call survives a machine crash; resolves
+   * with the applied index it covers. The fsync runs on a read thread when there are any (the
+   * member's thread serves calls meanwhile): RocksDB syncs its WAL up to the worker's write,
+   * which comes after every batch this thread wrote before asking (the meta batch below too).
+   */
+  async syncToDisk(): Promise<number> {
     this.assertUsable();
+    const applied = this.appliedIdx;
     const batch = this.db.batch();
-    batch.put(META_CONSISTENT_INDEX, uint64Bytes(this.appliedIdx), this.meta);
+    batch.put(META_CONSISTENT_INDEX, uint64Bytes(applied), this.meta);
     batch.put(META_TERM, uint64Bytes(this.appliedTerm), this.meta);
-    batch.write(true);
-    return this.appliedIdx;
+    const threads = this.rangeThreads;
+    if (threads === undefined) {
+      batch.write(true);
+      return applied;
+    }
+    batch.write(false);
+    // A defragmentation's switch waits for it, as for a read: the database stays open.
+    this.readers++;
+    try {
+      await threads.sync(this.db.handle);
+    } finally {
+      this.readers--;
+    }
+    return applied;
   }
 
   // --- reads ---------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ function testHost(
     restoreStateMachine: async () => {
       throw new Error("no snapshot expected");
     },
-    syncStateMachine: () => {},
+    syncStateMachine: async () => {},
     leadershipChanged: () => {},
     readState: () => {},
     ticked: () => {},
@@ -133,6 +133,77 @@ describe("raft loop", () => {
       assert.equal(failure, undefined);
     } finally {
       release();
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("releases none of the log before the snapshot's state is durable", async () => {
+    const { dir, storage, wal } = await bootstrapped([1n]);
+    const config = memberConfig(
+      parseFlags(
+        [
+          "--heartbeat-interval",
+          "10",
+          "--election-timeout",
+          "100",
+          "--snapshot-count",
+          "5",
+          "--experimental-snapshot-catchup-entries",
+          "1",
+        ],
+        {},
+      ),
+    );
+    let applied = 0;
+    let failure: unknown;
+    const syncs: { at: number; release: () => void }[] = [];
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      {
+        ...testHost({
+          send: () => {},
+          appliedIndex: () => applied,
+          async applyCommitted(entries) {
+            for (const e of entries) {
+              if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+              applied = e.index;
+            }
+          },
+          fatal: (err) => {
+            failure = err;
+          },
+        }),
+        // Durable only when the test says so.
+        syncStateMachine: () =>
+          new Promise<void>((release) => {
+            syncs.push({ at: applied, release });
+          }),
+      },
+      quiet,
+    );
+    try {
+      loop.start();
+      await until("leadership", () => loop.leaderId === 1n);
+      for (let i = 0; i < 8; i++) loop.propose(Buffer.from(`a${i}`));
+      await until("the puts applied", () => applied >= 8);
+      // A snapshot is due at the end of a Ready once the applied index is far enough along.
+      loop.propose(Buffer.from("a8"));
+      await until("a snapshot's sync asked", () => syncs.length === 1);
+      const firstIndex = storage.firstIndex();
+      const at = syncs[0]!.at;
+      await new Promise((r) => setTimeout(r, 50));
+      // Before, the sync was not awaited: the snapshot was taken and the log compacted at once.
+      assert.equal(storage.firstIndex(), firstIndex, "nothing compacted before the state is durable");
+      assert.equal(storage.snapshot().metadata.index < at, true, "no snapshot taken before it is durable");
+      syncs[0]!.release();
+      await until("the log before the snapshot released", () => storage.firstIndex() > firstIndex);
+      assert.equal(storage.snapshot().metadata.index, at, "the snapshot is at the synced index");
+      assert.equal(failure, undefined);
+    } finally {
+      for (const s of syncs) s.release();
       await loop.stop();
       await loop.closeWal();
       await rm(dir, { recursive: true, force: true });

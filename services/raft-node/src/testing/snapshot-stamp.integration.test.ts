@@ -67,9 +67,9 @@ describe("snapshots stamped with their image's applied index", () => {
       for (let i = 0; i < WRITES_BEFORE; i += 30) {
         await Promise.all(Array.from({ length: 30 }, (_, j) => put(i + j)));
       }
-      assert.ok(
+      // Its state is made durable off the loop (RaftLoop.startSnapshot): saved a moment later.
+      await until("the leader snapshotted and compacted", () =>
         leaderLog.some((l) => l.message === "saved snapshot"),
-        "the leader snapshotted and compacted",
       );
 
       // The leader keeps applying from here on: its image is cut after its Raft snapshot's index.
