@@ -16,7 +16,8 @@ export type Cell =
        * Direct targets (etcd, members): each member's CPU per call, the leader first (the
        * endpoint goload's first connection uses), with its busiest thread's share (ours: the
        * event loop's) and the time its threads waited for a core (run queue, schedstat): where
-       * a cell's server CPU went, and whether the members waited for the machine.
+       * a cell's server CPU went, and whether the members waited for the machine. A watch
+       * row's: over its measured puts alone (not the creates, nor the warm-up).
        */
       members?: {
         role: "leader" | "follower";

@@ -1260,13 +1260,18 @@ async function main(): Promise<void> {
         const memberPids = direct
           .map((m) => ({ pid: m.child?.pid, leader: addressOf(m) === endpoints[0] }))
           .sort((a, b) => Number(b.leader) - Number(a.leader));
-        const threadsBefore = memberPids.map((m) => (m.pid === undefined ? [] : threadStats(m.pid)));
+        const threadsNow = () => memberPids.map((m) => (m.pid === undefined ? [] : threadStats(m.pid)));
+        let threadsBefore = threadsNow();
+        // A watch row's members are read over its puts alone, as its CPU per put is (below).
+        let threadsAfter: ReturnType<typeof threadsNow> | undefined;
         const cpuBefore = totalCpuSeconds(pids);
         // A watch row's creates (100,000 watchers) cost more CPU than its puts: its puts are
         // counted apart too, between goload's phase lines.
         const putCpu: Record<string, number> = {};
         const cell = await goload(args, (timeoutS + 180) * 1000, (phase) => {
           putCpu[phase] = totalCpuSeconds(pids);
+          if (phase === "puts-start") threadsBefore = threadsNow();
+          if (phase === "puts-end") threadsAfter = threadsNow();
         });
         if ("result" in cell && warmup !== undefined) cell.warmup = warmup;
         if ("result" in cell && inCell) {
@@ -1277,7 +1282,8 @@ async function main(): Promise<void> {
         if ("result" in cell && cell.result.ok > 0 && memberPids.length > 0) {
           const ok = cell.result.ok;
           cell.members = memberPids.map((m, k) => {
-            const delta = threadDelta(threadsBefore[k]!, m.pid === undefined ? [] : threadStats(m.pid));
+            const after = threadsAfter?.[k] ?? (m.pid === undefined ? [] : threadStats(m.pid));
+            const delta = threadDelta(threadsBefore[k]!, after);
             return {
               role: m.leader ? "leader" : "follower",
               cpu_us: Math.round((delta.cpu * 1e6) / ok),
