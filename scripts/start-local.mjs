@@ -13,7 +13,7 @@
 // and every service speaks TLS. The backup service dials members with root.crt: its CN is etcd's
 // root user, so backups go on if auth is enabled.
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const root = resolve(import.meta.dirname, "..");
@@ -64,9 +64,6 @@ const nats = natsServer === undefined ? undefined : { port: 4222, url: `nats://$
 const natsFlags = nats === undefined ? [] : ["--nats-url", nats.url];
 
 const memberMain = join(root, "services/raft-node/dist/main.js");
-// The member's Node flags, as the image's raft-node command gives them (deploy/Dockerfile).
-const memberNodeFlags =
-  JSON.parse(readFileSync(join(root, "services/raft-node/package.json"), "utf8")).nodeFlags ?? [];
 const gatewayMain = join(root, "services/api-gateway/dist/main.js");
 const backupMain = join(root, "services/backup/dist/main.js");
 const authMain = join(root, "services/auth/dist/main.js");
@@ -133,7 +130,6 @@ for (const m of members) {
   const dataDir = join(dataRoot, m.name);
   mkdirSync(dataDir, { recursive: true });
   run(m.name, [
-    ...memberNodeFlags,
     memberMain,
     "--name",
     m.name,
