@@ -172,11 +172,14 @@ describe("cellPlan (rounds and warm-up per scenario)", () => {
       warmupS: 8,
     });
   });
-  it("watch and catch-up rows: neither rounds nor warm-up", () => {
+  it("watch rows: one run, a single client's warm-up inside it", () => {
     assert.deepEqual(cellPlan({ op: "watch-latency", clients: 1, watchers: 1_000 }, opts), {
       rounds: 1,
-      warmupS: 0,
+      warmupS: 8,
+      inCell: true,
     });
+  });
+  it("catch-up rows: neither rounds nor warm-up", () => {
     assert.deepEqual(cellPlan({ op: "watch-catchup", clients: 1 }, opts), { rounds: 1, warmupS: 0 });
   });
   it("--warmup-s 0: no warm-up anywhere", () => {
@@ -184,5 +187,12 @@ describe("cellPlan (rounds and warm-up per scenario)", () => {
       rounds: 1,
       warmupS: 0,
     });
+    assert.deepEqual(
+      cellPlan({ op: "watch-latency", clients: 1, watchers: 1_000 }, { cellRounds: 1, warmupS: 0 }),
+      {
+        rounds: 1,
+        warmupS: 0,
+      },
+    );
   });
 });

@@ -16,7 +16,8 @@ export type Cell =
        * Direct targets (etcd, members): each member's CPU per call, the leader first (the
        * endpoint goload's first connection uses), with its busiest thread's share (ours: the
        * event loop's) and the time its threads waited for a core (run queue, schedstat): where
-       * a cell's server CPU went, and whether the members waited for the machine.
+       * a cell's server CPU went, and whether the members waited for the machine. A watch
+       * row's: over its measured puts alone (not the creates, nor the warm-up).
        */
       members?: {
         role: "leader" | "follower";
@@ -205,19 +206,20 @@ export const SINGLE_CLIENT_WARMUP_S = 8;
 
 /**
  * How a scenario's cell runs: in how many rounds (the targets taking turns) and after how long
- * an unmeasured warm-up (s, 0: none), from --cell-rounds and --warmup-s.
+ * an unmeasured warm-up (s, 0: none), from --cell-rounds and --warmup-s. `inCell`: the warm-up
+ * is the cell's own goload run's (its -warmup-s), not a run of its own before it.
  */
 export function cellPlan(
   s: { op: string; clients: number; watchers?: number; bgPut?: unknown },
   opts: { cellRounds: number; warmupS: number },
-): { rounds: number; warmupS: number } {
-  // Watch and catch-up rows time something else than a closed loop of calls: neither applies.
-  const closedLoop = s.watchers === undefined && s.op !== "watch-catchup";
-  if (!closedLoop) return { rounds: 1, warmupS: 0 };
+): { rounds: number; warmupS: number; inCell?: true } {
+  // A catch-up row times one watch reading history: neither rounds nor a warm-up apply.
+  if (s.op === "watch-catchup") return { rounds: 1, warmupS: 0 };
   // A single-client cell's result moves with what ran just before it and when (the first target
   // of a run measures a machine nobody loaded yet): its calls are split into rounds. Not the rows
-  // with writers beside: those report the writers of the whole cell.
-  const rounds = s.clients === 1 && s.bgPut === undefined ? opts.cellRounds : 1;
+  // with writers beside: those report the writers of the whole cell; nor the watch rows (one run
+  // times every put to its watchers, the watchers created once).
+  const rounds = s.clients === 1 && s.bgPut === undefined && s.watchers === undefined ? opts.cellRounds : 1;
   // The same load for a moment first, unmeasured, for every target alike: a fresh Node process
   // runs its first ~80,000 calls at 0.6-0.7x its steady rate (JIT), a Go one does not; without
   // it a cell measured ours half warm (20-36k vs 40-43k serializable reads/s through the
@@ -225,5 +227,11 @@ export function cellPlan(
   // few thousand (bench/README.md): single-client cells warm up for up to 8 s, all targets alike.
   const warmupS =
     opts.warmupS <= 0 ? 0 : s.clients === 1 ? Math.max(opts.warmupS, SINGLE_CLIENT_WARMUP_S) : opts.warmupS;
+  // A watch row's puts (one at a time, each waiting for its key's watchers) warm up inside the
+  // cell's own goload run once its watchers exist, as long as a single client's: a run of its own
+  // would create them all again. Without it the row timed its 200 puts right after the creates,
+  // on fresh processes when run alone (answers 2.1-3.5 ms against 1.3 after other rows;
+  // bench/JOURNAL.md "w100k", "w100k2").
+  if (s.watchers !== undefined) return warmupS > 0 ? { rounds, warmupS, inCell: true } : { rounds, warmupS };
   return { rounds, warmupS };
 }

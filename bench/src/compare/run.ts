@@ -1212,7 +1212,7 @@ async function main(): Promise<void> {
     // target of a run measures a machine nobody loaded yet): with --cell-rounds its calls are
     // split into rounds, each round's targets in turn starting one later, as cpu-per-op
     // alternates builds.
-    const { rounds, warmupS } = cellPlan(s, opts);
+    const { rounds, warmupS, inCell } = cellPlan(s, opts);
     const parts: Partial<Record<Target, Cell[]>> = {};
     for (let round = 0; round < rounds; round++) {
       for (const t of order.map((_, k) => order[(k + round) % order.length]!)) {
@@ -1238,7 +1238,7 @@ async function main(): Promise<void> {
             String(Math.max(120, timeoutS / 2) * 1000),
           );
         let warmup: Extract<Cell, { result: GoloadResult }>["warmup"];
-        if (warmupS > 0 && round === 0) {
+        if (warmupS > 0 && round === 0 && !inCell) {
           const warm = scenarioArgs(s, endpoints, cellTotal, warmupS, `${s.name}/${t}/warmup`);
           const warmed = await goload([...warm, ...extra], (warmupS + 60) * 1000);
           warmup =
@@ -1253,25 +1253,37 @@ async function main(): Promise<void> {
         }
         const label = rounds === 1 ? `${s.name}/${t}` : `${s.name}/${t}/round-${round + 1}`;
         const args = [...scenarioArgs(s, endpoints, total, timeoutS, label), ...extra];
+        if (inCell) args.push("-warmup-s", String(warmupS));
         const pids = serverPids(t, etcd, ours);
         // Direct targets: per member, the leader (the first endpoint) first.
         const direct = t === "etcd" || t === "members" ? (t === "etcd" ? etcd : ours).members.members : [];
         const memberPids = direct
           .map((m) => ({ pid: m.child?.pid, leader: addressOf(m) === endpoints[0] }))
           .sort((a, b) => Number(b.leader) - Number(a.leader));
-        const threadsBefore = memberPids.map((m) => (m.pid === undefined ? [] : threadStats(m.pid)));
+        const threadsNow = () => memberPids.map((m) => (m.pid === undefined ? [] : threadStats(m.pid)));
+        let threadsBefore = threadsNow();
+        // A watch row's members are read over its puts alone, as its CPU per put is (below).
+        let threadsAfter: ReturnType<typeof threadsNow> | undefined;
         const cpuBefore = totalCpuSeconds(pids);
         // A watch row's creates (100,000 watchers) cost more CPU than its puts: its puts are
         // counted apart too, between goload's phase lines.
         const putCpu: Record<string, number> = {};
         const cell = await goload(args, (timeoutS + 180) * 1000, (phase) => {
           putCpu[phase] = totalCpuSeconds(pids);
+          if (phase === "puts-start") threadsBefore = threadsNow();
+          if (phase === "puts-end") threadsAfter = threadsNow();
         });
         if ("result" in cell && warmup !== undefined) cell.warmup = warmup;
+        if ("result" in cell && inCell) {
+          const ok = Number(cell.result.warmup_puts ?? 0);
+          warmup = { ok, elapsed_s: warmupS, ops_per_s: ok / warmupS, p50_ms: null };
+          cell.warmup = warmup;
+        }
         if ("result" in cell && cell.result.ok > 0 && memberPids.length > 0) {
           const ok = cell.result.ok;
           cell.members = memberPids.map((m, k) => {
-            const delta = threadDelta(threadsBefore[k]!, m.pid === undefined ? [] : threadStats(m.pid));
+            const after = threadsAfter?.[k] ?? (m.pid === undefined ? [] : threadStats(m.pid));
+            const delta = threadDelta(threadsBefore[k]!, after);
             return {
               role: m.leader ? "leader" : "follower",
               cpu_us: Math.round((delta.cpu * 1e6) / ok),
