@@ -97,6 +97,7 @@ export {
 } from "./grpc/message-framing.js";
 export {
   NO_LEADER_ROUNDS,
+  NO_LEADER_STATUS,
   noLeaderError,
   RequireLeaderGuard,
   RequireLeaderStreams,

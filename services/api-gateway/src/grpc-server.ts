@@ -7,7 +7,7 @@ import {
   type CallStatus,
   EtcdError,
   GrpcHttp2Server,
-  noLeaderError,
+  NO_LEADER_STATUS,
   type RequireLeaderGuard,
   type ServerCall,
   type ServerTls,
@@ -86,7 +86,7 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
   // The stream is ended as the gateway ends its streams itself (its sessions closed first).
   const requiringLeader = (serve: (call: ServerCall) => EndStream) => (call: ServerCall) => {
     let end: EndStream | undefined;
-    if (!parts.requireLeader.admit(call, () => end?.(NO_LEADER))) return;
+    if (!parts.requireLeader.admit(call, () => end?.(NO_LEADER_STATUS))) return;
     end = serve(call);
   };
   switch (route.route) {
@@ -128,8 +128,6 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
   }
   server.register(route.path, { kind: "unary", handle: handle((call) => forwardUnary(route, call, parts)) });
 }
-
-const NO_LEADER = { code: noLeaderError().code, details: noLeaderError().details };
 
 /** Calls sent with a token made for their certificate's CN (not one the client brought). */
 const withCnToken = new WeakSet<ServerCall>();

@@ -9,7 +9,7 @@
 // calls, and the members judge those), with "a leader" meaning one its probes know.
 
 import { EtcdError } from "../errors.js";
-import type { CallStatus, ServerCall } from "./http2-server.js";
+import type { ServerCall } from "./http2-server.js";
 
 /** The metadata key and value (etcd's rpctypes.MetadataRequireLeaderKey / MetadataHasLeader). */
 export const REQUIRE_LEADER_HEADER = "hasleader";
@@ -18,7 +18,8 @@ const HAS_LEADER = "true";
 export const NO_LEADER_ROUNDS = 3;
 
 export const noLeaderError = (): EtcdError => new EtcdError("NoLeader");
-const NO_LEADER_STATUS: CallStatus = { code: noLeaderError().code, details: noLeaderError().details };
+/** The status a refused or ended require-leader call gets (etcd's ErrNoLeader). */
+export const NO_LEADER_STATUS = { code: noLeaderError().code, details: noLeaderError().details };
 
 /** Whether a call asks for a leader (read on every call: one header lookup, no allocation). */
 export function requiresLeader(call: { header(name: string): string | undefined }): boolean {
@@ -61,7 +62,7 @@ export class RequireLeaderGuard {
   readonly streams = new RequireLeaderStreams();
   private readonly timer: NodeJS.Timeout;
 
-  /** `roundMs`: etcd's election timeout (members: theirs; the gateway: etcd's default). */
+  /** `roundMs`: the election timeout (members: their own; the gateway: its --election-timeout). */
   constructor(
     readonly hasLeader: () => boolean,
     roundMs: number,
