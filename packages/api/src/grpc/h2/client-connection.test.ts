@@ -56,6 +56,20 @@ function pair(serverWindow = 65_535, clientWindow = 65_535) {
   return { client, server, served, failures, pump, toServer, toClient };
 }
 
+/** The server's whole answer on `s`: status 200, `body` as DATA, grpc-status 0. */
+function answer(s: H2Stream, body: Buffer): void {
+  s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
+  s.write(body);
+  s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+}
+
+/** `length` bytes counting modulo `modulus` (a prime: no frame boundary lines up with it). */
+function patterned(length: number, modulus: number): Buffer {
+  const body = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) body[i] = i % modulus;
+  return body;
+}
+
 function recorder() {
   const seen = {
     headers: [] as [IncomingHeaders, boolean][],
@@ -104,9 +118,7 @@ describe("H2ClientConnection against our server core", () => {
     assert.equal(Buffer.concat(served[0]!.data).toString(), "one two three");
     assert.equal(served[0]!.ended, true);
     const s = served[0]!.stream;
-    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
-    s.write(Buffer.from([0, 0, 0, 0, 0]));
-    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    answer(s, Buffer.from([0, 0, 0, 0, 0]));
     pump();
     assert.deepEqual(
       r.seen.headers.map(([h, end]) => [h[":status"] ?? h["grpc-status"], end]),
@@ -211,13 +223,10 @@ describe("H2ClientConnection against our server core", () => {
     const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(Buffer.from(c)) })!;
     stream.end();
     pump();
-    const body = Buffer.alloc(300_000);
-    for (let i = 0; i < body.length; i++) body[i] = i % 251;
+    const body = patterned(300_000, 251);
     stream.pauseReading();
     const s = served[0]!.stream;
-    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
-    s.write(body);
-    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    answer(s, body);
     pump();
     const held = Buffer.concat(got).length;
     assert.ok(held > 0 && held <= 65_535, `${held} bytes arrived while paused`);
@@ -236,12 +245,9 @@ describe("H2ClientConnection against our server core", () => {
     const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(c) })!;
     stream.end();
     pump();
-    const body = Buffer.alloc(100_000);
-    for (let i = 0; i < body.length; i++) body[i] = i % 253;
+    const body = patterned(100_000, 253);
     const s = served[0]!.stream;
-    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
-    s.write(body);
-    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    answer(s, body);
     server.flush();
     const wire = Buffer.concat(toClient.splice(0));
     // Two socket reads, split inside the answer's second DATA frame (16 KiB frames).
@@ -269,12 +275,9 @@ describe("H2ClientConnection against our server core", () => {
     const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(Buffer.from(c)) })!;
     stream.end();
     pump();
-    const body = Buffer.alloc(70_000);
-    for (let i = 0; i < body.length; i++) body[i] = i % 241;
+    const body = patterned(70_000, 241);
     const s = served[0]!.stream;
-    s.respond(encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]));
-    s.write(body);
-    s.end(encodeLiteralHeaderBlock([{ name: "grpc-status", value: "0", neverIndex: false }]));
+    answer(s, body);
     server.flush();
     const wire = Buffer.concat(toClient.splice(0));
     // Reads of 3, 5,000 and 7 bytes in turn: frame heads and payloads cut everywhere.

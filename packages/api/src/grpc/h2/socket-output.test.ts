@@ -46,6 +46,26 @@ function recorder() {
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Bytes counted per turn of the event loop (a turn ends at the check phase) until `stop`. */
+function bytesPerTurn() {
+  const perTurn: number[] = [0];
+  let ticking = true;
+  const tick = () => {
+    perTurn.push(0);
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  return {
+    perTurn,
+    count: (bytes: number) => {
+      perTurn[perTurn.length - 1]! += bytes;
+    },
+    stop: () => {
+      ticking = false;
+    },
+  };
+}
+
 describe("SocketOutput", () => {
   it("writes one turn's frames in one write", async () => {
     const { writes, output } = recorder();
@@ -144,16 +164,10 @@ describe("SocketOutput over a real socket", () => {
       },
     });
     const port = await server.listen("127.0.0.1:0");
-    // Bytes the server hands its socket per turn of the loop (a turn ends at the check phase).
-    const perTurn: number[] = [0];
-    let ticking = true;
-    const tick = () => {
-      perTurn.push(0);
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
+    // Bytes the server hands its socket per turn of the loop.
+    const { perTurn, count, stop } = bytesPerTurn();
     socketTaps.write = (socket, bytes) => {
-      if ((socket as { localPort?: number }).localPort === port) perTurn[perTurn.length - 1] += bytes;
+      if ((socket as { localPort?: number }).localPort === port) count(bytes);
     };
     // A window larger than the message: flow control alone would let it out in one turn.
     const c = new ClientSocketConnection({ host: "127.0.0.1", port, windowBytes: 64 * MIB });
@@ -168,7 +182,7 @@ describe("SocketOutput over a real socket", () => {
       assert.ok(Math.max(...busy) <= 2.1 * MIB, `a turn wrote ${Math.max(...busy)} bytes`);
       assert.ok(busy.length >= 8, `the message went out in ${busy.length} turns`);
     } finally {
-      ticking = false;
+      stop();
       delete socketTaps.write;
       c.destroy();
       await server.close(100);
@@ -211,19 +225,13 @@ describe("readInTurns", () => {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const { port } = server.address() as net.AddressInfo;
     const socket = net.connect({ port, host: "127.0.0.1" });
-    // Bytes handed over per turn of the loop (a turn ends at the check phase).
-    const perTurn: number[] = [0];
-    let ticking = true;
-    const tick = () => {
-      perTurn.push(0);
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
+    // Bytes handed over per turn of the loop.
+    const { perTurn, count, stop } = bytesPerTurn();
     const got: Buffer[] = [];
     try {
       readInTurns(socket, (chunk) => {
         got.push(chunk);
-        perTurn[perTurn.length - 1]! += chunk.length;
+        count(chunk.length);
       });
       await new Promise((r) => socket.once("end", r));
       assert.equal(digest(got), digest([sent]));
@@ -232,7 +240,7 @@ describe("readInTurns", () => {
       const most = Math.max(...perTurn);
       assert.ok(most <= 320 * 1024, `a turn handed over ${most} bytes`);
     } finally {
-      ticking = false;
+      stop();
       socket.destroy();
       await new Promise((r) => server.close(r));
     }
