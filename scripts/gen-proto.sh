@@ -62,6 +62,7 @@ PROTOS=(
   internal/peer.proto
   internal/auth-backend.proto
   internal/forward.proto
+  grpc/health/v1/health.proto
 )
 
 TS_PROTO_OPTS="outputServices=grpc-js,env=node,forceLong=bigint,useOptionals=messages"

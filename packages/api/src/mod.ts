@@ -23,6 +23,8 @@ export {
 export { type KeyedTokenCheck, VerificationKeys } from "./auth/verification-keys.js";
 export * as authpb from "./gen/authpb/auth.js";
 export * as etcdserverpb from "./gen/etcdserverpb/rpc.js";
+/** gRPC's health checking protocol (proto/grpc/health/v1/health.proto), served by grpc/health.ts. */
+export * as healthpb from "./gen/grpc/health/v1/health.js";
 export { HTTP_ROUTES, type HttpRoute } from "./gen/http-routes.js";
 /** What services/auth asks of the members, on their peer URLs (proto/internal/auth-backend.proto). */
 export * as authBackend from "./gen/internal/auth-backend.js";
@@ -60,6 +62,14 @@ export {
   grpcTimeout,
   metadataFromHeaders,
 } from "./grpc/headers.js";
+export {
+  ALL_SERVICES,
+  HEALTH_CHECK_PATH,
+  HEALTH_WATCH_PATH,
+  HealthStatuses,
+  ServingStatus,
+  serveHealth,
+} from "./grpc/health.js";
 // HTTP/2 framing and HPACK, for tools that read a peer connection's first request (a proxy on a
 // member's peer port finding its sender).
 export {

@@ -8,8 +8,9 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { etcdserverpb } from "@etcd-ts/api";
+import { etcdserverpb, healthpb, ServingStatus } from "@etcd-ts/api";
 import { addressOf, type LocalCluster } from "@etcd-ts/raft-node";
+import grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import pino from "pino";
 import { Gateway } from "./gateway.js";
@@ -433,7 +434,7 @@ describe("gateway against etcd 3.4", { skip }, () => {
   });
 
   describe("shutdown delay", () => {
-    it("answers /readyz 503 and still serves calls until the delay ends, then closes", async () => {
+    it("answers /readyz 503 and gRPC health NOT_SERVING, and still serves calls until the delay ends, then closes", async () => {
       const third = await Gateway.start({
         endpoints: cluster.addresses,
         listenAddr: "127.0.0.1:0",
@@ -444,23 +445,50 @@ describe("gateway against etcd 3.4", { skip }, () => {
         logger: pino({ level: "silent" }),
       });
       const readyz = () => fetch(`http://127.0.0.1:${third.jsonPort}/readyz`);
-      const before = await readyz();
-      assert.equal(before.status, 200);
-      assert.equal(await before.text(), "ok");
-      const startedAt = Date.now();
-      const stopped = third.stop(1_000);
-      const during = await readyz();
-      assert.equal(during.status, 503);
-      assert.equal(await during.text(), "shutting down");
-      // A new connection during the delay is served like any other.
-      const raw = new RawEtcdClient(`127.0.0.1:${third.grpcPort}`);
+      // grpc.health.v1 (grpc_health_probe, Kubernetes' gRPC probes, Envoy): the same readiness.
+      const health = new healthpb.HealthClient(
+        `127.0.0.1:${third.grpcPort}`,
+        grpc.credentials.createInsecure(),
+      );
+      const check = (service: string) =>
+        new Promise<string>((resolve) =>
+          health.check({ service }, (err, res) =>
+            resolve(err ? `${err.code} ${err.details}` : (ServingStatus[res.status] ?? "?")),
+          ),
+        );
+      const watched: string[] = [];
+      const watch = health.watch({ service: "" });
+      watch.on("data", (res: healthpb.HealthCheckResponse) => watched.push(ServingStatus[res.status] ?? "?"));
+      const watchEnded = new Promise<void>((resolve) => watch.on("error", () => resolve()));
+      let stopped: Promise<void> | undefined;
       try {
-        await raw.put("delay/k", "v");
+        const before = await readyz();
+        assert.equal(before.status, 200);
+        assert.equal(await before.text(), "ok");
+        assert.equal(await check(""), "SERVING");
+        assert.equal(await check("etcdserverpb.KV"), "5 unknown service");
+        const startedAt = Date.now();
+        stopped = third.stop(1_000);
+        const during = await readyz();
+        assert.equal(during.status, 503);
+        assert.equal(await during.text(), "shutting down");
+        assert.equal(await check(""), "NOT_SERVING");
+        // A new connection during the delay is served like any other.
+        const raw = new RawEtcdClient(`127.0.0.1:${third.grpcPort}`);
+        try {
+          await raw.put("delay/k", "v");
+        } finally {
+          raw.close();
+        }
+        await stopped;
+        assert.ok(Date.now() - startedAt >= 1_500, "the delay is waited out");
+        await watchEnded;
+        assert.deepEqual(watched, ["SERVING", "NOT_SERVING"]);
       } finally {
-        raw.close();
+        watch.cancel();
+        health.close();
+        await (stopped ?? third.stop(0));
       }
-      await stopped;
-      assert.ok(Date.now() - startedAt >= 1_500, "the delay is waited out");
     });
   });
 

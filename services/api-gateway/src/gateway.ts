@@ -7,6 +7,7 @@ import {
   createTlsServer,
   EtcdError,
   type GrpcHttp2Server,
+  HealthStatuses,
   loadServerTls,
   parseGrpcTarget,
   RequireLeaderGuard,
@@ -78,6 +79,14 @@ const AUTH_NOT_ENABLED = new EtcdError("AuthNotEnabled").details;
  */
 const PUBLISHED_KEYS_REFRESH_MS = 30_000;
 
+/** Where the gateway is in its life: /readyz and grpc.health.v1 say "not ready" from the stop. */
+interface Lifecycle {
+  shuttingDown: boolean;
+  shutdownDelayMs: number;
+  /** The gRPC health service's statuses: SERVING until the stop (as /readyz), then NOT_SERVING. */
+  health: HealthStatuses;
+}
+
 export class Gateway {
   private constructor(
     readonly tracker: ClusterTracker,
@@ -98,7 +107,7 @@ export class Gateway {
     private readonly controlPlane: ControlPlane | undefined,
     private readonly authService: AuthServiceForwarder | undefined,
     private readonly publishedKeys: PublishedKeyList,
-    private readonly lifecycle: { shuttingDown: boolean; shutdownDelayMs: number },
+    private readonly lifecycle: Lifecycle,
   ) {}
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -205,7 +214,11 @@ export class Gateway {
       return members.some((m) => m.id === leaderId && m.healthy);
     };
     // One JSON gateway: on its own port when asked, and on the gRPC port for HTTP/1.1 clients.
-    const lifecycle = { shuttingDown: false, shutdownDelayMs: options.shutdownDelayMs ?? 0 };
+    const lifecycle: Lifecycle = {
+      shuttingDown: false,
+      shutdownDelayMs: options.shutdownDelayMs ?? 0,
+      health: new HealthStatuses(),
+    };
     const ready = () => !lifecycle.shuttingDown;
     const json = createJsonGateway({
       healthy,
@@ -252,6 +265,7 @@ export class Gateway {
       logger,
       openStreams,
       requireLeader,
+      health: lifecycle.health,
       tokenGate,
       http1: (req, res) => json.server.emit("request", req, res),
       tls: serverTls,
@@ -311,6 +325,7 @@ export class Gateway {
   /** Stops accepting calls, lets running unary calls finish (bounded), then closes upstreams. */
   async stop(graceMs = 5_000): Promise<void> {
     this.lifecycle.shuttingDown = true;
+    this.lifecycle.health.shutdown();
     const delayMs = this.lifecycle.shutdownDelayMs;
     if (delayMs > 0) {
       // Everything still served; only /readyz says 503, for the balancer to notice.
@@ -323,6 +338,7 @@ export class Gateway {
     this.logger.info("gateway stopping");
     // Streams (watches, keep-alives) never finish on their own: end them, then drain.
     this.openStreams.endAll();
+    this.lifecycle.health.close();
     this.requireLeader.close();
     this.rangeCache?.close();
     this.watches.close();

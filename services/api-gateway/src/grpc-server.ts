@@ -7,10 +7,12 @@ import {
   type CallStatus,
   EtcdError,
   GrpcHttp2Server,
+  type HealthStatuses,
   NO_LEADER_STATUS,
   type RequireLeaderGuard,
   type ServerCall,
   type ServerTls,
+  serveHealth,
   type TlsRejection,
 } from "@etcd-ts/api";
 import {
@@ -52,6 +54,11 @@ export interface GrpcParts {
    */
   requireLeader: RequireLeaderGuard;
   /**
+   * grpc.health.v1, as a member serves it: the gateway's readiness (its /readyz), not the
+   * cluster's health, so a balancer does not drop every gateway while the members elect.
+   */
+  health: HealthStatuses;
+  /**
    * Refuses Watch streams opened with a bad JWT (unary calls and server streams: their
    * forwarders' own). Keep-alive streams carry none a member would read (etcd checks none).
    */
@@ -76,6 +83,7 @@ export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
     ...(parts.onTlsRejected === undefined ? {} : { onTlsRejected: parts.onTlsRejected }),
   });
   for (const route of METHOD_ROUTES) register(server, route, parts);
+  serveHealth(server, parts.health);
   return server;
 }
 

@@ -12,11 +12,13 @@ import {
   GATEWAY_CHANNEL_OPTIONS,
   GrpcHttp2Server,
   grpcClientBackend,
+  HealthStatuses,
   jsonGatewayHandler,
   parseGrpcTarget,
   ReplayingSocket,
   RequireLeaderGuard,
   type ServerTls,
+  serveHealth,
   type TlsRejection,
   v3electionpb,
   v3lockpb,
@@ -56,6 +58,11 @@ export class ClientServer {
   private readonly access: AccessControl;
   /** Require-leader calls (etcd's interceptor), one round per election timeout (its monitorLeader). */
   private readonly guard: RequireLeaderGuard;
+  /**
+   * grpc.health.v1 on every client listener, as etcd: SERVING from the moment the port opens
+   * (after this member published itself, as etcd serves once ready), NOT_SERVING on close.
+   */
+  private readonly health = new HealthStatuses();
 
   /**
    * `metrics`: the process's registry, served at /metrics and given the grpc_server_* metrics.
@@ -134,6 +141,7 @@ export class ClientServer {
       });
       for (const [definition, implementation] of this.services)
         serveService(server, definition, implementation, this.guard);
+      serveHealth(server, this.health);
       // The api-gateway's many unary calls over one stream, each run by the handlers above
       // with its own token (proto/internal/forward.proto).
       server.register(FORWARD_CALLS_PATH, forwardedCallsHandler(server));
@@ -195,6 +203,8 @@ export class ClientServer {
   }
 
   async close(): Promise<void> {
+    this.health.shutdown();
+    this.health.close();
     this.guard.close();
     this.leader.close();
     for (const client of this.gatewayClients.splice(0)) client.close();
