@@ -1,5 +1,5 @@
 import { encodeConfChange } from "./codec.js";
-import { limitSize } from "./entry-size.js";
+import { EntryStore } from "./entry-store.js";
 import { CompactedError, RaftError, SnapshotOutOfDateError, UnavailableError } from "./errors.js";
 import {
   ConfChangeType,
@@ -33,8 +33,9 @@ export function emptyConfState(): ConfState {
 }
 
 /**
- * An in-memory Storage, as etcd-io/raft's MemoryStorage: `ents[0]` is a dummy entry
- * carrying the snapshot's index and term, so term lookups at the compaction point work.
+ * An in-memory Storage, as etcd-io/raft's MemoryStorage, its entries kept compactly
+ * (EntryStore: payloads copied into shared buffers, no object per entry). The snapshot's
+ * index and term stay known, so term lookups at the compaction point work.
  */
 export class MemoryStorage implements Storage {
   private hardState: HardState = { term: 0, vote: NONE, commit: 0 };
@@ -42,7 +43,7 @@ export class MemoryStorage implements Storage {
     metadata: { index: 0, term: 0, confState: emptyConfState() },
     data: new Uint8Array(0),
   };
-  private ents: Entry[] = [{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }];
+  private readonly store = new EntryStore();
 
   initialState(): { hardState: HardState; confState: ConfState } {
     return { hardState: { ...this.hardState }, confState: cloneConfState(this.snap.metadata.confState) };
@@ -52,33 +53,26 @@ export class MemoryStorage implements Storage {
     this.hardState = { term: hs.term, vote: hs.vote, commit: hs.commit };
   }
 
-  private offset(): number {
-    return this.ents[0].index;
-  }
-
   firstIndex(): number {
-    return this.ents[0].index + 1;
+    return this.store.baseIndex() + 1;
   }
 
   lastIndex(): number {
-    return this.ents[0].index + this.ents.length - 1;
+    return this.store.lastIndex();
   }
 
   entries(lo: number, hi: number, maxSize: number): Entry[] {
-    const offset = this.offset();
-    if (lo <= offset) throw new CompactedError();
+    if (lo <= this.store.baseIndex()) throw new CompactedError();
     if (hi > this.lastIndex() + 1) {
       throw new UnavailableError(`entries' hi(${hi}) is out of bound lastindex(${this.lastIndex()})`);
     }
-    if (lo >= hi) return [];
-    return limitSize(this.ents.slice(lo - offset, hi - offset), maxSize);
+    return this.store.entries(lo, hi, maxSize);
   }
 
   term(index: number): number {
-    const offset = this.offset();
-    if (index < offset) throw new CompactedError();
-    if (index - offset >= this.ents.length) throw new UnavailableError();
-    return this.ents[index - offset].term;
+    if (index < this.store.baseIndex()) throw new CompactedError();
+    if (index > this.lastIndex()) throw new UnavailableError();
+    return this.store.term(index);
   }
 
   snapshot(): Snapshot {
@@ -89,14 +83,7 @@ export class MemoryStorage implements Storage {
   applySnapshot(snap: Snapshot): void {
     if (this.snap.metadata.index >= snap.metadata.index) throw new SnapshotOutOfDateError();
     this.snap = snap;
-    this.ents = [
-      {
-        term: snap.metadata.term,
-        index: snap.metadata.index,
-        type: EntryType.Normal,
-        data: new Uint8Array(0),
-      },
-    ];
+    this.store.reset(snap.metadata.index, snap.metadata.term);
   }
 
   /**
@@ -105,14 +92,13 @@ export class MemoryStorage implements Storage {
    */
   createSnapshot(index: number, confState: ConfState | undefined, data: Uint8Array): Snapshot {
     if (index <= this.snap.metadata.index) throw new SnapshotOutOfDateError();
-    const offset = this.offset();
     if (index > this.lastIndex()) {
       throw new RaftError(`snapshot ${index} is out of bound lastindex(${this.lastIndex()})`);
     }
     this.snap = {
       metadata: {
         index,
-        term: this.ents[index - offset].term,
+        term: this.term(index),
         confState: confState ? cloneConfState(confState) : this.snap.metadata.confState,
       },
       data,
@@ -122,21 +108,11 @@ export class MemoryStorage implements Storage {
 
   /** Discards entries up to and including `compactIndex`; the caller has a snapshot covering them. */
   compact(compactIndex: number): void {
-    const offset = this.offset();
-    if (compactIndex <= offset) throw new CompactedError();
+    if (compactIndex <= this.store.baseIndex()) throw new CompactedError();
     if (compactIndex > this.lastIndex()) {
       throw new RaftError(`compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`);
     }
-    const i = compactIndex - offset;
-    const dummy: Entry = {
-      term: this.ents[i].term,
-      index: this.ents[i].index,
-      type: EntryType.Normal,
-      data: new Uint8Array(0),
-    };
-    const rest = this.ents.slice(i + 1);
-    rest.unshift(dummy);
-    this.ents = rest;
+    this.store.compact(compactIndex);
   }
 
   /** See bootstrapStorage(). */
@@ -161,12 +137,12 @@ export class MemoryStorage implements Storage {
     const last = entries[0].index + entries.length - 1;
     if (last < first) return; // all already compacted
     if (first > entries[0].index) entries = entries.slice(first - entries[0].index);
-    const offset = entries[0].index - this.offset();
-    if (offset > this.ents.length) {
+    if (entries[0].index > this.lastIndex() + 1) {
       throw new RaftError(`missing log entry [last: ${this.lastIndex()}, append at: ${entries[0].index}]`);
     }
-    if (offset < this.ents.length) this.ents.length = offset;
-    for (let i = 0; i < entries.length; i++) this.ents.push(entries[i]);
+    // Copied: the store keeps no reference to the caller's entries or their (often
+    // received-frame) buffers.
+    this.store.append(entries);
   }
 }
 
