@@ -5,8 +5,8 @@
 // baseline p99, and the leader's peak RSS growth. With --timeline FILE each round's puts (start
 // on CLOCK_MONOTONIC in ns, latency in ms) go to FILE.<round>.json, to line up with the leader's
 // CPU profile (--prof DIR: every member runs with --cpu-prof into DIR; see slices.js).
-// --dir DIR keeps the members' data dirs and logs (<DIR>/<name>.log: --node-flags=--trace-gc
-// writes there). Each round also splits the puts by the Range's phase: while it was built (until the
+// --dir DIR keeps the members' data dirs and logs (<DIR>/<name>.log, the gateway's stdout in
+// <DIR>/gateway.log: --node-flags=--trace-gc writes there). Each round also splits the puts by the Range's phase: while it was built (until the
 // response headers came, with the first bytes) and while it was sent and decoded. --gateway G.js:
 // the Range and the puts also go through an api-gateway of that build, each round (with --prof it
 // writes DIR/gateway.cpuprofile too).
@@ -181,10 +181,12 @@ try {
     const build: Build = { name, cluster, gateway: undefined };
     builds.push(build);
     if (gatewayMain !== undefined)
-      build.gateway = await startGateway(gatewayMain, cluster, [
-        ...extraFlags,
-        ...profFlags(`${tag(i)}gateway`),
-      ]);
+      build.gateway = await startGateway(
+        gatewayMain,
+        cluster,
+        [...extraFlags, ...profFlags(`${tag(i)}gateway`)],
+        args.dir === undefined ? undefined : join(resolve(args.dir), `${tag(i)}gateway.log`),
+      );
     const started = performance.now();
     const load = await runGoload(
       [
