@@ -89,6 +89,8 @@ const summary: {
   max: number;
   baseP99: number;
   ratio: number;
+  /** The gateway's peak RSS in MiB (through the gateway), else 0. */
+  gatewayMiB: number;
 }[] = [];
 
 /** One Range over every key on `endpoint` (the leader, or the gateway) beside 100 puts/s. */
@@ -97,8 +99,12 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
   const pid = leader.child!.pid!;
   const before = rssKiB(pid) ?? 0;
   let peak = before;
+  // The gateway's peak RSS while it relays the answer (through the gateway only).
+  const gatewayPid = path === "gateway" ? b.gateway!.child.pid : undefined;
+  let gatewayPeak = gatewayPid === undefined ? 0 : (rssKiB(gatewayPid) ?? 0);
   const timer = setInterval(() => {
     peak = Math.max(peak, rssKiB(pid) ?? 0);
+    if (gatewayPid !== undefined) gatewayPeak = Math.max(gatewayPeak, rssKiB(gatewayPid) ?? 0);
   }, 100);
   // Wall clock to CLOCK_MONOTONIC (process.hrtime), for the timeline.
   const monoMinusWallNs =
@@ -122,7 +128,8 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     `${label}: ${((r.range_ms as number) / 1000).toFixed(2)} s, ${r.range_kvs} kvs ${(bytes / 1e6).toFixed(0)} MB; ` +
       `puts during p50/p99/max ${f1(during.p50)}/${f1(during.p99)}/${f1(during.max)} ms (n ${during.n}), ` +
       `baseline p50/p99 ${f1(base.p50)}/${f1(base.p99)} ms, p99 ratio ${f1((during.p99 ?? 0) / (base.p99 ?? 1))}; ` +
-      `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); load ${loadavg()[0]!.toFixed(1)}`,
+      `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); ` +
+      `${gatewayPid === undefined ? "" : `gateway RSS peak ${(gatewayPeak / 1024).toFixed(0)} MiB; `}load ${loadavg()[0]!.toFixed(1)}`,
   );
   // The puts by the Range's phase: built (until the response headers came, which go with the
   // answer's first bytes), sent and decoded by the client.
@@ -145,6 +152,7 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     max: during.max ?? 0,
     baseP99: base.p99 ?? 0,
     ratio: (during.p99 ?? 0) / (base.p99 ?? 1),
+    gatewayMiB: gatewayPeak / 1024,
   });
   if (args.timeline !== undefined) {
     const startNs = (r.range_start_unix_ns as number) + monoMinusWallNs;
@@ -219,7 +227,8 @@ try {
       console.log(
         `${b.name ? `${b.name} ` : ""}${path}: time ${col(xs, (x) => x.s)} s (median ${median((x) => x.s)}); ` +
           `puts p99 ${col(xs, (x) => x.p99)} ms (median ${median((x) => x.p99)}), max ${col(xs, (x) => x.max)} ms; ` +
-          `baseline p99 ${col(xs, (x) => x.baseP99)} ms; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})`,
+          `baseline p99 ${col(xs, (x) => x.baseP99)} ms; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})` +
+          (path === "gateway" ? `; gateway RSS peak ${col(xs, (x) => x.gatewayMiB)} MiB` : ""),
       );
     }
   }
