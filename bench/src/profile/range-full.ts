@@ -9,7 +9,7 @@
 // <DIR>/gateway.log: --node-flags=--trace-gc writes there). Each round also splits the puts by the Range's phase: while it was built (until the
 // response headers came, with the first bytes) and while it was sent and decoded. --gateway G.js:
 // the Range and the puts also go through an api-gateway of that build, each round (with --prof it
-// writes DIR/gateway.cpuprofile too).
+// writes DIR/gateway.cpuprofile too), with the gateway's peak RSS and CPU seconds over the round.
 // Paired builds: --main a.js,b.js (and --gateway ga.js,gb.js, one per --main) start a cluster
 // (and gateway) per build, load the keys into each, then take turns round by round (the order
 // alternating), and end with each build's medians side by side. --etcd: a real etcd cluster
@@ -22,7 +22,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { runGoload } from "../goload.js";
-import { rssKiB } from "../proc-cpu.js";
+import { cpuSeconds, rssKiB } from "../proc-cpu.js";
 import { type Gateway, startGateway, stopGateway } from "./gateway-process.js";
 
 const { values: args } = parseArgs({
@@ -91,6 +91,8 @@ const summary: {
   ratio: number;
   /** The gateway's peak RSS in MiB (through the gateway), else 0. */
   gatewayMiB: number;
+  /** The gateway's CPU seconds over the round (through the gateway), else 0. */
+  gatewayCpu: number;
 }[] = [];
 
 /** One Range over every key on `endpoint` (the leader, or the gateway) beside 100 puts/s. */
@@ -102,6 +104,7 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
   // The gateway's peak RSS while it relays the answer (through the gateway only).
   const gatewayPid = path === "gateway" ? b.gateway!.child.pid : undefined;
   let gatewayPeak = gatewayPid === undefined ? 0 : (rssKiB(gatewayPid) ?? 0);
+  const gatewayCpu0 = gatewayPid === undefined ? 0 : cpuSeconds(gatewayPid);
   const timer = setInterval(() => {
     peak = Math.max(peak, rssKiB(pid) ?? 0);
     if (gatewayPid !== undefined) gatewayPeak = Math.max(gatewayPeak, rssKiB(gatewayPid) ?? 0);
@@ -119,6 +122,8 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     400_000,
   );
   clearInterval(timer);
+  // The gateway's CPU over the round (baseline puts, the Range, the second after it).
+  const gatewayCpu = gatewayPid === undefined ? 0 : cpuSeconds(gatewayPid) - gatewayCpu0;
   const during = r.put_during_range_ms as { n?: number; p50?: number; p99?: number; max?: number };
   const base = r.put_baseline_ms as { p50?: number; p99?: number };
   const bytes = r.range_bytes as number;
@@ -129,7 +134,7 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
       `puts during p50/p99/max ${f1(during.p50)}/${f1(during.p99)}/${f1(during.max)} ms (n ${during.n}), ` +
       `baseline p50/p99 ${f1(base.p50)}/${f1(base.p99)} ms, p99 ratio ${f1((during.p99 ?? 0) / (base.p99 ?? 1))}; ` +
       `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); ` +
-      `${gatewayPid === undefined ? "" : `gateway RSS peak ${(gatewayPeak / 1024).toFixed(0)} MiB; `}load ${loadavg()[0]!.toFixed(1)}`,
+      `${gatewayPid === undefined ? "" : `gateway RSS peak ${(gatewayPeak / 1024).toFixed(0)} MiB, CPU ${gatewayCpu.toFixed(2)} s; `}load ${loadavg()[0]!.toFixed(1)}`,
   );
   // The puts by the Range's phase: built (until the response headers came, which go with the
   // answer's first bytes), sent and decoded by the client.
@@ -153,6 +158,7 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     baseP99: base.p99 ?? 0,
     ratio: (during.p99 ?? 0) / (base.p99 ?? 1),
     gatewayMiB: gatewayPeak / 1024,
+    gatewayCpu,
   });
   if (args.timeline !== undefined) {
     const startNs = (r.range_start_unix_ns as number) + monoMinusWallNs;
@@ -228,7 +234,9 @@ try {
         `${b.name ? `${b.name} ` : ""}${path}: time ${col(xs, (x) => x.s)} s (median ${median((x) => x.s)}); ` +
           `puts p99 ${col(xs, (x) => x.p99)} ms (median ${median((x) => x.p99)}), max ${col(xs, (x) => x.max)} ms; ` +
           `baseline p99 ${col(xs, (x) => x.baseP99)} ms; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})` +
-          (path === "gateway" ? `; gateway RSS peak ${col(xs, (x) => x.gatewayMiB)} MiB` : ""),
+          (path === "gateway"
+            ? `; gateway RSS peak ${col(xs, (x) => x.gatewayMiB)} MiB, CPU ${col(xs, (x) => x.gatewayCpu)} s (median ${median((x) => x.gatewayCpu)})`
+            : ""),
       );
     }
   }
