@@ -304,10 +304,11 @@ describe("RecycledReads", () => {
       assert.equal(digest(got), digest(frames.filter((_, i) => i % 2 === 1)));
       assert.ok(holds > 100);
       assert.equal(changed, 0, "a held payload changed before its release");
-      // 16 MiB in 64 KiB reads is 256 of them: buffers came back and were read into again.
-      assert.ok(reads.allocated < 64, `${reads.allocated} buffers of ${RECYCLED_READ_BYTES} bytes`);
+      // Buffers came back and were read into again (16 MiB is 64 reads of 256 KiB at least).
+      assert.ok(reads.allocated < 32, `${reads.allocated} buffers of ${RECYCLED_READ_BYTES} bytes`);
+      // The turn's budget (256 KiB) and at most one read past it, with a frame carried into it.
       const most = Math.max(...perTurn);
-      assert.ok(most <= 320 * 1024, `a turn handed over ${most} bytes`);
+      assert.ok(most <= 256 * 1024 + RECYCLED_READ_BYTES + 16_393, `a turn handed over ${most} bytes`);
     } finally {
       stop();
       socket.destroy();
