@@ -1,6 +1,7 @@
 // An api-gateway of a given build in front of a LocalCluster, for the profile tools that send
 // their load through it (cpu-per-op.js --gateway, range-full.js --gateway).
 import { type ChildProcess, spawn } from "node:child_process";
+import { openSync } from "node:fs";
 import type { LocalCluster } from "@etcd-ts/raft-node";
 import { freePort } from "@etcd-ts/testing";
 import { runGoload } from "../goload.js";
@@ -10,11 +11,15 @@ export interface Gateway {
   address: string;
 }
 
-/** `nodeFlags`: before the script (e.g. --cpu-prof); the gateway's stderr is this process's. */
+/**
+ * `nodeFlags`: before the script (e.g. --cpu-prof); the gateway's stderr is this process's.
+ * `stdoutFile`: where its stdout goes (--trace-gc writes there), else nowhere.
+ */
 export async function startGateway(
   main: string,
   cluster: LocalCluster,
   nodeFlags: readonly string[] = [],
+  stdoutFile?: string,
 ): Promise<Gateway> {
   const address = `127.0.0.1:${await freePort()}`;
   const endpoints = cluster.members.map((m) => m.clientUrl).join(",");
@@ -33,7 +38,7 @@ export async function startGateway(
       "--log-level",
       "warn",
     ],
-    { stdio: ["ignore", "ignore", "inherit"] },
+    { stdio: ["ignore", stdoutFile === undefined ? "ignore" : openSync(stdoutFile, "a"), "inherit"] },
   );
   // Ready once a put goes through it.
   for (let i = 0; i < 120; i++) {

@@ -5,11 +5,11 @@
 // baseline p99, and the leader's peak RSS growth. With --timeline FILE each round's puts (start
 // on CLOCK_MONOTONIC in ns, latency in ms) go to FILE.<round>.json, to line up with the leader's
 // CPU profile (--prof DIR: every member runs with --cpu-prof into DIR; see slices.js).
-// --dir DIR keeps the members' data dirs and logs (<DIR>/<name>.log: --node-flags=--trace-gc
-// writes there). Each round also splits the puts by the Range's phase: while it was built (until the
+// --dir DIR keeps the members' data dirs and logs (<DIR>/<name>.log, the gateway's stdout in
+// <DIR>/gateway.log: --node-flags=--trace-gc writes there). Each round also splits the puts by the Range's phase: while it was built (until the
 // response headers came, with the first bytes) and while it was sent and decoded. --gateway G.js:
 // the Range and the puts also go through an api-gateway of that build, each round (with --prof it
-// writes DIR/gateway.cpuprofile too).
+// writes DIR/gateway.cpuprofile too), with the gateway's peak RSS and CPU seconds over the round.
 // Paired builds: --main a.js,b.js (and --gateway ga.js,gb.js, one per --main) start a cluster
 // (and gateway) per build, load the keys into each, then take turns round by round (the order
 // alternating), and end with each build's medians side by side. --etcd: a real etcd cluster
@@ -22,7 +22,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { addressOf, LocalCluster } from "@etcd-ts/raft-node";
 import { runGoload } from "../goload.js";
-import { rssKiB } from "../proc-cpu.js";
+import { cpuSeconds, rssKiB } from "../proc-cpu.js";
 import { type Gateway, startGateway, stopGateway } from "./gateway-process.js";
 
 const { values: args } = parseArgs({
@@ -89,6 +89,10 @@ const summary: {
   max: number;
   baseP99: number;
   ratio: number;
+  /** The gateway's peak RSS in MiB (through the gateway), else 0. */
+  gatewayMiB: number;
+  /** The gateway's CPU seconds over the round (through the gateway), else 0. */
+  gatewayCpu: number;
 }[] = [];
 
 /** One Range over every key on `endpoint` (the leader, or the gateway) beside 100 puts/s. */
@@ -97,8 +101,13 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
   const pid = leader.child!.pid!;
   const before = rssKiB(pid) ?? 0;
   let peak = before;
+  // The gateway's peak RSS while it relays the answer (through the gateway only).
+  const gatewayPid = path === "gateway" ? b.gateway!.child.pid : undefined;
+  let gatewayPeak = gatewayPid === undefined ? 0 : (rssKiB(gatewayPid) ?? 0);
+  const gatewayCpu0 = gatewayPid === undefined ? 0 : cpuSeconds(gatewayPid);
   const timer = setInterval(() => {
     peak = Math.max(peak, rssKiB(pid) ?? 0);
+    if (gatewayPid !== undefined) gatewayPeak = Math.max(gatewayPeak, rssKiB(gatewayPid) ?? 0);
   }, 100);
   // Wall clock to CLOCK_MONOTONIC (process.hrtime), for the timeline.
   const monoMinusWallNs =
@@ -113,6 +122,8 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     400_000,
   );
   clearInterval(timer);
+  // The gateway's CPU over the round (baseline puts, the Range, the second after it).
+  const gatewayCpu = gatewayPid === undefined ? 0 : cpuSeconds(gatewayPid) - gatewayCpu0;
   const during = r.put_during_range_ms as { n?: number; p50?: number; p99?: number; max?: number };
   const base = r.put_baseline_ms as { p50?: number; p99?: number };
   const bytes = r.range_bytes as number;
@@ -122,7 +133,8 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     `${label}: ${((r.range_ms as number) / 1000).toFixed(2)} s, ${r.range_kvs} kvs ${(bytes / 1e6).toFixed(0)} MB; ` +
       `puts during p50/p99/max ${f1(during.p50)}/${f1(during.p99)}/${f1(during.max)} ms (n ${during.n}), ` +
       `baseline p50/p99 ${f1(base.p50)}/${f1(base.p99)} ms, p99 ratio ${f1((during.p99 ?? 0) / (base.p99 ?? 1))}; ` +
-      `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); load ${loadavg()[0]!.toFixed(1)}`,
+      `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); ` +
+      `${gatewayPid === undefined ? "" : `gateway RSS peak ${(gatewayPeak / 1024).toFixed(0)} MiB, CPU ${gatewayCpu.toFixed(2)} s; `}load ${loadavg()[0]!.toFixed(1)}`,
   );
   // The puts by the Range's phase: built (until the response headers came, which go with the
   // answer's first bytes), sent and decoded by the client.
@@ -145,6 +157,8 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     max: during.max ?? 0,
     baseP99: base.p99 ?? 0,
     ratio: (during.p99 ?? 0) / (base.p99 ?? 1),
+    gatewayMiB: gatewayPeak / 1024,
+    gatewayCpu,
   });
   if (args.timeline !== undefined) {
     const startNs = (r.range_start_unix_ns as number) + monoMinusWallNs;
@@ -181,10 +195,12 @@ try {
     const build: Build = { name, cluster, gateway: undefined };
     builds.push(build);
     if (gatewayMain !== undefined)
-      build.gateway = await startGateway(gatewayMain, cluster, [
-        ...extraFlags,
-        ...profFlags(`${tag(i)}gateway`),
-      ]);
+      build.gateway = await startGateway(
+        gatewayMain,
+        cluster,
+        [...extraFlags, ...profFlags(`${tag(i)}gateway`)],
+        args.dir === undefined ? undefined : join(resolve(args.dir), `${tag(i)}gateway.log`),
+      );
     const started = performance.now();
     const load = await runGoload(
       [
@@ -217,7 +233,10 @@ try {
       console.log(
         `${b.name ? `${b.name} ` : ""}${path}: time ${col(xs, (x) => x.s)} s (median ${median((x) => x.s)}); ` +
           `puts p99 ${col(xs, (x) => x.p99)} ms (median ${median((x) => x.p99)}), max ${col(xs, (x) => x.max)} ms; ` +
-          `baseline p99 ${col(xs, (x) => x.baseP99)} ms; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})`,
+          `baseline p99 ${col(xs, (x) => x.baseP99)} ms; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})` +
+          (path === "gateway"
+            ? `; gateway RSS peak ${col(xs, (x) => x.gatewayMiB)} MiB, CPU ${col(xs, (x) => x.gatewayCpu)} s (median ${median((x) => x.gatewayCpu)})`
+            : ""),
       );
     }
   }

@@ -14,6 +14,7 @@ import {
 } from "./member-channel.js";
 import { passThrough } from "./upstream-client.js";
 
+const RANGE = "/etcdserverpb.KV/Range";
 const PATTERN = Buffer.alloc(3 * 1024 * 1024 + 17);
 for (let i = 0; i < PATTERN.length; i++) PATTERN[i] = i % 251;
 
@@ -70,7 +71,10 @@ describe("MemberChannel against a grpc-js server", () => {
     unary("/t.S/Pattern", (_call, cb) => cb(null, PATTERN));
     // Which connection each call came on (the client's address and port).
     unary("/t.S/Peer", (call, cb) => cb(null, Buffer.from(call.getPeer())));
-    unary("/etcdserverpb.KV/Range", (call, cb) => cb(null, Buffer.from(call.getPeer())));
+    // An empty request: which connection it came on; any other: the pattern (a large answer).
+    unary("/etcdserverpb.KV/Range", (call, cb) =>
+      cb(null, call.request.length === 0 ? Buffer.from(call.getPeer()) : PATTERN),
+    );
     address = await bindLoopback(server);
     channel = new MemberChannel(address);
   });
@@ -144,6 +148,43 @@ describe("MemberChannel against a grpc-js server", () => {
     assert.deepEqual(w.started, [PATTERN.length]);
     assert.ok(w.pauses() > 0, "the writer's back-pressure paused the member's stream");
     assert.ok(Buffer.concat(w.got).equals(PATTERN));
+  });
+
+  it("relays a Range's DATA from a few reused read buffers, each intact until written", async () => {
+    // The client's side keeps each chunk (no copy) until it says it was written, a few turns later.
+    const buffers = new Set<ArrayBufferLike>();
+    let at = 0;
+    let intact = true;
+    const relay: ResponseRelay = {
+      minBytes: 1 << 20,
+      start: () => ({
+        write: (chunk, sent) => {
+          buffers.add(chunk.buffer);
+          const mine = { chunk, at };
+          at += chunk.length;
+          setTimeout(() => {
+            // Written: the bytes must still be the ones that came.
+            if (!Buffer.from(mine.chunk).equals(PATTERN.subarray(mine.at, mine.at + mine.chunk.length)))
+              intact = false;
+            sent?.();
+          }, 1);
+          return true;
+        },
+        onDrain: (resume) => resume(),
+      }),
+    };
+    for (let round = 0; round < 3; round++) {
+      at = 0;
+      const res = await channel.call(RANGE, Buffer.from("all"), new grpc.Metadata(), undefined, relay).result;
+      assert.equal(res.error, undefined);
+      assert.equal(res.relayed, true);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.ok(intact, "a relayed chunk's bytes changed before it was written");
+      // Every byte came, in order (each chunk was checked as it was written).
+      assert.equal(at, PATTERN.length);
+    }
+    // 3 rounds of 3 MiB came in 64 KiB reads: ~150 buffers when each read took a new one.
+    assert.ok(buffers.size <= 40, `the relayed chunks were in ${buffers.size} buffers`);
   });
 
   it("keeps an answer below minBytes, and never starts the client's message", async () => {

@@ -292,6 +292,33 @@ describe("H2ClientConnection against our server core", () => {
     assert.deepEqual(failures, []);
   });
 
+  it("with leaveRest, leaves a frame cut by a read to the caller's next read and copies none", () => {
+    const { client, server, served, failures, pump, toClient } = pair(1 << 20, 1 << 20);
+    const got: Buffer[] = [];
+    const r = recorder();
+    const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(c) })!;
+    stream.end();
+    pump();
+    const body = patterned(100_000, 239);
+    answer(served[0]!.stream, body);
+    server.flush();
+    const wire = Buffer.concat(toClient.splice(0));
+    // Reads of 30,000 bytes, each after what the last one left (as RecycledReads reads).
+    let carried = Buffer.alloc(0);
+    for (let at = 0; at < wire.length; at += 30_000) {
+      const read = Buffer.concat([carried, wire.subarray(at, at + 30_000)]);
+      const before = got.length;
+      const left = client.receive(read, true);
+      carried = Buffer.from(read.subarray(read.length - left));
+      // Every DATA payload is a view of its read: no frame joined from two reads.
+      for (const c of got.slice(before)) assert.equal(c.buffer, read.buffer, "a frame was copied");
+    }
+    assert.equal(carried.length, 0);
+    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
+    assert.deepEqual(r.seen.closed, [undefined]);
+    assert.deepEqual(failures, []);
+  });
+
   it("tells its GOAWAY listener of a graceful GOAWAY, and opens no more streams", () => {
     const heard: [number, number][] = [];
     const client = new H2ClientConnection(

@@ -7,7 +7,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { H2ClientConnection } from "./client-connection.js";
-import { readInTurns, SocketOutput } from "./socket-output.js";
+import { RecycledReads, readInTurns, SocketOutput } from "./socket-output.js";
 
 /** What a TLS dial offers and checks (undefined fields: node's defaults). */
 export interface ClientTls {
@@ -26,6 +26,12 @@ export interface DialOptions {
   tls?: ClientTls;
   /** Our receive window per stream and for the connection. */
   windowBytes: number;
+  /**
+   * Plain TCP only: the socket reads into buffers that are reused (RecycledReads), and every
+   * stream's `data` handler must `hold` what it keeps of a chunk past its return (the gateway's
+   * Range lane: a relayed answer's DATA until written on).
+   */
+  recycleReads?: boolean;
   /** A PING every `intervalMs`; unanswered for `timeoutMs`, the connection is destroyed. */
   keepalive?: { intervalMs: number; timeoutMs: number };
   /** The connection (TCP, and TLS with h2 agreed) is up. */
@@ -51,6 +57,7 @@ export class ClientSocketConnection {
   /** The socket error's code (`ECONNREFUSED`: nothing listens there), if it failed with one. */
   errorCode = "";
   private keepalive: NodeJS.Timeout | undefined;
+  private readonly reads: RecycledReads | undefined;
 
   constructor(private readonly options: DialOptions) {
     const host = options.host.replace(/^\[(.*)\]$/, "$1");
@@ -60,7 +67,15 @@ export class ClientSocketConnection {
     if (secure === undefined) {
       // Nagle's algorithm would hold a request's DATA back until the previous segment is
       // acknowledged (Go, and so etcd, turns it off on every connection).
-      socket = net.connect({ host, port, noDelay: true });
+      this.reads = options.recycleReads
+        ? new RecycledReads((bytes) => this.h2.receive(bytes, true))
+        : undefined;
+      socket = net.connect({
+        host,
+        port,
+        noDelay: true,
+        ...(this.reads === undefined ? {} : { onread: this.reads.onread }),
+      });
       socket.once("connect", () => this.onConnected());
     } else {
       const t = tls.connect({
@@ -108,7 +123,8 @@ export class ClientSocketConnection {
     );
     // A member's large answer (the gateway relaying a full list) no longer holds the loop for
     // libuv's whole run of reads on this socket (readInTurns).
-    readInTurns(socket, (chunk) => this.h2.receive(chunk));
+    if (this.reads !== undefined) this.reads.attach(socket);
+    else readInTurns(socket, (chunk) => this.h2.receive(chunk));
     socket.on("error", (err) => {
       this.error ||= err.message;
       this.errorCode ||= (err as NodeJS.ErrnoException).code ?? "";
@@ -120,6 +136,14 @@ export class ClientSocketConnection {
       this.h2.destroy();
       options.closed?.();
     });
+  }
+
+  /**
+   * From a stream's `data` handler: keeps `chunk`'s memory from reuse until the returned function
+   * runs (DialOptions.recycleReads). undefined: nothing to release (not a recycled read).
+   */
+  hold(chunk: Uint8Array): (() => void) | undefined {
+    return this.reads?.hold(chunk);
   }
 
   /** Whether new requests may go on this connection. */

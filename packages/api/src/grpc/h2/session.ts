@@ -308,10 +308,17 @@ export abstract class H2Session<S extends H2SessionStream> {
   /** A PING from the peer (answered already). */
   protected pingReceived(): void {}
 
-  /** Bytes from the socket. */
-  receive(chunk: Buffer): void {
-    if (this.dead) return;
+  /**
+   * Bytes from the socket. A frame left incomplete at the end of `chunk` is kept (copied) for the
+   * next call; with `leaveRest`, when those bytes are the end of `chunk` itself, they are not
+   * kept: the return value says how many they are, and the caller's next chunk starts with them
+   * (RecycledReads reads into reused buffers: no copy allocated per read). Returns 0 otherwise.
+   */
+  receive(chunk: Buffer, leaveRest = false): number {
+    if (this.dead) return 0;
     let buf = chunk;
+    // `buf` ends where `chunk` ends (its rest may be left to the caller).
+    let endsChunk = true;
     if (this.buffer.length >= 9 && !this.awaitingPreface) {
       // A frame begun in an earlier read (its length checked then): only its rest is copied to
       // it, and the frames after it are read where they are. Joining the whole read to the
@@ -319,25 +326,26 @@ export abstract class H2Session<S extends H2SessionStream> {
       const need = 9 + this.buffer.readUIntBE(0, 3) - this.buffer.length;
       if (chunk.length < need) {
         this.buffer = Buffer.concat([this.buffer, chunk]);
-        return;
+        return 0;
       }
       const first = Buffer.concat([this.buffer, chunk.subarray(0, need)]);
       this.buffer = EMPTY;
       this.frame(first[3]!, first[4]!, first.readUInt32BE(5) & 0x7fffffff, first.subarray(9));
-      if (this.dead) return;
+      if (this.dead) return 0;
       buf = chunk.subarray(need);
     } else if (this.buffer.length > 0) {
       buf = Buffer.concat([this.buffer, chunk]);
+      endsChunk = false;
     }
     let offset = 0;
     if (this.awaitingPreface) {
       if (buf.length < HTTP2_PREFACE.length) {
-        this.buffer = buf;
-        return;
+        this.buffer = Buffer.from(buf);
+        return 0;
       }
       if (!buf.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE)) {
         this.connectionError(H2_ERROR.PROTOCOL_ERROR, "not an HTTP/2 connection preface");
-        return;
+        return 0;
       }
       this.awaitingPreface = false;
       offset = HTTP2_PREFACE.length;
@@ -346,7 +354,7 @@ export abstract class H2Session<S extends H2SessionStream> {
       const length = buf.readUIntBE(offset, 3);
       if (length > OUR_MAX_FRAME) {
         this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, `frame of ${length} bytes`);
-        return;
+        return 0;
       }
       if (buf.length - offset < 9 + length) break;
       const type = buf[offset + 3]!;
@@ -356,14 +364,17 @@ export abstract class H2Session<S extends H2SessionStream> {
       offset += 9 + length;
       this.frame(type, flags, streamId, payload);
     }
-    if (this.dead) return;
+    if (this.dead) return 0;
+    const rest = buf.length - offset;
+    const left = leaveRest && endsChunk ? rest : 0;
     // The rest of a frame is kept; a copy, so the socket's chunk is not held for a few bytes.
-    this.buffer = offset === buf.length ? EMPTY : Buffer.from(buf.subarray(offset));
+    this.buffer = rest === 0 || left > 0 ? EMPTY : Buffer.from(buf.subarray(offset));
     // The connection's window, acknowledged once half of it was used (one frame per many reads).
     if (this.connUnacknowledged >= this.windowBytes / 2) {
       this.sendWindowUpdate(0, this.connUnacknowledged);
       this.connUnacknowledged = 0;
     }
+    return left;
   }
 
   protected frame(type: number, flags: number, streamId: number, payload: Buffer): void {

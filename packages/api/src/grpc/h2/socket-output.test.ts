@@ -14,7 +14,14 @@ import grpc from "@grpc/grpc-js";
 import { encodeLiteralHeaderBlock } from "../http2-frames.js";
 import { GrpcHttp2Server, MessageParts } from "../http2-server.js";
 import { ClientSocketConnection } from "./client-socket.js";
-import { joinSmall, readInTurns, SocketOutput, socketTaps } from "./socket-output.js";
+import {
+  joinSmall,
+  RECYCLED_READ_BYTES,
+  RecycledReads,
+  readInTurns,
+  SocketOutput,
+  socketTaps,
+} from "./socket-output.js";
 
 /** A socket stand-in that records each write (Node's Writable; nothing of ours is replaced). */
 function recorder() {
@@ -239,6 +246,69 @@ describe("readInTurns", () => {
       // 32 reads of a readable socket in a row).
       const most = Math.max(...perTurn);
       assert.ok(most <= 320 * 1024, `a turn handed over ${most} bytes`);
+    } finally {
+      stop();
+      socket.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe("RecycledReads", () => {
+  it("reads 16 MiB of frames into a few reused buffers: every byte in order, a held part intact until released", async () => {
+    // Frames of a 3-byte length and 1..16,384 bytes, cut anywhere by the reads.
+    const frames: Buffer[] = [];
+    let total = 0;
+    while (total < 16 * MIB) {
+      const payload = randomBytes(1 + Math.floor(Math.random() * 16_384));
+      const head = Buffer.alloc(3);
+      head.writeUIntBE(payload.length, 0, 3);
+      frames.push(head, payload);
+      total += 3 + payload.length;
+    }
+    const server = net.createServer((s) => s.end(Buffer.concat(frames)));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as net.AddressInfo;
+    const { perTurn, count, stop } = bytesPerTurn();
+    const got: Buffer[] = [];
+    let changed = 0;
+    let holds = 0;
+    const reads: RecycledReads = new RecycledReads((bytes) => {
+      let at = 0;
+      while (bytes.length - at >= 3) {
+        const length = bytes.readUIntBE(at, 3);
+        if (bytes.length - at - 3 < length) break;
+        const payload = bytes.subarray(at + 3, at + 3 + length);
+        got.push(Buffer.from(payload));
+        // Every 7th payload is held (as a relay holds DATA until written) and checked on release.
+        if (got.length % 7 === 0) {
+          const copy = got.at(-1)!;
+          const release = reads.hold(payload);
+          assert.ok(release !== undefined, "a payload of a read is in a recycled buffer");
+          holds++;
+          setTimeout(() => {
+            if (!payload.equals(copy)) changed++;
+            release();
+          }, 1);
+        }
+        at += 3 + length;
+      }
+      count(at);
+      return bytes.length - at;
+    });
+    const socket = net.connect({ port, host: "127.0.0.1", onread: reads.onread });
+    reads.attach(socket);
+    try {
+      await new Promise((r) => socket.once("end", r));
+      await sleep(20);
+      assert.equal(digest(got), digest(frames.filter((_, i) => i % 2 === 1)));
+      assert.ok(holds > 100);
+      assert.equal(changed, 0, "a held payload changed before its release");
+      // Buffers came back and were read into again (16 MiB is 64 reads of 256 KiB at least).
+      assert.ok(reads.allocated < 32, `${reads.allocated} buffers of ${RECYCLED_READ_BYTES} bytes`);
+      // The turn's budget (256 KiB) and at most one read past it, with a frame carried into it.
+      const most = Math.max(...perTurn);
+      assert.ok(most <= 256 * 1024 + RECYCLED_READ_BYTES + 16_393, `a turn handed over ${most} bytes`);
     } finally {
       stop();
       socket.destroy();
