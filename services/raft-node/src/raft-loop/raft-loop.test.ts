@@ -139,7 +139,7 @@ describe("raft loop", () => {
     }
   });
 
-  it("keeps committing and applying while a snapshot's state is made durable, and releases no log before it is", async () => {
+  it("keeps persisting and committing while a snapshot's state is made durable, applying only after, and releases no log before it is", async () => {
     const { dir, storage, wal } = await bootstrapped([1n]);
     const config = memberConfig(
       parseFlags(
@@ -194,16 +194,22 @@ describe("raft loop", () => {
       await until("a snapshot's sync asked", () => syncs.length === 1);
       const firstIndex = storage.firstIndex();
       const at = syncs[0]!.at;
-      // Before, the loop awaited the sync: nothing proposed meanwhile was committed or applied.
-      const target = applied + 3;
+      // Before, the loop awaited the sync: nothing proposed meanwhile was persisted or committed.
+      const target = storage.lastIndex() + 3;
       for (let i = 0; i < 3; i++) loop.propose(Buffer.from(`b${i}`));
-      await until("puts applied while the sync is pending", () => applied >= target);
+      await until(
+        "puts persisted and committed while the sync is pending",
+        () => storage.lastIndex() >= target && loop.status().commit >= target,
+      );
+      // The store's write would queue behind its synced one, holding this thread (scheduleApply).
+      assert.equal(applied, at, "nothing applied while the store's sync runs");
       assert.equal(syncs.length, 1, "one snapshot at a time");
       assert.equal(storage.firstIndex(), firstIndex, "nothing compacted before the state is durable");
       assert.equal(storage.snapshot().metadata.index < at, true, "no snapshot taken before it is durable");
       syncs[0]!.release();
       await until("the log before the snapshot released", () => storage.firstIndex() > firstIndex);
       assert.equal(storage.snapshot().metadata.index, at, "the snapshot is at the synced index");
+      await until("the puts applied once it is durable", () => applied >= target);
       assert.equal(failure, undefined);
     } finally {
       for (const s of syncs) s.release();
@@ -268,7 +274,12 @@ describe("raft loop", () => {
       },
       quiet,
     );
-    const entry = (index: number): Entry => ({ term: 2, index, type: EntryType.Normal, data: Buffer.from("x") });
+    const entry = (index: number): Entry => ({
+      term: 2,
+      index,
+      type: EntryType.Normal,
+      data: Buffer.from("x"),
+    });
     const append = (after: number, count: number) =>
       loop.step([
         message({

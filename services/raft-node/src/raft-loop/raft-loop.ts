@@ -17,10 +17,11 @@
 //    never runs ahead of the entries actually applied (etcd's waitApply);
 //  - snapshots: creating one and installing one both wait for the batch in flight, so a
 //    snapshot's index is an applied state and an install never races an apply. Creating one
-//    starts the store's sync (an fsync) and goes on handling Readies and applying meanwhile;
-//    the snapshot at that index is saved, and the log before it released, between two Readies
-//    once the sync is done (startSnapshot): puts are not held for the fsync, and the log before
-//    index N is released only once the state at N is durable;
+//    starts the store's sync (an fsync) and goes on handling Readies meanwhile (persisting,
+//    sending, committing; applies wait for the sync, see scheduleApply); the snapshot at that
+//    index is saved, and the log before it released, between two Readies once the sync is done
+//    (startSnapshot): puts are persisted and replicated during the fsync instead of after it,
+//    and the log before index N is released only once the state at N is durable;
 //  - reads and replies: ReadIndex waits for the applier's own index (applied >= read index)
 //    and a client is answered by the apply of its entry, so neither sees the lag;
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
@@ -300,7 +301,13 @@ export class RaftLoop {
     });
     const run: Promise<void> = previous
       .then(() => started)
+      // Not while the store's sync for a snapshot runs (startSnapshot): RocksDB queues every
+      // write behind that synced one, so this apply's write would hold the member's thread
+      // (calls, sockets, Readies) for the rest of the fsync. Readies go on meanwhile.
+      .then(() => this.stateSync?.settled)
       .then(() => {
+        // A failed sync stopped the loop: nothing more goes into the store.
+        if (this.failed) throw new Error("raft loop stopped: not applied");
         stageTimeline?.mark("apply.start");
         return this.host.applyCommitted(entries);
       })
@@ -463,8 +470,8 @@ export class RaftLoop {
 
   /**
    * Starts making the state applied so far durable (an fsync of the store's WAL, 67-160 ms after
-   * 100,000 puts): the loop keeps handling Readies meanwhile, and snapshot() takes the snapshot
-   * at that index once it is done. Nothing of the log is released before: the guarantee that
+   * 100,000 puts): the loop keeps handling Readies meanwhile (applies wait: scheduleApply), and
+   * snapshot() takes the snapshot at that index once it is done. Nothing of the log is released before: the guarantee that
    * what the log held is in durable state (or still in the log) holds throughout.
    */
   private startSnapshot(): void {
