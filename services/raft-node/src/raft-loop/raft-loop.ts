@@ -16,12 +16,7 @@
 //    Raft's configuration (and its one-change-at-a-time rule, which reads its applied index)
 //    never runs ahead of the entries actually applied (etcd's waitApply);
 //  - snapshots: creating one and installing one both wait for the batch in flight, so a
-//    snapshot's index is an applied state and an install never races an apply. Creating one
-//    starts the store's sync (an fsync) and goes on handling Readies meanwhile (persisting,
-//    sending, committing; applies wait for the sync, see scheduleApply); the snapshot at that
-//    index is saved, and the log before it released, between two Readies once the sync is done
-//    (startSnapshot): puts are persisted and replicated during the fsync instead of after it,
-//    and the log before index N is released only once the state at N is durable;
+//    snapshot's index is an applied state and an install never races an apply;
 //  - reads and replies: ReadIndex waits for the applier's own index (applied >= read index)
 //    and a client is answered by the apply of its entry, so neither sees the lag;
 //  - failure: an apply error stops the loop as a WAL error does; stop() waits for the batch.
@@ -71,15 +66,6 @@ export interface RaftLoopLogger {
   error(details: Record<string, unknown>, message: string): void;
 }
 
-/** A snapshot whose state is being made durable: at `index`, with the configuration then. */
-interface StateSync {
-  readonly index: number;
-  readonly confState: ConfState;
-  done: boolean;
-  /** Resolves once the sync has settled, either way (its failure stops the loop). */
-  readonly settled: Promise<void>;
-}
-
 /** What the loop hands on and asks of the member around it. */
 export interface RaftLoopHost {
   send(messages: Message[]): void;
@@ -89,8 +75,8 @@ export interface RaftLoopHost {
   /** Replaces the state machine with the image received for `snapshot` (a follower far behind). */
   restoreStateMachine(snapshot: Snapshot): Promise<void>;
   /**
-   * Makes the state applied so far durable (the log before it is then released); the loop keeps
-   * turning meanwhile.
+   * Makes the state applied so far durable (the log before it is then released); the member's
+   * thread is free meanwhile (the fsync runs on another).
    */
   syncStateMachine(): Promise<unknown>;
   /** Leadership moved (`lead` 0n: no leader known). */
@@ -135,8 +121,6 @@ export class RaftLoop {
   /** Configurations by applied index, to stamp a snapshot image cut at an earlier index. */
   private readonly confStates: ConfStateHistory;
   private snapshotIndex: number;
-  /** The state machine's sync for the next snapshot, while it runs (startSnapshot). */
-  private stateSync: StateSync | undefined;
   private readyScheduled = false;
   private inReady = false;
   /** A flushReadTraffic is scheduled for the next turn. */
@@ -249,15 +233,10 @@ export class RaftLoop {
     stageTimeline?.mark("ready.run");
     this.inReady = true;
     try {
-      while (!this.stopped) {
-        if (this.raw.hasReady()) {
-          const rd = this.raw.ready();
-          await this.handleReady(rd);
-          this.raw.advance(rd);
-        } else if (this.stateSync?.done) {
-          // Between Readies: the snapshot's WAL writes never overlap a Ready's.
-          await this.snapshot(this.stateSync);
-        } else break;
+      while (!this.stopped && this.raw.hasReady()) {
+        const rd = this.raw.ready();
+        await this.handleReady(rd);
+        this.raw.advance(rd);
       }
       // Nothing left for Raft this turn, so no WAL write for the apply to overlap: apply now.
       this.startApply?.();
@@ -301,13 +280,7 @@ export class RaftLoop {
     });
     const run: Promise<void> = previous
       .then(() => started)
-      // Not while the store's sync for a snapshot runs (startSnapshot): RocksDB queues every
-      // write behind that synced one, so this apply's write would hold the member's thread
-      // (calls, sockets, Readies) for the rest of the fsync. Readies go on meanwhile.
-      .then(() => this.stateSync?.settled)
       .then(() => {
-        // A failed sync stopped the loop: nothing more goes into the store.
-        if (this.failed) throw new Error("raft loop stopped: not applied");
         stageTimeline?.mark("apply.start");
         return this.host.applyCommitted(entries);
       })
@@ -422,9 +395,9 @@ export class RaftLoop {
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
     const due = () => shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount);
-    if (this.stateSync === undefined && due()) {
+    if (due()) {
       await this.applying;
-      if (due()) this.startSnapshot();
+      if (due()) await this.snapshot();
     }
   }
 
@@ -468,31 +441,13 @@ export class RaftLoop {
 
   // ---- snapshots ----------------------------------------------------------------------------------
 
-  /**
-   * Starts making the state applied so far durable (an fsync of the store's WAL, 67-160 ms after
-   * 100,000 puts): the loop keeps handling Readies meanwhile (applies wait: scheduleApply), and
-   * snapshot() takes the snapshot at that index once it is done. Nothing of the log is released before: the guarantee that
-   * what the log held is in durable state (or still in the log) holds throughout.
-   */
-  private startSnapshot(): void {
-    // The batch in flight is applied (handleReady awaited it): the store's state, and the
-    // configuration, are those at `index`.
+  private async snapshot(): Promise<void> {
     const index = this.host.appliedIndex();
-    const settled = this.host.syncStateMachine().then(
-      () => {
-        sync.done = true;
-        this.kick();
-      },
-      (err: unknown) => this.fail(err),
-    );
-    const sync: StateSync = { index, confState: this.confState, done: false, settled };
-    this.stateSync = sync;
-  }
-
-  /** The Raft snapshot at `index`, whose state is durable: saved, then the log before it released. */
-  private async snapshot({ index, confState }: StateSync): Promise<void> {
-    this.stateSync = undefined;
-    const snap = this.storage.createSnapshot(index, confState, new Uint8Array(0));
+    // The Raft log up to `index` may be released only once the state it produced is durable:
+    // awaited (an fsync of 100,000 puts' worth of the store's WAL took 67-160 ms, on another
+    // thread now, so calls and sockets are served meanwhile; the Ready loop waits for it).
+    await this.host.syncStateMachine();
+    const snap = this.storage.createSnapshot(index, this.confState, new Uint8Array(0));
     // Commit-only hard states are not saved (see handleReady); replay after this snapshot needs
     // a commit index at least as high as the snapshot's.
     await this.wal.save(this.storage.initialState().hardState, []);
@@ -514,11 +469,6 @@ export class RaftLoop {
 
   /** Installs a snapshot the leader sent: the state machine first, then the Raft log's marker. */
   private async installSnapshot(snapshot: Snapshot): Promise<void> {
-    // A snapshot of our own still being synced is dropped: Raft installs only snapshots past its
-    // commit index, so past that one's index; and the store it syncs is not replaced under it.
-    const pending = this.stateSync;
-    this.stateSync = undefined;
-    await pending?.settled;
     await this.host.restoreStateMachine(snapshot);
     const empty = { metadata: snapshot.metadata, data: new Uint8Array(0) };
     await this.snapshotter.save(empty);
@@ -624,8 +574,6 @@ export class RaftLoop {
     this.tickTimer = undefined;
     if (this.inReady) await new Promise<void>((resolve) => this.readyIdle.push(resolve));
     await this.applying.catch(() => {});
-    // The store is closed after this: not under a sync still running.
-    await this.stateSync?.settled;
   }
 
   async closeWal(): Promise<void> {
