@@ -18,7 +18,13 @@ export interface GoloadResult {
   error_samples?: string[];
   elapsed_s: number;
   ops_per_s: number;
-  latency_ms: { p50: number | null; p90?: number | null; p99: number | null };
+  latency_ms: {
+    p50: number | null;
+    p90?: number | null;
+    p99: number | null;
+    p999?: number | null;
+    max?: number | null;
+  };
   client_cpu: { us_per_op: number; pct_of_machine: number };
   timed_out?: boolean;
   [field: string]: unknown;

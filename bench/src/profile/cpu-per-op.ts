@@ -129,7 +129,11 @@ interface Round {
   p50: number | null;
   p90: number | null;
   p99: number | null;
+  p999: number | null;
+  max: number | null;
   opsPerS: number;
+  /** Raft snapshots each member saved during the round ("saved snapshot"), leader first. */
+  snapshots: number[];
   /** --jit: the leader's functions marked for optimization and its deoptimizations. */
   jit?: { marked: number; deopts: number };
   /** --gc: V8's collections over the round, leader then followers. */
@@ -190,7 +194,12 @@ async function measure(
     p50: load.latency_ms.p50,
     p90: load.latency_ms.p90 ?? null,
     p99: load.latency_ms.p99,
+    p999: load.latency_ms.p999 ?? null,
+    max: load.latency_ms.max ?? null,
     opsPerS: Math.round(load.ops_per_s),
+    snapshots: [leader, ...followers].map(
+      (m, i) => m.output.slice(traced[i]).match(/"msg":"saved snapshot"/g)?.length ?? 0,
+    ),
     bgPut: bgPutOf(load),
     threads,
     gc,
@@ -420,7 +429,7 @@ try {
         const round = await measure(build, cluster, gateway, tls, i);
         results.push(round);
         console.log(
-          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, ${round.opsPerS} ops/s${bgPutText([round])}${gcText([round])}${round.jit === undefined ? "" : `; leader jit ${round.jit.marked} marked for optimization, ${round.jit.deopts} deopts`}`,
+          `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, p99.9 ${round.p999} ms, max ${round.max} ms, ${round.opsPerS} ops/s${round.snapshots.some((n) => n > 0) ? `, snapshots saved ${round.snapshots.join("/")}` : ""}${bgPutText([round])}${gcText([round])}${round.jit === undefined ? "" : `; leader jit ${round.jit.marked} marked for optimization, ${round.jit.deopts} deopts`}`,
         );
       }
   }
@@ -432,7 +441,7 @@ try {
     const gatewayUs =
       mine[0]!.gatewayUs === undefined ? "" : `gateway ${median(mine.map((r) => r.gatewayUs!))} us/op, `;
     console.log(
-      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s${bgPutText(mine)}${gcText(mine)}`,
+      `  ${build}: ${gatewayUs}leader ${median(mine.map((r) => r.leaderUs))} us/op, followers ${median(mine.map((r) => median(r.followersUs)))} us/op, p50 ${median(mine.map((r) => r.p50 ?? 0))} ms, p90 ${median(mine.map((r) => r.p90 ?? 0))} ms, p99 ${median(mine.map((r) => r.p99 ?? 0))} ms, p99.9 ${median(mine.map((r) => r.p999 ?? 0))} ms, max ${median(mine.map((r) => r.max ?? 0))} ms, ${median(mine.map((r) => r.opsPerS))} ops/s${bgPutText(mine)}${gcText(mine)}`,
     );
     if (args.threads) printThreads(mine, mine[0]!.followersUs.length);
   }

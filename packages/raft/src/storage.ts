@@ -116,9 +116,9 @@ export class MemoryStorage implements Storage {
   }
 
   /** See bootstrapStorage(). */
-  static bootstrap(voters: readonly NodeId[]): MemoryStorage {
+  static bootstrap(voters: readonly NodeId[], contextOf?: (voter: NodeId) => Uint8Array): MemoryStorage {
     const storage = new MemoryStorage();
-    const entries = bootstrapEntries(voters);
+    const entries = bootstrapEntries(voters, contextOf);
     storage.append(entries);
     storage.setHardState({ term: BOOTSTRAP_TERM, vote: NONE, commit: entries.length });
     // The index-0 snapshot is never sent to anyone (index 0's term is always known), so
@@ -153,14 +153,18 @@ export const BOOTSTRAP_TERM = 1;
  * The log every founding member of a new cluster starts with: one committed AddNode entry
  * per initial voter (indexes 1..n, term 1). Writing membership into the log, as etcd does,
  * means a member added later can learn the whole configuration by replaying the log from
- * index 1, exactly like any other entry.
+ * index 1, exactly like any other entry. `contextOf` gives each entry's context (etcd's holds
+ * the member's URLs): what the application needs to replay it with nothing else at hand.
  */
-export function bootstrapEntries(voters: readonly NodeId[]): Entry[] {
+export function bootstrapEntries(
+  voters: readonly NodeId[],
+  contextOf: (voter: NodeId) => Uint8Array = () => new Uint8Array(0),
+): Entry[] {
   return voters.map((nodeId, i) => ({
     term: BOOTSTRAP_TERM,
     index: i + 1,
     type: EntryType.ConfChange,
-    data: encodeConfChange({ type: ConfChangeType.AddNode, nodeId, context: new Uint8Array(0) }),
+    data: encodeConfChange({ type: ConfChangeType.AddNode, nodeId, context: contextOf(nodeId) }),
   }));
 }
 
@@ -171,12 +175,15 @@ export function bootstrapEntries(voters: readonly NodeId[]): Entry[] {
  * applyConfChange, like any committed ConfChange: re-adding a voter is a no-op).
  * A member joining an existing cluster starts instead from an empty `new MemoryStorage()`.
  */
-export function bootstrapStorage(voters: readonly NodeId[]): MemoryStorage {
+export function bootstrapStorage(
+  voters: readonly NodeId[],
+  contextOf?: (voter: NodeId) => Uint8Array,
+): MemoryStorage {
   if (voters.length === 0) throw new RaftError("bootstrap needs at least one voter");
   if (new Set(voters).size !== voters.length || voters.some((v) => v <= 0n || v >= 1n << 64n)) {
     throw new RaftError("bootstrap voters must be distinct positive integers");
   }
-  return MemoryStorage.bootstrap(voters);
+  return MemoryStorage.bootstrap(voters, contextOf);
 }
 
 export function cloneConfState(cs: ConfState): ConfState {

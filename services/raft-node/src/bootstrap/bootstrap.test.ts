@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { ConfChangeType, decodeConfChange, EntryType, encodeConfChange } from "@etcd-ts/raft";
-import { standaloneLog, storeBehindSnapshot } from "./bootstrap.js";
+import { decodeEnvelope, EntryKind } from "../apply/entry-envelope.js";
+import { memberConfig, parseFlags } from "../config/flags.js";
+import { memberCodec } from "../membership/member-codec.js";
+import { memberIdFor } from "../membership/member-id.js";
+import { Wal } from "../wal/mod.js";
+import { bootstrapNewCluster, standaloneLog, storeBehindSnapshot } from "./bootstrap.js";
+import { layoutOf } from "./data-dir.js";
 
 const cc = (index: number, type: ConfChangeType, nodeId: bigint) => ({
   term: 1,
@@ -14,6 +23,56 @@ const normal = (index: number, term: number) => ({
   index,
   type: EntryType.Normal,
   data: new Uint8Array([1]),
+});
+
+describe("bootstrapNewCluster", () => {
+  it("writes each member's peer URLs into its bootstrap entry, so a replay needs no --initial-cluster", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "bootstrap-"));
+    const urls = ["http://127.0.0.1:12380", "http://127.0.0.1:22380", "http://127.0.0.1:32380"];
+    try {
+      const config = memberConfig(
+        parseFlags(
+          [
+            "--name",
+            "m1",
+            "--data-dir",
+            dir,
+            "--initial-advertise-peer-urls",
+            urls[0]!,
+            "--initial-cluster",
+            urls.map((u, i) => `m${i + 1}=${u}`).join(","),
+          ],
+          {},
+        ),
+      );
+      const logger = { info() {}, warn() {}, error() {} };
+      const { wal } = await bootstrapNewCluster(config, layoutOf(config), { logger });
+      await wal.close();
+      // What a restart replays: the WAL alone (a restart's seed is empty, its store may be too).
+      const { wal: reopened, recovered } = await Wal.open(layoutOf(config).walDir);
+      await reopened.close();
+      const members = recovered.entries.map((e) => {
+        const cc = decodeConfChange(e.data);
+        assert.equal(cc.type, ConfChangeType.AddNode);
+        const envelope = decodeEnvelope(cc.context);
+        assert.equal(envelope.kind, EntryKind.MemberConfChange);
+        assert.equal(envelope.proposer, 0n, "no member's proposal: the same bytes on every founding member");
+        const member = memberCodec.decode(envelope.payload);
+        assert.equal(member.id, cc.nodeId);
+        return member.peerUrls;
+      });
+      assert.deepEqual(
+        members,
+        urls.map((u) => [u]),
+      );
+      assert.deepEqual(
+        recovered.entries.map((e) => decodeConfChange(e.data).nodeId),
+        urls.map((u) => memberIdFor([u], config.initialClusterToken)),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("standaloneLog (--force-new-cluster)", () => {

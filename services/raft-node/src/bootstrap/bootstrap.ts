@@ -13,6 +13,7 @@ import {
   type HardState,
   MemoryStorage,
 } from "@etcd-ts/raft";
+import { EntryKind, encodeEnvelope } from "../apply/entry-envelope.js";
 import { AUTH_COLUMN } from "../auth/mod.js";
 import type { MemberConfig } from "../config/flags.js";
 import { LEASE_COLUMN } from "../lease/mod.js";
@@ -310,7 +311,13 @@ export async function bootstrapNewCluster(
   if (own === undefined)
     throw new Error(`couldn't find local name "${config.name}" in the initial cluster configuration`);
   const identity = { memberId: own, clusterId: clusterIdFor(ids) };
-  const storage = bootstrapStorage(ids);
+  // Each AddNode carries its member (etcd's bootstrap ConfChanges carry it too): a member that
+  // replays them without --initial-cluster (a restart whose store lost them, the power-loss
+  // test) learned no peer URLs from them and could send its peers nothing, ever. Proposer 0
+  // (no member's proposal) and the same bytes on every founding member, as an entry must be.
+  const storage = bootstrapStorage(ids, (id) =>
+    encodeEnvelope(EntryKind.MemberConfChange, 0n, 0, memberCodec.encode(seed.get(id)!)),
+  );
   const wal = await Wal.create(layout.walDir, walOptions);
   const initial = storage.initialState();
   await wal.save(initial.hardState, storage.entries(storage.firstIndex(), storage.lastIndex() + 1, Infinity));
