@@ -100,6 +100,28 @@ const REQUEST = encodeLiteralHeaderBlock(
   ].map(([name, value]) => ({ name: name!, value: value!, neverIndex: false })),
 );
 
+/**
+ * A client (on a pair with 1 MiB windows) that sent one request and whose answer, `body`, is
+ * on the wire and not yet received; DATA payloads go to `got` through `keep`.
+ */
+function answeredOnWire(body: Buffer, keep: (c: Buffer) => Buffer = (c) => c) {
+  const { client, server, served, failures, pump, toClient } = pair(1 << 20, 1 << 20);
+  const got: Buffer[] = [];
+  const r = recorder();
+  client.request(REQUEST, { ...r.events, data: (c) => got.push(keep(c)) })!.end();
+  pump();
+  answer(served[0]!.stream, body);
+  server.flush();
+  const wire = Buffer.concat(toClient.splice(0));
+  /** Every byte of `body` arrived in order, the stream closed cleanly, the connection did not fail. */
+  const assertWhole = () => {
+    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
+    assert.deepEqual(r.seen.closed, [undefined]);
+    assert.deepEqual(failures, []);
+  };
+  return { client, got, wire, assertWhole };
+}
+
 describe("H2ClientConnection against our server core", () => {
   it("streams request bytes in order and hears the answer's headers and trailers", () => {
     const { client, served, failures, pump } = pair();
@@ -239,17 +261,7 @@ describe("H2ClientConnection against our server core", () => {
   });
 
   it("completes a frame split across reads from the next read, and reads the frames after it in place", () => {
-    const { client, server, served, failures, pump, toClient } = pair(1 << 20, 1 << 20);
-    const got: Buffer[] = [];
-    const r = recorder();
-    const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(c) })!;
-    stream.end();
-    pump();
-    const body = patterned(100_000, 253);
-    const s = served[0]!.stream;
-    answer(s, body);
-    server.flush();
-    const wire = Buffer.concat(toClient.splice(0));
+    const { client, got, wire, assertWhole } = answeredOnWire(patterned(100_000, 253));
     // Two socket reads, split inside the answer's second DATA frame (16 KiB frames).
     const split = 40_000;
     const first = Buffer.alloc(split);
@@ -259,9 +271,7 @@ describe("H2ClientConnection against our server core", () => {
     client.receive(first);
     const before = got.length;
     client.receive(second);
-    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
-    assert.deepEqual(r.seen.closed, [undefined]);
-    assert.deepEqual(failures, []);
+    assertWhole();
     // The split frame is joined; every later frame is a view of the second read, not a copy.
     const later = got.slice(before + 1);
     assert.ok(later.length >= 3, `${later.length} frames after the split one`);
@@ -269,17 +279,7 @@ describe("H2ClientConnection against our server core", () => {
   });
 
   it("reads frames that span many reads smaller than a frame, byte for byte", () => {
-    const { client, server, served, failures, pump, toClient } = pair(1 << 20, 1 << 20);
-    const got: Buffer[] = [];
-    const r = recorder();
-    const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(Buffer.from(c)) })!;
-    stream.end();
-    pump();
-    const body = patterned(70_000, 241);
-    const s = served[0]!.stream;
-    answer(s, body);
-    server.flush();
-    const wire = Buffer.concat(toClient.splice(0));
+    const { client, wire, assertWhole } = answeredOnWire(patterned(70_000, 241), (c) => Buffer.from(c));
     // Reads of 3, 5,000 and 7 bytes in turn: frame heads and payloads cut everywhere.
     const sizes = [3, 5_000, 7];
     for (let at = 0, i = 0; at < wire.length; i++) {
@@ -287,22 +287,11 @@ describe("H2ClientConnection against our server core", () => {
       client.receive(Buffer.from(wire.subarray(at, at + n)));
       at += n;
     }
-    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
-    assert.deepEqual(r.seen.closed, [undefined]);
-    assert.deepEqual(failures, []);
+    assertWhole();
   });
 
   it("with leaveRest, leaves a frame cut by a read to the caller's next read and copies none", () => {
-    const { client, server, served, failures, pump, toClient } = pair(1 << 20, 1 << 20);
-    const got: Buffer[] = [];
-    const r = recorder();
-    const stream = client.request(REQUEST, { ...r.events, data: (c) => got.push(c) })!;
-    stream.end();
-    pump();
-    const body = patterned(100_000, 239);
-    answer(served[0]!.stream, body);
-    server.flush();
-    const wire = Buffer.concat(toClient.splice(0));
+    const { client, got, wire, assertWhole } = answeredOnWire(patterned(100_000, 239));
     // Reads of 30,000 bytes, each after what the last one left (as RecycledReads reads).
     let carried = Buffer.alloc(0);
     for (let at = 0; at < wire.length; at += 30_000) {
@@ -314,9 +303,7 @@ describe("H2ClientConnection against our server core", () => {
       for (const c of got.slice(before)) assert.equal(c.buffer, read.buffer, "a frame was copied");
     }
     assert.equal(carried.length, 0);
-    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
-    assert.deepEqual(r.seen.closed, [undefined]);
-    assert.deepEqual(failures, []);
+    assertWhole();
   });
 
   it("tells its GOAWAY listener of a graceful GOAWAY, and opens no more streams", () => {
