@@ -16,7 +16,7 @@ const ETCD = "/usr/bin/etcd";
 interface Outcome {
   all: string;
   kv: string;
-  /** The first message of a Watch, and whether the stream was still open 500 ms later. */
+  /** What a Watch had received 500 ms after it opened (an end would show as "ended ..."). */
   watchAll: string;
   watchUnknown: string;
 }
