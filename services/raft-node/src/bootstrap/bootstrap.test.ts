@@ -3,13 +3,28 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { ConfChangeType, decodeConfChange, EntryType, encodeConfChange } from "@etcd-ts/raft";
+import {
+  bootstrapStorage,
+  ConfChangeType,
+  decodeConfChange,
+  EntryType,
+  encodeConfChange,
+  MemoryStorage,
+} from "@etcd-ts/raft";
 import { decodeEnvelope, EntryKind } from "../apply/entry-envelope.js";
 import { memberConfig, parseFlags } from "../config/flags.js";
 import { memberCodec } from "../membership/member-codec.js";
 import { memberIdFor } from "../membership/member-id.js";
+import { writePreContextDataDir } from "../testing/pre-context-data-dir.fixture.js";
 import { Wal } from "../wal/mod.js";
-import { bootstrapNewCluster, standaloneLog, storeBehindSnapshot } from "./bootstrap.js";
+import {
+  bootstrap,
+  bootstrapEntriesToReplay,
+  bootstrapNewCluster,
+  contextlessBootstrapMembers,
+  standaloneLog,
+  storeBehindSnapshot,
+} from "./bootstrap.js";
 import { layoutOf } from "./data-dir.js";
 
 const cc = (index: number, type: ConfChangeType, nodeId: bigint) => ({
@@ -72,6 +87,88 @@ describe("bootstrapNewCluster", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("a data dir whose bootstrap entries carry no member (made before 59e0f3b)", () => {
+  const urls = ["http://127.0.0.1:12380", "http://127.0.0.1:22380", "http://127.0.0.1:32380"];
+  const configFor = (dir: string, initialCluster: string[]) =>
+    memberConfig(
+      parseFlags(
+        [
+          "--name",
+          "m1",
+          "--data-dir",
+          dir,
+          "--initial-advertise-peer-urls",
+          urls[0]!,
+          "--initial-cluster",
+          initialCluster.map((u, i) => `m${i + 1}=${u}`).join(","),
+        ],
+        {},
+      ),
+    );
+
+  it("restarting on an empty store takes the members' peer URLs from --initial-cluster, warning of any it does not name", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "bootstrap-"));
+    try {
+      const written = configFor(dir, urls);
+      const ids = urls.map((u) => memberIdFor([u], written.initialClusterToken));
+      await writePreContextDataDir(written, ids, ids[0]!);
+      // The flag names m3 at another URL: its ID is not the entry's, so m3's URLs stay unknown.
+      const moved = [urls[0]!, urls[1]!, "http://127.0.0.1:42380"];
+      const warnings: Record<string, unknown>[] = [];
+      const logger = { info() {}, warn: (d: Record<string, unknown>) => warnings.push(d), error() {} };
+      const started = await bootstrap(configFor(dir, moved), logger, () => false);
+      await started.store.close();
+      await started.wal.close();
+      assert.equal(started.store.appliedIndex, 0, "the store is empty: the bootstrap entries are replayed");
+      assert.deepEqual(
+        [...started.seed.values()].map((m) => [m.id, m.peerUrls]),
+        [
+          [ids[0], [urls[0]]],
+          [ids[1], [urls[1]]],
+        ],
+      );
+      assert.deepEqual(warnings, [{ member: ids[2]!.toString(16) }]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("only the entries a restart replays: none once the store applied them, none after a snapshot", () => {
+    const storage = bootstrapStorage([1n, 2n, 3n]);
+    storage.append([normal(4, 2)]);
+    assert.deepEqual(
+      bootstrapEntriesToReplay(storage, 0).map((e) => e.index),
+      [1, 2, 3],
+    );
+    assert.deepEqual(
+      bootstrapEntriesToReplay(storage, 2).map((e) => e.index),
+      [3],
+    );
+    assert.deepEqual(bootstrapEntriesToReplay(storage, 3), []);
+    assert.deepEqual(bootstrapEntriesToReplay(storage, 9), []);
+    const compacted = new MemoryStorage();
+    compacted.applySnapshot({
+      data: new Uint8Array(0),
+      metadata: { index: 10, term: 2, confState: { voters: [1n], learners: [] } },
+    });
+    assert.deepEqual(bootstrapEntriesToReplay(compacted, 0), []);
+  });
+
+  it("a member that carries its context, a RemoveNode and a normal entry need no flag", () => {
+    const withContext = {
+      term: 1,
+      index: 1,
+      type: EntryType.ConfChange,
+      data: encodeConfChange({ type: ConfChangeType.AddNode, nodeId: 7n, context: new Uint8Array([1]) }),
+    };
+    const found = contextlessBootstrapMembers(
+      [withContext, cc(2, ConfChangeType.RemoveNode, 8n), normal(3, 1), cc(4, ConfChangeType.AddNode, 9n)],
+      new Map(),
+    );
+    assert.deepEqual(found, { named: [], unnamed: [9n] });
   });
 });
 

@@ -4,6 +4,7 @@
 // then open the state machine's database as of its last applied batch.
 import { mkdir, rm } from "node:fs/promises";
 import {
+  BOOTSTRAP_TERM,
   bootstrapStorage,
   ConfChangeType,
   decodeConfChange,
@@ -107,11 +108,25 @@ export async function bootstrap(
   const members = new MembersTable(memberCodec);
   members.restore(columns.get(MEMBERS_COLUMN) ?? []);
   const storeOpened = performance.now();
-  const raft = (await Wal.exists(layout.walDir))
+  const restarting = await Wal.exists(layout.walDir);
+  const raft = restarting
     ? await restart(layout, snapshotter, walOptions, config.forceNewCluster ? store.appliedIndex : undefined)
     : config.initialClusterState === "new"
       ? { ...(await bootstrapNewCluster(config, layout, walOptions, seed)), applied: 0 }
       : await joinCluster(config, layout, seed, walOptions);
+  if (restarting) {
+    const replayed = contextlessBootstrapMembers(
+      bootstrapEntriesToReplay(raft.storage, store.appliedIndex),
+      new Map(initialClusterMembers(config).map(({ member }) => [member.id, member])),
+    );
+    for (const m of replayed.named) seed.set(m.id, m);
+    for (const id of replayed.unnamed) {
+      logger.warn(
+        { member: formatId(id) },
+        "a bootstrap entry to replay carries no member (data dir made before member contexts) and --initial-cluster names no member with this ID: it is added with no peer URLs, so this member cannot send it anything until a snapshot or member update gives them",
+      );
+    }
+  }
   const ms = (n: number) => Math.round(n);
   logger.info(
     {
@@ -170,6 +185,56 @@ export function storeBehindSnapshot(
   if (storeApplied < snapshotIndex)
     return `database file (${dbDir} index ${storeApplied}) does not match with snapshot (index ${snapshotIndex})`;
   return undefined;
+}
+
+/** The members --initial-cluster names, with the ID etcd derives from their peer URLs and the token. */
+export function initialClusterMembers(
+  config: Pick<MemberConfig, "initialCluster" | "initialClusterToken">,
+): { flagName: string; member: MemberInfo }[] {
+  return [...config.initialCluster].map(([flagName, urls]) => {
+    const peerUrls = urls.map(urlString);
+    const id = memberIdFor(peerUrls, config.initialClusterToken);
+    // The name is the member's own to publish (MemberAttributes), as in a bootstrap entry.
+    return { flagName, member: { id, name: "", peerUrls, clientUrls: [], isLearner: false } };
+  });
+}
+
+/**
+ * The bootstrap ConfChanges a restart will re-apply (those after the store's applied index):
+ * the log's leading entries at the bootstrap term. Only a log that still starts at index 1 has
+ * them; the term is read per index so the rest of the log is not copied.
+ */
+export function bootstrapEntriesToReplay(storage: MemoryStorage, storeApplied: number): Entry[] {
+  if (storage.firstIndex() !== 1) return [];
+  const first = storeApplied + 1;
+  let end = first;
+  while (end <= storage.lastIndex() && storage.term(end) === BOOTSTRAP_TERM) end++;
+  return end === first ? [] : storage.entries(first, end, Infinity);
+}
+
+/**
+ * Bootstrap AddNode entries written before 59e0f3b carry no member (no peer URLs). A member
+ * replaying them into an empty store (power lost before its first snapshot) would add every
+ * member with no peer URLs and never reach any. Their URLs come from --initial-cluster when
+ * the ID etcd derives from a named member's URLs and the token is the entry's node ID (the
+ * same derivation that chose the ID, so a match is that member); `unnamed` are those no flag
+ * names (etcd takes peer URLs from its backend and has no such case; we only warn).
+ */
+export function contextlessBootstrapMembers(
+  entries: readonly Entry[],
+  named: ReadonlyMap<bigint, MemberInfo>,
+): { named: MemberInfo[]; unnamed: bigint[] } {
+  const found: MemberInfo[] = [];
+  const unnamed: bigint[] = [];
+  for (const e of entries) {
+    if (e.type !== EntryType.ConfChange) continue;
+    const cc = decodeConfChange(e.data);
+    if (cc.type !== ConfChangeType.AddNode || cc.context.length > 0) continue;
+    const member = named.get(cc.nodeId);
+    if (member === undefined) unnamed.push(cc.nodeId);
+    else found.push(member);
+  }
+  return { named: found, unnamed };
 }
 
 interface RaftStart {
@@ -294,11 +359,10 @@ export async function bootstrapNewCluster(
   const ownPeerUrls = config.initialAdvertisePeerUrls.map(urlString);
   const ids: bigint[] = [];
   let own: bigint | undefined;
-  for (const [name, urls] of config.initialCluster) {
-    const peerUrls = urls.map(urlString);
-    const id = memberIdFor(peerUrls, config.initialClusterToken);
+  for (const { flagName: name, member } of initialClusterMembers(config)) {
+    const { id, peerUrls } = member;
     ids.push(id);
-    seed.set(id, { id, name: "", peerUrls, clientUrls: [], isLearner: false });
+    seed.set(id, member);
     if (name === config.name) {
       if (!samePeerUrls(peerUrls, ownPeerUrls)) {
         throw new Error(
