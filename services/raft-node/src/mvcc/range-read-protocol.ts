@@ -38,8 +38,18 @@ export interface RangeSyncRequest {
   handle: bigint;
 }
 
+/**
+ * Attach the database `handle` now, answered with `attached` under the id `attach`: a sync
+ * expected soon then finds the thread ready (see RangeReadThreads.prepareSync).
+ */
+export interface RangeAttachRequest {
+  attach: number;
+  handle: bigint;
+}
+
 export type RangeThreadRequest =
   | RangeReadRequest
+  | RangeAttachRequest
   | RangeTakeRequest
   | RangeDropRequest
   | RangeRecycleRequest
@@ -50,6 +60,8 @@ export type RangeReadReply =
   | { id: number; part: Uint8Array }
   /** A RangeSyncRequest's writes are durable. */
   | { id: number; synced: true }
+  /** A RangeAttachRequest's database is attached. */
+  | { id: number; attached: true }
   /** The chunk is held on the thread under the request's id: its length in bytes. */
   | { id: number; held: number }
   /** The first revision with no stored value (compacted meanwhile, or a fault). */

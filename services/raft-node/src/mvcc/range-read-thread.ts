@@ -13,6 +13,7 @@
 import { parentPort } from "node:worker_threads";
 import { keyValueFields, withoutValue } from "./kv-codec.js";
 import type {
+  RangeAttachRequest,
   RangeReadReply,
   RangeReadRequest,
   RangeSyncRequest,
@@ -56,6 +57,10 @@ port.on("message", (request: RangeThreadRequest) => {
     queue = queue.then(() => sync(request));
     return;
   }
+  if ("attach" in request) {
+    queue = queue.then(() => attach(request));
+    return;
+  }
   queue = queue.then(() => serve(request));
 });
 
@@ -73,6 +78,18 @@ async function sync(request: RangeSyncRequest): Promise<void> {
   } catch (err) {
     if (attached?.handle === request.handle) attached = undefined;
     reply = { id: request.sync, error: err instanceof Error ? err.message : String(err) };
+  }
+  port.postMessage(reply);
+}
+
+async function attach(request: RangeAttachRequest): Promise<void> {
+  let reply: RangeReadReply;
+  try {
+    await readerOf(request.handle);
+    reply = { id: request.attach, attached: true };
+  } catch (err) {
+    if (attached?.handle === request.handle) attached = undefined;
+    reply = { id: request.attach, error: err instanceof Error ? err.message : String(err) };
   }
   port.postMessage(reply);
 }

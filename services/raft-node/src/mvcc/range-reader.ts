@@ -5,7 +5,8 @@
 // workers in turn (one per core, at most two), so a full list reads on every core the member's
 // thread leaves idle; the workers run at a lower CPU priority, so the writes beside the Range
 // keep the member's thread. Started on the first large Range, stopped after a while without one
-// (an idle isolate is memory for nothing).
+// (an idle isolate is memory for nothing). A worker also fsyncs the store for a Raft snapshot;
+// started ahead of it (prepareSync), it is kept until that sync.
 import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
 import type { RangeReadReply, RangeReadRequest } from "./range-read-protocol.js";
@@ -19,8 +20,8 @@ const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 6
 
 /** A chunk's answer bytes (or, held, where they are), or the first revision with no stored value. */
 export type ChunkRead = { part: Buffer } | { held: HeldPart } | { missing: { main: number; sub: number } };
-/** What a worker answers: a read's chunk, or that a sync is done. */
-type ThreadAnswer = ChunkRead | { synced: true };
+/** What a worker answers: a read's chunk, or that a sync or an attach is done. */
+type ThreadAnswer = ChunkRead | { synced: true } | { attached: true };
 
 /**
  * A chunk of an answer held by the read thread that wrote it (range-read-thread.ts says why),
@@ -75,6 +76,13 @@ export class RangeReadThreads {
   private closed = false;
   /** Chunks held on the workers, not yet taken or dropped. */
   private held = 0;
+  /** A worker was started ahead of a sync (prepareSync): none stops when idle until that sync. */
+  private syncExpected = false;
+
+  constructor(
+    /** Workers without requests for this long are stopped (tests shorten it). */
+    private readonly idleStopMs = IDLE_STOP_MS,
+  ) {}
 
   /**
    * The stored values of `hits` (revision keys; no tombstone among them) in the database whose
@@ -117,11 +125,38 @@ export class RangeReadThreads {
    */
   async sync(handle: bigint): Promise<void> {
     if (this.closed) throw new Error("mvcc: store closed");
-    const worker = this.next();
+    // Answered, the worker may stop when idle again (idleWhenDone, after the answer).
+    this.syncExpected = false;
+    const worker = this.syncWorker();
     const id = this.nextId++;
     const answer = this.await<{ synced: true }>(worker, id);
     worker.postMessage({ sync: id, handle });
     await answer;
+  }
+
+  /**
+   * Starts a worker and attaches it to the database `handle` ahead of a sync, and keeps it (no
+   * idle stop) until the next sync or close: a worker started by the sync itself made it take
+   * 79-112 ms (a new isolate, the binding loaded, the database attached) where the fsync took
+   * 10-20 ms, and the member's Raft loop waits for that sync. Resolves once attached. Costs one
+   * idle isolate's memory from this call until the sync (then the usual idle stop).
+   */
+  async prepareSync(handle: bigint): Promise<void> {
+    if (this.closed) return;
+    this.syncExpected = true;
+    const worker = this.syncWorker();
+    const id = this.nextId++;
+    const answer = this.await<{ attached: true }>(worker, id);
+    worker.postMessage({ attach: id, handle });
+    await answer;
+  }
+
+  /** A running worker (one prepareSync started, or a reader), or one started now. */
+  private syncWorker(): Worker {
+    const running = this.workers.findIndex((w) => w !== undefined);
+    if (running < 0) return this.next();
+    this.cancelIdleStop();
+    return this.workers[running]!;
   }
 
   /** @internal HeldPart.take: the held chunk `heldId` of `worker`, moved here. */
@@ -168,12 +203,16 @@ export class RangeReadThreads {
     await this.stop();
   }
 
-  /** The next worker in turn, started if it is not running. */
-  private next(): Worker {
+  private cancelIdleStop(): void {
     if (this.idleTimer !== undefined) {
       clearTimeout(this.idleTimer);
       this.idleTimer = undefined;
     }
+  }
+
+  /** The next worker in turn, started if it is not running. */
+  private next(): Worker {
+    this.cancelIdleStop();
     const slot = this.turn;
     this.turn = (this.turn + 1) % this.count;
     const running = this.workers[slot];
@@ -209,6 +248,7 @@ export class RangeReadThreads {
       waiter.resolve({ held: new HeldPart(reply.held, this, waiter.worker, reply.id) });
     } else if ("missing" in reply) waiter.resolve({ missing: { main: reply.main, sub: reply.sub } });
     else if ("synced" in reply) waiter.resolve({ synced: true });
+    else if ("attached" in reply) waiter.resolve({ attached: true });
     else waiter.reject(new Error(`mvcc: range read thread: ${reply.error}`));
     this.idleWhenDone();
   }
@@ -217,8 +257,8 @@ export class RangeReadThreads {
   private idleWhenDone(): void {
     if (this.waiting.size > 0) return;
     for (const w of this.workers) w?.unref();
-    if (!this.closed && this.held === 0 && this.idleTimer === undefined) {
-      this.idleTimer = setTimeout(() => void this.stop(), IDLE_STOP_MS);
+    if (!this.closed && this.held === 0 && !this.syncExpected && this.idleTimer === undefined) {
+      this.idleTimer = setTimeout(() => void this.stop(), this.idleStopMs);
       this.idleTimer.unref();
     }
   }
@@ -227,7 +267,7 @@ export class RangeReadThreads {
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     // Held chunks stay until taken or dropped (close() stops the workers regardless).
-    if (this.waiting.size > 0 || (this.held > 0 && !this.closed)) return;
+    if (this.waiting.size > 0 || ((this.held > 0 || this.syncExpected) && !this.closed)) return;
     const workers = this.workers.splice(0);
     await Promise.all(workers.map((w) => w?.terminate()));
   }

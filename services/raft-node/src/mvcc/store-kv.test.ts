@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { describe, it } from "node:test";
+import type { Worker } from "node:worker_threads";
 import { isEtcdError } from "@etcd-ts/api";
+import { RangeReadThreads } from "./range-reader.js";
 import { putRequest, rangeRequest } from "./request-builders.js";
+import { RocksBackend } from "./rocks-backend.js";
 import { MvccStore } from "./store.js";
 import { Applier, keys, pairs, tempDir, withStore } from "./store-fixture.js";
 import { SortOrder, SortTarget } from "./types.js";
@@ -218,6 +222,72 @@ describe("syncToDisk", () => {
       const reopened = await MvccStore.open(`${dir.path}/db`);
       assert.equal(reopened.appliedIndex, 6);
       await reopened.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+});
+
+describe("syncToDisk with its thread started ahead (prepareSync)", () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const running = (threads: RangeReadThreads) =>
+    (threads as unknown as { workers: (Worker | undefined)[] }).workers.filter((w) => w !== undefined);
+
+  it("covers every batch written before the sync, those written after the thread started too", async () => {
+    const dir = await tempDir();
+    try {
+      const store = await MvccStore.open(`${dir.path}/db`);
+      const kv = new Applier(store);
+      await kv.put("k0", "v0");
+      store.prepareSync();
+      for (let i = 1; i < 5; i++) await kv.put(`k${i}`, `v${i}`);
+      assert.equal(await store.syncToDisk(), 5);
+      await store.close();
+      const reopened = await MvccStore.open(`${dir.path}/db`);
+      assert.equal(reopened.appliedIndex, 5);
+      assert.equal((await reopened.range(rangeRequest({ key: "k", rangeEnd: "l" }))).count, 5);
+      await reopened.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("keeps the thread though idle until the sync, which runs on it, then stops it when idle", async () => {
+    const dir = await tempDir();
+    const db = await RocksBackend.open(join(dir.path, "db"), []);
+    const threads = new RangeReadThreads(20);
+    try {
+      await threads.prepareSync(db.handle);
+      const [worker] = running(threads);
+      assert.ok(worker !== undefined, "started and attached ahead");
+      await sleep(150);
+      assert.deepEqual(running(threads), [worker], "kept though idle for longer than the idle stop");
+      await threads.sync(db.handle);
+      assert.deepEqual(running(threads), [worker], "the sync ran on it (no other thread started)");
+      const deadline = Date.now() + 5000;
+      while (running(threads).length > 0 && Date.now() < deadline) await sleep(10);
+      assert.deepEqual(running(threads), [], "stopped when idle once the sync is done");
+    } finally {
+      await threads.close();
+      await db.close();
+      await dir.remove();
+    }
+  });
+
+  it("stops a thread started ahead on close, even one still attaching: no worker outlives the store", async () => {
+    const dir = await tempDir();
+    try {
+      const store = await MvccStore.open(`${dir.path}/db`);
+      store.prepareSync();
+      const threads = (store as unknown as { rangeThreads: RangeReadThreads }).rangeThreads;
+      const [worker] = running(threads);
+      assert.ok(worker !== undefined);
+      const exited = new Promise((resolve) => worker.once("exit", resolve));
+      await store.close();
+      assert.deepEqual(running(threads), []);
+      await exited;
+      store.prepareSync(); // closed: starts nothing
+      assert.deepEqual(running(threads), []);
     } finally {
       await dir.remove();
     }

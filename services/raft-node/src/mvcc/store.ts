@@ -959,6 +959,25 @@ export class MvccStore implements ApplyTarget {
     return applied;
   }
 
+  /**
+   * Gets a read thread ready for the next syncToDisk, which the member's Raft loop waits for (a
+   * snapshot is near): started and attached now, kept until that sync (RangeReadThreads says
+   * what a start inside the sync cost). Changes nothing the sync covers: it still writes its
+   * batch and syncs RocksDB's WAL after it, on whichever thread. Nothing to prepare without
+   * threads (the sync is then a synced write on this thread).
+   */
+  prepareSync(): void {
+    const threads = this.rangeThreads;
+    if (threads === undefined || this.closing || this.failure !== undefined) return;
+    // As for a read: a defragmentation's switch waits while the thread attaches this database.
+    this.readers++;
+    threads
+      .prepareSync(this.db.handle)
+      // A failed attach is not the sync's failure: the sync attaches again and reports its own.
+      .catch(() => undefined)
+      .finally(() => this.readers--);
+  }
+
   // --- reads ---------------------------------------------------------------------------------
 
   /** What every Range does once no defragmentation holds the store: count it, fix its revision. */

@@ -64,6 +64,7 @@ function testHost(
       throw new Error("no snapshot expected");
     },
     syncStateMachine: async () => {},
+    prepareStateMachineSync: () => {},
     leadershipChanged: () => {},
     readState: () => {},
     ticked: () => {},
@@ -204,6 +205,62 @@ describe("raft loop", () => {
       assert.equal(failure, undefined);
     } finally {
       for (const s of syncs) s.release();
+      await loop.stop();
+      await loop.closeWal();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("gets each snapshot's state machine sync ready once, ahead of that sync", async () => {
+    const { dir, storage, wal } = await bootstrapped([1n]);
+    // A count under the 1,000-entry lead: each sync is got ready right after the last snapshot.
+    const config = memberConfig(
+      parseFlags(["--heartbeat-interval", "10", "--election-timeout", "100", "--snapshot-count", "5"], {}),
+    );
+    let applied = 0;
+    let failure: unknown;
+    const events: string[] = [];
+    const loop: RaftLoop = new RaftLoop(
+      config,
+      { id: 1n, storage, wal, snapshotter: new Snapshotter(join(dir, "snap")), applied: 0 },
+      {
+        ...testHost({
+          send: () => {},
+          appliedIndex: () => applied,
+          async applyCommitted(entries) {
+            for (const e of entries) {
+              if (e.type === EntryType.ConfChange) loop.applyConfChange(decodeConfChange(e.data), e.index);
+              applied = e.index;
+            }
+          },
+          fatal: (err) => {
+            failure = err;
+          },
+        }),
+        syncStateMachine: async () => {
+          events.push("sync");
+        },
+        prepareStateMachineSync: () => {
+          events.push("prepare");
+        },
+      },
+      quiet,
+    );
+    try {
+      loop.start();
+      await until("leadership", () => loop.leaderId === 1n);
+      for (let i = 0; i < 20; i++) {
+        const before = applied;
+        loop.propose(Buffer.from(`a${i}`));
+        await until(`put ${i} applied`, () => applied > before);
+      }
+      await until("three snapshots", () => events.filter((e) => e === "sync").length >= 3);
+      // prepare, sync, prepare, sync, ...: never two of one, never a sync not got ready.
+      events.forEach((e, i) => {
+        assert.equal(e, i % 2 === 0 ? "prepare" : "sync", events.join(","));
+      });
+      assert.equal(failure, undefined);
+    } finally {
       await loop.stop();
       await loop.closeWal();
       await rm(dir, { recursive: true, force: true });

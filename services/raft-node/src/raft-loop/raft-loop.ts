@@ -59,7 +59,7 @@ import { formatId } from "../membership/member-id.js";
 import { stageTimeline } from "../server/stage-timeline.js";
 import type { Snapshotter, Wal } from "../wal/mod.js";
 import { ConfStateHistory } from "./conf-state-history.js";
-import { compactionIndex, SnapshotFollowUps, shouldSnapshot } from "./snapshot-policy.js";
+import { compactionIndex, SnapshotFollowUps, shouldSnapshot, snapshotNear } from "./snapshot-policy.js";
 
 export interface RaftLoopLogger {
   info(details: Record<string, unknown>, message: string): void;
@@ -79,6 +79,11 @@ export interface RaftLoopHost {
    * thread is free meanwhile (the fsync runs on another).
    */
   syncStateMachine(): Promise<unknown>;
+  /**
+   * A snapshot is near (snapshotNear): get syncStateMachine ready so the Ready loop does not
+   * wait for its set-up too (a thread started ahead). Returns at once.
+   */
+  prepareStateMachineSync(): void;
   /** Leadership moved (`lead` 0n: no leader known). */
   leadershipChanged(lead: bigint, isLeader: boolean, wasLeader: boolean): void;
   /** A ReadIndex round was answered. */
@@ -121,6 +126,8 @@ export class RaftLoop {
   /** Configurations by applied index, to stamp a snapshot image cut at an earlier index. */
   private readonly confStates: ConfStateHistory;
   private snapshotIndex: number;
+  /** The snapshot index after which the next snapshot's sync was got ready (once per snapshot). */
+  private syncPreparedAfter = -1;
   private readyScheduled = false;
   private inReady = false;
   /** A flushReadTraffic is scheduled for the next turn. */
@@ -392,6 +399,15 @@ export class RaftLoop {
       await this.applying;
       this.scheduleApply(committed);
       if (committedConfChange) await this.applying;
+    }
+    // Only gets the snapshot's sync started sooner (a thread ready): what it covers and that the
+    // log is released only after it are unchanged (snapshot()).
+    if (
+      this.syncPreparedAfter !== this.snapshotIndex &&
+      snapshotNear(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount)
+    ) {
+      this.syncPreparedAfter = this.snapshotIndex;
+      this.host.prepareStateMachineSync();
     }
     // The applied index may trail by the batch in flight; a snapshot due is then taken a Ready later.
     const due = () => shouldSnapshot(this.host.appliedIndex(), this.snapshotIndex, this.config.snapshotCount);

@@ -6,6 +6,7 @@ import {
   SNAPSHOT_CATCH_UP_ENTRIES,
   SnapshotFollowUps,
   shouldSnapshot,
+  snapshotNear,
 } from "./snapshot-policy.js";
 
 describe("snapshot policy", () => {
@@ -15,6 +16,16 @@ describe("snapshot policy", () => {
     assert.equal(shouldSnapshot(201, 101, 100), false);
     assert.equal(shouldSnapshot(202, 101, 100), true);
     assert.equal(shouldSnapshot(10_000, 0, 0), false, "0 disables snapshots");
+  });
+
+  it("gets a snapshot's sync ready 1,000 entries ahead, or a hundredth of the count if more", () => {
+    assert.equal(snapshotNear(99_000, 0, 100_000), false);
+    assert.equal(snapshotNear(99_001, 0, 100_000), true);
+    assert.equal(snapshotNear(109_001, 10_000, 100_000), true);
+    assert.equal(snapshotNear(990_000, 0, 1_000_000), false);
+    assert.equal(snapshotNear(990_001, 0, 1_000_000), true, "10,000 ahead at a count of 1,000,000");
+    assert.equal(snapshotNear(1, 0, 300), true, "a count under the lead: ready from the last snapshot on");
+    assert.equal(snapshotNear(10_000, 0, 0), false, "0 disables snapshots");
   });
 
   it("keeps etcd's catch-up tail of entries when compacting", () => {

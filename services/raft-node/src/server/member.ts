@@ -339,6 +339,7 @@ export class Member implements EtcdServer {
         },
         restoreStateMachine: (snapshot) => this.restoreStateMachine(snapshot),
         syncStateMachine: () => this.store.syncToDisk(),
+        prepareStateMachineSync: () => this.store.prepareSync(),
         leadershipChanged: (lead, isLeader, wasLeader) => {
           if (lead !== 0n && lead !== this.lastLeader) this.metrics.leaderChanges.inc();
           if (lead !== 0n) this.lastLeader = lead;
