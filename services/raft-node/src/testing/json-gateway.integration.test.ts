@@ -38,6 +38,20 @@ async function session(endpoint: string): Promise<Exchange[]> {
   await post("/v3beta/kv/range", JSON.stringify({ key: b64("foo") }));
   await post("/v3/kv/range", "{}");
   await post("/v3/kv/range", '{"key":"Zm9v",');
+  // Malformed bodies: refused with encoding/json's and jsonpb's words, as etcd's gateway reads them.
+  for (const bad of [
+    "{bad json",
+    '{"key":"Zm9v",}',
+    '{"key":123}',
+    '{"key":"-_8="}',
+    '{"key":"Zm9v","limit":1.5}',
+    '{"key":"Zm9v","limit":"1e3"}',
+    '{"key":"Zm9v","sort_order":"BOGUS"}',
+    '{"key":"Zm9v","serializable":"yes"}',
+    "[]",
+  ]) {
+    await post("/v3/kv/range", bad);
+  }
   await post(
     "/v3/kv/txn",
     JSON.stringify({
