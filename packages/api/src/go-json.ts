@@ -53,6 +53,8 @@ export function goTypeError(valueName: string, goType: string): string {
 }
 
 const SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+/** The bytes a backslash may escape besides u: b f n r t, backslash, slash, quote. */
+const ESCAPES = new Set([0x62, 0x66, 0x6e, 0x72, 0x74, 0x5c, 0x2f, 0x22]);
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 const isHex = (c: number) => isDigit(c) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 
@@ -147,12 +149,14 @@ class Parser {
   private string(): string {
     const start = this.pos;
     this.pos++;
+    let escapes = false;
     for (;;) {
       const c = this.peek();
       if (c === 0x22) break;
       if (c < 0x20) this.fail("in string literal");
       this.pos++;
       if (c !== 0x5c) continue;
+      escapes = true;
       const e = this.peek();
       if (e === 0x75) {
         this.pos++;
@@ -160,13 +164,14 @@ class Parser {
           if (!isHex(this.peek())) this.fail("in \\u hexadecimal character escape");
           this.pos++;
         }
-      } else if ('bfnrt\\/"'.includes(String.fromCharCode(e))) {
+      } else if (ESCAPES.has(e)) {
         this.pos++;
       } else {
         this.fail("in string escape code");
       }
     }
     this.pos++;
+    if (!escapes) return this.bytes.toString("utf8", start + 1, this.pos - 1);
     // Valid JSON by now: JSON.parse decodes its escapes (a lone surrogate becomes U+FFFD in
     // Go; JS keeps it: no etcd field cares).
     return JSON.parse(this.bytes.toString("utf8", start, this.pos)) as string;
