@@ -62,6 +62,12 @@ async function session(endpoint: string): Promise<Exchange[]> {
   );
   await post(`/v3/lease/grant`, `{"TTL":60,"ID":${BIG_ID}}`);
   await post(`/v3/lease/keepalive`, `{"ID":${BIG_ID}}\n{"ID":"${BIG_ID}"}`);
+  // A stream's first request that does not decode is the call's error (Unknown for a client
+  // stream, InvalidArgument for a server stream); a later one ends the client's side.
+  await post(`/v3/lease/keepalive`, `{"ID":${BIG_ID}}\n{bad`);
+  await post(`/v3/lease/keepalive`, '{"ID":"x"}');
+  await post("/v3/watch", "{bad");
+  await post("/v3/maintenance/snapshot", "[1]");
   await post(`/v3/kv/put`, JSON.stringify({ key: b64("leased"), value: b64("v"), lease: BIG_ID }));
   await post(`/v3/kv/lease/leases`, "{}");
   await post(`/v3/lease/revoke`, `{"ID":${BIG_ID}}`);
@@ -109,7 +115,10 @@ async function session(endpoint: string): Promise<Exchange[]> {
 
   // etcd 3.4's Alarm answers carry no header.
   await post("/v3/maintenance/alarm", JSON.stringify({ action: "GET" }));
-  await post("/v3/maintenance/alarm", JSON.stringify({ action: "DEACTIVATE", memberID: "1", alarm: "NOSPACE" }));
+  await post(
+    "/v3/maintenance/alarm",
+    JSON.stringify({ action: "DEACTIVATE", memberID: "1", alarm: "NOSPACE" }),
+  );
 
   // A refusal with FailedPrecondition: grpc-gateway v1 answers 412 (v2 would say 400).
   await post("/v3/auth/user/add", JSON.stringify({ name: "dup", password: "x" }));
