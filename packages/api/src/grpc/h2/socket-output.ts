@@ -206,6 +206,12 @@ class ReadTurns {
     return false;
   }
 
+  /** Bytes the socket may still hand over in this turn (a whole budget once it waits for the next). */
+  rest(): number {
+    if (!this.nextTurn || this.paused) return TURN_READ_BYTES;
+    return TURN_READ_BYTES - this.turnBytes;
+  }
+
   private readonly turnEnded = (): void => {
     this.nextTurn = false;
     this.turnBytes = 0;
@@ -332,7 +338,11 @@ export class RecycledReads {
     } else if (this.carried > 0) {
       old.buf.copy(old.buf, 0, this.carryFrom, this.carryFrom + this.carried);
     }
-    return this.slot.buf.subarray(this.carried);
+    // No more than the turn's budget has left: with whole 256 KiB reads a turn took one read
+    // short of the budget (a frame carried into it) and then another whole one, ~512 KiB.
+    const room = RECYCLED_READ_BYTES - this.carried;
+    const rest = this.turns?.rest() ?? room;
+    return this.slot.buf.subarray(this.carried, this.carried + Math.min(room, rest));
   }
 
   private release(slot: ReadSlot): void {
