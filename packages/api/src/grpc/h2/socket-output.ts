@@ -206,12 +206,6 @@ class ReadTurns {
     return false;
   }
 
-  /** Bytes the socket may still hand over in this turn (a whole budget once it waits for the next). */
-  rest(): number {
-    if (!this.nextTurn || this.paused) return TURN_READ_BYTES;
-    return TURN_READ_BYTES - this.turnBytes;
-  }
-
   private readonly turnEnded = (): void => {
     this.nextTurn = false;
     this.turnBytes = 0;
@@ -338,11 +332,7 @@ export class RecycledReads {
     } else if (this.carried > 0) {
       old.buf.copy(old.buf, 0, this.carryFrom, this.carryFrom + this.carried);
     }
-    // No more than the turn's budget has left: with whole 256 KiB reads a turn took one read
-    // short of the budget (a frame carried into it) and then another whole one, ~512 KiB.
-    const room = RECYCLED_READ_BYTES - this.carried;
-    const rest = this.turns?.rest() ?? room;
-    return this.slot.buf.subarray(this.carried, this.carried + Math.min(room, rest));
+    return this.slot.buf.subarray(this.carried);
   }
 
   private release(slot: ReadSlot): void {
