@@ -3,10 +3,14 @@
 // member over --calls calls after --warmup, with the objects that scavenges and full collections
 // freed kept in the samples (CDP HeapProfiler.startSampling's includeObjectsCollectedBy*GC): all
 // allocation, not what stayed alive. What --gc of cpu-per-op counts as young garbage, here by
-// allocating function, with each function's callers.
+// allocating function, with each function's callers. --survivors: leave out what a scavenge freed,
+// so the samples are what lived through at least one scavenge (promoted to the old generation, or
+// still alive at the end): at many clients a call's own objects outlive scavenges, and this is
+// what drives the full collections (e.g. --clients 100 --conns 10).
 // Usage (after `npx tsc -b` and bench/goload/build.sh):
 //   node --experimental-websocket bench/dist/profile/heap-per-op.js [--op put] [--calls 2000]
 //     [--warmup 2000] [--member leader|follower] [--top 30] [--main a.js] [--out FILE.heapprofile]
+//     [--survivors]
 // Node 20 has WebSocket behind --experimental-websocket (the inspector's protocol runs over it).
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -26,6 +30,7 @@ const { values: args } = parseArgs({
     interval: { type: "string", default: "1024" },
     main: { type: "string" },
     out: { type: "string" },
+    survivors: { type: "boolean", default: false },
   },
 });
 if (typeof WebSocket === "undefined") throw new Error("run node with --experimental-websocket");
@@ -90,7 +95,7 @@ try {
   await session.call("HeapProfiler.startSampling", {
     samplingInterval: Number(args.interval),
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: !args.survivors,
   });
   const result = await load(calls);
   const { profile } = (await session.call("HeapProfiler.stopSampling")) as { profile: { head: ProfileNode } };
@@ -114,7 +119,7 @@ try {
   const kb = (bytes: number) => (bytes / calls / 1024).toFixed(2).padStart(7);
   const top = Number(args.top);
   console.log(
-    `${target.name} (${target === leader ? "leader" : "follower"}), ${args.op} x${calls} at ${args.clients} client(s), ${Math.round(result.ops_per_s)} ops/s: ${kb(total).trim()} KB allocated per call`,
+    `${target.name} (${target === leader ? "leader" : "follower"}), ${args.op} x${calls} at ${args.clients} client(s), ${Math.round(result.ops_per_s)} ops/s: ${kb(total).trim()} KB ${args.survivors ? "that outlived a scavenge" : "allocated"} per call`,
   );
   console.log("\nby function (KB per call):");
   for (const [name, bytes] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top))

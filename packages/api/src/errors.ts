@@ -150,17 +150,22 @@ export function etcdErrorFromMessage(message: string): EtcdError | undefined {
   return kind === undefined ? undefined : new EtcdError(kind);
 }
 
-/** The HTTP status grpc-gateway gives a gRPC code (etcd's JSON gateway answers with these). */
+/**
+ * The HTTP status etcd's JSON gateway gives a gRPC code: grpc-gateway v1's table (etcd 3.4 links
+ * v1.9; v2 changed CANCELLED to 499 and FAILED_PRECONDITION to 400), checked against etcd 3.4.23:
+ * a user added twice answers 412.
+ */
 export function httpStatusForGrpcCode(code: GrpcStatus): number {
   switch (code) {
     case GrpcStatus.OK:
       return 200;
     case GrpcStatus.CANCELLED:
-      return 499;
+      return 408;
     case GrpcStatus.INVALID_ARGUMENT:
-    case GrpcStatus.FAILED_PRECONDITION:
     case GrpcStatus.OUT_OF_RANGE:
       return 400;
+    case GrpcStatus.FAILED_PRECONDITION:
+      return 412;
     case GrpcStatus.DEADLINE_EXCEEDED:
       return 504;
     case GrpcStatus.NOT_FOUND:

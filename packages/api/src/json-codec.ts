@@ -1,9 +1,10 @@
 // etcd's JSON encoding of its messages, as its gRPC gateway speaks it (grpc-gateway JSONPb
 // with proto field names, defaults omitted): field names as written in the .proto
 // (snake_case, or "TTL", "peerURLs"), 64-bit integers as decimal strings, bytes as base64,
-// enums by name. Input accepts both the proto name and the lowerCamelCase JSON name, integers
-// as numbers or strings, and both base64 alphabets; unknown fields are ignored, as etcd 3.4's
-// gateway (grpc-gateway v1, allowUnknownFields = true) ignores them.
+// enums by name. Input is read as etcd 3.4's gateway reads it (grpc-gateway v1: golang/protobuf's
+// jsonpb, each field by encoding/json): the proto name or the lowerCamelCase JSON name, integers
+// as numbers or strings, bytes in standard padded base64, unknown fields ignored
+// (allowUnknownFields = true), and a refusal worded as Go words it.
 //
 // ts-proto's generated toJSON/fromJSON are turned off (see packages/api/README.md): they
 // print int64 as JSON numbers and parse loosely (Boolean("false") is true, a bad number
@@ -11,6 +12,7 @@
 // (gen/json-fields.ts) and works on the objects ts-proto's encode/decode use.
 
 import { JSON_ENUMS, JSON_MESSAGES } from "./gen/json-fields.js";
+import { GoJsonSyntaxError, goTypeError, goValueName, JsonNumber, parseGoJson } from "./go-json.js";
 
 export type JsonScalarKind =
   | "double"
@@ -56,7 +58,6 @@ export class JsonFormatError extends Error {
 }
 
 const INT64_KINDS = new Set<JsonField["kind"]>(["int64", "uint64", "fixed64", "sfixed64", "sint64"]);
-const UNSIGNED_KINDS = new Set<JsonField["kind"]>(["uint64", "fixed64", "uint32", "fixed32"]);
 
 function fieldsOf(typeName: string): readonly JsonField[] {
   const fields = JSON_MESSAGES[typeName];
@@ -161,44 +162,57 @@ function lookupOf(typeName: string): Map<string, JsonField> {
 /**
  * Parses etcd JSON into the object ts-proto's encode takes for `typeName`: every scalar and
  * repeated field present (defaults filled in), message and oneof fields only when given.
- * Throws JsonFormatError on input protojson would refuse. 64-bit integers become bigints,
- * exact over their whole range (decimal strings are never read through a double).
+ * Reads it as etcd 3.4's gateway does (golang/protobuf's jsonpb, each field by encoding/json)
+ * and throws JsonFormatError with the message that gives for input it refuses. Numbers may be
+ * JsonNumbers (go-json.ts keeps their literal) or JS numbers; 64-bit integers become bigints,
+ * exact over their whole range (a literal is never read through a double).
  */
 export function fromEtcdJson(typeName: string, json: unknown): Record<string, unknown> {
-  return messageFromJson(typeName, json, typeName);
+  return messageFromJson(typeName, json);
 }
 
-function messageFromJson(typeName: string, json: unknown, where: string): Record<string, unknown> {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new JsonFormatError(`${where}: expected a JSON object for ${typeName}`);
+function messageFromJson(typeName: string, json: unknown): Record<string, unknown> {
+  if (typeof json !== "object" || json === null || Array.isArray(json) || json instanceof JsonNumber) {
+    throw new JsonFormatError(goTypeError(goValueName(json), "map[string]json.RawMessage"));
   }
   const out: Record<string, unknown> = {};
-  for (const field of fieldsOf(typeName)) {
+  const fields = fieldsOf(typeName);
+  for (const field of fields) {
     if (field.oneof !== undefined || (field.kind === "message" && !field.repeated)) continue;
     out[field.key] = field.repeated ? [] : defaultOf(field);
   }
+  // jsonpb takes a field's proto name or its lowerCamelCase name; given both, the latter.
   const lookup = lookupOf(typeName);
-  const seen = new Set<JsonField>();
-  const oneofsSet = new Map<string, string>();
+  const given = new Map<JsonField, unknown>();
   for (const [jsonKey, value] of Object.entries(json as Record<string, unknown>)) {
     const field = lookup.get(jsonKey);
     if (field === undefined) continue;
-    const path = `${where}.${field.name}`;
-    if (seen.has(field)) throw new JsonFormatError(`${path}: field given twice`);
-    seen.add(field);
-    if (value === null) continue;
+    if (jsonKey === field.jsonName || !given.has(field)) given.set(field, value);
+  }
+  // Fields in declaration order, oneofs after the others: the first refusal jsonpb meets.
+  const oneofsSet = new Map<string, string>();
+  for (const field of [
+    ...fields.filter((f) => f.oneof === undefined),
+    ...fields.filter((f) => f.oneof !== undefined),
+  ]) {
+    const value = given.get(field);
+    if (value === undefined || value === null) continue;
     if (field.oneof !== undefined) {
+      // jsonpb keeps whichever its map iteration sets last (random): refused here instead.
       const other = oneofsSet.get(field.oneof);
       if (other !== undefined) {
-        throw new JsonFormatError(`${path}: oneof ${field.oneof} already set by ${other}`);
+        throw new JsonFormatError(`${typeName}.${field.name}: oneof ${field.oneof} already set by ${other}`);
       }
       oneofsSet.set(field.oneof, field.name);
     }
     if (field.repeated) {
-      if (!Array.isArray(value)) throw new JsonFormatError(`${path}: expected a JSON array`);
-      out[field.key] = value.map((item, i) => valueFromJson(field, item, `${path}[${i}]`));
+      if (!Array.isArray(value))
+        throw new JsonFormatError(goTypeError(goValueName(value), "[]json.RawMessage"));
+      out[field.key] = value.map((item) =>
+        item === null ? (field.kind === "message" ? {} : defaultOf(field)) : valueFromJson(field, item),
+      );
     } else {
-      out[field.key] = valueFromJson(field, value, path);
+      out[field.key] = valueFromJson(field, value);
     }
   }
   return out;
@@ -217,90 +231,176 @@ function defaultOf(field: JsonField): unknown {
   }
 }
 
-function valueFromJson(field: JsonField, value: unknown, path: string): unknown {
+function valueFromJson(field: JsonField, value: unknown): unknown {
   switch (field.kind) {
     case "message":
-      return messageFromJson(field.type!, value, path);
+      return messageFromJson(field.type!, value);
     case "enum":
-      return enumFromJson(field.type!, value, path);
+      return enumFromJson(field.type!, value);
     case "bool":
-      if (typeof value !== "boolean") throw new JsonFormatError(`${path}: expected true or false`);
+      if (typeof value !== "boolean") throw new JsonFormatError(goTypeError(goValueName(value), "bool"));
       return value;
     case "string":
-      if (typeof value !== "string") throw new JsonFormatError(`${path}: expected a string`);
+      if (typeof value !== "string") throw new JsonFormatError(goTypeError(goValueName(value), "string"));
       return value;
     case "bytes":
-      return bytesFromJson(value, path);
-    case "double":
-    case "float":
-      return floatFromJson(value, path);
+      if (typeof value !== "string") throw new JsonFormatError(goTypeError(goValueName(value), "[]uint8"));
+      return goBase64(value);
     default:
-      return integerFromJson(field.kind, value, path);
+      return numberFromJson(field.kind, value);
   }
 }
 
-function enumFromJson(typeName: string, value: unknown, path: string): number {
+/** The Go type of an enum as generated: its nested names joined by "_" (RangeRequest_SortOrder). */
+function goEnumType(typeName: string): string {
+  const dot = typeName.indexOf(".");
+  return typeName.slice(0, dot + 1) + typeName.slice(dot + 1).replaceAll(".", "_");
+}
+
+function enumFromJson(typeName: string, value: unknown): number {
   if (typeof value === "string") {
     const n = enumOf(typeName)[value];
     if (n === undefined)
-      throw new JsonFormatError(`${path}: unknown ${typeName} value ${JSON.stringify(value)}`);
+      throw new JsonFormatError(`unknown value ${JSON.stringify(value)} for enum ${goEnumType(typeName)}`);
     return n;
   }
-  if (typeof value === "number" && Number.isInteger(value) && value >= -(2 ** 31) && value < 2 ** 31) {
-    return value;
+  // A number is an int32 as encoding/json reads one: any value in range, named or not.
+  const literal = numberLiteral(value);
+  if (literal === undefined) throw new JsonFormatError(goTypeError(goValueName(value), goEnumType(typeName)));
+  const n = /^-?\d+$/.test(literal) ? Number(literal) : Number.NaN;
+  if (!(n >= -(2 ** 31) && n < 2 ** 31)) {
+    throw new JsonFormatError(goTypeError(`number ${literal}`, goEnumType(typeName)));
   }
-  throw new JsonFormatError(`${path}: expected a ${typeName} name or number`);
-}
-
-const BASE64 = /^[A-Za-z0-9+/\-_]*={0,2}$/;
-
-function bytesFromJson(value: unknown, path: string): Buffer {
-  if (typeof value !== "string" || !BASE64.test(value) || value.replace(/=+$/, "").length % 4 === 1) {
-    throw new JsonFormatError(`${path}: expected base64`);
-  }
-  // Node decodes both the standard and the URL-safe alphabet, padded or not.
-  return Buffer.from(value, "base64");
-}
-
-const INTEGER_STRING = /^-?\d+$/;
-
-const INT64_RANGE: [bigint, bigint] = [-(2n ** 63n), 2n ** 63n - 1n];
-const UINT64_RANGE: [bigint, bigint] = [0n, 2n ** 64n - 1n];
-
-/** 32-bit kinds give a number; 64-bit kinds a bigint (exact: decimal strings are read as such). */
-function integerFromJson(kind: JsonField["kind"], value: unknown, path: string): number | bigint {
-  if (INT64_KINDS.has(kind)) {
-    let n: bigint;
-    if (typeof value === "number" && Number.isInteger(value)) n = BigInt(value);
-    else if (typeof value === "string" && INTEGER_STRING.test(value)) n = BigInt(value);
-    else throw new JsonFormatError(`${path}: expected an integer (a number or a decimal string)`);
-    const [min, max] = UNSIGNED_KINDS.has(kind) ? UINT64_RANGE : INT64_RANGE;
-    if (UNSIGNED_KINDS.has(kind) && n < 0n) throw new JsonFormatError(`${path}: ${kind} cannot be negative`);
-    if (n < min || n > max)
-      throw new JsonFormatError(`${path}: ${String(value)} is out of range for ${kind}`);
-    return n;
-  }
-  let n: number;
-  if (typeof value === "number") {
-    n = value;
-  } else if (typeof value === "string" && INTEGER_STRING.test(value)) {
-    n = Number(value);
-  } else {
-    throw new JsonFormatError(`${path}: expected an integer (a number or a decimal string)`);
-  }
-  if (!Number.isInteger(n)) throw new JsonFormatError(`${path}: expected an integer, got ${String(value)}`);
-  if (UNSIGNED_KINDS.has(kind) && n < 0) throw new JsonFormatError(`${path}: ${kind} cannot be negative`);
-  const [min, max] = UNSIGNED_KINDS.has(kind) ? [0, 2 ** 32 - 1] : [-(2 ** 31), 2 ** 31 - 1];
-  if (n < min || n > max) throw new JsonFormatError(`${path}: ${String(value)} is out of range for ${kind}`);
   return n;
 }
 
-function floatFromJson(value: unknown, path: string): number {
-  if (typeof value === "number") return value;
-  if (value === "NaN") return Number.NaN;
-  if (value === "Infinity") return Number.POSITIVE_INFINITY;
-  if (value === "-Infinity") return Number.NEGATIVE_INFINITY;
-  if (typeof value === "string" && value.trim() !== "" && Number.isFinite(Number(value)))
-    return Number(value);
-  throw new JsonFormatError(`${path}: expected a number`);
+function numberLiteral(value: unknown): string | undefined {
+  if (value instanceof JsonNumber) return value.literal;
+  // A JS number (a caller's object, not a parsed body): an integer as its exact decimal digits.
+  if (typeof value === "number") return Number.isInteger(value) ? BigInt(value).toString() : String(value);
+  return undefined;
+}
+
+const GO_NUMBER_TYPES: Partial<Record<JsonField["kind"], string>> = {
+  int64: "int64",
+  sint64: "int64",
+  sfixed64: "int64",
+  uint64: "uint64",
+  fixed64: "uint64",
+  int32: "int32",
+  sint32: "int32",
+  sfixed32: "int32",
+  uint32: "uint32",
+  fixed32: "uint32",
+  double: "float64",
+  float: "float32",
+};
+
+const INTEGER_BOUNDS: Partial<Record<string, [bigint, bigint]>> = {
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+};
+
+/**
+ * A number field as jsonpb reads it: a quoted value loses its quotes and what is inside is read
+ * by encoding/json (so " 5" is 5, "abc" a syntax error, "1.5" no integer); the literal must then
+ * parse as the Go type does (strconv.ParseInt: no fraction, no exponent, in range).
+ * 32-bit kinds give a number, 64-bit kinds a bigint.
+ */
+function numberFromJson(kind: JsonField["kind"], value: unknown): number | bigint {
+  const goType = GO_NUMBER_TYPES[kind]!;
+  let inner = value;
+  if (typeof value === "string") {
+    if (goType.startsWith("float") && NON_FINITE[value] !== undefined) return NON_FINITE[value];
+    try {
+      inner = parseGoJson(value, "unmarshal");
+    } catch (err) {
+      if (err instanceof GoJsonSyntaxError) throw new JsonFormatError(err.message);
+      throw err;
+    }
+    if (inner === null) return defaultOf({ kind } as JsonField) as number | bigint;
+  }
+  const literal = numberLiteral(inner);
+  if (literal === undefined) throw new JsonFormatError(goTypeError(goValueName(inner), goType));
+  if (goType.startsWith("float")) {
+    const n = Number(literal);
+    if (!Number.isFinite(n)) throw new JsonFormatError(goTypeError(`number ${literal}`, goType));
+    return n;
+  }
+  const [min, max] = INTEGER_BOUNDS[goType]!;
+  const n = /^-?\d+$/.test(literal) ? BigInt(literal) : undefined;
+  if (n === undefined || n < min || n > max) {
+    throw new JsonFormatError(goTypeError(`number ${literal}`, goType));
+  }
+  return INT64_KINDS.has(kind) ? n : Number(n);
+}
+
+const NON_FINITE: Record<string, number> = {
+  NaN: Number.NaN,
+  Infinity: Number.POSITIVE_INFINITY,
+  "-Infinity": Number.NEGATIVE_INFINITY,
+};
+
+const BASE64_DECODE = new Uint8Array(256).fill(0xff);
+for (const [i, c] of [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"].entries()) {
+  BASE64_DECODE[c.charCodeAt(0)] = i;
+}
+
+const corruptBase64 = (at: number) => new JsonFormatError(`illegal base64 data at input byte ${at}`);
+
+/**
+ * A bytes field as encoding/json decodes one: Go's base64.StdEncoding (the standard alphabet,
+ * padded; CR and LF skipped), with its CorruptInputError offsets; bits past the last byte are
+ * not checked (not strict).
+ */
+export function goBase64(text: string): Buffer {
+  const src = Buffer.from(text, "utf8");
+  const out = Buffer.allocUnsafe(Math.floor(src.length / 4) * 3 + 3);
+  let n = 0;
+  let si = 0;
+  const skipNewlines = () => {
+    while (si < src.length && (src[si] === 0x0a || src[si] === 0x0d)) si++;
+  };
+  for (;;) {
+    const quantum = [0, 0, 0, 0];
+    let length = 4;
+    let last = false;
+    for (let j = 0; j < 4; j++) {
+      if (si === src.length) {
+        if (j === 0) return out.subarray(0, n);
+        throw corruptBase64(si - j);
+      }
+      const c = src[si]!;
+      si++;
+      const sextet = BASE64_DECODE[c]!;
+      if (sextet !== 0xff) {
+        quantum[j] = sextet;
+        continue;
+      }
+      if (c === 0x0a || c === 0x0d) {
+        j--;
+        continue;
+      }
+      if (c !== 0x3d || j < 2) throw corruptBase64(si - 1);
+      if (j === 2) {
+        // "==": the second one must follow.
+        skipNewlines();
+        if (si === src.length) throw corruptBase64(src.length);
+        if (src[si] !== 0x3d) throw corruptBase64(si - 1);
+        si++;
+      }
+      skipNewlines();
+      if (si < src.length) throw corruptBase64(si);
+      length = j;
+      last = true;
+      break;
+    }
+    const bits = (quantum[0]! << 18) | (quantum[1]! << 12) | (quantum[2]! << 6) | quantum[3]!;
+    out[n++] = (bits >> 16) & 0xff;
+    if (length > 2) out[n++] = (bits >> 8) & 0xff;
+    if (length > 3) out[n++] = bits & 0xff;
+    if (last) return out.subarray(0, n);
+  }
 }

@@ -82,13 +82,16 @@ describe("jsonToWire", () => {
     assert.equal(a.sortOrder, etcdserverpb.RangeRequest_SortOrder.DESCEND);
   });
 
-  it("keeps 64-bit lease IDs exact and accepts URL-safe base64", () => {
+  it("keeps 64-bit lease IDs exact; bytes in standard base64 only, as etcd 3.4 reads them", () => {
     const raw = jsonToWire("etcdserverpb.LeaseKeepAliveRequest", { ID: "7587899148717610762" });
     assert.deepEqual(raw, new WireWriter().varintField(1, 7587899148717610762n).finish());
     const put = etcdserverpb.PutRequest.decode(
-      jsonToWire("etcdserverpb.PutRequest", { key: "-_8", value: null }),
+      jsonToWire("etcdserverpb.PutRequest", { key: "+/8=", value: null }),
     );
     assert.deepEqual([...put.key], [0xfb, 0xff]);
+    assert.throws(() => jsonToWire("etcdserverpb.PutRequest", { key: "-_8=" }), {
+      message: "illegal base64 data at input byte 0",
+    });
   });
 
   it("builds nested messages and oneofs (a txn)", () => {

@@ -1,6 +1,7 @@
 // Request bodies of etcd's JSON gateway: one JSON value for a unary call, several one after
 // another for a streaming call, as grpc-gateway reads them (Go's json.Decoder on the body).
 // Translating each value to wire bytes is jsonToWire's, the project's one JSON codec.
+import { GoJsonSyntaxError, parseGoJson } from "../go-json.js";
 
 export class JsonBodyError extends Error {
   constructor(message: string) {
@@ -74,9 +75,15 @@ export class JsonValueSplitter {
     return values;
   }
 
-  /** The end of the body: a value left incomplete is Go's "unexpected EOF". */
+  /**
+   * The end of the body: a value left incomplete is Go's "unexpected EOF", unless Go's decoder
+   * would have refused a byte before the end (`{bad` is "invalid character 'b' ...").
+   */
   end(): unknown[] {
-    if (this.depth !== 0 || this.inString) throw new JsonBodyError("unexpected EOF");
+    if (this.depth !== 0 || this.inString) {
+      parseValue(this.text);
+      throw new JsonBodyError("unexpected EOF");
+    }
     const rest = this.text.trim();
     this.text = "";
     return rest.length === 0 ? [] : [parseValue(rest)];
@@ -87,45 +94,14 @@ function isSpace(code: number): boolean {
   return code === 0x20 || code === 0x0a || code === 0x0d || code === 0x09;
 }
 
+/** One value as json.Decoder reads it (numbers keep their literal; Go's error messages). */
 function parseValue(text: string): unknown {
   try {
-    return JSON.parse(/\d{16}/.test(text) ? quoteUnsafeIntegers(text) : text);
+    return parseGoJson(text, "decoder");
   } catch (err) {
-    throw new JsonBodyError((err as Error).message);
+    if (err instanceof GoJsonSyntaxError) throw new JsonBodyError(err.message);
+    throw err;
   }
-}
-
-/**
- * Integer literals beyond 2^53 as strings: Go clients write int64s as JSON numbers (json.Marshal
- * of a lease ID, a revision), which JSON.parse would round. protojson takes an int64 given as a
- * string as it takes a number, so the codec reads the exact value.
- */
-export function quoteUnsafeIntegers(text: string): string {
-  let out = "";
-  let copied = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (inString) {
-      if (c === "\\") i++;
-      else if (c === '"') inString = false;
-      continue;
-    }
-    if (c === '"') {
-      inString = true;
-      continue;
-    }
-    if (c !== "-" && (c < "0" || c > "9")) continue;
-    let end = i + 1;
-    while (end < text.length && /[0-9.eE+-]/.test(text[end]!)) end++;
-    const token = text.slice(i, end);
-    if (/^-?\d+$/.test(token) && !Number.isSafeInteger(Number(token))) {
-      out += `${text.slice(copied, i)}"${token}"`;
-      copied = end;
-    }
-    i = end - 1;
-  }
-  return copied === 0 ? text : out + text.slice(copied);
 }
 
 /**

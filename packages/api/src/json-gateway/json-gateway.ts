@@ -77,10 +77,11 @@ const STATUS_TEXT: Record<number, string> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
+  408: "Request Timeout",
   409: "Conflict",
+  412: "Precondition Failed",
   413: "Request Entity Too Large",
   429: "Too Many Requests",
-  499: "",
   500: "Internal Server Error",
   501: "Not Implemented",
   503: "Service Unavailable",
@@ -326,15 +327,34 @@ function serveStream(
       sent++;
     }
   };
+  /** The client's side is done: the body ended, or a later request did not decode. */
+  const bodyEnded = () => {
+    bodyDone = true;
+    if (endsWithBody && answered >= sent) {
+      stream.cancel();
+      finish();
+    }
+  };
   const fail = (err: unknown) => {
+    // grpc-gateway v1 stops sending at a later request it cannot decode (it only logs it) and
+    // half-closes the stream, as at the body's end.
+    if (sent > 0) {
+      bodyEnded();
+      return;
+    }
+    // The first request is decoded before the call starts, so its refusal is the call's error,
+    // in the unary error body: InvalidArgument for a server stream; for Watch and
+    // LeaseKeepAlive the decoder's error as it is, i.e. Unknown (500), as etcd 3.4 answers.
+    finished = true;
     stream.cancel();
-    finish({ code: grpc.status.INVALID_ARGUMENT, details: (err as Error).message });
+    const code = clientStreams ? grpc.status.UNKNOWN : grpc.status.INVALID_ARGUMENT;
+    sendError(res, { code, details: (err as Error).message });
   };
   readBody(
     req,
     maxBodyBytes,
     (text) => {
-      if (finished) return;
+      if (finished || bodyDone) return;
       try {
         send(splitter.push(text));
       } catch (err) {
@@ -342,7 +362,7 @@ function serveStream(
       }
     },
     () => {
-      if (finished) return;
+      if (finished || bodyDone) return;
       try {
         const rest = splitter.end();
         // A server stream's request is one message, empty when the body is.
@@ -351,11 +371,7 @@ function serveStream(
         fail(err);
         return;
       }
-      bodyDone = true;
-      if (endsWithBody && answered >= sent) {
-        stream.cancel();
-        finish();
-      }
+      bodyEnded();
     },
     () => {
       stream.cancel();

@@ -49,11 +49,11 @@ export function maintenanceService(member: EtcdServer): etcdserverpb.Maintenance
       refuseLearner(member);
       // Every Alarm action is a Raft request in etcd 3.4, so its token is read: a bad one is refused.
       await callerOf(member, call);
-      if (req.action === AlarmAction.GET) {
-        return { header: apiHeader(member.header()), alarms: member.alarms(req.alarm) };
-      }
+      // No header: etcd 3.4's maintenance server returns the applier's answer as it is (3.5
+      // added one); `etcdctl alarm list -w json` prints {} on an alarm-free etcd 3.4.
+      if (req.action === AlarmAction.GET) return { alarms: member.alarms(req.alarm) };
       const res = await member.alarm(alarmRequestFromApi(req));
-      return { header: apiHeader(member.header()), alarms: res.alarms };
+      return { alarms: res.alarms };
     }),
     status: unary(async () => {
       const status = member.status();

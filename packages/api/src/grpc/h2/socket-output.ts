@@ -237,7 +237,9 @@ export function readInTurns(socket: Duplex, receive: (chunk: Buffer) => void): v
  * read, one parse and one relayed write per turn. Paired at 1,000,000 keys through the gateway
  * (6 rounds), 256 KiB vs 64 KiB reads: puts' p99 median 15.9 vs 21.7 ms (main: 29.7). The cost:
  * a held 16 KiB frame keeps its whole buffer out of reuse (a relay stalled behind a slow client
- * holds at most its stream's window of frames, mostly contiguous).
+ * holds at most its stream's window of frames, mostly contiguous). A turn may hand over up to
+ * ~512 KiB (a read short of the budget by a carried frame, then a whole one): sizing each read to
+ * the budget's rest instead was worse in a paired run (p99 22.5 vs 14.2 ms, JOURNAL gwrelay2).
  */
 export const RECYCLED_READ_BYTES = 256 * 1024;
 /** RecycledReads: buffers kept for reuse at most (the rest are left to the GC): 2 MiB. */
