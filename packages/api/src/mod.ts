@@ -55,6 +55,7 @@ export {
 export { ClientSocketConnection, type ClientTls, type DialOptions } from "./grpc/h2/client-socket.js";
 export { H2_ERROR, type IncomingHeaders, type SessionIo } from "./grpc/h2/session.js";
 export { type FramingCore, SocketOutput, socketTaps } from "./grpc/h2/socket-output.js";
+export { callDeadlines, type DeadlineSlot, type DeadlineTarget, DeadlineTimers } from "./grpc/deadlines.js";
 export {
   deadlineFrom,
   decodeGrpcMessage,

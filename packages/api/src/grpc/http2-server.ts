@@ -20,6 +20,7 @@ import type tls from "node:tls";
 import grpc from "@grpc/grpc-js";
 import { createTlsServer, type ServerTls, type TlsRejection, verifiedCommonName } from "../tls/server-tls.js";
 import { routeClientConnection } from "./client-port.js";
+import { callDeadlines, type DeadlineSlot, type DeadlineTarget } from "./deadlines.js";
 import type { H2Stream, StreamEvents } from "./h2/connection.js";
 import { ServerConnection } from "./h2/server-connection.js";
 import type { IncomingHeaders } from "./h2/session.js";
@@ -133,7 +134,7 @@ export function messageTooLarge(length: number): CallStatus {
  * before finish), 'drain' (sendMessage returned false earlier), 'close' (the call is gone,
  * finished or not).
  */
-export abstract class ServerCall extends EventEmitter {
+export abstract class ServerCall extends EventEmitter implements DeadlineTarget {
   /** The request message of a unary or server-streaming call. */
   request: Buffer = EMPTY;
   /** The CN of the client's verified TLS certificate, when the server asks for one. */
@@ -145,6 +146,8 @@ export abstract class ServerCall extends EventEmitter {
   /** What the observer keeps for this call (a tracer's span context); the server never reads it. */
   observerState: unknown;
   private isCancelled = false;
+  /** Where the call's deadline waits (deadlines.ts: no Node timer per call). */
+  private deadlineSlot: DeadlineSlot | undefined;
 
   constructor(
     readonly path: string,
@@ -152,6 +155,24 @@ export abstract class ServerCall extends EventEmitter {
     readonly deadline: number | undefined,
   ) {
     super();
+    if (deadline !== undefined) this.deadlineSlot = callDeadlines.add(deadline, this);
+  }
+
+  /**
+   * @internal The deadline passed first: the call ends DEADLINE_EXCEEDED and is cancelled. A
+   * subclass's `finish` and its end without one call `clearDeadline`, so this never follows them.
+   */
+  deadlinePassed(): void {
+    this.deadlineSlot = undefined;
+    this.finish({ code: grpc.status.DEADLINE_EXCEEDED, details: "Deadline exceeded" });
+    this.markCancelled();
+  }
+
+  /** The call is over: its deadline will not run. */
+  protected clearDeadline(): void {
+    if (this.deadlineSlot === undefined) return;
+    callDeadlines.remove(this.deadlineSlot, this);
+    this.deadlineSlot = undefined;
   }
 
   /** The client's metadata (custom headers). */
@@ -254,7 +275,6 @@ export class Http2ServerCall extends ServerCall {
   private headersSent = false;
   private finished = false;
   private needDrain = false;
-  private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(
     path: string,
@@ -265,16 +285,6 @@ export class Http2ServerCall extends ServerCall {
   ) {
     super(path, deadlineFrom(headers["grpc-timeout"]));
     this.inbox = new MessageDeframer(maxReceiveBytes);
-    if (this.deadline !== undefined) {
-      this.deadlineTimer = setTimeout(
-        () => {
-          if (this.finished) return;
-          this.finish({ code: grpc.status.DEADLINE_EXCEEDED, details: "Deadline exceeded" });
-          this.markCancelled();
-        },
-        Math.max(0, this.deadline - Date.now()),
-      );
-    }
   }
 
   /** @internal The stream's events, set by the server before any arrive. */
@@ -408,7 +418,7 @@ export class Http2ServerCall extends ServerCall {
     if (this.finished) return;
     this.finished = true;
     this.observer?.handled(status.code, (performance.now() - this.startedAt) / 1000, this);
-    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.clearDeadline();
     if (this.stream.closed) return;
     this.flush();
     if (!this.headersSent) {
@@ -442,7 +452,7 @@ export class Http2ServerCall extends ServerCall {
   }
 
   private onClose(): void {
-    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.clearDeadline();
     if (!this.finished) {
       this.finished = true;
       this.observer?.handled(grpc.status.CANCELLED, (performance.now() - this.startedAt) / 1000, this);
