@@ -99,6 +99,16 @@ describe("GrpcHttp2Server", () => {
       },
     });
     server.register("/t.T/Never", { kind: "unary", handle: () => {} });
+    server.register("/t.T/Listeners", {
+      kind: "unary",
+      handle: (call) =>
+        call.finishWith(
+          Buffer.from(
+            `message ${call.listenerCount("message")}, end ${call.listenerCount("end")}: ${call.request.toString()}`,
+          ),
+          { code: grpc.status.OK },
+        ),
+    });
     server.register("/t.T/Held", { kind: "unary", handle: () => void held++ });
     server.register("/t.T/Slow", {
       kind: "unary",
@@ -207,24 +217,30 @@ describe("GrpcHttp2Server", () => {
   async function rawCall(
     session: http2.ClientHttp2Session,
     path: string,
-    timeout: string,
-  ): Promise<{ status: string | undefined; body: Buffer }> {
+    timeout: string | undefined,
+    body: Buffer = Buffer.from([0, 0, 0, 0, 0]),
+  ): Promise<{ status: string | undefined; message: string | undefined; body: Buffer }> {
     const request = session.request({
       ":method": "POST",
       ":path": path,
       "content-type": "application/grpc",
       te: "trailers",
-      "grpc-timeout": timeout,
+      ...(timeout === undefined ? {} : { "grpc-timeout": timeout }),
     });
-    request.end(Buffer.from([0, 0, 0, 0, 0]));
+    request.end(body);
     const chunks: Buffer[] = [];
     request.on("data", (c: Buffer) => chunks.push(c));
     return new Promise((resolve, reject) => {
       let status: string | undefined;
+      let message: string | undefined;
+      const read = (h: http2.IncomingHttpHeaders) => {
+        status = (h["grpc-status"] as string | undefined) ?? status;
+        message = (h["grpc-message"] as string | undefined) ?? message;
+      };
       // A trailers-only answer has its status in the response headers.
-      request.once("response", (h) => (status = h["grpc-status"] as string | undefined));
-      request.once("trailers", (h) => (status = h["grpc-status"] as string | undefined));
-      request.once("close", () => resolve({ status, body: Buffer.concat(chunks) }));
+      request.once("response", read);
+      request.once("trailers", read);
+      request.once("close", () => resolve({ status, message, body: Buffer.concat(chunks) }));
       request.once("error", reject);
     });
   }
@@ -248,6 +264,32 @@ describe("GrpcHttp2Server", () => {
       const { status, body } = await rawCall(session, "/t.T/Slow", "99999999S");
       assert.equal(status, "0");
       assert.equal(body.subarray(5).toString(), "late");
+    } finally {
+      session.close();
+    }
+  });
+
+  it("runs a unary handler once its one message and the half-close are in, with no listener per call", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const one = await rawCall(session, "/t.T/Listeners", undefined, framed([Buffer.from("x")]));
+      assert.equal(one.status, "0");
+      assert.equal(one.body.subarray(5).toString(), "message 0, end 0: x");
+      const two = await rawCall(
+        session,
+        "/t.T/Listeners",
+        undefined,
+        framed([Buffer.from("x"), Buffer.from("y")]),
+      );
+      assert.deepEqual(
+        [two.status, two.message],
+        [String(grpc.status.INTERNAL), "etcd-ts: expected one request message, got 2"],
+      );
+      const none = await rawCall(session, "/t.T/Listeners", undefined, Buffer.alloc(0));
+      assert.deepEqual(
+        [none.status, none.message],
+        [String(grpc.status.INTERNAL), "etcd-ts: expected one request message, got 0"],
+      );
     } finally {
       session.close();
     }

@@ -288,16 +288,15 @@ export class Http2ServerCall extends ServerCall {
   }
 
   /** @internal The stream's events, set by the server before any arrive. */
-  readonly streamEvents: StreamEvents = {
-    data: (chunk) => this.receive(chunk),
-    end: () => this.emit("end"),
-    close: () => this.onClose(),
-    drain: () => {
-      if (!this.needDrain) return;
-      this.needDrain = false;
-      this.emit("drain");
-    },
-  };
+  readonly streamEvents: StreamEvents = new CallStreamEvents(this);
+  /**
+   * @internal A unary or server-streaming call's handler, run once its one request message and
+   * the client's half-close are in: set by the server instead of a 'message' and an 'end'
+   * listener per call (both events would reach no one else: the handler is not running yet).
+   */
+  unaryHandler: MethodHandler | undefined;
+  /** Request messages a unary or server-streaming call received. */
+  private requests = 0;
 
   /** The client's metadata (custom headers), built on first use. */
   override get metadata(): grpc.Metadata {
@@ -451,7 +450,33 @@ export class Http2ServerCall extends ServerCall {
     if (!ok) this.needDrain = true;
   }
 
-  private onClose(): void {
+  /** @internal The client half-closed. */
+  remoteEnded(): void {
+    const handler = this.unaryHandler;
+    if (handler === undefined) {
+      this.emit("end");
+      return;
+    }
+    if (this.cancelled) return;
+    if (this.requests !== 1) {
+      this.finish({
+        code: grpc.status.INTERNAL,
+        details: `etcd-ts: expected one request message, got ${this.requests}`,
+      });
+      return;
+    }
+    handler.handle(this);
+  }
+
+  /** @internal Queued bytes went out after a write was refused. */
+  drained(): void {
+    if (!this.needDrain) return;
+    this.needDrain = false;
+    this.emit("drain");
+  }
+
+  /** @internal The stream is gone. */
+  onClose(): void {
     this.clearDeadline();
     if (!this.finished) {
       this.finished = true;
@@ -487,11 +512,36 @@ export class Http2ServerCall extends ServerCall {
       }
       if (message === undefined) return;
       this.observer?.received(message.length);
-      this.emit("message", message);
+      if (this.unaryHandler === undefined) this.emit("message", message);
+      else {
+        this.requests++;
+        this.request = message;
+      }
     }
   }
 
   private readonly inbox: MessageDeframer;
+}
+
+/** A call's stream events: one object with its methods on the prototype, no closures per call. */
+class CallStreamEvents implements StreamEvents {
+  constructor(private readonly call: Http2ServerCall) {}
+
+  data(chunk: Buffer): void {
+    this.call.receive(chunk);
+  }
+
+  end(): void {
+    this.call.remoteEnded();
+  }
+
+  close(): void {
+    this.call.onClose();
+  }
+
+  drain(): void {
+    this.call.drained();
+  }
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -780,21 +830,6 @@ export class GrpcHttp2Server {
       handler.handle(call);
       return;
     }
-    let messages = 0;
-    call.on("message", (message: Buffer) => {
-      messages++;
-      call.request = message;
-    });
-    call.on("end", () => {
-      if (call.cancelled) return;
-      if (messages !== 1) {
-        call.finish({
-          code: grpc.status.INTERNAL,
-          details: `etcd-ts: expected one request message, got ${messages}`,
-        });
-        return;
-      }
-      handler.handle(call);
-    });
+    call.unaryHandler = handler;
   }
 }
