@@ -69,26 +69,53 @@ describe("DeadlineTimers", () => {
     assert.equal(timers.armed, false);
   });
 
+  it("holds the process open while a deadline waits, and not once none does", async () => {
+    const timers = new DeadlineTimers();
+    const refed = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = refed();
+    const target = { deadlinePassed: () => assert.fail("removed") };
+    const slot = timers.add(Date.now() + 10_000, target);
+    assert.equal(refed(), before + 1);
+    timers.remove(slot, target);
+    assert.equal(refed(), before, "armed still, but not holding the process");
+    assert.equal(timers.armed, true);
+    let fired = false;
+    timers.add(Date.now() + 20, { deadlinePassed: () => (fired = true) });
+    assert.equal(refed(), before + 1);
+    await sleep(80);
+    assert.equal(fired, true);
+    assert.equal(refed(), before);
+  });
+
   it("waits for a deadline beyond setTimeout's 24.8 days rather than running it at once", async () => {
     const timers = new DeadlineTimers();
     let fired = false;
-    const slot = timers.add(Date.now() + 99_999_999 * 1000, { deadlinePassed: () => (fired = true) });
+    const far = { deadlinePassed: () => (fired = true) };
+    const slot = timers.add(Date.now() + 99_999_999 * 1000, far);
     await sleep(50);
     assert.equal(fired, false);
     timers.add(Date.now() + 10, { deadlinePassed: () => {} });
     await sleep(50);
     assert.equal(fired, false, "an earlier deadline's timer does not run the later one");
     assert.equal(timers.size, 1);
-    timers.remove(slot, { deadlinePassed: () => {} });
+    timers.remove(slot, far);
+    assert.equal(timers.size, 0);
   });
 
   it("groups deadlines far off more coarsely, so a steady stream of calls makes few groups", () => {
     let now = 1_000_000;
     const timers = new DeadlineTimers(() => now);
-    const slots = new Set<unknown>();
+    const added: [ReturnType<typeof timers.add>, DeadlineTarget][] = [];
     // 10,000 calls 1 ms apart, each with a 10 s timeout, each still waiting.
-    for (let i = 0; i < 10_000; i++, now++) slots.add(timers.add(now + 10_000, { deadlinePassed() {} }));
+    for (let i = 0; i < 10_000; i++, now++) {
+      const target = { deadlinePassed() {} };
+      added.push([timers.add(now + 10_000, target), target]);
+    }
     // Groups of 256 ms (the power of two at most 10 s / 32).
-    assert.ok(slots.size <= 41, `${slots.size} groups`);
+    const groups = new Set(added.map(([slot]) => slot)).size;
+    assert.ok(groups <= 41, `${groups} groups`);
+    // None left waiting: the test's process is not held open.
+    for (const [slot, target] of added) timers.remove(slot, target);
+    assert.equal(timers.size, 0);
   });
 });

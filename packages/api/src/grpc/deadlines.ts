@@ -11,6 +11,8 @@
 // group is a Set (a call's removal is a delete), kept while empty until its time comes, so at a
 // steady rate of calls only ~32 groups per timeout's span exist; the timer is armed for the
 // earliest group and empty ones are dropped when it fires, so an idle process has no timer.
+// The timer holds the process open while a deadline waits, as a call's own timer did (a
+// gateway's first calls to its members wait on sockets that do not), and not after.
 
 /** What a deadline runs when it passes. */
 export interface DeadlineTarget {
@@ -30,6 +32,8 @@ export class DeadlineTimers {
   private readonly times: number[] = [];
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
+  /** Targets in the groups. */
+  private waiting = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -47,22 +51,22 @@ export class DeadlineTimers {
       slot = new Set();
       this.slots.set(fireAt, slot);
       this.push(fireAt);
-      if (fireAt < this.timerAt) this.arm(fireAt);
     }
+    const had = slot.size;
     slot.add(target);
+    if (slot.size > had && this.waiting++ === 0) this.timer?.ref();
+    if (fireAt < this.timerAt) this.arm(fireAt);
     return slot;
   }
 
   /** The deadline will not run (a no-op once it ran). */
   remove(slot: DeadlineSlot, target: DeadlineTarget): void {
-    slot.delete(target);
+    if (slot.delete(target) && --this.waiting === 0) this.timer?.unref();
   }
 
   /** Deadlines waiting (tests). */
   get size(): number {
-    let n = 0;
-    for (const slot of this.slots.values()) n += slot.size;
-    return n;
+    return this.waiting;
   }
 
   /** Whether a Node timer is armed (tests: an idle process has none). */
@@ -74,8 +78,7 @@ export class DeadlineTimers {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timerAt = at;
     this.timer = setTimeout(() => this.fire(), Math.min(MAX_DELAY_MS, Math.max(1, at - this.now())));
-    // A call in flight keeps the process alive through its socket; its deadline need not.
-    this.timer.unref();
+    if (this.waiting === 0) this.timer.unref();
   }
 
   private fire(): void {
@@ -91,8 +94,13 @@ export class DeadlineTimers {
       this.pop();
       this.slots.delete(at);
       // A target that removes another of this group meanwhile is respected (a Set's iteration
-      // skips what was deleted), and one added to it by a target is past due: it runs too.
-      for (const target of slot) target.deadlinePassed();
+      // skips what was deleted); a deadline a target adds goes in a new group, run by this
+      // loop if it is due already.
+      for (const target of slot) {
+        slot.delete(target);
+        this.waiting--;
+        target.deadlinePassed();
+      }
     }
     if (times.length > 0) this.arm(times[0]!);
   }
