@@ -283,7 +283,6 @@ function asBuffer(bytes: Uint8Array | undefined): Buffer {
 class ForwardedCall extends ServerCall {
   private response: Uint8Array | undefined;
   private finished = false;
-  private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly id: number,
@@ -296,16 +295,6 @@ class ForwardedCall extends ServerCall {
     super(path, deadline);
     this.request = asBuffer(request);
     this.peerCommonName = calls.stream.peerCommonName;
-    if (deadline !== undefined) {
-      this.deadlineTimer = setTimeout(
-        () => {
-          if (this.finished) return;
-          this.finish({ code: grpc.status.DEADLINE_EXCEEDED, details: "Deadline exceeded" });
-          this.markCancelled();
-        },
-        Math.max(0, deadline - Date.now()),
-      );
-    }
   }
 
   override get metadata(): grpc.Metadata {
@@ -358,7 +347,7 @@ class ForwardedCall extends ServerCall {
   private end(code: number): void {
     this.finished = true;
     this.observer?.handled(code, (performance.now() - this.startedAt) / 1000, this);
-    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.clearDeadline();
     this.calls.forget(this.id);
   }
 }

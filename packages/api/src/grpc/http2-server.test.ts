@@ -27,6 +27,8 @@ function framed(bodies: Buffer[]): Buffer {
 
 describe("GrpcHttp2Server", () => {
   let server: GrpcHttp2Server;
+  /** Calls /t.T/Held took (it never answers). */
+  let held = 0;
   let client: grpc.Client;
   let port: number;
 
@@ -97,6 +99,23 @@ describe("GrpcHttp2Server", () => {
       },
     });
     server.register("/t.T/Never", { kind: "unary", handle: () => {} });
+    server.register("/t.T/Listeners", {
+      kind: "unary",
+      handle: (call) =>
+        call.finishWith(
+          Buffer.from(
+            `message ${call.listenerCount("message")}, end ${call.listenerCount("end")}: ${call.request.toString()}`,
+          ),
+          { code: grpc.status.OK },
+        ),
+    });
+    server.register("/t.T/Held", { kind: "unary", handle: () => void held++ });
+    server.register("/t.T/Slow", {
+      kind: "unary",
+      handle: (call) => {
+        setTimeout(() => call.finishWith(Buffer.from("late"), { code: grpc.status.OK }), 30);
+      },
+    });
     server.register("/t.T/Parts", {
       kind: "unary",
       handle: (call) => {
@@ -192,6 +211,102 @@ describe("GrpcHttp2Server", () => {
       deadline: Date.now() + 200,
     });
     assert.equal(err?.code, grpc.status.DEADLINE_EXCEEDED);
+  });
+
+  /** A call by node:http2 with a grpc-timeout of our choosing (it has no deadline of its own). */
+  async function rawCall(
+    session: http2.ClientHttp2Session,
+    path: string,
+    timeout: string | undefined,
+    body: Buffer = Buffer.from([0, 0, 0, 0, 0]),
+  ): Promise<{ status: string | undefined; message: string | undefined; body: Buffer }> {
+    const request = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      ...(timeout === undefined ? {} : { "grpc-timeout": timeout }),
+    });
+    request.end(body);
+    const chunks: Buffer[] = [];
+    request.on("data", (c: Buffer) => chunks.push(c));
+    return new Promise((resolve, reject) => {
+      let status: string | undefined;
+      let message: string | undefined;
+      const read = (h: http2.IncomingHttpHeaders) => {
+        status = (h["grpc-status"] as string | undefined) ?? status;
+        message = (h["grpc-message"] as string | undefined) ?? message;
+      };
+      // A trailers-only answer has its status in the response headers.
+      request.once("response", read);
+      request.once("trailers", read);
+      request.once("close", () => resolve({ status, message, body: Buffer.concat(chunks) }));
+      request.once("error", reject);
+    });
+  }
+
+  it("ends a call at its deadline on the server's side, DEADLINE_EXCEEDED", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const started = Date.now();
+      const { status } = await rawCall(session, "/t.T/Never", "100m");
+      assert.equal(status, String(grpc.status.DEADLINE_EXCEEDED));
+      assert.ok(Date.now() - started >= 100, "not before its deadline");
+    } finally {
+      session.close();
+    }
+  });
+
+  it("serves a call whose grpc-timeout is beyond a Node timer's 24.8 days", async () => {
+    // 99999999S is ~3.2 years: a setTimeout of that long fires after 1 ms instead.
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const { status, body } = await rawCall(session, "/t.T/Slow", "99999999S");
+      assert.equal(status, "0");
+      assert.equal(body.subarray(5).toString(), "late");
+    } finally {
+      session.close();
+    }
+  });
+
+  it("runs a unary handler once its one message and the half-close are in, with no listener per call", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const one = await rawCall(session, "/t.T/Listeners", undefined, framed([Buffer.from("x")]));
+      assert.equal(one.status, "0");
+      assert.equal(one.body.subarray(5).toString(), "message 0, end 0: x");
+      const two = await rawCall(
+        session,
+        "/t.T/Listeners",
+        undefined,
+        framed([Buffer.from("x"), Buffer.from("y")]),
+      );
+      assert.deepEqual(
+        [two.status, two.message],
+        [String(grpc.status.INTERNAL), "etcd-ts: expected one request message, got 2"],
+      );
+      const none = await rawCall(session, "/t.T/Listeners", undefined, Buffer.alloc(0));
+      assert.deepEqual(
+        [none.status, none.message],
+        [String(grpc.status.INTERNAL), "etcd-ts: expected one request message, got 0"],
+      );
+    } finally {
+      session.close();
+    }
+  });
+
+  it("holds no Node timer per call for the calls' deadlines", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    await new Promise<void>((resolve) => session.once("connect", () => resolve()));
+    const before = timers();
+    const calls = Array.from({ length: 50 }, () =>
+      rawCall(session, "/t.T/Held", "20S").catch(() => undefined),
+    );
+    while (held < 50) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.ok(timers() - before <= 1, `${timers() - before} timers for 50 calls`);
+    session.destroy();
+    await Promise.all(calls);
   });
 
   it("delivers messages sent in one turn separately and in order", async () => {

@@ -20,6 +20,7 @@ import type tls from "node:tls";
 import grpc from "@grpc/grpc-js";
 import { createTlsServer, type ServerTls, type TlsRejection, verifiedCommonName } from "../tls/server-tls.js";
 import { routeClientConnection } from "./client-port.js";
+import { callDeadlines, type DeadlineSlot, type DeadlineTarget } from "./deadlines.js";
 import type { H2Stream, StreamEvents } from "./h2/connection.js";
 import { ServerConnection } from "./h2/server-connection.js";
 import type { IncomingHeaders } from "./h2/session.js";
@@ -133,7 +134,7 @@ export function messageTooLarge(length: number): CallStatus {
  * before finish), 'drain' (sendMessage returned false earlier), 'close' (the call is gone,
  * finished or not).
  */
-export abstract class ServerCall extends EventEmitter {
+export abstract class ServerCall extends EventEmitter implements DeadlineTarget {
   /** The request message of a unary or server-streaming call. */
   request: Buffer = EMPTY;
   /** The CN of the client's verified TLS certificate, when the server asks for one. */
@@ -145,6 +146,8 @@ export abstract class ServerCall extends EventEmitter {
   /** What the observer keeps for this call (a tracer's span context); the server never reads it. */
   observerState: unknown;
   private isCancelled = false;
+  /** Where the call's deadline waits (deadlines.ts: no Node timer per call). */
+  private deadlineSlot: DeadlineSlot | undefined;
 
   constructor(
     readonly path: string,
@@ -152,6 +155,24 @@ export abstract class ServerCall extends EventEmitter {
     readonly deadline: number | undefined,
   ) {
     super();
+    if (deadline !== undefined) this.deadlineSlot = callDeadlines.add(deadline, this);
+  }
+
+  /**
+   * @internal The deadline passed first: the call ends DEADLINE_EXCEEDED and is cancelled. A
+   * subclass's `finish` and its end without one call `clearDeadline`, so this never follows them.
+   */
+  deadlinePassed(): void {
+    this.deadlineSlot = undefined;
+    this.finish({ code: grpc.status.DEADLINE_EXCEEDED, details: "Deadline exceeded" });
+    this.markCancelled();
+  }
+
+  /** The call is over: its deadline will not run. */
+  protected clearDeadline(): void {
+    if (this.deadlineSlot === undefined) return;
+    callDeadlines.remove(this.deadlineSlot, this);
+    this.deadlineSlot = undefined;
   }
 
   /** The client's metadata (custom headers). */
@@ -254,7 +275,6 @@ export class Http2ServerCall extends ServerCall {
   private headersSent = false;
   private finished = false;
   private needDrain = false;
-  private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(
     path: string,
@@ -265,29 +285,18 @@ export class Http2ServerCall extends ServerCall {
   ) {
     super(path, deadlineFrom(headers["grpc-timeout"]));
     this.inbox = new MessageDeframer(maxReceiveBytes);
-    if (this.deadline !== undefined) {
-      this.deadlineTimer = setTimeout(
-        () => {
-          if (this.finished) return;
-          this.finish({ code: grpc.status.DEADLINE_EXCEEDED, details: "Deadline exceeded" });
-          this.markCancelled();
-        },
-        Math.max(0, this.deadline - Date.now()),
-      );
-    }
   }
 
   /** @internal The stream's events, set by the server before any arrive. */
-  readonly streamEvents: StreamEvents = {
-    data: (chunk) => this.receive(chunk),
-    end: () => this.emit("end"),
-    close: () => this.onClose(),
-    drain: () => {
-      if (!this.needDrain) return;
-      this.needDrain = false;
-      this.emit("drain");
-    },
-  };
+  readonly streamEvents: StreamEvents = new CallStreamEvents(this);
+  /**
+   * @internal A unary or server-streaming call's handler, run once its one request message and
+   * the client's half-close are in: set by the server instead of a 'message' and an 'end'
+   * listener per call (both events would reach no one else: the handler is not running yet).
+   */
+  unaryHandler: MethodHandler | undefined;
+  /** Request messages a unary or server-streaming call received. */
+  private requests = 0;
 
   /** The client's metadata (custom headers), built on first use. */
   override get metadata(): grpc.Metadata {
@@ -408,7 +417,7 @@ export class Http2ServerCall extends ServerCall {
     if (this.finished) return;
     this.finished = true;
     this.observer?.handled(status.code, (performance.now() - this.startedAt) / 1000, this);
-    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.clearDeadline();
     if (this.stream.closed) return;
     this.flush();
     if (!this.headersSent) {
@@ -441,8 +450,34 @@ export class Http2ServerCall extends ServerCall {
     if (!ok) this.needDrain = true;
   }
 
-  private onClose(): void {
-    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+  /** @internal The client half-closed. */
+  remoteEnded(): void {
+    const handler = this.unaryHandler;
+    if (handler === undefined) {
+      this.emit("end");
+      return;
+    }
+    if (this.cancelled) return;
+    if (this.requests !== 1) {
+      this.finish({
+        code: grpc.status.INTERNAL,
+        details: `etcd-ts: expected one request message, got ${this.requests}`,
+      });
+      return;
+    }
+    handler.handle(this);
+  }
+
+  /** @internal Queued bytes went out after a write was refused. */
+  drained(): void {
+    if (!this.needDrain) return;
+    this.needDrain = false;
+    this.emit("drain");
+  }
+
+  /** @internal The stream is gone. */
+  onClose(): void {
+    this.clearDeadline();
     if (!this.finished) {
       this.finished = true;
       this.observer?.handled(grpc.status.CANCELLED, (performance.now() - this.startedAt) / 1000, this);
@@ -477,11 +512,36 @@ export class Http2ServerCall extends ServerCall {
       }
       if (message === undefined) return;
       this.observer?.received(message.length);
-      this.emit("message", message);
+      if (this.unaryHandler === undefined) this.emit("message", message);
+      else {
+        this.requests++;
+        this.request = message;
+      }
     }
   }
 
   private readonly inbox: MessageDeframer;
+}
+
+/** A call's stream events: one object with its methods on the prototype, no closures per call. */
+class CallStreamEvents implements StreamEvents {
+  constructor(private readonly call: Http2ServerCall) {}
+
+  data(chunk: Buffer): void {
+    this.call.receive(chunk);
+  }
+
+  end(): void {
+    this.call.remoteEnded();
+  }
+
+  close(): void {
+    this.call.onClose();
+  }
+
+  drain(): void {
+    this.call.drained();
+  }
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -770,21 +830,6 @@ export class GrpcHttp2Server {
       handler.handle(call);
       return;
     }
-    let messages = 0;
-    call.on("message", (message: Buffer) => {
-      messages++;
-      call.request = message;
-    });
-    call.on("end", () => {
-      if (call.cancelled) return;
-      if (messages !== 1) {
-        call.finish({
-          code: grpc.status.INTERNAL,
-          details: `etcd-ts: expected one request message, got ${messages}`,
-        });
-        return;
-      }
-      handler.handle(call);
-    });
+    call.unaryHandler = handler;
   }
 }

@@ -15,6 +15,9 @@ import {
   type CallFrame,
   type ClientSocketConnection,
   type ClientStreamEvents,
+  callDeadlines,
+  type DeadlineSlot,
+  type DeadlineTarget,
   decodeCallResult,
   encodeCallFrame,
   H2_ERROR,
@@ -56,7 +59,10 @@ interface PendingCall {
   readonly resolve: (result: UnaryResult) => void;
   /** Part of a write already handed to the stream. */
   written: boolean;
-  timer: NodeJS.Timeout | undefined;
+  /** Its deadline's group (@etcd-ts/api's deadlines.ts: no Node timer per call), while it waits. */
+  deadline: DeadlineSlot | undefined;
+  /** Ends the call DEADLINE_EXCEEDED. */
+  readonly expiry: DeadlineTarget;
   /** Set once the call went out on its own stream instead. */
   cancelAlone: (() => void) | undefined;
 }
@@ -141,7 +147,10 @@ export class ForwardStream implements ClientStreamEvents {
         deadlineMs,
         resolve,
         written: false,
-        timer: undefined,
+        deadline: undefined,
+        expiry: {
+          deadlinePassed: () => this.abandon(id, grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"),
+        },
         cancelAlone: undefined,
       };
     });
@@ -156,12 +165,7 @@ export class ForwardStream implements ClientStreamEvents {
       cancel: false,
     };
     this.enqueue(id, encodeCallFrame(frame, 5));
-    if (deadlineMs !== undefined) {
-      call.timer = setTimeout(
-        () => this.abandon(id, grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"),
-        Math.max(0, deadlineMs - Date.now()),
-      );
-    }
+    if (deadlineMs !== undefined) call.deadline = callDeadlines.add(deadlineMs, call.expiry);
     return { result, cancel: () => this.abandon(id, grpc.status.CANCELLED, "Cancelled on client") };
   }
 
@@ -187,7 +191,7 @@ export class ForwardStream implements ClientStreamEvents {
 
   private settle(id: number, call: PendingCall, result: UnaryResult): void {
     this.calls.delete(id);
-    if (call.timer !== undefined) clearTimeout(call.timer);
+    clearDeadline(call);
     call.resolve(result);
     this.endIfDrained();
   }
@@ -275,7 +279,7 @@ export class ForwardStream implements ClientStreamEvents {
       if (call.cancelAlone !== undefined) continue;
       if (notRun || !call.written) {
         // Never run by the member: its own stream, with the per-call channel's outcomes.
-        if (call.timer !== undefined) clearTimeout(call.timer);
+        clearDeadline(call);
         const alone = this.host.callAlone(call.path, call.request, call.metadata, call.deadlineMs);
         call.cancelAlone = alone.cancel;
         void alone.result.then((result) => {
@@ -307,4 +311,10 @@ function failure(code: number, details: string): UnaryResult {
     response: undefined,
     trailers: undefined,
   };
+}
+
+function clearDeadline(call: PendingCall): void {
+  if (call.deadline === undefined) return;
+  callDeadlines.remove(call.deadline, call.expiry);
+  call.deadline = undefined;
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import v8 from "node:v8";
 import hpack from "hpack.js";
-import { HTTP2_PREFACE } from "../http2-frames.js";
+import { encodeLiteralHeaderBlock, HTTP2_PREFACE } from "../http2-frames.js";
 import { PingStrikes } from "../keepalive.js";
 import { H2ServerConnection, type H2Stream } from "./connection.js";
 import { FRAME, frame, H2_ERROR, type IncomingHeaders } from "./session.js";
@@ -237,6 +238,39 @@ describe("H2ServerConnection", () => {
       [1, 16_384],
       [1, 3_626],
     ]);
+  });
+
+  it("hands headers as an object with fast properties where a header named like an Object property is a header", () => {
+    const h = harness();
+    h.open();
+    h.take();
+    const odd: [string, string][] = [
+      ["constructor", "c"],
+      ["__proto__", "p"],
+      ["tostring", "t"],
+    ];
+    // Literals of our own encoder after hpack.js's block (which cannot encode "__proto__").
+    const oddBlock = encodeLiteralHeaderBlock(
+      odd.map(([name, value]) => ({ name, value, neverIndex: false })),
+    );
+    h.connection.receive(frame(FRAME.HEADERS, 0x5, 1, Buffer.concat([h.block(REQUEST), oddBlock])));
+    const headers = h.streams[0]!.headers;
+    const proto = "__proto__"; // a header's name here, not the accessor
+    assert.deepEqual(
+      [headers.constructor, headers[proto], headers.tostring, headers.toString, headers.hasOwnProperty],
+      ["c", "p", "t", undefined, undefined],
+    );
+    assert.deepEqual(
+      Object.keys(headers),
+      [...REQUEST, ...odd].map(([name]) => name),
+    );
+    // V8's own view (a dictionary-mode object costs a hash lookup per header read).
+    v8.setFlagsFromString("--allow-natives-syntax");
+    const hasFastProperties = new Function("o", "return %HasFastProperties(o)") as (o: object) => boolean;
+    const plain = h.streams.length;
+    h.connection.receive(frame(FRAME.HEADERS, 0x5, 3, h.block(REQUEST)));
+    assert.equal(h.streams.length, plain + 1);
+    assert.equal(hasFastProperties(h.streams.at(-1)!.headers), true);
   });
 
   it("puts a header block split over CONTINUATION frames together", () => {

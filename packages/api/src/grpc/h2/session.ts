@@ -572,8 +572,12 @@ export abstract class H2Session<S extends H2SessionStream> {
       this.connectionError(tooLarge ? H2_ERROR.ENHANCE_YOUR_CALM : H2_ERROR.COMPRESSION_ERROR, String(err));
       return;
     }
-    // No prototype: a header named like an Object property stays a header.
-    const headers = Object.create(null) as IncomingHeaders;
+    // Nothing inherited (a header named like an Object property stays a header), and fast
+    // properties: Object.create(null) makes a dictionary-mode object, whose every store, lookup
+    // and for-in is a hash-table walk; an object whose prototype is an empty null-prototype
+    // object gets hidden classes (the same for every call of one client: its headers come in
+    // one order), ~0.4 us less per request to build and read.
+    const headers = Object.create(HEADERS_PROTOTYPE) as IncomingHeaders;
     const { names, values } = d;
     for (let i = 0; i < count; i++) {
       const name = names[i]!;
@@ -769,6 +773,8 @@ export abstract class H2Session<S extends H2SessionStream> {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** The prototype of a decoded header block's object: empty, itself without one. */
+const HEADERS_PROTOTYPE = Object.freeze(Object.create(null));
 
 export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
   const h = Buffer.allocUnsafe(9);
