@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
+import { httpStatusForGrpcCode } from "./errors.js";
 import {
   ETCD_ERRORS,
   EtcdError,
@@ -55,5 +56,17 @@ describe("etcd error table", () => {
     assert.deepEqual(words("NoLeader"), [status.UNAVAILABLE, "etcdserver: no leader"]);
     const other = new Error("x");
     assert.equal(untranslatedAuthError(other), other);
+  });
+});
+
+describe("the JSON gateway's HTTP status of a gRPC code", () => {
+  it("is grpc-gateway v1's, which etcd 3.4 links (v2 says 499 and 400 for the first two)", () => {
+    assert.equal(httpStatusForGrpcCode(status.CANCELLED), 408);
+    assert.equal(httpStatusForGrpcCode(status.FAILED_PRECONDITION), 412);
+    assert.equal(httpStatusForGrpcCode(status.INVALID_ARGUMENT), 400);
+    assert.equal(httpStatusForGrpcCode(status.OUT_OF_RANGE), 400);
+    assert.equal(httpStatusForGrpcCode(status.RESOURCE_EXHAUSTED), 429);
+    assert.equal(httpStatusForGrpcCode(status.UNAUTHENTICATED), 401);
+    assert.equal(httpStatusForGrpcCode(status.UNKNOWN), 500);
   });
 });

@@ -221,21 +221,23 @@ class Parser {
   }
 }
 
+/** strconv.Quote's escapes for the bytes it writes as a letter. */
+const QUOTE_ESCAPES: Record<number, string> = {
+  7: "\\a",
+  8: "\\b",
+  12: "\\f",
+  10: "\\n",
+  13: "\\r",
+  9: "\\t",
+  11: "\\v",
+  92: "\\\\",
+};
+
 /** encoding/json's quoteChar: a byte as Go's strconv.Quote prints its rune, in single quotes. */
 export function quoteChar(c: number): string {
   if (c === 0x27) return "'\\''";
   if (c === 0x22) return "'\"'";
-  const escapes: Record<number, string> = {
-    7: "\\a",
-    8: "\\b",
-    12: "\\f",
-    10: "\\n",
-    13: "\\r",
-    9: "\\t",
-    11: "\\v",
-    92: "\\\\",
-  };
-  const escaped = escapes[c];
+  const escaped = QUOTE_ESCAPES[c];
   if (escaped !== undefined) return `'${escaped}'`;
   if (c < 0x20 || c === 0x7f) return `'\\x${c.toString(16).padStart(2, "0")}'`;
   // Go converts the byte to the rune of the same number: U+0080-U+00A0 and U+00AD do not print.

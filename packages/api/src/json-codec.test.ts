@@ -153,6 +153,10 @@ describe("etcd JSON codec", () => {
     const r = fromEtcdJson("etcdserverpb.RangeRequest", { key: "YQ==", bogus: 1, limit: null });
     assert.equal(r.limit, 0n);
     assert.equal(r.bogus, undefined);
+    // null for a whole message is an empty one (encoding/json leaves a nil map), in a list too.
+    assert.deepEqual(fromEtcdJson("etcdserverpb.LeaseRevokeRequest", null), { ID: 0n });
+    const txn = fromEtcdJson("etcdserverpb.TxnRequest", { success: [null], compare: [] });
+    assert.deepEqual(txn.success, [{}]);
   });
 
   it("reads 64-bit integers exactly over their whole range, and refuses what is out of range", () => {

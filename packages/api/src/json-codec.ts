@@ -145,18 +145,31 @@ function valueToJson(field: JsonField, value: unknown): unknown {
 // Input
 // ---------------------------------------------------------------------------------------
 
-const byJsonKey = new Map<string, Map<string, JsonField>>();
-function lookupOf(typeName: string): Map<string, JsonField> {
-  let lookup = byJsonKey.get(typeName);
-  if (lookup === undefined) {
-    lookup = new Map();
-    for (const field of fieldsOf(typeName)) {
-      lookup.set(field.name, field);
-      lookup.set(field.jsonName, field);
+/** A message's fields as input reads them: by either JSON name, and in jsonpb's order. */
+interface InputTable {
+  readonly byJsonKey: Map<string, JsonField>;
+  /** Declaration order, oneof members after the others: the first refusal jsonpb meets. */
+  readonly ordered: readonly JsonField[];
+}
+
+const inputTables = new Map<string, InputTable>();
+function inputTableOf(typeName: string): InputTable {
+  let table = inputTables.get(typeName);
+  if (table === undefined) {
+    const fields = fieldsOf(typeName);
+    const byJsonKey = new Map<string, JsonField>();
+    for (const field of fields) {
+      byJsonKey.set(field.name, field);
+      byJsonKey.set(field.jsonName, field);
     }
-    byJsonKey.set(typeName, lookup);
+    const ordered = [
+      ...fields.filter((f) => f.oneof === undefined),
+      ...fields.filter((f) => f.oneof !== undefined),
+    ];
+    table = { byJsonKey, ordered };
+    inputTables.set(typeName, table);
   }
-  return lookup;
+  return table;
 }
 
 /**
@@ -172,29 +185,26 @@ export function fromEtcdJson(typeName: string, json: unknown): Record<string, un
 }
 
 function messageFromJson(typeName: string, json: unknown): Record<string, unknown> {
-  if (typeof json !== "object" || json === null || Array.isArray(json) || json instanceof JsonNumber) {
+  // null is an empty message (encoding/json leaves a nil map).
+  if (json === null) return messageFromJson(typeName, {});
+  if (typeof json !== "object" || Array.isArray(json) || json instanceof JsonNumber) {
     throw new JsonFormatError(goTypeError(goValueName(json), "map[string]json.RawMessage"));
   }
   const out: Record<string, unknown> = {};
-  const fields = fieldsOf(typeName);
-  for (const field of fields) {
+  const { byJsonKey, ordered } = inputTableOf(typeName);
+  for (const field of ordered) {
     if (field.oneof !== undefined || (field.kind === "message" && !field.repeated)) continue;
     out[field.key] = field.repeated ? [] : defaultOf(field);
   }
   // jsonpb takes a field's proto name or its lowerCamelCase name; given both, the latter.
-  const lookup = lookupOf(typeName);
   const given = new Map<JsonField, unknown>();
   for (const [jsonKey, value] of Object.entries(json as Record<string, unknown>)) {
-    const field = lookup.get(jsonKey);
+    const field = byJsonKey.get(jsonKey);
     if (field === undefined) continue;
     if (jsonKey === field.jsonName || !given.has(field)) given.set(field, value);
   }
-  // Fields in declaration order, oneofs after the others: the first refusal jsonpb meets.
   const oneofsSet = new Map<string, string>();
-  for (const field of [
-    ...fields.filter((f) => f.oneof === undefined),
-    ...fields.filter((f) => f.oneof !== undefined),
-  ]) {
+  for (const field of ordered) {
     const value = given.get(field);
     if (value === undefined || value === null) continue;
     if (field.oneof !== undefined) {
@@ -209,7 +219,7 @@ function messageFromJson(typeName: string, json: unknown): Record<string, unknow
       if (!Array.isArray(value))
         throw new JsonFormatError(goTypeError(goValueName(value), "[]json.RawMessage"));
       out[field.key] = value.map((item) =>
-        item === null ? (field.kind === "message" ? {} : defaultOf(field)) : valueFromJson(field, item),
+        item === null && field.kind !== "message" ? defaultOf(field) : valueFromJson(field, item),
       );
     } else {
       out[field.key] = valueFromJson(field, value);
@@ -320,7 +330,7 @@ function numberFromJson(kind: JsonField["kind"], value: unknown): number | bigin
       if (err instanceof GoJsonSyntaxError) throw new JsonFormatError(err.message);
       throw err;
     }
-    if (inner === null) return defaultOf({ kind } as JsonField) as number | bigint;
+    if (inner === null) return INT64_KINDS.has(kind) ? 0n : 0;
   }
   const literal = numberLiteral(inner);
   if (literal === undefined) throw new JsonFormatError(goTypeError(goValueName(inner), goType));
