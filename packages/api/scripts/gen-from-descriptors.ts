@@ -1,6 +1,7 @@
-// Writes the two generated tables ts-proto cannot give us, from protoc's descriptor set
+// Writes the generated tables ts-proto cannot give us, from protoc's descriptor set
 // (options included): the JSON gateway's route table (from etcd's google.api.http options)
-// and the JSON field tables the etcd JSON codec walks. Run by scripts/gen-proto.sh after
+// the message field tables the etcd JSON codec and the request check walk (wire/unmarshal-check.ts),
+// and each gRPC path's request type. Run by scripts/gen-proto.sh after
 // ts-proto, whose output this script imports to learn each RPC's key in the generated
 // service definitions (ts-proto names them its own way: HashKV becomes hashKv).
 //
@@ -240,6 +241,7 @@ function fieldRow(field: DescField): string {
       throw new Error(`${field.parent.typeName}.${field.name}: map fields are not supported`);
   }
   const parts = [
+    `number: ${field.number}`,
     `name: ${JSON.stringify(field.name)}`,
     `jsonName: ${JSON.stringify(field.jsonName)}`,
     `key: ${JSON.stringify(tsProtoKey(field.name))}`,
@@ -280,5 +282,33 @@ function enumRow(typeName: string, values: readonly { name: string; number: numb
   return `  ${JSON.stringify(typeName)}: { ${values.map((v) => `${v.name}: ${v.number}`).join(", ")} },`;
 }
 
+// ---------------------------------------------------------------------------------------
+// Request types by gRPC path
+// ---------------------------------------------------------------------------------------
+
+/** Every RPC of the public services (HTTP-mapped or not): its gRPC path and request message. */
+function requestTypes(): string {
+  const out = [...HEADER];
+  out.push(
+    "/**",
+    " * The request message of every RPC of etcd's public services, by gRPC path: what a server",
+    " * checks a request against before its handler sees it (wire/unmarshal-check.ts).",
+    " */",
+    "export const REQUEST_TYPES: Readonly<Record<string, string>> = {",
+  );
+  for (const file of files) {
+    for (const service of file.services) {
+      for (const method of service.methods) {
+        out.push(
+          `  ${JSON.stringify(`/${service.typeName}/${method.name}`)}: ${JSON.stringify(method.input.typeName)},`,
+        );
+      }
+    }
+  }
+  out.push("};", "");
+  return out.join("\n");
+}
+
 writeFileSync(path.join(outDir, "http-routes.ts"), await routeTable());
+writeFileSync(path.join(outDir, "request-types.ts"), requestTypes());
 writeFileSync(path.join(outDir, "json-fields.ts"), jsonTables());

@@ -233,6 +233,23 @@ const QUOTE_ESCAPES: Record<number, string> = {
   92: "\\\\",
 };
 
+/**
+ * strconv.Quote (Go's %q) of a string of printable text: what grpc-go prints of a path or a
+ * header. Control characters and the runes Go does not print are escaped as Go escapes them.
+ */
+export function goQuote(text: string): string {
+  let out = '"';
+  for (const ch of text) {
+    const c = ch.codePointAt(0)!;
+    if (c === 0x22) out += '\\"';
+    else if (QUOTE_ESCAPES[c] !== undefined) out += QUOTE_ESCAPES[c];
+    else if (c < 0x20 || c === 0x7f) out += `\\x${c.toString(16).padStart(2, "0")}`;
+    else if ((c >= 0x80 && c <= 0xa0) || c === 0xad) out += `\\u00${c.toString(16).padStart(2, "0")}`;
+    else out += ch;
+  }
+  return `${out}"`;
+}
+
 /** encoding/json's quoteChar: a byte as Go's strconv.Quote prints its rune, in single quotes. */
 export function quoteChar(c: number): string {
   if (c === 0x27) return "'\\''";

@@ -32,6 +32,8 @@ export type JsonScalarKind =
   | "sint64";
 
 export interface JsonField {
+  /** The field number on the wire. */
+  readonly number: number;
   /** The name in the .proto: the key written on output. */
   readonly name: string;
   /** protoc's lowerCamelCase JSON name, also accepted on input. */

@@ -169,4 +169,5 @@ export {
   WireWriter,
 } from "./wire/protobuf-wire.js";
 export { decodePutRequest } from "./wire/put-request.js";
+export { etcdRequestCheck, goCamelCase, type RequestCheck, unmarshalError } from "./wire/unmarshal-check.js";
 export { encodeWatchResponse, type WatchResponseParts } from "./wire/watch-response.js";

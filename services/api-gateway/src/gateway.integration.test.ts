@@ -118,6 +118,51 @@ describe("gateway against etcd 3.4", { skip }, () => {
     });
   });
 
+  describe("bytes etcd's Unmarshal refuses", () => {
+    const pass = (b: Buffer) => b;
+    const K = [0x0a, 1, 0x6b]; // key = "k"
+    /** Status code and message of one raw unary call (or the first answer of a bidi stream). */
+    const raw = (address: string, path: string, body: number[], bidi = false) =>
+      new Promise<[number, string]>((resolve) => {
+        const client = new grpc.Client(address, grpc.credentials.createInsecure());
+        const deadline = Date.now() + 5_000;
+        const done = (err: grpc.ServiceError | null) => {
+          client.close();
+          resolve([err?.code ?? 0, err?.details ?? ""]);
+        };
+        if (!bidi) {
+          client.makeUnaryRequest(path, pass, pass, Buffer.from(body), { deadline }, (err) => done(err));
+          return;
+        }
+        const call = client.makeBidiStreamRequest(path, pass, pass, { deadline });
+        call.on("data", () => {});
+        call.on("error", (err: grpc.ServiceError) => done(err));
+        call.on("end", () => done(null));
+        call.write(Buffer.from(body));
+      });
+
+    it("refuses them before forwarding or answering from its cache, in the member's words", async () => {
+      await ctl("put", "k", "v");
+      const cases: [string, number[], boolean][] = [
+        // A serializable range (the gateway's cache path) with a wrongly typed field.
+        ["/etcdserverpb.KV/Range", [...K, 0x38, 1, 0x10, 1], false],
+        ["/etcdserverpb.KV/Put", [...K, 0x10, 1], false],
+        ["/etcdserverpb.KV/Txn", [0x12, 4, 0x12, 2, 0x08, 1], false],
+        ["/etcdserverpb.Lease/LeaseGrant", [0x08, 0x0a, 0x12, 0], false],
+        ["/etcdserverpb.KV/Range", [0x00, 1], false],
+        ["/etcdserverpb.Watch/Watch", [0x0a, 2, 0x08, 0], true],
+        ["/etcdserverpb.Lease/LeaseKeepAlive", [0x08], true],
+      ];
+      for (const [method, body, bidi] of cases) {
+        const viaGateway = await raw(grpcAddr, method, body, bidi);
+        const direct = await raw(cluster.addresses[0]!, method, body, bidi);
+        assert.deepEqual(viaGateway, direct, `${method} ${body}`);
+        assert.equal(direct[0], grpc.status.INTERNAL, `${method} ${body}: ${direct[1]}`);
+      }
+      assert.equal((await ctl("get", "k", "--print-value-only")).stdout, "v\n");
+    });
+  });
+
   describe("streams and long calls", () => {
     it("streams a snapshot from a member through the gateway", async () => {
       const dir = await mkdtemp(path.join(os.tmpdir(), "gw-snap-"));

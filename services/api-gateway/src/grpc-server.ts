@@ -6,6 +6,7 @@ import type http from "node:http";
 import {
   type CallStatus,
   EtcdError,
+  etcdRequestCheck,
   GrpcHttp2Server,
   type HealthStatuses,
   NO_LEADER_STATUS,
@@ -88,6 +89,8 @@ export function createGrpcServer(parts: GrpcParts): GrpcHttp2Server {
 }
 
 function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts): void {
+  // Requests are refused with etcd's words before they are forwarded or answered from the cache.
+  const requestCheck = etcdRequestCheck(route.path);
   const tokens = parts.certificateTokens;
   const handle = (run: (call: ServerCall) => void) =>
     tokens === undefined ? run : (call: ServerCall) => withCertificateToken(tokens, call, run);
@@ -101,6 +104,7 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
     case "watch":
       server.register(route.path, {
         kind: "bidi",
+        requestCheck,
         handle: requiringLeader((call) => {
           // A CN token may be awaited before the stream is served: ended meanwhile, it never is.
           let end: EndStream | undefined;
@@ -121,6 +125,7 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
       // No token a member would read (etcd checks none on keep-alives): no CN token either.
       server.register(route.path, {
         kind: "bidi",
+        requestCheck,
         handle: requiringLeader((call) =>
           handleKeepAliveCall(parts.keepAlives, call, parts.metrics, parts.openStreams),
         ),
@@ -130,11 +135,16 @@ function register(server: GrpcHttp2Server, route: MethodRoute, parts: GrpcParts)
   if (route.shape === "server-stream") {
     server.register(route.path, {
       kind: "server-stream",
+      requestCheck,
       handle: handle((call) => void parts.streams.relay(route, call)),
     });
     return;
   }
-  server.register(route.path, { kind: "unary", handle: handle((call) => forwardUnary(route, call, parts)) });
+  server.register(route.path, {
+    kind: "unary",
+    requestCheck,
+    handle: handle((call) => forwardUnary(route, call, parts)),
+  });
 }
 
 /** Calls sent with a token made for their certificate's CN (not one the client brought). */

@@ -18,7 +18,9 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import type tls from "node:tls";
 import grpc from "@grpc/grpc-js";
+import { goQuote } from "../go-json.js";
 import { createTlsServer, type ServerTls, type TlsRejection, verifiedCommonName } from "../tls/server-tls.js";
+import type { RequestCheck } from "../wire/unmarshal-check.js";
 import { routeClientConnection } from "./client-port.js";
 import { callDeadlines, type DeadlineSlot, type DeadlineTarget } from "./deadlines.js";
 import type { H2Stream, StreamEvents } from "./h2/connection.js";
@@ -29,12 +31,7 @@ import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.
 import { encodeLiteralHeaderBlock, type HeaderField } from "./http2-frames.js";
 import type { KeepalivePolicy } from "./keepalive.js";
 import { parseGrpcTarget } from "./listen.js";
-import {
-  frameGrpcMessage,
-  type GrpcFramingError,
-  MessageDeframer,
-  messagePrefix,
-} from "./message-framing.js";
+import { frameGrpcMessage, GrpcFramingError, MessageDeframer, messagePrefix } from "./message-framing.js";
 
 export type CallKind = "unary" | "server-stream" | "bidi";
 
@@ -51,6 +48,12 @@ export interface MethodHandler {
    * another request (forwarded-calls.ts) and its metadata, the wrapped one checked on its own.
    */
   wrapperBytes?: number;
+  /**
+   * Why a request message would not decode where the client expects it to (etcd's gogo
+   * Unmarshal, wire/unmarshal-check.ts): the call ends with grpc-go's INTERNAL before the
+   * handler sees the message.
+   */
+  requestCheck?: RequestCheck;
 }
 
 /**
@@ -124,6 +127,34 @@ export function messageTooLarge(length: number): CallStatus {
   return {
     code: grpc.status.RESOURCE_EXHAUSTED,
     details: `grpc: trying to send message larger than max (${length} vs. ${MAX_SEND_MESSAGE_BYTES})`,
+  };
+}
+
+/** grpc-go's refusal of a unary call's request its codec could not decode. */
+function unmarshallingRequestFailed(problem: string): CallStatus {
+  return { code: grpc.status.INTERNAL, details: `grpc: error unmarshalling request: ${problem}` };
+}
+
+/** grpc-go's refusal of a streaming call's message (RecvMsg) its codec could not decode. */
+function unmarshallingMessageFailed(problem: string): CallStatus {
+  return { code: grpc.status.INTERNAL, details: `grpc: failed to unmarshal the received message ${problem}` };
+}
+
+/** grpc-go's refusal of a message by its 5-byte prefix (recvMsg, checkRecvPayload). */
+function framingRefused(error: GrpcFramingError, maxReceiveBytes: number): CallStatus {
+  if (error.kind === "too-large") {
+    return {
+      code: grpc.status.RESOURCE_EXHAUSTED,
+      details: `grpc: received message larger than max (${error.length} vs. ${maxReceiveBytes})`,
+    };
+  }
+  // Compressed (flag 1) with no grpc-encoding: any other encoding was refused at the call's start.
+  return {
+    code: grpc.status.INTERNAL,
+    details:
+      error.flag === 1
+        ? "grpc: compressed flag set with identity or empty encoding"
+        : `grpc: received unexpected payload format ${error.flag}`,
   };
 }
 
@@ -295,6 +326,8 @@ export class Http2ServerCall extends ServerCall {
    * listener per call (both events would reach no one else: the handler is not running yet).
    */
   unaryHandler: MethodHandler | undefined;
+  /** @internal A bidi call's check of each request message (MethodHandler.requestCheck). */
+  requestCheck: RequestCheck | undefined;
   /** Request messages a unary or server-streaming call received. */
   private requests = 0;
 
@@ -458,11 +491,16 @@ export class Http2ServerCall extends ServerCall {
       return;
     }
     if (this.cancelled) return;
-    if (this.requests !== 1) {
-      this.finish({
-        code: grpc.status.INTERNAL,
-        details: `etcd-ts: expected one request message, got ${this.requests}`,
-      });
+    if (this.requests === 0) {
+      // grpc-go's reading of the one request message: nothing, or a message cut short.
+      this.finish({ code: grpc.status.UNKNOWN, details: this.inbox.buffered > 0 ? "unexpected EOF" : "EOF" });
+      return;
+    }
+    const problem = handler.requestCheck?.(this.request);
+    if (problem !== undefined) {
+      this.finish(
+        handler.kind === "unary" ? unmarshallingRequestFailed(problem) : unmarshallingMessageFailed(problem),
+      );
       return;
     }
     handler.handle(this);
@@ -496,25 +534,21 @@ export class Http2ServerCall extends ServerCall {
       try {
         message = inbox.next();
       } catch (error) {
-        const { kind, length } = error as GrpcFramingError;
-        this.finish(
-          kind === "too-large"
-            ? {
-                code: grpc.status.RESOURCE_EXHAUSTED,
-                details: `Received message larger than max (${length} vs. ${this.maxReceiveBytes})`,
-              }
-            : {
-                code: grpc.status.UNIMPLEMENTED,
-                details: "etcd-ts: compressed gRPC messages are not supported",
-              },
-        );
+        this.finish(framingRefused(error as GrpcFramingError, this.maxReceiveBytes));
         return;
       }
       if (message === undefined) return;
       this.observer?.received(message.length);
-      if (this.unaryHandler === undefined) this.emit("message", message);
-      else {
-        this.requests++;
+      if (this.unaryHandler === undefined) {
+        const problem = this.requestCheck?.(message);
+        if (problem !== undefined) {
+          this.finish(unmarshallingMessageFailed(problem));
+          return;
+        }
+        this.emit("message", message);
+      } else if (this.requests++ === 0) {
+        // grpc-go (1.26, etcd 3.4's) reads one request message of a unary or server-streaming
+        // call and never looks at more: the first one is the request.
         this.request = message;
       }
     }
@@ -615,6 +649,8 @@ export interface GrpcHttp2ServerOptions {
 
 export class GrpcHttp2Server {
   private readonly handlers = new Map<string, MethodHandler>();
+  /** The services of the registered methods: grpc-go tells an unknown service from an unknown method. */
+  private readonly services = new Set<string>();
   private readonly observer: GrpcCallObserver | undefined;
   private readonly methodObservers = new Map<string, GrpcMethodObserver>();
   private readonly connections = new Set<ServerConnection>();
@@ -674,7 +710,24 @@ export class GrpcHttp2Server {
 
   register(path: string, handler: MethodHandler): void {
     this.handlers.set(path, handler);
+    this.services.add(path.slice(1, path.lastIndexOf("/")));
     if (this.observer !== undefined) this.methodObservers.set(path, this.observer.method(path, handler.kind));
+  }
+
+  /** grpc-go's answer to a path no registered method has (server.go, handleStream). */
+  private unknownMethod(path: string): CallStatus {
+    const name = path.startsWith("/") ? path.slice(1) : path;
+    const slash = name.lastIndexOf("/");
+    // grpc-go 1.26 (etcd 3.4's) answers a path without a service with RESOURCE_EXHAUSTED.
+    if (slash === -1)
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `malformed method name: ${goQuote(path)}` };
+    const service = name.slice(0, slash);
+    return {
+      code: grpc.status.UNIMPLEMENTED,
+      details: this.services.has(service)
+        ? `unknown method ${name.slice(slash + 1)} for service ${service}`
+        : `unknown service ${service}`,
+    };
   }
 
   /** Listens on host:port; returns the bound port. */
@@ -755,10 +808,7 @@ export class GrpcHttp2Server {
   dispatchForwarded(call: ServerCall): void {
     const handler = this.handlers.get(call.path);
     if (handler === undefined || handler.kind !== "unary") {
-      call.finish({
-        code: grpc.status.UNIMPLEMENTED,
-        details: `The server does not implement the method ${call.path}`,
-      });
+      call.finish(this.unknownMethod(call.path));
       return;
     }
     const observer = this.methodObservers.get(call.path);
@@ -769,13 +819,15 @@ export class GrpcHttp2Server {
     }
     const length = call.request.length;
     if (length > this.maxReceiveBytes) {
-      call.finish({
-        code: grpc.status.RESOURCE_EXHAUSTED,
-        details: `Received message larger than max (${length} vs. ${this.maxReceiveBytes})`,
-      });
+      call.finish(framingRefused(new GrpcFramingError("too-large", length), this.maxReceiveBytes));
       return;
     }
     observer?.received(length);
+    const problem = handler.requestCheck?.(call.request);
+    if (problem !== undefined) {
+      call.finish(unmarshallingRequestFailed(problem));
+      return;
+    }
     handler.handle(call);
   }
 
@@ -803,10 +855,7 @@ export class GrpcHttp2Server {
     stream.events = call.streamEvents;
     call.peerCommonName = peerCommonName;
     if (handler === undefined) {
-      call.finish({
-        code: grpc.status.UNIMPLEMENTED,
-        details: `The server does not implement the method ${path}`,
-      });
+      call.finish(this.unknownMethod(path));
       return;
     }
     if (this.observer !== undefined) {
@@ -819,13 +868,15 @@ export class GrpcHttp2Server {
     }
     const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") {
+      // No decompressor is registered, as in etcd (grpc-go registers gzip only when imported).
       call.finish({
         code: grpc.status.UNIMPLEMENTED,
-        details: `etcd-ts: grpc-encoding ${String(encoding)} is not supported`,
+        details: `grpc: Decompressor is not installed for grpc-encoding ${goQuote(String(encoding))}`,
       });
       return;
     }
     if (handler.kind === "bidi") {
+      call.requestCheck = handler.requestCheck;
       call.on("end", () => call.emit("halfClose"));
       handler.handle(call);
       return;

@@ -25,8 +25,10 @@ export class GrpcFramingError extends Error {
     readonly kind: "too-large" | "compressed",
     /** The message's length from its prefix. */
     readonly length: number,
+    /** The prefix's flag byte (1: compressed; anything but 0 and 1 is not gRPC). */
+    readonly flag = 0,
   ) {
-    super(kind === "too-large" ? `message of ${length} bytes is too large` : "compressed message");
+    super(kind === "too-large" ? `message of ${length} bytes is too large` : `message with flag ${flag}`);
   }
 }
 
@@ -60,7 +62,7 @@ export class MessageDeframer {
     if (this.inboxBytes < 5 + length) return undefined;
     if (head[0] !== 0) {
       this.clear();
-      throw new GrpcFramingError("compressed", length);
+      throw new GrpcFramingError("compressed", length, head[0]);
     }
     const all = this.join();
     const rest = all.subarray(5 + length);

@@ -141,7 +141,7 @@ describe("Forward/Calls on a member", { skip: haveEtcdctl ? false : "etcdctl not
     const unknown = await calls.result(calls.send("/etcdserverpb.KV/Nope", new Uint8Array()));
     assert.deepEqual(
       [unknown.code, unknown.message],
-      [grpc.status.UNIMPLEMENTED, "The server does not implement the method /etcdserverpb.KV/Nope"],
+      [grpc.status.UNIMPLEMENTED, "unknown method Nope for service etcdserverpb.KV"],
     );
     calls.close();
   });

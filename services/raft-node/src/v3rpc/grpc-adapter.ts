@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import {
   type CallKind,
   type CallStatus,
+  etcdRequestCheck,
   type GrpcHttp2Server,
   MAX_SEND_MESSAGE_BYTES,
   MessageParts,
@@ -279,6 +280,8 @@ export function serveService(
     const deserialize = method.requestDeserialize as (bytes: Buffer) => unknown;
     server.register(method.path, {
       kind,
+      // Refused with etcd's words before decoding: our decoders are laxer than gogo's.
+      requestCheck: etcdRequestCheck(method.path),
       handle: (call) => {
         const shaped = new GrpcJsShapedCall(call, serialize);
         // A stream is ended as its handler ends one itself: its 'error' listeners release it.
@@ -291,9 +294,10 @@ export function serveService(
               try {
                 decoded = deserialize(bytes);
               } catch (err) {
+                // Past requestCheck only a limit of our decoder's (Txns nested 100 deep).
                 call.finish({
                   code: status.INTERNAL,
-                  details: `Error deserializing request: ${String(err)}`,
+                  details: `grpc: failed to unmarshal the received message ${(err as Error).message}`,
                 });
                 return;
               }
