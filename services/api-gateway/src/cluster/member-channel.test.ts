@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
+import { GrpcHttp2Server } from "@etcd-ts/api";
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
@@ -329,6 +330,53 @@ describe("a stream the member refuses (REFUSED_STREAM)", () => {
     } finally {
       channel.close();
       server.close();
+    }
+  });
+});
+
+describe("a Range from a member of our own server core", () => {
+  it("comes in 64 KiB DATA frames (the ranges lane's SETTINGS_MAX_FRAME_SIZE), the other calls' in 16 KiB", async () => {
+    const server = new GrpcHttp2Server({});
+    for (const path of [RANGE, "/t.S/Pattern"])
+      server.register(path, {
+        kind: "unary",
+        handle: (call) => {
+          call.sendMessage(PATTERN);
+          call.finish({ code: grpc.status.OK, metadata: new grpc.Metadata() });
+        },
+      });
+    const channel = new MemberChannel(`127.0.0.1:${await server.listen("127.0.0.1:0")}`);
+    /** The sizes of the DATA payloads relayed. */
+    const relayed = async (path: string) => {
+      const sizes: number[] = [];
+      const relay: ResponseRelay = {
+        minBytes: 1 << 20,
+        start: () => ({
+          write: (chunk, sent) => {
+            sizes.push(chunk.length);
+            sent?.();
+            return true;
+          },
+          onDrain: (resume) => resume(),
+        }),
+      };
+      const res = await channel.call(path, Buffer.from("all"), new grpc.Metadata(), undefined, relay).result;
+      assert.equal(res.error, undefined);
+      assert.equal(res.relayed, true);
+      assert.equal(
+        sizes.reduce((a, b) => a + b, 0),
+        PATTERN.length,
+      );
+      return Math.max(...sizes);
+    };
+    try {
+      // Without it the member framed a 3 MiB answer 16 KiB at a time: 4x the frames to parse,
+      // hold and hand on per relayed byte.
+      assert.equal(await relayed(RANGE), 64 * 1024, "the largest relayed DATA payload of a Range");
+      assert.equal(await relayed("/t.S/Pattern"), 16 * 1024, "the largest on the calls lane");
+    } finally {
+      channel.close();
+      await server.close(0);
     }
   });
 });

@@ -75,6 +75,13 @@ export interface ResponseRelay {
 const KEEPALIVE = { intervalMs: 10_000, timeoutMs: 2_000 };
 // Large ranges should not crawl through 64 KiB windows.
 const WINDOW_BYTES = 8 * 1024 * 1024;
+/**
+ * The ranges lane's SETTINGS_MAX_FRAME_SIZE: a member frames a full list's DATA 64 KiB at a time
+ * (its framing honours the peer's setting) where the default is 16 KiB, so the gateway parses,
+ * holds and hands on a quarter as many frames per relayed byte. Its clients' frames stay 16 KiB
+ * (their setting): the gateway's server side frames what it writes to them.
+ */
+const RANGE_MAX_FRAME_BYTES = 64 * 1024;
 /** AloneCall.keep: a DATA payload this large (a full frame) keeps its read buffer, smaller ones are copied. */
 const KEEP_IN_PLACE_BYTES = 16 * 1024;
 
@@ -301,6 +308,7 @@ export class MemberChannel {
       // A relayed Range's DATA goes on from the buffers it was read into, reused once written
       // (AloneCall holds them): no 64 KiB allocated per read of a 280 MB answer.
       recycleReads: lane === "ranges",
+      ...(lane === "ranges" ? { maxFrameBytes: RANGE_MAX_FRAME_BYTES } : {}),
       keepalive: KEEPALIVE,
       connected: () => {
         this.lastError = "";

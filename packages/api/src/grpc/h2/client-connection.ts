@@ -75,6 +75,8 @@ export class H2ClientStream extends H2SessionStream {
 export interface ClientConnectionOptions {
   /** Our receive window per stream and for the connection. */
   windowBytes: number;
+  /** Our SETTINGS_MAX_FRAME_SIZE (default 16,384): the largest DATA frame the server may send. */
+  maxFrameBytes?: number;
   /**
    * The server's GOAWAY (after the streams it refused closed): no new streams here; those it
    * still takes finish.
@@ -94,7 +96,7 @@ export class H2ClientConnection extends H2Session<H2ClientStream> {
   private readonly acceptedListener: (() => void) | undefined;
 
   constructor(io: SessionIo, options: ClientConnectionOptions) {
-    super(io, options.windowBytes, "client", [SETTINGS_ENABLE_PUSH, 0]);
+    super(io, options.windowBytes, "client", [SETTINGS_ENABLE_PUSH, 0], options.maxFrameBytes);
     this.goAwayListener = options.goAway;
     this.acceptedListener = options.accepted;
   }
