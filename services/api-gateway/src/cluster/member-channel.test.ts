@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
-import { GrpcHttp2Server } from "@etcd-ts/api";
+import { GrpcHttp2Server, socketTaps } from "@etcd-ts/api";
 import { freePort } from "@etcd-ts/testing";
 import grpc from "@grpc/grpc-js";
 import { judgeFailure } from "../routing/failure-policy.js";
@@ -186,6 +186,55 @@ describe("MemberChannel against a grpc-js server", () => {
     }
     // 3 rounds of 3 MiB came in 64 KiB reads: ~150 buffers when each read took a new one.
     assert.ok(buffers.size <= 40, `the relayed chunks were in ${buffers.size} buffers`);
+  });
+
+  it("gives a Range's relayed DATA to the client after the turn's socket reads, not within the read that brought it", async () => {
+    // A read is under way from its tap until its callback returned (the nextTick queued first runs then).
+    let reading = false;
+    const inRead: boolean[] = [];
+    socketTaps.data = () => {
+      reading = true;
+      process.nextTick(() => {
+        reading = false;
+      });
+    };
+    let at = 0;
+    const relay: ResponseRelay = {
+      minBytes: 1 << 20,
+      start: () => ({
+        write: (chunk, sent) => {
+          assert.ok(
+            Buffer.from(chunk).equals(PATTERN.subarray(at, at + chunk.length)),
+            "relayed out of order",
+          );
+          at += chunk.length;
+          inRead.push(reading);
+          sent?.();
+          return true;
+        },
+        onDrain: (resume) => resume(),
+      }),
+    };
+    try {
+      const res = await channel.call(RANGE, Buffer.from("all"), new grpc.Metadata(), undefined, relay).result;
+      assert.equal(res.error, undefined);
+      assert.equal(res.relayed, true);
+    } finally {
+      socketTaps.data = undefined;
+    }
+    assert.equal(at, PATTERN.length);
+    // Only the chunks of the read that ended the stream go at once (before its outcome); 3 MiB
+    // took a dozen reads or more. Without it every chunk was written inside its read.
+    const firstIn = inRead.indexOf(true);
+    const first = firstIn === -1 ? inRead.length : firstIn;
+    assert.ok(
+      inRead.slice(first).every((x) => x),
+      "chunks written inside a read before the stream's last read",
+    );
+    assert.ok(
+      first >= inRead.length / 2,
+      `${inRead.length - first} of ${inRead.length} chunks written inside a read`,
+    );
   });
 
   it("keeps an answer below minBytes, and never starts the client's message", async () => {

@@ -411,6 +411,8 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
   private retry: PendingUnary | undefined;
   /** The member's stream waits for the client's writer to drain. */
   private paused = false;
+  /** Relayed chunks not yet given to the client's writer (writeRelayed, in the check phase). */
+  private relayed: { chunk: Buffer; sent: (() => void) | undefined }[] = [];
 
   constructor(
     private readonly channel: MemberChannel,
@@ -462,7 +464,7 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
     const writer = this.writer;
     if (writer !== undefined) {
       // Its read buffer is reused once the chunk is written to the client (recycleReads).
-      if (!writer.write(chunk, this.connection.hold(chunk))) this.waitFor(writer);
+      this.relayLater(chunk);
       return;
     }
     this.chunks.push(this.keep(chunk));
@@ -479,8 +481,31 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
     this.writer = started;
     chunks.length = 0;
     const body = head.subarray(5);
-    if (body.length > 0 && !started.write(body, this.connection.hold(body))) this.waitFor(started);
+    if (body.length > 0) this.relayLater(body);
   }
+
+  /**
+   * A relayed chunk goes to the client's writer in the loop's check phase (setImmediate), after
+   * every socket read of this turn was handled: the calls lane's answers (puts') and the
+   * clients' requests that came in the same poll go out before the relay's write of up to a
+   * turn's budget (~256 KiB, a writev and its stream work). Order holds: chunks are written in
+   * the order they came, and all of them before the call's outcome (close). The guarantee relied
+   * on: a held chunk's bytes stay as read until its `sent` runs (RecycledReads.hold).
+   */
+  private relayLater(chunk: Buffer): void {
+    if (this.relayed.length === 0) setImmediate(this.writeRelayed);
+    this.relayed.push({ chunk, sent: this.connection.hold(chunk) });
+  }
+
+  private readonly writeRelayed = (): void => {
+    const writer = this.writer;
+    const relayed = this.relayed;
+    if (writer === undefined || relayed.length === 0) return;
+    this.relayed = [];
+    let full = false;
+    for (const { chunk, sent } of relayed) if (!writer.write(chunk, sent)) full = true;
+    if (full) this.waitFor(writer);
+  };
 
   /**
    * A chunk kept past this call, from a reused read buffer (recycleReads): a partial frame is
@@ -510,6 +535,8 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
 
   close(resetCode: number | undefined): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
+    // The last chunks before the outcome (the client's trailers follow it).
+    this.writeRelayed();
     this.outcome(resetCode);
     this.channel.streamEnded();
   }
