@@ -75,13 +75,6 @@ export interface ResponseRelay {
 const KEEPALIVE = { intervalMs: 10_000, timeoutMs: 2_000 };
 // Large ranges should not crawl through 64 KiB windows.
 const WINDOW_BYTES = 8 * 1024 * 1024;
-/**
- * The ranges lane's SETTINGS_MAX_FRAME_SIZE: a member frames a full list's DATA 64 KiB at a time
- * (its framing honours the peer's setting) where the default is 16 KiB, so the gateway parses,
- * holds and hands on a quarter as many frames per relayed byte. Its clients' frames stay 16 KiB
- * (their setting): the gateway's server side frames what it writes to them.
- */
-const RANGE_MAX_FRAME_BYTES = 64 * 1024;
 /** AloneCall.keep: a DATA payload this large (a full frame) keeps its read buffer, smaller ones are copied. */
 const KEEP_IN_PLACE_BYTES = 16 * 1024;
 
@@ -306,9 +299,10 @@ export class MemberChannel {
           }),
       windowBytes: WINDOW_BYTES,
       // A relayed Range's DATA goes on from the buffers it was read into, reused once written
-      // (AloneCall holds them): no 64 KiB allocated per read of a 280 MB answer.
+      // (AloneCall holds them): no 64 KiB allocated per read of a 280 MB answer. Advertising a
+      // 64 KiB SETTINGS_MAX_FRAME_SIZE here (a quarter of the frames per relayed byte) did not
+      // pay in paired runs at 1,000,000 keys: puts' p99 lower in 5 of 16 rounds (JOURNAL gwrelay3).
       recycleReads: lane === "ranges",
-      ...(lane === "ranges" ? { maxFrameBytes: RANGE_MAX_FRAME_BYTES } : {}),
       keepalive: KEEPALIVE,
       connected: () => {
         this.lastError = "";
@@ -411,8 +405,6 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
   private retry: PendingUnary | undefined;
   /** The member's stream waits for the client's writer to drain. */
   private paused = false;
-  /** Relayed chunks not yet given to the client's writer (writeRelayed, in the check phase). */
-  private relayed: { chunk: Buffer; sent: (() => void) | undefined }[] = [];
 
   constructor(
     private readonly channel: MemberChannel,
@@ -464,7 +456,7 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
     const writer = this.writer;
     if (writer !== undefined) {
       // Its read buffer is reused once the chunk is written to the client (recycleReads).
-      this.relayLater(chunk);
+      if (!writer.write(chunk, this.connection.hold(chunk))) this.waitFor(writer);
       return;
     }
     this.chunks.push(this.keep(chunk));
@@ -481,31 +473,8 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
     this.writer = started;
     chunks.length = 0;
     const body = head.subarray(5);
-    if (body.length > 0) this.relayLater(body);
+    if (body.length > 0 && !started.write(body, this.connection.hold(body))) this.waitFor(started);
   }
-
-  /**
-   * A relayed chunk goes to the client's writer in the loop's check phase (setImmediate), after
-   * every socket read of this turn was handled: the calls lane's answers (puts') and the
-   * clients' requests that came in the same poll go out before the relay's write of up to a
-   * turn's budget (~256 KiB, a writev and its stream work). Order holds: chunks are written in
-   * the order they came, and all of them before the call's outcome (close). The guarantee relied
-   * on: a held chunk's bytes stay as read until its `sent` runs (RecycledReads.hold).
-   */
-  private relayLater(chunk: Buffer): void {
-    if (this.relayed.length === 0) setImmediate(this.writeRelayed);
-    this.relayed.push({ chunk, sent: this.connection.hold(chunk) });
-  }
-
-  private readonly writeRelayed = (): void => {
-    const writer = this.writer;
-    const relayed = this.relayed;
-    if (writer === undefined || relayed.length === 0) return;
-    this.relayed = [];
-    let full = false;
-    for (const { chunk, sent } of relayed) if (!writer.write(chunk, sent)) full = true;
-    if (full) this.waitFor(writer);
-  };
 
   /**
    * A chunk kept past this call, from a reused read buffer (recycleReads): a partial frame is
@@ -535,8 +504,6 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
 
   close(resetCode: number | undefined): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
-    // The last chunks before the outcome (the client's trailers follow it).
-    this.writeRelayed();
     this.outcome(resetCode);
     this.channel.streamEnded();
   }

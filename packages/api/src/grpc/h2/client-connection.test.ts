@@ -6,7 +6,7 @@ import { H2ServerConnection, type H2Stream } from "./connection.js";
 import { FRAME, frame, H2_ERROR, type IncomingHeaders } from "./session.js";
 
 /** A client core and a server core wired back to back in memory; `pump` moves bytes until quiet. */
-function pair(serverWindow = 65_535, clientWindow = 65_535, clientMaxFrame?: number) {
+function pair(serverWindow = 65_535, clientWindow = 65_535) {
   const toServer: Buffer[] = [];
   const toClient: Buffer[] = [];
   const served: { stream: H2Stream; headers: IncomingHeaders; data: Buffer[]; ended: boolean }[] = [];
@@ -39,7 +39,7 @@ function pair(serverWindow = 65_535, clientWindow = 65_535, clientMaxFrame?: num
       wake: () => {},
       fail: (_c, r) => failures.push(`client: ${r}`),
     },
-    { windowBytes: clientWindow, ...(clientMaxFrame === undefined ? {} : { maxFrameBytes: clientMaxFrame }) },
+    { windowBytes: clientWindow },
   );
   const pump = () => {
     for (let i = 0; i < 100; i++) {
@@ -304,42 +304,6 @@ describe("H2ClientConnection against our server core", () => {
     }
     assert.equal(carried.length, 0);
     assertWhole();
-  });
-
-  it("advertises a larger SETTINGS_MAX_FRAME_SIZE and takes the server's DATA in frames that large", () => {
-    const { client, served, failures, pump } = pair(1 << 20, 1 << 20, 65_536);
-    const got: Buffer[] = [];
-    const r = recorder();
-    client.request(REQUEST, { ...r.events, data: (c) => got.push(Buffer.from(c)) })!.end();
-    pump();
-    const body = patterned(300_000, 251);
-    answer(served[0]!.stream, body);
-    pump();
-    assert.deepEqual(failures, []);
-    assert.ok(Buffer.concat(got).equals(body), "every byte, in order");
-    assert.equal(Math.max(...got.map((c) => c.length)), 65_536, "the largest DATA frame");
-    assert.deepEqual(r.seen.closed, [undefined]);
-  });
-
-  it("ends the connection on a frame over the SETTINGS_MAX_FRAME_SIZE it advertised (FRAME_SIZE_ERROR)", () => {
-    for (const [advertised, length] of [
-      [undefined, 16_385],
-      [65_536, 65_537],
-    ] as const) {
-      const failures: [number, string][] = [];
-      const client = new H2ClientConnection(
-        { output: () => {}, wake: () => {}, fail: (code, reason) => failures.push([code, reason]) },
-        { windowBytes: 1 << 20, ...(advertised === undefined ? {} : { maxFrameBytes: advertised }) },
-      );
-      client.receive(frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(0)));
-      client.request(REQUEST, recorder().events);
-      // The largest frame it advertised is taken; one byte more ends the connection.
-      client.receive(frame(FRAME.DATA, 0, 1, Buffer.alloc(length - 1)));
-      assert.deepEqual(failures, [], `a frame of ${length - 1} bytes (advertised ${advertised})`);
-      client.receive(frame(FRAME.DATA, 0, 1, Buffer.alloc(length)));
-      assert.deepEqual(failures, [[H2_ERROR.FRAME_SIZE_ERROR, `frame of ${length} bytes`]]);
-      assert.equal(client.dead, true);
-    }
   });
 
   it("tells its GOAWAY listener of a graceful GOAWAY, and opens no more streams", () => {

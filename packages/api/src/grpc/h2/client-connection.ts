@@ -75,8 +75,6 @@ export class H2ClientStream extends H2SessionStream {
 export interface ClientConnectionOptions {
   /** Our receive window per stream and for the connection. */
   windowBytes: number;
-  /** Our SETTINGS_MAX_FRAME_SIZE (default 16,384): the largest DATA frame the server may send. */
-  maxFrameBytes?: number;
   /**
    * The server's GOAWAY (after the streams it refused closed): no new streams here; those it
    * still takes finish.
@@ -96,7 +94,7 @@ export class H2ClientConnection extends H2Session<H2ClientStream> {
   private readonly acceptedListener: (() => void) | undefined;
 
   constructor(io: SessionIo, options: ClientConnectionOptions) {
-    super(io, options.windowBytes, "client", [SETTINGS_ENABLE_PUSH, 0], options.maxFrameBytes);
+    super(io, options.windowBytes, "client", [SETTINGS_ENABLE_PUSH, 0]);
     this.goAwayListener = options.goAway;
     this.acceptedListener = options.accepted;
   }

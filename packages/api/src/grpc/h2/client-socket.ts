@@ -7,7 +7,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { H2ClientConnection } from "./client-connection.js";
-import { RECYCLED_READ_BYTES, RecycledReads, readInTurns, SocketOutput } from "./socket-output.js";
+import { RecycledReads, readInTurns, SocketOutput } from "./socket-output.js";
 
 /** What a TLS dial offers and checks (undefined fields: node's defaults). */
 export interface ClientTls {
@@ -32,12 +32,6 @@ export interface DialOptions {
    * Range lane: a relayed answer's DATA until written on).
    */
   recycleReads?: boolean;
-  /**
-   * Our SETTINGS_MAX_FRAME_SIZE (default 16,384): a large answer comes in fewer, larger DATA
-   * frames. With recycleReads, below RECYCLED_READ_BYTES (a frame cut by a read is moved to the
-   * start of the next read's buffer, which must have room for more than it).
-   */
-  maxFrameBytes?: number;
   /** A PING every `intervalMs`; unanswered for `timeoutMs`, the connection is destroyed. */
   keepalive?: { intervalMs: number; timeoutMs: number };
   /** The connection (TCP, and TLS with h2 agreed) is up. */
@@ -70,8 +64,6 @@ export class ClientSocketConnection {
     const port = options.port;
     const secure = options.tls;
     let socket: net.Socket;
-    if (options.recycleReads && (options.maxFrameBytes ?? 0) + 9 >= RECYCLED_READ_BYTES)
-      throw new RangeError(`maxFrameBytes ${options.maxFrameBytes} does not fit a recycled read`);
     if (secure === undefined) {
       // Nagle's algorithm would hold a request's DATA back until the previous segment is
       // acknowledged (Go, and so etcd, turns it off on every connection).
@@ -125,7 +117,6 @@ export class ClientSocketConnection {
       },
       {
         windowBytes: options.windowBytes,
-        ...(options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes }),
         goAway: () => options.goAway?.(),
         accepted: () => options.accepted?.(),
       },

@@ -52,13 +52,15 @@ export const H2_ERROR = {
 export const SETTINGS_ENABLE_PUSH = 0x2;
 export const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
-export const SETTINGS_MAX_FRAME_SIZE = 0x5;
+const SETTINGS_MAX_FRAME_SIZE = 0x5;
 
 const DEFAULT_WINDOW = 65_535;
 /** Queued bytes above which a stream's `write` asks its writer to wait (node:http2's streams: 16 KiB). */
 export const STREAM_HIGH_WATER_BYTES = 256 * 1024;
-export const DEFAULT_MAX_FRAME = 16_384;
+const DEFAULT_MAX_FRAME = 16_384;
 export const MAX_WINDOW = 2 ** 31 - 1;
+/** Our SETTINGS_MAX_FRAME_SIZE: the default; a larger frame from the peer is an error. */
+const OUR_MAX_FRAME = DEFAULT_MAX_FRAME;
 /** A header block (HEADERS + CONTINUATION) larger than this ends the connection. */
 const MAX_HEADER_BLOCK_BYTES = 1024 * 1024;
 
@@ -243,8 +245,6 @@ export abstract class H2Session<S extends H2SessionStream> {
   private sendWindow = DEFAULT_WINDOW;
   protected peerInitialWindow = DEFAULT_WINDOW;
   protected peerMaxFrame = DEFAULT_MAX_FRAME;
-  /** Our SETTINGS_MAX_FRAME_SIZE: a larger frame from the peer is a FRAME_SIZE_ERROR (RFC 9113 4.2). */
-  private readonly maxFrame: number;
   /** The streams the peer lets us open at once (its SETTINGS_MAX_CONCURRENT_STREAMS; unlimited until said). */
   peerMaxStreams = Number.POSITIVE_INFINITY;
   private connUnacknowledged = 0;
@@ -270,8 +270,7 @@ export abstract class H2Session<S extends H2SessionStream> {
 
   /**
    * Sends our side's start: the connection preface (a client's), our SETTINGS (`setting`, then
-   * SETTINGS_INITIAL_WINDOW_SIZE, and SETTINGS_MAX_FRAME_SIZE when `maxFrame` is above the
-   * default), and the connection window raised to `windowBytes`.
+   * SETTINGS_INITIAL_WINDOW_SIZE), and the connection window raised to `windowBytes`.
    */
   constructor(
     protected readonly io: SessionIo,
@@ -279,25 +278,15 @@ export abstract class H2Session<S extends H2SessionStream> {
     protected readonly windowBytes: number,
     role: "server" | "client",
     setting: [id: number, value: number],
-    /** The largest frame payload we take (16,384 to 16,777,215). */
-    maxFrame = DEFAULT_MAX_FRAME,
   ) {
-    if (!(maxFrame >= DEFAULT_MAX_FRAME && maxFrame <= 16_777_215))
-      throw new RangeError(`max frame ${maxFrame}`);
-    this.maxFrame = maxFrame;
     this.output = io.output;
     this.awaitingPreface = role === "server";
     if (role === "client") this.output(HTTP2_PREFACE);
-    const larger = maxFrame > DEFAULT_MAX_FRAME;
-    const settings = Buffer.alloc(larger ? 18 : 12);
+    const settings = Buffer.alloc(12);
     settings.writeUInt16BE(setting[0], 0);
     settings.writeUInt32BE(setting[1], 2);
     settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 6);
     settings.writeUInt32BE(Math.min(windowBytes, MAX_WINDOW), 8);
-    if (larger) {
-      settings.writeUInt16BE(SETTINGS_MAX_FRAME_SIZE, 12);
-      settings.writeUInt32BE(maxFrame, 14);
-    }
     this.output(frame(FRAME.SETTINGS, 0, 0, settings));
     if (windowBytes > DEFAULT_WINDOW) this.sendWindowUpdate(0, windowBytes - DEFAULT_WINDOW);
   }
@@ -363,7 +352,7 @@ export abstract class H2Session<S extends H2SessionStream> {
     }
     while (!this.dead && buf.length - offset >= 9) {
       const length = buf.readUIntBE(offset, 3);
-      if (length > this.maxFrame) {
+      if (length > OUR_MAX_FRAME) {
         this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, `frame of ${length} bytes`);
         return 0;
       }
