@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     dir: { type: "string" },
     gateway: { type: "string" },
     etcd: { type: "boolean", default: false },
+    "no-direct": { type: "boolean", default: false },
   },
 });
 const keys = Number(args.keys);
@@ -43,13 +44,16 @@ const rounds = Number(args.rounds);
 const extraFlags = args["node-flags"].split(" ").filter((f) => f !== "");
 const mains: (string | undefined)[] = args.main?.split(",").map((m) => resolve(m)) ?? [undefined];
 const gatewayMains = args.gateway?.split(",").map((m) => resolve(m));
-if (gatewayMains !== undefined && gatewayMains.length !== mains.length)
-  throw new Error("--gateway needs one build per --main");
+/** Several gateway builds in front of one cluster (one --main): only the gateways are paired. */
+const sharedCluster = gatewayMains !== undefined && gatewayMains.length > 1 && mains.length === 1;
+if (gatewayMains !== undefined && gatewayMains.length !== mains.length && !sharedCluster)
+  throw new Error("--gateway needs one build per --main, or several builds with one --main");
 const etcdBinary = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
 /** Each build's cluster: ours of a --main, or (--etcd, last) etcd's. */
-const sources: { main: string | undefined; binary?: string; gatewayMain: string | undefined }[] = mains.map(
-  (main, i) => ({ main, gatewayMain: gatewayMains?.[i] }),
-);
+const sources: { main: string | undefined; binary?: string; gatewayMain: string | undefined }[] =
+  sharedCluster
+    ? gatewayMains.map((gatewayMain) => ({ main: mains[0], gatewayMain }))
+    : mains.map((main, i) => ({ main, gatewayMain: gatewayMains?.[i] }));
 if (args.etcd) sources.push({ main: undefined, binary: etcdBinary, gatewayMain: undefined });
 const paired = sources.length > 1;
 /** A file name's part for build `i` (none with one build). */
@@ -180,18 +184,23 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
 
 try {
   for (const [i, { main, binary, gatewayMain }] of sources.entries()) {
-    const tree = binary ?? main?.replace(/\/services\/raft-node\/dist\/main\.js$/, "") ?? "this tree";
+    const tree = sharedCluster
+      ? gatewayMain!.replace(/\/services\/api-gateway\/dist\/main\.js$/, "")
+      : (binary ?? main?.replace(/\/services\/raft-node\/dist\/main\.js$/, "") ?? "this tree");
     const name = paired ? `build ${i} (${tree})` : "";
-    const cluster = await LocalCluster.start({
-      size: 3,
-      token: `range-full-${i}`,
-      logFiles: true,
-      ...(args.dir === undefined ? {} : { root: resolve(paired ? join(args.dir, `b${i}`) : args.dir) }),
-      flags: ["--quota-backend-bytes", String(8 * 1024 ** 3)],
-      ...(main === undefined ? {} : { main }),
-      ...(binary === undefined ? {} : { binary }),
-      nodeFlags: (m) => [...extraFlags, ...profFlags(`${tag(i)}${m.name}`)],
-    });
+    const shared = sharedCluster && binary === undefined ? builds[0]?.cluster : undefined;
+    const cluster =
+      shared ??
+      (await LocalCluster.start({
+        size: 3,
+        token: `range-full-${i}`,
+        logFiles: true,
+        ...(args.dir === undefined ? {} : { root: resolve(paired ? join(args.dir, `b${i}`) : args.dir) }),
+        flags: ["--quota-backend-bytes", String(8 * 1024 ** 3)],
+        ...(main === undefined ? {} : { main }),
+        ...(binary === undefined ? {} : { binary }),
+        nodeFlags: (m) => [...extraFlags, ...profFlags(`${tag(i)}${m.name}`)],
+      }));
     const build: Build = { name, cluster, gateway: undefined };
     builds.push(build);
     if (gatewayMain !== undefined)
@@ -201,6 +210,7 @@ try {
         [...extraFlags, ...profFlags(`${tag(i)}gateway`)],
         args.dir === undefined ? undefined : join(resolve(args.dir), `${tag(i)}gateway.log`),
       );
+    if (shared !== undefined) continue; // its keys are in
     const started = performance.now();
     const load = await runGoload(
       [
@@ -219,7 +229,7 @@ try {
     const order = builds.map((b, i) => ({ b, i }));
     if (round % 2 === 0) order.reverse();
     for (const { b, i } of order) {
-      await rangeRound(b, i, "direct", round);
+      if (!args["no-direct"]) await rangeRound(b, i, "direct", round);
       if (b.gateway !== undefined) await rangeRound(b, i, "gateway", round);
     }
   }
@@ -242,8 +252,9 @@ try {
   }
 } finally {
   // SIGTERM, not close()'s SIGKILL: a member writes its CPU profile as it exits.
-  for (const { cluster, gateway } of builds) {
+  for (const [i, { cluster, gateway }] of builds.entries()) {
     if (gateway !== undefined) await stopGateway(gateway);
+    if (builds.findIndex((b) => b.cluster === cluster) !== i) continue; // shared, closed once
     await Promise.all(cluster.members.map((m) => cluster.stop(m, "SIGTERM", 20_000)));
     await cluster.close({ keepFiles: args.dir !== undefined });
   }
