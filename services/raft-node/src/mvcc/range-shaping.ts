@@ -36,18 +36,77 @@ export function inIndexOrder(r: RangeRequest): boolean {
   );
 }
 
+/**
+ * The sort a Range's hits need, from the index's ascending key order: a non-key target with no
+ * order means ascending (etcd's executeRange), and ascending by key needs no sort at all.
+ */
+export function sortOrderOf(r: RangeRequest): number {
+  if (r.sortTarget !== SortTarget.KEY && r.sortOrder === SortOrder.NONE) return SortOrder.ASCEND;
+  if (r.sortTarget === SortTarget.KEY && r.sortOrder === SortOrder.ASCEND) return SortOrder.NONE;
+  return r.sortOrder;
+}
+
+/** Whether a revision passes the Range's mod and create revision filters (shapeRange's). */
+export function passesRevisionFilters(r: RangeRequest, modRevision: number, createRevision: number): boolean {
+  return (
+    (r.maxModRevision === 0 || modRevision <= r.maxModRevision) &&
+    (r.minModRevision === 0 || modRevision >= r.minModRevision) &&
+    (r.maxCreateRevision === 0 || createRevision <= r.maxCreateRevision) &&
+    (r.minCreateRevision === 0 || createRevision >= r.minCreateRevision)
+  );
+}
+
+/**
+ * Positions 0..n-1 ordered by `values` (ascending, or descending), equal values by position
+ * ascending: the order shapeRange's stable sort gives hits in key order. A bottom-up merge sort
+ * that yields after about `slice` elements sorted or merged, so that its caller can give the
+ * event loop a turn between slices (a million hits sort in tens of slices, none of them long).
+ */
+export function* sortPositions(
+  values: ArrayLike<number>,
+  n: number,
+  descend: boolean,
+  slice: number,
+): Generator<void, Uint32Array, void> {
+  let src = new Uint32Array(n);
+  for (let i = 0; i < n; i++) src[i] = i;
+  // Whether position a goes before position b: a total order, so any sort gives the same result.
+  const before = descend
+    ? (a: number, b: number) => values[a]! > values[b]! || (values[a] === values[b] && a < b)
+    : (a: number, b: number) => values[a]! < values[b]! || (values[a] === values[b] && a < b);
+  const compare = (a: number, b: number) => (before(a, b) ? -1 : 1);
+  const run = Math.max(1, slice);
+  for (let lo = 0; lo < n; lo += run) {
+    src.subarray(lo, Math.min(n, lo + run)).sort(compare);
+    if (lo + run < n) yield;
+  }
+  let dst = new Uint32Array(n);
+  let moved = 0;
+  for (let width = run; width < n; width *= 2) {
+    for (let lo = 0; lo < n; lo += 2 * width) {
+      const mid = Math.min(lo + width, n);
+      const hi = Math.min(lo + 2 * width, n);
+      let i = lo;
+      let j = mid;
+      for (let k = lo; k < hi; k++) {
+        if (j >= hi || (i < mid && !before(src[j]!, src[i]!))) dst[k] = src[i++]!;
+        else dst[k] = src[j++]!;
+        if (++moved >= slice) {
+          moved = 0;
+          yield;
+        }
+      }
+    }
+    [src, dst] = [dst, src];
+  }
+  return src;
+}
+
 /** Filters, sorts, truncates in place; returns the surviving kvs and etcd's `more` flag. */
 export function shapeRange(r: RangeRequest, kvs: KeyValue[]): { kvs: KeyValue[]; more: boolean } {
-  if (r.maxModRevision !== 0) kvs = kvs.filter((kv) => kv.modRevision <= r.maxModRevision);
-  if (r.minModRevision !== 0) kvs = kvs.filter((kv) => kv.modRevision >= r.minModRevision);
-  if (r.maxCreateRevision !== 0) kvs = kvs.filter((kv) => kv.createRevision <= r.maxCreateRevision);
-  if (r.minCreateRevision !== 0) kvs = kvs.filter((kv) => kv.createRevision >= r.minCreateRevision);
+  kvs = kvs.filter((kv) => passesRevisionFilters(r, kv.modRevision, kv.createRevision));
 
-  let order = r.sortOrder;
-  // The index yields keys in ascending order already: a non-key target with no order means
-  // ascending, and ascending by key needs no sort at all.
-  if (r.sortTarget !== SortTarget.KEY && order === SortOrder.NONE) order = SortOrder.ASCEND;
-  else if (r.sortTarget === SortTarget.KEY && order === SortOrder.ASCEND) order = SortOrder.NONE;
+  const order = sortOrderOf(r);
   if (order !== SortOrder.NONE) {
     const compare = comparatorFor(r.sortTarget);
     kvs.sort(order === SortOrder.DESCEND ? (a, b) => compare(b, a) : compare);
