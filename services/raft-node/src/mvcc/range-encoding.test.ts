@@ -271,6 +271,7 @@ describe("a Range read on the threads while the store changes under it", () => {
           { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.KEY },
           { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.MOD },
           { sortOrder: SortOrder.ASCEND, sortTarget: SortTarget.VERSION, keysOnly: true },
+          { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.VALUE },
           { minModRevision: keys / 2 },
         ]) {
           const r = rangeRequest({ key: "k", rangeEnd: "l", ...extra });

@@ -14,7 +14,7 @@ describe("sortPositions", () => {
       const values = Array.from({ length: n }, () => Math.floor(rand() * distinct) * 1000);
       const descend = rand() < 0.5;
       const slice = 1 + Math.floor(rand() * 300);
-      const sorting = sortPositions(values, n, descend, slice);
+      const sorting = sortPositions(n, (a, b) => values[a]! - values[b]!, descend, slice);
       let slices = 0;
       let step = sorting.next();
       while (!step.done) {

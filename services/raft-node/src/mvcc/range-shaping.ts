@@ -57,27 +57,28 @@ export function passesRevisionFilters(r: RangeRequest, modRevision: number, crea
 }
 
 /**
- * Positions 0..n-1 ordered by `values` (ascending, or descending), equal values by position
- * ascending: the order shapeRange's stable sort gives hits in key order. A bottom-up merge sort
- * that yields after about `slice` elements sorted or merged, so that its caller can give the
- * event loop a turn between slices (a million hits sort in tens of slices, none of them long).
+ * Positions 0..n-1 ordered by `compare` of their values (ascending, or descending), equal values
+ * by position ascending: the order shapeRange's stable sort gives hits in key order. A bottom-up
+ * merge sort that yields after about `slice` elements sorted or merged, so that its caller can
+ * give the event loop a turn between slices (none of them long, however many hits).
  */
 export function* sortPositions(
-  values: ArrayLike<number>,
   n: number,
+  compare: (a: number, b: number) => number,
   descend: boolean,
   slice: number,
 ): Generator<void, Uint32Array, void> {
   let src = new Uint32Array(n);
   for (let i = 0; i < n; i++) src[i] = i;
   // Whether position a goes before position b: a total order, so any sort gives the same result.
-  const before = descend
-    ? (a: number, b: number) => values[a]! > values[b]! || (values[a] === values[b] && a < b)
-    : (a: number, b: number) => values[a]! < values[b]! || (values[a] === values[b] && a < b);
-  const compare = (a: number, b: number) => (before(a, b) ? -1 : 1);
+  const before = (a: number, b: number) => {
+    const c = descend ? compare(b, a) : compare(a, b);
+    return c < 0 || (c === 0 && a < b);
+  };
+  const inOrder = (a: number, b: number) => (before(a, b) ? -1 : 1);
   const run = Math.max(1, slice);
   for (let lo = 0; lo < n; lo += run) {
-    src.subarray(lo, Math.min(n, lo + run)).sort(compare);
+    src.subarray(lo, Math.min(n, lo + run)).sort(inOrder);
     if (lo + run < n) yield;
   }
   let dst = new Uint32Array(n);

@@ -1047,19 +1047,7 @@ export class MvccStore implements ApplyTarget {
   private async rangeParts(r: RangeRequest, hold: boolean): Promise<EncodedRangeResponse<Buffer | HeldPart>> {
     // count_only: the plain walk below counts as etcd does (the filters and the sort do not
     // change the count).
-    if (!inIndexOrder(r) && !r.countOnly && r.sortTarget !== SortTarget.VALUE)
-      return this.rangeShaped(r, hold);
-    if (!inIndexOrder(r) && !r.countOnly) {
-      // Sorted by value: the values are needed before the order is known, so `range` builds
-      // every KeyValue and sorts them in one turn (not bounded yet).
-      const res = await this.range(r);
-      const kvParts: Buffer[] = [];
-      for (let i = 0; i < res.kvs.length; i += ENCODE_CHUNK) {
-        if (i > 0) await yieldToEventLoop();
-        kvParts.push(keyValueFields(2, res.kvs.slice(i, i + ENCODE_CHUNK).map(encodeKeyValue)));
-      }
-      return { header: res.header, kvParts, more: res.more, count: res.count };
-    }
+    if (!inIndexOrder(r) && !r.countOnly) return this.rangeShaped(r, hold);
     if (this.exclusive !== undefined) await this.passExclusive();
     const { curRev, rev, bounds } = this.startRange(r);
     // count_only: the same walk, no KeyValue taken, `more` false as in etcd.
@@ -1217,11 +1205,20 @@ export class MvccStore implements ApplyTarget {
         if (rev < this.compactMainRev) throw new EtcdError("Compacted");
       }
       const n = mains.length;
+      // Sorted by value: the values are read (a chunk per turn, on libuv's pool) before the
+      // order is known, and kept as stored until they are encoded.
+      const read = target === SortTarget.VALUE ? await this.readStored(rev, mains, subs) : undefined;
+      const stored = read?.stored;
       let at: (i: number) => number = (i) => i;
       if (order === SortOrder.DESCEND && target === SortTarget.KEY) at = (i) => n - 1 - i;
       else if (order !== SortOrder.NONE) {
+        let compare = (a: number, b: number) => sortBy[a]! - sortBy[b]!;
+        if (read !== undefined) {
+          const values = read.values;
+          compare = (a, b) => Buffer.compare(values[a]!, values[b]!);
+        }
         // The merges of one slice cost about as much as walking a batch of keys.
-        const sorting = sortPositions(sortBy, n, order === SortOrder.DESCEND, this.rangeBatchKeys * 8);
+        const sorting = sortPositions(n, compare, order === SortOrder.DESCEND, this.rangeBatchKeys * 8);
         let step = sorting.next();
         while (!step.done) {
           await yieldToEventLoop();
@@ -1231,6 +1228,20 @@ export class MvccStore implements ApplyTarget {
         at = (i) => positions[i]!;
       }
       const out = r.limit > 0 ? Math.min(n, r.limit) : n;
+      const more = r.limit > 0 && n > r.limit;
+      if (stored !== undefined) {
+        const kvParts: Buffer[] = [];
+        for (let from = 0; from < out; from += ENCODE_CHUNK) {
+          if (from > 0) await yieldToEventLoop();
+          const chunk: Buffer[] = [];
+          for (let i = from; i < Math.min(out, from + ENCODE_CHUNK); i++) {
+            const kv = stored[at(i)]!;
+            chunk.push(r.keysOnly ? withoutValue(kv) : kv);
+          }
+          kvParts.push(keyValueFields(2, chunk));
+        }
+        return { header: header(curRev), kvParts, more, count: total };
+      }
       const kvParts = await this.readInOrder(handle, rev, out, r.keysOnly, hold, (from, keys) => {
         const count = keys.length / REVISION_KEY_LENGTH;
         for (let i = 0; i < count; i++) {
@@ -1238,8 +1249,47 @@ export class MvccStore implements ApplyTarget {
           writeRevisionKey(keys, i * REVISION_KEY_LENGTH, mains[p]!, subs[p]!);
         }
       });
-      return { header: header(curRev), kvParts, more: r.limit > 0 && n > r.limit, count: total };
+      return { header: header(curRev), kvParts, more, count: total };
     });
+  }
+
+  /**
+   * The stored KeyValues of the revisions (mains[i], subs[i]) and their values (views), read a
+   * chunk at a time on libuv's pool (one chunk read ahead), for an answer sorted by value. The
+   * caller holds `readers`.
+   */
+  private async readStored(
+    rev: number,
+    mains: readonly number[],
+    subs: readonly number[],
+  ): Promise<{ stored: Buffer[]; values: Buffer[] }> {
+    const stored: Buffer[] = [];
+    const values: Buffer[] = [];
+    const chunk = async (from: number) => {
+      const to = Math.min(mains.length, from + ASYNC_READ_CHUNK);
+      const keys: Buffer[] = [];
+      for (let i = from; i < to; i++) keys.push(revisionKey(mains[i]!, subs[i]!));
+      const found = await this.db.getMany(keys);
+      return storedOrFail(
+        found,
+        (i) => ({ main: mains[from + i]!, sub: subs[from + i]! }),
+        rev,
+        this.compactMainRev,
+      );
+    };
+    let next = mains.length > 0 ? chunk(0) : undefined;
+    for (let from = 0; next !== undefined; from += ASYNC_READ_CHUNK) {
+      const reading = next;
+      // A read ahead whose answer is never awaited (this one failed) must not become an
+      // unhandled rejection.
+      next = from + ASYNC_READ_CHUNK < mains.length ? chunk(from + ASYNC_READ_CHUNK) : undefined;
+      next?.catch(() => {});
+      for (const kv of await reading) {
+        stored.push(kv);
+        values.push(decodeKeyValue(kv).value);
+      }
+    }
+    return { stored, values };
   }
 
   /**
