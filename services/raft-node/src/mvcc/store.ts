@@ -56,6 +56,7 @@ import {
   indexLimit,
   inIndexOrder,
   passesRevisionFilters,
+  StoredChunks,
   shapeRange,
   sortOrderOf,
   sortPositions,
@@ -1207,16 +1208,12 @@ export class MvccStore implements ApplyTarget {
       const n = mains.length;
       // Sorted by value: the values are read (a chunk per turn, on libuv's pool) before the
       // order is known, and kept as stored until they are encoded.
-      const read = target === SortTarget.VALUE ? await this.readStored(rev, mains, subs) : undefined;
-      const stored = read?.stored;
+      const stored = target === SortTarget.VALUE ? await this.readStored(rev, mains, subs) : undefined;
       let at: (i: number) => number = (i) => i;
       if (order === SortOrder.DESCEND && target === SortTarget.KEY) at = (i) => n - 1 - i;
       else if (order !== SortOrder.NONE) {
         let compare = (a: number, b: number) => sortBy[a]! - sortBy[b]!;
-        if (read !== undefined) {
-          const values = read.values;
-          compare = (a, b) => Buffer.compare(values[a]!, values[b]!);
-        }
+        if (stored !== undefined) compare = (a, b) => stored.compareValues(a, b);
         // The merges of one slice cost about as much as walking a batch of keys.
         const sorting = sortPositions(n, compare, order === SortOrder.DESCEND, this.rangeBatchKeys * 8);
         let step = sorting.next();
@@ -1235,7 +1232,7 @@ export class MvccStore implements ApplyTarget {
           if (from > 0) await yieldToEventLoop();
           const chunk: Buffer[] = [];
           for (let i = from; i < Math.min(out, from + ENCODE_CHUNK); i++) {
-            const kv = stored[at(i)]!;
+            const kv = stored.kv(at(i));
             chunk.push(r.keysOnly ? withoutValue(kv) : kv);
           }
           kvParts.push(keyValueFields(2, chunk));
@@ -1254,17 +1251,15 @@ export class MvccStore implements ApplyTarget {
   }
 
   /**
-   * The stored KeyValues of the revisions (mains[i], subs[i]) and their values (views), read a
-   * chunk at a time on libuv's pool (one chunk read ahead), for an answer sorted by value. The
-   * caller holds `readers`.
+   * The stored KeyValues of the revisions (mains[i], subs[i]), read a chunk at a time on libuv's
+   * pool (one chunk read ahead), for an answer sorted by value. The caller holds `readers`.
    */
   private async readStored(
     rev: number,
     mains: readonly number[],
     subs: readonly number[],
-  ): Promise<{ stored: Buffer[]; values: Buffer[] }> {
-    const stored: Buffer[] = [];
-    const values: Buffer[] = [];
+  ): Promise<StoredChunks> {
+    const stored = new StoredChunks(mains.length, ASYNC_READ_CHUNK);
     const chunk = async (from: number) => {
       const to = Math.min(mains.length, from + ASYNC_READ_CHUNK);
       const keys: Buffer[] = [];
@@ -1284,12 +1279,9 @@ export class MvccStore implements ApplyTarget {
       // unhandled rejection.
       next = from + ASYNC_READ_CHUNK < mains.length ? chunk(from + ASYNC_READ_CHUNK) : undefined;
       next?.catch(() => {});
-      for (const kv of await reading) {
-        stored.push(kv);
-        values.push(decodeKeyValue(kv).value);
-      }
+      stored.add(await reading);
     }
-    return { stored, values };
+    return stored;
   }
 
   /**
