@@ -1214,8 +1214,10 @@ export class MvccStore implements ApplyTarget {
       else if (order !== SortOrder.NONE) {
         let compare = (a: number, b: number) => sortBy[a]! - sortBy[b]!;
         if (stored !== undefined) compare = (a, b) => stored.compareValues(a, b);
-        // The merges of one slice cost about as much as walking a batch of keys.
-        const sorting = sortPositions(n, compare, order === SortOrder.DESCEND, this.rangeBatchKeys * 8);
+        // A slice's comparisons cost about as much as walking a batch of keys (~0.1-0.3 ms):
+        // numbers compare in a few ns, values through Buffer#compare in ~0.3-0.5 us.
+        const slice = this.rangeBatchKeys * (stored === undefined ? 8 : 1);
+        const sorting = sortPositions(n, compare, order === SortOrder.DESCEND, slice);
         let step = sorting.next();
         while (!step.done) {
           await yieldToEventLoop();
