@@ -1027,8 +1027,7 @@ export class MvccStore implements ApplyTarget {
    * values come from RocksDB a chunk at a time off the loop and, in index order (no filter or
    * sort), go into the answer as stored (stored revisions are encodeKeyValue's bytes, which
    * are the answer's), with no KeyValue object for them (keys_only: from the index for a key's
-   * latest revision); with a revision filter or a sort, the KeyValues `range` built are encoded
-   * a chunk per turn.
+   * latest revision); with a revision filter or a sort, shaped on the index first (rangeShaped).
    */
   rangeEncoded(r: RangeRequest): Promise<EncodedRangeResponse> {
     // Not held: every part is bytes.
