@@ -8,7 +8,7 @@ import { etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { seededRandom } from "@etcd-ts/raft";
 import { apiHeader, apiKeyValue } from "./api-shapes.js";
 import { encodeKeyValue, keyValueFields } from "./kv-codec.js";
-import type { HeldPart } from "./range-reader.js";
+import type { HeldPart, RangeReadThreads } from "./range-reader.js";
 import { rangeRequest } from "./request-builders.js";
 import { encodeRangeResponse, rangeResponseParts } from "./response-codec.js";
 import { withStore } from "./store-fixture.js";
@@ -219,9 +219,19 @@ describe("a Range read on the threads while the store changes under it", () => {
         }
         const outcomes: string[] = [];
         // Turns of the event loop between the Range's start and the compaction's apply: from
-        // before its second index batch to after its end.
-        for (const [j, turns] of [0, 1, 4, 16, 64, 100_000].entries()) {
-          const r = rangeRequest({ key: "k", rangeEnd: "l", revision: ends[j]! });
+        // before its second index batch to after its end; plain, and shaped (sorted by mod
+        // revision, by value on a read thread).
+        for (const [j, [turns, extra]] of (
+          [
+            [0, {}],
+            [1, { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.VALUE }],
+            [4, {}],
+            [16, { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.MOD }],
+            [64, { sortOrder: SortOrder.ASCEND, sortTarget: SortTarget.VALUE }],
+            [100_000, {}],
+          ] as const
+        ).entries()) {
+          const r = rangeRequest({ key: "k", rangeEnd: "l", revision: ends[j]!, ...extra });
           const expected = encodeRangeResponse(await store.range(r));
           const reading = store.rangeEncoded(r).then(
             (got) => Buffer.concat(rangeResponseParts(got)),
@@ -247,6 +257,30 @@ describe("a Range read on the threads while the store changes under it", () => {
         // before the second batch fails the Range; one applied after its end does not.
         assert.equal(outcomes[0], "compacted");
         assert.equal(outcomes.at(-1), "answered");
+      },
+      { rangeBatchKeys: 16 },
+    ));
+
+  it("fails Compacted when a compaction takes a revision before a read thread sorts it by value", () =>
+    withStore(
+      async (store, kv) => {
+        for (let round = 0; round < 2; round++) {
+          for (let i = 0; i < 100; i++) await kv.put(name(i), `r${round}-${i}`, { lease: 0n });
+        }
+        const first = store.currentRev - 100;
+        const r = rangeRequest({ key: "k", rangeEnd: "l", revision: first, sortTarget: SortTarget.VALUE });
+        const threads = (store as unknown as { rangeThreads: RangeReadThreads }).rangeThreads;
+        const sortByValue = threads.sortByValue.bind(threads);
+        let sorted = 0;
+        threads.sortByValue = async (...args) => {
+          // The walk is done: a compaction now removes every revision it found.
+          await kv.compact(store.currentRev);
+          await store.compactionDone();
+          sorted++;
+          return sortByValue(...args);
+        };
+        await assert.rejects(store.rangeEncoded(r), (err) => isEtcdError(err, "Compacted"));
+        assert.equal(sorted, 1, "sorted on a read thread");
       },
       { rangeBatchKeys: 16 },
     ));
