@@ -14,8 +14,12 @@
 // (and gateway) per build, load the keys into each, then take turns round by round (the order
 // alternating), and end with each build's medians side by side. --etcd: a real etcd cluster
 // (ETCD_BINARY, default /usr/bin/etcd) takes its turn as one more build, without a gateway.
+// --order none|ascend|descend and --sort-by key|version|create|mod|value: the Range sorted as
+// etcdctl's flags of those names sort it (default: none, key: a plain full list); comma lists of
+// equal length are zipped into shapes, each round then takes every shape in turn.
 //   node bench/dist/profile/range-full.js [--keys 200000] [--rounds 2] [--main a.js[,b.js]] [--etcd]
 //     [--gateway G.js[,H.js]] [--prof DIR] [--timeline FILE] [--node-flags=--trace-gc] [--dir DIR]
+//     [--order descend] [--sort-by mod]
 import { writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
@@ -37,6 +41,8 @@ const { values: args } = parseArgs({
     gateway: { type: "string" },
     etcd: { type: "boolean", default: false },
     "no-direct": { type: "boolean", default: false },
+    order: { type: "string", default: "none" },
+    "sort-by": { type: "string", default: "key" },
   },
 });
 const keys = Number(args.keys);
@@ -56,6 +62,13 @@ const sources: { main: string | undefined; binary?: string; gatewayMain: string 
     : mains.map((main, i) => ({ main, gatewayMain: gatewayMains?.[i] }));
 if (args.etcd) sources.push({ main: undefined, binary: etcdBinary, gatewayMain: undefined });
 const paired = sources.length > 1;
+const orders = args.order.split(",");
+const targets = args["sort-by"].split(",");
+if (orders.length !== targets.length) throw new Error("--order and --sort-by need as many entries");
+/** The Range's sort order and target, as goload's flags take them. */
+const shapes = orders.map((order, i) => ({ order, target: targets[i]! }));
+const shapeName = (s: { order: string; target: string }) =>
+  s.order === "none" && s.target === "key" ? "plain" : `${s.order}-by-${s.target}`;
 /** A file name's part for build `i` (none with one build). */
 const tag = (i: number) => (paired ? `b${i}-` : "");
 const profFlags = (name: string) =>
@@ -88,11 +101,14 @@ function percentile(xs: number[], q: number): number | undefined {
 const summary: {
   build: string;
   path: string;
+  shape: string;
   s: number;
   p99: number;
   max: number;
   baseP99: number;
   ratio: number;
+  /** The leader's peak RSS in MiB over the round. */
+  leaderMiB: number;
   /** The gateway's peak RSS in MiB (through the gateway), else 0. */
   gatewayMiB: number;
   /** The gateway's CPU seconds over the round (through the gateway), else 0. */
@@ -100,7 +116,13 @@ const summary: {
 }[] = [];
 
 /** One Range over every key on `endpoint` (the leader, or the gateway) beside 100 puts/s. */
-async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", round: number): Promise<void> {
+async function rangeRound(
+  b: Build,
+  bi: number,
+  path: "direct" | "gateway",
+  round: number,
+  shape: { order: string; target: string },
+): Promise<void> {
   const { member: leader } = await b.cluster.agreedLeader();
   const pid = leader.child!.pid!;
   const before = rssKiB(pid) ?? 0;
@@ -121,6 +143,7 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
     [
       ...["-endpoints", endpoint, "-op", "range-full", "-clients", "1000", "-rate", "100"],
       ...["-baseline-ms", "4000", "-call-timeout-ms", "300000", "-range-key", "range-full-put"],
+      ...["-range-sort-order", shape.order, "-range-sort-target", shape.target],
       "-timeline",
     ],
     400_000,
@@ -132,12 +155,12 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
   const base = r.put_baseline_ms as { p50?: number; p99?: number };
   const bytes = r.range_bytes as number;
   const growthMiB = (peak - before) / 1024;
-  const label = `${paired ? `${b.name} ` : ""}${path} round ${round}`;
+  const label = `${paired ? `${b.name} ` : ""}${path}${shapes.length > 1 || shapeName(shape) !== "plain" ? ` ${shapeName(shape)}` : ""} round ${round}`;
   console.log(
     `${label}: ${((r.range_ms as number) / 1000).toFixed(2)} s, ${r.range_kvs} kvs ${(bytes / 1e6).toFixed(0)} MB; ` +
       `puts during p50/p99/max ${f1(during.p50)}/${f1(during.p99)}/${f1(during.max)} ms (n ${during.n}), ` +
       `baseline p50/p99 ${f1(base.p50)}/${f1(base.p99)} ms, p99 ratio ${f1((during.p99 ?? 0) / (base.p99 ?? 1))}; ` +
-      `leader RSS +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); ` +
+      `leader RSS peak ${(peak / 1024).toFixed(0)} MiB, +${growthMiB.toFixed(0)} MiB (${((growthMiB * 2 ** 20) / bytes).toFixed(2)}x); ` +
       `${gatewayPid === undefined ? "" : `gateway RSS peak ${(gatewayPeak / 1024).toFixed(0)} MiB, CPU ${gatewayCpu.toFixed(2)} s; `}load ${loadavg()[0]!.toFixed(1)}`,
   );
   // The puts by the Range's phase: built (until the response headers came, which go with the
@@ -156,11 +179,13 @@ async function rangeRound(b: Build, bi: number, path: "direct" | "gateway", roun
   summary.push({
     build: b.name,
     path,
+    shape: shapeName(shape),
     s: (r.range_ms as number) / 1000,
     p99: during.p99 ?? 0,
     max: during.max ?? 0,
     baseP99: base.p99 ?? 0,
     ratio: (during.p99 ?? 0) / (base.p99 ?? 1),
+    leaderMiB: peak / 1024,
     gatewayMiB: gatewayPeak / 1024,
     gatewayCpu,
   });
@@ -228,28 +253,31 @@ try {
     // Builds take turns, the first going first in odd rounds and last in even ones.
     const order = builds.map((b, i) => ({ b, i }));
     if (round % 2 === 0) order.reverse();
-    for (const { b, i } of order) {
-      if (!args["no-direct"]) await rangeRound(b, i, "direct", round);
-      if (b.gateway !== undefined) await rangeRound(b, i, "gateway", round);
+    for (const shape of shapes) {
+      for (const { b, i } of order) {
+        if (!args["no-direct"]) await rangeRound(b, i, "direct", round, shape);
+        if (b.gateway !== undefined) await rangeRound(b, i, "gateway", round, shape);
+      }
     }
   }
   const col = (xs: typeof summary, pick: (x: (typeof summary)[number]) => number) =>
     xs.map((x) => pick(x).toFixed(1)).join(" / ");
-  for (const b of builds) {
-    for (const path of ["direct", "gateway"]) {
-      const xs = summary.filter((x) => x.build === b.name && x.path === path);
-      if (xs.length === 0) continue;
-      const median = (pick: (x: (typeof summary)[number]) => number) => f1(percentile(xs.map(pick), 50));
-      console.log(
-        `${b.name ? `${b.name} ` : ""}${path}: time ${col(xs, (x) => x.s)} s (median ${median((x) => x.s)}); ` +
-          `puts p99 ${col(xs, (x) => x.p99)} ms (median ${median((x) => x.p99)}), max ${col(xs, (x) => x.max)} ms; ` +
-          `baseline p99 ${col(xs, (x) => x.baseP99)} ms; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})` +
-          (path === "gateway"
-            ? `; gateway RSS peak ${col(xs, (x) => x.gatewayMiB)} MiB, CPU ${col(xs, (x) => x.gatewayCpu)} s (median ${median((x) => x.gatewayCpu)})`
-            : ""),
-      );
+  for (const shape of shapes.map(shapeName))
+    for (const b of builds) {
+      for (const path of ["direct", "gateway"]) {
+        const xs = summary.filter((x) => x.build === b.name && x.path === path && x.shape === shape);
+        if (xs.length === 0) continue;
+        const median = (pick: (x: (typeof summary)[number]) => number) => f1(percentile(xs.map(pick), 50));
+        console.log(
+          `${b.name ? `${b.name} ` : ""}${path}${shapes.length > 1 || shape !== "plain" ? ` ${shape}` : ""}: time ${col(xs, (x) => x.s)} s (median ${median((x) => x.s)}); ` +
+            `puts p99 ${col(xs, (x) => x.p99)} ms (median ${median((x) => x.p99)}), max ${col(xs, (x) => x.max)} ms; ` +
+            `baseline p99 ${col(xs, (x) => x.baseP99)} ms; leader RSS peak ${col(xs, (x) => x.leaderMiB)} MiB; p99 ratio ${col(xs, (x) => x.ratio)} (median ${median((x) => x.ratio)})` +
+            (path === "gateway"
+              ? `; gateway RSS peak ${col(xs, (x) => x.gatewayMiB)} MiB, CPU ${col(xs, (x) => x.gatewayCpu)} s (median ${median((x) => x.gatewayCpu)})`
+              : ""),
+        );
+      }
     }
-  }
 } finally {
   // SIGTERM, not close()'s SIGKILL: a member writes its CPU profile as it exits.
   for (const [i, { cluster, gateway }] of builds.entries()) {

@@ -8,7 +8,7 @@ import { etcdserverpb, isEtcdError } from "@etcd-ts/api";
 import { seededRandom } from "@etcd-ts/raft";
 import { apiHeader, apiKeyValue } from "./api-shapes.js";
 import { encodeKeyValue, keyValueFields } from "./kv-codec.js";
-import type { HeldPart } from "./range-reader.js";
+import type { HeldPart, RangeReadThreads } from "./range-reader.js";
 import { rangeRequest } from "./request-builders.js";
 import { encodeRangeResponse, rangeResponseParts } from "./response-codec.js";
 import { withStore } from "./store-fixture.js";
@@ -105,7 +105,38 @@ describe("MvccStore.rangeEncoded", () => {
     { minModRevision: 20 },
     { maxModRevision: 30, limit: 2 },
     { minCreateRevision: 10, maxCreateRevision: 50 },
+    { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.KEY, limit: 3 },
+    { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.MOD, keysOnly: true },
+    { sortOrder: SortOrder.ASCEND, sortTarget: SortTarget.CREATE, revision: 60 },
+    { sortOrder: SortOrder.NONE, sortTarget: SortTarget.VERSION, limit: 4 },
+    { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.VERSION, minModRevision: 30, revision: 90 },
+    { countOnly: true, sortOrder: SortOrder.DESCEND, minModRevision: 50 },
   ];
+
+  /** A random Range shape: every sort order and target, revision filters, limits, old revisions. */
+  function randomShape(rand: () => number, currentRev: number): Partial<RangeRequest> {
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
+    const revision = () => 1 + Math.floor(rand() * currentRev);
+    const shape: Partial<RangeRequest> = {
+      sortOrder: pick([SortOrder.NONE, SortOrder.ASCEND, SortOrder.DESCEND]),
+      sortTarget: pick([
+        SortTarget.KEY,
+        SortTarget.CREATE,
+        SortTarget.MOD,
+        SortTarget.VERSION,
+        SortTarget.VALUE,
+      ]),
+    };
+    if (rand() < 0.4) shape.limit = 1 + Math.floor(rand() * 12);
+    if (rand() < 0.3) shape.revision = revision();
+    if (rand() < 0.25) shape.minModRevision = revision();
+    if (rand() < 0.25) shape.maxModRevision = revision();
+    if (rand() < 0.25) shape.minCreateRevision = revision();
+    if (rand() < 0.25) shape.maxCreateRevision = revision();
+    if (rand() < 0.2) shape.keysOnly = true;
+    else if (rand() < 0.05) shape.countOnly = true;
+    return shape;
+  }
 
   // rangeReadThread: answers of more than one index batch read on worker threads (the
   // default), or on libuv's pool.
@@ -140,8 +171,24 @@ describe("MvccStore.rangeEncoded", () => {
               assert.deepEqual(got, expected, JSON.stringify({ ...bounds, ...extra }));
             }
           }
+          // Random shapes over keys deleted and recreated (versions and create revisions differ
+          // from mod revisions), at the current and at old revisions.
+          for (let i = 0; i < 150; i++) {
+            const bounds = rand() < 0.8 ? { key: "k", rangeEnd: "l" } : { key: "k2", rangeEnd: "k4" };
+            const extra = randomShape(rand, store.currentRev);
+            const r = rangeRequest({ ...bounds, ...extra });
+            const expected = encodeRangeResponse(await store.range(r));
+            const got = Buffer.concat(rangeResponseParts(await store.rangeEncoded(r)));
+            assert.deepEqual(got, expected, JSON.stringify({ ...bounds, ...extra }));
+          }
           await kv.compact(30);
           await store.compactionDone();
+          await assert.rejects(
+            store.rangeEncoded(
+              rangeRequest({ key: "k", rangeEnd: "l", revision: 20, sortOrder: SortOrder.DESCEND }),
+            ),
+            (err) => isEtcdError(err, "Compacted"),
+          );
           await assert.rejects(
             store.rangeEncoded(rangeRequest({ key: "k", rangeEnd: "l", revision: 20 })),
             (err) => isEtcdError(err, "Compacted"),
@@ -172,9 +219,19 @@ describe("a Range read on the threads while the store changes under it", () => {
         }
         const outcomes: string[] = [];
         // Turns of the event loop between the Range's start and the compaction's apply: from
-        // before its second index batch to after its end.
-        for (const [j, turns] of [0, 1, 4, 16, 64, 100_000].entries()) {
-          const r = rangeRequest({ key: "k", rangeEnd: "l", revision: ends[j]! });
+        // before its second index batch to after its end; plain, and shaped (sorted by mod
+        // revision, by value on a read thread).
+        for (const [j, [turns, extra]] of (
+          [
+            [0, {}],
+            [1, { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.VALUE }],
+            [4, {}],
+            [16, { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.MOD }],
+            [64, { sortOrder: SortOrder.ASCEND, sortTarget: SortTarget.VALUE }],
+            [100_000, {}],
+          ] as const
+        ).entries()) {
+          const r = rangeRequest({ key: "k", rangeEnd: "l", revision: ends[j]!, ...extra });
           const expected = encodeRangeResponse(await store.range(r));
           const reading = store.rangeEncoded(r).then(
             (got) => Buffer.concat(rangeResponseParts(got)),
@@ -200,6 +257,72 @@ describe("a Range read on the threads while the store changes under it", () => {
         // before the second batch fails the Range; one applied after its end does not.
         assert.equal(outcomes[0], "compacted");
         assert.equal(outcomes.at(-1), "answered");
+      },
+      { rangeBatchKeys: 16 },
+    ));
+
+  it("fails Compacted when a compaction takes a revision before a read thread sorts it by value", () =>
+    withStore(
+      async (store, kv) => {
+        for (let round = 0; round < 2; round++) {
+          for (let i = 0; i < 100; i++) await kv.put(name(i), `r${round}-${i}`, { lease: 0n });
+        }
+        const first = store.currentRev - 100;
+        const r = rangeRequest({ key: "k", rangeEnd: "l", revision: first, sortTarget: SortTarget.VALUE });
+        const threads = (store as unknown as { rangeThreads: RangeReadThreads }).rangeThreads;
+        const sortByValue = threads.sortByValue.bind(threads);
+        let sorted = 0;
+        threads.sortByValue = async (...args) => {
+          // The walk is done: a compaction now removes every revision it found.
+          await kv.compact(store.currentRev);
+          await store.compactionDone();
+          sorted++;
+          return sortByValue(...args);
+        };
+        await assert.rejects(store.rangeEncoded(r), (err) => isEtcdError(err, "Compacted"));
+        assert.equal(sorted, 1, "sorted on a read thread");
+      },
+      { rangeBatchKeys: 16 },
+    ));
+
+  it("walks the index a batch of keys per turn when sorted or filtered, not the whole range in one", () =>
+    withStore(
+      async (store, kv) => {
+        for (let i = 0; i < keys; i++) await kv.put(name(i), `v${i}`, { lease: 0n });
+        for (let i = 0; i < keys; i += 3) await kv.put(name(i), `again${i}`, { lease: 0n });
+        // Keys the index visits between two turns of other work (every walk goes through `walk`).
+        const index = (store as unknown as { index: { walk: (b: unknown, v: Visit) => void } }).index;
+        type Visit = (leaf: unknown, i: number) => boolean | undefined;
+        const walk = index.walk.bind(index);
+        let visited = 0;
+        let most = 0;
+        index.walk = (b, visit) =>
+          walk(b, (leaf, i) => {
+            most = Math.max(most, ++visited);
+            return visit(leaf, i);
+          });
+        for (const extra of [
+          { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.KEY },
+          { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.MOD },
+          { sortOrder: SortOrder.ASCEND, sortTarget: SortTarget.VERSION, keysOnly: true },
+          { sortOrder: SortOrder.DESCEND, sortTarget: SortTarget.VALUE },
+          { minModRevision: keys / 2 },
+        ]) {
+          const r = rangeRequest({ key: "k", rangeEnd: "l", ...extra });
+          const expected = encodeRangeResponse(await store.range(r));
+          let done = false;
+          const tick = () => {
+            visited = 0;
+            if (!done) setImmediate(tick);
+          };
+          tick();
+          most = 0;
+          const got = await store.rangeEncoded(r);
+          done = true;
+          assert.deepEqual(Buffer.concat(rangeResponseParts(got)), expected, JSON.stringify(extra));
+          // A batch is 16 keys (and the one that ends it); built whole, the answer walked 2,000.
+          assert.ok(most <= 4 * 16, `${JSON.stringify(extra)}: ${most} keys walked in one turn`);
+        }
       },
       { rangeBatchKeys: 16 },
     ));

@@ -47,8 +47,21 @@ export interface RangeAttachRequest {
   handle: bigint;
 }
 
+/**
+ * Order the revisions `keys` (REVISION_KEY_LENGTH bytes each, in key order) by their stored
+ * values, answered with `order` under the id `sort`: a Range sorted by value, its reads and
+ * comparisons off the member's thread.
+ */
+export interface RangeSortRequest {
+  sort: number;
+  handle: bigint;
+  keys: Uint8Array;
+  descend: boolean;
+}
+
 export type RangeThreadRequest =
   | RangeReadRequest
+  | RangeSortRequest
   | RangeAttachRequest
   | RangeTakeRequest
   | RangeDropRequest
@@ -62,6 +75,8 @@ export type RangeReadReply =
   | { id: number; synced: true }
   /** A RangeAttachRequest's database is attached. */
   | { id: number; attached: true }
+  /** A RangeSortRequest's positions, by value (equal values by position). */
+  | { id: number; order: Uint32Array }
   /** The chunk is held on the thread under the request's id: its length in bytes. */
   | { id: number; held: number }
   /** The first revision with no stored value (compacted meanwhile, or a fault). */

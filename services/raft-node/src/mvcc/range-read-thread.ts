@@ -3,7 +3,7 @@
 // the answer's consecutive field-2 (kvs) occurrences in one buffer, handed back by transfer.
 // On the member's thread each value read was a Buffer of its own (the binding makes one per
 // value), then copied into the answer: a million of each for a full list, and their garbage.
-// It imports only the codec and RocksDB's reader (its RSS is the member's).
+// It imports only the codec, range-shaping's sort and RocksDB's reader (its RSS is the member's).
 // A held chunk (`hold`) stays here until the member takes it to send it: every ArrayBuffer the
 // member's isolate receives counts as its external memory, and past 64 MiB more of it than after
 // its last full GC, V8 starts incremental marking and then runs a 5-10 ms marking step on the
@@ -16,9 +16,11 @@ import type {
   RangeAttachRequest,
   RangeReadReply,
   RangeReadRequest,
+  RangeSortRequest,
   RangeSyncRequest,
   RangeThreadRequest,
 } from "./range-read-protocol.js";
+import { StoredChunks, sortPositions } from "./range-shaping.js";
 import { mainOfKey, REVISION_KEY_LENGTH, subOfKey } from "./revision.js";
 import { AttachedReader } from "./rocks-backend.js";
 import { lowerThreadPriority } from "./thread-module.js";
@@ -61,6 +63,10 @@ port.on("message", (request: RangeThreadRequest) => {
     queue = queue.then(() => attach(request));
     return;
   }
+  if ("sort" in request) {
+    queue = queue.then(() => sortByValue(request));
+    return;
+  }
   queue = queue.then(() => serve(request));
 });
 
@@ -92,6 +98,45 @@ async function attach(request: RangeAttachRequest): Promise<void> {
     reply = { id: request.attach, error: err instanceof Error ? err.message : String(err) };
   }
   port.postMessage(reply);
+}
+
+/** Values read per getManySync of a sort (its KeyValues kept as StoredChunks). */
+const SORT_READ_CHUNK = 1024;
+
+async function sortByValue(request: RangeSortRequest): Promise<void> {
+  let reply: RangeReadReply;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const reader = await readerOf(request.handle);
+    const packed = Buffer.from(request.keys.buffer, request.keys.byteOffset, request.keys.byteLength);
+    const n = packed.length / REVISION_KEY_LENGTH;
+    const stored = new StoredChunks(n, SORT_READ_CHUNK);
+    let missing: Buffer | undefined;
+    for (let from = 0; from < n && missing === undefined; from += SORT_READ_CHUNK) {
+      const keys: Buffer[] = [];
+      for (let i = from; i < Math.min(n, from + SORT_READ_CHUNK); i++) {
+        keys.push(packed.subarray(i * REVISION_KEY_LENGTH, (i + 1) * REVISION_KEY_LENGTH));
+      }
+      const values = reader.getManySync(keys);
+      const at = values.indexOf(undefined);
+      if (at >= 0) missing = keys[at];
+      else stored.add(values as Buffer[]);
+    }
+    if (missing !== undefined) {
+      reply = { id: request.sort, missing: true, main: mainOfKey(missing), sub: subOfKey(missing) };
+    } else {
+      // No loop to share here: the sort runs through in one go.
+      const sorting = sortPositions(n, (a, b) => stored.compareValues(a, b), request.descend, n);
+      let step = sorting.next();
+      while (!step.done) step = sorting.next();
+      reply = { id: request.sort, order: step.value };
+      transfer = [step.value.buffer as ArrayBuffer];
+    }
+  } catch (err) {
+    if (attached?.handle === request.handle) attached = undefined;
+    reply = { id: request.sort, error: err instanceof Error ? err.message : String(err) };
+  }
+  port.postMessage(reply, transfer);
 }
 
 async function serve(request: RangeReadRequest): Promise<void> {

@@ -21,7 +21,9 @@ const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 6
 /** A chunk's answer bytes (or, held, where they are), or the first revision with no stored value. */
 export type ChunkRead = { part: Buffer } | { held: HeldPart } | { missing: { main: number; sub: number } };
 /** What a worker answers: a read's chunk, or that a sync or an attach is done. */
-type ThreadAnswer = ChunkRead | { synced: true } | { attached: true };
+/** A sort by value's positions, or the first revision found missing. */
+export type SortRead = { order: Uint32Array } | { missing: { main: number; sub: number } };
+type ThreadAnswer = ChunkRead | SortRead | { synced: true } | { attached: true };
 
 /**
  * A chunk of an answer held by the read thread that wrote it (range-read-thread.ts says why),
@@ -115,6 +117,21 @@ export class RangeReadThreads {
     const request: RangeReadRequest = { id, handle, keys, keysOnly, hold };
     const answer = this.await<ChunkRead>(worker, id);
     worker.postMessage(request, [keys.buffer as ArrayBuffer]);
+    return answer;
+  }
+
+  /**
+   * The positions of the revisions `keys` (written one after another, in key order, into memory
+   * of their own: it moves to the worker) ordered by their stored values, ascending or
+   * descending, equal values by position: read and compared on a worker. The caller keeps the
+   * database open until this settles. Other reads sent to that worker meanwhile wait for it.
+   */
+  sortByValue(handle: bigint, keys: Buffer, descend: boolean): Promise<SortRead> {
+    if (this.closed) return Promise.reject(new Error("mvcc: store closed"));
+    const worker = this.next();
+    const id = this.nextId++;
+    const answer = this.await<SortRead>(worker, id);
+    worker.postMessage({ sort: id, handle, keys, descend }, [keys.buffer as ArrayBuffer]);
     return answer;
   }
 
@@ -247,6 +264,7 @@ export class RangeReadThreads {
       this.held++;
       waiter.resolve({ held: new HeldPart(reply.held, this, waiter.worker, reply.id) });
     } else if ("missing" in reply) waiter.resolve({ missing: { main: reply.main, sub: reply.sub } });
+    else if ("order" in reply) waiter.resolve({ order: reply.order });
     else if ("synced" in reply) waiter.resolve({ synced: true });
     else if ("attached" in reply) waiter.resolve({ attached: true });
     else waiter.reject(new Error(`mvcc: range read thread: ${reply.error}`));

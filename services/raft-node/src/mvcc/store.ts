@@ -52,9 +52,24 @@ import {
   withoutValue,
 } from "./kv-codec.js";
 import { type ChunkRead, HeldPart, RangeReadThreads } from "./range-reader.js";
-import { indexLimit, inIndexOrder, shapeRange } from "./range-shaping.js";
+import {
+  indexLimit,
+  inIndexOrder,
+  passesRevisionFilters,
+  StoredChunks,
+  shapeRange,
+  sortOrderOf,
+  sortPositions,
+} from "./range-shaping.js";
 import type { EncodedRangeResponse } from "./response-codec.js";
-import { isTombstoneKey, mainOfKey, REVISION_KEY_LENGTH, revisionKey, subOfKey } from "./revision.js";
+import {
+  isTombstoneKey,
+  mainOfKey,
+  REVISION_KEY_LENGTH,
+  revisionKey,
+  subOfKey,
+  writeRevisionKey,
+} from "./revision.js";
 import {
   type ColumnHandle,
   DEFAULT_TUNING,
@@ -83,7 +98,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from "./types.js";
-import { AlarmAction, AlarmType, EventType, SortTarget } from "./types.js";
+import { AlarmAction, AlarmType, EventType, SortOrder, SortTarget } from "./types.js";
 import {
   type ApplyTarget,
   applyPut,
@@ -1012,8 +1027,7 @@ export class MvccStore implements ApplyTarget {
    * values come from RocksDB a chunk at a time off the loop and, in index order (no filter or
    * sort), go into the answer as stored (stored revisions are encodeKeyValue's bytes, which
    * are the answer's), with no KeyValue object for them (keys_only: from the index for a key's
-   * latest revision); with a revision filter or a sort, the KeyValues `range` built are encoded
-   * a chunk per turn.
+   * latest revision); with a revision filter or a sort, shaped on the index first (rangeShaped).
    */
   rangeEncoded(r: RangeRequest): Promise<EncodedRangeResponse> {
     // Not held: every part is bytes.
@@ -1031,15 +1045,9 @@ export class MvccStore implements ApplyTarget {
   }
 
   private async rangeParts(r: RangeRequest, hold: boolean): Promise<EncodedRangeResponse<Buffer | HeldPart>> {
-    if (!inIndexOrder(r)) {
-      const res = await this.range(r);
-      const kvParts: Buffer[] = [];
-      for (let i = 0; i < res.kvs.length; i += ENCODE_CHUNK) {
-        if (i > 0) await yieldToEventLoop();
-        kvParts.push(keyValueFields(2, res.kvs.slice(i, i + ENCODE_CHUNK).map(encodeKeyValue)));
-      }
-      return { header: res.header, kvParts, more: res.more, count: res.count };
-    }
+    // count_only: the plain walk below counts as etcd does (the filters and the sort do not
+    // change the count).
+    if (!inIndexOrder(r) && !r.countOnly) return this.rangeShaped(r, hold);
     if (this.exclusive !== undefined) await this.passExclusive();
     const { curRev, rev, bounds } = this.startRange(r);
     // count_only: the same walk, no KeyValue taken, `more` false as in etcd.
@@ -1054,8 +1062,14 @@ export class MvccStore implements ApplyTarget {
             hits.map((h) => encodeKeyValue(keyValueFromIndex(h))),
           )
         : r.keysOnly
-          ? keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev).map(withoutValue))
-          : keyValueFields(2, storedOrFail(values, hits, rev, this.compactMainRev));
+          ? keyValueFields(
+              2,
+              storedOrFail(values, (i) => hits[i]!, rev, this.compactMainRev).map(withoutValue),
+            )
+          : keyValueFields(
+              2,
+              storedOrFail(values, (i) => hits[i]!, rev, this.compactMainRev),
+            );
     const first = this.index.revisionsBatch(bounds, rev, undefined, this.rangeBatchKeys);
     if (first.done && Math.min(first.hits.length, limit) <= this.syncReadMaxKeys) {
       const hits = first.hits.slice(0, limit);
@@ -1081,12 +1095,7 @@ export class MvccStore implements ApplyTarget {
     // Answers of more than one index batch only: a worker's start (tens of milliseconds after
     // it was idle) would cost a mid-sized Range more than its reads on libuv's pool.
     const threads = first.done ? undefined : this.rangeThreads;
-    const threadPart = (got: ChunkRead): Buffer => {
-      if ("part" in got) return got.part;
-      if ("held" in got) throw new Error("mvcc: a range chunk held that was not asked to be");
-      if (rev < this.compactMainRev) throw new EtcdError("Compacted");
-      throw notInRocksDb(got.missing);
-    };
+    const threadPart = (got: ChunkRead): Buffer => this.threadPart(got, rev);
     if (threads !== undefined && !r.keysOnly) {
       return this.reading(() =>
         this.rangeOnThreads(threads, handle, bounds, rev, limit, first, threadPart, hold).then((got) => ({
@@ -1137,6 +1146,236 @@ export class MvccStore implements ApplyTarget {
       for (const read of ahead) kvParts.push(await read);
       return { header: header(curRev), kvParts, more: moreThan(total), count: total };
     });
+  }
+
+  /** A read thread's chunk of an answer at `rev`, or why it has none. */
+  private threadPart(got: ChunkRead, rev: number): Buffer {
+    if ("part" in got) return got.part;
+    if ("held" in got) throw new Error("mvcc: a range chunk held that was not asked to be");
+    if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+    throw notInRocksDb(got.missing);
+  }
+
+  /**
+   * rangeParts for a Range with a revision filter, or sorted by key (descending), create or mod
+   * revision or version: shaped on the key index, which knows each visible revision's mod and
+   * create revisions and version (as etcd's keyIndex does), so no value is read before the
+   * answer's order is known. The index is walked a batch of keys per turn of the event loop,
+   * the hits kept as numbers (no object per key), sorted in slices (sortPositions), then the
+   * values read and encoded in that order a chunk at a time, on the read threads for a large
+   * answer, as a plain Range's are: no step holds the loop for the whole answer. The same
+   * answer as `range` (shapeRange over KeyValues; range-encoding.test.ts compares them).
+   * As in the plain walk, the revisions visible at `rev` stay readable across the awaits
+   * unless a compaction passes `rev` (then Compacted, checked per batch and per missing value).
+   */
+  private async rangeShaped(
+    r: RangeRequest,
+    hold: boolean,
+  ): Promise<EncodedRangeResponse<Buffer | HeldPart>> {
+    if (this.exclusive !== undefined) await this.passExclusive();
+    const { curRev, rev, bounds } = this.startRange(r);
+    const order = sortOrderOf(r);
+    const target = r.sortTarget;
+    // Everything when filtered or sorted afterwards, else one past the limit (etcd's
+    // executeRange; a non-key target with no order sorts just those).
+    const keep = indexLimit(r) > 0 ? indexLimit(r) : Number.POSITIVE_INFINITY;
+    const mains: number[] = [];
+    const subs: number[] = [];
+    const sortBy: number[] = [];
+    // etcd counts every revision visible at `rev` in range, before the filters and the limit.
+    let total = 0;
+    const each = (main: number, sub: number, created: number, version: number) => {
+      total++;
+      if (mains.length >= keep || !passesRevisionFilters(r, main, created)) return;
+      mains.push(main);
+      subs.push(sub);
+      if (target === SortTarget.MOD) sortBy.push(main);
+      else if (target === SortTarget.CREATE) sortBy.push(created);
+      else if (target === SortTarget.VERSION) sortBy.push(version);
+    };
+    const handle = this.db.handle;
+    return this.reading(async () => {
+      let last: string | undefined;
+      for (;;) {
+        const batch = this.index.revisionsEach(bounds, rev, last, this.rangeBatchKeys, each);
+        if (batch.done) break;
+        last = batch.last;
+        await yieldToEventLoop();
+        // A compaction past the read revision meanwhile took revisions the rest would show.
+        if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+      }
+      const n = mains.length;
+      // Sorted by value: the values are needed before the order is known. A large answer is
+      // read and sorted on a read thread (only its positions come back); else the values are
+      // read a chunk per turn on libuv's pool, kept as stored until encoded, and sorted here.
+      const threads = n > this.rangeBatchKeys ? this.rangeThreads : undefined;
+      const byValueThere = target === SortTarget.VALUE && threads !== undefined;
+      const stored =
+        target === SortTarget.VALUE && !byValueThere ? await this.readStored(rev, mains, subs) : undefined;
+      let at: (i: number) => number = (i) => i;
+      if (order === SortOrder.DESCEND && target === SortTarget.KEY) at = (i) => n - 1 - i;
+      else if (byValueThere) {
+        const keys = Buffer.allocUnsafeSlow(n * REVISION_KEY_LENGTH);
+        for (let from = 0; from < n; from += ASYNC_READ_CHUNK) {
+          if (from > 0) await yieldToEventLoop();
+          for (let i = from; i < Math.min(n, from + ASYNC_READ_CHUNK); i++) {
+            writeRevisionKey(keys, i * REVISION_KEY_LENGTH, mains[i]!, subs[i]!);
+          }
+        }
+        const got = await threads.sortByValue(handle, keys, order === SortOrder.DESCEND);
+        if ("missing" in got) {
+          if (rev < this.compactMainRev) throw new EtcdError("Compacted");
+          throw notInRocksDb(got.missing);
+        }
+        const positions = got.order;
+        at = (i) => positions[i]!;
+      } else if (order !== SortOrder.NONE) {
+        let compare = (a: number, b: number) => sortBy[a]! - sortBy[b]!;
+        if (stored !== undefined) compare = (a, b) => stored.compareValues(a, b);
+        // A slice's comparisons cost about as much as walking a batch of keys (~0.1-0.3 ms):
+        // numbers compare in a few ns, values through Buffer#compare in ~0.3-0.5 us.
+        const slice = this.rangeBatchKeys * (stored === undefined ? 8 : 1);
+        const sorting = sortPositions(n, compare, order === SortOrder.DESCEND, slice);
+        let step = sorting.next();
+        while (!step.done) {
+          await yieldToEventLoop();
+          step = sorting.next();
+        }
+        const positions = step.value;
+        at = (i) => positions[i]!;
+      }
+      const out = r.limit > 0 ? Math.min(n, r.limit) : n;
+      const more = r.limit > 0 && n > r.limit;
+      if (stored !== undefined) {
+        const kvParts: Buffer[] = [];
+        for (let from = 0; from < out; from += ENCODE_CHUNK) {
+          if (from > 0) await yieldToEventLoop();
+          const chunk: Buffer[] = [];
+          for (let i = from; i < Math.min(out, from + ENCODE_CHUNK); i++) {
+            const kv = stored.kv(at(i));
+            chunk.push(r.keysOnly ? withoutValue(kv) : kv);
+          }
+          kvParts.push(keyValueFields(2, chunk));
+        }
+        return { header: header(curRev), kvParts, more, count: total };
+      }
+      const kvParts = await this.readInOrder(handle, rev, out, r.keysOnly, hold, (from, keys) => {
+        const count = keys.length / REVISION_KEY_LENGTH;
+        for (let i = 0; i < count; i++) {
+          const p = at(from + i);
+          writeRevisionKey(keys, i * REVISION_KEY_LENGTH, mains[p]!, subs[p]!);
+        }
+      });
+      return { header: header(curRev), kvParts, more, count: total };
+    });
+  }
+
+  /**
+   * The stored KeyValues of the revisions (mains[i], subs[i]), read a chunk at a time on libuv's
+   * pool (one chunk read ahead), for an answer sorted by value. The caller holds `readers`.
+   */
+  private async readStored(
+    rev: number,
+    mains: readonly number[],
+    subs: readonly number[],
+  ): Promise<StoredChunks> {
+    const stored = new StoredChunks(mains.length, ASYNC_READ_CHUNK);
+    const chunk = async (from: number) => {
+      const to = Math.min(mains.length, from + ASYNC_READ_CHUNK);
+      const keys: Buffer[] = [];
+      for (let i = from; i < to; i++) keys.push(revisionKey(mains[i]!, subs[i]!));
+      const found = await this.db.getMany(keys);
+      return storedOrFail(
+        found,
+        (i) => ({ main: mains[from + i]!, sub: subs[from + i]! }),
+        rev,
+        this.compactMainRev,
+      );
+    };
+    let next = mains.length > 0 ? chunk(0) : undefined;
+    for (let from = 0; next !== undefined; from += ASYNC_READ_CHUNK) {
+      const reading = next;
+      // A read ahead whose answer is never awaited (this one failed) must not become an
+      // unhandled rejection.
+      next = from + ASYNC_READ_CHUNK < mains.length ? chunk(from + ASYNC_READ_CHUNK) : undefined;
+      next?.catch(() => {});
+      stored.add(await reading);
+    }
+    return stored;
+  }
+
+  /**
+   * The stored KeyValues of `n` revisions in the order `write` gives them (writing revisions
+   * from..from+count into `keys`), as RangeResponse field-2 chunks: a small answer read on
+   * this thread, a larger one a chunk at a time on the read threads (answers taken in order,
+   * `threads.count + 1` in flight) or libuv's pool. The caller holds `readers`.
+   */
+  private async readInOrder(
+    handle: bigint,
+    rev: number,
+    n: number,
+    keysOnly: boolean,
+    hold: boolean,
+    write: (from: number, keys: Buffer) => void,
+  ): Promise<(Buffer | HeldPart)[]> {
+    const keysOf = (from: number, to: number) => {
+      // Its own memory: it moves to a read thread (readKeys).
+      const keys = Buffer.allocUnsafeSlow((to - from) * REVISION_KEY_LENGTH);
+      write(from, keys);
+      return keys;
+    };
+    const split = (keys: Buffer) =>
+      Array.from({ length: keys.length / REVISION_KEY_LENGTH }, (_, i) =>
+        keys.subarray(i * REVISION_KEY_LENGTH, (i + 1) * REVISION_KEY_LENGTH),
+      );
+    const encodeStored = (values: readonly (Buffer | undefined)[], keys: Buffer[]) => {
+      const stored = storedOrFail(
+        values,
+        (i) => ({ main: mainOfKey(keys[i]!), sub: subOfKey(keys[i]!) }),
+        rev,
+        this.compactMainRev,
+      );
+      return keyValueFields(2, keysOnly ? stored.map(withoutValue) : stored);
+    };
+    if (n === 0) return [];
+    if (n <= this.syncReadMaxKeys) {
+      const keys = split(keysOf(0, n));
+      return [encodeStored(this.db.getManySync(keys), keys)];
+    }
+    // As the plain walk: a worker's start would cost a mid-sized answer more than its reads.
+    const threads = n > this.rangeBatchKeys ? this.rangeThreads : undefined;
+    const depth = threads === undefined ? 2 : threads.count + 1;
+    const kvParts: (Buffer | HeldPart)[] = [];
+    const ahead: Promise<Buffer | HeldPart>[] = [];
+    try {
+      for (let from = 0; from < n; from += ASYNC_READ_CHUNK) {
+        const packed = keysOf(from, Math.min(n, from + ASYNC_READ_CHUNK));
+        let part: Promise<Buffer | HeldPart>;
+        if (threads !== undefined) {
+          part = threads
+            .readKeys(handle, packed, keysOnly, hold)
+            .then((got) => ("held" in got ? got.held : this.threadPart(got, rev)));
+        } else {
+          const keys = split(packed);
+          part = this.db.getMany(keys).then((values) => encodeStored(values, keys));
+        }
+        // A read ahead whose answer is never awaited (the Range failed first) must not become
+        // an unhandled rejection; awaiting it still throws.
+        part.catch(() => {});
+        ahead.push(part);
+        if (ahead.length >= depth) kvParts.push(await ahead.shift()!);
+      }
+      while (ahead.length > 0) kvParts.push(await ahead.shift()!);
+      return kvParts;
+    } catch (err) {
+      // The chunks held so far are nobody's now.
+      const drop = (p: Buffer | HeldPart) => {
+        if (p instanceof HeldPart) p.drop();
+      };
+      for (const p of kvParts) drop(p);
+      for (const p of ahead) p.then(drop, () => {});
+      throw err;
+    }
   }
 
   /**
@@ -1920,7 +2159,7 @@ function deleteKeys(txn: WriteTxn, index: TreeIndex, keys: Buffer[]): DeleteKeys
 /** The stored bytes of `hits`, as decodeOrFail checks them (Compacted if a compaction removed one). */
 function storedOrFail(
   values: readonly (Buffer | undefined)[],
-  hits: readonly RangeHit[],
+  revisionAt: (i: number) => { main: number; sub: number },
   rev: number,
   compactMainRev: number,
 ): Buffer[] {
@@ -1929,7 +2168,7 @@ function storedOrFail(
     const value = values[i];
     if (value === undefined) {
       if (rev < compactMainRev) throw new EtcdError("Compacted");
-      throw notInRocksDb(hits[i]!);
+      throw notInRocksDb(revisionAt(i));
     }
     out[i] = value;
   }

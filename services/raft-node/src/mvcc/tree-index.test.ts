@@ -105,6 +105,21 @@ function assertSame(
       want,
       `revisions ${JSON.stringify(bounds)} at ${atRev}`,
     );
+    // revisionsEach a batch at a time gives the same revisions, as numbers.
+    const each: KeyRevision[] = [];
+    const batch = 1 + Math.floor(rand() * 40);
+    for (let after: string | undefined, done = false; !done; ) {
+      const got = index.revisionsEach(bounds, atRev, after, batch, (main, sub, created, version) =>
+        each.push({ main, sub, created, version }),
+      );
+      after = got.last;
+      done = got.done;
+    }
+    assert.deepEqual(
+      each,
+      expected.map((e) => e.rev),
+      `revisionsEach ${JSON.stringify(bounds)} at ${atRev} by ${batch}`,
+    );
     assert.equal(index.count(bounds, atRev), expected.length, "count");
     assert.deepEqual(
       index.liveKeys(bounds).map((ki) => ki.key),

@@ -643,6 +643,44 @@ export class TreeIndex {
     return { hits, written, last, done: visited < maxKeys || bounds.end === undefined };
   }
 
+  /**
+   * As revisionsBatch, handing each visible revision's numbers to `each` rather than making an
+   * object (and a KeyIndex view) per key: a sorted or filtered Range walks every key in bounds
+   * before it reads a value, a million of them for a full list.
+   */
+  revisionsEach(
+    bounds: KeyBounds,
+    atRev: number,
+    after: string | undefined,
+    maxKeys: number,
+    each: (main: number, sub: number, created: number, version: number) => void,
+  ): { last: string | undefined; done: boolean } {
+    const from =
+      after === undefined || bounds.end === undefined ? bounds : { start: `${after}\0`, end: bounds.end };
+    if (after !== undefined && bounds.end === undefined) return { last: after, done: true };
+    let visited = 0;
+    let lastLeaf: Leaf | undefined;
+    let lastAt = 0;
+    this.walk(from, (leaf, i) => {
+      if (visited === maxKeys) return false;
+      visited++;
+      lastLeaf = leaf;
+      lastAt = i;
+      const ki = leaf.history(i);
+      if (ki !== undefined) {
+        const rev = ki.get(atRev);
+        if (rev !== undefined) each(rev.main, rev.sub, rev.created, rev.version);
+        return true;
+      }
+      const r = i * STRIDE;
+      const rows = leaf.rows;
+      if (rows[r + MAIN]! <= atRev)
+        each(rows[r + MAIN]!, rows[r + SUB]!, rows[r + CREATED]!, rows[r + VERSION]!);
+      return true;
+    });
+    return { last: lastLeaf?.keyAt(lastAt), done: visited < maxKeys || bounds.end === undefined };
+  }
+
   count(bounds: KeyBounds, atRev: number): number {
     let total = 0;
     this.walk(bounds, (leaf, i) => {

@@ -98,6 +98,10 @@ describe("a Range over 50,000 keys, from a member and through the gateway", { ti
     ["count only", { countOnly: true }],
     ["descending by key, 10", { sortOrder: 2, sortTarget: 0, limit: 10n }],
     ["with a revision filter (min_mod_revision)", { minModRevision: 1n }],
+    // Shaped on the key index a batch per turn, then read in that order (store.ts rangeShaped).
+    ["descending by key, all", { sortOrder: 2, sortTarget: 0 }],
+    ["descending by mod revision, all", { sortOrder: 2, sortTarget: 3 }],
+    ["ascending by value, 100", { sortOrder: 1, sortTarget: 4, limit: 100n }],
   ];
 
   for (const [name, extra] of shapes) {
@@ -113,6 +117,15 @@ describe("a Range over 50,000 keys, from a member and through the gateway", { ti
       if (extra.countOnly) assert.equal(direct.count, BigInt(KEYS));
       else if (extra.limit === undefined) assert.equal(direct.kvs.length, KEYS);
       if (extra.limit === 1000n) assert.equal(direct.more, true);
+      if (name === "descending by key, all") {
+        assert.deepEqual(Buffer.from(direct.kvs[0]!.key), key(KEYS - 1));
+        assert.deepEqual(Buffer.from(direct.kvs[KEYS - 1]!.key), key(0));
+      }
+      for (let i = 1; i < direct.kvs.length; i++) {
+        const [a, b] = [direct.kvs[i - 1]!, direct.kvs[i]!];
+        if (extra.sortTarget === 3) assert.ok(a.modRevision >= b.modRevision, `mod revision order at ${i}`);
+        if (extra.sortTarget === 4) assert.ok(Buffer.compare(a.value, b.value) <= 0, `value order at ${i}`);
+      }
       if (name.startsWith("all keys")) {
         for (const i of [0, 1, 12_345, KEYS - 1]) {
           assert.deepEqual(Buffer.from(direct.kvs[i]!.key), key(i));
