@@ -251,9 +251,15 @@ describe("unmarshalError (gogo's Unmarshal, as etcd 3.4 refuses)", () => {
     // 49 levels of Txn-in-RequestOp: 99 messages deep, the decoder's last good depth.
     assert.equal(unmarshalError("etcdserverpb.TxnRequest", nested(49)), undefined);
     assert.doesNotThrow(() => etcdserverpb.TxnRequest.decode(nested(49)));
-    assert.equal(unmarshalError("etcdserverpb.TxnRequest", nested(50)), "protobuf decode recursion limit exceeded");
+    assert.equal(
+      unmarshalError("etcdserverpb.TxnRequest", nested(50)),
+      "protobuf decode recursion limit exceeded",
+    );
     assert.throws(() => etcdserverpb.TxnRequest.decode(nested(50)), /recursion limit/);
-    assert.equal(unmarshalError("etcdserverpb.TxnRequest", nested(1_000)), "protobuf decode recursion limit exceeded");
+    assert.equal(
+      unmarshalError("etcdserverpb.TxnRequest", nested(1_000)),
+      "protobuf decode recursion limit exceeded",
+    );
   });
 
   it("checks a request by its gRPC path; other paths have no check", () => {
