@@ -4,7 +4,9 @@
 // is much less sensitive to other load on this shared machine than latency is.
 // Before/after: --main takes several member builds (e.g. a copy of the tree before a change,
 // /tmp/base/services/raft-node/dist/main.js, and this one); all clusters run at once and their
-// rounds alternate, so every build sees the same machine state.
+// rounds alternate, so every build sees the same machine state. The build that goes first
+// rotates each round (round r starts with build r mod n, as the bench's cells rotate): the
+// second build of a round was seen to pay more (h2req), so a fixed order would bias the pairing.
 // Usage (after `npx tsc -b` and bench/goload/build.sh):
 //   node bench/dist/profile/cpu-per-op.js [--op put] [--calls 2000] [--rounds 3] [--clients 1] [--warmup N] [--main a.js,b.js]
 // --gateway a.js,b.js: each cluster gets an api-gateway of that build (one per --main, in the
@@ -423,7 +425,9 @@ try {
   }
   const results: Round[] = [];
   for (let r = 0; r < rounds; r++) {
-    for (const [i, { build: name, cluster, gateway }] of clusters.entries())
+    for (let k = 0; k < clusters.length; k++) {
+      const i = (r + k) % clusters.length;
+      const { build: name, cluster, gateway } = clusters[i]!;
       for (const tls of r % 2 === 0 ? variants : [...variants].reverse()) {
         const build = tls ? `${name} (TLS)` : name;
         const round = await measure(build, cluster, gateway, tls, i);
@@ -432,6 +436,7 @@ try {
           `round ${r + 1} ${build}: ${round.gatewayUs === undefined ? "" : `gateway ${round.gatewayUs} us/op, `}leader ${round.leaderUs} us/op, followers ${round.followersUs.join(", ")} us/op, p50 ${round.p50} ms, p90 ${round.p90} ms, p99 ${round.p99} ms, p99.9 ${round.p999} ms, max ${round.max} ms, ${round.opsPerS} ops/s${round.snapshots.some((n) => n > 0) ? `, snapshots saved ${round.snapshots.join("/")}` : ""}${bgPutText([round])}${gcText([round])}${round.jit === undefined ? "" : `; leader jit ${round.jit.marked} marked for optimization, ${round.jit.deopts} deopts`}`,
         );
       }
+    }
   }
   console.log(
     `\n${args.op} x${calls} at ${clients} client(s)${args.follower ? " to a follower" : ""}${bgPutClients > 0 ? `, ${bgPutClients} writers beside` : ""}, median of ${rounds} rounds:`,

@@ -35,6 +35,7 @@ export * as peer from "./gen/internal/peer.js";
 export * as mvccpb from "./gen/mvccpb/kv.js";
 export * as v3electionpb from "./gen/v3electionpb/v3election.js";
 export * as v3lockpb from "./gen/v3lockpb/v3lock.js";
+export { CallEvents } from "./grpc/call-events.js";
 export { ReplayingSocket } from "./grpc/client-port.js";
 export { callDeadlines, type DeadlineSlot, type DeadlineTarget, DeadlineTimers } from "./grpc/deadlines.js";
 export {

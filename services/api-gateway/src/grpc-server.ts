@@ -280,7 +280,7 @@ async function forwardWithFreshCertificateToken(
     parts.unary.forward(
       route,
       call.request,
-      call.metadata,
+      call.sentMetadata,
       call.deadline,
       cancellation,
       trace,

@@ -74,10 +74,24 @@ export function metadataFromHeaders(
     const value = headers[key];
     if (value === undefined) continue;
     md ??= new grpc.Metadata();
-    for (const v of Array.isArray(value) ? value : [value]) {
-      if (key.endsWith("-bin")) md.add(key, Buffer.from(v, "base64"));
-      else md.add(key, v);
-    }
+    for (const v of Array.isArray(value) ? value : [value]) addMetadata(md, key, v);
   }
   return md;
+}
+
+/**
+ * The metadata of headers given as name, value, name, value... (a server call's custom
+ * headers, already without pseudo-headers and reserved ones); undefined when there is none.
+ */
+export function metadataFromFields(fields: readonly string[]): grpc.Metadata | undefined {
+  if (fields.length === 0) return undefined;
+  const md = new grpc.Metadata();
+  for (let i = 0; i < fields.length; i += 2) addMetadata(md, fields[i]!, fields[i + 1]!);
+  return md;
+}
+
+/** One header value into metadata: a `-bin` value is base64 (PROTOCOL-HTTP2.md). */
+function addMetadata(md: grpc.Metadata, key: string, value: string): void {
+  if (key.endsWith("-bin")) md.add(key, Buffer.from(value, "base64"));
+  else md.add(key, value);
 }

@@ -29,6 +29,8 @@ describe("GrpcHttp2Server", () => {
   let server: GrpcHttp2Server;
   /** Calls /t.T/Held took (it never answers). */
   let held = 0;
+  /** Calls /t.T/Pair holds until its second arrives. */
+  const paired: ServerCall[] = [];
   let client: grpc.Client;
   let port: number;
 
@@ -128,6 +130,64 @@ describe("GrpcHttp2Server", () => {
       handle: (call) => {
         call.on("message", (m: Buffer) => call.sendMessage(m));
         call.on("halfClose", () => call.finish({ code: grpc.status.OK }));
+      },
+    });
+    server.register("/t.T/Pair", {
+      kind: "unary",
+      handle: (call) => {
+        // Answers once two calls are in: the first reads its headers after the second's block
+        // was decoded (the decoder's field arrays reused).
+        paired.push(call);
+        if (paired.length < 2) return;
+        for (const c of paired.splice(0)) {
+          const md = c.metadata;
+          c.finishWith(
+            Buffer.from(
+              JSON.stringify({
+                x: c.header("x-a"),
+                xs: md.get("x-a"),
+                bin: md.get("x-b-bin").map((v) => (v as Buffer).toString()),
+                token: c.header("token"),
+                contentType: c.header("content-type") ?? null,
+                path: c.header(":path") ?? null,
+                deadline: c.deadline !== undefined,
+              }),
+            ),
+            { code: grpc.status.OK },
+          );
+        }
+      },
+    });
+    server.register("/t.T/Sent", {
+      kind: "unary",
+      handle: (call) => {
+        // What a proxy forwards: nothing for a call without metadata, until some is set.
+        const before = call.sentMetadata?.get("x-kept") ?? null;
+        call.metadata.set("token", "set");
+        call.finishWith(
+          Buffer.from(JSON.stringify({ before, after: call.sentMetadata?.get("token") ?? null })),
+          { code: grpc.status.OK },
+        );
+      },
+    });
+    server.register("/t.T/Shape", {
+      kind: "unary",
+      handle: (call) => {
+        // What a unary call whose message came in one DATA frame holds (private fields: this
+        // is what is being tested): no deframer, no header object, no listener table.
+        const fields = call as unknown as Record<string, unknown>;
+        call.finishWith(
+          Buffer.from(
+            JSON.stringify({
+              inbox: fields.inbox ?? null,
+              headers: fields.headers ?? null,
+              fields: fields.fields,
+              events: fields._events ?? fields.listenerTable ?? null,
+              request: call.request.toString(),
+            }),
+          ),
+          { code: grpc.status.OK },
+        );
       },
     });
     server.register("/t.T/Slow", {
@@ -369,6 +429,100 @@ describe("GrpcHttp2Server", () => {
       );
       assert.equal(chat.body.subarray(5).toString(), "ok", "the good message before it was served");
       assert.deepEqual(await answer("/t.T/Checked", one), [grpc.status.OK, undefined]);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("keeps each call's own custom headers when calls overlap on one connection", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const call = (headers: http2.OutgoingHttpHeaders) => {
+        const request = session.request({
+          ":method": "POST",
+          ":path": "/t.T/Pair",
+          "content-type": "application/grpc",
+          te: "trailers",
+          ...headers,
+        });
+        request.end(framed([Buffer.from("r")]));
+        const chunks: Buffer[] = [];
+        request.on("data", (c: Buffer) => chunks.push(c));
+        return new Promise<unknown>((resolve, reject) => {
+          request.once("close", () => resolve(JSON.parse(Buffer.concat(chunks).subarray(5).toString())));
+          request.once("error", reject);
+        });
+      };
+      // The same names with other values, one repeated, one in the peer's dynamic table for
+      // the second call (node:http2 indexes what it sends), one never indexed.
+      const first = call({
+        "x-a": ["one", "uno"],
+        "x-b-bin": Buffer.from("first").toString("base64"),
+        "grpc-timeout": "10S",
+        [http2.sensitiveHeaders]: ["x-a"],
+      });
+      const second = call({ "x-a": "two", "x-b-bin": Buffer.from("second").toString("base64"), token: "t2" });
+      assert.deepEqual(await first, {
+        x: "one",
+        xs: ["one", "uno"],
+        bin: ["first"],
+        contentType: null,
+        path: null,
+        deadline: true,
+      });
+      assert.deepEqual(await second, {
+        x: "two",
+        xs: ["two"],
+        bin: ["second"],
+        token: "t2",
+        contentType: null,
+        path: null,
+        deadline: false,
+      });
+    } finally {
+      session.close();
+    }
+  });
+
+  it("holds no deframer, header object or listener table for a unary call of one DATA frame", async () => {
+    const md = new grpc.Metadata();
+    md.set("x-kept", "k");
+    const { err, res } = await unary("/t.T/Shape", Buffer.from("body"), md);
+    assert.equal(err, null);
+    const shape = JSON.parse(res!.toString()) as { fields: string[] };
+    assert.deepEqual(
+      { ...shape, fields: shape.fields.filter((f, i) => i % 2 === 0 && f.startsWith("x-")) },
+      { inbox: null, headers: null, fields: ["x-kept"], events: null, request: "body" },
+    );
+  });
+
+  it("has no metadata to forward for a call that sent none, until the server sets some", async () => {
+    // node:http2 sends no header beyond gRPC's own (grpc-js adds accept-encoding, metadata).
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const none = await rawCall(session, "/t.T/Sent", "5S");
+      assert.deepEqual(JSON.parse(none.body.subarray(5).toString()), { before: null, after: ["set"] });
+    } finally {
+      session.close();
+    }
+    const md = new grpc.Metadata();
+    md.set("x-kept", "k");
+    const some = await unary("/t.T/Sent", Buffer.alloc(0), md);
+    assert.deepEqual(JSON.parse(some.res!.toString()), { before: ["k"], after: ["set"] });
+  });
+
+  it("refuses a compressed message that came in one DATA frame, as one in many", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const compressed = Buffer.from([1, 0, 0, 0, 2, 0x61, 0x62]);
+      const { status, message } = await rawCall(session, "/t.T/Echo", undefined, compressed);
+      assert.deepEqual(
+        [status, message],
+        [String(grpc.status.INTERNAL), "grpc: compressed flag set with identity or empty encoding"],
+      );
+      // An incomplete message (its prefix says more than came): no request message at all.
+      const short = await rawCall(session, "/t.T/Listeners", undefined, Buffer.from([0, 0, 0, 0, 9, 1]));
+      assert.deepEqual([short.status, short.message], [String(grpc.status.UNKNOWN), "unexpected EOF"]);
     } finally {
       session.close();
     }

@@ -11,9 +11,7 @@
 // The protocol subset is what etcd's clients use (gRPC over HTTP/2, spec
 // PROTOCOL-HTTP2.md): identity encoding only, grpc-timeout, metadata, trailers-only errors.
 
-import { EventEmitter } from "node:events";
 import http from "node:http";
-import type http2 from "node:http2";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import type tls from "node:tls";
@@ -21,13 +19,14 @@ import grpc from "@grpc/grpc-js";
 import { goQuote } from "../go-json.js";
 import { createTlsServer, type ServerTls, type TlsRejection, verifiedCommonName } from "../tls/server-tls.js";
 import type { RequestCheck } from "../wire/unmarshal-check.js";
+import { CallEvents } from "./call-events.js";
 import { routeClientConnection } from "./client-port.js";
 import { callDeadlines, type DeadlineSlot, type DeadlineTarget } from "./deadlines.js";
 import type { H2Stream, StreamEvents } from "./h2/connection.js";
 import { ServerConnection } from "./h2/server-connection.js";
-import type { IncomingHeaders } from "./h2/session.js";
+import type { HeaderFields } from "./h2/session.js";
 import { joinSmall } from "./h2/socket-output.js";
-import { deadlineFrom, encodeGrpcMessage, metadataFromHeaders } from "./headers.js";
+import { deadlineFrom, encodeGrpcMessage, metadataFromFields } from "./headers.js";
 import { encodeLiteralHeaderBlock, type HeaderField } from "./http2-frames.js";
 import type { KeepalivePolicy } from "./keepalive.js";
 import { parseGrpcTarget } from "./listen.js";
@@ -165,7 +164,7 @@ function framingRefused(error: GrpcFramingError, maxReceiveBytes: number): CallS
  * before finish), 'drain' (sendMessage returned false earlier), 'close' (the call is gone,
  * finished or not).
  */
-export abstract class ServerCall extends EventEmitter implements DeadlineTarget {
+export abstract class ServerCall extends CallEvents implements DeadlineTarget {
   /** The request message of a unary or server-streaming call. */
   request: Buffer = EMPTY;
   /** The CN of the client's verified TLS certificate, when the server asks for one. */
@@ -209,10 +208,22 @@ export abstract class ServerCall extends EventEmitter implements DeadlineTarget 
   /** The client's metadata (custom headers). */
   abstract get metadata(): grpc.Metadata;
 
+  /**
+   * The client's metadata, or undefined when it sent none and none was set since: a proxy
+   * forwarding the call then makes no Metadata object for it (the gateway's every put).
+   */
+  get sentMetadata(): grpc.Metadata | undefined {
+    return this.metadata;
+  }
+
   /** The client's IP address (the TCP peer of the HTTP/2 session), when the socket has one. */
   abstract get remoteAddress(): string | undefined;
 
-  /** One request header (lower-case name), without building the metadata object. */
+  /**
+   * One request header of the client's metadata (lower-case name; its first value), without
+   * building the metadata object: no pseudo-header nor gRPC's own (content-type, grpc-timeout...),
+   * as a forwarded call, which carries only the metadata, reads it.
+   */
   abstract header(name: string): string | undefined;
 
   /** Bytes queued for the client and not yet sent. */
@@ -301,7 +312,8 @@ export abstract class ServerCall extends EventEmitter implements DeadlineTarget 
 /** A call on its own HTTP/2 stream. */
 export class Http2ServerCall extends ServerCall {
   private metadataCache: grpc.Metadata | undefined;
-  private pending: Buffer[] = [];
+  /** Messages of this turn not yet on the stream (made on the first). */
+  private pending: Buffer[] | undefined;
   private flushScheduled = false;
   private headersSent = false;
   private finished = false;
@@ -309,13 +321,18 @@ export class Http2ServerCall extends ServerCall {
 
   constructor(
     path: string,
+    deadline: number | undefined,
     private readonly stream: H2Stream,
-    private readonly headers: IncomingHeaders,
+    /**
+     * The request's custom headers (not pseudo-headers nor RESERVED_HEADERS) as name, value,
+     * name, value..., in order; NO_FIELDS when there are none (a Go client's usual call). Not a
+     * header object: a call lives past scavenges at many clients, and what it holds is promoted.
+     */
+    private readonly fields: readonly string[],
     private readonly connection: ServerConnection,
     private readonly maxReceiveBytes = Number.POSITIVE_INFINITY,
   ) {
-    super(path, deadlineFrom(headers["grpc-timeout"]));
-    this.inbox = new MessageDeframer(maxReceiveBytes);
+    super(path, deadline);
   }
 
   /** @internal The stream's events, set by the server before any arrive. */
@@ -333,9 +350,12 @@ export class Http2ServerCall extends ServerCall {
 
   /** The client's metadata (custom headers), built on first use. */
   override get metadata(): grpc.Metadata {
-    this.metadataCache ??=
-      metadataFromHeaders(this.headers as http2.IncomingHttpHeaders, RESERVED_HEADERS) ?? new grpc.Metadata();
+    this.metadataCache ??= metadataFromFields(this.fields) ?? new grpc.Metadata();
     return this.metadataCache;
+  }
+
+  override get sentMetadata(): grpc.Metadata | undefined {
+    return this.metadataCache ?? (this.fields.length === 0 ? undefined : this.metadata);
   }
 
   /** The client's IP address (the TCP peer of the connection), when the socket has one. */
@@ -343,10 +363,10 @@ export class Http2ServerCall extends ServerCall {
     return this.connection.remoteAddress;
   }
 
-  /** One request header (lower-case name), without building the metadata object. */
   override header(name: string): string | undefined {
-    const value = this.headers[name];
-    return Array.isArray(value) ? value[0] : value;
+    const fields = this.fields;
+    for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+    return undefined;
   }
 
   override pauseReading(): void {
@@ -360,7 +380,7 @@ export class Http2ServerCall extends ServerCall {
   /** Bytes queued on the stream and not yet sent, plus messages not yet queued. */
   override get writableLength(): number {
     let queued = this.stream.queuedBytes;
-    for (const p of this.pending) queued += p.length;
+    for (const p of this.pending ?? NO_BUFFERS) queued += p.length;
     return queued;
   }
 
@@ -371,7 +391,7 @@ export class Http2ServerCall extends ServerCall {
   override sendMessage(message: Uint8Array): boolean {
     if (this.finished) return false;
     this.observer?.sent(message.length);
-    this.pending.push(frameGrpcMessage(message));
+    this.queue().push(frameGrpcMessage(message));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
@@ -383,7 +403,7 @@ export class Http2ServerCall extends ServerCall {
   override finishWith(message: Uint8Array, status: CallStatus): void {
     if (this.finished) return;
     this.observer?.sent(message.length);
-    this.pending.push(frameGrpcMessage(message));
+    this.queue().push(frameGrpcMessage(message));
     this.finish(status);
   }
 
@@ -394,8 +414,9 @@ export class Http2ServerCall extends ServerCall {
       return false;
     }
     this.observer?.sent(message.length);
-    this.pending.push(messagePrefix(message.length));
-    for (const p of message.parts) if (p.length > 0) this.pending.push(p as Buffer);
+    const pending = this.queue();
+    pending.push(messagePrefix(message.length));
+    for (const p of message.parts) if (p.length > 0) pending.push(p as Buffer);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
@@ -406,7 +427,7 @@ export class Http2ServerCall extends ServerCall {
   override sendFramed(framed: Buffer, lengths: readonly number[]): boolean {
     if (this.finished) return false;
     if (this.observer !== undefined) for (const length of lengths) this.observer.sent(length);
-    this.pending.push(framed);
+    this.queue().push(framed);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
@@ -417,7 +438,7 @@ export class Http2ServerCall extends ServerCall {
   override startMessage(length: number): MessageWriter | undefined {
     if (this.finished || length > MAX_SEND_MESSAGE_BYTES || this.stream.closed) return undefined;
     this.observer?.sent(length);
-    this.pending.push(messagePrefix(length));
+    this.queue().push(messagePrefix(length));
     // Whatever is queued goes first, then the body straight onto the stream: no queue of ours.
     this.flush();
     const stream = this.stream;
@@ -464,23 +485,26 @@ export class Http2ServerCall extends ServerCall {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.pending.length === 0) return;
-    if (this.stream.closed) {
-      this.pending = [];
-      return;
-    }
+    const pending = this.pending;
+    if (pending === undefined) return;
+    this.pending = undefined;
+    if (this.stream.closed) return;
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS_BLOCK);
     }
-    const pending = this.pending;
-    this.pending = [];
     // Many small messages of one turn (a watch fan-out): one buffer, one DATA write; a large
     // message's pieces (a full list's chunks, a relayed answer) are queued as they are, no copy.
     const pieces = joinSmall(pending);
     let ok = true;
     for (const p of pieces) ok = this.stream.write(p);
     if (!ok) this.needDrain = true;
+  }
+
+  /** The messages of this turn, made on the first. */
+  private queue(): Buffer[] {
+    this.pending ??= [];
+    return this.pending;
   }
 
   /** @internal The client half-closed. */
@@ -493,7 +517,10 @@ export class Http2ServerCall extends ServerCall {
     if (this.cancelled) return;
     if (this.requests === 0) {
       // grpc-go's reading of the one request message: nothing, or a message cut short.
-      this.finish({ code: grpc.status.UNKNOWN, details: this.inbox.buffered > 0 ? "unexpected EOF" : "EOF" });
+      this.finish({
+        code: grpc.status.UNKNOWN,
+        details: (this.inbox?.buffered ?? 0) > 0 ? "unexpected EOF" : "EOF",
+      });
       return;
     }
     const problem = handler.requestCheck?.(this.request);
@@ -527,6 +554,18 @@ export class Http2ServerCall extends ServerCall {
   /** @internal Incoming bytes, split into messages (message-framing.ts). */
   receive(chunk: Buffer): void {
     if (this.finished) return;
+    if (this.inbox === undefined) {
+      // One whole message in one DATA frame, the usual unary request: a view of it, as the
+      // deframer would give, without a deframer per call.
+      if (chunk.length >= 5 && chunk[0] === 0) {
+        const length = chunk.readUInt32BE(1);
+        if (chunk.length === 5 + length && length <= this.maxReceiveBytes) {
+          this.received(chunk.subarray(5));
+          return;
+        }
+      }
+      this.inbox = new MessageDeframer(this.maxReceiveBytes);
+    }
     const inbox = this.inbox;
     inbox.push(chunk);
     for (;;) {
@@ -538,23 +577,29 @@ export class Http2ServerCall extends ServerCall {
         return;
       }
       if (message === undefined) return;
-      this.observer?.received(message.length);
-      if (this.unaryHandler === undefined) {
-        const problem = this.requestCheck?.(message);
-        if (problem !== undefined) {
-          this.finish(unmarshallingMessageFailed(problem));
-          return;
-        }
-        this.emit("message", message);
-      } else if (this.requests++ === 0) {
-        // grpc-go (1.26, etcd 3.4's) reads one request message of a unary or server-streaming
-        // call and never looks at more: the first one is the request.
-        this.request = message;
-      }
+      this.received(message);
+      if (this.finished) return;
     }
   }
 
-  private readonly inbox: MessageDeframer;
+  private received(message: Buffer): void {
+    this.observer?.received(message.length);
+    if (this.unaryHandler === undefined) {
+      const problem = this.requestCheck?.(message);
+      if (problem !== undefined) {
+        this.finish(unmarshallingMessageFailed(problem));
+        return;
+      }
+      this.emit("message", message);
+    } else if (this.requests++ === 0) {
+      // grpc-go (1.26, etcd 3.4's) reads one request message of a unary or server-streaming
+      // call and never looks at more: the first one is the request.
+      this.request = message;
+    }
+  }
+
+  /** Splits the request bytes into messages; made once a chunk is not one whole message. */
+  private inbox: MessageDeframer | undefined;
 }
 
 /** A call's stream events: one object with its methods on the prototype, no closures per call. */
@@ -579,6 +624,9 @@ class CallStreamEvents implements StreamEvents {
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_BUFFERS: readonly Buffer[] = [];
+/** A call's custom headers when it has none. */
+const NO_FIELDS: readonly string[] = Object.freeze([]);
 /** `:status: 415`: an HTTP/2 request that is not gRPC. */
 const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeLiteralHeaderBlock([
   { name: ":status", value: "415", neverIndex: false },
@@ -833,22 +881,57 @@ export class GrpcHttp2Server {
 
   private dispatch(
     stream: H2Stream,
-    headers: IncomingHeaders,
+    fields: HeaderFields,
     connection: ServerConnection,
     peerCommonName: string | undefined,
   ): void {
-    const contentType = headers["content-type"];
-    if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) {
+    // One pass over the block's fields (valid only now: HPACK's decoder reuses them): what the
+    // server reads, and the custom headers the call keeps. A repeated field reads as it did from
+    // the header object (an array there): a path or encoding joined by ",", no grpc-timeout, no
+    // content-type.
+    let path: string | undefined;
+    let contentType: string | undefined;
+    let contentTypes = 0;
+    let timeout: string | undefined;
+    let timeouts = 0;
+    let encoding: string | undefined;
+    let custom: string[] | undefined;
+    const { names, values, count } = fields;
+    for (let i = 0; i < count; i++) {
+      const name = names[i]!;
+      const value = values[i]!;
+      switch (name) {
+        case ":path":
+          path = path === undefined ? value : `${path},${value}`;
+          continue;
+        case "content-type":
+          contentType = value;
+          contentTypes++;
+          continue;
+        case "grpc-timeout":
+          timeout = value;
+          timeouts++;
+          continue;
+        case "grpc-encoding":
+          encoding = encoding === undefined ? value : `${encoding},${value}`;
+          continue;
+      }
+      if (name.charCodeAt(0) === 0x3a || RESERVED_HEADERS.has(name)) continue;
+      custom ??= [];
+      custom.push(name, value);
+    }
+    if (contentTypes !== 1 || !contentType!.startsWith("application/grpc")) {
       stream.events = IGNORED_STREAM;
       stream.respond(UNSUPPORTED_MEDIA_TYPE_BLOCK, true);
       return;
     }
-    const path = String(headers[":path"] ?? "");
+    path ??= "";
     const handler = this.handlers.get(path);
     const call = new Http2ServerCall(
       path,
+      timeouts === 1 ? deadlineFrom(timeout) : undefined,
       stream,
-      headers,
+      custom ?? NO_FIELDS,
       connection,
       this.maxReceiveBytes + (handler?.wrapperBytes ?? 0),
     );
@@ -866,12 +949,11 @@ export class GrpcHttp2Server {
         observer.started(call);
       }
     }
-    const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") {
       // No decompressor is registered, as in etcd (grpc-go registers gzip only when imported).
       call.finish({
         code: grpc.status.UNIMPLEMENTED,
-        details: `grpc: Decompressor is not installed for grpc-encoding ${goQuote(String(encoding))}`,
+        details: `grpc: Decompressor is not installed for grpc-encoding ${goQuote(encoding)}`,
       });
       return;
     }

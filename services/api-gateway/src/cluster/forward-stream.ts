@@ -42,7 +42,7 @@ export interface ForwardStreamHost {
   callAlone(
     path: string,
     request: Buffer,
-    metadata: grpc.Metadata,
+    metadata: grpc.Metadata | undefined,
     deadlineMs: number | undefined,
   ): PendingUnary;
   /** The member answered UNIMPLEMENTED: it does not serve Forward/Calls. */
@@ -54,7 +54,7 @@ export interface ForwardStreamHost {
 interface PendingCall {
   readonly path: string;
   readonly request: Buffer;
-  readonly metadata: grpc.Metadata;
+  readonly metadata: grpc.Metadata | undefined;
   readonly deadlineMs: number | undefined;
   readonly resolve: (result: UnaryResult) => void;
   /** Part of a write already handed to the stream. */
@@ -136,7 +136,12 @@ export class ForwardStream implements ClientStreamEvents {
     this.endIfDrained();
   }
 
-  call(path: string, request: Buffer, metadata: grpc.Metadata, deadlineMs: number | undefined): PendingUnary {
+  call(
+    path: string,
+    request: Buffer,
+    metadata: grpc.Metadata | undefined,
+    deadlineMs: number | undefined,
+  ): PendingUnary {
     const id = this.nextId++;
     let pending: PendingCall | undefined;
     const result = new Promise<UnaryResult>((resolve) => {

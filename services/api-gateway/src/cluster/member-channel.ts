@@ -131,7 +131,7 @@ export class MemberChannel {
   call(
     path: string,
     request: Buffer,
-    metadata: grpc.Metadata,
+    metadata: grpc.Metadata | undefined,
     deadlineMs: number | undefined,
     relay?: ResponseRelay,
     smallAnswer = false,
@@ -174,7 +174,7 @@ export class MemberChannel {
   callAlone(
     path: string,
     request: Buffer,
-    metadata: grpc.Metadata,
+    metadata: grpc.Metadata | undefined,
     deadlineMs: number | undefined,
     relay?: ResponseRelay,
     isRetry = false,
@@ -411,7 +411,7 @@ class AloneCall implements ClientStreamEvents, PendingUnary {
     private readonly connection: ClientSocketConnection,
     private readonly path: string,
     private readonly request: Buffer,
-    private readonly metadata: grpc.Metadata,
+    private readonly metadata: grpc.Metadata | undefined,
     private readonly deadlineMs: number | undefined,
     private readonly relay: ResponseRelay | undefined,
     /** This call is the one retry of a refused stream. */

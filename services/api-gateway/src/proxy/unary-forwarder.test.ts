@@ -37,6 +37,8 @@ class FakeMembers implements MemberDirectory {
     ["near", 10],
   ]);
   calls: { member: string; path: string }[] = [];
+  /** The metadata each call was sent with. */
+  sentMetadata: (grpc.Metadata | undefined)[] = [];
   /** When set, every call ends with this instead of an answer. */
   failure: UnaryResult | undefined;
 
@@ -52,8 +54,9 @@ class FakeMembers implements MemberDirectory {
 
   channelFor(memberId: string): MemberChannel {
     const channel = {
-      call: (path: string) => {
+      call: (path: string, _request: Buffer, metadata: grpc.Metadata | undefined) => {
         this.calls.push({ member: memberId, path });
+        this.sentMetadata.push(metadata);
         const result: UnaryResult = this.failure ?? {
           error: undefined,
           response: answerAt(this.revisions.get(memberId)!, memberId === "leader" ? 1 : 2),
@@ -202,6 +205,30 @@ describe("UnaryForwarder with the serializable Range cache", () => {
     assert.equal(members.calls.length, 2, "then the read itself, no second probe");
     assert.equal(outcome.error, undefined);
     assert.deepEqual([cache.hits, cache.misses], [1, 2]);
+  });
+
+  it("sends a call that came without metadata with none, and one with a token with it", async () => {
+    const put = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: Buffer.from("a") })).finish());
+    const outcome = await forwarder.forward(
+      route("/etcdserverpb.KV/Put"),
+      put,
+      undefined,
+      undefined,
+      undefined,
+    );
+    assert.equal(outcome.error, undefined);
+    const withToken = new grpc.Metadata();
+    withToken.set("token", "t");
+    await call(route("/etcdserverpb.KV/Put"), put, withToken);
+    assert.deepEqual(
+      members.sentMetadata.map((m) => m?.get("token")),
+      [undefined, ["t"]],
+    );
+    // A Range without metadata is still cached (no token: anyone's answer).
+    cache.goLive(10);
+    for (let i = 0; i < 2; i++)
+      await forwarder.forward(RANGE, serializableGet, undefined, undefined, undefined);
+    assert.equal(cache.hits, 1);
   });
 
   it("never caches calls carrying a token", async () => {

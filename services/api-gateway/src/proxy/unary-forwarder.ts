@@ -153,7 +153,8 @@ const LEADER_READ = {
 /** How long a linearizable read waits for the cache's watch to deliver its read revision. */
 const WATCH_CATCH_UP_MS = 50;
 
-function carriesAuth(metadata: grpc.Metadata): boolean {
+function carriesAuth(metadata: grpc.Metadata | undefined): boolean {
+  if (metadata === undefined) return false;
   return metadata.get("token").length > 0 || metadata.get("authorization").length > 0;
 }
 
@@ -181,7 +182,11 @@ export function forwardableMetadata(incoming: grpc.Metadata): grpc.Metadata {
 }
 
 /** The target a call needs, from its route and (for Range and Txn) a peek at its body. */
-export function targetFor(route: MethodRoute, request: Uint8Array, metadata: grpc.Metadata): CallTarget {
+export function targetFor(
+  route: MethodRoute,
+  request: Uint8Array,
+  metadata: grpc.Metadata | undefined,
+): CallTarget {
   switch (route.route) {
     case "range":
       return rangeIsSerializable(request) ? SERIALIZABLE_RANGE : LINEARIZABLE_RANGE;
@@ -195,7 +200,7 @@ export function targetFor(route: MethodRoute, request: Uint8Array, metadata: grp
     case "read":
       return { target: { kind: "linearizable" }, idempotent: route.idempotent };
     case "per-member": {
-      const named = metadata.get(TARGET_MEMBER_METADATA)[0];
+      const named = metadata?.get(TARGET_MEMBER_METADATA)[0];
       if (typeof named === "string" && named !== "") {
         return {
           target: { kind: "member", id: named.toLowerCase().replace(/^0x/, "") },
@@ -309,11 +314,13 @@ export class UnaryForwarder {
    * clients; the JSON gateway converts whole answers): above the size the cache would take.
    * `cacheTried`: `cachedRange` already asked the cache for this linearizable read (and ran its
    * barrier): it goes to a member, and its answer is still offered to the cache.
+   * `incoming`: the client's metadata, undefined when it sent none (a gRPC call of a client
+   * without a token: no Metadata object made for it, nor forwarded).
    */
   async forward(
     route: MethodRoute,
     request: Buffer,
-    incoming: grpc.Metadata,
+    incoming: grpc.Metadata | undefined,
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
     trace?: TraceContext,
@@ -326,7 +333,7 @@ export class UnaryForwarder {
     // The server span's context when the call is traced and sampled: the gateway's spans' parent.
     const traced = sampledParent(trace);
     if (this.authService !== undefined && route.path === AUTHENTICATE_PATH) {
-      const metadata = forwardableMetadata(incoming).clone();
+      const metadata = incoming === undefined ? new grpc.Metadata() : forwardableMetadata(incoming).clone();
       if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
       const upstream =
         traced === undefined ? undefined : startUpstream(traced, route.path, "auth-service", metadata);
@@ -349,7 +356,11 @@ export class UnaryForwarder {
       route.path !== AUTHENTICATE_PATH &&
       !TOKEN_UNREAD_METHODS.has(route.path)
     ) {
-      const judged = this.tokenGate.judge(tokenOf(incoming), { method, client: clientAddress, trace });
+      const judged = this.tokenGate.judge(incoming === undefined ? undefined : tokenOf(incoming), {
+        method,
+        client: clientAddress,
+        trace,
+      });
       verdict = judged instanceof Promise ? await judged : judged;
       if (!verdict.pass) {
         const refusal = tokenRefusal(route.path);
@@ -406,8 +417,11 @@ export class UnaryForwarder {
       // A body the peek cannot parse is the member's to reject, with etcd's own error.
       peeked = { target: { kind: "leader" }, idempotent: false };
     }
-    const metadata = forwardableMetadata(incoming);
-    if (trace !== undefined && traced === undefined) passUnsampled(trace, metadata);
+    let metadata = incoming === undefined ? undefined : forwardableMetadata(incoming);
+    if (trace !== undefined && traced === undefined) {
+      metadata ??= new grpc.Metadata();
+      passUnsampled(trace, metadata);
+    }
     const deadlineMs = deadlineToMs(deadline) ?? Date.now() + this.options.retryBudgetMs;
     const responseRelay: ResponseRelay | undefined =
       relay === undefined || route.route !== "range"
@@ -516,7 +530,7 @@ export class UnaryForwarder {
   private async sendWithRetries(
     path: string,
     request: Buffer,
-    metadata: grpc.Metadata,
+    metadata: grpc.Metadata | undefined,
     peeked: CallTarget,
     deadline: grpc.Deadline | undefined,
     deadlineMs: number,
@@ -526,6 +540,8 @@ export class UnaryForwarder {
     relay?: ResponseRelay,
   ): Promise<{ last: UnaryOutcome | undefined; memberLabel: string }> {
     const method = splitMethodPath(path)[1];
+    // A traced call's upstream spans put their traceparent in the metadata it sends.
+    if (traced !== undefined) metadata ??= new grpc.Metadata();
     const failed = new Set<string>();
     let last: UnaryOutcome | undefined;
     let memberLabel = "none";
@@ -556,7 +572,10 @@ export class UnaryForwarder {
         await this.waitUnlessNewLeader(sawLeader, { work: this.members.refresh() });
       } else {
         memberLabel = member.id;
-        const upstream = traced === undefined ? undefined : startUpstream(traced, path, member.id, metadata);
+        const upstream =
+          traced === undefined || metadata === undefined
+            ? undefined
+            : startUpstream(traced, path, member.id, metadata);
         eventTrace?.add("G.up");
         const outcome = await this.callOnce(
           client,
@@ -653,7 +672,7 @@ export class UnaryForwarder {
     channel: MemberChannel,
     path: string,
     request: Buffer,
-    metadata: grpc.Metadata,
+    metadata: grpc.Metadata | undefined,
     deadline: grpc.Deadline | undefined,
     cancellation: CallCancellation | undefined,
     relay: ResponseRelay | undefined,

@@ -27,16 +27,27 @@ export interface CallIdentity {
  * (only with --client-cert-auth).
  */
 export function callerOf(server: AuthApi, call: CallIdentity): Promise<AuthInfo | undefined> {
-  // The same value as tokenOf(metadata): the first value of the header, which is what the
-  // metadata built from the headers holds first.
-  const token =
-    call.header !== undefined
-      ? (call.header("token") ?? call.header("authorization"))
-      : tokenOf(call.metadata);
+  const token = callToken(call);
   if (token === undefined && call.peerCommonName !== undefined) {
     return Promise.resolve(server.authInfoFromCertificate(call.peerCommonName));
   }
   return server.authInfoFromToken(token);
+}
+
+/**
+ * The call carries neither a token nor a verified certificate's CN: callerOf would resolve to
+ * no caller without asking anything (a hot path can skip its promise).
+ */
+export function anonymousCall(call: CallIdentity): boolean {
+  return call.peerCommonName === undefined && callToken(call) === undefined;
+}
+
+function callToken(call: CallIdentity): string | undefined {
+  // The same value as tokenOf(metadata): the first value of the header, which is what the
+  // metadata built from the headers holds first.
+  return call.header !== undefined
+    ? (call.header("token") ?? call.header("authorization"))
+    : tokenOf(call.metadata);
 }
 
 /**

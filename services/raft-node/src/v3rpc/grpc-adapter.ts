@@ -4,8 +4,8 @@
 // (a watch stream answering 100 watchers per event made 100 writes under grpc-js's server,
 // the largest cost of a member's fan-out in the profile; the gateway moved first).
 
-import { EventEmitter } from "node:events";
 import {
+  CallEvents,
   type CallKind,
   type CallStatus,
   etcdRequestCheck,
@@ -42,7 +42,7 @@ function statusOf(err: StatusLike | Error): CallStatus {
   };
 }
 
-/** EventEmitter's listener type (its own signature takes any arguments). */
+/** A listener's type (CallEvents', as EventEmitter's, takes any arguments). */
 // biome-ignore lint/suspicious/noExplicitAny: the type EventEmitter's methods declare
 type Listener = (...args: any[]) => void;
 
@@ -53,8 +53,10 @@ const FORWARDED: Record<string, number> = { cancelled: 1, drain: 2, close: 4 };
  * The parts of grpc-js's ServerUnaryCall / ServerWritableStream / ServerDuplexStream the
  * handlers use. Events: 'data' (decoded request), 'end' (half-close), 'cancelled',
  * 'drain', 'close', and 'error' (a handler emitting one ends the call with that status).
+ * CallEvents rather than EventEmitter: no listener table per call until a handler listens
+ * (call-events.ts; most unary handlers never do).
  */
-class GrpcJsShapedCall extends EventEmitter {
+class GrpcJsShapedCall extends CallEvents {
   request: unknown;
   /** The call's events already forwarded here (FORWARDED bits). */
   private forwarding = 0;
@@ -68,7 +70,7 @@ class GrpcJsShapedCall extends EventEmitter {
 
   // The call's 'cancelled', 'drain' and 'close' are forwarded once a handler listens for one:
   // most unary handlers never do, and three listeners per call were a cost of every put.
-  // EventEmitter's once() and prependOnceListener() add through on() / prependListener().
+  // CallEvents' once() and prependOnceListener() add through on() / prependListener().
   override on(event: string | symbol, listener: Listener): this {
     this.forward(event);
     return super.on(event, listener);

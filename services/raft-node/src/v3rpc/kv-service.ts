@@ -20,7 +20,7 @@ import {
   txnRequestFromApi,
 } from "../mvcc/mod.js";
 import type { EtcdServer, QuotaAlarmer } from "../server/mod.js";
-import { callerOf, permittedRead } from "./caller.js";
+import { anonymousCall, callerOf, permittedRead } from "./caller.js";
 import { FetchedMessage } from "./grpc-adapter.js";
 import { encodingResponsesWith, requestBytes } from "./raw-requests.js";
 import {
@@ -94,15 +94,17 @@ export function kvService(member: EtcdServer) {
     rangeStream: (call: { emit(event: "error", status: { code: number; details: string }): void }) => {
       call.emit("error", { code: 12, details: "RangeStream is not implemented by this server" });
     },
-    put: unary(async (req: etcdserverpb.PutRequest, call) => {
+    // Not async, and no promise for the caller when the call carries no identity (the usual
+    // put): the proposal's promise is the call's only pending one (rpc-errors.ts's `unary`).
+    put: unary((req: etcdserverpb.PutRequest, call) => {
       refuseLearner(member);
       const put = putRequestFromApi(req);
       checkPutRequest(put);
       checkQuota(member, { put });
-      return withHeader(
-        await member.put(put, requestBytes(call), await callerOf(member, call), call.traceContext),
-      );
-    }),
+      const raw = requestBytes(call);
+      if (anonymousCall(call)) return member.put(put, raw, undefined, call.traceContext);
+      return callerOf(member, call).then((caller) => member.put(put, raw, caller, call.traceContext));
+    }, withHeader),
     deleteRange: unary(async (req: etcdserverpb.DeleteRangeRequest, call) => {
       refuseLearner(member);
       const deleteRange = deleteRangeRequestFromApi(req);

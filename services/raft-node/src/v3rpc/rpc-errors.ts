@@ -30,13 +30,37 @@ export interface UnaryCall<Req> {
   readonly requestBytes?: Buffer;
 }
 
-/** Runs an async unary handler body and reports its outcome through the grpc-js callback. */
-export function unary<Req, Res>(
+/**
+ * Runs a unary handler body and reports its outcome through the grpc-js callback. The body may
+ * be a plain function returning a promise (no async frame kept for the call's life: at many
+ * clients a put outlives scavenges, and what it holds is promoted); what it throws at once is
+ * reported as its rejection would be, a turn later. `answer` makes the result the answer as it
+ * is sent (no promise of its own); what it throws is the call's error.
+ */
+export function unary<Req, Res, Out = Res>(
   body: (request: Req, call: UnaryCall<Req>) => Promise<Res>,
-): (call: UnaryCall<Req>, callback: (err: StatusLike | null, res?: Res) => void) => void {
+  answer?: (result: Res) => Out,
+): (call: UnaryCall<Req>, callback: (err: StatusLike | null, res?: Out) => void) => void {
   return (call, callback) => {
-    body(call.request, call).then(
-      (res) => callback(null, res),
+    let result: Promise<Res>;
+    try {
+      result = body(call.request, call);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      answer === undefined
+        ? (res) => callback(null, res as unknown as Out)
+        : (res) => {
+            let out: Out;
+            try {
+              out = answer(res);
+            } catch (err) {
+              callback(toStatus(err));
+              return;
+            }
+            callback(null, out);
+          },
       (err: unknown) => callback(toStatus(err)),
     );
   };

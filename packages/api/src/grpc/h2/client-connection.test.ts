@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { encodeLiteralHeaderBlock } from "../http2-frames.js";
 import { H2ClientConnection, type H2ClientStream } from "./client-connection.js";
 import { H2ServerConnection, type H2Stream } from "./connection.js";
-import { FRAME, frame, H2_ERROR, type IncomingHeaders } from "./session.js";
+import { FRAME, frame, H2_ERROR, headersObject, type IncomingHeaders } from "./session.js";
 
 /** A client core and a server core wired back to back in memory; `pump` moves bytes until quiet. */
 function pair(serverWindow = 65_535, clientWindow = 65_535) {
@@ -18,8 +18,8 @@ function pair(serverWindow = 65_535, clientWindow = 65_535) {
       fail: (_c, r) => failures.push(`server: ${r}`),
     },
     {
-      stream: (stream, headers) => {
-        const entry = { stream, headers, data: [] as Buffer[], ended: false };
+      stream: (stream, fields) => {
+        const entry = { stream, headers: headersObject(fields), data: [] as Buffer[], ended: false };
         served.push(entry);
         stream.events = {
           data: (c) => entry.data.push(Buffer.from(c)),

@@ -17,6 +17,8 @@ import {
   H2_ERROR,
   H2Session,
   H2SessionStream,
+  type HeaderFields,
+  headersObject,
   type IncomingHeaders,
   MAX_WINDOW,
   SETTINGS_ENABLE_PUSH,
@@ -39,10 +41,15 @@ export interface ClientStreamEvents {
 /** One request: its body out (flow-controlled), the answer's headers and trailers in. */
 export class H2ClientStream extends H2SessionStream {
   events: ClientStreamEvents;
-  /** Our END_STREAM rides on the last DATA frame. */
-  protected readonly endsOnData = true;
+  /** Our END_STREAM rides on the last DATA frame (a getter: no field per stream). */
+  protected get endsOnData(): boolean {
+    return true;
+  }
+
   /** A writer told to wait goes on once half of the high-water mark is left. */
-  protected readonly drainAtBytes = STREAM_HIGH_WATER_BYTES / 2;
+  protected get drainAtBytes(): number {
+    return STREAM_HIGH_WATER_BYTES / 2;
+  }
 
   constructor(
     id: number,
@@ -133,10 +140,10 @@ export class H2ClientConnection extends H2Session<H2ClientStream> {
     return undefined;
   }
 
-  protected headerBlock(streamId: number, endStream: boolean, headers: IncomingHeaders): void {
+  protected headerBlock(streamId: number, endStream: boolean, fields: HeaderFields): void {
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
-    stream.events.headers(headers, endStream);
+    stream.events.headers(headersObject(fields), endStream);
     if (endStream && !stream.closed) this.remoteEnd(stream);
   }
 

@@ -5,7 +5,7 @@ import hpack from "hpack.js";
 import { encodeLiteralHeaderBlock, HTTP2_PREFACE } from "../http2-frames.js";
 import { PingStrikes } from "../keepalive.js";
 import { H2ServerConnection, type H2Stream } from "./connection.js";
-import { FRAME, frame, H2_ERROR, type IncomingHeaders } from "./session.js";
+import { FRAME, frame, H2_ERROR, headersObject, type IncomingHeaders } from "./session.js";
 
 interface Frame {
   type: number;
@@ -50,8 +50,14 @@ function harness(options = { windowBytes: 65_535, maxConcurrentStreams: 100 }) {
       },
     },
     {
-      stream: (stream, headers) => {
-        const entry = { stream, headers, data: [] as Buffer[], ended: false, closed: false };
+      stream: (stream, fields) => {
+        const entry = {
+          stream,
+          headers: headersObject(fields),
+          data: [] as Buffer[],
+          ended: false,
+          closed: false,
+        };
         streams.push(entry);
         stream.events = {
           data: (c) => entry.data.push(Buffer.from(c)),

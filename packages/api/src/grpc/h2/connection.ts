@@ -19,7 +19,7 @@ import {
   H2_ERROR,
   H2Session,
   H2SessionStream,
-  type IncomingHeaders,
+  type HeaderFields,
   SETTINGS_MAX_CONCURRENT_STREAMS,
   type SessionIo,
 } from "./session.js";
@@ -37,8 +37,12 @@ export interface StreamEvents {
 }
 
 export interface ConnectionHandler {
-  /** A new request: `stream.events` must be set before this returns. */
-  stream(stream: H2Stream, headers: IncomingHeaders): void;
+  /**
+   * A new request: `stream.events` must be set before this returns. `fields` are the request's
+   * headers, valid only during this call (the decoder reuses them): what the call keeps is
+   * copied, so a call's objects do not include a header object of its own.
+   */
+  stream(stream: H2Stream, fields: HeaderFields): void;
   /** A PING from the client (keepalive enforcement). */
   ping?(): void;
 }
@@ -57,24 +61,24 @@ export class H2Stream extends H2SessionStream {
   events: StreamEvents | undefined;
   private trailers: Buffer | undefined;
   private headersSent = false;
-  /** Trailers follow the last DATA frame. */
-  protected readonly endsOnData = false;
-  /** A writer told to wait goes on once every queued byte is out. */
-  protected readonly drainAtBytes = 0;
 
-  constructor(
-    id: number,
-    private readonly connection: H2ServerConnection,
-    initialSendWindow: number,
-  ) {
-    super(id, connection, initialSendWindow);
+  // Constants as getters, the session as the base class keeps it: no fields of their own in
+  // every stream (a call's stream lives past scavenges at many clients).
+  /** Trailers follow the last DATA frame. */
+  protected get endsOnData(): boolean {
+    return false;
+  }
+
+  /** A writer told to wait goes on once every queued byte is out. */
+  protected get drainAtBytes(): number {
+    return 0;
   }
 
   /** Sends the response HEADERS (a pre-encoded block); `endStream`: a trailers-only answer. */
   respond(block: Buffer, endStream = false): void {
     if (this.closed || this.headersSent) return;
     this.headersSent = true;
-    this.connection.sendHeaders(this.id, block, endStream);
+    this.session.sendHeaders(this.id, block, endStream);
     if (endStream) this.endLocal();
   }
 
@@ -83,11 +87,11 @@ export class H2Stream extends H2SessionStream {
     if (this.closed || this.localClosed || this.endQueued) return;
     this.trailers = trailersBlock;
     this.endQueued = true;
-    this.connection.schedule(this);
+    this.session.schedule(this);
   }
 
   protected sendEnd(): void {
-    this.connection.sendHeaders(this.id, this.trailers!, true);
+    this.session.sendHeaders(this.id, this.trailers!, true);
     this.trailers = undefined;
   }
 
@@ -98,8 +102,8 @@ export class H2Stream extends H2SessionStream {
 
   protected override localEndedFirst(): void {
     // The client may still be sending a request we no longer read: tell it to stop (grpc-go does).
-    this.connection.sendReset(this.id, H2_ERROR.NO_ERROR);
-    this.connection.closeStream(this, undefined);
+    this.session.sendReset(this.id, H2_ERROR.NO_ERROR);
+    this.session.closeStream(this, undefined);
   }
 }
 
@@ -119,7 +123,7 @@ export class H2ServerConnection extends H2Session<H2Stream> {
     return streamId % 2 === 0 ? "HEADERS on a server stream ID" : undefined;
   }
 
-  protected headerBlock(streamId: number, endStream: boolean, headers: IncomingHeaders): void {
+  protected headerBlock(streamId: number, endStream: boolean, fields: HeaderFields): void {
     const existing = this.streams.get(streamId);
     if (existing !== undefined) {
       // Trailers from the client (gRPC clients send none): only their END_STREAM matters.
@@ -145,7 +149,7 @@ export class H2ServerConnection extends H2Session<H2Stream> {
     }
     const stream = new H2Stream(streamId, this, this.peerInitialWindow);
     this.streams.set(streamId, stream);
-    this.handler.stream(stream, headers);
+    this.handler.stream(stream, fields);
     if (endStream && !stream.closed) this.remoteEnd(stream);
   }
 

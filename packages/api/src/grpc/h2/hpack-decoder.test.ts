@@ -9,7 +9,7 @@ import hpack from "hpack.js";
 import { encodeInteger, encodeLiteralHeaderBlock } from "../http2-frames.js";
 import { HpackDecoder, HpackError, HUFFMAN_CODE_LENGTHS, huffmanCodes } from "./hpack-decoder.js";
 import { ServerConnection } from "./server-connection.js";
-import type { IncomingHeaders } from "./session.js";
+import { headersObject, type IncomingHeaders } from "./session.js";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
@@ -349,8 +349,8 @@ describe("HPACK decoder", () => {
       new ServerConnection(
         socket,
         {
-          stream: (stream, headers) => {
-            seen.push(headers);
+          stream: (stream, fields) => {
+            seen.push(headersObject(fields));
             stream.events = { data() {}, end() {}, close() {}, drain() {} };
             stream.respond(
               encodeLiteralHeaderBlock([{ name: ":status", value: "200", neverIndex: false }]),

@@ -229,6 +229,8 @@ export class HpackDecoder {
   /** Huffman output, grown as needed (a string decodes to at most 8/5 of its octets). */
   private scratch = Buffer.allocUnsafe(256);
   private pos = 0;
+  /** Where the block being decoded ends. */
+  private end = 0;
 
   constructor(
     /** The SETTINGS_HEADER_TABLE_SIZE we advertised: size updates above it are errors. */
@@ -257,15 +259,18 @@ export class HpackDecoder {
     return this.tableBytes;
   }
 
-  /** Decodes one whole header block; throws HpackError (the connection must end: its table is lost). */
-  decode(block: Buffer): number {
-    const end = block.length;
+  /**
+   * Decodes one whole header block, `block[start, end)` (a HEADERS frame's fragment read where it
+   * is, no view of it made); throws HpackError (the connection must end: its table is lost).
+   */
+  decode(block: Buffer, start = 0, end = block.length): number {
+    this.end = end;
     const names = this.names;
     const values = this.values;
     const neverIndexed = this.neverIndexed;
     let count = 0;
     let listBytes = 0;
-    this.pos = 0;
+    this.pos = start;
     while (this.pos < end) {
       const b = block[this.pos]!;
       let name: string;
@@ -339,7 +344,7 @@ export class HpackDecoder {
     if (value < mask) return value;
     // At most 4 more bytes: 2^28 is far beyond any length or index a 1 MiB block can hold.
     for (let shift = 0; shift <= 21; shift += 7) {
-      if (this.pos >= block.length) throw new HpackError("truncated integer");
+      if (this.pos >= this.end) throw new HpackError("truncated integer");
       const b = block[this.pos++]!;
       value += (b & 0x7f) * 2 ** shift;
       if ((b & 0x80) === 0) return value;
@@ -349,12 +354,12 @@ export class HpackDecoder {
 
   /** RFC 7541 5.2: a string literal (Huffman-coded or raw octets) at `pos`. */
   private string(block: Buffer): string {
-    if (this.pos >= block.length) throw new HpackError("truncated string");
+    if (this.pos >= this.end) throw new HpackError("truncated string");
     const huffman = (block[this.pos]! & 0x80) !== 0;
     const length = this.integer(block, 7);
     const from = this.pos;
     const to = from + length;
-    if (to > block.length) throw new HpackError("truncated string");
+    if (to > this.end) throw new HpackError("truncated string");
     this.pos = to;
     if (!huffman) return block.toString("latin1", from, to);
     return this.huffman(block, from, to);
