@@ -150,8 +150,8 @@ function readLength(b: Uint8Array, pos: number, end: number): [number, number] |
   }
 }
 
-/** A tag: [field number as gogo's int32(wire >> 3), wire type, the whole tag as Go prints it, position after]. */
-function readTag(b: Uint8Array, pos: number, end: number): [number, number, string, number] | string {
+/** A tag: [field number as gogo's int32(wire >> 3), wire type, position after], or the error. */
+function readTag(b: Uint8Array, pos: number, end: number): [number, number, number] | string {
   const start = pos;
   const after = skipVarint(b, pos, end);
   if (typeof after === "string") return after;
@@ -159,13 +159,17 @@ function readTag(b: Uint8Array, pos: number, end: number): [number, number, stri
     // Under 2^28: exact as a number.
     let wire = 0;
     for (let i = start; i < after; i++) wire += (b[i]! & 0x7f) * 2 ** (7 * (i - start));
-    return [Math.floor(wire / 8), wire & 7, String(wire), after];
+    return [Math.floor(wire / 8), wire & 7, after];
   }
+  const wire = wideTag(b, start, after);
+  return [Number(BigInt.asIntN(32, wire >> 3n)), Number(wire & 7n), after];
+}
+
+/** The tag between `start` and `after` as the uint64 gogo reads (bits past 64 dropped). */
+function wideTag(b: Uint8Array, start: number, after: number): bigint {
   let wire = 0n;
   for (let i = start; i < after; i++) wire |= BigInt(b[i]! & 0x7f) << BigInt(7 * (i - start));
-  wire &= 0xffff_ffff_ffff_ffffn;
-  const fieldNumber = Number(BigInt.asIntN(32, wire >> 3n));
-  return [fieldNumber, Number(wire & 7n), wire.toString(), after];
+  return wire & 0xffff_ffff_ffff_ffffn;
 }
 
 /** gogo's skipRpc: the length of the unknown field at `pos` (tag included), or the error. */
@@ -173,7 +177,7 @@ function skipField(b: Uint8Array, pos: number, end: number): number | string {
   const start = pos;
   const tag = readTag(b, pos, end);
   if (typeof tag === "string") return tag;
-  pos = tag[3];
+  pos = tag[2];
   switch (tag[1]) {
     case 0: {
       const after = skipVarint(b, pos, end);
@@ -192,7 +196,7 @@ function skipField(b: Uint8Array, pos: number, end: number): number | string {
       for (;;) {
         const inner = readTag(b, pos, end);
         if (typeof inner === "string") return inner;
-        if (inner[1] === 4) return inner[3] - start;
+        if (inner[1] === 4) return inner[2] - start;
         const skipped = skipField(b, pos, end);
         if (typeof skipped === "string") return skipped;
         pos += skipped;
@@ -224,9 +228,12 @@ function checkMessage(
   while (pos < end) {
     const tag = readTag(b, pos, end);
     if (typeof tag === "string") return tag;
-    const [fieldNumber, wireType, wire, afterTag] = tag;
+    const [fieldNumber, wireType, afterTag] = tag;
     if (wireType === 4) return `proto: ${message.goName}: wiretype end group for non-group`;
-    if (fieldNumber <= 0) return `proto: ${message.goName}: illegal tag ${fieldNumber} (wire type ${wire})`;
+    if (fieldNumber <= 0) {
+      // gogo prints the whole tag where it says "wire type".
+      return `proto: ${message.goName}: illegal tag ${fieldNumber} (wire type ${wideTag(b, pos, afterTag)})`;
+    }
     const field = message.fields.get(fieldNumber);
     if (field === undefined) {
       const skipped = skipField(b, pos, end);

@@ -335,6 +335,18 @@ const DEFRAG_UNHELD_READERS_WAIT_MS = 2_000;
 const DEFRAG_REPLAY_SLICE = 64;
 const HASH_CHUNK = 4096;
 
+/** A failed Range's chunks, taken and still in flight: those held on a read thread are nobody's now. */
+function dropHeld(
+  taken: readonly (Buffer | HeldPart)[],
+  inFlight: readonly Promise<Buffer | HeldPart>[],
+): void {
+  const drop = (p: Buffer | HeldPart) => {
+    if (p instanceof HeldPart) p.drop();
+  };
+  for (const p of taken) drop(p);
+  for (const p of inFlight) p.then(drop, () => {});
+}
+
 export class MvccStore implements ApplyTarget {
   readonly index = new TreeIndex();
   currentRev = 1;
@@ -1368,12 +1380,7 @@ export class MvccStore implements ApplyTarget {
       while (ahead.length > 0) kvParts.push(await ahead.shift()!);
       return kvParts;
     } catch (err) {
-      // The chunks held so far are nobody's now.
-      const drop = (p: Buffer | HeldPart) => {
-        if (p instanceof HeldPart) p.drop();
-      };
-      for (const p of kvParts) drop(p);
-      for (const p of ahead) p.then(drop, () => {});
+      dropHeld(kvParts, ahead);
       throw err;
     }
   }
@@ -1443,12 +1450,7 @@ export class MvccStore implements ApplyTarget {
       while (ahead.length > 0) kvParts.push(await ahead.shift()!);
       return { kvParts, total };
     } catch (err) {
-      // The chunks held so far are nobody's now.
-      const drop = (p: Buffer | HeldPart) => {
-        if (p instanceof HeldPart) p.drop();
-      };
-      for (const p of kvParts) drop(p);
-      for (const p of ahead) p.then(drop, () => {});
+      dropHeld(kvParts, ahead);
       throw err;
     }
   }

@@ -587,21 +587,40 @@ export class TreeIndex {
     maxKeys: number,
   ): { hits: RangeHit[]; last: string | undefined; done: boolean } {
     const hits: RangeHit[] = [];
+    const batch = this.walkBatch(bounds, after, maxKeys, (leaf, i) => {
+      const rev = leaf.get(i, atRev);
+      if (rev !== undefined) hits.push(hitOf(leaf, i, rev));
+    });
+    return { hits, ...batch };
+  }
+
+  /**
+   * The walk of one batch of `revisionsBatch` and its kin: `visit` sees the next `maxKeys` keys
+   * in bounds after `after` (from the start when undefined); returns the last key visited and
+   * whether the bounds are done.
+   */
+  private walkBatch(
+    bounds: KeyBounds,
+    after: string | undefined,
+    maxKeys: number,
+    visit: (leaf: Leaf, i: number) => void,
+  ): { last: string | undefined; done: boolean } {
     // The next key after `after` in byte order is `after` + "\0".
     const from =
       after === undefined || bounds.end === undefined ? bounds : { start: `${after}\0`, end: bounds.end };
-    if (after !== undefined && bounds.end === undefined) return { hits, last: after, done: true };
+    if (after !== undefined && bounds.end === undefined) return { last: after, done: true };
     let visited = 0;
-    let last: string | undefined;
+    let lastLeaf: Leaf | undefined;
+    let lastAt = 0;
     this.walk(from, (leaf, i) => {
       if (visited === maxKeys) return false;
       visited++;
-      last = leaf.keyAt(i);
-      const rev = leaf.get(i, atRev);
-      if (rev !== undefined) hits.push(hitOf(leaf, i, rev));
+      lastLeaf = leaf;
+      lastAt = i;
+      visit(leaf, i);
       return true;
     });
-    return { hits, last, done: visited < maxKeys || bounds.end === undefined };
+    return { last: lastLeaf?.keyAt(lastAt), done: visited < maxKeys || bounds.end === undefined };
   }
 
   /**
@@ -617,30 +636,17 @@ export class TreeIndex {
     out: Buffer,
     maxWrite: number,
   ): { hits: number; written: number; last: string | undefined; done: boolean } {
-    const from =
-      after === undefined || bounds.end === undefined ? bounds : { start: `${after}\0`, end: bounds.end };
-    if (after !== undefined && bounds.end === undefined)
-      return { hits: 0, written: 0, last: after, done: true };
-    let visited = 0;
     let hits = 0;
     let written = 0;
-    let lastLeaf: Leaf | undefined;
-    let lastAt = 0;
-    this.walk(from, (leaf, i) => {
-      if (visited === maxKeys) return false;
-      visited++;
-      lastLeaf = leaf;
-      lastAt = i;
+    const batch = this.walkBatch(bounds, after, maxKeys, (leaf, i) => {
       if (written < maxWrite) {
         if (leaf.writeRevisionKeyAt(i, atRev, out, written * REVISION_KEY_LENGTH)) {
           hits++;
           written++;
         }
       } else if (leaf.get(i, atRev) !== undefined) hits++;
-      return true;
     });
-    const last = lastLeaf?.keyAt(lastAt);
-    return { hits, written, last, done: visited < maxKeys || bounds.end === undefined };
+    return { hits, written, ...batch };
   }
 
   /**
@@ -655,30 +661,18 @@ export class TreeIndex {
     maxKeys: number,
     each: (main: number, sub: number, created: number, version: number) => void,
   ): { last: string | undefined; done: boolean } {
-    const from =
-      after === undefined || bounds.end === undefined ? bounds : { start: `${after}\0`, end: bounds.end };
-    if (after !== undefined && bounds.end === undefined) return { last: after, done: true };
-    let visited = 0;
-    let lastLeaf: Leaf | undefined;
-    let lastAt = 0;
-    this.walk(from, (leaf, i) => {
-      if (visited === maxKeys) return false;
-      visited++;
-      lastLeaf = leaf;
-      lastAt = i;
+    return this.walkBatch(bounds, after, maxKeys, (leaf, i) => {
       const ki = leaf.history(i);
       if (ki !== undefined) {
         const rev = ki.get(atRev);
         if (rev !== undefined) each(rev.main, rev.sub, rev.created, rev.version);
-        return true;
+        return;
       }
       const r = i * STRIDE;
       const rows = leaf.rows;
       if (rows[r + MAIN]! <= atRev)
         each(rows[r + MAIN]!, rows[r + SUB]!, rows[r + CREATED]!, rows[r + VERSION]!);
-      return true;
     });
-    return { last: lastLeaf?.keyAt(lastAt), done: visited < maxKeys || bounds.end === undefined };
   }
 
   count(bounds: KeyBounds, atRev: number): number {

@@ -5,13 +5,9 @@
 // service or method, a malformed path), each answered with the same gRPC status and message, and
 // none of them changing anything: the last exchange reads every key, byte for byte the same.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
 import http2 from "node:http2";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { freePort } from "@etcd-ts/testing";
-import { haveRealEtcd, sideBySide, singleMemberFlags } from "./side-by-side.fixture.js";
+import { before, describe, test } from "node:test";
+import { haveRealEtcd, sideBySideMember } from "./side-by-side.fixture.js";
 
 interface Exchange {
   request: string;
@@ -190,22 +186,11 @@ describe("requests etcd's client libraries never send, as etcd 3.4 answers them"
   timeout: 120_000,
   skip: haveRealEtcd ? false : "etcd 3.4 not installed",
 }, () => {
-  let root: string;
   let etcd: Exchange[];
   let ours: Exchange[];
 
   before(async () => {
-    root = await mkdtemp(join(tmpdir(), "grpc-wire-"));
-    const clientUrl = `http://127.0.0.1:${await freePort()}`;
-    const peerUrl = `http://127.0.0.1:${await freePort()}`;
-    ({ etcd, ours } = await sideBySide(
-      (dataDir) => singleMemberFlags("wire-1", dataDir, clientUrl, peerUrl, "wire-token"),
-      { etcd: join(root, "etcd"), ours: join(root, "ours") },
-      () => session(clientUrl),
-    ));
-  });
-  after(async () => {
-    if (root) await rm(root, { recursive: true, force: true });
+    ({ etcd, ours } = await sideBySideMember("wire-1", session));
   });
 
   test("every exchange: the same status, message and (for reads) answer", () => {

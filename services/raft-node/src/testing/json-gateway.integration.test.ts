@@ -3,12 +3,8 @@
 // against our member started with the same flags (so the same member and cluster IDs); status,
 // content type and body must be the same, byte for byte, but for the auth token (random).
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { freePort } from "@etcd-ts/testing";
-import { haveRealEtcd, sideBySide, singleMemberFlags } from "./side-by-side.fixture.js";
+import { before, describe, test } from "node:test";
+import { haveRealEtcd, sideBySideMember } from "./side-by-side.fixture.js";
 
 interface Exchange {
   request: string;
@@ -146,22 +142,11 @@ describe("the JSON gateway on the client port, as etcd 3.4 answers it", {
   timeout: 120_000,
   skip: haveRealEtcd ? false : "etcd 3.4 not installed",
 }, () => {
-  let root: string;
   let etcd: Exchange[];
   let ours: Exchange[];
 
   before(async () => {
-    root = await mkdtemp(join(tmpdir(), "json-gateway-"));
-    const clientUrl = `http://127.0.0.1:${await freePort()}`;
-    const peerUrl = `http://127.0.0.1:${await freePort()}`;
-    ({ etcd, ours } = await sideBySide(
-      (dataDir) => singleMemberFlags("gw-1", dataDir, clientUrl, peerUrl, "gw-token"),
-      { etcd: join(root, "etcd"), ours: join(root, "ours") },
-      () => session(clientUrl),
-    ));
-  });
-  after(async () => {
-    if (root) await rm(root, { recursive: true, force: true });
+    ({ etcd, ours } = await sideBySideMember("gw-1", session));
   });
 
   test("every exchange: the same status, content type and body", () => {

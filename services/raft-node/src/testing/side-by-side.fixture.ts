@@ -2,7 +2,11 @@
 // flags, for tests that run the same session against both and compare what they answer.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "@etcd-ts/testing";
 
 export const ETCD = "/usr/bin/etcd";
 export const ETCDCTL = "/usr/bin/etcdctl";
@@ -106,5 +110,28 @@ export async function sideBySide<T>(
     return { etcd, ours: await session() };
   } finally {
     await stopProcess(member);
+  }
+}
+
+/**
+ * `session(clientUrl)` against real etcd, then against our member, each a one-member cluster
+ * named `name` on the same free ports (so the same member and cluster IDs), in a temp dir
+ * removed afterwards.
+ */
+export async function sideBySideMember<T>(
+  name: string,
+  session: (clientUrl: string) => Promise<T>,
+): Promise<{ etcd: T; ours: T }> {
+  const root = await mkdtemp(join(tmpdir(), `${name}-`));
+  try {
+    const clientUrl = `http://127.0.0.1:${await freePort()}`;
+    const peerUrl = `http://127.0.0.1:${await freePort()}`;
+    return await sideBySide(
+      (dataDir) => singleMemberFlags(name, dataDir, clientUrl, peerUrl, `${name}-token`),
+      { etcd: join(root, "etcd"), ours: join(root, "ours") },
+      () => session(clientUrl),
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
   }
 }
